@@ -1,0 +1,117 @@
+"""Typed configuration: conf/defaults.yaml overlaid with conf/vendors/<vendor>.yaml."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+VENDOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceConfig(_Model):
+    kind: Literal["files", "cryptolens", "simulate"] = "files"
+    path: str | None = None
+    product_id: int | None = None
+    token_env: str = "CRYPTOLENS_TOKEN"
+    base_url: str = "https://api.cryptolens.io"
+    profile: str = "floating"
+    seed: int = 0
+    days: int = Field(30, gt=0)
+
+
+class ValidateConfig(_Model):
+    max_bad_fraction: float = Field(0.05, ge=0.0, le=1.0)
+
+
+class EncodeConfig(_Model):
+    encoder: Literal["thesis"] = "thesis"
+    unknown: Literal["zero"] = "zero"
+
+
+class ChunkConfig(_Model):
+    size: int = Field(100, ge=2)
+    stride: int = Field(100, ge=1)
+    partial: Literal["drop", "overlap"] = "drop"
+
+
+class SplitConfig(_Model):
+    method: Literal["shuffle", "time"] = "shuffle"
+    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+    seed: int = 0
+
+
+class Config(_Model):
+    vendor: str = "default"
+    source: SourceConfig = SourceConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    encode: EncodeConfig = EncodeConfig()
+    chunk: ChunkConfig = ChunkConfig()
+    split: SplitConfig = SplitConfig()
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("vendor")
+    @classmethod
+    def _vendor_name(cls, v: str) -> str:
+        return validate_vendor_name(v)
+
+
+def validate_vendor_name(name: str) -> str:
+    """A vendor name is lower-case letters, digits, '-' and '_': safe in paths and run names."""
+    if not VENDOR_NAME.match(name):
+        raise ValueError(
+            f"invalid vendor name {name!r}: use 1-63 lower-case letters, digits, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def load_config(
+    vendor: str | None = None,
+    conf_dir: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Read defaults, then the vendor's overrides, then `overrides`; validate once."""
+    conf_dir = conf_dir or DEFAULT_CONF_DIR
+    data = _read_yaml(conf_dir / "defaults.yaml") if (conf_dir / "defaults.yaml").exists() else {}
+    if vendor is not None:
+        validate_vendor_name(vendor)
+        vendor_file = conf_dir / "vendors" / f"{vendor}.yaml"
+        if vendor_file.exists():
+            data = _merge(data, _read_yaml(vendor_file))
+        data["vendor"] = vendor
+    if overrides:
+        data = _merge(data, overrides)
+    return Config.model_validate(data)
+
+
+def list_vendors(conf_dir: Path | None = None) -> list[str]:
+    """Vendors with a file in conf/vendors/, sorted."""
+    conf_dir = conf_dir or DEFAULT_CONF_DIR
+    return sorted(p.stem for p in (conf_dir / "vendors").glob("*.yaml"))

@@ -1,0 +1,112 @@
+"""The data path of thesis 3.1 as plain functions: extract, validate, derive+encode, chunk+split.
+
+Each step takes and returns polars frames or small frozen dataclasses; the Prefect tasks in
+``tasks/`` call these one by one, and :func:`prepare` runs them all for the CLI and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from licanom.chunk import Chunks, make_chunks, split_chunks
+from licanom.config import ChunkConfig, Config, EncodeConfig, SourceConfig, SplitConfig, ValidateConfig
+from licanom.derive import derive
+from licanom.encode import Vocabulary, get_encoder
+from licanom.validate import ValidationResult, check_bad_fraction, validate_log
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The derived log with its feature columns, and the vocabulary that encoded it."""
+
+    frame: pl.DataFrame
+    vocabulary: Vocabulary
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the data path made for one vendor."""
+
+    validation: ValidationResult
+    encoded: Encoded
+    chunks: Chunks
+    test_mask: np.ndarray  # bool (n_chunks,): True for test chunks
+
+    def chunk_table(self) -> pl.DataFrame:
+        """Chunk metadata with a ``split`` column ("train" / "test")."""
+        return self.chunks.meta.with_columns(
+            pl.Series("split", np.where(self.test_mask, "test", "train"))
+        )
+
+
+def extract(source: SourceConfig, after_id: int | None = None) -> pl.DataFrame:
+    """The vendor's raw log from its configured source (rows with Id > ``after_id``)."""
+    if source.kind == "files":
+        from licanom.extract.files import read_log
+
+        if not source.path:
+            raise ValueError("source.kind is 'files' but source.path is not set")
+        return read_log(source.path, after_id=after_id)
+    if source.kind == "cryptolens":
+        from licanom.extract.cryptolens import CryptolensSource, fetch_web_api_log
+
+        if source.product_id is None:
+            raise ValueError("source.kind is 'cryptolens' but source.product_id is not set")
+        return fetch_web_api_log(
+            CryptolensSource(
+                product_id=source.product_id, token_env=source.token_env, base_url=source.base_url
+            ),
+            after_id=after_id,
+        )
+    if source.kind == "simulate":
+        from licanom.simulate import simulate
+
+        log = simulate(source.profile, seed=source.seed, days=source.days).log
+        return log if after_id is None else log.filter(pl.col("Id") > after_id)
+    raise ValueError(f"unknown source kind {source.kind!r}")
+
+
+def validate(raw: pl.DataFrame, cfg: ValidateConfig) -> ValidationResult:
+    """Split into valid and quarantined rows; fail if the bad share exceeds the limit."""
+    result = validate_log(raw)
+    check_bad_fraction(result, cfg.max_bad_fraction)
+    return result
+
+
+def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None = None) -> Encoded:
+    """Derive success/action/country and encode; builds the vocabulary when none is given."""
+    derived = derive(valid)
+    vocabulary = vocabulary or Vocabulary.fit(derived)
+    if vocabulary.encoder != cfg.encoder:
+        raise ValueError(
+            f"vocabulary was built for encoder {vocabulary.encoder!r}, config asks {cfg.encoder!r}"
+        )
+    return Encoded(frame=get_encoder(cfg.encoder).encode(derived, vocabulary), vocabulary=vocabulary)
+
+
+def chunk(encoded: Encoded, cfg: ChunkConfig, split: SplitConfig) -> tuple[Chunks, np.ndarray]:
+    """Windows of the encoded log and the train/test mask."""
+    chunks = make_chunks(encoded.frame, size=cfg.size, stride=cfg.stride, partial=cfg.partial)
+    mask = split_chunks(chunks.n_chunks, split.method, split.test_fraction, split.seed)
+    return chunks, mask
+
+
+def prepare(raw: pl.DataFrame, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:
+    """Validate, encode and chunk a raw log."""
+    validation = validate(raw, cfg.validate_)
+    encoded = encode(validation.valid, cfg.encode, vocabulary)
+    chunks, mask = chunk(encoded, cfg.chunk, cfg.split)
+    return Prepared(validation=validation, encoded=encoded, chunks=chunks, test_mask=mask)
+
+
+def write_prepared(prepared: Prepared, out_dir: Path) -> None:
+    """Chunks (``chunks.npy``), chunk table, quarantine and vocabulary, side by side."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(out_dir / "chunks.npy", prepared.chunks.X)
+    prepared.chunk_table().write_parquet(out_dir / "chunk_meta.parquet")
+    prepared.validation.quarantine.write_parquet(out_dir / "quarantine.parquet")
+    prepared.encoded.vocabulary.save(out_dir / "vocabulary.json")

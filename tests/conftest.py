@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny seeded logs, and a clean environment for Prefect and MLflow."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+STATES = (1010, 1010, 1010, 1011, 1021, 2010, 2023, 6010, 8010)
+IPS = ("8.8.8.8", "1.1.1.1", "81.2.69.160", "2001:4860::1", "192.168.1.10", "")
+
+
+def make_raw_log(n: int = 1000, seed: int = 0, start: datetime | None = None) -> pl.DataFrame:
+    """A small, well-formed raw Web API Log of n rows (typed as after extraction)."""
+    rng = np.random.default_rng(seed)
+    start = start or datetime(2025, 3, 1, tzinfo=UTC)
+    gaps = rng.exponential(30.0, n).cumsum()
+    return pl.DataFrame(
+        {
+            "Id": np.arange(1000, 1000 + n, dtype=np.int64),
+            "ProductId": rng.choice([3, 7], n).astype(np.int64),
+            "Key": [f"KEY{k:03d}-ABCDE" for k in rng.integers(0, 40, n)],
+            "IP": [IPS[i] for i in rng.integers(0, len(IPS), n)],
+            "Time": [start + timedelta(seconds=float(s)) for s in gaps],
+            "State": rng.choice(STATES, n).astype(np.int64),
+            "MachineCode": [f"mc{m:02d}" if m else "" for m in rng.integers(0, 60, n)],
+        },
+        schema_overrides={"Time": pl.Datetime("us", "UTC")},
+    )
+
+
+@pytest.fixture
+def raw_log() -> pl.DataFrame:
+    return make_raw_log()

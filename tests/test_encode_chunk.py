@@ -1,0 +1,120 @@
+"""Deriving, encoding and chunking (thesis 3.1.2) and the summary vector (3.4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from licanom.chunk import NotEnoughDataError, make_chunks, split_chunks, window_starts
+from licanom.columns import FEATURE_COLUMNS, SUMMARY_COLUMNS, UNKNOWN_COUNTRY
+from licanom.config import load_config
+from licanom.derive import countries, derive
+from licanom.encode import Vocabulary, get_encoder
+from licanom.pipeline import encode, prepare
+from licanom.validate import validate_log
+from tests.conftest import make_raw_log
+
+
+def test_countries_offline_and_unknown():
+    got = countries(pl.Series(["8.8.8.8", "192.168.1.10", "", "10.0.0.1", "2001:4860::1", "8.8.8.8"]))
+    assert got.to_list() == ["US", UNKNOWN_COUNTRY, UNKNOWN_COUNTRY, UNKNOWN_COUNTRY, "US", "US"]
+
+
+def test_derive_success_action():
+    log = validate_log(make_raw_log(50)).valid
+    d = derive(log)
+    expect_success = ((d["State"] // 10) % 10 == 1).cast(pl.Int8)
+    assert (d["success"] == expect_success).all()
+    assert (d["action"] == (d["State"] // 100) * 10 + d["State"] % 10).all()
+
+
+def test_thesis_encoding_by_first_appearance():
+    derived = pl.DataFrame({
+        "Id": [1, 2, 3, 4], "Time": [0, 1, 2, 3],
+        "IP": ["a", "a", "b", "c"], "Key": ["k", "k", "k", "k"], "ProductId": [1, 2, 1, 2],
+        "action": [100, 100, 100, 101], "MachineCode": ["AAA", "BBB", "CCC", "AAA"],
+        "country": ["SE", "SE", "SE", "SE"], "success": [1, 0, 1, 1],
+    }).with_columns(pl.col("Time").cast(pl.Datetime("us", "UTC")), pl.col("success").cast(pl.Int8))
+    vocab = Vocabulary.fit(derived)
+    enc = get_encoder("thesis").encode(derived, vocab)
+    np.testing.assert_allclose(enc["f_machine_code"].to_numpy(), [1 / 3, 2 / 3, 1.0, 1 / 3], rtol=1e-6)
+    np.testing.assert_allclose(enc["f_key"].to_numpy(), [1.0] * 4)
+    np.testing.assert_allclose(enc["f_product"].to_numpy(), [0.5, 1.0, 0.5, 1.0])
+
+
+def test_encoding_is_stable_from_one_night_to_the_next(tmp_path):
+    cfg = load_config()
+    log = validate_log(make_raw_log(600)).valid
+    first = encode(log.head(400), cfg.encode)
+    first.vocabulary.save(tmp_path / "vocab.json")
+    reloaded = Vocabulary.load(tmp_path / "vocab.json")
+    assert reloaded.digest() == first.vocabulary.digest()
+    night = log.tail(200).vstack(
+        log.tail(1).with_columns(pl.lit("NEW-KEY").alias("Key"), pl.lit(99_999, dtype=pl.Int64).alias("Id"))
+    )
+    again = encode(night, cfg.encode, reloaded).frame
+    # a value known from training encodes as it did then
+    known = first.frame.select("Key", "f_key").unique()
+    joined = again.join(known, on="Key", how="inner", suffix="_then")
+    assert joined.height > 0 and (joined["f_key"] == joined["f_key_then"]).all()
+    # a value first seen after training encodes as 0.0
+    assert again.filter(pl.col("Key") == "NEW-KEY")["f_key"].to_list() == [0.0]
+
+
+def _encoded(n: int) -> pl.DataFrame:
+    return encode(validate_log(make_raw_log(n)).valid, load_config().encode).frame
+
+
+def test_chunk_shapes_and_boundaries():
+    enc = _encoded(1050)
+    chunks = make_chunks(enc, size=100)
+    assert chunks.X.shape == (10, 100, 8) and chunks.X.dtype == np.float32
+    assert chunks.tail_rows == 50
+    ids = enc["Id"].to_numpy()
+    assert chunks.meta["first_id"].to_list() == ids[0:1000:100].tolist()
+    assert chunks.meta["last_id"].to_list() == ids[99:1000:100].tolist()
+    np.testing.assert_array_equal(chunks.X[3, :, 1:], enc.select(FEATURE_COLUMNS[1:]).to_numpy()[300:400])
+
+
+def test_time_normalised_per_window():
+    chunks = make_chunks(_encoded(500), size=50, stride=25)
+    t = chunks.X[:, :, 0]
+    assert np.allclose(t[:, 0], 0.0) and np.allclose(t[:, -1], 1.0)
+    assert (np.diff(t, axis=1) >= 0).all()
+
+
+def test_stride_and_overlap_partial():
+    assert window_starts(250, 100, 50, "drop").tolist() == [0, 50, 100, 150]
+    assert window_starts(260, 100, 100, "overlap").tolist() == [0, 100, 160]
+    with pytest.raises(NotEnoughDataError, match="fewer than one chunk"):
+        window_starts(99, 100, 100, "drop")
+    with pytest.raises(NotEnoughDataError, match="no valid rows"):
+        window_starts(0, 100, 100, "drop")
+
+
+def test_summary_vector_counts_distinct_raw_values():
+    enc = _encoded(400)
+    chunks = make_chunks(enc, size=100)
+    for c in range(4):
+        window = enc.slice(c * 100, 100)
+        assert chunks.meta["distinct_key"][c] == window["Key"].n_unique()
+        assert chunks.meta["distinct_machine_code"][c] == window["MachineCode"].n_unique()
+        assert chunks.meta["distinct_success"][c] == window["success"].n_unique()
+    # the overlapping path computes the same vectors
+    overlapping = make_chunks(enc, size=100, stride=50)
+    same = overlapping.meta.filter(pl.col("chunk") % 2 == 0).select(SUMMARY_COLUMNS)
+    assert same.equals(chunks.meta.select(SUMMARY_COLUMNS))
+
+
+def test_split_is_seeded_80_20_or_time_ordered():
+    a, b = split_chunks(100, "shuffle", 0.2, seed=1), split_chunks(100, "shuffle", 0.2, seed=1)
+    assert a.sum() == 20 and (a == b).all()
+    assert not (split_chunks(100, "shuffle", 0.2, seed=2) == a).all()
+    t = split_chunks(100, "time", 0.2)
+    assert t[80:].all() and not t[:80].any()
+
+
+def test_prepare_short_log_is_a_clear_error():
+    with pytest.raises(NotEnoughDataError, match="fewer than one chunk"):
+        prepare(make_raw_log(60), load_config())

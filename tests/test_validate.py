@@ -1,0 +1,102 @@
+"""Validation keeps every row: in = valid + quarantined, with a reason for each bad row."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from licanom.columns import RAW
+from licanom.schema import WebApiLog
+from licanom.validate import ValidationError, check_bad_fraction, validate_log
+from tests.conftest import make_raw_log
+
+
+def test_good_log_is_all_valid(raw_log):
+    result = validate_log(raw_log)
+    assert result.quarantine.height == 0
+    assert result.valid.height == raw_log.height
+    assert result.valid.columns == list(RAW)
+    WebApiLog.validate(result.valid, lazy=True)
+    assert result.valid["Time"].is_sorted()
+
+
+def test_each_kind_of_bad_row_is_quarantined_with_reason(raw_log):
+    text = raw_log.head(8).with_columns(pl.all().cast(pl.String))
+    bad = text.with_columns(
+        pl.Series("Id", ["1", "2", "2", "x", "5", "6", "7", "8"]),
+        pl.Series("Time", ["1735689600", "2025-01-01T00:00:01Z", "2025-01-01 00:00:02", "garbage",
+                           "2025-01-01T00:00:03+02:00", "1735689600", "99999999999", "1735689600"]),
+        pl.Series("IP", ["1.2.3.4", "::1", "10.0.0.1", "1.2.3.4", "1.2.3.4", "999.1.1.1", "", "1.2.3.4"]),
+        pl.Series("State", ["1010", "2021", "1010", "1010", "1010", "1010", "1010", "5555"]),
+        pl.Series("Key", ["A", "B", "C", "D", "", "E", "F", "G"]),
+    )
+    result = validate_log(bad)
+    reasons = dict(zip(result.quarantine["_row"].to_list(), result.quarantine["reason"].to_list(), strict=True))
+    assert set(result.valid["Id"].to_list()) == {1, 2}
+    assert reasons[2] == "Id: duplicate"
+    assert "Id: not an integer" in reasons[3] and "Time: unparsable" in reasons[3]
+    assert reasons[4] == "Key: missing or empty"
+    assert reasons[5] == "IP: malformed address"
+    assert reasons[6].startswith("Time: outside")
+    assert reasons[7] == "State: unknown state code"
+    assert result.valid.height + result.quarantine.height == bad.height
+    # the quarantine keeps the original text of the row
+    assert result.quarantine.filter(pl.col("_row") == 3)["Time"].item() == "garbage"
+
+
+def test_missing_required_column_names_it(raw_log):
+    with pytest.raises(ValidationError, match="State"):
+        validate_log(raw_log.drop("State"))
+
+
+def test_bad_fraction_limit_names_columns_and_examples(raw_log):
+    bad = raw_log.with_columns(pl.when(pl.int_range(pl.len()) < 100).then(9999).otherwise(pl.col("State")).alias("State"))
+    result = validate_log(bad)
+    assert result.quarantine.height == 100
+    check_bad_fraction(result, 0.2)
+    with pytest.raises(ValidationError, match="State: unknown state code") as err:
+        check_bad_fraction(result, 0.05)
+    assert "Examples" in str(err.value)
+
+
+def test_empty_log_is_a_clear_error():
+    result = validate_log(make_raw_log(0))
+    assert result.n_in == 0
+    with pytest.raises(ValidationError, match="empty"):
+        check_bad_fraction(result, 0.05)
+
+
+def test_unix_seconds_and_datetimes_agree(raw_log):
+    as_seconds = raw_log.with_columns((pl.col("Time").dt.epoch("us") / 1e6).alias("Time"))
+    a, b = validate_log(raw_log).valid, validate_log(as_seconds).valid
+    assert (a["Time"] == b["Time"]).all()
+
+
+def test_floating_expires_zero_means_none(raw_log):
+    log = raw_log.with_columns(pl.lit(0).alias("FloatingExpires"))
+    assert validate_log(log).valid["FloatingExpires"].null_count() == log.height
+
+
+# --- property-based: generated malformed rows --------------------------------------------
+cell = st.one_of(
+    st.none(),
+    st.text(max_size=12),
+    st.integers(-10**12, 10**12).map(str),
+    st.sampled_from(["1010", "2021", "1735689600", "2025-02-03T04:05:06Z", "8.8.8.8", "::1", "1.2.3", "", " "]),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(*[cell] * 7), min_size=0, max_size=30))
+def test_every_row_is_accounted_for(rows):
+    frame = pl.DataFrame(rows, schema={c: pl.String for c in RAW[:7]}, orient="row")
+    result = validate_log(frame)
+    assert result.valid.height + result.quarantine.height == frame.height
+    assert result.quarantine["reason"].null_count() == 0
+    kept = set(result.quarantine["_row"].to_list())
+    assert len(kept) == result.quarantine.height
+    if result.valid.height:
+        WebApiLog.validate(result.valid, lazy=True)
+        assert result.valid["Id"].is_unique().all()
