@@ -49,6 +49,39 @@ class SplitConfig(_Model):
     seed: int = 0
 
 
+class TrainConfig(_Model):
+    models: tuple[str, ...] = ("LSTM_AE_Deep2",)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    patience: int | None = Field(None, ge=1)
+    seed: int = 0
+    threads: int | None = Field(None, ge=1)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _expand_all(cls, v: Any) -> Any:
+        from licanom.models.nets import NETS
+
+        if v == "all" or v == ["all"] or v == ("all",):
+            return tuple(NETS)
+        if isinstance(v, str):
+            v = (v,)
+        unknown = [m for m in v if m not in NETS]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; valid: {', '.join(NETS)} or 'all'")
+        return tuple(v)
+
+
+class DetectConfig(_Model):
+    threshold: Literal["M1", "M2", "M3", "quantile", "pot"] = "M3"
+    threshold_params: dict[str, float | int | str] = Field(default_factory=dict)
+    m1: bool = True
+    m1_max_rounds: int = Field(5, ge=1)
+    clustering_seed: int = 0
+
+
 class Config(_Model):
     vendor: str = "default"
     source: SourceConfig = SourceConfig()
@@ -56,6 +89,8 @@ class Config(_Model):
     encode: EncodeConfig = EncodeConfig()
     chunk: ChunkConfig = ChunkConfig()
     split: SplitConfig = SplitConfig()
+    train: TrainConfig = TrainConfig()
+    detect: DetectConfig = DetectConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

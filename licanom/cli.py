@@ -1,0 +1,175 @@
+"""The `licanom` command line: simulate logs, run the data path, detect anomalies.
+
+Exit codes: 0 success; 2 wrong usage or configuration; 3 the input cannot be used (missing
+file or column, too many bad rows, too little data); 4 the log source failed (HTTP, files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_SOURCE = 0, 2, 3, 4
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from licanom.simulate import simulate
+
+    t0 = time.perf_counter()
+    sim = simulate(args.profile, seed=args.seed, days=args.days)
+    sim.write(Path(args.out))
+    kinds = sim.events.group_by("kind").len().sort("kind")
+    print(f"simulated {sim.log.height:,} rows, {sim.events.height} anomalous events "
+          f"({sim.labels.height:,} labelled rows) in {time.perf_counter() - t0:.1f} s -> {args.out}")
+    for kind, n in kinds.iter_rows():
+        print(f"  {kind:<18} {n} events")
+    return EXIT_OK
+
+
+def _load_cfg(args: argparse.Namespace) -> Any:
+    from licanom.config import load_config
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "logs", None):
+        overrides["source"] = {"kind": "files", "path": str(args.logs)}
+    if getattr(args, "chunk_size", None):
+        overrides.setdefault("chunk", {})["size"] = args.chunk_size
+        overrides["chunk"]["stride"] = args.stride or args.chunk_size
+    return load_config(args.vendor, overrides=overrides)
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from licanom.pipeline import extract, prepare, write_prepared
+
+    cfg = _load_cfg(args)
+    t0 = time.perf_counter()
+    raw = extract(cfg.source)
+    prepared = prepare(raw, cfg)
+    out = Path(args.out)
+    write_prepared(prepared, out)
+    print_prepared(prepared, time.perf_counter() - t0, out)
+    return EXIT_OK
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from licanom.config import load_config
+    from licanom.detect import detect, format_results
+    from licanom.pipeline import extract, prepare
+
+    overrides: dict[str, Any] = {"source": {"kind": "files", "path": str(args.logs)}} if args.logs else {}
+    if args.model:
+        overrides["train"] = {"models": "all" if args.model == "all" else args.model.split(",")}
+    if args.epochs:
+        overrides.setdefault("train", {})["epochs"] = args.epochs
+    if args.threshold:
+        overrides["detect"] = {"threshold": args.threshold}
+    if args.no_m1:
+        overrides.setdefault("detect", {})["m1"] = False
+    cfg = load_config(args.vendor, overrides=overrides)
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    prepared = prepare(extract(cfg.source), cfg)
+    print_prepared(prepared, time.perf_counter() - t0)
+    out.mkdir(parents=True, exist_ok=True)
+    prepared.validation.quarantine.write_parquet(out / "quarantine.parquet")
+    prepared.encoded.vocabulary.save(out / "vocabulary.json")
+
+    def progress(outcome: Any) -> None:
+        row = outcome.row
+        print(f"trained {row['model']:<14} in {row['train_seconds']:>7.1f} s; "
+              f"val/loss {row['val_loss'] if row['val_loss'] is not None else float('nan'):.4f}; "
+              f"M3 flags {row['M3']} of {row['test_chunks']} test chunks")
+        outcome.detector.save(out / "models" / f"{row['model']}.pt")
+
+    detection = detect(prepared, cfg.train, cfg.detect, on_model=progress)
+    detection.write(out)
+    print()
+    print(format_results(detection.results))
+    flagged = detection.chunks.filter("is_anomaly")
+    print(f"\n{flagged.height} of {detection.chunks.height} chunks flagged by {detection.primary.detector.model} "
+          f"({detection.primary.detector.threshold_method_}, threshold {detection.primary.detector.threshold_:.5f})"
+          f" -> {out / 'chunks.parquet'}")
+    return EXIT_OK
+
+
+def print_prepared(prepared: Any, seconds: float, out: Path | None = None) -> None:
+    """A short account of what the data path made."""
+    v = prepared.validation
+    c = prepared.chunks
+    print(f"rows read        {v.n_in:>12,}")
+    print(f"rows valid       {v.valid.height:>12,}")
+    print(f"rows quarantined {v.quarantine.height:>12,}" + (f"  -> {out / 'quarantine.parquet'}" if out else ""))
+    for reason, n in v.reason_counts().head(5).iter_rows():
+        print(f"    {n:>8,}  {reason}")
+    print(f"chunks           {c.n_chunks:>12,}  ({c.size} requests, stride {c.stride}; "
+          f"train {int((~prepared.test_mask).sum()):,}, test {int(prepared.test_mask.sum()):,})")
+    print(f"tail rows        {c.tail_rows:>12,}  (after the last full chunk, not scored yet)")
+    vocab = prepared.encoded.vocabulary
+    sizes = ", ".join(f"{k} {len(v):,}" for k, v in vocab.values.items())
+    print(f"vocabulary       {sizes}")
+    print(f"took             {seconds:>12.2f} s")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="licanom", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("simulate", help="generate a vendor's licensing log with labelled anomalies")
+    p.add_argument("--profile", default="floating", help="node-locked | usage-based | floating | mixed")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--out", required=True, help="folder for log.parquet, labels.parquet, events.csv")
+    p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("prepare", help="extract, validate, encode and chunk a log")
+    p.add_argument("--logs", help="CSV/Parquet/NDJSON file, glob or folder (default: the vendor's source)")
+    p.add_argument("--vendor", default=None, help="vendor name: reads conf/vendors/<vendor>.yaml")
+    p.add_argument("--chunk-size", type=int, default=None)
+    p.add_argument("--stride", type=int, default=None)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=_cmd_prepare)
+
+    p = sub.add_parser("detect", help="train autoencoders on a log and flag anomalous chunks")
+    p.add_argument("--logs", help="CSV/Parquet/NDJSON file, glob or folder (default: the vendor's source)")
+    p.add_argument("--vendor", default=None, help="vendor name: reads conf/vendors/<vendor>.yaml")
+    p.add_argument("--model", default=None, help="a model name, several separated by commas, or 'all'")
+    p.add_argument("--threshold", default=None, choices=["M1", "M2", "M3", "quantile", "pot"])
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--no-m1", action="store_true", help="skip M1 (it retrains the model several times)")
+    p.add_argument("--out", required=True, help="folder for chunks.parquet, results.csv, models/")
+    p.set_defaults(func=_cmd_detect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from pydantic import ValidationError as ConfigError
+
+    from licanom.chunk import NotEnoughDataError
+    from licanom.extract.files import ExtractFileError
+    from licanom.validate import ValidationError
+
+    try:
+        return int(args.func(args))
+    except ConfigError as err:
+        print(f"licanom: configuration error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValidationError, NotEnoughDataError) as err:
+        print(f"licanom: the log cannot be used: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ExtractFileError as err:
+        print(f"licanom: {err}", file=sys.stderr)
+        return EXIT_SOURCE
+    except ValueError as err:
+        print(f"licanom: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except RuntimeError as err:  # ExtractError from the HTTP source
+        print(f"licanom: {err}", file=sys.stderr)
+        return EXIT_SOURCE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

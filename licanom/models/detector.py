@@ -1,0 +1,324 @@
+"""Reconstruction-error detectors in the scikit-learn/PyOD style around the thesis's autoencoders.
+
+    det = AutoencoderDetector("LSTM_AE_Deep2", threshold="M3", epochs=10).fit(X_train)
+    det.decision_function(X)   # (n_chunks,) mean absolute reconstruction error, higher = worse
+    det.predict(X)             # (n_chunks,) 1 where the error exceeds det.threshold_
+    det.feature_errors(X)      # (n_chunks, 8) the error of each column
+    det.encode(X)              # (n_chunks, *bottleneck) the latent code
+
+``X`` is float32 of shape ``(n_chunks, chunk_size, n_features)`` (see licanom.chunk).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from licanom import thresholds as th
+from licanom.models.nets import NETS, AutoencoderNet, build_net
+
+log = logging.getLogger(__name__)
+SAVE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainingReport:
+    """What a fit did: per-epoch losses, seconds, epochs run, and whether it resumed."""
+
+    train_loss: tuple[float, ...]
+    val_loss: tuple[float, ...]
+    seconds: float
+    epochs_run: int
+    resumed: bool = False
+
+
+@dataclass
+class AutoencoderDetector:
+    """An autoencoder of the thesis (by name) with a threshold on its reconstruction error.
+
+    Settings (stored as given; checked in :meth:`fit`):
+      model: one of licanom.models.nets.NETS.
+      threshold: "M2", "M3", "quantile", "pot" (from the training errors) or "M1" (retrains,
+        thesis A.1; falls back to M3 when M1 finds none and says so in ``threshold_method_``).
+      threshold_params: keyword arguments of the threshold function (e.g. (("bins", 20),)).
+      epochs, batch_size, lr: training (Adam, MAE loss).
+      val_fraction: share of the training chunks held out for ``val/loss`` and early stopping.
+      patience: early-stopping patience in epochs (None: train all epochs).
+      seed: seeds weights, shuffling and the validation split (repeatable on CPU).
+      threads: torch intra-op threads while fitting/scoring (None: torch's default).
+      accelerator: Lightning's accelerator ("auto" uses a GPU when present).
+      checkpoint_dir: where to keep checkpoints so that an interrupted fit resumes.
+      progress_bar: None shows Lightning's bar when stderr is a terminal.
+    """
+
+    model: str = "LSTM_AE_Deep2"
+    threshold: str = "M3"
+    threshold_params: tuple[tuple[str, Any], ...] = ()
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    val_fraction: float = 0.1
+    patience: int | None = None
+    seed: int = 0
+    threads: int | None = None
+    accelerator: str = "auto"
+    checkpoint_dir: str | None = None
+    progress_bar: bool | None = None
+    m1_max_rounds: int = 5
+    loggers: tuple[Any, ...] = field(default=(), repr=False)
+
+    # fitted attributes (PyOD names)
+    net_: AutoencoderNet | None = field(default=None, init=False, repr=False)
+    decision_scores_: np.ndarray | None = field(default=None, init=False, repr=False)
+    threshold_: float | None = field(default=None, init=False)
+    threshold_method_: str | None = field(default=None, init=False)
+    labels_: np.ndarray | None = field(default=None, init=False, repr=False)
+    report_: TrainingReport | None = field(default=None, init=False, repr=False)
+
+    # --- training -----------------------------------------------------------------------
+    def fit(self, X: np.ndarray, y: None = None) -> AutoencoderDetector:
+        """Train on chunks ``X`` (n, chunk_size, n_features); set the threshold from its errors."""
+        X = _check_X(X)
+        if self.model not in NETS:
+            raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(NETS)}")
+        if self.threshold not in th.THRESHOLDS:
+            raise ValueError(f"unknown threshold {self.threshold!r}; valid: {', '.join(th.THRESHOLDS)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be >= 1")
+        self.net_, self.report_ = self._train(X, self.epochs, self.checkpoint_dir)
+        self.decision_scores_ = self.decision_function(X)
+        self.threshold_, self.threshold_method_ = self._threshold(X, self.decision_scores_)
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
+        return self
+
+    def _train(self, X: np.ndarray, epochs: int, checkpoint_dir: str | None) -> tuple[AutoencoderNet, TrainingReport]:
+        import pytorch_lightning as L
+        from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+        from licanom.models.module import AutoencoderModule, LossHistory, chunk_loader
+
+        L.seed_everything(self.seed, workers=True, verbose=False)
+        net = build_net(self.model, chunk_size=X.shape[1], n_features=X.shape[2])
+        module = AutoencoderModule(net, lr=self.lr)
+        rng = np.random.default_rng(self.seed)
+        n_val = int(round(len(X) * self.val_fraction)) if len(X) >= 10 else 0
+        order = rng.permutation(len(X))
+        X_t = torch.from_numpy(np.ascontiguousarray(X))
+        train = X_t[np.sort(order[n_val:])]
+        val = X_t[np.sort(order[:n_val])] if n_val else None
+
+        history = LossHistory()
+        callbacks: list[Any] = [history]
+        if self.patience is not None and val is not None:
+            callbacks.append(EarlyStopping(monitor="val/loss", patience=self.patience, mode="min"))
+        ckpt_path = None
+        if checkpoint_dir:
+            Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
+            callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0, every_n_epochs=1))
+            last = Path(checkpoint_dir) / "last.ckpt"
+            ckpt_path = str(last) if last.exists() else None
+        progress = self.progress_bar if self.progress_bar is not None else sys.stderr.isatty()
+        quiet = _quiet_lightning()
+        quiet.__enter__()
+        trainer = L.Trainer(
+            max_epochs=epochs,
+            accelerator=self.accelerator,
+            devices=1,
+            logger=list(self.loggers) if self.loggers else False,
+            callbacks=callbacks,
+            enable_checkpointing=bool(checkpoint_dir),
+            enable_progress_bar=progress,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            deterministic=False,
+        )
+        t0 = time.perf_counter()
+        try:
+            with _threads(self.threads):
+                trainer.fit(
+                    module,
+                    train_dataloaders=chunk_loader(train, self.batch_size, shuffle=True, seed=self.seed),
+                    val_dataloaders=chunk_loader(val, max(self.batch_size, 512), shuffle=False) if val is not None else None,
+                    ckpt_path=ckpt_path,
+                )
+        finally:
+            quiet.__exit__(None, None, None)
+        seconds = time.perf_counter() - t0
+        net = module.net.cpu().eval()
+        report = TrainingReport(
+            train_loss=tuple(history.train), val_loss=tuple(history.val), seconds=seconds,
+            epochs_run=int(trainer.current_epoch), resumed=ckpt_path is not None,
+        )
+        return net, report
+
+    def _threshold(self, X: np.ndarray, errors: np.ndarray) -> tuple[float, str]:
+        params = dict(self.threshold_params)
+        if self.threshold != "M1":
+            value = th.threshold_from_errors(self.threshold, errors, **params)
+            assert value is not None
+            return float(value), self.threshold
+        value = th.m1(X, self._m1_fit_score, max_rounds=self.m1_max_rounds, seed=self.seed, **params)
+        if value is None:
+            log.warning("M1 found no threshold (thesis: 'na'); using M3 instead")
+            return float(th.m3(errors)), "M3 (M1 found none)"
+        return float(value), "M1"
+
+    def _m1_fit_score(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        net, _ = self._train(train, self.epochs, None)
+        return _mae(net, test, self.threads)
+
+    def m1_threshold(self, X: np.ndarray) -> float | None:
+        """M1 (thesis A.1) on ``X`` with this detector's settings; None for the thesis's "na"."""
+        return th.m1(_check_X(X), self._m1_fit_score, max_rounds=self.m1_max_rounds, seed=self.seed)
+
+    # --- scoring ------------------------------------------------------------------------
+    def _net(self) -> AutoencoderNet:
+        if self.net_ is None:
+            raise RuntimeError("this detector is not fitted yet: call fit() or load()")
+        return self.net_
+
+    def feature_errors(self, X: np.ndarray) -> np.ndarray:
+        """Mean absolute error of each column over the window, shape ``(n_chunks, n_features)``."""
+        net = self._net()
+        X = _check_X(X, net.chunk_size, net.n_features)
+        out = np.empty((len(X), X.shape[2]), dtype=np.float64)
+        with torch.inference_mode(), _threads(self.threads):
+            for s in range(0, len(X), 2048):
+                xb = torch.from_numpy(np.ascontiguousarray(X[s:s + 2048]))
+                out[s:s + 2048] = (net(xb) - xb).abs().mean(dim=1).double().numpy()
+        return out
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Anomaly score per chunk: the MAE over the window (thesis), shape ``(n_chunks,)``."""
+        return self.feature_errors(X).mean(axis=1)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """1 for chunks whose score exceeds ``threshold_``, else 0 (int8, ``(n_chunks,)``)."""
+        if self.threshold_ is None:
+            raise RuntimeError("this detector is not fitted yet: call fit() or load()")
+        return (self.decision_function(X) > self.threshold_).astype(np.int8)
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        """The encoder's latent code, shape ``(n_chunks, *bottleneck)``."""
+        net = self._net()
+        X = _check_X(X, net.chunk_size, net.n_features)
+        parts = []
+        with torch.inference_mode(), _threads(self.threads):
+            for s in range(0, len(X), 2048):
+                parts.append(net.encode(torch.from_numpy(np.ascontiguousarray(X[s:s + 2048]))).numpy())
+        return np.concatenate(parts) if parts else np.empty((0, *net.bottleneck), dtype=np.float32)
+
+    # --- persistence --------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted detector to one file (tensors and plain values only)."""
+        net = self._net()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        settings = {k: getattr(self, k) for k in (
+            "model", "threshold", "epochs", "batch_size", "lr", "val_fraction", "patience", "seed", "m1_max_rounds",
+        )}
+        settings["threshold_params"] = [list(p) for p in self.threshold_params]
+        payload = {
+            "format": SAVE_FORMAT,
+            "settings": settings,
+            "chunk_size": net.chunk_size,
+            "n_features": net.n_features,
+            "state_dict": net.state_dict(),
+            "threshold": self.threshold_,
+            "threshold_method": self.threshold_method_,
+            "decision_scores": torch.from_numpy(np.asarray(self.decision_scores_, dtype=np.float64)),
+            "train_loss": list(self.report_.train_loss) if self.report_ else [],
+            "val_loss": list(self.report_.val_loss) if self.report_ else [],
+            "seconds": self.report_.seconds if self.report_ else 0.0,
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, tmp)
+        os.replace(tmp, path)  # never leave a half-written model behind
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> AutoencoderDetector:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if payload.get("format") != SAVE_FORMAT:
+            raise ValueError(f"{path}: unsupported detector file format {payload.get('format')!r}")
+        settings = dict(payload["settings"])
+        settings["threshold_params"] = tuple(tuple(p) for p in settings["threshold_params"])
+        det = cls(**settings)
+        net = build_net(det.model, chunk_size=payload["chunk_size"], n_features=payload["n_features"])
+        net.load_state_dict(payload["state_dict"])
+        det.net_ = net.eval()
+        det.threshold_ = payload["threshold"]
+        det.threshold_method_ = payload["threshold_method"]
+        det.decision_scores_ = payload["decision_scores"].numpy()
+        det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int8)
+        det.report_ = TrainingReport(
+            tuple(payload["train_loss"]), tuple(payload["val_loss"]), payload["seconds"], len(payload["train_loss"]),
+        )
+        return det
+
+
+def _check_X(X: np.ndarray, chunk_size: int | None = None, n_features: int | None = None) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 3:
+        raise ValueError(f"X must have shape (n_chunks, chunk_size, n_features), got {X.shape}")
+    if len(X) == 0:
+        raise ValueError("X holds no chunks")
+    if not np.isfinite(X).all():
+        raise ValueError("X holds NaN or infinite values")
+    if chunk_size is not None and X.shape[1:] != (chunk_size, n_features):
+        raise ValueError(f"X has chunks of shape {X.shape[1:]}, the model was fitted on {(chunk_size, n_features)}")
+    return X
+
+
+def _mae(net: AutoencoderNet, X: np.ndarray, threads: int | None) -> np.ndarray:
+    det = AutoencoderDetector(model=net.name, threads=threads)
+    det.net_ = net
+    return det.decision_function(X)
+
+
+class _threads:
+    """Set torch's intra-op threads for a block, then restore them."""
+
+    def __init__(self, n: int | None) -> None:
+        self.n = n
+        self.old = torch.get_num_threads()
+
+    def __enter__(self) -> None:
+        if self.n:
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.n:
+            torch.set_num_threads(self.old)
+
+
+class _quiet_lightning:
+    """Silence Lightning's start-up chatter (GPU/TPU availability, tips); keep real warnings."""
+
+    def __enter__(self) -> None:
+        self.levels = {}
+        for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
+            logger = logging.getLogger(name)
+            self.levels[name] = logger.level
+            logger.setLevel(logging.WARNING)
+        self.warnings = warnings.catch_warnings()
+        self.warnings.__enter__()
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*The number of training batches.*")
+        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+        warnings.filterwarnings("ignore", message=".*litlogger.*")
+        warnings.filterwarnings("ignore", message=".*no `val_dataloader`.*")
+
+    def __exit__(self, *exc: object) -> None:
+        self.warnings.__exit__(*exc)
+        for name, level in self.levels.items():
+            logging.getLogger(name).setLevel(level)

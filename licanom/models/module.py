@@ -1,0 +1,90 @@
+"""One LightningModule that trains any autoencoder net with the thesis's MAE loss and Adam."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytorch_lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from licanom.models.nets import AutoencoderNet
+
+
+class AutoencoderModule(L.LightningModule):
+    """Trains ``net`` to reconstruct its input; logs ``train/loss`` and ``val/loss`` per epoch."""
+
+    def __init__(self, net: AutoencoderNet, lr: float = 1e-3) -> None:
+        super().__init__()
+        self.net = net
+        self.lr = lr
+        self.save_hyperparameters(ignore=["net"])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def _loss(self, x: Tensor) -> Tensor:
+        return F.l1_loss(self.net(x), x)
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        loss = self._loss(batch)
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def validation_step(self, batch: Tensor, batch_idx: int) -> None:
+        self.log("val/loss", self._loss(batch), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+class ChunkDataset(Dataset[Tensor]):
+    """Chunks ``(n, chunk_size, n_features)`` served as whole batches (no per-item collate)."""
+
+    def __init__(self, X: Tensor) -> None:
+        self.X = X
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.X[i]
+
+    def __getitems__(self, idx: Sequence[int]) -> Tensor:
+        return self.X[torch.as_tensor(idx)]
+
+
+def _identity(batch: Tensor) -> Tensor:
+    return batch
+
+
+def chunk_loader(X: Tensor, batch_size: int, shuffle: bool, seed: int = 0) -> DataLoader[Tensor]:
+    """A DataLoader that gathers each batch with one indexing op (fast on CPU)."""
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(
+        ChunkDataset(X), batch_size=batch_size, shuffle=shuffle, generator=generator,
+        collate_fn=_identity, num_workers=0,
+    )
+
+
+class LossHistory(L.Callback):
+    """Keeps the per-epoch ``train/loss`` and ``val/loss`` (and hands them to a sink if given)."""
+
+    def __init__(self) -> None:
+        self.train: list[float] = []
+        self.val: list[float] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        metrics = trainer.callback_metrics
+        if "train/loss" in metrics:
+            self.train.append(float(metrics["train/loss"]))
+        if "val/loss" in metrics:
+            self.val.append(float(metrics["val/loss"]))
+
+    def state_dict(self) -> dict[str, list[float]]:
+        return {"train": list(self.train), "val": list(self.val)}
+
+    def load_state_dict(self, state: dict[str, list[float]]) -> None:
+        self.train, self.val = list(state["train"]), list(state["val"])

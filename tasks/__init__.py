@@ -1,0 +1,1 @@
+"""Prefect tasks: each wraps one licanom library call."""

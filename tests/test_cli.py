@@ -1,0 +1,68 @@
+"""The licanom command line: detect writes its output contract; bad input gives exit codes."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from licanom.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOURCE, main
+from licanom.detect import CHUNK_COLUMNS, RESULT_COLUMNS
+from tests.conftest import make_raw_log
+
+
+@pytest.fixture(scope="module")
+def csv_export(tmp_path_factory):
+    """A plain CSV export of a log, as a vendor would download it (Unix-seconds Time)."""
+    path = tmp_path_factory.mktemp("export") / "weblog.csv"
+    log = make_raw_log(1200).with_columns(pl.col("Time").dt.epoch("s"))
+    log.write_csv(path)
+    return path
+
+
+def test_detect_writes_contract_on_csv(csv_export, tmp_path, capsys):
+    out = tmp_path / "det"
+    code = main(["detect", "--logs", str(csv_export), "--model", "TCN_AE", "--epochs", "2", "--no-m1", "--out", str(out)])
+    assert code == EXIT_OK
+    chunks = pl.read_parquet(out / "chunks.parquet")
+    assert tuple(chunks.columns) == CHUNK_COLUMNS
+    assert chunks.height == 12 and set(chunks["split"]) == {"train", "test"}
+    assert chunks["is_anomaly"].dtype == pl.Boolean
+    assert (chunks["is_anomaly"] == (chunks["score"] > chunks["threshold"])).all()
+    assert (out / "models" / "TCN_AE.pt").exists() and (out / "vocabulary.json").exists()
+    assert not (out / "results.csv").exists()  # one model: no comparison table
+    assert "Model name" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_detect_several_models_writes_results_table(csv_export, tmp_path):
+    out = tmp_path / "det"
+    code = main(["detect", "--logs", str(csv_export), "--model", "TCN_AE,LSTM_AE_Small", "--epochs", "1",
+                 "--out", str(out)])
+    assert code == EXIT_OK
+    results = pl.read_csv(out / "results.csv")
+    assert tuple(results.columns) == RESULT_COLUMNS
+    assert results["model"].to_list() == ["TCN_AE", "LSTM_AE_Small"]
+    assert results["bottleneck"].to_list() == ["(12, 6)", "(3,)"]
+
+
+def test_simulate_then_prepare(tmp_path, capsys):
+    assert main(["simulate", "--profile", "node-locked", "--seed", "3", "--days", "30", "--out", str(tmp_path / "sim")]) == EXIT_OK
+    assert (tmp_path / "sim" / "labels.parquet").exists()
+    assert main(["prepare", "--logs", str(tmp_path / "sim" / "log.parquet"), "--out", str(tmp_path / "prep")]) == EXIT_OK
+    assert (tmp_path / "prep" / "chunks.npy").exists()
+    assert "chunks" in capsys.readouterr().out
+
+
+def test_bad_input_exit_codes(tmp_path, capsys):
+    short = tmp_path / "short.csv"
+    make_raw_log(30).write_csv(short)
+    assert main(["prepare", "--logs", str(short), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
+    assert "fewer than one chunk" in capsys.readouterr().err
+    assert main(["prepare", "--logs", str(tmp_path / "missing.csv"), "--out", str(tmp_path / "o")]) == EXIT_SOURCE
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    assert main(["prepare", "--logs", str(empty), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
+    nostate = tmp_path / "nostate.csv"
+    make_raw_log(200).drop("State").write_csv(nostate)
+    assert main(["prepare", "--logs", str(nostate), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
+    assert "State" in capsys.readouterr().err
