@@ -1,0 +1,1 @@
+"""Autoencoder networks and their training."""
