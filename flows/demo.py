@@ -1,19 +1,55 @@
-"""`make demo`: the main job on the demo vendor's generated log, with embedded defaults."""
+"""`make demo`: the main job on a generated demo vendor, with embedded defaults.
+
+Simulates the demo vendor, trains its configured variants on all but the last simulated day,
+registers the champion, then runs one nightly scoring over the last day's rows.
+`LICANOM_DEMO_MODELS=all` (or a comma-separated list) trains other variants.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
+from datetime import datetime, timedelta
+from pathlib import Path
 
-from flows.prepare_vendor import prepare_vendor
-from licanom.cli import print_prepared
+from flows.score_vendor import score_vendor
+from flows.train_vendor import train_vendor
+from licanom.config import Config, load_config
+from licanom.detect import format_results
+from licanom.state import state_dir
+from licanom.tracking import TrackingConfig
+
+
+def demo_cutoff(cfg: Config) -> datetime:
+    """The start of the last simulated day: training sees the days before, scoring the last."""
+    from licanom.simulate import simulate
+
+    log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
+    return log["Time"].max() - timedelta(days=1)
 
 
 def main() -> None:
     t0 = time.perf_counter()
-    prepared = prepare_vendor("demo", out_dir="out")
+    cfg = load_config("demo")
+    models = os.environ.get("LICANOM_DEMO_MODELS")
+    # the demo replays the same simulated night each time: start its scoring state afresh
+    shutil.rmtree(state_dir(Path(cfg.output_dir), "demo"), ignore_errors=True)
+    until = demo_cutoff(cfg)
+    summary = train_vendor("demo", until=until, models=models.split(",") if models else None)
+    night = score_vendor("demo")
+    tracking = TrackingConfig.load()
     print()
-    print("demo vendor: simulated floating-licence log -> out/demo/prepared/")
-    print_prepared(prepared, time.perf_counter() - t0)
+    print(f"Demo vendor: trained on the simulated log before {until:%Y-%m-%d %H:%M}, then scored the last day.")
+    print(format_results(summary.results))
+    print(f"champion: {summary.champion.name} version {summary.champion.version} ({summary.champion.model})")
+    print(f"nightly scoring: {night.rows_read:,} new rows, {night.chunks.height} chunks, "
+          f"{night.n_anomalies} anomalous")
+    print(f"  report:        {night.out_dir / 'report.md' if night.out_dir else '-'}")
+    print(f"  chunk results: {night.out_dir / 'chunks.parquet' if night.out_dir else '-'}")
+    print(f"  MLflow:        {tracking.tracking_uri}  (`make ui`, then http://127.0.0.1:5000)")
+    print(f"  Prefect:       {os.environ.get('PREFECT_HOME', '~/.prefect')}  (`make ui`, then http://127.0.0.1:4200)")
+    print(f"took {time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":

@@ -82,8 +82,15 @@ class DetectConfig(_Model):
     clustering_seed: int = 0
 
 
+class ScheduleConfig(_Model):
+    score_cron: str = "0 2 * * *"    # nightly scoring
+    train_cron: str = "0 3 * * 0"    # weekly retraining
+    timezone: str = "UTC"
+
+
 class Config(_Model):
     vendor: str = "default"
+    output_dir: str = "out"
     source: SourceConfig = SourceConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
     encode: EncodeConfig = EncodeConfig()
@@ -91,6 +98,7 @@ class Config(_Model):
     split: SplitConfig = SplitConfig()
     train: TrainConfig = TrainConfig()
     detect: DetectConfig = DetectConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -150,3 +158,15 @@ def list_vendors(conf_dir: Path | None = None) -> list[str]:
     """Vendors with a file in conf/vendors/, sorted."""
     conf_dir = conf_dir or DEFAULT_CONF_DIR
     return sorted(p.stem for p in (conf_dir / "vendors").glob("*.yaml"))
+
+
+def report_outcomes(outcomes: list[tuple[str, str, str]]) -> list[str]:
+    """One line per vendor run (name, final state, message); raises if any vendor failed."""
+    lines = [f"{name}: {state.lower()}" + (f" - {msg}" if state != "COMPLETED" and msg else "")
+             for name, state, msg in outcomes]
+    for line in lines:
+        print(line)
+    failed = [name for name, state, _ in outcomes if state != "COMPLETED"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(outcomes)} vendors failed: {', '.join(failed)}\n" + "\n".join(lines))
+    return lines

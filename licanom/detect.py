@@ -154,11 +154,19 @@ def detect(
         outcomes.append(outcome)
         if on_model:
             on_model(outcome)
-    results = pl.DataFrame([o.row for o in outcomes], schema_overrides={
+    return Detection(
+        chunks=chunk_results(prepared, outcomes[0]),
+        results=results_frame([o.row for o in outcomes]),
+        outcomes=tuple(outcomes),
+    )
+
+
+def results_frame(rows: Sequence[dict[str, object]]) -> pl.DataFrame:
+    """The results table from models' rows (nullable counts where M1 or clustering gave none)."""
+    return pl.DataFrame(list(rows), schema_overrides={
         "M1": pl.Int64, "GMM": pl.Int64, "KMeans": pl.Int64, "threshold_M1": pl.Float64,
         "train_loss": pl.Float64, "val_loss": pl.Float64,
     }).select(RESULT_COLUMNS)
-    return Detection(chunks=chunk_results(prepared, outcomes[0]), results=results, outcomes=tuple(outcomes))
 
 
 def format_results(results: pl.DataFrame) -> str:

@@ -7,6 +7,7 @@ Each step takes and returns polars frames or small frozen dataclasses; the Prefe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,23 @@ class Prepared:
         )
 
 
-def extract(source: SourceConfig, after_id: int | None = None) -> pl.DataFrame:
-    """The vendor's raw log from its configured source (rows with Id > ``after_id``)."""
+def extract(source: SourceConfig, after_id: int | None = None, until: datetime | None = None) -> pl.DataFrame:
+    """The vendor's raw log from its configured source (rows with Id > ``after_id``).
+
+    With ``until``, only rows before that time (rows whose time cannot be read are kept for
+    validation to quarantine): training "as of" a date.
+    """
+    raw = _extract(source, after_id)
+    if until is None or "Time" not in raw.columns or raw.height == 0:
+        return raw
+    from licanom.validate import _as_time
+
+    t = raw.select(_as_time("Time", raw.schema["Time"]).alias("t")).to_series()
+    cutoff = until if until.tzinfo else until.replace(tzinfo=UTC)
+    return raw.filter(t.is_null() | (t < cutoff))
+
+
+def _extract(source: SourceConfig, after_id: int | None) -> pl.DataFrame:
     if source.kind == "files":
         from licanom.extract.files import read_log
 
@@ -95,12 +111,16 @@ def chunk(encoded: Encoded, cfg: ChunkConfig, split: SplitConfig) -> tuple[Chunk
     return chunks, mask
 
 
-def prepare(raw: pl.DataFrame, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:
-    """Validate, encode and chunk a raw log."""
-    validation = validate(raw, cfg.validate_)
+def encode_and_chunk(validation: ValidationResult, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:
+    """Encode the valid rows and cut them into split windows."""
     encoded = encode(validation.valid, cfg.encode, vocabulary)
     chunks, mask = chunk(encoded, cfg.chunk, cfg.split)
     return Prepared(validation=validation, encoded=encoded, chunks=chunks, test_mask=mask)
+
+
+def prepare(raw: pl.DataFrame, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:
+    """Validate, encode and chunk a raw log."""
+    return encode_and_chunk(validate(raw, cfg.validate_), cfg, vocabulary)
 
 
 def write_prepared(prepared: Prepared, out_dir: Path) -> None:

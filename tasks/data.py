@@ -1,41 +1,48 @@
-"""Tasks of the data path: extract, validate, encode, chunk (library: licanom.pipeline)."""
+"""Tasks of the data path: extract, validate, encode-and-chunk (library: licanom.pipeline)."""
 
 from __future__ import annotations
 
+import hashlib
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import polars as pl
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from licanom import pipeline
-from licanom.chunk import Chunks
 from licanom.config import Config
-from licanom.encode import Vocabulary
 from licanom.validate import ValidationResult
 
 
-@task(retries=3, retry_delay_seconds=[5, 30, 120])
-def extract(cfg: Config, after_id: int | None = None) -> pl.DataFrame:
-    return pipeline.extract(cfg.source, after_id)
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[5, 30, 120])
+def extract(cfg: Config, after_id: int | None = None, until: datetime | None = None) -> pl.DataFrame:
+    return pipeline.extract(cfg.source, after_id, until)
 
 
-@task
+@task(cache_policy=NO_CACHE)
 def validate(raw: pl.DataFrame, cfg: Config) -> ValidationResult:
     return pipeline.validate(raw, cfg.validate_)
 
 
-@task
-def encode(valid: pl.DataFrame, cfg: Config, vocabulary: Vocabulary | None = None) -> pipeline.Encoded:
-    return pipeline.encode(valid, cfg.encode, vocabulary)
+def _encode_chunk_key(context: Any, parameters: dict[str, Any]) -> str:
+    """Same valid rows and same settings -> same key (so a rerun reuses the chunks)."""
+    cfg: Config = parameters["cfg"]
+    valid: pl.DataFrame = parameters["validation"].valid
+    h = hashlib.sha256()
+    h.update(valid.hash_rows(seed=0).to_numpy().tobytes())
+    h.update(cfg.encode.model_dump_json().encode() + cfg.chunk.model_dump_json().encode()
+             + cfg.split.model_dump_json().encode())
+    return "encode-chunk-" + h.hexdigest()[:32]
 
 
-@task
-def chunk(encoded: pipeline.Encoded, cfg: Config) -> tuple[Chunks, np.ndarray]:
-    return pipeline.chunk(encoded, cfg.chunk, cfg.split)
+@task(cache_key_fn=_encode_chunk_key, cache_expiration=timedelta(days=7), persist_result=True)
+def encode_and_chunk(validation: ValidationResult, cfg: Config) -> pipeline.Prepared:
+    return pipeline.encode_and_chunk(validation, cfg)
 
 
-@task
+@task(cache_policy=NO_CACHE)
 def write_prepared(prepared: pipeline.Prepared, out_dir: Path) -> Path:
     pipeline.write_prepared(prepared, out_dir)
     return out_dir

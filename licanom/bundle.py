@@ -1,0 +1,163 @@
+"""A trained model with everything needed to score raw log rows: detector, vocabulary, settings.
+
+Scoring a night's rows (:func:`score_log`) validates them, encodes them with the training
+vocabulary, prepends the previous night's unfinished tail (so that windows span midnight),
+cuts windows and scores them. The MLflow pyfunc model and the nightly flow both call it, so
+they return the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from licanom.chunk import Chunks, make_chunks
+from licanom.columns import FEATURES, RAW, SUMMARY_COLUMNS
+from licanom.config import ChunkConfig, EncodeConfig
+from licanom.detect import CHUNK_COLUMNS
+from licanom.encode import Vocabulary, get_encoder
+from licanom.derive import derive
+from licanom.models.detector import AutoencoderDetector
+from licanom.validate import ValidationResult, validate_log
+
+BUNDLE_FORMAT = 1
+
+
+class VendorMismatchError(ValueError):
+    """Rows of one vendor were given to another vendor's model."""
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A fitted detector, the vocabulary it was trained with and the data settings."""
+
+    vendor: str
+    detector: AutoencoderDetector
+    vocabulary: Vocabulary
+    chunk: ChunkConfig
+    encode: EncodeConfig
+    product_ids: tuple[int, ...]
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.detector.save(directory / "detector.pt")
+        self.vocabulary.save(directory / "vocabulary.json")
+        (directory / "bundle.json").write_text(json.dumps({
+            "format": BUNDLE_FORMAT,
+            "vendor": self.vendor,
+            "model": self.detector.model,
+            "vocabulary_digest": self.vocabulary.digest(),
+            "chunk": self.chunk.model_dump(),
+            "encode": self.encode.model_dump(),
+            "product_ids": list(self.product_ids),
+        }, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelBundle:
+        meta = json.loads((directory / "bundle.json").read_text())
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise ValueError(f"{directory}: unsupported model bundle format {meta.get('format')!r}")
+        vocabulary = Vocabulary.load(directory / "vocabulary.json")
+        if vocabulary.digest() != meta["vocabulary_digest"]:
+            raise ValueError(f"{directory}: vocabulary does not match the one the model was trained with")
+        return cls(
+            vendor=meta["vendor"],
+            detector=AutoencoderDetector.load(directory / "detector.pt"),
+            vocabulary=vocabulary,
+            chunk=ChunkConfig(**meta["chunk"]),
+            encode=EncodeConfig(**meta["encode"]),
+            product_ids=tuple(meta["product_ids"]),
+        )
+
+
+@dataclass(frozen=True)
+class ScoredRows:
+    """A scoring pass: per-chunk results, the validation split and the rows left for next time."""
+
+    chunks: pl.DataFrame       # CHUNK_COLUMNS, split = "score"
+    validation: ValidationResult
+    tail: pl.DataFrame         # valid raw rows after the last full window (RAW columns)
+
+    @property
+    def n_anomalies(self) -> int:
+        return int(self.chunks["is_anomaly"].sum()) if self.chunks.height else 0
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Encoded windows ready to score, and the rows held back for the next run."""
+
+    chunks: Chunks | None  # None when fewer rows than one window are available
+    tail: pl.DataFrame     # valid raw rows after the last full window (RAW columns)
+
+
+def validate_rows(bundle: ModelBundle, raw: pl.DataFrame) -> ValidationResult:
+    """Validate rows to be scored and refuse rows of products the model was not trained on."""
+    validation = validate_log(raw)
+    valid = validation.valid
+    if bundle.product_ids and valid.height:
+        foreign = valid.filter(~pl.col("ProductId").is_in(list(bundle.product_ids)))
+        if foreign.height:
+            raise VendorMismatchError(
+                f"{foreign.height} rows have ProductId(s) {sorted(foreign['ProductId'].unique().to_list())[:5]} "
+                f"that vendor {bundle.vendor!r}'s model was not trained on"
+            )
+    return validation
+
+
+def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame | None = None) -> Windows:
+    """Prepend the carried rows, encode with the training vocabulary and cut full windows."""
+    if carry is not None and carry.height:
+        valid = pl.concat([carry.select(RAW), valid.select(RAW)]).unique("Id", keep="first").sort(["Time", "Id"])
+    size, stride = bundle.chunk.size, bundle.chunk.stride
+    if valid.height < size:
+        return Windows(chunks=None, tail=valid.select(RAW))
+    encoded = get_encoder(bundle.encode.encoder).encode(derive(valid), bundle.vocabulary)
+    chunks = make_chunks(encoded, size=size, stride=stride, partial="drop")
+    last_row = int(chunks.meta["start_row"][-1]) + size
+    return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW))
+
+
+def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
+    """Per-chunk results (the ``licanom detect`` contract, ``split`` = "score")."""
+    if windows.chunks is None:
+        return _empty_chunks()
+    chunks = windows.chunks
+    errors = bundle.detector.feature_errors(chunks.X)
+    scores = errors.mean(axis=1)
+    threshold = float(bundle.detector.threshold_)  # type: ignore[arg-type]
+    return chunks.meta.with_columns(
+        pl.lit("score").alias("split"),
+        pl.lit(bundle.detector.model).alias("model"),
+        pl.Series("score", scores, dtype=pl.Float64),
+        pl.lit(threshold).alias("threshold"),
+        pl.Series("is_anomaly", scores > threshold),
+        pl.Series("top_feature", np.asarray(FEATURES)[errors.argmax(axis=1)], dtype=pl.String),
+    ).select(CHUNK_COLUMNS)
+
+
+def score_log(bundle: ModelBundle, raw: pl.DataFrame, carry: pl.DataFrame | None = None) -> ScoredRows:
+    """Score raw log rows (plus the rows carried from the last run) with a trained bundle.
+
+    Windows are cut with the bundle's chunk settings; rows after the last full window are
+    returned as ``tail`` to be carried into the next run instead of being scored now.
+    """
+    validation = validate_rows(bundle, raw)
+    windows = make_windows(bundle, validation.valid, carry)
+    return ScoredRows(chunks=score_windows(bundle, windows), validation=validation, tail=windows.tail)
+
+
+def _empty_chunks() -> pl.DataFrame:
+    schema: dict[str, pl.DataType] = {
+        "chunk": pl.Int64(), "first_id": pl.Int64(), "last_id": pl.Int64(),
+        "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"),
+        "split": pl.String(), "model": pl.String(), "score": pl.Float64(), "threshold": pl.Float64(),
+        "is_anomaly": pl.Boolean(), "top_feature": pl.String(),
+        **{c: pl.Int32() for c in SUMMARY_COLUMNS},
+    }
+    return pl.DataFrame(schema=schema).select(CHUNK_COLUMNS)

@@ -1,0 +1,87 @@
+"""A night's scoring results: where they are written, the short report, what MLflow records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from licanom.tracking import Tracker
+from licanom.validate import ValidationResult
+
+
+@dataclass(frozen=True)
+class NightResult:
+    vendor: str
+    model_version: str | None
+    watermark_before: int | None
+    watermark_after: int | None
+    rows_read: int
+    rows_quarantined: int
+    chunks: pl.DataFrame
+    out_dir: Path | None
+
+    @property
+    def n_anomalies(self) -> int:
+        return int(self.chunks["is_anomaly"].sum()) if self.chunks.height else 0
+
+
+def new_watermark(raw: pl.DataFrame, before: int | None) -> int | None:
+    """The highest Id read this night (valid or not), or the old watermark if none was read."""
+    if raw.height == 0 or "Id" not in raw.columns:
+        return before
+    ids = raw["Id"].cast(pl.Int64, strict=False)
+    top = ids.max()
+    return before if top is None else max(int(top), before or 0)  # type: ignore[arg-type]
+
+
+def night_dir(output_dir: Path, vendor: str, watermark_before: int | None, watermark_after: int | None) -> Path:
+    """One folder per range of Ids read, so that re-running the same night overwrites it."""
+    return output_dir / vendor / "nights" / f"after-{watermark_before or 0}-to-{watermark_after or 0}"
+
+
+def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None) -> str:
+    """A short markdown report of the anomalous time frames."""
+    flagged = chunks.filter("is_anomaly").sort("score", descending=True)
+    lines = [
+        f"# licanom: {vendor}",
+        "",
+        f"Model version {model_version or '?'}; {chunks.height} chunks scored, {flagged.height} anomalous.",
+        "",
+    ]
+    if flagged.height:
+        lines += ["| start | end | first Id | last Id | score | threshold | top column |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in flagged.iter_rows(named=True):
+            lines.append(
+                f"| {r['start_time']:%Y-%m-%d %H:%M:%S} | {r['end_time']:%Y-%m-%d %H:%M:%S} | {r['first_id']} | "
+                f"{r['last_id']} | {r['score']:.4f} | {r['threshold']:.4f} | {r['top_feature']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation: ValidationResult,
+                model_version: str | None, watermark_before: int | None, watermark_after: int | None) -> NightResult:
+    out = night_dir(output_dir, vendor, watermark_before, watermark_after)
+    out.mkdir(parents=True, exist_ok=True)
+    chunks.write_parquet(out / "chunks.parquet")
+    validation.quarantine.write_parquet(out / "quarantine.parquet")
+    (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version))
+    return NightResult(vendor, model_version, watermark_before, watermark_after, validation.n_in,
+                       validation.quarantine.height, chunks, out)
+
+
+def log_night(tracker: Tracker, night: NightResult) -> str:
+    """A run in the vendor's experiment: rows read, quarantined, chunks, anomalies, watermark."""
+    with tracker.run(night.vendor, "nightly score", "nightly") as run_id:
+        tracker.log_params(run_id, {"model_version": night.model_version,
+                                    "watermark_before": night.watermark_before})
+        tracker.log_metrics(run_id, {
+            "rows_read": night.rows_read, "rows_quarantined": night.rows_quarantined,
+            "chunks_scored": night.chunks.height, "anomalies": night.n_anomalies,
+            "watermark": night.watermark_after,
+        })
+        if night.out_dir is not None:
+            tracker.log_artifact_file(run_id, night.out_dir / "report.md")
+    return run_id

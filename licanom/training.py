@@ -1,0 +1,151 @@
+"""Train a vendor's variants with MLflow tracking, then compare and register them."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from licanom.bundle import ModelBundle
+from licanom.config import Config
+from licanom.detect import evaluate_model, format_results, make_detector, results_frame
+from licanom.pipeline import Prepared
+from licanom.tracking import RegisteredVersion, Tracker
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One trained variant: its MLflow run, its saved bundle and its results-table row."""
+
+    model: str
+    run_id: str
+    bundle_dir: Path
+    row: pl.DataFrame  # one row, RESULT_COLUMNS
+    train_loss: tuple[float, ...]
+    val_loss: tuple[float, ...]
+
+    @property
+    def final_val_loss(self) -> float | None:
+        return self.val_loss[-1] if self.val_loss else None
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    vendor: str
+    parent_run_id: str
+    results: pl.DataFrame
+    versions: tuple[RegisteredVersion, ...]
+    champion: RegisteredVersion
+
+
+def data_hash(prepared: Prepared) -> str:
+    """A short hash of the chunks and the split: identical data gives identical hashes."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(prepared.chunks.X).tobytes())
+    h.update(prepared.test_mask.tobytes())
+    return h.hexdigest()[:16]
+
+
+def share_cores(n_parallel: int) -> int:
+    """Split the machine's cores between trainings that run side by side; returns the workers.
+
+    torch's intra-op thread count is per process, so trainings in parallel threads each get
+    ``cores // workers`` threads (one each on a 2-core machine with two or more variants).
+    """
+    import os
+
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = max(1, min(n_parallel, cores))
+    torch.set_num_threads(max(1, cores // workers))
+    return workers
+
+
+def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
+    """The parent MLflow run of a training flow; returns its run id."""
+    run_id = tracker.start_run(cfg.vendor, f"train {cfg.vendor}", "training")
+    tracker.log_params(run_id, {
+        "models": ",".join(cfg.train.models), "chunk_size": cfg.chunk.size, "stride": cfg.chunk.stride,
+        "encoder": cfg.encode.encoder, "split": cfg.split.method, "data_hash": data_hash(prepared),
+        "threshold": cfg.detect.threshold,
+    })
+    v = prepared.validation
+    tracker.log_metrics(run_id, {
+        "rows_read": v.n_in, "rows_valid": v.valid.height, "rows_quarantined": v.quarantine.height,
+        "chunks_train": int((~prepared.test_mask).sum()), "chunks_test": int(prepared.test_mask.sum()),
+    })
+    tracker.log_text(run_id, prepared.encoded.vocabulary.to_json(), "vocabulary.json")
+    if v.quarantine.height:
+        tracker.log_frame(run_id, v.quarantine, "quarantine.parquet")
+    return run_id
+
+
+def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str, parent_run_id: str,
+                  work_dir: Path) -> VariantResult:
+    """Train one variant in a nested run: params, per-epoch curves, thresholds, counts, plots."""
+    from licanom import plots
+
+    detector = make_detector(model, cfg.train, cfg.detect)
+    with tracker.run(cfg.vendor, model, "variant", parent_run_id, tags={"model": model}) as run_id:
+        outcome = evaluate_model(detector, prepared.chunks.X, prepared.test_mask, cfg.detect)
+        net, report = detector.net_, detector.report_
+        assert net is not None and report is not None
+        row = outcome.row
+        tracker.log_params(run_id, {
+            "architecture": model, "family": net.family, "bottleneck": row["bottleneck"], "depth": net.depth,
+            "chunk_size": cfg.chunk.size, "stride": cfg.chunk.stride, "epochs": cfg.train.epochs,
+            "batch_size": cfg.train.batch_size, "lr": cfg.train.lr, "seed": cfg.train.seed,
+            "threshold_method": detector.threshold_method_, "data_hash": data_hash(prepared),
+        })
+        tracker.log_curve(run_id, "train/loss", report.train_loss)
+        tracker.log_curve(run_id, "val/loss", report.val_loss)
+        tracker.log_metrics(run_id, {
+            "train_seconds": report.seconds, "threshold": detector.threshold_,
+            **{f"threshold_{k}": row[f"threshold_{k}"] for k in ("M1", "M2", "M3")},
+            **{f"anomalies_{k}": row[k] for k in ("M1", "M2", "M3", "quantile", "pot", "GMM", "KMeans")},
+        })
+        train_err, test_err = outcome.scores[~prepared.test_mask], outcome.scores[prepared.test_mask]
+        fig = plots.error_histograms(train_err, test_err, {
+            "M1": row["threshold_M1"], "M2": row["threshold_M2"], "M3": row["threshold_M3"],
+        }, title=f"{cfg.vendor}: {model}")
+        tracker.log_figure(run_id, fig, "error_histogram.png")
+        plots.close(fig)
+        bundle_dir = ModelBundle(
+            vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary,
+            chunk=cfg.chunk, encode=cfg.encode,
+            product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
+        ).save(work_dir / model)
+    return VariantResult(
+        model=model, run_id=run_id, bundle_dir=bundle_dir,
+        row=results_frame([row]),
+        train_loss=report.train_loss, val_loss=report.val_loss,
+    )
+
+
+def finish_training(tracker: Tracker, cfg: Config, parent_run_id: str,
+                    variants: list[VariantResult]) -> TrainingSummary:
+    """Results table and loss curves on the parent run; register every variant; move champion."""
+    from licanom import plots
+
+    results = pl.concat([v.row for v in variants])
+    tracker.log_frame(parent_run_id, results, "results.csv")
+    tracker.log_text(parent_run_id, format_results(results), "results.txt")
+    fig = plots.loss_curves({v.model: (v.train_loss, v.val_loss) for v in variants}, title=cfg.vendor)
+    tracker.log_figure(parent_run_id, fig, "loss_curves.png")
+    plots.close(fig)
+    versions = [
+        tracker.register_bundle(cfg.vendor, v.run_id, v.bundle_dir, v.model, v.final_val_loss) for v in variants
+    ]
+    champion = tracker.promote(cfg.vendor, versions, default_model=cfg.train.models[0])
+    tracker.log_params(parent_run_id, {"champion_version": champion.version, "champion_model": champion.model})
+    tracker.end_run(parent_run_id)
+    return TrainingSummary(cfg.vendor, parent_run_id, results, tuple(versions), champion)
+
+
+def work_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="licanom-train-"))

@@ -1,0 +1,61 @@
+"""Tasks of the nightly scoring flow (library: licanom.bundle, licanom.state, licanom.nightly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from licanom import bundle as bundle_lib
+from licanom import nightly, state
+from licanom.tracking import Tracker
+from licanom.validate import ValidationResult
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])
+def load_champion(tracker: Tracker, vendor: str) -> tuple[bundle_lib.ModelBundle, str]:
+    return tracker.load_champion(vendor)
+
+
+@task(cache_policy=NO_CACHE)
+def load_state(output_dir: Path, vendor: str) -> state.VendorState:
+    return state.load_state(output_dir, vendor)
+
+
+@task(cache_policy=NO_CACHE)
+def validate_rows(model: bundle_lib.ModelBundle, raw: pl.DataFrame) -> ValidationResult:
+    return bundle_lib.validate_rows(model, raw)
+
+
+@task(cache_policy=NO_CACHE)
+def make_windows(model: bundle_lib.ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame) -> bundle_lib.Windows:
+    return bundle_lib.make_windows(model, valid, carry)
+
+
+@task(cache_policy=NO_CACHE)
+def score_windows(model: bundle_lib.ModelBundle, windows: bundle_lib.Windows) -> pl.DataFrame:
+    return bundle_lib.score_windows(model, windows)
+
+
+@task(cache_policy=NO_CACHE)
+def new_watermark(raw: pl.DataFrame, before: int | None) -> int | None:
+    return nightly.new_watermark(raw, before)
+
+
+@task(cache_policy=NO_CACHE)
+def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation: ValidationResult,
+                model_version: str, watermark_before: int | None, watermark_after: int | None) -> nightly.NightResult:
+    return nightly.write_night(output_dir, vendor, chunks, validation, model_version, watermark_before, watermark_after)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])
+def log_night(tracker: Tracker, night: nightly.NightResult) -> str:
+    return nightly.log_night(tracker, night)
+
+
+@task(cache_policy=NO_CACHE)
+def advance_watermark(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataFrame,
+                      model_version: str) -> state.VendorState:
+    return state.advance(output_dir, vendor, watermark, tail, model_version)
