@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -10,6 +11,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def default_conf_dir() -> Path:
+    """conf/ of the project, or the folder named by LICANOM_CONF_DIR."""
+    env = os.environ.get("LICANOM_CONF_DIR")
+    return Path(env) if env else DEFAULT_CONF_DIR
 VENDOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -141,7 +148,7 @@ def load_config(
     overrides: dict[str, Any] | None = None,
 ) -> Config:
     """Read defaults, then the vendor's overrides, then `overrides`; validate once."""
-    conf_dir = conf_dir or DEFAULT_CONF_DIR
+    conf_dir = conf_dir or default_conf_dir()
     data = _read_yaml(conf_dir / "defaults.yaml") if (conf_dir / "defaults.yaml").exists() else {}
     if vendor is not None:
         validate_vendor_name(vendor)
@@ -156,7 +163,7 @@ def load_config(
 
 def list_vendors(conf_dir: Path | None = None) -> list[str]:
     """Vendors with a file in conf/vendors/, sorted."""
-    conf_dir = conf_dir or DEFAULT_CONF_DIR
+    conf_dir = conf_dir or default_conf_dir()
     return sorted(p.stem for p in (conf_dir / "vendors").glob("*.yaml"))
 
 

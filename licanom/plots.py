@@ -1,7 +1,13 @@
-"""Figures for runs and reports: error histograms with thresholds (thesis Fig. 4.4), loss curves."""
+"""Figures for runs and reports: error histograms with thresholds (thesis Fig. 4.4), loss curves.
+
+Each function returns the figure as PNG bytes. Matplotlib is not thread-safe (variants train in
+parallel threads), so figures are drawn and rendered under one lock.
+"""
 
 from __future__ import annotations
 
+import io
+import threading
 from collections.abc import Mapping
 
 import matplotlib
@@ -14,10 +20,27 @@ from matplotlib.figure import Figure  # noqa: E402
 _COLOURS = ("tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown")
 
 
+_LOCK = threading.Lock()
+
+
+def _png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def error_histograms(
     train_errors: np.ndarray, test_errors: np.ndarray, thresholds: Mapping[str, float | None], title: str = ""
+) -> bytes:
+    """Train (left) and test (right) error histograms, each threshold a vertical line (PNG)."""
+    with _LOCK:
+        return _png(_error_histograms(train_errors, test_errors, thresholds, title))
+
+
+def _error_histograms(
+    train_errors: np.ndarray, test_errors: np.ndarray, thresholds: Mapping[str, float | None], title: str
 ) -> Figure:
-    """Train (left) and test (right) error histograms, each threshold a vertical line."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharex=True)
     for ax, errors, name in ((axes[0], train_errors, "train"), (axes[1], test_errors, "test")):
         if len(errors):
@@ -36,8 +59,13 @@ def error_histograms(
     return fig
 
 
-def loss_curves(curves: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]], title: str = "") -> Figure:
-    """train/loss (solid) and val/loss (dashed) per epoch for each model."""
+def loss_curves(curves: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]], title: str = "") -> bytes:
+    """train/loss (solid) and val/loss (dashed) per epoch for each model (PNG)."""
+    with _LOCK:
+        return _png(_loss_curves(curves, title))
+
+
+def _loss_curves(curves: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]], title: str) -> Figure:
     fig, ax = plt.subplots(figsize=(7, 4))
     for (model, (train, val)), colour in zip(curves.items(), plt.cm.tab10.colors, strict=False):
         if train:
@@ -52,6 +80,3 @@ def loss_curves(curves: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]
     fig.tight_layout()
     return fig
 
-
-def close(fig: Figure) -> None:
-    plt.close(fig)

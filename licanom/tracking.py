@@ -170,8 +170,11 @@ class Tracker:
     def log_text(self, run_id: str, text: str, name: str) -> None:
         self.client.log_text(run_id, text, name)
 
-    def log_figure(self, run_id: str, figure: Any, name: str) -> None:
-        self.client.log_figure(run_id, figure, name)
+    def log_bytes(self, run_id: str, data: bytes, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            self.client.log_artifact(run_id, str(path))
 
     # --- registry -----------------------------------------------------------------------
     def register_bundle(self, vendor: str, run_id: str, bundle_dir: Path, model: str,
@@ -252,7 +255,8 @@ class LicanomPyfunc(mlflow.pyfunc.PythonModel):
 
         self.bundle = ModelBundle.load(Path(context.artifacts["bundle"]))
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> Any:
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        # (no type hints: MLflow would read them as an input schema)
         from licanom.bundle import score_log
 
         raw = model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)

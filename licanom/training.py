@@ -110,11 +110,10 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             **{f"anomalies_{k}": row[k] for k in ("M1", "M2", "M3", "quantile", "pot", "GMM", "KMeans")},
         })
         train_err, test_err = outcome.scores[~prepared.test_mask], outcome.scores[prepared.test_mask]
-        fig = plots.error_histograms(train_err, test_err, {
+        png = plots.error_histograms(train_err, test_err, {
             "M1": row["threshold_M1"], "M2": row["threshold_M2"], "M3": row["threshold_M3"],
         }, title=f"{cfg.vendor}: {model}")
-        tracker.log_figure(run_id, fig, "error_histogram.png")
-        plots.close(fig)
+        tracker.log_bytes(run_id, png, "error_histogram.png")
         bundle_dir = ModelBundle(
             vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary,
             chunk=cfg.chunk, encode=cfg.encode,
@@ -135,9 +134,8 @@ def finish_training(tracker: Tracker, cfg: Config, parent_run_id: str,
     results = pl.concat([v.row for v in variants])
     tracker.log_frame(parent_run_id, results, "results.csv")
     tracker.log_text(parent_run_id, format_results(results), "results.txt")
-    fig = plots.loss_curves({v.model: (v.train_loss, v.val_loss) for v in variants}, title=cfg.vendor)
-    tracker.log_figure(parent_run_id, fig, "loss_curves.png")
-    plots.close(fig)
+    png = plots.loss_curves({v.model: (v.train_loss, v.val_loss) for v in variants}, title=cfg.vendor)
+    tracker.log_bytes(parent_run_id, png, "loss_curves.png")
     versions = [
         tracker.register_bundle(cfg.vendor, v.run_id, v.bundle_dir, v.model, v.final_val_loss) for v in variants
     ]

@@ -39,3 +39,12 @@ def make_raw_log(n: int = 1000, seed: int = 0, start: datetime | None = None) ->
 @pytest.fixture
 def raw_log() -> pl.DataFrame:
     return make_raw_log()
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """One ephemeral Prefect API for the whole session (starting one costs seconds)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

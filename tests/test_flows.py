@@ -1,0 +1,122 @@
+"""The Prefect flows end to end, under one session-wide test harness and a temporary MLflow store."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def flow_env(tmp_path_factory, prefect_harness):
+    """conf/ with two simulated vendors and a broken one; a temporary MLflow store; out dir."""
+    root = tmp_path_factory.mktemp("flows")
+    conf = root / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    out = root / "out"
+    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
+    common = f"""
+output_dir: {out}
+train:
+  models: [TCN_AE, LSTM_AE_Small]
+  epochs: 2
+  batch_size: 64
+detect:
+  m1: false
+"""
+    (conf / "vendors" / "alpha.yaml").write_text(common + "source: {kind: simulate, profile: floating, seed: 3, days: 6}\n")
+    (conf / "vendors" / "beta.yaml").write_text(common + "source: {kind: simulate, profile: mixed, seed: 4, days: 20}\n")
+    (conf / "vendors" / "broken.yaml").write_text(common + f"source: {{kind: files, path: {root / 'missing.csv'}}}\n")
+    mlflow_yaml = root / "mlflow.yaml"
+    mlflow_yaml.write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\nartifact_location: {root / 'artifacts'}\n")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LICANOM_CONF_DIR", str(conf))
+    mp.setenv("LICANOM_MLFLOW_CONFIG", str(mlflow_yaml))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield root, out
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def trained_alpha(flow_env):
+    from flows.train_vendor import train_vendor
+    from licanom.config import load_config
+    from licanom.simulate import simulate
+
+    cfg = load_config("alpha")
+    log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
+    until = log["Time"].max() - timedelta(days=1)
+    summary = train_vendor("alpha", until=until)
+    return summary, until
+
+
+def test_training_registers_versions_with_aliases(trained_alpha):
+    from licanom.tracking import configure
+
+    summary, _ = trained_alpha
+    tracker = configure()
+    assert [v.model for v in summary.versions] == ["TCN_AE", "LSTM_AE_Small"]
+    champion = tracker.client.get_model_version_by_alias("licanom-alpha", "champion")
+    challenger = tracker.client.get_model_version_by_alias("licanom-alpha", "challenger")
+    assert champion.version == summary.champion.version
+    assert champion.tags["model"] == "TCN_AE"  # the configured default variant
+    assert challenger.version == summary.versions[-1].version
+    # per-epoch curves on each nested run
+    for v in summary.versions:
+        history = tracker.client.get_metric_history(v.run_id, "val/loss")
+        assert [m.step for m in history] == [1, 2]
+        run = tracker.client.get_run(v.run_id)
+        assert run.data.tags["mlflow.parentRunId"] == summary.parent_run_id
+        assert {"architecture", "bottleneck", "depth", "data_hash", "seed"} <= set(run.data.params)
+    artifacts = {a.path for a in tracker.client.list_artifacts(summary.parent_run_id)}
+    assert {"results.csv", "loss_curves.png", "vocabulary.json"} <= artifacts
+
+
+def test_scoring_flow_matches_the_library_and_is_idempotent(trained_alpha, flow_env):
+    import mlflow
+
+    from flows.score_vendor import score_vendor
+    from licanom.bundle import score_log
+    from licanom.config import load_config
+    from licanom.pipeline import extract
+    from licanom.state import load_state
+    from licanom.tracking import configure
+
+    _, out = flow_env
+    before = load_state(out, "alpha")
+    first = score_vendor("alpha")
+    assert first.rows_read > 0 and first.chunks.height > 0
+    after = load_state(out, "alpha")
+    assert after.watermark > before.watermark
+
+    # the registered pyfunc gives exactly what the library gives for the same rows
+    tracker = configure()
+    raw = extract(load_config("alpha").source, after_id=before.watermark)
+    model = mlflow.pyfunc.load_model(tracker.champion_uri("alpha"))
+    via_mlflow = pl.from_pandas(model.predict(raw.to_pandas()))
+    direct = score_log(model.unwrap_python_model().bundle, raw).chunks
+    assert via_mlflow.select("first_id", "last_id", "score", "is_anomaly").equals(
+        direct.select("first_id", "last_id", "score", "is_anomaly"))
+
+    # the same night again changes nothing
+    again = score_vendor("alpha")
+    assert again.chunks.height == 0 and again.rows_read == 0
+    assert load_state(out, "alpha").watermark == after.watermark
+    nights = list((out / "alpha" / "nights").iterdir())
+    assert len([n for n in nights if (n / "chunks.parquet").exists() and pl.read_parquet(n / "chunks.parquet").height]) == 1
+
+
+def test_nightly_reports_a_failing_vendor_and_scores_the_others(trained_alpha, flow_env):
+    from flows.nightly import nightly
+    from flows.train_vendor import train_vendor
+
+    train_vendor("beta")
+    state = nightly(return_state=True)
+    assert state.is_failed()
+    assert "broken" in str(state.message) or "broken" in repr(state)
+    _, out = flow_env
+    assert (out / "beta" / "state" / "state.json").exists()
