@@ -10,7 +10,10 @@ export MLFLOW_ENABLE_TELEMETRY ?= false
 export DO_NOT_TRACK ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv demo test test-fast bench bench-data bench-train clean lock
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
+
+.PHONY: venv demo test test-fast bench bench-data bench-train serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -32,6 +35,23 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+# The per-vendor deployments, served to the Prefect server that `make ui` starts.
+serve: $(STAMP)
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(VENV)/bin/licanom serve
+
+# Prefect UI and MLflow UI over the same local stores the demo wrote (stop: make ui-stop).
+ui: $(STAMP)
+	mkdir -p .ui
+	nohup $(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > .ui/prefect.log 2>&1 & echo $$! > .ui/prefect.pid
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup $(VENV)/bin/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
+		--backend-store-uri $$($(PY) -c 'from licanom.tracking import TrackingConfig; print(TrackingConfig.load().tracking_uri)') \
+		--default-artifact-root $$($(PY) -c 'from licanom.tracking import TrackingConfig; print(TrackingConfig.load().artifact_location)') \
+		> .ui/mlflow.log 2>&1 & echo $$! > .ui/mlflow.pid
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)   (logs in .ui/, stop with make ui-stop)"
+
+ui-stop:
+	-kill $$(cat .ui/prefect.pid) $$(cat .ui/mlflow.pid) 2>/dev/null; rm -f .ui/*.pid
+
 bench: bench-data bench-train
 
 bench-data: $(STAMP)
@@ -47,4 +67,4 @@ lock:
 	/tmp/licanom-lock/bin/pip freeze | grep -v '^-e' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock
 
 clean:
-	rm -rf .prefect mlruns mlflow.db out .pytest_cache
+	rm -rf .prefect mlruns mlflow.db mlartifacts out .pytest_cache .ui

@@ -95,6 +95,17 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    # The orchestration layer lives in flows/; the library does not import Prefect.
+    import os
+
+    cmd = [sys.executable, "-m", "flows.serve"]
+    for vendor in args.vendor or ():
+        cmd += ["--vendor", vendor]
+    os.execv(sys.executable, cmd)
+    return EXIT_OK  # not reached
+
+
 def print_prepared(prepared: Any, seconds: float, out: Path | None = None) -> None:
     """A short account of what the data path made."""
     v = prepared.validation
@@ -141,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-m1", action="store_true", help="skip M1 (it retrains the model several times)")
     p.add_argument("--out", required=True, help="folder for chunks.parquet, results.csv, models/")
     p.set_defaults(func=_cmd_detect)
+    p = sub.add_parser("serve", help="serve the per-vendor nightly and training deployments (Prefect)")
+    p.add_argument("--vendor", action="append", help="only these vendors (default: all in conf/vendors)")
+    p.set_defaults(func=_cmd_serve)
     return parser
 
 

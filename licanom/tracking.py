@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -240,6 +241,9 @@ def configure(path: Path | None = None) -> Tracker:
 
 def params_json(params: Mapping[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
+
+
+warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
 
 
 class LicanomPyfunc(mlflow.pyfunc.PythonModel):

@@ -1,0 +1,127 @@
+"""Training benchmark at the thesis's case-3 volume: 19,004 chunks of 100 x 8, ten epochs.
+
+For each variant it trains through the product's own path (AutoencoderDetector -> Lightning)
+and, side by side in the same process, through a plain PyTorch loop over the same net, data,
+batch size and optimiser, so that the framework's overhead is a ratio measured on the same
+machine at the same time. It prints the thesis's Figure 4.5 seconds beside ours, the speed-up,
+the validation loss reached, and scoring throughput (chunks per second).
+
+    python -m benchmarks.bench_train                    # every variant, batch 128, 10 epochs
+    python -m benchmarks.bench_train --batch 32,128     # also the thesis's batch size
+    python -m benchmarks.bench_train --models TCN_AE --epochs 2 --plain-epochs 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from licanom.models.detector import AutoencoderDetector
+from licanom.models.nets import NETS, build_net
+
+# Thesis Figure 4.5, floating (case 3): seconds for 10 epochs.
+THESIS_SECONDS = {
+    "LSTM_AE": 1067.8, "LSTM_AE_Small": 938.1, "LSTM_AE_Deep": 1627.3, "LSTM_AE_Deep2": 2000.5,
+    "TCN_AE": 214.4, "TCN_AE2": 216.2, "TCN_AE_Small": 202.8, "TCN_AE_Small2": 217.8,
+}
+BAR = {"lstm": 15.0, "tcn": 3.0}
+CACHE = Path("out/bench")
+
+
+def case3_chunks(n_train: int, n_val: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Chunks of a simulated floating vendor: n_train for training and n_val held out."""
+    path = CACHE / f"case3_{n_train}_{n_val}_{seed}.npy"
+    if path.exists():
+        X = np.load(path)
+    else:
+        from licanom.config import load_config
+        from licanom.pipeline import prepare
+        from licanom.simulate import simulate
+
+        need, days = n_train + n_val, 365
+        while True:
+            sim = simulate("floating", seed=seed, days=days)
+            if sim.log.height >= need * 100:
+                break
+            days = int(days * need * 100 / sim.log.height * 1.1) + 1
+        X = prepare(sim.log.head(need * 100), load_config()).chunks.X
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(path, X)
+    order = np.random.default_rng(seed).permutation(len(X))
+    return X[order[:n_train]], X[order[n_train:n_train + n_val]]
+
+
+def plain_loop(model: str, X: np.ndarray, epochs: int, batch: int, seed: int = 0) -> float:
+    """Seconds for `epochs` epochs of a bare PyTorch loop (Adam, L1) over the same data."""
+    torch.manual_seed(seed)
+    net = build_net(model, chunk_size=X.shape[1], n_features=X.shape[2])
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    data = torch.from_numpy(X)
+    g = torch.Generator().manual_seed(seed)
+    net.train()
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(data), generator=g).split(batch):
+            xb = data[idx]
+            loss = F.l1_loss(net(xb), xb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return time.perf_counter() - t0
+
+
+def val_loss(det: AutoencoderDetector, X_val: np.ndarray) -> float:
+    return float(det.decision_function(X_val).mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="all")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--plain-epochs", type=int, default=2, help="epochs of the plain loop (per-epoch time compared)")
+    parser.add_argument("--batch", default="128")
+    parser.add_argument("--chunks", type=int, default=19_004)
+    parser.add_argument("--val-chunks", type=int, default=2_000)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    models = list(NETS) if args.models == "all" else args.models.split(",")
+    batches = [int(b) for b in args.batch.split(",")]
+    X, X_val = case3_chunks(args.chunks, args.val_chunks)
+    print(f"{len(X):,} training chunks {X.shape[1:]}, {len(X_val):,} held-out; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; {args.epochs} epochs")
+    header = (f"{'model':<15}{'batch':>6}{'ours [s]':>10}{'thesis [s]':>11}{'speed-up':>9}{'bar':>6}"
+              f"{'plain/epoch':>12}{'ours/epoch':>11}{'overhead':>9}{'val MAE':>9}{'score ch/s':>11}")
+    rows = []
+    for model in models:
+        family = "lstm" if model.startswith("LSTM") else "tcn"
+        for batch in batches:
+            plain = plain_loop(model, X, args.plain_epochs, batch) / args.plain_epochs
+            det = AutoencoderDetector(model, epochs=args.epochs, batch_size=batch, val_fraction=0.0,
+                                      progress_bar=False, threshold="M2")
+            det.fit(X)
+            ours = det.report_.seconds
+            per_epoch = ours / args.epochs
+            t0 = time.perf_counter()
+            det.decision_function(X_val)
+            throughput = len(X_val) / (time.perf_counter() - t0)
+            speedup = THESIS_SECONDS[model] * args.epochs / 10 / ours
+            row = (f"{model:<15}{batch:>6}{ours:>10.1f}{THESIS_SECONDS[model]:>11.1f}{speedup:>8.1f}x"
+                   f"{'met' if speedup >= BAR[family] else 'NOT':>6}{plain:>12.2f}{per_epoch:>11.2f}"
+                   f"{per_epoch / plain - 1:>+9.1%}{val_loss(det, X_val):>9.4f}{throughput:>11,.0f}")
+            rows.append(row)
+            print(row if len(rows) > 1 else header + "\n" + row, flush=True)
+    print("\n" + header)
+    print("\n".join(rows))
+    print(f"bars: LSTM >= {BAR['lstm']:.0f}x and TCN >= {BAR['tcn']:.0f}x the thesis's Figure 4.5 (case 3, 10 epochs); "
+          "overhead = ours per epoch / plain loop per epoch - 1")
+
+
+if __name__ == "__main__":
+    main()
