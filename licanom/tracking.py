@@ -196,7 +196,7 @@ class Tracker:
         except Exception:
             pass  # exists
         mv = self.client.create_model_version(
-            name, info.model_uri, run_id=run_id,
+            name, info.model_uri, run_id=run_id, model_id=info.model_id,
             tags={"vendor": vendor, "model": model, "val_loss": "" if val_loss is None else f"{val_loss:.8g}"},
         )
         self.client.set_registered_model_alias(name, CHALLENGER, mv.version)
