@@ -10,13 +10,14 @@ with ``partial="overlap"`` one extra window ending at the last row covers them.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import polars as pl
 
-from licanom.columns import FEATURE_COLUMNS, SUMMARY_COLUMNS, SUMMARY_SOURCES
+from licanom.columns import CATEGORICAL, FEATURE_COLUMNS, SUMMARY_COLUMNS, SUMMARY_SOURCES
 
 
 class NotEnoughDataError(ValueError):
@@ -61,41 +62,123 @@ def window_starts(n_rows: int, size: int, stride: int, partial: Literal["drop", 
     return starts
 
 
+def _windows(values: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+    """``values`` cut into windows ``(len(starts), size, ...)``: a view when they tile a range."""
+    n = len(starts) * size
+    first = int(starts[0]) if len(starts) else 0
+    if first + n <= len(values) and np.array_equal(starts, first + np.arange(0, n, size)):
+        return values[first : first + n].reshape(len(starts), size, *values.shape[1:])
+    return values[starts[:, None] + np.arange(size)[None, :]]
+
+
 def _normalise_time(X: np.ndarray, t: np.ndarray) -> None:
     """Write (t - t_first) / (t_last - t_first) per window into X[..., 0], in place."""
     t0 = t[:, :1]
     span = t[:, -1:] - t0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        norm = np.where(span > 0, (t - t0) / np.where(span > 0, span, 1.0), 0.0)
-    X[:, :, 0] = norm.astype(np.float32)
+    flat = span[:, 0] <= 0  # all requests of the window share one timestamp
+    norm = t - t0
+    norm /= np.where(flat[:, None], 1.0, span)
+    norm[flat] = 0.0
+    X[:, :, 0] = norm
 
 
-def _summary(encoded: pl.DataFrame, starts: np.ndarray, size: int, stride: int) -> pl.DataFrame:
+def _distinct_per_window(
+    values: np.ndarray, starts: np.ndarray, size: int, block: int = 4096
+) -> np.ndarray:
+    """How many distinct values each window holds, on integer codes (no strings).
+
+    A block of windows at a time (small temporaries); windows already in order (time) are
+    counted without sorting.
+    """
+    counts = np.empty(len(starts), dtype=np.int32)
+    for b0 in range(0, len(starts), block):
+        w = _windows(values, starts[b0 : b0 + block], size)
+        if not (w[:, 1:] >= w[:, :-1]).all():
+            w = np.sort(w, axis=1)
+        counts[b0 : b0 + block] = 1 + np.count_nonzero(w[:, 1:] != w[:, :-1], axis=1)
+    return counts
+
+
+def _codes(encoded: pl.DataFrame, source: str, feature: str) -> np.ndarray:
+    """Integer codes of a column's raw values: equal codes for equal values, and only then.
+
+    Numbers and times are their own codes. Text uses its feature column: known values encode
+    as distinct positive floats, whose bit patterns serve; values the vocabulary does not know
+    (0.0) get codes of their own from their raw text, so that several unseen values count as
+    several.
+    """
+    col = encoded[source]
+    if col.dtype != pl.String:
+        codes = col.to_physical()
+        if codes.null_count():
+            codes = codes.fill_null(0 if codes.null_count() == codes.len() else codes.max() + 1)
+        if codes.dtype in (pl.Int8, pl.UInt8, pl.Int16, pl.UInt16, pl.Boolean):
+            codes = codes.cast(pl.Int32)  # numpy sorts 32-bit integers much faster than 8-bit ones
+        return codes.to_numpy()
+    f = encoded[feature] if feature in encoded.columns else None
+    if f is None or f.dtype != pl.Float32:
+        return _text_codes(col)
+    codes = f.to_numpy().view(np.uint32)
+    unseen = np.flatnonzero(codes == 0)
+    if unseen.size:
+        codes = codes.copy()
+        codes[unseen] = np.uint32(2**31) + _text_codes(col.gather(unseen))
+    return codes
+
+
+def _text_codes(text: pl.Series) -> np.ndarray:
+    """Codes of texts from their position among the distinct values (null: one more)."""
+    distinct = text.unique().drop_nulls()
+    return text.cast(pl.Enum(distinct)).to_physical().cast(pl.UInt32).fill_null(len(distinct)).to_numpy()
+
+
+def _summary(encoded: pl.DataFrame, starts: np.ndarray, size: int) -> pl.DataFrame:
     """Distinct raw values per column in each window (thesis 3.4)."""
+    features = {raw: f"f_{feature}" for raw, feature in CATEGORICAL}
+
+    def count(source: str) -> np.ndarray:
+        return _distinct_per_window(_codes(encoded, source, features.get(source, "")), starts, size)
+
     sources = [src for _, src in SUMMARY_SOURCES]
-    if stride == size and (len(starts) == 0 or starts[-1] == (len(starts) - 1) * size):
-        n = len(starts) * size
-        return (
-            encoded.head(n)
-            .select(
-                (pl.int_range(n, dtype=pl.Int64) // size).alias("chunk"),
-                *[pl.col(src).alias(name) for name, src in zip(SUMMARY_COLUMNS, sources, strict=True)],
-            )
-            .group_by("chunk", maintain_order=True)
-            .agg(pl.all().n_unique().cast(pl.Int32))
-            .drop("chunk")
-        )
-    # Overlapping windows: dense integer codes, then distinct counts by sorting each window.
-    codes = np.stack(
-        [encoded[src].rank("dense").fill_null(0).to_numpy().astype(np.int64) for src in sources],
-        axis=1,
-    )
-    idx = starts[:, None] + np.arange(size)[None, :]
-    w = np.sort(codes[idx], axis=1)
-    counts = 1 + (np.diff(w, axis=1) != 0).sum(axis=1)
-    return pl.DataFrame(
-        {name: counts[:, j].astype(np.int32) for j, name in enumerate(SUMMARY_COLUMNS)}
-    )
+    with ThreadPoolExecutor(max_workers=2) as pool:  # numpy's sort releases the GIL
+        counts = list(pool.map(count, sources))
+    return pl.DataFrame(dict(zip(SUMMARY_COLUMNS, counts, strict=True)))
+
+
+def _feature_windows(
+    encoded: pl.DataFrame, starts: np.ndarray, size: int, block: int = 1 << 16
+) -> np.ndarray:
+    """X: the feature columns cut into windows, float32 ``(n_chunks, size, 8)``, time normalised.
+
+    Written a block of rows at a time, each block while it is in cache, with no float64 copy
+    of the matrix; windows that tile the log are written in place, overlapping ones gathered.
+    """
+    n_chunks, n_rows = len(starts), encoded.height
+    columns = [
+        (j, encoded[name].to_numpy()) for j, name in enumerate(FEATURE_COLUMNS) if name != "f_time"
+    ]
+    t = encoded["f_time"].to_numpy()
+    tiled = n_chunks * size <= n_rows and np.array_equal(starts, np.arange(0, n_chunks * size, size))
+    rows = np.empty((n_chunks * size if tiled else n_rows, len(FEATURE_COLUMNS)), dtype=np.float32)
+    if not tiled:
+        for lo in range(0, n_rows, block):
+            for j, values in columns:
+                rows[lo : lo + block, j] = values[lo : lo + block]
+        X = rows[starts[:, None] + np.arange(size)[None, :]]
+    else:
+        X = rows.reshape(n_chunks, size, len(FEATURE_COLUMNS))
+    per_block = max(1, block // size)
+    for w0 in range(0, n_chunks, per_block):
+        w1 = min(w0 + per_block, n_chunks)
+        if tiled:
+            r0, r1 = w0 * size, w1 * size
+            for j, values in columns:
+                rows[r0:r1, j] = values[r0:r1]
+            tw = t[r0:r1].reshape(w1 - w0, size)
+        else:
+            tw = t[starts[w0:w1, None] + np.arange(size)[None, :]]
+        _normalise_time(X[w0:w1], tw)
+    return X
 
 
 def make_chunks(
@@ -108,31 +191,20 @@ def make_chunks(
     stride = size if stride is None else stride
     n_rows = encoded.height
     starts = window_starts(n_rows, size, stride, partial)
-    rows = encoded.select(FEATURE_COLUMNS).to_numpy().astype(np.float32, copy=False)
-    t = encoded["f_time"].to_numpy().astype(np.float64, copy=False)
-    if stride == size and partial == "drop":
-        n = len(starts) * size
-        X = rows[:n].reshape(len(starts), size, rows.shape[1]).copy()
-        tw = t[:n].reshape(len(starts), size)
-    else:
-        idx = starts[:, None] + np.arange(size)[None, :]
-        X = rows[idx]
-        tw = t[idx]
-    _normalise_time(X, tw)
+    X = _feature_windows(encoded, starts, size)
 
     ends = starts + size - 1
-    ids = encoded["Id"].to_numpy()
-    times = encoded["Time"]
+    ids, times = encoded["Id"], encoded["Time"]
     meta = pl.DataFrame(
         {
             "chunk": np.arange(len(starts), dtype=np.int64),
-            "first_id": ids[starts],
-            "last_id": ids[ends],
+            "first_id": ids.gather(starts),
+            "last_id": ids.gather(ends),
             "start_time": times.gather(starts),
             "end_time": times.gather(ends),
             "start_row": starts,
         }
-    ).hstack(_summary(encoded, starts, size, stride))
+    ).hstack(_summary(encoded, starts, size))
     tail = n_rows - int(ends[-1]) - 1
     return Chunks(X=X, meta=meta, size=size, stride=stride, tail_rows=max(tail, 0))
 

@@ -16,7 +16,7 @@ import polars as pl
 from licanom.chunk import Chunks, make_chunks, split_chunks
 from licanom.config import ChunkConfig, Config, EncodeConfig, SourceConfig, SplitConfig, ValidateConfig
 from licanom.derive import derive
-from licanom.encode import Vocabulary, get_encoder
+from licanom.encode import ThesisEncoder, Vocabulary, derive_fit_encode, get_encoder
 from licanom.validate import ValidationResult, check_bad_fraction, validate_log
 
 
@@ -95,6 +95,9 @@ def validate(raw: pl.DataFrame, cfg: ValidateConfig) -> ValidationResult:
 
 def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None = None) -> Encoded:
     """Derive success/action/country and encode; builds the vocabulary when none is given."""
+    if vocabulary is None and cfg.encoder == ThesisEncoder.name:
+        frame, vocabulary = derive_fit_encode(valid)  # the three steps below, sharing work
+        return Encoded(frame=frame, vocabulary=vocabulary)
     derived = derive(valid)
     vocabulary = vocabulary or Vocabulary.fit(derived)
     if vocabulary.encoder != cfg.encoder:

@@ -1,29 +1,43 @@
 """Validate a raw Web API Log, losing nothing: bad rows go to a quarantine frame with a reason.
 
 Every input row ends in exactly one of the two outputs (``n_in == n_valid + n_quarantined``).
-Rows are coerced column by column (CSV text, Unix seconds, ISO strings, other integer widths),
-and each row collects the reasons it fails; the valid rows are then checked against the
-pandera contract :class:`licanom.schema.WebApiLog` (``lazy=True``), so anything the contract
-rejects is quarantined too, with the failing check as its reason.
+Each check lives in one of two layers:
+
+1. Parsing, here in polars: each column is coerced to the schema's dtype (CSV text, Unix
+   seconds, ISO strings, other integer widths); a required value that is missing, a value that
+   is present but cannot be read, or a time outside 1990-2100 (milliseconds read as seconds)
+   is a reason ("Id: not an integer", "Time: unparsable").
+2. The pandera contract :class:`licanom.schema.WebApiLog` (``lazy=True``): every check on the
+   coerced values (known state code, IP address, non-blank key, unique Id). It validates the
+   rows that are to be valid, and whatever it rejects is quarantined with the check's text as
+   the reason; it also runs on the (few) rows quarantined for other reasons, so that a reason
+   names every failing column/check.
+
+Later duplicates of an ``Id`` are quarantined ("Id: duplicate"); the first occurrence among the
+otherwise valid rows stays.
+
+Large logs are cheap when they are clean: a check that cannot fail for a column's dtype is not
+run, reason strings are built for bad rows only, and a log whose Ids increase and whose times
+are in order skips the duplicate search and the sort.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import numpy as np
 import pandera.polars as pa
 import polars as pl
 
 from licanom.columns import OPTIONAL_RAW, RAW, REQUIRED_RAW
-from licanom.schema import UTC_US, WebApiLog
-from licanom.states import is_valid_state
+from licanom.schema import BLANK, DUPLICATE, UTC_US, WebApiLog, known_values, strictly_increasing
 
 ROW = "_row"  # position of the row in the input, kept in the quarantine
 REASON = "reason"
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+OUT_OF_RANGE = "Time: outside 1990-2100 (Unix seconds expected)"
 _TIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f%z",
     "%Y-%m-%d %H:%M:%S%.f%z",
@@ -33,6 +47,40 @@ _TIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S",
     "%Y-%m-%d %H:%M:%S",
 )
+_INTS = ("Id", "ProductId", "State", "DOIntValue", "DOId")
+_TEXTS = ("Key", "IP", "MachineCode", "FriendlyName")
+_TIMES = ("Time", "FloatingExpires")
+# A required value that is null in the input.
+_MISSING = {
+    "Id": "Id: missing",
+    "ProductId": "ProductId: missing",
+    "State": "State: missing",
+    "Key": f"Key: {BLANK}",
+    "Time": "Time: missing",
+}
+# A value that is present in the input but does not survive the cast.
+_LOST = {
+    **{c: f"{c}: not an integer" for c in _INTS},
+    **{c: f"{c}: not valid text" for c in _TEXTS},
+    **{c: f"{c}: unparsable" for c in _TIMES},
+}
+# The order in which a row's parsing reasons are listed.
+_PARSE_ORDER = (
+    ("missing", "Id"), ("lost", "Id"), ("missing", "ProductId"), ("lost", "ProductId"),
+    ("missing", "State"), ("lost", "State"), ("lost", "DOIntValue"), ("lost", "DOId"),
+    ("missing", "Key"), ("missing", "Time"), ("lost", "Time"), ("range", "Time"),
+    ("lost", "FloatingExpires"),
+    ("lost", "Key"), ("lost", "IP"), ("lost", "MachineCode"), ("lost", "FriendlyName"),
+)
+# A contract check with an `error` text names itself by it ("IP: malformed address"); others,
+# such as pandera's not_nullable, read "<column>: failed <check>".
+_OWN_TEXTS = frozenset(
+    check.error
+    for column in WebApiLog.to_schema().columns.values()
+    for check in column.checks
+    if check.error
+)
+_REASONS_SCHEMA = {ROW: pl.UInt32, REASON: pl.String}
 
 
 class ValidationError(ValueError):
@@ -126,27 +174,31 @@ def _as_str(name: str, dtype: pl.DataType) -> pl.Expr:
     return col.cast(pl.String, strict=False)
 
 
-def _valid_ips(ips: pl.Series) -> pl.Series:
-    """Exact IPv4/IPv6 check, once per distinct address; empty means unknown and is allowed."""
-    uniq = ips.unique()
-    ok = []
-    for ip in uniq.to_list():
-        if ip is None or ip == "":
-            ok.append(True)
-            continue
-        try:
-            ipaddress.ip_address(ip.split("%", 1)[0])
-            ok.append(True)
-        except ValueError:
-            ok.append(False)
-    mapping = pl.DataFrame({"ip": uniq, "ok": ok}, schema={"ip": pl.String, "ok": pl.Boolean})
-    return ips.to_frame("ip").join(mapping, on="ip", how="left", nulls_equal=True)["ok"]
+def _coerce_expr(name: str, dtype: pl.DataType) -> pl.Expr:
+    """The column cast to the schema's dtype (unreadable values become null)."""
+    if name in _INTS:
+        return pl.col(name) if dtype == pl.Int64 else _as_int(name, dtype)
+    if name in _TEXTS:
+        return pl.col(name) if dtype == pl.String else _as_str(name, dtype)
+    return pl.col(name) if dtype == UTC_US else _as_time(name, dtype)
 
 
-def coerce(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _can_lose(name: str, dtype: pl.DataType) -> bool:
+    """Whether a present value of this dtype can fail the cast (if not, no check is needed)."""
+    if dtype == pl.Null:
+        return False
+    if name in _INTS:
+        return not (dtype.is_integer() and dtype != pl.UInt64)
+    if name in _TEXTS:
+        return dtype not in (pl.String, pl.Categorical, pl.Enum)
+    return not isinstance(dtype, (pl.Datetime, pl.Date))
+
+
+def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.Series]]:
     """Cast every raw column to the schema's dtype without failing.
 
-    Returns the coerced frame (with ``_row``) and a frame of per-row reason strings.
+    Returns the coerced frame (RAW columns, input order), the rows that fail to parse as
+    (``_row``, ``reason``) in input order, and the distinct values of IP and Key.
     """
     missing = [c for c in REQUIRED_RAW if c not in raw.columns]
     if missing:
@@ -154,59 +206,140 @@ def coerce(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             f"the log lacks required column(s) {missing}; it has {raw.columns}. "
             f"Expected the Web API Log columns {list(REQUIRED_RAW)} (optional: {list(OPTIONAL_RAW)})"
         )
-    frame = raw.select([c for c in RAW if c in raw.columns]).with_row_index(ROW)
-    for c in OPTIONAL_RAW:
-        if c not in frame.columns:
-            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c))
+    frame = raw.select([c for c in RAW if c in raw.columns])
+    absent = [c for c in OPTIONAL_RAW if c not in frame.columns]
+    if absent:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in absent)
     schema = frame.schema
 
-    ints = ("Id", "ProductId", "State", "DOIntValue", "DOId")
-    texts = ("Key", "IP", "MachineCode", "FriendlyName")
-    exprs = [_as_int(c, schema[c]).alias(c) for c in ints]
-    exprs += [_as_str(c, schema[c]).alias(c) for c in texts]
-    exprs += [_as_time(c, schema[c]).alias(c) for c in ("Time", "FloatingExpires")]
-    cast = frame.select(pl.col(ROW), *exprs)
-    coerced = cast.with_columns(
-        pl.col("MachineCode").fill_null(""),
-        pl.col("IP").fill_null("").str.strip_chars(),
+    # Only the checks that can fail for these dtypes and null counts are computed.
+    checks: dict[tuple[str, str], str] = {}
+    for kind, c in _PARSE_ORDER:
+        if kind == "missing" and frame[c].null_count():
+            checks[kind, c] = f"\x00missing {c}"
+        elif kind == "lost" and _can_lose(c, schema[c]) and frame[c].null_count() < frame.height:
+            checks[kind, c] = f"\x00present {c}"
+    parsed = frame.lazy().select(
+        *[_coerce_expr(c, schema[c]).alias(c) for c in RAW],
+        *[
+            (pl.col(c).is_null() if kind == "missing" else pl.col(c).is_not_null()).alias(tmp)
+            for (kind, c), tmp in checks.items()
+        ],
+    ).collect()
+
+    t = pl.col("Time")
+    if not parsed.select(((t.min() >= EARLIEST) & (t.max() < LATEST)).fill_null(True)).item():
+        checks["range", "Time"] = ""
+    flags = [
+        (_MISSING[c], pl.col(checks[kind, c])) if kind == "missing"
+        else (_LOST[c], pl.col(checks[kind, c]) & pl.col(c).is_null()) if kind == "lost"
+        else (OUT_OF_RANGE, t.is_not_null() & ~t.is_between(EARLIEST, LATEST, closed="left"))
+        for kind, c in _PARSE_ORDER
+        if (kind, c) in checks
+    ]
+    if flags:
+        # one pass over the flags; reason strings only for the rows that fail
+        bad = (
+            parsed.lazy()
+            .select(
+                pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW),
+                *[expr.alias(reason) for reason, expr in flags],
+            )
+            .filter(pl.any_horizontal(reason for reason, _ in flags))
+            .select(
+                ROW,
+                pl.concat_str(
+                    [pl.when(pl.col(reason)).then(pl.lit(reason)) for reason, _ in flags],
+                    separator="; ",
+                    ignore_nulls=True,
+                ).alias(REASON),
+            )
+            .collect()
+        )
+    else:
+        bad = pl.DataFrame(schema=_REASONS_SCHEMA)
+
+    # the distinct texts, found once (in parallel) for the IP clean-up and the contract
+    distinct = parsed.select(pl.col("IP", "Key").unique().implode())
+    distinct = {c: distinct[c][0] for c in distinct.columns}
+    fixes = []
+    if parsed["MachineCode"].null_count():
+        fixes.append(pl.col("MachineCode").fill_null(""))
+    ip = pl.col("IP").fill_null("") if parsed["IP"].null_count() else pl.col("IP")
+    if (distinct["IP"].str.strip_chars() != distinct["IP"]).any():
+        ip = ip.str.strip_chars()
+    fixes.append(ip)
+    distinct["IP"] = distinct["IP"].to_frame("IP").select(ip.unique())["IP"]
+    if parsed["FloatingExpires"].null_count() < parsed.height:
         # Cryptolens writes 0 where a request has no floating expiry
-        pl.when(pl.col("FloatingExpires") == datetime(1970, 1, 1, tzinfo=UTC))
-        .then(None)
-        .otherwise(pl.col("FloatingExpires"))
-        .alias("FloatingExpires"),
+        expires = pl.col("FloatingExpires")
+        fixes.append(
+            pl.when(expires != datetime(1970, 1, 1, tzinfo=UTC)).then(expires).alias("FloatingExpires")
+        )
+    return parsed.select(RAW).with_columns(fixes), bad, distinct
+
+
+def _contract_failures(frame: pl.DataFrame, at: np.ndarray | None) -> pl.DataFrame:
+    """Run the pandera contract lazily; the rows it rejects as (``_row``, ``column``, ``check``).
+
+    ``at`` maps the frame's rows to input positions (None: the frame is the whole input).
+    """
+    empty = pl.DataFrame(schema={ROW: pl.UInt32, "column": pl.String, "check": pl.String})
+    if frame.height == 0:
+        return empty
+    try:
+        WebApiLog.validate(frame, lazy=True)
+        return empty
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+        row_cases = cases.filter(pl.col("index").is_not_null())
+        if row_cases.height < cases.height:
+            # a failure of the whole frame (a dtype, a missing column) is a bug, not bad data
+            raise ValidationError(f"validated frame breaks its schema: {cases}") from err
+        index = row_cases["index"].cast(pl.Int64).to_numpy()
+        rows = index if at is None else at[index]
+        return pl.DataFrame(
+            {ROW: rows.astype(np.uint32), "column": row_cases["column"], "check": row_cases["check"]},
+            schema=empty.schema,
+        )
+
+
+def _reasons(failures: pl.DataFrame) -> pl.DataFrame:
+    """(``_row``, ``reason``) for contract failures: "<column>: <error text>"."""
+    return failures.select(
+        ROW,
+        pl.concat_str(
+            pl.col("column"),
+            pl.when(pl.col("check").is_in(list(_OWN_TEXTS)))
+            .then(pl.lit(": "))
+            .otherwise(pl.lit(": failed ")),
+            pl.col("check"),
+        ).alias(REASON),
     )
 
-    # A value that was present but did not survive the cast is unparsable.
-    def lost(c: str) -> pl.Expr:
-        return frame[c].is_not_null() & cast[c].is_null()
 
-    checks: list[tuple[str, pl.Series]] = []
-    for c in ("Id", "ProductId", "State"):
-        checks.append((f"{c}: missing", frame[c].is_null()))
-        checks.append((f"{c}: not an integer", lost(c)))
-    for c in ("DOIntValue", "DOId"):
-        checks.append((f"{c}: not an integer", lost(c)))
-    checks.append(("Key: missing or empty", coerced["Key"].is_null() | (coerced["Key"].str.strip_chars() == "")))
-    checks.append(("Time: missing", frame["Time"].is_null()))
-    checks.append(("Time: unparsable", lost("Time")))
-    t = coerced["Time"]
-    checks.append(("Time: outside 1990-2100 (Unix seconds expected)", t.is_not_null() & ((t < EARLIEST) | (t >= LATEST))))
-    checks.append(("FloatingExpires: unparsable", lost("FloatingExpires")))
-    for c in ("Key", "IP", "MachineCode", "FriendlyName"):
-        checks.append((f"{c}: not valid text", lost(c)))
-    checks.append(("IP: malformed address", ~_valid_ips(coerced["IP"]).fill_null(False)))
-    state = coerced["State"]
-    checks.append(("State: unknown state code", state.is_not_null() & ~coerced.select(is_valid_state(pl.col("State")))["State"]))
+def _first_distinct(ids: pl.Series) -> np.ndarray | None:
+    """Bool per row, False for a repeat of an earlier Id; None when there is no repeat."""
+    if strictly_increasing(ids):
+        return None
+    if ids.is_sorted():  # repeats are neighbours
+        first = ids.diff().fill_null(1) != 0
+    else:
+        first = ids.is_first_distinct()
+    return None if first.all() else first.to_numpy()
 
-    reasons = pl.DataFrame({name: mask.fill_null(False) for name, mask in checks})
-    reason = reasons.select(
-        pl.concat_str(
-            [pl.when(pl.col(name)).then(pl.lit(name)) for name, _ in checks],
-            separator="; ",
-            ignore_nulls=True,
-        ).alias(REASON)
-    )[REASON]
-    return coerced, reason.replace("", None).to_frame()
+
+def _in_time_order(frame: pl.DataFrame) -> bool:
+    """Whether rows are sorted by (Time, Id): O(n) passes instead of a sort."""
+    if frame.height < 2:
+        return True
+    if not frame["Time"].is_sorted():
+        return False
+    if strictly_increasing(frame["Id"]):
+        return True
+    dt = pl.col("Time").to_physical().diff().slice(1)
+    di = pl.col("Id").diff().slice(1)
+    return bool(frame.select(((dt > 0) | ((dt == 0) & (di > 0))).all()).item())
 
 
 def validate_log(raw: pl.DataFrame) -> ValidationResult:
@@ -215,64 +348,80 @@ def validate_log(raw: pl.DataFrame) -> ValidationResult:
     Later duplicates of an ``Id`` are quarantined ("Id: duplicate"); the first one stays.
     """
     n_in = raw.height
-    coerced, reasons = coerce(raw)
-    reason = reasons.to_series()
-    bad = reason.is_not_null() & (reason != "")
+    coerced, unparsed, distinct = _parse(raw)
+    with known_values(distinct):  # the contract's per-value checks need not find them again
+        keep, reasons = _split(coerced, unparsed)
+    valid = coerced if keep.all() else coerced.filter(pl.Series(keep))
+    if not _in_time_order(valid):
+        valid = valid.sort(["Time", "Id"])
+    return ValidationResult(valid=valid, quarantine=_quarantine(raw, reasons), n_in=n_in)
+
+
+def _split(coerced: pl.DataFrame, unparsed: pl.DataFrame) -> tuple[np.ndarray, list[pl.DataFrame]]:
+    """Which rows are valid (bool per row), and the reasons of the others (``_row``, ``reason``)."""
+    n_in = coerced.height
+
+    keep = np.ones(n_in, dtype=bool)
+    keep[unparsed[ROW].to_numpy()] = False
     # duplicates are judged among rows that are otherwise valid
-    dup = (~bad) & coerced.with_columns(bad.alias("_bad")).select(
-        (~pl.col("Id").is_first_distinct()).over("_bad")
-    ).to_series()
-    reason = pl.select(
-        pl.when(dup).then(pl.lit("Id: duplicate")).otherwise(reason).alias(REASON)
-    ).to_series() if dup.any() else reason
-    bad = bad | dup
+    ids = coerced["Id"] if keep.all() else coerced["Id"].filter(pl.Series(keep))
+    first = _first_distinct(ids)
+    duplicates = np.flatnonzero(keep)[~first] if first is not None else np.zeros(0, np.int64)
+    keep[duplicates] = False
 
-    valid = coerced.filter(~bad)
-    valid, contract_failures = _check_contract(valid)
-    if contract_failures.height:
-        bad = bad | coerced[ROW].is_in(contract_failures[ROW].implode())
-        reason = (
-            coerced.select(ROW).with_columns(reason.alias(REASON))
-            .join(contract_failures, on=ROW, how="left", suffix="_c")
-            .select(pl.coalesce(REASON, f"{REASON}_c"))
-            .to_series()
-        )
-    quarantine = (
-        raw.with_row_index(ROW)
-        .select(ROW, *[pl.col(c).cast(pl.String, strict=False) for c in raw.columns if c != ROW])
-        .with_columns(reason.alias(REASON))
-        .filter(bad)
+    # The contract on the rows to keep ...
+    rejected = _contract_failures(
+        coerced if keep.all() else coerced.filter(pl.Series(keep)),
+        None if keep.all() else np.flatnonzero(keep),
     )
-    valid = valid.sort(["Time", "Id"]).select(RAW)
-    return ValidationResult(valid=valid, quarantine=quarantine, n_in=n_in)
+    keep[rejected[ROW].to_numpy()] = False
+    # ... and on the rows already out, so that their reasons are complete. Their nulls are
+    # the parsing failures already named, and a duplicate among them does not matter.
+    aside = np.union1d(unparsed[ROW].to_numpy(), duplicates).astype(np.int64)
+    also = _contract_failures(coerced[aside], aside).filter(
+        ~pl.col("check").is_in(["not_nullable", DUPLICATE])
+    )
+    reasons = [unparsed, _reasons(also), _reasons(rejected)]
+
+    if duplicates.size:
+        # A repeat whose contract checks fail is quarantined for those, not as a duplicate.
+        clean = np.setdiff1d(duplicates, also[ROW].to_numpy())
+        if rejected.height:
+            # The first occurrence was rejected by the contract: the first clean repeat stays.
+            lost_ids = coerced["Id"].gather(rejected[ROW]).implode()
+            repeats = coerced.select(pl.col("Id").gather(clean)).to_series()
+            promote = clean[(repeats.is_in(lost_ids) & repeats.is_first_distinct()).to_numpy()]
+            if promote.size:
+                keep[promote] = True
+                clean = np.setdiff1d(clean, promote)
+                # the valid frame has changed: validate it as a whole again
+                at = np.flatnonzero(keep)
+                again = _contract_failures(coerced[at], at)
+                keep[again[ROW].to_numpy()] = False
+                reasons.append(_reasons(again))
+        reasons.append(
+            pl.DataFrame({ROW: clean.astype(np.uint32), REASON: f"Id: {DUPLICATE}"}, schema=_REASONS_SCHEMA)
+        )
+
+    return keep, reasons
 
 
-def _check_contract(valid: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Run the pandera contract lazily; rows it rejects come back as (``_row``, reason)."""
-    try:
-        checked = WebApiLog.validate(valid.drop(ROW), lazy=True)
-        return valid.select(ROW, *checked.columns), pl.DataFrame(
-            schema={ROW: pl.UInt32, REASON: pl.String}
-        )
-    except pa.errors.SchemaErrors as err:
-        cases = err.failure_cases
-        row_cases = cases.filter(pl.col("index").is_not_null())
-        if row_cases.height < cases.height:
-            # a failure of the whole frame (a dtype, a missing column) is a bug, not bad data
-            raise ValidationError(f"validated frame breaks its schema: {cases}") from err
-        rows = valid[ROW].gather(row_cases["index"].cast(pl.Int64))
-        failures = (
-            pl.DataFrame({
-                ROW: rows,
-                REASON: row_cases.select(
-                    pl.format("{}: failed {}", pl.col("column"), pl.col("check"))
-                ).to_series(),
-            })
-            .group_by(ROW, maintain_order=True)
-            .agg(pl.col(REASON).str.join("; "))
-        )
-        kept = valid.filter(~pl.col(ROW).is_in(failures[ROW].implode()))
-        return kept, failures
+def _quarantine(raw: pl.DataFrame, reasons: list[pl.DataFrame]) -> pl.DataFrame:
+    """The quarantined rows as they came in (as text), with ``_row`` and every reason."""
+    why = (
+        pl.concat(reasons)
+        .group_by(ROW, maintain_order=True)
+        .agg(pl.col(REASON).str.join("; "))
+        .sort(ROW)
+    )
+
+    def as_text(c: str) -> pl.Series:
+        values = raw[c].gather(why[ROW])
+        if values.dtype.is_nested():  # lists and structs as Python writes them
+            return pl.Series(c, [None if v is None else str(v) for v in values.to_list()], dtype=pl.String)
+        return values.cast(pl.String, strict=False)
+
+    return pl.DataFrame([why[ROW], *[as_text(c) for c in raw.columns if c not in (ROW, REASON)], why[REASON]])
 
 
 def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, examples: int = 5) -> None:

@@ -118,3 +118,80 @@ def test_split_is_seeded_80_20_or_time_ordered():
 def test_prepare_short_log_is_a_clear_error():
     with pytest.raises(NotEnoughDataError, match="fewer than one chunk"):
         prepare(make_raw_log(60), load_config())
+
+
+# --- the fast paths agree with the plain definitions ---------------------------------------
+def _window_counts(enc: pl.DataFrame, starts, size: int) -> pl.DataFrame:
+    """The summary vector by its definition: n_unique of each raw column in each window."""
+    from licanom.columns import SUMMARY_SOURCES
+
+    rows = [
+        [enc.slice(int(s), size)[src].n_unique() for _, src in SUMMARY_SOURCES] for s in starts
+    ]
+    return pl.DataFrame(rows, schema={c: pl.Int32 for c in SUMMARY_COLUMNS}, orient="row")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_derive_fit_encode_equals_the_three_steps(seed):
+    from licanom.encode import ThesisEncoder, derive_fit_encode
+    from licanom.simulate import simulate
+
+    for valid in (validate_log(make_raw_log(700, seed=seed)).valid,
+                  validate_log(simulate("mixed", seed=seed, days=3).log).valid):
+        derived = derive(valid)
+        vocabulary = Vocabulary.fit(derived)
+        frame, fitted = derive_fit_encode(valid)
+        assert fitted == vocabulary and fitted.digest() == vocabulary.digest()
+        assert frame.equals(ThesisEncoder().encode(derived, vocabulary))
+
+
+@pytest.mark.parametrize(
+    ("size", "stride", "partial"), [(50, 50, "drop"), (50, 20, "drop"), (40, 40, "overlap"), (30, 7, "overlap")]
+)
+def test_summary_counts_distinct_raw_values_also_unseen_ones(size, stride, partial):
+    cfg = load_config()
+    log = validate_log(make_raw_log(400, seed=2)).valid
+    vocabulary = encode(log.head(150), cfg.encode).vocabulary
+    # rows 150.. hold values the vocabulary has not seen: several of them per window
+    night = log.with_columns(
+        pl.when(pl.int_range(pl.len()) >= 150)
+        .then(pl.format("new-{}", pl.int_range(pl.len()) % 7))
+        .otherwise(pl.col("Key"))
+        .alias("Key")
+    )
+    enc = encode(night, cfg.encode, vocabulary).frame
+    assert (enc["f_key"] == 0.0).sum() == 250
+    chunks = make_chunks(enc, size=size, stride=stride, partial=partial)
+    starts = chunks.meta["start_row"].to_numpy()
+    assert chunks.meta.select(SUMMARY_COLUMNS).equals(_window_counts(enc, starts, size))
+    # the windows hold the rows they say they hold
+    rows = enc.select(FEATURE_COLUMNS[1:]).to_numpy()
+    for c, s in enumerate(starts):
+        np.testing.assert_array_equal(chunks.X[c, :, 1:], rows[s:s + size])
+
+
+def test_summary_of_an_unsorted_frame():
+    enc = _encoded(300).sample(fraction=1.0, shuffle=True, seed=1)
+    chunks = make_chunks(enc, size=60, stride=45, partial="overlap")
+    starts = chunks.meta["start_row"].to_numpy()
+    assert chunks.meta.select(SUMMARY_COLUMNS).equals(_window_counts(enc, starts, 60))
+
+
+def test_windows_of_one_timestamp_are_zero_time():
+    enc = _encoded(200).with_columns(pl.lit(5.0).alias("f_time"))
+    chunks = make_chunks(enc, size=50)
+    assert (chunks.X[:, :, 0] == 0.0).all()
+
+
+def test_countries_of_nothing():
+    assert countries(pl.Series("IP", [], dtype=pl.String)).to_list() == []
+    assert countries(pl.Series("IP", [None, None], dtype=pl.String)).to_list() == [UNKNOWN_COUNTRY] * 2
+
+
+def test_too_large_a_vocabulary_is_refused(monkeypatch):
+    import licanom.encode as enc_mod
+
+    monkeypatch.setattr(enc_mod, "MAX_VOCABULARY", 3)
+    derived = derive(validate_log(make_raw_log(100)).valid)
+    with pytest.raises(ValueError, match="float32 features can tell at most"):
+        get_encoder("thesis").encode(derived, Vocabulary.fit(derived))

@@ -100,3 +100,107 @@ def test_every_row_is_accounted_for(rows):
     if result.valid.height:
         WebApiLog.validate(result.valid, lazy=True)
         assert result.valid["Id"].is_unique().all()
+
+
+# --- the contract and the fast paths --------------------------------------------------------
+def _text(log: pl.DataFrame) -> pl.DataFrame:
+    return log.with_columns(pl.all().cast(pl.String))
+
+
+def _reasons(result) -> dict[int, str]:
+    return dict(zip(result.quarantine["_row"].to_list(), result.quarantine["reason"].to_list(), strict=True))
+
+
+def test_parse_failures_also_name_the_contract_failures(raw_log):
+    bad = _text(raw_log.head(3)).with_columns(
+        pl.Series("Id", ["1", "x", "3"]), pl.Series("State", ["1010", "5555", "1010"])
+    )
+    reasons = validate_log(bad).quarantine["reason"].to_list()
+    assert reasons == ["Id: not an integer; State: unknown state code"]
+
+
+def test_duplicate_of_a_rejected_row_stays_valid(raw_log):
+    # the first Id 2 fails the contract, so the next one is the first valid occurrence
+    log = _text(raw_log.head(5)).with_columns(
+        pl.Series("Id", ["1", "2", "2", "2", "5"]),
+        pl.Series("State", ["1010", "5555", "1010", "1010", "1010"]),
+    )
+    result = validate_log(log)
+    reasons = _reasons(result)
+    assert reasons == {1: "State: unknown state code", 3: "Id: duplicate"}
+    assert result.valid["Id"].to_list() == [1, 2, 5]
+    assert result.valid["Time"].to_list() == raw_log["Time"].gather([0, 2, 4]).to_list()
+
+
+def test_a_bad_repeat_is_quarantined_for_its_own_failure(raw_log):
+    log = _text(raw_log.head(3)).with_columns(
+        pl.Series("Id", ["1", "1", "1"]), pl.Series("IP", ["1.2.3.4", "1.2.3", "1.2.3.4"])
+    )
+    result = validate_log(log)
+    reasons = _reasons(result)
+    assert reasons == {1: "IP: malformed address", 2: "Id: duplicate"}
+
+
+@pytest.mark.parametrize("order", ["shuffled", "reversed", "repeats_sorted"])
+def test_unordered_logs_are_sorted_and_deduplicated(raw_log, order):
+    log = raw_log.head(200)
+    if order == "shuffled":
+        log = log.sample(fraction=1.0, shuffle=True, seed=3)
+    elif order == "reversed":
+        log = log.reverse()
+    else:  # Ids sorted but repeated: the repeats are neighbours
+        log = pl.concat([log, log.head(20)]).sort("Id")
+    result = validate_log(log)
+    assert result.valid.height == 200 and result.quarantine.height == log.height - 200
+    assert set(result.quarantine["reason"].to_list()) <= {"Id: duplicate"}
+    assert result.valid.equals(validate_log(raw_log.head(200)).valid)
+
+
+def test_equal_times_are_ordered_by_id(raw_log):
+    log = raw_log.head(6).with_columns(
+        pl.lit(raw_log["Time"][0]).alias("Time"), pl.Series("Id", [6, 5, 4, 3, 2, 1])
+    )
+    assert validate_log(log).valid["Id"].to_list() == [1, 2, 3, 4, 5, 6]
+
+
+def test_text_is_cleaned_before_the_contract(raw_log):
+    log = raw_log.head(4).with_columns(
+        pl.Series("IP", [" 8.8.8.8 ", None, "fe80::1%eth0", "1.1.1.1"]),
+        pl.Series("MachineCode", [None, "m", None, ""]),
+        pl.Series("Key", ["K", "  ", "K", None]),
+    )
+    result = validate_log(log)
+    assert result.valid["IP"].to_list() == ["8.8.8.8", "fe80::1%eth0"]
+    assert result.valid["MachineCode"].to_list() == ["", ""]
+    assert result.quarantine["reason"].to_list() == ["Key: missing or empty"] * 2
+
+
+def test_other_dtypes_are_coerced(raw_log):
+    log = raw_log.head(5).with_columns(
+        pl.Series("Id", [1.0, 2.0, 2.5, None, 5.0]),
+        pl.col("ProductId").cast(pl.Int32),
+        pl.col("State").cast(pl.UInt16),
+        pl.col("Time").dt.cast_time_unit("ms").dt.replace_time_zone(None),
+    )
+    result = validate_log(log)
+    assert result.valid["Id"].to_list() == [1, 2, 5]
+    WebApiLog.validate(result.valid, lazy=True)
+    assert result.quarantine["reason"].to_list() == ["Id: not an integer", "Id: missing"]
+
+
+def test_contract_checks_run_per_distinct_value_with_known_values(raw_log):
+    import pandera.polars as pa
+
+    from licanom.schema import known_values
+
+    log = validate_log(raw_log).valid.with_columns(
+        pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("1.2.3")).otherwise(pl.col("IP")).alias("IP")
+    )
+    # more values than the frame holds are harmless; the failing one is still found
+    extra = pl.Series(["9.9.9.9", "not an address", *log["IP"].unique().to_list()])
+    for values in (None, {"IP": extra}):
+        with known_values(values or {}):
+            with pytest.raises(pa.errors.SchemaErrors) as err:
+                WebApiLog.validate(log, lazy=True)
+        cases = err.value.failure_cases
+        assert cases["index"].to_list() == [7] and cases["check"].to_list() == ["malformed address"]
