@@ -26,8 +26,9 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# `make demo MODELS=all` trains all eight variants instead of the demo's two fast ones.
 demo: $(STAMP)
-	$(PY) -m flows.demo
+	LICANOM_DEMO_MODELS=$(MODELS) $(PY) -m flows.demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

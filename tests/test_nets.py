@@ -186,7 +186,8 @@ def test_keras_lstm_matches_nn_lstm() -> None:
     with torch.no_grad():
         layer.bias_ih_l0.normal_()
     assert count_parameters(layer) == 5248  # Keras: 4 * 32 * (8 + 32 + 1)
-    assert [n for n, _ in layer.named_parameters()] == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0"]
+    names = [n for n, _ in layer.named_parameters()]
+    assert names == ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0"]
     ref = _reference_lstm(layer)
     x = torch.randn(6, 100, 8)
     out, (h, c) = layer(x)
@@ -247,7 +248,9 @@ def test_tcn_causality() -> None:
 
 
 @pytest.mark.parametrize("length", [1, 2, 7, 100])
-@pytest.mark.parametrize(("kernel", "padding"), [(2, "causal"), (2, "same"), (3, "causal"), (3, "same")])
+@pytest.mark.parametrize(
+    ("kernel", "padding"), [(2, "causal"), (2, "same"), (3, "causal"), (3, "same")]
+)
 def test_temporal_conv_matches_conv1d(kernel: int, padding: str, length: int) -> None:
     """Channels-last GEMM convolution == nn.Conv1d on explicitly padded (N, C, L) input."""
     torch.manual_seed(0)

