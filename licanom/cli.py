@@ -1,7 +1,8 @@
 """The `licanom` command line: simulate logs, run the data path, detect anomalies.
 
-Exit codes: 0 success; 2 wrong usage or configuration; 3 the input cannot be used (missing
-file or column, too many bad rows, too little data); 4 the log source failed (HTTP, files).
+Exit codes: 0 success; 2 wrong usage or configuration; 3 the input cannot be used (a missing
+column, too many bad rows, fewer rows than one chunk); 4 the log source failed (a missing or
+unreadable file, the HTTP API).
 """
 
 from __future__ import annotations
