@@ -30,7 +30,7 @@ def validate_rows(model: bundle_lib.ModelBundle, raw: pl.DataFrame) -> Validatio
 
 
 @task(cache_policy=NO_CACHE)
-def make_windows(model: bundle_lib.ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame) -> bundle_lib.Windows:
+def make_windows(model: bundle_lib.ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame | None) -> bundle_lib.Windows:
     return bundle_lib.make_windows(model, valid, carry)
 
 
