@@ -12,13 +12,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 
 from licanom.chunk import Chunks, make_chunks
-from licanom.columns import FEATURES, RAW, SUMMARY_COLUMNS
+from licanom.columns import RAW, SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, EncodeConfig
-from licanom.detect import CHUNK_COLUMNS
+from licanom.detect import CHUNK_COLUMNS, scored_chunks
 from licanom.encode import Vocabulary, get_encoder
 from licanom.derive import derive
 from licanom.models.detector import AutoencoderDetector
@@ -128,17 +127,9 @@ def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
     if windows.chunks is None:
         return _empty_chunks()
     chunks = windows.chunks
+    meta = chunks.meta.with_columns(pl.lit("score").alias("split"))
     errors = bundle.detector.feature_errors(chunks.X)
-    scores = errors.mean(axis=1)
-    threshold = float(bundle.detector.threshold_)  # type: ignore[arg-type]
-    return chunks.meta.with_columns(
-        pl.lit("score").alias("split"),
-        pl.lit(bundle.detector.model).alias("model"),
-        pl.Series("score", scores, dtype=pl.Float64),
-        pl.lit(threshold).alias("threshold"),
-        pl.Series("is_anomaly", scores > threshold),
-        pl.Series("top_feature", np.asarray(FEATURES)[errors.argmax(axis=1)], dtype=pl.String),
-    ).select(CHUNK_COLUMNS)
+    return scored_chunks(meta, bundle.detector.model, errors, float(bundle.detector.threshold_))  # type: ignore[arg-type]
 
 
 def score_log(bundle: ModelBundle, raw: pl.DataFrame, carry: pl.DataFrame | None = None) -> ScoredRows:

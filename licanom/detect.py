@@ -123,18 +123,26 @@ def evaluate_model(
     return ModelOutcome(detector=detector, scores=scores, feature_errors=feature_errors, row=row)
 
 
+def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray, threshold: float) -> pl.DataFrame:
+    """Chunk metadata (with ``split``) plus scores in the CHUNK_COLUMNS contract.
+
+    ``feature_errors`` is ``(n_chunks, 8)``; the score is its mean, ``top_feature`` its argmax.
+    """
+    scores = feature_errors.mean(axis=1)
+    return meta.with_columns(
+        pl.lit(model).alias("model"),
+        pl.Series("score", scores, dtype=pl.Float64),
+        pl.lit(float(threshold)).alias("threshold"),
+        pl.Series("is_anomaly", scores > threshold),
+        pl.Series("top_feature", np.asarray(FEATURES)[feature_errors.argmax(axis=1)], dtype=pl.String),
+    ).select(CHUNK_COLUMNS)
+
+
 def chunk_results(prepared: Prepared, outcome: ModelOutcome) -> pl.DataFrame:
     """One row per chunk (train and test) in the CHUNK_COLUMNS contract."""
     det = outcome.detector
     assert det.threshold_ is not None
-    top = np.asarray(FEATURES)[outcome.feature_errors.argmax(axis=1)]
-    return prepared.chunk_table().with_columns(
-        pl.lit(det.model).alias("model"),
-        pl.Series("score", outcome.scores, dtype=pl.Float64),
-        pl.lit(float(det.threshold_)).alias("threshold"),
-        pl.Series("is_anomaly", outcome.scores > det.threshold_),
-        pl.Series("top_feature", top, dtype=pl.String),
-    ).select(CHUNK_COLUMNS)
+    return scored_chunks(prepared.chunk_table(), det.model, outcome.feature_errors, det.threshold_)
 
 
 def detect(
