@@ -1,0 +1,97 @@
+"""Per-key sequences: every request lands in exactly one sequence, in time order, named right."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from licanom.columns import FEATURE_COLUMNS
+from licanom.entities import aggregate_row_labels, make_sequences, sequence_labels
+
+
+def _encoded(rows: list[tuple[int, str, str | None, str, datetime]]) -> pl.DataFrame:
+    """A minimal encoded frame: the raw columns sequences read and the eight feature columns."""
+    n = len(rows)
+    frame = pl.DataFrame(
+        {
+            "Id": [r[0] for r in rows],
+            "Key": [r[1] for r in rows],
+            "MachineCode": [r[2] for r in rows],
+            "IP": [r[3] for r in rows],
+            "Time": [r[4] for r in rows],
+            "ProductId": [1] * n,
+            "success": [True] * n,
+            "action": ["verify"] * n,
+            "country": ["SE"] * n,
+        },
+        schema_overrides={"Time": pl.Datetime("us", "UTC")},
+    )
+    return frame.with_columns(
+        *(pl.lit(0.5, dtype=pl.Float32).alias(c) for c in FEATURE_COLUMNS[1:]),
+        pl.lit(0.0).alias(FEATURE_COLUMNS[0]),
+    ).sort("Time", "Id")
+
+
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def test_every_request_in_one_sequence_per_key_and_day() -> None:
+    rows = [
+        (1, "A", "m1", "1.1.1.1", T0 + timedelta(hours=1)),
+        (2, "B", "m2", "2.2.2.2", T0 + timedelta(hours=2)),
+        (3, "A", "m3", "1.1.1.2", T0 + timedelta(hours=6)),
+        (4, "A", "m1", "1.1.1.1", T0 + timedelta(days=1, hours=1)),  # next day: new sequence
+        (5, "B", None, "2.2.2.2", T0 + timedelta(hours=23)),
+    ]
+    seqs = make_sequences(_encoded(rows), by="key")
+    assert seqs.n_sequences == 3
+    meta = seqs.meta
+    assert meta["key"].to_list() == ["A", "B", "A"]
+    assert meta["requests"].to_list() == [2, 2, 1]
+    assert meta["first_id"].to_list() == [1, 2, 4]
+    assert meta["last_id"].to_list() == [3, 5, 4]
+    assert meta["machine_codes"].to_list() == ["m1,m3", "m2", "m1"]
+    assert meta["ips"].to_list() == [2, 1, 1]
+    all_ids = np.sort(np.concatenate(seqs.row_ids))
+    assert all_ids.tolist() == [1, 2, 3, 4, 5]
+    # time is the position inside the day
+    assert seqs.X[0][:, 0] == pytest.approx([1 / 24, 6 / 24], rel=1e-5)
+    assert seqs.X[0].dtype == np.float32 and seqs.X[0].shape == (2, 8)
+
+
+def test_key_machine_pairs_and_long_sequences_split() -> None:
+    rows = [(i, "A", f"m{i % 2}", "1.1.1.1", T0 + timedelta(minutes=i)) for i in range(10)]
+    seqs = make_sequences(_encoded(rows), by="key-machine", max_length=3)
+    assert sorted(seqs.meta["requests"].to_list()) == [2, 2, 3, 3]
+    assert set(seqs.meta["machine_codes"].to_list()) == {"m0", "m1"}
+    assert sorted(seqs.meta["part"].to_list()) == [0, 0, 1, 1]
+    assert sum(len(x) for x in seqs.X) == 10
+
+
+def test_shorter_period() -> None:
+    rows = [(i, "A", "m", "1.1.1.1", T0 + timedelta(minutes=20 * i)) for i in range(6)]
+    seqs = make_sequences(_encoded(rows), by="key", period=timedelta(hours=1))
+    assert seqs.meta["requests"].to_list() == [3, 3]
+
+
+def test_labels_by_id_and_by_key() -> None:
+    rows = [(i, "AB"[i % 2], "m", "1.1.1.1", T0 + timedelta(minutes=i)) for i in range(6)]
+    seqs = make_sequences(_encoded(rows), by="key")
+    by_id = pl.DataFrame({"Id": [1, 2], "label": [-1, 1]})
+    assert sequence_labels(seqs, by_id).tolist() == [1, -1]  # A holds Id 2 (+1), B holds Id 1 (-1)
+    by_key = pl.DataFrame({"Key": ["A"], "label": [-1]})
+    assert sequence_labels(seqs, by_key).tolist() == [-1, 0]
+    assert aggregate_row_labels([np.array([7, 8])], by_id).tolist() == [0]
+
+
+def test_bad_arguments() -> None:
+    enc = _encoded([(1, "A", "m", "1.1.1.1", T0)])
+    with pytest.raises(ValueError, match="key"):
+        make_sequences(enc, by="ip")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="period"):
+        make_sequences(enc, period=timedelta(0))
+    with pytest.raises(ValueError, match="no valid rows"):
+        make_sequences(enc.clear())
