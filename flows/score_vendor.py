@@ -13,21 +13,25 @@ from tasks import data, scoring, training
 
 @flow(name="score-vendor", log_prints=True)
 def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
-    """Rows after the watermark (or after ``since``) -> validate -> encode -> chunk -> score."""
+    """Rows after the watermark (or after ``since``) -> validate -> encode -> chunk -> score.
+
+    Runs for the same vendor take turns under a lock; the watermark only moves forward.
+    """
     cfg = load_config(vendor)
     out = Path(cfg.output_dir)
     tracker = training.tracker()
-    state = scoring.load_state(out, vendor)
-    model, version = scoring.load_champion(tracker, vendor)
-    after = since if since is not None else state.watermark
-    raw = data.extract(cfg, after_id=after)
-    validation = scoring.validate_rows(model, raw)
-    windows = scoring.make_windows(model, validation.valid, state.tail if since is None else None)
-    chunks = scoring.score_windows(model, windows)
-    watermark = scoring.new_watermark(raw, after)
-    night = scoring.write_night(out, vendor, chunks, validation, version, after, watermark)
-    scoring.log_night(tracker, night)
-    scoring.advance_watermark(out, vendor, watermark, windows.tail, version)
+    with scoring.vendor_lock(out, vendor):  # one run per vendor at a time; the second reads what the first left
+        state = scoring.load_state(out, vendor)
+        model, version = scoring.load_champion(tracker, vendor)
+        after = since if since is not None else state.watermark
+        raw = data.extract(cfg, after_id=after)
+        validation = scoring.validate_rows(model, raw)
+        windows = scoring.make_windows(model, validation.valid, state.tail if since is None else None)
+        chunks = scoring.score_windows(model, windows)
+        watermark = scoring.new_watermark(raw, after)
+        night = scoring.write_night(out, vendor, chunks, validation, version, after, watermark)
+        scoring.log_night(tracker, night)
+        scoring.advance_watermark(out, vendor, watermark, windows.tail, version)
     print(f"{vendor}: {night.rows_read} rows read, {chunks.height} chunks scored, "
           f"{night.n_anomalies} anomalous -> {night.out_dir}")
     return night

@@ -6,8 +6,12 @@ failed or interrupted night leaves the previous state in place.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,9 +53,53 @@ def save_state(output_dir: Path, vendor: str, state: VendorState) -> None:
     os.replace(tmp_meta, d / "state.json")
 
 
+class VendorBusyError(RuntimeError):
+    """Another run holds the vendor's lock for longer than we were willing to wait."""
+
+
+@contextlib.contextmanager
+def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: float = 0.2) -> Iterator[None]:
+    """Hold the vendor's scoring lock (an exclusive ``flock`` on ``<state>/lock``).
+
+    Two runs for the same vendor, in one process or in two, take turns: the second one waits
+    (up to ``timeout`` seconds, then :class:`VendorBusyError`) and then reads the state the
+    first one left, so a night is never scored twice and the watermark moves once. The lock
+    is released by the kernel if its holder dies, so a killed run never blocks the next one.
+    """
+    d = state_dir(output_dir, vendor)
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise VendorBusyError(
+                        f"vendor {vendor!r} is being scored by another run (lock {d / 'lock'}) "
+                        f"for more than {timeout:.0f} s"
+                    ) from None
+                time.sleep(poll)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
 def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataFrame,
             model_version: str | None) -> VendorState:
-    """Record a finished night: the new watermark and the rows to carry into the next one."""
+    """Record a finished night: the new watermark and the rows to carry into the next one.
+
+    The watermark never moves back: re-running an older night (``since`` below the current
+    watermark) rewrites that night's results and leaves the state as it was.
+    """
+    current = load_state(output_dir, vendor)
+    if current.watermark is not None and (watermark is None or watermark <= current.watermark):
+        return current
     new = VendorState(watermark=watermark, tail=tail, model_version=model_version)
     save_state(output_dir, vendor, new)
     return new
@@ -64,4 +112,6 @@ def start_after(output_dir: Path, vendor: str, watermark: int | None) -> VendorS
     """
     if (state_dir(output_dir, vendor) / "state.json").exists():
         return load_state(output_dir, vendor)
-    return advance(output_dir, vendor, watermark, load_state(output_dir, vendor).tail, None)
+    new = VendorState(watermark=watermark, tail=load_state(output_dir, vendor).tail, model_version=None)
+    save_state(output_dir, vendor, new)
+    return new

@@ -33,6 +33,43 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "mlflow.yaml"
 CHAMPION, CHALLENGER = "champion", "challenger"
 
 
+class TrackingUnavailableError(RuntimeError):
+    """The tracking server could not be reached (after MLflow's own retries with back-off)."""
+
+
+def _unreachable(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {err}"
+    return any(s in text for s in (
+        "Max retries exceeded", "Connection refused", "ConnectionError", "NewConnectionError",
+        "Failed to establish", "timed out", "Name or service not known", "RemoteDisconnected",
+    ))
+
+
+@contextmanager
+def _reaching(uri: str) -> Iterator[None]:
+    """Turn a connection failure into one clear error naming the server (not its credentials)."""
+    try:
+        yield
+    except TrackingUnavailableError:
+        raise
+    except Exception as err:
+        if _unreachable(err):
+            raise TrackingUnavailableError(
+                f"MLflow tracking server {_redact(uri)} is unreachable (retried with back-off; "
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES and MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR set how long): "
+                f"{type(err).__name__}"
+            ) from err
+        raise
+
+
+def _redact(uri: str) -> str:
+    """A URI without its user:password part."""
+    if "@" in uri and "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
 @dataclass(frozen=True)
 class TrackingConfig:
     tracking_uri: str
@@ -97,7 +134,8 @@ class Tracker:
 
     def experiment_id(self, vendor: str) -> str:
         name = self.experiment_name(vendor)
-        exp = self.client.get_experiment_by_name(name)
+        with _reaching(self.config.tracking_uri):
+            exp = self.client.get_experiment_by_name(name)
         if exp is not None:
             return exp.experiment_id
         try:
@@ -225,7 +263,10 @@ class Tracker:
         """The champion's :class:`licanom.bundle.ModelBundle` and its version number."""
         name = self.model_name(vendor)
         try:
-            mv = self.client.get_model_version_by_alias(name, CHAMPION)
+            with _reaching(self.config.registry_uri):
+                mv = self.client.get_model_version_by_alias(name, CHAMPION)
+        except TrackingUnavailableError:
+            raise
         except Exception as err:
             raise LookupError(f"vendor {vendor!r} has no champion model yet: run the training flow first") from err
         mlflow.set_tracking_uri(self.config.tracking_uri)

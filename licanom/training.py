@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +52,15 @@ def data_hash(prepared: Prepared) -> str:
     return h.hexdigest()[:16]
 
 
+def checkpoint_dir(cfg: Config, prepared: Prepared, model: str) -> Path:
+    """Where a variant's training keeps its checkpoints: the same data and settings give the
+    same folder, so a training killed part-way resumes from its last epoch when rerun."""
+    settings = hashlib.sha256(
+        json.dumps([cfg.train.model_dump(mode="json", exclude={"models", "threads"}), cfg.chunk.model_dump(mode="json")], sort_keys=True).encode()
+    ).hexdigest()[:8]
+    return Path(cfg.output_dir) / cfg.vendor / "checkpoints" / f"{data_hash(prepared)}-{settings}" / model
+
+
 def share_cores(n_parallel: int) -> int:
     """Split the machine's cores between trainings that run side by side; returns the workers.
 
@@ -90,7 +101,8 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
     """Train one variant in a nested run: params, per-epoch curves, thresholds, counts, plots."""
     from licanom import plots
 
-    detector = make_detector(model, cfg.train, cfg.detect)
+    checkpoints = checkpoint_dir(cfg, prepared, model)
+    detector = make_detector(model, cfg.train, cfg.detect, checkpoint_dir=str(checkpoints))
     with tracker.run(cfg.vendor, model, "variant", parent_run_id, tags={"model": model}) as run_id:
         outcome = evaluate_model(detector, prepared.chunks.X, prepared.test_mask, cfg.detect)
         net, report = detector.net_, detector.report_
@@ -119,6 +131,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             chunk=cfg.chunk, encode=cfg.encode,
             product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
         ).save(work_dir / model)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # trained and saved: nothing left to resume
     return VariantResult(
         model=model, run_id=run_id, bundle_dir=bundle_dir,
         row=results_frame([row]),

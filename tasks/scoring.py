@@ -14,6 +14,11 @@ from licanom.tracking import Tracker
 from licanom.validate import ValidationResult
 
 
+def vendor_lock(output_dir: Path, vendor: str):  # type: ignore[no-untyped-def]
+    """The vendor's lock, held by the flow around a night (a context manager, not a task)."""
+    return state.vendor_lock(output_dir, vendor)
+
+
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])
 def load_champion(tracker: Tracker, vendor: str) -> tuple[bundle_lib.ModelBundle, str]:
     return tracker.load_champion(vendor)

@@ -124,9 +124,9 @@ class AutoencoderDetector:
         ckpt_path = None
         if checkpoint_dir:
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
-            callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0, every_n_epochs=1))
+            callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=1, every_n_epochs=1))
             last = Path(checkpoint_dir) / "last.ckpt"
-            ckpt_path = str(last) if last.exists() else None
+            ckpt_path = str(last) if _readable_checkpoint(last) else None
         progress = self.progress_bar if self.progress_bar is not None else sys.stderr.isatty()
         quiet = _quiet_lightning()
         quiet.__enter__()
@@ -265,6 +265,20 @@ class AutoencoderDetector:
             tuple(payload["train_loss"]), tuple(payload["val_loss"]), payload["seconds"], len(payload["train_loss"]),
         )
         return det
+
+
+def _readable_checkpoint(path: Path) -> bool:
+    """True when ``path`` holds a whole checkpoint; a truncated one (a run killed while writing
+    it) is removed, so that the rerun restarts cleanly instead of failing."""
+    if not path.exists():
+        return False
+    try:
+        torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is treated the same way
+        log.warning("checkpoint %s is unreadable (%s): training starts from scratch", path, err)
+        path.unlink(missing_ok=True)
+        return False
+    return True
 
 
 def _check_X(X: np.ndarray, chunk_size: int | None = None, n_features: int | None = None) -> np.ndarray:

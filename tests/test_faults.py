@@ -1,0 +1,169 @@
+"""Faults: a training killed mid-epoch, unreachable servers, the same night run twice or at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from licanom.state import VendorBusyError, advance, load_state, start_after, vendor_lock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _chunks(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 20, 8), dtype=np.float32)
+
+
+# --- training killed --------------------------------------------------------------------
+
+TRAIN_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, torch
+    torch.set_num_threads(1)
+    from licanom.models.detector import AutoencoderDetector
+    X = np.random.default_rng(0).random((2000, 20, 8), dtype=np.float32)
+    det = AutoencoderDetector(model="TCN_AE_Small", epochs=int(sys.argv[2]), batch_size=8,
+                              checkpoint_dir=sys.argv[1], progress_bar=False, threads=1)
+    det.fit(X)
+    r = det.report_
+    print("RESULT", int(r.resumed), r.epochs_run, len(r.train_loss), flush=True)
+""")
+
+
+@pytest.mark.slow
+def test_training_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), "3"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 240
+    while not (ckpt / "last.ckpt").exists():
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
+        assert time.monotonic() < deadline, "no checkpoint written in time"
+        time.sleep(0.05)
+    time.sleep(0.2)  # into the second epoch
+    assert proc.poll() is None, "training finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    import torch
+
+    done_epochs = torch.load(ckpt / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] + 1
+    assert 1 <= done_epochs < 3  # killed part-way
+
+    done = subprocess.run([sys.executable, str(script), str(ckpt), "3"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")][0]
+    resumed, epochs_run, n_losses = map(int, line.split()[1:])
+    assert resumed == 1
+    assert epochs_run == 3
+    assert n_losses == 3  # the loss history of the killed run came back with the checkpoint
+
+
+def test_truncated_checkpoint_restarts_cleanly(tmp_path: Path) -> None:
+    from licanom.models.detector import AutoencoderDetector
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "last.ckpt").write_bytes(b"PK\x03\x04 half a checkpoint")  # killed while writing
+    det = AutoencoderDetector(model="TCN_AE_Small", epochs=1, batch_size=16, checkpoint_dir=str(ckpt),
+                              progress_bar=False, threads=1).fit(_chunks(64))
+    assert det.report_ is not None and not det.report_.resumed and det.report_.epochs_run == 1
+
+
+# --- the same vendor twice --------------------------------------------------------------
+
+def _tail() -> pl.DataFrame:
+    return load_state(Path("/nonexistent"), "x").tail
+
+
+def test_watermark_only_moves_forward(tmp_path: Path) -> None:
+    start_after(tmp_path, "acme", 100)
+    assert advance(tmp_path, "acme", 200, _tail(), "3").watermark == 200
+    assert advance(tmp_path, "acme", 150, _tail(), "3").watermark == 200  # an older night re-run
+    assert advance(tmp_path, "acme", None, _tail(), "3").watermark == 200
+    assert load_state(tmp_path, "acme").watermark == 200
+    assert start_after(tmp_path, "acme", 5).watermark == 200  # retraining never rewinds
+
+
+def test_vendor_lock_lets_one_run_in_at_a_time(tmp_path: Path) -> None:
+    inside, overlaps = [], []
+
+    def night(i: int) -> None:
+        with vendor_lock(tmp_path, "acme", poll=0.01):
+            if inside:
+                overlaps.append(i)
+            inside.append(i)
+            time.sleep(0.05)
+            inside.remove(i)
+
+    threads = [threading.Thread(target=night, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert overlaps == []
+    with vendor_lock(tmp_path, "acme"), pytest.raises(VendorBusyError, match="acme"):
+        with vendor_lock(tmp_path, "acme", timeout=0.1):
+            pass
+    with vendor_lock(tmp_path, "other", timeout=0.1):  # vendors do not block each other
+        pass
+
+
+def test_lock_of_a_killed_process_is_released(tmp_path: Path) -> None:
+    code = ("import sys, time; from pathlib import Path; from licanom.state import vendor_lock\n"
+            f"with vendor_lock(Path({str(tmp_path)!r}), 'acme'):\n    print('held', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"held"
+    with pytest.raises(VendorBusyError):
+        with vendor_lock(tmp_path, "acme", timeout=0.2):
+            pass
+    proc.kill()
+    proc.wait()
+    with vendor_lock(tmp_path, "acme", timeout=5):
+        pass
+
+
+# --- unreachable servers ------------------------------------------------------------------
+
+def test_unreachable_mlflow_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from licanom.tracking import Tracker, TrackingConfig, TrackingUnavailableError
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+    config = replace(TrackingConfig.load(), tracking_uri="http://ops:s3cret@127.0.0.1:9",
+                     registry_uri="http://ops:s3cret@127.0.0.1:9")
+    tracker = Tracker(config)
+    for call in (lambda: tracker.load_champion("acme"), lambda: tracker.start_run("acme", "n", "nightly")):
+        with pytest.raises(TrackingUnavailableError) as err:
+            call()
+        assert "127.0.0.1:9" in str(err.value) and "unreachable" in str(err.value)
+        assert "s3cret" not in str(err.value)
+
+
+def test_unreachable_prefect_api_runs_nothing(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": "http://127.0.0.1:9/api",
+           "PREFECT_HOME": str(tmp_path / "prefect"), "LICANOM_CONF_DIR": str(tmp_path / "conf")}
+    (tmp_path / "conf" / "vendors").mkdir(parents=True)
+    (tmp_path / "conf" / "defaults.yaml").write_text((ROOT / "conf" / "defaults.yaml").read_text())
+    (tmp_path / "conf" / "vendors" / "acme.yaml").write_text(f"output_dir: {tmp_path / 'out'}\n")
+    done = subprocess.run([sys.executable, "-m", "flows.run", "score", "--vendor", "acme", "--api-attempts", "2"],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 4
+    assert "Prefect API at http://127.0.0.1:9/api did not answer" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()  # no state, no night, nothing written

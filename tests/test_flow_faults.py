@@ -1,0 +1,124 @@
+"""Faults through the real flows: a registry write that dies, MLflow gone mid-night, the same night
+run twice in a row and twice at once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def vendor_env(tmp_path_factory, prefect_harness):
+    root = tmp_path_factory.mktemp("faults")
+    conf = root / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    out = root / "out"
+    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
+    (conf / "vendors" / "gamma.yaml").write_text(f"""
+output_dir: {out}
+source: {{kind: simulate, profile: floating, seed: 5, days: 5}}
+train: {{models: [TCN_AE_Small], epochs: 1, batch_size: 64}}
+detect: {{m1: false}}
+""")
+    mlflow_yaml = root / "mlflow.yaml"
+    mlflow_yaml.write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\nartifact_location: {root / 'artifacts'}\n")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LICANOM_CONF_DIR", str(conf))
+    mp.setenv("LICANOM_MLFLOW_CONFIG", str(mlflow_yaml))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    from flows.train_vendor import train_vendor
+    from licanom.simulate import simulate
+
+    log = simulate("floating", seed=5, days=5).log
+    until = log["Time"].max() - timedelta(days=1)
+    summary = train_vendor("gamma", until=until)
+    yield out, summary, log
+    mp.undo()
+
+
+def test_registry_write_that_dies_leaves_the_champion_alone(vendor_env, monkeypatch) -> None:
+    from flows.train_vendor import train_vendor
+    from licanom.tracking import Tracker, configure
+
+    _, summary, _ = vendor_env
+    real = Tracker.register_bundle
+
+    def dies_after_writing(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        real(self, *args, **kwargs)  # the version is written ...
+        raise SystemError("killed before the champion moved")  # ... and the process dies
+
+    monkeypatch.setattr(Tracker, "register_bundle", dies_after_writing)
+    state = train_vendor("gamma", return_state=True)
+    assert state.is_failed()
+    tracker = configure()
+    champion = tracker.client.get_model_version_by_alias("licanom-gamma", "champion")
+    assert champion.version == summary.champion.version
+    bundle, version = tracker.load_champion("gamma")
+    assert version == summary.champion.version and bundle.vendor == "gamma"
+
+
+def _watermark(out: Path) -> int | None:
+    from licanom.state import load_state
+
+    return load_state(out, "gamma").watermark
+
+
+def test_mlflow_gone_mid_night_does_not_advance_the_watermark(vendor_env, monkeypatch) -> None:
+    import tasks.scoring
+    from flows.score_vendor import score_vendor
+    from licanom.tracking import Tracker, TrackingUnavailableError
+
+    out, _, _ = vendor_env
+    before = _watermark(out)
+    calls = []
+
+    def down(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        raise TrackingUnavailableError("MLflow tracking server http://mlflow:5000 is unreachable")
+
+    monkeypatch.setattr(Tracker, "start_run", down)
+    monkeypatch.setattr(tasks.scoring, "log_night", tasks.scoring.log_night.with_options(retry_delay_seconds=0))
+    state = score_vendor("gamma", return_state=True)
+    assert state.is_failed()
+    assert "unreachable" in (state.message or "") or "unreachable" in str(state.result(raise_on_failure=False))
+    assert len(calls) == 3  # the first try and two retries
+    assert _watermark(out) == before
+
+
+def test_same_night_twice_at_once_and_again_moves_the_watermark_once(vendor_env) -> None:
+    from flows.score_vendor import score_vendor
+
+    out, _, log = vendor_env
+    before = _watermark(out)
+    nights: list[object] = []
+
+    def run() -> None:
+        nights.append(score_vendor("gamma"))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(nights) == 2
+    read = sorted(n.rows_read for n in nights)  # type: ignore[attr-defined]
+    expected = log.filter(pl.col("Id") > before).height
+    assert read == [0, expected]  # the second waited for the lock and found nothing new
+    after = _watermark(out)
+    assert after == log["Id"].max()
+
+    again = score_vendor("gamma")
+    assert again.rows_read == 0 and _watermark(out) == after
+
+    # re-scoring the same night from its start gives identical results and leaves the watermark
+    first = next(n for n in nights if n.rows_read)  # type: ignore[attr-defined]
+    rerun = score_vendor("gamma", since=before)
+    assert _watermark(out) == after
+    assert rerun.chunks.drop("score").equals(first.chunks.drop("score"))  # type: ignore[attr-defined]
+    assert rerun.chunks["score"].to_list() == pytest.approx(first.chunks["score"].to_list(), rel=1e-6)  # type: ignore[attr-defined]
