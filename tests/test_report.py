@@ -1,0 +1,227 @@
+"""The vendor report on a tiny synthetic run: frames, explanations, escaping, CSV, no external assets."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from licanom.columns import FEATURES, SUMMARY_COLUMNS
+from licanom.detect import CHUNK_COLUMNS
+from licanom.report import (
+    CSV_COLUMNS,
+    FRAME_COLUMNS,
+    ReportInput,
+    anomalies_csv,
+    anomaly_frames,
+    render_html,
+    severity,
+    write_report,
+)
+
+SIZE = 10           # requests per chunk
+N_CHUNKS = 10
+FLAGGED = (3, 4, 7)  # 3 and 4 are neighbours: one frame; 7 alone
+THRESHOLD = 0.45     # ratios 1.5 (chunk 7: high) and 1.11 (chunks 3-4: low)
+EVIL_KEY = "<script>alert('x')</script>"
+FORMULA_KEY = "=HYPERLINK(\"http://evil\")"
+
+
+def make_rows(n: int = SIZE * N_CHUNKS) -> pl.DataFrame:
+    """Valid log rows: 4 known keys and machines from two IPs; chunk 7 from a new key, machine and IP."""
+    start = datetime(2025, 3, 1, tzinfo=UTC)
+    ids = np.arange(500, 500 + n)
+    key = [f"KEY-{i % 4}" for i in range(n)]
+    machine = [f"mc{i % 4}" for i in range(n)]
+    ip = ["8.8.8.8" if i % 2 else "1.1.1.1" for i in range(n)]
+    state = [1011 if i % 5 else 2012 for i in range(n)]
+    for i in range(7 * SIZE, 8 * SIZE):  # chunk 7: a new key (hostile text) from a new machine and IP, failing
+        key[i] = EVIL_KEY if i % 2 else FORMULA_KEY
+        machine[i] = "mc-new"
+        ip[i] = "81.2.69.160"
+        state[i] = 2022
+    return pl.DataFrame(
+        {
+            "Id": ids,
+            "ProductId": [3] * n,
+            "Key": key,
+            "IP": ip,
+            "Time": [start + timedelta(minutes=int(i)) for i in range(n)],
+            "State": state,
+            "MachineCode": machine,
+        },
+        schema_overrides={"Time": pl.Datetime("us", "UTC")},
+    )
+
+
+def make_chunks(rows: pl.DataFrame, flagged: tuple[int, ...] = FLAGGED, threshold: float = THRESHOLD,
+                size: int = SIZE, stride: int = SIZE) -> tuple[pl.DataFrame, np.ndarray]:
+    """Chunks in the CHUNK_COLUMNS contract and their per-column errors (the key column drives
+    the flagged ones)."""
+    starts = list(range(0, rows.height - size + 1, stride))
+    errors = np.full((len(starts), len(FEATURES)), 0.2)
+    records = []
+    for c, s in enumerate(starts):
+        window = rows.slice(s, size)
+        if c in flagged:
+            errors[c, FEATURES.index("key")] = 4.0 if c == 7 else 2.6  # scores 0.675 and 0.5
+        score = float(errors[c].mean())
+        records.append({
+            "chunk": c, "first_id": window["Id"][0], "last_id": window["Id"][-1],
+            "start_time": window["Time"][0], "end_time": window["Time"][-1],
+            "split": "test" if c % 3 == 0 else "train", "model": "LSTM_AE",
+            "score": score, "threshold": threshold, "is_anomaly": score > threshold,
+            "top_feature": FEATURES[int(errors[c].argmax())],
+            **{col: int(window.select(pl.col(src).n_unique()).item()) for col, src in zip(
+                SUMMARY_COLUMNS, ("Time", "State", "IP", "Key", "ProductId", "State", "MachineCode", "IP"),
+                strict=True)},
+        })
+    chunks = pl.DataFrame(records, schema_overrides={
+        "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"),
+        **{c: pl.Int32 for c in SUMMARY_COLUMNS},
+    }).select(CHUNK_COLUMNS)
+    return chunks, errors
+
+
+def make_input(**changes: object) -> ReportInput:
+    rows = make_rows()
+    chunks, errors = make_chunks(rows)
+    fields: dict[str, object] = dict(
+        vendor="acme", run_id="run-1", model="LSTM_AE", threshold_name="M3", threshold=THRESHOLD,
+        chunks=chunks, rows=rows, feature_errors=errors,
+        train_errors=np.linspace(0.1, 0.45, 20), train_loss=(0.4, 0.3, 0.25), val_loss=(0.42, 0.33, 0.3),
+    )
+    fields.update(changes)
+    return ReportInput(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def inp() -> ReportInput:
+    return make_input()
+
+
+@pytest.fixture(scope="module")
+def page(inp: ReportInput) -> str:
+    return render_html(inp)
+
+
+def test_adjacent_chunks_merge_into_one_frame(inp: ReportInput) -> None:
+    frames = anomaly_frames(inp)
+    assert frames.columns == list(FRAME_COLUMNS)
+    assert frames["chunks"].to_list() == [2, 1]
+    assert frames["requests"].to_list() == [2 * SIZE, SIZE]
+    rows = inp.rows
+    assert frames["first_id"].to_list() == [rows["Id"][3 * SIZE], rows["Id"][7 * SIZE]]
+    assert frames["last_id"].to_list() == [rows["Id"][5 * SIZE - 1], rows["Id"][8 * SIZE - 1]]
+    assert frames["start_time"][0] == rows["Time"][3 * SIZE]
+    assert frames["end_time"][0] == rows["Time"][5 * SIZE - 1]
+    assert frames["peak_chunk"].to_list() == [3, 7]
+    assert frames["score"].to_list() == pytest.approx([0.5, 0.675])
+    assert frames["ratio"].to_list() == pytest.approx([0.5 / THRESHOLD, 0.675 / THRESHOLD])
+    assert frames["severity"].to_list() == ["low", "high"]
+
+
+def test_overlapping_chunks_merge_and_requests_count_once() -> None:
+    rows = make_rows()
+    chunks, errors = make_chunks(rows, flagged=(6, 7), stride=5)  # windows of 10 every 5 rows
+    frames = anomaly_frames(make_input(chunks=chunks, feature_errors=errors))
+    assert frames["chunks"].to_list() == [2]
+    assert frames["requests"].to_list() == [15]  # rows 30..44, the overlap counted once
+
+
+def test_unordered_chunks_and_rows_give_the_same_frames(inp: ReportInput) -> None:
+    shuffled = make_input(chunks=inp.chunks.reverse(), rows=inp.rows.reverse(),
+                          feature_errors=inp.feature_errors[::-1])  # type: ignore[index]
+    assert anomaly_frames(shuffled).equals(anomaly_frames(inp))
+
+
+def test_new_key_machine_and_ip_are_named(inp: ReportInput, page: str) -> None:
+    csv = anomalies_csv(inp)
+    new_frame = csv.filter(pl.col("first_id") == inp.rows["Id"][7 * SIZE]).row(0, named=True)
+    assert new_frame["new_keys"] == 2 and new_frame["new_machine_codes"] == 1 and new_frame["new_ips"] == 1
+    assert "new" in new_frame["top_keys"] and "mc-new (10, new)" in new_frame["top_machine_codes"]
+    assert "100% of requests failed" in new_frame["why"]
+    old_frame = csv.filter(pl.col("first_id") == inp.rows["Id"][3 * SIZE]).row(0, named=True)
+    assert old_frame["new_keys"] == 0
+    assert "2 new keys" in page and '<span class="tag new">new</span>' in page
+    assert "mc-new" in page
+
+
+def test_top_columns_come_from_feature_errors(inp: ReportInput) -> None:
+    csv = anomalies_csv(inp)
+    assert all(t.startswith("key ") for t in csv["top_columns"])
+    without = anomalies_csv(make_input(feature_errors=None))
+    assert all(t == "key" for t in without["top_columns"])  # from chunks.top_feature
+
+
+def test_log_values_are_escaped(page: str) -> None:
+    assert "<script" not in page.lower()
+    assert "&lt;script&gt;" in page
+    assert "alert(&#x27;x&#x27;)" in page
+    hostile = render_html(make_input(vendor="<img src=x onerror=alert(1)>", run_id='"><b>'))
+    assert "<img src=x" not in hostile and '"><b>' not in hostile
+    assert "&lt;img src=x onerror=alert(1)&gt;" in hostile
+
+
+def test_page_has_no_external_references(page: str) -> None:
+    lowered = page.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", lowered)
+    assert "<link" not in lowered and "@import" not in lowered and "url(" not in lowered
+    images = re.findall(r"<img [^>]*src=\"([^\"]*)\"", page)
+    assert len(images) == 2 and all(src.startswith("data:image/png;base64,") for src in images)
+
+
+def test_csv_columns_order_and_formula_guard(inp: ReportInput, tmp_path) -> None:
+    csv = anomalies_csv(inp)
+    assert csv.columns == list(CSV_COLUMNS)
+    assert csv.height == 2
+    assert csv["severity"].to_list() == ["high", "low"]  # most severe first
+    assert set(csv["vendor"]) == {"acme"} and set(csv["run_id"]) == {"run-1"}
+    paths = write_report(inp, tmp_path / "out")
+    assert paths.html.name == "report.html" and paths.csv.name == "anomalies.csv"
+    text = paths.csv.read_text()
+    assert text.splitlines()[0] == ",".join(CSV_COLUMNS)
+    back = pl.read_csv(paths.csv)
+    assert back.height == 2
+    assert not any(str(v).startswith(("=", "+", "-", "@")) for col in back.columns
+                   if back.schema[col] == pl.String for v in back[col].drop_nulls())
+    assert "'=HYPERLINK" in text or "=HYPERLINK" not in text.split("\n", 1)[1].split(",")[0]
+
+
+def test_caps_on_frames_and_requests() -> None:
+    page = render_html(make_input(max_frames=1, max_requests=5))
+    assert page.count('class="anomaly-row"') == 1
+    assert "1 omitted" in page
+    assert "more request(s) not shown" in page
+    assert len(anomalies_csv(make_input(max_frames=1))) == 2  # the CSV lists every frame
+
+
+def test_run_without_anomalies() -> None:
+    rows = make_rows()
+    chunks, errors = make_chunks(rows, flagged=())
+    inp = make_input(chunks=chunks, feature_errors=errors, train_loss=(), val_loss=(), train_errors=None)
+    assert anomaly_frames(inp).height == 0
+    csv = anomalies_csv(inp)
+    assert csv.height == 0 and csv.columns == list(CSV_COLUMNS)
+    page = render_html(inp)
+    assert "nothing anomalous" in page and "No loss curves" in page
+
+
+def test_bad_input_is_refused() -> None:
+    rows = make_rows()
+    chunks, errors = make_chunks(rows)
+    with pytest.raises(ValueError, match="feature_errors has shape"):
+        make_input(feature_errors=errors[:, :3])
+    with pytest.raises(ValueError, match="chunks lack"):
+        make_input(chunks=chunks.drop("score"))
+    with pytest.raises(ValueError, match="rows lack"):
+        make_input(rows=rows.drop("Key"))
+
+
+@pytest.mark.parametrize(("ratio", "expected"), [(1.0, "low"), (1.19, "low"), (1.2, "medium"), (1.49, "medium"),
+                                                 (1.5, "high"), (float("inf"), "high")])
+def test_severity_bands(ratio: float, expected: str) -> None:
+    assert severity(ratio) == expected
