@@ -1,0 +1,119 @@
+"""Evaluate every detector and decision on simulated vendors with planted anomalies.
+
+For each profile x seed it simulates a vendor, fits each detector without labels (blocked
+two-fold protocol by default, see licanom.evaluate), and prints the table of AUROC, AUPRC,
+precision/recall/F1, false alarms per 10k chunks and recall per anomaly kind, averaged over
+seeds, followed by the recommended default per vendor size. Writes ``evaluation.csv``,
+``evaluation_per_seed.csv``, ``evaluation.md``, ``recommendation.csv`` and
+``recommendation.md`` into ``--out``.
+
+    python -m benchmarks.eval_detectors                       # defaults: see below
+    python -m benchmarks.eval_detectors --profiles floating --seeds 1 --days 14 --epochs 3 \\
+        --models TCN_AE,LSTM_AE_Small                         # a quick look (a few minutes)
+    python -m benchmarks.eval_detectors --m1 --mlflow         # also M1 (slow), and log a run
+
+Defaults: four profiles x seeds 1,2,3 x 30 days (about 5,000-8,000 chunks a seed), the eight
+autoencoders at 5 epochs with one torch thread plus the four baselines: estimated 10-20 min on
+an otherwise idle 2-core machine (autoencoder training dominates; a busy machine takes longer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from licanom.config import DetectConfig, TrainConfig
+from licanom.evaluate import (
+    AUTOENCODERS,
+    BASELINES,
+    THRESHOLD_DECISIONS,
+    EvalSettings,
+    log_evaluation,
+    recommend,
+    registered,
+    report_markdown,
+    run_evaluation,
+    to_markdown,
+)
+from licanom.simulate import PROFILES
+
+
+def _names(text: str, everything: tuple[str, ...]) -> tuple[str, ...]:
+    return everything if text == "all" else tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--profiles", default="all", help=f"comma list of {', '.join(PROFILES)} (default all)")
+    p.add_argument("--seeds", default="1,2,3", help="comma list of simulation seeds (default 1,2,3)")
+    p.add_argument("--days", type=int, default=30, help="days of log per vendor (default 30)")
+    p.add_argument("--epochs", type=int, default=5, help="autoencoder epochs (default 5)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--models", default="all",
+                   help="comma list of registered detectors; 'all' = the eight autoencoders "
+                        f"(registered: {', '.join(registered())})")
+    p.add_argument("--no-baselines", action="store_true", help=f"leave out {', '.join(BASELINES)}")
+    p.add_argument("--m1", action="store_true", help="also the M1 threshold (retrains; slow)")
+    p.add_argument("--no-clustering", action="store_true", help="leave out GMM and KMeans")
+    p.add_argument("--protocol", choices=("blocked", "all"), default="blocked")
+    p.add_argument("--folds", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads per fit (default 1, kind to a shared machine; 0 = torch's default)")
+    p.add_argument("--small-max-train-chunks", type=float, default=500.0,
+                   help="vendors whose models train on at most this many chunks are 'small'")
+    p.add_argument("--max-false-alarms", type=float, default=50.0, help="per 10,000 chunks")
+    p.add_argument("--out", type=Path, default=Path("out/eval"))
+    p.add_argument("--mlflow", action="store_true", help="log one run to the store of mlflow.yaml")
+    return p.parse_args(argv)
+
+
+def settings_from(args: argparse.Namespace) -> EvalSettings:
+    models = _names(args.models, AUTOENCODERS)
+    if not args.no_baselines:
+        models += tuple(b for b in BASELINES if b not in models)
+    thresholds = (*THRESHOLD_DECISIONS, "M1") if args.m1 else THRESHOLD_DECISIONS
+    return EvalSettings(
+        profiles=_names(args.profiles, PROFILES),
+        seeds=tuple(int(s) for s in args.seeds.split(",") if s.strip()),
+        days=args.days,
+        models=models,
+        thresholds=thresholds,
+        clustering=not args.no_clustering,
+        protocol=args.protocol,
+        folds=args.folds,
+        train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, threads=args.threads or None),
+        detect=DetectConfig(m1=args.m1),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = settings_from(args)
+        settings.check()
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    evaluation = run_evaluation(settings, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    rec = recommend(evaluation.table, small_max_train_chunks=args.small_max_train_chunks,
+                    max_false_alarms=args.max_false_alarms)
+    paths = evaluation.write(args.out, rec)
+    print(report_markdown(evaluation.table))
+    print()
+    print(to_markdown(rec.select("size", "profiles", "n_train_chunks", "detector", "decision",
+                                 "mean_kind_recall", "false_alarms_per_10k", "meets_limit", "note")))
+    print(f"\n{len(evaluation.per_seed)} rows in {time.perf_counter() - t0:.0f} s; wrote "
+          + ", ".join(str(p) for p in paths))
+    if args.mlflow:
+        from licanom.tracking import configure
+
+        run_id = log_evaluation(configure(), evaluation, rec)
+        print(f"MLflow run {run_id}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
