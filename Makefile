@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv demo test test-fast bench bench-data bench-train serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval bench bench-data bench-train serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -30,7 +30,11 @@ $(STAMP): requirements.lock pyproject.toml
 demo: $(STAMP)
 	LICANOM_DEMO_MODELS=$(MODELS) $(PY) -m flows.demo
 
-test: $(STAMP)
+# Debian's Chromium for the browser test of the HTML report (installed once, when missing).
+browser:
+	bash scripts/ensure-chromium.sh
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 test-fast: $(STAMP)
@@ -52,6 +56,10 @@ ui: $(STAMP)
 
 ui-stop:
 	-kill $$(cat .ui/prefect.pid) $$(cat .ui/mlflow.pid) 2>/dev/null; rm -f .ui/*.pid
+
+# The labelled benchmark of every detector (EVAL_ARGS, e.g. "--profiles floating --seeds 1").
+eval: $(STAMP)
+	$(PY) -m benchmarks.eval_detectors $(EVAL_ARGS)
 
 bench: bench-data bench-train
 

@@ -1,7 +1,8 @@
 """`make demo`: the main job on a generated demo vendor, with embedded defaults.
 
-Simulates the demo vendor, trains its configured variants on all but the last simulated day,
-registers the champion, then runs one nightly scoring over the last day's rows.
+Simulates the demo vendor, trains its configured variants on all but the last SCORE_DAYS
+simulated days, registers the champion, then runs one nightly scoring over those days' rows
+(which hold planted anomalies: the report shows what was found and why).
 `LICANOM_DEMO_MODELS=all` (or a comma-separated list) trains other variants.
 """
 
@@ -21,12 +22,15 @@ from licanom.state import state_dir
 from licanom.tracking import TrackingConfig
 
 
+SCORE_DAYS = 3
+
+
 def demo_cutoff(cfg: Config) -> datetime:
-    """The start of the last simulated day: training sees the days before, scoring the last."""
+    """Training sees the days before this time, the nightly scoring the last SCORE_DAYS."""
     from licanom.simulate import simulate
 
     log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
-    return log["Time"].max() - timedelta(days=1)
+    return log["Time"].max() - timedelta(days=SCORE_DAYS)
 
 
 def main() -> None:
@@ -40,12 +44,14 @@ def main() -> None:
     night = score_vendor("demo")
     tracking = TrackingConfig.load()
     print()
-    print(f"Demo vendor: trained on the simulated log before {until:%Y-%m-%d %H:%M}, then scored the last day.")
+    print(f"Demo vendor: trained on the simulated log before {until:%Y-%m-%d %H:%M}, then scored the last {SCORE_DAYS} days.")
     print(format_results(summary.results))
     print(f"champion: {summary.champion.name} version {summary.champion.version} ({summary.champion.model})")
     print(f"nightly scoring: {night.rows_read:,} new rows, {night.chunks.height} chunks, "
           f"{night.n_anomalies} anomalous")
-    print(f"  report:        {night.out_dir / 'report.md' if night.out_dir else '-'}")
+    report = night.out_dir / "report.html" if night.out_dir else None
+    print(f"  report:        {report if report and report.exists() else '-'}  (open it in a browser)")
+    print(f"  anomalies:     {night.out_dir / 'anomalies.csv' if report and report.exists() else '-'}")
     print(f"  chunk results: {night.out_dir / 'chunks.parquet' if night.out_dir else '-'}")
     print(f"  MLflow:        {tracking.tracking_uri}  (`make ui`, then http://127.0.0.1:5000)")
     print(f"  Prefect:       {os.environ.get('PREFECT_HOME', '~/.prefect')}  (`make ui`, then http://127.0.0.1:4200)")

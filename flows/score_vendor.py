@@ -29,7 +29,7 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
         windows = scoring.make_windows(model, validation.valid, state.tail if since is None else None)
         chunks = scoring.score_windows(model, windows)
         watermark = scoring.new_watermark(raw, after)
-        night = scoring.write_night(out, vendor, chunks, validation, version, after, watermark)
+        night = scoring.write_night(out, vendor, chunks, validation, version, after, watermark, model, windows)
         scoring.log_night(tracker, night)
         scoring.advance_watermark(out, vendor, watermark, windows.tail, version)
     print(f"{vendor}: {night.rows_read} rows read, {chunks.height} chunks scored, "

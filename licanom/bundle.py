@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from licanom.chunk import Chunks, make_chunks
-from licanom.columns import RAW, SUMMARY_COLUMNS
+from licanom.columns import ERROR_COLUMNS, RAW, SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, EncodeConfig
 from licanom.detect import CHUNK_COLUMNS, scored_chunks
 from licanom.encode import Vocabulary, get_encoder
@@ -93,6 +93,7 @@ class Windows:
 
     chunks: Chunks | None  # None when fewer rows than one window are available
     tail: pl.DataFrame     # valid raw rows after the last full window (RAW columns)
+    rows: pl.DataFrame | None = None  # the valid rows the windows were cut from (carried ones first)
 
 
 def validate_rows(bundle: ModelBundle, raw: pl.DataFrame) -> ValidationResult:
@@ -115,11 +116,11 @@ def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame |
         valid = pl.concat([carry.select(RAW), valid.select(RAW)]).unique("Id", keep="first").sort(["Time", "Id"])
     size, stride = bundle.chunk.size, bundle.chunk.stride
     if valid.height < size:
-        return Windows(chunks=None, tail=valid.select(RAW))
+        return Windows(chunks=None, tail=valid.select(RAW), rows=valid.select(RAW))
     encoded = get_encoder(bundle.encode.encoder).encode(derive(valid), bundle.vocabulary)
     chunks = make_chunks(encoded, size=size, stride=stride, partial="drop")
     last_row = int(chunks.meta["start_row"][-1]) + size
-    return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW))
+    return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW), rows=valid.select(RAW))
 
 
 def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
@@ -150,5 +151,6 @@ def _empty_chunks() -> pl.DataFrame:
         "split": pl.String(), "model": pl.String(), "score": pl.Float64(), "threshold": pl.Float64(),
         "is_anomaly": pl.Boolean(), "top_feature": pl.String(),
         **{c: pl.Int32() for c in SUMMARY_COLUMNS},
+        **{c: pl.Float64() for c in ERROR_COLUMNS},
     }
     return pl.DataFrame(schema=schema).select(CHUNK_COLUMNS)

@@ -1,8 +1,8 @@
 """The `licanom` command line: simulate logs, run the data path, detect anomalies.
 
-Exit codes: 0 success; 2 wrong usage or configuration; 3 the input cannot be used (a missing
-column, too many bad rows, fewer rows than one chunk); 4 the log source failed (a missing or
-unreadable file, the HTTP API).
+Exit codes: 0 success; 1 an unexpected error (named in one line, no traceback); 2 wrong usage
+or configuration; 3 the input cannot be used (a missing column, too many bad rows, fewer rows
+than one chunk); 4 the log source failed (a missing or unreadable file, the HTTP API).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_SOURCE = 0, 2, 3, 4
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_SOURCE = 0, 1, 2, 3, 4
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -87,13 +87,58 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
     detection = detect(prepared, cfg.train, cfg.detect, on_model=progress)
     detection.write(out)
+    report = write_detect_report(cfg.vendor, detection, prepared, out)
     print()
     print(format_results(detection.results))
     flagged = detection.chunks.filter("is_anomaly")
     print(f"\n{flagged.height} of {detection.chunks.height} chunks flagged by {detection.primary.detector.model} "
           f"({detection.primary.detector.threshold_method_}, threshold {detection.primary.detector.threshold_:.5f})"
           f" -> {out / 'chunks.parquet'}")
+    print(f"report: {report.html}  (anomalies as CSV: {report.csv})")
     return EXIT_OK
+
+
+def write_detect_report(vendor: str, detection: Any, prepared: Any, out: Path) -> Any:
+    """The vendor report of a detect run (its primary model), and what rebuilds it later."""
+    from licanom.report import ReportInput, save_run, write_report
+
+    det = detection.primary.detector
+    inp = ReportInput(
+        vendor=vendor, run_id=f"detect {out.name}", model=det.model,
+        threshold_name=str(det.threshold_method_), threshold=float(det.threshold_),
+        chunks=detection.chunks, rows=prepared.encoded.frame,
+        feature_errors=detection.primary.feature_errors, train_errors=det.decision_scores_,
+        train_loss=det.report_.train_loss, val_loss=det.report_.val_loss,
+    )
+    save_run(inp, out)
+    return write_report(inp, out)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from licanom.report import load_run, write_report
+
+    run_dir = Path(args.run)
+    if not run_dir.is_dir():  # an MLflow run id of a nightly scoring: its night folder
+        from licanom.tracking import configure
+
+        try:
+            run = configure().client.get_run(args.run)
+        except Exception as err:  # noqa: BLE001 - MLflow raises its own types for unknown ids
+            raise ValueError(f"{args.run} is neither a run folder nor an MLflow run id ({type(err).__name__})") from err
+        folder = run.data.params.get("out_dir")
+        if not folder:
+            raise ValueError(f"MLflow run {args.run} records no night folder (param out_dir)")
+        run_dir = Path(folder)
+    paths = write_report(load_run(run_dir), Path(args.out) if args.out else run_dir)
+    print(f"report: {paths.html}  (anomalies as CSV: {paths.csv})")
+    return EXIT_OK
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    # The evaluation's command line lives with the benchmarks (benchmarks/eval_detectors.py).
+    from benchmarks.eval_detectors import main as evaluate_main
+
+    return int(evaluate_main(list(args.rest)))
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -153,6 +198,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-m1", action="store_true", help="skip M1 (it retrains the model several times)")
     p.add_argument("--out", required=True, help="folder for chunks.parquet, results.csv, models/")
     p.set_defaults(func=_cmd_detect)
+    p = sub.add_parser("report", help="write the HTML report of a scored run")
+    p.add_argument("--run", required=True,
+                   help="a run folder (licanom detect --out, or out/<vendor>/nights/...) or a nightly MLflow run id")
+    p.add_argument("--out", default=None, help="folder for report.html and anomalies.csv (default: the run folder)")
+    p.set_defaults(func=_cmd_report)
+    sub.add_parser("evaluate", add_help=False,
+                   help="measure every detector on simulated vendors with planted anomalies (evaluate --help)")
     p = sub.add_parser("serve", help="serve the per-vendor nightly and training deployments (Prefect)")
     p.add_argument("--vendor", action="append", help="only these vendors (default: all in conf/vendors)")
     p.set_defaults(func=_cmd_serve)
@@ -160,6 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["evaluate"]:  # its options are the evaluation script's own
+        return _cmd_evaluate(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError as ConfigError
 
@@ -184,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as err:  # ExtractError from the HTTP source
         print(f"licanom: {err}", file=sys.stderr)
         return EXIT_SOURCE
+    except Exception as err:  # a bug or the machine (disk full): one line, not a traceback
+        print(f"licanom: unexpected error: {type(err).__name__}: {err}", file=sys.stderr)
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -42,3 +42,6 @@ SUMMARY_SOURCES: tuple[tuple[str, str], ...] = (
     ("country", "country"),
 )
 SUMMARY_COLUMNS: tuple[str, ...] = tuple(f"distinct_{f}" for f in FEATURES)
+
+# Per-column reconstruction error of a scored chunk (FEATURES order); its ``score`` is their mean.
+ERROR_COLUMNS: tuple[str, ...] = tuple(f"error_{f}" for f in FEATURES)

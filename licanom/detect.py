@@ -16,7 +16,7 @@ import polars as pl
 
 from licanom import thresholds as th
 from licanom.clustering import cluster_anomalies
-from licanom.columns import FEATURES, SUMMARY_COLUMNS
+from licanom.columns import ERROR_COLUMNS, FEATURES, SUMMARY_COLUMNS
 from licanom.config import DetectConfig, TrainConfig
 from licanom.models.detector import AutoencoderDetector
 from licanom.pipeline import Prepared
@@ -24,7 +24,7 @@ from licanom.pipeline import Prepared
 # Columns of chunks.parquet, in order. Other tools read this file: extend, never rename.
 CHUNK_COLUMNS: tuple[str, ...] = (
     "chunk", "first_id", "last_id", "start_time", "end_time", "split", "model",
-    "score", "threshold", "is_anomaly", "top_feature", *SUMMARY_COLUMNS,
+    "score", "threshold", "is_anomaly", "top_feature", *SUMMARY_COLUMNS, *ERROR_COLUMNS,
 )
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "quantile", "pot",
@@ -135,6 +135,7 @@ def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray, th
         pl.lit(float(threshold)).alias("threshold"),
         pl.Series("is_anomaly", scores > threshold),
         pl.Series("top_feature", np.asarray(FEATURES)[feature_errors.argmax(axis=1)], dtype=pl.String),
+        *(pl.Series(name, feature_errors[:, j], dtype=pl.Float64) for j, name in enumerate(ERROR_COLUMNS)),
     ).select(CHUNK_COLUMNS)
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+from licanom.columns import ERROR_COLUMNS
 from licanom.tracking import Tracker
 from licanom.validate import ValidationResult
 
@@ -62,12 +64,27 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None)
 
 
 def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation: ValidationResult,
-                model_version: str | None, watermark_before: int | None, watermark_after: int | None) -> NightResult:
+                model_version: str | None, watermark_before: int | None, watermark_after: int | None,
+                rows: pl.DataFrame | None = None, detector: Any = None) -> NightResult:
+    """The night's folder: chunk results, quarantine, the markdown summary and, with the rows
+    and the detector, the vendor's HTML report (report.html, anomalies.csv) and what rebuilds it."""
     out = night_dir(output_dir, vendor, watermark_before, watermark_after)
     out.mkdir(parents=True, exist_ok=True)
     chunks.write_parquet(out / "chunks.parquet")
     validation.quarantine.write_parquet(out / "quarantine.parquet")
     (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version))
+    if rows is not None and detector is not None and chunks.height:
+        from licanom.report import ReportInput, save_run, write_report
+
+        report = detector.report_
+        inp = ReportInput(
+            vendor=vendor, run_id=out.name, model=f"{detector.model} (version {model_version})",
+            threshold_name=str(detector.threshold_method_), threshold=float(detector.threshold_),
+            chunks=chunks, rows=rows, feature_errors=chunks.select(ERROR_COLUMNS).to_numpy(), train_errors=detector.decision_scores_,
+            train_loss=report.train_loss if report else (), val_loss=report.val_loss if report else (),
+        )
+        save_run(inp, out)
+        write_report(inp, out)
     return NightResult(vendor, model_version, watermark_before, watermark_after, validation.n_in,
                        validation.quarantine.height, chunks, out)
 
@@ -76,7 +93,8 @@ def log_night(tracker: Tracker, night: NightResult) -> str:
     """A run in the vendor's experiment: rows read, quarantined, chunks, anomalies, watermark."""
     with tracker.run(night.vendor, "nightly score", "nightly") as run_id:
         tracker.log_params(run_id, {"model_version": night.model_version,
-                                    "watermark_before": night.watermark_before})
+                                    "watermark_before": night.watermark_before,
+                                    "out_dir": None if night.out_dir is None else str(night.out_dir.resolve())})
         tracker.log_metrics(run_id, {
             "rows_read": night.rows_read, "rows_quarantined": night.rows_quarantined,
             "chunks_scored": night.chunks.height, "anomalies": night.n_anomalies,
@@ -84,4 +102,7 @@ def log_night(tracker: Tracker, night: NightResult) -> str:
         })
         if night.out_dir is not None:
             tracker.log_artifact_file(run_id, night.out_dir / "report.md")
+            for name in ("report.html", "anomalies.csv"):
+                if (night.out_dir / name).exists():
+                    tracker.log_artifact_file(run_id, night.out_dir / name)
     return run_id

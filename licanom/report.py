@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -41,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from licanom.columns import FEATURES, SUMMARY_COLUMNS
+from licanom.columns import FEATURES, RAW, SUMMARY_COLUMNS
 from licanom.states import MethodGroup
 
 # (name, lowest score/threshold ratio), most severe first.
@@ -927,3 +928,53 @@ def write_report(inp: ReportInput, out_dir: Path, name: str = "report") -> Repor
     paths.html.write_text(_render(a), encoding="utf-8")
     _csv_frame(a).write_csv(paths.csv)
     return paths
+
+
+# --------------------------------------------------------------------------------------------
+# A scored run's folder: what a report is rebuilt from
+# --------------------------------------------------------------------------------------------
+
+RUN_FILE = "run.json"
+ROWS_FILE = "rows.parquet"
+ROW_COLUMNS: tuple[str, ...] = (*RAW, "success", "action", "country")
+
+
+def save_run(inp: ReportInput, run_dir: Path) -> None:
+    """Keep what a report needs beside the run's ``chunks.parquet``: ``run.json`` (vendor, run,
+    model, threshold, losses, training errors) and ``rows.parquet`` (the rows the chunks cover),
+    so that ``licanom report --run`` can write the page again later."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    inp.rows.select([c for c in ROW_COLUMNS if c in inp.rows.columns]).write_parquet(run_dir / ROWS_FILE)
+    meta = {
+        "vendor": inp.vendor, "run_id": inp.run_id, "model": inp.model,
+        "threshold_name": inp.threshold_name, "threshold": inp.threshold,
+        "train_loss": list(inp.train_loss), "val_loss": list(inp.val_loss),
+        "train_errors": None if inp.train_errors is None else [float(x) for x in inp.train_errors],
+    }
+    tmp = run_dir / f"{RUN_FILE}.tmp"
+    tmp.write_text(json.dumps(meta))
+    tmp.replace(run_dir / RUN_FILE)
+
+
+def load_run(run_dir: Path, chunks_file: str = "chunks.parquet") -> ReportInput:
+    """The report input of a run folder written by ``licanom detect`` or a nightly scoring."""
+    run_dir = Path(run_dir)
+    missing = [f for f in (RUN_FILE, ROWS_FILE, chunks_file) if not (run_dir / f).exists()]
+    if missing:
+        raise ValueError(
+            f"{run_dir} is not a scored run folder (missing {', '.join(missing)}); "
+            "give the --out folder of `licanom detect` or a night folder under out/<vendor>/nights/"
+        )
+    meta = json.loads((run_dir / RUN_FILE).read_text())
+    chunks = pl.read_parquet(run_dir / chunks_file)
+    errors = [f"error_{f}" for f in FEATURES]
+    feature_errors = chunks.select(errors).to_numpy() if all(c in chunks.columns for c in errors) else None
+    train_errors = meta.get("train_errors")
+    return ReportInput(
+        vendor=meta["vendor"], run_id=meta["run_id"], model=meta["model"],
+        threshold_name=meta["threshold_name"], threshold=float(meta["threshold"]),
+        chunks=chunks, rows=pl.read_parquet(run_dir / ROWS_FILE), feature_errors=feature_errors,
+        train_errors=None if train_errors is None else np.asarray(train_errors, dtype=np.float64),
+        train_loss=tuple(meta.get("train_loss") or ()), val_loss=tuple(meta.get("val_loss") or ()),
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import polars as pl
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from licanom import bundle as bundle_lib
@@ -51,8 +52,21 @@ def new_watermark(raw: pl.DataFrame, before: int | None) -> int | None:
 
 @task(cache_policy=NO_CACHE)
 def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation: ValidationResult,
-                model_version: str, watermark_before: int | None, watermark_after: int | None) -> nightly.NightResult:
-    return nightly.write_night(output_dir, vendor, chunks, validation, model_version, watermark_before, watermark_after)
+                model_version: str, watermark_before: int | None, watermark_after: int | None,
+                model: bundle_lib.ModelBundle, windows: bundle_lib.Windows) -> nightly.NightResult:
+    night = nightly.write_night(output_dir, vendor, chunks, validation, model_version, watermark_before,
+                                watermark_after, rows=windows.rows, detector=model.detector)
+    create_markdown_artifact(  # the night's anomalies on the flow run's page in the Prefect UI
+        key=artifact_key(vendor), description=f"licanom anomalies for {vendor}",
+        markdown=nightly.anomaly_report(vendor, chunks, model_version)
+        + (f"\nFull report: `{night.out_dir / 'report.html'}`\n" if night.out_dir else ""),
+    )
+    return night
+
+
+def artifact_key(vendor: str) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    return "anomalies-" + "".join(c if c.isalnum() else "-" for c in vendor.lower())
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])

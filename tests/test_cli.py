@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from licanom.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOURCE, main
+from licanom.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOURCE, EXIT_USAGE, main
 from licanom.detect import CHUNK_COLUMNS, RESULT_COLUMNS
 from tests.conftest import make_raw_log
 
@@ -31,6 +31,16 @@ def test_detect_writes_contract_on_csv(csv_export, tmp_path, capsys):
     assert (out / "models" / "TCN_AE.pt").exists() and (out / "vocabulary.json").exists()
     assert not (out / "results.csv").exists()  # one model: no comparison table
     assert "Model name" in capsys.readouterr().out
+    # the vendor report beside the chunks, and rebuilt later from the run folder alone
+    page = (out / "report.html").read_text()
+    assert "<html" in page and "detect det" in page
+    anomalies = pl.read_csv(out / "anomalies.csv")
+    assert anomalies.height <= int(chunks["is_anomaly"].sum())
+    (out / "report.html").unlink()
+    assert main(["report", "--run", str(out)]) == EXIT_OK
+    assert (out / "report.html").read_text() == page
+    assert main(["report", "--run", str(tmp_path / "nowhere")]) == EXIT_USAGE
+    assert "neither a run folder" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -118,6 +118,7 @@ def test_same_night_twice_at_once_and_again_moves_the_watermark_once(vendor_env)
 
     # re-scoring the same night from its start gives identical results and leaves the watermark
     first = next(n for n in nights if n.rows_read)  # type: ignore[attr-defined]
+    assert (first.out_dir / "report.html").exists() and (first.out_dir / "run.json").exists()  # type: ignore[attr-defined]
     rerun = score_vendor("gamma", since=before)
     assert _watermark(out) == after
     assert rerun.chunks.drop("score").equals(first.chunks.drop("score"))  # type: ignore[attr-defined]

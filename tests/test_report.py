@@ -78,6 +78,7 @@ def make_chunks(rows: pl.DataFrame, flagged: tuple[int, ...] = FLAGGED, threshol
             **{col: int(window.select(pl.col(src).n_unique()).item()) for col, src in zip(
                 SUMMARY_COLUMNS, ("Time", "State", "IP", "Key", "ProductId", "State", "MachineCode", "IP"),
                 strict=True)},
+            **{f"error_{f}": float(errors[c, j]) for j, f in enumerate(FEATURES)},
         })
     chunks = pl.DataFrame(records, schema_overrides={
         "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"),
