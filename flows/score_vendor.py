@@ -8,7 +8,7 @@ from prefect import flow
 
 from licanom.config import load_config
 from licanom.nightly import NightResult
-from tasks import data, scoring, training
+from tasks import data, scoring, training, vendors
 
 
 @flow(name="score-vendor", log_prints=True)
@@ -20,12 +20,13 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     cfg = load_config(vendor)
     out = Path(cfg.output_dir)
     tracker = training.tracker()
+    vendors.secrets_from_blocks(cfg)
     with scoring.vendor_lock(out, vendor):  # one run per vendor at a time; the second reads what the first left
         state = scoring.load_state(out, vendor)
         model, version = scoring.load_champion(tracker, vendor)
         after = since if since is not None else state.watermark
         raw = data.extract(cfg, after_id=after)
-        validation = scoring.validate_rows(model, raw)
+        validation = scoring.validate_rows(model, raw, vendor)
         windows = scoring.make_windows(model, validation.valid, state.tail if since is None else None)
         chunks = scoring.score_windows(model, windows)
         watermark = scoring.new_watermark(raw, after)

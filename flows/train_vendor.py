@@ -11,7 +11,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from licanom.config import load_config
 from licanom.training import TrainingSummary
-from tasks import data, training
+from tasks import data, training, vendors
 
 
 @flow(name="train-vendor", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2))
@@ -24,6 +24,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
     """
     cfg = load_config(vendor, overrides={"train": {"models": models}} if models else None)
     tracker = training.tracker()
+    vendors.secrets_from_blocks(cfg)
     raw = data.extract(cfg, until=until)
     validation = data.validate(raw, cfg)
     prepared = data.encode_and_chunk(validation, cfg)

@@ -21,6 +21,7 @@ from licanom.detect import CHUNK_COLUMNS, scored_chunks
 from licanom.encode import Vocabulary, get_encoder
 from licanom.derive import derive
 from licanom.models.detector import AutoencoderDetector
+from licanom.privacy import pseudonymise, read_secret
 from licanom.validate import ValidationResult, validate_log
 
 BUNDLE_FORMAT = 1
@@ -40,6 +41,9 @@ class ModelBundle:
     chunk: ChunkConfig
     encode: EncodeConfig
     product_ids: tuple[int, ...]
+    # the name of the environment variable holding the pseudonym secret, when the model was
+    # trained on pseudonymised rows (licanom.privacy); never the secret itself
+    pseudonym_env: str | None = None
 
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
@@ -53,6 +57,7 @@ class ModelBundle:
             "chunk": self.chunk.model_dump(),
             "encode": self.encode.model_dump(),
             "product_ids": list(self.product_ids),
+            "pseudonym_env": self.pseudonym_env,
         }, indent=2))
         return directory
 
@@ -71,6 +76,7 @@ class ModelBundle:
             chunk=ChunkConfig(**meta["chunk"]),
             encode=EncodeConfig(**meta["encode"]),
             product_ids=tuple(meta["product_ids"]),
+            pseudonym_env=meta.get("pseudonym_env"),
         )
 
 
@@ -96,8 +102,11 @@ class Windows:
     rows: pl.DataFrame | None = None  # the valid rows the windows were cut from (carried ones first)
 
 
-def validate_rows(bundle: ModelBundle, raw: pl.DataFrame) -> ValidationResult:
-    """Validate rows to be scored and refuse rows of products the model was not trained on."""
+def validate_rows(bundle: ModelBundle, raw: pl.DataFrame, vendor: str | None = None) -> ValidationResult:
+    """Validate rows to be scored and refuse rows of another vendor (``vendor`` given and not
+    the model's) or of products the model was not trained on."""
+    if vendor is not None and vendor != bundle.vendor:
+        raise VendorMismatchError(f"rows of vendor {vendor!r} given to vendor {bundle.vendor!r}'s model")
     validation = validate_log(raw)
     valid = validation.valid
     if bundle.product_ids and valid.height:
@@ -117,7 +126,10 @@ def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame |
     size, stride = bundle.chunk.size, bundle.chunk.stride
     if valid.height < size:
         return Windows(chunks=None, tail=valid.select(RAW), rows=valid.select(RAW))
-    encoded = get_encoder(bundle.encode.encoder).encode(derive(valid), bundle.vocabulary)
+    derived = derive(valid)
+    if bundle.pseudonym_env:
+        derived = pseudonymise(derived, read_secret(bundle.vendor, bundle.pseudonym_env))
+    encoded = get_encoder(bundle.encode.encoder).encode(derived, bundle.vocabulary)
     chunks = make_chunks(encoded, size=size, stride=stride, partial="drop")
     last_row = int(chunks.meta["start_row"][-1]) + size
     return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW), rows=valid.select(RAW))

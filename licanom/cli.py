@@ -106,7 +106,7 @@ def write_detect_report(vendor: str, detection: Any, prepared: Any, out: Path) -
     inp = ReportInput(
         vendor=vendor, run_id=f"detect {out.name}", model=det.model,
         threshold_name=str(det.threshold_method_), threshold=float(det.threshold_),
-        chunks=detection.chunks, rows=prepared.encoded.frame,
+        chunks=detection.chunks, rows=prepared.validation.valid,  # real values, even when pseudonymised
         feature_errors=detection.primary.feature_errors, train_errors=det.decision_scores_,
         train_loss=det.report_.train_loss, val_loss=det.report_.val_loss,
     )

@@ -89,6 +89,13 @@ class DetectConfig(_Model):
     clustering_seed: int = 0
 
 
+class PrivacyConfig(_Model):
+    # replace Key, IP and MachineCode by keyed pseudonyms before anything reaches MLflow
+    pseudonymise: bool = False
+    # environment variable holding the secret; null: LICANOM_PSEUDONYM_SECRET_<VENDOR>
+    secret_env: str | None = None
+
+
 class ScheduleConfig(_Model):
     score_cron: str = "0 2 * * *"    # nightly scoring
     train_cron: str = "0 3 * * 0"    # weekly retraining
@@ -106,6 +113,7 @@ class Config(_Model):
     train: TrainConfig = TrainConfig()
     detect: DetectConfig = DetectConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -13,6 +13,9 @@ from licanom.tracking import Tracker
 from licanom.validate import ValidationResult
 
 
+TRACKING_COPY = "for-tracking"  # the pseudonymised report of a private vendor, sent to MLflow
+
+
 @dataclass(frozen=True)
 class NightResult:
     vendor: str
@@ -65,9 +68,13 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None)
 
 def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation: ValidationResult,
                 model_version: str | None, watermark_before: int | None, watermark_after: int | None,
-                rows: pl.DataFrame | None = None, detector: Any = None) -> NightResult:
+                rows: pl.DataFrame | None = None, detector: Any = None,
+                secret: bytes | None = None) -> NightResult:
     """The night's folder: chunk results, quarantine, the markdown summary and, with the rows
-    and the detector, the vendor's HTML report (report.html, anomalies.csv) and what rebuilds it."""
+    and the detector, the vendor's HTML report (report.html, anomalies.csv) and what rebuilds it.
+
+    With a pseudonym ``secret`` the vendor's report keeps the real values and a copy drawn
+    from pseudonymised rows is written to ``for-tracking/``: the one that goes to MLflow."""
     out = night_dir(output_dir, vendor, watermark_before, watermark_after)
     out.mkdir(parents=True, exist_ok=True)
     chunks.write_parquet(out / "chunks.parquet")
@@ -85,6 +92,12 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
         )
         save_run(inp, out)
         write_report(inp, out)
+        if secret is not None:
+            from dataclasses import replace
+
+            from licanom.privacy import pseudonymise
+
+            write_report(replace(inp, rows=pseudonymise(rows, secret)), out / TRACKING_COPY)
     return NightResult(vendor, model_version, watermark_before, watermark_after, validation.n_in,
                        validation.quarantine.height, chunks, out)
 
@@ -102,7 +115,9 @@ def log_night(tracker: Tracker, night: NightResult) -> str:
         })
         if night.out_dir is not None:
             tracker.log_artifact_file(run_id, night.out_dir / "report.md")
+            private = (night.out_dir / TRACKING_COPY).is_dir()  # pseudonymised copy: only that one
+            folder = night.out_dir / TRACKING_COPY if private else night.out_dir
             for name in ("report.html", "anomalies.csv"):
-                if (night.out_dir / name).exists():
-                    tracker.log_artifact_file(run_id, night.out_dir / name)
+                if (folder / name).exists():
+                    tracker.log_artifact_file(run_id, folder / name)
     return run_id

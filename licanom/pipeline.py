@@ -17,6 +17,7 @@ from licanom.chunk import Chunks, make_chunks, split_chunks
 from licanom.config import ChunkConfig, Config, EncodeConfig, SourceConfig, SplitConfig, ValidateConfig
 from licanom.derive import derive
 from licanom.encode import ThesisEncoder, Vocabulary, derive_fit_encode, get_encoder
+from licanom.privacy import pseudonymise, read_secret
 from licanom.validate import ValidationResult, check_bad_fraction, validate_log
 
 
@@ -93,12 +94,19 @@ def validate(raw: pl.DataFrame, cfg: ValidateConfig) -> ValidationResult:
     return result
 
 
-def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None = None) -> Encoded:
-    """Derive success/action/country and encode; builds the vocabulary when none is given."""
-    if vocabulary is None and cfg.encoder == ThesisEncoder.name:
+def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None = None,
+           secret: bytes | None = None) -> Encoded:
+    """Derive success/action/country and encode; builds the vocabulary when none is given.
+
+    With a pseudonym ``secret`` (licanom.privacy) Key, IP and MachineCode are pseudonymised
+    after the country is derived, so the vocabulary and the encoded frame hold pseudonyms.
+    """
+    if vocabulary is None and secret is None and cfg.encoder == ThesisEncoder.name:
         frame, vocabulary = derive_fit_encode(valid)  # the three steps below, sharing work
         return Encoded(frame=frame, vocabulary=vocabulary)
     derived = derive(valid)
+    if secret is not None:
+        derived = pseudonymise(derived, secret)
     vocabulary = vocabulary or Vocabulary.fit(derived)
     if vocabulary.encoder != cfg.encoder:
         raise ValueError(
@@ -114,9 +122,14 @@ def chunk(encoded: Encoded, cfg: ChunkConfig, split: SplitConfig) -> tuple[Chunk
     return chunks, mask
 
 
+def pseudonym_secret(cfg: Config) -> bytes | None:
+    """The vendor's pseudonym secret when ``privacy.pseudonymise`` is on, else None."""
+    return read_secret(cfg.vendor, cfg.privacy.secret_env) if cfg.privacy.pseudonymise else None
+
+
 def encode_and_chunk(validation: ValidationResult, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:
-    """Encode the valid rows and cut them into split windows."""
-    encoded = encode(validation.valid, cfg.encode, vocabulary)
+    """Encode the valid rows (pseudonymised when the vendor asks) and cut them into split windows."""
+    encoded = encode(validation.valid, cfg.encode, vocabulary, pseudonym_secret(cfg))
     chunks, mask = chunk(encoded, cfg.chunk, cfg.split)
     return Prepared(validation=validation, encoded=encoded, chunks=chunks, test_mask=mask)
 

@@ -16,6 +16,7 @@ from licanom.bundle import ModelBundle
 from licanom.config import Config
 from licanom.detect import evaluate_model, format_results, make_detector, results_frame
 from licanom.pipeline import Prepared
+from licanom.privacy import secret_env_name
 from licanom.tracking import RegisteredVersion, Tracker
 
 
@@ -130,6 +131,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary,
             chunk=cfg.chunk, encode=cfg.encode,
             product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
+            pseudonym_env=secret_env_name(cfg.vendor, cfg.privacy.secret_env) if cfg.privacy.pseudonymise else None,
         ).save(work_dir / model)
     shutil.rmtree(checkpoints, ignore_errors=True)  # trained and saved: nothing left to resume
     return VariantResult(

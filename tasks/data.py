@@ -33,7 +33,8 @@ def _encode_chunk_key(context: Any, parameters: dict[str, Any]) -> str:
     h = hashlib.sha256()
     h.update(valid.hash_rows(seed=0).to_numpy().tobytes())
     h.update(cfg.encode.model_dump_json().encode() + cfg.chunk.model_dump_json().encode()
-             + cfg.split.model_dump_json().encode())
+             + cfg.split.model_dump_json().encode() + cfg.privacy.model_dump_json().encode()
+             + cfg.vendor.encode())
     return "encode-chunk-" + h.hexdigest()[:32]
 
 

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from licanom import bundle as bundle_lib
 from licanom import nightly, state
+from licanom.privacy import read_secret
 from licanom.tracking import Tracker
 from licanom.validate import ValidationResult
 
@@ -31,8 +32,8 @@ def load_state(output_dir: Path, vendor: str) -> state.VendorState:
 
 
 @task(cache_policy=NO_CACHE)
-def validate_rows(model: bundle_lib.ModelBundle, raw: pl.DataFrame) -> ValidationResult:
-    return bundle_lib.validate_rows(model, raw)
+def validate_rows(model: bundle_lib.ModelBundle, raw: pl.DataFrame, vendor: str) -> ValidationResult:
+    return bundle_lib.validate_rows(model, raw, vendor)
 
 
 @task(cache_policy=NO_CACHE)
@@ -55,7 +56,8 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                 model_version: str, watermark_before: int | None, watermark_after: int | None,
                 model: bundle_lib.ModelBundle, windows: bundle_lib.Windows) -> nightly.NightResult:
     night = nightly.write_night(output_dir, vendor, chunks, validation, model_version, watermark_before,
-                                watermark_after, rows=windows.rows, detector=model.detector)
+                                watermark_after, rows=windows.rows, detector=model.detector,
+                                secret=read_secret(vendor, model.pseudonym_env) if model.pseudonym_env else None)
     create_markdown_artifact(  # the night's anomalies on the flow run's page in the Prefect UI
         key=artifact_key(vendor), description=f"licanom anomalies for {vendor}",
         markdown=nightly.anomaly_report(vendor, chunks, model_version)

@@ -6,6 +6,41 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from licanom import config
+from licanom.privacy import secret_env_name
+
+
+def secret_block_name(vendor: str, what: str) -> str:
+    return f"licanom-{vendor}-{what}".replace("_", "-")
+
+
+@task(cache_policy=NO_CACHE)
+def secrets_from_blocks(cfg: config.Config) -> list[str]:
+    """Fill in the secrets a vendor needs that the environment lacks from Prefect Secret blocks
+    (``licanom-<vendor>-cryptolens-token``, ``licanom-<vendor>-pseudonym-secret``).
+
+    The values go to this process's environment only; they are never returned or logged.
+    Returns the names of the variables that were set.
+    """
+    import os
+
+    from prefect.blocks.system import Secret
+
+    wanted = []
+    if cfg.source.kind == "cryptolens":
+        wanted.append((cfg.source.token_env, "cryptolens-token"))
+    if cfg.privacy.pseudonymise:
+        wanted.append((secret_env_name(cfg.vendor, cfg.privacy.secret_env), "pseudonym-secret"))
+    filled = []
+    for env, what in wanted:
+        if os.environ.get(env):
+            continue
+        try:
+            value = Secret.load(secret_block_name(cfg.vendor, what)).get()
+        except Exception:  # noqa: BLE001 - no such block (Prefect's error types vary by version)
+            continue  # the library then says which variable is missing
+        os.environ[env] = str(value)
+        filled.append(env)
+    return filled
 
 
 @task(cache_policy=NO_CACHE)

@@ -1,0 +1,68 @@
+"""Pseudonyms for the personal columns of a licensing log (thesis 3.2), keyed per vendor.
+
+With ``privacy.pseudonymise: true`` a vendor's licence keys, IP addresses and machine codes
+are replaced by keyed hashes (HMAC-SHA256 with the vendor's secret, 16 hex digits and a
+prefix naming the column) right after the country is looked up from the real address and
+before a vocabulary is built. Everything that reaches MLflow (vocabulary, model bundle,
+registered models, reports logged there) then holds pseudonyms only; equal values keep equal
+pseudonyms, so the encoding, the summary vectors and the detectors work as before. Scoring
+pseudonymises the new rows with the same secret. The vendor's own report on local disk is
+drawn from the real rows and still shows the real values.
+
+The secret never sits in a file: it is read from the environment variable named by
+``privacy.secret_env`` (default ``LICANOM_PSEUDONYM_SECRET_<VENDOR>``, the vendor name in
+upper case with ``-`` as ``_``); the Prefect tasks may fetch it from a Secret block and set it.
+Rotating the secret changes every pseudonym: retrain after rotating it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+
+import polars as pl
+
+# Columns that identify a customer or a machine, and the prefix of their pseudonyms.
+PRIVATE_COLUMNS: tuple[tuple[str, str], ...] = (("Key", "k-"), ("IP", "ip-"), ("MachineCode", "m-"))
+
+
+class MissingSecretError(RuntimeError):
+    """Pseudonymisation is on but the vendor's secret is not in the environment."""
+
+
+def secret_env_name(vendor: str, configured: str | None = None) -> str:
+    """The environment variable that holds the vendor's pseudonym secret."""
+    return configured or "LICANOM_PSEUDONYM_SECRET_" + vendor.upper().replace("-", "_")
+
+
+def read_secret(vendor: str, configured: str | None = None) -> bytes:
+    name = secret_env_name(vendor, configured)
+    value = os.environ.get(name, "")
+    if len(value) < 16:
+        raise MissingSecretError(
+            f"privacy.pseudonymise is on for vendor {vendor!r} but the environment variable {name} "
+            "is not set to a secret of at least 16 characters (set it, or a Prefect Secret block)"
+        )
+    return value.encode()
+
+
+def pseudonym(value: str, secret: bytes, prefix: str = "") -> str:
+    return prefix + hmac.new(secret, value.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def pseudonymise(frame: pl.DataFrame, secret: bytes) -> pl.DataFrame:
+    """The frame with its private columns replaced by pseudonyms (nulls and "" kept as they are).
+
+    Each distinct value is hashed once; 16 hex digits (64 bits) make collisions between a
+    vendor's values vanishingly rare.
+    """
+    replaced = []
+    for column, prefix in PRIVATE_COLUMNS:
+        if column not in frame.columns:
+            continue
+        text = frame[column].cast(pl.String)
+        distinct = text.unique().drop_nulls().to_list()
+        mapping = {v: (pseudonym(v, secret, prefix) if v else v) for v in distinct}
+        replaced.append(text.replace_strict(mapping, default=None, return_dtype=pl.String).alias(column))
+    return frame.with_columns(replaced) if replaced else frame

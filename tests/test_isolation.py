@@ -1,0 +1,186 @@
+"""Vendors kept apart, secrets kept out of every output, personal values pseudonymised for MLflow."""
+
+from __future__ import annotations
+
+import os
+import threading
+import urllib.parse
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from licanom.config import load_config, validate_vendor_name
+from licanom.privacy import MissingSecretError, pseudonymise, read_secret
+
+
+@pytest.mark.parametrize("name", [
+    "../etc", "a/b", "a b", "Acme", "", "-x", "a;drop table", "x" * 64, "lic\u00e9nce", "a\nb", "a.b",
+    "licanom/../other", "%2e%2e",
+])
+def test_vendor_names_that_could_escape_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="invalid vendor name"):
+        validate_vendor_name(name)
+
+
+def test_good_vendor_names() -> None:
+    for name in ("acme", "acme-2", "a_b", "0vendor"):
+        assert validate_vendor_name(name) == name
+
+
+def test_pseudonyms_are_keyed_stable_and_keep_blanks() -> None:
+    frame = pl.DataFrame({"Key": ["A", "B", "A", None], "IP": ["1.2.3.4"] * 4, "MachineCode": ["", "m", "m", None],
+                          "State": [1, 2, 3, 4]})
+    one, two = pseudonymise(frame, b"s" * 16), pseudonymise(frame, b"t" * 16)
+    assert one["Key"][0] == one["Key"][2] != one["Key"][1] and one["Key"][3] is None
+    assert one["Key"][0] != two["Key"][0]  # another vendor's secret, other pseudonyms
+    assert one["MachineCode"].to_list()[0] == "" and one["MachineCode"][3] is None
+    assert one["State"].equals(frame["State"])
+    assert not set(one["Key"].drop_nulls()) & {"A", "B"}
+
+
+def test_missing_secret_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LICANOM_PSEUDONYM_SECRET_ACME_2", raising=False)
+    with pytest.raises(MissingSecretError, match="LICANOM_PSEUDONYM_SECRET_ACME_2"):
+        read_secret("acme-2")
+    monkeypatch.setenv("LICANOM_PSEUDONYM_SECRET_ACME_2", "short")
+    with pytest.raises(MissingSecretError, match="at least 16"):
+        read_secret("acme-2")
+
+
+def _bytes_under(*roots: Path) -> bytes:
+    out = []
+    for root in roots:
+        for path in ([root] if root.is_file() else root.rglob("*")):
+            if path.is_file():
+                out.append(path.read_bytes())
+    return b"\n".join(out)
+
+
+@contextmanager
+def _fake_cryptolens():  # type: ignore[no-untyped-def]
+    """The fake GetWebAPILog server of the extraction tests, on a free loopback port."""
+    from tests.test_extract_http import FakeCryptolens, _Handler, _Server
+
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.fake = FakeCryptolens()
+    server.fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.fake
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.slow
+def test_token_and_personal_values_stay_out_of_tracking(tmp_path_factory, prefect_harness, capfd) -> None:
+    """A vendor read over HTTP with a planted token and pseudonymisation on: train, then score;
+    then every file written, the MLflow store and the console output are searched."""
+    from tests.test_extract_http import PRODUCT, TOKEN
+
+    root = tmp_path_factory.mktemp("isolation")
+    secret = "pseudonym-secret-of-delta-0123456789"
+    conf = root / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
+    mlflow_yaml = root / "mlflow.yaml"
+    mlflow_yaml.write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\nartifact_location: {root / 'artifacts'}\n")
+    mp = pytest.MonkeyPatch()
+    with _fake_cryptolens() as fake:
+        (conf / "vendors" / "delta.yaml").write_text(f"""
+output_dir: {root / 'out'}
+source: {{kind: cryptolens, product_id: {PRODUCT}, token_env: DELTA_TOKEN, base_url: "{fake.url}"}}
+train: {{models: [TCN_AE_Small], epochs: 1, batch_size: 16}}
+chunk: {{size: 20, stride: 20}}
+detect: {{m1: false, threshold: quantile, threshold_params: {{contamination: 0.95}}}}
+privacy: {{pseudonymise: true}}
+""")
+        mp.setenv("LICANOM_CONF_DIR", str(conf))
+        mp.setenv("LICANOM_MLFLOW_CONFIG", str(mlflow_yaml))
+        mp.setenv("DELTA_TOKEN", TOKEN)
+        mp.setenv("LICANOM_PSEUDONYM_SECRET_DELTA", secret)
+        mp.setenv("no_proxy", "127.0.0.1,localhost")
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        try:
+            from flows.score_vendor import score_vendor
+            from flows.train_vendor import train_vendor
+            from licanom.state import start_after
+            from licanom.tracking import configure
+
+            rows = pl.DataFrame(fake.rows, infer_schema_length=None).filter(pl.col("ProductId") == PRODUCT)
+            summary = train_vendor("delta")
+            # score the last third again, as if it were new: restart the state before it
+            (root / "out" / "delta" / "state" / "state.json").unlink()
+            start_after(root / "out", "delta", int(rows["Id"].sort()[rows.height * 2 // 3]))
+            night = score_vendor("delta")
+            tracker = configure(mlflow_yaml)
+            bundle, _ = tracker.load_champion("delta")
+        finally:
+            mp.undo()
+    captured = capfd.readouterr()
+
+    assert night.rows_read > 0 and night.out_dir is not None
+    assert bundle.vendor == "delta" and bundle.pseudonym_env == "LICANOM_PSEUDONYM_SECRET_DELTA"
+    assert all(str(v).startswith("k-") for v in bundle.vocabulary.values["Key"])
+
+    tracking = _bytes_under(root / "mlflow.db", root / "artifacts")
+    everything = tracking + _bytes_under(root / "out") + captured.out.encode() + captured.err.encode()
+    for form in (TOKEN, urllib.parse.quote(TOKEN, safe=""), urllib.parse.quote_plus(TOKEN), secret):
+        assert form.encode() not in everything, form
+    # the raw keys and addresses of the log never reach MLflow ...
+    raw_keys = set(rows["Key"].unique().to_list())
+    raw_ips = {ip for ip in rows["IP"].unique().to_list() if ip}
+    leaked = [v for v in raw_keys | raw_ips if v.encode() in tracking]
+    assert leaked == [], leaked[:5]
+    assert b"k-" in tracking  # ... their pseudonyms do
+    # ... while the vendor's own report, on local disk, shows the real values
+    assert night.n_anomalies > 0
+    page = (night.out_dir / "report.html").read_text()
+    assert any(k in page for k in raw_keys)
+    assert not any(k in (night.out_dir / "for-tracking" / "report.html").read_text() for k in raw_keys)
+    # runs, artifacts and registered models are the vendor's own
+    exp = tracker.client.get_experiment_by_name("licanom/delta")
+    assert exp is not None and exp.artifact_location.endswith("/delta")
+    assert summary.champion.name == "licanom-delta"
+    runs = tracker.client.search_runs([exp.experiment_id])
+    assert runs and all(r.data.tags.get("vendor") == "delta" for r in runs)
+
+
+def test_a_model_refuses_another_vendors_rows(tmp_path: Path) -> None:
+    import numpy as np
+
+    from licanom.bundle import ModelBundle, VendorMismatchError, validate_rows
+    from licanom.config import ChunkConfig, EncodeConfig
+    from licanom.derive import derive
+    from licanom.encode import Vocabulary
+    from licanom.models.detector import AutoencoderDetector
+    from tests.conftest import make_raw_log
+
+    det = AutoencoderDetector(model="TCN_AE_Small", epochs=1, batch_size=16, progress_bar=False, threads=1)
+    det.fit(np.random.default_rng(0).random((32, 20, 8), dtype=np.float32))
+    bundle = ModelBundle(vendor="acme", detector=det, vocabulary=Vocabulary.fit(derive(make_raw_log(200))),
+                         chunk=ChunkConfig(size=20, stride=20), encode=EncodeConfig(), product_ids=(3, 7))
+    raw = make_raw_log(100)
+    assert validate_rows(bundle, raw, "acme").valid.height > 0
+    with pytest.raises(VendorMismatchError, match="'other'"):
+        validate_rows(bundle, raw, "other")
+    with pytest.raises(VendorMismatchError, match="ProductId"):
+        validate_rows(bundle, raw.with_columns(pl.lit(99, dtype=pl.Int64).alias("ProductId")), "acme")
+    saved = ModelBundle.load(bundle.save(tmp_path / "b"))
+    assert saved.vendor == "acme"
+    meta = (tmp_path / "b" / "bundle.json").read_text()
+    assert '"vendor": "acme"' in meta and "vocabulary_digest" in meta
+
+
+def test_config_keeps_secrets_out_of_files() -> None:
+    """conf/ names environment variables, never values; a token in a vendor file is refused."""
+    cfg = load_config("demo")
+    assert cfg.source.token_env == "CRYPTOLENS_TOKEN"
+    for path in (Path(__file__).parent.parent / "conf").rglob("*.yaml"):
+        text = path.read_text().lower()
+        assert "token:" not in text.replace("token_env:", "") and "password" not in text
+    if os.environ.get("CRYPTOLENS_TOKEN"):
+        assert os.environ["CRYPTOLENS_TOKEN"] not in cfg.model_dump_json()
