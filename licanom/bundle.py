@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -27,6 +28,14 @@ from licanom.validate import ValidationResult, validate_log
 BUNDLE_FORMAT = 1
 
 
+def _load_detector(kind: str, path: Path) -> Any:
+    if kind == "sequence":
+        from licanom.sequence.detector import SequenceDetector
+
+        return SequenceDetector.load(path)
+    return AutoencoderDetector.load(path)
+
+
 class VendorMismatchError(ValueError):
     """Rows of one vendor were given to another vendor's model."""
 
@@ -36,7 +45,7 @@ class ModelBundle:
     """A fitted detector, the vocabulary it was trained with and the data settings."""
 
     vendor: str
-    detector: AutoencoderDetector
+    detector: Any  # AutoencoderDetector, or a licanom.sequence SequenceDetector (on chunks)
     vocabulary: Vocabulary
     chunk: ChunkConfig
     encode: EncodeConfig
@@ -53,6 +62,7 @@ class ModelBundle:
             "format": BUNDLE_FORMAT,
             "vendor": self.vendor,
             "model": self.detector.model,
+            "detector": "autoencoder" if isinstance(self.detector, AutoencoderDetector) else "sequence",
             "vocabulary_digest": self.vocabulary.digest(),
             "chunk": self.chunk.model_dump(),
             "encode": self.encode.model_dump(),
@@ -71,7 +81,7 @@ class ModelBundle:
             raise ValueError(f"{directory}: vocabulary does not match the one the model was trained with")
         return cls(
             vendor=meta["vendor"],
-            detector=AutoencoderDetector.load(directory / "detector.pt"),
+            detector=_load_detector(meta.get("detector", "autoencoder"), directory / "detector.pt"),
             vocabulary=vocabulary,
             chunk=ChunkConfig(**meta["chunk"]),
             encode=EncodeConfig(**meta["encode"]),
@@ -141,8 +151,10 @@ def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
         return _empty_chunks()
     chunks = windows.chunks
     meta = chunks.meta.with_columns(pl.lit("score").alias("split"))
-    errors = bundle.detector.feature_errors(chunks.X)
-    return scored_chunks(meta, bundle.detector.model, errors, float(bundle.detector.threshold_))  # type: ignore[arg-type]
+    det = bundle.detector
+    if isinstance(det, AutoencoderDetector):
+        return scored_chunks(meta, det.model, det.feature_errors(chunks.X), float(det.threshold_))  # type: ignore[arg-type]
+    return scored_chunks(meta, det.model, None, float(det.threshold_), det.decision_function(chunks.X))
 
 
 def score_log(bundle: ModelBundle, raw: pl.DataFrame, carry: pl.DataFrame | None = None) -> ScoredRows:

@@ -62,14 +62,19 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
     overrides: dict[str, Any] = {"source": {"kind": "files", "path": str(args.logs)}} if args.logs else {}
     if args.model:
-        overrides["train"] = {"models": "all" if args.model == "all" else args.model.split(",")}
+        overrides["train"] = {"models": args.model if args.model in ("all", "sequence") else args.model.split(",")}
     if args.epochs:
         overrides.setdefault("train", {})["epochs"] = args.epochs
     if args.threshold:
         overrides["detect"] = {"threshold": args.threshold}
     if args.no_m1:
         overrides.setdefault("detect", {})["m1"] = False
+    if args.sequences:
+        overrides.setdefault("sequence", {})["mode"] = args.sequences
+    if args.solver:
+        overrides.setdefault("sequence", {})["solver"] = args.solver
     cfg = load_config(args.vendor, overrides=overrides)
+    labels = read_labels(Path(args.labels)) if args.labels else None
     out = Path(args.out)
     t0 = time.perf_counter()
     prepared = prepare(extract(cfg.source), cfg)
@@ -81,21 +86,48 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     def progress(outcome: Any) -> None:
         row = outcome.row
         print(f"trained {row['model']:<14} in {row['train_seconds']:>7.1f} s; "
-              f"val/loss {row['val_loss'] if row['val_loss'] is not None else float('nan'):.4f}; "
-              f"M3 flags {row['M3']} of {row['test_chunks']} test chunks")
+              f"loss {row['val_loss'] if row['val_loss'] is not None else row['train_loss'] or float('nan'):.4f}; "
+              f"M3 flags {row['M3']} of {row['test_chunks']} test items")
         outcome.detector.save(out / "models" / f"{row['model']}.pt")
 
-    detection = detect(prepared, cfg.train, cfg.detect, on_model=progress)
+    detection = detect(prepared, cfg.train, cfg.detect, on_model=progress, sequence=cfg.sequence,
+                       labels=labels, split=cfg.split)
     detection.write(out)
-    report = write_detect_report(cfg.vendor, detection, prepared, out)
     print()
     print(format_results(detection.results))
+    det = detection.primary.detector
+    decision = getattr(det, "threshold_method_", "own boundary")
+    if detection.sequences is not None:
+        flagged = detection.sequences.filter("is_anomaly")
+        print(f"\n{flagged.height} of {detection.sequences.height} {cfg.sequence.mode} sequences flagged by "
+              f"{det.model} ({decision}, threshold {det.threshold_:.5f}) -> {out / 'sequences.parquet'}")
+        for r in flagged.sort("score", descending=True).head(5).iter_rows(named=True):
+            print(f"  {r['key']}  {r['start_time']:%Y-%m-%d %H:%M} - {r['end_time']:%H:%M}  "
+                  f"{r['requests']} requests, {r['ips']} IPs, score {r['score']:.4f}")
+        return EXIT_OK
+    report = write_detect_report(cfg.vendor, detection, prepared, out)
     flagged = detection.chunks.filter("is_anomaly")
-    print(f"\n{flagged.height} of {detection.chunks.height} chunks flagged by {detection.primary.detector.model} "
-          f"({detection.primary.detector.threshold_method_}, threshold {detection.primary.detector.threshold_:.5f})"
-          f" -> {out / 'chunks.parquet'}")
+    print(f"\n{flagged.height} of {detection.chunks.height} chunks flagged by {det.model} "
+          f"({decision}, threshold {det.threshold_:.5f}) -> {out / 'chunks.parquet'}")
     print(f"report: {report.html}  (anomalies as CSV: {report.csv})")
     return EXIT_OK
+
+
+def read_labels(path: Path) -> Any:
+    """A labels file (CSV or Parquet): ``Id`` or ``Key``, and ``label`` (+1 normal, -1 anomaly, 0 unknown)."""
+    import polars as pl
+
+    if not path.exists():
+        raise ValueError(f"labels file {path} does not exist")
+    frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema_length=None)
+    keyed = [c for c in ("Id", "Key") if c in frame.columns]
+    if not keyed or "label" not in frame.columns:
+        raise ValueError(f"{path}: a labels file needs a column Id or Key, and a column label; it has {frame.columns}")
+    labels = frame.select(keyed[0], pl.col("label").cast(pl.Int8, strict=False))
+    bad = labels.with_row_index("row").filter(pl.col("label").is_null() | ~pl.col("label").is_in([-1, 0, 1]))
+    if bad.height:
+        raise ValueError(f"{path}: label must be +1, -1 or 0; row {int(bad['row'][0]) + 2} is not")
+    return labels
 
 
 def write_detect_report(vendor: str, detection: Any, prepared: Any, out: Path) -> Any:
@@ -103,12 +135,14 @@ def write_detect_report(vendor: str, detection: Any, prepared: Any, out: Path) -
     from licanom.report import ReportInput, save_run, write_report
 
     det = detection.primary.detector
+    report = getattr(det, "report_", None)
     inp = ReportInput(
         vendor=vendor, run_id=f"detect {out.name}", model=det.model,
-        threshold_name=str(det.threshold_method_), threshold=float(det.threshold_),
+        threshold_name=str(getattr(det, "threshold_method_", "own boundary")), threshold=float(det.threshold_),
         chunks=detection.chunks, rows=prepared.validation.valid,  # real values, even when pseudonymised
         feature_errors=detection.primary.feature_errors, train_errors=det.decision_scores_,
-        train_loss=det.report_.train_loss, val_loss=det.report_.val_loss,
+        train_loss=report.train_loss if report else tuple(det.history_.objective),
+        val_loss=report.val_loss if report else (),
     )
     save_run(inp, out)
     return write_report(inp, out)
@@ -192,10 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="train autoencoders on a log and flag anomalous chunks")
     p.add_argument("--logs", help="CSV/Parquet/NDJSON file, glob or folder (default: the vendor's source)")
     p.add_argument("--vendor", default=None, help="vendor name: reads conf/vendors/<vendor>.yaml")
-    p.add_argument("--model", default=None, help="a model name, several separated by commas, or 'all'")
+    p.add_argument("--model", default=None,
+                   help="a model name, several separated by commas, 'all' (the eight autoencoders) or 'sequence'")
     p.add_argument("--threshold", default=None, choices=["M1", "M2", "M3", "quantile", "pot"])
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--no-m1", action="store_true", help="skip M1 (it retrains the model several times)")
+    p.add_argument("--sequences", choices=["chunks", "key", "key-machine"], default=None,
+                   help="what the sequence models read: fixed chunks (default) or each key's (and machine's) "
+                        "requests per period")
+    p.add_argument("--solver", choices=["gradient", "qp"], default=None, help="training of the sequence models")
+    p.add_argument("--labels", default=None,
+                   help="CSV/Parquet with Id or Key and label (+1 normal, -1 anomaly, 0 unknown): semi-supervised")
     p.add_argument("--out", required=True, help="folder for chunks.parquet, results.csv, models/")
     p.set_defaults(func=_cmd_detect)
     p = sub.add_parser("report", help="write the HTML report of a scored run")

@@ -70,15 +70,38 @@ class TrainConfig(_Model):
     @classmethod
     def _expand_all(cls, v: Any) -> Any:
         from licanom.models.nets import NETS
+        from licanom.sequence.detector import SEQUENCE_MODELS
 
         if v == "all" or v == ["all"] or v == ("all",):
             return tuple(NETS)
+        if v in ("sequence", ["sequence"], ("sequence",)):
+            return SEQUENCE_MODELS
         if isinstance(v, str):
             v = (v,)
-        unknown = [m for m in v if m not in NETS]
+        known = (*NETS, *SEQUENCE_MODELS)
+        unknown = [m for m in v if m not in known]
         if unknown:
-            raise ValueError(f"unknown model(s) {unknown}; valid: {', '.join(NETS)} or 'all'")
+            raise ValueError(
+                f"unknown model(s) {unknown}; valid: {', '.join(known)}, 'all' (the eight autoencoders) "
+                "or 'sequence' (the four sequence models)"
+            )
         return tuple(v)
+
+
+class SequenceConfig(_Model):
+    """The sequence models (LSTM/GRU + OC-SVM/SVDD) and what they read."""
+
+    # chunks: the thesis's windows; key / key-machine: each licence key's (and machine's)
+    # requests within one period, of any length
+    mode: Literal["chunks", "key", "key-machine"] = "chunks"
+    period_hours: float = Field(24.0, gt=0)
+    max_length: int = Field(1000, ge=1)   # longer sequences are cut into consecutive parts
+    solver: Literal["gradient", "qp"] = "gradient"
+    hidden: int = Field(16, ge=1)
+    lam: float = Field(0.05, gt=0.0, le=1.0)
+    tau: float = Field(100.0, gt=0.0)
+    lr: float = Field(0.02, gt=0.0)
+    labeled_weight: float | None = Field(None, gt=0.0)
 
 
 class DetectConfig(_Model):
@@ -114,6 +137,7 @@ class Config(_Model):
     detect: DetectConfig = DetectConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     privacy: PrivacyConfig = PrivacyConfig()
+    sequence: SequenceConfig = SequenceConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -17,7 +19,9 @@ import polars as pl
 from licanom import thresholds as th
 from licanom.clustering import cluster_anomalies
 from licanom.columns import ERROR_COLUMNS, FEATURES, SUMMARY_COLUMNS
-from licanom.config import DetectConfig, TrainConfig
+from licanom.chunk import split_chunks
+from licanom.config import DetectConfig, SequenceConfig, SplitConfig, TrainConfig
+from licanom.entities import SEQUENCE_COLUMNS
 from licanom.models.detector import AutoencoderDetector
 from licanom.pipeline import Prepared
 
@@ -37,9 +41,9 @@ RESULT_COLUMNS: tuple[str, ...] = (
 class ModelOutcome:
     """One trained model: its detector, per-chunk scores and its row of the results table."""
 
-    detector: AutoencoderDetector
-    scores: np.ndarray          # (n_chunks,)
-    feature_errors: np.ndarray  # (n_chunks, 8)
+    detector: Any                       # AutoencoderDetector or licanom.sequence SequenceDetector
+    scores: np.ndarray                  # (n_chunks,)
+    feature_errors: np.ndarray | None   # (n_chunks, 8); None for the sequence models
     row: dict[str, object]
 
 
@@ -47,9 +51,10 @@ class ModelOutcome:
 class Detection:
     """Per-chunk results of the primary model and the results table over every model."""
 
-    chunks: pl.DataFrame
+    chunks: pl.DataFrame | None          # CHUNK_COLUMNS; None in a per-key sequence mode
     results: pl.DataFrame
     outcomes: tuple[ModelOutcome, ...]
+    sequences: pl.DataFrame | None = None  # per-sequence results (licanom.entities.SEQUENCE_COLUMNS)
 
     @property
     def primary(self) -> ModelOutcome:
@@ -57,12 +62,40 @@ class Detection:
 
     def write(self, out_dir: Path) -> None:
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.chunks.write_parquet(out_dir / "chunks.parquet")
+        if self.chunks is not None:
+            self.chunks.write_parquet(out_dir / "chunks.parquet")
+        if self.sequences is not None:
+            self.sequences.write_parquet(out_dir / "sequences.parquet")
         if len(self.outcomes) > 1:
             self.results.write_csv(out_dir / "results.csv")
 
 
-def make_detector(model: str, train: TrainConfig, detect: DetectConfig, **extra: object) -> AutoencoderDetector:
+def is_sequence_model(model: str) -> bool:
+    """True for the LSTM/GRU + OC-SVM/SVDD models (licanom.sequence), False for autoencoders."""
+    from licanom.sequence.detector import SEQUENCE_MODELS
+
+    return model in SEQUENCE_MODELS
+
+
+def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
+                  sequence: SequenceConfig | None = None, **extra: object) -> Any:
+    """The detector of a registered model name, with the configured settings.
+
+    Autoencoders take ``detect.threshold`` (M1-M3, quantile, pot) as their decision; the
+    sequence models decide by their own learned boundary (score > 0), and the results table
+    still counts M2, M3, quantile and pot on their scores.
+    """
+    if is_sequence_model(model):
+        from licanom.sequence.detector import SequenceDetector
+
+        seq = sequence or SequenceConfig()
+        extra.pop("checkpoint_dir", None)  # the sequence models train in one go
+        return SequenceDetector(
+            model=model, solver=seq.solver, hidden=seq.hidden, lam=seq.lam, tau=seq.tau,
+            epochs=train.epochs, lr=seq.lr, batch_size=train.batch_size,
+            labeled_weight=seq.labeled_weight, seed=train.seed, threads=train.threads,
+            **extra,  # type: ignore[arg-type]
+        )
     return AutoencoderDetector(
         model=model,
         threshold=detect.threshold,
@@ -79,19 +112,48 @@ def make_detector(model: str, train: TrainConfig, detect: DetectConfig, **extra:
     )
 
 
-def evaluate_model(
-    detector: AutoencoderDetector, X: np.ndarray, test_mask: np.ndarray, detect: DetectConfig
-) -> ModelOutcome:
-    """Fit on the training chunks, score all chunks, fill the model's results-table row."""
-    X_train, X_test = X[~test_mask], X[test_mask]
-    detector.fit(X_train)
-    feature_errors = detector.feature_errors(X)
-    scores = feature_errors.mean(axis=1)
-    train_errors = detector.decision_scores_
-    assert train_errors is not None and detector.report_ is not None and detector.net_ is not None
-    test_scores = scores[test_mask]
+def take(X: Any, mask: np.ndarray) -> Any:
+    """The rows of ``X`` where ``mask`` is True: an array, or a list of variable-length sequences."""
+    if isinstance(X, np.ndarray):
+        return X[mask]
+    return [x for x, keep in zip(X, mask, strict=True) if keep]
 
-    m1 = detector.m1_threshold(X_train) if detect.m1 else None
+
+def evaluate_model(
+    detector: Any, X: Any, test_mask: np.ndarray, detect: DetectConfig, y: np.ndarray | None = None
+) -> ModelOutcome:
+    """Fit on the training chunks (or sequences), score all, fill the model's results-table row.
+
+    ``y`` (sequence models only): +1 normal, -1 anomaly, 0 unknown per item; only the training
+    items' labels are used.
+    """
+    X_train, X_test = take(X, ~test_mask), take(X, test_mask)
+    sequence = not isinstance(detector, AutoencoderDetector)
+    if sequence:
+        detector.fit(X_train, None if y is None else np.asarray(y)[~test_mask])
+        feature_errors = None
+        scores = detector.decision_function(X)
+        history = detector.history_
+        m1 = None
+        bottleneck, depth = f"({detector.hidden},)", 1
+        seconds = float(sum(history.seconds)) if history else 0.0
+        epochs_run = len(history.objective) if history else 0
+        train_loss = history.objective[-1] if history and history.objective else None
+        val_loss = None
+    else:
+        detector.fit(X_train)
+        feature_errors = detector.feature_errors(X)
+        scores = feature_errors.mean(axis=1)
+        assert detector.report_ is not None and detector.net_ is not None
+        m1 = detector.m1_threshold(X_train) if detect.m1 else None
+        report = detector.report_
+        bottleneck, depth = str(tuple(detector.net_.bottleneck)), detector.net_.depth
+        seconds, epochs_run = report.seconds, report.epochs_run
+        train_loss = report.train_loss[-1] if report.train_loss else None
+        val_loss = report.val_loss[-1] if report.val_loss else None
+    train_errors = detector.decision_scores_
+    assert train_errors is not None
+    test_scores = scores[test_mask]
     values = {"M1": m1, "M2": th.m2(train_errors), "M3": th.m3(train_errors),
               "quantile": th.quantile(train_errors), "pot": th.pot(train_errors)}
 
@@ -103,11 +165,10 @@ def evaluate_model(
         latent = detector.encode(X_test)
         for method, name in (("gmm", "GMM"), ("kmeans", "KMeans")):
             clusters[name] = int(cluster_anomalies(latent, method, seed=detect.clustering_seed).sum())
-    report = detector.report_
     row: dict[str, object] = {
         "model": detector.model,
-        "bottleneck": str(tuple(detector.net_.bottleneck)),
-        "depth": detector.net_.depth,
+        "bottleneck": bottleneck,
+        "depth": depth,
         **{k: count(v) for k, v in values.items()},
         "GMM": clusters.get("GMM"),
         "KMeans": clusters.get("KMeans"),
@@ -115,27 +176,37 @@ def evaluate_model(
         "threshold_M2": values["M2"],
         "threshold_M3": values["M3"],
         "test_chunks": int(test_mask.sum()),
-        "train_seconds": round(report.seconds, 2),
-        "epochs": report.epochs_run,
-        "train_loss": report.train_loss[-1] if report.train_loss else None,
-        "val_loss": report.val_loss[-1] if report.val_loss else None,
+        "train_seconds": round(seconds, 2),
+        "epochs": epochs_run,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
     }
     return ModelOutcome(detector=detector, scores=scores, feature_errors=feature_errors, row=row)
 
 
-def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray, threshold: float) -> pl.DataFrame:
+def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | None, threshold: float,
+                  scores: np.ndarray | None = None) -> pl.DataFrame:
     """Chunk metadata (with ``split``) plus scores in the CHUNK_COLUMNS contract.
 
     ``feature_errors`` is ``(n_chunks, 8)``; the score is its mean, ``top_feature`` its argmax.
+    A model without per-column errors (the sequence models) gives ``scores`` instead, and
+    ``top_feature`` and the ``error_*`` columns are null.
     """
-    scores = feature_errors.mean(axis=1)
+    if feature_errors is not None:
+        scores = feature_errors.mean(axis=1)
+        top = pl.Series("top_feature", np.asarray(FEATURES)[feature_errors.argmax(axis=1)], dtype=pl.String)
+        errors = [pl.Series(name, feature_errors[:, j], dtype=pl.Float64) for j, name in enumerate(ERROR_COLUMNS)]
+    else:
+        assert scores is not None, "give feature_errors or scores"
+        top = pl.lit(None, dtype=pl.String).alias("top_feature")
+        errors = [pl.lit(None, dtype=pl.Float64).alias(name) for name in ERROR_COLUMNS]
     return meta.with_columns(
         pl.lit(model).alias("model"),
         pl.Series("score", scores, dtype=pl.Float64),
         pl.lit(float(threshold)).alias("threshold"),
         pl.Series("is_anomaly", scores > threshold),
-        pl.Series("top_feature", np.asarray(FEATURES)[feature_errors.argmax(axis=1)], dtype=pl.String),
-        *(pl.Series(name, feature_errors[:, j], dtype=pl.Float64) for j, name in enumerate(ERROR_COLUMNS)),
+        top,
+        *errors,
     ).select(CHUNK_COLUMNS)
 
 
@@ -143,7 +214,7 @@ def chunk_results(prepared: Prepared, outcome: ModelOutcome) -> pl.DataFrame:
     """One row per chunk (train and test) in the CHUNK_COLUMNS contract."""
     det = outcome.detector
     assert det.threshold_ is not None
-    return scored_chunks(prepared.chunk_table(), det.model, outcome.feature_errors, det.threshold_)
+    return scored_chunks(prepared.chunk_table(), det.model, outcome.feature_errors, det.threshold_, outcome.scores)
 
 
 def detect(
@@ -152,22 +223,62 @@ def detect(
     detect_cfg: DetectConfig,
     models: Sequence[str] | None = None,
     on_model: Callable[[ModelOutcome], None] | None = None,
+    sequence: SequenceConfig | None = None,
+    labels: pl.DataFrame | None = None,
+    split: SplitConfig | None = None,
 ) -> Detection:
-    """Train each model on the training chunks; the first model gives the chunk results."""
+    """Train each model and score every chunk (or entity sequence); the first model gives the
+    per-item results.
+
+    ``sequence.mode`` "key" / "key-machine" scores each licence key's (and machine's) requests
+    per period with the sequence models (autoencoders need fixed chunks); ``labels`` (``Id`` or
+    ``Key`` and ``label`` in {+1, -1, 0}) make the sequence models semi-supervised.
+    """
+    from licanom.entities import aggregate_row_labels, make_sequences, sequence_labels
+
     models = tuple(models or train.models)
+    seq = sequence or SequenceConfig()
+    if seq.mode != "chunks":
+        fixed = [m for m in models if not is_sequence_model(m)]
+        if fixed:
+            raise ValueError(
+                f"{', '.join(fixed)} need fixed-size chunks; sequence mode {seq.mode!r} takes the "
+                "sequence models only (LSTM_OCSVM, LSTM_SVDD, GRU_OCSVM, GRU_SVDD)"
+            )
+        seqs = make_sequences(prepared.encoded.frame, by=seq.mode, period=timedelta(hours=seq.period_hours),
+                              max_length=seq.max_length)
+        split = split or SplitConfig()
+        X: Any = list(seqs.X)
+        test_mask = split_chunks(seqs.n_sequences, split.method, split.test_fraction, split.seed)
+        y = None if labels is None else sequence_labels(seqs, labels)
+    else:
+        X, test_mask = prepared.chunks.X, prepared.test_mask
+        y = None
+        if labels is not None and any(is_sequence_model(m) for m in models):
+            if "Id" not in labels.columns:
+                raise ValueError("labels for chunks are keyed by log Id (columns Id and label)")
+            ids = prepared.encoded.frame["Id"].to_numpy()
+            starts = prepared.chunks.meta["start_row"].to_numpy()
+            y = aggregate_row_labels([ids[a:a + prepared.chunks.size] for a in starts], labels)
     outcomes = []
     for model in models:
-        outcome = evaluate_model(
-            make_detector(model, train, detect_cfg), prepared.chunks.X, prepared.test_mask, detect_cfg
-        )
+        detector = make_detector(model, train, detect_cfg, seq)
+        outcome = evaluate_model(detector, X, test_mask, detect_cfg, y if is_sequence_model(model) else None)
         outcomes.append(outcome)
         if on_model:
             on_model(outcome)
-    return Detection(
-        chunks=chunk_results(prepared, outcomes[0]),
-        results=results_frame([o.row for o in outcomes]),
-        outcomes=tuple(outcomes),
-    )
+    results = results_frame([o.row for o in outcomes])
+    if seq.mode != "chunks":
+        det = outcomes[0].detector
+        per_sequence = seqs.meta.with_columns(
+            pl.Series("split", np.where(test_mask, "test", "train")),
+            pl.lit(det.model).alias("model"),
+            pl.Series("score", outcomes[0].scores, dtype=pl.Float64),
+            pl.lit(float(det.threshold_)).alias("threshold"),
+            pl.Series("is_anomaly", outcomes[0].scores > det.threshold_),
+        ).select(SEQUENCE_COLUMNS)
+        return Detection(chunks=None, results=results, outcomes=tuple(outcomes), sequences=per_sequence)
+    return Detection(chunks=chunk_results(prepared, outcomes[0]), results=results, outcomes=tuple(outcomes))
 
 
 def results_frame(rows: Sequence[dict[str, object]]) -> pl.DataFrame:

@@ -30,7 +30,7 @@ SEQUENCE_MODES: tuple[str, ...] = ("chunks", "key", "key-machine")
 # Columns of sequences.parquet (per-sequence results), in order. Extend, never rename.
 SEQUENCE_COLUMNS: tuple[str, ...] = (
     "sequence", "key", "machine_codes", "period_start", "part", "first_id", "last_id",
-    "start_time", "end_time", "requests", "ips", "model", "score", "threshold", "is_anomaly",
+    "start_time", "end_time", "requests", "ips", "split", "model", "score", "threshold", "is_anomaly",
     *SUMMARY_COLUMNS,
 )
 

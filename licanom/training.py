@@ -14,7 +14,7 @@ import polars as pl
 
 from licanom.bundle import ModelBundle
 from licanom.config import Config
-from licanom.detect import evaluate_model, format_results, make_detector, results_frame
+from licanom.detect import evaluate_model, format_results, is_sequence_model, make_detector, results_frame
 from licanom.pipeline import Prepared
 from licanom.privacy import secret_env_name
 from licanom.tracking import RegisteredVersion, Tracker
@@ -102,23 +102,39 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
     """Train one variant in a nested run: params, per-epoch curves, thresholds, counts, plots."""
     from licanom import plots
 
+    sequence_model = is_sequence_model(model)
+    if sequence_model and cfg.sequence.mode != "chunks":
+        raise ValueError(
+            f"the training flow trains {model} on chunks; per-key sequences (sequence.mode "
+            f"{cfg.sequence.mode!r}) run from `licanom detect --sequences` for now"
+        )
     checkpoints = checkpoint_dir(cfg, prepared, model)
-    detector = make_detector(model, cfg.train, cfg.detect, checkpoint_dir=str(checkpoints))
+    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, checkpoint_dir=str(checkpoints))
     with tracker.run(cfg.vendor, model, "variant", parent_run_id, tags={"model": model}) as run_id:
         outcome = evaluate_model(detector, prepared.chunks.X, prepared.test_mask, cfg.detect)
-        net, report = detector.net_, detector.report_
-        assert net is not None and report is not None
         row = outcome.row
-        tracker.log_params(run_id, {
-            "architecture": model, "family": net.family, "bottleneck": row["bottleneck"], "depth": net.depth,
+        common = {
+            "architecture": model, "bottleneck": row["bottleneck"], "depth": row["depth"],
             "chunk_size": cfg.chunk.size, "stride": cfg.chunk.stride, "epochs": cfg.train.epochs,
-            "batch_size": cfg.train.batch_size, "lr": cfg.train.lr, "seed": cfg.train.seed,
-            "threshold_method": detector.threshold_method_, "data_hash": data_hash(prepared),
-        })
-        tracker.log_curve(run_id, "train/loss", report.train_loss)
-        tracker.log_curve(run_id, "val/loss", report.val_loss)
+            "batch_size": cfg.train.batch_size, "seed": cfg.train.seed, "data_hash": data_hash(prepared),
+        }
+        if sequence_model:
+            history = detector.history_
+            train_loss, val_loss = tuple(history.objective), ()
+            tracker.log_params(run_id, {**common, "family": model.split("_")[0], "solver": cfg.sequence.solver,
+                                        "hidden": cfg.sequence.hidden, "lam": cfg.sequence.lam,
+                                        "tau": cfg.sequence.tau, "lr": cfg.sequence.lr,
+                                        "threshold_method": "own boundary"})
+        else:
+            net, report = detector.net_, detector.report_
+            assert net is not None and report is not None
+            train_loss, val_loss = report.train_loss, report.val_loss
+            tracker.log_params(run_id, {**common, "family": net.family, "lr": cfg.train.lr,
+                                        "threshold_method": detector.threshold_method_})
+        tracker.log_curve(run_id, "train/loss", train_loss)
+        tracker.log_curve(run_id, "val/loss", val_loss)
         tracker.log_metrics(run_id, {
-            "train_seconds": report.seconds, "threshold": detector.threshold_,
+            "train_seconds": row["train_seconds"], "threshold": detector.threshold_,
             **{f"threshold_{k}": row[f"threshold_{k}"] for k in ("M1", "M2", "M3")},
             **{f"anomalies_{k}": row[k] for k in ("M1", "M2", "M3", "quantile", "pot", "GMM", "KMeans")},
         })
@@ -137,7 +153,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
     return VariantResult(
         model=model, run_id=run_id, bundle_dir=bundle_dir,
         row=results_frame([row]),
-        train_loss=report.train_loss, val_loss=report.val_loss,
+        train_loss=tuple(train_loss), val_loss=tuple(val_loss),
     )
 
 

@@ -76,3 +76,31 @@ def test_bad_input_exit_codes(tmp_path, capsys):
     make_raw_log(200).drop("State").write_csv(nostate)
     assert main(["prepare", "--logs", str(nostate), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
     assert "State" in capsys.readouterr().err
+
+
+def test_detect_per_key_sequences_with_labels(csv_export, tmp_path, capsys):
+    """--sequences key: one row per key and day with its Ids, requests and score; labels by key."""
+    from licanom.entities import SEQUENCE_COLUMNS
+
+    labels = tmp_path / "labels.csv"
+    pl.DataFrame({"Key": ["KEY001-ABCDE", "KEY002-ABCDE"], "label": [-1, 1]}).write_csv(labels)
+    out = tmp_path / "seq"
+    code = main(["detect", "--logs", str(csv_export), "--model", "GRU_SVDD", "--sequences", "key", "--solver", "qp",
+                 "--epochs", "2", "--labels", str(labels), "--out", str(out)])
+    assert code == EXIT_OK
+    seqs = pl.read_parquet(out / "sequences.parquet")
+    assert tuple(seqs.columns) == SEQUENCE_COLUMNS
+    log = pl.read_csv(csv_export)
+    assert seqs["requests"].sum() == log.height  # every request in exactly one sequence
+    assert set(seqs["key"]) == set(log["Key"])
+    assert (seqs["is_anomaly"] == (seqs["score"] > seqs["threshold"])).all()
+    assert (seqs["first_id"] <= seqs["last_id"]).all()
+    assert "key sequences flagged by GRU_SVDD" in capsys.readouterr().out
+    bad = tmp_path / "bad.csv"
+    pl.DataFrame({"Key": ["KEY001-ABCDE"], "label": [5]}).write_csv(bad)
+    assert main(["detect", "--logs", str(csv_export), "--model", "GRU_SVDD", "--sequences", "key",
+                 "--labels", str(bad), "--out", str(out)]) == EXIT_USAGE
+    assert "label must be +1, -1 or 0" in capsys.readouterr().err
+    assert main(["detect", "--logs", str(csv_export), "--model", "TCN_AE", "--sequences", "key",
+                 "--out", str(out)]) == EXIT_USAGE
+    assert "need fixed-size chunks" in capsys.readouterr().err

@@ -123,3 +123,28 @@ def test_same_night_twice_at_once_and_again_moves_the_watermark_once(vendor_env)
     assert _watermark(out) == after
     assert rerun.chunks.drop("score").equals(first.chunks.drop("score"))  # type: ignore[attr-defined]
     assert rerun.chunks["score"].to_list() == pytest.approx(first.chunks["score"].to_list(), rel=1e-6)  # type: ignore[attr-defined]
+
+
+def test_a_sequence_model_trains_registers_and_scores_through_the_flow(vendor_env) -> None:
+    """LSTM/GRU + OC-SVM beside an autoencoder: tracked per epoch, registered, and its registered
+    version scores raw rows like any other (no per-column errors)."""
+    import mlflow
+
+    from flows.train_vendor import train_vendor
+    from licanom.bundle import score_log
+    from licanom.tracking import configure
+
+    _, _, log = vendor_env
+    summary = train_vendor("gamma", models=["TCN_AE_Small", "GRU_OCSVM"])
+    assert [v.model for v in summary.versions] == ["TCN_AE_Small", "GRU_OCSVM"]
+    assert summary.champion.model == "TCN_AE_Small"
+    gru = summary.versions[1]
+    tracker = configure()
+    assert tracker.client.get_run(gru.run_id).data.params["solver"] == "gradient"
+    assert len(tracker.client.get_metric_history(gru.run_id, "train/loss")) >= 1
+    mlflow.set_tracking_uri(tracker.config.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{gru.name}/{gru.version}")
+    scored = score_log(model.unwrap_python_model().bundle, log.tail(500))
+    assert scored.chunks.height == 5 and scored.chunks["top_feature"].null_count() == 5
+    assert (scored.chunks["is_anomaly"] == (scored.chunks["score"] > 0)).all()
+    assert "GRU_OCSVM" in set(summary.results["model"])

@@ -1,0 +1,330 @@
+"""LSTM/GRU + OC-SVM/SVDD detectors: smooth hinge, Cayley steps, SMO, pooling, quality floor, contract."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+from sklearn.svm import OneClassSVM
+
+from licanom.sequence import (
+    SEQUENCE_MODELS,
+    SequenceDetector,
+    build_detector,
+    cayley_step,
+    orthonormality_error,
+    smooth_hinge,
+    solve_dual,
+)
+from licanom.sequence.data import Sequences
+from licanom.sequence.nets import SequenceEncoder, StiefelSGD
+from licanom.sequence.svm import primal_objective
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def outage_sequences(
+    n_normal: int, n_anomalous: int, seed: int, outage: tuple[float, float] = (0.4, 0.7), noise: float = 0.1,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Variable-length (15..40 steps) two-feature activity traces and their truth (True = anomalous).
+
+    Normal: a periodic activity (period 4-6 steps, random phase) around a positive level.
+    Anomalous: the same, but the activity stops (drops to 0) for a stretch of ``outage`` of its
+    length. A pooling that let the zero padding leak into the mean would make short normal
+    sequences look like outages.
+    """
+    rng = np.random.default_rng(seed)
+    X, truth = [], []
+    for k in range(n_normal + n_anomalous):
+        n = int(rng.integers(15, 41))
+        t = np.arange(n)
+        phase = 2 * np.pi * t / rng.uniform(4, 6) + rng.uniform(0, 2 * np.pi)
+        x = np.stack([1 + 0.5 * np.sin(phase), 0.3 + 0.2 * np.cos(phase)], axis=1)
+        if k >= n_normal:
+            length = int(round(n * rng.uniform(*outage)))
+            start = int(rng.integers(0, n - length + 1))
+            x[start:start + length] = 0.0
+        X.append((x + noise * rng.normal(size=x.shape)).astype(np.float32))
+        truth.append(k >= n_normal)
+    order = rng.permutation(len(X))
+    return [X[i] for i in order], np.array(truth)[order]
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return outage_sequences(72, 8, seed=0), outage_sequences(72, 8, seed=1)
+
+
+# --- smooth hinge ---------------------------------------------------------------------------
+def test_smooth_hinge_gap_is_uniformly_bounded_and_shrinks():
+    u = np.concatenate([np.linspace(-50, 50, 20001), [-1e6, 1e6]])
+    worst = []
+    for tau in (1.0, 10.0, 100.0, 1000.0):
+        gap = smooth_hinge(u, tau) - np.maximum(0.0, u)
+        assert np.isfinite(gap).all()
+        assert gap.min() >= 0.0 and gap.max() <= np.log(2) / tau + 1e-12
+        assert gap[np.argmin(np.abs(u))] == pytest.approx(np.log(2) / tau, rel=1e-3)  # the bound is attained at 0
+        worst.append(gap.max())
+        torch_value = smooth_hinge(torch.from_numpy(u), tau).numpy()
+        np.testing.assert_allclose(torch_value, smooth_hinge(u, tau), rtol=1e-12, atol=1e-12)
+    assert np.all(np.diff(worst) < 0)
+    with pytest.raises(ValueError):
+        smooth_hinge(u, 0.0)
+
+
+# --- Cayley steps ---------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(16, 4), (8, 8), (3, 7), (4, 16, 2)])
+def test_cayley_steps_stay_on_the_stiefel_manifold(shape):
+    gen = torch.Generator().manual_seed(0)
+    W = torch.linalg.qr(torch.randn(*shape, generator=gen, dtype=torch.float64)).Q
+    if shape[-2] < shape[-1]:  # wide: orthonormal rows
+        W = torch.linalg.qr(torch.randn(*shape[:-2], shape[-1], shape[-2], generator=gen, dtype=torch.float64)).Q.mT
+    W = W.float().contiguous()
+    target = torch.randn(*shape, generator=gen)
+    loss = lambda M: float(((M - target) ** 2).sum())  # noqa: E731
+    start = loss(W)
+    for _ in range(200):
+        G = 2 * (W - target)
+        W = cayley_step(W, G, lr=0.05)
+        assert orthonormality_error(W) < 1e-5
+    assert loss(W) < start  # the steps descend
+    with pytest.raises(ValueError):
+        cayley_step(W, G[..., :1], 0.1)
+
+
+def test_cayley_polish_stops_float32_drift():
+    gen = torch.Generator().manual_seed(1)
+    W = torch.linalg.qr(torch.randn(4, 16, 16, generator=gen, dtype=torch.float64)).Q.float()
+    for _ in range(2000):
+        W = cayley_step(W, torch.randn(4, 16, 16, generator=gen), lr=0.1)
+    assert orthonormality_error(W) < 1e-6
+
+
+def test_stiefel_sgd_keeps_every_gate_block_orthonormal():
+    torch.manual_seed(0)
+    enc = SequenceEncoder("LSTM", n_features=3, hidden=2)  # wide input blocks (2 x 3)
+    assert enc.orthonormality_error() < 1e-6
+    opt = StiefelSGD([{"params": list(enc.orthonormal_weights()), "gates": enc.gates}], lr=0.2)
+    x, lengths = torch.randn(5, 6, 3), torch.tensor([6, 3, 1, 5, 2])
+    for _ in range(100):
+        opt.zero_grad()
+        enc(x, lengths).pow(2).sum().backward()
+        opt.step()
+    assert enc.orthonormality_error() < 1e-5
+
+
+# --- SMO ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("n", "m", "lam"), [(83, 5, 0.1), (151, 8, 0.3)])  # νn not whole: ρ is unique
+def test_smo_ocsvm_matches_sklearn(n, m, lam):
+    H = np.random.default_rng(n).normal(size=(n, m)) + 1.5
+    C = 1.0 / (n * lam)
+    sol = solve_dual("ocsvm", H, C, tol=1e-9)
+    assert sol.converged
+    assert sol.alpha.sum() == pytest.approx(1.0, abs=1e-12)
+    assert sol.alpha.min() >= 0.0 and sol.alpha.max() <= C * (1 + 1e-12)
+    # scikit-learn solves the same dual scaled by νn (Σα = νn, 0 ≤ α ≤ 1)
+    sk = OneClassSVM(kernel="linear", nu=lam, tol=1e-10, shrinking=False).fit(H)
+    scale = lam * n
+    np.testing.assert_allclose(sol.score(H), -sk.decision_function(H) / scale, atol=1e-5)
+    assert sol.offset == pytest.approx(float(np.ravel(sk.offset_)[0]) / scale, rel=1e-5)
+    np.testing.assert_allclose(sol.coef, np.ravel(sk.coef_) / scale, atol=1e-5)
+    assert primal_objective("ocsvm", H, sol.coef, sol.offset, np.ones(n), np.full(n, C)) == pytest.approx(
+        -sol.objective, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["ocsvm", "svdd"])
+def test_smo_kkt_with_labels(kind):
+    rng = np.random.default_rng(3)
+    n = 60
+    H = rng.normal(size=(n, 4)) + np.array([2.0, 1.0, 0.0, 0.0])
+    H[:5] *= 0.2  # labelled anomalies, near the origin
+    y = np.ones(n)
+    y[:5] = -1.0
+    C = np.where(np.arange(n) < 10, 0.5, 1.0 / (n * 0.2))
+    sol = solve_dual(kind, H, C, y=y, tol=1e-10)
+    assert sol.converged
+    assert float(y @ sol.alpha) == pytest.approx(1.0, abs=1e-12)
+    assert sol.alpha.min() >= 0.0 and (sol.alpha <= C * (1 + 1e-12)).all()
+    margin = y * sol.score(H)  # y·score ≤ 0 inside, > 0 a violation
+    tol = 1e-6
+    assert (margin[sol.alpha <= 1e-12] <= tol).all()
+    assert (margin[sol.alpha >= C - 1e-12] >= -tol).all()
+    free = (sol.alpha > 1e-12) & (sol.alpha < C - 1e-12)
+    assert free.any() and np.abs(margin[free]).max() <= tol
+    assert primal_objective(kind, H, sol.coef, sol.offset, y, C) == pytest.approx(-sol.objective, rel=1e-6)
+    with pytest.raises(ValueError, match="infeasible"):
+        solve_dual(kind, H, 1e-4)
+
+
+# --- pooling --------------------------------------------------------------------------------
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_batch_pools_exactly_like_one_by_one(cell):
+    torch.manual_seed(0)
+    enc = SequenceEncoder(cell, n_features=3, hidden=6)
+    rng = np.random.default_rng(0)
+    seqs = [rng.normal(size=(n, 3)).astype(np.float32) for n in (7, 1, 12, 3, 12, 5)]
+    data = Sequences(seqs)
+    x, lengths = data.batch(np.arange(len(seqs)))
+    for i, n in enumerate(lengths.tolist()):
+        x[i, n:] = 1e3  # whatever sits in the padding must not matter
+    with torch.no_grad():
+        batched = enc(x, lengths)
+        alone = torch.cat([enc(torch.from_numpy(s)[None], torch.tensor([len(s)])) for s in seqs])
+        means = torch.stack([enc.rnn(torch.from_numpy(s)[None])[0][0].mean(0) for s in seqs])
+    torch.testing.assert_close(batched, alone, atol=1e-6, rtol=0)
+    torch.testing.assert_close(alone, means, atol=1e-6, rtol=0)
+
+
+def test_fixed_chunks_and_equal_length_lists_agree():
+    X = np.random.default_rng(1).normal(size=(12, 9, 2)).astype(np.float32)
+    det = SequenceDetector("GRU_SVDD", solver="qp", hidden=4, epochs=1, lam=0.5, threads=1).fit(X)
+    np.testing.assert_array_equal(det.decision_function(X), det.decision_function(list(X)))
+    assert det.encode(X).shape == (12, 4)
+
+
+# --- every variant --------------------------------------------------------------------------
+VARIANTS = [(model, solver) for model in SEQUENCE_MODELS for solver in ("gradient", "qp")]
+
+
+@pytest.mark.parametrize(("model", "solver"), VARIANTS)
+def test_variant_contract_and_quality(model, solver, planted, tmp_path):
+    (X, _), (X_test, truth) = planted
+    det = build_detector(
+        model, solver=solver, hidden=8, lam=0.3, epochs=8, lr=0.02 if solver == "gradient" else 0.1,
+        batch_size=32, seed=0, threads=1,
+    ).fit(X)
+
+    # fitted attributes
+    n = len(X)
+    assert det.decision_scores_.shape == (n,) and np.isfinite(det.decision_scores_).all()
+    assert det.threshold_ == 0.0
+    assert set(np.unique(det.labels_)) <= {0, 1}
+    assert 0.15 <= det.labels_.mean() <= 0.4  # about λ of the training set lies outside the boundary
+    if model.endswith("OCSVM"):
+        assert det.w_.shape == (8,) and np.isfinite(det.rho_) and det.c_ is None and det.radius2_ is None
+    else:
+        assert det.c_.shape == (8,) and det.radius2_ >= 0 and det.w_ is None and det.rho_ is None
+    history = det.history_
+    assert len(history.objective) == len(history.seconds) >= 2
+    assert np.isfinite(history.objective).all()
+    assert history.objective[-1] < history.objective[0]  # the joint training descends its objective
+    if solver == "gradient":
+        assert len(history.objective) == 8 and history.converged is None and det.alpha_ is None
+    else:
+        assert det.alpha_.sum() == pytest.approx(1.0)
+    assert det.net_.encoder.orthonormality_error() < 1e-5
+
+    # the planted outages score higher (held-out sequences)
+    scores = det.decision_function(X_test)
+    assert scores.shape == (len(X_test),)
+    auc = roc_auc_score(truth, scores)
+    assert auc >= 0.9, f"{model}/{solver}: AUROC {auc:.3f}"
+    labels = det.predict(X_test)
+    assert labels.dtype == np.int8 and set(np.unique(labels)) <= {0, 1}
+
+    # identical scores after a save and load round-trip
+    again = SequenceDetector.load(det.save(tmp_path / f"{model}-{solver}.pt"))
+    np.testing.assert_array_equal(again.decision_function(X_test), scores)
+    assert (again.model, again.solver, again.threshold_) == (model, solver, det.threshold_)
+    assert again.history_ == det.history_
+
+
+def test_labelled_anomalies_help_on_harder_data():
+    X, truth = outage_sequences(68, 12, seed=0, outage=(0.05, 0.2), noise=0.3)
+    X_test, truth_test = outage_sequences(68, 12, seed=1, outage=(0.05, 0.2), noise=0.3)
+    y = np.zeros(len(X), dtype=np.int8)
+    y[np.flatnonzero(truth)[:4]] = -1  # a third of the anomalies labelled
+    y[np.flatnonzero(~truth)[:8]] = 1
+    settings = dict(solver="qp", hidden=8, lam=0.3, epochs=10, lr=0.05, seed=1, threads=1, labeled_weight=1.0)
+    unsupervised = SequenceDetector("LSTM_SVDD", **settings).fit(X)
+    semi = SequenceDetector("LSTM_SVDD", **settings).fit(X, y)
+    auc_u = roc_auc_score(truth_test, unsupervised.decision_function(X_test))
+    auc_s = roc_auc_score(truth_test, semi.decision_function(X_test))
+    assert auc_s >= auc_u + 0.05, f"unsupervised {auc_u:.3f}, semi-supervised {auc_s:.3f}"
+    supervised = SequenceDetector("LSTM_SVDD", **settings).fit(X, np.where(truth, -1, 1))  # every sequence labelled
+    assert roc_auc_score(truth_test, supervised.decision_function(X_test)) >= auc_u + 0.05
+    rank = lambda s: (s[:, None] > s[None, :]).mean(axis=1)  # noqa: E731  share of sequences scored lower
+    assert rank(semi.decision_scores_)[y == -1].mean() > rank(unsupervised.decision_scores_)[y == -1].mean()
+
+
+def test_contamination_sets_the_threshold_from_training_scores():
+    X, _ = outage_sequences(30, 3, seed=2)
+    det = SequenceDetector("LSTM_OCSVM", solver="qp", hidden=4, epochs=2, lam=0.3, contamination=0.1, threads=1).fit(X)
+    assert det.threshold_ == pytest.approx(np.quantile(det.decision_scores_, 0.9))
+    assert det.labels_.sum() == int(np.sum(det.decision_scores_ > det.threshold_))
+
+
+def test_gradient_solver_logs_train_loss_per_epoch():
+    from pytorch_lightning.loggers import Logger
+
+    class Collect(Logger):
+        def __init__(self) -> None:
+            super().__init__()
+            self.metrics: list[tuple[int | None, dict]] = []
+
+        @property
+        def name(self) -> str:
+            return "collect"
+
+        @property
+        def version(self) -> int:
+            return 0
+
+        def log_hyperparams(self, params, *args, **kwargs) -> None:
+            pass
+
+        def log_metrics(self, metrics, step=None) -> None:
+            self.metrics.append((step, dict(metrics)))
+
+    X, _ = outage_sequences(20, 2, seed=3)
+    sink = Collect()
+    det = SequenceDetector("GRU_OCSVM", hidden=4, epochs=3, batch_size=8, threads=1, loggers=(sink,)).fit(X)
+    logged = [m["train/loss"] for _, m in sink.metrics if "train/loss" in m]
+    assert len(logged) == 3
+    np.testing.assert_allclose(logged, det.history_.objective, rtol=1e-6)
+
+
+# --- failure cases --------------------------------------------------------------------------
+def test_bad_inputs_and_settings_are_clear():
+    X, _ = outage_sequences(10, 0, seed=4)
+    with pytest.raises(ValueError, match="no sequences"):
+        SequenceDetector().fit([])
+    with pytest.raises(ValueError, match="no sequences"):
+        SequenceDetector().fit(np.zeros((0, 5, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="no steps"):
+        SequenceDetector().fit([X[0], np.zeros((0, 2), dtype=np.float32)])
+    with pytest.raises(ValueError, match="different feature counts"):
+        SequenceDetector().fit([X[0], np.zeros((4, 3), dtype=np.float32)])
+    with pytest.raises(ValueError, match="shape"):
+        SequenceDetector().fit(np.zeros((4, 2), dtype=np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        SequenceDetector().fit([np.full((3, 2), np.nan, dtype=np.float32)])
+    with pytest.raises(ValueError, match="unknown model"):
+        SequenceDetector("LSTM_AE").fit(X)
+    with pytest.raises(ValueError, match="unknown model"):
+        build_detector("TCN_SVDD")
+    with pytest.raises(ValueError, match="unknown solver"):
+        SequenceDetector(solver="adam").fit(X)
+    with pytest.raises(ValueError, match="lam"):
+        SequenceDetector(lam=0.0).fit(X)
+    with pytest.raises(ValueError, match="y must"):
+        SequenceDetector().fit(X, np.full(len(X), 2))
+    with pytest.raises(ValueError, match="y must"):
+        SequenceDetector().fit(X, np.zeros(3))
+    with pytest.raises(ValueError, match="infeasible"):  # every sequence a labelled anomaly
+        SequenceDetector(solver="qp").fit(X, -np.ones(len(X)))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        SequenceDetector().decision_function(X)
+
+    det = SequenceDetector("LSTM_SVDD", solver="qp", hidden=4, epochs=1, threads=1).fit(X)
+    with pytest.raises(ValueError, match="fitted on 2"):
+        det.decision_function([np.zeros((5, 3), dtype=np.float32)])
+    with pytest.raises(ValueError, match="no sequences"):
+        det.predict([])
