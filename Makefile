@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval bench bench-data bench-train serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval bench bench-data bench-train bench-sequence serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -61,7 +61,10 @@ ui-stop:
 eval: $(STAMP)
 	$(PY) -m benchmarks.eval_detectors $(EVAL_ARGS)
 
-bench: bench-data bench-train
+bench: bench-data bench-train bench-sequence
+
+bench-sequence: $(STAMP)
+	$(PY) -m benchmarks.bench_sequence
 
 bench-data: $(STAMP)
 	$(PY) -m benchmarks.bench_data

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from licanom.config import DetectConfig, TrainConfig
+from licanom.config import DetectConfig, EncodeConfig, TrainConfig
 from licanom.evaluate import (
     AUTOENCODERS,
     BASELINES,
@@ -58,6 +58,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--m1", action="store_true", help="also the M1 threshold (retrains; slow)")
     p.add_argument("--no-clustering", action="store_true", help="leave out GMM and KMeans")
     p.add_argument("--protocol", choices=("blocked", "all"), default="blocked")
+    p.add_argument("--encoder", choices=("thesis", "frequency"), default="thesis",
+                   help="categorical encoding: thesis (order of first appearance) or frequency (rarest to commonest)")
     p.add_argument("--folds", type=int, default=2)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads per fit (default 1, kind to a shared machine; 0 = torch's default)")
@@ -85,6 +87,7 @@ def settings_from(args: argparse.Namespace) -> EvalSettings:
         folds=args.folds,
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, threads=args.threads or None),
         detect=DetectConfig(m1=args.m1),
+        encode=EncodeConfig(encoder=args.encoder),
     )
 
 

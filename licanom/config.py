@@ -40,7 +40,7 @@ class ValidateConfig(_Model):
 
 
 class EncodeConfig(_Model):
-    encoder: Literal["thesis"] = "thesis"
+    encoder: Literal["thesis", "frequency"] = "thesis"
     unknown: Literal["zero"] = "zero"
 
 

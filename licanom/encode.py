@@ -49,6 +49,19 @@ class Vocabulary:
         values = {raw: tuple(firsts[raw][0].to_list()) for raw, _ in CATEGORICAL}
         return cls(values=values)
 
+    @classmethod
+    def fit_by_frequency(cls, derived: pl.DataFrame) -> Vocabulary:
+        """The values ordered from the rarest to the most common (ties: first appearance)."""
+        values = {}
+        for raw, _ in CATEGORICAL:
+            counts = (
+                derived.select(pl.col(raw).drop_nulls()).with_row_index("_first")
+                .group_by(raw, maintain_order=True).agg(pl.len().alias("_n"), pl.col("_first").first())
+                .sort(["_n", "_first"])
+            )
+            values[raw] = tuple(counts[raw].to_list())
+        return cls(values=values, encoder=FrequencyEncoder.name)
+
     def size(self, column: str) -> int:
         return len(self.values[column])
 
@@ -104,6 +117,10 @@ class ThesisEncoder:
     """Index in the vocabulary plus one, divided by the vocabulary's size; unseen -> 0.0."""
 
     name = "thesis"
+
+    def fit(self, derived: pl.DataFrame) -> Vocabulary:
+        """The vocabulary in order of first appearance (the thesis's)."""
+        return Vocabulary.fit(derived)
 
     def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
         """Return the derived log with the FEATURE_COLUMNS added (float32; ``f_time`` float64).
@@ -223,7 +240,24 @@ def _index(derived: pl.DataFrame, raw: str, vocabulary: Vocabulary) -> pl.Expr:
     return pl.lit(codes.gather(position).fill_null(UNKNOWN).alias(raw))
 
 
-ENCODERS: dict[str, type[ThesisEncoder]] = {"thesis": ThesisEncoder}
+class FrequencyEncoder(ThesisEncoder):
+    """The thesis's formula over a vocabulary ordered by how common each value is.
+
+    A value's feature is (its rank from the rarest + 1) / vocabulary size: the vendor's most
+    common key, IP or machine code is 1.0, the rarest 1/n, and a value never seen in training
+    0.0, below every known one. Unlike the order of first appearance, which gives neighbouring
+    values unrelated meanings, the feature then says something a network can generalise from:
+    how usual the value is for this vendor (a burst of new or rare keys sits at the bottom, a
+    heartbeat of the usual machines at the top). Distinct values keep distinct features.
+    """
+
+    name = "frequency"
+
+    def fit(self, derived: pl.DataFrame) -> Vocabulary:
+        return Vocabulary.fit_by_frequency(derived)
+
+
+ENCODERS: dict[str, type[ThesisEncoder]] = {"thesis": ThesisEncoder, "frequency": FrequencyEncoder}
 
 
 def get_encoder(name: str) -> Encoder:

@@ -60,7 +60,7 @@ from licanom import thresholds as th
 from licanom.chunk import make_chunks
 from licanom.clustering import cluster_anomalies
 from licanom.columns import SUMMARY_COLUMNS
-from licanom.config import ChunkConfig, Config, DetectConfig, TrainConfig
+from licanom.config import ChunkConfig, Config, DetectConfig, EncodeConfig, TrainConfig
 from licanom.labels import auroc, chunk_truth
 from licanom.simulate import ANOMALY_KINDS, PROFILES, SimulatedLog, simulate
 
@@ -290,6 +290,7 @@ class EvalSettings:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, threads=1))
     detect: DetectConfig = field(default_factory=lambda: DetectConfig(m1=False))
     chunk: ChunkConfig = field(default_factory=ChunkConfig)
+    encode: EncodeConfig = field(default_factory=EncodeConfig)
 
     def check(self) -> None:
         """Raise ValueError on settings the evaluation cannot run."""
@@ -321,7 +322,7 @@ class EvalSettings:
             "anomaly_rate": self.anomaly_rate, "epochs": self.train.epochs,
             "batch_size": self.train.batch_size, "train_seed": self.train.seed,
             "m1_max_rounds": self.detect.m1_max_rounds, "clustering_seed": self.detect.clustering_seed,
-            "chunk_size": self.chunk.size, "chunk_stride": self.chunk.stride,
+            "chunk_size": self.chunk.size, "chunk_stride": self.chunk.stride, "encoder": self.encode.encoder,
         }
 
 
@@ -462,10 +463,10 @@ class _Vendor:
 
 def _prepare_vendor(sim: SimulatedLog, settings: EvalSettings) -> _Vendor:
     from licanom.derive import derive
-    from licanom.encode import Vocabulary, get_encoder
+    from licanom.encode import get_encoder
     from licanom.pipeline import prepare
 
-    cfg = Config(chunk=settings.chunk)
+    cfg = Config(chunk=settings.chunk, encode=settings.encode)
     prepared = prepare(sim.log, cfg)
     chunks = prepared.chunks
     starts = chunks.meta["start_row"].to_numpy()
@@ -485,7 +486,7 @@ def _prepare_vendor(sim: SimulatedLog, settings: EvalSettings) -> _Vendor:
         for block in blocks:
             train_chunks = np.setdiff1d(np.arange(n), block)
             rows = np.unique((starts[train_chunks, None] + np.arange(chunks.size)[None, :]).ravel())
-            vocabulary = Vocabulary.fit(derived[rows])
+            vocabulary = encoder.fit(derived[rows])
             frame = encoder.encode(derived, vocabulary)
             xs.append(make_chunks(frame, size=chunks.size, stride=chunks.stride, partial=settings.chunk.partial).X)
         fold_X = tuple(xs)

@@ -107,7 +107,7 @@ def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None
     derived = derive(valid)
     if secret is not None:
         derived = pseudonymise(derived, secret)
-    vocabulary = vocabulary or Vocabulary.fit(derived)
+    vocabulary = vocabulary or get_encoder(cfg.encoder).fit(derived)
     if vocabulary.encoder != cfg.encoder:
         raise ValueError(
             f"vocabulary was built for encoder {vocabulary.encoder!r}, config asks {cfg.encoder!r}"

@@ -195,3 +195,27 @@ def test_too_large_a_vocabulary_is_refused(monkeypatch):
     derived = derive(validate_log(make_raw_log(100)).valid)
     with pytest.raises(ValueError, match="float32 features can tell at most"):
         get_encoder("thesis").encode(derived, Vocabulary.fit(derived))
+
+
+def test_frequency_encoder_orders_values_from_rarest_to_commonest():
+    from licanom.config import EncodeConfig
+    from licanom.derive import derive
+    from licanom.encode import FrequencyEncoder, Vocabulary, get_encoder
+    from licanom.pipeline import encode
+
+    raw = make_raw_log(400, seed=3)
+    derived = derive(raw)
+    vocab = FrequencyEncoder().fit(derived)
+    assert vocab.encoder == "frequency"
+    counts = dict(derived.group_by("Key").len().iter_rows())
+    keys = vocab.values["Key"]
+    assert [counts[k] for k in keys] == sorted(counts[k] for k in keys)  # rarest first
+    assert set(keys) == set(Vocabulary.fit(derived).values["Key"])  # the same values as the thesis's
+    enc = encode(raw, EncodeConfig(encoder="frequency")).frame
+    by_key = dict(enc.select("Key", "f_key").unique().iter_rows())
+    commonest = max(counts, key=lambda k: (counts[k], -keys.index(k)))
+    assert by_key[commonest] == pytest.approx(1.0)
+    assert len(set(by_key.values())) == len(by_key)  # distinct values keep distinct features
+    # a value never seen in training encodes below every known one
+    unseen = get_encoder("frequency").encode(derive(raw.with_columns(pl.lit("NEW-KEY").alias("Key"))), vocab)
+    assert (unseen["f_key"] == 0.0).all()
