@@ -8,6 +8,7 @@ than one chunk); 4 the log source failed (a missing or unreadable file, the HTTP
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -244,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a run folder (licanom detect --out, or out/<vendor>/nights/...) or a nightly MLflow run id")
     p.add_argument("--out", default=None, help="folder for report.html and anomalies.csv (default: the run folder)")
     p.set_defaults(func=_cmd_report)
+    sub.add_parser("run", add_help=False, help="run one flow now: score | train | nightly (run --help)")
     sub.add_parser("evaluate", add_help=False,
                    help="measure every detector on simulated vendors with planted anomalies (evaluate --help)")
     p = sub.add_parser("serve", help="serve the per-vendor nightly and training deployments (Prefect)")
@@ -256,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["evaluate"]:  # its options are the evaluation script's own
         return _cmd_evaluate(argparse.Namespace(rest=argv[1:]))
+    if argv[:1] == ["run"]:  # the orchestration layer lives in flows/; the library does not import Prefect
+        os.execv(sys.executable, [sys.executable, "-m", "flows.run", *argv[1:]])
     args = build_parser().parse_args(argv)
     from pydantic import ValidationError as ConfigError
 
