@@ -36,8 +36,9 @@ def new_watermark(raw: pl.DataFrame, before: int | None) -> int | None:
     """The highest Id read this night (valid or not), or the old watermark if none was read."""
     if raw.height == 0 or "Id" not in raw.columns:
         return before
-    ids = raw["Id"].cast(pl.Int64, strict=False)
-    top = ids.max()
+    from licanom.validate import _as_int
+
+    top = raw.select(_as_int("Id", raw.schema["Id"]).max()).item()  # any column type, unreadable Ids ignored
     return before if top is None else max(int(top), before or 0)  # type: ignore[arg-type]
 
 

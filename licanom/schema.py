@@ -30,6 +30,9 @@ DUPLICATE = "duplicate"
 BLANK = "missing or empty"
 MALFORMED_IP = "malformed address"
 UNKNOWN_STATE = "unknown state code"
+# A raw column an extractor adds for the rows it could not read, saying where and why (the other
+# columns of such a row are empty); validation quarantines the row with that text as its reason.
+UNREADABLE = "_unreadable"
 
 
 def is_ip_address(text: str | None) -> bool:

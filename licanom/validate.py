@@ -31,7 +31,15 @@ import pandera.polars as pa
 import polars as pl
 
 from licanom.columns import OPTIONAL_RAW, RAW, REQUIRED_RAW
-from licanom.schema import BLANK, DUPLICATE, UTC_US, WebApiLog, known_values, strictly_increasing
+from licanom.schema import (
+    BLANK,
+    DUPLICATE,
+    UNREADABLE,
+    UTC_US,
+    WebApiLog,
+    known_values,
+    strictly_increasing,
+)
 
 ROW = "_row"  # position of the row in the input, kept in the quarantine
 REASON = "reason"
@@ -48,6 +56,8 @@ _TIME_FORMATS = (
     "%Y-%m-%d %H:%M:%S",
 )
 _INTS = ("Id", "ProductId", "State", "DOIntValue", "DOId")
+# Integer dtypes whose every value fits an Int64.
+_SAFE_INTS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
 _TEXTS = ("Key", "IP", "MachineCode", "FriendlyName")
 _TIMES = ("Time", "FloatingExpires")
 # A required value that is null in the input.
@@ -113,20 +123,60 @@ class ValidationResult:
         )
 
 
-def _as_int(name: str, dtype: pl.DataType) -> pl.Expr:
+def _nulls(dtype: pl.DataType) -> pl.Expr:
+    """A column of nulls as long as the frame: a value of a dtype that cannot be read as this."""
+    return pl.repeat(None, pl.len(), dtype=dtype)
+
+
+def _utf8(values: pl.Series) -> pl.Series:
+    """Bytes as text; a value that is not valid UTF-8 becomes null."""
+    try:
+        return values.cast(pl.String)
+    except pl.exceptions.PolarsError:
+
+        def decode(b: bytes) -> str | None:
+            try:
+                return b.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+
+        return pl.Series(values.name, [None if b is None else decode(b) for b in values.to_list()], dtype=pl.String)
+
+
+def _as_text(name: str, dtype: pl.DataType) -> pl.Expr | None:
+    """The column as text when its dtype holds text (categories, UTF-8 bytes), else None."""
     col = pl.col(name)
     if dtype == pl.String:
-        col = col.str.strip_chars()
-        # "12.0" from spreadsheets is still the integer 12; "12.5" is not an integer
-        as_float = col.cast(pl.Float64, strict=False)
-        return (
-            pl.when(as_float == as_float.floor())
-            .then(as_float.cast(pl.Int64, strict=False))
-            .otherwise(None)
-        )
-    if dtype.is_float():
+        return col
+    if dtype == pl.Binary:
+        return col.map_batches(_utf8, return_dtype=pl.String)
+    if isinstance(dtype, (pl.Categorical, pl.Enum)):
+        return col.cast(pl.String)
+    return None
+
+
+def _as_int(name: str, dtype: pl.DataType) -> pl.Expr:
+    """Integers of any width (null where out of Int64's range), whole floats and decimals, and
+    text; booleans, times and nested values are not integers."""
+    col = pl.col(name)
+    if dtype.is_integer():
+        return col.cast(pl.Int64, strict=False)
+    if dtype.is_float() or isinstance(dtype, pl.Decimal):
+        col = col.cast(pl.Float64)
         return pl.when(col == col.floor()).then(col.cast(pl.Int64, strict=False)).otherwise(None)
-    return col.cast(pl.Int64, strict=False)
+    text = _as_text(name, dtype)
+    if text is None:
+        return _nulls(pl.Int64)
+    text = text.str.strip_chars()
+    # "12.0" from spreadsheets is still the integer 12; "12.5" is not an integer. Digits are
+    # read exactly: as a float, an integer beyond 2**53 would change.
+    as_float = text.cast(pl.Float64, strict=False)
+    return (
+        pl.when(text.str.contains(r"^[+-]?\d+$"))
+        .then(text.cast(pl.Int64, strict=False))
+        .when((as_float == as_float.floor()) & (as_float.abs() < 2**53))
+        .then(as_float.cast(pl.Int64, strict=False))
+    )
 
 
 def _as_time(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -141,8 +191,9 @@ def _as_time(name: str, dtype: pl.DataType) -> pl.Expr:
     if dtype.is_numeric():
         seconds = col.cast(pl.Float64, strict=False)
         return (seconds * 1_000_000).round().cast(pl.Int64, strict=False).cast(UTC_US)
-    if dtype == pl.String:
-        text = col.str.strip_chars().str.replace(r"Z$", "+00:00")
+    text = _as_text(name, dtype)
+    if text is not None:
+        text = text.str.strip_chars().str.replace(r"Z$", "+00:00")
         parsed = [
             text.str.strptime(pl.Datetime("us"), fmt, strict=False)
             for fmt in _TIME_FORMATS
@@ -160,18 +211,20 @@ def _as_time(name: str, dtype: pl.DataType) -> pl.Expr:
             .then(unix_seconds)
             .otherwise(pl.coalesce(parsed))
         )
-    return pl.lit(None, dtype=UTC_US)
+    return _nulls(UTC_US)
 
 
 def _as_str(name: str, dtype: pl.DataType) -> pl.Expr:
-    col = pl.col(name)
-    if dtype == pl.String:
-        return col
-    if dtype == pl.Binary:
-        return col.cast(pl.String, strict=False)
-    if dtype == pl.Null:
-        return col.cast(pl.String)
-    return col.cast(pl.String, strict=False)
+    """Text, UTF-8 bytes, and numbers, booleans, dates and times as text; nested values and
+    durations are not text."""
+    text = _as_text(name, dtype)
+    if text is not None:
+        return text
+    if dtype == pl.Null or dtype.is_numeric() or dtype == pl.Boolean or (
+        dtype.is_temporal() and dtype != pl.Duration
+    ):
+        return pl.col(name).cast(pl.String)
+    return _nulls(pl.String)
 
 
 def _coerce_expr(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -188,7 +241,7 @@ def _can_lose(name: str, dtype: pl.DataType) -> bool:
     if dtype == pl.Null:
         return False
     if name in _INTS:
-        return not (dtype.is_integer() and dtype != pl.UInt64)
+        return dtype not in _SAFE_INTS
     if name in _TEXTS:
         return dtype not in (pl.String, pl.Categorical, pl.Enum)
     return not isinstance(dtype, (pl.Datetime, pl.Date))
@@ -206,6 +259,7 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
             f"the log lacks required column(s) {missing}; it has {raw.columns}. "
             f"Expected the Web API Log columns {list(REQUIRED_RAW)} (optional: {list(OPTIONAL_RAW)})"
         )
+    unreadable = UNREADABLE in raw.columns and raw[UNREADABLE].null_count() < raw.height
     frame = raw.select([c for c in RAW if c in raw.columns])
     absent = [c for c in OPTIONAL_RAW if c not in frame.columns]
     if absent:
@@ -226,6 +280,8 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
             for (kind, c), tmp in checks.items()
         ],
     ).collect()
+    if unreadable:
+        parsed = parsed.with_columns(raw[UNREADABLE].cast(pl.String))
 
     t = pl.col("Time")
     if not parsed.select(((t.min() >= EARLIEST) & (t.max() < LATEST)).fill_null(True)).item():
@@ -237,23 +293,27 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
         for kind, c in _PARSE_ORDER
         if (kind, c) in checks
     ]
-    if flags:
-        # one pass over the flags; reason strings only for the rows that fail
+    if flags or unreadable:
+        # one pass over the flags; reason strings only for the rows that fail. A row the
+        # extractor could not read has its text as the reason, not the empty columns'.
+        failed = [pl.col(reason) for reason, _ in flags]
+        reason = pl.concat_str(
+            [pl.when(pl.col(reason)).then(pl.lit(reason)) for reason, _ in flags] or [pl.lit(None, pl.String)],
+            separator="; ",
+            ignore_nulls=True,
+        )
+        if unreadable:
+            failed.append(pl.col(UNREADABLE).is_not_null())
+            reason = pl.coalesce(UNREADABLE, reason)
         bad = (
             parsed.lazy()
             .select(
                 pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW),
                 *[expr.alias(reason) for reason, expr in flags],
+                *([UNREADABLE] if unreadable else []),
             )
-            .filter(pl.any_horizontal(reason for reason, _ in flags))
-            .select(
-                ROW,
-                pl.concat_str(
-                    [pl.when(pl.col(reason)).then(pl.lit(reason)) for reason, _ in flags],
-                    separator="; ",
-                    ignore_nulls=True,
-                ).alias(REASON),
-            )
+            .filter(pl.any_horizontal(failed))
+            .select(ROW, reason.alias(REASON))
             .collect()
         )
     else:
@@ -417,11 +477,18 @@ def _quarantine(raw: pl.DataFrame, reasons: list[pl.DataFrame]) -> pl.DataFrame:
 
     def as_text(c: str) -> pl.Series:
         values = raw[c].gather(why[ROW])
-        if values.dtype.is_nested():  # lists and structs as Python writes them
-            return pl.Series(c, [None if v is None else str(v) for v in values.to_list()], dtype=pl.String)
-        return values.cast(pl.String, strict=False)
+        if not values.dtype.is_nested():
+            try:
+                return values.cast(pl.String, strict=False)
+            except pl.exceptions.PolarsError:  # bytes that are not UTF-8, durations
+                pass
+        # as Python writes them (lists, structs), bytes with their escapes
+        return pl.Series(c, [None if v is None else (
+            v.decode("utf-8", errors="backslashreplace") if isinstance(v, bytes) else str(v)
+        ) for v in values.to_list()], dtype=pl.String)
 
-    return pl.DataFrame([why[ROW], *[as_text(c) for c in raw.columns if c not in (ROW, REASON)], why[REASON]])
+    kept = [c for c in raw.columns if c not in (ROW, REASON, UNREADABLE)]
+    return pl.DataFrame([why[ROW], *[as_text(c) for c in kept], why[REASON]])
 
 
 def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, examples: int = 5) -> None:
@@ -430,7 +497,10 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
         raise ValidationError("the log is empty: no rows to validate")
     if result.bad_fraction > max_bad_fraction:
         counts = result.reason_counts()
-        summary = ", ".join(f"{r} ({n} rows)" for r, n in counts.iter_rows())
+        # the commonest reasons: an unreadable line's reason is its own (file and line)
+        summary = ", ".join(f"{r} ({n} rows)" for r, n in counts.head(10).iter_rows())
+        if counts.height > 10:
+            summary += f" and {counts.height - 10} more"
         sample = result.quarantine.head(examples)
         raise ValidationError(
             f"{result.quarantine.height} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "
