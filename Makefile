@@ -34,11 +34,12 @@ demo: $(STAMP)
 browser:
 	bash scripts/ensure-chromium.sh
 
+# Everything but the team set-up's servers (make team-test runs those).
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not team"
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow and not team"
 
 # The per-vendor deployments, served to the Prefect server that `make ui` starts.
 serve: $(STAMP)
@@ -77,6 +78,9 @@ lock:
 	rm -rf /tmp/licanom-lock && $(PYTHON) -m venv /tmp/licanom-lock
 	/tmp/licanom-lock/bin/pip install -q torch==2.13.0 && /tmp/licanom-lock/bin/pip install -q -r requirements.in
 	/tmp/licanom-lock/bin/pip freeze | grep -v '^-e' | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements.lock
+
+# The team deployment on real servers: PostgreSQL, MLflow, Prefect, a worker (deploy/README.md).
+include deploy/team.mk
 
 clean:
 	rm -rf .prefect mlruns mlflow.db mlartifacts out .pytest_cache .ui

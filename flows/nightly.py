@@ -1,16 +1,65 @@
-"""Flow: score every configured vendor, each in its own flow run; failures are reported."""
+"""Flow: score every configured vendor, each in its own flow run; failures are reported.
+
+``runner`` picks how the vendors fan out:
+
+- ``sequential`` (default): one after another, each a child flow run of this one;
+- ``threads``: ``workers`` vendors at a time in threads of this process;
+- ``dask``: a local Dask cluster of ``workers`` processes (prefect-dask), for many vendors.
+
+With ``threads`` and ``dask`` each vendor is a task (``score-<vendor>``) of a ``nightly-fan-out``
+child flow run that holds the task runner; the task runs the ``score-vendor`` flow, so every
+vendor is still its own flow run. Either way a failing vendor does not stop the others, and the
+nightly run fails at the end, naming the vendors that failed.
+"""
 
 from __future__ import annotations
 
-from prefect import flow
+import os
+from typing import Literal
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.score_vendor import score_vendor
 from tasks import vendors
 
+Runner = Literal["sequential", "threads", "dask"]
+
+
+@task(cache_policy=NO_CACHE, task_run_name="score-{vendor}")
+def score_one(vendor: str) -> tuple[str, str, str]:
+    """The score-vendor flow for one vendor; its outcome (name, final state, message), never raising."""
+    state = score_vendor(vendor, return_state=True)
+    return vendor, state.type.value, state.message or ""
+
+
+def task_runner(runner: Runner, workers: int | None = None) -> TaskRunner:  # type: ignore[type-arg]
+    """Threads of this process, or a local Dask cluster of single-threaded worker processes."""
+    n = workers or os.cpu_count() or 2
+    if runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=n)
+    if runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(cluster_kwargs={
+            "n_workers": n, "threads_per_worker": 1, "processes": True,
+            "host": "127.0.0.1", "dashboard_address": None,
+        })
+    raise ValueError(f"unknown runner {runner!r}: sequential, threads or dask")
+
+
+@flow(name="nightly-fan-out", log_prints=True)
+def fan_out(names: list[str]) -> list[tuple[str, str, str]]:
+    return score_one.map(names).result()
+
 
 @flow(name="nightly", log_prints=True)
-def nightly() -> list[str]:
+def nightly(runner: Runner = "sequential", workers: int | None = None) -> list[str]:
     names = vendors.list_vendors()
-    states = [score_vendor(vendor, return_state=True) for vendor in names]
-    outcomes = [(name, s.type.value, s.message or "") for name, s in zip(names, states, strict=True)]
+    if runner == "sequential":
+        states = [score_vendor(vendor, return_state=True) for vendor in names]
+        outcomes = [(name, s.type.value, s.message or "") for name, s in zip(names, states, strict=True)]
+    else:
+        outcomes = fan_out.with_options(task_runner=task_runner(runner, workers))(names)
     return vendors.report_nightly(outcomes)

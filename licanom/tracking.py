@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
@@ -74,7 +75,7 @@ def _redact(uri: str) -> str:
 class TrackingConfig:
     tracking_uri: str
     registry_uri: str
-    artifact_location: str
+    artifact_location: str | None  # None: the tracking server's default artifact root
     experiment_prefix: str = "licanom/"
     registered_model_prefix: str = "licanom-"
 
@@ -87,9 +88,11 @@ class TrackingConfig:
         registry = os.environ.get("MLFLOW_REGISTRY_URI") or (
             _resolve_uri(data["registry_uri"], base) if data.get("registry_uri") else tracking
         )
-        artifacts = data.get("artifact_location") or "mlartifacts"
-        if "://" not in artifacts:
-            artifacts = (base / artifacts).resolve().as_uri()
+        artifacts = data.get("artifact_location")
+        if not artifacts and tracking.startswith(("http://", "https://")):
+            artifacts = None  # a tracking server decides (and serves) where artifacts go
+        elif not _has_scheme(artifacts or "mlartifacts"):
+            artifacts = (base / (artifacts or "mlartifacts")).resolve().as_uri()
         return cls(
             tracking_uri=tracking,
             registry_uri=registry,
@@ -97,6 +100,11 @@ class TrackingConfig:
             experiment_prefix=data.get("experiment_prefix", "licanom/"),
             registered_model_prefix=data.get("registered_model_prefix", "licanom-"),
         )
+
+
+def _has_scheme(uri: str) -> bool:
+    """file:///x, s3://b/x, mlflow-artifacts:/x, ... (not a relative or absolute path)."""
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+:", uri) is not None
 
 
 def _resolve_uri(uri: str, base: Path) -> str:
@@ -140,7 +148,8 @@ class Tracker:
             return exp.experiment_id
         try:
             return self.client.create_experiment(
-                name, artifact_location=f"{self.config.artifact_location}/{vendor}", tags={"vendor": vendor}
+                name, tags={"vendor": vendor},
+                artifact_location=f"{self.config.artifact_location}/{vendor}" if self.config.artifact_location else None,
             )
         except Exception:  # created meanwhile by a parallel run
             exp = self.client.get_experiment_by_name(name)

@@ -1,0 +1,352 @@
+"""Load benchmark: one night of many simulated vendors, scored through the team set-up's worker.
+
+`make bench-load` (default 100 vendors). Uses the team set-up (deploy/team-up.sh: PostgreSQL,
+MLflow and Prefect servers, a process worker): reuses it when it is up, otherwise starts it and
+stops it again at the end.
+
+1. Writes N vendor files into a temporary LICANOM_CONF_DIR: simulated vendors cycling through
+   the four licensing profiles, a few days of log each, one tiny variant, one epoch.
+2. Trains every vendor beforehand (not timed) through the library, in a few processes, against
+   the team MLflow server: registry champion and scoring watermark as after `train-vendor`.
+3. Registers `nightly/<name>` for that folder on the work pool and runs it with ``run_deployment``:
+   the worker starts one flow run process, which scores every vendor (each its own score-vendor
+   flow run) with the chosen runner. This is what is timed.
+4. Reports wall time, per-vendor latency (p50/p95/max of the score-vendor flow runs), the peak
+   memory of the worker's process tree (RSS summed over the tree, sampled every 0.25 s) and of
+   the servers, and checks every vendor: its flow run completed, its night's chunks exist with
+   Ids after the training watermark and up to the log's last Id, and its watermark is that Id.
+
+    python -m benchmarks.bench_load --vendors 10                       # a quick look
+    python -m benchmarks.bench_load --vendors 100 --runner dask --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+TEAM_DIR = Path(os.environ.get("LICANOM_TEAM_DIR", ROOT / ".team"))
+POOL = os.environ.get("LICANOM_POOL", "licanom-process")
+PROFILES = ("node-locked", "usage-based", "floating", "mixed")
+
+
+# --- the team set-up -------------------------------------------------------------------------
+def _script(name: str, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_"))}
+    env["PY"] = sys.executable
+    return subprocess.run(["bash", str(DEPLOY / name), *args], env=env, cwd=ROOT, text=True,
+                          capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def team_env() -> dict[str, str]:
+    lines = (TEAM_DIR / "team.env").read_text().splitlines()
+    return dict(ln.split("=", 1) for ln in lines if ln and not ln.startswith("#"))
+
+
+# --- vendors ---------------------------------------------------------------------------------
+def write_conf(root: Path, names: list[str], days: int, model: str, epochs: int) -> Path:
+    conf = root / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((ROOT / "conf" / "defaults.yaml").read_text())
+    for i, name in enumerate(names):
+        (conf / "vendors" / f"{name}.yaml").write_text(
+            f"output_dir: {root / 'out'}\n"
+            f"source: {{kind: simulate, profile: {PROFILES[i % len(PROFILES)]}, seed: {i}, days: {days}}}\n"
+            f"train: {{models: [{model}], epochs: {epochs}, batch_size: 64, threads: 1}}\n"
+            "detect: {m1: false}\n"
+        )
+    return conf
+
+
+@dataclass(frozen=True)
+class Trained:
+    vendor: str
+    trained_to: int      # the scoring watermark after training
+    last_id: int         # the log's last Id: the watermark after the night
+    seconds: float
+
+
+def _init_worker(env: dict[str, str], log: str) -> None:
+    os.environ.update(env)
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)  # MLflow's and Lightning's chatter
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def train_one(vendor: str) -> Trained:
+    """What the train-vendor flow does, through the library: train on all but the last day."""
+    t0 = time.perf_counter()
+    from licanom import pipeline, state, training
+    from licanom.config import load_config
+    from licanom.simulate import simulate
+    from licanom.tracking import configure
+
+    cfg = load_config(vendor)
+    log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
+    until = log["Time"].max() - timedelta(days=1)
+    tracker = configure()
+    validation = pipeline.validate(pipeline.extract(cfg.source, until=until), cfg.validate_)
+    prepared = pipeline.encode_and_chunk(validation, cfg)
+    run_id = training.start_training(tracker, cfg, prepared)
+    variant = training.train_variant(tracker, cfg, prepared, cfg.train.models[0], run_id, training.work_dir())
+    training.finish_training(tracker, cfg, run_id, [variant])
+    shutil.rmtree(variant.bundle_dir.parent, ignore_errors=True)
+    trained_to = int(prepared.chunks.meta["last_id"].max())
+    state.start_after(Path(cfg.output_dir), vendor, trained_to)
+    return Trained(vendor, trained_to, int(log["Id"].max()), time.perf_counter() - t0)
+
+
+# --- memory ----------------------------------------------------------------------------------
+class TreeMemory(threading.Thread):
+    """Peak RSS (summed) of a process tree, and of other processes, sampled in the background."""
+
+    def __init__(self, roots: dict[str, int], interval: float = 0.25) -> None:
+        super().__init__(daemon=True)
+        self.roots, self.interval = roots, interval
+        self.peak = {k: 0 for k in roots}
+        self.peak_procs = {k: 0 for k in roots}
+        self._halt = threading.Event()
+
+    @staticmethod
+    def tree_rss(pid: int) -> tuple[int, int]:
+        import psutil
+
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return 0, 0
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_info().rss
+            except psutil.NoSuchProcess:
+                pass
+        return total, len(procs)
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            for k, pid in self.roots.items():
+                rss, n = self.tree_rss(pid)
+                self.peak[k] = max(self.peak[k], rss)
+                self.peak_procs[k] = max(self.peak_procs[k], n)
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join()
+
+
+def _pid(name: str) -> int | None:
+    try:
+        return int((TEAM_DIR / "run" / f"{name}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _postmaster_pid() -> int | None:
+    try:
+        return int((TEAM_DIR / "pg" / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+# --- the night -------------------------------------------------------------------------------
+def score_runs(api: str, vendors: set[str], after) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The score-vendor flow runs of these vendors started after ``after``, by vendor."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterStartTime
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    found: dict[str, object] = {}
+    with temporary_settings(updates={PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        offset = 0
+        while True:
+            page = client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["score-vendor"])),
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=after)),
+                limit=200, offset=offset,
+            )
+            for run in page:
+                vendor = run.parameters.get("vendor")
+                if vendor in vendors:
+                    found[vendor] = run
+            if len(page) < 200:
+                return found
+            offset += 200
+
+
+def check_vendor(out: Path, t: Trained, run) -> str | None:  # type: ignore[no-untyped-def]
+    """None when the vendor's night is right, else what is wrong."""
+    import polars as pl
+
+    from licanom.state import load_state
+
+    if run is None:
+        return "no score-vendor flow run"
+    if run.state is None or not run.state.is_completed():
+        return f"flow run {run.state.type.value if run.state else '?'}: {run.state.message if run.state else ''}"
+    watermark = load_state(out, t.vendor).watermark
+    if watermark != t.last_id:
+        return f"watermark {watermark}, expected {t.last_id}"
+    path = out / t.vendor / "nights" / f"after-{t.trained_to}-to-{t.last_id}" / "chunks.parquet"
+    if not path.exists():
+        return f"missing {path}"
+    chunks = pl.read_parquet(path)
+    if chunks.height == 0:
+        return "no chunks scored"
+    if not (chunks["first_id"].min() > t.trained_to and chunks["last_id"].max() <= t.last_id):
+        return f"chunk Ids {chunks['first_id'].min()}..{chunks['last_id'].max()} outside ({t.trained_to}, {t.last_id}]"
+    return None
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
+
+
+def cleanup_mlflow(mlflow_url: str, vendors: list[str]) -> None:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_url)
+    for v in vendors:
+        try:
+            client.delete_registered_model(f"licanom-{v}")
+        except Exception:
+            pass
+        exp = client.get_experiment_by_name(f"licanom/{v}")
+        if exp is not None:
+            client.delete_experiment(exp.experiment_id)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--vendors", type=int, default=100)
+    ap.add_argument("--runner", choices=("sequential", "threads", "dask"), default="threads")
+    ap.add_argument("--workers", type=int, default=2, help="vendors scored at once (threads or dask processes)")
+    ap.add_argument("--days", type=int, default=3, help="simulated days per vendor (the last one is the night)")
+    ap.add_argument("--model", default="LSTM_AE_Small")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--train-procs", type=int, default=2, help="processes that train the vendors beforehand")
+    ap.add_argument("--timeout", type=float, default=3600, help="seconds for the night")
+    ap.add_argument("--keep", action="store_true", help="keep the vendors' files, models and deployment")
+    args = ap.parse_args(argv)
+
+    started = _script("team-status.sh", "-q", timeout=60).returncode != 0
+    if started:
+        print("team set-up is not up: starting it (deploy/team-up.sh)", flush=True)
+        up = _script("team-up.sh", "--no-deploy", timeout=1200)
+        if up.returncode != 0:
+            print(up.stderr + up.stdout, file=sys.stderr)
+            return 1
+    env = team_env()
+    tag = secrets.token_hex(2)
+    names = [f"load{tag}-{i:03d}" for i in range(args.vendors)]
+    root = Path(tempfile.mkdtemp(prefix="licanom-load-"))
+    deployment = f"load-{tag}"
+    register = [sys.executable, str(DEPLOY / "register.py"), "--pool", POOL, "--only-nightly",
+                "--nightly-name", deployment, "--no-schedules"]
+    try:
+        conf = write_conf(root, names, args.days, args.model, args.epochs)
+        work_env = {**env, "LICANOM_CONF_DIR": str(conf)}
+        os.environ.update(work_env)
+
+        # 1. train every vendor beforehand (not timed)
+        t0 = time.perf_counter()
+        print(f"training {len(names)} vendors ({args.model}, {args.epochs} epoch, {args.train_procs} processes; "
+              f"log {root / 'train.log'})", flush=True)
+        with mp.get_context("spawn").Pool(args.train_procs, _init_worker, (work_env, str(root / "train.log"))) as pool:
+            trained = {t.vendor: t for t in pool.imap_unordered(train_one, names)}
+        train_s = time.perf_counter() - t0
+        print(f"trained {len(trained)} vendors in {train_s:.0f} s "
+              f"(median {statistics.median(t.seconds for t in trained.values()):.1f} s each)", flush=True)
+        print(f"scoring one night through the worker: nightly/{deployment}, runner {args.runner}", flush=True)
+
+        # 2. the nightly deployment for these vendors
+        done = subprocess.run(register + ["--conf-dir", str(conf), "--runner", args.runner,
+                                          "--workers", str(args.workers)],
+                              env={**os.environ}, cwd=ROOT, text=True, capture_output=True, timeout=300)
+        if done.returncode != 0:
+            print(done.stderr + done.stdout, file=sys.stderr)
+            return 1
+
+        # 3. the night, through the worker
+        from prefect.deployments import run_deployment
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        roots = {k: p for k, p in (("worker tree", _pid("worker")), ("prefect server", _pid("prefect-server")),
+                                   ("mlflow server", _pid("mlflow")), ("postgresql", _postmaster_pid()))
+                 if p is not None}
+        mem = TreeMemory(roots)
+        mem.start()
+        t0 = time.perf_counter()
+        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            run = run_deployment(f"nightly/{deployment}", timeout=args.timeout, poll_interval=1, as_subflow=False)
+        wall = time.perf_counter() - t0
+        mem.stop()
+        state = run.state
+
+        # 4. results
+        runs = score_runs(env["PREFECT_API_URL"], set(names), run.start_time or run.expected_start_time)
+        out = root / "out"
+        problems = {v: p for v in names if (p := check_vendor(out, trained[v], runs.get(v))) is not None}
+        lat = [(r.end_time - r.start_time).total_seconds() for r in runs.values()
+               if r.start_time and r.end_time]
+        run_s = (run.end_time - run.start_time).total_seconds() if run.start_time and run.end_time else float("nan")
+        rows = [
+            ("vendors", f"{len(names)}"),
+            ("runner", f"{args.runner} ({args.workers} at once)"),
+            ("nightly flow run", f"{state.type.value if state else '?'}"),
+            ("wall: trigger -> final state", f"{wall:.1f} s"),
+            ("wall: nightly run start -> end", f"{run_s:.1f} s"),
+            ("vendors per minute", f"{60 * len(names) / wall:.1f}"),
+            ("score-vendor runs found", f"{len(runs)}"),
+        ]
+        if lat:
+            rows += [("per-vendor latency p50", f"{statistics.median(lat):.2f} s"),
+                     ("per-vendor latency p95", f"{pct(lat, 0.95):.2f} s"),
+                     ("per-vendor latency max", f"{max(lat):.2f} s")]
+        for k in roots:
+            rows.append((f"peak RSS {k}", f"{mem.peak[k] / 2**20:,.0f} MiB ({mem.peak_procs[k]} processes)"))
+        rows.append(("vendors right (output + watermark)", f"{len(names) - len(problems)} / {len(names)}"))
+        width = max(len(k) for k, _ in rows)
+        print()
+        print(f"{'measure':<{width}}  value")
+        print(f"{'-' * width}  {'-' * 30}")
+        for k, v in rows:
+            print(f"{k:<{width}}  {v}")
+        print("(RSS summed over a tree counts shared pages, such as PostgreSQL's shared buffers, once per process)")
+        for v, p in sorted(problems.items())[:20]:
+            print(f"  {v}: {p}")
+        return 0 if not problems and state is not None and state.is_completed() else 1
+    finally:
+        if not args.keep:
+            subprocess.run(register + ["--delete"], env={**os.environ}, cwd=ROOT, capture_output=True, timeout=120)
+            if "MLFLOW_TRACKING_URI" in os.environ and not started:
+                cleanup_mlflow(os.environ["MLFLOW_TRACKING_URI"], names)
+            shutil.rmtree(root, ignore_errors=True)
+        if started:
+            down = _script("team-down.sh", timeout=180)
+            if down.returncode != 0:
+                print(down.stderr, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
