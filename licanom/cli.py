@@ -97,7 +97,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     print()
     print(format_results(detection.results))
     det = detection.primary.detector
-    decision = getattr(det, "threshold_method_", "own boundary")
+    decision = getattr(det, "threshold_method_", None) or (
+        f"top {det.contamination:.0%} of training" if getattr(det, "contamination", None) else "own boundary")
     if detection.sequences is not None:
         flagged = detection.sequences.filter("is_anomaly")
         print(f"\n{flagged.height} of {detection.sequences.height} {cfg.sequence.mode} sequences flagged by "

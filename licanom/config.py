@@ -102,6 +102,9 @@ class SequenceConfig(_Model):
     tau: float = Field(100.0, gt=0.0)
     lr: float = Field(0.02, gt=0.0)
     labeled_weight: float | None = Field(None, gt=0.0)
+    # the share of training items above the decision threshold; null: the model's own boundary
+    # (about lam of them). 0.01 from the labelled evaluation (README, "Choosing the defaults")
+    contamination: float | None = Field(0.01, gt=0.0, lt=1.0)
 
 
 class DetectConfig(_Model):

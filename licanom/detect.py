@@ -82,8 +82,9 @@ def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
     """The detector of a registered model name, with the configured settings.
 
     Autoencoders take ``detect.threshold`` (M1-M3, quantile, pot) as their decision; the
-    sequence models decide by their own learned boundary (score > 0), and the results table
-    still counts M2, M3, quantile and pot on their scores.
+    sequence models flag the top ``sequence.contamination`` of their training scores (or, with
+    null, decide by their own learned boundary, score > 0), and the results table still counts
+    M2, M3, quantile and pot on their scores.
     """
     if is_sequence_model(model):
         from licanom.sequence.detector import SequenceDetector
@@ -93,7 +94,8 @@ def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
         return SequenceDetector(
             model=model, solver=seq.solver, hidden=seq.hidden, lam=seq.lam, tau=seq.tau,
             epochs=train.epochs, lr=seq.lr, batch_size=train.batch_size,
-            labeled_weight=seq.labeled_weight, seed=train.seed, threads=train.threads,
+            labeled_weight=seq.labeled_weight, contamination=seq.contamination,
+            seed=train.seed, threads=train.threads,
             **extra,  # type: ignore[arg-type]
         )
     return AutoencoderDetector(

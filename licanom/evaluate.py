@@ -235,6 +235,22 @@ def _autoencoder(name: str) -> CandidateFactory:
     return factory
 
 
+def _sequence(name: str) -> CandidateFactory:
+    """A sequence model (LSTM/GRU + OC-SVM/SVDD) on the chunks; its own decision is its boundary."""
+    def factory(settings: EvalSettings) -> Candidate:
+        from licanom.sequence.detector import SequenceDetector
+
+        train = settings.train
+
+        def make() -> Detector:
+            return SequenceDetector(model=name, solver="gradient", epochs=train.epochs,
+                                    batch_size=train.batch_size, seed=train.seed, threads=train.threads)
+
+        return Candidate(name, "sequence", make, "chunks", own_decision=True)
+
+    return factory
+
+
 def _baseline(kind: Literal["iforest", "lof"], inputs: Inputs) -> CandidateFactory:
     def factory(settings: EvalSettings) -> Candidate:
         name = f"{'IForest' if kind == 'iforest' else 'LOF'}_{inputs}"
@@ -258,6 +274,9 @@ AUTOENCODERS: tuple[str, ...] = _autoencoder_names()
 BASELINES: tuple[str, ...] = ("IForest_summary", "IForest_flat", "LOF_summary", "LOF_flat")
 for _name in AUTOENCODERS:
     register(_name, _autoencoder(_name))
+SEQUENCE: tuple[str, ...] = ("LSTM_OCSVM", "LSTM_SVDD", "GRU_OCSVM", "GRU_SVDD")
+for _name in SEQUENCE:
+    register(_name, _sequence(_name))
 for _kind, _inp in (("iforest", "summary"), ("iforest", "flat"), ("lof", "summary"), ("lof", "flat")):
     register(f"{'IForest' if _kind == 'iforest' else 'LOF'}_{_inp}", _baseline(_kind, _inp))  # type: ignore[arg-type]
 

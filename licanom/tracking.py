@@ -89,8 +89,8 @@ class TrackingConfig:
             _resolve_uri(data["registry_uri"], base) if data.get("registry_uri") else tracking
         )
         artifacts = data.get("artifact_location")
-        if not artifacts and tracking.startswith(("http://", "https://")):
-            artifacts = None  # a tracking server decides (and serves) where artifacts go
+        if tracking.startswith(("http://", "https://")) and not _has_scheme(artifacts or ""):
+            artifacts = None  # a tracking server decides (and serves) where artifacts go, not a local path
         elif not _has_scheme(artifacts or "mlartifacts"):
             artifacts = (base / (artifacts or "mlartifacts")).resolve().as_uri()
         return cls(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -48,3 +49,20 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+def flow_stores(root: Path, vendors: dict[str, str]) -> pytest.MonkeyPatch:
+    """conf/ with the project's defaults and the given vendor files, a temporary MLflow store
+    (``root/mlflow.db``, ``root/artifacts``), the environment pointing at both; undo it after."""
+    conf = root / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
+    for name, text in vendors.items():
+        (conf / "vendors" / f"{name}.yaml").write_text(text)
+    mlflow_yaml = root / "mlflow.yaml"
+    mlflow_yaml.write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\nartifact_location: {root / 'artifacts'}\n")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LICANOM_CONF_DIR", str(conf))
+    mp.setenv("LICANOM_MLFLOW_CONFIG", str(mlflow_yaml))
+    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return mp

@@ -7,6 +7,8 @@ import threading
 import time
 import traceback
 import urllib.parse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import polars as pl
@@ -155,11 +157,9 @@ class _Server(ThreadingHTTPServer):
         pass
 
 
-@pytest.fixture
-def fake(monkeypatch):
-    monkeypatch.setenv(TOKEN_ENV, TOKEN)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+@contextmanager
+def fake_cryptolens() -> Iterator[FakeCryptolens]:
+    """The fake GetWebAPILog server on a free loopback port (its address in ``.url``)."""
     server = _Server(("127.0.0.1", 0), _Handler)
     server.fake = FakeCryptolens()
     server.fake.url = f"http://127.0.0.1:{server.server_address[1]}"
@@ -171,6 +171,15 @@ def fake(monkeypatch):
         server.shutdown()
         server.server_close()
         thread.join(timeout=2)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with fake_cryptolens() as server:
+        yield server
 
 
 class Sleeps:

@@ -10,28 +10,21 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.conftest import flow_stores
+
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def vendor_env(tmp_path_factory, prefect_harness):
     root = tmp_path_factory.mktemp("faults")
-    conf = root / "conf"
-    (conf / "vendors").mkdir(parents=True)
     out = root / "out"
-    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
-    (conf / "vendors" / "gamma.yaml").write_text(f"""
+    mp = flow_stores(root, {"gamma": f"""
 output_dir: {out}
 source: {{kind: simulate, profile: floating, seed: 5, days: 5}}
 train: {{models: [TCN_AE_Small], epochs: 1, batch_size: 64}}
 detect: {{m1: false}}
-""")
-    mlflow_yaml = root / "mlflow.yaml"
-    mlflow_yaml.write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\nartifact_location: {root / 'artifacts'}\n")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LICANOM_CONF_DIR", str(conf))
-    mp.setenv("LICANOM_MLFLOW_CONFIG", str(mlflow_yaml))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+"""})
     from flows.train_vendor import train_vendor
     from licanom.simulate import simulate
 
@@ -146,5 +139,5 @@ def test_a_sequence_model_trains_registers_and_scores_through_the_flow(vendor_en
     model = mlflow.pyfunc.load_model(f"models:/{gru.name}/{gru.version}")
     scored = score_log(model.unwrap_python_model().bundle, log.tail(500))
     assert scored.chunks.height == 5 and scored.chunks["top_feature"].null_count() == 5
-    assert (scored.chunks["is_anomaly"] == (scored.chunks["score"] > 0)).all()
+    assert (scored.chunks["is_anomaly"] == (scored.chunks["score"] > scored.chunks["threshold"])).all()
     assert "GRU_OCSVM" in set(summary.results["model"])

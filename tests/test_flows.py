@@ -8,6 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from tests.conftest import flow_stores
+
 pytestmark = pytest.mark.slow
 
 
@@ -15,10 +17,7 @@ pytestmark = pytest.mark.slow
 def flow_env(tmp_path_factory, prefect_harness):
     """conf/ with two simulated vendors and a broken one; a temporary MLflow store; out dir."""
     root = tmp_path_factory.mktemp("flows")
-    conf = root / "conf"
-    (conf / "vendors").mkdir(parents=True)
     out = root / "out"
-    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
     common = f"""
 output_dir: {out}
 train:
@@ -28,15 +27,11 @@ train:
 detect:
   m1: false
 """
-    (conf / "vendors" / "alpha.yaml").write_text(common + "source: {kind: simulate, profile: floating, seed: 3, days: 6}\n")
-    (conf / "vendors" / "beta.yaml").write_text(common + "source: {kind: simulate, profile: mixed, seed: 4, days: 20}\n")
-    (conf / "vendors" / "broken.yaml").write_text(common + f"source: {{kind: files, path: {root / 'missing.csv'}}}\n")
-    mlflow_yaml = root / "mlflow.yaml"
-    mlflow_yaml.write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\nartifact_location: {root / 'artifacts'}\n")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("LICANOM_CONF_DIR", str(conf))
-    mp.setenv("LICANOM_MLFLOW_CONFIG", str(mlflow_yaml))
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+    mp = flow_stores(root, {
+        "alpha": common + "source: {kind: simulate, profile: floating, seed: 3, days: 6}\n",
+        "beta": common + "source: {kind: simulate, profile: mixed, seed: 4, days: 20}\n",
+        "broken": common + f"source: {{kind: files, path: {root / 'missing.csv'}}}\n",
+    })
     yield root, out
     mp.undo()
 

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import threading
 import urllib.parse
-from contextlib import contextmanager
 from pathlib import Path
 
 import polars as pl
@@ -58,28 +56,11 @@ def _bytes_under(*roots: Path) -> bytes:
     return b"\n".join(out)
 
 
-@contextmanager
-def _fake_cryptolens():  # type: ignore[no-untyped-def]
-    """The fake GetWebAPILog server of the extraction tests, on a free loopback port."""
-    from tests.test_extract_http import FakeCryptolens, _Handler, _Server
-
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.fake = FakeCryptolens()
-    server.fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.fake
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 @pytest.mark.slow
 def test_token_and_personal_values_stay_out_of_tracking(tmp_path_factory, prefect_harness, capfd) -> None:
     """A vendor read over HTTP with a planted token and pseudonymisation on: train, then score;
     then every file written, the MLflow store and the console output are searched."""
-    from tests.test_extract_http import PRODUCT, TOKEN
+    from tests.test_extract_http import PRODUCT, TOKEN, fake_cryptolens
 
     root = tmp_path_factory.mktemp("isolation")
     secret = "pseudonym-secret-of-delta-0123456789"
@@ -89,7 +70,7 @@ def test_token_and_personal_values_stay_out_of_tracking(tmp_path_factory, prefec
     mlflow_yaml = root / "mlflow.yaml"
     mlflow_yaml.write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\nartifact_location: {root / 'artifacts'}\n")
     mp = pytest.MonkeyPatch()
-    with _fake_cryptolens() as fake:
+    with fake_cryptolens() as fake:
         (conf / "vendors" / "delta.yaml").write_text(f"""
 output_dir: {root / 'out'}
 source: {{kind: cryptolens, product_id: {PRODUCT}, token_env: DELTA_TOKEN, base_url: "{fake.url}"}}
