@@ -10,7 +10,7 @@ seeds, followed by the recommended default per vendor size. Writes ``evaluation.
     python -m benchmarks.eval_detectors                       # defaults: see below
     python -m benchmarks.eval_detectors --profiles floating --seeds 1 --days 14 --epochs 3 \\
         --models TCN_AE,LSTM_AE_Small                         # a quick look (a few minutes)
-    python -m benchmarks.eval_detectors --m1 --mlflow         # also M1 (slow), and log a run
+    python -m benchmarks.eval_detectors --m1 --no-mlflow      # also M1 (slow); no MLflow run
 
 Defaults: four profiles x seeds 1,2,3 x 30 days (about 5,000-8,000 chunks a seed), the eight
 autoencoders at 5 epochs with one torch thread plus the four baselines: estimated 10-20 min on
@@ -67,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="vendors whose models train on at most this many chunks are 'small'")
     p.add_argument("--max-false-alarms", type=float, default=50.0, help="per 10,000 chunks")
     p.add_argument("--out", type=Path, default=Path("out/eval"))
-    p.add_argument("--mlflow", action="store_true", help="log one run to the store of mlflow.yaml")
+    p.add_argument("--no-mlflow", dest="mlflow", action="store_false",
+                   help="do not log the evaluation as a run in the store of mlflow.yaml (logged by default)")
     return p.parse_args(argv)
 
 
