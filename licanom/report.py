@@ -384,7 +384,8 @@ def _top_columns(a: _Analysis, k: int, n: int = 3) -> list[tuple[str, float | No
     """(feature, error, typical error) of frame k's peak chunk, largest error first."""
     peak = _peak_index(a, k)
     if a.inp.feature_errors is None:
-        return [(str(a.inp.chunks["top_feature"][peak]), None, None)]
+        top = a.inp.chunks["top_feature"][peak]
+        return [] if top is None else [(str(top), None, None)]  # none: a model without column errors
     errors = np.asarray(a.inp.feature_errors, dtype=np.float64)[peak]
     order = np.argsort(-errors, kind="stable")[:n]
     typical = a.typical_errors
@@ -395,6 +396,12 @@ def _notable_columns(a: _Analysis, k: int, n: int = 3) -> list[tuple[str, float 
     """The largest-error column, and the next ones whose error is at least NOTABLE_RATIO times typical."""
     cols = _top_columns(a, k, n)
     return cols[:1] + [(f, e, t) for f, e, t in cols[1:] if e is not None and (not t or e >= NOTABLE_RATIO * t)]
+
+
+def _short_why(reasons: tuple[str, ...]) -> str:
+    """Two reasons beyond the column errors (shown in their own column), else whatever there is."""
+    rest = [r for r in reasons if not r.startswith("largest error:")]
+    return "; ".join(rest[:2]) or (reasons[0] if reasons else "score above the threshold")
 
 
 def _reasons(a: _Analysis, k: int) -> tuple[str, ...]:
@@ -409,7 +416,8 @@ def _reasons(a: _Analysis, k: int) -> tuple[str, ...]:
             parts.append(f"{_LABELS.get(feature, feature)} ({err / typ:.1f}x typical)")
         else:
             parts.append(f"{_LABELS.get(feature, feature)} ({err:.3f})")
-    out.append("largest error: " + ", ".join(parts))
+    if parts:
+        out.append("largest error: " + ", ".join(parts))
 
     failed, normal_failed = a.frame_failed_share[k], a.normal_failed_share
     if not math.isnan(failed) and failed >= 0.1 and (math.isnan(normal_failed) or failed >= 2 * normal_failed):
@@ -755,7 +763,7 @@ def _overview(a: _Analysis, listing: pl.DataFrame, shown: pl.DataFrame) -> str:
             f"<td class=\"num\">{_e(_duration(r['start_time'], r['end_time']))}</td>"
             f"<td class=\"num\">{r['requests']:,}</td><td class=\"num\">{r['chunks']}</td>"
             f"<td class=\"num\">{score}</td><td class=\"num\">{ratio}&times;</td>"
-            f"<td>{_e(top)}</td><td>{_e('; '.join(a.reasons[k][1:3]) or a.reasons[k][0])}</td></tr>"
+            f"<td>{_e(top)}</td><td>{_e(_short_why(a.reasons[k]))}</td></tr>"
         )
     out.append(_table(("frame", "severity", "start (UTC)", "end (UTC)", "duration", "requests", "chunks",
                        "score", "vs threshold", "top columns", "why (short)"), rows, num=(4, 5, 6, 7, 8)))
@@ -802,7 +810,11 @@ def _errors_table(a: _Analysis, k: int) -> str:
     inp = a.inp
     peak = _peak_index(a, k)
     if inp.feature_errors is None:
-        return (f"<h3>Column errors</h3><p>Largest error in the <b>{_e(inp.chunks['top_feature'][peak])}</b> "
+        top = inp.chunks["top_feature"][peak]
+        if top is None:
+            return ("<h3>Column errors</h3><p>This model scores a chunk as a whole (no error per "
+                    "column): see the summary vector and the values below.</p>")
+        return (f"<h3>Column errors</h3><p>Largest error in the <b>{_e(top)}</b> "
                 "column (per-column errors were not kept).</p>")
     errors = np.asarray(inp.feature_errors, dtype=np.float64)[peak]
     typical = a.typical_errors

@@ -226,3 +226,16 @@ def test_bad_input_is_refused() -> None:
                                                  (1.5, "high"), (float("inf"), "high")])
 def test_severity_bands(ratio: float, expected: str) -> None:
     assert severity(ratio) == expected
+
+
+def test_a_model_without_column_errors_gets_reasons_without_them():
+    """The sequence models score a chunk as a whole: no "None column" anywhere."""
+    base = make_input()
+    chunks = base.chunks.with_columns(pl.lit(None, dtype=pl.String).alias("top_feature"))
+    inp = make_input(chunks=chunks, feature_errors=None)
+    page = render_html(inp)
+    assert "None" not in page and "scores a chunk as a whole" in page
+    csv = anomalies_csv(inp)
+    assert csv.height >= 1
+    assert not any("None" in (w or "") for w in csv["why"].to_list())
+    assert csv["top_columns"].to_list() == [""] * csv.height or csv["top_columns"].null_count() == csv.height
