@@ -981,7 +981,8 @@ def load_run(run_dir: Path, chunks_file: str = "chunks.parquet") -> ReportInput:
     meta = json.loads((run_dir / RUN_FILE).read_text())
     chunks = pl.read_parquet(run_dir / chunks_file)
     errors = [f"error_{f}" for f in FEATURES]
-    feature_errors = chunks.select(errors).to_numpy() if all(c in chunks.columns for c in errors) else None
+    kept = all(c in chunks.columns for c in errors) and chunks.height and chunks[errors[0]].null_count() == 0
+    feature_errors = chunks.select(errors).to_numpy() if kept else None  # null: a model without column errors
     train_errors = meta.get("train_errors")
     return ReportInput(
         vendor=meta["vendor"], run_id=meta["run_id"], model=meta["model"],

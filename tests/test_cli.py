@@ -104,3 +104,15 @@ def test_detect_per_key_sequences_with_labels(csv_export, tmp_path, capsys):
     assert main(["detect", "--logs", str(csv_export), "--model", "TCN_AE", "--sequences", "key",
                  "--out", str(out)]) == EXIT_USAGE
     assert "need fixed-size chunks" in capsys.readouterr().err
+
+
+def test_report_of_a_sequence_model_on_chunks(csv_export, tmp_path):
+    """A model without per-column errors: chunks.parquet keeps null error_* columns, and the
+    report rebuilt from the folder says why without inventing column errors."""
+    out = tmp_path / "gru"
+    assert main(["detect", "--logs", str(csv_export), "--model", "GRU_OCSVM", "--epochs", "1", "--out", str(out)]) == EXIT_OK
+    chunks = pl.read_parquet(out / "chunks.parquet")
+    assert chunks["error_key"].null_count() == chunks.height and chunks["top_feature"].null_count() == chunks.height
+    assert main(["report", "--run", str(out)]) == EXIT_OK
+    page = (out / "report.html").read_text()
+    assert "nan" not in page.lower().replace("nanosecond", "") and ">None<" not in page
