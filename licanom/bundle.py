@@ -54,6 +54,11 @@ class ModelBundle:
     # trained on pseudonymised rows (licanom.privacy); never the secret itself
     pseudonym_env: str | None = None
 
+    def pseudonym_secret(self) -> bytes | None:
+        """The vendor's pseudonym secret (from the environment) when the model was trained on
+        pseudonymised rows, else None."""
+        return read_secret(self.vendor, self.pseudonym_env) if self.pseudonym_env else None
+
     def save(self, directory: Path) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         self.detector.save(directory / "detector.pt")
@@ -137,8 +142,9 @@ def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame |
     if valid.height < size:
         return Windows(chunks=None, tail=valid.select(RAW), rows=valid.select(RAW))
     derived = derive(valid)
-    if bundle.pseudonym_env:
-        derived = pseudonymise(derived, read_secret(bundle.vendor, bundle.pseudonym_env))
+    secret = bundle.pseudonym_secret()
+    if secret is not None:
+        derived = pseudonymise(derived, secret)
     encoded = get_encoder(bundle.encode.encoder).encode(derived, bundle.vocabulary)
     chunks = make_chunks(encoded, size=size, stride=stride, partial="drop")
     last_row = int(chunks.meta["start_row"][-1]) + size

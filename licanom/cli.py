@@ -97,8 +97,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     print()
     print(format_results(detection.results))
     det = detection.primary.detector
-    decision = getattr(det, "threshold_method_", None) or (
-        f"top {det.contamination:.0%} of training" if getattr(det, "contamination", None) else "own boundary")
+    from licanom.report import decision_name
+
+    decision = decision_name(det)
     if detection.sequences is not None:
         flagged = detection.sequences.filter("is_anomaly")
         print(f"\n{flagged.height} of {detection.sequences.height} {cfg.sequence.mode} sequences flagged by "
@@ -134,17 +135,12 @@ def read_labels(path: Path) -> Any:
 
 def write_detect_report(vendor: str, detection: Any, prepared: Any, out: Path) -> Any:
     """The vendor report of a detect run (its primary model), and what rebuilds it later."""
-    from licanom.report import ReportInput, save_run, write_report
+    from licanom.report import detector_report_input, save_run, write_report
 
-    det = detection.primary.detector
-    report = getattr(det, "report_", None)
-    inp = ReportInput(
-        vendor=vendor, run_id=f"detect {out.name}", model=det.model,
-        threshold_name=str(getattr(det, "threshold_method_", "own boundary")), threshold=float(det.threshold_),
-        chunks=detection.chunks, rows=prepared.validation.valid,  # real values, even when pseudonymised
-        feature_errors=detection.primary.feature_errors, train_errors=det.decision_scores_,
-        train_loss=report.train_loss if report else tuple(det.history_.objective),
-        val_loss=report.val_loss if report else (),
+    inp = detector_report_input(
+        detection.primary.detector, vendor=vendor, run_id=f"detect {out.name}",
+        model=detection.primary.detector.model, chunks=detection.chunks,
+        rows=prepared.validation.valid,  # real values, even when pseudonymised
     )
     save_run(inp, out)
     return write_report(inp, out)

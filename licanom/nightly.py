@@ -8,7 +8,6 @@ from typing import Any
 
 import polars as pl
 
-from licanom.columns import ERROR_COLUMNS
 from licanom.tracking import Tracker
 from licanom.validate import ValidationResult
 
@@ -82,20 +81,10 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     validation.quarantine.write_parquet(out / "quarantine.parquet")
     (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version))
     if rows is not None and detector is not None and chunks.height:
-        from licanom.report import ReportInput, save_run, write_report
+        from licanom.report import detector_report_input, save_run, write_report
 
-        report = getattr(detector, "report_", None)  # autoencoders; the sequence models keep history_
-        history = getattr(detector, "history_", None)
-        has_errors = chunks.select(pl.col(ERROR_COLUMNS[0]).is_not_null().all()).item()
-        inp = ReportInput(
-            vendor=vendor, run_id=out.name, model=f"{detector.model} (version {model_version})",
-            threshold_name=str(getattr(detector, "threshold_method_", "own boundary")),
-            threshold=float(detector.threshold_), chunks=chunks, rows=rows,
-            feature_errors=chunks.select(ERROR_COLUMNS).to_numpy() if has_errors else None,
-            train_errors=detector.decision_scores_,
-            train_loss=report.train_loss if report else (tuple(history.objective) if history else ()),
-            val_loss=report.val_loss if report else (),
-        )
+        inp = detector_report_input(detector, vendor=vendor, run_id=out.name,
+                                    model=f"{detector.model} (version {model_version})", chunks=chunks, rows=rows)
         save_run(inp, out)
         write_report(inp, out)
         if secret is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import matplotlib
 
@@ -30,12 +30,18 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
+def figure_png(draw: Callable[[], Figure]) -> bytes:
+    """The figure that ``draw`` makes, as PNG bytes. pyplot's state is shared between threads
+    (variants train side by side), so one figure is drawn at a time."""
+    with _LOCK:
+        return _png(draw())
+
+
 def error_histograms(
     train_errors: np.ndarray, test_errors: np.ndarray, thresholds: Mapping[str, float | None], title: str = ""
 ) -> bytes:
     """Train (left) and test (right) error histograms, each threshold a vertical line (PNG)."""
-    with _LOCK:
-        return _png(_error_histograms(train_errors, test_errors, thresholds, title))
+    return figure_png(lambda: _error_histograms(train_errors, test_errors, thresholds, title))
 
 
 def _error_histograms(
@@ -61,8 +67,7 @@ def _error_histograms(
 
 def loss_curves(curves: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]], title: str = "") -> bytes:
     """train/loss (solid) and val/loss (dashed) per epoch for each model (PNG)."""
-    with _LOCK:
-        return _png(_loss_curves(curves, title))
+    return figure_png(lambda: _loss_curves(curves, title))
 
 
 def _loss_curves(curves: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]], title: str) -> Figure:

@@ -20,8 +20,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from licanom.config import Config
 
 # Columns that identify a customer or a machine, and the prefix of their pseudonyms.
 PRIVATE_COLUMNS: tuple[tuple[str, str], ...] = (("Key", "k-"), ("IP", "ip-"), ("MachineCode", "m-"))
@@ -34,6 +38,17 @@ class MissingSecretError(RuntimeError):
 def secret_env_name(vendor: str, configured: str | None = None) -> str:
     """The environment variable that holds the vendor's pseudonym secret."""
     return configured or "LICANOM_PSEUDONYM_SECRET_" + vendor.upper().replace("-", "_")
+
+
+def secrets_needed(cfg: Config) -> tuple[tuple[str, str], ...]:
+    """(environment variable, what) of each secret the vendor's settings need: the Cryptolens
+    token of an HTTP source, the pseudonym secret when pseudonymisation is on."""
+    needed = []
+    if cfg.source.kind == "cryptolens":
+        needed.append((cfg.source.token_env, "cryptolens-token"))
+    if cfg.privacy.pseudonymise:
+        needed.append((secret_env_name(cfg.vendor, cfg.privacy.secret_env), "pseudonym-secret"))
+    return tuple(needed)
 
 
 def read_secret(vendor: str, configured: str | None = None) -> bytes:

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -518,7 +519,7 @@ def _csv_frame(a: _Analysis) -> pl.DataFrame:
 
 def _histogram_png(a: _Analysis) -> bytes:
     """Training errors (left) and this report's chunks (right, flagged in red), threshold dashed."""
-    from licanom.plots import _LOCK, _png
+    from licanom.plots import figure_png
 
     inp = a.inp
     split = inp.chunks["split"].to_numpy()
@@ -528,7 +529,7 @@ def _histogram_png(a: _Analysis) -> bytes:
              else scores[split == "train"])
     finite = np.isfinite(scores)
     train, scored, scored_flagged = train[np.isfinite(train)], scores[finite], scores[finite & flagged]
-    with _LOCK:
+    def draw() -> Any:  # a matplotlib Figure
         import matplotlib.pyplot as plt
 
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), sharex=True)
@@ -551,7 +552,9 @@ def _histogram_png(a: _Analysis) -> bytes:
         axes[0].set_ylabel("chunks")
         axes[1].legend(fontsize=8)
         fig.subplots_adjust(left=0.07, right=0.99, bottom=0.15, top=0.9, wspace=0.15)  # tight_layout is slow
-        return _png(fig)
+        return fig
+
+    return figure_png(draw)
 
 
 def _loss_png(inp: ReportInput) -> bytes | None:
@@ -969,6 +972,40 @@ def save_run(inp: ReportInput, run_dir: Path) -> None:
     tmp.replace(run_dir / RUN_FILE)
 
 
+def decision_name(detector: Any) -> str:
+    """How a fitted detector decides: its threshold method (the autoencoders), or for the
+    sequence models the share of training scores flagged, or their own learned boundary."""
+    method = getattr(detector, "threshold_method_", None)
+    if method:
+        return str(method)
+    share = getattr(detector, "contamination", None)
+    return f"top {share:.0%} of training" if share else "own boundary"
+
+
+def chunk_feature_errors(chunks: pl.DataFrame) -> np.ndarray | None:
+    """The per-column errors of scored chunks (``error_*``), or None where the model keeps none
+    (the sequence models score a chunk as a whole; their ``error_*`` columns are null)."""
+    errors = [f"error_{f}" for f in FEATURES]
+    if not chunks.height or any(c not in chunks.columns for c in errors) or chunks[errors[0]].null_count():
+        return None
+    return chunks.select(errors).to_numpy()
+
+
+def detector_report_input(detector: Any, *, vendor: str, run_id: str, model: str, chunks: pl.DataFrame,
+                          rows: pl.DataFrame) -> ReportInput:
+    """The report input of chunks scored by a fitted detector (either family)."""
+    report = getattr(detector, "report_", None)    # the autoencoders' training report
+    history = getattr(detector, "history_", None)  # the sequence models' objective per epoch
+    return ReportInput(
+        vendor=vendor, run_id=run_id, model=model,
+        threshold_name=decision_name(detector), threshold=float(detector.threshold_),
+        chunks=chunks, rows=rows, feature_errors=chunk_feature_errors(chunks),
+        train_errors=detector.decision_scores_,
+        train_loss=report.train_loss if report else (tuple(history.objective) if history else ()),
+        val_loss=report.val_loss if report else (),
+    )
+
+
 def load_run(run_dir: Path, chunks_file: str = "chunks.parquet") -> ReportInput:
     """The report input of a run folder written by ``licanom detect`` or a nightly scoring."""
     run_dir = Path(run_dir)
@@ -980,14 +1017,11 @@ def load_run(run_dir: Path, chunks_file: str = "chunks.parquet") -> ReportInput:
         )
     meta = json.loads((run_dir / RUN_FILE).read_text())
     chunks = pl.read_parquet(run_dir / chunks_file)
-    errors = [f"error_{f}" for f in FEATURES]
-    kept = all(c in chunks.columns for c in errors) and chunks.height and chunks[errors[0]].null_count() == 0
-    feature_errors = chunks.select(errors).to_numpy() if kept else None  # null: a model without column errors
     train_errors = meta.get("train_errors")
     return ReportInput(
         vendor=meta["vendor"], run_id=meta["run_id"], model=meta["model"],
         threshold_name=meta["threshold_name"], threshold=float(meta["threshold"]),
-        chunks=chunks, rows=pl.read_parquet(run_dir / ROWS_FILE), feature_errors=feature_errors,
+        chunks=chunks, rows=pl.read_parquet(run_dir / ROWS_FILE), feature_errors=chunk_feature_errors(chunks),
         train_errors=None if train_errors is None else np.asarray(train_errors, dtype=np.float64),
         train_loss=tuple(meta.get("train_loss") or ()), val_loss=tuple(meta.get("val_loss") or ()),
     )

@@ -11,7 +11,6 @@ from prefect.cache_policies import NO_CACHE
 
 from licanom import bundle as bundle_lib
 from licanom import nightly, state
-from licanom.privacy import read_secret
 from licanom.tracking import Tracker
 from licanom.validate import ValidationResult
 
@@ -57,7 +56,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                 model: bundle_lib.ModelBundle, windows: bundle_lib.Windows) -> nightly.NightResult:
     night = nightly.write_night(output_dir, vendor, chunks, validation, model_version, watermark_before,
                                 watermark_after, rows=windows.rows, detector=model.detector,
-                                secret=read_secret(vendor, model.pseudonym_env) if model.pseudonym_env else None)
+                                secret=model.pseudonym_secret())
     create_markdown_artifact(  # the night's anomalies on the flow run's page in the Prefect UI
         key=artifact_key(vendor), description=f"licanom anomalies for {vendor}",
         markdown=nightly.anomaly_report(vendor, chunks, model_version)

@@ -6,7 +6,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from licanom import config
-from licanom.privacy import secret_env_name
+from licanom.privacy import secrets_needed
 
 
 def secret_block_name(vendor: str, what: str) -> str:
@@ -25,13 +25,8 @@ def secrets_from_blocks(cfg: config.Config) -> list[str]:
 
     from prefect.blocks.system import Secret
 
-    wanted = []
-    if cfg.source.kind == "cryptolens":
-        wanted.append((cfg.source.token_env, "cryptolens-token"))
-    if cfg.privacy.pseudonymise:
-        wanted.append((secret_env_name(cfg.vendor, cfg.privacy.secret_env), "pseudonym-secret"))
     filled = []
-    for env, what in wanted:
+    for env, what in secrets_needed(cfg):
         if os.environ.get(env):
             continue
         try:

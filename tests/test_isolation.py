@@ -11,6 +11,7 @@ import pytest
 
 from licanom.config import load_config, validate_vendor_name
 from licanom.privacy import MissingSecretError, pseudonymise, read_secret
+from tests.conftest import flow_stores
 
 
 @pytest.mark.parametrize("name", [
@@ -64,27 +65,19 @@ def test_token_and_personal_values_stay_out_of_tracking(tmp_path_factory, prefec
 
     root = tmp_path_factory.mktemp("isolation")
     secret = "pseudonym-secret-of-delta-0123456789"
-    conf = root / "conf"
-    (conf / "vendors").mkdir(parents=True)
-    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
     mlflow_yaml = root / "mlflow.yaml"
-    mlflow_yaml.write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\nartifact_location: {root / 'artifacts'}\n")
-    mp = pytest.MonkeyPatch()
     with fake_cryptolens() as fake:
-        (conf / "vendors" / "delta.yaml").write_text(f"""
+        mp = flow_stores(root, {"delta": f"""
 output_dir: {root / 'out'}
 source: {{kind: cryptolens, product_id: {PRODUCT}, token_env: DELTA_TOKEN, base_url: "{fake.url}"}}
 train: {{models: [TCN_AE_Small], epochs: 1, batch_size: 16}}
 chunk: {{size: 20, stride: 20}}
 detect: {{m1: false, threshold: quantile, threshold_params: {{contamination: 0.95}}}}
 privacy: {{pseudonymise: true}}
-""")
-        mp.setenv("LICANOM_CONF_DIR", str(conf))
-        mp.setenv("LICANOM_MLFLOW_CONFIG", str(mlflow_yaml))
+"""})
         mp.setenv("DELTA_TOKEN", TOKEN)
         mp.setenv("LICANOM_PSEUDONYM_SECRET_DELTA", secret)
         mp.setenv("no_proxy", "127.0.0.1,localhost")
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         try:
             from flows.score_vendor import score_vendor
             from flows.train_vendor import train_vendor

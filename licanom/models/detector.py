@@ -222,8 +222,6 @@ class AutoencoderDetector:
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector to one file (tensors and plain values only)."""
         net = self._net()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         settings = {k: getattr(self, k) for k in (
             "model", "threshold", "epochs", "batch_size", "lr", "val_fraction", "patience", "seed", "m1_max_rounds",
         )}
@@ -241,16 +239,11 @@ class AutoencoderDetector:
             "val_loss": list(self.report_.val_loss) if self.report_ else [],
             "seconds": self.report_.seconds if self.report_ else 0.0,
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)  # never leave a half-written model behind
-        return path
+        return save_payload(payload, path)
 
     @classmethod
     def load(cls, path: str | Path) -> AutoencoderDetector:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if payload.get("format") != SAVE_FORMAT:
-            raise ValueError(f"{path}: unsupported detector file format {payload.get('format')!r}")
+        payload = load_payload(path, SAVE_FORMAT)
         settings = dict(payload["settings"])
         settings["threshold_params"] = tuple(tuple(p) for p in settings["threshold_params"])
         det = cls(**settings)
@@ -265,6 +258,25 @@ class AutoencoderDetector:
             tuple(payload["train_loss"]), tuple(payload["val_loss"]), payload["seconds"], len(payload["train_loss"]),
         )
         return det
+
+
+def save_payload(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write a detector's payload (tensors and plain values) atomically: a temporary file, then a
+    rename, so a half-written model is never left behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_payload(path: str | Path, expected_format: int) -> dict[str, Any]:
+    """A payload written by :func:`save_payload` (tensors and plain values only), format checked."""
+    payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if payload.get("format") != expected_format:
+        raise ValueError(f"{path}: unsupported detector file format {payload.get('format')!r}")
+    return payload
 
 
 def _readable_checkpoint(path: Path) -> bool:

@@ -39,7 +39,6 @@ Choices:
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,7 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from licanom.models.detector import _quiet_lightning, _threads
+from licanom.models.detector import _quiet_lightning, _threads, load_payload, save_payload
 from licanom.sequence.data import BucketBatchSampler, Sequences, TrainingSet, length_batches, whole_batch
 from licanom.sequence.nets import SequenceSVM, StiefelSGD
 from licanom.sequence.svm import DualSolution, feasible_start, primal_objective, solve_dual
@@ -313,8 +312,6 @@ class SequenceDetector:
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector to one file (tensors and plain values only)."""
         net = self._net()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         settings = {k: getattr(self, k) for k in (
             "model", "solver", "hidden", "lam", "tau", "epochs", "lr", "batch_size", "tol",
             "labeled_weight", "contamination", "seed",
@@ -331,16 +328,11 @@ class SequenceDetector:
             "history": {"objective": list(history.objective), "seconds": list(history.seconds),
                         "converged": history.converged},
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)  # never leave a half-written model behind
-        return path
+        return save_payload(payload, path)
 
     @classmethod
     def load(cls, path: str | Path) -> SequenceDetector:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if payload.get("format") != SAVE_FORMAT:
-            raise ValueError(f"{path}: unsupported detector file format {payload.get('format')!r}")
+        payload = load_payload(path, SAVE_FORMAT)
         det = cls(**payload["settings"])
         net = SequenceSVM(det.model, payload["n_features"], det.hidden)
         net.load_state_dict(payload["state_dict"])
