@@ -8,6 +8,7 @@ the validation loss reached, and scoring throughput (chunks per second).
 
     python -m benchmarks.bench_train                    # every variant, batch 128, 10 epochs
     python -m benchmarks.bench_train --batch 32,128     # also the thesis's batch size
+    python -m benchmarks.bench_train --batch 128,512 --lr 0.001,0.004   # a learning rate per batch size
     python -m benchmarks.bench_train --models TCN_AE --epochs 2 --plain-epochs 1
 """
 
@@ -56,11 +57,11 @@ def case3_chunks(n_train: int, n_val: int, seed: int = 1) -> tuple[np.ndarray, n
     return X[order[:n_train]], X[order[n_train:n_train + n_val]]
 
 
-def plain_loop(model: str, X: np.ndarray, epochs: int, batch: int, seed: int = 0) -> float:
+def plain_loop(model: str, X: np.ndarray, epochs: int, batch: int, lr: float = 1e-3, seed: int = 0) -> float:
     """Seconds for `epochs` epochs of a bare PyTorch loop (Adam, L1) over the same data."""
     torch.manual_seed(seed)
     net = build_net(model, chunk_size=X.shape[1], n_features=X.shape[2])
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3, fused=True)  # as the product's module
+    opt = torch.optim.Adam(net.parameters(), lr=lr, fused=True)  # as the product's module
     data = torch.from_numpy(X)
     g = torch.Generator().manual_seed(seed)
     net.train()
@@ -85,6 +86,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--plain-epochs", type=int, default=2, help="epochs of the plain loop (per-epoch time compared)")
     parser.add_argument("--batch", default="128")
+    parser.add_argument("--lr", default="0.001",
+                        help="Adam's learning rate: one for every batch size, or one per --batch entry")
     parser.add_argument("--chunks", type=int, default=19_004)
     parser.add_argument("--val-chunks", type=int, default=2_000)
     parser.add_argument("--threads", type=int, default=None)
@@ -94,17 +97,22 @@ def main() -> None:
     tune_cpu_allocator()  # the product's training path does this too: same footing for both
     models = list(NETS) if args.models == "all" else args.models.split(",")
     batches = [int(b) for b in args.batch.split(",")]
+    lrs = [float(v) for v in args.lr.split(",")]
+    if len(lrs) == 1:
+        lrs *= len(batches)
+    if len(lrs) != len(batches):
+        parser.error(f"--lr gives {len(lrs)} learning rates for {len(batches)} batch sizes")
     X, X_val = case3_chunks(args.chunks, args.val_chunks)
     print(f"{len(X):,} training chunks {X.shape[1:]}, {len(X_val):,} held-out; torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; {args.epochs} epochs")
-    header = (f"{'model':<15}{'batch':>6}{'ours [s]':>10}{'thesis [s]':>11}{'speed-up':>9}{'bar':>6}"
+    header = (f"{'model':<15}{'batch':>6}{'lr':>7}{'ours [s]':>10}{'thesis [s]':>11}{'speed-up':>9}{'bar':>6}"
               f"{'plain/epoch':>12}{'ours/epoch':>11}{'overhead':>9}{'val MAE':>9}{'score ch/s':>11}")
     rows = []
     for model in models:
         family = "lstm" if model.startswith("LSTM") else "tcn"
-        for batch in batches:
-            plain = plain_loop(model, X, args.plain_epochs, batch) / args.plain_epochs
-            det = AutoencoderDetector(model, epochs=args.epochs, batch_size=batch, val_fraction=0.0,
+        for batch, lr in zip(batches, lrs, strict=True):
+            plain = plain_loop(model, X, args.plain_epochs, batch, lr) / args.plain_epochs
+            det = AutoencoderDetector(model, epochs=args.epochs, batch_size=batch, lr=lr, val_fraction=0.0,
                                       progress_bar=False, threshold="M2")
             det.fit(X)
             ours = det.report_.seconds
@@ -113,7 +121,7 @@ def main() -> None:
             det.decision_function(X_val)
             throughput = len(X_val) / (time.perf_counter() - t0)
             speedup = THESIS_SECONDS[model] * args.epochs / 10 / ours
-            row = (f"{model:<15}{batch:>6}{ours:>10.1f}{THESIS_SECONDS[model]:>11.1f}{speedup:>8.1f}x"
+            row = (f"{model:<15}{batch:>6}{lr:>7g}{ours:>10.1f}{THESIS_SECONDS[model]:>11.1f}{speedup:>8.1f}x"
                    f"{'met' if speedup >= BAR[family] else 'NOT':>6}{plain:>12.2f}{per_epoch:>11.2f}"
                    f"{per_epoch / plain - 1:>+9.1%}{val_loss(det, X_val):>9.4f}{throughput:>11,.0f}")
             rows.append(row)
