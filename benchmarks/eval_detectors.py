@@ -65,7 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="torch threads per fit (default 1, kind to a shared machine; 0 = torch's default)")
     p.add_argument("--small-max-train-chunks", type=float, default=500.0,
                    help="vendors whose models train on at most this many chunks are 'small'")
-    p.add_argument("--max-false-alarms", type=float, default=50.0, help="per 10,000 chunks")
+    p.add_argument("--max-false-alarms", type=float, default=50.0,
+                   help="per 10,000 chunks: the recommendation's limit, and the budget of the 'oracle' rows "
+                        "(the threshold set with the labels: an upper bound, never recommended)")
+    p.add_argument("--no-oracle", action="store_true", help="leave out the 'oracle' rows")
     p.add_argument("--out", type=Path, default=Path("out/eval"))
     p.add_argument("--no-mlflow", dest="mlflow", action="store_false",
                    help="do not log the evaluation as a run in the store of mlflow.yaml (logged by default)")
@@ -86,6 +89,7 @@ def settings_from(args: argparse.Namespace) -> EvalSettings:
         clustering=not args.no_clustering,
         protocol=args.protocol,
         folds=args.folds,
+        oracle_budget=None if args.no_oracle else args.max_false_alarms,
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, threads=args.threads or None),
         detect=DetectConfig(m1=args.m1),
         encode=EncodeConfig(encoder=args.encoder),

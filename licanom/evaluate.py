@@ -11,7 +11,11 @@ every registered detector is fitted without labels and judged against the simula
   (``M2``, ``M3``, ``quantile``, ``pot``, and ``M1`` when asked: it retrains), clustering of the
   latent code (``GMM``, ``KMeans``) for detectors that have one (``encode``), and ``own``, the
   baselines' own scikit-learn ``predict`` (``contamination="auto"``: IsolationForest's fixed
-  offset -0.5, LOF's 1.5; no contamination share is given to any detector).
+  offset -0.5, LOF's 1.5; no contamination share is given to any detector);
+* ``oracle``, an upper bound and not a usable decision: the out-of-fold scores cut at the
+  threshold that lets ``EvalSettings.oracle_budget`` false alarms per 10,000 chunks through,
+  chosen *with the labels*. It shows how much of a detector's ranking a well-placed
+  threshold would turn into found events; :func:`recommend` never picks it.
 
 Protocol (``EvalSettings.protocol``). The simulator plants anomalies all through the log, and a
 vendor's few events (one or two per kind a month) are all needed to measure recall per kind, so
@@ -59,6 +63,7 @@ import polars as pl
 from licanom import thresholds as th
 from licanom.chunk import make_chunks
 from licanom.clustering import cluster_anomalies
+from licanom.context import chunk_context
 from licanom.columns import SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, Config, DetectConfig, EncodeConfig, TrainConfig
 from licanom.labels import auroc, chunk_truth
@@ -68,12 +73,14 @@ if TYPE_CHECKING:
     from licanom.pipeline import Prepared
     from licanom.tracking import Tracker
 
-Inputs = Literal["chunks", "flat", "summary"]
+Inputs = Literal["chunks", "flat", "summary", "context"]
 EvalProtocol = Literal["blocked", "all"]
 
 THRESHOLD_DECISIONS: tuple[str, ...] = ("M2", "M3", "quantile", "pot")
 CLUSTER_DECISIONS: tuple[str, ...] = ("GMM", "KMeans")
 OWN_DECISION = "own"
+# Not a decision a vendor can use: the threshold is set with the labels (see EvalSettings.oracle_budget).
+ORACLE_DECISION = "oracle"
 KIND_COLUMNS: tuple[str, ...] = tuple(f"recall_{k}" for k in ANOMALY_KINDS)
 
 KEY_COLUMNS: tuple[str, ...] = ("profile", "detector", "family", "inputs", "decision")
@@ -119,7 +126,8 @@ class Candidate:
     """A named detector to evaluate: ``make()`` returns a fresh, unfitted one.
 
     ``inputs`` is what it reads: ``"chunks"`` ``(n, size, 8)``, ``"flat"`` ``(n, size * 8)`` or
-    ``"summary"``, the distinct-value vector ``(n, 8)``.
+    ``"summary"``, the distinct-value vector ``(n, 8)``, or ``"context"``, the context vector
+    (licanom.context) ``(n, 11)``.
     """
 
     name: str
@@ -254,7 +262,7 @@ def _sequence(name: str) -> CandidateFactory:
 def _baseline(kind: Literal["iforest", "lof"], inputs: Inputs) -> CandidateFactory:
     def factory(settings: EvalSettings) -> Candidate:
         name = f"{'IForest' if kind == 'iforest' else 'LOF'}_{inputs}"
-        scale = kind == "lof" and inputs == "summary"  # flat chunks already lie in [0, 1]
+        scale = kind == "lof" and inputs in ("summary", "context")  # flat chunks already lie in [0, 1]
 
         def make() -> Detector:
             return SklearnDetector(kind=kind, scale=scale, seed=settings.train.seed)
@@ -271,13 +279,16 @@ def _autoencoder_names() -> tuple[str, ...]:
 
 
 AUTOENCODERS: tuple[str, ...] = _autoencoder_names()
-BASELINES: tuple[str, ...] = ("IForest_summary", "IForest_flat", "LOF_summary", "LOF_flat")
+BASELINES: tuple[str, ...] = (
+    "IForest_summary", "IForest_flat", "IForest_context", "LOF_summary", "LOF_flat", "LOF_context",
+)
 for _name in AUTOENCODERS:
     register(_name, _autoencoder(_name))
 SEQUENCE: tuple[str, ...] = ("LSTM_OCSVM", "LSTM_SVDD", "GRU_OCSVM", "GRU_SVDD")
 for _name in SEQUENCE:
     register(_name, _sequence(_name))
-for _kind, _inp in (("iforest", "summary"), ("iforest", "flat"), ("lof", "summary"), ("lof", "flat")):
+for _kind, _inp in (("iforest", "summary"), ("iforest", "flat"), ("iforest", "context"),
+                    ("lof", "summary"), ("lof", "flat"), ("lof", "context")):
     register(f"{'IForest' if _kind == 'iforest' else 'LOF'}_{_inp}", _baseline(_kind, _inp))  # type: ignore[arg-type]
 
 
@@ -306,6 +317,7 @@ class EvalSettings:
     protocol: EvalProtocol = "blocked"
     folds: int = 2
     anomaly_rate: float = 1.0
+    oracle_budget: float | None = 50.0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=5, threads=1))
     detect: DetectConfig = field(default_factory=lambda: DetectConfig(m1=False))
     chunk: ChunkConfig = field(default_factory=ChunkConfig)
@@ -330,6 +342,8 @@ class EvalSettings:
             raise ValueError(f"unknown protocol {self.protocol!r}; expected 'blocked' or 'all'")
         if self.protocol == "blocked" and self.folds < 2:
             raise ValueError("the blocked protocol needs at least 2 folds")
+        if self.oracle_budget is not None and not 0 <= self.oracle_budget <= 10_000:
+            raise ValueError(f"oracle_budget is false alarms per 10,000 chunks, got {self.oracle_budget!r}")
 
     def as_params(self) -> dict[str, object]:
         """Flat parameters (for MLflow and the report)."""
@@ -338,7 +352,7 @@ class EvalSettings:
             "days": self.days, "models": ",".join(self.models),
             "thresholds": ",".join(self.thresholds), "clustering": self.clustering,
             "protocol": self.protocol, "folds": self.folds if self.protocol == "blocked" else 1,
-            "anomaly_rate": self.anomaly_rate, "epochs": self.train.epochs,
+            "anomaly_rate": self.anomaly_rate, "oracle_budget": self.oracle_budget, "epochs": self.train.epochs,
             "batch_size": self.train.batch_size, "train_seed": self.train.seed,
             "m1_max_rounds": self.detect.m1_max_rounds, "clustering_seed": self.detect.clustering_seed,
             "chunk_size": self.chunk.size, "chunk_stride": self.chunk.stride, "encoder": self.encode.encoder,
@@ -412,6 +426,19 @@ def false_alarms_per_10k(y_true: np.ndarray, flagged: np.ndarray) -> float:
     return float(1e4 * (f & ~y).sum() / len(y)) if len(y) else float("nan")
 
 
+def flag_at_budget(y_true: np.ndarray, scores: np.ndarray, per_10k: float) -> np.ndarray:
+    """Flag the highest scores, down to the threshold that lets at most ``per_10k`` false alarms
+    per 10,000 chunks through (chosen with the labels ``y_true``: an upper bound, not a rule).
+    Scores tied with the first normal chunk left out are left out too; NaN scores never flag."""
+    y = np.asarray(y_true, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    allowed = int(np.floor(per_10k * len(s) / 1e4 + 1e-9))
+    normal = np.sort(s[~y & ~np.isnan(s)])[::-1]
+    if allowed >= len(normal):
+        return ~np.isnan(s)
+    return s > normal[allowed]
+
+
 def event_overlaps(row_ids: pl.Series | np.ndarray, labels: pl.DataFrame, starts: np.ndarray, size: int) -> pl.DataFrame:
     """Which chunks hold rows of which events: a frame ``event``, ``chunk`` (unique pairs).
 
@@ -478,6 +505,7 @@ class _Vendor:
     overlaps: pl.DataFrame
     events: pl.DataFrame
     summary: np.ndarray
+    context: np.ndarray
 
 
 def _prepare_vendor(sim: SimulatedLog, settings: EvalSettings) -> _Vendor:
@@ -518,16 +546,19 @@ def _prepare_vendor(sim: SimulatedLog, settings: EvalSettings) -> _Vendor:
         overlaps=event_overlaps(encoded["Id"], sim.labels, starts, chunks.size),
         events=sim.events,
         summary=chunks.meta.select(SUMMARY_COLUMNS).to_numpy().astype(np.float64),
+        context=chunk_context(encoded, starts, chunks.size),
     )
 
 
-def _inputs(candidate: Candidate, X: np.ndarray, summary: np.ndarray) -> np.ndarray:
+def _inputs(candidate: Candidate, X: np.ndarray, vendor: _Vendor) -> np.ndarray:
     if candidate.inputs == "chunks":
         return X
     if candidate.inputs == "flat":
         return X.reshape(len(X), -1)
     if candidate.inputs == "summary":
-        return summary
+        return vendor.summary
+    if candidate.inputs == "context":
+        return vendor.context
     raise ValueError(f"{candidate.name}: unknown inputs {candidate.inputs!r}")
 
 
@@ -549,7 +580,7 @@ def evaluate_candidate(candidate: Candidate, vendor: _Vendor, settings: EvalSett
     decision_seconds: dict[str, float] = {}
     n_train = []
     for X_all, test in zip(vendor.fold_X, vendor.test_blocks, strict=True):
-        data = _inputs(candidate, X_all, vendor.summary)
+        data = _inputs(candidate, X_all, vendor)
         train_idx = np.setdiff1d(np.arange(n), test) if settings.protocol == "blocked" else test
         n_train.append(len(train_idx))
         t0 = time.perf_counter()
@@ -573,6 +604,9 @@ def evaluate_candidate(candidate: Candidate, vendor: _Vendor, settings: EvalSett
             spent = time.perf_counter() - t0 + (encode_seconds if decision in CLUSTER_DECISIONS else 0.0)
             decision_seconds[decision] = decision_seconds.get(decision, 0.0) + spent
             flags.setdefault(decision, np.zeros(n, dtype=bool))[test] = flagged
+    if settings.oracle_budget is not None:
+        flags[ORACLE_DECISION] = flag_at_budget(vendor.truth, scores, settings.oracle_budget)
+        decision_seconds[ORACLE_DECISION] = 0.0
     base = {
         "detector": candidate.name, "family": candidate.family, "inputs": candidate.inputs,
         "n_chunks": n, "n_train_chunks": float(np.mean(n_train)),
@@ -738,7 +772,7 @@ def recommend(
     When none meets the limit, the one with the fewest false alarms is chosen
     (``meets_limit`` false). ``note`` names the kinds no detector found at all under the limit
     (chunk-level detection cannot find them here) and the kinds the choice finds less than
-    ``weak_recall`` of.
+    ``weak_recall`` of. The ``oracle`` rows (thresholds set with the labels) are never chosen.
     """
     sized = table.with_columns(
         pl.when(pl.col("n_train_chunks").mean().over("profile") <= small_max_train_chunks)
@@ -748,7 +782,7 @@ def recommend(
     metrics = ["mean_kind_recall", "false_alarms_per_10k", "auprc", "f1", "cost_seconds", "n_train_chunks", *KIND_COLUMNS]
     rows = []
     for size in ("small", "large"):
-        part = sized.filter(pl.col("size") == size)
+        part = sized.filter((pl.col("size") == size) & (pl.col("decision") != ORACLE_DECISION))
         if part.height == 0:
             continue
         profiles = ",".join(part["profile"].unique(maintain_order=True).to_list())

@@ -64,6 +64,19 @@ def test_decision_metrics_and_false_alarms_per_10k():
     assert ev.false_alarms_per_10k(np.zeros(20_000, bool), np.r_[np.ones(3, bool), np.zeros(19_997, bool)]) == 1.5
 
 
+def test_flag_at_budget_lets_at_most_the_budget_of_false_alarms_through():
+    y = np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 0] * 100, dtype=bool)  # 1,000 chunks, 800 normal
+    scores = np.where(y, 5.0, 0.0) + np.linspace(0, 1, len(y))
+    flagged = ev.flag_at_budget(y, scores, per_10k=50.0)  # 5 false alarms allowed
+    assert (flagged & ~y).sum() == 5
+    top_normal = np.sort(scores[~y])[-5:]
+    assert set(scores[flagged & ~y]) == set(top_normal) and flagged[y].all()
+    assert not ev.flag_at_budget(y, scores, per_10k=0.0)[~y].any()
+    assert ev.flag_at_budget(y, scores, per_10k=10_000.0).all()
+    ties = ev.flag_at_budget(np.array([0, 0, 0, 1], bool), np.array([1.0, 1.0, 1.0, 2.0]), per_10k=5_000.0)
+    assert ties.tolist() == [False, False, False, True]  # a tie at the cut is left out
+
+
 def test_auprc_is_average_precision():
     # ranked: 0.9 anomaly (P=1, R=1/2), 0.8 normal, 0.3 anomaly (P=2/3, R=1)
     y, s = np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.3, 0.1])
@@ -186,8 +199,8 @@ def tiny() -> ev.Evaluation:
 def test_tiny_evaluation_has_every_column_and_row(tiny: ev.Evaluation, tmp_path):
     assert tiny.per_seed.columns == list(ev.PER_SEED_COLUMNS)
     assert tiny.table.columns == list(ev.TABLE_COLUMNS)
-    expected = {("TCN_AE", d) for d in (*ev.THRESHOLD_DECISIONS, *ev.CLUSTER_DECISIONS)}
-    expected |= {(b, d) for b in ev.BASELINES for d in (*ev.THRESHOLD_DECISIONS, "own")}
+    expected = {("TCN_AE", d) for d in (*ev.THRESHOLD_DECISIONS, *ev.CLUSTER_DECISIONS, ev.ORACLE_DECISION)}
+    expected |= {(b, d) for b in ev.BASELINES for d in (*ev.THRESHOLD_DECISIONS, "own", ev.ORACLE_DECISION)}
     assert set(tiny.table.select("detector", "decision").rows()) == expected
     assert tiny.table.height == len(expected) and (tiny.table["n_seeds"] == 1).all()
     t = tiny.table
@@ -200,6 +213,10 @@ def test_tiny_evaluation_has_every_column_and_row(tiny: ev.Evaluation, tmp_path)
     # false alarms agree with precision and the number flagged
     fa = t["flagged"] * (1 - t["precision"].fill_null(0)) * 1e4 / t["n_chunks"]
     assert np.allclose(fa.to_numpy(), t["false_alarms_per_10k"].to_numpy())
+
+    oracle = t.filter(pl.col("decision") == ev.ORACLE_DECISION)
+    assert (oracle["false_alarms_per_10k"] <= 50 + 1e-9).all()  # the settings' budget
+    assert ev.ORACLE_DECISION not in ev.recommend(tiny.table)["decision"].to_list()
 
     paths = tiny.write(tmp_path, ev.recommend(tiny.table))
     assert all(p.exists() for p in paths)
