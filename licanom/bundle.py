@@ -28,7 +28,19 @@ from licanom.validate import ValidationResult, validate_log
 BUNDLE_FORMAT = 1
 
 
+def _detector_kind(detector: Any) -> str:
+    from licanom.context import ContextDetector
+
+    if isinstance(detector, AutoencoderDetector):
+        return "autoencoder"
+    return "context" if isinstance(detector, ContextDetector) else "sequence"
+
+
 def _load_detector(kind: str, path: Path) -> Any:
+    if kind == "context":
+        from licanom.context import ContextDetector
+
+        return ContextDetector.load(path)
     if kind == "sequence":
         from licanom.sequence.detector import SequenceDetector
 
@@ -45,7 +57,7 @@ class ModelBundle:
     """A fitted detector, the vocabulary it was trained with and the data settings."""
 
     vendor: str
-    detector: Any  # AutoencoderDetector, or a licanom.sequence SequenceDetector (on chunks)
+    detector: Any  # AutoencoderDetector, SequenceDetector (on chunks) or ContextDetector
     vocabulary: Vocabulary
     chunk: ChunkConfig
     encode: EncodeConfig
@@ -67,7 +79,7 @@ class ModelBundle:
             "format": BUNDLE_FORMAT,
             "vendor": self.vendor,
             "model": self.detector.model,
-            "detector": "autoencoder" if isinstance(self.detector, AutoencoderDetector) else "sequence",
+            "detector": _detector_kind(self.detector),
             "vocabulary_digest": self.vocabulary.digest(),
             "chunk": self.chunk.model_dump(),
             "encode": self.encode.model_dump(),
@@ -115,6 +127,7 @@ class Windows:
     chunks: Chunks | None  # None when fewer rows than one window are available
     tail: pl.DataFrame     # valid raw rows after the last full window (RAW columns)
     rows: pl.DataFrame | None = None  # the valid rows the windows were cut from (carried ones first)
+    encoded: pl.DataFrame | None = None  # those rows derived and encoded, in the windows' order
 
 
 def validate_rows(bundle: ModelBundle, raw: pl.DataFrame, vendor: str | None = None) -> ValidationResult:
@@ -148,7 +161,7 @@ def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame |
     encoded = get_encoder(bundle.encode.encoder).encode(derived, bundle.vocabulary)
     chunks = make_chunks(encoded, size=size, stride=stride, partial="drop")
     last_row = int(chunks.meta["start_row"][-1]) + size
-    return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW), rows=valid.select(RAW))
+    return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW), rows=valid.select(RAW), encoded=encoded)
 
 
 def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
@@ -160,6 +173,13 @@ def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
     det = bundle.detector
     if isinstance(det, AutoencoderDetector):
         return scored_chunks(meta, det.model, det.feature_errors(chunks.X), float(det.threshold_))  # type: ignore[arg-type]
+    if _detector_kind(det) == "context":
+        from licanom.context import chunk_context
+
+        assert windows.encoded is not None, "the context model needs the encoded rows of the windows"
+        context = chunk_context(windows.encoded, chunks.meta["start_row"].to_numpy(), chunks.size)
+        return scored_chunks(meta, det.model, None, float(det.threshold_), det.decision_function(context),
+                             det.top_columns(context))
     return scored_chunks(meta, det.model, None, float(det.threshold_), det.decision_function(chunks.X))
 
 

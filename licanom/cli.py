@@ -86,8 +86,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
     def progress(outcome: Any) -> None:
         row = outcome.row
+        loss = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
         print(f"trained {row['model']:<14} in {row['train_seconds']:>7.1f} s; "
-              f"loss {row['val_loss'] if row['val_loss'] is not None else row['train_loss'] or float('nan'):.4f}; "
+              f"loss {'-' if loss is None else format(loss, '.4f')}; "
               f"M3 flags {row['M3']} of {row['test_chunks']} test items")
         outcome.detector.save(out / "models" / f"{row['model']}.pt")
 
@@ -225,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--logs", help="CSV/Parquet/NDJSON file, glob or folder (default: the vendor's source)")
     p.add_argument("--vendor", default=None, help="vendor name: reads conf/vendors/<vendor>.yaml")
     p.add_argument("--model", default=None,
-                   help="a model name, several separated by commas, 'all' (the eight autoencoders) or 'sequence'")
+                   help="a model name, several separated by commas, 'all' (the eight autoencoders) or 'sequence'; "
+                        "IForest_context reads each chunk's context (licanom.context)")
     p.add_argument("--threshold", default=None, choices=["M1", "M2", "M3", "quantile", "pot"])
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--no-m1", action="store_true", help="skip M1 (it retrains the model several times)")

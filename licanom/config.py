@@ -69,6 +69,7 @@ class TrainConfig(_Model):
     @field_validator("models", mode="before")
     @classmethod
     def _expand_all(cls, v: Any) -> Any:
+        from licanom.context import CONTEXT_MODELS
         from licanom.models.nets import NETS
         from licanom.sequence.detector import SEQUENCE_MODELS
 
@@ -78,7 +79,7 @@ class TrainConfig(_Model):
             return SEQUENCE_MODELS
         if isinstance(v, str):
             v = (v,)
-        known = (*NETS, *SEQUENCE_MODELS)
+        known = (*NETS, *SEQUENCE_MODELS, *CONTEXT_MODELS)
         unknown = [m for m in v if m not in known]
         if unknown:
             raise ValueError(

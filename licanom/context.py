@@ -25,17 +25,33 @@ machine_failures_hour  the row's (key, machine code): failed requests in its clo
 
 Counts enter as ``log1p``. The buckets are calendar hours and days, so a row's context
 includes the requests after it in the same hour or day: right for a nightly run, which scores
-complete days, and the same at training and scoring time. Nothing here is learned: a
-detector (e.g. IsolationForest) learns what is normal for a vendor from the training chunks'
-vectors.
+complete days, and the same at training and scoring time (a scoring pass counts the rows it
+is given, so give it whole days). Nothing in the vector is learned: :class:`ContextDetector`
+(``IForest_context``) learns what is normal for a vendor from the training chunks' vectors.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import pickle
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import polars as pl
 
-__all__ = ["CONTEXT_COLUMNS", "chunk_context", "row_context"]
+from licanom import thresholds as th
+
+__all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_MODELS", "ContextDetector", "chunk_context", "row_context"]
+
+log = logging.getLogger(__name__)
+
+# The registered models that read the context vector instead of the chunks' rows.
+CONTEXT_MODELS: tuple[str, ...] = ("IForest_context",)
+SAVE_FORMAT = 1
 
 # (column, entity columns, bucket, aggregate) of the per-row counts.
 _ROW_COUNTS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
@@ -50,6 +66,20 @@ _ROW_COUNTS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
 )
 ROW_COLUMNS: tuple[str, ...] = tuple(c for c, *_ in _ROW_COUNTS)
 CONTEXT_COLUMNS: tuple[str, ...] = ("rate", "failure_share", "top_machine_share", *ROW_COLUMNS)
+# What each column means, in words for a vendor's report.
+CONTEXT_LABELS: dict[str, str] = {
+    "rate": "requests per second",
+    "failure_share": "share of failed requests",
+    "top_machine_share": "share of requests from one machine",
+    "key_requests_hour": "requests of one key in an hour",
+    "machine_requests_hour": "requests of one machine in an hour",
+    "key_machines_day": "machines using one key in a day",
+    "key_countries_day": "countries using one key in a day",
+    "key_ips_day": "IP addresses using one key in a day",
+    "ip_keys_hour": "keys tried from one IP address in an hour",
+    "ip_failures_hour": "failed requests from one IP address in an hour",
+    "machine_failures_hour": "failed requests of one machine in an hour",
+}
 
 _NEEDED = ("Time", "Key", "MachineCode", "IP", "country", "success")
 
@@ -129,3 +159,169 @@ def _top_share(derived: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarr
         run_start = np.maximum.accumulate(idx, axis=1)
         out[lo : lo + block] = (np.arange(size)[None, :] - run_start + 1).max(axis=1) / size
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# The detector
+
+
+@dataclass
+class ContextDetector:
+    """IsolationForest on the chunks' context vectors, in the PyOD style.
+
+    ``X`` is ``(n_chunks, len(CONTEXT_COLUMNS))`` (:func:`chunk_context`). The score is
+    scikit-learn's ``-score_samples`` (higher = more anomalous, in (0, 1)); the threshold comes
+    from the training scores like the autoencoders' (``threshold``: M1, M2, M3, quantile, pot;
+    M1 refits the forest on random halves, thesis A.1). ``explain(X)`` gives each column's
+    robust z-score against the training chunks (median, interquartile range), so a flagged
+    chunk can say which signal is out of the ordinary; ``encode`` is that z-score matrix
+    (for GMM/KMeans on a "latent code").
+    """
+
+    model: str = "IForest_context"
+    threshold: str = "M3"
+    threshold_params: tuple[tuple[str, Any], ...] = ()
+    n_estimators: int = 200
+    max_samples: int | str = "auto"
+    seed: int = 0
+    m1_max_rounds: int = 5
+
+    estimator_: Any = field(default=None, init=False, repr=False)
+    center_: np.ndarray | None = field(default=None, init=False, repr=False)
+    scale_: np.ndarray | None = field(default=None, init=False, repr=False)
+    decision_scores_: np.ndarray | None = field(default=None, init=False, repr=False)
+    threshold_: float | None = field(default=None, init=False)
+    threshold_method_: str | None = field(default=None, init=False)
+    labels_: np.ndarray | None = field(default=None, init=False, repr=False)
+    seconds_: float = field(default=0.0, init=False)
+
+    def fit(self, X: np.ndarray, y: None = None) -> ContextDetector:
+        """Fit the forest and the columns' reference on training vectors; set the threshold."""
+        X = _check_context(X)
+        if self.model not in CONTEXT_MODELS:
+            raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(CONTEXT_MODELS)}")
+        if self.threshold not in th.THRESHOLDS:
+            raise ValueError(f"unknown threshold {self.threshold!r}; valid: {', '.join(th.THRESHOLDS)}")
+        if len(X) < 2:
+            raise ValueError("IForest_context needs at least 2 training chunks")
+        t0 = time.perf_counter()
+        self.estimator_ = self._forest(X)
+        q25, q50, q75 = np.percentile(X, [25, 50, 75], axis=0)
+        spread = q75 - q25
+        std = X.std(axis=0)
+        self.center_ = q50
+        self.scale_ = np.where(spread > 0, spread, np.where(std > 0, std, 1.0))
+        self.decision_scores_ = self.decision_function(X)
+        self.threshold_, self.threshold_method_ = self._threshold(X, self.decision_scores_)
+        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
+        self.seconds_ = time.perf_counter() - t0
+        return self
+
+    def _forest(self, X: np.ndarray) -> Any:
+        from sklearn.ensemble import IsolationForest
+
+        return IsolationForest(n_estimators=self.n_estimators, max_samples=self.max_samples,
+                               random_state=self.seed).fit(X)
+
+    def _threshold(self, X: np.ndarray, scores: np.ndarray) -> tuple[float, str]:
+        params = dict(self.threshold_params)
+        if self.threshold != "M1":
+            value = th.threshold_from_errors(self.threshold, scores, **params)
+            assert value is not None
+            return float(value), self.threshold
+        value = th.m1(X, self._m1_fit_score, max_rounds=self.m1_max_rounds, seed=self.seed, **params)
+        if value is None:
+            log.warning("M1 found no threshold (thesis: 'na'); using M3 instead")
+            return float(th.m3(scores)), "M3 (M1 found none)"
+        return float(value), "M1"
+
+    def _m1_fit_score(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        return -self._forest(train).score_samples(test)
+
+    def m1_threshold(self, X: np.ndarray) -> float | None:
+        """M1 (thesis A.1) on ``X``; None for the thesis's "na"."""
+        return th.m1(_check_context(X), self._m1_fit_score, max_rounds=self.m1_max_rounds, seed=self.seed)
+
+    def _fitted(self) -> Any:
+        if self.estimator_ is None:
+            raise RuntimeError("this detector is not fitted yet: call fit() or load()")
+        return self.estimator_
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """Anomaly score per chunk ``(n,)``, higher = more anomalous."""
+        forest = self._fitted()
+        X = _check_context(X)
+        return -np.asarray(forest.score_samples(X), dtype=np.float64) if len(X) else np.empty(0)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """1 for chunks whose score exceeds ``threshold_``, else 0 (int8)."""
+        if self.threshold_ is None:
+            raise RuntimeError("this detector is not fitted yet: call fit() or load()")
+        return (self.decision_function(X) > self.threshold_).astype(np.int8)
+
+    def explain(self, X: np.ndarray) -> np.ndarray:
+        """Robust z-score of each column against the training chunks, ``(n, len(CONTEXT_COLUMNS))``."""
+        self._fitted()
+        assert self.center_ is not None and self.scale_ is not None
+        return (_check_context(X) - self.center_) / self.scale_
+
+    def encode(self, X: np.ndarray) -> np.ndarray:
+        """The robust z-scores (:meth:`explain`): the code clustering reads."""
+        return self.explain(X)
+
+    def top_columns(self, X: np.ndarray) -> np.ndarray:
+        """The context column that is furthest above its training median, per chunk (str)."""
+        return np.asarray(CONTEXT_COLUMNS)[self.explain(X).argmax(axis=1)]
+
+    # --- persistence --------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted detector to one file, atomically.
+
+        The forest is a scikit-learn object and is pickled (as MLflow's scikit-learn flavour
+        does): load only files this project wrote, e.g. from the vendor's model registry.
+        """
+        self._fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": SAVE_FORMAT,
+            "settings": {k: getattr(self, k) for k in ("model", "threshold", "n_estimators", "max_samples",
+                                                      "seed", "m1_max_rounds")},
+            "threshold_params": [list(p) for p in self.threshold_params],
+            "estimator": self.estimator_, "center": self.center_, "scale": self.scale_,
+            "decision_scores": self.decision_scores_, "threshold": self.threshold_,
+            "threshold_method": self.threshold_method_, "seconds": self.seconds_,
+            "columns": list(CONTEXT_COLUMNS),
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with tmp.open("wb") as f:
+            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ContextDetector:
+        with Path(path).open("rb") as f:
+            payload = pickle.load(f)  # noqa: S301 - a file this project wrote (see save)
+        if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
+            raise ValueError(f"{path}: unsupported context detector file")
+        if payload["columns"] != list(CONTEXT_COLUMNS):
+            raise ValueError(f"{path}: written for context columns {payload['columns']}, this version has {list(CONTEXT_COLUMNS)}")
+        det = cls(**payload["settings"], threshold_params=tuple(tuple(p) for p in payload["threshold_params"]))
+        det.estimator_ = payload["estimator"]
+        det.center_, det.scale_ = payload["center"], payload["scale"]
+        det.decision_scores_ = np.asarray(payload["decision_scores"], dtype=np.float64)
+        det.threshold_, det.threshold_method_ = payload["threshold"], payload["threshold_method"]
+        det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int8)
+        det.seconds_ = payload["seconds"]
+        return det
+
+
+def _check_context(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != len(CONTEXT_COLUMNS):
+        raise ValueError(f"X must have shape (n_chunks, {len(CONTEXT_COLUMNS)}) (the context vector), got {X.shape}")
+    if not np.isfinite(X).all():
+        bad = int(np.argwhere(~np.isfinite(X))[0][0])
+        raise ValueError(f"the context vector of chunk {bad} is not finite")
+    return X

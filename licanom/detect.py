@@ -41,10 +41,11 @@ RESULT_COLUMNS: tuple[str, ...] = (
 class ModelOutcome:
     """One trained model: its detector, per-chunk scores and its row of the results table."""
 
-    detector: Any                       # AutoencoderDetector or licanom.sequence SequenceDetector
+    detector: Any                       # AutoencoderDetector, SequenceDetector or ContextDetector
     scores: np.ndarray                  # (n_chunks,)
-    feature_errors: np.ndarray | None   # (n_chunks, 8); None for the sequence models
+    feature_errors: np.ndarray | None   # (n_chunks, 8); None for the sequence and context models
     row: dict[str, object]
+    top_features: np.ndarray | None = None  # (n_chunks,) context column names (the context model)
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,24 @@ def is_sequence_model(model: str) -> bool:
     return model in SEQUENCE_MODELS
 
 
+def is_context_model(model: str) -> bool:
+    """True for the models that read the chunks' context vector (licanom.context)."""
+    from licanom.context import CONTEXT_MODELS
+
+    return model in CONTEXT_MODELS
+
+
+def model_inputs(model: str, prepared: Prepared) -> np.ndarray:
+    """What ``model`` reads of the prepared chunks: the chunks ``(n, size, 8)``, or for a
+    context model the chunks' context vectors ``(n, len(CONTEXT_COLUMNS))``."""
+    if not is_context_model(model):
+        return prepared.chunks.X
+    from licanom.context import chunk_context
+
+    chunks = prepared.chunks
+    return chunk_context(prepared.encoded.frame, chunks.meta["start_row"].to_numpy(), chunks.size)
+
+
 def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
                   sequence: SequenceConfig | None = None, **extra: object) -> Any:
     """The detector of a registered model name, with the configured settings.
@@ -86,6 +105,12 @@ def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
     null, decide by their own learned boundary, score > 0), and the results table still counts
     M2, M3, quantile and pot on their scores.
     """
+    if is_context_model(model):
+        from licanom.context import ContextDetector
+
+        return ContextDetector(model=model, threshold=detect.threshold,
+                               threshold_params=tuple(sorted(detect.threshold_params.items())),
+                               seed=train.seed, m1_max_rounds=detect.m1_max_rounds)
     if is_sequence_model(model):
         from licanom.sequence.detector import SequenceDetector
 
@@ -129,9 +154,19 @@ def evaluate_model(
     ``y`` (sequence models only): +1 normal, -1 anomaly, 0 unknown per item; only the training
     items' labels are used.
     """
+    from licanom.context import ContextDetector
+
     X_train, X_test = take(X, ~test_mask), take(X, test_mask)
-    sequence = not isinstance(detector, AutoencoderDetector)
-    if sequence:
+    top_features = None
+    if isinstance(detector, ContextDetector):
+        detector.fit(X_train)
+        feature_errors = None
+        scores = detector.decision_function(X)
+        top_features = detector.top_columns(X)
+        m1 = detector.m1_threshold(X_train) if detect.m1 else None
+        bottleneck, depth = f"({X.shape[1]},)", 0
+        seconds, epochs_run, train_loss, val_loss = detector.seconds_, 0, None, None
+    elif not isinstance(detector, AutoencoderDetector):
         detector.fit(X_train, None if y is None else np.asarray(y)[~test_mask])
         feature_errors = None
         scores = detector.decision_function(X)
@@ -183,16 +218,18 @@ def evaluate_model(
         "train_loss": train_loss,
         "val_loss": val_loss,
     }
-    return ModelOutcome(detector=detector, scores=scores, feature_errors=feature_errors, row=row)
+    return ModelOutcome(detector=detector, scores=scores, feature_errors=feature_errors, row=row,
+                        top_features=top_features)
 
 
 def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | None, threshold: float,
-                  scores: np.ndarray | None = None) -> pl.DataFrame:
+                  scores: np.ndarray | None = None, top_features: np.ndarray | None = None) -> pl.DataFrame:
     """Chunk metadata (with ``split``) plus scores in the CHUNK_COLUMNS contract.
 
     ``feature_errors`` is ``(n_chunks, 8)``; the score is its mean, ``top_feature`` its argmax.
-    A model without per-column errors (the sequence models) gives ``scores`` instead, and
-    ``top_feature`` and the ``error_*`` columns are null.
+    A model without per-column errors gives ``scores`` instead, and the ``error_*`` columns are
+    null; ``top_feature`` is then ``top_features`` (the context model: the context column
+    furthest above its typical value) or null (the sequence models).
     """
     if feature_errors is not None:
         scores = feature_errors.mean(axis=1)
@@ -200,7 +237,8 @@ def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | N
         errors = [pl.Series(name, feature_errors[:, j], dtype=pl.Float64) for j, name in enumerate(ERROR_COLUMNS)]
     else:
         assert scores is not None, "give feature_errors or scores"
-        top = pl.lit(None, dtype=pl.String).alias("top_feature")
+        top = (pl.lit(None, dtype=pl.String).alias("top_feature") if top_features is None
+               else pl.Series("top_feature", np.asarray(top_features), dtype=pl.String))
         errors = [pl.lit(None, dtype=pl.Float64).alias(name) for name in ERROR_COLUMNS]
     return meta.with_columns(
         pl.lit(model).alias("model"),
@@ -216,7 +254,8 @@ def chunk_results(prepared: Prepared, outcome: ModelOutcome) -> pl.DataFrame:
     """One row per chunk (train and test) in the CHUNK_COLUMNS contract."""
     det = outcome.detector
     assert det.threshold_ is not None
-    return scored_chunks(prepared.chunk_table(), det.model, outcome.feature_errors, det.threshold_, outcome.scores)
+    return scored_chunks(prepared.chunk_table(), det.model, outcome.feature_errors, det.threshold_, outcome.scores,
+                         outcome.top_features)
 
 
 def detect(
@@ -263,9 +302,14 @@ def detect(
             starts = prepared.chunks.meta["start_row"].to_numpy()
             y = aggregate_row_labels([ids[a:a + prepared.chunks.size] for a in starts], labels)
     outcomes = []
+    context: np.ndarray | None = None
     for model in models:
         detector = make_detector(model, train, detect_cfg, seq)
-        outcome = evaluate_model(detector, X, test_mask, detect_cfg, y if is_sequence_model(model) else None)
+        inputs = X
+        if is_context_model(model):
+            context = model_inputs(model, prepared) if context is None else context
+            inputs = context
+        outcome = evaluate_model(detector, inputs, test_mask, detect_cfg, y if is_sequence_model(model) else None)
         outcomes.append(outcome)
         if on_model:
             on_model(outcome)

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from licanom.context import CONTEXT_LABELS
 from licanom.columns import FEATURES, RAW, SUMMARY_COLUMNS
 from licanom.states import MethodGroup
 
@@ -417,7 +418,9 @@ def _reasons(a: _Analysis, k: int) -> tuple[str, ...]:
             parts.append(f"{_LABELS.get(feature, feature)} ({err / typ:.1f}x typical)")
         else:
             parts.append(f"{_LABELS.get(feature, feature)} ({err:.3f})")
-    if parts:
+    if parts and a.inp.feature_errors is None and cols[0][0] in CONTEXT_LABELS:
+        out.append(f"most unusual: {CONTEXT_LABELS[cols[0][0]]}")  # the context model's signal
+    elif parts:
         out.append("largest error: " + ", ".join(parts))
 
     failed, normal_failed = a.frame_failed_share[k], a.normal_failed_share
@@ -817,6 +820,10 @@ def _errors_table(a: _Analysis, k: int) -> str:
         if top is None:
             return ("<h3>Column errors</h3><p>This model scores a chunk as a whole (no error per "
                     "column): see the summary vector and the values below.</p>")
+        if top in CONTEXT_LABELS:
+            return ("<h3>Context</h3><p>This model reads what the chunk's keys, machines and addresses "
+                    f"did that hour and day; the most unusual signal: <b>{_e(CONTEXT_LABELS[top])}</b> "
+                    f"(<code>{_e(top)}</code>).</p>")
         return (f"<h3>Column errors</h3><p>Largest error in the <b>{_e(top)}</b> "
                 "column (per-column errors were not kept).</p>")
     errors = np.asarray(inp.feature_errors, dtype=np.float64)[peak]

@@ -14,7 +14,9 @@ import polars as pl
 
 from licanom.bundle import ModelBundle
 from licanom.config import Config
-from licanom.detect import evaluate_model, format_results, is_sequence_model, make_detector, results_frame
+from licanom.detect import (
+    evaluate_model, format_results, is_context_model, is_sequence_model, make_detector, model_inputs, results_frame,
+)
 from licanom.pipeline import Prepared
 from licanom.privacy import secret_env_name
 from licanom.tracking import RegisteredVersion, Tracker
@@ -111,14 +113,18 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
     checkpoints = checkpoint_dir(cfg, prepared, model)
     detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, checkpoint_dir=str(checkpoints))
     with tracker.run(cfg.vendor, model, "variant", parent_run_id, tags={"model": model}) as run_id:
-        outcome = evaluate_model(detector, prepared.chunks.X, prepared.test_mask, cfg.detect)
+        outcome = evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect)
         row = outcome.row
         common = {
             "architecture": model, "bottleneck": row["bottleneck"], "depth": row["depth"],
             "chunk_size": cfg.chunk.size, "stride": cfg.chunk.stride, "epochs": cfg.train.epochs,
             "batch_size": cfg.train.batch_size, "seed": cfg.train.seed, "data_hash": data_hash(prepared),
         }
-        if sequence_model:
+        if is_context_model(model):
+            train_loss, val_loss = (), ()
+            tracker.log_params(run_id, {**common, "family": "context", "n_estimators": detector.n_estimators,
+                                        "threshold_method": detector.threshold_method_})
+        elif sequence_model:
             history = detector.history_
             train_loss, val_loss = tuple(history.objective), ()
             tracker.log_params(run_id, {**common, "family": model.split("_")[0], "solver": cfg.sequence.solver,

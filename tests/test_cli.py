@@ -118,3 +118,22 @@ def test_report_of_a_sequence_model_on_chunks(csv_export, tmp_path):
 
     page = re.sub(r"data:image/png;base64,[A-Za-z0-9+/=]+", "", (out / "report.html").read_text())
     assert not re.search(r"\bnan\b", page, re.IGNORECASE) and not re.search(r"\bNone\b", page)
+
+
+def test_detect_with_the_context_model_names_the_signal(csv_export, tmp_path):
+    """IForest_context through `licanom detect`: the chunk contract, its model file, the context
+    column of each chunk as top_feature, and the report saying why in words."""
+    from licanom.context import CONTEXT_COLUMNS, CONTEXT_LABELS, ContextDetector
+
+    out = tmp_path / "ctx"
+    assert main(["detect", "--logs", str(csv_export), "--model", "IForest_context", "--threshold", "quantile",
+                 "--out", str(out)]) == EXIT_OK
+    chunks = pl.read_parquet(out / "chunks.parquet")
+    assert tuple(chunks.columns) == CHUNK_COLUMNS and chunks.height == 12
+    assert set(chunks["top_feature"]) <= set(CONTEXT_COLUMNS) and chunks["error_key"].null_count() == 12
+    det = ContextDetector.load(out / "models" / "IForest_context.pt")
+    assert det.threshold_ == chunks["threshold"][0]
+    flagged = chunks.filter(pl.col("is_anomaly"))
+    assert flagged.height >= 1  # quantile: the top 1% of the training scores, here one training chunk
+    page = (out / "report.html").read_text()
+    assert f"most unusual: {CONTEXT_LABELS[flagged['top_feature'][0]]}" in page

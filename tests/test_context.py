@@ -89,3 +89,61 @@ def test_planted_anomalies_stand_out_in_the_context_vector():
 
     scores = -IsolationForest(random_state=0).fit(ctx).score_samples(ctx)
     assert roc_auc_score(truth, scores) >= 0.8
+
+
+# --- the detector ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def floating_context():
+    from licanom.config import load_config
+    from licanom.detect import model_inputs
+    from licanom.labels import chunk_truth
+    from licanom.pipeline import prepare
+    from licanom.simulate import simulate
+
+    sim = simulate("floating", seed=11, days=14)
+    prepared = prepare(sim.log, load_config(overrides={"split": {"method": "time"}}))
+    truth = chunk_truth(prepared.encoded.frame, prepared.chunks, sim.labels)
+    return model_inputs("IForest_context", prepared), prepared.test_mask, truth
+
+
+def test_context_detector_contract_persistence_and_quality(floating_context, tmp_path):
+    from licanom.context import ContextDetector
+    from licanom.labels import auroc
+
+    X, test, truth = floating_context
+    det = ContextDetector(threshold="quantile", seed=0).fit(X[~test])
+    assert det.decision_scores_.shape == ((~test).sum(),) and set(np.unique(det.labels_)) <= {0, 1}
+    assert det.threshold_method_ == "quantile" and np.isfinite(det.threshold_)
+    scores = det.decision_function(X)
+    labels = det.predict(X)
+    assert labels.dtype == np.int8 and (labels == (scores > det.threshold_)).all()
+    z = det.explain(X)
+    assert z.shape == X.shape and det.encode(X[:3]).shape == (3, len(CONTEXT_COLUMNS))
+    assert set(det.top_columns(X)) <= set(CONTEXT_COLUMNS)
+    np.testing.assert_allclose(np.median(det.explain(X[~test]), axis=0), 0.0, atol=1e-9)
+
+    again = ContextDetector.load(det.save(tmp_path / "context.pkl"))
+    np.testing.assert_array_equal(again.decision_function(X), scores)
+    assert (again.threshold_, again.threshold_method_) == (det.threshold_, det.threshold_method_)
+
+    # out of sample: the held-out days' chunks holding planted anomalies score higher
+    assert auroc(truth[test], scores[test]) >= 0.85, auroc(truth[test], scores[test])
+    # repeatable
+    np.testing.assert_array_equal(ContextDetector(threshold="quantile", seed=0).fit(X[~test]).decision_function(X), scores)
+
+
+def test_context_detector_refuses_bad_input_clearly():
+    from licanom.context import ContextDetector
+
+    with pytest.raises(ValueError, match=r"shape \(n_chunks, 11\)"):
+        ContextDetector().fit(np.zeros((10, 8)))
+    bad = np.zeros((10, len(CONTEXT_COLUMNS)))
+    bad[7, 2] = np.nan
+    with pytest.raises(ValueError, match="chunk 7 is not finite"):
+        ContextDetector().fit(bad)
+    with pytest.raises(ValueError, match="unknown threshold"):
+        ContextDetector(threshold="M9").fit(np.random.default_rng(0).normal(size=(20, len(CONTEXT_COLUMNS))))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ContextDetector().decision_function(np.zeros((1, len(CONTEXT_COLUMNS))))

@@ -141,3 +141,30 @@ def test_a_sequence_model_trains_registers_and_scores_through_the_flow(vendor_en
     assert scored.chunks.height == 5 and scored.chunks["top_feature"].null_count() == 5
     assert (scored.chunks["is_anomaly"] == (scored.chunks["score"] > scored.chunks["threshold"])).all()
     assert "GRU_OCSVM" in set(summary.results["model"])
+
+
+def test_the_context_model_trains_registers_and_scores_through_the_flow(vendor_env) -> None:
+    """IForest_context beside an autoencoder: registered, and its registered version scores raw
+    rows, naming the context signal of each chunk."""
+    import mlflow
+
+    from flows.train_vendor import train_vendor
+    from licanom.bundle import score_log
+    from licanom.context import CONTEXT_COLUMNS
+    from licanom.tracking import configure
+
+    _, _, log = vendor_env
+    summary = train_vendor("gamma", models=["TCN_AE_Small", "IForest_context"])
+    assert [v.model for v in summary.versions] == ["TCN_AE_Small", "IForest_context"]
+    ctx = summary.versions[1]
+    tracker = configure()
+    assert tracker.client.get_run(ctx.run_id).data.params["family"] == "context"
+    mlflow.set_tracking_uri(tracker.config.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{ctx.name}/{ctx.version}")
+    bundle = model.unwrap_python_model().bundle
+    scored = score_log(bundle, log.tail(500))
+    assert scored.chunks.height == 5 and set(scored.chunks["top_feature"]) <= set(CONTEXT_COLUMNS)
+    assert scored.chunks["error_time"].null_count() == 5
+    assert (scored.chunks["is_anomaly"] == (scored.chunks["score"] > scored.chunks["threshold"])).all()
+    row = summary.results.filter(summary.results["model"] == "IForest_context").row(0, named=True)
+    assert row["bottleneck"] == f"({len(CONTEXT_COLUMNS)},)" and row["M3"] is not None
