@@ -13,7 +13,7 @@ seeds, followed by the recommended default per vendor size. Writes ``evaluation.
     python -m benchmarks.eval_detectors --m1 --no-mlflow      # also M1 (slow); no MLflow run
 
 Defaults: four profiles x seeds 1,2,3 x 30 days (about 5,000-8,000 chunks a seed), the eight
-autoencoders at 5 epochs with one torch thread plus the four baselines: estimated 10-20 min on
+autoencoders at 5 epochs with one torch thread, plus IForest_context and the five baselines: 10-20 min on
 an otherwise idle 2-core machine (autoencoder training dominates; a busy machine takes longer).
 """
 
@@ -28,6 +28,7 @@ from licanom.config import DetectConfig, EncodeConfig, TrainConfig
 from licanom.evaluate import (
     AUTOENCODERS,
     BASELINES,
+    CONTEXT,
     THRESHOLD_DECISIONS,
     EvalSettings,
     log_evaluation,
@@ -54,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", default="all",
                    help="comma list of registered detectors; 'all' = the eight autoencoders "
                         f"(registered: {', '.join(registered())})")
-    p.add_argument("--no-baselines", action="store_true", help=f"leave out {', '.join(BASELINES)}")
+    p.add_argument("--no-baselines", action="store_true", help=f"leave out {', '.join(CONTEXT + BASELINES)}")
     p.add_argument("--m1", action="store_true", help="also the M1 threshold (retrains; slow)")
     p.add_argument("--no-clustering", action="store_true", help="leave out GMM and KMeans")
     p.add_argument("--protocol", choices=("blocked", "all"), default="blocked")
@@ -78,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def settings_from(args: argparse.Namespace) -> EvalSettings:
     models = _names(args.models, AUTOENCODERS)
     if not args.no_baselines:
-        models += tuple(b for b in BASELINES if b not in models)
+        models += tuple(b for b in CONTEXT + BASELINES if b not in models)
     thresholds = (*THRESHOLD_DECISIONS, "M1") if args.m1 else THRESHOLD_DECISIONS
     return EvalSettings(
         profiles=_names(args.profiles, PROFILES),

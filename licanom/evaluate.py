@@ -4,9 +4,11 @@ Over vendors of each licensing profile (:data:`licanom.simulate.PROFILES`) and s
 every registered detector is fitted without labels and judged against the simulator's labels:
 
 * detectors (a registry of :class:`Candidate` factories, one per name): the thesis's eight
-  autoencoders, and the classical baselines scikit-learn ``IsolationForest`` and
-  ``LocalOutlierFactor(novelty=True)``, each on the chunks' summary vectors (``distinct_*``)
-  and on the flattened chunks ``(n_chunks, size * 8)``;
+  autoencoders, the four sequence models (LSTM/GRU + OC-SVM/SVDD), the context model
+  ``IForest_context`` (:mod:`licanom.context`), and the classical baselines scikit-learn
+  ``IsolationForest`` and ``LocalOutlierFactor(novelty=True)``, each on the chunks' summary
+  vectors (``distinct_*``) and on the flattened chunks ``(n_chunks, size * 8)``, and LOF on
+  the context vectors;
 * decisions: the thresholds of :mod:`licanom.thresholds` on the detector's training scores
   (``M2``, ``M3``, ``quantile``, ``pot``, and ``M1`` when asked: it retrains), clustering of the
   latent code (``GMM``, ``KMeans``) for detectors that have one (``encode``), and ``own``, the
@@ -259,6 +261,19 @@ def _sequence(name: str) -> CandidateFactory:
     return factory
 
 
+def _context(name: str) -> CandidateFactory:
+    """The product's context model (licanom.context.ContextDetector) on the chunks' context vectors."""
+    def factory(settings: EvalSettings) -> Candidate:
+        from licanom.context import ContextDetector
+
+        def make() -> Detector:
+            return ContextDetector(model=name, threshold="M3", seed=settings.train.seed)
+
+        return Candidate(name, "context", make, "context")
+
+    return factory
+
+
 def _baseline(kind: Literal["iforest", "lof"], inputs: Inputs) -> CandidateFactory:
     def factory(settings: EvalSettings) -> Candidate:
         name = f"{'IForest' if kind == 'iforest' else 'LOF'}_{inputs}"
@@ -279,16 +294,16 @@ def _autoencoder_names() -> tuple[str, ...]:
 
 
 AUTOENCODERS: tuple[str, ...] = _autoencoder_names()
-BASELINES: tuple[str, ...] = (
-    "IForest_summary", "IForest_flat", "IForest_context", "LOF_summary", "LOF_flat", "LOF_context",
-)
+BASELINES: tuple[str, ...] = ("IForest_summary", "IForest_flat", "LOF_summary", "LOF_flat", "LOF_context")
+CONTEXT: tuple[str, ...] = ("IForest_context",)
 for _name in AUTOENCODERS:
     register(_name, _autoencoder(_name))
 SEQUENCE: tuple[str, ...] = ("LSTM_OCSVM", "LSTM_SVDD", "GRU_OCSVM", "GRU_SVDD")
 for _name in SEQUENCE:
     register(_name, _sequence(_name))
-for _kind, _inp in (("iforest", "summary"), ("iforest", "flat"), ("iforest", "context"),
-                    ("lof", "summary"), ("lof", "flat"), ("lof", "context")):
+for _name in CONTEXT:
+    register(_name, _context(_name))
+for _kind, _inp in (("iforest", "summary"), ("iforest", "flat"), ("lof", "summary"), ("lof", "flat"), ("lof", "context")):
     register(f"{'IForest' if _kind == 'iforest' else 'LOF'}_{_inp}", _baseline(_kind, _inp))  # type: ignore[arg-type]
 
 
