@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vendor", default=None, help="vendor name: reads conf/vendors/<vendor>.yaml")
     p.add_argument("--model", default=None,
                    help="a model name, several separated by commas, 'all' (the eight autoencoders) or 'sequence'; "
-                        "IForest_context reads each chunk's context (licanom.context)")
+                        "IForest_context and LOF_context read each chunk's context (licanom.context)")
     p.add_argument("--threshold", default=None, choices=["M1", "M2", "M3", "quantile", "pot"])
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--no-m1", action="store_true", help="skip M1 (it retrains the model several times)")

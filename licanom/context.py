@@ -50,7 +50,7 @@ __all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_MODELS", "ContextDetect
 log = logging.getLogger(__name__)
 
 # The registered models that read the context vector instead of the chunks' rows.
-CONTEXT_MODELS: tuple[str, ...] = ("IForest_context",)
+CONTEXT_MODELS: tuple[str, ...] = ("IForest_context", "LOF_context")
 SAVE_FORMAT = 1
 
 # (column, entity columns, bucket, aggregate) of the per-row counts.
@@ -167,10 +167,13 @@ def _top_share(derived: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarr
 
 @dataclass
 class ContextDetector:
-    """IsolationForest on the chunks' context vectors, in the PyOD style.
+    """IsolationForest (``IForest_context``) or LocalOutlierFactor (``LOF_context``) on the
+    chunks' context vectors, in the PyOD style.
 
     ``X`` is ``(n_chunks, len(CONTEXT_COLUMNS))`` (:func:`chunk_context`). The score is
-    scikit-learn's ``-score_samples`` (higher = more anomalous, in (0, 1)); the threshold comes
+    scikit-learn's ``-score_samples`` (higher = more anomalous); LOF reads the vectors scaled by
+    the training chunks' median and interquartile range (its distances need one scale), and its
+    training scores are each training chunk's LOF without itself as a neighbour. The threshold comes
     from the training scores like the autoencoders' (``threshold``: M1, M2, M3, quantile, pot;
     M1 refits the forest on random halves, thesis A.1). ``explain(X)`` gives each column's
     robust z-score against the training chunks (median, interquartile range), so a flagged
@@ -183,6 +186,7 @@ class ContextDetector:
     threshold_params: tuple[tuple[str, Any], ...] = ()
     n_estimators: int = 200
     max_samples: int | str = "auto"
+    n_neighbors: int = 20
     seed: int = 0
     m1_max_rounds: int = 5
 
@@ -203,25 +207,42 @@ class ContextDetector:
         if self.threshold not in th.THRESHOLDS:
             raise ValueError(f"unknown threshold {self.threshold!r}; valid: {', '.join(th.THRESHOLDS)}")
         if len(X) < 2:
-            raise ValueError("IForest_context needs at least 2 training chunks")
+            raise ValueError(f"{self.model} needs at least 2 training chunks")
         t0 = time.perf_counter()
-        self.estimator_ = self._forest(X)
         q25, q50, q75 = np.percentile(X, [25, 50, 75], axis=0)
         spread = q75 - q25
         std = X.std(axis=0)
         self.center_ = q50
         self.scale_ = np.where(spread > 0, spread, np.where(std > 0, std, 1.0))
-        self.decision_scores_ = self.decision_function(X)
+        self.estimator_ = self._estimator(X)
+        if self.model == "LOF_context":
+            self.decision_scores_ = -np.asarray(self.estimator_.negative_outlier_factor_, dtype=np.float64)
+        else:
+            self.decision_scores_ = self.decision_function(X)
         self.threshold_, self.threshold_method_ = self._threshold(X, self.decision_scores_)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
         self.seconds_ = time.perf_counter() - t0
         return self
 
-    def _forest(self, X: np.ndarray) -> Any:
+    def _estimator(self, X: np.ndarray) -> Any:
+        """The fitted scikit-learn estimator on raw (forest) or scaled (LOF) vectors."""
+        if self.model == "LOF_context":
+            from sklearn.neighbors import LocalOutlierFactor
+
+            k = min(self.n_neighbors, len(X) - 1)
+            return LocalOutlierFactor(n_neighbors=k, novelty=True).fit(self._scaled(X))
         from sklearn.ensemble import IsolationForest
 
         return IsolationForest(n_estimators=self.n_estimators, max_samples=self.max_samples,
                                random_state=self.seed).fit(X)
+
+    def _scaled(self, X: np.ndarray) -> np.ndarray:
+        assert self.center_ is not None and self.scale_ is not None
+        return (X - self.center_) / self.scale_
+
+    def _score(self, estimator: Any, X: np.ndarray) -> np.ndarray:
+        inputs = self._scaled(X) if self.model == "LOF_context" else X
+        return -np.asarray(estimator.score_samples(inputs), dtype=np.float64)
 
     def _threshold(self, X: np.ndarray, scores: np.ndarray) -> tuple[float, str]:
         params = dict(self.threshold_params)
@@ -236,7 +257,7 @@ class ContextDetector:
         return float(value), "M1"
 
     def _m1_fit_score(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
-        return -self._forest(train).score_samples(test)
+        return self._score(self._estimator(train), test)  # the training chunks' scaling kept
 
     def m1_threshold(self, X: np.ndarray) -> float | None:
         """M1 (thesis A.1) on ``X``; None for the thesis's "na"."""
@@ -249,9 +270,9 @@ class ContextDetector:
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Anomaly score per chunk ``(n,)``, higher = more anomalous."""
-        forest = self._fitted()
+        estimator = self._fitted()
         X = _check_context(X)
-        return -np.asarray(forest.score_samples(X), dtype=np.float64) if len(X) else np.empty(0)
+        return self._score(estimator, X) if len(X) else np.empty(0)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """1 for chunks whose score exceeds ``threshold_``, else 0 (int8)."""
@@ -262,8 +283,7 @@ class ContextDetector:
     def explain(self, X: np.ndarray) -> np.ndarray:
         """Robust z-score of each column against the training chunks, ``(n, len(CONTEXT_COLUMNS))``."""
         self._fitted()
-        assert self.center_ is not None and self.scale_ is not None
-        return (_check_context(X) - self.center_) / self.scale_
+        return self._scaled(_check_context(X))
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         """The robust z-scores (:meth:`explain`): the code clustering reads."""
@@ -277,7 +297,7 @@ class ContextDetector:
     def save(self, path: str | Path) -> Path:
         """Write the fitted detector to one file, atomically.
 
-        The forest is a scikit-learn object and is pickled (as MLflow's scikit-learn flavour
+        The estimator is a scikit-learn object and is pickled (as MLflow's scikit-learn flavour
         does): load only files this project wrote, e.g. from the vendor's model registry.
         """
         self._fitted()
@@ -286,7 +306,7 @@ class ContextDetector:
         payload = {
             "format": SAVE_FORMAT,
             "settings": {k: getattr(self, k) for k in ("model", "threshold", "n_estimators", "max_samples",
-                                                      "seed", "m1_max_rounds")},
+                                                      "n_neighbors", "seed", "m1_max_rounds")},
             "threshold_params": [list(p) for p in self.threshold_params],
             "estimator": self.estimator_, "center": self.center_, "scale": self.scale_,
             "decision_scores": self.decision_scores_, "threshold": self.threshold_,

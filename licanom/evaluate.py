@@ -4,11 +4,10 @@ Over vendors of each licensing profile (:data:`licanom.simulate.PROFILES`) and s
 every registered detector is fitted without labels and judged against the simulator's labels:
 
 * detectors (a registry of :class:`Candidate` factories, one per name): the thesis's eight
-  autoencoders, the four sequence models (LSTM/GRU + OC-SVM/SVDD), the context model
-  ``IForest_context`` (:mod:`licanom.context`), and the classical baselines scikit-learn
-  ``IsolationForest`` and ``LocalOutlierFactor(novelty=True)``, each on the chunks' summary
-  vectors (``distinct_*``) and on the flattened chunks ``(n_chunks, size * 8)``, and LOF on
-  the context vectors;
+  autoencoders, the four sequence models (LSTM/GRU + OC-SVM/SVDD), the context models
+  ``IForest_context`` and ``LOF_context`` (:mod:`licanom.context`), and the classical
+  baselines scikit-learn ``IsolationForest`` and ``LocalOutlierFactor(novelty=True)``, each on
+  the chunks' summary vectors (``distinct_*``) and on the flattened chunks ``(n_chunks, size * 8)``;
 * decisions: the thresholds of :mod:`licanom.thresholds` on the detector's training scores
   (``M2``, ``M3``, ``quantile``, ``pot``, and ``M1`` when asked: it retrains), clustering of the
   latent code (``GMM``, ``KMeans``) for detectors that have one (``encode``), and ``own``, the
@@ -262,7 +261,7 @@ def _sequence(name: str) -> CandidateFactory:
 
 
 def _context(name: str) -> CandidateFactory:
-    """The product's context model (licanom.context.ContextDetector) on the chunks' context vectors."""
+    """A product context model (licanom.context.ContextDetector) on the chunks' context vectors."""
     def factory(settings: EvalSettings) -> Candidate:
         from licanom.context import ContextDetector
 
@@ -277,7 +276,7 @@ def _context(name: str) -> CandidateFactory:
 def _baseline(kind: Literal["iforest", "lof"], inputs: Inputs) -> CandidateFactory:
     def factory(settings: EvalSettings) -> Candidate:
         name = f"{'IForest' if kind == 'iforest' else 'LOF'}_{inputs}"
-        scale = kind == "lof" and inputs in ("summary", "context")  # flat chunks already lie in [0, 1]
+        scale = kind == "lof" and inputs == "summary"  # flat chunks already lie in [0, 1]
 
         def make() -> Detector:
             return SklearnDetector(kind=kind, scale=scale, seed=settings.train.seed)
@@ -294,8 +293,8 @@ def _autoencoder_names() -> tuple[str, ...]:
 
 
 AUTOENCODERS: tuple[str, ...] = _autoencoder_names()
-BASELINES: tuple[str, ...] = ("IForest_summary", "IForest_flat", "LOF_summary", "LOF_flat", "LOF_context")
-CONTEXT: tuple[str, ...] = ("IForest_context",)
+BASELINES: tuple[str, ...] = ("IForest_summary", "IForest_flat", "LOF_summary", "LOF_flat")
+CONTEXT: tuple[str, ...] = ("IForest_context", "LOF_context")
 for _name in AUTOENCODERS:
     register(_name, _autoencoder(_name))
 SEQUENCE: tuple[str, ...] = ("LSTM_OCSVM", "LSTM_SVDD", "GRU_OCSVM", "GRU_SVDD")
@@ -303,7 +302,7 @@ for _name in SEQUENCE:
     register(_name, _sequence(_name))
 for _name in CONTEXT:
     register(_name, _context(_name))
-for _kind, _inp in (("iforest", "summary"), ("iforest", "flat"), ("lof", "summary"), ("lof", "flat"), ("lof", "context")):
+for _kind, _inp in (("iforest", "summary"), ("iforest", "flat"), ("lof", "summary"), ("lof", "flat")):
     register(f"{'IForest' if _kind == 'iforest' else 'LOF'}_{_inp}", _baseline(_kind, _inp))  # type: ignore[arg-type]
 
 

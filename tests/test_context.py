@@ -108,12 +108,14 @@ def floating_context():
     return model_inputs("IForest_context", prepared), prepared.test_mask, truth
 
 
-def test_context_detector_contract_persistence_and_quality(floating_context, tmp_path):
-    from licanom.context import ContextDetector
+@pytest.mark.parametrize("model", ["IForest_context", "LOF_context"])
+def test_context_detector_contract_persistence_and_quality(model, floating_context, tmp_path):
+    from licanom.context import CONTEXT_MODELS, ContextDetector
     from licanom.labels import auroc
 
+    assert model in CONTEXT_MODELS
     X, test, truth = floating_context
-    det = ContextDetector(threshold="quantile", seed=0).fit(X[~test])
+    det = ContextDetector(model, threshold="quantile", seed=0).fit(X[~test])
     assert det.decision_scores_.shape == ((~test).sum(),) and set(np.unique(det.labels_)) <= {0, 1}
     assert det.threshold_method_ == "quantile" and np.isfinite(det.threshold_)
     scores = det.decision_function(X)
@@ -131,7 +133,7 @@ def test_context_detector_contract_persistence_and_quality(floating_context, tmp
     # out of sample: the held-out days' chunks holding planted anomalies score higher
     assert auroc(truth[test], scores[test]) >= 0.85, auroc(truth[test], scores[test])
     # repeatable
-    np.testing.assert_array_equal(ContextDetector(threshold="quantile", seed=0).fit(X[~test]).decision_function(X), scores)
+    np.testing.assert_array_equal(ContextDetector(model, threshold="quantile", seed=0).fit(X[~test]).decision_function(X), scores)
 
 
 def test_context_detector_refuses_bad_input_clearly():
