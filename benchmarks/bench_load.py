@@ -104,6 +104,7 @@ def train_one(vendor: str) -> Trained:
     tracker = configure()
     validation = pipeline.validate(pipeline.extract(cfg.source, until=until), cfg.validate_)
     prepared = pipeline.encode_and_chunk(validation, cfg)
+    cfg = training.for_vendor_size(cfg, prepared)
     run_id = training.start_training(tracker, cfg, prepared)
     variant = training.train_variant(tracker, cfg, prepared, cfg.train.models[0], run_id, training.work_dir())
     training.finish_training(tracker, cfg, run_id, [variant])

@@ -28,6 +28,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
     raw = data.extract(cfg, until=until)
     validation = data.validate(raw, cfg)
     prepared = data.encode_and_chunk(validation, cfg)
+    cfg = training.for_vendor_size(cfg, prepared)  # train.models: auto -> by the training chunks
     training.share_cores(len(cfg.train.models))
     parent_run_id = training.start_training(tracker, cfg, prepared)
     variants = training.train_variant.map(

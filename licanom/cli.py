@@ -92,7 +92,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
               f"M3 flags {row['M3']} of {row['test_chunks']} test items")
         outcome.detector.save(out / "models" / f"{row['model']}.pt")
 
-    detection = detect(prepared, cfg.train, cfg.detect, on_model=progress, sequence=cfg.sequence,
+    detection = detect(prepared, cfg.train, cfg.detect, on_model=progress, sequence=cfg.sequence, context=cfg.context,
                        labels=labels, split=cfg.split)
     detection.write(out)
     print()

@@ -56,8 +56,50 @@ class SplitConfig(_Model):
     seed: int = 0
 
 
+AUTO = "auto"
+
+
+def _known_models() -> tuple[str, ...]:
+    from licanom.context import CONTEXT_MODELS
+    from licanom.models.nets import NETS
+    from licanom.sequence.detector import SEQUENCE_MODELS
+
+    return (*NETS, *SEQUENCE_MODELS, *CONTEXT_MODELS)
+
+
+def _check_names(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        v = (v,)
+    known = _known_models()
+    unknown = [m for m in v if m not in known]
+    if unknown:
+        raise ValueError(
+            f"unknown model(s) {unknown}; valid: {', '.join(known)}, 'all' (the eight autoencoders), "
+            "'sequence' (the four sequence models) or 'auto' (by vendor size: train.auto)"
+        )
+    if not v:
+        raise ValueError("at least one model is needed")
+    return tuple(v)
+
+
+class AutoModels(_Model):
+    """What ``train.models: auto`` trains, by the vendor's size: the rule of the labelled
+    evaluation (README, "Choosing the defaults"). A vendor whose training chunks number at most
+    ``small_max_train_chunks`` is small."""
+
+    small: tuple[str, ...] = ("LOF_context", "TCN_AE")
+    large: tuple[str, ...] = ("GRU_OCSVM", "TCN_AE")
+    small_max_train_chunks: int = Field(500, ge=0)
+
+    @field_validator("small", "large", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        return _check_names(v)
+
+
 class TrainConfig(_Model):
     models: tuple[str, ...] = ("LSTM_AE_Deep2",)
+    auto: AutoModels = AutoModels()
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
@@ -69,7 +111,6 @@ class TrainConfig(_Model):
     @field_validator("models", mode="before")
     @classmethod
     def _expand_all(cls, v: Any) -> Any:
-        from licanom.context import CONTEXT_MODELS
         from licanom.models.nets import NETS
         from licanom.sequence.detector import SEQUENCE_MODELS
 
@@ -77,16 +118,17 @@ class TrainConfig(_Model):
             return tuple(NETS)
         if v in ("sequence", ["sequence"], ("sequence",)):
             return SEQUENCE_MODELS
-        if isinstance(v, str):
-            v = (v,)
-        known = (*NETS, *SEQUENCE_MODELS, *CONTEXT_MODELS)
-        unknown = [m for m in v if m not in known]
-        if unknown:
-            raise ValueError(
-                f"unknown model(s) {unknown}; valid: {', '.join(known)}, 'all' (the eight autoencoders) "
-                "or 'sequence' (the four sequence models)"
-            )
-        return tuple(v)
+        if v in (AUTO, [AUTO], (AUTO,)):
+            return (AUTO,)
+        return _check_names(v)
+
+    def resolved(self, n_train_chunks: int) -> TrainConfig:
+        """This configuration with ``models: auto`` replaced by the models for a vendor with
+        ``n_train_chunks`` training chunks (``auto.small`` or ``auto.large``); else itself."""
+        if self.models != (AUTO,):
+            return self
+        small = n_train_chunks <= self.auto.small_max_train_chunks
+        return self.model_copy(update={"models": self.auto.small if small else self.auto.large})
 
 
 class SequenceConfig(_Model):
@@ -116,6 +158,16 @@ class DetectConfig(_Model):
     clustering_seed: int = 0
 
 
+class ContextConfig(_Model):
+    """The context models (IForest_context, LOF_context: licanom.context)."""
+
+    # their decision, from their training scores; quantile (top 1%) from the labelled evaluation
+    threshold: Literal["M1", "M2", "M3", "quantile", "pot"] = "quantile"
+    threshold_params: dict[str, float | int | str] = Field(default_factory=dict)
+    n_estimators: int = Field(200, ge=1)   # IForest_context
+    n_neighbors: int = Field(20, ge=1)     # LOF_context
+
+
 class PrivacyConfig(_Model):
     # replace Key, IP and MachineCode by keyed pseudonyms before anything reaches MLflow
     pseudonymise: bool = False
@@ -142,6 +194,7 @@ class Config(_Model):
     schedule: ScheduleConfig = ScheduleConfig()
     privacy: PrivacyConfig = PrivacyConfig()
     sequence: SequenceConfig = SequenceConfig()
+    context: ContextConfig = ContextConfig()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -149,6 +202,12 @@ class Config(_Model):
     @classmethod
     def _vendor_name(cls, v: str) -> str:
         return validate_vendor_name(v)
+
+    def for_size(self, n_train_chunks: int) -> Config:
+        """This configuration with ``train.models: auto`` resolved for a vendor with
+        ``n_train_chunks`` training chunks (:meth:`TrainConfig.resolved`)."""
+        train = self.train.resolved(n_train_chunks)
+        return self if train is self.train else self.model_copy(update={"train": train})
 
 
 def validate_vendor_name(name: str) -> str:

@@ -20,7 +20,7 @@ from licanom import thresholds as th
 from licanom.clustering import cluster_anomalies
 from licanom.columns import ERROR_COLUMNS, FEATURES, SUMMARY_COLUMNS
 from licanom.chunk import split_chunks
-from licanom.config import DetectConfig, SequenceConfig, SplitConfig, TrainConfig
+from licanom.config import AUTO, ContextConfig, DetectConfig, SequenceConfig, SplitConfig, TrainConfig
 from licanom.entities import SEQUENCE_COLUMNS
 from licanom.models.detector import AutoencoderDetector
 from licanom.pipeline import Prepared
@@ -97,19 +97,23 @@ def model_inputs(model: str, prepared: Prepared) -> np.ndarray:
 
 
 def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
-                  sequence: SequenceConfig | None = None, **extra: object) -> Any:
+                  sequence: SequenceConfig | None = None, context: ContextConfig | None = None,
+                  **extra: object) -> Any:
     """The detector of a registered model name, with the configured settings.
 
     Autoencoders take ``detect.threshold`` (M1-M3, quantile, pot) as their decision; the
     sequence models flag the top ``sequence.contamination`` of their training scores (or, with
     null, decide by their own learned boundary, score > 0), and the results table still counts
-    M2, M3, quantile and pot on their scores.
+    M2, M3, quantile and pot on their scores. The context models decide by
+    ``context.threshold`` (the top 1% of their training scores by default).
     """
     if is_context_model(model):
         from licanom.context import ContextDetector
 
-        return ContextDetector(model=model, threshold=detect.threshold,
-                               threshold_params=tuple(sorted(detect.threshold_params.items())),
+        ctx = context or ContextConfig()
+        return ContextDetector(model=model, threshold=ctx.threshold,
+                               threshold_params=tuple(sorted(ctx.threshold_params.items())),
+                               n_estimators=ctx.n_estimators, n_neighbors=ctx.n_neighbors,
                                seed=train.seed, m1_max_rounds=detect.m1_max_rounds)
     if is_sequence_model(model):
         from licanom.sequence.detector import SequenceDetector
@@ -267,6 +271,7 @@ def detect(
     sequence: SequenceConfig | None = None,
     labels: pl.DataFrame | None = None,
     split: SplitConfig | None = None,
+    context: ContextConfig | None = None,
 ) -> Detection:
     """Train each model and score every chunk (or entity sequence); the first model gives the
     per-item results.
@@ -277,6 +282,8 @@ def detect(
     """
     from licanom.entities import aggregate_row_labels, make_sequences, sequence_labels
 
+    if not models and train.models == (AUTO,):  # by the vendor's size: its training chunks
+        train = train.resolved(int((~prepared.test_mask).sum()))
     models = tuple(models or train.models)
     seq = sequence or SequenceConfig()
     if seq.mode != "chunks":
@@ -304,7 +311,7 @@ def detect(
     outcomes = []
     context: np.ndarray | None = None
     for model in models:
-        detector = make_detector(model, train, detect_cfg, seq)
+        detector = make_detector(model, train, detect_cfg, seq, context)
         inputs = X
         if is_context_model(model):
             context = model_inputs(model, prepared) if context is None else context

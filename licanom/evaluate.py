@@ -265,8 +265,13 @@ def _context(name: str) -> CandidateFactory:
     def factory(settings: EvalSettings) -> Candidate:
         from licanom.context import ContextDetector
 
+        from licanom.config import ContextConfig
+
+        ctx = ContextConfig()
+
         def make() -> Detector:
-            return ContextDetector(model=name, threshold="M3", seed=settings.train.seed)
+            return ContextDetector(model=name, threshold=ctx.threshold, n_estimators=ctx.n_estimators,
+                                   n_neighbors=ctx.n_neighbors, seed=settings.train.seed)
 
         return Candidate(name, "context", make, "context")
 

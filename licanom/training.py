@@ -80,6 +80,11 @@ def share_cores(n_parallel: int) -> int:
     return workers
 
 
+def for_vendor_size(cfg: Config, prepared: Prepared) -> Config:
+    """The configuration with ``train.models: auto`` resolved by the vendor's training chunks."""
+    return cfg.for_size(int((~prepared.test_mask).sum()))
+
+
 def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
     """The parent MLflow run of a training flow; returns its run id."""
     run_id = tracker.start_run(cfg.vendor, f"train {cfg.vendor}", "training")
@@ -111,7 +116,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             f"{cfg.sequence.mode!r}) run from `licanom detect --sequences` for now"
         )
     checkpoints = checkpoint_dir(cfg, prepared, model)
-    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, checkpoint_dir=str(checkpoints))
+    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, checkpoint_dir=str(checkpoints))
     with tracker.run(cfg.vendor, model, "variant", parent_run_id, tags={"model": model}) as run_id:
         outcome = evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect)
         row = outcome.row

@@ -34,6 +34,11 @@ def work_dir() -> Path:
 
 
 @task(cache_policy=NO_CACHE)
+def for_vendor_size(cfg: Config, prepared: Prepared) -> Config:
+    return training.for_vendor_size(cfg, prepared)
+
+
+@task(cache_policy=NO_CACHE)
 def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
     return training.start_training(tracker, cfg, prepared)
 

@@ -149,3 +149,36 @@ def test_context_detector_refuses_bad_input_clearly():
         ContextDetector(threshold="M9").fit(np.random.default_rng(0).normal(size=(20, len(CONTEXT_COLUMNS))))
     with pytest.raises(RuntimeError, match="not fitted"):
         ContextDetector().decision_function(np.zeros((1, len(CONTEXT_COLUMNS))))
+
+
+# --- the size rule of train.models: auto -------------------------------------------------------
+
+
+def test_auto_models_follow_the_vendor_size():
+    from licanom.config import load_config
+
+    cfg = load_config(overrides={"train": {"models": "auto", "auto": {"small_max_train_chunks": 100}}})
+    assert cfg.train.models == ("auto",)
+    assert cfg.for_size(100).train.models == cfg.train.auto.small
+    assert cfg.for_size(101).train.models == cfg.train.auto.large
+    fixed = load_config(overrides={"train": {"models": ["TCN_AE"]}})
+    assert fixed.for_size(10) is fixed  # nothing to resolve
+    with pytest.raises(ValueError, match=r"unknown model\(s\) \['LOF'\]"):
+        load_config(overrides={"train": {"auto": {"small": ["LOF"]}}})
+    with pytest.raises(ValueError, match="at least one model"):
+        load_config(overrides={"train": {"auto": {"large": []}}})
+
+
+def test_detect_without_a_model_trains_the_size_rule(tmp_path):
+    """`licanom detect` with the defaults (models: auto) on a small log trains auto.small."""
+    from licanom.cli import EXIT_OK, main
+    from licanom.config import load_config
+    from tests.conftest import make_raw_log
+
+    path = tmp_path / "small.csv"
+    make_raw_log(1200).with_columns(pl.col("Time").dt.epoch("s")).write_csv(path)
+    out = tmp_path / "det"
+    assert main(["detect", "--logs", str(path), "--epochs", "1", "--no-m1", "--out", str(out)]) == EXIT_OK
+    results = pl.read_csv(out / "results.csv")
+    assert tuple(results["model"]) == load_config().train.auto.small
+    assert pl.read_parquet(out / "chunks.parquet")["model"][0] == load_config().train.auto.small[0]

@@ -168,3 +168,19 @@ def test_the_context_model_trains_registers_and_scores_through_the_flow(vendor_e
     assert (scored.chunks["is_anomaly"] == (scored.chunks["score"] > scored.chunks["threshold"])).all()
     row = summary.results.filter(summary.results["model"] == "IForest_context").row(0, named=True)
     assert row["bottleneck"] == f"({len(CONTEXT_COLUMNS)},)" and row["M3"] is not None
+
+
+def test_auto_models_train_what_the_size_rule_names(vendor_env) -> None:
+    """models: auto resolves by the vendor's training chunks inside the flow; the first of the
+    resolved list becomes the champion."""
+    from flows.train_vendor import train_vendor
+    from licanom.config import load_config
+    from licanom.tracking import configure
+
+    auto = load_config("gamma").train.auto
+    summary = train_vendor("gamma", models=["auto"])
+    n_train = configure().client.get_run(summary.parent_run_id).data.metrics["chunks_train"]
+    expected = auto.small if n_train <= auto.small_max_train_chunks else auto.large
+    assert [v.model for v in summary.versions] == list(expected)
+    assert summary.champion.model == expected[0]
+    assert configure().client.get_run(summary.parent_run_id).data.params["models"] == ",".join(expected)
