@@ -13,7 +13,8 @@ seeds, followed by the recommended default per vendor size. Writes ``evaluation.
     python -m benchmarks.eval_detectors --m1 --no-mlflow      # also M1 (slow); no MLflow run
 
 Defaults: four profiles x seeds 1,2,3 x 30 days (about 5,000-8,000 chunks a seed), the eight
-autoencoders at 5 epochs with one torch thread, plus the two context models and the four baselines: 10-20 min on
+autoencoders at 5 epochs with one torch thread, the four sequence models, the two context
+models and the four baselines: 15-25 min on
 an otherwise idle 2-core machine (autoencoder training dominates; a busy machine takes longer).
 """
 
@@ -29,6 +30,7 @@ from licanom.evaluate import (
     AUTOENCODERS,
     BASELINES,
     CONTEXT,
+    SEQUENCE,
     THRESHOLD_DECISIONS,
     EvalSettings,
     log_evaluation,
@@ -52,9 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--days", type=int, default=30, help="days of log per vendor (default 30)")
     p.add_argument("--epochs", type=int, default=5, help="autoencoder epochs (default 5)")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--models", default="all",
-                   help="comma list of registered detectors; 'all' = the eight autoencoders "
-                        f"(registered: {', '.join(registered())})")
+    p.add_argument("--models", default="all,sequence",
+                   help="comma list of registered detectors; 'all' = the eight autoencoders, 'sequence' = "
+                        f"the four sequence models (default both; registered: {', '.join(registered())})")
     p.add_argument("--no-baselines", action="store_true", help=f"leave out {', '.join(CONTEXT + BASELINES)}")
     p.add_argument("--m1", action="store_true", help="also the M1 threshold (retrains; slow)")
     p.add_argument("--no-clustering", action="store_true", help="leave out GMM and KMeans")
@@ -77,7 +79,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def settings_from(args: argparse.Namespace) -> EvalSettings:
-    models = _names(args.models, AUTOENCODERS)
+    groups = {"all": AUTOENCODERS, "sequence": SEQUENCE}
+    names = [t.strip() for t in args.models.split(",") if t.strip()]
+    models = tuple(dict.fromkeys(m for name in names for m in groups.get(name, (name,))))
     if not args.no_baselines:
         models += tuple(b for b in CONTEXT + BASELINES if b not in models)
     thresholds = (*THRESHOLD_DECISIONS, "M1") if args.m1 else THRESHOLD_DECISIONS

@@ -261,3 +261,16 @@ def test_log_evaluation_makes_one_run(tiny: ev.Evaluation):
     with pytest.raises(RuntimeError, match="store down"):
         ev.log_evaluation(failing, tiny)  # type: ignore[arg-type]
     assert failing.calls[-1] == ("end_run", ("run-1", "FAILED"))
+
+
+def test_make_eval_measures_every_model_the_defaults_can_choose():
+    """The defaults follow from `make eval`: its default run evaluates every model that
+    `train.models: auto` may train, and the model groups expand."""
+    from benchmarks.eval_detectors import parse_args, settings_from
+    from licanom.config import load_config
+
+    default = settings_from(parse_args([])).models
+    auto = load_config().train.auto
+    assert set(auto.small) | set(auto.large) <= set(default)
+    assert set(ev.AUTOENCODERS) | set(ev.SEQUENCE) | set(ev.CONTEXT) | set(ev.BASELINES) == set(default)
+    assert settings_from(parse_args(["--models", "TCN_AE,GRU_OCSVM", "--no-baselines"])).models == ("TCN_AE", "GRU_OCSVM")
