@@ -66,8 +66,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         overrides["train"] = {"models": args.model if args.model in ("all", "sequence") else args.model.split(",")}
     if args.epochs:
         overrides.setdefault("train", {})["epochs"] = args.epochs
-    if args.threshold:
+    if args.threshold:  # the decision of the autoencoders and of the context models
         overrides["detect"] = {"threshold": args.threshold}
+        overrides["context"] = {"threshold": args.threshold}
     if args.no_m1:
         overrides.setdefault("detect", {})["m1"] = False
     if args.sequences:
@@ -228,7 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="a model name, several separated by commas, 'all' (the eight autoencoders) or 'sequence'; "
                         "IForest_context and LOF_context read each chunk's context (licanom.context)")
-    p.add_argument("--threshold", default=None, choices=["M1", "M2", "M3", "quantile", "pot"])
+    p.add_argument("--threshold", default=None, choices=["M1", "M2", "M3", "quantile", "pot"],
+                   help="the decision of the autoencoders (detect.threshold) and context models (context.threshold)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--no-m1", action="store_true", help="skip M1 (it retrains the model several times)")
     p.add_argument("--sequences", choices=["chunks", "key", "key-machine"], default=None,

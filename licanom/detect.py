@@ -309,13 +309,13 @@ def detect(
             starts = prepared.chunks.meta["start_row"].to_numpy()
             y = aggregate_row_labels([ids[a:a + prepared.chunks.size] for a in starts], labels)
     outcomes = []
-    context: np.ndarray | None = None
+    vectors: np.ndarray | None = None  # the context vectors, computed once for the context models
     for model in models:
         detector = make_detector(model, train, detect_cfg, seq, context)
         inputs = X
         if is_context_model(model):
-            context = model_inputs(model, prepared) if context is None else context
-            inputs = context
+            vectors = model_inputs(model, prepared) if vectors is None else vectors
+            inputs = vectors
         outcome = evaluate_model(detector, inputs, test_mask, detect_cfg, y if is_sequence_model(model) else None)
         outcomes.append(outcome)
         if on_model:

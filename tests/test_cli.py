@@ -132,7 +132,11 @@ def test_detect_with_the_context_model_names_the_signal(csv_export, tmp_path):
     assert tuple(chunks.columns) == CHUNK_COLUMNS and chunks.height == 12
     assert set(chunks["top_feature"]) <= set(CONTEXT_COLUMNS) and chunks["error_key"].null_count() == 12
     det = ContextDetector.load(out / "models" / "IForest_context.pt")
-    assert det.threshold_ == chunks["threshold"][0]
+    assert det.threshold_ == chunks["threshold"][0] and det.threshold_method_ == "quantile"
+    m2 = tmp_path / "ctx-m2"  # --threshold reaches the context models too
+    assert main(["detect", "--logs", str(csv_export), "--model", "IForest_context", "--threshold", "M2",
+                 "--no-m1", "--out", str(m2)]) == EXIT_OK
+    assert ContextDetector.load(m2 / "models" / "IForest_context.pt").threshold_method_ == "M2"
     flagged = chunks.filter(pl.col("is_anomaly"))
     assert flagged.height >= 1  # quantile: the top 1% of the training scores, here one training chunk
     page = (out / "report.html").read_text()
