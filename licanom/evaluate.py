@@ -263,11 +263,10 @@ def _sequence(name: str) -> CandidateFactory:
 def _context(name: str) -> CandidateFactory:
     """A product context model (licanom.context.ContextDetector) on the chunks' context vectors."""
     def factory(settings: EvalSettings) -> Candidate:
+        from licanom.config import ContextConfig
         from licanom.context import ContextDetector
 
-        from licanom.config import ContextConfig
-
-        ctx = ContextConfig()
+        ctx = ContextConfig()  # the product's defaults (conf/defaults.yaml: context)
 
         def make() -> Detector:
             return ContextDetector(model=name, threshold=ctx.threshold, n_estimators=ctx.n_estimators,
