@@ -32,7 +32,6 @@ is given, so give it whole days). Nothing in the vector is learned: :class:`Cont
 
 from __future__ import annotations
 
-import logging
 import os
 import pickle
 import time
@@ -47,7 +46,6 @@ from licanom import thresholds as th
 
 __all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_MODELS", "ContextDetector", "chunk_context", "row_context"]
 
-log = logging.getLogger(__name__)
 
 # The registered models that read the context vector instead of the chunks' rows.
 CONTEXT_MODELS: tuple[str, ...] = ("IForest_context", "LOF_context")
@@ -245,16 +243,8 @@ class ContextDetector:
         return -np.asarray(estimator.score_samples(inputs), dtype=np.float64)
 
     def _threshold(self, X: np.ndarray, scores: np.ndarray) -> tuple[float, str]:
-        params = dict(self.threshold_params)
-        if self.threshold != "M1":
-            value = th.threshold_from_errors(self.threshold, scores, **params)
-            assert value is not None
-            return float(value), self.threshold
-        value = th.m1(X, self._m1_fit_score, max_rounds=self.m1_max_rounds, seed=self.seed, **params)
-        if value is None:
-            log.warning("M1 found no threshold (thesis: 'na'); using M3 instead")
-            return float(th.m3(scores)), "M3 (M1 found none)"
-        return float(value), "M1"
+        return th.decide(self.threshold, X, scores, self._m1_fit_score, dict(self.threshold_params),
+                         max_rounds=self.m1_max_rounds, seed=self.seed)
 
     def _m1_fit_score(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
         return self._score(self._estimator(train), test)  # the training chunks' scaling kept

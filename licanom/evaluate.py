@@ -263,14 +263,10 @@ def _sequence(name: str) -> CandidateFactory:
 def _context(name: str) -> CandidateFactory:
     """A product context model (licanom.context.ContextDetector) on the chunks' context vectors."""
     def factory(settings: EvalSettings) -> Candidate:
-        from licanom.config import ContextConfig
-        from licanom.context import ContextDetector
+        from licanom.detect import make_detector
 
-        ctx = ContextConfig()  # the product's defaults (conf/defaults.yaml: context)
-
-        def make() -> Detector:
-            return ContextDetector(model=name, threshold=ctx.threshold, n_estimators=ctx.n_estimators,
-                                   n_neighbors=ctx.n_neighbors, seed=settings.train.seed)
+        def make() -> Detector:  # the product's context settings (ContextConfig's defaults)
+            return make_detector(name, settings.train, settings.detect)
 
         return Candidate(name, "context", make, "context")
 
@@ -523,10 +519,10 @@ class _Vendor:
     overlaps: pl.DataFrame
     events: pl.DataFrame
     summary: np.ndarray
-    context: np.ndarray
+    context: np.ndarray | None  # the context vectors, when a candidate reads them
 
 
-def _prepare_vendor(sim: SimulatedLog, settings: EvalSettings) -> _Vendor:
+def _prepare_vendor(sim: SimulatedLog, settings: EvalSettings, context: bool = True) -> _Vendor:
     from licanom.derive import derive
     from licanom.encode import get_encoder
     from licanom.pipeline import prepare
@@ -564,7 +560,7 @@ def _prepare_vendor(sim: SimulatedLog, settings: EvalSettings) -> _Vendor:
         overlaps=event_overlaps(encoded["Id"], sim.labels, starts, chunks.size),
         events=sim.events,
         summary=chunks.meta.select(SUMMARY_COLUMNS).to_numpy().astype(np.float64),
-        context=chunk_context(encoded, starts, chunks.size),
+        context=chunk_context(encoded, starts, chunks.size) if context else None,
     )
 
 
@@ -576,6 +572,7 @@ def _inputs(candidate: Candidate, X: np.ndarray, vendor: _Vendor) -> np.ndarray:
     if candidate.inputs == "summary":
         return vendor.summary
     if candidate.inputs == "context":
+        assert vendor.context is not None, "the vendor was prepared without context vectors"
         return vendor.context
     raise ValueError(f"{candidate.name}: unknown inputs {candidate.inputs!r}")
 
@@ -679,7 +676,7 @@ def evaluate_vendor(
     progress: Callable[[str], None] | None = None,
 ) -> pl.DataFrame:
     """Rows of PER_SEED_COLUMNS for one simulated vendor and every candidate x decision."""
-    vendor = _prepare_vendor(sim, settings)
+    vendor = _prepare_vendor(sim, settings, context=any(c.inputs == "context" for c in candidates))
     rows: list[dict[str, object]] = []
     for cand in candidates:
         t0 = time.perf_counter()

@@ -15,6 +15,7 @@ A window is an anomaly when its error is strictly greater than the threshold.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -24,6 +25,8 @@ from numpy.typing import ArrayLike, NDArray
 THRESHOLDS: tuple[str, ...] = ("M1", "M2", "M3", "quantile", "pot")
 
 FitScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+log = logging.getLogger(__name__)
 
 
 def _as_errors(errors: ArrayLike, name: str = "errors") -> NDArray[np.float64]:
@@ -291,6 +294,33 @@ def threshold_from_errors(name: str, errors: ArrayLike, **params: object) -> flo
     if name not in funcs:
         raise ValueError(f"unknown threshold {name!r}; expected one of {THRESHOLDS}")
     return funcs[name](errors, **params)
+
+
+def decide(
+    name: str,
+    X: ArrayLike,
+    errors: ArrayLike,
+    fit_score: FitScore,
+    params: dict[str, object] | None = None,
+    *,
+    max_rounds: int = 20,
+    seed: int = 0,
+) -> tuple[float, str]:
+    """A detector's threshold and the method that gave it, from its training ``X`` and errors.
+
+    Any name but M1 works from ``errors`` alone; M1 refits through ``fit_score`` and, when it
+    finds none (the thesis's "na"), falls back to M3 and says so in the method name.
+    """
+    params = params or {}
+    if name != "M1":
+        value = threshold_from_errors(name, errors, **params)
+        assert value is not None
+        return float(value), name
+    found = m1(X, fit_score, max_rounds=max_rounds, seed=seed, **params)  # type: ignore[arg-type]
+    if found is None:
+        log.warning("M1 found no threshold (thesis: 'na'); using M3 instead")
+        return float(m3(errors)), "M3 (M1 found none)"
+    return float(found), "M1"
 
 
 @dataclass(frozen=True)

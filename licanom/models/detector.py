@@ -162,16 +162,8 @@ class AutoencoderDetector:
         return net, report
 
     def _threshold(self, X: np.ndarray, errors: np.ndarray) -> tuple[float, str]:
-        params = dict(self.threshold_params)
-        if self.threshold != "M1":
-            value = th.threshold_from_errors(self.threshold, errors, **params)
-            assert value is not None
-            return float(value), self.threshold
-        value = th.m1(X, self._m1_fit_score, max_rounds=self.m1_max_rounds, seed=self.seed, **params)
-        if value is None:
-            log.warning("M1 found no threshold (thesis: 'na'); using M3 instead")
-            return float(th.m3(errors)), "M3 (M1 found none)"
-        return float(value), "M1"
+        return th.decide(self.threshold, X, errors, self._m1_fit_score, dict(self.threshold_params),
+                         max_rounds=self.m1_max_rounds, seed=self.seed)
 
     def _m1_fit_score(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
         net, _ = self._train(train, self.epochs, None)
