@@ -11,6 +11,10 @@ A window is an anomaly when its error is strictly greater than the threshold.
 - `quantile`: the `1 - contamination` quantile of the training errors.
 - `pot`: peaks-over-threshold (SPOT, Siffer et al. 2017), a generalised-Pareto fit to the
   upper tail, extrapolated to a small risk `q`.
+- `budget`: a false-alarm budget. An exponential tail is fitted to the bulk of the training
+  errors (between their median and 80th percentile) and cut where it leaves `alarm_rate` of
+  normal windows above; the top fifth of the training windows, where any anomalies of the
+  training days lie, does not shape it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-THRESHOLDS: tuple[str, ...] = ("M1", "M2", "M3", "quantile", "pot")
+THRESHOLDS: tuple[str, ...] = ("M1", "M2", "M3", "quantile", "pot", "budget")
 
 FitScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -144,6 +148,44 @@ def quantile(errors: ArrayLike, contamination: float = 0.01) -> float:
     if not 0.0 <= contamination < 1.0:
         raise ValueError(f"contamination must lie in [0, 1), got {contamination!r}")
     return float(np.quantile(_as_errors(errors), 1.0 - contamination))
+
+
+def budget(errors: ArrayLike, alarm_rate: float = 0.005, lo: float = 0.5, hi: float = 0.8) -> float:
+    """The error a normal window exceeds with probability `alarm_rate`, from the bulk of the errors.
+
+    With `a`, `b` the `lo` and `hi` quantiles of the training errors, the tail above `a` is
+    taken as exponential, `P(e > a + x) = (1 - lo) * exp(-x / beta)`, with `beta` set so that it
+    passes through `b`: `beta = (b - a) / log((1 - lo) / (1 - hi))`. The threshold is where that
+    tail falls to `alarm_rate`:
+
+        a + beta * log((1 - lo) / alarm_rate)
+
+    Only the errors up to the `hi` quantile shape it, so anomalies in the training windows (up
+    to `1 - hi` of them) raise it only by shifting those quantiles a little (a more cautious
+    threshold), unlike `quantile`, M2 or `pot`, which read the top of the training errors. `alarm_rate=0.005` is 50 false alarms per 10,000 normal windows when
+    the tail is exponential. A lighter tail (bounded errors) gives fewer; a heavier one more.
+    When `a == b` (most errors equal) the spread above `b` is used instead, and the maximum
+    error when every error is equal (nothing lies above it then).
+    """
+    arr = _as_errors(errors)
+    _check_open_unit(alarm_rate, "alarm_rate")
+    if not 0.0 < lo < hi < 1.0:
+        raise ValueError(f"need 0 < lo < hi < 1, got lo={lo!r}, hi={hi!r}")
+    if alarm_rate >= 1.0 - hi:
+        raise ValueError(f"alarm_rate {alarm_rate!r} must be below 1 - hi = {1.0 - hi:g}: the tail is fitted below it")
+    a, b = (float(v) for v in np.quantile(arr, [lo, hi]))
+    if b > a:
+        beta = (b - a) / np.log((1.0 - lo) / (1.0 - hi))
+        return float(a + beta * np.log((1.0 - lo) / alarm_rate))
+    above = arr[arr > b]
+    if above.size == 0:
+        return float(arr.max())
+    # the errors above the tie: an exponential tail from b with their median excess
+    share = above.size / arr.size
+    beta = float(np.median(above - b)) / np.log(2.0)
+    if share <= alarm_rate:
+        return float(arr.max())
+    return float(b + beta * np.log(share / alarm_rate))
 
 
 # ------------------------------------------------------------------------- POT
@@ -278,7 +320,7 @@ def threshold_from_errors(name: str, errors: ArrayLike, **params: object) -> flo
     """Compute the threshold called `name` (one of THRESHOLDS) from training errors.
 
     `params` go to the function (e.g. `bins` for M3, `contamination` for quantile, `q` for
-    pot). M1 retrains an autoencoder, so it cannot work from errors alone: call `m1`.
+    pot, `alarm_rate` for budget). M1 retrains an autoencoder, so it cannot work from errors alone: call `m1`.
     """
     if name == "M1":
         raise ValueError(
@@ -290,6 +332,7 @@ def threshold_from_errors(name: str, errors: ArrayLike, **params: object) -> flo
         "M3": m3,
         "quantile": quantile,
         "pot": pot,
+        "budget": budget,
     }
     if name not in funcs:
         raise ValueError(f"unknown threshold {name!r}; expected one of {THRESHOLDS}")
@@ -332,12 +375,13 @@ class Thresholds:
     m3: float
     quantile: float
     pot: float
+    budget: float
 
     @classmethod
     def from_errors(cls, errors: ArrayLike, m1: float | None = None) -> Thresholds:
-        """Compute M2, M3, quantile and pot with their defaults; M1 is passed in."""
+        """Compute M2, M3, quantile, pot and budget with their defaults; M1 is passed in."""
         arr = _as_errors(errors)
-        return cls(m1=m1, m2=m2(arr), m3=m3(arr), quantile=quantile(arr), pot=pot(arr))
+        return cls(m1=m1, m2=m2(arr), m3=m3(arr), quantile=quantile(arr), pot=pot(arr), budget=budget(arr))
 
     def as_dict(self) -> dict[str, float | None]:
         """Keyed by the names in THRESHOLDS."""

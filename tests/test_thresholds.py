@@ -10,6 +10,7 @@ import pytest
 
 from licanom.thresholds import (
     THRESHOLDS,
+    budget,
     Thresholds,
     m1,
     m2,
@@ -132,11 +133,12 @@ def test_errors_are_validated(
 
 
 def test_registry_dispatches_by_name() -> None:
-    assert THRESHOLDS == ("M1", "M2", "M3", "quantile", "pot")
+    assert THRESHOLDS == ("M1", "M2", "M3", "quantile", "pot", "budget")
     assert threshold_from_errors("M2", ERRORS) == m2(ERRORS)
     assert threshold_from_errors("M3", ERRORS, bins=5) == m3(ERRORS, bins=5)
     assert threshold_from_errors("quantile", ERRORS, contamination=0.2) == quantile(ERRORS, 0.2)
     assert threshold_from_errors("pot", ERRORS) == pot(ERRORS)
+    assert threshold_from_errors("budget", ERRORS, alarm_rate=0.01) == budget(ERRORS, 0.01)
 
 
 def test_registry_m1_and_unknown_names() -> None:
@@ -155,6 +157,7 @@ def test_thresholds_dataclass() -> None:
         "M3": m3(ERRORS),
         "quantile": quantile(ERRORS),
         "pot": pot(ERRORS),
+        "budget": budget(ERRORS),
     }
     with pytest.raises(AttributeError):
         t.m2 = 0.0  # type: ignore[misc]
@@ -262,3 +265,35 @@ def test_m1_rejects_too_few_chunks_and_bad_scores() -> None:
         m1(chunks(4), ScriptedFit([1.0, 2.0, 3.0]))
     with pytest.raises(ValueError, match="finite"):
         m1(chunks(4), ScriptedFit([1.0, np.nan]))
+
+
+# ----------------------------------------------------------------------- budget
+
+
+def test_budget_on_an_exponential_tail_is_its_quantile() -> None:
+    errors = 0.3 + np.random.default_rng(0).exponential(0.1, 200_000)
+    for rate in (0.01, 0.005, 0.001):
+        exact = 0.3 + 0.1 * np.log(1 / rate)  # the (1 - rate) quantile of this law
+        assert budget(errors, alarm_rate=rate) == pytest.approx(exact, rel=0.02)
+
+
+def test_budget_ignores_anomalies_in_the_training_errors() -> None:
+    rng = np.random.default_rng(1)
+    clean = rng.exponential(1.0, 5_000)
+    dirty = np.concatenate([clean, 50 + rng.exponential(10.0, 500)])  # 9% anomalous windows
+    # they shift the bulk's quantiles a little (a more cautious threshold) ...
+    assert budget(clean) < budget(dirty) < 1.5 * budget(clean)
+    assert quantile(dirty, 0.005) > 5 * quantile(clean, 0.005)  # ... the top quantile moves with them
+    assert 0.002 < (clean > budget(clean)).mean() < 0.01  # about the 0.5% asked for
+    assert 0.0 < (clean > budget(dirty)).mean() < 0.005
+
+
+def test_budget_with_ties_and_bad_parameters() -> None:
+    assert budget(np.full(50, 0.2)) == 0.2  # nothing above the tie: the maximum
+    tied = np.r_[np.zeros(90), np.linspace(1.0, 2.0, 10)]  # the 50% and 80% quantiles are equal
+    # the tail above the tie is fitted to the 10% above it
+    assert 1.0 < budget(tied, alarm_rate=0.05) < 2.0 < budget(tied, alarm_rate=0.01)
+    for kwargs, message in (({"alarm_rate": 0.0}, "alarm_rate"), ({"alarm_rate": 0.3}, "below 1 - hi"),
+                            ({"lo": 0.9, "hi": 0.8}, "lo < hi")):
+        with pytest.raises(ValueError, match=message):
+            budget(ERRORS, **kwargs)
