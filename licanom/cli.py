@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from licanom.thresholds import THRESHOLDS
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_SOURCE = 0, 1, 2, 3, 4
 
 
@@ -228,8 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vendor", default=None, help="vendor name: reads conf/vendors/<vendor>.yaml")
     p.add_argument("--model", default=None,
                    help="a model name, several separated by commas, 'all' (the eight autoencoders) or 'sequence'; "
-                        "IForest_context and LOF_context read each chunk's context (licanom.context)")
-    p.add_argument("--threshold", default=None, choices=["M1", "M2", "M3", "quantile", "pot"],
+                        "Tail_context, IForest_context and LOF_context read each chunk's context (licanom.context)")
+    p.add_argument("--threshold", default=None, choices=list(THRESHOLDS),
                    help="the decision of the autoencoders (detect.threshold) and context models (context.threshold)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--no-m1", action="store_true", help="skip M1 (it retrains the model several times)")

@@ -15,19 +15,21 @@ failure_share          share of failed requests
 top_machine_share      share of the chunk's most frequent (key, machine code)
 key_requests_hour      the row's key: requests in the row's clock hour
 machine_requests_hour  the row's (key, machine code): requests in its clock hour
-key_machines_day       the row's key: distinct machine codes that day (UTC)
-key_countries_day      the row's key: distinct countries that day
-key_ips_day            the row's key: distinct IP addresses that day
+key_machines_hour      the row's key: distinct machine codes in its clock hour
+key_countries_hour     the row's key: distinct countries in its clock hour
+key_ips_hour           the row's key: distinct IP addresses in its clock hour
 ip_keys_hour           the row's IP address: distinct keys in its clock hour
 ip_failures_hour       the row's IP address: failed requests in its clock hour
 machine_failures_hour  the row's (key, machine code): failed requests in its clock hour
 ===================== ===============================================================
 
-Counts enter as ``log1p``. The buckets are calendar hours and days, so a row's context
-includes the requests after it in the same hour or day: right for a nightly run, which scores
-complete days, and the same at training and scoring time (a scoring pass counts the rows it
-is given, so give it whole days). Nothing in the vector is learned: :class:`ContextDetector`
-(``IForest_context``) learns what is normal for a vendor from the training chunks' vectors.
+Counts enter as ``log1p``. The buckets are clock hours (UTC), so a row's context includes
+the requests after it in the same hour: right for a nightly run, which scores complete days,
+and the same at training and scoring time (a scoring pass counts the rows it is given, so give
+it whole days). Hours, not days: a key shared for a few hours would otherwise mark every chunk
+that holds one of its owner's ordinary requests that day, and a flagged time frame should be
+where the unusual requests are. Nothing in the vector is learned: :class:`ContextDetector`
+learns what is normal for a vendor from the training chunks' vectors.
 """
 
 from __future__ import annotations
@@ -44,23 +46,25 @@ import polars as pl
 
 from licanom import thresholds as th
 
-__all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_MODELS", "ContextDetector", "chunk_context", "row_context"]
+__all__ = [
+    "CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_MODELS", "ContextDetector", "TailModel", "chunk_context", "row_context",
+]
 
 
 # The registered models that read the context vector instead of the chunks' rows.
-CONTEXT_MODELS: tuple[str, ...] = ("IForest_context", "LOF_context")
-SAVE_FORMAT = 1
+CONTEXT_MODELS: tuple[str, ...] = ("Tail_context", "IForest_context", "LOF_context")
+SAVE_FORMAT = 2
 
-# (column, entity columns, bucket, aggregate) of the per-row counts.
-_ROW_COUNTS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
-    ("key_requests_hour", ("Key",), "1h", "requests"),
-    ("machine_requests_hour", ("Key", "MachineCode"), "1h", "requests"),
-    ("key_machines_day", ("Key",), "1d", "MachineCode"),
-    ("key_countries_day", ("Key",), "1d", "country"),
-    ("key_ips_day", ("Key",), "1d", "IP"),
-    ("ip_keys_hour", ("IP",), "1h", "Key"),
-    ("ip_failures_hour", ("IP",), "1h", "failures"),
-    ("machine_failures_hour", ("Key", "MachineCode"), "1h", "failures"),
+# (column, entity columns, aggregate) of the per-row counts, each over the row's clock hour.
+_ROW_COUNTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("key_requests_hour", ("Key",), "requests"),
+    ("machine_requests_hour", ("Key", "MachineCode"), "requests"),
+    ("key_machines_hour", ("Key",), "MachineCode"),
+    ("key_countries_hour", ("Key",), "country"),
+    ("key_ips_hour", ("Key",), "IP"),
+    ("ip_keys_hour", ("IP",), "Key"),
+    ("ip_failures_hour", ("IP",), "failures"),
+    ("machine_failures_hour", ("Key", "MachineCode"), "failures"),
 )
 ROW_COLUMNS: tuple[str, ...] = tuple(c for c, *_ in _ROW_COUNTS)
 CONTEXT_COLUMNS: tuple[str, ...] = ("rate", "failure_share", "top_machine_share", *ROW_COLUMNS)
@@ -71,9 +75,9 @@ CONTEXT_LABELS: dict[str, str] = {
     "top_machine_share": "share of requests from one machine",
     "key_requests_hour": "requests of one key in an hour",
     "machine_requests_hour": "requests of one machine in an hour",
-    "key_machines_day": "machines using one key in a day",
-    "key_countries_day": "countries using one key in a day",
-    "key_ips_day": "IP addresses using one key in a day",
+    "key_machines_hour": "machines using one key in an hour",
+    "key_countries_hour": "countries using one key in an hour",
+    "key_ips_hour": "IP addresses using one key in an hour",
     "ip_keys_hour": "keys tried from one IP address in an hour",
     "ip_failures_hour": "failed requests from one IP address in an hour",
     "machine_failures_hour": "failed requests of one machine in an hour",
@@ -92,7 +96,6 @@ def row_context(derived: pl.DataFrame) -> pl.DataFrame:
         raise ValueError(f"the context needs the derived columns {missing}")
     frame = derived.select(
         pl.col("Time").dt.truncate("1h").alias("_hour"),
-        pl.col("Time").dt.truncate("1d").alias("_day"),
         pl.col("Key").cast(pl.String).fill_null(""),
         pl.col("MachineCode").cast(pl.String).fill_null(""),
         pl.col("IP").cast(pl.String).fill_null(""),
@@ -100,8 +103,8 @@ def row_context(derived: pl.DataFrame) -> pl.DataFrame:
         (pl.col("success") == 0).cast(pl.Int64).alias("_failed"),
     )
     exprs = []
-    for name, entity, bucket, what in _ROW_COUNTS:
-        over = [*entity, "_hour" if bucket == "1h" else "_day"]
+    for name, entity, what in _ROW_COUNTS:
+        over = [*entity, "_hour"]
         if what == "requests":
             count = pl.len().over(over)
         elif what == "failures":
@@ -160,31 +163,98 @@ def _top_share(derived: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarr
 
 
 # ---------------------------------------------------------------------------------------------
-# The detector
+# The detectors
+
+
+@dataclass
+class TailModel:
+    """How surprising each column of a vector is against training vectors, one column at a time.
+
+    The surprisal of a value ``x`` in column ``j`` is ``-log P(X_j >= x)`` in nats, with ``P``
+    the training column's empirical right tail ``(#{train >= x} + 1) / (n + 1)``, extended past
+    the column's ``tail_quantile`` quantile ``u`` by an exponential tail
+    ``P(X_j > u) * exp(-(x - u) / beta)`` (the larger of the two surprisals is kept). ``beta`` is
+    the median excess over ``u`` divided by ``log 2``, the exponential's maximum-likelihood scale
+    made robust: a few anomalies in the training vectors do not widen the tail. When nothing lies
+    above ``u``, the tail starts at the maximum with the column's standard deviation (1 if the
+    column is constant). Only the right tail counts: every context column is a count or a share
+    that is suspicious when high. A vector's score is the sum of its columns' surprisals, the
+    log of the product of tail probabilities as in ECOD (Li et al., 2022), so a chunk that is
+    extreme in one signal, or unusual in several at once, stands out.
+    """
+
+    tail_quantile: float = 0.9
+
+    sorted_: np.ndarray | None = field(default=None, init=False, repr=False)
+    u_: np.ndarray | None = field(default=None, init=False, repr=False)
+    beta_: np.ndarray | None = field(default=None, init=False, repr=False)
+    log_p_u_: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    def fit(self, X: np.ndarray) -> TailModel:
+        if not 0.0 < self.tail_quantile < 1.0:
+            raise ValueError(f"tail_quantile must lie in (0, 1), got {self.tail_quantile!r}")
+        X = np.asarray(X, dtype=np.float64)
+        n, d = X.shape
+        self.sorted_ = np.sort(X, axis=0)
+        u = np.quantile(X, self.tail_quantile, axis=0)
+        beta, log_p_u = np.empty(d), np.empty(d)
+        for j in range(d):
+            excess = X[:, j][X[:, j] > u[j]] - u[j]
+            if excess.size:
+                beta[j] = max(float(np.median(excess)) / np.log(2.0), 1e-9)
+                log_p_u[j] = np.log((excess.size + 1) / (n + 1))
+            else:
+                u[j] = X[:, j].max()
+                sd = float(X[:, j].std())
+                beta[j] = sd if sd > 0 else 1.0
+                log_p_u[j] = np.log(1.0 / (n + 1))
+        self.u_, self.beta_, self.log_p_u_ = u, beta, log_p_u
+        return self
+
+    def surprisal(self, X: np.ndarray) -> np.ndarray:
+        """``-log P(X_j >= x)`` per value, ``(n, d)``, in nats (0 for the most ordinary)."""
+        if self.sorted_ is None or self.u_ is None or self.beta_ is None or self.log_p_u_ is None:
+            raise RuntimeError("this TailModel is not fitted yet: call fit()")
+        X = np.asarray(X, dtype=np.float64)
+        n = len(self.sorted_)
+        out = np.empty_like(X)
+        for j in range(X.shape[1]):
+            at_least = n - np.searchsorted(self.sorted_[:, j], X[:, j], side="left")
+            empirical = -np.log((at_least + 1) / (n + 1))
+            tail = -self.log_p_u_[j] + (X[:, j] - self.u_[j]) / self.beta_[j]
+            out[:, j] = np.where(X[:, j] > self.u_[j], np.maximum(tail, empirical), empirical)
+        return out
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        """scikit-learn's convention: higher = more normal (minus the summed surprisal)."""
+        return -self.surprisal(X).sum(axis=1)
 
 
 @dataclass
 class ContextDetector:
-    """IsolationForest (``IForest_context``) or LocalOutlierFactor (``LOF_context``) on the
-    chunks' context vectors, in the PyOD style.
+    """A detector on the chunks' context vectors, in the PyOD style: ``Tail_context`` (the
+    summed surprisal of each signal against its training tail, :class:`TailModel`),
+    ``IForest_context`` (IsolationForest) or ``LOF_context`` (LocalOutlierFactor).
 
     ``X`` is ``(n_chunks, len(CONTEXT_COLUMNS))`` (:func:`chunk_context`). The score is
-    scikit-learn's ``-score_samples`` (higher = more anomalous); LOF reads the vectors scaled by
-    the training chunks' median and interquartile range (its distances need one scale), and its
-    training scores are each training chunk's LOF without itself as a neighbour. The threshold comes
-    from the training scores like the autoencoders' (``threshold``: M1, M2, M3, quantile, pot;
-    M1 refits the forest on random halves, thesis A.1). ``explain(X)`` gives each column's
-    robust z-score against the training chunks (median, interquartile range), so a flagged
-    chunk can say which signal is out of the ordinary; ``encode`` is that z-score matrix
-    (for GMM/KMeans on a "latent code").
+    ``-score_samples`` (higher = more anomalous); LOF reads the vectors scaled by the training
+    chunks' median and interquartile range (its distances need one scale), and its training
+    scores are each training chunk's LOF without itself as a neighbour. The threshold comes from
+    the training scores like the autoencoders' (``threshold``: M1, M2, M3, quantile, pot, or
+    budget, the default and the labelled evaluation's choice; M1 refits the model on random
+    halves, thesis A.1). ``explain(X)`` says how far each column is from the training chunks, so
+    a flagged chunk can name the signal that is out of the ordinary: its surprisal in nats for
+    ``Tail_context``, its robust z-score (median, interquartile range) for the others;
+    ``encode`` is that matrix (for GMM/KMeans on a "latent code").
     """
 
-    model: str = "IForest_context"
-    threshold: str = "M3"
+    model: str = "Tail_context"
+    threshold: str = "budget"
     threshold_params: tuple[tuple[str, Any], ...] = ()
     n_estimators: int = 200
     max_samples: int | str = "auto"
     n_neighbors: int = 20
+    tail_quantile: float = 0.9
     seed: int = 0
     m1_max_rounds: int = 5
 
@@ -224,6 +294,8 @@ class ContextDetector:
 
     def _estimator(self, X: np.ndarray) -> Any:
         """The fitted scikit-learn estimator on raw (forest) or scaled (LOF) vectors."""
+        if self.model == "Tail_context":
+            return TailModel(tail_quantile=self.tail_quantile).fit(X)
         if self.model == "LOF_context":
             from sklearn.neighbors import LocalOutlierFactor
 
@@ -271,16 +343,20 @@ class ContextDetector:
         return (self.decision_function(X) > self.threshold_).astype(np.int8)
 
     def explain(self, X: np.ndarray) -> np.ndarray:
-        """Robust z-score of each column against the training chunks, ``(n, len(CONTEXT_COLUMNS))``."""
-        self._fitted()
-        return self._scaled(_check_context(X))
+        """How unusual each column is against the training chunks, ``(n, len(CONTEXT_COLUMNS))``:
+        the surprisal in nats (``Tail_context``) or the robust z-score (the others)."""
+        estimator = self._fitted()
+        X = _check_context(X)
+        if isinstance(estimator, TailModel):
+            return estimator.surprisal(X)
+        return self._scaled(X)
 
     def encode(self, X: np.ndarray) -> np.ndarray:
-        """The robust z-scores (:meth:`explain`): the code clustering reads."""
+        """The per-column matrix of :meth:`explain`: the code clustering reads."""
         return self.explain(X)
 
     def top_columns(self, X: np.ndarray) -> np.ndarray:
-        """The context column that is furthest above its training median, per chunk (str)."""
+        """The context column that is most unusual (furthest above the training chunks), per chunk (str)."""
         return np.asarray(CONTEXT_COLUMNS)[self.explain(X).argmax(axis=1)]
 
     # --- persistence --------------------------------------------------------------------
@@ -296,7 +372,7 @@ class ContextDetector:
         payload = {
             "format": SAVE_FORMAT,
             "settings": {k: getattr(self, k) for k in ("model", "threshold", "n_estimators", "max_samples",
-                                                      "n_neighbors", "seed", "m1_max_rounds")},
+                                                      "n_neighbors", "tail_quantile", "seed", "m1_max_rounds")},
             "threshold_params": [list(p) for p in self.threshold_params],
             "estimator": self.estimator_, "center": self.center_, "scale": self.scale_,
             "decision_scores": self.decision_scores_, "threshold": self.threshold_,
@@ -314,7 +390,9 @@ class ContextDetector:
         with Path(path).open("rb") as f:
             payload = pickle.load(f)  # noqa: S301 - a file this project wrote (see save)
         if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
-            raise ValueError(f"{path}: unsupported context detector file")
+            found = payload.get("format") if isinstance(payload, dict) else None
+            raise ValueError(f"{path}: unsupported context detector file (format {found!r}, this version reads "
+                             f"{SAVE_FORMAT}); retrain the vendor's models")
         if payload["columns"] != list(CONTEXT_COLUMNS):
             raise ValueError(f"{path}: written for context columns {payload['columns']}, this version has {list(CONTEXT_COLUMNS)}")
         det = cls(**payload["settings"], threshold_params=tuple(tuple(p) for p in payload["threshold_params"]))

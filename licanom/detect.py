@@ -114,7 +114,7 @@ def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
         return ContextDetector(model=model, threshold=ctx.threshold,
                                threshold_params=tuple(sorted(ctx.threshold_params.items())),
                                n_estimators=ctx.n_estimators, n_neighbors=ctx.n_neighbors,
-                               seed=train.seed, m1_max_rounds=detect.m1_max_rounds)
+                               tail_quantile=ctx.tail_quantile, seed=train.seed, m1_max_rounds=detect.m1_max_rounds)
     if is_sequence_model(model):
         from licanom.sequence.detector import SequenceDetector
 

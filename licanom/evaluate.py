@@ -5,11 +5,11 @@ every registered detector is fitted without labels and judged against the simula
 
 * detectors (a registry of :class:`Candidate` factories, one per name): the thesis's eight
   autoencoders, the four sequence models (LSTM/GRU + OC-SVM/SVDD), the context models
-  ``IForest_context`` and ``LOF_context`` (:mod:`licanom.context`), and the classical
+  ``Tail_context``, ``IForest_context`` and ``LOF_context`` (:mod:`licanom.context`), and the classical
   baselines scikit-learn ``IsolationForest`` and ``LocalOutlierFactor(novelty=True)``, each on
   the chunks' summary vectors (``distinct_*``) and on the flattened chunks ``(n_chunks, size * 8)``;
 * decisions: the thresholds of :mod:`licanom.thresholds` on the detector's training scores
-  (``M2``, ``M3``, ``quantile``, ``pot``, and ``M1`` when asked: it retrains), clustering of the
+  (``M2``, ``M3``, ``quantile``, ``pot``, ``budget``, and ``M1`` when asked: it retrains), clustering of the
   latent code (``GMM``, ``KMeans``) for detectors that have one (``encode``), and ``own``, the
   baselines' own scikit-learn ``predict`` (``contamination="auto"``: IsolationForest's fixed
   offset -0.5, LOF's 1.5; no contamination share is given to any detector);
@@ -77,7 +77,7 @@ if TYPE_CHECKING:
 Inputs = Literal["chunks", "flat", "summary", "context"]
 EvalProtocol = Literal["blocked", "all"]
 
-THRESHOLD_DECISIONS: tuple[str, ...] = ("M2", "M3", "quantile", "pot")
+THRESHOLD_DECISIONS: tuple[str, ...] = ("M2", "M3", "quantile", "pot", "budget")
 CLUSTER_DECISIONS: tuple[str, ...] = ("GMM", "KMeans")
 OWN_DECISION = "own"
 # Not a decision a vendor can use: the threshold is set with the labels (see EvalSettings.oracle_budget).
@@ -294,7 +294,7 @@ def _autoencoder_names() -> tuple[str, ...]:
 
 AUTOENCODERS: tuple[str, ...] = _autoencoder_names()
 BASELINES: tuple[str, ...] = ("IForest_summary", "IForest_flat", "LOF_summary", "LOF_flat")
-CONTEXT: tuple[str, ...] = ("IForest_context", "LOF_context")
+CONTEXT: tuple[str, ...] = ("Tail_context", "IForest_context", "LOF_context")
 for _name in AUTOENCODERS:
     register(_name, _autoencoder(_name))
 SEQUENCE: tuple[str, ...] = ("LSTM_OCSVM", "LSTM_SVDD", "GRU_OCSVM", "GRU_SVDD")

@@ -822,7 +822,7 @@ def _errors_table(a: _Analysis, k: int) -> str:
                     "column): see the summary vector and the values below.</p>")
         if top in CONTEXT_LABELS:
             return ("<h3>Context</h3><p>This model reads what the chunk's keys, machines and addresses "
-                    f"did that hour and day; the most unusual signal: <b>{_e(CONTEXT_LABELS[top])}</b> "
+                    f"did in the same clock hour; the most unusual signal: <b>{_e(CONTEXT_LABELS[top])}</b> "
                     f"(<code>{_e(top)}</code>).</p>")
         return (f"<h3>Column errors</h3><p>Largest error in the <b>{_e(top)}</b> "
                 "column (per-column errors were not kept).</p>")

@@ -128,6 +128,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
         if is_context_model(model):
             train_loss, val_loss = (), ()
             tracker.log_params(run_id, {**common, "family": "context", "n_estimators": detector.n_estimators,
+                                        "n_neighbors": detector.n_neighbors, "tail_quantile": detector.tail_quantile,
                                         "threshold_method": detector.threshold_method_})
         elif sequence_model:
             history = detector.history_

@@ -32,7 +32,7 @@ def test_row_counts_per_entity_and_bucket():
         (0, "K1", "M1", "1.1.1.1", "SE", 1),
         (60, "K1", "M2", "2.2.2.2", "DE", 1),
         (120, "K1", "M2", "2.2.2.2", "DE", 0),
-        (3700, "K1", "M1", "1.1.1.1", "SE", 1),   # next hour, same day
+        (3700, "K1", "M1", "1.1.1.1", "SE", 1),   # the next hour
         (200, "K2", "M9", "2.2.2.2", "DE", 0),    # out of time order on purpose: counts ignore order
     ])
     rows = row_context(log)
@@ -41,9 +41,9 @@ def test_row_counts_per_entity_and_bucket():
     c = {name: got[:, i] for i, name in enumerate(ROW_COLUMNS)}
     assert c["key_requests_hour"].tolist() == [3, 3, 3, 1, 1]
     assert c["machine_requests_hour"].tolist() == [1, 2, 2, 1, 1]
-    assert c["key_machines_day"].tolist() == [2, 2, 2, 2, 1]
-    assert c["key_countries_day"].tolist() == [2, 2, 2, 2, 1]
-    assert c["key_ips_day"].tolist() == [2, 2, 2, 2, 1]
+    assert c["key_machines_hour"].tolist() == [2, 2, 2, 1, 1]  # the fourth row is the next hour's
+    assert c["key_countries_hour"].tolist() == [2, 2, 2, 1, 1]
+    assert c["key_ips_hour"].tolist() == [2, 2, 2, 1, 1]
     assert c["ip_keys_hour"].tolist() == [1, 2, 2, 1, 2]
     assert c["ip_failures_hour"].tolist() == [0, 2, 2, 0, 2]
     assert c["machine_failures_hour"].tolist() == [0, 1, 1, 0, 1]
@@ -108,7 +108,7 @@ def floating_context():
     return model_inputs("IForest_context", prepared), prepared.test_mask, truth
 
 
-@pytest.mark.parametrize("model", ["IForest_context", "LOF_context"])
+@pytest.mark.parametrize("model", ["Tail_context", "IForest_context", "LOF_context"])
 def test_context_detector_contract_persistence_and_quality(model, floating_context, tmp_path):
     from licanom.context import CONTEXT_MODELS, ContextDetector
     from licanom.labels import auroc
@@ -124,7 +124,11 @@ def test_context_detector_contract_persistence_and_quality(model, floating_conte
     z = det.explain(X)
     assert z.shape == X.shape and det.encode(X[:3]).shape == (3, len(CONTEXT_COLUMNS))
     assert set(det.top_columns(X)) <= set(CONTEXT_COLUMNS)
-    np.testing.assert_allclose(np.median(det.explain(X[~test]), axis=0), 0.0, atol=1e-9)
+    if model == "Tail_context":  # surprisal in nats: 0 for the most ordinary, log 2 about the median
+        assert (z >= 0).all() and (np.median(det.explain(X[~test]), axis=0) <= np.log(2) + 0.05).all()
+        np.testing.assert_allclose(scores, z.sum(axis=1))
+    else:  # robust z-scores
+        np.testing.assert_allclose(np.median(det.explain(X[~test]), axis=0), 0.0, atol=1e-9)
 
     again = ContextDetector.load(det.save(tmp_path / "context.pkl"))
     np.testing.assert_array_equal(again.decision_function(X), scores)
@@ -134,6 +138,48 @@ def test_context_detector_contract_persistence_and_quality(model, floating_conte
     assert auroc(truth[test], scores[test]) >= 0.85, auroc(truth[test], scores[test])
     # repeatable
     np.testing.assert_array_equal(ContextDetector(model, threshold="quantile", seed=0).fit(X[~test]).decision_function(X), scores)
+
+
+def test_tail_model_surprisal_on_known_columns():
+    from licanom.context import TailModel
+
+    train = np.c_[np.arange(1.0, 101.0), np.full(100, 3.0)]  # 1..100, and a constant column
+    m = TailModel(tail_quantile=0.9).fit(train)
+    s = m.surprisal(np.array([[0.5, 3.0], [100.0, 3.0], [50.0, 2.0]]))
+    # empirical right tail: P(X >= x) = (#train >= x + 1) / (n + 1)
+    np.testing.assert_allclose(s[:, 0], -np.log(np.array([101, 2, 52]) / 101))
+    np.testing.assert_allclose(s[:, 1], 0.0)  # at or below a constant column: nothing unusual
+    # past the 90% quantile the tail is exponential, with the median excess / log 2 as its scale
+    u = np.quantile(train[:, 0], 0.9)
+    excess = train[:, 0][train[:, 0] > u] - u
+    beta = np.median(excess) / np.log(2)
+    far = m.surprisal(np.array([[200.0, 3.0], [300.0, 3.0]]))[:, 0]
+    np.testing.assert_allclose(np.diff(far), 100 / beta)
+    # above a constant column: beyond every training value, scale 1
+    np.testing.assert_allclose(m.surprisal(np.array([[1.0, 4.0]]))[0, 1], np.log(101) + 1.0)
+    # a few extreme training rows (anomalies in the training days) hardly widen the tail
+    dirty = TailModel().fit(np.r_[train, [[1e4, 3.0]] * 3])
+    assert dirty.beta_[0] < 1.5 * m.beta_[0]
+    # one column far out is enough to outrank rows that are a little high everywhere
+    assert m.score_samples(np.array([[400.0, 3.0]]))[0] < m.score_samples(np.array([[95.0, 3.0]]))[0]
+    with pytest.raises(RuntimeError, match="not fitted"):
+        TailModel().surprisal(train)
+    with pytest.raises(ValueError, match="tail_quantile"):
+        TailModel(tail_quantile=1.0).fit(train)
+
+
+def test_context_detector_budget_threshold_by_default(tmp_path):
+    from licanom import thresholds as th
+    from licanom.context import ContextDetector
+
+    X = np.random.default_rng(3).gamma(2.0, 1.0, size=(400, len(CONTEXT_COLUMNS)))
+    det = ContextDetector().fit(X)
+    assert (det.model, det.threshold_method_) == ("Tail_context", "budget")
+    assert det.threshold_ == th.budget(det.decision_scores_)
+    named = ContextDetector(threshold="budget", threshold_params=(("alarm_rate", 0.01),)).fit(X)
+    assert named.threshold_ == th.budget(named.decision_scores_, 0.01) < det.threshold_
+    again = ContextDetector.load(named.save(tmp_path / "named.pkl"))
+    assert (again.threshold_, again.threshold_params) == (named.threshold_, (("alarm_rate", 0.01),))
 
 
 def test_context_detector_refuses_bad_input_clearly():
@@ -157,7 +203,8 @@ def test_context_detector_refuses_bad_input_clearly():
 def test_auto_models_follow_the_vendor_size():
     from licanom.config import load_config
 
-    cfg = load_config(overrides={"train": {"models": "auto", "auto": {"small_max_train_chunks": 100}}})
+    cfg = load_config(overrides={"train": {"models": "auto", "auto": {
+        "small_max_train_chunks": 100, "small": ["LOF_context"], "large": ["GRU_OCSVM", "TCN_AE"]}}})
     assert cfg.train.models == ("auto",)
     assert cfg.for_size(100).train.models == cfg.train.auto.small
     assert cfg.for_size(101).train.models == cfg.train.auto.large
