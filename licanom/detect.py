@@ -31,7 +31,7 @@ CHUNK_COLUMNS: tuple[str, ...] = (
     "score", "threshold", "is_anomaly", "top_feature", *SUMMARY_COLUMNS, *ERROR_COLUMNS,
 )
 RESULT_COLUMNS: tuple[str, ...] = (
-    "model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "quantile", "pot",
+    "model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "quantile", "pot", "budget",
     "threshold_M1", "threshold_M2", "threshold_M3", "test_chunks", "train_seconds",
     "epochs", "train_loss", "val_loss",
 )
@@ -196,7 +196,7 @@ def evaluate_model(
     assert train_errors is not None
     test_scores = scores[test_mask]
     values = {"M1": m1, "M2": th.m2(train_errors), "M3": th.m3(train_errors),
-              "quantile": th.quantile(train_errors), "pot": th.pot(train_errors)}
+              "quantile": th.quantile(train_errors), "pot": th.pot(train_errors), "budget": th.budget(train_errors)}
 
     def count(t: float | None) -> int | None:
         return None if t is None else int((test_scores > t).sum())

@@ -7,6 +7,10 @@ far its score is above the threshold (a severity) and *why* it was flagged:
   next to the error a normal chunk typically has;
 * its summary vector (distinct values per column, thesis 3.4) next to a typical normal chunk's
   (the median over the chunks not flagged, with their 5-95 % range);
+* its context (licanom.context, computed from the report's rows for any model): requests per
+  second, failure share, and what its keys, machines and addresses did in the same clock hour,
+  next to the normal chunks' median and 95th percentile (for a context model, in place of the
+  column errors);
 * the keys, machine codes, IPs and countries that are *new* (not in the normal rows) or
   *over-represented* (share of the frame's requests against share of normal traffic);
 * its requests (the raw rows), capped per frame.
@@ -43,7 +47,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from licanom.context import CONTEXT_LABELS
+from licanom.context import CONTEXT_COLUMNS, CONTEXT_LABELS, chunk_context
 from licanom.columns import FEATURES, RAW, SUMMARY_COLUMNS
 from licanom.states import MethodGroup
 
@@ -172,6 +176,8 @@ class _Analysis:
     peaks: np.ndarray            # (n_frames,) row in inp.chunks of each frame's peak chunk
     typical_summary: dict[str, tuple[float, float, float]]  # column -> (median, p05, p95)
     typical_errors: np.ndarray | None  # (8,) median feature error of normal chunks
+    context: np.ndarray          # (n_chunks, len(CONTEXT_COLUMNS)) aligned with inp.chunks; NaN where not computed
+    typical_context: np.ndarray  # (len(CONTEXT_COLUMNS), 2): median and 95th percentile over the normal chunks
     normal_failed_share: float
     frame_failed_share: np.ndarray  # (n_frames,)
     reasons: tuple[tuple[str, ...], ...]
@@ -247,6 +253,33 @@ def _covered(chunks: pl.DataFrame, n_rows: int) -> np.ndarray:
     return np.cumsum(diff[:n_rows]) > 0
 
 
+def _chunks_context(chunks: pl.DataFrame, rows: pl.DataFrame, n_chunks: int) -> np.ndarray:
+    """The context vector (licanom.context) of every chunk of the run's usual length, from the
+    report's rows, aligned with the input chunks; NaN for chunks of another length or whose rows
+    are missing. The hour counts see only these rows, as the context models do."""
+    out = np.full((n_chunks, len(CONTEXT_COLUMNS)), np.nan)
+    spans = chunks.select("_i", "_p0", "_p1").drop_nulls().filter(pl.col("_p1") >= pl.col("_p0"))
+    if spans.height == 0:
+        return out
+    lengths = (spans["_p1"] - spans["_p0"] + 1).to_numpy()
+    size = int(np.bincount(lengths).argmax())
+    keep = lengths == size
+    starts = spans["_p0"].to_numpy()[keep]
+    out[spans["_i"].to_numpy()[keep]] = chunk_context(rows, starts, size)
+    return out
+
+
+def _context_value(column: str, value: float) -> str:
+    """A context column in the units a vendor reads: requests per second, a percentage, a count."""
+    if math.isnan(value):
+        return ""
+    if column == "rate":
+        return f"{math.exp(value):.3g}/s"
+    if column.endswith("_share"):
+        return f"{100 * value:.0f}%"
+    return f"{math.expm1(value):.0f}"
+
+
 def _analyse(inp: ReportInput) -> _Analysis:
     rows = _prepare_rows(inp.rows)
     chunks = _chunk_positions(inp.chunks, rows)
@@ -308,6 +341,12 @@ def _analyse(inp: ReportInput) -> _Analysis:
     if inp.feature_errors is not None and ref_idx.size:
         typical_errors = np.median(np.asarray(inp.feature_errors, dtype=np.float64)[ref_idx], axis=0)
 
+    context = _chunks_context(chunks, rows, inp.chunks.height)
+    ref = context[ref_idx]
+    ref = ref[np.isfinite(ref).all(axis=1)]
+    typical_context = (np.percentile(ref, [50, 95], axis=0).T if len(ref)
+                       else np.full((len(CONTEXT_COLUMNS), 2), math.nan))
+
     in_frame = pl.Series("_frame", row_frame)
     tagged = rows.with_columns(in_frame)
     normal = tagged.filter(pl.col("_frame") < 0)
@@ -326,6 +365,7 @@ def _analyse(inp: ReportInput) -> _Analysis:
         entity_parts=entities.partition_by(["frame", "column"], as_dict=True),  # type: ignore[arg-type]
         peaks=np.array([int(idx[np.argmax(chunk_scores[idx])]) for idx in frame_chunks], dtype=np.int64),
         typical_summary=typical_summary, typical_errors=typical_errors,
+        context=context, typical_context=typical_context,
         normal_failed_share=normal_failed, frame_failed_share=frame_failed, reasons=(),
     )
     return replace(analysis, reasons=tuple(_reasons(analysis, k) for k in range(frames.height)))
@@ -419,7 +459,12 @@ def _reasons(a: _Analysis, k: int) -> tuple[str, ...]:
         else:
             parts.append(f"{_LABELS.get(feature, feature)} ({err:.3f})")
     if parts and a.inp.feature_errors is None and cols[0][0] in CONTEXT_LABELS:
-        out.append(f"most unusual: {CONTEXT_LABELS[cols[0][0]]}")  # the context model's signal
+        column = cols[0][0]  # the context model's most unusual signal, with its value where known
+        j = CONTEXT_COLUMNS.index(column)
+        value, typical = float(a.context[a.peaks[k], j]), float(a.typical_context[j, 0])
+        amount = "" if math.isnan(value) else (
+            f": {_context_value(column, value)}" + ("" if math.isnan(typical) else f" (typical {_context_value(column, typical)})"))
+        out.append(f"most unusual: {CONTEXT_LABELS[column]}{amount}")
     elif parts:
         out.append("largest error: " + ", ".join(parts))
 
@@ -806,7 +851,12 @@ def _frame_section(a: _Analysis, r: dict[str, object], open_requests: bool) -> s
              f'score {score} vs threshold {threshold} ({ratio}&times;)'
              + ("" if r["chunks"] == 1 else f', at its peak chunk #{_e(r["peak_chunk"])}') + ".</p>")
     why = "<ul class=\"why\">" + "".join(f"<li>{_e(s)}</li>" for s in a.reasons[k]) + "</ul>"
-    grid = f'<div class="grid2"><div>{_errors_table(a, k)}</div><div>{_summary_table(a, k)}</div></div>'
+    context = _context_table(a, k)
+    by_context = a.inp.feature_errors is None and a.inp.chunks["top_feature"][_peak_index(a, k)] in CONTEXT_LABELS
+    left = context if by_context and context else _errors_table(a, k)  # a context model: its own inputs
+    grid = f'<div class="grid2"><div>{left}</div><div>{_summary_table(a, k)}</div></div>'
+    if context and left is not context:
+        grid += f'<div class="grid2"><div>{context}</div><div></div></div>'
     ents = '<h3>Keys, machines, addresses, countries</h3><div class="grid4">' + "".join(
         _entity_table(a, k, col, label) for col, label in ENTITY_COLUMNS) + "</div>"
     return "\n".join([head, facts, why, grid, ents, _requests_table(a, k, open_requests), "</section>"])
@@ -841,6 +891,26 @@ def _errors_table(a: _Analysis, k: int) -> str:
     return ("<h3>Column errors (peak chunk)</h3>"
             + _table(("column", "error", "typical", "ratio", ""), rows, num=(1, 2, 3))
             + '<p class="note">Typical: median over the chunks not flagged (black tick on the bar).</p>')
+
+
+def _context_table(a: _Analysis, k: int) -> str:
+    """The peak chunk's context vector next to the normal chunks' median and 95th percentile."""
+    peak = _peak_index(a, k)
+    values = a.context[peak]
+    if not np.isfinite(values).all():
+        return ""
+    rows = []
+    for j, col in enumerate(CONTEXT_COLUMNS):
+        med, hi = a.typical_context[j]
+        out = not math.isnan(hi) and values[j] > hi
+        rows.append(f"<tr><td>{_e(CONTEXT_LABELS[col])}</td>"
+                    f"<td class=\"num{' out' if out else ''}\">{_e(_context_value(col, float(values[j])))}</td>"
+                    f"<td class=\"num\">{_e(_context_value(col, float(med)))}</td>"
+                    f"<td class=\"num\">{_e(_context_value(col, float(hi)))}</td></tr>")
+    return ("<h3>Context (the chunk's keys, machines and addresses in the same clock hour)</h3>"
+            + _table(("signal", "this frame", "typical", "normal 95%"), rows, num=(1, 2, 3))
+            + '<p class="note">The largest value over the peak chunk&rsquo;s requests; typical: median over '
+              'the chunks not flagged. Red: above their 95th percentile.</p>')
 
 
 def _summary_table(a: _Analysis, k: int) -> str:

@@ -100,7 +100,7 @@ def test_interrupted_training_resumes_from_checkpoint(tmp_path):
     assert second.report_.train_loss[:2] == first.report_.train_loss
 
 
-@pytest.mark.parametrize("threshold", ["M2", "M3", "quantile", "pot", "M1"])
+@pytest.mark.parametrize("threshold", ["M2", "M3", "quantile", "pot", "budget", "M1"])
 def test_each_threshold_method_fits(threshold):
     X = np.random.default_rng(2).random((30, 16, 8), dtype=np.float32)
     det = AutoencoderDetector("TCN_AE", threshold=threshold, epochs=1, batch_size=8, m1_max_rounds=2).fit(X)

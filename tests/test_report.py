@@ -239,3 +239,20 @@ def test_a_model_without_column_errors_gets_reasons_without_them():
     assert csv.height >= 1
     assert not any("None" in (w or "") for w in csv["why"].to_list())
     assert csv["top_columns"].to_list() == [""] * csv.height or csv["top_columns"].null_count() == csv.height
+
+
+def test_each_frame_shows_its_context_signals(page: str) -> None:
+    """Any model's report: the peak chunk's context vector against the normal chunks'."""
+    assert page.count("<h3>Context (the chunk") == 2  # one per frame
+    second = page[page.index('id="frame-2"'):]  # chunk 7: every request failed, none of the others
+    row = re.search(r"<td>share of failed requests</td><td class=\"num out\">(\d+)%</td>"
+                    r"<td class=\"num\">(\d+)%</td>", second)
+    assert row is not None and row.groups() == ("100", "0")
+
+
+def test_a_context_model_names_its_signal_with_the_values():
+    base = make_input()
+    chunks = base.chunks.with_columns(pl.lit("failure_share").alias("top_feature"), pl.lit("Tail_context").alias("model"))
+    page = render_html(make_input(chunks=chunks, feature_errors=None, model="Tail_context"))
+    assert "most unusual: share of failed requests: 100% (typical 0%)" in page
+    assert "per-column errors" not in page and page.count("<h3>Context (the chunk") == 2
