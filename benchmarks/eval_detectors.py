@@ -13,7 +13,7 @@ seeds, followed by the recommended default per vendor size. Writes ``evaluation.
     python -m benchmarks.eval_detectors --m1 --no-mlflow      # also M1 (slow); no MLflow run
 
 Defaults: four profiles x seeds 1,2,3 x 30 days (about 5,000-8,000 chunks a seed), the eight
-autoencoders at 5 epochs with one torch thread, the four sequence models, the two context
+autoencoders at 5 epochs with one torch thread, the four sequence models, the three context
 models and the four baselines: 15-25 min on
 an otherwise idle 2-core machine (autoencoder training dominates; a busy machine takes longer).
 """
