@@ -1,20 +1,18 @@
-"""Flow: train a vendor's configured variants side by side, track them, register the champion."""
+"""Flow: train a vendor's configured variants one after another, track them, register the champion."""
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from pathlib import Path
 
-from prefect import flow, unmapped
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect import flow
 
 from licanom.config import load_config
 from licanom.training import TrainingSummary
 from tasks import data, training, vendors
 
 
-@flow(name="train-vendor", log_prints=True, task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2))
+@flow(name="train-vendor", log_prints=True)
 def train_vendor(vendor: str = "demo", until: datetime | None = None,
                  models: list[str] | None = None) -> TrainingSummary:
     """extract -> validate -> encode-and-chunk -> train each variant -> thresholds, clustering -> register.
@@ -29,12 +27,13 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
     validation = data.validate(raw, cfg)
     prepared = data.encode_and_chunk(validation, cfg)
     cfg = training.for_vendor_size(cfg, prepared)  # train.models: auto -> by the training chunks
-    training.share_cores(len(cfg.train.models))
     parent_run_id = training.start_training(tracker, cfg, prepared)
-    variants = training.train_variant.map(
-        unmapped(tracker), unmapped(cfg), unmapped(prepared), list(cfg.train.models),
-        unmapped(parent_run_id), unmapped(training.work_dir()),
-    ).result()
+    work_dir = training.work_dir()
+    # one variant after another, each on every core: torch's random generator is global to the
+    # process, so variants trained side by side in threads would draw from it in turn and the
+    # same data would give different models (and one torch training already scales over the cores)
+    variants = [training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir)
+                for model in cfg.train.models]
     summary = training.finish_training(tracker, cfg, parent_run_id, variants)
     training.start_scoring_after(Path(cfg.output_dir), vendor, prepared.chunks.meta["last_id"].max())
     print(f"{vendor}: champion is {summary.champion.model} "

@@ -32,7 +32,7 @@ def _png(fig: Figure) -> bytes:
 
 def figure_png(draw: Callable[[], Figure]) -> bytes:
     """The figure that ``draw`` makes, as PNG bytes. pyplot's state is shared between threads
-    (variants train side by side), so one figure is drawn at a time."""
+    (flows may run in threads, such as the nightly fan-out), so one figure is drawn at a time."""
     with _LOCK:
         return _png(draw())
 

@@ -64,22 +64,6 @@ def checkpoint_dir(cfg: Config, prepared: Prepared, model: str) -> Path:
     return Path(cfg.output_dir) / cfg.vendor / "checkpoints" / f"{data_hash(prepared)}-{settings}" / model
 
 
-def share_cores(n_parallel: int) -> int:
-    """Split the machine's cores between trainings that run side by side; returns the workers.
-
-    torch's intra-op thread count is per process, so trainings in parallel threads each get
-    ``cores // workers`` threads (one each on a 2-core machine with two or more variants).
-    """
-    import os
-
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    workers = max(1, min(n_parallel, cores))
-    torch.set_num_threads(max(1, cores // workers))
-    return workers
-
-
 def for_vendor_size(cfg: Config, prepared: Prepared) -> Config:
     """The configuration with ``train.models: auto`` resolved by the vendor's training chunks."""
     return cfg.for_size(int((~prepared.test_mask).sum()))

@@ -19,11 +19,6 @@ def tracker() -> Tracker:
 
 
 @task(cache_policy=NO_CACHE)
-def share_cores(n_parallel: int) -> int:
-    return training.share_cores(n_parallel)
-
-
-@task(cache_policy=NO_CACHE)
 def start_scoring_after(output_dir: Path, vendor: str, watermark: int | None) -> None:
     state.start_after(output_dir, vendor, watermark)
 
