@@ -2,7 +2,8 @@
 
 Nothing here runs at import time; :func:`configure` reads ``mlflow.yaml`` and returns a
 :class:`Tracker` bound to that store. Runs are written through ``MlflowClient`` with explicit
-run ids, so that flows running in threads of one process (the nightly fan-out) never log to each other's run.
+run ids, so that flows running in threads of one process (the nightly fan-out) never log to
+each other's run.
 
 Champion rule (no labels needed): among a vendor's versions, the champion is the newest
 version of the configured default variant (the first of ``train.models``); when the newest
