@@ -178,13 +178,11 @@ def budget(errors: ArrayLike, alarm_rate: float = 0.005, lo: float = 0.5, hi: fl
         beta = (b - a) / np.log((1.0 - lo) / (1.0 - hi))
         return float(a + beta * np.log((1.0 - lo) / alarm_rate))
     above = arr[arr > b]
-    if above.size == 0:
+    share = above.size / arr.size
+    if share <= alarm_rate:  # nothing, or fewer than the budget, above the tie
         return float(arr.max())
     # the errors above the tie: an exponential tail from b with their median excess
-    share = above.size / arr.size
     beta = float(np.median(above - b)) / np.log(2.0)
-    if share <= alarm_rate:
-        return float(arr.max())
     return float(b + beta * np.log(share / alarm_rate))
 
 
