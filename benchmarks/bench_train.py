@@ -10,6 +10,10 @@ the validation loss reached, and scoring throughput (chunks per second).
     python -m benchmarks.bench_train --batch 32,128     # also the thesis's batch size
     python -m benchmarks.bench_train --batch 128,512 --lr 0.001,0.004   # a learning rate per batch size
     python -m benchmarks.bench_train --models TCN_AE --epochs 2 --plain-epochs 1
+    python -m benchmarks.bench_train --save-data out/case3.npz        # the chunks, for another machine
+    python -m benchmarks.bench_train --data out/case3.npz             # ... trained there (no simulator needed)
+
+Both paths train on the device Lightning's ``accelerator="auto"`` picks: a GPU when present.
 """
 
 from __future__ import annotations
@@ -57,10 +61,17 @@ def case3_chunks(n_train: int, n_val: int, seed: int = 1) -> tuple[np.ndarray, n
     return X[order[:n_train]], X[order[n_train:n_train + n_val]]
 
 
+def device() -> torch.device:
+    """The device Lightning's ``accelerator="auto"`` trains on."""
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
 def plain_loop(model: str, X: np.ndarray, epochs: int, batch: int, lr: float = 1e-3, seed: int = 0) -> float:
-    """Seconds for `epochs` epochs of a bare PyTorch loop (Adam, L1) over the same data."""
+    """Seconds for `epochs` epochs of a bare PyTorch loop (Adam, L1) over the same data, on the
+    same device as the product's path (each batch copied from host memory, as its loader does)."""
+    dev = device()
     torch.manual_seed(seed)
-    net = build_net(model, chunk_size=X.shape[1], n_features=X.shape[2])
+    net = build_net(model, chunk_size=X.shape[1], n_features=X.shape[2]).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=lr, fused=True)  # as the product's module
     data = torch.from_numpy(X)
     g = torch.Generator().manual_seed(seed)
@@ -68,11 +79,13 @@ def plain_loop(model: str, X: np.ndarray, epochs: int, batch: int, lr: float = 1
     t0 = time.perf_counter()
     for _ in range(epochs):
         for idx in torch.randperm(len(data), generator=g).split(batch):
-            xb = data[idx]
+            xb = data[idx].to(dev, non_blocking=True)
             loss = F.l1_loss(net(xb), xb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
@@ -91,6 +104,10 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=19_004)
     parser.add_argument("--val-chunks", type=int, default=2_000)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="read the chunks from this .npz (arrays X and X_val) instead of simulating them")
+    parser.add_argument("--save-data", type=Path, default=None,
+                        help="write the chunks to this .npz and stop")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -102,9 +119,20 @@ def main() -> None:
         lrs *= len(batches)
     if len(lrs) != len(batches):
         parser.error(f"--lr gives {len(lrs)} learning rates for {len(batches)} batch sizes")
-    X, X_val = case3_chunks(args.chunks, args.val_chunks)
+    if args.data is not None:
+        with np.load(args.data) as saved:
+            X, X_val = saved["X"][:args.chunks], saved["X_val"][:args.val_chunks]
+    else:
+        X, X_val = case3_chunks(args.chunks, args.val_chunks)
+    if args.save_data is not None:
+        args.save_data.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(args.save_data, X=X, X_val=X_val)
+        print(f"wrote {args.save_data}: {len(X):,} + {len(X_val):,} chunks")
+        return
+    dev = device()
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     print(f"{len(X):,} training chunks {X.shape[1:]}, {len(X_val):,} held-out; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; {args.epochs} epochs")
+          f"{where}; {args.epochs} epochs")
     header = (f"{'model':<15}{'batch':>6}{'lr':>7}{'ours [s]':>10}{'thesis [s]':>11}{'speed-up':>9}{'bar':>6}"
               f"{'plain/epoch':>12}{'ours/epoch':>11}{'overhead':>9}{'val MAE':>9}{'score ch/s':>11}")
     rows = []
@@ -116,6 +144,7 @@ def main() -> None:
                                       progress_bar=False, threshold="M2")
             det.fit(X)
             ours = det.report_.seconds
+            assert det.report_.device == str(dev), (det.report_.device, dev)
             per_epoch = ours / args.epochs
             t0 = time.perf_counter()
             det.decision_function(X_val)

@@ -126,7 +126,8 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             assert net is not None and report is not None
             train_loss, val_loss = report.train_loss, report.val_loss
             tracker.log_params(run_id, {**common, "family": net.family, "lr": cfg.train.lr,
-                                        "threshold_method": detector.threshold_method_})
+                                        "threshold_method": detector.threshold_method_,
+                                        "device": report.device})
         tracker.log_curve(run_id, "train/loss", train_loss)
         tracker.log_curve(run_id, "val/loss", val_loss)
         tracker.log_metrics(run_id, {

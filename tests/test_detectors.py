@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from licanom.config import load_config
 from licanom.labels import auroc, chunk_truth
@@ -43,6 +44,8 @@ def test_detector_contract_and_quality(model, floating_vendor, tmp_path):
     assert det.threshold_ is not None and np.isfinite(det.threshold_)
     assert set(np.unique(det.labels_)) <= {0, 1}
     assert len(det.report_.train_loss) == 4 and len(det.report_.val_loss) == 4
+    expected_device = "cuda:0" if torch.cuda.is_available() else "cpu"  # accelerator="auto"
+    assert det.report_.device == expected_device
 
     scores = det.decision_function(X)
     assert scores.shape == (len(X),) and np.isfinite(scores).all()
@@ -58,6 +61,7 @@ def test_detector_contract_and_quality(model, floating_vendor, tmp_path):
     again = AutoencoderDetector.load(path)
     np.testing.assert_array_equal(again.decision_function(X), scores)
     assert again.threshold_ == det.threshold_
+    assert again.report_.device == det.report_.device
 
     # chunks holding planted anomalies (of every kind) score higher
     holds = np.any(list(truth.values()), axis=0)

@@ -32,13 +32,15 @@ SAVE_FORMAT = 1
 
 @dataclass(frozen=True)
 class TrainingReport:
-    """What a fit did: per-epoch losses, seconds, epochs run, and whether it resumed."""
+    """What a fit did: per-epoch losses, seconds, epochs run, whether it resumed, and where it ran
+    (``"cpu"`` or ``"cuda:0"``: Lightning's ``accelerator="auto"`` picks a GPU when present)."""
 
     train_loss: tuple[float, ...]
     val_loss: tuple[float, ...]
     seconds: float
     epochs_run: int
     resumed: bool = False
+    device: str = "cpu"
 
 
 @dataclass
@@ -154,10 +156,11 @@ class AutoencoderDetector:
         finally:
             quiet.__exit__(None, None, None)
         seconds = time.perf_counter() - t0
-        net = module.net.cpu().eval()
+        device = str(trainer.strategy.root_device)  # the module is back on the CPU after fit
+        net = module.net.cpu().eval()  # scoring runs on the CPU, where the nightly scoring runs
         report = TrainingReport(
             train_loss=tuple(history.train), val_loss=tuple(history.val), seconds=seconds,
-            epochs_run=int(trainer.current_epoch), resumed=ckpt_path is not None,
+            epochs_run=int(trainer.current_epoch), resumed=ckpt_path is not None, device=device,
         )
         return net, report
 
@@ -230,6 +233,7 @@ class AutoencoderDetector:
             "train_loss": list(self.report_.train_loss) if self.report_ else [],
             "val_loss": list(self.report_.val_loss) if self.report_ else [],
             "seconds": self.report_.seconds if self.report_ else 0.0,
+            "device": self.report_.device if self.report_ else "cpu",
         }
         return save_payload(payload, path)
 
@@ -248,6 +252,7 @@ class AutoencoderDetector:
         det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int8)
         det.report_ = TrainingReport(
             tuple(payload["train_loss"]), tuple(payload["val_loss"]), payload["seconds"], len(payload["train_loss"]),
+            device=payload.get("device", "cpu"),
         )
         return det
 
