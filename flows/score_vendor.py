@@ -24,6 +24,7 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     with scoring.vendor_lock(out, vendor):  # one run per vendor at a time; the second reads what the first left
         state = scoring.load_state(out, vendor)
         model, version = scoring.load_champion(tracker, vendor)
+        model = scoring.with_seen(model, state, version)  # what the last nights saw is no longer new
         after = since if since is not None else state.watermark
         raw = data.extract(cfg, after_id=after)
         validation = scoring.validate_rows(model, raw, vendor)
@@ -32,7 +33,8 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
         watermark = scoring.new_watermark(raw, after)
         night = scoring.write_night(out, vendor, chunks, validation, version, after, watermark, model, windows)
         scoring.log_night(tracker, night)
-        scoring.advance_watermark(out, vendor, watermark, windows.tail, version)
+        seen = scoring.pairs_seen(model, windows)
+        scoring.advance_watermark(out, vendor, watermark, windows.tail, version, seen)
     print(f"{vendor}: {night.rows_read} rows read, {chunks.height} chunks scored, "
           f"{night.n_anomalies} anomalous -> {night.out_dir}")
     return night

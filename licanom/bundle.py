@@ -9,7 +9,7 @@ they return the same thing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import polars as pl
 from licanom.chunk import Chunks, make_chunks
 from licanom.columns import ERROR_COLUMNS, RAW, SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, EncodeConfig
+from licanom.context import KeyHistory
 from licanom.detect import CHUNK_COLUMNS, scored_chunks
 from licanom.encode import Vocabulary, get_encoder
 from licanom.derive import derive
@@ -65,6 +66,9 @@ class ModelBundle:
     # the name of the environment variable holding the pseudonym secret, when the model was
     # trained on pseudonymised rows (licanom.privacy); never the secret itself
     pseudonym_env: str | None = None
+    # a context model's keys' past: the (key, machine code) and (key, country) pairs of the
+    # training rows (pseudonymised where the rows were), so that scoring knows what is new to a key
+    key_history: KeyHistory | None = None
 
     def pseudonym_secret(self) -> bytes | None:
         """The vendor's pseudonym secret (from the environment) when the model was trained on
@@ -75,6 +79,8 @@ class ModelBundle:
         directory.mkdir(parents=True, exist_ok=True)
         self.detector.save(directory / "detector.pt")
         self.vocabulary.save(directory / "vocabulary.json")
+        if self.key_history is not None:
+            self.key_history.save(directory)
         (directory / "bundle.json").write_text(json.dumps({
             "format": BUNDLE_FORMAT,
             "vendor": self.vendor,
@@ -104,6 +110,7 @@ class ModelBundle:
             encode=EncodeConfig(**meta["encode"]),
             product_ids=tuple(meta["product_ids"]),
             pseudonym_env=meta.get("pseudonym_env"),
+            key_history=KeyHistory.load(directory),
         )
 
 
@@ -177,10 +184,26 @@ def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
         from licanom.context import chunk_context
 
         assert windows.encoded is not None, "the context model needs the encoded rows of the windows"
-        context = chunk_context(windows.encoded, chunks.meta["start_row"].to_numpy(), chunks.size)
+        context = chunk_context(windows.encoded, chunks.meta["start_row"].to_numpy(), chunks.size, bundle.key_history)
         return scored_chunks(meta, det.model, None, float(det.threshold_), det.decision_function(context),
                              det.top_columns(context))
     return scored_chunks(meta, det.model, None, float(det.threshold_), det.decision_function(chunks.X))
+
+
+def with_seen(bundle: ModelBundle, seen: KeyHistory | None) -> ModelBundle:
+    """The bundle with ``seen`` (the key pairs of the nights scored since it was trained, from
+    the vendor's state) added to its key history; unchanged for a model that keeps none."""
+    if bundle.key_history is None or seen is None:
+        return bundle
+    return replace(bundle, key_history=bundle.key_history.union(seen))
+
+
+def pairs_seen(bundle: ModelBundle, windows: Windows) -> KeyHistory | None:
+    """The key pairs of the rows just scored, for the vendor's state; None for a model that
+    keeps no key history or when nothing was scored."""
+    if bundle.key_history is None or windows.encoded is None:
+        return None
+    return KeyHistory.from_rows(windows.encoded)
 
 
 def score_log(bundle: ModelBundle, raw: pl.DataFrame, carry: pl.DataFrame | None = None) -> ScoredRows:

@@ -21,6 +21,8 @@ key_ips_hour           the row's key: distinct IP addresses in its clock hour
 ip_keys_hour           the row's IP address: distinct keys in its clock hour
 ip_failures_hour       the row's IP address: failed requests in its clock hour
 machine_failures_hour  the row's (key, machine code): failed requests in its clock hour
+key_new_machines_hour  the row's key: machine codes new to the key in its clock hour
+key_new_countries_hour the row's key: countries new to the key in its clock hour
 ===================== ===============================================================
 
 Counts enter as ``log1p``. The buckets are clock hours (UTC), so a row's context includes
@@ -30,6 +32,14 @@ it whole days). Hours, not days: a key shared for a few hours would otherwise ma
 that holds one of its owner's ordinary requests that day, and a flagged time frame should be
 where the unusual requests are. Nothing in the vector is learned: :class:`ContextDetector`
 learns what is normal for a vendor from the training chunks' vectors.
+
+"New to the key" is a key's own baseline: a machine code (country) is new at the first request
+that pairs it with the key, unless the key's :class:`KeyHistory` (the pairs of the rows a model
+was trained on, kept in its bundle) holds the pair, and never in the key's first hour when the
+key itself is new (a customer setting up a licence is not news). Over a log given whole (training,
+evaluation) "before" is the rows earlier in the log, so the signal looks only back. A licence
+shared with strangers shows as machines and countries the key has never had, hour after hour,
+even when each hour holds only one or two of them, where the plain counts stay ordinary.
 """
 
 from __future__ import annotations
@@ -39,21 +49,23 @@ import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
 
 from licanom import thresholds as th
+from licanom.columns import UNKNOWN_COUNTRY
 
 __all__ = [
-    "CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_MODELS", "ContextDetector", "TailModel", "chunk_context", "row_context",
+    "CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_MODELS", "ContextDetector", "KeyHistory", "TailModel",
+    "chunk_context", "row_context",
 ]
 
 
 # The registered models that read the context vector instead of the chunks' rows.
 CONTEXT_MODELS: tuple[str, ...] = ("Tail_context", "IForest_context", "LOF_context")
-SAVE_FORMAT = 2
+SAVE_FORMAT = 3
 
 # (column, entity columns, aggregate) of the per-row counts, each over the row's clock hour.
 _ROW_COUNTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
@@ -65,6 +77,8 @@ _ROW_COUNTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("ip_keys_hour", ("IP",), "Key"),
     ("ip_failures_hour", ("IP",), "failures"),
     ("machine_failures_hour", ("Key", "MachineCode"), "failures"),
+    ("key_new_machines_hour", ("Key",), "new MachineCode"),
+    ("key_new_countries_hour", ("Key",), "new country"),
 )
 ROW_COLUMNS: tuple[str, ...] = tuple(c for c, *_ in _ROW_COUNTS)
 CONTEXT_COLUMNS: tuple[str, ...] = ("rate", "failure_share", "top_machine_share", *ROW_COLUMNS)
@@ -81,20 +95,76 @@ CONTEXT_LABELS: dict[str, str] = {
     "ip_keys_hour": "keys tried from one IP address in an hour",
     "ip_failures_hour": "failed requests from one IP address in an hour",
     "machine_failures_hour": "failed requests of one machine in an hour",
+    "key_new_machines_hour": "machines new to their key in an hour",
+    "key_new_countries_hour": "countries new to their key in an hour",
 }
 
+_UNKNOWN = {"MachineCode": "", "country": UNKNOWN_COUNTRY}
 _NEEDED = ("Time", "Key", "MachineCode", "IP", "country", "success")
 
 
-def row_context(derived: pl.DataFrame) -> pl.DataFrame:
-    """ROW_COLUMNS (Float64, ``log1p`` of the count) for each row of a derived log, in its order.
+@dataclass(frozen=True)
+class KeyHistory:
+    """The (key, machine code) and (key, country) pairs seen in a model's training rows: what is
+    not new to a key when later rows are scored. Build it with :meth:`from_rows`."""
 
-    ``derived`` needs Time, Key, MachineCode, IP, country and success (licanom.derive).
-    """
+    machines: pl.DataFrame   # Key, MachineCode (String), one row per pair
+    countries: pl.DataFrame  # Key, country (String), one row per pair
+
+    FILES: ClassVar[dict[str, str]] = {"MachineCode": "key_machines.parquet", "country": "key_countries.parquet"}
+
+    @classmethod
+    def from_rows(cls, derived: pl.DataFrame) -> KeyHistory:
+        """The pairs of a derived log (the rows a model is trained on)."""
+        frame = _entity_frame(derived)
+        pairs = {value: frame.select("Key", value).filter(pl.col(value) != unknown).unique().sort("Key", value)
+                 for value, unknown in _UNKNOWN.items()}
+        return cls(machines=pairs["MachineCode"], countries=pairs["country"])
+
+    def pairs(self, value: str) -> pl.DataFrame:
+        return self.machines if value == "MachineCode" else self.countries
+
+    @property
+    def keys(self) -> pl.Series:
+        return pl.concat([self.machines["Key"], self.countries["Key"]]).unique()
+
+    def union(self, other: KeyHistory) -> KeyHistory:
+        """The pairs of both histories."""
+        both = {value: pl.concat([self.pairs(value), other.pairs(value)]).unique().sort("Key", value)
+                for value in self.FILES}
+        return KeyHistory(machines=both["MachineCode"], countries=both["country"])
+
+    def save(self, directory: Path) -> None:
+        """Two Parquet files in ``directory``, each written to a temporary name and renamed."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for value, name in self.FILES.items():
+            tmp = directory / f"{name}.tmp"
+            self.pairs(value).write_parquet(tmp)
+            os.replace(tmp, directory / name)
+
+    @classmethod
+    def remove(cls, directory: Path) -> None:
+        """Delete a history saved in ``directory`` (nothing where there is none)."""
+        for name in cls.FILES.values():
+            (directory / name).unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, directory: Path) -> KeyHistory | None:
+        """The history saved in ``directory``, or None where none was saved."""
+        paths = {value: directory / name for value, name in cls.FILES.items()}
+        if not all(p.exists() for p in paths.values()):
+            return None
+        pairs = {value: pl.read_parquet(p).select(pl.col("Key").cast(pl.String), pl.col(value).cast(pl.String))
+                 for value, p in paths.items()}
+        return cls(machines=pairs["MachineCode"], countries=pairs["country"])
+
+
+def _entity_frame(derived: pl.DataFrame) -> pl.DataFrame:
     missing = [c for c in _NEEDED if c not in derived.columns]
     if missing:
         raise ValueError(f"the context needs the derived columns {missing}")
-    frame = derived.select(
+    return derived.select(
+        pl.col("Time").rank("ordinal").alias("_row"),  # time order, ties in row order
         pl.col("Time").dt.truncate("1h").alias("_hour"),
         pl.col("Key").cast(pl.String).fill_null(""),
         pl.col("MachineCode").cast(pl.String).fill_null(""),
@@ -102,6 +172,31 @@ def row_context(derived: pl.DataFrame) -> pl.DataFrame:
         pl.col("country").cast(pl.String).fill_null(""),
         (pl.col("success") == 0).cast(pl.Int64).alias("_failed"),
     )
+
+
+def row_context(derived: pl.DataFrame, history: KeyHistory | None = None) -> pl.DataFrame:
+    """ROW_COLUMNS (Float64, ``log1p`` of the count) for each row of a derived log, in its order.
+
+    ``derived`` needs Time, Key, MachineCode, IP, country and success (licanom.derive).
+    ``history``: the pairs that are not new to their key (a model's training rows); None: only
+    the rows earlier in ``derived`` count as the keys' past.
+    """
+    frame = _entity_frame(derived)
+    # New to its key: the first row of a (key, machine code) or (key, country) pair that the
+    # history lacks, except in the first hour of a key the history lacks too (a key's set-up is
+    # not news). A window function cannot nest in another, so the flags are columns first.
+    known_key = pl.col("Key").is_in(history.keys.implode()) if history is not None else pl.lit(False)
+    after_first_hour = known_key | (pl.col("_hour") > pl.col("_hour").min().over("Key"))
+    for value, unknown in _UNKNOWN.items():
+        seen = pl.lit(False)
+        if history is not None:
+            frame = frame.join(history.pairs(value).with_columns(pl.lit(True).alias("_seen")),
+                               on=["Key", value], how="left", maintain_order="left")
+            seen = pl.col("_seen").fill_null(False)
+        first = (pl.col("_row") == pl.col("_row").min().over(["Key", value])) & (pl.col(value) != unknown)
+        frame = frame.with_columns((first & ~seen & after_first_hour).cast(pl.Int64).alias(f"_new {value}"))
+        if history is not None:
+            frame = frame.drop("_seen")
     exprs = []
     for name, entity, what in _ROW_COUNTS:
         over = [*entity, "_hour"]
@@ -109,17 +204,21 @@ def row_context(derived: pl.DataFrame) -> pl.DataFrame:
             count = pl.len().over(over)
         elif what == "failures":
             count = pl.col("_failed").sum().over(over)
+        elif what.startswith("new "):
+            count = pl.col(f"_{what}").sum().over(over)
         else:
             count = pl.col(what).n_unique().over(over)
         exprs.append(count.cast(pl.Float64).log1p().alias(name))
     return frame.select(exprs)
 
 
-def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarray:
+def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
+                  history: KeyHistory | None = None) -> np.ndarray:
     """CONTEXT_COLUMNS of each window ``starts[i] .. starts[i] + size - 1`` of ``derived``.
 
     Returns float64 ``(len(starts), len(CONTEXT_COLUMNS))``; ``derived`` is the time-ordered
-    log the windows were cut from (licanom.chunk), one row per request.
+    log the windows were cut from (licanom.chunk), one row per request; ``history`` as in
+    :func:`row_context`.
     """
     starts = np.asarray(starts, dtype=np.int64)
     if derived.height == 0 or len(starts) == 0:
@@ -127,7 +226,7 @@ def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int) -> np.nd
     if starts.min() < 0 or starts.max() + size > derived.height:
         raise ValueError(f"windows of {size} rows from {starts.min()} to {starts.max()} do not fit {derived.height} rows")
     ends = starts + size - 1
-    rows = row_context(derived)
+    rows = row_context(derived, history)
     out = np.empty((len(starts), len(CONTEXT_COLUMNS)))
     # Largest value over each window: a rolling maximum read at the window's last row.
     for j, name in enumerate(ROW_COLUMNS, start=3):

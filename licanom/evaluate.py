@@ -128,7 +128,7 @@ class Candidate:
 
     ``inputs`` is what it reads: ``"chunks"`` ``(n, size, 8)``, ``"flat"`` ``(n, size * 8)`` or
     ``"summary"``, the distinct-value vector ``(n, 8)``, or ``"context"``, the context vector
-    (licanom.context) ``(n, 11)``.
+    (licanom.context) ``(n, len(CONTEXT_COLUMNS))``.
     """
 
     name: str

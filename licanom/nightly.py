@@ -8,6 +8,7 @@ from typing import Any
 
 import polars as pl
 
+from licanom.context import KeyHistory
 from licanom.tracking import Tracker
 from licanom.validate import ValidationResult
 
@@ -69,12 +70,15 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None)
 def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation: ValidationResult,
                 model_version: str | None, watermark_before: int | None, watermark_after: int | None,
                 rows: pl.DataFrame | None = None, detector: Any = None,
-                secret: bytes | None = None) -> NightResult:
+                secret: bytes | None = None, key_history: KeyHistory | None = None) -> NightResult:
     """The night's folder: chunk results, quarantine, the markdown summary and, with the rows
     and the detector, the vendor's HTML report (report.html, anomalies.csv) and what rebuilds it.
 
     With a pseudonym ``secret`` the vendor's report keeps the real values and a copy drawn
-    from pseudonymised rows is written to ``for-tracking/``: the one that goes to MLflow."""
+    from pseudonymised rows is written to ``for-tracking/``: the one that goes to MLflow.
+    ``key_history``: the bundle's (licanom.context.KeyHistory), for the report's "new to a key"
+    counts; it holds pseudonyms where the model was trained on them, so it is used only without
+    a ``secret`` (with one, the report judges what is new from the night's rows)."""
     out = night_dir(output_dir, vendor, watermark_before, watermark_after)
     out.mkdir(parents=True, exist_ok=True)
     chunks.write_parquet(out / "chunks.parquet")
@@ -84,7 +88,8 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
         from licanom.report import detector_report_input, save_run, write_report
 
         inp = detector_report_input(detector, vendor=vendor, run_id=out.name,
-                                    model=f"{detector.model} (version {model_version})", chunks=chunks, rows=rows)
+                                    model=f"{detector.model} (version {model_version})", chunks=chunks, rows=rows,
+                                    key_history=key_history if secret is None else None)
         save_run(inp, out)
         write_report(inp, out)
         if secret is not None:

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from licanom.context import CONTEXT_COLUMNS, CONTEXT_LABELS, chunk_context
+from licanom.context import CONTEXT_COLUMNS, CONTEXT_LABELS, KeyHistory, chunk_context
 from licanom.columns import FEATURES, RAW, SUMMARY_COLUMNS
 from licanom.states import MethodGroup
 
@@ -109,6 +109,9 @@ class ReportInput:
     ``train_loss``/``val_loss``: per epoch (empty for a model that was loaded, not trained).
     ``max_frames``/``max_requests``: how many frames the page details (most severe first; the
     CSV lists all) and how many requests each frame's table shows.
+    ``key_history``: the scoring model's :class:`licanom.context.KeyHistory`, in the same values
+    as ``rows`` (not pseudonymised ones for real rows); None: what is "new to a key" in the
+    context table is judged from the earlier rows of ``rows`` alone.
     """
 
     vendor: str
@@ -124,6 +127,7 @@ class ReportInput:
     val_loss: tuple[float, ...] = ()
     max_frames: int = 50
     max_requests: int = 200
+    key_history: KeyHistory | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in REQUIRED_CHUNK_COLUMNS if c not in self.chunks.columns]
@@ -253,7 +257,8 @@ def _covered(chunks: pl.DataFrame, n_rows: int) -> np.ndarray:
     return np.cumsum(diff[:n_rows]) > 0
 
 
-def _chunks_context(chunks: pl.DataFrame, rows: pl.DataFrame, n_chunks: int) -> np.ndarray:
+def _chunks_context(chunks: pl.DataFrame, rows: pl.DataFrame, n_chunks: int,
+                    history: KeyHistory | None = None) -> np.ndarray:
     """The context vector (licanom.context) of every chunk of the run's usual length, from the
     report's rows, aligned with the input chunks; NaN for chunks of another length or whose rows
     are missing. The hour counts see only these rows, as the context models do."""
@@ -265,7 +270,7 @@ def _chunks_context(chunks: pl.DataFrame, rows: pl.DataFrame, n_chunks: int) -> 
     size = int(np.bincount(lengths).argmax())
     keep = lengths == size
     starts = spans["_p0"].to_numpy()[keep]
-    out[spans["_i"].to_numpy()[keep]] = chunk_context(rows, starts, size)
+    out[spans["_i"].to_numpy()[keep]] = chunk_context(rows, starts, size, history)
     return out
 
 
@@ -341,7 +346,7 @@ def _analyse(inp: ReportInput) -> _Analysis:
     if inp.feature_errors is not None and ref_idx.size:
         typical_errors = np.median(np.asarray(inp.feature_errors, dtype=np.float64)[ref_idx], axis=0)
 
-    context = _chunks_context(chunks, rows, inp.chunks.height)
+    context = _chunks_context(chunks, rows, inp.chunks.height, inp.key_history)
     ref = context[ref_idx]
     ref = ref[np.isfinite(ref).all(axis=1)]
     typical_context = (np.percentile(ref, [50, 95], axis=0).T if len(ref)
@@ -1069,7 +1074,7 @@ def chunk_feature_errors(chunks: pl.DataFrame) -> np.ndarray | None:
 
 
 def detector_report_input(detector: Any, *, vendor: str, run_id: str, model: str, chunks: pl.DataFrame,
-                          rows: pl.DataFrame) -> ReportInput:
+                          rows: pl.DataFrame, key_history: KeyHistory | None = None) -> ReportInput:
     """The report input of chunks scored by a fitted detector (either family)."""
     report = getattr(detector, "report_", None)    # the autoencoders' training report
     history = getattr(detector, "history_", None)  # the sequence models' objective per epoch
@@ -1079,7 +1084,7 @@ def detector_report_input(detector: Any, *, vendor: str, run_id: str, model: str
         chunks=chunks, rows=rows, feature_errors=chunk_feature_errors(chunks),
         train_errors=detector.decision_scores_,
         train_loss=report.train_loss if report else (tuple(history.objective) if history else ()),
-        val_loss=report.val_loss if report else (),
+        val_loss=report.val_loss if report else (), key_history=key_history,
     )
 
 

@@ -1,4 +1,6 @@
-"""A vendor's scoring state between nights: the watermark (last Id scored) and the carried tail.
+"""A vendor's scoring state between nights: the watermark (last Id scored), the carried tail and,
+for a context model, the (key, machine code) and (key, country) pairs seen in the nights scored
+since the model was trained (so that a pair is new to its key once, not every night).
 
 Written atomically (a temporary file, then a rename) and only after a night succeeded, so a
 failed or interrupted night leaves the previous state in place.
@@ -18,6 +20,7 @@ from pathlib import Path
 import polars as pl
 
 from licanom.columns import RAW
+from licanom.context import KeyHistory
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class VendorState:
     watermark: int | None  # the highest Id already read; the next night reads Id > watermark
     tail: pl.DataFrame     # valid rows after the last full window, scored next time
     model_version: str | None = None
+    seen: KeyHistory | None = None  # pairs of the nights scored with model_version (context models)
 
 
 def state_dir(output_dir: Path, vendor: str) -> Path:
@@ -39,7 +43,8 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
         from licanom.validate import validate_log
 
         tail = validate_log(pl.DataFrame({c: [] for c in RAW[:7]}, schema={c: pl.String for c in RAW[:7]})).valid
-    return VendorState(watermark=meta.get("watermark"), tail=tail, model_version=meta.get("model_version"))
+    return VendorState(watermark=meta.get("watermark"), tail=tail, model_version=meta.get("model_version"),
+                       seen=KeyHistory.load(d))
 
 
 def save_state(output_dir: Path, vendor: str, state: VendorState) -> None:
@@ -49,6 +54,10 @@ def save_state(output_dir: Path, vendor: str, state: VendorState) -> None:
     state.tail.write_parquet(tmp_tail)
     tmp_meta = d / "state.json.tmp"
     tmp_meta.write_text(json.dumps({"watermark": state.watermark, "model_version": state.model_version}))
+    if state.seen is not None:
+        state.seen.save(d)
+    else:
+        KeyHistory.remove(d)
     os.replace(tmp_tail, d / "tail.parquet")
     os.replace(tmp_meta, d / "state.json")
 
@@ -91,8 +100,9 @@ def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: fl
 
 
 def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataFrame,
-            model_version: str | None) -> VendorState:
-    """Record a finished night: the new watermark and the rows to carry into the next one.
+            model_version: str | None, seen: KeyHistory | None = None) -> VendorState:
+    """Record a finished night: the new watermark, the rows to carry into the next one and the
+    key pairs it saw (``seen``, added to those of the earlier nights of the same model version).
 
     The watermark never moves back: re-running an older night (``since`` below the current
     watermark) rewrites that night's results and leaves the state as it was.
@@ -100,7 +110,9 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
     current = load_state(output_dir, vendor)
     if current.watermark is not None and (watermark is None or watermark <= current.watermark):
         return current
-    new = VendorState(watermark=watermark, tail=tail, model_version=model_version)
+    if seen is not None and current.seen is not None and current.model_version == model_version:
+        seen = current.seen.union(seen)
+    new = VendorState(watermark=watermark, tail=tail, model_version=model_version, seen=seen)
     save_state(output_dir, vendor, new)
     return new
 

@@ -14,6 +14,7 @@ import polars as pl
 
 from licanom.bundle import ModelBundle
 from licanom.config import Config
+from licanom.context import KeyHistory
 from licanom.detect import (
     evaluate_model, format_results, is_context_model, is_sequence_model, make_detector, model_inputs, results_frame,
 )
@@ -145,6 +146,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             chunk=cfg.chunk, encode=cfg.encode,
             product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
             pseudonym_env=secret_env_name(cfg.vendor, cfg.privacy.secret_env) if cfg.privacy.pseudonymise else None,
+            key_history=KeyHistory.from_rows(prepared.encoded.frame) if is_context_model(model) else None,
         ).save(work_dir / model)
     shutil.rmtree(checkpoints, ignore_errors=True)  # trained and saved: nothing left to resume
     return VariantResult(

@@ -11,6 +11,7 @@ from prefect.cache_policies import NO_CACHE
 
 from licanom import bundle as bundle_lib
 from licanom import nightly, state
+from licanom.context import KeyHistory
 from licanom.tracking import Tracker
 from licanom.validate import ValidationResult
 
@@ -28,6 +29,18 @@ def load_champion(tracker: Tracker, vendor: str) -> tuple[bundle_lib.ModelBundle
 @task(cache_policy=NO_CACHE)
 def load_state(output_dir: Path, vendor: str) -> state.VendorState:
     return state.load_state(output_dir, vendor)
+
+
+@task(cache_policy=NO_CACHE)
+def with_seen(model: bundle_lib.ModelBundle, vendor_state: state.VendorState,
+              version: str) -> bundle_lib.ModelBundle:
+    """The champion with the key pairs of the nights it already scored (same version only)."""
+    return bundle_lib.with_seen(model, vendor_state.seen if vendor_state.model_version == version else None)
+
+
+@task(cache_policy=NO_CACHE)
+def pairs_seen(model: bundle_lib.ModelBundle, windows: bundle_lib.Windows) -> KeyHistory | None:
+    return bundle_lib.pairs_seen(model, windows)
 
 
 @task(cache_policy=NO_CACHE)
@@ -56,7 +69,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                 model: bundle_lib.ModelBundle, windows: bundle_lib.Windows) -> nightly.NightResult:
     night = nightly.write_night(output_dir, vendor, chunks, validation, model_version, watermark_before,
                                 watermark_after, rows=windows.rows, detector=model.detector,
-                                secret=model.pseudonym_secret())
+                                secret=model.pseudonym_secret(), key_history=model.key_history)
     create_markdown_artifact(  # the night's anomalies on the flow run's page in the Prefect UI
         key=artifact_key(vendor), description=f"licanom anomalies for {vendor}",
         markdown=nightly.anomaly_report(vendor, chunks, model_version)
@@ -77,5 +90,5 @@ def log_night(tracker: Tracker, night: nightly.NightResult) -> str:
 
 @task(cache_policy=NO_CACHE)
 def advance_watermark(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataFrame,
-                      model_version: str) -> state.VendorState:
-    return state.advance(output_dir, vendor, watermark, tail, model_version)
+                      model_version: str, seen: KeyHistory | None = None) -> state.VendorState:
+    return state.advance(output_dir, vendor, watermark, tail, model_version, seen)

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.context import CONTEXT_COLUMNS, ROW_COLUMNS, chunk_context, row_context
+from licanom.context import CONTEXT_COLUMNS, ROW_COLUMNS, KeyHistory, chunk_context, row_context
 
 T0 = datetime(2025, 1, 6, 10, 0, tzinfo=timezone.utc)
 
@@ -47,6 +47,43 @@ def test_row_counts_per_entity_and_bucket():
     assert c["ip_keys_hour"].tolist() == [1, 2, 2, 1, 2]
     assert c["ip_failures_hour"].tolist() == [0, 2, 2, 0, 2]
     assert c["machine_failures_hour"].tolist() == [0, 1, 1, 0, 1]
+    assert c["key_new_machines_hour"].tolist() == [0, 0, 0, 0, 0]  # every key is in its first hour
+    assert c["key_new_countries_hour"].tolist() == [0, 0, 0, 0, 0]
+
+
+def _new(rows: pl.DataFrame) -> dict[str, list[int]]:
+    got = np.expm1(rows.to_numpy()).round().astype(int)
+    return {name: got[:, ROW_COLUMNS.index(name)].tolist() for name in ("key_new_machines_hour", "key_new_countries_hour")}
+
+
+def test_new_to_the_key_counts_first_pairs_after_the_keys_first_hour_or_against_a_history(tmp_path):
+    log = _log([
+        (0, "K1", "M1", "1.1.1.1", "SE", 1),
+        (60, "K1", "M2", "2.2.2.2", "DE", 1),     # K1's first hour: set-up, not news
+        (3700, "K1", "M1", "1.1.1.1", "SE", 1),   # known pair
+        (3800, "K1", "M3", "3.3.3.3", "FR", 1),   # new machine and new country for K1
+        (3900, "K1", "M4", "4.4.4.4", "FR", 0),   # another new machine, FR no longer new
+        (3950, "K1", "", "4.4.4.5", "ZZ", 1),     # no machine code, unknown country: never new
+        (4000, "K2", "M9", "9.9.9.9", "US", 1),   # K2's first hour
+        (7300, "K1", "M3", "3.3.3.3", "FR", 1),   # the hour after: M3 and FR are K1's now
+    ])
+    whole = _new(row_context(log))
+    assert whole["key_new_machines_hour"] == [0, 0, 2, 2, 2, 2, 0, 0]
+    assert whole["key_new_countries_hour"] == [0, 0, 1, 1, 1, 1, 0, 0]
+
+    # Scoring the later rows against the history of the earlier ones gives the same counts ...
+    history = KeyHistory.from_rows(log.head(2))
+    assert history.machines.height == 2 and history.countries.height == 2
+    assert _new(row_context(log.slice(2), history)) == {k: v[2:] for k, v in whole.items()}
+    # ... where without it K1's first hour in the later rows would be set-up, not news
+    assert _new(row_context(log.slice(2)))["key_new_machines_hour"] == [0, 0, 0, 0, 0, 0]
+    # a known key has no set-up hour: its new pairs count from its first row
+    assert _new(row_context(log.slice(3, 2), history))["key_new_machines_hour"] == [2, 2]
+
+    history.save(tmp_path)
+    again = KeyHistory.load(tmp_path)
+    assert again is not None and again.machines.equals(history.machines) and again.countries.equals(history.countries)
+    assert KeyHistory.load(tmp_path / "elsewhere") is None
 
 
 def test_chunk_context_takes_the_largest_row_value_and_window_statistics():
@@ -185,7 +222,7 @@ def test_context_detector_budget_threshold_by_default(tmp_path):
 def test_context_detector_refuses_bad_input_clearly():
     from licanom.context import ContextDetector
 
-    with pytest.raises(ValueError, match=r"shape \(n_chunks, 11\)"):
+    with pytest.raises(ValueError, match=rf"shape \(n_chunks, {len(CONTEXT_COLUMNS)}\)"):
         ContextDetector().fit(np.zeros((10, 8)))
     bad = np.zeros((10, len(CONTEXT_COLUMNS)))
     bad[7, 2] = np.nan
@@ -229,3 +266,47 @@ def test_detect_without_a_model_trains_the_size_rule(tmp_path):
     results = pl.read_csv(out / "results.csv")
     assert tuple(results["model"]) == load_config().train.auto.small
     assert pl.read_parquet(out / "chunks.parquet")["model"][0] == load_config().train.auto.small[0]
+
+
+def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
+    from licanom.bundle import ModelBundle, make_windows, pairs_seen, score_windows, validate_rows, with_seen
+    from licanom.config import ChunkConfig, EncodeConfig
+    from licanom.context import ContextDetector
+    from licanom.derive import derive
+    from licanom.encode import Vocabulary
+    from tests.conftest import make_raw_log
+
+    from licanom.validate import validate_log
+
+    train = validate_log(make_raw_log(800)).valid
+    derived = derive(train)
+    starts = np.arange(0, derived.height - 20 + 1, 20)
+    det = ContextDetector().fit(chunk_context(derived, starts, 20))
+    history = KeyHistory.from_rows(derived)
+    bundle = ModelBundle(vendor="acme", detector=det, vocabulary=Vocabulary.fit(derived),
+                         chunk=ChunkConfig(size=20, stride=20), encode=EncodeConfig(), product_ids=(3, 7),
+                         key_history=history)
+    loaded = ModelBundle.load(bundle.save(tmp_path / "b"))
+    assert loaded.key_history is not None and loaded.key_history.machines.equals(history.machines)
+
+    # the next days: the same keys, machines and addresses, nothing new to any key
+    night = train.with_columns(pl.col("Time") + timedelta(days=2), pl.col("Id") + 10_000)
+    windows = make_windows(loaded, validate_rows(loaded, night).valid)
+    scored = score_windows(loaded, windows)
+    night_starts = windows.chunks.meta["start_row"].to_numpy()
+    against_history = chunk_context(windows.encoded, night_starts, 20, history)
+    alone = chunk_context(windows.encoded, night_starts, 20)
+    assert not col(against_history, "key_new_machines_hour").any()
+    assert col(alone, "key_new_machines_hour").any()  # without the history, later hours look new
+    np.testing.assert_allclose(scored["score"].to_numpy(), det.decision_function(against_history))
+    assert not np.allclose(det.decision_function(alone), det.decision_function(against_history))
+
+    # the nights' pairs join the history (the nightly state); a model without one stays as it is
+    night_pairs = pairs_seen(loaded, windows)
+    assert night_pairs is not None and night_pairs.machines.height == history.machines.height
+    grown = with_seen(loaded, KeyHistory(machines=pl.DataFrame({"Key": ["KNEW"], "MachineCode": ["mNEW"]}),
+                                         countries=pl.DataFrame({"Key": ["KNEW"], "country": ["SE"]})))
+    assert grown.key_history.machines.height == history.machines.height + 1
+    plain = ModelBundle(vendor="acme", detector=det, vocabulary=loaded.vocabulary, chunk=loaded.chunk,
+                        encode=loaded.encode, product_ids=(3, 7))
+    assert with_seen(plain, night_pairs) is plain and pairs_seen(plain, windows) is None

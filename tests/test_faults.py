@@ -99,6 +99,29 @@ def test_watermark_only_moves_forward(tmp_path: Path) -> None:
     assert start_after(tmp_path, "acme", 5).watermark == 200  # retraining never rewinds
 
 
+def test_the_key_pairs_of_scored_nights_accumulate_per_model_version(tmp_path: Path) -> None:
+    from licanom.context import KeyHistory
+
+    def pairs(*rows: tuple[str, str, str]) -> KeyHistory:
+        return KeyHistory(machines=pl.DataFrame({"Key": [r[0] for r in rows], "MachineCode": [r[1] for r in rows]}),
+                          countries=pl.DataFrame({"Key": [r[0] for r in rows], "country": [r[2] for r in rows]}))
+
+    start_after(tmp_path, "acme", 100)
+    assert load_state(tmp_path, "acme").seen is None
+    advance(tmp_path, "acme", 200, _tail(), "3", pairs(("K1", "M1", "SE")))
+    advance(tmp_path, "acme", 300, _tail(), "3", pairs(("K1", "M2", "SE"), ("K2", "M9", "DE")))
+    seen = load_state(tmp_path, "acme").seen
+    assert seen is not None and seen.machines.rows() == [("K1", "M1"), ("K1", "M2"), ("K2", "M9")]
+    assert seen.countries.rows() == [("K1", "SE"), ("K2", "DE")]
+    # an older night re-run changes nothing; a new model version starts from its own nights
+    advance(tmp_path, "acme", 250, _tail(), "3", pairs(("K7", "M7", "US")))
+    assert load_state(tmp_path, "acme").seen.machines.height == 3
+    advance(tmp_path, "acme", 400, _tail(), "4", pairs(("K3", "M3", "FR")))
+    assert load_state(tmp_path, "acme").seen.machines.rows() == [("K3", "M3")]
+    advance(tmp_path, "acme", 500, _tail(), "5")  # a model that keeps no history
+    assert load_state(tmp_path, "acme").seen is None
+
+
 def test_vendor_lock_lets_one_run_in_at_a_time(tmp_path: Path) -> None:
     inside, overlaps = [], []
 
