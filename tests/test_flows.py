@@ -31,6 +31,8 @@ detect:
         "alpha": common + "source: {kind: simulate, profile: floating, seed: 3, days: 6}\n",
         "beta": common + "source: {kind: simulate, profile: mixed, seed: 4, days: 20}\n",
         "broken": common + f"source: {{kind: files, path: {root / 'missing.csv'}}}\n",
+        "gamma": f"output_dir: {out}\ntrain:\n  models: [Tail_context]\n"
+                 "source: {kind: simulate, profile: floating, seed: 5, days: 6}\n",
     })
     yield root, out
     mp.undo()
@@ -126,3 +128,33 @@ def test_training_the_same_data_again_gives_the_same_models(trained_alpha):
     again = train_vendor("alpha", until=until)
     same = ["model", "M2", "M3", "GMM", "KMeans", "quantile", "pot", "budget", "train_loss", "val_loss"]
     assert again.results.select(same).equals(first.results.select(same))
+
+
+def test_a_context_champion_remembers_what_each_night_saw(flow_env):
+    """Tail_context's registered bundle keeps its training rows' key pairs; a night adds the pairs
+    it scored to the vendor's state, for the next night to score against."""
+    from flows.score_vendor import score_vendor
+    from flows.train_vendor import train_vendor
+    from licanom.config import load_config
+    from licanom.simulate import simulate
+    from licanom.state import load_state
+    from licanom.tracking import configure
+
+    _, out = flow_env
+    cfg = load_config("gamma")
+    log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
+    until = log["Time"].max() - timedelta(days=2)
+    summary = train_vendor("gamma", until=until)
+    bundle, version = configure().load_champion("gamma")
+    assert bundle.detector.model == "Tail_context" and bundle.key_history is not None
+    trained = log.filter(pl.col("Time") <= until)
+    assert bundle.key_history.machines.height == trained.filter(pl.col("MachineCode") != "").select(
+        "Key", "MachineCode").unique().height
+
+    night = score_vendor("gamma")
+    state = load_state(out, "gamma")
+    assert night.chunks.height > 0 and state.model_version == version == summary.champion.version
+    assert state.seen is not None
+    scored = log.filter(pl.col("Time") > until, pl.col("MachineCode") != "").select("Key", "MachineCode").unique()
+    missing = state.seen.machines.join(scored, on=["Key", "MachineCode"], how="anti")
+    assert missing.height == 0 and state.seen.machines.height >= 0.9 * scored.height
