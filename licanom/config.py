@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -122,12 +122,16 @@ class TrainConfig(_Model):
             return (AUTO,)
         return _check_names(v)
 
+    def is_small(self, n_train_chunks: int) -> bool:
+        """Whether a vendor with ``n_train_chunks`` training chunks is small (``auto``'s rule)."""
+        return n_train_chunks <= self.auto.small_max_train_chunks
+
     def resolved(self, n_train_chunks: int) -> TrainConfig:
         """This configuration with ``models: auto`` replaced by the models for a vendor with
         ``n_train_chunks`` training chunks (``auto.small`` or ``auto.large``); else itself."""
         if self.models != (AUTO,):
             return self
-        small = n_train_chunks <= self.auto.small_max_train_chunks
+        small = self.is_small(n_train_chunks)
         return self.model_copy(update={"models": self.auto.small if small else self.auto.large})
 
 
@@ -150,24 +154,49 @@ class SequenceConfig(_Model):
     contamination: float | None = Field(0.01, gt=0.0, lt=1.0)
 
 
+Threshold = Literal["M1", "M2", "M3", "quantile", "pot", "budget"]
+
+
 class DetectConfig(_Model):
-    threshold: Literal["M1", "M2", "M3", "quantile", "pot", "budget"] = "M3"
+    threshold: Threshold = "M3"
     threshold_params: dict[str, float | int | str] = Field(default_factory=dict)
     m1: bool = True
     m1_max_rounds: int = Field(5, ge=1)
     clustering_seed: int = 0
 
 
+class AutoThresholds(_Model):
+    """What ``context.threshold: auto`` is, by the vendor's size (``train.auto.small_max_train_chunks``):
+    the rule of the labelled evaluation (README, "Choosing the defaults")."""
+
+    small: Threshold = "quantile"
+    large: Threshold = "budget"
+
+
 class ContextConfig(_Model):
     """The context models (Tail_context, IForest_context, LOF_context: licanom.context)."""
 
-    # their decision, from their training scores; budget (about 50 false alarms per 10,000 normal
-    # chunks) from the labelled evaluation
-    threshold: Literal["M1", "M2", "M3", "quantile", "pot", "budget"] = "budget"
+    # their decision, from their training scores: a threshold's name, or auto (``auto.small`` or
+    # ``auto.large`` by the vendor's size, :meth:`Config.for_size`)
+    threshold: Threshold | Literal["auto"] = AUTO
+    auto: AutoThresholds = AutoThresholds()
     threshold_params: dict[str, float | int | str] = Field(default_factory=dict)
     n_estimators: int = Field(200, ge=1)   # IForest_context
     n_neighbors: int = Field(20, ge=1)     # LOF_context
     tail_quantile: float = Field(0.9, gt=0, lt=1)  # Tail_context: where each signal's exponential tail starts
+
+    @model_validator(mode="after")
+    def _params_need_a_name(self) -> ContextConfig:
+        if self.threshold == AUTO and self.threshold_params:
+            raise ValueError("context.threshold_params need a named context.threshold (not auto): "
+                             f"got {self.threshold_params}")
+        return self
+
+    def resolved(self, small: bool) -> ContextConfig:
+        """This configuration with ``threshold: auto`` replaced by ``auto.small`` or ``auto.large``."""
+        if self.threshold != AUTO:
+            return self
+        return self.model_copy(update={"threshold": self.auto.small if small else self.auto.large})
 
 
 class PrivacyConfig(_Model):
@@ -206,10 +235,13 @@ class Config(_Model):
         return validate_vendor_name(v)
 
     def for_size(self, n_train_chunks: int) -> Config:
-        """This configuration with ``train.models: auto`` resolved for a vendor with
-        ``n_train_chunks`` training chunks (:meth:`TrainConfig.resolved`)."""
+        """This configuration with ``train.models: auto`` and ``context.threshold: auto`` resolved
+        for a vendor with ``n_train_chunks`` training chunks (:meth:`TrainConfig.resolved`)."""
         train = self.train.resolved(n_train_chunks)
-        return self if train is self.train else self.model_copy(update={"train": train})
+        context = self.context.resolved(self.train.is_small(n_train_chunks))
+        if train is self.train and context is self.context:
+            return self
+        return self.model_copy(update={"train": train, "context": context})
 
 
 def validate_vendor_name(name: str) -> str:

@@ -105,12 +105,16 @@ def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
     sequence models flag the top ``sequence.contamination`` of their training scores (or, with
     null, decide by their own learned boundary, score > 0), and the results table still counts
     M2, M3, quantile and pot on their scores. The context models decide by
-    ``context.threshold`` (the top 1% of their training scores by default).
+    ``context.threshold``, resolved for the vendor's size when it is auto
+    (:meth:`licanom.config.Config.for_size`).
     """
     if is_context_model(model):
         from licanom.context import ContextDetector
 
         ctx = context or ContextConfig()
+        if ctx.threshold == AUTO:
+            raise ValueError("context.threshold is auto, which depends on the vendor's size: resolve it first "
+                             "(Config.for_size, or ContextConfig.resolved)")
         return ContextDetector(model=model, threshold=ctx.threshold,
                                threshold_params=tuple(sorted(ctx.threshold_params.items())),
                                n_estimators=ctx.n_estimators, n_neighbors=ctx.n_neighbors,
@@ -282,8 +286,10 @@ def detect(
     """
     from licanom.entities import aggregate_row_labels, make_sequences, sequence_labels
 
+    n_train = int((~prepared.test_mask).sum())
     if not models and train.models == (AUTO,):  # by the vendor's size: its training chunks
-        train = train.resolved(int((~prepared.test_mask).sum()))
+        train = train.resolved(n_train)
+    context = (context or ContextConfig()).resolved(train.is_small(n_train))
     models = tuple(models or train.models)
     seq = sequence or SequenceConfig()
     if seq.mode != "chunks":

@@ -66,7 +66,7 @@ from licanom.chunk import make_chunks
 from licanom.clustering import cluster_anomalies
 from licanom.context import chunk_context
 from licanom.columns import SUMMARY_COLUMNS
-from licanom.config import ChunkConfig, Config, DetectConfig, EncodeConfig, TrainConfig
+from licanom.config import ChunkConfig, Config, ContextConfig, DetectConfig, EncodeConfig, TrainConfig
 from licanom.labels import auroc, chunk_truth
 from licanom.simulate import ANOMALY_KINDS, PROFILES, SimulatedLog, simulate
 
@@ -265,8 +265,9 @@ def _context(name: str) -> CandidateFactory:
     def factory(settings: EvalSettings) -> Candidate:
         from licanom.detect import make_detector
 
-        def make() -> Detector:  # the product's context settings (ContextConfig's defaults)
-            return make_detector(name, settings.train, settings.detect)
+        def make() -> Detector:  # the product's context settings; every decision is measured on
+            # its training scores, so its own threshold is any named one
+            return make_detector(name, settings.train, settings.detect, context=ContextConfig(threshold="budget"))
 
         return Candidate(name, "context", make, "context")
 

@@ -245,8 +245,19 @@ def test_auto_models_follow_the_vendor_size():
     assert cfg.train.models == ("auto",)
     assert cfg.for_size(100).train.models == cfg.train.auto.small
     assert cfg.for_size(101).train.models == cfg.train.auto.large
-    fixed = load_config(overrides={"train": {"models": ["TCN_AE"]}})
+    # the context models' threshold follows the same size rule
+    assert cfg.context.threshold == "auto"
+    assert cfg.for_size(100).context.threshold == cfg.context.auto.small == "quantile"
+    assert cfg.for_size(101).context.threshold == cfg.context.auto.large == "budget"
+    fixed = load_config(overrides={"train": {"models": ["TCN_AE"]}, "context": {"threshold": "pot"}})
     assert fixed.for_size(10) is fixed  # nothing to resolve
+    with pytest.raises(ValueError, match="threshold_params need a named"):
+        load_config(overrides={"context": {"threshold_params": {"alarm_rate": 0.01}}})
+    from licanom.detect import make_detector
+
+    with pytest.raises(ValueError, match="depends on the vendor's size"):
+        make_detector("Tail_context", cfg.train, cfg.detect, context=cfg.context)
+    assert make_detector("Tail_context", cfg.train, cfg.detect, context=cfg.for_size(5).context).threshold == "quantile"
     with pytest.raises(ValueError, match=r"unknown model\(s\) \['LOF'\]"):
         load_config(overrides={"train": {"auto": {"small": ["LOF"]}}})
     with pytest.raises(ValueError, match="at least one model"):
@@ -266,6 +277,10 @@ def test_detect_without_a_model_trains_the_size_rule(tmp_path):
     results = pl.read_csv(out / "results.csv")
     assert tuple(results["model"]) == load_config().train.auto.small
     assert pl.read_parquet(out / "chunks.parquet")["model"][0] == load_config().train.auto.small[0]
+    from licanom.context import ContextDetector
+
+    first = ContextDetector.load(out / "models" / f"{results['model'][0]}.pt")
+    assert first.threshold_method_ == load_config().context.auto.small  # the small vendor's decision
 
 
 def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
@@ -274,9 +289,8 @@ def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
     from licanom.context import ContextDetector
     from licanom.derive import derive
     from licanom.encode import Vocabulary
-    from tests.conftest import make_raw_log
-
     from licanom.validate import validate_log
+    from tests.conftest import make_raw_log
 
     train = validate_log(make_raw_log(800)).valid
     derived = derive(train)
