@@ -31,7 +31,7 @@ detect:
         "alpha": common + "source: {kind: simulate, profile: floating, seed: 3, days: 6}\n",
         "beta": common + "source: {kind: simulate, profile: mixed, seed: 4, days: 20}\n",
         "broken": common + f"source: {{kind: files, path: {root / 'missing.csv'}}}\n",
-        "gamma": f"output_dir: {out}\ntrain:\n  models: [Tail_context]\n"
+        "epsilon": f"output_dir: {out}\ntrain:\n  models: [Tail_context]\n"
                  "source: {kind: simulate, profile: floating, seed: 5, days: 6}\n",
     })
     yield root, out
@@ -141,18 +141,18 @@ def test_a_context_champion_remembers_what_each_night_saw(flow_env):
     from licanom.tracking import configure
 
     _, out = flow_env
-    cfg = load_config("gamma")
+    cfg = load_config("epsilon")
     log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
     until = log["Time"].max() - timedelta(days=2)
-    summary = train_vendor("gamma", until=until)
-    bundle, version = configure().load_champion("gamma")
+    summary = train_vendor("epsilon", until=until)
+    bundle, version = configure().load_champion("epsilon")
     assert bundle.detector.model == "Tail_context" and bundle.key_history is not None
     trained = log.filter(pl.col("Time") <= until)
     assert bundle.key_history.machines.height == trained.filter(pl.col("MachineCode") != "").select(
         "Key", "MachineCode").unique().height
 
-    night = score_vendor("gamma")
-    state = load_state(out, "gamma")
+    night = score_vendor("epsilon")
+    state = load_state(out, "epsilon")
     assert night.chunks.height > 0 and state.model_version == version == summary.champion.version
     assert state.seen is not None
     scored = log.filter(pl.col("Time") > until, pl.col("MachineCode") != "").select("Key", "MachineCode").unique()
