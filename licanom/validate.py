@@ -162,8 +162,10 @@ def _as_int(name: str, dtype: pl.DataType) -> pl.Expr:
     if dtype.is_integer():
         return col.cast(pl.Int64, strict=False)
     if dtype.is_float() or isinstance(dtype, pl.Decimal):
+        # whole numbers only, and only below 2**53: beyond it a float is not the integer it was
+        # written as (a JSON column that also holds 2.5 reads -9223372036854775809 as a float)
         col = col.cast(pl.Float64)
-        return pl.when(col == col.floor()).then(col.cast(pl.Int64, strict=False)).otherwise(None)
+        return pl.when((col == col.floor()) & (col.abs() < 2**53)).then(col.cast(pl.Int64, strict=False)).otherwise(None)
     text = _as_text(name, dtype)
     if text is None:
         return _nulls(pl.Int64)

@@ -188,6 +188,17 @@ def test_other_dtypes_are_coerced(raw_log):
     assert result.quarantine["reason"].to_list() == ["Id: not an integer", "Id: missing"]
 
 
+def test_floats_beyond_2_to_the_53_are_not_read_as_integers(raw_log):
+    """A float column (JSON that also holds 2.5) cannot hold -9223372036854775809 or 2**53 + 1
+    exactly: such a row is quarantined, never changed to the nearest float's integer."""
+    log = raw_log.head(4).with_columns(
+        pl.Series("ProductId", [3.0, 2.5, -9_223_372_036_854_775_809.0, float(2**53 + 2)]),
+    )
+    result = validate_log(log)
+    assert result.valid["ProductId"].to_list() == [3]
+    assert result.quarantine["reason"].to_list() == ["ProductId: not an integer"] * 3
+
+
 def test_contract_checks_run_per_distinct_value_with_known_values(raw_log):
     import pandera.polars as pa
 
