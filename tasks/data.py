@@ -13,10 +13,13 @@ from prefect.cache_policies import NO_CACHE
 
 from licanom import pipeline
 from licanom.config import Config
+from licanom.extract.files import ExtractFileError
 from licanom.validate import ValidationResult
+from tasks.retry import unless
 
 
-@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[5, 30, 120])
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[5, 30, 120],
+      retry_condition_fn=unless(ExtractFileError))  # a missing or unreadable file stays so; the API may not
 def extract(cfg: Config, after_id: int | None = None, until: datetime | None = None) -> pl.DataFrame:
     return pipeline.extract(cfg.source, after_id, until)
 

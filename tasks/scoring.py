@@ -14,6 +14,7 @@ from licanom import nightly, state
 from licanom.context import KeyHistory
 from licanom.tracking import Tracker
 from licanom.validate import ValidationResult
+from tasks.retry import unless
 
 
 def vendor_lock(output_dir: Path, vendor: str):  # type: ignore[no-untyped-def]
@@ -21,7 +22,8 @@ def vendor_lock(output_dir: Path, vendor: str):  # type: ignore[no-untyped-def]
     return state.vendor_lock(output_dir, vendor)
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60],
+      retry_condition_fn=unless(LookupError))  # no champion yet: retrying will not train one
 def load_champion(tracker: Tracker, vendor: str) -> tuple[bundle_lib.ModelBundle, str]:
     return tracker.load_champion(vendor)
 

@@ -122,6 +122,23 @@ def test_the_key_pairs_of_scored_nights_accumulate_per_model_version(tmp_path: P
     assert load_state(tmp_path, "acme").seen is None
 
 
+def test_errors_that_stay_are_not_retried() -> None:
+    """A missing log file, or a vendor without a champion, fails its task at once; a network
+    error or an unreachable store goes on to the task's retries."""
+    from prefect.states import Failed
+
+    from licanom.extract.files import ExtractFileError
+    from licanom.tracking import TrackingUnavailableError
+    from tasks import data, scoring
+
+    extract_retry = data.extract.retry_condition_fn
+    champion_retry = scoring.load_champion.retry_condition_fn
+    assert not extract_retry(None, None, Failed(data=ExtractFileError("no such log file or folder: x.csv")))
+    assert extract_retry(None, None, Failed(data=ConnectionError("reset by peer")))
+    assert not champion_retry(None, None, Failed(data=LookupError("vendor 'x' has no champion model yet")))
+    assert champion_retry(None, None, Failed(data=TrackingUnavailableError("MLflow unreachable")))
+
+
 def test_vendor_lock_lets_one_run_in_at_a_time(tmp_path: Path) -> None:
     inside, overlaps = [], []
 
