@@ -128,6 +128,12 @@ class KeyHistory:
     def keys(self) -> pl.Series:
         return pl.concat([self.machines["Key"], self.countries["Key"]]).unique()
 
+    def for_keys(self, keys: pl.Series) -> KeyHistory:
+        """The pairs of these keys only: all that decides what is new to them."""
+        wanted = keys.cast(pl.String).unique().implode()
+        return KeyHistory(machines=self.machines.filter(pl.col("Key").is_in(wanted)),
+                          countries=self.countries.filter(pl.col("Key").is_in(wanted)))
+
     def union(self, other: KeyHistory) -> KeyHistory:
         """The pairs of both histories."""
         both = {value: pl.concat([self.pairs(value), other.pairs(value)]).unique().sort("Key", value)

@@ -1038,11 +1038,16 @@ ROW_COLUMNS: tuple[str, ...] = (*RAW, "success", "action", "country")
 
 def save_run(inp: ReportInput, run_dir: Path) -> None:
     """Keep what a report needs beside the run's ``chunks.parquet``: ``run.json`` (vendor, run,
-    model, threshold, losses, training errors) and ``rows.parquet`` (the rows the chunks cover),
-    so that ``licanom report --run`` can write the page again later."""
+    model, threshold, losses, training errors), ``rows.parquet`` (the rows the chunks cover) and
+    the key history of those rows' keys, if any, so that ``licanom report --run`` can write the
+    same page again later."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     inp.rows.select([c for c in ROW_COLUMNS if c in inp.rows.columns]).write_parquet(run_dir / ROWS_FILE)
+    if inp.key_history is not None:
+        inp.key_history.for_keys(inp.rows["Key"]).save(run_dir)
+    else:
+        KeyHistory.remove(run_dir)
     meta = {
         "vendor": inp.vendor, "run_id": inp.run_id, "model": inp.model,
         "threshold_name": inp.threshold_name, "threshold": inp.threshold,
@@ -1106,4 +1111,5 @@ def load_run(run_dir: Path, chunks_file: str = "chunks.parquet") -> ReportInput:
         chunks=chunks, rows=pl.read_parquet(run_dir / ROWS_FILE), feature_errors=chunk_feature_errors(chunks),
         train_errors=None if train_errors is None else np.asarray(train_errors, dtype=np.float64),
         train_loss=tuple(meta.get("train_loss") or ()), val_loss=tuple(meta.get("val_loss") or ()),
+        key_history=KeyHistory.load(run_dir),
     )

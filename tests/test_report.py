@@ -256,3 +256,20 @@ def test_a_context_model_names_its_signal_with_the_values():
     page = render_html(make_input(chunks=chunks, feature_errors=None, model="Tail_context"))
     assert "most unusual: share of failed requests: 100% (typical 0%)" in page
     assert "per-column errors" not in page and page.count("<h3>Context (the chunk") == 2
+
+
+def test_a_saved_run_keeps_the_key_history_of_its_rows(tmp_path) -> None:
+    """`licanom report --run` writes the nightly page again, "new to the key" counts included."""
+    from licanom.context import KeyHistory
+    from licanom.report import load_run, save_run
+
+    # KEY-1 is known from training with another machine: its mc1 is new to it at its first row
+    history = KeyHistory(machines=pl.DataFrame({"Key": ["KEY-1", "KEY-OTHER"], "MachineCode": ["mc-old", "mcX"]}),
+                         countries=pl.DataFrame({"Key": ["KEY-1", "KEY-OTHER"], "country": ["SE", "SE"]}))
+    inp = make_input(key_history=history)
+    assert render_html(inp) != render_html(make_input())  # the history changes the context table
+    save_run(inp, tmp_path)
+    inp.chunks.write_parquet(tmp_path / "chunks.parquet")
+    again = load_run(tmp_path)
+    assert again.key_history is not None and again.key_history.machines["Key"].to_list() == ["KEY-1"]
+    assert render_html(again) == render_html(inp)
