@@ -79,7 +79,11 @@ def _loss_curves(curves: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]
             ax.plot(range(1, len(val) + 1), val, color=colour, linestyle="--", label=f"{model} val")
     ax.set_xlabel("epoch")
     ax.set_ylabel("MAE")
-    ax.legend(fontsize=8)
+    if ax.get_lines():
+        ax.legend(fontsize=8)
+    else:  # the context models fit in one pass: no epochs to draw
+        ax.text(0.5, 0.5, "no per-epoch losses: these models fit in one pass", ha="center", va="center",
+                transform=ax.transAxes)
     if title:
         ax.set_title(title)
     fig.tight_layout()

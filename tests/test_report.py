@@ -273,3 +273,15 @@ def test_a_saved_run_keeps_the_key_history_of_its_rows(tmp_path) -> None:
     again = load_run(tmp_path)
     assert again.key_history is not None and again.key_history.machines["Key"].to_list() == ["KEY-1"]
     assert render_html(again) == render_html(inp)
+
+
+def test_loss_curves_of_models_without_epochs_draw_a_note_not_a_warning() -> None:
+    import warnings
+
+    from licanom.plots import loss_curves
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # matplotlib warned "No artists with labels found"
+        empty = loss_curves({"Tail_context": ((), ())})
+        drawn = loss_curves({"TCN_AE": ((0.3, 0.2), (0.31, 0.22)), "Tail_context": ((), ())})
+    assert empty.startswith(b"\x89PNG") and drawn.startswith(b"\x89PNG") and empty != drawn
