@@ -10,6 +10,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from licanom.thresholds import ThresholdName
+
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
@@ -154,11 +156,8 @@ class SequenceConfig(_Model):
     contamination: float | None = Field(0.01, gt=0.0, lt=1.0)
 
 
-Threshold = Literal["M1", "M2", "M3", "quantile", "pot", "budget"]
-
-
 class DetectConfig(_Model):
-    threshold: Threshold = "M3"
+    threshold: ThresholdName = "M3"
     threshold_params: dict[str, float | int | str] = Field(default_factory=dict)
     m1: bool = True
     m1_max_rounds: int = Field(5, ge=1)
@@ -169,8 +168,8 @@ class AutoThresholds(_Model):
     """What ``context.threshold: auto`` is, by the vendor's size (``train.auto.small_max_train_chunks``):
     the rule of the labelled evaluation (README, "Choosing the defaults")."""
 
-    small: Threshold = "quantile"
-    large: Threshold = "budget"
+    small: ThresholdName = "quantile"
+    large: ThresholdName = "budget"
 
 
 class ContextConfig(_Model):
@@ -178,7 +177,7 @@ class ContextConfig(_Model):
 
     # their decision, from their training scores: a threshold's name, or auto (``auto.small`` or
     # ``auto.large`` by the vendor's size, :meth:`Config.for_size`)
-    threshold: Threshold | Literal["auto"] = AUTO
+    threshold: ThresholdName | Literal["auto"] = AUTO
     auto: AutoThresholds = AutoThresholds()
     threshold_params: dict[str, float | int | str] = Field(default_factory=dict)
     n_estimators: int = Field(200, ge=1)   # IForest_context

@@ -117,9 +117,14 @@ class KeyHistory:
     def from_rows(cls, derived: pl.DataFrame) -> KeyHistory:
         """The pairs of a derived log (the rows a model is trained on)."""
         frame = _entity_frame(derived)
-        pairs = {value: frame.select("Key", value).filter(pl.col(value) != unknown).unique().sort("Key", value)
-                 for value, unknown in _UNKNOWN.items()}
-        return cls(machines=pairs["MachineCode"], countries=pairs["country"])
+        return cls._of({value: frame.select("Key", value).filter(pl.col(value) != unknown)
+                        for value, unknown in _UNKNOWN.items()})
+
+    @classmethod
+    def _of(cls, pairs: dict[str, pl.DataFrame]) -> KeyHistory:
+        """From each value's (Key, value) frame: distinct pairs, sorted."""
+        distinct = {value: frame.unique().sort("Key", value) for value, frame in pairs.items()}
+        return cls(machines=distinct["MachineCode"], countries=distinct["country"])
 
     def pairs(self, value: str) -> pl.DataFrame:
         return self.machines if value == "MachineCode" else self.countries
@@ -136,9 +141,7 @@ class KeyHistory:
 
     def union(self, other: KeyHistory) -> KeyHistory:
         """The pairs of both histories."""
-        both = {value: pl.concat([self.pairs(value), other.pairs(value)]).unique().sort("Key", value)
-                for value in self.FILES}
-        return KeyHistory(machines=both["MachineCode"], countries=both["country"])
+        return KeyHistory._of({value: pl.concat([self.pairs(value), other.pairs(value)]) for value in self.FILES})
 
     def save(self, directory: Path) -> None:
         """Two Parquet files in ``directory``, each written to a temporary name and renamed."""
@@ -160,9 +163,8 @@ class KeyHistory:
         paths = {value: directory / name for value, name in cls.FILES.items()}
         if not all(p.exists() for p in paths.values()):
             return None
-        pairs = {value: pl.read_parquet(p).select(pl.col("Key").cast(pl.String), pl.col(value).cast(pl.String))
-                 for value, p in paths.items()}
-        return cls(machines=pairs["MachineCode"], countries=pairs["country"])
+        return cls._of({value: pl.read_parquet(p).select(pl.col("Key").cast(pl.String), pl.col(value).cast(pl.String))
+                        for value, p in paths.items()})
 
 
 def _entity_frame(derived: pl.DataFrame) -> pl.DataFrame:

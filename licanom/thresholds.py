@@ -22,11 +22,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Literal, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-THRESHOLDS: tuple[str, ...] = ("M1", "M2", "M3", "quantile", "pot", "budget")
+# The thresholds by name, once: the configuration's fields and the command line read these.
+ThresholdName = Literal["M1", "M2", "M3", "quantile", "pot", "budget"]
+THRESHOLDS: tuple[str, ...] = get_args(ThresholdName)
 
 FitScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
