@@ -23,14 +23,21 @@ ip_failures_hour       the row's IP address: failed requests in its clock hour
 machine_failures_hour  the row's (key, machine code): failed requests in its clock hour
 key_new_machines_hour  the row's key: machine codes new to the key in its clock hour
 key_new_countries_hour the row's key: countries new to the key in its clock hour
+key_new_machines_day   the row's key: machine codes new to the key in its UTC day, on the
+                       rows of those machines only (0 on the key's other rows)
+key_new_countries_day  the row's key: countries new to the key in its UTC day, on the rows
+                       from those countries only
 ===================== ===============================================================
 
-Counts enter as ``log1p``. The buckets are clock hours (UTC), so a row's context includes
-the requests after it in the same hour: right for a nightly run, which scores complete days,
-and the same at training and scoring time (a scoring pass counts the rows it is given, so give
-it whole days). Hours, not days: a key shared for a few hours would otherwise mark every chunk
-that holds one of its owner's ordinary requests that day, and a flagged time frame should be
-where the unusual requests are. Nothing in the vector is learned: :class:`ContextDetector`
+Counts enter as ``log1p``. The buckets are clock hours and days (UTC), so a row's context
+includes the requests after it in the same hour or day: right for a nightly run, which scores
+complete days, and the same at training and scoring time (a scoring pass counts the rows it is
+given, so give it whole days). Hours for the plain counts: a key shared for a few hours would
+otherwise mark every chunk that holds one of its owner's ordinary requests that day, and a
+flagged time frame should be where the unusual requests are. A licence shared slowly (a new
+machine every hour or two, over a day or more) shows only at the day's scale, so the two day
+signals count a day's newcomers to the key, and carry the count on the newcomers' own rows
+only: the owner's machines that day keep 0, so the flagged chunks are the strangers' requests. Nothing in the vector is learned: :class:`ContextDetector`
 learns what is normal for a vendor from the training chunks' vectors.
 
 "New to the key" is a key's own baseline: a machine code (country) is new at the first request
@@ -65,20 +72,23 @@ __all__ = [
 
 # The registered models that read the context vector instead of the chunks' rows.
 CONTEXT_MODELS: tuple[str, ...] = ("Tail_context", "IForest_context", "LOF_context")
-SAVE_FORMAT = 3
+SAVE_FORMAT = 4
 
-# (column, entity columns, aggregate) of the per-row counts, each over the row's clock hour.
-_ROW_COUNTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("key_requests_hour", ("Key",), "requests"),
-    ("machine_requests_hour", ("Key", "MachineCode"), "requests"),
-    ("key_machines_hour", ("Key",), "MachineCode"),
-    ("key_countries_hour", ("Key",), "country"),
-    ("key_ips_hour", ("Key",), "IP"),
-    ("ip_keys_hour", ("IP",), "Key"),
-    ("ip_failures_hour", ("IP",), "failures"),
-    ("machine_failures_hour", ("Key", "MachineCode"), "failures"),
-    ("key_new_machines_hour", ("Key",), "new MachineCode"),
-    ("key_new_countries_hour", ("Key",), "new country"),
+# (column, entity columns, aggregate, bucket) of the per-row counts: "_hour" is the row's clock
+# hour, "_day" its UTC day (the day counts sit on the newcomers' rows only, see the module text).
+_ROW_COUNTS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
+    ("key_requests_hour", ("Key",), "requests", "_hour"),
+    ("machine_requests_hour", ("Key", "MachineCode"), "requests", "_hour"),
+    ("key_machines_hour", ("Key",), "MachineCode", "_hour"),
+    ("key_countries_hour", ("Key",), "country", "_hour"),
+    ("key_ips_hour", ("Key",), "IP", "_hour"),
+    ("ip_keys_hour", ("IP",), "Key", "_hour"),
+    ("ip_failures_hour", ("IP",), "failures", "_hour"),
+    ("machine_failures_hour", ("Key", "MachineCode"), "failures", "_hour"),
+    ("key_new_machines_hour", ("Key",), "new MachineCode", "_hour"),
+    ("key_new_countries_hour", ("Key",), "new country", "_hour"),
+    ("key_new_machines_day", ("Key",), "new MachineCode", "_day"),
+    ("key_new_countries_day", ("Key",), "new country", "_day"),
 )
 ROW_COLUMNS: tuple[str, ...] = tuple(c for c, *_ in _ROW_COUNTS)
 CONTEXT_COLUMNS: tuple[str, ...] = ("rate", "failure_share", "top_machine_share", *ROW_COLUMNS)
@@ -97,6 +107,8 @@ CONTEXT_LABELS: dict[str, str] = {
     "machine_failures_hour": "failed requests of one machine in an hour",
     "key_new_machines_hour": "machines new to their key in an hour",
     "key_new_countries_hour": "countries new to their key in an hour",
+    "key_new_machines_day": "machines new to their key in a day",
+    "key_new_countries_day": "countries new to their key in a day",
 }
 
 _UNKNOWN = {"MachineCode": "", "country": UNKNOWN_COUNTRY}
@@ -174,6 +186,7 @@ def _entity_frame(derived: pl.DataFrame) -> pl.DataFrame:
     return derived.select(
         pl.col("Time").rank("ordinal").alias("_row"),  # time order, ties in row order
         pl.col("Time").dt.truncate("1h").alias("_hour"),
+        pl.col("Time").dt.truncate("1d").alias("_day"),
         pl.col("Key").cast(pl.String).fill_null(""),
         pl.col("MachineCode").cast(pl.String).fill_null(""),
         pl.col("IP").cast(pl.String).fill_null(""),
@@ -206,12 +219,17 @@ def row_context(derived: pl.DataFrame, history: KeyHistory | None = None) -> pl.
         if history is not None:
             frame = frame.drop("_seen")
     exprs = []
-    for name, entity, what in _ROW_COUNTS:
-        over = [*entity, "_hour"]
+    for name, entity, what, bucket in _ROW_COUNTS:
+        over = [*entity, bucket]
         if what == "requests":
             count = pl.len().over(over)
         elif what == "failures":
             count = pl.col("_failed").sum().over(over)
+        elif what.startswith("new ") and bucket == "_day":
+            # the day's newcomers, on the rows of the pairs that were new that day
+            pair = ["Key", what.removeprefix("new ")]
+            newcomer = (pl.col(f"_{what}").max().over(pair) == 1) & (pl.col("_day").min().over(pair) == pl.col("_day"))
+            count = pl.when(newcomer).then(pl.col(f"_{what}").sum().over(over)).otherwise(0)
         elif what.startswith("new "):
             count = pl.col(f"_{what}").sum().over(over)
         else:

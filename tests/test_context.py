@@ -49,6 +49,8 @@ def test_row_counts_per_entity_and_bucket():
     assert c["machine_failures_hour"].tolist() == [0, 1, 1, 0, 1]
     assert c["key_new_machines_hour"].tolist() == [0, 0, 0, 0, 0]  # every key is in its first hour
     assert c["key_new_countries_hour"].tolist() == [0, 0, 0, 0, 0]
+    assert c["key_new_machines_day"].tolist() == [0, 0, 0, 0, 0]
+    assert c["key_new_countries_day"].tolist() == [0, 0, 0, 0, 0]
 
 
 def _new(rows: pl.DataFrame) -> dict[str, list[int]]:
@@ -84,6 +86,30 @@ def test_new_to_the_key_counts_first_pairs_after_the_keys_first_hour_or_against_
     again = KeyHistory.load(tmp_path)
     assert again is not None and again.machines.equals(history.machines) and again.countries.equals(history.countries)
     assert KeyHistory.load(tmp_path / "elsewhere") is None
+
+
+def test_newcomers_of_a_day_carry_the_days_count_on_their_own_rows():
+    day = 86_400
+    log = _log([
+        (0, "K1", "M1", "1.1.1.1", "SE", 1),          # K1's set-up hour
+        (3700, "K1", "M1", "1.1.1.1", "SE", 1),       # the owner's machine: never a newcomer
+        (3800, "K1", "M3", "3.3.3.3", "FR", 1),       # new machine, new country
+        (7300, "K1", "M4", "4.4.4.4", "FR", 1),       # another new machine an hour later; FR joined today
+        (7400, "K1", "M1", "1.1.1.1", "SE", 1),       # the owner again
+        (day + 100, "K1", "M3", "3.3.3.3", "FR", 1),  # the next day: M3 and FR are K1's now
+        (day + 200, "K1", "M5", "5.5.5.5", "US", 1),  # the next day's newcomer
+    ])
+    rows = row_context(log)
+    got = {name: np.expm1(rows[name].to_numpy()).round().astype(int).tolist()
+           for name in ("key_new_machines_day", "key_new_countries_day", "key_new_machines_hour")}
+    assert got["key_new_machines_day"] == [0, 0, 2, 2, 0, 0, 1]
+    assert got["key_new_countries_day"] == [0, 0, 1, 1, 0, 0, 1]
+    # the hour signal marks every row of the key in the hour, the owner's too
+    assert got["key_new_machines_hour"] == [0, 1, 1, 1, 1, 1, 1]
+    # the next day scored against the first day's pairs: the same counts
+    later = row_context(log.slice(5), KeyHistory.from_rows(log.head(5)))
+    assert np.expm1(later["key_new_machines_day"].to_numpy()).round().tolist() == [0, 1]
+    assert np.expm1(later["key_new_countries_day"].to_numpy()).round().tolist() == [0, 1]
 
 
 def test_chunk_context_takes_the_largest_row_value_and_window_statistics():
