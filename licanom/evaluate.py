@@ -43,6 +43,12 @@ Metrics of each (profile, seed, detector, decision), on all chunks:
   rows is flagged. Events with no row in any chunk (quarantined, or in the dropped tail) are
   left out.
 * ``false_alarms_per_10k``: flagged normal chunks per 10,000 chunks scored.
+* ``false_alarms_elsewhere_per_10k``: the same without the flagged normal chunks that hold a
+  request of an event's key (its address, for an event without a key) in the event's clock
+  hours (:func:`incident_chunks`): the owner's own requests in the hours a key was shared, or
+  a floating key's legitimate seats during its over-use. They count as false alarms above, as
+  the truth says, and a vendor sees them in the same time frame as the event; this column says
+  how many alarms fall outside any incident.
 * ``train_seconds`` (fits, summed over folds), ``score_seconds`` (scoring the held-out chunks),
   ``decision_seconds`` (the threshold, or encoding and clustering; M1's retraining shows here).
 
@@ -89,7 +95,7 @@ KEY_COLUMNS: tuple[str, ...] = ("profile", "detector", "family", "inputs", "deci
 METRIC_COLUMNS: tuple[str, ...] = (
     "n_chunks", "n_train_chunks", "n_anomalous_chunks", "n_events",
     "auroc", "auprc", "flagged", "precision", "recall", "f1", "false_alarms_per_10k",
-    "event_recall", "mean_kind_recall", *KIND_COLUMNS,
+    "false_alarms_elsewhere_per_10k", "event_recall", "mean_kind_recall", *KIND_COLUMNS,
     "train_seconds", "score_seconds", "decision_seconds",
 )
 PER_SEED_COLUMNS: tuple[str, ...] = ("profile", "seed", *KEY_COLUMNS[1:], *METRIC_COLUMNS)
@@ -97,7 +103,8 @@ TABLE_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, "n_seeds", *METRIC_COLUMNS)
 # The columns of the printed / markdown table (the CSV holds all of TABLE_COLUMNS).
 REPORT_COLUMNS: tuple[str, ...] = (
     "profile", "detector", "decision", "auroc", "auprc", "precision", "recall", "f1",
-    "false_alarms_per_10k", "mean_kind_recall", *KIND_COLUMNS, "train_seconds", "score_seconds",
+    "false_alarms_per_10k", "false_alarms_elsewhere_per_10k", "mean_kind_recall", *KIND_COLUMNS,
+    "train_seconds", "score_seconds",
 )
 _INT_COLUMNS = ("n_chunks", "n_anomalous_chunks", "n_events", "flagged")
 
@@ -454,6 +461,29 @@ def flag_at_budget(y_true: np.ndarray, scores: np.ndarray, per_10k: float) -> np
     return s > normal[allowed]
 
 
+def incident_chunks(rows: pl.DataFrame, events: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarray:
+    """Bool per chunk: it holds a request of an event's key (the event's address where it has no
+    key) in the event's clock hours, from the hour of its start to the end of the hour of its end.
+
+    ``rows`` are the chunked, time-ordered rows (``Time``, ``Key``, ``IP``), ``events`` the
+    simulator's events (``key``, ``ip``, ``start_time``, ``end_time``), ``starts`` and ``size``
+    the chunks' first rows and length. The hours are the context signals' buckets, so a chunk
+    that shares a bucket with an event's requests is part of the same incident.
+    """
+    starts = np.asarray(starts, dtype=np.int64)
+    frame = rows.select(pl.col("Time"), pl.col("Key").cast(pl.String).fill_null(""),
+                        pl.col("IP").cast(pl.String).fill_null(""))
+    hit = pl.lit(False)
+    for e in events.iter_rows(named=True):
+        who = (pl.col("Key") == e["key"]) if e["key"] else (pl.col("IP") == e["ip"])
+        h0 = pl.lit(e["start_time"]).dt.truncate("1h")
+        h1 = pl.lit(e["end_time"]).dt.truncate("1h") + pl.duration(hours=1)
+        hit = hit | (who & (pl.col("Time") >= h0) & (pl.col("Time") < h1))
+    mask = frame.select(hit.alias("hit"))["hit"].to_numpy().astype(np.int64) if events.height else np.zeros(frame.height, np.int64)
+    csum = np.concatenate([[0], np.cumsum(mask)])
+    return (csum[starts + size] - csum[starts]) > 0
+
+
 def event_overlaps(row_ids: pl.Series | np.ndarray, labels: pl.DataFrame, starts: np.ndarray, size: int) -> pl.DataFrame:
     """Which chunks hold rows of which events: a frame ``event``, ``chunk`` (unique pairs).
 
@@ -517,6 +547,7 @@ class _Vendor:
     fold_X: tuple[np.ndarray, ...]     # per fold: X of every chunk, encoded with that fold's vocabulary
     test_blocks: tuple[np.ndarray, ...]  # per fold: indices of the chunks it scores
     truth: np.ndarray
+    incident: np.ndarray  # per chunk: holds an event's key (address) in the event's hours
     overlaps: pl.DataFrame
     events: pl.DataFrame
     summary: np.ndarray
@@ -558,6 +589,7 @@ def _prepare_vendor(sim: SimulatedLog, settings: EvalSettings, context: bool = T
         fold_X=fold_X,
         test_blocks=blocks,
         truth=chunk_truth(encoded, chunks, sim.labels),
+        incident=incident_chunks(encoded, sim.events, starts, chunks.size),
         overlaps=event_overlaps(encoded["Id"], sim.labels, starts, chunks.size),
         events=sim.events,
         summary=chunks.meta.select(SUMMARY_COLUMNS).to_numpy().astype(np.float64),
@@ -636,6 +668,7 @@ def evaluate_candidate(candidate: Candidate, vendor: _Vendor, settings: EvalSett
         rows.append({
             **base, "decision": decision,
             **decision_metrics(vendor.truth, flagged),
+            "false_alarms_elsewhere_per_10k": false_alarms_per_10k(vendor.truth | vendor.incident, flagged),
             **kind_recall(found, vendor.events),
             "decision_seconds": decision_seconds[decision],
         })
@@ -759,7 +792,8 @@ def report_markdown(table: pl.DataFrame, digits: int = 3) -> str:
     """The aggregated table in REPORT_COLUMNS, short headers (``fa/10k``, ``r_<kind>``)."""
     view = table.select([c for c in REPORT_COLUMNS if c in table.columns])
     view = view.rename({c: c.replace("recall_", "r_") for c in KIND_COLUMNS if c in view.columns}
-                       | {"false_alarms_per_10k": "fa/10k", "mean_kind_recall": "kind_recall",
+                       | {"false_alarms_per_10k": "fa/10k", "false_alarms_elsewhere_per_10k": "fa_elsewhere/10k",
+                          "mean_kind_recall": "kind_recall",
                           "train_seconds": "train_s", "score_seconds": "score_s"})
     return to_markdown(view, digits)
 

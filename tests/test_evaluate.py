@@ -64,6 +64,31 @@ def test_decision_metrics_and_false_alarms_per_10k():
     assert ev.false_alarms_per_10k(np.zeros(20_000, bool), np.r_[np.ones(3, bool), np.zeros(19_997, bool)]) == 1.5
 
 
+def test_incident_chunks_hold_an_events_key_or_address_in_its_clock_hours():
+    from datetime import datetime, timedelta, timezone
+
+    t0 = datetime(2025, 1, 6, 10, 0, tzinfo=timezone.utc)
+    minutes = [0, 20, 50, 65, 130, 190, 200, 260]  # eight rows, chunks of 2: rows 2c, 2c + 1
+    rows = pl.DataFrame({
+        "Time": [t0 + timedelta(minutes=m) for m in minutes],
+        "Key": ["A", "B", "A", "A", "B", "C", "B", "A"],
+        "IP": ["1", "2", "1", "1", "9", "9", "2", "1"],
+    })
+    events = pl.DataFrame({
+        "key": ["A", ""], "ip": ["1", "9"],
+        "start_time": [t0 + timedelta(minutes=30), t0 + timedelta(minutes=185)],  # 10:30, 13:05
+        "end_time": [t0 + timedelta(minutes=40), t0 + timedelta(minutes=186)],
+    })
+    got = ev.incident_chunks(rows, events, np.array([0, 2, 4, 6]), size=2)
+    # key A in the 10:00 hour (rows 0 and 2; not row 3 at 11:05, nor row 7 at 14:20); address 9
+    # in the 13:00 hour (row 5; row 4 at 12:10 is before it)
+    assert got.tolist() == [True, True, True, False]
+    assert not ev.incident_chunks(rows, events.head(0), np.array([0, 2, 4, 6]), size=2).any()
+    y = np.array([0, 0, 0, 0], bool)
+    flagged = np.array([1, 0, 0, 1], bool)
+    assert ev.false_alarms_per_10k(y | got, flagged) == 2500.0  # only the last chunk is elsewhere
+
+
 def test_flag_at_budget_lets_at_most_the_budget_of_false_alarms_through():
     y = np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 0] * 100, dtype=bool)  # 1,000 chunks, 800 normal
     scores = np.where(y, 5.0, 0.0) + np.linspace(0, 1, len(y))
