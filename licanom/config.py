@@ -168,7 +168,7 @@ class AutoThresholds(_Model):
     """What ``context.threshold: auto`` is, by the vendor's size (``train.auto.small_max_train_chunks``):
     the rule of the labelled evaluation (README, "Choosing the defaults")."""
 
-    small: ThresholdName = "quantile"
+    small: ThresholdName = "budget"
     large: ThresholdName = "budget"
 
 

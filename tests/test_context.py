@@ -267,7 +267,8 @@ def test_auto_models_follow_the_vendor_size():
     from licanom.config import load_config
 
     cfg = load_config(overrides={"train": {"models": "auto", "auto": {
-        "small_max_train_chunks": 100, "small": ["LOF_context"], "large": ["GRU_OCSVM", "TCN_AE"]}}})
+        "small_max_train_chunks": 100, "small": ["LOF_context"], "large": ["GRU_OCSVM", "TCN_AE"]}},
+        "context": {"auto": {"small": "quantile"}}})
     assert cfg.train.models == ("auto",)
     assert cfg.for_size(100).train.models == cfg.train.auto.small
     assert cfg.for_size(101).train.models == cfg.train.auto.large
