@@ -37,8 +37,9 @@ otherwise mark every chunk that holds one of its owner's ordinary requests that 
 flagged time frame should be where the unusual requests are. A licence shared slowly (a new
 machine every hour or two, over a day or more) shows only at the day's scale, so the two day
 signals count a day's newcomers to the key, and carry the count on the newcomers' own rows
-only: the owner's machines that day keep 0, so the flagged chunks are the strangers' requests. Nothing in the vector is learned: :class:`ContextDetector`
-learns what is normal for a vendor from the training chunks' vectors.
+only: the owner's machines that day keep 0, so the flagged chunks are the strangers' requests.
+Nothing in the vector is learned: :class:`ContextDetector` learns what is normal for a vendor
+from the training chunks' vectors.
 
 "New to the key" is a key's own baseline: a machine code (country) is new at the first request
 that pairs it with the key, unless the key's :class:`KeyHistory` (the pairs of the rows a model
