@@ -473,13 +473,16 @@ def incident_chunks(rows: pl.DataFrame, events: pl.DataFrame, starts: np.ndarray
     starts = np.asarray(starts, dtype=np.int64)
     frame = rows.select(pl.col("Time"), pl.col("Key").cast(pl.String).fill_null(""),
                         pl.col("IP").cast(pl.String).fill_null(""))
-    hit = pl.lit(False)
+    hits = []
     for e in events.iter_rows(named=True):
+        if not (e["key"] or e["ip"]):
+            continue  # an event with neither names no requests
         who = (pl.col("Key") == e["key"]) if e["key"] else (pl.col("IP") == e["ip"])
         h0 = pl.lit(e["start_time"]).dt.truncate("1h")
         h1 = pl.lit(e["end_time"]).dt.truncate("1h") + pl.duration(hours=1)
-        hit = hit | (who & (pl.col("Time") >= h0) & (pl.col("Time") < h1))
-    mask = frame.select(hit.alias("hit"))["hit"].to_numpy().astype(np.int64) if events.height else np.zeros(frame.height, np.int64)
+        hits.append(who & (pl.col("Time") >= h0) & (pl.col("Time") < h1))
+    mask = (frame.select(pl.any_horizontal(hits).alias("hit"))["hit"].to_numpy().astype(np.int64) if hits
+            else np.zeros(frame.height, np.int64))
     csum = np.concatenate([[0], np.cumsum(mask)])
     return (csum[starts + size] - csum[starts]) > 0
 

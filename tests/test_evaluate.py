@@ -84,6 +84,8 @@ def test_incident_chunks_hold_an_events_key_or_address_in_its_clock_hours():
     # in the 13:00 hour (row 5; row 4 at 12:10 is before it)
     assert got.tolist() == [True, True, True, False]
     assert not ev.incident_chunks(rows, events.head(0), np.array([0, 2, 4, 6]), size=2).any()
+    nameless = events.with_columns(pl.lit(None, pl.String).alias("key"), pl.lit(None, pl.String).alias("ip"))
+    assert not ev.incident_chunks(rows, nameless, np.array([0, 2, 4, 6]), size=2).any()
     y = np.array([0, 0, 0, 0], bool)
     flagged = np.array([1, 0, 0, 1], bool)
     assert ev.false_alarms_per_10k(y | got, flagged) == 2500.0  # only the last chunk is elsewhere
