@@ -171,6 +171,14 @@ class KeyHistory:
             (directory / name).unlink(missing_ok=True)
 
     @classmethod
+    def keep(cls, directory: Path, history: KeyHistory | None) -> None:
+        """Save ``history`` in ``directory``, or, for None, remove the one an earlier save left."""
+        if history is None:
+            cls.remove(directory)
+        else:
+            history.save(directory)
+
+    @classmethod
     def load(cls, directory: Path) -> KeyHistory | None:
         """The history saved in ``directory``, or None where none was saved."""
         paths = {value: directory / name for value, name in cls.FILES.items()}

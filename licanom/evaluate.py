@@ -73,7 +73,7 @@ from licanom.clustering import cluster_anomalies
 from licanom.context import chunk_context
 from licanom.columns import SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, Config, ContextConfig, DetectConfig, EncodeConfig, TrainConfig
-from licanom.labels import auroc, chunk_truth
+from licanom.labels import auroc, chunk_truth, windows_holding
 from licanom.simulate import ANOMALY_KINDS, PROFILES, SimulatedLog, simulate
 
 if TYPE_CHECKING:
@@ -470,7 +470,6 @@ def incident_chunks(rows: pl.DataFrame, events: pl.DataFrame, starts: np.ndarray
     the chunks' first rows and length. The hours are the context signals' buckets, so a chunk
     that shares a bucket with an event's requests is part of the same incident.
     """
-    starts = np.asarray(starts, dtype=np.int64)
     frame = rows.select(pl.col("Time"), pl.col("Key").cast(pl.String).fill_null(""),
                         pl.col("IP").cast(pl.String).fill_null(""))
     hits = []
@@ -481,10 +480,8 @@ def incident_chunks(rows: pl.DataFrame, events: pl.DataFrame, starts: np.ndarray
         h0 = pl.lit(e["start_time"]).dt.truncate("1h")
         h1 = pl.lit(e["end_time"]).dt.truncate("1h") + pl.duration(hours=1)
         hits.append(who & (pl.col("Time") >= h0) & (pl.col("Time") < h1))
-    mask = (frame.select(pl.any_horizontal(hits).alias("hit"))["hit"].to_numpy().astype(np.int64) if hits
-            else np.zeros(frame.height, np.int64))
-    csum = np.concatenate([[0], np.cumsum(mask)])
-    return (csum[starts + size] - csum[starts]) > 0
+    marked = frame.select(pl.any_horizontal(hits))[:, 0].to_numpy() if hits else np.zeros(frame.height, bool)
+    return windows_holding(marked, starts, size)
 
 
 def event_overlaps(row_ids: pl.Series | np.ndarray, labels: pl.DataFrame, starts: np.ndarray, size: int) -> pl.DataFrame:

@@ -13,12 +13,16 @@ def row_labels(encoded: pl.DataFrame, labels: pl.DataFrame) -> np.ndarray:
     return encoded["Id"].is_in(labels["Id"].implode()).to_numpy()
 
 
+def windows_holding(marked: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+    """Bool per window ``starts[i] .. starts[i] + size - 1``: True when it holds a marked row."""
+    csum = np.concatenate([[0], np.cumsum(np.asarray(marked, dtype=np.int64))])
+    starts = np.asarray(starts, dtype=np.int64)
+    return (csum[starts + size] - csum[starts]) > 0
+
+
 def chunk_truth(encoded: pl.DataFrame, chunks: Chunks, labels: pl.DataFrame) -> np.ndarray:
     """Bool per chunk: True when the chunk holds at least one labelled row."""
-    rows = row_labels(encoded, labels).astype(np.int64)
-    csum = np.concatenate([[0], np.cumsum(rows)])
-    starts = chunks.meta["start_row"].to_numpy()
-    return (csum[starts + chunks.size] - csum[starts]) > 0
+    return windows_holding(row_labels(encoded, labels), chunks.meta["start_row"].to_numpy(), chunks.size)
 
 
 def auroc(y_true: np.ndarray, scores: np.ndarray) -> float:

@@ -1044,10 +1044,7 @@ def save_run(inp: ReportInput, run_dir: Path) -> None:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     inp.rows.select([c for c in ROW_COLUMNS if c in inp.rows.columns]).write_parquet(run_dir / ROWS_FILE)
-    if inp.key_history is not None:
-        inp.key_history.for_keys(inp.rows["Key"]).save(run_dir)
-    else:
-        KeyHistory.remove(run_dir)
+    KeyHistory.keep(run_dir, inp.key_history.for_keys(inp.rows["Key"]) if inp.key_history is not None else None)
     meta = {
         "vendor": inp.vendor, "run_id": inp.run_id, "model": inp.model,
         "threshold_name": inp.threshold_name, "threshold": inp.threshold,

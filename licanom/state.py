@@ -30,6 +30,10 @@ class VendorState:
     model_version: str | None = None
     seen: KeyHistory | None = None  # pairs of the nights scored with model_version (context models)
 
+    def seen_by(self, model_version: str | None) -> KeyHistory | None:
+        """The pairs seen by ``model_version``; None for another version (a new model starts afresh)."""
+        return self.seen if self.model_version == model_version else None
+
 
 def state_dir(output_dir: Path, vendor: str) -> Path:
     return output_dir / vendor / "state"
@@ -54,10 +58,7 @@ def save_state(output_dir: Path, vendor: str, state: VendorState) -> None:
     state.tail.write_parquet(tmp_tail)
     tmp_meta = d / "state.json.tmp"
     tmp_meta.write_text(json.dumps({"watermark": state.watermark, "model_version": state.model_version}))
-    if state.seen is not None:
-        state.seen.save(d)
-    else:
-        KeyHistory.remove(d)
+    KeyHistory.keep(d, state.seen)
     os.replace(tmp_tail, d / "tail.parquet")
     os.replace(tmp_meta, d / "state.json")
 
@@ -110,8 +111,9 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
     current = load_state(output_dir, vendor)
     if current.watermark is not None and (watermark is None or watermark <= current.watermark):
         return current
-    if seen is not None and current.seen is not None and current.model_version == model_version:
-        seen = current.seen.union(seen)
+    earlier = current.seen_by(model_version)
+    if seen is not None and earlier is not None:
+        seen = earlier.union(seen)
     new = VendorState(watermark=watermark, tail=tail, model_version=model_version, seen=seen)
     save_state(output_dir, vendor, new)
     return new

@@ -37,7 +37,7 @@ def load_state(output_dir: Path, vendor: str) -> state.VendorState:
 def with_seen(model: bundle_lib.ModelBundle, vendor_state: state.VendorState,
               version: str) -> bundle_lib.ModelBundle:
     """The champion with the key pairs of the nights it already scored (same version only)."""
-    return bundle_lib.with_seen(model, vendor_state.seen if vendor_state.model_version == version else None)
+    return bundle_lib.with_seen(model, vendor_state.seen_by(version))
 
 
 @task(cache_policy=NO_CACHE)
