@@ -735,19 +735,58 @@ def run_evaluation(
     settings: EvalSettings | None = None,
     candidates: Sequence[Candidate] | None = None,
     progress: Callable[[str], None] | None = None,
+    jobs: int = 1,
 ) -> Evaluation:
-    """Simulate each profile x seed, evaluate every candidate (default: ``settings.models``)."""
+    """Simulate each profile x seed, evaluate every candidate (default: ``settings.models``).
+
+    ``jobs > 1`` evaluates that many vendors at once, each in its own (spawned) process that
+    builds the candidates from ``settings.models``, so it needs ``candidates=None``. The rows
+    are the same, in the same order, as with one job (every fit is seeded); only the measured
+    seconds differ, since the processes share the machine. ``progress`` then hears one line
+    per vendor as it finishes.
+    """
     settings = settings or EvalSettings()
     settings.check()
-    cands = tuple(candidates) if candidates is not None else make_candidates(settings.models, settings)
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs!r}")
+    if jobs > 1 and candidates is not None:
+        raise ValueError("jobs > 1 builds the candidates from settings.models in each process: "
+                         "pass candidates=None, or register the detector (licanom.evaluate.register)")
+    vendors = [(profile, seed) for profile in settings.profiles for seed in settings.seeds]
     t0 = time.perf_counter()
-    frames = []
-    for profile in settings.profiles:
-        for seed in settings.seeds:
-            sim = simulate(profile, seed=seed, days=settings.days, anomaly_rate=settings.anomaly_rate)
-            frames.append(evaluate_vendor(sim, cands, settings, profile=profile, seed=seed, progress=progress))
+    if jobs == 1 or len(vendors) == 1:
+        cands = tuple(candidates) if candidates is not None else make_candidates(settings.models, settings)
+        frames = [_evaluate_simulated(settings, cands, profile, seed, progress) for profile, seed in vendors]
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        done: dict[tuple[str, int], pl.DataFrame] = {}
+        context = multiprocessing.get_context("spawn")  # no fork of a process holding torch/polars threads
+        with ProcessPoolExecutor(max_workers=min(jobs, len(vendors)), mp_context=context) as pool:
+            futures = {pool.submit(_evaluate_simulated, settings, None, p, s): (p, s) for p, s in vendors}
+            for future in as_completed(futures):
+                profile, seed = futures[future]
+                done[(profile, seed)] = future.result()
+                if progress:
+                    progress(f"{profile} seed {seed}: done ({len(done)}/{len(vendors)} vendors, "
+                             f"{time.perf_counter() - t0:.0f} s)")
+        frames = [done[v] for v in vendors]
     per_seed = pl.concat(frames)
     return Evaluation(per_seed=per_seed, table=aggregate(per_seed), settings=settings, seconds=time.perf_counter() - t0)
+
+
+def _evaluate_simulated(
+    settings: EvalSettings,
+    candidates: Sequence[Candidate] | None,
+    profile: str,
+    seed: int,
+    progress: Callable[[str], None] | None = None,
+) -> pl.DataFrame:
+    """One simulated vendor's rows (a module-level function: a worker process runs it)."""
+    cands = tuple(candidates) if candidates is not None else make_candidates(settings.models, settings)
+    sim = simulate(profile, seed=seed, days=settings.days, anomaly_rate=settings.anomaly_rate)
+    return evaluate_vendor(sim, cands, settings, profile=profile, seed=seed, progress=progress)
 
 
 def aggregate(per_seed: pl.DataFrame) -> pl.DataFrame:

@@ -301,3 +301,20 @@ def test_make_eval_measures_every_model_the_defaults_can_choose():
     assert set(auto.small) | set(auto.large) <= set(default)
     assert set(ev.AUTOENCODERS) | set(ev.SEQUENCE) | set(ev.CONTEXT) | set(ev.BASELINES) == set(default)
     assert settings_from(parse_args(["--models", "TCN_AE,GRU_OCSVM", "--no-baselines"])).models == ("TCN_AE", "GRU_OCSVM")
+
+
+@pytest.mark.slow
+def test_vendors_in_parallel_processes_give_the_same_rows_in_the_same_order():
+    settings = ev.EvalSettings(profiles=("node-locked", "usage-based"), seeds=(1, 2), days=7,
+                               models=("Tail_context", "IForest_summary"))
+    one = ev.run_evaluation(settings)
+    lines: list[str] = []
+    two = ev.run_evaluation(settings, progress=lines.append, jobs=2)
+    timing = [c for c in one.per_seed.columns if c.endswith("_seconds")]
+    assert timing
+    assert two.per_seed.drop(timing).equals(one.per_seed.drop(timing))
+    assert len(lines) == 4 and lines[-1].endswith("s)") and "4/4 vendors" in lines[-1]
+    with pytest.raises(ValueError, match="candidates=None"):
+        ev.run_evaluation(settings, ev.make_candidates(settings.models, settings), jobs=2)
+    with pytest.raises(ValueError, match="at least 1"):
+        ev.run_evaluation(settings, jobs=0)
