@@ -119,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    t0 = time.perf_counter()
     if args.jobs < 1:
         print(f"error: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
         return 2
+    t0 = time.perf_counter()
     evaluation = run_evaluation(settings, progress=lambda line: print(line, file=sys.stderr, flush=True),
                                 jobs=args.jobs)
     rec = recommend(evaluation.table, small_max_train_chunks=args.small_max_train_chunks,
