@@ -354,6 +354,8 @@ class EvalSettings:
             raise ValueError("at least one seed is needed")
         if self.days < 1:
             raise ValueError("days must be at least 1")
+        if not self.anomaly_rate >= 0.0:  # a multiplier of the simulator's number of events
+            raise ValueError(f"anomaly_rate must be non-negative, got {self.anomaly_rate!r}")
         unknown = [n for n in self.models if n not in _REGISTRY]
         if unknown or not self.models:
             raise ValueError(f"unknown or no detector(s) {unknown}; registered: {', '.join(_REGISTRY)}")
@@ -740,7 +742,9 @@ def run_evaluation(
     """Simulate each profile x seed, evaluate every candidate (default: ``settings.models``).
 
     ``jobs > 1`` evaluates that many vendors at once, each in its own (spawned) process that
-    builds the candidates from ``settings.models``, so it needs ``candidates=None``. The rows
+    builds the candidates from ``settings.models``, so it needs ``candidates=None`` and detectors
+    registered when ``licanom.evaluate`` is imported (one registered later in this process
+    only is unknown to the workers: use one job for it). The rows
     are the same, in the same order, as with one job (every fit is seeded); only the measured
     seconds differ, since the processes share the machine. ``progress`` then hears one line
     per vendor as it finishes.
@@ -751,7 +755,7 @@ def run_evaluation(
         raise ValueError(f"jobs must be at least 1, got {jobs!r}")
     if jobs > 1 and candidates is not None:
         raise ValueError("jobs > 1 builds the candidates from settings.models in each process: "
-                         "pass candidates=None, or register the detector (licanom.evaluate.register)")
+                         "pass candidates=None, or use jobs=1 for candidates built here")
     vendors = [(profile, seed) for profile in settings.profiles for seed in settings.seeds]
     t0 = time.perf_counter()
     if jobs == 1 or len(vendors) == 1:
@@ -765,12 +769,16 @@ def run_evaluation(
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch/polars threads
         with ProcessPoolExecutor(max_workers=min(jobs, len(vendors)), mp_context=context) as pool:
             futures = {pool.submit(_evaluate_simulated, settings, None, p, s): (p, s) for p, s in vendors}
-            for future in as_completed(futures):
-                profile, seed = futures[future]
-                done[(profile, seed)] = future.result()
-                if progress:
-                    progress(f"{profile} seed {seed}: done ({len(done)}/{len(vendors)} vendors, "
-                             f"{time.perf_counter() - t0:.0f} s)")
+            try:
+                for future in as_completed(futures):
+                    profile, seed = futures[future]
+                    done[(profile, seed)] = future.result()
+                    if progress:
+                        progress(f"{profile} seed {seed}: done ({len(done)}/{len(vendors)} vendors, "
+                                 f"{time.perf_counter() - t0:.0f} s)")
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)  # the error now, not after every vendor
+                raise
         frames = [done[v] for v in vendors]
     per_seed = pl.concat(frames)
     return Evaluation(per_seed=per_seed, table=aggregate(per_seed), settings=settings, seconds=time.perf_counter() - t0)

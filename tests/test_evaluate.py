@@ -186,6 +186,8 @@ def test_settings_are_checked():
         ev.EvalSettings(profiles=("retail",)).check()
     with pytest.raises(ValueError, match="folds"):
         ev.EvalSettings(folds=1).check()
+    with pytest.raises(ValueError, match="anomaly_rate"):
+        ev.EvalSettings(anomaly_rate=-1.0).check()
     with pytest.raises(ValueError, match="unknown detector"):
         ev.make_candidates(["NoSuchNet"], ev.EvalSettings())
 
@@ -318,3 +320,14 @@ def test_vendors_in_parallel_processes_give_the_same_rows_in_the_same_order():
         ev.run_evaluation(settings, ev.make_candidates(settings.models, settings), jobs=2)
     with pytest.raises(ValueError, match="at least 1"):
         ev.run_evaluation(settings, jobs=0)
+
+
+@pytest.mark.slow
+def test_a_vendor_that_fails_in_a_worker_process_fails_the_evaluation_with_its_error():
+    from licanom.config import ChunkConfig
+    from licanom.chunk import NotEnoughDataError
+
+    settings = ev.EvalSettings(profiles=("node-locked",), seeds=(1, 2, 3), days=2, models=("Tail_context",),
+                               chunk=ChunkConfig(size=100_000, stride=100_000))  # longer than the log
+    with pytest.raises(NotEnoughDataError, match="fewer than one chunk"):
+        ev.run_evaluation(settings, jobs=2)
