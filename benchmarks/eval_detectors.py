@@ -12,7 +12,7 @@ seeds, followed by the recommended default per vendor size. Writes ``evaluation.
         --models TCN_AE,LSTM_AE_Small                         # a quick look (a few minutes)
     python -m benchmarks.eval_detectors --m1 --no-mlflow      # also M1 (slow); no MLflow run
 
-Defaults: four profiles x seeds 1-12 x 21 days (about 1,000-2,000 chunks a floating seed), the
+Defaults: four profiles x seeds 1-12 x 21 days (about 1,000-2,300 chunks a floating seed), the
 eight autoencoders at 5 epochs with one torch thread, the four sequence models, the three context
 models and the four baselines, one vendor per CPU at a time (``--jobs``): 1,051 s on an otherwise
 idle 2-core machine (autoencoder training dominates; a busy machine takes longer). The seconds
@@ -49,6 +49,14 @@ from licanom.simulate import PROFILES
 DEFAULT_SEEDS = ",".join(str(s) for s in range(1, 13))
 
 
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity where the OS says, else all of them)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on every OS
+        return os.cpu_count() or 1
+
+
 def _names(text: str, everything: tuple[str, ...]) -> tuple[str, ...]:
     return everything if text == "all" else tuple(t.strip() for t in text.split(",") if t.strip())
 
@@ -71,10 +79,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="categorical encoding: thesis (order of first appearance) or frequency (rarest to commonest)")
     p.add_argument("--folds", type=int, default=2)
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads per fit (default 1, kind to a shared machine; 0 = torch's default)")
-    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
-                   help="vendors evaluated at once, one process each (default: one per CPU, here "
-                        f"{os.cpu_count() or 1}); the same rows as one job, but the seconds are measured "
+                   help="torch threads per fit (default 1, kind to a shared machine; 0 = torch's default, "
+                        "in each of the --jobs processes)")
+    p.add_argument("--jobs", type=int, default=_cpus(),
+                   help="vendors evaluated at once, in as many processes (default: one per CPU this process "
+                        f"may use, here {_cpus()}); the same rows as one job, but the seconds are measured "
                         "side by side: use --jobs 1 to time the detectors")
     p.add_argument("--small-max-train-chunks", type=float, default=500.0,
                    help="vendors whose models train on at most this many chunks are 'small'")

@@ -312,6 +312,8 @@ for _name in CONTEXT:
     register(_name, _context(_name))
 for _kind, _inp in (("iforest", "summary"), ("iforest", "flat"), ("lof", "summary"), ("lof", "flat")):
     register(f"{'IForest' if _kind == 'iforest' else 'LOF'}_{_inp}", _baseline(_kind, _inp))  # type: ignore[arg-type]
+# What a worker process of run_evaluation(jobs > 1) knows: the registry as importing this module builds it.
+_REGISTERED_ON_IMPORT: dict[str, CandidateFactory] = dict(_REGISTRY)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,8 +333,8 @@ class EvalSettings:
     """
 
     profiles: tuple[str, ...] = PROFILES
-    seeds: tuple[int, ...] = (1, 2, 3)
-    days: int = 30
+    seeds: tuple[int, ...] = tuple(range(1, 13))  # as make eval: with three, one event moves a kind's recall by a third
+    days: int = 21
     models: tuple[str, ...] = (*AUTOENCODERS, *BASELINES)
     thresholds: tuple[str, ...] = THRESHOLD_DECISIONS
     clustering: bool = True
@@ -391,6 +393,7 @@ class Evaluation:
     table: pl.DataFrame
     settings: EvalSettings
     seconds: float
+    jobs: int = 1  # vendors evaluated at once: with more than one, the measured seconds are shared
 
     def write(self, out_dir: Path, recommendation: pl.DataFrame | None = None) -> list[Path]:
         """``evaluation.csv``, ``evaluation_per_seed.csv``, ``evaluation.md`` (and the
@@ -741,24 +744,31 @@ def run_evaluation(
 ) -> Evaluation:
     """Simulate each profile x seed, evaluate every candidate (default: ``settings.models``).
 
-    ``jobs > 1`` evaluates that many vendors at once, each in its own (spawned) process that
-    builds the candidates from ``settings.models``, so it needs ``candidates=None`` and detectors
-    registered when ``licanom.evaluate`` is imported (one registered later in this process
-    only is unknown to the workers: use one job for it). The rows
-    are the same, in the same order, as with one job (every fit is seeded); only the measured
-    seconds differ, since the processes share the machine. ``progress`` then hears one line
-    per vendor as it finishes.
+    ``jobs > 1`` evaluates up to that many vendors at once in a pool of spawned worker
+    processes, each building the candidates of ``settings.models`` from the registry as
+    importing this module makes it. So it needs ``candidates=None``, and a detector registered
+    (or replaced) later in this process only is refused: evaluate it with one job. A script
+    that calls this with ``jobs > 1`` needs the ``if __name__ == "__main__":`` guard that
+    spawned processes need. The rows are the same, in the same order, as with one job (every
+    fit is seeded); only the measured seconds differ, since the vendors share the machine.
+    ``progress`` then hears one line per finished vendor instead of one per detector. When a
+    vendor fails, the vendors not yet started are cancelled and its error is raised.
     """
     settings = settings or EvalSettings()
     settings.check()
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs!r}")
-    if jobs > 1 and candidates is not None:
+    vendors = [(profile, seed) for profile in settings.profiles for seed in settings.seeds]
+    parallel = jobs > 1 and len(vendors) > 1
+    if parallel and candidates is not None:
         raise ValueError("jobs > 1 builds the candidates from settings.models in each process: "
                          "pass candidates=None, or use jobs=1 for candidates built here")
-    vendors = [(profile, seed) for profile in settings.profiles for seed in settings.seeds]
+    late = [n for n in settings.models if _REGISTERED_ON_IMPORT.get(n) is not _REGISTRY[n]]
+    if parallel and late:
+        raise ValueError(f"detector(s) {late} were registered after licanom.evaluate was imported, which the "
+                         "worker processes do not see: use jobs=1")
     t0 = time.perf_counter()
-    if jobs == 1 or len(vendors) == 1:
+    if not parallel:
         cands = tuple(candidates) if candidates is not None else make_candidates(settings.models, settings)
         frames = [_evaluate_simulated(settings, cands, profile, seed, progress) for profile, seed in vendors]
     else:
@@ -767,21 +777,25 @@ def run_evaluation(
 
         done: dict[tuple[str, int], pl.DataFrame] = {}
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch/polars threads
-        with ProcessPoolExecutor(max_workers=min(jobs, len(vendors)), mp_context=context) as pool:
-            futures = {pool.submit(_evaluate_simulated, settings, None, p, s): (p, s) for p, s in vendors}
-            try:
-                for future in as_completed(futures):
-                    profile, seed = futures[future]
-                    done[(profile, seed)] = future.result()
-                    if progress:
-                        progress(f"{profile} seed {seed}: done ({len(done)}/{len(vendors)} vendors, "
-                                 f"{time.perf_counter() - t0:.0f} s)")
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)  # the error now, not after every vendor
-                raise
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(vendors)), mp_context=context)
+        futures = {pool.submit(_evaluate_simulated, settings, None, p, s): (p, s) for p, s in vendors}
+        try:
+            for finished, future in enumerate(as_completed(futures), start=1):
+                profile, seed = futures[future]
+                done[(profile, seed)] = future.result()
+                if progress:
+                    progress(f"{profile} seed {seed}: done ({finished}/{len(vendors)} vendors, "
+                             f"{time.perf_counter() - t0:.0f} s)")
+        except BaseException:
+            for future in futures:  # the error now: no vendor not yet started runs
+                future.cancel()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
         frames = [done[v] for v in vendors]
     per_seed = pl.concat(frames)
-    return Evaluation(per_seed=per_seed, table=aggregate(per_seed), settings=settings, seconds=time.perf_counter() - t0)
+    return Evaluation(per_seed=per_seed, table=aggregate(per_seed), settings=settings,
+                      seconds=time.perf_counter() - t0, jobs=min(jobs, len(vendors)) if parallel else 1)
 
 
 def _evaluate_simulated(
@@ -952,7 +966,7 @@ def log_evaluation(
     name = run_name or f"evaluate {len(s.profiles)} profiles x {len(s.seeds)} seeds, {s.days} days"
     run_id = tracker.start_run(experiment, name, "evaluation")
     try:
-        tracker.log_params(run_id, {**s.as_params(), "seconds": round(evaluation.seconds, 1)})
+        tracker.log_params(run_id, {**s.as_params(), "seconds": round(evaluation.seconds, 1), "jobs": evaluation.jobs})
         items = list(evaluation_metrics(evaluation.table).items())
         for start in range(0, len(items), 900):  # MLflow takes at most 1000 metrics a batch
             tracker.log_metrics(run_id, dict(items[start:start + 900]))

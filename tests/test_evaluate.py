@@ -275,7 +275,7 @@ def test_log_evaluation_makes_one_run(tiny: ev.Evaluation):
     assert run_id == "run-1" and names[0] == "start_run" and names[-1] == "end_run"
     assert tracker.calls[0][1][0] == "evaluation" and tracker.calls[-1][1] == ("run-1",)
     params = dict(next(c[1][1] for c in tracker.calls if c[0] == "log_params"))
-    assert params["days"] == 7 and params["protocol"] == "blocked"
+    assert params["days"] == 7 and params["protocol"] == "blocked" and params["jobs"] == 1
     metrics: dict[str, float] = {}
     for name, args in tracker.calls:
         if name == "log_metrics":
@@ -316,10 +316,19 @@ def test_vendors_in_parallel_processes_give_the_same_rows_in_the_same_order():
     assert timing
     assert two.per_seed.drop(timing).equals(one.per_seed.drop(timing))
     assert len(lines) == 4 and lines[-1].endswith("s)") and "4/4 vendors" in lines[-1]
+    assert (one.jobs, two.jobs) == (1, 2)
     with pytest.raises(ValueError, match="candidates=None"):
         ev.run_evaluation(settings, ev.make_candidates(settings.models, settings), jobs=2)
     with pytest.raises(ValueError, match="at least 1"):
         ev.run_evaluation(settings, jobs=0)
+    # a detector registered in this process only: the worker processes would not know it
+    ev.register("MeanDistance", lambda s: ev.Candidate("MeanDistance", "toy", _MeanDistance, inputs="summary"))
+    try:
+        late = ev.EvalSettings(profiles=("node-locked",), seeds=(1, 2), days=7, models=("MeanDistance",))
+        with pytest.raises(ValueError, match="registered after"):
+            ev.run_evaluation(late, jobs=2)
+    finally:
+        ev._REGISTRY.pop("MeanDistance")
 
 
 @pytest.mark.slow
