@@ -759,16 +759,17 @@ def run_evaluation(
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs!r}")
     vendors = [(profile, seed) for profile in settings.profiles for seed in settings.seeds]
-    parallel = jobs > 1 and len(vendors) > 1
-    if parallel and candidates is not None:
-        raise ValueError("jobs > 1 builds the candidates from settings.models in each process: "
-                         "pass candidates=None, or use jobs=1 for candidates built here")
-    late = [n for n in settings.models if _REGISTERED_ON_IMPORT.get(n) is not _REGISTRY[n]]
-    if parallel and late:
-        raise ValueError(f"detector(s) {late} were registered after licanom.evaluate was imported, which the "
-                         "worker processes do not see: use jobs=1")
+    workers = min(jobs, len(vendors))
+    if workers > 1:
+        if candidates is not None:
+            raise ValueError("jobs > 1 builds the candidates from settings.models in each process: "
+                             "pass candidates=None, or use jobs=1 for candidates built here")
+        late = [n for n in settings.models if _REGISTERED_ON_IMPORT.get(n) is not _REGISTRY[n]]
+        if late:
+            raise ValueError(f"detector(s) {late} were registered after licanom.evaluate was imported, which "
+                             "the worker processes do not see: use jobs=1")
     t0 = time.perf_counter()
-    if not parallel:
+    if workers == 1:
         cands = tuple(candidates) if candidates is not None else make_candidates(settings.models, settings)
         frames = [_evaluate_simulated(settings, cands, profile, seed, progress) for profile, seed in vendors]
     else:
@@ -777,7 +778,7 @@ def run_evaluation(
 
         done: dict[tuple[str, int], pl.DataFrame] = {}
         context = multiprocessing.get_context("spawn")  # no fork of a process holding torch/polars threads
-        pool = ProcessPoolExecutor(max_workers=min(jobs, len(vendors)), mp_context=context)
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
         futures = {pool.submit(_evaluate_simulated, settings, None, p, s): (p, s) for p, s in vendors}
         try:
             for finished, future in enumerate(as_completed(futures), start=1):
@@ -795,7 +796,7 @@ def run_evaluation(
         frames = [done[v] for v in vendors]
     per_seed = pl.concat(frames)
     return Evaluation(per_seed=per_seed, table=aggregate(per_seed), settings=settings,
-                      seconds=time.perf_counter() - t0, jobs=min(jobs, len(vendors)) if parallel else 1)
+                      seconds=time.perf_counter() - t0, jobs=workers)
 
 
 def _evaluate_simulated(
