@@ -76,6 +76,25 @@ def test_fit_is_repeatable_on_cpu():
     np.testing.assert_array_equal(a.decision_scores_, b.decision_scores_)
 
 
+def test_train_loss_is_the_epoch_mean_weighted_by_batch_size():
+    import pytorch_lightning as L
+
+    from licanom.models.module import AutoencoderModule, LossHistory, chunk_loader
+    from licanom.models.nets import build_net
+
+    X = torch.from_numpy(np.random.default_rng(4).random((10, 16, 8), dtype=np.float32))
+    torch.manual_seed(0)
+    net = build_net("LSTM_AE", chunk_size=16, n_features=8)
+    module = AutoencoderModule(net, lr=0.0)  # the weights stay put: every epoch sees the same losses
+    history = LossHistory()
+    trainer = L.Trainer(max_epochs=2, logger=False, callbacks=[history], enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, chunk_loader(X, 4, shuffle=True))  # batches of 4, 4 and 2 chunks
+    with torch.no_grad():
+        expected = float((net(X) - X).abs().mean())  # = the batch means weighted by batch size
+    assert history.train == pytest.approx([expected, expected], rel=1e-5)
+
+
 def test_bad_settings_and_inputs_are_clear():
     X = np.zeros((20, 32, 8), dtype=np.float32)
     with pytest.raises(ValueError, match="unknown model"):

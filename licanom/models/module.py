@@ -28,9 +28,21 @@ class AutoencoderModule(L.LightningModule):
     def _loss(self, x: Tensor) -> Tensor:
         return F.l1_loss(self.net(x), x)
 
+    def on_train_epoch_start(self) -> None:
+        self._train_sum: Tensor | None = None
+        self._train_count = 0
+
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         loss = self._loss(batch)
-        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
+        # The epoch's batch-size-weighted mean, kept here and logged once at the epoch's last
+        # batch: a `self.log` call per step costs Lightning almost a millisecond of bookkeeping,
+        # about 3% of an epoch for these small nets on a CPU. The logged value is the same.
+        weighted = loss.detach() * len(batch)
+        self._train_sum = weighted if self._train_sum is None else self._train_sum + weighted
+        self._train_count += len(batch)
+        if batch_idx + 1 == self.trainer.num_training_batches:
+            self.log("train/loss", self._train_sum / self._train_count, on_step=False, on_epoch=True,
+                     prog_bar=True, batch_size=1)
         return loss
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
