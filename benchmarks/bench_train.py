@@ -164,8 +164,9 @@ def main() -> None:
     print("\n" + table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(f"# Training speed, `python -m benchmarks.bench_train {' '.join(sys.argv[1:])}`\n\n"
-                            f"Measured {datetime.date.today().isoformat()} on {_cpu_name()} ({os.cpu_count()} CPUs). {title}\n\n```\n{table}\n```\n")
+        command = f"python -m benchmarks.bench_train {' '.join(sys.argv[1:])}"
+        measured = f"Measured {datetime.date.today().isoformat()} on {_cpu_name()} ({os.cpu_count()} CPUs)."
+        args.out.write_text(f"# Training speed, `{command}`\n\n{measured} {title}\n\n```\n{table}\n```\n")
         print(f"wrote {args.out}")
 
 
@@ -218,7 +219,7 @@ def render(runs: dict[tuple[str, int, float], list[Run]], epochs: int, rounds: i
         family = "lstm" if model.startswith("LSTM") else "tcn"
         ours = statistics.median(r.ours for r in rs)
         plain = statistics.median(r.plain_per_epoch for r in rs)
-        # overhead: each round's pair (measured back to back), then the median of those ratios
+        # overhead: each round's ratio (its plain epochs bracket its fit), then the median of those
         overhead = statistics.median(r.ours / epochs / r.plain_per_epoch - 1 for r in rs)
         speedup = THESIS_SECONDS[model] * epochs / 10 / ours
         spread = f"{min(r.ours for r in rs):.1f}-{max(r.ours for r in rs):.1f}"
@@ -231,6 +232,7 @@ def render(runs: dict[tuple[str, int, float], list[Run]], epochs: int, rounds: i
         f"judged on the median of {rounds} round(s); overhead = median over rounds of ours per epoch / plain loop "
         "per epoch - 1, the plain epochs run half before and half after the fit")
     return "\n".join(lines)
+
 
 if __name__ == "__main__":
     main()
