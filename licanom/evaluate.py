@@ -788,9 +788,7 @@ def run_evaluation(
                     progress(f"{profile} seed {seed}: done ({finished}/{len(vendors)} vendors, "
                              f"{time.perf_counter() - t0:.0f} s)")
         except BaseException:
-            for future in futures:  # the error now: no vendor not yet started runs
-                future.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)  # the error now: no vendor not yet started runs
             raise
         pool.shutdown()
         frames = [done[v] for v in vendors]

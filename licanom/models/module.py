@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import pytorch_lightning as L
@@ -32,7 +33,6 @@ class AutoencoderModule(L.LightningModule):
     def _reset_train_loss(self) -> None:
         self._train_sum: Tensor | None = None
         self._train_count = 0
-        self._train_logged = False
 
     def on_train_epoch_start(self) -> None:
         self._reset_train_loss()
@@ -50,14 +50,13 @@ class AutoencoderModule(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
-        if not self._train_logged:  # a loader of unknown length: log at the epoch's end instead
+        if math.isinf(self.trainer.num_training_batches):  # a loader of unknown length: no last batch seen
             self._log_train_loss()
 
     def _log_train_loss(self) -> None:
         if self._train_sum is not None:
             self.log("train/loss", self._train_sum / self._train_count, on_step=False, on_epoch=True,
                      prog_bar=True, batch_size=1)
-            self._train_logged = True
 
     def validation_step(self, batch: Tensor, batch_idx: int) -> None:
         self.log("val/loss", self._loss(batch), on_step=False, on_epoch=True, prog_bar=True, batch_size=len(batch))
