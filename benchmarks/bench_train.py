@@ -7,6 +7,8 @@ machine at the same time. It prints the thesis's Figure 4.5 seconds beside ours,
 the validation loss reached, and scoring throughput (chunks per second). With ``--repeat N`` it
 trains every variant N times in turn (round-robin, so a slow spell of a shared machine falls on all
 variants alike) and judges the bars on the median; the range of the N times is printed beside it.
+Round r seeds the weights and the shuffling with r - 1, so the validation loss is also a median over
+N seeds, with its range: a difference between batch sizes smaller than that range is noise.
 
     python -m benchmarks.bench_train                    # every variant, batch 128, 10 epochs
     python -m benchmarks.bench_train --batch 32,128     # also the thesis's batch size
@@ -152,7 +154,8 @@ def main() -> None:
     for rnd in range(1, args.repeat + 1):
         for model in models:
             for batch, lr in zip(batches, lrs, strict=True):
-                run = measure(model, X, X_val, batch, lr, args.epochs, args.plain_epochs, dev)
+                # round r seeds weights and shuffling with r - 1: the val MAE's range is the seeds' spread
+                run = measure(model, X, X_val, batch, lr, args.epochs, args.plain_epochs, dev, seed=rnd - 1)
                 runs.setdefault((model, batch, lr), []).append(run)
                 print(f"round {rnd}/{args.repeat} {model:<15} batch {batch:>4} lr {lr:g}: ours {run.ours:6.1f} s, "
                       f"plain {run.plain_per_epoch:5.2f} s/epoch, val MAE {run.val_mae:.4f}", flush=True)
@@ -187,16 +190,16 @@ class Run:
 
 
 def measure(model: str, X: np.ndarray, X_val: np.ndarray, batch: int, lr: float, epochs: int,
-            plain_epochs: int, dev: torch.device) -> Run:
+            plain_epochs: int, dev: torch.device, seed: int = 0) -> Run:
     # The plain loop's epochs bracket the product's fit (half before, half after), so a change of
     # the machine's pace during the fit moves both sides of the overhead ratio alike.
     before = (plain_epochs + 1) // 2
-    plain_s = plain_loop(model, X, before, batch, lr)
+    plain_s = plain_loop(model, X, before, batch, lr, seed)
     det = AutoencoderDetector(model, epochs=epochs, batch_size=batch, lr=lr, val_fraction=0.0,
-                              progress_bar=False, threshold="M2")
+                              progress_bar=False, threshold="M2", seed=seed)
     det.fit(X)
     if plain_epochs > before:
-        plain_s += plain_loop(model, X, plain_epochs - before, batch, lr)
+        plain_s += plain_loop(model, X, plain_epochs - before, batch, lr, seed)
     plain = plain_s / plain_epochs
     assert det.report_.device == str(dev), (det.report_.device, dev)
     t0 = time.perf_counter()
@@ -208,7 +211,7 @@ def measure(model: str, X: np.ndarray, X_val: np.ndarray, batch: int, lr: float,
 def render(runs: dict[tuple[str, int, float], list[Run]], epochs: int, rounds: int) -> str:
     """The table: medians over the rounds (the bar is judged on the median), the range of ours."""
     header = (f"{'model':<15}{'batch':>6}{'lr':>7}{'ours [s]':>10}{'min-max [s]':>14}{'thesis [s]':>11}"
-              f"{'speed-up':>9}{'bar':>6}{'plain/epoch':>12}{'ours/epoch':>11}{'overhead':>9}{'val MAE':>9}"
+              f"{'speed-up':>9}{'bar':>6}{'plain/epoch':>12}{'ours/epoch':>11}{'overhead':>9}{'val MAE':>9}{'seeds':>15}"
               f"{'score ch/s':>11}")
     lines = [header]
     for (model, batch, lr), rs in runs.items():
@@ -219,14 +222,17 @@ def render(runs: dict[tuple[str, int, float], list[Run]], epochs: int, rounds: i
         overhead = statistics.median(r.ours / epochs / r.plain_per_epoch - 1 for r in rs)
         speedup = THESIS_SECONDS[model] * epochs / 10 / ours
         spread = f"{min(r.ours for r in rs):.1f}-{max(r.ours for r in rs):.1f}"
+        val_spread = f"{min(r.val_mae for r in rs):.4f}-{max(r.val_mae for r in rs):.4f}"
         lines.append(
             f"{model:<15}{batch:>6}{lr:>7g}{ours:>10.1f}{spread:>14}{THESIS_SECONDS[model]:>11.1f}{speedup:>8.1f}x"
             f"{'met' if speedup >= BAR[family] else 'NOT':>6}{plain:>12.2f}{ours / epochs:>11.2f}{overhead:>+9.1%}"
-            f"{statistics.median(r.val_mae for r in rs):>9.4f}{statistics.median(r.score_per_s for r in rs):>11,.0f}")
+            f"{statistics.median(r.val_mae for r in rs):>9.4f}{val_spread:>15}"
+            f"{statistics.median(r.score_per_s for r in rs):>11,.0f}")
     lines.append(
         f"bars: LSTM >= {BAR['lstm']:.0f}x and TCN >= {BAR['tcn']:.0f}x the thesis's Figure 4.5 (case 3, 10 epochs), "
         f"judged on the median of {rounds} round(s); overhead = median over rounds of ours per epoch / plain loop "
-        "per epoch - 1, the plain epochs run half before and half after the fit")
+        "per epoch - 1, the plain epochs run half before and half after the fit; val MAE = median over the rounds' "
+        "seeds (0, 1, ...), seeds = its range")
     return "\n".join(lines)
 
 
