@@ -209,7 +209,7 @@ def measure(model: str, X: np.ndarray, X_val: np.ndarray, batch: int, lr: float,
 
 
 def render(runs: dict[tuple[str, int, float], list[Run]], epochs: int, rounds: int) -> str:
-    """The table: medians over the rounds (the bar is judged on the median), the range of ours."""
+    """The table: medians over the rounds (the bar is judged on the median), the ranges of ours and of val MAE."""
     header = (f"{'model':<15}{'batch':>6}{'lr':>7}{'ours [s]':>10}{'min-max [s]':>14}{'thesis [s]':>11}"
               f"{'speed-up':>9}{'bar':>6}{'plain/epoch':>12}{'ours/epoch':>11}{'overhead':>9}{'val MAE':>9}{'seeds':>15}"
               f"{'score ch/s':>11}")
