@@ -154,7 +154,6 @@ def main() -> None:
     for rnd in range(1, args.repeat + 1):
         for model in models:
             for batch, lr in zip(batches, lrs, strict=True):
-                # round r seeds weights and shuffling with r - 1: the val MAE's range is the seeds' spread
                 run = measure(model, X, X_val, batch, lr, args.epochs, args.plain_epochs, dev, seed=rnd - 1)
                 runs.setdefault((model, batch, lr), []).append(run)
                 print(f"round {rnd}/{args.repeat} {model:<15} batch {batch:>4} lr {lr:g}: ours {run.ours:6.1f} s, "
