@@ -35,6 +35,8 @@ ANOMALY_KINDS: tuple[str, ...] = (
     "failure_loop",
     "runaway_client",
 )
+# Kinds added after the signals and defaults were frozen; injected only when asked for.
+LATE_KINDS: tuple[str, ...] = ("country_jump", "machine_cloning", "credential_stuffing")
 
 # Detail digits of successful requests.
 DETAIL_PLAIN = 0  # 1010 GetKey validation, 2010 new machine activated, 3010 key created, ...
@@ -101,6 +103,13 @@ _REGIONS = {
     "apac": ("IN", "SG", "CN", "JP", "KR", "AU"),
     "global": (),
 }
+
+
+def _region(country: int) -> str:
+    """The region of a country of :data:`COUNTRY_CODES` (a country of no region is its own)."""
+    code = COUNTRY_CODES[country]
+    return next((r for r, members in _REGIONS.items() if code in members), code)
+
 _VENDOR_HOME = {
     "eu": ("SE", "DE", "NL", "GB"),
     "us": ("US",),
@@ -430,14 +439,19 @@ def _draw_world(
     window: float,
     pools: _IpPools,
     tables: _Tables,
+    join_at: np.ndarray | None = None,
 ) -> _World:
+    """Customers and their keys, devices and networks; ``join_at`` fixes when they join."""
     nc = n_customers
     country = rng.choice(len(COUNTRY_CODES), nc, p=vendor.country_weights)
     offset = np.array([rng.choice(_COUNTRIES[c][1]) for c in country], dtype=np.float64)
     b2b = rng.random(nc) < vendor.b2b_share
-    # Most customers exist before the window; the others join during it (the vendor grows).
-    existing = rng.random(nc) < 0.7
-    join = np.where(existing, -rng.uniform(30, 1500, nc) * _DAY, rng.uniform(0, window, nc))
+    if join_at is None:
+        # Most customers exist before the window; the others join during it (the vendor grows).
+        existing = rng.random(nc) < 0.7
+        join = np.where(existing, -rng.uniform(30, 1500, nc) * _DAY, rng.uniform(0, window, nc))
+    else:
+        join = np.asarray(join_at, dtype=np.float64)
     churn = join + rng.exponential(365.0 / 0.12, nc) * _DAY
     churn = np.where(churn < window, np.maximum(churn, join + 14 * _DAY), np.inf)
     blocked = np.isfinite(churn) & (rng.random(nc) < 0.2)
@@ -562,6 +576,41 @@ def _draw_world(
     )
 
 
+def _merge_worlds(a: _World, b: _World) -> _World:
+    """World ``a`` followed by world ``b`` (whose keys, devices and names follow ``a``'s in the
+    tables), with ``b``'s indices moved past ``a``'s."""
+    nc, nk, nd, ns = len(a.cust_country), a.n_keys, len(a.dev_cust), len(a.site_cust)
+    do_shift = int(max(a.key_do.max(initial=-1), 9_999)) + 1 - 10_000
+    b_do = np.where(b.key_do >= 0, b.key_do + do_shift, -1)
+    cat = np.concatenate
+    return _World(
+        cust_country=cat([a.cust_country, b.cust_country]),
+        cust_offset=cat([a.cust_offset, b.cust_offset]),
+        cust_b2b=cat([a.cust_b2b, b.cust_b2b]),
+        cust_join=cat([a.cust_join, b.cust_join]),
+        cust_churn=cat([a.cust_churn, b.cust_churn]),
+        cust_blocked=cat([a.cust_blocked, b.cust_blocked]),
+        key_cust=cat([a.key_cust, b.key_cust + nc]),
+        key_product=cat([a.key_product, b.key_product]),
+        key_limit=cat([a.key_limit, b.key_limit]),
+        key_do=cat([a.key_do, b_do]),
+        dev_cust=cat([a.dev_cust, b.dev_cust + nc]),
+        dev_site=cat([a.dev_site, b.dev_site + ns]),
+        dev_fn=cat([a.dev_fn, b.dev_fn]),
+        site_cust=cat([a.site_cust, b.site_cust + nc]),
+        seat_key=cat([a.seat_key, b.seat_key + nk]),
+        seat_dev=cat([a.seat_dev, b.seat_dev + nd]),
+        seat_rate=cat([a.seat_rate, b.seat_rate]),
+        seat_start=cat([a.seat_start, b.seat_start]),
+        seat_end=cat([a.seat_end, b.seat_end]),
+        seat_retired=cat([a.seat_retired, b.seat_retired]),
+        epoch_site=cat([a.epoch_site, b.epoch_site + ns]),
+        epoch_start=cat([a.epoch_start, b.epoch_start]),
+        epoch_ip=cat([a.epoch_ip, b.epoch_ip]),
+        n_keys=nk + b.n_keys,
+    )
+
+
 class _Tables:
     """String tables that rows point into: keys, IPs, machine codes, friendly names."""
 
@@ -662,6 +711,20 @@ class _Rows:
             return tuple(np.zeros(0, dtype=d) for d in _ROW_DTYPES)
         return tuple(np.concatenate([p[i] for p in self.parts]) for i in range(11))
 
+    def set_ip(self, rows: np.ndarray, ip: np.ndarray) -> None:
+        """Give the rows at positions ``rows`` (of :meth:`columns`) the addresses ``ip``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        ip = np.asarray(ip, dtype=np.int64)
+        lo = 0
+        for n, part in enumerate(self.parts):
+            hi = lo + len(part[0])
+            sel = (rows >= lo) & (rows < hi)
+            if sel.any():
+                col = np.array(part[3], dtype=np.int64)  # a writable copy
+                col[rows[sel] - lo] = ip[sel]
+                self.parts[n] = (*part[:3], col, *part[4:])
+            lo = hi
+
 
 def _ranges(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For counts c_i: the owner i of each of sum(c) items and its position within its owner."""
@@ -709,7 +772,11 @@ def _draw_sessions(
     days: int,
     pools: _IpPools,
     tables: _Tables,
+    day_factor: np.ndarray | None = None,
+    old_seat: np.ndarray | None = None,
 ) -> _Sessions:
+    """Sessions of every seat; with ``day_factor`` (one multiplier a day), a seat marked in
+    ``old_seat`` gets only the sessions beyond its ordinary rate (``day_factor - 1``)."""
     window = days * _DAY
     seat_cust = world.key_cust[world.seat_key]
     seat_b2b = world.cust_b2b[seat_cust]
@@ -723,6 +790,8 @@ def _draw_sessions(
             mid[None, :] < world.seat_end[sl, None]
         )
         lam = world.seat_rate[sl, None] * w[seat_b2b[sl].astype(int)] * active
+        if day_factor is not None and old_seat is not None:
+            lam = lam * np.maximum(day_factor[None, :] - old_seat[sl, None], 0.0)
         counts = rng.poisson(lam)
         s, d = np.nonzero(counts)
         c = counts[s, d]
@@ -803,8 +872,13 @@ def _normal_rows(
     window: float,
     tables: _Tables,
     vendor_ip: int,
+    first_customer: int = 0,
 ) -> None:
-    """Append the vendor's ordinary traffic to rows."""
+    """Append the vendor's ordinary traffic to rows.
+
+    Rows that belong to the world rather than to sessions (counter resets, renewals, churn,
+    retirements) are written only for customers from ``first_customer`` on.
+    """
     key = world.seat_key[ses.seat]
     dev = world.seat_dev[ses.seat]
     prod = world.key_product[key]
@@ -882,7 +956,7 @@ def _normal_rows(
     typo = ses.first & (rng.random(n) < 0.04)
     idx = np.flatnonzero(typo)
     if len(idx):
-        bad = tables.add_keys(_mistyped(rng, tables.keys[0][key[idx]]))
+        bad = tables.add_keys(_mistyped(rng, np.concatenate(tables.keys)[key[idx]]))
         st = np.where(
             model[idx] == _FLOAT,
             make_state(MethodGroup.ACTIVATION, False, FAIL_KEY_NOT_FOUND),
@@ -920,7 +994,9 @@ def _normal_rows(
             make_state(MethodGroup.DATA_OBJECT, True, DETAIL_DO_DECREMENT),
             make_state(MethodGroup.DATA_OBJECT, True, DETAIL_PLAIN),
         )
-        st = _usage_limits(rng, tu, key[i], doid, unit, st, world, vendor, rows, window, vendor_ip)
+        st = _usage_limits(
+            rng, tu, key[i], doid, unit, st, world, vendor, rows, window, vendor_ip, first_customer
+        )
         rows.add(tu, pid[i], key[i], ses.ip[i], st, mc[i], fn_all[i], dov=unit, doid=doid)
 
     # Floating: an activation, heartbeats every few minutes, and maybe a release at the end.
@@ -983,6 +1059,7 @@ def _normal_rows(
 
     # Retired devices are deactivated (node-locked and usage-based), now and then.
     ret = np.flatnonzero(world.seat_retired & (rng.random(len(world.seat_key)) < 0.5))
+    ret = ret[world.key_cust[world.seat_key[ret]] >= first_customer]
     ret = ret[vendor.product_model[world.key_product[world.seat_key[ret]]] != _FLOAT]
     if len(ret):
         t_ret = world.seat_end[ret]
@@ -998,8 +1075,8 @@ def _normal_rows(
             world.dev_fn[world.seat_dev[ret]],
         )
 
-    _churn_rows(rng, vendor, world, rows, window, vendor_ip)
-    _vendor_rows(rng, vendor, world, rows, window, vendor_ip)
+    _churn_rows(rng, vendor, world, rows, window, vendor_ip, first_customer)
+    _vendor_rows(rng, vendor, world, rows, window, vendor_ip, first_customer)
 
 
 def _usage_limits(
@@ -1014,6 +1091,7 @@ def _usage_limits(
     rows: _Rows,
     window: float,
     vendor_ip: int,
+    first_customer: int = 0,
 ) -> np.ndarray:
     """Monthly usage limits per data object: over the limit, increments fail; the vendor resets."""
     period = np.floor(t / (30 * _DAY)).astype(np.int64)
@@ -1050,6 +1128,7 @@ def _usage_limits(
     kk = np.repeat(k_of, len(per))
     cust = world.key_cust[kk]
     ok = (tt < window) & (tt >= world.cust_join[cust]) & (tt < world.cust_churn[cust])
+    ok &= cust >= first_customer
     # A counting-up object is set back to 0; a counting-down one to its allowance.
     start_value = np.where(vendor.product_decrement[world.key_product[k_of]], limit, 0)
     rows.add(
@@ -1072,6 +1151,7 @@ def _churn_rows(
     rows: _Rows,
     window: float,
     vendor_ip: int,
+    first_customer: int = 0,
 ) -> None:
     """After a licence expires or is blocked, some devices keep trying for a few days."""
     churned = np.isfinite(world.cust_churn)
@@ -1080,6 +1160,7 @@ def _churn_rows(
         & ~world.seat_retired
         & (rng.random(len(world.seat_key)) < 0.5)
     )
+    s = s[world.key_cust[world.seat_key[s]] >= first_customer]
     if len(s):
         cust = world.key_cust[world.seat_key[s]]
         n_days = rng.integers(1, 11, len(s))
@@ -1109,6 +1190,7 @@ def _churn_rows(
             world.dev_fn[dev][keep],
         )
     blocked = np.flatnonzero(world.cust_blocked[world.key_cust])
+    blocked = blocked[world.key_cust[blocked] >= first_customer]
     t = world.cust_churn[world.key_cust[blocked]] - rng.uniform(0, 600, len(blocked))
     rows.add(
         t,
@@ -1126,10 +1208,11 @@ def _vendor_rows(
     rows: _Rows,
     window: float,
     vendor_ip: int,
+    first_customer: int = 0,
 ) -> None:
     """The vendor's backend: keys created for new customers, yearly renewals."""
     created = world.cust_join[world.key_cust]
-    new = np.flatnonzero(created >= 0)
+    new = np.flatnonzero((created >= 0) & (world.key_cust >= first_customer))
     rows.add(
         created[new] + rng.uniform(0, 20, len(new)),
         vendor.product_id[world.key_product[new]],
@@ -1142,7 +1225,7 @@ def _vendor_rows(
     y = np.tile(np.arange(1, years + 1), world.n_keys)
     t = created[k] + y * 365 * _DAY - rng.uniform(0, 3 * _DAY, len(k))
     cust = world.key_cust[k]
-    ok = (t >= 0) & (t < window) & (t < world.cust_churn[cust])
+    ok = (t >= 0) & (t < window) & (t < world.cust_churn[cust]) & (cust >= first_customer)
     rows.add(
         t[ok],
         vendor.product_id[world.key_product[k[ok]]],
@@ -1174,6 +1257,201 @@ def _transient_failures(rng: np.random.Generator, vendor: _Vendor, rows: _Rows) 
 
 
 # ---------------------------------------------------------------------------------------------
+# Normal look-alikes: unusual but legitimate traffic, never labelled
+
+
+def _local_times(
+    rng: np.random.Generator, n: int, day: np.ndarray, offset: np.ndarray, start: datetime,
+    hours: np.ndarray,
+) -> np.ndarray:
+    """Times (seconds from start) of n requests on the given days, at local hours drawn from
+    the profile ``hours``, in the given UTC offsets (hours)."""
+    since_midnight = start.hour * _HOUR + start.minute * 60.0 + start.second
+    hour = rng.choice(24, n, p=hours / hours.sum())
+    return day * _DAY + (hour + rng.random(n)) * _HOUR - offset * _HOUR - since_midnight
+
+
+def _build_farms(
+    rng: np.random.Generator, vendor: _Vendor, world: _World, tables: _Tables, rows: _Rows,
+    start: datetime, days: int, per_day: float,
+) -> None:
+    """CI machines: ephemeral containers activating one key from fresh machine codes daily."""
+    b2b_keys = np.flatnonzero(world.cust_b2b[world.key_cust] & (world.cust_join[world.key_cust] < 0))
+    if len(b2b_keys) == 0:
+        return
+    n_farms = int(min(len(b2b_keys), 1 + (per_day > 4_000) + (per_day > 30_000)))
+    window = days * _DAY
+    for k in rng.choice(b2b_keys, n_farms, replace=False):
+        c = int(world.key_cust[k])
+        prod = int(world.key_product[k])
+        floating = vendor.product_model[prod] == _FLOAT
+        builds = float(np.clip(0.012 * per_day / n_farms, 3.0, 80.0)) * rng.lognormal(0.0, 0.3)
+        weight = _day_weights(start, days, True) + 0.15  # nightly builds run at weekends too
+        counts = rng.poisson(builds * weight / weight.mean())
+        day = np.repeat(np.arange(days), counts)
+        # Builds follow the working day, and a nightly batch runs around 02:00.
+        hours = _HOURS_B2B + np.where(np.arange(24) == 2, 6.0, 0.0)
+        t = _local_times(rng, len(day), day, np.full(len(day), world.cust_offset[c]), start, hours)
+        t = np.sort(t[(t >= max(0.0, world.cust_join[c])) & (t < min(window, world.cust_churn[c]))])
+        if len(t) == 0:
+            continue
+        mcs = tables.add_mcs(_machine_codes(rng, len(t), vendor.mc_style))
+        site = int(np.searchsorted(world.site_cust, c, side="left"))  # the office network
+        ips = _site_ip(world, np.full(len(t), site), t)
+        pid = int(vendor.product_id[prod])
+        act = make_state(
+            MethodGroup.ACTIVATION, True, DETAIL_FLOATING if floating else DETAIL_PLAIN
+        )
+        fexp = t + vendor.product_window[prod] if floating else np.nan
+        rows.add(t, pid, int(k), ips, act, mcs, fexp=fexp)
+        done = rng.random(len(t)) < 0.7  # the container releases its seat when the job ends
+        te = t + rng.uniform(2, 40, len(t)) * 60
+        release = make_state(
+            MethodGroup.DEACTIVATION, True, DETAIL_FLOATING if floating else DETAIL_PLAIN
+        )
+        rows.add(te[done], pid, int(k), ips[done], release, mcs[done])
+
+
+def _support_desk(
+    rng: np.random.Generator, vendor: _Vendor, world: _World, pools: _IpPools, rows: _Rows,
+    start: datetime, days: int, per_day: float,
+) -> None:
+    """The vendor's support staff look up many customers' keys from one office address."""
+    office = pools.sample(rng, np.array([vendor.home_country] * 2), np.array([False, False]))
+    offset = _COUNTRIES[vendor.home_country][1][0]
+    rate = float(np.clip(0.004 * per_day / 12.0, 0.4, 6.0))
+    counts = rng.poisson(rate * _day_weights(start, days, True))
+    day = np.repeat(np.arange(days), counts)
+    if len(day) == 0:
+        return
+    hours = np.where((np.arange(24) >= 9) & (np.arange(24) < 17), 1.0, 0.0)
+    begin = _local_times(rng, len(day), day, np.full(len(day), offset), start, hours)
+    n_keys = rng.integers(5, 31, len(day))
+    owner, _ = _ranges(n_keys)
+    t = begin[owner] + rng.random(len(owner)) * _HOUR  # many keys within an hour
+    key = rng.integers(0, world.n_keys, len(owner))
+    churned = t >= world.cust_churn[world.key_cust[key]]
+    detail = np.where(world.cust_blocked[world.key_cust[key]], FAIL_BLOCKED, FAIL_EXPIRED)
+    state = np.where(
+        churned,
+        MethodGroup.VALIDATION * 100 + 20 + detail,
+        make_state(MethodGroup.VALIDATION, True, DETAIL_PLAIN),
+    )
+    ok = t >= world.cust_join[world.key_cust[key]]
+    ip = office[(rng.random(len(day)) < 0.2).astype(np.int64)][owner]
+    rows.add(
+        t[ok],
+        vendor.product_id[world.key_product[key[ok]]],
+        key[ok],
+        ip[ok],
+        state[ok],
+    )
+
+
+def _trial_expiries(
+    rng: np.random.Generator, vendor: _Vendor, pools: _IpPools, tables: _Tables, rows: _Rows,
+    days: int, per_day: float,
+) -> None:
+    """Trial keys used for a few weeks; at expiry the software fails a few times, then stops."""
+    window = days * _DAY
+    n = int(rng.poisson(days * float(np.clip(per_day / 3_000, 0.2, 4.0))))
+    if n == 0:
+        return
+    expiry = rng.uniform(0.02, 1.0, n) * window
+    length = rng.uniform(7, 30, n) * _DAY
+    country = rng.choice(len(COUNTRY_CODES), n, p=vendor.country_weights)
+    ip = pools.sample(rng, country, rng.random(n) < 0.08)
+    key = tables.add_keys(_license_keys(rng, n))
+    mc = tables.add_mcs(_machine_codes(rng, n, vendor.mc_style))
+    prod = rng.choice(len(vendor.product_id), n, p=vendor.product_weight)
+    pid = vendor.product_id[prod]
+    getkey = vendor.product_getkey[prod] & (vendor.product_model[prod] != _FLOAT)
+    # Use during the trial: an activation, then about one start-up check a day.
+    per = np.maximum(1, (length / _DAY * rng.uniform(0.4, 1.0, n)).astype(np.int64))
+    owner, pos = _ranges(per)
+    t = expiry[owner] - length[owner] + np.sort(rng.random(len(owner))) * length[owner]
+    t = np.where(pos == 0, expiry[owner] - length[owner] + rng.random(len(owner)) * _HOUR, t)
+    check = np.where(
+        getkey[owner],
+        make_state(MethodGroup.VALIDATION, True, DETAIL_PLAIN),
+        make_state(MethodGroup.ACTIVATION, True, DETAIL_KNOWN_MACHINE),
+    )
+    state = np.where(pos == 0, make_state(MethodGroup.ACTIVATION, True, DETAIL_PLAIN), check)
+    use_mc = np.where((state // 100 == MethodGroup.VALIDATION), 0, mc[owner])
+    rows.add(t, pid[owner], key[owner], ip[owner], state, use_mc)
+    # Expired: a short burst of failures (the software retries, then shows a dialog), and
+    # sometimes one more try a day later.
+    fails = rng.integers(2, 9, n)
+    again = rng.random(n) < 0.4
+    owner, pos = _ranges(fails)
+    tf = expiry[owner] + rng.uniform(0, 12, n)[owner] * _HOUR + pos * rng.uniform(2, 40, len(pos))
+    j = np.flatnonzero(again)
+    owner2, pos2 = _ranges(rng.integers(1, 4, len(j)))
+    tf2 = expiry[j][owner2] + rng.uniform(18, 40, len(j))[owner2] * _HOUR + pos2 * 15.0
+    owner = np.r_[owner, j[owner2]].astype(np.int64)
+    tf = np.r_[tf, tf2]
+    fail = np.where(
+        getkey[owner],
+        make_state(MethodGroup.VALIDATION, False, FAIL_EXPIRED),
+        make_state(MethodGroup.ACTIVATION, False, FAIL_EXPIRED),
+    )
+    rows.add(tf, pid[owner], key[owner], ip[owner], fail, np.where(getkey[owner], 0, mc[owner]))
+
+
+def _travel(
+    rng: np.random.Generator, vendor: _Vendor, world: _World, pools: _IpPools, rows: _Rows,
+    days: int,
+) -> None:
+    """Laptops taken abroad: after a gap of many hours a machine's requests come from another
+    country for a few days, then from home again."""
+    prod = world.key_product[world.seat_key]
+    eligible = (vendor.product_model[prod] == _FLOAT) | ~vendor.product_getkey[prod]
+    devs = np.unique(world.seat_dev[eligible])
+    n_trips = int(min(rng.poisson(len(devs) * days / 365.0 * 1.5), 3 * days))
+    if n_trips == 0 or len(devs) == 0:
+        return
+    t, _, _, _, _, mc, _, _, _, _, event = rows.columns()
+    normal = np.flatnonzero((event < 0) & (mc > 0) & (mc <= len(world.dev_cust)))
+    normal = normal[np.lexsort((t[normal], mc[normal]))]
+    m_sorted = mc[normal]
+    picked: list[np.ndarray] = []
+    ips: list[np.ndarray] = []
+    for d in rng.choice(devs, n_trips, replace=False if n_trips <= len(devs) else True):
+        lo, hi = np.searchsorted(m_sorted, [d + 1, d + 2])
+        idx = normal[lo:hi]
+        if len(idx) < 2:
+            continue
+        times = t[idx]
+        # Departures: the first request after a quiet spell of at least 8 hours (a flight).
+        quiet = np.flatnonzero(np.diff(times) >= 8 * _HOUR) + 1
+        if len(quiet) == 0:
+            continue
+        a = int(rng.choice(quiet))
+        back = times[a] + rng.uniform(1, 8) * _DAY
+        later = quiet[(quiet > a) & (times[quiet] >= back)]
+        b = int(later[0]) if len(later) else len(idx)
+        home = int(world.cust_country[world.dev_cust[d]])
+        abroad = np.array([c for c in range(len(COUNTRY_CODES)) if c != home])
+        p = vendor.country_weights[abroad] / vendor.country_weights[abroad].sum()
+        country = rng.choice(abroad, p=p)
+        ip = pools.sample(rng, np.array([country]), np.array([False]))
+        picked.append(idx[a:b])
+        ips.append(np.full(b - a, ip[0]))
+    if picked:
+        rows.set_ip(np.concatenate(picked), np.concatenate(ips))
+
+
+def _lookalikes(
+    rng: np.random.Generator, vendor: _Vendor, world: _World, pools: _IpPools, tables: _Tables,
+    rows: _Rows, start: datetime, days: int, per_day: float,
+) -> None:
+    _build_farms(rng, vendor, world, tables, rows, start, days, per_day)
+    _support_desk(rng, vendor, world, pools, rows, start, days, per_day)
+    _trial_expiries(rng, vendor, pools, tables, rows, days, per_day)
+    _travel(rng, vendor, world, pools, rows, days)
+
+
+# ---------------------------------------------------------------------------------------------
 # Anomalies
 
 
@@ -1201,9 +1479,11 @@ class _Injector:
         rows: _Rows,
         window: float,
         size: float,
+        scale: float = 1.0,
     ) -> None:
         self.rng, self.vendor, self.world = rng, vendor, world
         self.size = size  # shrinks events of vendors with little traffic
+        self.scale = scale  # the caller's event_scale: rows and duration of every event
         self.pools, self.tables, self.rows, self.window = pools, tables, rows, window
         self.events: list[_Event] = []
 
@@ -1274,13 +1554,17 @@ class _Injector:
             )
         )
 
+    def _scaled(self, n: int, least: int = 3) -> int:
+        """A count of rows, machines or keys times the event scale (unchanged at scale 1)."""
+        return n if self.scale == 1.0 else max(least, round(n * self.scale))
+
     def _intervals(self, n: int, mean: float) -> np.ndarray:
         """Arrival times of n requests of a machine with mean spacing `mean` (jittered)."""
         return np.cumsum(self.rng.gamma(4.0, mean / 4.0, n))
 
     def brute_force(self, t0: float) -> None:
         rng, v = self.rng, self.vendor
-        n = int(np.clip(rng.lognormal(np.log(150), 0.8) * self.size, 20, 1500))
+        n = self._scaled(int(np.clip(rng.lognormal(np.log(150), 0.8) * self.size, 20, 1500)))
         spacing = float(rng.uniform(0.5, 20.0))
         t = t0 + self._intervals(n, spacing)
         country = rng.integers(len(COUNTRY_CODES))
@@ -1336,14 +1620,14 @@ class _Injector:
         prod = int(w.key_product[k])
         model = v.product_model[prod]
         home = w.cust_country[w.key_cust[k]]
-        n_mc = int(rng.integers(6, 12 + int(38 * self.size)))
+        n_mc = self._scaled(int(rng.integers(6, 12 + int(38 * self.size))))
         n_cc = int(rng.integers(4, 13))
         others = np.array([c for c in range(len(COUNTRY_CODES)) if c != home])
         countries = rng.choice(others, min(n_cc, len(others)), replace=False)
         mc_country = rng.choice(countries, n_mc)
         ips = self.pools.sample(rng, mc_country, rng.random(n_mc) < 0.1)
         mcs = self.tables.add_mcs(_machine_codes(rng, n_mc, v.mc_style))
-        span = float(rng.uniform(2, 72)) * _HOUR
+        span = float(rng.uniform(2, 72)) * _HOUR * self.scale
         first = t0 + np.sort(rng.random(n_mc)) * span * 0.7
         first[0] = t0
         free = int(rng.integers(0, 4)) if model != _FLOAT else int(w.key_limit[k])
@@ -1415,13 +1699,13 @@ class _Injector:
         fns = np.r_[w.dev_fn[w.seat_dev[seats][:n_mc]], np.zeros(len(new), np.int64)]
         site = w.dev_site[w.seat_dev[s]]
         ips = _site_ip(w, np.full(n_mc, site), np.full(n_mc, t0))
-        dur = float(rng.uniform(0.5, 3.0)) * _HOUR * max(self.size, 0.3)
+        dur = float(rng.uniform(0.5, 3.0)) * _HOUR * max(self.size, 0.3) * self.scale
         starts = t0 + np.sort(rng.random(n_mc)) * min(dur * 0.3, 1800.0)
         ok = np.arange(n_mc) < limit
         hb = float(v.product_heartbeat[prod]) if floating else float(rng.uniform(120, 600))
         retry = np.where(ok, hb, rng.uniform(45, 300, n_mc))
         per = np.maximum(1, ((t0 + dur - starts) / retry).astype(np.int64))
-        per = np.minimum(per, 600)
+        per = np.minimum(per, max(1, int(600 * self.scale)))
         owner, pos = _ranges(per)
         t = starts[owner] + pos * retry[owner] + rng.normal(0, 1.0, len(owner))
         if floating:
@@ -1466,14 +1750,8 @@ class _Injector:
             fn=fns[owner],
         )
 
-    def failure_loop(self, t0: float) -> None:
-        rng, v, w = self.rng, self.vendor, self.world
-        s, t0 = self._seat_at(t0)
-        k = int(w.seat_key[s])
-        prod = int(w.key_product[k])
-        model = v.product_model[prod]
-        dev = int(w.seat_dev[s])
-        ip = int(_site_ip(w, np.array([w.dev_site[dev]]), np.array([t0]))[0])
+    def _failing_request(self, model: int) -> tuple[int, int]:
+        """The method group and failure detail a stuck client of this licensing model repeats."""
         options = {
             _NODE: [
                 (MethodGroup.ACTIVATION, FAIL_EXPIRED),
@@ -1491,11 +1769,23 @@ class _Injector:
                 (MethodGroup.VALIDATION, FAIL_EXPIRED),
                 (MethodGroup.ACTIVATION, FAIL_BLOCKED),
             ],
-        }[int(model)]
-        group, detail = options[int(rng.integers(len(options)))]
+        }[model]
+        group, detail = options[int(self.rng.integers(len(options)))]
+        return int(group), int(detail)
+
+    def failure_loop(self, t0: float) -> None:
+        rng, v, w = self.rng, self.vendor, self.world
+        s, t0 = self._seat_at(t0)
+        k = int(w.seat_key[s])
+        prod = int(w.key_product[k])
+        model = v.product_model[prod]
+        dev = int(w.seat_dev[s])
+        ip = int(_site_ip(w, np.array([w.dev_site[dev]]), np.array([t0]))[0])
+        group, detail = self._failing_request(int(model))
         spacing = float(np.exp(rng.uniform(np.log(1.0), np.log(30.0))))
         dur = float(np.exp(rng.uniform(np.log(5 * 60), np.log(3 * _HOUR)))) * self.size
-        n = int(np.clip(dur / spacing, 20, 1500))
+        dur *= self.scale
+        n = max(3, int(np.clip(dur / spacing, 20 * self.scale, 1500 * self.scale)))
         t = t0 + self._intervals(n, spacing)
         state = make_state(group, False, detail)
         extra: dict[str, np.ndarray | int] = {}
@@ -1531,7 +1821,8 @@ class _Injector:
         ip = int(_site_ip(w, np.array([w.dev_site[dev]]), np.array([t0]))[0])
         spacing = float(np.exp(rng.uniform(np.log(0.4), np.log(6.0))))
         dur = float(np.exp(rng.uniform(np.log(5 * 60), np.log(60 * 60)))) * self.size
-        n = int(np.clip(dur / spacing, 30, 2000))
+        dur *= self.scale
+        n = max(3, int(np.clip(dur / spacing, 30 * self.scale, 2000 * self.scale)))
         t = t0 + self._intervals(n, spacing)
         extra: dict[str, np.ndarray | int] = {}
         mc: int = dev + 1
@@ -1565,6 +1856,229 @@ class _Injector:
         )
 
 
+    # -- kinds added after the signals and defaults were frozen (LATE_KINDS) -----------------
+
+    def _use_states(self, prod: int, pos: np.ndarray, new_machine: bool) -> np.ndarray:
+        """States of a machine's requests on a key of product ``prod`` (0 = its first)."""
+        v = self.vendor
+        first = pos == 0
+        if v.product_model[prod] == _FLOAT:
+            return np.where(
+                first,
+                make_state(MethodGroup.ACTIVATION, True, DETAIL_FLOATING),
+                make_state(MethodGroup.VALIDATION, True, DETAIL_HEARTBEAT),
+            )
+        act = make_state(
+            MethodGroup.ACTIVATION, True, DETAIL_PLAIN if new_machine else DETAIL_KNOWN_MACHINE
+        )
+        if v.product_getkey[prod]:
+            return np.where(first, act, make_state(MethodGroup.VALIDATION, True, DETAIL_PLAIN))
+        return np.where(first, act, make_state(MethodGroup.ACTIVATION, True, DETAIL_KNOWN_MACHINE))
+
+    def _customer_requests(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Time, key, IP and machine of the customers' successful normal requests, by time."""
+        if not hasattr(self, "_requests"):
+            t, _, key, ip, state, mc, _, _, _, _, event = self.rows.columns()
+            ok = (
+                (event < 0)
+                & (key < self.world.n_keys)
+                & ((state // 10) % 10 == 1)
+                & ~np.isin(state, (3010, 7010, 7011, 8012))  # the vendor's backend
+                & (t >= 0)
+                & (t < self.window)
+            )
+            idx = np.flatnonzero(ok)
+            idx = idx[np.argsort(t[idx], kind="stable")]
+            self._requests = (t[idx], key[idx], ip[idx], mc[idx])
+        return self._requests
+
+    def country_jump(self, t0: float) -> None:
+        rng, v, w = self.rng, self.vendor, self.world
+        t_req, key_req, ip_req, mc_req = self._customer_requests()
+        if len(t_req) == 0:
+            return
+        i = min(int(np.searchsorted(t_req, t0)), len(t_req) - 1)
+        th, k, home_ip = float(t_req[i]), int(key_req[i]), int(ip_req[i])
+        prod = int(w.key_product[k])
+        home = int(w.cust_country[w.key_cust[k]])
+        far = np.array([c for c in range(len(COUNTRY_CODES)) if _region(c) != _region(home)])
+        p = v.country_weights[far] / v.country_weights[far].sum()
+        country = int(rng.choice(far, p=p))
+        ip = int(self.pools.sample(rng, np.array([country]), np.array([rng.random() < 0.1]))[0])
+        n = self._scaled(int(rng.integers(3, 11)), least=2)
+        gap = float(rng.uniform(5, 50)) * 60
+        t = th + gap + np.r_[0.0, np.cumsum(rng.uniform(30, 300, n - 1))]
+        same_machine = bool(rng.random() < 0.3) and int(mc_req[i]) > 0
+        if same_machine:
+            mc = int(mc_req[i])
+        else:
+            mc = int(self.tables.add_mcs(_machine_codes(rng, 1, v.mc_style))[0])
+        state = self._use_states(prod, np.arange(n), new_machine=not same_machine)
+        mcs = np.where(state == make_state(MethodGroup.VALIDATION, True, DETAIL_PLAIN), 0, mc)
+        floating = v.product_model[prod] == _FLOAT
+        fexp = t + v.product_window[prod] if floating else np.full(n, np.nan)
+        desc = (
+            f"key used from {self._country_name(ip)} {gap / 60:.0f} min after a request from "
+            f"{self._country_name(home_ip)} ({'same' if same_machine else 'a new'} machine), "
+            f"{n} requests"
+        )
+        self._add(
+            "country_jump",
+            t,
+            int(v.product_id[prod]),
+            k,
+            ip,
+            state,
+            mcs,
+            desc,
+            self.tables.key(k),
+            self.tables.ip(ip),
+            fexp=fexp,
+        )
+
+    def machine_cloning(self, t0: float) -> None:
+        rng, v, w = self.rng, self.vendor, self.world
+        s, t0 = self._seat_at(t0)
+        dev = int(w.seat_dev[s])
+        own = int(w.seat_key[s])
+        cust = w.key_cust
+        live = np.flatnonzero(
+            (w.cust_join[cust] <= t0) & (w.cust_churn[cust] > t0) & (np.arange(w.n_keys) != own)
+        )
+        if len(live) == 0:
+            live = np.flatnonzero(np.arange(w.n_keys) != own)
+        if len(live) == 0:
+            return
+        n_keys = min(self._scaled(int(rng.integers(5, 41)), least=2), len(live))
+        keys = rng.choice(live, n_keys, replace=False)
+        span = float(rng.uniform(2, 12)) * _HOUR * self.scale
+        first = t0 + np.sort(rng.random(n_keys)) * span
+        per = 1 + np.minimum(rng.poisson(1.0, n_keys), 3)
+        owner, pos = _ranges(per)
+        t = first[owner] + pos * rng.uniform(2, 40, len(owner)) * 60
+        one_address = bool(rng.random() < 0.5)
+        if one_address:
+            home = np.array([w.cust_country[w.dev_cust[dev]]])
+            ips = np.repeat(self.pools.sample(rng, home, np.array([False])), n_keys)
+        else:  # a cloned image running at many places
+            ips = self.pools.sample(rng, w.cust_country[cust[keys]], rng.random(n_keys) < 0.1)
+        prods = w.key_product[keys]
+        state = np.concatenate(
+            [self._use_states(int(prods[j]), np.arange(per[j]), True) for j in range(n_keys)]
+        )
+        floating = v.product_model[prods[owner]] == _FLOAT
+        fexp = np.where(floating, t + v.product_window[prods[owner]], np.nan)
+        mc = np.where(state == make_state(MethodGroup.VALIDATION, True, DETAIL_PLAIN), 0, dev + 1)
+        desc = (
+            f"one machine code under {n_keys} keys from "
+            f"{'one address' if one_address else f'{len(set(ips.tolist()))} addresses'} "
+            f"over {span / _HOUR:.1f} h"
+        )
+        self._add(
+            "machine_cloning",
+            t,
+            v.product_id[prods[owner]],
+            keys[owner],
+            ips[owner],
+            state,
+            mc,
+            desc,
+            self.tables.key(int(keys[0])),
+            self.tables.ip(int(ips[0])),
+            fexp=fexp,
+            fn=int(w.dev_fn[dev]),
+        )
+
+    def credential_stuffing(self, t0: float) -> None:
+        rng, v = self.rng, self.vendor
+        n_addr = self._scaled(int(rng.integers(50, 301)), least=5)
+        span = float(rng.uniform(6, 24)) * _HOUR * self.scale
+        country = rng.integers(0, len(COUNTRY_CODES), n_addr)
+        ips = self.pools.sample(rng, country, rng.random(n_addr) < 0.1)
+        per = 1 + np.minimum(rng.poisson(1.5, n_addr), 5)  # a few attempts an address
+        owner, _ = _ranges(per)
+        begin = t0 + rng.random(n_addr) * span
+        stay = rng.uniform(0.3, 2.0, n_addr) * _HOUR
+        t = begin[owner] + rng.random(len(owner)) * stay[owner]
+        n = len(t)
+        prod = int(rng.choice(len(v.product_id), p=v.product_weight))
+        keys = self.tables.add_keys(_license_keys(rng, n))
+        validate = bool(rng.random() < 0.5)
+        group = MethodGroup.VALIDATION if validate else MethodGroup.ACTIVATION
+        if validate:
+            mc: np.ndarray | int = 0
+        else:
+            mc = self.tables.add_mcs(_machine_codes(rng, n_addr, v.mc_style))[owner]
+        desc = (
+            f"{n} guessed keys from {n_addr} addresses in {len(set(country.tolist()))} "
+            f"countries over {span / _HOUR:.1f} h, at most {int(per.max())} an address"
+        )
+        self._add(
+            "credential_stuffing",
+            t,
+            int(v.product_id[prod]),
+            keys,
+            ips[owner],
+            make_state(group, False, FAIL_KEY_NOT_FOUND),
+            mc,
+            desc,
+            "",
+            self.tables.ip(int(ips[0])),
+        )
+
+    # -- storms: failure loops lasting days, runaway machines lasting hours --------------------
+
+    def storm(self, t0: float) -> None:
+        rng, v, w = self.rng, self.vendor, self.world
+        s, t0 = self._seat_at(t0)
+        k = int(w.seat_key[s])
+        prod = int(w.key_product[k])
+        model = int(v.product_model[prod])
+        dev = int(w.seat_dev[s])
+        ip = int(_site_ip(w, np.array([w.dev_site[dev]]), np.array([t0]))[0])
+        extra: dict[str, np.ndarray | int] = {}
+        slower = 1.0 / self.size  # a quiet vendor's storm is slower too, else it drowns the log
+        if rng.random() < 0.7:
+            kind = "failure_loop"
+            group, detail = self._failing_request(model)
+            spacing = float(np.exp(rng.uniform(np.log(60.0), np.log(900.0)))) * slower
+            dur = float(rng.uniform(1.0, 5.0)) * _DAY * self.scale
+            state = make_state(group, False, detail)
+            if group == MethodGroup.DATA_OBJECT:
+                extra = {"dov": 1, "doid": int(max(w.key_do[k, 0], 0))}
+            mc = 0 if group == MethodGroup.VALIDATION and model != _FLOAT else dev + 1
+            what = f"retried a failing request (state {state})"
+        else:
+            kind = "runaway_client"
+            spacing = float(np.exp(rng.uniform(np.log(5.0), np.log(60.0)))) * slower
+            dur = float(rng.uniform(6.0, 48.0)) * _HOUR * self.scale
+            state = int(self._use_states(prod, np.array([1]), new_machine=False)[0])
+            mc = 0 if state == make_state(MethodGroup.VALIDATION, True, DETAIL_PLAIN) else dev + 1
+            what = f"sent successful requests (state {state})"
+        n = max(3, int(dur / spacing))
+        t = t0 + self._intervals(n, spacing)
+        if model == _FLOAT and kind == "runaway_client":
+            extra["fexp"] = t + v.product_window[prod]
+        desc = (
+            f"storm: one machine {what} {n} times, about every {spacing:.0f} s "
+            f"for {dur / _HOUR:.0f} h"
+        )
+        self._add(
+            kind,
+            t,
+            int(v.product_id[prod]),
+            k,
+            ip,
+            state,
+            mc,
+            desc,
+            self.tables.key(k),
+            self.tables.ip(ip),
+            fn=int(w.dev_fn[dev]),
+            **extra,
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # Public entry point
 
@@ -1577,6 +2091,11 @@ def simulate(
     start: datetime = datetime(2025, 1, 1, tzinfo=UTC),
     customers: int | None = None,
     anomaly_rate: float = 1.0,
+    event_scale: float = 1.0,
+    growth_per_month: float = 0.0,
+    lookalikes: bool = False,
+    kinds: tuple[str, ...] = ANOMALY_KINDS,
+    storms: int = 0,
 ) -> SimulatedLog:
     """Simulate ``days`` days of one vendor's Web API Log with labelled anomalies.
 
@@ -1587,7 +2106,73 @@ def simulate(
     anomalous events (about two per kind per month for a busy vendor, fewer and smaller for a
     quiet one; every kind at least once when ``days >= 7`` and the rate is positive). Normal
     traffic does not depend on ``anomaly_rate``. The same arguments always give the same frames.
+
+    The world can be varied (each knob draws from its own random stream, so the defaults give
+    the same frames as before the knobs existed):
+
+    * ``event_scale`` multiplies every event's size (rows, machines, keys or addresses, and its
+      duration); normal traffic does not change.
+    * ``growth_per_month``: normal traffic grows by this fraction every 30 days, compounding,
+      half of it from new customers joining and half from more sessions of everyone; the rows
+      of the ungrown vendor stay, the growth is added to them. Anomalies do not change.
+    * ``lookalikes``: unlabelled normal traffic that resembles anomalies: build farms activating
+      one key daily from fresh machine codes, support staff looking up many keys from one
+      office address within an hour, laptops travelling abroad (a machine's requests come from
+      another country after a gap of many hours, for a few days), and trial keys that fail a
+      few times when they expire, then stop.
+    * ``kinds``: which anomaly kinds to inject, any of :data:`ANOMALY_KINDS` and
+      :data:`LATE_KINDS` (the late kinds only when named here).
+    * ``storms``: that many extra long events, labelled as their kinds: a client retrying a
+      failing request every few minutes for days (``failure_loop``), or a runaway machine
+      sending requests for hours to two days (``runaway_client``).
     """
+    return _assemble(
+        *_build(
+            profile,
+            seed,
+            days,
+            start=start,
+            customers=customers,
+            anomaly_rate=anomaly_rate,
+            event_scale=event_scale,
+            growth_per_month=growth_per_month,
+            lookalikes=lookalikes,
+            kinds=kinds,
+            storms=storms,
+        )[:7]
+    )
+
+
+def _check_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    if isinstance(kinds, str):
+        raise ValueError(f"kinds must be a tuple of kind names, not the string {kinds!r}")
+    kinds = tuple(kinds)
+    unknown = [k for k in kinds if k not in ANOMALY_KINDS + LATE_KINDS]
+    if unknown:
+        raise ValueError(
+            f"unknown anomaly kind(s) {unknown}; expected any of {ANOMALY_KINDS + LATE_KINDS}"
+        )
+    return kinds
+
+
+def _build(
+    profile: str,
+    seed: int,
+    days: int,
+    *,
+    start: datetime,
+    customers: int | None,
+    anomaly_rate: float,
+    event_scale: float,
+    growth_per_month: float,
+    lookalikes: bool,
+    kinds: tuple[str, ...],
+    storms: int,
+) -> tuple[
+    _Rows, _Tables, _Vendor, list[_Event], datetime, float, np.random.Generator, int
+]:
+    """Rows, tables and events of a simulated log before assembly (see :func:`simulate`); the
+    last item is the number of events before the storms."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
     if days < 1:
@@ -1596,12 +2181,21 @@ def simulate(
         raise ValueError("customers must be at least 1")
     if anomaly_rate < 0:
         raise ValueError("anomaly_rate must be non-negative")
+    if not (np.isfinite(event_scale) and event_scale > 0):
+        raise ValueError(f"event_scale must be a positive number, got {event_scale}")
+    if not (np.isfinite(growth_per_month) and 0 <= growth_per_month <= 10):
+        raise ValueError(f"growth_per_month must be in [0, 10], got {growth_per_month}")
+    if storms < 0:
+        raise ValueError(f"storms must be non-negative, got {storms}")
+    kinds = _check_kinds(kinds)
     start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
     n_customers = customers if customers is not None else _DEFAULT_CUSTOMERS[profile]
     window = days * _DAY
     seq = np.random.SeedSequence([int(seed) % 2**64, PROFILES.index(profile), 7_919])
     world_seed, *streams = seq.spawn(5)
     r_vendor, r_traffic, r_anom, r_ids = (np.random.default_rng(s) for s in streams)
+    # Streams of the knobs, spawned after the original ones so that those stay as they were.
+    r_growth, r_look, r_late, r_storm = (np.random.default_rng(s) for s in seq.spawn(4))
 
     pools = _ip_pools()
     vendor = _draw_vendor(r_vendor, profile)
@@ -1611,6 +2205,7 @@ def simulate(
         return _draw_world(r_world, vendor, n, window, pools, tables), tables, r_world
 
     world, tables, r_world = draw(n_customers)
+    nudge = 1.0
     if customers is None:
         # Vendor habits (heartbeat interval, usage rates) move the volume a lot: size the
         # customer base so that a default vendor writes a typical number of rows a year. Each
@@ -1628,6 +2223,7 @@ def simulate(
         nudge = float(np.clip(ratio, 0.6, 1.6))
         world = dataclasses.replace(world, seat_rate=world.seat_rate * nudge)
     tables.add_mcs(_machine_codes(r_world, len(world.dev_cust), vendor.mc_style))
+    grown = _grow_world(r_growth, vendor, world, pools, tables, window, growth_per_month, nudge)
     home = np.array([vendor.home_country])
     vendor_ip = int(pools.sample(r_vendor, home, np.array([False]))[0])  # the vendor's backend
 
@@ -1640,21 +2236,332 @@ def simulate(
     per_day = len(rows) / days
     frequency = float(np.clip(per_day / 4_000, 0.3, 1.0))
     size = float(np.clip(per_day / 10_000, 0.15, 1.0))
-    injector = _Injector(r_anom, vendor, world, pools, tables, rows, window, size)
-    for kind in ANOMALY_KINDS:
-        n = int(r_anom.poisson(days * anomaly_rate * frequency * 2.0 / 30.0))
+
+    if grown is not None:
+        _growth_rows(
+            r_growth, vendor, world, grown, sessions, rows, start, days, pools, tables,
+            vendor_ip, growth_per_month,
+        )
+    if lookalikes:
+        _lookalikes(
+            r_look, vendor, grown if grown is not None else world, pools, tables, rows, start,
+            days, per_day,
+        )
+
+    injector = _Injector(r_anom, vendor, world, pools, tables, rows, window, size, event_scale)
+
+    def inject_all(kind: str, rng: np.random.Generator) -> None:
+        injector.rng = rng
+        n = int(rng.poisson(days * anomaly_rate * frequency * 2.0 / 30.0))
         if days >= 7 and anomaly_rate > 0:
             n = max(n, 1)
         inject = getattr(injector, kind)
-        for t0 in np.sort(r_anom.uniform(0.02, 0.97, n) * window):
+        for t0 in np.sort(rng.uniform(0.02, 0.97, n) * window):
             before = len(injector.events)
             inject(float(t0))
             for _ in range(10):  # an event that fell outside the window is tried elsewhere
                 if len(injector.events) > before:
                     break
-                inject(float(r_anom.uniform(0.0, 0.9) * window))
+                inject(float(rng.uniform(0.0, 0.9) * window))
 
-    return _assemble(rows, tables, vendor, injector.events, start, window, r_ids)
+    for kind in ANOMALY_KINDS:
+        if kind in kinds:
+            inject_all(kind, r_anom)
+    for kind in LATE_KINDS:
+        if kind in kinds:
+            inject_all(kind, r_late)
+    before_storms = len(injector.events)
+    injector.rng = r_storm
+    for t0 in np.sort(r_storm.uniform(0.0, 0.95, storms) * window):
+        before = len(injector.events)
+        injector.storm(float(t0))
+        for _ in range(10):
+            if len(injector.events) > before:
+                break
+            injector.storm(float(r_storm.uniform(0.0, 0.9) * window))
+
+    return rows, tables, vendor, injector.events, start, window, r_ids, before_storms
+
+
+def _grow_world(
+    rng: np.random.Generator,
+    vendor: _Vendor,
+    world: _World,
+    pools: _IpPools,
+    tables: _Tables,
+    window: float,
+    growth: float,
+    nudge: float,
+) -> _World | None:
+    """The world with the customers that join because the vendor grows (None without growth).
+
+    Half of the growth (on a log scale) comes from new customers: by time t the vendor has
+    ``(1 + growth) ** (t / 60 days)`` times the customers it had at the start.
+    """
+    if growth <= 0:
+        return None
+    n0 = int(((world.cust_join < 0) & (world.cust_churn > 0)).sum())
+    per_60 = np.log1p(growth)
+    total = np.expm1(per_60 * window / (60 * _DAY))
+    n_new = int(rng.poisson(n0 * total))
+    if n_new == 0:
+        return world
+    join = np.sort(60 * _DAY * np.log1p(rng.random(n_new) * total) / per_60)
+    new = _draw_world(rng, vendor, n_new, window, pools, tables, join_at=join)
+    new = dataclasses.replace(new, seat_rate=new.seat_rate * nudge)
+    tables.add_mcs(_machine_codes(rng, len(new.dev_cust), vendor.mc_style))
+    return _merge_worlds(world, new)
+
+
+def _growth_rows(
+    rng: np.random.Generator,
+    vendor: _Vendor,
+    world: _World,
+    grown: _World,
+    base: _Sessions,
+    rows: _Rows,
+    start: datetime,
+    days: int,
+    pools: _IpPools,
+    tables: _Tables,
+    vendor_ip: int,
+    growth: float,
+) -> None:
+    """Rows of a growing vendor on top of the ungrown one: the new customers' traffic, and the
+    sessions that existing seats add as they get busier (``sqrt(1 + growth)`` a month)."""
+    window = days * _DAY
+    mid = (np.arange(days) + 0.5) * _DAY
+    activity = np.exp(0.5 * np.log1p(growth) * mid / (30 * _DAY))
+    n_old = len(world.seat_key)
+    old = np.arange(len(grown.seat_key)) < n_old
+    ses = _draw_sessions(rng, vendor, grown, start, days, pools, tables, activity, old)
+    # An existing seat's extra session must not overlap one of its ordinary sessions.
+    big = 2.0**36
+    base_key = base.seat * big + base.t
+    key = ses.seat * big + ses.t
+    before = np.searchsorted(base_key, key, side="right") - 1
+    after = before + 1
+    clash = np.zeros(len(ses.t), dtype=bool)
+    ok = before >= 0
+    b = before[ok]
+    clash[ok] |= (base.seat[b] == ses.seat[ok]) & (base.t[b] + base.dur[b] > ses.t[ok] - 60.0)
+    ok = after < len(base.t)
+    a = after[ok]
+    clash[ok] |= (base.seat[a] == ses.seat[ok]) & (base.t[a] < ses.t[ok] + ses.dur[ok] + 60.0)
+    keep = ~(clash & old[ses.seat])
+    ses = _Sessions(
+        seat=ses.seat[keep],
+        t=ses.t[keep],
+        dur=ses.dur[keep],
+        ip=ses.ip[keep],
+        first=ses.first[keep] & ~old[ses.seat[keep]],
+    )
+    extra = _Rows()
+    n_cust = len(world.cust_country)
+    _normal_rows(rng, vendor, grown, ses, extra, window, tables, vendor_ip, n_cust)
+    _transient_failures(rng, vendor, extra)
+    rows.parts.extend(extra.parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# The share of anomalous chunks
+
+
+def anomalous_share(sim: SimulatedLog, size: int = 100) -> float:
+    """Share of the log's windows of ``size`` consecutive rows (non-overlapping, in the log's
+    order, the last incomplete window left out) that hold at least one labelled row."""
+    if size < 1:
+        raise ValueError(f"size must be at least 1, got {size}")
+    n_windows = sim.log.height // size
+    if n_windows == 0:
+        return 0.0
+    labelled = sim.log["Id"].is_in(sim.labels["Id"].implode()).to_numpy()
+    pos = np.flatnonzero(labelled[: n_windows * size])
+    return float(len(np.unique(pos // size)) / n_windows)
+
+
+class _ShareSearch:
+    """The share of anomalous windows of one built log for any subset of its events."""
+
+    def __init__(self, built: tuple, size: int) -> None:
+        rows, window = built[0], built[5]
+        t, *_, event = rows.columns()
+        keep = np.flatnonzero((t >= 0) & (t < window))
+        order = keep[np.argsort(t[keep], kind="stable")]
+        self.event = event[order]
+        self.n_events = len(built[3])
+        self.size = size
+
+    def share(self, chosen: np.ndarray) -> float:
+        ev = self.event
+        labelled = ev >= 0
+        kept = ~labelled | chosen[np.maximum(ev, 0)]
+        n_windows = int(kept.sum()) // self.size
+        if n_windows == 0:
+            return 0.0
+        pos = np.cumsum(kept) - 1
+        w = pos[kept & labelled] // self.size
+        flag = np.zeros(n_windows + 1, dtype=bool)
+        flag[w] = True
+        return float(flag[:n_windows].mean())
+
+
+def _thin(built: tuple, chosen: np.ndarray) -> SimulatedLog:
+    """Assemble a built log keeping only the chosen events (renumbered in their order)."""
+    rows, tables, vendor, events, start, window, r_ids = built[:7]
+    cols = rows.columns()
+    event = cols[-1]
+    kept = (event < 0) | chosen[np.maximum(event, 0)]
+    new_id = np.cumsum(chosen) - 1
+    cols = [c[kept] for c in cols]
+    cols[-1] = np.where(cols[-1] >= 0, new_id[np.maximum(cols[-1], 0)], -1)
+    thinned = _Rows()
+    thinned.parts.append(tuple(cols))
+    return _assemble(
+        thinned, tables, vendor, [e for e, c in zip(events, chosen, strict=True) if c], start,
+        window, r_ids,
+    )
+
+
+_MAX_RATE = 10.0  # the most events simulate_share asks for before it adds storms
+
+
+def simulate_share(
+    profile: str,
+    seed: int,
+    days: int,
+    share: float,
+    *,
+    size: int = 100,
+    tolerance: float = 0.02,
+    **knobs: object,
+) -> SimulatedLog:
+    """A simulated log whose share of anomalous windows of ``size`` rows is ``share``.
+
+    The normal traffic is that of ``simulate(profile, seed, days, **knobs)``. Events are
+    drawn at a raised ``anomaly_rate`` (at most ten times the default) and, when that does not
+    fill enough windows, with storms (failure loops lasting days, runaway machines lasting
+    hours; see :func:`simulate`); then a deterministic subset of them is kept: the kinds (and
+    the storms) take turns, in a shuffled order within each, as many events as bring the share
+    closest to ``share`` (thinning a random set of events, as a lower rate would). Raises ValueError when
+    the share reached is further than ``tolerance`` from ``share``.
+    """
+    if not 0 <= share < 1:
+        raise ValueError(f"share must be in [0, 1), got {share}")
+    if tolerance <= 0:
+        raise ValueError(f"tolerance must be positive, got {tolerance}")
+    owned = sorted({"anomaly_rate", "storms"} & set(knobs))
+    if owned:
+        raise ValueError(f"simulate_share sets {owned} itself; leave them out")
+    if share == 0:
+        return simulate(profile, seed, days, anomaly_rate=0.0, **knobs)  # type: ignore[arg-type]
+
+    def build(rate: float, n_storms: int) -> tuple:
+        return _build(
+            profile,
+            seed,
+            days,
+            start=knobs.get("start", datetime(2025, 1, 1, tzinfo=UTC)),  # type: ignore[arg-type]
+            customers=knobs.get("customers"),  # type: ignore[arg-type]
+            anomaly_rate=rate,
+            event_scale=float(knobs.get("event_scale", 1.0)),  # type: ignore[arg-type]
+            growth_per_month=float(knobs.get("growth_per_month", 0.0)),  # type: ignore[arg-type]
+            lookalikes=bool(knobs.get("lookalikes", False)),
+            kinds=knobs.get("kinds", ANOMALY_KINDS),  # type: ignore[arg-type]
+            storms=n_storms,
+        )
+
+    unknown = sorted(
+        set(knobs) - {"start", "customers", "event_scale", "growth_per_month", "lookalikes", "kinds"}
+    )
+    if unknown:
+        raise ValueError(f"unknown argument(s) {unknown} for simulate_share")
+
+    def regular_share(built: tuple) -> float:
+        search = _ShareSearch(built, size)
+        chosen = np.zeros(search.n_events, dtype=bool)
+        chosen[: built[7]] = True
+        return search.share(chosen)
+
+    aim = min(tolerance / 2, max(0.1 * share, 0.003))  # how close the search tries to get
+    rate, n_storms = 1.0, 0
+    built = build(rate, 0)
+    reached = regular_share(built)
+    for _ in range(5):
+        if reached >= share + aim or rate >= _MAX_RATE:
+            break
+        # Windows touched grow like 1 - exp(-c * rate): aim a little above the target.
+        c = (-np.log1p(-min(reached, 0.99)) if reached > 0 else 0.01) / rate
+        want = -np.log1p(-min(share + tolerance, 0.99)) / c * 1.25
+        rate = float(np.clip(want, rate * 1.3, _MAX_RATE))
+        built = build(rate, 0)
+        reached = regular_share(built)
+    if reached < share - aim:
+        # Storms make up the rest; each covers about (its days / days) of the windows.
+        missing = -np.log((1 - min(share + aim, 0.99)) / (1 - reached))
+        n_storms = max(1, int(np.ceil(missing * days / 2.0)))
+        for _ in range(3):
+            built = build(rate, n_storms)
+            search = _ShareSearch(built, size)
+            everything = search.share(np.ones(search.n_events, dtype=bool))
+            if everything >= share + aim:
+                break
+            storm_only = np.zeros(search.n_events, dtype=bool)
+            storm_only[built[7] :] = True
+            per_storm = -np.log1p(-min(search.share(storm_only), 0.99)) / max(n_storms, 1)
+            n_storms = int(np.ceil(missing / max(per_storm, 1e-3) * 1.15)) + 1
+
+    search = _ShareSearch(built, size)
+    order = _turns_by_kind(built, seed, profile)
+
+    def prefix(k: int) -> np.ndarray:
+        chosen = np.zeros(search.n_events, dtype=bool)
+        chosen[order[:k]] = True
+        return chosen
+
+    lo, hi = 0, len(order)  # the first prefix that reaches the target
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if search.share(prefix(mid)) >= share:
+            hi = mid
+        else:
+            lo = mid + 1
+    candidates = [k for k in (lo - 1, lo) if 0 <= k <= len(order)]
+    best = min(candidates, key=lambda k: abs(search.share(prefix(k)) - share))
+    chosen = prefix(best)
+    got = search.share(chosen)
+    if abs(got - share) > aim:
+        # Fine-tune: add or drop single events (in order) while that brings the share closer.
+        for e in order:
+            trial = chosen.copy()
+            trial[e] = not trial[e]
+            value = search.share(trial)
+            if abs(value - share) < abs(got - share):
+                chosen, got = trial, value
+            if abs(got - share) <= aim:
+                break
+    if abs(got - share) > tolerance:
+        raise ValueError(
+            f"{profile} seed {seed} over {days} days: reached an anomalous share of {got:.3f}, "
+            f"not within {tolerance} of {share}; widen tolerance or simulate more days"
+        )
+    return _thin(built, chosen)
+
+
+def _turns_by_kind(built: tuple, seed: int, profile: str) -> np.ndarray:
+    """The events shuffled within each kind, the kinds (and the storms) taking turns."""
+    events, n_regular = built[3], built[7]
+    rng = np.random.default_rng([int(seed) % 2**64, PROFILES.index(profile), 4_243])
+    by_kind: dict[str, list[int]] = {}
+    for i, e in enumerate(events):
+        by_kind.setdefault(e.kind if i < n_regular else "storm", []).append(i)
+    queues = [list(rng.permutation(v)) for v in by_kind.values()]
+    out: list[int] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(int(q.pop(0)))
+    return np.array(out, dtype=np.int64)
 
 
 def _assemble(
