@@ -1276,7 +1276,8 @@ def _build_farms(
     start: datetime, days: int, per_day: float,
 ) -> None:
     """CI machines: ephemeral containers activating one key from fresh machine codes daily."""
-    b2b_keys = np.flatnonzero(world.cust_b2b[world.key_cust] & (world.cust_join[world.key_cust] < 0))
+    settled = world.cust_b2b & (world.cust_join < 0)
+    b2b_keys = np.flatnonzero(settled[world.key_cust])
     if len(b2b_keys) == 0:
         return
     n_farms = int(min(len(b2b_keys), 1 + (per_day > 4_000) + (per_day > 30_000)))
@@ -2443,8 +2444,8 @@ def simulate_share(
     fill enough windows, with storms (failure loops lasting days, runaway machines lasting
     hours; see :func:`simulate`); then a deterministic subset of them is kept: the kinds (and
     the storms) take turns, in a shuffled order within each, as many events as bring the share
-    closest to ``share`` (thinning a random set of events, as a lower rate would). Raises ValueError when
-    the share reached is further than ``tolerance`` from ``share``.
+    closest to ``share`` (thinning a random set of events, as a lower rate would). Raises
+    ValueError when the share reached is further than ``tolerance`` from ``share``.
     """
     if not 0 <= share < 1:
         raise ValueError(f"share must be in [0, 1), got {share}")
@@ -2453,6 +2454,10 @@ def simulate_share(
     owned = sorted({"anomaly_rate", "storms"} & set(knobs))
     if owned:
         raise ValueError(f"simulate_share sets {owned} itself; leave them out")
+    allowed = {"start", "customers", "event_scale", "growth_per_month", "lookalikes", "kinds"}
+    unknown = sorted(set(knobs) - allowed)
+    if unknown:
+        raise ValueError(f"unknown argument(s) {unknown} for simulate_share")
     if share == 0:
         return simulate(profile, seed, days, anomaly_rate=0.0, **knobs)  # type: ignore[arg-type]
 
@@ -2471,11 +2476,6 @@ def simulate_share(
             storms=n_storms,
         )
 
-    unknown = sorted(
-        set(knobs) - {"start", "customers", "event_scale", "growth_per_month", "lookalikes", "kinds"}
-    )
-    if unknown:
-        raise ValueError(f"unknown argument(s) {unknown} for simulate_share")
 
     def regular_share(built: tuple) -> float:
         search = _ShareSearch(built, size)
@@ -2532,7 +2532,7 @@ def simulate_share(
     got = search.share(chosen)
     if abs(got - share) > aim:
         # Fine-tune: add or drop single events (in order) while that brings the share closer.
-        for e in order:
+        for e in np.r_[order, order]:  # two passes
             trial = chosen.copy()
             trial[e] = not trial[e]
             value = search.share(trial)

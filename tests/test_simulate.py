@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import functools
-import time
+import hashlib
 
+import numpy as np
 import polars as pl
 import pytest
 from iptocc import country_code
 from polars.testing import assert_frame_equal
 
 from licanom.columns import RAW
-from licanom.simulate import ANOMALY_KINDS, PROFILES, SimulatedLog, simulate
+from licanom.simulate import (
+    ANOMALY_KINDS,
+    LATE_KINDS,
+    PROFILES,
+    SimulatedLog,
+    anomalous_share,
+    simulate,
+    simulate_share,
+)
 from licanom.states import MethodGroup, decode
 
 LOG_DTYPES = {
@@ -53,7 +62,16 @@ def test_public_names():
 
 
 @pytest.mark.parametrize(
-    "bad", [{"profile": "nope"}, {"days": 0}, {"customers": 0}, {"anomaly_rate": -1.0}]
+    "bad",
+    [
+        {"profile": "nope"},
+        {"days": 0},
+        {"customers": 0},
+        {"anomaly_rate": -1.0},
+        {"event_scale": 0.0},
+        {"growth_per_month": -0.1},
+        {"storms": -1},
+    ],
 )
 def test_bad_arguments_rejected(bad):
     args = {"profile": "floating", "seed": 0, "days": 3, "customers": 2} | bad
@@ -252,10 +270,156 @@ def test_write_round_trips(tmp_path):
 
 
 @pytest.mark.slow
-def test_floating_year_at_default_size_is_millions_of_rows_and_fast():
-    began = time.perf_counter()
+def test_floating_year_at_default_size_is_millions_of_rows():
     sim = simulate("floating", 0, days=365)
-    elapsed = time.perf_counter() - began
     assert 1_500_000 < sim.log.height < 6_000_000
-    assert elapsed < 60
     assert 0.001 < sim.labels.height / sim.log.height < 0.05
+
+
+# ---------------------------------------------------------------------------------------------
+# Knobs that vary the world (the robustness sweep) and the late anomaly kinds
+
+
+def frames_digest(sim: SimulatedLog) -> str:
+    digest = hashlib.sha256()
+    for frame in (sim.log, sim.labels, sim.events):
+        digest.update(frame.write_csv().encode())
+    return digest.hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("profile", "seed", "days", "customers", "expected"),
+    [
+        # Digests of the frames written by the simulator before its knobs existed.
+        ("floating", 2, 7, None, "1ab94a6e538c39fb"),
+        ("node-locked", 3, 9, 6, "4b99ec50d8993fb4"),
+        ("mixed", 3, 9, 6, "2805854e50c0721d"),
+    ],
+)
+def test_default_arguments_give_the_frames_of_before(profile, seed, days, customers, expected):
+    assert frames_digest(simulate(profile, seed, days=days, customers=customers)) == expected
+
+
+def test_event_scale_grows_events_not_normal_traffic():
+    rows = {}
+    for scale in (1 / 3, 1.0, 3.0):
+        sims = [simulate("mixed", seed, days=10, customers=4, event_scale=scale) for seed in (1, 2)]
+        rows[scale] = sum(sim.labels.height for sim in sims)
+        for sim, seed in zip(sims, (1, 2), strict=True):
+            plain = simulate("mixed", seed, days=10, customers=4, anomaly_rate=0.0)
+            assert_frame_equal(normal_rows(sim).drop("Id"), plain.log.drop("Id"))
+    assert rows[1 / 3] < rows[1.0] < rows[3.0]
+    assert rows[3.0] > 2 * rows[1.0]
+
+
+def test_growth_adds_traffic_later_and_keeps_the_rest():
+    flat = simulate("node-locked", 4, days=30, customers=30)
+    grown = simulate("node-locked", 4, days=30, customers=30, growth_per_month=0.5)
+    # Anomalies do not change; every row of the ungrown vendor is still there.
+    assert_frame_equal(grown.events, flat.events)
+    columns = ["Key", "IP", "Time", "State", "MachineCode"]
+    assert flat.log.select(columns).join(grown.log.select(columns), on=columns, how="anti").is_empty()
+
+    def normal_per_third(sim: SimulatedLog) -> list[int]:
+        day = normal_rows(sim)["Time"].dt.ordinal_day()
+        return [int(((day > 10 * i) & (day <= 10 * (i + 1))).sum()) for i in range(3)]
+
+    before, after = normal_per_third(flat), normal_per_third(grown)
+    assert after[2] / before[2] > 1.15  # about 1.5 ** (25 / 30) - 1 more at the end
+    assert after[2] / before[2] > after[0] / before[0]
+    # New customers: keys created by the vendor's backend (state 3010) during the log.
+    created = [sim.log.filter(pl.col("State") == 3010)["Key"].n_unique() for sim in (flat, grown)]
+    assert created[1] > created[0]
+
+
+def test_lookalikes_are_unlabelled_normal_traffic():
+    plain = simulate("floating", 6, days=14, customers=12)
+    alike = simulate("floating", 6, days=14, customers=12, lookalikes=True)
+    assert_frame_equal(alike.events, plain.events)
+    assert alike.labels.height == plain.labels.height
+    assert alike.log.height > plain.log.height
+    columns = ["Key", "IP", "Time", "State", "MachineCode"]
+    added = normal_rows(alike).select(columns).join(plain.log.select(columns), on=columns, how="anti")
+    assert added.height > 0.005 * plain.log.height
+    # A build farm: one key activated from many fresh machine codes on one day.
+    farm = added.filter(pl.col("State").is_in([2010, 2012]))
+    per_day = farm.group_by("Key", pl.col("Time").dt.date()).agg(pl.col("MachineCode").n_unique())
+    assert per_day["MachineCode"].max() >= 3
+    # Trial expiries: failed requests of an expired key (detail 2).
+    assert added.filter(pl.col("State") % 100 == 22).height > 0
+
+
+@functools.cache
+def late(kinds: tuple[str, ...]) -> SimulatedLog:
+    return simulate("node-locked", 5, days=8, kinds=kinds)
+
+
+def test_late_kinds_only_when_asked():
+    assert not set(small("mixed").labels["kind"]) & set(LATE_KINDS)
+    assert set(LATE_KINDS).isdisjoint(ANOMALY_KINDS)
+    only_late = late(LATE_KINDS)
+    assert set(only_late.labels["kind"]) == set(LATE_KINDS)
+    assert set(only_late.events["kind"]) == set(LATE_KINDS)
+    both = late(ANOMALY_KINDS + LATE_KINDS)
+    assert set(both.labels["kind"]) == set(ANOMALY_KINDS + LATE_KINDS)
+    # The original kinds are the same events whether or not the late ones are added.
+    original = both.events.filter(pl.col("kind").is_in(ANOMALY_KINDS)).drop("event")
+    assert_frame_equal(original, late(ANOMALY_KINDS).events.drop("event"))
+
+
+def test_late_kinds_look_as_described():
+    sim = late(LATE_KINDS)
+    rows = sim.log.join(sim.labels, on="Id")
+    for event in sim.events.iter_rows(named=True):
+        mine = rows.filter(pl.col("event") == event["event"])
+        if event["kind"] == "country_jump":
+            assert 3 <= mine.height <= 10
+            assert mine["Key"].n_unique() == 1
+            ips = mine["IP"].unique().to_list()
+            abroad = set(country_code(ips))
+            key = mine["Key"][0]
+            usual = normal_rows(sim).filter(pl.col("Key") == key)["IP"].unique().to_list()
+            assert abroad.isdisjoint(set(country_code(usual)))
+        elif event["kind"] == "machine_cloning":
+            assert mine["MachineCode"].n_unique() == 1
+            assert 5 <= mine["Key"].n_unique() <= 40
+        else:  # credential_stuffing: many addresses, each only a few failed attempts
+            assert mine["IP"].n_unique() >= 50
+            assert mine.group_by("IP").len()["len"].max() <= 6
+            assert (mine["State"] // 10 % 10 == 2).all()
+
+
+def test_unknown_kind_refused_by_name():
+    with pytest.raises(ValueError, match="teleport"):
+        simulate("floating", 0, days=3, customers=2, kinds=("brute_force", "teleport"))
+
+
+def test_anomalous_share_counts_full_windows_holding_a_label():
+    log = small("usage-based").log.head(10)
+    labels = pl.DataFrame(
+        {"Id": log["Id"].gather([3, 9]), "event": [0, 0], "kind": ["brute_force"] * 2}
+    )
+    sim = SimulatedLog(log=log, labels=labels, events=small("usage-based").events.head(1))
+    assert anomalous_share(sim, size=5) == 1.0
+    assert anomalous_share(sim, size=4) == 0.5  # rows 8 and 9 form no full window
+    assert anomalous_share(sim, size=20) == 0.0
+
+
+def test_simulate_share_lands_near_the_target():
+    sim = simulate_share("usage-based", 7, 14, 0.25, tolerance=0.02)
+    assert abs(anomalous_share(sim) - 0.25) <= 0.02
+    assert sim.labels["Id"].is_in(sim.log["Id"].implode()).all()
+    per_event = sim.labels.group_by("event").len()
+    assert per_event.height == sim.events.height
+    assert sim.events["event"].to_list() == list(range(sim.events.height))
+    # The normal traffic is the vendor's own, whatever share is asked for.
+    plain = simulate("usage-based", 7, days=14, anomaly_rate=0.0)
+    assert_frame_equal(normal_rows(sim).drop("Id"), plain.log.drop("Id"))
+    assert np.all(np.diff(sim.log["Id"].to_numpy()) > 0)
+
+
+def test_simulate_share_keeps_its_own_levers():
+    with pytest.raises(ValueError, match="anomaly_rate"):
+        simulate_share("usage-based", 7, 14, 0.25, anomaly_rate=2.0)
+    with pytest.raises(ValueError, match="share"):
+        simulate_share("usage-based", 7, 14, 1.5)
