@@ -2511,6 +2511,26 @@ def simulate_share(
             per_storm = -np.log1p(-min(search.share(storm_only), 0.99)) / max(n_storms, 1)
             n_storms = int(np.ceil(missing / max(per_storm, 1e-3) * 1.15)) + 1
 
+    chosen, got = _choose(built, size, share, aim, seed, profile)
+    for _ in range(3):
+        if abs(got - share) <= tolerance or rate >= _MAX_RATE:
+            break
+        # Big events leave no subset near the target: draw more events to choose among.
+        rate = min(rate * 2.5, _MAX_RATE)
+        built = build(rate, n_storms)
+        chosen, got = _choose(built, size, share, aim, seed, profile)
+    if abs(got - share) > tolerance:
+        raise ValueError(
+            f"{profile} seed {seed} over {days} days: reached an anomalous share of {got:.3f}, "
+            f"not within {tolerance} of {share}; widen tolerance or simulate more days"
+        )
+    return _thin(built, chosen)
+
+
+def _choose(
+    built: tuple, size: int, share: float, aim: float, seed: int, profile: str
+) -> tuple[np.ndarray, float]:
+    """The events to keep so that the share of anomalous windows comes near ``share``."""
     search = _ShareSearch(built, size)
     order = _turns_by_kind(built, seed, profile)
 
@@ -2540,12 +2560,7 @@ def simulate_share(
                 chosen, got = trial, value
             if abs(got - share) <= aim:
                 break
-    if abs(got - share) > tolerance:
-        raise ValueError(
-            f"{profile} seed {seed} over {days} days: reached an anomalous share of {got:.3f}, "
-            f"not within {tolerance} of {share}; widen tolerance or simulate more days"
-        )
-    return _thin(built, chosen)
+    return chosen, got
 
 
 def _turns_by_kind(built: tuple, seed: int, profile: str) -> np.ndarray:

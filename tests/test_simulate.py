@@ -318,7 +318,8 @@ def test_growth_adds_traffic_later_and_keeps_the_rest():
     # Anomalies do not change; every row of the ungrown vendor is still there.
     assert_frame_equal(grown.events, flat.events)
     columns = ["Key", "IP", "Time", "State", "MachineCode"]
-    assert flat.log.select(columns).join(grown.log.select(columns), on=columns, how="anti").is_empty()
+    lost = flat.log.select(columns).join(grown.log.select(columns), on=columns, how="anti")
+    assert lost.is_empty()
 
     def normal_per_third(sim: SimulatedLog) -> list[int]:
         day = normal_rows(sim)["Time"].dt.ordinal_day()
@@ -339,7 +340,9 @@ def test_lookalikes_are_unlabelled_normal_traffic():
     assert alike.labels.height == plain.labels.height
     assert alike.log.height > plain.log.height
     columns = ["Key", "IP", "Time", "State", "MachineCode"]
-    added = normal_rows(alike).select(columns).join(plain.log.select(columns), on=columns, how="anti")
+    added = normal_rows(alike).select(columns).join(
+        plain.log.select(columns), on=columns, how="anti"
+    )
     assert added.height > 0.005 * plain.log.height
     # A build farm: one key activated from many fresh machine codes on one day.
     farm = added.filter(pl.col("State").is_in([2010, 2012]))
