@@ -4,8 +4,11 @@ A vendor is drawn from a seed: its products (each with a licensing model of thes
 its customers (country, timezone, business or consumer, keys, devices, network sites) and its
 software's habits (machine-code format, how it verifies a licence, heartbeat interval, friendly
 names, IP anonymisation). Normal traffic follows working hours and weekdays in each customer's
-timezone; anomalies of :data:`ANOMALY_KINDS` are injected as bursts and labelled row by row.
-Everything is vectorised with numpy and polars, and deterministic for a given set of arguments.
+timezone; anomalies of :data:`ANOMALY_KINDS` (and, when asked, :data:`LATE_KINDS`) are
+injected as bursts and labelled row by row. Knobs of :func:`simulate` vary the world (event
+sizes, traffic growth, unlabelled look-alikes, storms), and :func:`simulate_share` reaches a
+given share of anomalous chunks (:func:`anomalous_share`). Everything is vectorised with numpy
+and polars, and deterministic for a given set of arguments.
 
 The fourth digit of a State is the simulator's own convention (Cryptolens documents it only
 loosely); the ``DETAIL_*`` and ``FAIL_*`` constants below name them.
