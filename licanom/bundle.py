@@ -22,31 +22,11 @@ from licanom.context import KeyHistory
 from licanom.detect import CHUNK_COLUMNS, scored_chunks
 from licanom.encode import Vocabulary, get_encoder
 from licanom.derive import derive
-from licanom.models.detector import AutoencoderDetector
+from licanom.detectors import inputs_of, load
 from licanom.privacy import pseudonymise, read_secret
 from licanom.validate import ValidationResult, validate_log
 
 BUNDLE_FORMAT = 1
-
-
-def _detector_kind(detector: Any) -> str:
-    from licanom.context import ContextDetector
-
-    if isinstance(detector, AutoencoderDetector):
-        return "autoencoder"
-    return "context" if isinstance(detector, ContextDetector) else "sequence"
-
-
-def _load_detector(kind: str, path: Path) -> Any:
-    if kind == "context":
-        from licanom.context import ContextDetector
-
-        return ContextDetector.load(path)
-    if kind == "sequence":
-        from licanom.sequence.detector import SequenceDetector
-
-        return SequenceDetector.load(path)
-    return AutoencoderDetector.load(path)
 
 
 class VendorMismatchError(ValueError):
@@ -58,7 +38,7 @@ class ModelBundle:
     """A fitted detector, the vocabulary it was trained with and the data settings."""
 
     vendor: str
-    detector: Any  # AutoencoderDetector, SequenceDetector (on chunks) or ContextDetector
+    detector: Any  # a licanom.detectors.BaseDetector (a sequence model on chunks)
     vocabulary: Vocabulary
     chunk: ChunkConfig
     encode: EncodeConfig
@@ -85,7 +65,7 @@ class ModelBundle:
             "format": BUNDLE_FORMAT,
             "vendor": self.vendor,
             "model": self.detector.model,
-            "detector": _detector_kind(self.detector),
+            "detector": self.detector.family,
             "vocabulary_digest": self.vocabulary.digest(),
             "chunk": self.chunk.model_dump(),
             "encode": self.encode.model_dump(),
@@ -104,7 +84,7 @@ class ModelBundle:
             raise ValueError(f"{directory}: vocabulary does not match the one the model was trained with")
         return cls(
             vendor=meta["vendor"],
-            detector=_load_detector(meta.get("detector", "autoencoder"), directory / "detector.pt"),
+            detector=load(meta["model"], directory / "detector.pt"),
             vocabulary=vocabulary,
             chunk=ChunkConfig(**meta["chunk"]),
             encode=EncodeConfig(**meta["encode"]),
@@ -172,22 +152,22 @@ def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame |
 
 
 def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
-    """Per-chunk results (the ``licanom detect`` contract, ``split`` = "score")."""
+    """Per-chunk results (the ``licanom detect`` contract, ``split`` = "score") with severity."""
     if windows.chunks is None:
         return _empty_chunks()
     chunks = windows.chunks
     meta = chunks.meta.with_columns(pl.lit("score").alias("split"))
     det = bundle.detector
-    if isinstance(det, AutoencoderDetector):
-        return scored_chunks(meta, det.model, det.feature_errors(chunks.X), float(det.threshold_))  # type: ignore[arg-type]
-    if _detector_kind(det) == "context":
-        from licanom.context import chunk_context
-
+    if det.inputs == "context":
         assert windows.encoded is not None, "the context model needs the encoded rows of the windows"
-        context = chunk_context(windows.encoded, chunks.meta["start_row"].to_numpy(), chunks.size, bundle.key_history)
-        return scored_chunks(meta, det.model, None, float(det.threshold_), det.decision_function(context),
-                             det.top_columns(context))
-    return scored_chunks(meta, det.model, None, float(det.threshold_), det.decision_function(chunks.X))
+    inputs = inputs_of(det.inputs, chunks, windows.encoded, bundle.key_history)
+    if det.family == "autoencoder":
+        errors = det.feature_errors(inputs)
+        scores = errors.mean(axis=1)
+        return scored_chunks(meta, det.model, errors, float(det.threshold_), severity=det.severity_of(scores))
+    scores = det.decision_function(inputs)
+    return scored_chunks(meta, det.model, None, float(det.threshold_), scores, det.top_columns(inputs),
+                         det.severity_of(scores))
 
 
 def with_seen(bundle: ModelBundle, seen: KeyHistory | None) -> ModelBundle:
@@ -224,6 +204,6 @@ def _empty_chunks() -> pl.DataFrame:
         "split": pl.String(), "model": pl.String(), "score": pl.Float64(), "threshold": pl.Float64(),
         "is_anomaly": pl.Boolean(), "top_feature": pl.String(),
         **{c: pl.Int32() for c in SUMMARY_COLUMNS},
-        **{c: pl.Float64() for c in ERROR_COLUMNS},
+        **{c: pl.Float64() for c in ERROR_COLUMNS}, "severity": pl.Float64(),
     }
     return pl.DataFrame(schema=schema).select(CHUNK_COLUMNS)

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from licanom.thresholds import ThresholdName
+from licanom.detectors.decision import DecisionName
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -62,11 +62,9 @@ AUTO = "auto"
 
 
 def _known_models() -> tuple[str, ...]:
-    from licanom.context import CONTEXT_MODELS
-    from licanom.models.nets import NETS
-    from licanom.sequence.detector import SEQUENCE_MODELS
+    from licanom.detectors import names
 
-    return (*NETS, *SEQUENCE_MODELS, *CONTEXT_MODELS)
+    return names()
 
 
 def _check_names(v: Any) -> tuple[str, ...]:
@@ -157,7 +155,7 @@ class SequenceConfig(_Model):
 
 
 class DetectConfig(_Model):
-    threshold: ThresholdName = "M3"
+    threshold: DecisionName = "severity"
     threshold_params: dict[str, float | int | str] = Field(default_factory=dict)
     m1: bool = True
     m1_max_rounds: int = Field(5, ge=1)
@@ -168,8 +166,8 @@ class AutoThresholds(_Model):
     """What ``context.threshold: auto`` is, by the vendor's size (``train.auto.small_max_train_chunks``):
     the rule of the labelled evaluation (README, "Choosing the defaults")."""
 
-    small: ThresholdName = "budget"
-    large: ThresholdName = "budget"
+    small: DecisionName = "severity"
+    large: DecisionName = "severity"
 
 
 class ContextConfig(_Model):
@@ -177,7 +175,7 @@ class ContextConfig(_Model):
 
     # their decision, from their training scores: a threshold's name, or auto (``auto.small`` or
     # ``auto.large`` by the vendor's size, :meth:`Config.for_size`)
-    threshold: ThresholdName | Literal["auto"] = AUTO
+    threshold: DecisionName | Literal["auto"] = AUTO
     auto: AutoThresholds = AutoThresholds()
     threshold_params: dict[str, float | int | str] = Field(default_factory=dict)
     n_estimators: int = Field(200, ge=1)   # IForest_context

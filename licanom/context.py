@@ -64,6 +64,8 @@ import polars as pl
 
 from licanom import thresholds as th
 from licanom.columns import UNKNOWN_COUNTRY
+from licanom.detectors.base import BaseDetector
+from licanom.detectors.decision import DECISIONS, Calibration, decide
 
 __all__ = [
     "CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_MODELS", "ContextDetector", "KeyHistory", "TailModel",
@@ -73,7 +75,7 @@ __all__ = [
 
 # The registered models that read the context vector instead of the chunks' rows.
 CONTEXT_MODELS: tuple[str, ...] = ("Tail_context", "IForest_context", "LOF_context")
-SAVE_FORMAT = 4
+SAVE_FORMAT = 5
 
 # (column, entity columns, aggregate, bucket) of the per-row counts: "_hour" is the row's clock
 # hour, "_day" its UTC day (the day counts sit on the newcomers' rows only, see the module text).
@@ -318,6 +320,9 @@ class TailModel:
     """
 
     tail_quantile: float = 0.9
+    # the smallest tail scale, in the columns' units (log1p of a count): a column that is all
+    # zeros in the training chunks must not make a single request look infinitely surprising
+    min_scale: float = 0.1
 
     sorted_: np.ndarray | None = field(default=None, init=False, repr=False)
     u_: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -335,12 +340,12 @@ class TailModel:
         for j in range(d):
             excess = X[:, j][X[:, j] > u[j]] - u[j]
             if excess.size:
-                beta[j] = max(float(np.median(excess)) / np.log(2.0), 1e-9)
+                beta[j] = max(float(np.median(excess)) / np.log(2.0), self.min_scale)
                 log_p_u[j] = np.log((excess.size + 1) / (n + 1))
             else:
                 u[j] = X[:, j].max()
                 sd = float(X[:, j].std())
-                beta[j] = sd if sd > 0 else 1.0
+                beta[j] = max(sd, self.min_scale) if sd > 0 else 1.0
                 log_p_u[j] = np.log(1.0 / (n + 1))
         self.u_, self.beta_, self.log_p_u_ = u, beta, log_p_u
         return self
@@ -365,25 +370,34 @@ class TailModel:
 
 
 @dataclass
-class ContextDetector:
+class ContextDetector(BaseDetector):
     """A detector on the chunks' context vectors, in the PyOD style: ``Tail_context`` (the
     summed surprisal of each signal against its training tail, :class:`TailModel`),
     ``IForest_context`` (IsolationForest) or ``LOF_context`` (LocalOutlierFactor).
 
     ``X`` is ``(n_chunks, len(CONTEXT_COLUMNS))`` (:func:`chunk_context`). The score is
     ``-score_samples`` (higher = more anomalous); LOF reads the vectors scaled by the training
-    chunks' median and interquartile range (its distances need one scale), and its training
-    scores are each training chunk's LOF without itself as a neighbour. The threshold comes from
-    the training scores like the autoencoders' (``threshold``: M1, M2, M3, quantile, pot, or
-    budget, the default and the labelled evaluation's choice; M1 refits the model on random
-    halves, thesis A.1). ``explain(X)`` says how far each column is from the training chunks, so
-    a flagged chunk can name the signal that is out of the ordinary: its surprisal in nats for
-    ``Tail_context``, its robust z-score (median, interquartile range) for the others;
-    ``encode`` is that matrix (for GMM/KMeans on a "latent code").
+    chunks' median and interquartile range (its distances need one scale).
+
+    Robust to contaminated training days: training days are never clean, and a flood from one
+    client can fill a third of them. The reference is fitted ``trim_rounds`` times, each time on
+    the chunks whose score against the previous fit lies at or below ``median + trim * (median -
+    q10)`` of all training scores, so that a flood does not widen what counts as normal and the
+    next flood still stands out. Severity (:mod:`licanom.detectors.decision`) is calibrated on
+    out-of-fold scores: the training chunks cut into ``calibration_folds`` blocks in time, each
+    scored by a reference fitted (robustly) on the others, which is how a night's chunks meet the
+    model. The decision (``threshold``) is ``severity`` by default, or any named threshold of
+    :mod:`licanom.thresholds` on the training scores (M1 refits the model on random halves).
+    ``explain(X)`` says how far each column is from the training chunks: its surprisal in nats for
+    ``Tail_context``, its robust z-score (median, interquartile range) for the others; ``encode``
+    is that matrix (for GMM/KMeans on a "latent code").
     """
 
+    family: ClassVar[str] = "context"
+    inputs: ClassVar[str] = "context"
+
     model: str = "Tail_context"
-    threshold: str = "budget"
+    threshold: str = "severity"
     threshold_params: tuple[tuple[str, Any], ...] = ()
     n_estimators: int = 200
     max_samples: int | str = "auto"
@@ -391,43 +405,75 @@ class ContextDetector:
     tail_quantile: float = 0.9
     seed: int = 0
     m1_max_rounds: int = 5
+    trim: float = 1.0
+    trim_rounds: int = 2
+    calibration_folds: int = 4
 
     estimator_: Any = field(default=None, init=False, repr=False)
     center_: np.ndarray | None = field(default=None, init=False, repr=False)
     scale_: np.ndarray | None = field(default=None, init=False, repr=False)
     decision_scores_: np.ndarray | None = field(default=None, init=False, repr=False)
+    calibration_scores_: np.ndarray | None = field(default=None, init=False, repr=False)
+    reference_: np.ndarray | None = field(default=None, init=False, repr=False)  # chunks the reference kept
     threshold_: float | None = field(default=None, init=False)
     threshold_method_: str | None = field(default=None, init=False)
     labels_: np.ndarray | None = field(default=None, init=False, repr=False)
     seconds_: float = field(default=0.0, init=False)
 
     def fit(self, X: np.ndarray, y: None = None) -> ContextDetector:
-        """Fit the forest and the columns' reference on training vectors; set the threshold."""
+        """Fit the reference on training vectors (robustly), calibrate severity, set the threshold."""
         X = _check_context(X)
         if self.model not in CONTEXT_MODELS:
             raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(CONTEXT_MODELS)}")
-        if self.threshold not in th.THRESHOLDS:
-            raise ValueError(f"unknown threshold {self.threshold!r}; valid: {', '.join(th.THRESHOLDS)}")
+        if self.threshold not in DECISIONS:
+            raise ValueError(f"unknown decision {self.threshold!r}; valid: {', '.join(DECISIONS)}")
         if len(X) < 2:
             raise ValueError(f"{self.model} needs at least 2 training chunks")
+        if self.trim <= 0 or self.trim_rounds < 0 or self.calibration_folds < 0:
+            raise ValueError("trim must be positive, trim_rounds and calibration_folds non-negative")
         t0 = time.perf_counter()
-        q25, q50, q75 = np.percentile(X, [25, 50, 75], axis=0)
-        spread = q75 - q25
-        std = X.std(axis=0)
-        self.center_ = q50
-        self.scale_ = np.where(spread > 0, spread, np.where(std > 0, std, 1.0))
-        self.estimator_ = self._estimator(X)
-        if self.model == "LOF_context":
-            self.decision_scores_ = -np.asarray(self.estimator_.negative_outlier_factor_, dtype=np.float64)
-        else:
-            self.decision_scores_ = self.decision_function(X)
-        self.threshold_, self.threshold_method_ = self._threshold(X, self.decision_scores_)
+        self.center_, self.scale_ = _robust_scale(X)
+        self.estimator_, self.reference_ = self._robust_estimator(X)
+        self.decision_scores_ = self.decision_function(X)
+        self.calibration_scores_ = self._out_of_fold(X)
+        self._set_calibration(Calibration.fit(self.calibration_scores_))
+        self.threshold_, self.threshold_method_ = decide(
+            self.threshold, X, self.calibration_scores_ if self.threshold == "severity" else self.decision_scores_,
+            self._m1_fit_score, dict(self.threshold_params), calibration=self.calibration_,
+            max_rounds=self.m1_max_rounds, seed=self.seed)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
         self.seconds_ = time.perf_counter() - t0
         return self
 
+    def _robust_estimator(self, X: np.ndarray) -> tuple[Any, np.ndarray]:
+        """The estimator fitted on the chunks that are not far above the bulk, and their mask."""
+        keep = np.ones(len(X), dtype=bool)
+        estimator = self._estimator(X)
+        for _ in range(self.trim_rounds):
+            scores = self._score(estimator, X)
+            q10, q50 = np.quantile(scores, [0.1, 0.5])
+            new = scores <= q50 + self.trim * max(q50 - q10, 1e-12)
+            if new.sum() < max(2, len(X) // 4) or (new == keep).all():
+                break
+            keep = new
+            estimator = self._estimator(X[keep])
+        return estimator, keep
+
+    def _out_of_fold(self, X: np.ndarray) -> np.ndarray:
+        """Each block of ``calibration_folds`` (contiguous, in time) scored by a robust reference
+        fitted on the others; the training scores themselves when there are too few chunks."""
+        k = self.calibration_folds
+        if k < 2 or len(X) < 4 * k:
+            return np.asarray(self.decision_scores_, dtype=np.float64)
+        out = np.empty(len(X))
+        for block in np.array_split(np.arange(len(X)), k):
+            rest = np.setdiff1d(np.arange(len(X)), block)
+            estimator, _ = self._robust_estimator(X[rest])
+            out[block] = self._score(estimator, X[block])
+        return out
+
     def _estimator(self, X: np.ndarray) -> Any:
-        """The fitted scikit-learn estimator on raw (forest) or scaled (LOF) vectors."""
+        """The fitted estimator on raw (tail, forest) or scaled (LOF) vectors."""
         if self.model == "Tail_context":
             return TailModel(tail_quantile=self.tail_quantile).fit(X)
         if self.model == "LOF_context":
@@ -448,10 +494,6 @@ class ContextDetector:
         inputs = self._scaled(X) if self.model == "LOF_context" else X
         return -np.asarray(estimator.score_samples(inputs), dtype=np.float64)
 
-    def _threshold(self, X: np.ndarray, scores: np.ndarray) -> tuple[float, str]:
-        return th.decide(self.threshold, X, scores, self._m1_fit_score, dict(self.threshold_params),
-                         max_rounds=self.m1_max_rounds, seed=self.seed)
-
     def _m1_fit_score(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
         return self._score(self._estimator(train), test)  # the training chunks' scaling kept
 
@@ -470,12 +512,6 @@ class ContextDetector:
         X = _check_context(X)
         return self._score(estimator, X) if len(X) else np.empty(0)
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """1 for chunks whose score exceeds ``threshold_``, else 0 (int8)."""
-        if self.threshold_ is None:
-            raise RuntimeError("this detector is not fitted yet: call fit() or load()")
-        return (self.decision_function(X) > self.threshold_).astype(np.int8)
-
     def explain(self, X: np.ndarray) -> np.ndarray:
         """How unusual each column is against the training chunks, ``(n, len(CONTEXT_COLUMNS))``:
         the surprisal in nats (``Tail_context``) or the robust z-score (the others)."""
@@ -485,13 +521,12 @@ class ContextDetector:
             return estimator.surprisal(X)
         return self._scaled(X)
 
+    def explain_columns(self) -> tuple[str, ...]:
+        return CONTEXT_COLUMNS
+
     def encode(self, X: np.ndarray) -> np.ndarray:
         """The per-column matrix of :meth:`explain`: the code clustering reads."""
         return self.explain(X)
-
-    def top_columns(self, X: np.ndarray) -> np.ndarray:
-        """The context column that is most unusual (furthest above the training chunks), per chunk (str)."""
-        return np.asarray(CONTEXT_COLUMNS)[self.explain(X).argmax(axis=1)]
 
     # --- persistence --------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -506,11 +541,13 @@ class ContextDetector:
         payload = {
             "format": SAVE_FORMAT,
             "settings": {k: getattr(self, k) for k in ("model", "threshold", "n_estimators", "max_samples",
-                                                      "n_neighbors", "tail_quantile", "seed", "m1_max_rounds")},
+                                                      "n_neighbors", "tail_quantile", "seed", "m1_max_rounds",
+                                                      "trim", "trim_rounds", "calibration_folds")},
             "threshold_params": [list(p) for p in self.threshold_params],
             "estimator": self.estimator_, "center": self.center_, "scale": self.scale_,
-            "decision_scores": self.decision_scores_, "threshold": self.threshold_,
-            "threshold_method": self.threshold_method_, "seconds": self.seconds_,
+            "decision_scores": self.decision_scores_, "calibration_scores": self.calibration_scores_,
+            "reference": self.reference_, "calibration": self.calibration_.as_dict(),
+            "threshold": self.threshold_, "threshold_method": self.threshold_method_, "seconds": self.seconds_,
             "columns": list(CONTEXT_COLUMNS),
         }
         tmp = path.with_suffix(path.suffix + ".tmp")
@@ -521,8 +558,12 @@ class ContextDetector:
 
     @classmethod
     def load(cls, path: str | Path) -> ContextDetector:
-        with Path(path).open("rb") as f:
-            payload = pickle.load(f)  # noqa: S301 - a file this project wrote (see save)
+        try:
+            with Path(path).open("rb") as f:
+                payload = pickle.load(f)  # noqa: S301 - a file this project wrote (see save)
+        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
+            raise ValueError(f"{path}: not a readable context detector file ({type(e).__name__}); "
+                             "retrain the vendor's models") from None
         if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
             found = payload.get("format") if isinstance(payload, dict) else None
             raise ValueError(f"{path}: unsupported context detector file (format {found!r}, this version reads "
@@ -533,10 +574,21 @@ class ContextDetector:
         det.estimator_ = payload["estimator"]
         det.center_, det.scale_ = payload["center"], payload["scale"]
         det.decision_scores_ = np.asarray(payload["decision_scores"], dtype=np.float64)
+        det.calibration_scores_ = np.asarray(payload["calibration_scores"], dtype=np.float64)
+        det.reference_ = payload["reference"]
+        det._set_calibration(Calibration.from_dict(payload["calibration"]))
         det.threshold_, det.threshold_method_ = payload["threshold"], payload["threshold_method"]
         det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int8)
         det.seconds_ = payload["seconds"]
         return det
+
+
+def _robust_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the median and the interquartile range (the standard deviation, or 1, where it is 0)."""
+    q25, q50, q75 = np.percentile(X, [25, 50, 75], axis=0)
+    spread = q75 - q25
+    std = X.std(axis=0)
+    return q50, np.where(spread > 0, spread, np.where(std > 0, std, 1.0))
 
 
 def _check_context(X: np.ndarray) -> np.ndarray:

@@ -22,13 +22,12 @@ from licanom.columns import ERROR_COLUMNS, FEATURES, SUMMARY_COLUMNS
 from licanom.chunk import split_chunks
 from licanom.config import AUTO, ContextConfig, DetectConfig, SequenceConfig, SplitConfig, TrainConfig
 from licanom.entities import SEQUENCE_COLUMNS
-from licanom.models.detector import AutoencoderDetector
 from licanom.pipeline import Prepared
 
 # Columns of chunks.parquet, in order. Other tools read this file: extend, never rename.
 CHUNK_COLUMNS: tuple[str, ...] = (
     "chunk", "first_id", "last_id", "start_time", "end_time", "split", "model",
-    "score", "threshold", "is_anomaly", "top_feature", *SUMMARY_COLUMNS, *ERROR_COLUMNS,
+    "score", "threshold", "is_anomaly", "top_feature", *SUMMARY_COLUMNS, *ERROR_COLUMNS, "severity",
 )
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "quantile", "pot", "budget",
@@ -41,7 +40,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
 class ModelOutcome:
     """One trained model: its detector, per-chunk scores and its row of the results table."""
 
-    detector: Any                       # AutoencoderDetector, SequenceDetector or ContextDetector
+    detector: Any                       # a licanom.detectors.BaseDetector
     scores: np.ndarray                  # (n_chunks,)
     feature_errors: np.ndarray | None   # (n_chunks, 8); None for the sequence and context models
     row: dict[str, object]
@@ -71,80 +70,43 @@ class Detection:
             self.results.write_csv(out_dir / "results.csv")
 
 
-def is_sequence_model(model: str) -> bool:
-    """True for the LSTM/GRU + OC-SVM/SVDD models (licanom.sequence), False for autoencoders."""
-    from licanom.sequence.detector import SEQUENCE_MODELS
+def family(model: str) -> str:
+    """The registered family of ``model`` (autoencoder, sequence, context, classical)."""
+    from licanom.detectors import spec
 
-    return model in SEQUENCE_MODELS
+    return spec(model).family
+
+
+def is_sequence_model(model: str) -> bool:
+    """True for the sequence models (licanom.sequence): the ones that read per-entity sequences too."""
+    return family(model) == "sequence"
 
 
 def is_context_model(model: str) -> bool:
     """True for the models that read the chunks' context vector (licanom.context)."""
-    from licanom.context import CONTEXT_MODELS
-
-    return model in CONTEXT_MODELS
+    return family(model) == "context"
 
 
 def model_inputs(model: str, prepared: Prepared) -> np.ndarray:
-    """What ``model`` reads of the prepared chunks: the chunks ``(n, size, 8)``, or for a
-    context model the chunks' context vectors ``(n, len(CONTEXT_COLUMNS))``."""
-    if not is_context_model(model):
-        return prepared.chunks.X
-    from licanom.context import chunk_context
+    """What ``model`` reads of the prepared chunks (its registered ``inputs``): the chunks
+    ``(n, size, 8)``, the context vectors ``(n, len(CONTEXT_COLUMNS))``, the summary vectors..."""
+    from licanom.detectors import inputs_of, spec
 
-    chunks = prepared.chunks
-    return chunk_context(prepared.encoded.frame, chunks.meta["start_row"].to_numpy(), chunks.size)
+    return inputs_of(spec(model).inputs, prepared.chunks, prepared.encoded.frame)
 
 
 def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
                   sequence: SequenceConfig | None = None, context: ContextConfig | None = None,
                   **extra: object) -> Any:
-    """The detector of a registered model name, with the configured settings.
+    """The detector of a registered model name, with the configured settings (the registry's
+    :func:`licanom.detectors.build`). Every family decides by ``severity`` unless a threshold is
+    named: ``detect.threshold`` for the autoencoders and baselines, ``context.threshold`` (resolved
+    for the vendor's size when it is auto: :meth:`licanom.config.Config.for_size`) for the context
+    models; the sequence models flag the top ``sequence.contamination`` of their training scores
+    (or, with null, decide by their own learned boundary)."""
+    from licanom.detectors import build
 
-    Autoencoders take ``detect.threshold`` (M1-M3, quantile, pot) as their decision; the
-    sequence models flag the top ``sequence.contamination`` of their training scores (or, with
-    null, decide by their own learned boundary, score > 0), and the results table still counts
-    M2, M3, quantile and pot on their scores. The context models decide by
-    ``context.threshold``, resolved for the vendor's size when it is auto
-    (:meth:`licanom.config.Config.for_size`).
-    """
-    if is_context_model(model):
-        from licanom.context import ContextDetector
-
-        ctx = context or ContextConfig()
-        if ctx.threshold == AUTO:
-            raise ValueError("context.threshold is auto, which depends on the vendor's size: resolve it first "
-                             "(Config.for_size, or ContextConfig.resolved)")
-        return ContextDetector(model=model, threshold=ctx.threshold,
-                               threshold_params=tuple(sorted(ctx.threshold_params.items())),
-                               n_estimators=ctx.n_estimators, n_neighbors=ctx.n_neighbors,
-                               tail_quantile=ctx.tail_quantile, seed=train.seed, m1_max_rounds=detect.m1_max_rounds)
-    if is_sequence_model(model):
-        from licanom.sequence.detector import SequenceDetector
-
-        seq = sequence or SequenceConfig()
-        extra.pop("checkpoint_dir", None)  # the sequence models train in one go
-        return SequenceDetector(
-            model=model, solver=seq.solver, hidden=seq.hidden, lam=seq.lam, tau=seq.tau,
-            epochs=train.epochs, lr=seq.lr, batch_size=train.batch_size,
-            labeled_weight=seq.labeled_weight, contamination=seq.contamination,
-            seed=train.seed, threads=train.threads,
-            **extra,  # type: ignore[arg-type]
-        )
-    return AutoencoderDetector(
-        model=model,
-        threshold=detect.threshold,
-        threshold_params=tuple(sorted(detect.threshold_params.items())),
-        epochs=train.epochs,
-        batch_size=train.batch_size,
-        lr=train.lr,
-        val_fraction=train.val_fraction,
-        patience=train.patience,
-        seed=train.seed,
-        threads=train.threads,
-        m1_max_rounds=detect.m1_max_rounds,
-        **extra,  # type: ignore[arg-type]
-    )
+    return build(model, train, detect, sequence, context, **extra)
 
 
 def take(X: Any, mask: np.ndarray) -> Any:
@@ -162,19 +124,17 @@ def evaluate_model(
     ``y`` (sequence models only): +1 normal, -1 anomaly, 0 unknown per item; only the training
     items' labels are used.
     """
-    from licanom.context import ContextDetector
-
     X_train, X_test = take(X, ~test_mask), take(X, test_mask)
     top_features = None
-    if isinstance(detector, ContextDetector):
+    if detector.family in ("context", "classical"):
         detector.fit(X_train)
         feature_errors = None
         scores = detector.decision_function(X)
         top_features = detector.top_columns(X)
-        m1 = detector.m1_threshold(X_train) if detect.m1 else None
-        bottleneck, depth = f"({X.shape[1]},)", 0
-        seconds, epochs_run, train_loss, val_loss = detector.seconds_, 0, None, None
-    elif not isinstance(detector, AutoencoderDetector):
+        m1 = detector.m1_threshold(X_train) if detect.m1 and hasattr(detector, "m1_threshold") else None
+        bottleneck, depth = f"({np.asarray(X).reshape(len(X), -1).shape[1]},)", 0
+        seconds, epochs_run, train_loss, val_loss = getattr(detector, "seconds_", 0.0), 0, None, None
+    elif detector.family != "autoencoder":
         detector.fit(X_train, None if y is None else np.asarray(y)[~test_mask])
         feature_errors = None
         scores = detector.decision_function(X)
@@ -206,7 +166,7 @@ def evaluate_model(
         return None if t is None else int((test_scores > t).sum())
 
     clusters = {}
-    if len(X_test) >= 2:
+    if len(X_test) >= 2 and callable(getattr(detector, "encode", None)):
         latent = detector.encode(X_test)
         for method, name in (("gmm", "GMM"), ("kmeans", "KMeans")):
             clusters[name] = int(cluster_anomalies(latent, method, seed=detect.clustering_seed).sum())
@@ -231,13 +191,15 @@ def evaluate_model(
 
 
 def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | None, threshold: float,
-                  scores: np.ndarray | None = None, top_features: np.ndarray | None = None) -> pl.DataFrame:
+                  scores: np.ndarray | None = None, top_features: np.ndarray | None = None,
+                  severity: np.ndarray | None = None) -> pl.DataFrame:
     """Chunk metadata (with ``split``) plus scores in the CHUNK_COLUMNS contract.
 
     ``feature_errors`` is ``(n_chunks, 8)``; the score is its mean, ``top_feature`` its argmax.
     A model without per-column errors gives ``scores`` instead, and the ``error_*`` columns are
     null; ``top_feature`` is then ``top_features`` (the context model: the context column
-    furthest above its typical value) or null (the sequence models).
+    furthest above its typical value) or null (the sequence models). ``severity``: the calibrated
+    0-100 of each score (:meth:`licanom.detectors.BaseDetector.severity_of`), null when not given.
     """
     if feature_errors is not None:
         scores = feature_errors.mean(axis=1)
@@ -255,6 +217,8 @@ def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | N
         pl.Series("is_anomaly", scores > threshold),
         top,
         *errors,
+        (pl.lit(None, dtype=pl.Float64) if severity is None else pl.Series(np.asarray(severity, dtype=np.float64)))
+        .alias("severity"),
     ).select(CHUNK_COLUMNS)
 
 
@@ -263,7 +227,7 @@ def chunk_results(prepared: Prepared, outcome: ModelOutcome) -> pl.DataFrame:
     det = outcome.detector
     assert det.threshold_ is not None
     return scored_chunks(prepared.chunk_table(), det.model, outcome.feature_errors, det.threshold_, outcome.scores,
-                         outcome.top_features)
+                         outcome.top_features, det.severity_of(outcome.scores))
 
 
 def detect(

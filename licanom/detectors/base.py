@@ -1,0 +1,138 @@
+"""The detector protocol every family implements (PyOD's shape), with the shared decision code.
+
+A detector is fitted on training inputs ``X`` without labels, scores inputs (higher = more
+anomalous), turns scores into a calibrated severity (:mod:`licanom.detectors.decision`) and
+flags by its decision. What ``X`` is depends on the family (``inputs``): the chunks
+``(n, size, n_features)``, the chunks' context vectors ``(n, len(CONTEXT_COLUMNS))``, their
+summary vectors, the flattened chunks, or per-entity sequences. ``inputs_from(prepared)`` builds
+it from a prepared log, so callers never branch on the family.
+
+Fitted attributes (PyOD's names): ``decision_scores_`` (training scores), ``threshold_`` (on
+the score scale), ``threshold_method_``, ``labels_``, ``calibration_``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from licanom.detectors.decision import Calibration
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from licanom.chunk import Chunks
+    from licanom.context import KeyHistory
+    from licanom.pipeline import Prepared
+
+__all__ = ["BaseDetector"]
+
+
+class BaseDetector(ABC):
+    """fit / decision_function / severity / predict / explain / save / load, and inputs_from.
+
+    Subclasses set ``family`` and ``inputs``, implement the abstract methods, and call
+    :meth:`_finish_fit` at the end of ``fit`` with the scores that calibrate severity (their
+    training scores, or out-of-fold ones where a family can afford them).
+    """
+
+    family: ClassVar[str] = ""
+    inputs: ClassVar[str] = "chunks"
+
+    model: str
+    decision_scores_: np.ndarray | None
+    threshold_: float | None
+
+    # --- the protocol -------------------------------------------------------------------
+    @abstractmethod
+    def fit(self, X: Any, y: Any = None) -> BaseDetector:
+        """Fit on training inputs; sets the fitted attributes."""
+
+    @abstractmethod
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Anomaly score per item ``(n,)``, higher = more anomalous."""
+
+    def severity(self, X: Any) -> np.ndarray:
+        """Calibrated severity per item in [0, 100] (:class:`Calibration`)."""
+        return self.severity_of(self.decision_function(X))
+
+    def severity_of(self, scores: np.ndarray) -> np.ndarray:
+        """Severity of scores this detector gave (no rescoring)."""
+        return self.calibration_.severity(scores)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """1 where the score exceeds ``threshold_``, else 0 (int8)."""
+        if self.threshold_ is None:
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() or load()")
+        return (self.decision_function(X) > self.threshold_).astype(np.int8)
+
+    def explain(self, X: Any) -> np.ndarray:
+        """How unusual each of :meth:`explain_columns` is per item ``(n, k)``, higher = more."""
+        raise NotImplementedError(f"{type(self).__name__} explains nothing beyond its score")
+
+    def explain_columns(self) -> tuple[str, ...]:
+        """The names of :meth:`explain`'s columns (empty when it explains nothing)."""
+        return ()
+
+    def top_columns(self, X: Any) -> np.ndarray | None:
+        """The most unusual of :meth:`explain_columns` per item, or None when there are none."""
+        names = self.explain_columns()
+        if not names:
+            return None
+        return np.asarray(names)[np.asarray(self.explain(X)).argmax(axis=1)]
+
+    @abstractmethod
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted detector to ``path`` (one file)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: str | Path) -> BaseDetector:
+        """Read a detector :meth:`save` wrote."""
+
+    @classmethod
+    def inputs_from(cls, prepared: Prepared, key_history: KeyHistory | None = None) -> Any:
+        """This family's inputs for every chunk of a prepared log (``key_history``: what is not
+        new to a key, for the families that read the context)."""
+        return inputs_of(cls.inputs, prepared.chunks, prepared.encoded.frame, key_history)
+
+    # --- shared decision state -------------------------------------------------------------
+    @property
+    def calibration_(self) -> Calibration:
+        """The calibration of severity (built from the training scores on first use when a
+        family's saved file predates it)."""
+        cal = getattr(self, "_calibration", None)
+        if cal is None:
+            scores = self.decision_scores_
+            if scores is None:
+                raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() or load()")
+            cal = Calibration.fit(scores)
+            self._calibration = cal
+        return cal
+
+    def _set_calibration(self, calibration: Calibration | None) -> None:
+        self._calibration = calibration
+
+
+def inputs_of(kind: str, chunks: Chunks, frame: pl.DataFrame | None = None,
+              key_history: KeyHistory | None = None) -> Any:
+    """The inputs called ``kind`` for every window of ``chunks``, cut from the encoded rows
+    ``frame`` (needed for ``context``: what each window's keys, machines and addresses did)."""
+    if kind == "chunks":
+        return chunks.X
+    if kind == "flat":
+        return chunks.X.reshape(len(chunks.X), -1)
+    if kind == "summary":
+        from licanom.columns import SUMMARY_COLUMNS
+
+        return chunks.meta.select(SUMMARY_COLUMNS).to_numpy().astype(np.float64)
+    if kind == "context":
+        from licanom.context import chunk_context
+
+        if frame is None:
+            raise ValueError("the context inputs need the encoded rows the windows were cut from")
+        return chunk_context(frame, chunks.meta["start_row"].to_numpy(), chunks.size, key_history)
+    raise ValueError(f"unknown inputs {kind!r}; expected chunks, flat, summary or context")

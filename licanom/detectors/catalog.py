@@ -1,0 +1,103 @@
+"""The registry's entries: each family's names and how a detector is built from the settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from licanom.detectors.registry import DetectorSpec, Settings, register
+
+CONTEXT_MODELS: tuple[str, ...] = ("Tail_context", "IForest_context", "LOF_context")
+BASELINES: tuple[str, ...] = ("IForest_summary", "IForest_flat", "LOF_summary", "LOF_flat")
+
+
+def _autoencoder(name: str, s: Settings, **extra: Any) -> Any:
+    from licanom.models.detector import AutoencoderDetector
+
+    t, d = s.train, s.detect
+    return AutoencoderDetector(
+        model=name, threshold=d.threshold, threshold_params=tuple(sorted(d.threshold_params.items())),
+        epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, val_fraction=t.val_fraction, patience=t.patience,
+        seed=t.seed, threads=t.threads, m1_max_rounds=d.m1_max_rounds, **extra,
+    )
+
+
+def _sequence(name: str, s: Settings, **extra: Any) -> Any:
+    from licanom.sequence.detector import SequenceDetector
+
+    seq, t = s.sequence, s.train
+    extra.pop("checkpoint_dir", None)  # the sequence models train in one go
+    return SequenceDetector(
+        model=name, solver=seq.solver, hidden=seq.hidden, lam=seq.lam, tau=seq.tau, epochs=t.epochs, lr=seq.lr,
+        batch_size=t.batch_size, labeled_weight=seq.labeled_weight, contamination=seq.contamination,
+        seed=t.seed, threads=t.threads, **extra,
+    )
+
+
+def _context(name: str, s: Settings, **extra: Any) -> Any:
+    from licanom.config import AUTO
+    from licanom.context import ContextDetector
+
+    ctx, t = s.context, s.train
+    extra.pop("checkpoint_dir", None)
+    extra.pop("progress_bar", None)
+    if ctx.threshold == AUTO:
+        raise ValueError("context.threshold is auto, which depends on the vendor's size: resolve it first "
+                         "(Config.for_size, or ContextConfig.resolved)")
+    return ContextDetector(model=name, threshold=ctx.threshold,
+                           threshold_params=tuple(sorted(ctx.threshold_params.items())),
+                           n_estimators=ctx.n_estimators, n_neighbors=ctx.n_neighbors,
+                           tail_quantile=ctx.tail_quantile, seed=t.seed, m1_max_rounds=s.detect.m1_max_rounds,
+                           **extra)
+
+
+def _baseline(name: str, s: Settings, **extra: Any) -> Any:
+    from licanom.detectors.baselines import SklearnDetector
+
+    kind, inputs = name.split("_")
+    extra.pop("checkpoint_dir", None)
+    extra.pop("progress_bar", None)
+    return SklearnDetector(model=name, kind="iforest" if kind == "IForest" else "lof",
+                           scale=kind == "LOF" and inputs == "summary", seed=s.train.seed,
+                           threshold=s.detect.threshold, **extra)
+
+
+def _ae_cls() -> Any:
+    from licanom.models.detector import AutoencoderDetector
+
+    return AutoencoderDetector
+
+
+def _seq_cls() -> Any:
+    from licanom.sequence.detector import SequenceDetector
+
+    return SequenceDetector
+
+
+def _ctx_cls() -> Any:
+    from licanom.context import ContextDetector
+
+    return ContextDetector
+
+
+def _base_cls() -> Any:
+    from licanom.detectors.baselines import SklearnDetector
+
+    return SklearnDetector
+
+
+def register_all() -> None:
+    from licanom.models.nets import NETS
+    from licanom.sequence.detector import SEQUENCE_MODELS
+
+    for name in NETS:
+        register(DetectorSpec(name, "autoencoder", "chunks", _autoencoder, _ae_cls,
+                              "the thesis's autoencoder (Appendix B) on the chunks' rows"))
+    for name in SEQUENCE_MODELS:
+        register(DetectorSpec(name, "sequence", "chunks", _sequence, _seq_cls,
+                              "LSTM/GRU + OC-SVM/SVDD (Ergen and Kozat) on the chunks or per-key sequences"))
+    for name in CONTEXT_MODELS:
+        register(DetectorSpec(name, "context", "context", _context, _ctx_cls,
+                              "what each chunk's keys, machines and addresses did around it"))
+    for name in BASELINES:
+        register(DetectorSpec(name, "classical", name.split("_")[1], _baseline, _base_cls,
+                              "scikit-learn's IsolationForest or LocalOutlierFactor, a baseline"))

@@ -1,0 +1,174 @@
+"""Severity and decisions: how every detector turns its scores into 0-100 and into flags.
+
+Every family scores chunks on its own scale (a reconstruction error, a summed surprisal, a
+distance to a boundary). :class:`Calibration` maps a score to a **severity** in [0, 100] that
+means the same for every family, vendor and night: how far the chunk lies in the upper tail of
+the vendor's *normal bulk*, on a log scale of the tail probability
+(``severity = 100 * min(1, -log10(p) / SEVERITY_DECADES)``), in the spirit of Elastic's
+anomaly scores. 50 is about one normal chunk in 30,000, 100 one in ten million or further.
+
+The normal bulk is estimated so that it stays right when up to about half of the training
+chunks are anomalous (floods, storms, a client retrying an expired key for days): the scores
+above ``q25 + trim * (q25 - q05)`` are set aside (:func:`normal_bulk`), so that a long flood in
+the training days does not widen what counts as normal; the kept scores' median and 90th percentile
+anchor an exponential upper tail (the shape of a sum of surprisals, and of the autoencoders'
+errors above their bulk). A score beyond ``FAR_FACTOR`` times the largest score the detector
+saw while training always gets 100: no fitted tail can hide a frame far beyond anything seen.
+
+:func:`decide` returns a detector's threshold (on its own score scale) for a decision by name:
+``severity`` (the default: flag at ``min_severity``) or one of the thesis's and earlier
+thresholds (:data:`licanom.thresholds.THRESHOLDS`: M1, M2, M3, quantile, pot, budget), which
+stay available by name. Measured choices (the default ``min_severity``, ``trim``) come from
+the development seeds of the evaluation (``docs/choosing-defaults.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, get_args
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from licanom import thresholds as th
+
+log = logging.getLogger(__name__)
+
+# The decisions by name: severity, then the thresholds of licanom.thresholds.
+DecisionName = Literal["severity", "M1", "M2", "M3", "quantile", "pot", "budget"]
+DECISIONS: tuple[str, ...] = get_args(DecisionName)
+assert DECISIONS[1:] == th.THRESHOLDS, "the named thresholds must stay in step with licanom.thresholds"
+
+# Severity reaches 100 at a tail probability of 10**-SEVERITY_DECADES.
+SEVERITY_DECADES = 7.0
+# The default decision: flag chunks at or above this severity (chosen on the development seeds).
+DEFAULT_MIN_SEVERITY = 60.0
+# How far above the lower quartile (in units of q25 - q05) a training score may lie and still shape the bulk.
+DEFAULT_TRIM = 3.5
+# A score this many times the largest training score is always severity 100.
+FAR_FACTOR = 2.0
+_LN10 = float(np.log(10.0))
+
+
+def _scores(values: ArrayLike, name: str = "scores") -> NDArray[np.float64]:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return arr
+
+
+def normal_bulk(scores: ArrayLike, trim: float = DEFAULT_TRIM) -> NDArray[np.bool_]:
+    """Which of ``scores`` (training scores, higher = more anomalous) shape the normal bulk.
+
+    Keeps the scores at or below ``q25 + trim * (q25 - q05)``. Both anchors lie in the lowest
+    quarter, so they stay among normal chunks until three quarters of the training chunks are
+    anomalous (anomalies score high): a flood that fills half of the training days lies above the
+    line and is set aside, while clean training data loses only its top decile or so. Returns a
+    bool mask.
+    """
+    arr = _scores(scores)
+    if trim <= 0:
+        raise ValueError(f"trim must be positive, got {trim!r}")
+    q05, q25 = np.quantile(arr, [0.05, 0.25])
+    spread = max(q25 - q05, 1e-12 * max(abs(q25), 1.0))
+    keep = arr <= q25 + trim * spread
+    return keep if keep.sum() >= max(3, arr.size // 4) else np.ones(arr.size, dtype=bool)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The normal bulk of a detector's scores and the exponential upper tail fitted to it.
+
+    ``P(score > s) = 0.5 * exp(-(s - median) / beta)`` above the bulk's median, with ``beta`` set
+    so that the tail passes through the bulk's 90th percentile; ``max_score`` is the largest
+    calibration score (for the far-beyond rule). Build it with :meth:`fit`.
+    """
+
+    median: float
+    q90: float
+    beta: float
+    max_score: float
+    n: int
+    n_bulk: int
+
+    @classmethod
+    def fit(cls, scores: ArrayLike, trim: float = DEFAULT_TRIM) -> Calibration:
+        """From training (or out-of-fold) scores, which may hold anomalies."""
+        arr = _scores(scores)
+        bulk = arr[normal_bulk(arr, trim)]
+        q50, q90 = (float(v) for v in np.quantile(bulk, [0.5, 0.9]))
+        spread = q90 - q50
+        if spread <= 0:  # a bulk of ties: the spread of the scores above it, else one unit of the scale
+            above = arr[arr > q50] - q50
+            spread = float(np.median(above)) if above.size else max(abs(q50) * 0.1, 1e-6)
+        beta = spread / np.log(0.5 / 0.1)
+        return cls(median=q50, q90=q90, beta=float(beta), max_score=float(arr.max()), n=int(arr.size),
+                   n_bulk=int(bulk.size))
+
+    def log10_tail(self, scores: ArrayLike) -> NDArray[np.float64]:
+        """``log10 P(normal score > s)`` per score (0 at and below the median)."""
+        s = np.asarray(scores, dtype=np.float64)
+        ln_p = np.log(0.5) - (s - self.median) / self.beta
+        return np.minimum(ln_p, 0.0) / _LN10
+
+    def severity(self, scores: ArrayLike) -> NDArray[np.float64]:
+        """Severity in [0, 100] per score: ``100 * min(1, -log10 p / SEVERITY_DECADES)``, and 100
+        for a score beyond ``FAR_FACTOR`` times the largest calibration score (when positive)."""
+        s = np.asarray(scores, dtype=np.float64)
+        sev = np.clip(-self.log10_tail(s) / SEVERITY_DECADES * 100.0, 0.0, 100.0)
+        if self.max_score > 0:
+            sev = np.where(s >= FAR_FACTOR * self.max_score, 100.0, sev)
+        return np.where(np.isnan(s), np.nan, sev)
+
+    def score_at(self, severity: float) -> float:
+        """The score at which severity reaches ``severity`` (the inverse of :meth:`severity` below
+        the far-beyond rule): a threshold on the detector's own scale."""
+        if not 0.0 < severity <= 100.0:
+            raise ValueError(f"severity must lie in (0, 100], got {severity!r}")
+        log10_p = -severity / 100.0 * SEVERITY_DECADES
+        value = self.median + self.beta * (np.log(0.5) - log10_p * _LN10)
+        if self.max_score > 0:
+            value = min(value, FAR_FACTOR * self.max_score * (1 - 1e-12))
+        return float(value)
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Calibration:
+        return cls(**{k: values[k] for k in ("median", "q90", "beta", "max_score", "n", "n_bulk")})
+
+
+def decide(
+    name: str,
+    X: Any,
+    scores: ArrayLike,
+    fit_score: th.FitScore | None,
+    params: dict[str, object] | None = None,
+    *,
+    calibration: Calibration | None = None,
+    max_rounds: int = 20,
+    seed: int = 0,
+) -> tuple[float, str]:
+    """A detector's threshold (on its score scale) and the method that gave it.
+
+    ``scores``: its training scores; ``calibration``: its :class:`Calibration` (built from the
+    scores when not given). ``severity`` flags at ``params["min_severity"]`` (default
+    :data:`DEFAULT_MIN_SEVERITY`); the other names are :mod:`licanom.thresholds`' (M1 refits
+    through ``fit_score`` and falls back to M3 when it finds none).
+    """
+    params = dict(params or {})
+    if name not in DECISIONS:
+        raise ValueError(f"unknown decision {name!r}; expected one of {', '.join(DECISIONS)}")
+    if name == "severity":
+        level = float(params.pop("min_severity", DEFAULT_MIN_SEVERITY))  # type: ignore[arg-type]
+        if params:
+            raise ValueError(f"the severity decision takes only min_severity, got {sorted(params)}")
+        cal = calibration or Calibration.fit(scores)
+        return cal.score_at(level), f"severity >= {level:g}"
+    if name == "M1" and fit_score is None:
+        raise ValueError("M1 retrains the detector: it needs a fit_score")
+    return th.decide(name, X, scores, fit_score, params, max_rounds=max_rounds, seed=seed)  # type: ignore[arg-type]

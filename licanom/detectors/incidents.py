@@ -1,0 +1,123 @@
+"""Incidents: flagged chunks grouped by who caused them, so one flood is one line of the report.
+
+A storm (a client retrying an expired key for hours, a runaway machine, a brute-force address)
+fills many consecutive chunks. Each flagged chunk is attributed to the entity behind its most
+unusual signal (``top_feature``): for a context column, the key, (key, machine code) or address
+of the chunk whose count in that column is highest within the chunk's clock hours (as
+:data:`licanom.context._ROW_COUNTS` defines the column); otherwise the chunk's most frequent
+(key, machine code). Flagged chunks of one entity form one incident, split where more than
+``gap`` passes between them.
+
+Columns of :func:`group_incidents` (:data:`INCIDENT_COLUMNS`): ``incident`` (1, 2, ... by
+severity), ``entity_kind`` (key, machine, address), ``entity`` (its value; a machine is
+``key / machine code``), ``first_id``, ``last_id``, ``start_time``, ``end_time``, ``chunks``,
+``max_severity``, ``signal`` (the most frequent top signal), ``description``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import polars as pl
+
+INCIDENT_COLUMNS: tuple[str, ...] = (
+    "incident", "entity_kind", "entity", "first_id", "last_id", "start_time", "end_time", "chunks",
+    "max_severity", "signal", "description",
+)
+
+# For each context column: the entity it counts over and what it counts (None: distinct rows).
+_SIGNAL_ENTITY: dict[str, tuple[str, str | None]] = {
+    "key_requests_hour": ("key", None),
+    "machine_requests_hour": ("machine", None),
+    "key_machines_hour": ("key", "MachineCode"),
+    "key_countries_hour": ("key", "country"),
+    "key_ips_hour": ("key", "IP"),
+    "ip_keys_hour": ("address", "Key"),
+    "ip_failures_hour": ("address", "_failed"),
+    "machine_failures_hour": ("machine", "_failed"),
+    "key_new_machines_hour": ("key", "MachineCode"),
+    "key_new_countries_hour": ("key", "country"),
+    "key_new_machines_day": ("key", "MachineCode"),
+    "key_new_countries_day": ("key", "country"),
+    "failure_share": ("machine", "_failed"),
+}
+_KIND_COLUMNS = {"key": ("Key",), "machine": ("Key", "MachineCode"), "address": ("IP",)}
+
+
+def _entity_value(kind: str) -> pl.Expr:
+    if kind == "machine":
+        return pl.concat_str(pl.col("Key"), pl.lit(" / "), pl.col("MachineCode"))
+    return pl.col(_KIND_COLUMNS[kind][0])
+
+
+def attribute(flagged: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+    """``flagged`` (chunk results: chunk, first_id, last_id, start_time, end_time, severity,
+    top_feature) with ``entity_kind`` and ``entity`` added. ``rows``: the rows the chunks were cut
+    from (Id, Time, Key, MachineCode, IP, success, and country where derived)."""
+    if flagged.height == 0:
+        return flagged.with_columns(pl.lit(None, pl.String).alias("entity_kind"), pl.lit(None, pl.String).alias("entity"))
+    base = rows.select(
+        "Id", "Time",
+        pl.col("Key").cast(pl.String).fill_null(""), pl.col("MachineCode").cast(pl.String).fill_null(""),
+        pl.col("IP").cast(pl.String).fill_null(""),
+        (pl.col("country").cast(pl.String) if "country" in rows.columns else pl.lit("")).fill_null("").alias("country"),
+        (pl.col("success") == 0).cast(pl.Int64).alias("_failed"),
+        pl.col("Time").dt.truncate("1h").alias("_hour"),
+    )
+    in_chunk = (
+        flagged.select("chunk", "first_id", "last_id", pl.col("top_feature").fill_null(""))
+        .join_where(base, pl.col("Id") >= pl.col("first_id"), pl.col("Id") <= pl.col("last_id"))
+    )
+    out = []
+    for signal, group in in_chunk.partition_by("top_feature", as_dict=True).items():
+        name = signal[0] if isinstance(signal, tuple) else signal
+        kind, what = _SIGNAL_ENTITY.get(str(name), ("machine", None))
+        cols = list(_KIND_COLUMNS[kind])
+        # the entity's count within its clock hour over all rows, then the chunk's highest
+        hours = group.select("_hour").unique()
+        hourly = base.join(hours, on="_hour")
+        if what is None:
+            agg = pl.len()
+        elif what == "_failed":
+            agg = pl.col("_failed").sum()
+        else:
+            agg = pl.col(what).n_unique()
+        counts = hourly.group_by([*cols, "_hour"]).agg(agg.alias("_count"))
+        best = (
+            group.join(counts, on=[*cols, "_hour"], how="left")
+            .sort(["chunk", "_count", "Id"], descending=[False, True, False])
+            .group_by("chunk", maintain_order=True).first()
+            .select("chunk", pl.lit(kind).alias("entity_kind"), _entity_value(kind).alias("entity"))
+        )
+        out.append(best)
+    return flagged.join(pl.concat(out), on="chunk", how="left")
+
+
+def group_incidents(attributed: pl.DataFrame, gap: timedelta = timedelta(hours=1)) -> pl.DataFrame:
+    """Incidents from attributed flagged chunks (:func:`attribute`), most severe first."""
+    schema = {"incident": pl.Int64, "entity_kind": pl.String, "entity": pl.String, "first_id": pl.Int64,
+              "last_id": pl.Int64, "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"),
+              "chunks": pl.Int64, "max_severity": pl.Float64, "signal": pl.String, "description": pl.String}
+    if attributed.height == 0:
+        return pl.DataFrame(schema=schema)
+    ordered = attributed.sort("entity_kind", "entity", "start_time").with_columns(
+        ((pl.col("start_time") - pl.col("end_time").shift(1).over("entity_kind", "entity")) > gap)
+        .fill_null(True).cum_sum().over("entity_kind", "entity").alias("_run")
+    )
+    grouped = (
+        ordered.group_by("entity_kind", "entity", "_run")
+        .agg(pl.col("first_id").min(), pl.col("last_id").max(), pl.col("start_time").min(),
+             pl.col("end_time").max(), pl.len().alias("chunks"),
+             pl.col("severity").max().alias("max_severity"),
+             pl.col("top_feature").drop_nulls().mode().first().alias("signal"))
+        .sort(["max_severity", "chunks", "start_time"], descending=[True, True, False], nulls_last=True)
+        .with_row_index("incident", offset=1)
+        .with_columns(pl.col("incident").cast(pl.Int64))
+    )
+    described = grouped.with_columns(
+        pl.format("{} {}: {} flagged chunk(s) from {} to {}, mostly {}", pl.col("entity_kind"), pl.col("entity"),
+                  pl.col("chunks"), pl.col("start_time").dt.strftime("%Y-%m-%d %H:%M"),
+                  pl.col("end_time").dt.strftime("%H:%M"), pl.col("signal").fill_null("its score"))
+        .alias("description")
+    )
+    return described.select(list(schema)).cast(schema)  # type: ignore[arg-type]

@@ -1,0 +1,102 @@
+"""Severity and decisions (licanom.detectors.decision) on constructed score sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from licanom.context import CONTEXT_COLUMNS, ContextDetector
+from licanom.detectors.decision import (
+    DECISIONS, DEFAULT_MIN_SEVERITY, FAR_FACTOR, Calibration, decide, normal_bulk,
+)
+
+
+def _normal(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).gamma(3.0, 2.0, n)  # a sum-of-surprisals-like bulk
+
+
+def test_half_contaminated_training_keeps_the_normal_bulk():
+    clean = _normal(2000)
+    flood = np.random.default_rng(1).normal(40.0, 5.0, 2000)  # half the training chunks: one storm
+    cal_clean = Calibration.fit(clean)
+    cal = Calibration.fit(np.concatenate([clean, flood]))
+    # the bulk's anchors move by a fraction, not by the flood's distance
+    assert cal.median < cal_clean.median * 1.6
+    assert cal.q90 < cal_clean.q90 * 1.6
+    # the next flood still reaches the default decision; the normal bulk mostly does not
+    assert (cal.severity(np.random.default_rng(2).normal(40.0, 5.0, 500)) >= DEFAULT_MIN_SEVERITY).mean() > 0.9
+    assert (cal.severity(_normal(5000, seed=3)) >= DEFAULT_MIN_SEVERITY).mean() < 0.01
+
+
+def test_a_single_extreme_training_score_changes_nothing_but_the_far_rule():
+    clean = _normal(1000)
+    cal = Calibration.fit(clean)
+    spiked = Calibration.fit(np.concatenate([clean, [1e6]]))
+    assert spiked.median == pytest.approx(cal.median, rel=0.01)
+    assert spiked.beta == pytest.approx(cal.beta, rel=0.05)
+    assert spiked.max_score == 1e6
+
+
+def test_far_beyond_training_is_always_top_severity():
+    # a wide tail would call 2.5x the training maximum ordinary; the far-beyond rule does not
+    cal = Calibration(median=1.0, q90=50.0, beta=500.0, max_score=10.0, n=100, n_bulk=90)
+    assert cal.severity(np.array([9.0]))[0] < 10
+    assert cal.severity(np.array([FAR_FACTOR * 10.0]))[0] == 100.0
+
+
+def test_ties_give_a_finite_monotone_severity():
+    cal = Calibration.fit(np.full(200, 3.0))
+    sev = cal.severity(np.array([0.0, 3.0, 3.5, 4.0, 10.0]))
+    assert np.isfinite(sev).all() and (np.diff(sev) >= 0).all()
+    assert sev[1] == 0.0 and sev[-1] == 100.0
+
+
+def test_severity_range_and_inverse():
+    cal = Calibration.fit(_normal(500))
+    s = np.linspace(-5, 200, 50)
+    sev = cal.severity(s)
+    assert ((sev >= 0) & (sev <= 100)).all() and (np.diff(sev) >= 0).all()
+    for level in (10.0, 50.0, 60.0, 90.0):
+        assert cal.severity(np.array([cal.score_at(level) * (1 + 1e-9)]))[0] >= level - 1e-6
+
+
+def test_normal_bulk_sets_a_storm_aside():
+    scores = np.concatenate([_normal(700), np.full(300, 80.0)])
+    keep = normal_bulk(scores)
+    assert not keep[700:].any() and keep[:700].mean() > 0.8
+
+
+def test_decide_by_name():
+    scores = _normal(400)
+    value, method = decide("severity", None, scores, None, {"min_severity": 70})
+    assert method == "severity >= 70" and value == pytest.approx(Calibration.fit(scores).score_at(70))
+    assert decide("M2", None, scores, None)[0] == pytest.approx(scores.max())
+    with pytest.raises(ValueError, match="unknown decision"):
+        decide("M9", None, scores, None)
+    with pytest.raises(ValueError, match="min_severity"):
+        decide("severity", None, scores, None, {"alarm_rate": 0.1})
+    assert DECISIONS[0] == "severity"
+
+
+def test_context_model_never_stays_silent_on_a_frame_far_beyond_training():
+    rng = np.random.default_rng(0)
+    train = np.abs(rng.normal(1.0, 0.3, (400, len(CONTEXT_COLUMNS))))
+    det = ContextDetector().fit(train)
+    night = np.abs(rng.normal(1.0, 0.3, (50, len(CONTEXT_COLUMNS))))
+    night[7, CONTEXT_COLUMNS.index("ip_keys_hour")] = 9.0  # thousands of keys from one address
+    sev = det.severity(night)
+    assert sev[7] == 100.0 and det.predict(night)[7] == 1
+    assert (np.delete(sev, 7) < 100).all()
+
+
+def test_context_model_is_robust_to_a_storm_in_its_training_days():
+    rng = np.random.default_rng(4)
+    d = len(CONTEXT_COLUMNS)
+    normal = np.abs(rng.normal(1.0, 0.3, (600, d)))
+    storm = np.abs(rng.normal(1.0, 0.3, (300, d)))
+    storm[:, CONTEXT_COLUMNS.index("machine_failures_hour")] = rng.normal(5.0, 0.3, 300)  # a third of training
+    det = ContextDetector().fit(np.concatenate([normal, storm]))
+    next_storm = np.abs(rng.normal(1.0, 0.3, (20, d)))
+    next_storm[:, CONTEXT_COLUMNS.index("machine_failures_hour")] = 5.0
+    assert det.predict(next_storm).mean() > 0.9
+    assert det.predict(np.abs(rng.normal(1.0, 0.3, (2000, d)))).mean() < 0.01
