@@ -120,10 +120,24 @@ def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
                                n_estimators=ctx.n_estimators, n_neighbors=ctx.n_neighbors,
                                tail_quantile=ctx.tail_quantile, seed=train.seed, m1_max_rounds=detect.m1_max_rounds)
     if is_sequence_model(model):
-        from licanom.sequence.detector import SequenceDetector
+        from licanom.sequence.detector import NEXT_EVENT_MODELS, SequenceDetector
 
         seq = sequence or SequenceConfig()
         extra.pop("checkpoint_dir", None)  # the sequence models train in one go
+        if model in NEXT_EVENT_MODELS:
+            from licanom.columns import FEATURES
+            from licanom.entities import EVENT_COLUMNS
+            from licanom.sequence.deeplog import DeepLogDetector
+
+            # per-key steps: the State's categories are the event; on thesis chunks, success and action
+            # (and nothing else: the chunks' other columns are identity indices)
+            events = EVENT_COLUMNS if seq.mode != "chunks" else (FEATURES.index("success"), FEATURES.index("action"))
+            return DeepLogDetector(
+                model=model, window=seq.window, top_g=seq.top_g, hidden=seq.next_event_hidden,
+                epochs=train.epochs, lr=train.lr, batch_size=train.batch_size, event_columns=events,
+                extra_columns=None if seq.mode != "chunks" else (), contamination=seq.contamination,
+                seed=train.seed, threads=train.threads, **extra,  # type: ignore[arg-type]
+            )
         return SequenceDetector(
             model=model, solver=seq.solver, hidden=seq.hidden, lam=seq.lam, tau=seq.tau,
             epochs=train.epochs, lr=seq.lr, batch_size=train.batch_size,
@@ -297,7 +311,7 @@ def detect(
         if fixed:
             raise ValueError(
                 f"{', '.join(fixed)} need fixed-size chunks; sequence mode {seq.mode!r} takes the "
-                "sequence models only (LSTM_OCSVM, LSTM_SVDD, GRU_OCSVM, GRU_SVDD)"
+                "sequence models only (LSTM_OCSVM, LSTM_SVDD, GRU_OCSVM, GRU_SVDD, DeepLog)"
             )
         seqs = make_sequences(prepared.encoded.frame, by=seq.mode, period=timedelta(hours=seq.period_hours),
                               max_length=seq.max_length)

@@ -12,8 +12,10 @@ product or country enters a step (those numbers order entities by first appearan
 reading them learns arrival order, not behaviour). A step carries
 
 * the request as categories: its State's method group (one-hot over the eight groups),
-  success (1) or failure (0), and the detail digit (one-hot over 0-9); together these are
-  the State code, the event a next-event model predicts (EVENT_FEATURES);
+  success (1) or failure (0), and its action, the group with its detail digit (one-hot over
+  the 80 pairs ``action_<group><detail>``, so that an action never seen in training lights an
+  input never seen either, instead of recombining a seen group and a seen digit); together
+  these are the State code, the event a next-event model predicts (EVENT_FEATURES);
 * ``log_gap``: ``log1p(seconds since the key's previous request) / log1p(86400)`` (a day is
   1.0; 0 for the key's first request in the log) and ``first_request`` (1 there);
 * ``new_machine_code``, ``new_ip``, ``new_country``: 1 when the request's machine code,
@@ -45,7 +47,7 @@ SEQUENCE_MODES: tuple[str, ...] = ("chunks", "key", "key-machine")
 
 # What each step of a per-entity sequence holds, in order (see the module docstring).
 EVENT_FEATURES: tuple[str, ...] = (
-    *(f"group_{g}" for g in METHOD_GROUPS), "success", *(f"detail_{d}" for d in range(10)),
+    *(f"group_{g}" for g in METHOD_GROUPS), "success", *(f"action_{g}{d}" for g in METHOD_GROUPS for d in range(10)),
 )
 STEP_FEATURES: tuple[str, ...] = (
     *EVENT_FEATURES, "log_gap", "first_request", "new_machine_code", "new_ip", "new_country",
@@ -200,7 +202,8 @@ def step_frame(encoded: pl.DataFrame) -> pl.DataFrame:
     return encoded.sort(["Key", "Time", "Id"]).with_columns(
         *((group == g).cast(pl.Float32).alias(f"group_{g}") for g in METHOD_GROUPS),
         (outcome == 1).cast(pl.Float32).alias("success"),
-        *((detail == d).cast(pl.Float32).alias(f"detail_{d}") for d in range(10)),
+        *(((group == g) & (detail == d)).cast(pl.Float32).alias(f"action_{g}{d}")
+          for g in METHOD_GROUPS for d in range(10)),
         (gap.clip(lower_bound=0.0).log1p() / LOG_GAP_SCALE).cast(pl.Float32).alias("log_gap"),
         first.cast(pl.Float32).alias("first_request"),
         new("MachineCode").alias("new_machine_code"),
