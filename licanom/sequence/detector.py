@@ -171,7 +171,9 @@ class SequenceDetector:
 
     def _convergence(self, history: TrainingHistory) -> Convergence:
         obj = history.objective
-        change = (abs(obj[-1] - obj[-2]) / max(1.0, abs(obj[-2]))) if len(obj) >= 2 else None
+        # relative change of the objective over the last step, as qp's stopping rule measures it
+        change = (abs(obj[-1] - obj[-2]) / abs(obj[-2]) if obj[-2] else float(obj[-1] != obj[-2])) \
+            if len(obj) >= 2 else None
         smo = self._smo_unconverged
         smo_note = f"; {smo} SMO solve(s) stopped on their iteration cap" if smo else ""
         if self.solver == "qp":
