@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval bench bench-data bench-train bench-sequence serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval bench bench-data bench-train bench-sequence bench-hdfs serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -66,6 +66,10 @@ bench: bench-data bench-train bench-sequence
 
 bench-sequence: $(STAMP)
 	$(PY) -m benchmarks.bench_sequence
+
+# Every per-key sequence model on the public HDFS sessions (../shared/datasets/hdfs), 2 processes x 1 thread.
+bench-hdfs: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 $(PY) -m benchmarks.bench_hdfs $(BENCH_HDFS_ARGS)
 
 bench-data: $(STAMP)
 	$(PY) -m benchmarks.bench_data

@@ -136,7 +136,7 @@ class TrainConfig(_Model):
 
 
 class SequenceConfig(_Model):
-    """The sequence models (LSTM/GRU + OC-SVM/SVDD) and what they read."""
+    """The sequence models (LSTM/GRU + OC-SVM/SVDD, DeepLog) and what they read."""
 
     # chunks: the thesis's windows; key / key-machine: each licence key's (and machine's)
     # requests within one period, of any length
@@ -152,6 +152,11 @@ class SequenceConfig(_Model):
     # the share of training items above the decision threshold; null: the model's own boundary
     # (about lam of them). 0.01 from the labelled evaluation (README, "Choosing the defaults")
     contamination: float | None = Field(0.01, gt=0.0, lt=1.0)
+    # DeepLog (the next-event model): predict a key's next request from its last `window`
+    # requests; a request outside the `top_g` most likely is a miss
+    window: int = Field(10, ge=1)
+    top_g: int = Field(9, ge=1)
+    next_event_hidden: int = Field(64, ge=1)
 
 
 class DetectConfig(_Model):

@@ -261,7 +261,7 @@ def detect(
         if fixed:
             raise ValueError(
                 f"{', '.join(fixed)} need fixed-size chunks; sequence mode {seq.mode!r} takes the "
-                "sequence models only (LSTM_OCSVM, LSTM_SVDD, GRU_OCSVM, GRU_SVDD)"
+                "sequence models only (LSTM_OCSVM, LSTM_SVDD, GRU_OCSVM, GRU_SVDD, DeepLog)"
             )
         seqs = make_sequences(prepared.encoded.frame, by=seq.mode, period=timedelta(hours=seq.period_hours),
                               max_length=seq.max_length)

@@ -1,16 +1,33 @@
 """Variable-length sequences per licence key (or key and machine) within a period.
 
 The thesis cuts the whole log into windows of consecutive requests; the sequence models of
-Ergen, Mirza and Kozat take sequences of any length, and licensing logs give them a natural
-unit: each licence key's requests over one period (default a day), or each key and machine
-code pair's. A flagged sequence then names the key that misbehaves.
+Ergen, Mirza and Kozat (and DeepLog's next-event model) take sequences of any length, and
+licensing logs give them a natural unit: each licence key's requests over one period (default
+a day), or each key and machine code pair's. A flagged sequence then names the key that
+misbehaves.
 
-Each step of a sequence is one request, with the eight encoded columns of the thesis
-(FEATURES) except ``time``, which becomes the request's position inside the period,
-``(t - period_start) / period`` in [0, 1): a burst of requests shows as a run of near-equal
-values, a steady heartbeat as even steps. A sequence longer than ``max_length`` requests is cut
-into consecutive parts of at most ``max_length`` (each its own row, ``part`` counting from 0),
-so that one runaway key cannot make a batch arbitrarily long.
+Each step is one request, described by what it *was* and how it relates to the key's own past
+(STEP_FEATURES), never by who made it: no vocabulary index of a key, address, machine code,
+product or country enters a step (those numbers order entities by first appearance, so a model
+reading them learns arrival order, not behaviour). A step carries
+
+* the request as categories: its State's method group (one-hot over the eight groups),
+  success (1) or failure (0), and its action, the group with its detail digit (one-hot over
+  the 80 pairs ``action_<group><detail>``, so that an action never seen in training lights an
+  input never seen either, instead of recombining a seen group and a seen digit); together
+  these are the State code, the event a next-event model predicts (EVENT_FEATURES);
+* ``log_gap``: ``log1p(seconds since the key's previous request) / log1p(86400)`` (a day is
+  1.0; 0 for the key's first request in the log) and ``first_request`` (1 there);
+* ``new_machine_code``, ``new_ip``, ``new_country``: 1 when the request's machine code,
+  address or country is the first of its kind for this key in the log (a missing machine code
+  is never new);
+* ``log_length``: ``log1p(requests in this sequence) / log1p(max_length)``, the same on every
+  step, so that length is an input rather than something pooling has to guess;
+* ``day_sin``, ``day_cos``: the time of day (UTC) on the unit circle.
+
+A sequence longer than ``max_length`` requests is cut into consecutive parts of at most
+``max_length`` (each its own row, ``part`` counting from 0), so that one runaway key cannot
+make a batch arbitrarily long.
 """
 
 from __future__ import annotations
@@ -22,10 +39,22 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
-from licanom.columns import FEATURE_COLUMNS, SUMMARY_COLUMNS, SUMMARY_SOURCES
+from licanom.columns import SUMMARY_COLUMNS, SUMMARY_SOURCES
+from licanom.states import METHOD_GROUPS
 
 SequenceMode = Literal["chunks", "key", "key-machine"]
 SEQUENCE_MODES: tuple[str, ...] = ("chunks", "key", "key-machine")
+
+# What each step of a per-entity sequence holds, in order (see the module docstring).
+EVENT_FEATURES: tuple[str, ...] = (
+    *(f"group_{g}" for g in METHOD_GROUPS), "success", *(f"action_{g}{d}" for g in METHOD_GROUPS for d in range(10)),
+)
+STEP_FEATURES: tuple[str, ...] = (
+    *EVENT_FEATURES, "log_gap", "first_request", "new_machine_code", "new_ip", "new_country",
+    "log_length", "day_sin", "day_cos",
+)
+EVENT_COLUMNS: tuple[int, ...] = tuple(range(len(EVENT_FEATURES)))  # positions of EVENT_FEATURES in a step
+LOG_GAP_SCALE = float(np.log1p(86_400.0))
 
 # Columns of sequences.parquet (per-sequence results), in order. Extend, never rename.
 SEQUENCE_COLUMNS: tuple[str, ...] = (
@@ -39,7 +68,7 @@ SEQUENCE_COLUMNS: tuple[str, ...] = (
 class Sequences:
     """Per-entity sequences of encoded requests.
 
-    ``X``: one float32 ``(n_i, 8)`` array per sequence (n_i >= 1, in time order).
+    ``X``: one float32 ``(n_i, len(STEP_FEATURES))`` array per sequence (n_i >= 1, in time order).
     ``meta``: one row per sequence: ``sequence``, ``key``, ``machine_codes`` (the distinct
     machine codes, comma-separated), ``period_start``, ``part``, ``first_id``, ``last_id``,
     ``start_time``, ``end_time``, ``requests``, ``ips`` and the summary vector ``distinct_*``.
@@ -81,16 +110,15 @@ def make_sequences(
     every = f"{int(period.total_seconds() * 1_000_000)}us"
     group = ["Key", "MachineCode"] if by == "key-machine" else ["Key"]
     frame = (
-        encoded.with_row_index("_row")
+        step_frame(encoded)
         .with_columns(pl.col("Time").dt.truncate(every).alias("period_start"))
         .sort([*group, "period_start", "Time", "Id"])
     )
-    seconds = period.total_seconds()
-    frac = (
-        (frame["Time"] - frame["period_start"]).dt.total_microseconds().to_numpy() / 1e6 / seconds
-    ).astype(np.float32)
-    X_all = frame.select(FEATURE_COLUMNS).to_numpy().astype(np.float32, copy=False)
-    X_all[:, 0] = frac
+    X_all = frame.select(STEP_FEATURES[:-3]).to_numpy().astype(np.float32)  # all but length and time of day
+    day = (frame["Time"] - frame["Time"].dt.truncate("1d")).dt.total_microseconds().to_numpy() / 86_400e6
+    X_all = np.concatenate([X_all, np.zeros((frame.height, 1), np.float32),
+                            np.stack([np.sin(2 * np.pi * day), np.cos(2 * np.pi * day)], axis=1).astype(np.float32)],
+                           axis=1)
 
     # sequence boundaries: a new entity or period, or every max_length requests inside one
     keys = frame.select([*group, "period_start"])
@@ -111,6 +139,8 @@ def make_sequences(
     ends = np.append(starts[1:], frame.height)
 
     ids = frame["Id"].to_numpy()
+    length_col = STEP_FEATURES.index("log_length")
+    X_all[:, length_col] = np.repeat(np.log1p(ends - starts) / np.log1p(max(max_length, 1)), ends - starts)
     X = tuple(X_all[a:b] for a, b in zip(starts, ends, strict=True))
     row_ids = tuple(ids[a:b] for a, b in zip(starts, ends, strict=True))
     seq = np.repeat(np.arange(len(starts)), ends - starts)
@@ -147,6 +177,38 @@ def make_sequences(
         row_ids=tuple(row_ids[i] for i in order),
         by=by,
         period=period,
+    )
+
+
+def step_frame(encoded: pl.DataFrame) -> pl.DataFrame:
+    """The log with the per-step columns of STEP_FEATURES that depend on rows alone (all but
+    ``log_length`` and the time of day), in ``Key``, ``Time``, ``Id`` order.
+
+    Reads ``Id``, ``Key``, ``Time``, ``State``, ``MachineCode``, ``IP`` and ``country`` (the
+    derived log); "new to the key" and the gap are judged over the rows given, in time order.
+    """
+    missing = [c for c in ("Id", "Key", "Time", "State", "MachineCode", "IP", "country") if c not in encoded.columns]
+    if missing:
+        raise ValueError(f"per-key sequences need the column(s) {', '.join(missing)} of the derived log")
+    state = pl.col("State").cast(pl.Int64)
+    group, outcome, detail = state // 100, (state // 10) % 10, state % 10
+    first = pl.col("Time").shift(1).over("Key").is_null()
+    gap = (pl.col("Time") - pl.col("Time").shift(1).over("Key")).dt.total_microseconds().fill_null(0) / 1e6
+
+    def new(column: str) -> pl.Expr:
+        seen_before = pl.int_range(pl.len()).over(["Key", column]) > 0
+        return (pl.col(column).is_not_null() & ~seen_before).cast(pl.Float32)
+
+    return encoded.sort(["Key", "Time", "Id"]).with_columns(
+        *((group == g).cast(pl.Float32).alias(f"group_{g}") for g in METHOD_GROUPS),
+        (outcome == 1).cast(pl.Float32).alias("success"),
+        *(((group == g) & (detail == d)).cast(pl.Float32).alias(f"action_{g}{d}")
+          for g in METHOD_GROUPS for d in range(10)),
+        (gap.clip(lower_bound=0.0).log1p() / LOG_GAP_SCALE).cast(pl.Float32).alias("log_gap"),
+        first.cast(pl.Float32).alias("first_request"),
+        new("MachineCode").alias("new_machine_code"),
+        new("IP").alias("new_ip"),
+        new("country").alias("new_country"),
     )
 
 

@@ -9,11 +9,12 @@ import polars as pl
 import pytest
 
 from licanom.columns import FEATURE_COLUMNS
-from licanom.entities import aggregate_row_labels, make_sequences, sequence_labels
+from licanom.entities import STEP_FEATURES, aggregate_row_labels, make_sequences, sequence_labels
 
 
-def _encoded(rows: list[tuple[int, str, str | None, str, datetime]]) -> pl.DataFrame:
-    """A minimal encoded frame: the raw columns sequences read and the eight feature columns."""
+def _encoded(rows: list[tuple]) -> pl.DataFrame:
+    """A minimal encoded frame: (Id, Key, MachineCode, IP, Time[, State[, country]]) rows plus the
+    eight thesis feature columns (which per-key sequences must not read)."""
     n = len(rows)
     frame = pl.DataFrame(
         {
@@ -23,9 +24,10 @@ def _encoded(rows: list[tuple[int, str, str | None, str, datetime]]) -> pl.DataF
             "IP": [r[3] for r in rows],
             "Time": [r[4] for r in rows],
             "ProductId": [1] * n,
+            "State": [r[5] if len(r) > 5 else 1010 for r in rows],
             "success": [True] * n,
             "action": ["verify"] * n,
-            "country": ["SE"] * n,
+            "country": [r[6] if len(r) > 6 else "SE" for r in rows],
         },
         schema_overrides={"Time": pl.Datetime("us", "UTC")},
     )
@@ -57,9 +59,7 @@ def test_every_request_in_one_sequence_per_key_and_day() -> None:
     assert meta["ips"].to_list() == [2, 1, 1]
     all_ids = np.sort(np.concatenate(seqs.row_ids))
     assert all_ids.tolist() == [1, 2, 3, 4, 5]
-    # time is the position inside the day
-    assert seqs.X[0][:, 0] == pytest.approx([1 / 24, 6 / 24], rel=1e-5)
-    assert seqs.X[0].dtype == np.float32 and seqs.X[0].shape == (2, 8)
+    assert seqs.X[0].dtype == np.float32 and seqs.X[0].shape == (2, len(STEP_FEATURES))
 
 
 def test_key_machine_pairs_and_long_sequences_split() -> None:
@@ -95,3 +95,56 @@ def test_bad_arguments() -> None:
         make_sequences(enc, period=timedelta(0))
     with pytest.raises(ValueError, match="no valid rows"):
         make_sequences(enc.clear())
+
+
+def _column(seqs, name: str, i: int = 0) -> list[float]:
+    return seqs.X[i][:, STEP_FEATURES.index(name)].tolist()
+
+
+def test_steps_say_what_the_request_was_and_what_is_new_to_the_key() -> None:
+    rows = [
+        (1, "A", "m1", "1.1.1.1", T0 + timedelta(hours=1), 1010, "SE"),
+        (2, "A", "m1", "1.1.1.1", T0 + timedelta(hours=1, seconds=9), 1021, "SE"),  # activation failed, detail 1
+        (3, "A", "m2", "2.2.2.2", T0 + timedelta(hours=3), 2013, "US"),  # new machine, address, country
+        (4, "A", None, "1.1.1.1", T0 + timedelta(hours=3), 6010, "SE"),  # no machine code: never new
+    ]
+    seqs = make_sequences(_encoded(rows), by="key")
+    assert seqs.n_sequences == 1
+    assert _column(seqs, "group_10") == [1, 1, 0, 0]
+    assert _column(seqs, "group_20") == [0, 0, 1, 0]
+    assert _column(seqs, "group_60") == [0, 0, 0, 1]
+    assert _column(seqs, "success") == [1, 0, 1, 1]
+    assert _column(seqs, "action_101") == [0, 1, 0, 0] and _column(seqs, "action_203") == [0, 0, 1, 0]
+    assert _column(seqs, "action_100") == [1, 0, 0, 0] and _column(seqs, "action_600") == [0, 0, 0, 1]
+    assert _column(seqs, "first_request") == [1, 0, 0, 0]
+    assert _column(seqs, "new_machine_code") == [1, 0, 1, 0]
+    assert _column(seqs, "new_ip") == [1, 0, 1, 0]
+    assert _column(seqs, "new_country") == [1, 0, 1, 0]
+    gap = np.array(_column(seqs, "log_gap"))
+    np.testing.assert_allclose(gap * np.log1p(86_400), np.log1p([0, 9, 2 * 3600 - 9, 0]), rtol=1e-5)
+    assert len(set(_column(seqs, "log_length"))) == 1 and _column(seqs, "log_length")[0] > 0
+
+
+def test_no_identity_enters_a_step() -> None:
+    """Renaming every key, machine code and address (and scrambling the thesis's vocabulary
+    features) leaves every sequence's steps unchanged: no identity index is an input."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(60):
+        key = f"K{rng.integers(6)}"
+        rows.append((i, key, f"m{rng.integers(4)}", f"10.0.0.{rng.integers(5)}",
+                     T0 + timedelta(minutes=int(37 * i + rng.integers(30))), int(rng.choice([1010, 1021, 2010, 6010])),
+                     str(rng.choice(["SE", "US"]))))
+    enc = _encoded(rows).with_columns(
+        *(pl.Series(c, rng.random(len(rows)), dtype=pl.Float32) for c in FEATURE_COLUMNS[1:]))
+    rename = {f"K{i}": f"Z{5 - i}" for i in range(6)} | {f"m{i}": f"x{(i * 3) % 4}" for i in range(4)}
+    renamed = enc.with_columns(
+        pl.col("Key").replace_strict(rename), pl.col("MachineCode").replace_strict(rename),
+        ("192.168.1." + pl.col("IP").str.split(".").list.last()).alias("IP"),
+        *(pl.Series(c, rng.random(len(rows)), dtype=pl.Float32) for c in FEATURE_COLUMNS[1:]),
+    )
+    a, b = make_sequences(enc, by="key"), make_sequences(renamed, by="key")
+    assert a.n_sequences == b.n_sequences
+    for xa, xb, ia, ib in zip(a.X, b.X, a.row_ids, b.row_ids, strict=True):
+        np.testing.assert_array_equal(ia, ib)
+        np.testing.assert_array_equal(xa, xb)

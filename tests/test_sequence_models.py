@@ -9,7 +9,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.svm import OneClassSVM
 
 from licanom.sequence import (
-    SEQUENCE_MODELS,
+    ERGEN_MODELS,
     SequenceDetector,
     build_detector,
     cayley_step,
@@ -190,7 +190,7 @@ def test_fixed_chunks_and_equal_length_lists_agree():
 
 
 # --- every variant --------------------------------------------------------------------------
-VARIANTS = [(model, solver) for model in SEQUENCE_MODELS for solver in ("gradient", "qp")]
+VARIANTS = [(model, solver) for model in ERGEN_MODELS for solver in ("gradient", "qp")]
 
 
 @pytest.mark.parametrize(("model", "solver"), VARIANTS)
@@ -234,6 +234,7 @@ def test_variant_contract_and_quality(model, solver, planted, tmp_path):
     np.testing.assert_array_equal(again.decision_function(X_test), scores)
     assert (again.model, again.solver, again.threshold_) == (model, solver, det.threshold_)
     assert again.history_ == det.history_
+    assert again.convergence_ == det.convergence_ and again.converged_ == det.converged_
 
 
 def test_labelled_anomalies_help_on_harder_data():
@@ -257,8 +258,9 @@ def test_labelled_anomalies_help_on_harder_data():
 def test_contamination_sets_the_threshold_from_training_scores():
     X, _ = outage_sequences(30, 3, seed=2)
     det = SequenceDetector("LSTM_OCSVM", solver="qp", hidden=4, epochs=2, lam=0.3, contamination=0.1, threads=1).fit(X)
-    assert det.threshold_ == pytest.approx(np.quantile(det.decision_scores_, 0.9))
-    assert det.labels_.sum() == int(np.sum(det.decision_scores_ > det.threshold_))
+    s = np.sort(det.decision_scores_)
+    assert det.labels_.sum() == int(np.sum(det.decision_scores_ > det.threshold_)) == 3  # floor(0.1 * 33)
+    assert s[-4] < det.threshold_ < s[-3]  # between two distinct training scores
 
 
 def test_gradient_solver_logs_train_loss_per_epoch():
@@ -328,3 +330,122 @@ def test_bad_inputs_and_settings_are_clear():
         det.decision_function([np.zeros((5, 3), dtype=np.float32)])
     with pytest.raises(ValueError, match="no sequences"):
         det.predict([])
+
+
+# --- ties at the threshold ------------------------------------------------------------------
+def test_a_threshold_never_sits_on_a_tie():
+    from licanom.sequence import tie_safe_threshold
+
+    # 94 distinct low scores, then a tie group of 6 at 5.0 that straddles the top 1%... and the top 5%
+    scores = np.r_[np.linspace(0.0, 1.0, 94), np.full(6, 5.0)]
+    t = tie_safe_threshold(scores, 0.01)
+    assert (scores > t).sum() == 0 and 1.0 < t < 5.0 or t >= 5.0  # never the whole group
+    assert (scores > t).sum() <= 1
+    t = tie_safe_threshold(scores, 0.06)  # room for the whole group: it is flagged, the threshold between
+    assert (scores > t).sum() == 6 and 1.0 < t < 5.0
+    t = tie_safe_threshold(scores, 0.05)  # not enough room: none of it
+    assert (scores > t).sum() == 0
+    # round-off copies of one value are one tie; the boundary 0 on a tie moves above the group
+    boundary = np.r_[np.full(10, -1.0), np.full(5, 3e-9), np.full(5, -2e-9), np.full(3, 2.0)]
+    t = tie_safe_threshold(boundary, None)
+    assert (boundary > t).sum() == 3 and 3e-9 < t < 2.0
+    assert tie_safe_threshold(np.array([-1.0, 1.0]), None) == 0.0
+    # an identical held-out sequence scores like its training copies: not flagged either
+    X = [np.tile(np.array([[1.0, 0.5]], dtype=np.float32), (8, 1))] * 40 + outage_sequences(10, 0, seed=5)[0]
+    det = SequenceDetector("GRU_SVDD", solver="qp", hidden=4, epochs=2, lam=0.3, contamination=0.05, threads=1).fit(X)
+    assert det.predict(X[:1]).sum() == 0 or det.labels_[:40].all()
+
+
+# --- convergence ----------------------------------------------------------------------------
+def test_a_solver_that_did_not_converge_says_so(caplog):
+    X, _ = outage_sequences(30, 3, seed=6)
+    with caplog.at_level("WARNING", logger="licanom.sequence.detector"):
+        det = SequenceDetector("LSTM_SVDD", solver="qp", hidden=4, epochs=1, tol=0.0, lam=0.3, threads=1).fit(X)
+    assert det.converged_ is False and det.convergence_.converged is False
+    assert "did not converge" in caplog.text and "LSTM_SVDD" in caplog.text
+    metrics = det.convergence_.as_metrics()
+    assert metrics["converged"] == 0.0 and metrics["outer_iterations"] == 1.0
+    det = SequenceDetector("LSTM_SVDD", solver="qp", hidden=4, epochs=50, tol=0.5, lam=0.3, threads=1).fit(X)
+    assert det.converged_ is True and det.convergence_.as_metrics()["converged"] == 1.0
+    det = SequenceDetector("GRU_OCSVM", hidden=4, epochs=2, grad_tol=0.0, lam=0.3, threads=1).fit(X)
+    assert det.converged_ is False and "grad_tol" in det.convergence_.reason
+
+
+def test_an_smo_that_stops_on_its_cap_is_counted(monkeypatch):
+    import licanom.sequence.detector as detector_module
+
+    capped = lambda *a, **k: solve_dual(*a, **{**k, "max_iter": 1})  # noqa: E731
+    monkeypatch.setattr(detector_module, "solve_dual", capped)
+    X, _ = outage_sequences(30, 3, seed=7)
+    det = SequenceDetector("GRU_SVDD", solver="qp", hidden=4, epochs=3, tol=1.0, lam=0.3, threads=1).fit(X)
+    assert det.converged_ is False and det.convergence_.smo_unconverged >= 1
+    assert "SMO" in det.convergence_.reason
+
+
+# --- DeepLog --------------------------------------------------------------------------------
+def event_sequences(n: int, seed: int, planted: bool = False) -> list[np.ndarray]:
+    """One-hot event sequences (6 events) of the cycle 0-1-2-3 twice, with a noise column
+    beside the events; ``planted`` turns the second 0 -> 1 into 0 -> 2 (both events seen in
+    training, that transition never)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        events = np.arange(8) % 4
+        if planted:
+            events[5] = 2
+        x = np.zeros((8, 7), dtype=np.float32)
+        x[np.arange(8), events] = 1.0
+        x[:, 6] = rng.uniform(0.4, 0.6, 8)
+        out.append(x)
+    return out
+
+
+@pytest.fixture(scope="module")
+def deeplog():
+    from licanom.sequence import DeepLogDetector
+
+    X = event_sequences(60, seed=0)
+    return DeepLogDetector(window=8, top_g=1, hidden=16, layers=1, embedding=4, epochs=30, lr=0.01,
+                           batch_size=32, event_columns=tuple(range(6)), seed=0, threads=1).fit(X)
+
+
+def test_deeplog_flags_a_planted_unseen_transition(deeplog, tmp_path):
+    normal, planted = event_sequences(20, seed=1), event_sequences(20, seed=2, planted=True)
+    assert deeplog.predict(normal).sum() == 0 and (deeplog.misses(normal) == 0).all()
+    assert deeplog.predict(planted).all() and (deeplog.misses(planted) >= 1).all()
+    assert roc_auc_score(np.r_[np.zeros(20), np.ones(20)],
+                         deeplog.decision_function(normal + planted)) >= 0.95
+    unseen = [x.copy() for x in normal[:3]]
+    for x in unseen:
+        x[5, :6] = 0.0
+        x[5, 5] = 1.0  # event 5, never in training
+    assert deeplog.predict(unseen).all()
+    cut = [x[:3] for x in normal[:5]]  # ends too early: the end is not among the top g
+    assert deeplog.predict(cut).all()
+    # a saved and loaded model scores identically
+    from licanom.sequence import load_detector
+
+    again = load_detector(deeplog.save(tmp_path / "deeplog.pt"))
+    np.testing.assert_array_equal(again.decision_function(planted), deeplog.decision_function(planted))
+    assert again.threshold_ == deeplog.threshold_ and again.event_columns == deeplog.event_columns
+    assert deeplog.encode(planted).shape == (20, 16)
+    steps = deeplog.step_scores(planted[:2])
+    assert [len(s) for s in steps] == [len(x) + 1 for x in planted[:2]]  # each step and the end
+
+
+def test_deeplog_is_registered_beside_the_ergen_models():
+    from licanom.config import DetectConfig, SequenceConfig, TrainConfig
+    from licanom.detect import is_sequence_model, make_detector
+    from licanom.entities import EVENT_COLUMNS
+    from licanom.sequence import SEQUENCE_MODELS, DeepLogDetector
+
+    assert "DeepLog" in SEQUENCE_MODELS and is_sequence_model("DeepLog")
+    assert isinstance(build_detector("DeepLog", window=3), DeepLogDetector)
+    det = make_detector("DeepLog", TrainConfig(models=("DeepLog",)), DetectConfig(), SequenceConfig(mode="key"))
+    assert det.event_columns == EVENT_COLUMNS and det.window == 10 and det.top_g == 9
+    with pytest.raises(ValueError, match="event_columns"):
+        DeepLogDetector(event_columns=(0, 9), epochs=1).fit(event_sequences(3, seed=0))
+    with pytest.raises(ValueError, match="labelled anomalous"):
+        DeepLogDetector(epochs=1).fit(event_sequences(3, seed=0), -np.ones(3))
+    with pytest.raises(RuntimeError, match="not fitted"):
+        DeepLogDetector().decision_function(event_sequences(3, seed=0))

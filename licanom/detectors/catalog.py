@@ -22,10 +22,24 @@ def _autoencoder(name: str, s: Settings, **extra: Any) -> Any:
 
 
 def _sequence(name: str, s: Settings, **extra: Any) -> Any:
-    from licanom.sequence.detector import SequenceDetector
+    from licanom.sequence.detector import NEXT_EVENT_MODELS, SequenceDetector
 
     seq, t = s.sequence, s.train
     extra.pop("checkpoint_dir", None)  # the sequence models train in one go
+    if name in NEXT_EVENT_MODELS:
+        from licanom.columns import FEATURES
+        from licanom.entities import EVENT_COLUMNS
+        from licanom.sequence.deeplog import DeepLogDetector
+
+        # per-key steps: the State's categories are the event; on thesis chunks, success and action
+        # (and nothing else: the chunks' other columns are identity indices)
+        events = EVENT_COLUMNS if seq.mode != "chunks" else (FEATURES.index("success"), FEATURES.index("action"))
+        return DeepLogDetector(
+            model=name, window=seq.window, top_g=seq.top_g, hidden=seq.next_event_hidden,
+            epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, event_columns=events,
+            extra_columns=None if seq.mode != "chunks" else (), contamination=seq.contamination,
+            seed=t.seed, threads=t.threads, **extra,
+        )
     return SequenceDetector(
         model=name, solver=seq.solver, hidden=seq.hidden, lam=seq.lam, tau=seq.tau, epochs=t.epochs, lr=seq.lr,
         batch_size=t.batch_size, labeled_weight=seq.labeled_weight, contamination=seq.contamination,
@@ -73,6 +87,12 @@ def _seq_cls() -> Any:
     return SequenceDetector
 
 
+def _deeplog_cls() -> Any:
+    from licanom.sequence.deeplog import DeepLogDetector
+
+    return DeepLogDetector
+
+
 def _ctx_cls() -> Any:
     from licanom.context import ContextDetector
 
@@ -87,14 +107,18 @@ def _base_cls() -> Any:
 
 def register_all() -> None:
     from licanom.models.nets import NETS
-    from licanom.sequence.detector import SEQUENCE_MODELS
+    from licanom.sequence.detector import NEXT_EVENT_MODELS, SEQUENCE_MODELS
 
     for name in NETS:
         register(DetectorSpec(name, "autoencoder", "chunks", _autoencoder, _ae_cls,
                               "the thesis's autoencoder (Appendix B) on the chunks' rows"))
     for name in SEQUENCE_MODELS:
-        register(DetectorSpec(name, "sequence", "chunks", _sequence, _seq_cls,
-                              "LSTM/GRU + OC-SVM/SVDD (Ergen and Kozat) on the chunks or per-key sequences"))
+        if name in NEXT_EVENT_MODELS:
+            register(DetectorSpec(name, "sequence", "chunks", _sequence, _deeplog_cls,
+                                  "DeepLog's next-event LSTM on per-key sequences (or the chunks' actions)"))
+        else:
+            register(DetectorSpec(name, "sequence", "chunks", _sequence, _seq_cls,
+                                  "LSTM/GRU + OC-SVM/SVDD (Ergen and Kozat) on the chunks or per-key sequences"))
     for name in CONTEXT_MODELS:
         register(DetectorSpec(name, "context", "context", _context, _ctx_cls,
                               "what each chunk's keys, machines and addresses did around it"))

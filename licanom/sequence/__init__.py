@@ -1,4 +1,5 @@
-"""Joint LSTM/GRU + OC-SVM/SVDD detectors for variable-length sequences (Ergen, Mirza & Kozat).
+"""Sequence models: joint LSTM/GRU + OC-SVM/SVDD detectors for variable-length sequences
+(Ergen, Mirza & Kozat) and DeepLog's next-event LSTM (:mod:`.deeplog`).
 
 Three layers, as for the autoencoders: plain nets with orthonormal gate weights and an SVM head
 (:mod:`.nets`), a LightningModule for the gradient solver (:mod:`.module`), and the public
@@ -6,12 +7,29 @@ detector (:mod:`.detector`); the SMO dual solver and the smooth hinge live in :m
 length-bucketed batching in :mod:`.data`.
 """
 
-from licanom.sequence.detector import SEQUENCE_MODELS, SOLVERS, SequenceDetector, TrainingHistory, build_detector
+from licanom.sequence.deeplog import DeepLogDetector
+from licanom.sequence.decide import Convergence, tie_safe_threshold
+from licanom.sequence.detector import (
+    ERGEN_MODELS,
+    NEXT_EVENT_MODELS,
+    SEQUENCE_MODELS,
+    SOLVERS,
+    SequenceDetector,
+    TrainingHistory,
+    build_detector,
+    load_detector,
+)
 from licanom.sequence.nets import cayley_step, orthonormality_error
 from licanom.sequence.svm import DualSolution, smooth_hinge, solve_dual
 
 __all__ = [
+    "ERGEN_MODELS",
+    "NEXT_EVENT_MODELS",
     "SEQUENCE_MODELS",
+    "Convergence",
+    "DeepLogDetector",
+    "load_detector",
+    "tie_safe_threshold",
     "SOLVERS",
     "DualSolution",
     "SequenceDetector",

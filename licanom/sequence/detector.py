@@ -19,8 +19,13 @@ Choices:
   objectives differ by at most ``log(2)/τ`` per unit of slack weight.
 * ``decision_function`` = OC-SVM ``ρ − wᵀh̄``, SVDD ``‖h̄ − c‖² − R²``: the sign-flipped margin
   of the paper's ``l(X)``, so higher = more anomalous and the model's own boundary is 0.
-  ``threshold_`` is 0 (the boundary) unless ``contamination`` is set, in which case it is the
-  ``1 − contamination`` quantile of the training scores (PyOD's convention).
+  ``threshold_`` is the boundary 0 unless ``contamination`` is set, in which case at most that
+  share of the training scores lies above it; either way it sits between two distinct training
+  scores, never on a tie (licanom.sequence.decide), and ``predict`` flags strictly above it.
+* ``converged_`` (and ``convergence_``, fields for a metrics store): qp converged when the
+  primal settled within ``tol`` and every SMO solve reached its KKT tolerance; gradient when
+  the final SMO converged and the last epoch changed ``F_τ`` by at most ``grad_tol``
+  (relative). A model that did not converge logs a warning saying so.
 * solver "gradient": joint stochastic gradient on ``F_τ`` through Lightning (length-bucketed
   mini-batches; each batch's objective is an unbiased estimate of ``F_τ``); the head starts
   from the exact dual solution at the initial features. ``epochs`` passes over the data.
@@ -51,12 +56,16 @@ from torch import Tensor
 
 from licanom.models.detector import _quiet_lightning, _threads, load_payload, save_payload
 from licanom.sequence.data import BucketBatchSampler, Sequences, TrainingSet, length_batches, whole_batch
+from licanom.sequence.decide import Convergence, tie_safe_threshold
 from licanom.sequence.nets import SequenceSVM, StiefelSGD
 from licanom.sequence.svm import DualSolution, feasible_start, primal_objective, solve_dual
 
 log = logging.getLogger(__name__)
-SAVE_FORMAT = 1
-SEQUENCE_MODELS: tuple[str, ...] = ("LSTM_OCSVM", "LSTM_SVDD", "GRU_OCSVM", "GRU_SVDD")
+SAVE_FORMAT = 1  # an optional "convergence" entry was added later; older files load without it
+ERGEN_MODELS: tuple[str, ...] = ("LSTM_OCSVM", "LSTM_SVDD", "GRU_OCSVM", "GRU_SVDD")
+NEXT_EVENT_MODELS: tuple[str, ...] = ("DeepLog",)
+# every sequence model, by name: the joint recurrent + one-class SVM models and the next-event model
+SEQUENCE_MODELS: tuple[str, ...] = (*ERGEN_MODELS, *NEXT_EVENT_MODELS)
 SOLVERS: tuple[str, ...] = ("gradient", "qp")
 SCORE_BATCH = 1024
 
@@ -101,6 +110,7 @@ class SequenceDetector:
     lr: float = 0.02
     batch_size: int = 64
     tol: float = 1e-4
+    grad_tol: float = 1e-2
     labeled_weight: float | None = None
     contamination: float | None = None
     seed: int = 0
@@ -121,6 +131,9 @@ class SequenceDetector:
     radius2_: float | None = field(default=None, init=False)
     alpha_: np.ndarray | None = field(default=None, init=False, repr=False)
     history_: TrainingHistory | None = field(default=None, init=False, repr=False)
+    converged_: bool | None = field(default=None, init=False)
+    convergence_: Convergence | None = field(default=None, init=False, repr=False)
+    _smo_unconverged: int = field(default=0, init=False, repr=False)
 
     # --- training -----------------------------------------------------------------------
     def fit(self, X: SequenceInput, y: np.ndarray | None = None) -> SequenceDetector:
@@ -135,6 +148,7 @@ class SequenceDetector:
         C = np.where(labels == 0, c_u, c_l)
         feasible_start(sign, C)  # raises early, with advice, when the SVM has no solution
         torch.manual_seed(self.seed)
+        self._smo_unconverged = 0
         net = SequenceSVM(self.model, data.n_features, self.hidden)
         with _threads(self.threads):
             if self.solver == "qp":
@@ -146,29 +160,54 @@ class SequenceDetector:
         self.alpha_ = alpha
         self.history_ = history
         self._set_head_attributes()
+        self.convergence_ = self._convergence(history)
+        self.converged_ = self.convergence_.converged
+        if not self.converged_:
+            log.warning("%s (%s solver) did not converge: %s", self.model, self.solver, self.convergence_.reason)
         self.decision_scores_ = self._scores(data)
-        if self.contamination is None:
-            self.threshold_ = 0.0
-        else:
-            self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - self.contamination))
+        self.threshold_ = tie_safe_threshold(self.decision_scores_, self.contamination)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
         return self
 
+    def _convergence(self, history: TrainingHistory) -> Convergence:
+        obj = history.objective
+        # relative change of the objective over the last step, as qp's stopping rule measures it
+        change = (abs(obj[-1] - obj[-2]) / abs(obj[-2]) if obj[-2] else float(obj[-1] != obj[-2])) \
+            if len(obj) >= 2 else None
+        smo = self._smo_unconverged
+        smo_note = f"; {smo} SMO solve(s) stopped on their iteration cap" if smo else ""
+        if self.solver == "qp":
+            steps = len(obj) - 1
+            if history.converged and not smo:
+                return Convergence(True, f"primal settled within tol {self.tol:g} after {steps} θ steps",
+                                   steps, smo, change)
+            why = (f"primal settled after {steps} θ steps" if history.converged
+                   else f"stopped after {steps} θ steps (epochs) with relative change "
+                        f"{'n/a' if change is None else f'{change:.3g}'} > tol {self.tol:g}")
+            return Convergence(False, why + smo_note, steps, smo, change)
+        if change is None:
+            return Convergence(False, f"one epoch only: no change to judge{smo_note}", len(obj), smo, None)
+        if change <= self.grad_tol and not smo:
+            return Convergence(True, f"last epoch changed F_τ by {change:.3g} <= grad_tol {self.grad_tol:g}",
+                               len(obj), smo, change)
+        return Convergence(False, f"last epoch changed F_τ by {change:.3g} (grad_tol {self.grad_tol:g}){smo_note}",
+                           len(obj), smo, change)
+
     def _check_settings(self) -> None:
-        if self.model not in SEQUENCE_MODELS:
-            raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(SEQUENCE_MODELS)}")
+        if self.model not in ERGEN_MODELS:
+            raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(ERGEN_MODELS)}")
         if self.solver not in SOLVERS:
             raise ValueError(f"unknown solver {self.solver!r}; valid: {', '.join(SOLVERS)}")
         if not 0.0 < self.lam <= 1.0:
             raise ValueError(f"lam must be in (0, 1], got {self.lam}")
         if self.hidden < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("hidden, epochs and batch_size must be >= 1")
-        if self.tau <= 0 or self.lr <= 0 or self.tol < 0:
-            raise ValueError("tau and lr must be > 0, tol >= 0")
+        if self.tau <= 0 or self.lr <= 0 or self.tol < 0 or self.grad_tol < 0:
+            raise ValueError("tau and lr must be > 0, tol and grad_tol >= 0")
         if self.labeled_weight is not None and self.labeled_weight <= 0:
             raise ValueError(f"labeled_weight must be > 0, got {self.labeled_weight}")
-        if self.contamination is not None and not 0.0 < self.contamination <= 0.5:
-            raise ValueError(f"contamination must be in (0, 0.5], got {self.contamination}")
+        if self.contamination is not None and not 0.0 < self.contamination < 1.0:
+            raise ValueError(f"contamination must be in (0, 1), got {self.contamination}")
         if self.accelerator not in ("cpu", "auto", "gpu", "cuda"):
             raise ValueError(f"unknown accelerator {self.accelerator!r}; valid: cpu, auto, gpu")
 
@@ -182,6 +221,7 @@ class SequenceDetector:
         H = _encode(net, data, SCORE_BATCH).double().numpy()
         sol = solve_dual(net.head.dual_kind, H, C, y=sign, alpha0=alpha0)
         if not sol.converged:
+            self._smo_unconverged += 1
             log.warning("SMO stopped after %d iterations with KKT gap %.3g", sol.iterations, sol.gap)
         return sol, H
 
@@ -313,7 +353,7 @@ class SequenceDetector:
         """Write the fitted detector to one file (tensors and plain values only)."""
         net = self._net()
         settings = {k: getattr(self, k) for k in (
-            "model", "solver", "hidden", "lam", "tau", "epochs", "lr", "batch_size", "tol",
+            "model", "solver", "hidden", "lam", "tau", "epochs", "lr", "batch_size", "tol", "grad_tol",
             "labeled_weight", "contamination", "seed",
         )}
         history = self.history_ or TrainingHistory((), (), None)
@@ -327,6 +367,7 @@ class SequenceDetector:
             "alpha": None if self.alpha_ is None else torch.from_numpy(self.alpha_),
             "history": {"objective": list(history.objective), "seconds": list(history.seconds),
                         "converged": history.converged},
+            "convergence": None if self.convergence_ is None else vars(self.convergence_).copy(),
         }
         return save_payload(payload, path)
 
@@ -344,15 +385,33 @@ class SequenceDetector:
         det.alpha_ = None if payload["alpha"] is None else payload["alpha"].numpy()
         h = payload["history"]
         det.history_ = TrainingHistory(tuple(h["objective"]), tuple(h["seconds"]), h["converged"])
+        if payload.get("convergence") is not None:
+            det.convergence_ = Convergence(**payload["convergence"])
+            det.converged_ = det.convergence_.converged
         det._set_head_attributes()
         return det
 
 
-def build_detector(model: str, **settings: Any) -> SequenceDetector:
-    """The detector named ``model`` (one of SEQUENCE_MODELS) with the given settings."""
+def build_detector(model: str, **settings: Any) -> Any:
+    """The detector named ``model`` (one of SEQUENCE_MODELS) with the given settings: a
+    :class:`SequenceDetector` or, for "DeepLog", a :class:`licanom.sequence.deeplog.DeepLogDetector`."""
     if model not in SEQUENCE_MODELS:
         raise ValueError(f"unknown model {model!r}; valid: {', '.join(SEQUENCE_MODELS)}")
+    if model in NEXT_EVENT_MODELS:
+        from licanom.sequence.deeplog import DeepLogDetector
+
+        return DeepLogDetector(model=model, **settings)
     return SequenceDetector(model=model, **settings)
+
+
+def load_detector(path: str | Path) -> Any:
+    """A saved sequence model of either kind, by the model name stored in it."""
+    payload = load_payload(path, SAVE_FORMAT)
+    if payload["settings"]["model"] in NEXT_EVENT_MODELS:
+        from licanom.sequence.deeplog import DeepLogDetector
+
+        return DeepLogDetector.load(path)
+    return SequenceDetector.load(path)
 
 
 def _check_y(y: np.ndarray | None, n: int) -> np.ndarray:
