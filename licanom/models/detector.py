@@ -21,7 +21,10 @@ has it.
 The score of a chunk (``score``): ``"mean"``, the thesis's mean absolute error over the window;
 ``"topk"``, the mean error of its ``top_k`` worst requests (a request's error is its mean over
 the columns), so that a few strange requests among a hundred ordinary ones are not averaged
-away. ``"auto"`` is ``"mean"`` for the thesis's inputs and ``"topk"`` for the rows mode.
+away; ``"mean+topk"``, the sum of the two, which keeps a chunk that is strange all through (a
+runaway client filling it) as high as one with a few strange requests (a brute-force try).
+``"auto"`` is ``"mean"`` for the thesis's inputs and ``"mean+topk"`` for the rows mode
+(benchmarks/results/autoencoder-modes.md).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from licanom import thresholds as th
 from licanom.models.nets import NETS, AutoencoderNet, build_net, tune_cpu_allocator
 
 INPUTS: tuple[str, ...] = ("thesis", "rows")
-SCORES: tuple[str, ...] = ("auto", "mean", "topk")
+SCORES: tuple[str, ...] = ("auto", "mean", "topk", "mean+topk")
 
 log = logging.getLogger(__name__)
 SAVE_FORMAT = 1
@@ -136,9 +139,9 @@ class AutoencoderDetector:
 
     @property
     def score_method(self) -> str:
-        """The chunk score in use: "mean" or "topk"."""
+        """The chunk score in use: "mean", "topk" or "mean+topk"."""
         if self.score == "auto":
-            return "topk" if self.inputs == "rows" else "mean"
+            return "mean+topk" if self.inputs == "rows" else "mean"
         return self.score
 
     # --- training -----------------------------------------------------------------------
@@ -287,10 +290,10 @@ class AutoencoderDetector:
                 rows[s:s + 2048] = row.double().numpy()
                 columns[s:s + 2048] = err.mean(dim=1).double().numpy()
                 top[s:s + 2048] = err.gather(1, worst.unsqueeze(2).expand(-1, -1, d)).mean(dim=1).double().numpy()
-        if self.score_method == "topk":
-            score = top.mean(axis=1)  # = the mean of the k worst rows' errors
-        else:
-            score = columns.mean(axis=1)
+        mean = columns.mean(axis=1)  # = the mean of the rows' errors
+        worst = top.mean(axis=1)  # = the mean of the k worst rows' errors
+        method = self.score_method
+        score = mean if method == "mean" else worst if method == "topk" else mean + worst
         return ReconstructionErrors(rows=rows, columns=columns, top_columns=top, score=score)
 
     def errors(self, X: np.ndarray) -> ReconstructionErrors:
@@ -309,7 +312,8 @@ class AutoencoderDetector:
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Anomaly score per chunk, shape ``(n_chunks,)``: the MAE over the window (thesis,
-        ``score="mean"``) or the mean error of the ``top_k`` worst requests (``"topk"``)."""
+        ``score="mean"``), the mean error of the ``top_k`` worst requests (``"topk"``) or their
+        sum (``"mean+topk"``)."""
         return self.errors(X).score
 
     def predict(self, X: np.ndarray) -> np.ndarray:
