@@ -88,15 +88,17 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=21)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--models", default="", help="comma list of the detectors above (default all)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/autoencoder-modes"))
     args = ap.parse_args()
     train = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, threads=1)
     common = dict(profiles=tuple(args.profiles.split(",")), seeds=tuple(int(s) for s in args.seeds.split(",")),
                   days=args.days, train=train, clustering=True, protocol="blocked")
-    runs = {
-        "thesis": EvalSettings(models=(*THESIS_MODELS, *BASELINES), encode=EncodeConfig(encoder="thesis"), **common),
-        "rows": EvalSettings(models=tuple(ROWS_MODELS), encode=EncodeConfig(encoder="rows"), **common),
-    }
+    wanted = set(args.models.split(",")) if args.models else None
+    chosen = {mode: tuple(m for m in models if wanted is None or m in wanted)
+              for mode, models in (("thesis", (*THESIS_MODELS, *BASELINES)), ("rows", tuple(ROWS_MODELS)))}
+    runs = {mode: EvalSettings(models=models, encode=EncodeConfig(encoder=mode), **common)
+            for mode, models in chosen.items() if models}
     tables, per_seed = [], []
     t0 = time.perf_counter()
     for mode, settings in runs.items():
