@@ -28,7 +28,8 @@ class NotEnoughDataError(ValueError):
 class Chunks:
     """Windows of the log.
 
-    ``X``: float32 ``(n_chunks, size, 8)`` in the thesis's column order (FEATURES).
+    ``X``: float32 ``(n_chunks, size, 8)`` in the thesis's column order (FEATURES), or, for a
+    frame of the rows encoder, ``(n_chunks, size, len(ROW_FEATURES))`` (licanom.encode).
     ``meta``: one row per chunk: ``chunk``, ``first_id``, ``last_id``, ``start_time``,
     ``end_time``, ``start_row`` and the summary vector ``distinct_<feature>``.
     ``tail_rows``: rows after the last window, not in any chunk (``partial="drop"``).
@@ -181,6 +182,22 @@ def _feature_windows(
     return X
 
 
+def is_rows_mode(encoded: pl.DataFrame) -> bool:
+    """True for a frame of the rows encoder (licanom.encode.RowsEncoder), False for the thesis's."""
+    from licanom.encode import ROW_FEATURE_COLUMNS
+
+    return all(c in encoded.columns for c in ROW_FEATURE_COLUMNS)
+
+
+def _row_windows(encoded: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarray:
+    """The rows mode's features cut into windows, float32 ``(n_chunks, size, len(ROW_FEATURES))``,
+    as encoded (no per-window normalisation: gaps are seconds, counts are counts)."""
+    from licanom.encode import ROW_FEATURE_COLUMNS
+
+    rows = encoded.select(ROW_FEATURE_COLUMNS).to_numpy().astype(np.float32, copy=False)
+    return np.ascontiguousarray(_windows(rows, starts, size))
+
+
 def make_chunks(
     encoded: pl.DataFrame,
     size: int = 100,
@@ -191,7 +208,7 @@ def make_chunks(
     stride = size if stride is None else stride
     n_rows = encoded.height
     starts = window_starts(n_rows, size, stride, partial)
-    X = _feature_windows(encoded, starts, size)
+    X = _row_windows(encoded, starts, size) if is_rows_mode(encoded) else _feature_windows(encoded, starts, size)
 
     ends = starts + size - 1
     ids, times = encoded["Id"], encoded["Time"]

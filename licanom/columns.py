@@ -45,3 +45,25 @@ SUMMARY_COLUMNS: tuple[str, ...] = tuple(f"distinct_{f}" for f in FEATURES)
 
 # Per-column reconstruction error of a scored chunk (FEATURES order); its ``score`` is their mean.
 ERROR_COLUMNS: tuple[str, ...] = tuple(f"error_{f}" for f in FEATURES)
+
+# The "rows" input mode (licanom.encode.RowsEncoder): what each request was, with no identity
+# (no key, address, machine code, product or country enters as a number). Per row: the method
+# group and the state's detail digit as one-hot categories, whether it failed, the log gaps to
+# the previous request overall and of the same key, and whether its key, machine code, address
+# or country is new to the vendor or to the key. licanom.encode appends the per-row entity
+# counts of licanom.context.row_context (ROW_COLUMNS) to these.
+ROW_GROUPS: tuple[str, ...] = (  # licanom.states.MethodGroup, in its order
+    "validation", "activation", "key_generation", "optional_field",
+    "no_request", "deactivation", "other_licence_change", "data_object",
+)
+ROW_REQUEST_FEATURES: tuple[str, ...] = (
+    *(f"group_{g}" for g in ROW_GROUPS),
+    "failed",
+    *(f"detail_{d}" for d in range(10)),
+    "log_gap", "log_key_gap",
+    "new_key", "new_machine", "new_ip", "new_country",
+    "new_machine_to_key", "new_ip_to_key", "new_country_to_key",
+)
+# Columns of the rows mode that carry a magnitude (standardised with training statistics by
+# the detector); the others are 0/1 indicators and enter as they are.
+ROW_GAP_FEATURES: tuple[str, ...] = ("log_gap", "log_key_gap")

@@ -42,7 +42,7 @@ class ValidateConfig(_Model):
 
 
 class EncodeConfig(_Model):
-    encoder: Literal["thesis", "frequency"] = "thesis"
+    encoder: Literal["thesis", "frequency", "rows"] = "thesis"
     unknown: Literal["zero"] = "zero"
 
 

@@ -24,7 +24,14 @@ from typing import Protocol
 import numpy as np
 import polars as pl
 
-from licanom.columns import CATEGORICAL
+from licanom.columns import (
+    CATEGORICAL,
+    FEATURES,
+    ROW_GAP_FEATURES,
+    ROW_GROUPS,
+    ROW_REQUEST_FEATURES,
+    UNKNOWN_COUNTRY,
+)
 from licanom.derive import offsets, derive, distinct_countries, outcome
 
 UNKNOWN = 0.0
@@ -38,6 +45,7 @@ class Vocabulary:
     values: dict[str, tuple[str | int, ...]]
     encoder: str = "thesis"
     version: int = VOCAB_VERSION
+    rows: RowsState | None = None  # the rows encoder's training state (None for the others)
     _series: dict[str, pl.Series] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -76,10 +84,10 @@ class Vocabulary:
         return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"encoder": self.encoder, "version": self.version, "values": self.values},
-            sort_keys=True,
-        )
+        data: dict[str, object] = {"encoder": self.encoder, "version": self.version, "values": self.values}
+        if self.rows is not None:
+            data["rows"] = self.rows.to_dict()
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Vocabulary:
@@ -89,6 +97,7 @@ class Vocabulary:
         return cls(
             values={k: tuple(v) for k, v in data["values"].items()},
             encoder=data["encoder"],
+            rows=RowsState.from_dict(data["rows"]) if "rows" in data else None,
         )
 
     def save(self, path: Path) -> None:
@@ -257,7 +266,215 @@ class FrequencyEncoder(ThesisEncoder):
         return Vocabulary.fit_by_frequency(derived)
 
 
-ENCODERS: dict[str, type[ThesisEncoder]] = {"thesis": ThesisEncoder, "frequency": FrequencyEncoder}
+# --------------------------------------------------------------------------- the rows mode
+
+# The entities whose newness the rows mode marks, with the raw value that means "none".
+_NEW_ENTITIES: tuple[tuple[str, str, str], ...] = (
+    ("Key", "key", ""), ("MachineCode", "machine", ""), ("IP", "ip", ""), ("country", "country", UNKNOWN_COUNTRY),
+)
+_NEW_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("MachineCode", "machine", ""), ("IP", "ip", ""), ("country", "country", UNKNOWN_COUNTRY),
+)
+
+
+def _row_features() -> tuple[str, ...]:
+    from licanom.context import ROW_COLUMNS
+
+    return (*ROW_REQUEST_FEATURES, *ROW_COLUMNS)
+
+
+ROW_FEATURES: tuple[str, ...] = _row_features()
+ROW_FEATURE_COLUMNS: tuple[str, ...] = tuple(f"r_{f}" for f in ROW_FEATURES)
+# The columns the detector standardises (median/IQR of the training rows): the log gaps and the
+# log1p entity counts; the others are 0/1 indicators.
+ROW_SCALED: tuple[str, ...] = (*ROW_GAP_FEATURES, *ROW_FEATURES[len(ROW_REQUEST_FEATURES):])
+# Columns of the model input per input mode.
+INPUT_FEATURES: dict[str, tuple[str, ...]] = {"thesis": FEATURES, "rows": ROW_FEATURES}
+
+
+def input_mode(encoder: str) -> str:
+    """The model input mode ("thesis" or "rows") an encoder's chunks have."""
+    return "rows" if encoder == RowsEncoder.name else "thesis"
+
+
+@dataclass(frozen=True)
+class RowsState:
+    """What the rows encoder keeps from its training rows (saved in the vocabulary's JSON).
+
+    ``first_seen``: per entity (Key, MachineCode, IP, country) each value with the time (epoch
+    microseconds) of its first training row; ``pairs``: the same per (Key, MachineCode),
+    (Key, IP) and (Key, country); ``key_last``: each key's last training request;
+    ``gap_fill``: the median log gaps (overall, same key) of the training rows, for a row
+    whose previous request is unknown. Only what lies *before* a row counts as known at that
+    row, so training rows are encoded as they looked when they arrived, and a log scored
+    against a state trained on later rows (held-out evaluation) learns nothing from them.
+    """
+
+    first_seen: dict[str, tuple[tuple[str, int], ...]]
+    pairs: dict[str, tuple[tuple[str, str, int], ...]]
+    key_last: tuple[tuple[str, int], ...]
+    gap_fill: tuple[float, float]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "first_seen": {k: [list(v) for v in vals] for k, vals in self.first_seen.items()},
+            "pairs": {k: [list(v) for v in vals] for k, vals in self.pairs.items()},
+            "key_last": [list(v) for v in self.key_last],
+            "gap_fill": list(self.gap_fill),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> RowsState:
+        try:
+            return cls(
+                first_seen={k: tuple((str(a), int(b)) for a, b in v) for k, v in data["first_seen"].items()},  # type: ignore[union-attr]
+                pairs={k: tuple((str(a), str(b), int(c)) for a, b, c in v) for k, v in data["pairs"].items()},  # type: ignore[union-attr]
+                key_last=tuple((str(a), int(b)) for a, b in data["key_last"]),  # type: ignore[union-attr]
+                gap_fill=(float(data["gap_fill"][0]), float(data["gap_fill"][1])),  # type: ignore[index]
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"the vocabulary's rows state is malformed: {err}") from None
+
+    def known(self, entity: str) -> pl.DataFrame:
+        """``entity`` (String), ``_t0`` (Int64): values and their first training time."""
+        vals = self.first_seen.get(entity, ())
+        return pl.DataFrame({entity: [v for v, _ in vals], "_t0": [t for _, t in vals]},
+                            schema={entity: pl.String, "_t0": pl.Int64})
+
+    def known_pairs(self, entity: str) -> pl.DataFrame:
+        """``Key``, ``entity`` (String), ``_t0`` (Int64): the pairs and their first training time."""
+        vals = self.pairs.get(entity, ())
+        return pl.DataFrame({"Key": [k for k, _, _ in vals], entity: [v for _, v, _ in vals],
+                             "_t0": [t for _, _, t in vals]},
+                            schema={"Key": pl.String, entity: pl.String, "_t0": pl.Int64})
+
+
+_ROW_NEEDED = ("Time", "State", "success", "Key", "MachineCode", "IP", "country")
+
+
+def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
+    missing = [c for c in _ROW_NEEDED if c not in derived.columns]
+    if missing:
+        raise ValueError(f"the rows encoder needs the derived columns {missing}")
+    return derived.select(
+        pl.col("Time").dt.epoch("us").alias("_t"),
+        pl.col("State"),
+        pl.col("success"),
+        *(pl.col(c).cast(pl.String).fill_null("") for c in ("Key", "MachineCode", "IP", "country")),
+    ).with_row_index("_row")
+
+
+def _gaps(frame: pl.DataFrame) -> pl.DataFrame:
+    """Microseconds since the previous row overall (``_gap``) and of the same key (``_key_gap``),
+    null where the frame holds none."""
+    return frame.with_columns(
+        (pl.col("_t") - pl.col("_t").shift(1)).alias("_gap"),
+        (pl.col("_t") - pl.col("_t").shift(1).over("Key")).alias("_key_gap"),
+    )
+
+
+def _log_seconds(us: pl.Expr) -> pl.Expr:
+    return (us.cast(pl.Float64).clip(lower_bound=0.0) / 1e6).log1p()
+
+
+class RowsEncoder:
+    """The rows input mode: per request what it was, never who made it (see :data:`ROW_FEATURES`).
+
+    * ``group_*`` (method group of the state), ``detail_*`` (its detail digit): one-hot;
+      ``failed``: 1 for a failed request;
+    * ``log_gap``, ``log_key_gap``: ``log1p`` of the seconds since the previous request overall
+      and of the same key (the key's last training request where the log holds none before;
+      the training median where nothing is known). Absolute, not normalised per window, so a
+      runaway client's seconds stay seconds;
+    * ``new_key``, ``new_machine``, ``new_ip``, ``new_country``: the row is the first of that
+      value the vendor has (none before it in the log, none in the training rows before it);
+      ``new_machine_to_key``, ``new_ip_to_key``, ``new_country_to_key``: the same per key.
+      An empty machine code or the unknown country is never new;
+    * the per-row entity counts of :func:`licanom.context.row_context` (``log1p``), with the
+      key pairs known before the log's first row as its history.
+
+    Rows must be in time order (licanom.validate sorts them). The features are unscaled; the
+    detector standardises :data:`ROW_SCALED` with its training rows' median and IQR.
+    """
+
+    name = "rows"
+
+    def fit(self, derived: pl.DataFrame) -> Vocabulary:
+        """The thesis's vocabulary plus the :class:`RowsState` of these (training) rows."""
+        frame = _gaps(_row_frame(derived))
+        first_seen = {}
+        for entity, _, unknown in _NEW_ENTITIES:
+            g = (frame.filter(pl.col(entity) != unknown).group_by(entity, maintain_order=True)
+                 .agg(pl.col("_t").min()))
+            first_seen[entity] = tuple(zip(g[entity].to_list(), g["_t"].to_list(), strict=True))
+        pairs = {}
+        for entity, _, unknown in _NEW_PAIRS:
+            g = (frame.filter((pl.col(entity) != unknown) & (pl.col("Key") != ""))
+                 .group_by("Key", entity, maintain_order=True).agg(pl.col("_t").min()))
+            pairs[entity] = tuple(zip(g["Key"].to_list(), g[entity].to_list(), g["_t"].to_list(), strict=True))
+        last = frame.filter(pl.col("Key") != "").group_by("Key", maintain_order=True).agg(pl.col("_t").max())
+        fills = frame.select(_log_seconds(pl.col("_gap")).median(), _log_seconds(pl.col("_key_gap")).median()).row(0)
+        state = RowsState(
+            first_seen=first_seen,
+            pairs=pairs,
+            key_last=tuple(zip(last["Key"].to_list(), last["_t"].to_list(), strict=True)),
+            gap_fill=tuple(float(v) if v is not None else 0.0 for v in fills),  # type: ignore[arg-type]
+        )
+        return Vocabulary(values=Vocabulary.fit(derived).values, encoder=self.name, rows=state)
+
+    def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
+        """The derived log with :data:`ROW_FEATURE_COLUMNS` added (float32)."""
+        from licanom.context import KeyHistory, row_context
+        from licanom.states import METHOD_GROUPS
+
+        state = vocabulary.rows
+        if state is None or vocabulary.encoder != self.name:
+            raise ValueError(f"the vocabulary was built by the {vocabulary.encoder!r} encoder, not the rows encoder")
+        frame = _gaps(_row_frame(derived))
+        last = pl.DataFrame({"Key": [k for k, _ in state.key_last], "_last": [t for _, t in state.key_last]},
+                            schema={"Key": pl.String, "_last": pl.Int64})
+        frame = frame.join(last, on="Key", how="left", maintain_order="left")
+        before = pl.when(pl.col("_last") < pl.col("_t")).then(pl.col("_t") - pl.col("_last"))
+        gap_fill, key_gap_fill = state.gap_fill
+        group = pl.col("State") // 100
+        detail = pl.col("State") % 10
+        exprs = [
+            *((group == g).alias(f"group_{name}") for g, name in zip(METHOD_GROUPS, ROW_GROUPS, strict=True)),
+            (pl.col("success") == 0).alias("failed"),
+            *((detail == d).alias(f"detail_{d}") for d in range(10)),
+            _log_seconds(pl.col("_gap")).fill_null(gap_fill).alias("log_gap"),
+            _log_seconds(pl.col("_key_gap").fill_null(before)).fill_null(key_gap_fill).alias("log_key_gap"),
+        ]
+        for entity, short, unknown in _NEW_ENTITIES:
+            frame = frame.join(state.known(entity), on=entity, how="left", maintain_order="left")
+            first = pl.col("_row") == pl.col("_row").min().over(entity)
+            earlier = (pl.col("_t0") < pl.col("_t")).fill_null(False)
+            frame = frame.with_columns((first & ~earlier & (pl.col(entity) != unknown)).alias(f"new_{short}")).drop("_t0")
+        for entity, short, unknown in _NEW_PAIRS:
+            frame = frame.join(state.known_pairs(entity), on=["Key", entity], how="left", maintain_order="left")
+            first = pl.col("_row") == pl.col("_row").min().over("Key", entity)
+            earlier = (pl.col("_t0") < pl.col("_t")).fill_null(False)
+            valid = (pl.col(entity) != unknown) & (pl.col("Key") != "")
+            frame = frame.with_columns((first & ~earlier & valid).alias(f"new_{short}_to_key")).drop("_t0")
+        features = frame.select(*exprs, *(pl.col(f"new_{s}") for _, s, _ in _NEW_ENTITIES),
+                                *(pl.col(f"new_{s}_to_key") for _, s, _ in _NEW_PAIRS))
+        # the key pairs known before the log's first row: what row_context must not call new
+        t_first = frame["_t"].min() if frame.height else None
+        history = None
+        if t_first is not None and any(state.pairs.get(e) for e in ("MachineCode", "country")):
+            known = {e: state.known_pairs(e).filter(pl.col("_t0") < t_first).select("Key", e).unique().sort("Key", e)
+                     for e in ("MachineCode", "country")}
+            history = KeyHistory(machines=known["MachineCode"], countries=known["country"])
+        counts = row_context(derived, history)
+        out = pl.concat([features, counts], how="horizontal").select(
+            pl.col(f).cast(pl.Float32).alias(f"r_{f}") for f in ROW_FEATURES
+        )
+        return derived.with_columns(out)
+
+
+ENCODERS: dict[str, type[ThesisEncoder] | type[RowsEncoder]] = {
+    "thesis": ThesisEncoder, "frequency": FrequencyEncoder, "rows": RowsEncoder,
+}
 
 
 def get_encoder(name: str) -> Encoder:

@@ -1,12 +1,30 @@
 """Reconstruction-error detectors in the scikit-learn/PyOD style around the thesis's autoencoders.
 
     det = AutoencoderDetector("LSTM_AE_Deep2", threshold="M3", epochs=10).fit(X_train)
-    det.decision_function(X)   # (n_chunks,) mean absolute reconstruction error, higher = worse
+    det.decision_function(X)   # (n_chunks,) the chunk's reconstruction error, higher = worse
     det.predict(X)             # (n_chunks,) 1 where the error exceeds det.threshold_
-    det.feature_errors(X)      # (n_chunks, 8) the error of each column
+    det.feature_errors(X)      # (n_chunks, n_features) the error of each column
+    det.row_errors(X)          # (n_chunks, chunk_size) the error of each request
+    det.errors(X)              # all of them at once (ReconstructionErrors)
     det.encode(X)              # (n_chunks, *bottleneck) the latent code
 
-``X`` is float32 of shape ``(n_chunks, chunk_size, n_features)`` (see licanom.chunk).
+    AutoencoderDetector("TCN_AE", inputs="rows")  # the same network on the rows mode's chunks
+
+``X`` is float32 of shape ``(n_chunks, chunk_size, n_features)`` (see licanom.chunk): the
+thesis's 8 columns (``inputs="thesis"``, any encoder but "rows") or the rows mode's
+``len(ROW_FEATURES)`` (``inputs="rows"``, licanom.encode.RowsEncoder). In the rows mode the
+magnitude columns (:data:`licanom.encode.ROW_SCALED`) are standardised with the training rows'
+median and interquartile range (1 where that is 0, as scikit-learn's RobustScaler), kept with
+the model; the 0/1 columns enter as they are. The thesis's mode is left exactly as the thesis
+has it.
+
+The score of a chunk (``score``): ``"mean"``, the thesis's mean absolute error over the window;
+``"topk"``, the mean error of its ``top_k`` worst requests (a request's error is its mean over
+the columns), so that a few strange requests among a hundred ordinary ones are not averaged
+away; ``"mean+topk"``, the sum of the two, which keeps a chunk that is strange all through (a
+runaway client filling it) as high as one with a few strange requests (a brute-force try).
+``"auto"`` is ``"mean"`` for the thesis's inputs and ``"mean+topk"`` for the rows mode
+(benchmarks/results/autoencoder-modes.md).
 """
 
 from __future__ import annotations
@@ -26,6 +44,9 @@ import torch
 from licanom import thresholds as th
 from licanom.models.nets import NETS, AutoencoderNet, build_net, tune_cpu_allocator
 
+INPUTS: tuple[str, ...] = ("thesis", "rows")
+SCORES: tuple[str, ...] = ("auto", "mean", "topk", "mean+topk")
+
 log = logging.getLogger(__name__)
 SAVE_FORMAT = 1
 
@@ -43,12 +64,30 @@ class TrainingReport:
     device: str = "cpu"
 
 
+@dataclass(frozen=True)
+class ReconstructionErrors:
+    """A batch of chunks' reconstruction errors (absolute, in the network's input units).
+
+    ``rows``: ``(n, chunk_size)`` each request's mean over the columns; ``columns``:
+    ``(n, n_features)`` each column's mean over the window; ``top_columns``: ``(n, n_features)``
+    each column's mean over the chunk's ``top_k`` worst requests (what made them strange);
+    ``score``: ``(n,)`` the detector's chunk score.
+    """
+
+    rows: np.ndarray
+    columns: np.ndarray
+    top_columns: np.ndarray
+    score: np.ndarray
+
+
 @dataclass
 class AutoencoderDetector:
     """An autoencoder of the thesis (by name) with a threshold on its reconstruction error.
 
     Settings (stored as given; checked in :meth:`fit`):
       model: one of licanom.models.nets.NETS.
+      inputs: "thesis" (the thesis's 8 columns) or "rows" (licanom.encode.ROW_FEATURES).
+      score: the chunk score, "mean", "topk" or "auto" (see the module text); top_k: its k.
       threshold: "M2", "M3", "quantile", "pot" (from the training errors) or "M1" (retrains,
         thesis A.1; falls back to M3 when M1 finds none and says so in ``threshold_method_``).
       threshold_params: keyword arguments of the threshold function (e.g. (("bins", 20),)).
@@ -63,6 +102,9 @@ class AutoencoderDetector:
     """
 
     model: str = "LSTM_AE_Deep2"
+    inputs: str = "thesis"
+    score: str = "auto"
+    top_k: int = 5
     threshold: str = "M3"
     threshold_params: tuple[tuple[str, Any], ...] = ()
     epochs: int = 10
@@ -85,6 +127,22 @@ class AutoencoderDetector:
     threshold_method_: str | None = field(default=None, init=False)
     labels_: np.ndarray | None = field(default=None, init=False, repr=False)
     report_: TrainingReport | None = field(default=None, init=False, repr=False)
+    center_: np.ndarray | None = field(default=None, init=False, repr=False)  # rows mode: the scaling
+    scale_: np.ndarray | None = field(default=None, init=False, repr=False)
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The names of the input columns (FEATURES or ROW_FEATURES)."""
+        from licanom.encode import INPUT_FEATURES
+
+        return INPUT_FEATURES[self.inputs]
+
+    @property
+    def score_method(self) -> str:
+        """The chunk score in use: "mean", "topk" or "mean+topk"."""
+        if self.score == "auto":
+            return "mean+topk" if self.inputs == "rows" else "mean"
+        return self.score
 
     # --- training -----------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: None = None) -> AutoencoderDetector:
@@ -96,9 +154,19 @@ class AutoencoderDetector:
             raise ValueError(f"unknown threshold {self.threshold!r}; valid: {', '.join(th.THRESHOLDS)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
-        self.net_, self.report_ = self._train(X, self.epochs, self.checkpoint_dir)
-        self.decision_scores_ = self.decision_function(X)
-        self.threshold_, self.threshold_method_ = self._threshold(X, self.decision_scores_)
+        if self.inputs not in INPUTS:
+            raise ValueError(f"unknown inputs {self.inputs!r}; valid: {', '.join(INPUTS)}")
+        if self.score not in SCORES:
+            raise ValueError(f"unknown score {self.score!r}; valid: {', '.join(SCORES)}")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if X.shape[2] != len(self.features):
+            raise ValueError(f"inputs={self.inputs!r} has {len(self.features)} columns, X has {X.shape[2]}")
+        self.center_, self.scale_ = self._fit_scaling(X)
+        Xs = self._scaled(X)
+        self.net_, self.report_ = self._train(Xs, self.epochs, self.checkpoint_dir)
+        self.decision_scores_ = self._errors(self.net_, Xs).score
+        self.threshold_, self.threshold_method_ = self._threshold(Xs, self.decision_scores_)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
         return self
 
@@ -164,17 +232,41 @@ class AutoencoderDetector:
         )
         return net, report
 
+    def _fit_scaling(self, X: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Rows mode: median and IQR of the magnitude columns over the training rows (IQR 0 -> 1)."""
+        if self.inputs != "rows":
+            return None, None
+        from licanom.encode import ROW_FEATURES, ROW_SCALED
+
+        rows = X.reshape(-1, X.shape[2])
+        center = np.zeros(X.shape[2], dtype=np.float32)
+        scale = np.ones(X.shape[2], dtype=np.float32)
+        idx = [ROW_FEATURES.index(c) for c in ROW_SCALED]
+        q25, q50, q75 = np.percentile(rows[:, idx], [25, 50, 75], axis=0)
+        center[idx] = q50
+        scale[idx] = np.where(q75 - q25 > 0, q75 - q25, 1.0)
+        return center, scale
+
+    def _scaled(self, X: np.ndarray) -> np.ndarray:
+        if self.center_ is None or self.scale_ is None:
+            return X
+        return ((X - self.center_) / self.scale_).astype(np.float32)
+
     def _threshold(self, X: np.ndarray, errors: np.ndarray) -> tuple[float, str]:
         return th.decide(self.threshold, X, errors, self._m1_fit_score, dict(self.threshold_params),
                          max_rounds=self.m1_max_rounds, seed=self.seed)
 
     def _m1_fit_score(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
+        """Train on ``train`` and score ``test`` (both already scaled)."""
         net, _ = self._train(train, self.epochs, None)
-        return _mae(net, test, self.threads)
+        return self._errors(net, test).score
 
     def m1_threshold(self, X: np.ndarray) -> float | None:
         """M1 (thesis A.1) on ``X`` with this detector's settings; None for the thesis's "na"."""
-        return th.m1(_check_X(X), self._m1_fit_score, max_rounds=self.m1_max_rounds, seed=self.seed)
+        X = _check_X(X)
+        if self.center_ is None and self.inputs == "rows":
+            self.center_, self.scale_ = self._fit_scaling(X)
+        return th.m1(self._scaled(X), self._m1_fit_score, max_rounds=self.m1_max_rounds, seed=self.seed)
 
     # --- scoring ------------------------------------------------------------------------
     def _net(self) -> AutoencoderNet:
@@ -182,20 +274,47 @@ class AutoencoderDetector:
             raise RuntimeError("this detector is not fitted yet: call fit() or load()")
         return self.net_
 
-    def feature_errors(self, X: np.ndarray) -> np.ndarray:
-        """Mean absolute error of each column over the window, shape ``(n_chunks, n_features)``."""
+    def _errors(self, net: AutoencoderNet, Xs: np.ndarray) -> ReconstructionErrors:
+        """The errors of already-scaled chunks, in batches."""
+        n, length, d = Xs.shape
+        k = min(self.top_k, length)
+        rows = np.empty((n, length), dtype=np.float64)
+        columns = np.empty((n, d), dtype=np.float64)
+        top = np.empty((n, d), dtype=np.float64)
+        with torch.inference_mode(), _threads(self.threads):
+            for s in range(0, n, 2048):
+                xb = torch.from_numpy(np.ascontiguousarray(Xs[s:s + 2048]))
+                err = (net(xb) - xb).abs()  # (b, length, d)
+                row = err.mean(dim=2)
+                worst = row.topk(k, dim=1).indices  # (b, k)
+                rows[s:s + 2048] = row.double().numpy()
+                columns[s:s + 2048] = err.mean(dim=1).double().numpy()
+                top[s:s + 2048] = err.gather(1, worst.unsqueeze(2).expand(-1, -1, d)).mean(dim=1).double().numpy()
+        mean = columns.mean(axis=1)  # = the mean of the rows' errors
+        worst = top.mean(axis=1)  # = the mean of the k worst rows' errors
+        method = self.score_method
+        score = mean if method == "mean" else worst if method == "topk" else mean + worst
+        return ReconstructionErrors(rows=rows, columns=columns, top_columns=top, score=score)
+
+    def errors(self, X: np.ndarray) -> ReconstructionErrors:
+        """Per request, per column, per column over the worst requests, and the chunk score."""
         net = self._net()
         X = _check_X(X, net.chunk_size, net.n_features)
-        out = np.empty((len(X), X.shape[2]), dtype=np.float64)
-        with torch.inference_mode(), _threads(self.threads):
-            for s in range(0, len(X), 2048):
-                xb = torch.from_numpy(np.ascontiguousarray(X[s:s + 2048]))
-                out[s:s + 2048] = (net(xb) - xb).abs().mean(dim=1).double().numpy()
-        return out
+        return self._errors(net, self._scaled(X))
+
+    def feature_errors(self, X: np.ndarray) -> np.ndarray:
+        """Mean absolute error of each column over the window, shape ``(n_chunks, n_features)``."""
+        return self.errors(X).columns
+
+    def row_errors(self, X: np.ndarray) -> np.ndarray:
+        """Mean absolute error of each request over the columns, shape ``(n_chunks, chunk_size)``."""
+        return self.errors(X).rows
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Anomaly score per chunk: the MAE over the window (thesis), shape ``(n_chunks,)``."""
-        return self.feature_errors(X).mean(axis=1)
+        """Anomaly score per chunk, shape ``(n_chunks,)``: the MAE over the window (thesis,
+        ``score="mean"``), the mean error of the ``top_k`` worst requests (``"topk"``) or their
+        sum (``"mean+topk"``)."""
+        return self.errors(X).score
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """1 for chunks whose score exceeds ``threshold_``, else 0 (int8, ``(n_chunks,)``)."""
@@ -207,6 +326,7 @@ class AutoencoderDetector:
         """The encoder's latent code, shape ``(n_chunks, *bottleneck)``."""
         net = self._net()
         X = _check_X(X, net.chunk_size, net.n_features)
+        X = self._scaled(X)
         parts = []
         with torch.inference_mode(), _threads(self.threads):
             for s in range(0, len(X), 2048):
@@ -218,7 +338,8 @@ class AutoencoderDetector:
         """Write the fitted detector to one file (tensors and plain values only)."""
         net = self._net()
         settings = {k: getattr(self, k) for k in (
-            "model", "threshold", "epochs", "batch_size", "lr", "val_fraction", "patience", "seed", "m1_max_rounds",
+            "model", "inputs", "score", "top_k", "threshold", "epochs", "batch_size", "lr", "val_fraction", "patience",
+            "seed", "m1_max_rounds",
         )}
         settings["threshold_params"] = [list(p) for p in self.threshold_params]
         payload = {
@@ -235,6 +356,9 @@ class AutoencoderDetector:
             "seconds": self.report_.seconds if self.report_ else 0.0,
             "device": self.report_.device if self.report_ else "cpu",
         }
+        if self.center_ is not None and self.scale_ is not None:
+            payload["center"] = torch.from_numpy(np.asarray(self.center_, dtype=np.float32))
+            payload["scale"] = torch.from_numpy(np.asarray(self.scale_, dtype=np.float32))
         return save_payload(payload, path)
 
     @classmethod
@@ -246,6 +370,8 @@ class AutoencoderDetector:
         net = build_net(det.model, chunk_size=payload["chunk_size"], n_features=payload["n_features"])
         net.load_state_dict(payload["state_dict"])
         det.net_ = net.eval()
+        if "center" in payload:
+            det.center_, det.scale_ = payload["center"].numpy(), payload["scale"].numpy()
         det.threshold_ = payload["threshold"]
         det.threshold_method_ = payload["threshold_method"]
         det.decision_scores_ = payload["decision_scores"].numpy()
@@ -301,12 +427,6 @@ def _check_X(X: np.ndarray, chunk_size: int | None = None, n_features: int | Non
     if chunk_size is not None and X.shape[1:] != (chunk_size, n_features):
         raise ValueError(f"X has chunks of shape {X.shape[1:]}, the model was fitted on {(chunk_size, n_features)}")
     return X
-
-
-def _mae(net: AutoencoderNet, X: np.ndarray, threads: int | None) -> np.ndarray:
-    det = AutoencoderDetector(model=net.name, threads=threads)
-    det.net_ = net
-    return det.decision_function(X)
 
 
 class _threads:
