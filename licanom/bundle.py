@@ -158,13 +158,13 @@ def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
     chunks = windows.chunks
     meta = chunks.meta.with_columns(pl.lit("score").alias("split"))
     det = bundle.detector
-    if det.inputs == "context":
+    if det.reads == "context":
         assert windows.encoded is not None, "the context model needs the encoded rows of the windows"
-    inputs = inputs_of(det.inputs, chunks, windows.encoded, bundle.key_history)
-    if det.family == "autoencoder":
-        errors = det.feature_errors(inputs)
-        scores = errors.mean(axis=1)
-        return scored_chunks(meta, det.model, errors, float(det.threshold_), severity=det.severity_of(scores))
+    inputs = inputs_of(det.reads, chunks, windows.encoded, bundle.key_history)
+    if det.family == "autoencoder" and len(det.explain_columns()) == len(ERROR_COLUMNS):
+        errors = det.errors(inputs)  # the thesis's 8 columns: their errors go to the error_* columns
+        return scored_chunks(meta, det.model, errors.columns, float(det.threshold_), errors.score,
+                             severity=det.severity_of(errors.score))
     scores = det.decision_function(inputs)
     return scored_chunks(meta, det.model, None, float(det.threshold_), scores, det.top_columns(inputs),
                          det.severity_of(scores))

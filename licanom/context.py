@@ -394,7 +394,7 @@ class ContextDetector(BaseDetector):
     """
 
     family: ClassVar[str] = "context"
-    inputs: ClassVar[str] = "context"
+    reads: ClassVar[str] = "context"
 
     model: str = "Tail_context"
     threshold: str = "severity"

@@ -20,7 +20,7 @@ from licanom import thresholds as th
 from licanom.clustering import cluster_anomalies
 from licanom.columns import ERROR_COLUMNS, FEATURES, SUMMARY_COLUMNS
 from licanom.chunk import split_chunks
-from licanom.config import AUTO, ContextConfig, DetectConfig, SequenceConfig, SplitConfig, TrainConfig
+from licanom.config import AUTO, ContextConfig, DetectConfig, EncodeConfig, SequenceConfig, SplitConfig, TrainConfig
 from licanom.entities import SEQUENCE_COLUMNS
 from licanom.pipeline import Prepared
 
@@ -97,7 +97,7 @@ def model_inputs(model: str, prepared: Prepared) -> np.ndarray:
 
 def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
                   sequence: SequenceConfig | None = None, context: ContextConfig | None = None,
-                  **extra: object) -> Any:
+                  encode: EncodeConfig | None = None, **extra: object) -> Any:
     """The detector of a registered model name, with the configured settings (the registry's
     :func:`licanom.detectors.build`). Every family decides by ``severity`` unless a threshold is
     named: ``detect.threshold`` for the autoencoders and baselines, ``context.threshold`` (resolved
@@ -106,7 +106,7 @@ def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
     (or, with null, decide by their own learned boundary)."""
     from licanom.detectors import build
 
-    return build(model, train, detect, sequence, context, **extra)
+    return build(model, train, detect, sequence, context, encode, **extra)
 
 
 def take(X: Any, mask: np.ndarray) -> Any:
@@ -147,8 +147,12 @@ def evaluate_model(
         val_loss = None
     else:
         detector.fit(X_train)
-        feature_errors = detector.feature_errors(X)
-        scores = feature_errors.mean(axis=1)
+        errors = detector.errors(X)
+        scores = errors.score
+        # the thesis's 8 columns fill the error_* columns; the rows mode names its top column instead
+        feature_errors = errors.columns if errors.columns.shape[1] == len(ERROR_COLUMNS) else None
+        if feature_errors is None:
+            top_features = np.asarray(detector.explain_columns())[errors.top_columns.argmax(axis=1)]
         assert detector.report_ is not None and detector.net_ is not None
         m1 = detector.m1_threshold(X_train) if detect.m1 else None
         report = detector.report_
@@ -202,7 +206,7 @@ def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | N
     0-100 of each score (:meth:`licanom.detectors.BaseDetector.severity_of`), null when not given.
     """
     if feature_errors is not None:
-        scores = feature_errors.mean(axis=1)
+        scores = feature_errors.mean(axis=1) if scores is None else scores
         top = pl.Series("top_feature", np.asarray(FEATURES)[feature_errors.argmax(axis=1)], dtype=pl.String)
         errors = [pl.Series(name, feature_errors[:, j], dtype=pl.Float64) for j, name in enumerate(ERROR_COLUMNS)]
     else:
@@ -240,6 +244,7 @@ def detect(
     labels: pl.DataFrame | None = None,
     split: SplitConfig | None = None,
     context: ContextConfig | None = None,
+    encode: EncodeConfig | None = None,
 ) -> Detection:
     """Train each model and score every chunk (or entity sequence); the first model gives the
     per-item results.
@@ -281,7 +286,7 @@ def detect(
     outcomes = []
     vectors: np.ndarray | None = None  # the context vectors, computed once for the context models
     for model in models:
-        detector = make_detector(model, train, detect_cfg, seq, context)
+        detector = make_detector(model, train, detect_cfg, seq, context, encode)
         inputs = X
         if is_context_model(model):
             vectors = model_inputs(model, prepared) if vectors is None else vectors

@@ -23,7 +23,9 @@ Definitions used throughout:
   and summary vector.
 * **Normal traffic.** Every row of ``ReportInput.rows`` outside the anomalous frames; a
   *typical normal chunk* is the median over the chunks not flagged.
-* **Severity** from ratio = score / threshold (see :data:`SEVERITY_BANDS`). M2 and M3 sit at
+* **Severity** from the chunks' calibrated severity (0-100, licanom.detectors.decision: high at
+  80 and above, medium at 60) or, for chunks scored without one, from ratio = score / threshold
+  (see :data:`SEVERITY_BANDS`). M2 and M3 sit at
   about the largest training error, so a score half as high again lies far beyond anything
   seen in training: ``high`` from 1.5, ``medium`` from 1.2, ``low`` below.
 
@@ -53,6 +55,8 @@ from licanom.states import MethodGroup
 
 # (name, lowest score/threshold ratio), most severe first.
 SEVERITY_BANDS: tuple[tuple[str, float], ...] = (("high", 1.5), ("medium", 1.2), ("low", 0.0))
+# The same bands on the calibrated severity (0-100).
+CALIBRATED_BANDS: tuple[tuple[str, float], ...] = (("high", 80.0), ("medium", 60.0), ("low", 0.0))
 SEVERITY_RANK: dict[str, int] = {name: len(SEVERITY_BANDS) - i for i, (name, _) in enumerate(SEVERITY_BANDS)}
 
 # Columns whose values are checked for new and over-represented values: (column, label).
@@ -153,8 +157,11 @@ class ReportPaths:
     csv: Path
 
 
-def severity(ratio: float) -> str:
-    """``high``, ``medium`` or ``low`` for a score/threshold ratio (:data:`SEVERITY_BANDS`)."""
+def severity(ratio: float, calibrated: float | None = None) -> str:
+    """``high``, ``medium`` or ``low`` for a calibrated severity (:data:`CALIBRATED_BANDS`) when
+    given, else for a score/threshold ratio (:data:`SEVERITY_BANDS`)."""
+    if calibrated is not None and calibrated == calibrated:
+        return next(name for name, lowest in CALIBRATED_BANDS if calibrated >= lowest)
     for name, lowest in SEVERITY_BANDS:
         if ratio >= lowest:
             return name
@@ -316,7 +323,7 @@ def _analyse(inp: ReportInput) -> _Analysis:
             "score": score,
             "threshold": threshold,
             "ratio": ratio,
-            "severity": severity(ratio),
+            "severity": severity(ratio, peak.get("severity")),
         })
     requests = np.bincount(row_frame[row_frame >= 0], minlength=len(groups))
     covered = _covered(chunks, n_rows)

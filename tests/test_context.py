@@ -187,8 +187,9 @@ def test_context_detector_contract_persistence_and_quality(model, floating_conte
     z = det.explain(X)
     assert z.shape == X.shape and det.encode(X[:3]).shape == (3, len(CONTEXT_COLUMNS))
     assert set(det.top_columns(X)) <= set(CONTEXT_COLUMNS)
-    if model == "Tail_context":  # surprisal in nats: 0 for the most ordinary, log 2 about the median
-        assert (z >= 0).all() and (np.median(det.explain(X[~test]), axis=0) <= np.log(2) + 0.05).all()
+    if model == "Tail_context":  # surprisal in nats: 0 for the most ordinary, log 2 about the reference's median
+        reference = X[~test][det.reference_]
+        assert (z >= 0).all() and (np.median(det.explain(reference), axis=0) <= np.log(2) + 0.05).all()
         np.testing.assert_allclose(scores, z.sum(axis=1))
     else:  # robust z-scores
         np.testing.assert_allclose(np.median(det.explain(X[~test]), axis=0), 0.0, atol=1e-9)
@@ -231,16 +232,22 @@ def test_tail_model_surprisal_on_known_columns():
         TailModel(tail_quantile=1.0).fit(train)
 
 
-def test_context_detector_budget_threshold_by_default(tmp_path):
+def test_context_detector_decides_by_severity_by_default(tmp_path):
     from licanom import thresholds as th
     from licanom.context import ContextDetector
+    from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, Calibration
 
     X = np.random.default_rng(3).gamma(2.0, 1.0, size=(400, len(CONTEXT_COLUMNS)))
     det = ContextDetector().fit(X)
-    assert (det.model, det.threshold_method_) == ("Tail_context", "budget")
-    assert det.threshold_ == th.budget(det.decision_scores_)
+    assert (det.model, det.threshold_method_) == ("Tail_context", f"severity >= {DEFAULT_MIN_SEVERITY:g}")
+    # severity is calibrated on out-of-fold scores, and the threshold is where it reaches the default
+    assert det.calibration_ == Calibration.fit(det.calibration_scores_)
+    assert det.threshold_ == det.calibration_.score_at(DEFAULT_MIN_SEVERITY)
+    sev = det.severity(X)
+    assert ((sev >= 0) & (sev <= 100)).all()
+    assert ((sev >= DEFAULT_MIN_SEVERITY) == (det.decision_function(X) > det.threshold_)).mean() > 0.99
     named = ContextDetector(threshold="budget", threshold_params=(("alarm_rate", 0.01),)).fit(X)
-    assert named.threshold_ == th.budget(named.decision_scores_, 0.01) < det.threshold_
+    assert named.threshold_ == th.budget(named.decision_scores_, 0.01)
     again = ContextDetector.load(named.save(tmp_path / "named.pkl"))
     assert (again.threshold_, again.threshold_params) == (named.threshold_, (("alarm_rate", 0.01),))
 
@@ -254,7 +261,7 @@ def test_context_detector_refuses_bad_input_clearly():
     bad[7, 2] = np.nan
     with pytest.raises(ValueError, match="chunk 7 is not finite"):
         ContextDetector().fit(bad)
-    with pytest.raises(ValueError, match="unknown threshold"):
+    with pytest.raises(ValueError, match="unknown decision"):
         ContextDetector(threshold="M9").fit(np.random.default_rng(0).normal(size=(20, len(CONTEXT_COLUMNS))))
     with pytest.raises(RuntimeError, match="not fitted"):
         ContextDetector().decision_function(np.zeros((1, len(CONTEXT_COLUMNS))))
@@ -275,7 +282,7 @@ def test_auto_models_follow_the_vendor_size():
     # the context models' threshold follows the same size rule
     assert cfg.context.threshold == "auto"
     assert cfg.for_size(100).context.threshold == cfg.context.auto.small == "quantile"
-    assert cfg.for_size(101).context.threshold == cfg.context.auto.large == "budget"
+    assert cfg.for_size(101).context.threshold == cfg.context.auto.large == "severity"
     fixed = load_config(overrides={"train": {"models": ["TCN_AE"]}, "context": {"threshold": "pot"}})
     assert fixed.for_size(10) is fixed  # nothing to resolve
     with pytest.raises(ValueError, match="threshold_params need a named"):
@@ -307,7 +314,7 @@ def test_detect_without_a_model_trains_the_size_rule(tmp_path):
     from licanom.context import ContextDetector
 
     first = ContextDetector.load(out / "models" / f"{results['model'][0]}.pt")
-    assert first.threshold_method_ == load_config().context.auto.small  # the small vendor's decision
+    assert first.threshold_method_.split(" ")[0] == load_config().context.auto.small  # the small vendor's decision
 
 
 def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):

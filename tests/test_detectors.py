@@ -99,7 +99,7 @@ def test_bad_settings_and_inputs_are_clear():
     X = np.zeros((20, 32, 8), dtype=np.float32)
     with pytest.raises(ValueError, match="unknown model"):
         AutoencoderDetector("NOPE").fit(X)
-    with pytest.raises(ValueError, match="unknown threshold"):
+    with pytest.raises(ValueError, match="unknown decision"):
         AutoencoderDetector("TCN_AE", threshold="M9").fit(X)
     with pytest.raises(ValueError, match="shape"):
         AutoencoderDetector("TCN_AE").fit(X[0])

@@ -79,10 +79,11 @@ def make_chunks(rows: pl.DataFrame, flagged: tuple[int, ...] = FLAGGED, threshol
                 SUMMARY_COLUMNS, ("Time", "State", "IP", "Key", "ProductId", "State", "MachineCode", "IP"),
                 strict=True)},
             **{f"error_{f}": float(errors[c, j]) for j, f in enumerate(FEATURES)},
+            "severity": None,  # scored without a calibration: the report falls back on the ratio
         })
     chunks = pl.DataFrame(records, schema_overrides={
         "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"),
-        **{c: pl.Int32 for c in SUMMARY_COLUMNS},
+        **{c: pl.Int32 for c in SUMMARY_COLUMNS}, "severity": pl.Float64,
     }).select(CHUNK_COLUMNS)
     return chunks, errors
 

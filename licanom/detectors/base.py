@@ -4,8 +4,8 @@ A detector is fitted on training inputs ``X`` without labels, scores inputs (hig
 anomalous), turns scores into a calibrated severity (:mod:`licanom.detectors.decision`) and
 flags by its decision. What ``X`` is depends on the family (``inputs``): the chunks
 ``(n, size, n_features)``, the chunks' context vectors ``(n, len(CONTEXT_COLUMNS))``, their
-summary vectors, the flattened chunks, or per-entity sequences. ``inputs_from(prepared)`` builds
-it from a prepared log, so callers never branch on the family.
+summary vectors, the flattened chunks, or per-entity sequences (``reads``). ``inputs_from(prepared)`` builds
+them from a prepared log, so callers never branch on the family.
 
 Fitted attributes (PyOD's names): ``decision_scores_`` (training scores), ``threshold_`` (on
 the score scale), ``threshold_method_``, ``labels_``, ``calibration_``.
@@ -34,13 +34,14 @@ __all__ = ["BaseDetector"]
 class BaseDetector(ABC):
     """fit / decision_function / severity / predict / explain / save / load, and inputs_from.
 
-    Subclasses set ``family`` and ``inputs``, implement the abstract methods, and call
-    :meth:`_finish_fit` at the end of ``fit`` with the scores that calibrate severity (their
-    training scores, or out-of-fold ones where a family can afford them).
+    Subclasses set ``family`` and ``reads``, implement the abstract methods, and set their
+    calibration (:meth:`_set_calibration`) in ``fit`` from the scores that calibrate severity
+    (out-of-fold ones where a family can afford them); without one, severity is calibrated on the
+    training scores (``decision_scores_``).
     """
 
     family: ClassVar[str] = ""
-    inputs: ClassVar[str] = "chunks"
+    reads: ClassVar[str] = "chunks"
 
     model: str
     decision_scores_: np.ndarray | None
@@ -93,11 +94,10 @@ class BaseDetector(ABC):
     def load(cls, path: str | Path) -> BaseDetector:
         """Read a detector :meth:`save` wrote."""
 
-    @classmethod
-    def inputs_from(cls, prepared: Prepared, key_history: KeyHistory | None = None) -> Any:
-        """This family's inputs for every chunk of a prepared log (``key_history``: what is not
+    def inputs_from(self, prepared: Prepared, key_history: KeyHistory | None = None) -> Any:
+        """This detector's inputs for every chunk of a prepared log (``key_history``: what is not
         new to a key, for the families that read the context)."""
-        return inputs_of(cls.inputs, prepared.chunks, prepared.encoded.frame, key_history)
+        return inputs_of(self.reads, prepared.chunks, prepared.encoded.frame, key_history)
 
     # --- shared decision state -------------------------------------------------------------
     @property

@@ -47,12 +47,8 @@ class SklearnDetector(BaseDetector):
     labels_: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @property
-    def inputs(self) -> str:  # type: ignore[override]
+    def reads(self) -> str:  # type: ignore[override]
         return "flat" if self.model.endswith("_flat") else "summary"
-
-    @classmethod
-    def inputs_from(cls, prepared: Any, key_history: Any = None) -> Any:  # pragma: no cover - by instance
-        raise TypeError("a baseline's inputs depend on its name: call inputs_of(detector.inputs, prepared)")
 
     def fit(self, X: np.ndarray, y: None = None) -> SklearnDetector:
         from sklearn.ensemble import IsolationForest

@@ -11,11 +11,12 @@ BASELINES: tuple[str, ...] = ("IForest_summary", "IForest_flat", "LOF_summary", 
 
 
 def _autoencoder(name: str, s: Settings, **extra: Any) -> Any:
+    from licanom.encode import input_mode
     from licanom.models.detector import AutoencoderDetector
 
     t, d = s.train, s.detect
     return AutoencoderDetector(
-        model=name, threshold=d.threshold, threshold_params=tuple(sorted(d.threshold_params.items())),
+        model=name, inputs=input_mode(s.encode.encoder), threshold=d.threshold, threshold_params=tuple(sorted(d.threshold_params.items())),
         epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, val_fraction=t.val_fraction, patience=t.patience,
         seed=t.seed, threads=t.threads, m1_max_rounds=d.m1_max_rounds, **extra,
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from licanom.config import ContextConfig, DetectConfig, SequenceConfig, TrainConfig
+    from licanom.config import ContextConfig, DetectConfig, EncodeConfig, SequenceConfig, TrainConfig
     from licanom.detectors.base import BaseDetector
 
 __all__ = ["DetectorSpec", "build", "families", "load", "names", "register", "spec"]
@@ -29,6 +29,7 @@ class Settings:
     detect: DetectConfig
     sequence: SequenceConfig
     context: ContextConfig
+    encode: EncodeConfig
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,13 @@ def spec(name: str) -> DetectorSpec:
 
 def build(name: str, train: TrainConfig | None = None, detect: DetectConfig | None = None,
           sequence: SequenceConfig | None = None, context: ContextConfig | None = None,
-          **extra: Any) -> BaseDetector:
+          encode: EncodeConfig | None = None, **extra: Any) -> BaseDetector:
     """The unfitted detector ``name`` with the configured settings (defaults where not given)."""
-    from licanom.config import ContextConfig, DetectConfig, SequenceConfig, TrainConfig
+    from licanom.config import ContextConfig, DetectConfig, EncodeConfig, SequenceConfig, TrainConfig
 
     settings = Settings(train=train or TrainConfig(), detect=detect or DetectConfig(),
-                        sequence=sequence or SequenceConfig(), context=context or ContextConfig())
+                        sequence=sequence or SequenceConfig(), context=context or ContextConfig(),
+                        encode=encode or EncodeConfig())
     return spec(name).build(name, settings, **extra)
 
 

@@ -172,8 +172,8 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
     for name in settings.detectors:
         t0 = time.perf_counter()
         entry = spec(name)
-        detector = build(name, cfg.train, cfg.detect, cfg.sequence, cfg.context, progress_bar=False)
-        X = inputs_of(detector.inputs, prepared.chunks, frame)
+        detector = build(name, cfg.train, cfg.detect, cfg.sequence, cfg.context, cfg.encode, progress_bar=False)
+        X = inputs_of(entry.inputs, prepared.chunks, frame)
         detector.fit(X[~prepared.test_mask])
         bundle = ModelBundle(vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary,
                              chunk=cfg.chunk, encode=cfg.encode,

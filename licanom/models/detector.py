@@ -36,12 +36,14 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from licanom import thresholds as th
+from licanom.detectors.base import BaseDetector
+from licanom.detectors.decision import DECISIONS, decide
 from licanom.models.nets import NETS, AutoencoderNet, build_net, tune_cpu_allocator
 
 INPUTS: tuple[str, ...] = ("thesis", "rows")
@@ -81,15 +83,16 @@ class ReconstructionErrors:
 
 
 @dataclass
-class AutoencoderDetector:
-    """An autoencoder of the thesis (by name) with a threshold on its reconstruction error.
+class AutoencoderDetector(BaseDetector):
+    """An autoencoder of the thesis (by name) with a decision on its reconstruction error.
 
     Settings (stored as given; checked in :meth:`fit`):
       model: one of licanom.models.nets.NETS.
       inputs: "thesis" (the thesis's 8 columns) or "rows" (licanom.encode.ROW_FEATURES).
       score: the chunk score, "mean", "topk" or "auto" (see the module text); top_k: its k.
-      threshold: "M2", "M3", "quantile", "pot" (from the training errors) or "M1" (retrains,
-        thesis A.1; falls back to M3 when M1 finds none and says so in ``threshold_method_``).
+      threshold: "severity" (the calibrated 0-100, licanom.detectors.decision), "M2", "M3",
+        "quantile", "pot", "budget" (from the training errors) or "M1" (retrains, thesis A.1;
+        falls back to M3 when M1 finds none and says so in ``threshold_method_``).
       threshold_params: keyword arguments of the threshold function (e.g. (("bins", 20),)).
       epochs, batch_size, lr: training (Adam, MAE loss).
       val_fraction: share of the training chunks held out for ``val/loss`` and early stopping.
@@ -100,6 +103,9 @@ class AutoencoderDetector:
       checkpoint_dir: where to keep checkpoints so that an interrupted fit resumes.
       progress_bar: None shows Lightning's bar when stderr is a terminal.
     """
+
+    family: ClassVar[str] = "autoencoder"
+    reads: ClassVar[str] = "chunks"
 
     model: str = "LSTM_AE_Deep2"
     inputs: str = "thesis"
@@ -150,8 +156,8 @@ class AutoencoderDetector:
         X = _check_X(X)
         if self.model not in NETS:
             raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(NETS)}")
-        if self.threshold not in th.THRESHOLDS:
-            raise ValueError(f"unknown threshold {self.threshold!r}; valid: {', '.join(th.THRESHOLDS)}")
+        if self.threshold not in DECISIONS:
+            raise ValueError(f"unknown decision {self.threshold!r}; valid: {', '.join(DECISIONS)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
         if self.inputs not in INPUTS:
@@ -166,6 +172,7 @@ class AutoencoderDetector:
         Xs = self._scaled(X)
         self.net_, self.report_ = self._train(Xs, self.epochs, self.checkpoint_dir)
         self.decision_scores_ = self._errors(self.net_, Xs).score
+        self._set_calibration(None)  # severity: calibrated on the training errors
         self.threshold_, self.threshold_method_ = self._threshold(Xs, self.decision_scores_)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
         return self
@@ -253,7 +260,7 @@ class AutoencoderDetector:
         return ((X - self.center_) / self.scale_).astype(np.float32)
 
     def _threshold(self, X: np.ndarray, errors: np.ndarray) -> tuple[float, str]:
-        return th.decide(self.threshold, X, errors, self._m1_fit_score, dict(self.threshold_params),
+        return decide(self.threshold, X, errors, self._m1_fit_score, dict(self.threshold_params),
                          max_rounds=self.m1_max_rounds, seed=self.seed)
 
     def _m1_fit_score(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -305,6 +312,14 @@ class AutoencoderDetector:
     def feature_errors(self, X: np.ndarray) -> np.ndarray:
         """Mean absolute error of each column over the window, shape ``(n_chunks, n_features)``."""
         return self.errors(X).columns
+
+    def explain(self, X: np.ndarray) -> np.ndarray:
+        """Each input column's error over the chunk's worst requests ``(n_chunks, n_features)``:
+        which of :attr:`features` the network could not reconstruct."""
+        return self.errors(X).top_columns
+
+    def explain_columns(self) -> tuple[str, ...]:
+        return self.features
 
     def row_errors(self, X: np.ndarray) -> np.ndarray:
         """Mean absolute error of each request over the columns, shape ``(n_chunks, chunk_size)``."""

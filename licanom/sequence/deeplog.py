@@ -41,7 +41,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytorch_lightning as L
@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from licanom.detectors.base import BaseDetector
 from licanom.models.detector import _quiet_lightning, _threads, load_payload, save_payload
 from licanom.sequence.data import Sequences
 from licanom.sequence.decide import Convergence, tie_safe_threshold
@@ -130,13 +131,16 @@ class _Windows:
 
 
 @dataclass
-class DeepLogDetector:
+class DeepLogDetector(BaseDetector):
     """DeepLog's next-event LSTM in the PyOD style (see the module docstring).
 
     Settings: window (h), top_g (g), hidden and layers of the LSTM, embedding (event vector
     size), epochs, lr (Adam), batch_size, event_columns (None: every column is the event),
     extra_columns (the other inputs; None: every column not in the event), end_token, contamination, seed, threads, accelerator, progress_bar, loggers.
     """
+
+    family: ClassVar[str] = "sequence"
+    reads: ClassVar[str] = "chunks"  # or per-entity sequences (licanom.entities), of any length
 
     model: str = "DeepLog"
     window: int = 10

@@ -48,12 +48,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from licanom.detectors.base import BaseDetector
 from licanom.models.detector import _quiet_lightning, _threads, load_payload, save_payload
 from licanom.sequence.data import BucketBatchSampler, Sequences, TrainingSet, length_batches, whole_batch
 from licanom.sequence.decide import Convergence, tie_safe_threshold
@@ -84,7 +85,7 @@ class TrainingHistory:
 
 
 @dataclass
-class SequenceDetector:
+class SequenceDetector(BaseDetector):
     """A jointly trained recurrent feature extractor and one-class SVM (by ``model`` name).
 
     Settings (stored as given; checked in :meth:`fit`):
@@ -100,6 +101,9 @@ class SequenceDetector:
       accelerator: "cpu", "auto" or "gpu"; progress_bar: Lightning's bar (gradient solver).
       loggers: Lightning loggers that receive ``train/loss`` per epoch (both solvers).
     """
+
+    family: ClassVar[str] = "sequence"
+    reads: ClassVar[str] = "chunks"  # or per-entity sequences (licanom.entities), of any length
 
     model: str = "LSTM_OCSVM"
     solver: str = "gradient"
