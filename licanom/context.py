@@ -380,10 +380,11 @@ class ContextDetector(BaseDetector):
     chunks' median and interquartile range (its distances need one scale).
 
     Robust to contaminated training days: training days are never clean, and a flood from one
-    client can fill a third of them. The reference is fitted ``trim_rounds`` times, each time on
-    the chunks whose score against the previous fit lies at or below ``median + trim * (median -
-    q10)`` of all training scores, so that a flood does not widen what counts as normal and the
-    next flood still stands out. Severity (:mod:`licanom.detectors.decision`) is calibrated on
+    client can fill a third of them. The reference is first fitted on the lower half of the
+    chunks by score, then ``trim_rounds`` times on the chunks whose score against the previous fit
+    lies at or below ``median + trim * (median - q10)`` of all training scores, so that a flood does
+    not widen what counts as normal and the next flood still stands out (chosen against plain fits
+    and per-entity weighting on the development seeds: docs/choosing-defaults.md). Severity (:mod:`licanom.detectors.decision`) is calibrated on
     out-of-fold scores: the training chunks cut into ``calibration_folds`` blocks in time, each
     scored by a reference fitted (robustly) on the others, which is how a night's chunks meet the
     model. The decision (``threshold``) is ``severity`` by default, or any named threshold of
@@ -405,7 +406,7 @@ class ContextDetector(BaseDetector):
     tail_quantile: float = 0.9
     seed: int = 0
     m1_max_rounds: int = 5
-    trim: float = 1.0
+    trim: float = 2.0
     trim_rounds: int = 2
     calibration_folds: int = 4
 
@@ -449,6 +450,9 @@ class ContextDetector(BaseDetector):
         """The estimator fitted on the chunks that are not far above the bulk, and their mask."""
         keep = np.ones(len(X), dtype=bool)
         estimator = self._estimator(X)
+        if self.trim_rounds and len(X) >= 8:  # start from the lower half: a storm of a third of the
+            scores = self._score(estimator, X)  # chunks then stands out against it
+            estimator = self._estimator(X[scores <= np.median(scores)])
         for _ in range(self.trim_rounds):
             scores = self._score(estimator, X)
             q10, q50 = np.quantile(scores, [0.1, 0.5])
