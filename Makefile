@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval bench bench-data bench-train bench-sequence serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval bench bench-data bench-train bench-sequence bench-faults serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -66,6 +66,10 @@ bench: bench-data bench-train bench-sequence
 
 bench-sequence: $(STAMP)
 	$(PY) -m benchmarks.bench_sequence
+
+# Nights killed with SIGKILL at every crash point, rerun, the ledger checked (BENCH_FAULTS_ARGS, e.g. "--rounds 1").
+bench-faults: $(STAMP)
+	$(PY) -m benchmarks.bench_faults $(BENCH_FAULTS_ARGS)
 
 bench-data: $(STAMP)
 	$(PY) -m benchmarks.bench_data

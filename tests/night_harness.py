@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -43,8 +44,8 @@ def rows(first_id: int, n: int, seed: int = 0, start: datetime | None = None, st
     })
 
 
-def make_bundle(vendor: str = "acme", n: int = 600) -> ModelBundle:
-    """A Tail_context model (the fastest to fit) on ``n`` rows with Ids 1000.., chunks of CHUNK."""
+def make_bundle(vendor: str = "acme", n: int = 600, chunk: int = CHUNK) -> ModelBundle:
+    """A Tail_context model (the fastest to fit) on ``n`` rows with Ids 1000.., chunks of ``chunk``."""
     from licanom.context import ContextDetector, KeyHistory, chunk_context
     from licanom.derive import derive
     from licanom.encode import Vocabulary
@@ -52,10 +53,10 @@ def make_bundle(vendor: str = "acme", n: int = 600) -> ModelBundle:
 
     train = validate_log(rows(1000, n)).valid
     derived = derive(train)
-    starts = np.arange(0, derived.height - CHUNK + 1, CHUNK)
-    det = ContextDetector().fit(chunk_context(derived, starts, CHUNK))
+    starts = np.arange(0, derived.height - chunk + 1, chunk)
+    det = ContextDetector().fit(chunk_context(derived, starts, chunk))
     return ModelBundle(vendor=vendor, detector=det, vocabulary=Vocabulary.fit(derived),
-                       chunk=ChunkConfig(size=CHUNK, stride=CHUNK), encode=EncodeConfig(), product_ids=(3, 7),
+                       chunk=ChunkConfig(size=chunk, stride=chunk), encode=EncodeConfig(), product_ids=(3, 7),
                        key_history=KeyHistory.from_rows(derived))
 
 
@@ -212,3 +213,73 @@ def state_json(v: NightVendor) -> dict[str, object]:
     from licanom.state import STATE_FILE, state_dir
 
     return json.loads((state_dir(v.out, v.name) / STATE_FILE).read_text())
+
+
+# --- the fault-injection loop --------------------------------------------------------------
+
+def _batch(first: int, n: int, seed: int) -> pl.DataFrame:
+    """n rows from Id ``first``: one of them quarantined (an unknown state code)."""
+    frame = rows(first, n, seed=seed)
+    return frame.with_columns(pl.when(pl.int_range(pl.len()) == n // 2).then(pl.lit("5555"))
+                              .otherwise(pl.col("State")).alias("State"))
+
+
+def run_kill_points(root: Path, points: tuple[str, ...] | list[str], per_night: int = 33,
+                    bundle: ModelBundle | None = None, trained_to: int = 1599) -> dict[str, int]:
+    """For each crash point: new rows, a night killed there, new rows, a night run through; the
+    ledger checked after each. One vendor throughout, so the crashes pile up on one history.
+    Returns counts: kill points tried, nights killed, rows in the log, nights published."""
+    v = new_vendor(root, "acme", bundle)
+    v.start(trained_to)
+    tracker = tracker_for(root)
+    next_id, ids, killed = trained_to + 1, [], 0
+    far = 2**40  # a far-beyond Id in the first night: quarantined once, through every crash
+    for i, point in enumerate(points):
+        batch = _batch(next_id, per_night, seed=i)
+        if i == 0:
+            batch = pl.concat([batch, rows(far, 1, start=T0)])
+            ids.append(far)
+        v.append(batch)
+        ids += range(next_id, next_id + per_night)
+        next_id += per_night
+        before = {r.info.run_id for r in _runs(tracker)}
+        code = killed_night(v, point)
+        assert code == -signal.SIGKILL, f"the night did not reach crash point {point} (exit {code})"
+        killed += 1
+        v.append(_batch(next_id, per_night, seed=1000 + i))
+        ids += range(next_id, next_id + per_night)
+        next_id += per_night
+        night = v.night(tracker)
+        assert night.rows_read > 0, point
+        try:
+            check_ledger(v, ids, tracker)
+            new = [r for r in _runs(tracker) if r.info.run_id not in before]
+            assert sorted(r.info.status for r in new) == _expected_runs(point), [r.info.status for r in new]
+            for r in new:
+                if r.info.status == "FAILED":
+                    assert "killed" in r.data.tags["licanom.outcome"]
+        except AssertionError as err:
+            raise AssertionError(f"after a kill at {point}: {err}") from err
+    # a last, quiet night: everything read is accounted for
+    night = v.night(tracker)
+    counts = check_ledger(v, ids, tracker)
+    assert night.rows_read == 0 and counts["scored"] + counts["carried"] + counts["quarantined"] == len(ids)
+    return {"kill_points": len(points), "killed": killed, "rows": len(ids), "nights": len(published(v.out, "acme"))}
+
+
+def _runs(tracker: Tracker) -> list:  # type: ignore[type-arg]
+    exp = tracker.client.get_experiment_by_name("licanom/acme")
+    return tracker.client.search_runs([exp.experiment_id]) if exp else []
+
+
+def _expected_runs(point: str) -> list[str]:
+    """The MLflow runs of a killed night and its rerun: none for the killed one before its run
+    started; FAILED (marked by the rerun) until the commit; FINISHED (by the rerun) after it."""
+    from licanom.state import CRASH_POINTS
+
+    at = CRASH_POINTS.index(point)
+    if at < CRASH_POINTS.index("log:run-started"):
+        return ["FINISHED"]
+    if at < CRASH_POINTS.index("after:commit"):
+        return ["FAILED", "FINISHED"]
+    return ["FINISHED", "FINISHED"]
