@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval bench bench-data bench-train bench-sequence bench-hdfs serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-data bench-train bench-sequence bench-hdfs bench-faults serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -59,7 +59,17 @@ ui-stop:
 	-kill $$(cat .ui/prefect.pid) $$(cat .ui/mlflow.pid) 2>/dev/null; rm -f .ui/*.pid
 
 # The labelled benchmark of every detector (EVAL_ARGS, e.g. "--profiles floating --seeds 1").
+# The held-out evaluation: nightly mode over the robustness sweep and the late kinds, on the report
+# seeds (only these figures are published; EVAL_ARGS e.g. "--profiles floating --worlds 'share 10%'").
 eval: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.eval_nightly --seeds report --out benchmarks/results/nightly $(EVAL_ARGS)
+
+# The same on the development seeds: for choosing designs and defaults, never reported.
+eval-dev: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.eval_nightly --seeds dev $(EVAL_ARGS)
+
+# The earlier labelled evaluation of every detector and threshold (blocked folds; ranking and speed).
+eval-blocked: $(STAMP)
 	$(PY) -m benchmarks.eval_detectors $(EVAL_ARGS)
 
 bench: bench-data bench-train bench-sequence
@@ -70,6 +80,10 @@ bench-sequence: $(STAMP)
 # Every per-key sequence model on the public HDFS sessions (../shared/datasets/hdfs), 2 processes x 1 thread.
 bench-hdfs: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 $(PY) -m benchmarks.bench_hdfs $(BENCH_HDFS_ARGS)
+
+# Nights killed with SIGKILL at every crash point, rerun, the ledger checked (BENCH_FAULTS_ARGS, e.g. "--rounds 1").
+bench-faults: $(STAMP)
+	$(PY) -m benchmarks.bench_faults $(BENCH_FAULTS_ARGS)
 
 bench-data: $(STAMP)
 	$(PY) -m benchmarks.bench_data

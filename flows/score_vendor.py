@@ -13,28 +13,30 @@ from tasks import data, scoring, training, vendors
 
 @flow(name="score-vendor", log_prints=True)
 def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
-    """Rows after the watermark (or after ``since``) -> validate -> encode -> chunk -> score.
+    """Rows after the watermark (or after ``since``) -> validate -> encode -> chunk -> score ->
+    stage the night -> MLflow run -> commit the state and publish the night.
 
-    Runs for the same vendor take turns under a lock; the watermark only moves forward.
+    Runs for the same vendor take turns under a lock; a night killed at any point is finished
+    or undone by the next run (licanom.nightly.recover); the watermark only moves forward.
     """
     cfg = load_config(vendor)
     out = Path(cfg.output_dir)
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)
     with scoring.vendor_lock(out, vendor):  # one run per vendor at a time; the second reads what the first left
-        state = scoring.load_state(out, vendor)
+        scoring.recover(out, vendor, tracker)
         model, version = scoring.load_champion(tracker, vendor)
+        state = scoring.load_state(out, vendor, version, since)
         model = scoring.with_seen(model, state, version)  # what the last nights saw is no longer new
         after = since if since is not None else state.watermark
-        raw = data.extract(cfg, after_id=after)
-        validation = scoring.validate_rows(model, raw, vendor)
-        windows = scoring.make_windows(model, validation.valid, state.tail if since is None else None)
+        raw = data.extract_after(cfg, after, state.ahead)
+        screened = scoring.screen_rows(model, raw, vendor, after, cfg.validate_.max_bad_fraction, state.ahead)
+        windows = scoring.make_windows(model, screened.validation.valid, state.tail if since is None else None)
         chunks = scoring.score_windows(model, windows)
-        watermark = scoring.new_watermark(raw, after)
-        night = scoring.write_night(out, vendor, chunks, validation, version, after, watermark, model, windows)
-        scoring.log_night(tracker, night)
+        night = scoring.write_night(out, vendor, chunks, screened, version, after, model, windows)
+        run_id = scoring.log_night(tracker, night)
         seen = scoring.pairs_seen(model, windows)
-        scoring.advance_watermark(out, vendor, watermark, windows.tail, version, seen)
-    print(f"{vendor}: {night.rows_read} rows read, {chunks.height} chunks scored, "
-          f"{night.n_anomalies} anomalous -> {night.out_dir}")
+        night = scoring.publish_night(out, vendor, tracker, night, run_id, screened, windows.tail, version, seen)
+    print(f"{vendor}: {night.rows_read} rows read, {night.rows_quarantined} quarantined, {chunks.height} chunks "
+          f"scored, {night.n_anomalies} anomalous -> {night.out_dir}")
     return night

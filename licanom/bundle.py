@@ -24,7 +24,7 @@ from licanom.encode import Vocabulary, get_encoder
 from licanom.derive import derive
 from licanom.detectors import inputs_of, load
 from licanom.privacy import pseudonymise, read_secret
-from licanom.validate import ValidationResult, validate_log
+from licanom.validate import UNKNOWN_PRODUCT, ValidationResult, move_to_quarantine, validate_log
 
 BUNDLE_FORMAT = 1
 
@@ -119,18 +119,18 @@ class Windows:
 
 def validate_rows(bundle: ModelBundle, raw: pl.DataFrame, vendor: str | None = None) -> ValidationResult:
     """Validate rows to be scored and refuse rows of another vendor (``vendor`` given and not
-    the model's) or of products the model was not trained on."""
+    the model's). Rows of a product the model was not trained on are quarantined with that
+    reason (:data:`UNKNOWN_PRODUCT`): the other rows are still scored."""
     if vendor is not None and vendor != bundle.vendor:
         raise VendorMismatchError(f"rows of vendor {vendor!r} given to vendor {bundle.vendor!r}'s model")
     validation = validate_log(raw)
     valid = validation.valid
     if bundle.product_ids and valid.height:
-        foreign = valid.filter(~pl.col("ProductId").is_in(list(bundle.product_ids)))
-        if foreign.height:
-            raise VendorMismatchError(
-                f"{foreign.height} rows have ProductId(s) {sorted(foreign['ProductId'].unique().to_list())[:5]} "
-                f"that vendor {bundle.vendor!r}'s model was not trained on"
-            )
+        foreign = ~valid["ProductId"].is_in(list(bundle.product_ids))
+        if foreign.any():
+            known = ", ".join(map(str, bundle.product_ids))
+            reason = valid.select(pl.format(f"{UNKNOWN_PRODUCT} ({{}}; it knows {known})", "ProductId")).to_series()
+            validation = move_to_quarantine(validation, raw, foreign, reason)
     return validation
 
 

@@ -19,7 +19,7 @@ def default_conf_dir() -> Path:
     """conf/ of the project, or the folder named by LICANOM_CONF_DIR."""
     env = os.environ.get("LICANOM_CONF_DIR")
     return Path(env) if env else DEFAULT_CONF_DIR
-VENDOR_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+VENDOR_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # the whole name: fullmatch
 
 
 class _Model(BaseModel):
@@ -35,6 +35,30 @@ class SourceConfig(_Model):
     profile: str = "floating"
     seed: int = 0
     days: int = Field(30, gt=0)
+    # files: the text encoding of CSV/NDJSON exports; null reads strict UTF-8 and names the
+    # file where it is not (never replaces bytes); e.g. cp1252 for a Windows export
+    encoding: str | None = None
+    # files: the CSV separator; null detects ",", ";", tab or "|" from the header line
+    separator: str | None = None
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str | None) -> str | None:
+        import codecs
+
+        if v is not None:
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise ValueError(f"unknown source.encoding {v!r}: use a Python codec name such as utf-8 or cp1252") from None
+        return v
+
+    @field_validator("separator")
+    @classmethod
+    def _one_character(cls, v: str | None) -> str | None:
+        if v is not None and len(v) != 1:
+            raise ValueError(f"source.separator must be one character (',' ';' '\\t' '|'), got {v!r}")
+        return v
 
 
 class ValidateConfig(_Model):
@@ -248,7 +272,7 @@ class Config(_Model):
 
 def validate_vendor_name(name: str) -> str:
     """A vendor name is lower-case letters, digits, '-' and '_': safe in paths and run names."""
-    if not VENDOR_NAME.match(name):
+    if not isinstance(name, str) or not VENDOR_NAME.fullmatch(name):
         raise ValueError(
             f"invalid vendor name {name!r}: use 1-63 lower-case letters, digits, '-' or '_', "
             "starting with a letter or digit"

@@ -67,7 +67,7 @@ def _extract(source: SourceConfig, after_id: int | None) -> pl.DataFrame:
 
         if not source.path:
             raise ValueError("source.kind is 'files' but source.path is not set")
-        return read_log(source.path, after_id=after_id)
+        return read_log(source.path, after_id=after_id, encoding=source.encoding, separator=source.separator)
     if source.kind == "cryptolens":
         from licanom.extract.cryptolens import CryptolensSource, fetch_web_api_log
 

@@ -704,11 +704,17 @@ def _text(value: object) -> str:
     return str(value)
 
 
+# No value from the log is shown longer than this (a 1 MB key would otherwise be repeated in
+# full in every tooltip and reason): a longer one is cut and its length named.
+VALUE_LIMIT = 256
+
+
 def _display(value: object) -> str:
-    """A log value as shown (empty and missing values named)."""
+    """A log value as shown (empty and missing values named, long ones cut)."""
     if value is None:
         return "(missing)"
-    return "(empty)" if value == "" else str(value)
+    text = "(empty)" if value == "" else str(value)
+    return text if len(text) <= VALUE_LIMIT else f"{text[:VALUE_LIMIT]}... ({len(text):,} characters)"
 
 
 def _short(value: object, limit: int = 26) -> str:

@@ -91,6 +91,12 @@ _OWN_TEXTS = frozenset(
     if check.error
 )
 _REASONS_SCHEMA = {ROW: pl.UInt32, REASON: pl.String}
+# Keys, addresses and machine codes longer than this are not real ones: quarantined.
+MAX_VALUE_CHARS = 256
+_BOUNDED = ("Key", "IP", "MachineCode")
+TOO_LONG = f"longer than {MAX_VALUE_CHARS} characters"
+# the reason of a row whose product the scoring model was not trained on (licanom.bundle)
+UNKNOWN_PRODUCT = "ProductId: a product the model was not trained on"
 
 
 class ValidationError(ValueError):
@@ -257,9 +263,12 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     """
     missing = [c for c in REQUIRED_RAW if c not in raw.columns]
     if missing:
+        merged = [c for c in raw.columns if any(sep in c for sep in (";", "\t", "|"))]
+        hint = (f"; {merged[0][:80]!r} looks like several columns: set the file's separator, e.g. "
+                "`source.separator: \";\"`") if merged else ""
         raise ValidationError(
-            f"the log lacks required column(s) {missing}; it has {raw.columns}. "
-            f"Expected the Web API Log columns {list(REQUIRED_RAW)} (optional: {list(OPTIONAL_RAW)})"
+            f"the log lacks required column(s) {missing}; it has {[c[:80] for c in raw.columns[:20]]}. "
+            f"Expected the Web API Log columns {list(REQUIRED_RAW)} (optional: {list(OPTIONAL_RAW)}){hint}"
         )
     unreadable = UNREADABLE in raw.columns and raw[UNREADABLE].null_count() < raw.height
     frame = raw.select([c for c in RAW if c in raw.columns])
@@ -295,6 +304,9 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
         for kind, c in _PARSE_ORDER
         if (kind, c) in checks
     ]
+    # a value longer than any real key, address or machine code (bytes bound characters above)
+    flags += [(f"{c}: {TOO_LONG}", pl.col(c).str.len_chars() > MAX_VALUE_CHARS) for c in _BOUNDED
+              if (parsed[c].str.len_bytes().max() or 0) > MAX_VALUE_CHARS]  # type: ignore[operator]
     if flags or unreadable:
         # one pass over the flags; reason strings only for the rows that fail. A row the
         # extractor could not read has its text as the reason, not the empty columns'.
@@ -491,6 +503,26 @@ def _quarantine(raw: pl.DataFrame, reasons: list[pl.DataFrame]) -> pl.DataFrame:
 
     kept = [c for c in raw.columns if c not in (ROW, REASON, UNREADABLE)]
     return pl.DataFrame([why[ROW], *[as_text(c) for c in kept], why[REASON]])
+
+
+def move_to_quarantine(result: ValidationResult, raw: pl.DataFrame, drop: pl.Series,
+                       reason: str | pl.Series) -> ValidationResult:
+    """``result`` with the valid rows where ``drop`` is true moved to the quarantine, each with
+    ``reason`` (one text, or one per dropped row): for checks beyond the log's own, such as a
+    product the model does not know. ``raw`` is the frame ``result`` was validated from."""
+    if not drop.any():
+        return result
+    gone = result.valid.filter(drop).select(
+        "Id", (pl.lit(reason) if isinstance(reason, str) else reason.filter(drop)).alias(REASON))
+    taken = result.quarantine[ROW].implode()
+    at = (
+        raw.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW), _as_int("Id", raw.schema["Id"]).alias("Id"))
+        .filter(~pl.col(ROW).is_in(taken))
+        .join(gone, on="Id", how="inner")
+        .select(ROW, REASON)
+    )
+    quarantine = pl.concat([result.quarantine, _quarantine(raw, [at])], how="vertical_relaxed").sort(ROW)
+    return ValidationResult(valid=result.valid.filter(~drop), quarantine=quarantine, n_in=result.n_in)
 
 
 def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, examples: int = 5) -> None:

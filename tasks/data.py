@@ -24,6 +24,18 @@ def extract(cfg: Config, after_id: int | None = None, until: datetime | None = N
     return pipeline.extract(cfg.source, after_id, until)
 
 
+@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[5, 30, 120],
+      retry_condition_fn=unless(ExtractFileError))
+def extract_after(cfg: Config, after_id: int | None, ahead: tuple[int, ...] = ()) -> pl.DataFrame:
+    """The night's rows: Id > ``after_id``, less the far-beyond Ids an earlier night quarantined."""
+    from licanom.nightly import without_ahead
+    from licanom.state import crash_point
+
+    raw = without_ahead(pipeline.extract(cfg.source, after_id), ahead)
+    crash_point("after:extract")
+    return raw
+
+
 @task(cache_policy=NO_CACHE)
 def validate(raw: pl.DataFrame, cfg: Config) -> ValidationResult:
     return pipeline.validate(raw, cfg.validate_)

@@ -1,4 +1,7 @@
-"""Tasks of the nightly scoring flow (library: licanom.bundle, licanom.state, licanom.nightly)."""
+"""Tasks of the nightly scoring flow (library: licanom.bundle, licanom.state, licanom.nightly).
+
+Each task ends at a crash point of its name (``after:<task>``, licanom.state.CRASH_POINTS), where
+the fault-injection tests kill the night."""
 
 from __future__ import annotations
 
@@ -12,9 +15,13 @@ from prefect.cache_policies import NO_CACHE
 from licanom import bundle as bundle_lib
 from licanom import nightly, state
 from licanom.context import KeyHistory
+from licanom.state import crash_point
 from licanom.tracking import Tracker
-from licanom.validate import ValidationResult
+from licanom.validate import ValidationError
 from tasks.retry import unless
+
+# errors that the next try meets again: a retry only delays the failure
+PERMANENT = (LookupError, nightly.ModelLoadError, state.StateError, ValidationError, bundle_lib.VendorMismatchError)
 
 
 def vendor_lock(output_dir: Path, vendor: str):  # type: ignore[no-untyped-def]
@@ -22,15 +29,31 @@ def vendor_lock(output_dir: Path, vendor: str):  # type: ignore[no-untyped-def]
     return state.vendor_lock(output_dir, vendor)
 
 
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=unless(*PERMANENT))
+def recover(output_dir: Path, vendor: str, tracker: Tracker) -> list[str]:
+    """Finish or undo a night that was killed; its notes are printed."""
+    crash_point("after:lock")
+    notes = nightly.recover(output_dir, vendor, tracker)
+    for note in notes:
+        print(f"{vendor}: recovered: {note}")
+    crash_point("after:recover")
+    return notes
+
+
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60],
-      retry_condition_fn=unless(LookupError))  # no champion yet: retrying will not train one
+      retry_condition_fn=unless(*PERMANENT))  # no champion, or damaged files: retrying will not mend them
 def load_champion(tracker: Tracker, vendor: str) -> tuple[bundle_lib.ModelBundle, str]:
-    return tracker.load_champion(vendor)
+    champion = nightly.load_champion(tracker, vendor)
+    crash_point("after:load_champion")
+    return champion
 
 
 @task(cache_policy=NO_CACHE)
-def load_state(output_dir: Path, vendor: str) -> state.VendorState:
-    return state.load_state(output_dir, vendor)
+def load_state(output_dir: Path, vendor: str, model_version: str | None = None,
+               since: int | None = None) -> state.VendorState:
+    st = nightly.night_state(output_dir, vendor, model_version, since)
+    crash_point("after:load_state")
+    return st
 
 
 @task(cache_policy=NO_CACHE)
@@ -46,37 +69,48 @@ def pairs_seen(model: bundle_lib.ModelBundle, windows: bundle_lib.Windows) -> Ke
 
 
 @task(cache_policy=NO_CACHE)
-def validate_rows(model: bundle_lib.ModelBundle, raw: pl.DataFrame, vendor: str) -> ValidationResult:
-    return bundle_lib.validate_rows(model, raw, vendor)
+def screen_rows(model: bundle_lib.ModelBundle, raw: pl.DataFrame, vendor: str, before: int | None,
+                max_bad_fraction: float, ahead: tuple[int, ...] = ()) -> nightly.Screened:
+    """Validate (unknown products quarantined), quarantine far-beyond Ids, refuse a night of
+    mostly bad rows, and find the new watermark."""
+    screened = nightly.screen(bundle_lib.validate_rows(model, raw, vendor), raw, before, vendor,
+                              max_bad_fraction, ahead)
+    for message in screened.messages:
+        print(f"{vendor}: {message}")
+    crash_point("after:validate")
+    return screened
 
 
 @task(cache_policy=NO_CACHE)
 def make_windows(model: bundle_lib.ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame | None) -> bundle_lib.Windows:
-    return bundle_lib.make_windows(model, valid, carry)
+    windows = bundle_lib.make_windows(model, valid, carry)
+    crash_point("after:windows")
+    return windows
 
 
 @task(cache_policy=NO_CACHE)
 def score_windows(model: bundle_lib.ModelBundle, windows: bundle_lib.Windows) -> pl.DataFrame:
-    return bundle_lib.score_windows(model, windows)
+    chunks = bundle_lib.score_windows(model, windows)
+    crash_point("after:score")
+    return chunks
 
 
 @task(cache_policy=NO_CACHE)
-def new_watermark(raw: pl.DataFrame, before: int | None) -> int | None:
-    return nightly.new_watermark(raw, before)
-
-
-@task(cache_policy=NO_CACHE)
-def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation: ValidationResult,
-                model_version: str, watermark_before: int | None, watermark_after: int | None,
+def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, screened: nightly.Screened,
+                model_version: str, watermark_before: int | None,
                 model: bundle_lib.ModelBundle, windows: bundle_lib.Windows) -> nightly.NightResult:
-    night = nightly.write_night(output_dir, vendor, chunks, validation, model_version, watermark_before,
-                                watermark_after, rows=windows.rows, detector=model.detector,
-                                secret=model.pseudonym_secret(), key_history=model.key_history)
+    """The night's outputs, staged (published with the state by publish_night)."""
+    night = nightly.write_night(output_dir, vendor, chunks, screened.validation, model_version, watermark_before,
+                                screened.watermark, rows=windows.rows, detector=model.detector,
+                                secret=model.pseudonym_secret(), key_history=model.key_history, tail=windows.tail,
+                                rows_unknown_product=screened.rows_unknown_product, messages=screened.messages)
     create_markdown_artifact(  # the night's anomalies on the flow run's page in the Prefect UI
         key=artifact_key(vendor), description=f"licanom anomalies for {vendor}",
-        markdown=nightly.anomaly_report(vendor, chunks, model_version)
+        markdown=nightly.anomaly_report(vendor, chunks, model_version, screened.messages,
+                                        screened.rows_unknown_product)
         + (f"\nFull report: `{night.out_dir / 'report.html'}`\n" if night.out_dir else ""),
     )
+    crash_point("after:stage")
     return night
 
 
@@ -87,10 +121,14 @@ def artifact_key(vendor: str) -> str:
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60])
 def log_night(tracker: Tracker, night: nightly.NightResult) -> str:
-    return nightly.log_night(tracker, night)
+    run_id = nightly.log_night(tracker, night)
+    crash_point("after:log")
+    return run_id
 
 
 @task(cache_policy=NO_CACHE)
-def advance_watermark(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataFrame,
-                      model_version: str, seen: KeyHistory | None = None) -> state.VendorState:
-    return state.advance(output_dir, vendor, watermark, tail, model_version, seen)
+def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: nightly.NightResult, run_id: str,
+                  screened: nightly.Screened, tail: pl.DataFrame, model_version: str,
+                  seen: KeyHistory | None = None) -> nightly.NightResult:
+    """Commit the state with the night (one rename), publish its folder, finish its MLflow run."""
+    return nightly.publish_night(output_dir, vendor, tracker, night, run_id, screened, tail, model_version, seen)

@@ -82,7 +82,7 @@ MUTATIONS: dict[str, list] = {
         lambda p: (2.5, BAD), lambda p: (False, BAD), lambda p: (-(2**63) - 1, BAD),
     ],
     "Key": [
-        lambda k: (None, BAD), lambda k: ("", BAD), lambda k: ("   ", BAD), lambda k: (HUGE, OK),
+        lambda k: (None, BAD), lambda k: ("", BAD), lambda k: ("   ", BAD), lambda k: (HUGE, BAD),
         lambda k: (BAD_UTF8[len(k) % len(BAD_UTF8)], MAYBE), lambda k: ("ключ-€-🔑", OK), lambda k: (12345, OK),
         lambda k: ("a,b\n\"c\"", OK),
     ],
@@ -101,7 +101,7 @@ MUTATIONS: dict[str, list] = {
         lambda s: ([s], BAD), lambda s: (GOOD_STATES[s % len(GOOD_STATES)], OK),
     ],
     "MachineCode": [
-        lambda m: ("", OK), lambda m: (None, OK), lambda m: (HUGE, OK), lambda m: (42, OK),
+        lambda m: ("", OK), lambda m: (None, OK), lambda m: (HUGE, BAD), lambda m: (42, OK),
         lambda m: (b"mc\xff", MAYBE), lambda m: ("two\nlines", OK), lambda m: ("  ", OK),
     ],
     "FriendlyName": [lambda f: (None, OK), lambda f: ("pc, \"quoted\"", OK), lambda f: (b"\x80pc", MAYBE)],
@@ -366,11 +366,22 @@ def assert_as_generated(result: ValidationResult, log: Log) -> None:
             assert log.ids[k] in valid_ids
 
 
+def _not_utf8(log: Log) -> bool:
+    """Whether a written value holds bytes that are not UTF-8 (all of BAD_UTF8 and the others)."""
+    return any(isinstance(r.get(c), bytes) for r in log.rows for c in log.columns)
+
+
 def read_and_validate(path: Path, log: Log, unreadable_ok: bool = False) -> ValidationResult | None:
-    """The real path on a generated log; a typed error only where the log calls for one."""
+    """The real path on a generated log; a typed error only where the log calls for one. A CSV
+    or NDJSON file with bytes that are not UTF-8 is refused whole, naming the file, its line and
+    the setting that reads it (never read with replaced bytes)."""
+    text = path.suffix in (".csv", ".ndjson")
     try:
         raw = read_log(path)
     except ExtractFileError as err:
+        if text and _not_utf8(log) and "is not UTF-8" in str(err):
+            assert str(path) in str(err) and " line " in str(err) and "source.encoding" in str(err), err
+            return None
         # a file none of whose lines can be read cannot be used at all
         assert unreadable_ok or (log.rows and all(log.lost)), err
         assert str(path) in str(err)
@@ -384,6 +395,7 @@ def read_and_validate(path: Path, log: Log, unreadable_ok: bool = False) -> Vali
             assert raw.width == 0 and "lacks required column" in str(err), err
         return None
     assert log.missing is None, f"{log.missing} is missing, yet the log validated"
+    assert not (text and _not_utf8(log)), "bytes that are not UTF-8 were read"
     return result
 
 
@@ -509,7 +521,7 @@ def test_mixed_formats_in_a_folder(log, data):
             raw = extract(SourceConfig(kind="files", path=tmp), after_id=after_id, until=until)
             result = validate_log(raw)
         except ExtractFileError as err:
-            assert tmp in str(err)
+            assert tmp in str(err) and ("is not UTF-8" not in str(err) or _not_utf8(whole)), err
             return
         except ValidationError as err:
             assert whole.missing and whole.missing in str(err) or raw.width == 0

@@ -122,6 +122,39 @@ def test_the_key_pairs_of_scored_nights_accumulate_per_model_version(tmp_path: P
     assert load_state(tmp_path, "acme").seen is None
 
 
+def test_a_state_of_the_first_layout_is_read_and_rewritten_in_one_file(tmp_path: Path) -> None:
+    """state.json + tail.parquet side by side (before generations): read as it is; the next
+    commit moves the tail into a generation named by state.json."""
+    import json
+
+    from tests.conftest import make_raw_log
+    from licanom.validate import validate_log
+
+    d = tmp_path / "acme" / "state"
+    d.mkdir(parents=True)
+    tail = validate_log(make_raw_log(5)).valid
+    tail.write_parquet(d / "tail.parquet")
+    (d / "state.json").write_text(json.dumps({"watermark": 1004, "model_version": "2"}))
+    old = load_state(tmp_path, "acme")
+    assert old.watermark == 1004 and old.tail.height == 5 and old.model_version == "2"
+    new = advance(tmp_path, "acme", 1010, old.tail, "2")
+    meta = json.loads((d / "state.json").read_text())
+    assert meta["format"] == 2 and meta["watermark"] == 1010 and new.generation == meta["generation"]
+    assert (d / f"g-{new.generation:08d}" / "tail.parquet").exists() and not (d / "tail.parquet").exists()
+    assert load_state(tmp_path, "acme").tail.height == 5
+
+
+def test_a_night_without_a_full_window_keeps_the_pairs_seen(tmp_path: Path) -> None:
+    from licanom.context import KeyHistory
+
+    pairs = KeyHistory(machines=pl.DataFrame({"Key": ["K1"], "MachineCode": ["M1"]}),
+                       countries=pl.DataFrame({"Key": ["K1"], "country": ["SE"]}))
+    start_after(tmp_path, "acme", 100)
+    advance(tmp_path, "acme", 200, _tail(), "3", pairs)
+    advance(tmp_path, "acme", 210, _tail(), "3", None)  # too few rows for a window: no pairs of its own
+    assert load_state(tmp_path, "acme").seen.machines.rows() == [("K1", "M1")]
+
+
 def test_errors_that_stay_are_not_retried() -> None:
     """A missing log file, or a vendor without a champion, fails its task at once; a network
     error or an unreachable store goes on to the task's retries."""

@@ -1,8 +1,12 @@
 """Faults through the real flows: a registry write that dies, MLflow gone mid-night, the same night
-run twice in a row and twice at once."""
+run twice in a row and twice at once, the score-vendor flow killed with SIGKILL mid-night."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -24,6 +28,9 @@ output_dir: {out}
 source: {{kind: simulate, profile: floating, seed: 5, days: 5}}
 train: {{models: [TCN_AE_Small], epochs: 1, batch_size: 64}}
 detect: {{m1: false}}
+""", "kappa": f"""
+output_dir: {out}
+source: {{kind: files, path: {root / 'kappa.csv'}}}
 """})
     from flows.train_vendor import train_vendor
     from licanom.simulate import simulate
@@ -184,3 +191,46 @@ def test_auto_models_train_what_the_size_rule_names(vendor_env) -> None:
     assert [v.model for v in summary.versions] == list(expected)
     assert summary.champion.model == expected[0]
     assert configure().client.get_run(summary.parent_run_id).data.params["models"] == ",".join(expected)
+
+
+def _kappa(root: Path):  # type: ignore[no-untyped-def]
+    """Vendor kappa: a registered Tail_context champion, scoring starting after Id 1599, a CSV export."""
+    from licanom.tracking import configure
+    from tests.night_harness import NightVendor, make_bundle
+
+    v = NightVendor(root=root, name="kappa", model_dir=root / "model-kappa")
+    if not v.model_dir.exists():
+        tracker = configure()
+        run_id = tracker.start_run("kappa", "train", "training")
+        version = tracker.register_bundle("kappa", run_id, make_bundle("kappa").save(v.model_dir), "Tail_context", None)
+        tracker.promote("kappa", [version], "Tail_context")
+        tracker.end_run(run_id)
+        v.start(1599)
+    return v
+
+
+@pytest.mark.parametrize("point", ["after:score", "commit:state-tmp", "after:commit"])
+def test_the_flow_killed_mid_night_then_rerun_counts_each_row_once(vendor_env, point) -> None:
+    """`licanom run score` killed with SIGKILL at a task boundary and inside the commit; the next
+    run (with new rows) leaves every Id in one published night or the carried tail, the killed
+    night's MLflow run FAILED or finished, none RUNNING."""
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.score_vendor import score_vendor
+    from licanom.state import CRASH_ENV, load_state
+    from licanom.tracking import configure
+    from tests.night_harness import check_ledger, rows
+
+    out = vendor_env[0]
+    v = _kappa(out.parent)
+    first = load_state(out, "kappa").watermark + 1
+    v.append(rows(first, 90, seed=first))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), CRASH_ENV: point,
+           "PREFECT_API_URL": PREFECT_API_URL.value(), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "flows.run", "score", "--vendor", "kappa", "--api-attempts", "2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
+    v.append(rows(first + 90, 50, seed=first + 1))
+    night = score_vendor("kappa")
+    assert night.rows_read > 0
+    check_ledger(v, list(range(1600, first + 140)), configure())

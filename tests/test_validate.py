@@ -215,3 +215,34 @@ def test_contract_checks_run_per_distinct_value_with_known_values(raw_log):
                 WebApiLog.validate(log, lazy=True)
         cases = err.value.failure_cases
         assert cases["index"].to_list() == [7] and cases["check"].to_list() == ["malformed address"]
+
+
+def test_values_longer_than_a_real_key_address_or_machine_code_are_quarantined(raw_log):
+    from licanom.validate import MAX_VALUE_CHARS
+
+    n = MAX_VALUE_CHARS
+    log = raw_log.head(6).with_columns(
+        pl.Series("Key", ["K" * n, "K" * (n + 1), "é" * n, "KEY-OK", "KEY-OK", "KEY-OK"]),
+        pl.Series("IP", ["1.1.1.1"] * 4 + ["1" * (n + 1), "8.8.8.8"]),
+        pl.Series("MachineCode", ["mc"] * 5 + ["m" * (n + 5)]),
+    )
+    result = validate_log(log)
+    reasons = dict(zip(result.quarantine["_row"].to_list(), result.quarantine["reason"].to_list(), strict=True))
+    assert sorted(reasons) == [1, 4, 5]  # n characters (even of two bytes each) are fine, n + 1 are not
+    assert reasons[1] == f"Key: longer than {n} characters"
+    assert f"IP: longer than {n} characters" in reasons[4]
+    assert reasons[5] == f"MachineCode: longer than {n} characters"
+
+
+def test_rows_moved_to_the_quarantine_keep_their_input_position(raw_log):
+    from licanom.validate import move_to_quarantine
+
+    log = raw_log.head(10).with_columns(pl.when(pl.col("Id") == 1002).then(pl.lit(9999)).otherwise(pl.col("State"))
+                                        .alias("State"))
+    result = validate_log(log)
+    moved = move_to_quarantine(result, log, result.valid["ProductId"] == 7, "ProductId: not this one")
+    assert moved.n_in == 10 and moved.valid.height + moved.quarantine.height == 10
+    assert moved.quarantine["_row"].is_sorted() and moved.quarantine["_row"].is_unique().all()
+    sevens = log.with_row_index("_row").filter(pl.col("ProductId") == 7, pl.col("Id") != 1002)["_row"].to_list()
+    assert moved.quarantine.filter(pl.col("reason") == "ProductId: not this one")["_row"].to_list() == sevens
+    assert (moved.valid["ProductId"] == 3).all()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import glob as globlib
+import io
 import json
 from collections.abc import Iterator
 from itertools import islice
@@ -52,42 +54,103 @@ def log_files(path: str | Path) -> list[Path]:
     return files
 
 
-def _read_one(path: Path) -> pl.DataFrame:
+# A last line without a line end, in a file changed this recently, is still being written.
+SETTLE_SECONDS = 600
+SEPARATORS = (",", ";", "\t", "|")
+
+
+def _decode(data: bytes, path: Path, encoding: str | None) -> str:
+    """The file's text: strict UTF-8 (a BOM dropped), or the declared encoding; never a
+    replaced byte. A byte that is not UTF-8 stops the read with a one-line hint."""
+    try:
+        return data.decode(encoding or "utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        bad = data[err.start:err.start + 1].hex()
+        if encoding:
+            raise ExtractFileError(f"{path} line {line}: byte 0x{bad} is not {encoding} (source.encoding): "
+                                   "check the export's encoding") from None
+        raise ExtractFileError(
+            f"{path} line {line}: byte 0x{bad} is not UTF-8; declare the export's encoding in the vendor's "
+            "configuration, e.g. `source.encoding: cp1252` for a Windows export"
+        ) from None
+
+
+def _unfinished(data: bytes, path: Path) -> bool:
+    """Whether the last line has no line end and the file changed within SETTLE_SECONDS."""
+    import time
+
+    return bool(data) and not data.endswith((b"\n", b"\r")) and time.time() - path.stat().st_mtime < SETTLE_SECONDS
+
+
+def detect_separator(header: str) -> str:
+    """The CSV separator of a header line: the one of ``SEPARATORS`` that splits it into the most
+    Web API Log column names (",", when none does better). Hand-written: csv.Sniffer guesses from
+    character counts and is misled by the ':' and '.' of times and addresses; the column names
+    the header must hold are the surer sign."""
+    from licanom.columns import RAW
+
+    wanted = {c.lower() for c in RAW}
+
+    def hits(sep: str) -> int:
+        fields = next(csv.reader([header], delimiter=sep), [])
+        return sum(f.strip().strip('"').lower() in wanted for f in fields)
+
+    best = max(SEPARATORS, key=lambda sep: (hits(sep), sep == ","))
+    return best if hits(best) > hits(",") else ","
+
+
+def _read_one(path: Path, encoding: str | None = None, separator: str | None = None,
+              hold_unfinished: bool = False) -> pl.DataFrame:
     kind = SUFFIXES[path.suffix.lower()]
     try:
         if path.stat().st_size == 0:
             return pl.DataFrame()
         if kind == "parquet":
             return pl.read_parquet(path)
+        data = path.read_bytes()
+        if hold_unfinished and _unfinished(data, path):
+            # a line still being written is left for the next read, which finds it complete
+            data = data[: data.rfind(b"\n") + 1]
+            if not data:
+                return pl.DataFrame()
+        if encoding and codecs.lookup(encoding).name != "utf-8":
+            data = _decode(data, path, encoding).encode()  # polars reads UTF-8
+        data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
+        sep = separator or (detect_separator(_decode(data.split(b"\n", 1)[0], path, None)) if kind == "csv" else ",")
         try:
             if kind == "ndjson":
-                return pl.read_ndjson(path, infer_schema_length=None)
+                return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
             # Everything as text: validation coerces and quarantines, inference would guess.
-            frame = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy", truncate_ragged_lines=False)
+            # Strict UTF-8: polars fails on a byte that is not, and _decode below names it.
+            frame = pl.read_csv(io.BytesIO(data), infer_schema=False, separator=sep, encoding="utf8",
+                                truncate_ragged_lines=False)
             if not frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
                 return frame
             # polars reads a blank line as a row of nulls; the line reader skips it
         except pl.exceptions.PolarsError:
             pass  # some line is malformed: read line by line, so that only that line is lost
-        return _read_csv_lines(path) if kind == "csv" else _read_ndjson_lines(path)
+        text = _decode(data, path, None)
+        return _read_csv_lines(path, text, sep) if kind == "csv" else _read_ndjson_lines(path, text)
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        if isinstance(err, ExtractFileError):
+            raise
         raise ExtractFileError(f"cannot read {path} as {kind}: {err}") from err
 
 
-def _lines(path: Path) -> list[str]:
-    """The file's lines, undecodable bytes replaced (as the fast CSV reader does)."""
-    text = path.read_bytes().decode("utf-8", errors="replace").removeprefix("\ufeff")
+def _lines(text: str) -> list[str]:
+    """The text's lines, each with its line end."""
     lines = [line + "\n" for line in text.split("\n")]
     lines[-1] = lines[-1][:-1]
     return lines if lines[-1] else lines[:-1]
 
 
-def _csv_records(lines: list[str]) -> Iterator[tuple[int, list[str] | None, str]]:
+def _csv_records(lines: list[str], separator: str = ",") -> Iterator[tuple[int, list[str] | None, str]]:
     """(line number, fields, "") per record, or (line number, None, why) for a record that
     cannot be parsed: that costs its first line only, parsing starts again on the next."""
     start = 0
     while start < len(lines):
-        reader = csv.reader(islice(lines, start, None), strict=True)
+        reader = csv.reader(islice(lines, start, None), strict=True, delimiter=separator)
         done = 0
         try:
             for fields in reader:
@@ -99,14 +162,14 @@ def _csv_records(lines: list[str]) -> Iterator[tuple[int, list[str] | None, str]
             start += done + 1
 
 
-def _read_csv_lines(path: Path) -> pl.DataFrame:
+def _read_csv_lines(path: Path, text: str, separator: str = ",") -> pl.DataFrame:
     """A CSV file record by record; a record that cannot be parsed or has more fields than the
     header becomes a row with only an UNREADABLE text."""
-    lines = _lines(path)
+    lines = _lines(text)
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, sum(map(len, lines))))  # a field may be the whole file
     try:
-        records = [r for r in _csv_records(lines) if r[1] != []]  # blank lines are no rows
+        records = [r for r in _csv_records(lines, separator) if r[1] != []]  # blank lines are no rows
     finally:
         csv.field_size_limit(limit)
     if not records:
@@ -131,12 +194,12 @@ def _read_csv_lines(path: Path) -> pl.DataFrame:
     return _text_frame(names, rows, why)
 
 
-def _read_ndjson_lines(path: Path) -> pl.DataFrame:
+def _read_ndjson_lines(path: Path, text: str) -> pl.DataFrame:
     """An NDJSON file line by line, every value as text; a line that is not a JSON object
     becomes a row with only an UNREADABLE text."""
     objects: list[dict[str, Any] | None] = []
     why: list[str | None] = []
-    for n, line in enumerate(_lines(path), 1):
+    for n, line in enumerate(_lines(text), 1):
         if not line.strip():
             continue
         try:
@@ -166,14 +229,25 @@ def _text_frame(names: list[str], rows: list[list[str | None]], why: list[str | 
     return frame
 
 
-def read_log(path: str | Path, after_id: int | None = None) -> pl.DataFrame:
+def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
+             separator: str | None = None, hold_unfinished: bool | None = None) -> pl.DataFrame:
     """Read every log file at ``path`` into one frame (columns as in the files).
 
-    A column whose type differs between files is read as text. With ``after_id`` only rows
-    whose Id is greater are kept (the watermark of the last processed row); rows whose Id
-    cannot be read are kept for validation to quarantine.
+    A column whose type differs between files is read as text. Text files are strict UTF-8 or
+    ``encoding``; a CSV's ``separator`` is detected from its header unless given.
+
+    With ``after_id`` only rows whose Id is greater are kept (the watermark of the last
+    processed row). A row whose Id cannot be read is kept when the readable Id before it in its
+    file (or, at the file's start, the one after it) is greater, or when its file has none: it
+    is read once, with its neighbours, for validation to quarantine. An incremental read
+    (``after_id`` given; ``hold_unfinished`` overrides) leaves out a last line that has no line
+    end in a file changed within ``SETTLE_SECONDS``: the line is being written, and the next
+    read takes it whole.
     """
-    frames = [f for f in (_read_one(p) for p in log_files(path)) if f.width]
+    hold = after_id is not None if hold_unfinished is None else hold_unfinished
+    frames = [f for f in (_read_one(p, encoding, separator, hold) for p in log_files(path)) if f.width]
+    if after_id is not None:
+        frames = [_after(f, after_id) for f in frames]
     if not frames:
         return pl.DataFrame()
     # Not polars' supertypes: they would turn times into their integers and booleans into 0/1.
@@ -184,12 +258,18 @@ def read_log(path: str | Path, after_id: int | None = None) -> pl.DataFrame:
     mixed = {name for name, kinds in dtypes.items() if len(kinds) > 1}
     frame = pl.concat([f.with_columns(_text_column(f[c]) for c in mixed if c in f.columns) for f in frames],
                       how="diagonal")
-    if after_id is not None and "Id" in frame.columns:
-        from licanom.validate import _as_int
-
-        ids = frame.select(_as_int("Id", frame.schema["Id"])).to_series()
-        frame = frame.filter(ids.is_null() | (ids > after_id))
     return frame
+
+
+def _after(frame: pl.DataFrame, after_id: int) -> pl.DataFrame:
+    """One file's rows after ``after_id`` (see :func:`read_log` for rows without a readable Id)."""
+    if "Id" not in frame.columns:
+        return frame
+    from licanom.validate import _as_int
+
+    ids = frame.select(_as_int("Id", frame.schema["Id"])).to_series()
+    near = ids.forward_fill().fill_null(ids.backward_fill())
+    return frame.filter((ids > after_id) | (ids.is_null() & (near.is_null() | (near > after_id))))
 
 
 def _text_column(s: pl.Series) -> pl.Series:
@@ -206,5 +286,5 @@ def _text_column(s: pl.Series) -> pl.Series:
         except pl.exceptions.PolarsError:
             pass
     return pl.Series(s.name, [None if v is None else (
-        v.decode("utf-8", errors="replace") if isinstance(v, bytes) else str(v)
+        v.decode("utf-8", errors="backslashreplace") if isinstance(v, bytes) else str(v)
     ) for v in s.to_list()], dtype=pl.String)

@@ -1,0 +1,315 @@
+"""The nightly job fed, corrupted and misconfigured as an operator would (issue: nights that never
+lose, skip or double-count a row). One test per probe; the kills are in test_fault_injection.py.
+
+Small: a Tail_context model on 600 rows, chunks of 20, a CSV export that grows, MLflow on SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.night_harness import (
+    check_ledger,
+    make_bundle,
+    new_vendor,
+    published,
+    rows,
+    state_json,
+    tracker_for,
+)
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    return make_bundle()
+
+
+@pytest.fixture
+def vendor(tmp_path, bundle):
+    v = new_vendor(tmp_path, "acme", bundle)
+    v.start(1599)  # trained on Ids 1000-1599
+    return v
+
+
+def _quarantine(night) -> pl.DataFrame:  # type: ignore[no-untyped-def]
+    return pl.read_parquet(night.out_dir / "quarantine.parquet")
+
+
+# --- the watermark ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("also_bad", [False, True])
+def test_an_id_far_beyond_the_recent_ones_is_quarantined_and_the_watermark_stays(vendor, also_bad) -> None:
+    hostile = rows(2**62, 1, start=rows(1600, 100)["Time"].str.to_datetime().max())
+    if also_bad:
+        hostile = hostile.with_columns(pl.lit("5555").alias("State"))  # itself quarantined for its state too
+    vendor.append(pl.concat([rows(1600, 100), hostile]))
+    night = vendor.night()
+    assert night.watermark_after == 1699
+    q = _quarantine(night)
+    assert q["Id"].to_list() == [str(2**62)]
+    if not also_bad:
+        assert "far beyond" in q["reason"][0]
+    vendor.append(rows(1700, 100, seed=1))
+    again = vendor.night()
+    assert again.rows_read == 100 and again.watermark_after == 1799  # later nights still read their rows
+    assert again.rows_quarantined == 0  # the hostile row is reported once
+    check_ledger(vendor, [*range(1600, 1800), 2**62])
+
+
+def test_an_unfinished_last_line_is_left_for_the_next_night(vendor) -> None:
+    from licanom.extract.files import read_log
+
+    vendor.append(rows(1600, 100))
+    line = rows(1700, 1).write_csv(include_header=False)
+    with open(vendor.log, "a") as f:
+        f.write(line[:25])  # the exporter is writing this line
+    assert read_log(vendor.log, after_id=1599).height == 100
+    night = vendor.night()
+    assert night.rows_read == 100 and night.rows_quarantined == 0 and night.watermark_after == 1699
+    with open(vendor.log, "a") as f:
+        f.write(line[25:])  # ... and finished it
+    vendor.append(rows(1701, 39, seed=2))
+    again = vendor.night()
+    assert again.rows_read == 40 and again.watermark_after == 1739
+    check_ledger(vendor, list(range(1600, 1740)))
+
+
+def test_a_finished_file_without_a_last_line_end_is_read_whole(tmp_path) -> None:
+    import os
+
+    from licanom.extract.files import SETTLE_SECONDS, read_log
+
+    path = tmp_path / "old.csv"
+    path.write_text(rows(1600, 10).write_csv().rstrip("\n"))
+    os.utime(path, (path.stat().st_atime, path.stat().st_mtime - SETTLE_SECONDS - 1))
+    assert read_log(path, after_id=1599).height == 10
+
+
+def test_a_night_of_mostly_bad_rows_fails_by_the_training_limit_and_says_so(vendor) -> None:
+    from licanom.validate import ValidationError
+
+    night = rows(1600, 100).with_columns(
+        pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.lit("x")).otherwise(pl.col("State")).alias("State"))
+    vendor.append(night)
+    with pytest.raises(ValidationError, match=r"validate\.max_bad_fraction") as err:
+        vendor.night()
+    assert "50 of 100" in str(err.value) and "watermark stays at 1599" in str(err.value)
+    assert state_json(vendor)["watermark"] == 1599 and published(vendor.out, "acme") == []
+
+
+# --- unknown products --------------------------------------------------------------------------
+
+def test_a_row_of_an_unknown_product_is_quarantined_and_the_night_goes_on(vendor, bundle) -> None:
+    from licanom.bundle import validate_rows
+    from licanom.validate import UNKNOWN_PRODUCT
+
+    night = rows(1600, 600).with_columns(
+        pl.when(pl.col("Id") == "1900").then(pl.lit("99")).otherwise(pl.col("ProductId")).alias("ProductId"))
+    checked = validate_rows(bundle, night, "acme")
+    assert checked.valid.height == 599 and checked.quarantine["Id"].to_list() == ["1900"]
+    assert UNKNOWN_PRODUCT in checked.quarantine["reason"][0] and "99" in checked.quarantine["reason"][0]
+
+    vendor.append(night)
+    tracker = tracker_for(vendor.root)
+    result = vendor.night(tracker)
+    assert result.rows_unknown_product == 1 and result.watermark_after == 2199 and result.chunks.height == 29
+    assert not result.messages  # one row: no call to retrain
+    assert "1 rows of products the model was not trained on" in (result.out_dir / "report.md").read_text()
+    run = tracker.client.search_runs([tracker.client.get_experiment_by_name("licanom/acme").experiment_id])[0]
+    assert run.data.metrics["rows_unknown_product"] == 1 and run.data.params["retrain"] == "False"
+
+
+def test_many_rows_of_unknown_products_say_retrain(vendor) -> None:
+    night = rows(1600, 100).with_columns(
+        pl.when(pl.int_range(pl.len()) < 30).then(pl.lit("8")).otherwise(pl.col("ProductId")).alias("ProductId"))
+    vendor.append(night)
+    tracker = tracker_for(vendor.root)
+    result = vendor.night(tracker)  # not refused: the rows are good, the model is behind
+    assert result.rows_unknown_product == 30 and result.watermark_after == 1699
+    assert result.messages and result.messages[0].startswith("retrain:")
+    assert "licanom run train --vendor acme" in (result.out_dir / "report.md").read_text()
+    run = tracker.client.search_runs([tracker.client.get_experiment_by_name("licanom/acme").experiment_id])[0]
+    assert run.data.params["retrain"] == "True"
+
+
+# --- state and model files -------------------------------------------------------------------
+
+def test_a_missing_state_file_is_an_error_that_says_how_to_go_on(vendor) -> None:
+    from licanom.state import STATE_FILE, StateMissingError, state_dir
+
+    vendor.append(rows(1600, 100))
+    vendor.night()
+    (state_dir(vendor.out, "acme") / STATE_FILE).unlink()
+    vendor.append(rows(1700, 40, seed=3))
+    with pytest.raises(StateMissingError) as err:
+        vendor.night()
+    text = str(err.value)
+    assert STATE_FILE in text and "--since 1699" in text and "licanom run train --vendor acme" in text
+    assert len(published(vendor.out, "acme")) == 1  # nothing re-scored
+    resumed = vendor.night(since=1699)  # the way on that the message gives
+    assert resumed.rows_read == 40 and state_json(vendor)["watermark"] == 1739
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-type", "tail"])
+def test_a_damaged_state_names_its_file_and_what_to_do(vendor, damage) -> None:
+    from licanom.state import StateCorruptError, state_dir
+
+    vendor.append(rows(1600, 90))
+    vendor.night()
+    d = state_dir(vendor.out, "acme")
+    meta = d / "state.json"
+    if damage == "garbage":
+        meta.write_bytes(b"\x00\xffnot json")
+    elif damage == "truncated":
+        meta.write_text(meta.read_text()[:17])
+    elif damage == "wrong-type":
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "watermark": "x"}))
+    else:
+        tail = next(d.glob("g-*/tail.parquet"))
+        tail.write_bytes(tail.read_bytes()[:40])
+    with pytest.raises(StateCorruptError) as err:
+        vendor.night()
+    text = str(err.value)
+    assert str(d) in text and ("tail.parquet" in text if damage == "tail" else "state.json" in text)
+    assert "backup" in text and "--since" in text
+    assert "\n" not in text
+
+
+def test_errors_that_a_retry_meets_again_are_not_retried() -> None:
+    import pickle
+
+    from prefect.states import Failed
+
+    from licanom.nightly import ModelLoadError
+    from licanom.state import StateCorruptError, StateMissingError
+    from licanom.validate import ValidationError
+    from tasks import scoring
+
+    for task in (scoring.load_champion, scoring.recover):
+        retry = task.retry_condition_fn
+        for err in (ModelLoadError("x"), StateCorruptError("x"), StateMissingError("x"), ValidationError("x"),
+                    LookupError("x")):
+            assert not retry(None, None, Failed(data=err)), (task.name, err)
+        chained = RuntimeError("load failed")
+        chained.__cause__ = pickle.UnpicklingError("invalid load key")
+        assert not retry(None, None, Failed(data=chained))
+        assert retry(None, None, Failed(data=ConnectionError("reset by peer")))
+
+
+def test_a_truncated_model_names_its_file_and_is_not_retried(tmp_path, bundle) -> None:
+    from licanom.nightly import ModelLoadError, load_champion
+
+    tracker = tracker_for(tmp_path)
+    run_id = tracker.start_run("acme", "train", "training")
+    version = tracker.register_bundle("acme", run_id, bundle.save(tmp_path / "b"), "Tail_context", None)
+    tracker.promote("acme", [version], "Tail_context")
+    tracker.end_run(run_id)
+    for pt in (tmp_path / "artifacts").rglob("detector.pt"):
+        pt.write_bytes(pt.read_bytes()[:100])
+    with pytest.raises(ModelLoadError) as err:
+        load_champion(tracker, "acme")
+    text = str(err.value)
+    assert "detector.pt" in text and "licanom-acme version 1" in text and "retrain" in text
+
+
+# --- input as it comes --------------------------------------------------------------------------
+
+def _cp1252_export(path: Path) -> None:
+    frame = rows(1600, 40).with_columns(
+        pl.when(pl.col("Id") == "1601").then(pl.lit("KEY-Müller"))
+        .when(pl.col("Id") == "1602").then(pl.lit("KEY-Mäller")).otherwise(pl.col("Key")).alias("Key"))
+    path.write_bytes(frame.write_csv().encode("cp1252"))
+
+
+def test_a_windows_1252_export_is_refused_until_declared_then_read_exactly(tmp_path) -> None:
+    from licanom.extract.files import ExtractFileError, read_log
+
+    path = tmp_path / "export.csv"
+    _cp1252_export(path)
+    with pytest.raises(ExtractFileError) as err:
+        read_log(path)
+    text = str(err.value)
+    assert str(path) in text and "line 3" in text and "source.encoding: cp1252" in text and "\n" not in text
+    keys = read_log(path, encoding="cp1252")["Key"].to_list()
+    assert keys[1:3] == ["KEY-Müller", "KEY-Mäller"]  # two keys stay two
+
+
+def test_the_declared_encoding_reaches_the_night(vendor) -> None:
+    _cp1252_export(vendor.log)
+    night = vendor.night(encoding="cp1252")
+    assert night.rows_read == 40 and night.rows_quarantined == 0
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_other_separators_are_detected(tmp_path, sep) -> None:
+    from licanom.extract.files import read_log
+    from licanom.validate import validate_log
+
+    path = tmp_path / "export.csv"
+    rows(1600, 30).write_csv(path, separator=sep)
+    raw = read_log(path)
+    assert raw.columns[:3] == ["Id", "ProductId", "Key"]
+    assert validate_log(raw).valid.height == 30
+
+
+def test_an_undetected_separator_gets_a_hint(tmp_path) -> None:
+    from licanom.validate import ValidationError, validate_log
+
+    merged = pl.DataFrame({"Id;ProductId;Key;IP;Time;State": ["1;3;K;;2025-03-01T00:00:00Z;1010"]})
+    with pytest.raises(ValidationError, match=r"source\.separator"):
+        validate_log(merged)
+
+
+def test_overlong_values_are_quarantined_and_the_report_stays_small(vendor) -> None:
+    from licanom.validate import MAX_VALUE_CHARS
+
+    huge = "K" * 1_000_000
+    night = rows(1600, 600).with_columns(
+        pl.when(pl.col("Id").is_in(["1610", "1620"])).then(pl.lit(huge)).otherwise(pl.col("Key")).alias("Key"),
+        pl.when(pl.col("Id") == "1630").then(pl.lit("m" * 300)).otherwise(pl.col("MachineCode")).alias("MachineCode"),
+    )
+    vendor.append(night)
+    result = vendor.night()
+    q = _quarantine(result)
+    assert sorted(q["Id"].to_list()) == ["1610", "1620", "1630"]
+    assert all(f"longer than {MAX_VALUE_CHARS} characters" in r for r in q["reason"])
+    page = (result.out_dir / "report.html").read_bytes()
+    assert len(page) < 2_000_000 and b"K" * 1000 not in page
+
+
+def test_the_report_never_repeats_a_long_value_in_full(tmp_path) -> None:
+    """Rows given to the report directly (not through validation): three 1 MB keys."""
+    from licanom.bundle import make_windows, score_windows
+    from licanom.report import detector_report_input, write_report
+    from licanom.validate import validate_log
+
+    bundle = make_bundle()
+    valid = validate_log(rows(1600, 200)).valid
+    huge = ["A" * 1_000_000, "B" * 1_000_000, "C" * 1_000_000]
+    valid = valid.with_columns(pl.when(pl.int_range(pl.len()) < 3).then(
+        pl.Series(huge + [""] * (valid.height - 3))).otherwise(pl.col("Key")).alias("Key"))
+    windows = make_windows(bundle, valid)
+    chunks = score_windows(bundle, windows).with_columns(pl.lit(True).alias("is_anomaly"))
+    inp = detector_report_input(bundle.detector, vendor="acme", run_id="r", model="Tail_context", chunks=chunks,
+                                rows=windows.rows)
+    write_report(inp, tmp_path)
+    page = (tmp_path / "report.html").read_text()
+    assert len(page) < 2_000_000
+    for value in huge:
+        assert page.count(value[:300]) <= 1
+
+
+@pytest.mark.parametrize("name", ["acme\n", "acme\r\n", "ac/me", "../acme", "Acme", ""])
+def test_vendor_names_are_matched_whole(name) -> None:
+    from licanom.config import Config, load_config, validate_vendor_name
+
+    with pytest.raises(ValueError):
+        validate_vendor_name(name)
+    with pytest.raises(ValueError):
+        load_config(name)
+    with pytest.raises(ValueError):
+        Config(vendor=name)
