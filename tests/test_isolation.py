@@ -141,8 +141,9 @@ def test_a_model_refuses_another_vendors_rows(tmp_path: Path) -> None:
     assert validate_rows(bundle, raw, "acme").valid.height > 0
     with pytest.raises(VendorMismatchError, match="'other'"):
         validate_rows(bundle, raw, "other")
-    with pytest.raises(VendorMismatchError, match="ProductId"):
-        validate_rows(bundle, raw.with_columns(pl.lit(99, dtype=pl.Int64).alias("ProductId")), "acme")
+    # a product the model was not trained on is quarantined with its reason, not scored
+    r = validate_rows(bundle, raw.with_columns(pl.lit(99, dtype=pl.Int64).alias("ProductId")), "acme")
+    assert r.valid.height == 0 and r.quarantine["reason"].str.contains("not trained on").all()
     saved = ModelBundle.load(bundle.save(tmp_path / "b"))
     assert saved.vendor == "acme"
     meta = (tmp_path / "b" / "bundle.json").read_text()

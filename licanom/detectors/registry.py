@@ -91,7 +91,7 @@ def build(name: str, train: TrainConfig | None = None, detect: DetectConfig | No
     from licanom.config import ContextConfig, DetectConfig, EncodeConfig, SequenceConfig, TrainConfig
 
     settings = Settings(train=train or TrainConfig(), detect=detect or DetectConfig(),
-                        sequence=sequence or SequenceConfig(), context=context or ContextConfig(),
+                        sequence=sequence or SequenceConfig(), context=context or ContextConfig().resolved(small=False),
                         encode=encode or EncodeConfig())
     return spec(name).build(name, settings, **extra)
 
