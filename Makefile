@@ -13,7 +13,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-data bench-train bench-sequence bench-hdfs bench-faults serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -72,7 +72,11 @@ eval-dev: $(STAMP)
 eval-blocked: $(STAMP)
 	$(PY) -m benchmarks.eval_detectors $(EVAL_ARGS)
 
-bench: bench-data bench-train bench-sequence
+bench: bench-data bench-train bench-sequence bench-decision
+
+# What severity and the decision add to scoring time (target: at most 10%).
+bench-decision: $(STAMP)
+	$(PY) -m benchmarks.bench_decision
 
 bench-sequence: $(STAMP)
 	$(PY) -m benchmarks.bench_sequence

@@ -188,27 +188,59 @@ def night_dir(output_dir: Path, vendor: str, watermark_before: int | None, water
 
 
 def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
-                   messages: tuple[str, ...] = (), rows_unknown_product: int = 0) -> str:
-    """A short markdown report of the anomalous time frames."""
+                   messages: tuple[str, ...] = (), rows_unknown_product: int = 0,
+                   incidents: pl.DataFrame | None = None) -> str:
+    """A short markdown report: the incidents (who), then the anomalous time frames."""
     flagged = chunks.filter("is_anomaly").sort("score", descending=True)
+    grouped = f" in {incidents.height} incident(s)" if incidents is not None and flagged.height else ""
     lines = [
         f"# licanom: {vendor}",
         "",
-        f"Model version {model_version or '?'}; {chunks.height} chunks scored, {flagged.height} anomalous.",
+        f"Model version {model_version or '?'}; {chunks.height} chunks scored, {flagged.height} anomalous{grouped}.",
         "",
     ]
+    if incidents is not None and incidents.height:
+        lines += ["| incident | who | chunks | from | to | top severity | signal |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in incidents.iter_rows(named=True):
+            who = f"{r['entity_kind']} {_cell(r['entity'])}"
+            lines.append(f"| {r['incident']} | {who} | {r['chunks']} | {r['start_time']:%Y-%m-%d %H:%M} | "
+                         f"{r['end_time']:%Y-%m-%d %H:%M} | {r['max_severity']:.0f} | {r['signal']} |")
+        lines.append("")
     if rows_unknown_product:
         lines += [f"{rows_unknown_product} rows of products the model was not trained on were quarantined.", ""]
     lines += [f"**{m}**" for m in messages] + ([""] if messages else [])
     if flagged.height:
-        lines += ["| start | end | first Id | last Id | score | threshold | top column |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += ["| start | end | first Id | last Id | score | threshold | severity | top column |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in flagged.iter_rows(named=True):
+            sev = "" if r.get("severity") is None else f"{r['severity']:.0f}"
             lines.append(
                 f"| {r['start_time']:%Y-%m-%d %H:%M:%S} | {r['end_time']:%Y-%m-%d %H:%M:%S} | {r['first_id']} | "
-                f"{r['last_id']} | {r['score']:.4f} | {r['threshold']:.4f} | {r['top_feature']} |"
+                f"{r['last_id']} | {r['score']:.4f} | {r['threshold']:.4f} | {sev} | {r['top_feature']} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _cell(value: object, limit: int = 80) -> str:
+    """A value for a markdown cell: no pipes or line breaks, at most ``limit`` characters."""
+    text = str(value).replace("|", "/").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def night_incidents(chunks: pl.DataFrame, rows: pl.DataFrame | None) -> pl.DataFrame:
+    """The night's flagged chunks grouped by who caused them (licanom.detectors.incidents)."""
+    from licanom.detectors.incidents import attribute, group_incidents
+
+    flagged = chunks.filter("is_anomaly") if chunks.height else chunks
+    if rows is None or flagged.height == 0:
+        return group_incidents(flagged.head(0).with_columns(pl.lit(None, pl.String).alias("entity_kind"),
+                                                            pl.lit(None, pl.String).alias("entity")))
+    if "country" not in rows.columns:
+        from licanom.derive import derive
+
+        rows = derive(rows)
+    return group_incidents(attribute(flagged, rows))
 
 
 def night_ledger(validation: ValidationResult, rows: pl.DataFrame | None, tail: pl.DataFrame | None) -> pl.DataFrame:
@@ -256,7 +288,10 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     crash_point("stage:quarantine")
     ledger.write_parquet(out / LEDGER)
     crash_point("stage:ledger")
-    (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version, messages, rows_unknown_product))
+    incidents = night_incidents(chunks, rows)
+    incidents.write_parquet(out / "incidents.parquet")
+    (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version, messages, rows_unknown_product,
+                                                  incidents))
     if rows is not None and detector is not None and chunks.height:
         from licanom.report import detector_report_input, save_run, write_report
 
