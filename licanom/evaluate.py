@@ -71,6 +71,7 @@ from licanom import thresholds as th
 from licanom.chunk import make_chunks
 from licanom.clustering import cluster_anomalies
 from licanom.context import chunk_context
+from licanom.detectors.decision import DECISIONS, DEFAULT_MIN_SEVERITY, Calibration
 from licanom.columns import SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, Config, ContextConfig, DetectConfig, EncodeConfig, TrainConfig
 from licanom.labels import auroc, chunk_truth, windows_holding
@@ -83,7 +84,7 @@ if TYPE_CHECKING:
 Inputs = Literal["chunks", "flat", "summary", "context"]
 EvalProtocol = Literal["blocked", "all"]
 
-THRESHOLD_DECISIONS: tuple[str, ...] = ("M2", "M3", "quantile", "pot", "budget")
+THRESHOLD_DECISIONS: tuple[str, ...] = ("severity", "M2", "M3", "quantile", "pot", "budget")
 CLUSTER_DECISIONS: tuple[str, ...] = ("GMM", "KMeans")
 OWN_DECISION = "own"
 # Not a decision a vendor can use: the threshold is set with the labels (see EvalSettings.oracle_budget).
@@ -143,71 +144,6 @@ class Candidate:
     make: Callable[[], Detector]
     inputs: Inputs = "chunks"
     own_decision: bool = False
-
-
-@dataclass
-class SklearnDetector:
-    """IsolationForest or LocalOutlierFactor(novelty=True) in the PyOD style.
-
-    ``X`` is ``(n, d)`` (or ``(n, size, 8)``, flattened). Scores are ``-score_samples(X)``,
-    higher = more anomalous. Training scores: IsolationForest's on the training rows; LOF's
-    ``-negative_outlier_factor_`` (each training point's LOF without itself as a neighbour,
-    where ``score_samples`` on the training rows would count it). ``threshold_`` is
-    ``-offset_``, so ``predict`` is scikit-learn's own ``predict`` (contamination "auto").
-    ``scale`` standardises the columns first (for LOF on counts of different ranges).
-    """
-
-    kind: Literal["iforest", "lof"] = "iforest"
-    n_estimators: int = 100
-    n_neighbors: int = 20
-    scale: bool = False
-    seed: int = 0
-
-    estimator_: Any = field(default=None, init=False, repr=False)
-    decision_scores_: np.ndarray | None = field(default=None, init=False, repr=False)
-    threshold_: float | None = field(default=None, init=False)
-    labels_: np.ndarray | None = field(default=None, init=False, repr=False)
-
-    def fit(self, X: np.ndarray, y: None = None) -> SklearnDetector:
-        from sklearn.ensemble import IsolationForest
-        from sklearn.neighbors import LocalOutlierFactor
-        from sklearn.pipeline import make_pipeline
-        from sklearn.preprocessing import StandardScaler
-
-        X2 = _as_2d(X)
-        if len(X2) < 2:
-            raise ValueError("a baseline needs at least 2 training rows")
-        if self.kind == "iforest":
-            model: Any = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed)
-        elif self.kind == "lof":
-            model = LocalOutlierFactor(n_neighbors=min(self.n_neighbors, len(X2) - 1), novelty=True)
-        else:
-            raise ValueError(f"unknown baseline kind {self.kind!r}; expected 'iforest' or 'lof'")
-        self.estimator_ = make_pipeline(StandardScaler(), model) if self.scale else make_pipeline(model)
-        self.estimator_.fit(X2)
-        last = self.estimator_[-1]
-        if self.kind == "lof":
-            self.decision_scores_ = -np.asarray(last.negative_outlier_factor_, dtype=np.float64)
-        else:
-            self.decision_scores_ = self.decision_function(X2)
-        self.threshold_ = float(-last.offset_)
-        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
-        return self
-
-    def decision_function(self, X: np.ndarray) -> np.ndarray:
-        if self.estimator_ is None:
-            raise RuntimeError("this detector is not fitted yet: call fit()")
-        return -np.asarray(self.estimator_.score_samples(_as_2d(X)), dtype=np.float64)
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        if self.threshold_ is None:
-            raise RuntimeError("this detector is not fitted yet: call fit()")
-        return (self.decision_function(X) > self.threshold_).astype(np.int8)
-
-
-def _as_2d(X: np.ndarray) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    return X.reshape(len(X), -1) if X.ndim != 2 else X
 
 
 CandidateFactory = Callable[["EvalSettings"], Candidate]
@@ -287,7 +223,9 @@ def _baseline(kind: Literal["iforest", "lof"], inputs: Inputs) -> CandidateFacto
         scale = kind == "lof" and inputs == "summary"  # flat chunks already lie in [0, 1]
 
         def make() -> Detector:
-            return SklearnDetector(kind=kind, scale=scale, seed=settings.train.seed)
+            from licanom.detectors.baselines import SklearnDetector
+
+            return SklearnDetector(model=name, kind=kind, scale=scale, seed=settings.train.seed)
 
         return Candidate(name, "classical", make, inputs, own_decision=True)
 
@@ -361,9 +299,9 @@ class EvalSettings:
         unknown = [n for n in self.models if n not in _REGISTRY]
         if unknown or not self.models:
             raise ValueError(f"unknown or no detector(s) {unknown}; registered: {', '.join(_REGISTRY)}")
-        bad_th = [t for t in self.thresholds if t not in th.THRESHOLDS]
+        bad_th = [t for t in self.thresholds if t not in DECISIONS]
         if bad_th:
-            raise ValueError(f"unknown threshold(s) {bad_th}; expected some of {th.THRESHOLDS}")
+            raise ValueError(f"unknown threshold(s) {bad_th}; expected some of {DECISIONS}")
         if self.protocol not in ("blocked", "all"):
             raise ValueError(f"unknown protocol {self.protocol!r}; expected 'blocked' or 'all'")
         if self.protocol == "blocked" and self.folds < 2:
@@ -687,7 +625,7 @@ def _decide(
 ) -> np.ndarray:
     """Bool per held-out chunk: flagged by ``decision`` (``latent``: the held-out chunks' code)."""
     if decision == OWN_DECISION:
-        return np.asarray(detector.predict(data[test]), dtype=bool)  # type: ignore[attr-defined]
+        return np.asarray(detector.predict_own(data[test]), dtype=bool)  # type: ignore[attr-defined]
     if decision in CLUSTER_DECISIONS:
         assert latent is not None
         method = "gmm" if decision == "GMM" else "kmeans"
@@ -700,6 +638,9 @@ def _decide(
         if value is None:  # the thesis's "na": flags nothing
             return np.zeros(len(test), dtype=bool)
         return test_scores > value
+    if decision == "severity":  # the detector's own calibration (out-of-fold for the context models)
+        severity_of = getattr(detector, "severity_of", None) or Calibration.fit(train_scores).severity
+        return np.asarray(severity_of(test_scores) >= DEFAULT_MIN_SEVERITY)
     value = th.threshold_from_errors(decision, train_scores)
     assert value is not None
     return test_scores > value
