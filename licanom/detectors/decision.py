@@ -43,7 +43,7 @@ assert DECISIONS[1:] == th.THRESHOLDS, "the named thresholds must stay in step w
 # Severity reaches 100 at a tail probability of 10**-SEVERITY_DECADES.
 SEVERITY_DECADES = 7.0
 # The default decision: flag chunks at or above this severity (chosen on the development seeds).
-DEFAULT_MIN_SEVERITY = 60.0
+DEFAULT_MIN_SEVERITY = 55.0
 # How far above the lower quartile (in units of q25 - q05) a training score may lie and still shape the bulk.
 DEFAULT_TRIM = 3.5
 # A score this many times the largest training score is always severity 100.
