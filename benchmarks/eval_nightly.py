@@ -50,7 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=21)
     p.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="vendors at once (processes)")
     p.add_argument("--out", type=Path, default=None, help="folder for per_vendor.csv, summary.csv and summary.md")
+    p.add_argument("--summarise", type=Path, default=None, metavar="PER_VENDOR_CSV",
+                   help="only print (and with --out write) the summary of an earlier run's per_vendor.csv")
     args = p.parse_args(argv)
+    if args.summarise:
+        summary = summarise(pl.read_csv(args.summarise, infer_schema_length=None))
+        header = f"Summary of {args.summarise}.\n"
+        return _write(header, summary, None, args.out)
     seeds = {"report": REPORT_SEEDS, "dev": DEV_SEEDS}.get(args.seeds) or tuple(int(s) for s in args.seeds.split(","))
     worlds = (*SWEEP, LATE) if args.worlds == "all" else tuple(WORLDS[n.strip()] for n in args.worlds.split("|"))
     settings = NightlySettings(days=args.days, detectors=tuple(args.detectors.split(",")))
@@ -62,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
               f"score each later day), seeds {','.join(map(str, seeds))}, profiles {args.profiles}; "
               f"{datetime.now(UTC):%Y-%m-%d}, {time.perf_counter() - t0:.0f} s, {args.jobs} job(s).\n"
               f"Command: python -m benchmarks.eval_nightly {' '.join(argv if argv is not None else sys.argv[1:])}\n")
+    return _write(header, summary, per_vendor, args.out)
+
+
+def _write(header: str, summary: pl.DataFrame, per_vendor: pl.DataFrame | None, out: Path | None) -> int:
     print(header)
     text = [header]
     for detector, part in summary.partition_by("detector", as_dict=True, maintain_order=True).items():
@@ -69,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         block = f"### {detector[0]}\n\n{_table(shown)}\n"
         print(block)
         text.append(block)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        per_vendor.write_csv(args.out / "per_vendor.csv")
-        summary.write_csv(args.out / "summary.csv")
-        (args.out / "summary.md").write_text("\n".join(text))
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+        if per_vendor is not None:
+            per_vendor.write_csv(out / "per_vendor.csv")
+        summary.write_csv(out / "summary.csv")
+        (out / "summary.md").write_text("\n".join(text))
     return 0
 
 

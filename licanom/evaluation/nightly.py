@@ -280,12 +280,13 @@ def summarise(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector"
         pl.len().alias("vendors"),
         pl.col("chunks").sum(),
         (pl.col("anomalous_chunks").sum() / pl.col("chunks").sum()).alias("anomalous_share"),
+        pl.col("events").sum(),
         (pl.col("found").sum() / pl.col("events").sum()).alias("events_found"),
         (pl.col("found_labelled").sum() / pl.col("events").sum()).alias("found_labelled"),
         (pl.col("false_alarms").sum() * 10_000 / pl.col("chunks").sum()).alias("fa_per_10k"),
         (pl.col("false_alarms_elsewhere").sum() * 10_000 / pl.col("chunks").sum()).alias("fa_elsewhere_per_10k"),
         ((pl.col("flagged") == 0) & (pl.col("events") > 0)).sum().alias("silent_vendors"),
-        pl.col("auroc").mean(), pl.col("auprc").mean(),
+        pl.col("auroc").fill_nan(None).mean(), pl.col("auprc").fill_nan(None).mean(),
         *[(pl.col(f"found_{k}").sum() / pl.col(f"events_{k}").sum()).alias(k) for k in kinds],
     ]
     return f.group_by(list(by), maintain_order=True).agg(aggs)
