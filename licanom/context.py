@@ -10,7 +10,9 @@ signals that name those patterns in licensing terms, each one computed over the 
 ===================== ===============================================================
 column                 per chunk (the largest over its requests where it says "row's")
 ===================== ===============================================================
-rate                   log requests per second over the chunk's time span
+rate                   log requests per second over the chunk's time span, less the median of
+                       the chunks of its UTC day (the vendor's own level that day: traffic that
+                       grows week by week does not raise it; a burst does)
 failure_share          share of failed requests
 top_machine_share      share of the chunk's most frequent (key, machine code)
 key_requests_hour      the row's key: requests in the row's clock hour
@@ -75,7 +77,7 @@ __all__ = [
 
 # The registered models that read the context vector instead of the chunks' rows.
 CONTEXT_MODELS: tuple[str, ...] = ("Tail_context", "IForest_context", "LOF_context")
-SAVE_FORMAT = 5
+SAVE_FORMAT = 6
 
 # (column, entity columns, aggregate, bucket) of the per-row counts: "_hour" is the row's clock
 # hour, "_day" its UTC day (the day counts sit on the newcomers' rows only, see the module text).
@@ -97,7 +99,7 @@ ROW_COLUMNS: tuple[str, ...] = tuple(c for c, *_ in _ROW_COUNTS)
 CONTEXT_COLUMNS: tuple[str, ...] = ("rate", "failure_share", "top_machine_share", *ROW_COLUMNS)
 # What each column means, in words for a vendor's report.
 CONTEXT_LABELS: dict[str, str] = {
-    "rate": "requests per second",
+    "rate": "requests per second against the day's typical",
     "failure_share": "share of failed requests",
     "top_machine_share": "share of requests from one machine",
     "key_requests_hour": "requests of one key in an hour",
@@ -270,12 +272,20 @@ def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
         out[:, j] = rows[name].rolling_max(window_size=size).to_numpy()[ends]
     seconds = derived["Time"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6
     span = seconds[ends] - seconds[starts]
-    out[:, 0] = np.log((size - 1) / np.maximum(span, 1.0))
+    rate = np.log((size - 1) / np.maximum(span, 1.0))
+    day = (seconds[starts] // 86_400).astype(np.int64)
+    out[:, 0] = rate - _median_by(day, rate)
     failed = (derived["success"].to_numpy() == 0).astype(np.float64)
     csum = np.concatenate([[0.0], np.cumsum(failed)])
     out[:, 1] = (csum[ends + 1] - csum[starts]) / size
     out[:, 2] = _top_share(derived, starts, size)
     return out
+
+
+def _median_by(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each value's group median (for the chunks of one day)."""
+    frame = pl.DataFrame({"g": groups, "v": values})
+    return frame.select(pl.col("v").median().over("g")).to_series().to_numpy()
 
 
 def _top_share(derived: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarray:

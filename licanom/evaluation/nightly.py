@@ -43,7 +43,9 @@ from licanom.simulate import ANOMALY_KINDS, LATE_KINDS, PROFILES, SimulatedLog, 
 
 ALL_KINDS: tuple[str, ...] = (*ANOMALY_KINDS, *LATE_KINDS)
 DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
-REPORT_SEEDS: tuple[int, ...] = (1001, 1002, 1003)
+# 1001-1003 reported the first frozen defaults (benchmarks/results/nightly-first-report); the traffic
+# growth they showed led to judging rates against the day's own level, so they are spent.
+REPORT_SEEDS: tuple[int, ...] = (2001, 2002, 2003)
 
 
 @dataclass(frozen=True)
