@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ok
+# licanom sets these itself wherever it starts (licanom/settings.py); here for the servers `make ui`
+# starts with Prefect's and MLflow's own commands
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_API_ENABLE_HTTP2 ?= false
-export MLFLOW_ENABLE_TELEMETRY ?= false
-export DO_NOT_TRACK ?= 1
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= true
 export PYTHONUNBUFFERED := 1
 
 PREFECT_PORT ?= 4200
@@ -26,7 +28,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# `make demo MODELS=all` trains all eight variants instead of the demo's two fast ones.
+# `make demo` trains the default detector and one thesis autoencoder (train.models: auto);
+# `make demo MODELS=all` trains the eight autoencoders instead.
 demo: $(STAMP)
 	LICANOM_DEMO_MODELS=$(MODELS) $(PY) -m flows.demo
 

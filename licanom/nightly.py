@@ -67,6 +67,45 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None)
     return "\n".join(lines) + "\n"
 
 
+ARTIFACT_FRAME_COLUMNS = ("severity", "start_time", "end_time", "requests", "first_id", "last_id", "score",
+                          "threshold", "why", "top_keys", "top_machine_codes", "top_ips", "top_countries")
+ARTIFACT_ENTITY_COLUMNS = ("severity", "kind", "entity", "start_time", "end_time", "requests", "score", "reasons")
+
+
+def artifact_table(night: NightResult, limit: int = 200) -> list[dict[str, object]]:
+    """The night's anomalous time frames (from its ``anomalies.csv``, most severe first) and, where
+    the night has them, its flagged entities (``entities.parquet``): rows for a table in the
+    orchestrator's UI, each with what it is (``frame`` or the entity's kind)."""
+    if night.out_dir is None:
+        return []
+    rows: list[dict[str, object]] = []
+    entities = night.out_dir / "entities.parquet"
+    if entities.exists():
+        flagged = pl.read_parquet(entities)
+        if "is_anomaly" in flagged.columns:
+            flagged = flagged.filter("is_anomaly")
+        if "score" in flagged.columns:
+            flagged = flagged.sort("score", descending=True)
+        for r in flagged.head(limit).iter_rows(named=True):
+            entity = next((str(r[c]) for c in ("entity", "key", "machine_code", "ip", "address") if r.get(c)), "")
+            rows.append({"what": str(r.get("kind") or r.get("entity_kind") or "entity"), "entity": entity,
+                         **{c: _cell(r.get(c)) for c in ARTIFACT_ENTITY_COLUMNS if c not in ("kind", "entity")}})
+    frames = night.out_dir / "anomalies.csv"
+    if frames.exists():
+        table = pl.read_csv(frames, infer_schema_length=None)
+        for r in table.head(limit).iter_rows(named=True):
+            rows.append({"what": "time frame", **{c: _cell(r.get(c)) for c in ARTIFACT_FRAME_COLUMNS if c in r}})
+    return rows
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value)
+    return value if value is None or isinstance(value, (int, str, bool)) else str(value)
+
+
 def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation: ValidationResult,
                 model_version: str | None, watermark_before: int | None, watermark_after: int | None,
                 rows: pl.DataFrame | None = None, detector: Any = None,

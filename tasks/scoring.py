@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from licanom import bundle as bundle_lib
@@ -25,7 +25,9 @@ def vendor_lock(output_dir: Path, vendor: str):  # type: ignore[no-untyped-def]
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60],
       retry_condition_fn=unless(LookupError))  # no champion yet: retrying will not train one
 def load_champion(tracker: Tracker, vendor: str) -> tuple[bundle_lib.ModelBundle, str]:
-    return tracker.load_champion(vendor)
+    model, version = tracker.load_champion(vendor)
+    get_run_logger().info("champion of %s: version %s (%s)", vendor, version, model.detector.model)
+    return model, version
 
 
 @task(cache_policy=NO_CACHE)
@@ -72,11 +74,20 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     night = nightly.write_night(output_dir, vendor, chunks, validation, model_version, watermark_before,
                                 watermark_after, rows=windows.rows, detector=model.detector,
                                 secret=model.pseudonym_secret(), key_history=model.key_history)
-    create_markdown_artifact(  # the night's anomalies on the flow run's page in the Prefect UI
-        key=artifact_key(vendor), description=f"licanom anomalies for {vendor}",
-        markdown=nightly.anomaly_report(vendor, chunks, model_version)
-        + (f"\nFull report: `{night.out_dir / 'report.html'}`\n" if night.out_dir else ""),
+    # the night's anomalous time frames (and entities) on the flow run's page in the Prefect UI
+    report = night.out_dir / "report.html" if night.out_dir else None
+    create_table_artifact(
+        key=artifact_key(vendor), table=nightly.artifact_table(night) or [{"what": "nothing flagged"}],
+        description=f"licanom: {vendor}'s anomalous time frames, {night.n_anomalies} of {chunks.height} chunks "
+                    f"flagged by model version {model_version}"
+                    + (f"; report: {report.resolve().as_uri()}" if report and report.exists() else ""),
     )
+    if report is not None and report.exists():
+        create_link_artifact(key=f"{artifact_key(vendor)}-report", link=report.resolve().as_uri(),
+                             link_text=f"{vendor} report ({night.out_dir.name})",
+                             description=f"licanom: {vendor}'s HTML report of the night")
+    get_run_logger().info("%s: %s chunks scored, %s flagged -> %s", vendor, chunks.height, night.n_anomalies,
+                          report.resolve() if report is not None and report.exists() else night.out_dir)
     return night
 
 
