@@ -42,10 +42,11 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 # infers "GenAI" for an experiment without it, and shows traces instead of runs (MLflow 3.17)
 EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 NIGHTLY = "nightly"  # the run kind whose runs go to the vendor's own nightly experiment
-# The raw Web API Log columns a registered model takes (its input signature)
+# The raw Web API Log columns a registered model takes (its input signature). Time is "any":
+# MLflow's datetime type takes only naive times, and a log's are UTC-aware (or Unix seconds)
 INPUT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Id", "long"), ("ProductId", "long"), ("Key", "string"), ("IP", "string"),
-    ("Time", "datetime"), ("State", "long"), ("MachineCode", "string"),
+    ("Time", "any"), ("State", "long"), ("MachineCode", "string"),
 )
 
 
@@ -362,6 +363,7 @@ def model_signature() -> Any:
     """The registered models' signature: raw Web API Log rows in, per-chunk results out."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
 
     from licanom.detect import CHUNK_COLUMNS
 
@@ -376,7 +378,7 @@ def model_signature() -> Any:
             return "boolean"
         return "integer" if column.startswith("distinct_") else "double"
 
-    inputs = Schema([ColSpec(t, c) for c, t in INPUT_COLUMNS])
+    inputs = Schema([ColSpec(AnyType() if t == "any" else t, c) for c, t in INPUT_COLUMNS])
     outputs = Schema([ColSpec(out_type(c), c, required=not c.startswith(("error_", "top_"))) for c in CHUNK_COLUMNS])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
