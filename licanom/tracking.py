@@ -37,6 +37,7 @@ import polars as pl
 import yaml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "mlflow.yaml"
+MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"  # what a registered model runs when loaded
 CHAMPION, CHALLENGER = "champion", "challenger"
 # MLflow's experiment type tag and the value of its "Machine learning" (model training) type; the UI
 # infers "GenAI" for an experiment without it, and shows traces instead of runs (MLflow 3.17)
@@ -293,7 +294,7 @@ class Tracker:
         with mlflow.start_run(run_id=run_id, nested=True):
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=LicanomPyfunc(),
+                python_model=str(MODEL_CODE),  # models-from-code: no pickled Python object
                 artifacts={"bundle": str(bundle_dir)},
                 pip_requirements=[],
                 signature=model_signature(),
