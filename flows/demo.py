@@ -40,6 +40,9 @@ def demo_cutoff(cfg: Config) -> datetime:
 
 
 def main() -> None:
+    from flows.console import quiet_expected_tracebacks
+
+    quiet_expected_tracebacks()
     t0 = time.perf_counter()
     cfg = load_config("demo")
     models = os.environ.get("LICANOM_DEMO_MODELS")

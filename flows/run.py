@@ -72,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"licanom: {problem}; nothing was run", file=sys.stderr)
         return EXIT_UNREACHABLE
+    from flows.console import quiet_expected_tracebacks
     from flows.naming import tagged
 
+    quiet_expected_tracebacks()
     if args.flow == "score":
         from flows.score_vendor import score_vendor
 

@@ -132,3 +132,24 @@ def test_the_demo_on_a_cold_prefect_home_with_a_slow_start(tmp_path):
     assert "Traceback" not in done.stderr
     # epoch lines through the flow's logger (Prefect's console handler writes to stderr)
     assert "TCN_AE epoch 1/1: train/loss" in done.stderr + out
+
+
+def test_an_expected_failure_is_one_line_on_the_console_and_a_bug_keeps_its_traceback():
+    import logging
+
+    from flows.console import _OneLineForExpected, expected_errors
+
+    fmt = _OneLineForExpected(logging.Formatter("%(levelname)s %(message)s"), expected_errors())
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            return logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1,
+                                     "Encountered exception during execution: %r", (exc,), sys.exc_info())
+
+    expected = record(LookupError("vendor 'acme' has no champion model yet"))
+    assert fmt.format(expected).count("\n") == 0 and "no champion model yet" in fmt.format(expected)
+    assert expected.exc_info is not None  # other handlers (the Prefect API's) still get the traceback
+    bug = record(ZeroDivisionError("division by zero"))
+    assert "Traceback (most recent call last)" in fmt.format(bug)
