@@ -65,8 +65,9 @@ def main() -> None:
     print(f"  report:        {report if report and report.exists() else '-'}  (open it in a browser)")
     print(f"  anomalies:     {night.out_dir / 'anomalies.csv' if report and report.exists() else '-'}")
     print(f"  chunk results: {night.out_dir / 'chunks.parquet' if night.out_dir else '-'}")
-    print(f"  MLflow:        {tracking.tracking_uri}  (`make ui`, then http://127.0.0.1:5000: experiment "
-          f"licanom/demo for training, licanom/demo/nightly for the nights)")
+    print(f"  MLflow:        {tracking.tracking_uri}  (`make ui`, then "
+          f"http://127.0.0.1:5000/#/experiments?workflowType=machine_learning : licanom/demo for training, "
+          f"licanom/demo/nightly for the nights)")
     print(f"  Prefect:       {os.environ['PREFECT_HOME']}  (`make ui`, then http://127.0.0.1:4200)")
     print(f"took {time.perf_counter() - t0:.0f} s")
 

@@ -75,11 +75,15 @@ ARTIFACT_ENTITY_COLUMNS = ("severity", "kind", "entity", "start_time", "end_time
 def artifact_table(night: NightResult, limit: int = 200) -> list[dict[str, object]]:
     """The night's anomalous time frames (from its ``anomalies.csv``, most severe first) and, where
     the night has them, its flagged entities (``entities.parquet``): rows for a table in the
-    orchestrator's UI, each with what it is (``frame`` or the entity's kind)."""
+    orchestrator's UI, each with what it is (``frame`` or the entity's kind). A pseudonymised
+    vendor's come from the night's pseudonymised copy (``for-tracking/``): real keys, addresses and
+    machine codes stay in the vendor's own folder."""
     if night.out_dir is None:
         return []
+    private = (night.out_dir / TRACKING_COPY).is_dir()
+    folder = night.out_dir / TRACKING_COPY if private else night.out_dir
     rows: list[dict[str, object]] = []
-    entities = night.out_dir / "entities.parquet"
+    entities = folder / "entities.parquet"
     if entities.exists():
         flagged = pl.read_parquet(entities)
         if "is_anomaly" in flagged.columns:
@@ -90,15 +94,19 @@ def artifact_table(night: NightResult, limit: int = 200) -> list[dict[str, objec
             entity = next((str(r[c]) for c in ("entity", "key", "machine_code", "ip", "address") if r.get(c)), "")
             rows.append({"what": str(r.get("kind") or r.get("entity_kind") or "entity"), "entity": entity,
                          **{c: _cell(r.get(c)) for c in ARTIFACT_ENTITY_COLUMNS if c not in ("kind", "entity")}})
-    frames = night.out_dir / "anomalies.csv"
+    frames = folder / "anomalies.csv"
     if frames.exists():
-        table = pl.read_csv(frames, infer_schema_length=None)
+        table = pl.read_csv(frames, infer_schema_length=None, try_parse_dates=True)
         for r in table.head(limit).iter_rows(named=True):
             rows.append({"what": "time frame", **{c: _cell(r.get(c)) for c in ARTIFACT_FRAME_COLUMNS if c in r}})
     return rows
 
 
 def _cell(value: object) -> object:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}" + (" UTC" if value.tzinfo is not None else "")
     if isinstance(value, float):
         return round(value, 5)
     if isinstance(value, (list, tuple)):
