@@ -3,11 +3,13 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.ok
+# licanom sets these itself wherever it starts (licanom/settings.py); here for the servers `make ui`
+# starts with Prefect's and MLflow's own commands
 export PREFECT_HOME ?= $(CURDIR)/.prefect
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_API_ENABLE_HTTP2 ?= false
-export MLFLOW_ENABLE_TELEMETRY ?= false
-export DO_NOT_TRACK ?= 1
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= true
 export PYTHONUNBUFFERED := 1
 
 PREFECT_PORT ?= 4200
@@ -26,7 +28,8 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# `make demo MODELS=all` trains all eight variants instead of the demo's two fast ones.
+# `make demo` trains the default detector and one thesis autoencoder (train.models: auto);
+# `make demo MODELS=all` trains the eight autoencoders instead.
 demo: $(STAMP)
 	LICANOM_DEMO_MODELS=$(MODELS) $(PY) -m flows.demo
 
@@ -48,12 +51,12 @@ serve: $(STAMP)
 # Prefect UI and MLflow UI over the same local stores the demo wrote (stop: make ui-stop).
 ui: $(STAMP)
 	mkdir -p .ui
-	nohup $(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > .ui/prefect.log 2>&1 & echo $$! > .ui/prefect.pid
+	PREFECT_UI_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api nohup $(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > .ui/prefect.log 2>&1 & echo $$! > .ui/prefect.pid
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup $(VENV)/bin/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
 		--backend-store-uri $$($(PY) -c 'from licanom.tracking import TrackingConfig; print(TrackingConfig.load().tracking_uri)') \
 		--default-artifact-root $$($(PY) -c 'from licanom.tracking import TrackingConfig; print(TrackingConfig.load().artifact_location)') \
 		> .ui/mlflow.log 2>&1 & echo $$! > .ui/mlflow.pid
-	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)   (logs in .ui/, stop with make ui-stop)"
+	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning   (logs in .ui/, stop with make ui-stop; docs/ui.md)"
 
 ui-stop:
 	-kill $$(cat .ui/prefect.pid) $$(cat .ui/mlflow.pid) 2>/dev/null; rm -f .ui/*.pid

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+import licanom  # noqa: E402,F401 - licanom's settings (licanom.settings) before Prefect reads its own
+
 
 def job_variables(conf_dir: Path | None, image: str | None, secret_env: list[str]) -> dict[str, object]:
     """The pool's job variables for these deployments: env (secrets as block references), image.
@@ -53,6 +55,7 @@ def build(pool: str, vendors: list[str] | None, conf_dir: Path | None, nightly_n
           source: str = str(ROOT), variables: dict[str, object] | None = None) -> list:  # type: ignore[type-arg]
     from prefect import flow
     from prefect.client.schemas.schedules import CronSchedule
+    from prefect.utilities.annotations import freeze
 
     from licanom.config import list_vendors, load_config
 
@@ -65,8 +68,8 @@ def build(pool: str, vendors: list[str] | None, conf_dir: Path | None, nightly_n
         for vendor in names:
             schedule = load_config(vendor, conf_dir).schedule
             for f, kind, cron in ((score, "score", schedule.score_cron), (train, "train", schedule.train_cron)):
-                out.append(f.to_deployment(
-                    name=f"{kind}-{vendor}", parameters={"vendor": vendor}, tags=["licanom", vendor],
+                out.append(f.to_deployment(  # the vendor frozen: read-only in the UI's form, enforced by the API
+                    name=f"{kind}-{vendor}", parameters={"vendor": freeze(vendor)}, tags=["licanom", vendor],
                     schedules=[CronSchedule(cron=cron, timezone=schedule.timezone)] if schedules else None,
                     concurrency_limit=1, work_pool_name=pool, job_variables=job_variables,
                 ))
@@ -79,7 +82,7 @@ def build(pool: str, vendors: list[str] | None, conf_dir: Path | None, nightly_n
     if workers:
         params["workers"] = workers
     out.append(nightly.to_deployment(
-        name=nightly_name, parameters=params, tags=["licanom"], description="score every vendor",
+        name=nightly_name, parameters=params, tags=["licanom"], description="Score every vendor.",
         work_pool_name=pool, job_variables=job_variables,
     ))
     return out

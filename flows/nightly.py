@@ -21,6 +21,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from flows.naming import run_name, tagged
 from flows.score_vendor import score_vendor
 from tasks import vendors
 
@@ -30,7 +31,8 @@ Runner = Literal["sequential", "threads", "dask"]
 @task(cache_policy=NO_CACHE, task_run_name="score-{vendor}")
 def score_one(vendor: str) -> tuple[str, str, str]:
     """The score-vendor flow for one vendor; its outcome (name, final state, message), never raising."""
-    state = score_vendor(vendor, return_state=True)
+    with tagged(vendor):
+        state = score_vendor(vendor, return_state=True)
     return vendor, state.type.value, state.message or ""
 
 
@@ -54,11 +56,22 @@ def fan_out(names: list[str]) -> list[tuple[str, str, str]]:
     return score_one.map(names).result()
 
 
-@flow(name="nightly", log_prints=True)
+@flow(name="nightly", log_prints=True, flow_run_name=run_name("nightly"))
 def nightly(runner: Runner = "sequential", workers: int | None = None) -> list[str]:
+    """Score every vendor in conf/vendors/, each in its own score-vendor flow run.
+
+    Args:
+        runner: How vendors fan out: sequential (one after another), threads (in this process) or
+            dask (a local Dask cluster of worker processes).
+        workers: Vendors scored at once with threads or dask (empty: one per CPU).
+    """
     names = vendors.list_vendors()
+    print(f"nightly: scoring {len(names)} vendors ({', '.join(names)}) with the {runner} runner")
     if runner == "sequential":
-        states = [score_vendor(vendor, return_state=True) for vendor in names]
+        states = []
+        for vendor in names:
+            with tagged(vendor):
+                states.append(score_vendor(vendor, return_state=True))
         outcomes = [(name, s.type.value, s.message or "") for name, s in zip(names, states, strict=True)]
     else:
         outcomes = fan_out.with_options(task_runner=task_runner(runner, workers))(names)

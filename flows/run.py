@@ -4,6 +4,9 @@ With PREFECT_API_URL set, the Prefect server must answer first: the API is asked
 (1, 2, 4, 8, 16 s by default) and, if it never answers, the run stops before touching any data,
 with one line naming the server and exit code 4 (the same as an unreachable log source). With
 no PREFECT_API_URL, Prefect's ephemeral API is used and nothing is asked.
+
+An unknown vendor or a configuration error is refused first, in one line, with exit code 2; a
+flow that fails ends with one line naming its state and exit code 1.
 """
 
 from __future__ import annotations
@@ -44,32 +47,53 @@ def wait_for_api(attempts: int = 6, first_delay: float = 1.0) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="licanom run", description="run one licanom flow now")
-    parser.add_argument("flow", choices=["score", "train", "nightly"])
-    parser.add_argument("--vendor", default="demo")
-    parser.add_argument("--since", type=int, default=None, help="score: re-score the rows after this Id")
-    parser.add_argument("--api-attempts", type=int, default=int(os.environ.get("LICANOM_API_ATTEMPTS", "6")))
+    from licanom.cli import EXIT_USAGE, NON_NEGATIVE, POSITIVE, Parser, vendor_name
+    from licanom.config import describe_error, load_config
+
+    parser = Parser(prog="licanom run", description="Run one licanom flow now (Prefect), as a schedule would.")
+    parser.add_argument("flow", choices=["score", "train", "nightly"],
+                        help="score: the vendor's new rows with its champion; train: retrain the vendor's "
+                             "variants; nightly: score every vendor")
+    parser.add_argument("--vendor", type=vendor_name, default="demo",
+                        help="vendor with a file conf/vendors/<vendor>.yaml (score and train)")
+    parser.add_argument("--since", type=NON_NEGATIVE, default=None,
+                        help="score: re-score the rows after this log Id (default: after the watermark)")
+    parser.add_argument("--api-attempts", type=POSITIVE, default=int(os.environ.get("LICANOM_API_ATTEMPTS", "6")),
+                        help="times to ask an unreachable Prefect API (PREFECT_API_URL) with back-off")
     args = parser.parse_args(argv)
+    try:
+        if args.flow != "nightly":
+            load_config(args.vendor)  # a configuration error is one line here, not a failed flow run
+    except Exception as err:  # noqa: BLE001 - pydantic's, yaml's or ours: all a configuration error
+        print(f"licanom: configuration error for vendor {args.vendor!r}: {describe_error(err)}", file=sys.stderr)
+        return EXIT_USAGE
 
     problem = wait_for_api(args.api_attempts)
     if problem:
         print(f"licanom: {problem}; nothing was run", file=sys.stderr)
         return EXIT_UNREACHABLE
+    from flows.console import quiet_expected_tracebacks
+    from flows.naming import tagged
+
+    quiet_expected_tracebacks()
     if args.flow == "score":
         from flows.score_vendor import score_vendor
 
-        state = score_vendor(args.vendor, since=args.since, return_state=True)
+        with tagged(args.vendor):
+            state = score_vendor(args.vendor, since=args.since, return_state=True)
     elif args.flow == "train":
         from flows.train_vendor import train_vendor
 
-        state = train_vendor(args.vendor, return_state=True)
+        with tagged(args.vendor):
+            state = train_vendor(args.vendor, return_state=True)
     else:
         from flows.nightly import nightly
 
         state = nightly(return_state=True)
     if state.is_completed():
         return 0
-    print(f"licanom: {args.flow} flow {state.type.value.lower()}: {state.message}", file=sys.stderr)
+    message = (state.message or "").splitlines()
+    print(f"licanom: {args.flow} flow {state.type.value.lower()}: {message[0] if message else ''}", file=sys.stderr)
     return 1
 
 

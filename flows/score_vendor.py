@@ -6,18 +6,23 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.naming import run_name
 from licanom.config import load_config
 from licanom.nightly import NightResult
 from tasks import data, scoring, training, vendors
 
 
-@flow(name="score-vendor", log_prints=True)
+@flow(name="score-vendor", log_prints=True, flow_run_name=run_name("score"))
 def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     """Rows after the watermark (or after ``since``) -> validate -> encode -> chunk -> score ->
     stage the night -> MLflow run -> commit the state and publish the night.
 
     Runs for the same vendor take turns under a lock; a night killed at any point is finished
     or undone by the next run (licanom.nightly.recover); the watermark only moves forward.
+
+    Args:
+        vendor: The vendor to score (a file in conf/vendors/; fixed in a vendor's deployment).
+        since: Re-score the rows after this log Id instead of after the watermark (empty: the new rows).
     """
     cfg = load_config(vendor)
     out = Path(cfg.output_dir)
@@ -37,6 +42,7 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
         run_id = scoring.log_night(tracker, night)
         seen = scoring.pairs_seen(model, windows)
         night = scoring.publish_night(out, vendor, tracker, night, run_id, screened, windows.tail, version, seen)
-    print(f"{vendor}: {night.rows_read} rows read, {night.rows_quarantined} quarantined, {chunks.height} chunks "
-          f"scored, {night.n_anomalies} anomalous -> {night.out_dir}")
+    print(f"{vendor}: {night.rows_read:,} rows read, {night.rows_quarantined:,} quarantined, "
+          f"{chunks.height:,} chunks scored, {night.n_anomalies} flagged by champion version {version} "
+          f"-> {night.out_dir}")
     return night

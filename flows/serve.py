@@ -4,15 +4,18 @@ Deployments come from conf/vendors/*.yaml (each vendor's `schedule` section, def
 conf/defaults.yaml) and are served by this process with Prefect's `serve`: the Prefect UI
 lists them, runs them on their schedules and can start any of them by hand. Point
 PREFECT_API_URL at a Prefect server (`make ui` starts one) so that the UI sees them.
+
+A vendor's deployments have their vendor frozen (read-only in the UI's run form, enforced by the
+API); the other parameters are described in the form from the flows' docstrings.
 """
 
 from __future__ import annotations
 
-import argparse
-
 from prefect import serve
 from prefect.client.schemas.schedules import CronSchedule
+from prefect.utilities.annotations import freeze
 
+from flows.naming import PROJECT_TAG, vendor_tags
 from flows.nightly import nightly
 from flows.score_vendor import score_vendor
 from flows.train_vendor import train_vendor
@@ -25,22 +28,25 @@ def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-
     for vendor in vendors or list_vendors():
         schedule = load_config(vendor).schedule
         out.append(score_vendor.to_deployment(
-            name=f"score-{vendor}", parameters={"vendor": vendor}, tags=["licanom", vendor],
+            name=f"score-{vendor}", parameters={"vendor": freeze(vendor)}, tags=vendor_tags(vendor),
             schedules=[CronSchedule(cron=schedule.score_cron, timezone=schedule.timezone)],
-            concurrency_limit=1,
+            concurrency_limit=1, description=f"Nightly scoring of {vendor}'s new rows with its champion model.",
         ))
         out.append(train_vendor.to_deployment(
-            name=f"train-{vendor}", parameters={"vendor": vendor}, tags=["licanom", vendor],
+            name=f"train-{vendor}", parameters={"vendor": freeze(vendor)}, tags=vendor_tags(vendor),
             schedules=[CronSchedule(cron=schedule.train_cron, timezone=schedule.timezone)],
-            concurrency_limit=1,
+            concurrency_limit=1, description=f"Weekly training of {vendor}'s variants; moves its champion.",
         ))
-    out.append(nightly.to_deployment(name="all-vendors", tags=["licanom"], description="score every vendor"))
+    out.append(nightly.to_deployment(name="all-vendors", tags=[PROJECT_TAG], description="Score every vendor."))
     return out
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="serve licanom's per-vendor deployments")
-    parser.add_argument("--vendor", action="append", help="only these vendors (default: all in conf/vendors)")
+    from licanom.cli import Parser, vendor_name
+
+    parser = Parser(prog="licanom serve", description="Serve licanom's per-vendor deployments.")
+    parser.add_argument("--vendor", type=vendor_name, action="append",
+                        help="only this vendor, repeatable (default: every vendor in conf/vendors)")
     args = parser.parse_args(argv)
     serve(*deployments(args.vendor))
 

@@ -7,26 +7,34 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.naming import run_name
 from licanom.config import load_config
 from licanom.training import TrainingSummary
 from tasks import data, training, vendors
 
 
-@flow(name="train-vendor", log_prints=True)
+@flow(name="train-vendor", log_prints=True, flow_run_name=run_name("train"))
 def train_vendor(vendor: str = "demo", until: datetime | None = None,
                  models: list[str] | None = None) -> TrainingSummary:
     """extract -> validate -> encode-and-chunk -> train each variant -> thresholds, clustering -> register.
 
-    ``until`` trains on the rows before that time; ``models`` overrides the configured variants
-    (names, or ["all"]).
+    Args:
+        vendor: The vendor to train (a file in conf/vendors/; fixed in a vendor's deployment).
+        until: Train on the rows logged before this time (empty: every row the source has).
+        models: Variants to train instead of the vendor's train.models: names such as
+            Tail_context or TCN_AE, or ["all"] for the eight autoencoders (empty: as configured).
     """
     cfg = load_config(vendor, overrides={"train": {"models": models}} if models else None)
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)
     raw = data.extract(cfg, until=until)
     validation = data.validate(raw, cfg)
+    print(f"{vendor}: {raw.height:,} rows read, {validation.valid.height:,} valid, "
+          f"{validation.quarantine.height:,} quarantined")
     prepared = data.encode_and_chunk(validation, cfg)
     cfg = training.for_vendor_size(cfg, prepared)  # train.models: auto -> by the training chunks
+    print(f"{vendor}: {prepared.chunks.n_chunks:,} chunks ({int((~prepared.test_mask).sum()):,} for training); "
+          f"training {', '.join(cfg.train.models)} (the first is the default)")
     parent_run_id = training.start_training(tracker, cfg, prepared)
     work_dir = training.work_dir()
     # one variant after another, each on every core: torch's random generator is global to the
@@ -34,7 +42,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
     # same data would give different models (and one torch training already scales over the cores)
     variants = [training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir)
                 for model in cfg.train.models]
-    summary = training.finish_training(tracker, cfg, parent_run_id, variants)
+    summary = training.finish_training(tracker, cfg, parent_run_id, variants, prepared)
     training.start_scoring_after(Path(cfg.output_dir), vendor, prepared.chunks.meta["last_id"].max())
     print(f"{vendor}: champion is {summary.champion.model} "
           f"(version {summary.champion.version} of {summary.champion.name})")

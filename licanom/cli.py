@@ -11,12 +11,106 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+from licanom import __version__
 from licanom.thresholds import THRESHOLDS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_SOURCE = 0, 1, 2, 3, 4
+PROFILES = ("node-locked", "usage-based", "floating", "mixed")  # licanom.simulate.PROFILES, without importing it
+
+
+# --- the parser: one-line refusals, defaults in every option's help ---------------------------
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default; an option whose default comes from the
+    configuration (None) or a flag (False) says so in its own words instead."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line: ``licanom detect: error: argument
+    --epochs: ... (licanom detect --help)``, exit code 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def whole(minimum: int, what: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{what}, got {value}")
+        return value
+    parse.__name__ = "whole number"
+    return parse
+
+
+def number(low: float, high: float | None = None, low_open: bool = True, high_open: bool = True) -> Callable[[str], float]:
+    """An argparse type: a number above ``low`` (and below ``high``), the ends open unless said."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        too_low = value <= low if low_open else value < low
+        too_high = high is not None and (value >= high if high_open else value > high)
+        if too_low or too_high or value != value:
+            span = (f"{'above' if low_open else 'at least'} {low:g}" if high is None else
+                    f"{'>' if low_open else '>='} {low:g} and {'<' if high_open else '<='} {high:g}")
+            raise argparse.ArgumentTypeError(f"must be {span}, got {text}")
+        return value
+    parse.__name__ = "number"
+    return parse
+
+
+POSITIVE = whole(1)
+NON_NEGATIVE = whole(0)
+
+
+def vendor_name(text: str) -> str:
+    """An argparse type: a vendor with a file in conf/vendors/ (the message lists those that have one)."""
+    from licanom.config import unknown_vendor_message, validate_vendor_name
+
+    try:
+        validate_vendor_name(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    problem = unknown_vendor_message(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def model_names(text: str) -> str:
+    """An argparse type: a model name, several separated by commas, 'all', 'sequence' or 'auto'."""
+    if text in ("all", "sequence", "auto"):
+        return text
+    from licanom.config import _known_models
+
+    known = _known_models()
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown model {', '.join(map(repr, unknown)) or repr(text)}; valid: {', '.join(known)}, "
+            "all (the eight autoencoders), sequence (the four sequence models) or auto")
+    return ",".join(names)
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -39,9 +133,11 @@ def _load_cfg(args: argparse.Namespace) -> Any:
     overrides: dict[str, Any] = {}
     if getattr(args, "logs", None):
         overrides["source"] = {"kind": "files", "path": str(args.logs)}
-    if getattr(args, "chunk_size", None):
+    if getattr(args, "chunk_size", None) is not None:
         overrides.setdefault("chunk", {})["size"] = args.chunk_size
-        overrides["chunk"]["stride"] = args.stride or args.chunk_size
+        overrides["chunk"]["stride"] = args.stride if args.stride is not None else args.chunk_size
+    elif getattr(args, "stride", None) is not None:
+        overrides.setdefault("chunk", {})["stride"] = args.stride
     return load_config(args.vendor, overrides=overrides)
 
 
@@ -58,33 +154,44 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The configuration the options of `licanom detect` change (an option left out changes nothing)."""
+    overrides: dict[str, Any] = {"source": {"kind": "files", "path": str(args.logs)}} if args.logs else {}
+    if args.model is not None:
+        overrides["train"] = {"models": args.model if args.model in ("all", "sequence", "auto") else args.model.split(",")}
+    if args.epochs is not None:
+        overrides.setdefault("train", {})["epochs"] = args.epochs
+    if args.threshold is not None:  # the decision of the autoencoders and of the context models
+        overrides["detect"] = {"threshold": args.threshold}
+        overrides["context"] = {"threshold": args.threshold}
+    if args.no_m1:
+        overrides.setdefault("detect", {})["m1"] = False
+    sequence = {k: v for k, v in (("mode", args.sequences), ("solver", args.solver),
+                                   ("period_hours", args.period_hours), ("contamination", args.contamination))
+                if v is not None}
+    if sequence:
+        overrides["sequence"] = sequence
+    return overrides
+
+
 def _cmd_detect(args: argparse.Namespace) -> int:
     from licanom.config import load_config
     from licanom.detect import detect, format_results
     from licanom.pipeline import extract, prepare
 
-    overrides: dict[str, Any] = {"source": {"kind": "files", "path": str(args.logs)}} if args.logs else {}
-    if args.model:
-        overrides["train"] = {"models": args.model if args.model in ("all", "sequence") else args.model.split(",")}
-    if args.epochs:
-        overrides.setdefault("train", {})["epochs"] = args.epochs
-    if args.threshold:  # the decision of the autoencoders and of the context models
-        overrides["detect"] = {"threshold": args.threshold}
-        overrides["context"] = {"threshold": args.threshold}
-    if args.no_m1:
-        overrides.setdefault("detect", {})["m1"] = False
-    if args.sequences:
-        overrides.setdefault("sequence", {})["mode"] = args.sequences
-    if args.solver:
-        overrides.setdefault("sequence", {})["solver"] = args.solver
-    cfg = load_config(args.vendor, overrides=overrides)
+    cfg = load_config(args.vendor, overrides=_detect_overrides(args))
+    train_source = cfg.source
+    if args.train_logs:  # train on one log, score another (the --logs, or the vendor's source)
+        train_source = cfg.source.model_copy(update={"kind": "files", "path": str(args.train_logs)})
     labels = read_labels(Path(args.labels)) if args.labels else None
     out = Path(args.out)
     t0 = time.perf_counter()
-    prepared = prepare(extract(cfg.source), cfg)
+    prepared = prepare(extract(train_source), cfg)
+    if args.train_logs:
+        print(f"training log     {args.train_logs}")
     print_prepared(prepared, time.perf_counter() - t0)
     out.mkdir(parents=True, exist_ok=True)
-    prepared.validation.quarantine.write_parquet(out / "quarantine.parquet")
+    prepared.validation.quarantine.write_parquet(out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet"))
     prepared.encoded.vocabulary.save(out / "vocabulary.json")
 
     def progress(outcome: Any) -> None:
@@ -97,24 +204,42 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
     detection = detect(prepared, cfg.train, cfg.detect, on_model=progress, sequence=cfg.sequence, context=cfg.context,
                        labels=labels, split=cfg.split)
-    detection.write(out)
+    det = detection.primary.detector
+    chunks, sequences, rows = detection.chunks, detection.sequences, prepared.validation.valid
+    if args.train_logs:
+        from licanom.transfer import score_other_log
+
+        t1 = time.perf_counter()
+        scored = score_other_log(det, prepared, extract(cfg.source), cfg)
+        v = scored.validation
+        print(f"\nscored log       {cfg.source.path}: {v.n_in:,} rows read, {v.valid.height:,} valid, "
+              f"{v.quarantine.height:,} quarantined -> {scored.items.height:,} items scored by {det.model} "
+              f"trained on the training log ({time.perf_counter() - t1:.1f} s)")
+        v.quarantine.write_parquet(out / "quarantine.parquet")
+        chunks, sequences, rows = scored.chunks, scored.sequences, v.valid
+    if chunks is not None:
+        chunks.write_parquet(out / "chunks.parquet")
+    if sequences is not None:
+        sequences.write_parquet(out / "sequences.parquet")
+    if len(detection.outcomes) > 1:
+        detection.results.write_csv(out / "results.csv")
     print()
     print(format_results(detection.results))
-    det = detection.primary.detector
     from licanom.report import decision_name
 
     decision = decision_name(det)
-    if detection.sequences is not None:
-        flagged = detection.sequences.filter("is_anomaly")
-        print(f"\n{flagged.height} of {detection.sequences.height} {cfg.sequence.mode} sequences flagged by "
+    if sequences is not None:
+        flagged = sequences.filter("is_anomaly")
+        print(f"\n{flagged.height} of {sequences.height} {cfg.sequence.mode} sequences flagged by "
               f"{det.model} ({decision}, threshold {det.threshold_:.5f}) -> {out / 'sequences.parquet'}")
         for r in flagged.sort("score", descending=True).head(5).iter_rows(named=True):
             print(f"  {r['key']}  {r['start_time']:%Y-%m-%d %H:%M} - {r['end_time']:%H:%M}  "
                   f"{r['requests']} requests, {r['ips']} IPs, score {r['score']:.4f}")
         return EXIT_OK
-    report = write_detect_report(cfg.vendor, detection, prepared, out)
-    flagged = detection.chunks.filter("is_anomaly")
-    print(f"\n{flagged.height} of {detection.chunks.height} chunks flagged by {det.model} "
+    assert chunks is not None
+    report = write_detect_report(cfg.vendor, det, chunks, rows, out)
+    flagged = chunks.filter("is_anomaly")
+    print(f"\n{flagged.height} of {chunks.height} chunks flagged by {det.model} "
           f"({decision}, threshold {det.threshold_:.5f}) -> {out / 'chunks.parquet'}")
     print(f"report: {report.html}  (anomalies as CSV: {report.csv})")
     return EXIT_OK
@@ -137,15 +262,13 @@ def read_labels(path: Path) -> Any:
     return labels
 
 
-def write_detect_report(vendor: str, detection: Any, prepared: Any, out: Path) -> Any:
-    """The vendor report of a detect run (its primary model), and what rebuilds it later."""
+def write_detect_report(vendor: str, detector: Any, chunks: Any, rows: Any, out: Path) -> Any:
+    """The vendor report of a detect run (its primary model), and what rebuilds it later.
+    ``rows``: the valid rows the chunks were cut from, real values even when pseudonymised."""
     from licanom.report import detector_report_input, save_run, write_report
 
-    inp = detector_report_input(
-        detection.primary.detector, vendor=vendor, run_id=f"detect {out.name}",
-        model=detection.primary.detector.model, chunks=detection.chunks,
-        rows=prepared.validation.valid,  # real values, even when pseudonymised
-    )
+    inp = detector_report_input(detector, vendor=vendor, run_id=f"detect {out.name}", model=detector.model,
+                                chunks=chunks, rows=rows)
     save_run(inp, out)
     return write_report(inp, out)
 
@@ -171,16 +294,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    # The evaluation's command line lives with the benchmarks (benchmarks/eval_detectors.py).
-    from benchmarks.eval_detectors import main as evaluate_main
+    from licanom.evaluate_cli import run
 
-    return int(evaluate_main(list(args.rest)))
+    return run(args)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     # The orchestration layer lives in flows/; the library does not import Prefect.
-    import os
-
     cmd = [sys.executable, "-m", "flows.serve"]
     for vendor in args.vendor or ():
         cmd += ["--vendor", vendor]
@@ -206,90 +326,137 @@ def print_prepared(prepared: Any, seconds: float, out: Path | None = None) -> No
     print(f"took             {seconds:>12.2f} s")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="licanom", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+LOGS_HELP = "CSV/Parquet/NDJSON file, glob or folder (default: the vendor's source.path)"
+VENDOR_HELP = "vendor with a file conf/vendors/<vendor>.yaml, whose settings apply (default: conf/defaults.yaml only)"
 
-    p = sub.add_parser("simulate", help="generate a vendor's licensing log with labelled anomalies")
-    p.add_argument("--profile", default="floating", help="node-locked | usage-based | floating | mixed")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--days", type=int, default=30)
+
+def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
+    """The command line; the evaluation's options (which load every detector) only when ``command``
+    is evaluate (or not given)."""
+    parser = Parser(prog="licanom", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"licanom {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=Parser)  # subcommand usage: "licanom <command> ..."
+
+    p = sub.add_parser("simulate", help="generate a vendor's licensing log with labelled anomalies",
+                       description="Generate a vendor's licensing log with labelled anomalies.")
+    p.add_argument("--profile", default="floating", choices=PROFILES, help="the vendor's licensing model")
+    p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="random seed (the same seed, the same log)")
+    p.add_argument("--days", type=POSITIVE, default=30, help="days of log")
     p.add_argument("--out", required=True, help="folder for log.parquet, labels.parquet, events.csv")
     p.set_defaults(func=_cmd_simulate)
 
-    p = sub.add_parser("prepare", help="extract, validate, encode and chunk a log")
-    p.add_argument("--logs", help="CSV/Parquet/NDJSON file, glob or folder (default: the vendor's source)")
-    p.add_argument("--vendor", default=None, help="vendor name: reads conf/vendors/<vendor>.yaml")
-    p.add_argument("--chunk-size", type=int, default=None)
-    p.add_argument("--stride", type=int, default=None)
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("prepare", help="extract, validate, encode and chunk a log",
+                       description="Extract, validate, encode and chunk a log.")
+    p.add_argument("--logs", help=LOGS_HELP)
+    p.add_argument("--vendor", type=vendor_name, default=None, help=VENDOR_HELP)
+    p.add_argument("--chunk-size", type=whole(2), default=None, help="requests per chunk (default: chunk.size, 100)")
+    p.add_argument("--stride", type=POSITIVE, default=None,
+                   help="requests between chunk starts (default: chunk.stride, or --chunk-size when given)")
+    p.add_argument("--out", required=True, help="folder for chunks.npy, chunk_meta.parquet, quarantine, vocabulary")
     p.set_defaults(func=_cmd_prepare)
 
-    p = sub.add_parser("detect", help="train autoencoders on a log and flag anomalous chunks")
-    p.add_argument("--logs", help="CSV/Parquet/NDJSON file, glob or folder (default: the vendor's source)")
-    p.add_argument("--vendor", default=None, help="vendor name: reads conf/vendors/<vendor>.yaml")
-    p.add_argument("--model", default=None,
-                   help="a model name, several separated by commas, 'all' (the eight autoencoders) or 'sequence'; "
-                        "Tail_context, IForest_context and LOF_context read each chunk's context (licanom.context)")
+    p = sub.add_parser("detect", help="train detectors on a log and flag its anomalous chunks (or another log's)",
+                       description="Train detectors on a log and flag anomalous chunks or per-key sequences; "
+                                   "with --train-logs, train on that log and score --logs.")
+    p.add_argument("--logs", help="the log to score, and to train on unless --train-logs is given; " + LOGS_HELP)
+    p.add_argument("--train-logs", default=None,
+                   help="train on this log (CSV/Parquet/NDJSON file, glob or folder) and score --logs with the "
+                        "trained model, its vocabulary and threshold (default: train and score the same log)")
+    p.add_argument("--vendor", type=vendor_name, default=None, help=VENDOR_HELP)
+    p.add_argument("--model", type=model_names, default=None,
+                   help="a model name, several separated by commas, 'all' (the eight autoencoders), 'sequence' "
+                        "or 'auto'; Tail_context, IForest_context and LOF_context read each chunk's context "
+                        "(default: train.models, auto)")
     p.add_argument("--threshold", default=None, choices=list(THRESHOLDS),
-                   help="the decision of the autoencoders (detect.threshold) and context models (context.threshold)")
-    p.add_argument("--epochs", type=int, default=None)
+                   help="the decision of the autoencoders (detect.threshold) and context models "
+                        "(context.threshold) (default: as configured, M3 and auto)")
+    p.add_argument("--epochs", type=POSITIVE, default=None, help="training epochs (default: train.epochs, 10)")
     p.add_argument("--no-m1", action="store_true", help="skip M1 (it retrains the model several times)")
     p.add_argument("--sequences", choices=["chunks", "key", "key-machine"], default=None,
-                   help="what the sequence models read: fixed chunks (default) or each key's (and machine's) "
-                        "requests per period")
-    p.add_argument("--solver", choices=["gradient", "qp"], default=None, help="training of the sequence models")
+                   help="what the sequence models read: fixed chunks or each key's (and machine's) requests "
+                        "per period (default: sequence.mode, chunks)")
+    p.add_argument("--period-hours", type=number(0), default=None,
+                   help="per-key sequences: hours of a key's requests in one sequence (default: "
+                        "sequence.period_hours, 24)")
+    p.add_argument("--contamination", type=number(0, 1), default=None,
+                   help="sequence models: the share of training items above the threshold, between 0 and 1 "
+                        "(default: sequence.contamination, 0.01)")
+    p.add_argument("--solver", choices=["gradient", "qp"], default=None,
+                   help="training of the sequence models (default: sequence.solver, gradient)")
     p.add_argument("--labels", default=None,
-                   help="CSV/Parquet with Id or Key and label (+1 normal, -1 anomaly, 0 unknown): semi-supervised")
-    p.add_argument("--out", required=True, help="folder for chunks.parquet, results.csv, models/")
+                   help="CSV/Parquet with Id or Key and label (+1 normal, -1 anomaly, 0 unknown): "
+                        "semi-supervised sequence models (default: none, unsupervised)")
+    p.add_argument("--out", required=True, help="folder for chunks.parquet, results.csv, models/, the report")
     p.set_defaults(func=_cmd_detect)
-    p = sub.add_parser("report", help="write the HTML report of a scored run")
+
+    p = sub.add_parser("report", help="write the HTML report of a scored run",
+                       description="Write the HTML report of a scored run again.")
     p.add_argument("--run", required=True,
                    help="a run folder (licanom detect --out, or out/<vendor>/nights/...) or a nightly MLflow run id")
     p.add_argument("--out", default=None, help="folder for report.html and anomalies.csv (default: the run folder)")
     p.set_defaults(func=_cmd_report)
-    sub.add_parser("run", add_help=False, help="run one flow now: score | train | nightly (run --help)")
-    sub.add_parser("evaluate", add_help=False,
-                   help="measure every detector on simulated vendors with planted anomalies (evaluate --help)")
-    p = sub.add_parser("serve", help="serve the per-vendor nightly and training deployments (Prefect)")
-    p.add_argument("--vendor", action="append", help="only these vendors (default: all in conf/vendors)")
+
+    sub.add_parser("run", add_help=False, help="run one flow now: score | train | nightly (licanom run --help)")
+
+    p = sub.add_parser("evaluate", help="measure every detector on simulated vendors with planted anomalies",
+                       description="Measure every detector and decision on simulated vendors with planted "
+                                   "anomalies (make eval).")
+    if command in (None, "evaluate"):
+        from licanom.evaluate_cli import add_arguments
+
+        add_arguments(p, positive=POSITIVE, non_negative=NON_NEGATIVE)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("serve", help="serve the per-vendor nightly and training deployments (Prefect)",
+                       description="Serve the per-vendor nightly scoring and weekly training deployments.")
+    p.add_argument("--vendor", type=vendor_name, action="append",
+                   help="only this vendor, repeatable (default: every vendor in conf/vendors)")
     p.set_defaults(func=_cmd_serve)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["evaluate"]:  # its options are the evaluation script's own
-        return _cmd_evaluate(argparse.Namespace(rest=argv[1:]))
     if argv[:1] == ["run"]:  # the orchestration layer lives in flows/; the library does not import Prefect
         os.execv(sys.executable, [sys.executable, "-m", "flows.run", *argv[1:]])
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv[0] if argv else None).parse_args(argv)
     from pydantic import ValidationError as ConfigError
+    from yaml import YAMLError
 
     from licanom.chunk import NotEnoughDataError
+    from licanom.config import describe_error
     from licanom.extract.files import ExtractFileError
     from licanom.validate import ValidationError
 
     try:
         return int(args.func(args))
-    except ConfigError as err:
-        print(f"licanom: configuration error: {err}", file=sys.stderr)
+    except (ConfigError, YAMLError) as err:
+        print(f"licanom: configuration error: {describe_error(err)}", file=sys.stderr)
         return EXIT_USAGE
     except (ValidationError, NotEnoughDataError) as err:
-        print(f"licanom: the log cannot be used: {err}", file=sys.stderr)
+        print(f"licanom: the log cannot be used: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ExtractFileError as err:
-        print(f"licanom: {err}", file=sys.stderr)
+        print(f"licanom: {_one_line(err)}", file=sys.stderr)
         return EXIT_SOURCE
     except ValueError as err:
-        print(f"licanom: {err}", file=sys.stderr)
+        print(f"licanom: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except RuntimeError as err:  # ExtractError from the HTTP source
-        print(f"licanom: {err}", file=sys.stderr)
+        print(f"licanom: {_one_line(err)}", file=sys.stderr)
         return EXIT_SOURCE
+    except KeyboardInterrupt:
+        print("licanom: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:  # a bug or the machine (disk full): one line, not a traceback
-        print(f"licanom: unexpected error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"licanom: unexpected error: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return "; ".join(lines[:3]) + (" ..." if len(lines) > 3 else "") if lines else type(err).__name__
 
 
 if __name__ == "__main__":

@@ -313,7 +313,40 @@ def load_config(
         data["vendor"] = vendor
     if overrides:
         data = _merge(data, overrides)
+    # a relative output_dir is the project's (the folder above conf/), not the current folder's
+    out = data.get("output_dir", Config.model_fields["output_dir"].default)
+    if isinstance(out, str) and not Path(out).is_absolute():
+        data["output_dir"] = str((conf_dir.resolve().parent / out).resolve())
     return Config.model_validate(data)
+
+
+def unknown_vendor_message(vendor: str, conf_dir: Path | None = None) -> str | None:
+    """None when ``vendor`` has a file in conf/vendors/; else one line naming the vendors that do."""
+    conf_dir = conf_dir or default_conf_dir()
+    if (conf_dir / "vendors" / f"{vendor}.yaml").exists():
+        return None
+    known = list_vendors(conf_dir)
+    return (f"unknown vendor {vendor!r}: no {conf_dir / 'vendors' / (vendor + '.yaml')}; vendors: "
+            + (", ".join(known) if known else "none yet (add conf/vendors/<vendor>.yaml)"))
+
+
+def describe_error(err: Exception) -> str:
+    """A configuration error as one sentence naming each setting: ``train.epochs must be greater
+    than or equal to 1 (got 0)`` rather than pydantic's multi-line text with a documentation URL."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    if not isinstance(err, PydanticValidationError):
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    parts = []
+    for e in err.errors(include_url=False):
+        loc = ".".join("validate" if part == "validate_" else str(part) for part in e.get("loc", ())
+                       if not str(part).startswith(("function-", "literal[", "str", "int", "float", "tuple")))
+        msg = str(e.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        msg = msg[:1].lower() + msg[1:]
+        got = e.get("input")
+        shown = "" if isinstance(got, (dict, list, tuple)) or got is None else f" (got {got!r})"
+        parts.append(f"{loc or 'the configuration'}: {msg}{shown}")
+    return "; ".join(dict.fromkeys(parts))
 
 
 def list_vendors(conf_dir: Path | None = None) -> list[str]:

@@ -203,7 +203,7 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
         lines += ["| incident | who | chunks | from | to | top severity | signal |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         for r in incidents.iter_rows(named=True):
-            who = f"{r['entity_kind']} {_cell(r['entity'])}"
+            who = f"{r['entity_kind']} {_md_cell(r['entity'])}"
             lines.append(f"| {r['incident']} | {who} | {r['chunks']} | {r['start_time']:%Y-%m-%d %H:%M} | "
                          f"{r['end_time']:%Y-%m-%d %H:%M} | {r['max_severity']:.0f} | {r['signal']} |")
         lines.append("")
@@ -222,7 +222,7 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
     return "\n".join(lines) + "\n"
 
 
-def _cell(value: object, limit: int = 80) -> str:
+def _md_cell(value: object, limit: int = 80) -> str:
     """A value for a markdown cell: no pipes or line breaks, at most ``limit`` characters."""
     text = str(value).replace("|", "/").replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -256,6 +256,48 @@ def night_ledger(validation: ValidationResult, rows: pl.DataFrame | None, tail: 
         pl.DataFrame({"Id": tail_ids, "fate": "carried"}),
         pl.DataFrame({"Id": q_ids, "fate": "quarantined"}),
     ], how="vertical_relaxed").with_columns(pl.col("Id").cast(pl.Int64), pl.col("fate").cast(pl.String))
+
+
+ARTIFACT_FRAME_COLUMNS = ("severity", "start_time", "end_time", "requests", "first_id", "last_id", "score",
+                          "threshold", "why", "top_keys", "top_machine_codes", "top_ips", "top_countries")
+
+
+def artifact_table(night: NightResult, limit: int = 200) -> list[dict[str, object]]:
+    """The night's incidents (``incidents.parquet``: who) and anomalous time frames (its
+    ``anomalies.csv``, most severe first): rows for a table in the orchestrator's UI, each with
+    what it is. A pseudonymised
+    vendor's come from the night's pseudonymised copy (``for-tracking/``): real keys, addresses and
+    machine codes stay in the vendor's own folder."""
+    base = night.staging if night.staging is not None and night.staging.exists() else night.out_dir
+    if base is None:
+        return []
+    private = (base / TRACKING_COPY).is_dir()
+    folder = base / TRACKING_COPY if private else base
+    rows: list[dict[str, object]] = []
+    incidents = folder / "incidents.parquet"
+    if incidents.exists():  # who: one row per incident, most severe first
+        for r in pl.read_parquet(incidents).head(limit).iter_rows(named=True):
+            rows.append({"what": f"incident ({r['entity_kind']})", "entity": _cell(r["entity"]),
+                         "severity": _cell(r["max_severity"]), "start_time": _cell(r["start_time"]),
+                         "end_time": _cell(r["end_time"]), "chunks": r["chunks"], "why": r["signal"]})
+    frames = folder / "anomalies.csv"
+    if frames.exists():
+        table = pl.read_csv(frames, infer_schema_length=None, try_parse_dates=True)
+        for r in table.head(limit).iter_rows(named=True):
+            rows.append({"what": "time frame", **{c: _cell(r.get(c)) for c in ARTIFACT_FRAME_COLUMNS if c in r}})
+    return rows
+
+
+def _cell(value: object) -> object:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}" + (" UTC" if value.tzinfo is not None else "")
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value)
+    return value if value is None or isinstance(value, (int, str, bool)) else str(value)
 
 
 def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation: ValidationResult,

@@ -10,6 +10,11 @@ version of the configured default variant (the first of ``train.models``); when 
 training run registered several variants, the default variant wins, and a non-default
 variant becomes champion only when the default is missing, by lowest validation loss.
 Every new version gets the alias ``challenger``.
+
+Experiments: training runs go to ``<prefix><vendor>`` and nightly scoring runs to
+``<prefix><vendor>/nightly``, so a night does not bury the variants to compare; both are marked
+as model-training experiments (the tag ``mlflow.experimentKind``), so the MLflow UI opens them
+on their runs and charts, not on the GenAI traces view.
 """
 
 from __future__ import annotations
@@ -18,7 +23,6 @@ import json
 import os
 import re
 import tempfile
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,11 +32,23 @@ from typing import Any
 import mlflow
 import mlflow.pyfunc
 import numpy as np
+import pandas as pd
 import polars as pl
 import yaml
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "mlflow.yaml"
+MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"  # what a registered model runs when loaded
 CHAMPION, CHALLENGER = "champion", "challenger"
+# MLflow's experiment type tag and the value of its "Machine learning" (model training) type; the UI
+# infers "GenAI" for an experiment without it, and shows traces instead of runs (MLflow 3.17)
+EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+NIGHTLY = "nightly"  # the run kind whose runs go to the vendor's own nightly experiment
+# The raw Web API Log columns a registered model takes (its input signature). Time is "any":
+# MLflow's datetime type takes only naive times, and a log's are UTC-aware (or Unix seconds)
+INPUT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Id", "long"), ("ProductId", "long"), ("Key", "string"), ("IP", "string"),
+    ("Time", "any"), ("State", "long"), ("MachineCode", "string"),
+)
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -130,7 +146,6 @@ class Tracker:
     def __init__(self, config: TrackingConfig) -> None:
         from mlflow import MlflowClient
 
-        os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
         self.config = config
         self.client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.registry_uri)
 
@@ -141,16 +156,29 @@ class Tracker:
     def model_name(self, vendor: str) -> str:
         return f"{self.config.registered_model_prefix}{vendor}"
 
-    def experiment_id(self, vendor: str) -> str:
-        name = self.experiment_name(vendor)
+    def nightly_experiment_name(self, vendor: str) -> str:
+        return f"{self.experiment_name(vendor)}/{NIGHTLY}"
+
+    def experiment_id(self, vendor: str, kind: str | None = None) -> str:
+        """The vendor's training experiment, or (``kind`` "nightly") its nightly experiment;
+        created on first use as a model-training experiment."""
+        nightly = kind == NIGHTLY
+        name = self.nightly_experiment_name(vendor) if nightly else self.experiment_name(vendor)
         with _reaching(self.config.tracking_uri):
             exp = self.client.get_experiment_by_name(name)
         if exp is not None:
+            if exp.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:  # made by an older licanom
+                self.client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
             return exp.experiment_id
+        what = (f"Nightly scoring of vendor {vendor}: rows read, quarantined, chunks scored, anomalies, "
+                "the night's report." if nightly else
+                f"Training of vendor {vendor}: one parent run per training, one nested run per variant "
+                "(tick the variants, Compare, val/loss against step = epoch).")
+        folder = f"{vendor}/{NIGHTLY}" if nightly else vendor
         try:
             return self.client.create_experiment(
-                name, tags={"vendor": vendor},
-                artifact_location=f"{self.config.artifact_location}/{vendor}" if self.config.artifact_location else None,
+                name, tags={"vendor": vendor, EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND, "mlflow.note.content": what},
+                artifact_location=f"{self.config.artifact_location}/{folder}" if self.config.artifact_location else None,
             )
         except Exception:  # created meanwhile by a parallel run
             exp = self.client.get_experiment_by_name(name)
@@ -164,7 +192,7 @@ class Tracker:
         all_tags = {"vendor": vendor, "licanom.kind": kind, **(tags or {})}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
-        run = self.client.create_run(self.experiment_id(vendor), run_name=name, tags=all_tags)
+        run = self.client.create_run(self.experiment_id(vendor, kind), run_name=name, tags=all_tags)
         return run.info.run_id
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
@@ -195,6 +223,33 @@ class Tracker:
         items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and np.isfinite(float(v))]
         if items:
             self.client.log_batch(run_id, metrics=items, synchronous=True)
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float | None]) -> None:
+        """One epoch's losses as it ends (step = epoch, from 1), so a training in progress shows
+        its curve in the MLflow UI, each point with the time it was reached."""
+        self.log_metrics(run_id, metrics, step=epoch)
+
+    def log_dataset(self, run_id: str, rows: pl.DataFrame, name: str, source: str | None,
+                    context: str = "training") -> None:
+        """``rows`` as the run's dataset input (name, digest, schema and row count; not the rows).
+
+        ``source``: a file path, an http(s) URL, or None (the rows were generated by licanom)."""
+        import mlflow.data
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+
+        if source and source.startswith(("http://", "https://")):
+            src: Any = HTTPDatasetSource(source)
+        elif source:
+            from mlflow.data.sources import LocalArtifactDatasetSource
+
+            src = LocalArtifactDatasetSource(str(Path(source).resolve()))
+        else:
+            src = CodeDatasetSource({"generator": "licanom"})
+        dataset = mlflow.data.from_polars(rows, source=src, name=name)
+        self.client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
+                                                     [InputTag("mlflow.data.context", context)])])
 
     def log_curve(self, run_id: str, key: str, values: tuple[float, ...] | list[float]) -> None:
         """One metric per epoch (step = epoch, from 1), so MLflow plots it against epochs."""
@@ -227,25 +282,36 @@ class Tracker:
 
     # --- registry -----------------------------------------------------------------------
     def register_bundle(self, vendor: str, run_id: str, bundle_dir: Path, model: str,
-                        val_loss: float | None) -> RegisteredVersion:
-        """Log the bundle as a pyfunc model in ``run_id`` and register it as a new version."""
+                        val_loss: float | None, input_example: pl.DataFrame | None = None,
+                        description: str | None = None) -> RegisteredVersion:
+        """Log the bundle as a pyfunc model in ``run_id`` and register it as a new version, with
+        its signature (raw Web API Log rows in, the per-chunk results out), ``input_example``
+        (a few rows, pseudonymised where the vendor's are) and ``description``."""
         mlflow.set_tracking_uri(self.config.tracking_uri)
         mlflow.set_registry_uri(self.config.registry_uri)
         name = self.model_name(vendor)
+        example = None if input_example is None else input_example.select([c for c, _ in INPUT_COLUMNS]).to_pandas()
         with mlflow.start_run(run_id=run_id, nested=True):
             info = mlflow.pyfunc.log_model(
                 name="model",
-                python_model=LicanomPyfunc(),
+                python_model=str(MODEL_CODE),  # models-from-code: no pickled Python object
                 artifacts={"bundle": str(bundle_dir)},
                 pip_requirements=[],
+                signature=model_signature(),
+                input_example=example,
             )
         try:
-            self.client.create_registered_model(name, tags={"vendor": vendor})
+            self.client.create_registered_model(
+                name, tags={"vendor": vendor},
+                description=f"licanom's anomaly detector for vendor {vendor}: raw Web API Log rows in, "
+                            "one row per chunk of requests out (score, threshold, is_anomaly, the most unusual "
+                            "column). Alias champion: the model the nightly scoring uses.")
         except Exception:
             pass  # exists
         mv = self.client.create_model_version(
             name, info.model_uri, run_id=run_id, model_id=info.model_id,
             tags={"vendor": vendor, "model": model, "val_loss": "" if val_loss is None else f"{val_loss:.8g}"},
+            description=description or f"{model} for vendor {vendor}",
         )
         self.client.set_registered_model_alias(name, CHALLENGER, mv.version)
         return RegisteredVersion(name, mv.version, run_id, model, (CHALLENGER,))
@@ -294,7 +360,28 @@ def params_json(params: Mapping[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, default=str)
 
 
-warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
+def model_signature() -> Any:
+    """The registered models' signature: raw Web API Log rows in, per-chunk results out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    from licanom.detect import CHUNK_COLUMNS
+
+    def out_type(column: str) -> str:
+        if column in ("chunk", "first_id", "last_id"):
+            return "long"
+        if column in ("start_time", "end_time"):
+            return "datetime"
+        if column in ("split", "model", "top_feature"):
+            return "string"
+        if column == "is_anomaly":
+            return "boolean"
+        return "integer" if column.startswith("distinct_") else "double"
+
+    inputs = Schema([ColSpec(AnyType() if t == "any" else t, c) for c, t in INPUT_COLUMNS])
+    outputs = Schema([ColSpec(out_type(c), c, required=not c.startswith(("error_", "top_"))) for c in CHUNK_COLUMNS])
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 class LicanomPyfunc(mlflow.pyfunc.PythonModel):
@@ -310,8 +397,9 @@ class LicanomPyfunc(mlflow.pyfunc.PythonModel):
 
         self.bundle = ModelBundle.load(Path(context.artifacts["bundle"]))
 
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        # (no type hints: MLflow would read them as an input schema)
+    # pandas in and out: MLflow checks the rows against the registered signature and infers no
+    # other schema from these hints (its data validation skips pandas frames)
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         from licanom.bundle import score_log
 
         raw = model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)

@@ -6,8 +6,10 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -33,6 +35,7 @@ class VariantResult:
     row: pl.DataFrame  # one row, RESULT_COLUMNS
     train_loss: tuple[float, ...]
     val_loss: tuple[float, ...]
+    description: str = ""  # the registered version's description
 
     @property
     def final_val_loss(self) -> float | None:
@@ -65,6 +68,36 @@ def checkpoint_dir(cfg: Config, prepared: Prepared, model: str) -> Path:
     return Path(cfg.output_dir) / cfg.vendor / "checkpoints" / f"{data_hash(prepared)}-{settings}" / model
 
 
+# Told each finished epoch of an autoencoder: (model, epoch from 1, epochs planned, {"train/loss", "val/loss"})
+EpochCallback = Callable[[str, int, int, dict[str, float]], None]
+INPUT_EXAMPLE_ROWS = 5
+
+
+def dataset_source(cfg: Config) -> str | None:
+    """Where the training rows came from, for MLflow's dataset input: a path, a URL or None."""
+    if cfg.source.kind == "files":
+        return cfg.source.path
+    if cfg.source.kind == "cryptolens":
+        return f"{cfg.source.base_url.rstrip('/')}/api/ai/GetWebAPILog"
+    return None
+
+
+def input_example(cfg: Config, prepared: Prepared) -> pl.DataFrame:
+    """A few training rows as the registered model's input example, pseudonymised where the
+    vendor's rows are (the real keys, addresses and machine codes never reach MLflow)."""
+    from licanom.pipeline import pseudonym_secret
+    from licanom.privacy import pseudonymise
+    from licanom.columns import REQUIRED_RAW
+
+    rows = prepared.validation.valid.head(INPUT_EXAMPLE_ROWS).select(REQUIRED_RAW)
+    secret = pseudonym_secret(cfg)
+    return pseudonymise(rows, secret) if secret is not None else rows
+
+
+def _log_training_data(tracker: Tracker, run_id: str, cfg: Config, prepared: Prepared) -> None:
+    tracker.log_dataset(run_id, prepared.validation.valid, f"{cfg.vendor}-training", dataset_source(cfg))
+
+
 def for_vendor_size(cfg: Config, prepared: Prepared) -> Config:
     """The configuration with ``train.models: auto`` resolved by the vendor's training chunks."""
     return cfg.for_size(int((~prepared.test_mask).sum()))
@@ -84,15 +117,20 @@ def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
         "chunks_train": int((~prepared.test_mask).sum()), "chunks_test": int(prepared.test_mask.sum()),
     })
     tracker.log_text(run_id, prepared.encoded.vocabulary.to_json(), "vocabulary.json")
+    _log_training_data(tracker, run_id, cfg, prepared)
     if v.quarantine.height:
         tracker.log_frame(run_id, v.quarantine, "quarantine.parquet")
     return run_id
 
 
 def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str, parent_run_id: str,
-                  work_dir: Path) -> VariantResult:
-    """Train one variant in a nested run: params, per-epoch curves, thresholds, counts, plots."""
+                  work_dir: Path, on_epoch: EpochCallback | None = None) -> VariantResult:
+    """Train one variant in a nested run: params, per-epoch curves, thresholds, counts, plots.
+
+    An autoencoder's losses reach MLflow as each epoch ends (step = epoch), and ``on_epoch``
+    hears of each epoch too (the flow's log)."""
     from licanom import plots
+    from licanom.models.module import epoch_listener
 
     sequence_model = is_sequence_model(model)
     if sequence_model and cfg.sequence.mode != "chunks":
@@ -103,7 +141,21 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
     checkpoints = checkpoint_dir(cfg, prepared, model)
     detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, checkpoint_dir=str(checkpoints))
     with tracker.run(cfg.vendor, model, "variant", parent_run_id, tags={"model": model}) as run_id:
-        outcome = evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect)
+        _log_training_data(tracker, run_id, cfg, prepared)
+        live: dict[str, Any] = {"module": None, "epochs": set()}
+
+        def epoch_done(module: object, epoch: int, losses: dict[str, float]) -> None:
+            if live["module"] is None:
+                live["module"] = module
+            if module is not live["module"]:  # a retraining inside M1's threshold search: not this run's curve
+                return
+            tracker.log_epoch(run_id, epoch, losses)
+            live["epochs"].add(epoch)
+            if on_epoch is not None:
+                on_epoch(model, epoch, cfg.train.epochs, losses)
+
+        with epoch_listener(epoch_done):
+            outcome = evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect)
         row = outcome.row
         common = {
             "architecture": model, "bottleneck": row["bottleneck"], "depth": row["depth"],
@@ -129,8 +181,13 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             tracker.log_params(run_id, {**common, "family": net.family, "lr": cfg.train.lr,
                                         "threshold_method": detector.threshold_method_,
                                         "device": report.device})
-        tracker.log_curve(run_id, "train/loss", train_loss)
-        tracker.log_curve(run_id, "val/loss", val_loss)
+        # epochs not logged live: a sequence model's objective, or those before a resumed checkpoint
+        for epoch in range(1, max(len(train_loss), len(val_loss)) + 1):
+            if epoch not in live["epochs"]:
+                tracker.log_epoch(run_id, epoch, {
+                    "train/loss": train_loss[epoch - 1] if epoch <= len(train_loss) else None,
+                    "val/loss": val_loss[epoch - 1] if epoch <= len(val_loss) else None,
+                })
         tracker.log_metrics(run_id, {
             "train_seconds": row["train_seconds"], "threshold": detector.threshold_,
             **{f"threshold_{k}": row[f"threshold_{k}"] for k in ("M1", "M2", "M3")},
@@ -153,11 +210,29 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
         model=model, run_id=run_id, bundle_dir=bundle_dir,
         row=results_frame([row]),
         train_loss=tuple(train_loss), val_loss=tuple(val_loss),
+        description=version_description(cfg, prepared, model, detector, row),
     )
 
 
+def version_description(cfg: Config, prepared: Prepared, model: str, detector: Any, row: dict[str, Any]) -> str:
+    """What a registered version is, in a few lines for the MLflow model registry."""
+    valid = prepared.validation.valid
+    span = (f"{valid['Time'].min():%Y-%m-%d %H:%M} to {valid['Time'].max():%Y-%m-%d %H:%M} UTC"
+            if valid.height else "no rows")
+    loss = row.get("val_loss") if row.get("val_loss") is not None else row.get("train_loss")
+    lines = [
+        f"{model} for vendor {cfg.vendor}, trained on {int((~prepared.test_mask).sum()):,} chunks of "
+        f"{cfg.chunk.size} requests ({valid.height:,} rows, {span}).",
+        f"Decision: {getattr(detector, 'threshold_method_', None) or 'its own boundary'}, threshold "
+        f"{float(detector.threshold_):.6g}." + ("" if loss is None else f" Final loss {float(loss):.6g}."),
+        f"Data hash {data_hash(prepared)}. Input: raw Web API Log rows; output: one row per chunk "
+        "(licanom detect's chunks.parquet columns).",
+    ]
+    return "\n".join(lines)
+
+
 def finish_training(tracker: Tracker, cfg: Config, parent_run_id: str,
-                    variants: list[VariantResult]) -> TrainingSummary:
+                    variants: list[VariantResult], prepared: Prepared | None = None) -> TrainingSummary:
     """Results table and loss curves on the parent run; register every variant; move champion."""
     from licanom import plots
 
@@ -166,8 +241,11 @@ def finish_training(tracker: Tracker, cfg: Config, parent_run_id: str,
     tracker.log_text(parent_run_id, format_results(results), "results.txt")
     png = plots.loss_curves({v.model: (v.train_loss, v.val_loss) for v in variants}, title=cfg.vendor)
     tracker.log_bytes(parent_run_id, png, "loss_curves.png")
+    example = input_example(cfg, prepared) if prepared is not None else None
     versions = [
-        tracker.register_bundle(cfg.vendor, v.run_id, v.bundle_dir, v.model, v.final_val_loss) for v in variants
+        tracker.register_bundle(cfg.vendor, v.run_id, v.bundle_dir, v.model, v.final_val_loss,
+                                input_example=example, description=v.description or None)
+        for v in variants
     ]
     champion = tracker.promote(cfg.vendor, versions, default_model=cfg.train.models[0])
     tracker.log_params(parent_run_id, {"champion_version": champion.version, "champion_model": champion.model})

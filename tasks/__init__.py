@@ -1,1 +1,3 @@
 """Prefect tasks: each wraps one licanom library call."""
+
+import licanom  # noqa: F401 - licanom's settings (licanom.settings) before Prefect reads its own

@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect import get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from licanom import bundle as bundle_lib
@@ -43,9 +43,10 @@ def recover(output_dir: Path, vendor: str, tracker: Tracker) -> list[str]:
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60],
       retry_condition_fn=unless(*PERMANENT))  # no champion, or damaged files: retrying will not mend them
 def load_champion(tracker: Tracker, vendor: str) -> tuple[bundle_lib.ModelBundle, str]:
-    champion = nightly.load_champion(tracker, vendor)
+    model, version = nightly.load_champion(tracker, vendor)
     crash_point("after:load_champion")
-    return champion
+    get_run_logger().info("champion of %s: version %s (%s)", vendor, version, model.detector.model)
+    return model, version
 
 
 @task(cache_policy=NO_CACHE)
@@ -99,17 +100,25 @@ def score_windows(model: bundle_lib.ModelBundle, windows: bundle_lib.Windows) ->
 def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, screened: nightly.Screened,
                 model_version: str, watermark_before: int | None,
                 model: bundle_lib.ModelBundle, windows: bundle_lib.Windows) -> nightly.NightResult:
-    """The night's outputs, staged (published with the state by publish_night)."""
     night = nightly.write_night(output_dir, vendor, chunks, screened.validation, model_version, watermark_before,
                                 screened.watermark, rows=windows.rows, detector=model.detector,
                                 secret=model.pseudonym_secret(), key_history=model.key_history, tail=windows.tail,
                                 rows_unknown_product=screened.rows_unknown_product, messages=screened.messages)
-    create_markdown_artifact(  # the night's anomalies on the flow run's page in the Prefect UI
-        key=artifact_key(vendor), description=f"licanom anomalies for {vendor}",
-        markdown=nightly.anomaly_report(vendor, chunks, model_version, screened.messages,
-                                        screened.rows_unknown_product)
-        + (f"\nFull report: `{night.out_dir / 'report.html'}`\n" if night.out_dir else ""),
+    # the night's anomalous time frames (and incidents) on the flow run's page in the Prefect UI
+    report = night.staging / "report.html" if night.staging else None
+    final = night.out_dir / "report.html" if night.out_dir else None  # where publish_night puts it
+    create_table_artifact(
+        key=artifact_key(vendor), table=nightly.artifact_table(night) or [{"what": "nothing flagged"}],
+        description=f"licanom: {vendor}'s anomalous time frames, {night.n_anomalies} of {chunks.height} chunks "
+                    f"flagged by model version {model_version}"
+                    + (f"; report: {final.resolve().as_uri()}" if final and report and report.exists() else ""),
     )
+    if final is not None and report is not None and report.exists():
+        create_link_artifact(key=f"{artifact_key(vendor)}-report", link=final.resolve().as_uri(),
+                             link_text=f"{vendor} report ({final.parent.name})",
+                             description=f"licanom: {vendor}'s HTML report of the night")
+    get_run_logger().info("%s: %s chunks scored, %s flagged -> %s", vendor, chunks.height, night.n_anomalies,
+                          final.resolve() if final is not None else night.out_dir)
     crash_point("after:stage")
     return night
 

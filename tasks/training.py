@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from licanom import state, training
@@ -41,10 +41,25 @@ def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
 @task(cache_policy=NO_CACHE, task_run_name="train-{model}")
 def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str, parent_run_id: str,
                   work_dir: Path) -> training.VariantResult:
-    return training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir)
+    logger = get_run_logger()
+
+    def epoch_line(name: str, epoch: int, epochs: int, losses: dict[str, float]) -> None:
+        logger.info("%s epoch %d/%d: %s", name, epoch, epochs,
+                    ", ".join(f"{k} {v:.5f}" for k, v in losses.items()) or "no loss yet")
+
+    result = training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir, on_epoch=epoch_line)
+    row = result.row.row(0, named=True)
+    logger.info("%s trained in %.1f s: threshold %s, %s of %s test chunks above M3", model, row["train_seconds"],
+                row["threshold_M3"] if row["threshold_M3"] is None else f"{row['threshold_M3']:.5g}",
+                row["M3"], row["test_chunks"])
+    return result
 
 
 @task(cache_policy=NO_CACHE)
 def finish_training(tracker: Tracker, cfg: Config, parent_run_id: str,
-                    variants: list[training.VariantResult]) -> training.TrainingSummary:
-    return training.finish_training(tracker, cfg, parent_run_id, variants)
+                    variants: list[training.VariantResult], prepared: Prepared) -> training.TrainingSummary:
+    summary = training.finish_training(tracker, cfg, parent_run_id, variants, prepared)
+    get_run_logger().info("registered %s; champion: %s version %s (%s)",
+                          ", ".join(f"{v.model} v{v.version}" for v in summary.versions),
+                          summary.champion.name, summary.champion.version, summary.champion.model)
+    return summary

@@ -141,3 +141,135 @@ def test_detect_with_the_context_model_names_the_signal(csv_export, tmp_path):
     assert flagged.height >= 1  # quantile: the top 1% of the training scores, here one training chunk
     page = (out / "report.html").read_text()
     assert f"most unusual: {CONTEXT_LABELS[flagged['top_feature'][0]]}" in page
+
+
+# --- refusals: one line, the option's name, exit 2, no traceback ------------------------------
+
+@pytest.mark.parametrize("argv, named", [
+    (["detect", "--epochs", "0"], "argument --epochs: must be at least 1, got 0"),
+    (["detect", "--epochs", "-1"], "argument --epochs: must be at least 1, got -1"),
+    (["prepare", "--chunk-size", "0"], "argument --chunk-size: must be at least 2, got 0"),
+    (["prepare", "--stride", "-3"], "argument --stride: must be at least 1, got -3"),
+    (["simulate", "--days", "0"], "argument --days: must be at least 1, got 0"),
+    (["detect", "--contamination", "1.5"], "argument --contamination: must be > 0 and < 1, got 1.5"),
+    (["detect", "--period-hours", "0"], "argument --period-hours: must be above 0, got 0"),
+    (["detect", "--model", "NoSuchModel"], "argument --model: unknown model 'NoSuchModel'; valid: LSTM_AE"),
+    (["detect", "--vendor", "nosuchvendor"], "argument --vendor: unknown vendor 'nosuchvendor'"),
+])
+def test_nonsense_is_refused_in_one_line(argv, named, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--out", str(tmp_path / "o")])
+    assert exit_.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unknown_vendor_lists_the_vendors(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["detect", "--vendor", "nosuchvendor", "--out", str(tmp_path)])
+    assert "vendors: demo" in capsys.readouterr().err
+
+
+def test_run_with_an_unknown_vendor_is_exit_2_in_one_line(tmp_path):
+    """`licanom run score --vendor nosuchvendor`: refused before Prefect starts."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root), "PREFECT_HOME": str(tmp_path / "prefect")}
+    done = subprocess.run([sys.executable, "-m", "licanom.cli", "run", "score", "--vendor", "nosuchvendor"],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == EXIT_USAGE
+    assert done.stderr.count("\n") == 1 and "unknown vendor 'nosuchvendor'" in done.stderr and "vendors: demo" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert not (tmp_path / "prefect").exists()  # nothing was started
+
+
+def test_a_configuration_error_is_one_sentence_naming_the_setting(tmp_path, monkeypatch, capsys, csv_export):
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "vendors" / "acme.yaml").write_text("train:\n  epochs: 0\n")
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    code = main(["detect", "--vendor", "acme", "--logs", str(csv_export), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert err == "licanom: configuration error: train.epochs: input should be greater than or equal to 1 (got 0)\n"
+
+
+def test_version_help_defaults_and_subcommand_usage(capsys):
+    from licanom import __version__
+    from licanom.cli import build_parser
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"licanom {__version__}"
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: licanom evaluate ") and "(default: 21)" in out
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    for name, sub in subparsers.choices.items():
+        if name == "run":
+            continue
+        text = sub.format_help()
+        assert text.startswith(f"usage: licanom {name} "), name
+        for action in sub._actions:
+            if action.option_strings and action.help not in (None, "==SUPPRESS==") and action.dest != "help":
+                shown = " ".join(sub.format_help().split())
+                help_text = " ".join((action.help or "").split())
+                assert action.default is False or "default" in help_text or "(default:" in shown, \
+                    f"{name} {action.option_strings}: no default shown"
+
+
+# --- train on one log, score another -----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_logs(tmp_path_factory):
+    """Two days of one vendor's log, as two files: train on the first, score the second."""
+    from datetime import datetime, UTC
+
+    folder = tmp_path_factory.mktemp("two")
+    first = make_raw_log(1500, seed=1)
+    second = make_raw_log(900, seed=2, start=datetime(2025, 3, 3, tzinfo=UTC)).with_columns(pl.col("Id") + 10_000)
+    first.write_parquet(folder / "a.parquet")
+    second.write_parquet(folder / "b.parquet")
+    return folder / "a.parquet", folder / "b.parquet", second
+
+
+def test_train_on_one_log_and_score_another(two_logs, tmp_path, capsys):
+    from licanom.context import ContextDetector
+
+    a, b, second = two_logs
+    out = tmp_path / "ab"
+    assert main(["detect", "--train-logs", str(a), "--logs", str(b), "--model", "Tail_context", "--threshold", "quantile",
+                 "--out", str(out)]) == EXIT_OK
+    chunks = pl.read_parquet(out / "chunks.parquet")
+    assert tuple(chunks.columns) == CHUNK_COLUMNS
+    assert chunks.height == second.height // 100 and set(chunks["split"]) == {"score"}
+    assert chunks["first_id"].min() == second["Id"].min()  # the second log's rows, all of them in order
+    assert chunks["last_id"].max() <= second["Id"].max()
+    det = ContextDetector.load(out / "models" / "Tail_context.pt")
+    assert (chunks["threshold"] == det.threshold_).all()
+    assert (chunks["is_anomaly"] == (chunks["score"] > det.threshold_)).all()
+    assert "scored log" in capsys.readouterr().out
+    page = (out / "report.html").read_text()
+    assert "<html" in page
+
+
+def test_train_on_one_log_and_score_another_per_key(two_logs, tmp_path):
+    from licanom.entities import SEQUENCE_COLUMNS
+
+    a, b, second = two_logs
+    out = tmp_path / "keys"
+    assert main(["detect", "--train-logs", str(a), "--logs", str(b), "--model", "GRU_SVDD", "--sequences", "key",
+                 "--period-hours", "12", "--contamination", "0.05", "--epochs", "1", "--out", str(out)]) == EXIT_OK
+    seqs = pl.read_parquet(out / "sequences.parquet")
+    assert tuple(seqs.columns) == SEQUENCE_COLUMNS and set(seqs["split"]) == {"score"}
+    assert seqs["requests"].sum() == second.height and set(seqs["key"]) == set(second["Key"])
+    assert seqs["first_id"].min() == second["Id"].min()
+    # 12-hour periods: every sequence within half a day
+    assert ((seqs["end_time"] - seqs["start_time"]).dt.total_hours() < 12).all()

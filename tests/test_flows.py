@@ -33,6 +33,8 @@ detect:
         "broken": common + f"source: {{kind: files, path: {root / 'missing.csv'}}}\n",
         "epsilon": f"output_dir: {out}\ntrain:\n  models: [Tail_context]\n"
                  "source: {kind: simulate, profile: floating, seed: 5, days: 6}\n",
+        "gamma": f"output_dir: {out}\ntrain:\n  models: [Tail_context]\n"
+                 "source: {kind: simulate, profile: floating, seed: 8, days: 6}\n",
     })
     yield root, out
     mp.undo()
@@ -158,3 +160,109 @@ def test_a_context_champion_remembers_what_each_night_saw(flow_env):
     scored = log.filter(pl.col("Time") > until, pl.col("MachineCode") != "").select("Key", "MachineCode").unique()
     missing = state.seen.machines.join(scored, on=["Key", "MachineCode"], how="anti")
     assert missing.height == 0 and state.seen.machines.height >= 0.9 * scored.height
+
+
+def test_mlflow_runs_as_model_training_with_live_epochs_datasets_and_signatures(trained_alpha):
+    """The vendor's experiment is a model-training experiment; each epoch's losses were logged
+    as it ended (steps 1..n, timestamps increasing); the training rows are a dataset input; each
+    registered version has a signature, an input example and a description."""
+    import mlflow
+
+    from licanom.tracking import EXPERIMENT_KIND_TAG, INPUT_COLUMNS, MODEL_TRAINING_KIND, configure
+
+    summary, _ = trained_alpha
+    tracker = configure()
+    exp = tracker.client.get_experiment_by_name(tracker.experiment_name("alpha"))
+    assert exp.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    for v in summary.versions:
+        for key in ("train/loss", "val/loss"):
+            history = sorted(tracker.client.get_metric_history(v.run_id, key), key=lambda m: m.step)
+            assert [m.step for m in history] == [1, 2]
+            stamps = [m.timestamp for m in history]
+            assert stamps == sorted(stamps) and stamps[0] < stamps[-1], f"{v.model} {key}: {stamps}"
+        run = tracker.client.get_run(v.run_id)
+        datasets = run.inputs.dataset_inputs
+        assert [d.dataset.name for d in datasets] == ["alpha-training"]
+        assert any(t.key == "mlflow.data.context" and t.value == "training" for t in datasets[0].tags)
+        mv = tracker.client.get_model_version("licanom-alpha", v.version)
+        assert v.model in mv.description and "chunks" in mv.description
+        info = mlflow.models.get_model_info(f"models:/licanom-alpha/{v.version}")
+        assert info.signature is not None
+        assert info.signature.inputs.input_names() == [c for c, _ in INPUT_COLUMNS]
+        assert "is_anomaly" in info.signature.outputs.input_names()
+        assert info.saved_input_example_info is not None
+    assert tracker.client.get_registered_model("licanom-alpha").description
+
+
+def test_a_tagged_night_is_named_tagged_and_leaves_a_table_of_frames(flow_env):
+    """A vendor's night: flow run named score-<vendor>-<date>, tagged with the vendor, a table
+    artifact of its anomalous time frames, a link to its report, its MLflow run in the vendor's
+    nightly experiment (apart from the training runs)."""
+    import re
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from flows.naming import tagged
+    from flows.score_vendor import score_vendor
+    from flows.train_vendor import train_vendor
+    from licanom.config import load_config
+    from licanom.simulate import simulate
+    from licanom.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, configure
+
+    cfg = load_config("gamma")
+    log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
+    train_vendor("gamma", until=log["Time"].max() - timedelta(days=2))
+    with tagged("gamma"):
+        state = score_vendor("gamma", return_state=True)
+    assert state.is_completed()
+    night = state.result()
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+    assert re.fullmatch(r"score-gamma-\d{4}-\d{2}-\d{2} \d{2}:\d{2}", run.name), run.name
+    assert {"licanom", "gamma"} <= set(run.tags)
+    import json
+
+    by_key = {a.key: a for a in artifacts}
+    table = by_key["anomalies-gamma"]
+    assert table.type == "table"
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    frames = [r for r in rows if r.get("what") == "time frame"]
+    assert night.n_anomalies > 0 and frames and {"start_time", "end_time", "requests", "severity"} <= set(frames[0])
+    link = by_key["anomalies-gamma-report"].data  # a link artifact: markdown [text](file:///.../report.html)
+    assert re.search(r"\(file:///\S+/report\.html\)", link), link
+
+    tracker = configure()
+    nightly_exp = tracker.client.get_experiment_by_name(tracker.nightly_experiment_name("gamma"))
+    assert nightly_exp.tags[EXPERIMENT_KIND_TAG] == MODEL_TRAINING_KIND
+    training_exp = tracker.client.get_experiment_by_name(tracker.experiment_name("gamma"))
+    kinds_in = {r.data.tags["licanom.kind"] for r in tracker.client.search_runs([training_exp.experiment_id])}
+    assert "nightly" not in kinds_in
+    assert tracker.client.search_runs([nightly_exp.experiment_id], "tags.`licanom.kind` = 'nightly'")
+
+
+def test_training_runs_are_named_by_vendor_and_date(trained_alpha):
+    import re
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["train-vendor"])))
+    names = [r.name for r in runs]
+    assert names and all(re.fullmatch(r"train-[a-z]+-\d{4}-\d{2}-\d{2} \d{2}:\d{2}", n) for n in names), names
+
+
+def test_deployments_fix_the_vendor_and_describe_the_parameters(flow_env):
+    from flows.serve import deployments
+
+    by_name = {d.name: d for d in deployments(["alpha"])}
+    score = by_name["score-alpha"]
+    schema = score._parameter_openapi_schema.properties
+    assert schema["vendor"]["readOnly"] is True and schema["vendor"]["enum"] == ["alpha"]
+    assert score.parameters == {"vendor": "alpha"} and set(score.tags) >= {"licanom", "alpha"}
+    assert "watermark" in schema["since"]["description"]
+    train = by_name["train-alpha"]._parameter_openapi_schema.properties
+    assert train["vendor"]["readOnly"] is True and train["models"]["description"]
+    assert by_name["all-vendors"]._parameter_openapi_schema.properties["runner"]["description"]

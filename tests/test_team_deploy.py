@@ -189,7 +189,8 @@ def test_train_then_score_through_the_worker(team: Team, vendor: Vendor) -> None
     assert chunks.height > 0
     assert chunks["first_id"].min() > trained_to and chunks["last_id"].max() <= vendor.last_id
     assert (night / "report.md").exists()
-    nightly_runs = client.search_runs([exp.experiment_id], "tags.`licanom.kind` = 'nightly'")
+    nightly_exp = client.get_experiment_by_name(f"licanom/{vendor.name}/nightly")  # nights apart from training
+    nightly_runs = client.search_runs([nightly_exp.experiment_id], "tags.`licanom.kind` = 'nightly'")
     assert [int(r.data.metrics["watermark"]) for r in nightly_runs] == [vendor.last_id]
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import pytorch_lightning as L
 import torch
@@ -12,6 +14,23 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from licanom.models.nets import AutoencoderNet
+
+
+# Called at the end of each training epoch with (module, epoch from 1, {"train/loss", "val/loss"}):
+# how a caller (licanom.training) logs the losses live, without reaching into the Trainer.
+EpochListener = Callable[["AutoencoderModule", int, dict[str, float]], None]
+_EPOCH_LISTENER: ContextVar[EpochListener | None] = ContextVar("licanom_epoch_listener", default=None)
+
+
+@contextmanager
+def epoch_listener(listener: EpochListener) -> Iterator[None]:
+    """Every :class:`AutoencoderModule` trained inside this block reports each epoch's losses to
+    ``listener`` as the epoch ends (the same thread: Lightning trains in the caller's thread)."""
+    token = _EPOCH_LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _EPOCH_LISTENER.reset(token)
 
 
 class AutoencoderModule(L.LightningModule):
@@ -52,6 +71,11 @@ class AutoencoderModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if math.isinf(self.trainer.num_training_batches):  # a loader of unknown length: no last batch seen
             self._log_train_loss()
+        listener = _EPOCH_LISTENER.get()
+        if listener is not None:  # after the epoch's validation: both losses are in
+            metrics = self.trainer.callback_metrics
+            listener(self, self.current_epoch + 1,
+                     {k: float(metrics[k]) for k in ("train/loss", "val/loss") if k in metrics})
 
     def _log_train_loss(self) -> None:
         if self._train_sum is not None:

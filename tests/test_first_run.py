@@ -1,0 +1,155 @@
+"""The first run on a fresh machine: licanom's own settings wherever it starts, and the demo on a
+cold Prefect home whose in-process API is slow to start."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OURS = ("PREFECT_", "MLFLOW_", "DO_NOT_TRACK", "LICANOM_", "PYTEST_")
+
+
+def _bare_env(**extra: str) -> dict[str, str]:
+    """This environment without Prefect's, MLflow's, licanom's or pytest's variables (a new shell)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OURS)}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def test_settings_apply_only_where_unset():
+    from licanom import settings
+
+    env = {"PREFECT_HOME": "/somewhere/else"}
+    added = settings.apply(env)
+    assert env["PREFECT_HOME"] == "/somewhere/else" and "PREFECT_HOME" not in added
+    assert int(env["PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"]) >= 120  # Prefect's own: 20
+    assert env["DO_NOT_TRACK"] == "true" and env["MLFLOW_DISABLE_TELEMETRY"] == "true"
+    assert env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    assert env["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] == "false"
+
+
+def test_a_fresh_process_anywhere_gets_licanoms_settings(tmp_path):
+    """Started from another folder with none of the variables set: Prefect's home is the
+    project's .prefect (not ~/.prefect, not the current folder), its start-up limit fits a cold
+    start, telemetry is off for both, and the output folder is the project's."""
+    code = (
+        "import json, flows, licanom\n"
+        "from prefect.settings import get_current_settings\n"
+        "from mlflow.telemetry.utils import is_telemetry_disabled\n"
+        "from licanom.config import load_config\n"
+        "s = get_current_settings()\n"
+        "print(json.dumps({'home': str(s.home), 'timeout': s.server.ephemeral.startup_timeout_seconds,\n"
+        "  'analytics': s.server.analytics_enabled, 'mlflow_off': is_telemetry_disabled(),\n"
+        "  'out': load_config('demo').output_dir}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=_bare_env(), capture_output=True, text=True,
+                          timeout=180, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["home"] == str(ROOT / ".prefect")
+    assert got["timeout"] >= 120 and got["analytics"] is False and got["mlflow_off"] is True
+    assert got["out"] == str(ROOT / "out")
+    assert not list(tmp_path.iterdir())  # nothing written in the current folder
+
+
+# The ephemeral API answers its health check only after SLOW_POLLS polls, which Prefect counts as
+# 0.1 s each: a start-up of 25 s by Prefect's clock, over its default limit of 20 s. The polls
+# before that do not sleep, so the test does not wait those seconds.
+SLOW_START = """
+import sys, time as _time
+import licanom  # licanom's settings first, as every entry point does
+import httpx
+import prefect.server.api.server as server
+
+SLOW_POLLS = 250
+polls = {"n": 0}
+_get = httpx.Client.get
+
+def get(self, url, *args, **kwargs):
+    if str(url).endswith("/health") and polls["n"] < SLOW_POLLS:
+        polls["n"] += 1
+        raise httpx.ConnectError("still creating its database")
+    return _get(self, url, *args, **kwargs)
+
+class Clock:
+    def __getattr__(self, name):
+        return getattr(_time, name)
+
+    def sleep(self, seconds):
+        if polls["n"] >= SLOW_POLLS:
+            _time.sleep(seconds)
+
+httpx.Client.get = get
+server.time = Clock()
+from flows.demo import main
+main()
+print("health polls refused:", polls["n"])
+"""
+
+
+def _demo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True, exist_ok=True)
+    (conf / "defaults.yaml").write_text((ROOT / "conf" / "defaults.yaml").read_text())
+    (conf / "vendors" / "demo.yaml").write_text(
+        f"output_dir: {tmp_path / 'out'}\n"
+        "source: {kind: simulate, profile: floating, seed: 7, days: 8}\n"
+        "train:\n  models: auto\n  epochs: 1\n")
+    (tmp_path / "mlflow.yaml").write_text(
+        f"tracking_uri: sqlite:///{tmp_path / 'mlflow.db'}\nartifact_location: {tmp_path / 'artifacts'}\n")
+    return _bare_env(PREFECT_HOME=str(tmp_path / "cold-prefect-home"), LICANOM_CONF_DIR=str(conf),
+                     LICANOM_MLFLOW_CONFIG=str(tmp_path / "mlflow.yaml"), OMP_NUM_THREADS="1", **extra)
+
+
+def test_with_prefects_own_limit_a_slow_start_fails(tmp_path):
+    """What the first `make demo` met: the same slow start under Prefect's default limit of 20 s."""
+    env = _demo_env(tmp_path, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="20")
+    done = subprocess.run([sys.executable, "-c", SLOW_START], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Timed out while attempting to connect to ephemeral Prefect API server" in done.stderr
+
+
+@pytest.mark.slow
+def test_the_demo_on_a_cold_prefect_home_with_a_slow_start(tmp_path):
+    """The demo flow, first run: no Prefect home yet, an API slow to start; it trains the default
+    detector beside one thesis autoencoder, the default is champion, one night is scored."""
+    env = _demo_env(tmp_path)
+    assert not (tmp_path / "cold-prefect-home").exists()
+    done = subprocess.run([sys.executable, "-c", SLOW_START], env=env, capture_output=True, text=True,
+                          timeout=900, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "health polls refused: 250" in out
+    assert "champion: licanom-demo version 1 (Tail_context)" in out
+    assert "TCN_AE" in out and "nightly scoring:" in out
+    assert (tmp_path / "cold-prefect-home").is_dir()  # created by this first run
+    assert "Traceback" not in done.stderr
+    # epoch lines through the flow's logger (Prefect's console handler writes to stderr)
+    assert "TCN_AE epoch 1/1: train/loss" in done.stderr + out
+
+
+def test_an_expected_failure_is_one_line_on_the_console_and_a_bug_keeps_its_traceback():
+    import logging
+
+    from flows.console import _OneLineForExpected, expected_errors
+
+    fmt = _OneLineForExpected(logging.Formatter("%(levelname)s %(message)s"), expected_errors())
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        try:
+            raise exc
+        except BaseException:
+            return logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1,
+                                     "Encountered exception during execution: %r", (exc,), sys.exc_info())
+
+    expected = record(LookupError("vendor 'acme' has no champion model yet"))
+    assert fmt.format(expected).count("\n") == 0 and "no champion model yet" in fmt.format(expected)
+    assert expected.exc_info is not None  # other handlers (the Prefect API's) still get the traceback
+    bug = record(ZeroDivisionError("division by zero"))
+    assert "Traceback (most recent call last)" in fmt.format(bug)
