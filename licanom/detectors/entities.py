@@ -1,39 +1,41 @@
-"""Entity results: who did it. Each key-day, (key, machine code) and address-hour of a night,
+"""Entity results: who did it. Each key-day, (key, machine code)-day and address-hour of a night,
 judged against its peers and against its own past, with a calibrated severity and a reason.
 
 Chunks of consecutive requests dilute small events (three requests from another continent, one
 machine code under several keys) among a hundred ordinary rows, and a vendor acts on a key, a
 machine or an address anyway. :class:`EntityModel` groups a night's derived rows into entities
-(:data:`ENTITY_KINDS`) with polars group-bys and describes what each did (:data:`FEATURES`, counts
-as ``log1p``):
+(:data:`ENTITY_KINDS`) with polars group-bys (no per-row Python) and describes what each did
+(:data:`FEATURES`; counts enter as ``log1p``):
 
-* ``key-day`` (a key within a UTC day): requests, failures, distinct machine codes, countries and
-  addresses; machine codes and countries *new to the key* (the pairs its :class:`KeyHistory` lacks,
-  counted on the day they first appear; never in the first hour of a key the history lacks: a
-  customer setting up a licence is not news); new countries far (``far_km``) from every country the
-  key had; changes to a far country within an hour of the key's previous request (to a country its
-  history lacks); the most countries within one clock hour; and, against the key's own training
-  days, how far its requests exceed its usual day (the median of its active training days).
+* ``key-day`` (a key within a UTC day). Its requests, failures, machine codes, addresses and
+  countries *above what is expected of the key* (``more_*``): its own usual day (the median over
+  its active training days, :func:`key_baseline`) when it has at least :data:`MIN_USUAL_DAYS`,
+  else the median training key-day, so a big customer is not an outlier every day; machine codes
+  and countries *new to the key* (pairs its :class:`KeyHistory` lacks, counted on the day they
+  first appear, never in the first hour of a key the history lacks: setting up a licence is not
+  news); countries far (``far_km``, great-circle, :func:`country_distances`) from all of the key's
+  home countries (those it used on two training days or more; else the day's main country); new
+  machine codes used from such a far country; changes within an hour of the key's previous request
+  to a far country that is not one of its home countries; the most countries within one clock hour.
 * ``key-machine`` (a key and a machine code within a UTC day): requests, failures, whether the
-  pair is new, the keys the machine code appears under that day (cloning), those of them new to
-  it, the machine code's addresses that day (under any key), the pair's addresses and countries.
-* ``address-hour`` (an IP address within a clock hour): requests, distinct keys, failures, the
-  failed share, keys new to the vendor (in their first hour), and, on the addresses that failed
-  with a key new to the vendor, how many addresses did so in that hour (a credential-stuffing
-  campaign spreads over many addresses, each of which tries only a few keys).
+  pair is new, the keys the machine code appears under that day and those new to it (cloning),
+  the machine code's addresses that day (under any key), the pair's addresses and countries.
+* ``address-hour`` (an address within a clock hour): requests, keys, failures, the failed share,
+  keys new to the vendor (in their first hour), and, on the addresses that failed with a key new
+  to the vendor, how many addresses did so in that hour (credential stuffing spreads a few
+  guesses over many addresses).
 
 Peers: each kind has its own reference, a :class:`licanom.context.TailModel` (per-feature
-empirical and exponential right tails) fitted on the same kind's entities of the training rows,
-robustly (first on the lower half by score, then on the entities not far above the bulk, as
-:class:`licanom.context.ContextDetector` does), so that a storm in the training days does not
-widen the normal range. An entity's score is its summed surprisal in nats. History: the
-new-to-the-key features read the training :class:`KeyHistory` (plus the pairs of the nights scored
-since, ``seen``) and the rows earlier in the scored frame; the requests above the key's usual day
-read the key's training baseline. Severity (0-100) comes from
-:class:`licanom.detectors.decision.Calibration` on out-of-fold training scores (the training
-entities cut into blocks in time, each scored by a reference fitted on the others); an entity is
-anomalous at ``severity >= min_severity`` (:data:`DEFAULT_MIN_SEVERITY`). ``reasons`` names the
-most surprising features of a flagged entity with their typical values.
+empirical and exponential right tails) fitted on the same kind's training entities, robustly
+(refitted without the entities far out against the previous fit, :func:`_robust_tail`), so a
+storm in the training days does not widen the normal range. An entity's score is its summed
+surprisal in nats (``top_features`` keeps only the largest). Severity comes from a
+:class:`licanom.detectors.decision.Calibration` fitted to the upper tail of out-of-fold training
+scores (:func:`tail_calibration`: entity scores are mostly ties near zero, where
+``Calibration.fit``'s bulk estimate collapses), with the anomalous entities of the training days
+set aside; an entity is anomalous at ``severity >= min_severity`` (:data:`DEFAULT_MIN_SEVERITY`).
+``reasons`` names the most surprising features of a flagged entity with their typical values
+("key X: 55 machine codes new to it (usually 0), 3 countries (usually 1); ...").
 
 The entities of the first ``warmup_days`` training days stay out of the reference: at the start of
 the training rows every machine code is new to its key.
@@ -59,8 +61,8 @@ from licanom.context import KeyHistory, TailModel
 from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, Calibration
 
 __all__ = [
-    "ENTITY_COLUMNS", "ENTITY_KINDS", "ENTITY_SCHEMA", "FEATURES", "EntityModel", "KindReference",
-    "country_distances", "entity_features",
+    "ENTITY_COLUMNS", "ENTITY_KINDS", "ENTITY_SCHEMA", "FEATURES", "MIN_USUAL_DAYS", "EntityModel", "KindReference",
+    "country_distances", "entity_features", "key_baseline", "population_medians", "tail_calibration",
 ]
 
 EntityKind = Literal["key-day", "key-machine", "address-hour"]
@@ -194,21 +196,40 @@ def _distance(p: np.ndarray | None, q: np.ndarray | None) -> float:
 
 
 def _base(rows: pl.DataFrame) -> pl.DataFrame:
+    """The columns entity scoring reads, typed."""
     missing = [c for c in _NEEDED if c not in rows.columns]
     if missing:
         raise ValueError(f"entity scoring needs the derived columns {missing} (licanom.derive)")
     if not isinstance(rows.schema["Time"], pl.Datetime):
         raise ValueError(f"entity scoring needs Time as a datetime column, got {rows.schema['Time']}")
+    utc = (pl.col("Time").dt.convert_time_zone("UTC") if rows.schema["Time"].time_zone  # type: ignore[union-attr]
+           else pl.col("Time").dt.replace_time_zone("UTC"))
     return rows.select(
         pl.col("Id").cast(pl.Int64),
-        pl.col("Time").dt.convert_time_zone("UTC").dt.cast_time_unit("us")
-        if rows.schema["Time"].time_zone else pl.col("Time").dt.replace_time_zone("UTC").dt.cast_time_unit("us"),  # type: ignore[union-attr]
-        pl.col("Key").cast(pl.String).fill_null(""),
-        pl.col("MachineCode").cast(pl.String).fill_null(""),
-        pl.col("IP").cast(pl.String).fill_null(""),
-        pl.col("country").cast(pl.String).fill_null(""),
+        utc.dt.cast_time_unit("us").alias("Time"),
+        *(pl.col(c).cast(pl.String).fill_null("") for c in _IDENTITIES),
         (pl.col("success") == 0).fill_null(False).cast(pl.Int64).alias("_failed"),
-    ).with_columns(pl.col("Time").dt.truncate("1h").alias("_hour"), pl.col("Time").dt.truncate("1d").alias("_day"))
+    ).with_columns(pl.col("Time").dt.truncate("1h").alias("_hour"))
+
+
+_IDENTITIES = ("Key", "MachineCode", "IP", "country")
+
+
+def _cells(base: pl.DataFrame) -> pl.DataFrame:
+    """The rows reduced to one per (key, machine code, address, country, clock hour), with the
+    span and counts every entity is built from: every entity kind is a union of cells, so the
+    group-bys below touch tens of thousands of cells instead of a million rows. The four strings
+    are grouped by a 64-bit hash of them (seeded per column; a collision among a night's cells is
+    about as likely as one in 10**10), which is twice as fast as grouping the strings."""
+    combined = pl.col(_IDENTITIES[0]).hash(11)
+    for i, c in enumerate(_IDENTITIES[1:], start=12):
+        combined = combined ^ pl.col(c).hash(i)
+    return base.with_columns(combined.alias("_cell")).group_by("_cell", "_hour").agg(
+        *(pl.col(c).first() for c in _IDENTITIES),
+        pl.col("Id").min().alias("first_id"), pl.col("Id").max().alias("last_id"),
+        pl.col("Time").min().alias("start_time"), pl.col("Time").max().alias("end_time"),
+        pl.len().cast(pl.Int64).alias("requests"), pl.col("_failed").sum().alias("failures"),
+    ).drop("_cell").with_columns(pl.col("_hour").dt.truncate("1d").alias("_day"))
 
 
 def _history_pairs(history: KeyHistory | None, value: str) -> pl.DataFrame:
@@ -217,15 +238,15 @@ def _history_pairs(history: KeyHistory | None, value: str) -> pl.DataFrame:
     return history.pairs(value).select(pl.col("Key").cast(pl.String), pl.col(value).cast(pl.String))
 
 
-def _newcomers(base: pl.DataFrame, value: str, history: KeyHistory | None, key_first: pl.DataFrame) -> pl.DataFrame:
+def _newcomers(cells: pl.DataFrame, value: str, history: KeyHistory | None, key_first: pl.DataFrame) -> pl.DataFrame:
     """The (Key, value) pairs new to their key: absent from the history, with the day, hour and
     time they first appear; a pair first seen in the first hour of a key the history lacks is the
     key's set-up, not news."""
     unknown = [""] if value == "MachineCode" else list(_NO_COUNTRY)
     pairs = (
-        base.filter(~pl.col(value).is_in(unknown))
+        cells.filter(~pl.col(value).is_in(unknown))
         .group_by("Key", value)
-        .agg(pl.col("Time").min().alias("_first"), pl.col("_hour").min().alias("_first_hour"))
+        .agg(pl.col("start_time").min().alias("_first"), pl.col("_hour").min().alias("_first_hour"))
         .join(_history_pairs(history, value), on=["Key", value], how="anti")
         .join(key_first, on="Key", how="left")
         .filter(pl.col("_known_key") | (pl.col("_first_hour") > pl.col("_key_first_hour")))
@@ -254,16 +275,18 @@ def entity_features(
     rows' own).
     """
     base = _base(rows)
+    cells = _cells(base)
     known = history.keys.cast(pl.String) if history is not None else pl.Series("Key", [], dtype=pl.String)
     if known_keys is not None:
         known = pl.concat([known, known_keys.cast(pl.String)]).unique()
-    key_first = base.group_by("Key").agg(pl.col("_hour").min().alias("_key_first_hour")).with_columns(
+    key_first = cells.group_by("Key").agg(pl.col("_hour").min().alias("_key_first_hour")).with_columns(
         pl.col("Key").is_in(known.implode()).alias("_known_key"))
-    key_days = _key_day(base, history, baseline, key_first, far_km)
+    new_mc = _newcomers(cells, "MachineCode", history, key_first)
+    key_days = _key_day(base, cells, history, baseline, key_first, new_mc, far_km)
     return {
         "key-day": _expected(key_days, population or population_medians(key_days)),
-        "key-machine": _key_machine(base, history, key_first),
-        "address-hour": _address_hour(base, key_first),
+        "key-machine": _key_machine(cells, new_mc),
+        "address-hour": _address_hour(cells, key_first),
     }
 
 
@@ -273,9 +296,8 @@ def _identity(kind: str, entity: pl.Expr, key: pl.Expr, machine: pl.Expr, addres
             "end_time", "requests"]
 
 
-_SPAN = [pl.col("Id").min().alias("first_id"), pl.col("Id").max().alias("last_id"),
-         pl.col("Time").min().alias("start_time"), pl.col("Time").max().alias("end_time"),
-         pl.len().cast(pl.Int64).alias("requests"), pl.col("_failed").sum().alias("failures")]
+_SPAN = [pl.col("first_id").min(), pl.col("last_id").max(), pl.col("start_time").min(), pl.col("end_time").max(),
+         pl.col("requests").sum(), pl.col("failures").sum()]  # over cells
 _NONE = pl.lit(None, pl.String)
 
 
@@ -283,24 +305,23 @@ def _counts_by(frame: pl.DataFrame, by: list[str], name: str) -> pl.DataFrame:
     return frame.group_by(by).agg(pl.len().cast(pl.Int64).alias(name))
 
 
-def _key_day(base: pl.DataFrame, history: KeyHistory | None, baseline: pl.DataFrame | None,
-             key_first: pl.DataFrame, far_km: float) -> pl.DataFrame:
+def _key_day(base: pl.DataFrame, cells: pl.DataFrame, history: KeyHistory | None, baseline: pl.DataFrame | None,
+             key_first: pl.DataFrame, new_mc: pl.DataFrame, far_km: float) -> pl.DataFrame:
     known_country = ~pl.col("country").is_in(list(_NO_COUNTRY))
-    days = base.group_by("Key", "_day").agg(
+    days = cells.group_by("Key", "_day").agg(
         *_SPAN,
         pl.col("MachineCode").filter(pl.col("MachineCode") != "").n_unique().alias("machines"),
         pl.col("country").filter(known_country).n_unique().alias("countries"),
         pl.col("IP").n_unique().alias("addresses"),
     )
-    new_mc = _newcomers(base, "MachineCode", history, key_first)
-    new_cc = _newcomers(base, "country", history, key_first)
+    new_cc = _newcomers(cells, "country", history, key_first)
     # the key's usual countries (its baseline's), else the day's most frequent country: a country
     # of the day far from all of them, and a change within an hour to a far country that is not usual
-    located = base.filter(known_country)
+    located = cells.filter(known_country)
     usual = (baseline.select(pl.col("Key").cast(pl.String), pl.col("home_countries")).explode("home_countries")
              .drop_nulls().rename({"home_countries": "_usual"})
              if baseline is not None else pl.DataFrame(schema={"Key": pl.String, "_usual": pl.String}))
-    day_countries = located.group_by("Key", "_day", "country").agg(pl.len().alias("_n"))
+    day_countries = located.group_by("Key", "_day", "country").agg(pl.col("requests").sum().alias("_n"))
     main = (day_countries.join(usual.select("Key").unique(), on="Key", how="anti")
             .sort("_n", "country", descending=[True, False]).group_by("Key", "_day").agg(pl.col("country").first().alias("_usual")))
     reference = pl.concat([
@@ -317,15 +338,21 @@ def _key_day(base: pl.DataFrame, history: KeyHistory | None, baseline: pl.DataFr
         .join(new_mc.select("Key", "MachineCode", "_day"), on=["Key", "MachineCode", "_day"])
         .group_by("Key", "_day").agg(pl.col("MachineCode").n_unique().alias("far_new_machines"))
     )
+    # only keys seen from two countries or more can change country or have two in an hour
+    several = day_countries.group_by("Key").agg(pl.col("country").n_unique().alias("_k")).filter(pl.col("_k") > 1).select("Key")
+    roaming = located.join(several, on="Key", how="semi")
+    rows = (base.filter(pl.col("Key").is_in(several["Key"].implode()))
+            .select("Key", "Time", "country")
+            .filter(known_country).with_columns(pl.col("Time").dt.truncate("1d").alias("_day")))
     seq = (
-        located.select("Key", "Time", "country", "_day").sort("Key", "Time")
+        rows.sort("Key", "Time")
         .with_columns(pl.col("country").shift(1).over("Key").alias("_prev"),
                       pl.col("Time").shift(1).over("Key").alias("_prev_time"))
         .filter((pl.col("country") != pl.col("_prev")) & (pl.col("Time") - pl.col("_prev_time") <= timedelta(hours=1)))
         .join(usual.rename({"_usual": "country"}), on=["Key", "country"], how="anti")
     )
     seq = seq.with_columns(pl.Series("_km", country_distances(seq["_prev"], seq["country"]))).filter(pl.col("_km") >= far_km)
-    per_hour = (base.filter(known_country).group_by("Key", "_hour").agg(pl.col("country").n_unique().alias("_n"))
+    per_hour = (roaming.group_by("Key", "_hour").agg(pl.col("country").n_unique().alias("_n"))
                 .with_columns(pl.col("_hour").dt.truncate("1d").alias("_day"))
                 .group_by("Key", "_day").agg(pl.col("_n").max().alias("max_countries_hour")))
     out = (
@@ -335,6 +362,7 @@ def _key_day(base: pl.DataFrame, history: KeyHistory | None, baseline: pl.DataFr
         .join(far_new_mc, on=["Key", "_day"], how="left")
         .join(_counts_by(seq, ["Key", "_day"], "far_changes_hour"), on=["Key", "_day"], how="left")
         .join(per_hour, on=["Key", "_day"], how="left")
+        .with_columns(pl.col("max_countries_hour").fill_null(pl.col("countries").clip(upper_bound=1)))
     )
     usual_cols = [f"usual_{c}" for c in _SIZES]
     if baseline is not None:
@@ -368,8 +396,8 @@ def population_medians(key_days: pl.DataFrame) -> dict[str, float]:
     return {c: float(key_days[c].median() or 0.0) for c in _SIZES}
 
 
-def _key_machine(base: pl.DataFrame, history: KeyHistory | None, key_first: pl.DataFrame) -> pl.DataFrame:
-    with_mc = base.filter(pl.col("MachineCode") != "")
+def _key_machine(cells: pl.DataFrame, new_mc: pl.DataFrame) -> pl.DataFrame:
+    with_mc = cells.filter(pl.col("MachineCode") != "")
     known_country = ~pl.col("country").is_in(list(_NO_COUNTRY))
     pairs = with_mc.group_by("Key", "MachineCode", "_day").agg(
         *_SPAN, pl.col("IP").n_unique().alias("addresses"),
@@ -377,7 +405,7 @@ def _key_machine(base: pl.DataFrame, history: KeyHistory | None, key_first: pl.D
     )
     machine = with_mc.group_by("MachineCode", "_day").agg(
         pl.col("Key").n_unique().alias("machine_keys"), pl.col("IP").n_unique().alias("machine_addresses"))
-    new = _newcomers(base, "MachineCode", history, key_first).select("Key", "MachineCode", "_day")
+    new = new_mc.select("Key", "MachineCode", "_day")
     out = (
         pairs.join(machine, on=["MachineCode", "_day"], how="left")
         .join(_counts_by(new, ["MachineCode", "_day"], "machine_new_keys"), on=["MachineCode", "_day"], how="left")
@@ -391,14 +419,15 @@ def _key_machine(base: pl.DataFrame, history: KeyHistory | None, key_first: pl.D
     )
 
 
-def _address_hour(base: pl.DataFrame, key_first: pl.DataFrame) -> pl.DataFrame:
+def _address_hour(cells: pl.DataFrame, key_first: pl.DataFrame) -> pl.DataFrame:
     # a key new to the vendor: one the history lacks, in its first hour here
-    tagged = base.join(key_first, on="Key", how="left").with_columns(
+    per_key = cells.group_by("IP", "_hour", "Key").agg(*_SPAN).join(key_first, on="Key", how="left").with_columns(
         (~pl.col("_known_key") & (pl.col("_hour") == pl.col("_key_first_hour")) & (pl.col("Key") != "")).alias("_new_key"))
-    out = tagged.group_by("IP", "_hour").agg(
-        *_SPAN, pl.col("Key").n_unique().alias("keys"),
-        pl.col("Key").filter(pl.col("_new_key")).n_unique().alias("new_keys"),
-        (pl.col("_new_key") & (pl.col("_failed") == 1)).any().alias("_tried_new"),
+    out = per_key.group_by("IP", "_hour").agg(
+        pl.col("first_id").min(), pl.col("last_id").max(), pl.col("start_time").min(), pl.col("end_time").max(),
+        pl.col("requests").sum(), pl.col("failures").sum(), pl.len().alias("keys"),
+        pl.col("_new_key").sum().alias("new_keys"),
+        (pl.col("_new_key") & (pl.col("failures") > 0)).any().alias("_tried_new"),
     ).with_columns((pl.col("failures") / pl.col("requests")).alias("failed_share"))
     campaign = out.filter(pl.col("_tried_new")).group_by("_hour").agg(pl.len().alias("_campaign"))
     out = out.join(campaign, on="_hour", how="left").with_columns(
@@ -422,15 +451,15 @@ def key_baseline(rows: pl.DataFrame, usual_days: int = 2) -> pl.DataFrame:
     requests, failures, machine codes, addresses and countries over the days it was active),
     ``active_days`` and ``home_countries`` (the countries it
     was used from on at least ``usual_days`` days; one stray request does not make a country usual)."""
-    base = _base(rows)
+    cells = _cells(_base(rows))
     known_country = ~pl.col("country").is_in(list(_NO_COUNTRY))
-    days = base.group_by("Key", "_day").agg(
-        pl.len().alias("requests"), pl.col("_failed").sum().alias("failures"),
+    days = cells.group_by("Key", "_day").agg(
+        pl.col("requests").sum(), pl.col("failures").sum(),
         pl.col("MachineCode").filter(pl.col("MachineCode") != "").n_unique().alias("machines"),
         pl.col("IP").n_unique().alias("addresses"), pl.col("country").filter(known_country).n_unique().alias("countries"),
     ).group_by("Key").agg(*(pl.col(c).median().cast(pl.Float64).alias(f"usual_{c}") for c in _SIZES),
                           pl.len().cast(pl.Int64).alias("active_days"))
-    countries = (base.filter(~pl.col("country").is_in(list(_NO_COUNTRY))).group_by("Key", "country")
+    countries = (cells.filter(known_country).group_by("Key", "country")
                  .agg(pl.col("_day").n_unique().alias("_days")).filter(pl.col("_days") >= usual_days)
                  .group_by("Key").agg(pl.col("country").sort().alias("home_countries")))
     return days.join(countries, on="Key", how="left").with_columns(
@@ -578,7 +607,7 @@ class EntityModel:
         baseline = key_baseline(rows)
         features = entity_features(rows, None, baseline, self.far_km)
         population = population_medians(features["key-day"])
-        first_day = _base(rows.select(_NEEDED))["_day"].min()
+        first_day = _base(rows.select(_NEEDED))["_hour"].min().replace(hour=0)
         refs = []
         for kind in self.kinds:
             frame = features[kind].sort("start_time", "entity")
