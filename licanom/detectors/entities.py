@@ -61,7 +61,7 @@ from licanom.context import KeyHistory, TailModel
 from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, Calibration
 
 __all__ = [
-    "ENTITY_COLUMNS", "ENTITY_KINDS", "ENTITY_SCHEMA", "FEATURES", "MIN_USUAL_DAYS", "EntityModel", "KindReference",
+    "ENTITY_COLUMNS", "ENTITY_KINDS", "ENTITY_SCHEMA", "FEATURES", "MIN_USUAL_DAYS", "EntityKind", "EntityModel", "KindReference",
     "country_distances", "entity_features", "key_baseline", "population_medians", "tail_calibration",
 ]
 
