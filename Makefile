@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-entities serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -80,6 +80,11 @@ bench: bench-data bench-train bench-sequence bench-decision
 # What severity and the decision add to scoring time (target: at most 10%).
 bench-decision: $(STAMP)
 	$(PY) -m benchmarks.bench_decision
+
+# Entity scoring beside a night's chunk scoring on 1 million rows (target: at most +20%), and with
+# BENCH_ENTITIES_ARGS="--eval-dev" what it finds on the development seeds; writes benchmarks/results/entities.md.
+bench-entities: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 $(PY) -m benchmarks.bench_entities $(BENCH_ENTITIES_ARGS)
 
 bench-sequence: $(STAMP)
 	$(PY) -m benchmarks.bench_sequence

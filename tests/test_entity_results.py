@@ -1,0 +1,185 @@
+"""Entity results: the contract, small planted events found, save/load (licanom.detectors.entities)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from licanom.context import KeyHistory
+from licanom.derive import derive
+from licanom.detectors.decision import DEFAULT_MIN_SEVERITY
+from licanom.detectors.entities import (
+    ENTITY_COLUMNS, ENTITY_KINDS, ENTITY_SCHEMA, EntityModel, country_distances, tail_calibration,
+)
+from licanom.simulate import simulate
+from licanom.states import MethodGroup, make_state
+
+TRAIN_DAYS = 14
+CLONE_KEYS = 10  # the simulator's machine_cloning puts a machine code under 5 to 40 keys
+ACTIVATE = make_state(MethodGroup.ACTIVATION, True, 0)
+VERIFY = make_state(MethodGroup.VALIDATION, True, 0)
+
+
+def _add(log: pl.DataFrame, rows: list[dict]) -> tuple[pl.DataFrame, list[int]]:
+    """Append planted rows (new Ids after the log's largest) in the log's schema."""
+    first = int(log["Id"].max()) + 1
+    ids = list(range(first, first + len(rows)))
+    extra = pl.DataFrame([{**r, "Id": i} for r, i in zip(rows, ids, strict=True)]).select(
+        [pl.col(c).cast(log.schema[c]) if c in rows[0] or c == "Id" else pl.lit(None, log.schema[c]).alias(c)
+         for c in log.columns])
+    return pl.concat([log, extra]).sort("Time", "Id"), ids
+
+
+@pytest.fixture(scope="module")
+def planted() -> dict:
+    """A small normal floating vendor (no injected anomalies), trained on its first days; in the
+    later days one key is used for three requests from a far country ten minutes after its own
+    request, by a machine code new to it, and one key's machine code appears under ten other keys
+    within three hours, from two addresses."""
+    log = derive(simulate("floating", seed=5, days=TRAIN_DAYS + 3, anomaly_rate=0.0).log)
+    cut = log["Time"].min().replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=TRAIN_DAYS)
+    train = log.filter(pl.col("Time") < cut)
+    later = log.filter(pl.col("Time") >= cut)
+    # a typical key (median traffic among those with a training history) and its request in the
+    # second later day, from its usual country
+    usual = (train.group_by("Key").agg(pl.col("Time").dt.truncate("1d").n_unique().alias("days"),
+                                         pl.len().alias("n"), pl.col("country").mode().first().alias("home"))
+             .filter(pl.col("days") >= 5))
+    usual = usual.with_columns((pl.col("n") - pl.col("n").median()).abs().alias("_d")).sort("_d", "Key")
+    day2 = later.filter(pl.col("Time").dt.truncate("1d") == cut + timedelta(days=1))
+    anchor = (day2.join(usual, on="Key").filter((pl.col("country") == pl.col("home"))
+                                                & (pl.col("Time").dt.hour().is_between(9, 18)))
+              .sort("_d", "Key", "Time").row(0, named=True))
+    addresses = log.select("IP", "country").unique("IP").filter(pl.col("country") != "ZZ")
+    km = country_distances(addresses["country"], pl.Series([anchor["home"]] * addresses.height))
+    far_ip = addresses.filter(pl.Series(km >= 6000.0)).sort("IP").row(0, named=True)
+    jump_rows = [{"ProductId": anchor["ProductId"], "Key": anchor["Key"], "IP": far_ip["IP"],
+                  "Time": anchor["Time"] + timedelta(minutes=m), "State": state, "MachineCode": "planted-traveller"}
+                 for m, state in ((10, ACTIVATE), (12, VERIFY), (15, VERIFY))]
+    raw = simulate("floating", seed=5, days=TRAIN_DAYS + 3, anomaly_rate=0.0).log
+    raw, jump_ids = _add(raw, jump_rows)
+    # the cloned machine code: a machine of a key from the training days, under six other keys
+    owner = train.filter(pl.col("MachineCode") != "").group_by("Key", "MachineCode").len().sort("len", "Key").row(-1, named=True)
+    others = usual.filter(pl.col("Key") != owner["Key"]).sort("Key")["Key"].head(CLONE_KEYS).to_list()
+    products = dict(train.select("Key", "ProductId").unique("Key").iter_rows())
+    t0 = cut + timedelta(days=2, hours=3)
+    clone_rows = [{"ProductId": products[k], "Key": k, "IP": ("81.2.69.160", "8.8.8.8")[i % 2], "Time": t0 + timedelta(minutes=20 * i),
+                   "State": ACTIVATE, "MachineCode": owner["MachineCode"]} for i, k in enumerate(others)]
+    raw, clone_ids = _add(raw, clone_rows)
+    full = derive(raw)
+    model = EntityModel().fit(full.filter(pl.col("Time") < cut))
+    night = full.filter(pl.col("Time") >= cut)
+    return {"model": model, "night": night, "train": full.filter(pl.col("Time") < cut), "jump_ids": jump_ids,
+            "clone_ids": clone_ids, "jump_key": anchor["Key"], "clone_mc": owner["MachineCode"],
+            "entities": model.score(night)}
+
+
+def _holding(entities: pl.DataFrame, ids: list[int], night: pl.DataFrame) -> pl.DataFrame:
+    """The entities whose rows include one of ``ids``."""
+    rows = night.filter(pl.col("Id").is_in(ids))
+    keys = set(rows["Key"].to_list())
+    mcs = set(rows["MachineCode"].to_list())
+    ips = set(rows["IP"].to_list())
+    day = rows["Time"].dt.truncate("1d").min()
+    return entities.filter(
+        (pl.col("first_id") <= max(ids)) & (pl.col("last_id") >= min(ids))
+        & (((pl.col("entity_kind") == "key-day") & pl.col("key").is_in(list(keys)) & (pl.col("start_time").dt.truncate("1d") == day))
+           | ((pl.col("entity_kind") == "key-machine") & pl.col("machine_code").is_in(list(mcs)))
+           | ((pl.col("entity_kind") == "address-hour") & pl.col("address").is_in(list(ips)))))
+
+
+def test_contract(planted: dict) -> None:
+    out, night = planted["entities"], planted["night"]
+    assert out.columns == list(ENTITY_COLUMNS)
+    assert dict(out.schema) == ENTITY_SCHEMA
+    assert set(out["entity_kind"].unique()) == set(ENTITY_KINDS)
+    sev = out["severity"].to_numpy()
+    assert np.isfinite(sev).all() and sev.min() >= 0.0 and sev.max() <= 100.0
+    assert (out["is_anomaly"] == (out["severity"] >= DEFAULT_MIN_SEVERITY)).all()
+    assert (out["first_id"] <= out["last_id"]).all() and (out["start_time"] <= out["end_time"]).all()
+    # reasons on every flagged entity and only there
+    assert out.filter(pl.col("is_anomaly"))["reasons"].null_count() == 0
+    assert out.filter(~pl.col("is_anomaly"))["reasons"].null_count() == out.filter(~pl.col("is_anomaly")).height
+    # every row covered: its key-day and its address-hour span its Id, and they count every row
+    for kind, col, bucket, by in (("key-day", "key", "1d", "Key"), ("address-hour", "address", "1h", "IP")):
+        ents = out.filter(pl.col("entity_kind") == kind)
+        assert ents["requests"].sum() == night.height
+        joined = night.select("Id", pl.col(by).alias(col), pl.col("Time").dt.truncate(bucket).alias("_b")).join(
+            ents.select(col, pl.col("start_time").dt.truncate(bucket).alias("_b"), "first_id", "last_id"),
+            on=[col, "_b"], how="left")
+        assert joined["first_id"].null_count() == 0
+        assert ((joined["Id"] >= joined["first_id"]) & (joined["Id"] <= joined["last_id"])).all()
+    # sorted most severe first
+    assert (np.diff(sev) <= 1e-9).all()
+
+
+def test_planted_country_jump_found(planted: dict) -> None:
+    hits = _holding(planted["entities"], planted["jump_ids"], planted["night"])
+    key_day = hits.filter(pl.col("entity_kind") == "key-day")
+    assert key_day.height == 1 and key_day["key"][0] == planted["jump_key"]
+    assert key_day["is_anomaly"][0], key_day.select("severity", "reasons")
+    assert "far country" in key_day["reasons"][0]
+
+
+def test_planted_cloned_machine_found(planted: dict) -> None:
+    hits = _holding(planted["entities"], planted["clone_ids"], planted["night"])
+    clones = hits.filter((pl.col("entity_kind") == "key-machine") & (pl.col("machine_code") == planted["clone_mc"]))
+    assert clones.height >= CLONE_KEYS
+    assert clones["is_anomaly"].any(), clones.select("entity", "severity", "reasons")
+    assert "keys using this machine code" in " ".join(clones.filter(pl.col("is_anomaly"))["reasons"].to_list())
+
+
+def test_few_normal_entities_flagged(planted: dict) -> None:
+    out = planted["entities"]
+    planted_ids = planted["jump_ids"] + planted["clone_ids"]
+    normal = out.join(_holding(out, planted_ids, planted["night"]).select("entity_kind", "entity", "start_time"),
+                      on=["entity_kind", "entity", "start_time"], how="anti")
+    assert normal.height > 500
+    assert normal["is_anomaly"].mean() < 0.01
+
+
+def test_save_load_identical(planted: dict, tmp_path) -> None:
+    model, night = planted["model"], planted["night"]
+    path = model.save(tmp_path / "entities.pkl")
+    assert not list(tmp_path.glob("*.tmp"))
+    again = EntityModel.load(path)
+    assert again.describe() == model.describe()
+    assert again.score(night).equals(planted["entities"])
+
+
+def test_seen_pairs_are_not_new(planted: dict) -> None:
+    """The pairs of the nights scored since training (the vendor's state) are the key's past too."""
+    model, night = planted["model"], planted["night"]
+    seen = KeyHistory.from_rows(night)
+    feats = model.features(night, seen)["key-day"]
+    assert feats["new_machines"].sum() == 0 and feats["new_countries"].sum() == 0
+    assert model.features(night)["key-day"]["new_machines"].sum() > 0
+
+
+def test_bad_input_and_unfitted() -> None:
+    with pytest.raises(RuntimeError, match="not fitted"):
+        EntityModel().score(pl.DataFrame({"Id": [1]}))
+    with pytest.raises(ValueError, match="derived columns"):
+        EntityModel().fit(pl.DataFrame({"Id": [1], "Time": [0]}))
+    with pytest.raises(ValueError, match="entity kind"):
+        EntityModel(kinds=("key-week",)).fit(pl.DataFrame({"Id": [1]}))
+
+
+def test_load_refuses_other_files(tmp_path) -> None:
+    bad = tmp_path / "x.pkl"
+    bad.write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="not a readable entity model"):
+        EntityModel.load(bad)
+
+
+def test_far_countries_and_tail_calibration() -> None:
+    km = country_distances(pl.Series(["DE", "DE", "US", "ZZ"]), pl.Series(["FR", "JP", "CA", "DE"]))
+    assert km[0] < 1500 and km[1] > 6000 and km[2] < 1500 and np.isnan(km[3])
+    rng = np.random.default_rng(0)
+    scores = np.concatenate([np.zeros(500), rng.exponential(2.0, 500)])
+    cal = tail_calibration(scores)
+    sev = cal.severity(np.array([0.0, 5.0, 40.0, 1e6]))
+    assert sev[0] < 10.0 and sev[0] < sev[1] < sev[2] <= 100.0 and sev[3] == 100.0
