@@ -27,6 +27,23 @@ from licanom.privacy import pseudonymise, read_secret
 from licanom.validate import UNKNOWN_PRODUCT, ValidationResult, move_to_quarantine, validate_log
 
 BUNDLE_FORMAT = 1
+ENTITY_FILE = "entities.pkl"
+
+
+def _load_entities(path: Path) -> Any:
+    if not path.exists():
+        return None
+    from licanom.detectors.entities import EntityModel
+
+    return EntityModel.load(path)
+
+
+def fit_entities(derived: pl.DataFrame) -> Any:
+    """The per-entity results' model fitted on a vendor's derived training rows (pseudonymised
+    where the bundle's are)."""
+    from licanom.detectors.entities import EntityModel
+
+    return EntityModel().fit(derived)
 
 
 class VendorMismatchError(ValueError):
@@ -49,6 +66,8 @@ class ModelBundle:
     # a context model's keys' past: the (key, machine code) and (key, country) pairs of the
     # training rows (pseudonymised where the rows were), so that scoring knows what is new to a key
     key_history: KeyHistory | None = None
+    # the per-entity results' model (licanom.detectors.entities), fitted on the training rows
+    entity_model: Any = None
 
     def pseudonym_secret(self) -> bytes | None:
         """The vendor's pseudonym secret (from the environment) when the model was trained on
@@ -61,6 +80,8 @@ class ModelBundle:
         self.vocabulary.save(directory / "vocabulary.json")
         if self.key_history is not None:
             self.key_history.save(directory)
+        if self.entity_model is not None:
+            self.entity_model.save(directory / ENTITY_FILE)
         (directory / "bundle.json").write_text(json.dumps({
             "format": BUNDLE_FORMAT,
             "vendor": self.vendor,
@@ -91,6 +112,7 @@ class ModelBundle:
             product_ids=tuple(meta["product_ids"]),
             pseudonym_env=meta.get("pseudonym_env"),
             key_history=KeyHistory.load(directory),
+            entity_model=_load_entities(directory / ENTITY_FILE),
         )
 
 
@@ -168,6 +190,19 @@ def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
     scores = det.decision_function(inputs)
     return scored_chunks(meta, det.model, None, float(det.threshold_), scores, det.top_columns(inputs),
                          det.severity_of(scores))
+
+
+def score_entities(bundle: ModelBundle, valid: pl.DataFrame) -> pl.DataFrame | None:
+    """The night's entity results (licanom.detectors.entities.ENTITY_COLUMNS) for its own valid
+    rows (not the carried ones, which the last night counted), derived and pseudonymised as the
+    model's; None for a bundle without an entity model or a night without rows."""
+    if bundle.entity_model is None or valid.height == 0:
+        return None
+    derived = derive(valid)
+    secret = bundle.pseudonym_secret()
+    if secret is not None:
+        derived = pseudonymise(derived, secret)
+    return bundle.entity_model.score(derived, seen=bundle.key_history)
 
 
 def with_seen(bundle: ModelBundle, seen: KeyHistory | None) -> ModelBundle:

@@ -189,8 +189,9 @@ def night_dir(output_dir: Path, vendor: str, watermark_before: int | None, water
 
 def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
                    messages: tuple[str, ...] = (), rows_unknown_product: int = 0,
-                   incidents: pl.DataFrame | None = None) -> str:
-    """A short markdown report: the incidents (who), then the anomalous time frames."""
+                   incidents: pl.DataFrame | None = None, entities: pl.DataFrame | None = None) -> str:
+    """A short markdown report: the flagged entities and the incidents (who), then the anomalous
+    time frames."""
     flagged = chunks.filter("is_anomaly").sort("score", descending=True)
     grouped = f" in {incidents.height} incident(s)" if incidents is not None and flagged.height else ""
     lines = [
@@ -199,6 +200,16 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
         f"Model version {model_version or '?'}; {chunks.height} chunks scored, {flagged.height} anomalous{grouped}.",
         "",
     ]
+    flagged_entities = entities.filter("is_anomaly") if entities is not None else None
+    if flagged_entities is not None and flagged_entities.height:
+        lines += [f"{flagged_entities.height} flagged entit{'y' if flagged_entities.height == 1 else 'ies'} "
+                  f"(keys, machines, addresses):", "",
+                  "| severity | who | from | to | requests | why |", "| --- | --- | --- | --- | --- | --- |"]
+        for r in flagged_entities.sort("severity", descending=True).head(50).iter_rows(named=True):
+            lines.append(f"| {r['severity']:.0f} | {r['entity_kind']} {_md_cell(r['entity'])} | "
+                         f"{r['start_time']:%Y-%m-%d %H:%M} | {r['end_time']:%Y-%m-%d %H:%M} | {r['requests']} | "
+                         f"{_md_cell(r['reasons'], 200)} |")
+        lines.append("")
     if incidents is not None and incidents.height:
         lines += ["| incident | who | chunks | from | to | top severity | signal |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -305,7 +316,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                 rows: pl.DataFrame | None = None, detector: Any = None,
                 secret: bytes | None = None, key_history: KeyHistory | None = None, *,
                 tail: pl.DataFrame | None = None, rows_unknown_product: int = 0,
-                messages: tuple[str, ...] = ()) -> NightResult:
+                messages: tuple[str, ...] = (), entities: pl.DataFrame | None = None) -> NightResult:
     """The night's folder, staged in ``nights/.staging/`` (:func:`publish_night` makes it
     ``nights/after-A-to-B``): chunk results, quarantine, the ledger of Ids, the markdown summary
     and, with the rows and the detector, the vendor's HTML report (report.html, anomalies.csv)
@@ -332,8 +343,10 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     crash_point("stage:ledger")
     incidents = night_incidents(chunks, rows)
     incidents.write_parquet(out / "incidents.parquet")
+    if entities is not None:
+        entities.write_parquet(out / "entities.parquet")
     (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version, messages, rows_unknown_product,
-                                                  incidents))
+                                                  incidents, entities))
     if rows is not None and detector is not None and chunks.height:
         from licanom.report import detector_report_input, save_run, write_report
 
@@ -558,7 +571,8 @@ def score_night(output_dir: Path, vendor: str, cfg: Any, tracker: Tracker, model
         night = write_night(output_dir, vendor, chunks, screened.validation, version, after, screened.watermark,
                             rows=windows.rows, detector=model.detector, secret=model.pseudonym_secret(),
                             key_history=model.key_history, tail=windows.tail,
-                            rows_unknown_product=screened.rows_unknown_product, messages=screened.messages)
+                            rows_unknown_product=screened.rows_unknown_product, messages=screened.messages,
+                            entities=bundle_lib.score_entities(model, screened.validation.valid))
         crash_point("after:stage")
         run_id = log_night(tracker, night)
         crash_point("after:log")

@@ -123,6 +123,21 @@ def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
     return run_id
 
 
+_ENTITY_MODELS: dict[str, object] = {}
+
+
+def entity_model(prepared: Prepared) -> object:
+    """The per-entity results' model of these training rows (fitted once per training data, then
+    kept in every variant's bundle)."""
+    from licanom.bundle import fit_entities
+
+    key = data_hash(prepared)
+    if key not in _ENTITY_MODELS:
+        _ENTITY_MODELS.clear()
+        _ENTITY_MODELS[key] = fit_entities(prepared.encoded.frame)
+    return _ENTITY_MODELS[key]
+
+
 def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str, parent_run_id: str,
                   work_dir: Path, on_epoch: EpochCallback | None = None) -> VariantResult:
     """Train one variant in a nested run: params, per-epoch curves, thresholds, counts, plots.
@@ -204,6 +219,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
             pseudonym_env=secret_env_name(cfg.vendor, cfg.privacy.secret_env) if cfg.privacy.pseudonymise else None,
             key_history=KeyHistory.from_rows(prepared.encoded.frame) if is_context_model(model) else None,
+            entity_model=entity_model(prepared),
         ).save(work_dir / model)
     shutil.rmtree(checkpoints, ignore_errors=True)  # trained and saved: nothing left to resume
     return VariantResult(

@@ -103,7 +103,8 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, screened: n
     night = nightly.write_night(output_dir, vendor, chunks, screened.validation, model_version, watermark_before,
                                 screened.watermark, rows=windows.rows, detector=model.detector,
                                 secret=model.pseudonym_secret(), key_history=model.key_history, tail=windows.tail,
-                                rows_unknown_product=screened.rows_unknown_product, messages=screened.messages)
+                                rows_unknown_product=screened.rows_unknown_product, messages=screened.messages,
+                                entities=bundle_lib.score_entities(model, screened.validation.valid))
     # the night's anomalous time frames (and incidents) on the flow run's page in the Prefect UI
     report = night.staging / "report.html" if night.staging else None
     final = night.out_dir / "report.html" if night.out_dir else None  # where publish_night puts it
