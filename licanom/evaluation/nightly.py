@@ -20,7 +20,11 @@ Per (world, profile, seed, detector):
 * ``found_labelled``: events found with the threshold set *from the labels* so that at most
   ``labelled_budget`` false alarms per 10,000 chunks pass (the ranking's ceiling; not a usable
   decision);
-* ``auroc`` and ``auprc`` of the night chunks' scores, ``flagged``, ``chunks``, ``anomalous_chunks``.
+* ``auroc`` and ``auprc`` of the night chunks' scores, ``flagged``, ``chunks``, ``anomalous_chunks``;
+* the night's entity results (licanom.detectors.entities, the same for every detector):
+  ``entities``, ``entities_flagged``, ``entities_false`` (flagged entities holding no labelled
+  row), ``found_entities`` (events with a row in a flagged entity) and ``found_either`` (by a
+  flagged chunk or a flagged entity: what the vendor's report shows), per kind as well.
 
 :data:`DEV_SEEDS` are for choosing designs and defaults; :data:`REPORT_SEEDS` are only for the
 figures the documentation reports, run once the defaults are frozen. Late anomaly kinds
@@ -168,6 +172,9 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
     prepared = prepare(train_raw, cfg)
     cfg = cfg.for_size(int((~prepared.test_mask).sum()))
     frame = prepared.encoded.frame
+    from licanom.bundle import fit_entities, score_entities
+
+    entity_model = fit_entities(frame)
     nights = night_raw.with_columns(pl.col("Time").dt.truncate("1d").alias("_night")).partition_by(
         "_night", maintain_order=True, include_key=False)
     rows: list[dict[str, object]] = []
@@ -180,13 +187,17 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
         bundle = ModelBundle(vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary,
                              chunk=cfg.chunk, encode=cfg.encode,
                              product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
-                             key_history=KeyHistory.from_rows(frame) if entry.inputs == "context" else None)
+                             key_history=KeyHistory.from_rows(frame) if entry.inputs == "context" else None,
+                             entity_model=entity_model)
         t1 = time.perf_counter()
-        carry, seen, scored = None, None, []
+        carry, seen, scored, entities = None, None, [], []
         for night in nights:
             current = with_seen(bundle, seen)
             result = score_log(current, night, carry)
             carry = result.tail
+            judged = score_entities(current, result.validation.valid)
+            if judged is not None:
+                entities.append(judged)
             if result.chunks.height:
                 scored.append(result.chunks)
                 from licanom.bundle import make_windows
@@ -195,8 +206,9 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
                 seen = new if seen is None or new is None else seen.union(new)
         t2 = time.perf_counter()
         chunks = pl.concat(scored) if scored else None
-        rows.append(_judge(world, profile, seed, name, entry.family, chunks, log, sim, settings,
-                           train_seconds=t1 - t0, score_seconds=t2 - t1, auroc=auroc))
+        row = _judge(world, profile, seed, name, entry.family, chunks, log, sim, settings,
+                     train_seconds=t1 - t0, score_seconds=t2 - t1, auroc=auroc)
+        rows.append(_judge_entities(row, pl.concat(entities) if entities else None, chunks, log, sim))
     return rows
 
 
@@ -225,6 +237,39 @@ def _judge(world: World, profile: str, seed: int, name: str, family: str, chunks
         of_kind = {e for e in present if kinds[e] == kind}
         row[f"events_{kind}"] = len(of_kind)
         row[f"found_{kind}"] = len(of_kind & found)
+    return row
+
+
+def _judge_entities(row: dict[str, object], entities: pl.DataFrame | None, chunks: pl.DataFrame | None,
+                    log: pl.DataFrame, sim: SimulatedLog) -> dict[str, object]:
+    """Add the entity results' columns to a vendor's row (see the module text)."""
+    if entities is None or chunks is None or not row.get("chunks"):
+        return row
+    labelled = (log.select("Id", "Key", "MachineCode", "IP", "Time").join(sim.labels.select("Id", "event"), on="Id")
+                .with_columns(pl.col("Time").dt.truncate("1d").alias("_day"), pl.col("Time").dt.truncate("1h").alias("_hour")))
+    flagged = entities.filter("is_anomaly").with_columns(pl.col("start_time").dt.truncate("1d").alias("_day"),
+                                                         pl.col("start_time").dt.truncate("1h").alias("_hour"))
+    kd = flagged.filter(pl.col("entity_kind") == "key-day").select(pl.col("key").alias("Key"), "_day", "entity")
+    km = flagged.filter(pl.col("entity_kind") == "key-machine").select(
+        pl.col("key").alias("Key"), pl.col("machine_code").alias("MachineCode"), "_day", "entity")
+    ah = flagged.filter(pl.col("entity_kind") == "address-hour").select(pl.col("address").alias("IP"), "_hour", "entity")
+    hits = pl.concat([
+        labelled.join(kd, on=["Key", "_day"]).select("event", pl.lit("key-day").alias("kind"), "entity"),
+        labelled.join(km, on=["Key", "MachineCode", "_day"]).select("event", pl.lit("key-machine").alias("kind"), "entity"),
+        labelled.join(ah, on=["IP", "_hour"]).select("event", pl.lit("address-hour").alias("kind"), "entity"),
+    ])
+    truth, held, _ = _truth(chunks, log, sim)
+    present = set().union(*held) if held else set()
+    by_entity = set(hits["event"].unique().to_list()) & present
+    by_chunk = _found(held, chunks["is_anomaly"].to_numpy()) & present
+    true_entities = hits.select("kind", "entity").unique().height
+    kinds = dict(zip(sim.events["event"].to_list(), sim.events["kind"].to_list(), strict=True))
+    row.update(entities=entities.height, entities_flagged=flagged.height,
+               entities_false=flagged.height - true_entities, found_entities=len(by_entity),
+               found_either=len(by_entity | by_chunk))
+    for kind in ALL_KINDS:
+        of_kind = {e for e in present if kinds[e] == kind}
+        row[f"found_either_{kind}"] = len(of_kind & (by_entity | by_chunk))
     return row
 
 
@@ -291,6 +336,13 @@ def summarise(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector"
         pl.col("auroc").fill_nan(None).mean(), pl.col("auprc").fill_nan(None).mean(),
         *[(pl.col(f"found_{k}").sum() / pl.col(f"events_{k}").sum()).alias(k) for k in kinds],
     ]
+    if "found_either" in f.columns:
+        aggs += [
+            (pl.col("found_entities").sum() / pl.col("events").sum()).alias("found_by_entities"),
+            (pl.col("found_either").sum() / pl.col("events").sum()).alias("found_by_either"),
+            (pl.col("entities_false").sum() * 10_000 / pl.col("entities").sum()).alias("entity_fa_per_10k"),
+            *[(pl.col(f"found_either_{k}").sum() / pl.col(f"events_{k}").sum()).alias(f"either_{k}") for k in kinds],
+        ]
     return f.group_by(list(by), maintain_order=True).agg(aggs)
 
 
