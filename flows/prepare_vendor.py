@@ -6,18 +6,25 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.naming import run_name
 from licanom.config import load_config
 from licanom.pipeline import Prepared
 from tasks import data
 
 
-@flow(name="prepare-vendor", log_prints=True)
-def prepare_vendor(vendor: str = "demo", out_dir: str = "out") -> Prepared:
+@flow(name="prepare-vendor", log_prints=True, flow_run_name=run_name("prepare"))
+def prepare_vendor(vendor: str = "demo", out_dir: str | None = None) -> Prepared:
+    """extract -> validate -> encode -> chunk, written to ``<out_dir>/<vendor>/prepared``.
+
+    Args:
+        vendor: The vendor to prepare (a file in conf/vendors/).
+        out_dir: Where to write (empty: the vendor's output_dir, the project's out/ by default).
+    """
     cfg = load_config(vendor)
     raw = data.extract(cfg)
     validation = data.validate(raw, cfg)
-    encoded = data.encode(validation.valid, cfg)
-    chunks, test_mask = data.chunk(encoded, cfg)
-    prepared = Prepared(validation=validation, encoded=encoded, chunks=chunks, test_mask=test_mask)
-    data.write_prepared(prepared, Path(out_dir) / vendor / "prepared")
+    prepared = data.encode_and_chunk(validation, cfg)
+    data.write_prepared(prepared, Path(out_dir or cfg.output_dir) / vendor / "prepared")
+    print(f"{vendor}: {raw.height:,} rows read, {validation.quarantine.height:,} quarantined, "
+          f"{prepared.chunks.n_chunks:,} chunks")
     return prepared

@@ -266,3 +266,12 @@ def test_deployments_fix_the_vendor_and_describe_the_parameters(flow_env):
     train = by_name["train-alpha"]._parameter_openapi_schema.properties
     assert train["vendor"]["readOnly"] is True and train["models"]["description"]
     assert by_name["all-vendors"]._parameter_openapi_schema.properties["runner"]["description"]
+
+
+def test_prepare_flow_writes_into_the_vendors_output_dir(flow_env):
+    from flows.prepare_vendor import prepare_vendor
+
+    _, out = flow_env
+    prepared = prepare_vendor("gamma")
+    assert prepared.chunks.n_chunks > 0
+    assert (out / "gamma" / "prepared" / "chunks.npy").exists()
