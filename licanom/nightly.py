@@ -488,7 +488,7 @@ def recover(output_dir: Path, vendor: str, tracker: Tracker | None) -> list[str]
 def fail_orphan_runs(tracker: Tracker, vendor: str, keep: str | None = None) -> list[str]:
     """Mark the vendor's RUNNING nightly runs FAILED (but ``keep``): their nights were killed."""
     with _reaching(tracker.config.tracking_uri):
-        exp = tracker.client.get_experiment_by_name(tracker.experiment_name(vendor))
+        exp = tracker.client.get_experiment_by_name(tracker.nightly_experiment_name(vendor))
         if exp is None:
             return []
         runs = tracker.client.search_runs(

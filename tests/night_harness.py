@@ -161,7 +161,7 @@ def check_ledger(v: NightVendor, log_ids: list[int], tracker: Tracker | None = N
     assert not staging.exists() or not any(staging.iterdir()), list(staging.iterdir())
     # MLflow: no RUNNING nightly run; one FINISHED run per published night
     if tracker is not None:
-        exp = tracker.client.get_experiment_by_name(tracker.experiment_name(v.name))
+        exp = tracker.client.get_experiment_by_name(tracker.nightly_experiment_name(v.name))
         runs = tracker.client.search_runs([exp.experiment_id], filter_string="tags.`licanom.kind` = 'nightly'") \
             if exp else []
         running = [r.info.run_id for r in runs if r.info.status == "RUNNING"]
@@ -268,7 +268,7 @@ def run_kill_points(root: Path, points: tuple[str, ...] | list[str], per_night: 
 
 
 def _runs(tracker: Tracker) -> list:  # type: ignore[type-arg]
-    exp = tracker.client.get_experiment_by_name("licanom/acme")
+    exp = tracker.client.get_experiment_by_name("licanom/acme/nightly")
     return tracker.client.search_runs([exp.experiment_id]) if exp else []
 
 

@@ -119,7 +119,7 @@ def test_a_row_of_an_unknown_product_is_quarantined_and_the_night_goes_on(vendor
     assert result.rows_unknown_product == 1 and result.watermark_after == 2199 and result.chunks.height == 29
     assert not result.messages  # one row: no call to retrain
     assert "1 rows of products the model was not trained on" in (result.out_dir / "report.md").read_text()
-    run = tracker.client.search_runs([tracker.client.get_experiment_by_name("licanom/acme").experiment_id])[0]
+    run = tracker.client.search_runs([tracker.client.get_experiment_by_name("licanom/acme/nightly").experiment_id])[0]
     assert run.data.metrics["rows_unknown_product"] == 1 and run.data.params["retrain"] == "False"
 
 
@@ -132,7 +132,7 @@ def test_many_rows_of_unknown_products_say_retrain(vendor) -> None:
     assert result.rows_unknown_product == 30 and result.watermark_after == 1699
     assert result.messages and result.messages[0].startswith("retrain:")
     assert "licanom run train --vendor acme" in (result.out_dir / "report.md").read_text()
-    run = tracker.client.search_runs([tracker.client.get_experiment_by_name("licanom/acme").experiment_id])[0]
+    run = tracker.client.search_runs([tracker.client.get_experiment_by_name("licanom/acme/nightly").experiment_id])[0]
     assert run.data.params["retrain"] == "True"
 
 
