@@ -347,6 +347,13 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
         entities.write_parquet(out / "entities.parquet")
     (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version, messages, rows_unknown_product,
                                                   incidents, entities))
+    if secret is not None and rows is not None:  # what goes to MLflow names no real key, machine or address
+        from licanom.privacy import pseudonymise
+
+        (out / TRACKING_COPY).mkdir(exist_ok=True)
+        (out / TRACKING_COPY / "report.md").write_text(anomaly_report(
+            vendor, chunks, model_version, messages, rows_unknown_product,
+            night_incidents(chunks, pseudonymise(rows, secret)), entities))
     if rows is not None and detector is not None and chunks.height:
         from licanom.report import detector_report_input, save_run, write_report
 
@@ -401,10 +408,9 @@ def log_night(tracker: Tracker, night: NightResult) -> str:
         crash_point("log:metrics")
         folder = night.staging
         if folder is not None:
-            tracker.log_artifact_file(run_id, folder / "report.md")
             private = (folder / TRACKING_COPY).is_dir()  # pseudonymised copy: only that one
             source = folder / TRACKING_COPY if private else folder
-            for name in ("report.html", "anomalies.csv"):
+            for name in ("report.md", "report.html", "anomalies.csv"):
                 if (source / name).exists():
                     tracker.log_artifact_file(run_id, source / name)
     except BaseException:

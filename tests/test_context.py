@@ -119,7 +119,9 @@ def test_chunk_context_takes_the_largest_row_value_and_window_statistics():
     log = _log(rows)
     ctx = chunk_context(log, np.array([0, 2, 4]), size=4)
     assert ctx.shape == (3, len(CONTEXT_COLUMNS))
-    np.testing.assert_allclose(col(ctx, "rate"), np.log([3 / 1800, 3 / 1201, 3 / 3]))
+    # log requests per second, less the median of the chunks of the same day (one day here)
+    rates = np.log([3 / 1800, 3 / 1201, 3 / 3])
+    np.testing.assert_allclose(col(ctx, "rate"), rates - np.median(rates))
     np.testing.assert_allclose(col(ctx, "failure_share"), [0, 0.25, 0.5])
     np.testing.assert_allclose(col(ctx, "top_machine_share"), [0.25, 0.5, 1.0])
     # KX made 4 requests in the hour 10:00-11:00 (rows at 2400-2403 s)
@@ -358,3 +360,17 @@ def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
     plain = ModelBundle(vendor="acme", detector=det, vocabulary=loaded.vocabulary, chunk=loaded.chunk,
                         encode=loaded.encode, product_ids=(3, 7))
     assert with_seen(plain, night_pairs) is plain and pairs_seen(plain, windows) is None
+
+
+def test_rate_is_judged_against_its_day_so_growth_does_not_raise_it():
+    # day 1: a request every 60 s; day 2: twice as many (traffic grew), with one burst of 4 in 4 s
+    day = 86_400
+    rows = [(i * 60.0, "K", "M", "1.1.1.1", "SE", 1) for i in range(40)]
+    rows += [(day + i * 30.0, "K", "M", "1.1.1.1", "SE", 1) for i in range(40)]
+    rows += [(day + 2000 + i, "K", "M", "1.1.1.1", "SE", 1) for i in range(4)]
+    log = _log(sorted(rows))
+    ctx = chunk_context(log, np.arange(0, log.height - 3, 4), size=4)
+    rate = col(ctx, "rate")
+    ordinary = np.abs(rate) < 1e-9
+    assert ordinary.sum() >= 15  # the typical chunk of each day sits at 0, whatever the day's level
+    assert rate.max() > 2.5  # the burst stands out against its own day
