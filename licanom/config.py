@@ -86,9 +86,11 @@ AUTO = "auto"
 
 
 def _known_models() -> tuple[str, ...]:
+    """The detectors a vendor can train and register (the scikit-learn baselines are for the
+    evaluation only)."""
     from licanom.detectors import names
 
-    return names()
+    return tuple(n for family in ("autoencoder", "sequence", "context") for n in names(family))
 
 
 def _check_names(v: Any) -> tuple[str, ...]:
