@@ -5,7 +5,7 @@ distance to a boundary). :class:`Calibration` maps a score to a **severity** in 
 means the same for every family, vendor and night: how far the chunk lies in the upper tail of
 the vendor's *normal bulk*, on a log scale of the tail probability
 (``severity = 100 * min(1, -log10(p) / SEVERITY_DECADES)``), in the spirit of Elastic's
-anomaly scores. 50 is about one normal chunk in 30,000, 100 one in ten million or further.
+anomaly scores. 50 is about one normal chunk in 3,000 (p = 10^-3.5), 100 one in ten million or further.
 
 The normal bulk is estimated so that it stays right when up to about half of the training
 chunks are anomalous (floods, storms, a client retrying an expired key for days): the scores
