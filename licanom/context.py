@@ -462,8 +462,9 @@ class ContextDetector(BaseDetector):
         estimator = self._estimator(X)
         if self.trim_rounds and len(X) >= 8:  # start from the lower half: a storm of a third of the
             scores = self._score(estimator, X)  # chunks then stands out against it
-            estimator = self._estimator(X[scores <= np.median(scores)])
-        for _ in range(self.trim_rounds):
+            keep = scores <= np.median(scores)
+            estimator = self._estimator(X[keep])
+        for _ in range(self.trim_rounds):  # the estimator is always the one fitted on X[keep]
             scores = self._score(estimator, X)
             q10, q50 = np.quantile(scores, [0.1, 0.5])
             new = scores <= q50 + self.trim * max(q50 - q10, 1e-12)
