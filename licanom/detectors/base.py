@@ -71,8 +71,9 @@ class BaseDetector(ABC):
         return (self.decision_function(X) > self.threshold_).astype(np.int8)
 
     def explain(self, X: Any) -> np.ndarray:
-        """How unusual each of :meth:`explain_columns` is per item ``(n, k)``, higher = more."""
-        raise NotImplementedError(f"{type(self).__name__} explains nothing beyond its score")
+        """How unusual each of :meth:`explain_columns` is per item ``(n, k)``, higher = more.
+        A family that scores an item only as a whole has no columns: ``(n, 0)``."""
+        return np.zeros((len(X), 0))
 
     def explain_columns(self) -> tuple[str, ...]:
         """The names of :meth:`explain`'s columns (empty when it explains nothing)."""
