@@ -1,11 +1,6 @@
-"""Evaluate every detector and decision on simulated vendors with planted anomalies.
-
-For each profile x seed it simulates a vendor, fits each detector without labels (blocked
-two-fold protocol by default, see licanom.evaluate), and prints the table of AUROC, AUPRC,
-precision/recall/F1, false alarms per 10k chunks and recall per anomaly kind, averaged over
-seeds, followed by the recommended default per vendor size. Writes ``evaluation.csv``,
-``evaluation_per_seed.csv``, ``evaluation.md``, ``recommendation.csv`` and
-``recommendation.md`` into ``--out``.
+"""Evaluate every detector and decision on simulated vendors, blocked folds (make eval-blocked):
+what it runs and writes is licanom.evaluate_cli's docstring. The held-out headline is
+benchmarks.eval_nightly (make eval).
 
     python -m benchmarks.eval_detectors                       # defaults: see below
     python -m benchmarks.eval_detectors --profiles floating --seeds 1 --days 14 --epochs 3 \\

@@ -1,4 +1,4 @@
-"""The options and the run of `licanom evaluate` (also `python -m benchmarks.eval_detectors`, `make eval`).
+"""The options and the run of `licanom evaluate` (also `python -m benchmarks.eval_detectors`, `make eval-blocked`).
 
 For each profile x seed it simulates a vendor, fits each detector without labels (blocked
 two-fold protocol by default, see licanom.evaluate), and prints the table of AUROC, AUPRC,
