@@ -53,8 +53,8 @@ ui: $(STAMP)
 	mkdir -p .ui
 	PREFECT_UI_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api nohup $(VENV)/bin/prefect server start --host 127.0.0.1 --port $(PREFECT_PORT) > .ui/prefect.log 2>&1 & echo $$! > .ui/prefect.pid
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false nohup $(VENV)/bin/mlflow server --host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1 \
-		--backend-store-uri $$($(PY) -c 'from licanom.tracking import TrackingConfig; print(TrackingConfig.load().tracking_uri)') \
-		--default-artifact-root $$($(PY) -c 'from licanom.tracking import TrackingConfig; print(TrackingConfig.load().artifact_location)') \
+		--backend-store-uri $$($(PY) -c 'from licanom.ops.tracking import TrackingConfig; print(TrackingConfig.load().tracking_uri)') \
+		--default-artifact-root $$($(PY) -c 'from licanom.ops.tracking import TrackingConfig; print(TrackingConfig.load().artifact_location)') \
 		> .ui/mlflow.log 2>&1 & echo $$! > .ui/mlflow.pid
 	@echo "Prefect UI: http://127.0.0.1:$(PREFECT_PORT)   MLflow UI: http://127.0.0.1:$(MLFLOW_PORT)/#/experiments?workflowType=machine_learning   (logs in .ui/, stop with make ui-stop; docs/ui.md)"
 

@@ -26,7 +26,7 @@ def make_log(rows: int) -> Path:
     """Simulate floating vendors until the log holds at least `rows` rows; cache the Parquet."""
     import polars as pl
 
-    from licanom.simulate import simulate
+    from licanom.sim.simulate import simulate
 
     path = CACHE / f"floating_{rows}.parquet"
     if path.exists():
@@ -54,8 +54,8 @@ def run_once(path: str) -> dict[str, float]:
     on a busy machine the CPU time moves less than the wall time.
     """
     from licanom.config import load_config
-    from licanom.extract.files import read_log
-    from licanom.pipeline import chunk, encode, validate
+    from licanom.data.extract.files import read_log
+    from licanom.data.pipeline import chunk, encode, validate
 
     cfg = load_config()
     times: dict[str, float] = {}

@@ -19,9 +19,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from licanom.config import Config
-    from licanom.detect import make_detector, model_inputs
-    from licanom.pipeline import prepare
-    from licanom.simulate import simulate
+    from licanom.ops.detect import make_detector, model_inputs
+    from licanom.data.pipeline import prepare
+    from licanom.sim.simulate import simulate
 
     cfg = Config(vendor="bench")
     prepared = prepare(simulate("floating", seed=7, days=14).log, cfg)

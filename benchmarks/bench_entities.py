@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.bench_entities`` (``make bench-entities``): simulates a vendor, trains a
 Tail_context bundle and an :class:`licanom.detectors.entities.EntityModel` on its first days, then
-scores the same ``--rows`` later rows with :func:`licanom.bundle.score_log` and with
+scores the same ``--rows`` later rows with :func:`licanom.ops.bundle.score_log` and with
 ``EntityModel.score`` (on the rows derived once, as the night's scoring derives them), interleaved
 over ``--rounds`` rounds in one run; prints the medians and the ratio and writes
 ``benchmarks/results/entities.md``.
@@ -56,8 +56,8 @@ def row_entity_ids(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def eval_vendor(profile: str, seed: int, days: int = 21, train_fraction: float = 2 / 3) -> dict[str, object]:
-    from licanom.context import KeyHistory
-    from licanom.derive import derive
+    from licanom.detectors.context import KeyHistory
+    from licanom.data.derive import derive
     from licanom.detectors.entities import EntityModel
     from licanom.evaluation.nightly import ALL_KINDS, LATE
 
@@ -148,14 +148,14 @@ def run_eval(profiles: list[str], seeds: list[int], days: int) -> str:
 
 
 def run_bench(rows: int, rounds: int, customers: int, train_days: int) -> str:
-    from licanom.bundle import ModelBundle, score_log
+    from licanom.ops.bundle import ModelBundle, score_log
     from licanom.config import Config
-    from licanom.context import KeyHistory
-    from licanom.derive import derive
+    from licanom.detectors.context import KeyHistory
+    from licanom.data.derive import derive
     from licanom.detectors import build, inputs_of, spec
     from licanom.detectors.entities import EntityModel
-    from licanom.pipeline import prepare
-    from licanom.simulate import simulate
+    from licanom.data.pipeline import prepare
+    from licanom.sim.simulate import simulate
 
     days = train_days + 1
     while True:  # the smallest simulation that holds `rows` rows after the training days

@@ -3,7 +3,7 @@
 The test suite's harness (tests/night_harness.py: a night in a child process that kills itself
 at a named crash point, a rerun with new rows, the ledger checked after each) on a larger vendor:
 a Tail_context model on ``--train`` rows in chunks of ``--chunk``, ``--rows`` new rows before and
-after every kill, every crash point of licanom.state.CRASH_POINTS ``--rounds`` times over one
+after every kill, every crash point of licanom.ops.scoring_state.CRASH_POINTS ``--rounds`` times over one
 growing history. Prints how many kill points it tried and writes the figures to
 benchmarks/results/bench_faults.json.
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-    from licanom.state import CRASH_POINTS
+    from licanom.ops.scoring_state import CRASH_POINTS
     from tests.night_harness import make_bundle, run_kill_points
 
     points = list(CRASH_POINTS) * args.rounds

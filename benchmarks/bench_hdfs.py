@@ -18,9 +18,9 @@ Each session becomes a Web API Log (licanom's input form), one block = one licen
   ``(10, 20, 30, ...)[(e - 1) // 10]``, success, detail digit ``(e - 1) % 10`` (event 1 ->
   1010, event 10 -> 1019, event 11 -> 2010, event 28 -> 3017): one distinct state per event.
 
-The logs then go through ``licanom.derive`` and ``licanom.entities.make_sequences(by="key")``,
+The logs then go through ``licanom.data.derive`` and ``licanom.detectors.sequence.sessions.make_sequences(by="key")``,
 the same steps as ``licanom detect --sequences key`` (train on one log, score the other), and
-each model is built by ``licanom.detect.make_detector`` from the default configuration
+each model is built by ``licanom.ops.detect.make_detector`` from the default configuration
 (``sequence.contamination`` 0.01: at most 1% of training sessions above the threshold; DeepLog
 also with its own rule, ``contamination`` null: a session with a step outside the top g). The
 unseen-event rule flags a session holding an event or a pair of consecutive events never seen
@@ -86,7 +86,7 @@ def read_sessions(path: Path, label: str | None = None) -> list[list[int]]:
 
 def event_state(event: int) -> int:
     """The Web API state code standing for HDFS event id ``event`` (see the module docstring)."""
-    from licanom.states import METHOD_GROUPS, make_state
+    from licanom.data.states import METHOD_GROUPS, make_state
 
     k = event - 1
     if not 0 <= k < 10 * len(METHOD_GROUPS):
@@ -117,8 +117,8 @@ def web_api_log(sessions: list[list[int]], prefix: str):  # -> pl.DataFrame
 
 def per_key_sequences(sessions: list[list[int]], prefix: str) -> list[np.ndarray]:
     """The sessions as licanom's per-key sequences, in session order."""
-    from licanom.derive import derive
-    from licanom.entities import make_sequences
+    from licanom.data.derive import derive
+    from licanom.detectors.sequence.sessions import make_sequences
 
     seqs = make_sequences(derive(web_api_log(sessions, prefix)), by="key")
     order = np.argsort([int(k[len(prefix):]) for k in seqs.meta["key"].to_list()])
@@ -151,7 +151,7 @@ def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
     import torch
 
     from licanom.config import DetectConfig, SequenceConfig, TrainConfig
-    from licanom.detect import make_detector
+    from licanom.ops.detect import make_detector
 
     torch.set_num_threads(1)
     if solver == "top-g":

@@ -93,10 +93,12 @@ def _init_worker(env: dict[str, str], log: str) -> None:
 def train_one(vendor: str) -> Trained:
     """What the train-vendor flow does, through the library: train on all but the last day."""
     t0 = time.perf_counter()
-    from licanom import pipeline, state, training
+    from licanom.data import pipeline
+    from licanom.ops import scoring_state as state
+    from licanom.ops import training
     from licanom.config import load_config
-    from licanom.simulate import simulate
-    from licanom.tracking import configure
+    from licanom.sim.simulate import simulate
+    from licanom.ops.tracking import configure
 
     cfg = load_config(vendor)
     log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
@@ -198,7 +200,7 @@ def check_vendor(out: Path, t: Trained, run) -> str | None:  # type: ignore[no-u
     """None when the vendor's night is right, else what is wrong."""
     import polars as pl
 
-    from licanom.state import load_state
+    from licanom.ops.scoring_state import load_state
 
     if run is None:
         return "no score-vendor flow run"

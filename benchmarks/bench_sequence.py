@@ -25,8 +25,8 @@ def sequences(n: int, seed: int = 0) -> list[np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from licanom.models.detector import AutoencoderDetector
-    from licanom.sequence.detector import SequenceDetector
+    from licanom.detectors.autoencoders.detector import AutoencoderDetector
+    from licanom.detectors.sequence.detector import SequenceDetector
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=10_000)

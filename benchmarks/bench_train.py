@@ -37,8 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from licanom.models.detector import AutoencoderDetector
-from licanom.models.nets import NETS, build_net, tune_cpu_allocator
+from licanom.detectors.autoencoders.detector import AutoencoderDetector
+from licanom.detectors.autoencoders.nets import NETS, build_net, tune_cpu_allocator
 
 # Thesis Figure 4.5, floating (case 3): seconds for 10 epochs.
 THESIS_SECONDS = {
@@ -56,8 +56,8 @@ def case3_chunks(n_train: int, n_val: int, seed: int = 1) -> tuple[np.ndarray, n
         X = np.load(path)
     else:
         from licanom.config import load_config
-        from licanom.pipeline import prepare
-        from licanom.simulate import simulate
+        from licanom.data.pipeline import prepare
+        from licanom.sim.simulate import simulate
 
         need, days = n_train + n_val, 365
         while True:

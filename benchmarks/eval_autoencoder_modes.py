@@ -1,6 +1,6 @@
 """The autoencoders in the thesis's input mode and in the rows mode, beside the context model.
 
-Runs the held-out evaluation of licanom.evaluate (blocked protocol, out-of-fold scores) twice on
+Runs the held-out evaluation of licanom.evaluation.blocked (blocked protocol, out-of-fold scores) twice on
 the same simulated vendors: once with the thesis's encoder (the thesis-mode autoencoders,
 ``Tail_context`` and ``IForest_summary``), once with the rows encoder (the same networks with
 ``inputs="rows"``, registered here as ``<net>_rows``, and ``TCN_AE`` with the two other chunk
@@ -21,8 +21,8 @@ from pathlib import Path
 import polars as pl
 
 from licanom.config import EncodeConfig, TrainConfig
-from licanom.evaluate import Candidate, EvalSettings, make_candidates, register, run_evaluation, to_markdown
-from licanom.simulate import PROFILES
+from licanom.evaluation.blocked import Candidate, EvalSettings, make_candidates, register, run_evaluation, to_markdown
+from licanom.sim.simulate import PROFILES
 
 THESIS_MODELS = ("TCN_AE", "LSTM_AE_Small")
 BASELINES = ("Tail_context", "IForest_summary")
@@ -37,7 +37,7 @@ ROWS_MODELS: dict[str, tuple[str, str]] = {
 
 def _rows_candidate(name: str, net: str, score: str):
     def factory(settings: EvalSettings) -> Candidate:
-        from licanom.models.detector import AutoencoderDetector
+        from licanom.detectors.autoencoders.detector import AutoencoderDetector
 
         train = settings.train
 

@@ -1,5 +1,5 @@
 """Evaluate every detector and decision on simulated vendors, blocked folds (make eval-blocked):
-what it runs and writes is licanom.evaluate_cli's docstring. The held-out headline is
+what it runs and writes is licanom.evaluation.cli's docstring. The held-out headline is
 benchmarks.eval_nightly (make eval).
 
     python -m benchmarks.eval_detectors                       # defaults: see below
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from licanom.evaluate_cli import DEFAULT_SEEDS, add_arguments, run, settings_from
+from licanom.evaluation.cli import DEFAULT_SEEDS, add_arguments, run, settings_from
 
 __all__ = ["DEFAULT_SEEDS", "main", "parse_args", "settings_from"]
 

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from licanom.models.detector import AutoencoderDetector
-from licanom.models.nets import NETS
-from licanom.sequence import SequenceDetector
+from licanom.detectors.autoencoders.detector import AutoencoderDetector
+from licanom.detectors.autoencoders.nets import NETS
+from licanom.detectors.sequence import SequenceDetector
 
 
 def main() -> None:

@@ -15,12 +15,12 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     """licanom's errors that say what is wrong and what to do: no traceback needed."""
     from pydantic import ValidationError as ConfigError
 
-    from licanom.bundle import VendorMismatchError
-    from licanom.chunk import NotEnoughDataError
-    from licanom.extract.files import ExtractFileError
-    from licanom.privacy import MissingSecretError
-    from licanom.tracking import TrackingUnavailableError
-    from licanom.validate import ValidationError
+    from licanom.ops.bundle import VendorMismatchError
+    from licanom.data.chunk import NotEnoughDataError
+    from licanom.data.extract.files import ExtractFileError
+    from licanom.data.privacy import MissingSecretError
+    from licanom.ops.tracking import TrackingUnavailableError
+    from licanom.data.validate import ValidationError
 
     return (LookupError, ExtractFileError, ValidationError, NotEnoughDataError, VendorMismatchError,
             MissingSecretError, TrackingUnavailableError, ConfigError)

@@ -23,9 +23,9 @@ from flows.naming import tagged
 from flows.score_vendor import score_vendor
 from flows.train_vendor import train_vendor
 from licanom.config import Config, load_config
-from licanom.detect import format_results
-from licanom.state import state_dir
-from licanom.tracking import TrackingConfig
+from licanom.ops.detect import format_results
+from licanom.ops.scoring_state import state_dir
+from licanom.ops.tracking import TrackingConfig
 
 
 SCORE_DAYS = 3
@@ -33,7 +33,7 @@ SCORE_DAYS = 3
 
 def demo_cutoff(cfg: Config) -> datetime:
     """Training sees the days before this time, the nightly scoring the last SCORE_DAYS."""
-    from licanom.simulate import simulate
+    from licanom.sim.simulate import simulate
 
     log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
     return log["Time"].max() - timedelta(days=SCORE_DAYS)

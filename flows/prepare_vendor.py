@@ -8,7 +8,7 @@ from prefect import flow
 
 from flows.naming import run_name
 from licanom.config import load_config
-from licanom.pipeline import Prepared
+from licanom.data.pipeline import Prepared
 from tasks import data
 
 

@@ -8,7 +8,7 @@ from prefect import flow
 
 from flows.naming import run_name
 from licanom.config import load_config
-from licanom.nightly import NightResult
+from licanom.ops.nightly import NightResult
 from tasks import data, scoring, training, vendors
 
 
@@ -18,7 +18,7 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     stage the night -> MLflow run -> commit the state and publish the night.
 
     Runs for the same vendor take turns under a lock; a night killed at any point is finished
-    or undone by the next run (licanom.nightly.recover); the watermark only moves forward.
+    or undone by the next run (licanom.ops.nightly.recover); the watermark only moves forward.
 
     Args:
         vendor: The vendor to score (a file in conf/vendors/; fixed in a vendor's deployment).

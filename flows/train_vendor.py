@@ -9,7 +9,7 @@ from prefect import flow
 
 from flows.naming import run_name
 from licanom.config import load_config
-from licanom.training import TrainingSummary
+from licanom.ops.training import TrainingSummary
 from tasks import data, training, vendors
 
 

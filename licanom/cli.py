@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from licanom import __version__
-from licanom.thresholds import THRESHOLDS
+from licanom.detectors.thresholds import THRESHOLDS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_SOURCE = 0, 1, 2, 3, 4
-PROFILES = ("node-locked", "usage-based", "floating", "mixed")  # licanom.simulate.PROFILES, without importing it
+PROFILES = ("node-locked", "usage-based", "floating", "mixed")  # licanom.sim.simulate.PROFILES, without importing it
 
 
 # --- the parser: one-line refusals, defaults in every option's help ---------------------------
@@ -114,7 +114,7 @@ def model_names(text: str) -> str:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from licanom.simulate import simulate
+    from licanom.sim.simulate import simulate
 
     t0 = time.perf_counter()
     sim = simulate(args.profile, seed=args.seed, days=args.days)
@@ -142,7 +142,7 @@ def _load_cfg(args: argparse.Namespace) -> Any:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from licanom.pipeline import extract, prepare, write_prepared
+    from licanom.data.pipeline import extract, prepare, write_prepared
 
     cfg = _load_cfg(args)
     t0 = time.perf_counter()
@@ -176,8 +176,8 @@ def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from licanom.config import load_config
-    from licanom.detect import detect, format_results
-    from licanom.pipeline import extract, prepare
+    from licanom.ops.detect import detect, format_results
+    from licanom.data.pipeline import extract, prepare
 
     cfg = load_config(args.vendor, overrides=_detect_overrides(args))
     train_source = cfg.source
@@ -207,7 +207,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     det = detection.primary.detector
     chunks, sequences, rows = detection.chunks, detection.sequences, prepared.validation.valid
     if args.train_logs:
-        from licanom.transfer import score_other_log
+        from licanom.ops.transfer import score_other_log
 
         t1 = time.perf_counter()
         scored = score_other_log(det, prepared, extract(cfg.source), cfg)
@@ -278,7 +278,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     run_dir = Path(args.run)
     if not run_dir.is_dir():  # an MLflow run id of a nightly scoring: its night folder
-        from licanom.tracking import configure
+        from licanom.ops.tracking import configure
 
         try:
             run = configure().client.get_run(args.run)
@@ -294,7 +294,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from licanom.evaluate_cli import run
+    from licanom.evaluation.cli import run
 
     return run(args)
 
@@ -403,7 +403,7 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
                        description="Measure every detector and decision on simulated vendors with planted "
                                    "anomalies (make eval).")
     if command in (None, "evaluate"):
-        from licanom.evaluate_cli import add_arguments
+        from licanom.evaluation.cli import add_arguments
 
         add_arguments(p, positive=POSITIVE, non_negative=NON_NEGATIVE)
     p.set_defaults(func=_cmd_evaluate)
@@ -424,10 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     from pydantic import ValidationError as ConfigError
     from yaml import YAMLError
 
-    from licanom.chunk import NotEnoughDataError
+    from licanom.data.chunk import NotEnoughDataError
     from licanom.config import describe_error
-    from licanom.extract.files import ExtractFileError
-    from licanom.validate import ValidationError
+    from licanom.data.extract.files import ExtractFileError
+    from licanom.data.validate import ValidationError
 
     try:
         return int(args.func(args))

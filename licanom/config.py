@@ -137,8 +137,8 @@ class TrainConfig(_Model):
     @field_validator("models", mode="before")
     @classmethod
     def _expand_all(cls, v: Any) -> Any:
-        from licanom.models.nets import NETS
-        from licanom.sequence.detector import SEQUENCE_MODELS
+        from licanom.detectors.autoencoders.nets import NETS
+        from licanom.detectors.sequence.detector import SEQUENCE_MODELS
 
         if v == "all" or v == ["all"] or v == ("all",):
             return tuple(NETS)
@@ -202,7 +202,7 @@ class AutoThresholds(_Model):
 
 
 class ContextConfig(_Model):
-    """The context models (Tail_context, IForest_context, LOF_context: licanom.context)."""
+    """The context models (Tail_context, IForest_context, LOF_context: licanom.detectors.context)."""
 
     # their decision, from their training scores: a threshold's name, or auto (``auto.small`` or
     # ``auto.large`` by the vendor's size, :meth:`Config.for_size`)

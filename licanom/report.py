@@ -7,7 +7,7 @@ far its score is above the threshold (a severity) and *why* it was flagged:
   next to the error a normal chunk typically has;
 * its summary vector (distinct values per column, thesis 3.4) next to a typical normal chunk's
   (the median over the chunks not flagged, with their 5-95 % range);
-* its context (licanom.context, computed from the report's rows for any model): requests per
+* its context (licanom.detectors.context, computed from the report's rows for any model): requests per
   second, failure share, and what its keys, machines and addresses did in the same clock hour,
   next to the normal chunks' median and 95th percentile (for a context model, in place of the
   column errors);
@@ -49,9 +49,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from licanom.context import CONTEXT_COLUMNS, CONTEXT_LABELS, KeyHistory, chunk_context
-from licanom.columns import FEATURES, RAW, SUMMARY_COLUMNS
-from licanom.states import MethodGroup
+from licanom.detectors.context import CONTEXT_COLUMNS, CONTEXT_LABELS, KeyHistory, chunk_context
+from licanom.data.columns import FEATURES, RAW, SUMMARY_COLUMNS
+from licanom.data.states import MethodGroup
 
 # (name, lowest score/threshold ratio), most severe first.
 SEVERITY_BANDS: tuple[tuple[str, float], ...] = (("high", 1.5), ("medium", 1.2), ("low", 0.0))
@@ -102,7 +102,7 @@ _LABELS = {
 class ReportInput:
     """What one report is made of.
 
-    ``chunks``: the per-chunk results (licanom.detect.CHUNK_COLUMNS), any order.
+    ``chunks``: the per-chunk results (licanom.ops.detect.CHUNK_COLUMNS), any order.
     ``rows``: the valid log rows the chunks were cut from (RAW columns, ``Id`` unique; the
     derived ``success``/``action``/``country`` are added when missing); a chunk's requests are
     the rows from its ``first_id`` to its ``last_id`` in (Time, Id) order.
@@ -113,7 +113,7 @@ class ReportInput:
     ``train_loss``/``val_loss``: per epoch (empty for a model that was loaded, not trained).
     ``max_frames``/``max_requests``: how many frames the page details (most severe first; the
     CSV lists all) and how many requests each frame's table shows.
-    ``key_history``: the scoring model's :class:`licanom.context.KeyHistory`, in the same values
+    ``key_history``: the scoring model's :class:`licanom.detectors.context.KeyHistory`, in the same values
     as ``rows`` (not pseudonymised ones for real rows); None: what is "new to a key" in the
     context table is judged from the earlier rows of ``rows`` alone.
     """
@@ -136,7 +136,7 @@ class ReportInput:
     def __post_init__(self) -> None:
         missing = [c for c in REQUIRED_CHUNK_COLUMNS if c not in self.chunks.columns]
         if missing:
-            raise ValueError(f"chunks lack column(s) {missing}; expected licanom.detect.CHUNK_COLUMNS")
+            raise ValueError(f"chunks lack column(s) {missing}; expected licanom.ops.detect.CHUNK_COLUMNS")
         missing = [c for c in REQUIRED_ROW_COLUMNS if c not in self.rows.columns]
         if missing:
             raise ValueError(f"rows lack column(s) {missing}; expected the valid Web API Log rows")
@@ -202,7 +202,7 @@ class _Analysis:
 
 def _prepare_rows(rows: pl.DataFrame) -> pl.DataFrame:
     """Rows in (Time, Id) order, text columns as strings, with success/action/country."""
-    from licanom.states import action_expr, success_expr
+    from licanom.data.states import action_expr, success_expr
 
     out = rows.sort(["Time", "Id"], maintain_order=True).with_columns(
         pl.col(c).cast(pl.String) for c in ("Key", "MachineCode", "IP")
@@ -215,7 +215,7 @@ def _prepare_rows(rows: pl.DataFrame) -> pl.DataFrame:
     if derived:
         out = out.with_columns(derived)
     if "country" not in out.columns:
-        from licanom.derive import countries
+        from licanom.data.derive import countries
 
         out = out.with_columns(countries(out["IP"]).alias("country"))
     return out.with_columns(pl.col("country").cast(pl.String))
@@ -266,7 +266,7 @@ def _covered(chunks: pl.DataFrame, n_rows: int) -> np.ndarray:
 
 def _chunks_context(chunks: pl.DataFrame, rows: pl.DataFrame, n_chunks: int,
                     history: KeyHistory | None = None) -> np.ndarray:
-    """The context vector (licanom.context) of every chunk of the run's usual length, from the
+    """The context vector (licanom.detectors.context) of every chunk of the run's usual length, from the
     report's rows, aligned with the input chunks; NaN for chunks of another length or whose rows
     are missing. The hour counts see only these rows, as the context models do."""
     out = np.full((n_chunks, len(CONTEXT_COLUMNS)), np.nan)

@@ -1,4 +1,4 @@
-"""Tasks of the data path: extract, validate, encode-and-chunk (library: licanom.pipeline)."""
+"""Tasks of the data path: extract, validate, encode-and-chunk (library: licanom.data.pipeline)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from licanom import pipeline
+from licanom.data import pipeline
 from licanom.config import Config
-from licanom.extract.files import ExtractFileError
-from licanom.validate import ValidationResult
+from licanom.data.extract.files import ExtractFileError
+from licanom.data.validate import ValidationResult
 from tasks.retry import unless
 
 
@@ -28,8 +28,8 @@ def extract(cfg: Config, after_id: int | None = None, until: datetime | None = N
       retry_condition_fn=unless(ExtractFileError))
 def extract_after(cfg: Config, after_id: int | None, ahead: tuple[int, ...] = ()) -> pl.DataFrame:
     """The night's rows: Id > ``after_id``, less the far-beyond Ids an earlier night quarantined."""
-    from licanom.nightly import without_ahead
-    from licanom.state import crash_point
+    from licanom.ops.nightly import without_ahead
+    from licanom.ops.scoring_state import crash_point
 
     raw = without_ahead(pipeline.extract(cfg.source, after_id), ahead)
     crash_point("after:extract")

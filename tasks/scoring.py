@@ -1,6 +1,6 @@
-"""Tasks of the nightly scoring flow (library: licanom.bundle, licanom.state, licanom.nightly).
+"""Tasks of the nightly scoring flow (library: licanom.ops.bundle, licanom.ops.scoring_state, licanom.ops.nightly).
 
-Each task ends at a crash point of its name (``after:<task>``, licanom.state.CRASH_POINTS), where
+Each task ends at a crash point of its name (``after:<task>``, licanom.ops.scoring_state.CRASH_POINTS), where
 the fault-injection tests kill the night."""
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from licanom import bundle as bundle_lib
-from licanom import nightly, state
-from licanom.context import KeyHistory
-from licanom.state import crash_point
-from licanom.tracking import Tracker
-from licanom.validate import ValidationError
+from licanom.ops import bundle as bundle_lib
+from licanom.ops import nightly
+from licanom.ops import scoring_state as state
+from licanom.detectors.context import KeyHistory
+from licanom.ops.scoring_state import crash_point
+from licanom.ops.tracking import Tracker
+from licanom.data.validate import ValidationError
 from tasks.retry import unless
 
 # errors that the next try meets again: a retry only delays the failure

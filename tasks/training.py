@@ -1,4 +1,4 @@
-"""Tasks of the training flow (library: licanom.training, licanom.tracking)."""
+"""Tasks of the training flow (library: licanom.ops.training, licanom.ops.tracking)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from licanom import state, training
+from licanom.ops import scoring_state as state
+from licanom.ops import training
 from licanom.config import Config
-from licanom.pipeline import Prepared
-from licanom.tracking import Tracker, configure
+from licanom.data.pipeline import Prepared
+from licanom.ops.tracking import Tracker, configure
 
 
 @task(cache_policy=NO_CACHE)

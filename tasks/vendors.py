@@ -6,7 +6,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from licanom import config
-from licanom.privacy import secrets_needed
+from licanom.data.privacy import secrets_needed
 
 
 def secret_block_name(vendor: str, what: str) -> str:

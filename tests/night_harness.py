@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from licanom.bundle import ModelBundle
+from licanom.ops.bundle import ModelBundle
 from licanom.config import ChunkConfig, Config, EncodeConfig, load_config
-from licanom.tracking import Tracker, TrackingConfig
+from licanom.ops.tracking import Tracker, TrackingConfig
 
 CHUNK = 20
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
@@ -46,10 +46,10 @@ def rows(first_id: int, n: int, seed: int = 0, start: datetime | None = None, st
 
 def make_bundle(vendor: str = "acme", n: int = 600, chunk: int = CHUNK) -> ModelBundle:
     """A Tail_context model (the fastest to fit) on ``n`` rows with Ids 1000.., chunks of ``chunk``."""
-    from licanom.context import ContextDetector, KeyHistory, chunk_context
-    from licanom.derive import derive
-    from licanom.encode import Vocabulary
-    from licanom.validate import validate_log
+    from licanom.detectors.context import ContextDetector, KeyHistory, chunk_context
+    from licanom.data.derive import derive
+    from licanom.data.encode import Vocabulary
+    from licanom.data.validate import validate_log
 
     train = validate_log(rows(1000, n)).valid
     derived = derive(train)
@@ -89,7 +89,7 @@ class NightVendor:
                                       "validate": {"max_bad_fraction": self.max_bad_fraction}})
 
     def start(self, trained_to: int = 1599) -> None:
-        from licanom.state import start_after
+        from licanom.ops.scoring_state import start_after
 
         start_after(self.out, self.name, trained_to)
 
@@ -100,7 +100,7 @@ class NightVendor:
             f.write(text)
 
     def night(self, tracker: Tracker | None = None, since: int | None = None, **source: object):  # type: ignore[no-untyped-def]
-        from licanom.nightly import score_night
+        from licanom.ops.nightly import score_night
 
         model = ModelBundle.load(self.model_dir)
         return score_night(self.out, self.name, self.config(**source), tracker or tracker_for(self.root),
@@ -125,8 +125,8 @@ def published(out: Path, vendor: str) -> list[Path]:
 def check_ledger(v: NightVendor, log_ids: list[int], tracker: Tracker | None = None) -> dict[str, int]:
     """Every Id of the log accounted for exactly once; raises AssertionError naming what broke.
     Returns counts (scored, quarantined, carried, nights)."""
-    from licanom.nightly import LEDGER, STAGING
-    from licanom.state import STATE_FILE, load_state, state_dir
+    from licanom.ops.nightly import LEDGER, STAGING
+    from licanom.ops.scoring_state import STATE_FILE, load_state, state_dir
 
     st = load_state(v.out, v.name)
     assert st.exists, "no state"
@@ -190,8 +190,8 @@ def context() -> multiprocessing.context.BaseContext:
     global _CONTEXT
     if _CONTEXT is None:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["tests.night_harness", "licanom.nightly", "licanom.bundle", "licanom.context",
-                                    "licanom.pipeline", "mlflow", "sqlalchemy"])
+        ctx.set_forkserver_preload(["tests.night_harness", "licanom.ops.nightly", "licanom.ops.bundle", "licanom.detectors.context",
+                                    "licanom.data.pipeline", "mlflow", "sqlalchemy"])
         _CONTEXT = ctx
     return _CONTEXT
 
@@ -210,7 +210,7 @@ def killed_night(v: NightVendor, crash_at: str, timeout: float = 300) -> int | N
 
 
 def state_json(v: NightVendor) -> dict[str, object]:
-    from licanom.state import STATE_FILE, state_dir
+    from licanom.ops.scoring_state import STATE_FILE, state_dir
 
     return json.loads((state_dir(v.out, v.name) / STATE_FILE).read_text())
 
@@ -275,7 +275,7 @@ def _runs(tracker: Tracker) -> list:  # type: ignore[type-arg]
 def _expected_runs(point: str) -> list[str]:
     """The MLflow runs of a killed night and its rerun: none for the killed one before its run
     started; FAILED (marked by the rerun) until the commit; FINISHED (by the rerun) after it."""
-    from licanom.state import CRASH_POINTS
+    from licanom.ops.scoring_state import CRASH_POINTS
 
     at = CRASH_POINTS.index(point)
     if at < CRASH_POINTS.index("log:run-started"):

@@ -9,12 +9,12 @@ import polars as pl
 import pytest
 import torch
 
-from licanom.chunk import make_chunks
-from licanom.columns import FEATURES, ROW_GROUPS, ROW_REQUEST_FEATURES
+from licanom.data.chunk import make_chunks
+from licanom.data.columns import FEATURES, ROW_GROUPS, ROW_REQUEST_FEATURES
 from licanom.config import Config, EncodeConfig
-from licanom.context import ROW_COLUMNS
-from licanom.derive import derive
-from licanom.encode import (
+from licanom.detectors.context import ROW_COLUMNS
+from licanom.data.derive import derive
+from licanom.data.encode import (
     ROW_FEATURE_COLUMNS,
     ROW_FEATURES,
     ROW_SCALED,
@@ -23,13 +23,13 @@ from licanom.encode import (
     get_encoder,
     input_mode,
 )
-from licanom.labels import windows_holding
-from licanom.models.detector import AutoencoderDetector
-from licanom.models.nets import NETS, build_net, count_parameters
-from licanom.pipeline import prepare
-from licanom.simulate import simulate
-from licanom.states import MethodGroup
-from licanom.validate import validate_log
+from licanom.evaluation.labels import windows_holding
+from licanom.detectors.autoencoders.detector import AutoencoderDetector
+from licanom.detectors.autoencoders.nets import NETS, build_net, count_parameters
+from licanom.data.pipeline import prepare
+from licanom.sim.simulate import simulate
+from licanom.data.states import MethodGroup
+from licanom.data.validate import validate_log
 from tests.conftest import make_raw_log
 
 N_ROWS_MODE = len(ROW_FEATURES)

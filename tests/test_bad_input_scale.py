@@ -27,12 +27,12 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from licanom.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOURCE, main
-from licanom.columns import RAW, REQUIRED_RAW
+from licanom.data.columns import RAW, REQUIRED_RAW
 from licanom.config import SourceConfig, load_config
-from licanom.extract.files import ExtractFileError, read_log
-from licanom.pipeline import extract
-from licanom.states import is_valid_state
-from licanom.validate import ValidationError, ValidationResult, validate_log
+from licanom.data.extract.files import ExtractFileError, read_log
+from licanom.data.pipeline import extract
+from licanom.data.states import is_valid_state
+from licanom.data.validate import ValidationError, ValidationResult, validate_log
 
 # How many logs each property test generates; together at least MIN_LOGS (checked at the end).
 EXAMPLES = {"csv": 260, "ndjson": 230, "parquet": 200, "files": 250, "mixed": 90, "cli": 30}

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from licanom.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOURCE, EXIT_USAGE, main
-from licanom.detect import CHUNK_COLUMNS, RESULT_COLUMNS
+from licanom.ops.detect import CHUNK_COLUMNS, RESULT_COLUMNS
 from tests.conftest import make_raw_log
 
 
@@ -80,7 +80,7 @@ def test_bad_input_exit_codes(tmp_path, capsys):
 
 def test_detect_per_key_sequences_with_labels(csv_export, tmp_path, capsys):
     """--sequences key: one row per key and day with its Ids, requests and score; labels by key."""
-    from licanom.entities import SEQUENCE_COLUMNS
+    from licanom.detectors.sequence.sessions import SEQUENCE_COLUMNS
 
     labels = tmp_path / "labels.csv"
     pl.DataFrame({"Key": ["KEY001-ABCDE", "KEY002-ABCDE"], "label": [-1, 1]}).write_csv(labels)
@@ -123,7 +123,7 @@ def test_report_of_a_sequence_model_on_chunks(csv_export, tmp_path):
 def test_detect_with_the_context_model_names_the_signal(csv_export, tmp_path):
     """IForest_context through `licanom detect`: the chunk contract, its model file, the context
     column of each chunk as top_feature, and the report saying why in words."""
-    from licanom.context import CONTEXT_COLUMNS, CONTEXT_LABELS, ContextDetector
+    from licanom.detectors.context import CONTEXT_COLUMNS, CONTEXT_LABELS, ContextDetector
 
     out = tmp_path / "ctx"
     assert main(["detect", "--logs", str(csv_export), "--model", "IForest_context", "--threshold", "quantile",
@@ -241,7 +241,7 @@ def two_logs(tmp_path_factory):
 
 
 def test_train_on_one_log_and_score_another(two_logs, tmp_path, capsys):
-    from licanom.context import ContextDetector
+    from licanom.detectors.context import ContextDetector
 
     a, b, second = two_logs
     out = tmp_path / "ab"
@@ -261,7 +261,7 @@ def test_train_on_one_log_and_score_another(two_logs, tmp_path, capsys):
 
 
 def test_train_on_one_log_and_score_another_per_key(two_logs, tmp_path):
-    from licanom.entities import SEQUENCE_COLUMNS
+    from licanom.detectors.sequence.sessions import SEQUENCE_COLUMNS
 
     a, b, second = two_logs
     out = tmp_path / "keys"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from licanom.clustering import CLUSTER_METHODS, ClusterResult, cluster_anomalies, cluster_result
+from licanom.detectors.clustering import CLUSTER_METHODS, ClusterResult, cluster_anomalies, cluster_result
 
 
 def planted(n_normal: int = 190, n_far: int = 10, shape: tuple[int, ...] = (4,)) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""licanom.context: the per-chunk context vector on hand-made logs, and on planted anomalies."""
+"""licanom.detectors.context: the per-chunk context vector on hand-made logs, and on planted anomalies."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.context import CONTEXT_COLUMNS, ROW_COLUMNS, KeyHistory, chunk_context, row_context
+from licanom.detectors.context import CONTEXT_COLUMNS, ROW_COLUMNS, KeyHistory, chunk_context, row_context
 
 T0 = datetime(2025, 1, 6, 10, 0, tzinfo=timezone.utc)
 
@@ -139,9 +139,9 @@ def test_chunk_context_refuses_windows_beyond_the_log():
 
 def test_planted_anomalies_stand_out_in_the_context_vector():
     from licanom.config import load_config
-    from licanom.labels import chunk_truth
-    from licanom.pipeline import prepare
-    from licanom.simulate import simulate
+    from licanom.evaluation.labels import chunk_truth
+    from licanom.data.pipeline import prepare
+    from licanom.sim.simulate import simulate
 
     sim = simulate("floating", seed=3, days=10)
     prepared = prepare(sim.log, load_config())
@@ -162,10 +162,10 @@ def test_planted_anomalies_stand_out_in_the_context_vector():
 @pytest.fixture(scope="module")
 def floating_context():
     from licanom.config import load_config
-    from licanom.detect import model_inputs
-    from licanom.labels import chunk_truth
-    from licanom.pipeline import prepare
-    from licanom.simulate import simulate
+    from licanom.ops.detect import model_inputs
+    from licanom.evaluation.labels import chunk_truth
+    from licanom.data.pipeline import prepare
+    from licanom.sim.simulate import simulate
 
     sim = simulate("floating", seed=11, days=14)
     prepared = prepare(sim.log, load_config(overrides={"split": {"method": "time"}}))
@@ -175,8 +175,8 @@ def floating_context():
 
 @pytest.mark.parametrize("model", ["Tail_context", "IForest_context", "LOF_context"])
 def test_context_detector_contract_persistence_and_quality(model, floating_context, tmp_path):
-    from licanom.context import CONTEXT_MODELS, ContextDetector
-    from licanom.labels import auroc
+    from licanom.detectors.context import CONTEXT_MODELS, ContextDetector
+    from licanom.evaluation.labels import auroc
 
     assert model in CONTEXT_MODELS
     X, test, truth = floating_context
@@ -207,7 +207,7 @@ def test_context_detector_contract_persistence_and_quality(model, floating_conte
 
 
 def test_tail_model_surprisal_on_known_columns():
-    from licanom.context import TailModel
+    from licanom.detectors.context import TailModel
 
     train = np.c_[np.arange(1.0, 101.0), np.full(100, 3.0)]  # 1..100, and a constant column
     m = TailModel(tail_quantile=0.9).fit(train)
@@ -235,8 +235,8 @@ def test_tail_model_surprisal_on_known_columns():
 
 
 def test_context_detector_decides_by_severity_by_default(tmp_path):
-    from licanom import thresholds as th
-    from licanom.context import ContextDetector
+    from licanom.detectors import thresholds as th
+    from licanom.detectors.context import ContextDetector
     from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, Calibration
 
     X = np.random.default_rng(3).gamma(2.0, 1.0, size=(400, len(CONTEXT_COLUMNS)))
@@ -255,7 +255,7 @@ def test_context_detector_decides_by_severity_by_default(tmp_path):
 
 
 def test_context_detector_refuses_bad_input_clearly():
-    from licanom.context import ContextDetector
+    from licanom.detectors.context import ContextDetector
 
     with pytest.raises(ValueError, match=rf"shape \(n_chunks, {len(CONTEXT_COLUMNS)}\)"):
         ContextDetector().fit(np.zeros((10, 8)))
@@ -289,7 +289,7 @@ def test_auto_models_follow_the_vendor_size():
     assert fixed.for_size(10) is fixed  # nothing to resolve
     with pytest.raises(ValueError, match="threshold_params need a named"):
         load_config(overrides={"context": {"threshold_params": {"alarm_rate": 0.01}}})
-    from licanom.detect import make_detector
+    from licanom.ops.detect import make_detector
 
     with pytest.raises(ValueError, match="depends on the vendor's size"):
         make_detector("Tail_context", cfg.train, cfg.detect, context=cfg.context)
@@ -313,19 +313,19 @@ def test_detect_without_a_model_trains_the_size_rule(tmp_path):
     results = pl.read_csv(out / "results.csv")
     assert tuple(results["model"]) == load_config().train.auto.small
     assert pl.read_parquet(out / "chunks.parquet")["model"][0] == load_config().train.auto.small[0]
-    from licanom.context import ContextDetector
+    from licanom.detectors.context import ContextDetector
 
     first = ContextDetector.load(out / "models" / f"{results['model'][0]}.pt")
     assert first.threshold_method_.split(" ")[0] == load_config().context.auto.small  # the small vendor's decision
 
 
 def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
-    from licanom.bundle import ModelBundle, make_windows, pairs_seen, score_windows, validate_rows, with_seen
+    from licanom.ops.bundle import ModelBundle, make_windows, pairs_seen, score_windows, validate_rows, with_seen
     from licanom.config import ChunkConfig, EncodeConfig
-    from licanom.context import ContextDetector
-    from licanom.derive import derive
-    from licanom.encode import Vocabulary
-    from licanom.validate import validate_log
+    from licanom.detectors.context import ContextDetector
+    from licanom.data.derive import derive
+    from licanom.data.encode import Vocabulary
+    from licanom.data.validate import validate_log
     from tests.conftest import make_raw_log
 
     train = validate_log(make_raw_log(800)).valid

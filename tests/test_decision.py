@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from licanom.context import CONTEXT_COLUMNS, ContextDetector
+from licanom.detectors.context import CONTEXT_COLUMNS, ContextDetector
 from licanom.detectors.decision import (
     DECISIONS, DEFAULT_MIN_SEVERITY, FAR_FACTOR, Calibration, decide, normal_bulk,
 )

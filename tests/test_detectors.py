@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from licanom.config import load_config
-from licanom.labels import auroc, chunk_truth
-from licanom.models.detector import AutoencoderDetector
-from licanom.pipeline import prepare
-from licanom.simulate import simulate
+from licanom.evaluation.labels import auroc, chunk_truth
+from licanom.detectors.autoencoders.detector import AutoencoderDetector
+from licanom.data.pipeline import prepare
+from licanom.sim.simulate import simulate
 
 
 @pytest.fixture(scope="session")
@@ -79,8 +79,8 @@ def test_fit_is_repeatable_on_cpu():
 def test_train_loss_is_the_epoch_mean_weighted_by_batch_size():
     import pytorch_lightning as L
 
-    from licanom.models.module import AutoencoderModule, LossHistory, chunk_loader
-    from licanom.models.nets import build_net
+    from licanom.detectors.autoencoders.module import AutoencoderModule, LossHistory, chunk_loader
+    from licanom.detectors.autoencoders.nets import build_net
 
     X = torch.from_numpy(np.random.default_rng(4).random((10, 16, 8), dtype=np.float32))
     torch.manual_seed(0)

@@ -6,13 +6,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.chunk import NotEnoughDataError, make_chunks, split_chunks, window_starts
-from licanom.columns import FEATURE_COLUMNS, SUMMARY_COLUMNS, UNKNOWN_COUNTRY
+from licanom.data.chunk import NotEnoughDataError, make_chunks, split_chunks, window_starts
+from licanom.data.columns import FEATURE_COLUMNS, SUMMARY_COLUMNS, UNKNOWN_COUNTRY
 from licanom.config import load_config
-from licanom.derive import countries, derive
-from licanom.encode import Vocabulary, get_encoder
-from licanom.pipeline import encode, prepare
-from licanom.validate import validate_log
+from licanom.data.derive import countries, derive
+from licanom.data.encode import Vocabulary, get_encoder
+from licanom.data.pipeline import encode, prepare
+from licanom.data.validate import validate_log
 from tests.conftest import make_raw_log
 
 
@@ -123,7 +123,7 @@ def test_prepare_short_log_is_a_clear_error():
 # --- the fast paths agree with the plain definitions ---------------------------------------
 def _window_counts(enc: pl.DataFrame, starts, size: int) -> pl.DataFrame:
     """The summary vector by its definition: n_unique of each raw column in each window."""
-    from licanom.columns import SUMMARY_SOURCES
+    from licanom.data.columns import SUMMARY_SOURCES
 
     rows = [
         [enc.slice(int(s), size)[src].n_unique() for _, src in SUMMARY_SOURCES] for s in starts
@@ -133,8 +133,8 @@ def _window_counts(enc: pl.DataFrame, starts, size: int) -> pl.DataFrame:
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_derive_fit_encode_equals_the_three_steps(seed):
-    from licanom.encode import ThesisEncoder, derive_fit_encode
-    from licanom.simulate import simulate
+    from licanom.data.encode import ThesisEncoder, derive_fit_encode
+    from licanom.sim.simulate import simulate
 
     for valid in (validate_log(make_raw_log(700, seed=seed)).valid,
                   validate_log(simulate("mixed", seed=seed, days=3).log).valid):
@@ -189,7 +189,7 @@ def test_countries_of_nothing():
 
 
 def test_too_large_a_vocabulary_is_refused(monkeypatch):
-    import licanom.encode as enc_mod
+    import licanom.data.encode as enc_mod
 
     monkeypatch.setattr(enc_mod, "MAX_VOCABULARY", 3)
     derived = derive(validate_log(make_raw_log(100)).valid)
@@ -199,9 +199,9 @@ def test_too_large_a_vocabulary_is_refused(monkeypatch):
 
 def test_frequency_encoder_orders_values_from_rarest_to_commonest():
     from licanom.config import EncodeConfig
-    from licanom.derive import derive
-    from licanom.encode import FrequencyEncoder, Vocabulary, get_encoder
-    from licanom.pipeline import encode
+    from licanom.data.derive import derive
+    from licanom.data.encode import FrequencyEncoder, Vocabulary, get_encoder
+    from licanom.data.pipeline import encode
 
     raw = make_raw_log(400, seed=3)
     derived = derive(raw)

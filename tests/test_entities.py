@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.columns import FEATURE_COLUMNS
-from licanom.entities import STEP_FEATURES, aggregate_row_labels, make_sequences, sequence_labels
+from licanom.data.columns import FEATURE_COLUMNS
+from licanom.detectors.sequence.sessions import STEP_FEATURES, aggregate_row_labels, make_sequences, sequence_labels
 
 
 def _encoded(rows: list[tuple]) -> pl.DataFrame:

@@ -8,14 +8,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.context import KeyHistory
-from licanom.derive import derive
+from licanom.detectors.context import KeyHistory
+from licanom.data.derive import derive
 from licanom.detectors.decision import DEFAULT_MIN_SEVERITY
 from licanom.detectors.entities import (
     ENTITY_COLUMNS, ENTITY_KINDS, ENTITY_SCHEMA, EntityModel, country_distances, tail_calibration,
 )
-from licanom.simulate import simulate
-from licanom.states import MethodGroup, make_state
+from licanom.sim.simulate import simulate
+from licanom.data.states import MethodGroup, make_state
 
 TRAIN_DAYS = 14
 CLONE_KEYS = 10  # the simulator's machine_cloning puts a machine code under 5 to 40 keys

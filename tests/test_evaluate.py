@@ -1,4 +1,4 @@
-"""licanom.evaluate: metrics on hand-made arrays, the recommendation rule, one tiny evaluation."""
+"""licanom.evaluation.blocked: metrics on hand-made arrays, the recommendation rule, one tiny evaluation."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom import evaluate as ev
+from licanom.evaluation import blocked as ev
 from licanom.config import TrainConfig
-from licanom.simulate import ANOMALY_KINDS, simulate
+from licanom.sim.simulate import ANOMALY_KINDS, simulate
 
 TINY = dict(profiles=("node-locked",), seeds=(1,), days=7)
 
@@ -334,7 +334,7 @@ def test_vendors_in_parallel_processes_give_the_same_rows_in_the_same_order():
 @pytest.mark.slow
 def test_a_vendor_that_fails_in_a_worker_process_fails_the_evaluation_with_its_error():
     from licanom.config import ChunkConfig
-    from licanom.chunk import NotEnoughDataError
+    from licanom.data.chunk import NotEnoughDataError
 
     settings = ev.EvalSettings(profiles=("node-locked",), seeds=(1, 2, 3), days=2, models=("Tail_context",),
                                chunk=ChunkConfig(size=100_000, stride=100_000))  # longer than the log

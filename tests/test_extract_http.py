@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import polars as pl
 import pytest
 
-from licanom.columns import RAW
-from licanom.extract.cryptolens import (
+from licanom.data.columns import RAW
+from licanom.data.extract.cryptolens import (
     ENDPOINT_PATH,
     RAW_SCHEMA,
     CryptolensSource,

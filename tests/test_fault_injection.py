@@ -1,5 +1,5 @@
 """Fault injection: a night killed with SIGKILL at every crash point (after each step and inside
-the writes, licanom.state.CRASH_POINTS), then run again with new rows; after every rerun the
+the writes, licanom.ops.scoring_state.CRASH_POINTS), then run again with new rows; after every rerun the
 ledger holds: every Id of the log in exactly one published night (scored or quarantined) or in
 the carried tail, none twice, one committed state generation and nothing half-written, no
 RUNNING MLflow run, one FINISHED run per published night.
@@ -12,7 +12,7 @@ same at full size.
 
 from __future__ import annotations
 
-from licanom.state import CRASH_POINTS
+from licanom.ops.scoring_state import CRASH_POINTS
 from tests.night_harness import run_kill_points
 
 
@@ -21,12 +21,12 @@ def test_every_crash_point_is_reached_by_a_night() -> None:
     import inspect
 
     import flows.score_vendor
-    import licanom.nightly
-    import licanom.state
+    import licanom.ops.nightly
+    import licanom.ops.scoring_state
     import tasks.data
     import tasks.scoring
 
-    source = "".join(inspect.getsource(m) for m in (licanom.nightly, licanom.state, tasks.scoring, tasks.data))
+    source = "".join(inspect.getsource(m) for m in (licanom.ops.nightly, licanom.ops.scoring_state, tasks.scoring, tasks.data))
     for point in CRASH_POINTS:
         assert f'crash_point("{point}")' in source, point
     assert "crash_point" not in inspect.getsource(flows.score_vendor)  # the flow only wires tasks

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.state import VendorBusyError, advance, load_state, start_after, vendor_lock
+from licanom.ops.scoring_state import VendorBusyError, advance, load_state, start_after, vendor_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ def _chunks(n: int, seed: int = 0) -> np.ndarray:
 TRAIN_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, torch
     torch.set_num_threads(1)
-    from licanom.models.detector import AutoencoderDetector
+    from licanom.detectors.autoencoders.detector import AutoencoderDetector
     X = np.random.default_rng(0).random((2000, 20, 8), dtype=np.float32)
     det = AutoencoderDetector(model="TCN_AE_Small", epochs=int(sys.argv[2]), batch_size=8,
                               checkpoint_dir=sys.argv[1], progress_bar=False, threads=1)
@@ -74,7 +74,7 @@ def test_training_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path) -
 
 
 def test_truncated_checkpoint_restarts_cleanly(tmp_path: Path) -> None:
-    from licanom.models.detector import AutoencoderDetector
+    from licanom.detectors.autoencoders.detector import AutoencoderDetector
 
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
@@ -100,7 +100,7 @@ def test_watermark_only_moves_forward(tmp_path: Path) -> None:
 
 
 def test_the_key_pairs_of_scored_nights_accumulate_per_model_version(tmp_path: Path) -> None:
-    from licanom.context import KeyHistory
+    from licanom.detectors.context import KeyHistory
 
     def pairs(*rows: tuple[str, str, str]) -> KeyHistory:
         return KeyHistory(machines=pl.DataFrame({"Key": [r[0] for r in rows], "MachineCode": [r[1] for r in rows]}),
@@ -128,7 +128,7 @@ def test_a_state_of_the_first_layout_is_read_and_rewritten_in_one_file(tmp_path:
     import json
 
     from tests.conftest import make_raw_log
-    from licanom.validate import validate_log
+    from licanom.data.validate import validate_log
 
     d = tmp_path / "acme" / "state"
     d.mkdir(parents=True)
@@ -145,7 +145,7 @@ def test_a_state_of_the_first_layout_is_read_and_rewritten_in_one_file(tmp_path:
 
 
 def test_a_night_without_a_full_window_keeps_the_pairs_seen(tmp_path: Path) -> None:
-    from licanom.context import KeyHistory
+    from licanom.detectors.context import KeyHistory
 
     pairs = KeyHistory(machines=pl.DataFrame({"Key": ["K1"], "MachineCode": ["M1"]}),
                        countries=pl.DataFrame({"Key": ["K1"], "country": ["SE"]}))
@@ -160,8 +160,8 @@ def test_errors_that_stay_are_not_retried() -> None:
     error or an unreachable store goes on to the task's retries."""
     from prefect.states import Failed
 
-    from licanom.extract.files import ExtractFileError
-    from licanom.tracking import TrackingUnavailableError
+    from licanom.data.extract.files import ExtractFileError
+    from licanom.ops.tracking import TrackingUnavailableError
     from tasks import data, scoring
 
     extract_retry = data.extract.retry_condition_fn
@@ -197,7 +197,7 @@ def test_vendor_lock_lets_one_run_in_at_a_time(tmp_path: Path) -> None:
 
 
 def test_lock_of_a_killed_process_is_released(tmp_path: Path) -> None:
-    code = ("import sys, time; from pathlib import Path; from licanom.state import vendor_lock\n"
+    code = ("import sys, time; from pathlib import Path; from licanom.ops.scoring_state import vendor_lock\n"
             f"with vendor_lock(Path({str(tmp_path)!r}), 'acme'):\n    print('held', flush=True); time.sleep(60)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -214,7 +214,7 @@ def test_lock_of_a_killed_process_is_released(tmp_path: Path) -> None:
 # --- unreachable servers ------------------------------------------------------------------
 
 def test_unreachable_mlflow_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from licanom.tracking import Tracker, TrackingConfig, TrackingUnavailableError
+    from licanom.ops.tracking import Tracker, TrackingConfig, TrackingUnavailableError
 
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")

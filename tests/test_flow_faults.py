@@ -33,7 +33,7 @@ output_dir: {out}
 source: {{kind: files, path: {root / 'kappa.csv'}}}
 """})
     from flows.train_vendor import train_vendor
-    from licanom.simulate import simulate
+    from licanom.sim.simulate import simulate
 
     log = simulate("floating", seed=5, days=5).log
     until = log["Time"].max() - timedelta(days=1)
@@ -44,7 +44,7 @@ source: {{kind: files, path: {root / 'kappa.csv'}}}
 
 def test_registry_write_that_dies_leaves_the_champion_alone(vendor_env, monkeypatch) -> None:
     from flows.train_vendor import train_vendor
-    from licanom.tracking import Tracker, configure
+    from licanom.ops.tracking import Tracker, configure
 
     _, summary, _ = vendor_env
     real = Tracker.register_bundle
@@ -64,7 +64,7 @@ def test_registry_write_that_dies_leaves_the_champion_alone(vendor_env, monkeypa
 
 
 def _watermark(out: Path) -> int | None:
-    from licanom.state import load_state
+    from licanom.ops.scoring_state import load_state
 
     return load_state(out, "gamma").watermark
 
@@ -72,7 +72,7 @@ def _watermark(out: Path) -> int | None:
 def test_mlflow_gone_mid_night_does_not_advance_the_watermark(vendor_env, monkeypatch) -> None:
     import tasks.scoring
     from flows.score_vendor import score_vendor
-    from licanom.tracking import Tracker, TrackingUnavailableError
+    from licanom.ops.tracking import Tracker, TrackingUnavailableError
 
     out, _, _ = vendor_env
     before = _watermark(out)
@@ -131,8 +131,8 @@ def test_a_sequence_model_trains_registers_and_scores_through_the_flow(vendor_en
     import mlflow
 
     from flows.train_vendor import train_vendor
-    from licanom.bundle import score_log
-    from licanom.tracking import configure
+    from licanom.ops.bundle import score_log
+    from licanom.ops.tracking import configure
 
     _, _, log = vendor_env
     summary = train_vendor("gamma", models=["TCN_AE_Small", "GRU_OCSVM"])
@@ -156,9 +156,9 @@ def test_the_context_model_trains_registers_and_scores_through_the_flow(vendor_e
     import mlflow
 
     from flows.train_vendor import train_vendor
-    from licanom.bundle import score_log
-    from licanom.context import CONTEXT_COLUMNS
-    from licanom.tracking import configure
+    from licanom.ops.bundle import score_log
+    from licanom.detectors.context import CONTEXT_COLUMNS
+    from licanom.ops.tracking import configure
 
     _, _, log = vendor_env
     summary = train_vendor("gamma", models=["TCN_AE_Small", "IForest_context"])
@@ -182,7 +182,7 @@ def test_auto_models_train_what_the_size_rule_names(vendor_env) -> None:
     resolved list becomes the champion."""
     from flows.train_vendor import train_vendor
     from licanom.config import load_config
-    from licanom.tracking import configure
+    from licanom.ops.tracking import configure
 
     auto = load_config("gamma").train.auto
     summary = train_vendor("gamma", models=["auto"])
@@ -195,7 +195,7 @@ def test_auto_models_train_what_the_size_rule_names(vendor_env) -> None:
 
 def _kappa(root: Path):  # type: ignore[no-untyped-def]
     """Vendor kappa: a registered Tail_context champion, scoring starting after Id 1599, a CSV export."""
-    from licanom.tracking import configure
+    from licanom.ops.tracking import configure
     from tests.night_harness import NightVendor, make_bundle
 
     v = NightVendor(root=root, name="kappa", model_dir=root / "model-kappa")
@@ -217,8 +217,8 @@ def test_the_flow_killed_mid_night_then_rerun_counts_each_row_once(vendor_env, p
     from prefect.settings import PREFECT_API_URL
 
     from flows.score_vendor import score_vendor
-    from licanom.state import CRASH_ENV, load_state
-    from licanom.tracking import configure
+    from licanom.ops.scoring_state import CRASH_ENV, load_state
+    from licanom.ops.tracking import configure
     from tests.night_harness import check_ledger, rows
 
     out = vendor_env[0]

@@ -44,7 +44,7 @@ detect:
 def trained_alpha(flow_env):
     from flows.train_vendor import train_vendor
     from licanom.config import load_config
-    from licanom.simulate import simulate
+    from licanom.sim.simulate import simulate
 
     cfg = load_config("alpha")
     log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
@@ -54,7 +54,7 @@ def trained_alpha(flow_env):
 
 
 def test_training_registers_versions_with_aliases(trained_alpha):
-    from licanom.tracking import configure
+    from licanom.ops.tracking import configure
 
     summary, _ = trained_alpha
     tracker = configure()
@@ -79,11 +79,11 @@ def test_scoring_flow_matches_the_library_and_is_idempotent(trained_alpha, flow_
     import mlflow
 
     from flows.score_vendor import score_vendor
-    from licanom.bundle import score_log
+    from licanom.ops.bundle import score_log
     from licanom.config import load_config
-    from licanom.pipeline import extract
-    from licanom.state import load_state
-    from licanom.tracking import configure
+    from licanom.data.pipeline import extract
+    from licanom.ops.scoring_state import load_state
+    from licanom.ops.tracking import configure
 
     _, out = flow_env
     before = load_state(out, "alpha")
@@ -138,9 +138,9 @@ def test_a_context_champion_remembers_what_each_night_saw(flow_env):
     from flows.score_vendor import score_vendor
     from flows.train_vendor import train_vendor
     from licanom.config import load_config
-    from licanom.simulate import simulate
-    from licanom.state import load_state
-    from licanom.tracking import configure
+    from licanom.sim.simulate import simulate
+    from licanom.ops.scoring_state import load_state
+    from licanom.ops.tracking import configure
 
     _, out = flow_env
     cfg = load_config("epsilon")
@@ -168,7 +168,7 @@ def test_mlflow_runs_as_model_training_with_live_epochs_datasets_and_signatures(
     registered version has a signature, an input example and a description."""
     import mlflow
 
-    from licanom.tracking import EXPERIMENT_KIND_TAG, INPUT_COLUMNS, MODEL_TRAINING_KIND, configure
+    from licanom.ops.tracking import EXPERIMENT_KIND_TAG, INPUT_COLUMNS, MODEL_TRAINING_KIND, configure
 
     summary, _ = trained_alpha
     tracker = configure()
@@ -207,8 +207,8 @@ def test_a_tagged_night_is_named_tagged_and_leaves_a_table_of_frames(flow_env):
     from flows.score_vendor import score_vendor
     from flows.train_vendor import train_vendor
     from licanom.config import load_config
-    from licanom.simulate import simulate
-    from licanom.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, configure
+    from licanom.sim.simulate import simulate
+    from licanom.ops.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, configure
 
     cfg = load_config("gamma")
     log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log

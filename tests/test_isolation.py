@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from licanom.config import load_config, validate_vendor_name
-from licanom.privacy import MissingSecretError, pseudonymise, read_secret
+from licanom.data.privacy import MissingSecretError, pseudonymise, read_secret
 from tests.conftest import flow_stores
 
 
@@ -81,8 +81,8 @@ privacy: {{pseudonymise: true}}
         try:
             from flows.score_vendor import score_vendor
             from flows.train_vendor import train_vendor
-            from licanom.state import start_after
-            from licanom.tracking import configure
+            from licanom.ops.scoring_state import start_after
+            from licanom.ops.tracking import configure
 
             rows = pl.DataFrame(fake.rows, infer_schema_length=None).filter(pl.col("ProductId") == PRODUCT)
             summary = train_vendor("delta")
@@ -126,11 +126,11 @@ privacy: {{pseudonymise: true}}
 def test_a_model_refuses_another_vendors_rows(tmp_path: Path) -> None:
     import numpy as np
 
-    from licanom.bundle import ModelBundle, VendorMismatchError, validate_rows
+    from licanom.ops.bundle import ModelBundle, VendorMismatchError, validate_rows
     from licanom.config import ChunkConfig, EncodeConfig
-    from licanom.derive import derive
-    from licanom.encode import Vocabulary
-    from licanom.models.detector import AutoencoderDetector
+    from licanom.data.derive import derive
+    from licanom.data.encode import Vocabulary
+    from licanom.detectors.autoencoders.detector import AutoencoderDetector
     from tests.conftest import make_raw_log
 
     det = AutoencoderDetector(model="TCN_AE_Small", epochs=1, batch_size=16, progress_bar=False, threads=1)

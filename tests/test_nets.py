@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from licanom.models.nets import (
+from licanom.detectors.autoencoders.nets import (
     NETS,
     TCN_AE,
     AutoencoderNet,

@@ -61,7 +61,7 @@ def test_an_id_far_beyond_the_recent_ones_is_quarantined_and_the_watermark_stays
 
 
 def test_an_unfinished_last_line_is_left_for_the_next_night(vendor) -> None:
-    from licanom.extract.files import read_log
+    from licanom.data.extract.files import read_log
 
     vendor.append(rows(1600, 100))
     line = rows(1700, 1).write_csv(include_header=False)
@@ -81,7 +81,7 @@ def test_an_unfinished_last_line_is_left_for_the_next_night(vendor) -> None:
 def test_a_finished_file_without_a_last_line_end_is_read_whole(tmp_path) -> None:
     import os
 
-    from licanom.extract.files import SETTLE_SECONDS, read_log
+    from licanom.data.extract.files import SETTLE_SECONDS, read_log
 
     path = tmp_path / "old.csv"
     path.write_text(rows(1600, 10).write_csv().rstrip("\n"))
@@ -90,7 +90,7 @@ def test_a_finished_file_without_a_last_line_end_is_read_whole(tmp_path) -> None
 
 
 def test_a_night_of_mostly_bad_rows_fails_by_the_training_limit_and_says_so(vendor) -> None:
-    from licanom.validate import ValidationError
+    from licanom.data.validate import ValidationError
 
     night = rows(1600, 100).with_columns(
         pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.lit("x")).otherwise(pl.col("State")).alias("State"))
@@ -104,8 +104,8 @@ def test_a_night_of_mostly_bad_rows_fails_by_the_training_limit_and_says_so(vend
 # --- unknown products --------------------------------------------------------------------------
 
 def test_a_row_of_an_unknown_product_is_quarantined_and_the_night_goes_on(vendor, bundle) -> None:
-    from licanom.bundle import validate_rows
-    from licanom.validate import UNKNOWN_PRODUCT
+    from licanom.ops.bundle import validate_rows
+    from licanom.data.validate import UNKNOWN_PRODUCT
 
     night = rows(1600, 600).with_columns(
         pl.when(pl.col("Id") == "1900").then(pl.lit("99")).otherwise(pl.col("ProductId")).alias("ProductId"))
@@ -139,7 +139,7 @@ def test_many_rows_of_unknown_products_say_retrain(vendor) -> None:
 # --- state and model files -------------------------------------------------------------------
 
 def test_a_missing_state_file_is_an_error_that_says_how_to_go_on(vendor) -> None:
-    from licanom.state import STATE_FILE, StateMissingError, state_dir
+    from licanom.ops.scoring_state import STATE_FILE, StateMissingError, state_dir
 
     vendor.append(rows(1600, 100))
     vendor.night()
@@ -156,7 +156,7 @@ def test_a_missing_state_file_is_an_error_that_says_how_to_go_on(vendor) -> None
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-type", "tail"])
 def test_a_damaged_state_names_its_file_and_what_to_do(vendor, damage) -> None:
-    from licanom.state import StateCorruptError, state_dir
+    from licanom.ops.scoring_state import StateCorruptError, state_dir
 
     vendor.append(rows(1600, 90))
     vendor.night()
@@ -184,9 +184,9 @@ def test_errors_that_a_retry_meets_again_are_not_retried() -> None:
 
     from prefect.states import Failed
 
-    from licanom.nightly import ModelLoadError
-    from licanom.state import StateCorruptError, StateMissingError
-    from licanom.validate import ValidationError
+    from licanom.ops.nightly import ModelLoadError
+    from licanom.ops.scoring_state import StateCorruptError, StateMissingError
+    from licanom.data.validate import ValidationError
     from tasks import scoring
 
     for task in (scoring.load_champion, scoring.recover):
@@ -201,7 +201,7 @@ def test_errors_that_a_retry_meets_again_are_not_retried() -> None:
 
 
 def test_a_truncated_model_names_its_file_and_is_not_retried(tmp_path, bundle) -> None:
-    from licanom.nightly import ModelLoadError, load_champion
+    from licanom.ops.nightly import ModelLoadError, load_champion
 
     tracker = tracker_for(tmp_path)
     run_id = tracker.start_run("acme", "train", "training")
@@ -226,7 +226,7 @@ def _cp1252_export(path: Path) -> None:
 
 
 def test_a_windows_1252_export_is_refused_until_declared_then_read_exactly(tmp_path) -> None:
-    from licanom.extract.files import ExtractFileError, read_log
+    from licanom.data.extract.files import ExtractFileError, read_log
 
     path = tmp_path / "export.csv"
     _cp1252_export(path)
@@ -246,8 +246,8 @@ def test_the_declared_encoding_reaches_the_night(vendor) -> None:
 
 @pytest.mark.parametrize("sep", [";", "\t", "|"])
 def test_other_separators_are_detected(tmp_path, sep) -> None:
-    from licanom.extract.files import read_log
-    from licanom.validate import validate_log
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
 
     path = tmp_path / "export.csv"
     rows(1600, 30).write_csv(path, separator=sep)
@@ -257,7 +257,7 @@ def test_other_separators_are_detected(tmp_path, sep) -> None:
 
 
 def test_an_undetected_separator_gets_a_hint(tmp_path) -> None:
-    from licanom.validate import ValidationError, validate_log
+    from licanom.data.validate import ValidationError, validate_log
 
     merged = pl.DataFrame({"Id;ProductId;Key;IP;Time;State": ["1;3;K;;2025-03-01T00:00:00Z;1010"]})
     with pytest.raises(ValidationError, match=r"source\.separator"):
@@ -265,7 +265,7 @@ def test_an_undetected_separator_gets_a_hint(tmp_path) -> None:
 
 
 def test_overlong_values_are_quarantined_and_the_report_stays_small(vendor) -> None:
-    from licanom.validate import MAX_VALUE_CHARS
+    from licanom.data.validate import MAX_VALUE_CHARS
 
     huge = "K" * 1_000_000
     night = rows(1600, 600).with_columns(
@@ -283,9 +283,9 @@ def test_overlong_values_are_quarantined_and_the_report_stays_small(vendor) -> N
 
 def test_the_report_never_repeats_a_long_value_in_full(tmp_path) -> None:
     """Rows given to the report directly (not through validation): three 1 MB keys."""
-    from licanom.bundle import make_windows, score_windows
+    from licanom.ops.bundle import make_windows, score_windows
     from licanom.report import detector_report_input, write_report
-    from licanom.validate import validate_log
+    from licanom.data.validate import validate_log
 
     bundle = make_bundle()
     valid = validate_log(rows(1600, 200)).valid

@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from sklearn.svm import OneClassSVM
 
-from licanom.sequence import (
+from licanom.detectors.sequence import (
     ERGEN_MODELS,
     SequenceDetector,
     build_detector,
@@ -17,9 +17,9 @@ from licanom.sequence import (
     smooth_hinge,
     solve_dual,
 )
-from licanom.sequence.data import Sequences
-from licanom.sequence.nets import SequenceEncoder, StiefelSGD
-from licanom.sequence.svm import primal_objective
+from licanom.detectors.sequence.data import Sequences
+from licanom.detectors.sequence.nets import SequenceEncoder, StiefelSGD
+from licanom.detectors.sequence.svm import primal_objective
 
 
 @pytest.fixture(autouse=True)
@@ -334,7 +334,7 @@ def test_bad_inputs_and_settings_are_clear():
 
 # --- ties at the threshold ------------------------------------------------------------------
 def test_a_threshold_never_sits_on_a_tie():
-    from licanom.sequence import tie_safe_threshold
+    from licanom.detectors.sequence import tie_safe_threshold
 
     # 94 distinct low scores, then a tie group of 6 at 5.0 that straddles the top 1%... and the top 5%
     scores = np.r_[np.linspace(0.0, 1.0, 94), np.full(6, 5.0)]
@@ -359,7 +359,7 @@ def test_a_threshold_never_sits_on_a_tie():
 # --- convergence ----------------------------------------------------------------------------
 def test_a_solver_that_did_not_converge_says_so(caplog):
     X, _ = outage_sequences(30, 3, seed=6)
-    with caplog.at_level("WARNING", logger="licanom.sequence.detector"):
+    with caplog.at_level("WARNING", logger="licanom.detectors.sequence.detector"):
         det = SequenceDetector("LSTM_SVDD", solver="qp", hidden=4, epochs=1, tol=0.0, lam=0.3, threads=1).fit(X)
     assert det.converged_ is False and det.convergence_.converged is False
     assert "did not converge" in caplog.text and "LSTM_SVDD" in caplog.text
@@ -372,7 +372,7 @@ def test_a_solver_that_did_not_converge_says_so(caplog):
 
 
 def test_an_smo_that_stops_on_its_cap_is_counted(monkeypatch):
-    import licanom.sequence.detector as detector_module
+    import licanom.detectors.sequence.detector as detector_module
 
     capped = lambda *a, **k: solve_dual(*a, **{**k, "max_iter": 1})  # noqa: E731
     monkeypatch.setattr(detector_module, "solve_dual", capped)
@@ -402,7 +402,7 @@ def event_sequences(n: int, seed: int, planted: bool = False) -> list[np.ndarray
 
 @pytest.fixture(scope="module")
 def deeplog():
-    from licanom.sequence import DeepLogDetector
+    from licanom.detectors.sequence import DeepLogDetector
 
     X = event_sequences(60, seed=0)
     return DeepLogDetector(window=8, top_g=1, hidden=16, layers=1, embedding=4, epochs=30, lr=0.01,
@@ -423,7 +423,7 @@ def test_deeplog_flags_a_planted_unseen_transition(deeplog, tmp_path):
     cut = [x[:3] for x in normal[:5]]  # ends too early: the end is not among the top g
     assert deeplog.predict(cut).all()
     # a saved and loaded model scores identically
-    from licanom.sequence import load_detector
+    from licanom.detectors.sequence import load_detector
 
     again = load_detector(deeplog.save(tmp_path / "deeplog.pt"))
     np.testing.assert_array_equal(again.decision_function(planted), deeplog.decision_function(planted))
@@ -435,9 +435,9 @@ def test_deeplog_flags_a_planted_unseen_transition(deeplog, tmp_path):
 
 def test_deeplog_is_registered_beside_the_ergen_models():
     from licanom.config import DetectConfig, SequenceConfig, TrainConfig
-    from licanom.detect import is_sequence_model, make_detector
-    from licanom.entities import EVENT_COLUMNS
-    from licanom.sequence import SEQUENCE_MODELS, DeepLogDetector
+    from licanom.ops.detect import is_sequence_model, make_detector
+    from licanom.detectors.sequence.sessions import EVENT_COLUMNS
+    from licanom.detectors.sequence import SEQUENCE_MODELS, DeepLogDetector
 
     assert "DeepLog" in SEQUENCE_MODELS and is_sequence_model("DeepLog")
     assert isinstance(build_detector("DeepLog", window=3), DeepLogDetector)

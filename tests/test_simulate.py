@@ -11,8 +11,8 @@ import pytest
 from iptocc import country_code
 from polars.testing import assert_frame_equal
 
-from licanom.columns import RAW
-from licanom.simulate import (
+from licanom.data.columns import RAW
+from licanom.sim.simulate import (
     ANOMALY_KINDS,
     LATE_KINDS,
     PROFILES,
@@ -21,7 +21,7 @@ from licanom.simulate import (
     simulate,
     simulate_share,
 )
-from licanom.states import MethodGroup, decode
+from licanom.data.states import MethodGroup, decode
 
 LOG_DTYPES = {
     "Id": pl.Int64,

@@ -2,7 +2,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.states import METHOD_GROUPS, MethodGroup, action_expr, decode, decode_array, is_valid_state, make_state, success_expr
+from licanom.data.states import METHOD_GROUPS, MethodGroup, action_expr, decode, decode_array, is_valid_state, make_state, success_expr
 
 
 @pytest.mark.parametrize("group", list(MethodGroup))

@@ -90,7 +90,7 @@ class Vendor:
 @pytest.fixture(scope="module")
 def vendor(team: Team, tmp_path_factory) -> Iterator[Vendor]:
     """A simulated vendor with its deployments on the pool; everything of it removed afterwards."""
-    from licanom.simulate import simulate
+    from licanom.sim.simulate import simulate
 
     name = f"teamtest-{secrets.token_hex(3)}"
     root = tmp_path_factory.mktemp("team")
@@ -144,7 +144,7 @@ def _run(team: Team, deployment: str, parameters: dict | None = None):
 
 
 def _watermark(out: Path, name: str) -> int | None:
-    from licanom.state import load_state
+    from licanom.ops.scoring_state import load_state
 
     return load_state(out, name).watermark
 
@@ -152,7 +152,7 @@ def _watermark(out: Path, name: str) -> int | None:
 def test_train_then_score_through_the_worker(team: Team, vendor: Vendor) -> None:
     from mlflow import MlflowClient
 
-    from licanom.simulate import simulate
+    from licanom.sim.simulate import simulate
 
     log = simulate("usage-based", seed=11, days=3).log
     until = log["Time"].max() - timedelta(days=1)

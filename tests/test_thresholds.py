@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from licanom.thresholds import (
+from licanom.detectors.thresholds import (
     BUDGET_ALARM_RATE,
     THRESHOLDS,
     budget,

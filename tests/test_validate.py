@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from licanom.columns import RAW
-from licanom.schema import WebApiLog
-from licanom.validate import ValidationError, check_bad_fraction, validate_log
+from licanom.data.columns import RAW
+from licanom.data.schema import WebApiLog
+from licanom.data.validate import ValidationError, check_bad_fraction, validate_log
 from tests.conftest import make_raw_log
 
 
@@ -202,7 +202,7 @@ def test_floats_beyond_2_to_the_53_are_not_read_as_integers(raw_log):
 def test_contract_checks_run_per_distinct_value_with_known_values(raw_log):
     import pandera.polars as pa
 
-    from licanom.schema import known_values
+    from licanom.data.schema import known_values
 
     log = validate_log(raw_log).valid.with_columns(
         pl.when(pl.int_range(pl.len()) == 7).then(pl.lit("1.2.3")).otherwise(pl.col("IP")).alias("IP")
@@ -218,7 +218,7 @@ def test_contract_checks_run_per_distinct_value_with_known_values(raw_log):
 
 
 def test_values_longer_than_a_real_key_address_or_machine_code_are_quarantined(raw_log):
-    from licanom.validate import MAX_VALUE_CHARS
+    from licanom.data.validate import MAX_VALUE_CHARS
 
     n = MAX_VALUE_CHARS
     log = raw_log.head(6).with_columns(
@@ -235,7 +235,7 @@ def test_values_longer_than_a_real_key_address_or_machine_code_are_quarantined(r
 
 
 def test_rows_moved_to_the_quarantine_keep_their_input_position(raw_log):
-    from licanom.validate import move_to_quarantine
+    from licanom.data.validate import move_to_quarantine
 
     log = raw_log.head(10).with_columns(pl.when(pl.col("Id") == 1002).then(pl.lit(9999)).otherwise(pl.col("State"))
                                         .alias("State"))

@@ -1,9 +1,10 @@
 """Detectors: one protocol, one registry by name, one place for severity and decisions.
 
 Owns: the protocol (:mod:`.base`), the registry (:mod:`.registry`, its entries in :mod:`.catalog`), severity
-and decisions (:mod:`.decision`), the scikit-learn baselines (:mod:`.baselines`) and incident
-grouping (:mod:`.incidents`). May import the data layer and the family packages (``licanom.models``,
-``licanom.sequence``, ``licanom.context``); never Prefect, MLflow or the report.
+and decisions (:mod:`.decision`), the thesis's thresholds (:mod:`.thresholds`) and latent clustering
+(:mod:`.clustering`), the families (:mod:`.autoencoders`, :mod:`.sequence`, :mod:`.context`,
+:mod:`.baselines`), entity results (:mod:`.entities`) and incident grouping (:mod:`.incidents`). May import the data layer and the family packages (``licanom.detectors.autoencoders``,
+``licanom.detectors.sequence``, ``licanom.detectors.context``); never Prefect, MLflow or the report.
 """
 
 from licanom.detectors.base import BaseDetector, inputs_of

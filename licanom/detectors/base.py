@@ -24,9 +24,9 @@ from licanom.detectors.decision import Calibration
 if TYPE_CHECKING:
     import polars as pl
 
-    from licanom.chunk import Chunks
-    from licanom.context import KeyHistory
-    from licanom.pipeline import Prepared
+    from licanom.data.chunk import Chunks
+    from licanom.detectors.context import KeyHistory
+    from licanom.data.pipeline import Prepared
 
 __all__ = ["BaseDetector"]
 
@@ -127,11 +127,11 @@ def inputs_of(kind: str, chunks: Chunks, frame: pl.DataFrame | None = None,
     if kind == "flat":
         return chunks.X.reshape(len(chunks.X), -1)
     if kind == "summary":
-        from licanom.columns import SUMMARY_COLUMNS
+        from licanom.data.columns import SUMMARY_COLUMNS
 
         return chunks.meta.select(SUMMARY_COLUMNS).to_numpy().astype(np.float64)
     if kind == "context":
-        from licanom.context import chunk_context
+        from licanom.detectors.context import chunk_context
 
         if frame is None:
             raise ValueError("the context inputs need the encoded rows the windows were cut from")

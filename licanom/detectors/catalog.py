@@ -11,8 +11,8 @@ BASELINES: tuple[str, ...] = ("IForest_summary", "IForest_flat", "LOF_summary", 
 
 
 def _autoencoder(name: str, s: Settings, **extra: Any) -> Any:
-    from licanom.encode import input_mode
-    from licanom.models.detector import AutoencoderDetector
+    from licanom.data.encode import input_mode
+    from licanom.detectors.autoencoders.detector import AutoencoderDetector
 
     t, d = s.train, s.detect
     return AutoencoderDetector(
@@ -23,14 +23,14 @@ def _autoencoder(name: str, s: Settings, **extra: Any) -> Any:
 
 
 def _sequence(name: str, s: Settings, **extra: Any) -> Any:
-    from licanom.sequence.detector import NEXT_EVENT_MODELS, SequenceDetector
+    from licanom.detectors.sequence.detector import NEXT_EVENT_MODELS, SequenceDetector
 
     seq, t = s.sequence, s.train
     extra.pop("checkpoint_dir", None)  # the sequence models train in one go
     if name in NEXT_EVENT_MODELS:
-        from licanom.columns import FEATURES
-        from licanom.entities import EVENT_COLUMNS
-        from licanom.sequence.deeplog import DeepLogDetector
+        from licanom.data.columns import FEATURES
+        from licanom.detectors.sequence.sessions import EVENT_COLUMNS
+        from licanom.detectors.sequence.deeplog import DeepLogDetector
 
         # per-key steps: the State's categories are the event; on thesis chunks, success and action
         # (and nothing else: the chunks' other columns are identity indices)
@@ -50,7 +50,7 @@ def _sequence(name: str, s: Settings, **extra: Any) -> Any:
 
 def _context(name: str, s: Settings, **extra: Any) -> Any:
     from licanom.config import AUTO
-    from licanom.context import ContextDetector
+    from licanom.detectors.context import ContextDetector
 
     ctx, t = s.context, s.train
     extra.pop("checkpoint_dir", None)
@@ -77,25 +77,25 @@ def _baseline(name: str, s: Settings, **extra: Any) -> Any:
 
 
 def _ae_cls() -> Any:
-    from licanom.models.detector import AutoencoderDetector
+    from licanom.detectors.autoencoders.detector import AutoencoderDetector
 
     return AutoencoderDetector
 
 
 def _seq_cls() -> Any:
-    from licanom.sequence.detector import SequenceDetector
+    from licanom.detectors.sequence.detector import SequenceDetector
 
     return SequenceDetector
 
 
 def _deeplog_cls() -> Any:
-    from licanom.sequence.deeplog import DeepLogDetector
+    from licanom.detectors.sequence.deeplog import DeepLogDetector
 
     return DeepLogDetector
 
 
 def _ctx_cls() -> Any:
-    from licanom.context import ContextDetector
+    from licanom.detectors.context import ContextDetector
 
     return ContextDetector
 
@@ -107,8 +107,8 @@ def _base_cls() -> Any:
 
 
 def register_all() -> None:
-    from licanom.models.nets import NETS
-    from licanom.sequence.detector import NEXT_EVENT_MODELS, SEQUENCE_MODELS
+    from licanom.detectors.autoencoders.nets import NETS
+    from licanom.detectors.sequence.detector import NEXT_EVENT_MODELS, SEQUENCE_MODELS
 
     for name in NETS:
         register(DetectorSpec(name, "autoencoder", "chunks", _autoencoder, _ae_cls,

@@ -17,7 +17,7 @@ saw while training always gets 100: no fitted tail can hide a frame far beyond a
 
 :func:`decide` returns a detector's threshold (on its own score scale) for a decision by name:
 ``severity`` (the default: flag at ``min_severity``) or one of the thesis's and earlier
-thresholds (:data:`licanom.thresholds.THRESHOLDS`: M1, M2, M3, quantile, pot, budget), which
+thresholds (:data:`licanom.detectors.thresholds.THRESHOLDS`: M1, M2, M3, quantile, pot, budget), which
 stay available by name. Measured choices (the default ``min_severity``, ``trim``) come from
 the development seeds of the evaluation (``docs/choosing-defaults.md``).
 """
@@ -31,14 +31,13 @@ from typing import Any, Literal, get_args
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from licanom import thresholds as th
-
+from licanom.detectors import thresholds as th
 log = logging.getLogger(__name__)
 
-# The decisions by name: severity, then the thresholds of licanom.thresholds.
+# The decisions by name: severity, then the thresholds of licanom.detectors.thresholds.
 DecisionName = Literal["severity", "M1", "M2", "M3", "quantile", "pot", "budget"]
 DECISIONS: tuple[str, ...] = get_args(DecisionName)
-assert DECISIONS[1:] == th.THRESHOLDS, "the named thresholds must stay in step with licanom.thresholds"
+assert DECISIONS[1:] == th.THRESHOLDS, "the named thresholds must stay in step with licanom.detectors.thresholds"
 
 # Severity reaches 100 at a tail probability of 10**-SEVERITY_DECADES.
 SEVERITY_DECADES = 7.0
@@ -157,7 +156,7 @@ def decide(
 
     ``scores``: its training scores; ``calibration``: its :class:`Calibration` (built from the
     scores when not given). ``severity`` flags at ``params["min_severity"]`` (default
-    :data:`DEFAULT_MIN_SEVERITY`); the other names are :mod:`licanom.thresholds`' (M1 refits
+    :data:`DEFAULT_MIN_SEVERITY`); the other names are :mod:`licanom.detectors.thresholds`' (M1 refits
     through ``fit_score`` and falls back to M3 when it finds none).
     """
     params = dict(params or {})

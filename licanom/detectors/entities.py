@@ -25,7 +25,7 @@ machine or an address anyway. :class:`EntityModel` groups a night's derived rows
   to the vendor, how many addresses did so in that hour (credential stuffing spreads a few
   guesses over many addresses).
 
-Peers: each kind has its own reference, a :class:`licanom.context.TailModel` (per-feature
+Peers: each kind has its own reference, a :class:`licanom.detectors.context.TailModel` (per-feature
 empirical and exponential right tails) fitted on the same kind's training entities, robustly
 (refitted without the entities far out against the previous fit, :func:`_robust_tail`), so a
 storm in the training days does not widen the normal range. An entity's score is its summed
@@ -56,8 +56,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from licanom.columns import UNKNOWN_COUNTRY
-from licanom.context import KeyHistory, TailModel
+from licanom.data.columns import UNKNOWN_COUNTRY
+from licanom.detectors.context import KeyHistory, TailModel
 from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, Calibration
 
 __all__ = [
@@ -199,7 +199,7 @@ def _base(rows: pl.DataFrame) -> pl.DataFrame:
     """The columns entity scoring reads, typed."""
     missing = [c for c in _NEEDED if c not in rows.columns]
     if missing:
-        raise ValueError(f"entity scoring needs the derived columns {missing} (licanom.derive)")
+        raise ValueError(f"entity scoring needs the derived columns {missing} (licanom.data.derive)")
     if not isinstance(rows.schema["Time"], pl.Datetime):
         raise ValueError(f"entity scoring needs Time as a datetime column, got {rows.schema['Time']}")
     utc = (pl.col("Time").dt.convert_time_zone("UTC") if rows.schema["Time"].time_zone  # type: ignore[union-attr]
@@ -562,7 +562,7 @@ class EntityModel:
     """Entity scoring for one vendor (see the module text). Settings are frozen; :meth:`fit`
     returns a fitted copy::
 
-        model = EntityModel().fit(training_rows)          # derived rows (licanom.derive)
+        model = EntityModel().fit(training_rows)          # derived rows (licanom.data.derive)
         entities = model.score(night_rows, seen=pairs)    # ENTITY_COLUMNS, most severe first
         model.save(path); EntityModel.load(path)
     """

@@ -6,7 +6,7 @@ chunks, the events' size, traffic growth, unlabelled look-alikes, which anomaly 
 detector is trained on the first ``train_fraction`` of the days through the same library calls
 the training flow makes (validate, encode and chunk, the registry's detector fitted on the
 training split, a model bundle), then every later day is scored as its own night through the
-scoring flow's calls (:func:`licanom.bundle.score_log` with the carried tail and the key pairs
+scoring flow's calls (:func:`licanom.ops.bundle.score_log` with the carried tail and the key pairs
 of the earlier nights). Labels are read only to judge.
 
 Per (world, profile, seed, detector):
@@ -28,7 +28,7 @@ Per (world, profile, seed, detector):
 
 :data:`DEV_SEEDS` are for choosing designs and defaults; :data:`REPORT_SEEDS` are only for the
 figures the documentation reports, run once the defaults are frozen. Late anomaly kinds
-(:data:`licanom.simulate.LATE_KINDS`) were added after the signals and defaults were frozen and
+(:data:`licanom.sim.simulate.LATE_KINDS`) were added after the signals and defaults were frozen and
 are reported apart (:data:`LATE`).
 """
 
@@ -43,7 +43,7 @@ import numpy as np
 import polars as pl
 
 from licanom.config import Config
-from licanom.simulate import ANOMALY_KINDS, LATE_KINDS, PROFILES, SimulatedLog, simulate, simulate_share
+from licanom.sim.simulate import ANOMALY_KINDS, LATE_KINDS, PROFILES, SimulatedLog, simulate, simulate_share
 
 ALL_KINDS: tuple[str, ...] = (*ANOMALY_KINDS, *LATE_KINDS)
 DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
@@ -54,7 +54,7 @@ REPORT_SEEDS: tuple[int, ...] = (2001, 2002, 2003)
 
 @dataclass(frozen=True)
 class World:
-    """One setting of the simulator's world (:func:`licanom.simulate.simulate_share`)."""
+    """One setting of the simulator's world (:func:`licanom.sim.simulate.simulate_share`)."""
 
     name: str
     share: float | None = 0.10      # anomalous share of chunks; None: the simulator's own rate
@@ -155,11 +155,11 @@ def _flag_at_budget(truth: np.ndarray, scores: np.ndarray, per_10k: float) -> np
 
 def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings) -> list[dict[str, object]]:
     """One simulated vendor in nightly mode: a row per detector (see the module text)."""
-    from licanom.bundle import ModelBundle, pairs_seen, score_log, with_seen
-    from licanom.context import KeyHistory
+    from licanom.ops.bundle import ModelBundle, pairs_seen, score_log, with_seen
+    from licanom.detectors.context import KeyHistory
     from licanom.detectors import build, inputs_of, spec
-    from licanom.labels import auroc
-    from licanom.pipeline import prepare
+    from licanom.evaluation.labels import auroc
+    from licanom.data.pipeline import prepare
 
     sim = world.simulate(profile, seed, settings.days)
     log = sim.log
@@ -172,7 +172,7 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
     prepared = prepare(train_raw, cfg)
     cfg = cfg.for_size(int((~prepared.test_mask).sum()))
     frame = prepared.encoded.frame
-    from licanom.bundle import fit_entities, score_entities
+    from licanom.ops.bundle import fit_entities, score_entities
 
     entity_model = fit_entities(frame)
     nights = night_raw.with_columns(pl.col("Time").dt.truncate("1d").alias("_night")).partition_by(
@@ -200,7 +200,7 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
                 entities.append(judged)
             if result.chunks.height:
                 scored.append(result.chunks)
-                from licanom.bundle import make_windows
+                from licanom.ops.bundle import make_windows
 
                 new = pairs_seen(current, make_windows(current, result.validation.valid, None))
                 seen = new if seen is None or new is None else seen.union(new)
@@ -215,7 +215,7 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
 def _judge(world: World, profile: str, seed: int, name: str, family: str, chunks: pl.DataFrame | None,
            log: pl.DataFrame, sim: SimulatedLog, settings: NightlySettings, *, train_seconds: float,
            score_seconds: float, auroc: Callable[[np.ndarray, np.ndarray], float]) -> dict[str, object]:
-    from licanom.evaluate import auprc
+    from licanom.evaluation.blocked import auprc
 
     row: dict[str, object] = {"world": world.name, "profile": profile, "seed": seed, "detector": name,
                               "family": family, "train_seconds": train_seconds, "score_seconds": score_seconds}

@@ -1,0 +1,484 @@
+"""Encode the derived log as the thesis's eight numeric columns (3.1.2).
+
+The thesis's encoder maps each categorical value to its index in a per-vendor vocabulary
+(values in order of first appearance, over all the data the model is trained on) and divides
+by the vocabulary's size: with machine codes AAA, BBB, CCC seen in that order they become
+1/3, 2/3 and 1. The vocabulary is saved beside the model, so that a later night's rows
+encode known values identically.
+
+Values first seen after the vocabulary was built (a new key, a new IP) encode as 0.0,
+which no known value has: the model never saw 0.0 in that column during training, so new
+values raise the reconstruction error of their chunk rather than masquerading as an old
+value. Retraining rebuilds the vocabulary over all data, new values included.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import polars as pl
+
+from licanom.data.columns import (
+    CATEGORICAL,
+    FEATURES,
+    ROW_GAP_FEATURES,
+    ROW_GROUPS,
+    ROW_REQUEST_FEATURES,
+    UNKNOWN_COUNTRY,
+)
+from licanom.data.derive import offsets, derive, distinct_countries, outcome
+
+UNKNOWN = 0.0
+VOCAB_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """Known values per raw column, in order of first appearance."""
+
+    values: dict[str, tuple[str | int, ...]]
+    encoder: str = "thesis"
+    version: int = VOCAB_VERSION
+    rows: RowsState | None = None  # the rows encoder's training state (None for the others)
+    _series: dict[str, pl.Series] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def fit(cls, derived: pl.DataFrame) -> Vocabulary:
+        """Build the vocabulary from a time-ordered derived log (all columns in one pass)."""
+        firsts = derived.select(
+            pl.col(raw).unique(maintain_order=True).drop_nulls().implode() for raw, _ in CATEGORICAL
+        )
+        values = {raw: tuple(firsts[raw][0].to_list()) for raw, _ in CATEGORICAL}
+        return cls(values=values)
+
+    @classmethod
+    def fit_by_frequency(cls, derived: pl.DataFrame) -> Vocabulary:
+        """The values ordered from the rarest to the most common (ties: first appearance)."""
+        values = {}
+        for raw, _ in CATEGORICAL:
+            counts = (
+                derived.select(pl.col(raw).drop_nulls()).with_row_index("_first")
+                .group_by(raw, maintain_order=True).agg(pl.len().alias("_n"), pl.col("_first").first())
+                .sort(["_n", "_first"])
+            )
+            values[raw] = tuple(counts[raw].to_list())
+        return cls(values=values, encoder=FrequencyEncoder.name)
+
+    def size(self, column: str) -> int:
+        return len(self.values[column])
+
+    def series(self, column: str, dtype: pl.DataType) -> pl.Series:
+        key = f"{column}:{dtype}"
+        if key not in self._series:
+            self._series[key] = pl.Series(column, self.values[column], dtype=dtype)
+        return self._series[key]
+
+    def digest(self) -> str:
+        """A stable hash of the vocabulary, recorded with models that depend on it."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+    def to_json(self) -> str:
+        data: dict[str, object] = {"encoder": self.encoder, "version": self.version, "values": self.values}
+        if self.rows is not None:
+            data["rows"] = self.rows.to_dict()
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Vocabulary:
+        data = json.loads(text)
+        if data.get("version") != VOCAB_VERSION:
+            raise ValueError(f"unsupported vocabulary version {data.get('version')!r}")
+        return cls(
+            values={k: tuple(v) for k, v in data["values"].items()},
+            encoder=data["encoder"],
+            rows=RowsState.from_dict(data["rows"]) if "rows" in data else None,
+        )
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> Vocabulary:
+        return cls.from_json(path.read_text())
+
+
+class Encoder(Protocol):
+    """Turns a derived log into the model's float32 features, one row per request.
+
+    Distinct known values of a categorical column must get distinct features: chunking counts
+    a window's distinct values on the features (licanom.data.chunk), and on the raw text only for
+    features of 0.0 (values the vocabulary does not know).
+    """
+
+    name: str
+
+    def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame: ...
+
+
+class ThesisEncoder:
+    """Index in the vocabulary plus one, divided by the vocabulary's size; unseen -> 0.0."""
+
+    name = "thesis"
+
+    def fit(self, derived: pl.DataFrame) -> Vocabulary:
+        """The vocabulary in order of first appearance (the thesis's)."""
+        return Vocabulary.fit(derived)
+
+    def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
+        """Return the derived log with the FEATURE_COLUMNS added (float32; ``f_time`` float64).
+
+        ``f_time`` is seconds since the first row: chunking normalises it inside each window.
+        Known values encode as distinct floats (so chunking can count distinct values on
+        them), which float32 guarantees for vocabularies of up to 2**24 values.
+        """
+        return _encode(derived, vocabulary, {})
+
+
+def _encode(derived: pl.DataFrame, vocabulary: Vocabulary, given: dict[str, pl.Series]) -> pl.DataFrame:
+    """ThesisEncoder.encode, with the features in ``given`` already computed."""
+    exprs = []
+    for raw, feature in CATEGORICAL:
+        n = vocabulary.size(raw)
+        if n > MAX_VOCABULARY:
+            raise ValueError(
+                f"the vocabulary of {raw} has {n:,} values; float32 features can tell at most "
+                f"{MAX_VOCABULARY:,} apart"
+            )
+        name = f"f_{feature}"
+        exprs.append(pl.lit(given[name]) if name in given else _index(derived, raw, vocabulary).alias(name))
+    t0 = derived["Time"].min() if derived.height else None
+    time = (
+        (pl.col("Time") - pl.lit(t0)).dt.total_microseconds().cast(pl.Float64) / 1e6
+        if t0 is not None
+        else pl.lit(0.0, dtype=pl.Float64)
+    )
+    return derived.with_columns(
+        time.alias("f_time"),
+        pl.col("success").cast(pl.Float32).alias("f_success"),
+        *exprs,
+    )
+
+
+def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
+    """``derive``, ``Vocabulary.fit`` and ``ThesisEncoder.encode`` in one go: the same frame and
+    vocabulary (tested), with each text hashed twice (distinct values, then positions) and
+    the countries not hashed row by row at all.
+
+    An address's position among the distinct addresses (in order of first appearance) gives
+    its feature, its country (looked up once per address) and the country's feature; the
+    countries' order of first appearance follows from the addresses'.
+    """
+    texts = ("IP", "Key", "MachineCode")
+    if valid.height == 0 or any(valid[c].dtype != pl.String or valid[c].null_count() for c in texts):
+        derived = derive(valid)
+        vocabulary = Vocabulary.fit(derived)
+        return ThesisEncoder().encode(derived, vocabulary), vocabulary
+    base = valid.with_columns(*outcome(valid["State"]))
+
+    def distinct(c: str) -> tuple[pl.Series, pl.Series | None]:
+        """A column's distinct values in order of first appearance, and for text each row's
+        position among them (its place in the vocabulary)."""
+        values = base[c].unique(maintain_order=True).drop_nulls()
+        return values, base[c].cast(pl.Enum(values)).to_physical() if c in texts else None
+
+    columns = [raw for raw, _ in CATEGORICAL if raw != "country"]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # polars works outside the GIL
+        found = dict(zip(columns, pool.map(distinct, columns), strict=True))
+    values = {c: v for c, (v, _) in found.items()}
+    at = {c: found[c][1] for c in texts}
+    ip_country = distinct_countries(values["IP"])
+    values["country"] = ip_country.unique(maintain_order=True)
+    vocabulary = Vocabulary(values={raw: tuple(values[raw].to_list()) for raw, _ in CATEGORICAL})
+    country_code = _code_table(len(values["country"])).gather(
+        ip_country.cast(pl.Enum(values["country"])).to_physical()
+    )
+    derived = base.with_columns(ip_country.gather(at["IP"]).alias("country"))
+    given = {
+        f"f_{feature}": _code_table(len(values[raw])).gather(at[raw]).alias(f"f_{feature}")
+        for raw, feature in CATEGORICAL
+        if raw in texts
+    }
+    given["f_country"] = country_code.gather(at["IP"]).alias("f_country")
+    return _encode(derived, vocabulary, given), vocabulary
+
+
+def _code_table(n: int) -> pl.Series:
+    """The feature of the value at each position of an n-value vocabulary: (i + 1) / n."""
+    return pl.Series(np.arange(1, n + 1, dtype=np.float32) / max(n, 1))
+
+
+MAX_VOCABULARY = 2**24  # (i + 1) / n stays distinct in float32 up to here
+LUT_LIMIT = 1 << 22  # integer columns whose values span less than this use a look-up table
+
+
+def _index(derived: pl.DataFrame, raw: str, vocabulary: Vocabulary) -> pl.Expr:
+    """(position in the vocabulary + 1) / size as float32, 0.0 for a value not in it.
+
+    Text goes through an Enum of the vocabulary (its position in one hash look-up per row);
+    integers of a narrow range through a table indexed by value, others through replace_strict.
+    """
+    n = vocabulary.size(raw)
+    dtype = derived.schema[raw]
+    col = pl.col(raw)
+    codes = _code_table(n)
+    if dtype != pl.String:
+        values = derived[raw]
+        lo, hi = values.min(), values.max()
+        if dtype.is_integer() and not values.null_count() and lo is not None and hi - lo < LUT_LIMIT:
+            # a table indexed by value - min: one array look-up per row, no hashing
+            known = np.asarray(vocabulary.values[raw], dtype=np.int64)
+            inside = (known >= lo) & (known <= hi)
+            table = np.full(hi - lo + 1, UNKNOWN, dtype=np.float32)
+            table[known[inside] - lo] = codes.to_numpy()[inside]
+            if lo == hi:  # one value (one product): a constant
+                return pl.lit(float(table[0]), dtype=pl.Float32)
+            return pl.lit(pl.Series(raw, table[offsets(values, lo)], dtype=pl.Float32))
+        known = vocabulary.series(raw, dtype)
+        return col.replace_strict(known, codes, default=UNKNOWN, return_dtype=pl.Float32)
+    if n == 0:
+        return pl.lit(UNKNOWN, dtype=pl.Float32)
+    # a Series cast: in an expression over a many-chunk frame the Enum cast costs more
+    position = derived[raw].cast(pl.Enum(vocabulary.series(raw, pl.String)), strict=False).to_physical()
+    return pl.lit(codes.gather(position).fill_null(UNKNOWN).alias(raw))
+
+
+class FrequencyEncoder(ThesisEncoder):
+    """The thesis's formula over a vocabulary ordered by how common each value is.
+
+    A value's feature is (its rank from the rarest + 1) / vocabulary size: the vendor's most
+    common key, IP or machine code is 1.0, the rarest 1/n, and a value never seen in training
+    0.0, below every known one. Unlike the order of first appearance, which gives neighbouring
+    values unrelated meanings, the feature then says something a network can generalise from:
+    how usual the value is for this vendor (a burst of new or rare keys sits at the bottom, a
+    heartbeat of the usual machines at the top). Distinct values keep distinct features.
+    """
+
+    name = "frequency"
+
+    def fit(self, derived: pl.DataFrame) -> Vocabulary:
+        return Vocabulary.fit_by_frequency(derived)
+
+
+# --------------------------------------------------------------------------- the rows mode
+
+# The entities whose newness the rows mode marks, with the raw value that means "none".
+_NEW_ENTITIES: tuple[tuple[str, str, str], ...] = (
+    ("Key", "key", ""), ("MachineCode", "machine", ""), ("IP", "ip", ""), ("country", "country", UNKNOWN_COUNTRY),
+)
+_NEW_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("MachineCode", "machine", ""), ("IP", "ip", ""), ("country", "country", UNKNOWN_COUNTRY),
+)
+
+
+def _row_features() -> tuple[str, ...]:
+    from licanom.detectors.context import ROW_COLUMNS
+
+    return (*ROW_REQUEST_FEATURES, *ROW_COLUMNS)
+
+
+ROW_FEATURES: tuple[str, ...] = _row_features()
+ROW_FEATURE_COLUMNS: tuple[str, ...] = tuple(f"r_{f}" for f in ROW_FEATURES)
+# The columns the detector standardises (median/IQR of the training rows): the log gaps and the
+# log1p entity counts; the others are 0/1 indicators.
+ROW_SCALED: tuple[str, ...] = (*ROW_GAP_FEATURES, *ROW_FEATURES[len(ROW_REQUEST_FEATURES):])
+# Columns of the model input per input mode.
+INPUT_FEATURES: dict[str, tuple[str, ...]] = {"thesis": FEATURES, "rows": ROW_FEATURES}
+
+
+def input_mode(encoder: str) -> str:
+    """The model input mode ("thesis" or "rows") an encoder's chunks have."""
+    return "rows" if encoder == RowsEncoder.name else "thesis"
+
+
+@dataclass(frozen=True)
+class RowsState:
+    """What the rows encoder keeps from its training rows (saved in the vocabulary's JSON).
+
+    ``first_seen``: per entity (Key, MachineCode, IP, country) each value with the time (epoch
+    microseconds) of its first training row; ``pairs``: the same per (Key, MachineCode),
+    (Key, IP) and (Key, country); ``key_last``: each key's last training request;
+    ``gap_fill``: the median log gaps (overall, same key) of the training rows, for a row
+    whose previous request is unknown. Only what lies *before* a row counts as known at that
+    row, so training rows are encoded as they looked when they arrived, and a log scored
+    against a state trained on later rows (held-out evaluation) learns nothing from them.
+    """
+
+    first_seen: dict[str, tuple[tuple[str, int], ...]]
+    pairs: dict[str, tuple[tuple[str, str, int], ...]]
+    key_last: tuple[tuple[str, int], ...]
+    gap_fill: tuple[float, float]
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "first_seen": {k: [list(v) for v in vals] for k, vals in self.first_seen.items()},
+            "pairs": {k: [list(v) for v in vals] for k, vals in self.pairs.items()},
+            "key_last": [list(v) for v in self.key_last],
+            "gap_fill": list(self.gap_fill),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> RowsState:
+        try:
+            return cls(
+                first_seen={k: tuple((str(a), int(b)) for a, b in v) for k, v in data["first_seen"].items()},  # type: ignore[union-attr]
+                pairs={k: tuple((str(a), str(b), int(c)) for a, b, c in v) for k, v in data["pairs"].items()},  # type: ignore[union-attr]
+                key_last=tuple((str(a), int(b)) for a, b in data["key_last"]),  # type: ignore[union-attr]
+                gap_fill=(float(data["gap_fill"][0]), float(data["gap_fill"][1])),  # type: ignore[index]
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"the vocabulary's rows state is malformed: {err}") from None
+
+    def known(self, entity: str) -> pl.DataFrame:
+        """``entity`` (String), ``_t0`` (Int64): values and their first training time."""
+        vals = self.first_seen.get(entity, ())
+        return pl.DataFrame({entity: [v for v, _ in vals], "_t0": [t for _, t in vals]},
+                            schema={entity: pl.String, "_t0": pl.Int64})
+
+    def known_pairs(self, entity: str) -> pl.DataFrame:
+        """``Key``, ``entity`` (String), ``_t0`` (Int64): the pairs and their first training time."""
+        vals = self.pairs.get(entity, ())
+        return pl.DataFrame({"Key": [k for k, _, _ in vals], entity: [v for _, v, _ in vals],
+                             "_t0": [t for _, _, t in vals]},
+                            schema={"Key": pl.String, entity: pl.String, "_t0": pl.Int64})
+
+
+_ROW_NEEDED = ("Time", "State", "success", "Key", "MachineCode", "IP", "country")
+
+
+def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
+    missing = [c for c in _ROW_NEEDED if c not in derived.columns]
+    if missing:
+        raise ValueError(f"the rows encoder needs the derived columns {missing}")
+    return derived.select(
+        pl.col("Time").dt.epoch("us").alias("_t"),
+        pl.col("State"),
+        pl.col("success"),
+        *(pl.col(c).cast(pl.String).fill_null("") for c in ("Key", "MachineCode", "IP", "country")),
+    ).with_row_index("_row")
+
+
+def _gaps(frame: pl.DataFrame) -> pl.DataFrame:
+    """Microseconds since the previous row overall (``_gap``) and of the same key (``_key_gap``),
+    null where the frame holds none."""
+    return frame.with_columns(
+        (pl.col("_t") - pl.col("_t").shift(1)).alias("_gap"),
+        (pl.col("_t") - pl.col("_t").shift(1).over("Key")).alias("_key_gap"),
+    )
+
+
+def _log_seconds(us: pl.Expr) -> pl.Expr:
+    return (us.cast(pl.Float64).clip(lower_bound=0.0) / 1e6).log1p()
+
+
+class RowsEncoder:
+    """The rows input mode: per request what it was, never who made it (see :data:`ROW_FEATURES`).
+
+    * ``group_*`` (method group of the state), ``detail_*`` (its detail digit): one-hot;
+      ``failed``: 1 for a failed request;
+    * ``log_gap``, ``log_key_gap``: ``log1p`` of the seconds since the previous request overall
+      and of the same key (the key's last training request where the log holds none before;
+      the training median where nothing is known). Absolute, not normalised per window, so a
+      runaway client's seconds stay seconds;
+    * ``new_key``, ``new_machine``, ``new_ip``, ``new_country``: the row is the first of that
+      value the vendor has (none before it in the log, none in the training rows before it);
+      ``new_machine_to_key``, ``new_ip_to_key``, ``new_country_to_key``: the same per key.
+      An empty machine code or the unknown country is never new;
+    * the per-row entity counts of :func:`licanom.detectors.context.row_context` (``log1p``), with the
+      key pairs known before the log's first row as its history.
+
+    Rows must be in time order (licanom.data.validate sorts them). The features are unscaled; the
+    detector standardises :data:`ROW_SCALED` with its training rows' median and IQR.
+    """
+
+    name = "rows"
+
+    def fit(self, derived: pl.DataFrame) -> Vocabulary:
+        """The thesis's vocabulary plus the :class:`RowsState` of these (training) rows."""
+        frame = _gaps(_row_frame(derived))
+        first_seen = {}
+        for entity, _, unknown in _NEW_ENTITIES:
+            g = (frame.filter(pl.col(entity) != unknown).group_by(entity, maintain_order=True)
+                 .agg(pl.col("_t").min()))
+            first_seen[entity] = tuple(zip(g[entity].to_list(), g["_t"].to_list(), strict=True))
+        pairs = {}
+        for entity, _, unknown in _NEW_PAIRS:
+            g = (frame.filter((pl.col(entity) != unknown) & (pl.col("Key") != ""))
+                 .group_by("Key", entity, maintain_order=True).agg(pl.col("_t").min()))
+            pairs[entity] = tuple(zip(g["Key"].to_list(), g[entity].to_list(), g["_t"].to_list(), strict=True))
+        last = frame.filter(pl.col("Key") != "").group_by("Key", maintain_order=True).agg(pl.col("_t").max())
+        fills = frame.select(_log_seconds(pl.col("_gap")).median(), _log_seconds(pl.col("_key_gap")).median()).row(0)
+        state = RowsState(
+            first_seen=first_seen,
+            pairs=pairs,
+            key_last=tuple(zip(last["Key"].to_list(), last["_t"].to_list(), strict=True)),
+            gap_fill=tuple(float(v) if v is not None else 0.0 for v in fills),  # type: ignore[arg-type]
+        )
+        return Vocabulary(values=Vocabulary.fit(derived).values, encoder=self.name, rows=state)
+
+    def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
+        """The derived log with :data:`ROW_FEATURE_COLUMNS` added (float32)."""
+        from licanom.detectors.context import KeyHistory, row_context
+        from licanom.data.states import METHOD_GROUPS
+
+        state = vocabulary.rows
+        if state is None or vocabulary.encoder != self.name:
+            raise ValueError(f"the vocabulary was built by the {vocabulary.encoder!r} encoder, not the rows encoder")
+        frame = _gaps(_row_frame(derived))
+        last = pl.DataFrame({"Key": [k for k, _ in state.key_last], "_last": [t for _, t in state.key_last]},
+                            schema={"Key": pl.String, "_last": pl.Int64})
+        frame = frame.join(last, on="Key", how="left", maintain_order="left")
+        before = pl.when(pl.col("_last") < pl.col("_t")).then(pl.col("_t") - pl.col("_last"))
+        gap_fill, key_gap_fill = state.gap_fill
+        group = pl.col("State") // 100
+        detail = pl.col("State") % 10
+        exprs = [
+            *((group == g).alias(f"group_{name}") for g, name in zip(METHOD_GROUPS, ROW_GROUPS, strict=True)),
+            (pl.col("success") == 0).alias("failed"),
+            *((detail == d).alias(f"detail_{d}") for d in range(10)),
+            _log_seconds(pl.col("_gap")).fill_null(gap_fill).alias("log_gap"),
+            _log_seconds(pl.col("_key_gap").fill_null(before)).fill_null(key_gap_fill).alias("log_key_gap"),
+        ]
+        for entity, short, unknown in _NEW_ENTITIES:
+            frame = frame.join(state.known(entity), on=entity, how="left", maintain_order="left")
+            first = pl.col("_row") == pl.col("_row").min().over(entity)
+            earlier = (pl.col("_t0") < pl.col("_t")).fill_null(False)
+            frame = frame.with_columns((first & ~earlier & (pl.col(entity) != unknown)).alias(f"new_{short}")).drop("_t0")
+        for entity, short, unknown in _NEW_PAIRS:
+            frame = frame.join(state.known_pairs(entity), on=["Key", entity], how="left", maintain_order="left")
+            first = pl.col("_row") == pl.col("_row").min().over("Key", entity)
+            earlier = (pl.col("_t0") < pl.col("_t")).fill_null(False)
+            valid = (pl.col(entity) != unknown) & (pl.col("Key") != "")
+            frame = frame.with_columns((first & ~earlier & valid).alias(f"new_{short}_to_key")).drop("_t0")
+        features = frame.select(*exprs, *(pl.col(f"new_{s}") for _, s, _ in _NEW_ENTITIES),
+                                *(pl.col(f"new_{s}_to_key") for _, s, _ in _NEW_PAIRS))
+        # the key pairs known before the log's first row: what row_context must not call new
+        t_first = frame["_t"].min() if frame.height else None
+        history = None
+        if t_first is not None and any(state.pairs.get(e) for e in ("MachineCode", "country")):
+            known = {e: state.known_pairs(e).filter(pl.col("_t0") < t_first).select("Key", e).unique().sort("Key", e)
+                     for e in ("MachineCode", "country")}
+            history = KeyHistory(machines=known["MachineCode"], countries=known["country"])
+        counts = row_context(derived, history)
+        out = pl.concat([features, counts], how="horizontal").select(
+            pl.col(f).cast(pl.Float32).alias(f"r_{f}") for f in ROW_FEATURES
+        )
+        return derived.with_columns(out)
+
+
+ENCODERS: dict[str, type[ThesisEncoder] | type[RowsEncoder]] = {
+    "thesis": ThesisEncoder, "frequency": FrequencyEncoder, "rows": RowsEncoder,
+}
+
+
+def get_encoder(name: str) -> Encoder:
+    try:
+        return ENCODERS[name]()
+    except KeyError:
+        raise ValueError(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}") from None

@@ -1,0 +1,290 @@
+"""Read a vendor's raw Web API Log from CSV, Parquet or NDJSON: a file, a glob or a folder."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import glob as globlib
+import io
+import json
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from licanom.data.schema import UNREADABLE
+
+SUFFIXES: dict[str, str] = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".ndjson": "ndjson",
+    ".jsonl": "ndjson",
+    ".json": "ndjson",
+}
+
+
+class ExtractFileError(RuntimeError):
+    """A log file is missing, of an unknown kind, or unreadable (named in the message)."""
+
+
+def log_files(path: str | Path) -> list[Path]:
+    """The log files a path names: itself, the files a glob matches, or a folder's log files."""
+    text = str(path)
+    if any(ch in text for ch in "*?["):
+        files = [Path(p) for p in sorted(globlib.glob(text, recursive=True))]
+    else:
+        p = Path(text)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+        elif p.exists():
+            files = [p]
+        else:
+            raise ExtractFileError(f"no such log file or folder: {p}")
+    files = [f for f in files if f.is_file()]
+    if not files:
+        raise ExtractFileError(f"no log files (.csv, .parquet, .ndjson) found at {text}")
+    unknown = [f for f in files if f.suffix.lower() not in SUFFIXES]
+    if unknown:
+        raise ExtractFileError(
+            f"cannot tell the format of {unknown[0]}: use one of {sorted(SUFFIXES)}"
+        )
+    return files
+
+
+# A last line without a line end, in a file changed this recently, is still being written.
+SETTLE_SECONDS = 600
+SEPARATORS = (",", ";", "\t", "|")
+
+
+def _decode(data: bytes, path: Path, encoding: str | None) -> str:
+    """The file's text: strict UTF-8 (a BOM dropped), or the declared encoding; never a
+    replaced byte. A byte that is not UTF-8 stops the read with a one-line hint."""
+    try:
+        return data.decode(encoding or "utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        bad = data[err.start:err.start + 1].hex()
+        if encoding:
+            raise ExtractFileError(f"{path} line {line}: byte 0x{bad} is not {encoding} (source.encoding): "
+                                   "check the export's encoding") from None
+        raise ExtractFileError(
+            f"{path} line {line}: byte 0x{bad} is not UTF-8; declare the export's encoding in the vendor's "
+            "configuration, e.g. `source.encoding: cp1252` for a Windows export"
+        ) from None
+
+
+def _unfinished(data: bytes, path: Path) -> bool:
+    """Whether the last line has no line end and the file changed within SETTLE_SECONDS."""
+    import time
+
+    return bool(data) and not data.endswith((b"\n", b"\r")) and time.time() - path.stat().st_mtime < SETTLE_SECONDS
+
+
+def detect_separator(header: str) -> str:
+    """The CSV separator of a header line: the one of ``SEPARATORS`` that splits it into the most
+    Web API Log column names (",", when none does better). Hand-written: csv.Sniffer guesses from
+    character counts and is misled by the ':' and '.' of times and addresses; the column names
+    the header must hold are the surer sign."""
+    from licanom.data.columns import RAW
+
+    wanted = {c.lower() for c in RAW}
+
+    def hits(sep: str) -> int:
+        fields = next(csv.reader([header], delimiter=sep), [])
+        return sum(f.strip().strip('"').lower() in wanted for f in fields)
+
+    best = max(SEPARATORS, key=lambda sep: (hits(sep), sep == ","))
+    return best if hits(best) > hits(",") else ","
+
+
+def _read_one(path: Path, encoding: str | None = None, separator: str | None = None,
+              hold_unfinished: bool = False) -> pl.DataFrame:
+    kind = SUFFIXES[path.suffix.lower()]
+    try:
+        if path.stat().st_size == 0:
+            return pl.DataFrame()
+        if kind == "parquet":
+            return pl.read_parquet(path)
+        data = path.read_bytes()
+        if hold_unfinished and _unfinished(data, path):
+            # a line still being written is left for the next read, which finds it complete
+            data = data[: data.rfind(b"\n") + 1]
+            if not data:
+                return pl.DataFrame()
+        if encoding and codecs.lookup(encoding).name != "utf-8":
+            data = _decode(data, path, encoding).encode()  # polars reads UTF-8
+        data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
+        sep = separator or (detect_separator(_decode(data.split(b"\n", 1)[0], path, None)) if kind == "csv" else ",")
+        try:
+            if kind == "ndjson":
+                return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
+            # Everything as text: validation coerces and quarantines, inference would guess.
+            # Strict UTF-8: polars fails on a byte that is not, and _decode below names it.
+            frame = pl.read_csv(io.BytesIO(data), infer_schema=False, separator=sep, encoding="utf8",
+                                truncate_ragged_lines=False)
+            if not frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
+                return frame
+            # polars reads a blank line as a row of nulls; the line reader skips it
+        except pl.exceptions.PolarsError:
+            pass  # some line is malformed: read line by line, so that only that line is lost
+        text = _decode(data, path, None)
+        return _read_csv_lines(path, text, sep) if kind == "csv" else _read_ndjson_lines(path, text)
+    except (pl.exceptions.PolarsError, OSError, ValueError) as err:
+        if isinstance(err, ExtractFileError):
+            raise
+        raise ExtractFileError(f"cannot read {path} as {kind}: {err}") from err
+
+
+def _lines(text: str) -> list[str]:
+    """The text's lines, each with its line end."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
+
+
+def _csv_records(lines: list[str], separator: str = ",") -> Iterator[tuple[int, list[str] | None, str]]:
+    """(line number, fields, "") per record, or (line number, None, why) for a record that
+    cannot be parsed: that costs its first line only, parsing starts again on the next."""
+    start = 0
+    while start < len(lines):
+        reader = csv.reader(islice(lines, start, None), strict=True, delimiter=separator)
+        done = 0
+        try:
+            for fields in reader:
+                yield start + done + 1, fields, ""
+                done = reader.line_num
+            return
+        except csv.Error as err:
+            yield start + done + 1, None, str(err)
+            start += done + 1
+
+
+def _read_csv_lines(path: Path, text: str, separator: str = ",") -> pl.DataFrame:
+    """A CSV file record by record; a record that cannot be parsed or has more fields than the
+    header becomes a row with only an UNREADABLE text."""
+    lines = _lines(text)
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, sum(map(len, lines))))  # a field may be the whole file
+    try:
+        records = [r for r in _csv_records(lines, separator) if r[1] != []]  # blank lines are no rows
+    finally:
+        csv.field_size_limit(limit)
+    if not records:
+        return pl.DataFrame()
+    if records[0][1] is None:
+        raise ExtractFileError(f"cannot read {path} as csv: the header line cannot be parsed")
+    names: list[str] = []
+    for name in records[0][1]:  # a repeated name as polars renames it
+        repeats = sum(n == name or n.startswith(f"{name}_duplicated_") for n in names)
+        names.append(f"{name}_duplicated_{repeats - 1}" if repeats else name)
+    rows: list[list[str | None]] = []
+    why: list[str | None] = []
+    for line, fields, error in records[1:]:
+        if fields is not None and len(fields) > len(names):
+            fields, error = None, f"{len(fields)} fields, the header has {len(names)}"
+        if fields is None:
+            rows.append([None] * len(names))
+            why.append(f"{path} line {line}: cannot be read as CSV ({error})")
+        else:
+            rows.append([v if v != "" else None for v in fields] + [None] * (len(names) - len(fields)))
+            why.append(None)
+    return _text_frame(names, rows, why)
+
+
+def _read_ndjson_lines(path: Path, text: str) -> pl.DataFrame:
+    """An NDJSON file line by line, every value as text; a line that is not a JSON object
+    becomes a row with only an UNREADABLE text."""
+    objects: list[dict[str, Any] | None] = []
+    why: list[str | None] = []
+    for n, line in enumerate(_lines(text), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            error = "" if isinstance(obj, dict) else "not a JSON object"
+        except (ValueError, RecursionError) as err:
+            obj, error = None, f"not valid JSON ({getattr(err, 'msg', err)})"
+        objects.append(obj if not error else None)
+        why.append(f"{path} line {n}: {error}" if error else None)
+    if why and all(why):
+        raise ExtractFileError(f"cannot read {path} as ndjson: no line is a JSON object ({why[0]})")
+    names = list(dict.fromkeys(k for obj in objects if obj for k in obj))
+    rows = [[_json_text(obj.get(k)) if obj else None for k in names] for obj in objects]
+    return _text_frame(names, rows, why)
+
+
+def _json_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _text_frame(names: list[str], rows: list[list[str | None]], why: list[str | None]) -> pl.DataFrame:
+    frame = pl.DataFrame(rows, schema={n: pl.String for n in names}, orient="row")
+    if any(why):
+        frame = frame.with_columns(pl.Series(UNREADABLE, why, dtype=pl.String))
+    return frame
+
+
+def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
+             separator: str | None = None, hold_unfinished: bool | None = None) -> pl.DataFrame:
+    """Read every log file at ``path`` into one frame (columns as in the files).
+
+    A column whose type differs between files is read as text. Text files are strict UTF-8 or
+    ``encoding``; a CSV's ``separator`` is detected from its header unless given.
+
+    With ``after_id`` only rows whose Id is greater are kept (the watermark of the last
+    processed row). A row whose Id cannot be read is kept when the readable Id before it in its
+    file (or, at the file's start, the one after it) is greater, or when its file has none: it
+    is read once, with its neighbours, for validation to quarantine. An incremental read
+    (``after_id`` given; ``hold_unfinished`` overrides) leaves out a last line that has no line
+    end in a file changed within ``SETTLE_SECONDS``: the line is being written, and the next
+    read takes it whole.
+    """
+    hold = after_id is not None if hold_unfinished is None else hold_unfinished
+    frames = [f for f in (_read_one(p, encoding, separator, hold) for p in log_files(path)) if f.width]
+    if after_id is not None:
+        frames = [_after(f, after_id) for f in frames]
+    if not frames:
+        return pl.DataFrame()
+    # Not polars' supertypes: they would turn times into their integers and booleans into 0/1.
+    dtypes: dict[str, set[pl.DataType]] = {}
+    for f in frames:
+        for name, dtype in f.schema.items():
+            dtypes.setdefault(name, set()).add(dtype)
+    mixed = {name for name, kinds in dtypes.items() if len(kinds) > 1}
+    frame = pl.concat([f.with_columns(_text_column(f[c]) for c in mixed if c in f.columns) for f in frames],
+                      how="diagonal")
+    return frame
+
+
+def _after(frame: pl.DataFrame, after_id: int) -> pl.DataFrame:
+    """One file's rows after ``after_id`` (see :func:`read_log` for rows without a readable Id)."""
+    if "Id" not in frame.columns:
+        return frame
+    from licanom.data.validate import _as_int
+
+    ids = frame.select(_as_int("Id", frame.schema["Id"])).to_series()
+    near = ids.forward_fill().fill_null(ids.backward_fill())
+    return frame.filter((ids > after_id) | (ids.is_null() & (near.is_null() | (near > after_id))))
+
+
+def _text_column(s: pl.Series) -> pl.Series:
+    """A column as text validation reads as the original: times in ISO 8601; what polars cannot
+    cast (nested values, bytes that are not UTF-8) as Python writes it."""
+    if isinstance(s.dtype, (pl.Datetime, pl.Date)):
+        zone = isinstance(s.dtype, pl.Datetime) and s.dtype.time_zone is not None
+        return s.cast(pl.Datetime("us", s.dtype.time_zone if zone else None)).dt.to_string(
+            "%Y-%m-%dT%H:%M:%S%.f" + ("%:z" if zone else "")
+        )
+    if not s.dtype.is_nested():
+        try:
+            return s.cast(pl.String, strict=False)
+        except pl.exceptions.PolarsError:
+            pass
+    return pl.Series(s.name, [None if v is None else (
+        v.decode("utf-8", errors="backslashreplace") if isinstance(v, bytes) else str(v)
+    ) for v in s.to_list()], dtype=pl.String)

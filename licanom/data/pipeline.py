@@ -1,0 +1,148 @@
+"""The data path of thesis 3.1 as plain functions: extract, validate, derive+encode, chunk+split.
+
+Each step takes and returns polars frames or small frozen dataclasses; the Prefect tasks in
+``tasks/`` call these one by one, and :func:`prepare` runs them all for the CLI and tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from licanom.data.chunk import Chunks, make_chunks, split_chunks
+from licanom.config import ChunkConfig, Config, EncodeConfig, SourceConfig, SplitConfig, ValidateConfig
+from licanom.data.derive import derive
+from licanom.data.encode import ThesisEncoder, Vocabulary, derive_fit_encode, get_encoder
+from licanom.data.privacy import pseudonymise, read_secret
+from licanom.data.validate import ValidationResult, check_bad_fraction, validate_log
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """The derived log with its feature columns, and the vocabulary that encoded it."""
+
+    frame: pl.DataFrame
+    vocabulary: Vocabulary
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything the data path made for one vendor."""
+
+    validation: ValidationResult
+    encoded: Encoded
+    chunks: Chunks
+    test_mask: np.ndarray  # bool (n_chunks,): True for test chunks
+
+    def chunk_table(self) -> pl.DataFrame:
+        """Chunk metadata with a ``split`` column ("train" / "test")."""
+        return self.chunks.meta.with_columns(
+            pl.Series("split", np.where(self.test_mask, "test", "train"))
+        )
+
+
+def extract(source: SourceConfig, after_id: int | None = None, until: datetime | None = None) -> pl.DataFrame:
+    """The vendor's raw log from its configured source (rows with Id > ``after_id``).
+
+    With ``until``, only rows before that time (rows whose time cannot be read are kept for
+    validation to quarantine): training "as of" a date.
+    """
+    raw = _extract(source, after_id)
+    if until is None or "Time" not in raw.columns or raw.height == 0:
+        return raw
+    from licanom.data.validate import _as_time
+
+    t = raw.select(_as_time("Time", raw.schema["Time"]).alias("t")).to_series()
+    cutoff = until if until.tzinfo else until.replace(tzinfo=UTC)
+    return raw.filter(t.is_null() | (t < cutoff))
+
+
+def _extract(source: SourceConfig, after_id: int | None) -> pl.DataFrame:
+    if source.kind == "files":
+        from licanom.data.extract.files import read_log
+
+        if not source.path:
+            raise ValueError("source.kind is 'files' but source.path is not set")
+        return read_log(source.path, after_id=after_id, encoding=source.encoding, separator=source.separator)
+    if source.kind == "cryptolens":
+        from licanom.data.extract.cryptolens import CryptolensSource, fetch_web_api_log
+
+        if source.product_id is None:
+            raise ValueError("source.kind is 'cryptolens' but source.product_id is not set")
+        return fetch_web_api_log(
+            CryptolensSource(
+                product_id=source.product_id, token_env=source.token_env, base_url=source.base_url
+            ),
+            after_id=after_id,
+        )
+    if source.kind == "simulate":
+        from licanom.sim.simulate import simulate
+
+        log = simulate(source.profile, seed=source.seed, days=source.days).log
+        return log if after_id is None else log.filter(pl.col("Id") > after_id)
+    raise ValueError(f"unknown source kind {source.kind!r}")
+
+
+def validate(raw: pl.DataFrame, cfg: ValidateConfig) -> ValidationResult:
+    """Split into valid and quarantined rows; fail if the bad share exceeds the limit."""
+    result = validate_log(raw)
+    check_bad_fraction(result, cfg.max_bad_fraction)
+    return result
+
+
+def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None = None,
+           secret: bytes | None = None) -> Encoded:
+    """Derive success/action/country and encode; builds the vocabulary when none is given.
+
+    With a pseudonym ``secret`` (licanom.data.privacy) Key, IP and MachineCode are pseudonymised
+    after the country is derived, so the vocabulary and the encoded frame hold pseudonyms.
+    """
+    if vocabulary is None and secret is None and cfg.encoder == ThesisEncoder.name:
+        frame, vocabulary = derive_fit_encode(valid)  # the three steps below, sharing work
+        return Encoded(frame=frame, vocabulary=vocabulary)
+    derived = derive(valid)
+    if secret is not None:
+        derived = pseudonymise(derived, secret)
+    vocabulary = vocabulary or get_encoder(cfg.encoder).fit(derived)
+    if vocabulary.encoder != cfg.encoder:
+        raise ValueError(
+            f"vocabulary was built for encoder {vocabulary.encoder!r}, config asks {cfg.encoder!r}"
+        )
+    return Encoded(frame=get_encoder(cfg.encoder).encode(derived, vocabulary), vocabulary=vocabulary)
+
+
+def chunk(encoded: Encoded, cfg: ChunkConfig, split: SplitConfig) -> tuple[Chunks, np.ndarray]:
+    """Windows of the encoded log and the train/test mask."""
+    chunks = make_chunks(encoded.frame, size=cfg.size, stride=cfg.stride, partial=cfg.partial)
+    mask = split_chunks(chunks.n_chunks, split.method, split.test_fraction, split.seed)
+    return chunks, mask
+
+
+def pseudonym_secret(cfg: Config) -> bytes | None:
+    """The vendor's pseudonym secret when ``privacy.pseudonymise`` is on, else None."""
+    return read_secret(cfg.vendor, cfg.privacy.secret_env) if cfg.privacy.pseudonymise else None
+
+
+def encode_and_chunk(validation: ValidationResult, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:
+    """Encode the valid rows (pseudonymised when the vendor asks) and cut them into split windows."""
+    encoded = encode(validation.valid, cfg.encode, vocabulary, pseudonym_secret(cfg))
+    chunks, mask = chunk(encoded, cfg.chunk, cfg.split)
+    return Prepared(validation=validation, encoded=encoded, chunks=chunks, test_mask=mask)
+
+
+def prepare(raw: pl.DataFrame, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:
+    """Validate, encode and chunk a raw log."""
+    return encode_and_chunk(validate(raw, cfg.validate_), cfg, vocabulary)
+
+
+def write_prepared(prepared: Prepared, out_dir: Path) -> None:
+    """Chunks (``chunks.npy``), chunk table, quarantine and vocabulary, side by side."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(out_dir / "chunks.npy", prepared.chunks.X)
+    prepared.chunk_table().write_parquet(out_dir / "chunk_meta.parquet")
+    prepared.validation.quarantine.write_parquet(out_dir / "quarantine.parquet")
+    prepared.encoded.vocabulary.save(out_dir / "vocabulary.json")

@@ -1,0 +1,543 @@
+"""Validate a raw Web API Log, losing nothing: bad rows go to a quarantine frame with a reason.
+
+Every input row ends in exactly one of the two outputs (``n_in == n_valid + n_quarantined``).
+Each check lives in one of two layers:
+
+1. Parsing, here in polars: each column is coerced to the schema's dtype (CSV text, Unix
+   seconds, ISO strings, other integer widths); a required value that is missing, a value that
+   is present but cannot be read, or a time outside 1990-2100 (milliseconds read as seconds)
+   is a reason ("Id: not an integer", "Time: unparsable").
+2. The pandera contract :class:`licanom.data.schema.WebApiLog` (``lazy=True``): every check on the
+   coerced values (known state code, IP address, non-blank key, unique Id). It validates the
+   rows that are to be valid, and whatever it rejects is quarantined with the check's text as
+   the reason; it also runs on the (few) rows quarantined for other reasons, so that a reason
+   names every failing column/check.
+
+Later duplicates of an ``Id`` are quarantined ("Id: duplicate"); the first occurrence among the
+otherwise valid rows stays.
+
+Large logs are cheap when they are clean: a check that cannot fail for a column's dtype is not
+run, reason strings are built for bad rows only, and a log whose Ids increase and whose times
+are in order skips the duplicate search and the sort.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+import pandera.polars as pa
+import polars as pl
+
+from licanom.data.columns import OPTIONAL_RAW, RAW, REQUIRED_RAW
+from licanom.data.schema import (
+    BLANK,
+    DUPLICATE,
+    UNREADABLE,
+    UTC_US,
+    WebApiLog,
+    known_values,
+    strictly_increasing,
+)
+
+ROW = "_row"  # position of the row in the input, kept in the quarantine
+REASON = "reason"
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+OUT_OF_RANGE = "Time: outside 1990-2100 (Unix seconds expected)"
+_TIME_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%z",
+    "%Y-%m-%d %H:%M:%S%.f%z",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%z",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M:%S",
+)
+_INTS = ("Id", "ProductId", "State", "DOIntValue", "DOId")
+# Integer dtypes whose every value fits an Int64.
+_SAFE_INTS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
+_TEXTS = ("Key", "IP", "MachineCode", "FriendlyName")
+_TIMES = ("Time", "FloatingExpires")
+# A required value that is null in the input.
+_MISSING = {
+    "Id": "Id: missing",
+    "ProductId": "ProductId: missing",
+    "State": "State: missing",
+    "Key": f"Key: {BLANK}",
+    "Time": "Time: missing",
+}
+# A value that is present in the input but does not survive the cast.
+_LOST = {
+    **{c: f"{c}: not an integer" for c in _INTS},
+    **{c: f"{c}: not valid text" for c in _TEXTS},
+    **{c: f"{c}: unparsable" for c in _TIMES},
+}
+# The order in which a row's parsing reasons are listed.
+_PARSE_ORDER = (
+    ("missing", "Id"), ("lost", "Id"), ("missing", "ProductId"), ("lost", "ProductId"),
+    ("missing", "State"), ("lost", "State"), ("lost", "DOIntValue"), ("lost", "DOId"),
+    ("missing", "Key"), ("missing", "Time"), ("lost", "Time"), ("range", "Time"),
+    ("lost", "FloatingExpires"),
+    ("lost", "Key"), ("lost", "IP"), ("lost", "MachineCode"), ("lost", "FriendlyName"),
+)
+# A contract check with an `error` text names itself by it ("IP: malformed address"); others,
+# such as pandera's not_nullable, read "<column>: failed <check>".
+_OWN_TEXTS = frozenset(
+    check.error
+    for column in WebApiLog.to_schema().columns.values()
+    for check in column.checks
+    if check.error
+)
+_REASONS_SCHEMA = {ROW: pl.UInt32, REASON: pl.String}
+# Keys, addresses and machine codes longer than this are not real ones: quarantined.
+MAX_VALUE_CHARS = 256
+_BOUNDED = ("Key", "IP", "MachineCode")
+TOO_LONG = f"longer than {MAX_VALUE_CHARS} characters"
+# the reason of a row whose product the scoring model was not trained on (licanom.ops.bundle)
+UNKNOWN_PRODUCT = "ProductId: a product the model was not trained on"
+
+
+class ValidationError(ValueError):
+    """The log as a whole cannot be used: a missing column, or too many bad rows."""
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Valid rows (schema :class:`WebApiLog`, sorted by Time then Id) and quarantined rows.
+
+    ``quarantine`` keeps every input column as text, the input position ``_row`` and ``reason``.
+    """
+
+    valid: pl.DataFrame
+    quarantine: pl.DataFrame
+    n_in: int
+
+    @property
+    def bad_fraction(self) -> float:
+        return self.quarantine.height / self.n_in if self.n_in else 0.0
+
+    def reason_counts(self) -> pl.DataFrame:
+        """How many quarantined rows fail each column/check (a row may count under several)."""
+        return (
+            self.quarantine.select(pl.col(REASON).str.split("; ").alias(REASON))
+            .explode(REASON)
+            .group_by(REASON)
+            .len()
+            .sort("len", descending=True)
+        )
+
+
+def _nulls(dtype: pl.DataType) -> pl.Expr:
+    """A column of nulls as long as the frame: a value of a dtype that cannot be read as this."""
+    return pl.repeat(None, pl.len(), dtype=dtype)
+
+
+def _utf8(values: pl.Series) -> pl.Series:
+    """Bytes as text; a value that is not valid UTF-8 becomes null."""
+    try:
+        return values.cast(pl.String)
+    except pl.exceptions.PolarsError:
+
+        def decode(b: bytes) -> str | None:
+            try:
+                return b.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+
+        return pl.Series(values.name, [None if b is None else decode(b) for b in values.to_list()], dtype=pl.String)
+
+
+def _as_text(name: str, dtype: pl.DataType) -> pl.Expr | None:
+    """The column as text when its dtype holds text (categories, UTF-8 bytes), else None."""
+    col = pl.col(name)
+    if dtype == pl.String:
+        return col
+    if dtype == pl.Binary:
+        return col.map_batches(_utf8, return_dtype=pl.String)
+    if isinstance(dtype, (pl.Categorical, pl.Enum)):
+        return col.cast(pl.String)
+    return None
+
+
+def _as_int(name: str, dtype: pl.DataType) -> pl.Expr:
+    """Integers of any width (null where out of Int64's range), whole floats and decimals, and
+    text; booleans, times and nested values are not integers."""
+    col = pl.col(name)
+    if dtype.is_integer():
+        return col.cast(pl.Int64, strict=False)
+    if dtype.is_float() or isinstance(dtype, pl.Decimal):
+        # whole numbers only, and only below 2**53: beyond it a float is not the integer it was
+        # written as (a JSON column that also holds 2.5 reads -9223372036854775809 as a float)
+        col = col.cast(pl.Float64)
+        return pl.when((col == col.floor()) & (col.abs() < 2**53)).then(col.cast(pl.Int64, strict=False)).otherwise(None)
+    text = _as_text(name, dtype)
+    if text is None:
+        return _nulls(pl.Int64)
+    text = text.str.strip_chars()
+    # "12.0" from spreadsheets is still the integer 12; "12.5" is not an integer. Digits are
+    # read exactly: as a float, an integer beyond 2**53 would change.
+    as_float = text.cast(pl.Float64, strict=False)
+    return (
+        pl.when(text.str.contains(r"^[+-]?\d+$"))
+        .then(text.cast(pl.Int64, strict=False))
+        .when((as_float == as_float.floor()) & (as_float.abs() < 2**53))
+        .then(as_float.cast(pl.Int64, strict=False))
+    )
+
+
+def _as_time(name: str, dtype: pl.DataType) -> pl.Expr:
+    """Datetime (naive means UTC), Unix seconds (number or digits), or an ISO 8601 string."""
+    col = pl.col(name)
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone is None:
+            col = col.dt.replace_time_zone("UTC")
+        return col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+    if isinstance(dtype, pl.Date):
+        return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if dtype.is_numeric():
+        seconds = col.cast(pl.Float64, strict=False)
+        return (seconds * 1_000_000).round().cast(pl.Int64, strict=False).cast(UTC_US)
+    text = _as_text(name, dtype)
+    if text is not None:
+        text = text.str.strip_chars().str.replace(r"Z$", "+00:00")
+        parsed = [
+            text.str.strptime(pl.Datetime("us"), fmt, strict=False)
+            for fmt in _TIME_FORMATS
+        ]
+        parsed = [
+            p.dt.convert_time_zone("UTC") if "%z" in fmt else p.dt.replace_time_zone("UTC")
+            for p, fmt in zip(parsed, _TIME_FORMATS, strict=True)
+        ]
+        unix_seconds = (
+            text.cast(pl.Float64, strict=False).mul(1_000_000).round()
+            .cast(pl.Int64, strict=False).cast(UTC_US)
+        )
+        return (
+            pl.when(text.str.contains(r"^-?\d+(\.\d+)?$"))
+            .then(unix_seconds)
+            .otherwise(pl.coalesce(parsed))
+        )
+    return _nulls(UTC_US)
+
+
+def _as_str(name: str, dtype: pl.DataType) -> pl.Expr:
+    """Text, UTF-8 bytes, and numbers, booleans, dates and times as text; nested values and
+    durations are not text."""
+    text = _as_text(name, dtype)
+    if text is not None:
+        return text
+    if dtype == pl.Null or dtype.is_numeric() or dtype == pl.Boolean or (
+        dtype.is_temporal() and dtype != pl.Duration
+    ):
+        return pl.col(name).cast(pl.String)
+    return _nulls(pl.String)
+
+
+def _coerce_expr(name: str, dtype: pl.DataType) -> pl.Expr:
+    """The column cast to the schema's dtype (unreadable values become null)."""
+    if name in _INTS:
+        return pl.col(name) if dtype == pl.Int64 else _as_int(name, dtype)
+    if name in _TEXTS:
+        return pl.col(name) if dtype == pl.String else _as_str(name, dtype)
+    return pl.col(name) if dtype == UTC_US else _as_time(name, dtype)
+
+
+def _can_lose(name: str, dtype: pl.DataType) -> bool:
+    """Whether a present value of this dtype can fail the cast (if not, no check is needed)."""
+    if dtype == pl.Null:
+        return False
+    if name in _INTS:
+        return dtype not in _SAFE_INTS
+    if name in _TEXTS:
+        return dtype not in (pl.String, pl.Categorical, pl.Enum)
+    return not isinstance(dtype, (pl.Datetime, pl.Date))
+
+
+def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.Series]]:
+    """Cast every raw column to the schema's dtype without failing.
+
+    Returns the coerced frame (RAW columns, input order), the rows that fail to parse as
+    (``_row``, ``reason``) in input order, and the distinct values of IP and Key.
+    """
+    missing = [c for c in REQUIRED_RAW if c not in raw.columns]
+    if missing:
+        merged = [c for c in raw.columns if any(sep in c for sep in (";", "\t", "|"))]
+        hint = (f"; {merged[0][:80]!r} looks like several columns: set the file's separator, e.g. "
+                "`source.separator: \";\"`") if merged else ""
+        raise ValidationError(
+            f"the log lacks required column(s) {missing}; it has {[c[:80] for c in raw.columns[:20]]}. "
+            f"Expected the Web API Log columns {list(REQUIRED_RAW)} (optional: {list(OPTIONAL_RAW)}){hint}"
+        )
+    unreadable = UNREADABLE in raw.columns and raw[UNREADABLE].null_count() < raw.height
+    frame = raw.select([c for c in RAW if c in raw.columns])
+    absent = [c for c in OPTIONAL_RAW if c not in frame.columns]
+    if absent:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in absent)
+    schema = frame.schema
+
+    # Only the checks that can fail for these dtypes and null counts are computed.
+    checks: dict[tuple[str, str], str] = {}
+    for kind, c in _PARSE_ORDER:
+        if kind == "missing" and frame[c].null_count():
+            checks[kind, c] = f"\x00missing {c}"
+        elif kind == "lost" and _can_lose(c, schema[c]) and frame[c].null_count() < frame.height:
+            checks[kind, c] = f"\x00present {c}"
+    parsed = frame.lazy().select(
+        *[_coerce_expr(c, schema[c]).alias(c) for c in RAW],
+        *[
+            (pl.col(c).is_null() if kind == "missing" else pl.col(c).is_not_null()).alias(tmp)
+            for (kind, c), tmp in checks.items()
+        ],
+    ).collect()
+    if unreadable:
+        parsed = parsed.with_columns(raw[UNREADABLE].cast(pl.String))
+
+    t = pl.col("Time")
+    if not parsed.select(((t.min() >= EARLIEST) & (t.max() < LATEST)).fill_null(True)).item():
+        checks["range", "Time"] = ""
+    flags = [
+        (_MISSING[c], pl.col(checks[kind, c])) if kind == "missing"
+        else (_LOST[c], pl.col(checks[kind, c]) & pl.col(c).is_null()) if kind == "lost"
+        else (OUT_OF_RANGE, t.is_not_null() & ~t.is_between(EARLIEST, LATEST, closed="left"))
+        for kind, c in _PARSE_ORDER
+        if (kind, c) in checks
+    ]
+    # a value longer than any real key, address or machine code (bytes bound characters above)
+    flags += [(f"{c}: {TOO_LONG}", pl.col(c).str.len_chars() > MAX_VALUE_CHARS) for c in _BOUNDED
+              if (parsed[c].str.len_bytes().max() or 0) > MAX_VALUE_CHARS]  # type: ignore[operator]
+    if flags or unreadable:
+        # one pass over the flags; reason strings only for the rows that fail. A row the
+        # extractor could not read has its text as the reason, not the empty columns'.
+        failed = [pl.col(reason) for reason, _ in flags]
+        reason = pl.concat_str(
+            [pl.when(pl.col(reason)).then(pl.lit(reason)) for reason, _ in flags] or [pl.lit(None, pl.String)],
+            separator="; ",
+            ignore_nulls=True,
+        )
+        if unreadable:
+            failed.append(pl.col(UNREADABLE).is_not_null())
+            reason = pl.coalesce(UNREADABLE, reason)
+        bad = (
+            parsed.lazy()
+            .select(
+                pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW),
+                *[expr.alias(reason) for reason, expr in flags],
+                *([UNREADABLE] if unreadable else []),
+            )
+            .filter(pl.any_horizontal(failed))
+            .select(ROW, reason.alias(REASON))
+            .collect()
+        )
+    else:
+        bad = pl.DataFrame(schema=_REASONS_SCHEMA)
+
+    # the distinct texts, found once (in parallel) for the IP clean-up and the contract
+    distinct = parsed.select(pl.col("IP", "Key").unique().implode())
+    distinct = {c: distinct[c][0] for c in distinct.columns}
+    fixes = []
+    if parsed["MachineCode"].null_count():
+        fixes.append(pl.col("MachineCode").fill_null(""))
+    ip = pl.col("IP").fill_null("") if parsed["IP"].null_count() else pl.col("IP")
+    if (distinct["IP"].str.strip_chars() != distinct["IP"]).any():
+        ip = ip.str.strip_chars()
+    fixes.append(ip)
+    distinct["IP"] = distinct["IP"].to_frame("IP").select(ip.unique())["IP"]
+    if parsed["FloatingExpires"].null_count() < parsed.height:
+        # Cryptolens writes 0 where a request has no floating expiry
+        expires = pl.col("FloatingExpires")
+        fixes.append(
+            pl.when(expires != datetime(1970, 1, 1, tzinfo=UTC)).then(expires).alias("FloatingExpires")
+        )
+    return parsed.select(RAW).with_columns(fixes), bad, distinct
+
+
+def _contract_failures(frame: pl.DataFrame, at: np.ndarray | None) -> pl.DataFrame:
+    """Run the pandera contract lazily; the rows it rejects as (``_row``, ``column``, ``check``).
+
+    ``at`` maps the frame's rows to input positions (None: the frame is the whole input).
+    """
+    empty = pl.DataFrame(schema={ROW: pl.UInt32, "column": pl.String, "check": pl.String})
+    if frame.height == 0:
+        return empty
+    try:
+        WebApiLog.validate(frame, lazy=True)
+        return empty
+    except pa.errors.SchemaErrors as err:
+        cases = err.failure_cases
+        row_cases = cases.filter(pl.col("index").is_not_null())
+        if row_cases.height < cases.height:
+            # a failure of the whole frame (a dtype, a missing column) is a bug, not bad data
+            raise ValidationError(f"validated frame breaks its schema: {cases}") from err
+        index = row_cases["index"].cast(pl.Int64).to_numpy()
+        rows = index if at is None else at[index]
+        return pl.DataFrame(
+            {ROW: rows.astype(np.uint32), "column": row_cases["column"], "check": row_cases["check"]},
+            schema=empty.schema,
+        )
+
+
+def _reasons(failures: pl.DataFrame) -> pl.DataFrame:
+    """(``_row``, ``reason``) for contract failures: "<column>: <error text>"."""
+    return failures.select(
+        ROW,
+        pl.concat_str(
+            pl.col("column"),
+            pl.when(pl.col("check").is_in(list(_OWN_TEXTS)))
+            .then(pl.lit(": "))
+            .otherwise(pl.lit(": failed ")),
+            pl.col("check"),
+        ).alias(REASON),
+    )
+
+
+def _first_distinct(ids: pl.Series) -> np.ndarray | None:
+    """Bool per row, False for a repeat of an earlier Id; None when there is no repeat."""
+    if strictly_increasing(ids):
+        return None
+    if ids.is_sorted():  # repeats are neighbours
+        first = ids.diff().fill_null(1) != 0
+    else:
+        first = ids.is_first_distinct()
+    return None if first.all() else first.to_numpy()
+
+
+def _in_time_order(frame: pl.DataFrame) -> bool:
+    """Whether rows are sorted by (Time, Id): O(n) passes instead of a sort."""
+    if frame.height < 2:
+        return True
+    if not frame["Time"].is_sorted():
+        return False
+    if strictly_increasing(frame["Id"]):
+        return True
+    dt = pl.col("Time").to_physical().diff().slice(1)
+    di = pl.col("Id").diff().slice(1)
+    return bool(frame.select(((dt > 0) | ((dt == 0) & (di > 0))).all()).item())
+
+
+def validate_log(raw: pl.DataFrame) -> ValidationResult:
+    """Split a raw log into valid rows and quarantined rows with a reason each.
+
+    Later duplicates of an ``Id`` are quarantined ("Id: duplicate"); the first one stays.
+    """
+    n_in = raw.height
+    coerced, unparsed, distinct = _parse(raw)
+    with known_values(distinct):  # the contract's per-value checks need not find them again
+        keep, reasons = _split(coerced, unparsed)
+    valid = coerced if keep.all() else coerced.filter(pl.Series(keep))
+    if not _in_time_order(valid):
+        valid = valid.sort(["Time", "Id"])
+    return ValidationResult(valid=valid, quarantine=_quarantine(raw, reasons), n_in=n_in)
+
+
+def _split(coerced: pl.DataFrame, unparsed: pl.DataFrame) -> tuple[np.ndarray, list[pl.DataFrame]]:
+    """Which rows are valid (bool per row), and the reasons of the others (``_row``, ``reason``)."""
+    n_in = coerced.height
+
+    keep = np.ones(n_in, dtype=bool)
+    keep[unparsed[ROW].to_numpy()] = False
+    # duplicates are judged among rows that are otherwise valid
+    ids = coerced["Id"] if keep.all() else coerced["Id"].filter(pl.Series(keep))
+    first = _first_distinct(ids)
+    duplicates = np.flatnonzero(keep)[~first] if first is not None else np.zeros(0, np.int64)
+    keep[duplicates] = False
+
+    # The contract on the rows to keep ...
+    rejected = _contract_failures(
+        coerced if keep.all() else coerced.filter(pl.Series(keep)),
+        None if keep.all() else np.flatnonzero(keep),
+    )
+    keep[rejected[ROW].to_numpy()] = False
+    # ... and on the rows already out, so that their reasons are complete. Their nulls are
+    # the parsing failures already named, and a duplicate among them does not matter.
+    aside = np.union1d(unparsed[ROW].to_numpy(), duplicates).astype(np.int64)
+    also = _contract_failures(coerced[aside], aside).filter(
+        ~pl.col("check").is_in(["not_nullable", DUPLICATE])
+    )
+    reasons = [unparsed, _reasons(also), _reasons(rejected)]
+
+    if duplicates.size:
+        # A repeat whose contract checks fail is quarantined for those, not as a duplicate.
+        clean = np.setdiff1d(duplicates, also[ROW].to_numpy())
+        if rejected.height:
+            # The first occurrence was rejected by the contract: the first clean repeat stays.
+            lost_ids = coerced["Id"].gather(rejected[ROW]).implode()
+            repeats = coerced.select(pl.col("Id").gather(clean)).to_series()
+            promote = clean[(repeats.is_in(lost_ids) & repeats.is_first_distinct()).to_numpy()]
+            if promote.size:
+                keep[promote] = True
+                clean = np.setdiff1d(clean, promote)
+                # the valid frame has changed: validate it as a whole again
+                at = np.flatnonzero(keep)
+                again = _contract_failures(coerced[at], at)
+                keep[again[ROW].to_numpy()] = False
+                reasons.append(_reasons(again))
+        reasons.append(
+            pl.DataFrame({ROW: clean.astype(np.uint32), REASON: f"Id: {DUPLICATE}"}, schema=_REASONS_SCHEMA)
+        )
+
+    return keep, reasons
+
+
+def _quarantine(raw: pl.DataFrame, reasons: list[pl.DataFrame]) -> pl.DataFrame:
+    """The quarantined rows as they came in (as text), with ``_row`` and every reason."""
+    why = (
+        pl.concat(reasons)
+        .group_by(ROW, maintain_order=True)
+        .agg(pl.col(REASON).str.join("; "))
+        .sort(ROW)
+    )
+
+    def as_text(c: str) -> pl.Series:
+        values = raw[c].gather(why[ROW])
+        if not values.dtype.is_nested():
+            try:
+                return values.cast(pl.String, strict=False)
+            except pl.exceptions.PolarsError:  # bytes that are not UTF-8, durations
+                pass
+        # as Python writes them (lists, structs), bytes with their escapes
+        return pl.Series(c, [None if v is None else (
+            v.decode("utf-8", errors="backslashreplace") if isinstance(v, bytes) else str(v)
+        ) for v in values.to_list()], dtype=pl.String)
+
+    kept = [c for c in raw.columns if c not in (ROW, REASON, UNREADABLE)]
+    return pl.DataFrame([why[ROW], *[as_text(c) for c in kept], why[REASON]])
+
+
+def move_to_quarantine(result: ValidationResult, raw: pl.DataFrame, drop: pl.Series,
+                       reason: str | pl.Series) -> ValidationResult:
+    """``result`` with the valid rows where ``drop`` is true moved to the quarantine, each with
+    ``reason`` (one text, or one per dropped row): for checks beyond the log's own, such as a
+    product the model does not know. ``raw`` is the frame ``result`` was validated from."""
+    if not drop.any():
+        return result
+    gone = result.valid.filter(drop).select(
+        "Id", (pl.lit(reason) if isinstance(reason, str) else reason.filter(drop)).alias(REASON))
+    taken = result.quarantine[ROW].implode()
+    at = (
+        raw.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW), _as_int("Id", raw.schema["Id"]).alias("Id"))
+        .filter(~pl.col(ROW).is_in(taken))
+        .join(gone, on="Id", how="inner")
+        .select(ROW, REASON)
+    )
+    quarantine = pl.concat([result.quarantine, _quarantine(raw, [at])], how="vertical_relaxed").sort(ROW)
+    return ValidationResult(valid=result.valid.filter(~drop), quarantine=quarantine, n_in=result.n_in)
+
+
+def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, examples: int = 5) -> None:
+    """Fail when too large a share of the rows is quarantined, naming columns and examples."""
+    if result.n_in == 0:
+        raise ValidationError("the log is empty: no rows to validate")
+    if result.bad_fraction > max_bad_fraction:
+        counts = result.reason_counts()
+        # the commonest reasons: an unreadable line's reason is its own (file and line)
+        summary = ", ".join(f"{r} ({n} rows)" for r, n in counts.head(10).iter_rows())
+        if counts.height > 10:
+            summary += f" and {counts.height - 10} more"
+        sample = result.quarantine.head(examples)
+        raise ValidationError(
+            f"{result.quarantine.height} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "
+            f"validation, more than the allowed {max_bad_fraction:.1%}. Failures: {summary}.\n"
+            f"Examples:\n{sample}"
+        )

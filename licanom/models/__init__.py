@@ -1,1 +1,0 @@
-"""Autoencoder networks and their training."""

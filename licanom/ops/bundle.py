@@ -1,0 +1,244 @@
+"""A trained model with everything needed to score raw log rows: detector, vocabulary, settings.
+
+Scoring a night's rows (:func:`score_log`) validates them, encodes them with the training
+vocabulary, prepends the previous night's unfinished tail (so that windows span midnight),
+cuts windows and scores them. The MLflow pyfunc model and the nightly flow both call it, so
+they return the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from licanom.data.chunk import Chunks, make_chunks
+from licanom.data.columns import ERROR_COLUMNS, RAW, SUMMARY_COLUMNS
+from licanom.config import ChunkConfig, EncodeConfig
+from licanom.detectors.context import KeyHistory
+from licanom.ops.detect import CHUNK_COLUMNS, scored_chunks
+from licanom.data.encode import Vocabulary, get_encoder
+from licanom.data.derive import derive
+from licanom.detectors import inputs_of, load
+from licanom.data.privacy import pseudonymise, read_secret
+from licanom.data.validate import UNKNOWN_PRODUCT, ValidationResult, move_to_quarantine, validate_log
+
+BUNDLE_FORMAT = 1
+ENTITY_FILE = "entities.pkl"
+
+
+def _load_entities(path: Path) -> Any:
+    if not path.exists():
+        return None
+    from licanom.detectors.entities import EntityModel
+
+    return EntityModel.load(path)
+
+
+def fit_entities(derived: pl.DataFrame) -> Any:
+    """The per-entity results' model fitted on a vendor's derived training rows (pseudonymised
+    where the bundle's are)."""
+    from licanom.detectors.entities import EntityModel
+
+    return EntityModel().fit(derived)
+
+
+class VendorMismatchError(ValueError):
+    """Rows of one vendor were given to another vendor's model."""
+
+
+@dataclass(frozen=True)
+class ModelBundle:
+    """A fitted detector, the vocabulary it was trained with and the data settings."""
+
+    vendor: str
+    detector: Any  # a licanom.detectors.BaseDetector (a sequence model on chunks)
+    vocabulary: Vocabulary
+    chunk: ChunkConfig
+    encode: EncodeConfig
+    product_ids: tuple[int, ...]
+    # the name of the environment variable holding the pseudonym secret, when the model was
+    # trained on pseudonymised rows (licanom.data.privacy); never the secret itself
+    pseudonym_env: str | None = None
+    # a context model's keys' past: the (key, machine code) and (key, country) pairs of the
+    # training rows (pseudonymised where the rows were), so that scoring knows what is new to a key
+    key_history: KeyHistory | None = None
+    # the per-entity results' model (licanom.detectors.entities), fitted on the training rows
+    entity_model: Any = None
+
+    def pseudonym_secret(self) -> bytes | None:
+        """The vendor's pseudonym secret (from the environment) when the model was trained on
+        pseudonymised rows, else None."""
+        return read_secret(self.vendor, self.pseudonym_env) if self.pseudonym_env else None
+
+    def save(self, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.detector.save(directory / "detector.pt")
+        self.vocabulary.save(directory / "vocabulary.json")
+        if self.key_history is not None:
+            self.key_history.save(directory)
+        if self.entity_model is not None:
+            self.entity_model.save(directory / ENTITY_FILE)
+        (directory / "bundle.json").write_text(json.dumps({
+            "format": BUNDLE_FORMAT,
+            "vendor": self.vendor,
+            "model": self.detector.model,
+            "detector": self.detector.family,
+            "vocabulary_digest": self.vocabulary.digest(),
+            "chunk": self.chunk.model_dump(),
+            "encode": self.encode.model_dump(),
+            "product_ids": list(self.product_ids),
+            "pseudonym_env": self.pseudonym_env,
+        }, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> ModelBundle:
+        meta = json.loads((directory / "bundle.json").read_text())
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise ValueError(f"{directory}: unsupported model bundle format {meta.get('format')!r}")
+        vocabulary = Vocabulary.load(directory / "vocabulary.json")
+        if vocabulary.digest() != meta["vocabulary_digest"]:
+            raise ValueError(f"{directory}: vocabulary does not match the one the model was trained with")
+        return cls(
+            vendor=meta["vendor"],
+            detector=load(meta["model"], directory / "detector.pt"),
+            vocabulary=vocabulary,
+            chunk=ChunkConfig(**meta["chunk"]),
+            encode=EncodeConfig(**meta["encode"]),
+            product_ids=tuple(meta["product_ids"]),
+            pseudonym_env=meta.get("pseudonym_env"),
+            key_history=KeyHistory.load(directory),
+            entity_model=_load_entities(directory / ENTITY_FILE),
+        )
+
+
+@dataclass(frozen=True)
+class ScoredRows:
+    """A scoring pass: per-chunk results, the validation split and the rows left for next time."""
+
+    chunks: pl.DataFrame       # CHUNK_COLUMNS, split = "score"
+    validation: ValidationResult
+    tail: pl.DataFrame         # valid raw rows after the last full window (RAW columns)
+
+    @property
+    def n_anomalies(self) -> int:
+        return int(self.chunks["is_anomaly"].sum()) if self.chunks.height else 0
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Encoded windows ready to score, and the rows held back for the next run."""
+
+    chunks: Chunks | None  # None when fewer rows than one window are available
+    tail: pl.DataFrame     # valid raw rows after the last full window (RAW columns)
+    rows: pl.DataFrame | None = None  # the valid rows the windows were cut from (carried ones first)
+    encoded: pl.DataFrame | None = None  # those rows derived and encoded, in the windows' order
+
+
+def validate_rows(bundle: ModelBundle, raw: pl.DataFrame, vendor: str | None = None) -> ValidationResult:
+    """Validate rows to be scored and refuse rows of another vendor (``vendor`` given and not
+    the model's). Rows of a product the model was not trained on are quarantined with that
+    reason (:data:`UNKNOWN_PRODUCT`): the other rows are still scored."""
+    if vendor is not None and vendor != bundle.vendor:
+        raise VendorMismatchError(f"rows of vendor {vendor!r} given to vendor {bundle.vendor!r}'s model")
+    validation = validate_log(raw)
+    valid = validation.valid
+    if bundle.product_ids and valid.height:
+        foreign = ~valid["ProductId"].is_in(list(bundle.product_ids))
+        if foreign.any():
+            known = ", ".join(map(str, bundle.product_ids))
+            reason = valid.select(pl.format(f"{UNKNOWN_PRODUCT} ({{}}; it knows {known})", "ProductId")).to_series()
+            validation = move_to_quarantine(validation, raw, foreign, reason)
+    return validation
+
+
+def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame | None = None) -> Windows:
+    """Prepend the carried rows, encode with the training vocabulary and cut full windows."""
+    if carry is not None and carry.height:
+        valid = pl.concat([carry.select(RAW), valid.select(RAW)]).unique("Id", keep="first").sort(["Time", "Id"])
+    size, stride = bundle.chunk.size, bundle.chunk.stride
+    if valid.height < size:
+        return Windows(chunks=None, tail=valid.select(RAW), rows=valid.select(RAW))
+    derived = derive(valid)
+    secret = bundle.pseudonym_secret()
+    if secret is not None:
+        derived = pseudonymise(derived, secret)
+    encoded = get_encoder(bundle.encode.encoder).encode(derived, bundle.vocabulary)
+    chunks = make_chunks(encoded, size=size, stride=stride, partial="drop")
+    last_row = int(chunks.meta["start_row"][-1]) + size
+    return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW), rows=valid.select(RAW), encoded=encoded)
+
+
+def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
+    """Per-chunk results (the ``licanom detect`` contract, ``split`` = "score") with severity."""
+    if windows.chunks is None:
+        return _empty_chunks()
+    chunks = windows.chunks
+    meta = chunks.meta.with_columns(pl.lit("score").alias("split"))
+    det = bundle.detector
+    if det.reads == "context":
+        assert windows.encoded is not None, "the context model needs the encoded rows of the windows"
+    inputs = inputs_of(det.reads, chunks, windows.encoded, bundle.key_history)
+    if det.family == "autoencoder" and len(det.explain_columns()) == len(ERROR_COLUMNS):
+        errors = det.errors(inputs)  # the thesis's 8 columns: their errors go to the error_* columns
+        return scored_chunks(meta, det.model, errors.columns, float(det.threshold_), errors.score,
+                             severity=det.severity_of(errors.score))
+    scores = det.decision_function(inputs)
+    return scored_chunks(meta, det.model, None, float(det.threshold_), scores, det.top_columns(inputs),
+                         det.severity_of(scores))
+
+
+def score_entities(bundle: ModelBundle, valid: pl.DataFrame) -> pl.DataFrame | None:
+    """The night's entity results (licanom.detectors.entities.ENTITY_COLUMNS) for its own valid
+    rows (not the carried ones, which the last night counted), derived and pseudonymised as the
+    model's; None for a bundle without an entity model or a night without rows."""
+    if bundle.entity_model is None or valid.height == 0:
+        return None
+    derived = derive(valid)
+    secret = bundle.pseudonym_secret()
+    if secret is not None:
+        derived = pseudonymise(derived, secret)
+    return bundle.entity_model.score(derived, seen=bundle.key_history)
+
+
+def with_seen(bundle: ModelBundle, seen: KeyHistory | None) -> ModelBundle:
+    """The bundle with ``seen`` (the key pairs of the nights scored since it was trained, from
+    the vendor's state) added to its key history; unchanged for a model that keeps none."""
+    if bundle.key_history is None or seen is None:
+        return bundle
+    return replace(bundle, key_history=bundle.key_history.union(seen))
+
+
+def pairs_seen(bundle: ModelBundle, windows: Windows) -> KeyHistory | None:
+    """The key pairs of the rows just scored, for the vendor's state; None for a model that
+    keeps no key history or when nothing was scored."""
+    if bundle.key_history is None or windows.encoded is None:
+        return None
+    return KeyHistory.from_rows(windows.encoded)
+
+
+def score_log(bundle: ModelBundle, raw: pl.DataFrame, carry: pl.DataFrame | None = None) -> ScoredRows:
+    """Score raw log rows (plus the rows carried from the last run) with a trained bundle.
+
+    Windows are cut with the bundle's chunk settings; rows after the last full window are
+    returned as ``tail`` to be carried into the next run instead of being scored now.
+    """
+    validation = validate_rows(bundle, raw)
+    windows = make_windows(bundle, validation.valid, carry)
+    return ScoredRows(chunks=score_windows(bundle, windows), validation=validation, tail=windows.tail)
+
+
+def _empty_chunks() -> pl.DataFrame:
+    schema: dict[str, pl.DataType] = {
+        "chunk": pl.Int64(), "first_id": pl.Int64(), "last_id": pl.Int64(),
+        "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"),
+        "split": pl.String(), "model": pl.String(), "score": pl.Float64(), "threshold": pl.Float64(),
+        "is_anomaly": pl.Boolean(), "top_feature": pl.String(),
+        **{c: pl.Int32() for c in SUMMARY_COLUMNS},
+        **{c: pl.Float64() for c in ERROR_COLUMNS}, "severity": pl.Float64(),
+    }
+    return pl.DataFrame(schema=schema).select(CHUNK_COLUMNS)

@@ -1,0 +1,332 @@
+"""Train the configured autoencoders on a prepared log and score every chunk.
+
+Produces the per-chunk results (the ``licanom detect`` contract) and the thesis's results
+table (Figures 4.1-4.3): per model, its bottleneck and depth, and the number of test chunks
+flagged under M1, M2, M3, GMM and KMeans, plus training seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from licanom.detectors import thresholds as th
+from licanom.detectors.clustering import cluster_anomalies
+from licanom.data.columns import ERROR_COLUMNS, FEATURES, SUMMARY_COLUMNS
+from licanom.data.chunk import split_chunks
+from licanom.config import AUTO, ContextConfig, DetectConfig, EncodeConfig, SequenceConfig, SplitConfig, TrainConfig
+from licanom.detectors.sequence.sessions import SEQUENCE_COLUMNS
+from licanom.data.pipeline import Prepared
+
+# Columns of chunks.parquet, in order. Other tools read this file: extend, never rename.
+CHUNK_COLUMNS: tuple[str, ...] = (
+    "chunk", "first_id", "last_id", "start_time", "end_time", "split", "model",
+    "score", "threshold", "is_anomaly", "top_feature", *SUMMARY_COLUMNS, *ERROR_COLUMNS, "severity",
+)
+RESULT_COLUMNS: tuple[str, ...] = (
+    "model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "quantile", "pot", "budget",
+    "threshold_M1", "threshold_M2", "threshold_M3", "test_chunks", "train_seconds",
+    "epochs", "train_loss", "val_loss",
+)
+
+
+@dataclass(frozen=True)
+class ModelOutcome:
+    """One trained model: its detector, per-chunk scores and its row of the results table."""
+
+    detector: Any                       # a licanom.detectors.BaseDetector
+    scores: np.ndarray                  # (n_chunks,)
+    feature_errors: np.ndarray | None   # (n_chunks, 8); None for the sequence and context models
+    row: dict[str, object]
+    top_features: np.ndarray | None = None  # (n_chunks,) context column names (the context model)
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Per-chunk results of the primary model and the results table over every model."""
+
+    chunks: pl.DataFrame | None          # CHUNK_COLUMNS; None in a per-key sequence mode
+    results: pl.DataFrame
+    outcomes: tuple[ModelOutcome, ...]
+    sequences: pl.DataFrame | None = None  # per-sequence results (licanom.detectors.sequence.sessions.SEQUENCE_COLUMNS)
+
+    @property
+    def primary(self) -> ModelOutcome:
+        return self.outcomes[0]
+
+    def write(self, out_dir: Path) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if self.chunks is not None:
+            self.chunks.write_parquet(out_dir / "chunks.parquet")
+        if self.sequences is not None:
+            self.sequences.write_parquet(out_dir / "sequences.parquet")
+        if len(self.outcomes) > 1:
+            self.results.write_csv(out_dir / "results.csv")
+
+
+def family(model: str) -> str:
+    """The registered family of ``model`` (autoencoder, sequence, context, classical)."""
+    from licanom.detectors import spec
+
+    return spec(model).family
+
+
+def is_sequence_model(model: str) -> bool:
+    """True for the sequence models (licanom.detectors.sequence): the ones that read per-entity sequences too."""
+    return family(model) == "sequence"
+
+
+def is_context_model(model: str) -> bool:
+    """True for the models that read the chunks' context vector (licanom.detectors.context)."""
+    return family(model) == "context"
+
+
+def model_inputs(model: str, prepared: Prepared) -> np.ndarray:
+    """What ``model`` reads of the prepared chunks (its registered ``inputs``): the chunks
+    ``(n, size, 8)``, the context vectors ``(n, len(CONTEXT_COLUMNS))``, the summary vectors..."""
+    from licanom.detectors import inputs_of, spec
+
+    return inputs_of(spec(model).inputs, prepared.chunks, prepared.encoded.frame)
+
+
+def make_detector(model: str, train: TrainConfig, detect: DetectConfig,
+                  sequence: SequenceConfig | None = None, context: ContextConfig | None = None,
+                  encode: EncodeConfig | None = None, **extra: object) -> Any:
+    """The detector of a registered model name, with the configured settings (the registry's
+    :func:`licanom.detectors.build`). Every family decides by ``severity`` unless a threshold is
+    named: ``detect.threshold`` for the autoencoders and baselines, ``context.threshold`` (resolved
+    for the vendor's size when it is auto: :meth:`licanom.config.Config.for_size`) for the context
+    models; the sequence models flag the top ``sequence.contamination`` of their training scores
+    (or, with null, decide by their own learned boundary)."""
+    from licanom.detectors import build
+
+    return build(model, train, detect, sequence, context, encode, **extra)
+
+
+def take(X: Any, mask: np.ndarray) -> Any:
+    """The rows of ``X`` where ``mask`` is True: an array, or a list of variable-length sequences."""
+    if isinstance(X, np.ndarray):
+        return X[mask]
+    return [x for x, keep in zip(X, mask, strict=True) if keep]
+
+
+def evaluate_model(
+    detector: Any, X: Any, test_mask: np.ndarray, detect: DetectConfig, y: np.ndarray | None = None
+) -> ModelOutcome:
+    """Fit on the training chunks (or sequences), score all, fill the model's results-table row.
+
+    ``y`` (sequence models only): +1 normal, -1 anomaly, 0 unknown per item; only the training
+    items' labels are used.
+    """
+    X_train, X_test = take(X, ~test_mask), take(X, test_mask)
+    top_features = None
+    if detector.family in ("context", "classical"):
+        detector.fit(X_train)
+        feature_errors = None
+        scores = detector.decision_function(X)
+        top_features = detector.top_columns(X)
+        m1 = detector.m1_threshold(X_train) if detect.m1 and hasattr(detector, "m1_threshold") else None
+        bottleneck, depth = f"({np.asarray(X).reshape(len(X), -1).shape[1]},)", 0
+        seconds, epochs_run, train_loss, val_loss = getattr(detector, "seconds_", 0.0), 0, None, None
+    elif detector.family != "autoencoder":
+        detector.fit(X_train, None if y is None else np.asarray(y)[~test_mask])
+        feature_errors = None
+        scores = detector.decision_function(X)
+        history = detector.history_
+        m1 = None
+        bottleneck, depth = f"({detector.hidden},)", 1
+        seconds = float(sum(history.seconds)) if history else 0.0
+        epochs_run = len(history.objective) if history else 0
+        train_loss = history.objective[-1] if history and history.objective else None
+        val_loss = None
+    else:
+        detector.fit(X_train)
+        errors = detector.errors(X)
+        scores = errors.score
+        # the thesis's 8 columns fill the error_* columns; the rows mode names its top column instead
+        feature_errors = errors.columns if errors.columns.shape[1] == len(ERROR_COLUMNS) else None
+        if feature_errors is None:
+            top_features = np.asarray(detector.explain_columns())[errors.top_columns.argmax(axis=1)]
+        assert detector.report_ is not None and detector.net_ is not None
+        m1 = detector.m1_threshold(X_train) if detect.m1 else None
+        report = detector.report_
+        bottleneck, depth = str(tuple(detector.net_.bottleneck)), detector.net_.depth
+        seconds, epochs_run = report.seconds, report.epochs_run
+        train_loss = report.train_loss[-1] if report.train_loss else None
+        val_loss = report.val_loss[-1] if report.val_loss else None
+    train_errors = detector.decision_scores_
+    assert train_errors is not None
+    test_scores = scores[test_mask]
+    values = {"M1": m1, "M2": th.m2(train_errors), "M3": th.m3(train_errors),
+              "quantile": th.quantile(train_errors), "pot": th.pot(train_errors), "budget": th.budget(train_errors)}
+
+    def count(t: float | None) -> int | None:
+        return None if t is None else int((test_scores > t).sum())
+
+    clusters = {}
+    if len(X_test) >= 2 and callable(getattr(detector, "encode", None)):
+        latent = detector.encode(X_test)
+        for method, name in (("gmm", "GMM"), ("kmeans", "KMeans")):
+            clusters[name] = int(cluster_anomalies(latent, method, seed=detect.clustering_seed).sum())
+    row: dict[str, object] = {
+        "model": detector.model,
+        "bottleneck": bottleneck,
+        "depth": depth,
+        **{k: count(v) for k, v in values.items()},
+        "GMM": clusters.get("GMM"),
+        "KMeans": clusters.get("KMeans"),
+        "threshold_M1": m1,
+        "threshold_M2": values["M2"],
+        "threshold_M3": values["M3"],
+        "test_chunks": int(test_mask.sum()),
+        "train_seconds": round(seconds, 2),
+        "epochs": epochs_run,
+        "train_loss": train_loss,
+        "val_loss": val_loss,
+    }
+    return ModelOutcome(detector=detector, scores=scores, feature_errors=feature_errors, row=row,
+                        top_features=top_features)
+
+
+def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | None, threshold: float,
+                  scores: np.ndarray | None = None, top_features: np.ndarray | None = None,
+                  severity: np.ndarray | None = None) -> pl.DataFrame:
+    """Chunk metadata (with ``split``) plus scores in the CHUNK_COLUMNS contract.
+
+    ``feature_errors`` is ``(n_chunks, 8)``; the score is its mean, ``top_feature`` its argmax.
+    A model without per-column errors gives ``scores`` instead, and the ``error_*`` columns are
+    null; ``top_feature`` is then ``top_features`` (the context model: the context column
+    furthest above its typical value) or null (the sequence models). ``severity``: the calibrated
+    0-100 of each score (:meth:`licanom.detectors.BaseDetector.severity_of`), null when not given.
+    """
+    if feature_errors is not None:
+        scores = feature_errors.mean(axis=1) if scores is None else scores
+        top = pl.Series("top_feature", np.asarray(FEATURES)[feature_errors.argmax(axis=1)], dtype=pl.String)
+        errors = [pl.Series(name, feature_errors[:, j], dtype=pl.Float64) for j, name in enumerate(ERROR_COLUMNS)]
+    else:
+        assert scores is not None, "give feature_errors or scores"
+        top = (pl.lit(None, dtype=pl.String).alias("top_feature") if top_features is None
+               else pl.Series("top_feature", np.asarray(top_features), dtype=pl.String))
+        errors = [pl.lit(None, dtype=pl.Float64).alias(name) for name in ERROR_COLUMNS]
+    return meta.with_columns(
+        pl.lit(model).alias("model"),
+        pl.Series("score", scores, dtype=pl.Float64),
+        pl.lit(float(threshold)).alias("threshold"),
+        pl.Series("is_anomaly", scores > threshold),
+        top,
+        *errors,
+        (pl.lit(None, dtype=pl.Float64) if severity is None else pl.Series(np.asarray(severity, dtype=np.float64)))
+        .alias("severity"),
+    ).select(CHUNK_COLUMNS)
+
+
+def chunk_results(prepared: Prepared, outcome: ModelOutcome) -> pl.DataFrame:
+    """One row per chunk (train and test) in the CHUNK_COLUMNS contract."""
+    det = outcome.detector
+    assert det.threshold_ is not None
+    return scored_chunks(prepared.chunk_table(), det.model, outcome.feature_errors, det.threshold_, outcome.scores,
+                         outcome.top_features, det.severity_of(outcome.scores))
+
+
+def detect(
+    prepared: Prepared,
+    train: TrainConfig,
+    detect_cfg: DetectConfig,
+    models: Sequence[str] | None = None,
+    on_model: Callable[[ModelOutcome], None] | None = None,
+    sequence: SequenceConfig | None = None,
+    labels: pl.DataFrame | None = None,
+    split: SplitConfig | None = None,
+    context: ContextConfig | None = None,
+    encode: EncodeConfig | None = None,
+) -> Detection:
+    """Train each model and score every chunk (or entity sequence); the first model gives the
+    per-item results.
+
+    ``sequence.mode`` "key" / "key-machine" scores each licence key's (and machine's) requests
+    per period with the sequence models (autoencoders need fixed chunks); ``labels`` (``Id`` or
+    ``Key`` and ``label`` in {+1, -1, 0}) make the sequence models semi-supervised.
+    """
+    from licanom.detectors.sequence.sessions import aggregate_row_labels, make_sequences, sequence_labels
+
+    n_train = int((~prepared.test_mask).sum())
+    if not models and train.models == (AUTO,):  # by the vendor's size: its training chunks
+        train = train.resolved(n_train)
+    context = (context or ContextConfig()).resolved(train.is_small(n_train))
+    models = tuple(models or train.models)
+    seq = sequence or SequenceConfig()
+    if seq.mode != "chunks":
+        fixed = [m for m in models if not is_sequence_model(m)]
+        if fixed:
+            raise ValueError(
+                f"{', '.join(fixed)} need fixed-size chunks; sequence mode {seq.mode!r} takes the "
+                "sequence models only (LSTM_OCSVM, LSTM_SVDD, GRU_OCSVM, GRU_SVDD, DeepLog)"
+            )
+        seqs = make_sequences(prepared.encoded.frame, by=seq.mode, period=timedelta(hours=seq.period_hours),
+                              max_length=seq.max_length)
+        split = split or SplitConfig()
+        X: Any = list(seqs.X)
+        test_mask = split_chunks(seqs.n_sequences, split.method, split.test_fraction, split.seed)
+        y = None if labels is None else sequence_labels(seqs, labels)
+    else:
+        X, test_mask = prepared.chunks.X, prepared.test_mask
+        y = None
+        if labels is not None and any(is_sequence_model(m) for m in models):
+            if "Id" not in labels.columns:
+                raise ValueError("labels for chunks are keyed by log Id (columns Id and label)")
+            ids = prepared.encoded.frame["Id"].to_numpy()
+            starts = prepared.chunks.meta["start_row"].to_numpy()
+            y = aggregate_row_labels([ids[a:a + prepared.chunks.size] for a in starts], labels)
+    outcomes = []
+    vectors: np.ndarray | None = None  # the context vectors, computed once for the context models
+    for model in models:
+        detector = make_detector(model, train, detect_cfg, seq, context, encode)
+        inputs = X
+        if is_context_model(model):
+            vectors = model_inputs(model, prepared) if vectors is None else vectors
+            inputs = vectors
+        outcome = evaluate_model(detector, inputs, test_mask, detect_cfg, y if is_sequence_model(model) else None)
+        outcomes.append(outcome)
+        if on_model:
+            on_model(outcome)
+    results = results_frame([o.row for o in outcomes])
+    if seq.mode != "chunks":
+        det = outcomes[0].detector
+        per_sequence = seqs.meta.with_columns(
+            pl.Series("split", np.where(test_mask, "test", "train")),
+            pl.lit(det.model).alias("model"),
+            pl.Series("score", outcomes[0].scores, dtype=pl.Float64),
+            pl.lit(float(det.threshold_)).alias("threshold"),
+            pl.Series("is_anomaly", outcomes[0].scores > det.threshold_),
+        ).select(SEQUENCE_COLUMNS)
+        return Detection(chunks=None, results=results, outcomes=tuple(outcomes), sequences=per_sequence)
+    return Detection(chunks=chunk_results(prepared, outcomes[0]), results=results, outcomes=tuple(outcomes))
+
+
+def results_frame(rows: Sequence[dict[str, object]]) -> pl.DataFrame:
+    """The results table from models' rows (nullable counts where M1 or clustering gave none)."""
+    return pl.DataFrame(list(rows), schema_overrides={
+        "M1": pl.Int64, "GMM": pl.Int64, "KMeans": pl.Int64, "threshold_M1": pl.Float64,
+        "train_loss": pl.Float64, "val_loss": pl.Float64,
+    }).select(RESULT_COLUMNS)
+
+
+def format_results(results: pl.DataFrame) -> str:
+    """The results table as the thesis prints it ("na" where M1 found no threshold)."""
+    cols = ("model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "train_seconds")
+    header = f"{'Model name':<15}{'Bottleneck':<12}{'Depth':>6}{'M1':>7}{'M2':>7}{'M3':>7}{'GMM':>7}{'KMeans':>8}{'Train [s]':>11}"
+    lines = [header]
+    for row in results.select(cols).iter_rows(named=True):
+        def cell(v: object) -> str:
+            return "na" if v is None else str(v)
+        lines.append(
+            f"{row['model']:<15}{row['bottleneck']:<12}{row['depth']:>6}{cell(row['M1']):>7}{cell(row['M2']):>7}"
+            f"{cell(row['M3']):>7}{cell(row['GMM']):>7}{cell(row['KMeans']):>8}{row['train_seconds']:>11.1f}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,585 @@
+"""A night's scoring: which rows it takes, where its results go, what MLflow records, and how a
+night killed at any point is finished or undone by the next run.
+
+A night, step by step (the ``score-vendor`` flow runs each step as a task; :func:`score_night`
+runs the same steps in one call, for the fault-injection tests and ``make bench-faults``):
+
+1. :func:`recover` under the vendor's lock: finish a night that was committed but not yet
+   published, delete the staged outputs of a night that was not committed, mark the MLflow run
+   of a killed night FAILED;
+2. :func:`night_state`: the committed state (a missing one is an error, not a full re-score);
+3. the rows after the watermark, :func:`screen`-ed: validated, rows of unknown products and Ids
+   far beyond the recent range quarantined with a reason, the night refused when more rows are
+   bad than ``validate.max_bad_fraction`` allows;
+4. windows, scores;
+5. :func:`write_night` into ``nights/.staging/``; :func:`log_night` (its MLflow run stays
+   RUNNING);
+6. :func:`publish_night`: the state (watermark, tail, key pairs, the night's name and run) is
+   committed by one rename; then the staged folder is renamed to ``nights/after-A-to-B`` and
+   the MLflow run set FINISHED. A kill between the commit and those two is finished by the next
+   run's :func:`recover`; a kill before the commit leaves the old state, and the next night
+   reads the same rows again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from licanom.ops import scoring_state as state_lib
+from licanom.detectors.context import KeyHistory
+from licanom.ops.scoring_state import NightRecord, StateMissingError, VendorState, crash_point
+from licanom.ops.tracking import Tracker, _reaching
+from licanom.data.validate import (
+    REASON,
+    UNKNOWN_PRODUCT,
+    ValidationError,
+    ValidationResult,
+    _as_int,
+    check_bad_fraction,
+    move_to_quarantine,
+)
+
+TRACKING_COPY = "for-tracking"  # the pseudonymised report of a private vendor, sent to MLflow
+STAGING = ".staging"
+LEDGER = "ledger.parquet"  # Id, fate (scored | quarantined | carried) of every row the night read
+# An Id more than this beyond the watermark (and 1000 times the night's own Id span) is not a
+# real next request: a corrupt or hostile row, quarantined instead of moving the watermark.
+MAX_ID_JUMP = 2**31
+FAR_BEYOND = "Id: far beyond the vendor's recent Ids (not trusted; the watermark does not move to it)"
+NIGHT_KIND = "nightly"
+
+
+class ModelLoadError(RuntimeError):
+    """The champion model's files cannot be loaded (the message names them). Never retried."""
+
+
+@dataclass(frozen=True)
+class NightResult:
+    vendor: str
+    model_version: str | None
+    watermark_before: int | None
+    watermark_after: int | None
+    rows_read: int
+    rows_quarantined: int
+    chunks: pl.DataFrame
+    out_dir: Path | None  # the published folder (None when the night read no row)
+    rows_unknown_product: int = 0
+    messages: tuple[str, ...] = ()  # what the operator should know (e.g. "retrain")
+    staging: Path | None = None  # where the outputs wait until they are published
+    ledger: pl.DataFrame | None = None  # Id, fate
+
+    @property
+    def n_anomalies(self) -> int:
+        return int(self.chunks["is_anomaly"].sum()) if self.chunks.height else 0
+
+
+@dataclass(frozen=True)
+class Screened:
+    """The night's rows after validation, and what they do to the watermark."""
+
+    validation: ValidationResult
+    watermark: int | None        # the highest trusted Id accounted for (valid or quarantined)
+    ahead: tuple[int, ...]       # far-beyond Ids quarantined, now and in earlier nights
+    rows_unknown_product: int
+    messages: tuple[str, ...]
+
+
+# --- which rows -----------------------------------------------------------------------------
+
+def night_state(output_dir: Path, vendor: str, model_version: str | None, since: int | None = None) -> VendorState:
+    """The vendor's committed state. Without one (and without ``since``) a vendor that has a
+    trained model would re-score its whole history, training rows included: an error instead,
+    saying how to go on."""
+    st = state_lib.load_state(output_dir, vendor)
+    if not st.exists and since is None:
+        path = state_lib.state_dir(output_dir, vendor) / state_lib.STATE_FILE
+        raise StateMissingError(
+            f"{path} is missing, but vendor {vendor!r} has a trained model (version {model_version}): scoring "
+            "now would re-score its whole history. " + state_lib._fresh_hint(output_dir, vendor).capitalize())
+    return st
+
+
+def id_limit(ids: pl.Series, before: int | None) -> int | None:
+    """Ids above this are far beyond the vendor's recent range: more than MAX_ID_JUMP past the
+    watermark (the night's lowest Id without one) and 1000 times the span of the night's Ids
+    that are not."""
+    ids = ids.drop_nulls()
+    if ids.is_empty():
+        return None
+    ref = before if before is not None else int(ids.min())  # type: ignore[arg-type]
+    body = ids.filter(ids <= ref + MAX_ID_JUMP)
+    span = int(body.max()) - ref if body.len() else 0  # type: ignore[arg-type]
+    return ref + max(MAX_ID_JUMP, 1000 * max(span, 0))
+
+
+def screen(validation: ValidationResult, raw: pl.DataFrame, before: int | None, vendor: str,
+           max_bad_fraction: float, ahead: tuple[int, ...] = ()) -> Screened:
+    """Quarantine valid rows whose Id is far beyond the recent range; refuse the night when more
+    rows are bad than ``max_bad_fraction`` (rows of unknown products aside: those say "retrain");
+    the new watermark: the highest trusted Id of the rows accounted for."""
+    ids = raw.select(_as_int("Id", raw.schema["Id"])).to_series() if "Id" in raw.columns and raw.height \
+        else pl.Series("Id", [], pl.Int64)
+    limit = id_limit(ids, before)
+    if limit is not None and validation.valid.height:
+        validation = move_to_quarantine(validation, raw, validation.valid["Id"] > limit, FAR_BEYOND)
+    q_ids = validation.quarantine.select(_as_int("Id", validation.quarantine.schema["Id"])).to_series() \
+        if "Id" in validation.quarantine.columns else pl.Series("Id", [], pl.Int64)
+    unknown = int(validation.quarantine[REASON].str.contains(UNKNOWN_PRODUCT, literal=True).sum()) \
+        if validation.quarantine.height else 0
+    messages: list[str] = []
+    if validation.n_in:
+        bad = ValidationResult(valid=validation.valid, n_in=validation.n_in - unknown, quarantine=validation.quarantine
+                               .filter(~pl.col(REASON).str.contains(UNKNOWN_PRODUCT, literal=True)))
+        try:
+            if bad.n_in:
+                check_bad_fraction(bad, max_bad_fraction)
+        except ValidationError as err:
+            raise ValidationError(
+                f"night of vendor {vendor!r} refused, nothing scored, the watermark stays at {before}: "
+                f"more bad rows than validate.max_bad_fraction ({max_bad_fraction:.1%}) allows, as in training; "
+                f"fix the export (or raise validate.max_bad_fraction) and run again. {err}") from None
+        if unknown and unknown / validation.n_in > max_bad_fraction:
+            products = sorted(set(validation.quarantine.filter(
+                pl.col(REASON).str.contains(UNKNOWN_PRODUCT, literal=True))["ProductId"].to_list()), key=str)
+            messages.append(
+                f"retrain: {unknown} of {validation.n_in} rows ({unknown / validation.n_in:.1%}) are of product(s) "
+                f"{products[:5]} the model was not trained on (quarantined, not scored); "
+                f"retrain the vendor: licanom run train --vendor {vendor}")
+    trusted = pl.concat([validation.valid["Id"], q_ids.filter(q_ids <= limit) if limit is not None else q_ids])
+    top = trusted.max() if trusted.len() else None
+    watermark = before if top is None else max(int(top), before if before is not None else int(top))  # type: ignore[arg-type]
+    far = q_ids.filter(q_ids > limit).to_list() if limit is not None else []
+    kept = tuple(sorted(i for i in {*ahead, *far} if watermark is None or i > watermark))
+    return Screened(validation, watermark, kept, unknown, tuple(messages))
+
+
+def without_ahead(raw: pl.DataFrame, ahead: tuple[int, ...]) -> pl.DataFrame:
+    """The rows read, less those far-beyond Ids an earlier night already quarantined."""
+    if not ahead or "Id" not in raw.columns or raw.height == 0:
+        return raw
+    return raw.filter(~_as_int("Id", raw.schema["Id"]).is_in(list(ahead)).fill_null(False))
+
+
+def new_watermark(raw: pl.DataFrame, before: int | None) -> int | None:
+    """The highest trusted Id of ``raw`` (validity aside), or ``before``: see :func:`screen` for a night's."""
+    if raw.height == 0 or "Id" not in raw.columns:
+        return before
+    ids = raw.select(_as_int("Id", raw.schema["Id"])).to_series()
+    limit = id_limit(ids, before)
+    top = ids.filter(ids <= limit).max() if limit is not None else None
+    return before if top is None else max(int(top), before or 0)  # type: ignore[arg-type]
+
+
+# --- outputs ----------------------------------------------------------------------------
+
+def nights_dir(output_dir: Path, vendor: str) -> Path:
+    return output_dir / vendor / "nights"
+
+
+def night_dir(output_dir: Path, vendor: str, watermark_before: int | None, watermark_after: int | None) -> Path:
+    """One folder per range of Ids read, so that re-running the same night overwrites it."""
+    return nights_dir(output_dir, vendor) / f"after-{watermark_before or 0}-to-{watermark_after or 0}"
+
+
+def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
+                   messages: tuple[str, ...] = (), rows_unknown_product: int = 0,
+                   incidents: pl.DataFrame | None = None, entities: pl.DataFrame | None = None) -> str:
+    """A short markdown report: the flagged entities and the incidents (who), then the anomalous
+    time frames."""
+    flagged = chunks.filter("is_anomaly").sort("score", descending=True)
+    grouped = f" in {incidents.height} incident(s)" if incidents is not None and flagged.height else ""
+    lines = [
+        f"# licanom: {vendor}",
+        "",
+        f"Model version {model_version or '?'}; {chunks.height} chunks scored, {flagged.height} anomalous{grouped}.",
+        "",
+    ]
+    flagged_entities = entities.filter("is_anomaly") if entities is not None else None
+    if flagged_entities is not None and flagged_entities.height:
+        lines += [f"{flagged_entities.height} flagged entit{'y' if flagged_entities.height == 1 else 'ies'} "
+                  f"(keys, machines, addresses):", "",
+                  "| severity | who | from | to | requests | why |", "| --- | --- | --- | --- | --- | --- |"]
+        for r in flagged_entities.sort("severity", descending=True).head(50).iter_rows(named=True):
+            lines.append(f"| {r['severity']:.0f} | {r['entity_kind']} {_md_cell(r['entity'])} | "
+                         f"{r['start_time']:%Y-%m-%d %H:%M} | {r['end_time']:%Y-%m-%d %H:%M} | {r['requests']} | "
+                         f"{_md_cell(r['reasons'], 200)} |")
+        lines.append("")
+    if incidents is not None and incidents.height:
+        lines += ["| incident | who | chunks | from | to | top severity | signal |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for r in incidents.iter_rows(named=True):
+            who = f"{r['entity_kind']} {_md_cell(r['entity'])}"
+            lines.append(f"| {r['incident']} | {who} | {r['chunks']} | {r['start_time']:%Y-%m-%d %H:%M} | "
+                         f"{r['end_time']:%Y-%m-%d %H:%M} | {r['max_severity']:.0f} | {r['signal']} |")
+        lines.append("")
+    if rows_unknown_product:
+        lines += [f"{rows_unknown_product} rows of products the model was not trained on were quarantined.", ""]
+    lines += [f"**{m}**" for m in messages] + ([""] if messages else [])
+    if flagged.height:
+        lines += ["| start | end | first Id | last Id | score | threshold | severity | top column |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in flagged.iter_rows(named=True):
+            sev = "" if r.get("severity") is None else f"{r['severity']:.0f}"
+            lines.append(
+                f"| {r['start_time']:%Y-%m-%d %H:%M:%S} | {r['end_time']:%Y-%m-%d %H:%M:%S} | {r['first_id']} | "
+                f"{r['last_id']} | {r['score']:.4f} | {r['threshold']:.4f} | {sev} | {r['top_feature']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _md_cell(value: object, limit: int = 80) -> str:
+    """A value for a markdown cell: no pipes or line breaks, at most ``limit`` characters."""
+    text = str(value).replace("|", "/").replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def night_incidents(chunks: pl.DataFrame, rows: pl.DataFrame | None) -> pl.DataFrame:
+    """The night's flagged chunks grouped by who caused them (licanom.detectors.incidents)."""
+    from licanom.detectors.incidents import attribute, group_incidents
+
+    flagged = chunks.filter("is_anomaly") if chunks.height else chunks
+    if rows is None or flagged.height == 0:
+        return group_incidents(flagged.head(0).with_columns(pl.lit(None, pl.String).alias("entity_kind"),
+                                                            pl.lit(None, pl.String).alias("entity")))
+    if "country" not in rows.columns:
+        from licanom.data.derive import derive
+
+        rows = derive(rows)
+    return group_incidents(attribute(flagged, rows))
+
+
+def night_ledger(validation: ValidationResult, rows: pl.DataFrame | None, tail: pl.DataFrame | None) -> pl.DataFrame:
+    """Every Id the night accounted for: scored (in its windows), carried (valid, after the last
+    window: scored by a later night) or quarantined (with a readable Id)."""
+    tail_ids = tail["Id"] if tail is not None else pl.Series("Id", [], pl.Int64)
+    row_ids = rows["Id"] if rows is not None else validation.valid["Id"]
+    q = validation.quarantine
+    q_ids = q.select(_as_int("Id", q.schema["Id"])).to_series().drop_nulls() if "Id" in q.columns \
+        else pl.Series("Id", [], pl.Int64)
+    return pl.concat([
+        pl.DataFrame({"Id": row_ids.filter(~row_ids.is_in(tail_ids.implode())), "fate": "scored"}),
+        pl.DataFrame({"Id": tail_ids, "fate": "carried"}),
+        pl.DataFrame({"Id": q_ids, "fate": "quarantined"}),
+    ], how="vertical_relaxed").with_columns(pl.col("Id").cast(pl.Int64), pl.col("fate").cast(pl.String))
+
+
+ARTIFACT_FRAME_COLUMNS = ("severity", "start_time", "end_time", "requests", "first_id", "last_id", "score",
+                          "threshold", "why", "top_keys", "top_machine_codes", "top_ips", "top_countries")
+
+
+def artifact_table(night: NightResult, limit: int = 200) -> list[dict[str, object]]:
+    """The night's incidents (``incidents.parquet``: who) and anomalous time frames (its
+    ``anomalies.csv``, most severe first): rows for a table in the orchestrator's UI, each with
+    what it is. A pseudonymised
+    vendor's come from the night's pseudonymised copy (``for-tracking/``): real keys, addresses and
+    machine codes stay in the vendor's own folder."""
+    base = night.staging if night.staging is not None and night.staging.exists() else night.out_dir
+    if base is None:
+        return []
+    private = (base / TRACKING_COPY).is_dir()
+    folder = base / TRACKING_COPY if private else base
+    rows: list[dict[str, object]] = []
+    incidents = folder / "incidents.parquet"
+    if incidents.exists():  # who: one row per incident, most severe first
+        for r in pl.read_parquet(incidents).head(limit).iter_rows(named=True):
+            rows.append({"what": f"incident ({r['entity_kind']})", "entity": _cell(r["entity"]),
+                         "severity": _cell(r["max_severity"]), "start_time": _cell(r["start_time"]),
+                         "end_time": _cell(r["end_time"]), "chunks": r["chunks"], "why": r["signal"]})
+    frames = folder / "anomalies.csv"
+    if frames.exists():
+        table = pl.read_csv(frames, infer_schema_length=None, try_parse_dates=True)
+        for r in table.head(limit).iter_rows(named=True):
+            rows.append({"what": "time frame", **{c: _cell(r.get(c)) for c in ARTIFACT_FRAME_COLUMNS if c in r}})
+    return rows
+
+
+def _cell(value: object) -> object:
+    from datetime import datetime
+
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M:%S}" + (" UTC" if value.tzinfo is not None else "")
+    if isinstance(value, float):
+        return round(value, 5)
+    if isinstance(value, (list, tuple)):
+        return "; ".join(str(v) for v in value)
+    return value if value is None or isinstance(value, (int, str, bool)) else str(value)
+
+
+def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation: ValidationResult,
+                model_version: str | None, watermark_before: int | None, watermark_after: int | None,
+                rows: pl.DataFrame | None = None, detector: Any = None,
+                secret: bytes | None = None, key_history: KeyHistory | None = None, *,
+                tail: pl.DataFrame | None = None, rows_unknown_product: int = 0,
+                messages: tuple[str, ...] = (), entities: pl.DataFrame | None = None) -> NightResult:
+    """The night's folder, staged in ``nights/.staging/`` (:func:`publish_night` makes it
+    ``nights/after-A-to-B``): chunk results, quarantine, the ledger of Ids, the markdown summary
+    and, with the rows and the detector, the vendor's HTML report (report.html, anomalies.csv)
+    and what rebuilds it. A night that read no row writes nothing.
+
+    With a pseudonym ``secret`` the vendor's report keeps the real values and a copy drawn
+    from pseudonymised rows is written to ``for-tracking/``: the one that goes to MLflow.
+    ``key_history``: the bundle's (licanom.detectors.context.KeyHistory), for the report's "new to a key"
+    counts; it holds pseudonyms where the model was trained on them, so it is used only without
+    a ``secret`` (with one, the report judges what is new from the night's rows)."""
+    ledger = night_ledger(validation, rows, tail)
+    if validation.n_in == 0:
+        return NightResult(vendor, model_version, watermark_before, watermark_after, 0, 0, chunks, None,
+                           rows_unknown_product, messages, None, ledger)
+    final = _free_name(night_dir(output_dir, vendor, watermark_before, watermark_after), watermark_before,
+                       watermark_after)
+    out = nights_dir(output_dir, vendor) / STAGING / f"{final.name}.{uuid.uuid4().hex[:12]}"
+    out.mkdir(parents=True, exist_ok=True)
+    chunks.write_parquet(out / "chunks.parquet")
+    crash_point("stage:chunks")
+    validation.quarantine.write_parquet(out / "quarantine.parquet")
+    crash_point("stage:quarantine")
+    ledger.write_parquet(out / LEDGER)
+    crash_point("stage:ledger")
+    incidents = night_incidents(chunks, rows)
+    incidents.write_parquet(out / "incidents.parquet")
+    if entities is not None:
+        entities.write_parquet(out / "entities.parquet")
+    (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version, messages, rows_unknown_product,
+                                                  incidents, entities))
+    if secret is not None and rows is not None:  # what goes to MLflow names no real key, machine or address
+        from licanom.data.privacy import pseudonymise
+
+        (out / TRACKING_COPY).mkdir(exist_ok=True)
+        (out / TRACKING_COPY / "report.md").write_text(anomaly_report(
+            vendor, chunks, model_version, messages, rows_unknown_product,
+            night_incidents(chunks, pseudonymise(rows, secret)), entities))
+    if rows is not None and detector is not None and chunks.height:
+        from licanom.report import detector_report_input, save_run, write_report
+
+        inp = detector_report_input(detector, vendor=vendor, run_id=final.name,
+                                    model=f"{detector.model} (version {model_version})", chunks=chunks, rows=rows,
+                                    key_history=key_history if secret is None else None)
+        save_run(inp, out)
+        write_report(inp, out)
+        if secret is not None:
+            from dataclasses import replace
+
+            from licanom.data.privacy import pseudonymise
+
+            write_report(replace(inp, rows=pseudonymise(rows, secret)), out / TRACKING_COPY)
+    crash_point("stage:report")
+    return NightResult(vendor, model_version, watermark_before, watermark_after, validation.n_in,
+                       validation.quarantine.height, chunks, final, rows_unknown_product, messages, out, ledger)
+
+
+def _free_name(path: Path, before: int | None, after: int | None) -> Path:
+    """``path``, or, for a night that did not move the watermark (only rows it could not trust),
+    the first ``path-<n>`` not taken: such a night never replaces an earlier one."""
+    if before != after and before is not None:
+        return path
+    n = 1
+    candidate = path
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
+
+
+def log_night(tracker: Tracker, night: NightResult) -> str:
+    """A run in the vendor's experiment: rows read, quarantined, chunks, anomalies, watermark.
+
+    The run stays RUNNING: :func:`publish_night` sets it FINISHED once the night is published,
+    and the next run's :func:`recover` marks it FAILED if the night never was."""
+    run_id = tracker.start_run(night.vendor, "nightly score", NIGHT_KIND,
+                               tags={"licanom.night": night.out_dir.name if night.out_dir else ""})
+    crash_point("log:run-started")
+    try:
+        tracker.log_params(run_id, {"model_version": night.model_version,
+                                    "watermark_before": night.watermark_before,
+                                    "out_dir": None if night.out_dir is None else str(night.out_dir.resolve()),
+                                    "retrain": any(m.startswith("retrain") for m in night.messages)})
+        tracker.log_metrics(run_id, {
+            "rows_read": night.rows_read, "rows_quarantined": night.rows_quarantined,
+            "rows_unknown_product": night.rows_unknown_product,
+            "chunks_scored": night.chunks.height, "anomalies": night.n_anomalies,
+            "watermark": night.watermark_after,
+        })
+        crash_point("log:metrics")
+        folder = night.staging
+        if folder is not None:
+            private = (folder / TRACKING_COPY).is_dir()  # pseudonymised copy: only that one
+            source = folder / TRACKING_COPY if private else folder
+            for name in ("report.md", "report.html", "anomalies.csv"):
+                if (source / name).exists():
+                    tracker.log_artifact_file(run_id, source / name)
+    except BaseException:
+        tracker.end_run(run_id, "FAILED")
+        raise
+    return run_id
+
+
+# --- publishing and recovery ---------------------------------------------------------------
+
+def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightResult, run_id: str,
+                  screened: Screened, tail: pl.DataFrame, model_version: str | None,
+                  seen: KeyHistory | None = None) -> NightResult:
+    """Commit the night with the state in one rename, then publish its folder and finish its run."""
+    if night.staging is None:  # nothing read: nothing to publish, the state stays as it is
+        tracker.end_run(run_id)
+        crash_point("after:publish")
+        return night
+    assert night.out_dir is not None
+    record = NightRecord(name=night.out_dir.name, staging=night.staging.name, run_id=run_id)
+    state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
+                      ahead=screened.ahead, night=record)
+    crash_point("after:commit")
+    _finish(output_dir, vendor, tracker, record)
+    crash_point("after:publish")
+    from dataclasses import replace
+
+    return replace(night, staging=None)
+
+
+def _finish(output_dir: Path, vendor: str, tracker: Tracker | None, record: NightRecord) -> list[str]:
+    """Publish a committed night: its staged folder renamed into place (an earlier folder of the
+    same name, a re-scored night, is replaced), its MLflow run FINISHED. Safe to repeat."""
+    notes = []
+    nights = nights_dir(output_dir, vendor)
+    staged = nights / STAGING / record.staging
+    final = nights / record.name
+    if staged.exists():
+        old = nights / STAGING / f"replaced.{record.staging}"
+        if final.exists():
+            final.rename(old)
+        staged.rename(final)
+        crash_point("publish:renamed")
+        if old.exists():
+            shutil.rmtree(old)
+        notes.append(f"published night {record.name} (committed before the last run stopped)")
+    if tracker is not None and record.run_id:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            with _reaching(tracker.config.tracking_uri):
+                status = tracker.client.get_run(record.run_id).info.status
+        except MlflowException:  # the run is gone (deleted, another store): nothing to finish
+            status = None
+        if status == "RUNNING":
+            tracker.end_run(record.run_id)
+            if notes:
+                notes.append(f"MLflow run {record.run_id} of night {record.name} finished")
+    return notes
+
+
+def recover(output_dir: Path, vendor: str, tracker: Tracker | None) -> list[str]:
+    """Before a night, under the vendor's lock: finish the night the state committed (folder
+    and MLflow run), delete what an uncommitted night staged, and mark every other RUNNING
+    nightly MLflow run of the vendor FAILED (under the lock no other night can own one).
+    What it did, as short notes (empty after a clean night)."""
+    notes = state_lib.tidy(output_dir, vendor)
+    st = state_lib.load_state(output_dir, vendor)
+    if st.night is not None:
+        notes += _finish(output_dir, vendor, tracker, st.night)
+    staging = nights_dir(output_dir, vendor) / STAGING
+    if staging.exists():
+        for p in staging.iterdir():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            notes.append(f"deleted {p.name} (staged by a night killed before it was committed)")
+    if tracker is not None:
+        notes += fail_orphan_runs(tracker, vendor, keep=st.night.run_id if st.night else None)
+    return notes
+
+
+def fail_orphan_runs(tracker: Tracker, vendor: str, keep: str | None = None) -> list[str]:
+    """Mark the vendor's RUNNING nightly runs FAILED (but ``keep``): their nights were killed."""
+    with _reaching(tracker.config.tracking_uri):
+        exp = tracker.client.get_experiment_by_name(tracker.nightly_experiment_name(vendor))
+        if exp is None:
+            return []
+        runs = tracker.client.search_runs(
+            [exp.experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`licanom.kind` = '{NIGHT_KIND}'")
+    notes = []
+    for run in runs:
+        if run.info.run_id == keep:
+            continue
+        tracker.client.set_tag(run.info.run_id, "licanom.outcome", "killed before its night was published")
+        tracker.end_run(run.info.run_id, "FAILED")
+        notes.append(f"MLflow run {run.info.run_id} marked FAILED (its night was killed before it was published)")
+    return notes
+
+
+def load_champion(tracker: Tracker, vendor: str) -> tuple[Any, str]:
+    """The champion, or :class:`ModelLoadError` naming the model's files when they are damaged
+    (no champion: LookupError; an unreachable server: TrackingUnavailableError)."""
+    from licanom.ops.tracking import TrackingUnavailableError
+
+    try:
+        return tracker.load_champion(vendor)
+    except (LookupError, TrackingUnavailableError):
+        raise
+    except Exception as err:
+        where = _failing_file(err)
+        try:
+            mv = tracker.client.get_model_version_by_alias(tracker.model_name(vendor), "champion")
+            model = f"{mv.name} version {mv.version} ({mv.source})"
+        except Exception:  # noqa: BLE001 - the name is a courtesy
+            model = tracker.model_name(vendor)
+        raise ModelLoadError(
+            f"the champion model of vendor {vendor!r}, {model}, cannot be loaded"
+            + (f": {where} is damaged" if where else "")
+            + f" ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}). Retrying will not help: "
+            f"retrain the vendor (licanom run train --vendor {vendor}) or point the alias 'champion' at a sound version"
+        ) from err
+
+
+def _failing_file(err: BaseException) -> str | None:
+    """The model file being read when ``err`` was raised (a ``path`` argument in the traceback)."""
+    tb = err.__traceback__
+    found = None
+    while tb is not None:
+        for name in ("path", "directory"):
+            value = tb.tb_frame.f_locals.get(name)
+            if isinstance(value, (str, Path)) and Path(value).name:
+                found = str(value)
+        tb = tb.tb_next
+    return found
+
+
+# --- the whole night in one call --------------------------------------------------------------
+
+def score_night(output_dir: Path, vendor: str, cfg: Any, tracker: Tracker, model: Any, version: str,
+                since: int | None = None) -> NightResult:
+    """One night, the same steps as the ``score-vendor`` flow's tasks, with the same crash
+    points, given the champion (``model``, ``version``)."""
+    from licanom.ops import bundle as bundle_lib
+    from licanom.data import pipeline
+    with state_lib.vendor_lock(output_dir, vendor):
+        crash_point("after:lock")
+        recover(output_dir, vendor, tracker)
+        crash_point("after:recover")
+        crash_point("after:load_champion")
+        st = night_state(output_dir, vendor, version, since)
+        crash_point("after:load_state")
+        model = bundle_lib.with_seen(model, st.seen_by(version))
+        after = since if since is not None else st.watermark
+        raw = without_ahead(pipeline.extract(cfg.source, after_id=after), st.ahead)
+        crash_point("after:extract")
+        screened = screen(bundle_lib.validate_rows(model, raw, vendor), raw, after, vendor,
+                          cfg.validate_.max_bad_fraction, st.ahead)
+        crash_point("after:validate")
+        windows = bundle_lib.make_windows(model, screened.validation.valid, st.tail if since is None else None)
+        crash_point("after:windows")
+        chunks = bundle_lib.score_windows(model, windows)
+        crash_point("after:score")
+        night = write_night(output_dir, vendor, chunks, screened.validation, version, after, screened.watermark,
+                            rows=windows.rows, detector=model.detector, secret=model.pseudonym_secret(),
+                            key_history=model.key_history, tail=windows.tail,
+                            rows_unknown_product=screened.rows_unknown_product, messages=screened.messages,
+                            entities=bundle_lib.score_entities(model, screened.validation.valid))
+        crash_point("after:stage")
+        run_id = log_night(tracker, night)
+        crash_point("after:log")
+        seen = bundle_lib.pairs_seen(model, windows)
+        return publish_night(output_dir, vendor, tracker, night, run_id, screened, windows.tail, version, seen)

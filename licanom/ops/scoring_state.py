@@ -1,0 +1,340 @@
+"""A vendor's scoring state between nights: the watermark (last Id accounted for), the carried
+tail, the far-beyond Ids already quarantined and, for a context model, the (key, machine code)
+and (key, country) pairs seen in the nights scored since the model was trained (so that a pair
+is new to its key once, not every night).
+
+Layout under ``out/<vendor>/state/``:
+
+- ``g-<n>/``: one generation, written once and never changed: ``tail.parquet`` and the key
+  pairs (``key_machines.parquet``, ``key_countries.parquet``);
+- ``state.json``: the watermark, the model version, the generation it belongs to and the
+  night it published. Replacing it (one ``rename``) commits the watermark, the tail, the pairs
+  and the night together: a process killed at any moment leaves either the old state or the
+  new one, never half of each.
+
+A ``state.json`` of the first layout (no ``format``; tail and pairs beside it) is still read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from licanom.data.columns import RAW
+from licanom.detectors.context import KeyHistory
+
+STATE_FORMAT = 2
+STATE_FILE = "state.json"
+
+# --- fault injection ----------------------------------------------------------------------
+
+CRASH_ENV = "LICANOM_CRASH_AT"
+# Every point where a night can be killed, in the order a night passes them: after each step
+# (task) and inside the writes. With LICANOM_CRASH_AT=<point> set, the process kills itself
+# there with SIGKILL (no handler, no ``finally`` runs), as ``kill -9`` would. Only the
+# fault-injection tests and ``make bench-faults`` set it.
+CRASH_POINTS: tuple[str, ...] = (
+    "after:lock", "after:recover", "after:load_champion", "after:load_state", "after:extract",
+    "after:validate", "after:windows", "after:score",
+    "stage:chunks", "stage:quarantine", "stage:ledger", "stage:report", "after:stage",
+    "log:run-started", "log:metrics", "after:log",
+    "commit:generation", "commit:state-half", "commit:state-tmp", "after:commit",
+    "publish:renamed", "after:publish",
+)
+
+
+def crash_point(name: str) -> None:
+    """Kill this process here (SIGKILL) when LICANOM_CRASH_AT names this point; else nothing."""
+    if name not in CRASH_POINTS:
+        raise ValueError(f"unknown crash point {name!r}")
+    if os.environ.get(CRASH_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --- errors that name the file ------------------------------------------------------------
+
+class StateError(RuntimeError):
+    """The vendor's state cannot be used as it is (the message names the file and what to do).
+    Retrying meets the same error: never retried."""
+
+
+class StateCorruptError(StateError):
+    """state.json or a file of its generation cannot be read."""
+
+
+class StateMissingError(StateError):
+    """A vendor with a trained model has no state.json."""
+
+
+def _fresh_hint(output_dir: Path, vendor: str) -> str:
+    last = last_night_watermark(output_dir, vendor)
+    since = str(last) if last is not None else "<the last Id scored>"
+    return (f"to go on after a known Id, run `licanom run score --vendor {vendor} --since {since}`"
+            + (" (the newest night folder ends at that Id)" if last is not None else "")
+            + f"; to start afresh after the training rows, retrain: `licanom run train --vendor {vendor}`")
+
+
+def last_night_watermark(output_dir: Path, vendor: str) -> int | None:
+    """The highest Id a published night folder (``nights/after-A-to-B``) names, or None."""
+    best = None
+    for d in (output_dir / vendor / "nights").glob("after-*-to-*"):
+        try:
+            b = int(d.name.split("-to-", 1)[1].split("-", 1)[0])
+        except ValueError:
+            continue
+        best = b if best is None else max(best, b)
+    return best
+
+
+# --- the state ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NightRecord:
+    """The night a state committed: its folder while staged and once published, and its MLflow run."""
+
+    name: str           # nights/<name>
+    staging: str        # nights/.staging/<...>, renamed to nights/<name> after the commit
+    run_id: str | None  # left RUNNING until the folder is published
+
+
+@dataclass(frozen=True)
+class VendorState:
+    watermark: int | None  # the highest Id accounted for; the next night reads Id > watermark
+    tail: pl.DataFrame     # valid rows after the last full window, scored next time
+    model_version: str | None = None
+    seen: KeyHistory | None = None  # pairs of the nights scored with model_version (context models)
+    ahead: tuple[int, ...] = ()  # Ids beyond the watermark already quarantined (far beyond): not read again
+    generation: int = 0
+    night: NightRecord | None = None  # the night this state was committed with
+    exists: bool = True  # False: no state.json (a vendor never trained, or the file was lost)
+
+    def seen_by(self, model_version: str | None) -> KeyHistory | None:
+        """The pairs seen by ``model_version``; None for another version (a new model starts afresh)."""
+        return self.seen if self.model_version == model_version else None
+
+
+def state_dir(output_dir: Path, vendor: str) -> Path:
+    return output_dir / vendor / "state"
+
+
+def empty_tail() -> pl.DataFrame:
+    from licanom.data.validate import validate_log
+
+    return validate_log(pl.DataFrame({c: [] for c in RAW[:7]}, schema={c: pl.String for c in RAW[:7]})).valid
+
+
+def _corrupt(path: Path, err: BaseException, output_dir: Path, vendor: str) -> StateCorruptError:
+    first = f"{type(err).__name__}: {err}".splitlines()[0][:200]
+    return StateCorruptError(
+        f"{path} is damaged ({first}): restore out/{vendor}/state/ from a backup, or move it aside and "
+        + _fresh_hint(output_dir, vendor))
+
+
+def load_state(output_dir: Path, vendor: str) -> VendorState:
+    """The committed state; an empty one (``exists=False``) where there is no state.json."""
+    d = state_dir(output_dir, vendor)
+    path = d / STATE_FILE
+    if not path.exists():
+        return VendorState(watermark=None, tail=empty_tail(), exists=False)
+    try:
+        meta = json.loads(path.read_text())
+        if not isinstance(meta, dict):
+            raise ValueError("not a JSON object")
+        watermark = meta.get("watermark")
+        if watermark is not None and (isinstance(watermark, bool) or not isinstance(watermark, int)):
+            raise ValueError(f"watermark {watermark!r} is not an integer")
+        generation = int(meta.get("generation", 0))
+        ahead = tuple(int(i) for i in meta.get("ahead", ()))
+        night = NightRecord(**meta["night"]) if meta.get("night") else None
+        model_version = meta.get("model_version")
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as err:
+        raise _corrupt(path, err, output_dir, vendor) from err
+    files = d / f"g-{generation:08d}" if meta.get("format") == STATE_FORMAT else d
+    tail_path = files / "tail.parquet"
+    try:
+        tail = pl.read_parquet(tail_path) if tail_path.exists() else empty_tail()
+        missing = [c for c in RAW if c not in tail.columns]
+        if missing:
+            raise ValueError(f"no column(s) {missing}")
+    except (OSError, pl.exceptions.PolarsError, ValueError) as err:
+        raise _corrupt(tail_path, err, output_dir, vendor) from err
+    if meta.get("format") == STATE_FORMAT and not tail_path.exists():
+        raise _corrupt(tail_path, FileNotFoundError("missing"), output_dir, vendor)
+    try:
+        seen = KeyHistory.load(files)
+    except (OSError, pl.exceptions.PolarsError) as err:
+        raise _corrupt(files / "key_machines.parquet", err, output_dir, vendor) from err
+    return VendorState(watermark=watermark, tail=tail.select(RAW), model_version=model_version, seen=seen,
+                       ahead=ahead, generation=generation, night=night)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
+    """Write ``new`` as the vendor's state in one step: its files to a new generation folder,
+    then state.json replaced by a rename (the commit). Older generations are removed after."""
+    d = state_dir(output_dir, vendor)
+    d.mkdir(parents=True, exist_ok=True)
+    current = _committed_generation(d)
+    generation = max(current, new.generation) + 1
+    g = d / f"g-{generation:08d}"
+    if g.exists():  # left by a night killed before its commit
+        shutil.rmtree(g)
+    g.mkdir()
+    new.tail.select(RAW).write_parquet(g / "tail.parquet")
+    if new.seen is not None:
+        new.seen.save(g)
+    for f in g.iterdir():
+        _fsync(f)
+    _fsync(g)
+    crash_point("commit:generation")
+    text = json.dumps({
+        "format": STATE_FORMAT, "watermark": new.watermark, "model_version": new.model_version,
+        "generation": generation, "ahead": list(new.ahead),
+        "night": None if new.night is None else {"name": new.night.name, "staging": new.night.staging,
+                                                 "run_id": new.night.run_id},
+    })
+    tmp = d / f"{STATE_FILE}.tmp"
+    with open(tmp, "w") as f:
+        half = len(text) // 2
+        f.write(text[:half])
+        f.flush()
+        crash_point("commit:state-half")
+        f.write(text[half:])
+        f.flush()
+        os.fsync(f.fileno())
+    crash_point("commit:state-tmp")
+    os.replace(tmp, d / STATE_FILE)
+    _fsync(d)
+    tidy(output_dir, vendor)
+    return replace(new, generation=generation, exists=True)
+
+
+def _committed_generation(d: Path) -> int:
+    try:
+        meta = json.loads((d / STATE_FILE).read_text())
+        return int(meta.get("generation", 0)) if isinstance(meta, dict) else 0
+    except (OSError, ValueError, TypeError):
+        return 0
+
+
+def tidy(output_dir: Path, vendor: str) -> list[str]:
+    """Remove what a killed commit left: a state.json.tmp, generations other than the committed
+    one, files of the first layout. What was removed, as short notes."""
+    d = state_dir(output_dir, vendor)
+    if not (d / STATE_FILE).exists():
+        return []
+    notes = []
+    keep = f"g-{_committed_generation(d):08d}"
+    for p in d.iterdir():
+        if p.name == f"{STATE_FILE}.tmp" or (p.is_dir() and p.name.startswith("g-") and p.name != keep):
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            notes.append(f"removed {p.name} (a commit that did not finish)")
+    meta_format = None
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        meta_format = json.loads((d / STATE_FILE).read_text()).get("format")
+    if meta_format == STATE_FORMAT:
+        for name in ("tail.parquet", "tail.parquet.tmp", *KeyHistory.FILES.values()):
+            (d / name).unlink(missing_ok=True)
+    return notes
+
+
+class VendorBusyError(RuntimeError):
+    """Another run holds the vendor's lock for longer than we were willing to wait."""
+
+
+@contextlib.contextmanager
+def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: float = 0.2) -> Iterator[None]:
+    """Hold the vendor's scoring lock (an exclusive ``flock`` on ``<state>/lock``).
+
+    Two runs for the same vendor, in one process or in two, take turns: the second one waits
+    (up to ``timeout`` seconds, then :class:`VendorBusyError`) and then reads the state the
+    first one left, so a night is never scored twice and the watermark moves once. The lock
+    is released by the kernel if its holder dies, so a killed run never blocks the next one.
+    """
+    d = state_dir(output_dir, vendor)
+    d.mkdir(parents=True, exist_ok=True)
+    fd = os.open(d / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise VendorBusyError(
+                        f"vendor {vendor!r} is being scored by another run (lock {d / 'lock'}) "
+                        f"for more than {timeout:.0f} s"
+                    ) from None
+                time.sleep(poll)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataFrame,
+            model_version: str | None, seen: KeyHistory | None = None, *,
+            ahead: tuple[int, ...] | None = None, night: NightRecord | None = None) -> VendorState:
+    """Record a finished night: the new watermark, the rows to carry into the next one, the key
+    pairs it saw (``seen``, added to those of the earlier nights of the same model version),
+    the far-beyond Ids it quarantined (``ahead``) and the night folder it publishes (``night``).
+
+    The watermark never moves back: re-running an older night (``since`` below the current
+    watermark) keeps the state as it was; only its ``night`` is recorded, so that its folder is
+    published like any other.
+    """
+    current = load_state(output_dir, vendor)
+    kept = tuple(sorted({*current.ahead, *(ahead or ())}))
+    if current.exists and (watermark is None or (current.watermark is not None and watermark <= current.watermark)):
+        # nothing new was accounted for (or an older night was re-scored): watermark, tail and
+        # pairs stay; the night's folder and any far-beyond Ids are recorded
+        if night is None and kept == current.ahead:
+            return current
+        return commit(output_dir, vendor, replace(current, ahead=kept, night=night))
+    earlier = current.seen_by(model_version)
+    if seen is not None and earlier is not None:
+        seen = earlier.union(seen)
+    elif seen is None and current.model_version == model_version:
+        seen = earlier  # a night with no full window adds no pairs and loses none
+    new = VendorState(watermark=watermark, tail=tail, model_version=model_version, seen=seen,
+                      ahead=tuple(i for i in kept if watermark is None or i > watermark),
+                      generation=current.generation, night=night)
+    return commit(output_dir, vendor, new)
+
+
+def start_after(output_dir: Path, vendor: str, watermark: int | None) -> VendorState:
+    """Before a vendor's first night: scoring starts after the rows the model was trained on.
+
+    An existing state is left as it is (retraining never rewinds or skips nights).
+    """
+    current = load_state(output_dir, vendor)
+    if current.exists:
+        return current
+    return commit(output_dir, vendor, VendorState(watermark=watermark, tail=empty_tail()))
+
+
+def as_dict(state: VendorState) -> dict[str, Any]:
+    """The state's scalar fields (for logs and reports)."""
+    return {"watermark": state.watermark, "model_version": state.model_version, "tail_rows": state.tail.height,
+            "ahead": list(state.ahead), "generation": state.generation}

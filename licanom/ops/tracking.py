@@ -1,0 +1,406 @@
+"""Everything MLflow: configuration, training and nightly runs, artifacts, the model registry.
+
+Nothing here runs at import time; :func:`configure` reads ``mlflow.yaml`` and returns a
+:class:`Tracker` bound to that store. Runs are written through ``MlflowClient`` with explicit
+run ids, so that flows running in threads of one process (the nightly fan-out) never log to
+each other's run.
+
+Champion rule (no labels needed): among a vendor's versions, the champion is the newest
+version of the configured default variant (the first of ``train.models``); when the newest
+training run registered several variants, the default variant wins, and a non-default
+variant becomes champion only when the default is missing, by lowest validation loss.
+Every new version gets the alias ``challenger``.
+
+Experiments: training runs go to ``<prefix><vendor>`` and nightly scoring runs to
+``<prefix><vendor>/nightly``, so a night does not bury the variants to compare; both are marked
+as model-training experiments (the tag ``mlflow.experimentKind``), so the MLflow UI opens them
+on their runs and charts, not on the GenAI traces view.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+import polars as pl
+import yaml
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "mlflow.yaml"
+MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"  # what a registered model runs when loaded
+CHAMPION, CHALLENGER = "champion", "challenger"
+# MLflow's experiment type tag and the value of its "Machine learning" (model training) type; the UI
+# infers "GenAI" for an experiment without it, and shows traces instead of runs (MLflow 3.17)
+EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+NIGHTLY = "nightly"  # the run kind whose runs go to the vendor's own nightly experiment
+# The raw Web API Log columns a registered model takes (its input signature). Time is "any":
+# MLflow's datetime type takes only naive times, and a log's are UTC-aware (or Unix seconds)
+INPUT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Id", "long"), ("ProductId", "long"), ("Key", "string"), ("IP", "string"),
+    ("Time", "any"), ("State", "long"), ("MachineCode", "string"),
+)
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The tracking server could not be reached (after MLflow's own retries with back-off)."""
+
+
+def _unreachable(err: BaseException) -> bool:
+    text = f"{type(err).__name__}: {err}"
+    return any(s in text for s in (
+        "Max retries exceeded", "Connection refused", "ConnectionError", "NewConnectionError",
+        "Failed to establish", "timed out", "Name or service not known", "RemoteDisconnected",
+    ))
+
+
+@contextmanager
+def _reaching(uri: str) -> Iterator[None]:
+    """Turn a connection failure into one clear error naming the server (not its credentials)."""
+    try:
+        yield
+    except TrackingUnavailableError:
+        raise
+    except Exception as err:
+        if _unreachable(err):
+            raise TrackingUnavailableError(
+                f"MLflow tracking server {_redact(uri)} is unreachable (retried with back-off; "
+                "MLFLOW_HTTP_REQUEST_MAX_RETRIES and MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR set how long): "
+                f"{type(err).__name__}"
+            ) from err
+        raise
+
+
+def _redact(uri: str) -> str:
+    """A URI without its user:password part."""
+    if "@" in uri and "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    tracking_uri: str
+    registry_uri: str
+    artifact_location: str | None  # None: the tracking server's default artifact root
+    experiment_prefix: str = "licanom/"
+    registered_model_prefix: str = "licanom-"
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> TrackingConfig:
+        path = Path(os.environ.get("LICANOM_MLFLOW_CONFIG", path or DEFAULT_CONFIG))
+        data = yaml.safe_load(path.read_text()) if path.exists() else {}
+        base = path.resolve().parent
+        tracking = os.environ.get("MLFLOW_TRACKING_URI") or _resolve_uri(data.get("tracking_uri") or "sqlite:///mlflow.db", base)
+        registry = os.environ.get("MLFLOW_REGISTRY_URI") or (
+            _resolve_uri(data["registry_uri"], base) if data.get("registry_uri") else tracking
+        )
+        artifacts = data.get("artifact_location")
+        if tracking.startswith(("http://", "https://")) and not _has_scheme(artifacts or ""):
+            artifacts = None  # a tracking server decides (and serves) where artifacts go, not a local path
+        elif not _has_scheme(artifacts or "mlartifacts"):
+            artifacts = (base / (artifacts or "mlartifacts")).resolve().as_uri()
+        return cls(
+            tracking_uri=tracking,
+            registry_uri=registry,
+            artifact_location=artifacts,
+            experiment_prefix=data.get("experiment_prefix", "licanom/"),
+            registered_model_prefix=data.get("registered_model_prefix", "licanom-"),
+        )
+
+
+def _has_scheme(uri: str) -> bool:
+    """file:///x, s3://b/x, mlflow-artifacts:/x, ... (not a relative or absolute path)."""
+    return re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]+:", uri) is not None
+
+
+def _resolve_uri(uri: str, base: Path) -> str:
+    """sqlite:///relative.db -> sqlite:///<base>/relative.db; other URIs unchanged."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + str((base / uri[len("sqlite:///"):]).resolve())
+    return uri
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    name: str
+    version: str
+    run_id: str
+    model: str
+    aliases: tuple[str, ...]
+
+
+class Tracker:
+    """MLflow for one store: experiments per vendor, runs, artifacts and the registry."""
+
+    def __init__(self, config: TrackingConfig) -> None:
+        from mlflow import MlflowClient
+
+        self.config = config
+        self.client = MlflowClient(tracking_uri=config.tracking_uri, registry_uri=config.registry_uri)
+
+    # --- names --------------------------------------------------------------------------
+    def experiment_name(self, vendor: str) -> str:
+        return f"{self.config.experiment_prefix}{vendor}"
+
+    def model_name(self, vendor: str) -> str:
+        return f"{self.config.registered_model_prefix}{vendor}"
+
+    def nightly_experiment_name(self, vendor: str) -> str:
+        return f"{self.experiment_name(vendor)}/{NIGHTLY}"
+
+    def experiment_id(self, vendor: str, kind: str | None = None) -> str:
+        """The vendor's training experiment, or (``kind`` "nightly") its nightly experiment;
+        created on first use as a model-training experiment."""
+        nightly = kind == NIGHTLY
+        name = self.nightly_experiment_name(vendor) if nightly else self.experiment_name(vendor)
+        with _reaching(self.config.tracking_uri):
+            exp = self.client.get_experiment_by_name(name)
+        if exp is not None:
+            if exp.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:  # made by an older licanom
+                self.client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+            return exp.experiment_id
+        what = (f"Nightly scoring of vendor {vendor}: rows read, quarantined, chunks scored, anomalies, "
+                "the night's report." if nightly else
+                f"Training of vendor {vendor}: one parent run per training, one nested run per variant "
+                "(tick the variants, Compare, val/loss against step = epoch).")
+        folder = f"{vendor}/{NIGHTLY}" if nightly else vendor
+        try:
+            return self.client.create_experiment(
+                name, tags={"vendor": vendor, EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND, "mlflow.note.content": what},
+                artifact_location=f"{self.config.artifact_location}/{folder}" if self.config.artifact_location else None,
+            )
+        except Exception:  # created meanwhile by a parallel run
+            exp = self.client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    # --- runs ---------------------------------------------------------------------------
+    def start_run(self, vendor: str, name: str, kind: str, parent_run_id: str | None = None,
+                  tags: Mapping[str, str] | None = None) -> str:
+        all_tags = {"vendor": vendor, "licanom.kind": kind, **(tags or {})}
+        if parent_run_id:
+            all_tags["mlflow.parentRunId"] = parent_run_id
+        run = self.client.create_run(self.experiment_id(vendor, kind), run_name=name, tags=all_tags)
+        return run.info.run_id
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    @contextmanager
+    def run(self, vendor: str, name: str, kind: str, parent_run_id: str | None = None,
+            tags: Mapping[str, str] | None = None) -> Iterator[str]:
+        run_id = self.start_run(vendor, name, kind, parent_run_id, tags)
+        try:
+            yield run_id
+        except BaseException:
+            self.end_run(run_id, "FAILED")
+            raise
+        self.end_run(run_id)
+
+    def log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()], synchronous=True)
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float | int | None], step: int = 0) -> None:
+        from mlflow.entities import Metric
+
+        import time as _time
+
+        now = int(_time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and np.isfinite(float(v))]
+        if items:
+            self.client.log_batch(run_id, metrics=items, synchronous=True)
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: Mapping[str, float | None]) -> None:
+        """One epoch's losses as it ends (step = epoch, from 1), so a training in progress shows
+        its curve in the MLflow UI, each point with the time it was reached."""
+        self.log_metrics(run_id, metrics, step=epoch)
+
+    def log_dataset(self, run_id: str, rows: pl.DataFrame, name: str, source: str | None,
+                    context: str = "training") -> None:
+        """``rows`` as the run's dataset input (name, digest, schema and row count; not the rows).
+
+        ``source``: a file path, an http(s) URL, or None (the rows were generated by licanom)."""
+        import mlflow.data
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.data.http_dataset_source import HTTPDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+
+        if source and source.startswith(("http://", "https://")):
+            src: Any = HTTPDatasetSource(source)
+        elif source:
+            from mlflow.data.sources import LocalArtifactDatasetSource
+
+            src = LocalArtifactDatasetSource(str(Path(source).resolve()))
+        else:
+            src = CodeDatasetSource({"generator": "licanom"})
+        dataset = mlflow.data.from_polars(rows, source=src, name=name)
+        self.client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
+                                                     [InputTag("mlflow.data.context", context)])])
+
+    def log_curve(self, run_id: str, key: str, values: tuple[float, ...] | list[float]) -> None:
+        """One metric per epoch (step = epoch, from 1), so MLflow plots it against epochs."""
+        from mlflow.entities import Metric
+
+        import time as _time
+
+        now = int(_time.time() * 1000)
+        metrics = [Metric(key, float(v), now, i + 1) for i, v in enumerate(values)]
+        for start in range(0, len(metrics), 900):
+            self.client.log_batch(run_id, metrics=metrics[start:start + 900], synchronous=True)
+
+    def log_artifact_file(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def log_frame(self, run_id: str, frame: pl.DataFrame, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            frame.write_csv(path) if name.endswith(".csv") else frame.write_parquet(path)
+            self.client.log_artifact(run_id, str(path))
+
+    def log_text(self, run_id: str, text: str, name: str) -> None:
+        self.client.log_text(run_id, text, name)
+
+    def log_bytes(self, run_id: str, data: bytes, name: str) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / name
+            path.write_bytes(data)
+            self.client.log_artifact(run_id, str(path))
+
+    # --- registry -----------------------------------------------------------------------
+    def register_bundle(self, vendor: str, run_id: str, bundle_dir: Path, model: str,
+                        val_loss: float | None, input_example: pl.DataFrame | None = None,
+                        description: str | None = None) -> RegisteredVersion:
+        """Log the bundle as a pyfunc model in ``run_id`` and register it as a new version, with
+        its signature (raw Web API Log rows in, the per-chunk results out), ``input_example``
+        (a few rows, pseudonymised where the vendor's are) and ``description``."""
+        mlflow.set_tracking_uri(self.config.tracking_uri)
+        mlflow.set_registry_uri(self.config.registry_uri)
+        name = self.model_name(vendor)
+        example = None if input_example is None else input_example.select([c for c, _ in INPUT_COLUMNS]).to_pandas()
+        with mlflow.start_run(run_id=run_id, nested=True):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODEL_CODE),  # models-from-code: no pickled Python object
+                artifacts={"bundle": str(bundle_dir)},
+                pip_requirements=[],
+                signature=model_signature(),
+                input_example=example,
+            )
+        try:
+            self.client.create_registered_model(
+                name, tags={"vendor": vendor},
+                description=f"licanom's anomaly detector for vendor {vendor}: raw Web API Log rows in, "
+                            "one row per chunk of requests out (score, threshold, is_anomaly, the most unusual "
+                            "column). Alias champion: the model the nightly scoring uses.")
+        except Exception:
+            pass  # exists
+        mv = self.client.create_model_version(
+            name, info.model_uri, run_id=run_id, model_id=info.model_id,
+            tags={"vendor": vendor, "model": model, "val_loss": "" if val_loss is None else f"{val_loss:.8g}"},
+            description=description or f"{model} for vendor {vendor}",
+        )
+        self.client.set_registered_model_alias(name, CHALLENGER, mv.version)
+        return RegisteredVersion(name, mv.version, run_id, model, (CHALLENGER,))
+
+    def promote(self, vendor: str, candidates: list[RegisteredVersion], default_model: str) -> RegisteredVersion:
+        """Move ``champion`` by the documented rule (see the module docstring)."""
+        if not candidates:
+            raise ValueError("no registered versions to promote")
+        preferred = [c for c in candidates if c.model == default_model]
+        if preferred:
+            chosen = preferred[-1]
+        else:
+            def loss(c: RegisteredVersion) -> float:
+                tag = self.client.get_model_version(c.name, c.version).tags.get("val_loss", "")
+                return float(tag) if tag else float("inf")
+            chosen = min(candidates, key=loss)
+        self.client.set_registered_model_alias(chosen.name, CHAMPION, chosen.version)
+        self.client.set_registered_model_alias(chosen.name, CHALLENGER, candidates[-1].version)
+        return chosen
+
+    def champion_uri(self, vendor: str) -> str:
+        return f"models:/{self.model_name(vendor)}@{CHAMPION}"
+
+    def load_champion(self, vendor: str) -> tuple[Any, str]:
+        """The champion's :class:`licanom.ops.bundle.ModelBundle` and its version number."""
+        name = self.model_name(vendor)
+        try:
+            with _reaching(self.config.registry_uri):
+                mv = self.client.get_model_version_by_alias(name, CHAMPION)
+        except TrackingUnavailableError:
+            raise
+        except Exception as err:
+            raise LookupError(f"vendor {vendor!r} has no champion model yet: run the training flow first") from err
+        mlflow.set_tracking_uri(self.config.tracking_uri)
+        mlflow.set_registry_uri(self.config.registry_uri)
+        model = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
+        return model.unwrap_python_model().bundle, mv.version
+
+
+def configure(path: Path | None = None) -> Tracker:
+    """A tracker for the store that ``mlflow.yaml`` (or the environment) names."""
+    return Tracker(TrackingConfig.load(path))
+
+
+def params_json(params: Mapping[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+def model_signature() -> Any:
+    """The registered models' signature: raw Web API Log rows in, per-chunk results out."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    from licanom.ops.detect import CHUNK_COLUMNS
+
+    def out_type(column: str) -> str:
+        if column in ("chunk", "first_id", "last_id"):
+            return "long"
+        if column in ("start_time", "end_time"):
+            return "datetime"
+        if column in ("split", "model", "top_feature"):
+            return "string"
+        if column == "is_anomaly":
+            return "boolean"
+        return "integer" if column.startswith("distinct_") else "double"
+
+    inputs = Schema([ColSpec(AnyType() if t == "any" else t, c) for c, t in INPUT_COLUMNS])
+    outputs = Schema([ColSpec(out_type(c), c, required=not c.startswith(("error_", "top_"))) for c in CHUNK_COLUMNS])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+class LicanomPyfunc(mlflow.pyfunc.PythonModel):
+    """An MLflow pyfunc model over a :class:`licanom.ops.bundle.ModelBundle`.
+
+    ``predict(raw_log_rows)`` takes Web API Log rows (a pandas or polars frame) and returns
+    the per-chunk results of the ``licanom detect`` contract (a pandas frame), exactly what
+    :func:`licanom.ops.bundle.score_log` returns for the same rows.
+    """
+
+    def load_context(self, context: Any) -> None:
+        from licanom.ops.bundle import ModelBundle
+
+        self.bundle = ModelBundle.load(Path(context.artifacts["bundle"]))
+
+    # pandas in and out: MLflow checks the rows against the registered signature and infers no
+    # other schema from these hints (its data validation skips pandas frames)
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        from licanom.ops.bundle import score_log
+
+        raw = model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
+        return score_log(self.bundle, raw).chunks.to_pandas()

@@ -1,0 +1,273 @@
+"""Train a vendor's variants with MLflow tracking, then compare and register them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from licanom.ops.bundle import ModelBundle
+from licanom.config import Config
+from licanom.detectors.context import KeyHistory
+from licanom.ops.detect import (
+    evaluate_model, format_results, is_context_model, is_sequence_model, make_detector, model_inputs, results_frame,
+)
+from licanom.data.pipeline import Prepared
+from licanom.data.privacy import secret_env_name
+from licanom.ops.tracking import RegisteredVersion, Tracker
+
+
+@dataclass(frozen=True)
+class VariantResult:
+    """One trained variant: its MLflow run, its saved bundle and its results-table row."""
+
+    model: str
+    run_id: str
+    bundle_dir: Path
+    row: pl.DataFrame  # one row, RESULT_COLUMNS
+    train_loss: tuple[float, ...]
+    val_loss: tuple[float, ...]
+    description: str = ""  # the registered version's description
+
+    @property
+    def final_val_loss(self) -> float | None:
+        return self.val_loss[-1] if self.val_loss else None
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    vendor: str
+    parent_run_id: str
+    results: pl.DataFrame
+    versions: tuple[RegisteredVersion, ...]
+    champion: RegisteredVersion
+
+
+def data_hash(prepared: Prepared) -> str:
+    """A short hash of the chunks and the split: identical data gives identical hashes."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(prepared.chunks.X).tobytes())
+    h.update(prepared.test_mask.tobytes())
+    return h.hexdigest()[:16]
+
+
+def checkpoint_dir(cfg: Config, prepared: Prepared, model: str) -> Path:
+    """Where a variant's training keeps its checkpoints: the same data and settings give the
+    same folder, so a training killed part-way resumes from its last epoch when rerun."""
+    settings = hashlib.sha256(
+        json.dumps([cfg.train.model_dump(mode="json", exclude={"models", "threads"}), cfg.chunk.model_dump(mode="json")], sort_keys=True).encode()
+    ).hexdigest()[:8]
+    return Path(cfg.output_dir) / cfg.vendor / "checkpoints" / f"{data_hash(prepared)}-{settings}" / model
+
+
+# Told each finished epoch of an autoencoder: (model, epoch from 1, epochs planned, {"train/loss", "val/loss"})
+EpochCallback = Callable[[str, int, int, dict[str, float]], None]
+INPUT_EXAMPLE_ROWS = 5
+
+
+def dataset_source(cfg: Config) -> str | None:
+    """Where the training rows came from, for MLflow's dataset input: a path, a URL or None."""
+    if cfg.source.kind == "files":
+        return cfg.source.path
+    if cfg.source.kind == "cryptolens":
+        return f"{cfg.source.base_url.rstrip('/')}/api/ai/GetWebAPILog"
+    return None
+
+
+def input_example(cfg: Config, prepared: Prepared) -> pl.DataFrame:
+    """A few training rows as the registered model's input example, pseudonymised where the
+    vendor's rows are (the real keys, addresses and machine codes never reach MLflow)."""
+    from licanom.data.pipeline import pseudonym_secret
+    from licanom.data.privacy import pseudonymise
+    from licanom.data.columns import REQUIRED_RAW
+
+    rows = prepared.validation.valid.head(INPUT_EXAMPLE_ROWS).select(REQUIRED_RAW)
+    secret = pseudonym_secret(cfg)
+    return pseudonymise(rows, secret) if secret is not None else rows
+
+
+def _log_training_data(tracker: Tracker, run_id: str, cfg: Config, prepared: Prepared) -> None:
+    tracker.log_dataset(run_id, prepared.validation.valid, f"{cfg.vendor}-training", dataset_source(cfg))
+
+
+def for_vendor_size(cfg: Config, prepared: Prepared) -> Config:
+    """The configuration with ``train.models: auto`` resolved by the vendor's training chunks."""
+    return cfg.for_size(int((~prepared.test_mask).sum()))
+
+
+def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
+    """The parent MLflow run of a training flow; returns its run id."""
+    run_id = tracker.start_run(cfg.vendor, f"train {cfg.vendor}", "training")
+    tracker.log_params(run_id, {
+        "models": ",".join(cfg.train.models), "chunk_size": cfg.chunk.size, "stride": cfg.chunk.stride,
+        "encoder": cfg.encode.encoder, "split": cfg.split.method, "data_hash": data_hash(prepared),
+        "threshold": cfg.detect.threshold,
+    })
+    v = prepared.validation
+    tracker.log_metrics(run_id, {
+        "rows_read": v.n_in, "rows_valid": v.valid.height, "rows_quarantined": v.quarantine.height,
+        "chunks_train": int((~prepared.test_mask).sum()), "chunks_test": int(prepared.test_mask.sum()),
+    })
+    tracker.log_text(run_id, prepared.encoded.vocabulary.to_json(), "vocabulary.json")
+    _log_training_data(tracker, run_id, cfg, prepared)
+    if v.quarantine.height:
+        tracker.log_frame(run_id, v.quarantine, "quarantine.parquet")
+    return run_id
+
+
+_ENTITY_MODELS: dict[str, object] = {}
+
+
+def entity_model(prepared: Prepared) -> object:
+    """The per-entity results' model of these training rows (fitted once per training data, then
+    kept in every variant's bundle)."""
+    from licanom.ops.bundle import fit_entities
+
+    key = data_hash(prepared)
+    if key not in _ENTITY_MODELS:
+        _ENTITY_MODELS.clear()
+        _ENTITY_MODELS[key] = fit_entities(prepared.encoded.frame)
+    return _ENTITY_MODELS[key]
+
+
+def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str, parent_run_id: str,
+                  work_dir: Path, on_epoch: EpochCallback | None = None) -> VariantResult:
+    """Train one variant in a nested run: params, per-epoch curves, thresholds, counts, plots.
+
+    An autoencoder's losses reach MLflow as each epoch ends (step = epoch), and ``on_epoch``
+    hears of each epoch too (the flow's log)."""
+    from licanom import plots
+    from licanom.detectors.autoencoders.module import epoch_listener
+
+    sequence_model = is_sequence_model(model)
+    if sequence_model and cfg.sequence.mode != "chunks":
+        raise ValueError(
+            f"the training flow trains {model} on chunks; per-key sequences (sequence.mode "
+            f"{cfg.sequence.mode!r}) run from `licanom detect --sequences` for now"
+        )
+    checkpoints = checkpoint_dir(cfg, prepared, model)
+    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, checkpoint_dir=str(checkpoints))
+    with tracker.run(cfg.vendor, model, "variant", parent_run_id, tags={"model": model}) as run_id:
+        _log_training_data(tracker, run_id, cfg, prepared)
+        live: dict[str, Any] = {"module": None, "epochs": set()}
+
+        def epoch_done(module: object, epoch: int, losses: dict[str, float]) -> None:
+            if live["module"] is None:
+                live["module"] = module
+            if module is not live["module"]:  # a retraining inside M1's threshold search: not this run's curve
+                return
+            tracker.log_epoch(run_id, epoch, losses)
+            live["epochs"].add(epoch)
+            if on_epoch is not None:
+                on_epoch(model, epoch, cfg.train.epochs, losses)
+
+        with epoch_listener(epoch_done):
+            outcome = evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect)
+        row = outcome.row
+        common = {
+            "architecture": model, "bottleneck": row["bottleneck"], "depth": row["depth"],
+            "chunk_size": cfg.chunk.size, "stride": cfg.chunk.stride, "epochs": cfg.train.epochs,
+            "batch_size": cfg.train.batch_size, "seed": cfg.train.seed, "data_hash": data_hash(prepared),
+        }
+        if is_context_model(model):
+            train_loss, val_loss = (), ()
+            tracker.log_params(run_id, {**common, "family": "context", "n_estimators": detector.n_estimators,
+                                        "n_neighbors": detector.n_neighbors, "tail_quantile": detector.tail_quantile,
+                                        "threshold_method": detector.threshold_method_})
+        elif sequence_model:
+            history = detector.history_
+            train_loss, val_loss = tuple(history.objective), ()
+            tracker.log_params(run_id, {**common, "family": model.split("_")[0], "solver": cfg.sequence.solver,
+                                        "hidden": cfg.sequence.hidden, "lam": cfg.sequence.lam,
+                                        "tau": cfg.sequence.tau, "lr": cfg.sequence.lr,
+                                        "threshold_method": "own boundary"})
+        else:
+            net, report = detector.net_, detector.report_
+            assert net is not None and report is not None
+            train_loss, val_loss = report.train_loss, report.val_loss
+            tracker.log_params(run_id, {**common, "family": net.family, "lr": cfg.train.lr,
+                                        "threshold_method": detector.threshold_method_,
+                                        "device": report.device})
+        # epochs not logged live: a sequence model's objective, or those before a resumed checkpoint
+        for epoch in range(1, max(len(train_loss), len(val_loss)) + 1):
+            if epoch not in live["epochs"]:
+                tracker.log_epoch(run_id, epoch, {
+                    "train/loss": train_loss[epoch - 1] if epoch <= len(train_loss) else None,
+                    "val/loss": val_loss[epoch - 1] if epoch <= len(val_loss) else None,
+                })
+        tracker.log_metrics(run_id, {
+            "train_seconds": row["train_seconds"], "threshold": detector.threshold_,
+            **{f"threshold_{k}": row[f"threshold_{k}"] for k in ("M1", "M2", "M3")},
+            **{f"anomalies_{k}": row[k] for k in ("M1", "M2", "M3", "quantile", "pot", "GMM", "KMeans")},
+        })
+        train_err, test_err = outcome.scores[~prepared.test_mask], outcome.scores[prepared.test_mask]
+        png = plots.error_histograms(train_err, test_err, {
+            "M1": row["threshold_M1"], "M2": row["threshold_M2"], "M3": row["threshold_M3"],
+        }, title=f"{cfg.vendor}: {model}")
+        tracker.log_bytes(run_id, png, "error_histogram.png")
+        bundle_dir = ModelBundle(
+            vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary,
+            chunk=cfg.chunk, encode=cfg.encode,
+            product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
+            pseudonym_env=secret_env_name(cfg.vendor, cfg.privacy.secret_env) if cfg.privacy.pseudonymise else None,
+            key_history=KeyHistory.from_rows(prepared.encoded.frame) if is_context_model(model) else None,
+            entity_model=entity_model(prepared),
+        ).save(work_dir / model)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # trained and saved: nothing left to resume
+    return VariantResult(
+        model=model, run_id=run_id, bundle_dir=bundle_dir,
+        row=results_frame([row]),
+        train_loss=tuple(train_loss), val_loss=tuple(val_loss),
+        description=version_description(cfg, prepared, model, detector, row),
+    )
+
+
+def version_description(cfg: Config, prepared: Prepared, model: str, detector: Any, row: dict[str, Any]) -> str:
+    """What a registered version is, in a few lines for the MLflow model registry."""
+    valid = prepared.validation.valid
+    span = (f"{valid['Time'].min():%Y-%m-%d %H:%M} to {valid['Time'].max():%Y-%m-%d %H:%M} UTC"
+            if valid.height else "no rows")
+    loss = row.get("val_loss") if row.get("val_loss") is not None else row.get("train_loss")
+    lines = [
+        f"{model} for vendor {cfg.vendor}, trained on {int((~prepared.test_mask).sum()):,} chunks of "
+        f"{cfg.chunk.size} requests ({valid.height:,} rows, {span}).",
+        f"Decision: {getattr(detector, 'threshold_method_', None) or 'its own boundary'}, threshold "
+        f"{float(detector.threshold_):.6g}." + ("" if loss is None else f" Final loss {float(loss):.6g}."),
+        f"Data hash {data_hash(prepared)}. Input: raw Web API Log rows; output: one row per chunk "
+        "(licanom detect's chunks.parquet columns).",
+    ]
+    return "\n".join(lines)
+
+
+def finish_training(tracker: Tracker, cfg: Config, parent_run_id: str,
+                    variants: list[VariantResult], prepared: Prepared | None = None) -> TrainingSummary:
+    """Results table and loss curves on the parent run; register every variant; move champion."""
+    from licanom import plots
+
+    results = pl.concat([v.row for v in variants])
+    tracker.log_frame(parent_run_id, results, "results.csv")
+    tracker.log_text(parent_run_id, format_results(results), "results.txt")
+    png = plots.loss_curves({v.model: (v.train_loss, v.val_loss) for v in variants}, title=cfg.vendor)
+    tracker.log_bytes(parent_run_id, png, "loss_curves.png")
+    example = input_example(cfg, prepared) if prepared is not None else None
+    versions = [
+        tracker.register_bundle(cfg.vendor, v.run_id, v.bundle_dir, v.model, v.final_val_loss,
+                                input_example=example, description=v.description or None)
+        for v in variants
+    ]
+    champion = tracker.promote(cfg.vendor, versions, default_model=cfg.train.models[0])
+    tracker.log_params(parent_run_id, {"champion_version": champion.version, "champion_model": champion.model})
+    tracker.end_run(parent_run_id)
+    return TrainingSummary(cfg.vendor, parent_run_id, results, tuple(versions), champion)
+
+
+def work_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="licanom-train-"))
