@@ -26,7 +26,7 @@ def make_log(rows: int) -> Path:
     """Simulate floating vendors until the log holds at least `rows` rows; cache the Parquet."""
     import polars as pl
 
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     path = CACHE / f"floating_{rows}.parquet"
     if path.exists():

@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     from licanom.config import Config
     from licanom.ops.detect import make_detector, model_inputs
     from licanom.data.pipeline import prepare
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     cfg = Config(vendor="bench")
     prepared = prepare(simulate("floating", seed=7, days=14).log, cfg)

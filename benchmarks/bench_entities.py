@@ -155,7 +155,7 @@ def run_bench(rows: int, rounds: int, customers: int, train_days: int) -> str:
     from licanom.detectors import build, inputs_of, spec
     from licanom.detectors.entities import EntityModel
     from licanom.data.pipeline import prepare
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     days = train_days + 1
     while True:  # the smallest simulation that holds `rows` rows after the training days

@@ -97,7 +97,7 @@ def train_one(vendor: str) -> Trained:
     from licanom.ops import scoring_state as state
     from licanom.ops import training
     from licanom.config import load_config
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
     from licanom.ops.tracking import configure
 
     cfg = load_config(vendor)

@@ -57,7 +57,7 @@ def case3_chunks(n_train: int, n_val: int, seed: int = 1) -> tuple[np.ndarray, n
     else:
         from licanom.config import load_config
         from licanom.data.pipeline import prepare
-        from licanom.sim.simulate import simulate
+        from licanom.sim import simulate
 
         need, days = n_train + n_val, 365
         while True:

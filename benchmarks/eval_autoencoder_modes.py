@@ -21,8 +21,9 @@ from pathlib import Path
 import polars as pl
 
 from licanom.config import EncodeConfig, TrainConfig
-from licanom.evaluation.blocked import Candidate, EvalSettings, make_candidates, register, run_evaluation, to_markdown
-from licanom.sim.simulate import PROFILES
+from licanom.evaluation.blocked import Candidate, EvalSettings, make_candidates, register, run_evaluation
+from licanom.evaluation.output import to_markdown
+from licanom.sim import PROFILES
 
 THESIS_MODELS = ("TCN_AE", "LSTM_AE_Small")
 BASELINES = ("Tail_context", "IForest_summary")

@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from licanom.evaluation.nightly import DEV_SEEDS, LATE, REPORT_SEEDS, SWEEP, WORLDS, NightlySettings, run_sweep, summarise
-from licanom.sim.simulate import PROFILES
+from licanom.sim import PROFILES
 
 
 def _table(frame: pl.DataFrame) -> str:

@@ -33,7 +33,7 @@ SCORE_DAYS = 3
 
 def demo_cutoff(cfg: Config) -> datetime:
     """Training sees the days before this time, the nightly scoring the last SCORE_DAYS."""
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
     return log["Time"].max() - timedelta(days=SCORE_DAYS)

@@ -19,7 +19,7 @@ from licanom import __version__
 from licanom.detectors.thresholds import THRESHOLDS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_SOURCE = 0, 1, 2, 3, 4
-PROFILES = ("node-locked", "usage-based", "floating", "mixed")  # licanom.sim.simulate.PROFILES, without importing it
+PROFILES = ("node-locked", "usage-based", "floating", "mixed")  # licanom.sim.PROFILES, without importing it
 
 
 # --- the parser: one-line refusals, defaults in every option's help ---------------------------
@@ -114,7 +114,7 @@ def model_names(text: str) -> str:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     t0 = time.perf_counter()
     sim = simulate(args.profile, seed=args.seed, days=args.days)

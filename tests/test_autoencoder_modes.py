@@ -27,7 +27,7 @@ from licanom.evaluation.labels import windows_holding
 from licanom.detectors.autoencoders.detector import AutoencoderDetector
 from licanom.detectors.autoencoders.nets import NETS, build_net, count_parameters
 from licanom.data.pipeline import prepare
-from licanom.sim.simulate import simulate
+from licanom.sim import simulate
 from licanom.data.states import MethodGroup
 from licanom.data.validate import validate_log
 from tests.conftest import make_raw_log

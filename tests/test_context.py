@@ -141,7 +141,7 @@ def test_planted_anomalies_stand_out_in_the_context_vector():
     from licanom.config import load_config
     from licanom.evaluation.labels import chunk_truth
     from licanom.data.pipeline import prepare
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     sim = simulate("floating", seed=3, days=10)
     prepared = prepare(sim.log, load_config())
@@ -165,7 +165,7 @@ def floating_context():
     from licanom.ops.detect import model_inputs
     from licanom.evaluation.labels import chunk_truth
     from licanom.data.pipeline import prepare
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     sim = simulate("floating", seed=11, days=14)
     prepared = prepare(sim.log, load_config(overrides={"split": {"method": "time"}}))

@@ -11,7 +11,7 @@ from licanom.config import load_config
 from licanom.evaluation.labels import auroc, chunk_truth
 from licanom.detectors.autoencoders.detector import AutoencoderDetector
 from licanom.data.pipeline import prepare
-from licanom.sim.simulate import simulate
+from licanom.sim import simulate
 
 
 @pytest.fixture(scope="session")

@@ -134,7 +134,7 @@ def _window_counts(enc: pl.DataFrame, starts, size: int) -> pl.DataFrame:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_derive_fit_encode_equals_the_three_steps(seed):
     from licanom.data.encode import ThesisEncoder, derive_fit_encode
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     for valid in (validate_log(make_raw_log(700, seed=seed)).valid,
                   validate_log(simulate("mixed", seed=seed, days=3).log).valid):

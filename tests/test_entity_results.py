@@ -14,7 +14,7 @@ from licanom.detectors.decision import DEFAULT_MIN_SEVERITY
 from licanom.detectors.entities import (
     ENTITY_COLUMNS, ENTITY_KINDS, ENTITY_SCHEMA, EntityModel, country_distances, tail_calibration,
 )
-from licanom.sim.simulate import simulate
+from licanom.sim import simulate
 from licanom.data.states import MethodGroup, make_state
 
 TRAIN_DAYS = 14

@@ -10,8 +10,9 @@ import polars as pl
 import pytest
 
 from licanom.evaluation import blocked as ev
+from licanom.evaluation import metrics, output
 from licanom.config import TrainConfig
-from licanom.sim.simulate import ANOMALY_KINDS, simulate
+from licanom.sim import ANOMALY_KINDS, simulate
 
 TINY = dict(profiles=("node-locked",), seeds=(1,), days=7)
 
@@ -27,7 +28,7 @@ def _overlap_case() -> tuple[pl.DataFrame, pl.DataFrame]:
     """
     labels = pl.DataFrame({"Id": [11, 15, 19, 99], "event": [0, 1, 1, 2]})
     events = pl.DataFrame({"event": [0, 1, 2], "kind": ["brute_force", "brute_force", "key_sharing"]})
-    overlaps = ev.event_overlaps(np.arange(10, 20), labels, np.array([0, 2, 4, 6]), size=4)
+    overlaps = metrics.event_overlaps(np.arange(10, 20), labels, np.array([0, 2, 4, 6]), size=4)
     return overlaps, events
 
 
@@ -38,30 +39,30 @@ def test_event_overlaps_follow_rows_into_overlapping_windows():
 
 def test_an_event_is_found_when_any_overlapping_chunk_is_flagged():
     overlaps, events = _overlap_case()
-    only_last = ev.events_found(overlaps, np.array([False, False, False, True]))
+    only_last = metrics.events_found(overlaps, np.array([False, False, False, True]))
     assert only_last.rows() == [(0, False), (1, True)]  # event 1 through its row 9 alone
-    rec = ev.kind_recall(only_last, events)
+    rec = metrics.kind_recall(only_last, events)
     assert rec["recall_brute_force"] == 0.5
     assert math.isnan(rec["recall_key_sharing"])  # its only event is in no chunk
     assert rec["event_recall"] == 0.5 and rec["mean_kind_recall"] == 0.5
 
-    first = ev.kind_recall(ev.events_found(overlaps, np.array([True, False, False, False])), events)
+    first = metrics.kind_recall(metrics.events_found(overlaps, np.array([True, False, False, False])), events)
     assert first["recall_brute_force"] == 0.5
-    nothing = ev.kind_recall(ev.events_found(overlaps, np.zeros(4, bool)), events)
+    nothing = metrics.kind_recall(metrics.events_found(overlaps, np.zeros(4, bool)), events)
     assert nothing["mean_kind_recall"] == 0.0
 
 
 def test_decision_metrics_and_false_alarms_per_10k():
     y = np.array([1, 0, 0, 0, 0, 0, 0, 1], dtype=bool)
     flagged = np.array([1, 1, 0, 0, 0, 0, 0, 0], dtype=bool)
-    m = ev.decision_metrics(y, flagged)
+    m = metrics.decision_metrics(y, flagged)
     assert m["flagged"] == 2 and m["precision"] == 0.5 and m["recall"] == 0.5
     assert m["f1"] == pytest.approx(0.5)
     assert m["false_alarms_per_10k"] == 1250.0  # one normal chunk flagged out of 8
-    none = ev.decision_metrics(y, np.zeros(8, bool))
+    none = metrics.decision_metrics(y, np.zeros(8, bool))
     assert math.isnan(none["precision"]) and none["recall"] == 0.0 and none["f1"] == 0.0
     assert none["false_alarms_per_10k"] == 0.0
-    assert ev.false_alarms_per_10k(np.zeros(20_000, bool), np.r_[np.ones(3, bool), np.zeros(19_997, bool)]) == 1.5
+    assert metrics.false_alarms_per_10k(np.zeros(20_000, bool), np.r_[np.ones(3, bool), np.zeros(19_997, bool)]) == 1.5
 
 
 def test_incident_chunks_hold_an_events_key_or_address_in_its_clock_hours():
@@ -79,41 +80,41 @@ def test_incident_chunks_hold_an_events_key_or_address_in_its_clock_hours():
         "start_time": [t0 + timedelta(minutes=30), t0 + timedelta(minutes=185)],  # 10:30, 13:05
         "end_time": [t0 + timedelta(minutes=40), t0 + timedelta(minutes=186)],
     })
-    got = ev.incident_chunks(rows, events, np.array([0, 2, 4, 6]), size=2)
+    got = metrics.incident_chunks(rows, events, np.array([0, 2, 4, 6]), size=2)
     # key A in the 10:00 hour (rows 0 and 2; not row 3 at 11:05, nor row 7 at 14:20); address 9
     # in the 13:00 hour (row 5; row 4 at 12:10 is before it)
     assert got.tolist() == [True, True, True, False]
-    assert not ev.incident_chunks(rows, events.head(0), np.array([0, 2, 4, 6]), size=2).any()
+    assert not metrics.incident_chunks(rows, events.head(0), np.array([0, 2, 4, 6]), size=2).any()
     nameless = events.with_columns(pl.lit(None, pl.String).alias("key"), pl.lit(None, pl.String).alias("ip"))
-    assert not ev.incident_chunks(rows, nameless, np.array([0, 2, 4, 6]), size=2).any()
+    assert not metrics.incident_chunks(rows, nameless, np.array([0, 2, 4, 6]), size=2).any()
     y = np.array([0, 0, 0, 0], bool)
     flagged = np.array([1, 0, 0, 1], bool)
-    assert ev.false_alarms_per_10k(y | got, flagged) == 2500.0  # only the last chunk is elsewhere
+    assert metrics.false_alarms_per_10k(y | got, flagged) == 2500.0  # only the last chunk is elsewhere
 
 
 def test_flag_at_budget_lets_at_most_the_budget_of_false_alarms_through():
     y = np.array([0, 0, 0, 0, 1, 1, 0, 0, 0, 0] * 100, dtype=bool)  # 1,000 chunks, 800 normal
     scores = np.where(y, 5.0, 0.0) + np.linspace(0, 1, len(y))
-    flagged = ev.flag_at_budget(y, scores, per_10k=50.0)  # 5 false alarms allowed
+    flagged = metrics.flag_at_budget(y, scores, per_10k=50.0)  # 5 false alarms allowed
     assert (flagged & ~y).sum() == 5
     top_normal = np.sort(scores[~y])[-5:]
     assert set(scores[flagged & ~y]) == set(top_normal) and flagged[y].all()
-    assert not ev.flag_at_budget(y, scores, per_10k=0.0)[~y].any()
-    assert ev.flag_at_budget(y, scores, per_10k=10_000.0).all()
-    ties = ev.flag_at_budget(np.array([0, 0, 0, 1], bool), np.array([1.0, 1.0, 1.0, 2.0]), per_10k=5_000.0)
+    assert not metrics.flag_at_budget(y, scores, per_10k=0.0)[~y].any()
+    assert metrics.flag_at_budget(y, scores, per_10k=10_000.0).all()
+    ties = metrics.flag_at_budget(np.array([0, 0, 0, 1], bool), np.array([1.0, 1.0, 1.0, 2.0]), per_10k=5_000.0)
     assert ties.tolist() == [False, False, False, True]  # a tie at the cut is left out
 
 
 def test_auprc_is_average_precision():
     # ranked: 0.9 anomaly (P=1, R=1/2), 0.8 normal, 0.3 anomaly (P=2/3, R=1)
     y, s = np.array([1, 0, 1, 0]), np.array([0.9, 0.8, 0.3, 0.1])
-    assert ev.auprc(y, s) == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
-    assert math.isnan(ev.auprc(np.zeros(4), s))
+    assert metrics.auprc(y, s) == pytest.approx(0.5 * 1.0 + 0.5 * 2 / 3)
+    assert math.isnan(metrics.auprc(np.zeros(4), s))
 
 
 def test_to_markdown():
     frame = pl.DataFrame({"name": ["a|b", "c"], "x": [0.12345, None], "n": [3, 4]})
-    assert ev.to_markdown(frame, digits=2) == (
+    assert output.to_markdown(frame, digits=2) == (
         "| name | x | n |\n| --- | ---: | ---: |\n| a\\|b | 0.12 | 3 |\n| c |  | 4 |"
     )
 
@@ -123,7 +124,7 @@ def test_to_markdown():
 
 def _row(profile: str, detector: str, decision: str, recall: float, fa: float, cost: float,
          n_train: float, kinds: dict[str, float] | None = None) -> dict[str, object]:
-    row: dict[str, object] = {c: 0.0 for c in ev.TABLE_COLUMNS}
+    row: dict[str, object] = {c: 0.0 for c in metrics.TABLE_COLUMNS}
     per_kind = {k: recall for k in ANOMALY_KINDS} | (kinds or {})
     row.update(
         profile=profile, detector=detector, family="x", inputs="chunks", decision=decision, n_seeds=1,
@@ -147,13 +148,13 @@ def test_recommend_maximises_recall_under_the_false_alarm_limit_and_breaks_ties_
         _row("floating", "B", "M3", 0.9, 70.0, 9.0, 2000),
         _row("mixed", "A", "M3", 0.8, 90.0, 1.0, 3000),
         _row("mixed", "B", "M3", 0.9, 70.0, 9.0, 3000),
-    ]).select(ev.TABLE_COLUMNS)
+    ]).select(metrics.TABLE_COLUMNS)
     table = table.with_columns(
         pl.when(pl.col("profile") == "node-locked").then(0.0).otherwise(pl.col("recall_key_sharing"))
         .alias("recall_key_sharing")
     )
-    rec = ev.recommend(table, small_max_train_chunks=500, max_false_alarms=50)
-    assert rec.columns == list(ev.RECOMMENDATION_COLUMNS)
+    rec = output.recommend(table, small_max_train_chunks=500, max_false_alarms=50)
+    assert rec.columns == list(output.RECOMMENDATION_COLUMNS)
     small, large = rec.row(0, named=True), rec.row(1, named=True)
     assert (small["size"], small["detector"], small["decision"], small["meets_limit"]) == ("small", "Cheap", "pot", True)
     assert "no detector found any event of: key_sharing" in small["note"]
@@ -226,15 +227,15 @@ def tiny() -> ev.Evaluation:
 
 @pytest.mark.slow
 def test_tiny_evaluation_has_every_column_and_row(tiny: ev.Evaluation, tmp_path):
-    assert tiny.per_seed.columns == list(ev.PER_SEED_COLUMNS)
-    assert tiny.table.columns == list(ev.TABLE_COLUMNS)
-    expected = {("TCN_AE", d) for d in (*ev.THRESHOLD_DECISIONS, *ev.CLUSTER_DECISIONS, ev.ORACLE_DECISION)}
-    expected |= {(b, d) for b in ev.BASELINES for d in (*ev.THRESHOLD_DECISIONS, "own", ev.ORACLE_DECISION)}
+    assert tiny.per_seed.columns == list(metrics.PER_SEED_COLUMNS)
+    assert tiny.table.columns == list(metrics.TABLE_COLUMNS)
+    expected = {("TCN_AE", d) for d in (*metrics.THRESHOLD_DECISIONS, *metrics.CLUSTER_DECISIONS, metrics.ORACLE_DECISION)}
+    expected |= {(b, d) for b in ev.BASELINES for d in (*metrics.THRESHOLD_DECISIONS, "own", metrics.ORACLE_DECISION)}
     assert set(tiny.table.select("detector", "decision").rows()) == expected
     assert tiny.table.height == len(expected) and (tiny.table["n_seeds"] == 1).all()
     t = tiny.table
-    assert t.select(ev.KEY_COLUMNS).null_count().sum_horizontal().item() == 0
-    for col in ("auroc", "auprc", "recall", "f1", "event_recall", "mean_kind_recall", *ev.KIND_COLUMNS):
+    assert t.select(metrics.KEY_COLUMNS).null_count().sum_horizontal().item() == 0
+    for col in ("auroc", "auprc", "recall", "f1", "event_recall", "mean_kind_recall", *metrics.KIND_COLUMNS):
         assert t[col].drop_nulls().is_between(0, 1).all(), col
     assert (t["n_events"] >= len(ANOMALY_KINDS)).all()  # every kind at least once in 7 days
     assert (t["n_train_chunks"] < t["n_chunks"]).all()  # blocked: out-of-fold scores
@@ -243,11 +244,11 @@ def test_tiny_evaluation_has_every_column_and_row(tiny: ev.Evaluation, tmp_path)
     fa = t["flagged"] * (1 - t["precision"].fill_null(0)) * 1e4 / t["n_chunks"]
     assert np.allclose(fa.to_numpy(), t["false_alarms_per_10k"].to_numpy())
 
-    oracle = t.filter(pl.col("decision") == ev.ORACLE_DECISION)
+    oracle = t.filter(pl.col("decision") == metrics.ORACLE_DECISION)
     assert (oracle["false_alarms_per_10k"] <= 50 + 1e-9).all()  # the settings' budget
-    assert ev.ORACLE_DECISION not in ev.recommend(tiny.table)["decision"].to_list()
+    assert metrics.ORACLE_DECISION not in output.recommend(tiny.table)["decision"].to_list()
 
-    paths = tiny.write(tmp_path, ev.recommend(tiny.table))
+    paths = tiny.write(tmp_path, output.recommend(tiny.table))
     assert all(p.exists() for p in paths)
     assert pl.read_csv(tmp_path / "evaluation.csv").shape == tiny.table.shape
     assert (tmp_path / "evaluation.md").read_text().count("\n") == tiny.table.height + 2
@@ -270,7 +271,7 @@ class _FakeTracker:
 @pytest.mark.slow
 def test_log_evaluation_makes_one_run(tiny: ev.Evaluation):
     tracker = _FakeTracker()
-    run_id = ev.log_evaluation(tracker, tiny, ev.recommend(tiny.table))  # type: ignore[arg-type]
+    run_id = output.log_evaluation(tracker, tiny, output.recommend(tiny.table))  # type: ignore[arg-type]
     names = [c[0] for c in tracker.calls]
     assert run_id == "run-1" and names[0] == "start_run" and names[-1] == "end_run"
     assert tracker.calls[0][1][0] == "evaluation" and tracker.calls[-1][1] == ("run-1",)
@@ -288,7 +289,7 @@ def test_log_evaluation_makes_one_run(tiny: ev.Evaluation):
 
     failing = _FakeTracker(fail_on="log_frame")
     with pytest.raises(RuntimeError, match="store down"):
-        ev.log_evaluation(failing, tiny)  # type: ignore[arg-type]
+        output.log_evaluation(failing, tiny)  # type: ignore[arg-type]
     assert failing.calls[-1] == ("end_run", ("run-1", "FAILED"))
 
 

@@ -33,7 +33,7 @@ output_dir: {out}
 source: {{kind: files, path: {root / 'kappa.csv'}}}
 """})
     from flows.train_vendor import train_vendor
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     log = simulate("floating", seed=5, days=5).log
     until = log["Time"].max() - timedelta(days=1)

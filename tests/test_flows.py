@@ -44,7 +44,7 @@ detect:
 def trained_alpha(flow_env):
     from flows.train_vendor import train_vendor
     from licanom.config import load_config
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     cfg = load_config("alpha")
     log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
@@ -138,7 +138,7 @@ def test_a_context_champion_remembers_what_each_night_saw(flow_env):
     from flows.score_vendor import score_vendor
     from flows.train_vendor import train_vendor
     from licanom.config import load_config
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
     from licanom.ops.scoring_state import load_state
     from licanom.ops.tracking import configure
 
@@ -207,7 +207,7 @@ def test_a_tagged_night_is_named_tagged_and_leaves_a_table_of_frames(flow_env):
     from flows.score_vendor import score_vendor
     from flows.train_vendor import train_vendor
     from licanom.config import load_config
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
     from licanom.ops.tracking import EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND, configure
 
     cfg = load_config("gamma")

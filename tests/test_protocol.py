@@ -8,7 +8,7 @@ import pytest
 from licanom.config import ChunkConfig, Config, DetectConfig, SequenceConfig, TrainConfig
 from licanom.detectors import BaseDetector, build, inputs_of, load, names, spec
 from licanom.data.pipeline import prepare
-from licanom.sim.simulate import simulate
+from licanom.sim import simulate
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from iptocc import country_code
 from polars.testing import assert_frame_equal
 
 from licanom.data.columns import RAW
-from licanom.sim.simulate import (
+from licanom.sim import (
     ANOMALY_KINDS,
     LATE_KINDS,
     PROFILES,

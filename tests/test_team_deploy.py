@@ -90,7 +90,7 @@ class Vendor:
 @pytest.fixture(scope="module")
 def vendor(team: Team, tmp_path_factory) -> Iterator[Vendor]:
     """A simulated vendor with its deployments on the pool; everything of it removed afterwards."""
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     name = f"teamtest-{secrets.token_hex(3)}"
     root = tmp_path_factory.mktemp("team")
@@ -152,7 +152,7 @@ def _watermark(out: Path, name: str) -> int | None:
 def test_train_then_score_through_the_worker(team: Team, vendor: Vendor) -> None:
     from mlflow import MlflowClient
 
-    from licanom.sim.simulate import simulate
+    from licanom.sim import simulate
 
     log = simulate("usage-based", seed=11, days=3).log
     until = log["Time"].max() - timedelta(days=1)

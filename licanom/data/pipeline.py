@@ -80,7 +80,7 @@ def _extract(source: SourceConfig, after_id: int | None) -> pl.DataFrame:
             after_id=after_id,
         )
     if source.kind == "simulate":
-        from licanom.sim.simulate import simulate
+        from licanom.sim import simulate
 
         log = simulate(source.profile, seed=source.seed, days=source.days).log
         return log if after_id is None else log.filter(pl.col("Id") > after_id)

@@ -1,63 +1,8 @@
-"""Measure every detector and decision rule on simulated vendors with planted anomalies.
-
-Over vendors of each licensing profile (:data:`licanom.sim.simulate.PROFILES`) and several seeds,
-every registered detector is fitted without labels and judged against the simulator's labels:
-
-* detectors (a registry of :class:`Candidate` factories, one per name): the thesis's eight
-  autoencoders, the four sequence models (LSTM/GRU + OC-SVM/SVDD), the context models
-  ``Tail_context``, ``IForest_context`` and ``LOF_context`` (:mod:`licanom.detectors.context`), and the classical
-  baselines scikit-learn ``IsolationForest`` and ``LocalOutlierFactor(novelty=True)``, each on
-  the chunks' summary vectors (``distinct_*``) and on the flattened chunks ``(n_chunks, size * 8)``;
-* decisions: the thresholds of :mod:`licanom.detectors.thresholds` on the detector's training scores
-  (``M2``, ``M3``, ``quantile``, ``pot``, ``budget``, and ``M1`` when asked: it retrains), clustering of the
-  latent code (``GMM``, ``KMeans``) for detectors that have one (``encode``), and ``own``, the
-  baselines' own scikit-learn ``predict`` (``contamination="auto"``: IsolationForest's fixed
-  offset -0.5, LOF's 1.5; no contamination share is given to any detector);
-* ``oracle``, an upper bound and not a usable decision: the out-of-fold scores cut at the
-  threshold that lets ``EvalSettings.oracle_budget`` false alarms per 10,000 chunks through,
-  chosen *with the labels*. It shows how much of a detector's ranking a well-placed
-  threshold would turn into found events; :func:`recommend` never picks it.
-
-Protocol (``EvalSettings.protocol``). The simulator plants anomalies all through the log, and a
-vendor's few events (one or two per kind a month) are all needed to measure recall per kind, so
-no chunk is set aside as a labelled test set. Labels are never seen by a fit.
-
-* ``"blocked"`` (default): the chunks are cut into ``folds`` contiguous blocks in time; each
-  block is scored by a model fitted on the other blocks, with the vocabulary built from those
-  blocks' rows only (values first seen in the scored block encode as 0.0, as at night in
-  production), and the thresholds come from that model's training scores. Every chunk thus
-  gets an out-of-sample score and decision. With two folds this costs one fit on all the
-  data. Scores of the folds' models are pooled for AUROC/AUPRC (out-of-fold scores).
-* ``"all"``: as the thesis, fit on every chunk and score every chunk (transductive). Then M2,
-  the largest training score, can flag nothing by construction, and ``quantile`` flags its
-  share exactly.
-
-Metrics of each (profile, seed, detector, decision), on all chunks:
-
-* ``auroc``, ``auprc`` (``average_precision_score``) of the detector's score: the same for all
-  decisions of a detector; NaN when the chunks hold one class only.
-* ``precision``, ``recall``, ``f1`` of the chunk decisions against the truth (a chunk is
-  anomalous when it holds a labelled row); ``precision`` is NaN when nothing is flagged.
-* ``recall_<kind>`` per anomaly kind, ``event_recall`` over all events and ``mean_kind_recall``
-  (the mean over kinds present): an event is found when any chunk holding one of its labelled
-  rows is flagged. Events with no row in any chunk (quarantined, or in the dropped tail) are
-  left out.
-* ``false_alarms_per_10k``: flagged normal chunks per 10,000 chunks scored.
-* ``false_alarms_elsewhere_per_10k``: the same without the flagged normal chunks that hold a
-  request of an event's key (its address, for an event without a key) in the event's clock
-  hours (:func:`incident_chunks`): the owner's own requests in the hours a key was shared, or
-  a floating key's legitimate seats during its over-use. They count as false alarms above, as
-  the truth says, and a vendor sees them in the same time frame as the event; this column says
-  how many alarms fall outside any incident.
-* ``train_seconds`` (fits, summed over folds), ``score_seconds`` (scoring the held-out chunks),
-  ``decision_seconds`` (the threshold, or encoding and clustering; M1's retraining shows here).
-
-:func:`aggregate` takes the mean over seeds; :func:`recommend` picks a default per vendor size.
-"""
+"""The blocked evaluation of every detector and decision rule on simulated vendors (see :mod:`licanom.evaluation`'s
+summary in :mod:`.metrics`): the candidates, the settings, the folds and the run."""
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -74,8 +19,29 @@ from licanom.detectors.context import chunk_context
 from licanom.detectors.decision import DECISIONS, DEFAULT_MIN_SEVERITY, Calibration
 from licanom.data.columns import SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, Config, ContextConfig, DetectConfig, EncodeConfig, TrainConfig
-from licanom.evaluation.labels import auroc, chunk_truth, windows_holding
-from licanom.sim.simulate import ANOMALY_KINDS, PROFILES, SimulatedLog, simulate
+from licanom.evaluation.labels import auroc, chunk_truth
+from licanom.sim import PROFILES, SimulatedLog, simulate
+from licanom.evaluation.metrics import (
+    CLUSTER_DECISIONS,
+    KEY_COLUMNS,
+    METRIC_COLUMNS,
+    ORACLE_DECISION,
+    OWN_DECISION,
+    PER_SEED_COLUMNS,
+    TABLE_COLUMNS,
+    THRESHOLD_DECISIONS,
+    _INT_COLUMNS,
+    auprc,
+    decision_metrics,
+    event_overlaps,
+    events_found,
+    false_alarms_per_10k,
+    flag_at_budget,
+    incident_chunks,
+    kind_recall,
+)
+from licanom.evaluation.output import report_markdown, to_markdown
+
 
 if TYPE_CHECKING:
     from licanom.data.pipeline import Prepared
@@ -83,31 +49,6 @@ if TYPE_CHECKING:
 
 Inputs = Literal["chunks", "flat", "summary", "context"]
 EvalProtocol = Literal["blocked", "all"]
-
-THRESHOLD_DECISIONS: tuple[str, ...] = ("severity", "M2", "M3", "quantile", "pot", "budget")
-CLUSTER_DECISIONS: tuple[str, ...] = ("GMM", "KMeans")
-OWN_DECISION = "own"
-# Not a decision a vendor can use: the threshold is set with the labels (see EvalSettings.oracle_budget).
-ORACLE_DECISION = "oracle"
-KIND_COLUMNS: tuple[str, ...] = tuple(f"recall_{k}" for k in ANOMALY_KINDS)
-
-KEY_COLUMNS: tuple[str, ...] = ("profile", "detector", "family", "inputs", "decision")
-# Columns of every row of the per-seed frame, in order (the aggregated table: see TABLE_COLUMNS).
-METRIC_COLUMNS: tuple[str, ...] = (
-    "n_chunks", "n_train_chunks", "n_anomalous_chunks", "n_events",
-    "auroc", "auprc", "flagged", "precision", "recall", "f1", "false_alarms_per_10k",
-    "false_alarms_elsewhere_per_10k", "event_recall", "mean_kind_recall", *KIND_COLUMNS,
-    "train_seconds", "score_seconds", "decision_seconds",
-)
-PER_SEED_COLUMNS: tuple[str, ...] = ("profile", "seed", *KEY_COLUMNS[1:], *METRIC_COLUMNS)
-TABLE_COLUMNS: tuple[str, ...] = (*KEY_COLUMNS, "n_seeds", *METRIC_COLUMNS)
-# The columns of the printed / markdown table (the CSV holds all of TABLE_COLUMNS).
-REPORT_COLUMNS: tuple[str, ...] = (
-    "profile", "detector", "decision", "auroc", "auprc", "precision", "recall", "f1",
-    "false_alarms_per_10k", "false_alarms_elsewhere_per_10k", "mean_kind_recall", *KIND_COLUMNS,
-    "train_seconds", "score_seconds",
-)
-_INT_COLUMNS = ("n_chunks", "n_anomalous_chunks", "n_events", "flagged")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -347,135 +288,6 @@ class Evaluation:
             recommendation.write_csv(paths[3])
             paths[4].write_text(to_markdown(recommendation) + "\n")
         return paths
-
-
-# ---------------------------------------------------------------------------------------------
-# Metrics (pure functions of arrays)
-
-
-def auprc(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Average precision of the scores (scikit-learn); NaN when only one class is present."""
-    from sklearn.metrics import average_precision_score
-
-    y = np.asarray(y_true, dtype=bool)
-    if y.all() or not y.any():
-        return float("nan")
-    return float(average_precision_score(y, scores))
-
-
-def decision_metrics(y_true: np.ndarray, flagged: np.ndarray) -> dict[str, float]:
-    """Chunk-level ``flagged``, ``precision``, ``recall``, ``f1``, ``false_alarms_per_10k``.
-
-    Precision is NaN when nothing is flagged, recall when there is nothing to find, F1 when
-    both; false alarms are flagged normal chunks per 10,000 chunks (all of ``y_true``).
-    """
-    y = np.asarray(y_true, dtype=bool)
-    f = np.asarray(flagged, dtype=bool)
-    if y.shape != f.shape:
-        raise ValueError(f"y_true {y.shape} and flagged {f.shape} differ in shape")
-    tp, fp, fn = int((y & f).sum()), int((~y & f).sum()), int((y & ~f).sum())
-    nan = float("nan")
-    return {
-        "flagged": float(tp + fp),
-        "precision": tp / (tp + fp) if tp + fp else nan,
-        "recall": tp / (tp + fn) if tp + fn else nan,
-        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else nan,
-        "false_alarms_per_10k": false_alarms_per_10k(y, f),
-    }
-
-
-def false_alarms_per_10k(y_true: np.ndarray, flagged: np.ndarray) -> float:
-    """Flagged chunks without a labelled row, per 10,000 chunks (NaN for no chunks)."""
-    y = np.asarray(y_true, dtype=bool)
-    f = np.asarray(flagged, dtype=bool)
-    return float(1e4 * (f & ~y).sum() / len(y)) if len(y) else float("nan")
-
-
-def flag_at_budget(y_true: np.ndarray, scores: np.ndarray, per_10k: float) -> np.ndarray:
-    """Flag the highest scores, down to the threshold that lets at most ``per_10k`` false alarms
-    per 10,000 chunks through (chosen with the labels ``y_true``: an upper bound, not a rule).
-    Scores tied with the first normal chunk left out are left out too; NaN scores never flag."""
-    y = np.asarray(y_true, dtype=bool)
-    s = np.asarray(scores, dtype=np.float64)
-    allowed = int(np.floor(per_10k * len(s) / 1e4 + 1e-9))
-    normal = np.sort(s[~y & ~np.isnan(s)])[::-1]
-    if allowed >= len(normal):
-        return ~np.isnan(s)
-    return s > normal[allowed]
-
-
-def incident_chunks(rows: pl.DataFrame, events: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarray:
-    """Bool per chunk: it holds a request of an event's key (the event's address where it has no
-    key) in the event's clock hours, from the hour of its start to the end of the hour of its end.
-
-    ``rows`` are the chunked, time-ordered rows (``Time``, ``Key``, ``IP``), ``events`` the
-    simulator's events (``key``, ``ip``, ``start_time``, ``end_time``), ``starts`` and ``size``
-    the chunks' first rows and length. The hours are the context signals' buckets, so a chunk
-    that shares a bucket with an event's requests is part of the same incident.
-    """
-    frame = rows.select(pl.col("Time"), pl.col("Key").cast(pl.String).fill_null(""),
-                        pl.col("IP").cast(pl.String).fill_null(""))
-    hits = []
-    for e in events.iter_rows(named=True):
-        if not (e["key"] or e["ip"]):
-            continue  # an event with neither names no requests
-        who = (pl.col("Key") == e["key"]) if e["key"] else (pl.col("IP") == e["ip"])
-        h0 = pl.lit(e["start_time"]).dt.truncate("1h")
-        h1 = pl.lit(e["end_time"]).dt.truncate("1h") + pl.duration(hours=1)
-        hits.append(who & (pl.col("Time") >= h0) & (pl.col("Time") < h1))
-    marked = frame.select(pl.any_horizontal(hits))[:, 0].to_numpy() if hits else np.zeros(frame.height, bool)
-    return windows_holding(marked, starts, size)
-
-
-def event_overlaps(row_ids: pl.Series | np.ndarray, labels: pl.DataFrame, starts: np.ndarray, size: int) -> pl.DataFrame:
-    """Which chunks hold rows of which events: a frame ``event``, ``chunk`` (unique pairs).
-
-    ``row_ids`` are the Ids of the chunked (time-ordered) rows, ``labels`` the simulator's
-    labels (``Id``, ``event``), ``starts`` each chunk's first row (sorted) and ``size`` its
-    length; overlapping windows (stride < size) are handled. Labelled rows in no chunk drop out.
-    """
-    rows = pl.DataFrame({"Id": pl.Series(np.asarray(row_ids), dtype=pl.Int64)}).with_row_index("row")
-    hit = rows.join(labels.select(pl.col("Id").cast(pl.Int64), "event"), on="Id", how="inner")
-    r = hit["row"].to_numpy().astype(np.int64)
-    ev = hit["event"].to_numpy().astype(np.int64)
-    starts = np.asarray(starts, dtype=np.int64)
-    lo = np.searchsorted(starts, r - size + 1, side="left")  # chunks with start in (r - size, r]
-    hi = np.searchsorted(starts, r, side="right")
-    n = np.maximum(hi - lo, 0)
-    owner = np.repeat(np.arange(len(r)), n)
-    offset = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    return (
-        pl.DataFrame({"event": ev[owner], "chunk": (lo[owner] + offset).astype(np.int64)})
-        .unique()
-        .sort("event", "chunk")
-    )
-
-
-def events_found(overlaps: pl.DataFrame, flagged: np.ndarray) -> pl.DataFrame:
-    """Per event with at least one chunk: ``event``, ``found`` (any of its chunks flagged)."""
-    f = np.asarray(flagged, dtype=bool)
-    return (
-        overlaps.with_columns(pl.Series("flag", f[overlaps["chunk"].to_numpy()] if overlaps.height else [], dtype=pl.Boolean))
-        .group_by("event")
-        .agg(pl.col("flag").any().alias("found"))
-        .sort("event")
-    )
-
-
-def kind_recall(found: pl.DataFrame, events: pl.DataFrame, kinds: Sequence[str] = ANOMALY_KINDS) -> dict[str, float]:
-    """Share of each kind's events found (``events``: ``event``, ``kind``); NaN without events.
-
-    Also ``event_recall`` (all events) and ``mean_kind_recall`` (mean over kinds present).
-    """
-    joined = found.join(events.select("event", "kind"), on="event", how="inner")
-    out: dict[str, float] = {}
-    for kind in kinds:
-        sel = joined.filter(pl.col("kind") == kind)["found"]
-        out[f"recall_{kind}"] = float(sel.mean()) if sel.len() else float("nan")  # type: ignore[arg-type]
-    present = [v for v in out.values() if not math.isnan(v)]
-    out["event_recall"] = float(joined["found"].mean()) if joined.height else float("nan")  # type: ignore[arg-type]
-    out["mean_kind_recall"] = float(np.mean(present)) if present else float("nan")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -763,162 +575,3 @@ def aggregate(per_seed: pl.DataFrame) -> pl.DataFrame:
         .sort("_order")
         .select(TABLE_COLUMNS)
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# Reporting
-
-
-def to_markdown(frame: pl.DataFrame, digits: int = 3) -> str:
-    """A GitHub-flavoured markdown table: numbers right-aligned, floats to ``digits`` places,
-    nulls and NaN empty."""
-    def cell(v: object) -> str:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return ""
-        if isinstance(v, float):
-            return f"{v:.{digits}f}"
-        return str(v).replace("|", "\\|")
-
-    numeric = [dt.is_numeric() for dt in frame.dtypes]
-    lines = [
-        "| " + " | ".join(frame.columns) + " |",
-        "| " + " | ".join("---:" if n else "---" for n in numeric) + " |",
-    ]
-    for row in frame.iter_rows():
-        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
-    return "\n".join(lines)
-
-
-def report_markdown(table: pl.DataFrame, digits: int = 3) -> str:
-    """The aggregated table in REPORT_COLUMNS, short headers (``fa/10k``, ``r_<kind>``)."""
-    view = table.select([c for c in REPORT_COLUMNS if c in table.columns])
-    view = view.rename({c: c.replace("recall_", "r_") for c in KIND_COLUMNS if c in view.columns}
-                       | {"false_alarms_per_10k": "fa/10k", "false_alarms_elsewhere_per_10k": "fa_elsewhere/10k",
-                          "mean_kind_recall": "kind_recall",
-                          "train_seconds": "train_s", "score_seconds": "score_s"})
-    return to_markdown(view, digits)
-
-
-RECOMMENDATION_COLUMNS: tuple[str, ...] = (
-    "size", "profiles", "n_train_chunks", "detector", "family", "decision", "mean_kind_recall",
-    "false_alarms_per_10k", "auprc", "f1", "cost_seconds", "meets_limit", *KIND_COLUMNS, "note",
-)
-
-
-def recommend(
-    table: pl.DataFrame,
-    *,
-    small_max_train_chunks: float = 500.0,
-    max_false_alarms: float = 50.0,
-    weak_recall: float = 0.5,
-    tie: float = 1e-9,
-) -> pl.DataFrame:
-    """A default detector and decision per vendor size, by a fixed rule on the aggregated table.
-
-    Size: a profile is ``small`` when its models trained on at most ``small_max_train_chunks``
-    chunks on average (``n_train_chunks``), else ``large``. Within a size, every (detector,
-    decision) is averaged over its profiles; among those with ``false_alarms_per_10k`` below
-    ``max_false_alarms`` the highest ``mean_kind_recall`` wins; recalls within ``tie`` of the
-    best are a tie, broken by the lower cost (train + score + decision seconds), then by name.
-    When none meets the limit, the one with the fewest false alarms is chosen
-    (``meets_limit`` false). ``note`` names the kinds no detector found at all under the limit
-    (chunk-level detection cannot find them here) and the kinds the choice finds less than
-    ``weak_recall`` of. The ``oracle`` rows (thresholds set with the labels) are never chosen.
-    """
-    sized = table.with_columns(
-        pl.when(pl.col("n_train_chunks").mean().over("profile") <= small_max_train_chunks)
-        .then(pl.lit("small")).otherwise(pl.lit("large")).alias("size"),
-        (pl.col("train_seconds") + pl.col("score_seconds") + pl.col("decision_seconds")).alias("cost_seconds"),
-    )
-    metrics = ["mean_kind_recall", "false_alarms_per_10k", "auprc", "f1", "cost_seconds", "n_train_chunks", *KIND_COLUMNS]
-    rows = []
-    for size in ("small", "large"):
-        part = sized.filter((pl.col("size") == size) & (pl.col("decision") != ORACLE_DECISION))
-        if part.height == 0:
-            continue
-        profiles = ",".join(part["profile"].unique(maintain_order=True).to_list())
-        per = (
-            part.group_by("detector", "family", "decision", maintain_order=True)
-            .agg(*[pl.col(c).mean() for c in metrics])
-            .filter(pl.col("mean_kind_recall").is_not_null())
-        )
-        if per.height == 0:
-            continue
-        ok = per.filter(pl.col("false_alarms_per_10k") < max_false_alarms)
-        if ok.height:
-            best = ok["mean_kind_recall"].max()
-            ties = ok.filter(pl.col("mean_kind_recall") >= best - tie)  # type: ignore[operator]
-            chosen = ties.sort("cost_seconds", "detector", "decision").row(0, named=True)
-        else:
-            chosen = per.sort("false_alarms_per_10k", "cost_seconds", "detector", "decision").row(0, named=True)
-        notes = []
-        if not ok.height:
-            notes.append(f"no detector stays under {max_false_alarms:g} false alarms per 10k chunks")
-        unfound = [k for k in ANOMALY_KINDS if ok.height and not (ok[f"recall_{k}"].fill_null(0.0) > 0).any()]
-        if unfound:
-            notes.append("no detector found any event of: " + ", ".join(unfound))
-        weak = [k for k in ANOMALY_KINDS if k not in unfound and chosen[f"recall_{k}"] is not None
-                and chosen[f"recall_{k}"] < weak_recall]
-        if weak:
-            notes.append(f"the choice finds under {weak_recall:.0%} of: " + ", ".join(weak))
-        rows.append({**chosen, "size": size, "profiles": profiles, "meets_limit": bool(ok.height),
-                     "note": "; ".join(notes)})
-    schema = {c: pl.Float64() for c in RECOMMENDATION_COLUMNS}
-    schema.update(size=pl.String(), profiles=pl.String(), detector=pl.String(), family=pl.String(),
-                  decision=pl.String(), meets_limit=pl.Boolean(), note=pl.String())
-    return pl.DataFrame([{c: r.get(c) for c in RECOMMENDATION_COLUMNS} for r in rows],
-                        schema={c: schema[c] for c in RECOMMENDATION_COLUMNS})
-
-
-# ---------------------------------------------------------------------------------------------
-# MLflow
-
-_RUN_METRICS = ("precision", "recall", "f1", "false_alarms_per_10k", "event_recall", "mean_kind_recall")
-_DETECTOR_METRICS = ("auroc", "auprc", "train_seconds", "score_seconds")
-
-
-def evaluation_metrics(table: pl.DataFrame) -> dict[str, float]:
-    """MLflow metrics from the aggregated table: ``<profile>/<detector>/<metric>`` for the
-    score's metrics and seconds, ``<profile>/<detector>/<decision>/<metric>`` for decisions."""
-    out: dict[str, float] = {}
-    for row in table.iter_rows(named=True):
-        stem = f"{row['profile']}/{row['detector']}"
-        for m in _DETECTOR_METRICS:
-            if row[m] is not None:
-                out[f"{stem}/{m}"] = float(row[m])
-        for m in _RUN_METRICS:
-            if row[m] is not None:
-                out[f"{stem}/{row['decision']}/{m}"] = float(row[m])
-    return out
-
-
-def log_evaluation(
-    tracker: Tracker,
-    evaluation: Evaluation,
-    recommendation: pl.DataFrame | None = None,
-    *,
-    experiment: str = "evaluation",
-    run_name: str | None = None,
-) -> str:
-    """One MLflow run (experiment ``<prefix><experiment>``) with the settings as parameters,
-    the per-detector metrics, and the tables as CSV and markdown artifacts; returns its id."""
-    s = evaluation.settings
-    name = run_name or f"evaluate {len(s.profiles)} profiles x {len(s.seeds)} seeds, {s.days} days"
-    run_id = tracker.start_run(experiment, name, "evaluation")
-    try:
-        tracker.log_params(run_id, {**s.as_params(), "seconds": round(evaluation.seconds, 1), "jobs": evaluation.jobs})
-        items = list(evaluation_metrics(evaluation.table).items())
-        for start in range(0, len(items), 900):  # MLflow takes at most 1000 metrics a batch
-            tracker.log_metrics(run_id, dict(items[start:start + 900]))
-        tracker.log_frame(run_id, evaluation.table, "evaluation.csv")
-        tracker.log_frame(run_id, evaluation.per_seed, "evaluation_per_seed.csv")
-        tracker.log_text(run_id, report_markdown(evaluation.table) + "\n", "evaluation.md")
-        if recommendation is not None:
-            tracker.log_frame(run_id, recommendation, "recommendation.csv")
-            tracker.log_text(run_id, to_markdown(recommendation) + "\n", "recommendation.md")
-    except BaseException:
-        tracker.end_run(run_id, "FAILED")
-        raise
-    tracker.end_run(run_id)
-    return run_id
-

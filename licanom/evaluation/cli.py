@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser, positive: Callable[[str], int] = i
                   non_negative: Callable[[str], int] = int) -> argparse.ArgumentParser:
     """The evaluation's options on ``p``; ``positive`` and ``non_negative`` check counts."""
     from licanom.evaluation.blocked import BASELINES, CONTEXT, registered
-    from licanom.sim.simulate import PROFILES
+    from licanom.sim import PROFILES
 
     p.add_argument("--profiles", default="all", help=f"comma list of {', '.join(PROFILES)}, or all")
     p.add_argument("--seeds", default=DEFAULT_SEEDS, help="comma list of simulation seeds")
@@ -77,8 +77,9 @@ def add_arguments(p: argparse.ArgumentParser, positive: Callable[[str], int] = i
 def settings_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The :class:`licanom.evaluation.blocked.EvalSettings` of parsed options."""
     from licanom.config import DetectConfig, EncodeConfig, TrainConfig
-    from licanom.evaluation.blocked import AUTOENCODERS, BASELINES, CONTEXT, SEQUENCE, THRESHOLD_DECISIONS, EvalSettings
-    from licanom.sim.simulate import PROFILES
+    from licanom.evaluation.blocked import AUTOENCODERS, BASELINES, CONTEXT, SEQUENCE, EvalSettings
+    from licanom.evaluation.metrics import THRESHOLD_DECISIONS
+    from licanom.sim import PROFILES
 
     groups = {"all": AUTOENCODERS, "sequence": SEQUENCE}
     names = [t.strip() for t in args.models.split(",") if t.strip()]
@@ -108,7 +109,8 @@ def settings_from(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation of parsed options; 0, or 2 for settings that cannot be evaluated."""
-    from licanom.evaluation.blocked import log_evaluation, recommend, report_markdown, run_evaluation, to_markdown
+    from licanom.evaluation.blocked import run_evaluation
+    from licanom.evaluation.output import log_evaluation, recommend, report_markdown, to_markdown
 
     try:
         settings = settings_from(args)

@@ -28,7 +28,7 @@ Per (world, profile, seed, detector):
 
 :data:`DEV_SEEDS` are for choosing designs and defaults; :data:`REPORT_SEEDS` are only for the
 figures the documentation reports, run once the defaults are frozen. Late anomaly kinds
-(:data:`licanom.sim.simulate.LATE_KINDS`) were added after the signals and defaults were frozen and
+(:data:`licanom.sim.LATE_KINDS`) were added after the signals and defaults were frozen and
 are reported apart (:data:`LATE`).
 """
 
@@ -43,7 +43,7 @@ import numpy as np
 import polars as pl
 
 from licanom.config import Config
-from licanom.sim.simulate import ANOMALY_KINDS, LATE_KINDS, PROFILES, SimulatedLog, simulate, simulate_share
+from licanom.sim import ANOMALY_KINDS, LATE_KINDS, PROFILES, SimulatedLog, simulate, simulate_share
 
 ALL_KINDS: tuple[str, ...] = (*ANOMALY_KINDS, *LATE_KINDS)
 DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
@@ -54,7 +54,7 @@ REPORT_SEEDS: tuple[int, ...] = (2001, 2002, 2003)
 
 @dataclass(frozen=True)
 class World:
-    """One setting of the simulator's world (:func:`licanom.sim.simulate.simulate_share`)."""
+    """One setting of the simulator's world (:func:`licanom.sim.simulate_share`)."""
 
     name: str
     share: float | None = 0.10      # anomalous share of chunks; None: the simulator's own rate
@@ -215,7 +215,7 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
 def _judge(world: World, profile: str, seed: int, name: str, family: str, chunks: pl.DataFrame | None,
            log: pl.DataFrame, sim: SimulatedLog, settings: NightlySettings, *, train_seconds: float,
            score_seconds: float, auroc: Callable[[np.ndarray, np.ndarray], float]) -> dict[str, object]:
-    from licanom.evaluation.blocked import auprc
+    from licanom.evaluation.metrics import auprc
 
     row: dict[str, object] = {"world": world.name, "profile": profile, "seed": seed, "detector": name,
                               "family": family, "train_seconds": train_seconds, "score_seconds": score_seconds}
