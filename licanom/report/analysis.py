@@ -245,7 +245,8 @@ class ReportInput:
 
     @property
     def score(self) -> ScoreWording:
-        """What this report's score is: ``wording``, else the chunks' model's."""
+        """What this report's score is: ``wording``, else the chunks' model's (the registry's
+        entry; reading the registry imports every family, torch included)."""
         if self.wording is not None:
             return self.wording
         models = self.chunks["model"].drop_nulls() if "model" in self.chunks.columns else pl.Series([], dtype=pl.String)
@@ -329,7 +330,6 @@ class Analysis:
     frame_failed_share: np.ndarray  # (n_frames,)
     incidents: pl.DataFrame      # INCIDENT_COLUMNS, most severe first
     entities: pl.DataFrame | None  # the flagged entities, most severe first; None: not computed
-    wording: ScoreWording
     reasons: tuple[tuple[str, ...], ...]
 
     def listing(self) -> pl.DataFrame:
@@ -545,7 +545,7 @@ def analyse(inp: ReportInput) -> Analysis:
         typical_summary=typical_summary, typical_errors=typical_errors,
         context=context, typical_context=typical_context,
         normal_failed_share=normal_failed, frame_failed_share=frame_failed,
-        incidents=_incidents(inp, rows), entities=_flagged_entities(inp), wording=inp.score, reasons=(),
+        incidents=_incidents(inp, rows), entities=_flagged_entities(inp), reasons=(),
     )
     return replace(analysis, reasons=tuple(_reasons(analysis, k) for k in range(frames.height)))
 

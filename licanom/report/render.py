@@ -38,6 +38,7 @@ from licanom.report.analysis import (
     VALUE_COLUMNS,
     Analysis,
     ReportInput,
+    ScoreWording,
     analyse,
     context_value,
     csv_frame,
@@ -407,9 +408,8 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _loss_note(inp: ReportInput) -> str:
+def _loss_note(inp: ReportInput, wording: ScoreWording) -> str:
     """Why there are no loss curves, in the terms of this run."""
-    wording = inp.score
     if inp.trained_in_run is False:
         return "No loss curves: the model was not trained in this run."
     if inp.trained_in_run and not wording.has_epochs:
@@ -440,7 +440,7 @@ def _page(a: Analysis) -> dict[str, object]:
     from licanom.report import plots  # matplotlib, only when a page is drawn
 
     train, scored, flagged = score_distributions(a)
-    wording = a.wording
+    wording = inp.score
     histogram = plots.score_histograms(train, scored, flagged, inp.threshold, inp.threshold_name, wording.score)
     loss = None
     if inp.train_loss or inp.val_loss:
@@ -459,7 +459,7 @@ def _page(a: Analysis) -> dict[str, object]:
         "frames_total": listing.height, "frames": _frame_rows(a, shown),
         "wording": wording, "score_name": wording.score[:1].upper() + wording.score[1:],
         "histogram": _data_uri(histogram),
-        "loss": None if loss is None else _data_uri(loss), "loss_last": last, "loss_note": _loss_note(inp),
+        "loss": None if loss is None else _data_uri(loss), "loss_last": last, "loss_note": _loss_note(inp, wording),
         "details": tuple(_frame_detail(a, r, i == 0) for i, r in enumerate(shown.iter_rows(named=True))),
         "bands": ", ".join(f"{name} from {lo:g}×" if lo > 0 else f"{name} below" for name, lo in SEVERITY_BANDS),
         "over_min_share": f"{OVER_MIN_SHARE:.0%}", "over_lift": f"{OVER_LIFT:g}", "over_min_count": OVER_MIN_COUNT,
