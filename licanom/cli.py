@@ -268,7 +268,7 @@ def write_detect_report(vendor: str, detector: Any, chunks: Any, rows: Any, out:
     from licanom.report import detector_report_input, save_run, write_report
 
     inp = detector_report_input(detector, vendor=vendor, run_id=f"detect {out.name}", model=detector.model,
-                                chunks=chunks, rows=rows)
+                                chunks=chunks, rows=rows, trained_in_run=True)
     save_run(inp, out)
     return write_report(inp, out)
 

@@ -112,17 +112,31 @@ def register_all() -> None:
 
     for name in NETS:
         register(DetectorSpec(name, "autoencoder", "chunks", _autoencoder, _ae_cls,
-                              "the thesis's autoencoder (Appendix B) on the chunks' rows"))
+                              "the thesis's autoencoder (Appendix B) on the chunks' rows",
+                              score="reconstruction error (MAE)", loss="MAE"))
     for name in SEQUENCE_MODELS:
         if name in NEXT_EVENT_MODELS:
             register(DetectorSpec(name, "sequence", "chunks", _sequence, _deeplog_cls,
-                                  "DeepLog's next-event LSTM on per-key sequences (or the chunks' actions)"))
+                                  "DeepLog's next-event LSTM on per-key sequences (or the chunks' actions)",
+                                  score="next-event miss margin (largest step outside the top g)",
+                                  loss="cross-entropy"))
         else:
+            boundary = ("squared distance beyond the SVDD sphere" if name.endswith("SVDD")
+                        else "margin beyond the one-class SVM boundary")
             register(DetectorSpec(name, "sequence", "chunks", _sequence, _seq_cls,
-                                  "LSTM/GRU + OC-SVM/SVDD (Ergen and Kozat) on the chunks or per-key sequences"))
+                                  "LSTM/GRU + OC-SVM/SVDD (Ergen and Kozat) on the chunks or per-key sequences",
+                                  score=boundary, loss="objective"))
     for name in CONTEXT_MODELS:
         register(DetectorSpec(name, "context", "context", _context, _ctx_cls,
-                              "what each chunk's keys, machines and addresses did around it"))
+                              "what each chunk's keys, machines and addresses did around it",
+                              score=_OUTLIER_SCORE[name.split("_")[0]] + " of the context vector"))
     for name in BASELINES:
-        register(DetectorSpec(name, "classical", name.split("_")[1], _baseline, _base_cls,
-                              "scikit-learn's IsolationForest or LocalOutlierFactor, a baseline"))
+        kind, inputs = name.split("_")
+        register(DetectorSpec(name, "classical", inputs, _baseline, _base_cls,
+                              "scikit-learn's IsolationForest or LocalOutlierFactor, a baseline",
+                              score=f"{_OUTLIER_SCORE[kind]} of the "
+                                    + ("summary vector" if inputs == "summary" else "flattened chunk")))
+
+
+# What a context or classical model's score is, by its estimator.
+_OUTLIER_SCORE = {"Tail": "summed surprisal (nats)", "IForest": "isolation score", "LOF": "local outlier factor"}

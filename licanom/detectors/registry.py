@@ -42,6 +42,8 @@ class DetectorSpec:
     build: Callable[..., BaseDetector]
     cls: Callable[[], type[BaseDetector]]
     description: str = ""
+    score: str = "anomaly score"  # what its score is, in words for a report's axis and text
+    loss: str = ""       # what its per-epoch loss is ("": it fits in one pass, no epochs)
 
 
 _REGISTRY: dict[str, DetectorSpec] = {}

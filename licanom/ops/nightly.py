@@ -33,6 +33,7 @@ import polars as pl
 
 from licanom.ops import scoring_state as state_lib
 from licanom.detectors.context import KeyHistory
+from licanom.report.render import anomaly_report  # the night's report.md (a template)
 from licanom.ops.scoring_state import NightRecord, StateMissingError, VendorState, crash_point
 from licanom.ops.tracking import Tracker, _reaching
 from licanom.data.validate import (
@@ -187,58 +188,6 @@ def night_dir(output_dir: Path, vendor: str, watermark_before: int | None, water
     return nights_dir(output_dir, vendor) / f"after-{watermark_before or 0}-to-{watermark_after or 0}"
 
 
-def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
-                   messages: tuple[str, ...] = (), rows_unknown_product: int = 0,
-                   incidents: pl.DataFrame | None = None, entities: pl.DataFrame | None = None) -> str:
-    """A short markdown report: the flagged entities and the incidents (who), then the anomalous
-    time frames."""
-    flagged = chunks.filter("is_anomaly").sort("score", descending=True)
-    grouped = f" in {incidents.height} incident(s)" if incidents is not None and flagged.height else ""
-    lines = [
-        f"# licanom: {vendor}",
-        "",
-        f"Model version {model_version or '?'}; {chunks.height} chunks scored, {flagged.height} anomalous{grouped}.",
-        "",
-    ]
-    flagged_entities = entities.filter("is_anomaly") if entities is not None else None
-    if flagged_entities is not None and flagged_entities.height:
-        lines += [f"{flagged_entities.height} flagged entit{'y' if flagged_entities.height == 1 else 'ies'} "
-                  f"(keys, machines, addresses):", "",
-                  "| severity | who | from | to | requests | why |", "| --- | --- | --- | --- | --- | --- |"]
-        for r in flagged_entities.sort("severity", descending=True).head(50).iter_rows(named=True):
-            lines.append(f"| {r['severity']:.0f} | {r['entity_kind']} {_md_cell(r['entity'])} | "
-                         f"{r['start_time']:%Y-%m-%d %H:%M} | {r['end_time']:%Y-%m-%d %H:%M} | {r['requests']} | "
-                         f"{_md_cell(r['reasons'], 200)} |")
-        lines.append("")
-    if incidents is not None and incidents.height:
-        lines += ["| incident | who | chunks | from | to | top severity | signal |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
-        for r in incidents.iter_rows(named=True):
-            who = f"{r['entity_kind']} {_md_cell(r['entity'])}"
-            lines.append(f"| {r['incident']} | {who} | {r['chunks']} | {r['start_time']:%Y-%m-%d %H:%M} | "
-                         f"{r['end_time']:%Y-%m-%d %H:%M} | {r['max_severity']:.0f} | {r['signal']} |")
-        lines.append("")
-    if rows_unknown_product:
-        lines += [f"{rows_unknown_product} rows of products the model was not trained on were quarantined.", ""]
-    lines += [f"**{m}**" for m in messages] + ([""] if messages else [])
-    if flagged.height:
-        lines += ["| start | end | first Id | last Id | score | threshold | severity | top column |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in flagged.iter_rows(named=True):
-            sev = "" if r.get("severity") is None else f"{r['severity']:.0f}"
-            lines.append(
-                f"| {r['start_time']:%Y-%m-%d %H:%M:%S} | {r['end_time']:%Y-%m-%d %H:%M:%S} | {r['first_id']} | "
-                f"{r['last_id']} | {r['score']:.4f} | {r['threshold']:.4f} | {sev} | {r['top_feature']} |"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def _md_cell(value: object, limit: int = 80) -> str:
-    """A value for a markdown cell: no pipes or line breaks, at most ``limit`` characters."""
-    text = str(value).replace("|", "/").replace("\n", " ")
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def night_incidents(chunks: pl.DataFrame, rows: pl.DataFrame | None) -> pl.DataFrame:
     """The night's flagged chunks grouped by who caused them (licanom.detectors.incidents)."""
     from licanom.detectors.incidents import attribute, group_incidents
@@ -341,33 +290,39 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     crash_point("stage:quarantine")
     ledger.write_parquet(out / LEDGER)
     crash_point("stage:ledger")
+    if rows is not None and "country" not in rows.columns:  # derived once: incidents and both reports read it
+        from licanom.data.derive import derive
+
+        rows = derive(rows)
     incidents = night_incidents(chunks, rows)
     incidents.write_parquet(out / "incidents.parquet")
     if entities is not None:
         entities.write_parquet(out / "entities.parquet")
     (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version, messages, rows_unknown_product,
                                                   incidents, entities))
+    private = private_incidents = None
     if secret is not None and rows is not None:  # what goes to MLflow names no real key, machine or address
         from licanom.data.privacy import pseudonymise
 
+        private = pseudonymise(rows, secret)  # the countries stay those of the real addresses
+        private_incidents = night_incidents(chunks, private)
         (out / TRACKING_COPY).mkdir(exist_ok=True)
         (out / TRACKING_COPY / "report.md").write_text(anomaly_report(
-            vendor, chunks, model_version, messages, rows_unknown_product,
-            night_incidents(chunks, pseudonymise(rows, secret)), entities))
+            vendor, chunks, model_version, messages, rows_unknown_product, private_incidents, entities))
     if rows is not None and detector is not None and chunks.height:
-        from licanom.report import detector_report_input, save_run, write_report
+        from licanom.report import Computed, detector_report_input, save_run, write_report
 
         inp = detector_report_input(detector, vendor=vendor, run_id=final.name,
                                     model=f"{detector.model} (version {model_version})", chunks=chunks, rows=rows,
-                                    key_history=key_history if secret is None else None)
+                                    key_history=key_history if secret is None else None, trained_in_run=False,
+                                    computed=Computed(entities=entities, incidents=incidents))
         save_run(inp, out)
         write_report(inp, out)
-        if secret is not None:
+        if private is not None:
             from dataclasses import replace
 
-            from licanom.data.privacy import pseudonymise
-
-            write_report(replace(inp, rows=pseudonymise(rows, secret)), out / TRACKING_COPY)
+            write_report(replace(inp, rows=private, computed=Computed(entities=entities, incidents=private_incidents)),
+                         out / TRACKING_COPY)
     crash_point("stage:report")
     return NightResult(vendor, model_version, watermark_before, watermark_after, validation.n_in,
                        validation.quarantine.height, chunks, final, rows_unknown_product, messages, out, ledger)
@@ -555,6 +510,7 @@ def score_night(output_dir: Path, vendor: str, cfg: Any, tracker: Tracker, model
     points, given the champion (``model``, ``version``)."""
     from licanom.ops import bundle as bundle_lib
     from licanom.data import pipeline
+
     with state_lib.vendor_lock(output_dir, vendor):
         crash_point("after:lock")
         recover(output_dir, vendor, tracker)

@@ -144,8 +144,9 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
 
     An autoencoder's losses reach MLflow as each epoch ends (step = epoch), and ``on_epoch``
     hears of each epoch too (the flow's log)."""
-    from licanom import plots
     from licanom.detectors.autoencoders.module import epoch_listener
+    from licanom.report import plots
+    from licanom.report.analysis import score_wording
 
     sequence_model = is_sequence_model(model)
     if sequence_model and cfg.sequence.mode != "chunks":
@@ -211,7 +212,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
         train_err, test_err = outcome.scores[~prepared.test_mask], outcome.scores[prepared.test_mask]
         png = plots.error_histograms(train_err, test_err, {
             "M1": row["threshold_M1"], "M2": row["threshold_M2"], "M3": row["threshold_M3"],
-        }, title=f"{cfg.vendor}: {model}")
+        }, title=f"{cfg.vendor}: {model}", xlabel=score_wording(model).score)
         tracker.log_bytes(run_id, png, "error_histogram.png")
         bundle_dir = ModelBundle(
             vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary,
@@ -250,7 +251,7 @@ def version_description(cfg: Config, prepared: Prepared, model: str, detector: A
 def finish_training(tracker: Tracker, cfg: Config, parent_run_id: str,
                     variants: list[VariantResult], prepared: Prepared | None = None) -> TrainingSummary:
     """Results table and loss curves on the parent run; register every variant; move champion."""
-    from licanom import plots
+    from licanom.report import plots
 
     results = pl.concat([v.row for v in variants])
     tracker.log_frame(parent_run_id, results, "results.csv")

@@ -1,0 +1,106 @@
+"""Figures for runs and reports: score histograms with thresholds (thesis Fig. 4.4), loss curves.
+
+Each function returns the figure as PNG bytes. Figures are drawn with matplotlib's object API
+(:class:`matplotlib.figure.Figure`, rendered by the Agg canvas): no pyplot, no global figure
+state, no backend chosen at import, so threads (variants training in parallel, the nightly
+fan-out) can draw at once without a lock.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+__all__ = ["error_histograms", "loss_curves", "png", "score_histograms"]
+
+_COLOURS = ("tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown")
+
+
+def png(fig: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes (its own Agg canvas: nothing shared between figures)."""
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def error_histograms(
+    train_errors: np.ndarray, test_errors: np.ndarray, thresholds: Mapping[str, float | None], title: str = "",
+    xlabel: str = "reconstruction error (MAE)",
+) -> bytes:
+    """Train (left) and test (right) score histograms, each threshold a vertical line (PNG).
+    ``xlabel``: what the score is (the detector's, :func:`licanom.report.analysis.score_wording`)."""
+    fig = Figure(figsize=(10, 3.6))
+    axes = fig.subplots(1, 2, sharex=True)
+    for ax, errors, name in ((axes[0], train_errors, "train"), (axes[1], test_errors, "test")):
+        if len(errors):
+            ax.hist(errors, bins=50, color="tab:blue", alpha=0.8)
+        ax.set_yscale("log")
+        for (label, value), colour in zip(thresholds.items(), _COLOURS, strict=False):
+            if value is not None:
+                ax.axvline(value, color=colour, linestyle="--", linewidth=1.2, label=f"{label} {value:.4f}")
+        ax.set_title(f"{name} scores ({len(errors)} chunks)")
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel("chunks")
+    if axes[1].get_legend_handles_labels()[0]:
+        axes[1].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return png(fig)
+
+
+def score_histograms(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray, threshold: float,
+                     threshold_name: str, xlabel: str) -> bytes:
+    """A report's figure: the training scores (left) and the report's chunks (right, the flagged
+    ones in red), the threshold dashed, on shared bins and a log scale (PNG)."""
+    fig = Figure(figsize=(10, 3.4))
+    axes = fig.subplots(1, 2, sharex=True)
+    every = np.concatenate([train, scored, [threshold]])
+    bins = np.histogram_bin_edges(every[np.isfinite(every)], bins=50)
+    for ax, errors, title in ((axes[0], train, "training chunks"), (axes[1], scored, "all chunks of this report")):
+        if errors.size:
+            ax.hist(errors, bins=bins, color="tab:blue", alpha=0.8, label="chunks")
+        else:
+            ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes, color="grey")
+        ax.axvline(threshold, color="tab:red", linestyle="--", linewidth=1.2, label=f"{threshold_name} {threshold:.4f}")
+        ax.set_yscale("log")
+        ax.set_title(f"{title} ({errors.size})")
+        ax.set_xlabel(xlabel)
+    if flagged.size:
+        axes[1].hist(flagged, bins=bins, color="tab:red", alpha=0.9, label="flagged")
+    for ax in axes:
+        ax.set_ylim(bottom=0.7)
+    axes[0].set_ylabel("chunks")
+    axes[1].legend(fontsize=8)
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.15, top=0.9, wspace=0.15)  # tight_layout is slow
+    return png(fig)
+
+
+def loss_curves(curves: Mapping[str, tuple[tuple[float, ...], tuple[float, ...]]], title: str = "",
+                ylabel: str = "loss") -> bytes:
+    """train/loss (solid) and val/loss (dashed) per epoch for each model (PNG)."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    colours = colormaps["tab10"].colors  # type: ignore[attr-defined]
+    for (model, (train, val)), colour in zip(curves.items(), colours, strict=False):
+        if train:
+            ax.plot(range(1, len(train) + 1), train, color=colour, label=f"{model} train")
+        if val:
+            ax.plot(range(1, len(val) + 1), val, color=colour, linestyle="--", label=f"{model} val")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if ax.get_lines():
+        ax.legend(fontsize=8)
+    else:  # the context models fit in one pass: no epochs to draw
+        ax.text(0.5, 0.5, "no per-epoch losses: these models fit in one pass", ha="center", va="center",
+                transform=ax.transAxes)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return png(fig)

@@ -1,0 +1,233 @@
+"""The report's templates: hostile log values stay text, each detector family's score is named
+as its own, who comes before when, and what the caller computed is not computed again."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+
+import numpy as np
+import polars as pl
+import pytest
+
+from licanom.detectors.context import CONTEXT_COLUMNS
+from licanom.detectors.entities import ENTITY_SCHEMA
+from licanom.detectors.incidents import INCIDENT_COLUMNS
+from licanom.report import (
+    Computed,
+    ReportInput,
+    anomaly_report,
+    load_run,
+    render_html,
+    save_run,
+    score_wording,
+)
+from tests.test_report import SIZE, make_chunks, make_input, make_rows
+
+SCRIPT_KEY = "<script>alert(1)</script>"
+QUOTE_MACHINE = "mc\"' onmouseover=\"alert(2)"
+AMP_ADDRESS = "10.0.0.1&amp;<b>bold</b>"
+UNICODE_KEY = "ключ-🔑-キー"
+HOSTILE = (SCRIPT_KEY, QUOTE_MACHINE, AMP_ADDRESS, UNICODE_KEY)
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def hostile_rows() -> pl.DataFrame:
+    """The test log with chunk 7 (flagged) from hostile keys, a quoting machine code and address."""
+    rows = make_rows()
+    i = pl.int_range(pl.len())
+    in7 = (i >= 7 * SIZE) & (i < 8 * SIZE)
+    return rows.with_columns(
+        pl.when(in7).then(pl.when(i % 2 == 0).then(pl.lit(SCRIPT_KEY)).otherwise(pl.lit(UNICODE_KEY)))
+        .otherwise(pl.col("Key")).alias("Key"),
+        pl.when(in7).then(pl.lit(QUOTE_MACHINE)).otherwise(pl.col("MachineCode")).alias("MachineCode"),
+        pl.when(in7).then(pl.lit(AMP_ADDRESS)).otherwise(pl.col("IP")).alias("IP"),
+        pl.lit("SE").alias("country"),  # not derived from the hostile address
+    )
+
+
+def entity_frame(rows: list[tuple[str, str, float, bool, str]]) -> pl.DataFrame:
+    """Entity results (ENTITY_SCHEMA) of (kind, entity, severity, is_anomaly, reasons)."""
+    return pl.DataFrame([
+        {"entity_kind": kind, "entity": who, "key": who if kind == "key-day" else None,
+         "machine_code": who if kind == "key-machine" else None, "address": who if kind == "address-hour" else None,
+         "first_id": 570, "last_id": 579, "start_time": T0 + timedelta(hours=1), "end_time": T0 + timedelta(hours=8),
+         "requests": 10, "score": sev / 10, "severity": sev, "is_anomaly": flagged, "reasons": reasons}
+        for kind, who, sev, flagged, reasons in rows
+    ], schema=ENTITY_SCHEMA)
+
+
+def incident_frame(who: str) -> pl.DataFrame:
+    return pl.DataFrame([{"incident": 1, "entity_kind": "key", "entity": who, "first_id": 570, "last_id": 579,
+                          "start_time": T0, "end_time": T0 + timedelta(minutes=9), "chunks": 1,
+                          "max_severity": 88.0, "signal": "key_machines_hour", "description": "x"}]
+                        ).select(INCIDENT_COLUMNS).cast({"start_time": pl.Datetime("us", "UTC"),
+                                                         "end_time": pl.Datetime("us", "UTC")})
+
+
+class _Tags(HTMLParser):
+    """Every start tag and attribute of a page, and its text (entities resolved)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_hostile_keys_machines_and_addresses_render_as_text() -> None:
+    rows = hostile_rows()
+    chunks, errors = make_chunks(rows)
+    entities = entity_frame([
+        ("key-day", SCRIPT_KEY, 95.0, True, f"key {SCRIPT_KEY}: 55 machine codes new to it (usually 0)"),
+        ("key-machine", QUOTE_MACHINE, 85.0, True, f"machine code {QUOTE_MACHINE} under key {UNICODE_KEY}"),
+        ("address-hour", AMP_ADDRESS, 70.0, True, f"address {AMP_ADDRESS}: 9 keys (usually 1)"),
+    ])
+    inp = make_input(rows=rows, chunks=chunks, feature_errors=errors,
+                     computed=Computed(entities=entities, incidents=incident_frame(SCRIPT_KEY)))
+    page = render_html(inp)
+    parsed = _Tags()
+    parsed.feed(page)
+    tags = {t for t, _ in parsed.tags}
+    assert "script" not in tags and "b" in tags  # the page's own <b>, never the log's
+    assert not any(name.startswith("on") for _, attrs in parsed.tags for name, _ in attrs)
+    assert "<script" not in page.lower() and "<b>bold</b>" not in page
+    text = "".join(parsed.text)
+    titles = [v or "" for _, attrs in parsed.tags for name, v in attrs if name == "title"]
+    for value in HOSTILE:  # each value reads as itself (a tooltip holds the whole value where it is cut)
+        assert value in text or value in titles, value
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&amp;amp;&lt;b&gt;bold&lt;/b&gt;" in page  # the log's "&amp;" is text, not an entity
+    assert UNICODE_KEY in page
+
+
+def test_markdown_cells_cannot_break_the_table() -> None:
+    entities = entity_frame([("key-day", "K|1\nX", 90.0, True, "key K|1: a | b")])
+    md = anomaly_report("acme", make_input().chunks, "3", entities=entities)
+    row = next(line for line in md.splitlines() if line.startswith("| 90 |"))
+    assert row.count("|") == 7 and "K/1 X" in row
+
+
+@pytest.mark.parametrize(("model", "family", "own", "not_this"), [
+    ("LSTM_AE", "autoencoder", "reconstruction error (MAE)", "surprisal"),
+    ("Tail_context", "context", "summed surprisal (nats) of the context vector", "reconstruction error"),
+    ("IForest_context", "context", "isolation score of the context vector", "reconstruction error"),
+    ("GRU_SVDD", "sequence", "squared distance beyond the SVDD sphere", "reconstruction error"),
+    ("LSTM_OCSVM", "sequence", "margin beyond the one-class SVM boundary", "reconstruction error"),
+    ("DeepLog", "sequence", "next-event miss margin", "reconstruction error"),
+])
+def test_each_family_names_its_own_score(model: str, family: str, own: str, not_this: str) -> None:
+    wording = score_wording(model)
+    assert wording.family == family and own in wording.score
+    base = make_input()
+    chunks = base.chunks.with_columns(pl.lit(model).alias("model"))
+    page = render_html(make_input(chunks=chunks, model=model, feature_errors=None if family != "autoencoder"
+                                  else base.feature_errors))
+    assert f"its score is {model}&rsquo;s {wording.score}" in page
+    assert not_this not in page.lower().split("<h2>how to read")[0].split("<h2>scores and training")[1]
+
+
+def test_loss_note_says_what_happened_in_this_run() -> None:
+    rows = make_rows()
+    chunks, errors = make_chunks(rows, flagged=())
+    ctx = chunks.with_columns(pl.lit("Tail_context").alias("model"))
+    one_pass = render_html(make_input(chunks=ctx, feature_errors=None, train_loss=(), val_loss=(), trained_in_run=True))
+    assert "Tail_context fits in one pass (no epochs)" in one_pass and "not trained in this run" not in one_pass
+    loaded = render_html(make_input(chunks=ctx, feature_errors=None, train_loss=(), val_loss=(), trained_in_run=False))
+    assert "No loss curves: the model was not trained in this run." in loaded
+    unknown = render_html(make_input(chunks=chunks, feature_errors=errors, train_loss=(), val_loss=()))
+    assert "not trained in this run" not in unknown and "No loss curves" in unknown
+    champion = render_html(make_input(chunks=chunks, feature_errors=errors, trained_in_run=False))
+    assert "from the model&rsquo;s training, not this run" in champion  # its curves, from when it was trained
+
+
+def test_the_report_leads_with_the_flagged_entities_then_incidents_then_chunks() -> None:
+    entities = entity_frame([
+        ("key-day", "KEY-LOW", 60.0, True, "key KEY-LOW: 3 countries (usually 1)"),
+        ("key-day", "KEY-X", 97.0, True, "key KEY-X: 55 machine codes new to it (usually 0), 3 countries (usually 1)"),
+        ("address-hour", "9.9.9.9", 20.0, False, None),
+    ])
+    inp = make_input(computed=Computed(entities=entities))
+    page = render_html(inp)
+    order = [page.index(marker) for marker in ('id="entities"', 'id="incidents"', 'id="frames"', 'id="frame-1"')]
+    assert order == sorted(order)
+    listed = page[order[0]:order[1]]
+    assert listed.index("KEY-X: 55 machine codes new to it") < listed.index("KEY-LOW")  # most severe first
+    assert "9.9.9.9" not in listed and listed.count('class="entity-row"') == 2  # only the flagged ones
+    assert page[order[1]:order[2]].count('class="incident-row"') >= 1  # grouped from the rows: none given
+    md = anomaly_report("acme", inp.chunks, "3", incidents=incident_frame("KEY-X"), entities=entities)
+    assert md.index("flagged entities") < md.index("| incident |") < md.index("| start |")
+    without = render_html(make_input())
+    assert "No entity results in this run" in without
+
+
+def test_what_the_caller_computed_is_not_computed_again(monkeypatch) -> None:
+    """Countries (the rows' column), context vectors and incidents, when given, are read as given."""
+    import licanom.data.derive
+    import licanom.detectors.incidents
+    import licanom.report.analysis as analysis
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("computed again")
+
+    base = make_input()
+    context = np.zeros((base.chunks.height, len(CONTEXT_COLUMNS)))
+    context[:, CONTEXT_COLUMNS.index("failure_share")] = 0.25
+    context[7, CONTEXT_COLUMNS.index("failure_share")] = 0.875
+    rows = base.rows.with_columns(pl.lit("SE").alias("country"))
+    monkeypatch.setattr(analysis, "chunk_context", refuse)
+    monkeypatch.setattr(licanom.data.derive, "countries", refuse)
+    monkeypatch.setattr(licanom.detectors.incidents, "attribute", refuse)
+    page = render_html(make_input(rows=rows, computed=Computed(context=context, incidents=incident_frame("KEY-2"))))
+    assert '<td>share of failed requests</td><td class="num out">88%</td><td class="num">25%</td>' in page
+    with pytest.raises(ValueError, match="computed.context has shape"):
+        make_input(computed=Computed(context=context[:3]))
+    with pytest.raises(ValueError, match="computed.entities lack"):
+        make_input(computed=Computed(entities=pl.DataFrame({"entity": ["k"]})))
+
+
+def test_a_saved_run_with_entities_and_context_gives_the_same_page(tmp_path) -> None:
+    base = make_input()
+    context = np.full((base.chunks.height, len(CONTEXT_COLUMNS)), 0.5)
+    entities = entity_frame([("key-day", "KEY-X", 97.0, True, "key KEY-X: 55 machine codes new to it")])
+    incidents = incident_frame("KEY-X")
+    inp = make_input(trained_in_run=True, wording=score_wording("LSTM_AE"),
+                     computed=Computed(entities=entities, incidents=incidents, context=context))
+    save_run(inp, tmp_path)
+    inp.chunks.write_parquet(tmp_path / "chunks.parquet")
+    entities.write_parquet(tmp_path / "entities.parquet")  # a night writes these beside its report
+    incidents.write_parquet(tmp_path / "incidents.parquet")
+    again = load_run(tmp_path)
+    assert again.trained_in_run is True and again.wording == inp.wording
+    assert render_html(again) == render_html(inp)
+
+
+def test_figures_draw_in_threads_without_pyplot() -> None:
+    from licanom.report.plots import loss_curves, score_histograms
+
+    def draw(i: int) -> bytes:
+        if i % 2:
+            return loss_curves({f"m{i}": ((0.3, 0.2, 0.1 * i), ())}, ylabel="MAE")
+        scores = np.linspace(0, 1 + i, 50)
+        return score_histograms(scores, scores, scores[-3:], 0.9, "M3", "reconstruction error (MAE)")
+
+    with ThreadPoolExecutor(4) as pool:
+        pngs = list(pool.map(draw, range(8)))
+    assert all(p.startswith(b"\x89PNG") for p in pngs) and len(set(pngs)) == 8
+    probe = "import sys, licanom.report.plots, licanom.report.render; print('matplotlib.pyplot' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_inputs_are_typed() -> None:
+    with pytest.raises(ValueError, match="computed.incidents lack"):
+        ReportInput(vendor="v", run_id="r", model="m", threshold_name="M3", threshold=1.0, chunks=make_input().chunks,
+                    rows=make_rows(), computed=Computed(incidents=pl.DataFrame({"incident": [1]})))
