@@ -116,6 +116,9 @@ class ReportInput:
     ``key_history``: the scoring model's :class:`licanom.context.KeyHistory`, in the same values
     as ``rows`` (not pseudonymised ones for real rows); None: what is "new to a key" in the
     context table is judged from the earlier rows of ``rows`` alone.
+    ``context``: ``(n_chunks, len(CONTEXT_COLUMNS))`` context vectors aligned with ``chunks``,
+    when the caller computed them already (a night: once for its copies of the report); None:
+    computed here from ``rows``.
     """
 
     vendor: str
@@ -132,6 +135,7 @@ class ReportInput:
     max_frames: int = 50
     max_requests: int = 200
     key_history: KeyHistory | None = None
+    context: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         missing = [c for c in REQUIRED_CHUNK_COLUMNS if c not in self.chunks.columns]
@@ -353,7 +357,8 @@ def _analyse(inp: ReportInput) -> _Analysis:
     if inp.feature_errors is not None and ref_idx.size:
         typical_errors = np.median(np.asarray(inp.feature_errors, dtype=np.float64)[ref_idx], axis=0)
 
-    context = _chunks_context(chunks, rows, inp.chunks.height, inp.key_history)
+    context = (np.asarray(inp.context, dtype=np.float64) if inp.context is not None
+               else _chunks_context(chunks, rows, inp.chunks.height, inp.key_history))
     ref = context[ref_idx]
     ref = ref[np.isfinite(ref).all(axis=1)]
     typical_context = (np.percentile(ref, [50, 95], axis=0).T if len(ref)
@@ -1089,7 +1094,8 @@ def chunk_feature_errors(chunks: pl.DataFrame) -> np.ndarray | None:
 
 
 def detector_report_input(detector: Any, *, vendor: str, run_id: str, model: str, chunks: pl.DataFrame,
-                          rows: pl.DataFrame, key_history: KeyHistory | None = None) -> ReportInput:
+                          rows: pl.DataFrame, key_history: KeyHistory | None = None,
+                          context: np.ndarray | None = None) -> ReportInput:
     """The report input of chunks scored by a fitted detector (either family)."""
     report = getattr(detector, "report_", None)    # the autoencoders' training report
     history = getattr(detector, "history_", None)  # the sequence models' objective per epoch
@@ -1099,7 +1105,7 @@ def detector_report_input(detector: Any, *, vendor: str, run_id: str, model: str
         chunks=chunks, rows=rows, feature_errors=chunk_feature_errors(chunks),
         train_errors=detector.decision_scores_,
         train_loss=report.train_loss if report else (tuple(history.objective) if history else ()),
-        val_loss=report.val_loss if report else (), key_history=key_history,
+        val_loss=report.val_loss if report else (), key_history=key_history, context=context,
     )
 
 

@@ -156,20 +156,20 @@ def test_a_night_without_a_full_window_keeps_the_pairs_seen(tmp_path: Path) -> N
 
 
 def test_errors_that_stay_are_not_retried() -> None:
-    """A missing log file, or a vendor without a champion, fails its task at once; a network
-    error or an unreachable store goes on to the task's retries."""
+    """One layer of retries per call: reading the log is never retried by Prefect (the HTTP
+    client retries its own requests; a missing file stays missing); the MLflow tasks retry an
+    error the next try may not meet, but not a vendor without a champion, nor an unreachable
+    store (MLflow's client already retried its requests with back-off)."""
     from prefect.states import Failed
 
-    from licanom.extract.files import ExtractFileError
     from licanom.tracking import TrackingUnavailableError
     from tasks import data, scoring
 
-    extract_retry = data.extract.retry_condition_fn
-    champion_retry = scoring.load_champion.retry_condition_fn
-    assert not extract_retry(None, None, Failed(data=ExtractFileError("no such log file or folder: x.csv")))
-    assert extract_retry(None, None, Failed(data=ConnectionError("reset by peer")))
+    assert data.extract.retries == 0 and data.read_night.retries == 0
+    champion_retry = scoring.open_night.retry_condition_fn
     assert not champion_retry(None, None, Failed(data=LookupError("vendor 'x' has no champion model yet")))
-    assert champion_retry(None, None, Failed(data=TrackingUnavailableError("MLflow unreachable")))
+    assert not champion_retry(None, None, Failed(data=TrackingUnavailableError("MLflow unreachable")))
+    assert champion_retry(None, None, Failed(data=ConnectionError("reset by peer")))
 
 
 def test_vendor_lock_lets_one_run_in_at_a_time(tmp_path: Path) -> None:
