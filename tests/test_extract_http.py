@@ -305,7 +305,17 @@ def test_5xx_twice_then_success(fake):
     assert report.frame["Id"].to_list() == PRODUCT_IDS
     assert report.retries == 2 and len(sleeps.calls) == 2
     assert report.requests == report.pages + 2
-    assert 0.5 <= sleeps.calls[0] <= 1.0 and 1.0 <= sleeps.calls[1] <= 2.0  # exponential, jittered
+    # urllib3's schedule: no wait before the first retry, then backoff_s * 2**(n-1) plus jitter
+    assert sleeps.calls[0] == 0 and 2.0 <= sleeps.calls[1] <= 3.0
+
+
+def test_a_retry_repeats_the_page_not_the_walk(fake):
+    fake.script = [("ok", None), ("status", 503)]  # the second page fails once
+    sleeps = Sleeps()
+    report = fetch_web_api_log_report(_source(fake, limit=1000, backoff_s=0.0), sleep=sleeps)
+    assert report.frame["Id"].to_list() == PRODUCT_IDS and report.retries == 1
+    assert len(fake.calls) == report.pages + 1
+    assert fake.calls[1] == fake.calls[2] and fake.calls[0] not in fake.calls[1:]
 
 
 def test_429_honours_retry_after(fake):

@@ -108,3 +108,27 @@ def test_the_window_array_is_built_for_a_model_that_reads_it_only(bundle, calls)
     windows = make_windows(replace(bundle, detector=ReadsChunks()), valid)
     assert calls["window array"] == 1 and windows.chunks.X.shape == (10, 20, 8)
     assert windows.chunks.meta.equals(context_windows.chunks.meta)
+
+
+def test_the_demo_simulates_its_vendor_once(monkeypatch) -> None:
+    """The demo's cut-off, its training and its night read one simulated log."""
+    import licanom.simulate
+    from flows.demo import demo_cutoff
+    from licanom.config import load_config
+    from licanom.pipeline import extract, simulated_log
+
+    real = licanom.simulate.simulate
+    runs = []
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        runs.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(licanom.simulate, "simulate", counted)
+    simulated_log.cache_clear()
+    cfg = load_config(overrides={"vendor": "demo", "source": {"kind": "simulate", "profile": "floating", "seed": 11,
+                                                              "days": 2}})
+    until = demo_cutoff(cfg)
+    training, night = extract(cfg.source, until=until), extract(cfg.source, after_id=int(extract(cfg.source)["Id"][0]))
+    assert len(runs) == 1 and training.height > 0 and night.height > 0
+    simulated_log.cache_clear()
