@@ -1,24 +1,26 @@
 """A night's scoring: which rows it takes, where its results go, what MLflow records, and how a
 night killed at any point is finished or undone by the next run.
 
-A night, step by step (the ``score-vendor`` flow runs each step as a task; :func:`score_night`
-runs the same steps in one call, for the fault-injection tests and ``make bench-faults``):
+A night, step by step: one :class:`Night` goes through six steps, each adding what it prepared
+(the ``score-vendor`` flow runs each step as one task; :func:`score_night` runs the same steps
+in one call, for the fault-injection tests and ``make bench-faults``). Each prepared value (the
+rows derived, countries looked up, pseudonymised, the context vectors) is computed once:
 
-1. :func:`recover` under the vendor's lock: finish a night that was committed but not yet
-   published, delete the staged outputs of a night that was not committed, mark the MLflow run
-   of a killed night FAILED;
-2. :func:`night_state`: the committed state (a missing one is an error, not a full re-score);
-3. the rows after the watermark, :func:`screen`-ed: validated, rows of unknown products and Ids
+1. :func:`open_night` under the vendor's lock: :func:`recover` (finish a night that was
+   committed but not yet published, delete the staged outputs of a night that was not
+   committed, mark the MLflow run of a killed night FAILED), the champion, :func:`night_state`
+   (the committed state; a missing one is an error, not a full re-score);
+2. :func:`read_night`: the rows after the watermark;
+3. :func:`score_rows`: the rows :func:`screen`-ed (validated, rows of unknown products and Ids
    far beyond the recent range quarantined with a reason, the night refused when more rows are
-   bad than ``validate.max_bad_fraction`` allows;
-4. windows, scores;
-5. :func:`write_night` into ``nights/.staging/``; :func:`log_night` (its MLflow run stays
-   RUNNING);
-6. :func:`publish_night`: the state (watermark, tail, key pairs, the night's name and run) is
-   committed by one rename; then the staged folder is renamed to ``nights/after-A-to-B`` and
-   the MLflow run set FINISHED. A kill between the commit and those two is finished by the next
-   run's :func:`recover`; a kill before the commit leaves the old state, and the next night
-   reads the same rows again.
+   bad than ``validate.max_bad_fraction`` allows), windows, scores, entity results;
+4. :func:`stage_night`: :func:`write_night` into ``nights/.staging/``;
+5. :func:`log`: :func:`log_night` (its MLflow run stays RUNNING);
+6. :func:`publish`: :func:`publish_night`: the state (watermark, tail, key pairs, the night's
+   name and run) is committed by one rename; then the staged folder is renamed to
+   ``nights/after-A-to-B`` and the MLflow run set FINISHED. A kill between the commit and those
+   two is finished by the next run's :func:`recover`; a kill before the commit leaves the old
+   state, and the next night reads the same rows again.
 """
 
 from __future__ import annotations

@@ -228,6 +228,39 @@ def test_unreachable_mlflow_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) 
         assert "s3cret" not in str(err.value)
 
 
+def test_the_api_check_waits_for_a_server_that_is_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tasks.api.wait_for_api: 503 twice, then an answer: urllib3's Retry asks three times; with
+    two attempts it gives up naming the status."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tasks.api import wait_for_api
+
+    answers: list[int] = []
+
+    class Starting(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+        def do_GET(self) -> None:
+            answers.append(503 if len(answers) % 3 < 2 else 200)
+            self.send_response(answers[-1])
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"true")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Starting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{server.server_address[1]}/api")
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        assert wait_for_api(attempts=4, first_delay=0.001) is None and answers == [503, 503, 200]
+        answers.clear()
+        assert "HTTP 503" in (wait_for_api(attempts=2, first_delay=0.001) or "") and answers == [503, 503]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_unreachable_prefect_api_runs_nothing(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_API_URL": "http://127.0.0.1:9/api",
            "PREFECT_HOME": str(tmp_path / "prefect"), "LICANOM_CONF_DIR": str(tmp_path / "conf")}
