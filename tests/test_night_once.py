@@ -127,7 +127,7 @@ def test_the_demo_simulates_its_vendor_once(monkeypatch) -> None:
     monkeypatch.setattr(licanom.simulate, "simulate", counted)
     simulated_log.cache_clear()
     cfg = load_config(overrides={"vendor": "demo", "source": {"kind": "simulate", "profile": "floating", "seed": 11,
-                                                              "days": 2}})
+                                                              "days": 4}})
     until = demo_cutoff(cfg)
     training, night = extract(cfg.source, until=until), extract(cfg.source, after_id=int(extract(cfg.source)["Id"][0]))
     assert len(runs) == 1 and training.height > 0 and night.height > 0
