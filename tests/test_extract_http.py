@@ -78,6 +78,7 @@ class FakeCryptolens:
         self.script: list[tuple[str, object]] = []  # failures for the next calls, in order
         self.always: tuple[str, object] | None = None  # a failure for every call
         self.calls: list[dict[str, str]] = []
+        self.retry_after = "2"  # the Retry-After of a 429 (and of every error status when changed)
         self.paths: list[str] = []
         self.url = ""
 
@@ -128,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
         if action is not None:
             kind, arg = action
             if kind == "status":
-                headers = {"Retry-After": "2"} if arg == 429 else {}
+                headers = {"Retry-After": fake.retry_after} if arg == 429 or fake.retry_after != "2" else {}
                 return self._send(int(arg), b"<html>error</html>", headers)
             if kind == "sleep":
                 time.sleep(float(arg))
@@ -324,6 +325,14 @@ def test_429_honours_retry_after(fake):
     frame = fetch_web_api_log(_source(fake, backoff_s=0.01), sleep=sleeps)
     assert frame.height == N_ROWS
     assert sleeps.calls == [2.0]
+
+
+def test_an_unreadable_retry_after_falls_back_to_the_back_off(fake):
+    fake.script = [("status", 503)]
+    fake.retry_after = "soon"
+    sleeps = Sleeps()
+    assert fetch_web_api_log(_source(fake, backoff_s=0.01), sleep=sleeps).height == N_ROWS
+    assert sleeps.calls == [0]
 
 
 def test_timeout_then_success(fake):

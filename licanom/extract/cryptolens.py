@@ -61,7 +61,7 @@ from typing import Any
 import polars as pl
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, NewConnectionError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from licanom.columns import RAW
@@ -399,7 +399,10 @@ class _Retry(Retry):
         return retry
 
     def sleep(self, response: Any = None) -> None:
-        after = self.get_retry_after(response) if self.respect_retry_after_header and response is not None else None
+        try:
+            after = self.get_retry_after(response) if self.respect_retry_after_header and response is not None else None
+        except InvalidHeader:  # a Retry-After that is neither seconds nor a date: the back-off applies
+            after = None
         delay = min(after, self.retry_after_max) if after else self.get_backoff_time()
         if self.on_sleep is not None:
             self.on_sleep(delay)
