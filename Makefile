@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-entities serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-entities bench-fixed serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -96,6 +96,10 @@ bench-hdfs: $(STAMP)
 # Nights killed with SIGKILL at every crash point, rerun, the ledger checked (BENCH_FAULTS_ARGS, e.g. "--rounds 1").
 bench-faults: $(STAMP)
 	$(PY) -m benchmarks.bench_faults $(BENCH_FAULTS_ARGS)
+
+# Where a one-vendor training flow and a one-vendor night spend their seconds outside the library.
+bench-fixed: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_fixed $(BENCH_FIXED_ARGS)
 
 bench-data: $(STAMP)
 	$(PY) -m benchmarks.bench_data

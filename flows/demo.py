@@ -33,9 +33,9 @@ SCORE_DAYS = 3
 
 def demo_cutoff(cfg: Config) -> datetime:
     """Training sees the days before this time, the nightly scoring the last SCORE_DAYS."""
-    from licanom.sim import simulate
+    from licanom.data.pipeline import extract
 
-    log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
+    log = extract(cfg.source)  # simulated once: the training and the night read the same log
     return log["Time"].max() - timedelta(days=SCORE_DAYS)
 
 

@@ -7,7 +7,7 @@
 - ``dask``: a local Dask cluster of ``workers`` processes (prefect-dask), for many vendors.
 
 With ``threads`` and ``dask`` each vendor is a task (``score-<vendor>``) of a ``nightly-fan-out``
-child flow run that holds the task runner; the task runs the ``score-vendor`` flow, so every
+child flow run that holds the task runner; the task (tasks.vendors.score_one) runs the ``score-vendor`` flow, so every
 vendor is still its own flow run. Either way a failing vendor does not stop the others, and the
 nightly run fails at the end, naming the vendors that failed.
 """
@@ -17,8 +17,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, unmapped
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.naming import run_name, tagged
@@ -26,14 +25,6 @@ from flows.score_vendor import score_vendor
 from tasks import vendors
 
 Runner = Literal["sequential", "threads", "dask"]
-
-
-@task(cache_policy=NO_CACHE, task_run_name="score-{vendor}")
-def score_one(vendor: str) -> tuple[str, str, str]:
-    """The score-vendor flow for one vendor; its outcome (name, final state, message), never raising."""
-    with tagged(vendor):
-        state = score_vendor(vendor, return_state=True)
-    return vendor, state.type.value, state.message or ""
 
 
 def task_runner(runner: Runner, workers: int | None = None) -> TaskRunner:  # type: ignore[type-arg]
@@ -53,7 +44,7 @@ def task_runner(runner: Runner, workers: int | None = None) -> TaskRunner:  # ty
 
 @flow(name="nightly-fan-out", log_prints=True)
 def fan_out(names: list[str]) -> list[tuple[str, str, str]]:
-    return score_one.map(names).result()
+    return vendors.score_one.map(unmapped(score_vendor), names).result()
 
 
 @flow(name="nightly", log_prints=True, flow_run_name=run_name("nightly"))

@@ -1,7 +1,7 @@
 """`licanom run score|train|nightly`: run one flow now, from a terminal or cron.
 
-With PREFECT_API_URL set, the Prefect server must answer first: the API is asked with back-off
-(1, 2, 4, 8, 16 s by default) and, if it never answers, the run stops before touching any data,
+With PREFECT_API_URL set, the Prefect server must answer first: the API is asked with urllib3's
+back-off (tasks.api.wait_for_api) and, if it never answers, the run stops before touching any data,
 with one line naming the server and exit code 4 (the same as an unreachable log source). With
 no PREFECT_API_URL, Prefect's ephemeral API is used and nothing is asked.
 
@@ -12,38 +12,10 @@ flow that fails ends with one line naming its state and exit code 1.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
-import time
 
 EXIT_UNREACHABLE = 4
-
-
-def wait_for_api(attempts: int = 6, first_delay: float = 1.0) -> str | None:
-    """None once the configured Prefect API answers; else the reason it did not."""
-    from prefect.client.orchestration import get_client
-
-    url = os.environ.get("PREFECT_API_URL")
-    if not url:
-        return None
-    delay, reason = first_delay, ""
-    for attempt in range(attempts):
-        async def check() -> Exception | None:
-            async with get_client() as client:
-                return await client.api_healthcheck()
-
-        try:
-            err = asyncio.run(check())
-        except Exception as exc:  # noqa: BLE001 - any failure to connect counts the same
-            err = exc
-        if err is None:
-            return None
-        reason = f"{type(err).__name__}: {err}".splitlines()[0][:200]
-        if attempt + 1 < attempts:
-            time.sleep(delay)
-            delay *= 2
-    return f"the Prefect API at {url} did not answer after {attempts} attempts ({reason})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - pydantic's, yaml's or ours: all a configuration error
         print(f"licanom: configuration error for vendor {args.vendor!r}: {describe_error(err)}", file=sys.stderr)
         return EXIT_USAGE
+
+    from tasks.api import wait_for_api
 
     problem = wait_for_api(args.api_attempts)
     if problem:

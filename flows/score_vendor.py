@@ -29,20 +29,14 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)
     with scoring.vendor_lock(out, vendor):  # one run per vendor at a time; the second reads what the first left
-        scoring.recover(out, vendor, tracker)
-        model, version = scoring.load_champion(tracker, vendor)
-        state = scoring.load_state(out, vendor, version, since)
-        model = scoring.with_seen(model, state, version)  # what the last nights saw is no longer new
-        after = since if since is not None else state.watermark
-        raw = data.extract_after(cfg, after, state.ahead)
-        screened = scoring.screen_rows(model, raw, vendor, after, cfg.validate_.max_bad_fraction, state.ahead)
-        windows = scoring.make_windows(model, screened.validation.valid, state.tail if since is None else None)
-        chunks = scoring.score_windows(model, windows)
-        night = scoring.write_night(out, vendor, chunks, screened, version, after, model, windows)
-        run_id = scoring.log_night(tracker, night)
-        seen = scoring.pairs_seen(model, windows)
-        night = scoring.publish_night(out, vendor, tracker, night, run_id, screened, windows.tail, version, seen)
-    print(f"{vendor}: {night.rows_read:,} rows read, {night.rows_quarantined:,} quarantined, "
-          f"{chunks.height:,} chunks scored, {night.n_anomalies} flagged by champion version {version} "
-          f"-> {night.out_dir}")
-    return night
+        night = scoring.open_night(out, vendor, tracker, since)
+        night = data.read_night(cfg, night)
+        night = scoring.score_rows(night, cfg.validate_.max_bad_fraction)
+        night = scoring.stage_night(night)
+        night = scoring.log_night(tracker, night)
+        night = scoring.publish_night(tracker, night)
+    result = night.result
+    print(f"{vendor}: {result.rows_read:,} rows read, {result.rows_quarantined:,} quarantined, "
+          f"{result.chunks.height:,} chunks scored, {result.n_anomalies} flagged by champion version "
+          f"{result.model_version} -> {result.out_dir}")
+    return result

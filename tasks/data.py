@@ -11,29 +11,25 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from licanom.ops import nightly
 from licanom.data import pipeline
 from licanom.config import Config
-from licanom.data.extract.files import ExtractFileError
+from licanom.ops.nightly import Night
 from licanom.data.validate import ValidationResult
-from tasks.retry import unless
 
 
-@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[5, 30, 120],
-      retry_condition_fn=unless(ExtractFileError))  # a missing or unreadable file stays so; the API may not
+# Not retried here: the HTTP source's client retries its own requests with back-off
+# (licanom.data.extract.cryptolens), and a missing or unreadable file stays so.
+@task(cache_policy=NO_CACHE)
 def extract(cfg: Config, after_id: int | None = None, until: datetime | None = None) -> pl.DataFrame:
     return pipeline.extract(cfg.source, after_id, until)
 
 
-@task(cache_policy=NO_CACHE, retries=3, retry_delay_seconds=[5, 30, 120],
-      retry_condition_fn=unless(ExtractFileError))
-def extract_after(cfg: Config, after_id: int | None, ahead: tuple[int, ...] = ()) -> pl.DataFrame:
-    """The night's rows: Id > ``after_id``, less the far-beyond Ids an earlier night quarantined."""
-    from licanom.ops.nightly import without_ahead
-    from licanom.ops.scoring_state import crash_point
-
-    raw = without_ahead(pipeline.extract(cfg.source, after_id), ahead)
-    crash_point("after:extract")
-    return raw
+@task(cache_policy=NO_CACHE)
+def read_night(cfg: Config, night: Night) -> Night:
+    """The night's rows: Id > the watermark (or ``since``), less the far-beyond Ids an earlier
+    night quarantined."""
+    return nightly.read_night(night, cfg.source)
 
 
 @task(cache_policy=NO_CACHE)

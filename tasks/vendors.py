@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -46,3 +49,15 @@ def list_vendors() -> list[str]:
 @task(cache_policy=NO_CACHE)
 def report_nightly(outcomes: list[tuple[str, str, str]]) -> list[str]:
     return config.report_outcomes(outcomes)
+
+
+@task(cache_policy=NO_CACHE, task_run_name="score-{vendor}")
+def score_one(score: Callable[..., Any], vendor: str) -> tuple[str, str, str]:
+    """The per-vendor flow ``score`` (score-vendor) for one vendor, as a child flow run tagged
+    with the vendor, so that a fan-out can run vendors side by side; its outcome (name, final
+    state, message), never raising: one vendor's failure does not stop the others."""
+    from flows.naming import tagged
+
+    with tagged(vendor):
+        state = score(vendor, return_state=True)
+    return vendor, state.type.value, state.message or ""

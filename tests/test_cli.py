@@ -273,3 +273,15 @@ def test_train_on_one_log_and_score_another_per_key(two_logs, tmp_path):
     assert seqs["first_id"].min() == second["Id"].min()
     # 12-hour periods: every sequence within half a day
     assert ((seqs["end_time"] - seqs["start_time"]).dt.total_hours() < 12).all()
+
+
+def test_the_command_line_imports_no_benchmark() -> None:
+    """`licanom` (and its evaluate command) is library code: nothing of benchmarks/ comes with it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, licanom.cli, licanom.evaluation.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('benchmarks', 'flows', 'tasks', 'prefect')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -78,6 +78,7 @@ class FakeCryptolens:
         self.script: list[tuple[str, object]] = []  # failures for the next calls, in order
         self.always: tuple[str, object] | None = None  # a failure for every call
         self.calls: list[dict[str, str]] = []
+        self.retry_after = "2"  # the Retry-After of a 429 (and of every error status when changed)
         self.paths: list[str] = []
         self.url = ""
 
@@ -128,7 +129,7 @@ class _Handler(BaseHTTPRequestHandler):
         if action is not None:
             kind, arg = action
             if kind == "status":
-                headers = {"Retry-After": "2"} if arg == 429 else {}
+                headers = {"Retry-After": fake.retry_after} if arg == 429 or fake.retry_after != "2" else {}
                 return self._send(int(arg), b"<html>error</html>", headers)
             if kind == "sleep":
                 time.sleep(float(arg))
@@ -305,7 +306,17 @@ def test_5xx_twice_then_success(fake):
     assert report.frame["Id"].to_list() == PRODUCT_IDS
     assert report.retries == 2 and len(sleeps.calls) == 2
     assert report.requests == report.pages + 2
-    assert 0.5 <= sleeps.calls[0] <= 1.0 and 1.0 <= sleeps.calls[1] <= 2.0  # exponential, jittered
+    # urllib3's schedule: no wait before the first retry, then backoff_s * 2**(n-1) plus jitter
+    assert sleeps.calls[0] == 0 and 2.0 <= sleeps.calls[1] <= 3.0
+
+
+def test_a_retry_repeats_the_page_not_the_walk(fake):
+    fake.script = [("ok", None), ("status", 503)]  # the second page fails once
+    sleeps = Sleeps()
+    report = fetch_web_api_log_report(_source(fake, limit=1000, backoff_s=0.0), sleep=sleeps)
+    assert report.frame["Id"].to_list() == PRODUCT_IDS and report.retries == 1
+    assert len(fake.calls) == report.pages + 1
+    assert fake.calls[1] == fake.calls[2] and fake.calls[0] not in fake.calls[1:]
 
 
 def test_429_honours_retry_after(fake):
@@ -314,6 +325,14 @@ def test_429_honours_retry_after(fake):
     frame = fetch_web_api_log(_source(fake, backoff_s=0.01), sleep=sleeps)
     assert frame.height == N_ROWS
     assert sleeps.calls == [2.0]
+
+
+def test_an_unreadable_retry_after_falls_back_to_the_back_off(fake):
+    fake.script = [("status", 503)]
+    fake.retry_after = "soon"
+    sleeps = Sleeps()
+    assert fetch_web_api_log(_source(fake, backoff_s=0.01), sleep=sleeps).height == N_ROWS
+    assert sleeps.calls == [0]
 
 
 def test_timeout_then_success(fake):

@@ -156,20 +156,20 @@ def test_a_night_without_a_full_window_keeps_the_pairs_seen(tmp_path: Path) -> N
 
 
 def test_errors_that_stay_are_not_retried() -> None:
-    """A missing log file, or a vendor without a champion, fails its task at once; a network
-    error or an unreachable store goes on to the task's retries."""
+    """One layer of retries per call: reading the log is never retried by Prefect (the HTTP
+    client retries its own requests; a missing file stays missing); the MLflow tasks retry an
+    error the next try may not meet, but not a vendor without a champion, nor an unreachable
+    store (MLflow's client already retried its requests with back-off)."""
     from prefect.states import Failed
 
-    from licanom.data.extract.files import ExtractFileError
     from licanom.ops.tracking import TrackingUnavailableError
     from tasks import data, scoring
 
-    extract_retry = data.extract.retry_condition_fn
-    champion_retry = scoring.load_champion.retry_condition_fn
-    assert not extract_retry(None, None, Failed(data=ExtractFileError("no such log file or folder: x.csv")))
-    assert extract_retry(None, None, Failed(data=ConnectionError("reset by peer")))
+    assert data.extract.retries == 0 and data.read_night.retries == 0
+    champion_retry = scoring.open_night.retry_condition_fn
     assert not champion_retry(None, None, Failed(data=LookupError("vendor 'x' has no champion model yet")))
-    assert champion_retry(None, None, Failed(data=TrackingUnavailableError("MLflow unreachable")))
+    assert not champion_retry(None, None, Failed(data=TrackingUnavailableError("MLflow unreachable")))
+    assert champion_retry(None, None, Failed(data=ConnectionError("reset by peer")))
 
 
 def test_vendor_lock_lets_one_run_in_at_a_time(tmp_path: Path) -> None:
@@ -226,6 +226,39 @@ def test_unreachable_mlflow_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) 
             call()
         assert "127.0.0.1:9" in str(err.value) and "unreachable" in str(err.value)
         assert "s3cret" not in str(err.value)
+
+
+def test_the_api_check_waits_for_a_server_that_is_starting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tasks.api.wait_for_api: 503 twice, then an answer: urllib3's Retry asks three times; with
+    two attempts it gives up naming the status."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from tasks.api import wait_for_api
+
+    answers: list[int] = []
+
+    class Starting(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # type: ignore[no-untyped-def]
+            pass
+
+        def do_GET(self) -> None:
+            answers.append(503 if len(answers) % 3 < 2 else 200)
+            self.send_response(answers[-1])
+            self.send_header("Content-Length", "4")
+            self.end_headers()
+            self.wfile.write(b"true")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Starting)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{server.server_address[1]}/api")
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        assert wait_for_api(attempts=4, first_delay=0.001) is None and answers == [503, 503, 200]
+        answers.clear()
+        assert "HTTP 503" in (wait_for_api(attempts=2, first_delay=0.001) or "") and answers == [503, 503]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_unreachable_prefect_api_runs_nothing(tmp_path: Path) -> None:

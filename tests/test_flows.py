@@ -119,6 +119,10 @@ def test_nightly_reports_a_failing_vendor_and_scores_the_others(trained_alpha, f
     assert "broken" in str(state.message) or "broken" in repr(state)
     _, out = flow_env
     assert (out / "beta" / "state" / "state.json").exists()
+    # the same side by side in threads (tasks.vendors.score_one runs each vendor's flow)
+    threaded = nightly(runner="threads", workers=2, return_state=True)
+    assert threaded.is_failed() and "broken" in str(threaded.message)
+    assert "alpha: completed" in str(threaded.message) and "beta: completed" in str(threaded.message)
 
 
 def test_training_the_same_data_again_gives_the_same_models(trained_alpha):

@@ -189,7 +189,7 @@ def test_errors_that_a_retry_meets_again_are_not_retried() -> None:
     from licanom.data.validate import ValidationError
     from tasks import scoring
 
-    for task in (scoring.load_champion, scoring.recover):
+    for task in (scoring.open_night, scoring.log_night):
         retry = task.retry_condition_fn
         for err in (ModelLoadError("x"), StateCorruptError("x"), StateMissingError("x"), ValidationError("x"),
                     LookupError("x")):

@@ -203,12 +203,21 @@ def make_chunks(
     size: int = 100,
     stride: int | None = None,
     partial: Literal["drop", "overlap"] = "drop",
+    windows: bool = True,
 ) -> Chunks:
-    """Cut a time-ordered encoded log (see licanom.data.encode) into windows."""
+    """Cut a time-ordered encoded log (see licanom.data.encode) into windows.
+
+    ``windows`` False: no feature array (``X`` has no feature column, ``(n_chunks, size, 0)``),
+    for a detector that reads only the windows' positions and summaries (a context model)."""
     stride = size if stride is None else stride
     n_rows = encoded.height
     starts = window_starts(n_rows, size, stride, partial)
-    X = _row_windows(encoded, starts, size) if is_rows_mode(encoded) else _feature_windows(encoded, starts, size)
+    if not windows:
+        X = np.empty((len(starts), size, 0), dtype=np.float32)
+    elif is_rows_mode(encoded):
+        X = _row_windows(encoded, starts, size)
+    else:
+        X = _feature_windows(encoded, starts, size)
 
     ends = starts + size - 1
     ids, times = encoded["Id"], encoded["Time"]

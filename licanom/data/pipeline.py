@@ -6,6 +6,8 @@ Each step takes and returns polars frames or small frozen dataclasses; the Prefe
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,11 +82,18 @@ def _extract(source: SourceConfig, after_id: int | None) -> pl.DataFrame:
             after_id=after_id,
         )
     if source.kind == "simulate":
-        from licanom.sim import simulate
-
-        log = simulate(source.profile, seed=source.seed, days=source.days).log
+        log = simulated_log(source.profile, source.seed, source.days)
         return log if after_id is None else log.filter(pl.col("Id") > after_id)
     raise ValueError(f"unknown source kind {source.kind!r}")
+
+
+@functools.lru_cache(maxsize=4)
+def simulated_log(profile: str, seed: int, days: int) -> pl.DataFrame:
+    """A simulated vendor's whole log, simulated once per process (the demo's training, its night
+    and its cut-off read the same one; the simulation is a pure function of these three)."""
+    from licanom.sim import simulate
+
+    return simulate(profile, seed=seed, days=days).log
 
 
 def validate(raw: pl.DataFrame, cfg: ValidateConfig) -> ValidationResult:

@@ -131,12 +131,17 @@ class ScoredRows:
 
 @dataclass(frozen=True)
 class Windows:
-    """Encoded windows ready to score, and the rows held back for the next run."""
+    """Encoded windows ready to score, and the rows held back for the next run.
+
+    Each frame is computed once (:func:`make_windows`) and read by every later step of a night:
+    the scores, the entity results, the incidents and the report."""
 
     chunks: Chunks | None  # None when fewer rows than one window are available
     tail: pl.DataFrame     # valid raw rows after the last full window (RAW columns)
     rows: pl.DataFrame | None = None  # the valid rows the windows were cut from (carried ones first)
     encoded: pl.DataFrame | None = None  # those rows derived and encoded, in the windows' order
+    derived: pl.DataFrame | None = None  # ``rows`` with success, action and country (real values)
+    model_rows: pl.DataFrame | None = None  # ``derived`` as the model reads it: pseudonymised where it was trained so
 
 
 def validate_rows(bundle: ModelBundle, raw: pl.DataFrame, vendor: str | None = None) -> ValidationResult:
@@ -157,32 +162,49 @@ def validate_rows(bundle: ModelBundle, raw: pl.DataFrame, vendor: str | None = N
 
 
 def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame | None = None) -> Windows:
-    """Prepend the carried rows, encode with the training vocabulary and cut full windows."""
+    """Prepend the carried rows, derive them once (success, action, country), pseudonymise
+    them where the model was trained so, encode with the training vocabulary and cut full
+    windows. The feature array of the windows is built only for a detector that reads it
+    (``reads`` "chunks" or "flat"): a context or summary model reads the rows and the windows'
+    summary, never the array."""
     if carry is not None and carry.height:
         valid = pl.concat([carry.select(RAW), valid.select(RAW)]).unique("Id", keep="first").sort(["Time", "Id"])
+    rows = valid.select(RAW)
+    derived = derive(rows)
+    secret = bundle.pseudonym_secret()
+    model_rows = pseudonymise(derived, secret) if secret is not None else derived
     size, stride = bundle.chunk.size, bundle.chunk.stride
     if valid.height < size:
-        return Windows(chunks=None, tail=valid.select(RAW), rows=valid.select(RAW))
-    derived = derive(valid)
-    secret = bundle.pseudonym_secret()
-    if secret is not None:
-        derived = pseudonymise(derived, secret)
-    encoded = get_encoder(bundle.encode.encoder).encode(derived, bundle.vocabulary)
-    chunks = make_chunks(encoded, size=size, stride=stride, partial="drop")
+        return Windows(chunks=None, tail=rows, rows=rows, derived=derived, model_rows=model_rows)
+    encoded = get_encoder(bundle.encode.encoder).encode(model_rows, bundle.vocabulary)
+    chunks = make_chunks(encoded, size=size, stride=stride, partial="drop",
+                         windows=bundle.detector.reads in ("chunks", "flat"))
     last_row = int(chunks.meta["start_row"][-1]) + size
-    return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW), rows=valid.select(RAW), encoded=encoded)
+    return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW), rows=rows, encoded=encoded,
+                   derived=derived, model_rows=model_rows)
 
 
-def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
-    """Per-chunk results (the ``licanom detect`` contract, ``split`` = "score") with severity."""
+def window_inputs(bundle: ModelBundle, windows: Windows) -> Any:
+    """The detector's inputs for every window (for a context model: the context vectors, which
+    the night's report shows too); None when there is no window."""
+    if windows.chunks is None:
+        return None
+    det = bundle.detector
+    if det.reads == "context":
+        assert windows.encoded is not None, "the context model needs the encoded rows of the windows"
+    return inputs_of(det.reads, windows.chunks, windows.encoded, bundle.key_history)
+
+
+def score_windows(bundle: ModelBundle, windows: Windows, inputs: Any = None) -> pl.DataFrame:
+    """Per-chunk results (the ``licanom detect`` contract, ``split`` = "score") with severity.
+    ``inputs``: :func:`window_inputs`, when the caller has them already."""
     if windows.chunks is None:
         return _empty_chunks()
     chunks = windows.chunks
     meta = chunks.meta.with_columns(pl.lit("score").alias("split"))
     det = bundle.detector
-    if det.reads == "context":
-        assert windows.encoded is not None, "the context model needs the encoded rows of the windows"
-    inputs = inputs_of(det.reads, chunks, windows.encoded, bundle.key_history)
+    if inputs is None:
+        inputs = window_inputs(bundle, windows)
     if det.family == "autoencoder" and len(det.explain_columns()) == len(ERROR_COLUMNS):
         errors = det.errors(inputs)  # the thesis's 8 columns: their errors go to the error_* columns
         return scored_chunks(meta, det.model, errors.columns, float(det.threshold_), errors.score,
@@ -192,16 +214,20 @@ def score_windows(bundle: ModelBundle, windows: Windows) -> pl.DataFrame:
                          det.severity_of(scores))
 
 
-def score_entities(bundle: ModelBundle, valid: pl.DataFrame) -> pl.DataFrame | None:
+def score_entities(bundle: ModelBundle, valid: pl.DataFrame, windows: Windows | None = None) -> pl.DataFrame | None:
     """The night's entity results (licanom.detectors.entities.ENTITY_COLUMNS) for its own valid
     rows (not the carried ones, which the last night counted), derived and pseudonymised as the
-    model's; None for a bundle without an entity model or a night without rows."""
+    model's (taken from ``windows`` when given: they hold them derived already); None for a
+    bundle without an entity model or a night without rows."""
     if bundle.entity_model is None or valid.height == 0:
         return None
-    derived = derive(valid)
-    secret = bundle.pseudonym_secret()
-    if secret is not None:
-        derived = pseudonymise(derived, secret)
+    if windows is not None and windows.model_rows is not None:
+        derived = windows.model_rows.filter(pl.col("Id").is_in(valid["Id"].implode()))
+    else:
+        derived = derive(valid)
+        secret = bundle.pseudonym_secret()
+        if secret is not None:
+            derived = pseudonymise(derived, secret)
     return bundle.entity_model.score(derived, seen=bundle.key_history)
 
 

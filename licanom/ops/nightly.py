@@ -1,24 +1,26 @@
 """A night's scoring: which rows it takes, where its results go, what MLflow records, and how a
 night killed at any point is finished or undone by the next run.
 
-A night, step by step (the ``score-vendor`` flow runs each step as a task; :func:`score_night`
-runs the same steps in one call, for the fault-injection tests and ``make bench-faults``):
+A night, step by step: one :class:`Night` goes through six steps, each adding what it prepared
+(the ``score-vendor`` flow runs each step as one task; :func:`score_night` runs the same steps
+in one call, for the fault-injection tests and ``make bench-faults``). Each prepared value (the
+rows derived, countries looked up, pseudonymised, the context vectors) is computed once:
 
-1. :func:`recover` under the vendor's lock: finish a night that was committed but not yet
-   published, delete the staged outputs of a night that was not committed, mark the MLflow run
-   of a killed night FAILED;
-2. :func:`night_state`: the committed state (a missing one is an error, not a full re-score);
-3. the rows after the watermark, :func:`screen`-ed: validated, rows of unknown products and Ids
+1. :func:`open_night` under the vendor's lock: :func:`recover` (finish a night that was
+   committed but not yet published, delete the staged outputs of a night that was not
+   committed, mark the MLflow run of a killed night FAILED), the champion, :func:`night_state`
+   (the committed state; a missing one is an error, not a full re-score);
+2. :func:`read_night`: the rows after the watermark;
+3. :func:`score_rows`: the rows :func:`screen`-ed (validated, rows of unknown products and Ids
    far beyond the recent range quarantined with a reason, the night refused when more rows are
-   bad than ``validate.max_bad_fraction`` allows;
-4. windows, scores;
-5. :func:`write_night` into ``nights/.staging/``; :func:`log_night` (its MLflow run stays
-   RUNNING);
-6. :func:`publish_night`: the state (watermark, tail, key pairs, the night's name and run) is
-   committed by one rename; then the staged folder is renamed to ``nights/after-A-to-B`` and
-   the MLflow run set FINISHED. A kill between the commit and those two is finished by the next
-   run's :func:`recover`; a kill before the commit leaves the old state, and the next night
-   reads the same rows again.
+   bad than ``validate.max_bad_fraction`` allows), windows, scores, entity results;
+4. :func:`stage_night`: :func:`write_night` into ``nights/.staging/``;
+5. :func:`log`: :func:`log_night` (its MLflow run stays RUNNING);
+6. :func:`publish`: :func:`publish_night`: the state (watermark, tail, key pairs, the night's
+   name and run) is committed by one rename; then the staged folder is renamed to
+   ``nights/after-A-to-B`` and the MLflow run set FINISHED. A kill between the commit and those
+   two is finished by the next run's :func:`recover`; a kill before the commit leaves the old
+   state, and the next night reads the same rows again.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from licanom.ops import scoring_state as state_lib
@@ -265,7 +268,8 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                 rows: pl.DataFrame | None = None, detector: Any = None,
                 secret: bytes | None = None, key_history: KeyHistory | None = None, *,
                 tail: pl.DataFrame | None = None, rows_unknown_product: int = 0,
-                messages: tuple[str, ...] = (), entities: pl.DataFrame | None = None) -> NightResult:
+                messages: tuple[str, ...] = (), entities: pl.DataFrame | None = None,
+                private_rows: pl.DataFrame | None = None, context: np.ndarray | None = None) -> NightResult:
     """The night's folder, staged in ``nights/.staging/`` (:func:`publish_night` makes it
     ``nights/after-A-to-B``): chunk results, quarantine, the ledger of Ids, the markdown summary
     and, with the rows and the detector, the vendor's HTML report (report.html, anomalies.csv)
@@ -275,7 +279,12 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     from pseudonymised rows is written to ``for-tracking/``: the one that goes to MLflow.
     ``key_history``: the bundle's (licanom.detectors.context.KeyHistory), for the report's "new to a key"
     counts; it holds pseudonyms where the model was trained on them, so it is used only without
-    a ``secret`` (with one, the report judges what is new from the night's rows)."""
+    a ``secret`` (with one, the report judges what is new from the night's rows).
+
+    Computed once, for both copies: the rows' derived columns (given in ``rows`` already by a
+    :class:`Night`; derived here otherwise), their pseudonymised copy (``private_rows``: the
+    model's rows of a :class:`Night`) and the report's context vectors (``context``, aligned
+    with ``chunks``; None: the report computes them)."""
     ledger = night_ledger(validation, rows, tail)
     if validation.n_in == 0:
         return NightResult(vendor, model_version, watermark_before, watermark_after, 0, 0, chunks, None,
@@ -290,22 +299,23 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     crash_point("stage:quarantine")
     ledger.write_parquet(out / LEDGER)
     crash_point("stage:ledger")
-    if rows is not None and "country" not in rows.columns:  # derived once: incidents and both reports read it
+    if rows is not None and "country" not in rows.columns:
         from licanom.data.derive import derive
 
         rows = derive(rows)
+    if secret is not None and rows is not None and private_rows is None:
+        from licanom.data.privacy import pseudonymise
+
+        private_rows = pseudonymise(rows, secret)
     incidents = night_incidents(chunks, rows)
     incidents.write_parquet(out / "incidents.parquet")
     if entities is not None:
         entities.write_parquet(out / "entities.parquet")
     (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version, messages, rows_unknown_product,
                                                   incidents, entities))
-    private = private_incidents = None
-    if secret is not None and rows is not None:  # what goes to MLflow names no real key, machine or address
-        from licanom.data.privacy import pseudonymise
-
-        private = pseudonymise(rows, secret)  # the countries stay those of the real addresses
-        private_incidents = night_incidents(chunks, private)
+    private_incidents = None
+    if secret is not None and private_rows is not None:  # what goes to MLflow names no real key, machine or address
+        private_incidents = night_incidents(chunks, private_rows)  # countries stay those of the real addresses
         (out / TRACKING_COPY).mkdir(exist_ok=True)
         (out / TRACKING_COPY / "report.md").write_text(anomaly_report(
             vendor, chunks, model_version, messages, rows_unknown_product, private_incidents, entities))
@@ -315,13 +325,14 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
         inp = detector_report_input(detector, vendor=vendor, run_id=final.name,
                                     model=f"{detector.model} (version {model_version})", chunks=chunks, rows=rows,
                                     key_history=key_history if secret is None else None, trained_in_run=False,
-                                    computed=Computed(entities=entities, incidents=incidents))
+                                    computed=Computed(entities=entities, incidents=incidents, context=context))
         save_run(inp, out)
         write_report(inp, out)
-        if private is not None:
+        if private_rows is not None:
             from dataclasses import replace
 
-            write_report(replace(inp, rows=private, computed=Computed(entities=entities, incidents=private_incidents)),
+            write_report(replace(inp, rows=private_rows,
+                                 computed=Computed(entities=entities, incidents=private_incidents)),
                          out / TRACKING_COPY)
     crash_point("stage:report")
     return NightResult(vendor, model_version, watermark_before, watermark_after, validation.n_in,
@@ -502,40 +513,168 @@ def _failing_file(err: BaseException) -> str | None:
     return found
 
 
+# --- a night, step by step ----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Night:
+    """One night of one vendor as it goes through its steps (the ``score-vendor`` flow's tasks,
+    or :func:`score_night`): each step adds what it prepared, and every later step reads it
+    from here instead of computing it again.
+
+    ``model`` is the champion with the key pairs of the nights it already scored; ``windows``
+    holds the night's rows derived once (countries looked up once), pseudonymised once where
+    the model's are, encoded and cut; ``inputs`` the detector's inputs (for a context model the
+    context vectors, which the report shows too); ``chunks`` the per-chunk results;
+    ``entities`` the entity results; ``result`` the staged, then published night."""
+
+    output_dir: Path
+    vendor: str
+    model: Any  # licanom.ops.bundle.ModelBundle
+    version: str
+    state: VendorState
+    since: int | None = None
+    notes: tuple[str, ...] = ()  # what recovery did before this night
+    raw: pl.DataFrame | None = None
+    screened: Screened | None = None
+    windows: Any = None  # licanom.ops.bundle.Windows
+    inputs: Any = None
+    chunks: pl.DataFrame | None = None
+    entities: pl.DataFrame | None = None
+    result: NightResult | None = None
+    run_id: str | None = None
+
+    @property
+    def after(self) -> int | None:
+        """The Id after which the night reads."""
+        return self.since if self.since is not None else self.state.watermark
+
+    def _need(self, *names: str) -> None:
+        missing = [n for n in names if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"night of vendor {self.vendor!r}: step out of order, {', '.join(missing)} not prepared yet")
+
+
+def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | None = None,
+               champion: tuple[Any, str] | None = None) -> Night:
+    """Under the vendor's lock: recover a killed night, load the champion (or take ``champion``:
+    model, version), read the committed state and give the model the pairs it already saw."""
+    from licanom.ops.bundle import with_seen
+
+    crash_point("after:lock")
+    notes = recover(output_dir, vendor, tracker)
+    crash_point("after:recover")
+    model, version = champion if champion is not None else load_champion(tracker, vendor)
+    crash_point("after:load_champion")
+    st = night_state(output_dir, vendor, version, since)
+    crash_point("after:load_state")
+    return Night(output_dir=output_dir, vendor=vendor, model=with_seen(model, st.seen_by(version)), version=version,
+                 state=st, since=since, notes=tuple(notes))
+
+
+def read_night(night: Night, source: Any) -> Night:
+    """The rows after the watermark (or ``since``) from the vendor's source, less the far-beyond
+    Ids an earlier night quarantined."""
+    from dataclasses import replace
+
+    from licanom.data import pipeline
+
+    raw = without_ahead(pipeline.extract(source, after_id=night.after), night.state.ahead)
+    crash_point("after:extract")
+    return replace(night, raw=raw)
+
+
+def score_rows(night: Night, max_bad_fraction: float) -> Night:
+    """Validate and screen the rows, cut the windows (carrying the last night's tail), score
+    them and the night's entities."""
+    from dataclasses import replace
+
+    from licanom.ops import bundle as bundle_lib
+
+    night._need("raw")
+    assert night.raw is not None
+    model = night.model
+    screened = screen(bundle_lib.validate_rows(model, night.raw, night.vendor), night.raw, night.after, night.vendor,
+                      max_bad_fraction, night.state.ahead)
+    crash_point("after:validate")
+    windows = bundle_lib.make_windows(model, screened.validation.valid, night.state.tail if night.since is None else None)
+    crash_point("after:windows")
+    inputs = bundle_lib.window_inputs(model, windows)
+    chunks = bundle_lib.score_windows(model, windows, inputs)
+    crash_point("after:score")
+    entities = bundle_lib.score_entities(model, screened.validation.valid, windows)
+    return replace(night, screened=screened, windows=windows, inputs=inputs, chunks=chunks, entities=entities)
+
+
+def report_context(night: Night) -> np.ndarray | None:
+    """The context vectors the night's report shows, aligned with its chunks: the model's own
+    inputs for a context model (same rows, same key history), else computed once from the
+    derived rows for both copies of the report. A pseudonymised vendor's report reads real rows
+    without the model's (pseudonymised) key history, so its vectors are its own."""
+    from licanom.detectors.context import chunk_context
+
+    windows = night.windows
+    if windows is None or windows.chunks is None or night.chunks is None or night.chunks.height == 0:
+        return None
+    private = night.model.pseudonym_env is not None
+    if night.model.detector.reads == "context" and not private:
+        return np.asarray(night.inputs)
+    return chunk_context(windows.derived, windows.chunks.meta["start_row"].to_numpy(), windows.chunks.size,
+                         None if private else night.model.key_history)
+
+
+def stage_night(night: Night) -> Night:
+    """Write the night's outputs into ``nights/.staging/`` (:func:`write_night`)."""
+    from dataclasses import replace
+
+    night._need("screened", "windows", "chunks")
+    assert night.screened is not None and night.chunks is not None
+    model, windows, screened = night.model, night.windows, night.screened
+    secret = model.pseudonym_secret()
+    result = write_night(night.output_dir, night.vendor, night.chunks, screened.validation, night.version, night.after,
+                         screened.watermark, rows=windows.derived, detector=model.detector, secret=secret,
+                         key_history=model.key_history, tail=windows.tail,
+                         rows_unknown_product=screened.rows_unknown_product, messages=screened.messages,
+                         entities=night.entities, private_rows=windows.model_rows if secret is not None else None,
+                         context=report_context(night))
+    return replace(night, result=result)
+
+
+def log(tracker: Tracker, night: Night) -> Night:
+    """The night's MLflow run (:func:`log_night`), left RUNNING until it is published."""
+    from dataclasses import replace
+
+    night._need("result")
+    assert night.result is not None
+    run_id = log_night(tracker, night.result)
+    crash_point("after:log")
+    return replace(night, run_id=run_id)
+
+
+def publish(tracker: Tracker, night: Night) -> Night:
+    """Commit the state with the night and the key pairs it scored, publish its folder, finish
+    its MLflow run (:func:`publish_night`)."""
+    from dataclasses import replace
+
+    from licanom.ops.bundle import pairs_seen
+
+    night._need("result", "run_id", "screened", "windows")
+    assert night.result is not None and night.run_id is not None and night.screened is not None
+    result = publish_night(night.output_dir, night.vendor, tracker, night.result, night.run_id, night.screened,
+                           night.windows.tail, night.version, pairs_seen(night.model, night.windows))
+    return replace(night, result=result)
+
+
 # --- the whole night in one call --------------------------------------------------------------
 
 def score_night(output_dir: Path, vendor: str, cfg: Any, tracker: Tracker, model: Any, version: str,
                 since: int | None = None) -> NightResult:
     """One night, the same steps as the ``score-vendor`` flow's tasks, with the same crash
     points, given the champion (``model``, ``version``)."""
-    from licanom.ops import bundle as bundle_lib
-    from licanom.data import pipeline
-
     with state_lib.vendor_lock(output_dir, vendor):
-        crash_point("after:lock")
-        recover(output_dir, vendor, tracker)
-        crash_point("after:recover")
-        crash_point("after:load_champion")
-        st = night_state(output_dir, vendor, version, since)
-        crash_point("after:load_state")
-        model = bundle_lib.with_seen(model, st.seen_by(version))
-        after = since if since is not None else st.watermark
-        raw = without_ahead(pipeline.extract(cfg.source, after_id=after), st.ahead)
-        crash_point("after:extract")
-        screened = screen(bundle_lib.validate_rows(model, raw, vendor), raw, after, vendor,
-                          cfg.validate_.max_bad_fraction, st.ahead)
-        crash_point("after:validate")
-        windows = bundle_lib.make_windows(model, screened.validation.valid, st.tail if since is None else None)
-        crash_point("after:windows")
-        chunks = bundle_lib.score_windows(model, windows)
-        crash_point("after:score")
-        night = write_night(output_dir, vendor, chunks, screened.validation, version, after, screened.watermark,
-                            rows=windows.rows, detector=model.detector, secret=model.pseudonym_secret(),
-                            key_history=model.key_history, tail=windows.tail,
-                            rows_unknown_product=screened.rows_unknown_product, messages=screened.messages,
-                            entities=bundle_lib.score_entities(model, screened.validation.valid))
+        night = open_night(output_dir, vendor, tracker, since, champion=(model, version))
+        night = score_rows(read_night(night, cfg.source), cfg.validate_.max_bad_fraction)
+        night = stage_night(night)
         crash_point("after:stage")
-        run_id = log_night(tracker, night)
-        crash_point("after:log")
-        seen = bundle_lib.pairs_seen(model, windows)
-        return publish_night(output_dir, vendor, tracker, night, run_id, screened, windows.tail, version, seen)
+        night = publish(tracker, log(tracker, night))
+        assert night.result is not None
+        return night.result

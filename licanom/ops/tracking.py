@@ -19,6 +19,7 @@ on their runs and charts, not on the GenAI traces view.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -352,8 +353,14 @@ class Tracker:
 
 
 def configure(path: Path | None = None) -> Tracker:
-    """A tracker for the store that ``mlflow.yaml`` (or the environment) names."""
-    return Tracker(TrackingConfig.load(path))
+    """The tracker for the store that ``mlflow.yaml`` (or the environment) names: one per store
+    and process, so that the vendors of a night share one MLflow client."""
+    return _tracker(TrackingConfig.load(path))
+
+
+@functools.lru_cache(maxsize=8)
+def _tracker(config: TrackingConfig) -> Tracker:
+    return Tracker(config)
 
 
 def params_json(params: Mapping[str, Any]) -> str:

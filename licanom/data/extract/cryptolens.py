@@ -6,19 +6,21 @@ the raw columns of :data:`licanom.data.columns.RAW`, sorted by ``Id`` ascending,
 ``fetch_web_api_log_report`` does the same and also says how it went (:class:`FetchReport`).
 
 HTTP
-    Standard library only (``urllib.request``), with a timeout on every request. Requests are
-    ``POST`` with a form-encoded body, as the official SDKs send them; the Web API accepts GET
-    queries too, but a body keeps the access token out of URLs, proxy logs and the URL that
-    ``urllib`` puts in its errors. The token is read from an environment variable (default
-    ``CRYPTOLENS_TOKEN``) at call time; it is never logged and never put in an error message or
-    a repr.
+    ``requests`` over one session per fetch (its pages share a connection), with a timeout on
+    every request. Requests are ``POST`` with a form-encoded body, as the official SDKs send
+    them; the Web API accepts GET queries too, but a body keeps the access token out of URLs and
+    proxy logs. The token is read from an environment variable (default ``CRYPTOLENS_TOKEN``) at
+    call time; it is never logged and never put in an error message or a repr.
 
 Retries
-    Time-outs, connection errors, HTTP 429 and HTTP 5xx are retried up to ``max_retries`` times
-    with exponential back-off and jitter (``backoff_s * 2**n``, drawn in its upper half, capped at
-    ``max_backoff_s``; a numeric ``Retry-After`` is honoured up to the cap). The sleep function is
-    injectable. Other HTTP 4xx (401/403: the token was rejected), an answer that is not JSON and an
-    answer with ``result`` 1 raise :class:`ExtractError` at once.
+    One layer, the HTTP client's own: urllib3's ``Retry`` on the session's adapter retries
+    time-outs, connection errors, HTTP 429 and HTTP 5xx of a page up to ``max_retries`` times,
+    with urllib3's exponential back-off (none before the first retry, then ``backoff_s * 2**(n-1)``
+    plus up to ``backoff_s`` of jitter, capped at ``max_backoff_s``) or the server's
+    ``Retry-After`` (also capped). A retry repeats the one page, never the walk. The sleep function
+    is injectable. Other HTTP 4xx (401/403: the token was rejected), an answer that is not JSON and
+    an answer with ``result`` 1 raise :class:`ExtractError` at once, and the orchestrator does not
+    retry the extraction either.
 
 Paging
     The Web API's documented order is Id ascending when only ``StartingAfter`` is given and Id
@@ -46,22 +48,21 @@ readable ``Id`` cannot be paged over nor deduplicated and are dropped (counted i
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import math
 import os
-import random
-import socket
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, NewConnectionError, ReadTimeoutError
+from urllib3.util.retry import Retry
 
 from licanom.data.columns import RAW
 
@@ -244,6 +245,14 @@ def fetch_web_api_log_report(
     if after_id is not None and not _is_int(after_id):
         raise ValueError(f"after_id must be an int or None, got {after_id!r}")
     client = _Client(source, _read_token(source.token_env), sleep)
+    try:
+        return _walk(client, source, after_id)
+    finally:
+        client.close()
+
+
+def _walk(client: _Client, source: CryptolensSource, after_id: int | None) -> FetchReport:
+    """The page walk of :func:`fetch_web_api_log_report` (see Paging in the module docstring)."""
     filters = source.filter_params()
     limit = source.limit
 
@@ -373,26 +382,65 @@ def logs_to_frame(logs: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
 # --- HTTP -------------------------------------------------------------------------------------
 
 
-class _Retryable(Exception):
-    def __init__(self, problem: str, retry_after: float | None = None) -> None:
-        super().__init__(problem)
-        self.problem = problem
-        self.retry_after = retry_after
+RETRY_STATUS = frozenset({429, *range(500, 600)})  # answers worth a retry; any other status is final
+
+
+class _Retry(Retry):
+    """urllib3's ``Retry`` that sleeps through the client (an injectable sleep, a count of the
+    retries) instead of ``time.sleep``; the schedule and the Retry-After handling are urllib3's."""
+
+    def __init__(self, *args: Any, on_sleep: Callable[[float], Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_sleep = on_sleep
+
+    def new(self, **kwargs: Any) -> _Retry:
+        retry = super().new(**kwargs)
+        retry.on_sleep = self.on_sleep
+        return retry
+
+    def sleep(self, response: Any = None) -> None:
+        try:
+            after = self.get_retry_after(response) if self.respect_retry_after_header and response is not None else None
+        except InvalidHeader:  # a Retry-After that is neither seconds nor a date: the back-off applies
+            after = None
+        delay = min(after, self.retry_after_max) if after else self.get_backoff_time()
+        if self.on_sleep is not None:
+            self.on_sleep(delay)
+        elif delay > 0:
+            time.sleep(delay)
 
 
 class _Client:
-    """One GetWebAPILog endpoint with a token; counts requests and retries."""
+    """One GetWebAPILog endpoint with a token, over one ``requests`` session whose adapter
+    retries (:class:`_Retry`); counts requests and retries."""
 
     def __init__(self, source: CryptolensSource, token: str, sleep: Callable[[float], Any]) -> None:
         self._source = source
         self._token = token
         self._sleep = sleep
-        self._rng = random.Random()
         self.requests = 0
         self.retries = 0
+        self._session = requests.Session()
+        retry = _Retry(
+            total=source.max_retries, allowed_methods=frozenset({"POST"}), status_forcelist=RETRY_STATUS,
+            backoff_factor=source.backoff_s, backoff_jitter=source.backoff_s, backoff_max=source.max_backoff_s,
+            retry_after_max=math.ceil(source.max_backoff_s), raise_on_status=False, on_sleep=self._on_retry,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
 
     def __repr__(self) -> str:  # never show the token
         return f"_Client(endpoint={self._source.endpoint!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _on_retry(self, delay: float) -> None:
+        self.retries += 1
+        self.requests += 1
+        log.warning("GetWebAPILog attempt failed; retrying in %.2f s", delay)
+        self._sleep(delay)
 
     def get_logs(self, params: Mapping[str, str]) -> list[Any]:
         answer = self._post(params)
@@ -417,78 +465,52 @@ class _Client:
 
     def _post(self, params: Mapping[str, str]) -> Any:
         source = self._source
-        body = urllib.parse.urlencode({"token": self._token, **params}).encode("ascii")
-        attempt = 0
-        while True:
-            self.requests += 1
-            try:
-                raw = self._once(body)
-            except _Retryable as exc:
-                if attempt >= source.max_retries:
-                    raise ExtractError(
-                        f"GetWebAPILog at {source.endpoint} failed after {attempt + 1} attempts; "
-                        f"last problem: {exc.problem}"
-                    ) from None
-                delay = self._delay(attempt, exc.retry_after)
-                log.warning("GetWebAPILog attempt %d failed (%s); retrying in %.2f s",
-                            attempt + 1, exc.problem, delay)
-                self.retries += 1
-                attempt += 1
-                self._sleep(delay)
-                continue
-            try:
-                return json.loads(raw.decode("utf-8-sig"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                snippet = self._scrub(raw[:80].decode("utf-8", "replace"))
-                raise ExtractError(f"GetWebAPILog at {source.endpoint} answered with something "
-                                   f"that is not JSON: {snippet!r}") from None
-
-    def _once(self, body: bytes) -> bytes:
-        source = self._source
-        request = urllib.request.Request(
-            source.endpoint,
-            data=body,
-            method="POST",
-            headers={
-                "Content-Type": "application/x-www-form-urlencoded",
-                "Accept": "application/json",
-                "User-Agent": "licanom",
-            },
-        )
+        retries_before = self.retries
+        self.requests += 1
         try:
-            with urllib.request.urlopen(request, timeout=source.timeout_s) as response:
-                return response.read()
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            headers = exc.headers
-            exc.close()
-            if status in (401, 403):
-                raise ExtractError(
-                    f"access token rejected by {source.endpoint} (HTTP {status}); check the token "
-                    f"in ${source.token_env} and that it may call GetWebAPILog"
-                ) from None
-            if status == 429 or 500 <= status <= 599:
-                raise _Retryable(f"HTTP {status}", _retry_after(headers)) from None
+            response = self._session.post(
+                source.endpoint, data={"token": self._token, **params}, timeout=source.timeout_s,
+                headers={"Accept": "application/json", "User-Agent": "licanom"},
+            )
+        except requests.RequestException as exc:
+            attempts = self.retries - retries_before + 1
+            raise ExtractError(f"GetWebAPILog at {source.endpoint} failed after {attempts} attempts; "
+                               f"last problem: {self._problem(exc)}") from None
+        status = response.status_code
+        if status in (401, 403):
+            raise ExtractError(
+                f"access token rejected by {source.endpoint} (HTTP {status}); check the token "
+                f"in ${source.token_env} and that it may call GetWebAPILog"
+            )
+        if status in RETRY_STATUS:  # still failing when the retries ran out
+            attempts = self.retries - retries_before + 1
+            raise ExtractError(f"GetWebAPILog at {source.endpoint} failed after {attempts} attempts; "
+                               f"last problem: HTTP {status}")
+        if status >= 400:
             raise ExtractError(
                 f"GetWebAPILog at {source.endpoint} answered HTTP {status} "
-                f"({self._scrub(str(exc.reason))}); not retried"
-            ) from None
-        except (TimeoutError, socket.timeout):
-            raise _Retryable(f"timed out after {source.timeout_s} s") from None
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (TimeoutError, socket.timeout)):
-                raise _Retryable(f"timed out after {source.timeout_s} s") from None
-            raise _Retryable(f"connection error: {self._scrub(str(exc.reason))}") from None
-        except (http.client.HTTPException, ConnectionError, OSError) as exc:
-            raise _Retryable(f"connection error: {type(exc).__name__}: {self._scrub(str(exc))}") from None
+                f"({self._scrub(str(response.reason))}); not retried"
+            )
+        raw = response.content
+        try:
+            return json.loads(raw.decode("utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            snippet = self._scrub(raw[:80].decode("utf-8", "replace"))
+            raise ExtractError(f"GetWebAPILog at {source.endpoint} answered with something "
+                               f"that is not JSON: {snippet!r}") from None
 
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        source = self._source
-        base = min(source.max_backoff_s, source.backoff_s * 2.0**attempt)
-        delay = base / 2 + self._rng.uniform(0, base / 2)
-        if retry_after is not None:
-            delay = max(delay, min(retry_after, source.max_backoff_s))
-        return delay
+    def _problem(self, exc: BaseException) -> str:
+        """What went wrong with the last attempt, in one line, without the token."""
+        reason: BaseException | None = exc
+        while reason is not None:  # requests' error -> urllib3's MaxRetryError -> its reason
+            if isinstance(reason, NewConnectionError):  # a subclass of ConnectTimeoutError in urllib3 2
+                break
+            if isinstance(reason, (ReadTimeoutError, ConnectTimeoutError, requests.Timeout, TimeoutError)):
+                return f"timed out after {self._source.timeout_s} s"
+            nested = getattr(reason, "reason", None)
+            inner = reason.args[0] if reason.args and isinstance(reason.args[0], BaseException) else None
+            reason = nested if isinstance(nested, BaseException) else inner
+        return f"connection error: {type(exc).__name__}: {self._scrub(str(exc))[:300]}"
 
     def _scrub(self, text: str) -> str:
         """Remove the token from text that came from elsewhere (server messages)."""
@@ -508,19 +530,6 @@ def _read_token(env_name: str) -> str:
             "(create a token with the GetWebAPILog permission and export it there)"
         )
     return token
-
-
-def _retry_after(headers: Any) -> float | None:
-    if headers is None:
-        return None
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        return None  # an HTTP date: not worth parsing, the back-off applies
-    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 # --- value conversion --------------------------------------------------------------------------

@@ -1,0 +1,134 @@
+"""A night computes each prepared value once: the rows' derived columns (one country look-up),
+the context vectors, the pseudonymised rows; no window array for a model that never reads it;
+the markdown summary and the report once per copy.
+
+Counted over one tiny night (a Tail_context champion with entity results, 200 rows) by wrapping
+the library's functions with counters.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from dataclasses import replace
+
+import pytest
+
+from tests.night_harness import make_bundle, new_vendor, rows, tracker_for
+
+SECRET_ENV = "LICANOM_TEST_ONCE_SECRET"
+
+
+@pytest.fixture(scope="module")
+def bundle():
+    from licanom.ops.bundle import fit_entities
+    from licanom.data.derive import derive
+    from licanom.data.validate import validate_log
+
+    return replace(make_bundle(), entity_model=fit_entities(derive(validate_log(rows(1000, 600)).valid)))
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory):
+    """One MLflow store for the module (creating one costs seconds); each test its own vendor."""
+    return tracker_for(tmp_path_factory.mktemp("mlflow"))
+
+
+@pytest.fixture
+def calls(monkeypatch) -> Counter[str]:
+    import licanom.ops.bundle
+    import licanom.data.chunk
+    import licanom.detectors.context
+    import licanom.data.derive
+    import licanom.ops.nightly
+    import licanom.data.privacy
+    import licanom.report.render
+
+    counts: Counter[str] = Counter()
+
+    def count(module, name: str, as_name: str | None = None) -> None:  # type: ignore[no-untyped-def]
+        real = getattr(module, name)
+
+        @functools.wraps(real)
+        def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+            counts[as_name or name] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, counted)
+
+    count(licanom.data.derive, "countries")          # every derivation looks the countries up
+    count(licanom.detectors.context, "row_context")       # every computation of context vectors
+    count(licanom.data.chunk, "_feature_windows", "window array")
+    count(licanom.data.chunk, "_row_windows", "window array")
+    count(licanom.data.privacy, "pseudonymise")
+    count(licanom.ops.bundle, "pseudonymise")
+    count(licanom.ops.nightly, "anomaly_report")    # the markdown summary
+    count(licanom.report.render, "analyse")  # the HTML report's analysis
+    return counts
+
+
+def test_a_night_derives_and_computes_context_once(tmp_path, bundle, tracker, calls) -> None:
+    v = new_vendor(tmp_path, "acme", bundle)
+    v.start(1599)
+    v.append(rows(1600, 200, seed=3))
+    calls.clear()
+    night = v.night(tracker)
+    assert night.chunks.height == 10 and (night.out_dir / "entities.parquet").exists()
+    assert (night.out_dir / "report.html").exists() and (night.out_dir / "incidents.parquet").exists()
+    assert dict(calls) == {"countries": 1, "row_context": 1, "anomaly_report": 1, "analyse": 1}
+
+
+def test_a_pseudonymised_night_makes_its_private_copy_from_the_same_prepared_rows(tmp_path, bundle, tracker, calls,
+                                                                                 monkeypatch) -> None:
+    """The copy for MLflow reuses the rows derived and pseudonymised once for the model. Two
+    context computations remain, of different values: the model's (pseudonymised rows, its key
+    history) and the report's (real rows, without the pseudonymised history); two markdown
+    summaries and two reports, of different contents (real and pseudonymised names)."""
+    monkeypatch.setenv(SECRET_ENV, "a-secret-of-more-than-16-characters")
+    v = new_vendor(tmp_path, "private", replace(bundle, pseudonym_env=SECRET_ENV))
+    v.start(1599)
+    v.append(rows(1600, 200, seed=3))
+    calls.clear()
+    night = v.night(tracker)
+    assert (night.out_dir / "for-tracking" / "report.html").exists()
+    assert dict(calls) == {"countries": 1, "pseudonymise": 1, "row_context": 2, "anomaly_report": 2, "analyse": 2}
+
+
+def test_the_window_array_is_built_for_a_model_that_reads_it_only(bundle, calls) -> None:
+    from licanom.ops.bundle import make_windows
+    from licanom.data.validate import validate_log
+
+    valid = validate_log(rows(1600, 200, seed=3)).valid
+    context_windows = make_windows(bundle, valid)
+    assert calls["window array"] == 0 and context_windows.chunks.X.shape == (10, 20, 0)
+
+    class ReadsChunks:  # the protocol's ``reads``: what make_windows looks at
+        reads = "chunks"
+
+    windows = make_windows(replace(bundle, detector=ReadsChunks()), valid)
+    assert calls["window array"] == 1 and windows.chunks.X.shape == (10, 20, 8)
+    assert windows.chunks.meta.equals(context_windows.chunks.meta)
+
+
+def test_the_demo_simulates_its_vendor_once(monkeypatch) -> None:
+    """The demo's cut-off, its training and its night read one simulated log."""
+    import licanom.sim
+    from flows.demo import demo_cutoff
+    from licanom.config import load_config
+    from licanom.data.pipeline import extract, simulated_log
+
+    real = licanom.sim.simulate
+    runs = []
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        runs.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(licanom.sim, "simulate", counted)
+    simulated_log.cache_clear()
+    cfg = load_config(overrides={"vendor": "demo", "source": {"kind": "simulate", "profile": "floating", "seed": 11,
+                                                              "days": 4}})
+    until = demo_cutoff(cfg)
+    training, night = extract(cfg.source, until=until), extract(cfg.source, after_id=int(extract(cfg.source)["Id"][0]))
+    assert len(runs) == 1 and training.height > 0 and night.height > 0
+    simulated_log.cache_clear()
