@@ -746,25 +746,28 @@ class EntityModel:
         read from ``rows`` (:func:`peer_groups`); None when entities are judged vendor-wide."""
         if self.peers != "product-licence" or self.groups is None:
             return None
-        fresh = peer_groups(rows).join(self.groups.select("Key"), on="Key", how="anti")
-        return pl.concat([self.groups, fresh.select(self.groups.columns)])
+        unknown = rows.filter(~pl.col("Key").cast(pl.String).is_in(self.groups["Key"].implode()))
+        if unknown.height == 0:
+            return self.groups
+        return pl.concat([self.groups, peer_groups(unknown).select(self.groups.columns)])
 
-    def _judge(self, ref: KindReference, frame: pl.DataFrame) -> tuple[np.ndarray, list[KindReference]]:
+    def _judge(self, ref: KindReference, frame: pl.DataFrame) -> tuple[np.ndarray, list[KindReference], np.ndarray]:
         """Each entity's surprisal per feature, against its peer group's reference where it has
-        one, else the vendor's (``ref``); and the reference used per entity."""
+        one, else the vendor's (``ref``): the surprisals, the references and, per entity, the
+        position of its reference among them."""
         X = _matrix(frame, ref.kind)
-        surprisal = ref.tail.surprisal(X) if len(X) else np.zeros((0, len(ref.columns)))
-        used = [ref] * len(X)
-        peers = self.peer_references(ref.kind)
-        if peers and "peer_group" in frame.columns:
+        used = [ref, *self.peer_references(ref.kind).values()]
+        which = np.zeros(len(X), dtype=np.int64)
+        if len(used) > 1 and "peer_group" in frame.columns:
             group = frame["peer_group"].to_numpy()
-            for name, peer in peers.items():
-                at = np.flatnonzero(group == name)
-                if at.size:
-                    surprisal[at] = peer.tail.surprisal(X[at])
-                    for i in at:
-                        used[i] = peer
-        return surprisal, used
+            for i, peer in enumerate(used[1:], start=1):
+                which[group == peer.group] = i
+        surprisal = np.zeros((len(X), len(ref.columns)))
+        for i, r in enumerate(used):
+            at = which == i
+            if at.any():
+                surprisal[at] = r.tail.surprisal(X[at])
+        return surprisal, used, which
 
     def features(self, rows: pl.DataFrame, seen: KeyHistory | None = None) -> dict[str, pl.DataFrame]:
         """The entities of derived ``rows`` per kind with their raw features (:func:`entity_features`),
@@ -791,16 +794,17 @@ class EntityModel:
             frame = features[ref.kind]
             if frame.height == 0:
                 continue
-            surprisal, used = self._judge(ref, frame)
+            surprisal, used, which = self._judge(ref, frame)
             score = _summed(surprisal, self.top_features)
             severity = np.empty(len(score))
-            for r in {id(u): u for u in used}.values():
-                at = np.array([u is r for u in used])
-                severity[at] = r.calibration.severity(score[at])
+            for i, r in enumerate(used):
+                at = which == i
+                if at.any():
+                    severity[at] = r.calibration.severity(score[at])
             flagged = severity >= self.min_severity
             reasons = np.full(len(score), None, dtype=object)
             for i in np.flatnonzero(flagged):
-                reasons[i] = _reason(used[i], frame.row(i, named=True), surprisal[i], self.reasons_top)
+                reasons[i] = _reason(used[which[i]], frame.row(i, named=True), surprisal[i], self.reasons_top)
             out.append(frame.select(ENTITY_COLUMNS[:10]).with_columns(
                 pl.Series("score", score, dtype=pl.Float64), pl.Series("severity", severity, dtype=pl.Float64),
                 pl.Series("is_anomaly", flagged, dtype=pl.Boolean), pl.Series("reasons", reasons.tolist(), dtype=pl.String)))
@@ -816,9 +820,10 @@ class EntityModel:
         features = self.features(rows, seen)
         for ref in self._fitted():
             frame = features[ref.kind]
-            surprisal, used = self._judge(ref, frame)
+            surprisal, used, which = self._judge(ref, frame)
+            names = np.array([u.group or "vendor" for u in used], dtype=object)
             out[ref.kind] = frame.select(ENTITY_COLUMNS[:10]).with_columns(
-                pl.Series("peers", [u.group or "vendor" for u in used], dtype=pl.String)).hstack(
+                pl.Series("peers", names[which].tolist(), dtype=pl.String)).hstack(
                 pl.DataFrame(surprisal, schema=[f"surprisal_{c}" for c in ref.columns], orient="row"))
         return out
 
