@@ -206,6 +206,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                        labels=labels, split=cfg.split)
     det = detection.primary.detector
     chunks, sequences, rows = detection.chunks, detection.sequences, prepared.validation.valid
+    scored_rows = None  # derived rows of the scored log when it is another one
     if args.train_logs:
         from licanom.transfer import score_other_log
 
@@ -217,10 +218,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
               f"trained on the training log ({time.perf_counter() - t1:.1f} s)")
         v.quarantine.write_parquet(out / "quarantine.parquet")
         chunks, sequences, rows = scored.chunks, scored.sequences, v.valid
+        scored_rows = derived_rows(v.valid, cfg)
     if chunks is not None:
         chunks.write_parquet(out / "chunks.parquet")
     if sequences is not None:
         sequences.write_parquet(out / "sequences.parquet")
+    write_entities(prepared, detection, scored_rows, out)
     if len(detection.outcomes) > 1:
         detection.results.write_csv(out / "results.csv")
     print()
@@ -243,6 +246,37 @@ def _cmd_detect(args: argparse.Namespace) -> int:
           f"({decision}, threshold {det.threshold_:.5f}) -> {out / 'chunks.parquet'}")
     print(f"report: {report.html}  (anomalies as CSV: {report.csv})")
     return EXIT_OK
+
+
+def derived_rows(valid: Any, cfg: Any) -> Any:
+    """Valid raw rows derived (success, action, country) and pseudonymised where the vendor asks,
+    as the training rows were."""
+    from licanom.derive import derive
+    from licanom.pipeline import pseudonym_secret
+    from licanom.privacy import pseudonymise
+
+    rows = derive(valid)
+    secret = pseudonym_secret(cfg)
+    return pseudonymise(rows, secret) if secret is not None else rows
+
+
+def write_entities(prepared: Any, detection: Any, scored_rows: Any, out: Path) -> None:
+    """entities.parquet beside the chunks (licanom.detect.entity_results), and the most severe;
+    a log too small for entity scoring says why and writes none."""
+    from licanom.detect import entity_results
+
+    items = detection.chunks if detection.chunks is not None else detection.sequences
+    try:
+        entities = entity_results(prepared.encoded.frame, items, scored_rows)
+    except ValueError as err:
+        print(f"\nentities: none written ({_one_line(err)})")
+        return
+    entities.write_parquet(out / "entities.parquet")
+    flagged = entities.filter("is_anomaly")
+    print(f"\n{flagged.height} of {entities.height} entities flagged (key-days, key-machines, address-hours) "
+          f"-> {out / 'entities.parquet'}")
+    for r in flagged.head(5).iter_rows(named=True):
+        print(f"  severity {r['severity']:5.1f}  {r['reasons']}")
 
 
 def read_labels(path: Path) -> Any:
@@ -387,7 +421,8 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None,
                    help="CSV/Parquet with Id or Key and label (+1 normal, -1 anomaly, 0 unknown): "
                         "semi-supervised sequence models (default: none, unsupervised)")
-    p.add_argument("--out", required=True, help="folder for chunks.parquet, results.csv, models/, the report")
+    p.add_argument("--out", required=True,
+                   help="folder for chunks.parquet (or sequences.parquet), entities.parquet, results.csv, models/, the report")
     p.set_defaults(func=_cmd_detect)
 
     p = sub.add_parser("report", help="write the HTML report of a scored run",

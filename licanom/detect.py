@@ -309,6 +309,37 @@ def detect(
     return Detection(chunks=chunk_results(prepared, outcomes[0]), results=results, outcomes=tuple(outcomes))
 
 
+def entity_training_rows(rows: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """The derived ``rows`` of the training log that the entity model of a detect run is fitted
+    on: those within the time span of the training items (``items``: the scored chunks or
+    sequences, with ``split``), from the first training item's start to the last one's end.
+
+    Entities are whole UTC days and clock hours of a key, machine code or address, so they cannot
+    follow a split of 100-request chunks: a split in time ("time") gives its first part, a shuffled
+    split (the default) spreads training items over the whole log and so gives all of it (every
+    day, as the chunk models see every day)."""
+    train = items.filter(pl.col("split") == "train")
+    if train.height == 0:
+        raise ValueError("no training items to fit the entity model on")
+    start, end = train["start_time"].min(), train["end_time"].max()
+    return rows.filter(pl.col("Time").is_between(start, end))
+
+
+def entity_results(train_rows: pl.DataFrame, items: pl.DataFrame, score_rows: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The entity results of a detect run (:data:`licanom.detectors.entities.ENTITY_COLUMNS`,
+    most severe first, as the nightly flow's ``entities.parquet``).
+
+    ``train_rows``: the derived rows of the training log (``Prepared.encoded.frame``,
+    pseudonymised where the vendor asks); ``items``: its scored chunks or sequences. The model is
+    fitted on :func:`entity_training_rows` and scores ``score_rows`` (derived rows of another log,
+    ``--train-logs``), or all of ``train_rows`` (train and test items alike, as chunks.parquet
+    holds both). Raises ValueError when the training rows hold too few entities."""
+    from licanom.detectors.entities import EntityModel
+
+    model = EntityModel().fit(entity_training_rows(train_rows, items))
+    return model.score(train_rows if score_rows is None else score_rows)
+
+
 def results_frame(rows: Sequence[dict[str, object]]) -> pl.DataFrame:
     """The results table from models' rows (nullable counts where M1 or clustering gave none)."""
     return pl.DataFrame(list(rows), schema_overrides={

@@ -280,3 +280,20 @@ def test_small_groups_fall_back_to_the_vendor() -> None:
     few = train.filter(~pl.col("Key").is_in([f"F{i:03d}" for i in range(15 + MIN_PEER_KEYS - 1, 30)]))
     refs = EntityModel(kinds=("key-machine",)).fit(few).describe()["peer_references"]
     assert list(refs) == ["key-machine / product 101, node-locked"]  # 9 floating keys: judged vendor-wide
+
+
+def test_detect_fits_entities_on_the_training_items_span() -> None:
+    """licanom detect: a split in time fits the entity model on its first part; every row is scored."""
+    from licanom.detect import entity_results, entity_training_rows
+
+    rows = _two_product_vendor(15, 15, days=17)
+    t = rows["Time"]
+    cut = t.min().replace(hour=0) + timedelta(days=14)
+    items = pl.DataFrame({"split": ["train", "train", "test"], "start_time": [t.min(), cut - timedelta(days=7), cut],
+                          "end_time": [cut - timedelta(days=7), cut - timedelta(seconds=1), t.max()]})
+    fit_on = entity_training_rows(rows, items)
+    assert fit_on["Time"].max() < cut and fit_on.height == rows.filter(pl.col("Time") < cut).height
+    out = entity_results(rows, items)
+    assert out.filter(pl.col("entity_kind") == "key-day")["requests"].sum() == rows.height
+    with pytest.raises(ValueError, match="no training items"):
+        entity_training_rows(rows, items.filter(pl.col("split") == "test"))
