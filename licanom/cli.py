@@ -200,6 +200,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         print(f"trained {row['model']:<14} in {row['train_seconds']:>7.1f} s; "
               f"loss {'-' if loss is None else format(loss, '.4f')}; "
               f"M3 flags {row['M3']} of {row['test_chunks']} test items")
+        if row.get("converged") is False:
+            print(f"  {row['model']} did NOT converge: {row['convergence']}")
         outcome.detector.save(out / "models" / f"{row['model']}.pt")
 
     detection = detect(prepared, cfg.train, cfg.detect, on_model=progress, sequence=cfg.sequence, context=cfg.context,

@@ -32,7 +32,7 @@ CHUNK_COLUMNS: tuple[str, ...] = (
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "quantile", "pot", "budget",
     "threshold_M1", "threshold_M2", "threshold_M3", "test_chunks", "train_seconds",
-    "epochs", "train_loss", "val_loss",
+    "epochs", "train_loss", "val_loss", "converged", "convergence",
 )
 
 
@@ -174,6 +174,7 @@ def evaluate_model(
         latent = detector.encode(X_test)
         for method, name in (("gmm", "GMM"), ("kmeans", "KMeans")):
             clusters[name] = int(cluster_anomalies(latent, method, seed=detect.clustering_seed).sum())
+    convergence = getattr(detector, "convergence_", None)  # the sequence models' solvers (licanom.sequence.decide)
     row: dict[str, object] = {
         "model": detector.model,
         "bottleneck": bottleneck,
@@ -189,6 +190,9 @@ def evaluate_model(
         "epochs": epochs_run,
         "train_loss": train_loss,
         "val_loss": val_loss,
+        # True / False; null where the training makes no claim (fixed epochs, DeepLog, the others)
+        "converged": None if convergence is None else convergence.converged,
+        "convergence": None if convergence is None else convergence.reason,
     }
     return ModelOutcome(detector=detector, scores=scores, feature_errors=feature_errors, row=row,
                         top_features=top_features)
@@ -344,7 +348,7 @@ def results_frame(rows: Sequence[dict[str, object]]) -> pl.DataFrame:
     """The results table from models' rows (nullable counts where M1 or clustering gave none)."""
     return pl.DataFrame(list(rows), schema_overrides={
         "M1": pl.Int64, "GMM": pl.Int64, "KMeans": pl.Int64, "threshold_M1": pl.Float64,
-        "train_loss": pl.Float64, "val_loss": pl.Float64,
+        "train_loss": pl.Float64, "val_loss": pl.Float64, "converged": pl.Boolean, "convergence": pl.String,
     }).select(RESULT_COLUMNS)
 
 

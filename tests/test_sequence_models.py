@@ -449,3 +449,47 @@ def test_deeplog_is_registered_beside_the_ergen_models():
         DeepLogDetector(epochs=1).fit(event_sequences(3, seed=0), -np.ones(3))
     with pytest.raises(RuntimeError, match="not fitted"):
         DeepLogDetector().decision_function(event_sequences(3, seed=0))
+
+
+def test_a_truncated_solve_reaches_the_results_and_the_tracker(monkeypatch, tmp_path):
+    """The training flow's variant run: a sequence model whose SMO stops on its iteration cap is
+    converged=False in its results row, in an MLflow metric and in a tag saying why."""
+    from contextlib import contextmanager
+
+    import licanom.sequence.detector as detector_module
+    from licanom.config import Config
+    from licanom.detect import RESULT_COLUMNS
+    from licanom.pipeline import prepare
+    from licanom.training import train_variant
+    from tests.conftest import make_raw_log
+
+    class Tracker:  # records what the training path sends to MLflow
+        def __init__(self) -> None:
+            self.metrics: dict[str, float] = {}
+            self.tags: dict[str, str] = {}
+
+        @contextmanager
+        def run(self, *args, **kwargs):
+            yield "run-1"
+
+        def log_metrics(self, run_id, metrics, step=0) -> None:
+            self.metrics.update({k: v for k, v in metrics.items() if v is not None})
+
+        def set_tags(self, run_id, tags) -> None:
+            self.tags.update(tags)
+
+        def __getattr__(self, name):  # params, dataset, epochs, plots: not asserted here
+            return lambda *args, **kwargs: None
+
+    capped = lambda *a, **k: solve_dual(*a, **{**k, "max_iter": 1})  # noqa: E731
+    monkeypatch.setattr(detector_module, "solve_dual", capped)
+    cfg = Config(train={"models": ["LSTM_SVDD"], "epochs": 1, "threads": 1}, sequence={"solver": "qp", "hidden": 4},
+                 output_dir=str(tmp_path))
+    prepared = prepare(make_raw_log(1200), cfg)
+    tracker = Tracker()
+    variant = train_variant(tracker, cfg, prepared, "LSTM_SVDD", "parent", tmp_path / "work")
+    row = variant.row.row(0, named=True)
+    assert tuple(variant.row.columns) == RESULT_COLUMNS
+    assert row["converged"] is False and "SMO" in row["convergence"]
+    assert tracker.metrics["convergence/converged"] == 0.0 and tracker.metrics["convergence/smo_unconverged"] >= 1
+    assert tracker.tags["converged"] == "false" and "SMO" in tracker.tags["convergence"]
