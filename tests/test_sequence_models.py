@@ -433,6 +433,43 @@ def test_deeplog_flags_a_planted_unseen_transition(deeplog, tmp_path):
     assert [len(s) for s in steps] == [len(x) + 1 for x in planted[:2]]  # each step and the end
 
 
+def branching_sequences(n: int, seed: int, planted: bool = False) -> list[np.ndarray]:
+    """Events 0 x 3 0 x 3 4 5 with x drawn from {1, 2} at each place (both normal: the next event
+    after 0 is a coin toss); ``planted`` makes the second x a 4 (seen in training, never there)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        events = np.array([0, rng.integers(1, 3), 3, 0, 4 if planted else rng.integers(1, 3), 3, 4, 5])
+        x = np.zeros((8, 7), dtype=np.float32)
+        x[np.arange(8), events] = 1.0
+        x[:, 6] = rng.uniform(0.4, 0.6, 8)
+        out.append(x)
+    return out
+
+
+def test_deeplog_chooses_g_on_held_out_training_sequences(tmp_path):
+    from licanom.sequence import DeepLogDetector, load_detector
+
+    settings = dict(window=8, hidden=16, layers=1, embedding=4, epochs=30, lr=0.01, batch_size=32,
+                    event_columns=tuple(range(6)), seed=0, threads=1)
+    X = branching_sequences(80, seed=0)
+    normal, planted = branching_sequences(20, seed=1), branching_sequences(20, seed=2, planted=True)
+    # one candidate: a coin-toss event is a miss half the time, so normal sequences are flagged
+    fixed = DeepLogDetector(top_g=1, **settings).fit(X)
+    assert fixed.g_ == 1 and fixed.predict(normal).mean() > 0.5
+    # chosen on a fifth of the training sequences held out: the smallest g flagging none of them
+    det = DeepLogDetector(top_g=1, validation=0.2, validation_fpr=0.0, **settings).fit(X)
+    assert det.n_validation_ == 16 and det.g_ == 2 and det.g_end_ == 1
+    assert det.predict(normal).sum() == 0 and det.predict(planted).all()
+    assert det.predict([x[:5] for x in normal[:5]]).all()  # ends too early: the end has one candidate
+    again = load_detector(det.save(tmp_path / "chosen.pt"))
+    assert (again.g_, again.g_end_) == (2, 1) == again.choose_g()
+    assert det.choose_g(validation_fpr=0.99) == (1, 1)  # a budget that tolerates the coin tosses
+    np.testing.assert_array_equal(again.decision_function(planted), det.decision_function(planted))
+    with pytest.raises(ValueError, match="held out"):
+        DeepLogDetector(validation=0.01, epochs=1).fit(event_sequences(3, seed=0))
+
+
 def test_deeplog_is_registered_beside_the_ergen_models():
     from licanom.config import DetectConfig, SequenceConfig, TrainConfig
     from licanom.detect import is_sequence_model, make_detector
