@@ -746,10 +746,12 @@ class EntityModel:
         read from ``rows`` (:func:`peer_groups`); None when entities are judged vendor-wide."""
         if self.peers != "product-licence" or self.groups is None:
             return None
-        unknown = rows.filter(~pl.col("Key").cast(pl.String).is_in(self.groups["Key"].implode()))
-        if unknown.height == 0:
+        keys = rows.get_column("Key").unique().cast(pl.String).fill_null("").to_frame("Key")
+        new = keys.join(self.groups.select("Key"), on="Key", how="anti")
+        if new.height == 0:
             return self.groups
-        return pl.concat([self.groups, peer_groups(unknown).select(self.groups.columns)])
+        fresh = rows.filter(pl.col("Key").cast(pl.String).fill_null("").is_in(new["Key"].implode()))
+        return pl.concat([self.groups, peer_groups(fresh).select(self.groups.columns)])
 
     def _judge(self, ref: KindReference, frame: pl.DataFrame) -> tuple[np.ndarray, list[KindReference], np.ndarray]:
         """Each entity's surprisal per feature, against its peer group's reference where it has
