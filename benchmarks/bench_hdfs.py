@@ -155,7 +155,7 @@ def unseen_rule(train: list[list[int]], test: list[list[int]]) -> Row:
 
 
 def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
-              X_test: list[np.ndarray]) -> list[Row]:
+              X_test: list[np.ndarray], validation: float = VALIDATION_SHARE) -> list[Row]:
     """Train one model as `licanom detect --sequences key` builds it; score the test sessions."""
     import torch
 
@@ -166,7 +166,7 @@ def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
     if solver == "top-g":
         seq = SequenceConfig(mode="key", contamination=None)
     elif solver == "validation":
-        seq = SequenceConfig(mode="key", contamination=None, next_event_validation=VALIDATION_SHARE,
+        seq = SequenceConfig(mode="key", contamination=None, next_event_validation=validation,
                              next_event_validation_fpr=VALIDATION_FPRS[0])
     else:
         seq = SequenceConfig(mode="key", **({"solver": solver} if solver != "-" else {}))
@@ -184,7 +184,8 @@ def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
     for fpr in VALIDATION_FPRS:  # the same network, g re-chosen for each budget on the held-out sessions
         det.g_, det.g_end_ = det.choose_g(fpr)
         s = det.decision_function(X_test)
-        rows.append(Row(f"{model} (g on held-out training, budget {100 * fpr:g}%: g {det.g_}, end g {det.g_end_})",
+        rows.append(Row(f"{model} (g on {100 * validation:g}% of training held out, budget {100 * fpr:g}%: "
+                        f"g {det.g_}, end g {det.g_end_})",
                         s, s > det.threshold_, seconds, note))
     return rows
 
@@ -220,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2, help="models trained at once, one process each")
     p.add_argument("--models", default=None, help="comma-separated names, e.g. DeepLog,GRU_SVDD (default: all)")
     p.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    p.add_argument("--validation", type=float, default=VALIDATION_SHARE,
+                   help="DeepLog's held-out share of the training sessions to choose g on")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t_start = time.perf_counter()
@@ -237,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(m, s) for m, s in MODELS if wanted is None or m in wanted]
     rows = [unseen_rule(train, test)]
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        futures = [pool.submit(run_model, m, s, args.epochs, X_train, X_test) for m, s in jobs]
+        futures = [pool.submit(run_model, m, s, args.epochs, X_train, X_test, args.validation) for m, s in jobs]
         for f in futures:
             rows += f.result()
             print(f"  {rows[-1].name}: {rows[-1].seconds:.0f} s", flush=True)

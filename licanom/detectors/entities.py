@@ -34,6 +34,11 @@ surprisal in nats (``top_features`` keeps only the largest). Severity comes from
 scores (:func:`tail_calibration`: entity scores are mostly ties near zero, where
 ``Calibration.fit``'s bulk estimate collapses), with the anomalous entities of the training days
 set aside; an entity is anomalous at ``severity >= min_severity`` (:data:`DEFAULT_MIN_SEVERITY`).
+Key-days and key-machines are judged against the keys of the same product and licence model
+(:func:`peer_groups`: the licence model read from what each key does) where that group has at
+least :data:`MIN_PEER_KEYS` keys and :data:`MIN_PEER_ENTITIES` training entities of the kind (its
+own reference and calibration, fitted as the vendor's), else against the whole vendor;
+address-hours serve any key and are always judged vendor-wide (``peers="vendor"``: all vendor-wide).
 ``reasons`` names the most surprising features of a flagged entity with their typical values
 ("key X: 55 machine codes new to it (usually 0), 3 countries (usually 1); ...").
 
@@ -131,7 +136,7 @@ _READABLE_FORMATS = (1, 2)  # format 1: written before peer groups (every entity
 # Peer groups (population analysis): the kinds that belong to a key are judged against the
 # entities of keys of the same product and licence model; address-hours serve any key and stay
 # vendor-wide. The licence model is not a column of the Web API Log: it is read from what a key
-# does (licence_models). A group gets its own reference only with at least MIN_PEER_KEYS keys and
+# does (peer_groups). A group gets its own reference only with at least MIN_PEER_KEYS keys and
 # MIN_PEER_ENTITIES training entities of the kind (see EntityModel), else the vendor's is used.
 PEER_KINDS: tuple[str, ...] = ("key-day", "key-machine")
 LICENCE_MODELS: tuple[str, ...] = ("floating", "usage-based", "node-locked")
