@@ -155,7 +155,7 @@ def unseen_rule(train: list[list[int]], test: list[list[int]]) -> Row:
 
 
 def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
-              X_test: list[np.ndarray], validation: float = VALIDATION_SHARE) -> list[Row]:
+              X_test: list[np.ndarray], validation: float = VALIDATION_SHARE, window: int = 10) -> list[Row]:
     """Train one model as `licanom detect --sequences key` builds it; score the test sessions."""
     import torch
 
@@ -164,12 +164,12 @@ def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
 
     torch.set_num_threads(1)
     if solver == "top-g":
-        seq = SequenceConfig(mode="key", contamination=None)
+        seq = SequenceConfig(mode="key", contamination=None, window=window)
     elif solver == "validation":
-        seq = SequenceConfig(mode="key", contamination=None, next_event_validation=validation,
+        seq = SequenceConfig(mode="key", contamination=None, window=window, next_event_validation=validation,
                              next_event_validation_fpr=VALIDATION_FPRS[0])
     else:
-        seq = SequenceConfig(mode="key", **({"solver": solver} if solver != "-" else {}))
+        seq = SequenceConfig(mode="key", window=window, **({"solver": solver} if solver != "-" else {}))
     det = make_detector(model, TrainConfig(epochs=epochs, threads=1), DetectConfig(), seq)
     t0 = time.perf_counter()
     det.fit(X_train)
@@ -219,8 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--epochs", type=int, default=10, help="train.epochs for every model (the default config's)")
     p.add_argument("--workers", type=int, default=2, help="models trained at once, one process each")
-    p.add_argument("--models", default=None, help="comma-separated names, e.g. DeepLog,GRU_SVDD (default: all)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated names, e.g. DeepLog,GRU_SVDD, or one variant, e.g. DeepLog:validation (default: all)")
     p.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    p.add_argument("--window", type=int, default=10, help="DeepLog's window (sequence.window)")
     p.add_argument("--validation", type=float, default=VALIDATION_SHARE,
                    help="DeepLog's held-out share of the training sessions to choose g on")
     args = p.parse_args(argv)
@@ -237,14 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"HDFS: train {len(train):,} normal sessions; test {len(abnormal):,} anomalous + {len(normal):,} normal; "
           f"{X_train[0].shape[1]} columns per step; built in {time.perf_counter() - t_start:.0f} s", flush=True)
     wanted = None if args.models is None else set(args.models.split(","))
-    jobs = [(m, s) for m, s in MODELS if wanted is None or m in wanted]
+    jobs = [(m, s) for m, s in MODELS if wanted is None or m in wanted or f"{m}:{s}" in wanted]
     rows = [unseen_rule(train, test)]
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        futures = [pool.submit(run_model, m, s, args.epochs, X_train, X_test, args.validation) for m, s in jobs]
+        futures = [pool.submit(run_model, m, s, args.epochs, X_train, X_test, args.validation, args.window)
+                   for m, s in jobs]
         for f in futures:
             rows += f.result()
             print(f"  {rows[-1].name}: {rows[-1].seconds:.0f} s", flush=True)
-    header = (f"HDFS block sessions, per-key sequences (`make bench-hdfs`, {args.epochs} epochs, "
+    header = (f"HDFS block sessions, per-key sequences (`make bench-hdfs`, {args.epochs} epochs, DeepLog window "
+              f"{args.window}, held out for g {100 * args.validation:g}%, "
               f"{time.perf_counter() - t_start:.0f} s in all, {args.workers} workers x 1 thread)")
     table = render(rows, truth, header)
     print("\n" + table)
