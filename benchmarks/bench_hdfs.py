@@ -24,7 +24,10 @@ each model is built by ``licanom.ops.detect.make_detector`` from the default con
 (``sequence.contamination`` 0.01: at most 1% of training sessions above the threshold; DeepLog
 also with its own rule, ``contamination`` null: a session with a step outside the top g). The
 unseen-event rule flags a session holding an event or a pair of consecutive events never seen
-in training. Each model trains in its own process with one torch thread (``--workers`` at once).
+in training. DeepLog is also trained with ``sequence.next_event_validation`` 0.2: a fifth of the
+training sessions held out, g for events and for the end chosen on them (the smallest flagging at
+most the budget of them), one row per budget of ``VALIDATION_FPRS`` from the same network. Each
+model trains in its own process with one torch thread (``--workers`` at once).
 """
 
 from __future__ import annotations
@@ -54,9 +57,11 @@ BEFORE: dict[str, str] = {
     "GRU_OCSVM gradient": "key index zeroed: 0.37-0.45 / 0.03-0.9% / 0.47-0.67",
     "GRU_OCSVM qp": "key index zeroed: 0.37-0.45 / 0.03-0.9% / 0.47-0.67",
 }
-# (model, solver); DeepLog "top-g" is its own rule (contamination null: flag a session with a miss)
+# (model, solver); DeepLog "top-g" is its own rule (contamination null: flag a session with a miss);
+# "validation": the same rule with g for events and for the end chosen on 20% of the training
+# sessions held out, at each budget of VALIDATION_FPRS (one training, the budgets re-chosen on it)
 MODELS: tuple[tuple[str, str], ...] = (
-    ("DeepLog", "-"), ("DeepLog", "top-g"),
+    ("DeepLog", "-"), ("DeepLog", "top-g"), ("DeepLog", "validation"),
     *((m, s) for m in ("LSTM_OCSVM", "LSTM_SVDD", "GRU_OCSVM", "GRU_SVDD") for s in ("gradient", "qp")),
 )
 
@@ -127,6 +132,10 @@ def per_key_sequences(sessions: list[list[int]], prefix: str) -> list[np.ndarray
     return [seqs.X[i] for i in order]
 
 
+VALIDATION_SHARE = 0.2
+VALIDATION_FPRS: tuple[float, ...] = (0.002, 0.001, 0.004)  # the first is the detector's setting
+
+
 @dataclass(frozen=True)
 class Row:
     name: str
@@ -146,7 +155,7 @@ def unseen_rule(train: list[list[int]], test: list[list[int]]) -> Row:
 
 
 def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
-              X_test: list[np.ndarray]) -> Row:
+              X_test: list[np.ndarray], validation: float = VALIDATION_SHARE, window: int = 10) -> list[Row]:
     """Train one model as `licanom detect --sequences key` builds it; score the test sessions."""
     import torch
 
@@ -155,9 +164,12 @@ def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
 
     torch.set_num_threads(1)
     if solver == "top-g":
-        seq = SequenceConfig(mode="key", contamination=None)
+        seq = SequenceConfig(mode="key", contamination=None, window=window)
+    elif solver == "validation":
+        seq = SequenceConfig(mode="key", contamination=None, window=window, next_event_validation=validation,
+                             next_event_validation_fpr=VALIDATION_FPRS[0])
     else:
-        seq = SequenceConfig(mode="key", **({"solver": solver} if solver != "-" else {}))
+        seq = SequenceConfig(mode="key", window=window, **({"solver": solver} if solver != "-" else {}))
     det = make_detector(model, TrainConfig(epochs=epochs, threads=1), DetectConfig(), seq)
     t0 = time.perf_counter()
     det.fit(X_train)
@@ -166,7 +178,16 @@ def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
     name = {"-": f"{model} (top 1% of training)", "top-g": f"{model} (top-g rule)"}.get(solver, f"{model} {solver}")
     conv = det.convergence_
     note = "" if conv is None or conv.converged is None else ("converged" if conv.converged else "not converged")
-    return Row(name, scores, scores > det.threshold_, seconds, note)
+    if solver != "validation":
+        return [Row(name, scores, scores > det.threshold_, seconds, note)]
+    rows = []
+    for fpr in VALIDATION_FPRS:  # the same network, g re-chosen for each budget on the held-out sessions
+        det.g_, det.g_end_ = det.choose_g(fpr)
+        s = det.decision_function(X_test)
+        rows.append(Row(f"{model} (g on {100 * validation:g}% of training held out, budget {100 * fpr:g}%: "
+                        f"g {det.g_}, end g {det.g_end_})",
+                        s, s > det.threshold_, seconds, note))
+    return rows
 
 
 def metrics(row: Row, truth: np.ndarray) -> dict[str, float]:
@@ -198,8 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--epochs", type=int, default=10, help="train.epochs for every model (the default config's)")
     p.add_argument("--workers", type=int, default=2, help="models trained at once, one process each")
-    p.add_argument("--models", default=None, help="comma-separated names, e.g. DeepLog,GRU_SVDD (default: all)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated names, e.g. DeepLog,GRU_SVDD, or one variant, e.g. DeepLog:validation (default: all)")
     p.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
+    p.add_argument("--window", type=int, default=10, help="DeepLog's window (sequence.window)")
+    p.add_argument("--validation", type=float, default=VALIDATION_SHARE,
+                   help="DeepLog's held-out share of the training sessions to choose g on")
     args = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     t_start = time.perf_counter()
@@ -214,14 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"HDFS: train {len(train):,} normal sessions; test {len(abnormal):,} anomalous + {len(normal):,} normal; "
           f"{X_train[0].shape[1]} columns per step; built in {time.perf_counter() - t_start:.0f} s", flush=True)
     wanted = None if args.models is None else set(args.models.split(","))
-    jobs = [(m, s) for m, s in MODELS if wanted is None or m in wanted]
+    jobs = [(m, s) for m, s in MODELS if wanted is None or m in wanted or f"{m}:{s}" in wanted]
     rows = [unseen_rule(train, test)]
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        futures = [pool.submit(run_model, m, s, args.epochs, X_train, X_test) for m, s in jobs]
+        futures = [pool.submit(run_model, m, s, args.epochs, X_train, X_test, args.validation, args.window)
+                   for m, s in jobs]
         for f in futures:
-            rows.append(f.result())
+            rows += f.result()
             print(f"  {rows[-1].name}: {rows[-1].seconds:.0f} s", flush=True)
-    header = (f"HDFS block sessions, per-key sequences (`make bench-hdfs`, {args.epochs} epochs, "
+    header = (f"HDFS block sessions, per-key sequences (`make bench-hdfs`, {args.epochs} epochs, DeepLog window "
+              f"{args.window}, held out for g {100 * args.validation:g}%, "
               f"{time.perf_counter() - t_start:.0f} s in all, {args.workers} workers x 1 thread)")
     table = render(rows, truth, header)
     print("\n" + table)

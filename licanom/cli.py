@@ -200,12 +200,15 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         print(f"trained {row['model']:<14} in {row['train_seconds']:>7.1f} s; "
               f"loss {'-' if loss is None else format(loss, '.4f')}; "
               f"M3 flags {row['M3']} of {row['test_chunks']} test items")
+        if row.get("converged") is False:
+            print(f"  {row['model']} did NOT converge: {row['convergence']}")
         outcome.detector.save(out / "models" / f"{row['model']}.pt")
 
     detection = detect(prepared, cfg.train, cfg.detect, on_model=progress, sequence=cfg.sequence, context=cfg.context,
                        labels=labels, split=cfg.split)
     det = detection.primary.detector
     chunks, sequences, rows = detection.chunks, detection.sequences, prepared.validation.valid
+    scored_rows = None  # derived rows of the scored log when it is another one
     if args.train_logs:
         from licanom.ops.transfer import score_other_log
 
@@ -217,10 +220,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
               f"trained on the training log ({time.perf_counter() - t1:.1f} s)")
         v.quarantine.write_parquet(out / "quarantine.parquet")
         chunks, sequences, rows = scored.chunks, scored.sequences, v.valid
+        scored_rows = derived_rows(v.valid, cfg)
     if chunks is not None:
         chunks.write_parquet(out / "chunks.parquet")
     if sequences is not None:
         sequences.write_parquet(out / "sequences.parquet")
+    entities = write_entities(prepared, detection, scored_rows, out)
     if len(detection.outcomes) > 1:
         detection.results.write_csv(out / "results.csv")
     print()
@@ -237,12 +242,44 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                   f"{r['requests']} requests, {r['ips']} IPs, score {r['score']:.4f}")
         return EXIT_OK
     assert chunks is not None
-    report = write_detect_report(cfg.vendor, det, chunks, rows, out)
+    report = write_detect_report(cfg.vendor, det, chunks, rows, out, entities)
     flagged = chunks.filter("is_anomaly")
     print(f"\n{flagged.height} of {chunks.height} chunks flagged by {det.model} "
           f"({decision}, threshold {det.threshold_:.5f}) -> {out / 'chunks.parquet'}")
     print(f"report: {report.html}  (anomalies as CSV: {report.csv})")
     return EXIT_OK
+
+
+def derived_rows(valid: Any, cfg: Any) -> Any:
+    """Valid raw rows derived (success, action, country) and pseudonymised where the vendor asks,
+    as the training rows were."""
+    from licanom.data.derive import derive
+    from licanom.data.pipeline import pseudonym_secret
+    from licanom.data.privacy import pseudonymise
+
+    rows = derive(valid)
+    secret = pseudonym_secret(cfg)
+    return pseudonymise(rows, secret) if secret is not None else rows
+
+
+def write_entities(prepared: Any, detection: Any, scored_rows: Any, out: Path) -> Any:
+    """entities.parquet beside the chunks (licanom.ops.detect.entity_results), and the most severe;
+    a log too small for entity scoring says why and writes none."""
+    from licanom.ops.detect import entity_results
+
+    items = detection.chunks if detection.chunks is not None else detection.sequences
+    try:
+        entities = entity_results(prepared.encoded.frame, items, scored_rows)
+    except ValueError as err:
+        print(f"\nentities: none written ({_one_line(err)})")
+        return None
+    entities.write_parquet(out / "entities.parquet")
+    flagged = entities.filter("is_anomaly")
+    print(f"\n{flagged.height} of {entities.height} entities flagged (key-days, key-machines, address-hours) "
+          f"-> {out / 'entities.parquet'}")
+    for r in flagged.head(5).iter_rows(named=True):
+        print(f"  severity {r['severity']:5.1f}  {r['reasons']}")
+    return entities
 
 
 def read_labels(path: Path) -> Any:
@@ -262,13 +299,15 @@ def read_labels(path: Path) -> Any:
     return labels
 
 
-def write_detect_report(vendor: str, detector: Any, chunks: Any, rows: Any, out: Path) -> Any:
+def write_detect_report(vendor: str, detector: Any, chunks: Any, rows: Any, out: Path, entities: Any = None) -> Any:
     """The vendor report of a detect run (its primary model), and what rebuilds it later.
-    ``rows``: the valid rows the chunks were cut from, real values even when pseudonymised."""
-    from licanom.report import detector_report_input, save_run, write_report
+    ``rows``: the valid rows the chunks were cut from, real values even when pseudonymised;
+    ``entities``: the run's entity results (entities.parquet), which the report leads with."""
+    from licanom.report import Computed, detector_report_input, save_run, write_report
 
     inp = detector_report_input(detector, vendor=vendor, run_id=f"detect {out.name}", model=detector.model,
-                                chunks=chunks, rows=rows, trained_in_run=True)
+                                chunks=chunks, rows=rows, trained_in_run=True,
+                                computed=Computed(entities=entities) if entities is not None else None)
     save_run(inp, out)
     return write_report(inp, out)
 
@@ -387,7 +426,8 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None,
                    help="CSV/Parquet with Id or Key and label (+1 normal, -1 anomaly, 0 unknown): "
                         "semi-supervised sequence models (default: none, unsupervised)")
-    p.add_argument("--out", required=True, help="folder for chunks.parquet, results.csv, models/, the report")
+    p.add_argument("--out", required=True,
+                   help="folder for chunks.parquet (or sequences.parquet), entities.parquet, results.csv, models/, the report")
     p.set_defaults(func=_cmd_detect)
 
     p = sub.add_parser("report", help="write the HTML report of a scored run",

@@ -183,6 +183,12 @@ class SequenceConfig(_Model):
     window: int = Field(10, ge=1)
     top_g: int = Field(9, ge=1)
     next_event_hidden: int = Field(64, ge=1)
+    # the candidates of a sequence's end (null: top_g); with next_event_validation > 0 that share
+    # of the training sequences is held out and top_g / the end's are chosen on it: the smallest
+    # flagging at most next_event_validation_fpr of them (licanom.detectors.sequence.deeplog)
+    top_g_end: int | None = Field(None, ge=1)
+    next_event_validation: float = Field(0.0, ge=0.0, lt=1.0)
+    next_event_validation_fpr: float = Field(0.002, ge=0.0, lt=1.0)
 
 
 class DetectConfig(_Model):

@@ -7,6 +7,7 @@ import pytest
 
 from licanom.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_SOURCE, EXIT_USAGE, main
 from licanom.ops.detect import CHUNK_COLUMNS, RESULT_COLUMNS
+from licanom.detectors.entities import ENTITY_COLUMNS
 from tests.conftest import make_raw_log
 
 
@@ -31,6 +32,12 @@ def test_detect_writes_contract_on_csv(csv_export, tmp_path, capsys):
     assert (out / "models" / "TCN_AE.pt").exists() and (out / "vocabulary.json").exists()
     assert not (out / "results.csv").exists()  # one model: no comparison table
     assert "Model name" in capsys.readouterr().out
+    # the entity results beside the chunks: every valid row in one key-day and one address-hour
+    entities = pl.read_parquet(out / "entities.parquet")
+    assert tuple(entities.columns) == ENTITY_COLUMNS
+    for kind in ("key-day", "address-hour"):
+        assert entities.filter(pl.col("entity_kind") == kind)["requests"].sum() == 1200
+    assert entities["severity"].is_between(0, 100).all()
     # the vendor report beside the chunks, and rebuilt later from the run folder alone
     page = (out / "report.html").read_text()
     assert "<html" in page and "detect det" in page
@@ -255,7 +262,13 @@ def test_train_on_one_log_and_score_another(two_logs, tmp_path, capsys):
     det = ContextDetector.load(out / "models" / "Tail_context.pt")
     assert (chunks["threshold"] == det.threshold_).all()
     assert (chunks["is_anomaly"] == (chunks["score"] > det.threshold_)).all()
-    assert "scored log" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "scored log" in printed and "entities flagged" in printed
+    # entities of the scored log's rows, judged by a model fitted on the training log
+    entities = pl.read_parquet(out / "entities.parquet")
+    assert tuple(entities.columns) == ENTITY_COLUMNS
+    assert entities["first_id"].min() >= second["Id"].min() and entities["last_id"].max() <= second["Id"].max()
+    assert entities.filter(pl.col("entity_kind") == "key-day")["requests"].sum() == second.height
     page = (out / "report.html").read_text()
     assert "<html" in page
 
@@ -273,6 +286,8 @@ def test_train_on_one_log_and_score_another_per_key(two_logs, tmp_path):
     assert seqs["first_id"].min() == second["Id"].min()
     # 12-hour periods: every sequence within half a day
     assert ((seqs["end_time"] - seqs["start_time"]).dt.total_hours() < 12).all()
+    entities = pl.read_parquet(out / "entities.parquet")
+    assert tuple(entities.columns) == ENTITY_COLUMNS and entities["first_id"].min() >= second["Id"].min()
 
 
 def test_the_command_line_imports_no_benchmark() -> None:

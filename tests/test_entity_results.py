@@ -12,7 +12,8 @@ from licanom.detectors.context import KeyHistory
 from licanom.data.derive import derive
 from licanom.detectors.decision import DEFAULT_MIN_SEVERITY
 from licanom.detectors.entities import (
-    ENTITY_COLUMNS, ENTITY_KINDS, ENTITY_SCHEMA, EntityModel, country_distances, tail_calibration,
+    ENTITY_COLUMNS, ENTITY_KINDS, ENTITY_SCHEMA, MIN_PEER_KEYS, EntityModel, country_distances, peer_groups,
+    tail_calibration,
 )
 from licanom.sim import simulate
 from licanom.data.states import MethodGroup, make_state
@@ -183,3 +184,116 @@ def test_far_countries_and_tail_calibration() -> None:
     cal = tail_calibration(scores)
     sev = cal.severity(np.array([0.0, 5.0, 40.0, 1e6]))
     assert sev[0] < 10.0 and sev[0] < sev[1] < sev[2] <= 100.0 and sev[3] == 100.0
+
+
+# --- peers per product and licence model ------------------------------------------------------
+
+
+def _two_product_vendor(n_node: int, n_floating: int, days: int, seed: int = 0) -> pl.DataFrame:
+    """Derived rows of a constructed vendor: product 101's node-locked keys (one machine code and
+    address each, about 3 requests a day, no failures) and product 202's floating keys (one
+    machine code, about 60 requests a day carrying FloatingExpires, from 3 addresses, 8% failed)."""
+    rng = np.random.default_rng(seed)
+    start = pl.datetime(2025, 3, 1, time_zone="UTC")
+    parts = []
+    for d in range(days):
+        for i in range(n_node + n_floating):
+            floating = i >= n_node
+            n = int(60 + rng.poisson(12)) if floating else int(1 + rng.poisson(2))
+            seconds = np.sort(rng.uniform(8 * 3600, 18 * 3600, n)).astype(np.int64)
+            key = f"F{i:03d}" if floating else f"N{i:03d}"
+            parts.append(pl.DataFrame({
+                "Key": [key] * n, "ProductId": [202 if floating else 101] * n,
+                "_s": d * 86_400 + seconds,
+                "IP": [f"10.{int(floating)}.{i}.{a}" for a in (rng.integers(0, 3, n) if floating else np.zeros(n, int))],
+                "success": np.where(floating & (rng.random(n) < 0.08), 0, 1).astype(np.int8),
+                "_floating": [floating] * n,
+            }))
+    f = pl.concat(parts).sort("_s", "Key")
+    time = pl.select(start).item() + pl.duration(seconds=pl.col("_s"))
+    return f.with_columns(
+        pl.int_range(1, f.height + 1).cast(pl.Int64).alias("Id"), time.alias("Time"),
+        pl.format("mc-{}", "Key").alias("MachineCode"), pl.lit("DE").alias("country"),
+        pl.when("_floating").then(time + timedelta(minutes=10)).alias("FloatingExpires"),
+        pl.when("_floating").then(1011).otherwise(1010).alias("State"),
+    ).drop("_s", "_floating")
+
+
+def _night_with(log: pl.DataFrame, days: int, key: str | None = None, like: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The training days and the last day; with ``key``, that node-locked key's rows of the last
+    day replaced by floating key ``like``'s (its count, addresses and failures; no FloatingExpires)."""
+    cut = log["Time"].min().replace(hour=0) + timedelta(days=days - 1)
+    train, night = log.filter(pl.col("Time") < cut), log.filter(pl.col("Time") >= cut)
+    if key is not None:
+        mimic = night.filter(pl.col("Key") == like).with_columns(
+            pl.lit(key).alias("Key"), pl.lit(101, night.schema["ProductId"]).alias("ProductId"),
+            pl.lit(f"mc-{key}").alias("MachineCode"), pl.col("IP").str.replace(r"^10\.1\.", "10.0."),
+            pl.lit(None, night.schema["FloatingExpires"]).alias("FloatingExpires"),
+            pl.lit(1010, night.schema["State"]).alias("State"), (pl.col("Id") + 10**7).alias("Id"))
+        night = pl.concat([night.filter(pl.col("Key") != key), mimic]).sort("Time", "Id")
+    return train, night
+
+
+def _flagged(model: EntityModel, train: pl.DataFrame, night: pl.DataFrame, key: str) -> tuple[bool, str | None]:
+    out = model.fit(train).score(night).filter(pl.col("key") == key)
+    assert out.height == 1
+    return bool(out["is_anomaly"][0]), out["reasons"][0]
+
+
+def test_peer_groups_read_the_licence_model() -> None:
+    log = _two_product_vendor(3, 2, days=1)
+    usage = log.head(2).with_columns(pl.lit("U1").alias("Key"), pl.lit(303).cast(log.schema["ProductId"]).alias("ProductId"),
+                                     pl.lit(None, log.schema["FloatingExpires"]).alias("FloatingExpires"),
+                                     pl.Series("State", [1010, 8010]).cast(log.schema["State"]))
+    groups = peer_groups(pl.concat([log, usage]))
+    got = dict(groups.select("Key", "peer_group").iter_rows())
+    assert got["N000"] == "product 101, node-locked" and got["F003"] == "product 202, floating"
+    assert got["U1"] == "product 303, usage-based"
+    assert peer_groups(log.drop("ProductId", "FloatingExpires"))["peer_group"].unique().to_list() == ["product ?, node-locked"]
+
+
+def test_normal_for_the_vendor_but_not_for_its_product_is_flagged() -> None:
+    """Half the keys are floating (60 requests a day from 3 addresses): a node-locked key that
+    does that is ordinary against the whole vendor, not against the node-locked keys."""
+    days = 17
+    train, night = _night_with(_two_product_vendor(15, 15, days), days, key="N000", like="F015")
+    model = EntityModel(kinds=("key-machine",))
+    flagged, reason = _flagged(model, train, night, "N000")
+    assert flagged and "product 101, node-locked" in reason
+    assert model.fit(train).describe()["peer_references"]  # both groups have their own reference
+    assert not _flagged(EntityModel(kinds=("key-machine",), peers="vendor"), train, night, "N000")[0]
+
+
+def test_unusual_for_the_vendor_but_usual_for_its_product_is_not_flagged() -> None:
+    """10 floating keys among 410: their ordinary day is far out against the whole vendor, not
+    against the other floating keys."""
+    days = 22
+    train, night = _night_with(_two_product_vendor(400, 10, days), days)
+    for key in ("F400", "F401"):
+        assert not _flagged(EntityModel(kinds=("key-machine",)), train, night, key)[0]
+        assert _flagged(EntityModel(kinds=("key-machine",), peers="vendor"), train, night, key)[0]
+
+
+def test_small_groups_fall_back_to_the_vendor() -> None:
+    days = 17
+    train, _ = _night_with(_two_product_vendor(15, 15, days), days)
+    few = train.filter(~pl.col("Key").is_in([f"F{i:03d}" for i in range(15 + MIN_PEER_KEYS - 1, 30)]))
+    refs = EntityModel(kinds=("key-machine",)).fit(few).describe()["peer_references"]
+    assert list(refs) == ["key-machine / product 101, node-locked"]  # 9 floating keys: judged vendor-wide
+
+
+def test_detect_fits_entities_on_the_training_items_span() -> None:
+    """licanom detect: a split in time fits the entity model on its first part; every row is scored."""
+    from licanom.ops.detect import entity_results, entity_training_rows
+
+    rows = _two_product_vendor(15, 15, days=17)
+    t = rows["Time"]
+    cut = t.min().replace(hour=0) + timedelta(days=14)
+    items = pl.DataFrame({"split": ["train", "train", "test"], "start_time": [t.min(), cut - timedelta(days=7), cut],
+                          "end_time": [cut - timedelta(days=7), cut - timedelta(seconds=1), t.max()]})
+    fit_on = entity_training_rows(rows, items)
+    assert fit_on["Time"].max() < cut and fit_on.height == rows.filter(pl.col("Time") < cut).height
+    out = entity_results(rows, items)
+    assert out.filter(pl.col("entity_kind") == "key-day")["requests"].sum() == rows.height
+    with pytest.raises(ValueError, match="no training items"):
+        entity_training_rows(rows, items.filter(pl.col("split") == "test"))

@@ -433,6 +433,43 @@ def test_deeplog_flags_a_planted_unseen_transition(deeplog, tmp_path):
     assert [len(s) for s in steps] == [len(x) + 1 for x in planted[:2]]  # each step and the end
 
 
+def branching_sequences(n: int, seed: int, planted: bool = False) -> list[np.ndarray]:
+    """Events 0 x 3 0 x 3 4 5 with x drawn from {1, 2} at each place (both normal: the next event
+    after 0 is a coin toss); ``planted`` makes the second x a 4 (seen in training, never there)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        events = np.array([0, rng.integers(1, 3), 3, 0, 4 if planted else rng.integers(1, 3), 3, 4, 5])
+        x = np.zeros((8, 7), dtype=np.float32)
+        x[np.arange(8), events] = 1.0
+        x[:, 6] = rng.uniform(0.4, 0.6, 8)
+        out.append(x)
+    return out
+
+
+def test_deeplog_chooses_g_on_held_out_training_sequences(tmp_path):
+    from licanom.detectors.sequence import DeepLogDetector, load_detector
+
+    settings = dict(window=8, hidden=16, layers=1, embedding=4, epochs=30, lr=0.01, batch_size=32,
+                    event_columns=tuple(range(6)), seed=0, threads=1)
+    X = branching_sequences(80, seed=0)
+    normal, planted = branching_sequences(20, seed=1), branching_sequences(20, seed=2, planted=True)
+    # one candidate: a coin-toss event is a miss half the time, so normal sequences are flagged
+    fixed = DeepLogDetector(top_g=1, **settings).fit(X)
+    assert fixed.g_ == 1 and fixed.predict(normal).mean() > 0.5
+    # chosen on a fifth of the training sequences held out: the smallest g flagging none of them
+    det = DeepLogDetector(top_g=1, validation=0.2, validation_fpr=0.0, **settings).fit(X)
+    assert det.n_validation_ == 16 and det.g_ == 2 and det.g_end_ == 1
+    assert det.predict(normal).sum() == 0 and det.predict(planted).all()
+    assert det.predict([x[:5] for x in normal[:5]]).all()  # ends too early: the end has one candidate
+    again = load_detector(det.save(tmp_path / "chosen.pt"))
+    assert (again.g_, again.g_end_) == (2, 1) == again.choose_g()
+    assert det.choose_g(validation_fpr=0.99) == (1, 1)  # a budget that tolerates the coin tosses
+    np.testing.assert_array_equal(again.decision_function(planted), det.decision_function(planted))
+    with pytest.raises(ValueError, match="held out"):
+        DeepLogDetector(validation=0.01, epochs=1).fit(event_sequences(3, seed=0))
+
+
 def test_deeplog_is_registered_beside_the_ergen_models():
     from licanom.config import DetectConfig, SequenceConfig, TrainConfig
     from licanom.ops.detect import is_sequence_model, make_detector
@@ -449,3 +486,47 @@ def test_deeplog_is_registered_beside_the_ergen_models():
         DeepLogDetector(epochs=1).fit(event_sequences(3, seed=0), -np.ones(3))
     with pytest.raises(RuntimeError, match="not fitted"):
         DeepLogDetector().decision_function(event_sequences(3, seed=0))
+
+
+def test_a_truncated_solve_reaches_the_results_and_the_tracker(monkeypatch, tmp_path):
+    """The training flow's variant run: a sequence model whose SMO stops on its iteration cap is
+    converged=False in its results row, in an MLflow metric and in a tag saying why."""
+    from contextlib import contextmanager
+
+    import licanom.detectors.sequence.detector as detector_module
+    from licanom.config import Config
+    from licanom.ops.detect import RESULT_COLUMNS
+    from licanom.data.pipeline import prepare
+    from licanom.ops.training import train_variant
+    from tests.conftest import make_raw_log
+
+    class Tracker:  # records what the training path sends to MLflow
+        def __init__(self) -> None:
+            self.metrics: dict[str, float] = {}
+            self.tags: dict[str, str] = {}
+
+        @contextmanager
+        def run(self, *args, **kwargs):
+            yield "run-1"
+
+        def log_metrics(self, run_id, metrics, step=0) -> None:
+            self.metrics.update({k: v for k, v in metrics.items() if v is not None})
+
+        def set_tags(self, run_id, tags) -> None:
+            self.tags.update(tags)
+
+        def __getattr__(self, name):  # params, dataset, epochs, plots: not asserted here
+            return lambda *args, **kwargs: None
+
+    capped = lambda *a, **k: solve_dual(*a, **{**k, "max_iter": 1})  # noqa: E731
+    monkeypatch.setattr(detector_module, "solve_dual", capped)
+    cfg = Config(train={"models": ["LSTM_SVDD"], "epochs": 1, "threads": 1}, sequence={"solver": "qp", "hidden": 4},
+                 output_dir=str(tmp_path))
+    prepared = prepare(make_raw_log(1200), cfg)
+    tracker = Tracker()
+    variant = train_variant(tracker, cfg, prepared, "LSTM_SVDD", "parent", tmp_path / "work")
+    row = variant.row.row(0, named=True)
+    assert tuple(variant.row.columns) == RESULT_COLUMNS
+    assert row["converged"] is False and "SMO" in row["convergence"]
+    assert tracker.metrics["convergence/converged"] == 0.0 and tracker.metrics["convergence/smo_unconverged"] >= 1
+    assert tracker.tags["converged"] == "false" and "SMO" in tracker.tags["convergence"]

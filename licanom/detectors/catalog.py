@@ -36,7 +36,8 @@ def _sequence(name: str, s: Settings, **extra: Any) -> Any:
         # (and nothing else: the chunks' other columns are identity indices)
         events = EVENT_COLUMNS if seq.mode != "chunks" else (FEATURES.index("success"), FEATURES.index("action"))
         return DeepLogDetector(
-            model=name, window=seq.window, top_g=seq.top_g, hidden=seq.next_event_hidden,
+            model=name, window=seq.window, top_g=seq.top_g, hidden=seq.next_event_hidden, top_g_end=seq.top_g_end,
+            validation=seq.next_event_validation, validation_fpr=seq.next_event_validation_fpr,
             epochs=t.epochs, lr=t.lr, batch_size=t.batch_size, event_columns=events,
             extra_columns=None if seq.mode != "chunks" else (), contamination=seq.contamination,
             seed=t.seed, threads=t.threads, **extra,

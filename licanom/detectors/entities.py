@@ -34,6 +34,11 @@ surprisal in nats (``top_features`` keeps only the largest). Severity comes from
 scores (:func:`tail_calibration`: entity scores are mostly ties near zero, where
 ``Calibration.fit``'s bulk estimate collapses), with the anomalous entities of the training days
 set aside; an entity is anomalous at ``severity >= min_severity`` (:data:`DEFAULT_MIN_SEVERITY`).
+Key-days and key-machines are judged against the keys of the same product and licence model
+(:func:`peer_groups`: the licence model read from what each key does) where that group has at
+least :data:`MIN_PEER_KEYS` keys and :data:`MIN_PEER_ENTITIES` training entities of the kind (its
+own reference and calibration, fitted as the vendor's), else against the whole vendor;
+address-hours serve any key and are always judged vendor-wide (``peers="vendor"``: all vendor-wide).
 ``reasons`` names the most surprising features of a flagged entity with their typical values
 ("key X: 55 machine codes new to it (usually 0), 3 countries (usually 1); ...").
 
@@ -47,7 +52,7 @@ import functools
 import math
 import os
 import pickle
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -61,8 +66,9 @@ from licanom.detectors.context import KeyHistory, TailModel
 from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, Calibration
 
 __all__ = [
-    "ENTITY_COLUMNS", "ENTITY_KINDS", "ENTITY_SCHEMA", "FEATURES", "MIN_USUAL_DAYS", "EntityKind", "EntityModel", "KindReference",
-    "country_distances", "entity_features", "key_baseline", "population_medians", "tail_calibration",
+    "ENTITY_COLUMNS", "ENTITY_KINDS", "ENTITY_SCHEMA", "FEATURES", "LICENCE_MODELS", "MIN_PEER_ENTITIES", "MIN_PEER_KEYS",
+    "MIN_USUAL_DAYS", "PEER_KINDS", "EntityKind", "EntityModel", "KindReference",
+    "country_distances", "entity_features", "key_baseline", "peer_groups", "population_medians", "tail_calibration",
 ]
 
 EntityKind = Literal["key-day", "key-machine", "address-hour"]
@@ -124,7 +130,19 @@ MIN_USUAL_DAYS = 3
 _NEEDED = ("Id", "Time", "Key", "MachineCode", "IP", "country", "success")
 _NO_COUNTRY = ("", UNKNOWN_COUNTRY)
 _EARTH_KM = 6371.0
-SAVE_FORMAT = 1
+SAVE_FORMAT = 2
+_READABLE_FORMATS = (1, 2)  # format 1: written before peer groups (every entity judged vendor-wide)
+
+# Peer groups (population analysis): the kinds that belong to a key are judged against the
+# entities of keys of the same product and licence model; address-hours serve any key and stay
+# vendor-wide. The licence model is not a column of the Web API Log: it is read from what a key
+# does (peer_groups). A group gets its own reference only with at least MIN_PEER_KEYS keys and
+# MIN_PEER_ENTITIES training entities of the kind (see EntityModel), else the vendor's is used.
+PEER_KINDS: tuple[str, ...] = ("key-day", "key-machine")
+LICENCE_MODELS: tuple[str, ...] = ("floating", "usage-based", "node-locked")
+MIN_PEER_KEYS = 10
+MIN_PEER_ENTITIES = 200
+VENDOR = ""  # the peer group of the vendor-wide references
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,6 +485,51 @@ def key_baseline(rows: pl.DataFrame, usual_days: int = 2) -> pl.DataFrame:
 
 
 # ---------------------------------------------------------------------------------------------
+# Peer groups
+
+
+def peer_groups(rows: pl.DataFrame) -> pl.DataFrame:
+    """Per key of derived ``rows``: ``product`` (its most frequent ProductId), ``licence`` (one
+    of :data:`LICENCE_MODELS`, read from what the key did in these rows) and ``peer_group``
+    ("product 7365, floating").
+
+    The Web API Log names the product but not the licence model, so it is inferred per key (in
+    Cryptolens the model is a setting of each key, and keys of one product may differ):
+    ``floating`` when a request of the key carries a ``FloatingExpires`` (floating activations and
+    their heartbeats), else ``usage-based`` when it called a data-object method (State group 80:
+    usage counters), else ``node-locked``. A log without ProductId gives one product ("?")."""
+    if "Key" not in rows.columns:
+        raise ValueError("peer groups need the Key column")
+    product = pl.col("ProductId").cast(pl.String) if "ProductId" in rows.columns else pl.lit("?")
+    floating = (pl.col("FloatingExpires").is_not_null() if "FloatingExpires" in rows.columns else pl.lit(False))
+    if "State" in rows.columns:
+        usage = (pl.col("State") // 100) == 80
+    elif "action" in rows.columns:
+        usage = (pl.col("action") // 10) == 80
+    else:
+        usage = pl.lit(False)
+    if rows.height == 0:
+        return pl.DataFrame(schema={"Key": pl.String, "product": pl.String, "licence": pl.String, "peer_group": pl.String})
+    per_key = rows.select(pl.col("Key").cast(pl.String).fill_null(""), product.fill_null("?").alias("product"),
+                          floating.fill_null(False).alias("_f"), usage.fill_null(False).alias("_u"))
+    products = (per_key.group_by("Key", "product").len().sort(["len", "product"], descending=[True, False])
+                .group_by("Key", maintain_order=True).agg(pl.col("product").first()))
+    licence = per_key.group_by("Key").agg(pl.col("_f").any(), pl.col("_u").any()).select(
+        "Key", pl.when("_f").then(pl.lit("floating")).when("_u").then(pl.lit("usage-based"))
+        .otherwise(pl.lit("node-locked")).alias("licence"))
+    return products.join(licence, on="Key").with_columns(
+        pl.format("product {}, {}", "product", "licence").alias("peer_group")).sort("Key")
+
+
+def _with_group(frame: pl.DataFrame, groups: pl.DataFrame | None) -> pl.DataFrame:
+    """``frame`` (entities with a ``key``) with the ``peer_group`` of its key (VENDOR when unknown)."""
+    if groups is None or groups.height == 0:
+        return frame.with_columns(pl.lit(VENDOR).alias("peer_group"))
+    return frame.join(groups.select(pl.col("Key").alias("key"), "peer_group"), on="key", how="left",
+                      maintain_order="left").with_columns(pl.col("peer_group").fill_null(VENDOR))
+
+
+# ---------------------------------------------------------------------------------------------
 # The model
 
 
@@ -482,6 +545,8 @@ class KindReference:
     typical: tuple[float, ...]  # per feature: the reference's median, in the feature's raw units
     n_train: int                # training entities of this kind
     n_reference: int            # of them, those the reference kept
+    group: str = VENDOR         # the peer group it judges (VENDOR: the whole vendor)
+    n_keys: int = 0             # distinct keys among the training entities (0: not counted)
 
 
 def tail_calibration(scores: np.ndarray, upper: float = 0.9, min_beta: float = 0.25) -> Calibration:
@@ -577,11 +642,17 @@ class EntityModel:
     warmup_days: int = 1
     top_features: int = 0
     reasons_top: int = 3
+    # "product-licence": key-days and key-machines judged against the keys of the same product and
+    # licence model (peer_groups) where the group is big enough; "vendor": against every key
+    peers: str = "product-licence"
+    min_peer_keys: int = MIN_PEER_KEYS
+    min_peer_entities: int = MIN_PEER_ENTITIES
 
-    references: tuple[KindReference, ...] = field(default=(), repr=False)
+    references: tuple[KindReference, ...] = field(default=(), repr=False)  # vendor-wide, then groups'
     history: KeyHistory | None = field(default=None, repr=False)
     baseline: pl.DataFrame | None = field(default=None, repr=False)
     population: tuple[tuple[str, float], ...] = field(default=(), repr=False)
+    groups: pl.DataFrame | None = field(default=None, repr=False)  # the training keys' peer_groups
 
     # --- fitting -------------------------------------------------------------------------
     def _check(self) -> None:
@@ -592,6 +663,10 @@ class EntityModel:
             raise ValueError(f"min_severity must lie in (0, 100], got {self.min_severity!r}")
         if self.far_km <= 0 or not 0 < self.trim_severity <= 100 or self.trim_rounds < 0 or self.calibration_folds < 0 or self.warmup_days < 0:
             raise ValueError("far_km must be positive, trim_severity in (0, 100]; trim_rounds, calibration_folds and warmup_days non-negative")
+        if self.peers not in ("product-licence", "vendor"):
+            raise ValueError(f"peers must be 'product-licence' or 'vendor', got {self.peers!r}")
+        if self.min_peer_keys < 2 or self.min_peer_entities < 8:
+            raise ValueError("min_peer_keys must be at least 2 and min_peer_entities at least 8")
 
     @property
     def is_fitted(self) -> bool:
@@ -607,8 +682,9 @@ class EntityModel:
         baseline = key_baseline(rows)
         features = entity_features(rows, None, baseline, self.far_km)
         population = population_medians(features["key-day"])
+        groups = peer_groups(rows) if self.peers == "product-licence" else None
         first_day = _base(rows.select(_NEEDED))["_hour"].min().replace(hour=0)
-        refs = []
+        refs, peer_refs = [], []
         for kind in self.kinds:
             frame = features[kind].sort("start_time", "entity")
             if self.warmup_days:
@@ -618,18 +694,33 @@ class EntityModel:
             if frame.height < 2:
                 raise ValueError(f"entity scoring needs at least 2 training entities of kind {kind!r}, got {frame.height}")
             refs.append(self._reference(kind, frame))
-        return replace(self, references=tuple(refs), history=KeyHistory.from_rows(rows), baseline=baseline,
-                       population=tuple(population.items()))
+            if groups is not None and kind in PEER_KINDS:
+                peer_refs += self._group_references(kind, _with_group(frame, groups))
+        return replace(self, references=tuple(refs + peer_refs), history=KeyHistory.from_rows(rows), baseline=baseline,
+                       population=tuple(population.items()), groups=groups)
 
-    def _reference(self, kind: str, frame: pl.DataFrame) -> KindReference:
+    def _group_references(self, kind: str, frame: pl.DataFrame) -> list[KindReference]:
+        """A reference per peer group with at least ``min_peer_keys`` keys and
+        ``min_peer_entities`` training entities of ``kind``; a vendor with one group needs none
+        (the vendor-wide reference is that group's)."""
+        sizes = frame.group_by("peer_group").agg(pl.len().alias("n"), pl.col("key").n_unique().alias("keys"))
+        if sizes.height < 2:
+            return []
+        big = sizes.filter((pl.col("n") >= self.min_peer_entities) & (pl.col("keys") >= self.min_peer_keys)
+                           & (pl.col("peer_group") != VENDOR)).sort("peer_group")
+        return [self._reference(kind, frame.filter(pl.col("peer_group") == g), group=g, n_keys=k)
+                for g, k in big.select("peer_group", "keys").iter_rows()]
+
+    def _reference(self, kind: str, frame: pl.DataFrame, group: str = VENDOR, n_keys: int | None = None) -> KindReference:
         X = _matrix(frame, kind)
         tail, keep = _robust_tail(X, self.tail_quantile, self.trim_severity, self.trim_rounds, self.top_features)
         calibration = _robust_calibration(self._out_of_fold(X, tail), self.trim_severity, self.trim_rounds)
         typical = np.median(X[keep], axis=0)
         raw = tuple(float(v) if n in _SHARES else float(np.expm1(v)) for (n, _), v in zip(FEATURES[kind], typical, strict=True))
+        keys = n_keys if n_keys is not None else (frame["key"].n_unique() if kind in PEER_KINDS else 0)
         return KindReference(kind=kind, columns=tuple(n for n, _ in FEATURES[kind]), tail=tail,
                              calibration=calibration, threshold=calibration.score_at(self.min_severity),
-                             typical=raw, n_train=len(X), n_reference=int(keep.sum()))
+                             typical=raw, n_train=len(X), n_reference=int(keep.sum()), group=group, n_keys=int(keys))
 
     def _out_of_fold(self, X: np.ndarray, tail: TailModel) -> np.ndarray:
         """Each block of ``calibration_folds`` (contiguous in time) scored by a robust reference
@@ -646,9 +737,44 @@ class EntityModel:
 
     # --- scoring -------------------------------------------------------------------------
     def _fitted(self) -> tuple[KindReference, ...]:
+        """The vendor-wide reference of each kind."""
         if not self.references:
             raise RuntimeError("this EntityModel is not fitted yet: model = EntityModel().fit(rows), or load()")
-        return self.references
+        return tuple(r for r in self.references if r.group == VENDOR)
+
+    def peer_references(self, kind: str) -> dict[str, KindReference]:
+        """The peer groups of ``kind`` that have their own reference, by group."""
+        return {r.group: r for r in self.references if r.kind == kind and r.group != VENDOR}
+
+    def groups_of(self, rows: pl.DataFrame) -> pl.DataFrame | None:
+        """The peer group of every key of derived ``rows``: the training keys' own, the others'
+        read from ``rows`` (:func:`peer_groups`); None when entities are judged vendor-wide."""
+        if self.peers != "product-licence" or self.groups is None:
+            return None
+        keys = rows.get_column("Key").unique().cast(pl.String).fill_null("").to_frame("Key")
+        new = keys.join(self.groups.select("Key"), on="Key", how="anti")
+        if new.height == 0:
+            return self.groups
+        fresh = rows.filter(pl.col("Key").cast(pl.String).fill_null("").is_in(new["Key"].implode()))
+        return pl.concat([self.groups, peer_groups(fresh).select(self.groups.columns)])
+
+    def _judge(self, ref: KindReference, frame: pl.DataFrame) -> tuple[np.ndarray, list[KindReference], np.ndarray]:
+        """Each entity's surprisal per feature, against its peer group's reference where it has
+        one, else the vendor's (``ref``): the surprisals, the references and, per entity, the
+        position of its reference among them."""
+        X = _matrix(frame, ref.kind)
+        used = [ref, *self.peer_references(ref.kind).values()]
+        which = np.zeros(len(X), dtype=np.int64)
+        if len(used) > 1 and "peer_group" in frame.columns:
+            group = frame["peer_group"].to_numpy()
+            for i, peer in enumerate(used[1:], start=1):
+                which[group == peer.group] = i
+        surprisal = np.zeros((len(X), len(ref.columns)))
+        for i, r in enumerate(used):
+            at = which == i
+            if at.any():
+                surprisal[at] = r.tail.surprisal(X[at])
+        return surprisal, used, which
 
     def features(self, rows: pl.DataFrame, seen: KeyHistory | None = None) -> dict[str, pl.DataFrame]:
         """The entities of derived ``rows`` per kind with their raw features (:func:`entity_features`),
@@ -658,7 +784,9 @@ class EntityModel:
         known = self.baseline["Key"] if self.baseline is not None else None
         features = entity_features(rows, history if history is not None else seen, self.baseline, self.far_km, known,
                                    dict(self.population))
-        return {kind: features[kind] for kind in self.kinds}
+        groups = self.groups_of(rows)
+        return {kind: _with_group(features[kind], groups) if kind in PEER_KINDS and groups is not None else features[kind]
+                for kind in self.kinds}
 
     def score(self, rows: pl.DataFrame, seen: KeyHistory | None = None) -> pl.DataFrame:
         """The entity results of derived ``rows`` (a night; give whole days): :data:`ENTITY_COLUMNS`,
@@ -673,13 +801,17 @@ class EntityModel:
             frame = features[ref.kind]
             if frame.height == 0:
                 continue
-            surprisal = ref.tail.surprisal(_matrix(frame, ref.kind))
+            surprisal, used, which = self._judge(ref, frame)
             score = _summed(surprisal, self.top_features)
-            severity = ref.calibration.severity(score)
+            severity = np.empty(len(score))
+            for i, r in enumerate(used):
+                at = which == i
+                if at.any():
+                    severity[at] = r.calibration.severity(score[at])
             flagged = severity >= self.min_severity
             reasons = np.full(len(score), None, dtype=object)
             for i in np.flatnonzero(flagged):
-                reasons[i] = _reason(ref, frame.row(i, named=True), surprisal[i], self.reasons_top)
+                reasons[i] = _reason(used[which[i]], frame.row(i, named=True), surprisal[i], self.reasons_top)
             out.append(frame.select(ENTITY_COLUMNS[:10]).with_columns(
                 pl.Series("score", score, dtype=pl.Float64), pl.Series("severity", severity, dtype=pl.Float64),
                 pl.Series("is_anomaly", flagged, dtype=pl.Boolean), pl.Series("reasons", reasons.tolist(), dtype=pl.String)))
@@ -692,10 +824,13 @@ class EntityModel:
     def explain(self, rows: pl.DataFrame, seen: KeyHistory | None = None) -> dict[str, pl.DataFrame]:
         """Per kind: the entities' identity columns and each feature's surprisal in nats."""
         out = {}
+        features = self.features(rows, seen)
         for ref in self._fitted():
-            frame = self.features(rows, seen)[ref.kind]
-            surprisal = ref.tail.surprisal(_matrix(frame, ref.kind)) if frame.height else np.zeros((0, len(ref.columns)))
-            out[ref.kind] = frame.select(ENTITY_COLUMNS[:10]).hstack(
+            frame = features[ref.kind]
+            surprisal, used, which = self._judge(ref, frame)
+            names = np.array([u.group or "vendor" for u in used], dtype=object)
+            out[ref.kind] = frame.select(ENTITY_COLUMNS[:10]).with_columns(
+                pl.Series("peers", names[which].tolist(), dtype=pl.String)).hstack(
                 pl.DataFrame(surprisal, schema=[f"surprisal_{c}" for c in ref.columns], orient="row"))
         return out
 
@@ -703,11 +838,13 @@ class EntityModel:
     def save(self, path: str | Path) -> Path:
         """Write the fitted model to one file, atomically (a temporary name, then a rename).
         Pickled (numpy arrays and Parquet bytes): load only files this project wrote."""
-        refs = self._fitted()
+        self._fitted()
+        refs = self.references
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         settings = {k: getattr(self, k) for k in ("kinds", "min_severity", "far_km", "tail_quantile", "trim_severity",
-                                                   "trim_rounds", "calibration_folds", "warmup_days", "top_features", "reasons_top")}
+                                                   "trim_rounds", "calibration_folds", "warmup_days", "top_features", "reasons_top",
+                                                   "peers", "min_peer_keys", "min_peer_entities")}
         payload = {
             "format": SAVE_FORMAT,
             "features": {k: [n for n, _ in v] for k, v in FEATURES.items()},
@@ -715,6 +852,7 @@ class EntityModel:
             "references": [{
                 "kind": r.kind, "columns": list(r.columns), "calibration": r.calibration.as_dict(),
                 "threshold": r.threshold, "typical": list(r.typical), "n_train": r.n_train, "n_reference": r.n_reference,
+                "group": r.group, "n_keys": r.n_keys,
                 "tail": {"tail_quantile": r.tail.tail_quantile, "min_scale": r.tail.min_scale, "sorted": r.tail.sorted_,
                          "u": r.tail.u_, "beta": r.tail.beta_, "log_p_u": r.tail.log_p_u_},
             } for r in refs],
@@ -722,6 +860,7 @@ class EntityModel:
             "countries": _parquet(self.history.countries) if self.history is not None else None,
             "baseline": _parquet(self.baseline) if self.baseline is not None else None,
             "population": [list(p) for p in self.population],
+            "groups": _parquet(self.groups) if self.groups is not None else None,
         }
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as f:
@@ -737,7 +876,7 @@ class EntityModel:
                 payload = pickle.load(f)  # noqa: S301 - a file this project wrote (see save)
         except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, ModuleNotFoundError) as e:
             raise ValueError(f"{path}: not a readable entity model file ({type(e).__name__}); retrain the vendor's models") from None
-        if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
+        if not isinstance(payload, dict) or payload.get("format") not in _READABLE_FORMATS:
             found = payload.get("format") if isinstance(payload, dict) else None
             raise ValueError(f"{path}: unsupported entity model file (format {found!r}, this version reads "
                              f"{SAVE_FORMAT}); retrain the vendor's models")
@@ -750,22 +889,31 @@ class EntityModel:
             tail.sorted_, tail.u_, tail.beta_, tail.log_p_u_ = t["sorted"], t["u"], t["beta"], t["log_p_u"]
             refs.append(KindReference(kind=r["kind"], columns=tuple(r["columns"]), tail=tail,
                                       calibration=Calibration.from_dict(r["calibration"]), threshold=r["threshold"],
-                                      typical=tuple(r["typical"]), n_train=r["n_train"], n_reference=r["n_reference"]))
+                                      typical=tuple(r["typical"]), n_train=r["n_train"], n_reference=r["n_reference"],
+                                      group=r.get("group", VENDOR), n_keys=r.get("n_keys", 0)))
         settings = dict(payload["settings"], kinds=tuple(payload["settings"]["kinds"]))
         history = None
         if payload["machines"] is not None:
             history = KeyHistory._of({"MachineCode": _unparquet(payload["machines"]),
                                       "country": _unparquet(payload["countries"])})
         baseline = _unparquet(payload["baseline"]) if payload["baseline"] is not None else None
+        groups = _unparquet(payload["groups"]) if payload.get("groups") is not None else None
         return cls(**settings, references=tuple(refs), history=history, baseline=baseline,
-                   population=tuple((str(k), float(v)) for k, v in payload["population"]))
+                   population=tuple((str(k), float(v)) for k, v in payload["population"]), groups=groups)
 
     def describe(self) -> dict[str, Any]:
         """Settings and, per kind, the training entities and typical values (for tracking)."""
-        return {**{k: v for k, v in asdict(self).items() if k not in ("references", "history", "baseline", "population")},
+        return {**{f.name: getattr(self, f.name) for f in fields(self)
+                   if f.name not in ("references", "history", "baseline", "population", "groups")},
                 "references": {r.kind: {"n_train": r.n_train, "n_reference": r.n_reference,
                                         "typical": dict(zip(r.columns, r.typical, strict=True))}
-                               for r in self.references}}
+                               for r in self._fitted()},
+                "peer_references": {f"{r.kind} / {r.group}": {"keys": r.n_keys, "n_train": r.n_train,
+                                                              "n_reference": r.n_reference}
+                                    for r in self.references if r.group != VENDOR},
+                "peer_groups": (self.groups["peer_group"].value_counts(sort=True, name="keys")
+                                .sort(["keys", "peer_group"], descending=[True, False]).rows()
+                                if self.groups is not None else [])}
 
 
 def _parquet(frame: pl.DataFrame) -> bytes:
@@ -817,4 +965,5 @@ def _reason(ref: KindReference, row: dict[str, Any], surprisal: np.ndarray, top:
             parts.append(f"{_number(value)} {labels[name]} (usually {_number(ref.typical[j])})")
     start, end = row["start_time"], row["end_time"]
     span = f"{start:%Y-%m-%d %H:%M}-{end:%H:%M} UTC"
-    return f"{_WHO[ref.kind].format(**row)}: {', '.join(parts)}; {_number(float(row['requests']))} requests, {span}"
+    peers = f" (usual among {ref.group} keys)" if ref.group != VENDOR else ""
+    return f"{_WHO[ref.kind].format(**row)}: {', '.join(parts)}; {_number(float(row['requests']))} requests, {span}{peers}"

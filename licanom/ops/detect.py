@@ -32,7 +32,7 @@ CHUNK_COLUMNS: tuple[str, ...] = (
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "quantile", "pot", "budget",
     "threshold_M1", "threshold_M2", "threshold_M3", "test_chunks", "train_seconds",
-    "epochs", "train_loss", "val_loss",
+    "epochs", "train_loss", "val_loss", "converged", "convergence",
 )
 
 
@@ -174,6 +174,7 @@ def evaluate_model(
         latent = detector.encode(X_test)
         for method, name in (("gmm", "GMM"), ("kmeans", "KMeans")):
             clusters[name] = int(cluster_anomalies(latent, method, seed=detect.clustering_seed).sum())
+    convergence = getattr(detector, "convergence_", None)  # the sequence models' solvers (licanom.detectors.sequence.decide)
     row: dict[str, object] = {
         "model": detector.model,
         "bottleneck": bottleneck,
@@ -189,6 +190,9 @@ def evaluate_model(
         "epochs": epochs_run,
         "train_loss": train_loss,
         "val_loss": val_loss,
+        # True / False; null where the training makes no claim (fixed epochs, DeepLog, the others)
+        "converged": None if convergence is None else convergence.converged,
+        "convergence": None if convergence is None else convergence.reason,
     }
     return ModelOutcome(detector=detector, scores=scores, feature_errors=feature_errors, row=row,
                         top_features=top_features)
@@ -309,11 +313,42 @@ def detect(
     return Detection(chunks=chunk_results(prepared, outcomes[0]), results=results, outcomes=tuple(outcomes))
 
 
+def entity_training_rows(rows: pl.DataFrame, items: pl.DataFrame) -> pl.DataFrame:
+    """The derived ``rows`` of the training log that the entity model of a detect run is fitted
+    on: those within the time span of the training items (``items``: the scored chunks or
+    sequences, with ``split``), from the first training item's start to the last one's end.
+
+    Entities are whole UTC days and clock hours of a key, machine code or address, so they cannot
+    follow a split of 100-request chunks: a split in time ("time") gives its first part, a shuffled
+    split (the default) spreads training items over the whole log and so gives all of it (every
+    day, as the chunk models see every day)."""
+    train = items.filter(pl.col("split") == "train")
+    if train.height == 0:
+        raise ValueError("no training items to fit the entity model on")
+    start, end = train["start_time"].min(), train["end_time"].max()
+    return rows.filter(pl.col("Time").is_between(start, end))
+
+
+def entity_results(train_rows: pl.DataFrame, items: pl.DataFrame, score_rows: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The entity results of a detect run (:data:`licanom.detectors.entities.ENTITY_COLUMNS`,
+    most severe first, as the nightly flow's ``entities.parquet``).
+
+    ``train_rows``: the derived rows of the training log (``Prepared.encoded.frame``,
+    pseudonymised where the vendor asks); ``items``: its scored chunks or sequences. The model is
+    fitted on :func:`entity_training_rows` and scores ``score_rows`` (derived rows of another log,
+    ``--train-logs``), or all of ``train_rows`` (train and test items alike, as chunks.parquet
+    holds both). Raises ValueError when the training rows hold too few entities."""
+    from licanom.detectors.entities import EntityModel
+
+    model = EntityModel().fit(entity_training_rows(train_rows, items))
+    return model.score(train_rows if score_rows is None else score_rows)
+
+
 def results_frame(rows: Sequence[dict[str, object]]) -> pl.DataFrame:
     """The results table from models' rows (nullable counts where M1 or clustering gave none)."""
     return pl.DataFrame(list(rows), schema_overrides={
         "M1": pl.Int64, "GMM": pl.Int64, "KMeans": pl.Int64, "threshold_M1": pl.Float64,
-        "train_loss": pl.Float64, "val_loss": pl.Float64,
+        "train_loss": pl.Float64, "val_loss": pl.Float64, "converged": pl.Boolean, "convergence": pl.String,
     }).select(RESULT_COLUMNS)
 
 

@@ -215,6 +215,11 @@ class Tracker:
 
         self.client.log_batch(run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()], synchronous=True)
 
+    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()], synchronous=True)
+
     def log_metrics(self, run_id: str, metrics: Mapping[str, float | int | None], step: int = 0) -> None:
         from mlflow.entities import Metric
 

@@ -204,6 +204,11 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
                     "train/loss": train_loss[epoch - 1] if epoch <= len(train_loss) else None,
                     "val/loss": val_loss[epoch - 1] if epoch <= len(val_loss) else None,
                 })
+        convergence = getattr(detector, "convergence_", None)
+        if convergence is not None:  # a sequence model's solver: did it converge, and why (not)
+            tracker.log_metrics(run_id, {f"convergence/{k}": v for k, v in convergence.as_metrics().items()})
+            tracker.set_tags(run_id, {"converged": {True: "true", False: "false", None: "no claim"}[convergence.converged],
+                                      "convergence": convergence.reason})
         tracker.log_metrics(run_id, {
             "train_seconds": row["train_seconds"], "threshold": detector.threshold_,
             **{f"threshold_{k}": row[f"threshold_{k}"] for k in ("M1", "M2", "M3")},

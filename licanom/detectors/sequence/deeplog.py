@@ -27,6 +27,15 @@ Choices:
 * ``threshold_``: the rule's boundary 0 unless ``contamination`` is set (then at most that
   share of training sequences lies above); in both cases between two distinct training
   scores (licanom.detectors.sequence.decide).
+* The end of a sequence has its own candidates (``top_g_end``; None: ``top_g``): whether a
+  sequence stops here is a different question from which event comes next, and on HDFS normal
+  sessions end at the model's 5th choice while sessions cut short end at its 7th.
+* ``validation`` > 0 holds that share of the training sequences out of training (seeded) and
+  chooses g on them: the smallest ``g`` (and ``g_end``) whose misses flag at most
+  ``validation_fpr`` of the held-out sequences (events and ends counted apart, each within the
+  budget; an event never seen in training is a miss at any g). The held-out sequences are
+  normal by assumption, as the training ones are; the chosen values are ``g_`` and ``g_end_``.
+  Without it ``g_`` = ``top_g`` and ``g_end_`` = ``top_g_end`` (or ``top_g``).
 * Training sees each distinct (window, next event) pair once, weighted by how often it occurs
   (logs repeat: HDFS's sessions, a key's heartbeat), so an epoch costs the distinct windows,
   not all of them; the loss is the weighted mean cross-entropy. Adam, a fixed number of epochs
@@ -154,6 +163,9 @@ class DeepLogDetector(BaseDetector):
     event_columns: tuple[int, ...] | None = None
     extra_columns: tuple[int, ...] | None = None
     end_token: bool = True
+    top_g_end: int | None = None
+    validation: float = 0.0
+    validation_fpr: float = 0.002
     contamination: float | None = None
     seed: int = 0
     threads: int | None = None
@@ -170,6 +182,11 @@ class DeepLogDetector(BaseDetector):
     history_: TrainingHistory | None = field(default=None, init=False, repr=False)
     converged_: bool | None = field(default=None, init=False)
     convergence_: Convergence | None = field(default=None, init=False, repr=False)
+    g_: int | None = field(default=None, init=False)       # the candidates of an event in use
+    g_end_: int | None = field(default=None, init=False)   # the candidates of the end in use
+    n_validation_: int = field(default=0, init=False)      # training sequences held out to choose them
+    # per held-out sequence: the worst rank of its events' and of its end's actual token (inf: unseen)
+    held_ranks_: np.ndarray | None = field(default=None, init=False, repr=False)
 
     # --- the event vocabulary and windows -------------------------------------------------
     def _columns(self, p: int) -> tuple[np.ndarray, np.ndarray]:
@@ -236,6 +253,15 @@ class DeepLogDetector(BaseDetector):
         keep = np.ones(len(seqs), dtype=bool) if y is None else (y != -1)
         if not keep.any():
             raise ValueError("every training sequence is labelled anomalous: nothing to learn normal behaviour from")
+        held = np.zeros(len(seqs), dtype=bool)
+        if self.validation > 0:
+            usable = np.flatnonzero(keep)
+            n_val = int(round(self.validation * len(usable)))
+            if n_val < 1 or n_val >= len(usable):
+                raise ValueError(f"validation {self.validation} of {len(usable)} training sequences holds out "
+                                 f"{n_val}: at least one must be held out and one left to train on")
+            held[np.random.default_rng(self.seed).permutation(usable)[:n_val]] = True
+            keep = keep & ~held
         ev, other = self._columns(data.n_features)
         train = [s for s, k in zip(seqs, keep, strict=True) if k]
         self.events_ = np.unique(np.concatenate(train)[:, ev], axis=0)
@@ -247,6 +273,11 @@ class DeepLogDetector(BaseDetector):
             module = self._train(net, windows)
         self.net_ = net.cpu().eval()
         self.n_features_ = data.n_features
+        self.g_, self.g_end_ = self.top_g, (self.top_g_end or self.top_g)
+        self.n_validation_ = int(held.sum())
+        if held.any():
+            self.held_ranks_ = self._held_ranks([s for s, h in zip(seqs, held, strict=True) if h])
+            self.g_, self.g_end_ = self.choose_g()
         self.history_ = TrainingHistory(tuple(module.history), tuple(module.seconds), None)
         self.convergence_ = Convergence(None, f"fixed {self.epochs} epochs (Adam); no convergence test", self.epochs)
         self.converged_ = None
@@ -262,6 +293,10 @@ class DeepLogDetector(BaseDetector):
             raise ValueError("window, top_g, hidden, layers, embedding, epochs and batch_size must be >= 1")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.top_g_end is not None and self.top_g_end < 1:
+            raise ValueError(f"top_g_end must be >= 1 (or None: top_g), got {self.top_g_end}")
+        if not 0.0 <= self.validation < 1.0 or not 0.0 <= self.validation_fpr < 1.0:
+            raise ValueError(f"validation and validation_fpr must lie in [0, 1), got {self.validation}, {self.validation_fpr}")
         if self.contamination is not None and not 0.0 < self.contamination < 1.0:
             raise ValueError(f"contamination must be in (0, 1), got {self.contamination}")
         if self.accelerator not in ("cpu", "auto", "gpu", "cuda"):
@@ -317,23 +352,71 @@ class DeepLogDetector(BaseDetector):
             owners.append(w.owner + a)
         return np.concatenate(margins), np.concatenate(owners)
 
-    def _window_margins(self, w: _Windows) -> np.ndarray:
+    def _candidates(self) -> int:
+        """How many tokens can be predicted: END and the known events."""
+        return self._net().n_tokens - N_SPECIAL + 1
+
+    def _logp(self, w: _Windows, at: slice) -> tuple[Tensor, Tensor]:
+        """For the distinct windows ``at``: the log-probabilities of the next token (PAD and
+        UNSEEN never predicted; END only with ``end_token``) and the target tokens. Call under
+        ``torch.inference_mode()``."""
         net = self._net()
-        g = min(self.top_g, net.n_tokens - N_SPECIAL + 1)  # the candidates: END and the known events
+        logits = net(torch.from_numpy(w.tokens[at]), torch.from_numpy(w.extra[at]))
+        logits[:, :END] = -torch.inf
+        if not self.end_token:
+            logits[:, END] = -torch.inf
+        return torch.log_softmax(logits.double(), dim=1), torch.from_numpy(w.target[at])
+
+    def _window_margins(self, w: _Windows) -> np.ndarray:
+        n = self._candidates()
+        g = min(self.g_ or self.top_g, n)
+        g_end = min(self.g_end_ or self.top_g_end or self.top_g, n)
         out = np.empty(len(w.target), dtype=np.float64)
         with torch.inference_mode(), _threads(self.threads):
             for s in range(0, len(w.target), SCORE_BATCH):
-                logits = net(torch.from_numpy(w.tokens[s:s + SCORE_BATCH]), torch.from_numpy(w.extra[s:s + SCORE_BATCH]))
-                logits[:, :END] = -torch.inf  # PAD and UNSEEN are never predicted
-                if not self.end_token:
-                    logits[:, END] = -torch.inf
-                logp = torch.log_softmax(logits.double(), dim=1)
-                gth = torch.topk(logp, g, dim=1).values[:, -1]
-                target = torch.from_numpy(w.target[s:s + SCORE_BATCH])
+                at = slice(s, s + SCORE_BATCH)
+                logp, target = self._logp(w, at)
+                top = torch.topk(logp, max(g, g_end), dim=1).values
+                gth = torch.where(target == END, top[:, g_end - 1], top[:, g - 1])
                 actual = logp.gather(1, target.clamp(min=END).unsqueeze(1)).squeeze(1)
                 margin = torch.where(target == UNSEEN, torch.full_like(gth, UNSEEN_MARGIN), gth - actual)
-                out[s:s + SCORE_BATCH] = margin.numpy()
+                out[at] = margin.numpy()
         return out
+
+    def choose_g(self, validation_fpr: float | None = None) -> tuple[int, int]:
+        """The smallest g for events and for ends whose misses flag at most ``validation_fpr``
+        (None: the setting) of the held-out sequences; the most candidates when none does. Set
+        ``g_`` and ``g_end_`` to the result to decide at another budget without retraining."""
+        if self.held_ranks_ is None:
+            raise RuntimeError("no training sequences were held out: fit with validation > 0")
+        fpr = self.validation_fpr if validation_fpr is None else validation_fpr
+        n = self._candidates()
+
+        def smallest(ranks: np.ndarray) -> int:
+            return next((g for g in range(1, n + 1) if (ranks > g).mean() <= fpr), n)
+
+        return smallest(self.held_ranks_[0]), smallest(self.held_ranks_[1])
+
+    def _held_ranks(self, held: list[np.ndarray]) -> np.ndarray:
+        """``(2, len(held))``: per sequence, the worst rank among candidates of its events'
+        actual tokens (inf for an event never seen in training), and of its end's."""
+        ev, other = self._columns(self.n_features_ or held[0].shape[1])
+        event_rank, end_rank = np.zeros(len(held)), np.zeros(len(held))
+        for a, b in self._blocks(held):
+            part = held[a:b]
+            w = self._windows(Sequences(part), part, ev, other)
+            rank = np.empty(len(w.target))
+            with torch.inference_mode(), _threads(self.threads):
+                for s in range(0, len(w.target), SCORE_BATCH):
+                    at = slice(s, s + SCORE_BATCH)
+                    logp, target = self._logp(w, at)
+                    actual = logp.gather(1, target.clamp(min=END).unsqueeze(1))
+                    r = (logp > actual).sum(dim=1).double() + 1
+                    rank[at] = torch.where(target == UNSEEN, torch.full_like(r, np.inf), r).numpy()
+            steps, is_end = rank[w.inverse], w.target[w.inverse] == END
+            np.maximum.at(event_rank, w.owner + a, np.where(is_end, 0.0, steps))
+            np.maximum.at(end_rank, w.owner + a, np.where(is_end, steps, 0.0))
+        return np.stack([event_rank, end_rank])
 
     def _scores(self, data: Sequences, seqs: list[np.ndarray]) -> np.ndarray:
         margins, owner = self._margins(data, seqs)
@@ -392,7 +475,7 @@ class DeepLogDetector(BaseDetector):
         assert self.events_ is not None and self.decision_scores_ is not None
         settings = {k: getattr(self, k) for k in (
             "model", "window", "top_g", "hidden", "layers", "embedding", "epochs", "lr", "batch_size",
-            "end_token", "contamination", "seed")}
+            "end_token", "top_g_end", "validation", "validation_fpr", "contamination", "seed")}
         for name in ("event_columns", "extra_columns"):
             cols = getattr(self, name)
             settings[name] = None if cols is None else [int(c) for c in cols]
@@ -404,6 +487,8 @@ class DeepLogDetector(BaseDetector):
             "threshold": self.threshold_,
             "decision_scores": torch.from_numpy(np.asarray(self.decision_scores_, dtype=np.float64)),
             "history": {"objective": list(history.objective), "seconds": list(history.seconds)},
+            "chosen": {"g": self.g_, "g_end": self.g_end_, "n_validation": self.n_validation_,
+                       "held_ranks": None if self.held_ranks_ is None else torch.from_numpy(self.held_ranks_)},
         }, path)
 
     @classmethod
@@ -425,6 +510,11 @@ class DeepLogDetector(BaseDetector):
         h = payload["history"]
         det.history_ = TrainingHistory(tuple(h["objective"]), tuple(h["seconds"]), None)
         det.convergence_ = Convergence(None, f"fixed {det.epochs} epochs (Adam); no convergence test", det.epochs)
+        chosen = payload.get("chosen") or {}  # absent from files written before g was chosen
+        det.g_ = chosen.get("g", det.top_g)
+        det.g_end_ = chosen.get("g_end", det.top_g_end or det.top_g)
+        det.n_validation_ = chosen.get("n_validation", 0)
+        det.held_ranks_ = None if chosen.get("held_ranks") is None else chosen["held_ranks"].numpy()
         return det
 
 
