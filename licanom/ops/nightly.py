@@ -332,7 +332,8 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
             from dataclasses import replace
 
             write_report(replace(inp, rows=private_rows,
-                                 computed=Computed(entities=entities, incidents=private_incidents)),
+                                 computed=Computed(entities=entities, incidents=private_incidents,
+                                                   context=inp.computed.context)),
                          out / TRACKING_COPY)
     crash_point("stage:report")
     return NightResult(vendor, model_version, watermark_before, watermark_after, validation.n_in,
