@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-entities serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-entities bench-score bench-gpu serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -99,6 +99,11 @@ bench-faults: $(STAMP)
 
 bench-data: $(STAMP)
 	$(PY) -m benchmarks.bench_data
+
+# Scoring raw rows through the registered model per detector family on 0.1, 1 and 2.5 M rows
+# (BENCH_SCORE_ARGS, e.g. "--models Tail_context --profile").
+bench-score: $(STAMP)
+	$(PY) -m benchmarks.bench_score $(BENCH_SCORE_ARGS)
 
 # Three rounds over the eight variants (about half an hour on 2 cores); the bars are judged on medians.
 BENCH_TRAIN_ARGS ?= --repeat 3

@@ -208,47 +208,133 @@ def _entity_frame(derived: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def row_context(derived: pl.DataFrame, history: KeyHistory | None = None) -> pl.DataFrame:
-    """ROW_COLUMNS (Float64, ``log1p`` of the count) for each row of a derived log, in its order.
+def _codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Each value's position among the distinct values (UInt32), and those distinct values: equal
+    codes for equal values and only then, so that counting and grouping run on integers."""
+    distinct = values.unique()
+    return values.cast(pl.Enum(distinct)).to_physical(), distinct
 
-    ``derived`` needs Time, Key, MachineCode, IP, country and success (licanom.derive).
-    ``history``: the pairs that are not new to their key (a model's training rows); None: only
-    the rows earlier in ``derived`` count as the keys' past.
-    """
-    frame = _entity_frame(derived)
-    # New to its key: the first row of a (key, machine code) or (key, country) pair that the
-    # history lacks, except in the first hour of a key the history lacks too (a key's set-up is
-    # not news). A window function cannot nest in another, so the flags are columns first.
-    known_key = pl.col("Key").is_in(history.keys.implode()) if history is not None else pl.lit(False)
+
+def _history_codes(history: KeyHistory, keys: pl.Series, values: dict[str, pl.Series]
+                   ) -> tuple[pl.Series, dict[str, pl.Series]]:
+    """The history's keys and (key, value) pairs as codes of this log (``_codes``'s distinct
+    values): the keys as key codes, the pairs as ``key * len(values) + value``; those of keys or
+    values the log does not hold are left out (no row can match them)."""
+    def code(frame_col: pl.Series, distinct: pl.Series) -> pl.Series:
+        return frame_col.cast(pl.Enum(distinct), strict=False).to_physical().cast(pl.Int64)
+
+    known_keys = code(history.keys, keys).drop_nulls()
+    pairs = {}
+    for value in _UNKNOWN:
+        p = history.pairs(value)
+        pairs[value] = (code(p["Key"], keys) * len(values[value]) + code(p[value], values[value])).drop_nulls()
+    return known_keys, pairs
+
+
+def _coded_frame(derived: pl.DataFrame, history: KeyHistory | None) -> pl.DataFrame:
+    """The entities of a time-ordered derived log as integer codes, with the "new to its key"
+    flags (see :func:`row_context`): ``Key``, ``MachineCode``, ``IP``, ``country`` (UInt32 codes),
+    ``_pair MachineCode``, ``_pair country``, ``_pair IP`` (Int64 codes of the key's pairs), ``_hour``, ``_day`` (Int64 clock
+    hour and UTC day), ``_failed`` and ``_new MachineCode``, ``_new country`` (Int64 0/1)."""
+    texts = {c: derived[c].cast(pl.String).fill_null("") for c in ("Key", "MachineCode", "IP", "country")}
+    coded = {c: _codes(s) for c, s in texts.items()}
+    distinct = {c: d for c, (_, d) in coded.items()}
+    us = derived["Time"].dt.epoch("us")
+    frame = pl.DataFrame({c: codes for c, (codes, _) in coded.items()}).with_columns(
+        (us // 3_600_000_000).alias("_hour"),
+        (us // 86_400_000_000).alias("_day"),
+        (derived["success"] == 0).cast(pl.Int64).alias("_failed"),
+        *((pl.col("Key").cast(pl.Int64) * len(distinct[v]) + pl.col(v).cast(pl.Int64)).alias(f"_pair {v}")
+          for v in (*_UNKNOWN, "IP")),
+        *((texts[v] != unknown).alias(f"_known {v}") for v, unknown in _UNKNOWN.items()),
+    )
+    if history is not None:
+        known_keys, known_pairs = _history_codes(history, distinct["Key"], distinct)
+        known_key = pl.col("Key").cast(pl.Int64).is_in(known_keys.implode())
+    else:
+        known_key, known_pairs = pl.lit(False), {}
     after_first_hour = known_key | (pl.col("_hour") > pl.col("_hour").min().over("Key"))
-    for value, unknown in _UNKNOWN.items():
-        seen = pl.lit(False)
-        if history is not None:
-            frame = frame.join(history.pairs(value).with_columns(pl.lit(True).alias("_seen")),
-                               on=["Key", value], how="left", maintain_order="left")
-            seen = pl.col("_seen").fill_null(False)
-        first = (pl.col("_row") == pl.col("_row").min().over(["Key", value])) & (pl.col(value) != unknown)
-        frame = frame.with_columns((first & ~seen & after_first_hour).cast(pl.Int64).alias(f"_new {value}"))
-        if history is not None:
-            frame = frame.drop("_seen")
+    flags = []
+    for value in _UNKNOWN:
+        pair = pl.col(f"_pair {value}")
+        seen = pair.is_in(known_pairs[value].implode()) if value in known_pairs else pl.lit(False)
+        first = pair.is_first_distinct() & pl.col(f"_known {value}")
+        flags.append((first & ~seen & after_first_hour).cast(pl.Int64).alias(f"_new {value}"))
+    return frame.with_columns(flags)
+
+
+def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep: tuple[str, ...] = ()) -> pl.DataFrame:
+    """ROW_COLUMNS as counts (Int64, before ``log1p``) for each row, in the log's order, and the
+    columns ``keep`` of :func:`_coded_frame`."""
+    missing = [c for c in _NEEDED if c not in derived.columns]
+    if missing:
+        raise ValueError(f"the context needs the derived columns {missing}")
+    time_ = derived["Time"]
+    rank = None
+    if not time_.is_sorted():  # the codes' "first row of a pair" is the first in time
+        rank = time_.rank("ordinal") - 1  # each row's place in time order, ties in row order
+        derived = derived.select(*_NEEDED).gather(rank.arg_sort())
+    frame = _coded_frame(derived, history)
+    # Each (entities, bucket) group as one Int64 column, code * buckets + bucket: a window over
+    # one integer column is cheap, and the signals over the same one share its groups.
+    sizes = {"Key": frame["Key"].max(), "IP": frame["IP"].max()}
+    sizes.update({f"_pair {v}": frame[f"_pair {v}"].max() for v in (*_UNKNOWN, "IP")})
+    buckets = {b: frame[b].min() for b in ("_hour", "_day")}
+    spans = {b: frame[b].max() - lo + 1 for b, lo in buckets.items()}
+    coded = {("Key",): "Key", ("IP",): "IP", ("Key", "MachineCode"): "_pair MachineCode",
+             ("Key", "country"): "_pair country", ("Key", "IP"): "_pair IP", ("IP", "Key"): "_pair IP"}
+    groups: dict[str, pl.Expr] = {}
+
+    def group(column: str, bucket: str) -> str:
+        name = f"_g {column} {bucket}"
+        if name not in groups:
+            code = pl.col(column).cast(pl.Int64)
+            if (sizes[column] + 1) * spans[bucket] >= 2**62:  # codes too large to combine: compact
+                code = code.rank("dense").cast(pl.Int64)
+            groups[name] = code * spans[bucket] + (pl.col(bucket) - buckets[bucket])
+        return name
+
     exprs = []
     for name, entity, what, bucket in _ROW_COUNTS:
-        over = [*entity, bucket]
+        over = group(coded[entity], bucket)
         if what == "requests":
             count = pl.len().over(over)
         elif what == "failures":
             count = pl.col("_failed").sum().over(over)
         elif what.startswith("new ") and bucket == "_day":
             # the day's newcomers, on the rows of the pairs that were new that day
-            pair = ["Key", what.removeprefix("new ")]
+            pair = f"_pair {what.removeprefix('new ')}"
             newcomer = (pl.col(f"_{what}").max().over(pair) == 1) & (pl.col("_day").min().over(pair) == pl.col("_day"))
             count = pl.when(newcomer).then(pl.col(f"_{what}").sum().over(over)).otherwise(0)
         elif what.startswith("new "):
             count = pl.col(f"_{what}").sum().over(over)
-        else:
-            count = pl.col(what).n_unique().over(over)
-        exprs.append(count.cast(pl.Float64).log1p().alias(name))
-    return frame.select(exprs)
+        else:  # distinct values of `what`: the first row of each (entities, what, bucket) group
+            first = f"_first {group(coded[(*entity, what)], bucket)}"
+            groups[first] = pl.col(first.removeprefix("_first ")).is_first_distinct()
+            count = pl.col(first).sum().over(over)
+        exprs.append(count.cast(pl.Int64).alias(name))
+    firsts = [n for n in groups if n.startswith("_first ")]
+    frame = frame.with_columns(groups[n].alias(n) for n in groups if n not in firsts)
+    frame = frame.with_columns(groups[n].alias(n) for n in firsts)
+    counts = frame.select(*exprs, *keep)
+    if rank is not None:
+        counts = counts.gather(rank)
+    return counts
+
+
+def row_context(derived: pl.DataFrame, history: KeyHistory | None = None) -> pl.DataFrame:
+    """ROW_COLUMNS (Float64, ``log1p`` of the count) for each row of a derived log, in its order.
+
+    ``derived`` needs Time, Key, MachineCode, IP, country and success (licanom.derive).
+    ``history``: the pairs that are not new to their key (a model's training rows); None: only
+    the rows earlier in ``derived`` count as the keys' past.
+
+    New to its key: the first row (in time) of a (key, machine code) or (key, country) pair that
+    the history lacks, except in the first hour of a key the history lacks too (a key's set-up is
+    not news). The counts run on integer codes of the entities (one hash per text, not one per
+    signal).
+    """
+    return _row_counts(derived, history).select(pl.all().cast(pl.Float64).log1p())
 
 
 def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
@@ -264,12 +350,16 @@ def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
         return np.zeros((len(starts), len(CONTEXT_COLUMNS)))
     if starts.min() < 0 or starts.max() + size > derived.height:
         raise ValueError(f"windows of {size} rows from {starts.min()} to {starts.max()} do not fit {derived.height} rows")
+    from licanom.chunk import _windows
+
     ends = starts + size - 1
-    rows = row_context(derived, history)
+    plain = derived["Key"].null_count() == 0 and derived["MachineCode"].null_count() == 0
+    counts = _row_counts(derived, history, keep=("_pair MachineCode",) if plain else ())
     out = np.empty((len(starts), len(CONTEXT_COLUMNS)))
-    # Largest value over each window: a rolling maximum read at the window's last row.
-    for j, name in enumerate(ROW_COLUMNS, start=3):
-        out[:, j] = rows[name].rolling_max(window_size=size).to_numpy()[ends]
+    # Largest value over each window, of the counts (log1p keeps their order, so the log of the
+    # largest count is the largest log)
+    largest = _windows(counts.select(ROW_COLUMNS).to_numpy(), starts, size).max(axis=1)
+    out[:, 3:] = np.log1p(largest.astype(np.float64))
     seconds = derived["Time"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6
     span = seconds[ends] - seconds[starts]
     rate = np.log((size - 1) / np.maximum(span, 1.0))
@@ -278,7 +368,10 @@ def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
     failed = (derived["success"].to_numpy() == 0).astype(np.float64)
     csum = np.concatenate([[0.0], np.cumsum(failed)])
     out[:, 1] = (csum[ends + 1] - csum[starts]) / size
-    out[:, 2] = _top_share(derived, starts, size)
+    # a (key, machine code) pair's code stands for the pair (equal codes, equal pairs); a null
+    # differs from an empty text there, which the codes do not tell apart
+    pairs = counts["_pair MachineCode"].to_numpy() if plain else _pair_ranks(derived)
+    out[:, 2] = _top_share(pairs, starts, size)
     return out
 
 
@@ -288,12 +381,17 @@ def _median_by(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
     return frame.select(pl.col("v").median().over("g")).to_series().to_numpy()
 
 
-def _top_share(derived: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarray:
-    """Share of each window's requests made by its most frequent (key, machine code)."""
-    codes = (
+def _pair_ranks(derived: pl.DataFrame) -> np.ndarray:
+    """Codes of each row's (key, machine code), nulls apart from empty texts."""
+    return (
         derived.select(pl.struct(pl.col("Key").cast(pl.String), pl.col("MachineCode").cast(pl.String)).rank("dense"))
         .to_series().to_numpy().astype(np.int64)
     )
+
+
+def _top_share(codes: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+    """Share of each window's requests made by its most frequent (key, machine code), from the
+    pairs' codes."""
     out = np.empty(len(starts))
     block = max(1, 2_000_000 // size)
     for lo in range(0, len(starts), block):
