@@ -105,6 +105,11 @@ bench-data: $(STAMP)
 bench-score: $(STAMP)
 	$(PY) -m benchmarks.bench_score $(BENCH_SCORE_ARGS)
 
+# The eight autoencoders and the sequence models at case-3 volume, batch 32, on a GPU when present,
+# beside the thesis's Figure 4.5 (a few minutes on a GPU; BENCH_GPU_ARGS="--quick" checks it on a CPU).
+bench-gpu: $(STAMP)
+	$(PY) -m benchmarks.bench_gpu $(BENCH_GPU_ARGS)
+
 # Three rounds over the eight variants (about half an hour on 2 cores); the bars are judged on medians.
 BENCH_TRAIN_ARGS ?= --repeat 3
 bench-train: $(STAMP)
