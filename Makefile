@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-entities bench-score bench-gpu serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-entities bench-score bench-gpu bench-threads serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -109,6 +109,11 @@ bench-score: $(STAMP)
 # beside the thesis's Figure 4.5 (a few minutes on a GPU; BENCH_GPU_ARGS="--quick" checks it on a CPU).
 bench-gpu: $(STAMP)
 	$(PY) -m benchmarks.bench_gpu $(BENCH_GPU_ARGS)
+
+# One or two torch threads per family, alone and beside a busy process; two variants side by side
+# (train.parallel); the framework's cost at batch 32. Writes benchmarks/results/threads.md.
+bench-threads: $(STAMP)
+	$(PY) -m benchmarks.bench_threads $(BENCH_THREADS_ARGS)
 
 # Three rounds over the eight variants (about half an hour on 2 cores); the bars are judged on medians.
 BENCH_TRAIN_ARGS ?= --repeat 3

@@ -133,6 +133,8 @@ class TrainConfig(_Model):
     patience: int | None = Field(None, ge=1)
     seed: int = 0
     threads: int | None = Field(None, ge=1)
+    # variants trained side by side, one process each on one torch thread (1: one after another)
+    parallel: int = Field(1, ge=1)
 
     @field_validator("models", mode="before")
     @classmethod
