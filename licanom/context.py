@@ -215,108 +215,128 @@ def _codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
     return values.cast(pl.Enum(distinct)).to_physical(), distinct
 
 
-def _history_codes(history: KeyHistory, keys: pl.Series, values: dict[str, pl.Series]
-                   ) -> tuple[pl.Series, dict[str, pl.Series]]:
-    """The history's keys and (key, value) pairs as codes of this log (``_codes``'s distinct
-    values): the keys as key codes, the pairs as ``key * len(values) + value``; those of keys or
-    values the log does not hold are left out (no row can match them)."""
-    def code(frame_col: pl.Series, distinct: pl.Series) -> pl.Series:
-        return frame_col.cast(pl.Enum(distinct), strict=False).to_physical().cast(pl.Int64)
+class _Groups:
+    """Rows grouped by an integer value: dense ids in order of first appearance (a hash table,
+    pandas' factorize: no sort, and about twice as fast as a polars window over one integer
+    column here), each group's first row, and per-row counts and sums by ``np.bincount``."""
 
-    known_keys = code(history.keys, keys).drop_nulls()
+    def __init__(self, values: np.ndarray) -> None:
+        import pandas as pd
+
+        ids, self.distinct = pd.factorize(values, use_na_sentinel=False)
+        self.ids = ids.astype(np.int64, copy=False)
+        self.n = len(self.distinct)
+        self.first = np.zeros(len(values), dtype=bool)  # ids count up in the order they appear
+        if len(values):
+            self.first[0] = True
+            self.first[1:] = self.ids[1:] > np.maximum.accumulate(self.ids)[:-1]
+
+    def count(self) -> np.ndarray:
+        """The size of each row's group."""
+        return np.bincount(self.ids, minlength=self.n)[self.ids]
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        """The sum of ``x`` (small integers or bools) over each row's group."""
+        return np.rint(np.bincount(self.ids, weights=x, minlength=self.n)).astype(np.int64)[self.ids]
+
+    def at_first(self, x: np.ndarray) -> np.ndarray:
+        """``x`` at the first row of each row's group."""
+        return x[self.first][self.ids]
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        """Bool per row: its group's value is one of ``values``."""
+        import pandas as pd
+
+        hit = pd.Index(self.distinct).get_indexer(values)
+        member = np.zeros(self.n + 1, dtype=bool)
+        member[hit] = True  # -1 (a value no row has) marks the spare last slot
+        return member[: self.n][self.ids]
+
+
+def _history_codes(history: KeyHistory, distinct: dict[str, pl.Series]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The history's keys as key codes of this log (``_codes``'s distinct values), and its (key,
+    value) pairs as ``key code * len(values) + value code``; those of keys or values the log does
+    not hold are left out (no row can match them)."""
+    def code(column: pl.Series, values: pl.Series) -> pl.Series:
+        return column.cast(pl.Enum(values), strict=False).to_physical().cast(pl.Int64)
+
+    keys = distinct["Key"]
     pairs = {}
     for value in _UNKNOWN:
         p = history.pairs(value)
-        pairs[value] = (code(p["Key"], keys) * len(values[value]) + code(p[value], values[value])).drop_nulls()
-    return known_keys, pairs
+        pairs[value] = (code(p["Key"], keys) * len(distinct[value]) + code(p[value], distinct[value])).drop_nulls().to_numpy()
+    return code(history.keys, keys).drop_nulls().to_numpy(), pairs
 
 
-def _coded_frame(derived: pl.DataFrame, history: KeyHistory | None) -> pl.DataFrame:
-    """The entities of a time-ordered derived log as integer codes, with the "new to its key"
-    flags (see :func:`row_context`): ``Key``, ``MachineCode``, ``IP``, ``country`` (UInt32 codes),
-    ``_pair MachineCode``, ``_pair country``, ``_pair IP`` (Int64 codes of the key's pairs), ``_hour``, ``_day`` (Int64 clock
-    hour and UTC day), ``_failed`` and ``_new MachineCode``, ``_new country`` (Int64 0/1)."""
-    texts = {c: derived[c].cast(pl.String).fill_null("") for c in ("Key", "MachineCode", "IP", "country")}
-    coded = {c: _codes(s) for c, s in texts.items()}
-    distinct = {c: d for c, (_, d) in coded.items()}
-    us = derived["Time"].dt.epoch("us")
-    frame = pl.DataFrame({c: codes for c, (codes, _) in coded.items()}).with_columns(
-        (us // 3_600_000_000).alias("_hour"),
-        (us // 86_400_000_000).alias("_day"),
-        (derived["success"] == 0).cast(pl.Int64).alias("_failed"),
-        *((pl.col("Key").cast(pl.Int64) * len(distinct[v]) + pl.col(v).cast(pl.Int64)).alias(f"_pair {v}")
-          for v in (*_UNKNOWN, "IP")),
-        *((texts[v] != unknown).alias(f"_known {v}") for v, unknown in _UNKNOWN.items()),
-    )
-    if history is not None:
-        known_keys, known_pairs = _history_codes(history, distinct["Key"], distinct)
-        known_key = pl.col("Key").cast(pl.Int64).is_in(known_keys.implode())
-    else:
-        known_key, known_pairs = pl.lit(False), {}
-    after_first_hour = known_key | (pl.col("_hour") > pl.col("_hour").min().over("Key"))
-    flags = []
-    for value in _UNKNOWN:
-        pair = pl.col(f"_pair {value}")
-        seen = pair.is_in(known_pairs[value].implode()) if value in known_pairs else pl.lit(False)
-        first = pair.is_first_distinct() & pl.col(f"_known {value}")
-        flags.append((first & ~seen & after_first_hour).cast(pl.Int64).alias(f"_new {value}"))
-    return frame.with_columns(flags)
+def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: bool = False) -> pl.DataFrame:
+    """ROW_COLUMNS as counts (Int64, before ``log1p``) for each row, in the log's order; with
+    ``keep_pairs`` also ``_pair MachineCode``, a code of each row's (key, machine code).
 
-
-def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep: tuple[str, ...] = ()) -> pl.DataFrame:
-    """ROW_COLUMNS as counts (Int64, before ``log1p``) for each row, in the log's order, and the
-    columns ``keep`` of :func:`_coded_frame`."""
+    The entities become integer codes (one hash per text), each (entities, bucket) one integer
+    group, and every signal over a group shares it (see :class:`_Groups`)."""
     missing = [c for c in _NEEDED if c not in derived.columns]
     if missing:
         raise ValueError(f"the context needs the derived columns {missing}")
     time_ = derived["Time"]
     rank = None
-    if not time_.is_sorted():  # the codes' "first row of a pair" is the first in time
+    if not time_.is_sorted():  # "the first row of a pair" is the first in time
         rank = time_.rank("ordinal") - 1  # each row's place in time order, ties in row order
         derived = derived.select(*_NEEDED).gather(rank.arg_sort())
-    frame = _coded_frame(derived, history)
-    # Each (entities, bucket) group as one Int64 column, code * buckets + bucket: a window over
-    # one integer column is cheap, and the signals over the same one share its groups.
-    sizes = {"Key": frame["Key"].max(), "IP": frame["IP"].max()}
-    sizes.update({f"_pair {v}": frame[f"_pair {v}"].max() for v in (*_UNKNOWN, "IP")})
-    buckets = {b: frame[b].min() for b in ("_hour", "_day")}
-    spans = {b: frame[b].max() - lo + 1 for b, lo in buckets.items()}
-    coded = {("Key",): "Key", ("IP",): "IP", ("Key", "MachineCode"): "_pair MachineCode",
-             ("Key", "country"): "_pair country", ("Key", "IP"): "_pair IP", ("IP", "Key"): "_pair IP"}
-    groups: dict[str, pl.Expr] = {}
+    texts = {c: derived[c].cast(pl.String).fill_null("") for c in ("Key", "MachineCode", "IP", "country")}
+    coded = {c: _codes(s) for c, s in texts.items()}
+    distinct = {c: d for c, (_, d) in coded.items()}
+    code = {c: codes.cast(pl.Int64).to_numpy() for c, (codes, _) in coded.items()}
+    us = derived["Time"].dt.epoch("us").to_numpy()
+    bucket = {"_hour": us // 3_600_000_000, "_day": us // 86_400_000_000}
+    span = {b: int(v.max() - v.min()) + 1 if len(v) else 1 for b, v in bucket.items()}
+    bucket = {b: v - v.min() if len(v) else v for b, v in bucket.items()}
+    failed = (derived["success"] == 0).fill_null(False).to_numpy()
+    key = _Groups(code["Key"])
+    pair = {v: _Groups(code["Key"] * len(distinct[v]) + code[v]) for v in ("MachineCode", "country", "IP")}
+    entity_ids = {("Key",): code["Key"], ("IP",): code["IP"], **{("Key", v): g.ids for v, g in pair.items()},
+                  ("IP", "Key"): pair["IP"].ids}
+    groups: dict[tuple[tuple[str, ...], str], _Groups] = {}
 
-    def group(column: str, bucket: str) -> str:
-        name = f"_g {column} {bucket}"
-        if name not in groups:
-            code = pl.col(column).cast(pl.Int64)
-            if (sizes[column] + 1) * spans[bucket] >= 2**62:  # codes too large to combine: compact
-                code = code.rank("dense").cast(pl.Int64)
-            groups[name] = code * spans[bucket] + (pl.col(bucket) - buckets[bucket])
-        return name
+    def group(entity: tuple[str, ...], b: str) -> _Groups:
+        at = (("Key", "IP") if entity == ("IP", "Key") else entity, b)  # the same groups
+        if at not in groups:
+            groups[at] = _Groups(entity_ids[entity] * span[b] + bucket[b])
+        return groups[at]
 
-    exprs = []
-    for name, entity, what, bucket in _ROW_COUNTS:
-        over = group(coded[entity], bucket)
+    # New to its key: the first row of a (key, value) pair the history lacks, not in the first
+    # hour of a key the history lacks too
+    if history is not None:
+        known_keys, known_pairs = _history_codes(history, distinct)
+        known_key = key.contains(known_keys)
+    else:
+        known_key, known_pairs = np.zeros(len(us), dtype=bool), {}
+    after_first_hour = known_key | (bucket["_hour"] > key.at_first(bucket["_hour"]))
+    new = {}
+    for value, unknown in _UNKNOWN.items():
+        g = pair[value]
+        seen = g.contains(known_pairs[value]) if value in known_pairs else np.zeros(len(us), dtype=bool)
+        new[value] = (g.first & (texts[value] != unknown).to_numpy() & ~seen & after_first_hour).astype(np.int64)
+    out = {}
+    for name, entity, what, b in _ROW_COUNTS:
+        over = group(entity, b)
         if what == "requests":
-            count = pl.len().over(over)
+            count = over.count()
         elif what == "failures":
-            count = pl.col("_failed").sum().over(over)
-        elif what.startswith("new ") and bucket == "_day":
+            count = over.sum(failed)
+        elif what.startswith("new ") and b == "_day":
             # the day's newcomers, on the rows of the pairs that were new that day
-            pair = f"_pair {what.removeprefix('new ')}"
-            newcomer = (pl.col(f"_{what}").max().over(pair) == 1) & (pl.col("_day").min().over(pair) == pl.col("_day"))
-            count = pl.when(newcomer).then(pl.col(f"_{what}").sum().over(over)).otherwise(0)
+            value = what.removeprefix("new ")
+            g = pair[value]
+            newcomer = (g.at_first(new[value]) == 1) & (g.at_first(bucket["_day"]) == bucket["_day"])
+            count = np.where(newcomer, over.sum(new[value]), 0)
         elif what.startswith("new "):
-            count = pl.col(f"_{what}").sum().over(over)
-        else:  # distinct values of `what`: the first row of each (entities, what, bucket) group
-            first = f"_first {group(coded[(*entity, what)], bucket)}"
-            groups[first] = pl.col(first.removeprefix("_first ")).is_first_distinct()
-            count = pl.col(first).sum().over(over)
-        exprs.append(count.cast(pl.Int64).alias(name))
-    firsts = [n for n in groups if n.startswith("_first ")]
-    frame = frame.with_columns(groups[n].alias(n) for n in groups if n not in firsts)
-    frame = frame.with_columns(groups[n].alias(n) for n in firsts)
-    counts = frame.select(*exprs, *keep)
+            count = over.sum(new[what.removeprefix("new ")])
+        else:  # distinct values of `what`: the first rows of the (entities, what, bucket) groups
+            count = over.sum(group((*entity, what), b).first)
+        out[name] = count
+    if keep_pairs:
+        out["_pair MachineCode"] = pair["MachineCode"].ids
+    counts = pl.DataFrame(out)
     if rank is not None:
         counts = counts.gather(rank)
     return counts
@@ -354,7 +374,7 @@ def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
 
     ends = starts + size - 1
     plain = derived["Key"].null_count() == 0 and derived["MachineCode"].null_count() == 0
-    counts = _row_counts(derived, history, keep=("_pair MachineCode",) if plain else ())
+    counts = _row_counts(derived, history, keep_pairs=plain)
     out = np.empty((len(starts), len(CONTEXT_COLUMNS)))
     # Largest value over each window, of the counts (log1p keeps their order, so the log of the
     # largest count is the largest log)
