@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--autoencoder", default="LSTM_AE")
     parser.add_argument("--sequence", default="LSTM_OCSVM")
     parser.add_argument("--pair", default="LSTM_AE,TCN_AE", help="the two variants of part 2")
+    parser.add_argument("--parts", default="1,2,3", help="which of the three parts to run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
@@ -93,8 +94,9 @@ def main() -> None:
     }
     # 1. threads x (alone, beside a busy process)
     one: dict[tuple[str, int, bool], list[float]] = {}
+    parts = set(args.parts.split(","))
     fits[args.autoencoder](1)  # warm up (imports, allocator)
-    for r in range(args.rounds):
+    for r in range(args.rounds if "1" in parts else 0):
         for busy in (False, True):
             for name, fit in fits.items():
                 for threads in (1, 2) if r % 2 == 0 else (2, 1):
@@ -138,7 +140,7 @@ def main() -> None:
         return seconds
 
     two: dict[str, list[float]] = {}
-    for r in range(args.rounds):
+    for r in range(args.rounds if "2" in parts else 0):
         for name, run in (("one after another, 2 threads", lambda: sequential(2)),
                           ("one after another, 1 thread", lambda: sequential(1)),
                           ("side by side, 2 processes x 1 thread", side_by_side)):
@@ -147,7 +149,7 @@ def main() -> None:
     # 3. framework cost at batch 32, one thread
     torch.set_num_threads(1)
     cost: dict[str, list[float]] = {}
-    for _ in range(args.rounds):
+    for _ in range(args.rounds if "3" in parts else 0):
         cost.setdefault("plain", []).append(plain_loop(args.autoencoder, X, args.epochs, 32))
         cost.setdefault("product", []).append(_fit_autoencoder(args.autoencoder, X, 1, args.epochs))
     load_after = os.getloadavg()[0]
@@ -156,27 +158,31 @@ def main() -> None:
              f"`python -m benchmarks.bench_threads {' '.join(sys.argv[1:])}`: {len(X):,} case-3 chunks, "
              f"{args.epochs} epoch(s), batch 32, {args.rounds} interleaved rounds; seconds as median (range). "
              f"1-min load average {load_before:.1f} before, {load_after:.1f} after (other users of the machine).",
-             "", "## One fit: one or two torch threads, alone or beside a busy process", "",
-             "| model | threads | alone [s] | beside a busy process [s] |", "| --- | ---: | ---: | ---: |"]
-    for name in fits:
-        for threads in (1, 2):
-            lines.append(f"| {name} | {threads} | {_summary(one[name, threads, False])} | "
-                         f"{_summary(one[name, threads, True])} |")
-    for name in fits:
-        for busy in (False, True):
-            ratio = statistics.median(one[name, 2, busy]) / statistics.median(one[name, 1, busy])
-            lines.append(f"\n{name}{' beside a busy process' if busy else ''}: two threads take {ratio:.2f}x "
-                         "the time of one")
-    lines += ["", f"## Two variants ({', '.join(pair)})", "", "| how | seconds |", "| --- | ---: |"]
-    lines += [f"| {name} | {_summary(v)} |" for name, v in two.items()]
-    base = statistics.median(two["one after another, 2 threads"])
-    lines += ["", f"side by side against one after another on two threads: "
-              f"{statistics.median(two['side by side, 2 processes x 1 thread']) / base:.2f}x the time"]
-    plain, product = statistics.median(cost["plain"]), statistics.median(cost["product"])
-    lines += ["", "## The framework's cost at batch 32 (one thread)", "",
-              f"{args.autoencoder}: plain PyTorch loop {_summary(cost['plain'])} s, the product's fit (Lightning) "
-              f"{_summary(cost['product'])} s: {100 * (product / plain - 1):+.0f}% (the fit also computes the "
-              "training errors and the threshold after training)"]
+             ]
+    if one:
+        lines += ["", "## One fit: one or two torch threads, alone or beside a busy process", "",
+                  "| model | threads | alone [s] | beside a busy process [s] |", "| --- | ---: | ---: | ---: |"]
+        for name in fits:
+            for threads in (1, 2):
+                lines.append(f"| {name} | {threads} | {_summary(one[name, threads, False])} | "
+                             f"{_summary(one[name, threads, True])} |")
+        for name in fits:
+            for busy in (False, True):
+                ratio = statistics.median(one[name, 2, busy]) / statistics.median(one[name, 1, busy])
+                lines.append(f"\n{name}{' beside a busy process' if busy else ''}: two threads take {ratio:.2f}x "
+                             "the time of one")
+    if two:
+        lines += ["", f"## Two variants ({', '.join(pair)})", "", "| how | seconds |", "| --- | ---: |"]
+        lines += [f"| {name} | {_summary(v)} |" for name, v in two.items()]
+        side = statistics.median(two["side by side, 2 processes x 1 thread"])
+        lines += [""] + [f"side by side against {name}: {side / statistics.median(v):.2f}x the time"
+                         for name, v in two.items() if not name.startswith("side")]
+    if cost:
+        plain, product = statistics.median(cost["plain"]), statistics.median(cost["product"])
+        lines += ["", "## The framework's cost at batch 32 (one thread)", "",
+                  f"{args.autoencoder}: plain PyTorch loop {_summary(cost['plain'])} s, the product's fit (Lightning) "
+                  f"{_summary(cost['product'])} s: {100 * (product / plain - 1):+.0f}% (the fit also computes the "
+                  "training errors and the threshold after training)"]
     text = "\n".join(lines) + "\n"
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
