@@ -139,18 +139,12 @@ def entity_model(prepared: Prepared) -> object:
     return _ENTITY_MODELS[key]
 
 
-def _one_thread() -> None:
-    """A side-by-side training process's start: one torch thread (the other variants have the others)."""
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def _fit(cfg: Config, prepared: Prepared, model: str) -> ModelOutcome:
     """Fit ``model`` as :func:`train_variant` does (its checkpoints, its settings) and score the chunks."""
-    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context,
-                             checkpoint_dir=str(checkpoint_dir(cfg, prepared, model)))
-    return evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect)
+    from licanom import side_by_side
+
+    return side_by_side.fit(cfg, model, model_inputs(model, prepared), prepared.test_mask,
+                            str(checkpoint_dir(cfg, prepared, model)))
 
 
 def fit_side_by_side(cfg: Config, prepared: Prepared) -> dict[str, ModelOutcome]:
@@ -172,9 +166,13 @@ def fit_side_by_side(cfg: Config, prepared: Prepared) -> dict[str, ModelOutcome]
     if workers <= 1:
         return {}
     one = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": 1})})
+    from licanom import side_by_side
+
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_one_thread) as pool:
-        futures = {model: pool.submit(_fit, one, prepared, model) for model in models}
+                             initializer=side_by_side.one_thread) as pool:
+        futures = {model: pool.submit(side_by_side.fit, one, model, model_inputs(model, prepared), prepared.test_mask,
+                                      str(checkpoint_dir(one, prepared, model)))
+                   for model in models}
         return {model: future.result() for model, future in futures.items()}
 
 
