@@ -75,7 +75,7 @@ eval-dev: $(STAMP)
 eval-blocked: $(STAMP)
 	$(PY) -m benchmarks.eval_detectors $(EVAL_ARGS)
 
-bench: bench-data bench-train bench-sequence bench-decision
+bench: bench-data bench-score bench-train bench-sequence bench-decision
 
 # What severity and the decision add to scoring time (target: at most 10%).
 bench-decision: $(STAMP)
