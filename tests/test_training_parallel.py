@@ -4,6 +4,7 @@ fitting them one after another on one thread gives."""
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -43,3 +44,34 @@ def test_side_by_side_equals_one_after_another(setup):
 def test_parallel_must_be_positive():
     with pytest.raises(ValueError, match="parallel"):
         load_config(overrides={"train": {"parallel": 0}})
+
+
+class _Recorder:
+    """Just what train_variant calls on a tracker, recorded."""
+
+    def __init__(self) -> None:
+        self.epochs: list[int] = []
+
+    @contextmanager
+    def run(self, *args, **kwargs):
+        yield "run-1"
+
+    def log_epoch(self, run_id, epoch, losses):
+        self.epochs.append(epoch)
+
+    def log_dataset(self, *args, **kwargs): ...
+    def log_params(self, *args, **kwargs): ...
+    def log_metrics(self, *args, **kwargs): ...
+    def log_bytes(self, *args, **kwargs): ...
+
+
+def test_a_variant_fitted_ahead_is_recorded_as_if_trained_there(setup, tmp_path):
+    cfg, prepared = setup
+    model = "TCN_AE_Small"
+    fitted = training._fit(cfg, prepared, model)
+    tracker = _Recorder()
+    result = training.train_variant(tracker, cfg, prepared, model, "parent", tmp_path, fitted=fitted)
+    assert tracker.epochs == [1, 2]  # the curves, logged once the fit is done
+    assert result.row.row(0, named=True)["train_loss"] == fitted.row["train_loss"]
+    assert (result.bundle_dir / "detector.pt").exists()
+    assert not training.checkpoint_dir(cfg, prepared, model).exists()
