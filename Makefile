@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-entities bench-fixed serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-entities bench-score bench-gpu bench-threads bench-fixed serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -75,7 +75,7 @@ eval-dev: $(STAMP)
 eval-blocked: $(STAMP)
 	$(PY) -m benchmarks.eval_detectors $(EVAL_ARGS)
 
-bench: bench-data bench-train bench-sequence bench-decision
+bench: bench-data bench-score bench-train bench-sequence bench-decision
 
 # What severity and the decision add to scoring time (target: at most 10%).
 bench-decision: $(STAMP)
@@ -103,6 +103,21 @@ bench-fixed: $(STAMP)
 
 bench-data: $(STAMP)
 	$(PY) -m benchmarks.bench_data
+
+# Scoring raw rows through the registered model per detector family on 0.1, 1 and 2.5 M rows
+# (BENCH_SCORE_ARGS, e.g. "--models Tail_context --profile").
+bench-score: $(STAMP)
+	$(PY) -m benchmarks.bench_score $(BENCH_SCORE_ARGS)
+
+# The eight autoencoders and the sequence models at case-3 volume, batch 32, on a GPU when present,
+# beside the thesis's Figure 4.5 (a few minutes on a GPU; BENCH_GPU_ARGS="--quick" checks it on a CPU).
+bench-gpu: $(STAMP)
+	$(PY) -m benchmarks.bench_gpu $(BENCH_GPU_ARGS)
+
+# One or two torch threads per family, alone and beside a busy process; two variants side by side
+# (train.parallel); the framework's cost at batch 32. Writes benchmarks/results/threads.md.
+bench-threads: $(STAMP)
+	$(PY) -m benchmarks.bench_threads $(BENCH_THREADS_ARGS)
 
 # Three rounds over the eight variants (about half an hour on 2 cores); the bars are judged on medians.
 BENCH_TRAIN_ARGS ?= --repeat 3

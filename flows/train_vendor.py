@@ -37,10 +37,10 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
           f"training {', '.join(cfg.train.models)} (the first is the default)")
     parent_run_id = training.start_training(tracker, cfg, prepared)
     work_dir = training.work_dir()
-    # one variant after another, each on every core: torch's random generator is global to the
-    # process, so variants trained side by side in threads would draw from it in turn and the
-    # same data would give different models (and one torch training already scales over the cores)
-    variants = [training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir)
+    # train.parallel > 1: the variants fitted side by side, one process and one thread each
+    # (licanom.ops.training.fit_side_by_side); else one after another, each on train.threads
+    fitted = training.fit_side_by_side(cfg, prepared)
+    variants = [training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir, fitted.get(model))
                 for model in cfg.train.models]
     summary = training.finish_training(tracker, cfg, parent_run_id, variants, prepared)
     training.start_scoring_after(Path(cfg.output_dir), vendor, prepared.chunks.meta["last_id"].max())

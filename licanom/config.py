@@ -132,7 +132,11 @@ class TrainConfig(_Model):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     patience: int | None = Field(None, ge=1)
     seed: int = 0
-    threads: int | None = Field(None, ge=1)
+    # torch threads per training (None: torch's default, one per core); 1 by default, measured
+    # fastest on a shared machine (docs/training.md)
+    threads: int | None = Field(1, ge=1)
+    # variants trained side by side, one process each on one torch thread (1: one after another)
+    parallel: int = Field(1, ge=1)
 
     @field_validator("models", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from licanom.ops import scoring_state as state
 from licanom.ops import training
 from licanom.config import Config
+from licanom.ops.detect import ModelOutcome
 from licanom.data.pipeline import Prepared
 from licanom.ops.tracking import Tracker, configure
 
@@ -39,16 +40,22 @@ def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
     return training.start_training(tracker, cfg, prepared)
 
 
+@task(cache_policy=NO_CACHE)
+def fit_side_by_side(cfg: Config, prepared: Prepared) -> dict[str, ModelOutcome]:
+    return training.fit_side_by_side(cfg, prepared)
+
+
 @task(cache_policy=NO_CACHE, task_run_name="train-{model}")
 def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str, parent_run_id: str,
-                  work_dir: Path) -> training.VariantResult:
+                  work_dir: Path, fitted: ModelOutcome | None = None) -> training.VariantResult:
     logger = get_run_logger()
 
     def epoch_line(name: str, epoch: int, epochs: int, losses: dict[str, float]) -> None:
         logger.info("%s epoch %d/%d: %s", name, epoch, epochs,
                     ", ".join(f"{k} {v:.5f}" for k, v in losses.items()) or "no loss yet")
 
-    result = training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir, on_epoch=epoch_line)
+    result = training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir, on_epoch=epoch_line,
+                                     fitted=fitted)
     row = result.row.row(0, named=True)
     logger.info("%s trained in %.1f s: threshold %s, %s of %s test chunks above M3", model, row["train_seconds"],
                 row["threshold_M3"] if row["threshold_M3"] is None else f"{row['threshold_M3']:.5g}",

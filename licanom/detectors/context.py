@@ -208,47 +208,153 @@ def _entity_frame(derived: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Each value's position among the distinct values (UInt32), and those distinct values: equal
+    codes for equal values and only then, so that counting and grouping run on integers."""
+    distinct = values.unique()
+    return values.cast(pl.Enum(distinct)).to_physical(), distinct
+
+
+class _Groups:
+    """Rows grouped by an integer value: dense ids in order of first appearance (a hash table,
+    pandas' factorize: no sort, and about twice as fast as a polars window over one integer
+    column here), each group's first row, and per-row counts and sums by ``np.bincount``."""
+
+    def __init__(self, values: np.ndarray) -> None:
+        import pandas as pd
+
+        ids, self.distinct = pd.factorize(values, use_na_sentinel=False)
+        self.ids = ids.astype(np.int64, copy=False)
+        self.n = len(self.distinct)
+        self.first = np.zeros(len(values), dtype=bool)  # ids count up in the order they appear
+        if len(values):
+            self.first[0] = True
+            self.first[1:] = self.ids[1:] > np.maximum.accumulate(self.ids)[:-1]
+
+    def count(self) -> np.ndarray:
+        """The size of each row's group."""
+        return np.bincount(self.ids, minlength=self.n)[self.ids]
+
+    def sum(self, x: np.ndarray) -> np.ndarray:
+        """The sum of ``x`` (small integers or bools) over each row's group."""
+        return np.rint(np.bincount(self.ids, weights=x, minlength=self.n)).astype(np.int64)[self.ids]
+
+    def at_first(self, x: np.ndarray) -> np.ndarray:
+        """``x`` at the first row of each row's group."""
+        return x[self.first][self.ids]
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        """Bool per row: its group's value is one of ``values``."""
+        import pandas as pd
+
+        hit = pd.Index(self.distinct).get_indexer(values)
+        member = np.zeros(self.n + 1, dtype=bool)
+        member[hit] = True  # -1 (a value no row has) marks the spare last slot
+        return member[: self.n][self.ids]
+
+
+def _history_codes(history: KeyHistory, distinct: dict[str, pl.Series]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The history's keys as key codes of this log (``_codes``'s distinct values), and its (key,
+    value) pairs as ``key code * len(values) + value code``; those of keys or values the log does
+    not hold are left out (no row can match them)."""
+    def code(column: pl.Series, values: pl.Series) -> pl.Series:
+        return column.cast(pl.Enum(values), strict=False).to_physical().cast(pl.Int64)
+
+    keys = distinct["Key"]
+    pairs = {}
+    for value in _UNKNOWN:
+        p = history.pairs(value)
+        pairs[value] = (code(p["Key"], keys) * len(distinct[value]) + code(p[value], distinct[value])).drop_nulls().to_numpy()
+    return code(history.keys, keys).drop_nulls().to_numpy(), pairs
+
+
+def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: bool = False) -> pl.DataFrame:
+    """ROW_COLUMNS as counts (Int64, before ``log1p``) for each row, in the log's order; with
+    ``keep_pairs`` also ``_pair MachineCode``, a code of each row's (key, machine code).
+
+    The entities become integer codes (one hash per text), each (entities, bucket) one integer
+    group, and every signal over a group shares it (see :class:`_Groups`)."""
+    missing = [c for c in _NEEDED if c not in derived.columns]
+    if missing:
+        raise ValueError(f"the context needs the derived columns {missing}")
+    time_ = derived["Time"]
+    rank = None
+    if not time_.is_sorted():  # "the first row of a pair" is the first in time
+        rank = time_.rank("ordinal") - 1  # each row's place in time order, ties in row order
+        derived = derived.select(*_NEEDED).gather(rank.arg_sort())
+    texts = {c: derived[c].cast(pl.String).fill_null("") for c in ("Key", "MachineCode", "IP", "country")}
+    coded = {c: _codes(s) for c, s in texts.items()}
+    distinct = {c: d for c, (_, d) in coded.items()}
+    code = {c: codes.cast(pl.Int64).to_numpy() for c, (codes, _) in coded.items()}
+    us = derived["Time"].dt.epoch("us").to_numpy()
+    bucket = {"_hour": us // 3_600_000_000, "_day": us // 86_400_000_000}
+    span = {b: int(v.max() - v.min()) + 1 if len(v) else 1 for b, v in bucket.items()}
+    bucket = {b: v - v.min() if len(v) else v for b, v in bucket.items()}
+    failed = (derived["success"] == 0).fill_null(False).to_numpy()
+    key = _Groups(code["Key"])
+    pair = {v: _Groups(code["Key"] * len(distinct[v]) + code[v]) for v in ("MachineCode", "country", "IP")}
+    entity_ids = {("Key",): code["Key"], ("IP",): code["IP"], **{("Key", v): g.ids for v, g in pair.items()},
+                  ("IP", "Key"): pair["IP"].ids}
+    groups: dict[tuple[tuple[str, ...], str], _Groups] = {}
+
+    def group(entity: tuple[str, ...], b: str) -> _Groups:
+        at = (("Key", "IP") if entity == ("IP", "Key") else entity, b)  # the same groups
+        if at not in groups:
+            groups[at] = _Groups(entity_ids[entity] * span[b] + bucket[b])
+        return groups[at]
+
+    # New to its key: the first row of a (key, value) pair the history lacks, not in the first
+    # hour of a key the history lacks too
+    if history is not None:
+        known_keys, known_pairs = _history_codes(history, distinct)
+        known_key = key.contains(known_keys)
+    else:
+        known_key, known_pairs = np.zeros(len(us), dtype=bool), {}
+    after_first_hour = known_key | (bucket["_hour"] > key.at_first(bucket["_hour"]))
+    new = {}
+    for value, unknown in _UNKNOWN.items():
+        g = pair[value]
+        seen = g.contains(known_pairs[value]) if value in known_pairs else np.zeros(len(us), dtype=bool)
+        new[value] = (g.first & (texts[value] != unknown).to_numpy() & ~seen & after_first_hour).astype(np.int64)
+    out = {}
+    for name, entity, what, b in _ROW_COUNTS:
+        over = group(entity, b)
+        if what == "requests":
+            count = over.count()
+        elif what == "failures":
+            count = over.sum(failed)
+        elif what.startswith("new ") and b == "_day":
+            # the day's newcomers, on the rows of the pairs that were new that day
+            value = what.removeprefix("new ")
+            g = pair[value]
+            newcomer = (g.at_first(new[value]) == 1) & (g.at_first(bucket["_day"]) == bucket["_day"])
+            count = np.where(newcomer, over.sum(new[value]), 0)
+        elif what.startswith("new "):
+            count = over.sum(new[what.removeprefix("new ")])
+        else:  # distinct values of `what`: the first rows of the (entities, what, bucket) groups
+            count = over.sum(group((*entity, what), b).first)
+        out[name] = count
+    if keep_pairs:
+        out["_pair MachineCode"] = pair["MachineCode"].ids
+    counts = pl.DataFrame(out)
+    if rank is not None:
+        counts = counts.gather(rank)
+    return counts
+
+
 def row_context(derived: pl.DataFrame, history: KeyHistory | None = None) -> pl.DataFrame:
     """ROW_COLUMNS (Float64, ``log1p`` of the count) for each row of a derived log, in its order.
 
     ``derived`` needs Time, Key, MachineCode, IP, country and success (licanom.data.derive).
     ``history``: the pairs that are not new to their key (a model's training rows); None: only
     the rows earlier in ``derived`` count as the keys' past.
+
+    New to its key: the first row (in time) of a (key, machine code) or (key, country) pair that
+    the history lacks, except in the first hour of a key the history lacks too (a key's set-up is
+    not news). The counts run on integer codes of the entities (one hash per text, not one per
+    signal).
     """
-    frame = _entity_frame(derived)
-    # New to its key: the first row of a (key, machine code) or (key, country) pair that the
-    # history lacks, except in the first hour of a key the history lacks too (a key's set-up is
-    # not news). A window function cannot nest in another, so the flags are columns first.
-    known_key = pl.col("Key").is_in(history.keys.implode()) if history is not None else pl.lit(False)
-    after_first_hour = known_key | (pl.col("_hour") > pl.col("_hour").min().over("Key"))
-    for value, unknown in _UNKNOWN.items():
-        seen = pl.lit(False)
-        if history is not None:
-            frame = frame.join(history.pairs(value).with_columns(pl.lit(True).alias("_seen")),
-                               on=["Key", value], how="left", maintain_order="left")
-            seen = pl.col("_seen").fill_null(False)
-        first = (pl.col("_row") == pl.col("_row").min().over(["Key", value])) & (pl.col(value) != unknown)
-        frame = frame.with_columns((first & ~seen & after_first_hour).cast(pl.Int64).alias(f"_new {value}"))
-        if history is not None:
-            frame = frame.drop("_seen")
-    exprs = []
-    for name, entity, what, bucket in _ROW_COUNTS:
-        over = [*entity, bucket]
-        if what == "requests":
-            count = pl.len().over(over)
-        elif what == "failures":
-            count = pl.col("_failed").sum().over(over)
-        elif what.startswith("new ") and bucket == "_day":
-            # the day's newcomers, on the rows of the pairs that were new that day
-            pair = ["Key", what.removeprefix("new ")]
-            newcomer = (pl.col(f"_{what}").max().over(pair) == 1) & (pl.col("_day").min().over(pair) == pl.col("_day"))
-            count = pl.when(newcomer).then(pl.col(f"_{what}").sum().over(over)).otherwise(0)
-        elif what.startswith("new "):
-            count = pl.col(f"_{what}").sum().over(over)
-        else:
-            count = pl.col(what).n_unique().over(over)
-        exprs.append(count.cast(pl.Float64).log1p().alias(name))
-    return frame.select(exprs)
+    return _row_counts(derived, history).select(pl.all().cast(pl.Float64).log1p())
 
 
 def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
@@ -264,12 +370,16 @@ def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
         return np.zeros((len(starts), len(CONTEXT_COLUMNS)))
     if starts.min() < 0 or starts.max() + size > derived.height:
         raise ValueError(f"windows of {size} rows from {starts.min()} to {starts.max()} do not fit {derived.height} rows")
+    from licanom.data.chunk import _windows
+
     ends = starts + size - 1
-    rows = row_context(derived, history)
+    plain = derived["Key"].null_count() == 0 and derived["MachineCode"].null_count() == 0
+    counts = _row_counts(derived, history, keep_pairs=plain)
     out = np.empty((len(starts), len(CONTEXT_COLUMNS)))
-    # Largest value over each window: a rolling maximum read at the window's last row.
-    for j, name in enumerate(ROW_COLUMNS, start=3):
-        out[:, j] = rows[name].rolling_max(window_size=size).to_numpy()[ends]
+    # Largest value over each window, of the counts (log1p keeps their order, so the log of the
+    # largest count is the largest log)
+    largest = _windows(counts.select(ROW_COLUMNS).to_numpy(), starts, size).max(axis=1)
+    out[:, 3:] = np.log1p(largest.astype(np.float64))
     seconds = derived["Time"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6
     span = seconds[ends] - seconds[starts]
     rate = np.log((size - 1) / np.maximum(span, 1.0))
@@ -278,7 +388,10 @@ def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
     failed = (derived["success"].to_numpy() == 0).astype(np.float64)
     csum = np.concatenate([[0.0], np.cumsum(failed)])
     out[:, 1] = (csum[ends + 1] - csum[starts]) / size
-    out[:, 2] = _top_share(derived, starts, size)
+    # a (key, machine code) pair's code stands for the pair (equal codes, equal pairs); a null
+    # differs from an empty text there, which the codes do not tell apart
+    pairs = counts["_pair MachineCode"].to_numpy() if plain else _pair_ranks(derived)
+    out[:, 2] = _top_share(pairs, starts, size)
     return out
 
 
@@ -288,12 +401,17 @@ def _median_by(groups: np.ndarray, values: np.ndarray) -> np.ndarray:
     return frame.select(pl.col("v").median().over("g")).to_series().to_numpy()
 
 
-def _top_share(derived: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarray:
-    """Share of each window's requests made by its most frequent (key, machine code)."""
-    codes = (
+def _pair_ranks(derived: pl.DataFrame) -> np.ndarray:
+    """Codes of each row's (key, machine code), nulls apart from empty texts."""
+    return (
         derived.select(pl.struct(pl.col("Key").cast(pl.String), pl.col("MachineCode").cast(pl.String)).rank("dense"))
         .to_series().to_numpy().astype(np.int64)
     )
+
+
+def _top_share(codes: np.ndarray, starts: np.ndarray, size: int) -> np.ndarray:
+    """Share of each window's requests made by its most frequent (key, machine code), from the
+    pairs' codes."""
     out = np.empty(len(starts))
     block = max(1, 2_000_000 // size)
     for lo in range(0, len(starts), block):

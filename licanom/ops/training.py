@@ -18,7 +18,8 @@ from licanom.ops.bundle import ModelBundle
 from licanom.config import Config
 from licanom.detectors.context import KeyHistory
 from licanom.ops.detect import (
-    evaluate_model, format_results, is_context_model, is_sequence_model, make_detector, model_inputs, results_frame,
+    ModelOutcome, evaluate_model, format_results, is_context_model, is_sequence_model, make_detector, model_inputs,
+    results_frame,
 )
 from licanom.data.pipeline import Prepared
 from licanom.data.privacy import secret_env_name
@@ -63,7 +64,7 @@ def checkpoint_dir(cfg: Config, prepared: Prepared, model: str) -> Path:
     """Where a variant's training keeps its checkpoints: the same data and settings give the
     same folder, so a training killed part-way resumes from its last epoch when rerun."""
     settings = hashlib.sha256(
-        json.dumps([cfg.train.model_dump(mode="json", exclude={"models", "threads"}), cfg.chunk.model_dump(mode="json")], sort_keys=True).encode()
+        json.dumps([cfg.train.model_dump(mode="json", exclude={"models", "threads", "parallel"}), cfg.chunk.model_dump(mode="json")], sort_keys=True).encode()
     ).hexdigest()[:8]
     return Path(cfg.output_dir) / cfg.vendor / "checkpoints" / f"{data_hash(prepared)}-{settings}" / model
 
@@ -138,15 +139,54 @@ def entity_model(prepared: Prepared) -> object:
     return _ENTITY_MODELS[key]
 
 
+def _fit(cfg: Config, prepared: Prepared, model: str) -> ModelOutcome:
+    """Fit ``model`` as :func:`train_variant` does (its checkpoints, its settings) and score the chunks."""
+    from licanom.ops import side_by_side
+
+    return side_by_side.fit(cfg, model, model_inputs(model, prepared), prepared.test_mask,
+                            str(checkpoint_dir(cfg, prepared, model)))
+
+
+def fit_side_by_side(cfg: Config, prepared: Prepared) -> dict[str, ModelOutcome]:
+    """The variants of ``cfg.train.models`` fitted ``train.parallel`` at a time, each in its own
+    process on one torch thread; empty when ``train.parallel`` is 1 (or one variant), where
+    :func:`train_variant` fits each in turn. Pass each outcome to :func:`train_variant` as
+    ``fitted``. Every fit seeds its own weights and shuffling, so the models are those that
+    training one after another with ``train.threads: 1`` gives (tested).
+
+    Processes, not threads: torch's random generator is global to a process, so variants fitted
+    in threads would draw from it in turn. They are started fresh (``spawn``), not forked from a
+    process whose torch thread pool may be running.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    models = cfg.train.models
+    workers = min(cfg.train.parallel, len(models))
+    if workers <= 1:
+        return {}
+    one = cfg.model_copy(update={"train": cfg.train.model_copy(update={"threads": 1})})
+    from licanom.ops import side_by_side
+
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=side_by_side.one_thread) as pool:
+        futures = {model: pool.submit(side_by_side.fit, one, model, model_inputs(model, prepared), prepared.test_mask,
+                                      str(checkpoint_dir(one, prepared, model)))
+                   for model in models}
+        return {model: future.result() for model, future in futures.items()}
+
+
 def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str, parent_run_id: str,
-                  work_dir: Path, on_epoch: EpochCallback | None = None) -> VariantResult:
+                  work_dir: Path, on_epoch: EpochCallback | None = None,
+                  fitted: ModelOutcome | None = None) -> VariantResult:
     """Train one variant in a nested run: params, per-epoch curves, thresholds, counts, plots.
 
     An autoencoder's losses reach MLflow as each epoch ends (step = epoch), and ``on_epoch``
-    hears of each epoch too (the flow's log)."""
-    from licanom.detectors.autoencoders.module import epoch_listener
+    hears of each epoch too (the flow's log). With ``fitted`` (:func:`fit_side_by_side`) the
+    variant was fitted already: its run records it, its curves logged at the end."""
     from licanom.report import plots
     from licanom.report.analysis import score_wording
+    from licanom.detectors.autoencoders.module import epoch_listener
 
     sequence_model = is_sequence_model(model)
     if sequence_model and cfg.sequence.mode != "chunks":
@@ -155,7 +195,8 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             f"{cfg.sequence.mode!r}) run from `licanom detect --sequences` for now"
         )
     checkpoints = checkpoint_dir(cfg, prepared, model)
-    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, checkpoint_dir=str(checkpoints))
+    detector = (fitted.detector if fitted is not None else
+                make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, checkpoint_dir=str(checkpoints)))
     with tracker.run(cfg.vendor, model, "variant", parent_run_id, tags={"model": model}) as run_id:
         _log_training_data(tracker, run_id, cfg, prepared)
         live: dict[str, Any] = {"module": None, "epochs": set()}
@@ -170,8 +211,11 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             if on_epoch is not None:
                 on_epoch(model, epoch, cfg.train.epochs, losses)
 
-        with epoch_listener(epoch_done):
-            outcome = evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect)
+        if fitted is not None:
+            outcome = fitted
+        else:
+            with epoch_listener(epoch_done):
+                outcome = evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect)
         row = outcome.row
         common = {
             "architecture": model, "bottleneck": row["bottleneck"], "depth": row["depth"],

@@ -1,0 +1,100 @@
+"""licanom.detectors.context's counts on integer codes give what the plain expressions on the texts give.
+
+The reference below is the straightforward form of :func:`licanom.detectors.context.row_context` and
+``_top_share`` (one window expression per signal over the texts); the library computes the same
+on integer codes of the entities. Compared on a simulated log, with and without a key history,
+shuffled, and with null machine codes beside empty ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from licanom.detectors.context import _ROW_COUNTS, _UNKNOWN, KeyHistory, _entity_frame, chunk_context, row_context
+from licanom.data.derive import derive
+from licanom.sim import simulate
+from licanom.data.validate import validate_log
+
+
+def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None) -> pl.DataFrame:
+    frame = _entity_frame(derived)
+    known_key = pl.col("Key").is_in(history.keys.implode()) if history is not None else pl.lit(False)
+    after_first_hour = known_key | (pl.col("_hour") > pl.col("_hour").min().over("Key"))
+    for value, unknown in _UNKNOWN.items():
+        seen = pl.lit(False)
+        if history is not None:
+            frame = frame.join(history.pairs(value).with_columns(pl.lit(True).alias("_seen")),
+                               on=["Key", value], how="left", maintain_order="left")
+            seen = pl.col("_seen").fill_null(False)
+        first = (pl.col("_row") == pl.col("_row").min().over(["Key", value])) & (pl.col(value) != unknown)
+        frame = frame.with_columns((first & ~seen & after_first_hour).cast(pl.Int64).alias(f"_new {value}"))
+        if history is not None:
+            frame = frame.drop("_seen")
+    exprs = []
+    for name, entity, what, bucket in _ROW_COUNTS:
+        over = [*entity, bucket]
+        if what == "requests":
+            count = pl.len().over(over)
+        elif what == "failures":
+            count = pl.col("_failed").sum().over(over)
+        elif what.startswith("new ") and bucket == "_day":
+            pair = ["Key", what.removeprefix("new ")]
+            newcomer = (pl.col(f"_{what}").max().over(pair) == 1) & (pl.col("_day").min().over(pair) == pl.col("_day"))
+            count = pl.when(newcomer).then(pl.col(f"_{what}").sum().over(over)).otherwise(0)
+        elif what.startswith("new "):
+            count = pl.col(f"_{what}").sum().over(over)
+        else:
+            count = pl.col(what).n_unique().over(over)
+        exprs.append(count.cast(pl.Float64).log1p().alias(name))
+    return frame.select(exprs)
+
+
+def reference_top_share(derived: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarray:
+    pairs = derived.select(pl.struct(pl.col("Key").cast(pl.String), pl.col("MachineCode").cast(pl.String)))
+    out = np.empty(len(starts))
+    for i, s in enumerate(starts):
+        out[i] = pairs.slice(int(s), size).to_series().value_counts()["count"].max() / size
+    return out
+
+
+@pytest.fixture(scope="module")
+def derived() -> pl.DataFrame:
+    return derive(validate_log(simulate("mixed", seed=5, days=6).log).valid)
+
+
+def test_row_context_equals_the_text_expressions(derived):
+    assert derived.height > 2000
+    assert_frame_equal(row_context(derived), reference_row_context(derived))
+    half = derived.height // 2
+    history = KeyHistory.from_rows(derived.head(half))
+    later = derived.slice(half)
+    assert_frame_equal(row_context(later, history), reference_row_context(later, history))
+
+
+def test_row_context_out_of_time_order_and_with_nulls(derived):
+    shuffled = derived.sample(fraction=1.0, shuffle=True, seed=1)
+    assert not shuffled["Time"].is_sorted()
+    assert_frame_equal(row_context(shuffled), reference_row_context(shuffled))
+    rng = np.random.default_rng(2)
+    holes = pl.Series(rng.random(derived.height) < 0.2)
+    with_nulls = derived.with_columns(pl.when(holes).then(None).otherwise(pl.col("MachineCode")).alias("MachineCode"))
+    history = KeyHistory.from_rows(with_nulls.head(1000))
+    assert_frame_equal(row_context(with_nulls, history), reference_row_context(with_nulls, history))
+
+
+@pytest.mark.parametrize("stride", [20, 7])
+def test_chunk_context_equals_the_reference(derived, stride):
+    size = 20
+    starts = np.arange(0, derived.height - size + 1, stride)
+    history = KeyHistory.from_rows(derived.head(500))
+    got = chunk_context(derived, starts, size, history)
+    rows = reference_row_context(derived, history).to_numpy()
+    want = np.stack([rows[s : s + size].max(axis=0) for s in starts])
+    np.testing.assert_array_equal(got[:, 3:], want)
+    np.testing.assert_array_equal(got[:, 2], reference_top_share(derived, starts, size))
+    nulls = derived.with_columns(pl.when(pl.int_range(pl.len()) % 5 == 0).then(None)
+                                 .otherwise(pl.col("MachineCode")).alias("MachineCode"))
+    np.testing.assert_array_equal(chunk_context(nulls, starts, size)[:, 2], reference_top_share(nulls, starts, size))
