@@ -56,7 +56,7 @@ def row_entity_ids(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 def eval_vendor(profile: str, seed: int, days: int = 21, train_fraction: float = 2 / 3) -> dict[str, object]:
-    from licanom.detectors.context import KeyHistory
+    from licanom.data.context_vector import KeyHistory
     from licanom.data.derive import derive
     from licanom.detectors.entities import EntityModel
     from licanom.evaluation.nightly import ALL_KINDS, LATE
@@ -150,7 +150,7 @@ def run_eval(profiles: list[str], seeds: list[int], days: int) -> str:
 def run_bench(rows: int, rounds: int, customers: int, train_days: int) -> str:
     from licanom.ops.bundle import ModelBundle, score_log
     from licanom.config import Config
-    from licanom.detectors.context import KeyHistory
+    from licanom.data.context_vector import KeyHistory
     from licanom.data.derive import derive
     from licanom.detectors import build, inputs_of, spec
     from licanom.detectors.entities import EntityModel

@@ -39,7 +39,7 @@ def train_bundle(model: str, rows: pl.DataFrame, directory: Path) -> Path:
     """A bundle of ``model`` trained on ``rows`` (raw), saved in ``directory``; its path."""
     from licanom.ops.bundle import ModelBundle
     from licanom.config import load_config
-    from licanom.detectors.context import KeyHistory
+    from licanom.data.context_vector import KeyHistory
     from licanom.ops.detect import evaluate_model, is_context_model, make_detector, model_inputs
     from licanom.data.pipeline import prepare
 

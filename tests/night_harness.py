@@ -46,7 +46,8 @@ def rows(first_id: int, n: int, seed: int = 0, start: datetime | None = None, st
 
 def make_bundle(vendor: str = "acme", n: int = 600, chunk: int = CHUNK) -> ModelBundle:
     """A Tail_context model (the fastest to fit) on ``n`` rows with Ids 1000.., chunks of ``chunk``."""
-    from licanom.detectors.context import ContextDetector, KeyHistory, chunk_context
+    from licanom.data.context_vector import KeyHistory, chunk_context
+    from licanom.detectors.context import ContextDetector
     from licanom.data.derive import derive
     from licanom.data.encode import Vocabulary
     from licanom.data.validate import validate_log

@@ -12,7 +12,7 @@ import torch
 from licanom.data.chunk import make_chunks
 from licanom.data.columns import FEATURES, ROW_GROUPS, ROW_REQUEST_FEATURES
 from licanom.config import Config, EncodeConfig
-from licanom.detectors.context import ROW_COLUMNS
+from licanom.data.context_vector import ROW_COLUMNS
 from licanom.data.derive import derive
 from licanom.data.encode import (
     ROW_FEATURE_COLUMNS,

@@ -130,7 +130,8 @@ def test_report_of_a_sequence_model_on_chunks(csv_export, tmp_path):
 def test_detect_with_the_context_model_names_the_signal(csv_export, tmp_path):
     """IForest_context through `licanom detect`: the chunk contract, its model file, the context
     column of each chunk as top_feature, and the report saying why in words."""
-    from licanom.detectors.context import CONTEXT_COLUMNS, CONTEXT_LABELS, ContextDetector
+    from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_LABELS
+    from licanom.detectors.context import ContextDetector
 
     out = tmp_path / "ctx"
     assert main(["detect", "--logs", str(csv_export), "--model", "IForest_context", "--threshold", "quantile",

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.detectors.context import CONTEXT_COLUMNS, ROW_COLUMNS, KeyHistory, chunk_context, row_context
+from licanom.data.context_vector import CONTEXT_COLUMNS, ROW_COLUMNS, KeyHistory, chunk_context, row_context
 
 T0 = datetime(2025, 1, 6, 10, 0, tzinfo=timezone.utc)
 

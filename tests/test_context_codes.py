@@ -1,6 +1,6 @@
 """licanom.detectors.context's counts on integer codes give what the plain expressions on the texts give.
 
-The reference below is the straightforward form of :func:`licanom.detectors.context.row_context` and
+The reference below is the straightforward form of :func:`licanom.data.context_vector.row_context` and
 ``_top_share`` (one window expression per signal over the texts); the library computes the same
 on integer codes of the entities. Compared on a simulated log, with and without a key history,
 shuffled, and with null machine codes beside empty ones.
@@ -13,7 +13,14 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from licanom.detectors.context import _ROW_COUNTS, _UNKNOWN, KeyHistory, _entity_frame, chunk_context, row_context
+from licanom.data.context_vector import (
+    _ROW_COUNTS,
+    _UNKNOWN,
+    KeyHistory,
+    _entity_frame,
+    chunk_context,
+    row_context,
+)
 from licanom.data.derive import derive
 from licanom.sim import simulate
 from licanom.data.validate import validate_log

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from licanom.detectors.context import CONTEXT_COLUMNS, ContextDetector
+from licanom.data.context_vector import CONTEXT_COLUMNS
+from licanom.detectors.context import ContextDetector
 from licanom.detectors.decision import (
     DECISIONS, DEFAULT_MIN_SEVERITY, FAR_FACTOR, Calibration, decide, normal_bulk,
 )

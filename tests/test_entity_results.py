@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.detectors.context import KeyHistory
+from licanom.data.context_vector import KeyHistory
 from licanom.data.derive import derive
 from licanom.detectors.decision import DEFAULT_MIN_SEVERITY
 from licanom.detectors.entities import (

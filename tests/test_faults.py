@@ -100,7 +100,7 @@ def test_watermark_only_moves_forward(tmp_path: Path) -> None:
 
 
 def test_the_key_pairs_of_scored_nights_accumulate_per_model_version(tmp_path: Path) -> None:
-    from licanom.detectors.context import KeyHistory
+    from licanom.data.context_vector import KeyHistory
 
     def pairs(*rows: tuple[str, str, str]) -> KeyHistory:
         return KeyHistory(machines=pl.DataFrame({"Key": [r[0] for r in rows], "MachineCode": [r[1] for r in rows]}),
@@ -145,7 +145,7 @@ def test_a_state_of_the_first_layout_is_read_and_rewritten_in_one_file(tmp_path:
 
 
 def test_a_night_without_a_full_window_keeps_the_pairs_seen(tmp_path: Path) -> None:
-    from licanom.detectors.context import KeyHistory
+    from licanom.data.context_vector import KeyHistory
 
     pairs = KeyHistory(machines=pl.DataFrame({"Key": ["K1"], "MachineCode": ["M1"]}),
                        countries=pl.DataFrame({"Key": ["K1"], "country": ["SE"]}))

@@ -157,7 +157,7 @@ def test_the_context_model_trains_registers_and_scores_through_the_flow(vendor_e
 
     from flows.train_vendor import train_vendor
     from licanom.ops.bundle import score_log
-    from licanom.detectors.context import CONTEXT_COLUMNS
+    from licanom.data.context_vector import CONTEXT_COLUMNS
     from licanom.ops.tracking import configure
 
     _, _, log = vendor_env

@@ -38,7 +38,7 @@ def tracker(tmp_path_factory):
 def calls(monkeypatch) -> Counter[str]:
     import licanom.ops.bundle
     import licanom.data.chunk
-    import licanom.detectors.context
+    import licanom.data.context_vector
     import licanom.data.derive
     import licanom.ops.nightly
     import licanom.data.privacy
@@ -57,7 +57,7 @@ def calls(monkeypatch) -> Counter[str]:
         monkeypatch.setattr(module, name, counted)
 
     count(licanom.data.derive, "countries")          # every derivation looks the countries up
-    count(licanom.detectors.context, "row_context")       # every computation of context vectors
+    count(licanom.data.context_vector, "row_context")  # every computation of context vectors
     count(licanom.data.chunk, "_feature_windows", "window array")
     count(licanom.data.chunk, "_row_windows", "window array")
     count(licanom.data.privacy, "pseudonymise")

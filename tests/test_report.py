@@ -261,7 +261,7 @@ def test_a_context_model_names_its_signal_with_the_values():
 
 def test_a_saved_run_keeps_the_key_history_of_its_rows(tmp_path) -> None:
     """`licanom report --run` writes the nightly page again, "new to the key" counts included."""
-    from licanom.detectors.context import KeyHistory
+    from licanom.data.context_vector import KeyHistory
     from licanom.report import load_run, save_run
 
     # KEY-1 is known from training with another machine: its mc1 is new to it at its first row

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.detectors.context import CONTEXT_COLUMNS
+from licanom.data.context_vector import CONTEXT_COLUMNS
 from licanom.detectors.entities import ENTITY_SCHEMA
 from licanom.detectors.incidents import INCIDENT_COLUMNS
 from licanom.report import (

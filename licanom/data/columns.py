@@ -51,7 +51,7 @@ ERROR_COLUMNS: tuple[str, ...] = tuple(f"error_{f}" for f in FEATURES)
 # group and the state's detail digit as one-hot categories, whether it failed, the log gaps to
 # the previous request overall and of the same key, and whether its key, machine code, address
 # or country is new to the vendor or to the key. licanom.data.encode appends the per-row entity
-# counts of licanom.detectors.context.row_context (ROW_COLUMNS) to these.
+# counts of licanom.data.context_vector.row_context (ROW_COLUMNS) to these.
 ROW_GROUPS: tuple[str, ...] = (  # licanom.data.states.MethodGroup, in its order
     "validation", "activation", "key_generation", "optional_field",
     "no_request", "deactivation", "other_licence_change", "data_object",

@@ -278,7 +278,7 @@ _NEW_PAIRS: tuple[tuple[str, str, str], ...] = (
 
 
 def _row_features() -> tuple[str, ...]:
-    from licanom.detectors.context import ROW_COLUMNS
+    from licanom.data.context_vector import ROW_COLUMNS
 
     return (*ROW_REQUEST_FEATURES, *ROW_COLUMNS)
 
@@ -390,7 +390,7 @@ class RowsEncoder:
       value the vendor has (none before it in the log, none in the training rows before it);
       ``new_machine_to_key``, ``new_ip_to_key``, ``new_country_to_key``: the same per key.
       An empty machine code or the unknown country is never new;
-    * the per-row entity counts of :func:`licanom.detectors.context.row_context` (``log1p``), with the
+    * the per-row entity counts of :func:`licanom.data.context_vector.row_context` (``log1p``), with the
       key pairs known before the log's first row as its history.
 
     Rows must be in time order (licanom.data.validate sorts them). The features are unscaled; the
@@ -424,7 +424,7 @@ class RowsEncoder:
 
     def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
         """The derived log with :data:`ROW_FEATURE_COLUMNS` added (float32)."""
-        from licanom.detectors.context import KeyHistory, row_context
+        from licanom.data.context_vector import KeyHistory, row_context
         from licanom.data.states import METHOD_GROUPS
 
         state = vocabulary.rows

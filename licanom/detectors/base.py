@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from licanom.data.chunk import Chunks
-    from licanom.detectors.context import KeyHistory
+    from licanom.data.context_vector import KeyHistory
     from licanom.data.pipeline import Prepared
 
 __all__ = ["BaseDetector"]
@@ -131,7 +131,7 @@ def inputs_of(kind: str, chunks: Chunks, frame: pl.DataFrame | None = None,
 
         return chunks.meta.select(SUMMARY_COLUMNS).to_numpy().astype(np.float64)
     if kind == "context":
-        from licanom.detectors.context import chunk_context
+        from licanom.data.context_vector import chunk_context
 
         if frame is None:
             raise ValueError("the context inputs need the encoded rows the windows were cut from")

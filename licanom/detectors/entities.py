@@ -62,7 +62,8 @@ import numpy as np
 import polars as pl
 
 from licanom.data.columns import UNKNOWN_COUNTRY
-from licanom.detectors.context import KeyHistory, TailModel
+from licanom.data.context_vector import KeyHistory
+from licanom.detectors.context import TailModel
 from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, Calibration
 
 __all__ = [

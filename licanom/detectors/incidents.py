@@ -4,7 +4,7 @@ A storm (a client retrying an expired key for hours, a runaway machine, a brute-
 fills many consecutive chunks. Each flagged chunk is attributed to the entity behind its most
 unusual signal (``top_feature``): for a context column, the key, (key, machine code) or address
 of the chunk whose count in that column is highest within the chunk's clock hours (as
-:data:`licanom.detectors.context._ROW_COUNTS` defines the column); otherwise the chunk's most frequent
+:data:`licanom.data.context_vector._ROW_COUNTS` defines the column); otherwise the chunk's most frequent
 (key, machine code). Flagged chunks of one entity form one incident, split where more than
 ``gap`` passes between them.
 

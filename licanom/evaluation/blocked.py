@@ -15,7 +15,7 @@ import polars as pl
 from licanom.detectors import thresholds as th
 from licanom.data.chunk import make_chunks
 from licanom.detectors.clustering import cluster_anomalies
-from licanom.detectors.context import chunk_context
+from licanom.data.context_vector import chunk_context
 from licanom.detectors.decision import DECISIONS, DEFAULT_MIN_SEVERITY, Calibration
 from licanom.data.columns import SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, Config, ContextConfig, DetectConfig, EncodeConfig, TrainConfig

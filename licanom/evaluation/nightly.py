@@ -156,7 +156,7 @@ def _flag_at_budget(truth: np.ndarray, scores: np.ndarray, per_10k: float) -> np
 def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings) -> list[dict[str, object]]:
     """One simulated vendor in nightly mode: a row per detector (see the module text)."""
     from licanom.ops.bundle import ModelBundle, pairs_seen, score_log, with_seen
-    from licanom.detectors.context import KeyHistory
+    from licanom.data.context_vector import KeyHistory
     from licanom.detectors import build, inputs_of, spec
     from licanom.evaluation.labels import auroc
     from licanom.data.pipeline import prepare

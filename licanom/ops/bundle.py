@@ -18,7 +18,7 @@ import polars as pl
 from licanom.data.chunk import Chunks, make_chunks
 from licanom.data.columns import ERROR_COLUMNS, RAW, SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, EncodeConfig
-from licanom.detectors.context import KeyHistory
+from licanom.data.context_vector import KeyHistory
 from licanom.ops.detect import CHUNK_COLUMNS, scored_chunks
 from licanom.data.encode import Vocabulary, get_encoder
 from licanom.data.derive import derive

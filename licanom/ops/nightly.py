@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 
 from licanom.ops import scoring_state as state_lib
-from licanom.detectors.context import KeyHistory
+from licanom.data.context_vector import KeyHistory
 from licanom.report.render import anomaly_report  # the night's report.md (a template)
 from licanom.ops.scoring_state import NightRecord, StateMissingError, VendorState, crash_point
 from licanom.ops.tracking import Tracker, _reaching
@@ -277,7 +277,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
 
     With a pseudonym ``secret`` the vendor's report keeps the real values and a copy drawn
     from pseudonymised rows is written to ``for-tracking/``: the one that goes to MLflow.
-    ``key_history``: the bundle's (licanom.detectors.context.KeyHistory), for the report's "new to a key"
+    ``key_history``: the bundle's (licanom.data.context_vector.KeyHistory), for the report's "new to a key"
     counts; it holds pseudonyms where the model was trained on them, so it is used only without
     a ``secret`` (with one, the report judges what is new from the night's rows).
 
@@ -611,7 +611,7 @@ def report_context(night: Night) -> np.ndarray | None:
     inputs for a context model (same rows, same key history), else computed once from the
     derived rows for both copies of the report. A pseudonymised vendor's report reads real rows
     without the model's (pseudonymised) key history, so its vectors are its own."""
-    from licanom.detectors.context import chunk_context
+    from licanom.data.context_vector import chunk_context
 
     windows = night.windows
     if windows is None or windows.chunks is None or night.chunks is None or night.chunks.height == 0:

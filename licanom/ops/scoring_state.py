@@ -32,7 +32,7 @@ from typing import Any
 import polars as pl
 
 from licanom.data.columns import RAW
-from licanom.detectors.context import KeyHistory
+from licanom.data.context_vector import KeyHistory
 
 STATE_FORMAT = 2
 STATE_FILE = "state.json"

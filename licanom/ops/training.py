@@ -16,7 +16,7 @@ import polars as pl
 
 from licanom.ops.bundle import ModelBundle
 from licanom.config import Config
-from licanom.detectors.context import KeyHistory
+from licanom.data.context_vector import KeyHistory
 from licanom.ops.detect import (
     ModelOutcome, evaluate_model, format_results, is_context_model, is_sequence_model, make_detector, model_inputs,
     results_frame,

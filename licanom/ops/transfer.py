@@ -19,7 +19,7 @@ from licanom.ops import bundle as bundle_lib
 from licanom.data import pipeline
 from licanom.data.chunk import NotEnoughDataError
 from licanom.config import Config
-from licanom.detectors.context import KeyHistory
+from licanom.data.context_vector import KeyHistory
 from licanom.ops.detect import is_context_model
 from licanom.detectors.sequence.sessions import SEQUENCE_COLUMNS, make_sequences
 from licanom.data.privacy import secret_env_name

@@ -54,7 +54,7 @@ import numpy as np
 import polars as pl
 
 from licanom.data.columns import FEATURES, SUMMARY_COLUMNS
-from licanom.detectors.context import CONTEXT_COLUMNS, CONTEXT_LABELS, KeyHistory, chunk_context
+from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_LABELS, KeyHistory, chunk_context
 
 __all__ = [
     "CALIBRATED_BANDS", "CSV_COLUMNS", "FRAME_COLUMNS", "SEVERITY_BANDS", "Analysis", "Computed", "ReportInput",
@@ -186,7 +186,7 @@ class ReportInput:
     ``max_frames``/``max_requests``/``max_entities``: how many frames the page details (most
     severe first; the CSV lists all), how many requests each frame's table shows, how many
     flagged entities the page lists.
-    ``key_history``: the scoring model's :class:`licanom.detectors.context.KeyHistory`, in the same values
+    ``key_history``: the scoring model's :class:`licanom.data.context_vector.KeyHistory`, in the same values
     as ``rows`` (not pseudonymised ones for real rows); None: what is "new to a key" in the
     context table is judged from the earlier rows of ``rows`` alone.
     ``computed``: what the caller already computed (:class:`Computed`).

@@ -27,7 +27,7 @@ import numpy as np
 import polars as pl
 
 from licanom.data.columns import FEATURES, SUMMARY_COLUMNS
-from licanom.detectors.context import CONTEXT_COLUMNS, CONTEXT_LABELS
+from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_LABELS
 from licanom.report.analysis import (
     CALIBRATED_BANDS,
     LABELS,

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from licanom.data.columns import RAW
-from licanom.detectors.context import CONTEXT_COLUMNS, KeyHistory
+from licanom.data.context_vector import CONTEXT_COLUMNS, KeyHistory
 from licanom.report.analysis import Computed, ReportInput, ScoreWording, chunk_feature_errors
 
 __all__ = ["ROWS_FILE", "ROW_COLUMNS", "RUN_FILE", "load_run", "save_run"]

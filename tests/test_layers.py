@@ -1,0 +1,60 @@
+"""The layers hold: licanom/ never imports Prefect, each package says what it owns, the lower
+packages never import the higher ones, and the README's folder table lists every package."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LIB = ROOT / "licanom"
+PACKAGES = sorted(p.parent.name for p in LIB.glob("*/__init__.py"))
+# What each package may not import (its docstring says the same in words).
+FORBIDDEN = {
+    # (the pipeline's `simulate` source reads the simulator: data may import licanom.sim)
+    "data": ("licanom.detectors", "licanom.ops", "licanom.report", "licanom.evaluation"),
+    "sim": ("licanom.detectors", "licanom.ops", "licanom.report", "licanom.evaluation"),
+    "detectors": ("licanom.ops", "licanom.report", "licanom.evaluation", "licanom.sim", "mlflow"),
+    "report": ("licanom.ops", "licanom.evaluation", "licanom.sim"),
+}
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def test_the_library_never_imports_prefect() -> None:
+    offenders = [str(p.relative_to(ROOT)) for p in LIB.rglob("*.py")
+                 if any(m == "prefect" or m.startswith("prefect.") for m in _imports(p))]
+    assert not offenders
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_each_package_says_what_it_owns(package: str) -> None:
+    doc = ast.get_docstring(ast.parse((LIB / package / "__init__.py").read_text()))
+    assert doc and len(doc.split()) >= 8, f"licanom/{package}/__init__.py needs a docstring saying what it owns"
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_lower_packages_do_not_import_higher_ones(package: str) -> None:
+    bad = {
+        f"{p.relative_to(ROOT)}: {m}"
+        for p in (LIB / package).rglob("*.py")
+        for m in _imports(p)
+        if any(m == f or m.startswith(f + ".") for f in FORBIDDEN[package])
+    }
+    assert not bad
+
+
+def test_the_readme_folder_table_lists_every_package() -> None:
+    readme = (ROOT / "README.md").read_text()
+    missing = [p for p in PACKAGES if f"| `licanom/{p}/` |" not in readme]
+    assert not missing
