@@ -151,7 +151,17 @@ def test_a_context_champion_remembers_what_each_night_saw(flow_env):
     log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
     until = log["Time"].max() - timedelta(days=2)
     summary = train_vendor("epsilon", until=until)
-    bundle, version = configure().load_champion("epsilon")
+    # the code stored with the version is not run: one an earlier release stored (importing a
+    # module since moved) does not stop the champion from loading
+    tracker = configure()
+    mv = tracker.client.get_model_version_by_alias(tracker.model_name("epsilon"), "champion")
+    model_id = mv.source.rsplit("/", 1)[-1]  # models:/m-<id>
+    stored = [p for p in Path(str(tracker.config.artifact_location).removeprefix("file://")).rglob("pyfunc_model.py")
+              if model_id in p.parts]
+    assert len(stored) == 1
+    for code in stored:
+        code.write_text("from licanom.tracking import LicanomPyfunc  # an earlier release's module\n")
+    bundle, version = tracker.load_champion("epsilon")
     assert bundle.detector.model == "Tail_context" and bundle.key_history is not None
     trained = log.filter(pl.col("Time") <= until)
     assert bundle.key_history.machines.height == trained.filter(pl.col("MachineCode") != "").select(

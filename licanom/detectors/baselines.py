@@ -19,6 +19,7 @@ import numpy as np
 
 from licanom.detectors.base import BaseDetector
 from licanom.detectors.decision import DECISIONS, decide
+from licanom.detectors.saved import load_pickle
 
 SAVE_FORMAT = 1
 
@@ -113,8 +114,7 @@ class SklearnDetector(BaseDetector):
 
     @classmethod
     def load(cls, path: str | Path) -> SklearnDetector:
-        with Path(path).open("rb") as f:
-            payload = pickle.load(f)  # noqa: S301 - a file this project wrote (see save)
+        payload = load_pickle(path, "baseline detector")
         if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
             raise ValueError(f"{path}: not a baseline detector file of format {SAVE_FORMAT}; retrain the vendor's models")
         return payload["detector"]

@@ -17,6 +17,7 @@ from licanom.detectors import thresholds as th
 from licanom.detectors.base import BaseDetector
 from licanom.detectors.decision import DECISIONS, Calibration, decide
 from licanom.data.context_vector import CONTEXT_COLUMNS
+from licanom.detectors.saved import load_pickle
 
 __all__ = ["CONTEXT_COLUMNS", "CONTEXT_MODELS", "ContextDetector", "TailModel"]
 
@@ -291,12 +292,7 @@ class ContextDetector(BaseDetector):
 
     @classmethod
     def load(cls, path: str | Path) -> ContextDetector:
-        try:
-            with Path(path).open("rb") as f:
-                payload = pickle.load(f)  # noqa: S301 - a file this project wrote (see save)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as e:
-            raise ValueError(f"{path}: not a readable context detector file ({type(e).__name__}); "
-                             "retrain the vendor's models") from None
+        payload = load_pickle(path, "context detector")
         if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
             found = payload.get("format") if isinstance(payload, dict) else None
             raise ValueError(f"{path}: unsupported context detector file (format {found!r}, this version reads "

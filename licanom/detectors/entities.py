@@ -65,6 +65,7 @@ from licanom.data.columns import UNKNOWN_COUNTRY
 from licanom.data.context_vector import KeyHistory
 from licanom.detectors.context import TailModel
 from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, Calibration
+from licanom.detectors.saved import load_pickle
 
 __all__ = [
     "ENTITY_COLUMNS", "ENTITY_KINDS", "ENTITY_SCHEMA", "FEATURES", "LICENCE_MODELS", "MIN_PEER_ENTITIES", "MIN_PEER_KEYS",
@@ -872,11 +873,7 @@ class EntityModel:
     @classmethod
     def load(cls, path: str | Path) -> EntityModel:
         """Read a model :meth:`save` wrote."""
-        try:
-            with Path(path).open("rb") as f:
-                payload = pickle.load(f)  # noqa: S301 - a file this project wrote (see save)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, ModuleNotFoundError) as e:
-            raise ValueError(f"{path}: not a readable entity model file ({type(e).__name__}); retrain the vendor's models") from None
+        payload = load_pickle(path, "entity model")
         if not isinstance(payload, dict) or payload.get("format") not in _READABLE_FORMATS:
             found = payload.get("format") if isinstance(payload, dict) else None
             raise ValueError(f"{path}: unsupported entity model file (format {found!r}, this version reads "

@@ -353,8 +353,15 @@ class Tracker:
             raise LookupError(f"vendor {vendor!r} has no champion model yet: run the training flow first") from err
         mlflow.set_tracking_uri(self.config.tracking_uri)
         mlflow.set_registry_uri(self.config.registry_uri)
-        model = mlflow.pyfunc.load_model(f"models:/{name}/{mv.version}")
-        return model.unwrap_python_model().bundle, mv.version
+        # The bundle artifact read by this version's code, not by the model code stored with the
+        # version: a champion registered by an earlier release (whose stored code may import
+        # modules since moved) keeps scoring after an upgrade.
+        from licanom.ops.bundle import ModelBundle
+
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}"))
+        meta = yaml.safe_load((local / "MLmodel").read_text())
+        bundle_path = meta["flavors"]["python_function"]["artifacts"]["bundle"]["path"]
+        return ModelBundle.load(local / bundle_path), mv.version
 
 
 def configure(path: Path | None = None) -> Tracker:
