@@ -159,3 +159,19 @@ def test_config_keeps_secrets_out_of_files() -> None:
         assert "token:" not in text.replace("token_env:", "") and "password" not in text
     if os.environ.get("CRYPTOLENS_TOKEN"):
         assert os.environ["CRYPTOLENS_TOKEN"] not in cfg.model_dump_json()
+
+
+def test_reveal_names_real_values_where_a_pseudonymised_model_named_pseudonyms() -> None:
+    from licanom.data.privacy import pseudonymise, reveal
+
+    real = pl.DataFrame({"Id": [1, 2, 3], "Key": ["AAAA-1", "BBBB-2", "AAAA-1"], "IP": ["10.0.0.1", "10.0.0.2", ""],
+                         "MachineCode": ["m-one", "", "m-two"]})
+    private = pseudonymise(real, b"s" * 32)
+    k, ip = private["Key"][0], private["IP"][0]
+    found = pl.DataFrame({"entity": [k, ip], "key": [k, None], "address": [None, ip], "requests": [2, 1],
+                          "reasons": [f"key {k}: 2 machine codes new to it", f"address {ip} and key {k}"]})
+    shown = reveal(found, private, real)
+    assert shown["entity"].to_list() == ["AAAA-1", "10.0.0.1"] and shown["key"].to_list() == ["AAAA-1", None]
+    assert shown["reasons"].to_list() == ["key AAAA-1: 2 machine codes new to it", "address 10.0.0.1 and key AAAA-1"]
+    assert shown["requests"].to_list() == [2, 1]
+    assert reveal(found, private.filter(pl.col("Id") == 99), real).equals(found)  # unknown pseudonyms stay

@@ -81,3 +81,26 @@ def pseudonymise(frame: pl.DataFrame, secret: bytes) -> pl.DataFrame:
         mapping = {v: (pseudonym(v, secret, prefix) if v else v) for v in distinct}
         replaced.append(text.replace_strict(mapping, default=None, return_dtype=pl.String).alias(column))
     return frame.with_columns(replaced) if replaced else frame
+
+
+def reveal(frame: pl.DataFrame, pseudonymous_rows: pl.DataFrame, real_rows: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with the pseudonyms in its text columns put back to the real values, read from
+    the same rows pseudonymised and real (matched by ``Id``): what a model that works on
+    pseudonyms found, named for the vendor who owns the values. Nothing is computed from the
+    secret; a pseudonym absent from the rows stays as it is."""
+    pairs = []
+    for column, _ in PRIVATE_COLUMNS:
+        if column in pseudonymous_rows.columns and column in real_rows.columns:
+            pairs.append(
+                pseudonymous_rows.select("Id", pl.col(column).cast(pl.String).alias("pseudonym"))
+                .join(real_rows.select("Id", pl.col(column).cast(pl.String).alias("real")), on="Id")
+                .filter(pl.col("pseudonym") != pl.col("real"))
+                .select("pseudonym", "real")
+            )
+    text = [c for c, t in frame.schema.items() if t == pl.String]
+    if not pairs or not text or frame.height == 0:
+        return frame
+    mapping = pl.concat(pairs).unique("pseudonym")  # 16 hex digits after a prefix: none is part of another
+    if mapping.height == 0:
+        return frame
+    return frame.with_columns(pl.col(c).str.replace_many(mapping["pseudonym"].to_list(), mapping["real"].to_list()) for c in text)

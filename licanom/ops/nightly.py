@@ -309,6 +309,11 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
         private_rows = pseudonymise(rows, secret)
     incidents = night_incidents(chunks, rows)
     incidents.write_parquet(out / "incidents.parquet")
+    private_entities = entities  # a pseudonymised vendor's model names pseudonyms; its own files name real values
+    if entities is not None and private_rows is not None and rows is not None:
+        from licanom.data.privacy import reveal
+
+        entities = reveal(entities, private_rows, rows)
     if entities is not None:
         entities.write_parquet(out / "entities.parquet")
     (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version, messages, rows_unknown_product,
@@ -318,7 +323,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
         private_incidents = night_incidents(chunks, private_rows)  # countries stay those of the real addresses
         (out / TRACKING_COPY).mkdir(exist_ok=True)
         (out / TRACKING_COPY / "report.md").write_text(anomaly_report(
-            vendor, chunks, model_version, messages, rows_unknown_product, private_incidents, entities))
+            vendor, chunks, model_version, messages, rows_unknown_product, private_incidents, private_entities))
     if rows is not None and detector is not None and chunks.height:
         from licanom.report import Computed, detector_report_input, save_run, write_report
 
@@ -332,7 +337,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
             from dataclasses import replace
 
             write_report(replace(inp, rows=private_rows,
-                                 computed=Computed(entities=entities, incidents=private_incidents,
+                                 computed=Computed(entities=private_entities, incidents=private_incidents,
                                                    context=inp.computed.context)),
                          out / TRACKING_COPY)
     crash_point("stage:report")
