@@ -59,6 +59,9 @@ def flow_stores(root: Path, vendors: dict[str, str]) -> pytest.MonkeyPatch:
     (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
     for name, text in vendors.items():
         (conf / "vendors" / f"{name}.yaml").write_text(text)
+    from tests.mlflow_store import empty_store
+
+    empty_store(root / "mlflow.db")
     mlflow_yaml = root / "mlflow.yaml"
     mlflow_yaml.write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\nartifact_location: {root / 'artifacts'}\n")
     mp = pytest.MonkeyPatch()
