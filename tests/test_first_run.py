@@ -98,7 +98,7 @@ def _demo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     (conf / "defaults.yaml").write_text((ROOT / "conf" / "defaults.yaml").read_text())
     (conf / "vendors" / "demo.yaml").write_text(
         f"output_dir: {tmp_path / 'out'}\n"
-        "source: {kind: simulate, profile: floating, seed: 7, days: 8}\n"
+        "source: {kind: simulate, profile: floating, seed: 7, days: 6}\n"
         "train:\n  models: auto\n  epochs: 1\n")
     (tmp_path / "mlflow.yaml").write_text(
         f"tracking_uri: sqlite:///{tmp_path / 'mlflow.db'}\nartifact_location: {tmp_path / 'artifacts'}\n")
