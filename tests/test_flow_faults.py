@@ -28,6 +28,7 @@ output_dir: {out}
 source: {{kind: simulate, profile: floating, seed: 5, days: 5}}
 train: {{models: [TCN_AE_Small], epochs: 1, batch_size: 64}}
 detect: {{m1: false}}
+context: {{n_estimators: 20}}
 """, "kappa": f"""
 output_dir: {out}
 source: {{kind: files, path: {root / 'kappa.csv'}}}
