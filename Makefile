@@ -37,10 +37,11 @@ demo: $(STAMP)
 browser:
 	bash scripts/ensure-chromium.sh
 
-# Everything but the team set-up's servers (make team-test runs those).
+# Everything but the team set-up's servers (make team-test runs those); docs/testing.md.
 test: $(STAMP) browser
-	$(PY) -m pytest -q -m "not team"
+	$(PY) -m pytest -q -m "not team" --durations=15
 
+# The quick loop while editing: no servers, flows or subprocesses.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not team"
 
@@ -93,7 +94,8 @@ bench-sequence: $(STAMP)
 bench-hdfs: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 $(PY) -m benchmarks.bench_hdfs $(BENCH_HDFS_ARGS)
 
-# Nights killed with SIGKILL at every crash point, rerun, the ledger checked (BENCH_FAULTS_ARGS, e.g. "--rounds 1").
+# Nights killed with SIGKILL at every crash point, rerun, the ledger checked (BENCH_FAULTS_ARGS, e.g. "--rounds 1");
+# the exhaustive sweep of which tests/test_fault_injection.py runs a sample (docs/testing.md).
 bench-faults: $(STAMP)
 	$(PY) -m benchmarks.bench_faults $(BENCH_FAULTS_ARGS)
 

@@ -9,10 +9,24 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+# Property tests (docs/testing.md): "suite", the default, draws the same few examples on every
+# run (derandomized: a run that passed passes again on the same code); "deep" draws ten times
+# more, new ones each run: HYPOTHESIS_PROFILE=deep, or pytest --hypothesis-profile=deep.
+settings.register_profile("suite", max_examples=30, derandomize=True, database=None, deadline=None)
+settings.register_profile("deep", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
+
+
+def examples(n: int) -> int:
+    """A property test's number of examples: ``n`` for a profile of 100 (Hypothesis's default),
+    scaled to the loaded profile's."""
+    return max(5, n * settings.default.max_examples // 100)
 
 STATES = (1010, 1010, 1010, 1011, 1021, 2010, 2023, 6010, 8010)
 IPS = ("8.8.8.8", "1.1.1.1", "81.2.69.160", "2001:4860::1", "192.168.1.10", "")
@@ -59,6 +73,9 @@ def flow_stores(root: Path, vendors: dict[str, str]) -> pytest.MonkeyPatch:
     (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
     for name, text in vendors.items():
         (conf / "vendors" / f"{name}.yaml").write_text(text)
+    from tests.mlflow_store import empty_store
+
+    empty_store(root / "mlflow.db")
     mlflow_yaml = root / "mlflow.yaml"
     mlflow_yaml.write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\nartifact_location: {root / 'artifacts'}\n")
     mp = pytest.MonkeyPatch()

@@ -62,6 +62,9 @@ def make_bundle(vendor: str = "acme", n: int = 600, chunk: int = CHUNK) -> Model
 
 
 def tracker_for(root: Path) -> Tracker:
+    from tests.mlflow_store import empty_store
+
+    empty_store(root / "mlflow.db")
     return Tracker(TrackingConfig(tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
                                   registry_uri=f"sqlite:///{root / 'mlflow.db'}",
                                   artifact_location=(root / "artifacts").as_uri()))
@@ -176,22 +179,16 @@ def check_ledger(v: NightVendor, log_ids: list[int], tracker: Tracker | None = N
 
 # --- kill a night -----------------------------------------------------------------------
 
-def _night_in_child(root: str, name: str, model_dir: str, crash_at: str) -> None:
-    os.environ["LICANOM_CRASH_AT"] = crash_at
-    v = NightVendor(root=Path(root), name=name, model_dir=Path(model_dir))
-    v.night()
-
-
 _CONTEXT = None
 
 
 def context() -> multiprocessing.context.BaseContext:
-    """Processes forked from a server that has imported licanom once (fast, and fork-safe: the
-    server never ran polars or torch threads)."""
+    """Processes forked from a server that has imported licanom and registered its detectors once
+    (tests/night_child.py: fast, and fork-safe: the server never ran polars or torch threads)."""
     global _CONTEXT
     if _CONTEXT is None:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["tests.night_harness", "licanom.ops.nightly", "licanom.ops.bundle", "licanom.detectors.context",
+        ctx.set_forkserver_preload(["tests.night_child", "licanom.ops.nightly", "licanom.ops.bundle", "licanom.detectors.context",
                                     "licanom.data.pipeline", "mlflow", "sqlalchemy"])
         _CONTEXT = ctx
     return _CONTEXT
@@ -200,7 +197,9 @@ def context() -> multiprocessing.context.BaseContext:
 def killed_night(v: NightVendor, crash_at: str, timeout: float = 300) -> int | None:
     """Run a night in a child process that SIGKILLs itself at ``crash_at``; its exit code
     (-9 when killed there, 0 when the night never reached that point)."""
-    p = context().Process(target=_night_in_child, args=(str(v.root), v.name, str(v.model_dir), crash_at))
+    from tests.night_child import night_in_child
+
+    p = context().Process(target=night_in_child, args=(str(v.root), v.name, str(v.model_dir), crash_at))
     p.start()
     p.join(timeout)
     if p.is_alive():
@@ -255,7 +254,7 @@ def run_kill_points(root: Path, points: tuple[str, ...] | list[str], per_night: 
         try:
             check_ledger(v, ids, tracker)
             new = [r for r in _runs(tracker) if r.info.run_id not in before]
-            assert sorted(r.info.status for r in new) == _expected_runs(point), [r.info.status for r in new]
+            assert sorted(r.info.status for r in new) == expected_runs(point), [r.info.status for r in new]
             for r in new:
                 if r.info.status == "FAILED":
                     assert "killed" in r.data.tags["licanom.outcome"]
@@ -273,7 +272,7 @@ def _runs(tracker: Tracker) -> list:  # type: ignore[type-arg]
     return tracker.client.search_runs([exp.experiment_id]) if exp else []
 
 
-def _expected_runs(point: str) -> list[str]:
+def expected_runs(point: str) -> list[str]:
     """The MLflow runs of a killed night and its rerun: none for the killed one before its run
     started; FAILED (marked by the rerun) until the commit; FINISHED (by the rerun) after it."""
     from licanom.ops.scoring_state import CRASH_POINTS

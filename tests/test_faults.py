@@ -31,7 +31,7 @@ TRAIN_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, torch
     torch.set_num_threads(1)
     from licanom.detectors.autoencoders.detector import AutoencoderDetector
-    X = np.random.default_rng(0).random((2000, 20, 8), dtype=np.float32)
+    X = np.random.default_rng(0).random((1000, 20, 8), dtype=np.float32)
     det = AutoencoderDetector(model="TCN_AE_Small", epochs=int(sys.argv[2]), batch_size=8,
                               checkpoint_dir=sys.argv[1], progress_bar=False, threads=1)
     det.fit(X)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from licanom.config import ChunkConfig, Config, DetectConfig, SequenceConfig, TrainConfig
+from licanom.config import ChunkConfig, Config, ContextConfig, DetectConfig, SequenceConfig, TrainConfig
 from licanom.detectors import BaseDetector, build, inputs_of, load, names, spec
 from licanom.data.pipeline import prepare
 from licanom.sim import simulate
@@ -20,8 +20,9 @@ def prepared():
 @pytest.mark.parametrize("name", names())
 def test_every_detector_keeps_the_protocol(name, prepared, tmp_path):
     entry = spec(name)
+    # IForest_context fits 20 forests out of fold: 20 trees each keep the contract (200 is the default)
     detector = build(name, TrainConfig(epochs=1, batch_size=16, threads=1), DetectConfig(m1=False),
-                     SequenceConfig(), progress_bar=False)
+                     SequenceConfig(), ContextConfig(n_estimators=20).resolved(small=False), progress_bar=False)
     assert isinstance(detector, BaseDetector) and detector.family == entry.family
     X = inputs_of(entry.inputs, prepared.chunks, prepared.encoded.frame)
     n = len(X)

@@ -50,17 +50,6 @@ def normal_rows(sim: SimulatedLog) -> pl.DataFrame:
     return sim.log.join(sim.labels.select("Id"), on="Id", how="anti")
 
 
-def test_public_names():
-    assert PROFILES == ("node-locked", "usage-based", "floating", "mixed")
-    assert set(ANOMALY_KINDS) >= {
-        "brute_force",
-        "key_sharing",
-        "floating_overuse",
-        "failure_loop",
-        "runaway_client",
-    }
-
-
 @pytest.mark.parametrize(
     "bad",
     [

@@ -5,11 +5,12 @@ is up, and otherwise brings it up with deploy/team-up.sh (installing PostgreSQL 
 packages when it is missing) and stops it again with deploy/team-down.sh at the end. A set-up
 that cannot come up fails the test with the script's message; it is never skipped.
 
-One simulated vendor, with a unique name, gets its train and score deployments on the pool; the
-test runs both through the worker with ``run_deployment`` and checks the PostgreSQL-backed
-registry (champion alias, read back from PostgreSQL itself), the proxied artifacts, the night's
-output and the watermark; then `nightly` over a Dask cluster (prefect-dask) on the same vendor
-finds nothing new. Its deployments, registered model and experiment are removed at the end.
+One simulated vendor, with a unique name, gets its train and score deployments on the pool; a
+module fixture runs both through the worker with ``run_deployment``, and each test checks one
+part, whichever runs alone: the PostgreSQL-backed registry (champion alias, read back from
+PostgreSQL itself) and the proxied artifacts; the night's output and the watermark; `nightly`
+over a Dask cluster (prefect-dask) on the same vendor finding nothing new. Its deployments,
+registered model and experiment are removed at the end.
 """
 
 from __future__ import annotations
@@ -149,18 +150,30 @@ def _watermark(out: Path, name: str) -> int | None:
     return load_state(out, name).watermark
 
 
-def test_train_then_score_through_the_worker(team: Team, vendor: Vendor) -> None:
-    from mlflow import MlflowClient
+@dataclass(frozen=True)
+class Scored:
+    """The vendor trained and its night scored through the worker."""
 
+    trained_to: int
+
+
+@pytest.fixture(scope="module")
+def scored(team: Team, vendor: Vendor) -> Scored:
+    """Training, then the nightly scoring, through the worker (each test reads what it needs)."""
     from licanom.sim import simulate
 
     log = simulate("usage-based", seed=11, days=3).log
     until = log["Time"].max() - timedelta(days=1)
-
-    # 1. training, through the worker; scoring starts after the last trained row
     _run(team, f"train-vendor/train-{vendor.name}", {"until": until.isoformat()})
     trained_to = _watermark(vendor.out, vendor.name)
-    assert trained_to is not None and trained_to < vendor.last_id
+    assert trained_to is not None and trained_to < vendor.last_id  # scoring starts after the last trained row
+    _run(team, f"score-vendor/score-{vendor.name}")
+    return Scored(trained_to)
+
+
+def test_training_registers_the_champion_in_postgresql_with_proxied_artifacts(team: Team, vendor: Vendor,
+                                                                                scored: Scored) -> None:
+    from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=team.mlflow_url)
     champion = client.get_model_version_by_alias(f"licanom-{vendor.name}", "champion")
@@ -181,28 +194,32 @@ def test_train_then_score_through_the_worker(team: Team, vendor: Vendor) -> None
                             (f"licanom-{vendor.name}",)).fetchall()
     assert ("champion", 1) in rows, rows
 
-    # 2. the nightly scoring, through the worker: the last day's rows, watermark to the last Id
-    _run(team, f"score-vendor/score-{vendor.name}")
-    assert _watermark(vendor.out, vendor.name) == vendor.last_id
+
+def test_the_night_scored_through_the_worker_reaches_the_last_id(team: Team, vendor: Vendor,
+                                                                 scored: Scored) -> None:
+    from mlflow import MlflowClient
+
+    trained_to = scored.trained_to
     night = vendor.out / vendor.name / "nights" / f"after-{trained_to}-to-{vendor.last_id}"
     chunks = pl.read_parquet(night / "chunks.parquet")
     assert chunks.height > 0
     assert chunks["first_id"].min() > trained_to and chunks["last_id"].max() <= vendor.last_id
     assert (night / "report.md").exists()
+    client = MlflowClient(tracking_uri=team.mlflow_url)
     nightly_exp = client.get_experiment_by_name(f"licanom/{vendor.name}/nightly")  # nights apart from training
     nightly_runs = client.search_runs([nightly_exp.experiment_id], "tags.`licanom.kind` = 'nightly'")
     assert [int(r.data.metrics["watermark"]) for r in nightly_runs] == [vendor.last_id]
 
 
-def test_nightly_over_dask_through_the_worker_finds_nothing_new(team: Team, vendor: Vendor) -> None:
-    """After the night above: `nightly` with the Dask runner scores the vendor again, with no new rows."""
+def test_nightly_over_dask_through_the_worker_finds_nothing_new(team: Team, vendor: Vendor, scored: Scored) -> None:
+    """After the vendor's night (the fixture ``scored``): `nightly` with the Dask runner scores
+    the vendor again, with no new rows."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter,
                                                 FlowRunFilterParentFlowRunId, FlowRunFilterStartTime)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    if _watermark(vendor.out, vendor.name) != vendor.last_id:
-        pytest.fail("needs test_train_then_score_through_the_worker to have scored the night", pytrace=False)
+    assert _watermark(vendor.out, vendor.name) == vendor.last_id
     run = _run(team, f"nightly/{vendor.name}", {"runner": "dask", "workers": 1})
     with temporary_settings(updates={PREFECT_API_URL: team.prefect_api}), get_client(sync_client=True) as client:
         fan_out = client.read_flow_runs(flow_run_filter=FlowRunFilter(

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from licanom.data.columns import RAW
 from licanom.data.schema import WebApiLog
 from licanom.data.validate import ValidationError, check_bad_fraction, validate_log
-from tests.conftest import make_raw_log
+from tests.conftest import examples, make_raw_log
 
 
 def test_good_log_is_all_valid(raw_log):
@@ -88,7 +88,7 @@ cell = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(*[cell] * 7), min_size=0, max_size=30))
 def test_every_row_is_accounted_for(rows):
     frame = pl.DataFrame(rows, schema={c: pl.String for c in RAW[:7]}, orient="row")
