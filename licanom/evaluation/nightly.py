@@ -442,9 +442,11 @@ def summarise(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector"
         if f"{method}_found" in f.columns:
             normal = pl.col("chunks") - pl.col("anomalous_chunks")
             has = pl.col(f"{method}_found").is_not_null()
-            aggs += [
-                (pl.col(f"{method}_false_alarms").sum() / normal.filter(has).sum()).alias(f"{method}_normal_flagged"),
-                (pl.col(f"{method}_found").sum() / pl.col("events").filter(has).sum()).alias(f"{method}_found"),
+            aggs += [  # null for a detector without a latent code
+                pl.when(has.any()).then(pl.col(f"{method}_false_alarms").sum() / normal.filter(has).sum())
+                .alias(f"{method}_normal_flagged"),
+                pl.when(has.any()).then(pl.col(f"{method}_found").sum() / pl.col("events").filter(has).sum())
+                .alias(f"{method}_found"),
             ]
     return f.group_by(list(by), maintain_order=True).agg(aggs)
 
