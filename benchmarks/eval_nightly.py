@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=21)
     p.add_argument("--epochs", type=int, default=None, help="the autoencoders' epochs (default: the configuration's)")
     p.add_argument("--no-clustering", action="store_true", help="skip GMM/KMeans on the latent code")
+    p.add_argument("--carry-rows-state", action="store_true",
+                   help="advance the rows encoder's state with each scored night (the flow keeps the training state)")
     p.add_argument("--by", default="world", help="the summary's grouping besides the detector: world, or world,profile")
     p.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="vendors at once (processes)")
     p.add_argument("--out", type=Path, default=None, help="folder for per_vendor.csv, summary.csv and summary.md")
@@ -73,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = {"report": REPORT_SEEDS, "dev": DEV_SEEDS}.get(args.seeds) or tuple(int(s) for s in args.seeds.split(","))
     worlds = (*SWEEP, LATE) if args.worlds == "all" else tuple(WORLDS[n.strip()] for n in args.worlds.split("|"))
     settings = NightlySettings(days=args.days, detectors=tuple(args.detectors.split(",")),
-                               clustering=not args.no_clustering)
+                               clustering=not args.no_clustering, carry_rows_state=args.carry_rows_state)
     if args.epochs is not None:
         cfg = settings.config
         settings = replace(settings, config=cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": args.epochs})}))

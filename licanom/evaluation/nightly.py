@@ -49,12 +49,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
 
 from licanom.config import Config
+
+if TYPE_CHECKING:
+    from licanom.bundle import ModelBundle
 from licanom.simulate import ANOMALY_KINDS, LATE_KINDS, PROFILES, SimulatedLog, simulate, simulate_share
 
 ALL_KINDS: tuple[str, ...] = (*ANOMALY_KINDS, *LATE_KINDS)
@@ -148,6 +151,10 @@ class NightlySettings:
     labelled_budget: float = 20.0  # false alarms per 10,000 chunks for the labelled-threshold row
     config: Config = field(default_factory=lambda: Config(vendor="eval"))
     clustering: bool = True  # GMM/KMeans on the latent code of detectors that have one
+    # the rows encoder's state (values, key pairs and each key's last request seen): False keeps
+    # the training rows' state every night, as the scoring flow does today; True advances it with
+    # each scored night's rows (RowsState.advanced), what a state carried between nights would give
+    carry_rows_state: bool = False
 
     def check(self) -> None:
         if self.days < 3:
@@ -275,6 +282,8 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
                     latents.append(np.asarray(latent_of(windows.chunks.X)))
                 new = pairs_seen(current, make_windows(current, validation.valid, None))
                 seen = new if seen is None or new is None else seen.union(new)
+            if settings.carry_rows_state and bundle.vocabulary.rows is not None and validation.valid.height:
+                bundle = _advance_rows(bundle, validation.valid)
         t2 = time.perf_counter()
         chunks = pl.concat(scored) if scored else None
         row = _judge(world, profile, seed, variant.label, entry.family, chunks, log, sim, settings,
@@ -284,6 +293,18 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
             row.update(_judge_clusters(np.concatenate(latents), chunks, log, sim, cfg.detect.clustering_seed))
         rows.append(_judge_entities(row, pl.concat(entities) if entities else None, chunks, log, sim))
     return rows
+
+
+def _advance_rows(bundle: ModelBundle, valid: pl.DataFrame) -> ModelBundle:
+    """The bundle with its rows encoder's state advanced by a scored night's valid rows."""
+    from licanom.derive import derive
+    from licanom.encode import RowsEncoder
+
+    vocabulary = bundle.vocabulary
+    assert vocabulary.rows is not None
+    later = RowsEncoder().fit(derive(valid)).rows
+    assert later is not None
+    return replace(bundle, vocabulary=replace(vocabulary, rows=vocabulary.rows.advanced(later)))
 
 
 def _judge_clusters(latent: np.ndarray, chunks: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog,
