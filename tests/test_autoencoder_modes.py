@@ -257,3 +257,14 @@ def test_rows_state_advanced_by_a_scored_night_is_the_state_of_all_rows_so_far()
     assert carried.equals(enc.encode(night2, replace(trained, rows=both)).select(cols))
     stale = enc.encode(night2, trained).select(cols)
     assert stale["r_new_machine_to_key"].sum() > carried["r_new_machine_to_key"].sum()
+
+
+def test_a_next_event_model_on_rows_chunks_is_a_clear_error():
+    """DeepLog on chunks reads the thesis's success and action columns, which rows chunks lack."""
+    from licanom.config import SequenceConfig
+    from licanom.detectors import build
+
+    with pytest.raises(ValueError, match="encode.encoder: thesis"):
+        build("DeepLog", encode=EncodeConfig(encoder="rows"), sequence=SequenceConfig(mode="chunks"))
+    assert build("DeepLog", encode=EncodeConfig(encoder="rows"), sequence=SequenceConfig(mode="key")) is not None
+    assert build("DeepLog", encode=EncodeConfig(encoder="thesis")) is not None
