@@ -71,7 +71,7 @@ def clusters(f: pl.DataFrame) -> pl.DataFrame:
             (pl.col(f"{m}_found").sum() / pl.col("events").sum()).alias(f"{name} events found"))],
         (pl.col("false_alarms").sum() / normal.sum()).alias("default normal flagged"),
         (pl.col("found").sum() / pl.col("events").sum()).alias("default events found"),
-    ).sort("profile", "detector", maintain_order=True)
+    )
 
 
 def main() -> None:
