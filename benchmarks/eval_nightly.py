@@ -8,6 +8,13 @@ false alarms per 10,000 chunks (all, and outside the events' incidents), the lab
 row (events found with the threshold set from the labels at 20 false alarms per 10,000 chunks)
 and the vendors that flagged nothing while events were present. The late kinds are a world of
 their own ("late kinds"), reported apart. See licanom.evaluation.nightly.
+
+An autoencoder is named with the input mode it reads, both modes side by side, e.g.
+
+    python -m benchmarks.eval_nightly --seeds dev --epochs 5 --by world,profile \
+        --detectors Tail_context,IForest_summary,TCN_AE:rows,TCN_AE:thesis,LSTM_AE:rows,LSTM_AE:thesis
+
+(GMM and KMeans on their latent code are judged beside them; --no-clustering skips that.)
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,26 +54,37 @@ def main(argv: list[str] | None = None) -> int:
                    help="report (the figures to publish), dev (for choosing), or a comma list (default: report)")
     p.add_argument("--worlds", default="all", help="'all' (the sweep and the late kinds) or a |-separated list of names")
     p.add_argument("--profiles", default=",".join(PROFILES))
-    p.add_argument("--detectors", default="Tail_context,IForest_summary")
+    p.add_argument("--detectors", default="Tail_context,IForest_summary",
+                   help="comma list of registered names; an autoencoder may name its input mode, e.g. TCN_AE:rows")
     p.add_argument("--days", type=int, default=21)
+    p.add_argument("--epochs", type=int, default=None, help="the autoencoders' epochs (default: the configuration's)")
+    p.add_argument("--no-clustering", action="store_true", help="skip GMM/KMeans on the latent code")
+    p.add_argument("--carry-rows-state", action="store_true",
+                   help="advance the rows encoder's state with each scored night (the flow keeps the training state)")
+    p.add_argument("--by", default="world", help="the summary's grouping besides the detector: world, or world,profile")
     p.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="vendors at once (processes)")
     p.add_argument("--out", type=Path, default=None, help="folder for per_vendor.csv, summary.csv and summary.md")
     p.add_argument("--summarise", type=Path, default=None, metavar="PER_VENDOR_CSV",
                    help="only print (and with --out write) the summary of an earlier run's per_vendor.csv")
     args = p.parse_args(argv)
+    by = (*[c.strip() for c in args.by.split(",")], "detector")
     if args.summarise:
-        summary = summarise(pl.read_csv(args.summarise, infer_schema_length=None))
+        summary = summarise(pl.read_csv(args.summarise, infer_schema_length=None), by=by)
         header = f"Summary of {args.summarise}.\n"
         return _write(header, summary, None, args.out)
     seeds = {"report": REPORT_SEEDS, "dev": DEV_SEEDS}.get(args.seeds) or tuple(int(s) for s in args.seeds.split(","))
     worlds = (*SWEEP, LATE) if args.worlds == "all" else tuple(WORLDS[n.strip()] for n in args.worlds.split("|"))
-    settings = NightlySettings(days=args.days, detectors=tuple(args.detectors.split(",")))
+    settings = NightlySettings(days=args.days, detectors=tuple(args.detectors.split(",")),
+                               clustering=not args.no_clustering, carry_rows_state=args.carry_rows_state)
+    if args.epochs is not None:
+        cfg = settings.config
+        settings = replace(settings, config=cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": args.epochs})}))
     t0 = time.perf_counter()
     per_vendor = run_sweep(worlds, profiles=args.profiles.split(","), seeds=seeds, settings=settings, jobs=args.jobs,
                            progress=lambda line: print(line, file=sys.stderr, flush=True))
-    summary = summarise(per_vendor)
+    summary = summarise(per_vendor, by=by)
     header = (f"Nightly mode, {args.days} days (train on the first {round(args.days * settings.train_fraction)}, "
-              f"score each later day), seeds {','.join(map(str, seeds))}, profiles {args.profiles}; "
+              f"score each later day), autoencoders {settings.config.train.epochs} epochs, seeds {','.join(map(str, seeds))}, profiles {args.profiles}; "
               f"{datetime.now(UTC):%Y-%m-%d}, {time.perf_counter() - t0:.0f} s, {args.jobs} job(s).\n"
               f"Command: python -m benchmarks.eval_nightly {' '.join(argv if argv is not None else sys.argv[1:])}\n")
     return _write(header, summary, per_vendor, args.out)

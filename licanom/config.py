@@ -66,6 +66,8 @@ class ValidateConfig(_Model):
 
 
 class EncodeConfig(_Model):
+    # conf/defaults.yaml (what a vendor's configuration starts from) chooses rows; the class keeps
+    # the thesis's encoder so a model bundle or evaluation built in code reads as before
     encoder: Literal["thesis", "frequency", "rows"] = "thesis"
     unknown: Literal["zero"] = "zero"
 

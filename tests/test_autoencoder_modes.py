@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -237,3 +238,33 @@ def test_planted_runaway_client_and_failure_loop_score_in_the_top_percent():
     bar = np.quantile(scores[normal], 0.99)
     for name, hold in holds.items():
         assert scores[hold].max() > bar, f"the {name}'s best chunk is not in the top 1%"
+
+
+def test_rows_state_advanced_by_a_scored_night_is_the_state_of_all_rows_so_far():
+    """A night's values, pairs and last requests carried into the next night's encoding: the
+    same new-flags and key gaps as a state fitted on the training rows and that night together."""
+    derived = derive(validate_log(make_raw_log(1200, seed=4)).valid)
+    train, night1, night2 = derived.slice(0, 500), derived.slice(500, 300), derived.slice(800, 400)
+    enc = RowsEncoder()
+    trained = enc.fit(train)
+    advanced = trained.rows.advanced(enc.fit(night1).rows)
+    both = enc.fit(pl.concat([train, night1])).rows
+    assert {e: set(v) for e, v in advanced.first_seen.items()} == {e: set(v) for e, v in both.first_seen.items()}
+    assert {e: set(v) for e, v in advanced.pairs.items()} == {e: set(v) for e, v in both.pairs.items()}
+    assert dict(advanced.key_last) == dict(both.key_last) and advanced.gap_fill == trained.rows.gap_fill
+    cols = [c for c in ROW_FEATURE_COLUMNS if c.startswith("r_new_")] + ["r_log_key_gap"]
+    carried = enc.encode(night2, replace(trained, rows=advanced)).select(cols)
+    assert carried.equals(enc.encode(night2, replace(trained, rows=both)).select(cols))
+    stale = enc.encode(night2, trained).select(cols)
+    assert stale["r_new_machine_to_key"].sum() > carried["r_new_machine_to_key"].sum()
+
+
+def test_a_next_event_model_on_rows_chunks_is_a_clear_error():
+    """DeepLog on chunks reads the thesis's success and action columns, which rows chunks lack."""
+    from licanom.config import SequenceConfig
+    from licanom.detectors import build
+
+    with pytest.raises(ValueError, match="encode.encoder: thesis"):
+        build("DeepLog", encode=EncodeConfig(encoder="rows"), sequence=SequenceConfig(mode="chunks"))
+    assert build("DeepLog", encode=EncodeConfig(encoder="rows"), sequence=SequenceConfig(mode="key")) is not None
+    assert build("DeepLog", encode=EncodeConfig(encoder="thesis")) is not None

@@ -21,7 +21,7 @@ def floating_vendor():
     A chunk holds an anomaly when any of its requests is labelled.
     """
     sim = simulate("floating", seed=11, days=14)
-    cfg = load_config(overrides={"split": {"method": "time"}})
+    cfg = load_config(overrides={"split": {"method": "time"}, "encode": {"encoder": "thesis"}})
     prepared = prepare(sim.log, cfg)
     truth = {
         kind: chunk_truth(prepared.encoded.frame, prepared.chunks, sim.labels.filter(pl.col("kind") == kind))

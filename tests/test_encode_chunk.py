@@ -16,6 +16,10 @@ from licanom.data.validate import validate_log
 from tests.conftest import make_raw_log
 
 
+def _thesis_config():  # the thesis's encoder by name (conf/defaults.yaml chooses the rows mode)
+    return load_config(overrides={"encode": {"encoder": "thesis"}})
+
+
 def test_countries_offline_and_unknown():
     got = countries(pl.Series(["8.8.8.8", "192.168.1.10", "", "10.0.0.1", "2001:4860::1", "8.8.8.8"]))
     assert got.to_list() == ["US", UNKNOWN_COUNTRY, UNKNOWN_COUNTRY, UNKNOWN_COUNTRY, "US", "US"]
@@ -44,7 +48,7 @@ def test_thesis_encoding_by_first_appearance():
 
 
 def test_encoding_is_stable_from_one_night_to_the_next(tmp_path):
-    cfg = load_config()
+    cfg = _thesis_config()
     log = validate_log(make_raw_log(600)).valid
     first = encode(log.head(400), cfg.encode)
     first.vocabulary.save(tmp_path / "vocab.json")
@@ -63,7 +67,7 @@ def test_encoding_is_stable_from_one_night_to_the_next(tmp_path):
 
 
 def _encoded(n: int) -> pl.DataFrame:
-    return encode(validate_log(make_raw_log(n)).valid, load_config().encode).frame
+    return encode(validate_log(make_raw_log(n)).valid, _thesis_config().encode).frame
 
 
 def test_chunk_shapes_and_boundaries():
@@ -149,7 +153,7 @@ def test_derive_fit_encode_equals_the_three_steps(seed):
     ("size", "stride", "partial"), [(50, 50, "drop"), (50, 20, "drop"), (40, 40, "overlap"), (30, 7, "overlap")]
 )
 def test_summary_counts_distinct_raw_values_also_unseen_ones(size, stride, partial):
-    cfg = load_config()
+    cfg = _thesis_config()
     log = validate_log(make_raw_log(400, seed=2)).valid
     vocabulary = encode(log.head(150), cfg.encode).vocabulary
     # rows 150.. hold values the vocabulary has not seen: several of them per window

@@ -335,6 +335,29 @@ class RowsState:
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"the vocabulary's rows state is malformed: {err}") from None
 
+    def advanced(self, later: RowsState) -> RowsState:
+        """This state with ``later``'s (the state of rows scored since, :meth:`RowsEncoder.fit`
+        on them) merged in: values and pairs keep their earliest time, each key its latest
+        request; the gap medians stay the training rows'. So a key first seen on one night is
+        not new again the next, and its gap is counted from its last scored request."""
+        def earliest(a: tuple[tuple, ...], b: tuple[tuple, ...]) -> tuple[tuple, ...]:
+            out: dict[tuple, int] = {}
+            for *value, t in (*a, *b):
+                k = tuple(value)
+                out[k] = min(t, out.get(k, t))
+            return tuple((*k, t) for k, t in out.items())
+
+        last = dict(self.key_last)
+        for k, t in later.key_last:
+            last[k] = max(t, last.get(k, t))
+        return RowsState(
+            first_seen={e: earliest(self.first_seen.get(e, ()), later.first_seen.get(e, ()))
+                        for e in {*self.first_seen, *later.first_seen}},
+            pairs={e: earliest(self.pairs.get(e, ()), later.pairs.get(e, ())) for e in {*self.pairs, *later.pairs}},
+            key_last=tuple(last.items()),
+            gap_fill=self.gap_fill,
+        )
+
     def known(self, entity: str) -> pl.DataFrame:
         """``entity`` (String), ``_t0`` (Int64): values and their first training time."""
         vals = self.first_seen.get(entity, ())

@@ -34,6 +34,11 @@ def _sequence(name: str, s: Settings, **extra: Any) -> Any:
 
         # per-key steps: the State's categories are the event; on thesis chunks, success and action
         # (and nothing else: the chunks' other columns are identity indices)
+        from licanom.data.encode import input_mode
+
+        if seq.mode == "chunks" and input_mode(s.encode.encoder) != "thesis":
+            raise ValueError(f"{name} on chunks reads the thesis's success and action columns: set "
+                             "encode.encoder: thesis, or sequence.mode: key (or key-machine)")
         events = EVENT_COLUMNS if seq.mode != "chunks" else (FEATURES.index("success"), FEATURES.index("action"))
         return DeepLogDetector(
             model=name, window=seq.window, top_g=seq.top_g, hidden=seq.next_event_hidden, top_g_end=seq.top_g_end,

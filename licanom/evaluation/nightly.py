@@ -9,6 +9,11 @@ training split, a model bundle), then every later day is scored as its own night
 scoring flow's calls (:func:`licanom.ops.bundle.score_log` with the carried tail and the key pairs
 of the earlier nights). Labels are read only to judge.
 
+A detector is named as registered (``Tail_context``), or, for an autoencoder, with the input
+mode it reads after a colon (``TCN_AE:rows``, ``TCN_AE:thesis``; :class:`Variant`): the
+vendor's log is then prepared once per encoder the variants need, the same night rows scored
+by each. A bare autoencoder name reads the mode of ``settings.config.encode.encoder``.
+
 Per (world, profile, seed, detector):
 
 * ``events_*``, ``found_*``: events with a row in a scored night chunk, and those found at the
@@ -21,6 +26,12 @@ Per (world, profile, seed, detector):
   ``labelled_budget`` false alarms per 10,000 chunks pass (the ranking's ceiling; not a usable
   decision);
 * ``auroc`` and ``auprc`` of the night chunks' scores, ``flagged``, ``chunks``, ``anomalous_chunks``;
+* ``train_seconds`` (building and fitting the detector and its bundle), ``score_seconds``;
+* for a detector with a latent code (the autoencoders) and ``settings.clustering``: the thesis's
+  two-cluster decision (:func:`licanom.detectors.clustering.cluster_anomalies`, GMM and KMeans, the
+  minority cluster flagged) on the latent codes of all the night chunks together (the held-out
+  days), judged like the default decision: ``gmm_flagged``, ``gmm_false_alarms``,
+  ``gmm_found`` (and ``kmeans_*``);
 * the night's entity results (licanom.detectors.entities, the same for every detector):
   ``entities``, ``entities_flagged``, ``entities_false`` (flagged entities holding no labelled
   row), ``found_entities`` (events with a row in a flagged entity) and ``found_either`` (by a
@@ -38,12 +49,17 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
 
 from licanom.config import Config
+
 from licanom.sim import ANOMALY_KINDS, LATE_KINDS, PROFILES, SimulatedLog, simulate, simulate_share
+
+if TYPE_CHECKING:
+    from licanom.ops.bundle import ModelBundle
 
 ALL_KINDS: tuple[str, ...] = (*ANOMALY_KINDS, *LATE_KINDS)
 DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
@@ -87,6 +103,45 @@ LATE: World = World("late kinds", 0.10, kinds=ALL_KINDS)
 WORLDS: dict[str, World] = {w.name: w for w in (*SWEEP, LATE)}
 
 
+InputMode = Literal["thesis", "rows"]
+INPUT_MODES: tuple[str, ...] = ("thesis", "rows")
+# the encoder each input mode is prepared with
+_MODE_ENCODER: dict[str, str] = {"thesis": "thesis", "rows": "rows"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A detector as the evaluation names it: the registered ``name`` and, for an autoencoder,
+    the input ``mode`` it reads (None: the configured encoder's)."""
+
+    name: str
+    mode: InputMode | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Variant:
+        """``"TCN_AE:rows"`` -> Variant("TCN_AE", "rows"); ``"Tail_context"`` -> Variant("Tail_context")."""
+        from licanom.detectors import names
+
+        name, sep, mode = text.strip().partition(":")
+        if name not in names():
+            raise ValueError(f"unknown detector {name!r} in {text!r}; registered: {', '.join(names())}")
+        if not sep:
+            return cls(name)
+        if mode not in INPUT_MODES:
+            raise ValueError(f"unknown input mode {mode!r} in {text!r}; expected one of {INPUT_MODES}")
+        if name not in names("autoencoder"):
+            raise ValueError(f"{text!r}: only an autoencoder takes an input mode, {name!r} is not one")
+        return cls(name, mode)  # type: ignore[arg-type]
+
+    @property
+    def label(self) -> str:
+        return self.name if self.mode is None else f"{self.name}:{self.mode}"
+
+    def encoder(self, default: str) -> str:
+        """The encoder the vendor's log is prepared with for this variant."""
+        return default if self.mode is None else _MODE_ENCODER[self.mode]
+
+
 @dataclass(frozen=True)
 class NightlySettings:
     """How each vendor is run: days, the training share of them, detectors, the label budget."""
@@ -96,17 +151,26 @@ class NightlySettings:
     detectors: tuple[str, ...] = ("Tail_context", "IForest_summary")
     labelled_budget: float = 20.0  # false alarms per 10,000 chunks for the labelled-threshold row
     config: Config = field(default_factory=lambda: Config(vendor="eval"))
+    clustering: bool = True  # GMM/KMeans on the latent code of detectors that have one
+    # the rows encoder's state (values, key pairs and each key's last request seen): False keeps
+    # the training rows' state every night, as the scoring flow does today; True advances it with
+    # each scored night's rows (RowsState.advanced), what a state carried between nights would give
+    carry_rows_state: bool = False
 
     def check(self) -> None:
-        from licanom.detectors import names
-
         if self.days < 3:
             raise ValueError(f"days must be at least 3, got {self.days}")
         if not 0 < self.train_fraction < 1:
             raise ValueError(f"train_fraction must lie in (0, 1), got {self.train_fraction}")
-        unknown = [d for d in self.detectors if d not in names()]
-        if unknown or not self.detectors:
-            raise ValueError(f"unknown or no detector(s) {unknown}; registered: {', '.join(names())}")
+        if not self.detectors:
+            raise ValueError("no detector to evaluate")
+        labels = [v.label for v in self.variants]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"a detector is named twice: {', '.join(self.detectors)}")
+
+    @property
+    def variants(self) -> tuple[Variant, ...]:
+        return tuple(Variant.parse(d) for d in self.detectors)
 
 
 def _truth(chunks: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog) -> tuple[np.ndarray, list[set[int]], np.ndarray]:
@@ -155,11 +219,12 @@ def _flag_at_budget(truth: np.ndarray, scores: np.ndarray, per_10k: float) -> np
 
 def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings) -> list[dict[str, object]]:
     """One simulated vendor in nightly mode: a row per detector (see the module text)."""
-    from licanom.ops.bundle import ModelBundle, pairs_seen, score_log, with_seen
+    from licanom.ops.bundle import (ModelBundle, fit_entities, make_windows, pairs_seen, score_entities, score_windows,
+                                validate_rows, with_seen)
     from licanom.data.context_vector import KeyHistory
     from licanom.detectors import build, inputs_of, spec
     from licanom.evaluation.labels import auroc
-    from licanom.data.pipeline import prepare
+    from licanom.data.pipeline import Prepared, prepare
 
     sim = world.simulate(profile, seed, settings.days)
     log = sim.log
@@ -168,18 +233,28 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
         days=max(1, round(settings.days * settings.train_fraction)))
     train_raw = log.filter(pl.col("Time") < cut)
     night_raw = log.filter(pl.col("Time") >= cut)
-    cfg = settings.config
-    prepared = prepare(train_raw, cfg)
-    cfg = cfg.for_size(int((~prepared.test_mask).sum()))
-    frame = prepared.encoded.frame
-    from licanom.ops.bundle import fit_entities, score_entities
+    base = settings.config
+    default_encoder = base.encode.encoder
+    prepared_by: dict[str, tuple[Prepared, Config]] = {}
 
-    entity_model = fit_entities(frame)
+    def prepared_for(encoder: str) -> tuple[Prepared, Config]:
+        # one preparation per encoder the variants need, the same rows and split in each
+        if encoder not in prepared_by:
+            cfg = base.model_copy(update={"encode": base.encode.model_copy(update={"encoder": encoder})})
+            prep = prepare(train_raw, cfg)
+            prepared_by[encoder] = (prep, cfg.for_size(int((~prep.test_mask).sum())))
+        return prepared_by[encoder]
+
+    first, _ = prepared_for(default_encoder)
+    entity_model = fit_entities(first.encoded.frame)
     nights = night_raw.with_columns(pl.col("Time").dt.truncate("1d").alias("_night")).partition_by(
         "_night", maintain_order=True, include_key=False)
     rows: list[dict[str, object]] = []
-    for name in settings.detectors:
+    for variant in settings.variants:
+        name = variant.name
         t0 = time.perf_counter()
+        prepared, cfg = prepared_for(variant.encoder(default_encoder))
+        frame = prepared.encoded.frame
         entry = spec(name)
         detector = build(name, cfg.train, cfg.detect, cfg.sequence, cfg.context, cfg.encode, progress_bar=False)
         X = inputs_of(entry.inputs, prepared.chunks, frame)
@@ -190,26 +265,66 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
                              key_history=KeyHistory.from_rows(frame) if entry.inputs == "context" else None,
                              entity_model=entity_model)
         t1 = time.perf_counter()
-        carry, seen, scored, entities = None, None, [], []
+        latent_of = getattr(detector, "encode", None) if settings.clustering and entry.inputs == "chunks" else None
+        carry, seen, scored, entities, latents = None, None, [], [], []
         for night in nights:
             current = with_seen(bundle, seen)
-            result = score_log(current, night, carry)
-            carry = result.tail
-            judged = score_entities(current, result.validation.valid)
+            # score_log's steps, the windows kept for the latent code
+            validation = validate_rows(current, night)
+            windows = make_windows(current, validation.valid, carry)
+            chunks_night = score_windows(current, windows)
+            carry = windows.tail
+            judged = score_entities(current, validation.valid)
             if judged is not None:
                 entities.append(judged)
-            if result.chunks.height:
-                scored.append(result.chunks)
-                from licanom.ops.bundle import make_windows
-
-                new = pairs_seen(current, make_windows(current, result.validation.valid, None))
+            if chunks_night.height:
+                scored.append(chunks_night)
+                if latent_of is not None and windows.chunks is not None:
+                    latents.append(np.asarray(latent_of(windows.chunks.X)))
+                new = pairs_seen(current, make_windows(current, validation.valid, None))
                 seen = new if seen is None or new is None else seen.union(new)
+            if settings.carry_rows_state and bundle.vocabulary.rows is not None and validation.valid.height:
+                bundle = _advance_rows(bundle, validation.valid)
         t2 = time.perf_counter()
         chunks = pl.concat(scored) if scored else None
-        row = _judge(world, profile, seed, name, entry.family, chunks, log, sim, settings,
+        row = _judge(world, profile, seed, variant.label, entry.family, chunks, log, sim, settings,
                      train_seconds=t1 - t0, score_seconds=t2 - t1, auroc=auroc)
+        row["epochs"] = cfg.train.epochs if entry.family == "autoencoder" else None
+        if latents and chunks is not None:
+            row.update(_judge_clusters(np.concatenate(latents), chunks, log, sim, cfg.detect.clustering_seed))
         rows.append(_judge_entities(row, pl.concat(entities) if entities else None, chunks, log, sim))
     return rows
+
+
+def _advance_rows(bundle: ModelBundle, valid: pl.DataFrame) -> ModelBundle:
+    """The bundle with its rows encoder's state advanced by a scored night's valid rows."""
+    from licanom.data.derive import derive
+    from licanom.data.encode import RowsEncoder
+
+    vocabulary = bundle.vocabulary
+    assert vocabulary.rows is not None
+    later = RowsEncoder().fit(derive(valid)).rows
+    assert later is not None
+    return replace(bundle, vocabulary=replace(vocabulary, rows=vocabulary.rows.advanced(later)))
+
+
+def _judge_clusters(latent: np.ndarray, chunks: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog,
+                    seed: int) -> dict[str, object]:
+    """GMM and KMeans on the night chunks' latent codes (the minority cluster flagged), judged
+    like the default decision: chunks flagged, flagged chunks holding no labelled row, events found."""
+    from licanom.detectors.clustering import cluster_anomalies
+
+    if len(latent) != chunks.height:
+        raise ValueError(f"{len(latent)} latent codes for {chunks.height} scored chunks")
+    truth, held, _ = _truth(chunks, log, sim)
+    present = set().union(*held) if held else set()
+    out: dict[str, object] = {}
+    for method in ("gmm", "kmeans"):
+        flagged = cluster_anomalies(latent, method, seed=seed).astype(bool)  # type: ignore[arg-type]
+        out[f"{method}_flagged"] = int(flagged.sum())
+        out[f"{method}_false_alarms"] = int((flagged & ~truth).sum())
+        out[f"{method}_found"] = len(_found(held, flagged) & present)
+    return out
 
 
 def _judge(world: World, profile: str, seed: int, name: str, family: str, chunks: pl.DataFrame | None,
@@ -320,7 +435,8 @@ def _one_thread() -> None:
 def summarise(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector")) -> pl.DataFrame:
     """Pooled over profiles and seeds: events found (share) per kind, false alarms per 10,000
     chunks (all, and outside incidents), the labelled-threshold row, vendors that flagged nothing
-    while events were present, and mean AUROC / AUPRC."""
+    while events were present, mean AUROC / AUPRC, mean training seconds per vendor, and (where
+    measured) GMM's and KMeans's share of normal chunks flagged and events found."""
     f = per_vendor.filter(pl.col("chunks") > 0)
     kinds = [k for k in ALL_KINDS if f"events_{k}" in f.columns]
     aggs = [
@@ -334,6 +450,7 @@ def summarise(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector"
         (pl.col("false_alarms_elsewhere").sum() * 10_000 / pl.col("chunks").sum()).alias("fa_elsewhere_per_10k"),
         ((pl.col("flagged") == 0) & (pl.col("events") > 0)).sum().alias("silent_vendors"),
         pl.col("auroc").fill_nan(None).mean(), pl.col("auprc").fill_nan(None).mean(),
+        pl.col("train_seconds").mean(),
         *[(pl.col(f"found_{k}").sum() / pl.col(f"events_{k}").sum()).alias(k) for k in kinds],
     ]
     if "found_either" in f.columns:
@@ -343,6 +460,16 @@ def summarise(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector"
             (pl.col("entities_false").sum() * 10_000 / pl.col("entities").sum()).alias("entity_fa_per_10k"),
             *[(pl.col(f"found_either_{k}").sum() / pl.col(f"events_{k}").sum()).alias(f"either_{k}") for k in kinds],
         ]
+    for method in ("gmm", "kmeans"):
+        if f"{method}_found" in f.columns:
+            normal = pl.col("chunks") - pl.col("anomalous_chunks")
+            has = pl.col(f"{method}_found").is_not_null()
+            aggs += [  # null for a detector without a latent code
+                pl.when(has.any()).then(pl.col(f"{method}_false_alarms").sum() / normal.filter(has).sum())
+                .alias(f"{method}_normal_flagged"),
+                pl.when(has.any()).then(pl.col(f"{method}_found").sum() / pl.col("events").filter(has).sum())
+                .alias(f"{method}_found"),
+            ]
     return f.group_by(list(by), maintain_order=True).agg(aggs)
 
 

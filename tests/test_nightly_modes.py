@@ -1,0 +1,48 @@
+"""The nightly evaluation with an autoencoder named in each input mode (licanom.evaluation.nightly)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from licanom.config import Config, TrainConfig
+from licanom.evaluation.nightly import NightlySettings, Variant, World, run_vendor, summarise
+
+
+def test_variant_names_parse_and_bad_ones_are_named():
+    assert Variant.parse("TCN_AE:rows") == Variant("TCN_AE", "rows")
+    assert Variant.parse("LSTM_AE:thesis").label == "LSTM_AE:thesis"
+    assert Variant.parse("Tail_context") == Variant("Tail_context", None)
+    assert Variant("TCN_AE").encoder("thesis") == "thesis" and Variant("TCN_AE", "rows").encoder("thesis") == "rows"
+    with pytest.raises(ValueError, match="NOPE"):
+        Variant.parse("NOPE:rows")
+    with pytest.raises(ValueError, match="input mode 'pixels'"):
+        Variant.parse("TCN_AE:pixels")
+    with pytest.raises(ValueError, match="only an autoencoder"):
+        Variant.parse("Tail_context:rows")
+    with pytest.raises(ValueError, match="named twice"):
+        NightlySettings(detectors=("TCN_AE:rows", "TCN_AE:rows")).check()
+
+
+def test_both_modes_scored_on_the_same_nights_with_clustering():
+    cfg = Config(vendor="eval", train=TrainConfig(epochs=1, batch_size=32, threads=1))
+    settings = NightlySettings(days=5, detectors=("Tail_context", "TCN_AE_Small:thesis", "TCN_AE_Small:rows"),
+                               config=cfg)
+    rows = run_vendor(World("tiny", None), "floating", 5, settings)
+    frame = pl.DataFrame(rows, infer_schema_length=None)
+    assert frame["detector"].to_list() == ["Tail_context", "TCN_AE_Small:thesis", "TCN_AE_Small:rows"]
+    # the same night chunks and events judged for each
+    assert frame["chunks"].n_unique() == 1 and frame["chunks"][0] > 0
+    assert frame["events"].n_unique() == 1
+    assert frame["epochs"].to_list() == [None, 1, 1]
+    ae = frame.filter(pl.col("family") == "autoencoder")
+    assert ae["auroc"][0] != ae["auroc"][1]  # two different inputs, two different rankings
+    for method in ("gmm", "kmeans"):
+        assert frame[f"{method}_flagged"][0] is None  # the context model has no latent code
+        assert (ae[f"{method}_false_alarms"] <= ae[f"{method}_flagged"]).all()
+        assert (ae[f"{method}_found"] <= ae["events"]).all()
+    summary = summarise(frame, by=("world", "profile", "detector"))
+    assert summary["detector"].to_list() == frame["detector"].to_list()
+    assert summary.filter(pl.col("detector") == "Tail_context")["gmm_normal_flagged"][0] is None
+    shares = summary[1:]
+    assert ((shares["gmm_normal_flagged"] >= 0) & (shares["gmm_normal_flagged"] <= 1)).all()
