@@ -58,3 +58,28 @@ def test_the_readme_folder_table_lists_every_package() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [p for p in PACKAGES if f"| `licanom/{p}/` |" not in readme]
     assert not missing
+
+
+def test_the_registry_names_match_the_families_own_lists() -> None:
+    from licanom.detectors import catalog
+    from licanom.detectors.autoencoders.nets import NETS
+    from licanom.detectors.sequence.detector import ERGEN_MODELS, NEXT_EVENT_MODELS
+
+    assert catalog.AUTOENCODERS == tuple(NETS)
+    assert (catalog.ERGEN_MODELS, catalog.NEXT_EVENT_MODELS) == (ERGEN_MODELS, NEXT_EVENT_MODELS)
+
+
+def test_a_context_models_night_does_not_import_torch() -> None:
+    """A night of the default detector reads no network: torch and Lightning (seconds of start-up
+    in every new process) stay out until a family that needs them is built."""
+    import subprocess
+    import sys
+
+    code = ("import sys, licanom.ops.nightly, licanom.ops.bundle, licanom.ops.detect\n"
+            "from licanom.detectors import build, names, spec\n"
+            "assert len(names()) >= 20 and spec('Tail_context').family == 'context'\n"
+            "build('Tail_context', context=None)\n"
+            "print(sorted(m for m in ('torch', 'lightning', 'pytorch_lightning') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

@@ -7,20 +7,25 @@ detector (:mod:`.detector`); the SMO dual solver and the smooth hinge live in :m
 length-bucketed batching in :mod:`.data`.
 """
 
-from licanom.detectors.sequence.deeplog import DeepLogDetector
-from licanom.detectors.sequence.decide import Convergence, tie_safe_threshold
-from licanom.detectors.sequence.detector import (
-    ERGEN_MODELS,
-    NEXT_EVENT_MODELS,
-    SEQUENCE_MODELS,
-    SOLVERS,
-    SequenceDetector,
-    TrainingHistory,
-    build_detector,
-    load_detector,
-)
-from licanom.detectors.sequence.nets import cayley_step, orthonormality_error
-from licanom.detectors.sequence.svm import DualSolution, smooth_hinge, solve_dual
+from importlib import import_module
+from typing import Any
+
+# Public names and the module each lives in, imported on first use (PEP 562): reading per-key
+# sessions (:mod:`.sessions`) must not pay for torch and Lightning.
+_HOME = {
+    "DeepLogDetector": "deeplog", "Convergence": "decide", "tie_safe_threshold": "decide",
+    **dict.fromkeys(("ERGEN_MODELS", "NEXT_EVENT_MODELS", "SEQUENCE_MODELS", "SOLVERS", "SequenceDetector",
+                     "TrainingHistory", "build_detector", "load_detector"), "detector"),
+    "cayley_step": "nets", "orthonormality_error": "nets",
+    "DualSolution": "svm", "smooth_hinge": "svm", "solve_dual": "svm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOME:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_HOME[name]}"), name)
+
 
 __all__ = [
     "ERGEN_MODELS",
