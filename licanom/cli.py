@@ -205,7 +205,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         outcome.detector.save(out / "models" / f"{row['model']}.pt")
 
     detection = detect(prepared, cfg.train, cfg.detect, on_model=progress, sequence=cfg.sequence, context=cfg.context,
-                       labels=labels, split=cfg.split)
+                       encode=cfg.encode, labels=labels, split=cfg.split)
     det = detection.primary.detector
     chunks, sequences, rows = detection.chunks, detection.sequences, prepared.validation.valid
     scored_rows = None  # derived rows of the scored log when it is another one

@@ -24,5 +24,6 @@ def one_thread() -> None:
 def fit(cfg: Config, model: str, X: Any, test_mask: np.ndarray, checkpoint_dir: str) -> ModelOutcome:
     """Fit ``model`` on its inputs ``X`` as :func:`licanom.ops.training.train_variant` does (its settings,
     its checkpoints) and score them."""
-    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, checkpoint_dir=checkpoint_dir)
+    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, cfg.encode,
+                             checkpoint_dir=checkpoint_dir)
     return evaluate_model(detector, X, test_mask, cfg.detect)

@@ -196,7 +196,8 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
         )
     checkpoints = checkpoint_dir(cfg, prepared, model)
     detector = (fitted.detector if fitted is not None else
-                make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, checkpoint_dir=str(checkpoints)))
+                make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, cfg.encode,
+                              checkpoint_dir=str(checkpoints)))
     with tracker.run(cfg.vendor, model, "variant", parent_run_id, tags={"model": model}) as run_id:
         _log_training_data(tracker, run_id, cfg, prepared)
         live: dict[str, Any] = {"module": None, "epochs": set()}
