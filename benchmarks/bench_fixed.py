@@ -113,14 +113,10 @@ def install(clock: Clock) -> None:
 
 
 def write_conf(root: Path, names: list[str], days: int) -> Path:
-    conf = root / "conf"
-    (conf / "vendors").mkdir(parents=True)
-    (conf / "defaults.yaml").write_text((ROOT / "conf" / "defaults.yaml").read_text())
-    for i, name in enumerate(names):
-        (conf / "vendors" / f"{name}.yaml").write_text(
-            f"output_dir: {root / 'out'}\n"
-            f"source: {{kind: simulate, profile: floating, seed: {i + 1}, days: {days}}}\n"
-            "train: {models: [Tail_context], threads: 1}\n")
+    """The vendors' conf (bench_load's, one Tail_context each) and an SQLite MLflow store under ``root``."""
+    from benchmarks.bench_load import write_conf as vendors_conf
+
+    conf = vendors_conf(root, names, days, "Tail_context", 1)
     (root / "mlflow.yaml").write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\n"
                                       f"artifact_location: {root / 'artifacts'}\n")
     return conf

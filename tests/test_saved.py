@@ -33,7 +33,7 @@ def test_a_file_written_before_the_packages_loads(tmp_path: Path) -> None:
     path = _old_file(payload, tmp_path / "old.pkl", {b"clicanom.detectors.context\n": b"clicanom.context\n",
                                                        b"clicanom.data.context_vector\n": b"clicanom.context\n"})
     assert b"licanom.detectors" not in path.read_bytes() and b"licanom.data" not in path.read_bytes()
-    got = load_pickle(path, "context detector")
+    got = load_pickle(path, "context detector", {1})
     assert isinstance(got["estimator"], TailModel) and isinstance(got["history"], KeyHistory)
     assert got["history"].machines.equals(history.machines)
     x = np.array([[3.0, 50.0]])
@@ -43,7 +43,10 @@ def test_a_file_written_before_the_packages_loads(tmp_path: Path) -> None:
 def test_an_unreadable_file_names_itself(tmp_path: Path) -> None:
     path = _old_file({"x": TailModel()}, tmp_path / "alien.pkl", {b"clicanom.detectors.context\n": b"clicanom.nowhere\n"})
     with pytest.raises(ValueError, match="alien.pkl: not a readable context detector file"):
-        load_pickle(path, "context detector")
+        load_pickle(path, "context detector", {1})
     (tmp_path / "cut.pkl").write_bytes(pickle.dumps({"a": 1})[:5])
     with pytest.raises(ValueError, match="cut.pkl"):
-        load_pickle(tmp_path / "cut.pkl", "entity model")
+        load_pickle(tmp_path / "cut.pkl", "entity model", {1})
+    (tmp_path / "new.pkl").write_bytes(pickle.dumps({"format": 9}))
+    with pytest.raises(ValueError, match=r"new.pkl: unsupported entity model file \(format 9, this version reads 1, 2\)"):
+        load_pickle(tmp_path / "new.pkl", "entity model", {1, 2})

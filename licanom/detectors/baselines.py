@@ -114,9 +114,7 @@ class SklearnDetector(BaseDetector):
 
     @classmethod
     def load(cls, path: str | Path) -> SklearnDetector:
-        payload = load_pickle(path, "baseline detector")
-        if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
-            raise ValueError(f"{path}: not a baseline detector file of format {SAVE_FORMAT}; retrain the vendor's models")
+        payload = load_pickle(path, "baseline detector", {SAVE_FORMAT})
         return payload["detector"]
 
 

@@ -292,11 +292,7 @@ class ContextDetector(BaseDetector):
 
     @classmethod
     def load(cls, path: str | Path) -> ContextDetector:
-        payload = load_pickle(path, "context detector")
-        if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
-            found = payload.get("format") if isinstance(payload, dict) else None
-            raise ValueError(f"{path}: unsupported context detector file (format {found!r}, this version reads "
-                             f"{SAVE_FORMAT}); retrain the vendor's models")
+        payload = load_pickle(path, "context detector", {SAVE_FORMAT})
         if payload["columns"] != list(CONTEXT_COLUMNS):
             raise ValueError(f"{path}: written for context columns {payload['columns']}, this version has {list(CONTEXT_COLUMNS)}")
         det = cls(**payload["settings"], threshold_params=tuple(tuple(p) for p in payload["threshold_params"]))

@@ -873,11 +873,7 @@ class EntityModel:
     @classmethod
     def load(cls, path: str | Path) -> EntityModel:
         """Read a model :meth:`save` wrote."""
-        payload = load_pickle(path, "entity model")
-        if not isinstance(payload, dict) or payload.get("format") not in _READABLE_FORMATS:
-            found = payload.get("format") if isinstance(payload, dict) else None
-            raise ValueError(f"{path}: unsupported entity model file (format {found!r}, this version reads "
-                             f"{SAVE_FORMAT}); retrain the vendor's models")
+        payload = load_pickle(path, "entity model", _READABLE_FORMATS)
         if payload["features"] != {k: [n for n, _ in v] for k, v in FEATURES.items()}:
             raise ValueError(f"{path}: written for other entity features; retrain the vendor's models")
         refs = []

@@ -10,6 +10,7 @@ naming the file, not a stack trace.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,17 @@ class _Unpickler(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def load_pickle(path: str | Path, what: str) -> Any:
-    """The object pickled in ``path`` by this project (any version); ValueError naming the file
-    when it cannot be read."""
+def load_pickle(path: str | Path, what: str, formats: Collection[int]) -> dict[str, Any]:
+    """The payload (a dict with its ``format``) pickled in ``path`` by this project, from any
+    release whose format is among ``formats``; ValueError naming the file when it cannot be read
+    or is of another format."""
     try:
         with Path(path).open("rb") as f:
-            return _Unpickler(f).load()  # noqa: S301 - a file this project wrote
+            payload = _Unpickler(f).load()  # noqa: S301 - a file this project wrote
     except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, ImportError) as e:
         raise ValueError(f"{path}: not a readable {what} file ({type(e).__name__}); retrain the vendor's models") from None
+    if not isinstance(payload, dict) or payload.get("format") not in formats:
+        found = payload.get("format") if isinstance(payload, dict) else None
+        raise ValueError(f"{path}: unsupported {what} file (format {found!r}, this version reads "
+                         f"{', '.join(map(str, sorted(formats)))}); retrain the vendor's models")
+    return payload
