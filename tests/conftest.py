@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,6 +56,26 @@ def make_raw_log(n: int = 1000, seed: int = 0, start: datetime | None = None) ->
 @pytest.fixture
 def raw_log() -> pl.DataFrame:
     return make_raw_log()
+
+
+@pytest.fixture(autouse=True)
+def _prefect_console_outlives_the_test():
+    """Prefect (re)binds its console log handlers to the sys.stderr of the moment it sets logging
+    up (on import, when a server starts): inside a test that captures with capfd, that test's
+    stream, closed after it. Every later flow in the same process then failed to log ("I/O
+    operation on closed file", then a recursion in Prefect's error printing). After each test,
+    a handler left on a closed stream is pointed at the current sys.stderr."""
+    yield
+    if "prefect.logging.handlers" not in sys.modules:
+        return
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger(), *(lg for lg in logging.root.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    for handler in (h for lg in loggers for h in lg.handlers if isinstance(h, PrefectConsoleHandler)):
+        if getattr(handler.stream, "closed", False):
+            handler.stream = sys.stderr  # not setStream: it flushes the closed one first
+            handler.console.file = sys.stderr
 
 
 @pytest.fixture(scope="session")
