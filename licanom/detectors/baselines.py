@@ -9,8 +9,6 @@ neighbour). ``own_threshold_`` is ``-offset_``, scikit-learn's own decision (con
 
 from __future__ import annotations
 
-import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -19,7 +17,7 @@ import numpy as np
 
 from licanom.detectors.base import BaseDetector
 from licanom.detectors.decision import DECISIONS, decide
-from licanom.detectors.saved import load_pickle
+from licanom.detectors.saved import load_pickle, save_pickle
 
 SAVE_FORMAT = 1
 
@@ -106,11 +104,7 @@ class SklearnDetector(BaseDetector):
             raise RuntimeError("this detector is not fitted yet: call fit()")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("wb") as f:
-            pickle.dump({"format": SAVE_FORMAT, "detector": self}, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-        return path
+        return save_pickle(path, {"format": SAVE_FORMAT, "detector": self})
 
     @classmethod
     def load(cls, path: str | Path) -> SklearnDetector:

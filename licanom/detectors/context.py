@@ -4,8 +4,6 @@
 
 from __future__ import annotations
 
-import os
-import pickle
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +15,7 @@ from licanom.detectors import thresholds as th
 from licanom.detectors.base import BaseDetector
 from licanom.detectors.decision import DECISIONS, Calibration, decide
 from licanom.data.context_vector import CONTEXT_COLUMNS
-from licanom.detectors.saved import load_pickle
+from licanom.detectors.saved import load_pickle, save_pickle
 
 __all__ = ["CONTEXT_COLUMNS", "CONTEXT_MODELS", "ContextDetector", "TailModel"]
 
@@ -284,11 +282,7 @@ class ContextDetector(BaseDetector):
             "threshold": self.threshold_, "threshold_method": self.threshold_method_, "seconds": self.seconds_,
             "columns": list(CONTEXT_COLUMNS),
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-        return path
+        return save_pickle(path, payload)
 
     @classmethod
     def load(cls, path: str | Path) -> ContextDetector:

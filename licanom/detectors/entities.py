@@ -50,8 +50,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import pickle
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from importlib import resources
@@ -65,7 +63,7 @@ from licanom.data.columns import UNKNOWN_COUNTRY
 from licanom.data.context_vector import KeyHistory
 from licanom.detectors.context import TailModel
 from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, Calibration
-from licanom.detectors.saved import load_pickle
+from licanom.detectors.saved import load_pickle, save_pickle
 
 __all__ = [
     "ENTITY_COLUMNS", "ENTITY_KINDS", "ENTITY_SCHEMA", "FEATURES", "LICENCE_MODELS", "MIN_PEER_ENTITIES", "MIN_PEER_KEYS",
@@ -864,11 +862,7 @@ class EntityModel:
             "population": [list(p) for p in self.population],
             "groups": _parquet(self.groups) if self.groups is not None else None,
         }
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as f:
-            pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-        return path
+        return save_pickle(path, payload)
 
     @classmethod
     def load(cls, path: str | Path) -> EntityModel:

@@ -1,4 +1,5 @@
-"""Reading the files detectors pickled, including those written before the package reorganisation.
+"""The files detectors pickle: written atomically, and read back, including those written before
+the package reorganisation.
 
 Models registered in MLflow outlive a release: a vendor's champion pickled when the library's
 modules were flat (``licanom.context``, ``licanom.models.nets``, ...) must still load after they
@@ -9,6 +10,7 @@ naming the file, not a stack trace.
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Collection
 from pathlib import Path
@@ -55,3 +57,13 @@ def load_pickle(path: str | Path, what: str, formats: Collection[int]) -> dict[s
         raise ValueError(f"{path}: unsupported {what} file (format {found!r}, this version reads "
                          f"{', '.join(map(str, sorted(formats)))}); retrain the vendor's models")
     return payload
+
+
+def save_pickle(path: Path, payload: dict[str, Any]) -> Path:
+    """Pickle ``payload`` (a dict with its ``format``) to ``path`` atomically: a reader sees the
+    old file or the new one, never half of one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return path
