@@ -1,16 +1,19 @@
 """A vendor's scoring state between nights: the watermark (last Id accounted for), the carried
 tail, the far-beyond Ids already quarantined and, for a context model, the (key, machine code)
 and (key, country) pairs seen in the nights scored since the model was trained (so that a pair
-is new to its key once, not every night).
+is new to its key once, not every night); for a model that reads the rows mode, the rows
+encoder's state of those nights (:class:`licanom.data.encode.RowsState`: each value's and pair's
+first time, each key's last request), which advances the training rows' state.
 
 Layout under ``out/<vendor>/state/``:
 
-- ``g-<n>/``: one generation, written once and never changed: ``tail.parquet`` and the key
-  pairs (``key_machines.parquet``, ``key_countries.parquet``);
+- ``g-<n>/``: one generation, written once and never changed: ``tail.parquet``, the key
+  pairs (``key_machines.parquet``, ``key_countries.parquet``) and the rows state
+  (``rows_state.json``);
 - ``state.json``: the watermark, the model version, the generation it belongs to and the
-  night it published. Replacing it (one ``rename``) commits the watermark, the tail, the pairs
-  and the night together: a process killed at any moment leaves either the old state or the
-  new one, never half of each.
+  night it published. Replacing it (one ``rename``) commits the watermark, the tail, the pairs,
+  the rows state and the night together: a process killed at any moment leaves either the old
+  state or the new one, never half of each.
 
 A ``state.json`` of the first layout (no ``format``; tail and pairs beside it) is still read.
 """
@@ -33,9 +36,11 @@ import polars as pl
 
 from licanom.data.columns import RAW
 from licanom.data.context_vector import KeyHistory
+from licanom.data.encode import RowsState
 
 STATE_FORMAT = 2
 STATE_FILE = "state.json"
+ROWS_FILE = "rows_state.json"  # in the generation: the rows encoder's state of the nights scored
 
 # --- fault injection ----------------------------------------------------------------------
 
@@ -114,6 +119,7 @@ class VendorState:
     tail: pl.DataFrame     # valid rows after the last full window, scored next time
     model_version: str | None = None
     seen: KeyHistory | None = None  # pairs of the nights scored with model_version (context models)
+    rows: RowsState | None = None  # rows encoder's state of the nights scored with model_version (rows mode)
     ahead: tuple[int, ...] = ()  # Ids beyond the watermark already quarantined (far beyond): not read again
     generation: int = 0
     night: NightRecord | None = None  # the night this state was committed with
@@ -122,6 +128,11 @@ class VendorState:
     def seen_by(self, model_version: str | None) -> KeyHistory | None:
         """The pairs seen by ``model_version``; None for another version (a new model starts afresh)."""
         return self.seen if self.model_version == model_version else None
+
+    def rows_by(self, model_version: str | None) -> RowsState | None:
+        """The rows state of the nights ``model_version`` scored; None for another version (a new
+        model starts from its training rows' state)."""
+        return self.rows if self.model_version == model_version else None
 
 
 def state_dir(output_dir: Path, vendor: str) -> Path:
@@ -175,8 +186,13 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
         seen = KeyHistory.load(files)
     except (OSError, pl.exceptions.PolarsError) as err:
         raise _corrupt(files / "key_machines.parquet", err, output_dir, vendor) from err
+    rows_path = files / ROWS_FILE
+    try:
+        rows = RowsState.from_dict(json.loads(rows_path.read_text())) if rows_path.exists() else None
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise _corrupt(rows_path, err, output_dir, vendor) from err
     return VendorState(watermark=watermark, tail=tail.select(RAW), model_version=model_version, seen=seen,
-                       ahead=ahead, generation=generation, night=night)
+                       rows=rows, ahead=ahead, generation=generation, night=night)
 
 
 def _fsync(path: Path) -> None:
@@ -201,6 +217,8 @@ def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
     new.tail.select(RAW).write_parquet(g / "tail.parquet")
     if new.seen is not None:
         new.seen.save(g)
+    if new.rows is not None:
+        (g / ROWS_FILE).write_text(json.dumps(new.rows.to_dict(), sort_keys=True))
     for f in g.iterdir():
         _fsync(f)
     _fsync(g)
@@ -295,14 +313,17 @@ def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: fl
 
 def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataFrame,
             model_version: str | None, seen: KeyHistory | None = None, *,
-            ahead: tuple[int, ...] | None = None, night: NightRecord | None = None) -> VendorState:
+            ahead: tuple[int, ...] | None = None, night: NightRecord | None = None,
+            rows: RowsState | None = None) -> VendorState:
     """Record a finished night: the new watermark, the rows to carry into the next one, the key
     pairs it saw (``seen``, added to those of the earlier nights of the same model version),
-    the far-beyond Ids it quarantined (``ahead``) and the night folder it publishes (``night``).
+    the rows encoder's state of the rows it scored (``rows``, advancing that of the earlier
+    nights of the same model version), the far-beyond Ids it quarantined (``ahead``) and the
+    night folder it publishes (``night``).
 
     The watermark never moves back: re-running an older night (``since`` below the current
-    watermark) keeps the state as it was; only its ``night`` is recorded, so that its folder is
-    published like any other.
+    watermark) keeps the state as it was, pairs and rows state included; only its ``night`` is
+    recorded, so that its folder is published like any other.
     """
     current = load_state(output_dir, vendor)
     kept = tuple(sorted({*current.ahead, *(ahead or ())}))
@@ -317,7 +338,12 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
         seen = earlier.union(seen)
     elif seen is None and current.model_version == model_version:
         seen = earlier  # a night with no full window adds no pairs and loses none
-    new = VendorState(watermark=watermark, tail=tail, model_version=model_version, seen=seen,
+    rows_before = current.rows_by(model_version)
+    if rows is not None and rows_before is not None:
+        rows = rows_before.advanced(rows)
+    elif rows is None:
+        rows = rows_before  # likewise: a night with no full window keeps the rows state
+    new = VendorState(watermark=watermark, tail=tail, model_version=model_version, seen=seen, rows=rows,
                       ahead=tuple(i for i in kept if watermark is None or i > watermark),
                       generation=current.generation, night=night)
     return commit(output_dir, vendor, new)
