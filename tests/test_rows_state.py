@@ -22,7 +22,8 @@ import pytest
 
 from licanom.config import ChunkConfig, EncodeConfig
 from licanom.data.derive import derive
-from licanom.data.encode import RowsEncoder, RowsState
+from licanom.data.columns import ERROR_COLUMNS
+from licanom.data.encode import ROW_FEATURES, RowsEncoder, RowsState
 from licanom.data.validate import validate_log
 from licanom.ops.bundle import ModelBundle, reads_rows, rows_seen, with_rows_state
 from licanom.ops.scoring_state import (
@@ -122,6 +123,10 @@ def test_a_key_first_seen_on_one_night_is_not_new_the_next_and_its_gap_counts_fr
     vendor.append(NIGHT1)
     first = _night(vendor, tracker)
     assert first.chunks.height == 5 and first.windows.tail.height == 10
+    # chunks.parquet of a rows-mode model: the thesis's 8 error_* columns empty, top_feature a rows column
+    chunks = pl.read_parquet(first.result.out_dir / "chunks.parquet")
+    assert all(chunks[c].null_count() == 5 for c in ERROR_COLUMNS)
+    assert set(chunks["top_feature"]) <= set(ROW_FEATURES)
     seen = _new_key_rows(first)
     assert seen["Id"].to_list() == [1610, 1640, 1670, 1705]  # encoded all; 1705 is in the tail, not a window
     assert seen["r_new_key"].to_list() == [1.0, 0.0, 0.0, 0.0] and seen["r_new_machine"].to_list() == [1.0, 0, 0, 0]
