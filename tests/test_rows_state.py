@@ -28,10 +28,12 @@ from licanom.data.validate import validate_log
 from licanom.ops.bundle import ModelBundle, reads_rows, rows_seen, with_rows_state
 from licanom.ops.scoring_state import (
     ROWS_FILE,
+    NightsRows,
     StateCorruptError,
     advance,
     empty_tail,
     load_state,
+    start_after,
     state_dir,
 )
 from tests.night_harness import CHUNK, make_bundle, new_vendor, rows, tracker_for
@@ -133,7 +135,8 @@ def test_a_key_first_seen_on_one_night_is_not_new_the_next_and_its_gap_counts_fr
     st = load_state(vendor.out, "acme")
     # the rows the windows scored, not the tail (the next night scores and counts it)
     assert st.watermark == 1709 and st.rows is not None and st.model_version == "1"
-    assert _sets(st.rows) == _sets(_scored_state(NIGHT1, 100))
+    assert _sets(st.rows.after) == _sets(_scored_state(NIGHT1, 100))
+    assert st.rows.before is None and st.rows.last_from == 1599  # the first night: the training rows before it
     assert (state_dir(vendor.out, "acme") / f"g-{st.generation:08d}" / ROWS_FILE).exists()
 
     vendor.append(NIGHT2)
@@ -156,13 +159,14 @@ def test_a_key_first_seen_on_one_night_is_not_new_the_next_and_its_gap_counts_fr
 
     after = load_state(vendor.out, "acme")
     both = pl.concat([NIGHT1, NIGHT2])
-    assert _sets(after.rows) == _sets(_scored_state(both, 200))  # Ids 1600-1799; 1800-1809 carried
-    assert dict(after.rows.key_last)[NEW_KEY] == int(_time(NIGHT2, 1760).timestamp() * 1e6)
+    assert _sets(after.rows.after) == _sets(_scored_state(both, 200))  # Ids 1600-1799; 1800-1809 carried
+    assert dict(after.rows.after.key_last)[NEW_KEY] == int(_time(NIGHT2, 1760).timestamp() * 1e6)
+    assert after.rows.before == st.rows.after and after.rows.last_from == 1709
 
 
-def test_a_rerun_night_leaves_the_same_rows_state(vendor, tracker) -> None:
+def test_a_rerun_night_leaves_the_same_rows_state_and_is_judged_as_it_was(vendor, tracker, rows_bundle) -> None:
     vendor.append(NIGHT1)
-    _night(vendor, tracker)
+    first = _night(vendor, tracker)
     once = load_state(vendor.out, "acme")
     again = _night(vendor, tracker)  # nothing new after the watermark
     assert again.result.rows_read == 0
@@ -171,6 +175,15 @@ def test_a_rerun_night_leaves_the_same_rows_state(vendor, tracker) -> None:
     assert rerun.result.rows_read == 110 and rerun.chunks.height == 5
     now = load_state(vendor.out, "acme")
     assert now.watermark == once.watermark and now.rows == once.rows and now.generation > once.generation
+    # judged against the state before it (here the training rows'), not one that holds its own rows
+    assert rerun.model.vocabulary.rows == rows_bundle.vocabulary.rows
+    features = [c for c in first.windows.encoded.columns if c.startswith("r_")]
+    assert rerun.windows.encoded.select(features).equals(first.windows.encoded.select(features))
+    assert rerun.chunks.drop("score").equals(first.chunks.drop("score"))
+    # a night after it is judged against the state holding night 1 again
+    vendor.append(NIGHT2)
+    second = _night(vendor, tracker)
+    assert second.model.vocabulary.rows == rows_bundle.vocabulary.rows.advanced(once.rows.after)
 
 
 def test_a_night_killed_before_its_commit_and_rerun_counts_its_rows_once(vendor, tracker, monkeypatch) -> None:
@@ -195,7 +208,7 @@ def test_a_night_killed_before_its_commit_and_rerun_counts_its_rows_once(vendor,
     rerun = _night(vendor, tracker)
     assert rerun.result.rows_read == 110
     st = load_state(vendor.out, "acme")
-    assert st.watermark == 1709 and _sets(st.rows) == _sets(_scored_state(NIGHT1, 100))
+    assert st.watermark == 1709 and _sets(st.rows.after) == _sets(_scored_state(NIGHT1, 100))
 
 
 def test_a_new_champion_version_starts_from_its_training_rows(vendor, tracker, rows_bundle) -> None:
@@ -208,9 +221,10 @@ def test_a_new_champion_version_starts_from_its_training_rows(vendor, tracker, r
     assert fresh["Id"].to_list() == [1705, 1715, 1760] and fresh["r_new_key"].to_list() == [1.0, 0.0, 0.0]
     st = load_state(vendor.out, "acme")
     assert st.model_version == "2" and st.rows_by("1") is None
-    # only version 2's night: night 1's address (scored by version 1 only) is not in it
-    assert _sets(st.rows) == _sets(_scored_state(pl.concat([NIGHT1, NIGHT2]).slice(100, 100), 100))
-    assert dict(st.rows.first_seen["Key"])[NEW_KEY] == int(_time(NIGHT1, 1705).timestamp() * 1e6)
+    # only version 2's night (its rows 1700-1799): the new key first seen at 1705, not 1610
+    assert _sets(st.rows.after) == _sets(_scored_state(pl.concat([NIGHT1, NIGHT2]).slice(100, 100), 100))
+    assert dict(st.rows.after.first_seen["Key"])[NEW_KEY] == int(_time(NIGHT1, 1705).timestamp() * 1e6)
+    assert st.rows.before is None
 
 
 def test_a_context_champion_keeps_no_rows_state(tmp_path, tracker) -> None:
@@ -232,19 +246,31 @@ def test_a_context_champion_keeps_no_rows_state(tmp_path, tracker) -> None:
 
 def test_the_rows_state_file_round_trips_and_a_damaged_one_names_its_file(tmp_path) -> None:
     state = _scored_state(NIGHT1, 100)
+    start_after(tmp_path, "acme", 1599)
     advance(tmp_path, "acme", 1709, empty_tail(), "1", rows=state)
-    assert load_state(tmp_path, "acme").rows == RowsState.from_dict(state.to_dict())
+    loaded = load_state(tmp_path, "acme")
+    assert loaded.rows == NightsRows(after=RowsState.from_dict(state.to_dict()), before=None, last_from=1599)
     # a later night of the same version advances it; a night without a window keeps it
     later = _scored_state(NIGHT2, 100)
     advance(tmp_path, "acme", 1809, empty_tail(), "1", rows=later)
     advance(tmp_path, "acme", 1815, empty_tail(), "1")
-    assert _sets(load_state(tmp_path, "acme").rows) == _sets(state.advanced(later))
+    kept = load_state(tmp_path, "acme")
+    assert _sets(kept.rows.after) == _sets(state.advanced(later)) and kept.rows.last_from == 1709
+    assert _sets(kept.rows.before) == _sets(state)
+    # which state judges which rows: the next night's, the last night's again, one inside it
+    assert kept.rows_judging("1") is kept.rows.after and kept.rows_judging("1", 1709) is kept.rows.before
+    assert kept.rows_judging("1", 1600) is kept.rows.before and kept.rows_judging("1", 1810) is kept.rows.after
+    assert kept.rows_judging("2") is None
     # one of another version starts afresh
     advance(tmp_path, "acme", 1900, empty_tail(), "2", rows=later)
-    assert _sets(load_state(tmp_path, "acme").rows) == _sets(later)
+    fresh = load_state(tmp_path, "acme").rows
+    assert _sets(fresh.after) == _sets(later) and fresh.before is None and fresh.last_from == 1815
 
     path = next(state_dir(tmp_path, "acme").glob(f"g-*/{ROWS_FILE}"))
-    for damage in (b"\x00\xffnot json", json.dumps({"first_seen": 3}).encode(), path.read_bytes()[:30]):
+    good = json.loads(path.read_text())
+    for damage in (b"\x00\xffnot json", path.read_bytes()[:30], json.dumps({"first_seen": 3}).encode(),
+                   json.dumps({**good, "after": {**good["after"], "key_last": 3}}).encode(),
+                   json.dumps({**good, "last_from": "x"}).encode()):
         path.write_bytes(damage)
         with pytest.raises(StateCorruptError) as err:
             load_state(tmp_path, "acme")

@@ -569,8 +569,9 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
                champion: tuple[Any, str] | None = None) -> Night:
     """Under the vendor's lock: recover a killed night, load the champion (or take ``champion``:
     model, version), read the committed state and give the model the pairs it already saw and
-    (rows mode) the rows state of the nights it scored. A champion of another version than the
-    state's starts from its own training rows."""
+    (rows mode) the rows state of the nights it scored (for ``since`` at or before the last
+    night's start, of the nights before it: the last night scored again is judged as it was). A
+    champion of another version than the state's starts from its own training rows."""
     from licanom.ops.bundle import with_rows_state, with_seen
 
     crash_point("after:lock")
@@ -580,7 +581,7 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
     crash_point("after:load_champion")
     st = night_state(output_dir, vendor, version, since)
     crash_point("after:load_state")
-    model = with_rows_state(with_seen(model, st.seen_by(version)), st.rows_by(version))
+    model = with_rows_state(with_seen(model, st.seen_by(version)), st.rows_judging(version, since))
     return Night(output_dir=output_dir, vendor=vendor, model=model, version=version, state=st, since=since,
                  notes=tuple(notes))
 
