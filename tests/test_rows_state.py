@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 
 import numpy as np
 import polars as pl
