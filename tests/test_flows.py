@@ -93,6 +93,7 @@ def test_scoring_flow_matches_the_library_and_is_idempotent(trained_alpha, flow_
     assert first.rows_read > 0 and first.chunks.height > 0
     after = load_state(out, "alpha")
     assert after.watermark > before.watermark
+    assert before.rows is None and after.rows is not None  # a rows-mode champion: its rows state carried
 
     # the registered pyfunc gives exactly what the library gives for the same rows
     tracker = configure()
@@ -107,6 +108,7 @@ def test_scoring_flow_matches_the_library_and_is_idempotent(trained_alpha, flow_
     again = score_vendor("alpha")
     assert again.chunks.height == 0 and again.rows_read == 0
     assert load_state(out, "alpha").watermark == after.watermark
+    assert load_state(out, "alpha").rows == after.rows
     nights = list((out / "alpha" / "nights").iterdir())
     assert len([n for n in nights if (n / "chunks.parquet").exists() and pl.read_parquet(n / "chunks.parquet").height]) == 1
 

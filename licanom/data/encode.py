@@ -332,11 +332,11 @@ class RowsState:
                 key_last=tuple((str(a), int(b)) for a, b in data["key_last"]),  # type: ignore[union-attr]
                 gap_fill=(float(data["gap_fill"][0]), float(data["gap_fill"][1])),  # type: ignore[index]
             )
-        except (KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"the vocabulary's rows state is malformed: {err}") from None
+        except (LookupError, TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"the rows encoder's state is malformed ({type(err).__name__}: {err})") from None
 
     def advanced(self, later: RowsState) -> RowsState:
-        """This state with ``later``'s (the state of rows scored since, :meth:`RowsEncoder.fit`
+        """This state with ``later``'s (the state of rows scored since, :meth:`RowsEncoder.state`
         on them) merged in: values and pairs keep their earliest time, each key its latest
         request; the gap medians stay the training rows'. So a key first seen on one night is
         not new again the next, and its gap is counted from its last scored request."""
@@ -424,6 +424,11 @@ class RowsEncoder:
 
     def fit(self, derived: pl.DataFrame) -> Vocabulary:
         """The thesis's vocabulary plus the :class:`RowsState` of these (training) rows."""
+        return Vocabulary(values=Vocabulary.fit(derived).values, encoder=self.name, rows=self.state(derived))
+
+    def state(self, derived: pl.DataFrame) -> RowsState:
+        """The :class:`RowsState` of these rows (time-ordered, derived): of the training rows in
+        :meth:`fit`; of a scored night's rows to advance a state with (:meth:`RowsState.advanced`)."""
         frame = _gaps(_row_frame(derived))
         first_seen = {}
         for entity, _, unknown in _NEW_ENTITIES:
@@ -437,13 +442,12 @@ class RowsEncoder:
             pairs[entity] = tuple(zip(g["Key"].to_list(), g[entity].to_list(), g["_t"].to_list(), strict=True))
         last = frame.filter(pl.col("Key") != "").group_by("Key", maintain_order=True).agg(pl.col("_t").max())
         fills = frame.select(_log_seconds(pl.col("_gap")).median(), _log_seconds(pl.col("_key_gap")).median()).row(0)
-        state = RowsState(
+        return RowsState(
             first_seen=first_seen,
             pairs=pairs,
             key_last=tuple(zip(last["Key"].to_list(), last["_t"].to_list(), strict=True)),
             gap_fill=tuple(float(v) if v is not None else 0.0 for v in fills),  # type: ignore[arg-type]
         )
-        return Vocabulary(values=Vocabulary.fit(derived).values, encoder=self.name, rows=state)
 
     def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
         """The derived log with :data:`ROW_FEATURE_COLUMNS` added (float32)."""

@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -57,9 +57,6 @@ import polars as pl
 from licanom.config import Config
 
 from licanom.sim import ANOMALY_KINDS, LATE_KINDS, PROFILES, SimulatedLog, simulate, simulate_share
-
-if TYPE_CHECKING:
-    from licanom.ops.bundle import ModelBundle
 
 ALL_KINDS: tuple[str, ...] = (*ANOMALY_KINDS, *LATE_KINDS)
 DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
@@ -153,8 +150,8 @@ class NightlySettings:
     config: Config = field(default_factory=lambda: Config(vendor="eval"))
     clustering: bool = True  # GMM/KMeans on the latent code of detectors that have one
     # the rows encoder's state (values, key pairs and each key's last request seen): False keeps
-    # the training rows' state every night, as the scoring flow does today; True advances it with
-    # each scored night's rows (RowsState.advanced), what a state carried between nights would give
+    # the training rows' state every night; True advances it with the rows each night scored
+    # (licanom.ops.bundle.rows_seen / with_rows_state), as the scoring flow does
     carry_rows_state: bool = False
 
     def check(self) -> None:
@@ -219,8 +216,8 @@ def _flag_at_budget(truth: np.ndarray, scores: np.ndarray, per_10k: float) -> np
 
 def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings) -> list[dict[str, object]]:
     """One simulated vendor in nightly mode: a row per detector (see the module text)."""
-    from licanom.ops.bundle import (ModelBundle, fit_entities, make_windows, pairs_seen, score_entities, score_windows,
-                                validate_rows, with_seen)
+    from licanom.ops.bundle import (ModelBundle, fit_entities, make_windows, pairs_seen, rows_seen, score_entities,
+                                score_windows, validate_rows, with_rows_state, with_seen)
     from licanom.data.context_vector import KeyHistory
     from licanom.detectors import build, inputs_of, spec
     from licanom.evaluation.labels import auroc
@@ -283,8 +280,8 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
                     latents.append(np.asarray(latent_of(windows.chunks.X)))
                 new = pairs_seen(current, make_windows(current, validation.valid, None))
                 seen = new if seen is None or new is None else seen.union(new)
-            if settings.carry_rows_state and bundle.vocabulary.rows is not None and validation.valid.height:
-                bundle = _advance_rows(bundle, validation.valid)
+            if settings.carry_rows_state:  # as the scoring flow does (licanom.ops.nightly.publish)
+                bundle = with_rows_state(bundle, rows_seen(current, windows))
         t2 = time.perf_counter()
         chunks = pl.concat(scored) if scored else None
         row = _judge(world, profile, seed, variant.label, entry.family, chunks, log, sim, settings,
@@ -294,18 +291,6 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
             row.update(_judge_clusters(np.concatenate(latents), chunks, log, sim, cfg.detect.clustering_seed))
         rows.append(_judge_entities(row, pl.concat(entities) if entities else None, chunks, log, sim))
     return rows
-
-
-def _advance_rows(bundle: ModelBundle, valid: pl.DataFrame) -> ModelBundle:
-    """The bundle with its rows encoder's state advanced by a scored night's valid rows."""
-    from licanom.data.derive import derive
-    from licanom.data.encode import RowsEncoder
-
-    vocabulary = bundle.vocabulary
-    assert vocabulary.rows is not None
-    later = RowsEncoder().fit(derive(valid)).rows
-    assert later is not None
-    return replace(bundle, vocabulary=replace(vocabulary, rows=vocabulary.rows.advanced(later)))
 
 
 def _judge_clusters(latent: np.ndarray, chunks: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog,

@@ -20,7 +20,7 @@ from licanom.data.columns import ERROR_COLUMNS, RAW, SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, EncodeConfig
 from licanom.data.context_vector import KeyHistory
 from licanom.ops.detect import CHUNK_COLUMNS, scored_chunks
-from licanom.data.encode import Vocabulary, get_encoder
+from licanom.data.encode import RowsEncoder, RowsState, Vocabulary, get_encoder
 from licanom.data.derive import derive
 from licanom.detectors import inputs_of, load
 from licanom.data.privacy import pseudonymise, read_secret
@@ -245,6 +245,37 @@ def pairs_seen(bundle: ModelBundle, windows: Windows) -> KeyHistory | None:
     if bundle.key_history is None or windows.encoded is None:
         return None
     return KeyHistory.from_rows(windows.encoded)
+
+
+def reads_rows(bundle: ModelBundle) -> bool:
+    """Whether the model's inputs are the rows encoder's features (an autoencoder in the rows
+    mode): they depend on the :class:`licanom.data.encode.RowsState` the rows are judged against."""
+    return (bundle.encode.encoder == RowsEncoder.name and bundle.vocabulary.rows is not None
+            and bundle.detector.reads in ("chunks", "flat"))
+
+
+def with_rows_state(bundle: ModelBundle, seen: RowsState | None) -> ModelBundle:
+    """The bundle with its rows encoder's state advanced by ``seen`` (the state of the rows
+    scored since it was trained, from the vendor's state: :meth:`RowsState.advanced`), so that a
+    key, machine code, address or country first seen on an earlier night is not new again and a
+    key's gap counts from its last scored request; unchanged for a model that does not read the
+    rows mode or without ``seen``."""
+    if seen is None or not reads_rows(bundle):
+        return bundle
+    rows = bundle.vocabulary.rows
+    assert rows is not None
+    return replace(bundle, vocabulary=replace(bundle.vocabulary, rows=rows.advanced(seen)))
+
+
+def rows_seen(bundle: ModelBundle, windows: Windows) -> RowsState | None:
+    """The rows encoder's state of the rows the windows scored (the carried rows first; not the
+    new tail, which the next night scores and counts), as the model reads them (pseudonymised
+    where it was trained so), for the vendor's state; None for a model that does not read the
+    rows mode or when no window was scored."""
+    if not reads_rows(bundle) or windows.chunks is None or windows.model_rows is None:
+        return None
+    scored = windows.model_rows.head(windows.model_rows.height - windows.tail.height)
+    return RowsEncoder().state(scored) if scored.height else None
 
 
 def score_log(bundle: ModelBundle, raw: pl.DataFrame, carry: pl.DataFrame | None = None) -> ScoredRows:

@@ -16,8 +16,8 @@ rows derived, countries looked up, pseudonymised, the context vectors) is comput
    bad than ``validate.max_bad_fraction`` allows), windows, scores, entity results;
 4. :func:`stage_night`: :func:`write_night` into ``nights/.staging/``;
 5. :func:`log`: :func:`log_night` (its MLflow run stays RUNNING);
-6. :func:`publish`: :func:`publish_night`: the state (watermark, tail, key pairs, the night's
-   name and run) is committed by one rename; then the staged folder is renamed to
+6. :func:`publish`: :func:`publish_night`: the state (watermark, tail, key pairs, rows state,
+   the night's name and run) is committed by one rename; then the staged folder is renamed to
    ``nights/after-A-to-B`` and the MLflow run set FINISHED. A kill between the commit and those
    two is finished by the next run's :func:`recover`; a kill before the commit leaves the old
    state, and the next night reads the same rows again.
@@ -36,6 +36,7 @@ import polars as pl
 
 from licanom.ops import scoring_state as state_lib
 from licanom.data.context_vector import KeyHistory
+from licanom.data.encode import RowsState
 from licanom.report.render import anomaly_report  # the night's report.md (a template)
 from licanom.ops.scoring_state import NightRecord, StateMissingError, VendorState, crash_point
 from licanom.ops.tracking import Tracker, _reaching
@@ -395,8 +396,9 @@ def log_night(tracker: Tracker, night: NightResult) -> str:
 
 def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightResult, run_id: str,
                   screened: Screened, tail: pl.DataFrame, model_version: str | None,
-                  seen: KeyHistory | None = None) -> NightResult:
-    """Commit the night with the state in one rename, then publish its folder and finish its run."""
+                  seen: KeyHistory | None = None, rows: RowsState | None = None) -> NightResult:
+    """Commit the night with the state in one rename (with it the key pairs ``seen`` and the
+    rows state ``rows`` of the rows it scored), then publish its folder and finish its run."""
     if night.staging is None:  # nothing read: nothing to publish, the state stays as it is
         tracker.end_run(run_id)
         crash_point("after:publish")
@@ -404,7 +406,7 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     assert night.out_dir is not None
     record = NightRecord(name=night.out_dir.name, staging=night.staging.name, run_id=run_id)
     state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
-                      ahead=screened.ahead, night=record)
+                      ahead=screened.ahead, night=record, rows=rows)
     crash_point("after:commit")
     _finish(output_dir, vendor, tracker, record)
     crash_point("after:publish")
@@ -527,7 +529,10 @@ class Night:
     or :func:`score_night`): each step adds what it prepared, and every later step reads it
     from here instead of computing it again.
 
-    ``model`` is the champion with the key pairs of the nights it already scored; ``windows``
+    ``model`` is the champion with the key pairs of the nights it already scored and, for a
+    model that reads the rows mode, its rows encoder's state advanced by those nights' rows
+    (so a key first seen on an earlier night is not new again, and its gap counts from its last
+    scored request); ``windows``
     holds the night's rows derived once (countries looked up once), pseudonymised once where
     the model's are, encoded and cut; ``inputs`` the detector's inputs (for a context model the
     context vectors, which the report shows too); ``chunks`` the per-chunk results;
@@ -563,8 +568,11 @@ class Night:
 def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | None = None,
                champion: tuple[Any, str] | None = None) -> Night:
     """Under the vendor's lock: recover a killed night, load the champion (or take ``champion``:
-    model, version), read the committed state and give the model the pairs it already saw."""
-    from licanom.ops.bundle import with_seen
+    model, version), read the committed state and give the model the pairs it already saw and
+    (rows mode) the rows state of the nights it scored (for ``since`` at or before the last
+    night's start, of the nights before it: the last night scored again is judged as it was). A
+    champion of another version than the state's starts from its own training rows."""
+    from licanom.ops.bundle import with_rows_state, with_seen
 
     crash_point("after:lock")
     notes = recover(output_dir, vendor, tracker)
@@ -573,8 +581,9 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
     crash_point("after:load_champion")
     st = night_state(output_dir, vendor, version, since)
     crash_point("after:load_state")
-    return Night(output_dir=output_dir, vendor=vendor, model=with_seen(model, st.seen_by(version)), version=version,
-                 state=st, since=since, notes=tuple(notes))
+    model = with_rows_state(with_seen(model, st.seen_by(version)), st.rows_judging(version, since))
+    return Night(output_dir=output_dir, vendor=vendor, model=model, version=version, state=st, since=since,
+                 notes=tuple(notes))
 
 
 def read_night(night: Night, source: Any) -> Night:
@@ -657,16 +666,17 @@ def log(tracker: Tracker, night: Night) -> Night:
 
 
 def publish(tracker: Tracker, night: Night) -> Night:
-    """Commit the state with the night and the key pairs it scored, publish its folder, finish
-    its MLflow run (:func:`publish_night`)."""
+    """Commit the state with the night, the key pairs and the rows state of the rows it scored,
+    publish its folder, finish its MLflow run (:func:`publish_night`)."""
     from dataclasses import replace
 
-    from licanom.ops.bundle import pairs_seen
+    from licanom.ops.bundle import pairs_seen, rows_seen
 
     night._need("result", "run_id", "screened", "windows")
     assert night.result is not None and night.run_id is not None and night.screened is not None
     result = publish_night(night.output_dir, night.vendor, tracker, night.result, night.run_id, night.screened,
-                           night.windows.tail, night.version, pairs_seen(night.model, night.windows))
+                           night.windows.tail, night.version, pairs_seen(night.model, night.windows),
+                           rows_seen(night.model, night.windows))
     return replace(night, result=result)
 
 

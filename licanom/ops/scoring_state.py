@@ -1,16 +1,19 @@
 """A vendor's scoring state between nights: the watermark (last Id accounted for), the carried
 tail, the far-beyond Ids already quarantined and, for a context model, the (key, machine code)
 and (key, country) pairs seen in the nights scored since the model was trained (so that a pair
-is new to its key once, not every night).
+is new to its key once, not every night); for a model that reads the rows mode, the rows
+encoder's state of those nights (:class:`NightsRows`: each value's and pair's first time, each
+key's last request), which advances the training rows' state.
 
 Layout under ``out/<vendor>/state/``:
 
-- ``g-<n>/``: one generation, written once and never changed: ``tail.parquet`` and the key
-  pairs (``key_machines.parquet``, ``key_countries.parquet``);
+- ``g-<n>/``: one generation, written once and never changed: ``tail.parquet``, the key
+  pairs (``key_machines.parquet``, ``key_countries.parquet``) and the rows state
+  (``rows_state.json``);
 - ``state.json``: the watermark, the model version, the generation it belongs to and the
-  night it published. Replacing it (one ``rename``) commits the watermark, the tail, the pairs
-  and the night together: a process killed at any moment leaves either the old state or the
-  new one, never half of each.
+  night it published. Replacing it (one ``rename``) commits the watermark, the tail, the pairs,
+  the rows state and the night together: a process killed at any moment leaves either the old
+  state or the new one, never half of each.
 
 A ``state.json`` of the first layout (no ``format``; tail and pairs beside it) is still read.
 """
@@ -33,9 +36,12 @@ import polars as pl
 
 from licanom.data.columns import RAW
 from licanom.data.context_vector import KeyHistory
+from licanom.data.encode import RowsState
 
 STATE_FORMAT = 2
 STATE_FILE = "state.json"
+ROWS_FILE = "rows_state.json"  # in the generation: the rows encoder's state of the nights scored (NightsRows)
+ROWS_FORMAT = 1
 
 # --- fault injection ----------------------------------------------------------------------
 
@@ -109,11 +115,59 @@ class NightRecord:
 
 
 @dataclass(frozen=True)
+class NightsRows:
+    """The rows encoder's state of the nights one model version scored (the rows their windows
+    scored, not a tail carried on), which advances the training rows' state
+    (:meth:`licanom.data.encode.RowsState.advanced`).
+
+    ``after``: through the last night; ``before``: before the last night (None: it was the
+    first, the training rows' state alone) and ``last_from``: the watermark before the last
+    night, so that scoring the last night again from its start (``--since``) judges its rows as
+    they were judged (a key's gap counts from its last request *before* them)."""
+
+    after: RowsState
+    before: RowsState | None = None
+    last_from: int | None = None
+
+    def judging(self, since: int | None, watermark: int | None) -> RowsState | None:
+        """The state to judge the rows after ``since`` (None: after ``watermark``, the next night)
+        against: ``after``, or ``before`` when ``since`` is the last night's start or earlier
+        (older nights are judged against the state before the last night: each value's first
+        time is kept, and so whether it is new, but a key's last request is the latest known, so
+        its gap before its first request of such a night may be the training median instead)."""
+        if since is None or watermark is None or since >= watermark or self.last_from is None \
+                or since > self.last_from:
+            return self.after
+        return self.before
+
+    def then(self, night: RowsState, watermark_before: int | None) -> NightsRows:
+        """These nights and one more (``night``: the state of the rows it scored; ``watermark_before``:
+        the vendor's watermark before it)."""
+        return NightsRows(after=self.after.advanced(night), before=self.after, last_from=watermark_before)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"format": ROWS_FORMAT, "after": self.after.to_dict(),
+                "before": None if self.before is None else self.before.to_dict(), "last_from": self.last_from}
+
+    @classmethod
+    def from_dict(cls, data: object) -> NightsRows:
+        if not isinstance(data, dict) or data.get("format") != ROWS_FORMAT:
+            raise ValueError(f"not a rows state of format {ROWS_FORMAT}")
+        last_from = data.get("last_from")
+        if last_from is not None and (isinstance(last_from, bool) or not isinstance(last_from, int)):
+            raise ValueError(f"last_from {last_from!r} is not an integer")
+        before = data.get("before")
+        return cls(after=RowsState.from_dict(data.get("after")),  # type: ignore[arg-type]
+                   before=None if before is None else RowsState.from_dict(before), last_from=last_from)
+
+
+@dataclass(frozen=True)
 class VendorState:
     watermark: int | None  # the highest Id accounted for; the next night reads Id > watermark
     tail: pl.DataFrame     # valid rows after the last full window, scored next time
     model_version: str | None = None
     seen: KeyHistory | None = None  # pairs of the nights scored with model_version (context models)
+    rows: NightsRows | None = None  # rows encoder's state of the nights scored with model_version (rows mode)
     ahead: tuple[int, ...] = ()  # Ids beyond the watermark already quarantined (far beyond): not read again
     generation: int = 0
     night: NightRecord | None = None  # the night this state was committed with
@@ -122,6 +176,18 @@ class VendorState:
     def seen_by(self, model_version: str | None) -> KeyHistory | None:
         """The pairs seen by ``model_version``; None for another version (a new model starts afresh)."""
         return self.seen if self.model_version == model_version else None
+
+    def rows_by(self, model_version: str | None) -> NightsRows | None:
+        """The rows state of the nights ``model_version`` scored; None for another version (a new
+        model starts from its training rows' state)."""
+        return self.rows if self.model_version == model_version else None
+
+    def rows_judging(self, model_version: str | None, since: int | None = None) -> RowsState | None:
+        """The rows state (of the nights scored) that ``model_version``'s training state is
+        advanced by to score the rows after ``since`` (None: the next night): see
+        :meth:`NightsRows.judging`. None: the training rows' state alone."""
+        nights = self.rows_by(model_version)
+        return nights.judging(since, self.watermark) if nights is not None else None
 
 
 def state_dir(output_dir: Path, vendor: str) -> Path:
@@ -175,8 +241,13 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
         seen = KeyHistory.load(files)
     except (OSError, pl.exceptions.PolarsError) as err:
         raise _corrupt(files / "key_machines.parquet", err, output_dir, vendor) from err
+    rows_path = files / ROWS_FILE
+    try:
+        rows = NightsRows.from_dict(json.loads(rows_path.read_text())) if rows_path.exists() else None
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        raise _corrupt(rows_path, err, output_dir, vendor) from err
     return VendorState(watermark=watermark, tail=tail.select(RAW), model_version=model_version, seen=seen,
-                       ahead=ahead, generation=generation, night=night)
+                       rows=rows, ahead=ahead, generation=generation, night=night)
 
 
 def _fsync(path: Path) -> None:
@@ -201,6 +272,8 @@ def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
     new.tail.select(RAW).write_parquet(g / "tail.parquet")
     if new.seen is not None:
         new.seen.save(g)
+    if new.rows is not None:
+        (g / ROWS_FILE).write_text(json.dumps(new.rows.to_dict(), sort_keys=True))
     for f in g.iterdir():
         _fsync(f)
     _fsync(g)
@@ -295,14 +368,17 @@ def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: fl
 
 def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataFrame,
             model_version: str | None, seen: KeyHistory | None = None, *,
-            ahead: tuple[int, ...] | None = None, night: NightRecord | None = None) -> VendorState:
+            ahead: tuple[int, ...] | None = None, night: NightRecord | None = None,
+            rows: RowsState | None = None) -> VendorState:
     """Record a finished night: the new watermark, the rows to carry into the next one, the key
     pairs it saw (``seen``, added to those of the earlier nights of the same model version),
-    the far-beyond Ids it quarantined (``ahead``) and the night folder it publishes (``night``).
+    the rows encoder's state of the rows it scored (``rows``, advancing that of the earlier
+    nights of the same model version), the far-beyond Ids it quarantined (``ahead``) and the
+    night folder it publishes (``night``).
 
     The watermark never moves back: re-running an older night (``since`` below the current
-    watermark) keeps the state as it was; only its ``night`` is recorded, so that its folder is
-    published like any other.
+    watermark) keeps the state as it was, pairs and rows state included; only its ``night`` is
+    recorded, so that its folder is published like any other.
     """
     current = load_state(output_dir, vendor)
     kept = tuple(sorted({*current.ahead, *(ahead or ())}))
@@ -317,7 +393,14 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
         seen = earlier.union(seen)
     elif seen is None and current.model_version == model_version:
         seen = earlier  # a night with no full window adds no pairs and loses none
-    new = VendorState(watermark=watermark, tail=tail, model_version=model_version, seen=seen,
+    nights = current.rows_by(model_version)
+    if rows is None:
+        carried = nights  # likewise: a night with no full window keeps the rows state
+    elif nights is None:
+        carried = NightsRows(after=rows, before=None, last_from=current.watermark)
+    else:
+        carried = nights.then(rows, current.watermark)
+    new = VendorState(watermark=watermark, tail=tail, model_version=model_version, seen=seen, rows=carried,
                       ahead=tuple(i for i in kept if watermark is None or i > watermark),
                       generation=current.generation, night=night)
     return commit(output_dir, vendor, new)
