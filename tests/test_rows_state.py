@@ -128,6 +128,10 @@ def test_a_key_first_seen_on_one_night_is_not_new_the_next_and_its_gap_counts_fr
     chunks = pl.read_parquet(first.result.out_dir / "chunks.parquet")
     assert all(chunks[c].null_count() == 5 for c in ERROR_COLUMNS)
     assert set(chunks["top_feature"]) <= set(ROW_FEATURES)
+    # one forward pass gives the detector's own score and most unusual column
+    det, inputs = first.model.detector, first.windows.chunks.X
+    assert np.allclose(first.chunks["score"].to_numpy(), det.decision_function(inputs))
+    assert first.chunks["top_feature"].to_list() == det.top_columns(inputs).tolist()
     seen = _new_key_rows(first)
     assert seen["Id"].to_list() == [1610, 1640, 1670, 1705]  # encoded all; 1705 is in the tail, not a window
     assert seen["r_new_key"].to_list() == [1.0, 0.0, 0.0, 0.0] and seen["r_new_machine"].to_list() == [1.0, 0, 0, 0]

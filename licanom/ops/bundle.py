@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from licanom.data.chunk import Chunks, make_chunks
@@ -205,10 +206,15 @@ def score_windows(bundle: ModelBundle, windows: Windows, inputs: Any = None) -> 
     det = bundle.detector
     if inputs is None:
         inputs = window_inputs(bundle, windows)
-    if det.family == "autoencoder" and len(det.explain_columns()) == len(ERROR_COLUMNS):
-        errors = det.errors(inputs)  # the thesis's 8 columns: their errors go to the error_* columns
-        return scored_chunks(meta, det.model, errors.columns, float(det.threshold_), errors.score,
-                             severity=det.severity_of(errors.score))
+    if det.family == "autoencoder":
+        errors = det.errors(inputs)  # one forward pass for the score and the explanation
+        if len(det.explain_columns()) == len(ERROR_COLUMNS):
+            # the thesis's 8 columns: their errors go to the error_* columns
+            return scored_chunks(meta, det.model, errors.columns, float(det.threshold_), errors.score,
+                                 severity=det.severity_of(errors.score))
+        top = np.asarray(det.explain_columns())[errors.top_columns.argmax(axis=1)]  # = top_columns(inputs)
+        return scored_chunks(meta, det.model, None, float(det.threshold_), errors.score, top,
+                             det.severity_of(errors.score))
     scores = det.decision_function(inputs)
     return scored_chunks(meta, det.model, None, float(det.threshold_), scores, det.top_columns(inputs),
                          det.severity_of(scores))
