@@ -80,10 +80,22 @@ def _prefect_console_outlives_the_test():
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """One ephemeral Prefect API for the whole session (starting one costs seconds)."""
+    """One ephemeral Prefect API for the whole session (starting one costs seconds).
+
+    It leaves out what no test here reads, about a tenth of a flow test's CPU: the flows' log
+    lines sent to the API, the events stored, automations. test_servers.py and the demo test
+    (test_first_run.py) run Prefect with its defaults."""
+    from prefect.settings import (
+        PREFECT_LOGGING_TO_API_ENABLED,
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED,
+        PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED,
+        temporary_settings,
+    )
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    unread = {PREFECT_LOGGING_TO_API_ENABLED: False, PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
+              PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: False}
+    with temporary_settings(updates=unread), prefect_test_harness(server_startup_timeout=120):
         yield
 
 
