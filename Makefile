@@ -38,8 +38,9 @@ browser:
 	bash scripts/ensure-chromium.sh
 
 # Everything but the team set-up's servers (make team-test runs those); docs/testing.md.
-# Two workers, each file's tests on one of them (their module fixtures are built once): measured
-# on 2 cores in docs/testing.md. TEST_WORKERS=0 runs everything in this process.
+# Two workers, each file's tests on one of them (their module fixtures are built once), the files
+# that share the session's Prefect API on one, the longest first (tests/conftest.py; docs/testing.md,
+# measured in benchmarks/results/test-suite.md). TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 2
 test: $(STAMP) browser
 	$(PY) -m pytest -q -m "not team" -n $(TEST_WORKERS) --dist loadfile --durations=15
