@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-entities bench-score bench-gpu bench-threads bench-fixed serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-quality bench-entities bench-score bench-gpu bench-threads bench-fixed serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -38,8 +38,9 @@ browser:
 	bash scripts/ensure-chromium.sh
 
 # Everything but the team set-up's servers (make team-test runs those); docs/testing.md.
-# Two workers, each file's tests on one of them (their module fixtures are built once): measured
-# on 2 cores in docs/testing.md. TEST_WORKERS=0 runs everything in this process.
+# Two workers, each file's tests on one of them (their module fixtures are built once), the files
+# that share the session's Prefect API on one, the longest first (tests/conftest.py; docs/testing.md,
+# measured in benchmarks/results/test-suite.md). TEST_WORKERS=0 runs everything in this process.
 TEST_WORKERS ?= 2
 test: $(STAMP) browser
 	$(PY) -m pytest -q -m "not team" -n $(TEST_WORKERS) --dist loadfile --durations=15
@@ -101,6 +102,11 @@ bench-hdfs: $(STAMP)
 # the exhaustive sweep of which tests/test_fault_injection.py runs a sample (docs/testing.md).
 bench-faults: $(STAMP)
 	$(PY) -m benchmarks.bench_faults $(BENCH_FAULTS_ARGS)
+
+# Each detector's AUROC on planted anomalies of seeded vendors against its floor (the quality bars the
+# tests held on fixed seeds; BENCH_QUALITY_ARGS, e.g. "--seeds 3,11 --only Tail_context"); exits 1 under a floor.
+bench-quality: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_quality --out benchmarks/results/quality.md $(BENCH_QUALITY_ARGS)
 
 # Where a one-vendor training flow and a one-vendor night spend their seconds outside the library.
 bench-fixed: $(STAMP)

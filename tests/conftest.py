@@ -80,10 +80,22 @@ def _prefect_console_outlives_the_test():
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """One ephemeral Prefect API for the whole session (starting one costs seconds)."""
+    """One ephemeral Prefect API for the whole session (starting one costs seconds).
+
+    It leaves out what no test here reads, about a tenth of a flow test's CPU: the flows' log
+    lines sent to the API, the events stored, automations. test_servers.py and the demo test
+    (test_first_run.py) run Prefect with its defaults."""
+    from prefect.settings import (
+        PREFECT_LOGGING_TO_API_ENABLED,
+        PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED,
+        PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED,
+        temporary_settings,
+    )
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    unread = {PREFECT_LOGGING_TO_API_ENABLED: False, PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
+              PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: False}
+    with temporary_settings(updates=unread), prefect_test_harness(server_startup_timeout=120):
         yield
 
 
@@ -108,3 +120,45 @@ def flow_stores(root: Path, vendors: dict[str, str]) -> pytest.MonkeyPatch:
     mp.delenv("MLFLOW_TRACKING_URI", raising=False)
     mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
     return mp
+
+
+# --- how `make test` hands the files to its two workers (pytest-xdist, --dist loadfile) ----------
+
+# The files whose tests use the session's Prefect API (prefect_harness): one unit of work, so
+# that one worker starts that API (about 15 s of CPU) instead of each worker that meets one of
+# them. tests/test_schedule.py checks that the list names every such file.
+PREFECT_FILES = ("tests/test_flows.py", "tests/test_flow_faults.py", "tests/test_isolation.py")
+# Handed out first, the longest first, so that no worker is left with a long file at the end
+# while the other idles (measured: docs/testing.md); the other files follow in their usual order.
+LONGEST_FIRST = (*PREFECT_FILES, "tests/test_first_run.py", "tests/test_servers.py",
+                 "tests/test_fault_injection.py", "tests/test_faults.py", "tests/test_evaluate.py",
+                 "tests/test_training_parallel.py", "tests/test_nights.py", "tests/test_cli.py",
+                 "tests/test_report_templates.py", "tests/test_bad_input_scale.py")
+
+
+def _file_of(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files of LONGEST_FIRST first, in that order (a stable sort: each file's tests stay
+    together and in their order, so a module fixture is still made once)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_file_of(item.nodeid), len(rank)))
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):  # type: ignore[no-untyped-def]
+    """--dist loadfile with the PREFECT_FILES as one unit, handed out in the collection's order
+    (the order above) instead of xdist's (the files with the most tests first)."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesSharingPrefect(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            name = _file_of(nodeid)
+            return "prefect_harness" if name in PREFECT_FILES else name
+
+    config.option.loadscopereorder = False
+    return FilesSharingPrefect(config, log)

@@ -127,23 +127,32 @@ def test_report_of_a_sequence_model_on_chunks(csv_export, tmp_path):
     assert not re.search(r"\bnan\b", page, re.IGNORECASE) and not re.search(r"\bNone\b", page)
 
 
-def test_detect_with_the_context_model_names_the_signal(csv_export, tmp_path):
+def test_detect_with_the_context_model_names_the_signal(csv_export, tmp_path, monkeypatch):
     """IForest_context through `licanom detect`: the chunk contract, its model file, the context
     column of each chunk as top_feature, and the report saying why in words."""
+    from pathlib import Path
+
     from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_LABELS
     from licanom.detectors.context import ContextDetector
 
+    # a vendor whose forests have 50 trees (200 by default: each fit grows about 20 forests, M1 more)
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
+    (conf / "vendors" / "forest.yaml").write_text("context: {n_estimators: 50}\n")
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
     out = tmp_path / "ctx"
-    assert main(["detect", "--logs", str(csv_export), "--model", "IForest_context", "--threshold", "quantile",
-                 "--out", str(out)]) == EXIT_OK
+    assert main(["detect", "--vendor", "forest", "--logs", str(csv_export), "--model", "IForest_context",
+                 "--threshold", "quantile", "--out", str(out)]) == EXIT_OK
     chunks = pl.read_parquet(out / "chunks.parquet")
     assert tuple(chunks.columns) == CHUNK_COLUMNS and chunks.height == 12
     assert set(chunks["top_feature"]) <= set(CONTEXT_COLUMNS) and chunks["error_key"].null_count() == 12
     det = ContextDetector.load(out / "models" / "IForest_context.pt")
     assert det.threshold_ == chunks["threshold"][0] and det.threshold_method_ == "quantile"
+    assert det.n_estimators == 50  # the vendor's file reached the detector
     m2 = tmp_path / "ctx-m2"  # --threshold reaches the context models too
-    assert main(["detect", "--logs", str(csv_export), "--model", "IForest_context", "--threshold", "M2",
-                 "--no-m1", "--out", str(m2)]) == EXIT_OK
+    assert main(["detect", "--vendor", "forest", "--logs", str(csv_export), "--model", "IForest_context",
+                 "--threshold", "M2", "--no-m1", "--out", str(m2)]) == EXIT_OK
     assert ContextDetector.load(m2 / "models" / "IForest_context.pt").threshold_method_ == "M2"
     flagged = chunks.filter(pl.col("is_anomaly"))
     assert flagged.height >= 1  # quantile: the top 1% of the training scores, here one training chunk

@@ -1,4 +1,4 @@
-"""licanom.detectors.context: the per-chunk context vector on hand-made logs, and on planted anomalies."""
+"""The per-chunk context vector on hand-made logs, and the context models beyond the protocol's contract."""
 
 from __future__ import annotations
 
@@ -137,59 +137,37 @@ def test_chunk_context_refuses_windows_beyond_the_log():
         chunk_context(log.drop("country"), np.array([0]), size=4)
 
 
-def test_planted_anomalies_stand_out_in_the_context_vector():
-    from licanom.config import load_config
-    from licanom.evaluation.labels import chunk_truth
-    from licanom.data.pipeline import prepare
-    from licanom.sim import simulate
-
-    sim = simulate("floating", seed=3, days=10)
-    prepared = prepare(sim.log, load_config())
-    starts = prepared.chunks.meta["start_row"].to_numpy()
-    ctx = chunk_context(prepared.encoded.frame, starts, prepared.chunks.size)
-    assert np.isfinite(ctx).all()
-    truth = chunk_truth(prepared.encoded.frame, prepared.chunks, sim.labels)
-    from sklearn.ensemble import IsolationForest
-    from sklearn.metrics import roc_auc_score
-
-    scores = -IsolationForest(random_state=0).fit(ctx).score_samples(ctx)
-    assert roc_auc_score(truth, scores) >= 0.8
-
-
 # --- the detector ------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def floating_context():
-    from licanom.config import load_config
-    from licanom.ops.detect import model_inputs
-    from licanom.evaluation.labels import chunk_truth
+def small_context():
+    """The context vectors of a small simulated vendor (the protocol test's), split in time."""
+    from licanom.config import ChunkConfig, Config, SplitConfig
     from licanom.data.pipeline import prepare
+    from licanom.ops.detect import model_inputs
     from licanom.sim import simulate
 
-    sim = simulate("floating", seed=11, days=14)
-    prepared = prepare(sim.log, load_config(overrides={"split": {"method": "time"}}))
-    truth = chunk_truth(prepared.encoded.frame, prepared.chunks, sim.labels)
-    return model_inputs("IForest_context", prepared), prepared.test_mask, truth
+    sim = simulate("floating", seed=3, days=3, customers=10)
+    prepared = prepare(sim.log, Config(vendor="context", chunk=ChunkConfig(size=20, stride=20),
+                                       split=SplitConfig(method="time")))
+    return model_inputs("Tail_context", prepared), prepared.test_mask
 
 
+# The protocol's contract over every detector is tests/test_protocol.py; here what the context
+# models add to it. Their AUROC on planted anomalies is a benchmark (make bench-quality).
 @pytest.mark.parametrize("model", ["Tail_context", "IForest_context", "LOF_context"])
-def test_context_detector_contract_persistence_and_quality(model, floating_context, tmp_path):
+def test_context_detector_explains_in_its_columns_and_refits_the_same(model, small_context, tmp_path):
     from licanom.detectors.context import CONTEXT_MODELS, ContextDetector
-    from licanom.evaluation.labels import auroc
 
     assert model in CONTEXT_MODELS
-    X, test, truth = floating_context
-    kw = {"n_estimators": 50} if model == "IForest_context" else {}  # 20 forests of 50 trees: seconds, not tens
+    X, test = small_context
+    kw = {"n_estimators": 5} if model == "IForest_context" else {}  # its 20 forests of 5 trees: seconds less
     det = ContextDetector(model, threshold="quantile", seed=0, **kw).fit(X[~test])
-    assert det.decision_scores_.shape == ((~test).sum(),) and set(np.unique(det.labels_)) <= {0, 1}
     assert det.threshold_method_ == "quantile" and np.isfinite(det.threshold_)
     scores = det.decision_function(X)
-    labels = det.predict(X)
-    assert labels.dtype == np.int8 and (labels == (scores > det.threshold_)).all()
     z = det.explain(X)
     assert z.shape == X.shape and det.encode(X[:3]).shape == (3, len(CONTEXT_COLUMNS))
-    assert set(det.top_columns(X)) <= set(CONTEXT_COLUMNS)
     if model == "Tail_context":  # surprisal in nats: 0 for the most ordinary, log 2 about the reference's median
         reference = X[~test][det.reference_]
         assert (z >= 0).all() and (np.median(det.explain(reference), axis=0) <= np.log(2) + 0.05).all()
@@ -198,11 +176,7 @@ def test_context_detector_contract_persistence_and_quality(model, floating_conte
         np.testing.assert_allclose(np.median(det.explain(X[~test]), axis=0), 0.0, atol=1e-9)
 
     again = ContextDetector.load(det.save(tmp_path / "context.pkl"))
-    np.testing.assert_array_equal(again.decision_function(X), scores)
     assert (again.threshold_, again.threshold_method_) == (det.threshold_, det.threshold_method_)
-
-    # out of sample: the held-out days' chunks holding planted anomalies score higher
-    assert auroc(truth[test], scores[test]) >= 0.85, auroc(truth[test], scores[test])
     # repeatable
     np.testing.assert_array_equal(ContextDetector(model, threshold="quantile", seed=0, **kw).fit(X[~test]).decision_function(X),
                                   scores)

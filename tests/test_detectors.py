@@ -1,72 +1,38 @@
-"""Every registered autoencoder detector: API, persistence, and a quality floor on planted anomalies."""
+"""The autoencoder detector beyond the protocol's contract (tests/test_protocol.py): its training
+report, per-feature errors and latent code, persistence of its device, checkpoints, thresholds.
+Its AUROC on planted anomalies is a benchmark (make bench-quality)."""
 
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 import pytest
 import torch
 
-from licanom.config import load_config
-from licanom.evaluation.labels import auroc, chunk_truth
 from licanom.detectors.autoencoders.detector import AutoencoderDetector
-from licanom.data.pipeline import prepare
-from licanom.sim import simulate
-
-
-@pytest.fixture(scope="session")
-def floating_vendor():
-    """A small simulated floating-licence vendor, prepared, with chunk-level truth per kind.
-
-    A chunk holds an anomaly when any of its requests is labelled.
-    """
-    sim = simulate("floating", seed=11, days=14)
-    cfg = load_config(overrides={"split": {"method": "time"}, "encode": {"encoder": "thesis"}})
-    prepared = prepare(sim.log, cfg)
-    truth = {
-        kind: chunk_truth(prepared.encoded.frame, prepared.chunks, sim.labels.filter(pl.col("kind") == kind))
-        for kind in sim.labels["kind"].unique().to_list()
-    }
-    return prepared, truth
 
 
 # One LSTM and one TCN: the protocol's contract over every registered detector is tests/test_protocol.py.
-@pytest.mark.slow
 @pytest.mark.parametrize("model", ["LSTM_AE_Small", "TCN_AE"])
-def test_detector_contract_and_quality(model, floating_vendor, tmp_path):
-    prepared, truth = floating_vendor
-    X = prepared.chunks.X
-    train = X[~prepared.test_mask]
-    det = AutoencoderDetector(model, epochs=4, batch_size=64, seed=0, threads=1).fit(train)
+def test_training_report_feature_errors_and_a_saved_device(model, tmp_path):
+    X = np.random.default_rng(5).random((48, 16, 8), dtype=np.float32)
+    det = AutoencoderDetector(model, epochs=2, batch_size=16, seed=0, threads=1, progress_bar=False).fit(X[:40])
 
-    # fitted attributes, PyOD names
-    assert det.decision_scores_.shape == (len(train),)
-    assert det.threshold_ is not None and np.isfinite(det.threshold_)
-    assert set(np.unique(det.labels_)) <= {0, 1}
-    assert len(det.report_.train_loss) == 4 and len(det.report_.val_loss) == 4
+    assert np.isfinite(det.threshold_) and set(np.unique(det.labels_)) <= {0, 1}
+    assert len(det.report_.train_loss) == 2 and len(det.report_.val_loss) == 2  # one per epoch
     expected_device = "cuda:0" if torch.cuda.is_available() else "cpu"  # accelerator="auto"
     assert det.report_.device == expected_device
 
     scores = det.decision_function(X)
-    assert scores.shape == (len(X),) and np.isfinite(scores).all()
-    labels = det.predict(X)
-    assert labels.dtype == np.int8 and set(np.unique(labels)) <= {0, 1}
     fe = det.feature_errors(X[:5])
     assert fe.shape == (5, 8)
-    np.testing.assert_allclose(fe.mean(axis=1), scores[:5], rtol=1e-6)
+    np.testing.assert_allclose(fe.mean(axis=1), scores[:5], rtol=1e-6)  # the score is the mean feature error
     assert det.encode(X[:3]).shape[0] == 3
 
-    # identical scores after a save and load round-trip
-    path = det.save(tmp_path / f"{model}.pt")
-    again = AutoencoderDetector.load(path)
+    # identical scores after a save and load round-trip, on the device it was trained on
+    again = AutoencoderDetector.load(det.save(tmp_path / f"{model}.pt"))
     np.testing.assert_array_equal(again.decision_function(X), scores)
     assert again.threshold_ == det.threshold_
     assert again.report_.device == det.report_.device
-
-    # chunks holding planted anomalies (of every kind) score higher
-    holds = np.any(list(truth.values()), axis=0)
-    assert len(truth) == 5 and 0 < holds.sum() < len(holds)
-    assert auroc(holds, scores) >= 0.85, f"{model}: AUROC {auroc(holds, scores):.3f}"
 
 
 def test_fit_is_repeatable_on_cpu():

@@ -27,11 +27,22 @@ def _chunks(n: int, seed: int = 0) -> np.ndarray:
 
 # --- training killed --------------------------------------------------------------------
 
+# The first run kills itself with SIGKILL (nothing of its own cleanup runs, as with kill -9) in
+# the second epoch, after the first epoch's checkpoint: at a known batch, not after a sleep that
+# a busy machine could outrun. The second run resumes from that checkpoint.
 TRAIN_SCRIPT = textwrap.dedent("""
-    import sys, numpy as np, torch
+    import os, signal, sys, numpy as np, torch
     torch.set_num_threads(1)
     from licanom.detectors.autoencoders.detector import AutoencoderDetector
-    X = np.random.default_rng(0).random((1000, 20, 8), dtype=np.float32)
+    from licanom.detectors.autoencoders.module import AutoencoderModule
+    if sys.argv[3] == "kill":
+        step = AutoencoderModule.training_step
+        def training_step(self, batch, batch_idx):
+            if self.current_epoch == 1 and batch_idx == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return step(self, batch, batch_idx)
+        AutoencoderModule.training_step = training_step
+    X = np.random.default_rng(0).random((96, 20, 8), dtype=np.float32)
     det = AutoencoderDetector(model="TCN_AE_Small", epochs=int(sys.argv[2]), batch_size=8,
                               checkpoint_dir=sys.argv[1], progress_bar=False, threads=1)
     det.fit(X)
@@ -46,24 +57,15 @@ def test_training_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path) -
     script = tmp_path / "train.py"
     script.write_text(TRAIN_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(script), str(ckpt), "3"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 240
-    while not (ckpt / "last.ckpt").exists():
-        assert proc.poll() is None, proc.stderr.read().decode()[-2000:] if proc.stderr else ""
-        assert time.monotonic() < deadline, "no checkpoint written in time"
-        time.sleep(0.05)
-    time.sleep(0.2)  # into the second epoch
-    assert proc.poll() is None, "training finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    killed = subprocess.run([sys.executable, str(script), str(ckpt), "3", "kill"], env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     import torch
 
     done_epochs = torch.load(ckpt / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] + 1
-    assert 1 <= done_epochs < 3  # killed part-way
+    assert done_epochs == 1  # killed part-way through the second epoch
 
-    done = subprocess.run([sys.executable, str(script), str(ckpt), "3"], env=env,
+    done = subprocess.run([sys.executable, str(script), str(ckpt), "3", "run"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     line = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT")][0]

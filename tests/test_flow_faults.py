@@ -25,7 +25,7 @@ def vendor_env(tmp_path_factory, prefect_harness):
     out = root / "out"
     mp = flow_stores(root, {"gamma": f"""
 output_dir: {out}
-source: {{kind: simulate, profile: floating, seed: 5, days: 5}}
+source: {{kind: simulate, profile: floating, seed: 5, days: 3}}
 train: {{models: [TCN_AE_Small], epochs: 1, batch_size: 64}}
 detect: {{m1: false}}
 context: {{n_estimators: 20}}
@@ -36,7 +36,7 @@ source: {{kind: files, path: {root / 'kappa.csv'}}}
     from flows.train_vendor import train_vendor
     from licanom.sim import simulate
 
-    log = simulate("floating", seed=5, days=5).log
+    log = simulate("floating", seed=5, days=3).log
     until = log["Time"].max() - timedelta(days=1)
     summary = train_vendor("gamma", until=until)
     yield out, summary, log

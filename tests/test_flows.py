@@ -28,16 +28,23 @@ detect:
   m1: false
 """
     mp = flow_stores(root, {
-        "alpha": common + "source: {kind: simulate, profile: floating, seed: 3, days: 6}\n",
+        "alpha": common + "source: {kind: simulate, profile: floating, seed: 3, days: 3}\n",
         # scored beside alpha by `nightly`; its model is not the test's point: the fastest to fit
         "beta": f"output_dir: {out}\ntrain:\n  models: [Tail_context]\n"
-                "source: {kind: simulate, profile: mixed, seed: 4, days: 20}\n",
+                "source: {kind: simulate, profile: mixed, seed: 4, days: 4}\n",
         "broken": common + f"source: {{kind: files, path: {root / 'missing.csv'}}}\n",
         "epsilon": f"output_dir: {out}\ntrain:\n  models: [Tail_context]\n"
-                 "source: {kind: simulate, profile: floating, seed: 5, days: 6}\n",
+                 "source: {kind: simulate, profile: floating, seed: 5, days: 3}\n",
         "gamma": f"output_dir: {out}\ntrain:\n  models: [Tail_context]\n"
-                 "source: {kind: simulate, profile: floating, seed: 8, days: 6}\n",
+                 "source: {kind: simulate, profile: floating, seed: 8, days: 3}\n",
     })
+    # what `nightly` scores: alpha and beta beside the broken one (a conf/ of their own: the
+    # module's other vendors are other tests', each a flow run per night that shows nothing more)
+    nightly_conf = root / "conf-nightly" / "vendors"
+    nightly_conf.mkdir(parents=True)
+    (nightly_conf.parent / "defaults.yaml").write_text((root / "conf" / "defaults.yaml").read_text())
+    for name in ("alpha", "beta", "broken"):
+        (nightly_conf / f"{name}.yaml").write_text((root / "conf" / "vendors" / f"{name}.yaml").read_text())
     yield root, out
     mp.undo()
 
@@ -113,11 +120,12 @@ def test_scoring_flow_matches_the_library_and_is_idempotent(trained_alpha, flow_
     assert len([n for n in nights if (n / "chunks.parquet").exists() and pl.read_parquet(n / "chunks.parquet").height]) == 1
 
 
-def test_nightly_reports_a_failing_vendor_and_scores_the_others(trained_alpha, flow_env):
+def test_nightly_reports_a_failing_vendor_and_scores_the_others(trained_alpha, flow_env, monkeypatch):
     from flows.nightly import nightly
     from flows.train_vendor import train_vendor
 
     train_vendor("beta")
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(flow_env[0] / "conf-nightly"))
     state = nightly(return_state=True)
     assert state.is_failed()
     assert "broken" in str(state.message) or "broken" in repr(state)
@@ -127,6 +135,7 @@ def test_nightly_reports_a_failing_vendor_and_scores_the_others(trained_alpha, f
     threaded = nightly(runner="threads", workers=2, return_state=True)
     assert threaded.is_failed() and "broken" in str(threaded.message)
     assert "alpha: completed" in str(threaded.message) and "beta: completed" in str(threaded.message)
+    assert "1 of 3 vendors failed" in str(threaded.message)
 
 
 def test_training_the_same_data_again_gives_the_same_models(trained_alpha):
