@@ -143,13 +143,13 @@ class TrainConfig(_Model):
     @field_validator("models", mode="before")
     @classmethod
     def _expand_all(cls, v: Any) -> Any:
-        from licanom.detectors.autoencoders.nets import NETS
-        from licanom.detectors.sequence.detector import SEQUENCE_MODELS
+        # the catalog's names, not the families' modules: reading a configuration imports no torch
+        from licanom.detectors.catalog import AUTOENCODERS, ERGEN_MODELS, NEXT_EVENT_MODELS
 
         if v == "all" or v == ["all"] or v == ("all",):
-            return tuple(NETS)
+            return AUTOENCODERS
         if v in ("sequence", ["sequence"], ("sequence",)):
-            return SEQUENCE_MODELS
+            return (*ERGEN_MODELS, *NEXT_EVENT_MODELS)
         if v in (AUTO, [AUTO], (AUTO,)):
             return (AUTO,)
         return _check_names(v)

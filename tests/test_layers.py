@@ -71,7 +71,8 @@ def test_the_registry_names_match_the_families_own_lists() -> None:
 
 def test_a_context_models_night_does_not_import_torch() -> None:
     """A night of the default detector reads no network: torch and Lightning (seconds of start-up
-    in every new process) stay out until a family that needs them is built."""
+    in every new process) stay out until a family that needs them is built; reading a
+    configuration (even one naming every autoencoder) does not import them either."""
     import subprocess
     import sys
 
@@ -79,6 +80,8 @@ def test_a_context_models_night_does_not_import_torch() -> None:
             "from licanom.detectors import build, names, spec\n"
             "assert len(names()) >= 20 and spec('Tail_context').family == 'context'\n"
             "build('Tail_context', context=None)\n"
+            "from licanom.config import TrainConfig, load_config\n"
+            "assert len(TrainConfig(models='all').models) == 8 and load_config('demo').vendor == 'demo'\n"
             "print(sorted(m for m in ('torch', 'lightning', 'pytorch_lightning') if m in sys.modules))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
