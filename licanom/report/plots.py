@@ -51,7 +51,8 @@ def error_histograms(
         axes[1].legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    # fixed margins: tight_layout measures every text on the figure (about a second per variant)
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.14, top=0.82 if title else 0.9, wspace=0.15)
     return png(fig)
 
 
