@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import numpy as np
 import polars as pl
 
+from licanom.detectors import catalog
 from licanom.detectors import thresholds as th
 from licanom.data.chunk import make_chunks
 from licanom.detectors.clustering import cluster_anomalies
@@ -173,13 +174,9 @@ def _baseline(kind: Literal["iforest", "lof"], inputs: Inputs) -> CandidateFacto
     return factory
 
 
-def _autoencoder_names() -> tuple[str, ...]:
-    from licanom.detectors.autoencoders.nets import NETS
-
-    return tuple(NETS)
-
-
-AUTOENCODERS: tuple[str, ...] = _autoencoder_names()
+# the catalog's names (checked against the networks in tests/test_layers.py): importing this
+# module, as each of its worker processes does, imports no torch
+AUTOENCODERS: tuple[str, ...] = catalog.AUTOENCODERS
 BASELINES: tuple[str, ...] = ("IForest_summary", "IForest_flat", "LOF_summary", "LOF_flat")
 CONTEXT: tuple[str, ...] = ("Tail_context", "IForest_context", "LOF_context")
 for _name in AUTOENCODERS:

@@ -45,6 +45,8 @@ are reported apart (:data:`LATE`).
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -414,9 +416,11 @@ def run_sweep(worlds: Sequence[World], profiles: Sequence[str] = PROFILES, seeds
 
 
 def _one_thread() -> None:
-    import torch
-
-    torch.set_num_threads(1)
+    """A worker process's start: one torch thread, without importing torch (a context model's
+    vendors never need it): torch reads OMP_NUM_THREADS when a family that needs it imports it."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
 
 
 def summarise(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector")) -> pl.DataFrame:
