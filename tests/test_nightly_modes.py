@@ -46,3 +46,21 @@ def test_both_modes_scored_on_the_same_nights_with_clustering():
     assert summary.filter(pl.col("detector") == "Tail_context")["gmm_normal_flagged"][0] is None
     shares = summary[1:]
     assert ((shares["gmm_normal_flagged"] >= 0) & (shares["gmm_normal_flagged"] <= 1)).all()
+
+
+def test_a_world_the_simulator_cannot_build_is_reported_not_fatal(monkeypatch):
+    from licanom.sim import ShareNotReached
+
+    def cannot(self, profile, seed, days):
+        raise ShareNotReached(f"{profile} seed {seed} over {days} days: reached an anomalous share of 0.358")
+
+    monkeypatch.setattr(World, "simulate", cannot)
+    settings = NightlySettings(days=3, detectors=("Tail_context", "IForest_context"), clustering=False)
+    rows = run_vendor(World("share 40%", 0.4), "node-locked", 6, settings)
+    assert [r["detector"] for r in rows] == ["Tail_context", "IForest_context"]
+    assert all(r["chunks"] == 0 and "0.358" in r["unbuilt"] for r in rows)
+    built = {"world": "share 40%", "profile": "floating", "seed": 1, "detector": "Tail_context", "family": "context",
+             "chunks": 10, "anomalous_chunks": 2, "events": 1, "found": 1, "found_labelled": 1, "false_alarms": 0,
+             "false_alarms_elsewhere": 0, "flagged": 2, "auroc": 0.9, "auprc": 0.8, "train_seconds": 1.0}
+    summary = summarise(pl.DataFrame([built, *rows[:1]], infer_schema_length=None))
+    assert summary.select("vendors", "unbuilt").row(0) == (1, 1)

@@ -58,7 +58,7 @@ import polars as pl
 
 from licanom.config import Config
 
-from licanom.sim import ANOMALY_KINDS, LATE_KINDS, PROFILES, SimulatedLog, simulate, simulate_share
+from licanom.sim import ANOMALY_KINDS, LATE_KINDS, PROFILES, ShareNotReached, SimulatedLog, simulate, simulate_share
 
 ALL_KINDS: tuple[str, ...] = (*ANOMALY_KINDS, *LATE_KINDS)
 DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
@@ -227,7 +227,11 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
     from licanom.evaluation.labels import auroc
     from licanom.data.pipeline import Prepared, prepare
 
-    sim = world.simulate(profile, seed, settings.days)
+    try:
+        sim = world.simulate(profile, seed, settings.days)
+    except ShareNotReached as err:  # reported per vendor (``unbuilt``), not fatal to the sweep
+        return [{"world": world.name, "profile": profile, "seed": seed, "detector": v.label,
+                 "family": spec(v.name).family, "chunks": 0, "unbuilt": str(err)} for v in settings.variants]
     log = sim.log
     start = log["Time"].min()
     cut = start.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
@@ -461,7 +465,11 @@ def summarise(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector"
                 pl.when(has.any()).then(pl.col(f"{method}_found").sum() / pl.col("events").filter(has).sum())
                 .alias(f"{method}_found"),
             ]
-    return f.group_by(list(by), maintain_order=True).agg(aggs)
+    summary = f.group_by(list(by), maintain_order=True).agg(aggs)
+    if "unbuilt" in per_vendor.columns:  # vendors the simulator could not build for their world
+        unbuilt = per_vendor.group_by(list(by)).agg(pl.col("unbuilt").is_not_null().sum())
+        summary = summary.join(unbuilt, on=list(by), how="left", maintain_order="left")
+    return summary
 
 
 def with_detectors(settings: NightlySettings, detectors: Sequence[str]) -> NightlySettings:

@@ -18,7 +18,7 @@ anomaly injectors (:mod:`.injector`) and the assembly of a labelled log (:mod:`.
 imports only ``licanom.data`` (columns and state codes), numpy and polars.
 """
 
-from licanom.sim.assembly import anomalous_share, simulate, simulate_share
+from licanom.sim.assembly import ShareNotReached, anomalous_share, simulate, simulate_share
 from licanom.sim.world import ANOMALY_KINDS, LATE_KINDS, PROFILES, SimulatedLog
 
-__all__ = ["ANOMALY_KINDS", "LATE_KINDS", "PROFILES", "SimulatedLog", "anomalous_share", "simulate", "simulate_share"]
+__all__ = ["ANOMALY_KINDS", "LATE_KINDS", "PROFILES", "ShareNotReached", "SimulatedLog", "anomalous_share", "simulate", "simulate_share"]

@@ -46,6 +46,11 @@ from licanom.sim.traffic import (
 # Public entry point
 
 
+
+class ShareNotReached(ValueError):
+    """The simulator drew no set of events whose anomalous share lies within the tolerance of
+    the one asked for (a seed whose few big events leave no subset near it)."""
+
 def simulate(
     profile: str,
     seed: int,
@@ -482,7 +487,7 @@ def simulate_share(
         built = build(rate, n_storms)
         chosen, got = _choose(built, size, share, aim, seed, profile)
     if abs(got - share) > tolerance:
-        raise ValueError(
+        raise ShareNotReached(
             f"{profile} seed {seed} over {days} days: reached an anomalous share of {got:.3f}, "
             f"not within {tolerance} of {share}; widen tolerance or simulate more days"
         )
