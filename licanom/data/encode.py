@@ -373,18 +373,38 @@ class RowsState:
 
 
 _ROW_NEEDED = ("Time", "State", "success", "Key", "MachineCode", "IP", "country")
+_ROW_TEXTS = ("Key", "MachineCode", "IP", "country")
+
+
+def _code(column: str) -> str:
+    """The name of a text column's integer code in :func:`_row_frame`."""
+    return f"_code_{column}"
 
 
 def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
+    """The columns the rows mode reads: ``_t`` (epoch microseconds), State, success, the texts
+    (null as ""), each text's integer code (equal codes for equal texts, and only then) and the
+    row's position ``_row``. Grouping, first occurrences and the key's previous request run on
+    the codes: one hash per text instead of one per question asked of it. The codes come from
+    categories of this frame's own (not polars' global ones, which a long-running worker would
+    fill with every vendor's keys and addresses), freed with the frame."""
     missing = [c for c in _ROW_NEEDED if c not in derived.columns]
     if missing:
         raise ValueError(f"the rows encoder needs the derived columns {missing}")
+    texts = [pl.col(c).cast(pl.String).fill_null("") for c in _ROW_TEXTS]
+    codes = pl.Categorical(pl.Categories.random())
     return derived.select(
         pl.col("Time").dt.epoch("us").alias("_t"),
         pl.col("State"),
         pl.col("success"),
-        *(pl.col(c).cast(pl.String).fill_null("") for c in ("Key", "MachineCode", "IP", "country")),
+        *texts,
+        *(text.cast(codes).to_physical().alias(_code(c)) for c, text in zip(_ROW_TEXTS, texts, strict=True)),
     ).with_row_index("_row")
+
+
+def _pair_code(entity: str) -> pl.Expr:
+    """One integer per (Key, entity) pair, from the two texts' codes."""
+    return pl.col(_code("Key")).cast(pl.UInt64) * 2**32 + pl.col(_code(entity)).cast(pl.UInt64)
 
 
 def _gaps(frame: pl.DataFrame) -> pl.DataFrame:
@@ -392,8 +412,15 @@ def _gaps(frame: pl.DataFrame) -> pl.DataFrame:
     null where the frame holds none."""
     return frame.with_columns(
         (pl.col("_t") - pl.col("_t").shift(1)).alias("_gap"),
-        (pl.col("_t") - pl.col("_t").shift(1).over("Key")).alias("_key_gap"),
+        (pl.col("_t") - pl.col("_t").shift(1).over(_code("Key"))).alias("_key_gap"),
     )
+
+
+def _flags_at(n: int, rows: pl.Series) -> pl.Series:
+    """A Boolean column of ``n`` rows, True at ``rows`` only."""
+    flags = np.zeros(n, dtype=bool)
+    flags[rows.to_numpy()] = True
+    return pl.Series(flags)
 
 
 def _log_seconds(us: pl.Expr) -> pl.Expr:
@@ -430,17 +457,31 @@ class RowsEncoder:
         """The :class:`RowsState` of these rows (time-ordered, derived): of the training rows in
         :meth:`fit`; of a scored night's rows to advance a state with (:meth:`RowsState.advanced`)."""
         frame = _gaps(_row_frame(derived))
+        # In time order (as validation leaves a log) a group's earliest time is its first row's
+        # and its latest its last row's: first and last occurrences instead of group-bys.
+        ordered = frame["_t"].null_count() == 0 and frame["_t"].is_sorted()
+
+        def earliest(by: list[str], code: pl.Expr, keep: pl.Expr) -> pl.DataFrame:
+            """``by`` and ``_t`` of each group of the rows ``keep``, in order of first appearance."""
+            if ordered:
+                return frame.filter(keep & code.is_first_distinct()).select(*by, "_t")
+            return frame.filter(keep).group_by(*by, maintain_order=True).agg(pl.col("_t").min())
+
         first_seen = {}
         for entity, _, unknown in _NEW_ENTITIES:
-            g = (frame.filter(pl.col(entity) != unknown).group_by(entity, maintain_order=True)
-                 .agg(pl.col("_t").min()))
+            g = earliest([entity], pl.col(_code(entity)), pl.col(entity) != unknown)
             first_seen[entity] = tuple(zip(g[entity].to_list(), g["_t"].to_list(), strict=True))
         pairs = {}
         for entity, _, unknown in _NEW_PAIRS:
-            g = (frame.filter((pl.col(entity) != unknown) & (pl.col("Key") != ""))
-                 .group_by("Key", entity, maintain_order=True).agg(pl.col("_t").min()))
+            g = earliest(["Key", entity], _pair_code(entity), (pl.col(entity) != unknown) & (pl.col("Key") != ""))
             pairs[entity] = tuple(zip(g["Key"].to_list(), g[entity].to_list(), g["_t"].to_list(), strict=True))
-        last = frame.filter(pl.col("Key") != "").group_by("Key", maintain_order=True).agg(pl.col("_t").max())
+        keyed = pl.col("Key") != ""
+        if ordered:
+            latest = frame.filter(keyed & pl.col(_code("Key")).is_last_distinct()).select("Key", "_t")
+            last = frame.filter(keyed & pl.col(_code("Key")).is_first_distinct()).select("Key").join(
+                latest, on="Key", how="left", maintain_order="left")
+        else:
+            last = frame.filter(keyed).group_by("Key", maintain_order=True).agg(pl.col("_t").max())
         fills = frame.select(_log_seconds(pl.col("_gap")).median(), _log_seconds(pl.col("_key_gap")).median()).row(0)
         return RowsState(
             first_seen=first_seen,
@@ -458,10 +499,19 @@ class RowsEncoder:
         if state is None or vocabulary.encoder != self.name:
             raise ValueError(f"the vocabulary was built by the {vocabulary.encoder!r} encoder, not the rows encoder")
         frame = _gaps(_row_frame(derived))
+        n = frame.height
+        # A key's previous request where the log holds none (its first row here): its last
+        # training request, looked up for those rows only.
         last = pl.DataFrame({"Key": [k for k, _ in state.key_last], "_last": [t for _, t in state.key_last]},
                             schema={"Key": pl.String, "_last": pl.Int64})
-        frame = frame.join(last, on="Key", how="left", maintain_order="left")
-        before = pl.when(pl.col("_last") < pl.col("_t")).then(pl.col("_t") - pl.col("_last"))
+        before = (
+            frame.filter(pl.col("_key_gap").is_null())
+            .select("_row", "Key", "_t")
+            .join(last, on="Key", how="left", maintain_order="left")
+            .select("_row", pl.when(pl.col("_last") < pl.col("_t")).then(pl.col("_t") - pl.col("_last")))
+        )
+        if before.height:
+            frame = frame.with_columns(frame["_key_gap"].clone().scatter(before["_row"], before.to_series(1)))
         gap_fill, key_gap_fill = state.gap_fill
         group = pl.col("State") // 100
         detail = pl.col("State") % 10
@@ -470,21 +520,29 @@ class RowsEncoder:
             (pl.col("success") == 0).alias("failed"),
             *((detail == d).alias(f"detail_{d}") for d in range(10)),
             _log_seconds(pl.col("_gap")).fill_null(gap_fill).alias("log_gap"),
-            _log_seconds(pl.col("_key_gap").fill_null(before)).fill_null(key_gap_fill).alias("log_key_gap"),
+            _log_seconds(pl.col("_key_gap")).fill_null(key_gap_fill).alias("log_key_gap"),
         ]
-        for entity, short, unknown in _NEW_ENTITIES:
-            frame = frame.join(state.known(entity), on=entity, how="left", maintain_order="left")
-            first = pl.col("_row") == pl.col("_row").min().over(entity)
-            earlier = (pl.col("_t0") < pl.col("_t")).fill_null(False)
-            frame = frame.with_columns((first & ~earlier & (pl.col(entity) != unknown)).alias(f"new_{short}")).drop("_t0")
-        for entity, short, unknown in _NEW_PAIRS:
-            frame = frame.join(state.known_pairs(entity), on=["Key", entity], how="left", maintain_order="left")
-            first = pl.col("_row") == pl.col("_row").min().over("Key", entity)
-            earlier = (pl.col("_t0") < pl.col("_t")).fill_null(False)
-            valid = (pl.col(entity) != unknown) & (pl.col("Key") != "")
-            frame = frame.with_columns((first & ~earlier & valid).alias(f"new_{short}_to_key")).drop("_t0")
-        features = frame.select(*exprs, *(pl.col(f"new_{s}") for _, s, _ in _NEW_ENTITIES),
-                                *(pl.col(f"new_{s}_to_key") for _, s, _ in _NEW_PAIRS))
+
+        # A row is new when it is the first of its value (or pair) in the log and the training
+        # rows hold the value only later or not at all: judged on the first rows alone.
+        def new_at(by: list[str], code: pl.Expr, known: pl.DataFrame, valid: pl.Expr, name: str) -> pl.Series:
+            firsts = (
+                frame.filter(code.is_first_distinct())
+                .select("_row", *by, "_t")
+                .join(known, on=by, how="left", maintain_order="left")
+                .filter(valid & ~(pl.col("_t0") < pl.col("_t")).fill_null(False))
+            )
+            return _flags_at(n, firsts["_row"]).alias(name)
+
+        new = [
+            new_at([entity], pl.col(_code(entity)), state.known(entity), pl.col(entity) != unknown, f"new_{short}")
+            for entity, short, unknown in _NEW_ENTITIES
+        ] + [
+            new_at(["Key", entity], _pair_code(entity), state.known_pairs(entity),
+                   (pl.col(entity) != unknown) & (pl.col("Key") != ""), f"new_{short}_to_key")
+            for entity, short, unknown in _NEW_PAIRS
+        ]
+        features = frame.select(*exprs).with_columns(new)
         # the key pairs known before the log's first row: what row_context must not call new
         t_first = frame["_t"].min() if frame.height else None
         history = None
