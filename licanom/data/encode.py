@@ -451,98 +451,79 @@ class RowsEncoder:
 
     def fit(self, derived: pl.DataFrame) -> Vocabulary:
         """The thesis's vocabulary plus the :class:`RowsState` of these (training) rows."""
-        return Vocabulary(values=Vocabulary.fit(derived).values, encoder=self.name, rows=self.state(derived))
+        return self._fit(derived, _gaps(_row_frame(derived)))
+
+    def fit_encode(self, derived: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
+        """:meth:`fit` and :meth:`encode` on the same rows, reading them once."""
+        frame = _gaps(_row_frame(derived))
+        vocabulary = self._fit(derived, frame)
+        return self._encode(derived, frame, vocabulary), vocabulary
+
+    def _fit(self, derived: pl.DataFrame, frame: pl.DataFrame) -> Vocabulary:
+        return Vocabulary(values=Vocabulary.fit(derived).values, encoder=self.name, rows=_state(frame))
 
     def state(self, derived: pl.DataFrame) -> RowsState:
         """The :class:`RowsState` of these rows (time-ordered, derived): of the training rows in
         :meth:`fit`; of a scored night's rows to advance a state with (:meth:`RowsState.advanced`)."""
-        frame = _gaps(_row_frame(derived))
-        # In time order (as validation leaves a log) a group's earliest time is its first row's
-        # and its latest its last row's: first and last occurrences instead of group-bys.
-        ordered = frame["_t"].null_count() == 0 and frame["_t"].is_sorted()
-
-        def earliest(by: list[str], code: pl.Expr, keep: pl.Expr) -> pl.DataFrame:
-            """``by`` and ``_t`` of each group of the rows ``keep``, in order of first appearance."""
-            if ordered:
-                return frame.filter(keep & code.is_first_distinct()).select(*by, "_t")
-            return frame.filter(keep).group_by(*by, maintain_order=True).agg(pl.col("_t").min())
-
-        first_seen = {}
-        for entity, _, unknown in _NEW_ENTITIES:
-            g = earliest([entity], pl.col(_code(entity)), pl.col(entity) != unknown)
-            first_seen[entity] = tuple(zip(g[entity].to_list(), g["_t"].to_list(), strict=True))
-        pairs = {}
-        for entity, _, unknown in _NEW_PAIRS:
-            g = earliest(["Key", entity], _pair_code(entity), (pl.col(entity) != unknown) & (pl.col("Key") != ""))
-            pairs[entity] = tuple(zip(g["Key"].to_list(), g[entity].to_list(), g["_t"].to_list(), strict=True))
-        keyed = pl.col("Key") != ""
-        if ordered:
-            latest = frame.filter(keyed & pl.col(_code("Key")).is_last_distinct()).select("Key", "_t")
-            last = frame.filter(keyed & pl.col(_code("Key")).is_first_distinct()).select("Key").join(
-                latest, on="Key", how="left", maintain_order="left")
-        else:
-            last = frame.filter(keyed).group_by("Key", maintain_order=True).agg(pl.col("_t").max())
-        fills = frame.select(_log_seconds(pl.col("_gap")).median(), _log_seconds(pl.col("_key_gap")).median()).row(0)
-        return RowsState(
-            first_seen=first_seen,
-            pairs=pairs,
-            key_last=tuple(zip(last["Key"].to_list(), last["_t"].to_list(), strict=True)),
-            gap_fill=tuple(float(v) if v is not None else 0.0 for v in fills),  # type: ignore[arg-type]
-        )
+        return _state(_gaps(_row_frame(derived)))
 
     def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
         """The derived log with :data:`ROW_FEATURE_COLUMNS` added (float32)."""
+        return self._encode(derived, _gaps(_row_frame(derived)), vocabulary)
+
+    def _encode(self, derived: pl.DataFrame, frame: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
         from licanom.data.context_vector import KeyHistory, row_context
         from licanom.data.states import METHOD_GROUPS
 
         state = vocabulary.rows
         if state is None or vocabulary.encoder != self.name:
             raise ValueError(f"the vocabulary was built by the {vocabulary.encoder!r} encoder, not the rows encoder")
-        frame = _gaps(_row_frame(derived))
-        n = frame.height
+        rows = frame.lazy()
         # A key's previous request where the log holds none (its first row here): its last
         # training request, looked up for those rows only.
-        last = pl.DataFrame({"Key": [k for k, _ in state.key_last], "_last": [t for _, t in state.key_last]},
+        last = pl.LazyFrame({"Key": [k for k, _ in state.key_last], "_last": [t for _, t in state.key_last]},
                             schema={"Key": pl.String, "_last": pl.Int64})
         before = (
-            frame.filter(pl.col("_key_gap").is_null())
+            rows.filter(pl.col("_key_gap").is_null())
             .select("_row", "Key", "_t")
             .join(last, on="Key", how="left", maintain_order="left")
             .select("_row", pl.when(pl.col("_last") < pl.col("_t")).then(pl.col("_t") - pl.col("_last")))
         )
+
+        # A row is new when it is the first of its value (or pair) in the log and the training
+        # rows hold the value only later or not at all: judged on the first rows alone.
+        def new_rows(by: list[str], code: pl.Expr, known: pl.DataFrame, valid: pl.Expr) -> pl.LazyFrame:
+            return (
+                rows.filter(code.is_first_distinct())
+                .select("_row", *by, "_t")
+                .join(known.lazy(), on=by, how="left", maintain_order="left")
+                .filter(valid & ~(pl.col("_t0") < pl.col("_t")).fill_null(False))
+                .select("_row")
+            )
+
+        names = [f"new_{short}" for _, short, _ in _NEW_ENTITIES] + [f"new_{short}_to_key" for _, short, _ in _NEW_PAIRS]
+        before, *new = pl.collect_all([
+            before,
+            *(new_rows([entity], pl.col(_code(entity)), state.known(entity), pl.col(entity) != unknown)
+              for entity, _, unknown in _NEW_ENTITIES),
+            *(new_rows(["Key", entity], _pair_code(entity), state.known_pairs(entity),
+                       (pl.col(entity) != unknown) & (pl.col("Key") != ""))
+              for entity, _, unknown in _NEW_PAIRS),
+        ])
+        n = frame.height
+        key_gap = frame["_key_gap"]
         if before.height:
-            frame = frame.with_columns(frame["_key_gap"].clone().scatter(before["_row"], before.to_series(1)))
+            key_gap = key_gap.clone().scatter(before["_row"], before.to_series(1))
         gap_fill, key_gap_fill = state.gap_fill
         group = pl.col("State") // 100
         detail = pl.col("State") % 10
-        exprs = [
+        features = frame.select(
             *((group == g).alias(f"group_{name}") for g, name in zip(METHOD_GROUPS, ROW_GROUPS, strict=True)),
             (pl.col("success") == 0).alias("failed"),
             *((detail == d).alias(f"detail_{d}") for d in range(10)),
             _log_seconds(pl.col("_gap")).fill_null(gap_fill).alias("log_gap"),
-            _log_seconds(pl.col("_key_gap")).fill_null(key_gap_fill).alias("log_key_gap"),
-        ]
-
-        # A row is new when it is the first of its value (or pair) in the log and the training
-        # rows hold the value only later or not at all: judged on the first rows alone.
-        def new_at(by: list[str], code: pl.Expr, known: pl.DataFrame, valid: pl.Expr, name: str) -> pl.Series:
-            firsts = (
-                frame.filter(code.is_first_distinct())
-                .select("_row", *by, "_t")
-                .join(known, on=by, how="left", maintain_order="left")
-                .filter(valid & ~(pl.col("_t0") < pl.col("_t")).fill_null(False))
-            )
-            return _flags_at(n, firsts["_row"]).alias(name)
-
-        new = [
-            new_at([entity], pl.col(_code(entity)), state.known(entity), pl.col(entity) != unknown, f"new_{short}")
-            for entity, short, unknown in _NEW_ENTITIES
-        ] + [
-            new_at(["Key", entity], _pair_code(entity), state.known_pairs(entity),
-                   (pl.col(entity) != unknown) & (pl.col("Key") != ""), f"new_{short}_to_key")
-            for entity, short, unknown in _NEW_PAIRS
-        ]
-        features = frame.select(*exprs).with_columns(new)
+            _log_seconds(pl.lit(key_gap)).fill_null(key_gap_fill).alias("log_key_gap"),
+        ).with_columns(_flags_at(n, first["_row"]).alias(name) for name, first in zip(names, new, strict=True))
         # the key pairs known before the log's first row: what row_context must not call new
         t_first = frame["_t"].min() if frame.height else None
         history = None
@@ -555,6 +536,43 @@ class RowsEncoder:
             pl.col(f).cast(pl.Float32).alias(f"r_{f}") for f in ROW_FEATURES
         )
         return derived.with_columns(out)
+
+
+def _state(frame: pl.DataFrame) -> RowsState:
+    """:meth:`RowsEncoder.state` of a :func:`_gaps` frame."""
+    rows = frame.lazy()
+    # In time order (as validation leaves a log) a group's earliest time is its first row's
+    # and its latest its last row's: first and last occurrences instead of group-bys.
+    ordered = frame["_t"].null_count() == 0 and frame["_t"].is_sorted()
+
+    def earliest(by: list[str], code: pl.Expr, keep: pl.Expr) -> pl.LazyFrame:
+        """``by`` and ``_t`` of each group of the rows ``keep``, in order of first appearance."""
+        if ordered:
+            return rows.filter(keep & code.is_first_distinct()).select(*by, "_t")
+        return rows.filter(keep).group_by(*by, maintain_order=True).agg(pl.col("_t").min())
+
+    keyed = pl.col("Key") != ""
+    if ordered:
+        key = pl.col(_code("Key"))
+        last = rows.filter(keyed & key.is_first_distinct()).select("Key").join(
+            rows.filter(keyed & key.is_last_distinct()).select("Key", "_t"), on="Key", how="left", maintain_order="left")
+    else:
+        last = rows.filter(keyed).group_by("Key", maintain_order=True).agg(pl.col("_t").max())
+    fills = rows.select(_log_seconds(pl.col("_gap")).median(), _log_seconds(pl.col("_key_gap")).median())
+    *found, last, fills = pl.collect_all([
+        *(earliest([entity], pl.col(_code(entity)), pl.col(entity) != unknown) for entity, _, unknown in _NEW_ENTITIES),
+        *(earliest(["Key", entity], _pair_code(entity), (pl.col(entity) != unknown) & keyed)
+          for entity, _, unknown in _NEW_PAIRS),
+        last,
+        fills,
+    ])
+    singles, pairs = found[: len(_NEW_ENTITIES)], found[len(_NEW_ENTITIES):]
+    return RowsState(
+        first_seen={entity: tuple(g.iter_rows()) for (entity, _, _), g in zip(_NEW_ENTITIES, singles, strict=True)},
+        pairs={entity: tuple(g.iter_rows()) for (entity, _, _), g in zip(_NEW_PAIRS, pairs, strict=True)},
+        key_last=tuple(last.iter_rows()),
+        gap_fill=tuple(float(v) if v is not None else 0.0 for v in fills.row(0)),  # type: ignore[arg-type]
+    )
 
 
 ENCODERS: dict[str, type[ThesisEncoder] | type[RowsEncoder]] = {
