@@ -381,38 +381,46 @@ def _code(column: str) -> str:
     return f"_code_{column}"
 
 
+def _first(entity: str, by_key: bool = False) -> str:
+    """The name of the flag of a value's (or, ``by_key``, a (Key, value) pair's) first row."""
+    return f"_first_Key_{entity}" if by_key else f"_first_{entity}"
+
+
 def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
-    """The columns the rows mode reads: ``_t`` (epoch microseconds), State, success, the texts
-    (null as ""), each text's integer code (equal codes for equal texts, and only then) and the
-    row's position ``_row``. Grouping, first occurrences and the key's previous request run on
-    the codes: one hash per text instead of one per question asked of it. The codes come from
-    categories of this frame's own (not polars' global ones, which a long-running worker would
-    fill with every vendor's keys and addresses), freed with the frame."""
+    """What the rows mode reads of a derived log, one row per request.
+
+    ``_row`` (position), ``_t`` (epoch microseconds), State, success, the texts (null as ""),
+    each text's integer code (equal codes for equal texts, and only then), ``_gap`` and
+    ``_key_gap`` (microseconds since the previous row overall and of the same key, null where
+    the frame holds none), and flags of the first row of each value and of each (Key, value)
+    pair. Grouping and first occurrences run on the codes: one hash per text instead of one per
+    question asked of it. The codes come from categories of the frame's own (not polars' global
+    ones, which a long-running worker would fill with every vendor's keys and addresses).
+    """
     missing = [c for c in _ROW_NEEDED if c not in derived.columns]
     if missing:
         raise ValueError(f"the rows encoder needs the derived columns {missing}")
     texts = [pl.col(c).cast(pl.String).fill_null("") for c in _ROW_TEXTS]
     codes = pl.Categorical(pl.Categories.random())
-    return derived.select(
-        pl.col("Time").dt.epoch("us").alias("_t"),
-        pl.col("State"),
-        pl.col("success"),
-        *texts,
-        *(text.cast(codes).to_physical().alias(_code(c)) for c, text in zip(_ROW_TEXTS, texts, strict=True)),
-    ).with_row_index("_row")
-
-
-def _pair_code(entity: str) -> pl.Expr:
-    """One integer per (Key, entity) pair, from the two texts' codes."""
-    return pl.col(_code("Key")).cast(pl.UInt64) * 2**32 + pl.col(_code(entity)).cast(pl.UInt64)
-
-
-def _gaps(frame: pl.DataFrame) -> pl.DataFrame:
-    """Microseconds since the previous row overall (``_gap``) and of the same key (``_key_gap``),
-    null where the frame holds none."""
-    return frame.with_columns(
-        (pl.col("_t") - pl.col("_t").shift(1)).alias("_gap"),
-        (pl.col("_t") - pl.col("_t").shift(1).over(_code("Key"))).alias("_key_gap"),
+    key = pl.col(_code("Key"))
+    return (
+        derived.lazy()
+        .select(
+            pl.col("Time").dt.epoch("us").alias("_t"),
+            pl.col("State"),
+            pl.col("success"),
+            *texts,
+            *(text.cast(codes).to_physical().alias(_code(c)) for c, text in zip(_ROW_TEXTS, texts, strict=True)),
+        )
+        .with_row_index("_row")
+        .with_columns(
+            (pl.col("_t") - pl.col("_t").shift(1)).alias("_gap"),
+            (pl.col("_t") - pl.col("_t").shift(1).over(key)).alias("_key_gap"),
+            *(pl.col(_code(c)).is_first_distinct().alias(_first(c)) for c in _ROW_TEXTS),
+            *((key.cast(pl.UInt64) * 2**32 + pl.col(_code(c)).cast(pl.UInt64)).is_first_distinct().alias(_first(c, True))
+              for c in _ROW_TEXTS if c != "Key"),
+        )
+        .collect()
     )
 
 
@@ -451,25 +459,25 @@ class RowsEncoder:
 
     def fit(self, derived: pl.DataFrame) -> Vocabulary:
         """The thesis's vocabulary plus the :class:`RowsState` of these (training) rows."""
-        return self._fit(derived, _gaps(_row_frame(derived)))
+        return self._fit(derived, _row_frame(derived))
 
     def fit_encode(self, derived: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
         """:meth:`fit` and :meth:`encode` on the same rows, reading them once."""
-        frame = _gaps(_row_frame(derived))
+        frame = _row_frame(derived)
         vocabulary = self._fit(derived, frame)
         return self._encode(derived, frame, vocabulary), vocabulary
 
     def _fit(self, derived: pl.DataFrame, frame: pl.DataFrame) -> Vocabulary:
-        return Vocabulary(values=Vocabulary.fit(derived).values, encoder=self.name, rows=_state(frame))
+        return Vocabulary(values=_vocabulary_values(derived, frame), encoder=self.name, rows=_state(frame))
 
     def state(self, derived: pl.DataFrame) -> RowsState:
         """The :class:`RowsState` of these rows (time-ordered, derived): of the training rows in
         :meth:`fit`; of a scored night's rows to advance a state with (:meth:`RowsState.advanced`)."""
-        return _state(_gaps(_row_frame(derived)))
+        return _state(_row_frame(derived))
 
     def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
         """The derived log with :data:`ROW_FEATURE_COLUMNS` added (float32)."""
-        return self._encode(derived, _gaps(_row_frame(derived)), vocabulary)
+        return self._encode(derived, _row_frame(derived), vocabulary)
 
     def _encode(self, derived: pl.DataFrame, frame: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
         from licanom.data.context_vector import KeyHistory, row_context
@@ -492,9 +500,9 @@ class RowsEncoder:
 
         # A row is new when it is the first of its value (or pair) in the log and the training
         # rows hold the value only later or not at all: judged on the first rows alone.
-        def new_rows(by: list[str], code: pl.Expr, known: pl.DataFrame, valid: pl.Expr) -> pl.LazyFrame:
+        def new_rows(by: list[str], first: str, known: pl.DataFrame, valid: pl.Expr) -> pl.LazyFrame:
             return (
-                rows.filter(code.is_first_distinct())
+                rows.filter(pl.col(first))
                 .select("_row", *by, "_t")
                 .join(known.lazy(), on=by, how="left", maintain_order="left")
                 .filter(valid & ~(pl.col("_t0") < pl.col("_t")).fill_null(False))
@@ -504,9 +512,9 @@ class RowsEncoder:
         names = [f"new_{short}" for _, short, _ in _NEW_ENTITIES] + [f"new_{short}_to_key" for _, short, _ in _NEW_PAIRS]
         before, *new = pl.collect_all([
             before,
-            *(new_rows([entity], pl.col(_code(entity)), state.known(entity), pl.col(entity) != unknown)
+            *(new_rows([entity], _first(entity), state.known(entity), pl.col(entity) != unknown)
               for entity, _, unknown in _NEW_ENTITIES),
-            *(new_rows(["Key", entity], _pair_code(entity), state.known_pairs(entity),
+            *(new_rows(["Key", entity], _first(entity, True), state.known_pairs(entity),
                        (pl.col(entity) != unknown) & (pl.col("Key") != ""))
               for entity, _, unknown in _NEW_PAIRS),
         ])
@@ -538,30 +546,43 @@ class RowsEncoder:
         return derived.with_columns(out)
 
 
+def _vocabulary_values(derived: pl.DataFrame, frame: pl.DataFrame) -> dict[str, tuple[str | int, ...]]:
+    """:meth:`Vocabulary.fit`'s values of a derived log, a text column's read off the first-row
+    flags of its :func:`_row_frame` (the same values in the same order where it has no nulls)."""
+    queries = [
+        frame.lazy().filter(pl.col(_first(raw))).select(raw)
+        if raw in _ROW_TEXTS and derived.schema[raw] == pl.String and not derived[raw].null_count()
+        else derived.lazy().select(pl.col(raw).unique(maintain_order=True).drop_nulls())
+        for raw, _ in CATEGORICAL
+    ]
+    found = pl.collect_all(queries)
+    return {raw: tuple(f.to_series().to_list()) for (raw, _), f in zip(CATEGORICAL, found, strict=True)}
+
+
 def _state(frame: pl.DataFrame) -> RowsState:
-    """:meth:`RowsEncoder.state` of a :func:`_gaps` frame."""
+    """:meth:`RowsEncoder.state` of a :func:`_row_frame`."""
     rows = frame.lazy()
     # In time order (as validation leaves a log) a group's earliest time is its first row's
     # and its latest its last row's: first and last occurrences instead of group-bys.
     ordered = frame["_t"].null_count() == 0 and frame["_t"].is_sorted()
 
-    def earliest(by: list[str], code: pl.Expr, keep: pl.Expr) -> pl.LazyFrame:
+    def earliest(by: list[str], first: str, keep: pl.Expr) -> pl.LazyFrame:
         """``by`` and ``_t`` of each group of the rows ``keep``, in order of first appearance."""
         if ordered:
-            return rows.filter(keep & code.is_first_distinct()).select(*by, "_t")
+            return rows.filter(keep & pl.col(first)).select(*by, "_t")
         return rows.filter(keep).group_by(*by, maintain_order=True).agg(pl.col("_t").min())
 
     keyed = pl.col("Key") != ""
     if ordered:
-        key = pl.col(_code("Key"))
-        last = rows.filter(keyed & key.is_first_distinct()).select("Key").join(
-            rows.filter(keyed & key.is_last_distinct()).select("Key", "_t"), on="Key", how="left", maintain_order="left")
+        last = rows.filter(keyed & pl.col(_first("Key"))).select("Key").join(
+            rows.filter(keyed & pl.col(_code("Key")).is_last_distinct()).select("Key", "_t"),
+            on="Key", how="left", maintain_order="left")
     else:
         last = rows.filter(keyed).group_by("Key", maintain_order=True).agg(pl.col("_t").max())
     fills = rows.select(_log_seconds(pl.col("_gap")).median(), _log_seconds(pl.col("_key_gap")).median())
     *found, last, fills = pl.collect_all([
-        *(earliest([entity], pl.col(_code(entity)), pl.col(entity) != unknown) for entity, _, unknown in _NEW_ENTITIES),
-        *(earliest(["Key", entity], _pair_code(entity), (pl.col(entity) != unknown) & keyed)
+        *(earliest([entity], _first(entity), pl.col(entity) != unknown) for entity, _, unknown in _NEW_ENTITIES),
+        *(earliest(["Key", entity], _first(entity, True), (pl.col(entity) != unknown) & keyed)
           for entity, _, unknown in _NEW_PAIRS),
         last,
         fills,
