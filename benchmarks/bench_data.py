@@ -158,7 +158,9 @@ def main() -> None:
     if args.baseline is not None and not (args.baseline / "licanom" / "__init__.py").exists():
         parser.error(f"--baseline {args.baseline} holds no licanom package")
     path = make_log(args.rows).resolve()
-    versions = {"this checkout": here} | ({f"baseline {args.baseline}": args.baseline.resolve()} if args.baseline else {})
+    versions = {"this checkout": here}
+    if args.baseline is not None:
+        versions[f"baseline {args.baseline}"] = args.baseline.resolve()
     runs: dict[tuple[str, str], list[dict[str, float]]] = {(v, e): [] for e in args.encoder for v in versions}
     load_before = os.getloadavg()
     machine, ours = _busy_seconds(), _child_seconds()

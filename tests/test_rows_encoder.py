@@ -18,7 +18,9 @@ from licanom.data.encode import ROW_FEATURE_COLUMNS, RowsEncoder, RowsState, Voc
 from licanom.data.validate import validate_log
 from tests.conftest import make_raw_log
 
-ENTITIES = (("Key", "key", ""), ("MachineCode", "machine", ""), ("IP", "ip", ""), ("country", "country", UNKNOWN_COUNTRY))
+ENTITIES = (
+    ("Key", "key", ""), ("MachineCode", "machine", ""), ("IP", "ip", ""), ("country", "country", UNKNOWN_COUNTRY),
+)
 PAIRS = ENTITIES[1:]
 
 
@@ -41,7 +43,8 @@ def reference_state(derived: pl.DataFrame) -> RowsState:
     latest, in order of first appearance; the medians of the log gaps."""
     frame = _rows(derived)
     first_seen = {
-        e: tuple(frame.filter(pl.col(e) != unknown).group_by(e, maintain_order=True).agg(pl.col("_t").min()).iter_rows())
+        e: tuple(frame.filter(pl.col(e) != unknown).group_by(e, maintain_order=True)
+                 .agg(pl.col("_t").min()).iter_rows())
         for e, _, unknown in ENTITIES
     }
     pairs = {

@@ -417,11 +417,16 @@ def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
             (pl.col("_t") - pl.col("_t").shift(1)).alias("_gap"),
             (pl.col("_t") - pl.col("_t").shift(1).over(key)).alias("_key_gap"),
             *(pl.col(_code(c)).is_first_distinct().alias(_first(c)) for c in _ROW_TEXTS),
-            *((key.cast(pl.UInt64) * 2**32 + pl.col(_code(c)).cast(pl.UInt64)).is_first_distinct().alias(_first(c, True))
+            *(_pair(key, pl.col(_code(c))).is_first_distinct().alias(_first(c, True))
               for c in _ROW_TEXTS if c != "Key"),
         )
         .collect()
     )
+
+
+def _pair(key: pl.Expr, value: pl.Expr) -> pl.Expr:
+    """One integer per (key code, value code) pair."""
+    return key.cast(pl.UInt64) * 2**32 + value.cast(pl.UInt64)
 
 
 def _flags_at(n: int, rows: pl.Series) -> pl.Series:
@@ -509,7 +514,8 @@ class RowsEncoder:
                 .select("_row")
             )
 
-        names = [f"new_{short}" for _, short, _ in _NEW_ENTITIES] + [f"new_{short}_to_key" for _, short, _ in _NEW_PAIRS]
+        names = [*(f"new_{short}" for _, short, _ in _NEW_ENTITIES),
+                 *(f"new_{short}_to_key" for _, short, _ in _NEW_PAIRS)]
         before, *new = pl.collect_all([
             before,
             *(new_rows([entity], _first(entity), state.known(entity), pl.col(entity) != unknown)
