@@ -185,8 +185,9 @@ def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
     def distinct(c: str) -> tuple[pl.Series, pl.Series | None]:
         """A column's distinct values in order of first appearance, and for text each row's
         position among them (its place in the vocabulary)."""
-        values = base[c].unique(maintain_order=True).drop_nulls()
-        return values, base[c].cast(pl.Enum(values)).to_physical() if c in texts else None
+        if c in texts:
+            return _first_appearance(base[c])
+        return base[c].unique(maintain_order=True).drop_nulls(), None
 
     columns = [raw for raw, _ in CATEGORICAL if raw != "country"]
     with ThreadPoolExecutor(max_workers=2) as pool:  # polars works outside the GIL
@@ -207,6 +208,27 @@ def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
     }
     given["f_country"] = country_code.gather(at["IP"]).alias("f_country")
     return _encode(derived, vocabulary, given), vocabulary
+
+
+def _first_appearance(text: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """A text column's distinct values in order of first appearance and each row's position
+    among them (UInt32), for a column without nulls.
+
+    Categories of the column's own give each distinct text an id in one hash per row; polars
+    hands the ids out as the texts first appear when it casts in row order, which is checked
+    (each row's id is at most one more than every id before it: one pass, no hashing). Where
+    it did not, the distinct values are found and the column cast to their Enum (two hashes)."""
+    ids = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
+    at = ids.to_numpy()
+    if len(at):
+        before = np.maximum.accumulate(at)[:-1]
+        if at[0] == 0 and (at[1:] <= before + 1).all():
+            first = np.empty(len(at), dtype=bool)
+            first[0] = True
+            np.greater(at[1:], before, out=first[1:])
+            return text.filter(pl.Series(first)), ids
+    values = text.unique(maintain_order=True)
+    return values, text.cast(pl.Enum(values)).to_physical()
 
 
 def _code_table(n: int) -> pl.Series:
