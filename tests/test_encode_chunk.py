@@ -223,3 +223,19 @@ def test_frequency_encoder_orders_values_from_rarest_to_commonest():
     # a value never seen in training encodes below every known one
     unseen = get_encoder("frequency").encode(derive(raw.with_columns(pl.lit("NEW-KEY").alias("Key"))), vocab)
     assert (unseen["f_key"] == 0.0).all()
+
+
+@pytest.mark.parametrize("ids_in_row_order", [True, False])
+def test_first_appearance_positions(monkeypatch, ids_in_row_order):
+    from licanom.data.encode import _first_appearance
+
+    text = pl.Series("Key", ["k2", "k1", "k2", "k3", "k1", "k1", "k4"])
+    if not ids_in_row_order:  # categories that already hold some texts: ids not in row order
+        taken = pl.Categories.random()
+        keep = pl.Series(["k3", "k1"]).cast(pl.Categorical(taken))
+        monkeypatch.setattr(pl.Categories, "random", staticmethod(lambda *a, **k: taken))
+    values, at = _first_appearance(text)
+    assert values.to_list() == ["k2", "k1", "k3", "k4"]
+    assert at.to_list() == [0, 1, 0, 2, 1, 1, 3]
+    if not ids_in_row_order:
+        assert keep.len() == 2

@@ -128,9 +128,14 @@ def _codes(encoded: pl.DataFrame, source: str, feature: str) -> np.ndarray:
 
 
 def _text_codes(text: pl.Series) -> np.ndarray:
-    """Codes of texts from their position among the distinct values (null: one more)."""
-    distinct = text.unique().drop_nulls()
-    return text.cast(pl.Enum(distinct)).to_physical().cast(pl.UInt32).fill_null(len(distinct)).to_numpy()
+    """Codes of texts: equal codes for equal texts, and only then (null: one more than any).
+
+    The codes are the texts' ids in categories of this call's own (one hash per row; polars'
+    global categories would keep every text of a long-running process)."""
+    codes = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
+    if codes.null_count():
+        codes = codes.fill_null((codes.max() or 0) + 1)  # type: ignore[operator]
+    return codes.to_numpy()
 
 
 def _summary(encoded: pl.DataFrame, starts: np.ndarray, size: int) -> pl.DataFrame:
@@ -189,13 +194,26 @@ def is_rows_mode(encoded: pl.DataFrame) -> bool:
     return all(c in encoded.columns for c in ROW_FEATURE_COLUMNS)
 
 
-def _row_windows(encoded: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarray:
+def _row_windows(encoded: pl.DataFrame, starts: np.ndarray, size: int, block: int = 1 << 12) -> np.ndarray:
     """The rows mode's features cut into windows, float32 ``(n_chunks, size, len(ROW_FEATURES))``,
-    as encoded (no per-window normalisation: gaps are seconds, counts are counts)."""
+    as encoded (no per-window normalisation: gaps are seconds, counts are counts).
+
+    The columns are written into the one array a block of rows at a time (no row-major copy of
+    the whole frame beside it); windows that tile the log are that array reshaped, overlapping
+    ones gathered from it."""
     from licanom.data.encode import ROW_FEATURE_COLUMNS
 
-    rows = encoded.select(ROW_FEATURE_COLUMNS).to_numpy().astype(np.float32, copy=False)
-    return np.ascontiguousarray(_windows(rows, starts, size))
+    n_chunks, n_rows = len(starts), encoded.height
+    columns = [encoded[name].to_numpy() for name in ROW_FEATURE_COLUMNS]
+    tiled = n_chunks * size <= n_rows and np.array_equal(starts, np.arange(0, n_chunks * size, size))
+    n = n_chunks * size if tiled else n_rows
+    rows = np.empty((n, len(columns)), dtype=np.float32)
+    for lo in range(0, n, block):
+        for j, values in enumerate(columns):
+            rows[lo : lo + block, j] = values[lo : min(lo + block, n)]
+    if tiled:
+        return rows.reshape(n_chunks, size, len(columns))
+    return rows[starts[:, None] + np.arange(size)[None, :]]
 
 
 def make_chunks(

@@ -185,8 +185,9 @@ def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
     def distinct(c: str) -> tuple[pl.Series, pl.Series | None]:
         """A column's distinct values in order of first appearance, and for text each row's
         position among them (its place in the vocabulary)."""
-        values = base[c].unique(maintain_order=True).drop_nulls()
-        return values, base[c].cast(pl.Enum(values)).to_physical() if c in texts else None
+        if c in texts:
+            return _first_appearance(base[c])
+        return base[c].unique(maintain_order=True).drop_nulls(), None
 
     columns = [raw for raw, _ in CATEGORICAL if raw != "country"]
     with ThreadPoolExecutor(max_workers=2) as pool:  # polars works outside the GIL
@@ -207,6 +208,27 @@ def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
     }
     given["f_country"] = country_code.gather(at["IP"]).alias("f_country")
     return _encode(derived, vocabulary, given), vocabulary
+
+
+def _first_appearance(text: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """A text column's distinct values in order of first appearance and each row's position
+    among them (UInt32), for a column without nulls.
+
+    Categories of the column's own give each distinct text an id in one hash per row; polars
+    hands the ids out as the texts first appear when it casts in row order, which is checked
+    (each row's id is at most one more than every id before it: one pass, no hashing). Where
+    it did not, the distinct values are found and the column cast to their Enum (two hashes)."""
+    ids = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
+    at = ids.to_numpy()
+    if len(at):
+        before = np.maximum.accumulate(at)[:-1]
+        if at[0] == 0 and (at[1:] <= before + 1).all():
+            first = np.empty(len(at), dtype=bool)
+            first[0] = True
+            np.greater(at[1:], before, out=first[1:])
+            return text.filter(pl.Series(first)), ids
+    values = text.unique(maintain_order=True)
+    return values, text.cast(pl.Enum(values)).to_physical()
 
 
 def _code_table(n: int) -> pl.Series:
@@ -373,27 +395,67 @@ class RowsState:
 
 
 _ROW_NEEDED = ("Time", "State", "success", "Key", "MachineCode", "IP", "country")
+_ROW_TEXTS = ("Key", "MachineCode", "IP", "country")
+
+
+def _code(column: str) -> str:
+    """The name of a text column's integer code in :func:`_row_frame`."""
+    return f"_code_{column}"
+
+
+def _first(entity: str, by_key: bool = False) -> str:
+    """The name of the flag of a value's (or, ``by_key``, a (Key, value) pair's) first row."""
+    return f"_first_Key_{entity}" if by_key else f"_first_{entity}"
 
 
 def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
+    """What the rows mode reads of a derived log, one row per request.
+
+    ``_row`` (position), ``_t`` (epoch microseconds), State, success, the texts (null as ""),
+    each text's integer code (equal codes for equal texts, and only then), ``_gap`` and
+    ``_key_gap`` (microseconds since the previous row overall and of the same key, null where
+    the frame holds none), and flags of the first row of each value and of each (Key, value)
+    pair. Grouping and first occurrences run on the codes: one hash per text instead of one per
+    question asked of it. The codes come from categories of the frame's own (not polars' global
+    ones, which a long-running worker would fill with every vendor's keys and addresses).
+    """
     missing = [c for c in _ROW_NEEDED if c not in derived.columns]
     if missing:
         raise ValueError(f"the rows encoder needs the derived columns {missing}")
-    return derived.select(
-        pl.col("Time").dt.epoch("us").alias("_t"),
-        pl.col("State"),
-        pl.col("success"),
-        *(pl.col(c).cast(pl.String).fill_null("") for c in ("Key", "MachineCode", "IP", "country")),
-    ).with_row_index("_row")
-
-
-def _gaps(frame: pl.DataFrame) -> pl.DataFrame:
-    """Microseconds since the previous row overall (``_gap``) and of the same key (``_key_gap``),
-    null where the frame holds none."""
-    return frame.with_columns(
-        (pl.col("_t") - pl.col("_t").shift(1)).alias("_gap"),
-        (pl.col("_t") - pl.col("_t").shift(1).over("Key")).alias("_key_gap"),
+    texts = [pl.col(c).cast(pl.String).fill_null("") for c in _ROW_TEXTS]
+    codes = pl.Categorical(pl.Categories.random())
+    key = pl.col(_code("Key"))
+    return (
+        derived.lazy()
+        .select(
+            pl.col("Time").dt.epoch("us").alias("_t"),
+            pl.col("State"),
+            pl.col("success"),
+            *texts,
+            *(text.cast(codes).to_physical().alias(_code(c)) for c, text in zip(_ROW_TEXTS, texts, strict=True)),
+        )
+        .with_row_index("_row")
+        .with_columns(
+            (pl.col("_t") - pl.col("_t").shift(1)).alias("_gap"),
+            (pl.col("_t") - pl.col("_t").shift(1).over(key)).alias("_key_gap"),
+            *(pl.col(_code(c)).is_first_distinct().alias(_first(c)) for c in _ROW_TEXTS),
+            *(_pair(key, pl.col(_code(c))).is_first_distinct().alias(_first(c, True))
+              for c in _ROW_TEXTS if c != "Key"),
+        )
+        .collect()
     )
+
+
+def _pair(key: pl.Expr, value: pl.Expr) -> pl.Expr:
+    """One integer per (key code, value code) pair."""
+    return key.cast(pl.UInt64) * 2**32 + value.cast(pl.UInt64)
+
+
+def _flags_at(n: int, rows: pl.Series) -> pl.Series:
+    """A Boolean column of ``n`` rows, True at ``rows`` only."""
+    flags = np.zeros(n, dtype=bool)
+    flags[rows.to_numpy()] = True
+    return pl.Series(flags)
 
 
 def _log_seconds(us: pl.Expr) -> pl.Expr:
@@ -424,67 +486,80 @@ class RowsEncoder:
 
     def fit(self, derived: pl.DataFrame) -> Vocabulary:
         """The thesis's vocabulary plus the :class:`RowsState` of these (training) rows."""
-        return Vocabulary(values=Vocabulary.fit(derived).values, encoder=self.name, rows=self.state(derived))
+        return self._fit(derived, _row_frame(derived))
+
+    def fit_encode(self, derived: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
+        """:meth:`fit` and :meth:`encode` on the same rows, reading them once."""
+        frame = _row_frame(derived)
+        vocabulary = self._fit(derived, frame)
+        return self._encode(derived, frame, vocabulary), vocabulary
+
+    def _fit(self, derived: pl.DataFrame, frame: pl.DataFrame) -> Vocabulary:
+        return Vocabulary(values=_vocabulary_values(derived, frame), encoder=self.name, rows=_state(frame))
 
     def state(self, derived: pl.DataFrame) -> RowsState:
         """The :class:`RowsState` of these rows (time-ordered, derived): of the training rows in
         :meth:`fit`; of a scored night's rows to advance a state with (:meth:`RowsState.advanced`)."""
-        frame = _gaps(_row_frame(derived))
-        first_seen = {}
-        for entity, _, unknown in _NEW_ENTITIES:
-            g = (frame.filter(pl.col(entity) != unknown).group_by(entity, maintain_order=True)
-                 .agg(pl.col("_t").min()))
-            first_seen[entity] = tuple(zip(g[entity].to_list(), g["_t"].to_list(), strict=True))
-        pairs = {}
-        for entity, _, unknown in _NEW_PAIRS:
-            g = (frame.filter((pl.col(entity) != unknown) & (pl.col("Key") != ""))
-                 .group_by("Key", entity, maintain_order=True).agg(pl.col("_t").min()))
-            pairs[entity] = tuple(zip(g["Key"].to_list(), g[entity].to_list(), g["_t"].to_list(), strict=True))
-        last = frame.filter(pl.col("Key") != "").group_by("Key", maintain_order=True).agg(pl.col("_t").max())
-        fills = frame.select(_log_seconds(pl.col("_gap")).median(), _log_seconds(pl.col("_key_gap")).median()).row(0)
-        return RowsState(
-            first_seen=first_seen,
-            pairs=pairs,
-            key_last=tuple(zip(last["Key"].to_list(), last["_t"].to_list(), strict=True)),
-            gap_fill=tuple(float(v) if v is not None else 0.0 for v in fills),  # type: ignore[arg-type]
-        )
+        return _state(_row_frame(derived))
 
     def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
         """The derived log with :data:`ROW_FEATURE_COLUMNS` added (float32)."""
+        return self._encode(derived, _row_frame(derived), vocabulary)
+
+    def _encode(self, derived: pl.DataFrame, frame: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
         from licanom.data.context_vector import KeyHistory, row_context
         from licanom.data.states import METHOD_GROUPS
 
         state = vocabulary.rows
         if state is None or vocabulary.encoder != self.name:
             raise ValueError(f"the vocabulary was built by the {vocabulary.encoder!r} encoder, not the rows encoder")
-        frame = _gaps(_row_frame(derived))
-        last = pl.DataFrame({"Key": [k for k, _ in state.key_last], "_last": [t for _, t in state.key_last]},
+        rows = frame.lazy()
+        # A key's previous request where the log holds none (its first row here): its last
+        # training request, looked up for those rows only.
+        last = pl.LazyFrame({"Key": [k for k, _ in state.key_last], "_last": [t for _, t in state.key_last]},
                             schema={"Key": pl.String, "_last": pl.Int64})
-        frame = frame.join(last, on="Key", how="left", maintain_order="left")
-        before = pl.when(pl.col("_last") < pl.col("_t")).then(pl.col("_t") - pl.col("_last"))
+        before = (
+            rows.filter(pl.col("_key_gap").is_null())
+            .select("_row", "Key", "_t")
+            .join(last, on="Key", how="left", maintain_order="left")
+            .select("_row", pl.when(pl.col("_last") < pl.col("_t")).then(pl.col("_t") - pl.col("_last")))
+        )
+
+        # A row is new when it is the first of its value (or pair) in the log and the training
+        # rows hold the value only later or not at all: judged on the first rows alone.
+        def new_rows(by: list[str], first: str, known: pl.DataFrame, valid: pl.Expr) -> pl.LazyFrame:
+            return (
+                rows.filter(pl.col(first))
+                .select("_row", *by, "_t")
+                .join(known.lazy(), on=by, how="left", maintain_order="left")
+                .filter(valid & ~(pl.col("_t0") < pl.col("_t")).fill_null(False))
+                .select("_row")
+            )
+
+        names = [*(f"new_{short}" for _, short, _ in _NEW_ENTITIES),
+                 *(f"new_{short}_to_key" for _, short, _ in _NEW_PAIRS)]
+        before, *new = pl.collect_all([
+            before,
+            *(new_rows([entity], _first(entity), state.known(entity), pl.col(entity) != unknown)
+              for entity, _, unknown in _NEW_ENTITIES),
+            *(new_rows(["Key", entity], _first(entity, True), state.known_pairs(entity),
+                       (pl.col(entity) != unknown) & (pl.col("Key") != ""))
+              for entity, _, unknown in _NEW_PAIRS),
+        ])
+        n = frame.height
+        key_gap = frame["_key_gap"]
+        if before.height:
+            key_gap = key_gap.clone().scatter(before["_row"], before.to_series(1))
         gap_fill, key_gap_fill = state.gap_fill
         group = pl.col("State") // 100
         detail = pl.col("State") % 10
-        exprs = [
+        features = frame.select(
             *((group == g).alias(f"group_{name}") for g, name in zip(METHOD_GROUPS, ROW_GROUPS, strict=True)),
             (pl.col("success") == 0).alias("failed"),
             *((detail == d).alias(f"detail_{d}") for d in range(10)),
             _log_seconds(pl.col("_gap")).fill_null(gap_fill).alias("log_gap"),
-            _log_seconds(pl.col("_key_gap").fill_null(before)).fill_null(key_gap_fill).alias("log_key_gap"),
-        ]
-        for entity, short, unknown in _NEW_ENTITIES:
-            frame = frame.join(state.known(entity), on=entity, how="left", maintain_order="left")
-            first = pl.col("_row") == pl.col("_row").min().over(entity)
-            earlier = (pl.col("_t0") < pl.col("_t")).fill_null(False)
-            frame = frame.with_columns((first & ~earlier & (pl.col(entity) != unknown)).alias(f"new_{short}")).drop("_t0")
-        for entity, short, unknown in _NEW_PAIRS:
-            frame = frame.join(state.known_pairs(entity), on=["Key", entity], how="left", maintain_order="left")
-            first = pl.col("_row") == pl.col("_row").min().over("Key", entity)
-            earlier = (pl.col("_t0") < pl.col("_t")).fill_null(False)
-            valid = (pl.col(entity) != unknown) & (pl.col("Key") != "")
-            frame = frame.with_columns((first & ~earlier & valid).alias(f"new_{short}_to_key")).drop("_t0")
-        features = frame.select(*exprs, *(pl.col(f"new_{s}") for _, s, _ in _NEW_ENTITIES),
-                                *(pl.col(f"new_{s}_to_key") for _, s, _ in _NEW_PAIRS))
+            _log_seconds(pl.lit(key_gap)).fill_null(key_gap_fill).alias("log_key_gap"),
+        ).with_columns(_flags_at(n, first["_row"]).alias(name) for name, first in zip(names, new, strict=True))
         # the key pairs known before the log's first row: what row_context must not call new
         t_first = frame["_t"].min() if frame.height else None
         history = None
@@ -497,6 +572,56 @@ class RowsEncoder:
             pl.col(f).cast(pl.Float32).alias(f"r_{f}") for f in ROW_FEATURES
         )
         return derived.with_columns(out)
+
+
+def _vocabulary_values(derived: pl.DataFrame, frame: pl.DataFrame) -> dict[str, tuple[str | int, ...]]:
+    """:meth:`Vocabulary.fit`'s values of a derived log, a text column's read off the first-row
+    flags of its :func:`_row_frame` (the same values in the same order where it has no nulls)."""
+    queries = [
+        frame.lazy().filter(pl.col(_first(raw))).select(raw)
+        if raw in _ROW_TEXTS and derived.schema[raw] == pl.String and not derived[raw].null_count()
+        else derived.lazy().select(pl.col(raw).unique(maintain_order=True).drop_nulls())
+        for raw, _ in CATEGORICAL
+    ]
+    found = pl.collect_all(queries)
+    return {raw: tuple(f.to_series().to_list()) for (raw, _), f in zip(CATEGORICAL, found, strict=True)}
+
+
+def _state(frame: pl.DataFrame) -> RowsState:
+    """:meth:`RowsEncoder.state` of a :func:`_row_frame`."""
+    rows = frame.lazy()
+    # In time order (as validation leaves a log) a group's earliest time is its first row's
+    # and its latest its last row's: first and last occurrences instead of group-bys.
+    ordered = frame["_t"].null_count() == 0 and frame["_t"].is_sorted()
+
+    def earliest(by: list[str], first: str, keep: pl.Expr) -> pl.LazyFrame:
+        """``by`` and ``_t`` of each group of the rows ``keep``, in order of first appearance."""
+        if ordered:
+            return rows.filter(keep & pl.col(first)).select(*by, "_t")
+        return rows.filter(keep).group_by(*by, maintain_order=True).agg(pl.col("_t").min())
+
+    keyed = pl.col("Key") != ""
+    if ordered:
+        last = rows.filter(keyed & pl.col(_first("Key"))).select("Key").join(
+            rows.filter(keyed & pl.col(_code("Key")).is_last_distinct()).select("Key", "_t"),
+            on="Key", how="left", maintain_order="left")
+    else:
+        last = rows.filter(keyed).group_by("Key", maintain_order=True).agg(pl.col("_t").max())
+    fills = rows.select(_log_seconds(pl.col("_gap")).median(), _log_seconds(pl.col("_key_gap")).median())
+    *found, last, fills = pl.collect_all([
+        *(earliest([entity], _first(entity), pl.col(entity) != unknown) for entity, _, unknown in _NEW_ENTITIES),
+        *(earliest(["Key", entity], _first(entity, True), (pl.col(entity) != unknown) & keyed)
+          for entity, _, unknown in _NEW_PAIRS),
+        last,
+        fills,
+    ])
+    singles, pairs = found[: len(_NEW_ENTITIES)], found[len(_NEW_ENTITIES):]
+    return RowsState(
+        first_seen={entity: tuple(g.iter_rows()) for (entity, _, _), g in zip(_NEW_ENTITIES, singles, strict=True)},
+        pairs={entity: tuple(g.iter_rows()) for (entity, _, _), g in zip(_NEW_PAIRS, pairs, strict=True)},
+        key_last=tuple(last.iter_rows()),
+        gap_fill=tuple(float(v) if v is not None else 0.0 for v in fills.row(0)),  # type: ignore[arg-type]
+    )
 
 
 ENCODERS: dict[str, type[ThesisEncoder] | type[RowsEncoder]] = {

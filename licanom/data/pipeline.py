@@ -18,7 +18,7 @@ import polars as pl
 from licanom.data.chunk import Chunks, make_chunks, split_chunks
 from licanom.config import ChunkConfig, Config, EncodeConfig, SourceConfig, SplitConfig, ValidateConfig
 from licanom.data.derive import derive
-from licanom.data.encode import ThesisEncoder, Vocabulary, derive_fit_encode, get_encoder
+from licanom.data.encode import RowsEncoder, ThesisEncoder, Vocabulary, derive_fit_encode, get_encoder
 from licanom.data.privacy import pseudonymise, read_secret
 from licanom.data.validate import ValidationResult, check_bad_fraction, validate_log
 
@@ -116,6 +116,9 @@ def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None
     derived = derive(valid)
     if secret is not None:
         derived = pseudonymise(derived, secret)
+    if vocabulary is None and cfg.encoder == RowsEncoder.name:
+        frame, vocabulary = RowsEncoder().fit_encode(derived)  # fit and encode reading the rows once
+        return Encoded(frame=frame, vocabulary=vocabulary)
     vocabulary = vocabulary or get_encoder(cfg.encoder).fit(derived)
     if vocabulary.encoder != cfg.encoder:
         raise ValueError(
