@@ -155,7 +155,8 @@ def unseen_rule(train: list[list[int]], test: list[list[int]]) -> Row:
 
 
 def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
-              X_test: list[np.ndarray], validation: float = VALIDATION_SHARE, window: int = 10) -> list[Row]:
+              X_test: list[np.ndarray], validation: float = VALIDATION_SHARE, window: int = 10,
+              pooling: str | None = None) -> list[Row]:
     """Train one model as `licanom detect --sequences key` builds it; score the test sessions."""
     import torch
 
@@ -170,12 +171,15 @@ def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
                              next_event_validation_fpr=VALIDATION_FPRS[0])
     else:
         seq = SequenceConfig(mode="key", window=window, **({"solver": solver} if solver != "-" else {}))
-    det = make_detector(model, TrainConfig(epochs=epochs, threads=1), DetectConfig(), seq)
+    extra = {"pooling": pooling} if pooling is not None and model != "DeepLog" else {}
+    det = make_detector(model, TrainConfig(epochs=epochs, threads=1), DetectConfig(), seq, **extra)
     t0 = time.perf_counter()
     det.fit(X_train)
     seconds = time.perf_counter() - t0
     scores = det.decision_function(X_test)
     name = {"-": f"{model} (top 1% of training)", "top-g": f"{model} (top-g rule)"}.get(solver, f"{model} {solver}")
+    if extra:
+        name += f" (pooling {pooling})"
     conv = det.convergence_
     note = "" if conv is None or conv.converged is None else ("converged" if conv.converged else "not converged")
     if solver != "validation":
@@ -209,7 +213,7 @@ def render(rows: list[Row], truth: np.ndarray, header: str) -> str:
     for r in rows:
         m = metrics(r, truth)
         lines.append(f"| {r.name} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {100 * m['fpr']:.2f}% "
-                     f"| {m['auroc']:.3f} | {r.seconds:.0f} | {r.note} | {BEFORE.get(r.name, '')} |")
+                     f"| {m['auroc']:.3f} | {r.seconds:.0f} | {r.note} | {BEFORE.get(r.name.split(' (pooling')[0], '')} |")
     lines.append("| DeepLog (published, CCS 2017) | 0.958 | 0.933 | 0.945 | about 0.15% | | | | |")
     return "\n".join(lines)
 
@@ -223,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated names, e.g. DeepLog,GRU_SVDD, or one variant, e.g. DeepLog:validation (default: all)")
     p.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     p.add_argument("--window", type=int, default=10, help="DeepLog's window (sequence.window)")
+    p.add_argument("--pooling", default=None,
+                   help="the Ergen models' pooling (licanom.detectors.sequence.nets.POOLINGS; default: the detector's)")
     p.add_argument("--validation", type=float, default=VALIDATION_SHARE,
                    help="DeepLog's held-out share of the training sessions to choose g on")
     args = p.parse_args(argv)
@@ -242,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(m, s) for m, s in MODELS if wanted is None or m in wanted or f"{m}:{s}" in wanted]
     rows = [unseen_rule(train, test)]
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
-        futures = [pool.submit(run_model, m, s, args.epochs, X_train, X_test, args.validation, args.window)
+        futures = [pool.submit(run_model, m, s, args.epochs, X_train, X_test, args.validation, args.window,
+                               args.pooling)
                    for m, s in jobs]
         for f in futures:
             rows += f.result()

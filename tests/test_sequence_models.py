@@ -252,6 +252,32 @@ def test_variant_contract_and_quality(model, solver, planted, tmp_path):
     assert again.convergence_ == det.convergence_ and again.converged_ == det.converged_
 
 
+def test_qp_keeps_only_steps_that_lower_the_primal(planted):
+    (X, _), _ = planted
+    det = SequenceDetector("GRU_OCSVM", solver="qp", hidden=4, epochs=6, lr=1e-3, tol=0.0, lam=0.3, threads=1).fit(X)
+    objective = np.array(det.history_.objective)
+    assert len(objective) >= 2 and np.all(np.diff(objective) < 0)  # a step that does not descend is undone
+    assert "kept of 6 tried" in det.convergence_.reason
+    from licanom.detectors.sequence.nets import SequenceSVM
+
+    torch.manual_seed(0)  # the detector's seed: its starting network
+    start = SequenceSVM("GRU_OCSVM", 2, 4).encoder.rnn.weight_ih_l0.detach()
+    assert float((det.net_.encoder.rnn.weight_ih_l0.detach() - start).norm()) > 1e-3  # the θ steps moved the network
+
+
+def test_a_file_saved_before_pooling_was_a_setting_loads_as_mean_pooled(planted, tmp_path):
+    (X, _), _ = planted
+    det = SequenceDetector("LSTM_SVDD", solver="qp", hidden=4, epochs=1, lam=0.3, pooling="mean", unit_norm=False,
+                           threads=1).fit(X)
+    path = det.save(tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["settings"]["pooling"], payload["settings"]["unit_norm"]
+    torch.save(payload, path)
+    again = SequenceDetector.load(path)
+    assert (again.pooling, again.unit_norm) == ("mean", False)
+    np.testing.assert_array_equal(again.decision_function(X), det.decision_function(X))
+
+
 def test_labelled_anomalies_help_on_harder_data():
     X, truth = outage_sequences(68, 12, seed=0, outage=(0.05, 0.2), noise=0.3)
     X_test, truth_test = outage_sequences(68, 12, seed=1, outage=(0.05, 0.2), noise=0.3)
