@@ -99,7 +99,7 @@ class SequenceDetector(BaseDetector):
       2·hidden features), "max", "mean", "last" (final state) or "max-min";
       unit_norm: the pooled features scaled to length 1 (licanom.detectors.sequence.nets).
       lam: λ ∈ (0, 1]; tau: hinge smoothing (gradient); lr: step size of every update.
-      epochs: passes over the data (gradient) or most θ steps (qp); tol: qp's stopping rule.
+      epochs: passes over the data (gradient) or most trial θ steps (qp); tol: qp's stopping rule.
       batch_size: sequences per batch (training, and per θ-step batch in qp).
       labeled_weight: ``C_L`` of labelled sequences (None: ``1/(nλ)``).
       contamination: None (threshold at the boundary, 0) or the share flagged in training.
