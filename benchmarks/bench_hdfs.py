@@ -171,14 +171,15 @@ def run_model(model: str, solver: str, epochs: int, X_train: list[np.ndarray],
                              next_event_validation_fpr=VALIDATION_FPRS[0])
     else:
         seq = SequenceConfig(mode="key", window=window, **({"solver": solver} if solver != "-" else {}))
-    extra = {"pooling": pooling} if pooling is not None and model != "DeepLog" else {}
-    det = make_detector(model, TrainConfig(epochs=epochs, threads=1, seed=seed), DetectConfig(), seq, **extra)
+    if pooling is not None and model != "DeepLog":
+        seq = seq.model_copy(update={"pooling": pooling})
+    det = make_detector(model, TrainConfig(epochs=epochs, threads=1, seed=seed), DetectConfig(), seq)
     t0 = time.perf_counter()
     det.fit(X_train)
     seconds = time.perf_counter() - t0
     scores = det.decision_function(X_test)
     name = {"-": f"{model} (top 1% of training)", "top-g": f"{model} (top-g rule)"}.get(solver, f"{model} {solver}")
-    if extra:
+    if pooling is not None and model != "DeepLog":
         name += f" (pooling {pooling})"
     conv = det.convergence_
     note = "" if conv is None or conv.converged is None else ("converged" if conv.converged else "not converged")
@@ -235,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="also write the table (markdown) here")
     p.add_argument("--window", type=int, default=10, help="DeepLog's window (sequence.window)")
     p.add_argument("--pooling", default=None,
-                   help="the Ergen models' pooling (licanom.detectors.sequence.nets.POOLINGS; default: the detector's)")
+                   help="the Ergen models' sequence.pooling (default: the configuration's, max per key)")
     p.add_argument("--seed", type=int, default=0, help="train.seed for every model (weights and shuffling)")
     p.add_argument("--validation", type=float, default=VALIDATION_SHARE,
                    help="DeepLog's held-out share of the training sessions to choose g on")
