@@ -3,7 +3,7 @@
     det = SequenceDetector("GRU_SVDD", solver="qp", hidden=16, lam=0.05).fit(X)
     det.decision_function(X)   # (n,) higher = more anomalous; > 0 is outside the boundary
     det.predict(X)             # (n,) int8, 1 where the score exceeds det.threshold_
-    det.encode(X)              # (n, hidden) the pooled recurrent features h̄
+    det.encode(X)              # (n, hidden), or (n, 2·hidden) for a pair of poolings: the pooled features h̄
 
 ``X`` is a list of float arrays ``(n_i, n_features)`` of any lengths ``n_i ≥ 1``, or one array
 ``(n, T, n_features)`` of fixed chunks. ``y`` (optional, ``(n,)``): +1 normal, -1 anomaly,
@@ -385,7 +385,7 @@ class SequenceDetector(BaseDetector):
             return net.head.score(_encode(net, data, SCORE_BATCH)).double().numpy()
 
     def encode(self, X: SequenceInput) -> np.ndarray:
-        """The pooled recurrent features ``h̄``, shape ``(n, hidden)`` float32."""
+        """The pooled recurrent features ``h̄``, shape ``(n, hidden)`` (``2·hidden`` for a pair of poolings), float32."""
         data = self._data(X)
         with _threads(self.threads):
             return _encode(self._net(), data, SCORE_BATCH).numpy()
