@@ -385,7 +385,7 @@ class SequenceDetector(BaseDetector):
             return net.head.score(_encode(net, data, SCORE_BATCH)).double().numpy()
 
     def encode(self, X: SequenceInput) -> np.ndarray:
-        """The pooled recurrent features ``h̄``, shape ``(n, hidden)`` (``2·hidden`` for a pair of poolings), float32."""
+        """The pooled recurrent features ``h̄``, float32 ``(n, hidden)`` (``2·hidden`` for a pair of poolings)."""
         data = self._data(X)
         with _threads(self.threads):
             return _encode(self._net(), data, SCORE_BATCH).numpy()
@@ -405,7 +405,8 @@ class SequenceDetector(BaseDetector):
         """Write the fitted detector to one file (tensors and plain values only)."""
         net = self._net()
         settings = {k: getattr(self, k) for k in (
-            "model", "solver", "hidden", "pooling", "unit_norm", "lam", "tau", "epochs", "lr", "batch_size", "tol", "grad_tol",
+            "model", "solver", "hidden", "pooling", "unit_norm", "lam", "tau", "epochs", "lr", "batch_size", "tol",
+            "grad_tol",
             "labeled_weight", "contamination", "seed",
         )}
         history = self.history_ or TrainingHistory((), (), None)
