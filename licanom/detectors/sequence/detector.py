@@ -406,8 +406,7 @@ class SequenceDetector(BaseDetector):
         net = self._net()
         settings = {k: getattr(self, k) for k in (
             "model", "solver", "hidden", "pooling", "unit_norm", "lam", "tau", "epochs", "lr", "batch_size", "tol",
-            "grad_tol",
-            "labeled_weight", "contamination", "seed",
+            "grad_tol", "labeled_weight", "contamination", "seed",
         )}
         history = self.history_ or TrainingHistory((), (), None)
         payload = {
