@@ -177,6 +177,9 @@ class SequenceConfig(_Model):
     max_length: int = Field(1000, ge=1)   # longer sequences are cut into consecutive parts
     solver: Literal["gradient", "qp"] = "gradient"
     hidden: int = Field(16, ge=1)
+    # how the Ergen models pool a sequence's hidden states (docs/sequence-models.md); null: max per
+    # key (a long gap, a new machine code or country is one step's spike), mean-max on chunks
+    pooling: Literal["mean-max", "max", "mean", "last", "max-min"] | None = None
     lam: float = Field(0.05, gt=0.0, le=1.0)
     tau: float = Field(100.0, gt=0.0)
     lr: float = Field(0.02, gt=0.0)

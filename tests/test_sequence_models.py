@@ -167,7 +167,7 @@ def test_smo_kkt_with_labels(kind):
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
 def test_batch_pools_exactly_like_one_by_one(cell):
     torch.manual_seed(0)
-    enc = SequenceEncoder(cell, n_features=3, hidden=6)
+    enc = SequenceEncoder(cell, n_features=3, hidden=6, pooling="mean", unit_norm=False)
     rng = np.random.default_rng(0)
     seqs = [rng.normal(size=(n, 3)).astype(np.float32) for n in (7, 1, 12, 3, 12, 5)]
     data = Sequences(seqs)
@@ -180,13 +180,25 @@ def test_batch_pools_exactly_like_one_by_one(cell):
         means = torch.stack([enc.rnn(torch.from_numpy(s)[None])[0][0].mean(0) for s in seqs])
     torch.testing.assert_close(batched, alone, atol=1e-6, rtol=0)
     torch.testing.assert_close(alone, means, atol=1e-6, rtol=0)
+    # the other poolings keep to the real steps too
+    with torch.no_grad():
+        outs = [enc.rnn(torch.from_numpy(s)[None])[0][0] for s in seqs]
+        for pooling, want in (("max", [o.amax(0) for o in outs]), ("last", [o[-1] for o in outs]),
+                              ("mean-max", [torch.cat([o.mean(0), o.amax(0)]) for o in outs]),
+                              ("max-min", [torch.cat([o.amax(0), o.amin(0)]) for o in outs])):
+            enc.pooling = pooling
+            torch.testing.assert_close(enc(x, lengths), torch.stack(want), atol=1e-6, rtol=0)
+            assert enc(x, lengths).shape[1] == enc.out_features
+        enc.pooling, enc.unit_norm = "mean-max", True
+        torch.testing.assert_close(enc(x, lengths).norm(dim=1), torch.ones(len(seqs)), atol=1e-6, rtol=0)
 
 
 def test_fixed_chunks_and_equal_length_lists_agree():
     X = np.random.default_rng(1).normal(size=(12, 9, 2)).astype(np.float32)
     det = SequenceDetector("GRU_SVDD", solver="qp", hidden=4, epochs=1, lam=0.5, threads=1).fit(X)
     np.testing.assert_array_equal(det.decision_function(X), det.decision_function(list(X)))
-    assert det.encode(X).shape == (12, 4)
+    assert det.encode(X).shape == (12, 8)  # mean and max pooled side by side
+    np.testing.assert_allclose(np.linalg.norm(det.encode(X), axis=1), 1.0, rtol=1e-5)  # on the unit sphere
 
 
 # --- every variant --------------------------------------------------------------------------
@@ -204,13 +216,16 @@ def test_variant_contract_and_quality(model, solver, planted, tmp_path):
     # fitted attributes
     n = len(X)
     assert det.decision_scores_.shape == (n,) and np.isfinite(det.decision_scores_).all()
-    assert det.threshold_ == 0.0
+    # the boundary 0, or just above the training scores tied on it (free support vectors sit there)
+    assert det.threshold_ >= 0.0
+    assert np.all(np.abs(det.decision_scores_[(det.decision_scores_ > 0) & (det.decision_scores_ <= det.threshold_)])
+                  <= 1e-6)
     assert set(np.unique(det.labels_)) <= {0, 1}
     assert 0.15 <= det.labels_.mean() <= 0.4  # about λ of the training set lies outside the boundary
     if model.endswith("OCSVM"):
-        assert det.w_.shape == (8,) and np.isfinite(det.rho_) and det.c_ is None and det.radius2_ is None
+        assert det.w_.shape == (16,) and np.isfinite(det.rho_)  # mean and max pooled side by side and det.c_ is None and det.radius2_ is None
     else:
-        assert det.c_.shape == (8,) and det.radius2_ >= 0 and det.w_ is None and det.rho_ is None
+        assert det.c_.shape == (16,) and det.radius2_ >= 0 and det.w_ is None and det.rho_ is None
     history = det.history_
     assert len(history.objective) == len(history.seconds) >= 2
     assert np.isfinite(history.objective).all()
@@ -235,6 +250,32 @@ def test_variant_contract_and_quality(model, solver, planted, tmp_path):
     assert (again.model, again.solver, again.threshold_) == (model, solver, det.threshold_)
     assert again.history_ == det.history_
     assert again.convergence_ == det.convergence_ and again.converged_ == det.converged_
+
+
+def test_qp_keeps_only_steps_that_lower_the_primal(planted):
+    (X, _), _ = planted
+    det = SequenceDetector("GRU_OCSVM", solver="qp", hidden=4, epochs=6, lr=1e-3, tol=0.0, lam=0.3, threads=1).fit(X)
+    objective = np.array(det.history_.objective)
+    assert len(objective) >= 2 and np.all(np.diff(objective) < 0)  # a step that does not descend is undone
+    assert "kept of 6 tried" in det.convergence_.reason
+    from licanom.detectors.sequence.nets import SequenceSVM
+
+    torch.manual_seed(0)  # the detector's seed: its starting network
+    start = SequenceSVM("GRU_OCSVM", 2, 4).encoder.rnn.weight_ih_l0.detach()
+    assert float((det.net_.encoder.rnn.weight_ih_l0.detach() - start).norm()) > 1e-3  # the θ steps moved the network
+
+
+def test_a_file_saved_before_pooling_was_a_setting_loads_as_mean_pooled(planted, tmp_path):
+    (X, _), _ = planted
+    det = SequenceDetector("LSTM_SVDD", solver="qp", hidden=4, epochs=1, lam=0.3, pooling="mean", unit_norm=False,
+                           threads=1).fit(X)
+    path = det.save(tmp_path / "old.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["settings"]["pooling"], payload["settings"]["unit_norm"]
+    torch.save(payload, path)
+    again = SequenceDetector.load(path)
+    assert (again.pooling, again.unit_norm) == ("mean", False)
+    np.testing.assert_array_equal(again.decision_function(X), det.decision_function(X))
 
 
 def test_labelled_anomalies_help_on_harder_data():

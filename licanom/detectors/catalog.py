@@ -54,8 +54,10 @@ def _sequence(name: str, s: Settings, **extra: Any) -> Any:
             extra_columns=None if seq.mode != "chunks" else (), contamination=seq.contamination,
             seed=t.seed, threads=t.threads, **extra,
         )
+    pooling = seq.pooling or ("mean-max" if seq.mode == "chunks" else "max")
     return SequenceDetector(
-        model=name, solver=seq.solver, hidden=seq.hidden, lam=seq.lam, tau=seq.tau, epochs=t.epochs, lr=seq.lr,
+        model=name, solver=seq.solver, hidden=seq.hidden, pooling=pooling, lam=seq.lam, tau=seq.tau,
+        epochs=t.epochs, lr=seq.lr,
         batch_size=t.batch_size, labeled_weight=seq.labeled_weight, contamination=seq.contamination,
         seed=t.seed, threads=t.threads, **extra,
     )

@@ -3,7 +3,7 @@
     det = SequenceDetector("GRU_SVDD", solver="qp", hidden=16, lam=0.05).fit(X)
     det.decision_function(X)   # (n,) higher = more anomalous; > 0 is outside the boundary
     det.predict(X)             # (n,) int8, 1 where the score exceeds det.threshold_
-    det.encode(X)              # (n, hidden) the mean-pooled recurrent features h̄
+    det.encode(X)              # (n, hidden), or (n, 2·hidden) for a pair of poolings: the pooled features h̄
 
 ``X`` is a list of float arrays ``(n_i, n_features)`` of any lengths ``n_i ≥ 1``, or one array
 ``(n, T, n_features)`` of fixed chunks. ``y`` (optional, ``(n,)``): +1 normal, -1 anomaly,
@@ -34,8 +34,11 @@ Choices:
   descends the primal optimum ``P(θ) = −f(α*, θ)`` (Danskin), i.e. ascends the dual objective
   ``f`` in θ: OC-SVM ``−½‖Σ α_i y_i h̄_i‖²``, SVDD ``Σ α_i y_i ‖h̄_i − c‖²``. So both solvers
   minimise the same primal. Only support vectors (α > 0) are run forward and backward.
-  Stops when ``|ΔP| ≤ tol·max(1, |P|)`` or after ``epochs`` θ steps; the head is always the
-  dual solution at the final θ.
+  The step size adapts: a step that lowers ``P`` is kept and the next tried twice as long, one
+  that does not is undone and halved (a fixed ``lr`` moved the gate weights by about 0.02 in
+  ten steps on HDFS: the network never trained). At most ``epochs`` trial steps; converged when a kept step
+  changes ``P`` by at most ``tol·|P|`` or no step down to ``lr/1024`` lowers it. The head is
+  always the dual solution at the final θ.
 * The recurrent gate weights stay orthonormal throughout (see licanom.detectors.sequence.nets).
 * ``accelerator`` defaults to "cpu": these small recurrent nets and an SMO in numpy gain
   little from a GPU. "auto"/"gpu" use CUDA when present (not exercised by the tests).
@@ -58,7 +61,7 @@ from licanom.detectors.base import BaseDetector
 from licanom.detectors.autoencoders.detector import _quiet_lightning, _threads, load_payload, save_payload
 from licanom.detectors.sequence.data import BucketBatchSampler, Sequences, TrainingSet, length_batches, whole_batch
 from licanom.detectors.sequence.decide import Convergence, tie_safe_threshold
-from licanom.detectors.sequence.nets import SequenceSVM, StiefelSGD
+from licanom.detectors.sequence.nets import POOLINGS, SequenceSVM, StiefelSGD
 from licanom.detectors.sequence.svm import DualSolution, feasible_start, primal_objective, solve_dual
 
 log = logging.getLogger(__name__)
@@ -92,8 +95,11 @@ class SequenceDetector(BaseDetector):
       model: one of SEQUENCE_MODELS (cell _ head).
       solver: "gradient" (smoothed objective, Lightning) or "qp" (SMO + Cayley steps).
       hidden: size m of the recurrent state and of the pooled features.
+      pooling: "mean-max" (the mean and each unit's largest value over the steps, side by side:
+      2·hidden features), "max", "mean", "last" (final state) or "max-min";
+      unit_norm: the pooled features scaled to length 1 (licanom.detectors.sequence.nets).
       lam: λ ∈ (0, 1]; tau: hinge smoothing (gradient); lr: step size of every update.
-      epochs: passes over the data (gradient) or most θ steps (qp); tol: qp's stopping rule.
+      epochs: passes over the data (gradient) or most trial θ steps (qp); tol: qp's stopping rule.
       batch_size: sequences per batch (training, and per θ-step batch in qp).
       labeled_weight: ``C_L`` of labelled sequences (None: ``1/(nλ)``).
       contamination: None (threshold at the boundary, 0) or the share flagged in training.
@@ -108,6 +114,8 @@ class SequenceDetector(BaseDetector):
     model: str = "LSTM_OCSVM"
     solver: str = "gradient"
     hidden: int = 16
+    pooling: str = "mean-max"
+    unit_norm: bool = True
     lam: float = 0.05
     tau: float = 100.0
     epochs: int = 30
@@ -138,6 +146,8 @@ class SequenceDetector(BaseDetector):
     converged_: bool | None = field(default=None, init=False)
     convergence_: Convergence | None = field(default=None, init=False, repr=False)
     _smo_unconverged: int = field(default=0, init=False, repr=False)
+    _qp_trials: int = field(default=0, init=False, repr=False)
+    _qp_stop: str = field(default="", init=False, repr=False)
 
     # --- training -----------------------------------------------------------------------
     def fit(self, X: SequenceInput, y: np.ndarray | None = None) -> SequenceDetector:
@@ -153,7 +163,7 @@ class SequenceDetector(BaseDetector):
         feasible_start(sign, C)  # raises early, with advice, when the SVM has no solution
         torch.manual_seed(self.seed)
         self._smo_unconverged = 0
-        net = SequenceSVM(self.model, data.n_features, self.hidden)
+        net = SequenceSVM(self.model, data.n_features, self.hidden, self.pooling, self.unit_norm)
         with _threads(self.threads):
             if self.solver == "qp":
                 alpha, history = self._fit_qp(net, data, sign, C)
@@ -182,11 +192,12 @@ class SequenceDetector(BaseDetector):
         smo_note = f"; {smo} SMO solve(s) stopped on their iteration cap" if smo else ""
         if self.solver == "qp":
             steps = len(obj) - 1
+            trials = getattr(self, "_qp_trials", steps)
+            tried = f"{steps} θ steps kept of {trials} tried"
             if history.converged and not smo:
-                return Convergence(True, f"primal settled within tol {self.tol:g} after {steps} θ steps",
-                                   steps, smo, change)
-            why = (f"primal settled after {steps} θ steps" if history.converged
-                   else f"stopped after {steps} θ steps (epochs) with relative change "
+                return Convergence(True, f"{self._qp_stop or 'primal settled'} after {tried}", steps, smo, change)
+            why = (f"{self._qp_stop or 'primal settled'} after {tried}" if history.converged
+                   else f"stopped after {tried} (epochs) with relative change "
                         f"{'n/a' if change is None else f'{change:.3g}'} > tol {self.tol:g}")
             return Convergence(False, why + smo_note, steps, smo, change)
         if change is None:
@@ -204,6 +215,8 @@ class SequenceDetector(BaseDetector):
             raise ValueError(f"unknown solver {self.solver!r}; valid: {', '.join(SOLVERS)}")
         if not 0.0 < self.lam <= 1.0:
             raise ValueError(f"lam must be in (0, 1], got {self.lam}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; valid: {', '.join(POOLINGS)}")
         if self.hidden < 1 or self.epochs < 1 or self.batch_size < 1:
             raise ValueError("hidden, epochs and batch_size must be >= 1")
         if self.tau <= 0 or self.lr <= 0 or self.tol < 0 or self.grad_tol < 0:
@@ -269,6 +282,14 @@ class SequenceDetector(BaseDetector):
 
     def _fit_qp(self, net: SequenceSVM, data: Sequences, sign: np.ndarray,
                 C: np.ndarray) -> tuple[np.ndarray, TrainingHistory]:
+        """Alternate SMO (θ fixed) and Cayley steps of θ (α fixed) with a monotone step-size rule.
+
+        Every trial step costs one SMO solve, which the next step needs anyway. A step that
+        lowers the primal ``P`` is kept and the next one tried twice as long; one that does not
+        is undone and the step halved. At most ``epochs`` trials; converged when a kept step
+        changes ``P`` by at most ``tol·|P|``, or when no step down to ``lr/1024`` lowers it
+        (θ is then stationary at the resolution that matters).
+        """
         device = self._device()
         net.to(device)
         opt = StiefelSGD(net.param_groups(self.lr, train_head=False), lr=self.lr)
@@ -277,20 +298,47 @@ class SequenceDetector(BaseDetector):
         converged = False
         t0 = time.perf_counter()
         sol, H = self._solve(net, data, sign, C)
-        for k in range(self.epochs + 1):
-            if k > 0:
-                t0 = time.perf_counter()
-                self._theta_step(net, opt, data, sign, sol, device)
-                sol, H = self._solve(net, data, sign, C, alpha0=sol.alpha)
+        net.head.set_from(sol)
+        objective.append(primal_objective(sol.kind, H, sol.coef, sol.offset, sign, C))
+        seconds.append(time.perf_counter() - t0)
+        self._log_objective(objective[-1], 0)
+        step, floor = self.lr, self.lr / 1024
+        self._qp_trials, self._qp_stop = 0, ""
+        undone = 0.0  # seconds of undone trials, counted with the next kept step
+        for _ in range(self.epochs):
+            t0 = time.perf_counter()
+            self._qp_trials += 1
+            kept = {k: v.detach().clone() for k, v in net.encoder.state_dict().items()}
+            for group in opt.param_groups:
+                group["lr"] = step
+            self._theta_step(net, opt, data, sign, sol, device)
+            trial, H_trial = self._solve(net, data, sign, C, alpha0=sol.alpha)
+            value = primal_objective(trial.kind, H_trial, trial.coef, trial.offset, sign, C)
+            if value >= objective[-1]:  # no descent: undo the step, try a shorter one
+                net.encoder.load_state_dict(kept)
+                undone += time.perf_counter() - t0
+                step /= 2
+                if step < floor:
+                    converged, self._qp_stop = True, "no θ step down to lr/1024 lowers the primal"
+                    break
+                continue
+            sol = trial
             net.head.set_from(sol)
-            objective.append(primal_objective(sol.kind, H, sol.coef, sol.offset, sign, C))
-            seconds.append(time.perf_counter() - t0)
-            for logger in self.loggers:
-                logger.log_metrics({"train/loss": objective[-1]}, step=k)
-            if k > 0 and abs(objective[-1] - objective[-2]) <= self.tol * abs(objective[-2]):
-                converged = True
+            objective.append(value)
+            seconds.append(time.perf_counter() - t0 + undone)
+            undone = 0.0
+            self._log_objective(value, len(objective) - 1)
+            step *= 2
+            if abs(objective[-1] - objective[-2]) <= self.tol * abs(objective[-2]):
+                converged, self._qp_stop = True, f"primal settled within tol {self.tol:g}"
                 break
+        seconds[-1] += undone
+        net.head.set_from(sol)
         return sol.alpha, TrainingHistory(tuple(objective), tuple(seconds), converged)
+
+    def _log_objective(self, value: float, step: int) -> None:
+        for logger in self.loggers:
+            logger.log_metrics({"train/loss": value}, step=step)
 
     def _theta_step(self, net: SequenceSVM, opt: StiefelSGD, data: Sequences, sign: np.ndarray,
                     sol: DualSolution, device: torch.device) -> None:
@@ -337,7 +385,7 @@ class SequenceDetector(BaseDetector):
             return net.head.score(_encode(net, data, SCORE_BATCH)).double().numpy()
 
     def encode(self, X: SequenceInput) -> np.ndarray:
-        """The mean-pooled recurrent features ``h̄``, shape ``(n, hidden)`` float32."""
+        """The pooled recurrent features ``h̄``, float32 ``(n, hidden)`` (``2·hidden`` for a pair of poolings)."""
         data = self._data(X)
         with _threads(self.threads):
             return _encode(self._net(), data, SCORE_BATCH).numpy()
@@ -357,8 +405,8 @@ class SequenceDetector(BaseDetector):
         """Write the fitted detector to one file (tensors and plain values only)."""
         net = self._net()
         settings = {k: getattr(self, k) for k in (
-            "model", "solver", "hidden", "lam", "tau", "epochs", "lr", "batch_size", "tol", "grad_tol",
-            "labeled_weight", "contamination", "seed",
+            "model", "solver", "hidden", "pooling", "unit_norm", "lam", "tau", "epochs", "lr", "batch_size", "tol",
+            "grad_tol", "labeled_weight", "contamination", "seed",
         )}
         history = self.history_ or TrainingHistory((), (), None)
         payload = {
@@ -378,8 +426,9 @@ class SequenceDetector(BaseDetector):
     @classmethod
     def load(cls, path: str | Path) -> SequenceDetector:
         payload = load_payload(path, SAVE_FORMAT)
-        det = cls(**payload["settings"])
-        net = SequenceSVM(det.model, payload["n_features"], det.hidden)
+        # files written before pooling was a setting pooled by the mean, unscaled
+        det = cls(**{"pooling": "mean", "unit_norm": False, **payload["settings"]})
+        net = SequenceSVM(det.model, payload["n_features"], det.hidden, det.pooling, det.unit_norm)
         net.load_state_dict(payload["state_dict"])
         det.net_ = net.eval()
         det.n_features_ = payload["n_features"]
@@ -432,7 +481,7 @@ def _check_y(y: np.ndarray | None, n: int) -> np.ndarray:
 def _encode(net: SequenceSVM, data: Sequences, batch_size: int) -> Tensor:
     """Pooled features ``(n, hidden)`` float32 on the CPU, in ``data``'s order, without gradients."""
     device = next(net.parameters()).device
-    out = torch.empty(len(data), net.encoder.hidden)
+    out = torch.empty(len(data), net.encoder.out_features)
     was_training = net.training
     net.eval()
     with torch.inference_mode():

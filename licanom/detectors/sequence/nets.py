@@ -16,11 +16,24 @@ zero, so an all-zero input maps to ``h̄ = 0``, the origin an OC-SVM separates t
 random biases that point lands anywhere and a linear OC-SVM flags quiet sequences or not by
 chance); they and the SVM parameters take plain gradient steps.
 
-Pooling. ``h̄ = (1/n_i) Σ_j h_{i,j}`` over the ``n_i`` real steps. A batch is padded after each
-sequence's end and runs densely through the (unidirectional) cell: the outputs at steps
-``j ≤ n_i`` cannot depend on later padding, and the mean keeps only those. This is exact, and on
-CPU about 8x faster than ``pack_padded_sequence`` (which steps the batch one time step at a
-time); batching by similar length keeps the wasted padded steps few.
+Pooling (POOLINGS), over the ``n_i`` real steps only: ``"mean"`` is the sheet's
+``(1/n_i) Σ_j h_{i,j}``; ``"max"`` each hidden unit's largest value ``max_j h_{i,j,k}``;
+``"last"`` the final state ``h_{i,n_i}``; ``"mean-max"`` (the default) and ``"max-min"`` put two
+of them side by side (``2m`` features). A mean dilutes one odd step among many by ``1/n_i`` (an
+event never seen in training moves a 20-step session's mean by a twentieth of its kick, below
+the spread of normal sessions); the maximum keeps it whole, but cannot see an absence (a
+stretch of silence leaves each unit's maximum where it was), which the mean does: the default
+keeps both. With ``unit_norm`` (the default) the pooled vector is then scaled to length 1. The
+OC-SVM's linear boundary through the origin needs it: on raw features its dual optimum
+``-½‖w‖²`` falls without end as the features grow, so joint training grows them (every session
+alike, anomalies too) instead of separating normal from not, and a half-space scores anything
+far out along ``w`` as very normal. On the unit sphere the half-space ``wᵀh̄ ≥ ρ`` is a closed
+cap around the normal directions (``K_ii = 1``, as with a Gaussian kernel), and the SVDD's
+sphere cuts the same kind of cap.
+A batch is padded after each sequence's end and runs densely through the (unidirectional)
+cell: the outputs at steps ``j ≤ n_i`` cannot depend on later padding, and the pooling keeps
+only those. This is exact, and on CPU about 8x faster than ``pack_padded_sequence`` (which steps
+the batch one time step at a time); batching by similar length keeps the wasted padded steps few.
 """
 
 from __future__ import annotations
@@ -35,6 +48,7 @@ from licanom.detectors.sequence.svm import DualSolution, smooth_hinge
 
 CELLS: dict[str, int] = {"LSTM": 4, "GRU": 3}  # gate blocks per weight matrix
 HEADS: tuple[str, ...] = ("OCSVM", "SVDD")
+POOLINGS: tuple[str, ...] = ("mean-max", "max", "mean", "last", "max-min")
 
 
 def cayley_step(W: Tensor, G: Tensor, lr: float, polish: bool = True) -> Tensor:
@@ -85,16 +99,26 @@ def orthonormal_(W: Tensor, generator: torch.Generator | None = None) -> Tensor:
 
 
 class SequenceEncoder(nn.Module):
-    """One LSTM or GRU layer and mean pooling: ``(b, T, p)`` padded + lengths ``(b,)`` -> ``(b, m)``."""
+    """One LSTM or GRU layer and pooling over the real steps (POOLINGS), optionally scaled to unit
+    length: ``(b, T, p)`` padded + lengths ``(b,)`` -> ``(b, m)``."""
 
-    def __init__(self, cell: str, n_features: int, hidden: int) -> None:
+    def __init__(self, cell: str, n_features: int, hidden: int, pooling: str = "mean-max",
+                 unit_norm: bool = True) -> None:
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; valid: {', '.join(CELLS)}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
         self.cell, self.n_features, self.hidden = cell, n_features, hidden
+        self.pooling, self.unit_norm = pooling, unit_norm
         rnn_cls = nn.LSTM if cell == "LSTM" else nn.GRU
         self.rnn = rnn_cls(n_features, hidden, num_layers=1, batch_first=True)
         self.reset_parameters()
+
+    @property
+    def out_features(self) -> int:
+        """Size of the pooled features: ``hidden``, or twice that for a pair of poolings."""
+        return 2 * self.hidden if "-" in self.pooling else self.hidden
 
     @property
     def gates(self) -> int:
@@ -121,15 +145,32 @@ class SequenceEncoder(nn.Module):
         )
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
-        """Mean of the outputs over each sequence's first ``lengths`` steps (``lengths`` ≥ 1)."""
+        """The outputs pooled over each sequence's first ``lengths`` steps (``lengths`` ≥ 1)."""
         out, _ = self.rnn(x)
-        T = x.shape[1]
-        lengths = lengths.to(out.device)
-        if bool((lengths == T).all()):
-            return out.mean(dim=1)
-        real = torch.arange(T, device=out.device).unsqueeze(0) < lengths.unsqueeze(1)  # (b, T)
-        out = torch.where(real.unsqueeze(2), out, torch.zeros((), dtype=out.dtype, device=out.device))
-        return out.sum(dim=1) / lengths.to(out.dtype).unsqueeze(1)
+        pooled = pool(out, lengths.to(out.device), self.pooling)
+        if self.unit_norm:
+            pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return pooled
+
+
+def pool(out: Tensor, lengths: Tensor, pooling: str) -> Tensor:
+    """``out`` ``(b, T, m)`` pooled over the first ``lengths[i]`` steps of each row: max, mean or last."""
+    if "-" in pooling:
+        first, second = pooling.split("-")
+        a = pool(out, lengths, first)
+        if second == "min":
+            return torch.cat([a, -pool(-out, lengths, "max")], dim=1)
+        return torch.cat([a, pool(out, lengths, second)], dim=1)
+    b, T = out.shape[0], out.shape[1]
+    if pooling == "last":
+        return out[torch.arange(b, device=out.device), lengths - 1]
+    if bool((lengths == T).all()):
+        return out.amax(dim=1) if pooling == "max" else out.mean(dim=1)
+    real = (torch.arange(T, device=out.device).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(2)  # (b, T, 1)
+    if pooling == "max":
+        return torch.where(real, out, torch.full((), -torch.inf, dtype=out.dtype, device=out.device)).amax(dim=1)
+    out = torch.where(real, out, torch.zeros((), dtype=out.dtype, device=out.device))
+    return out.sum(dim=1) / lengths.to(out.dtype).unsqueeze(1)
 
 
 class SVMHead(nn.Module):
@@ -186,12 +227,13 @@ class SVMHead(nn.Module):
 class SequenceSVM(nn.Module):
     """Encoder and SVM head: ``(b, T, p)`` + lengths -> anomaly score ``(b,)``."""
 
-    def __init__(self, model: str, n_features: int, hidden: int) -> None:
+    def __init__(self, model: str, n_features: int, hidden: int, pooling: str = "mean-max",
+                 unit_norm: bool = True) -> None:
         super().__init__()
         cell, _, head = model.partition("_")
         self.model = model
-        self.encoder = SequenceEncoder(cell, n_features, hidden)
-        self.head = SVMHead(head, hidden)
+        self.encoder = SequenceEncoder(cell, n_features, hidden, pooling, unit_norm)
+        self.head = SVMHead(head, self.encoder.out_features)
 
     def forward(self, x: Tensor, lengths: Tensor) -> Tensor:
         return self.head.score(self.encoder(x, lengths))
