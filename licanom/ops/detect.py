@@ -140,7 +140,9 @@ def evaluate_model(
         scores = detector.decision_function(X)
         history = detector.history_
         m1 = None
-        bottleneck, depth = f"({detector.hidden},)", 1
+        # the pooled features the head reads (twice the hidden size for a pair of poolings)
+        encoder = getattr(getattr(detector, "net_", None), "encoder", None)
+        bottleneck, depth = f"({getattr(encoder, 'out_features', detector.hidden)},)", 1
         seconds = float(sum(history.seconds)) if history else 0.0
         epochs_run = len(history.objective) if history else 0
         train_loss = history.objective[-1] if history and history.objective else None
