@@ -46,10 +46,10 @@ from licanom.sim.traffic import (
 # Public entry point
 
 
-
 class ShareNotReached(ValueError):
     """The simulator drew no set of events whose anomalous share lies within the tolerance of
     the one asked for (a seed whose few big events leave no subset near it)."""
+
 
 def simulate(
     profile: str,
