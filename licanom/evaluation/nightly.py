@@ -48,7 +48,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Literal
@@ -174,7 +174,7 @@ class NightlySettings:
         return tuple(Variant.parse(d) for d in self.detectors)
 
 
-def _truth(chunks: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog) -> tuple[np.ndarray, list[set[int]], np.ndarray]:
+def night_truth(chunks: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog) -> tuple[np.ndarray, list[set[int]], np.ndarray]:
     """Per night chunk: holds a labelled row; the events it holds; holds an incident row."""
     rows = log.select("Id", "Key", "IP", "Time").join(sim.labels.select("Id", "event"), on="Id", how="left")
     ev = sim.events.select("event", pl.col("key").alias("_key"), pl.col("ip").alias("_ip"),
@@ -218,26 +218,41 @@ def _flag_at_budget(truth: np.ndarray, scores: np.ndarray, per_10k: float) -> np
     return scores > cut
 
 
-def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings) -> list[dict[str, object]]:
-    """One simulated vendor in nightly mode: a row per detector (see the module text)."""
+@dataclass(frozen=True)
+class ScoredVariant:
+    """One variant of one simulated vendor in nightly mode: the model trained on the first days
+    and what its nights gave (:func:`scored_variants`), before any label is read."""
+
+    variant: Variant
+    family: str
+    bundle: object                  # the trained licanom.ops.bundle.ModelBundle, as the nights began
+    chunks: pl.DataFrame | None     # every night's chunks (the ``licanom detect`` contract), None if none
+    entities: pl.DataFrame | None   # every night's entity results, None if none
+    latent: np.ndarray | None       # the chunks' latent codes (clustering), None if not asked for
+    train_seconds: float
+    score_seconds: float
+    epochs: int | None              # an autoencoder's epochs
+
+
+def split_days(log: pl.DataFrame, settings: NightlySettings) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """The training rows (the first ``train_fraction`` of the days) and each later UTC day's rows."""
+    start = log["Time"].min()
+    cut = start.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
+        days=max(1, round(settings.days * settings.train_fraction)))
+    nights = log.filter(pl.col("Time") >= cut).with_columns(pl.col("Time").dt.truncate("1d").alias("_night"))
+    return log.filter(pl.col("Time") < cut), nights.partition_by("_night", maintain_order=True, include_key=False)
+
+
+def scored_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[ScoredVariant]:
+    """Each variant of ``settings`` trained on ``sim``'s first days and run night by night through
+    the scoring flow's calls (see the module text), one at a time."""
     from licanom.ops.bundle import (ModelBundle, fit_entities, make_windows, pairs_seen, rows_seen, score_entities,
                                 score_windows, validate_rows, with_rows_state, with_seen)
     from licanom.data.context_vector import KeyHistory
     from licanom.detectors import build, inputs_of, spec
-    from licanom.evaluation.labels import auroc
     from licanom.data.pipeline import Prepared, prepare
 
-    try:
-        sim = world.simulate(profile, seed, settings.days)
-    except ShareNotReached as err:  # reported per vendor (``unbuilt``), not fatal to the sweep
-        return [{"world": world.name, "profile": profile, "seed": seed, "detector": v.label,
-                 "family": spec(v.name).family, "chunks": 0, "unbuilt": str(err)} for v in settings.variants]
-    log = sim.log
-    start = log["Time"].min()
-    cut = start.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
-        days=max(1, round(settings.days * settings.train_fraction)))
-    train_raw = log.filter(pl.col("Time") < cut)
-    night_raw = log.filter(pl.col("Time") >= cut)
+    train_raw, nights = split_days(sim.log, settings)
     base = settings.config
     default_encoder = base.encode.encoder
     prepared_by: dict[str, tuple[Prepared, Config]] = {}
@@ -252,9 +267,6 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
 
     first, _ = prepared_for(default_encoder)
     entity_model = fit_entities(first.encoded.frame)
-    nights = night_raw.with_columns(pl.col("Time").dt.truncate("1d").alias("_night")).partition_by(
-        "_night", maintain_order=True, include_key=False)
-    rows: list[dict[str, object]] = []
     for variant in settings.variants:
         name = variant.name
         t0 = time.perf_counter()
@@ -264,13 +276,14 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
         detector = build(name, cfg.train, cfg.detect, cfg.sequence, cfg.context, cfg.encode, progress_bar=False)
         X = inputs_of(entry.inputs, prepared.chunks, frame)
         detector.fit(X[~prepared.test_mask])
-        bundle = ModelBundle(vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary,
-                             chunk=cfg.chunk, encode=cfg.encode,
-                             product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
-                             key_history=KeyHistory.from_rows(frame) if entry.inputs == "context" else None,
-                             entity_model=entity_model)
+        trained = ModelBundle(vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary,
+                              chunk=cfg.chunk, encode=cfg.encode,
+                              product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
+                              key_history=KeyHistory.from_rows(frame) if entry.inputs == "context" else None,
+                              entity_model=entity_model)
         t1 = time.perf_counter()
         latent_of = getattr(detector, "encode", None) if settings.clustering and entry.inputs == "chunks" else None
+        bundle = trained
         carry, seen, scored, entities, latents = None, None, [], [], []
         for night in nights:
             current = with_seen(bundle, seen)
@@ -291,13 +304,34 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
             if settings.carry_rows_state:  # as the scoring flow does (licanom.ops.nightly.publish)
                 bundle = with_rows_state(bundle, rows_seen(current, windows))
         t2 = time.perf_counter()
-        chunks = pl.concat(scored) if scored else None
-        row = _judge(world, profile, seed, variant.label, entry.family, chunks, log, sim, settings,
-                     train_seconds=t1 - t0, score_seconds=t2 - t1, auroc=auroc)
-        row["epochs"] = cfg.train.epochs if entry.family == "autoencoder" else None
-        if latents and chunks is not None:
-            row.update(_judge_clusters(np.concatenate(latents), chunks, log, sim, cfg.detect.clustering_seed))
-        rows.append(_judge_entities(row, pl.concat(entities) if entities else None, chunks, log, sim))
+        yield ScoredVariant(variant=variant, family=entry.family, bundle=trained,
+                            chunks=pl.concat(scored) if scored else None,
+                            entities=pl.concat(entities) if entities else None,
+                            latent=np.concatenate(latents) if latents else None,
+                            train_seconds=t1 - t0, score_seconds=t2 - t1,
+                            epochs=cfg.train.epochs if entry.family == "autoencoder" else None)
+
+
+def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings) -> list[dict[str, object]]:
+    """One simulated vendor in nightly mode: a row per detector (see the module text)."""
+    from licanom.detectors import spec
+    from licanom.evaluation.labels import auroc
+
+    try:
+        sim = world.simulate(profile, seed, settings.days)
+    except ShareNotReached as err:  # reported per vendor (``unbuilt``), not fatal to the sweep
+        return [{"world": world.name, "profile": profile, "seed": seed, "detector": v.label,
+                 "family": spec(v.name).family, "chunks": 0, "unbuilt": str(err)} for v in settings.variants]
+    log = sim.log
+    rows: list[dict[str, object]] = []
+    for scored in scored_variants(sim, settings):
+        chunks = scored.chunks
+        row = _judge(world, profile, seed, scored.variant.label, scored.family, chunks, log, sim, settings,
+                     train_seconds=scored.train_seconds, score_seconds=scored.score_seconds, auroc=auroc)
+        row["epochs"] = scored.epochs
+        if scored.latent is not None and chunks is not None:
+            row.update(_judge_clusters(scored.latent, chunks, log, sim, settings.config.detect.clustering_seed))
+        rows.append(_judge_entities(row, scored.entities, chunks, log, sim))
     return rows
 
 
@@ -309,7 +343,7 @@ def _judge_clusters(latent: np.ndarray, chunks: pl.DataFrame, log: pl.DataFrame,
 
     if len(latent) != chunks.height:
         raise ValueError(f"{len(latent)} latent codes for {chunks.height} scored chunks")
-    truth, held, _ = _truth(chunks, log, sim)
+    truth, held, _ = night_truth(chunks, log, sim)
     present = set().union(*held) if held else set()
     out: dict[str, object] = {}
     for method in ("gmm", "kmeans"):
@@ -329,7 +363,7 @@ def _judge(world: World, profile: str, seed: int, name: str, family: str, chunks
                               "family": family, "train_seconds": train_seconds, "score_seconds": score_seconds}
     if chunks is None or chunks.height == 0:
         return {**row, "chunks": 0}
-    truth, held, incident = _truth(chunks, log, sim)
+    truth, held, incident = night_truth(chunks, log, sim)
     flagged = chunks["is_anomaly"].to_numpy()
     scores = chunks["score"].to_numpy()
     present = set().union(*held) if held else set()
@@ -366,7 +400,7 @@ def _judge_entities(row: dict[str, object], entities: pl.DataFrame | None, chunk
         labelled.join(km, on=["Key", "MachineCode", "_day"]).select("event", pl.lit("key-machine").alias("kind"), "entity"),
         labelled.join(ah, on=["IP", "_hour"]).select("event", pl.lit("address-hour").alias("kind"), "entity"),
     ])
-    truth, held, _ = _truth(chunks, log, sim)
+    truth, held, _ = night_truth(chunks, log, sim)
     present = set().union(*held) if held else set()
     by_entity = set(hits["event"].unique().to_list()) & present
     by_chunk = _found(held, chunks["is_anomaly"].to_numpy()) & present
