@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-quality bench-entities bench-score bench-gpu bench-threads bench-fixed serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-quality bench-calibration bench-entities bench-score bench-gpu bench-threads bench-fixed serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -105,6 +105,11 @@ bench-faults: $(STAMP)
 
 # Each detector's AUROC on planted anomalies of seeded vendors against its floor (the quality bars the
 # tests held on fixed seeds; BENCH_QUALITY_ARGS, e.g. "--seeds 3,11 --only Tail_context"); exits 1 under a floor.
+# How the severity's tail holds on held-out nights, and other fits of it (development seeds;
+# BENCH_CALIBRATION_ARGS="--seeds 1,2,3,4,5,6"); benchmarks/results/calibration.md.
+bench-calibration: $(STAMP)
+	OMP_NUM_THREADS=1 nice -n 10 $(PY) -m benchmarks.bench_calibration $(BENCH_CALIBRATION_ARGS)
+
 bench-quality: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.bench_quality --out benchmarks/results/quality.md $(BENCH_QUALITY_ARGS)
 
