@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import polars as pl
@@ -59,6 +59,9 @@ import polars as pl
 from licanom.config import Config
 
 from licanom.sim import ANOMALY_KINDS, LATE_KINDS, PROFILES, ShareNotReached, SimulatedLog, simulate, simulate_share
+
+if TYPE_CHECKING:  # the bundle module imports the detectors: only where a variant is scored
+    from licanom.ops.bundle import ModelBundle
 
 ALL_KINDS: tuple[str, ...] = (*ANOMALY_KINDS, *LATE_KINDS)
 DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
@@ -225,7 +228,7 @@ class ScoredVariant:
 
     variant: Variant
     family: str
-    bundle: object                  # the trained licanom.ops.bundle.ModelBundle, as the nights began
+    bundle: ModelBundle             # the trained model, as the nights began
     chunks: pl.DataFrame | None     # every night's chunks (the ``licanom detect`` contract), None if none
     entities: pl.DataFrame | None   # every night's entity results, None if none
     latent: np.ndarray | None       # the chunks' latent codes (clustering), None if not asked for
