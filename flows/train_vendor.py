@@ -37,12 +37,15 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
           f"training {', '.join(cfg.train.models)} (the first is the default)")
     parent_run_id = training.start_training(tracker, cfg, prepared)
     work_dir = training.work_dir()
-    # train.parallel > 1: the variants fitted side by side, one process and one thread each
-    # (licanom.ops.training.fit_side_by_side); else one after another, each on train.threads
-    fitted = training.fit_side_by_side(cfg, prepared)
-    variants = [training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir, fitted.get(model))
-                for model in cfg.train.models]
-    summary = training.finish_training(tracker, cfg, parent_run_id, variants, prepared)
+    try:
+        # train.parallel > 1: the variants fitted side by side, one process and one thread each
+        # (licanom.ops.training.fit_side_by_side); else one after another, each on train.threads
+        fitted = training.fit_side_by_side(cfg, prepared)
+        variants = [training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir, fitted.get(model))
+                    for model in cfg.train.models]
+        summary = training.finish_training(tracker, cfg, parent_run_id, variants, prepared)
+    finally:  # the bundles are in MLflow now (or the run failed): nothing to keep
+        training.discard_work_dir(work_dir)
     training.start_scoring_after(Path(cfg.output_dir), vendor, prepared.chunks.meta["last_id"].max())
     print(f"{vendor}: champion is {summary.champion.model} "
           f"(version {summary.champion.version} of {summary.champion.name})")

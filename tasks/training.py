@@ -31,6 +31,11 @@ def work_dir() -> Path:
 
 
 @task(cache_policy=NO_CACHE)
+def discard_work_dir(path: Path) -> None:
+    training.discard_work_dir(path)
+
+
+@task(cache_policy=NO_CACHE)
 def for_vendor_size(cfg: Config, prepared: Prepared) -> Config:
     return training.for_vendor_size(cfg, prepared)
 

@@ -149,21 +149,27 @@ def test_training_the_same_data_again_gives_the_same_models(trained_alpha):
     assert again.results.select(same).equals(first.results.select(same))
 
 
-def test_a_context_champion_remembers_what_each_night_saw(flow_env):
+def test_a_context_champion_remembers_what_each_night_saw(flow_env, monkeypatch):
     """Tail_context's registered bundle keeps its training rows' key pairs; a night adds the pairs
-    it scored to the vendor's state, for the next night to score against."""
+    it scored to the vendor's state, for the next night to score against. The training run's
+    bundle folder is gone once the bundle is in MLflow."""
     from flows.score_vendor import score_vendor
     from flows.train_vendor import train_vendor
     from licanom.config import load_config
+    from licanom.ops import training
     from licanom.sim import simulate
     from licanom.ops.scoring_state import load_state
     from licanom.ops.tracking import configure
 
     _, out = flow_env
+    made: list[Path] = []
+    real_work_dir = training.work_dir
+    monkeypatch.setattr(training, "work_dir", lambda: made.append(real_work_dir()) or made[-1])
     cfg = load_config("epsilon")
     log = simulate(cfg.source.profile, seed=cfg.source.seed, days=cfg.source.days).log
     until = log["Time"].max() - timedelta(days=2)
     summary = train_vendor("epsilon", until=until)
+    assert len(made) == 1 and not made[0].exists()
     # the code stored with the version is not run: one an earlier release stored (importing a
     # module since moved) does not stop the champion from loading
     tracker = configure()

@@ -321,4 +321,13 @@ def finish_training(tracker: Tracker, cfg: Config, parent_run_id: str,
 
 
 def work_dir() -> Path:
+    """A fresh folder for the bundles of one training run (removed by :func:`discard_work_dir`)."""
     return Path(tempfile.mkdtemp(prefix="licanom-train-"))
+
+
+def discard_work_dir(path: Path) -> None:
+    """Remove a training run's bundle folder: registering a bundle copies it into MLflow's
+    artifacts, and a run that failed left nothing worth resuming there (checkpoints live under
+    the output folder, :func:`checkpoint_dir`). Without this, every weekly training of every
+    vendor would leave its bundles in the temporary folder."""
+    shutil.rmtree(path, ignore_errors=True)
