@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from matplotlib import colormaps
@@ -29,6 +30,15 @@ def png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def _hist(ax: Any, values: np.ndarray, bins: int | np.ndarray, **style: Any) -> None:
+    """A filled histogram drawn as one step outline (``Axes.stairs``), not one rectangle per bin
+    as ``Axes.hist`` draws: the same figure at a fraction of the drawing time. Empty bins are
+    left out of the log scale (NaN), as ``hist`` leaves them."""
+    counts, edges = np.histogram(values, bins=bins)
+    heights = np.where(counts > 0, counts.astype(np.float64), np.nan)
+    ax.stairs(heights, edges, fill=True, **style)
+
+
 def error_histograms(
     train_errors: np.ndarray, test_errors: np.ndarray, thresholds: Mapping[str, float | None], title: str = "",
     xlabel: str = "reconstruction error (MAE)",
@@ -39,12 +49,12 @@ def error_histograms(
     axes = fig.subplots(1, 2, sharex=True)
     for ax, errors, name in ((axes[0], train_errors, "train"), (axes[1], test_errors, "test")):
         if len(errors):
-            ax.hist(errors, bins=50, color="tab:blue", alpha=0.8)
+            _hist(ax, errors, 50, color="tab:blue", alpha=0.8)
         ax.set_yscale("log")
         for (label, value), colour in zip(thresholds.items(), _COLOURS, strict=False):
             if value is not None:
                 ax.axvline(value, color=colour, linestyle="--", linewidth=1.2, label=f"{label} {value:.4f}")
-        ax.set_title(f"{name} scores ({len(errors)} chunks)")
+        ax.set_title(f"{name} scores ({len(errors)} chunks)", y=1.0, pad=6)
         ax.set_xlabel(xlabel)
     axes[0].set_ylabel("chunks")
     if axes[1].get_legend_handles_labels()[0]:
@@ -66,15 +76,15 @@ def score_histograms(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray,
     bins = np.histogram_bin_edges(every[np.isfinite(every)], bins=50)
     for ax, errors, title in ((axes[0], train, "training chunks"), (axes[1], scored, "all chunks of this report")):
         if errors.size:
-            ax.hist(errors, bins=bins, color="tab:blue", alpha=0.8, label="chunks")
+            _hist(ax, errors, bins, color="tab:blue", alpha=0.8, label="chunks")
         else:
             ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes, color="grey")
         ax.axvline(threshold, color="tab:red", linestyle="--", linewidth=1.2, label=f"{threshold_name} {threshold:.4f}")
         ax.set_yscale("log")
-        ax.set_title(f"{title} ({errors.size})")
+        ax.set_title(f"{title} ({errors.size})", y=1.0, pad=6)
         ax.set_xlabel(xlabel)
     if flagged.size:
-        axes[1].hist(flagged, bins=bins, color="tab:red", alpha=0.9, label="flagged")
+        _hist(axes[1], flagged, bins, color="tab:red", alpha=0.9, label="flagged")
     for ax in axes:
         ax.set_ylim(bottom=0.7)
     axes[0].set_ylabel("chunks")
