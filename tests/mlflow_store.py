@@ -7,6 +7,7 @@ MLflow instead (an empty store names no path, so a copy is the same as a new one
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,7 +20,9 @@ def _template() -> Path:
     if _TEMPLATE is None or not _TEMPLATE.exists():
         from mlflow import MlflowClient
 
-        path = Path(tempfile.mkdtemp(prefix="licanom-mlflow-template-")) / "mlflow.db"
+        folder = Path(tempfile.mkdtemp(prefix="licanom-mlflow-template-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)  # one per test process, gone with it
+        path = folder / "mlflow.db"
         client = MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}")
         client.search_experiments()  # the tracking schema
         client.search_registered_models()  # the registry's (the same database)
