@@ -47,7 +47,8 @@ def train_bundle(model: str, rows: pl.DataFrame, directory: Path) -> Path:
                                  "detect": {"m1": False}})
     prepared = prepare(rows, cfg)
     cfg = cfg.for_size(int((~prepared.test_mask).sum()))
-    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, progress_bar=False)
+    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, cfg.encode,
+                             progress_bar=False)
     evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect)
     return ModelBundle(
         vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary, chunk=cfg.chunk,
