@@ -140,7 +140,9 @@ class Windows:
     chunks: Chunks | None  # None when fewer rows than one window are available
     tail: pl.DataFrame     # valid raw rows after the last full window (RAW columns)
     rows: pl.DataFrame | None = None  # the valid rows the windows were cut from (carried ones first)
-    encoded: pl.DataFrame | None = None  # those rows derived and encoded, in the windows' order
+    # those rows derived, in the windows' order, and encoded for a model that reads the encoder's
+    # features (an autoencoder or a sequence model; a context or summary model reads none)
+    encoded: pl.DataFrame | None = None
     derived: pl.DataFrame | None = None  # ``rows`` with success, action and country (real values)
     model_rows: pl.DataFrame | None = None  # ``derived`` as the model reads it: pseudonymised where it was trained so
 
@@ -165,9 +167,9 @@ def validate_rows(bundle: ModelBundle, raw: pl.DataFrame, vendor: str | None = N
 def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame | None = None) -> Windows:
     """Prepend the carried rows, derive them once (success, action, country), pseudonymise
     them where the model was trained so, encode with the training vocabulary and cut full
-    windows. The feature array of the windows is built only for a detector that reads it
-    (``reads`` "chunks" or "flat"): a context or summary model reads the rows and the windows'
-    summary, never the array."""
+    windows. The encoder's features and the feature array of the windows are built only for a
+    detector that reads them (``reads`` "chunks" or "flat"): a context or summary model reads the
+    rows and the windows' summary, never the features."""
     if carry is not None and carry.height:
         valid = pl.concat([carry.select(RAW), valid.select(RAW)]).unique("Id", keep="first").sort(["Time", "Id"])
     rows = valid.select(RAW)
@@ -177,9 +179,11 @@ def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame |
     size, stride = bundle.chunk.size, bundle.chunk.stride
     if valid.height < size:
         return Windows(chunks=None, tail=rows, rows=rows, derived=derived, model_rows=model_rows)
-    encoded = get_encoder(bundle.encode.encoder).encode(model_rows, bundle.vocabulary)
-    chunks = make_chunks(encoded, size=size, stride=stride, partial="drop",
-                         windows=bundle.detector.reads in ("chunks", "flat"))
+    reads_features = bundle.detector.reads in ("chunks", "flat")
+    # the encoder's features are read by a model of the windows' rows only: a context or summary
+    # model reads the rows' entities and the windows' summary, which encoding leaves as they are
+    encoded = get_encoder(bundle.encode.encoder).encode(model_rows, bundle.vocabulary) if reads_features else model_rows
+    chunks = make_chunks(encoded, size=size, stride=stride, partial="drop", windows=reads_features)
     last_row = int(chunks.meta["start_row"][-1]) + size
     return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW), rows=rows, encoded=encoded,
                    derived=derived, model_rows=model_rows)
