@@ -55,7 +55,7 @@ even when each hour holds only one or two of them, where the plain counts stay o
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
@@ -197,18 +197,33 @@ def _entity_frame(derived: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+_BLOCK = 1 << 15  # rows per block of the blocked steps (their temporaries stay in cache)
+
+
+def _first_rows(ids: np.ndarray) -> np.ndarray:
+    """Bool per row: the first row of its group, for ids that count up in the order they appear
+    (a row is first where its id exceeds every id before it), a block of rows at a time."""
+    first = np.zeros(len(ids), dtype=bool)
+    top = -1
+    for lo in range(0, len(ids), _BLOCK):
+        block = ids[lo : lo + _BLOCK]
+        before = np.maximum.accumulate(block)
+        first[lo] = block[0] > top
+        np.greater(block[1:], np.maximum(before[:-1], top), out=first[lo + 1 : lo + len(block)])
+        top = max(top, int(before[-1]))
+    return first
+
+
 class _Groups:
     """Rows grouped by an integer value, or with ``bucket`` by (value, bucket) for a bucket that
     never decreases in row order (the rows' hour or day, rows in time order): dense ids in order
     of first appearance from a hash table (pandas' factorize: no sort, about twice as fast as a
-    polars window over one integer column here), per-row counts and sums by ``np.bincount``, and
-    with ``first`` each group's first row.
+    polars window over one integer column here), per-group counts by ``np.bincount``, and with
+    ``first`` each group's first row.
 
     A (value, bucket) group never spans two buckets, so the rows are hashed a block of whole
     buckets at a time (a table that stays in cache: about twice as fast as one table for all
     rows), each block's ids following the last block's; the ids are the same as one table's."""
-
-    BLOCK = 1 << 14
 
     def __init__(self, values: np.ndarray, bucket: np.ndarray | None = None, first: bool = False) -> None:
         import pandas as pd
@@ -221,30 +236,28 @@ class _Groups:
             self.n = len(self.distinct)
         else:
             self.ids = np.empty(n_rows, dtype=np.int64)
-            marks = bucket[np.arange(self.BLOCK, n_rows, self.BLOCK)]
+            marks = bucket[np.arange(_BLOCK, n_rows, _BLOCK)]
             cuts = np.unique(np.concatenate([[0], np.searchsorted(bucket, marks, side="left"), [n_rows]]))
             n = 0
             for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
                 b0 = int(bucket[lo])
-                local = values[lo:hi] * (int(bucket[hi - 1]) - b0 + 1) + (bucket[lo:hi] - b0)
+                local = values[lo:hi].astype(np.int64)
+                local *= int(bucket[hi - 1]) - b0 + 1
+                local += bucket[lo:hi]
+                local -= b0
                 ids, distinct = pd.factorize(local, use_na_sentinel=False)
                 np.add(ids, n, out=self.ids[lo:hi])
                 n += len(distinct)
             self.n = n
-        self.first = np.zeros(0, dtype=bool)
-        if first:  # ids count up in the order they appear
-            self.first = np.zeros(n_rows, dtype=bool)
-            if n_rows:
-                self.first[0] = True
-                np.greater(self.ids[1:], np.maximum.accumulate(self.ids)[:-1], out=self.first[1:])
+        self.first = _first_rows(self.ids) if first else np.zeros(0, dtype=bool)
 
-    def count(self) -> np.ndarray:
+    def count(self) -> _PerGroup:
         """The size of each row's group."""
-        return np.bincount(self.ids, minlength=self.n)[self.ids]
+        return _PerGroup(np.bincount(self.ids, minlength=self.n), self.ids)
 
-    def sum(self, x: np.ndarray) -> np.ndarray:
+    def sum(self, x: np.ndarray) -> _PerGroup:
         """The number of rows of each row's group where ``x`` (bool) holds."""
-        return np.bincount(self.ids[x], minlength=self.n)[self.ids]
+        return _PerGroup(np.bincount(self.ids[x], minlength=self.n), self.ids)
 
     def at_first(self, x: np.ndarray) -> np.ndarray:
         """``x`` at the first row of each row's group."""
@@ -259,6 +272,44 @@ class _Groups:
         member = np.zeros(self.n + 1, dtype=bool)
         member[hit] = True  # -1 (a value no row has) marks the spare last slot
         return member[: self.n][self.ids]
+
+
+@dataclass(frozen=True)
+class _PerGroup:
+    """A count per group and each row's group: the row's count is ``table[ids]``, or 0 where
+    ``only`` is given and False. Kept per group until a caller asks for rows or windows."""
+
+    table: np.ndarray
+    ids: np.ndarray
+    only: np.ndarray | None = None
+
+    def rows(self) -> np.ndarray:
+        """Each row's count (int64)."""
+        out = self.table[self.ids]
+        if self.only is not None:
+            out[~self.only] = 0
+        return out
+
+    def largest(self, starts: np.ndarray, size: int) -> np.ndarray:
+        """The largest count in each window ``starts[i] .. starts[i] + size - 1``; windows that
+        tile the rows from their first are read a block of windows at a time (no column of all
+        rows' counts in memory)."""
+        from licanom.data.chunk import _windows
+
+        n = len(starts)
+        first = int(starts[0]) if n else 0
+        if not n or first + n * size > len(self.ids) or not np.array_equal(starts, first + np.arange(0, n * size, size)):
+            return _windows(self.rows(), starts, size).max(axis=1)
+        out = np.empty(n, dtype=self.table.dtype)
+        per = max(1, _BLOCK // size)
+        for w0 in range(0, n, per):
+            w1 = min(w0 + per, n)
+            lo, hi = first + w0 * size, first + w1 * size
+            block = self.table[self.ids[lo:hi]]
+            if self.only is not None:
+                block[~self.only[lo:hi]] = 0
+            out[w0:w1] = block.reshape(w1 - w0, size).max(axis=1)
+        return out
 
 
 def _history_codes(history: KeyHistory, texts: TextCodes, frame: pl.DataFrame,
@@ -280,9 +331,12 @@ def _history_codes(history: KeyHistory, texts: TextCodes, frame: pl.DataFrame,
 
 
 def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: bool = False,
-                codes: TextCodes | None = None) -> dict[str, np.ndarray]:
+                codes: TextCodes | None = None,
+                windows: tuple[np.ndarray, int] | None = None) -> dict[str, np.ndarray]:
     """ROW_COLUMNS as counts (int64, before ``log1p``) for each row, in the log's order; with
-    ``keep_pairs`` also ``_pair MachineCode``, a code of each row's (key, machine code).
+    ``keep_pairs`` also ``_pair MachineCode``, a code of each row's (key, machine code). With
+    ``windows`` (starts, size) the largest count of each window instead of each row's (a log in
+    time order only).
 
     The entities are integer codes (one hash per text: ``codes`` where the caller has them),
     each (entities, bucket) one integer group, and every signal over a group shares it (see
@@ -293,6 +347,8 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
     time_ = derived["Time"]
     rank = None
     if not time_.is_sorted():  # "the first row of a pair" is the first in time
+        if windows is not None:
+            raise ValueError("the windows' counts need the rows in time order")
         rank = (time_.rank("ordinal") - 1).to_numpy()  # each row's place in time order, ties in row order
         derived = derived.select(*_NEEDED).gather(np.argsort(rank, kind="stable"))
         codes = None  # held in the log's order
@@ -301,22 +357,30 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
     computed = TextCodes.of(derived, [c for c in columns if given.get(c) is None])
     texts = TextCodes.from_codes(derived.height, {c: computed.codes[c] if given.get(c) is None else given[c]
                                                   for c in columns})
-    code = {c: x.astype(np.int64) for c, x in texts.codes.items()}
+    code = texts.codes  # uint32
     width = {c: int(x.max()) + 1 if len(x) else 1 for c, x in code.items()}
-    us = time_.dt.epoch("us").to_numpy() if rank is None else derived["Time"].dt.epoch("us").to_numpy()
+    key_code = code["Key"].astype(np.int64)
+    us = derived["Time"].dt.epoch("us").to_numpy()
     bucket = {"_hour": us // 3_600_000_000, "_day": us // 86_400_000_000}
-    bucket = {b: v - v.min() if len(v) else v for b, v in bucket.items()}
+    for v in bucket.values():  # from the first (rows in time order)
+        if len(v):
+            v -= v[0]
     failed = (derived["success"] == 0).fill_null(False).to_numpy()
+
+    def pair_values(value: str) -> np.ndarray:
+        out = key_code * width[value]
+        out += code[value]
+        return out
 
     # the entities over the whole log: the key, and the key's (machine code, country, address) pairs
     values = ("MachineCode", "country", "IP")
     key, *pairs = in_threads([lambda: _Groups(code["Key"], first=True),
-                              *(lambda v=v: _Groups(code["Key"] * width[v] + code[v], first=True) for v in values)])
+                              *(lambda v=v: _Groups(pair_values(v), first=True) for v in values)])
     pair = dict(zip(values, pairs, strict=True))
     # (entities, bucket): the hour's key, address, pairs (the distinct values: their first rows), the day's key
     at = [(("Key",), "_hour"), (("IP",), "_hour"), (("Key",), "_day"),
           *((("Key", v), "_hour") for v in values)]
-    entity_ids = {("Key",): code["Key"], ("IP",): code["IP"], **{("Key", v): g.ids for v, g in pair.items()}}
+    entity_ids = {("Key",): key_code, ("IP",): code["IP"], **{("Key", v): g.ids for v, g in pair.items()}}
     built = in_threads([lambda e=e, b=b: _Groups(entity_ids[e], bucket[b], first=len(e) == 2) for e, b in at])
     groups = dict(zip(at, built, strict=True))
 
@@ -339,7 +403,7 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         unknown_code = texts.lookup(derived, value, pl.Series([unknown]))[0]
         new[value] = g.first & (code[value] != unknown_code) & ~seen & after_first_hour
 
-    def signal(entity: tuple[str, ...], what: str, b: str) -> np.ndarray:
+    def signal(entity: tuple[str, ...], what: str, b: str) -> _PerGroup:
         over = group(entity, b)
         if what == "requests":
             return over.count()
@@ -350,13 +414,17 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
             value = what.removeprefix("new ")
             g = pair[value]
             newcomer = g.at_first(new[value]) & (g.at_first(bucket["_day"]) == bucket["_day"])
-            return np.where(newcomer, over.sum(new[value]), 0)
+            return replace(over.sum(new[value]), only=newcomer)
         if what.startswith("new "):
             return over.sum(new[what.removeprefix("new ")])
         # distinct values of `what`: the first rows of the (entities, what, bucket) groups
         return over.sum(group((*entity, what), b).first)
 
-    found = in_threads([lambda e=e, w=w, b=b: signal(e, w, b) for _, e, w, b in _ROW_COUNTS])
+    def counted(entity: tuple[str, ...], what: str, b: str) -> np.ndarray:
+        per_group = signal(entity, what, b)
+        return per_group.rows() if windows is None else per_group.largest(*windows)
+
+    found = in_threads([lambda e=e, w=w, b=b: counted(e, w, b) for _, e, w, b in _ROW_COUNTS])
     out = {name: x for (name, *_), x in zip(_ROW_COUNTS, found, strict=True)}
     if keep_pairs:
         out["_pair MachineCode"] = pair["MachineCode"].ids
@@ -399,20 +467,23 @@ def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
 
     ends = starts + size - 1
     plain = derived["Key"].null_count() == 0 and derived["MachineCode"].null_count() == 0
-    counts = _row_counts(derived, history, keep_pairs=plain, codes=codes)
-    out = np.empty((len(starts), len(CONTEXT_COLUMNS)))
     # Largest value over each window, of the counts (log1p keeps their order, so the log of the
-    # largest count is the largest log), one column at a time
+    # largest count is the largest log)
+    if derived["Time"].is_sorted():
+        counts = _row_counts(derived, history, keep_pairs=plain, codes=codes, windows=(starts, size))
+    else:
+        counts = _row_counts(derived, history, keep_pairs=plain, codes=codes)
+        counts = {c: _windows(x, starts, size).max(axis=1) if c in ROW_COLUMNS else x for c, x in counts.items()}
+    out = np.empty((len(starts), len(CONTEXT_COLUMNS)))
     for j, column in enumerate(ROW_COLUMNS, start=3):
-        out[:, j] = np.log1p(_windows(counts[column], starts, size).max(axis=1).astype(np.float64))
-    seconds = derived["Time"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6
-    span = seconds[ends] - seconds[starts]
-    rate = np.log((size - 1) / np.maximum(span, 1.0))
-    day = (seconds[starts] // 86_400).astype(np.int64)
+        out[:, j] = np.log1p(counts[column].astype(np.float64))
+    us = derived["Time"].dt.epoch("us").to_numpy()
+    start_s, end_s = us[starts].astype(np.float64) / 1e6, us[ends].astype(np.float64) / 1e6
+    rate = np.log((size - 1) / np.maximum(end_s - start_s, 1.0))
+    day = (start_s // 86_400).astype(np.int64)
     out[:, 0] = rate - _median_by(day, rate)
-    failed = (derived["success"].to_numpy() == 0).astype(np.float64)
-    csum = np.concatenate([[0.0], np.cumsum(failed)])
-    out[:, 1] = (csum[ends + 1] - csum[starts]) / size
+    failed = (derived["success"] == 0).fill_null(False).to_numpy()
+    out[:, 1] = _windows(failed, starts, size).sum(axis=1) / size
     # a (key, machine code) pair's code stands for the pair (equal codes, equal pairs); a null
     # differs from an empty text there, which the codes do not tell apart
     pairs = counts["_pair MachineCode"] if plain else _pair_ranks(derived)
