@@ -236,11 +236,14 @@ def make_chunks(
     stride: int | None = None,
     partial: Literal["drop", "overlap"] = "drop",
     windows: bool = True,
+    codes: TextCodes | None = None,
 ) -> Chunks:
     """Cut a time-ordered encoded log (see licanom.data.encode) into windows.
 
     ``windows`` False: no feature array (``X`` has no feature column, ``(n_chunks, size, 0)``),
-    for a detector that reads only the windows' positions and summaries (a context model)."""
+    for a detector that reads only the windows' positions and summaries (a context model).
+    ``codes``: the codes of the frame's entity texts where the caller has them
+    (:func:`licanom.data.derive.derive_coded`); the others are computed here."""
     stride = size if stride is None else stride
     n_rows = encoded.height
     starts = window_starts(n_rows, size, stride, partial)
@@ -253,8 +256,11 @@ def make_chunks(
 
     # the entity texts no feature column holds are coded once, here, for the summary and the
     # context vector of these rows
-    texts = _text_sources(encoded)
-    codes = TextCodes.of(encoded, texts) if texts else None
+    texts = [c for c in _text_sources(encoded) if codes is None or codes.get(encoded, c) is None]
+    if texts:
+        computed = TextCodes.of(encoded, texts).codes
+        held = {c: x for c in ENTITY_TEXTS if codes is not None and (x := codes.get(encoded, c)) is not None}
+        codes = TextCodes.from_codes(encoded.height, {**held, **computed})
     ends = starts + size - 1
     ids, times = encoded["Id"], encoded["Time"]
     meta = pl.DataFrame(

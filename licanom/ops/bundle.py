@@ -22,7 +22,7 @@ from licanom.config import ChunkConfig, EncodeConfig
 from licanom.data.context_vector import KeyHistory
 from licanom.ops.detect import CHUNK_COLUMNS, scored_chunks
 from licanom.data.encode import RowsEncoder, RowsState, Vocabulary, get_encoder
-from licanom.data.derive import derive
+from licanom.data.derive import derive, derive_coded
 from licanom.detectors import inputs_of, load
 from licanom.data.privacy import pseudonymise, read_secret
 from licanom.data.validate import UNKNOWN_PRODUCT, ValidationResult, move_to_quarantine, validate_log
@@ -173,9 +173,11 @@ def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame |
     if carry is not None and carry.height:
         valid = pl.concat([carry.select(RAW), valid.select(RAW)]).unique("Id", keep="first").sort(["Time", "Id"])
     rows = valid.select(RAW)
-    derived = derive(rows)
+    derived, codes = derive_coded(rows)
     secret = bundle.pseudonym_secret()
     model_rows = pseudonymise(derived, secret) if secret is not None else derived
+    if secret is not None:
+        codes = None  # the model reads the pseudonyms, which have codes of their own
     size, stride = bundle.chunk.size, bundle.chunk.stride
     if valid.height < size:
         return Windows(chunks=None, tail=rows, rows=rows, derived=derived, model_rows=model_rows)
@@ -183,7 +185,7 @@ def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame |
     # the encoder's features are read by a model of the windows' rows only: a context or summary
     # model reads the rows' entities and the windows' summary, which encoding leaves as they are
     encoded = get_encoder(bundle.encode.encoder).encode(model_rows, bundle.vocabulary) if reads_features else model_rows
-    chunks = make_chunks(encoded, size=size, stride=stride, partial="drop", windows=reads_features)
+    chunks = make_chunks(encoded, size=size, stride=stride, partial="drop", windows=reads_features, codes=codes)
     last_row = int(chunks.meta["start_row"][-1]) + size
     return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW), rows=rows, encoded=encoded,
                    derived=derived, model_rows=model_rows)
