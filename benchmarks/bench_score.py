@@ -47,7 +47,8 @@ def train_bundle(model: str, rows: pl.DataFrame, directory: Path) -> Path:
                                  "detect": {"m1": False}})
     prepared = prepare(rows, cfg)
     cfg = cfg.for_size(int((~prepared.test_mask).sum()))
-    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, progress_bar=False)
+    detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, cfg.encode,
+                             progress_bar=False)
     evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect)
     return ModelBundle(
         vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary, chunk=cfg.chunk,
@@ -96,8 +97,8 @@ def main() -> None:
         return
     lines = [f"Scoring raw rows through the registered model (pandas in, pandas out), {os.cpu_count()} CPUs, "
              f"best of {args.repeat}; 1-min load average before: {os.getloadavg()[0]:.1f}", "",
-             "| model | family | rows | chunks | seconds | cpu s | rows/s | chunks/s |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             f"| model | family | rows | chunks | seconds | cpu s | rows/s | chunks/s | of {TARGET_ROWS_PER_S / 1e6:.0f} M rows/s |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     results, per_cpu = {}, {}
     for model in models:
         scorer = pyfunc(bundles[model])
@@ -112,7 +113,7 @@ def main() -> None:
             results[model, n] = n / best
             per_cpu[model, n] = n / cpu
             line = (f"| {model} | {FAMILIES.get(model, '?')} | {n:,} | {chunks:,} | {best:.2f} | {cpu:.2f} | "
-                    f"{n / best:,.0f} | {chunks / best:,.0f} |")
+                    f"{n / best:,.0f} | {chunks / best:,.0f} | {n / best / TARGET_ROWS_PER_S:.2f}x |")
             lines.append(line)
             print(line, flush=True)
     default = models[0]

@@ -56,7 +56,7 @@ def calls(monkeypatch) -> Counter[str]:
 
         monkeypatch.setattr(module, name, counted)
 
-    count(licanom.data.derive, "countries")          # every derivation looks the countries up
+    count(licanom.data.derive, "distinct_countries", "countries")  # every derivation looks the countries up
     count(licanom.data.context_vector, "_row_counts", "row_context")  # every computation of context vectors
     count(licanom.data.chunk, "_feature_windows", "window array")
     count(licanom.data.chunk, "_row_windows", "window array")

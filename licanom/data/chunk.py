@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 import polars as pl
 
+from licanom.data.codes import ENTITY_TEXTS, TextCodes
 from licanom.data.columns import CATEGORICAL, FEATURE_COLUMNS, SUMMARY_COLUMNS, SUMMARY_SOURCES
 
 
@@ -33,6 +34,8 @@ class Chunks:
     ``meta``: one row per chunk: ``chunk``, ``first_id``, ``last_id``, ``start_time``,
     ``end_time``, ``start_row`` and the summary vector ``distinct_<feature>``.
     ``tail_rows``: rows after the last window, not in any chunk (``partial="drop"``).
+    ``codes``: the integer codes of the entity texts of the rows the windows were cut from, where
+    the summary counted on them (the context vector of those rows reuses them), else None.
     """
 
     X: np.ndarray
@@ -40,6 +43,7 @@ class Chunks:
     size: int
     stride: int
     tail_rows: int
+    codes: TextCodes | None = None
 
     @property
     def n_chunks(self) -> int:
@@ -100,13 +104,14 @@ def _distinct_per_window(
     return counts
 
 
-def _codes(encoded: pl.DataFrame, source: str, feature: str) -> np.ndarray:
+def _codes(encoded: pl.DataFrame, source: str, feature: str, shared: TextCodes | None = None) -> np.ndarray:
     """Integer codes of a column's raw values: equal codes for equal values, and only then.
 
     Numbers and times are their own codes. Text uses its feature column: known values encode
     as distinct positive floats, whose bit patterns serve; values the vocabulary does not know
     (0.0) get codes of their own from their raw text, so that several unseen values count as
-    several.
+    several. Text without a feature column reads its codes from ``shared`` where they are held
+    and the column has no null (where a null and an empty text are the same to them).
     """
     col = encoded[source]
     if col.dtype != pl.String:
@@ -118,7 +123,8 @@ def _codes(encoded: pl.DataFrame, source: str, feature: str) -> np.ndarray:
         return codes.to_numpy()
     f = encoded[feature] if feature in encoded.columns else None
     if f is None or f.dtype != pl.Float32:
-        return _text_codes(col)
+        held = shared.get(encoded, source) if shared is not None and not col.null_count() else None
+        return held if held is not None else _text_codes(col)
     codes = f.to_numpy().view(np.uint32)
     unseen = np.flatnonzero(codes == 0)
     if unseen.size:
@@ -138,12 +144,20 @@ def _text_codes(text: pl.Series) -> np.ndarray:
     return codes.to_numpy()
 
 
-def _summary(encoded: pl.DataFrame, starts: np.ndarray, size: int) -> pl.DataFrame:
-    """Distinct raw values per column in each window (thesis 3.4)."""
+def _text_sources(encoded: pl.DataFrame) -> list[str]:
+    """The entity texts the summary codes from their text (no feature column holds them)."""
+    features = dict(CATEGORICAL)
+    return [c for c in ENTITY_TEXTS if c in encoded.columns and encoded.schema[c] == pl.String
+            and encoded.schema.get(f"f_{features[c]}") != pl.Float32]
+
+
+def _summary(encoded: pl.DataFrame, starts: np.ndarray, size: int, codes: TextCodes | None = None) -> pl.DataFrame:
+    """Distinct raw values per column in each window (thesis 3.4); ``codes``: the entity texts'
+    codes where the caller has them."""
     features = {raw: f"f_{feature}" for raw, feature in CATEGORICAL}
 
     def count(source: str) -> np.ndarray:
-        return _distinct_per_window(_codes(encoded, source, features.get(source, "")), starts, size)
+        return _distinct_per_window(_codes(encoded, source, features.get(source, ""), codes), starts, size)
 
     sources = [src for _, src in SUMMARY_SOURCES]
     with ThreadPoolExecutor(max_workers=2) as pool:  # numpy's sort releases the GIL
@@ -222,11 +236,14 @@ def make_chunks(
     stride: int | None = None,
     partial: Literal["drop", "overlap"] = "drop",
     windows: bool = True,
+    codes: TextCodes | None = None,
 ) -> Chunks:
     """Cut a time-ordered encoded log (see licanom.data.encode) into windows.
 
     ``windows`` False: no feature array (``X`` has no feature column, ``(n_chunks, size, 0)``),
-    for a detector that reads only the windows' positions and summaries (a context model)."""
+    for a detector that reads only the windows' positions and summaries (a context model).
+    ``codes``: the codes of the frame's entity texts where the caller has them
+    (:func:`licanom.data.derive.derive_coded`); the others are computed here."""
     stride = size if stride is None else stride
     n_rows = encoded.height
     starts = window_starts(n_rows, size, stride, partial)
@@ -237,6 +254,13 @@ def make_chunks(
     else:
         X = _feature_windows(encoded, starts, size)
 
+    # the entity texts no feature column holds are coded once, here, for the summary and the
+    # context vector of these rows
+    texts = [c for c in _text_sources(encoded) if codes is None or codes.get(encoded, c) is None]
+    if texts:
+        computed = TextCodes.of(encoded, texts).codes
+        held = {c: x for c in ENTITY_TEXTS if codes is not None and (x := codes.get(encoded, c)) is not None}
+        codes = TextCodes.from_codes(encoded.height, {**held, **computed})
     ends = starts + size - 1
     ids, times = encoded["Id"], encoded["Time"]
     meta = pl.DataFrame(
@@ -248,9 +272,9 @@ def make_chunks(
             "end_time": times.gather(ends),
             "start_row": starts,
         }
-    ).hstack(_summary(encoded, starts, size))
+    ).hstack(_summary(encoded, starts, size, codes))
     tail = n_rows - int(ends[-1]) - 1
-    return Chunks(X=X, meta=meta, size=size, stride=stride, tail_rows=max(tail, 0))
+    return Chunks(X=X, meta=meta, size=size, stride=stride, tail_rows=max(tail, 0), codes=codes)
 
 
 def split_chunks(

@@ -55,13 +55,14 @@ even when each hour holds only one or two of them, where the plain counts stay o
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import polars as pl
 
+from licanom.data.codes import TextCodes, in_threads
 from licanom.data.columns import UNKNOWN_COUNTRY
 
 __all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "ROW_COLUMNS", "KeyHistory", "chunk_context", "row_context"]
@@ -196,36 +197,67 @@ def _entity_frame(derived: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _codes(values: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """Each value's position among the distinct values (UInt32), and those distinct values: equal
-    codes for equal values and only then, so that counting and grouping run on integers."""
-    distinct = values.unique()
-    return values.cast(pl.Enum(distinct)).to_physical(), distinct
+_BLOCK = 1 << 15  # rows per block of the blocked steps (their temporaries stay in cache)
+
+
+def _first_rows(ids: np.ndarray) -> np.ndarray:
+    """Bool per row: the first row of its group, for ids that count up in the order they appear
+    (a row is first where its id exceeds every id before it), a block of rows at a time."""
+    first = np.zeros(len(ids), dtype=bool)
+    top = -1
+    for lo in range(0, len(ids), _BLOCK):
+        block = ids[lo : lo + _BLOCK]
+        before = np.maximum.accumulate(block)
+        first[lo] = block[0] > top
+        np.greater(block[1:], np.maximum(before[:-1], top), out=first[lo + 1 : lo + len(block)])
+        top = max(top, int(before[-1]))
+    return first
 
 
 class _Groups:
-    """Rows grouped by an integer value: dense ids in order of first appearance (a hash table,
-    pandas' factorize: no sort, and about twice as fast as a polars window over one integer
-    column here), each group's first row, and per-row counts and sums by ``np.bincount``."""
+    """Rows grouped by an integer value, or with ``bucket`` by (value, bucket) for a bucket that
+    never decreases in row order (the rows' hour or day, rows in time order): dense ids in order
+    of first appearance from a hash table (pandas' factorize: no sort, about twice as fast as a
+    polars window over one integer column here), per-group counts by ``np.bincount``, and with
+    ``first`` each group's first row.
 
-    def __init__(self, values: np.ndarray) -> None:
+    A (value, bucket) group never spans two buckets, so the rows are hashed a block of whole
+    buckets at a time (a table that stays in cache: about twice as fast as one table for all
+    rows), each block's ids following the last block's; the ids are the same as one table's."""
+
+    def __init__(self, values: np.ndarray, bucket: np.ndarray | None = None, first: bool = False) -> None:
         import pandas as pd
 
-        ids, self.distinct = pd.factorize(values, use_na_sentinel=False)
-        self.ids = ids.astype(np.int64, copy=False)
-        self.n = len(self.distinct)
-        self.first = np.zeros(len(values), dtype=bool)  # ids count up in the order they appear
-        if len(values):
-            self.first[0] = True
-            self.first[1:] = self.ids[1:] > np.maximum.accumulate(self.ids)[:-1]
+        n_rows = len(values)
+        self.distinct: np.ndarray | None = None
+        if bucket is None:
+            ids, self.distinct = pd.factorize(values, use_na_sentinel=False)
+            self.ids = ids.astype(np.int64, copy=False)
+            self.n = len(self.distinct)
+        else:
+            self.ids = np.empty(n_rows, dtype=np.int64)
+            marks = bucket[np.arange(_BLOCK, n_rows, _BLOCK)]
+            cuts = np.unique(np.concatenate([[0], np.searchsorted(bucket, marks, side="left"), [n_rows]]))
+            n = 0
+            for lo, hi in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+                b0 = int(bucket[lo])
+                local = values[lo:hi].astype(np.int64)
+                local *= int(bucket[hi - 1]) - b0 + 1
+                local += bucket[lo:hi]
+                local -= b0
+                ids, distinct = pd.factorize(local, use_na_sentinel=False)
+                np.add(ids, n, out=self.ids[lo:hi])
+                n += len(distinct)
+            self.n = n
+        self.first = _first_rows(self.ids) if first else np.zeros(0, dtype=bool)
 
-    def count(self) -> np.ndarray:
+    def count(self) -> _PerGroup:
         """The size of each row's group."""
-        return np.bincount(self.ids, minlength=self.n)[self.ids]
+        return _PerGroup(np.bincount(self.ids, minlength=self.n), self.ids)
 
-    def sum(self, x: np.ndarray) -> np.ndarray:
-        """The sum of ``x`` (small integers or bools) over each row's group."""
-        return np.rint(np.bincount(self.ids, weights=x, minlength=self.n)).astype(np.int64)[self.ids]
+    def sum(self, x: np.ndarray) -> _PerGroup:
+        """The number of rows of each row's group where ``x`` (bool) holds."""
+        return _PerGroup(np.bincount(self.ids[x], minlength=self.n), self.ids)
 
     def at_first(self, x: np.ndarray) -> np.ndarray:
         """``x`` at the first row of each row's group."""
@@ -235,123 +267,196 @@ class _Groups:
         """Bool per row: its group's value is one of ``values``."""
         import pandas as pd
 
+        assert self.distinct is not None, "a group of (value, bucket) holds no values"
         hit = pd.Index(self.distinct).get_indexer(values)
         member = np.zeros(self.n + 1, dtype=bool)
         member[hit] = True  # -1 (a value no row has) marks the spare last slot
         return member[: self.n][self.ids]
 
 
-def _history_codes(history: KeyHistory, distinct: dict[str, pl.Series]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The history's keys as key codes of this log (``_codes``'s distinct values), and its (key,
-    value) pairs as ``key code * len(values) + value code``; those of keys or values the log does
-    not hold are left out (no row can match them)."""
-    def code(column: pl.Series, values: pl.Series) -> pl.Series:
-        return column.cast(pl.Enum(values), strict=False).to_physical().cast(pl.Int64)
+@dataclass(frozen=True)
+class _PerGroup:
+    """A count per group and each row's group: the row's count is ``table[ids]``, or 0 where
+    ``only`` is given and False. Kept per group until a caller asks for rows or windows."""
 
-    keys = distinct["Key"]
+    table: np.ndarray
+    ids: np.ndarray
+    only: np.ndarray | None = None
+
+    def rows(self) -> np.ndarray:
+        """Each row's count (int64)."""
+        out = self.table[self.ids]
+        if self.only is not None:
+            out[~self.only] = 0
+        return out
+
+    def largest(self, starts: np.ndarray, size: int) -> np.ndarray:
+        """The largest count in each window ``starts[i] .. starts[i] + size - 1``; windows that
+        tile the rows from their first are read a block of windows at a time (no column of all
+        rows' counts in memory)."""
+        from licanom.data.chunk import _windows
+
+        n = len(starts)
+        first = int(starts[0]) if n else 0
+        if not n or first + n * size > len(self.ids) or not np.array_equal(starts, first + np.arange(0, n * size, size)):
+            return _windows(self.rows(), starts, size).max(axis=1)
+        out = np.empty(n, dtype=self.table.dtype)
+        per = max(1, _BLOCK // size)
+        for w0 in range(0, n, per):
+            w1 = min(w0 + per, n)
+            lo, hi = first + w0 * size, first + w1 * size
+            block = self.table[self.ids[lo:hi]]
+            if self.only is not None:
+                block[~self.only[lo:hi]] = 0
+            out[w0:w1] = block.reshape(w1 - w0, size).max(axis=1)
+        return out
+
+
+def _history_codes(history: KeyHistory, texts: TextCodes, frame: pl.DataFrame,
+                   width: dict[str, int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The history's keys as key codes of this log, and its (key, value) pairs as ``key code *
+    width[value] + value code``; those of keys or values the log does not hold are left out (no
+    row can match them)."""
+    def code(column: str, values: pl.Series) -> np.ndarray:
+        return texts.lookup(frame, column, values)
+
+    keys = code("Key", history.keys)
     pairs = {}
     for value in _UNKNOWN:
         p = history.pairs(value)
-        pairs[value] = (code(p["Key"], keys) * len(distinct[value]) + code(p[value], distinct[value])).drop_nulls().to_numpy()
-    return code(history.keys, keys).drop_nulls().to_numpy(), pairs
+        k, v = code("Key", p["Key"]), code(value, p[value])
+        both = (k >= 0) & (v >= 0)
+        pairs[value] = k[both] * width[value] + v[both]
+    return keys[keys >= 0], pairs
 
 
-def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: bool = False) -> pl.DataFrame:
-    """ROW_COLUMNS as counts (Int64, before ``log1p``) for each row, in the log's order; with
-    ``keep_pairs`` also ``_pair MachineCode``, a code of each row's (key, machine code).
+def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: bool = False,
+                codes: TextCodes | None = None,
+                windows: tuple[np.ndarray, int] | None = None) -> dict[str, np.ndarray]:
+    """ROW_COLUMNS as counts (int64, before ``log1p``) for each row, in the log's order; with
+    ``keep_pairs`` also ``_pair MachineCode``, a code of each row's (key, machine code). With
+    ``windows`` (starts, size) the largest count of each window instead of each row's (a log in
+    time order only).
 
-    The entities become integer codes (one hash per text), each (entities, bucket) one integer
-    group, and every signal over a group shares it (see :class:`_Groups`)."""
+    The entities are integer codes (one hash per text: ``codes`` where the caller has them),
+    each (entities, bucket) one integer group, and every signal over a group shares it (see
+    :class:`_Groups`); the groupings and the signals run two at a time."""
     missing = [c for c in _NEEDED if c not in derived.columns]
     if missing:
         raise ValueError(f"the context needs the derived columns {missing}")
     time_ = derived["Time"]
     rank = None
     if not time_.is_sorted():  # "the first row of a pair" is the first in time
-        rank = time_.rank("ordinal") - 1  # each row's place in time order, ties in row order
-        derived = derived.select(*_NEEDED).gather(rank.arg_sort())
-    texts = {c: derived[c].cast(pl.String).fill_null("") for c in ("Key", "MachineCode", "IP", "country")}
-    coded = {c: _codes(s) for c, s in texts.items()}
-    distinct = {c: d for c, (_, d) in coded.items()}
-    code = {c: codes.cast(pl.Int64).to_numpy() for c, (codes, _) in coded.items()}
+        if windows is not None:
+            raise ValueError("the windows' counts need the rows in time order")
+        rank = (time_.rank("ordinal") - 1).to_numpy()  # each row's place in time order, ties in row order
+        derived = derived.select(*_NEEDED).gather(np.argsort(rank, kind="stable"))
+        codes = None  # held in the log's order
+    columns = ("Key", "MachineCode", "IP", "country")
+    given = {c: codes.get(derived, c) for c in columns} if codes is not None else {}
+    computed = TextCodes.of(derived, [c for c in columns if given.get(c) is None])
+    texts = TextCodes.from_codes(derived.height, {c: computed.codes[c] if given.get(c) is None else given[c]
+                                                  for c in columns})
+    code = texts.codes  # uint32
+    width = {c: int(x.max()) + 1 if len(x) else 1 for c, x in code.items()}
+    key_code = code["Key"].astype(np.int64)
     us = derived["Time"].dt.epoch("us").to_numpy()
     bucket = {"_hour": us // 3_600_000_000, "_day": us // 86_400_000_000}
-    span = {b: int(v.max() - v.min()) + 1 if len(v) else 1 for b, v in bucket.items()}
-    bucket = {b: v - v.min() if len(v) else v for b, v in bucket.items()}
+    for v in bucket.values():  # from the first (rows in time order)
+        if len(v):
+            v -= v[0]
     failed = (derived["success"] == 0).fill_null(False).to_numpy()
-    key = _Groups(code["Key"])
-    pair = {v: _Groups(code["Key"] * len(distinct[v]) + code[v]) for v in ("MachineCode", "country", "IP")}
-    entity_ids = {("Key",): code["Key"], ("IP",): code["IP"], **{("Key", v): g.ids for v, g in pair.items()},
-                  ("IP", "Key"): pair["IP"].ids}
-    groups: dict[tuple[tuple[str, ...], str], _Groups] = {}
+
+    def pair_values(value: str) -> np.ndarray:
+        out = key_code * width[value]
+        out += code[value]
+        return out
+
+    # the entities over the whole log: the key, and the key's (machine code, country, address) pairs
+    values = ("MachineCode", "country", "IP")
+    key, *pairs = in_threads([lambda: _Groups(code["Key"], first=True),
+                              *(lambda v=v: _Groups(pair_values(v), first=True) for v in values)])
+    pair = dict(zip(values, pairs, strict=True))
+    # (entities, bucket): the hour's key, address, pairs (the distinct values: their first rows), the day's key
+    at = [(("Key",), "_hour"), (("IP",), "_hour"), (("Key",), "_day"),
+          *((("Key", v), "_hour") for v in values)]
+    entity_ids = {("Key",): key_code, ("IP",): code["IP"], **{("Key", v): g.ids for v, g in pair.items()}}
+    built = in_threads([lambda e=e, b=b: _Groups(entity_ids[e], bucket[b], first=len(e) == 2) for e, b in at])
+    groups = dict(zip(at, built, strict=True))
 
     def group(entity: tuple[str, ...], b: str) -> _Groups:
-        at = (("Key", "IP") if entity == ("IP", "Key") else entity, b)  # the same groups
-        if at not in groups:
-            groups[at] = _Groups(entity_ids[entity] * span[b] + bucket[b])
-        return groups[at]
+        return groups[("Key", "IP") if entity == ("IP", "Key") else entity, b]  # the same groups
 
     # New to its key: the first row of a (key, value) pair the history lacks, not in the first
     # hour of a key the history lacks too
+    n_rows = len(us)
     if history is not None:
-        known_keys, known_pairs = _history_codes(history, distinct)
+        known_keys, known_pairs = _history_codes(history, texts, derived, width)
         known_key = key.contains(known_keys)
     else:
-        known_key, known_pairs = np.zeros(len(us), dtype=bool), {}
+        known_key, known_pairs = np.zeros(n_rows, dtype=bool), {}
     after_first_hour = known_key | (bucket["_hour"] > key.at_first(bucket["_hour"]))
     new = {}
     for value, unknown in _UNKNOWN.items():
         g = pair[value]
-        seen = g.contains(known_pairs[value]) if value in known_pairs else np.zeros(len(us), dtype=bool)
-        new[value] = (g.first & (texts[value] != unknown).to_numpy() & ~seen & after_first_hour).astype(np.int64)
-    out = {}
-    for name, entity, what, b in _ROW_COUNTS:
+        seen = g.contains(known_pairs[value]) if value in known_pairs else np.zeros(n_rows, dtype=bool)
+        unknown_code = texts.lookup(derived, value, pl.Series([unknown]))[0]
+        new[value] = g.first & (code[value] != unknown_code) & ~seen & after_first_hour
+
+    def signal(entity: tuple[str, ...], what: str, b: str) -> _PerGroup:
         over = group(entity, b)
         if what == "requests":
-            count = over.count()
-        elif what == "failures":
-            count = over.sum(failed)
-        elif what.startswith("new ") and b == "_day":
+            return over.count()
+        if what == "failures":
+            return over.sum(failed)
+        if what.startswith("new ") and b == "_day":
             # the day's newcomers, on the rows of the pairs that were new that day
             value = what.removeprefix("new ")
             g = pair[value]
-            newcomer = (g.at_first(new[value]) == 1) & (g.at_first(bucket["_day"]) == bucket["_day"])
-            count = np.where(newcomer, over.sum(new[value]), 0)
-        elif what.startswith("new "):
-            count = over.sum(new[what.removeprefix("new ")])
-        else:  # distinct values of `what`: the first rows of the (entities, what, bucket) groups
-            count = over.sum(group((*entity, what), b).first)
-        out[name] = count
+            newcomer = g.at_first(new[value]) & (g.at_first(bucket["_day"]) == bucket["_day"])
+            return replace(over.sum(new[value]), only=newcomer)
+        if what.startswith("new "):
+            return over.sum(new[what.removeprefix("new ")])
+        # distinct values of `what`: the first rows of the (entities, what, bucket) groups
+        return over.sum(group((*entity, what), b).first)
+
+    def counted(entity: tuple[str, ...], what: str, b: str) -> np.ndarray:
+        per_group = signal(entity, what, b)
+        return per_group.rows() if windows is None else per_group.largest(*windows)
+
+    found = in_threads([lambda e=e, w=w, b=b: counted(e, w, b) for _, e, w, b in _ROW_COUNTS])
+    out = {name: x for (name, *_), x in zip(_ROW_COUNTS, found, strict=True)}
     if keep_pairs:
         out["_pair MachineCode"] = pair["MachineCode"].ids
-    counts = pl.DataFrame(out)
     if rank is not None:
-        counts = counts.gather(rank)
-    return counts
+        out = {name: x[rank] for name, x in out.items()}
+    return out
 
 
-def row_context(derived: pl.DataFrame, history: KeyHistory | None = None) -> pl.DataFrame:
+def row_context(derived: pl.DataFrame, history: KeyHistory | None = None, codes: TextCodes | None = None) -> pl.DataFrame:
     """ROW_COLUMNS (Float64, ``log1p`` of the count) for each row of a derived log, in its order.
 
     ``derived`` needs Time, Key, MachineCode, IP, country and success (licanom.data.derive).
     ``history``: the pairs that are not new to their key (a model's training rows); None: only
-    the rows earlier in ``derived`` count as the keys' past.
+    the rows earlier in ``derived`` count as the keys' past. ``codes``: the entities' codes where
+    the caller computed them already (:class:`licanom.data.codes.TextCodes` of ``derived``).
 
     New to its key: the first row (in time) of a (key, machine code) or (key, country) pair that
     the history lacks, except in the first hour of a key the history lacks too (a key's set-up is
     not news). The counts run on integer codes of the entities (one hash per text, not one per
     signal).
     """
-    return _row_counts(derived, history).select(pl.all().cast(pl.Float64).log1p())
+    counts = _row_counts(derived, history, codes=codes)
+    return pl.DataFrame({c: counts[c] for c in ROW_COLUMNS}).select(pl.all().cast(pl.Float64).log1p())
 
 
 def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
-                  history: KeyHistory | None = None) -> np.ndarray:
+                  history: KeyHistory | None = None, codes: TextCodes | None = None) -> np.ndarray:
     """CONTEXT_COLUMNS of each window ``starts[i] .. starts[i] + size - 1`` of ``derived``.
 
     Returns float64 ``(len(starts), len(CONTEXT_COLUMNS))``; ``derived`` is the time-ordered
-    log the windows were cut from (licanom.data.chunk), one row per request; ``history`` as in
-    :func:`row_context`.
+    log the windows were cut from (licanom.data.chunk), one row per request; ``history`` and
+    ``codes`` as in :func:`row_context`.
     """
     starts = np.asarray(starts, dtype=np.int64)
     if derived.height == 0 or len(starts) == 0:
@@ -362,23 +467,26 @@ def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
 
     ends = starts + size - 1
     plain = derived["Key"].null_count() == 0 and derived["MachineCode"].null_count() == 0
-    counts = _row_counts(derived, history, keep_pairs=plain)
-    out = np.empty((len(starts), len(CONTEXT_COLUMNS)))
     # Largest value over each window, of the counts (log1p keeps their order, so the log of the
     # largest count is the largest log)
-    largest = _windows(counts.select(ROW_COLUMNS).to_numpy(), starts, size).max(axis=1)
-    out[:, 3:] = np.log1p(largest.astype(np.float64))
-    seconds = derived["Time"].dt.epoch("us").to_numpy().astype(np.float64) / 1e6
-    span = seconds[ends] - seconds[starts]
-    rate = np.log((size - 1) / np.maximum(span, 1.0))
-    day = (seconds[starts] // 86_400).astype(np.int64)
+    if derived["Time"].is_sorted():
+        counts = _row_counts(derived, history, keep_pairs=plain, codes=codes, windows=(starts, size))
+    else:
+        counts = _row_counts(derived, history, keep_pairs=plain, codes=codes)
+        counts = {c: _windows(x, starts, size).max(axis=1) if c in ROW_COLUMNS else x for c, x in counts.items()}
+    out = np.empty((len(starts), len(CONTEXT_COLUMNS)))
+    for j, column in enumerate(ROW_COLUMNS, start=3):
+        out[:, j] = np.log1p(counts[column].astype(np.float64))
+    us = derived["Time"].dt.epoch("us").to_numpy()
+    start_s, end_s = us[starts].astype(np.float64) / 1e6, us[ends].astype(np.float64) / 1e6
+    rate = np.log((size - 1) / np.maximum(end_s - start_s, 1.0))
+    day = (start_s // 86_400).astype(np.int64)
     out[:, 0] = rate - _median_by(day, rate)
-    failed = (derived["success"].to_numpy() == 0).astype(np.float64)
-    csum = np.concatenate([[0.0], np.cumsum(failed)])
-    out[:, 1] = (csum[ends + 1] - csum[starts]) / size
+    failed = (derived["success"] == 0).fill_null(False).to_numpy()
+    out[:, 1] = _windows(failed, starts, size).sum(axis=1) / size
     # a (key, machine code) pair's code stands for the pair (equal codes, equal pairs); a null
     # differs from an empty text there, which the codes do not tell apart
-    pairs = counts["_pair MachineCode"].to_numpy() if plain else _pair_ranks(derived)
+    pairs = counts["_pair MachineCode"] if plain else _pair_ranks(derived)
     out[:, 2] = _top_share(pairs, starts, size)
     return out
 

@@ -6,6 +6,7 @@ import iptocc
 import numpy as np
 import polars as pl
 
+from licanom.data.codes import TextCodes
 from licanom.data.columns import UNKNOWN_COUNTRY
 from licanom.data.states import action_expr, success_expr
 
@@ -58,3 +59,23 @@ def offsets(values: pl.Series, lo: int) -> np.ndarray:
 def derive(log: pl.DataFrame) -> pl.DataFrame:
     """Add ``success`` (Int8), ``action`` (Int32) and ``country`` (two letters) to a valid log."""
     return log.with_columns(*outcome(log["State"]), countries(log["IP"]).alias("country"))
+
+
+def derive_coded(log: pl.DataFrame) -> tuple[pl.DataFrame, TextCodes]:
+    """:func:`derive`, and the integer codes of the rows' key, machine code, address and country
+    (:class:`licanom.data.codes.TextCodes`, for the windows' summary and the context vector),
+    each address hashed once: its code finds its country (looked up once per distinct address,
+    as :func:`countries` does) and the country's code."""
+    if log["IP"].dtype != pl.String or log["IP"].null_count():
+        derived = derive(log)
+        return derived, TextCodes.of(derived)
+    codes = TextCodes.of(log, ("Key", "MachineCode", "IP"))
+    ip = codes.codes["IP"]
+    distinct = codes.values(log, "IP")  # each distinct address and its code
+    at = np.zeros(int(distinct["code"].max()) + 1 if distinct.height else 0, dtype=np.int64)
+    at[distinct["code"].to_numpy()] = np.arange(distinct.height)  # a code's place among the distinct
+    where = at[ip]
+    found = distinct_countries(distinct["text"])
+    country_code = found.cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy()
+    derived = log.with_columns(*outcome(log["State"]), found.gather(where).alias("country"))
+    return derived, TextCodes.from_codes(log.height, {**codes.codes, "country": country_code[where]})

@@ -507,6 +507,7 @@ class RowsEncoder:
         return self._encode(derived, _row_frame(derived), vocabulary)
 
     def _encode(self, derived: pl.DataFrame, frame: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
+        from licanom.data.codes import TextCodes
         from licanom.data.context_vector import KeyHistory, row_context
         from licanom.data.states import METHOD_GROUPS
 
@@ -567,7 +568,9 @@ class RowsEncoder:
             known = {e: state.known_pairs(e).filter(pl.col("_t0") < t_first).select("Key", e).unique().sort("Key", e)
                      for e in ("MachineCode", "country")}
             history = KeyHistory(machines=known["MachineCode"], countries=known["country"])
-        counts = row_context(derived, history)
+        # the entities' codes of the frame (texts null as empty, as the context reads them)
+        codes = TextCodes.from_codes(n, {c: frame[_code(c)].to_numpy() for c in _ROW_TEXTS})
+        counts = row_context(derived, history, codes)
         out = pl.concat([features, counts], how="horizontal").select(
             pl.col(f).cast(pl.Float32).alias(f"r_{f}") for f in ROW_FEATURES
         )

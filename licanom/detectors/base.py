@@ -135,5 +135,5 @@ def inputs_of(kind: str, chunks: Chunks, frame: pl.DataFrame | None = None,
 
         if frame is None:
             raise ValueError("the context inputs need the encoded rows the windows were cut from")
-        return chunk_context(frame, chunks.meta["start_row"].to_numpy(), chunks.size, key_history)
+        return chunk_context(frame, chunks.meta["start_row"].to_numpy(), chunks.size, key_history, chunks.codes)
     raise ValueError(f"unknown inputs {kind!r}; expected chunks, flat, summary or context")

@@ -22,7 +22,7 @@ from licanom.config import ChunkConfig, EncodeConfig
 from licanom.data.context_vector import KeyHistory
 from licanom.ops.detect import CHUNK_COLUMNS, scored_chunks
 from licanom.data.encode import RowsEncoder, RowsState, Vocabulary, get_encoder
-from licanom.data.derive import derive
+from licanom.data.derive import derive, derive_coded
 from licanom.detectors import inputs_of, load
 from licanom.data.privacy import pseudonymise, read_secret
 from licanom.data.validate import UNKNOWN_PRODUCT, ValidationResult, move_to_quarantine, validate_log
@@ -140,7 +140,9 @@ class Windows:
     chunks: Chunks | None  # None when fewer rows than one window are available
     tail: pl.DataFrame     # valid raw rows after the last full window (RAW columns)
     rows: pl.DataFrame | None = None  # the valid rows the windows were cut from (carried ones first)
-    encoded: pl.DataFrame | None = None  # those rows derived and encoded, in the windows' order
+    # those rows derived, in the windows' order, and encoded for a model that reads the encoder's
+    # features (an autoencoder or a sequence model; a context or summary model reads none)
+    encoded: pl.DataFrame | None = None
     derived: pl.DataFrame | None = None  # ``rows`` with success, action and country (real values)
     model_rows: pl.DataFrame | None = None  # ``derived`` as the model reads it: pseudonymised where it was trained so
 
@@ -165,21 +167,25 @@ def validate_rows(bundle: ModelBundle, raw: pl.DataFrame, vendor: str | None = N
 def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame | None = None) -> Windows:
     """Prepend the carried rows, derive them once (success, action, country), pseudonymise
     them where the model was trained so, encode with the training vocabulary and cut full
-    windows. The feature array of the windows is built only for a detector that reads it
-    (``reads`` "chunks" or "flat"): a context or summary model reads the rows and the windows'
-    summary, never the array."""
+    windows. The encoder's features and the feature array of the windows are built only for a
+    detector that reads them (``reads`` "chunks" or "flat"): a context or summary model reads the
+    rows and the windows' summary, never the features."""
     if carry is not None and carry.height:
         valid = pl.concat([carry.select(RAW), valid.select(RAW)]).unique("Id", keep="first").sort(["Time", "Id"])
     rows = valid.select(RAW)
-    derived = derive(rows)
+    derived, codes = derive_coded(rows)
     secret = bundle.pseudonym_secret()
     model_rows = pseudonymise(derived, secret) if secret is not None else derived
+    if secret is not None:
+        codes = None  # the model reads the pseudonyms, which have codes of their own
     size, stride = bundle.chunk.size, bundle.chunk.stride
     if valid.height < size:
         return Windows(chunks=None, tail=rows, rows=rows, derived=derived, model_rows=model_rows)
-    encoded = get_encoder(bundle.encode.encoder).encode(model_rows, bundle.vocabulary)
-    chunks = make_chunks(encoded, size=size, stride=stride, partial="drop",
-                         windows=bundle.detector.reads in ("chunks", "flat"))
+    reads_features = bundle.detector.reads in ("chunks", "flat")
+    # the encoder's features are read by a model of the windows' rows only: a context or summary
+    # model reads the rows' entities and the windows' summary, which encoding leaves as they are
+    encoded = get_encoder(bundle.encode.encoder).encode(model_rows, bundle.vocabulary) if reads_features else model_rows
+    chunks = make_chunks(encoded, size=size, stride=stride, partial="drop", windows=reads_features, codes=codes)
     last_row = int(chunks.meta["start_row"][-1]) + size
     return Windows(chunks=chunks, tail=valid.slice(last_row).select(RAW), rows=rows, encoded=encoded,
                    derived=derived, model_rows=model_rows)

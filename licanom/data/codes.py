@@ -1,0 +1,89 @@
+"""Integer codes of a log's entity texts (key, machine code, address, country), computed once
+per frame and shared by the steps that count on them: the windows' summary
+(:mod:`licanom.data.chunk`), the context vector (:mod:`licanom.data.context_vector`) and the rows
+encoder (:mod:`licanom.data.encode`). Grouping and counting then run on integers, and each text
+is hashed once per row instead of once per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import polars as pl
+
+__all__ = ["ENTITY_TEXTS", "TextCodes", "in_threads"]
+
+ENTITY_TEXTS: tuple[str, ...] = ("Key", "MachineCode", "IP", "country")
+
+T = TypeVar("T")
+
+
+def in_threads(tasks: Iterable[Callable[[], T]], threads: int = 2) -> list[T]:
+    """The results of ``tasks``, run on ``threads`` threads (polars' casts, pandas' hash tables
+    and numpy's gathers work outside the GIL, so two cores share the work)."""
+    tasks = list(tasks)
+    if len(tasks) < 2 or threads < 2:
+        return [task() for task in tasks]
+    with ThreadPoolExecutor(max_workers=min(threads, len(tasks))) as pool:
+        return list(pool.map(lambda task: task(), tasks))
+
+
+@dataclass(frozen=True)
+class TextCodes:
+    """Per text column of one frame, each row's code (numpy ``uint32``): equal codes for equal
+    texts and only then, a null read as an empty text. Build it with :meth:`of`.
+
+    The codes are ids in categories of the frame's own (one hash per row; polars' global
+    categories would keep every text a long-running worker ever saw)."""
+
+    height: int
+    codes: dict[str, np.ndarray]
+    _values: dict[str, pl.DataFrame] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame, columns: Sequence[str] = ENTITY_TEXTS, threads: int = 2) -> TextCodes:
+        """The codes of ``columns`` of ``frame`` (two columns at a time on ``threads`` 2)."""
+        def one(column: str) -> Callable[[], np.ndarray]:
+            def run() -> np.ndarray:
+                text = frame[column].cast(pl.String).fill_null("")
+                return text.cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy()
+            return run
+
+        found = in_threads([one(c) for c in columns], threads)
+        return cls(height=frame.height, codes=dict(zip(columns, found, strict=True)))
+
+    @classmethod
+    def from_codes(cls, height: int, codes: dict[str, np.ndarray]) -> TextCodes:
+        """Codes computed elsewhere (equal codes for equal texts and only then, null as empty)."""
+        if any(len(c) != height for c in codes.values()):
+            raise ValueError(f"codes of {sorted(codes)} do not all have {height} rows")
+        return cls(height=height, codes=codes)
+
+    def get(self, frame: pl.DataFrame, column: str) -> np.ndarray | None:
+        """The codes of ``column`` when held for a frame of ``frame``'s height, else None."""
+        codes = self.codes.get(column)
+        return codes if codes is not None and frame.height == self.height else None
+
+    def values(self, frame: pl.DataFrame, column: str) -> pl.DataFrame:
+        """``text`` (String) and ``code`` (Int64) of each distinct text of ``column`` in ``frame``
+        (the frame the codes were computed on), read at each code's first row."""
+        if column not in self._values:
+            codes = self.codes[column]
+            first = np.full(int(codes.max()) + 1 if len(codes) else 0, len(codes), dtype=np.int64)
+            np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))
+            present = np.flatnonzero(first < len(codes))
+            text = frame[column].cast(pl.String).fill_null("").gather(first[present])
+            self._values[column] = pl.DataFrame({"text": text, "code": present.astype(np.int64)})
+        return self._values[column]
+
+    def lookup(self, frame: pl.DataFrame, column: str, texts: pl.Series) -> np.ndarray:
+        """The codes of ``texts`` (Int64), -1 for a text no row of ``column`` holds."""
+        found = (
+            texts.cast(pl.String).to_frame("text")
+            .join(self.values(frame, column), on="text", how="left", maintain_order="left")["code"]
+        )
+        return found.fill_null(-1).to_numpy()
