@@ -118,14 +118,42 @@ def train_one(vendor: str) -> Trained:
 
 # --- memory ----------------------------------------------------------------------------------
 class TreeMemory(threading.Thread):
-    """Peak RSS (summed) of a process tree, and of other processes, sampled in the background."""
+    """Peak RSS (summed) of a process tree, and of other processes, sampled in the background;
+    and the CPU seconds each tree used while sampled (per process: its last reading less its
+    first, so a process that starts and ends between two samples is missed: a lower bound)."""
 
     def __init__(self, roots: dict[str, int], interval: float = 0.25) -> None:
         super().__init__(daemon=True)
         self.roots, self.interval = roots, interval
         self.peak = {k: 0 for k in roots}
         self.peak_procs = {k: 0 for k in roots}
+        self._cpu_first: dict[str, dict[int, float]] = {k: {} for k in roots}
+        self._cpu_last: dict[str, dict[int, float]] = {k: {} for k in roots}
         self._halt = threading.Event()
+
+    def cpu_seconds(self, k: str) -> float:
+        first, last = self._cpu_first[k], self._cpu_last[k]
+        return sum(last[pid] - first[pid] for pid in last)
+
+    def _sample_cpu(self, k: str, pid: int) -> None:
+        import psutil
+
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return
+        for p in procs:
+            try:
+                t = p.cpu_times()
+            except psutil.NoSuchProcess:
+                continue
+            total = t.user + t.system
+            # a process new to the tree after the first sample started within the night: from 0
+            self._cpu_first[k].setdefault(p.pid, 0.0 if self._sampled else total)
+            self._cpu_last[k][p.pid] = total
+
+    _sampled = False  # the first round of samples is the baseline
 
     @staticmethod
     def tree_rss(pid: int) -> tuple[int, int]:
@@ -150,6 +178,8 @@ class TreeMemory(threading.Thread):
                 rss, n = self.tree_rss(pid)
                 self.peak[k] = max(self.peak[k], rss)
                 self.peak_procs[k] = max(self.peak_procs[k], n)
+                self._sample_cpu(k, pid)
+            self._sampled = True
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
@@ -328,6 +358,9 @@ def main(argv: list[str] | None = None) -> int:
                      ("per-vendor latency max", f"{max(lat):.2f} s")]
         for k in roots:
             rows.append((f"peak RSS {k}", f"{mem.peak[k] / 2**20:,.0f} MiB ({mem.peak_procs[k]} processes)"))
+        for k in roots:
+            cpu = mem.cpu_seconds(k)
+            rows.append((f"CPU seconds {k}", f"{cpu:.1f} s ({cpu / len(names):.2f} s per vendor)"))
         rows.append(("vendors right (output + watermark)", f"{len(names) - len(problems)} / {len(names)}"))
         width = max(len(k) for k, _ in rows)
         print()
@@ -335,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'-' * width}  {'-' * 30}")
         for k, v in rows:
             print(f"{k:<{width}}  {v}")
-        print("(RSS summed over a tree counts shared pages, such as PostgreSQL's shared buffers, once per process)")
+        print("(RSS summed over a tree counts shared pages, such as PostgreSQL's shared buffers, once per process; "
+              "CPU seconds: user + system of each process of the tree while the night ran, sampled every 0.25 s)")
         for v, p in sorted(problems.items())[:20]:
             print(f"  {v}: {p}")
         return 0 if not problems and state is not None and state.is_completed() else 1
