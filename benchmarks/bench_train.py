@@ -65,7 +65,8 @@ def case3_chunks(n_train: int, n_val: int, seed: int = 1) -> tuple[np.ndarray, n
             if sim.log.height >= need * 100:
                 break
             days = int(days * need * 100 / sim.log.height * 1.1) + 1
-        X = prepare(sim.log.head(need * 100), load_config()).chunks.X
+        # the thesis's 8 features per request (the vendors' default encoder has more)
+        X = prepare(sim.log.head(need * 100), load_config(overrides={"encode": {"encoder": "thesis"}})).chunks.X
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(path, X)
     order = np.random.default_rng(seed).permutation(len(X))
