@@ -154,6 +154,8 @@ def main() -> None:
         return
     import licanom
 
+    from benchmarks import headline  # here, not at the top: --once runs this file as a script
+
     here = Path(licanom.__file__).resolve().parents[1]
     if args.baseline is not None and not (args.baseline / "licanom" / "__init__.py").exists():
         parser.error(f"--baseline {args.baseline} holds no licanom package")
@@ -162,6 +164,7 @@ def main() -> None:
     if args.baseline is not None:
         versions[f"baseline {args.baseline}"] = args.baseline.resolve()
     runs: dict[tuple[str, str], list[dict[str, float]]] = {(v, e): [] for e in args.encoder for v in versions}
+    started = headline.start()
     load_before = os.getloadavg()
     machine, ours = _busy_seconds(), _child_seconds()
     wall = time.perf_counter()
@@ -189,6 +192,10 @@ def main() -> None:
         print(f"target (thesis encoder): total <= {TARGET_SECONDS:.0f} s wall and peak <= {TARGET_PEAK_GIB} GiB -> "
               f"best wall {best_wall:.2f} s, peak {peak:.2f} GiB, CPU seconds / CPUs {floor:.2f} s: "
               + ("met" if best_wall <= TARGET_SECONDS and peak <= TARGET_PEAK_GIB else "NOT met"))
+        headline.write("data", started, figure=best_wall, unit="s", measured=f"{best_wall:.2f} s wall (best), "
+                       f"peak {peak:.2f} GiB, {_median(mine, 'cpu total'):.2f} CPU s",
+                       met=best_wall <= TARGET_SECONDS and peak <= TARGET_PEAK_GIB, full_size=args.rows >= 10_000_000,
+                       conditions=f"{int(first['rows']):,} rows, thesis encoder, {args.repeat} fresh processes")
 
 
 if __name__ == "__main__":

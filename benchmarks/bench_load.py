@@ -37,11 +37,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from benchmarks import headline
+
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 TEAM_DIR = Path(os.environ.get("LICANOM_TEAM_DIR", ROOT / ".team"))
 POOL = os.environ.get("LICANOM_POOL", "licanom-process")
 PROFILES = ("node-locked", "usage-based", "floating", "mixed")
+TARGET_NIGHT_S = 120.0  # issue 24: one night of 100 vendors through the worker
 
 
 # --- the team set-up -------------------------------------------------------------------------
@@ -329,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
                  if p is not None}
         mem = TreeMemory(roots)
         mem.start()
+        started = headline.start()
         t0 = time.perf_counter()
         with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
             run = run_deployment(f"nightly/{deployment}", timeout=args.timeout, poll_interval=1, as_subflow=False)
@@ -372,7 +376,15 @@ def main(argv: list[str] | None = None) -> int:
               "CPU seconds: user + system of each process of the tree while the night ran, sampled every 0.25 s)")
         for v, p in sorted(problems.items())[:20]:
             print(f"  {v}: {p}")
-        return 0 if not problems and state is not None and state.is_completed() else 1
+        right = not problems and state is not None and state.is_completed()
+        headline.write("night-100", started, figure=wall, unit="s",
+                       measured=f"{wall:.1f} s ({60 * len(names) / wall:.1f} vendors/min"
+                                + (f", per vendor p50 {statistics.median(lat):.2f} s" if lat else "")
+                                + f"; {len(names) - len(problems)}/{len(names)} vendors right)",
+                       met=right and wall <= TARGET_NIGHT_S, full_size=args.vendors >= 100,
+                       conditions=f"{args.vendors} vendors, {args.model}, runner {args.runner} x {args.workers} "
+                                  "(the servers and the worker count as other processes in the load)")
+        return 0 if right else 1
     finally:
         if not args.keep:
             subprocess.run(register + ["--delete"], env={**os.environ}, cwd=ROOT, capture_output=True, timeout=120)

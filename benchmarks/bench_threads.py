@@ -29,7 +29,10 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from benchmarks import headline
+
 RESULTS = Path(__file__).parent / "results" / "threads.md"
+STABLE_WITHIN = 0.20  # issue 24: a fit beside a busy process, (max - min) / median over the rounds
 
 
 def _fit_autoencoder(model: str, X: np.ndarray, threads: int, epochs: int) -> float:
@@ -68,6 +71,31 @@ def _summary(values: list[float]) -> str:
     return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
+def write_headlines(one: dict[tuple[str, int, bool], list[float]], model: str, configured: int,
+                    args: argparse.Namespace, n_chunks: int, started: headline.Start) -> None:
+    """Issue 24's two thread rows from part 1: how steady a fit on ``train.threads`` is beside a busy
+    process, and whether ``train.threads`` is the faster of one and two threads alone."""
+    size = f"{model}, {n_chunks:,} chunks, {args.epochs} epoch(s), batch 32, {args.rounds} round(s)"
+    busy = {t: one[model, t, True] for t in (1, 2)}
+    if configured in busy:
+        v = busy[configured]
+        spread = (max(v) - min(v)) / statistics.median(v)
+        other = busy[3 - configured]
+        headline.write("threads-stability", started, figure=100 * spread, unit="%",
+                       measured=f"{100 * spread:.0f}% on {configured} thread(s): {_summary(v)} s; "
+                                f"{3 - configured} thread(s): {_summary(other)} s",
+                       met=spread <= STABLE_WITHIN, full_size=model == "LSTM_AE" and args.rounds >= 3,
+                       conditions=f"{size}, beside a spinning process; train.threads = {configured}")
+    alone = {t: statistics.median(one[model, t, False]) for t in (1, 2)}
+    fastest = min(alone, key=alone.__getitem__)
+    headline.write("threads-fastest", started, figure=fastest, unit="threads",
+                   measured=f"{fastest} thread(s) fastest: 1 thread {_summary(one[model, 1, False])} s, "
+                            f"2 threads {_summary(one[model, 2, False])} s; train.threads = {configured}",
+                   met=fastest == configured,
+                   full_size=model == "LSTM_AE" and n_chunks >= 19_004 and args.epochs == 1,
+                   conditions=f"{size}, alone (other users' load aside)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, default=3000)
@@ -98,6 +126,7 @@ def main() -> None:
     one: dict[tuple[str, int, bool], list[float]] = {}
     parts = set(args.parts.split(","))
     fits[args.autoencoder](1)  # warm up (imports, allocator)
+    started = headline.start()
     for r in range(args.rounds if "1" in parts else 0):
         for busy in (False, True):
             for name, fit in fits.items():
@@ -110,6 +139,9 @@ def main() -> None:
                     one.setdefault((name, threads, busy), []).append(seconds)
                     print(f"round {r + 1}: {name} {threads} thread(s){' beside a busy process' if busy else ''}: "
                           f"{seconds:.2f} s", file=sys.stderr, flush=True)
+    if one:
+        write_headlines(one, args.autoencoder, load_config().train.threads or torch.get_num_threads(), args, len(X),
+                        started)
     # 2. two variants: one after another (2 threads, 1 thread) and side by side
     pair = args.pair.split(",")
     cfg = load_config(overrides={"train": {"models": pair, "epochs": args.epochs, "batch_size": 32,

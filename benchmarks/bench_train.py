@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks import headline
 from licanom.detectors.autoencoders.detector import AutoencoderDetector
 from licanom.detectors.autoencoders.nets import NETS, build_net, tune_cpu_allocator
 
@@ -47,6 +48,7 @@ THESIS_SECONDS = {
 }
 BAR = {"lstm": 15.0, "tcn": 3.0}
 CACHE = Path("out/bench")
+TARGET_COST_32 = 0.05  # issue 24: the framework's cost over a plain PyTorch loop at batch 32
 
 
 def case3_chunks(n_train: int, n_val: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -150,6 +152,7 @@ def main() -> None:
              f"{where}; {args.epochs} epochs; {args.repeat} round(s)")
     print(title, flush=True)
     runs: dict[tuple[str, int, float], list[Run]] = {}
+    started = headline.start()
     # Round-robin: every round trains each variant once, so a slow spell of a shared machine
     # falls on all of them instead of on whichever model happened to be running.
     for rnd in range(1, args.repeat + 1):
@@ -161,6 +164,19 @@ def main() -> None:
                       f"plain {run.plain_per_epoch:5.2f} s/epoch, val MAE {run.val_mae:.4f}", flush=True)
     table = render(runs, args.epochs, args.repeat)
     print("\n" + table)
+    at32: dict[str, float] = {}  # the framework's cost at batch 32 per net (as in the table), its worst lr
+    for (model, batch, _), rs in runs.items():
+        if batch == 32:
+            cost = statistics.median(r.ours / args.epochs / r.plain_per_epoch - 1 for r in rs)
+            at32[model] = max(cost, at32.get(model, cost))
+    if at32:
+        worst = max(at32, key=at32.__getitem__)
+        headline.write("framework-cost", started, figure=100 * at32[worst], unit="%",
+                       measured=f"{at32[worst]:+.1%} ({worst}, the worst of {len(at32)} nets)",
+                       met=at32[worst] <= TARGET_COST_32, full_size=len(X) >= 19_004 and set(at32) == set(NETS),
+                       conditions=", ".join(f"{m} {c:+.1%}" for m, c in at32.items())
+                       + f"; {len(X):,} chunks, {args.epochs} epochs, {args.plain_epochs} plain epochs around each fit, "
+                       f"median of {args.repeat} round(s), {where}")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         command = f"python -m benchmarks.bench_train {' '.join(sys.argv[1:])}"
