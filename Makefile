@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-quality bench-calibration bench-entities bench-score bench-gpu bench-threads bench-fixed serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-quality bench-calibration bench-entities bench-score bench-gpu bench-threads bench-fixed bench-summary serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -80,7 +80,13 @@ eval-dev: $(STAMP)
 eval-blocked: $(STAMP)
 	$(PY) -m benchmarks.eval_detectors $(EVAL_ARGS)
 
-bench: bench-data bench-score bench-train bench-sequence bench-decision
+# Then issue 24's table from each row's latest record (benchmarks/results/latest/; docs/benchmarks.md).
+bench: bench-data bench-score bench-train bench-sequence bench-decision bench-fixed
+	$(PY) -m benchmarks.summary
+
+# Issue 24's table alone, from the records the benches last wrote.
+bench-summary: $(STAMP)
+	$(PY) -m benchmarks.summary
 
 # What severity and the decision add to scoring time (target: at most 10%).
 bench-decision: $(STAMP)
