@@ -112,7 +112,9 @@ def _machine() -> str:
                    if ln.startswith("model name"))
     except (OSError, StopIteration):
         cpu = platform.processor() or platform.machine()
-    return f"{platform.node()}, {os.cpu_count()} CPUs ({cpu})"
+    how = [f"nice {os.nice(0)}"] if os.nice(0) else []  # what slows a run beside the load
+    how += [f"{k}={os.environ[k]}" for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ]
+    return ", ".join([f"{platform.node()}", f"{os.cpu_count()} CPUs ({cpu})", *how])
 
 
 def folder() -> Path:
