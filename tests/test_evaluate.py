@@ -341,3 +341,12 @@ def test_a_vendor_that_fails_in_a_worker_process_fails_the_evaluation_with_its_e
                                chunk=ChunkConfig(size=100_000, stride=100_000))  # longer than the log
     with pytest.raises(NotEnoughDataError, match="fewer than one chunk"):
         ev.run_evaluation(settings, jobs=2)
+
+
+def test_a_sequence_model_is_judged_by_its_own_boundary_too():
+    """The blocked evaluation's "own" decision of a sequence model is its own boundary (its
+    predict); the baselines' is scikit-learn's cut (predict_own)."""
+    settings = ev.EvalSettings(**TINY, models=("LSTM_OCSVM",), clustering=False, thresholds=("M3",),
+                               train=TrainConfig(epochs=1, threads=1))
+    out = ev.run_evaluation(settings)
+    assert {"M3", "own"} <= set(out.table.filter(pl.col("detector") == "LSTM_OCSVM")["decision"].to_list())
