@@ -580,3 +580,15 @@ def test_the_generated_states_are_what_they_claim():
     states = pl.Series(GOOD_STATES + BAD_STATES)
     ok = pl.select(is_valid_state(pl.lit(states))).to_series().to_list()
     assert ok == [True] * len(GOOD_STATES) + [False] * len(BAD_STATES)
+
+
+def test_a_file_of_a_folder_without_a_required_column_is_refused_by_name(tmp_path):
+    """Joined with files that have it, a file without MachineCode would pass as rows whose
+    machine code is empty: the log is refused, naming the file and the columns."""
+    good = "Id,ProductId,Key,IP,Time,State,MachineCode\n1,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:00:00Z,1010,mc1\n"
+    (tmp_path / "a.csv").write_text(good)
+    (tmp_path / "b.csv").write_text("Id,ProductId,Key,Time,State\n2,3,AAAA-BBBB,2025-03-01T00:01:00Z,1010\n")
+    with pytest.raises(ValidationError, match=r"b\.csv: the log file lacks required column\(s\) \['IP', 'MachineCode'\]"):
+        read_log(tmp_path)
+    (tmp_path / "b.csv").write_text(good.replace("1,3,", "2,3,"))
+    assert read_log(tmp_path).height == 2

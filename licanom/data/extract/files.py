@@ -245,7 +245,11 @@ def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | N
     read takes it whole.
     """
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
-    frames = [f for f in (_read_one(p, encoding, separator, hold) for p in log_files(path)) if f.width]
+    read = [(p, _read_one(p, encoding, separator, hold)) for p in log_files(path)]
+    read = [(p, f) for p, f in read if f.width]
+    if len(read) > 1:
+        _check_columns_per_file(read)
+    frames = [f for _, f in read]
     if after_id is not None:
         frames = [_after(f, after_id) for f in frames]
     if not frames:
@@ -259,6 +263,22 @@ def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | N
     frame = pl.concat([f.with_columns(_text_column(f[c]) for c in mixed if c in f.columns) for f in frames],
                       how="diagonal")
     return frame
+
+
+def _check_columns_per_file(read: list[tuple[Path, pl.DataFrame]]) -> None:
+    """Every file of a log has the required columns: joined with the others, a file without one
+    would pass as rows whose column is empty (an export whose format changed part way)."""
+    from licanom.data.columns import REQUIRED_RAW
+    from licanom.data.validate import ValidationError
+
+    for path, frame in read:
+        missing = [c for c in REQUIRED_RAW if c not in frame.columns]
+        if missing:
+            raise ValidationError(
+                f"{path}: the log file lacks required column(s) {missing}; it has "
+                f"{[c[:80] for c in frame.columns[:20]]}. Every file of a log needs the Web API Log columns "
+                f"{list(REQUIRED_RAW)}"
+            )
 
 
 def _after(frame: pl.DataFrame, after_id: int) -> pl.DataFrame:
