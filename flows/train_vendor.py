@@ -25,6 +25,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
             Tail_context or TCN_AE, or ["all"] for the eight autoencoders (empty: as configured).
     """
     cfg = load_config(vendor, overrides={"train": {"models": models}} if models else None)
+    data.prune_chunk_cache()
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)
     raw = data.extract(cfg, until=until)

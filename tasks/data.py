@@ -11,7 +11,7 @@ import polars as pl
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from licanom.ops import nightly
+from licanom.ops import nightly, training
 from licanom.data import pipeline
 from licanom.config import Config
 from licanom.ops.nightly import Night
@@ -46,12 +46,25 @@ def _encode_chunk_key(context: Any, parameters: dict[str, Any]) -> str:
     h.update(cfg.encode.model_dump_json().encode() + cfg.chunk.model_dump_json().encode()
              + cfg.split.model_dump_json().encode() + cfg.privacy.model_dump_json().encode()
              + cfg.vendor.encode())
-    return "encode-chunk-" + h.hexdigest()[:32]
+    return training.CHUNK_CACHE_PREFIX + h.hexdigest()[:32]
 
 
-@task(cache_key_fn=_encode_chunk_key, cache_expiration=timedelta(days=7), persist_result=True)
+# How long a training's chunks stay cached for a rerun (a failed training retried the same day);
+# older ones are removed when a training flow starts (prune_chunk_cache).
+CHUNK_CACHE = timedelta(days=1)
+
+
+@task(cache_key_fn=_encode_chunk_key, cache_expiration=CHUNK_CACHE, persist_result=True)
 def encode_and_chunk(validation: ValidationResult, cfg: Config) -> pipeline.Prepared:
     return pipeline.encode_and_chunk(validation, cfg)
+
+
+@task(cache_policy=NO_CACHE)
+def prune_chunk_cache() -> int:
+    """Remove cached chunks past their expiry from Prefect's result storage; how many."""
+    from prefect.settings import PREFECT_LOCAL_STORAGE_PATH
+
+    return len(training.prune_chunk_cache(Path(PREFECT_LOCAL_STORAGE_PATH.value()), CHUNK_CACHE))
 
 
 @task(cache_policy=NO_CACHE)

@@ -6,8 +6,10 @@ import hashlib
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -331,3 +333,27 @@ def discard_work_dir(path: Path) -> None:
     the output folder, :func:`checkpoint_dir`). Without this, every weekly training of every
     vendor would leave its bundles in the temporary folder."""
     shutil.rmtree(path, ignore_errors=True)
+
+
+# The encode-and-chunk step's cached results (the training flow's task keeps them so that a rerun
+# of a failed training reuses the chunks): their file names start with this.
+CHUNK_CACHE_PREFIX = "encode-chunk-"
+
+
+def prune_chunk_cache(folder: Path, older_than: timedelta, now: float | None = None) -> list[Path]:
+    """Remove the cached chunks in ``folder`` written more than ``older_than`` ago; the removed
+    paths. The cache's expiry only stops a file from being read: nothing deletes it, and one
+    file is tens of megabytes per vendor and training."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    cut = (time.time() if now is None else now) - older_than.total_seconds()
+    removed = []
+    for path in folder.glob(CHUNK_CACHE_PREFIX + "*"):
+        try:
+            if path.is_file() and path.stat().st_mtime < cut:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:  # another training pruned it first
+            pass
+    return removed
