@@ -313,3 +313,29 @@ def test_vendor_names_are_matched_whole(name) -> None:
         load_config(name)
     with pytest.raises(ValueError):
         Config(vendor=name)
+
+
+def test_a_night_scored_again_from_its_start_is_judged_against_the_pairs_before_it(vendor) -> None:
+    """The key pairs a night adds to the state are not held against its own rows when it is
+    scored again (``since`` its start): the last night is judged as it was (older nights, as
+    in the rows mode, against the pairs before the last one)."""
+    from licanom.data.context_vector import KeyHistory
+    from licanom.ops.scoring_state import load_state
+    from tests.night_harness import rows
+
+    vendor.append(rows(1600, 200, seed=1))  # whole windows of 20: nothing carried between nights
+    first = vendor.night()
+    after_first = load_state(vendor.out, "acme")
+    assert after_first.seen_before is None and after_first.seen_from == 1599  # the first night
+    rerun_first = vendor.night(since=1599)  # against the training rows' pairs, as it was
+    assert rerun_first.chunks.select("first_id", "score").equals(first.chunks.select("first_id", "score"))
+    vendor.append(rows(1800, 200, seed=2))
+    second = vendor.night()
+    state = load_state(vendor.out, "acme")
+    assert state.seen_from == after_first.watermark
+    for value in KeyHistory.FILES:  # the pairs before the last night: the first night's state
+        before, first_seen = state.seen_before.pairs(value), after_first.seen.pairs(value)
+        assert before.sort(before.columns).equals(first_seen.sort(first_seen.columns))
+    again = vendor.night(since=after_first.watermark)
+    assert again.chunks.select("first_id", "score", "is_anomaly").equals(second.chunks.select("first_id", "score", "is_anomaly"))
+    assert load_state(vendor.out, "acme").watermark == state.watermark  # re-scoring never moves it

@@ -570,7 +570,7 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
     """Under the vendor's lock: recover a killed night, load the champion (or take ``champion``:
     model, version), read the committed state and give the model the pairs it already saw and
     (rows mode) the rows state of the nights it scored (for ``since`` at or before the last
-    night's start, of the nights before it: the last night scored again is judged as it was). A
+    night's start, both of the nights before it: the last night scored again is judged as it was). A
     champion of another version than the state's starts from its own training rows."""
     from licanom.ops.bundle import with_rows_state, with_seen
 
@@ -581,7 +581,7 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
     crash_point("after:load_champion")
     st = night_state(output_dir, vendor, version, since)
     crash_point("after:load_state")
-    model = with_rows_state(with_seen(model, st.seen_by(version)), st.rows_judging(version, since))
+    model = with_rows_state(with_seen(model, st.seen_judging(version, since)), st.rows_judging(version, since))
     return Night(output_dir=output_dir, vendor=vendor, model=model, version=version, state=st, since=since,
                  notes=tuple(notes))
 

@@ -39,6 +39,7 @@ from licanom.data.context_vector import KeyHistory
 from licanom.data.encode import RowsState
 
 STATE_FORMAT = 2
+SEEN_BEFORE_DIR = "seen-before"  # in a generation: the pairs before its last night (VendorState.seen_before)
 STATE_FILE = "state.json"
 ROWS_FILE = "rows_state.json"  # in the generation: the rows encoder's state of the nights scored (NightsRows)
 ROWS_FORMAT = 1
@@ -172,10 +173,27 @@ class VendorState:
     generation: int = 0
     night: NightRecord | None = None  # the night this state was committed with
     exists: bool = True  # False: no state.json (a vendor never trained, or the file was lost)
+    # the pairs before the last night (None: it was the first) and the watermark before it, so
+    # that the last night scored again from its start is judged as it was (None: a state written
+    # before these were kept)
+    seen_before: KeyHistory | None = None
+    seen_from: int | None = None
 
     def seen_by(self, model_version: str | None) -> KeyHistory | None:
         """The pairs seen by ``model_version``; None for another version (a new model starts afresh)."""
         return self.seen if self.model_version == model_version else None
+
+    def seen_judging(self, model_version: str | None, since: int | None = None) -> KeyHistory | None:
+        """The pairs to judge the rows after ``since`` (None: the next night) against: those of
+        every night ``model_version`` scored, or those before the last night when ``since`` is
+        the last night's start or earlier (older nights are judged against those too: a pair
+        first seen in an older night is then new again only if the last night did not see it
+        either, as for :meth:`NightsRows.judging`)."""
+        seen = self.seen_by(model_version)
+        if seen is None or since is None or self.watermark is None or since >= self.watermark \
+                or self.seen_from is None or since > self.seen_from:
+            return seen
+        return self.seen_before
 
     def rows_by(self, model_version: str | None) -> NightsRows | None:
         """The rows state of the nights ``model_version`` scored; None for another version (a new
@@ -239,15 +257,20 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
         raise _corrupt(tail_path, FileNotFoundError("missing"), output_dir, vendor)
     try:
         seen = KeyHistory.load(files)
+        seen_before = KeyHistory.load(files / SEEN_BEFORE_DIR)
     except (OSError, pl.exceptions.PolarsError) as err:
         raise _corrupt(files / "key_machines.parquet", err, output_dir, vendor) from err
+    seen_from = meta.get("seen_from")
+    if seen_from is not None and (isinstance(seen_from, bool) or not isinstance(seen_from, int)):
+        raise _corrupt(path, ValueError(f"seen_from {seen_from!r} is not an integer"), output_dir, vendor)
     rows_path = files / ROWS_FILE
     try:
         rows = NightsRows.from_dict(json.loads(rows_path.read_text())) if rows_path.exists() else None
     except (OSError, ValueError, UnicodeDecodeError) as err:
         raise _corrupt(rows_path, err, output_dir, vendor) from err
     return VendorState(watermark=watermark, tail=tail.select(RAW), model_version=model_version, seen=seen,
-                       rows=rows, ahead=ahead, generation=generation, night=night)
+                       rows=rows, ahead=ahead, generation=generation, night=night, seen_before=seen_before,
+                       seen_from=seen_from)
 
 
 def _fsync(path: Path) -> None:
@@ -272,6 +295,10 @@ def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
     new.tail.select(RAW).write_parquet(g / "tail.parquet")
     if new.seen is not None:
         new.seen.save(g)
+    if new.seen_before is not None:
+        new.seen_before.save(g / SEEN_BEFORE_DIR)
+        for f in (g / SEEN_BEFORE_DIR).iterdir():
+            _fsync(f)
     if new.rows is not None:
         (g / ROWS_FILE).write_text(json.dumps(new.rows.to_dict(), sort_keys=True))
     for f in g.iterdir():
@@ -280,7 +307,7 @@ def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
     crash_point("commit:generation")
     text = json.dumps({
         "format": STATE_FORMAT, "watermark": new.watermark, "model_version": new.model_version,
-        "generation": generation, "ahead": list(new.ahead),
+        "generation": generation, "ahead": list(new.ahead), "seen_from": new.seen_from,
         "night": None if new.night is None else {"name": new.night.name, "staging": new.night.staging,
                                                  "run_id": new.night.run_id},
     })
@@ -389,6 +416,8 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
             return current
         return commit(output_dir, vendor, replace(current, ahead=kept, night=night))
     earlier = current.seen_by(model_version)
+    # what the next run needs to judge this night again as it is judged now
+    seen_before, seen_from = earlier, current.watermark
     if seen is not None and earlier is not None:
         seen = earlier.union(seen)
     elif seen is None and current.model_version == model_version:
@@ -402,7 +431,7 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
         carried = nights.then(rows, current.watermark)
     new = VendorState(watermark=watermark, tail=tail, model_version=model_version, seen=seen, rows=carried,
                       ahead=tuple(i for i in kept if watermark is None or i > watermark),
-                      generation=current.generation, night=night)
+                      generation=current.generation, night=night, seen_before=seen_before, seen_from=seen_from)
     return commit(output_dir, vendor, new)
 
 
