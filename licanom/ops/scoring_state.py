@@ -186,9 +186,8 @@ class VendorState:
     def seen_judging(self, model_version: str | None, since: int | None = None) -> KeyHistory | None:
         """The pairs to judge the rows after ``since`` (None: the next night) against: those of
         every night ``model_version`` scored, or those before the last night when ``since`` is
-        the last night's start or earlier (older nights are judged against those too: a pair
-        first seen in an older night is then new again only if the last night did not see it
-        either, as for :meth:`NightsRows.judging`)."""
+        the last night's start or earlier (older nights are judged against those too; the pairs
+        keep no times, so an older night's own pairs then count as seen)."""
         seen = self.seen_by(model_version)
         if seen is None or since is None or self.watermark is None or since >= self.watermark \
                 or self.seen_from is None or since > self.seen_from:
