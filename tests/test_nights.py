@@ -339,3 +339,17 @@ def test_a_night_scored_again_from_its_start_is_judged_against_the_pairs_before_
     again = vendor.night(since=after_first.watermark)
     assert again.chunks.select("first_id", "score", "is_anomaly").equals(second.chunks.select("first_id", "score", "is_anomaly"))
     assert load_state(vendor.out, "acme").watermark == state.watermark  # re-scoring never moves it
+
+
+def test_rows_of_no_product_the_model_knows_are_refused_not_answered_with_nothing(bundle) -> None:
+    """The registered model's score_log: a batch of another vendor's product raises
+    VendorMismatchError; the vendor's rows with a few foreign ones among them are scored."""
+    from licanom.ops.bundle import VendorMismatchError, score_log
+    from tests.night_harness import rows
+
+    foreign = rows(1600, 60).with_columns(pl.lit("13301").alias("ProductId"))
+    with pytest.raises(VendorMismatchError, match=r"none of the 60 rows .*\(it knows 3, 7; the rows have 13301\)"):
+        score_log(bundle, foreign)
+    mixed = pl.concat([rows(1600, 60), foreign.head(3).with_columns(pl.Series("Id", ["1700", "1701", "1702"]))])
+    scored = score_log(bundle, mixed)
+    assert scored.chunks.height == 3 and scored.validation.quarantine.height == 3

@@ -297,8 +297,25 @@ def score_log(bundle: ModelBundle, raw: pl.DataFrame, carry: pl.DataFrame | None
     returned as ``tail`` to be carried into the next run instead of being scored now.
     """
     validation = validate_rows(bundle, raw)
+    _refuse_foreign(bundle, validation)
     windows = make_windows(bundle, validation.valid, carry)
     return ScoredRows(chunks=score_windows(bundle, windows), validation=validation, tail=windows.tail)
+
+
+def _refuse_foreign(bundle: ModelBundle, validation: ValidationResult) -> None:
+    """Rows none of which is of a product the model was trained on are another vendor's (or a
+    wrong export): refused with :class:`VendorMismatchError`, not answered with no chunks. A few
+    such rows among the vendor's own are quarantined as :func:`validate_rows` says."""
+    q = validation.quarantine
+    if validation.valid.height or q.height == 0 or "reason" not in q.columns:
+        return
+    if not q["reason"].str.starts_with(UNKNOWN_PRODUCT).all():
+        return
+    products = sorted({str(p) for p in q["ProductId"].unique().to_list()}) if "ProductId" in q.columns else []
+    raise VendorMismatchError(
+        f"none of the {q.height:,} rows is of a product vendor {bundle.vendor!r}'s model was trained on "
+        f"(it knows {', '.join(map(str, bundle.product_ids))}; the rows have {', '.join(products[:10])}): "
+        "rows of another vendor or product")
 
 
 def _empty_chunks() -> pl.DataFrame:
