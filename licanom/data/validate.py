@@ -535,9 +535,12 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
         summary = ", ".join(f"{r} ({n} rows)" for r, n in counts.head(10).iter_rows())
         if counts.height > 10:
             summary += f" and {counts.height - 10} more"
-        sample = result.quarantine.head(examples)
+        # one line each (the command line prints the message on one line): input row, Id, reason
+        sample = "; ".join(
+            f"row {r.get(ROW)}" + (f" (Id {str(r['Id'])[:40]})" if r.get("Id") is not None else "") + f": {r.get(REASON)}"
+            for r in result.quarantine.head(examples).iter_rows(named=True))
         raise ValidationError(
             f"{result.quarantine.height} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "
-            f"validation, more than the allowed {max_bad_fraction:.1%}. Failures: {summary}.\n"
-            f"Examples:\n{sample}"
+            f"validation, more than the allowed {max_bad_fraction:.1%}. Failures: {summary}. "
+            f"Examples: {sample}"
         )
