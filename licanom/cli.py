@@ -441,7 +441,7 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="measure every detector on simulated vendors with planted anomalies",
                        description="Measure every detector and decision on simulated vendors with planted "
-                                   "anomalies (make eval).")
+                                   "anomalies (the blocked protocol: make eval-blocked; the held-out nightly evaluation is make eval).")
     if command in (None, "evaluate"):
         from licanom.evaluation.cli import add_arguments
 
