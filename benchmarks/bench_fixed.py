@@ -15,6 +15,8 @@ night's run) and the report are timed apart.
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import functools
 import importlib
 import os
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = headline.start()
     root = Path(tempfile.mkdtemp(prefix="licanom-fixed-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)  # the scratch folder goes with the run
     names = ["fixa", "fixb"]
     conf = write_conf(root, names, args.days)
     os.environ.update({"LICANOM_CONF_DIR": str(conf), "LICANOM_MLFLOW_CONFIG": str(root / "mlflow.yaml"),

@@ -17,6 +17,8 @@ time moves less). ``--profile`` runs cProfile on the default detector's largest 
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import cProfile
 import os
 import pstats
@@ -79,6 +81,7 @@ def main() -> None:
     models = args.models.split(",")
     log = pl.read_parquet(make_log(max(max(sizes), TRAIN_ROWS)))
     work = Path(tempfile.mkdtemp(prefix="licanom-bench-score-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # the scratch folder goes with the run
     bundles = {}
     for model in models:
         t0 = time.perf_counter()

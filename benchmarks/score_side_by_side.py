@@ -16,6 +16,8 @@ detector's inputs, score, to pandas).
 from __future__ import annotations
 
 import argparse
+import atexit
+import shutil
 import io
 import json
 import os
@@ -102,6 +104,8 @@ def main() -> None:
     from benchmarks.bench_score import TRAIN_ROWS, train_bundle
 
     work = Path(tempfile.mkdtemp(prefix="licanom-score-side-"))
+
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # the scratch folder goes with the run
     before = export(args.before, work / "before")
     log = pl.read_parquet(make_log(max(args.rows, TRAIN_ROWS)))
     for model in args.models.split(","):
