@@ -105,16 +105,6 @@ def run_once(path: str, encoder: str) -> dict[str, float]:
     return times
 
 
-def _busy_seconds() -> float:
-    """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat)."""
-    try:
-        fields = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return 0.0
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
 def _child_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -166,14 +156,14 @@ def main() -> None:
     runs: dict[tuple[str, str], list[dict[str, float]]] = {(v, e): [] for e in args.encoder for v in versions}
     started = headline.start()
     load_before = os.getloadavg()
-    machine, ours = _busy_seconds(), _child_seconds()
+    machine, ours = headline.busy_seconds(), _child_seconds()
     wall = time.perf_counter()
     for _ in range(args.repeat):
         for encoder in args.encoder:
             for version, code in versions.items():
                 runs[version, encoder].append(_run_child(code, path, encoder))
     wall = time.perf_counter() - wall
-    others = max(0.0, (_busy_seconds() - machine) - (_child_seconds() - ours))
+    others = max(0.0, (headline.busy_seconds() - machine) - (_child_seconds() - ours))
     load_after = os.getloadavg()
     first = next(iter(runs.values()))[0]
     print(f"\nData path on {int(first['rows']):,} rows -> {int(first['chunks']):,} chunks, {os.cpu_count()} CPUs")

@@ -79,7 +79,7 @@ class Headline:
     others_busy: float     # CPUs kept busy by other processes during the run, on average
 
 
-def _busy_seconds() -> float:
+def busy_seconds() -> float:
     """CPU seconds the whole machine has spent busy since boot (Linux /proc/stat; 0 elsewhere)."""
     try:
         values = [float(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
@@ -96,7 +96,7 @@ def _own_cpu() -> float:
 
 
 def start() -> Start:
-    return Start(time.perf_counter(), os.getloadavg()[0], _busy_seconds(), _own_cpu())
+    return Start(time.perf_counter(), os.getloadavg()[0], busy_seconds(), _own_cpu())
 
 
 def command() -> str:
@@ -127,7 +127,7 @@ def write(row: str, started: Start, *, figure: float, unit: str, measured: str, 
     if row not in ROWS:
         raise ValueError(f"unknown row {row!r}; the rows are {', '.join(ROWS)}")
     wall = max(time.perf_counter() - started.wall, 1e-9)
-    others = max(0.0, (_busy_seconds() - started.machine_busy) - (_own_cpu() - started.own_cpu)) / wall
+    others = max(0.0, (busy_seconds() - started.machine_busy) - (_own_cpu() - started.own_cpu)) / wall
     record = Headline(row=row, figure=float(figure), unit=unit, measured=measured, target=ROWS[row].target,
                       met=bool(met), full_size=bool(full_size), conditions=conditions, command=command(),
                       date=datetime.now(timezone.utc).isoformat(timespec="seconds"), machine=_machine(),
