@@ -6,7 +6,9 @@ with one line naming the server and exit code 4 (the same as an unreachable log 
 no PREFECT_API_URL, Prefect's ephemeral API is used and nothing is asked.
 
 An unknown vendor or a configuration error is refused first, in one line, with exit code 2; a
-flow that fails ends with one line naming its state and exit code 1.
+flow that fails on its input ends with one line and the exit code `licanom prepare` gives (3: the
+log cannot be used, 4: it cannot be read); any other failure with one line naming its state and
+exit code 1.
 """
 
 from __future__ import annotations
@@ -66,9 +68,32 @@ def main(argv: list[str] | None = None) -> int:
         state = nightly(return_state=True)
     if state.is_completed():
         return 0
+    known = _input_failure(state)
+    if known is not None:  # the same exit code and line as `licanom prepare` gives for it
+        code, line = known
+        print(f"licanom: {args.flow} flow failed: {line}", file=sys.stderr)
+        return code
     message = (state.message or "").splitlines()
     print(f"licanom: {args.flow} flow {state.type.value.lower()}: {message[0] if message else ''}", file=sys.stderr)
     return 1
+
+
+def _input_failure(state) -> tuple[int, str] | None:  # type: ignore[no-untyped-def]
+    """A flow that failed on its input: 3 when the log cannot be used, 4 when it cannot be read."""
+    from licanom.cli import EXIT_BAD_INPUT, EXIT_SOURCE, _one_line
+    from licanom.data.chunk import NotEnoughDataError
+    from licanom.data.extract.files import ExtractFileError
+    from licanom.data.validate import ValidationError
+
+    try:
+        err = state.result(raise_on_failure=False)
+    except Exception:  # noqa: BLE001 - no result to read (a crashed run): the state's message says it
+        return None
+    if isinstance(err, (ValidationError, NotEnoughDataError)):
+        return EXIT_BAD_INPUT, f"the log cannot be used: {_one_line(err)}"
+    if isinstance(err, ExtractFileError):
+        return EXIT_SOURCE, _one_line(err)
+    return None
 
 
 if __name__ == "__main__":

@@ -308,3 +308,13 @@ def test_prepare_flow_writes_into_the_vendors_output_dir(flow_env):
     prepared = prepare_vendor("gamma")
     assert prepared.chunks.n_chunks > 0
     assert (out / "gamma" / "prepared" / "chunks.npy").exists()
+
+
+def test_run_ends_a_flow_failed_on_its_input_with_prepares_exit_code(flow_env, capsys):
+    """`licanom run train` of a vendor whose log file is missing: exit 4 and the file named in
+    the last line, as `licanom prepare` does."""
+    from flows.run import main
+
+    assert main(["train", "--vendor", "broken"]) == 4
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("licanom: train flow failed: ") and "missing.csv" in last
