@@ -354,8 +354,11 @@ def print_prepared(prepared: Any, seconds: float, out: Path | None = None) -> No
     print(f"rows read        {v.n_in:>12,}")
     print(f"rows valid       {v.valid.height:>12,}")
     print(f"rows quarantined {v.quarantine.height:>12,}" + (f"  -> {out / 'quarantine.parquet'}" if out else ""))
-    for reason, n in v.reason_counts().head(5).iter_rows():
+    reasons = v.reason_counts()
+    for reason, n in reasons.head(5).iter_rows():
         print(f"    {n:>8,}  {reason}")
+    if reasons.height > 5:  # the rest are in the quarantine, each row with its reasons
+        print(f"    and {reasons.height - 5} more reason(s), on {int(reasons['len'][5:].sum()):,} rows in all")
     print(f"chunks           {c.n_chunks:>12,}  ({c.size} requests, stride {c.stride}; "
           f"train {int((~prepared.test_mask).sum()):,}, test {int(prepared.test_mask.sum()):,})")
     print(f"tail rows        {c.tail_rows:>12,}  (after the last full chunk, not scored yet)")

@@ -310,3 +310,18 @@ def test_the_command_line_imports_no_benchmark() -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_prepare_says_how_many_reasons_it_does_not_list(tmp_path, capsys):
+    """Five quarantine reasons are listed, and the count of the others with their rows."""
+    raw = make_raw_log(2000).with_columns(pl.all().cast(pl.String))
+    bad = {"State": "9999", "IP": "not-an-address", "Key": "", "Time": "1800-01-01T00:00:00Z",
+           "ProductId": "abc", "Id": "xyz", "MachineCode": "m" * 5000}
+    raw = raw.with_columns(pl.when(pl.int_range(pl.len()) == i).then(pl.lit(v)).otherwise(pl.col(c)).alias(c)
+                           for i, (c, v) in enumerate(bad.items()))
+    path = tmp_path / "log.csv"
+    raw.write_csv(path)
+    assert main(["prepare", "--logs", str(path), "--out", str(tmp_path / "o")]) == EXIT_OK
+    out = capsys.readouterr().out
+    listed = out.split("rows quarantined", 1)[1].split("chunks", 1)[0].strip().splitlines()
+    assert len(listed) == 7 and "and 2 more reason(s), on 2 rows in all" in listed[-1], out
