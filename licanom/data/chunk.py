@@ -10,14 +10,13 @@ with ``partial="overlap"`` one extra window ending at the last row covers them.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import polars as pl
 
-from licanom.data.codes import ENTITY_TEXTS, TextCodes
+from licanom.data.codes import ENTITY_TEXTS, TextCodes, in_threads
 from licanom.data.columns import CATEGORICAL, FEATURE_COLUMNS, SUMMARY_COLUMNS, SUMMARY_SOURCES
 
 
@@ -160,8 +159,7 @@ def _summary(encoded: pl.DataFrame, starts: np.ndarray, size: int, codes: TextCo
         return _distinct_per_window(_codes(encoded, source, features.get(source, ""), codes), starts, size)
 
     sources = [src for _, src in SUMMARY_SOURCES]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # numpy's sort releases the GIL
-        counts = list(pool.map(count, sources))
+    counts = in_threads([lambda src=src: count(src) for src in sources])  # numpy's sort releases the GIL
     return pl.DataFrame(dict(zip(SUMMARY_COLUMNS, counts, strict=True)))
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -33,6 +32,7 @@ from licanom.data.columns import (
     UNKNOWN_COUNTRY,
 )
 from licanom.data.derive import offsets, derive, distinct_countries, outcome
+from licanom.data.codes import in_threads
 
 UNKNOWN = 0.0
 VOCAB_VERSION = 1
@@ -190,8 +190,8 @@ def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
         return base[c].unique(maintain_order=True).drop_nulls(), None
 
     columns = [raw for raw, _ in CATEGORICAL if raw != "country"]
-    with ThreadPoolExecutor(max_workers=2) as pool:  # polars works outside the GIL
-        found = dict(zip(columns, pool.map(distinct, columns), strict=True))
+    # polars works outside the GIL: two columns at a time
+    found = dict(zip(columns, in_threads([lambda c=c: distinct(c) for c in columns]), strict=True))
     values = {c: v for c, (v, _) in found.items()}
     at = {c: found[c][1] for c in texts}
     ip_country = distinct_countries(values["IP"])
