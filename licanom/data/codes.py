@@ -15,7 +15,7 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
-__all__ = ["ENTITY_TEXTS", "TextCodes", "in_threads"]
+__all__ = ["ENTITY_TEXTS", "TextCodes", "first_rows", "in_threads"]
 
 ENTITY_TEXTS: tuple[str, ...] = ("Key", "MachineCode", "IP", "country")
 
@@ -30,6 +30,21 @@ def in_threads(tasks: Iterable[Callable[[], T]], threads: int = 2) -> list[T]:
         return [task() for task in tasks]
     with ThreadPoolExecutor(max_workers=min(threads, len(tasks))) as pool:
         return list(pool.map(lambda task: task(), tasks))
+
+
+def first_rows(ids: np.ndarray, block: int = 1 << 15) -> np.ndarray:
+    """Bool per row: the first row of its group, for ids that count up in the order they appear
+    (a row is first where its id exceeds every id before it), ``block`` rows at a time."""
+    ids = np.asarray(ids, dtype=np.int64)  # no copy for int64 ids; unsigned ones compare with -1
+    first = np.zeros(len(ids), dtype=bool)
+    top = -1
+    for lo in range(0, len(ids), block):
+        part = ids[lo : lo + block]
+        before = np.maximum.accumulate(part)
+        first[lo] = part[0] > top
+        np.greater(part[1:], np.maximum(before[:-1], top), out=first[lo + 1 : lo + len(part)])
+        top = max(top, int(before[-1]))
+    return first
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 
-from licanom.data.codes import TextCodes, in_threads
+from licanom.data.codes import TextCodes, first_rows, in_threads
 from licanom.data.columns import UNKNOWN_COUNTRY
 
 __all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "ROW_COLUMNS", "KeyHistory", "chunk_context", "row_context"]
@@ -200,20 +200,6 @@ def _entity_frame(derived: pl.DataFrame) -> pl.DataFrame:
 _BLOCK = 1 << 15  # rows per block of the blocked steps (their temporaries stay in cache)
 
 
-def _first_rows(ids: np.ndarray) -> np.ndarray:
-    """Bool per row: the first row of its group, for ids that count up in the order they appear
-    (a row is first where its id exceeds every id before it), a block of rows at a time."""
-    first = np.zeros(len(ids), dtype=bool)
-    top = -1
-    for lo in range(0, len(ids), _BLOCK):
-        block = ids[lo : lo + _BLOCK]
-        before = np.maximum.accumulate(block)
-        first[lo] = block[0] > top
-        np.greater(block[1:], np.maximum(before[:-1], top), out=first[lo + 1 : lo + len(block)])
-        top = max(top, int(before[-1]))
-    return first
-
-
 class _Groups:
     """Rows grouped by an integer value, or with ``bucket`` by (value, bucket) for a bucket that
     never decreases in row order (the rows' hour or day, rows in time order): dense ids in order
@@ -249,7 +235,7 @@ class _Groups:
                 np.add(ids, n, out=self.ids[lo:hi])
                 n += len(distinct)
             self.n = n
-        self.first = _first_rows(self.ids) if first else np.zeros(0, dtype=bool)
+        self.first = first_rows(self.ids, _BLOCK) if first else np.zeros(0, dtype=bool)
 
     def count(self) -> _PerGroup:
         """The size of each row's group."""

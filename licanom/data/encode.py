@@ -32,7 +32,7 @@ from licanom.data.columns import (
     UNKNOWN_COUNTRY,
 )
 from licanom.data.derive import offsets, derive, distinct_countries, outcome
-from licanom.data.codes import in_threads
+from licanom.data.codes import first_rows, in_threads
 
 UNKNOWN = 0.0
 VOCAB_VERSION = 1
@@ -220,13 +220,8 @@ def _first_appearance(text: pl.Series) -> tuple[pl.Series, pl.Series]:
     it did not, the distinct values are found and the column cast to their Enum (two hashes)."""
     ids = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
     at = ids.to_numpy()
-    if len(at):
-        before = np.maximum.accumulate(at)[:-1]
-        if at[0] == 0 and (at[1:] <= before + 1).all():
-            first = np.empty(len(at), dtype=bool)
-            first[0] = True
-            np.greater(at[1:], before, out=first[1:])
-            return text.filter(pl.Series(first)), ids
+    if len(at) and at[0] == 0 and (at[1:] <= np.maximum.accumulate(at)[:-1] + 1).all():
+        return text.filter(pl.Series(first_rows(at))), ids
     values = text.unique(maintain_order=True)
     return values, text.cast(pl.Enum(values)).to_physical()
 
