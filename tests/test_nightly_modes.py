@@ -70,11 +70,11 @@ def test_a_world_the_simulator_cannot_build_is_reported_not_fatal(monkeypatch):
 def test_the_labelled_ceiling_outside_incidents_does_not_count_an_events_own_hours():
     """A chunk of an event's key and hours without a labelled row takes no false-alarm budget in
     the ``found_labelled_elsewhere`` ceiling, and still does in ``found_labelled``'s."""
-    from licanom.evaluation.nightly import _flag_at_budget
+    from licanom.evaluation.metrics import flag_at_budget
 
     scores = np.array([10.0, 9.0, 1.0, 0.5, 0.2])
     truth = np.array([False, True, False, False, False])
     neutral = np.array([True, False, False, False, False])  # the event key's own request that hour
-    assert not _flag_at_budget(truth, scores, 20.0)[1]  # the neutral chunk sits above the anomaly
-    flagged = _flag_at_budget(truth, scores, 20.0, neutral=neutral)
+    assert not flag_at_budget(truth, scores, 20.0)[1]  # the neutral chunk sits above the anomaly
+    flagged = flag_at_budget(truth, scores, 20.0, neutral=neutral)
     assert flagged[1] and not flagged[2:].any()

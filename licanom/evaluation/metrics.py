@@ -80,14 +80,17 @@ def false_alarms_per_10k(y_true: np.ndarray, flagged: np.ndarray) -> float:
     return float(1e4 * (f & ~y).sum() / len(y)) if len(y) else float("nan")
 
 
-def flag_at_budget(y_true: np.ndarray, scores: np.ndarray, per_10k: float) -> np.ndarray:
+def flag_at_budget(y_true: np.ndarray, scores: np.ndarray, per_10k: float,
+                   neutral: np.ndarray | None = None) -> np.ndarray:
     """Flag the highest scores, down to the threshold that lets at most ``per_10k`` false alarms
     per 10,000 chunks through (chosen with the labels ``y_true``: an upper bound, not a rule).
-    Scores tied with the first normal chunk left out are left out too; NaN scores never flag."""
+    Scores tied with the first normal chunk left out are left out too; NaN scores never flag.
+    ``neutral`` chunks (no labelled row, yet inside an event's incident) count neither way."""
     y = np.asarray(y_true, dtype=bool)
     s = np.asarray(scores, dtype=np.float64)
-    allowed = int(np.floor(per_10k * len(s) / 1e4 + 1e-9))
-    normal = np.sort(s[~y & ~np.isnan(s)])[::-1]
+    counted = np.ones(len(s), dtype=bool) if neutral is None else ~np.asarray(neutral, dtype=bool)
+    allowed = int(np.floor(per_10k * int(counted.sum()) / 1e4 + 1e-9))
+    normal = np.sort(s[~y & counted & ~np.isnan(s)])[::-1]
     if allowed >= len(normal):
         return ~np.isnan(s)
     return s > normal[allowed]

@@ -60,6 +60,7 @@ import polars as pl
 
 from licanom.config import Config
 
+from licanom.evaluation.metrics import flag_at_budget
 from licanom.sim import ANOMALY_KINDS, LATE_KINDS, PROFILES, ShareNotReached, SimulatedLog, simulate, simulate_share
 
 if TYPE_CHECKING:  # the bundle module imports the detectors: only where a variant is scored
@@ -215,16 +216,6 @@ def _found(held: Sequence[set[int]], flagged: np.ndarray) -> set[int]:
     return out
 
 
-def _flag_at_budget(truth: np.ndarray, scores: np.ndarray, per_10k: float,
-                    neutral: np.ndarray | None = None) -> np.ndarray:
-    """The top scores, cut where at most ``per_10k`` false alarms per 10,000 chunks pass (labels);
-    ``neutral`` chunks (no labelled row, yet inside an event's incident) count neither way."""
-    counted = np.ones(len(scores), dtype=bool) if neutral is None else ~neutral
-    allowed = int(per_10k * int(counted.sum()) / 10_000)
-    normal = np.sort(scores[~truth & counted])[::-1]
-    cut = normal[allowed] if allowed < len(normal) else -np.inf
-    return scores > cut
-
 
 @dataclass(frozen=True)
 class ScoredVariant:
@@ -376,8 +367,8 @@ def _judge(world: World, profile: str, seed: int, name: str, family: str, chunks
     scores = chunks["score"].to_numpy()
     present = set().union(*held) if held else set()
     found = _found(held, flagged)
-    labelled = _found(held, _flag_at_budget(truth, scores, settings.labelled_budget))
-    elsewhere = _found(held, _flag_at_budget(truth, scores, settings.labelled_budget, neutral=incident & ~truth))
+    labelled = _found(held, flag_at_budget(truth, scores, settings.labelled_budget))
+    elsewhere = _found(held, flag_at_budget(truth, scores, settings.labelled_budget, neutral=incident & ~truth))
     kinds = dict(zip(sim.events["event"].to_list(), sim.events["kind"].to_list(), strict=True))
     row.update(chunks=len(truth), anomalous_chunks=int(truth.sum()), flagged=int(flagged.sum()),
                false_alarms=int((flagged & ~truth).sum()),
