@@ -85,8 +85,9 @@ def main() -> None:
     print(_md(auprc_table(f, args.reference)))
     print("\n## Per profile, over the worlds\n")
     print(_md(per_profile(f)))
-    print("\n## GMM / KMeans on the latent code (night chunks), beside the default decision\n")
-    print(_md(clusters(f)))
+    if "gmm_found" in f.columns:  # not in a run with --no-clustering
+        print("\n## GMM / KMeans on the latent code (night chunks), beside the default decision\n")
+        print(_md(clusters(f)))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from licanom.data.encode import (
     input_mode,
 )
 from licanom.evaluation.labels import windows_holding
-from licanom.detectors.autoencoders.detector import AutoencoderDetector
+from licanom.detectors.autoencoders.detector import ROW_SCALE_FLOOR, AutoencoderDetector
 from licanom.detectors.autoencoders.nets import NETS, build_net, count_parameters
 from licanom.data.pipeline import prepare
 from licanom.sim import simulate
@@ -167,25 +167,50 @@ def test_detector_errors_scores_and_persistence(tmp_path):
     X = rng.random((24, 32, N_ROWS_MODE), dtype=np.float32)
     X[:, :, ROW_FEATURES.index("key_requests_hour")] *= 8.0
     det = _fitted("rows", X, top_k=3)
-    assert det.score_method == "mean+topk" and det.features == ROW_FEATURES
+    assert det.score_method == "max-z" and det.features == ROW_FEATURES
     scaled = [ROW_FEATURES.index(c) for c in ROW_SCALED]
-    np.testing.assert_allclose(det.center_[scaled], np.median(X.reshape(-1, N_ROWS_MODE)[:, scaled], axis=0), rtol=1e-5)
+    rows = X.reshape(-1, N_ROWS_MODE)[:, scaled]
+    np.testing.assert_allclose(det.center_[scaled], np.median(rows, axis=0), rtol=1e-5)
+    q25, q75 = np.percentile(rows, [25, 75], axis=0)  # the IQR, at least one log unit
+    np.testing.assert_allclose(det.scale_[scaled], np.maximum(q75 - q25, ROW_SCALE_FLOOR), rtol=1e-5)
+    assert det.scale_[ROW_FEATURES.index("key_requests_hour")] > ROW_SCALE_FLOOR  # 8 x uniform: IQR 4
     other = [i for i in range(N_ROWS_MODE) if i not in scaled]
     assert (det.center_[other] == 0).all() and (det.scale_[other] == 1).all()
     e = det.errors(X)
     assert e.rows.shape == (24, 32) and e.columns.shape == e.top_columns.shape == (24, N_ROWS_MODE)
-    worst = np.sort(e.rows, axis=1)[:, -3:].mean(axis=1)
-    np.testing.assert_allclose(e.score, e.rows.mean(axis=1) + worst, rtol=1e-6)
+    mean, worst = e.rows.mean(axis=1), np.sort(e.rows, axis=1)[:, -3:].mean(axis=1)
+    # max-z: the larger of the mean and the top rows' error, each standardised with the training chunks'
+    for part, center, scale in ((mean, det.score_center_[0], det.score_scale_[0]),
+                                (worst, det.score_center_[1], det.score_scale_[1])):
+        np.testing.assert_allclose(center, np.median(part), rtol=1e-5)
+        np.testing.assert_allclose(scale, np.subtract(*np.percentile(part, [75, 25])), rtol=1e-5)
+    z = np.maximum((mean - det.score_center_[0]) / det.score_scale_[0], (worst - det.score_center_[1]) / det.score_scale_[1])
+    np.testing.assert_allclose(e.score, z, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(e.columns.mean(axis=1), e.rows.mean(axis=1), rtol=1e-6)
     np.testing.assert_allclose(det.decision_function(X), e.score)
-    np.testing.assert_allclose(det.decision_scores_, e.score, rtol=1e-6)
+    np.testing.assert_allclose(det.decision_scores_, e.score, rtol=1e-6, atol=1e-9)
     det.save(tmp_path / "det.pt")
     back = AutoencoderDetector.load(tmp_path / "det.pt")
     assert (back.inputs, back.score, back.top_k) == ("rows", "auto", 3)
-    np.testing.assert_allclose(back.decision_function(X), e.score, rtol=1e-6)
+    np.testing.assert_allclose(back.decision_function(X), e.score, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(back.encode(X), det.encode(X), rtol=1e-6)
     with pytest.raises(ValueError, match="has 40 columns, X has 8"):
         _fitted("rows", X[:, :, :8])
+
+
+def test_the_earlier_sum_score_stays_available_and_old_files_keep_it(tmp_path):
+    """score="mean+topk" is the sum of the two; a rows-mode file saved before "max-z" became the
+    rows mode's "auto" (no standardisation in it) loads with the score it was fitted with."""
+    X = np.random.default_rng(2).random((16, 32, N_ROWS_MODE), dtype=np.float32)
+    det = _fitted("rows", X, top_k=3, score="mean+topk")
+    e = det.errors(X)
+    assert det.score_center_ is None
+    np.testing.assert_allclose(e.score, e.rows.mean(axis=1) + np.sort(e.rows, axis=1)[:, -3:].mean(axis=1), rtol=1e-6)
+    det.score = "auto"  # as a file saved before "max-z" existed reads
+    det.save(tmp_path / "old.pt")
+    back = AutoencoderDetector.load(tmp_path / "old.pt")
+    assert back.score_method == "mean+topk"
+    np.testing.assert_allclose(back.decision_function(X), e.score, rtol=1e-6)
 
 
 def test_thesis_mode_is_unchanged():

@@ -13,18 +13,26 @@
 ``X`` is float32 of shape ``(n_chunks, chunk_size, n_features)`` (see licanom.data.chunk): the
 thesis's 8 columns (``inputs="thesis"``, any encoder but "rows") or the rows mode's
 ``len(ROW_FEATURES)`` (``inputs="rows"``, licanom.data.encode.RowsEncoder). In the rows mode the
-magnitude columns (:data:`licanom.data.encode.ROW_SCALED`) are standardised with the training rows'
-median and interquartile range (1 where that is 0, as scikit-learn's RobustScaler), kept with
-the model; the 0/1 columns enter as they are. The thesis's mode is left exactly as the thesis
+magnitude columns (:data:`licanom.data.encode.ROW_SCALED`, all ``log1p`` of seconds or counts) are
+standardised with the training rows' median and interquartile range, the range at least one log
+unit (:data:`ROW_SCALE_FLOOR`), kept with the model; the 0/1 columns enter as they are. The floor
+matters where one licence model's fixed rhythm fills most training rows (a floating product's
+heartbeats on a vendor that also sells node-locked keys): an IQR of a fraction of a log unit
+would put every other model's ordinary rows ten or more units out, and their errors would drown
+the strange rows'. The thesis's mode is left exactly as the thesis
 has it.
 
 The score of a chunk (``score``): ``"mean"``, the thesis's mean absolute error over the window;
 ``"topk"``, the mean error of its ``top_k`` worst requests (a request's error is its mean over
 the columns), so that a few strange requests among a hundred ordinary ones are not averaged
 away; ``"mean+topk"``, the sum of the two, which keeps a chunk that is strange all through (a
-runaway client filling it) as high as one with a few strange requests (a brute-force try).
-``"auto"`` is ``"mean"`` for the thesis's inputs and ``"mean+topk"`` for the rows mode
-(benchmarks/results/autoencoder-modes.md).
+runaway client filling it) as high as one with a few strange requests (a brute-force try);
+``"max-z"``, the larger of the two, each first standardised with the median and interquartile
+range of the training chunks' values (kept with the model), so that neither drowns the other
+where normal traffic mixes licence models and the worst requests of an ordinary chunk already
+vary a lot (a sum lets the wider of the two decide the ranking alone).
+``"auto"`` is ``"mean"`` for the thesis's inputs and ``"max-z"`` for the rows mode
+(benchmarks/results/autoencoder-modes.md, benchmarks/results/autoencoders-nightly.md).
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -47,7 +55,9 @@ from licanom.detectors.decision import DECISIONS, decide
 from licanom.detectors.autoencoders.nets import NETS, AutoencoderNet, build_net, tune_cpu_allocator
 
 INPUTS: tuple[str, ...] = ("thesis", "rows")
-SCORES: tuple[str, ...] = ("auto", "mean", "topk", "mean+topk")
+SCORES: tuple[str, ...] = ("auto", "mean", "topk", "mean+topk", "max-z")
+# The rows mode's smallest scale of a magnitude column, in log units (a factor e in seconds or counts).
+ROW_SCALE_FLOOR = 1.0
 
 log = logging.getLogger(__name__)
 SAVE_FORMAT = 1
@@ -89,7 +99,8 @@ class AutoencoderDetector(BaseDetector):
     Settings (stored as given; checked in :meth:`fit`):
       model: one of licanom.detectors.autoencoders.nets.NETS.
       inputs: "thesis" (the thesis's 8 columns) or "rows" (licanom.data.encode.ROW_FEATURES).
-      score: the chunk score, "mean", "topk" or "auto" (see the module text); top_k: its k.
+      score: the chunk score, "mean", "topk", "mean+topk", "max-z" or "auto" (see the module
+        text); top_k: its k.
       threshold: "severity" (the calibrated 0-100, licanom.detectors.decision), "M2", "M3",
         "quantile", "pot", "budget" (from the training errors) or "M1" (retrains, thesis A.1;
         falls back to M3 when M1 finds none and says so in ``threshold_method_``).
@@ -135,6 +146,9 @@ class AutoencoderDetector(BaseDetector):
     report_: TrainingReport | None = field(default=None, init=False, repr=False)
     center_: np.ndarray | None = field(default=None, init=False, repr=False)  # rows mode: the scaling
     scale_: np.ndarray | None = field(default=None, init=False, repr=False)
+    # score "max-z": median and IQR of the training chunks' (mean, top-k) errors
+    score_center_: np.ndarray | None = field(default=None, init=False, repr=False)
+    score_scale_: np.ndarray | None = field(default=None, init=False, repr=False)
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -145,9 +159,9 @@ class AutoencoderDetector(BaseDetector):
 
     @property
     def score_method(self) -> str:
-        """The chunk score in use: "mean", "topk" or "mean+topk"."""
+        """The chunk score in use: "mean", "topk", "mean+topk" or "max-z"."""
         if self.score == "auto":
-            return "mean+topk" if self.inputs == "rows" else "mean"
+            return "max-z" if self.inputs == "rows" else "mean"
         return self.score
 
     # --- training -----------------------------------------------------------------------
@@ -171,7 +185,9 @@ class AutoencoderDetector(BaseDetector):
         self.center_, self.scale_ = self._fit_scaling(X)
         Xs = self._scaled(X)
         self.net_, self.report_ = self._train(Xs, self.epochs, self.checkpoint_dir)
-        self.decision_scores_ = self._errors(self.net_, Xs).score
+        errors = self._errors(self.net_, Xs, fitting=True)
+        self.score_center_, self.score_scale_ = self._fit_score_scaling(errors)
+        self.decision_scores_ = self._chunk_score(errors)
         self._set_calibration(None)  # severity: calibrated on the training errors
         self.threshold_, self.threshold_method_ = self._threshold(Xs, self.decision_scores_)
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
@@ -240,7 +256,8 @@ class AutoencoderDetector(BaseDetector):
         return net, report
 
     def _fit_scaling(self, X: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Rows mode: median and IQR of the magnitude columns over the training rows (IQR 0 -> 1)."""
+        """Rows mode: median and IQR of the magnitude columns over the training rows (the IQR at
+        least :data:`ROW_SCALE_FLOOR`)."""
         if self.inputs != "rows":
             return None, None
         from licanom.data.encode import ROW_FEATURES, ROW_SCALED
@@ -251,8 +268,18 @@ class AutoencoderDetector(BaseDetector):
         idx = [ROW_FEATURES.index(c) for c in ROW_SCALED]
         q25, q50, q75 = np.percentile(rows[:, idx], [25, 50, 75], axis=0)
         center[idx] = q50
-        scale[idx] = np.where(q75 - q25 > 0, q75 - q25, 1.0)
+        scale[idx] = np.maximum(q75 - q25, ROW_SCALE_FLOOR)
         return center, scale
+
+    def _fit_score_scaling(self, errors: ReconstructionErrors) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Score "max-z": median and IQR of the training chunks' (mean, top-k) errors (an IQR of 0
+        becomes the standard deviation, or 1 where that is 0 too); (None, None) for another score."""
+        if self.score_method != "max-z":
+            return None, None
+        parts = np.stack([errors.columns.mean(axis=1), errors.top_columns.mean(axis=1)], axis=1)
+        q25, q50, q75 = np.percentile(parts, [25, 50, 75], axis=0)
+        spread = np.where(q75 - q25 > 0, q75 - q25, parts.std(axis=0))
+        return q50, np.where(spread > 0, spread, 1.0)
 
     def _scaled(self, X: np.ndarray) -> np.ndarray:
         if self.center_ is None or self.scale_ is None:
@@ -266,7 +293,8 @@ class AutoencoderDetector(BaseDetector):
     def _m1_fit_score(self, train: np.ndarray, test: np.ndarray) -> np.ndarray:
         """Train on ``train`` and score ``test`` (both already scaled)."""
         net, _ = self._train(train, self.epochs, None)
-        return self._errors(net, test).score
+        stats = self._fit_score_scaling(self._errors(net, train, fitting=True))
+        return self._chunk_score(self._errors(net, test, fitting=True), stats)
 
     def m1_threshold(self, X: np.ndarray) -> float | None:
         """M1 (thesis A.1) on ``X`` with this detector's settings; None for the thesis's "na"."""
@@ -281,8 +309,10 @@ class AutoencoderDetector(BaseDetector):
             raise RuntimeError("this detector is not fitted yet: call fit() or load()")
         return self.net_
 
-    def _errors(self, net: AutoencoderNet, Xs: np.ndarray) -> ReconstructionErrors:
-        """The errors of already-scaled chunks, in batches."""
+    def _errors(self, net: AutoencoderNet, Xs: np.ndarray, fitting: bool = False) -> ReconstructionErrors:
+        """The errors of already-scaled chunks, in batches; ``fitting``: without the chunk score
+        (NaN), which the "max-z" score's standardisation, fitted on them, must come first for
+        (:meth:`_chunk_score`)."""
         n, length, d = Xs.shape
         k = min(self.top_k, length)
         rows = np.empty((n, length), dtype=np.float64)
@@ -297,11 +327,22 @@ class AutoencoderDetector(BaseDetector):
                 rows[s:s + 2048] = row.double().numpy()
                 columns[s:s + 2048] = err.mean(dim=1).double().numpy()
                 top[s:s + 2048] = err.gather(1, worst.unsqueeze(2).expand(-1, -1, d)).mean(dim=1).double().numpy()
-        mean = columns.mean(axis=1)  # = the mean of the rows' errors
-        worst = top.mean(axis=1)  # = the mean of the k worst rows' errors
+        errors = ReconstructionErrors(rows=rows, columns=columns, top_columns=top, score=np.full(n, np.nan))
+        return errors if fitting else replace(errors, score=self._chunk_score(errors))
+
+    def _chunk_score(self, errors: ReconstructionErrors,
+                     stats: tuple[np.ndarray | None, np.ndarray | None] | None = None) -> np.ndarray:
+        """The chunk score of :attr:`score_method` from the errors; ``stats``: the "max-z"
+        standardisation (default: the fitted one)."""
+        mean = errors.columns.mean(axis=1)  # = the mean of the rows' errors
+        worst = errors.top_columns.mean(axis=1)  # = the mean of the k worst rows' errors
         method = self.score_method
-        score = mean if method == "mean" else worst if method == "topk" else mean + worst
-        return ReconstructionErrors(rows=rows, columns=columns, top_columns=top, score=score)
+        if method == "max-z":
+            center, scale = stats if stats is not None else (self.score_center_, self.score_scale_)
+            if center is None or scale is None:
+                raise RuntimeError('score "max-z" needs the training errors\' standardisation: call fit() first')
+            return np.maximum((mean - center[0]) / scale[0], (worst - center[1]) / scale[1])
+        return mean if method == "mean" else worst if method == "topk" else mean + worst
 
     def errors(self, X: np.ndarray) -> ReconstructionErrors:
         """Per request, per column, per column over the worst requests, and the chunk score."""
@@ -327,8 +368,8 @@ class AutoencoderDetector(BaseDetector):
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Anomaly score per chunk, shape ``(n_chunks,)``: the MAE over the window (thesis,
-        ``score="mean"``), the mean error of the ``top_k`` worst requests (``"topk"``) or their
-        sum (``"mean+topk"``)."""
+        ``score="mean"``), the mean error of the ``top_k`` worst requests (``"topk"``), their
+        sum (``"mean+topk"``) or the larger of the two standardised (``"max-z"``)."""
         return self.errors(X).score
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -374,6 +415,9 @@ class AutoencoderDetector(BaseDetector):
         if self.center_ is not None and self.scale_ is not None:
             payload["center"] = torch.from_numpy(np.asarray(self.center_, dtype=np.float32))
             payload["scale"] = torch.from_numpy(np.asarray(self.scale_, dtype=np.float32))
+        if self.score_center_ is not None and self.score_scale_ is not None:
+            payload["score_center"] = torch.from_numpy(np.asarray(self.score_center_, dtype=np.float64))
+            payload["score_scale"] = torch.from_numpy(np.asarray(self.score_scale_, dtype=np.float64))
         return save_payload(payload, path)
 
     @classmethod
@@ -382,6 +426,10 @@ class AutoencoderDetector(BaseDetector):
         settings = dict(payload["settings"])
         settings["threshold_params"] = tuple(tuple(p) for p in settings["threshold_params"])
         det = cls(**settings)
+        if "score_center" in payload:
+            det.score_center_, det.score_scale_ = payload["score_center"].numpy(), payload["score_scale"].numpy()
+        elif det.score_method == "max-z":  # saved before "max-z" was the rows mode's "auto": what it was fitted with
+            det.score = "mean+topk"
         net = build_net(det.model, chunk_size=payload["chunk_size"], n_features=payload["n_features"])
         net.load_state_dict(payload["state_dict"])
         det.net_ = net.eval()
