@@ -33,15 +33,37 @@ def epoch_listener(listener: EpochListener) -> Iterator[None]:
         _EPOCH_LISTENER.reset(token)
 
 
+# Attributes Lightning (or this module) sets on the module around every hook call and every step:
+# plain values, never a parameter, buffer or submodule (see AutoencoderModule.__setattr__).
+_PLAIN_ATTRIBUTES = frozenset({"_current_fx_name", "_train_sum", "_train_count"})
+
+
 class AutoencoderModule(L.LightningModule):
-    """Trains ``net`` to reconstruct its input; logs ``train/loss`` and ``val/loss`` per epoch."""
+    """Trains ``net`` to reconstruct its input; logs ``train/loss`` and ``val/loss`` per epoch.
+
+    One Adam step per batch, written out in :meth:`training_step` (Lightning's manual
+    optimisation): the same zero-grad, backward and step, in that order, as Lightning's automatic
+    optimisation takes, so the weights come out bit for bit the same, without its per-step closure
+    and result bookkeeping (benchmarks/results/train-framework-cost.md).
+    """
 
     def __init__(self, net: AutoencoderNet, lr: float = 1e-3) -> None:
         super().__init__()
+        self.automatic_optimization = False
         self.net = net
         self.lr = lr
         self.save_hyperparameters(ignore=["net"])
         self._reset_train_loss()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # Lightning sets ``_current_fx_name`` before and after each of the few dozen hooks it calls
+        # per step; torch's Module.__setattr__ first checks every value against Parameter, Module
+        # and Buffer (tens of microseconds a step in all). These names only ever hold plain values,
+        # where Module.__setattr__ ends in object.__setattr__ anyway.
+        if name in _PLAIN_ATTRIBUTES:
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -57,7 +79,11 @@ class AutoencoderModule(L.LightningModule):
         self._reset_train_loss()
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        optimizer = self.optimizers()
         loss = self._loss(batch)
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        optimizer.step()
         # The epoch's batch-size-weighted mean (what `self.log(..., on_epoch=True)` would give),
         # kept here and logged once, at the epoch's last batch: a `self.log` call per step costs
         # Lightning about a millisecond of bookkeeping, 3-4% of an epoch of these nets on a CPU.
