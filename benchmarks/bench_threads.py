@@ -102,7 +102,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--autoencoder", default="LSTM_AE")
-    parser.add_argument("--sequence", default="LSTM_OCSVM")
+    parser.add_argument("--sequence", default="LSTM_OCSVM",
+                        help='the sequence model of part 1 ("none": the autoencoder alone, all the table\'s rows need)')
     parser.add_argument("--pair", default="LSTM_AE,TCN_AE", help="the two variants of part 2")
     parser.add_argument("--skip-two-threads", action="store_true", help="part 2 without the two-thread run")
     parser.add_argument("--parts", default="1,2,3", help="which of the three parts to run")
@@ -120,8 +121,9 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     fits: dict[str, Callable[[int], float]] = {
         args.autoencoder: lambda t: _fit_autoencoder(args.autoencoder, X, t, args.epochs),
-        args.sequence: lambda t: _fit_sequence(args.sequence, X, t, args.epochs),
     }
+    if args.sequence != "none":
+        fits[args.sequence] = lambda t: _fit_sequence(args.sequence, X, t, args.epochs)
     # 1. threads x (alone, beside a busy process)
     one: dict[tuple[str, int, bool], list[float]] = {}
     parts = set(args.parts.split(","))
