@@ -45,7 +45,7 @@ ROWS: dict[str, Row] = {
     "eight-autoencoders": Row("the eight autoencoders, case-3 volume, 10 epochs, batch 32", "<= 8 min wall",
                               "make bench-gpu (a few minutes on a GPU)"),
     "framework-cost": Row("framework cost over a plain PyTorch loop at batch 32 (worst net)", "<= 5%",
-                          'make bench-train BENCH_TRAIN_ARGS="--batch 32 --repeat 3"'),
+                          'make bench-train BENCH_TRAIN_ARGS="--batch 32 --threads 1 --repeat 3"'),
 }
 
 

@@ -197,7 +197,7 @@ class AutoencoderDetector(BaseDetector):
         import pytorch_lightning as L
         from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
-        from licanom.detectors.autoencoders.module import AutoencoderModule, LossHistory, chunk_loader
+        from licanom.detectors.autoencoders.module import STEPS_PER_CALL, AutoencoderModule, LossHistory, chunk_loader
 
         tune_cpu_allocator()  # keep activation buffers cached between steps (10-20% on CPU)
         L.seed_everything(self.seed, workers=True, verbose=False)
@@ -240,7 +240,8 @@ class AutoencoderDetector(BaseDetector):
             with _threads(self.threads):
                 trainer.fit(
                     module,
-                    train_dataloaders=chunk_loader(train, self.batch_size, shuffle=True, seed=self.seed),
+                    train_dataloaders=chunk_loader(train, self.batch_size, shuffle=True, seed=self.seed,
+                                                   steps=STEPS_PER_CALL),
                     val_dataloaders=chunk_loader(val, max(self.batch_size, 512), shuffle=False) if val is not None else None,
                     ckpt_path=ckpt_path,
                 )
