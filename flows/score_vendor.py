@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
+from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
 from licanom.config import load_config
@@ -30,11 +31,11 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     vendors.secrets_from_blocks(cfg)
     with scoring.vendor_lock(out, vendor):  # one run per vendor at a time; the second reads what the first left
         night = scoring.open_night(out, vendor, tracker, since)
-        night = data.read_night(cfg, night)
-        night = scoring.score_rows(night, cfg.validate_.max_bad_fraction)
-        night = scoring.stage_night(night)
-        night = scoring.log_night(tracker, night)
-        night = scoring.publish_night(tracker, night)
+        night = data.read_night(cfg, opaque(night))
+        night = scoring.score_rows(opaque(night), cfg.validate_.max_bad_fraction)
+        night = scoring.stage_night(opaque(night))
+        night = scoring.log_night(tracker, opaque(night))
+        night = scoring.publish_night(tracker, opaque(night))
     result = night.result
     print(f"{vendor}: {result.rows_read:,} rows read, {result.rows_quarantined:,} quarantined, "
           f"{result.chunks.height:,} chunks scored, {result.n_anomalies} flagged by champion version "
