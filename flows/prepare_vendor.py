@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
+from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
 from licanom.config import load_config
@@ -23,8 +24,8 @@ def prepare_vendor(vendor: str = "demo", out_dir: str | None = None) -> Prepared
     cfg = load_config(vendor)
     raw = data.extract(cfg)
     validation = data.validate(raw, cfg)
-    prepared = data.encode_and_chunk(validation, cfg)
-    data.write_prepared(prepared, Path(out_dir or cfg.output_dir) / vendor / "prepared")
+    prepared = data.encode_and_chunk(opaque(validation), cfg)
+    data.write_prepared(opaque(prepared), Path(out_dir or cfg.output_dir) / vendor / "prepared")
     print(f"{vendor}: {raw.height:,} rows read, {validation.quarantine.height:,} quarantined, "
           f"{prepared.chunks.n_chunks:,} chunks")
     return prepared

@@ -6,6 +6,7 @@ from datetime import datetime
 from pathlib import Path
 
 from prefect import flow
+from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
 from licanom.config import load_config
@@ -32,19 +33,19 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
     validation = data.validate(raw, cfg)
     print(f"{vendor}: {raw.height:,} rows read, {validation.valid.height:,} valid, "
           f"{validation.quarantine.height:,} quarantined")
-    prepared = data.encode_and_chunk(validation, cfg)
-    cfg = training.for_vendor_size(cfg, prepared)  # train.models: auto -> by the training chunks
+    prepared = data.encode_and_chunk(opaque(validation), cfg)
+    cfg = training.for_vendor_size(cfg, opaque(prepared))  # train.models: auto -> by the training chunks
     print(f"{vendor}: {prepared.chunks.n_chunks:,} chunks ({int((~prepared.test_mask).sum()):,} for training); "
           f"training {', '.join(cfg.train.models)} (the first is the default)")
-    parent_run_id = training.start_training(tracker, cfg, prepared)
+    parent_run_id = training.start_training(tracker, cfg, opaque(prepared))
     work_dir = training.work_dir()
     try:
         # train.parallel > 1: the variants fitted side by side, one process and one thread each
         # (licanom.ops.training.fit_side_by_side); else one after another, each on train.threads
-        fitted = training.fit_side_by_side(cfg, prepared)
-        variants = [training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir, fitted.get(model))
+        fitted = training.fit_side_by_side(cfg, opaque(prepared))
+        variants = [training.train_variant(tracker, cfg, opaque(prepared), model, parent_run_id, work_dir, fitted.get(model))
                     for model in cfg.train.models]
-        summary = training.finish_training(tracker, cfg, parent_run_id, variants, prepared)
+        summary = training.finish_training(tracker, cfg, parent_run_id, variants, opaque(prepared))
     finally:  # the bundles are in MLflow now (or the run failed): nothing to keep
         training.discard_work_dir(work_dir)
     training.start_scoring_after(Path(cfg.output_dir), vendor, prepared.chunks.meta["last_id"].max())
