@@ -119,7 +119,7 @@ def write_conf(root: Path, names: list[str], days: int) -> Path:
     """The vendors' conf (bench_load's, one Tail_context each) and an SQLite MLflow store under ``root``."""
     from benchmarks.bench_load import write_conf as vendors_conf
 
-    conf = vendors_conf(root, names, days, "Tail_context", 1)
+    conf = vendors_conf(root, names, days, "Tail_context", 1, source="simulate")
     (root / "mlflow.yaml").write_text(f"tracking_uri: sqlite:///{root / 'mlflow.db'}\n"
                                       f"artifact_location: {root / 'artifacts'}\n")
     return conf
