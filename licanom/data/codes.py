@@ -15,7 +15,7 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
-__all__ = ["ENTITY_TEXTS", "TextCodes", "first_rows", "in_threads"]
+__all__ = ["ENTITY_TEXTS", "TextCodes", "first_appearance", "first_rows", "in_threads"]
 
 ENTITY_TEXTS: tuple[str, ...] = ("Key", "MachineCode", "IP", "country")
 
@@ -45,6 +45,24 @@ def first_rows(ids: np.ndarray, block: int = 1 << 15) -> np.ndarray:
         np.greater(part[1:], np.maximum(before[:-1], top), out=first[lo + 1 : lo + len(part)])
         top = max(top, int(before[-1]))
     return first
+
+
+def first_appearance(codes: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """For integer codes (equal codes for equal values, and only then): the row where each
+    value first appears, in row order, and each row's position among the values so ordered
+    (the values' order of first appearance).
+
+    One integer hash per row (``arg_unique``); where the codes already count up in the order
+    they appear (polars hands out a frame's own categories so) they are the positions."""
+    first = codes.arg_unique()
+    if not first.is_sorted():  # polars lists first occurrences in row order; made sure
+        first = first.sort()
+    seen = codes.gather(first).to_numpy()
+    if np.array_equal(seen, np.arange(len(seen))):
+        return first, codes
+    remap = np.zeros(int(seen.max()) + 1, dtype=np.uint32)
+    remap[seen] = np.arange(len(seen), dtype=np.uint32)
+    return first, pl.Series(codes.name, remap[codes.to_numpy()])
 
 
 @dataclass(frozen=True)

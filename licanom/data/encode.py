@@ -32,7 +32,7 @@ from licanom.data.columns import (
     UNKNOWN_COUNTRY,
 )
 from licanom.data.derive import offsets, derive, distinct_countries, outcome
-from licanom.data.codes import first_rows, in_threads
+from licanom.data.codes import first_appearance, in_threads
 
 UNKNOWN = 0.0
 VOCAB_VERSION = 1
@@ -168,8 +168,9 @@ def _encode(derived: pl.DataFrame, vocabulary: Vocabulary, given: dict[str, pl.S
 
 def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
     """``derive``, ``Vocabulary.fit`` and ``ThesisEncoder.encode`` in one go: the same frame and
-    vocabulary (tested), with each text hashed twice (distinct values, then positions) and
-    the countries not hashed row by row at all.
+    vocabulary (tested), with each text hashed once (its id among the column's distinct texts,
+    which gives both the distinct values and each row's position) and the countries not hashed
+    row by row at all.
 
     An address's position among the distinct addresses (in order of first appearance) gives
     its feature, its country (looked up once per address) and the country's feature; the
@@ -212,18 +213,14 @@ def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
 
 def _first_appearance(text: pl.Series) -> tuple[pl.Series, pl.Series]:
     """A text column's distinct values in order of first appearance and each row's position
-    among them (UInt32), for a column without nulls.
+    among them, for a column without nulls.
 
-    Categories of the column's own give each distinct text an id in one hash per row; polars
-    hands the ids out as the texts first appear when it casts in row order, which is checked
-    (each row's id is at most one more than every id before it: one pass, no hashing). Where
-    it did not, the distinct values are found and the column cast to their Enum (two hashes)."""
+    Categories of the column's own give each distinct text an id in one hash per row, and
+    :func:`licanom.data.codes.first_appearance` the ids' first rows in one integer hash (the
+    ids are the positions where polars handed them out in row order, as it does)."""
     ids = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
-    at = ids.to_numpy()
-    if len(at) and at[0] == 0 and (at[1:] <= np.maximum.accumulate(at)[:-1] + 1).all():
-        return text.filter(pl.Series(first_rows(at))), ids
-    values = text.unique(maintain_order=True)
-    return values, text.cast(pl.Enum(values)).to_physical()
+    first, at = first_appearance(ids)
+    return text.gather(first), at
 
 
 def _code_table(n: int) -> pl.Series:
