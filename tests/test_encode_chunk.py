@@ -239,3 +239,21 @@ def test_first_appearance_positions(monkeypatch, ids_in_row_order):
     assert at.to_list() == [0, 1, 0, 2, 1, 1, 3]
     if not ids_in_row_order:
         assert keep.len() == 2
+
+
+@pytest.mark.parametrize("order", ["in_order", "shuffled"])
+def test_validation_codes_give_the_same_encoding(order):
+    """The texts' codes validation found (ids not in order of first appearance once rows are
+    dropped or sorted) encode the same frame and vocabulary as the texts hashed afresh."""
+    raw = make_raw_log(600, seed=4).with_columns(
+        pl.when(pl.int_range(pl.len()) % 9 == 0).then(pl.lit(" ")).otherwise(pl.col("Key")).alias("Key"))
+    if order == "shuffled":
+        raw = raw.sample(fraction=1.0, shuffle=True, seed=2)
+    validation = validate_log(raw)
+    assert validation.quarantine.height > 0 and validation.codes is not None
+    cfg = _thesis_config().encode
+    fresh, reused = encode(validation.valid, cfg), encode(validation.valid, cfg, codes=validation.codes)
+    assert reused.frame.equals(fresh.frame) and reused.vocabulary == fresh.vocabulary
+    # codes of another frame are not used
+    head = validation.valid.head(100)
+    assert encode(head, cfg, codes=validation.codes).frame.equals(encode(head, cfg).frame)

@@ -32,7 +32,7 @@ from licanom.data.columns import (
     UNKNOWN_COUNTRY,
 )
 from licanom.data.derive import offsets, derive, distinct_countries, outcome
-from licanom.data.codes import first_appearance, in_threads
+from licanom.data.codes import TextCodes, first_appearance, in_threads
 
 UNKNOWN = 0.0
 VOCAB_VERSION = 1
@@ -166,7 +166,7 @@ def _encode(derived: pl.DataFrame, vocabulary: Vocabulary, given: dict[str, pl.S
     )
 
 
-def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
+def derive_fit_encode(valid: pl.DataFrame, codes: TextCodes | None = None) -> tuple[pl.DataFrame, Vocabulary]:
     """``derive``, ``Vocabulary.fit`` and ``ThesisEncoder.encode`` in one go: the same frame and
     vocabulary (tested), with each text hashed once (its id among the column's distinct texts,
     which gives both the distinct values and each row's position) and the countries not hashed
@@ -175,6 +175,9 @@ def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
     An address's position among the distinct addresses (in order of first appearance) gives
     its feature, its country (looked up once per address) and the country's feature; the
     countries' order of first appearance follows from the addresses'.
+
+    ``codes``: integer codes of ``valid``'s texts already found (validation finds the
+    addresses' and keys'; :class:`licanom.data.validate.ValidationResult`), not hashed again.
     """
     texts = ("IP", "Key", "MachineCode")
     if valid.height == 0 or any(valid[c].dtype != pl.String or valid[c].null_count() for c in texts):
@@ -187,7 +190,8 @@ def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
         """A column's distinct values in order of first appearance, and for text each row's
         position among them (its place in the vocabulary)."""
         if c in texts:
-            return _first_appearance(base[c])
+            held = codes.get(valid, c) if codes is not None else None
+            return _first_appearance(base[c], None if held is None else pl.Series(held))
         return base[c].unique(maintain_order=True).drop_nulls(), None
 
     columns = [raw for raw, _ in CATEGORICAL if raw != "country"]
@@ -211,14 +215,16 @@ def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
     return _encode(derived, vocabulary, given), vocabulary
 
 
-def _first_appearance(text: pl.Series) -> tuple[pl.Series, pl.Series]:
+def _first_appearance(text: pl.Series, ids: pl.Series | None = None) -> tuple[pl.Series, pl.Series]:
     """A text column's distinct values in order of first appearance and each row's position
     among them, for a column without nulls.
 
-    Categories of the column's own give each distinct text an id in one hash per row, and
-    :func:`licanom.data.codes.first_appearance` the ids' first rows in one integer hash (the
-    ids are the positions where polars handed them out in row order, as it does)."""
-    ids = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
+    Categories of the column's own give each distinct text an id in one hash per row (unless
+    ``ids``, codes of the texts, are given), and :func:`licanom.data.codes.first_appearance`
+    the ids' first rows in one integer hash (the ids are the positions where polars handed
+    them out in row order, as it does)."""
+    if ids is None:
+        ids = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
     first, at = first_appearance(ids)
     return text.gather(first), at
 

@@ -16,6 +16,7 @@ import numpy as np
 import polars as pl
 
 from licanom.data.chunk import Chunks, make_chunks, split_chunks
+from licanom.data.codes import TextCodes
 from licanom.config import ChunkConfig, Config, EncodeConfig, SourceConfig, SplitConfig, ValidateConfig
 from licanom.data.derive import derive
 from licanom.data.encode import RowsEncoder, ThesisEncoder, Vocabulary, derive_fit_encode, get_encoder
@@ -104,14 +105,15 @@ def validate(raw: pl.DataFrame, cfg: ValidateConfig) -> ValidationResult:
 
 
 def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None = None,
-           secret: bytes | None = None) -> Encoded:
+           secret: bytes | None = None, codes: TextCodes | None = None) -> Encoded:
     """Derive success/action/country and encode; builds the vocabulary when none is given.
 
     With a pseudonym ``secret`` (licanom.data.privacy) Key, IP and MachineCode are pseudonymised
     after the country is derived, so the vocabulary and the encoded frame hold pseudonyms.
+    ``codes``: the texts' codes validation found (``ValidationResult.codes``), reused.
     """
     if vocabulary is None and secret is None and cfg.encoder == ThesisEncoder.name:
-        frame, vocabulary = derive_fit_encode(valid)  # the three steps below, sharing work
+        frame, vocabulary = derive_fit_encode(valid, codes)  # the three steps below, sharing work
         return Encoded(frame=frame, vocabulary=vocabulary)
     derived = derive(valid)
     if secret is not None:
@@ -141,7 +143,7 @@ def pseudonym_secret(cfg: Config) -> bytes | None:
 
 def encode_and_chunk(validation: ValidationResult, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:
     """Encode the valid rows (pseudonymised when the vendor asks) and cut them into split windows."""
-    encoded = encode(validation.valid, cfg.encode, vocabulary, pseudonym_secret(cfg))
+    encoded = encode(validation.valid, cfg.encode, vocabulary, pseudonym_secret(cfg), validation.codes)
     chunks, mask = chunk(encoded, cfg.chunk, cfg.split)
     return Prepared(validation=validation, encoded=encoded, chunks=chunks, test_mask=mask)
 
