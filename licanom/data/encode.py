@@ -184,34 +184,41 @@ def derive_fit_encode(valid: pl.DataFrame, codes: TextCodes | None = None) -> tu
         derived = derive(valid)
         vocabulary = Vocabulary.fit(derived)
         return ThesisEncoder().encode(derived, vocabulary), vocabulary
-    base = valid.with_columns(*outcome(valid["State"]))
+    features = dict(CATEGORICAL)
+    held = {c: codes.get(valid, c) if codes is not None else None for c in texts}
 
-    def distinct(c: str) -> tuple[pl.Series, pl.Series | None]:
-        """A column's distinct values in order of first appearance, and for text each row's
-        position among them (its place in the vocabulary)."""
-        if c in texts:
-            held = codes.get(valid, c) if codes is not None else None
-            return _first_appearance(base[c], None if held is None else pl.Series(held))
-        return base[c].unique(maintain_order=True).drop_nulls(), None
+    def text(c: str) -> dict[str, pl.Series]:
+        """A text's distinct values in order of first appearance (``values``), each row's
+        position among them (its place in the vocabulary: ``at``) and its feature; for the
+        address also the countries: of each distinct address, of each row, and their feature."""
+        values, at = _first_appearance(valid[c], None if held[c] is None else pl.Series(held[c]))
+        out = {"values": values, "at": at, "feature": _code_table(len(values)).gather(at).alias(f"f_{features[c]}")}
+        if c == "IP":
+            ip_country = distinct_countries(values)
+            countries = ip_country.unique(maintain_order=True)
+            code = _code_table(len(countries)).gather(ip_country.cast(pl.Enum(countries)).to_physical())
+            out |= {"countries": countries, "country": ip_country.gather(at).alias("country"),
+                    "f_country": code.gather(at).alias("f_country")}
+        return out
 
-    columns = [raw for raw, _ in CATEGORICAL if raw != "country"]
-    # polars works outside the GIL: two columns at a time
-    found = dict(zip(columns, in_threads([lambda c=c: distinct(c) for c in columns]), strict=True))
-    values = {c: v for c, (v, _) in found.items()}
-    at = {c: found[c][1] for c in texts}
-    ip_country = distinct_countries(values["IP"])
-    values["country"] = ip_country.unique(maintain_order=True)
+    def outcomes() -> tuple[pl.Series, pl.Series, pl.Series]:
+        success, action = outcome(valid["State"])
+        return success, action, action.unique(maintain_order=True).drop_nulls()
+
+    # polars and numpy work outside the GIL: two tasks at a time, the texts still to hash first
+    # (the longest), the address's next (its countries ride along)
+    order = sorted(texts, key=lambda c: (held[c] is not None, c != "IP"))
+    *done, (success, action, actions), products = in_threads([
+        *(lambda c=c: text(c) for c in order),
+        outcomes,
+        lambda: valid["ProductId"].unique(maintain_order=True).drop_nulls(),
+    ])
+    found = dict(zip(order, done, strict=True))
+    values = {c: found[c]["values"] for c in texts} | {"ProductId": products, "action": actions,
+                                                         "country": found["IP"]["countries"]}
     vocabulary = Vocabulary(values={raw: tuple(values[raw].to_list()) for raw, _ in CATEGORICAL})
-    country_code = _code_table(len(values["country"])).gather(
-        ip_country.cast(pl.Enum(values["country"])).to_physical()
-    )
-    derived = base.with_columns(ip_country.gather(at["IP"]).alias("country"))
-    given = {
-        f"f_{feature}": _code_table(len(values[raw])).gather(at[raw]).alias(f"f_{feature}")
-        for raw, feature in CATEGORICAL
-        if raw in texts
-    }
-    given["f_country"] = country_code.gather(at["IP"]).alias("f_country")
+    derived = valid.with_columns(success, action, found["IP"]["country"])
+    given = {f"f_{features[c]}": found[c]["feature"] for c in texts} | {"f_country": found["IP"]["f_country"]}
     return _encode(derived, vocabulary, given), vocabulary
 
 
