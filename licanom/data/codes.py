@@ -90,6 +90,12 @@ class TextCodes:
         return cls(height=frame.height, codes=dict(zip(columns, found, strict=True)))
 
     @classmethod
+    def in_order(cls, height: int, codes: dict[str, np.ndarray]) -> TextCodes:
+        """Codes computed elsewhere, renumbered in order of first appearance (0, 1, ... as the
+        values first appear: the codes :meth:`of` gives), one integer hash per row."""
+        return cls.from_codes(height, {c: first_appearance(pl.Series(x))[1].to_numpy() for c, x in codes.items()})
+
+    @classmethod
     def from_codes(cls, height: int, codes: dict[str, np.ndarray]) -> TextCodes:
         """Codes computed elsewhere (equal codes for equal texts and only then, null as empty)."""
         if any(len(c) != height for c in codes.values()):
@@ -105,12 +111,12 @@ class TextCodes:
         """``text`` (String) and ``code`` (Int64) of each distinct text of ``column`` in ``frame``
         (the frame the codes were computed on), read at each code's first row."""
         if column not in self._values:
-            codes = self.codes[column]
-            first = np.full(int(codes.max()) + 1 if len(codes) else 0, len(codes), dtype=np.int64)
-            np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))
-            present = np.flatnonzero(first < len(codes))
-            text = frame[column].cast(pl.String).fill_null("").gather(first[present])
-            self._values[column] = pl.DataFrame({"text": text, "code": present.astype(np.int64)})
+            codes = pl.Series(self.codes[column])
+            first = codes.arg_unique().to_numpy()  # each code's first row (one integer hash)
+            present = codes.gather(first).to_numpy().astype(np.int64)
+            order = np.argsort(present, kind="stable")
+            text = frame[column].cast(pl.String).fill_null("").gather(first[order])
+            self._values[column] = pl.DataFrame({"text": text, "code": present[order]})
         return self._values[column]
 
     def lookup(self, frame: pl.DataFrame, column: str, texts: pl.Series) -> np.ndarray:

@@ -413,7 +413,7 @@ def _first(entity: str, by_key: bool = False) -> str:
     return f"_first_Key_{entity}" if by_key else f"_first_{entity}"
 
 
-def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
+def _row_frame(derived: pl.DataFrame, codes: TextCodes | None = None) -> pl.DataFrame:
     """What the rows mode reads of a derived log, one row per request.
 
     ``_row`` (position), ``_t`` (epoch microseconds), State, success, the texts (null as ""),
@@ -422,13 +422,19 @@ def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
     the frame holds none), and flags of the first row of each value and of each (Key, value)
     pair. Grouping and first occurrences run on the codes: one hash per text instead of one per
     question asked of it. The codes come from categories of the frame's own (not polars' global
-    ones, which a long-running worker would fill with every vendor's keys and addresses).
+    ones, which a long-running worker would fill with every vendor's keys and addresses), or
+    from ``codes`` where the caller has them for all four texts (:func:`licanom.data.derive.derive_coded`).
     """
     missing = [c for c in _ROW_NEEDED if c not in derived.columns]
     if missing:
         raise ValueError(f"the rows encoder needs the derived columns {missing}")
     texts = [pl.col(c).cast(pl.String).fill_null("") for c in _ROW_TEXTS]
-    codes = pl.Categorical(pl.Categories.random())
+    held = {c: codes.get(derived, c) for c in _ROW_TEXTS} if codes is not None else {}
+    if all(held.get(c) is not None for c in _ROW_TEXTS):
+        coded = [pl.lit(pl.Series(_code(c), held[c], dtype=pl.UInt32)) for c in _ROW_TEXTS]
+    else:
+        categories = pl.Categorical(pl.Categories.random())
+        coded = [text.cast(categories).to_physical().alias(_code(c)) for c, text in zip(_ROW_TEXTS, texts, strict=True)]
     key = pl.col(_code("Key"))
     return (
         derived.lazy()
@@ -437,7 +443,7 @@ def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
             pl.col("State"),
             pl.col("success"),
             *texts,
-            *(text.cast(codes).to_physical().alias(_code(c)) for c, text in zip(_ROW_TEXTS, texts, strict=True)),
+            *coded,
         )
         .with_row_index("_row")
         .with_columns(
@@ -493,9 +499,10 @@ class RowsEncoder:
         """The thesis's vocabulary plus the :class:`RowsState` of these (training) rows."""
         return self._fit(derived, _row_frame(derived))
 
-    def fit_encode(self, derived: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
-        """:meth:`fit` and :meth:`encode` on the same rows, reading them once."""
-        frame = _row_frame(derived)
+    def fit_encode(self, derived: pl.DataFrame, codes: TextCodes | None = None) -> tuple[pl.DataFrame, Vocabulary]:
+        """:meth:`fit` and :meth:`encode` on the same rows, reading them once (``codes``: as in
+        :meth:`encode`)."""
+        frame = _row_frame(derived, codes)
         vocabulary = self._fit(derived, frame)
         return self._encode(derived, frame, vocabulary), vocabulary
 
@@ -507,9 +514,11 @@ class RowsEncoder:
         :meth:`fit`; of a scored night's rows to advance a state with (:meth:`RowsState.advanced`)."""
         return _state(_row_frame(derived))
 
-    def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
-        """The derived log with :data:`ROW_FEATURE_COLUMNS` added (float32)."""
-        return self._encode(derived, _row_frame(derived), vocabulary)
+    def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary, codes: TextCodes | None = None) -> pl.DataFrame:
+        """The derived log with :data:`ROW_FEATURE_COLUMNS` added (float32). ``codes``: the
+        codes of its key, machine code, address and country where the caller has them
+        (:func:`licanom.data.derive.derive_coded`), not hashed again."""
+        return self._encode(derived, _row_frame(derived, codes), vocabulary)
 
     def _encode(self, derived: pl.DataFrame, frame: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
         from licanom.data.codes import TextCodes

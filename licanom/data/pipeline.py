@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import polars as pl
 from licanom.data.chunk import Chunks, make_chunks, split_chunks
 from licanom.data.codes import TextCodes
 from licanom.config import ChunkConfig, Config, EncodeConfig, SourceConfig, SplitConfig, ValidateConfig
-from licanom.data.derive import derive
+from licanom.data.derive import derive, derive_coded
 from licanom.data.encode import RowsEncoder, ThesisEncoder, Vocabulary, derive_fit_encode, get_encoder
 from licanom.data.privacy import pseudonymise, read_secret
 from licanom.data.validate import ValidationResult, check_bad_fraction, validate_log
@@ -30,6 +30,9 @@ class Encoded:
 
     frame: pl.DataFrame
     vocabulary: Vocabulary
+    # the integer codes of the frame's key, machine code, address and country where encoding
+    # found them (the rows encoder), for the windows' summary
+    codes: TextCodes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,14 @@ def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None
     if vocabulary is None and secret is None and cfg.encoder == ThesisEncoder.name:
         frame, vocabulary = derive_fit_encode(valid, codes)  # the three steps below, sharing work
         return Encoded(frame=frame, vocabulary=vocabulary)
+    if secret is None and cfg.encoder == RowsEncoder.name and (vocabulary is None or vocabulary.encoder == cfg.encoder):
+        # the texts coded once (validation's codes reused) for the rows, the context and the summary
+        derived, found = derive_coded(valid, codes)
+        if vocabulary is None:
+            frame, vocabulary = RowsEncoder().fit_encode(derived, found)  # fit and encode reading the rows once
+        else:
+            frame = RowsEncoder().encode(derived, vocabulary, found)
+        return Encoded(frame=frame, vocabulary=vocabulary, codes=found)
     derived = derive(valid)
     if secret is not None:
         derived = pseudonymise(derived, secret)
@@ -131,7 +142,7 @@ def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None
 
 def chunk(encoded: Encoded, cfg: ChunkConfig, split: SplitConfig) -> tuple[Chunks, np.ndarray]:
     """Windows of the encoded log and the train/test mask."""
-    chunks = make_chunks(encoded.frame, size=cfg.size, stride=cfg.stride, partial=cfg.partial)
+    chunks = make_chunks(encoded.frame, size=cfg.size, stride=cfg.stride, partial=cfg.partial, codes=encoded.codes)
     mask = split_chunks(chunks.n_chunks, split.method, split.test_fraction, split.seed)
     return chunks, mask
 
