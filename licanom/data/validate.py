@@ -314,8 +314,12 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     # Each address's and key's id among the column's distinct texts (one hash per row, the two
     # columns on two threads): their distinct values (for the IP clean-up, the length check and
     # the contract) and the codes the encoder reuses.
-    codes = dict(zip(_CODED, in_threads([lambda c=c: _text_ids(parsed[c]) for c in _CODED]), strict=True))
-    distinct = {c: parsed[c].gather(codes[c].arg_unique()) for c in _CODED}
+    def coded(c: str) -> tuple[pl.Series, pl.Series]:
+        ids = _text_ids(parsed[c])
+        return ids, parsed[c].gather(ids.arg_unique())
+
+    found = dict(zip(_CODED, in_threads([lambda c=c: coded(c) for c in _CODED]), strict=True))
+    codes, distinct = {c: ids for c, (ids, _) in found.items()}, {c: d for c, (_, d) in found.items()}
     # a value longer than any real key, address or machine code (bytes bound characters above)
     flags += [(f"{c}: {TOO_LONG}", pl.col(c).str.len_chars() > MAX_VALUE_CHARS) for c in _BOUNDED
               if ((distinct[c] if c in distinct else parsed[c]).str.len_bytes().max() or 0) > MAX_VALUE_CHARS]  # type: ignore[operator]
