@@ -273,3 +273,18 @@ def test_codes_of_keys_and_addresses_follow_the_valid_rows(raw_log, order):
     result = validate_log(log)
     assert result.quarantine.height > 0 and {"8.8.8.8", ""} <= set(result.valid["IP"].to_list())
     _codes_match_texts(result)
+
+
+def test_a_clean_log_keeps_the_first_rows_of_its_codes(raw_log):
+    """Where no row is dropped or moved, the codes come with the rows where each first appears
+    (the encoder reuses them); a log that loses a row keeps the codes only."""
+    result = validate_log(raw_log)
+    assert result.quarantine.height == 0 and set(result.codes.first) == {"IP", "Key"}
+    for column, first in result.codes.first.items():
+        codes = pl.Series(result.codes.codes[column])
+        assert first.to_list() == codes.arg_unique().to_list()
+        assert result.valid[column].gather(first).n_unique() == first.len() == result.valid[column].n_unique()
+    dropped = validate_log(raw_log.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit(" "))
+                                                .otherwise(pl.col("Key")).alias("Key")))
+    assert dropped.quarantine.height == 1 and not dropped.codes.first
+    _codes_match_texts(dropped)

@@ -47,14 +47,16 @@ def first_rows(ids: np.ndarray, block: int = 1 << 15) -> np.ndarray:
     return first
 
 
-def first_appearance(codes: pl.Series) -> tuple[pl.Series, pl.Series]:
+def first_appearance(codes: pl.Series, first: pl.Series | None = None) -> tuple[pl.Series, pl.Series]:
     """For integer codes (equal codes for equal values, and only then): the row where each
     value first appears, in row order, and each row's position among the values so ordered
     (the values' order of first appearance).
 
-    One integer hash per row (``arg_unique``); where the codes already count up in the order
-    they appear (polars hands out a frame's own categories so) they are the positions."""
-    first = codes.arg_unique()
+    One integer hash per row (``arg_unique``; none where ``first``, those rows, is known);
+    where the codes already count up in the order they appear (polars hands out a frame's
+    own categories so) they are the positions."""
+    if first is None:
+        first = codes.arg_unique()
     if not first.is_sorted():  # polars lists first occurrences in row order; made sure
         first = first.sort()
     seen = codes.gather(first).to_numpy()
@@ -76,6 +78,8 @@ class TextCodes:
     height: int
     codes: dict[str, np.ndarray]
     _values: dict[str, pl.DataFrame] = field(default_factory=dict, compare=False, repr=False)
+    # where known, per column the row where each code first appears (row order): arg_unique's
+    first: dict[str, pl.Series] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, frame: pl.DataFrame, columns: Sequence[str] = ENTITY_TEXTS, threads: int = 2) -> TextCodes:
@@ -90,17 +94,21 @@ class TextCodes:
         return cls(height=frame.height, codes=dict(zip(columns, found, strict=True)))
 
     @classmethod
-    def in_order(cls, height: int, codes: dict[str, np.ndarray]) -> TextCodes:
+    def in_order(cls, height: int, codes: dict[str, np.ndarray], first: dict[str, pl.Series] | None = None) -> TextCodes:
         """Codes computed elsewhere, renumbered in order of first appearance (0, 1, ... as the
-        values first appear: the codes :meth:`of` gives), one integer hash per row."""
-        return cls.from_codes(height, {c: first_appearance(pl.Series(x))[1].to_numpy() for c, x in codes.items()})
+        values first appear: the codes :meth:`of` gives), one integer hash per row (none for
+        a column whose codes' first rows ``first`` holds)."""
+        first = first or {}
+        return cls.from_codes(height, {c: first_appearance(pl.Series(x), first.get(c))[1].to_numpy()
+                                       for c, x in codes.items()})
 
     @classmethod
-    def from_codes(cls, height: int, codes: dict[str, np.ndarray]) -> TextCodes:
-        """Codes computed elsewhere (equal codes for equal texts and only then, null as empty)."""
+    def from_codes(cls, height: int, codes: dict[str, np.ndarray], first: dict[str, pl.Series] | None = None) -> TextCodes:
+        """Codes computed elsewhere (equal codes for equal texts and only then, null as empty);
+        ``first``: per column the rows where its codes first appear, where known."""
         if any(len(c) != height for c in codes.values()):
             raise ValueError(f"codes of {sorted(codes)} do not all have {height} rows")
-        return cls(height=height, codes=codes)
+        return cls(height=height, codes=codes, first={c: f for c, f in (first or {}).items() if c in codes})
 
     def get(self, frame: pl.DataFrame, column: str) -> np.ndarray | None:
         """The codes of ``column`` when held for a frame of ``frame``'s height, else None."""

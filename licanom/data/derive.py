@@ -77,7 +77,7 @@ def derive_coded(log: pl.DataFrame, codes: TextCodes | None = None) -> tuple[pl.
     held = {c: x for c in texts if codes is not None and log[c].dtype == pl.String and not log[c].null_count()
             and (x := codes.get(log, c)) is not None}
     fresh = TextCodes.of(log, [c for c in texts if c not in held]).codes
-    known = {**TextCodes.in_order(log.height, held).codes, **fresh}
+    known = {**TextCodes.in_order(log.height, held, codes.first if codes is not None else None).codes, **fresh}
     codes = TextCodes.from_codes(log.height, {c: known[c] for c in texts})
     ip = codes.codes["IP"]
     distinct = codes.values(log, "IP")  # each distinct address and its code

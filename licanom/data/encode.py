@@ -191,7 +191,8 @@ def derive_fit_encode(valid: pl.DataFrame, codes: TextCodes | None = None) -> tu
         """A text's distinct values in order of first appearance (``values``), each row's
         position among them (its place in the vocabulary: ``at``) and its feature; for the
         address also the countries: of each distinct address, of each row, and their feature."""
-        values, at = _first_appearance(valid[c], None if held[c] is None else pl.Series(held[c]))
+        values, at = _first_appearance(valid[c], None if held[c] is None else pl.Series(held[c]),
+                                       codes.first.get(c) if held[c] is not None and codes is not None else None)
         out = {"values": values, "at": at, "feature": _code_table(len(values)).gather(at).alias(f"f_{features[c]}")}
         if c == "IP":
             ip_country = distinct_countries(values)
@@ -222,17 +223,18 @@ def derive_fit_encode(valid: pl.DataFrame, codes: TextCodes | None = None) -> tu
     return _encode(derived, vocabulary, given), vocabulary
 
 
-def _first_appearance(text: pl.Series, ids: pl.Series | None = None) -> tuple[pl.Series, pl.Series]:
+def _first_appearance(text: pl.Series, ids: pl.Series | None = None,
+                      first: pl.Series | None = None) -> tuple[pl.Series, pl.Series]:
     """A text column's distinct values in order of first appearance and each row's position
     among them, for a column without nulls.
 
     Categories of the column's own give each distinct text an id in one hash per row (unless
     ``ids``, codes of the texts, are given), and :func:`licanom.data.codes.first_appearance`
-    the ids' first rows in one integer hash (the ids are the positions where polars handed
-    them out in row order, as it does)."""
+    the ids' first rows in one integer hash (none where ``first``, those rows, is given; the
+    ids are the positions where polars handed them out in row order, as it does)."""
     if ids is None:
         ids = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
-    first, at = first_appearance(ids)
+    first, at = first_appearance(ids, first)
     return text.gather(first), at
 
 

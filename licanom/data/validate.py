@@ -260,13 +260,14 @@ def _can_lose(name: str, dtype: pl.DataType) -> bool:
     return not isinstance(dtype, (pl.Datetime, pl.Date))
 
 
-def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.Series], dict[str, pl.Series]]:
+def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.Series],
+                                         tuple[dict[str, pl.Series], dict[str, pl.Series]]]:
     """Cast every raw column to the schema's dtype without failing.
 
     Returns the coerced frame (RAW columns, input order), the rows that fail to parse as
     (``_row``, ``reason``) in input order, the distinct values of IP and Key, and the codes of
     the coerced frame's IP and Key (UInt32, equal codes for equal texts and only then; a
-    null's code is null).
+    null's code is null) with, where known, the rows where each code first appears.
     """
     missing = [c for c in REQUIRED_RAW if c not in raw.columns]
     if missing:
@@ -316,10 +317,11 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     # the contract) and the codes the encoder reuses.
     def coded(c: str) -> tuple[pl.Series, pl.Series]:
         ids = _text_ids(parsed[c])
-        return ids, parsed[c].gather(ids.arg_unique())
+        return ids, ids.arg_unique()
 
     found = dict(zip(_CODED, in_threads([lambda c=c: coded(c) for c in _CODED]), strict=True))
-    codes, distinct = {c: ids for c, (ids, _) in found.items()}, {c: d for c, (_, d) in found.items()}
+    codes, first = {c: ids for c, (ids, _) in found.items()}, {c: f for c, (_, f) in found.items()}
+    distinct = {c: parsed[c].gather(first[c]) for c in _CODED}
     # a value longer than any real key, address or machine code (bytes bound characters above)
     flags += [(f"{c}: {TOO_LONG}", pl.col(c).str.len_chars() > MAX_VALUE_CHARS) for c in _BOUNDED
               if ((distinct[c] if c in distinct else parsed[c]).str.len_bytes().max() or 0) > MAX_VALUE_CHARS]  # type: ignore[operator]
@@ -361,6 +363,7 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     if fill or strip:
         # the cleaned addresses' codes, from the distinct ones' (no text hashed row by row)
         codes["IP"] = _recode(codes["IP"], distinct["IP"], ip)
+        del first["IP"]  # two addresses may be one now
         distinct["IP"] = distinct["IP"].to_frame("IP").select(ip.unique())["IP"]
     if parsed["FloatingExpires"].null_count() < parsed.height:
         # Cryptolens writes 0 where a request has no floating expiry
@@ -368,7 +371,7 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
         fixes.append(
             pl.when(expires != datetime(1970, 1, 1, tzinfo=UTC)).then(expires).alias("FloatingExpires")
         )
-    return parsed.select(RAW).with_columns(fixes), bad, distinct, codes
+    return parsed.select(RAW).with_columns(fixes), bad, distinct, (codes, first)
 
 
 _CODED = ("IP", "Key")  # the texts whose codes validation finds (and ValidationResult keeps)
@@ -460,21 +463,22 @@ def validate_log(raw: pl.DataFrame) -> ValidationResult:
     Later duplicates of an ``Id`` are quarantined ("Id: duplicate"); the first one stays.
     """
     n_in = raw.height
-    coerced, unparsed, distinct, codes = _parse(raw)
+    coerced, unparsed, distinct, (codes, first) = _parse(raw)
     with known_values(distinct):  # the contract's per-value checks need not find them again
         keep, reasons = _split(coerced, unparsed)
     valid = coerced
     if not keep.all():
         mask = pl.Series(keep)
         valid = coerced.filter(mask)
-        codes = {c: v.filter(mask) for c, v in codes.items()}
+        codes, first = {c: v.filter(mask) for c, v in codes.items()}, {}
     if not _in_time_order(valid):
         order = valid.select(pl.arg_sort_by("Time", "Id")).to_series()
         valid = valid[order]
-        codes = {c: v.gather(order) for c, v in codes.items()}
+        codes, first = {c: v.gather(order) for c, v in codes.items()}, {}
+    codes = {c: v for c, v in codes.items() if not v.null_count()}
     return ValidationResult(
         valid=valid, quarantine=_quarantine(raw, reasons), n_in=n_in,
-        codes=TextCodes.from_codes(valid.height, {c: v.to_numpy() for c, v in codes.items() if not v.null_count()}),
+        codes=TextCodes.from_codes(valid.height, {c: v.to_numpy() for c, v in codes.items()}, first),
     )
 
 
