@@ -153,17 +153,22 @@ def _encode(derived: pl.DataFrame, vocabulary: Vocabulary, given: dict[str, pl.S
             )
         name = f"f_{feature}"
         exprs.append(pl.lit(given[name]) if name in given else _index(derived, raw, vocabulary).alias(name))
-    t0 = derived["Time"].min() if derived.height else None
+    return derived.with_columns(
+        pl.lit(given["f_time"]) if "f_time" in given else _time_feature(derived["Time"]),
+        pl.lit(given["f_success"]) if "f_success" in given else pl.col("success").cast(pl.Float32).alias("f_success"),
+        *exprs,
+    )
+
+
+def _time_feature(times: pl.Series) -> pl.Expr:
+    """``f_time``: seconds since the first row (Float64)."""
+    t0 = times.min() if times.len() else None
     time = (
         (pl.col("Time") - pl.lit(t0)).dt.total_microseconds().cast(pl.Float64) / 1e6
         if t0 is not None
         else pl.lit(0.0, dtype=pl.Float64)
     )
-    return derived.with_columns(
-        time.alias("f_time"),
-        pl.col("success").cast(pl.Float32).alias("f_success"),
-        *exprs,
-    )
+    return time.alias("f_time")
 
 
 def derive_fit_encode(valid: pl.DataFrame, codes: TextCodes | None = None) -> tuple[pl.DataFrame, Vocabulary]:
@@ -202,24 +207,38 @@ def derive_fit_encode(valid: pl.DataFrame, codes: TextCodes | None = None) -> tu
                     "f_country": code.gather(at).alias("f_country")}
         return out
 
-    def outcomes() -> tuple[pl.Series, pl.Series, pl.Series]:
+    def indexed(column: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """An integer column's distinct values in order of first appearance, and its feature."""
+        values = column.unique(maintain_order=True).drop_nulls()
+        one = Vocabulary(values={column.name: tuple(values.to_list())})
+        frame = column.to_frame()
+        name = f"f_{features[column.name]}"
+        return values, frame.with_columns(_index(frame, column.name, one).alias(name))[name]  # a constant broadcast
+
+    def outcomes() -> tuple[pl.Series, pl.Series, pl.Series, pl.Series, pl.Series]:
         success, action = outcome(valid["State"])
-        return success, action, action.unique(maintain_order=True).drop_nulls()
+        return success, action, *indexed(action), success.cast(pl.Float32).alias("f_success")
+
+    def times() -> pl.Series:
+        return valid.select(_time_feature(valid["Time"])).to_series()
 
     # polars and numpy work outside the GIL: two tasks at a time, the texts still to hash first
     # (the longest), the address's next (its countries ride along)
     order = sorted(texts, key=lambda c: (held[c] is not None, c != "IP"))
-    *done, (success, action, actions), products = in_threads([
+    *done, (success, action, actions, f_action, f_success), (products, f_product), f_time = in_threads([
         *(lambda c=c: text(c) for c in order),
         outcomes,
-        lambda: valid["ProductId"].unique(maintain_order=True).drop_nulls(),
+        lambda: indexed(valid["ProductId"]),
+        times,
     ])
     found = dict(zip(order, done, strict=True))
     values = {c: found[c]["values"] for c in texts} | {"ProductId": products, "action": actions,
                                                          "country": found["IP"]["countries"]}
     vocabulary = Vocabulary(values={raw: tuple(values[raw].to_list()) for raw, _ in CATEGORICAL})
     derived = valid.with_columns(success, action, found["IP"]["country"])
-    given = {f"f_{features[c]}": found[c]["feature"] for c in texts} | {"f_country": found["IP"]["f_country"]}
+    given = {f"f_{features[c]}": found[c]["feature"] for c in texts} | {
+        "f_country": found["IP"]["f_country"], "f_time": f_time, "f_success": f_success,
+        "f_action": f_action, "f_product": f_product}
     return _encode(derived, vocabulary, given), vocabulary
 
 
