@@ -362,7 +362,7 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     fixes.append(ip)
     if fill or strip:
         # the cleaned addresses' codes, from the distinct ones' (no text hashed row by row)
-        codes["IP"] = _recode(codes["IP"], distinct["IP"], ip)
+        codes["IP"] = _recode(codes["IP"], first["IP"], distinct["IP"], ip)
         del first["IP"]  # two addresses may be one now
         distinct["IP"] = distinct["IP"].to_frame("IP").select(ip.unique())["IP"]
     if parsed["FloatingExpires"].null_count() < parsed.height:
@@ -382,11 +382,11 @@ def _text_ids(text: pl.Series) -> pl.Series:
     return text.cast(pl.Categorical(pl.Categories.random())).to_physical()
 
 
-def _recode(ids: pl.Series, distinct: pl.Series, clean: pl.Expr) -> pl.Series:
-    """Codes of a text column after ``clean`` (an expression on it), from its codes ``ids``
-    and its distinct values ``distinct`` (each value's id its first row's): the clean texts of
-    the distinct values get codes of their own, and each row its value's."""
-    first = ids.arg_unique()
+def _recode(ids: pl.Series, first: pl.Series, distinct: pl.Series, clean: pl.Expr) -> pl.Series:
+    """Codes of a text column after ``clean`` (an expression on it), from its codes ``ids``,
+    the rows where each first appears and its distinct values ``distinct`` (the texts at those
+    rows): the clean texts of the distinct values get codes of their own, and each row its
+    value's."""
     old = ids.gather(first)
     new = _text_ids(distinct.to_frame().select(clean).to_series()).to_numpy()
     table = np.zeros(int(old.max() or 0) + 2, dtype=np.uint32)
