@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -156,7 +156,8 @@ def encode_and_chunk(validation: ValidationResult, cfg: Config, vocabulary: Voca
     """Encode the valid rows (pseudonymised when the vendor asks) and cut them into split windows."""
     encoded = encode(validation.valid, cfg.encode, vocabulary, pseudonym_secret(cfg), validation.codes)
     chunks, mask = chunk(encoded, cfg.chunk, cfg.split)
-    return Prepared(validation=validation, encoded=encoded, chunks=chunks, test_mask=mask)
+    # the texts' codes served the encoding: not kept (nor persisted) with what was prepared
+    return Prepared(validation=replace(validation, codes=None), encoded=encoded, chunks=chunks, test_mask=mask)
 
 
 def prepare(raw: pl.DataFrame, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:
