@@ -17,6 +17,7 @@ seconds, when other processes are busy (the run prints how busy).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import resource
@@ -95,7 +96,9 @@ def run_once(path: str, encoder: str) -> dict[str, float]:
     step("extract", lambda: state.update(raw=read_log(path)))
     step("validate", lambda: state.update(validation=validate(state.pop("raw"), cfg.validate_)))
     validation = state["validation"]
-    step("derive+encode", lambda: state.update(encoded=encode(validation.valid, cfg.encode)))
+    # the texts' codes validation found, where the code measured has them (a --baseline may not)
+    reuse = {"codes": validation.codes} if "codes" in inspect.signature(encode).parameters else {}
+    step("derive+encode", lambda: state.update(encoded=encode(validation.valid, cfg.encode, **reuse)))
     step("chunk", lambda: state.update(chunks=chunk(state["encoded"], cfg.chunk, cfg.split)[0]))
     for prefix in ("", "cpu "):
         times[f"{prefix}total"] = sum(times[f"{prefix}{s}"] for s in STEPS)

@@ -239,3 +239,51 @@ def test_first_appearance_positions(monkeypatch, ids_in_row_order):
     assert at.to_list() == [0, 1, 0, 2, 1, 1, 3]
     if not ids_in_row_order:
         assert keep.len() == 2
+
+
+@pytest.mark.parametrize("order", ["in_order", "shuffled"])
+def test_validation_codes_give_the_same_encoding(order):
+    """The texts' codes validation found (ids not in order of first appearance once rows are
+    dropped or sorted) encode the same frame and vocabulary as the texts hashed afresh."""
+    raw = make_raw_log(600, seed=4).with_columns(
+        pl.when(pl.int_range(pl.len()) % 9 == 0).then(pl.lit(" ")).otherwise(pl.col("Key")).alias("Key"))
+    if order == "shuffled":
+        raw = raw.sample(fraction=1.0, shuffle=True, seed=2)
+    validation = validate_log(raw)
+    assert validation.quarantine.height > 0 and validation.codes is not None
+    cfg = _thesis_config().encode
+    fresh, reused = encode(validation.valid, cfg), encode(validation.valid, cfg, codes=validation.codes)
+    assert reused.frame.equals(fresh.frame) and reused.vocabulary == fresh.vocabulary
+    # codes of another frame are not used
+    head = validation.valid.head(100)
+    assert encode(head, cfg, codes=validation.codes).frame.equals(encode(head, cfg).frame)
+
+
+@pytest.mark.parametrize("order", ["in_order", "shuffled"])
+def test_the_rows_encoder_and_its_chunks_are_the_same_with_the_codes_reused(order):
+    """The rows path codes each text once (validation's codes of keys and addresses reused, the
+    encoder's codes handed to the windows' summary): same frame, state, chunks and codes as
+    each step hashing the texts itself."""
+    from licanom.data.derive import derive, derive_coded
+    from licanom.data.encode import RowsEncoder
+    from licanom.data.pipeline import chunk
+    from licanom.sim import simulate
+
+    raw = simulate("mixed", seed=2, days=4).log.with_columns(
+        pl.when(pl.int_range(pl.len()) % 50 == 0).then(pl.lit(" ")).otherwise(pl.col("Key")).alias("Key"))
+    if order == "shuffled":
+        raw = raw.sample(fraction=1.0, shuffle=True, seed=2)
+    validation = validate_log(raw)
+    assert validation.quarantine.height > 0
+    derived, codes = derive_coded(validation.valid, validation.codes)
+    plain, plain_codes = derive_coded(validation.valid)
+    assert derived.equals(plain) and derived.equals(derive(validation.valid))
+    assert all(np.array_equal(codes.codes[c], plain_codes.codes[c]) for c in plain_codes.codes)
+    cfg = load_config(overrides={"encode": {"encoder": "rows"}})
+    reused = encode(validation.valid, cfg.encode, codes=validation.codes)
+    frame, vocabulary = RowsEncoder().fit_encode(derive(validation.valid))
+    assert reused.frame.equals(frame) and reused.vocabulary == vocabulary
+    got, mask = chunk(reused, cfg.chunk, cfg.split)
+    want = make_chunks(frame, size=cfg.chunk.size, stride=cfg.chunk.stride, partial=cfg.chunk.partial)
+    assert np.array_equal(got.X, want.X) and got.meta.equals(want.meta)
+    assert all(np.array_equal(got.codes.codes[c], want.codes.codes[c]) for c in want.codes.codes)

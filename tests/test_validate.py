@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -248,3 +249,42 @@ def test_rows_moved_to_the_quarantine_keep_their_input_position(raw_log):
     sevens = log.with_row_index("_row").filter(pl.col("ProductId") == 7, pl.col("Id") != 1002)["_row"].to_list()
     assert moved.quarantine.filter(pl.col("reason") == "ProductId: not this one")["_row"].to_list() == sevens
     assert (moved.valid["ProductId"] == 3).all()
+
+
+def _codes_match_texts(result) -> None:
+    """The result's codes of Key and IP: one per valid row, equal codes for equal texts and only then."""
+    assert set(result.codes.codes) == {"IP", "Key"}
+    for column, codes in result.codes.codes.items():
+        assert codes.dtype == np.uint32 and len(codes) == result.valid.height
+        pairs = pl.DataFrame({"text": result.valid[column], "code": codes})
+        assert pairs.n_unique() == pairs["text"].n_unique() == pairs["code"].n_unique()
+
+
+@pytest.mark.parametrize("order", ["in_order", "shuffled"])
+def test_codes_of_keys_and_addresses_follow_the_valid_rows(raw_log, order):
+    log = raw_log.head(300).with_columns(  # padded and missing addresses, blank keys, a duplicate Id
+        pl.when(pl.int_range(pl.len()) % 7 == 0).then(pl.lit(" 8.8.8.8 "))
+        .when(pl.int_range(pl.len()) % 11 == 0).then(pl.lit(None, pl.String)).otherwise(pl.col("IP")).alias("IP"),
+        pl.when(pl.int_range(pl.len()) % 13 == 0).then(pl.lit(" ")).otherwise(pl.col("Key")).alias("Key"),
+        pl.when(pl.int_range(pl.len()) == 5).then(pl.lit(1003)).otherwise(pl.col("Id")).alias("Id"),
+    )
+    if order == "shuffled":
+        log = log.sample(fraction=1.0, shuffle=True, seed=1)
+    result = validate_log(log)
+    assert result.quarantine.height > 0 and {"8.8.8.8", ""} <= set(result.valid["IP"].to_list())
+    _codes_match_texts(result)
+
+
+def test_a_clean_log_keeps_the_first_rows_of_its_codes(raw_log):
+    """Where no row is dropped or moved, the codes come with the rows where each first appears
+    (the encoder reuses them); a log that loses a row keeps the codes only."""
+    result = validate_log(raw_log)
+    assert result.quarantine.height == 0 and set(result.codes.first) == {"IP", "Key"}
+    for column, first in result.codes.first.items():
+        codes = pl.Series(result.codes.codes[column])
+        assert first.to_list() == codes.arg_unique().to_list()
+        assert result.valid[column].gather(first).n_unique() == first.len() == result.valid[column].n_unique()
+    dropped = validate_log(raw_log.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit(" "))
+                                                .otherwise(pl.col("Key")).alias("Key")))
+    assert dropped.quarantine.height == 1 and not dropped.codes.first
+    _codes_match_texts(dropped)

@@ -10,14 +10,18 @@ with ``partial="overlap"`` one extra window ending at the last row covers them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import polars as pl
 
 from licanom.data.codes import ENTITY_TEXTS, TextCodes, in_threads
 from licanom.data.columns import CATEGORICAL, FEATURE_COLUMNS, SUMMARY_COLUMNS, SUMMARY_SOURCES
+
+
+T = TypeVar("T")
 
 
 class NotEnoughDataError(ValueError):
@@ -150,17 +154,20 @@ def _text_sources(encoded: pl.DataFrame) -> list[str]:
             and encoded.schema.get(f"f_{features[c]}") != pl.Float32]
 
 
-def _summary(encoded: pl.DataFrame, starts: np.ndarray, size: int, codes: TextCodes | None = None) -> pl.DataFrame:
+def _summary(encoded: pl.DataFrame, starts: np.ndarray, size: int, codes: TextCodes | None = None,
+             beside: Callable[[], T] | None = None) -> tuple[pl.DataFrame, T | None]:
     """Distinct raw values per column in each window (thesis 3.4); ``codes``: the entity texts'
-    codes where the caller has them."""
+    codes where the caller has them. ``beside``: a task run on the same two threads (the
+    feature windows), its result returned with the summary."""
     features = {raw: f"f_{feature}" for raw, feature in CATEGORICAL}
 
     def count(source: str) -> np.ndarray:
         return _distinct_per_window(_codes(encoded, source, features.get(source, ""), codes), starts, size)
 
     sources = [src for _, src in SUMMARY_SOURCES]
-    counts = in_threads([lambda src=src: count(src) for src in sources])  # numpy's sort releases the GIL
-    return pl.DataFrame(dict(zip(SUMMARY_COLUMNS, counts, strict=True)))
+    # numpy's sorts and copies release the GIL
+    other, *counts = in_threads([beside or (lambda: None), *(lambda src=src: count(src) for src in sources)])
+    return pl.DataFrame(dict(zip(SUMMARY_COLUMNS, counts, strict=True))), other
 
 
 def _feature_windows(
@@ -246,11 +253,11 @@ def make_chunks(
     n_rows = encoded.height
     starts = window_starts(n_rows, size, stride, partial)
     if not windows:
-        X = np.empty((len(starts), size, 0), dtype=np.float32)
+        build = None
     elif is_rows_mode(encoded):
-        X = _row_windows(encoded, starts, size)
+        build = lambda: _row_windows(encoded, starts, size)  # noqa: E731
     else:
-        X = _feature_windows(encoded, starts, size)
+        build = lambda: _feature_windows(encoded, starts, size)  # noqa: E731
 
     # the entity texts no feature column holds are coded once, here, for the summary and the
     # context vector of these rows
@@ -261,6 +268,9 @@ def make_chunks(
         codes = TextCodes.from_codes(encoded.height, {**held, **computed})
     ends = starts + size - 1
     ids, times = encoded["Id"], encoded["Time"]
+    summary, X = _summary(encoded, starts, size, codes, build)  # the windows built beside the summary
+    if X is None:
+        X = np.empty((len(starts), size, 0), dtype=np.float32)
     meta = pl.DataFrame(
         {
             "chunk": np.arange(len(starts), dtype=np.int64),
@@ -270,7 +280,7 @@ def make_chunks(
             "end_time": times.gather(ends),
             "start_row": starts,
         }
-    ).hstack(_summary(encoded, starts, size, codes))
+    ).hstack(summary)
     tail = n_rows - int(ends[-1]) - 1
     return Chunks(X=X, meta=meta, size=size, stride=stride, tail_rows=max(tail, 0), codes=codes)
 

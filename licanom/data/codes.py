@@ -15,7 +15,7 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
-__all__ = ["ENTITY_TEXTS", "TextCodes", "first_rows", "in_threads"]
+__all__ = ["ENTITY_TEXTS", "TextCodes", "first_appearance", "first_rows", "in_threads"]
 
 ENTITY_TEXTS: tuple[str, ...] = ("Key", "MachineCode", "IP", "country")
 
@@ -47,6 +47,26 @@ def first_rows(ids: np.ndarray, block: int = 1 << 15) -> np.ndarray:
     return first
 
 
+def first_appearance(codes: pl.Series, first: pl.Series | None = None) -> tuple[pl.Series, pl.Series]:
+    """For integer codes (equal codes for equal values, and only then): the row where each
+    value first appears, in row order, and each row's position among the values so ordered
+    (the values' order of first appearance).
+
+    One integer hash per row (``arg_unique``; none where ``first``, those rows, is known);
+    where the codes already count up in the order they appear (polars hands out a frame's
+    own categories so) they are the positions."""
+    if first is None:
+        first = codes.arg_unique()
+    if not first.is_sorted():  # polars lists first occurrences in row order; made sure
+        first = first.sort()
+    seen = codes.gather(first).to_numpy()
+    if np.array_equal(seen, np.arange(len(seen))):
+        return first, codes
+    remap = np.zeros(int(seen.max()) + 1, dtype=np.uint32)
+    remap[seen] = np.arange(len(seen), dtype=np.uint32)
+    return first, pl.Series(codes.name, remap[codes.to_numpy()])
+
+
 @dataclass(frozen=True)
 class TextCodes:
     """Per text column of one frame, each row's code (numpy ``uint32``): equal codes for equal
@@ -58,6 +78,8 @@ class TextCodes:
     height: int
     codes: dict[str, np.ndarray]
     _values: dict[str, pl.DataFrame] = field(default_factory=dict, compare=False, repr=False)
+    # where known, per column the row where each code first appears (row order): arg_unique's
+    first: dict[str, pl.Series] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, frame: pl.DataFrame, columns: Sequence[str] = ENTITY_TEXTS, threads: int = 2) -> TextCodes:
@@ -72,11 +94,21 @@ class TextCodes:
         return cls(height=frame.height, codes=dict(zip(columns, found, strict=True)))
 
     @classmethod
-    def from_codes(cls, height: int, codes: dict[str, np.ndarray]) -> TextCodes:
-        """Codes computed elsewhere (equal codes for equal texts and only then, null as empty)."""
+    def in_order(cls, height: int, codes: dict[str, np.ndarray], first: dict[str, pl.Series] | None = None) -> TextCodes:
+        """Codes computed elsewhere, renumbered in order of first appearance (0, 1, ... as the
+        values first appear: the codes :meth:`of` gives), one integer hash per row (none for
+        a column whose codes' first rows ``first`` holds)."""
+        first = first or {}
+        return cls.from_codes(height, {c: first_appearance(pl.Series(x), first.get(c))[1].to_numpy()
+                                       for c, x in codes.items()})
+
+    @classmethod
+    def from_codes(cls, height: int, codes: dict[str, np.ndarray], first: dict[str, pl.Series] | None = None) -> TextCodes:
+        """Codes computed elsewhere (equal codes for equal texts and only then, null as empty);
+        ``first``: per column the rows where its codes first appear, where known."""
         if any(len(c) != height for c in codes.values()):
             raise ValueError(f"codes of {sorted(codes)} do not all have {height} rows")
-        return cls(height=height, codes=codes)
+        return cls(height=height, codes=codes, first={c: f for c, f in (first or {}).items() if c in codes})
 
     def get(self, frame: pl.DataFrame, column: str) -> np.ndarray | None:
         """The codes of ``column`` when held for a frame of ``frame``'s height, else None."""
@@ -87,12 +119,12 @@ class TextCodes:
         """``text`` (String) and ``code`` (Int64) of each distinct text of ``column`` in ``frame``
         (the frame the codes were computed on), read at each code's first row."""
         if column not in self._values:
-            codes = self.codes[column]
-            first = np.full(int(codes.max()) + 1 if len(codes) else 0, len(codes), dtype=np.int64)
-            np.minimum.at(first, codes, np.arange(len(codes), dtype=np.int64))
-            present = np.flatnonzero(first < len(codes))
-            text = frame[column].cast(pl.String).fill_null("").gather(first[present])
-            self._values[column] = pl.DataFrame({"text": text, "code": present.astype(np.int64)})
+            codes = pl.Series(self.codes[column])
+            first = codes.arg_unique().to_numpy()  # each code's first row (one integer hash)
+            present = codes.gather(first).to_numpy().astype(np.int64)
+            order = np.argsort(present, kind="stable")
+            text = frame[column].cast(pl.String).fill_null("").gather(first[order])
+            self._values[column] = pl.DataFrame({"text": text, "code": present[order]})
         return self._values[column]
 
     def lookup(self, frame: pl.DataFrame, column: str, texts: pl.Series) -> np.ndarray:

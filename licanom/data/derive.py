@@ -61,15 +61,24 @@ def derive(log: pl.DataFrame) -> pl.DataFrame:
     return log.with_columns(*outcome(log["State"]), countries(log["IP"]).alias("country"))
 
 
-def derive_coded(log: pl.DataFrame) -> tuple[pl.DataFrame, TextCodes]:
+def derive_coded(log: pl.DataFrame, codes: TextCodes | None = None) -> tuple[pl.DataFrame, TextCodes]:
     """:func:`derive`, and the integer codes of the rows' key, machine code, address and country
     (:class:`licanom.data.codes.TextCodes`, for the windows' summary and the context vector),
     each address hashed once: its code finds its country (looked up once per distinct address,
-    as :func:`countries` does) and the country's code."""
+    as :func:`countries` does) and the country's code.
+
+    ``codes``: codes of ``log``'s texts found already (validation's of the keys and addresses,
+    ``ValidationResult.codes``), taken instead of hashing those texts again; the codes returned
+    are the same either way (numbered in order of first appearance)."""
     if log["IP"].dtype != pl.String or log["IP"].null_count():
         derived = derive(log)
         return derived, TextCodes.of(derived)
-    codes = TextCodes.of(log, ("Key", "MachineCode", "IP"))
+    texts = ("Key", "MachineCode", "IP")
+    held = {c: x for c in texts if codes is not None and log[c].dtype == pl.String and not log[c].null_count()
+            and (x := codes.get(log, c)) is not None}
+    fresh = TextCodes.of(log, [c for c in texts if c not in held]).codes
+    known = {**TextCodes.in_order(log.height, held, codes.first if codes is not None else None).codes, **fresh}
+    codes = TextCodes.from_codes(log.height, {c: known[c] for c in texts})
     ip = codes.codes["IP"]
     distinct = codes.values(log, "IP")  # each distinct address and its code
     at = np.zeros(int(distinct["code"].max()) + 1 if distinct.height else 0, dtype=np.int64)

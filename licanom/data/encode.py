@@ -32,7 +32,7 @@ from licanom.data.columns import (
     UNKNOWN_COUNTRY,
 )
 from licanom.data.derive import offsets, derive, distinct_countries, outcome
-from licanom.data.codes import first_rows, in_threads
+from licanom.data.codes import TextCodes, first_appearance, in_threads
 
 UNKNOWN = 0.0
 VOCAB_VERSION = 1
@@ -153,77 +153,108 @@ def _encode(derived: pl.DataFrame, vocabulary: Vocabulary, given: dict[str, pl.S
             )
         name = f"f_{feature}"
         exprs.append(pl.lit(given[name]) if name in given else _index(derived, raw, vocabulary).alias(name))
-    t0 = derived["Time"].min() if derived.height else None
+    return derived.with_columns(
+        pl.lit(given["f_time"]) if "f_time" in given else _time_feature(derived["Time"]),
+        pl.lit(given["f_success"]) if "f_success" in given else pl.col("success").cast(pl.Float32).alias("f_success"),
+        *exprs,
+    )
+
+
+def _time_feature(times: pl.Series) -> pl.Expr:
+    """``f_time``: seconds since the first row (Float64)."""
+    t0 = times.min() if times.len() else None
     time = (
         (pl.col("Time") - pl.lit(t0)).dt.total_microseconds().cast(pl.Float64) / 1e6
         if t0 is not None
         else pl.lit(0.0, dtype=pl.Float64)
     )
-    return derived.with_columns(
-        time.alias("f_time"),
-        pl.col("success").cast(pl.Float32).alias("f_success"),
-        *exprs,
-    )
+    return time.alias("f_time")
 
 
-def derive_fit_encode(valid: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
+def derive_fit_encode(valid: pl.DataFrame, codes: TextCodes | None = None) -> tuple[pl.DataFrame, Vocabulary]:
     """``derive``, ``Vocabulary.fit`` and ``ThesisEncoder.encode`` in one go: the same frame and
-    vocabulary (tested), with each text hashed twice (distinct values, then positions) and
-    the countries not hashed row by row at all.
+    vocabulary (tested), with each text hashed once (its id among the column's distinct texts,
+    which gives both the distinct values and each row's position) and the countries not hashed
+    row by row at all.
 
     An address's position among the distinct addresses (in order of first appearance) gives
     its feature, its country (looked up once per address) and the country's feature; the
     countries' order of first appearance follows from the addresses'.
+
+    ``codes``: integer codes of ``valid``'s texts already found (validation finds the
+    addresses' and keys'; :class:`licanom.data.validate.ValidationResult`), not hashed again.
     """
     texts = ("IP", "Key", "MachineCode")
     if valid.height == 0 or any(valid[c].dtype != pl.String or valid[c].null_count() for c in texts):
         derived = derive(valid)
         vocabulary = Vocabulary.fit(derived)
         return ThesisEncoder().encode(derived, vocabulary), vocabulary
-    base = valid.with_columns(*outcome(valid["State"]))
+    features = dict(CATEGORICAL)
+    held = {c: codes.get(valid, c) if codes is not None else None for c in texts}
 
-    def distinct(c: str) -> tuple[pl.Series, pl.Series | None]:
-        """A column's distinct values in order of first appearance, and for text each row's
-        position among them (its place in the vocabulary)."""
-        if c in texts:
-            return _first_appearance(base[c])
-        return base[c].unique(maintain_order=True).drop_nulls(), None
+    def text(c: str) -> dict[str, pl.Series]:
+        """A text's distinct values in order of first appearance (``values``), each row's
+        position among them (its place in the vocabulary: ``at``) and its feature; for the
+        address also the countries: of each distinct address, of each row, and their feature."""
+        values, at = _first_appearance(valid[c], None if held[c] is None else pl.Series(held[c]),
+                                       codes.first.get(c) if held[c] is not None and codes is not None else None)
+        out = {"values": values, "at": at, "feature": _code_table(len(values)).gather(at).alias(f"f_{features[c]}")}
+        if c == "IP":
+            ip_country = distinct_countries(values)
+            countries = ip_country.unique(maintain_order=True)
+            code = _code_table(len(countries)).gather(ip_country.cast(pl.Enum(countries)).to_physical())
+            out |= {"countries": countries, "country": ip_country.gather(at).alias("country"),
+                    "f_country": code.gather(at).alias("f_country")}
+        return out
 
-    columns = [raw for raw, _ in CATEGORICAL if raw != "country"]
-    # polars works outside the GIL: two columns at a time
-    found = dict(zip(columns, in_threads([lambda c=c: distinct(c) for c in columns]), strict=True))
-    values = {c: v for c, (v, _) in found.items()}
-    at = {c: found[c][1] for c in texts}
-    ip_country = distinct_countries(values["IP"])
-    values["country"] = ip_country.unique(maintain_order=True)
+    def indexed(column: pl.Series) -> tuple[pl.Series, pl.Series]:
+        """An integer column's distinct values in order of first appearance, and its feature."""
+        values = column.unique(maintain_order=True).drop_nulls()
+        one = Vocabulary(values={column.name: tuple(values.to_list())})
+        frame = column.to_frame()
+        name = f"f_{features[column.name]}"
+        return values, frame.with_columns(_index(frame, column.name, one).alias(name))[name]  # a constant broadcast
+
+    def outcomes() -> tuple[pl.Series, pl.Series, pl.Series, pl.Series, pl.Series]:
+        success, action = outcome(valid["State"])
+        return success, action, *indexed(action), success.cast(pl.Float32).alias("f_success")
+
+    def times() -> pl.Series:
+        return valid.select(_time_feature(valid["Time"])).to_series()
+
+    # polars and numpy work outside the GIL: two tasks at a time, the texts still to hash first
+    # (the longest), the address's next (its countries ride along)
+    order = sorted(texts, key=lambda c: (held[c] is not None, c != "IP"))
+    *done, (success, action, actions, f_action, f_success), (products, f_product), f_time = in_threads([
+        *(lambda c=c: text(c) for c in order),
+        outcomes,
+        lambda: indexed(valid["ProductId"]),
+        times,
+    ])
+    found = dict(zip(order, done, strict=True))
+    values = {c: found[c]["values"] for c in texts} | {"ProductId": products, "action": actions,
+                                                         "country": found["IP"]["countries"]}
     vocabulary = Vocabulary(values={raw: tuple(values[raw].to_list()) for raw, _ in CATEGORICAL})
-    country_code = _code_table(len(values["country"])).gather(
-        ip_country.cast(pl.Enum(values["country"])).to_physical()
-    )
-    derived = base.with_columns(ip_country.gather(at["IP"]).alias("country"))
-    given = {
-        f"f_{feature}": _code_table(len(values[raw])).gather(at[raw]).alias(f"f_{feature}")
-        for raw, feature in CATEGORICAL
-        if raw in texts
-    }
-    given["f_country"] = country_code.gather(at["IP"]).alias("f_country")
+    derived = valid.with_columns(success, action, found["IP"]["country"])
+    given = {f"f_{features[c]}": found[c]["feature"] for c in texts} | {
+        "f_country": found["IP"]["f_country"], "f_time": f_time, "f_success": f_success,
+        "f_action": f_action, "f_product": f_product}
     return _encode(derived, vocabulary, given), vocabulary
 
 
-def _first_appearance(text: pl.Series) -> tuple[pl.Series, pl.Series]:
+def _first_appearance(text: pl.Series, ids: pl.Series | None = None,
+                      first: pl.Series | None = None) -> tuple[pl.Series, pl.Series]:
     """A text column's distinct values in order of first appearance and each row's position
-    among them (UInt32), for a column without nulls.
+    among them, for a column without nulls.
 
-    Categories of the column's own give each distinct text an id in one hash per row; polars
-    hands the ids out as the texts first appear when it casts in row order, which is checked
-    (each row's id is at most one more than every id before it: one pass, no hashing). Where
-    it did not, the distinct values are found and the column cast to their Enum (two hashes)."""
-    ids = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
-    at = ids.to_numpy()
-    if len(at) and at[0] == 0 and (at[1:] <= np.maximum.accumulate(at)[:-1] + 1).all():
-        return text.filter(pl.Series(first_rows(at))), ids
-    values = text.unique(maintain_order=True)
-    return values, text.cast(pl.Enum(values)).to_physical()
+    Categories of the column's own give each distinct text an id in one hash per row (unless
+    ``ids``, codes of the texts, are given), and :func:`licanom.data.codes.first_appearance`
+    the ids' first rows in one integer hash (none where ``first``, those rows, is given; the
+    ids are the positions where polars handed them out in row order, as it does)."""
+    if ids is None:
+        ids = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
+    first, at = first_appearance(ids, first)
+    return text.gather(first), at
 
 
 def _code_table(n: int) -> pl.Series:
@@ -403,7 +434,7 @@ def _first(entity: str, by_key: bool = False) -> str:
     return f"_first_Key_{entity}" if by_key else f"_first_{entity}"
 
 
-def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
+def _row_frame(derived: pl.DataFrame, codes: TextCodes | None = None) -> pl.DataFrame:
     """What the rows mode reads of a derived log, one row per request.
 
     ``_row`` (position), ``_t`` (epoch microseconds), State, success, the texts (null as ""),
@@ -412,13 +443,19 @@ def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
     the frame holds none), and flags of the first row of each value and of each (Key, value)
     pair. Grouping and first occurrences run on the codes: one hash per text instead of one per
     question asked of it. The codes come from categories of the frame's own (not polars' global
-    ones, which a long-running worker would fill with every vendor's keys and addresses).
+    ones, which a long-running worker would fill with every vendor's keys and addresses), or
+    from ``codes`` where the caller has them for all four texts (:func:`licanom.data.derive.derive_coded`).
     """
     missing = [c for c in _ROW_NEEDED if c not in derived.columns]
     if missing:
         raise ValueError(f"the rows encoder needs the derived columns {missing}")
     texts = [pl.col(c).cast(pl.String).fill_null("") for c in _ROW_TEXTS]
-    codes = pl.Categorical(pl.Categories.random())
+    held = {c: codes.get(derived, c) for c in _ROW_TEXTS} if codes is not None else {}
+    if all(held.get(c) is not None for c in _ROW_TEXTS):
+        coded = [pl.lit(pl.Series(_code(c), held[c], dtype=pl.UInt32)) for c in _ROW_TEXTS]
+    else:
+        categories = pl.Categorical(pl.Categories.random())
+        coded = [text.cast(categories).to_physical().alias(_code(c)) for c, text in zip(_ROW_TEXTS, texts, strict=True)]
     key = pl.col(_code("Key"))
     return (
         derived.lazy()
@@ -427,7 +464,7 @@ def _row_frame(derived: pl.DataFrame) -> pl.DataFrame:
             pl.col("State"),
             pl.col("success"),
             *texts,
-            *(text.cast(codes).to_physical().alias(_code(c)) for c, text in zip(_ROW_TEXTS, texts, strict=True)),
+            *coded,
         )
         .with_row_index("_row")
         .with_columns(
@@ -483,9 +520,10 @@ class RowsEncoder:
         """The thesis's vocabulary plus the :class:`RowsState` of these (training) rows."""
         return self._fit(derived, _row_frame(derived))
 
-    def fit_encode(self, derived: pl.DataFrame) -> tuple[pl.DataFrame, Vocabulary]:
-        """:meth:`fit` and :meth:`encode` on the same rows, reading them once."""
-        frame = _row_frame(derived)
+    def fit_encode(self, derived: pl.DataFrame, codes: TextCodes | None = None) -> tuple[pl.DataFrame, Vocabulary]:
+        """:meth:`fit` and :meth:`encode` on the same rows, reading them once (``codes``: as in
+        :meth:`encode`)."""
+        frame = _row_frame(derived, codes)
         vocabulary = self._fit(derived, frame)
         return self._encode(derived, frame, vocabulary), vocabulary
 
@@ -497,9 +535,11 @@ class RowsEncoder:
         :meth:`fit`; of a scored night's rows to advance a state with (:meth:`RowsState.advanced`)."""
         return _state(_row_frame(derived))
 
-    def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
-        """The derived log with :data:`ROW_FEATURE_COLUMNS` added (float32)."""
-        return self._encode(derived, _row_frame(derived), vocabulary)
+    def encode(self, derived: pl.DataFrame, vocabulary: Vocabulary, codes: TextCodes | None = None) -> pl.DataFrame:
+        """The derived log with :data:`ROW_FEATURE_COLUMNS` added (float32). ``codes``: the
+        codes of its key, machine code, address and country where the caller has them
+        (:func:`licanom.data.derive.derive_coded`), not hashed again."""
+        return self._encode(derived, _row_frame(derived, codes), vocabulary)
 
     def _encode(self, derived: pl.DataFrame, frame: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
         from licanom.data.codes import TextCodes

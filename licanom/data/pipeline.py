@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,8 +16,9 @@ import numpy as np
 import polars as pl
 
 from licanom.data.chunk import Chunks, make_chunks, split_chunks
+from licanom.data.codes import TextCodes
 from licanom.config import ChunkConfig, Config, EncodeConfig, SourceConfig, SplitConfig, ValidateConfig
-from licanom.data.derive import derive
+from licanom.data.derive import derive, derive_coded
 from licanom.data.encode import RowsEncoder, ThesisEncoder, Vocabulary, derive_fit_encode, get_encoder
 from licanom.data.privacy import pseudonymise, read_secret
 from licanom.data.validate import ValidationResult, check_bad_fraction, validate_log
@@ -29,6 +30,9 @@ class Encoded:
 
     frame: pl.DataFrame
     vocabulary: Vocabulary
+    # the integer codes of the frame's key, machine code, address and country where encoding
+    # found them (the rows encoder), for the windows' summary
+    codes: TextCodes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -104,15 +108,24 @@ def validate(raw: pl.DataFrame, cfg: ValidateConfig) -> ValidationResult:
 
 
 def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None = None,
-           secret: bytes | None = None) -> Encoded:
+           secret: bytes | None = None, codes: TextCodes | None = None) -> Encoded:
     """Derive success/action/country and encode; builds the vocabulary when none is given.
 
     With a pseudonym ``secret`` (licanom.data.privacy) Key, IP and MachineCode are pseudonymised
     after the country is derived, so the vocabulary and the encoded frame hold pseudonyms.
+    ``codes``: the texts' codes validation found (``ValidationResult.codes``), reused.
     """
     if vocabulary is None and secret is None and cfg.encoder == ThesisEncoder.name:
-        frame, vocabulary = derive_fit_encode(valid)  # the three steps below, sharing work
+        frame, vocabulary = derive_fit_encode(valid, codes)  # the three steps below, sharing work
         return Encoded(frame=frame, vocabulary=vocabulary)
+    if secret is None and cfg.encoder == RowsEncoder.name and (vocabulary is None or vocabulary.encoder == cfg.encoder):
+        # the texts coded once (validation's codes reused) for the rows, the context and the summary
+        derived, found = derive_coded(valid, codes)
+        if vocabulary is None:
+            frame, vocabulary = RowsEncoder().fit_encode(derived, found)  # fit and encode reading the rows once
+        else:
+            frame = RowsEncoder().encode(derived, vocabulary, found)
+        return Encoded(frame=frame, vocabulary=vocabulary, codes=found)
     derived = derive(valid)
     if secret is not None:
         derived = pseudonymise(derived, secret)
@@ -129,7 +142,7 @@ def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None
 
 def chunk(encoded: Encoded, cfg: ChunkConfig, split: SplitConfig) -> tuple[Chunks, np.ndarray]:
     """Windows of the encoded log and the train/test mask."""
-    chunks = make_chunks(encoded.frame, size=cfg.size, stride=cfg.stride, partial=cfg.partial)
+    chunks = make_chunks(encoded.frame, size=cfg.size, stride=cfg.stride, partial=cfg.partial, codes=encoded.codes)
     mask = split_chunks(chunks.n_chunks, split.method, split.test_fraction, split.seed)
     return chunks, mask
 
@@ -141,9 +154,10 @@ def pseudonym_secret(cfg: Config) -> bytes | None:
 
 def encode_and_chunk(validation: ValidationResult, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:
     """Encode the valid rows (pseudonymised when the vendor asks) and cut them into split windows."""
-    encoded = encode(validation.valid, cfg.encode, vocabulary, pseudonym_secret(cfg))
+    encoded = encode(validation.valid, cfg.encode, vocabulary, pseudonym_secret(cfg), validation.codes)
     chunks, mask = chunk(encoded, cfg.chunk, cfg.split)
-    return Prepared(validation=validation, encoded=encoded, chunks=chunks, test_mask=mask)
+    # the texts' codes served the encoding: not kept (nor persisted) with what was prepared
+    return Prepared(validation=replace(validation, codes=None), encoded=encoded, chunks=chunks, test_mask=mask)
 
 
 def prepare(raw: pl.DataFrame, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:

@@ -23,13 +23,14 @@ are in order skips the duplicate search and the sort.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
 import pandera.polars as pa
 import polars as pl
 
+from licanom.data.codes import TextCodes, in_threads
 from licanom.data.columns import OPTIONAL_RAW, RAW, REQUIRED_RAW
 from licanom.data.schema import (
     BLANK,
@@ -108,11 +109,15 @@ class ValidationResult:
     """Valid rows (schema :class:`WebApiLog`, sorted by Time then Id) and quarantined rows.
 
     ``quarantine`` keeps every input column as text, the input position ``_row`` and ``reason``.
+    ``codes``: integer codes of the valid rows' ``Key`` and ``IP`` (equal codes for equal
+    texts, and only then), found while validating; the encoder reuses them instead of hashing
+    the texts again (None where not computed, e.g. a result built by hand).
     """
 
     valid: pl.DataFrame
     quarantine: pl.DataFrame
     n_in: int
+    codes: TextCodes | None = field(default=None, compare=False, repr=False)
 
     @property
     def bad_fraction(self) -> float:
@@ -255,11 +260,14 @@ def _can_lose(name: str, dtype: pl.DataType) -> bool:
     return not isinstance(dtype, (pl.Datetime, pl.Date))
 
 
-def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.Series]]:
+def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.Series],
+                                         tuple[dict[str, pl.Series], dict[str, pl.Series]]]:
     """Cast every raw column to the schema's dtype without failing.
 
     Returns the coerced frame (RAW columns, input order), the rows that fail to parse as
-    (``_row``, ``reason``) in input order, and the distinct values of IP and Key.
+    (``_row``, ``reason``) in input order, the distinct values of IP and Key, and the codes of
+    the coerced frame's IP and Key (UInt32, equal codes for equal texts and only then; a
+    null's code is null) with, where known, the rows where each code first appears.
     """
     missing = [c for c in REQUIRED_RAW if c not in raw.columns]
     if missing:
@@ -304,9 +312,19 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
         for kind, c in _PARSE_ORDER
         if (kind, c) in checks
     ]
+    # Each address's and key's id among the column's distinct texts (one hash per row, the two
+    # columns on two threads): their distinct values (for the IP clean-up, the length check and
+    # the contract) and the codes the encoder reuses.
+    def coded(c: str) -> tuple[pl.Series, pl.Series]:
+        ids = _text_ids(parsed[c])
+        return ids, ids.arg_unique()
+
+    found = dict(zip(_CODED, in_threads([lambda c=c: coded(c) for c in _CODED]), strict=True))
+    codes, first = {c: ids for c, (ids, _) in found.items()}, {c: f for c, (_, f) in found.items()}
+    distinct = {c: parsed[c].gather(first[c]) for c in _CODED}
     # a value longer than any real key, address or machine code (bytes bound characters above)
     flags += [(f"{c}: {TOO_LONG}", pl.col(c).str.len_chars() > MAX_VALUE_CHARS) for c in _BOUNDED
-              if (parsed[c].str.len_bytes().max() or 0) > MAX_VALUE_CHARS]  # type: ignore[operator]
+              if ((distinct[c] if c in distinct else parsed[c]).str.len_bytes().max() or 0) > MAX_VALUE_CHARS]  # type: ignore[operator]
     if flags or unreadable:
         # one pass over the flags; reason strings only for the rows that fail. A row the
         # extractor could not read has its text as the reason, not the empty columns'.
@@ -333,24 +351,47 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     else:
         bad = pl.DataFrame(schema=_REASONS_SCHEMA)
 
-    # the distinct texts, found once (in parallel) for the IP clean-up and the contract
-    distinct = parsed.select(pl.col("IP", "Key").unique().implode())
-    distinct = {c: distinct[c][0] for c in distinct.columns}
     fixes = []
     if parsed["MachineCode"].null_count():
         fixes.append(pl.col("MachineCode").fill_null(""))
-    ip = pl.col("IP").fill_null("") if parsed["IP"].null_count() else pl.col("IP")
-    if (distinct["IP"].str.strip_chars() != distinct["IP"]).any():
+    fill = parsed["IP"].null_count() > 0
+    strip = bool((distinct["IP"].str.strip_chars() != distinct["IP"]).any())
+    ip = pl.col("IP").fill_null("") if fill else pl.col("IP")
+    if strip:
         ip = ip.str.strip_chars()
     fixes.append(ip)
-    distinct["IP"] = distinct["IP"].to_frame("IP").select(ip.unique())["IP"]
+    if fill or strip:
+        # the cleaned addresses' codes, from the distinct ones' (no text hashed row by row)
+        codes["IP"] = _recode(codes["IP"], first["IP"], distinct["IP"], ip)
+        del first["IP"]  # two addresses may be one now
+        distinct["IP"] = distinct["IP"].to_frame("IP").select(ip.unique())["IP"]
     if parsed["FloatingExpires"].null_count() < parsed.height:
         # Cryptolens writes 0 where a request has no floating expiry
         expires = pl.col("FloatingExpires")
         fixes.append(
             pl.when(expires != datetime(1970, 1, 1, tzinfo=UTC)).then(expires).alias("FloatingExpires")
         )
-    return parsed.select(RAW).with_columns(fixes), bad, distinct
+    return parsed.select(RAW).with_columns(fixes), bad, distinct, (codes, first)
+
+
+_CODED = ("IP", "Key")  # the texts whose codes validation finds (and ValidationResult keeps)
+
+
+def _text_ids(text: pl.Series) -> pl.Series:
+    """Each text's id in categories of the column's own (UInt32; null for null): one hash per row."""
+    return text.cast(pl.Categorical(pl.Categories.random())).to_physical()
+
+
+def _recode(ids: pl.Series, first: pl.Series, distinct: pl.Series, clean: pl.Expr) -> pl.Series:
+    """Codes of a text column after ``clean`` (an expression on it), from its codes ``ids``,
+    the rows where each first appears and its distinct values ``distinct`` (the texts at those
+    rows): the clean texts of the distinct values get codes of their own, and each row its
+    value's."""
+    old = ids.gather(first)
+    new = _text_ids(distinct.to_frame().select(clean).to_series()).to_numpy()
+    table = np.zeros(int(old.max() or 0) + 2, dtype=np.uint32)
+    table[old.fill_null(len(table) - 1).to_numpy()] = new
+    return pl.Series(ids.name, table[ids.fill_null(len(table) - 1).to_numpy()])
 
 
 def _contract_failures(frame: pl.DataFrame, at: np.ndarray | None) -> pl.DataFrame:
@@ -422,13 +463,23 @@ def validate_log(raw: pl.DataFrame) -> ValidationResult:
     Later duplicates of an ``Id`` are quarantined ("Id: duplicate"); the first one stays.
     """
     n_in = raw.height
-    coerced, unparsed, distinct = _parse(raw)
+    coerced, unparsed, distinct, (codes, first) = _parse(raw)
     with known_values(distinct):  # the contract's per-value checks need not find them again
         keep, reasons = _split(coerced, unparsed)
-    valid = coerced if keep.all() else coerced.filter(pl.Series(keep))
+    valid = coerced
+    if not keep.all():
+        mask = pl.Series(keep)
+        valid = coerced.filter(mask)
+        codes, first = {c: v.filter(mask) for c, v in codes.items()}, {}
     if not _in_time_order(valid):
-        valid = valid.sort(["Time", "Id"])
-    return ValidationResult(valid=valid, quarantine=_quarantine(raw, reasons), n_in=n_in)
+        order = valid.select(pl.arg_sort_by("Time", "Id")).to_series()
+        valid = valid[order]
+        codes, first = {c: v.gather(order) for c, v in codes.items()}, {}
+    codes = {c: v for c, v in codes.items() if not v.null_count()}
+    return ValidationResult(
+        valid=valid, quarantine=_quarantine(raw, reasons), n_in=n_in,
+        codes=TextCodes.from_codes(valid.height, {c: v.to_numpy() for c, v in codes.items()}, first),
+    )
 
 
 def _split(coerced: pl.DataFrame, unparsed: pl.DataFrame) -> tuple[np.ndarray, list[pl.DataFrame]]:
