@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _input_failure(state) -> tuple[int, str] | None:  # type: ignore[no-untyped-def]
     """A flow that failed on its input: 3 when the log cannot be used, 4 when it cannot be read."""
-    from licanom.cli import EXIT_BAD_INPUT, EXIT_SOURCE, _one_line
+    from licanom.cli import EXIT_BAD_INPUT, EXIT_SOURCE, one_line
     from licanom.data.chunk import NotEnoughDataError
     from licanom.data.extract.files import ExtractFileError
     from licanom.data.validate import ValidationError
@@ -90,9 +90,9 @@ def _input_failure(state) -> tuple[int, str] | None:  # type: ignore[no-untyped-
     except Exception:  # noqa: BLE001 - no result to read (a crashed run): the state's message says it
         return None
     if isinstance(err, (ValidationError, NotEnoughDataError)):
-        return EXIT_BAD_INPUT, f"the log cannot be used: {_one_line(err)}"
+        return EXIT_BAD_INPUT, f"the log cannot be used: {one_line(err)}"
     if isinstance(err, ExtractFileError):
-        return EXIT_SOURCE, _one_line(err)
+        return EXIT_SOURCE, one_line(err)
     return None
 
 

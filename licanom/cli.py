@@ -271,7 +271,7 @@ def write_entities(prepared: Any, detection: Any, scored_rows: Any, out: Path) -
     try:
         entities = entity_results(prepared.encoded.frame, items, scored_rows)
     except ValueError as err:
-        print(f"\nentities: none written ({_one_line(err)})")
+        print(f"\nentities: none written ({one_line(err)})")
         return None
     entities.write_parquet(out / "entities.parquet")
     flagged = entities.filter("is_anomaly")
@@ -478,26 +478,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"licanom: configuration error: {describe_error(err)}", file=sys.stderr)
         return EXIT_USAGE
     except (ValidationError, NotEnoughDataError) as err:
-        print(f"licanom: the log cannot be used: {_one_line(err)}", file=sys.stderr)
+        print(f"licanom: the log cannot be used: {one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ExtractFileError as err:
-        print(f"licanom: {_one_line(err)}", file=sys.stderr)
+        print(f"licanom: {one_line(err)}", file=sys.stderr)
         return EXIT_SOURCE
     except ValueError as err:
-        print(f"licanom: {_one_line(err)}", file=sys.stderr)
+        print(f"licanom: {one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
     except RuntimeError as err:  # ExtractError from the HTTP source
-        print(f"licanom: {_one_line(err)}", file=sys.stderr)
+        print(f"licanom: {one_line(err)}", file=sys.stderr)
         return EXIT_SOURCE
     except KeyboardInterrupt:
         print("licanom: interrupted", file=sys.stderr)
         return 130
     except Exception as err:  # a bug or the machine (disk full): one line, not a traceback
-        print(f"licanom: unexpected error: {type(err).__name__}: {_one_line(err)}", file=sys.stderr)
+        print(f"licanom: unexpected error: {type(err).__name__}: {one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
 
 
-def _one_line(err: BaseException) -> str:
+def one_line(err: BaseException) -> str:
+    """An error as one line: its first three non-empty lines joined (the type where it has no text)."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     return "; ".join(lines[:3]) + (" ..." if len(lines) > 3 else "") if lines else type(err).__name__
 
