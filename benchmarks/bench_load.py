@@ -295,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the vendors' files, models and deployment")
     args = ap.parse_args(argv)
 
-    started = _script("team-status.sh", "-q", timeout=60).returncode != 0
-    if started:
+    brought_up = _script("team-status.sh", "-q", timeout=60).returncode != 0  # stopped again at the end
+    if brought_up:
         print("team set-up is not up: starting it (deploy/team-up.sh)", flush=True)
         up = _script("team-up.sh", "--no-deploy", timeout=1200)
         if up.returncode != 0:
@@ -400,10 +400,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep:
             subprocess.run(register + ["--delete"], env={**os.environ}, cwd=ROOT, capture_output=True, timeout=120)
-            if "MLFLOW_TRACKING_URI" in os.environ and not started:
+            if "MLFLOW_TRACKING_URI" in os.environ and not brought_up:
                 cleanup_mlflow(os.environ["MLFLOW_TRACKING_URI"], names)
             shutil.rmtree(root, ignore_errors=True)
-        if started:
+        if brought_up:
             down = _script("team-down.sh", timeout=180)
             if down.returncode != 0:
                 print(down.stderr, file=sys.stderr)
