@@ -35,6 +35,14 @@ CASE3_CHUNKS = 19_004
 TARGET_EIGHT_S = 8 * 60  # issue 24: the eight autoencoders at case-3 volume, 10 epochs, wall
 
 
+def fit_one(model: str, X: np.ndarray, epochs: int, batch: int) -> tuple[str, str, float]:
+    """One autoencoder through the product's path: (model, device, training seconds)."""
+    det = AutoencoderDetector(model, epochs=epochs, batch_size=batch, threshold="M2", val_fraction=0.0,
+                              progress_bar=False, seed=0).fit(X)
+    assert det.report_ is not None
+    return model, det.report_.device, det.report_.seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="600 chunks, 1 epoch: a check that runs on a CPU")
@@ -46,6 +54,9 @@ def main() -> None:
     parser.add_argument("--sequence", default="all", help="sequence models: 'all', 'none' or names")
     parser.add_argument("--data", type=Path, default=None, help=".npz with an array X (bench_train --save-data)")
     parser.add_argument("--out", type=Path, default=None, help="also write the table (Markdown) here")
+    parser.add_argument("--parallel", type=int, default=1,
+                        help="without a GPU: autoencoders fitted this many at a time, each in its own process on "
+                             "one torch thread (as train.parallel does)")
     args = parser.parse_args()
     chunks = args.chunks or (600 if args.quick else CASE3_CHUNKS)
     epochs = args.epochs or (1 if args.quick else 10)
@@ -68,21 +79,31 @@ def main() -> None:
     print("\n".join(lines), flush=True)
     started = headline.start()
     t_all = time.perf_counter()
-    for model in autoencoders:
-        det = AutoencoderDetector(model, epochs=epochs, batch_size=args.batch, threshold="M2", val_fraction=0.0,
-                                  progress_bar=False, seed=0).fit(X)
-        report = det.report_
-        assert report is not None
+    parallel = 1 if gpu else max(1, args.parallel)
+    if parallel > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from licanom.ops.side_by_side import one_thread
+
+        where = f"CPU, {parallel} processes of one torch thread"
+        with ProcessPoolExecutor(parallel, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=one_thread) as pool:
+            fits = [f.result() for f in [pool.submit(fit_one, m, X, epochs, args.batch) for m in autoencoders]]
+    else:
+        fits = (fit_one(m, X, epochs, args.batch) for m in autoencoders)
+    for model, device, seconds in fits:
         thesis = THESIS_SECONDS.get(model)
-        per_10 = report.seconds * 10 / epochs * CASE3_CHUNKS / len(X)  # the thesis's: 10 epochs of case 3
+        per_10 = seconds * 10 / epochs * CASE3_CHUNKS / len(X)  # the thesis's: 10 epochs of case 3
         ratio = f"{thesis / per_10:.1f}" if thesis else "-"
-        lines.append(f"| {model} | {report.device} | {epochs} | {report.seconds:.1f} | "
+        lines.append(f"| {model} | {device} | {epochs} | {seconds:.1f} | "
                      f"{thesis if thesis else '-'} | {ratio} |")
         print(lines[-1], flush=True)
     eight = time.perf_counter() - t_all
     if autoencoders:
+        how = "one after another" if parallel == 1 else f"{parallel} at a time"
         headline.write("eight-autoencoders", started, figure=eight / 60, unit="min",
-                       measured=f"{eight / 60:.1f} min ({eight:.0f} s; {len(autoencoders)} one after another on {where})",
+                       measured=f"{eight / 60:.1f} min ({eight:.0f} s; {len(autoencoders)} autoencoders {how} on {where})",
                        met=eight <= TARGET_EIGHT_S and len(autoencoders) == len(NETS),
                        full_size=(set(autoencoders) == set(NETS) and len(X) >= CASE3_CHUNKS and epochs >= 10
                                   and args.batch == 32),
