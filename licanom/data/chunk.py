@@ -17,7 +17,7 @@ from typing import Literal, TypeVar
 import numpy as np
 import polars as pl
 
-from licanom.data.codes import ENTITY_TEXTS, TextCodes, in_threads
+from licanom.data.codes import ENTITY_TEXTS, TextCodes, in_threads, text_ids
 from licanom.data.columns import CATEGORICAL, FEATURE_COLUMNS, SUMMARY_COLUMNS, SUMMARY_SOURCES
 
 
@@ -141,7 +141,7 @@ def _text_codes(text: pl.Series) -> np.ndarray:
 
     The codes are the texts' ids in categories of this call's own (one hash per row; polars'
     global categories would keep every text of a long-running process)."""
-    codes = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
+    codes = text_ids(text)
     if codes.null_count():
         codes = codes.fill_null((codes.max() or 0) + 1)  # type: ignore[operator]
     return codes.to_numpy()

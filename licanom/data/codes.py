@@ -15,7 +15,7 @@ from typing import TypeVar
 import numpy as np
 import polars as pl
 
-__all__ = ["ENTITY_TEXTS", "TextCodes", "first_appearance", "first_rows", "in_threads"]
+__all__ = ["ENTITY_TEXTS", "TextCodes", "first_appearance", "first_rows", "in_threads", "text_ids"]
 
 ENTITY_TEXTS: tuple[str, ...] = ("Key", "MachineCode", "IP", "country")
 
@@ -30,6 +30,13 @@ def in_threads(tasks: Iterable[Callable[[], T]], threads: int = 2) -> list[T]:
         return [task() for task in tasks]
     with ThreadPoolExecutor(max_workers=min(threads, len(tasks))) as pool:
         return list(pool.map(lambda task: task(), tasks))
+
+
+def text_ids(text: pl.Series) -> pl.Series:
+    """Each text's id in categories of the column's own (UInt32; null for null): one hash per
+    row, and nothing left behind in polars' global categories, which a long-running worker would
+    fill with every vendor's keys and addresses."""
+    return text.cast(pl.Categorical(pl.Categories.random())).to_physical()
 
 
 def first_rows(ids: np.ndarray, block: int = 1 << 15) -> np.ndarray:
@@ -87,7 +94,7 @@ class TextCodes:
         def one(column: str) -> Callable[[], np.ndarray]:
             def run() -> np.ndarray:
                 text = frame[column].cast(pl.String).fill_null("")
-                return text.cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy()
+                return text_ids(text).to_numpy()
             return run
 
         found = in_threads([one(c) for c in columns], threads)

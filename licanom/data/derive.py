@@ -6,7 +6,7 @@ import iptocc
 import numpy as np
 import polars as pl
 
-from licanom.data.codes import TextCodes
+from licanom.data.codes import TextCodes, text_ids
 from licanom.data.columns import UNKNOWN_COUNTRY
 from licanom.data.states import action_expr, success_expr
 
@@ -85,6 +85,6 @@ def derive_coded(log: pl.DataFrame, codes: TextCodes | None = None) -> tuple[pl.
     at[distinct["code"].to_numpy()] = np.arange(distinct.height)  # a code's place among the distinct
     where = at[ip]
     found = distinct_countries(distinct["text"])
-    country_code = found.cast(pl.Categorical(pl.Categories.random())).to_physical().to_numpy()
+    country_code = text_ids(found).to_numpy()
     derived = log.with_columns(*outcome(log["State"]), found.gather(where).alias("country"))
     return derived, TextCodes.from_codes(log.height, {**codes.codes, "country": country_code[where]})

@@ -32,7 +32,7 @@ from licanom.data.columns import (
     UNKNOWN_COUNTRY,
 )
 from licanom.data.derive import offsets, derive, distinct_countries, outcome
-from licanom.data.codes import TextCodes, first_appearance, in_threads
+from licanom.data.codes import TextCodes, first_appearance, in_threads, text_ids
 
 UNKNOWN = 0.0
 VOCAB_VERSION = 1
@@ -252,7 +252,7 @@ def _first_appearance(text: pl.Series, ids: pl.Series | None = None,
     the ids' first rows in one integer hash (none where ``first``, those rows, is given; the
     ids are the positions where polars handed them out in row order, as it does)."""
     if ids is None:
-        ids = text.cast(pl.Categorical(pl.Categories.random())).to_physical()
+        ids = text_ids(text)
     first, at = first_appearance(ids, first)
     return text.gather(first), at
 
@@ -542,7 +542,6 @@ class RowsEncoder:
         return self._encode(derived, _row_frame(derived, codes), vocabulary)
 
     def _encode(self, derived: pl.DataFrame, frame: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
-        from licanom.data.codes import TextCodes
         from licanom.data.context_vector import KeyHistory, row_context
         from licanom.data.states import METHOD_GROUPS
 

@@ -30,7 +30,7 @@ import numpy as np
 import pandera.polars as pa
 import polars as pl
 
-from licanom.data.codes import TextCodes, in_threads
+from licanom.data.codes import TextCodes, in_threads, text_ids
 from licanom.data.columns import OPTIONAL_RAW, RAW, REQUIRED_RAW
 from licanom.data.schema import (
     BLANK,
@@ -316,7 +316,7 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     # columns on two threads): their distinct values (for the IP clean-up, the length check and
     # the contract) and the codes the encoder reuses.
     def coded(c: str) -> tuple[pl.Series, pl.Series]:
-        ids = _text_ids(parsed[c])
+        ids = text_ids(parsed[c])
         return ids, ids.arg_unique()
 
     found = dict(zip(_CODED, in_threads([lambda c=c: coded(c) for c in _CODED]), strict=True))
@@ -377,18 +377,13 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
 _CODED = ("IP", "Key")  # the texts whose codes validation finds (and ValidationResult keeps)
 
 
-def _text_ids(text: pl.Series) -> pl.Series:
-    """Each text's id in categories of the column's own (UInt32; null for null): one hash per row."""
-    return text.cast(pl.Categorical(pl.Categories.random())).to_physical()
-
-
 def _recode(ids: pl.Series, first: pl.Series, distinct: pl.Series, clean: pl.Expr) -> pl.Series:
     """Codes of a text column after ``clean`` (an expression on it), from its codes ``ids``,
     the rows where each first appears and its distinct values ``distinct`` (the texts at those
     rows): the clean texts of the distinct values get codes of their own, and each row its
     value's."""
     old = ids.gather(first)
-    new = _text_ids(distinct.to_frame().select(clean).to_series()).to_numpy()
+    new = text_ids(distinct.to_frame().select(clean).to_series()).to_numpy()
     table = np.zeros(int(old.max() or 0) + 2, dtype=np.uint32)
     table[old.fill_null(len(table) - 1).to_numpy()] = new
     return pl.Series(ids.name, table[ids.fill_null(len(table) - 1).to_numpy()])
