@@ -19,13 +19,16 @@ MLFLOW_PORT ?= 5000
 
 venv: $(STAMP)
 
-# torch first, from its exact pin (a CPU build on local disk here), then the lock in one call.
+# torch first, from its exact pin (a CPU build on local disk here), then the lock in one call; then
+# Prefect's database in .prefect/ created once here, not by the first flow (its migrations take
+# 5-8 s: benchmarks/results/fixed-costs.md).
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(VENV)/bin/prefect server database upgrade -y > /dev/null
 	touch $(STAMP)
 
 # `make demo` trains the default detector and one thesis autoencoder (train.models: auto);

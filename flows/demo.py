@@ -41,9 +41,12 @@ def demo_cutoff(cfg: Config) -> datetime:
 
 def main() -> None:
     from flows.console import quiet_expected_tracebacks
+    from flows.early_api import start_early
+    from flows.run import FIRST_CALL_IMPORTS
 
-    quiet_expected_tracebacks()
     t0 = time.perf_counter()
+    api = start_early()  # Prefect's temporary server comes up while the demo's log is simulated
+    quiet_expected_tracebacks()
     cfg = load_config("demo")
     models = os.environ.get("LICANOM_DEMO_MODELS")
     # the demo replays the same simulated night each time: start its scoring state afresh
@@ -51,6 +54,7 @@ def main() -> None:
     until = demo_cutoff(cfg)
     print(f"Demo vendor: a simulated {cfg.source.profile} vendor, {cfg.source.days} days; training on the days "
           f"before {until:%Y-%m-%d %H:%M}, then scoring the last {SCORE_DAYS} as one night.", flush=True)
+    api.wait(FIRST_CALL_IMPORTS["train"])
     with tagged("demo"):
         summary = train_vendor("demo", until=until, models=models.split(",") if models else None)
         night = score_vendor("demo")

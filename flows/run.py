@@ -18,6 +18,13 @@ import os
 import sys
 
 EXIT_UNREACHABLE = 4
+# what each flow imports on its first call (clustering, MLflow's SQL store, the report's figures):
+# imported while Prefect's temporary server is still starting (flows.early_api)
+FIRST_CALL_IMPORTS = {
+    "train": ("sklearn.mixture", "mlflow.store.tracking.sqlalchemy_store", "licanom.report.plots"),
+    "score": ("mlflow.store.tracking.sqlalchemy_store", "licanom.report.plots"),
+}
+FIRST_CALL_IMPORTS["nightly"] = FIRST_CALL_IMPORTS["score"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"licanom: {problem}; nothing was run", file=sys.stderr)
         return EXIT_UNREACHABLE
+    from flows.early_api import start_early
+
+    api = start_early()  # no PREFECT_API_URL: the temporary server comes up while the flows import
     from flows.console import quiet_expected_tracebacks
     from flows.naming import tagged
 
@@ -55,16 +65,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.flow == "score":
         from flows.score_vendor import score_vendor
 
+        api.wait(FIRST_CALL_IMPORTS[args.flow])
         with tagged(args.vendor):
             state = score_vendor(args.vendor, since=args.since, return_state=True)
     elif args.flow == "train":
         from flows.train_vendor import train_vendor
 
+        api.wait(FIRST_CALL_IMPORTS[args.flow])
         with tagged(args.vendor):
             state = train_vendor(args.vendor, return_state=True)
     else:
         from flows.nightly import nightly
 
+        api.wait(FIRST_CALL_IMPORTS[args.flow])
         state = nightly(return_state=True)
     if state.is_completed():
         return 0

@@ -94,3 +94,16 @@ def test_a_context_models_night_does_not_import_torch() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     # no network imported; an evaluation worker's torch, imported later, runs one thread
     assert done.stdout.split() == ["[]", "1"]
+
+
+def test_a_context_model_flow_imports_no_lightning() -> None:
+    """The training flow of the default (context) model never needs torch or Lightning: importing
+    Lightning alone costs seconds of a one-vendor training run (benchmarks/results/fixed-costs.md)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, flows.train_vendor, flows.score_vendor, licanom.ops.training, "
+            "licanom.detectors.autoencoders.epochs; "
+            "print(sorted(m for m in ('torch', 'pytorch_lightning', 'lightning_fabric') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -188,7 +188,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
     variant was fitted already: its run records it, its curves logged at the end."""
     from licanom.report import plots
     from licanom.report.analysis import score_wording
-    from licanom.detectors.autoencoders.module import epoch_listener
+    from licanom.detectors.autoencoders.epochs import epoch_listener
 
     sequence_model = is_sequence_model(model)
     if sequence_model and cfg.sequence.mode != "chunks":

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterator, Sequence
 
 import pytorch_lightning as L
 import torch
@@ -14,24 +12,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
+from licanom.detectors.autoencoders.epochs import current_listener
 from licanom.detectors.autoencoders.nets import AutoencoderNet
-
-
-# Called at the end of each training epoch with (module, epoch from 1, {"train/loss", "val/loss"}):
-# how a caller (licanom.ops.training) logs the losses live, without reaching into the Trainer.
-EpochListener = Callable[["AutoencoderModule", int, dict[str, float]], None]
-_EPOCH_LISTENER: ContextVar[EpochListener | None] = ContextVar("licanom_epoch_listener", default=None)
-
-
-@contextmanager
-def epoch_listener(listener: EpochListener) -> Iterator[None]:
-    """Every :class:`AutoencoderModule` trained inside this block reports each epoch's losses to
-    ``listener`` as the epoch ends (the same thread: Lightning trains in the caller's thread)."""
-    token = _EPOCH_LISTENER.set(listener)
-    try:
-        yield
-    finally:
-        _EPOCH_LISTENER.reset(token)
 
 
 # Batches the training loader hands Lightning at a time (chunk_loader's ``steps``): one Adam step
@@ -106,7 +88,7 @@ class AutoencoderModule(L.LightningModule):
     def on_train_epoch_end(self) -> None:
         if math.isinf(self.trainer.num_training_batches):  # a loader of unknown length: no last batch seen
             self._log_train_loss()
-        listener = _EPOCH_LISTENER.get()
+        listener = current_listener()
         if listener is not None:  # after the epoch's validation: both losses are in
             metrics = self.trainer.callback_metrics
             listener(self, self.current_epoch + 1,
