@@ -484,13 +484,14 @@ def fail_orphan_runs(tracker: Tracker, vendor: str, keep: str | None = None) -> 
     return notes
 
 
-def load_champion(tracker: Tracker, vendor: str) -> tuple[Any, str]:
+def load_champion(tracker: Tracker, vendor: str, cache: Path | None = None) -> tuple[Any, str]:
     """The champion, or :class:`ModelLoadError` naming the model's files when they are damaged
-    (no champion: LookupError; an unreachable server: TrackingUnavailableError)."""
+    (no champion: LookupError; an unreachable server: TrackingUnavailableError). ``cache``: where
+    its files are kept between nights (:func:`champion_cache`)."""
     from licanom.ops.tracking import TrackingUnavailableError
 
     try:
-        return tracker.load_champion(vendor)
+        return tracker.load_champion(vendor, cache)
     except (LookupError, TrackingUnavailableError):
         raise
     except Exception as err:
@@ -506,6 +507,12 @@ def load_champion(tracker: Tracker, vendor: str) -> tuple[Any, str]:
             + f" ({type(err).__name__}: {str(err).splitlines()[0][:200] if str(err) else ''}). Retrying will not help: "
             f"retrain the vendor (licanom run train --vendor {vendor}) or point the alias 'champion' at a sound version"
         ) from err
+
+
+def champion_cache(output_dir: Path, vendor: str) -> Path:
+    """Where a vendor's champion files are kept between nights: ``out/<vendor>/models/`` (the
+    versions downloaded last; removing the folder only costs the next night a download)."""
+    return output_dir / vendor / "models"
 
 
 def _failing_file(err: BaseException) -> str | None:
@@ -577,7 +584,8 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
     crash_point("after:lock")
     notes = recover(output_dir, vendor, tracker)
     crash_point("after:recover")
-    model, version = champion if champion is not None else load_champion(tracker, vendor)
+    model, version = (champion if champion is not None
+                      else load_champion(tracker, vendor, champion_cache(output_dir, vendor)))
     crash_point("after:load_champion")
     st = night_state(output_dir, vendor, version, since)
     crash_point("after:load_state")

@@ -341,8 +341,13 @@ class Tracker:
     def champion_uri(self, vendor: str) -> str:
         return f"models:/{self.model_name(vendor)}@{CHAMPION}"
 
-    def load_champion(self, vendor: str) -> tuple[Any, str]:
-        """The champion's :class:`licanom.ops.bundle.ModelBundle` and its version number."""
+    def load_champion(self, vendor: str, cache: Path | None = None) -> tuple[Any, str]:
+        """The champion's :class:`licanom.ops.bundle.ModelBundle` and its version number.
+
+        Only the alias is asked every time. With ``cache`` (a folder of this vendor's), the version's
+        files are downloaded once and kept there (:func:`cached_version`): a registered version's
+        files never change, and a night otherwise fetched the whole model again, about 16 requests
+        to the tracking server per vendor. Without it they go to a temporary folder, removed after."""
         name = self.model_name(vendor)
         try:
             with _reaching(self.config.registry_uri):
@@ -353,15 +358,75 @@ class Tracker:
             raise LookupError(f"vendor {vendor!r} has no champion model yet: run the training flow first") from err
         mlflow.set_tracking_uri(self.config.tracking_uri)
         mlflow.set_registry_uri(self.config.registry_uri)
-        # The bundle artifact read by this version's code, not by the model code stored with the
-        # version: a champion registered by an earlier release (whose stored code may import
-        # modules since moved) keeps scoring after an upgrade.
-        from licanom.ops.bundle import ModelBundle
+        uri = f"models:/{name}/{mv.version}"
+        if cache is None:
+            with tempfile.TemporaryDirectory(prefix="licanom-champion-") as tmp:
+                return _bundle_in(Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))), mv.version
+        key = f"{self.config.registry_uri}\n{name}\n{mv.version}\n{mv.source}\n{mv.run_id}"
+        return cached_version(cache, f"v{mv.version}", key, lambda dst: mlflow.artifacts.download_artifacts(uri, dst_path=dst),
+                              _bundle_in), mv.version
 
-        local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{mv.version}"))
-        meta = yaml.safe_load((local / "MLmodel").read_text())
-        bundle_path = meta["flavors"]["python_function"]["artifacts"]["bundle"]["path"]
-        return ModelBundle.load(local / bundle_path), mv.version
+
+CACHED_VERSIONS = 2  # a vendor's champion cache keeps this many versions (the alias moved back: no download)
+
+
+def cached_version(cache: Path, label: str, key: str, download: Any, load: Any) -> Any:
+    """``load(folder)`` of a model version's files, downloaded once into ``cache``.
+
+    ``key`` names the version for good (store, model name, version, source, run): its folder is
+    ``<label>-<hash of key>``. ``download(dst)`` fetches the files into a fresh folder under
+    ``cache`` and returns where they are; they are loaded *before* the folder is renamed into
+    place, so a damaged download never enters the cache, and a rename is atomic, so a process
+    killed mid-download leaves only a ``.download-*`` folder (removed by a later call). A cached
+    copy that fails to load is removed and fetched again once; two processes filling the same
+    entry at once both load, the second rename finds it in place and drops its copy. Only the
+    newest :data:`CACHED_VERSIONS` entries are kept."""
+    import hashlib
+    import shutil
+    import time
+
+    entry = cache / f"{label}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    if entry.is_dir():
+        try:
+            value = load(entry)
+        except Exception:  # noqa: BLE001 - a damaged copy (a disk fault, a hand edit): fetch it again
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            os.utime(entry)  # the newest in use, for the pruning below
+            return value
+    cache.mkdir(parents=True, exist_ok=True)
+    for stale in cache.glob(".download-*"):  # a process killed while downloading, over an hour ago
+        if time.time() - stale.stat().st_mtime > 3600:
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
+    try:
+        local = Path(download(str(tmp)))
+        value = load(local)
+        try:
+            os.replace(local, entry)
+            os.utime(entry)
+        except OSError:  # filled by another process meanwhile: its copy is the same version's
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    entries = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[CACHED_VERSIONS:]:
+        if old != entry:
+            shutil.rmtree(old, ignore_errors=True)
+    return value
+
+
+def _bundle_in(local: Path) -> Any:
+    """The bundle of a downloaded model version's folder (the pyfunc's artifact, read by this
+    version's code, not by the model code stored with the version: a champion registered by an
+    earlier release, whose stored code may import modules since moved, keeps scoring after an
+    upgrade)."""
+    from licanom.ops.bundle import ModelBundle
+
+    meta = yaml.safe_load((local / "MLmodel").read_text())
+    bundle_path = meta["flavors"]["python_function"]["artifacts"]["bundle"]["path"]
+    return ModelBundle.load(local / bundle_path)
 
 
 def configure(path: Path | None = None) -> Tracker:

@@ -319,7 +319,24 @@ def finish_training(tracker: Tracker, cfg: Config, parent_run_id: str,
     champion = tracker.promote(cfg.vendor, versions, default_model=cfg.train.models[0])
     tracker.log_params(parent_run_id, {"champion_version": champion.version, "champion_model": champion.model})
     tracker.end_run(parent_run_id)
+    warm_champion_cache(tracker, cfg)
     return TrainingSummary(cfg.vendor, parent_run_id, results, tuple(versions), champion)
+
+
+def warm_champion_cache(tracker: Tracker, cfg: Config) -> None:
+    """Fetch the champion's files into the vendor's cache now (licanom.ops.nightly.champion_cache),
+    so that the first night after a training asks the tracking server only for the alias, as
+    every later night does. A failure here costs that night a download, nothing else: it is
+    logged, not raised."""
+    import logging
+
+    from licanom.ops.nightly import champion_cache
+
+    try:
+        tracker.load_champion(cfg.vendor, champion_cache(Path(cfg.output_dir), cfg.vendor))
+    except Exception as err:  # noqa: BLE001 - the night downloads the model itself
+        logging.getLogger(__name__).warning("vendor %s: the champion's files were not cached (%s: %s); "
+                                            "the next night downloads them", cfg.vendor, type(err).__name__, err)
 
 
 def work_dir() -> Path:
