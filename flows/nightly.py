@@ -3,7 +3,9 @@
 ``runner`` picks how the vendors fan out:
 
 - ``sequential`` (default): one after another, each a child flow run of this one;
-- ``threads``: ``workers`` vendors at a time in threads of this process;
+- ``threads``: ``workers`` vendors at a time in threads of this process (default: two per CPU, as
+  a vendor's night waits on the Prefect and MLflow servers for much of its time:
+  benchmarks/results/fixed-costs.md, 100 vendors on 2 CPUs in 100.6 s with 4 threads, 126.8 s with 2);
 - ``dask``: a local Dask cluster of ``workers`` processes (prefect-dask), for many vendors.
 
 With ``threads`` and ``dask`` each vendor is a task (``score-<vendor>``) of a ``nightly-fan-out``
@@ -27,9 +29,18 @@ from tasks import vendors
 Runner = Literal["sequential", "threads", "dask"]
 
 
+THREADS_PER_CPU = 2  # the threads runner's default: vendors at once per CPU
+
+
+def default_workers(runner: Runner) -> int:
+    """Vendors at once when ``workers`` is not given: two per CPU in threads, one per CPU in Dask."""
+    cpus = os.cpu_count() or 2
+    return THREADS_PER_CPU * cpus if runner == "threads" else cpus
+
+
 def task_runner(runner: Runner, workers: int | None = None) -> TaskRunner:  # type: ignore[type-arg]
     """Threads of this process, or a local Dask cluster of single-threaded worker processes."""
-    n = workers or os.cpu_count() or 2
+    n = workers or default_workers(runner)
     if runner == "threads":
         return ThreadPoolTaskRunner(max_workers=n)
     if runner == "dask":
@@ -54,7 +65,8 @@ def nightly(runner: Runner = "sequential", workers: int | None = None) -> list[s
     Args:
         runner: How vendors fan out: sequential (one after another), threads (in this process) or
             dask (a local Dask cluster of worker processes).
-        workers: Vendors scored at once with threads or dask (empty: one per CPU).
+        workers: Vendors scored at once with threads or dask (empty: two per CPU with threads,
+            one per CPU with dask).
     """
     names = vendors.list_vendors()
     print(f"nightly: scoring {len(names)} vendors ({', '.join(names)}) with the {runner} runner")

@@ -332,3 +332,12 @@ def test_run_ends_a_flow_failed_on_its_input_with_prepares_exit_code(flow_env, c
     assert main(["train", "--vendor", "broken"]) == 4
     last = capsys.readouterr().err.strip().splitlines()[-1]
     assert last.startswith("licanom: train flow failed: ") and "missing.csv" in last
+
+
+def test_the_threads_runner_defaults_to_two_vendors_per_cpu(monkeypatch):
+    import flows.nightly as nightly
+
+    monkeypatch.setattr(nightly.os, "cpu_count", lambda: 3)
+    assert nightly.default_workers("threads") == 6 and nightly.default_workers("dask") == 3
+    assert nightly.task_runner("threads")._max_workers == 6
+    assert nightly.task_runner("threads", workers=2)._max_workers == 2
