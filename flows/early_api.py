@@ -24,6 +24,7 @@ class EarlyApi:
 
         settings = get_current_settings()
         self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
         if settings.api.url or not settings.server.ephemeral.enabled:
             return
         # imported here, in the caller's thread, so that the thread itself imports nothing while
@@ -34,15 +35,15 @@ class EarlyApi:
                                        name="licanom-prefect-api-start", daemon=True)
         self.thread.start()
 
-    @staticmethod
-    def _start(server) -> None:  # type: ignore[no-untyped-def]
+    def _start(self, server) -> None:  # type: ignore[no-untyped-def]
         try:
             server.start()
-        except Exception:  # noqa: BLE001 - the first flow call starts it again and says what is wrong
-            pass
+        except BaseException as err:  # noqa: BLE001 - raised again by wait(), in the caller's thread
+            self.error = err
 
     def wait(self, meanwhile: Sequence[str] = ()) -> None:
-        """Block until the server answers (or its start failed: the flow call then reports it).
+        """Block until the server answers; its start's error, if it failed (as the first flow call
+        would have raised it, without waiting for a second start).
 
         ``meanwhile``: modules the flow will import on its first call anyway (scikit-learn's
         mixture models, MLflow's SQL store, matplotlib), imported while the server is still coming
@@ -54,6 +55,8 @@ class EarlyApi:
                 break
             importlib.import_module(name)
         self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def start_early() -> EarlyApi:

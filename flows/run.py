@@ -3,7 +3,8 @@
 With PREFECT_API_URL set, the Prefect server must answer first: the API is asked with urllib3's
 back-off (tasks.api.wait_for_api) and, if it never answers, the run stops before touching any data,
 with one line naming the server and exit code 4 (the same as an unreachable log source). With
-no PREFECT_API_URL, Prefect's ephemeral API is used and nothing is asked.
+no PREFECT_API_URL, Prefect's temporary API is started at once, in a thread, while the flows are
+imported (flows.early_api); if it does not start, one line and exit code 4 too.
 
 An unknown vendor or a configuration error is refused first, in one line, with exit code 2; a
 flow that fails on its input ends with one line and the exit code `licanom prepare` gives (3: the
@@ -62,22 +63,24 @@ def main(argv: list[str] | None = None) -> int:
     from flows.naming import tagged
 
     quiet_expected_tracebacks()
-    if args.flow == "score":
-        from flows.score_vendor import score_vendor
+    from flows.nightly import nightly
+    from flows.score_vendor import score_vendor
+    from flows.train_vendor import train_vendor
 
+    try:
         api.wait(FIRST_CALL_IMPORTS[args.flow])
+    except Exception as err:  # noqa: BLE001 - whatever stopped Prefect's server: one line, nothing run
+        from licanom.cli import one_line
+
+        print(f"licanom: Prefect's temporary API did not start ({one_line(err)}); nothing was run", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    if args.flow == "score":
         with tagged(args.vendor):
             state = score_vendor(args.vendor, since=args.since, return_state=True)
     elif args.flow == "train":
-        from flows.train_vendor import train_vendor
-
-        api.wait(FIRST_CALL_IMPORTS[args.flow])
         with tagged(args.vendor):
             state = train_vendor(args.vendor, return_state=True)
     else:
-        from flows.nightly import nightly
-
-        api.wait(FIRST_CALL_IMPORTS[args.flow])
         state = nightly(return_state=True)
     if state.is_completed():
         return 0

@@ -72,12 +72,13 @@ def test_nothing_more_is_imported_once_the_server_is_up(monkeypatch, no_api):
     api.wait(["no_such_module_anywhere"])  # the server answered: the list is not read at all
 
 
-def test_a_failed_start_is_left_to_the_first_flow_call(monkeypatch, no_api):
+def test_a_failed_start_is_raised_by_wait_in_the_callers_thread(monkeypatch, no_api):
     fake = FakeServer(fail=True)
     fake.go.set()
     monkeypatch.setattr(server_module, "SubprocessASGIServer", fake)
     api = start_early()
-    api.wait()  # no exception here: Prefect's own start at the first flow call says what is wrong
+    with pytest.raises(RuntimeError, match="port in use"):  # as the first flow call would have raised it
+        api.wait()
     assert fake.starts == 1
 
 
