@@ -24,11 +24,11 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import mlflow
 import mlflow.pyfunc
@@ -367,10 +367,12 @@ class Tracker:
                               _bundle_in), mv.version
 
 
+T = TypeVar("T")
 CACHED_VERSIONS = 2  # a vendor's champion cache keeps this many versions (the alias moved back: no download)
 
 
-def cached_version(cache: Path, label: str, key: str, download: Any, load: Any) -> Any:
+def cached_version(cache: Path, label: str, key: str, download: Callable[[str], str | Path],
+                   load: Callable[[Path], T]) -> T:
     """``load(folder)`` of a model version's files, downloaded once into ``cache``.
 
     ``key`` names the version for good (store, model name, version, source, run): its folder is
@@ -396,7 +398,7 @@ def cached_version(cache: Path, label: str, key: str, download: Any, load: Any) 
             return value
     cache.mkdir(parents=True, exist_ok=True)
     for stale in cache.glob(".download-*"):  # a process killed while downloading, over an hour ago
-        if time.time() - stale.stat().st_mtime > 3600:
+        if time.time() - _mtime(stale) > 3600:
             shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
     try:
@@ -410,11 +412,19 @@ def cached_version(cache: Path, label: str, key: str, download: Any, load: Any) 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     entries = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                     key=lambda p: p.stat().st_mtime, reverse=True)
+                     key=_mtime, reverse=True)
     for old in entries[CACHED_VERSIONS:]:
         if old != entry:
             shutil.rmtree(old, ignore_errors=True)
     return value
+
+
+def _mtime(path: Path) -> float:
+    """A path's modification time; 0 for one another process removed meanwhile."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _bundle_in(local: Path) -> Any:
