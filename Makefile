@@ -21,14 +21,16 @@ venv: $(STAMP)
 
 # torch first, from its exact pin (a CPU build on local disk here), then the lock in one call; then
 # Prefect's database in .prefect/ created once here, not by the first flow (its migrations take
-# 5-8 s: benchmarks/results/fixed-costs.md).
+# 5-8 s: benchmarks/results/fixed-costs.md); only that SQLite file, whatever database the
+# environment names for a Prefect server of its own.
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -r requirements.lock
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
-	$(VENV)/bin/prefect server database upgrade -y > /dev/null
+	env -u PREFECT_API_DATABASE_CONNECTION_URL PREFECT_SERVER_DATABASE_CONNECTION_URL=sqlite+aiosqlite:///$(PREFECT_HOME)/prefect.db \
+	  $(VENV)/bin/prefect server database upgrade -y > /dev/null
 	touch $(STAMP)
 
 # `make demo` trains the default detector and one thesis autoencoder (train.models: auto);

@@ -73,11 +73,14 @@ def test_the_registry_names_match_the_families_own_lists() -> None:
 def test_a_context_models_night_does_not_import_torch() -> None:
     """A night of the default detector reads no network: torch and Lightning (seconds of start-up
     in every new process) stay out until a family that needs them is built; reading a
-    configuration (even one naming every autoencoder) does not import them either."""
+    configuration (even one naming every autoencoder) does not import them either, nor do the
+    flows and the training step (the default's training run hears of epochs through a module of
+    its own: benchmarks/results/fixed-costs.md)."""
     import subprocess
     import sys
 
-    code = ("import sys, licanom.ops.nightly, licanom.ops.bundle, licanom.ops.detect\n"
+    code = ("import sys, licanom.ops.nightly, licanom.ops.bundle, licanom.ops.detect, licanom.ops.training\n"
+            "import flows.train_vendor, flows.score_vendor, flows.nightly, licanom.detectors.autoencoders.epochs\n"
             "from licanom.detectors import build, names, spec\n"
             "assert len(names()) >= 20 and spec('Tail_context').family == 'context'\n"
             "build('Tail_context', context=None)\n"
@@ -96,14 +99,37 @@ def test_a_context_models_night_does_not_import_torch() -> None:
     assert done.stdout.split() == ["[]", "1"]
 
 
-def test_a_context_model_flow_imports_no_lightning() -> None:
-    """The training flow of the default (context) model never needs torch or Lightning: importing
-    Lightning alone costs seconds of a one-vendor training run (benchmarks/results/fixed-costs.md)."""
+
+def test_training_the_default_detector_imports_no_torch(tmp_path) -> None:
+    """The training step of the default (context) model, run for real, never imports torch or
+    Lightning: importing Lightning alone cost seconds of every one-vendor training run
+    (benchmarks/results/fixed-costs.md)."""
     import subprocess
     import sys
 
-    code = ("import sys, flows.train_vendor, flows.score_vendor, licanom.ops.training, "
-            "licanom.detectors.autoencoders.epochs; "
-            "print(sorted(m for m in ('torch', 'pytorch_lightning', 'lightning_fabric') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout
+    code = f"""
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from licanom.config import load_config
+from licanom.data.pipeline import prepare
+from licanom.ops import training
+from licanom.sim import simulate
+
+class Recorder:
+    @contextmanager
+    def run(self, *args, **kwargs):
+        yield "run-1"
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+cfg = load_config(overrides={{"train": {{"models": ["Tail_context"]}}, "output_dir": {str(tmp_path)!r}}})
+prepared = prepare(simulate("node-locked", seed=1, days=3).log, cfg)
+cfg = training.for_vendor_size(cfg, prepared)
+result = training.train_variant(Recorder(), cfg, prepared, "Tail_context", "parent", Path({str(tmp_path / "work")!r}))
+assert result.bundle_dir.exists()
+print(sorted(m for m in ("torch", "lightning", "pytorch_lightning") if m in sys.modules))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["[]"]
