@@ -5,7 +5,8 @@
 - ``sequential`` (default): one after another, each a child flow run of this one;
 - ``threads``: ``workers`` vendors at a time in threads of this process (default: two per CPU, as
   a vendor's night waits on the Prefect and MLflow servers for much of its time:
-  benchmarks/results/fixed-costs.md, 100 vendors on 2 CPUs in 100.6 s with 4 threads, 126.8 s with 2);
+  benchmarks/results/fixed-costs.md: 100 vendors on 2 CPUs in 99.8 s with 4 threads, 118.1 s
+  with 2, medians of two rounds side by side);
 - ``dask``: a local Dask cluster of ``workers`` processes (prefect-dask), for many vendors.
 
 With ``threads`` and ``dask`` each vendor is a task (``score-<vendor>``) of a ``nightly-fan-out``
