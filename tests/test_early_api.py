@@ -91,3 +91,17 @@ def test_the_flows_first_call_imports_exist():
     for names in FIRST_CALL_IMPORTS.values():
         for name in names:
             assert importlib.util.find_spec(name) is not None, name
+
+
+def test_licanom_run_says_in_one_line_that_the_api_did_not_start(monkeypatch, no_api, capsys):
+    from flows import run
+
+    fake = FakeServer(fail=True)
+    fake.go.set()
+    ran = []
+    monkeypatch.setattr(server_module, "SubprocessASGIServer", fake)
+    monkeypatch.setattr("flows.score_vendor.score_vendor", lambda *a, **k: ran.append(a))
+    code = run.main(["score", "--vendor", "demo"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == run.EXIT_UNREACHABLE and not ran  # exit 4, nothing run
+    assert err == ["licanom: Prefect's temporary API did not start (port in use); nothing was run"]

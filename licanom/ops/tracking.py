@@ -20,10 +20,13 @@ on their runs and charts, not on the GenAI traces view.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -223,9 +226,7 @@ class Tracker:
     def log_metrics(self, run_id: str, metrics: Mapping[str, float | int | None], step: int = 0) -> None:
         from mlflow.entities import Metric
 
-        import time as _time
-
-        now = int(_time.time() * 1000)
+        now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, step) for k, v in metrics.items() if v is not None and np.isfinite(float(v))]
         if items:
             self.client.log_batch(run_id, metrics=items, synchronous=True)
@@ -261,9 +262,7 @@ class Tracker:
         """One metric per epoch (step = epoch, from 1), so MLflow plots it against epochs."""
         from mlflow.entities import Metric
 
-        import time as _time
-
-        now = int(_time.time() * 1000)
+        now = int(time.time() * 1000)
         metrics = [Metric(key, float(v), now, i + 1) for i, v in enumerate(values)]
         for start in range(0, len(metrics), 900):
             self.client.log_batch(run_id, metrics=metrics[start:start + 900], synchronous=True)
@@ -383,10 +382,6 @@ def cached_version(cache: Path, label: str, key: str, download: Callable[[str], 
     copy that fails to load is removed and fetched again once; two processes filling the same
     entry at once both load, the second rename finds it in place and drops its copy. Only the
     newest :data:`CACHED_VERSIONS` entries are kept."""
-    import hashlib
-    import shutil
-    import time
-
     entry = cache / f"{label}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     if entry.is_dir():
         try:
