@@ -100,7 +100,8 @@ def test_chunk_context_equals_the_reference(derived, stride):
     got = chunk_context(derived, starts, size, history)
     rows = reference_row_context(derived, history).to_numpy()
     want = np.stack([rows[s : s + size].max(axis=0) for s in starts])
-    np.testing.assert_array_equal(got[:, 3:], want)
+    # log1p of the same counts: numpy and polars may round the last bit differently on some CPUs
+    np.testing.assert_allclose(got[:, 3:], want, rtol=1e-12, atol=0)
     np.testing.assert_array_equal(got[:, 2], reference_top_share(derived, starts, size))
     nulls = derived.with_columns(pl.when(pl.int_range(pl.len()) % 5 == 0).then(None)
                                  .otherwise(pl.col("MachineCode")).alias("MachineCode"))
