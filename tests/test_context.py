@@ -212,14 +212,21 @@ def test_tail_model_surprisal_on_known_columns():
 
 def test_context_detector_decides_by_severity_by_default(tmp_path):
     from licanom.detectors import thresholds as th
-    from licanom.detectors.context import ContextDetector
+    from licanom.detectors.context import TAIL_SCALE_NATS, ContextDetector
     from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, Calibration
 
     X = np.random.default_rng(3).gamma(2.0, 1.0, size=(400, len(CONTEXT_COLUMNS)))
     det = ContextDetector().fit(X)
     assert (det.model, det.threshold_method_) == ("Tail_context", f"severity >= {DEFAULT_MIN_SEVERITY:g}")
     # severity is calibrated on out-of-fold scores, and the threshold is where it reaches the default
-    assert det.calibration_ == Calibration.fit(det.calibration_scores_)
+    # (Tail_context's tail scale is its own, in nats; the other context models fit theirs)
+    assert det.calibration_ == Calibration.fit(det.calibration_scores_, scale=TAIL_SCALE_NATS)
+    assert det.calibration_.beta == TAIL_SCALE_NATS
+    forest = ContextDetector(model="IForest_context").fit(X)
+    assert forest.calibration_ == Calibration.fit(forest.calibration_scores_)
+    fitted = ContextDetector(tail_scale=None).fit(X)
+    assert fitted.calibration_ == Calibration.fit(fitted.calibration_scores_)
+    assert ContextDetector.load(fitted.save(tmp_path / "fitted.pkl")).tail_scale is None
     assert det.threshold_ == det.calibration_.score_at(DEFAULT_MIN_SEVERITY)
     sev = det.severity(X)
     assert ((sev >= 0) & (sev <= 100)).all()

@@ -38,6 +38,21 @@ def test_a_single_extreme_training_score_changes_nothing_but_the_far_rule():
     assert spiked.max_score == 1e6
 
 
+def test_a_given_tail_scale_replaces_the_fitted_one_and_nothing_else():
+    scores = np.concatenate([_normal(1000), np.random.default_rng(1).normal(40.0, 5.0, 400)])
+    fitted = Calibration.fit(scores)
+    given = Calibration.fit(scores, scale=3.5)
+    assert given.beta == 3.5 and fitted.beta != pytest.approx(3.5)
+    assert (given.median, given.q90, given.max_score, given.n_bulk) == (
+        fitted.median, fitted.q90, fitted.max_score, fitted.n_bulk)
+    # the same exponential tail, with the given scale: ln 10 nats more is one decade more
+    sev = given.severity(np.array([given.median + 20.0, given.median + 20.0 + np.log(10.0) * 3.5]))
+    assert sev[1] - sev[0] == pytest.approx(100.0 / 7.0)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="scale"):
+            Calibration.fit(scores, scale=bad)
+
+
 def test_far_beyond_training_is_always_top_severity():
     # a wide tail would call 2.5x the training maximum ordinary; the far-beyond rule does not
     cal = Calibration(median=1.0, q90=50.0, beta=500.0, max_score=10.0, n=100, n_bulk=90)

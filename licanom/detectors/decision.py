@@ -12,7 +12,8 @@ chunks are anomalous (floods, storms, a client retrying an expired key for days)
 above ``q25 + trim * (q25 - q05)`` are set aside (:func:`normal_bulk`), so that a long flood in
 the training days does not widen what counts as normal; the kept scores' median and 90th percentile
 anchor an exponential upper tail (the shape of a sum of surprisals, and of the autoencoders'
-errors above their bulk). A score beyond ``FAR_FACTOR`` times the largest score the detector
+errors above their bulk); a detector whose score has a unit of its own gives the tail's scale
+instead (``Tail_context``, in nats), and only the median is the vendor's. A score beyond ``FAR_FACTOR`` times the largest score the detector
 saw while training always gets 100: no fitted tail can hide a frame far beyond anything seen.
 
 :func:`decide` returns a detector's threshold (on its own score scale) for a decision by name:
@@ -82,7 +83,9 @@ class Calibration:
     """The normal bulk of a detector's scores and the exponential upper tail fitted to it.
 
     ``P(score > s) = 0.5 * exp(-(s - median) / beta)`` above the bulk's median, with ``beta`` set
-    so that the tail passes through the bulk's 90th percentile; ``max_score`` is the largest
+    so that the tail passes through the bulk's 90th percentile, or given: a detector whose score
+    has a unit of its own passes its tail scale (``Tail_context``'s summed surprisal, in nats:
+    :data:`licanom.detectors.context.TAIL_SCALE_NATS`); ``max_score`` is the largest
     calibration score (for the far-beyond rule). Build it with :meth:`fit`.
     """
 
@@ -94,16 +97,19 @@ class Calibration:
     n_bulk: int
 
     @classmethod
-    def fit(cls, scores: ArrayLike, trim: float = DEFAULT_TRIM) -> Calibration:
-        """From training (or out-of-fold) scores, which may hold anomalies."""
+    def fit(cls, scores: ArrayLike, trim: float = DEFAULT_TRIM, scale: float | None = None) -> Calibration:
+        """From training (or out-of-fold) scores, which may hold anomalies. ``scale``: the tail's
+        scale when the detector knows it (None: fitted to the bulk's median and 90th percentile)."""
         arr = _scores(scores)
+        if scale is not None and not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be positive and finite, got {scale!r}")
         bulk = arr[normal_bulk(arr, trim)]
         q50, q90 = (float(v) for v in np.quantile(bulk, [0.5, 0.9]))
         spread = q90 - q50
         if spread <= 0:  # a bulk of ties: the spread of the scores above it, else one unit of the scale
             above = arr[arr > q50] - q50
             spread = float(np.median(above)) if above.size else max(abs(q50) * 0.1, 1e-6)
-        beta = spread / np.log(0.5 / 0.1)
+        beta = spread / np.log(0.5 / 0.1) if scale is None else float(scale)
         return cls(median=q50, q90=q90, beta=float(beta), max_score=float(arr.max()), n=int(arr.size),
                    n_bulk=int(bulk.size))
 
