@@ -5,8 +5,10 @@ on the first days, score each later day as its own night), the detector's calibr
 (out-of-fold scores of its training chunks) and its night chunks' scores. Each fit below maps
 the same calibration scores to a severity; labels are read only to judge:
 
-* ``current``: :class:`licanom.detectors.decision.Calibration` (an exponential tail through the
-  normal bulk's median and 90th percentile);
+* ``current``: the detector's own severity (its :class:`licanom.detectors.decision.Calibration`;
+  for ``Tail_context`` an exponential tail of one scale for every vendor above the bulk's median);
+* ``fitted``: ``Calibration.fit`` with its scale fitted to each vendor's bulk (an exponential tail
+  through the normal bulk's median and 90th percentile: Tail_context's until its scale was fixed);
 * ``upper-80-98``: above the bulk's 80th percentile, an exponential through its 80th and 98th
   percentiles (the larger of that scale and the current one);
 * ``gpd-80``: above the bulk's 80th percentile, a generalised Pareto fitted to the excesses
@@ -51,8 +53,8 @@ def vendor(world: str, profile: str, seed: int, detector: str) -> dict[str, obje
         return out
     truth, held, _ = night_truth(scored.chunks, sim.log, sim)
     calibration = np.asarray(scored.bundle.detector.calibration_scores_, dtype=np.float64)  # type: ignore[attr-defined]
-    return {**out, "calibration": calibration, "score": scored.chunks["score"].to_numpy(), "truth": truth,
-            "held": [sorted(h) for h in held]}
+    return {**out, "calibration": calibration, "score": scored.chunks["score"].to_numpy(),
+            "severity": scored.chunks["severity"].to_numpy(), "truth": truth, "held": [sorted(h) for h in held]}
 
 
 def _severity(log10_p: np.ndarray) -> np.ndarray:
@@ -61,15 +63,20 @@ def _severity(log10_p: np.ndarray) -> np.ndarray:
     return np.clip(-np.minimum(log10_p, 0.0) / SEVERITY_DECADES * 100.0, 0.0, 100.0)
 
 
-def current(calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
+def current(v: dict[str, np.ndarray]) -> np.ndarray:
+    return v["severity"]
+
+
+def fitted(v: dict[str, np.ndarray]) -> np.ndarray:
     from licanom.detectors.decision import Calibration
 
-    return Calibration.fit(calibration).severity(scores)
+    return Calibration.fit(v["calibration"]).severity(v["score"])
 
 
-def upper(calibration: np.ndarray, scores: np.ndarray, lo: float = 0.8, hi: float = 0.98) -> np.ndarray:
+def upper(v: dict[str, np.ndarray], lo: float = 0.8, hi: float = 0.98) -> np.ndarray:
     from licanom.detectors.decision import FAR_FACTOR, Calibration, normal_bulk
 
+    calibration, scores = v["calibration"], v["score"]
     cal = Calibration.fit(calibration)
     q_lo, q_hi = np.quantile(calibration[normal_bulk(calibration)], [lo, hi])
     beta = max((q_hi - q_lo) / np.log((1 - lo) / (1 - hi)), cal.beta)
@@ -77,11 +84,12 @@ def upper(calibration: np.ndarray, scores: np.ndarray, lo: float = 0.8, hi: floa
     return np.where(scores >= FAR_FACTOR * cal.max_score, 100.0, _severity(log10_p))
 
 
-def gpd(calibration: np.ndarray, scores: np.ndarray, lo: float = 0.8) -> np.ndarray:
+def gpd(v: dict[str, np.ndarray], lo: float = 0.8) -> np.ndarray:
     from scipy.stats import genpareto
 
     from licanom.detectors.decision import FAR_FACTOR, Calibration, normal_bulk
 
+    calibration, scores = v["calibration"], v["score"]
     cal = Calibration.fit(calibration)
     bulk = calibration[normal_bulk(calibration)]
     u = float(np.quantile(bulk, lo))
@@ -95,8 +103,8 @@ def gpd(calibration: np.ndarray, scores: np.ndarray, lo: float = 0.8) -> np.ndar
     return np.where(scores >= FAR_FACTOR * cal.max_score, 100.0, _severity(log10_p))
 
 
-FITS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {"current": current, "upper-80-98": upper,
-                                                                   "gpd-80": gpd}
+FITS: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {"current": current, "fitted": fitted,
+                                                                  "upper-80-98": upper, "gpd-80": gpd}
 
 
 def judge(vendors: list[dict[str, object]]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -111,7 +119,7 @@ def judge(vendors: list[dict[str, object]]) -> tuple[pl.DataFrame, pl.DataFrame]
         truth, held = np.asarray(v["truth"]), v["held"]
         present = set().union(*map(set, held)) if held else set()  # type: ignore[arg-type]
         for name, fit in FITS.items():
-            severity = fit(v["calibration"], v["score"])  # type: ignore[arg-type]
+            severity = fit(v)  # type: ignore[arg-type]
             if name == "current":
                 normal_sev.append(severity[~truth])
             for level in LEVELS:
