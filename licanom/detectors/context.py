@@ -29,8 +29,8 @@ SAVE_FORMAT = 6
 # median to 90th percentile, a few dozen chunks on a small vendor) the scale scattered (2.3-4.1
 # between the 10th and 90th percentile of 191 development vendors, median 3.4) with the noise of
 # the estimate, and the noise cost events: on the development seeds 1-6 (eight worlds, nightly mode),
-# one scale for all found 0.68 of events at 20 false alarms per 10,000 chunks where the fitted ones
-# found 0.61, better on each of the four profiles and on each half of the seeds. Its value only
+# one scale for all found 0.68 of events at 20 false alarms per 10,000 normal chunks where the
+# fitted ones found 0.61, better on each of the four profiles and on each half of the seeds. Its value only
 # sets where a severity falls (the ranking is the same for any one value); 3.5 puts the default
 # decision, severity 55, at the level chosen on those seeds (docs/choosing-defaults.md).
 TAIL_SCALE_NATS = 3.5
@@ -126,7 +126,8 @@ class ContextDetector(BaseDetector):
     out-of-fold scores: the training chunks cut into ``calibration_folds`` blocks in time, each
     scored by a reference fitted (robustly) on the others, which is how a night's chunks meet the
     model; ``Tail_context``'s tail above their bulk has the scale :attr:`tail_scale`
-    (:data:`TAIL_SCALE_NATS`, the same for every vendor), the others' is fitted. The decision (``threshold``) is ``severity`` by default, or any named threshold of
+    (:data:`TAIL_SCALE_NATS`, the same for every vendor), the others' is fitted. The decision
+    (``threshold``) is ``severity`` by default, or any named threshold of
     :mod:`licanom.detectors.thresholds` on the training scores (M1 refits the model on random halves).
     ``explain(X)`` says how far each column is from the training chunks: its surprisal in nats for
     ``Tail_context``, its robust z-score (median, interquartile range) for the others; ``encode``

@@ -13,8 +13,9 @@ above ``q25 + trim * (q25 - q05)`` are set aside (:func:`normal_bulk`), so that 
 the training days does not widen what counts as normal; the kept scores' median and 90th percentile
 anchor an exponential upper tail (the shape of a sum of surprisals, and of the autoencoders'
 errors above their bulk); a detector whose score has a unit of its own gives the tail's scale
-instead (``Tail_context``, in nats), and only the median is the vendor's. A score beyond ``FAR_FACTOR`` times the largest score the detector
-saw while training always gets 100: no fitted tail can hide a frame far beyond anything seen.
+instead (``Tail_context``, in nats), and only the median is the vendor's. A score beyond
+``FAR_FACTOR`` times the largest score the detector saw while training always gets 100: no fitted
+tail can hide a frame far beyond anything seen.
 
 :func:`decide` returns a detector's threshold (on its own score scale) for a decision by name:
 ``severity`` (the default: flag at ``min_severity``) or one of the thesis's and earlier
