@@ -74,20 +74,21 @@ def fitted(v: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def upper(v: dict[str, np.ndarray], lo: float = 0.8, hi: float = 0.98) -> np.ndarray:
-    from licanom.detectors.decision import FAR_FACTOR, Calibration, normal_bulk
+    from licanom.detectors.decision import Calibration, normal_bulk
 
     calibration, scores = v["calibration"], v["score"]
     cal = Calibration.fit(calibration)
     q_lo, q_hi = np.quantile(calibration[normal_bulk(calibration)], [lo, hi])
     beta = max((q_hi - q_lo) / np.log((1 - lo) / (1 - hi)), cal.beta)
     log10_p = np.where(scores > q_lo, (np.log(1 - lo) - (scores - q_lo) / beta) / _LN10, cal.log10_tail(scores))
-    return np.where(scores >= FAR_FACTOR * cal.max_score, 100.0, _severity(log10_p))
+    far = cal.far_score
+    return np.where(scores >= far, 100.0, _severity(log10_p)) if far is not None else _severity(log10_p)
 
 
 def gpd(v: dict[str, np.ndarray], lo: float = 0.8) -> np.ndarray:
     from scipy.stats import genpareto
 
-    from licanom.detectors.decision import FAR_FACTOR, Calibration, normal_bulk
+    from licanom.detectors.decision import Calibration, normal_bulk
 
     calibration, scores = v["calibration"], v["score"]
     cal = Calibration.fit(calibration)
@@ -100,7 +101,8 @@ def gpd(v: dict[str, np.ndarray], lo: float = 0.8) -> np.ndarray:
     shape = min(max(shape, 0.0), 0.5)
     log10_p = np.where(scores > u, (np.log(1 - lo) + genpareto.logsf(scores - u, shape, 0.0, scale)) / _LN10,
                        cal.log10_tail(scores))
-    return np.where(scores >= FAR_FACTOR * cal.max_score, 100.0, _severity(log10_p))
+    far = cal.far_score
+    return np.where(scores >= far, 100.0, _severity(log10_p)) if far is not None else _severity(log10_p)
 
 
 FITS: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {"current": current, "fitted": fitted,

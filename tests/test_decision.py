@@ -53,6 +53,15 @@ def test_a_given_tail_scale_replaces_the_fitted_one_and_nothing_else():
             Calibration.fit(scores, scale=bad)
 
 
+def test_far_beyond_is_measured_from_the_bulk_not_from_zero():
+    # a sum of many surprisals sits well above zero: one signal far out must not need twice the total
+    cal = Calibration(median=15.0, q90=19.0, beta=3.75, max_score=30.0, n=400, n_bulk=360)
+    assert cal.far_score == 45.0
+    assert cal.severity(np.array([44.9, 45.0]))[1] == 100.0 and cal.severity(np.array([44.9]))[0] < 100.0
+    assert cal.score_at(100.0) < 45.0 and cal.severity(np.array([cal.score_at(100.0)]))[0] < 100.0
+    assert Calibration(median=1.0, q90=1.0, beta=1.0, max_score=1.0, n=5, n_bulk=5).far_score is None
+
+
 def test_far_beyond_training_is_always_top_severity():
     # a wide tail would call 2.5x the training maximum ordinary; the far-beyond rule does not
     cal = Calibration(median=1.0, q90=50.0, beta=500.0, max_score=10.0, n=100, n_bulk=90)

@@ -13,9 +13,11 @@ above ``q25 + trim * (q25 - q05)`` are set aside (:func:`normal_bulk`), so that 
 the training days does not widen what counts as normal; the kept scores' median and 90th percentile
 anchor an exponential upper tail (the shape of a sum of surprisals, and of the autoencoders'
 errors above their bulk); a detector whose score has a unit of its own gives the tail's scale
-instead (``Tail_context``, in nats), and only the median is the vendor's. A score beyond
-``FAR_FACTOR`` times the largest score the detector saw while training always gets 100: no fitted
-tail can hide a frame far beyond anything seen.
+instead (``Tail_context``, in nats), and only the median is the vendor's. A score that lies
+``FAR_FACTOR`` times as far above the bulk's median as the largest calibration score always gets
+100: no fitted tail can hide a frame far beyond anything seen. (Measured from the median, not from
+zero: a sum of sixteen surprisals has a typical level of its own, and a ratio of raw scores let one
+signal thousands of times beyond its training range stay below twice the largest total.)
 
 :func:`decide` returns a detector's threshold (on its own score scale) for a decision by name:
 ``severity`` (the default: flag at ``min_severity``) or one of the thesis's and earlier
@@ -87,7 +89,7 @@ class Calibration:
     so that the tail passes through the bulk's 90th percentile, or given: a detector whose score
     has a unit of its own passes its tail scale (``Tail_context``'s summed surprisal, in nats:
     :data:`licanom.detectors.context.TAIL_SCALE_NATS`); ``max_score`` is the largest
-    calibration score (for the far-beyond rule). Build it with :meth:`fit`.
+    calibration score (for the far-beyond rule, :attr:`far_score`). Build it with :meth:`fit`.
     """
 
     median: float
@@ -120,13 +122,22 @@ class Calibration:
         ln_p = np.log(0.5) - (s - self.median) / self.beta
         return np.minimum(ln_p, 0.0) / _LN10
 
+    @property
+    def far_score(self) -> float | None:
+        """The score from which severity is always 100: ``FAR_FACTOR`` times as far above the
+        bulk's median as the largest calibration score (None when none lies above the median)."""
+        if self.max_score <= self.median:
+            return None
+        return self.median + FAR_FACTOR * (self.max_score - self.median)
+
     def severity(self, scores: ArrayLike) -> NDArray[np.float64]:
         """Severity in [0, 100] per score: ``100 * min(1, -log10 p / SEVERITY_DECADES)``, and 100
-        for a score beyond ``FAR_FACTOR`` times the largest calibration score (when positive)."""
+        from :attr:`far_score` on."""
         s = np.asarray(scores, dtype=np.float64)
         sev = np.clip(-self.log10_tail(s) / SEVERITY_DECADES * 100.0, 0.0, 100.0)
-        if self.max_score > 0:
-            sev = np.where(s >= FAR_FACTOR * self.max_score, 100.0, sev)
+        far = self.far_score
+        if far is not None:
+            sev = np.where(s >= far, 100.0, sev)
         return np.where(np.isnan(s), np.nan, sev)
 
     def score_at(self, severity: float) -> float:
@@ -136,8 +147,9 @@ class Calibration:
             raise ValueError(f"severity must lie in (0, 100], got {severity!r}")
         log10_p = -severity / 100.0 * SEVERITY_DECADES
         value = self.median + self.beta * (np.log(0.5) - log10_p * _LN10)
-        if self.max_score > 0:
-            value = min(value, FAR_FACTOR * self.max_score * (1 - 1e-12))
+        far = self.far_score
+        if far is not None and value >= far:
+            value = float(np.nextafter(far, -np.inf))
         return float(value)
 
     def as_dict(self) -> dict[str, float]:
