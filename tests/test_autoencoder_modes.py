@@ -13,7 +13,7 @@ import torch
 from licanom.data.chunk import make_chunks
 from licanom.data.columns import FEATURES, ROW_GROUPS, ROW_REQUEST_FEATURES
 from licanom.config import Config, EncodeConfig
-from licanom.data.context_vector import ROW_COLUMNS
+from licanom.data.context_vector import ENCODER_ROW_COLUMNS
 from licanom.data.derive import derive
 from licanom.data.encode import (
     ROW_FEATURE_COLUMNS,
@@ -50,7 +50,7 @@ PARAMS: dict[str, tuple[int, int]] = {
 
 
 def test_row_features_are_the_request_features_and_the_context_counts():
-    assert ROW_FEATURES == (*ROW_REQUEST_FEATURES, *ROW_COLUMNS)
+    assert ROW_FEATURES == (*ROW_REQUEST_FEATURES, *ENCODER_ROW_COLUMNS)  # the twelve counts saved models read
     assert N_ROWS_MODE == 40
     assert ROW_GROUPS == tuple(g.name.lower() for g in MethodGroup)
     assert set(ROW_SCALED) <= set(ROW_FEATURES)

@@ -357,3 +357,35 @@ def test_rate_is_judged_against_its_day_so_growth_does_not_raise_it():
     ordinary = np.abs(rate) < 1e-9
     assert ordinary.sum() >= 15  # the typical chunk of each day sits at 0, whatever the day's level
     assert rate.max() > 2.5  # the burst stands out against its own day
+
+
+def test_a_context_model_saved_before_a_column_was_added_reads_its_own_columns(tmp_path, monkeypatch):
+    import licanom.detectors.context as ctx
+    from licanom.detectors.context import ContextDetector
+
+    X = np.random.default_rng(4).gamma(2.0, 1.0, size=(300, len(CONTEXT_COLUMNS)))
+    older = CONTEXT_COLUMNS[:-1]
+    with monkeypatch.context() as m:  # a version whose vector lacked the last column
+        m.setattr(ctx, "CONTEXT_COLUMNS", older)
+        det = ContextDetector().fit(X[:, :-1])
+        want = det.decision_function(X[:, :-1])
+        path = det.save(tmp_path / "older.pkl")
+    again = ContextDetector.load(path)
+    assert again.explain_columns() == older
+    np.testing.assert_allclose(again.decision_function(X), want, rtol=1e-12)  # today's vectors, its columns
+    assert again.explain(X).shape == (len(X), len(older))
+    assert (again.top_columns(X) != CONTEXT_COLUMNS[-1]).all()
+    with monkeypatch.context() as m:  # a file naming a column this version does not compute
+        m.setattr(ctx, "CONTEXT_COLUMNS", (*CONTEXT_COLUMNS, "from_a_later_version"))
+        later = ContextDetector().fit(np.column_stack([X, X[:, 0]])).save(tmp_path / "later.pkl")
+    with pytest.raises(ValueError, match="from_a_later_version"):
+        ContextDetector.load(later)
+
+
+def test_the_autoencoders_row_features_keep_the_twelve_counts_they_were_built_with():
+    # saved autoencoders read these inputs: a context column added later must not change them
+    from licanom.data.context_vector import ENCODER_ROW_COLUMNS
+    from licanom.data.encode import ROW_FEATURES, ROW_REQUEST_FEATURES
+
+    assert ROW_FEATURES == (*ROW_REQUEST_FEATURES, *ENCODER_ROW_COLUMNS) and len(ENCODER_ROW_COLUMNS) == 12
+    assert "ip_failed_keys_hour" in ROW_COLUMNS and "ip_failed_keys_hour" not in ROW_FEATURES

@@ -47,6 +47,8 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
             count = pl.len().over(over)
         elif what == "failures":
             count = pl.col("_failed").sum().over(over)
+        elif what.startswith("failed "):
+            count = pl.col(what.removeprefix("failed ")).filter(pl.col("_failed") == 1).n_unique().over(over)
         elif what.startswith("new ") and bucket == "_day":
             pair = ["Key", what.removeprefix("new ")]
             newcomer = (pl.col(f"_{what}").max().over(pair) == 1) & (pl.col("_day").min().over(pair) == pl.col("_day"))

@@ -286,3 +286,27 @@ def test_loss_curves_of_models_without_epochs_draw_a_note_not_a_warning() -> Non
         empty = loss_curves({"Tail_context": ((), ())})
         drawn = loss_curves({"TCN_AE": ((0.3, 0.2), (0.31, 0.22)), "Tail_context": ((), ())})
     assert empty.startswith(b"\x89PNG") and drawn.startswith(b"\x89PNG") and empty != drawn
+
+
+def test_a_run_saved_before_a_context_column_was_added_still_loads(tmp_path) -> None:
+    import numpy as np
+
+    from licanom.data.context_vector import CONTEXT_COLUMNS
+    from licanom.report import load_run, save_run
+    from licanom.report.store import CONTEXT_FILE
+
+    from licanom.report.analysis import Computed
+
+    base = make_input()
+    context = np.random.default_rng(0).gamma(2.0, 1.0, (base.chunks.height, len(CONTEXT_COLUMNS)))
+    inp = make_input(chunks=base.chunks.with_columns(pl.lit("Tail_context").alias("model")),
+                     feature_errors=None, model="Tail_context", computed=Computed(context=context))
+    save_run(inp, tmp_path)
+    inp.chunks.write_parquet(tmp_path / "chunks.parquet")
+    stored = pl.read_parquet(tmp_path / CONTEXT_FILE)
+    stored.drop(CONTEXT_COLUMNS[-1]).write_parquet(tmp_path / CONTEXT_FILE)  # as an older version wrote it
+    again = load_run(tmp_path)
+    assert again.computed.context is not None
+    np.testing.assert_array_equal(again.computed.context[:, :-1], stored.drop(CONTEXT_COLUMNS[-1]).to_numpy())
+    assert np.isnan(again.computed.context[:, -1]).all()
+    assert "<html" in render_html(again)

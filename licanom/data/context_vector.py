@@ -29,6 +29,8 @@ key_new_machines_day   the row's key: machine codes new to the key in its UTC da
                        rows of those machines only (0 on the key's other rows)
 key_new_countries_day  the row's key: countries new to the key in its UTC day, on the rows
                        from those countries only
+ip_failed_keys_hour    the row's IP address: distinct keys that failed from it in its clock
+                       hour (key guessing; an office's many keys seldom fail)
 ===================== ===============================================================
 
 Counts enter as ``log1p``. The buckets are clock hours and days (UTC), so a row's context
@@ -65,7 +67,7 @@ import polars as pl
 from licanom.data.codes import TextCodes, first_rows, in_threads
 from licanom.data.columns import UNKNOWN_COUNTRY
 
-__all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "ROW_COLUMNS", "KeyHistory", "chunk_context", "row_context"]
+__all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "ENCODER_ROW_COLUMNS", "ROW_COLUMNS", "KeyHistory", "chunk_context", "row_context"]
 
 
 # (column, entity columns, aggregate, bucket) of the per-row counts: "_hour" is the row's clock
@@ -83,8 +85,12 @@ _ROW_COUNTS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     ("key_new_countries_hour", ("Key",), "new country", "_hour"),
     ("key_new_machines_day", ("Key",), "new MachineCode", "_day"),
     ("key_new_countries_day", ("Key",), "new country", "_day"),
+    ("ip_failed_keys_hour", ("IP",), "failed Key", "_hour"),
 )
 ROW_COLUMNS: tuple[str, ...] = tuple(c for c, *_ in _ROW_COUNTS)
+# The counts the autoencoders' rows encoder reads (licanom.data.encode.ROW_FEATURES): the twelve it
+# was built with, so that its saved models keep their inputs when the context vector grows.
+ENCODER_ROW_COLUMNS: tuple[str, ...] = tuple(c for c in ROW_COLUMNS if c != "ip_failed_keys_hour")
 CONTEXT_COLUMNS: tuple[str, ...] = ("rate", "failure_share", "top_machine_share", *ROW_COLUMNS)
 # What each column means, in words for a vendor's report.
 CONTEXT_LABELS: dict[str, str] = {
@@ -103,6 +109,7 @@ CONTEXT_LABELS: dict[str, str] = {
     "key_new_countries_hour": "countries new to their key in an hour",
     "key_new_machines_day": "machines new to their key in a day",
     "key_new_countries_day": "countries new to their key in a day",
+    "ip_failed_keys_hour": "keys that failed from one IP address in an hour",
 }
 
 _UNKNOWN = {"MachineCode": "", "country": UNKNOWN_COUNTRY}
@@ -395,6 +402,12 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
             return over.count()
         if what == "failures":
             return over.sum(failed)
+        if what.startswith("failed "):
+            # distinct values that failed: the first rows of the (entities, what, bucket) groups
+            # holding a failure
+            g = group((*entity, what.removeprefix("failed ")), b)
+            with_failure = np.bincount(g.ids[failed], minlength=g.n) > 0
+            return over.sum(g.first & with_failure[g.ids])
         if what.startswith("new ") and b == "_day":
             # the day's newcomers, on the rows of the pairs that were new that day
             value = what.removeprefix("new ")

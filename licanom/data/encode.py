@@ -326,9 +326,9 @@ _NEW_PAIRS: tuple[tuple[str, str, str], ...] = (
 
 
 def _row_features() -> tuple[str, ...]:
-    from licanom.data.context_vector import ROW_COLUMNS
+    from licanom.data.context_vector import ENCODER_ROW_COLUMNS
 
-    return (*ROW_REQUEST_FEATURES, *ROW_COLUMNS)
+    return (*ROW_REQUEST_FEATURES, *ENCODER_ROW_COLUMNS)
 
 
 ROW_FEATURES: tuple[str, ...] = _row_features()

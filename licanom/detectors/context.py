@@ -30,10 +30,11 @@ SAVE_FORMAT = 6
 # between the 10th and 90th percentile of 191 development vendors, median 3.4) with the noise of
 # the estimate, and the noise cost events: on the development seeds 1-6 (eight worlds, nightly mode),
 # one scale for all found 0.68 of events at 20 false alarms per 10,000 normal chunks where the
-# fitted ones found 0.61, better on each of the four profiles and on each half of the seeds. Its value only
-# sets where a severity falls (the ranking is the same for any one value); 3.5 puts the default
-# decision, severity 55, at the level chosen on those seeds (docs/choosing-defaults.md).
-TAIL_SCALE_NATS = 3.5
+# fitted ones found 0.61, better on each of the four profiles and on each half of the seeds. Its
+# value only sets where a severity falls (the ranking is the same for any one value); 3.75 puts the
+# default decision, severity 55, at the level chosen on those seeds with the sixteen signals (3.5
+# with the fifteen before ip_failed_keys_hour; docs/choosing-defaults.md).
+TAIL_SCALE_NATS = 3.75
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,10 +162,14 @@ class ContextDetector(BaseDetector):
     threshold_method_: str | None = field(default=None, init=False)
     labels_: np.ndarray | None = field(default=None, init=False, repr=False)
     seconds_: float = field(default=0.0, init=False)
+    # the context columns the detector was fitted on: CONTEXT_COLUMNS, or the fewer of a model
+    # saved before a column was added (it reads those columns of today's vectors)
+    columns_: tuple[str, ...] = field(default=CONTEXT_COLUMNS, init=False, repr=False)
 
     def fit(self, X: np.ndarray, y: None = None) -> ContextDetector:
         """Fit the reference on training vectors (robustly), calibrate severity, set the threshold."""
-        X = _check_context(X)
+        self.columns_ = CONTEXT_COLUMNS
+        X = self._inputs(X)
         if self.model not in CONTEXT_MODELS:
             raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(CONTEXT_MODELS)}")
         if self.threshold not in DECISIONS:
@@ -186,6 +191,14 @@ class ContextDetector(BaseDetector):
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
         self.seconds_ = time.perf_counter() - t0
         return self
+
+    def _inputs(self, X: np.ndarray) -> np.ndarray:
+        """Today's context vectors ``(n, len(CONTEXT_COLUMNS))`` as this detector reads them: the
+        columns it was fitted on, checked."""
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 2 and X.shape[1] == len(CONTEXT_COLUMNS) and self.columns_ != CONTEXT_COLUMNS:
+            X = X[:, [CONTEXT_COLUMNS.index(c) for c in self.columns_]]
+        return _check_context(X, len(self.columns_))
 
     def _tail_scale(self) -> float | None:
         """The severity's tail scale: :attr:`tail_scale` for ``Tail_context`` (a score in nats),
@@ -250,7 +263,7 @@ class ContextDetector(BaseDetector):
 
     def m1_threshold(self, X: np.ndarray) -> float | None:
         """M1 (thesis A.1) on ``X``; None for the thesis's "na"."""
-        return th.m1(_check_context(X), self._m1_fit_score, max_rounds=self.m1_max_rounds, seed=self.seed)
+        return th.m1(self._inputs(X), self._m1_fit_score, max_rounds=self.m1_max_rounds, seed=self.seed)
 
     def _fitted(self) -> Any:
         if self.estimator_ is None:
@@ -260,20 +273,20 @@ class ContextDetector(BaseDetector):
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Anomaly score per chunk ``(n,)``, higher = more anomalous."""
         estimator = self._fitted()
-        X = _check_context(X)
+        X = self._inputs(X)
         return self._score(estimator, X) if len(X) else np.empty(0)
 
     def explain(self, X: np.ndarray) -> np.ndarray:
         """How unusual each column is against the training chunks, ``(n, len(CONTEXT_COLUMNS))``:
         the surprisal in nats (``Tail_context``) or the robust z-score (the others)."""
         estimator = self._fitted()
-        X = _check_context(X)
+        X = self._inputs(X)
         if isinstance(estimator, TailModel):
             return estimator.surprisal(X)
         return self._scaled(X)
 
     def explain_columns(self) -> tuple[str, ...]:
-        return CONTEXT_COLUMNS
+        return self.columns_
 
     def encode(self, X: np.ndarray) -> np.ndarray:
         """The per-column matrix of :meth:`explain`: the code clustering reads."""
@@ -299,16 +312,19 @@ class ContextDetector(BaseDetector):
             "decision_scores": self.decision_scores_, "calibration_scores": self.calibration_scores_,
             "reference": self.reference_, "calibration": self.calibration_.as_dict(),
             "threshold": self.threshold_, "threshold_method": self.threshold_method_, "seconds": self.seconds_,
-            "columns": list(CONTEXT_COLUMNS),
+            "columns": list(self.columns_),
         }
         return save_pickle(path, payload)
 
     @classmethod
     def load(cls, path: str | Path) -> ContextDetector:
         payload = load_pickle(path, "context detector", {SAVE_FORMAT})
-        if payload["columns"] != list(CONTEXT_COLUMNS):
-            raise ValueError(f"{path}: written for context columns {payload['columns']}, this version has {list(CONTEXT_COLUMNS)}")
+        unknown = [c for c in payload["columns"] if c not in CONTEXT_COLUMNS]
+        if unknown:
+            raise ValueError(f"{path}: written for context columns {unknown} that this version does not compute "
+                             f"(it has {list(CONTEXT_COLUMNS)})")
         det = cls(**payload["settings"], threshold_params=tuple(tuple(p) for p in payload["threshold_params"]))
+        det.columns_ = tuple(payload["columns"])
         det.estimator_ = payload["estimator"]
         det.center_, det.scale_ = payload["center"], payload["scale"]
         det.decision_scores_ = np.asarray(payload["decision_scores"], dtype=np.float64)
@@ -329,10 +345,10 @@ def _robust_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return q50, np.where(spread > 0, spread, np.where(std > 0, std, 1.0))
 
 
-def _check_context(X: np.ndarray) -> np.ndarray:
+def _check_context(X: np.ndarray, n_columns: int = len(CONTEXT_COLUMNS)) -> np.ndarray:
     X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[1] != len(CONTEXT_COLUMNS):
-        raise ValueError(f"X must have shape (n_chunks, {len(CONTEXT_COLUMNS)}) (the context vector), got {X.shape}")
+    if X.ndim != 2 or X.shape[1] != n_columns:
+        raise ValueError(f"X must have shape (n_chunks, {n_columns}) (the context vector), got {X.shape}")
     if not np.isfinite(X).all():
         bad = int(np.argwhere(~np.isfinite(X))[0][0])
         raise ValueError(f"the context vector of chunk {bad} is not finite")

@@ -34,6 +34,7 @@ _SIGNAL_ENTITY: dict[str, tuple[str, str | None]] = {
     "key_ips_hour": ("key", "IP"),
     "ip_keys_hour": ("address", "Key"),
     "ip_failures_hour": ("address", "_failed"),
+    "ip_failed_keys_hour": ("address", "_failed Key"),
     "machine_failures_hour": ("machine", "_failed"),
     "key_new_machines_hour": ("key", "MachineCode"),
     "key_new_countries_hour": ("key", "country"),
@@ -80,6 +81,8 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
             agg = pl.len()
         elif what == "_failed":
             agg = pl.col("_failed").sum()
+        elif what == "_failed Key":  # distinct keys that failed
+            agg = pl.col("Key").filter(pl.col("_failed") == 1).n_unique()
         else:
             agg = pl.col(what).n_unique()
         counts = hourly.group_by([*cols, "_hour"]).agg(agg.alias("_count"))

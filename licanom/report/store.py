@@ -71,8 +71,11 @@ def load_run(run_dir: Path, chunks_file: str = "chunks.parquet") -> ReportInput:
     chunks = pl.read_parquet(run_dir / chunks_file)
     train_errors = meta.get("train_errors")
     wording = meta.get("wording")
-    context = (pl.read_parquet(run_dir / CONTEXT_FILE).select(CONTEXT_COLUMNS).to_numpy().astype(np.float64)
-               if (run_dir / CONTEXT_FILE).exists() else None)
+    context = None
+    if (run_dir / CONTEXT_FILE).exists():  # a run stored before a column was added has it as NaN
+        stored = pl.read_parquet(run_dir / CONTEXT_FILE)
+        context = stored.select(pl.col(c) if c in stored.columns else pl.lit(None, dtype=pl.Float64).alias(c)
+                                for c in CONTEXT_COLUMNS).to_numpy().astype(np.float64)
     computed = Computed(
         entities=pl.read_parquet(run_dir / ENTITIES_FILE) if (run_dir / ENTITIES_FILE).exists() else None,
         incidents=pl.read_parquet(run_dir / INCIDENTS_FILE) if (run_dir / INCIDENTS_FILE).exists() else None,

@@ -1,0 +1,31 @@
+"""Naming the entity behind a flagged chunk (licanom.detectors.incidents.attribute)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import polars as pl
+
+from licanom.data.context_vector import CONTEXT_COLUMNS
+from licanom.detectors.incidents import _SIGNAL_ENTITY, attribute
+
+
+def test_every_count_signal_names_an_entity():
+    assert set(CONTEXT_COLUMNS) - {"rate", "top_machine_share"} <= set(_SIGNAL_ENTITY)
+
+
+def test_failed_keys_name_the_address_that_guessed_not_the_busy_office():
+    t0 = datetime(2025, 1, 1, 9, tzinfo=timezone.utc)
+    # the office: eight keys, all fine; the guesser: five keys, all failing; both in one chunk
+    office = [("10.0.0.1", f"office-{i}", 1) for i in range(8)]
+    guesser = [("203.0.113.9", f"guess-{i}", 0) for i in range(5)]
+    rows = pl.DataFrame(
+        [(i, t0 + timedelta(seconds=i), key, "m", ip, "NL", ok) for i, (ip, key, ok) in enumerate(office + guesser)],
+        schema=["Id", "Time", "Key", "MachineCode", "IP", "country", "success"], orient="row",
+    )
+    flagged = pl.DataFrame({"chunk": [0, 1], "first_id": [0, 0], "last_id": [12, 12],
+                            "start_time": [t0, t0], "end_time": [t0, t0], "severity": [80.0, 80.0],
+                            "top_feature": ["ip_failed_keys_hour", "ip_keys_hour"]})
+    named = attribute(flagged, rows).sort("chunk")
+    assert named["entity_kind"].to_list() == ["address", "address"]
+    assert named["entity"].to_list() == ["203.0.113.9", "10.0.0.1"]
