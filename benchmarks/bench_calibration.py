@@ -28,6 +28,7 @@ import argparse
 import multiprocessing
 import sys
 from collections.abc import Callable
+from typing import Any
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -63,6 +64,12 @@ def _severity(log10_p: np.ndarray) -> np.ndarray:
     return np.clip(-np.minimum(log10_p, 0.0) / SEVERITY_DECADES * 100.0, 0.0, 100.0)
 
 
+def _far_rule(cal: Any, scores: np.ndarray, severity: np.ndarray) -> np.ndarray:
+    """``severity`` with Calibration's far-beyond rule applied (100 from ``cal.far_score`` on)."""
+    far = cal.far_score
+    return severity if far is None else np.where(scores >= far, 100.0, severity)
+
+
 def current(v: dict[str, np.ndarray]) -> np.ndarray:
     return v["severity"]
 
@@ -81,8 +88,7 @@ def upper(v: dict[str, np.ndarray], lo: float = 0.8, hi: float = 0.98) -> np.nda
     q_lo, q_hi = np.quantile(calibration[normal_bulk(calibration)], [lo, hi])
     beta = max((q_hi - q_lo) / np.log((1 - lo) / (1 - hi)), cal.beta)
     log10_p = np.where(scores > q_lo, (np.log(1 - lo) - (scores - q_lo) / beta) / _LN10, cal.log10_tail(scores))
-    far = cal.far_score
-    return np.where(scores >= far, 100.0, _severity(log10_p)) if far is not None else _severity(log10_p)
+    return _far_rule(cal, scores, _severity(log10_p))
 
 
 def gpd(v: dict[str, np.ndarray], lo: float = 0.8) -> np.ndarray:
@@ -101,8 +107,7 @@ def gpd(v: dict[str, np.ndarray], lo: float = 0.8) -> np.ndarray:
     shape = min(max(shape, 0.0), 0.5)
     log10_p = np.where(scores > u, (np.log(1 - lo) + genpareto.logsf(scores - u, shape, 0.0, scale)) / _LN10,
                        cal.log10_tail(scores))
-    far = cal.far_score
-    return np.where(scores >= far, 100.0, _severity(log10_p)) if far is not None else _severity(log10_p)
+    return _far_rule(cal, scores, _severity(log10_p))
 
 
 FITS: dict[str, Callable[[dict[str, np.ndarray]], np.ndarray]] = {"current": current, "fitted": fitted,

@@ -389,3 +389,17 @@ def test_the_autoencoders_row_features_keep_the_twelve_counts_they_were_built_wi
 
     assert ROW_FEATURES == (*ROW_REQUEST_FEATURES, *ENCODER_ROW_COLUMNS) and len(ENCODER_ROW_COLUMNS) == 12
     assert "ip_failed_keys_hour" in ROW_COLUMNS and "ip_failed_keys_hour" not in ROW_FEATURES
+
+
+def test_row_context_counts_only_the_columns_asked_for():
+    from licanom.data.context_vector import ENCODER_ROW_COLUMNS
+    from licanom.data.derive import derive
+    from licanom.data.validate import validate_log
+    from licanom.sim import simulate
+
+    derived = derive(validate_log(simulate("mixed", seed=2, days=2).log).valid)
+    some = row_context(derived, columns=ENCODER_ROW_COLUMNS)
+    assert some.columns == list(ENCODER_ROW_COLUMNS)
+    assert some.equals(row_context(derived).select(ENCODER_ROW_COLUMNS))
+    with pytest.raises(ValueError, match="unknown row columns"):
+        row_context(derived, columns=("no_such_count",))

@@ -325,11 +325,12 @@ def _history_codes(history: KeyHistory, texts: TextCodes, frame: pl.DataFrame,
 
 def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: bool = False,
                 codes: TextCodes | None = None,
-                windows: tuple[np.ndarray, int] | None = None) -> dict[str, np.ndarray]:
+                windows: tuple[np.ndarray, int] | None = None,
+                counts: tuple[str, ...] = ROW_COLUMNS) -> dict[str, np.ndarray]:
     """ROW_COLUMNS as counts (int64, before ``log1p``) for each row, in the log's order; with
     ``keep_pairs`` also ``_pair MachineCode``, a code of each row's (key, machine code). With
     ``windows`` (starts, size) the largest count of each window instead of each row's (a log in
-    time order only).
+    time order only); ``counts``: which of ROW_COLUMNS to count (the others are not computed).
 
     The entities are integer codes (one hash per text: ``codes`` where the caller has them),
     each (entities, bucket) one integer group, and every signal over a group shares it (see
@@ -423,8 +424,9 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         per_group = signal(entity, what, b)
         return per_group.rows() if windows is None else per_group.largest(*windows)
 
-    found = in_threads([lambda e=e, w=w, b=b: counted(e, w, b) for _, e, w, b in _ROW_COUNTS])
-    out = {name: x for (name, *_), x in zip(_ROW_COUNTS, found, strict=True)}
+    wanted = [spec for spec in _ROW_COUNTS if spec[0] in counts]
+    found = in_threads([lambda e=e, w=w, b=b: counted(e, w, b) for _, e, w, b in wanted])
+    out = {name: x for (name, *_), x in zip(wanted, found, strict=True)}
     if keep_pairs:
         out["_pair MachineCode"] = pair["MachineCode"].ids
     if rank is not None:
@@ -432,8 +434,10 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
     return out
 
 
-def row_context(derived: pl.DataFrame, history: KeyHistory | None = None, codes: TextCodes | None = None) -> pl.DataFrame:
-    """ROW_COLUMNS (Float64, ``log1p`` of the count) for each row of a derived log, in its order.
+def row_context(derived: pl.DataFrame, history: KeyHistory | None = None, codes: TextCodes | None = None,
+                columns: tuple[str, ...] = ROW_COLUMNS) -> pl.DataFrame:
+    """``columns`` of ROW_COLUMNS (Float64, ``log1p`` of the count) for each row of a derived log,
+    in its order (only those are counted: the rows encoder asks for ENCODER_ROW_COLUMNS).
 
     ``derived`` needs Time, Key, MachineCode, IP, country and success (licanom.data.derive).
     ``history``: the pairs that are not new to their key (a model's training rows); None: only
@@ -445,8 +449,11 @@ def row_context(derived: pl.DataFrame, history: KeyHistory | None = None, codes:
     not news). The counts run on integer codes of the entities (one hash per text, not one per
     signal).
     """
-    counts = _row_counts(derived, history, codes=codes)
-    return pl.DataFrame({c: counts[c] for c in ROW_COLUMNS}).select(pl.all().cast(pl.Float64).log1p())
+    unknown = [c for c in columns if c not in ROW_COLUMNS]
+    if unknown:
+        raise ValueError(f"unknown row columns {unknown}; expected some of {list(ROW_COLUMNS)}")
+    found = _row_counts(derived, history, codes=codes, counts=columns)
+    return pl.DataFrame({c: found[c] for c in columns}).select(pl.all().cast(pl.Float64).log1p())
 
 
 def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,

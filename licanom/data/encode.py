@@ -542,7 +542,7 @@ class RowsEncoder:
         return self._encode(derived, _row_frame(derived, codes), vocabulary)
 
     def _encode(self, derived: pl.DataFrame, frame: pl.DataFrame, vocabulary: Vocabulary) -> pl.DataFrame:
-        from licanom.data.context_vector import KeyHistory, row_context
+        from licanom.data.context_vector import ENCODER_ROW_COLUMNS, KeyHistory, row_context
         from licanom.data.states import METHOD_GROUPS
 
         state = vocabulary.rows
@@ -604,7 +604,7 @@ class RowsEncoder:
             history = KeyHistory(machines=known["MachineCode"], countries=known["country"])
         # the entities' codes of the frame (texts null as empty, as the context reads them)
         codes = TextCodes.from_codes(n, {c: frame[_code(c)].to_numpy() for c in _ROW_TEXTS})
-        counts = row_context(derived, history, codes)
+        counts = row_context(derived, history, codes, ENCODER_ROW_COLUMNS)
         out = pl.concat([features, counts], how="horizontal").select(
             pl.col(f).cast(pl.Float32).alias(f"r_{f}") for f in ROW_FEATURES
         )
