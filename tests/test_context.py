@@ -47,6 +47,7 @@ def test_row_counts_per_entity_and_bucket():
     assert c["ip_keys_hour"].tolist() == [1, 2, 2, 1, 2]
     assert c["ip_failures_hour"].tolist() == [0, 2, 2, 0, 2]
     assert c["machine_failures_hour"].tolist() == [0, 1, 1, 0, 1]
+    assert c["ip_failed_keys_hour"].tolist() == [0, 2, 2, 0, 2]  # K1 and K2 failed from 2.2.2.2
     assert c["key_new_machines_hour"].tolist() == [0, 0, 0, 0, 0]  # every key is in its first hour
     assert c["key_new_countries_hour"].tolist() == [0, 0, 0, 0, 0]
     assert c["key_new_machines_day"].tolist() == [0, 0, 0, 0, 0]
@@ -86,6 +87,27 @@ def test_new_to_the_key_counts_first_pairs_after_the_keys_first_hour_or_against_
     again = KeyHistory.load(tmp_path)
     assert again is not None and again.machines.equals(history.machines) and again.countries.equals(history.countries)
     assert KeyHistory.load(tmp_path / "elsewhere") is None
+
+
+def test_failed_keys_count_only_the_keys_the_history_does_not_know():
+    log = _log([
+        (0, "K1", "M1", "1.1.1.1", "SE", 1),         # a customer's key, in the training rows
+        (3700, "K1", "M1", "5.5.5.5", "SE", 0),      # it expires: fails from an office address
+        (3710, "K2", "M2", "5.5.5.5", "SE", 0),      # two keys nobody has used, from the same address
+        (3720, "X9", "", "5.5.5.5", "SE", 0),
+        (3730, "X9", "", "5.5.5.5", "SE", 0),        # the same key again: one distinct key
+        (3740, "K3", "M3", "5.5.5.5", "SE", 1),      # a key that works adds nothing
+    ])
+    def failed_keys(rows: pl.DataFrame) -> list[int]:
+        return np.expm1(rows["ip_failed_keys_hour"].to_numpy()).round().astype(int).tolist()
+
+    # without a history (training) every key that failed counts
+    assert failed_keys(row_context(log.slice(1))) == [3, 3, 3, 3, 3]
+    # at night, against the history of the training rows, K1 is known
+    assert failed_keys(row_context(log.slice(1), KeyHistory.from_rows(log.head(1)))) == [2, 2, 2, 2, 2]
+    # the chunks read the same counts
+    chunks = chunk_context(log.slice(1), np.array([0]), 5, KeyHistory.from_rows(log.head(1)))
+    assert np.expm1(col(chunks, "ip_failed_keys_hour")).round().tolist() == [2]
 
 
 def test_newcomers_of_a_day_carry_the_days_count_on_their_own_rows():

@@ -30,7 +30,8 @@ key_new_machines_day   the row's key: machine codes new to the key in its UTC da
 key_new_countries_day  the row's key: countries new to the key in its UTC day, on the rows
                        from those countries only
 ip_failed_keys_hour    the row's IP address: distinct keys that failed from it in its clock
-                       hour (key guessing; an office's many keys seldom fail)
+                       hour, of the keys its history does not know (key guessing; an office's
+                       many keys seldom fail, and its customers' expired keys are known)
 ===================== ===============================================================
 
 Counts enter as ``log1p``. The buckets are clock hours and days (UTC), so a row's context
@@ -52,6 +53,12 @@ key itself is new (a customer setting up a licence is not news). Over a log give
 evaluation) "before" is the rows earlier in the log, so the signal looks only back. A licence
 shared with strangers shows as machines and countries the key has never had, hour after hour,
 even when each hour holds only one or two of them, where the plain counts stay ordinary.
+
+"Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
+keys of the model's training rows and of the earlier nights are known, so their failures (a
+customer's expired trial, a seat refused) do not count and a guesser's made-up keys do. Over a log
+given without a history (training) every key is unknown: the training days' normal range then holds
+every failed key of an address-hour, which a night's normal traffic does not exceed.
 """
 
 from __future__ import annotations
@@ -109,7 +116,7 @@ CONTEXT_LABELS: dict[str, str] = {
     "key_new_countries_hour": "countries new to their key in an hour",
     "key_new_machines_day": "machines new to their key in a day",
     "key_new_countries_day": "countries new to their key in a day",
-    "ip_failed_keys_hour": "keys that failed from one IP address in an hour",
+    "ip_failed_keys_hour": "unknown keys that failed from one IP address in an hour",
 }
 
 _UNKNOWN = {"MachineCode": "", "country": UNKNOWN_COUNTRY}
@@ -404,10 +411,10 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         if what == "failures":
             return over.sum(failed)
         if what.startswith("failed "):
-            # distinct values that failed: the first rows of the (entities, what, bucket) groups
-            # holding a failure
+            # distinct values that failed, of keys the history does not know: the first rows of the
+            # (entities, what, bucket) groups holding such a failure
             g = group((*entity, what.removeprefix("failed ")), b)
-            with_failure = np.bincount(g.ids[failed], minlength=g.n) > 0
+            with_failure = np.bincount(g.ids[failed & ~known_key], minlength=g.n) > 0
             return over.sum(g.first & with_failure[g.ids])
         if what.startswith("new ") and b == "_day":
             # the day's newcomers, on the rows of the pairs that were new that day
