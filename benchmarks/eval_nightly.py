@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--by", default="world", help="the summary's grouping besides the detector: world, or world,profile")
     p.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="vendors at once (processes)")
     p.add_argument("--out", type=Path, default=None, help="folder for per_vendor.csv, summary.csv and summary.md")
+    p.add_argument("--chunks-out", type=Path, default=None, metavar="DIR",
+                   help="also write each vendor's judged night chunks (Parquet, one file per vendor and detector)")
     p.add_argument("--summarise", type=Path, default=None, metavar="PER_VENDOR_CSV",
                    help="only print (and with --out write) the summary of an earlier run's per_vendor.csv")
     args = p.parse_args(argv)
@@ -75,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = {"report": REPORT_SEEDS, "dev": DEV_SEEDS}.get(args.seeds) or tuple(int(s) for s in args.seeds.split(","))
     worlds = (*SWEEP, LATE) if args.worlds == "all" else tuple(WORLDS[n.strip()] for n in args.worlds.split("|"))
     settings = NightlySettings(days=args.days, detectors=tuple(args.detectors.split(",")),
-                               clustering=not args.no_clustering, carry_rows_state=args.carry_rows_state)
+                               clustering=not args.no_clustering, carry_rows_state=args.carry_rows_state,
+                               chunks_out=args.chunks_out)
     if args.epochs is not None:
         cfg = settings.config
         settings = replace(settings, config=cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": args.epochs})}))

@@ -202,7 +202,7 @@ class SequenceConfig(_Model):
 
 class DetectConfig(_Model):
     threshold: DecisionName = "severity"
-    threshold_params: dict[str, float | int | str] = Field(default_factory=dict)
+    threshold_params: dict[str, float | int | str | None] = Field(default_factory=dict)
     m1: bool = True
     m1_max_rounds: int = Field(5, ge=1)
     clustering_seed: int = 0
@@ -223,7 +223,7 @@ class ContextConfig(_Model):
     # ``auto.large`` by the vendor's size, :meth:`Config.for_size`)
     threshold: DecisionName | Literal["auto"] = AUTO
     auto: AutoThresholds = AutoThresholds()
-    threshold_params: dict[str, float | int | str] = Field(default_factory=dict)
+    threshold_params: dict[str, float | int | str | None] = Field(default_factory=dict)
     n_estimators: int = Field(200, ge=1)   # IForest_context
     n_neighbors: int = Field(20, ge=1)     # LOF_context
     tail_quantile: float = Field(0.9, gt=0, lt=1)  # Tail_context: where each signal's exponential tail starts

@@ -8,7 +8,8 @@ import pytest
 from licanom.data.context_vector import CONTEXT_COLUMNS
 from licanom.detectors.context import ContextDetector
 from licanom.detectors.decision import (
-    DECISIONS, DEFAULT_MIN_SEVERITY, FAR_FACTOR, Calibration, decide, normal_bulk,
+    DECISIONS, DEFAULT_MIN_SEVERITY, FAR_FACTOR, STAND_OUT_FLOOR, STAND_OUT_GAP, Calibration, SeverityDecision,
+    decide, normal_bulk, stands_out,
 )
 
 
@@ -94,13 +95,54 @@ def test_normal_bulk_sets_a_storm_aside():
 def test_decide_by_name():
     scores = _normal(400)
     value, method = decide("severity", None, scores, None, {"min_severity": 70})
-    assert method == "severity >= 70" and value == pytest.approx(Calibration.fit(scores).score_at(70))
+    assert method.startswith("severity >= 70, or >= 40") and value == pytest.approx(Calibration.fit(scores).score_at(70))
+    assert decide("severity", None, scores, None, {"stand_out_gap": None})[1] == "severity >= 55"
     assert decide("M2", None, scores, None)[0] == pytest.approx(scores.max())
     with pytest.raises(ValueError, match="unknown decision"):
         decide("M9", None, scores, None)
     with pytest.raises(ValueError, match="min_severity"):
         decide("severity", None, scores, None, {"alarm_rate": 0.1})
     assert DECISIONS[0] == "severity"
+
+
+def test_a_chunk_stands_out_from_its_night_only_far_above_the_rest_of_it():
+    quiet = [10.0] * 19
+    sev = np.array([*quiet, 45.0, *quiet, 39.0, *[50.0] * 10, 10, 10, 10, 10, 45, np.nan])
+    night = np.array([0] * 20 + [1] * 20 + [2] * 10 + [3] * 6)
+    got = stands_out(sev, night)
+    assert got[19] and not got[39]           # 35 above a quiet night; 39 is below the floor
+    assert not got[40:50].any()              # a night of equals: nothing stands out
+    assert not got[50:].any()                # five chunks (and a NaN): the 90th percentile is near the largest
+    assert got.sum() == 1
+    assert not stands_out(sev, night, gap=40.0).any() and stands_out(sev, night, floor=35.0).sum() == 2
+    assert stands_out(np.array([]), np.array([])).shape == (0,)
+    with pytest.raises(ValueError, match="one length"):
+        stands_out(sev, night[:-1])
+
+
+def test_the_severity_decision_flags_what_stands_out_from_its_night():
+    rng = np.random.default_rng(0)
+    det = ContextDetector().fit(np.abs(rng.normal(1.0, 0.3, (400, len(CONTEXT_COLUMNS)))))
+    cal = det.calibration_
+    scores = np.r_[np.full(30, cal.median), cal.score_at(45.0)]   # one chunk at severity 45
+    nights = np.zeros(31, dtype=np.int64)
+    assert det.severity_of(scores)[-1] == pytest.approx(45.0) and det.threshold_ > scores[-1]
+    assert det.flags(scores, nights).tolist() == [False] * 30 + [True]
+    assert not det.flags(scores).any()                        # no nights: the threshold alone, as predict
+    assert not det.flags(scores, np.arange(31)).any()         # each chunk its own night: nothing to stand out from
+    det.threshold_params = (("stand_out_gap", None),)
+    assert not det.flags(scores, nights).any()                # the rule switched off
+    m2 = ContextDetector(threshold="M2").fit(np.abs(rng.normal(1.0, 0.3, (400, len(CONTEXT_COLUMNS)))))
+    assert m2.night_rule() is None                            # only the severity decision has it
+
+
+def test_the_severity_decisions_settings_are_checked():
+    assert SeverityDecision.from_params({}) == SeverityDecision(DEFAULT_MIN_SEVERITY, STAND_OUT_FLOOR, STAND_OUT_GAP)
+    assert SeverityDecision.from_params({"min_severity": 70, "stand_out_gap": None}).stand_out_gap is None
+    for params, match in (({"alarm_rate": 0.1}, "stand_out_gap"), ({"min_severity": "high"}, "must be a number"),
+                          ({"stand_out_floor": 0}, r"\(0, 100\]"), ({"min_severity": None}, "must be a number")):
+        with pytest.raises(ValueError, match=match):
+            SeverityDecision.from_params(params)
 
 
 def test_context_model_never_stays_silent_on_a_frame_far_beyond_training():

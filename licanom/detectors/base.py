@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from licanom.detectors.decision import Calibration
+from licanom.detectors.decision import Calibration, SeverityDecision, stands_out
 
 if TYPE_CHECKING:
     import polars as pl
@@ -69,6 +69,26 @@ class BaseDetector(ABC):
         if self.threshold_ is None:
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() or load()")
         return (self.decision_function(X) > self.threshold_).astype(np.int8)
+
+    def flags(self, scores: np.ndarray, nights: Any = None) -> np.ndarray:
+        """The decision on one scoring pass's scores (bool): above ``threshold_``, and under the
+        ``severity`` decision also the chunks that stand out from their night
+        (:func:`licanom.detectors.decision.stands_out`; ``nights``: each chunk's night, e.g. its
+        UTC day; None: the threshold alone, as :meth:`predict`)."""
+        if self.threshold_ is None:
+            raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() or load()")
+        scores = np.asarray(scores, dtype=np.float64)
+        flagged = scores > self.threshold_
+        rule = self.night_rule()
+        if rule is not None and rule.stand_out_gap is not None and nights is not None and scores.size:
+            flagged |= stands_out(self.severity_of(scores), nights, rule.stand_out_floor, rule.stand_out_gap)
+        return flagged
+
+    def night_rule(self) -> SeverityDecision | None:
+        """The severity decision's settings where this detector decides by severity, else None."""
+        if getattr(self, "threshold", None) != "severity":
+            return None
+        return SeverityDecision.from_params(dict(getattr(self, "threshold_params", ())))
 
     def explain(self, X: Any) -> np.ndarray:
         """How unusual each of :meth:`explain_columns` is per item ``(n, k)``, higher = more.

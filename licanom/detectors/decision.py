@@ -24,6 +24,13 @@ signal thousands of times beyond its training range stay below twice the largest
 thresholds (:data:`licanom.detectors.thresholds.THRESHOLDS`: M1, M2, M3, quantile, pot, budget), which
 stay available by name. Measured choices (the default ``min_severity``, ``trim``) come from
 the development seeds of the evaluation (``docs/choosing-defaults.md``).
+
+The ``severity`` decision also flags a chunk that **stands out from its own night**
+(:func:`stands_out`): severity at least ``stand_out_floor`` and ``stand_out_gap`` or more above the
+90th percentile of the severities of its night's chunks (a UTC day of one scoring pass). One level
+for every vendor misses the event of a vendor whose nights lie well below it; a chunk far above
+the rest of its night is unusual whatever the calibration says. Small nights (five chunks or
+fewer) cannot show it: their 90th percentile lies close to their largest value.
 """
 
 from __future__ import annotations
@@ -47,6 +54,10 @@ assert DECISIONS[1:] == th.THRESHOLDS, "the named thresholds must stay in step w
 SEVERITY_DECADES = 7.0
 # The default decision: flag chunks at or above this severity (chosen on the development seeds).
 DEFAULT_MIN_SEVERITY = 55.0
+# The severity decision's night rule (chosen on the development seeds): flag as well a chunk of
+# severity >= STAND_OUT_FLOOR that lies STAND_OUT_GAP or more above its night's 90th percentile.
+STAND_OUT_FLOOR = 40.0
+STAND_OUT_GAP = 20.0
 # How far above the lower quartile (in units of q25 - q05) a training score may lie and still shape the bulk.
 DEFAULT_TRIM = 3.5
 # A score this many times the largest training score is always severity 100.
@@ -160,6 +171,64 @@ class Calibration:
         return cls(**{k: values[k] for k in ("median", "q90", "beta", "max_score", "n", "n_bulk")})
 
 
+@dataclass(frozen=True)
+class SeverityDecision:
+    """The ``severity`` decision's settings (its ``threshold_params``): flag at ``min_severity``,
+    and the chunks that stand out from their night (:func:`stands_out`; ``stand_out_gap`` None:
+    off)."""
+
+    min_severity: float = DEFAULT_MIN_SEVERITY
+    stand_out_floor: float = STAND_OUT_FLOOR
+    stand_out_gap: float | None = STAND_OUT_GAP
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any] | None) -> SeverityDecision:
+        params = dict(params or {})
+        unknown = sorted(set(params) - {"min_severity", "stand_out_floor", "stand_out_gap"})
+        if unknown:
+            raise ValueError(f"the severity decision takes min_severity, stand_out_floor and stand_out_gap, got {unknown}")
+        values: dict[str, float | None] = {}
+        for name, value in params.items():
+            if value is None and name == "stand_out_gap":
+                values[name] = None
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                raise ValueError(f"the severity decision's {name} must be a number, got {value!r}") from None
+            if not 0.0 < number <= 100.0:
+                raise ValueError(f"the severity decision's {name} must lie in (0, 100], got {value!r}")
+            values[name] = number
+        return cls(**values)  # type: ignore[arg-type]
+
+    def describe(self) -> str:
+        text = f"severity >= {self.min_severity:g}"
+        if self.stand_out_gap is not None:
+            text += f", or >= {self.stand_out_floor:g} and {self.stand_out_gap:g} above its night's 90th percentile"
+        return text
+
+
+def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_FLOOR,
+               gap: float = STAND_OUT_GAP) -> NDArray[np.bool_]:
+    """Which chunks stand out from their night: severity ``>= floor`` and ``>= gap`` above the 90th
+    percentile (linear interpolation) of the severities of the chunks with the same ``nights``
+    value (any labels: a UTC day). NaN severities never stand out and do not count."""
+    sev = np.asarray(severity, dtype=np.float64)
+    groups = np.asarray(nights)
+    if sev.ndim != 1 or groups.shape != sev.shape:
+        raise ValueError(f"severity and nights must be 1-D of one length, got {sev.shape} and {groups.shape}")
+    out = np.zeros(sev.shape, dtype=bool)
+    if sev.size == 0:
+        return out
+    _, ids = np.unique(groups, return_inverse=True)
+    for g in range(int(ids.max()) + 1):
+        rows = np.flatnonzero((ids == g) & ~np.isnan(sev))
+        if rows.size:
+            q90 = float(np.quantile(sev[rows], 0.9))
+            out[rows] = (sev[rows] >= floor) & (sev[rows] - q90 >= gap)
+    return out
+
+
 def decide(
     name: str,
     X: Any,
@@ -175,18 +244,17 @@ def decide(
 
     ``scores``: its training scores; ``calibration``: its :class:`Calibration` (built from the
     scores when not given). ``severity`` flags at ``params["min_severity"]`` (default
-    :data:`DEFAULT_MIN_SEVERITY`); the other names are :mod:`licanom.detectors.thresholds`' (M1 refits
+    :data:`DEFAULT_MIN_SEVERITY`; its other params are :class:`SeverityDecision`'s, whose night
+    rule :meth:`licanom.detectors.base.BaseDetector.flags` applies); the other names are :mod:`licanom.detectors.thresholds`' (M1 refits
     through ``fit_score`` and falls back to M3 when it finds none).
     """
     params = dict(params or {})
     if name not in DECISIONS:
         raise ValueError(f"unknown decision {name!r}; expected one of {', '.join(DECISIONS)}")
     if name == "severity":
-        level = float(params.pop("min_severity", DEFAULT_MIN_SEVERITY))  # type: ignore[arg-type]
-        if params:
-            raise ValueError(f"the severity decision takes only min_severity, got {sorted(params)}")
+        rule = SeverityDecision.from_params(params)
         cal = calibration or Calibration.fit(scores)
-        return cal.score_at(level), f"severity >= {level:g}"
+        return cal.score_at(rule.min_severity), rule.describe()
     if name == "M1" and fit_score is None:
         raise ValueError("M1 retrains the detector: it needs a fit_score")
     return th.decide(name, X, scores, fit_score, params, max_rounds=max_rounds, seed=seed)  # type: ignore[arg-type]

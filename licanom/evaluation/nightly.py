@@ -53,6 +53,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -166,6 +167,9 @@ class NightlySettings:
     # the training rows' state every night; True advances it with the rows each night scored
     # (licanom.ops.bundle.rows_seen / with_rows_state), as the scoring flow does
     carry_rows_state: bool = False
+    # where to write each vendor's judged night chunks (one Parquet file per vendor and detector:
+    # the scored chunks with truth, incident, events and kinds), for analysis; None: not written
+    chunks_out: Path | None = None
 
     def check(self) -> None:
         if self.days < 3:
@@ -334,7 +338,25 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
         if scored.latent is not None and chunks is not None:
             row.update(_judge_clusters(scored.latent, chunks, log, sim, settings.config.detect.clustering_seed))
         rows.append(_judge_entities(row, scored.entities, chunks, log, sim))
+        if settings.chunks_out is not None and chunks is not None and chunks.height:
+            _write_judged(settings.chunks_out, world, profile, seed, scored.variant.label, chunks, log, sim)
     return rows
+
+
+def _write_judged(folder: Path, world: World, profile: str, seed: int, detector: str, chunks: pl.DataFrame,
+                  log: pl.DataFrame, sim: SimulatedLog) -> None:
+    """One vendor's night chunks as judged (:func:`night_truth`), with the events' kinds."""
+    truth, held, incident = night_truth(chunks, log, sim)
+    kinds = dict(zip(sim.events["event"].to_list(), sim.events["kind"].to_list(), strict=True))
+    judged = chunks.with_columns(
+        pl.lit(world.name).alias("world"), pl.lit(profile).alias("profile"), pl.lit(seed).alias("seed"),
+        pl.lit(detector).alias("detector"), pl.Series("truth", truth), pl.Series("incident", incident),
+        pl.Series("events", [sorted(h) for h in held], dtype=pl.List(pl.Int64)),
+        pl.Series("kinds", [sorted({kinds[e] for e in h}) for h in held], dtype=pl.List(pl.String)),
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    name = "-".join(str(x).replace(" ", "_").replace("/", "_").replace("%", "pc") for x in (world.name, profile, seed, detector))
+    judged.write_parquet(folder / f"{name}.parquet")
 
 
 def _judge_clusters(latent: np.ndarray, chunks: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog,

@@ -20,7 +20,7 @@ from licanom.data.chunk import Chunks, make_chunks
 from licanom.data.columns import ERROR_COLUMNS, RAW, SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, EncodeConfig
 from licanom.data.context_vector import KeyHistory
-from licanom.ops.detect import CHUNK_COLUMNS, scored_chunks
+from licanom.ops.detect import CHUNK_COLUMNS, chunk_nights, scored_chunks
 from licanom.data.encode import RowsEncoder, RowsState, Vocabulary, get_encoder
 from licanom.data.derive import derive, derive_coded
 from licanom.detectors import inputs_of, load
@@ -212,18 +212,19 @@ def score_windows(bundle: ModelBundle, windows: Windows, inputs: Any = None) -> 
     det = bundle.detector
     if inputs is None:
         inputs = window_inputs(bundle, windows)
+    nights = chunk_nights(meta)
     if det.family == "autoencoder":
         errors = det.errors(inputs)  # one forward pass for the score and the explanation
         if len(det.explain_columns()) == len(ERROR_COLUMNS):
             # the thesis's 8 columns: their errors go to the error_* columns
             return scored_chunks(meta, det.model, errors.columns, float(det.threshold_), errors.score,
-                                 severity=det.severity_of(errors.score))
+                                 severity=det.severity_of(errors.score), flags=det.flags(errors.score, nights))
         top = np.asarray(det.explain_columns())[errors.top_columns.argmax(axis=1)]  # = top_columns(inputs)
         return scored_chunks(meta, det.model, None, float(det.threshold_), errors.score, top,
-                             det.severity_of(errors.score))
+                             det.severity_of(errors.score), det.flags(errors.score, nights))
     scores = det.decision_function(inputs)
     return scored_chunks(meta, det.model, None, float(det.threshold_), scores, det.top_columns(inputs),
-                         det.severity_of(scores))
+                         det.severity_of(scores), det.flags(scores, nights))
 
 
 def score_entities(bundle: ModelBundle, valid: pl.DataFrame, windows: Windows | None = None) -> pl.DataFrame | None:

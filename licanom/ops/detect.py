@@ -200,9 +200,14 @@ def evaluate_model(
                         top_features=top_features)
 
 
+def chunk_nights(meta: pl.DataFrame) -> np.ndarray:
+    """Each chunk's night for the decision's night rule: the UTC day its first request is in."""
+    return meta["start_time"].dt.epoch("d").to_numpy()
+
+
 def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | None, threshold: float,
                   scores: np.ndarray | None = None, top_features: np.ndarray | None = None,
-                  severity: np.ndarray | None = None) -> pl.DataFrame:
+                  severity: np.ndarray | None = None, flags: np.ndarray | None = None) -> pl.DataFrame:
     """Chunk metadata (with ``split``) plus scores in the CHUNK_COLUMNS contract.
 
     ``feature_errors`` is ``(n_chunks, 8)``; the score is its mean, ``top_feature`` its argmax.
@@ -210,6 +215,8 @@ def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | N
     null; ``top_feature`` is then ``top_features`` (the context model: the context column
     furthest above its typical value) or null (the sequence models). ``severity``: the calibrated
     0-100 of each score (:meth:`licanom.detectors.BaseDetector.severity_of`), null when not given.
+    ``flags``: the detector's decision (:meth:`licanom.detectors.BaseDetector.flags`); when not
+    given, ``score > threshold``.
     """
     if feature_errors is not None:
         scores = feature_errors.mean(axis=1) if scores is None else scores
@@ -224,7 +231,7 @@ def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | N
         pl.lit(model).alias("model"),
         pl.Series("score", scores, dtype=pl.Float64),
         pl.lit(float(threshold)).alias("threshold"),
-        pl.Series("is_anomaly", scores > threshold),
+        pl.Series("is_anomaly", scores > threshold if flags is None else np.asarray(flags, dtype=bool)),
         top,
         *errors,
         (pl.lit(None, dtype=pl.Float64) if severity is None else pl.Series(np.asarray(severity, dtype=np.float64)))
@@ -236,8 +243,10 @@ def chunk_results(prepared: Prepared, outcome: ModelOutcome) -> pl.DataFrame:
     """One row per chunk (train and test) in the CHUNK_COLUMNS contract."""
     det = outcome.detector
     assert det.threshold_ is not None
-    return scored_chunks(prepared.chunk_table(), det.model, outcome.feature_errors, det.threshold_, outcome.scores,
-                         outcome.top_features, det.severity_of(outcome.scores))
+    meta = prepared.chunk_table()
+    return scored_chunks(meta, det.model, outcome.feature_errors, det.threshold_, outcome.scores,
+                         outcome.top_features, det.severity_of(outcome.scores),
+                         det.flags(outcome.scores, chunk_nights(meta)))
 
 
 def detect(

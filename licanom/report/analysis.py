@@ -266,7 +266,12 @@ def severity(ratio: float, calibrated: float | None = None) -> str:
 
 def decision_name(detector: Any) -> str:
     """How a fitted detector decides: its threshold method (the autoencoders), or for the
-    sequence models the share of training scores flagged, or their own learned boundary."""
+    sequence models the share of training scores flagged, or their own learned boundary. The
+    severity decision is described by its settings (a model saved before its night rule decides
+    with it now)."""
+    rule = detector.night_rule() if callable(getattr(detector, "night_rule", None)) else None
+    if rule is not None:
+        return str(rule.describe())
     method = getattr(detector, "threshold_method_", None)
     if method:
         return str(method)
