@@ -75,8 +75,10 @@ DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
 # (docs/choosing-defaults.md), so they are spent too. 3001-3003 reported those defaults and
 # their per-vendor false alarms were read before Tail_context's tail scale was fixed: spent.
 # 4001-4003 reported the fixed scale; their per-kind figures were read before the sixteenth signal
-# (failed keys per address-hour) was added: spent.
-REPORT_SEEDS: tuple[int, ...] = (5001, 5002, 5003)
+# (failed keys per address-hour) was added: spent. 5001-5003 reported that signal; their per-vendor
+# false alarms and silent vendors were read before failed keys were limited to unknown ones and the
+# severity decision's night rule was added: spent.
+REPORT_SEEDS: tuple[int, ...] = (6001, 6002, 6003)
 
 
 @dataclass(frozen=True)
