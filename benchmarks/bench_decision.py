@@ -1,7 +1,8 @@
 """What severity and the decision add to scoring (make bench-decision): side by side in one run.
 
 Scores the context vectors of a simulated vendor with Tail_context, then times the score alone
-and the score plus severity and flags, over several rounds; prints the medians and the ratio.
+and the score plus severity and the decision (the threshold and the night rule, over 30 nights by
+default), over several rounds; prints the medians and the ratio.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_decision", description=__doc__)
     p.add_argument("--chunks", type=int, default=200_000, help="context vectors to score (default: 200000)")
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--nights", type=int, default=30, help="the nights the chunks fall in (the night rule's groups)")
     args = p.parse_args(argv)
 
     from licanom.config import Config
@@ -28,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     X = model_inputs("Tail_context", prepared)
     det = make_detector("Tail_context", cfg.train, cfg.detect, context=cfg.context.resolved(small=False)).fit(X)
     big = X[np.random.default_rng(0).integers(0, len(X), args.chunks)]
+    nights = np.arange(args.chunks) * args.nights // args.chunks  # contiguous nights, as a log's days
     plain, full = [], []
     for _ in range(args.rounds):  # interleaved, so a change of the machine's pace falls on both
         t0 = time.perf_counter()
@@ -36,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         scores = det.decision_function(big)
         det.severity_of(scores)
-        _ = scores > det.threshold_
+        _ = det.flags(scores, nights)  # the threshold and the night rule
         full.append(time.perf_counter() - t0)
     a, b = float(np.median(plain)), float(np.median(full))
     print(f"| chunks | score only [s] | score + severity + decision [s] | added | target |")

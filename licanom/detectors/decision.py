@@ -221,8 +221,9 @@ def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_
     if sev.size == 0:
         return out
     _, ids = np.unique(groups, return_inverse=True)
-    for g in range(int(ids.max()) + 1):
-        rows = np.flatnonzero((ids == g) & ~np.isnan(sev))
+    order = np.argsort(ids.ravel(), kind="stable")
+    for rows in np.split(order, np.flatnonzero(np.diff(ids.ravel()[order])) + 1):  # one night at a time
+        rows = rows[~np.isnan(sev[rows])]
         if rows.size:
             q90 = float(np.quantile(sev[rows], 0.9))
             out[rows] = (sev[rows] >= floor) & (sev[rows] - q90 >= gap)
