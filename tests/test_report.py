@@ -310,3 +310,30 @@ def test_a_run_saved_before_a_context_column_was_added_still_loads(tmp_path) -> 
     np.testing.assert_array_equal(again.computed.context[:, :-1], stored.drop(CONTEXT_COLUMNS[-1]).to_numpy())
     assert np.isnan(again.computed.context[:, -1]).all()
     assert "<html" in render_html(again)
+
+
+def test_the_report_names_the_severity_decisions_night_rule_and_keeps_it_with_the_run(tmp_path) -> None:
+    import json
+
+    import numpy as np
+
+    from licanom.data.context_vector import CONTEXT_COLUMNS
+    from licanom.detectors.context import ContextDetector
+    from licanom.report import decision_name, decision_note, load_run, save_run
+    from licanom.report.store import RUN_FILE
+
+    det = ContextDetector().fit(np.random.default_rng(0).gamma(2.0, 1.0, (200, len(CONTEXT_COLUMNS))))
+    assert decision_name(det) == "severity >= 55" and "90th percentile of its night" in decision_note(det)
+    det.threshold_params = (("stand_out_gap", None),)
+    assert decision_note(det) == ""
+    assert decision_note(ContextDetector(threshold="M2").fit(np.ones((50, len(CONTEXT_COLUMNS))) + np.arange(50)[:, None])) == ""
+
+    inp = make_input(decision_note="also flagged: what stands out")
+    assert "also flagged: what stands out" in render_html(inp) and "also flagged" not in render_html(make_input())
+    save_run(inp, tmp_path)
+    inp.chunks.write_parquet(tmp_path / "chunks.parquet")
+    assert load_run(tmp_path).decision_note == "also flagged: what stands out"
+    meta = json.loads((tmp_path / RUN_FILE).read_text())
+    del meta["decision_note"]  # a run stored before the night rule
+    (tmp_path / RUN_FILE).write_text(json.dumps(meta))
+    assert load_run(tmp_path).decision_note == ""

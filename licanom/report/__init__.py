@@ -24,6 +24,7 @@ from licanom.report.analysis import (
     anomaly_frames,
     chunk_feature_errors,
     decision_name,
+    decision_note,
     detector_report_input,
     score_wording,
     severity,
@@ -33,6 +34,6 @@ from licanom.report.store import load_run, save_run
 
 __all__ = [
     "CALIBRATED_BANDS", "CSV_COLUMNS", "FRAME_COLUMNS", "SEVERITY_BANDS", "Computed", "ReportInput", "ReportPaths",
-    "ScoreWording", "anomalies_csv", "anomaly_frames", "anomaly_report", "chunk_feature_errors", "decision_name",
+    "ScoreWording", "anomalies_csv", "anomaly_frames", "anomaly_report", "chunk_feature_errors", "decision_name", "decision_note",
     "detector_report_input", "load_run", "render_html", "save_run", "score_wording", "severity", "write_report",
 ]

@@ -58,7 +58,7 @@ from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_LABELS, KeyHist
 
 __all__ = [
     "CALIBRATED_BANDS", "CSV_COLUMNS", "FRAME_COLUMNS", "SEVERITY_BANDS", "Analysis", "Computed", "ReportInput",
-    "ScoreWording", "analyse", "anomalies_csv", "anomaly_frames", "chunk_feature_errors", "decision_name",
+    "ScoreWording", "analyse", "anomalies_csv", "anomaly_frames", "chunk_feature_errors", "decision_name", "decision_note",
     "detector_report_input", "severity", "score_wording",
 ]
 
@@ -210,6 +210,7 @@ class ReportInput:
     wording: ScoreWording | None = None
     computed: Computed = field(default_factory=Computed)
     max_entities: int = 50
+    decision_note: str = ""  # what the decision flags besides the threshold (decision_note)
 
     def __post_init__(self) -> None:
         missing = [c for c in REQUIRED_CHUNK_COLUMNS if c not in self.chunks.columns]
@@ -267,16 +268,26 @@ def severity(ratio: float, calibrated: float | None = None) -> str:
 def decision_name(detector: Any) -> str:
     """How a fitted detector decides: its threshold method (the autoencoders), or for the
     sequence models the share of training scores flagged, or their own learned boundary. The
-    severity decision is described by its settings (a model saved before its night rule decides
-    with it now)."""
+    severity decision is named by its level, from its settings (a model saved before the night
+    rule decides with it now: :func:`decision_note`)."""
     rule = detector.night_rule() if callable(getattr(detector, "night_rule", None)) else None
     if rule is not None:
-        return str(rule.describe())
+        return f"severity >= {rule.min_severity:g}"
     method = getattr(detector, "threshold_method_", None)
     if method:
         return str(method)
     share = getattr(detector, "contamination", None)
     return f"top {share:.0%} of training" if share else "own boundary"
+
+
+def decision_note(detector: Any) -> str:
+    """What a detector's decision flags besides its threshold, in words ("" when nothing): the
+    severity decision's night rule (licanom.detectors.decision.stands_out)."""
+    rule = detector.night_rule() if callable(getattr(detector, "night_rule", None)) else None
+    if rule is None or rule.stand_out_gap is None:
+        return ""
+    return (f"also flagged: a chunk of severity {rule.stand_out_floor:g} or more that lies {rule.stand_out_gap:g} "
+            "or more above the 90th percentile of its night's severities")
 
 
 def chunk_feature_errors(chunks: pl.DataFrame) -> np.ndarray | None:
@@ -299,6 +310,7 @@ def detector_report_input(detector: Any, *, vendor: str, run_id: str, model: str
     return ReportInput(
         vendor=vendor, run_id=run_id, model=model,
         threshold_name=decision_name(detector), threshold=float(detector.threshold_),
+        decision_note=decision_note(detector),
         chunks=chunks, rows=rows, feature_errors=chunk_feature_errors(chunks),
         train_errors=detector.decision_scores_,
         train_loss=report.train_loss if report else (tuple(history.objective) if history else ()),

@@ -47,7 +47,7 @@ def save_run(inp: ReportInput, run_dir: Path) -> None:
         (run_dir / CONTEXT_FILE).unlink(missing_ok=True)
     meta = {
         "vendor": inp.vendor, "run_id": inp.run_id, "model": inp.model,
-        "threshold_name": inp.threshold_name, "threshold": inp.threshold,
+        "threshold_name": inp.threshold_name, "threshold": inp.threshold, "decision_note": inp.decision_note,
         "train_loss": list(inp.train_loss), "val_loss": list(inp.val_loss),
         "train_errors": None if inp.train_errors is None else [float(x) for x in inp.train_errors],
         "trained_in_run": inp.trained_in_run,
@@ -84,6 +84,7 @@ def load_run(run_dir: Path, chunks_file: str = "chunks.parquet") -> ReportInput:
     return ReportInput(
         vendor=meta["vendor"], run_id=meta["run_id"], model=meta["model"],
         threshold_name=meta["threshold_name"], threshold=float(meta["threshold"]),
+        decision_note=meta.get("decision_note") or "",  # a run stored before the night rule has none
         chunks=chunks, rows=pl.read_parquet(run_dir / ROWS_FILE), feature_errors=chunk_feature_errors(chunks),
         train_errors=None if train_errors is None else np.asarray(train_errors, dtype=np.float64),
         train_loss=tuple(meta.get("train_loss") or ()), val_loss=tuple(meta.get("val_loss") or ()),
