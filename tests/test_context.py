@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -89,9 +90,9 @@ def test_new_to_the_key_counts_first_pairs_after_the_keys_first_hour_or_against_
     assert KeyHistory.load(tmp_path / "elsewhere") is None
 
 
-def test_failed_keys_count_only_the_keys_the_history_does_not_know():
+def test_failed_keys_count_only_the_keys_that_never_worked_in_the_history(tmp_path):
     log = _log([
-        (0, "K1", "M1", "1.1.1.1", "SE", 1),         # a customer's key, in the training rows
+        (0, "K1", "M1", "1.1.1.1", "SE", 1),         # a customer's key, working in the training rows
         (3700, "K1", "M1", "5.5.5.5", "SE", 0),      # it expires: fails from an office address
         (3710, "K2", "M2", "5.5.5.5", "SE", 0),      # two keys nobody has used, from the same address
         (3720, "X9", "", "5.5.5.5", "SE", 0),
@@ -108,6 +109,21 @@ def test_failed_keys_count_only_the_keys_the_history_does_not_know():
     # the chunks read the same counts
     chunks = chunk_context(log.slice(1), np.array([0]), 5, KeyHistory.from_rows(log.head(1)))
     assert np.expm1(col(chunks, "ip_failed_keys_hour")).round().tolist() == [2]
+    # a guesser's keys that only ever failed stay unknown: tried again the next night, they count again
+    later = log.slice(1).with_columns(pl.col("Time") + timedelta(days=1))
+    seen = KeyHistory.from_rows(log)  # the first night joined the history
+    assert seen.working is not None and sorted(seen.working["Key"]) == ["K1", "K3"] and "X9" in seen.keys.to_list()
+    assert failed_keys(row_context(later, seen)) == [2, 2, 2, 2, 2]
+    assert failed_keys(row_context(later, seen.union(KeyHistory.from_rows(later)))) == [2, 2, 2, 2, 2]
+    # kept with the model; a history saved before working keys were kept counts every key as working
+    seen.save(tmp_path)
+    again = KeyHistory.load(tmp_path)
+    assert again is not None and again.working is not None and again.working.equals(seen.working)
+    (tmp_path / KeyHistory.WORKING_FILE).unlink()
+    old = KeyHistory.load(tmp_path)
+    assert old is not None and old.working is None and sorted(old.working_keys) == sorted(seen.keys)
+    assert failed_keys(row_context(later, old)) == [0, 0, 0, 0, 0]
+    assert seen.for_keys(pl.Series(["K3"])).working_keys.to_list() == ["K3"]
 
 
 def test_newcomers_of_a_day_carry_the_days_count_on_their_own_rows():
@@ -294,6 +310,13 @@ def test_auto_models_follow_the_vendor_size():
     assert fixed.for_size(10) is fixed  # nothing to resolve
     with pytest.raises(ValueError, match="threshold_params need a named"):
         load_config(overrides={"context": {"threshold_params": {"alarm_rate": 0.01}}})
+    # the night rule off is the one null a decision's params may hold; YAML's true is no number
+    off = load_config(overrides={"detect": {"threshold_params": {"stand_out_gap": None}}})
+    assert off.detect.threshold_params == {"stand_out_gap": None}
+    with pytest.raises(ValueError, match="stand_out_gap must be a number"):
+        load_config(overrides={"detect": {"threshold_params": {"stand_out_gap": True}}})
+    with pytest.raises(ValueError, match="bins must not be null"):
+        load_config(overrides={"detect": {"threshold": "M3", "threshold_params": {"bins": None}}})
     from licanom.ops.detect import make_detector
 
     with pytest.raises(ValueError, match="depends on the vendor's size"):
@@ -357,6 +380,13 @@ def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
     # the decision is the detector's, night rule included (each chunk's UTC day)
     days = windows.chunks.meta["start_time"].dt.epoch("d").to_numpy()
     assert scored["is_anomaly"].to_list() == det.flags(scored["score"].to_numpy(), days).tolist()
+    # ... which flags what the night rule alone flags: with the threshold out of reach and a low rule
+    strict = replace(loaded, detector=ContextDetector.load(det.save(tmp_path / "strict.pkl")))
+    strict.detector.threshold_ = 1e9
+    strict.detector.threshold_params = (("stand_out_floor", 1.0), ("stand_out_gap", 1.0))
+    by_rule = score_windows(strict, windows)
+    assert by_rule["is_anomaly"].any() and not (by_rule["score"] > by_rule["threshold"]).any()
+    assert by_rule["is_anomaly"].to_list() == strict.detector.flags(by_rule["score"].to_numpy(), days).tolist()
     assert not np.allclose(det.decision_function(alone), det.decision_function(against_history))
 
     # the nights' pairs join the history (the nightly state); a model without one stays as it is
