@@ -200,9 +200,23 @@ class SequenceConfig(_Model):
     next_event_validation_fpr: float = Field(0.002, ge=0.0, lt=1.0)
 
 
+def _threshold_params(value: object) -> object:
+    """A decision's params as written: numbers or texts, no booleans (YAML's true is no level);
+    null only for ``stand_out_gap`` (the severity decision's night rule off)."""
+    if isinstance(value, dict):
+        for name, v in value.items():
+            if isinstance(v, bool):
+                raise ValueError(f"threshold_params.{name} must be a number, got {v!r}")
+            if v is None and name != "stand_out_gap":
+                raise ValueError(f"threshold_params.{name} must not be null (only stand_out_gap may be: the night rule off)")
+    return value
+
+
 class DetectConfig(_Model):
     threshold: DecisionName = "severity"
     threshold_params: dict[str, float | int | str | None] = Field(default_factory=dict)
+
+    _params = field_validator("threshold_params", mode="before")(_threshold_params)
     m1: bool = True
     m1_max_rounds: int = Field(5, ge=1)
     clustering_seed: int = 0
@@ -227,6 +241,8 @@ class ContextConfig(_Model):
     n_estimators: int = Field(200, ge=1)   # IForest_context
     n_neighbors: int = Field(20, ge=1)     # LOF_context
     tail_quantile: float = Field(0.9, gt=0, lt=1)  # Tail_context: where each signal's exponential tail starts
+
+    _params = field_validator("threshold_params", mode="before")(_threshold_params)
 
     @model_validator(mode="after")
     def _params_need_a_name(self) -> ContextConfig:

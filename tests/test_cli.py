@@ -28,7 +28,12 @@ def test_detect_writes_contract_on_csv(csv_export, tmp_path, capsys):
     assert tuple(chunks.columns) == CHUNK_COLUMNS
     assert chunks.height == 12 and set(chunks["split"]) == {"train", "test"}
     assert chunks["is_anomaly"].dtype == pl.Boolean
-    assert (chunks["is_anomaly"] == (chunks["score"] > chunks["threshold"])).all()
+    # the decision is the detector's: the threshold and the severity decision's night rule
+    from licanom.detectors import load
+    from licanom.ops.detect import chunk_nights
+
+    det = load("TCN_AE", out / "models" / "TCN_AE.pt")
+    assert chunks["is_anomaly"].to_list() == det.flags(chunks["score"].to_numpy(), chunk_nights(chunks)).tolist()
     assert (out / "models" / "TCN_AE.pt").exists() and (out / "vocabulary.json").exists()
     assert not (out / "results.csv").exists()  # one model: no comparison table
     assert "Model name" in capsys.readouterr().out

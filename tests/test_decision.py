@@ -172,3 +172,23 @@ def test_context_model_is_robust_to_a_storm_in_its_training_days():
     next_storm[:, cols] = 4.0
     assert det.predict(next_storm).mean() > 0.9
     assert det.predict(np.abs(rng.normal(1.0, 0.3, (2000, d)))).mean() < 0.01
+
+
+def test_the_chunk_results_of_a_run_decide_with_the_night_rule():
+    """`licanom detect`'s chunks (chunk_results) carry the detector's decision, not the threshold alone."""
+    from licanom.config import Config
+    from licanom.data.pipeline import prepare
+    from licanom.ops.detect import ModelOutcome, chunk_nights, chunk_results
+    from tests.conftest import make_raw_log
+
+    prepared = prepare(make_raw_log(800), Config(vendor="acme"))
+    meta = prepared.chunk_table()
+    n = meta.height
+    assert n >= 6 and len(set(chunk_nights(meta).tolist())) == 1  # one night of chunks
+    rng = np.random.default_rng(0)
+    det = ContextDetector().fit(np.abs(rng.normal(1.0, 0.3, (400, len(CONTEXT_COLUMNS)))))
+    scores = np.full(n, det.calibration_.median)
+    scores[2] = det.calibration_.score_at(50.0)  # below the threshold, far above the rest of its night
+    chunks = chunk_results(prepared, ModelOutcome(detector=det, scores=scores, feature_errors=None, row={}))
+    assert chunks["is_anomaly"].to_list() == [i == 2 for i in range(n)]
+    assert chunks["score"][2] < chunks["threshold"][2]

@@ -178,7 +178,10 @@ def test_the_context_model_trains_registers_and_scores_through_the_flow(vendor_e
     scored = score_log(bundle, log.tail(500))
     assert scored.chunks.height == 5 and set(scored.chunks["top_feature"]) <= set(CONTEXT_COLUMNS)
     assert scored.chunks["error_time"].null_count() == 5
-    assert (scored.chunks["is_anomaly"] == (scored.chunks["score"] > scored.chunks["threshold"])).all()
+    from licanom.ops.detect import chunk_nights
+
+    flags = bundle.detector.flags(scored.chunks["score"].to_numpy(), chunk_nights(scored.chunks))
+    assert scored.chunks["is_anomaly"].to_list() == flags.tolist()  # the threshold and the night rule
     row = summary.results.filter(summary.results["model"] == "IForest_context").row(0, named=True)
     assert row["bottleneck"] == f"({len(CONTEXT_COLUMNS)},)" and row["M3"] is not None
 

@@ -29,8 +29,9 @@ The ``severity`` decision also flags a chunk that **stands out from its own nigh
 (:func:`stands_out`): severity at least ``stand_out_floor`` and ``stand_out_gap`` or more above the
 90th percentile of the severities of its night's chunks (a UTC day of one scoring pass). One level
 for every vendor misses the event of a vendor whose nights lie well below it; a chunk far above
-the rest of its night is unusual whatever the calibration says. Small nights (five chunks or
-fewer) cannot show it: their 90th percentile lies close to their largest value.
+the rest of its night is unusual whatever the calibration says. Small nights gain little: their
+90th percentile lies close to their largest value (with four chunks or fewer the rule flags
+nothing the threshold does not; with five, only a chunk 50 or more above the next one).
 """
 
 from __future__ import annotations
@@ -193,6 +194,8 @@ class SeverityDecision:
                 values[name] = None
                 continue
             try:
+                if isinstance(value, bool):  # YAML's true/false are no numbers here
+                    raise TypeError
                 number = float(value)
             except (TypeError, ValueError):
                 raise ValueError(f"the severity decision's {name} must be a number, got {value!r}") from None

@@ -450,7 +450,9 @@ def _decide(
         if value is None:  # the thesis's "na": flags nothing
             return np.zeros(len(test), dtype=bool)
         return test_scores > value
-    if decision == "severity":  # the detector's own calibration (out-of-fold for the context models)
+    # the detector's own calibration (out-of-fold for the context models), its level alone: a
+    # blocked fold is not a night, so the severity decision's night rule has nothing to read here
+    if decision == "severity":
         severity_of = getattr(detector, "severity_of", None) or Calibration.fit(train_scores).severity
         return np.asarray(severity_of(test_scores) >= DEFAULT_MIN_SEVERITY)
     value = th.threshold_from_errors(decision, train_scores)

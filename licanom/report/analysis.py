@@ -629,7 +629,7 @@ def notable_columns(a: Analysis, k: int, n: int = 3) -> list[tuple[str, float | 
 def short_why(reasons: tuple[str, ...]) -> str:
     """Two reasons beyond the column errors (shown in their own column), else whatever there is."""
     rest = [r for r in reasons if not r.startswith("largest error:")]
-    return "; ".join(rest[:2]) or (reasons[0] if reasons else "score above the threshold")
+    return "; ".join(rest[:2]) or (reasons[0] if reasons else "flagged by the decision")
 
 
 def _reasons(a: Analysis, k: int) -> tuple[str, ...]:
