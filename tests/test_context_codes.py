@@ -48,9 +48,8 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
         elif what == "failures":
             count = pl.col("_failed").sum().over(over)
         elif what.startswith("failed "):
-            # of the keys that never worked in the history
-            worked = pl.col("Key").is_in(history.working_keys.implode()) if history is not None else pl.lit(False)
-            count = pl.col(what.removeprefix("failed ")).filter((pl.col("_failed") == 1) & ~worked).n_unique().over(over)
+            # of the keys the history does not know
+            count = pl.col(what.removeprefix("failed ")).filter((pl.col("_failed") == 1) & ~known_key).n_unique().over(over)
         elif what.startswith("new ") and bucket == "_day":
             pair = ["Key", what.removeprefix("new ")]
             newcomer = (pl.col(f"_{what}").max().over(pair) == 1) & (pl.col("_day").min().over(pair) == pl.col("_day"))

@@ -30,8 +30,8 @@ key_new_machines_day   the row's key: machine codes new to the key in its UTC da
 key_new_countries_day  the row's key: countries new to the key in its UTC day, on the rows
                        from those countries only
 ip_failed_keys_hour    the row's IP address: distinct keys that failed from it in its clock
-                       hour, of the keys that never worked in its history (key guessing; an
-                       office's many keys seldom fail, and its customers' expired keys worked)
+                       hour, of the keys its history does not know (key guessing; an office's
+                       many keys seldom fail, and its customers' expired keys are known)
 ===================== ===============================================================
 
 Counts enter as ``log1p``. The buckets are clock hours and days (UTC), so a row's context
@@ -54,12 +54,11 @@ evaluation) "before" is the rows earlier in the log, so the signal looks only ba
 shared with strangers shows as machines and countries the key has never had, hour after hour,
 even when each hour holds only one or two of them, where the plain counts stay ordinary.
 
-"Unknown" keys (``ip_failed_keys_hour``) are the keys that never worked in :class:`KeyHistory`: at
-night, a key with a successful request in the model's training rows or an earlier night is known,
-so its failures (a customer's expired trial, a seat refused) do not count, while a guesser's keys
-count every time they are tried, on later nights too (they never worked). Over a log given without
-a history (training) every key is unknown: the training days' normal range then holds every failed
-key of an address-hour, which a night's normal traffic does not exceed.
+"Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
+keys of the model's training rows and of the earlier nights are known, so their failures (a
+customer's expired trial, a seat refused) do not count and a guesser's made-up keys do. Over a log
+given without a history (training) every key is unknown: the training days' normal range then holds
+every failed key of an address-hour, which a night's normal traffic does not exceed.
 """
 
 from __future__ import annotations
@@ -127,32 +126,25 @@ _NEEDED = ("Time", "Key", "MachineCode", "IP", "country", "success")
 @dataclass(frozen=True)
 class KeyHistory:
     """The (key, machine code) and (key, country) pairs seen in a model's training rows: what is
-    not new to a key when later rows are scored; and the keys that worked there (at least one
-    successful request): what a failed key is not unknown for. Build it with :meth:`from_rows`."""
+    not new to a key when later rows are scored. Build it with :meth:`from_rows`."""
 
     machines: pl.DataFrame   # Key, MachineCode (String), one row per pair
     countries: pl.DataFrame  # Key, country (String), one row per pair
-    # Key (String), one row per key that had a successful request; None: not recorded (a history
-    # saved before it was kept), and then every key of the pairs counts as one that worked
-    working: pl.DataFrame | None = None
 
     FILES: ClassVar[dict[str, str]] = {"MachineCode": "key_machines.parquet", "country": "key_countries.parquet"}
-    WORKING_FILE: ClassVar[str] = "keys_working.parquet"
 
     @classmethod
     def from_rows(cls, derived: pl.DataFrame) -> KeyHistory:
-        """The pairs and working keys of a derived log (the rows a model is trained on)."""
+        """The pairs of a derived log (the rows a model is trained on)."""
         frame = _entity_frame(derived)
         return cls._of({value: frame.select("Key", value).filter(pl.col(value) != unknown)
-                        for value, unknown in _UNKNOWN.items()},
-                       frame.filter(pl.col("_failed") == 0).select("Key"))
+                        for value, unknown in _UNKNOWN.items()})
 
     @classmethod
-    def _of(cls, pairs: dict[str, pl.DataFrame], working: pl.DataFrame | None) -> KeyHistory:
-        """From each value's (Key, value) frame and the working keys: distinct, sorted."""
+    def _of(cls, pairs: dict[str, pl.DataFrame]) -> KeyHistory:
+        """From each value's (Key, value) frame: distinct pairs, sorted."""
         distinct = {value: frame.unique().sort("Key", value) for value, frame in pairs.items()}
-        return cls(machines=distinct["MachineCode"], countries=distinct["country"],
-                   working=None if working is None else working.unique().sort("Key"))
+        return cls(machines=distinct["MachineCode"], countries=distinct["country"])
 
     def pairs(self, value: str) -> pl.DataFrame:
         return self.machines if value == "MachineCode" else self.countries
@@ -161,43 +153,28 @@ class KeyHistory:
     def keys(self) -> pl.Series:
         return pl.concat([self.machines["Key"], self.countries["Key"]]).unique()
 
-    @property
-    def working_keys(self) -> pl.Series:
-        """The keys that had a successful request (every key, for a history that did not record it)."""
-        return self.keys if self.working is None else self.working["Key"]
-
     def for_keys(self, keys: pl.Series) -> KeyHistory:
-        """The pairs and working keys of these keys only: all that decides what is new to them."""
+        """The pairs of these keys only: all that decides what is new to them."""
         wanted = keys.cast(pl.String).unique().implode()
         return KeyHistory(machines=self.machines.filter(pl.col("Key").is_in(wanted)),
-                          countries=self.countries.filter(pl.col("Key").is_in(wanted)),
-                          working=None if self.working is None else self.working.filter(pl.col("Key").is_in(wanted)))
+                          countries=self.countries.filter(pl.col("Key").is_in(wanted)))
 
     def union(self, other: KeyHistory) -> KeyHistory:
-        """The pairs and working keys of both histories."""
-        working = None
-        if self.working is not None or other.working is not None:
-            working = pl.DataFrame({"Key": pl.concat([self.working_keys, other.working_keys])})
-        return KeyHistory._of({value: pl.concat([self.pairs(value), other.pairs(value)]) for value in self.FILES},
-                              working)
+        """The pairs of both histories."""
+        return KeyHistory._of({value: pl.concat([self.pairs(value), other.pairs(value)]) for value in self.FILES})
 
     def save(self, directory: Path) -> None:
         """Two Parquet files in ``directory``, each written to a temporary name and renamed."""
         directory.mkdir(parents=True, exist_ok=True)
-        frames = {name: self.pairs(value) for value, name in self.FILES.items()}
-        if self.working is not None:
-            frames[self.WORKING_FILE] = self.working
-        else:
-            (directory / self.WORKING_FILE).unlink(missing_ok=True)
-        for name, frame in frames.items():
+        for value, name in self.FILES.items():
             tmp = directory / f"{name}.tmp"
-            frame.write_parquet(tmp)
+            self.pairs(value).write_parquet(tmp)
             os.replace(tmp, directory / name)
 
     @classmethod
     def remove(cls, directory: Path) -> None:
         """Delete a history saved in ``directory`` (nothing where there is none)."""
-        for name in (*cls.FILES.values(), cls.WORKING_FILE):
+        for name in cls.FILES.values():
             (directory / name).unlink(missing_ok=True)
 
     @classmethod
@@ -214,10 +191,8 @@ class KeyHistory:
         paths = {value: directory / name for value, name in cls.FILES.items()}
         if not all(p.exists() for p in paths.values()):
             return None
-        working = directory / cls.WORKING_FILE
         return cls._of({value: pl.read_parquet(p).select(pl.col("Key").cast(pl.String), pl.col(value).cast(pl.String))
-                        for value, p in paths.items()},
-                       pl.read_parquet(working).select(pl.col("Key").cast(pl.String)) if working.exists() else None)
+                        for value, p in paths.items()})
 
 
 def _entity_frame(derived: pl.DataFrame) -> pl.DataFrame:
@@ -355,11 +330,6 @@ def _history_codes(history: KeyHistory, texts: TextCodes, frame: pl.DataFrame,
     return keys[keys >= 0], pairs
 
 
-def _present(codes: np.ndarray) -> np.ndarray:
-    """The codes of values this log holds (a lookup gives -1 for the others)."""
-    return codes[codes >= 0]
-
-
 def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: bool = False,
                 codes: TextCodes | None = None,
                 windows: tuple[np.ndarray, int] | None = None,
@@ -424,10 +394,8 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
     if history is not None:
         known_keys, known_pairs = _history_codes(history, texts, derived, width)
         known_key = key.contains(known_keys)
-        worked = key.contains(_present(texts.lookup(derived, "Key", history.working_keys)))
     else:
         known_key, known_pairs = np.zeros(n_rows, dtype=bool), {}
-        worked = known_key
     after_first_hour = known_key | (bucket["_hour"] > key.at_first(bucket["_hour"]))
     new = {}
     for value, unknown in _UNKNOWN.items():
@@ -443,10 +411,10 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         if what == "failures":
             return over.sum(failed)
         if what.startswith("failed "):
-            # distinct values that failed, of keys that never worked in the history: the first rows
-            # of the (entities, what, bucket) groups holding such a failure
+            # distinct values that failed, of keys the history does not know: the first rows of the
+            # (entities, what, bucket) groups holding such a failure
             g = group((*entity, what.removeprefix("failed ")), b)
-            with_failure = np.bincount(g.ids[failed & ~worked], minlength=g.n) > 0
+            with_failure = np.bincount(g.ids[failed & ~known_key], minlength=g.n) > 0
             return over.sum(g.first & with_failure[g.ids])
         if what.startswith("new ") and b == "_day":
             # the day's newcomers, on the rows of the pairs that were new that day
