@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         plain.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         scores = det.decision_function(big)
-        det.severity_of(scores)
-        _ = det.flags(scores, nights)  # the threshold and the night rule
+        severity = det.severity_of(scores)
+        _ = det.flags(scores, nights, severity)  # the threshold and the night rule, as the scoring does
         full.append(time.perf_counter() - t0)
     a, b = float(np.median(plain)), float(np.median(full))
     print(f"| chunks | score only [s] | score + severity + decision [s] | added | target |")

@@ -232,7 +232,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     print(format_results(detection.results))
     from licanom.report import decision_name, decision_note
 
-    decision = decision_name(det) + (f"; {decision_note(det)}" if decision_note(det) else "")
+    note = decision_note(det)
+    decision = decision_name(det) + (f"; {note}" if note else "")
     if sequences is not None:
         flagged = sequences.filter("is_anomaly")
         print(f"\n{flagged.height} of {sequences.height} {cfg.sequence.mode} sequences flagged by "

@@ -70,18 +70,20 @@ class BaseDetector(ABC):
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() or load()")
         return (self.decision_function(X) > self.threshold_).astype(np.int8)
 
-    def flags(self, scores: np.ndarray, nights: Any = None) -> np.ndarray:
+    def flags(self, scores: np.ndarray, nights: Any = None, severity: np.ndarray | None = None) -> np.ndarray:
         """The decision on one scoring pass's scores (bool): above ``threshold_``, and under the
         ``severity`` decision also the chunks that stand out from their night
         (:func:`licanom.detectors.decision.stands_out`; ``nights``: each chunk's night, e.g. its
-        UTC day; None: the threshold alone, as :meth:`predict`)."""
+        UTC day; None: the threshold alone, as :meth:`predict`). ``severity``: :meth:`severity_of`
+        the scores, where the caller has it already."""
         if self.threshold_ is None:
             raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() or load()")
         scores = np.asarray(scores, dtype=np.float64)
         flagged = scores > self.threshold_
         rule = self.night_rule()
         if rule is not None and rule.stand_out_gap is not None and nights is not None and scores.size:
-            flagged |= stands_out(self.severity_of(scores), nights, rule.stand_out_floor, rule.stand_out_gap)
+            sev = self.severity_of(scores) if severity is None else severity
+            flagged |= stands_out(sev, nights, rule.stand_out_floor, rule.stand_out_gap)
         return flagged
 
     def night_rule(self) -> SeverityDecision | None:

@@ -213,18 +213,22 @@ def score_windows(bundle: ModelBundle, windows: Windows, inputs: Any = None) -> 
     if inputs is None:
         inputs = window_inputs(bundle, windows)
     nights = chunk_nights(meta)
+
+    def decided(scores: np.ndarray) -> dict[str, np.ndarray]:
+        severity = det.severity_of(scores)
+        return {"severity": severity, "flags": det.flags(scores, nights, severity)}
+
     if det.family == "autoencoder":
         errors = det.errors(inputs)  # one forward pass for the score and the explanation
         if len(det.explain_columns()) == len(ERROR_COLUMNS):
             # the thesis's 8 columns: their errors go to the error_* columns
             return scored_chunks(meta, det.model, errors.columns, float(det.threshold_), errors.score,
-                                 severity=det.severity_of(errors.score), flags=det.flags(errors.score, nights))
+                                 **decided(errors.score))
         top = np.asarray(det.explain_columns())[errors.top_columns.argmax(axis=1)]  # = top_columns(inputs)
-        return scored_chunks(meta, det.model, None, float(det.threshold_), errors.score, top,
-                             det.severity_of(errors.score), det.flags(errors.score, nights))
+        return scored_chunks(meta, det.model, None, float(det.threshold_), errors.score, top, **decided(errors.score))
     scores = det.decision_function(inputs)
     return scored_chunks(meta, det.model, None, float(det.threshold_), scores, det.top_columns(inputs),
-                         det.severity_of(scores), det.flags(scores, nights))
+                         **decided(scores))
 
 
 def score_entities(bundle: ModelBundle, valid: pl.DataFrame, windows: Windows | None = None) -> pl.DataFrame | None:

@@ -244,9 +244,9 @@ def chunk_results(prepared: Prepared, outcome: ModelOutcome) -> pl.DataFrame:
     det = outcome.detector
     assert det.threshold_ is not None
     meta = prepared.chunk_table()
+    severity = det.severity_of(outcome.scores)
     return scored_chunks(meta, det.model, outcome.feature_errors, det.threshold_, outcome.scores,
-                         outcome.top_features, det.severity_of(outcome.scores),
-                         det.flags(outcome.scores, chunk_nights(meta)))
+                         outcome.top_features, severity, det.flags(outcome.scores, chunk_nights(meta), severity))
 
 
 def detect(
