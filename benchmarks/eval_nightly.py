@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)), help="vendors at once (processes)")
     p.add_argument("--out", type=Path, default=None, help="folder for per_vendor.csv, summary.csv and summary.md")
     p.add_argument("--chunks-out", type=Path, default=None, metavar="DIR",
-                   help="also write each vendor's judged night chunks (Parquet, one file per vendor and detector)")
+                   help="also write each vendor's judged night chunks (Parquet, one file per vendor and detector), "
+                        "and beside them its labelled night rows and entity results")
     p.add_argument("--summarise", type=Path, default=None, metavar="PER_VENDOR_CSV",
                    help="only print (and with --out write) the summary of an earlier run's per_vendor.csv")
     args = p.parse_args(argv)

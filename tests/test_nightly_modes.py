@@ -78,3 +78,21 @@ def test_the_labelled_ceiling_outside_incidents_does_not_count_an_events_own_hou
     assert not flag_at_budget(truth, scores, 20.0)[1]  # the neutral chunk sits above the anomaly
     flagged = flag_at_budget(truth, scores, 20.0, neutral=neutral)
     assert flagged[1] and not flagged[2:].any()
+
+
+def test_chunks_out_keeps_the_judged_chunks_the_labelled_rows_and_the_entities(tmp_path):
+    settings = NightlySettings(days=5, detectors=("Tail_context",), clustering=False, chunks_out=tmp_path)
+    [row] = run_vendor(World("tiny", None), "floating", 3, settings)  # two events at night
+    name = "tiny-floating-3-Tail_context"
+    chunks = pl.read_parquet(tmp_path / f"{name}.parquet")
+    rows = pl.read_parquet(tmp_path / f"{name}.rows.parquet")
+    entities = pl.read_parquet(tmp_path / f"{name}.entities.parquet")
+    assert chunks.height == row["chunks"] and int(chunks["truth"].sum()) == row["anomalous_chunks"]
+    # the night's rows, each once, from the first chunk's first request to the last chunk's last
+    assert rows["Id"].is_unique().all()
+    assert (rows["Id"].min(), rows["Id"].max()) == (chunks["first_id"].min(), chunks["last_id"].max())
+    # a chunk holds an anomaly exactly when one of its rows is labelled
+    labelled = rows.filter(pl.col("event").is_not_null())["Id"].to_numpy()
+    holds = [bool(((labelled >= a) & (labelled <= b)).any()) for a, b in chunks.select("first_id", "last_id").iter_rows()]
+    assert holds == chunks["truth"].to_list() and any(holds)
+    assert entities.height > 0 and set(entities["entity_kind"]) <= {"key-day", "key-machine", "address-hour"}

@@ -170,7 +170,8 @@ class NightlySettings:
     # (licanom.ops.bundle.rows_seen / with_rows_state), as the scoring flow does
     carry_rows_state: bool = False
     # where to write each vendor's judged night chunks (one Parquet file per vendor and detector:
-    # the scored chunks with truth, incident, events and kinds), for analysis; None: not written
+    # the scored chunks with truth, incident, events and kinds; beside it, for a model with entity
+    # results, the night rows with their labels and the entity results), for analysis; None: not written
     chunks_out: Path | None = None
 
     def check(self) -> None:
@@ -342,7 +343,25 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
         rows.append(_judge_entities(row, scored.entities, chunks, log, sim))
         if settings.chunks_out is not None and chunks is not None and chunks.height:
             _write_judged(settings.chunks_out, world, profile, seed, scored.variant.label, chunks, log, sim)
+            if scored.entities is not None:
+                _write_entities(settings.chunks_out, world, profile, seed, scored.variant.label, chunks, scored.entities, log, sim)
     return rows
+
+
+def _judged_name(world: World, profile: str, seed: int, detector: str) -> str:
+    return "-".join(str(x).replace(" ", "_").replace("/", "_").replace("%", "pc") for x in (world.name, profile, seed, detector))
+
+
+def _write_entities(folder: Path, world: World, profile: str, seed: int, detector: str, chunks: pl.DataFrame,
+                    entities: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog) -> None:
+    """Beside a vendor's judged night chunks: its night rows (Id, Key, MachineCode, IP, Time and the
+    labelled event, null for a normal row) and its night's entity results, to relate the two."""
+    lo, hi = chunks["first_id"].min(), chunks["last_id"].max()
+    rows = (log.filter(pl.col("Id").is_between(lo, hi)).select("Id", "Key", "MachineCode", "IP", "Time")
+            .join(sim.labels.select("Id", "event"), on="Id", how="left"))
+    name = _judged_name(world, profile, seed, detector)
+    rows.write_parquet(folder / f"{name}.rows.parquet")
+    entities.write_parquet(folder / f"{name}.entities.parquet")
 
 
 def _write_judged(folder: Path, world: World, profile: str, seed: int, detector: str, chunks: pl.DataFrame,
@@ -357,8 +376,7 @@ def _write_judged(folder: Path, world: World, profile: str, seed: int, detector:
         pl.Series("kinds", [sorted({kinds[e] for e in h}) for h in held], dtype=pl.List(pl.String)),
     )
     folder.mkdir(parents=True, exist_ok=True)
-    name = "-".join(str(x).replace(" ", "_").replace("/", "_").replace("%", "pc") for x in (world.name, profile, seed, detector))
-    judged.write_parquet(folder / f"{name}.parquet")
+    judged.write_parquet(folder / f"{_judged_name(world, profile, seed, detector)}.parquet")
 
 
 def _judge_clusters(latent: np.ndarray, chunks: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog,
