@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -77,4 +78,13 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from flows.run import EXIT_INTERRUPTED, Interrupted
+
+    interrupt = Interrupted.install()
+    try:
+        main()
+    except (KeyboardInterrupt, SystemExit):
+        if not interrupt.seen:
+            raise
+        print("licanom demo: interrupted; run `make demo` again to start over", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)

@@ -7,13 +7,21 @@ same server (Prefect keeps one per process) in a thread instead, so that the sub
 the other core while this process imports the flows, the library, MLflow and scikit-learn; the
 first flow call finds it answering. Nothing happens with PREFECT_API_URL set (a real server) or
 with the ephemeral API switched off.
+
+The server runs in a session of its own (:func:`server_in_own_session`): Ctrl-C in a terminal goes to
+the foreground process group, and a server in that group stopped with the command, so that the
+interrupted flow then spent minutes retrying a dead API to record its crash. Out of that group the
+server keeps answering until Prefect stops it at exit, and the interrupt ends the command at once.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import subprocess
 import threading
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 
 class EarlyApi:
@@ -31,6 +39,7 @@ class EarlyApi:
         # the caller imports the rest (no two threads inside one import graph)
         from prefect.server.api.server import SubprocessASGIServer
 
+        server_in_own_session()
         self.thread = threading.Thread(target=self._start, args=(SubprocessASGIServer(),),
                                        name="licanom-prefect-api-start", daemon=True)
         self.thread.start()
@@ -57,6 +66,23 @@ class EarlyApi:
         self.thread.join()
         if self.error is not None:
             raise self.error
+
+
+def server_in_own_session() -> None:
+    """Start Prefect's temporary server (a uvicorn subprocess) in a new session, out of the
+    terminal's process group, so that Ctrl-C reaches this process and not the server.
+
+    Prefect has no setting for it: the server module's ``subprocess`` is replaced by one whose
+    ``Popen`` adds ``start_new_session=True``, for that module only (written by hand: nothing else
+    starts processes there, and its other uses of ``subprocess`` go to the real module)."""
+    import prefect.server.api.server as server_module
+
+    if getattr(server_module.subprocess, "licanom_own_session", False):
+        return
+    shim = SimpleNamespace(**vars(subprocess))
+    shim.Popen = functools.partial(subprocess.Popen, start_new_session=True)
+    shim.licanom_own_session = True
+    server_module.subprocess = shim  # type: ignore[assignment]
 
 
 def start_early() -> EarlyApi:

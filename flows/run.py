@@ -9,14 +9,17 @@ imported (flows.early_api); if it does not start, one line and exit code 4 too.
 An unknown vendor or a configuration error is refused first, in one line, with exit code 2; a
 flow that fails on its input ends with one line and the exit code `licanom prepare` gives (3: the
 log cannot be used, 4: it cannot be read); any other failure with one line naming its state and
-exit code 1.
+exit code 1. Ctrl-C ends it with one line and exit code 130, the flow run marked crashed (a training
+interrupted mid-epoch carries on from its checkpoint when run again).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from types import FrameType
 
 EXIT_UNREACHABLE = 4
 # what each flow imports on its first call (clustering, MLflow's SQL store, the report's figures):
@@ -26,6 +29,34 @@ FIRST_CALL_IMPORTS = {
     "score": ("mlflow.store.tracking.sqlalchemy_store", "licanom.report.plots"),
 }
 FIRST_CALL_IMPORTS["nightly"] = FIRST_CALL_IMPORTS["score"]
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
+
+
+class Interrupted:
+    """SIGINT's handler while a flow runs: remembers that Ctrl-C came, then raises KeyboardInterrupt
+    as Python's own handler does. Inside a training, Lightning turns the KeyboardInterrupt into
+    ``sys.exit(1)``, and Prefect records either as a crash; ``seen`` tells the two apart from a
+    real exit."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    @classmethod
+    def install(cls) -> Interrupted:
+        """The handler, installed for SIGINT unless SIGINT is ignored (nohup, a background job)."""
+        handler = cls()
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, handler)
+        return handler
+
+
+def _interrupted(flow: str) -> int:
+    print(f"licanom: {flow} flow interrupted; its run is marked crashed", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,6 +87,32 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         print(f"licanom: {problem}; nothing was run", file=sys.stderr)
         return EXIT_UNREACHABLE
+
+    interrupt = Interrupted.install()
+    try:
+        state = _run(args)
+    except (KeyboardInterrupt, SystemExit):
+        if not interrupt.seen:
+            raise
+        return _interrupted(args.flow)
+    if isinstance(state, int):
+        return state
+    if interrupt.seen:  # caught inside the flow and recorded as its crash
+        return _interrupted(args.flow)
+    if state.is_completed():
+        return 0
+    known = _input_failure(state)
+    if known is not None:  # the same exit code and line as `licanom prepare` gives for it
+        code, line = known
+        print(f"licanom: {args.flow} flow failed: {line}", file=sys.stderr)
+        return code
+    message = (state.message or "").splitlines()
+    print(f"licanom: {args.flow} flow {state.type.value.lower()}: {message[0] if message else ''}", file=sys.stderr)
+    return 1
+
+
+def _run(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The flow's final state, or an exit code when Prefect's temporary API did not start."""
     from flows.early_api import start_early
 
     api = start_early()  # no PREFECT_API_URL: the temporary server comes up while the flows import
@@ -82,16 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             state = train_vendor(args.vendor, return_state=True)
     else:
         state = nightly(return_state=True)
-    if state.is_completed():
-        return 0
-    known = _input_failure(state)
-    if known is not None:  # the same exit code and line as `licanom prepare` gives for it
-        code, line = known
-        print(f"licanom: {args.flow} flow failed: {line}", file=sys.stderr)
-        return code
-    message = (state.message or "").splitlines()
-    print(f"licanom: {args.flow} flow {state.type.value.lower()}: {message[0] if message else ''}", file=sys.stderr)
-    return 1
+    return state
 
 
 def _input_failure(state) -> tuple[int, str] | None:  # type: ignore[no-untyped-def]
