@@ -78,7 +78,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from flows.run import EXIT_INTERRUPTED, Interrupted
+    from flows.run import Interrupted
 
     interrupt = Interrupted.install()
     try:
@@ -87,4 +87,4 @@ if __name__ == "__main__":
         if not interrupt.seen:
             raise
         print("licanom demo: interrupted; run `make demo` again to start over", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+        sys.exit(interrupt.exit_code)

@@ -9,8 +9,9 @@ imported (flows.early_api); if it does not start, one line and exit code 4 too.
 An unknown vendor or a configuration error is refused first, in one line, with exit code 2; a
 flow that fails on its input ends with one line and the exit code `licanom prepare` gives (3: the
 log cannot be used, 4: it cannot be read); any other failure with one line naming its state and
-exit code 1. Ctrl-C ends it with one line and exit code 130, the flow run marked crashed (a training
-interrupted mid-epoch carries on from its checkpoint when run again).
+exit code 1. Ctrl-C, SIGTERM or a closed terminal ends it with one line and the shell's code for the
+signal (130, 143, 129), the flow run marked crashed (a training interrupted mid-epoch carries on from
+its checkpoint when run again).
 """
 
 from __future__ import annotations
@@ -29,34 +30,48 @@ FIRST_CALL_IMPORTS = {
     "score": ("mlflow.store.tracking.sqlalchemy_store", "licanom.report.plots"),
 }
 FIRST_CALL_IMPORTS["nightly"] = FIRST_CALL_IMPORTS["score"]
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command ended by Ctrl-C
 
 
 class Interrupted:
-    """SIGINT's handler while a flow runs: remembers that Ctrl-C came, then raises KeyboardInterrupt
-    as Python's own handler does. Inside a training, Lightning turns the KeyboardInterrupt into
-    ``sys.exit(1)``, and Prefect records either as a crash; ``seen`` tells the two apart from a
-    real exit."""
+    """The handler of SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) while a flow runs:
+    remembers which came, then raises KeyboardInterrupt as Python's own SIGINT handler does, so that
+    Prefect records the run's crash and Prefect's temporary server, in a session of its own
+    (flows.early_api), is stopped at exit. Inside a training, Lightning turns the KeyboardInterrupt
+    into ``sys.exit(1)``; ``signum`` tells that apart from a real exit."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
-        self.seen = False
+        self.signum: int | None = None
+
+    @property
+    def seen(self) -> bool:
+        return self.signum is not None
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + (self.signum or signal.SIGINT)  # as a shell reports a command a signal ended
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
-        self.seen = True
+        self.signum = signum
         raise KeyboardInterrupt
 
     @classmethod
     def install(cls) -> Interrupted:
-        """The handler, installed for SIGINT unless SIGINT is ignored (nohup, a background job)."""
+        """The handler, installed for each signal that has its default action (not where it is
+        ignored: nohup, a background job)."""
         handler = cls()
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, handler)
+        for signum in cls.SIGNALS:
+            if signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL):
+                signal.signal(signum, handler)
         return handler
 
 
-def _interrupted(flow: str) -> int:
-    print(f"licanom: {flow} flow interrupted; its run is marked crashed", file=sys.stderr)
-    return EXIT_INTERRUPTED
+def _interrupted(flow: str, interrupt: Interrupted) -> int:
+    assert interrupt.signum is not None
+    print(f"licanom: {flow} flow interrupted ({signal.Signals(interrupt.signum).name}); its run is marked crashed",
+          file=sys.stderr)
+    return interrupt.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,11 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, SystemExit):
         if not interrupt.seen:
             raise
-        return _interrupted(args.flow)
+        return _interrupted(args.flow, interrupt)
     if isinstance(state, int):
         return state
     if interrupt.seen:  # caught inside the flow and recorded as its crash
-        return _interrupted(args.flow)
+        return _interrupted(args.flow, interrupt)
     if state.is_completed():
         return 0
     known = _input_failure(state)

@@ -167,35 +167,41 @@ def test_an_expected_failure_is_one_line_on_the_console_and_a_bug_keeps_its_trac
     assert "Traceback (most recent call last)" in fmt.format(bug)
 
 
-# Ctrl-C in a terminal: SIGINT to the whole foreground process group, here at the first training
-# step of the autoencoder that the demo vendor trains beside the default detector.
-CTRL_C_IN_TRAINING = """
+# Ctrl-C in a terminal: SIGINT to the whole foreground process group; a scheduler stopping the job:
+# SIGTERM to the process. Sent at the first training step of the autoencoder that the demo vendor
+# trains beside the default detector.
+INTERRUPT_IN_TRAINING = """
 import os, signal, sys
 import licanom
 from licanom.detectors.autoencoders.module import AutoencoderModule
 
 step = AutoencoderModule.training_step
 
-def ctrl_c(self, *args, **kwargs):
-    os.killpg(os.getpgrp(), signal.SIGINT)
+def interrupt(self, *args, **kwargs):
+    if sys.argv[1] == "SIGINT":
+        os.killpg(os.getpgrp(), signal.SIGINT)
+    else:
+        os.kill(os.getpid(), signal.SIGTERM)
     return step(self, *args, **kwargs)
 
-AutoencoderModule.training_step = ctrl_c
+AutoencoderModule.training_step = interrupt
 from flows.run import main
 sys.exit(main(["train", "--vendor", "demo"]))
 """
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_a_training_run_ends_it_at_once_with_130(tmp_path):
+@pytest.mark.parametrize(("signal_name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_training_run_records_its_crash_and_ends_at_once(tmp_path, signal_name, code):
     """Prefect's temporary server is out of the terminal's process group, so the interrupted run
-    records its crash and ends (before, the server died with it and the run spent minutes
-    retrying it); one line, exit code 130."""
+    records its crash and ends (before, Ctrl-C killed the server with it and the run spent minutes
+    retrying it, then exited 1); one line, the shell's exit code for the signal."""
     env = _demo_env(tmp_path)
-    done = subprocess.run([sys.executable, "-c", CTRL_C_IN_TRAINING], env=env, capture_output=True, text=True,
-                          timeout=900, cwd=tmp_path, start_new_session=True)
-    assert done.returncode == 130, done.stderr[-3000:]
-    assert "licanom: train flow interrupted; its run is marked crashed\n" in done.stderr
+    done = subprocess.run([sys.executable, "-c", INTERRUPT_IN_TRAINING, signal_name], env=env, capture_output=True,
+                          text=True, timeout=900, cwd=tmp_path, start_new_session=True)
+    assert done.returncode == code, done.stderr[-3000:]
+    assert f"licanom: train flow interrupted ({signal_name}); its run is marked crashed\n" in done.stderr
     assert "Finished in state Crashed" in done.stderr  # Prefect's API took the crash
+    assert "Stopping temporary server" in done.stderr
     for dead_api in ("Error logging to API", "Connection refused", "Traceback"):
         assert dead_api not in done.stderr, done.stderr[-3000:]
