@@ -78,13 +78,16 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    import contextlib
+
     from flows.run import Interrupted
 
-    interrupt = Interrupted.install()
-    try:
-        main()
-    except (KeyboardInterrupt, SystemExit):
-        if not interrupt.seen:
-            raise
-        print("licanom demo: interrupted; run `make demo` again to start over", file=sys.stderr)
-        sys.exit(interrupt.exit_code)
+    with Interrupted.installed() as interrupt:
+        try:
+            main()
+        except (KeyboardInterrupt, SystemExit):
+            if not interrupt.seen:
+                raise
+            with contextlib.suppress(OSError):  # a terminal that hung up takes no more lines
+                print("licanom demo: interrupted; run `make demo` again to start over", file=sys.stderr)
+            sys.exit(interrupt.exit_code)

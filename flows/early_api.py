@@ -11,17 +11,20 @@ with the ephemeral API switched off.
 The server runs in a session of its own (:func:`server_in_own_session`): Ctrl-C in a terminal goes to
 the foreground process group, and a server in that group stopped with the command, so that the
 interrupted flow then spent minutes retrying a dead API to record its crash. Out of that group the
-server keeps answering until Prefect stops it at exit, and the interrupt ends the command at once.
+server keeps answering until Prefect stops it at exit (flows.run.Interrupted makes the signals
+end the command through that exit), and the interrupt ends the command at once. The price: a
+command killed with SIGKILL (or SIGQUIT) as a whole group now leaves the server running, as a
+command killed alone always did.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib
 import subprocess
 import threading
+import types
 from collections.abc import Sequence
-from types import SimpleNamespace
+from typing import Any
 
 
 class EarlyApi:
@@ -68,21 +71,37 @@ class EarlyApi:
             raise self.error
 
 
+class _OwnSessionPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """``subprocess.Popen`` that starts its child in a new session unless told otherwise."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("start_new_session", True)
+        super().__init__(*args, **kwargs)
+
+
+class _Subprocess(types.ModuleType):
+    """The ``subprocess`` module as Prefect's server module sees it: :class:`_OwnSessionPopen` for
+    ``Popen``, everything else looked up in the real module when used."""
+
+    Popen = _OwnSessionPopen
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+
 def server_in_own_session() -> None:
     """Start Prefect's temporary server (a uvicorn subprocess) in a new session, out of the
     terminal's process group, so that Ctrl-C reaches this process and not the server.
 
-    Prefect has no setting for it: the server module's ``subprocess`` is replaced by one whose
-    ``Popen`` adds ``start_new_session=True``, for that module only (written by hand: nothing else
-    starts processes there, and its other uses of ``subprocess`` go to the real module)."""
+    Prefect has no setting for it: the server module's ``subprocess`` becomes a :class:`_Subprocess`,
+    for that module only (written by hand: nothing else starts processes there, and its other uses
+    of ``subprocess`` reach the real module). The server is stopped by Prefect's ``atexit`` hook, as
+    before; a process killed with SIGKILL, or with a signal this command does not handle (SIGQUIT),
+    leaves it running, where before a signal to the whole process group took it too."""
     import prefect.server.api.server as server_module
 
-    if getattr(server_module.subprocess, "licanom_own_session", False):
-        return
-    shim = SimpleNamespace(**vars(subprocess))
-    shim.Popen = functools.partial(subprocess.Popen, start_new_session=True)
-    shim.licanom_own_session = True
-    server_module.subprocess = shim  # type: ignore[assignment]
+    if not isinstance(server_module.subprocess, _Subprocess):
+        server_module.subprocess = _Subprocess("subprocess")  # type: ignore[assignment]
 
 
 def start_early() -> EarlyApi:

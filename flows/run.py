@@ -17,9 +17,13 @@ its checkpoint when run again).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 EXIT_UNREACHABLE = 4
@@ -33,16 +37,23 @@ FIRST_CALL_IMPORTS["nightly"] = FIRST_CALL_IMPORTS["score"]
 
 
 class Interrupted:
-    """The handler of SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) while a flow runs:
-    remembers which came, then raises KeyboardInterrupt as Python's own SIGINT handler does, so that
-    Prefect records the run's crash and Prefect's temporary server, in a session of its own
-    (flows.early_api), is stopped at exit. Inside a training, Lightning turns the KeyboardInterrupt
-    into ``sys.exit(1)``; ``signum`` tells that apart from a real exit."""
+    """The handler of SIGINT (Ctrl-C), SIGTERM and SIGHUP (the terminal closed) while a command runs
+    a flow: remembers which came, then raises KeyboardInterrupt as Python's own SIGINT handler does,
+    so that Prefect records the run's crash and the process exits through ``atexit``, where Prefect
+    stops its temporary server (in a session of its own, flows.early_api). Inside a training,
+    Lightning turns the KeyboardInterrupt into ``sys.exit(1)``: ``signum`` tells that apart from a
+    real exit. While a flow runs, Prefect's own SIGTERM handler stands in front of this one: it
+    records the crash, puts this one back and sends SIGTERM again, which lands here.
+
+    A second signal while the process winds down is ignored, so that it cannot cut ``atexit`` short
+    and leave the server running; SIGKILL (``kill -9``) still ends the process at once, and then
+    leaves the server, as it did before for a process killed alone."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.flow_started = False
 
     @property
     def seen(self) -> bool:
@@ -53,30 +64,49 @@ class Interrupted:
         return 128 + (self.signum or signal.SIGINT)  # as a shell reports a command a signal ended
 
     def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:
+            return
         self.signum = signum
         raise KeyboardInterrupt
 
     @classmethod
-    def install(cls) -> Interrupted:
-        """The handler, installed for each signal that has its default action (not where it is
-        ignored: nohup, a background job)."""
+    @contextmanager
+    def installed(cls) -> Iterator[Interrupted]:
+        """The handler, for each signal that has its default action (not where one is ignored: nohup,
+        a background job) or an earlier one of these; the previous handlers back afterwards, unless
+        a signal came (the process is winding down). Outside the main thread, installed for none."""
         handler = cls()
-        for signum in cls.SIGNALS:
-            if signal.getsignal(signum) in (signal.default_int_handler, signal.SIG_DFL):
-                signal.signal(signum, handler)
-        return handler
+        previous: dict[int, object] = {}
+        if threading.current_thread() is threading.main_thread():
+            for signum in cls.SIGNALS:
+                current = signal.getsignal(signum)
+                if current in (signal.default_int_handler, signal.SIG_DFL) or isinstance(current, cls):
+                    previous[signum] = current
+                    signal.signal(signum, handler)
+        try:
+            yield handler
+        finally:
+            if not handler.seen:
+                for signum, old in previous.items():
+                    signal.signal(signum, old)  # type: ignore[arg-type]
 
 
-def _interrupted(flow: str, interrupt: Interrupted) -> int:
+def _interrupted(flow: str, interrupt: Interrupted, state=None) -> int:  # type: ignore[no-untyped-def]
+    """One line for an interrupted command: what became of the flow run."""
     assert interrupt.signum is not None
-    print(f"licanom: {flow} flow interrupted ({signal.Signals(interrupt.signum).name}); its run is marked crashed",
-          file=sys.stderr)
+    if not interrupt.flow_started:
+        what = "nothing was run"
+    elif state is not None and not state.is_crashed():
+        what = f"its run ended {state.type.value.lower()}"
+    else:
+        what = "its run is marked crashed"
+    with contextlib.suppress(OSError):  # a terminal that hung up (SIGHUP) takes no more lines
+        print(f"licanom: {flow} flow interrupted ({signal.Signals(interrupt.signum).name}); {what}", file=sys.stderr)
     return interrupt.exit_code
 
 
 def main(argv: list[str] | None = None) -> int:
-    from licanom.cli import EXIT_USAGE, NON_NEGATIVE, POSITIVE, Parser, vendor_name
-    from licanom.config import describe_error, load_config
+    from licanom.cli import NON_NEGATIVE, POSITIVE, Parser, vendor_name
 
     parser = Parser(prog="licanom run", description="Run one licanom flow now (Prefect), as a schedule would.")
     parser.add_argument("flow", choices=["score", "train", "nightly"],
@@ -89,6 +119,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--api-attempts", type=POSITIVE, default=int(os.environ.get("LICANOM_API_ATTEMPTS", "6")),
                         help="times to ask an unreachable Prefect API (PREFECT_API_URL) with back-off")
     args = parser.parse_args(argv)
+    with Interrupted.installed() as interrupt:
+        try:
+            state = _run(args, interrupt)
+        except (KeyboardInterrupt, SystemExit):
+            if not interrupt.seen:
+                raise
+            return _interrupted(args.flow, interrupt)
+    if isinstance(state, int):
+        return state
+    if interrupt.seen and not state.is_completed():  # caught inside the flow and recorded as its end
+        return _interrupted(args.flow, interrupt, state)
+    if state.is_completed():
+        return 0
+    known = _input_failure(state)
+    if known is not None:  # the same exit code and line as `licanom prepare` gives for it
+        code, line = known
+        print(f"licanom: {args.flow} flow failed: {line}", file=sys.stderr)
+        return code
+    message = (state.message or "").splitlines()
+    print(f"licanom: {args.flow} flow {state.type.value.lower()}: {message[0] if message else ''}", file=sys.stderr)
+    return 1
+
+
+def _run(args: argparse.Namespace, interrupt: Interrupted):  # type: ignore[no-untyped-def]
+    """The flow's final state, or an exit code when the vendor's configuration is wrong or Prefect's
+    API cannot be reached."""
+    from licanom.cli import EXIT_USAGE
+    from licanom.config import describe_error, load_config
+
     try:
         if args.flow != "nightly":
             load_config(args.vendor)  # a configuration error is one line here, not a failed flow run
@@ -103,31 +162,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"licanom: {problem}; nothing was run", file=sys.stderr)
         return EXIT_UNREACHABLE
 
-    interrupt = Interrupted.install()
-    try:
-        state = _run(args)
-    except (KeyboardInterrupt, SystemExit):
-        if not interrupt.seen:
-            raise
-        return _interrupted(args.flow, interrupt)
-    if isinstance(state, int):
-        return state
-    if interrupt.seen:  # caught inside the flow and recorded as its crash
-        return _interrupted(args.flow, interrupt)
-    if state.is_completed():
-        return 0
-    known = _input_failure(state)
-    if known is not None:  # the same exit code and line as `licanom prepare` gives for it
-        code, line = known
-        print(f"licanom: {args.flow} flow failed: {line}", file=sys.stderr)
-        return code
-    message = (state.message or "").splitlines()
-    print(f"licanom: {args.flow} flow {state.type.value.lower()}: {message[0] if message else ''}", file=sys.stderr)
-    return 1
-
-
-def _run(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    """The flow's final state, or an exit code when Prefect's temporary API did not start."""
     from flows.early_api import start_early
 
     api = start_early()  # no PREFECT_API_URL: the temporary server comes up while the flows import
@@ -146,6 +180,7 @@ def _run(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 
         print(f"licanom: Prefect's temporary API did not start ({one_line(err)}); nothing was run", file=sys.stderr)
         return EXIT_UNREACHABLE
+    interrupt.flow_started = True
     if args.flow == "score":
         with tagged(args.vendor):
             state = score_vendor(args.vendor, since=args.since, return_state=True)

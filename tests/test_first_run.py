@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -191,6 +193,7 @@ sys.exit(main(["train", "--vendor", "demo"]))
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize(("signal_name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
 def test_an_interrupted_training_run_records_its_crash_and_ends_at_once(tmp_path, signal_name, code):
     """Prefect's temporary server is out of the terminal's process group, so the interrupted run
@@ -202,6 +205,31 @@ def test_an_interrupted_training_run_records_its_crash_and_ends_at_once(tmp_path
     assert done.returncode == code, done.stderr[-3000:]
     assert f"licanom: train flow interrupted ({signal_name}); its run is marked crashed\n" in done.stderr
     assert "Finished in state Crashed" in done.stderr  # Prefect's API took the crash
-    assert "Stopping temporary server" in done.stderr
     for dead_api in ("Error logging to API", "Connection refused", "Traceback"):
         assert dead_api not in done.stderr, done.stderr[-3000:]
+    # and the server, in a session of its own, was stopped at exit: its port refuses
+    port = int(re.search(r"Stopping temporary server on http://127\.0\.0\.1:(\d+)", done.stderr).group(1))
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=10).close()
+
+
+def test_the_interrupt_handler_is_put_back_unless_a_signal_came_and_a_second_signal_is_ignored():
+    import signal
+
+    from flows.run import Interrupted
+
+    before = {s: signal.getsignal(s) for s in Interrupted.SIGNALS}
+    with Interrupted.installed() as interrupt:
+        assert all(signal.getsignal(s) is interrupt for s in Interrupted.SIGNALS if before[s] in
+                   (signal.SIG_DFL, signal.default_int_handler))
+    assert {s: signal.getsignal(s) for s in Interrupted.SIGNALS} == before and not interrupt.seen
+    try:
+        with Interrupted.installed() as interrupt, pytest.raises(KeyboardInterrupt):
+            interrupt(signal.SIGTERM, None)
+        assert interrupt.seen and interrupt.exit_code == 143
+        interrupt(signal.SIGINT, None)  # winding down: ignored, the first signal's code stays
+        assert interrupt.exit_code == 143
+        assert signal.getsignal(signal.SIGTERM) is interrupt  # left in place while the process ends
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)

@@ -354,8 +354,10 @@ def _judged_name(world: World, profile: str, seed: int, detector: str) -> str:
 
 def _write_entities(folder: Path, world: World, profile: str, seed: int, detector: str, chunks: pl.DataFrame,
                     entities: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog) -> None:
-    """Beside a vendor's judged night chunks: its night rows (Id, Key, MachineCode, IP, Time and the
-    labelled event, null for a normal row) and its night's entity results, to relate the two."""
+    """Beside a vendor's judged night chunks: the log's rows from the first chunk's first Id to the
+    last chunk's last (Id, Key, MachineCode, IP, Time and the labelled event, null for a normal
+    row; quarantined rows in that span included, the night's last rows after the last chunk not)
+    and the night's entity results, to relate the two."""
     lo, hi = chunks["first_id"].min(), chunks["last_id"].max()
     rows = (log.filter(pl.col("Id").is_between(lo, hi)).select("Id", "Key", "MachineCode", "IP", "Time")
             .join(sim.labels.select("Id", "event"), on="Id", how="left"))
