@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="report",
                    help="report (the figures to publish), dev (for choosing), or a comma list (default: report)")
-    p.add_argument("--worlds", default="all", help="'all' (the sweep and the late kinds) or a |-separated list of names")
+    p.add_argument("--worlds", default="all", help="'all' (the sweep and the late kinds) or a |-separated list of names (also the "
+                        "combined worlds, licanom.evaluation.nightly.COMBINED)")
     p.add_argument("--profiles", default=",".join(PROFILES))
     p.add_argument("--detectors", default="Tail_context,IForest_summary",
                    help="comma list of registered names; an autoencoder may name its input mode, e.g. TCN_AE:rows")
@@ -76,7 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         header = f"Summary of {args.summarise}.\n"
         return _write(header, summary, None, args.out)
     seeds = {"report": REPORT_SEEDS, "dev": DEV_SEEDS}.get(args.seeds) or tuple(int(s) for s in args.seeds.split(","))
-    worlds = (*SWEEP, LATE) if args.worlds == "all" else tuple(WORLDS[n.strip()] for n in args.worlds.split("|"))
+    names = [n.strip() for n in args.worlds.split("|")] if args.worlds != "all" else []
+    unknown = [n for n in names if n not in WORLDS]
+    if unknown:
+        p.error(f"unknown world(s) {unknown}; expected some of {list(WORLDS)}")
+    worlds = (*SWEEP, LATE) if args.worlds == "all" else tuple(WORLDS[n] for n in names)
     settings = NightlySettings(days=args.days, detectors=tuple(args.detectors.split(",")),
                                clustering=not args.no_clustering, carry_rows_state=args.carry_rows_state,
                                chunks_out=args.chunks_out)
