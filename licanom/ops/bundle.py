@@ -20,7 +20,7 @@ from licanom.data.chunk import Chunks, make_chunks
 from licanom.data.columns import ERROR_COLUMNS, RAW, SUMMARY_COLUMNS
 from licanom.config import ChunkConfig, EncodeConfig
 from licanom.data.context_vector import KeyHistory
-from licanom.ops.detect import CHUNK_COLUMNS, chunk_nights, scored_chunks
+from licanom.ops.detect import CHUNK_COLUMNS, chunk_decision, scored_chunks
 from licanom.data.encode import RowsEncoder, RowsState, Vocabulary, get_encoder
 from licanom.data.derive import derive, derive_coded
 from licanom.detectors import inputs_of, load
@@ -212,23 +212,18 @@ def score_windows(bundle: ModelBundle, windows: Windows, inputs: Any = None) -> 
     det = bundle.detector
     if inputs is None:
         inputs = window_inputs(bundle, windows)
-    nights = chunk_nights(meta)
-
-    def decided(scores: np.ndarray) -> dict[str, np.ndarray]:
-        severity = det.severity_of(scores)
-        return {"severity": severity, "flags": det.flags(scores, nights, severity)}
-
     if det.family == "autoencoder":
         errors = det.errors(inputs)  # one forward pass for the score and the explanation
         if len(det.explain_columns()) == len(ERROR_COLUMNS):
             # the thesis's 8 columns: their errors go to the error_* columns
-            return scored_chunks(meta, det.model, errors.columns, float(det.threshold_), errors.score,
-                                 **decided(errors.score))
+            return scored_chunks(meta, det.model, errors.columns, float(det.threshold_), errors.score, None,
+                                 *chunk_decision(det, meta, errors.score))
         top = np.asarray(det.explain_columns())[errors.top_columns.argmax(axis=1)]  # = top_columns(inputs)
-        return scored_chunks(meta, det.model, None, float(det.threshold_), errors.score, top, **decided(errors.score))
+        return scored_chunks(meta, det.model, None, float(det.threshold_), errors.score, top,
+                             *chunk_decision(det, meta, errors.score))
     scores = det.decision_function(inputs)
     return scored_chunks(meta, det.model, None, float(det.threshold_), scores, det.top_columns(inputs),
-                         **decided(scores))
+                         *chunk_decision(det, meta, scores))
 
 
 def score_entities(bundle: ModelBundle, valid: pl.DataFrame, windows: Windows | None = None) -> pl.DataFrame | None:

@@ -205,6 +205,13 @@ def chunk_nights(meta: pl.DataFrame) -> np.ndarray:
     return meta["start_time"].dt.epoch("d").to_numpy()
 
 
+def chunk_decision(detector: Any, meta: pl.DataFrame, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The chunks' severity and the detector's decision on them (its threshold and, by severity,
+    the night rule over :func:`chunk_nights`): :func:`scored_chunks`' ``severity`` and ``flags``."""
+    severity = detector.severity_of(scores)
+    return severity, detector.flags(scores, chunk_nights(meta), severity)
+
+
 def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | None, threshold: float,
                   scores: np.ndarray | None = None, top_features: np.ndarray | None = None,
                   severity: np.ndarray | None = None, flags: np.ndarray | None = None) -> pl.DataFrame:
@@ -244,9 +251,8 @@ def chunk_results(prepared: Prepared, outcome: ModelOutcome) -> pl.DataFrame:
     det = outcome.detector
     assert det.threshold_ is not None
     meta = prepared.chunk_table()
-    severity = det.severity_of(outcome.scores)
     return scored_chunks(meta, det.model, outcome.feature_errors, det.threshold_, outcome.scores,
-                         outcome.top_features, severity, det.flags(outcome.scores, chunk_nights(meta), severity))
+                         outcome.top_features, *chunk_decision(det, meta, outcome.scores))
 
 
 def detect(

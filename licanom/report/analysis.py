@@ -265,12 +265,18 @@ def severity(ratio: float, calibrated: float | None = None) -> str:
     return SEVERITY_BANDS[-1][0]
 
 
+def _night_rule(detector: Any) -> Any:
+    """The detector's severity decision settings (BaseDetector.night_rule), None for a detector that
+    decides otherwise or has no such method (a sequence model)."""
+    return detector.night_rule() if callable(getattr(detector, "night_rule", None)) else None
+
+
 def decision_name(detector: Any) -> str:
     """How a fitted detector decides: its threshold method (the autoencoders), or for the
     sequence models the share of training scores flagged, or their own learned boundary. The
     severity decision is named by its level, from its settings (a model saved before the night
     rule decides with it now: :func:`decision_note`)."""
-    rule = detector.night_rule() if callable(getattr(detector, "night_rule", None)) else None
+    rule = _night_rule(detector)
     if rule is not None:
         return f"severity >= {rule.min_severity:g}"
     method = getattr(detector, "threshold_method_", None)
@@ -283,7 +289,7 @@ def decision_name(detector: Any) -> str:
 def decision_note(detector: Any) -> str:
     """What a detector's decision flags besides its threshold, in words ("" when nothing): the
     severity decision's night rule (licanom.detectors.decision.stands_out)."""
-    rule = detector.night_rule() if callable(getattr(detector, "night_rule", None)) else None
+    rule = _night_rule(detector)
     if rule is None or rule.stand_out_gap is None:
         return ""
     return (f"also flagged: a chunk of severity {rule.stand_out_floor:g} or more that lies {rule.stand_out_gap:g} "
