@@ -341,6 +341,31 @@ def test_a_night_scored_again_from_its_start_is_judged_against_the_pairs_before_
     assert load_state(vendor.out, "acme").watermark == state.watermark  # re-scoring never moves it
 
 
+def test_a_night_scored_again_scores_the_rows_carried_into_it_again(vendor) -> None:
+    """The rows the night before carried (after its last full window) were scored first by the
+    next night: scored again from its start, that night scores them again, and no Id is lost."""
+    from licanom.ops.nightly import LEDGER
+    from licanom.ops.scoring_state import load_state
+    from tests.night_harness import check_ledger, rows
+
+    first_rows, second_rows = rows(1600, 210, seed=1), rows(1810, 200, seed=2)
+    vendor.append(first_rows)
+    vendor.night()
+    after_first = load_state(vendor.out, "acme")
+    carried = sorted(after_first.tail["Id"].to_list())
+    assert len(carried) == 10  # 210 rows: ten windows of 20 and ten rows carried
+    vendor.append(second_rows)
+    second = vendor.night()
+    assert int(second.chunks["first_id"].min()) == carried[0]  # scored first by the next night
+    again = vendor.night(since=after_first.watermark)
+    assert again.out_dir == second.out_dir  # the same range of Ids: the same folder, written again
+    assert again.chunks.select("first_id", "last_id", "score", "is_anomaly").equals(
+        second.chunks.select("first_id", "last_id", "score", "is_anomaly"))
+    ledger = pl.read_parquet(again.out_dir / LEDGER)
+    assert set(carried) <= set(ledger.filter(pl.col("fate") == "scored")["Id"].to_list())
+    check_ledger(vendor, [int(i) for i in pl.concat([first_rows, second_rows])["Id"].to_list()])
+
+
 def test_rows_of_no_product_the_model_knows_are_refused_not_answered_with_nothing(bundle) -> None:
     """The registered model's score_log: a batch of another vendor's product raises
     VendorMismatchError; the vendor's rows with a few foreign ones among them are scored."""

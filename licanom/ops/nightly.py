@@ -25,6 +25,7 @@ rows derived, countries looked up, pseudonymised, the context vectors) is comput
 
 from __future__ import annotations
 
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -553,6 +554,9 @@ class Night:
     since: int | None = None
     notes: tuple[str, ...] = ()  # what recovery did before this night
     raw: pl.DataFrame | None = None
+    # with ``since``: the rows the night ending at ``since`` carried (read again from the source,
+    # unvalidated), which that night's successor scored first; None: the state's tail
+    carried: pl.DataFrame | None = None
     screened: Screened | None = None
     windows: Any = None  # licanom.ops.bundle.Windows
     inputs: Any = None
@@ -603,7 +607,40 @@ def read_night(night: Night, source: Any) -> Night:
 
     raw = without_ahead(pipeline.extract(source, after_id=night.after), night.state.ahead)
     crash_point("after:extract")
-    return replace(night, raw=raw)
+    carried, notes = None, night.notes
+    if night.since is not None:
+        ids = carried_ids(night.output_dir, night.vendor, night.since)
+        if ids:
+            earlier = pipeline.extract(source, after_id=min(ids) - 1)
+            carried = earlier.filter(_as_int("Id", earlier.schema["Id"]).is_in(ids).fill_null(False)) \
+                if "Id" in earlier.columns else earlier.head(0)
+            if carried.height < len(ids):
+                notes += (f"{len(ids) - carried.height} of the {len(ids)} rows carried into this night (Ids up to "
+                          f"{night.since}) are no longer in the source: not scored again",)
+    return replace(night, raw=raw, carried=carried, notes=notes)
+
+
+def carried_ids(output_dir: Path, vendor: str, since: int) -> list[int]:
+    """The Ids that the published night ending at ``since`` carried (valid rows after its last
+    window, which the night after it scored first): what a night scored again from ``since``
+    scores first, as it did. Empty where no published night ends at ``since`` (of several, the
+    one that started last)."""
+    ends = [(int(m.group(1)), p) for p in nights_dir(output_dir, vendor).glob(f"after-*-to-{since}")
+            if (m := re.fullmatch(rf"after-(\d+)-to-{since}", p.name)) and (p / LEDGER).exists()]
+    if not ends:
+        return []
+    ledger = pl.read_parquet(max(ends)[1] / LEDGER)
+    return sorted(ledger.filter(pl.col("fate") == "carried")["Id"].to_list())
+
+
+def carried_rows(model: Any, night: Night) -> pl.DataFrame | None:
+    """A night scored again: the rows its first time carried in, validated again (they were
+    valid then; the source is read as it is now)."""
+    from licanom.ops import bundle as bundle_lib
+
+    if night.carried is None or night.carried.height == 0:
+        return None
+    return bundle_lib.validate_rows(model, night.carried, night.vendor).valid
 
 
 def score_rows(night: Night, max_bad_fraction: float) -> Night:
@@ -619,7 +656,8 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
     screened = screen(bundle_lib.validate_rows(model, night.raw, night.vendor), night.raw, night.after, night.vendor,
                       max_bad_fraction, night.state.ahead)
     crash_point("after:validate")
-    windows = bundle_lib.make_windows(model, screened.validation.valid, night.state.tail if night.since is None else None)
+    carry = night.state.tail if night.since is None else carried_rows(model, night)
+    windows = bundle_lib.make_windows(model, screened.validation.valid, carry)
     crash_point("after:windows")
     inputs = bundle_lib.window_inputs(model, windows)
     chunks = bundle_lib.score_windows(model, windows, inputs)
