@@ -122,6 +122,14 @@ def test_parse_failures_also_name_the_contract_failures(raw_log):
     assert reasons == ["Id: not an integer; State: unknown state code"]
 
 
+def test_a_negative_id_is_quarantined(raw_log):
+    text = raw_log.head(3).with_columns(pl.all().cast(pl.String))
+    bad = text.with_columns(pl.Series("Id", ["1", "-5", "0"]))
+    result = validate_log(bad)
+    assert result.valid["Id"].to_list() == [1, 0]
+    assert result.quarantine["reason"].to_list() == ["Id: negative"] and result.quarantine["_row"].to_list() == [1]
+
+
 def test_duplicate_of_a_rejected_row_stays_valid(raw_log):
     # the first Id 2 fails the contract, so the next one is the first valid occurrence
     log = _text(raw_log.head(5)).with_columns(

@@ -27,6 +27,7 @@ UTC_US = pl.Datetime("us", "UTC")
 # The failure texts of the contract's own checks; a quarantined row's reason is
 # "<column>: <text>".
 DUPLICATE = "duplicate"
+NEGATIVE = "negative"  # a platform hands out Ids from 1 up: a negative one is not a request's
 BLANK = "missing or empty"
 MALFORMED_IP = "malformed address"
 UNKNOWN_STATE = "unknown state code"
@@ -143,6 +144,11 @@ class WebApiLog(pa.DataFrameModel):
         if strictly_increasing(ids):  # the usual case: the API hands out increasing Ids
             return True
         return _rows_or_true(data, ~ids.is_duplicated())
+
+    @pa.check("Id", name="non_negative", error=NEGATIVE)
+    def _non_negative(cls, data: pa.PolarsData) -> bool | pl.LazyFrame:
+        ids = data.lazyframe.select(data.key).collect().to_series()
+        return _rows_or_true(data, ids >= 0)
 
     @pa.check("Key", name="not_blank", error=BLANK)
     def _not_blank(cls, data: pa.PolarsData) -> bool | pl.LazyFrame:
