@@ -469,13 +469,13 @@ def main(argv: list[str] | None = None) -> int:
     from yaml import YAMLError
 
     from licanom.data.chunk import NotEnoughDataError
-    from licanom.config import describe_error
+    from licanom.config import ConfigFileError, describe_error
     from licanom.data.extract.files import ExtractFileError
     from licanom.data.validate import ValidationError
 
     try:
         return int(args.func(args))
-    except (ConfigError, YAMLError) as err:
+    except (ConfigError, ConfigFileError, YAMLError) as err:
         print(f"licanom: configuration error: {describe_error(err)}", file=sys.stderr)
         return EXIT_USAGE
     except (ValidationError, NotEnoughDataError) as err:

@@ -323,10 +323,22 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class ConfigFileError(ValueError):
+    """A configuration file that cannot be read as YAML settings: one line naming the file."""
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.MarkedYAMLError as err:  # one line: the file, where, and what
+        mark = err.problem_mark
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(str(x) for x in (err.context, err.problem) if x)
+        raise ConfigFileError(f"{path}{where}: YAML syntax error: {what}") from None
+    except yaml.YAMLError as err:
+        raise ConfigFileError(f"{path}: YAML syntax error: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+        raise ConfigFileError(f"{path}: expected a mapping of settings at the top level")
     return data
 
 

@@ -219,6 +219,12 @@ def test_a_configuration_error_is_one_sentence_naming_the_setting(tmp_path, monk
     err = capsys.readouterr().err
     assert code == EXIT_USAGE
     assert err == "licanom: configuration error: train.epochs: input should be greater than or equal to 1 (got 0)\n"
+    # a YAML syntax error names the file, the line and the column
+    (conf / "vendors" / "acme.yaml").write_text("train:\n  epochs: 3\nsource:\n  path: [oops\n")
+    code = main(["detect", "--vendor", "acme", "--logs", str(csv_export), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and err.count("\n") == 1
+    assert err.startswith(f"licanom: configuration error: {conf / 'vendors' / 'acme.yaml'} line 5 column 1: YAML syntax error: ")
 
 
 def test_version_help_defaults_and_subcommand_usage(capsys):
