@@ -61,6 +61,38 @@ def test_train_loss_is_the_epoch_mean_weighted_by_batch_size():
     assert history.train == pytest.approx([expected, expected], rel=1e-5)
 
 
+def test_ctrl_c_during_training_reaches_the_caller_as_an_interrupt(monkeypatch):
+    """Lightning turns a KeyboardInterrupt in training into sys.exit(1) and leaves SIGINT ignored;
+    the detector raises it again as an interrupt and puts the handler back."""
+    import signal
+
+    import pytorch_lightning as L
+
+    from licanom.detectors.autoencoders.module import AutoencoderModule
+
+    def interrupted(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(AutoencoderModule, "training_step", interrupted)
+    X = np.random.default_rng(0).random((20, 32, 8), dtype=np.float32)
+    handler = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        AutoencoderDetector("TCN_AE", epochs=1, batch_size=8).fit(X)
+    assert signal.getsignal(signal.SIGINT) == handler
+    # what Lightning alone does, which a caller took for a failure
+    from licanom.detectors.autoencoders.module import chunk_loader
+    from licanom.detectors.autoencoders.nets import build_net
+
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    try:
+        with pytest.raises(SystemExit):
+            trainer.fit(AutoencoderModule(build_net("TCN_AE", chunk_size=32, n_features=8), lr=0.0),
+                        chunk_loader(torch.from_numpy(X), 8, shuffle=False))
+    finally:
+        signal.signal(signal.SIGINT, handler)
+
+
 def test_bad_settings_and_inputs_are_clear():
     X = np.zeros((20, 32, 8), dtype=np.float32)
     with pytest.raises(ValueError, match="unknown model"):

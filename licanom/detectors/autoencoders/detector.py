@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
@@ -238,8 +240,8 @@ class AutoencoderDetector(BaseDetector):
         t0 = time.perf_counter()
         try:
             with _threads(self.threads):
-                trainer.fit(
-                    module,
+                fit_interruptible(
+                    trainer, module,
                     train_dataloaders=chunk_loader(train, self.batch_size, shuffle=True, seed=self.seed,
                                                    steps=STEPS_PER_CALL),
                     val_dataloaders=chunk_loader(val, max(self.batch_size, 512), shuffle=False) if val is not None else None,
@@ -530,3 +532,23 @@ class _quiet_lightning:
         self.warnings.__exit__(*exc)
         for name, level in self.levels.items():
             logging.getLogger(name).setLevel(level)
+
+
+def fit_interruptible(trainer: Any, module: Any, **kwargs: Any) -> None:
+    """``trainer.fit(module, **kwargs)``, with Ctrl-C raised again as :class:`KeyboardInterrupt`.
+
+    On Ctrl-C Lightning tears the fit down, sets SIGINT to ignored and calls ``sys.exit(1)``: a
+    caller would take that for a failure and a terminal's next Ctrl-C would be lost. Here the
+    interrupt reaches the caller as one (``licanom``: "interrupted", exit 130) and SIGINT's handler
+    is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        trainer.fit(module, **kwargs)
+    except SystemExit:
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        if main and previous is not None and signal.getsignal(signal.SIGINT) != previous:
+            signal.signal(signal.SIGINT, previous)

@@ -59,7 +59,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from licanom.detectors.base import BaseDetector
-from licanom.detectors.autoencoders.detector import _quiet_lightning, _threads, load_payload, save_payload
+from licanom.detectors.autoencoders.detector import (_quiet_lightning, _threads, fit_interruptible, load_payload,
+                                                     save_payload)
 from licanom.detectors.sequence.data import Sequences
 from licanom.detectors.sequence.decide import Convergence, tie_safe_threshold
 from licanom.detectors.sequence.detector import SAVE_FORMAT, TrainingHistory
@@ -318,7 +319,7 @@ class DeepLogDetector(BaseDetector):
                 enable_progress_bar=bool(self.progress_bar and sys.stderr.isatty()),
                 enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, deterministic=False,
             )
-            trainer.fit(module, train_dataloaders=loader)
+            fit_interruptible(trainer, module, train_dataloaders=loader)
         finally:
             quiet.__exit__(None, None, None)
         return module

@@ -58,7 +58,8 @@ import torch
 from torch import Tensor
 
 from licanom.detectors.base import BaseDetector
-from licanom.detectors.autoencoders.detector import _quiet_lightning, _threads, load_payload, save_payload
+from licanom.detectors.autoencoders.detector import (_quiet_lightning, _threads, fit_interruptible, load_payload,
+                                                     save_payload)
 from licanom.detectors.sequence.data import BucketBatchSampler, Sequences, TrainingSet, length_batches, whole_batch
 from licanom.detectors.sequence.decide import Convergence, tie_safe_threshold
 from licanom.detectors.sequence.nets import POOLINGS, SequenceSVM, StiefelSGD
@@ -272,7 +273,7 @@ class SequenceDetector(BaseDetector):
                 use_distributed_sampler=False,
                 deterministic=False,
             )
-            trainer.fit(module, train_dataloaders=loader)
+            fit_interruptible(trainer, module, train_dataloaders=loader)
         finally:
             quiet.__exit__(None, None, None)
         net.cpu()
