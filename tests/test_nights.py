@@ -53,8 +53,14 @@ def test_an_id_far_beyond_the_recent_ones_is_quarantined_and_the_watermark_stays
     assert q["Id"].to_list() == [str(2**62)]
     if not also_bad:
         assert "far beyond" in q["reason"][0]
+    # the night's reports say so, with the reason
+    md = (night.out_dir / "report.md").read_text()
+    assert "1 row quarantined, not scored (quarantine.parquet" in md and q["reason"][0].split("; ")[0] in md
+    html = (night.out_dir / "report.html").read_text()
+    assert "1 row quarantined, not scored" in html
     vendor.append(rows(1700, 100, seed=1))
     again = vendor.night()
+    assert "quarantined" not in (again.out_dir / "report.md").read_text()
     assert again.rows_read == 100 and again.watermark_after == 1799  # later nights still read their rows
     assert again.rows_quarantined == 0  # the hostile row is reported once
     check_ledger(vendor, [*range(1600, 1800), 2**62])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -267,13 +268,14 @@ def test_a_saved_run_keeps_the_key_history_of_its_rows(tmp_path) -> None:
     # KEY-1 is known from training with another machine: its mc1 is new to it at its first row
     history = KeyHistory(machines=pl.DataFrame({"Key": ["KEY-1", "KEY-OTHER"], "MachineCode": ["mc-old", "mcX"]}),
                          countries=pl.DataFrame({"Key": ["KEY-1", "KEY-OTHER"], "country": ["SE", "SE"]}))
-    inp = make_input(key_history=history)
-    assert render_html(inp) != render_html(make_input())  # the history changes the context table
+    inp = replace(make_input(key_history=history), notes=("3 rows quarantined, not scored",))
+    assert render_html(inp) != render_html(replace(make_input(), notes=inp.notes))  # the history changes the context table
+    assert "3 rows quarantined, not scored" in render_html(inp)
     save_run(inp, tmp_path)
     inp.chunks.write_parquet(tmp_path / "chunks.parquet")
     again = load_run(tmp_path)
     assert again.key_history is not None and again.key_history.machines["Key"].to_list() == ["KEY-1"]
-    assert render_html(again) == render_html(inp)
+    assert render_html(again) == render_html(inp) and again.notes == inp.notes
 
 
 def test_loss_curves_of_models_without_epochs_draw_a_note_not_a_warning() -> None:

@@ -123,6 +123,18 @@ class ValidationResult:
     def bad_fraction(self) -> float:
         return self.quarantine.height / self.n_in if self.n_in else 0.0
 
+    def quarantine_note(self, top: int = 3) -> str | None:
+        """One line for a report: how many rows were quarantined and their commonest reasons;
+        None when none were."""
+        n = self.quarantine.height
+        if n == 0:
+            return None
+        counts = self.reason_counts()
+        shown = ", ".join(f"{reason} ({count:,})" for reason, count in counts.head(top).iter_rows())
+        more = f" and {counts.height - top} more reason(s)" if counts.height > top else ""
+        return (f"{n:,} row{'s' if n != 1 else ''} quarantined, not scored (quarantine.parquet, each with its "
+                f"reason): {shown}{more}")
+
     def reason_counts(self) -> pl.DataFrame:
         """How many quarantined rows fail each column/check (a row may count under several)."""
         return (

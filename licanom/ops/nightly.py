@@ -318,21 +318,23 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
         entities = reveal(entities, private_rows, rows)
     if entities is not None:
         entities.write_parquet(out / "entities.parquet")
+    notes = tuple(n for n in (validation.quarantine_note(),) if n)  # the vendor learns what was refused
     (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version, messages, rows_unknown_product,
-                                                  incidents, entities))
+                                                  incidents, entities, notes))
     private_incidents = None
     if secret is not None and private_rows is not None:  # what goes to MLflow names no real key, machine or address
         private_incidents = night_incidents(chunks, private_rows)  # countries stay those of the real addresses
         (out / TRACKING_COPY).mkdir(exist_ok=True)
         (out / TRACKING_COPY / "report.md").write_text(anomaly_report(
-            vendor, chunks, model_version, messages, rows_unknown_product, private_incidents, private_entities))
+            vendor, chunks, model_version, messages, rows_unknown_product, private_incidents, private_entities, notes))
     if rows is not None and detector is not None and chunks.height:
         from licanom.report import Computed, detector_report_input, save_run, write_report
 
         inp = detector_report_input(detector, vendor=vendor, run_id=final.name,
                                     model=f"{detector.model} (version {model_version})", chunks=chunks, rows=rows,
                                     key_history=key_history if secret is None else None, trained_in_run=False,
-                                    computed=Computed(entities=entities, incidents=incidents, context=context))
+                                    computed=Computed(entities=entities, incidents=incidents, context=context),
+                                    notes=notes)
         save_run(inp, out)
         write_report(inp, out)
         if private_rows is not None:

@@ -190,6 +190,7 @@ class ReportInput:
     as ``rows`` (not pseudonymised ones for real rows); None: what is "new to a key" in the
     context table is judged from the earlier rows of ``rows`` alone.
     ``computed``: what the caller already computed (:class:`Computed`).
+    ``notes``: lines the page shows under its header (a night's quarantined rows, say).
     """
 
     vendor: str
@@ -209,6 +210,7 @@ class ReportInput:
     trained_in_run: bool | None = None
     wording: ScoreWording | None = None
     computed: Computed = field(default_factory=Computed)
+    notes: tuple[str, ...] = ()  # lines for the page's header (a night's quarantined rows)
     max_entities: int = 50
     decision_note: str = ""  # what the decision flags besides the threshold (decision_note)
 
@@ -307,7 +309,8 @@ def chunk_feature_errors(chunks: pl.DataFrame) -> np.ndarray | None:
 
 def detector_report_input(detector: Any, *, vendor: str, run_id: str, model: str, chunks: pl.DataFrame,
                           rows: pl.DataFrame, key_history: KeyHistory | None = None,
-                          trained_in_run: bool | None = None, computed: Computed | None = None) -> ReportInput:
+                          trained_in_run: bool | None = None, computed: Computed | None = None,
+                          notes: tuple[str, ...] = ()) -> ReportInput:
     """The report input of chunks scored by a fitted detector (any family): its decision, its
     training scores and losses (the protocol's ``decision_scores_``; an autoencoder's training
     report, a sequence model's objective per epoch) and its score's wording (the registry's)."""
@@ -322,7 +325,7 @@ def detector_report_input(detector: Any, *, vendor: str, run_id: str, model: str
         train_loss=report.train_loss if report else (tuple(history.objective) if history else ()),
         val_loss=report.val_loss if report else (), key_history=key_history,
         trained_in_run=trained_in_run, wording=score_wording(detector.model),
-        computed=computed or Computed(),
+        computed=computed or Computed(), notes=notes,
     )
 
 

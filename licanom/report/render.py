@@ -493,7 +493,8 @@ def write_report(inp: ReportInput, out_dir: Path, name: str = "report") -> Repor
 
 def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
                    messages: tuple[str, ...] = (), rows_unknown_product: int = 0,
-                   incidents: pl.DataFrame | None = None, entities: pl.DataFrame | None = None) -> str:
+                   incidents: pl.DataFrame | None = None, entities: pl.DataFrame | None = None,
+                   notes: tuple[str, ...] = ()) -> str:
     """The night's short markdown report (``report.md``): the flagged entities and the
     incidents (who), then the anomalous chunks, most severe first."""
     flagged = chunks.filter("is_anomaly").sort("score", descending=True)
@@ -504,5 +505,5 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
         entities=[] if flagged_entities is None else flagged_entities.head(50).to_dicts(),
         n_entities=0 if flagged_entities is None else flagged_entities.height,
         incidents=[] if incidents is None else incidents.to_dicts(),
-        rows_unknown_product=rows_unknown_product, messages=messages,
+        rows_unknown_product=rows_unknown_product, messages=messages, notes=notes,
     )

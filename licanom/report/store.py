@@ -52,6 +52,7 @@ def save_run(inp: ReportInput, run_dir: Path) -> None:
         "train_errors": None if inp.train_errors is None else [float(x) for x in inp.train_errors],
         "trained_in_run": inp.trained_in_run,
         "wording": None if inp.wording is None else asdict(inp.wording),
+        "notes": list(inp.notes),
     }
     tmp = run_dir / f"{RUN_FILE}.tmp"
     tmp.write_text(json.dumps(meta))
@@ -90,4 +91,5 @@ def load_run(run_dir: Path, chunks_file: str = "chunks.parquet") -> ReportInput:
         train_loss=tuple(meta.get("train_loss") or ()), val_loss=tuple(meta.get("val_loss") or ()),
         key_history=KeyHistory.load(run_dir), trained_in_run=meta.get("trained_in_run"),
         wording=None if wording is None else ScoreWording(**wording), computed=computed,
+        notes=tuple(meta.get("notes") or ()),  # a run stored before notes were kept has none
     )
