@@ -354,7 +354,7 @@ class Tracker:
         except TrackingUnavailableError:
             raise
         except Exception as err:
-            raise LookupError(f"vendor {vendor!r} has no champion model yet: run the training flow first") from err
+            raise LookupError(f"vendor {vendor!r} has no champion model yet: train it first: licanom run train --vendor {vendor}") from err
         mlflow.set_tracking_uri(self.config.tracking_uri)
         mlflow.set_registry_uri(self.config.registry_uri)
         uri = f"models:/{name}/{mv.version}"
