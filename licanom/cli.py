@@ -8,10 +8,11 @@ than one chunk); 4 the log source failed (a missing or unreadable file, the HTTP
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -141,14 +142,31 @@ def _load_cfg(args: argparse.Namespace) -> Any:
     return load_config(args.vendor, overrides=overrides)
 
 
+@contextlib.contextmanager
+def _quarantine_kept(path: Path) -> Iterator[None]:
+    """A log refused for too many bad rows still leaves its quarantine at ``path`` (each row with
+    its reason), and the refusal says where."""
+    from licanom.data.validate import ValidationError
+
+    try:
+        yield
+    except ValidationError as err:
+        if err.result is None:
+            raise
+        path.parent.mkdir(parents=True, exist_ok=True)
+        err.result.quarantine.write_parquet(path)
+        raise ValidationError(f"{err} The quarantined rows, each with its reason: {path}", err.result) from None
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from licanom.data.pipeline import extract, prepare, write_prepared
 
     cfg = _load_cfg(args)
     t0 = time.perf_counter()
     raw = extract(cfg.source)
-    prepared = prepare(raw, cfg)
     out = Path(args.out)
+    with _quarantine_kept(out / "quarantine.parquet"):
+        prepared = prepare(raw, cfg)
     write_prepared(prepared, out)
     print_prepared(prepared, time.perf_counter() - t0, out)
     return EXIT_OK
@@ -186,7 +204,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     labels = read_labels(Path(args.labels)) if args.labels else None
     out = Path(args.out)
     t0 = time.perf_counter()
-    prepared = prepare(extract(train_source), cfg)
+    with _quarantine_kept(out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet")):
+        prepared = prepare(extract(train_source), cfg)
     if args.train_logs:
         print(f"training log     {args.train_logs}")
     print_prepared(prepared, time.perf_counter() - t0)
@@ -213,7 +232,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         from licanom.ops.transfer import score_other_log
 
         t1 = time.perf_counter()
-        scored = score_other_log(det, prepared, extract(cfg.source), cfg)
+        with _quarantine_kept(out / "quarantine.parquet"):
+            scored = score_other_log(det, prepared, extract(cfg.source), cfg)
         v = scored.validation
         print(f"\nscored log       {cfg.source.path}: {v.n_in:,} rows read, {v.valid.height:,} valid, "
               f"{v.quarantine.height:,} quarantined -> {scored.items.height:,} items scored by {det.model} "

@@ -88,6 +88,17 @@ def test_bad_input_exit_codes(tmp_path, capsys):
     make_raw_log(200).drop("State").write_csv(nostate)
     assert main(["prepare", "--logs", str(nostate), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
     assert "State" in capsys.readouterr().err
+    # too many bad rows: refused in one line that shows a bad value, the quarantine kept where --out points
+    many = tmp_path / "many_bad.csv"
+    log = make_raw_log(300).with_columns(pl.col("Time").cast(pl.String))
+    log.with_columns(pl.when(pl.int_range(pl.len()) < 30).then(pl.lit("01/02/2025 10:01")).otherwise(pl.col("Time"))
+                     .alias("Time")).write_csv(many)
+    assert main(["prepare", "--logs", str(many), "--out", str(tmp_path / "refused")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "validate.max_bad_fraction" in err and "(Time '01/02/2025 10:01')" in err
+    kept = pl.read_parquet(tmp_path / "refused" / "quarantine.parquet")
+    assert kept.height == 30 and str(tmp_path / "refused" / "quarantine.parquet") in err
+    assert set(kept["reason"].to_list()) == {"Time: unparsable"}
 
 
 def test_detect_per_key_sequences_with_labels(csv_export, tmp_path, capsys):

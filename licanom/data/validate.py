@@ -101,7 +101,12 @@ UNKNOWN_PRODUCT = "ProductId: a product the model was not trained on"
 
 
 class ValidationError(ValueError):
-    """The log as a whole cannot be used: a missing column, or too many bad rows."""
+    """The log as a whole cannot be used: a missing column, or too many bad rows (``result``: the
+    validation that found them, its quarantine each row's reason; None for a missing column)."""
+
+    def __init__(self, message: str, result: ValidationResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -593,12 +598,22 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
         summary = ", ".join(f"{r} ({n} rows)" for r, n in counts.head(10).iter_rows())
         if counts.height > 10:
             summary += f" and {counts.height - 10} more"
-        # one line each (the command line prints the message on one line): input row, Id, reason
+        # one line each (the command line prints the message on one line): input row (from 0),
+        # Id, reason, and the value the first reason is about
         sample = "; ".join(
             f"row {r.get(ROW)}" + (f" (Id {str(r['Id'])[:40]})" if r.get("Id") is not None else "") + f": {r.get(REASON)}"
-            for r in result.quarantine.head(examples).iter_rows(named=True))
+            + _value_shown(r) for r in result.quarantine.head(examples).iter_rows(named=True))
         raise ValidationError(
             f"{result.quarantine.height} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "
-            f"validation, more than the allowed {max_bad_fraction:.1%}. Failures: {summary}. "
-            f"Examples: {sample}"
-        )
+            f"validation, more than validate.max_bad_fraction allows ({max_bad_fraction:.1%}). Failures: {summary}. "
+            f"Examples: {sample}", result)
+
+
+def _value_shown(row: dict[str, object]) -> str:
+    """`` (Time '01/02/2025 10:01')``: the value of the column a quarantined row's first reason
+    names, where the row has it; empty otherwise."""
+    column = str(row.get(REASON) or "").split(":", 1)[0]
+    if column == "Id" or column not in row:
+        return ""
+    value = row[column]
+    return f" ({column} {str(value)[:40]!r})" if value is not None else f" ({column} empty)"
