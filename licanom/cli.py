@@ -493,8 +493,18 @@ def main(argv: list[str] | None = None) -> int:
     from licanom.data.extract.files import ExtractFileError
     from licanom.data.validate import ValidationError
 
+    out = getattr(args, "out", None)
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        print(f"licanom: --out {out} is a file; give a folder (it is created when missing)", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        sys.stdout.flush()  # a reader that went away is met here, not at the interpreter's exit
+        return code
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 128 + 13  # SIGPIPE's
     except (ConfigError, ConfigFileError, YAMLError) as err:
         print(f"licanom: configuration error: {describe_error(err)}", file=sys.stderr)
         return EXIT_USAGE

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import polars as pl
 import pytest
 
@@ -88,6 +90,9 @@ def test_bad_input_exit_codes(tmp_path, capsys):
     make_raw_log(200).drop("State").write_csv(nostate)
     assert main(["prepare", "--logs", str(nostate), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
     assert "State" in capsys.readouterr().err
+    # --out naming a file is a usage error, not an unexpected one
+    assert main(["prepare", "--logs", str(nostate), "--out", str(short)]) == EXIT_USAGE
+    assert "is a file; give a folder" in capsys.readouterr().err
     # too many bad rows: refused in one line that shows a bad value, the quarantine kept where --out points
     many = tmp_path / "many_bad.csv"
     log = make_raw_log(300).with_columns(pl.col("Time").cast(pl.String))
@@ -99,6 +104,18 @@ def test_bad_input_exit_codes(tmp_path, capsys):
     kept = pl.read_parquet(tmp_path / "refused" / "quarantine.parquet")
     assert kept.height == 30 and str(tmp_path / "refused" / "quarantine.parquet") in err
     assert set(kept["reason"].to_list()) == {"Time: unparsable"}
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`licanom ... | head -1`: the pipe closes before the output is written; no error line."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "licanom.cli", "simulate", "--profile", "node-locked", "--days", "3",
+                             "--out", str(tmp_path / "sim")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == ""
 
 
 def test_detect_per_key_sequences_with_labels(csv_export, tmp_path, capsys):
