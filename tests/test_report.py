@@ -278,6 +278,16 @@ def test_a_saved_run_keeps_the_key_history_of_its_rows(tmp_path) -> None:
     assert render_html(again) == render_html(inp) and again.notes == inp.notes
 
 
+def test_a_sequences_run_folder_is_named_as_such(tmp_path) -> None:
+    from licanom.report import load_run
+
+    pl.DataFrame({"key": ["K"]}).write_parquet(tmp_path / "sequences.parquet")
+    with pytest.raises(ValueError, match="per-key sequences run"):
+        load_run(tmp_path)
+    with pytest.raises(ValueError, match="is not a scored run folder"):
+        load_run(tmp_path / "elsewhere")
+
+
 def test_loss_curves_of_models_without_epochs_draw_a_note_not_a_warning() -> None:
     import warnings
 

@@ -63,6 +63,9 @@ def load_run(run_dir: Path, chunks_file: str = "chunks.parquet") -> ReportInput:
     """The report input of a run folder written by ``licanom detect`` or a nightly scoring."""
     run_dir = Path(run_dir)
     missing = [f for f in (RUN_FILE, ROWS_FILE, chunks_file) if not (run_dir / f).exists()]
+    if missing and (run_dir / "sequences.parquet").exists() and not (run_dir / chunks_file).exists():
+        raise ValueError(f"{run_dir} holds a per-key sequences run (sequences.parquet, one row per key and period): "
+                         "the page is written for runs of chunks; the sequences and their scores are in sequences.parquet")
     if missing:
         raise ValueError(
             f"{run_dir} is not a scored run folder (missing {', '.join(missing)}); "
