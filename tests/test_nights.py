@@ -370,6 +370,12 @@ def test_a_night_scored_again_scores_the_rows_carried_into_it_again(vendor) -> N
     ledger = pl.read_parquet(again.out_dir / LEDGER)
     assert set(carried) <= set(ledger.filter(pl.col("fate") == "scored")["Id"].to_list())
     check_ledger(vendor, [int(i) for i in pl.concat([first_rows, second_rows])["Id"].to_list()])
+    # carried rows the source no longer holds are named, not silently left out
+    vendor.log.unlink()
+    vendor.append(pl.concat([first_rows, second_rows]).filter(~pl.col("Id").is_in([str(i) for i in carried[:3]])))
+    short = vendor.night(since=after_first.watermark)
+    assert any("3 of the rows carried into this night" in m for m in short.messages)
+    assert "3 of the rows carried into this night" in (short.out_dir / "report.md").read_text()
 
 
 def test_rows_of_no_product_the_model_knows_are_refused_not_answered_with_nothing(bundle) -> None:

@@ -559,6 +559,7 @@ class Night:
     # with ``since``: the rows the night ending at ``since`` carried (read again from the source,
     # unvalidated), which that night's successor scored first; None: the state's tail
     carried: pl.DataFrame | None = None
+    carried_missing: int = 0  # of those, how many the source no longer holds
     screened: Screened | None = None
     windows: Any = None  # licanom.ops.bundle.Windows
     inputs: Any = None
@@ -609,17 +610,15 @@ def read_night(night: Night, source: Any) -> Night:
 
     raw = without_ahead(pipeline.extract(source, after_id=night.after), night.state.ahead)
     crash_point("after:extract")
-    carried, notes = None, night.notes
+    carried, missing = None, 0
     if night.since is not None:
         ids = carried_ids(night.output_dir, night.vendor, night.since)
         if ids:
             earlier = pipeline.extract(source, after_id=min(ids) - 1)
             carried = earlier.filter(_as_int("Id", earlier.schema["Id"]).is_in(ids).fill_null(False)) \
                 if "Id" in earlier.columns else earlier.head(0)
-            if carried.height < len(ids):
-                notes += (f"{len(ids) - carried.height} of the {len(ids)} rows carried into this night (Ids up to "
-                          f"{night.since}) are no longer in the source: not scored again",)
-    return replace(night, raw=raw, carried=carried, notes=notes)
+            missing = len(ids) - carried.height
+    return replace(night, raw=raw, carried=carried, carried_missing=missing)
 
 
 def carried_ids(output_dir: Path, vendor: str, since: int) -> list[int]:
@@ -659,6 +658,10 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
                       max_bad_fraction, night.state.ahead)
     crash_point("after:validate")
     carry = night.state.tail if night.since is None else carried_rows(model, night)
+    if night.carried_missing:
+        screened = replace(screened, messages=(*screened.messages, (
+            f"{night.carried_missing} of the rows carried into this night (Ids up to {night.since}) are no longer in "
+            "the source: not scored again")))
     windows = bundle_lib.make_windows(model, screened.validation.valid, carry)
     crash_point("after:windows")
     inputs = bundle_lib.window_inputs(model, windows)
