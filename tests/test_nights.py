@@ -104,6 +104,10 @@ def test_a_night_of_mostly_bad_rows_fails_by_the_training_limit_and_says_so(vend
     with pytest.raises(ValidationError, match=r"validate\.max_bad_fraction") as err:
         vendor.night()
     assert "50 of 100" in str(err.value) and "watermark stays at 1599" in str(err.value)
+    # the refused rows, each with its reason, are kept where the message says (not as a night)
+    kept = vendor.out / "acme" / "refused" / "after-1599-quarantine.parquet"
+    assert str(kept) in str(err.value) and "\n" not in str(err.value)
+    assert pl.read_parquet(kept).height == 50 and not (vendor.out / "acme" / "nights").exists()
     assert state_json(vendor)["watermark"] == 1599 and published(vendor.out, "acme") == []
 
 

@@ -149,7 +149,7 @@ def screen(validation: ValidationResult, raw: pl.DataFrame, before: int | None, 
             raise ValidationError(
                 f"night of vendor {vendor!r} refused, nothing scored, the watermark stays at {before}: "
                 f"more bad rows than validate.max_bad_fraction ({max_bad_fraction:.1%}) allows, as in training; "
-                f"fix the export (or raise validate.max_bad_fraction) and run again. {err}") from None
+                f"fix the export (or raise validate.max_bad_fraction) and run again. {err}", validation) from None
         if unknown and unknown / validation.n_in > max_bad_fraction:
             products = sorted(set(validation.quarantine.filter(
                 pl.col(REASON).str.contains(UNKNOWN_PRODUCT, literal=True))["ProductId"].to_list()), key=str)
@@ -186,6 +186,12 @@ def new_watermark(raw: pl.DataFrame, before: int | None) -> int | None:
 
 def nights_dir(output_dir: Path, vendor: str) -> Path:
     return output_dir / vendor / "nights"
+
+
+def refused_quarantine(output_dir: Path, vendor: str, watermark_before: int | None) -> Path:
+    """Where a night refused for too many bad rows keeps its quarantine (outside ``nights/``: nothing
+    was scored or published; the next try reads the same rows and writes it again)."""
+    return output_dir / vendor / "refused" / f"after-{watermark_before or 0}-quarantine.parquet"
 
 
 def night_dir(output_dir: Path, vendor: str, watermark_before: int | None, watermark_after: int | None) -> Path:
@@ -654,8 +660,18 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
     night._need("raw")
     assert night.raw is not None
     model = night.model
-    screened = screen(bundle_lib.validate_rows(model, night.raw, night.vendor), night.raw, night.after, night.vendor,
-                      max_bad_fraction, night.state.ahead)
+    try:
+        screened = screen(bundle_lib.validate_rows(model, night.raw, night.vendor), night.raw, night.after,
+                          night.vendor, max_bad_fraction, night.state.ahead)
+    except ValidationError as err:  # refused: its quarantine is kept where the vendor can read it
+        if err.result is None:
+            raise
+        path = refused_quarantine(night.output_dir, night.vendor, night.after)
+        tmp = path.with_name(path.name + ".tmp")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        err.result.quarantine.write_parquet(tmp)
+        tmp.replace(path)
+        raise ValidationError(f"{err} The refused rows, each with its reason: {path}", err.result) from None
     crash_point("after:validate")
     carry = night.state.tail if night.since is None else carried_rows(model, night)
     if night.carried_missing:
