@@ -66,6 +66,27 @@ def test_an_id_far_beyond_the_recent_ones_is_quarantined_and_the_watermark_stays
     check_ledger(vendor, [*range(1600, 1800), 2**62])
 
 
+def test_rows_that_arrive_below_the_watermark_are_named_not_silently_left_out(vendor) -> None:
+    """A late part of the export (Ids the watermark has passed) is not read, but the night says
+    how many rows appeared below the watermark since the last night counted them, once."""
+    from licanom.ops.scoring_state import load_state
+
+    vendor.append(pl.concat([rows(1600, 100), rows(1750, 50, seed=1)]))  # 1700-1749 not exported yet
+    first = vendor.night()
+    assert first.watermark_after == 1799 and not any("late rows" in m for m in first.messages)
+    assert load_state(vendor.out, "acme").source_rows == 150  # as the next night should find them
+    vendor.append(pl.concat([rows(1700, 5, seed=2), rows(1800, 100, seed=3)]))  # five late rows, then new ones
+    second = vendor.night()
+    assert second.rows_read == 100 and second.watermark_after == 1899
+    late = [m for m in second.messages if m.startswith("late rows")]
+    assert late and "5 rows with Ids at or below the watermark 1799" in late[0]
+    assert "late rows: 5 rows" in (second.out_dir / "report.md").read_text()
+    vendor.append(rows(1900, 100, seed=4))
+    third = vendor.night()  # counted once: the next night finds what it expects
+    assert not any("late rows" in m for m in third.messages)
+    assert load_state(vendor.out, "acme").source_rows == 355
+
+
 def test_an_unfinished_last_line_is_left_for_the_next_night(vendor) -> None:
     from licanom.data.extract.files import read_log
 

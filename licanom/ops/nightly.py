@@ -94,6 +94,9 @@ class Screened:
     ahead: tuple[int, ...]       # far-beyond Ids quarantined, now and in earlier nights
     rows_unknown_product: int
     messages: tuple[str, ...]
+    # rows of the source with a readable Id at or below ``watermark``, as the next night should
+    # find them (a file source's night; None: not counted, see :func:`late_rows`)
+    source_rows: int | None = None
 
 
 # --- which rows -----------------------------------------------------------------------------
@@ -415,7 +418,7 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     assert night.out_dir is not None
     record = NightRecord(name=night.out_dir.name, staging=night.staging.name, run_id=run_id)
     state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
-                      ahead=screened.ahead, night=record, rows=rows)
+                      ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows)
     crash_point("after:commit")
     _finish(output_dir, vendor, tracker, record)
     crash_point("after:publish")
@@ -566,6 +569,10 @@ class Night:
     # unvalidated), which that night's successor scored first; None: the state's tail
     carried: pl.DataFrame | None = None
     carried_missing: int = 0  # of those, how many the source no longer holds
+    # a file source's rows with a readable Id at or below the watermark when the night read it
+    # (None: not counted), and the Ids of far-beyond rows it left out as quarantined before
+    at_or_below: int | None = None
+    left_ahead: tuple[int, ...] = ()
     screened: Screened | None = None
     windows: Any = None  # licanom.ops.bundle.Windows
     inputs: Any = None
@@ -614,7 +621,13 @@ def read_night(night: Night, source: Any) -> Night:
 
     from licanom.data import pipeline
 
-    raw = without_ahead(pipeline.extract(source, after_id=night.after), night.state.ahead)
+    if night.since is None:
+        read, at_or_below = pipeline.extract_new(source, after_id=night.after)
+    else:  # a night scored again: what lies below its start is the earlier nights'
+        read, at_or_below = pipeline.extract(source, after_id=night.after), None
+    raw = without_ahead(read, night.state.ahead)
+    left_ahead = tuple(int(i) for i in _ids(read).filter(_ids(read).is_in(list(night.state.ahead))).to_list()) \
+        if night.state.ahead and raw.height < read.height else ()
     crash_point("after:extract")
     carried, missing = None, 0
     if night.since is not None:
@@ -624,7 +637,33 @@ def read_night(night: Night, source: Any) -> Night:
             carried = earlier.filter(_as_int("Id", earlier.schema["Id"]).is_in(ids).fill_null(False)) \
                 if "Id" in earlier.columns else earlier.head(0)
             missing = len(ids) - carried.height
-    return replace(night, raw=raw, carried=carried, carried_missing=missing)
+    return replace(night, raw=raw, carried=carried, carried_missing=missing, at_or_below=at_or_below,
+                   left_ahead=left_ahead)
+
+
+def _ids(frame: pl.DataFrame) -> pl.Series:
+    """The readable Ids of raw rows (null where unreadable)."""
+    if "Id" not in frame.columns or frame.height == 0:
+        return pl.Series("Id", [], pl.Int64)
+    return frame.select(_as_int("Id", frame.schema["Id"])).to_series()
+
+
+def late_rows(night: Night, watermark: int | None) -> tuple[int | None, int | None]:
+    """Rows that arrived late: how many rows with a readable Id at or below the night's start
+    appeared in the source since the last night counted them (None: not counted: a night scored
+    again, a source that hands out only new rows, or the first night), and the count the next night
+    should find at or below ``watermark`` (None: not counted). A log export's late file, or rows
+    appended under Ids the watermark has passed, would otherwise go unread without a word."""
+    if night.at_or_below is None:
+        return None, None
+    before = night.state.source_rows
+    late = night.at_or_below - before if before is not None and night.at_or_below > before else None
+    if watermark is None or night.raw is None:
+        return late, night.at_or_below
+    ids = _ids(night.raw)
+    new = int(((ids > (night.after if night.after is not None else -1)) & (ids <= watermark)).sum())
+    new += sum(1 for i in night.left_ahead if i <= watermark)
+    return late, night.at_or_below + new
 
 
 def carried_ids(output_dir: Path, vendor: str, since: int) -> list[int]:
@@ -673,6 +712,13 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
         tmp.replace(path)
         raise ValidationError(f"{err} The refused rows, each with its reason: {path}", err.result) from None
     crash_point("after:validate")
+    late, source_rows = late_rows(night, screened.watermark)
+    screened = replace(screened, source_rows=source_rows)
+    if late:
+        screened = replace(screened, messages=(*screened.messages, (
+            f"late rows: {late} row{'s' if late != 1 else ''} with Ids at or below the watermark {night.after} "
+            "appeared in the source since the last night; they are not read (the watermark has passed them): look "
+            "for a late file of the export")))
     carry = night.state.tail if night.since is None else carried_rows(model, night)
     if night.carried_missing:
         screened = replace(screened, messages=(*screened.messages, (

@@ -178,6 +178,9 @@ class VendorState:
     # before these were kept)
     seen_before: KeyHistory | None = None
     seen_from: int | None = None
+    # rows of a file source with a readable Id at or below the watermark, as the last night counted
+    # them (None: not counted): more at the next night means rows arrived late, below the watermark
+    source_rows: int | None = None
 
     def seen_by(self, model_version: str | None) -> KeyHistory | None:
         """The pairs seen by ``model_version``; None for another version (a new model starts afresh)."""
@@ -259,9 +262,10 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
         seen_before = KeyHistory.load(files / SEEN_BEFORE_DIR)
     except (OSError, pl.exceptions.PolarsError) as err:
         raise _corrupt(files / "key_machines.parquet", err, output_dir, vendor) from err
-    seen_from = meta.get("seen_from")
-    if seen_from is not None and (isinstance(seen_from, bool) or not isinstance(seen_from, int)):
-        raise _corrupt(path, ValueError(f"seen_from {seen_from!r} is not an integer"), output_dir, vendor)
+    seen_from, source_rows = meta.get("seen_from"), meta.get("source_rows")  # absent from older states
+    for name, value in (("seen_from", seen_from), ("source_rows", source_rows)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise _corrupt(path, ValueError(f"{name} {value!r} is not an integer"), output_dir, vendor)
     rows_path = files / ROWS_FILE
     try:
         rows = NightsRows.from_dict(json.loads(rows_path.read_text())) if rows_path.exists() else None
@@ -269,7 +273,7 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
         raise _corrupt(rows_path, err, output_dir, vendor) from err
     return VendorState(watermark=watermark, tail=tail.select(RAW), model_version=model_version, seen=seen,
                        rows=rows, ahead=ahead, generation=generation, night=night, seen_before=seen_before,
-                       seen_from=seen_from)
+                       seen_from=seen_from, source_rows=source_rows)
 
 
 def _fsync(path: Path) -> None:
@@ -307,6 +311,7 @@ def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
     text = json.dumps({
         "format": STATE_FORMAT, "watermark": new.watermark, "model_version": new.model_version,
         "generation": generation, "ahead": list(new.ahead), "seen_from": new.seen_from,
+        "source_rows": new.source_rows,
         "night": None if new.night is None else {"name": new.night.name, "staging": new.night.staging,
                                                  "run_id": new.night.run_id},
     })
@@ -395,12 +400,13 @@ def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: fl
 def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataFrame,
             model_version: str | None, seen: KeyHistory | None = None, *,
             ahead: tuple[int, ...] | None = None, night: NightRecord | None = None,
-            rows: RowsState | None = None) -> VendorState:
+            rows: RowsState | None = None, source_rows: int | None = None) -> VendorState:
     """Record a finished night: the new watermark, the rows to carry into the next one, the key
     pairs it saw (``seen``, added to those of the earlier nights of the same model version),
     the rows encoder's state of the rows it scored (``rows``, advancing that of the earlier
-    nights of the same model version), the far-beyond Ids it quarantined (``ahead``) and the
-    night folder it publishes (``night``).
+    nights of the same model version), the far-beyond Ids it quarantined (``ahead``), the
+    night folder it publishes (``night``) and the source's rows at or below the new watermark as
+    the next night should count them (``source_rows``, None: not counted).
 
     The watermark never moves back: re-running an older night (``since`` below the current
     watermark) keeps the state as it was, pairs and rows state included; only its ``night`` is
@@ -430,7 +436,8 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
         carried = nights.then(rows, current.watermark)
     new = VendorState(watermark=watermark, tail=tail, model_version=model_version, seen=seen, rows=carried,
                       ahead=tuple(i for i in kept if watermark is None or i > watermark),
-                      generation=current.generation, night=night, seen_before=seen_before, seen_from=seen_from)
+                      generation=current.generation, night=night, seen_before=seen_before, seen_from=seen_from,
+                      source_rows=source_rows)
     return commit(output_dir, vendor, new)
 
 

@@ -244,16 +244,27 @@ def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | N
     end in a file changed within ``SETTLE_SECONDS``: the line is being written, and the next
     read takes it whole.
     """
+    return read_new_rows(path, after_id, encoding=encoding, separator=separator, hold_unfinished=hold_unfinished)[0]
+
+
+def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
+                  separator: str | None = None, hold_unfinished: bool | None = None) -> tuple[pl.DataFrame, int]:
+    """:func:`read_log`, and how many rows of the files have a readable Id at or below
+    ``after_id`` (0 without one): a count that grows only by rows that arrived late, below a
+    watermark that has already passed them (the nightly scoring compares it night by night)."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
     read = [(p, _read_one(p, encoding, separator, hold)) for p in log_files(path)]
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
     frames = [f for _, f in read]
+    at_or_below = 0
     if after_id is not None:
-        frames = [_after(f, after_id) for f in frames]
+        kept = [_after(f, after_id) for f in frames]
+        at_or_below = sum(n for _, n in kept)
+        frames = [f for f, _ in kept]
     if not frames:
-        return pl.DataFrame()
+        return pl.DataFrame(), at_or_below
     # Not polars' supertypes: they would turn times into their integers and booleans into 0/1.
     dtypes: dict[str, set[pl.DataType]] = {}
     for f in frames:
@@ -262,7 +273,7 @@ def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | N
     mixed = {name for name, kinds in dtypes.items() if len(kinds) > 1}
     frame = pl.concat([f.with_columns(_text_column(f[c]) for c in mixed if c in f.columns) for f in frames],
                       how="diagonal")
-    return frame
+    return frame, at_or_below
 
 
 def _check_columns_per_file(read: list[tuple[Path, pl.DataFrame]]) -> None:
@@ -281,15 +292,17 @@ def _check_columns_per_file(read: list[tuple[Path, pl.DataFrame]]) -> None:
             )
 
 
-def _after(frame: pl.DataFrame, after_id: int) -> pl.DataFrame:
-    """One file's rows after ``after_id`` (see :func:`read_log` for rows without a readable Id)."""
+def _after(frame: pl.DataFrame, after_id: int) -> tuple[pl.DataFrame, int]:
+    """One file's rows after ``after_id`` (see :func:`read_log` for rows without a readable Id),
+    and how many of its rows have a readable Id at or below it."""
     if "Id" not in frame.columns:
-        return frame
+        return frame, 0
     from licanom.data.validate import _as_int
 
     ids = frame.select(_as_int("Id", frame.schema["Id"])).to_series()
     near = ids.forward_fill().fill_null(ids.backward_fill())
-    return frame.filter((ids > after_id) | (ids.is_null() & (near.is_null() | (near > after_id))))
+    return (frame.filter((ids > after_id) | (ids.is_null() & (near.is_null() | (near > after_id)))),
+            int((ids <= after_id).sum()))
 
 
 def _text_column(s: pl.Series) -> pl.Series:
