@@ -192,6 +192,21 @@ def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def _earlier_outputs(out: Path) -> list[Path]:
+    """The files an earlier ``licanom detect`` left in ``out`` (its own names only): removed
+    before a new run, so that no result of the earlier one (a results.csv of more models, another
+    log's chunks, a model not trained now) sits beside the new ones."""
+    from licanom.data.context_vector import KeyHistory
+    from licanom.report.store import CONTEXT_FILE, ENTITIES_FILE, INCIDENTS_FILE, ROWS_FILE, RUN_FILE
+
+    names = ("chunks.parquet", "sequences.parquet", "results.csv", "quarantine.parquet", "train-quarantine.parquet",
+             "vocabulary.json", "report.html", "anomalies.csv", RUN_FILE, ROWS_FILE, CONTEXT_FILE, ENTITIES_FILE,
+             INCIDENTS_FILE, *KeyHistory.FILES.values())
+    found = [out / n for n in names if (out / n).is_file()]
+    models = out / "models"
+    return found + (sorted(models.glob("*.pt")) if models.is_dir() else [])
+
+
 def _cmd_detect(args: argparse.Namespace) -> int:
     from licanom.config import load_config
     from licanom.ops.detect import detect, format_results
@@ -203,6 +218,11 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         train_source = cfg.source.model_copy(update={"kind": "files", "path": str(args.train_logs)})
     labels = read_labels(Path(args.labels)) if args.labels else None
     out = Path(args.out)
+    earlier = _earlier_outputs(out)
+    if earlier:
+        for path in earlier:
+            path.unlink()
+        print(f"--out {out}: an earlier run's {len(earlier)} output file(s) removed")
     t0 = time.perf_counter()
     with _quarantine_kept(out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet")):
         prepared = prepare(extract(train_source), cfg)

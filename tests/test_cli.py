@@ -55,6 +55,14 @@ def test_detect_writes_contract_on_csv(csv_export, tmp_path, capsys):
     assert (out / "report.html").read_text() == page
     assert main(["report", "--run", str(tmp_path / "nowhere")]) == EXIT_USAGE
     assert "neither a run folder" in capsys.readouterr().err
+    # the same --out again, another model: nothing of the earlier run stays beside the new outputs
+    (out / "results.csv").write_text("model\nTCN_AE\n")  # as a run of several models leaves it
+    (out / "notes.txt").write_text("mine")                 # not a name licanom writes: kept
+    assert main(["detect", "--logs", str(csv_export), "--model", "Tail_context", "--out", str(out)]) == EXIT_OK
+    assert "an earlier run's" in capsys.readouterr().out
+    assert not (out / "models" / "TCN_AE.pt").exists() and (out / "models" / "Tail_context.pt").exists()
+    assert not (out / "results.csv").exists() and (out / "notes.txt").read_text() == "mine"
+    assert set(pl.read_parquet(out / "chunks.parquet")["model"].to_list()) == {"Tail_context"}
 
 
 @pytest.mark.slow
