@@ -238,7 +238,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         loss = row["val_loss"] if row["val_loss"] is not None else row["train_loss"]
         print(f"trained {row['model']:<14} in {row['train_seconds']:>7.1f} s; "
               f"loss {'-' if loss is None else format(loss, '.4f')}; "
-              f"M3 flags {row['M3']} of {row['test_chunks']} test items")
+              f"the thesis's M3 would flag {row['M3']} of {row['test_chunks']} test items")
         if row.get("converged") is False:
             print(f"  {row['model']} did NOT converge: {row['convergence']}")
         outcome.detector.save(out / "models" / f"{row['model']}.pt")
