@@ -626,8 +626,10 @@ def read_night(night: Night, source: Any) -> Night:
     else:  # a night scored again: what lies below its start is the earlier nights'
         read, at_or_below = pipeline.extract(source, after_id=night.after), None
     raw = without_ahead(read, night.state.ahead)
-    left_ahead = tuple(int(i) for i in _ids(read).filter(_ids(read).is_in(list(night.state.ahead))).to_list()) \
-        if night.state.ahead and raw.height < read.height else ()
+    left_ahead: tuple[int, ...] = ()
+    if raw.height < read.height:  # far-beyond rows quarantined before: in the source, not read again
+        ids = _ids(read)
+        left_ahead = tuple(int(i) for i in ids.filter(ids.is_in(list(night.state.ahead))).to_list())
     crash_point("after:extract")
     carried, missing = None, 0
     if night.since is not None:
