@@ -63,6 +63,7 @@ def test_an_id_far_beyond_the_recent_ones_is_quarantined_and_the_watermark_stays
     assert "quarantined" not in (again.out_dir / "report.md").read_text()
     assert again.rows_read == 100 and again.watermark_after == 1799  # later nights still read their rows
     assert again.rows_quarantined == 0  # the hostile row is reported once
+    assert not any("late rows" in m for m in again.messages)  # nor counted as a late row
     check_ledger(vendor, [*range(1600, 1800), 2**62])
 
 
