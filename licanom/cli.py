@@ -124,7 +124,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     print(f"simulated {sim.log.height:,} rows, {sim.events.height} anomalous events "
           f"({sim.labels.height:,} labelled rows) in {time.perf_counter() - t0:.1f} s -> {args.out}")
     for kind, n in kinds.iter_rows():
-        print(f"  {kind:<18} {n} events")
+        print(f"  {kind:<18} {n} event{'s' if n != 1 else ''}")
     return EXIT_OK
 
 
