@@ -39,5 +39,5 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     result = night.result
     print(f"{vendor}: {result.rows_read:,} rows read, {result.rows_quarantined:,} quarantined, "
           f"{result.chunks.height:,} chunks scored, {result.n_anomalies} flagged by champion version "
-          f"{result.model_version} -> {result.out_dir}")
+          f"{result.model_version} -> {result.out_dir or 'no night written (nothing new after the watermark)'}")
     return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import sys
 import time
@@ -155,7 +156,8 @@ def _quarantine_kept(path: Path) -> Iterator[None]:
             raise
         path.parent.mkdir(parents=True, exist_ok=True)
         err.result.quarantine.write_parquet(path)
-        raise ValidationError(f"{err} The quarantined rows, each with its reason: {path}", err.result) from None
+        raise ValidationError(f"{str(err).rstrip('.')}. The quarantined rows, each with its reason: {path}",
+                              err.result) from None
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -517,14 +519,12 @@ def main(argv: list[str] | None = None) -> int:
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         print(f"licanom: --out {out} is a file; give a folder (it is created when missing)", file=sys.stderr)
         return EXIT_USAGE
+    stdout = sys.stdout
+    sys.stdout = _ReaderMayGo(stdout)  # type: ignore[assignment]
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # a reader that went away is met here, not at the interpreter's exit
         return code
-    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        return 128 + 13  # SIGPIPE's
     except (ConfigError, ConfigFileError, YAMLError) as err:
         print(f"licanom: configuration error: {describe_error(err)}", file=sys.stderr)
         return EXIT_USAGE
@@ -546,6 +546,40 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # a bug or the machine (disk full): one line, not a traceback
         print(f"licanom: unexpected error: {type(err).__name__}: {one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        sys.stdout = stdout
+
+
+class _ReaderMayGo:
+    """Standard output that outlives its reader: when the pipe closes (``licanom detect ... | head``),
+    the rest of the printing goes to the null device and the command runs to its end, its files
+    written, instead of stopping at the first line nobody reads. Written by hand: the standard
+    library's answer (SIGPIPE's default action) would kill the run half way."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def _gone(self) -> None:
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), self._stream.fileno())
+
+    def write(self, text: str) -> int:
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+            with contextlib.suppress(BrokenPipeError):
+                self._stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 def one_line(err: BaseException) -> str:

@@ -80,7 +80,7 @@ def stage_night(night: Night) -> Night:
                              link_text=f"{vendor} report ({final.parent.name})",
                              description=f"licanom: {vendor}'s HTML report of the night")
     get_run_logger().info("%s: %s chunks scored, %s flagged -> %s", vendor, result.chunks.height, result.n_anomalies,
-                          final.resolve() if final is not None else result.out_dir)
+                          final.resolve() if final is not None else "no night written (nothing new)")
     crash_point("after:stage")
     return night
 

@@ -131,6 +131,10 @@ def test_a_night_of_mostly_bad_rows_fails_by_the_training_limit_and_says_so(vend
     assert str(kept) in str(err.value) and "\n" not in str(err.value)
     assert pl.read_parquet(kept).height == 50 and not (vendor.out / "acme" / "nights").exists()
     assert state_json(vendor)["watermark"] == 1599 and published(vendor.out, "acme") == []
+    # fixed and run again: the night is scored and the refused rows' file goes with the refusal
+    vendor.log.unlink()
+    vendor.append(rows(1600, 100))
+    assert vendor.night().watermark_after == 1699 and not kept.exists()
 
 
 # --- unknown products --------------------------------------------------------------------------

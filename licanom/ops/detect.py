@@ -372,13 +372,14 @@ def results_frame(rows: Sequence[dict[str, object]]) -> pl.DataFrame:
 def format_results(results: pl.DataFrame) -> str:
     """The results table as the thesis prints it ("na" where M1 found no threshold)."""
     cols = ("model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "train_seconds")
-    header = f"{'Model name':<15}{'Bottleneck':<12}{'Depth':>6}{'M1':>7}{'M2':>7}{'M3':>7}{'GMM':>7}{'KMeans':>8}{'Train [s]':>11}"
+    w = max([15, *(len(str(m)) + 2 for m in results["model"])])  # a name never runs into the next column
+    header = f"{'Model name':<{w}}{'Bottleneck':<12}{'Depth':>6}{'M1':>7}{'M2':>7}{'M3':>7}{'GMM':>7}{'KMeans':>8}{'Train [s]':>11}"
     lines = [header]
     for row in results.select(cols).iter_rows(named=True):
         def cell(v: object) -> str:
             return "na" if v is None else str(v)
         lines.append(
-            f"{row['model']:<15}{row['bottleneck']:<12}{row['depth']:>6}{cell(row['M1']):>7}{cell(row['M2']):>7}"
+            f"{row['model']:<{w}}{row['bottleneck']:<12}{row['depth']:>6}{cell(row['M1']):>7}{cell(row['M2']):>7}"
             f"{cell(row['M3']):>7}{cell(row['GMM']):>7}{cell(row['KMeans']):>8}{row['train_seconds']:>11.1f}"
         )
     return "\n".join(lines)

@@ -150,9 +150,9 @@ def screen(validation: ValidationResult, raw: pl.DataFrame, before: int | None, 
                 check_bad_fraction(bad, max_bad_fraction)
         except ValidationError as err:
             raise ValidationError(
-                f"night of vendor {vendor!r} refused, nothing scored, the watermark stays at {before}: "
-                f"more bad rows than validate.max_bad_fraction ({max_bad_fraction:.1%}) allows, as in training; "
-                f"fix the export (or raise validate.max_bad_fraction) and run again. {err}", validation) from None
+                f"night of vendor {vendor!r} refused, nothing scored, the watermark stays at {before}; "
+                f"fix the export (or raise validate.max_bad_fraction, as in training) and run again: {err}",
+                validation) from None
         if unknown and unknown / validation.n_in > max_bad_fraction:
             products = sorted(set(validation.quarantine.filter(
                 pl.col(REASON).str.contains(UNKNOWN_PRODUCT, literal=True))["ProductId"].to_list()), key=str)
@@ -420,6 +420,7 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
                       ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows)
     crash_point("after:commit")
+    refused_quarantine(output_dir, vendor, night.watermark_before).unlink(missing_ok=True)  # refused no longer
     _finish(output_dir, vendor, tracker, record)
     crash_point("after:publish")
     from dataclasses import replace
@@ -712,7 +713,8 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
         path.parent.mkdir(parents=True, exist_ok=True)
         err.result.quarantine.write_parquet(tmp)
         tmp.replace(path)
-        raise ValidationError(f"{err} The refused rows, each with its reason: {path}", err.result) from None
+        raise ValidationError(f"{str(err).rstrip('.')}. The refused rows, each with its reason: {path}",
+                              err.result) from None
     crash_point("after:validate")
     late, source_rows = late_rows(night, screened.watermark)
     screened = replace(screened, source_rows=source_rows)
