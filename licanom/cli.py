@@ -134,7 +134,7 @@ def _load_cfg(args: argparse.Namespace) -> Any:
 
     overrides: dict[str, Any] = {}
     if getattr(args, "logs", None):
-        overrides["source"] = {"kind": "files", "path": str(args.logs)}
+        overrides["source"] = {"kind": "files", "path": str(args.logs), **_file_options(args)}
     if getattr(args, "chunk_size", None) is not None:
         overrides.setdefault("chunk", {})["size"] = args.chunk_size
         overrides["chunk"]["stride"] = args.stride if args.stride is not None else args.chunk_size
@@ -160,6 +160,13 @@ def _quarantine_kept(path: Path) -> Iterator[None]:
                               err.result) from None
 
 
+def _file_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--encoding", default=None,
+                   help="text encoding of CSV/NDJSON --logs, e.g. cp1252 (default: source.encoding, strict UTF-8)")
+    p.add_argument("--separator", default=None,
+                   help="CSV separator of --logs (default: source.separator, detected from the header line)")
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
     from licanom.data.pipeline import extract, prepare, write_prepared
 
@@ -174,9 +181,16 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _file_options(args: argparse.Namespace) -> dict[str, str]:
+    """--encoding and --separator as source settings (only those given)."""
+    return {k: v for k, v in (("encoding", getattr(args, "encoding", None)), ("separator", getattr(args, "separator", None)))
+            if v is not None}
+
+
 def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration the options of `licanom detect` change (an option left out changes nothing)."""
-    overrides: dict[str, Any] = {"source": {"kind": "files", "path": str(args.logs)}} if args.logs else {}
+    overrides: dict[str, Any] = {"source": {"kind": "files", "path": str(args.logs), **_file_options(args)}} \
+        if args.logs else {}
     if args.model is not None:
         overrides["train"] = {"models": args.model if args.model in ("all", "sequence", "auto") else args.model.split(",")}
     if args.epochs is not None:
@@ -439,12 +453,14 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
     p.add_argument("--stride", type=POSITIVE, default=None,
                    help="requests between chunk starts (default: chunk.stride, or --chunk-size when given)")
     p.add_argument("--out", required=True, help="folder for chunks.npy, chunk_meta.parquet, quarantine, vocabulary")
+    _file_arguments(p)
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("detect", help="train detectors on a log and flag its anomalous chunks (or another log's)",
                        description="Train detectors on a log and flag anomalous chunks or per-key sequences; "
                                    "with --train-logs, train on that log and score --logs.")
     p.add_argument("--logs", help="the log to score, and to train on unless --train-logs is given; " + LOGS_HELP)
+    _file_arguments(p)
     p.add_argument("--train-logs", default=None,
                    help="train on this log (CSV/Parquet/NDJSON file, glob or folder) and score --logs with the "
                         "trained model, its vocabulary and threshold (default: train and score the same log)")

@@ -114,6 +114,19 @@ def test_bad_input_exit_codes(tmp_path, capsys):
     assert set(kept["reason"].to_list()) == {"Time: unparsable"}
 
 
+def test_an_export_in_another_encoding_is_read_with_encoding(tmp_path, capsys):
+    log = make_raw_log(300).with_columns(pl.col("Key").str.replace("KEY", "KÉY"))
+    path = tmp_path / "cp1252.csv"
+    path.write_bytes(log.write_csv(separator=";").encode("cp1252"))
+    assert main(["prepare", "--logs", str(path), "--out", str(tmp_path / "o")]) == EXIT_SOURCE
+    assert "line 2: byte 0xc9 is not UTF-8" in capsys.readouterr().err
+    assert main(["prepare", "--logs", str(path), "--encoding", "cp1252", "--separator", ";",
+                 "--out", str(tmp_path / "o")]) == EXIT_OK
+    assert pl.read_parquet(tmp_path / "o" / "quarantine.parquet").height == 0
+    assert main(["prepare", "--logs", str(path), "--encoding", "nonesuch", "--out", str(tmp_path / "o")]) == EXIT_USAGE
+    assert "unknown source.encoding" in capsys.readouterr().err
+
+
 def test_a_reader_that_goes_away_does_not_stop_the_command(tmp_path):
     """`licanom ... | head -1`: the pipe closes before the output is written; the command runs to
     its end, its files written, with no error line."""

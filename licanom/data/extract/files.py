@@ -72,7 +72,7 @@ def _decode(data: bytes, path: Path, encoding: str | None) -> str:
                                    "check the export's encoding") from None
         raise ExtractFileError(
             f"{path} line {line}: byte 0x{bad} is not UTF-8; declare the export's encoding in the vendor's "
-            "configuration, e.g. `source.encoding: cp1252` for a Windows export"
+            "configuration, e.g. `source.encoding: cp1252` for a Windows export (or `--encoding cp1252` with --logs)"
         ) from None
 
 
