@@ -297,3 +297,13 @@ def test_detect_fits_entities_on_the_training_items_span() -> None:
     assert out.filter(pl.col("entity_kind") == "key-day")["requests"].sum() == rows.height
     with pytest.raises(ValueError, match="no training items"):
         entity_training_rows(rows, items.filter(pl.col("split") == "test"))
+
+
+def test_a_reason_counts_one_in_the_singular() -> None:
+    from licanom.detectors.entities import _counted
+
+    assert _counted(1.0, "countries new to it") == "1 country new to it"
+    assert _counted(1.0, "failed requests") == "1 failed request"
+    assert _counted(1.0, "machine codes new to it in a far country") == "1 machine code new to it in a far country"
+    assert _counted(3.0, "countries") == "3 countries" and _counted(1.4, "keys") == "1.4 keys"
+    assert _counted(1.0, "failed share") == "1 failed share"  # no plural noun to change

@@ -925,6 +925,24 @@ _WHO = {"key-day": "key {key}", "key-machine": "machine code {machine_code} unde
         "address-hour": "address {address}"}
 
 
+# the plural nouns the feature labels start with, and their singular (a count of one)
+_SINGULAR: tuple[tuple[str, str], ...] = (
+    ("failed requests", "failed request"), ("machine codes", "machine code"), ("requests", "request"),
+    ("addresses", "address"), ("countries", "country"), ("jumps", "jump"), ("keys", "key"),
+)
+
+
+def _counted(value: float, label: str) -> str:
+    """``3 countries``, ``1 country``: a count and its label, singular for one."""
+    number = _number(value)
+    if number == "1":
+        for plural, singular in _SINGULAR:
+            if label.startswith(plural):
+                label = singular + label[len(plural):]
+                break
+    return f"{number} {label}"
+
+
 def _number(value: float) -> str:
     if value != value:  # NaN
         return "?"
@@ -946,12 +964,12 @@ def _reason(ref: KindReference, row: dict[str, Any], surprisal: np.ndarray, top:
             parts.append(f"{value:.0%} failed (usually {ref.typical[j]:.0%})")
         elif name.startswith("more_"):
             count = name.removeprefix("more_")
-            parts.append(f"{_number(float(row[count]))} {labels[name]} (usually {_number(float(row[f'expected_{count}']))})")
+            parts.append(f"{_counted(float(row[count]), labels[name])} (usually {_number(float(row[f'expected_{count}']))})")
         elif name == "new_pair":
             parts.append("new to the key")
         else:
-            parts.append(f"{_number(value)} {labels[name]} (usually {_number(ref.typical[j])})")
+            parts.append(f"{_counted(value, labels[name])} (usually {_number(ref.typical[j])})")
     start, end = row["start_time"], row["end_time"]
     span = f"{start:%Y-%m-%d %H:%M}-{end:%H:%M} UTC"
     peers = f" (usual among {ref.group} keys)" if ref.group != VENDOR else ""
-    return f"{_WHO[ref.kind].format(**row)}: {', '.join(parts)}; {_number(float(row['requests']))} requests, {span}{peers}"
+    return f"{_WHO[ref.kind].format(**row)}: {', '.join(parts)}; {_counted(float(row['requests']), 'requests')}, {span}{peers}"
