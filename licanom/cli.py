@@ -147,17 +147,14 @@ def _load_cfg(args: argparse.Namespace) -> Any:
 def _quarantine_kept(path: Path) -> Iterator[None]:
     """A log refused for too many bad rows still leaves its quarantine at ``path`` (each row with
     its reason), and the refusal says where."""
-    from licanom.data.validate import ValidationError
+    from licanom.data.validate import ValidationError, refusal_kept
 
     try:
         yield
     except ValidationError as err:
         if err.result is None:
             raise
-        path.parent.mkdir(parents=True, exist_ok=True)
-        err.result.quarantine.write_parquet(path)
-        raise ValidationError(f"{str(err).rstrip('.')}. The quarantined rows, each with its reason: {path}",
-                              err.result) from None
+        raise refusal_kept(err, path) from None
 
 
 def _file_arguments(p: argparse.ArgumentParser) -> None:

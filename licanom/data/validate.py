@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pandera.polars as pa
@@ -607,6 +608,18 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
             f"{result.quarantine.height} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "
             f"validation, more than validate.max_bad_fraction allows ({max_bad_fraction:.1%}). Failures: {summary}. "
             f"Examples: {sample}", result)
+
+
+def refusal_kept(err: ValidationError, path: Path, what: str = "the quarantined rows") -> ValidationError:
+    """A log refused for too many bad rows (``err.result`` set): its quarantine written to ``path``
+    (a temporary name, then a rename) and the refusal again, naming where ``what`` are."""
+    assert err.result is not None, "only a refusal with its validation keeps a quarantine"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    err.result.quarantine.write_parquet(tmp)
+    tmp.replace(path)
+    return ValidationError(f"{str(err).rstrip('.')}. {what[:1].upper()}{what[1:]}, each with its reason: {path}",
+                           err.result)
 
 
 def _value_shown(row: dict[str, object]) -> str:

@@ -49,6 +49,7 @@ from licanom.data.validate import (
     _as_int,
     check_bad_fraction,
     move_to_quarantine,
+    refusal_kept,
 )
 
 TRACKING_COPY = "for-tracking"  # the pseudonymised report of a private vendor, sent to MLflow
@@ -708,13 +709,8 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
     except ValidationError as err:  # refused: its quarantine is kept where the vendor can read it
         if err.result is None:
             raise
-        path = refused_quarantine(night.output_dir, night.vendor, night.after)
-        tmp = path.with_name(path.name + ".tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        err.result.quarantine.write_parquet(tmp)
-        tmp.replace(path)
-        raise ValidationError(f"{str(err).rstrip('.')}. The refused rows, each with its reason: {path}",
-                              err.result) from None
+        raise refusal_kept(err, refused_quarantine(night.output_dir, night.vendor, night.after),
+                           "the refused rows") from None
     crash_point("after:validate")
     late, source_rows = late_rows(night, screened.watermark)
     screened = replace(screened, source_rows=source_rows)
