@@ -7,7 +7,9 @@ Prints one table per detector: per world, the events found at the default decisi
 false alarms per 10,000 chunks (all, and outside the events' incidents), the labelled-threshold
 row (events found with the threshold set from the labels at 20 false alarms per 10,000 chunks)
 and the vendors that flagged nothing while events were present. The late kinds are a world of
-their own ("late kinds"), reported apart. See licanom.evaluation.nightly.
+their own ("late kinds"), reported apart, and so are the second generator's four worlds ("second:
+low" to "second: storm", licanom.evaluation.secondsim: vendors, traffic and anomalies written
+without reading licanom.sim). See licanom.evaluation.nightly.
 
 An autoencoder is named with the input mode it reads, both modes side by side, e.g.
 
@@ -29,8 +31,8 @@ from pathlib import Path
 
 import polars as pl
 
-from licanom.evaluation.nightly import DEV_SEEDS, LATE, REPORT_SEEDS, SWEEP, WORLDS, NightlySettings, run_sweep, summarise
-from licanom.sim import PROFILES
+from licanom.evaluation.nightly import (DEV_SEEDS, LATE, REPORT_SEEDS, SECOND, SWEEP, WORLDS, NightlySettings, run_sweep,
+                                       summarise)
 
 
 def _table(frame: pl.DataFrame) -> str:
@@ -52,9 +54,12 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", default="report",
                    help="report (the figures to publish), dev (for choosing), or a comma list (default: report)")
-    p.add_argument("--worlds", default="all", help="'all' (the sweep and the late kinds) or a |-separated list of names (also the "
-                        "combined worlds, licanom.evaluation.nightly.COMBINED)")
-    p.add_argument("--profiles", default=",".join(PROFILES))
+    p.add_argument("--worlds", default="all",
+                   help="'all' (the sweep, the late kinds and the second generator's worlds), 'second' (those only) or a "
+                        "|-separated list of names (also the combined worlds, licanom.evaluation.nightly.COMBINED)")
+    p.add_argument("--profiles", default=None,
+                   help="comma list of profiles (default: each world's own, licanom.sim.PROFILES or "
+                        "licanom.evaluation.secondsim.PROFILES)")
     p.add_argument("--detectors", default="Tail_context,IForest_summary",
                    help="comma list of registered names; an autoencoder may name its input mode, e.g. TCN_AE:rows")
     p.add_argument("--days", type=int, default=21)
@@ -77,11 +82,13 @@ def main(argv: list[str] | None = None) -> int:
         header = f"Summary of {args.summarise}.\n"
         return _write(header, summary, None, args.out)
     seeds = {"report": REPORT_SEEDS, "dev": DEV_SEEDS}.get(args.seeds) or tuple(int(s) for s in args.seeds.split(","))
-    names = [n.strip() for n in args.worlds.split("|")] if args.worlds != "all" else []
+    shortcuts = {"all": (*SWEEP, LATE, *SECOND), "second": SECOND}
+    names = [n.strip() for n in args.worlds.split("|")] if args.worlds not in shortcuts else []
     unknown = [n for n in names if n not in WORLDS]
     if unknown:
         p.error(f"unknown world(s) {unknown}; expected some of {list(WORLDS)}")
-    worlds = (*SWEEP, LATE) if args.worlds == "all" else tuple(WORLDS[n] for n in names)
+    worlds = shortcuts[args.worlds] if args.worlds in shortcuts else tuple(WORLDS[n] for n in names)
+    profiles = None if args.profiles is None else [s.strip() for s in args.profiles.split(",")]
     settings = NightlySettings(days=args.days, detectors=tuple(args.detectors.split(",")),
                                clustering=not args.no_clustering, carry_rows_state=args.carry_rows_state,
                                chunks_out=args.chunks_out)
@@ -89,11 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         cfg = settings.config
         settings = replace(settings, config=cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": args.epochs})}))
     t0 = time.perf_counter()
-    per_vendor = run_sweep(worlds, profiles=args.profiles.split(","), seeds=seeds, settings=settings, jobs=args.jobs,
+    per_vendor = run_sweep(worlds, profiles=profiles, seeds=seeds, settings=settings, jobs=args.jobs,
                            progress=lambda line: print(line, file=sys.stderr, flush=True))
     summary = summarise(per_vendor, by=by)
     header = (f"Nightly mode, {args.days} days (train on the first {round(args.days * settings.train_fraction)}, "
-              f"score each later day), autoencoders {settings.config.train.epochs} epochs, seeds {','.join(map(str, seeds))}, profiles {args.profiles}; "
+              f"score each later day), autoencoders {settings.config.train.epochs} epochs, seeds {','.join(map(str, seeds))}, profiles {args.profiles or 'of each world'}; "
               f"{datetime.now(UTC):%Y-%m-%d}, {time.perf_counter() - t0:.0f} s, {args.jobs} job(s).\n"
               f"Command: python -m benchmarks.eval_nightly {' '.join(argv if argv is not None else sys.argv[1:])}\n")
     return _write(header, summary, per_vendor, args.out)

@@ -96,3 +96,25 @@ def test_chunks_out_keeps_the_judged_chunks_the_labelled_rows_and_the_entities(t
     holds = [bool(((labelled >= a) & (labelled <= b)).any()) for a, b in chunks.select("first_id", "last_id").iter_rows()]
     assert holds == chunks["truth"].to_list() and any(holds)
     assert entities.height > 0 and set(entities["entity_kind"]) <= {"key-day", "key-machine", "address-hour"}
+
+
+def test_the_second_generators_worlds_run_through_the_same_nights_and_keep_their_own_kinds():
+    from licanom.evaluation import secondsim
+    from licanom.evaluation.nightly import SECOND, WORLDS, SecondWorld, run_sweep
+
+    assert [w.name for w in SECOND] == [f"second: {level}" for level in secondsim.LEVELS]
+    assert all(WORLDS[w.name] is w for w in SECOND)
+    settings = NightlySettings(days=6, detectors=("Tail_context",), clustering=False)
+    world = SecondWorld("second: high", "high")
+    frame = run_sweep([world], profiles=["desktop"], seeds=[3], settings=settings)
+    sim = world.simulate("desktop", 3, 6)
+    assert frame.select("world", "profile", "seed").row(0) == ("second: high", "desktop", 3)
+    assert frame["chunks"][0] > 0 and frame["events"][0] > 0
+    # each of its kinds judged, also those this simulator does not have
+    kinds = set(sim.events["kind"])
+    assert all(f"events_{k}" in frame.columns for k in kinds)
+    assert sum(frame[f"events_{k}"][0] for k in kinds) == frame["events"][0]
+    summary = summarise(frame)
+    assert summary["vendors"][0] == 1
+    with pytest.raises(ValueError, match="node-locked"):
+        run_sweep([world], profiles=["node-locked"], settings=settings)

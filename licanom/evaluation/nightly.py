@@ -42,7 +42,9 @@ Per (world, profile, seed, detector):
 :data:`DEV_SEEDS` are for choosing designs and defaults; :data:`REPORT_SEEDS` are only for the
 figures the documentation reports, run once the defaults are frozen. Late anomaly kinds
 (:data:`licanom.sim.LATE_KINDS`) were added after the signals and defaults were frozen and
-are reported apart (:data:`LATE`).
+are reported apart (:data:`LATE`). The second generator's worlds (:data:`SECOND`,
+:mod:`licanom.evaluation.secondsim`: vendors, traffic and anomalies of their own, written without
+reading :mod:`licanom.sim`) are reported apart too; their events are judged per kind like the others.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -92,6 +94,10 @@ class World:
     lookalikes: bool = False
     kinds: tuple[str, ...] = ANOMALY_KINDS
 
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        return PROFILES
+
     def simulate(self, profile: str, seed: int, days: int) -> SimulatedLog:
         knobs = dict(event_scale=self.event_scale, growth_per_month=self.growth_per_month,
                      lookalikes=self.lookalikes, kinds=self.kinds)
@@ -120,7 +126,34 @@ COMBINED: tuple[World, ...] = (
     World("40% + x3 + look-alikes", 0.40, event_scale=3.0, lookalikes=True),
     World("10% + x1/3 + growth + look-alikes", 0.10, event_scale=1 / 3, growth_per_month=0.5, lookalikes=True),
 )
-WORLDS: dict[str, World] = {w.name: w for w in (*SWEEP, LATE, *COMBINED)}
+
+
+@dataclass(frozen=True)
+class SecondWorld:
+    """A contamination level of the second generator (:mod:`licanom.evaluation.secondsim`): its
+    vendors, traffic, anomalies and look-alikes were written without reading :mod:`licanom.sim`,
+    so the signals and defaults, chosen on that simulator, meet a world they were not tuned on."""
+
+    name: str
+    level: str
+
+    @property
+    def profiles(self) -> tuple[str, ...]:
+        from licanom.evaluation import secondsim
+
+        return secondsim.PROFILES
+
+    def simulate(self, profile: str, seed: int, days: int) -> SimulatedLog:
+        from licanom.evaluation import secondsim
+
+        return secondsim.simulate(profile, seed, days, level=self.level)
+
+
+# The second generator's worlds, from few anomalies to storms (reported apart, like the late kinds).
+SECOND: tuple[SecondWorld, ...] = tuple(
+    SecondWorld(f"second: {level}", level) for level in ("low", "medium", "high", "storm"))
+AnyWorld = World | SecondWorld
+WORLDS: dict[str, AnyWorld] = {w.name: w for w in (*SWEEP, LATE, *COMBINED, *SECOND)}
 
 
 InputMode = Literal["thesis", "rows"]
@@ -328,7 +361,7 @@ def scored_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[Sc
                             epochs=cfg.train.epochs if entry.family == "autoencoder" else None)
 
 
-def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings) -> list[dict[str, object]]:
+def run_vendor(world: AnyWorld, profile: str, seed: int, settings: NightlySettings) -> list[dict[str, object]]:
     """One simulated vendor in nightly mode: a row per detector (see the module text)."""
     from licanom.detectors import spec
     from licanom.evaluation.labels import auroc
@@ -355,11 +388,11 @@ def run_vendor(world: World, profile: str, seed: int, settings: NightlySettings)
     return rows
 
 
-def _judged_name(world: World, profile: str, seed: int, detector: str) -> str:
+def _judged_name(world: AnyWorld, profile: str, seed: int, detector: str) -> str:
     return "-".join(str(x).replace(" ", "_").replace("/", "_").replace("%", "pc") for x in (world.name, profile, seed, detector))
 
 
-def _write_entities(folder: Path, world: World, profile: str, seed: int, detector: str, chunks: pl.DataFrame,
+def _write_entities(folder: Path, world: AnyWorld, profile: str, seed: int, detector: str, chunks: pl.DataFrame,
                     entities: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog) -> None:
     """Beside a vendor's judged night chunks: the log's rows from the first chunk's first Id to the
     last chunk's last (Id, Key, MachineCode, IP, Time and the labelled event, null for a normal
@@ -373,7 +406,7 @@ def _write_entities(folder: Path, world: World, profile: str, seed: int, detecto
     entities.write_parquet(folder / f"{name}.entities.parquet")
 
 
-def _write_judged(folder: Path, world: World, profile: str, seed: int, detector: str, chunks: pl.DataFrame,
+def _write_judged(folder: Path, world: AnyWorld, profile: str, seed: int, detector: str, chunks: pl.DataFrame,
                   log: pl.DataFrame, sim: SimulatedLog) -> None:
     """One vendor's night chunks as judged (:func:`night_truth`), with the events' kinds."""
     truth, held, incident = night_truth(chunks, log, sim)
@@ -407,7 +440,7 @@ def _judge_clusters(latent: np.ndarray, chunks: pl.DataFrame, log: pl.DataFrame,
     return out
 
 
-def _judge(world: World, profile: str, seed: int, name: str, family: str, chunks: pl.DataFrame | None,
+def _judge(world: AnyWorld, profile: str, seed: int, name: str, family: str, chunks: pl.DataFrame | None,
            log: pl.DataFrame, sim: SimulatedLog, settings: NightlySettings, *, train_seconds: float,
            score_seconds: float, auroc: Callable[[np.ndarray, np.ndarray], float]) -> dict[str, object]:
     from licanom.evaluation.metrics import auprc
@@ -430,11 +463,16 @@ def _judge(world: World, profile: str, seed: int, name: str, family: str, chunks
                events=len(present), found=len(found & present), found_labelled=len(labelled & present),
                found_labelled_elsewhere=len(elsewhere & present),
                auroc=auroc(truth, scores), auprc=auprc(truth, scores))
-    for kind in ALL_KINDS:
+    for kind in _kinds_of(kinds.values()):
         of_kind = {e for e in present if kinds[e] == kind}
         row[f"events_{kind}"] = len(of_kind)
         row[f"found_{kind}"] = len(of_kind & found)
     return row
+
+
+def _kinds_of(kinds: Iterable[str]) -> list[str]:
+    """This simulator's kinds in their order, then a second generator's other kinds, sorted."""
+    return [*ALL_KINDS, *sorted(set(kinds) - set(ALL_KINDS))]
 
 
 def _judge_entities(row: dict[str, object], entities: pl.DataFrame | None, chunks: pl.DataFrame | None,
@@ -464,26 +502,29 @@ def _judge_entities(row: dict[str, object], entities: pl.DataFrame | None, chunk
     row.update(entities=entities.height, entities_flagged=flagged.height,
                entities_false=flagged.height - true_entities, found_entities=len(by_entity),
                found_either=len(by_entity | by_chunk))
-    for kind in ALL_KINDS:
+    for kind in _kinds_of(kinds.values()):
         of_kind = {e for e in present if kinds[e] == kind}
         row[f"found_either_{kind}"] = len(of_kind & (by_entity | by_chunk))
     return row
 
 
-def run_sweep(worlds: Sequence[World], profiles: Sequence[str] = PROFILES, seeds: Sequence[int] = DEV_SEEDS,
+def run_sweep(worlds: Sequence[AnyWorld], profiles: Sequence[str] | None = None, seeds: Sequence[int] = DEV_SEEDS,
               settings: NightlySettings | None = None, jobs: int = 1,
               progress: Callable[[str], None] | None = None) -> pl.DataFrame:
     """Every (world, profile, seed): one row per detector (``run_vendor``), in a fixed order.
 
+    ``profiles``: None runs each world's own (its generator's ``PROFILES``); a list runs those of
+    them that the world's generator has, and an unknown name in no world's generator raises.
     ``jobs > 1`` runs vendors in that many spawned processes (one torch thread each); the rows
     are the same, in the same order.
     """
     settings = settings or NightlySettings()
     settings.check()
-    bad = [p for p in profiles if p not in PROFILES]
+    known = {p for w in worlds for p in w.profiles}
+    bad = [p for p in profiles or () if p not in known]
     if bad:
-        raise ValueError(f"unknown profile(s) {bad}; expected some of {PROFILES}")
-    tasks = [(w, p, s) for w in worlds for p in profiles for s in seeds]
+        raise ValueError(f"unknown profile(s) {bad}; expected some of {sorted(known)}")
+    tasks = [(w, p, s) for w in worlds for p in w.profiles if profiles is None or p in profiles for s in seeds]
     t0 = time.perf_counter()
     out: dict[int, list[dict[str, object]]] = {}
     if jobs <= 1:
@@ -522,7 +563,8 @@ def summarise(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector"
     while events were present, mean AUROC / AUPRC, mean training seconds per vendor, and (where
     measured) GMM's and KMeans's share of normal chunks flagged and events found."""
     f = per_vendor.filter(pl.col("chunks") > 0)
-    kinds = [k for k in ALL_KINDS if f"events_{k}" in f.columns]
+    kinds = [k for k in _kinds_of(c.removeprefix("events_") for c in f.columns if c.startswith("events_"))
+             if f"events_{k}" in f.columns]
     aggs = [
         pl.len().alias("vendors"),
         pl.col("chunks").sum(),
