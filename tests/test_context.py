@@ -443,3 +443,53 @@ def test_row_context_counts_only_the_columns_asked_for():
     assert some.equals(row_context(derived).select(ENCODER_ROW_COLUMNS))
     with pytest.raises(ValueError, match="unknown row columns"):
         row_context(derived, columns=("no_such_count",))
+
+
+def _vectors_with_failures(rng: np.random.Generator, n: int, flood: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Context vectors where a fifth of the chunks hold one failure of one machine that hour, and
+    (``flood``) a runaway machine fills the last third of them."""
+    X = np.zeros((n, len(CONTEXT_COLUMNS)))
+    col = {c: i for i, c in enumerate(CONTEXT_COLUMNS)}
+    X[:, col["rate"]] = rng.gamma(4.0, 0.25, n)
+    X[:, col["top_machine_share"]] = rng.uniform(0.02, 0.2, n)
+    for c in ("key_requests_hour", "machine_requests_hour", "key_ips_hour", "ip_keys_hour"):
+        X[:, col[c]] = np.log1p(rng.poisson(3.0, n))
+    failing = rng.random(n) < 0.2
+    for c in ("machine_failures_hour", "ip_failures_hour"):
+        X[failing, col[c]] = np.log1p(1.0)
+    X[failing, col["failure_share"]] = 0.01
+    flooded = (np.arange(n) >= n - n // 3) if flood else np.zeros(n, dtype=bool)
+    for c in ("key_requests_hour", "machine_requests_hour"):
+        X[flooded, col[c]] = np.log1p(rng.integers(300, 600, flooded.sum()))
+    X[flooded, col["top_machine_share"]] = rng.uniform(0.8, 1.0, flooded.sum())
+    X[flooded, col["rate"]] *= 5.0
+    return X, failing & ~flooded, flooded
+
+
+def test_a_small_count_that_a_fifth_of_the_chunks_hold_stays_normal_and_a_flood_still_does_not(tmp_path):
+    """The trimming starts from the lower half of the chunks, which holds no failure where a fifth
+    of the chunks hold one: without a tolerance those chunks left the reference and one failure
+    looked like a flood at night; with it they stay, and a flood of a third of the chunks does not."""
+    from licanom.detectors.context import ContextDetector
+
+    col = {c: i for i, c in enumerate(CONTEXT_COLUMNS)}
+    X, failing, _ = _vectors_with_failures(np.random.default_rng(7), 1200, flood=False)
+    one_failure = X[failing][:1]
+    det = ContextDetector().fit(X)
+    assert det.reference_[failing].mean() > 0.75  # trimmed as the others are, for their other columns
+    z = det.explain(one_failure)[0]
+    assert z[col["machine_failures_hour"]] < 3.0 and z[col["failure_share"]] < 3.0  # about log(5): a fifth
+    assert det.severity(one_failure)[0] < 30
+    strict = ContextDetector(trim_tolerance=0.0, trim_share_tolerance=0.0).fit(X)  # as before the tolerance
+    assert not strict.reference_[failing].any()
+    assert strict.explain(one_failure)[0][col["machine_failures_hour"]] > 6.0
+
+    X, failing, flooded = _vectors_with_failures(np.random.default_rng(8), 1200, flood=True)
+    det = ContextDetector().fit(X)
+    assert det.reference_[failing].mean() > 0.75 and not det.reference_[flooded].any()
+    assert det.severity(X[flooded][:1])[0] == 100.0 and det.severity(X[failing][:1])[0] < 30
+
+    again = ContextDetector.load(det.save(tmp_path / "tolerant.pkl"))
+    assert (again.trim_tolerance, again.trim_share_tolerance) == (det.trim_tolerance, det.trim_share_tolerance)
+    with pytest.raises(ValueError, match="trim_tolerance"):
+        ContextDetector(trim_tolerance=float("nan")).fit(X)
