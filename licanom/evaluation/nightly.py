@@ -79,8 +79,9 @@ DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
 # 4001-4003 reported the fixed scale; their per-kind figures were read before the sixteenth signal
 # (failed keys per address-hour) was added: spent. 5001-5003 reported that signal; their per-vendor
 # false alarms and silent vendors were read before failed keys were limited to unknown ones and the
-# severity decision's night rule was added: spent.
-REPORT_SEEDS: tuple[int, ...] = (6001, 6002, 6003)
+# severity decision's night rule was added: spent. 6001-6003 reported those; the trimming's tolerance
+# (found with the second generator on development seeds) came after them, so they are spent too.
+REPORT_SEEDS: tuple[int, ...] = (7001, 7002, 7003)
 
 
 @dataclass(frozen=True)
