@@ -493,3 +493,24 @@ def test_a_small_count_that_a_fifth_of_the_chunks_hold_stays_normal_and_a_flood_
     assert (again.trim_tolerance, again.trim_share_tolerance) == (det.trim_tolerance, det.trim_share_tolerance)
     with pytest.raises(ValueError, match="trim_tolerance"):
         ContextDetector(trim_tolerance=float("nan")).fit(X)
+
+
+def test_a_context_model_saved_before_the_trimmings_tolerance_loads_as_fitted_without_it(tmp_path):
+    import pickle
+
+    from licanom.detectors.context import SAVE_FORMAT, ContextDetector
+
+    X, _, _ = _vectors_with_failures(np.random.default_rng(9), 200, flood=False)
+    det = ContextDetector(trim_tolerance=0.0, trim_share_tolerance=0.0).fit(X)
+    path = det.save(tmp_path / "old.pkl")
+    with path.open("rb") as f:
+        payload = pickle.load(f)
+    assert payload["format"] == SAVE_FORMAT
+    payload["format"] = 6
+    del payload["settings"]["trim_tolerance"], payload["settings"]["trim_share_tolerance"]
+    with path.open("wb") as f:
+        pickle.dump(payload, f)
+    again = ContextDetector.load(path)
+    assert (again.trim_tolerance, again.trim_share_tolerance) == (0.0, 0.0)
+    np.testing.assert_array_equal(again.decision_function(X), det.decision_function(X))
+    assert ContextDetector.load(ContextDetector().fit(X).save(tmp_path / "new.pkl")).trim_tolerance == 1.0

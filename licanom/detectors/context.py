@@ -22,7 +22,7 @@ __all__ = ["CONTEXT_COLUMNS", "CONTEXT_MODELS", "ContextDetector", "TailModel"]
 
 # The registered models that read the context vector instead of the chunks' rows.
 CONTEXT_MODELS: tuple[str, ...] = ("Tail_context", "IForest_context", "LOF_context")
-SAVE_FORMAT = 6
+SAVE_FORMAT = 7  # 7: the trimming's tolerances; 6 (before them) still loads, fitted without them
 # The scale, in nats, of the upper tail of Tail_context's score above the vendor's normal bulk:
 # one value for every vendor, where the other families fit theirs to each vendor's bulk. The score
 # is a sum of log tail probabilities, so its tail has a unit of its own; fitted per vendor (the bulk's
@@ -355,13 +355,14 @@ class ContextDetector(BaseDetector):
 
     @classmethod
     def load(cls, path: str | Path) -> ContextDetector:
-        payload = load_pickle(path, "context detector", {SAVE_FORMAT})
+        payload = load_pickle(path, "context detector", {6, SAVE_FORMAT})
         unknown = [c for c in payload["columns"] if c not in CONTEXT_COLUMNS]
         if unknown:
             raise ValueError(f"{path}: written for context columns {unknown} that this version does not compute "
                              f"(it has {list(CONTEXT_COLUMNS)})")
-        # a model saved before the trimming's tolerances was fitted without them
-        settings = {"trim_tolerance": 0.0, "trim_share_tolerance": 0.0, **payload["settings"]}
+        settings = dict(payload["settings"])
+        if payload["format"] == 6:  # saved before the trimming's tolerances: fitted without them
+            settings.update(trim_tolerance=0.0, trim_share_tolerance=0.0)
         det = cls(**settings, threshold_params=tuple(tuple(p) for p in payload["threshold_params"]))
         det.columns_ = tuple(payload["columns"])
         det.estimator_ = payload["estimator"]
