@@ -100,21 +100,30 @@ def test_chunks_out_keeps_the_judged_chunks_the_labelled_rows_and_the_entities(t
 
 def test_the_second_generators_worlds_run_through_the_same_nights_and_keep_their_own_kinds():
     from licanom.evaluation import secondsim
-    from licanom.evaluation.nightly import SECOND, WORLDS, SecondWorld, run_sweep
+    from licanom.evaluation.nightly import ALL_KINDS, SECOND, WORLDS, SecondWorld, run_sweep
 
     assert [w.name for w in SECOND] == [f"second: {level}" for level in secondsim.LEVELS]
     assert all(WORLDS[w.name] is w for w in SECOND)
     settings = NightlySettings(days=6, detectors=("Tail_context",), clustering=False)
     world = SecondWorld("second: high", "high")
-    frame = run_sweep([world], profiles=["desktop"], seeds=[3], settings=settings)
-    sim = world.simulate("desktop", 3, 6)
-    assert frame.select("world", "profile", "seed").row(0) == ("second: high", "desktop", 3)
-    assert frame["chunks"][0] > 0 and frame["events"][0] > 0
-    # each of its kinds judged, also those this simulator does not have
-    kinds = set(sim.events["kind"])
-    assert all(f"events_{k}" in frame.columns for k in kinds)
+    frame = run_sweep([world], profiles=["usage"], seeds=[1], settings=settings)
+    assert frame.select("world", "profile", "seed").row(0) == ("second: high", "usage", 1)
+    assert frame["chunks"][0] > 0
+    # a kind this simulator does not have is judged like the others
+    assert "usage_fraud" not in ALL_KINDS and frame["events_usage_fraud"][0] > 0
+    kinds = set(world.simulate("usage", 1, 6).events["kind"])
     assert sum(frame[f"events_{k}"][0] for k in kinds) == frame["events"][0]
-    summary = summarise(frame)
-    assert summary["vendors"][0] == 1
+    # pooled with a world of this simulator, whose rows lack that kind's columns
+    ours = {"world": "share 10%", "profile": "floating", "seed": 1, "detector": "Tail_context", "family": "context",
+            "chunks": 10, "anomalous_chunks": 2, "events": 2, "found": 1, "found_labelled": 1, "false_alarms": 0,
+            "false_alarms_elsewhere": 0, "flagged": 1, "auroc": 0.9, "auprc": 0.8, "train_seconds": 1.0,
+            "events_brute_force": 2, "found_brute_force": 1}
+    both = pl.concat([frame, pl.DataFrame([ours])], how="diagonal_relaxed")
+    pooled = summarise(both, by=("detector",))
+    assert pooled["vendors"][0] == 2 and pooled["events"][0] == frame["events"][0] + 2
+    assert pooled["usage_fraud"][0] == frame["found_usage_fraud"][0] / frame["events_usage_fraud"][0]
     with pytest.raises(ValueError, match="node-locked"):
         run_sweep([world], profiles=["node-locked"], settings=settings)
+    # the caller's profiles in the caller's order
+    order = run_sweep([SecondWorld("second: low", "low")], profiles=["indie", "desktop"], seeds=[1], settings=settings)
+    assert order["profile"].to_list() == ["indie", "desktop"]

@@ -525,7 +525,8 @@ def run_sweep(worlds: Sequence[AnyWorld], profiles: Sequence[str] | None = None,
     bad = [p for p in profiles or () if p not in known]
     if bad:
         raise ValueError(f"unknown profile(s) {bad}; expected some of {sorted(known)}")
-    tasks = [(w, p, s) for w in worlds for p in w.profiles if profiles is None or p in profiles for s in seeds]
+    tasks = [(w, p, s) for w in worlds for p in (w.profiles if profiles is None else profiles) if p in w.profiles
+             for s in seeds]
     t0 = time.perf_counter()
     out: dict[int, list[dict[str, object]]] = {}
     if jobs <= 1:
