@@ -77,6 +77,8 @@ def test_passes_licanom_validation(profile: str) -> None:
     assert result.valid.height == sim.log.height
 
 
+# not indie: its 6-30 windows a world make one window 3-17% of them, coarser than the low level's
+# range (4 of its 40 worlds of seeds 1-10 miss "low")
 @pytest.mark.parametrize("profile", ["desktop", "usage", "floating", "enterprise"])
 def test_levels_land_in_their_ranges(profile: str) -> None:
     for level in LEVELS:

@@ -27,7 +27,9 @@ release day, traffic growth or decline, per-time-zone daily and weekly cycles, m
 Anomalies (labelled): ``brute_force``, ``key_sharing``, ``floating_overuse``, ``failure_loop``,
 ``runaway_client``, ``usage_fraud``. A contamination :data:`LEVELS` sets the share of 100-row
 windows holding one; ``storm`` comes mostly from long failure loops and runaway machines.
-Normal traffic depends on (profile, seed) only, the anomalies on (profile, seed, level).
+The normal requests depend on (profile, seed) only and the anomalies on (profile, seed, level);
+the level still moves the Ids (drawn after the anomalies) and, with ``usage_fraud``, the counter
+values of the customer's later requests.
 """
 
 from __future__ import annotations
@@ -706,6 +708,8 @@ def _usage_fraud(w: _World, pop: _Pop, rng: np.random.Generator, long: float) ->
                   w.keys[int(pop.key[i])], w.ips[ip], f"counter increments ~{factor:.0f}x a normal job")
 
 
+# Each kind's generator takes ``long``: the longest span, in seconds, of a storm (a failure loop or
+# a runaway machine lasting hours to days), or 0.0 for an ordinary event; the other kinds ignore it.
 _GENERATORS = {"brute_force": _brute_force, "key_sharing": _key_sharing, "floating_overuse": _floating_overuse,
                "failure_loop": _failure_loop, "runaway_client": _runaway, "usage_fraud": _usage_fraud}
 _WEIGHTS = {"brute_force": 0.22, "key_sharing": 0.2, "floating_overuse": 0.25, "failure_loop": 0.25,
