@@ -77,6 +77,21 @@ def test_unix_seconds_and_datetimes_agree(raw_log):
     assert (a["Time"] == b["Time"]).all()
 
 
+def test_iso_times_with_a_decimal_comma_or_to_the_minute_are_read(raw_log):
+    """A European spreadsheet writes a decimal comma (ISO 8601 allows it); ISO 8601 also allows a
+    time to the minute. A date with the day first is not ISO and stays unparsable."""
+    text = raw_log.head(7).with_columns(pl.all().cast(pl.String)).with_columns(pl.Series("Time", [
+        "2025-03-19 00:18:37,572", "2025-03-19T00:18:37.572Z", "1742343517,572", "2025-03-19 00:18",
+        "2025-03-19T02:18+02:00", "2025-03-19T00:18:37,5+00:00", "19.03.2025 00:18:37"]))
+    result = validate_log(text)
+    times = dict(zip(result.valid["Id"].cast(pl.String), result.valid["Time"].dt.to_string("%Y-%m-%d %H:%M:%S%.3f")))
+    ids = text["Id"].to_list()
+    assert [times.get(i) for i in ids[:6]] == [
+        "2025-03-19 00:18:37.572", "2025-03-19 00:18:37.572", "2025-03-19 00:18:37.572", "2025-03-19 00:18:00.000",
+        "2025-03-19 00:18:00.000", "2025-03-19 00:18:37.500"]
+    assert result.quarantine["reason"].to_list() == ["Time: unparsable"]
+
+
 def test_floating_expires_zero_means_none(raw_log):
     log = raw_log.with_columns(pl.lit(0).alias("FloatingExpires"))
     assert validate_log(log).valid["FloatingExpires"].null_count() == log.height

@@ -56,6 +56,10 @@ _TIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%z",
     "%Y-%m-%dT%H:%M:%S",
     "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M%z",  # ISO 8601 to the minute
+    "%Y-%m-%d %H:%M%z",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
 )
 _INTS = ("Id", "ProductId", "State", "DOIntValue", "DOId")
 # Integer dtypes whose every value fits an Int64.
@@ -211,7 +215,9 @@ def _as_int(name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def _as_time(name: str, dtype: pl.DataType) -> pl.Expr:
-    """Datetime (naive means UTC), Unix seconds (number or digits), or an ISO 8601 string."""
+    """Datetime (naive means UTC), Unix seconds (number or digits), or an ISO 8601 string (a date,
+    a time to the minute or second with a fraction after a dot or a comma, an optional offset or
+    Z; without one it is UTC)."""
     col = pl.col(name)
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is None:
@@ -224,7 +230,11 @@ def _as_time(name: str, dtype: pl.DataType) -> pl.Expr:
         return (seconds * 1_000_000).round().cast(pl.Int64, strict=False).cast(UTC_US)
     text = _as_text(name, dtype)
     if text is not None:
-        text = text.str.strip_chars().str.replace(r"Z$", "+00:00")
+        # ISO 8601 allows a decimal comma (a European spreadsheet writes one): "00:18:37,572", and
+        # Unix seconds "1742343517,572"
+        text = (text.str.strip_chars().str.replace(r"Z$", "+00:00")
+                .str.replace(r"^(-?\d+),(\d+)$", "${1}.${2}")
+                .str.replace(r"(\d{2}:\d{2}:\d{2}),(\d+)", "${1}.${2}"))
         parsed = [
             text.str.strptime(pl.Datetime("us"), fmt, strict=False)
             for fmt in _TIME_FORMATS
