@@ -292,6 +292,26 @@ def test_other_separators_are_detected(tmp_path, sep) -> None:
     assert validate_log(raw).valid.height == 30
 
 
+def test_a_header_in_another_case_or_with_spaces_is_read_as_the_log_columns(tmp_path) -> None:
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    good = rows(1600, 30)
+    lower = tmp_path / "lower.csv"
+    good.rename({c: c.lower() for c in good.columns}).write_csv(lower)
+    spaced = tmp_path / "spaced.csv"
+    text = good.write_csv()
+    header, body = text.split("\n", 1)
+    spaced.write_text(", ".join(header.split(",")) + "\n" + body)
+    for path in (lower, spaced):
+        raw = read_log(path, after_id=1610)  # the watermark reads the Id column too
+        assert raw.columns[:3] == ["Id", "ProductId", "Key"]
+        assert validate_log(raw).valid["Id"].to_list() == list(range(1611, 1630))
+    both = tmp_path / "both.csv"  # an exact name wins; the other spelling stays an extra column
+    good.with_columns(pl.col("Key").alias("key")).write_csv(both)
+    assert read_log(both).columns.count("Key") == 1 and "key" in read_log(both).columns
+
+
 def test_an_undetected_separator_gets_a_hint(tmp_path) -> None:
     from licanom.data.validate import ValidationError, validate_log
 

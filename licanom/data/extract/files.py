@@ -253,7 +253,7 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     ``after_id`` (0 without one): a count that grows only by rows that arrived late, below a
     watermark that has already passed them (the nightly scoring compares it night by night)."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
-    read = [(p, _read_one(p, encoding, separator, hold)) for p in log_files(path)]
+    read = [(p, canonical_names(_read_one(p, encoding, separator, hold))) for p in log_files(path)]
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
@@ -274,6 +274,21 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     frame = pl.concat([f.with_columns(_text_column(f[c]) for c in mixed if c in f.columns) for f in frames],
                       how="diagonal")
     return frame, at_or_below
+
+
+def canonical_names(frame: pl.DataFrame) -> pl.DataFrame:
+    """A file's columns renamed to the Web API Log's where they differ only in case or in spaces
+    around them (``id, key, ip`` or ``Id, Key, IP`` written with a space after each comma); a name
+    the file already has exactly, and a second spelling of it, are left as they are."""
+    from licanom.data.columns import RAW
+
+    wanted = {c.casefold(): c for c in RAW}
+    rename: dict[str, str] = {}
+    for name in frame.columns:
+        target = wanted.get(name.strip().casefold())
+        if target and target != name and target not in frame.columns and target not in rename.values():
+            rename[name] = target
+    return frame.rename(rename) if rename else frame
 
 
 def _check_columns_per_file(read: list[tuple[Path, pl.DataFrame]]) -> None:
