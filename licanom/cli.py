@@ -415,13 +415,21 @@ def print_prepared(prepared: Any, seconds: float, out: Path | None = None) -> No
         print(f"    and {reasons.height - 5} more reason(s), on {int(reasons['len'][5:].sum()):,} rows in all")
     print(f"chunks           {c.n_chunks:>12,}  ({c.size} requests, stride {c.stride}; "
           f"train {int((~prepared.test_mask).sum()):,}, test {int(prepared.test_mask.sum()):,})")
-    print(f"tail rows        {c.tail_rows:>12,}  (after the last full chunk, not scored yet)")
+    n_train = int((~prepared.test_mask).sum())
+    if n_train < FEW_TRAINING_CHUNKS:
+        print(f"warning: only {n_train} training chunk(s) ({n_train * c.size:,} requests): what is normal, and so every "
+              f"severity, is guessed from too little; judge flags with care, or give a longer log")
+    print(f"tail rows        {c.tail_rows:>12,}  (after the last full chunk: a night carries them to the next, "
+          "a one-off run leaves them out)")
     vocab = prepared.encoded.vocabulary
     sizes = ", ".join(f"{k} {len(v):,}" for k, v in vocab.values.items())
     print(f"vocabulary       {sizes}")
     print(f"took             {seconds:>12.2f} s")
 
 
+# Below this many training chunks a context model cannot calibrate its severity on scores it did not
+# fit (licanom.detectors.context.ContextDetector: four blocks of at least four chunks).
+FEW_TRAINING_CHUNKS = 16
 LOGS_HELP = "CSV/Parquet/NDJSON file, glob or folder (default: the vendor's source.path)"
 VENDOR_HELP = "vendor with a file conf/vendors/<vendor>.yaml, whose settings apply (default: conf/defaults.yaml only)"
 

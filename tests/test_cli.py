@@ -387,3 +387,15 @@ def test_prepare_says_how_many_reasons_it_does_not_list(tmp_path, capsys):
     out = capsys.readouterr().out
     listed = out.split("rows quarantined", 1)[1].split("chunks", 1)[0].strip().splitlines()
     assert len(listed) == 7 and "and 2 more reason(s), on 2 rows in all" in listed[-1], out
+
+
+def test_prepare_warns_when_the_log_gives_too_few_training_chunks(tmp_path, capsys):
+    from licanom.cli import FEW_TRAINING_CHUNKS
+
+    small, enough = tmp_path / "small.csv", tmp_path / "enough.csv"
+    make_raw_log(500).write_csv(small)  # 5 chunks: 4 to train
+    make_raw_log(100 * (FEW_TRAINING_CHUNKS + 6)).write_csv(enough)
+    assert main(["prepare", "--logs", str(small), "--out", str(tmp_path / "a")]) == EXIT_OK
+    assert "warning: only 4 training chunk(s) (400 requests)" in capsys.readouterr().out
+    assert main(["prepare", "--logs", str(enough), "--out", str(tmp_path / "b")]) == EXIT_OK
+    assert "warning: only" not in capsys.readouterr().out
