@@ -79,7 +79,7 @@ def score_histograms(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray,
             _hist(ax, errors, bins, color="tab:blue", alpha=0.8, label="chunks")
         else:
             ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes, color="grey")
-        ax.axvline(threshold, color="tab:red", linestyle="--", linewidth=1.2, label=f"{threshold_name} {threshold:.4f}")
+        ax.axvline(threshold, color="tab:red", linestyle="--", linewidth=1.2, label=f"threshold {threshold:.4g} ({threshold_name})")
         ax.set_yscale("log")
         ax.set_title(f"{title} ({errors.size})", y=1.0, pad=6)
         ax.set_xlabel(xlabel)

@@ -428,7 +428,7 @@ def _page(a: Analysis) -> dict[str, object]:
     by_sev = {name: int((frames["severity"] == name).sum()) for name, _ in SEVERITY_BANDS}
     cards = [
         ("vendor", inp.vendor), ("run", inp.run_id), ("model", inp.model),
-        ("threshold", f"{inp.threshold_name} = {inp.threshold:.5f}"),
+        ("threshold", f"{inp.threshold_name} (the score's threshold: {inp.threshold:.5g})"),
         ("flagged entities", "not computed" if a.entities is None else f"{a.entities.height:,}"),
         ("incidents", f"{a.incidents.height:,}"),
         ("chunks scored", f"{chunks.height:,}"), ("anomalous chunks", f"{n_flagged:,}"),
