@@ -32,7 +32,7 @@ from licanom.config import SourceConfig, load_config
 from licanom.data.extract.files import ExtractFileError, read_log
 from licanom.data.pipeline import extract
 from licanom.data.states import is_valid_state
-from licanom.data.validate import ValidationError, ValidationResult, validate_log
+from licanom.data.validate import EXACT_COPY, ValidationError, ValidationResult, validate_log
 from tests.conftest import examples
 
 # How many logs each property test generates under a profile of 100 examples (tests/conftest.py).
@@ -180,22 +180,28 @@ def logs(draw: st.DrawFn, max_rows: int = 40, min_rows: int = 0, max_faults: int
         order.reverse()
     log = Log(columns, [rows[k] for k in order], [bad[k] for k in order], [maybe[k] for k in order],
               [False] * n, [ids[k] for k in order])
-    fault = draw(st.sampled_from(["none", "none", "extra", "reorder", "drop", "rename"]))
+    fault = draw(st.sampled_from(["none", "none", "extra", "reorder", "lower", "drop", "rename"]))
     if fault == "extra":
         log.columns.append("Unexpected")
         for r in log.rows:
             r["Unexpected"] = "?"
     elif fault == "reorder":
         random.Random(n).shuffle(log.columns)
+    elif fault == "lower":  # "id" for "Id", " key" for "Key": read as the log's columns
+        for at, name in enumerate(list(log.columns)):
+            new = name.lower() if at % 2 else f" {name.lower()}"
+            log.columns[at] = new
+            for r in log.rows:
+                r[new] = r[name]
     elif fault in ("drop", "rename"):
         log.missing = draw(st.sampled_from(REQUIRED_RAW))
         at = log.columns.index(log.missing)
         if fault == "drop":
             del log.columns[at]
-        else:  # "id" for "Id": names are case-sensitive
-            log.columns[at] = log.missing.lower()
+        else:  # "Id old" for "Id": another name, not the column (a case or spaces apart would be)
+            log.columns[at] = f"{log.missing} old"
             for r in log.rows:
-                r[log.missing.lower()] = r[log.missing]
+                r[f"{log.missing} old"] = r[log.missing]
     return log
 
 
@@ -362,7 +368,7 @@ def assert_as_generated(result: ValidationResult, log: Log) -> None:
             for column in log.bad[k]:
                 assert re.search(rf"(^|; ){column}: ", why), (k, column, why)
         elif not log.maybe[k]:
-            assert why is None or (why == "Id: duplicate" and log.ids[k] in valid_ids), (k, log.rows[k], why)
+            assert why is None or (why in ("Id: duplicate", EXACT_COPY) and log.ids[k] in valid_ids), (k, log.rows[k], why)
             assert log.ids[k] in valid_ids
 
 

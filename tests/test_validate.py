@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from licanom.data.columns import RAW
 from licanom.data.schema import WebApiLog
-from licanom.data.validate import ValidationError, check_bad_fraction, validate_log
+from licanom.data.validate import EXACT_COPY, ValidationError, check_bad_fraction, validate_log
 from tests.conftest import examples, make_raw_log
 
 
@@ -178,7 +178,7 @@ def test_unordered_logs_are_sorted_and_deduplicated(raw_log, order):
         log = pl.concat([log, log.head(20)]).sort("Id")
     result = validate_log(log)
     assert result.valid.height == 200 and result.quarantine.height == log.height - 200
-    assert set(result.quarantine["reason"].to_list()) <= {"Id: duplicate"}
+    assert set(result.quarantine["reason"].to_list()) <= {EXACT_COPY}  # the repeats are copies of kept rows
     assert result.valid.equals(validate_log(raw_log.head(200)).valid)
 
 
@@ -311,3 +311,21 @@ def test_a_clean_log_keeps_the_first_rows_of_its_codes(raw_log):
                                                 .otherwise(pl.col("Key")).alias("Key")))
     assert dropped.quarantine.height == 1 and not dropped.codes.first
     _codes_match_texts(dropped)
+
+
+def test_an_exact_copy_of_a_row_is_quarantined_but_not_counted_as_bad(raw_log):
+    """An export part sent twice: each row is kept once; its copies go to the quarantine with their
+    own reason and do not count towards validate.max_bad_fraction. A repeated Id whose row differs
+    is still a bad row."""
+    text = raw_log.with_columns(pl.all().cast(pl.String))
+    part = text.head(40)
+    changed = part.head(3).with_columns(pl.lit("1.2.3.4").alias("IP"))  # same Ids, another address
+    twice = pl.concat([text, part, changed])
+    result = validate_log(twice)
+    assert result.valid.height == text.height and result.n_in == twice.height
+    reasons = result.quarantine["reason"].value_counts().sort("reason")
+    assert dict(reasons.iter_rows()) == {EXACT_COPY: 40, "Id: duplicate": 3}
+    assert result.n_bad == 3 and result.bad_fraction == 3 / twice.height
+    check_bad_fraction(result, 0.05)  # 43 of the rows are repeats; only 3 are bad
+    with pytest.raises(ValidationError, match=r"^3 of \d+ rows"):
+        check_bad_fraction(result, 0.001)

@@ -61,6 +61,9 @@ _TIME_FORMATS = (
     "%Y-%m-%dT%H:%M",
     "%Y-%m-%d %H:%M",
 )
+# The reason of a repeated Id whose row is the same in every column as the kept one: quarantined
+# (nothing is dropped unseen) but not counted as bad (validate.max_bad_fraction).
+EXACT_COPY = f"Id: {DUPLICATE} (an exact copy of an earlier row)"
 _INTS = ("Id", "ProductId", "State", "DOIntValue", "DOId")
 # Integer dtypes whose every value fits an Int64.
 _SAFE_INTS = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32)
@@ -130,8 +133,16 @@ class ValidationResult:
     codes: TextCodes | None = field(default=None, compare=False, repr=False)
 
     @property
+    def n_bad(self) -> int:
+        """Quarantined rows, less the exact copies of valid rows (an export part sent twice: each
+        of its rows is kept once, its copies are quarantined and do not count as bad)."""
+        if not self.quarantine.height:
+            return 0
+        return self.quarantine.height - int((self.quarantine[REASON] == EXACT_COPY).sum())
+
+    @property
     def bad_fraction(self) -> float:
-        return self.quarantine.height / self.n_in if self.n_in else 0.0
+        return self.n_bad / self.n_in if self.n_in else 0.0
 
     def quarantine_note(self, top: int = 3) -> str | None:
         """One line for a report: how many rows were quarantined and their commonest reasons;
@@ -547,11 +558,25 @@ def _split(coerced: pl.DataFrame, unparsed: pl.DataFrame) -> tuple[np.ndarray, l
                 again = _contract_failures(coerced[at], at)
                 keep[again[ROW].to_numpy()] = False
                 reasons.append(_reasons(again))
-        reasons.append(
-            pl.DataFrame({ROW: clean.astype(np.uint32), REASON: f"Id: {DUPLICATE}"}, schema=_REASONS_SCHEMA)
-        )
+        exact = _exact_copies(coerced, clean, keep)
+        reasons.append(pl.DataFrame(
+            {ROW: clean.astype(np.uint32), REASON: np.where(exact, EXACT_COPY, f"Id: {DUPLICATE}")},
+            schema=_REASONS_SCHEMA))
 
     return keep, reasons
+
+
+def _exact_copies(coerced: pl.DataFrame, repeats: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Per repeated row (input positions ``repeats``): whether a kept row has its Id and every
+    value of it (as read into the schema's types; two empty values are equal)."""
+    if not repeats.size:
+        return np.zeros(0, dtype=bool)
+    kept = coerced.filter(pl.Series(keep)).unique(maintain_order=True)
+    candidates = coerced[repeats].with_row_index("_at")
+    same = candidates.join(kept, on=list(coerced.columns), how="semi", nulls_equal=True)
+    out = np.zeros(repeats.size, dtype=bool)
+    out[same["_at"].to_numpy()] = True
+    return out
 
 
 def _quarantine(raw: pl.DataFrame, reasons: list[pl.DataFrame]) -> pl.DataFrame:
@@ -615,7 +640,7 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
             f"row {r.get(ROW)}" + (f" (Id {str(r['Id'])[:40]})" if r.get("Id") is not None else "") + f": {r.get(REASON)}"
             + _value_shown(r) for r in result.quarantine.head(examples).iter_rows(named=True))
         raise ValidationError(
-            f"{result.quarantine.height} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "
+            f"{result.n_bad} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "
             f"validation, more than validate.max_bad_fraction allows ({max_bad_fraction:.1%}). Failures: {summary}. "
             f"Examples: {sample}", result)
 
