@@ -226,9 +226,9 @@ def _as_int(name: str, dtype: pl.DataType) -> pl.Expr:
 
 
 def _as_time(name: str, dtype: pl.DataType) -> pl.Expr:
-    """Datetime (naive means UTC), Unix seconds (number or digits), or an ISO 8601 string (a date,
-    a time to the minute or second with a fraction after a dot or a comma, an optional offset or
-    Z; without one it is UTC)."""
+    """Datetime (naive means UTC), a date, Unix seconds (number or digits), or an ISO 8601 string
+    (a time to the minute or second, with a fraction after a dot or a comma, and an optional offset
+    or Z; without one it is UTC)."""
     col = pl.col(name)
     if isinstance(dtype, pl.Datetime):
         if dtype.time_zone is None:
