@@ -162,6 +162,9 @@ def _file_arguments(p: argparse.ArgumentParser) -> None:
                    help="text encoding of CSV/NDJSON --logs, e.g. cp1252 (default: source.encoding, strict UTF-8)")
     p.add_argument("--separator", default=None,
                    help="CSV separator of --logs (default: source.separator, detected from the header line)")
+    p.add_argument("--time-format", default=None, metavar="CODES",
+                   help="how --logs writes Time when not ISO 8601 or Unix seconds, in strftime codes, e.g. "
+                        "'%%d.%%m.%%Y %%H:%%M:%%S' (default: source.time_format)")
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -179,9 +182,10 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _file_options(args: argparse.Namespace) -> dict[str, str]:
-    """--encoding and --separator as source settings (only those given)."""
-    return {k: v for k, v in (("encoding", getattr(args, "encoding", None)), ("separator", getattr(args, "separator", None)))
-            if v is not None}
+    """--encoding, --separator and --time-format as source settings (only those given)."""
+    given = (("encoding", getattr(args, "encoding", None)), ("separator", getattr(args, "separator", None)),
+             ("time_format", getattr(args, "time_format", None)))
+    return {k: v for k, v in given if v is not None}
 
 
 def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:

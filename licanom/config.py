@@ -40,6 +40,9 @@ class SourceConfig(_Model):
     encoding: str | None = None
     # files: the CSV separator; null detects ",", ";", tab or "|" from the header line
     separator: str | None = None
+    # files: how Time and FloatingExpires are written when not ISO 8601 or Unix seconds, in strftime
+    # codes, e.g. "%d.%m.%Y %H:%M:%S" or "%m/%d/%Y %I:%M:%S %p"; null: ISO 8601 or Unix seconds only
+    time_format: str | None = None
 
     @field_validator("encoding")
     @classmethod
@@ -51,6 +54,13 @@ class SourceConfig(_Model):
                 codecs.lookup(v)
             except LookupError:
                 raise ValueError(f"unknown source.encoding {v!r}: use a Python codec name such as utf-8 or cp1252") from None
+        return v
+
+    @field_validator("time_format")
+    @classmethod
+    def _strftime_codes(cls, v: str | None) -> str | None:
+        if v is not None and ("%" not in v or not v.strip()):
+            raise ValueError(f"source.time_format must be strftime codes such as \"%d.%m.%Y %H:%M:%S\", got {v!r}")
         return v
 
     @field_validator("separator")

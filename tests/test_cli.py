@@ -399,3 +399,16 @@ def test_prepare_warns_when_the_log_gives_too_few_training_chunks(tmp_path, caps
     assert "warning: only 4 training chunk(s) (400 requests)" in capsys.readouterr().out
     assert main(["prepare", "--logs", str(enough), "--out", str(tmp_path / "b")]) == EXIT_OK
     assert "warning: only" not in capsys.readouterr().out
+
+
+def test_prepare_reads_the_time_format_it_is_given(tmp_path, capsys):
+    raw = make_raw_log(1200)
+    local = raw.with_columns(pl.col("Time").dt.strftime("%m/%d/%Y %I:%M:%S %p"))
+    path = tmp_path / "us.csv"
+    local.write_csv(path)
+    assert main(["prepare", "--logs", str(path), "--out", str(tmp_path / "a")]) == EXIT_BAD_INPUT
+    assert "Time: unparsable" in capsys.readouterr().err
+    assert main(["prepare", "--logs", str(path), "--time-format", "%m/%d/%Y %I:%M:%S %p",
+                 "--out", str(tmp_path / "b")]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "rows valid" in out and f"{raw.height:>12,}" in out.split("rows valid", 1)[1].splitlines()[0]

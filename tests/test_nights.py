@@ -312,6 +312,29 @@ def test_a_header_in_another_case_or_with_spaces_is_read_as_the_log_columns(tmp_
     assert read_log(both).columns.count("Key") == 1 and "key" in read_log(both).columns
 
 
+def test_a_declared_time_format_reads_a_spreadsheets_times(tmp_path) -> None:
+    from licanom.config import SourceConfig
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    good = rows(1600, 30)
+    times = validate_log(good).valid["Time"]
+    local = good.with_columns(pl.Series("Time", times.dt.strftime("%d.%m.%Y %H:%M:%S").to_list()))
+    local = local.with_columns(pl.when(pl.col("Id") == "1605").then(pl.lit("gestern")).otherwise(pl.col("Time")).alias("Time"))
+    path = tmp_path / "export.csv"
+    local.write_csv(path, separator=";")
+    assert validate_log(read_log(path)).quarantine.height == 30  # not ISO: every time unparsable
+    result = validate_log(read_log(path, time_format="%d.%m.%Y %H:%M:%S"))
+    assert result.valid["Time"].to_list() == [t for i, t in enumerate(times.to_list()) if i != 5]  # all but Id 1605
+    assert result.quarantine.select("Time", "reason").row(0) == ("gestern", "Time: unparsable")
+    offset = local.with_columns(pl.Series("Time", (times.dt.convert_time_zone("Europe/Berlin")
+                                                    .dt.strftime("%d.%m.%Y %H:%M:%S%z")).to_list()))
+    offset.write_csv(path)
+    assert validate_log(read_log(path, time_format="%d.%m.%Y %H:%M:%S%z")).valid["Time"].to_list() == times.to_list()
+    with pytest.raises(ValueError, match="time_format"):
+        SourceConfig(time_format="dd.mm.yyyy")
+
+
 def test_an_undetected_separator_gets_a_hint(tmp_path) -> None:
     from licanom.data.validate import ValidationError, validate_log
 

@@ -230,7 +230,8 @@ def _text_frame(names: list[str], rows: list[list[str | None]], why: list[str | 
 
 
 def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
-             separator: str | None = None, hold_unfinished: bool | None = None) -> pl.DataFrame:
+             separator: str | None = None, hold_unfinished: bool | None = None,
+             time_format: str | None = None) -> pl.DataFrame:
     """Read every log file at ``path`` into one frame (columns as in the files).
 
     A column whose type differs between files is read as text. Text files are strict UTF-8 or
@@ -242,18 +243,21 @@ def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | N
     is read once, with its neighbours, for validation to quarantine. An incremental read
     (``after_id`` given; ``hold_unfinished`` overrides) leaves out a last line that has no line
     end in a file changed within ``SETTLE_SECONDS``: the line is being written, and the next
-    read takes it whole.
+    read takes it whole. ``time_format``: see :func:`with_time_format`.
     """
-    return read_new_rows(path, after_id, encoding=encoding, separator=separator, hold_unfinished=hold_unfinished)[0]
+    return read_new_rows(path, after_id, encoding=encoding, separator=separator, hold_unfinished=hold_unfinished,
+                         time_format=time_format)[0]
 
 
 def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
-                  separator: str | None = None, hold_unfinished: bool | None = None) -> tuple[pl.DataFrame, int]:
+                  separator: str | None = None, hold_unfinished: bool | None = None,
+                  time_format: str | None = None) -> tuple[pl.DataFrame, int]:
     """:func:`read_log`, and how many rows of the files have a readable Id at or below
     ``after_id`` (0 without one): a count that grows only by rows that arrived late, below a
     watermark that has already passed them (the nightly scoring compares it night by night)."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
-    read = [(p, canonical_names(_read_one(p, encoding, separator, hold))) for p in log_files(path)]
+    read = [(p, with_time_format(canonical_names(_read_one(p, encoding, separator, hold)), time_format))
+            for p in log_files(path)]
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
@@ -274,6 +278,25 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     frame = pl.concat([f.with_columns(_text_column(f[c]) for c in mixed if c in f.columns) for f in frames],
                       how="diagonal")
     return frame, at_or_below
+
+
+def with_time_format(frame: pl.DataFrame, time_format: str | None) -> pl.DataFrame:
+    """``Time`` and ``FloatingExpires`` text written in ``time_format`` (strftime codes; without
+    ``%z`` the time is UTC) rewritten as ISO 8601, which validation reads; a value the format does
+    not fit is left as it was, for validation to read in its own layouts or quarantine with it."""
+    if time_format is None:
+        return frame
+    columns = [c for c in ("Time", "FloatingExpires") if c in frame.columns and frame.schema[c] == pl.String]
+    if not columns:
+        return frame
+
+    def iso(column: str) -> pl.Expr:
+        parsed = pl.col(column).str.strip_chars().str.strptime(pl.Datetime("us"), time_format, strict=False)
+        if "%z" in time_format:
+            parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        return pl.coalesce(parsed.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f"), pl.col(column)).alias(column)
+
+    return frame.with_columns(iso(c) for c in columns)
 
 
 def canonical_names(frame: pl.DataFrame) -> pl.DataFrame:
