@@ -335,6 +335,26 @@ def test_a_declared_time_format_reads_a_spreadsheets_times(tmp_path) -> None:
         SourceConfig(time_format="dd.mm.yyyy")
 
 
+def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
+    from licanom.data.extract.files import read_log
+    from licanom.data.schema import SOURCE_FILE
+    from licanom.data.validate import ValidationError, check_bad_fraction, validate_log
+
+    good = rows(1600, 60)
+    (tmp_path / "parts").mkdir()
+    good.head(30).write_csv(tmp_path / "parts" / "a.csv")
+    later = good.slice(30).with_columns(pl.when(pl.col("Id") == "1650").then(pl.lit("9999")).otherwise(pl.col("State"))
+                                        .alias("State"))
+    later.write_csv(tmp_path / "parts" / "b.csv")
+    result = validate_log(read_log(tmp_path / "parts"))
+    assert result.valid.columns == validate_log(good).valid.columns  # the file is not a log column
+    row = result.quarantine.row(0, named=True)
+    assert row["Id"] == "1650" and row[SOURCE_FILE] == str(tmp_path / "parts" / "b.csv")
+    with pytest.raises(ValidationError, match=r"row 50 \(Id 1650\) of .*b\.csv: State"):
+        check_bad_fraction(result, 0.0)
+    assert SOURCE_FILE not in read_log(tmp_path / "parts" / "a.csv").columns  # one file: its name is known
+
+
 def test_an_undetected_separator_gets_a_hint(tmp_path) -> None:
     from licanom.data.validate import ValidationError, validate_log
 

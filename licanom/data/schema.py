@@ -34,6 +34,9 @@ UNKNOWN_STATE = "unknown state code"
 # A raw column an extractor adds for the rows it could not read, saying where and why (the other
 # columns of such a row are empty); validation quarantines the row with that text as its reason.
 UNREADABLE = "_unreadable"
+# A raw column the files extractor adds when a log is read from several files: the file each row
+# came from, so that a quarantined row names it (its ``_row`` counts across the files joined).
+SOURCE_FILE = "_file"
 
 
 def is_ip_address(text: str | None) -> bool:

@@ -36,6 +36,7 @@ from licanom.data.columns import OPTIONAL_RAW, RAW, REQUIRED_RAW
 from licanom.data.schema import (
     BLANK,
     DUPLICATE,
+    SOURCE_FILE,
     UNREADABLE,
     UTC_US,
     WebApiLog,
@@ -637,7 +638,8 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
         # one line each (the command line prints the message on one line): input row (from 0),
         # Id, reason, and the value the first reason is about
         sample = "; ".join(
-            f"row {r.get(ROW)}" + (f" (Id {str(r['Id'])[:40]})" if r.get("Id") is not None else "") + f": {r.get(REASON)}"
+            f"row {r.get(ROW)}" + (f" (Id {str(r['Id'])[:40]})" if r.get("Id") is not None else "")
+            + (f" of {r[SOURCE_FILE]}" if r.get(SOURCE_FILE) else "") + f": {r.get(REASON)}"
             + _value_shown(r) for r in result.quarantine.head(examples).iter_rows(named=True))
         raise ValidationError(
             f"{result.n_bad} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "

@@ -261,6 +261,9 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
+        from licanom.data.schema import SOURCE_FILE
+
+        read = [(p, f.with_columns(pl.lit(str(p)).alias(SOURCE_FILE))) for p, f in read]
     frames = [f for _, f in read]
     at_or_below = 0
     if after_id is not None:
