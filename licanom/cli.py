@@ -132,9 +132,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _load_cfg(args: argparse.Namespace) -> Any:
     from licanom.config import load_config
 
-    overrides: dict[str, Any] = {}
-    if getattr(args, "logs", None):
-        overrides["source"] = {"kind": "files", "path": str(args.logs), **_file_options(args)}
+    overrides: dict[str, Any] = {"source": _source_overrides(args)} if _source_overrides(args) else {}
     if getattr(args, "chunk_size", None) is not None:
         overrides.setdefault("chunk", {})["size"] = args.chunk_size
         overrides["chunk"]["stride"] = args.stride if args.stride is not None else args.chunk_size
@@ -188,10 +186,17 @@ def _file_options(args: argparse.Namespace) -> dict[str, str]:
     return {k: v for k, v in given if v is not None}
 
 
+def _source_overrides(args: argparse.Namespace) -> dict[str, str]:
+    """--logs as a files source with the file options; the file options alone apply to the vendor's
+    own files (--vendor without --logs)."""
+    if getattr(args, "logs", None):
+        return {"kind": "files", "path": str(args.logs), **_file_options(args)}
+    return _file_options(args)
+
+
 def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration the options of `licanom detect` change (an option left out changes nothing)."""
-    overrides: dict[str, Any] = {"source": {"kind": "files", "path": str(args.logs), **_file_options(args)}} \
-        if args.logs else {}
+    overrides: dict[str, Any] = {"source": _source_overrides(args)} if _source_overrides(args) else {}
     if args.model is not None:
         overrides["train"] = {"models": args.model if args.model in ("all", "sequence", "auto") else args.model.split(",")}
     if args.epochs is not None:

@@ -59,15 +59,21 @@ class SourceConfig(_Model):
     @field_validator("time_format")
     @classmethod
     def _strftime_codes(cls, v: str | None) -> str | None:
-        if v is not None and ("%" not in v or not v.strip()):
-            raise ValueError(f"source.time_format must be strftime codes such as \"%d.%m.%Y %H:%M:%S\", got {v!r}")
+        if v is None:
+            return v
+        if "%" not in v:
+            raise ValueError('must be strftime codes such as "%d.%m.%Y %H:%M:%S"')
+        if "%Z" in v:  # the parser skips a zone's name without reading it: every time would be off
+            raise ValueError("%Z (a zone's name) cannot be read; write the offset with %z (+02:00, -0500, Z)")
+        if "%f" in v:  # it reads the digits as nanoseconds: ".447536" would be 447 microseconds off
+            raise ValueError('%f reads nanoseconds; a fraction after the seconds is "%S%.f" (or %3f, %6f for that many digits)')
         return v
 
     @field_validator("separator")
     @classmethod
     def _one_character(cls, v: str | None) -> str | None:
         if v is not None and len(v) != 1:
-            raise ValueError(f"source.separator must be one character (',' ';' '\\t' '|'), got {v!r}")
+            raise ValueError("must be one character (',' ';' '\\t' '|')")
         return v
 
 

@@ -401,7 +401,7 @@ def test_prepare_warns_when_the_log_gives_too_few_training_chunks(tmp_path, caps
     assert "warning: only" not in capsys.readouterr().out
 
 
-def test_prepare_reads_the_time_format_it_is_given(tmp_path, capsys):
+def test_prepare_reads_the_time_format_it_is_given(tmp_path, capsys, monkeypatch):
     raw = make_raw_log(1200)
     local = raw.with_columns(pl.col("Time").dt.strftime("%m/%d/%Y %I:%M:%S %p"))
     path = tmp_path / "us.csv"
@@ -412,3 +412,13 @@ def test_prepare_reads_the_time_format_it_is_given(tmp_path, capsys):
                  "--out", str(tmp_path / "b")]) == EXIT_OK
     out = capsys.readouterr().out
     assert "rows valid" in out and f"{raw.height:>12,}" in out.split("rows valid", 1)[1].splitlines()[0]
+    # a vendor's own files: the option applies without --logs
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text("source: {kind: files}\n")
+    (conf / "vendors" / "acme.yaml").write_text(f"source: {{path: '{path}'}}\n")
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    assert main(["prepare", "--vendor", "acme", "--out", str(tmp_path / "c")]) == EXIT_BAD_INPUT
+    capsys.readouterr()
+    assert main(["prepare", "--vendor", "acme", "--time-format", "%m/%d/%Y %I:%M:%S %p",
+                 "--out", str(tmp_path / "d")]) == EXIT_OK

@@ -331,8 +331,17 @@ def test_a_declared_time_format_reads_a_spreadsheets_times(tmp_path) -> None:
                                                     .dt.strftime("%d.%m.%Y %H:%M:%S%z")).to_list()))
     offset.write_csv(path)
     assert validate_log(read_log(path, time_format="%d.%m.%Y %H:%M:%S%z")).valid["Time"].to_list() == times.to_list()
-    with pytest.raises(ValueError, match="time_format"):
-        SourceConfig(time_format="dd.mm.yyyy")
+    zulu = local.with_columns(pl.Series("Time", times.dt.strftime("%d.%m.%Y %H:%M:%SZ").to_list()))
+    zulu.write_csv(path)
+    assert validate_log(read_log(path, time_format="%d.%m.%Y %H:%M:%S%z")).valid["Time"].to_list() == times.to_list()
+    for bad, why in (("dd.mm.yyyy", "strftime codes"), ("%d.%m.%Y %H:%M:%S %Z", "%z"), ("%d.%m.%Y %H:%M:%S.%f", r"%\.f")):
+        with pytest.raises(ValueError, match=why):
+            SourceConfig(time_format=bad)
+    # every time unreadable: the refusal says how to declare the layout
+    from licanom.data.validate import ValidationError, check_bad_fraction
+    local.write_csv(path)
+    with pytest.raises(ValidationError, match="source.time_format"):
+        check_bad_fraction(validate_log(read_log(path)), 0.05)
 
 
 def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
@@ -350,7 +359,8 @@ def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
     assert result.valid.columns == validate_log(good).valid.columns  # the file is not a log column
     row = result.quarantine.row(0, named=True)
     assert row["Id"] == "1650" and row[SOURCE_FILE] == str(tmp_path / "parts" / "b.csv")
-    with pytest.raises(ValidationError, match=r"row 50 \(Id 1650\) of .*b\.csv: State"):
+    assert (row["_row"], row["_file_row"]) == (50, "20")  # its place in the files joined, and in its own
+    with pytest.raises(ValidationError, match=r"row 20 \(Id 1650\) of .*b\.csv: State"):
         check_bad_fraction(result, 0.0)
     assert SOURCE_FILE not in read_log(tmp_path / "parts" / "a.csv").columns  # one file: its name is known
 

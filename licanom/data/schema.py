@@ -37,6 +37,7 @@ UNREADABLE = "_unreadable"
 # A raw column the files extractor adds when a log is read from several files: the file each row
 # came from, so that a quarantined row names it (its ``_row`` counts across the files joined).
 SOURCE_FILE = "_file"
+SOURCE_ROW = "_file_row"  # and the row's place in that file (from 0, as ``_row``)
 
 
 def is_ip_address(text: str | None) -> bool:

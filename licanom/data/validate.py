@@ -37,6 +37,7 @@ from licanom.data.schema import (
     BLANK,
     DUPLICATE,
     SOURCE_FILE,
+    SOURCE_ROW,
     UNREADABLE,
     UTC_US,
     WebApiLog,
@@ -638,13 +639,22 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
         # one line each (the command line prints the message on one line): input row (from 0),
         # Id, reason, and the value the first reason is about
         sample = "; ".join(
-            f"row {r.get(ROW)}" + (f" (Id {str(r['Id'])[:40]})" if r.get("Id") is not None else "")
+            (f"row {r.get(SOURCE_ROW)}" if r.get(SOURCE_FILE) else f"row {r.get(ROW)}")
+            + (f" (Id {str(r['Id'])[:40]})" if r.get("Id") is not None else "")
             + (f" of {r[SOURCE_FILE]}" if r.get(SOURCE_FILE) else "") + f": {r.get(REASON)}"
             + _value_shown(r) for r in result.quarantine.head(examples).iter_rows(named=True))
         raise ValidationError(
             f"{result.n_bad} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "
             f"validation, more than validate.max_bad_fraction allows ({max_bad_fraction:.1%}). Failures: {summary}. "
-            f"Examples: {sample}", result)
+            f"Examples: {sample}{_time_hint(counts)}", result)
+
+
+def _time_hint(counts: pl.DataFrame) -> str:
+    """A hint when unreadable times are the commonest reason: how to declare the export's layout."""
+    if not counts.height or counts.row(0)[0] != "Time: unparsable":
+        return ""
+    return (". Times are read as ISO 8601 or Unix seconds: declare another layout with source.time_format "
+            '(or --time-format), e.g. "%d.%m.%Y %H:%M:%S"')
 
 
 def refusal_kept(err: ValidationError, path: Path, what: str = "the quarantined rows") -> ValidationError:

@@ -261,9 +261,10 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
-        from licanom.data.schema import SOURCE_FILE
+        from licanom.data.schema import SOURCE_FILE, SOURCE_ROW
 
-        read = [(p, f.with_columns(pl.lit(str(p)).alias(SOURCE_FILE))) for p, f in read]
+        read = [(p, f.with_columns(pl.lit(str(p)).alias(SOURCE_FILE), pl.int_range(pl.len()).alias(SOURCE_ROW)))
+                for p, f in read]
     frames = [f for _, f in read]
     at_or_below = 0
     if after_id is not None:
@@ -294,7 +295,10 @@ def with_time_format(frame: pl.DataFrame, time_format: str | None) -> pl.DataFra
         return frame
 
     def iso(column: str) -> pl.Expr:
-        parsed = pl.col(column).str.strip_chars().str.strptime(pl.Datetime("us"), time_format, strict=False)
+        text = pl.col(column).str.strip_chars()
+        if "%z" in time_format:
+            text = text.str.replace(r"Z$", "+00:00")
+        parsed = text.str.strptime(pl.Datetime("us"), time_format, strict=False)
         if "%z" in time_format:
             parsed = parsed.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
         return pl.coalesce(parsed.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f"), pl.col(column)).alias(column)
