@@ -65,7 +65,7 @@ class SourceConfig(_Model):
             raise ValueError('must be strftime codes such as "%d.%m.%Y %H:%M:%S"')
         if "%Z" in v:  # the parser skips a zone's name without reading it: every time would be off
             raise ValueError("%Z (a zone's name) cannot be read; write the offset with %z (+02:00, -0500, Z)")
-        if "%f" in v:  # it reads the digits as nanoseconds: ".447536" would be 447 microseconds off
+        if "%f" in v:  # it reads the digits as nanoseconds: ".447536" would be read as 447 microseconds
             raise ValueError('%f reads nanoseconds; a fraction after the seconds is "%S%.f" (or %3f, %6f for that many digits)')
         return v
 
