@@ -555,7 +555,17 @@ def main(argv: list[str] | None = None) -> int:
         code = int(args.func(args))
         sys.stdout.flush()  # a reader that went away is met here, not at the interpreter's exit
         return code
-    except (ConfigError, ConfigFileError, YAMLError) as err:
+    except ConfigError as err:  # a setting's value: say which files the settings came from
+        from licanom.config import default_conf_dir
+
+        conf = default_conf_dir()
+        vendor = getattr(args, "vendor", None)
+        files = [str(conf / "vendors" / f"{vendor}.yaml")] if vendor else []
+        where = " over ".join([*files, str(conf / "defaults.yaml")])
+        print(f"licanom: configuration error: {describe_error(err)} (settings from the command line over {where})",
+              file=sys.stderr)
+        return EXIT_USAGE
+    except (ConfigFileError, YAMLError) as err:
         print(f"licanom: configuration error: {describe_error(err)}", file=sys.stderr)
         return EXIT_USAGE
     except (ValidationError, NotEnoughDataError) as err:

@@ -269,7 +269,8 @@ def test_a_configuration_error_is_one_sentence_naming_the_setting(tmp_path, monk
     code = main(["detect", "--vendor", "acme", "--logs", str(csv_export), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == EXIT_USAGE
-    assert err == "licanom: configuration error: train.epochs: input should be greater than or equal to 1 (got 0)\n"
+    assert err == ("licanom: configuration error: train.epochs: input should be greater than or equal to 1 (got 0) "
+                   f"(settings from the command line over {conf / 'vendors' / 'acme.yaml'} over {conf / 'defaults.yaml'})\n")
     # a YAML syntax error names the file, the line and the column
     (conf / "vendors" / "acme.yaml").write_text("train:\n  epochs: 3\nsource:\n  path: [oops\n")
     code = main(["detect", "--vendor", "acme", "--logs", str(csv_export), "--out", str(tmp_path / "o")])
