@@ -86,20 +86,37 @@ _MIX: dict[str, str] = {
     "cloud": "US 50 IE 12 DE 12 NL 10 GB 8 SG 5 JP 3",
     "vpn": "NL 20 SE 15 CH 15 US 20 DE 10 GB 10 SG 10",
 }
-# Per profile: mode, volume range (requests/day), schedule weights (office, evening, server), mean
-# installations per customer, NAT share, IPv6 share, GetKey share, follow-up share, joining share,
-# named machines, rough rows per installation-day (to size the population).
-_SPEC: dict[str, dict[str, Any]] = {
-    "desktop": dict(mode="node", volume=(200, 3000), sched=(0.75, 0.25, 0), per_cust=1.8, nat=0.3, v6=0.12,
-                    getkey=0.1, follow=0.25, join=0.12, named=0.7, per_inst=1.3, rollout=(20, 120)),
-    "enterprise": dict(mode="node", volume=(1000, 8000), sched=(1, 0, 0), per_cust=0, nat=1.0, v6=0.05,
-                       getkey=0.3, follow=0.15, join=0.0, named=0.9, per_inst=1.1, rollout=(50, 300)),
-    "indie": dict(mode="node", volume=(20, 150), sched=(0.3, 0.7, 0), per_cust=1.2, nat=0.05, v6=0.2,
-                  getkey=0.5, follow=0.1, join=0.25, named=0.0, per_inst=1.0, rollout=None),
-    "usage": dict(mode="usage", volume=(2000, 20000), sched=(0.35, 0, 0.65), per_cust=2.0, nat=1.0, v6=0.1,
-                  getkey=0.0, follow=0.0, join=0.1, named=0.5, per_inst=40.0, rollout=(10, 60)),
-    "floating": dict(mode="floating", volume=(1500, 15000), sched=(1, 0, 0), per_cust=0, nat=0.85, v6=0.05,
-                     getkey=0.0, follow=0.0, join=0.05, named=0.0, per_inst=0.0, rollout=None),
+@dataclass(frozen=True)
+class _Profile:
+    """How one kind of vendor is drawn."""
+
+    mode: str                          # "node" (node-locked), "usage" (metered) or "floating"
+    volume: tuple[float, float]        # requests a day, drawn log-uniformly per world
+    sched: tuple[float, float, float]  # weights of office, evening and server schedules
+    per_cust: float                    # mean installations per customer (node and usage modes with customers)
+    nat: float                         # share of customers behind a NAT address
+    v6: float                          # share of customers on IPv6
+    getkey: float                      # share of installations that validate with GetKey, not Activate
+    follow: float                      # share of sessions with a follow-up request
+    join: float                        # share of customers who join during the world
+    named: float                       # share of machines with a FriendlyName
+    per_inst: float                    # rough rows per installation-day, to size the population
+    rollout: tuple[int, int] | None    # machines of a big customer's one-day rollout; None: no rollout
+
+
+# enterprise and floating draw their installations per organisation, not per customer: per_cust
+# is not read for them, and floating sizes its population from its heartbeats, not per_inst
+_SPEC: dict[str, _Profile] = {
+    "desktop": _Profile(mode="node", volume=(200, 3000), sched=(0.75, 0.25, 0), per_cust=1.8, nat=0.3, v6=0.12,
+                        getkey=0.1, follow=0.25, join=0.12, named=0.7, per_inst=1.3, rollout=(20, 120)),
+    "enterprise": _Profile(mode="node", volume=(1000, 8000), sched=(1, 0, 0), per_cust=0, nat=1.0, v6=0.05,
+                           getkey=0.3, follow=0.15, join=0.0, named=0.9, per_inst=1.1, rollout=(50, 300)),
+    "indie": _Profile(mode="node", volume=(20, 150), sched=(0.3, 0.7, 0), per_cust=1.2, nat=0.05, v6=0.2,
+                      getkey=0.5, follow=0.1, join=0.25, named=0.0, per_inst=1.0, rollout=None),
+    "usage": _Profile(mode="usage", volume=(2000, 20000), sched=(0.35, 0, 0.65), per_cust=2.0, nat=1.0, v6=0.1,
+                      getkey=0.0, follow=0.0, join=0.1, named=0.5, per_inst=40.0, rollout=(10, 60)),
+    "floating": _Profile(mode="floating", volume=(1500, 15000), sched=(1, 0, 0), per_cust=0, nat=0.85, v6=0.05,
+                         getkey=0.0, follow=0.0, join=0.05, named=0.0, per_inst=0.0, rollout=None),
 }
 _WEEK = np.array([[1.0, 0.1], [0.9, 1.4], [1.0, 0.6]])  # weekday / weekend factor per schedule
 
@@ -128,7 +145,7 @@ def _pick(rng: np.random.Generator, name: str, size: int | None = None) -> Any:
 @lru_cache(maxsize=1)
 def _pools() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Public IPv4 and IPv6 addresses per country, random ones classified with iptocc (once per process)."""
-    rng = np.random.default_rng(20240611)
+    rng = np.random.default_rng(20240611)  # fixed: every world draws from the same address pools
     octets = rng.integers(0, 256, size=(400_000, 4))
     octets[:, 0] = rng.integers(1, 224, size=len(octets))
     v4 = [f"{a}.{b}.{c}.{d}" for a, b, c, d in octets.tolist()]
@@ -268,9 +285,11 @@ def _tz_of(cc: str, rng: np.random.Generator) -> float:
 
 def _population(w: _World) -> _Pop:
     """Customers and their installations, sized to a daily volume drawn from the profile's range."""
-    rng, spec, mode = w.rng, w.spec, w.spec["mode"]
-    volume = w.volume = float(_logu(rng, *spec["volume"]))
-    per_inst = 0.65 * (4.5 * HOUR / w.heartbeat + 1.5) if mode == "floating" else spec["per_inst"]
+    rng, spec, mode = w.rng, w.spec, w.spec.mode
+    volume = w.volume = float(_logu(rng, *spec.volume))
+    # a floating seat's rows a day: open on about 65% of days, a session of about 4.5 hours of
+    # heartbeats plus its opening and release
+    per_inst = 0.65 * (4.5 * HOUR / w.heartbeat + 1.5) if mode == "floating" else spec.per_inst
     n_inst = max(8, int(round(volume / per_inst)))
     if w.profile == "enterprise":
         shares = rng.dirichlet(np.full(int(rng.integers(3, 11)), 0.8))
@@ -281,31 +300,31 @@ def _population(w: _World) -> _Pop:
         n_org = int(np.searchsorted(np.cumsum(users), n_inst) + 1)
         caps, sizes = caps[:n_org], users[:n_org]
     else:
-        sizes = rng.geometric(1 / spec["per_cust"], size=n_inst)
+        sizes = rng.geometric(1 / spec.per_cust, size=n_inst)
         sizes = sizes[: int(np.searchsorted(np.cumsum(sizes), n_inst) + 1)]
     n_cust = len(sizes)
     c_country = _pick(rng, w.profile, n_cust)
     c_tz = np.array([_tz_of(cc, rng) for cc in c_country])
-    c_sched = rng.choice(3, n_cust, p=np.array(spec["sched"]) / sum(spec["sched"]))
-    c_nat = rng.random(n_cust) < spec["nat"]
-    c_v6 = rng.random(n_cust) < spec["v6"]
+    c_sched = rng.choice(3, n_cust, p=np.array(spec.sched) / sum(spec.sched))
+    c_nat = rng.random(n_cust) < spec.nat
+    c_v6 = rng.random(n_cust) < spec.v6
     n_keys = np.where(rng.random(n_cust) < (0.6 if w.profile == "enterprise" else 0.05), rng.integers(2, 4, n_cust), 1)
     c_keys = [w.new_keys(int(k), rng) for k in n_keys]
     c_ips = [np.array([w.ip(cc, v6, rng) for _ in range(int(rng.integers(1, 4)))]) for cc, v6 in zip(c_country, c_v6, strict=True)]
-    c_join = np.where(rng.random(n_cust) < spec["join"], rng.uniform(0, w.span * 0.9, n_cust), -np.inf)
+    c_join = np.where(rng.random(n_cust) < spec.join, rng.uniform(0, w.span * 0.9, n_cust), -np.inf)
 
     cust = np.repeat(np.arange(n_cust), sizes)
     n = len(cust)
     key = np.array([c_keys[c][rng.integers(len(c_keys[c]))] for c in cust])
     join_t = c_join[cust] + np.where(np.r_[True, cust[1:] != cust[:-1]], 0.0, rng.exponential(2 * DAY, n))
-    if spec["rollout"] and rng.random() < 0.8:  # a big customer rolls out to many machines on one day
+    if spec.rollout and rng.random() < 0.8:  # a big customer rolls out to many machines on one day
         big = int(np.argmax(np.where(c_nat, sizes, 0)))
-        extra = int(rng.integers(*spec["rollout"]))
+        extra = int(rng.integers(*spec.rollout))
         day = float(rng.integers(1, max(2, w.days - 1)))
         at = day * DAY + (9 - c_tz[big]) * HOUR + rng.uniform(0, rng.uniform(2, 6) * HOUR, extra)
         cust, key = np.r_[cust, np.full(extra, big)], np.r_[key, np.full(extra, c_keys[big][0])]
         join_t, n = np.r_[join_t, at], n + extra
-    mc = w.new_machines(n, rng, spec["named"])
+    mc = w.new_machines(n, rng, spec.named)
     nat = c_nat[cust] & ~((mode == "floating") & (rng.random(n) < 0.2))  # remote workers
     ipmat = np.zeros((n, 3), np.int64)
     nip = np.ones(n, np.int64)
@@ -350,7 +369,7 @@ def _population(w: _World) -> _Pop:
         extra_cols["dur"] = _logu(rng, 2.5, 6.5, n) * HOUR
         per_session = extra_cols["dur"] / w.heartbeat + 1.5
     else:
-        per_session = np.full(n, 1.0 + spec["follow"] + 0.03)
+        per_session = np.full(n, 1.0 + spec.follow + 0.03)
     weight = rng.lognormal(0, 0.9 if mode == "usage" else 0.5, n)
     sched = c_sched[cust]
     day_factor = (_WEEK[:, 0] * 5 + _WEEK[:, 1] * 2)[sched] / 7
@@ -375,11 +394,11 @@ def _day_multiplier(w: _World) -> np.ndarray:
     mult = np.exp(rng.uniform(-0.5, 0.7) * d / max(w.days, 1))
     release = int(rng.integers(0, w.days))
     # every client updates and validates again; seats of floating licences are restarted, not doubled
-    boost = rng.uniform(1.1, 1.4) if w.spec["mode"] == "floating" else rng.uniform(1.8, 3.5)
+    boost = rng.uniform(1.1, 1.4) if w.spec.mode == "floating" else rng.uniform(1.8, 3.5)
     mult[release] *= boost
     if release + 1 < w.days:
         mult[release + 1] *= 1 + (boost - 1) / 3
-    if w.spec["mode"] == "usage":
+    if w.spec.mode == "usage":
         dates = [w.t0 + timedelta(days=int(i)) for i in d]
         last = np.array([(x + timedelta(days=3)).month != x.month for x in dates])
         mult[last] *= rng.uniform(1.5, 2.5)
@@ -430,7 +449,7 @@ def _lifecycle(w: _World, pop: _Pop) -> None:
     """First activations of new installations (with typos and key purchases) and renewals."""
     rng, spec = w.rng, w.spec
     new = np.flatnonzero(np.isfinite(pop.join_t) & (pop.join_t < w.span))
-    floating = spec["mode"] == "floating"
+    floating = spec.mode == "floating"
     if len(new):
         t = pop.join_t[new]
         fexp = t + w.heartbeat if floating else None
@@ -451,19 +470,19 @@ def _lifecycle(w: _World, pop: _Pop) -> None:
 def _node_traffic(w: _World, pop: _Pop, inst: np.ndarray, t: np.ndarray, ip: np.ndarray, lapsed: np.ndarray) -> None:
     rng, spec, n = w.rng, w.spec, len(t)
     key = pop.key[inst]
-    getkey = rng.random(n) < spec["getkey"]
+    getkey = rng.random(n) < spec.getkey
     mc = np.where(getkey, 0, pop.mc[inst])
     st = np.where(lapsed, np.where(getkey, GETKEY_EXPIRED, ACT_EXPIRED), np.where(getkey, GETKEY, ACTIVATE_AGAIN))
     w.add(t, key, ip, mc, st)
     again = lapsed & (rng.random(n) < 0.6)  # the user tries once or twice more at once
     w.add(t[again] + rng.uniform(2, 25, again.sum()), key[again], ip[again], mc[again], st[again])
-    follow = ~lapsed & ~getkey & (rng.random(n) < spec["follow"])
+    follow = ~lapsed & ~getkey & (rng.random(n) < spec.follow)
     w.add(t[follow] + rng.exponential(400, follow.sum()), key[follow], ip[follow], 0, GETKEY)
     dup = rng.random(n) < 0.015  # network retry
     w.add(t[dup] + rng.uniform(0.5, 20, dup.sum()), key[dup], ip[dup], mc[dup], st[dup])
     limit = np.flatnonzero(~lapsed & (rng.random(n) < 0.003))  # a new machine hits the machine limit
     if len(limit):
-        fresh = w.new_machines(len(limit), rng, spec["named"])
+        fresh = w.new_machines(len(limit), rng, spec.named)
         w.add(t[limit], key[limit], ip[limit], fresh, ACT_LIMIT)
         w.add(t[limit] + rng.uniform(20, 300, len(limit)), key[limit], ip[limit], pop.mc[inst[limit]], DEACTIVATE)
         w.add(t[limit] + rng.uniform(320, 900, len(limit)), key[limit], ip[limit], fresh, ACTIVATE_NEW)
@@ -532,7 +551,7 @@ def _floating_traffic(w: _World, pop: _Pop, inst: np.ndarray, t: np.ndarray, ip:
 def _lookalikes(w: _World, pop: _Pop, inst: np.ndarray, t: np.ndarray, ip: np.ndarray) -> None:
     """Ordinary failures (mistyped keys, a revoked key passed around), a CI farm activating fresh
     machines every working day, support staff touching many keys from one office."""
-    rng, floating = w.rng, w.spec["mode"] == "floating"
+    rng, floating = w.rng, w.spec.mode == "floating"
     for i in np.flatnonzero(rng.random(len(t)) < 0.004):
         k = int(pop.key[inst[i]])
         st = ACT_NOT_FOUND if rng.random() < 0.7 else GETKEY_NOT_FOUND
@@ -613,7 +632,7 @@ def _brute_force(w: _World, pop: _Pop, rng: np.random.Generator, long: float) ->
 
 def _key_sharing(w: _World, pop: _Pop, rng: np.random.Generator, long: float) -> _Event:
     i = _victim(w, pop, rng)
-    key, floating = int(pop.key[i]), w.spec["mode"] == "floating"
+    key, floating = int(pop.key[i]), w.spec.mode == "floating"
     m = int(_logu(rng, 8, 250))
     span = _logu(rng, 2 * HOUR, 4 * DAY)
     t0 = rng.uniform(0, max(w.span - span, 1))
@@ -658,14 +677,14 @@ def _floating_overuse(w: _World, pop: _Pop, rng: np.random.Generator, long: floa
 
 def _failure_loop(w: _World, pop: _Pop, rng: np.random.Generator, long: float) -> _Event:
     i = _victim(w, pop, rng)
-    mode = w.spec["mode"]
+    mode = w.spec.mode
     options = {"node": [ACT_EXPIRED, ACT_BLOCKED, ACT_LIMIT, GETKEY_EXPIRED, GETKEY_BLOCKED],
                "usage": [ACT_EXPIRED, DO_EXPIRED, DO_BLOCKED, GETKEY_BLOCKED],
                "floating": [ACT_EXPIRED, ACT_BLOCKED, ACT_SEATS_FULL]}[mode]
     st = int(rng.choice(options))
     gap = _logu(rng, 3, 600) if long else _logu(rng, 2, 900)
     span = min(_logu(rng, 1 * DAY, 8 * DAY), long) if long else _logu(rng, 10 * MINUTE, 3 * DAY)
-    n = int(min(300_000, max(3, span / gap)))
+    n = int(min(300_000, max(3, span / gap)))  # at most 300,000 rows a storm
     steps = gap * rng.uniform(0.8, 1.2, n)
     if rng.random() < 0.3:  # exponential back-off up to the final interval
         steps = np.minimum(steps, 2.0 ** np.minimum(np.arange(n), 40))
@@ -680,10 +699,10 @@ def _failure_loop(w: _World, pop: _Pop, rng: np.random.Generator, long: float) -
 
 def _runaway(w: _World, pop: _Pop, rng: np.random.Generator, long: float) -> _Event:
     i = _victim(w, pop, rng)
-    mode = w.spec["mode"]
+    mode = w.spec.mode
     gap = _logu(rng, 0.3, 20)
     span = min(_logu(rng, 2 * HOUR, 40 * HOUR), long) if long else _logu(rng, 5 * MINUTE, 12 * HOUR)
-    n = int(min(300_000, max(3, span / gap)))
+    n = int(min(300_000, max(3, span / gap)))  # at most 300,000 rows a storm
     t = rng.uniform(0, w.span) + np.cumsum(rng.exponential(gap, n))
     ok = {"node": ACTIVATE_AGAIN if rng.random() < 0.6 else GETKEY, "usage": DO_READ, "floating": ACTIVATE_FLOATING}[mode]
     st = np.where(rng.random(n) < rng.uniform(0, 0.1), GETKEY_THROTTLED if ok == GETKEY else ACT_THROTTLED, ok)
@@ -735,12 +754,12 @@ def _inject(w: _World, pop: _Pop, normal_t: np.ndarray, level: str, rng: np.rand
     one = 1.0 / max(1, len(normal_t) // WINDOW)  # one window's share
     cap = max(hi - 0.01, 1.5 * one)
     step = target / rng.integers(*{"low": (3, 12), "medium": (5, 18), "high": (6, 22), "storm": (4, 12)}[level])
-    mode = w.spec["mode"]
+    mode = w.spec.mode
     kinds = [k for k in KINDS if (k != "floating_overuse" or mode == "floating") and (k != "usage_fraud" or mode == "usage")]
     weights = np.array([_WEIGHTS[k] for k in kinds])
     anomal = np.zeros(0)
     share, events = 0.0, []
-    for _ in range(500):
+    for _ in range(500):  # a bound on events a world draws; the target share ends it long before
         if share >= target:
             break
         long = (level == "storm" and share < 0.75 * target) or (level == "high" and rng.random() < 0.3)
@@ -813,11 +832,12 @@ def _assemble(w: _World, events: list[_Event]) -> SimulatedLog:
         last_ok=pl.when((st == DO_INCREMENT) & ~pl.col("capped")).then(cum).max().over("key", "month"),
     ).with_columns(
         n_over=pl.col("over").cast(pl.Int64).cum_sum().over("key", "month"),
-    ).filter(~pl.col("over") | (pl.col("n_over") <= 5 + pl.col("key") % 20))
+    ).filter(~pl.col("over") | (pl.col("n_over") <= 5 + pl.col("key") % 20))  # a client gives up after 5-24 refusals a month
     gaps = w.rng.geometric(1 / w.rng.uniform(1, 30), frame.height)
     ids = int(w.rng.integers(1_000_000, 90_000_000)) + np.cumsum(gaps)
     keys, ips = pl.Series(w.keys, dtype=pl.String), pl.Series(w.ips, dtype=pl.String)
     mcs, names = pl.Series(w.mcs, dtype=pl.String), pl.Series(w.names, dtype=pl.String)
+    # each key's data object: distinct Ids spread over 10,000-899,999 (7919 is a prime step)
     doid = pl.Series(10_000 + (np.arange(nk) * 7919 + 31) % 890_000, dtype=pl.Int64)
     activation = (frame["st"] // 100 == 20).to_numpy()
     log = frame.select(
@@ -868,7 +888,7 @@ def simulate(profile: str, seed: int, days: int = 21, level: str = "medium") -> 
     pop = _population(w)
     _lifecycle(w, pop)
     inst, t, ip, lapsed = _sessions(w, pop, _day_multiplier(w))
-    {"node": _node_traffic, "usage": _usage_traffic, "floating": _floating_traffic}[w.spec["mode"]](
+    {"node": _node_traffic, "usage": _usage_traffic, "floating": _floating_traffic}[w.spec.mode](
         w, pop, inst, t, ip, lapsed)
     _lookalikes(w, pop, inst, t, ip)
     normal_t = np.sort(np.concatenate([b["t"] for b in w.blocks]))
