@@ -132,7 +132,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def _load_cfg(args: argparse.Namespace) -> Any:
     from licanom.config import load_config
 
-    overrides: dict[str, Any] = {"source": _source_overrides(args)} if _source_overrides(args) else {}
+    source = _source_overrides(args)
+    overrides: dict[str, Any] = {"source": source} if source else {}
     if getattr(args, "chunk_size", None) is not None:
         overrides.setdefault("chunk", {})["size"] = args.chunk_size
         overrides["chunk"]["stride"] = args.stride if args.stride is not None else args.chunk_size
@@ -196,7 +197,8 @@ def _source_overrides(args: argparse.Namespace) -> dict[str, str]:
 
 def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The configuration the options of `licanom detect` change (an option left out changes nothing)."""
-    overrides: dict[str, Any] = {"source": _source_overrides(args)} if _source_overrides(args) else {}
+    source = _source_overrides(args)
+    overrides: dict[str, Any] = {"source": source} if source else {}
     if args.model is not None:
         overrides["train"] = {"models": args.model if args.model in ("all", "sequence", "auto") else args.model.split(",")}
     if args.epochs is not None:

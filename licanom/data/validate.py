@@ -651,7 +651,7 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
 
 def _time_hint(counts: pl.DataFrame) -> str:
     """A hint when unreadable times are the commonest reason: how to declare the export's layout."""
-    if not counts.height or counts.row(0)[0] != "Time: unparsable":
+    if not counts.height or counts.row(0)[0] != _LOST["Time"]:
         return ""
     return (". Times are read as ISO 8601 or Unix seconds: declare another layout with source.time_format "
             '(or --time-format), e.g. "%d.%m.%Y %H:%M:%S"')
