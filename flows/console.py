@@ -2,7 +2,8 @@
 
 Prefect logs a failed run's exception with its traceback; the Prefect API (and so the UI) keeps
 it whole. On the console, a failure that names its cause (no champion yet, a missing log file,
-rows that fail validation, a missing secret, an unreachable tracking server) keeps its one-line
+rows that fail validation, a missing secret, an unreachable tracking server, a scoring state that
+is missing or unreadable, a vendor busy with another run) keeps its one-line
 message and drops the traceback; any other exception (a bug) keeps its traceback.
 """
 
@@ -16,6 +17,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from pydantic import ValidationError as ConfigError
 
     from licanom.ops.bundle import VendorMismatchError
+    from licanom.ops.scoring_state import StateError, VendorBusyError
     from licanom.data.chunk import NotEnoughDataError
     from licanom.data.extract.files import ExtractFileError
     from licanom.data.privacy import MissingSecretError
@@ -23,7 +25,7 @@ def expected_errors() -> tuple[type[BaseException], ...]:
     from licanom.data.validate import ValidationError
 
     return (LookupError, ExtractFileError, ValidationError, NotEnoughDataError, VendorMismatchError,
-            MissingSecretError, TrackingUnavailableError, ConfigError)
+            MissingSecretError, TrackingUnavailableError, ConfigError, StateError, VendorBusyError)
 
 
 class _OneLineForExpected(logging.Formatter):

@@ -112,13 +112,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("flow", choices=["score", "train", "nightly"],
                         help="score: the vendor's new rows with its champion; train: retrain the vendor's "
                              "variants; nightly: score every vendor")
-    parser.add_argument("--vendor", type=vendor_name, default="demo",
-                        help="vendor with a file conf/vendors/<vendor>.yaml (score and train)")
+    parser.add_argument("--vendor", type=vendor_name, default=None,
+                        help="score and train: the vendor, with a file conf/vendors/<vendor>.yaml (default: demo); "
+                             "nightly scores every vendor and takes none")
     parser.add_argument("--since", type=NON_NEGATIVE, default=None,
                         help="score: re-score the rows after this log Id (default: after the watermark)")
     parser.add_argument("--api-attempts", type=POSITIVE, default=int(os.environ.get("LICANOM_API_ATTEMPTS", "6")),
                         help="times to ask an unreachable Prefect API (PREFECT_API_URL) with back-off")
     args = parser.parse_args(argv)
+    if args.flow == "nightly" and args.vendor is not None:  # it would score every vendor, not this one
+        parser.error(f"nightly scores every vendor of conf/vendors/ and takes no --vendor; for {args.vendor} alone: "
+                     f"licanom run score --vendor {args.vendor}")
+    if args.flow != "score" and args.since is not None:
+        parser.error(f"--since is for score (re-score one vendor's rows after an Id); {args.flow} takes none")
+    args.vendor = args.vendor or "demo"
     with Interrupted.installed() as interrupt:
         try:
             state = _run(args, interrupt)

@@ -165,6 +165,11 @@ def test_an_expected_failure_is_one_line_on_the_console_and_a_bug_keeps_its_trac
     expected = record(LookupError("vendor 'acme' has no champion model yet"))
     assert fmt.format(expected).count("\n") == 0 and "no champion model yet" in fmt.format(expected)
     assert expected.exc_info is not None  # other handlers (the Prefect API's) still get the traceback
+    from licanom.ops.scoring_state import StateMissingError, VendorBusyError
+
+    for exc in (StateMissingError("out/acme/state/state.json is missing, but vendor 'acme' has a trained model"),
+                VendorBusyError("another run holds out/acme/state/lock")):
+        assert fmt.format(record(exc)).count("\n") == 0
     bug = record(ZeroDivisionError("division by zero"))
     assert "Traceback (most recent call last)" in fmt.format(bug)
 

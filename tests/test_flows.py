@@ -334,6 +334,22 @@ def test_run_ends_a_flow_failed_on_its_input_with_prepares_exit_code(flow_env, c
     assert last.startswith("licanom: train flow failed: ") and "missing.csv" in last
 
 
+def test_run_refuses_the_options_its_flow_would_ignore(flow_env, capsys):
+    """`licanom run nightly` scores every vendor: a --vendor (or --since) would be ignored, so it
+    is refused in one line before anything runs."""
+    import pytest
+
+    from flows.run import main
+
+    for argv, words in ((["nightly", "--vendor", "alpha"], "licanom run score --vendor alpha"),
+                        (["train", "--since", "4"], "--since is for score")):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and words in err[0]
+
+
 def test_the_threads_runner_defaults_to_two_vendors_per_cpu(monkeypatch):
     import flows.nightly as nightly
 
