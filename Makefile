@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval eval-dev eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-quality bench-calibration bench-entities bench-score bench-gpu bench-threads bench-fixed bench-summary serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-detect eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-quality bench-calibration bench-entities bench-score bench-gpu bench-threads bench-fixed bench-summary serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -80,6 +80,11 @@ eval: $(STAMP)
 # The same on the development seeds: for choosing designs and defaults, never reported.
 eval-dev: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.eval_nightly --seeds dev $(EVAL_ARGS)
+
+# licanom detect's default decision on the same worlds, report seeds: each whole log split at random,
+# the test chunks judged (the nightly evaluation above is the headline).
+eval-detect: $(STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.eval_nightly --seeds report --mode detect --detectors Tail_context --no-clustering --out benchmarks/results/detect-mode $(EVAL_ARGS)
 
 # The earlier labelled evaluation of every detector and threshold (blocked folds; ranking and speed).
 eval-blocked: $(STAMP)

@@ -17,6 +17,10 @@ An autoencoder is named with the input mode it reads, both modes side by side, e
         --detectors Tail_context,IForest_summary,TCN_AE:rows,TCN_AE:thesis,LSTM_AE:rows,LSTM_AE:thesis
 
 (GMM and KMeans on their latent code are judged beside them; --no-clustering skips that.)
+
+``--mode detect`` judges ``licanom detect`` instead (make eval-detect): each vendor's whole log
+prepared at once, its chunks split at random as the configuration says, the default decision on
+the held-out test chunks.
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
                         "licanom.evaluation.secondsim.PROFILES)")
     p.add_argument("--detectors", default="Tail_context,IForest_summary",
                    help="comma list of registered names; an autoencoder may name its input mode, e.g. TCN_AE:rows")
+    p.add_argument("--mode", choices=("nightly", "detect"), default="nightly",
+                   help="nightly: train on the first days, score each later day (the flows); detect: licanom detect "
+                        "on the whole log, its random test chunks judged")
     p.add_argument("--days", type=int, default=21)
     p.add_argument("--epochs", type=int, default=None, help="the autoencoders' epochs (default: the configuration's)")
     p.add_argument("--no-clustering", action="store_true", help="skip GMM/KMeans on the latent code")
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     profiles = None if args.profiles is None else [s.strip() for s in args.profiles.split(",")]
     settings = NightlySettings(days=args.days, detectors=tuple(args.detectors.split(",")),
                                clustering=not args.no_clustering, carry_rows_state=args.carry_rows_state,
-                               chunks_out=args.chunks_out)
+                               chunks_out=args.chunks_out, mode=args.mode)
     if args.epochs is not None:
         cfg = settings.config
         settings = replace(settings, config=cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": args.epochs})}))
@@ -99,8 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     per_vendor = run_sweep(worlds, profiles=profiles, seeds=seeds, settings=settings, jobs=args.jobs,
                            progress=lambda line: print(line, file=sys.stderr, flush=True))
     summary = summarise(per_vendor, by=by)
-    header = (f"Nightly mode, {args.days} days (train on the first {round(args.days * settings.train_fraction)}, "
-              f"score each later day), autoencoders {settings.config.train.epochs} epochs, seeds {','.join(map(str, seeds))}, profiles {args.profiles or 'of each world'}; "
+    how = (f"Nightly mode, {args.days} days (train on the first {round(args.days * settings.train_fraction)}, "
+           f"score each later day)" if args.mode == "nightly" else
+           f"Detect mode, {args.days} days (licanom detect on the whole log: {settings.config.split.method} split, "
+           f"the test chunks judged)")
+    header = (f"{how}, autoencoders {settings.config.train.epochs} epochs, seeds {','.join(map(str, seeds))}, profiles {args.profiles or 'of each world'}; "
               f"{datetime.now(UTC):%Y-%m-%d}, {time.perf_counter() - t0:.0f} s, {args.jobs} job(s).\n"
               f"Command: python -m benchmarks.eval_nightly {' '.join(argv if argv is not None else sys.argv[1:])}\n")
     return _write(header, summary, per_vendor, args.out)

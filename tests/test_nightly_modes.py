@@ -127,3 +127,24 @@ def test_the_second_generators_worlds_run_through_the_same_nights_and_keep_their
     # the caller's profiles in the caller's order
     order = run_sweep([SecondWorld("second: low", "low")], profiles=["indie", "desktop"], seeds=[1], settings=settings)
     assert order["profile"].to_list() == ["indie", "desktop"]
+
+
+def test_detect_mode_judges_the_test_chunks_that_licanom_detect_flags():
+    """``mode="detect"``: the whole log prepared at once and split at random, as ``licanom detect``
+    does; the row judges exactly its test chunks and their default decision."""
+    from licanom.data.pipeline import prepare
+    from licanom.ops.detect import detect
+
+    settings = NightlySettings(days=5, detectors=("Tail_context",), clustering=False, mode="detect")
+    world = World("tiny", None)
+    [row] = run_vendor(world, "floating", 3, settings)
+    cfg = settings.config
+    sim = world.simulate("floating", 3, settings.days)
+    prepared = prepare(sim.log, cfg)
+    test = detect(prepared, cfg.train, cfg.detect, models=("Tail_context",), context=cfg.context, encode=cfg.encode,
+                  split=cfg.split).chunks.filter(pl.col("split") == "test")
+    assert 0 < row["chunks"] == test.height == int(prepared.test_mask.sum()) < prepared.chunks.n_chunks
+    assert row["flagged"] == int(test["is_anomaly"].sum())
+    assert row["found"] <= row["events"] and "entities" not in row
+    with pytest.raises(ValueError, match="mode must be nightly or detect"):
+        NightlySettings(mode="weekly").check()  # type: ignore[arg-type]

@@ -45,6 +45,12 @@ figures the documentation reports, run once the defaults are frozen. Late anomal
 are reported apart (:data:`LATE`). The second generator's worlds (:data:`SECOND`,
 :mod:`licanom.evaluation.secondsim`: vendors, traffic and anomalies of their own, written without
 reading :mod:`licanom.sim`) are reported apart too; their events are judged per kind like the others.
+
+``NightlySettings(mode="detect")`` judges ``licanom detect`` instead (:func:`detected_variants`):
+the whole log prepared at once, its chunks split at random (the configuration's split), the
+detector trained on the training chunks and its default decision judged on the test chunks,
+with the same columns (``train_seconds`` then holds preparing, training and scoring; no entity
+results or clustering).
 """
 
 from __future__ import annotations
@@ -214,8 +220,14 @@ class NightlySettings:
     # the scored chunks with truth, incident, events and kinds; beside it, for a model with entity
     # results, the night rows with their labels and the entity results), for analysis; None: not written
     chunks_out: Path | None = None
+    # "nightly": train on the first days, score each later day (the flows); "detect": ``licanom
+    # detect`` on the whole log (its chunks split at random by the configuration's split, the
+    # held-out test chunks judged)
+    mode: Literal["nightly", "detect"] = "nightly"
 
     def check(self) -> None:
+        if self.mode not in ("nightly", "detect"):
+            raise ValueError(f"mode must be nightly or detect, got {self.mode!r}")
         if self.days < 3:
             raise ValueError(f"days must be at least 3, got {self.days}")
         if not 0 < self.train_fraction < 1:
@@ -275,7 +287,7 @@ class ScoredVariant:
 
     variant: Variant
     family: str
-    bundle: ModelBundle             # the trained model, as the nights began
+    bundle: ModelBundle | None      # the trained model, as the nights began (None in detect mode)
     chunks: pl.DataFrame | None     # every night's chunks (the ``licanom detect`` contract), None if none
     entities: pl.DataFrame | None   # every night's entity results, None if none
     latent: np.ndarray | None       # the chunks' latent codes (clustering), None if not asked for
@@ -362,8 +374,34 @@ def scored_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[Sc
                             epochs=cfg.train.epochs if entry.family == "autoencoder" else None)
 
 
+def detected_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[ScoredVariant]:
+    """Each variant of ``settings`` as ``licanom detect`` runs it on ``sim``'s whole log: prepared
+    once per encoder, the chunks split by the configuration's split (random 80:20 by default), the
+    detector trained on the training chunks; the test chunks (with their default decision) are
+    what is judged. No nights, no entity results, no latent codes."""
+    from licanom.data.pipeline import prepare
+    from licanom.detectors import spec
+    from licanom.ops.detect import detect
+
+    base = settings.config
+    for variant in settings.variants:
+        cfg = base.model_copy(update={"encode": base.encode.model_copy(
+            update={"encoder": variant.encoder(base.encode.encoder)})})
+        t0 = time.perf_counter()
+        prepared = prepare(sim.log, cfg)
+        detection = detect(prepared, cfg.train, cfg.detect, models=(variant.name,), sequence=cfg.sequence,
+                           context=cfg.context, encode=cfg.encode, split=cfg.split)
+        chunks = None if detection.chunks is None else detection.chunks.filter(pl.col("split") == "test")
+        family = spec(variant.name).family
+        yield ScoredVariant(variant=variant, family=family, bundle=None,
+                            chunks=chunks if chunks is not None and chunks.height else None, entities=None,
+                            latent=None, train_seconds=time.perf_counter() - t0, score_seconds=0.0,
+                            epochs=cfg.train.epochs if family == "autoencoder" else None)
+
+
 def run_vendor(world: AnyWorld, profile: str, seed: int, settings: NightlySettings) -> list[dict[str, object]]:
-    """One simulated vendor in nightly mode: a row per detector (see the module text)."""
+    """One simulated vendor in ``settings.mode`` (nightly, or detect): a row per detector (see the
+    module text)."""
     from licanom.detectors import spec
     from licanom.evaluation.labels import auroc
 
@@ -374,7 +412,8 @@ def run_vendor(world: AnyWorld, profile: str, seed: int, settings: NightlySettin
                  "family": spec(v.name).family, "chunks": 0, "unbuilt": str(err)} for v in settings.variants]
     log = sim.log
     rows: list[dict[str, object]] = []
-    for scored in scored_variants(sim, settings):
+    variants = scored_variants if settings.mode == "nightly" else detected_variants
+    for scored in variants(sim, settings):
         chunks = scored.chunks
         row = _judge(world, profile, seed, scored.variant.label, scored.family, chunks, log, sim, settings,
                      train_seconds=scored.train_seconds, score_seconds=scored.score_seconds, auroc=auroc)
