@@ -53,6 +53,7 @@ def vendor(world: str, profile: str, seed: int, detector: str) -> dict[str, obje
     if scored.chunks is None:
         return out
     truth, held, _ = night_truth(scored.chunks, sim.log, sim)
+    assert scored.bundle is not None  # nightly mode: the trained bundle
     calibration = np.asarray(scored.bundle.detector.calibration_scores_, dtype=np.float64)  # type: ignore[attr-defined]
     return {**out, "calibration": calibration, "score": scored.chunks["score"].to_numpy(),
             "severity": scored.chunks["severity"].to_numpy(), "truth": truth, "held": [sorted(h) for h in held]}

@@ -283,7 +283,8 @@ def _found(held: Sequence[set[int]], flagged: np.ndarray) -> set[int]:
 @dataclass(frozen=True)
 class ScoredVariant:
     """One variant of one simulated vendor in nightly mode: the model trained on the first days
-    and what its nights gave (:func:`scored_variants`), before any label is read."""
+    and what its nights gave (:func:`scored_variants`), before any label is read; in detect mode
+    (:func:`detected_variants`) the whole log's test chunks, with no bundle, entities or latent codes."""
 
     variant: Variant
     family: str
@@ -378,17 +379,22 @@ def detected_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[
     """Each variant of ``settings`` as ``licanom detect`` runs it on ``sim``'s whole log: prepared
     once per encoder, the chunks split by the configuration's split (random 80:20 by default), the
     detector trained on the training chunks; the test chunks (with their default decision) are
-    what is judged. No nights, no entity results, no latent codes."""
-    from licanom.data.pipeline import prepare
+    what is judged. No nights, no entity results, no latent codes. Like the rest of the harness it
+reads ``settings.config`` (the library's defaults), not ``conf/defaults.yaml``: for Tail_context
+the same inputs and split; a bare autoencoder name reads the configured encoder, not the YAML's."""
+    from licanom.data.pipeline import Prepared, prepare
     from licanom.detectors import spec
     from licanom.ops.detect import detect
 
     base = settings.config
+    prepared_by: dict[str, Prepared] = {}
     for variant in settings.variants:
-        cfg = base.model_copy(update={"encode": base.encode.model_copy(
-            update={"encoder": variant.encoder(base.encode.encoder)})})
+        encoder = variant.encoder(base.encode.encoder)
+        cfg = base.model_copy(update={"encode": base.encode.model_copy(update={"encoder": encoder})})
         t0 = time.perf_counter()
-        prepared = prepare(sim.log, cfg)
+        if encoder not in prepared_by:  # one preparation per encoder the variants need
+            prepared_by[encoder] = prepare(sim.log, cfg)
+        prepared = prepared_by[encoder]
         detection = detect(prepared, cfg.train, cfg.detect, models=(variant.name,), sequence=cfg.sequence,
                            context=cfg.context, encode=cfg.encode, split=cfg.split)
         chunks = None if detection.chunks is None else detection.chunks.filter(pl.col("split") == "test")

@@ -386,7 +386,8 @@ def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: fl
                 if time.monotonic() >= deadline:
                     raise VendorBusyError(
                         f"vendor {vendor!r} is being scored by another run (lock {d / 'lock'}) "
-                        f"for more than {timeout:.0f} s"
+                        f"for more than {timeout:.0f} s; run again when it has ended (the lock is freed when "
+                        f"its run ends or dies)"
                     ) from None
                 time.sleep(poll)
         try:
