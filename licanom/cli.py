@@ -308,9 +308,15 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         return EXIT_OK
     assert chunks is not None
     report = write_detect_report(cfg.vendor, det, chunks, rows, out, entities)
+    import polars as pl
+
     flagged = chunks.filter("is_anomaly")
-    print(f"\n{flagged.height} of {chunks.height} chunks flagged by {det.model} "
-          f"({decision}, threshold {det.threshold_:.5f}) -> {out / 'chunks.parquet'}")
+    test = chunks.filter(pl.col("split") == "test") if "split" in chunks.columns else chunks
+    held = (f" ({int(test['is_anomaly'].sum())} of the {test.height} held-out test chunks)"
+            if 0 < test.height < chunks.height else "")
+    print(f"\n{flagged.height} of {chunks.height} chunks flagged by {det.model}{held} -> {out / 'chunks.parquet'}")
+    print(f"decision: {decision_name(det)} (a score of {det.threshold_:.5g} on {det.model}'s own scale)"
+          + (f"; {note}" if note else ""))
     print(f"report: {report.html}  (anomalies as CSV: {report.csv})")
     return EXIT_OK
 

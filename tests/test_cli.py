@@ -38,7 +38,13 @@ def test_detect_writes_contract_on_csv(csv_export, tmp_path, capsys):
     assert chunks["is_anomaly"].to_list() == det.flags(chunks["score"].to_numpy(), chunk_nights(chunks)).tolist()
     assert (out / "models" / "TCN_AE.pt").exists() and (out / "vocabulary.json").exists()
     assert not (out / "results.csv").exists()  # one model: no comparison table
-    assert "Model name" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Model name" in printed
+    # the decision's count, of all chunks and of the held-out ones, then the decision in words
+    test = chunks.filter(pl.col("split") == "test")
+    assert (f"{int(chunks['is_anomaly'].sum())} of 12 chunks flagged by TCN_AE ({int(test['is_anomaly'].sum())} of "
+            f"the {test.height} held-out test chunks)") in printed
+    assert "\ndecision: severity >= 55 (a score of " in printed
     # the entity results beside the chunks: every valid row in one key-day and one address-hour
     entities = pl.read_parquet(out / "entities.parquet")
     assert tuple(entities.columns) == ENTITY_COLUMNS
@@ -337,6 +343,7 @@ def test_train_on_one_log_and_score_another(two_logs, tmp_path, capsys):
     assert (chunks["is_anomaly"] == (chunks["score"] > det.threshold_)).all()
     printed = capsys.readouterr().out
     assert "scored log" in printed and "entities flagged" in printed
+    assert "held-out" not in printed and "\ndecision: quantile" in printed  # every chunk of the other log scored
     # entities of the scored log's rows, judged by a model fitted on the training log
     entities = pl.read_parquet(out / "entities.parquet")
     assert tuple(entities.columns) == ENTITY_COLUMNS
