@@ -49,8 +49,8 @@ reading :mod:`licanom.sim`) are reported apart too; their events are judged per 
 ``NightlySettings(mode="detect")`` judges ``licanom detect`` instead (:func:`detected_variants`):
 the whole log prepared at once, its chunks split at random (the configuration's split), the
 detector trained on the training chunks and its default decision judged on the test chunks,
-with the same columns (``train_seconds`` then holds preparing, training and scoring; no entity
-results or clustering).
+with the same columns (``train_seconds`` then holds training and scoring, and preparing for the
+first variant of each encoder; no entity results or clustering).
 """
 
 from __future__ import annotations
@@ -380,8 +380,8 @@ def detected_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[
     once per encoder, the chunks split by the configuration's split (random 80:20 by default), the
     detector trained on the training chunks; the test chunks (with their default decision) are
     what is judged. No nights, no entity results, no latent codes. Like the rest of the harness it
-reads ``settings.config`` (the library's defaults), not ``conf/defaults.yaml``: for Tail_context
-the same inputs and split; a bare autoencoder name reads the configured encoder, not the YAML's."""
+    reads ``settings.config`` (the library's defaults), not ``conf/defaults.yaml``: for Tail_context
+    the same inputs and split; a bare autoencoder name reads the configured encoder, not the YAML's."""
     from licanom.data.pipeline import Prepared, prepare
     from licanom.detectors import spec
     from licanom.ops.detect import detect
