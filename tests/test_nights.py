@@ -312,6 +312,31 @@ def test_a_header_in_another_case_or_with_spaces_is_read_as_the_log_columns(tmp_
     assert read_log(both).columns.count("Key") == 1 and "key" in read_log(both).columns
 
 
+def test_a_file_written_with_a_space_after_each_separator_reads_as_the_plain_file(tmp_path) -> None:
+    """``1, KEY, , 7``: a header padded with spaces says the rows are too; their values are read
+    without the spaces and a value of spaces only as an empty field (not "not an integer")."""
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    good = rows(1600, 30).with_columns(
+        pl.Series("DOIntValue", [str(i) if i % 3 else None for i in range(30)]),
+        pl.Series("DOId", [None if i % 4 else "77" for i in range(30)]))
+    plain, padded = tmp_path / "plain.csv", tmp_path / "padded.csv"
+    good.write_csv(plain)
+    padded.write_text("\n".join(", ".join(line.split(",")) for line in good.write_csv().splitlines()) + "\n")
+    assert " , " in padded.read_text()  # empty fields written as a space
+    want = validate_log(read_log(plain))
+    got = validate_log(read_log(padded))
+    assert got.quarantine.height == want.quarantine.height == 0
+    assert got.valid.equals(want.valid) and got.valid["Key"].str.starts_with(" ").sum() == 0
+    # a header without the padding leaves the values as written
+    unpadded_header = tmp_path / "values-only.csv"
+    text = padded.read_text()
+    unpadded_header.write_text(",".join(f.strip() for f in text.split("\n", 1)[0].split(",")) + "\n" + text.split("\n", 1)[1])
+    kept = validate_log(read_log(unpadded_header)).quarantine
+    assert kept.height > 0 and kept["reason"].str.contains("DOId: not an integer").any()
+
+
 def test_a_declared_time_format_reads_a_spreadsheets_times(tmp_path) -> None:
     from licanom.config import SourceConfig
     from licanom.data.extract.files import read_log

@@ -100,6 +100,27 @@ def detect_separator(header: str) -> str:
     return best if hits(best) > hits(",") else ","
 
 
+def _padded(header: str, separator: str) -> bool:
+    """Whether a CSV header pads its fields with spaces (``Id, Key, IP``, as a spreadsheet or a
+    hand-written export may): its rows are then written the same way."""
+    fields = next(csv.reader([header], delimiter=separator), [])
+    return any(f != f.strip() for f in fields)
+
+
+def _unpadded(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every text value without the spaces around it, read as the unpadded field would be: spaces
+    only as an empty field (null), ``1, , 2`` as ``1,,2``, and a quoted value unquoted (after a
+    space the CSV readers take a quote as text: `` "a""b"`` is ``a"b``). The unreadable lines'
+    column is kept as read."""
+    def unpad(column: str) -> pl.Expr:
+        value = pl.col(column).str.strip_chars(" ")
+        quoted = value.str.starts_with('"') & value.str.ends_with('"') & (value.str.len_chars() >= 2)
+        inner = value.str.slice(1, value.str.len_chars() - 2).str.replace_all('""', '"', literal=True)
+        return pl.when(value == "").then(None).when(quoted).then(inner).otherwise(value).alias(column)
+
+    return frame.with_columns(unpad(c) for c in frame.columns if frame[c].dtype == pl.String and c != UNREADABLE)
+
+
 def _read_one(path: Path, encoding: str | None = None, separator: str | None = None,
               hold_unfinished: bool = False) -> pl.DataFrame:
     kind = SUFFIXES[path.suffix.lower()]
@@ -117,7 +138,10 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
         if encoding and codecs.lookup(encoding).name != "utf-8":
             data = _decode(data, path, encoding).encode()  # polars reads UTF-8
         data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
-        sep = separator or (detect_separator(_decode(data.split(b"\n", 1)[0], path, None)) if kind == "csv" else ",")
+        header = _decode(data.split(b"\n", 1)[0], path, None) if kind == "csv" else ""
+        sep = separator or (detect_separator(header) if kind == "csv" else ",")
+        # "Id, Key, IP": a file written with a space after each separator pads its values too
+        unpad = _unpadded if kind == "csv" and _padded(header, sep) else (lambda frame: frame)
         try:
             if kind == "ndjson":
                 return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
@@ -126,12 +150,12 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
             frame = pl.read_csv(io.BytesIO(data), infer_schema=False, separator=sep, encoding="utf8",
                                 truncate_ragged_lines=False)
             if not frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
-                return frame
+                return unpad(frame)
             # polars reads a blank line as a row of nulls; the line reader skips it
         except pl.exceptions.PolarsError:
             pass  # some line is malformed: read line by line, so that only that line is lost
         text = _decode(data, path, None)
-        return _read_csv_lines(path, text, sep) if kind == "csv" else _read_ndjson_lines(path, text)
+        return unpad(_read_csv_lines(path, text, sep)) if kind == "csv" else _read_ndjson_lines(path, text)
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
         if isinstance(err, ExtractFileError):
             raise
