@@ -598,3 +598,33 @@ def test_a_file_of_a_folder_without_a_required_column_is_refused_by_name(tmp_pat
         read_log(tmp_path)
     (tmp_path / "b.csv").write_text(good.replace("1,3,", "2,3,"))
     assert read_log(tmp_path).height == 2
+
+
+def test_a_gzipped_export_is_read_and_another_compression_is_refused_by_name(tmp_path):
+    """``part2.csv.gz`` in a folder is read with the other parts (before, a folder skipped it
+    without a word); a ``.bz2`` or ``.zip`` there is refused, naming it; a README is skipped."""
+    import gzip
+    import os
+    import time
+
+    from licanom.data.extract.files import SETTLE_SECONDS, ExtractFileError
+
+    header = "Id,ProductId,Key,IP,Time,State,MachineCode\n"
+    (tmp_path / "part1.csv").write_text(header + "1,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:00:00Z,1010,mc1\n")
+    part2 = header + "2,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:01:00Z,1010,mc1\n"
+    (tmp_path / "part2.csv.gz").write_bytes(gzip.compress(part2.encode()))
+    (tmp_path / "README.md").write_text("exports of the licensing server\n")
+    assert read_log(tmp_path)["Id"].to_list() == ["1", "2"]
+    assert read_log(tmp_path / "part2.csv.gz")["Id"].to_list() == ["2"]
+    (tmp_path / "part3.csv.bz2").write_bytes(b"BZh9")
+    with pytest.raises(ExtractFileError, match=r"part3\.csv\.bz2: a compressed file this reader does not read"):
+        read_log(tmp_path)
+    (tmp_path / "part3.csv.bz2").unlink()
+    # a gzip cut short: refused by name, or, still being written during a night's read, left for the next
+    cut = tmp_path / "part4.csv.gz"
+    cut.write_bytes(gzip.compress((header + "4,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:03:00Z,1010,mc1\n").encode())[:-8])
+    assert read_log(tmp_path, after_id=0)["Id"].to_list() == ["1", "2"]
+    old = time.time() - 2 * SETTLE_SECONDS
+    os.utime(cut, (old, old))
+    with pytest.raises(ExtractFileError, match=r"part4\.csv\.gz as gzip: it ends before its end"):
+        read_log(tmp_path, after_id=0)

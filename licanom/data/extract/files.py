@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import csv
 import glob as globlib
+import gzip
 import io
 import json
 from collections.abc import Iterator
@@ -24,6 +25,26 @@ SUFFIXES: dict[str, str] = {
     ".jsonl": "ndjson",
     ".json": "ndjson",
 }
+# A text log compressed with gzip (``export.csv.gz``) is read as its kind; other compressions of a
+# log (``.zip``, ``.bz2``, ...) are refused by name rather than skipped in a folder.
+GZIP = ".gz"
+_OTHER_COMPRESSIONS = (".zip", ".bz2", ".xz", ".zst", ".7z", ".tgz", ".lz4")
+
+
+def file_kind(path: Path) -> str | None:
+    """The log kind of a file name (``csv``, ``parquet``, ``ndjson``), gzipped text included, or
+    None for a name that is not a log's."""
+    suffixes = [x.lower() for x in path.suffixes]
+    if suffixes[-1:] == [GZIP] and len(suffixes) >= 2:
+        kind = SUFFIXES.get(suffixes[-2])
+        return kind if kind in ("csv", "ndjson") else None
+    return SUFFIXES.get(path.suffix.lower())
+
+
+def _compressed_log(path: Path) -> bool:
+    """A log compressed in a way this reader does not read (``part3.csv.bz2``, ``export.zip``)."""
+    suffixes = [x.lower() for x in path.suffixes]
+    return bool(suffixes) and (suffixes[-1] in _OTHER_COMPRESSIONS or (suffixes[-1] == GZIP and file_kind(path) is None))
 
 
 class ExtractFileError(RuntimeError):
@@ -38,7 +59,12 @@ def log_files(path: str | Path) -> list[Path]:
     else:
         p = Path(text)
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+            inside = sorted(f for f in p.rglob("*") if f.is_file())
+            compressed = [f for f in inside if _compressed_log(f) and not f.name.startswith(".")]
+            if compressed:  # its rows would be lost without a word
+                raise ExtractFileError(f"cannot read {compressed[0]}: a compressed file this reader does not read; "
+                                       f"decompress it, or gzip it (.csv.gz and .ndjson.gz are read)")
+            files = [f for f in inside if file_kind(f)]
         elif p.exists():
             files = [p]
         else:
@@ -46,10 +72,11 @@ def log_files(path: str | Path) -> list[Path]:
     files = [f for f in files if f.is_file()]
     if not files:
         raise ExtractFileError(f"no log files (.csv, .parquet, .ndjson) found at {text}")
-    unknown = [f for f in files if f.suffix.lower() not in SUFFIXES]
+    unknown = [f for f in files if file_kind(f) is None]
     if unknown:
         raise ExtractFileError(
-            f"cannot tell the format of {unknown[0]}: use one of {sorted(SUFFIXES)}"
+            f"cannot tell the format of {unknown[0]}: use one of {sorted(SUFFIXES)} (text ones also gzipped, "
+            f"e.g. .csv.gz)"
         )
     return files
 
@@ -76,11 +103,16 @@ def _decode(data: bytes, path: Path, encoding: str | None) -> str:
         ) from None
 
 
-def _unfinished(data: bytes, path: Path) -> bool:
-    """Whether the last line has no line end and the file changed within SETTLE_SECONDS."""
+def _recent(path: Path) -> bool:
+    """Whether the file changed within SETTLE_SECONDS (it may still be being written)."""
     import time
 
-    return bool(data) and not data.endswith((b"\n", b"\r")) and time.time() - path.stat().st_mtime < SETTLE_SECONDS
+    return time.time() - path.stat().st_mtime < SETTLE_SECONDS
+
+
+def _unfinished(data: bytes, path: Path) -> bool:
+    """Whether the last line has no line end and the file changed within SETTLE_SECONDS."""
+    return bool(data) and not data.endswith((b"\n", b"\r")) and _recent(path)
 
 
 def detect_separator(header: str) -> str:
@@ -123,13 +155,22 @@ def _unpadded(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _read_one(path: Path, encoding: str | None = None, separator: str | None = None,
               hold_unfinished: bool = False) -> pl.DataFrame:
-    kind = SUFFIXES[path.suffix.lower()]
+    kind = file_kind(path)
+    if kind is None:
+        raise ExtractFileError(f"cannot tell the format of {path}: use one of {sorted(SUFFIXES)}")
     try:
         if path.stat().st_size == 0:
             return pl.DataFrame()
         if kind == "parquet":
             return pl.read_parquet(path)
         data = path.read_bytes()
+        if path.suffix.lower() == GZIP:
+            try:
+                data = gzip.decompress(data)
+            except EOFError as err:  # cut short: still being written, or broken
+                if hold_unfinished and _recent(path):  # the next read takes it whole
+                    return pl.DataFrame()
+                raise ExtractFileError(f"cannot read {path} as gzip: it ends before its end ({err})") from err
         if hold_unfinished and _unfinished(data, path):
             # a line still being written is left for the next read, which finds it complete
             data = data[: data.rfind(b"\n") + 1]
