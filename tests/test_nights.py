@@ -333,6 +333,11 @@ def test_a_file_written_with_a_space_after_each_separator_reads_as_the_plain_fil
     unpadded_header = tmp_path / "values-only.csv"
     text = padded.read_text()
     unpadded_header.write_text(",".join(f.strip() for f in text.split("\n", 1)[0].split(",")) + "\n" + text.split("\n", 1)[1])
+    # a plain file with Windows line ends is not padded: a quoted empty value stays empty text
+    crlf = tmp_path / "crlf.csv"
+    crlf.write_bytes(good.write_csv().replace("\n", "\r\n").encode())
+    assert validate_log(read_log(crlf)).valid.equals(want.valid)
+    assert read_log(crlf).filter(pl.col("IP") == "").height == read_log(plain).filter(pl.col("IP") == "").height > 0
     kept = validate_log(read_log(unpadded_header)).quarantine
     assert kept.height > 0 and kept["reason"].str.contains("DOId: not an integer").any()
 

@@ -135,8 +135,8 @@ def detect_separator(header: str) -> str:
 def _padded(header: str, separator: str) -> bool:
     """Whether a CSV header pads its fields with spaces (``Id, Key, IP``, as a spreadsheet or a
     hand-written export may): its rows are then written the same way."""
-    fields = next(csv.reader([header], delimiter=separator), [])
-    return any(f != f.strip() for f in fields)
+    fields = next(csv.reader([header.rstrip("\r\n")], delimiter=separator), [])
+    return any(f != f.strip(" ") for f in fields)
 
 
 def _unpadded(frame: pl.DataFrame) -> pl.DataFrame:
@@ -170,7 +170,7 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
             except EOFError as err:  # cut short: still being written, or broken
                 if hold_unfinished and _recent(path):  # the next read takes it whole
                     return pl.DataFrame()
-                raise ExtractFileError(f"cannot read {path} as gzip: it ends before its end ({err})") from err
+                raise ExtractFileError(f"cannot read {path} as gzip: the file is cut short ({err})") from err
         if hold_unfinished and _unfinished(data, path):
             # a line still being written is left for the next read, which finds it complete
             data = data[: data.rfind(b"\n") + 1]
