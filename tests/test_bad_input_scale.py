@@ -600,9 +600,10 @@ def test_a_file_of_a_folder_without_a_required_column_is_refused_by_name(tmp_pat
     assert read_log(tmp_path).height == 2
 
 
-def test_a_gzipped_export_is_read_and_another_compression_is_refused_by_name(tmp_path):
+def test_a_gzipped_or_tab_separated_export_is_read_and_another_compression_or_a_spreadsheet_refused(tmp_path):
     """``part2.csv.gz`` in a folder is read with the other parts (before, a folder skipped it
-    without a word); a ``.bz2`` or ``.zip`` there is refused, naming it; a README is skipped."""
+    without a word), and so is a ``.tsv``; a ``.bz2``, ``.zip`` or spreadsheet there is refused,
+    naming it; a README is skipped."""
     import gzip
     import os
     import time
@@ -620,6 +621,13 @@ def test_a_gzipped_export_is_read_and_another_compression_is_refused_by_name(tmp
     with pytest.raises(ExtractFileError, match=r"part3\.csv\.bz2: a compressed file this reader does not read"):
         read_log(tmp_path)
     (tmp_path / "part3.csv.bz2").unlink()
+    (tmp_path / "part3.xlsx").write_bytes(b"PK")
+    with pytest.raises(ExtractFileError, match=r"part3\.xlsx: a spreadsheet; save it as CSV"):
+        read_log(tmp_path)
+    (tmp_path / "part3.xlsx").unlink()
+    (tmp_path / "part3.tsv").write_text(header.replace(",", "\t") + "3\t3\tAAAA-BBBB\t8.8.8.8\t2025-03-01T00:02:00Z\t1010\tmc1\n")
+    assert read_log(tmp_path)["Id"].to_list() == ["1", "2", "3"]  # a tab-separated export read too
+    (tmp_path / "part3.tsv").unlink()
     # a gzip cut short: refused by name, or, still being written during a night's read, left for the next
     cut = tmp_path / "part4.csv.gz"
     cut.write_bytes(gzip.compress((header + "4,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:03:00Z,1010,mc1\n").encode())[:-8])

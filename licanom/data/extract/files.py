@@ -19,6 +19,7 @@ from licanom.data.schema import UNREADABLE
 
 SUFFIXES: dict[str, str] = {
     ".csv": "csv",
+    ".tsv": "csv",  # the separator is read from the header
     ".parquet": "parquet",
     ".pq": "parquet",
     ".ndjson": "ndjson",
@@ -29,6 +30,8 @@ SUFFIXES: dict[str, str] = {
 # log (``.zip``, ``.bz2``, ...) are refused by name rather than skipped in a folder.
 GZIP = ".gz"
 _OTHER_COMPRESSIONS = (".zip", ".bz2", ".xz", ".zst", ".7z", ".tgz", ".lz4")
+# Spreadsheets: a log saved as one is refused by name rather than skipped in a folder.
+_SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".ods")
 
 
 def file_kind(path: Path) -> str | None:
@@ -64,6 +67,10 @@ def log_files(path: str | Path) -> list[Path]:
             if compressed:  # its rows would be lost without a word
                 raise ExtractFileError(f"cannot read {compressed[0]}: a compressed file this reader does not read; "
                                        f"decompress it, or gzip it (.csv.gz and .ndjson.gz are read)")
+            sheets = [f for f in inside if f.suffix.lower() in _SPREADSHEETS and not f.name.startswith((".", "~$"))]
+            if sheets:  # the same: a log saved as a spreadsheet would be left out
+                raise ExtractFileError(f"cannot read {sheets[0]}: a spreadsheet; save it as CSV (or move it out of "
+                                       f"the log folder)")
             files = [f for f in inside if file_kind(f)]
         elif p.exists():
             files = [p]
