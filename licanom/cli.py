@@ -164,6 +164,9 @@ def _file_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-format", default=None, metavar="CODES",
                    help="how --logs writes Time when not ISO 8601 or Unix seconds, in strftime codes, e.g. "
                         "'%%d.%%m.%%Y %%H:%%M:%%S' (default: source.time_format)")
+    p.add_argument("--timezone", default=None, metavar="ZONE",
+                   help="the time zone of --logs' times written without an offset, e.g. Europe/Berlin "
+                        "(default: source.timezone, UTC)")
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
@@ -181,9 +184,9 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _file_options(args: argparse.Namespace) -> dict[str, str]:
-    """--encoding, --separator and --time-format as source settings (only those given)."""
+    """--encoding, --separator, --time-format and --timezone as source settings (only those given)."""
     given = (("encoding", getattr(args, "encoding", None)), ("separator", getattr(args, "separator", None)),
-             ("time_format", getattr(args, "time_format", None)))
+             ("time_format", getattr(args, "time_format", None)), ("timezone", getattr(args, "timezone", None)))
     return {k: v for k, v in given if v is not None}
 
 

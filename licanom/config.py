@@ -43,6 +43,22 @@ class SourceConfig(_Model):
     # files: how Time and FloatingExpires are written when not ISO 8601 or Unix seconds, in strftime
     # codes, e.g. "%d.%m.%Y %H:%M:%S" or "%m/%d/%Y %I:%M:%S %p"; null: ISO 8601 or Unix seconds only
     time_format: str | None = None
+    # files: the time zone (IANA name, e.g. "Europe/Berlin") of times written without an offset;
+    # null: UTC. Times with an offset or Z, and Unix seconds, are read as written.
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as Europe/Berlin or America/New_York") from None
+        return v
 
     @field_validator("encoding")
     @classmethod

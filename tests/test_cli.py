@@ -430,3 +430,20 @@ def test_prepare_reads_the_time_format_it_is_given(tmp_path, capsys, monkeypatch
     capsys.readouterr()
     assert main(["prepare", "--vendor", "acme", "--time-format", "%m/%d/%Y %I:%M:%S %p",
                  "--out", str(tmp_path / "d")]) == EXIT_OK
+
+
+def test_prepare_reads_times_in_the_time_zone_it_is_given(tmp_path, capsys):
+    """--timezone: the log's naive times are that zone's; the prepared rows hold them in UTC."""
+    raw = make_raw_log(1200)
+    path = tmp_path / "local.csv"
+    raw.with_columns(pl.col("Time").dt.strftime("%Y-%m-%d %H:%M:%S")).write_csv(path)
+    assert main(["prepare", "--logs", str(path), "--out", str(tmp_path / "utc")]) == EXIT_OK
+    assert main(["prepare", "--logs", str(path), "--timezone", "Asia/Tokyo", "--out", str(tmp_path / "tokyo")]) == EXIT_OK
+    from datetime import timedelta
+
+    utc = pl.read_parquet(tmp_path / "utc" / "chunk_meta.parquet")
+    tokyo = pl.read_parquet(tmp_path / "tokyo" / "chunk_meta.parquet")
+    assert (utc["start_time"] - tokyo["start_time"]).unique().to_list() == [timedelta(hours=9)]
+    capsys.readouterr()
+    assert main(["prepare", "--logs", str(path), "--timezone", "Mars/Olympus", "--out", str(tmp_path / "x")]) == EXIT_USAGE
+    assert "unknown time zone 'Mars/Olympus'" in capsys.readouterr().err

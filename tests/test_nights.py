@@ -342,6 +342,32 @@ def test_a_file_written_with_a_space_after_each_separator_reads_as_the_plain_fil
     assert kept.height > 0 and kept["reason"].str.contains("DOId: not an integer").any()
 
 
+def test_a_declared_time_zone_reads_times_written_without_an_offset(tmp_path) -> None:
+    """``source.timezone``: a naive time is the zone's local time (summer and winter alike); a time
+    with an offset or Z and Unix seconds are read as written; an unknown zone is refused in words."""
+    from datetime import UTC, datetime
+
+    import pydantic
+
+    from licanom.config import SourceConfig
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    good = rows(1600, 4)
+    good = good.with_columns(pl.Series("Time", ["2025-01-15 10:00:00", "2025-07-15 10:00:00",
+                                                "2025-07-15T10:00:00+02:00", "1752566400"]))
+    path = tmp_path / "local.csv"
+    good.write_csv(path)
+    as_utc = validate_log(read_log(path)).valid.sort("Id")["Time"].to_list()
+    berlin = validate_log(read_log(path, timezone="Europe/Berlin")).valid.sort("Id")["Time"].to_list()
+    assert berlin == [datetime(2025, 1, 15, 9, tzinfo=UTC), datetime(2025, 7, 15, 8, tzinfo=UTC),
+                      datetime(2025, 7, 15, 8, tzinfo=UTC), datetime(2025, 7, 15, 8, tzinfo=UTC)]
+    assert as_utc[:2] == [datetime(2025, 1, 15, 10, tzinfo=UTC), datetime(2025, 7, 15, 10, tzinfo=UTC)]
+    assert as_utc[2:] == berlin[2:]
+    with pytest.raises(pydantic.ValidationError, match="unknown time zone 'Europe/Berln'"):
+        SourceConfig(kind="files", path=str(path), timezone="Europe/Berln")
+
+
 def test_a_declared_time_format_reads_a_spreadsheets_times(tmp_path) -> None:
     from licanom.config import SourceConfig
     from licanom.data.extract.files import read_log

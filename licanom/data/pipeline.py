@@ -75,7 +75,7 @@ def extract_new(source: SourceConfig, after_id: int | None) -> tuple[pl.DataFram
         from licanom.data.extract.files import read_new_rows
 
         return read_new_rows(source.path, after_id=after_id, encoding=source.encoding, separator=source.separator,
-                             time_format=source.time_format)
+                             time_format=source.time_format, timezone=source.timezone)
     return _extract(source, after_id), None
 
 
@@ -86,7 +86,7 @@ def _extract(source: SourceConfig, after_id: int | None) -> pl.DataFrame:
         if not source.path:
             raise ValueError("source.kind is 'files' but source.path is not set")
         return read_log(source.path, after_id=after_id, encoding=source.encoding, separator=source.separator,
-                        time_format=source.time_format)
+                        time_format=source.time_format, timezone=source.timezone)
     if source.kind == "cryptolens":
         from licanom.data.extract.cryptolens import CryptolensSource, fetch_web_api_log
 

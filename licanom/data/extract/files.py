@@ -303,7 +303,7 @@ def _text_frame(names: list[str], rows: list[list[str | None]], why: list[str | 
 
 def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
              separator: str | None = None, hold_unfinished: bool | None = None,
-             time_format: str | None = None) -> pl.DataFrame:
+             time_format: str | None = None, timezone: str | None = None) -> pl.DataFrame:
     """Read every log file at ``path`` into one frame (columns as in the files).
 
     A column whose type differs between files is read as text. Text files are strict UTF-8 or
@@ -315,20 +315,22 @@ def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | N
     is read once, with its neighbours, for validation to quarantine. An incremental read
     (``after_id`` given; ``hold_unfinished`` overrides) leaves out a last line that has no line
     end in a file changed within ``SETTLE_SECONDS``: the line is being written, and the next
-    read takes it whole. ``time_format``: see :func:`with_time_format`.
+    read takes it whole. ``time_format``: see :func:`with_time_format`; ``timezone``: see
+    :func:`with_timezone`.
     """
     return read_new_rows(path, after_id, encoding=encoding, separator=separator, hold_unfinished=hold_unfinished,
-                         time_format=time_format)[0]
+                         time_format=time_format, timezone=timezone)[0]
 
 
 def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
                   separator: str | None = None, hold_unfinished: bool | None = None,
-                  time_format: str | None = None) -> tuple[pl.DataFrame, int]:
+                  time_format: str | None = None, timezone: str | None = None) -> tuple[pl.DataFrame, int]:
     """:func:`read_log`, and how many rows of the files have a readable Id at or below
     ``after_id`` (0 without one): a count that grows only by rows that arrived late, below a
     watermark that has already passed them (the nightly scoring compares it night by night)."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
-    read = [(p, with_time_format(canonical_names(_read_one(p, encoding, separator, hold)), time_format))
+    read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold)), time_format),
+                              timezone))
             for p in log_files(path)]
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
@@ -376,6 +378,37 @@ def with_time_format(frame: pl.DataFrame, time_format: str | None) -> pl.DataFra
         return pl.coalesce(parsed.dt.strftime("%Y-%m-%dT%H:%M:%S%.6f"), pl.col(column)).alias(column)
 
     return frame.with_columns(iso(c) for c in columns)
+
+
+def with_timezone(frame: pl.DataFrame, timezone: str | None) -> pl.DataFrame:
+    """``Time`` and ``FloatingExpires`` written without an offset read as times in ``timezone`` (an
+    IANA name; None: UTC, as validation reads them): rewritten as UTC ISO 8601 text. Times with an
+    offset or Z and Unix seconds are left as written; so is a value no layout reads (validation
+    quarantines it as written) and a local time that the zone skips (a clock moved forward). A
+    local time the zone has twice (a clock moved back) is read as the earlier one."""
+    if timezone is None:
+        return frame
+    from licanom.data.validate import _as_time
+
+    def local(column: str) -> pl.Expr:
+        dtype = frame.schema[column]
+        if isinstance(dtype, pl.Datetime):
+            if dtype.time_zone is not None:
+                return pl.col(column)
+            zoned = pl.col(column).dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+            return pl.coalesce(zoned.dt.convert_time_zone("UTC"), pl.col(column).dt.replace_time_zone("UTC")).alias(column)
+        text = pl.col(column).cast(pl.String).str.strip_chars()
+        as_written = (text.str.contains(r"(?:Z|[+-]\d{2}:?\d{2})$") | text.str.contains(r"^-?\d+(?:[.,]\d+)?$"))
+        moved = (_as_time(column, dtype).dt.replace_time_zone(None)
+                 .dt.replace_time_zone(timezone, ambiguous="earliest", non_existent="null")
+                 .dt.convert_time_zone("UTC"))
+        return (pl.when(~as_written & moved.is_not_null())
+                .then(moved.dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ"))
+                .otherwise(pl.col(column))).alias(column)
+
+    columns = [c for c in ("Time", "FloatingExpires") if c in frame.columns
+               and (frame.schema[c] == pl.String or isinstance(frame.schema[c], pl.Datetime))]
+    return frame.with_columns(local(c) for c in columns) if columns else frame
 
 
 def canonical_names(frame: pl.DataFrame) -> pl.DataFrame:
