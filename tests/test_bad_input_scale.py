@@ -621,6 +621,25 @@ def test_a_gzipped_or_tab_separated_export_is_read_and_another_compression_or_a_
     with pytest.raises(ExtractFileError, match=r"part3\.csv\.bz2: a compressed file this reader does not read"):
         read_log(tmp_path)
     (tmp_path / "part3.csv.bz2").unlink()
+    (tmp_path / "part3.csv.rar").write_bytes(b"Rar!")
+    with pytest.raises(ExtractFileError, match=r"part3\.csv\.rar: a compressed file"):
+        read_log(tmp_path)
+    (tmp_path / "part3.csv.rar").unlink()
+    # hidden files and folders are no parts: a copy being written, an editor's checkpoint, macOS's "._"
+    (tmp_path / ".part1.csv").write_text((tmp_path / "part1.csv").read_text())
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    (tmp_path / ".ipynb_checkpoints" / "part1-checkpoint.csv").write_text((tmp_path / "part1.csv").read_text())
+    (tmp_path / "._part1.csv").write_bytes(b"\x00\x05\x16\x07\xff")
+    assert read_log(tmp_path)["Id"].to_list() == ["1", "2"]
+    damaged = tmp_path / "damaged" / "part9.csv.gz"
+    damaged.parent.mkdir()
+    body = bytearray(gzip.compress((header + "9,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:09:00Z,1010,mc1\n" * 50).encode()))
+    body[20:28] = b"\xff" * 8
+    damaged.write_bytes(bytes(body))
+    with pytest.raises(ExtractFileError, match=r"part9\.csv\.gz as gzip"):
+        read_log(damaged.parent)
+    damaged.unlink()
+    damaged.parent.rmdir()
     (tmp_path / "part3.xlsx").write_bytes(b"PK")
     with pytest.raises(ExtractFileError, match=r"part3\.xlsx: a spreadsheet; save it as CSV"):
         read_log(tmp_path)

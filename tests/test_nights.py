@@ -333,6 +333,19 @@ def test_a_file_written_with_a_space_after_each_separator_reads_as_the_plain_fil
     unpadded_header = tmp_path / "values-only.csv"
     text = padded.read_text()
     unpadded_header.write_text(",".join(f.strip() for f in text.split("\n", 1)[0].split(",")) + "\n" + text.split("\n", 1)[1])
+    # a quoted value holding the separator, after the padding; a padded header's quoted names
+    named = good.with_columns(pl.lit("Smith, John").alias("FriendlyName"))
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text("\n".join(", ".join(f'"{v}"' if v and "," in v else (v or " ") for v in row)
+                                for row in [named.columns, *named.iter_rows()]) + "\n")
+    assert read_log(quoted)["FriendlyName"].unique().to_list() == ["Smith, John"]
+    header_quoted = tmp_path / "header-quoted.csv"
+    header_quoted.write_text(", ".join(f'"{c}"' for c in good.columns) + "\n" + padded.read_text().split("\n", 1)[1])
+    assert validate_log(read_log(header_quoted)).valid.equals(want.valid)
+    # every value quoted, an empty number or time as "": read as missing, as an empty field is
+    all_quoted = tmp_path / "all-quoted.csv"
+    all_quoted.write_text("\n".join(",".join(f'"{v or ""}"' for v in row) for row in [good.columns, *good.iter_rows()]) + "\n")
+    assert validate_log(read_log(all_quoted)).quarantine.height == 0
     # a plain file with Windows line ends is not padded: a quoted empty value stays empty text
     crlf = tmp_path / "crlf.csv"
     crlf.write_bytes(good.write_csv().replace("\n", "\r\n").encode())

@@ -7,6 +7,7 @@ import csv
 import glob as globlib
 import gzip
 import io
+import zlib
 import json
 from collections.abc import Iterator
 from itertools import islice
@@ -29,9 +30,9 @@ SUFFIXES: dict[str, str] = {
 # A text log compressed with gzip (``export.csv.gz``) is read as its kind; other compressions of a
 # log (``.zip``, ``.bz2``, ...) are refused by name rather than skipped in a folder.
 GZIP = ".gz"
-_OTHER_COMPRESSIONS = (".zip", ".bz2", ".xz", ".zst", ".7z", ".tgz", ".lz4")
+_OTHER_COMPRESSIONS = (".zip", ".bz2", ".xz", ".zst", ".7z", ".tgz", ".lz4", ".rar", ".lzma", ".z", ".tar", ".lz")
 # Spreadsheets: a log saved as one is refused by name rather than skipped in a folder.
-_SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".ods")
+_SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".xlsb", ".ods", ".numbers")
 
 
 def file_kind(path: Path) -> str | None:
@@ -62,12 +63,16 @@ def log_files(path: str | Path) -> list[Path]:
     else:
         p = Path(text)
         if p.is_dir():
-            inside = sorted(f for f in p.rglob("*") if f.is_file())
-            compressed = [f for f in inside if _compressed_log(f) and not f.name.startswith(".")]
+            # the folder's files and its sub-folders', less hidden ones (a ".part1.csv" being copied, an
+            # editor's checkpoint copy, macOS's "._part1.csv"): a copy would otherwise win over its original
+            inside = sorted(f for f in p.rglob("*") if f.is_file()
+                            and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            compressed = [f for f in inside if _compressed_log(f)]
             if compressed:  # its rows would be lost without a word
-                raise ExtractFileError(f"cannot read {compressed[0]}: a compressed file this reader does not read; "
-                                       f"decompress it, or gzip it (.csv.gz and .ndjson.gz are read)")
-            sheets = [f for f in inside if f.suffix.lower() in _SPREADSHEETS and not f.name.startswith((".", "~$"))]
+                how = ("decompress it (Parquet compresses itself)" if ".parquet" in compressed[0].name.lower()
+                       else "decompress it, or gzip it (.csv.gz and .ndjson.gz are read)")
+                raise ExtractFileError(f"cannot read {compressed[0]}: a compressed file this reader does not read; {how}")
+            sheets = [f for f in inside if f.suffix.lower() in _SPREADSHEETS and not f.name.startswith("~$")]
             if sheets:  # the same: a log saved as a spreadsheet would be left out
                 raise ExtractFileError(f"cannot read {sheets[0]}: a spreadsheet; save it as CSV (or move it out of "
                                        f"the log folder)")
@@ -147,15 +152,12 @@ def _padded(header: str, separator: str) -> bool:
 
 
 def _unpadded(frame: pl.DataFrame) -> pl.DataFrame:
-    """Every text value without the spaces around it, read as the unpadded field would be: spaces
-    only as an empty field (null), ``1, , 2`` as ``1,,2``, and a quoted value unquoted (after a
-    space the CSV readers take a quote as text: `` "a""b"`` is ``a"b``). The unreadable lines'
-    column is kept as read."""
+    """A padded file's values (read with the spaces after each separator skipped) without the
+    spaces before the next separator: ``1 , , 2`` as ``1,,2``, a field of spaces only empty (null).
+    The unreadable lines' column is kept as read."""
     def unpad(column: str) -> pl.Expr:
         value = pl.col(column).str.strip_chars(" ")
-        quoted = value.str.starts_with('"') & value.str.ends_with('"') & (value.str.len_chars() >= 2)
-        inner = value.str.slice(1, value.str.len_chars() - 2).str.replace_all('""', '"', literal=True)
-        return pl.when(value == "").then(None).when(quoted).then(inner).otherwise(value).alias(column)
+        return pl.when(value != "").then(value).alias(column)
 
     return frame.with_columns(unpad(c) for c in frame.columns if frame[c].dtype == pl.String and c != UNREADABLE)
 
@@ -178,6 +180,8 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
                 if hold_unfinished and _recent(path):  # the next read takes it whole
                     return pl.DataFrame()
                 raise ExtractFileError(f"cannot read {path} as gzip: the file is cut short ({err})") from err
+            except (OSError, zlib.error) as err:  # not gzip, a damaged stream or checksum
+                raise ExtractFileError(f"cannot read {path} as gzip: {err}") from err
         if hold_unfinished and _unfinished(data, path):
             # a line still being written is left for the next read, which finds it complete
             data = data[: data.rfind(b"\n") + 1]
@@ -188,8 +192,10 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
         data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
         header = _decode(data.split(b"\n", 1)[0], path, None) if kind == "csv" else ""
         sep = separator or (detect_separator(header) if kind == "csv" else ",")
-        # "Id, Key, IP": a file written with a space after each separator pads its values too
-        unpad = _unpadded if kind == "csv" and _padded(header, sep) else (lambda frame: frame)
+        if kind == "csv" and _padded(header, sep):
+            # "Id, Key, IP": a file written with a space after each separator pads its values too;
+            # Python's csv reader skips the space before a quote (`, "Smith, John"`), polars' does not
+            return _unpadded(_read_csv_lines(path, _decode(data, path, None), sep, skip_spaces=True))
         try:
             if kind == "ndjson":
                 return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
@@ -198,12 +204,12 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
             frame = pl.read_csv(io.BytesIO(data), infer_schema=False, separator=sep, encoding="utf8",
                                 truncate_ragged_lines=False)
             if not frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
-                return unpad(frame)
+                return frame
             # polars reads a blank line as a row of nulls; the line reader skips it
         except pl.exceptions.PolarsError:
             pass  # some line is malformed: read line by line, so that only that line is lost
         text = _decode(data, path, None)
-        return unpad(_read_csv_lines(path, text, sep)) if kind == "csv" else _read_ndjson_lines(path, text)
+        return _read_csv_lines(path, text, sep) if kind == "csv" else _read_ndjson_lines(path, text)
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
         if isinstance(err, ExtractFileError):
             raise
@@ -217,12 +223,15 @@ def _lines(text: str) -> list[str]:
     return lines if lines[-1] else lines[:-1]
 
 
-def _csv_records(lines: list[str], separator: str = ",") -> Iterator[tuple[int, list[str] | None, str]]:
+def _csv_records(lines: list[str], separator: str = ",",
+                 skip_spaces: bool = False) -> Iterator[tuple[int, list[str] | None, str]]:
     """(line number, fields, "") per record, or (line number, None, why) for a record that
-    cannot be parsed: that costs its first line only, parsing starts again on the next."""
+    cannot be parsed: that costs its first line only, parsing starts again on the next.
+    ``skip_spaces``: the spaces after a separator are no part of the field."""
     start = 0
     while start < len(lines):
-        reader = csv.reader(islice(lines, start, None), strict=True, delimiter=separator)
+        reader = csv.reader(islice(lines, start, None), strict=True, delimiter=separator,
+                            skipinitialspace=skip_spaces)
         done = 0
         try:
             for fields in reader:
@@ -234,14 +243,17 @@ def _csv_records(lines: list[str], separator: str = ",") -> Iterator[tuple[int, 
             start += done + 1
 
 
-def _read_csv_lines(path: Path, text: str, separator: str = ",") -> pl.DataFrame:
+def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bool = False) -> pl.DataFrame:
     """A CSV file record by record; a record that cannot be parsed or has more fields than the
-    header becomes a row with only an UNREADABLE text."""
+    header becomes a row with only an UNREADABLE text (``skip_spaces``: see :func:`_csv_records`)."""
     lines = _lines(text)
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, sum(map(len, lines))))  # a field may be the whole file
     try:
-        records = [r for r in _csv_records(lines, separator) if r[1] != []]  # blank lines are no rows
+        def blank(fields: list[str] | None) -> bool:  # blank lines are no rows; nor, padded, a line of spaces
+            return fields == [] or (skip_spaces and fields is not None and not "".join(fields).strip())
+
+        records = [r for r in _csv_records(lines, separator, skip_spaces) if not blank(r[1])]
     finally:
         csv.field_size_limit(limit)
     if not records:
@@ -420,7 +432,7 @@ def canonical_names(frame: pl.DataFrame) -> pl.DataFrame:
     wanted = {c.casefold(): c for c in RAW}
     rename: dict[str, str] = {}
     for name in frame.columns:
-        target = wanted.get(name.strip().casefold())
+        target = wanted.get(name.strip().strip('"').strip().casefold())
         if target and target != name and target not in frame.columns and target not in rename.values():
             rename[name] = target
     return frame.rename(rename) if rename else frame
