@@ -326,7 +326,9 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in absent)
     # An empty number or time ("" in a file that quotes every value) is a missing one, as an
     # unquoted empty field reads: not "not an integer" (the texts keep their empty values)
-    empty = [c for c in (*_INTS, *_TIMES) if frame.schema[c] == pl.String and (frame[c].str.len_bytes() == 0).any()]
+    texts = [c for c in (*_INTS, *_TIMES) if frame.schema[c] == pl.String]
+    found = frame.select((pl.col(c).str.len_bytes() == 0).any() for c in texts).row(0) if texts else ()
+    empty = [c for c, has in zip(texts, found, strict=True) if has]
     if empty:
         frame = frame.with_columns(pl.when(pl.col(c).str.len_bytes() > 0).then(pl.col(c)).alias(c) for c in empty)
     schema = frame.schema
