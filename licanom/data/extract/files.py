@@ -1,4 +1,4 @@
-"""Read a vendor's raw Web API Log from CSV, Parquet or NDJSON: a file, a glob or a folder."""
+"""Read a vendor's raw Web API Log from CSV (also .tsv), Parquet or NDJSON, the text ones also gzipped: a file, a glob or a folder."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import csv
 import glob as globlib
 import gzip
 import io
-import zlib
 import json
+import zlib
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
