@@ -1,4 +1,5 @@
-"""Read a vendor's raw Web API Log from CSV (also .tsv), Parquet or NDJSON, the text ones also gzipped: a file, a glob or a folder."""
+"""Read a vendor's raw Web API Log from CSV (also .tsv), Parquet or NDJSON, the text ones also
+gzipped: a file, a glob or a folder."""
 
 from __future__ import annotations
 
