@@ -116,9 +116,12 @@ def flow_stores(root: Path, vendors: dict[str, str]) -> pytest.MonkeyPatch:
     mp.setenv("LICANOM_CONF_DIR", str(conf))
     mp.setenv("LICANOM_MLFLOW_CONFIG", str(mlflow_yaml))
     # mlflow.set_tracking_uri / set_registry_uri export these; a store of an earlier module's
-    # would otherwise win over this one (the registry did: its versions went to the first store)
-    mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-    mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    # would otherwise win over this one (the registry did: its versions went to the first store).
+    # Set, then deleted: undo() then removes what this module's flows export too (a registry URI
+    # left behind pointed a later module's MlflowClient at this module's store)
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        mp.setenv(name, "")
+        mp.delenv(name)
     return mp
 
 

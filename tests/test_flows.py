@@ -357,3 +357,16 @@ def test_the_threads_runner_defaults_to_two_vendors_per_cpu(monkeypatch):
     assert nightly.default_workers("threads") == 6 and nightly.default_workers("dask") == 3
     assert nightly.task_runner("threads")._max_workers == 6
     assert nightly.task_runner("threads", workers=2)._max_workers == 2
+
+
+def test_the_flow_stores_leave_no_mlflow_address_behind(tmp_path, monkeypatch):
+    """The flows export MLFLOW_TRACKING_URI and MLFLOW_REGISTRY_URI (mlflow.set_*_uri); undoing the
+    stores removes them, else a later module's MlflowClient read this module's registry."""
+    import os
+
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    mp = flow_stores(tmp_path, {"alpha": "train: {models: [Tail_context]}\n"})
+    os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mp.undo()
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ

@@ -117,7 +117,7 @@ detect: {{m1: false}}
         if not team.started_here:  # a shared set-up: leave no test vendor in its registry
             from mlflow import MlflowClient
 
-            client = MlflowClient(tracking_uri=team.mlflow_url)
+            client = MlflowClient(tracking_uri=team.mlflow_url, registry_uri=team.mlflow_url)
             try:
                 client.delete_registered_model(f"licanom-{name}")
                 exp = client.get_experiment_by_name(f"licanom/{name}")
@@ -175,7 +175,7 @@ def test_training_registers_the_champion_in_postgresql_with_proxied_artifacts(te
                                                                                 scored: Scored) -> None:
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=team.mlflow_url)
+    client = MlflowClient(tracking_uri=team.mlflow_url, registry_uri=team.mlflow_url)
     champion = client.get_model_version_by_alias(f"licanom-{vendor.name}", "champion")
     assert champion.version == "1" and champion.tags["model"] == MODEL
     exp = client.get_experiment_by_name(f"licanom/{vendor.name}")
@@ -205,7 +205,7 @@ def test_the_night_scored_through_the_worker_reaches_the_last_id(team: Team, ven
     assert chunks.height > 0
     assert chunks["first_id"].min() > trained_to and chunks["last_id"].max() <= vendor.last_id
     assert (night / "report.md").exists()
-    client = MlflowClient(tracking_uri=team.mlflow_url)
+    client = MlflowClient(tracking_uri=team.mlflow_url, registry_uri=team.mlflow_url)
     nightly_exp = client.get_experiment_by_name(f"licanom/{vendor.name}/nightly")  # nights apart from training
     nightly_runs = client.search_runs([nightly_exp.experiment_id], "tags.`licanom.kind` = 'nightly'")
     assert [int(r.data.metrics["watermark"]) for r in nightly_runs] == [vendor.last_id]
