@@ -148,8 +148,21 @@ def detect_separator(header: str) -> str:
 def _padded(header: str, separator: str) -> bool:
     """Whether a CSV header pads its fields with spaces (``Id, Key, IP``, as a spreadsheet or a
     hand-written export may): its rows are then written the same way."""
-    fields = next(csv.reader([header.rstrip("\r\n")], delimiter=separator), [])
+    try:
+        fields = next(csv.reader([header.rstrip("\r\n")], delimiter=separator), [])
+    except csv.Error:
+        return False
     return any(f != f.strip(" ") for f in fields)
+
+
+def _padded_row(line: str, separator: str) -> bool:
+    """Whether a CSV row puts a space after every separator (``1, 3, KEY-1, , 8.8.8.8``): a file
+    whose header is plain but whose rows are padded."""
+    try:
+        fields = next(csv.reader([line.rstrip("\r\n")], delimiter=separator), [])
+    except csv.Error:  # a field past the reader's size limit, a stray quote: not the padding's sign
+        return False
+    return len(fields) > 1 and all(f.startswith(" ") for f in fields[1:])
 
 
 def _unpadded(frame: pl.DataFrame) -> pl.DataFrame:
@@ -193,7 +206,9 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
         data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
         header = _decode(data.split(b"\n", 1)[0], path, None) if kind == "csv" else ""
         sep = separator or (detect_separator(header) if kind == "csv" else ",")
-        if kind == "csv" and _padded(header, sep):
+        # (only to tell the padding: a byte that is not UTF-8 is named below, on its own line)
+        first_row = data.split(b"\n", 2)[1].decode("utf-8", "replace") if kind == "csv" and b"\n" in data else ""
+        if kind == "csv" and (_padded(header, sep) or _padded_row(first_row, sep)):
             # "Id, Key, IP": a file written with a space after each separator pads its values too;
             # Python's csv reader skips the space before a quote (`, "Smith, John"`), polars' does not
             return _unpadded(_read_csv_lines(path, _decode(data, path, None), sep, skip_spaces=True))
