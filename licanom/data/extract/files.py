@@ -46,10 +46,17 @@ def file_kind(path: Path) -> str | None:
     return SUFFIXES.get(path.suffix.lower())
 
 
-def _compressed_log(path: Path) -> bool:
-    """A log compressed in a way this reader does not read (``part3.csv.bz2``, ``export.zip``)."""
+def _unread_log(path: Path) -> str | None:
+    """Why a folder's file that may hold log rows cannot be read (a log compressed another way,
+    ``part3.csv.bz2`` or ``export.zip``, or a spreadsheet), or None: a log, or no log at all."""
     suffixes = [x.lower() for x in path.suffixes]
-    return bool(suffixes) and (suffixes[-1] in _OTHER_COMPRESSIONS or (suffixes[-1] == GZIP and file_kind(path) is None))
+    if suffixes and (suffixes[-1] in _OTHER_COMPRESSIONS or (suffixes[-1] == GZIP and file_kind(path) is None)):
+        how = ("decompress it (Parquet compresses itself)" if ".parquet" in suffixes
+               else "decompress it, or gzip it (.csv.gz and .ndjson.gz are read)")
+        return f"a compressed file this reader does not read; {how}"
+    if path.suffix.lower() in _SPREADSHEETS and not path.name.startswith("~$"):  # not Excel's lock file
+        return "a spreadsheet; save it as CSV (or move it out of the log folder)"
+    return None
 
 
 class ExtractFileError(RuntimeError):
@@ -68,15 +75,9 @@ def log_files(path: str | Path) -> list[Path]:
             # editor's checkpoint copy, macOS's "._part1.csv"): a copy would otherwise win over its original
             inside = sorted(f for f in p.rglob("*") if f.is_file()
                             and not any(part.startswith(".") for part in f.relative_to(p).parts))
-            compressed = [f for f in inside if _compressed_log(f)]
-            if compressed:  # its rows would be lost without a word
-                how = ("decompress it (Parquet compresses itself)" if ".parquet" in compressed[0].name.lower()
-                       else "decompress it, or gzip it (.csv.gz and .ndjson.gz are read)")
-                raise ExtractFileError(f"cannot read {compressed[0]}: a compressed file this reader does not read; {how}")
-            sheets = [f for f in inside if f.suffix.lower() in _SPREADSHEETS and not f.name.startswith("~$")]
-            if sheets:  # the same: a log saved as a spreadsheet would be left out
-                raise ExtractFileError(f"cannot read {sheets[0]}: a spreadsheet; save it as CSV (or move it out of "
-                                       f"the log folder)")
+            refused = [(f, why) for f in inside if (why := _unread_log(f))]
+            if refused:  # its rows would be lost without a word
+                raise ExtractFileError(f"cannot read {refused[0][0]}: {refused[0][1]}")
             files = [f for f in inside if file_kind(f)]
         elif p.exists():
             files = [p]
@@ -128,6 +129,15 @@ def _unfinished(data: bytes, path: Path) -> bool:
     return bool(data) and not data.endswith((b"\n", b"\r")) and _recent(path)
 
 
+def _fields(line: str, separator: str) -> list[str] | None:
+    """One CSV line's fields as written (spaces kept), or None where the csv module cannot split
+    it (a field past its size limit, a stray quote)."""
+    try:
+        return next(csv.reader([line.rstrip("\r\n")], delimiter=separator), [])
+    except csv.Error:
+        return None
+
+
 def detect_separator(header: str) -> str:
     """The CSV separator of a header line: the one of ``SEPARATORS`` that splits it into the most
     Web API Log column names (",", when none does better). Hand-written: csv.Sniffer guesses from
@@ -138,31 +148,18 @@ def detect_separator(header: str) -> str:
     wanted = {c.lower() for c in RAW}
 
     def hits(sep: str) -> int:
-        fields = next(csv.reader([header], delimiter=sep), [])
-        return sum(f.strip().strip('"').lower() in wanted for f in fields)
+        return sum(f.strip().strip('"').lower() in wanted for f in _fields(header, sep) or [])
 
     best = max(SEPARATORS, key=lambda sep: (hits(sep), sep == ","))
     return best if hits(best) > hits(",") else ","
 
 
-def _padded(header: str, separator: str) -> bool:
-    """Whether a CSV header pads its fields with spaces (``Id, Key, IP``, as a spreadsheet or a
-    hand-written export may): its rows are then written the same way."""
-    try:
-        fields = next(csv.reader([header.rstrip("\r\n")], delimiter=separator), [])
-    except csv.Error:
-        return False
-    return any(f != f.strip(" ") for f in fields)
-
-
-def _padded_row(line: str, separator: str) -> bool:
-    """Whether a CSV row puts a space after every separator (``1, 3, KEY-1, , 8.8.8.8``): a file
-    whose header is plain but whose rows are padded."""
-    try:
-        fields = next(csv.reader([line.rstrip("\r\n")], delimiter=separator), [])
-    except csv.Error:  # a field past the reader's size limit, a stray quote: not the padding's sign
-        return False
-    return len(fields) > 1 and all(f.startswith(" ") for f in fields[1:])
+def _padded(header: str, first_row: str, separator: str) -> bool:
+    """Whether a CSV file puts a space after each separator (``Id, Key, IP``, as a spreadsheet or a
+    hand-written export may): its header pads a field, or its first row starts every field but the
+    first with a space (a plain header over padded rows)."""
+    names, row = _fields(header, separator) or [], _fields(first_row, separator) or []
+    return any(f != f.strip(" ") for f in names) or (len(row) > 1 and all(f.startswith(" ") for f in row[1:]))
 
 
 def _unpadded(frame: pl.DataFrame) -> pl.DataFrame:
@@ -204,11 +201,14 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
         if encoding and codecs.lookup(encoding).name != "utf-8":
             data = _decode(data, path, encoding).encode()  # polars reads UTF-8
         data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
-        header = _decode(data.split(b"\n", 1)[0], path, None) if kind == "csv" else ""
+        # the header and the first row, by index (a split would copy the whole file)
+        end = data.find(b"\n")
+        header = _decode(data[: end if end >= 0 else len(data)], path, None) if kind == "csv" else ""
         sep = separator or (detect_separator(header) if kind == "csv" else ",")
+        row_end = data.find(b"\n", end + 1) if end >= 0 else -1
         # (only to tell the padding: a byte that is not UTF-8 is named below, on its own line)
-        first_row = data.split(b"\n", 2)[1].decode("utf-8", "replace") if kind == "csv" and b"\n" in data else ""
-        if kind == "csv" and (_padded(header, sep) or _padded_row(first_row, sep)):
+        first_row = data[end + 1: row_end if row_end >= 0 else len(data)].decode("utf-8", "replace") if end >= 0 else ""
+        if kind == "csv" and _padded(header, first_row, sep):
             # "Id, Key, IP": a file written with a space after each separator pads its values too;
             # Python's csv reader skips the space before a quote (`, "Smith, John"`), polars' does not
             return _unpadded(_read_csv_lines(path, _decode(data, path, None), sep, skip_spaces=True))
