@@ -85,6 +85,7 @@ eval-dev: $(STAMP)
 # the test chunks judged (the nightly evaluation above is the headline).
 eval-detect: $(STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.eval_nightly --seeds report --mode detect --detectors Tail_context --no-clustering --out benchmarks/results/detect-mode $(EVAL_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.eval_nightly --seeds report --mode detect --detect-chunks all --detectors Tail_context --no-clustering --out benchmarks/results/detect-mode-all $(EVAL_ARGS)
 
 # The earlier labelled evaluation of every detector and threshold (blocked folds; ranking and speed).
 eval-blocked: $(STAMP)

@@ -20,7 +20,8 @@ An autoencoder is named with the input mode it reads, both modes side by side, e
 
 ``--mode detect`` judges ``licanom detect`` instead (make eval-detect): each vendor's whole log
 prepared at once, its chunks split at random as the configuration says, the default decision on
-the held-out test chunks.
+the held-out test chunks (``--detect-chunks all``: on every chunk, the training chunks as
+``licanom detect`` flags them).
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mode", choices=("nightly", "detect"), default="nightly",
                    help="nightly: train on the first days, score each later day (the flows); detect: licanom detect "
                         "on the whole log, its random test chunks judged")
+    p.add_argument("--detect-chunks", choices=("test", "all"), default="test",
+                   help="detect mode: judge the held-out test chunks (default) or every chunk of the log, the training "
+                        "chunks as licanom detect flags them in chunks.parquet")
     p.add_argument("--days", type=int, default=21)
     p.add_argument("--epochs", type=int, default=None, help="the autoencoders' epochs (default: the configuration's)")
     p.add_argument("--no-clustering", action="store_true", help="skip GMM/KMeans on the latent code")
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="only print (and with --out write) the summary of an earlier run's per_vendor.csv")
     args = p.parse_args(argv)
     by = (*[c.strip() for c in args.by.split(",")], "detector")
+    if args.detect_chunks != "test" and args.mode != "detect":
+        p.error("--detect-chunks is for --mode detect")
     if args.summarise:
         summary = summarise(pl.read_csv(args.summarise, infer_schema_length=None), by=by)
         header = f"Summary of {args.summarise}.\n"
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     profiles = None if args.profiles is None else [s.strip() for s in args.profiles.split(",")]
     settings = NightlySettings(days=args.days, detectors=tuple(args.detectors.split(",")),
                                clustering=not args.no_clustering, carry_rows_state=args.carry_rows_state,
-                               chunks_out=args.chunks_out, mode=args.mode)
+                               chunks_out=args.chunks_out, mode=args.mode,
+                               detect_chunks=args.detect_chunks)
     if args.epochs is not None:
         cfg = settings.config
         settings = replace(settings, config=cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": args.epochs})}))
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     how = (f"Nightly mode, {args.days} days (train on the first {round(args.days * settings.train_fraction)}, "
            f"score each later day)" if args.mode == "nightly" else
            f"Detect mode, {args.days} days (licanom detect on the whole log: {settings.config.split.method} split, "
-           f"the test chunks judged)")
+           f"{'the test chunks' if args.detect_chunks == 'test' else 'every chunk'} judged)")
     header = (f"{how}, autoencoders {settings.config.train.epochs} epochs, seeds {','.join(map(str, seeds))}, profiles {args.profiles or 'of each world'}; "
               f"{datetime.now(UTC):%Y-%m-%d}, {time.perf_counter() - t0:.0f} s, {args.jobs} job(s).\n"
               f"Command: python -m benchmarks.eval_nightly {' '.join(argv if argv is not None else sys.argv[1:])}\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import polars as pl
 import pytest
@@ -146,5 +148,14 @@ def test_detect_mode_judges_the_test_chunks_that_licanom_detect_flags():
     assert 0 < row["chunks"] == test.height == int(prepared.test_mask.sum()) < prepared.chunks.n_chunks
     assert row["flagged"] == int(test["is_anomaly"].sum())
     assert row["found"] <= row["events"] and "entities" not in row
+    # every chunk of the log, the training chunks as licanom detect flags them
+    [whole] = run_vendor(world, "floating", 3, replace(settings, detect_chunks="all"))
+    every = detect(prepared, cfg.train, cfg.detect, models=("Tail_context",), context=cfg.context, encode=cfg.encode,
+                   split=cfg.split).chunks
+    assert whole["chunks"] == every.height == prepared.chunks.n_chunks
+    assert whole["flagged"] == int(every["is_anomaly"].sum()) >= row["flagged"]
+    assert whole["events"] >= row["events"] and whole["anomalous_chunks"] >= row["anomalous_chunks"]
     with pytest.raises(ValueError, match="mode must be nightly or detect"):
         NightlySettings(mode="weekly").check()  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="detect_chunks must be test or all"):
+        NightlySettings(mode="detect", detect_chunks="train").check()  # type: ignore[arg-type]

@@ -50,7 +50,10 @@ reading :mod:`licanom.sim`) are reported apart too; their events are judged per 
 the whole log prepared at once, its chunks split at random (the configuration's split), the
 detector trained on the training chunks and its default decision judged on the test chunks,
 with the same columns (``train_seconds`` then holds training and scoring, and preparing for the
-first variant of each encoder; no entity results or clustering).
+first variant of each encoder; no entity results or clustering). With ``detect_chunks="all"``
+every chunk of the log is judged, the training chunks by the decision ``licanom detect`` writes
+for them (each scored by the reference it was fitted into): what a vendor reading all of
+``chunks.parquet`` sees.
 """
 
 from __future__ import annotations
@@ -224,10 +227,15 @@ class NightlySettings:
     # detect`` on the whole log (its chunks split at random by the configuration's split, the
     # held-out test chunks judged)
     mode: Literal["nightly", "detect"] = "nightly"
+    # detect mode only: judge the held-out "test" chunks, or "all" of them (the training chunks as
+    # licanom detect flags them in chunks.parquet)
+    detect_chunks: Literal["test", "all"] = "test"
 
     def check(self) -> None:
         if self.mode not in ("nightly", "detect"):
             raise ValueError(f"mode must be nightly or detect, got {self.mode!r}")
+        if self.detect_chunks not in ("test", "all"):
+            raise ValueError(f"detect_chunks must be test or all, got {self.detect_chunks!r}")
         if self.days < 3:
             raise ValueError(f"days must be at least 3, got {self.days}")
         if not 0 < self.train_fraction < 1:
@@ -379,7 +387,7 @@ def detected_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[
     """Each variant of ``settings`` as ``licanom detect`` runs it on ``sim``'s whole log: prepared
     once per encoder, the chunks split by the configuration's split (random 80:20 by default), the
     detector trained on the training chunks; the test chunks (with their default decision) are
-    what is judged. No nights, no entity results, no latent codes. Like the rest of the harness it
+    what is judged, or every chunk with ``settings.detect_chunks == "all"``. No nights, no entity results, no latent codes. Like the rest of the harness it
     reads ``settings.config`` (the library's defaults), not ``conf/defaults.yaml``: for Tail_context
     the same inputs and split; a bare autoencoder name reads the configured encoder, not the YAML's."""
     from licanom.data.pipeline import Prepared, prepare
@@ -397,7 +405,9 @@ def detected_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[
         prepared = prepared_by[encoder]
         detection = detect(prepared, cfg.train, cfg.detect, models=(variant.name,), sequence=cfg.sequence,
                            context=cfg.context, encode=cfg.encode, split=cfg.split)
-        chunks = None if detection.chunks is None else detection.chunks.filter(pl.col("split") == "test")
+        chunks = detection.chunks
+        if chunks is not None and settings.detect_chunks == "test":
+            chunks = chunks.filter(pl.col("split") == "test")
         family = spec(variant.name).family
         yield ScoredVariant(variant=variant, family=family, bundle=None,
                             chunks=chunks if chunks is not None and chunks.height else None, entities=None,
