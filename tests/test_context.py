@@ -135,6 +135,47 @@ def test_newcomers_of_a_day_carry_the_days_count_on_their_own_rows():
     assert np.expm1(later["key_new_countries_day"].to_numpy()).round().tolist() == [0, 1]
 
 
+def test_a_keys_hourly_spread_sits_on_its_new_machines_rows_not_on_the_owners():
+    """Version 2: a shared key's machines, countries and addresses of an hour are carried by the
+    rows of machines new to it that day (and rows without a machine code), not by the owner's
+    established seat; version 1 (models saved before) puts them on every row of the key."""
+    day = 86_400
+    training = _log([(0, "K1", "M1", "1.1.1.1", "SE", 1), (600, "K1", "M1", "1.1.1.1", "SE", 1)])
+    history = KeyHistory.from_rows(training)
+    night = _log([
+        (day + 0, "K1", "M1", "1.1.1.1", "SE", 1),      # the owner's heartbeats
+        (day + 30, "K1", "M1", "1.1.1.1", "SE", 1),
+        (day + 60, "K1", "S1", "2.2.2.2", "DE", 0),     # strangers on the key, the same hour
+        (day + 120, "K1", "S2", "3.3.3.3", "FR", 0),
+        (day + 180, "K1", "M1", "1.1.1.1", "SE", 1),    # the owner again
+        (day + 240, "K1", "", "4.4.4.4", "US", 1),      # no machine code: cannot tell whose
+        (day + 4000, "K1", "M1", "1.1.1.1", "SE", 1),   # the next hour: the owner alone
+    ])
+    spread = ("key_machines_hour", "key_countries_hour", "key_ips_hour")
+
+    def counts(version: int, history: KeyHistory | None) -> dict[str, list[int]]:
+        rows = row_context(night, history, version=version)
+        return {c: np.expm1(rows[c].to_numpy()).round().astype(int).tolist() for c in spread}
+
+    now = counts(2, history)
+    assert now["key_machines_hour"] == [0, 0, 4, 4, 0, 4, 0]  # M1, S1, S2 and the empty code
+    assert now["key_countries_hour"] == [0, 0, 4, 4, 0, 4, 0]
+    assert now["key_ips_hour"] == [0, 0, 4, 4, 0, 4, 0]
+    before = counts(1, history)
+    assert before["key_machines_hour"] == [4, 4, 4, 4, 4, 4, 1]
+    # without a history (training days) the owner's seat is established from its first day on
+    whole = pl.concat([training, night])
+    rows = row_context(whole)
+    assert np.expm1(rows["key_machines_hour"].to_numpy()).round().astype(int).tolist() == [1, 1, 0, 0, 4, 4, 0, 4, 0]
+    # the chunks read the same: the owner's own chunk stays ordinary, the strangers' does not
+    chunks = chunk_context(night, np.array([0, 2]), 2, history)
+    assert np.expm1(col(chunks, "key_machines_hour")).round().tolist() == [0, 4]
+    old = chunk_context(night, np.array([0, 2]), 2, history, version=1)
+    assert np.expm1(col(old, "key_machines_hour")).round().tolist() == [4, 4]
+    with pytest.raises(ValueError, match="unknown context version 3"):
+        chunk_context(night, np.array([0]), 2, history, version=3)
+
+
 def test_chunk_context_takes_the_largest_row_value_and_window_statistics():
     # 8 rows in windows of 4 starting every 2 rows; the second half is one machine hammering.
     rows = [(i * 600.0, f"K{i}", f"M{i}", f"10.0.0.{i}", "SE", 1) for i in range(4)]
@@ -514,3 +555,51 @@ def test_a_context_model_saved_before_the_trimmings_tolerance_loads_as_fitted_wi
     assert (again.trim_tolerance, again.trim_share_tolerance) == (0.0, 0.0)
     np.testing.assert_array_equal(again.decision_function(X), det.decision_function(X))
     assert ContextDetector.load(ContextDetector().fit(X).save(tmp_path / "new.pkl")).trim_tolerance == 1.0
+
+
+def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted_on(tmp_path):
+    """A model file of format 7 or before was fitted on version 1's vectors (a key's spread on all
+    its rows): loaded, it reads those at night, while a model fitted now reads version 2."""
+    import pickle
+
+    from licanom.config import ChunkConfig, EncodeConfig
+    from licanom.data.context_vector import CONTEXT_VERSION
+    from licanom.data.derive import derive
+    from licanom.data.encode import Vocabulary
+    from licanom.data.validate import validate_log
+    from licanom.detectors.context import SAVE_FORMAT, ContextDetector
+    from licanom.ops.bundle import ModelBundle, make_windows, score_windows, validate_rows
+    from tests.conftest import make_raw_log
+
+    train = validate_log(make_raw_log(800)).valid
+    derived = derive(train)
+    history = KeyHistory.from_rows(derived)
+    starts = np.arange(0, derived.height - 20 + 1, 20)
+    det = ContextDetector().fit(chunk_context(derived, starts, 20, version=1))
+    path = det.save(tmp_path / "old.pkl")
+    with path.open("rb") as f:
+        payload = pickle.load(f)
+    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 2)
+    payload["format"] = 7
+    del payload["context_version"]
+    with path.open("wb") as f:
+        pickle.dump(payload, f)
+    old = ContextDetector.load(path)
+    assert old.context_version_ == 1 and ContextDetector.load(det.save(tmp_path / "new.pkl")).context_version_ == 2
+
+    bundle = ModelBundle(vendor="acme", detector=old, vocabulary=Vocabulary.fit(derived),
+                         chunk=ChunkConfig(size=20, stride=20), encode=EncodeConfig(), product_ids=(3, 7),
+                         key_history=history)
+    night = train.with_columns(pl.col("Time") + timedelta(days=2), pl.col("Id") + 10_000)
+    windows = make_windows(bundle, validate_rows(bundle, night).valid)
+    night_starts = windows.chunks.meta["start_row"].to_numpy()
+    version_1 = chunk_context(windows.encoded, night_starts, 20, history, version=1)
+    version_2 = chunk_context(windows.encoded, night_starts, 20, history)
+    assert not np.allclose(version_1, version_2)  # the owners' own machines: counted in 1, not in 2
+    np.testing.assert_allclose(score_windows(bundle, windows)["score"].to_numpy(), old.decision_function(version_1))
+
+    payload["format"], payload["context_version"] = 8, 3
+    with path.open("wb") as f:
+        pickle.dump(payload, f)
+    with pytest.raises(ValueError, match="context version 3"):
+        ContextDetector.load(path)

@@ -26,7 +26,7 @@ from licanom.sim import simulate
 from licanom.data.validate import validate_log
 
 
-def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None) -> pl.DataFrame:
+def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None, version: int = 2) -> pl.DataFrame:
     frame = _entity_frame(derived)
     known_key = pl.col("Key").is_in(history.keys.implode()) if history is not None else pl.lit(False)
     after_first_hour = known_key | (pl.col("_hour") > pl.col("_hour").min().over("Key"))
@@ -40,6 +40,15 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
         frame = frame.with_columns((first & ~seen & after_first_hour).cast(pl.Int64).alias(f"_new {value}"))
         if history is not None:
             frame = frame.drop("_seen")
+    # version 2: a key's hourly spread on the rows of (key, machine) pairs first seen that day and
+    # not in the history, and on rows without a machine code
+    seen_mc = pl.lit(False)
+    if history is not None:
+        frame = frame.join(history.pairs("MachineCode").with_columns(pl.lit(True).alias("_seen_mc")),
+                           on=["Key", "MachineCode"], how="left", maintain_order="left")
+        seen_mc = pl.col("_seen_mc").fill_null(False)
+    spread_on = ((~seen_mc & (pl.col("_day").min().over(["Key", "MachineCode"]) == pl.col("_day")))
+                 | (pl.col("MachineCode") == ""))
     exprs = []
     for name, entity, what, bucket in _ROW_COUNTS:
         over = [*entity, bucket]
@@ -58,6 +67,8 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
             count = pl.col(f"_{what}").sum().over(over)
         else:
             count = pl.col(what).n_unique().over(over)
+            if version == 2 and entity == ("Key",) and bucket == "_hour":
+                count = pl.when(spread_on).then(count).otherwise(0)
         exprs.append(count.cast(pl.Float64).log1p().alias(name))
     return frame.select(exprs)
 
@@ -82,6 +93,9 @@ def test_row_context_equals_the_text_expressions(derived):
     history = KeyHistory.from_rows(derived.head(half))
     later = derived.slice(half)
     assert_frame_equal(row_context(later, history), reference_row_context(later, history))
+    # version 1 (the rows encoder's, and models saved before version 2) on every row of the key
+    assert_frame_equal(row_context(later, history, version=1), reference_row_context(later, history, version=1))
+    assert not row_context(later, history, version=1).equals(row_context(later, history))
 
 
 def test_row_context_out_of_time_order_and_with_nulls(derived):

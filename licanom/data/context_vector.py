@@ -17,9 +17,11 @@ failure_share          share of failed requests
 top_machine_share      share of the chunk's most frequent (key, machine code)
 key_requests_hour      the row's key: requests in the row's clock hour
 machine_requests_hour  the row's (key, machine code): requests in its clock hour
-key_machines_hour      the row's key: distinct machine codes in its clock hour
-key_countries_hour     the row's key: distinct countries in its clock hour
-key_ips_hour           the row's key: distinct IP addresses in its clock hour
+key_machines_hour      the row's key: distinct machine codes in its clock hour, on the rows
+                       of the key's machines new that day and of rows without a machine code
+                       only (0 on its established machines' rows; see "Whose rows")
+key_countries_hour     the row's key: distinct countries in its clock hour (rows as above)
+key_ips_hour           the row's key: distinct IP addresses in its clock hour (rows as above)
 ip_keys_hour           the row's IP address: distinct keys in its clock hour
 ip_failures_hour       the row's IP address: failed requests in its clock hour
 machine_failures_hour  the row's (key, machine code): failed requests in its clock hour
@@ -45,6 +47,19 @@ signals count a day's newcomers to the key, and carry the count on the newcomers
 only: the owner's machines that day keep 0, so the flagged chunks are the strangers' requests.
 Nothing in the vector is learned: the context models (:mod:`licanom.detectors.context`) learn
 what is normal for a vendor from the training chunks' vectors.
+
+Whose rows carry a key's spread (context version 2, :data:`CONTEXT_VERSION`): a key used by twenty
+machines in an hour is news about the machines that came that day, not about the owner's seat,
+whose heartbeats run through the same hours. So the key's distinct machines, countries and
+addresses of an hour sit on the rows of its (key, machine code) pairs first seen that UTC day and
+not in the key's history, and on rows without a machine code (which cannot tell the owner from a
+stranger); the key's established machines keep 0. A chunk of the owner's ordinary requests during
+a shared key's hours then looks ordinary, and the strangers' chunks carry the count. On the
+development seeds 1-6 of both generators this removed a third of the false alarms (most were such
+chunks of the owner's) and found as many events (docs/choosing-defaults.md). Version 1 (before)
+counted them on every row of the key; :func:`chunk_context` computes either, for models saved
+before (``version``), and :func:`row_context` serves the autoencoders' rows encoder version 1, the
+counts it was built with.
 
 "New to the key" is a key's own baseline: a machine code (country) is new at the first request
 that pairs it with the key, unless the key's :class:`KeyHistory` (the pairs of the rows a model
@@ -74,7 +89,15 @@ import polars as pl
 from licanom.data.codes import TextCodes, first_rows, in_threads
 from licanom.data.columns import UNKNOWN_COUNTRY
 
-__all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "ENCODER_ROW_COLUMNS", "ROW_COLUMNS", "KeyHistory", "chunk_context", "row_context"]
+__all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_VERSION", "ENCODER_ROW_COLUMNS", "ROW_COLUMNS", "KeyHistory",
+           "chunk_context", "row_context"]
+
+# The context vector's version (see "Whose rows" in the module text): 2 carries a key's hourly
+# spread (machines, countries, addresses) on its new machines' rows only, 1 on every row of the key.
+CONTEXT_VERSION = 2
+CONTEXT_VERSIONS = (1, 2)
+# the key's hourly spreads that version 2 carries on the rows of its new machines only
+_SPREAD_COLUMNS = ("key_machines_hour", "key_countries_hour", "key_ips_hour")
 
 
 # (column, entity columns, aggregate, bucket) of the per-row counts: "_hour" is the row's clock
@@ -333,8 +356,9 @@ def _history_codes(history: KeyHistory, texts: TextCodes, frame: pl.DataFrame,
 def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: bool = False,
                 codes: TextCodes | None = None,
                 windows: tuple[np.ndarray, int] | None = None,
-                counts: tuple[str, ...] = ROW_COLUMNS) -> dict[str, np.ndarray]:
-    """ROW_COLUMNS as counts (int64, before ``log1p``) for each row, in the log's order; with
+                counts: tuple[str, ...] = ROW_COLUMNS, version: int = CONTEXT_VERSION) -> dict[str, np.ndarray]:
+    """ROW_COLUMNS as counts (int64, before ``log1p``) for each row, in the log's order (``version``
+    of the context: see the module text); with
     ``keep_pairs`` also ``_pair MachineCode``, a code of each row's (key, machine code). With
     ``windows`` (starts, size) the largest count of each window instead of each row's (a log in
     time order only); ``counts``: which of ROW_COLUMNS to count (the others are not computed).
@@ -345,6 +369,8 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
     missing = [c for c in _NEEDED if c not in derived.columns]
     if missing:
         raise ValueError(f"the context needs the derived columns {missing}")
+    if version not in CONTEXT_VERSIONS:
+        raise ValueError(f"unknown context version {version!r}; this version computes {CONTEXT_VERSIONS}")
     time_ = derived["Time"]
     rank = None
     if not time_.is_sorted():  # "the first row of a pair" is the first in time
@@ -403,6 +429,13 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         seen = g.contains(known_pairs[value]) if value in known_pairs else np.zeros(n_rows, dtype=bool)
         unknown_code = texts.lookup(derived, value, pl.Series([unknown]))[0]
         new[value] = g.first & (code[value] != unknown_code) & ~seen & after_first_hour
+    spread_on = None  # version 2: the rows that carry a key's hourly spread
+    if version >= 2 and any(c in counts for c in _SPREAD_COLUMNS):
+        g = pair["MachineCode"]
+        seen = (g.contains(known_pairs["MachineCode"]) if "MachineCode" in known_pairs
+                else np.zeros(n_rows, dtype=bool))
+        no_machine = code["MachineCode"] == texts.lookup(derived, "MachineCode", pl.Series([""]))[0]
+        spread_on = (~seen & (g.at_first(bucket["_day"]) == bucket["_day"])) | no_machine
 
     def signal(entity: tuple[str, ...], what: str, b: str) -> _PerGroup:
         over = group(entity, b)
@@ -425,7 +458,10 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         if what.startswith("new "):
             return over.sum(new[what.removeprefix("new ")])
         # distinct values of `what`: the first rows of the (entities, what, bucket) groups
-        return over.sum(group((*entity, what), b).first)
+        distinct = over.sum(group((*entity, what), b).first)
+        if spread_on is not None and entity == ("Key",) and b == "_hour":  # a key's spread (version 2)
+            return replace(distinct, only=spread_on)
+        return distinct
 
     def counted(entity: tuple[str, ...], what: str, b: str) -> np.ndarray:
         per_group = signal(entity, what, b)
@@ -442,7 +478,7 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
 
 
 def row_context(derived: pl.DataFrame, history: KeyHistory | None = None, codes: TextCodes | None = None,
-                columns: tuple[str, ...] = ROW_COLUMNS) -> pl.DataFrame:
+                columns: tuple[str, ...] = ROW_COLUMNS, version: int = CONTEXT_VERSION) -> pl.DataFrame:
     """``columns`` of ROW_COLUMNS (Float64, ``log1p`` of the count) for each row of a derived log,
     in its order (only those are counted: the rows encoder asks for ENCODER_ROW_COLUMNS).
 
@@ -453,23 +489,25 @@ def row_context(derived: pl.DataFrame, history: KeyHistory | None = None, codes:
 
     New to its key: the first row (in time) of a (key, machine code) or (key, country) pair that
     the history lacks, except in the first hour of a key the history lacks too (a key's set-up is
-    not news). The counts run on integer codes of the entities (one hash per text, not one per
-    signal).
+    not news). ``version``: of the context (the module text's "Whose rows"). The counts run on
+    integer codes of the entities (one hash per text, not one per signal).
     """
     unknown = [c for c in columns if c not in ROW_COLUMNS]
     if unknown:
         raise ValueError(f"unknown row columns {unknown}; expected some of {list(ROW_COLUMNS)}")
-    found = _row_counts(derived, history, codes=codes, counts=columns)
+    found = _row_counts(derived, history, codes=codes, counts=columns, version=version)
     return pl.DataFrame({c: found[c] for c in columns}).select(pl.all().cast(pl.Float64).log1p())
 
 
 def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
-                  history: KeyHistory | None = None, codes: TextCodes | None = None) -> np.ndarray:
+                  history: KeyHistory | None = None, codes: TextCodes | None = None,
+                  version: int = CONTEXT_VERSION) -> np.ndarray:
     """CONTEXT_COLUMNS of each window ``starts[i] .. starts[i] + size - 1`` of ``derived``.
 
     Returns float64 ``(len(starts), len(CONTEXT_COLUMNS))``; ``derived`` is the time-ordered
-    log the windows were cut from (licanom.data.chunk), one row per request; ``history`` and
-    ``codes`` as in :func:`row_context`.
+    log the windows were cut from (licanom.data.chunk), one row per request; ``history``,
+    ``codes`` and ``version`` as in :func:`row_context` (a context model reads the version it was
+    fitted on).
     """
     starts = np.asarray(starts, dtype=np.int64)
     if derived.height == 0 or len(starts) == 0:
@@ -483,9 +521,9 @@ def chunk_context(derived: pl.DataFrame, starts: np.ndarray, size: int,
     # Largest value over each window, of the counts (log1p keeps their order, so the log of the
     # largest count is the largest log)
     if derived["Time"].is_sorted():
-        counts = _row_counts(derived, history, keep_pairs=plain, codes=codes, windows=(starts, size))
+        counts = _row_counts(derived, history, keep_pairs=plain, codes=codes, windows=(starts, size), version=version)
     else:
-        counts = _row_counts(derived, history, keep_pairs=plain, codes=codes)
+        counts = _row_counts(derived, history, keep_pairs=plain, codes=codes, version=version)
         counts = {c: _windows(x, starts, size).max(axis=1) if c in ROW_COLUMNS else x for c, x in counts.items()}
     out = np.empty((len(starts), len(CONTEXT_COLUMNS)))
     for j, column in enumerate(ROW_COLUMNS, start=3):

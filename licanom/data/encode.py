@@ -604,7 +604,8 @@ class RowsEncoder:
             history = KeyHistory(machines=known["MachineCode"], countries=known["country"])
         # the entities' codes of the frame (texts null as empty, as the context reads them)
         codes = TextCodes.from_codes(n, {c: frame[_code(c)].to_numpy() for c in _ROW_TEXTS})
-        counts = row_context(derived, history, codes, ENCODER_ROW_COLUMNS)
+        # version 1: the counts the rows encoder was built with (its saved models keep their inputs)
+        counts = row_context(derived, history, codes, ENCODER_ROW_COLUMNS, version=1)
         out = pl.concat([features, counts], how="horizontal").select(
             pl.col(f).cast(pl.Float32).alias(f"r_{f}") for f in ROW_FEATURES
         )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from licanom.data.context_vector import CONTEXT_VERSION
 from licanom.detectors.decision import Calibration, SeverityDecision, stands_out
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class BaseDetector(ABC):
     model: str
     decision_scores_: np.ndarray | None
     threshold_: float | None
+    # the context vector's version the detector reads (licanom.data.context_vector.CONTEXT_VERSION),
+    # for the families that read "context": a model fitted before version 2 keeps reading version 1
+    context_version_: int = CONTEXT_VERSION
 
     # --- the protocol -------------------------------------------------------------------
     @abstractmethod
@@ -120,7 +124,7 @@ class BaseDetector(ABC):
     def inputs_from(self, prepared: Prepared, key_history: KeyHistory | None = None) -> Any:
         """This detector's inputs for every chunk of a prepared log (``key_history``: what is not
         new to a key, for the families that read the context)."""
-        return inputs_of(self.reads, prepared.chunks, prepared.encoded.frame, key_history)
+        return inputs_of(self.reads, prepared.chunks, prepared.encoded.frame, key_history, self.context_version_)
 
     # --- shared decision state -------------------------------------------------------------
     @property
@@ -141,9 +145,10 @@ class BaseDetector(ABC):
 
 
 def inputs_of(kind: str, chunks: Chunks, frame: pl.DataFrame | None = None,
-              key_history: KeyHistory | None = None) -> Any:
+              key_history: KeyHistory | None = None, context_version: int = CONTEXT_VERSION) -> Any:
     """The inputs called ``kind`` for every window of ``chunks``, cut from the encoded rows
-    ``frame`` (needed for ``context``: what each window's keys, machines and addresses did)."""
+    ``frame`` (needed for ``context``: what each window's keys, machines and addresses did, in
+    ``context_version``)."""
     if kind == "chunks":
         return chunks.X
     if kind == "flat":
@@ -157,5 +162,6 @@ def inputs_of(kind: str, chunks: Chunks, frame: pl.DataFrame | None = None,
 
         if frame is None:
             raise ValueError("the context inputs need the encoded rows the windows were cut from")
-        return chunk_context(frame, chunks.meta["start_row"].to_numpy(), chunks.size, key_history, chunks.codes)
+        return chunk_context(frame, chunks.meta["start_row"].to_numpy(), chunks.size, key_history, chunks.codes,
+                             version=context_version)
     raise ValueError(f"unknown inputs {kind!r}; expected chunks, flat, summary or context")

@@ -14,7 +14,7 @@ import numpy as np
 from licanom.detectors import thresholds as th
 from licanom.detectors.base import BaseDetector
 from licanom.detectors.decision import DECISIONS, Calibration, decide
-from licanom.data.context_vector import CONTEXT_COLUMNS, ROW_COLUMNS
+from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_VERSION, CONTEXT_VERSIONS, ROW_COLUMNS
 from licanom.detectors.saved import load_pickle, save_pickle
 
 __all__ = ["CONTEXT_COLUMNS", "CONTEXT_MODELS", "ContextDetector", "TailModel"]
@@ -22,7 +22,9 @@ __all__ = ["CONTEXT_COLUMNS", "CONTEXT_MODELS", "ContextDetector", "TailModel"]
 
 # The registered models that read the context vector instead of the chunks' rows.
 CONTEXT_MODELS: tuple[str, ...] = ("Tail_context", "IForest_context", "LOF_context")
-SAVE_FORMAT = 7  # 7: the trimming's tolerances; 6 (before them) still loads, fitted without them
+# 8: the context vector's version it was fitted on (licanom.data.context_vector.CONTEXT_VERSION);
+# 7: the trimming's tolerances, and 6 (before them, fitted without them) still load, reading version 1
+SAVE_FORMAT = 8
 # The scale, in nats, of the upper tail of Tail_context's score above the vendor's normal bulk:
 # one value for every vendor, where the other families fit theirs to each vendor's bulk. The score
 # is a sum of log tail probabilities, so its tail has a unit of its own; fitted per vendor (the bulk's
@@ -200,6 +202,7 @@ class ContextDetector(BaseDetector):
         if not (self.trim_tolerance >= 0 and self.trim_share_tolerance >= 0):  # also refuses NaN
             raise ValueError("trim_tolerance and trim_share_tolerance must be non-negative")
         t0 = time.perf_counter()
+        self.context_version_ = CONTEXT_VERSION  # X is today's vector (inputs_of's default)
         self.center_, self.scale_ = _robust_scale(X)
         self.estimator_, self.reference_ = self._robust_estimator(X)
         self.decision_scores_ = self.decision_function(X)
@@ -349,13 +352,13 @@ class ContextDetector(BaseDetector):
             "decision_scores": self.decision_scores_, "calibration_scores": self.calibration_scores_,
             "reference": self.reference_, "calibration": self.calibration_.as_dict(),
             "threshold": self.threshold_, "threshold_method": self.threshold_method_, "seconds": self.seconds_,
-            "columns": list(self.columns_),
+            "columns": list(self.columns_), "context_version": self.context_version_,
         }
         return save_pickle(path, payload)
 
     @classmethod
     def load(cls, path: str | Path) -> ContextDetector:
-        payload = load_pickle(path, "context detector", {6, SAVE_FORMAT})
+        payload = load_pickle(path, "context detector", {6, 7, SAVE_FORMAT})
         unknown = [c for c in payload["columns"] if c not in CONTEXT_COLUMNS]
         if unknown:
             raise ValueError(f"{path}: written for context columns {unknown} that this version does not compute "
@@ -365,6 +368,11 @@ class ContextDetector(BaseDetector):
             settings.update(trim_tolerance=0.0, trim_share_tolerance=0.0)
         det = cls(**settings, threshold_params=tuple(tuple(p) for p in payload["threshold_params"]))
         det.columns_ = tuple(payload["columns"])
+        # saved before format 8: fitted on version 1's vectors (a key's spread on all its rows)
+        det.context_version_ = payload["context_version"] if payload["format"] >= 8 else 1
+        if det.context_version_ not in CONTEXT_VERSIONS:
+            raise ValueError(f"{path}: fitted on context version {det.context_version_!r}, this version computes "
+                             f"{', '.join(map(str, CONTEXT_VERSIONS))}; retrain the vendor's models")
         det.estimator_ = payload["estimator"]
         det.center_, det.scale_ = payload["center"], payload["scale"]
         det.decision_scores_ = np.asarray(payload["decision_scores"], dtype=np.float64)

@@ -199,7 +199,7 @@ def window_inputs(bundle: ModelBundle, windows: Windows) -> Any:
     det = bundle.detector
     if det.reads == "context":
         assert windows.encoded is not None, "the context model needs the encoded rows of the windows"
-    return inputs_of(det.reads, windows.chunks, windows.encoded, bundle.key_history)
+    return inputs_of(det.reads, windows.chunks, windows.encoded, bundle.key_history, det.context_version_)
 
 
 def score_windows(bundle: ModelBundle, windows: Windows, inputs: Any = None) -> pl.DataFrame:
