@@ -13,6 +13,8 @@ MLflow when it first tracks. Each is a default: a variable already set in the en
 - Telemetry and analytics off: ``DO_NOT_TRACK`` (read by Prefect's client and by MLflow, which
   accepts only ``true``), ``PREFECT_SERVER_ANALYTICS_ENABLED``, ``MLFLOW_DISABLE_TELEMETRY``.
 - ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``: no tqdm bars for reading local artifacts.
+- ``PREFECT_LOGGING_EXTRA_LOGGERS``: ``licanom``, so that the library's warnings (a folder's files
+  that are not read, an API retried) reach a flow run's logs in the Prefect UI as well as the console.
 
 Nothing here imports Prefect or MLflow.
 """
@@ -56,6 +58,7 @@ def defaults(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         "DO_NOT_TRACK": "true",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "licanom",
     }
 
 

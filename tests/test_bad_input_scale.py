@@ -401,6 +401,9 @@ def read_and_validate(path: Path, log: Log, unreadable_ok: bool = False) -> Vali
         assert unreadable_ok or (log.rows and all(log.lost)), err
         assert str(path) in str(err)
         return None
+    except ValidationError as err:  # a file with no row has no columns either: refused as empty, named
+        assert not log.rows and str(path) in str(err) and "the log is empty" in str(err), err
+        return None
     try:
         result = validate_log(raw)
     except ValidationError as err:
@@ -492,6 +495,9 @@ def test_odd_files_give_rows_or_a_clear_error(named, how):
             raw = read_log(target)
         except ExtractFileError as err:
             assert str(path) in str(err) or str(target) in str(err), err
+            return
+        except ValidationError as err:  # nothing in it, not even a header: refused as empty, named
+            assert "the log is empty (no header, no rows)" in str(err) and str(target) in str(err), err
             return
         try:
             result = validate_log(raw)
@@ -598,6 +604,46 @@ def test_a_file_of_a_folder_without_a_required_column_is_refused_by_name(tmp_pat
         read_log(tmp_path)
     (tmp_path / "b.csv").write_text(good.replace("1,3,", "2,3,"))
     assert read_log(tmp_path).height == 2
+
+
+def test_a_folders_files_of_no_log_kind_are_named_and_an_empty_log_is_refused_as_empty(tmp_path, caplog):
+    """A README, a ``.txt`` export or a ``.log`` beside the parts is not read, and the warning names
+    them (a log saved under such a name would otherwise be lost without a word); a log file or
+    folder with nothing in it, not even a header, is refused as empty rather than as a log without
+    columns. A night's read of an empty file is no new rows."""
+    import logging
+
+    from licanom.data.validate import ValidationError
+
+    header = "Id,ProductId,Key,IP,Time,State,MachineCode\n"
+    (tmp_path / "part1.csv").write_text(header + "1,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:00:00Z,1010,mc1\n")
+    (tmp_path / "README.md").write_text("exports of the licensing server\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "march.txt").write_text(header)
+    with caplog.at_level(logging.WARNING, logger="licanom.data.extract.files"):
+        assert read_log(tmp_path)["Id"].to_list() == ["1"]
+    [record] = [r for r in caplog.records if "not read" in r.getMessage()]
+    assert "2 file(s) not read" in record.getMessage() and "README.md, sub/march.txt" in record.getMessage()
+    caplog.clear()
+    (tmp_path / "README.md").unlink()
+    (tmp_path / "sub" / "march.txt").unlink()
+    with caplog.at_level(logging.WARNING, logger="licanom.data.extract.files"):
+        read_log(tmp_path)
+    assert not caplog.records  # a folder of logs only: nothing to say
+
+    empty = tmp_path / "empty.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(ValidationError, match=r"empty\.csv: the log is empty \(no header, no rows\)$"):
+        read_log(empty)
+    assert read_log(empty, after_id=5).height == 0  # a night: nothing new yet
+    folder = tmp_path / "empties"
+    folder.mkdir()
+    (folder / "a.csv").write_bytes(b"")
+    (folder / "b.csv").write_bytes(b"")
+    with pytest.raises(ValidationError, match=r"empty \(no header, no rows\) in each of its 2 files"):
+        read_log(folder)
+    (folder / "b.csv").write_text(header + "1,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:00:00Z,1010,mc1\n")
+    assert read_log(folder)["Id"].to_list() == ["1"]  # an empty part beside a full one holds no rows
 
 
 def test_a_gzipped_or_tab_separated_export_is_read_and_another_compression_or_a_spreadsheet_refused(tmp_path):

@@ -100,6 +100,7 @@ def test_bad_input_exit_codes(tmp_path, capsys):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     assert main(["prepare", "--logs", str(empty), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
+    assert "empty.csv: the log is empty (no header, no rows)" in capsys.readouterr().err
     nostate = tmp_path / "nostate.csv"
     make_raw_log(200).drop("State").write_csv(nostate)
     assert main(["prepare", "--logs", str(nostate), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT

@@ -38,16 +38,20 @@ def test_settings_apply_only_where_unset():
 def test_a_fresh_process_anywhere_gets_licanoms_settings(tmp_path):
     """Started from another folder with none of the variables set: Prefect's home is the
     project's .prefect (not ~/.prefect, not the current folder), its start-up limit fits a cold
-    start, telemetry is off for both, and the output folder is the project's."""
+    start, telemetry is off for both, the output folder is the project's, and the library's
+    warnings (a folder's file that is not read) reach a flow run's logs in the Prefect UI."""
     code = (
-        "import json, flows, licanom\n"
+        "import json, logging, flows, licanom\n"
         "from prefect.settings import get_current_settings\n"
+        "from prefect.logging.configuration import setup_logging\n"
         "from mlflow.telemetry.utils import is_telemetry_disabled\n"
         "from licanom.config import load_config\n"
         "s = get_current_settings()\n"
+        "setup_logging()\n"
         "print(json.dumps({'home': str(s.home), 'timeout': s.server.ephemeral.startup_timeout_seconds,\n"
         "  'analytics': s.server.analytics_enabled, 'mlflow_off': is_telemetry_disabled(),\n"
-        "  'out': load_config('demo').output_dir}))\n"
+        "  'out': load_config('demo').output_dir,\n"
+        "  'handlers': [type(h).__name__ for h in logging.getLogger('licanom').handlers]}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], env=_bare_env(), capture_output=True, text=True,
                           timeout=180, cwd=tmp_path)
@@ -56,6 +60,7 @@ def test_a_fresh_process_anywhere_gets_licanoms_settings(tmp_path):
     assert got["home"] == str(ROOT / ".prefect")
     assert got["timeout"] >= 120 and got["analytics"] is False and got["mlflow_off"] is True
     assert got["out"] == str(ROOT / "out")
+    assert "APILogHandler" in got["handlers"]  # Prefect's handler that sends a run's logs to its API
     assert not list(tmp_path.iterdir())  # nothing written in the current folder
 
 

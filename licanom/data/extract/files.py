@@ -9,6 +9,7 @@ import glob as globlib
 import gzip
 import io
 import json
+import logging
 import zlib
 from collections.abc import Iterator
 from itertools import islice
@@ -18,6 +19,8 @@ from typing import Any
 import polars as pl
 
 from licanom.data.schema import UNREADABLE
+
+log = logging.getLogger(__name__)
 
 SUFFIXES: dict[str, str] = {
     ".csv": "csv",
@@ -79,6 +82,12 @@ def log_files(path: str | Path) -> list[Path]:
             if refused:  # its rows would be lost without a word
                 raise ExtractFileError(f"cannot read {refused[0][0]}: {refused[0][1]}")
             files = [f for f in inside if file_kind(f)]
+            others = [f for f in inside if not file_kind(f)]
+            if others:  # a README beside the logs; or a log under a name of no log kind, said by name
+                names = [str(f.relative_to(p)) for f in others]
+                shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+                log.warning("%s: %d file(s) not read, of no log kind (%s, text ones also .gz): %s",
+                            p, len(others), ", ".join(sorted(SUFFIXES)), shown)
         elif p.exists():
             files = [p]
         else:
@@ -360,6 +369,11 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold)), time_format),
                               timezone))
             for p in log_files(path)]
+    if after_id is None and read and not any(f.width for _, f in read):  # nothing, not even a header
+        from licanom.data.validate import ValidationError  # the input cannot be used (exit 3), as a log without columns
+
+        raise ValidationError(f"{path}: the log is empty (no header, no rows)"
+                              + ("" if len(read) == 1 else f" in each of its {len(read)} files"))
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
