@@ -412,6 +412,27 @@ def test_a_declared_time_format_reads_a_spreadsheets_times(tmp_path) -> None:
         check_bad_fraction(validate_log(read_log(path)), 0.05)
 
 
+def test_unreadable_lines_of_a_file_are_counted_as_one_reason_and_shown_with_their_lines(tmp_path) -> None:
+    """The refusal's and prepare's reason counts group a file's unreadable lines (not one group
+    of one row per line); the examples and the quarantine keep each line's number."""
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import ValidationError, check_bad_fraction, validate_log
+
+    good = rows(1600, 40)
+    path = tmp_path / "broken.csv"
+    lines = good.write_csv().splitlines()
+    for i in (5, 9, 17):
+        lines[i] = lines[i].replace(",", ',"x"y', 1)  # text after a closing quote: not CSV
+    path.write_text("\n".join(lines) + "\n")
+    result = validate_log(read_log(path))
+    assert result.quarantine.height == 3
+    assert sorted(result.quarantine["reason"].str.extract(r"line (\d+):").cast(int).to_list()) == [6, 10, 18]
+    [(reason, n)] = result.reason_counts().iter_rows()
+    assert n == 3 and reason.startswith(f"{path}: cannot be read") and " line " not in reason
+    with pytest.raises(ValidationError, match=r"Failures: \S*broken\.csv: cannot be read as CSV .*\(3 rows\)\. Examples: .*line 6:"):
+        check_bad_fraction(result, 0.01)
+
+
 def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
     from licanom.data.extract.files import read_log
     from licanom.data.schema import SOURCE_FILE

@@ -159,13 +159,17 @@ class ValidationResult:
                 f"reason): {shown}{more}")
 
     def reason_counts(self) -> pl.DataFrame:
-        """How many quarantined rows fail each column/check (a row may count under several)."""
+        """How many quarantined rows fail each column/check (a row may count under several). An
+        unreadable line's reason names its file and line; counted here without the line (``a.csv:
+        cannot be read as CSV (...)``), so that a file's broken lines make one group, not one
+        each: the quarantine keeps every row's own reason."""
         return (
             self.quarantine.select(pl.col(REASON).str.split("; ").alias(REASON))
             .explode(REASON)
+            .with_columns(pl.col(REASON).str.replace(r" line \d+: ", ": "))
             .group_by(REASON)
             .len()
-            .sort("len", descending=True)
+            .sort(["len", REASON], descending=[True, False])
         )
 
 
@@ -639,7 +643,7 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
         raise ValidationError("the log is empty: no rows to validate")
     if result.bad_fraction > max_bad_fraction:
         counts = result.reason_counts()
-        # the commonest reasons: an unreadable line's reason is its own (file and line)
+        # the commonest reasons (an unreadable line's without its line number)
         summary = ", ".join(f"{r} ({n} rows)" for r, n in counts.head(10).iter_rows())
         if counts.height > 10:
             summary += f" and {counts.height - 10} more"
