@@ -295,7 +295,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     entities = write_entities(prepared, detection, scored_rows, out)
     if len(detection.outcomes) > 1:
         detection.results.write_csv(out / "results.csv")
-    print()
+    print("\nthe thesis's thresholds and clustering on the test chunks, for comparison (the decision is below):")
     print(format_results(detection.results))
     from licanom.report import decision_name, decision_note
 

@@ -497,7 +497,7 @@ def test_odd_files_give_rows_or_a_clear_error(named, how):
             assert str(path) in str(err) or str(target) in str(err), err
             return
         except ValidationError as err:  # nothing in it, not even a header: refused as empty, named
-            assert "the log is empty (no header, no rows)" in str(err) and str(target) in str(err), err
+            assert "the log is empty (" in str(err) and str(target) in str(err), err
             return
         try:
             result = validate_log(raw)
@@ -613,6 +613,7 @@ def test_a_folders_files_of_no_log_kind_are_named_and_an_empty_log_is_refused_as
     columns. A night's read of an empty file is no new rows."""
     import logging
 
+    from licanom.data.extract.files import ExtractFileError
     from licanom.data.validate import ValidationError
 
     header = "Id,ProductId,Key,IP,Time,State,MachineCode\n"
@@ -636,6 +637,12 @@ def test_a_folders_files_of_no_log_kind_are_named_and_an_empty_log_is_refused_as
     with pytest.raises(ValidationError, match=r"empty\.csv: the log is empty \(no header, no rows\)$"):
         read_log(empty)
     assert read_log(empty, after_id=5).height == 0  # a night: nothing new yet
+    header_only = tmp_path / "header.csv"
+    header_only.write_text(header)
+    with pytest.raises(ValidationError, match=r"header\.csv: the log is empty \(a header, no rows\)$"):
+        read_log(header_only)
+    with pytest.raises(ExtractFileError, match=r"no log files \(\.csv, \.json, .*\.tsv, text ones also \.gz\) found"):
+        read_log(tmp_path / "nothing-here-*.csv")
     folder = tmp_path / "empties"
     folder.mkdir()
     (folder / "a.csv").write_bytes(b"")

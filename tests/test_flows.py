@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from datetime import timedelta
 from pathlib import Path
 
@@ -84,7 +86,7 @@ def test_training_registers_versions_with_aliases(trained_alpha):
     assert {"results.csv", "loss_curves.png", "vocabulary.json"} <= artifacts
 
 
-def test_scoring_flow_matches_the_library_and_is_idempotent(trained_alpha, flow_env):
+def test_scoring_flow_matches_the_library_and_is_idempotent(trained_alpha, flow_env, caplog):
     import mlflow
 
     from flows.score_vendor import score_vendor
@@ -96,8 +98,15 @@ def test_scoring_flow_matches_the_library_and_is_idempotent(trained_alpha, flow_
 
     _, out = flow_env
     before = load_state(out, "alpha")
+    caplog.set_level(logging.INFO)
     first = score_vendor("alpha")
     assert first.rows_read > 0 and first.chunks.height > 0
+    ledger = pl.read_parquet(first.out_dir / "ledger.parquet")
+    assert first.rows_carried == int((ledger["fate"] == "carried").sum())
+    said = caplog.text  # the flow's print, in its run's logs (log_prints)
+    caplog.clear()
+    assert f"{first.rows_read:,} rows read" in said
+    assert (f", {first.rows_carried:,} carried to the next night ->" in said) == (first.rows_carried > 0)
     after = load_state(out, "alpha")
     assert after.watermark > before.watermark
     assert before.rows is None and after.rows is not None  # a rows-mode champion: its rows state carried
@@ -128,6 +137,8 @@ def test_scoring_flow_matches_the_library_and_is_idempotent(trained_alpha, flow_
     assert len(after.rows.after.key_last) > 20
     assert visited.count(tuple) < 200, f"{visited.count(tuple)} tuples walked by Prefect"
     assert again.chunks.height == 0 and again.rows_read == 0
+    assert (f"no night written (nothing new after the watermark, Id {after.watermark}; --since ID"
+            in caplog.text)
     assert load_state(out, "alpha").watermark == after.watermark
     assert load_state(out, "alpha").rows == after.rows
     nights = list((out / "alpha" / "nights").iterdir())

@@ -64,6 +64,17 @@ def test_bad_fraction_limit_names_columns_and_examples(raw_log):
     assert str(err.value).count("State: unknown state code") >= 6  # the summary and five examples
 
 
+def test_a_header_read_with_another_separator_says_which_separator_it_holds():
+    """A comma file read with ';' (or the other way round) is one long column: the refusal names the
+    separator the header holds and shows a long name cut with an ellipsis."""
+    names = "Id,ProductId,Key,IP,Time,State,MachineCode,FriendlyName,FloatingExpires,DOIntValue,DOId"
+    with pytest.raises(ValidationError, match=r"split by ',': set the file's separator \(`source.separator: ','`") as e:
+        validate_log(pl.DataFrame({names: ["1"]}))
+    assert names[:79] + "…" in str(e.value) and names not in str(e.value)
+    with pytest.raises(ValidationError, match=r"split by ';'"):
+        validate_log(pl.DataFrame({"Id;ProductId;Key;IP;Time;State;MachineCode": ["1"]}))
+
+
 def test_empty_log_is_a_clear_error():
     result = validate_log(make_raw_log(0))
     assert result.n_in == 0

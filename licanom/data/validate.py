@@ -316,11 +316,13 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     """
     missing = [c for c in REQUIRED_RAW if c not in raw.columns]
     if missing:
-        merged = [c for c in raw.columns if any(sep in c for sep in (";", "\t", "|"))]
-        hint = (f"; {merged[0][:80]!r} looks like several columns: set the file's separator, e.g. "
-                "`source.separator: \";\"`") if merged else ""
+        # a header read with another separator than its own: one long name holding the others
+        merged = [c for c in raw.columns if any(sep in c for sep in (",", ";", "\t", "|"))]
+        sep = max((",", ";", "\t", "|"), key=merged[0].count) if merged else ""
+        hint = (f"; {_shown(merged[0])!r} looks like several columns split by {sep!r}: set the file's "
+                f"separator (`source.separator: {sep!r}` or --separator)") if merged else ""
         raise ValidationError(
-            f"the log lacks required column(s) {missing}; it has {[c[:80] for c in raw.columns[:20]]}. "
+            f"the log lacks required column(s) {missing}; it has {[_shown(c) for c in raw.columns[:20]]}. "
             f"Expected the Web API Log columns {list(REQUIRED_RAW)} (optional: {list(OPTIONAL_RAW)}){hint}"
         )
     unreadable = UNREADABLE in raw.columns and raw[UNREADABLE].null_count() < raw.height
@@ -635,6 +637,11 @@ def move_to_quarantine(result: ValidationResult, raw: pl.DataFrame, drop: pl.Ser
     )
     quarantine = pl.concat([result.quarantine, _quarantine(raw, [at])], how="vertical_relaxed").sort(ROW)
     return ValidationResult(valid=result.valid.filter(~drop), quarantine=quarantine, n_in=result.n_in)
+
+
+def _shown(name: str, width: int = 80) -> str:
+    """A column name as a message shows it: at most ``width`` characters, a cut one ending in "…"."""
+    return name if len(name) <= width else name[: width - 1] + "…"
 
 
 def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, examples: int = 5) -> None:

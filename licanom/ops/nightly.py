@@ -85,6 +85,12 @@ class NightResult:
     def n_anomalies(self) -> int:
         return int(self.chunks["is_anomaly"].sum()) if self.chunks.height else 0
 
+    @property
+    def rows_carried(self) -> int:
+        """Valid rows after the night's last full chunk, carried to the next night (its ledger's
+        "carried"; 0 without a ledger)."""
+        return 0 if self.ledger is None else int((self.ledger["fate"] == "carried").sum())
+
 
 @dataclass(frozen=True)
 class Screened:

@@ -94,7 +94,7 @@ def log_files(path: str | Path) -> list[Path]:
             raise ExtractFileError(f"no such log file or folder: {p}")
     files = [f for f in files if f.is_file()]
     if not files:
-        raise ExtractFileError(f"no log files (.csv, .parquet, .ndjson) found at {text}")
+        raise ExtractFileError(f"no log files ({', '.join(sorted(SUFFIXES))}, text ones also .gz) found at {text}")
     unknown = [f for f in files if file_kind(f) is None]
     if unknown:
         raise ExtractFileError(
@@ -369,10 +369,11 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold)), time_format),
                               timezone))
             for p in log_files(path)]
-    if after_id is None and read and not any(f.width for _, f in read):  # nothing, not even a header
+    if after_id is None and read and not any(f.height for _, f in read):  # no row: named, not a bare "empty"
         from licanom.data.validate import ValidationError  # the input cannot be used (exit 3), as a log without columns
 
-        raise ValidationError(f"{path}: the log is empty (no header, no rows)"
+        what = "no header, no rows" if not any(f.width for _, f in read) else "a header, no rows"
+        raise ValidationError(f"{path}: the log is empty ({what})"
                               + ("" if len(read) == 1 else f" in each of its {len(read)} files"))
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
