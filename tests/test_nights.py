@@ -527,6 +527,9 @@ def test_a_night_scored_again_from_its_start_is_judged_against_the_pairs_before_
     assert after_first.seen_before is None and after_first.seen_from == 1599  # the first night
     rerun_first = vendor.night(since=1599)  # against the training rows' pairs, as it was
     assert rerun_first.chunks.select("first_id", "score").equals(first.chunks.select("first_id", "score"))
+    # the earlier folder of that night is replaced, and the night says so; a new night does not
+    assert f"replaced the earlier night {first.out_dir.name}: the same rows scored again" in rerun_first.messages
+    assert not any(m.startswith("replaced") for m in first.messages)
     vendor.append(rows(1800, 200, seed=2))
     second = vendor.night()
     state = load_state(vendor.out, "acme")

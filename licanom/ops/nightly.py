@@ -424,6 +424,7 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
         return night
     assert night.out_dir is not None
     record = NightRecord(name=night.out_dir.name, staging=night.staging.name, run_id=run_id)
+    replaces = (nights_dir(output_dir, vendor) / record.name).exists()  # a night scored again (--since)
     state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
                       ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows)
     crash_point("after:commit")
@@ -432,7 +433,8 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     crash_point("after:publish")
     from dataclasses import replace
 
-    return replace(night, staging=None)
+    said = (f"replaced the earlier night {record.name}: the same rows scored again",) if replaces else ()
+    return replace(night, staging=None, messages=(*night.messages, *said))
 
 
 def _finish(output_dir: Path, vendor: str, tracker: Tracker | None, record: NightRecord) -> list[str]:
