@@ -55,8 +55,8 @@ addresses of an hour sit on the rows of its (key, machine code) pairs first seen
 not in the key's history, and on rows without a machine code (which cannot tell the owner from a
 stranger); the key's established machines keep 0. A chunk of the owner's ordinary requests during
 a shared key's hours then looks ordinary, and the strangers' chunks carry the count. On the
-development seeds 1-6 of both generators this removed a third of the false alarms (most were such
-chunks of the owner's) and found as many events (docs/choosing-defaults.md). Version 1 (before)
+development seeds 1-6 of both generators this removed a third to two fifths of the false alarms
+(most were such chunks of the owner's) and found as many events (docs/choosing-defaults.md). Version 1 (before)
 counted them on every row of the key; :func:`chunk_context` computes either, for models saved
 before (``version``), and :func:`row_context` serves the autoencoders' rows encoder version 1, the
 counts it was built with.
