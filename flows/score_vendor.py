@@ -37,12 +37,6 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
         night = scoring.log_night(tracker, opaque(night))
         night = scoring.publish_night(tracker, opaque(night))
     result = night.result
-    at = "" if result.watermark_before is None else f", Id {result.watermark_before}"
-    nothing = f"no night written (nothing new after the watermark{at}; --since ID scores the rows after an earlier Id again)"
-    carried = f", {result.rows_carried:,} carried to the next night" if result.rows_carried else ""
-    print(f"{vendor}: {result.rows_read:,} rows read, {result.rows_quarantined:,} quarantined, "
-          f"{result.chunks.height:,} chunks scored, {result.n_anomalies} flagged by champion version "
-          f"{result.model_version}{carried} -> {result.out_dir or nothing}")
-    for message in result.messages:  # what the operator should know, as the night's report says it
-        print(f"  {message}")
+    for line in result.summary():
+        print(line)
     return result

@@ -15,6 +15,9 @@ MLflow when it first tracks. Each is a default: a variable already set in the en
 - ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``: no tqdm bars for reading local artifacts.
 - ``PREFECT_LOGGING_EXTRA_LOGGERS``: ``licanom``, so that the library's warnings (a folder's files
   that are not read, an API retried) reach a flow run's logs in the Prefect UI as well as the console.
+- ``PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW``: ``ignore``, so that the same warning logged outside a
+  flow run (``licanom detect``, a test) stays on the console without Prefect warning that it has no
+  run to send it to.
 
 Nothing here imports Prefect or MLflow.
 """
@@ -59,6 +62,7 @@ def defaults(environ: Mapping[str, str] | None = None) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "PREFECT_LOGGING_EXTRA_LOGGERS": "licanom",
+        "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
     }
 
 

@@ -51,7 +51,8 @@ def test_a_fresh_process_anywhere_gets_licanoms_settings(tmp_path):
         "print(json.dumps({'home': str(s.home), 'timeout': s.server.ephemeral.startup_timeout_seconds,\n"
         "  'analytics': s.server.analytics_enabled, 'mlflow_off': is_telemetry_disabled(),\n"
         "  'out': load_config('demo').output_dir,\n"
-        "  'handlers': [type(h).__name__ for h in logging.getLogger('licanom').handlers]}))\n"
+        "  'handlers': [type(h).__name__ for h in logging.getLogger('licanom').handlers],\n"
+        "  'outside_a_run': s.logging.to_api.when_missing_flow}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], env=_bare_env(), capture_output=True, text=True,
                           timeout=180, cwd=tmp_path)
@@ -61,6 +62,7 @@ def test_a_fresh_process_anywhere_gets_licanoms_settings(tmp_path):
     assert got["timeout"] >= 120 and got["analytics"] is False and got["mlflow_off"] is True
     assert got["out"] == str(ROOT / "out")
     assert "APILogHandler" in got["handlers"]  # Prefect's handler that sends a run's logs to its API
+    assert got["outside_a_run"] == "ignore"  # the warning outside a flow run: no "no flow run id" noise
     assert not list(tmp_path.iterdir())  # nothing written in the current folder
 
 

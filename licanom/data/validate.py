@@ -316,9 +316,11 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     """
     missing = [c for c in REQUIRED_RAW if c not in raw.columns]
     if missing:
+        from licanom.data.extract.files import SEPARATORS
+
         # a header read with another separator than its own: one long name holding the others
-        merged = [c for c in raw.columns if any(sep in c for sep in (",", ";", "\t", "|"))]
-        sep = max((",", ";", "\t", "|"), key=merged[0].count) if merged else ""
+        merged = [c for c in raw.columns if any(sep in c for sep in SEPARATORS)]
+        sep = max(SEPARATORS, key=merged[0].count) if merged else ""
         hint = (f"; {_shown(merged[0])!r} looks like several columns split by {sep!r}: set the file's "
                 f"separator (`source.separator: {sep!r}` or --separator)") if merged else ""
         raise ValidationError(

@@ -390,9 +390,9 @@ def detected_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[
     once per encoder, the chunks split by the configuration's split (random 80:20 by default), the
     detector trained on the training chunks; the test chunks (with their default decision) are
     what is judged, or every chunk with ``settings.detect_chunks == "all"``. No nights, no entity
-    results, no latent codes. Like the rest of the harness it
-    reads ``settings.config`` (the library's defaults), not ``conf/defaults.yaml``: for Tail_context
-    the same inputs and split; a bare autoencoder name reads the configured encoder, not the YAML's."""
+    results, no latent codes. Like the rest of the harness it reads ``settings.config`` (the
+    library's defaults), not ``conf/defaults.yaml``: for Tail_context the same inputs and split; a
+    bare autoencoder name reads the configured encoder, not the YAML's."""
     from licanom.data.pipeline import Prepared, prepare
     from licanom.detectors import spec
     from licanom.ops.detect import detect

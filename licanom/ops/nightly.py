@@ -85,6 +85,17 @@ class NightResult:
     def n_anomalies(self) -> int:
         return int(self.chunks["is_anomaly"].sum()) if self.chunks.height else 0
 
+    def summary(self) -> list[str]:
+        """The night in a few lines for the console: what was read, scored and flagged, where it
+        went (or where the watermark stands when nothing was new), then the night's messages."""
+        at = "" if self.watermark_before is None else f", Id {self.watermark_before}"
+        nothing = f"no night written (nothing new after the watermark{at}; --since ID scores the rows after an earlier Id again)"
+        carried = f", {self.rows_carried:,} carried to the next night" if self.rows_carried else ""
+        return [f"{self.vendor}: {self.rows_read:,} rows read, {self.rows_quarantined:,} quarantined, "
+                f"{self.chunks.height:,} chunks scored, {self.n_anomalies} flagged by champion version "
+                f"{self.model_version}{carried} -> {self.out_dir or nothing}",
+                *(f"  {message}" for message in self.messages)]
+
     @property
     def rows_carried(self) -> int:
         """Valid rows after the night's last full chunk, carried to the next night (its ledger's

@@ -37,6 +37,8 @@ GZIP = ".gz"
 _OTHER_COMPRESSIONS = (".zip", ".bz2", ".xz", ".zst", ".7z", ".tgz", ".lz4", ".rar", ".lzma", ".z", ".tar", ".lz")
 # Spreadsheets: a log saved as one is refused by name rather than skipped in a folder.
 _SPREADSHEETS = (".xlsx", ".xls", ".xlsm", ".xlsb", ".ods", ".numbers")
+# the kinds read, as messages name them
+_KINDS_READ = f"{', '.join(sorted(SUFFIXES))}, text ones also .gz"
 
 
 def file_kind(path: Path) -> str | None:
@@ -82,19 +84,18 @@ def log_files(path: str | Path) -> list[Path]:
             if refused:  # its rows would be lost without a word
                 raise ExtractFileError(f"cannot read {refused[0][0]}: {refused[0][1]}")
             files = [f for f in inside if file_kind(f)]
-            others = [f for f in inside if not file_kind(f)]
+            read = set(files)
+            others = [str(f.relative_to(p)) for f in inside if f not in read]
             if others:  # a README beside the logs; or a log under a name of no log kind, said by name
-                names = [str(f.relative_to(p)) for f in others]
-                shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-                log.warning("%s: %d file(s) not read, of no log kind (%s, text ones also .gz): %s",
-                            p, len(others), ", ".join(sorted(SUFFIXES)), shown)
+                shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+                log.warning("%s: %d file(s) not read, of no log kind (%s): %s", p, len(others), _KINDS_READ, shown)
         elif p.exists():
             files = [p]
         else:
             raise ExtractFileError(f"no such log file or folder: {p}")
     files = [f for f in files if f.is_file()]
     if not files:
-        raise ExtractFileError(f"no log files ({', '.join(sorted(SUFFIXES))}, text ones also .gz) found at {text}")
+        raise ExtractFileError(f"no log files ({_KINDS_READ}) found at {text}")
     unknown = [f for f in files if file_kind(f) is None]
     if unknown:
         raise ExtractFileError(
