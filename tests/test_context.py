@@ -413,6 +413,9 @@ def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
     by_rule = score_windows(strict, windows)
     assert by_rule["is_anomaly"].any() and not (by_rule["score"] > by_rule["threshold"]).any()
     assert by_rule["is_anomaly"].to_list() == strict.detector.flags(by_rule["score"].to_numpy(), days).tolist()
+    assert set(by_rule.filter("is_anomaly")["flagged_by"]) == {"night"}  # below the threshold: the rule's
+    assert by_rule.filter(~pl.col("is_anomaly"))["flagged_by"].null_count() == by_rule.height - by_rule["is_anomaly"].sum()
+    assert (scored["flagged_by"] == "threshold").fill_null(False).to_list() == (scored["score"] > scored["threshold"]).to_list()
     assert not np.allclose(det.decision_function(alone), det.decision_function(against_history))
 
     # the nights' pairs join the history (the nightly state); a model without one stays as it is

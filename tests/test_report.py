@@ -59,9 +59,9 @@ def make_rows(n: int = SIZE * N_CHUNKS) -> pl.DataFrame:
 
 
 def make_chunks(rows: pl.DataFrame, flagged: tuple[int, ...] = FLAGGED, threshold: float = THRESHOLD,
-                size: int = SIZE, stride: int = SIZE) -> tuple[pl.DataFrame, np.ndarray]:
+                size: int = SIZE, stride: int = SIZE, by_night: tuple[int, ...] = ()) -> tuple[pl.DataFrame, np.ndarray]:
     """Chunks in the CHUNK_COLUMNS contract and their per-column errors (the key column drives
-    the flagged ones)."""
+    the flagged ones); ``by_night``: chunks flagged below the threshold, as the night rule does."""
     starts = list(range(0, rows.height - size + 1, stride))
     errors = np.full((len(starts), len(FEATURES)), 0.2)
     records = []
@@ -74,17 +74,18 @@ def make_chunks(rows: pl.DataFrame, flagged: tuple[int, ...] = FLAGGED, threshol
             "chunk": c, "first_id": window["Id"][0], "last_id": window["Id"][-1],
             "start_time": window["Time"][0], "end_time": window["Time"][-1],
             "split": "test" if c % 3 == 0 else "train", "model": "LSTM_AE",
-            "score": score, "threshold": threshold, "is_anomaly": score > threshold,
+            "score": score, "threshold": threshold, "is_anomaly": score > threshold or c in by_night,
             "top_feature": FEATURES[int(errors[c].argmax())],
             **{col: int(window.select(pl.col(src).n_unique()).item()) for col, src in zip(
                 SUMMARY_COLUMNS, ("Time", "State", "IP", "Key", "ProductId", "State", "MachineCode", "IP"),
                 strict=True)},
             **{f"error_{f}": float(errors[c, j]) for j, f in enumerate(FEATURES)},
             "severity": None,  # scored without a calibration: the report falls back on the ratio
+            "flagged_by": "threshold" if score > threshold else "night" if c in by_night else None,
         })
     chunks = pl.DataFrame(records, schema_overrides={
         "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"),
-        **{c: pl.Int32 for c in SUMMARY_COLUMNS}, "severity": pl.Float64,
+        **{c: pl.Int32 for c in SUMMARY_COLUMNS}, "severity": pl.Float64, "flagged_by": pl.String,
     }).select(CHUNK_COLUMNS)
     return chunks, errors
 
@@ -192,6 +193,24 @@ def test_csv_columns_order_and_formula_guard(inp: ReportInput, tmp_path) -> None
     assert not any(str(v).startswith(("=", "+", "-", "@")) for col in back.columns
                    if back.schema[col] == pl.String for v in back[col].drop_nulls())
     assert "'=HYPERLINK" in text or "=HYPERLINK" not in text.split("\n", 1)[1].split(",")[0]
+
+
+def test_each_frame_says_why_it_was_flagged(inp: ReportInput) -> None:
+    assert anomaly_frames(inp)["flagged_by"].to_list() == ["threshold", "threshold"]
+    rows = make_rows()
+    chunks, errors = make_chunks(rows, flagged=(7,), by_night=(2,))  # chunk 2: below the threshold
+    night = make_input(chunks=chunks, feature_errors=errors)
+    frames = anomaly_frames(night)
+    assert frames["first_chunk"].to_list() == [2, 7] and frames["flagged_by"].to_list() == ["night", "threshold"]
+    assert anomalies_csv(night)["flagged_by"].to_list() == ["threshold", "night"]  # most severe first
+    page = render_html(night)
+    assert page.count("flagged because it stands out from the rest of its night") == 1
+    # a frame of chunks flagged by the threshold and by the night rule is the threshold's
+    chunks, errors = make_chunks(rows, flagged=(3,), by_night=(4,))
+    assert anomaly_frames(make_input(chunks=chunks, feature_errors=errors))["flagged_by"].to_list() == ["threshold"]
+    # chunks stored before the column: no reason, the rest as before
+    old = anomaly_frames(make_input(chunks=inp.chunks.drop("flagged_by")))
+    assert old["flagged_by"].to_list() == [None, None] and old["chunks"].to_list() == [2, 1]
 
 
 def test_caps_on_frames_and_requests() -> None:

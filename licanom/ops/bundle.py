@@ -325,6 +325,6 @@ def _empty_chunks() -> pl.DataFrame:
         "split": pl.String(), "model": pl.String(), "score": pl.Float64(), "threshold": pl.Float64(),
         "is_anomaly": pl.Boolean(), "top_feature": pl.String(),
         **{c: pl.Int32() for c in SUMMARY_COLUMNS},
-        **{c: pl.Float64() for c in ERROR_COLUMNS}, "severity": pl.Float64(),
+        **{c: pl.Float64() for c in ERROR_COLUMNS}, "severity": pl.Float64(), "flagged_by": pl.String(),
     }
     return pl.DataFrame(schema=schema).select(CHUNK_COLUMNS)

@@ -28,7 +28,13 @@ from licanom.data.pipeline import Prepared
 CHUNK_COLUMNS: tuple[str, ...] = (
     "chunk", "first_id", "last_id", "start_time", "end_time", "split", "model",
     "score", "threshold", "is_anomaly", "top_feature", *SUMMARY_COLUMNS, *ERROR_COLUMNS, "severity",
+    "flagged_by",
 )
+# Why a chunk was flagged (chunks.parquet's flagged_by; null when it was not): its score above the
+# decision's threshold (under the severity decision, severity at or above its level), or, under the
+# severity decision only, the night rule (licanom.detectors.decision.stands_out: well above the rest
+# of its night, below the level).
+FLAGGED_BY: tuple[str, ...] = ("threshold", "night")
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "quantile", "pot", "budget",
     "threshold_M1", "threshold_M2", "threshold_M3", "test_chunks", "train_seconds",
@@ -223,7 +229,8 @@ def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | N
     furthest above its typical value) or null (the sequence models). ``severity``: the calibrated
     0-100 of each score (:meth:`licanom.detectors.BaseDetector.severity_of`), null when not given.
     ``flags``: the detector's decision (:meth:`licanom.detectors.BaseDetector.flags`); when not
-    given, ``score > threshold``.
+    given, ``score > threshold``. ``flagged_by`` says why each flagged chunk was (:data:`FLAGGED_BY`):
+    a flag that its score does not carry above ``threshold`` is the night rule's.
     """
     if feature_errors is not None:
         scores = feature_errors.mean(axis=1) if scores is None else scores
@@ -234,15 +241,19 @@ def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | N
         top = (pl.lit(None, dtype=pl.String).alias("top_feature") if top_features is None
                else pl.Series("top_feature", np.asarray(top_features), dtype=pl.String))
         errors = [pl.lit(None, dtype=pl.Float64).alias(name) for name in ERROR_COLUMNS]
+    above = np.asarray(scores, dtype=np.float64) > threshold
+    flagged = above if flags is None else np.asarray(flags, dtype=bool)
     return meta.with_columns(
         pl.lit(model).alias("model"),
         pl.Series("score", scores, dtype=pl.Float64),
         pl.lit(float(threshold)).alias("threshold"),
-        pl.Series("is_anomaly", scores > threshold if flags is None else np.asarray(flags, dtype=bool)),
+        pl.Series("is_anomaly", flagged),
         top,
         *errors,
         (pl.lit(None, dtype=pl.Float64) if severity is None else pl.Series(np.asarray(severity, dtype=np.float64)))
         .alias("severity"),
+        pl.when(pl.Series(flagged & above)).then(pl.lit(FLAGGED_BY[0]))
+        .when(pl.Series(flagged)).then(pl.lit(FLAGGED_BY[1])).otherwise(pl.lit(None, pl.String)).alias("flagged_by"),
     ).select(CHUNK_COLUMNS)
 
 

@@ -462,14 +462,14 @@ def model_signature() -> Any:
             return "long"
         if column in ("start_time", "end_time"):
             return "datetime"
-        if column in ("split", "model", "top_feature"):
+        if column in ("split", "model", "top_feature", "flagged_by"):
             return "string"
         if column == "is_anomaly":
             return "boolean"
         return "integer" if column.startswith("distinct_") else "double"
 
     inputs = Schema([ColSpec(AnyType() if t == "any" else t, c) for c, t in INPUT_COLUMNS])
-    outputs = Schema([ColSpec(out_type(c), c, required=not c.startswith(("error_", "top_"))) for c in CHUNK_COLUMNS])
+    outputs = Schema([ColSpec(out_type(c), c, required=not c.startswith(("error_", "top_", "flagged_"))) for c in CHUNK_COLUMNS])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 

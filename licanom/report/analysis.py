@@ -98,14 +98,14 @@ REQUIRED_ENTITY_COLUMNS: tuple[str, ...] = (
 # One row per anomalous time frame (anomaly_frames), in this order.
 FRAME_COLUMNS: tuple[str, ...] = (
     "frame", "start_time", "end_time", "first_id", "last_id", "first_chunk", "last_chunk",
-    "chunks", "peak_chunk", "requests", "score", "threshold", "ratio", "severity",
+    "chunks", "peak_chunk", "requests", "score", "threshold", "ratio", "severity", "flagged_by",
 )
 # The spreadsheet version (anomalies_csv), in this order.
 CSV_COLUMNS: tuple[str, ...] = (
     "vendor", "run_id", "model", "frame", "severity", "start_time", "end_time", "requests",
     "chunks", "first_id", "last_id", "score", "threshold", "ratio", "top_columns", "why",
     "new_keys", "new_machine_codes", "new_ips", "new_countries",
-    "top_keys", "top_machine_codes", "top_ips", "top_countries",
+    "top_keys", "top_machine_codes", "top_ips", "top_countries", "flagged_by",
 )
 
 LABELS: dict[str, str] = {
@@ -434,6 +434,13 @@ def _merge(flagged: pl.DataFrame) -> list[list[dict[str, object]]]:
     return groups
 
 
+def _flagged_by(group: list[dict[str, object]]) -> str | None:
+    """Why a frame was flagged (licanom.ops.detect.FLAGGED_BY): by the threshold when any of its
+    chunks was, else by the night rule; None for chunks stored without the column."""
+    why = {r.get("flagged_by") for r in group}
+    return next((w for w in ("threshold", "night") if w in why), None)
+
+
 def _covered(chunks: pl.DataFrame, n_rows: int) -> np.ndarray:
     """Whether each row lies in at least one chunk (overlapping chunks counted once)."""
     spans = chunks.select("_p0", "_p1").drop_nulls().filter(pl.col("_p0") <= pl.col("_p1"))
@@ -515,6 +522,7 @@ def analyse(inp: ReportInput) -> Analysis:
             "threshold": threshold,
             "ratio": ratio,
             "severity": severity(ratio, peak.get("severity")),
+            "flagged_by": _flagged_by(group),
         })
     requests = np.bincount(row_frame[row_frame >= 0], minlength=len(groups))
     covered = _covered(chunks, n_rows)
@@ -525,7 +533,7 @@ def analyse(inp: ReportInput) -> Analysis:
             "frame": pl.Int64, "start_time": time_dtype, "end_time": time_dtype,
             "first_id": pl.Int64, "last_id": pl.Int64, "first_chunk": pl.Int64, "last_chunk": pl.Int64,
             "chunks": pl.Int64, "peak_chunk": pl.Int64, "score": pl.Float64, "threshold": pl.Float64,
-            "ratio": pl.Float64, "severity": pl.String,
+            "ratio": pl.Float64, "severity": pl.String, "flagged_by": pl.String,
         },
     ).with_columns(pl.Series("requests", requests[: len(groups)], dtype=pl.Int64)).select(FRAME_COLUMNS)
 
@@ -741,6 +749,7 @@ def csv_frame(a: Analysis) -> pl.DataFrame:
             "requests": r["requests"], "chunks": r["chunks"], "first_id": r["first_id"],
             "last_id": r["last_id"], "score": r["score"], "threshold": r["threshold"],
             "ratio": r["ratio"], "top_columns": top_cols, "why": "; ".join(a.reasons[k]),
+            "flagged_by": r["flagged_by"],
         }
         for col, name in zip((c for c, _ in VALUE_COLUMNS),
                              ("keys", "machine_codes", "ips", "countries"), strict=True):
@@ -759,6 +768,7 @@ def csv_frame(a: Analysis) -> pl.DataFrame:
         "threshold": pl.Float64, "ratio": pl.Float64, "top_columns": pl.String, "why": pl.String,
         **{f"new_{n}": pl.Int64 for n in ("keys", "machine_codes", "ips", "countries")},
         **{f"top_{n}": pl.String for n in ("keys", "machine_codes", "ips", "countries")},
+        "flagged_by": pl.String,
     }
     frame = pl.DataFrame(records, schema=schema).select(CSV_COLUMNS)
     return frame.with_columns(

@@ -246,6 +246,7 @@ class FrameDetail:
     score: str
     threshold: str
     ratio: str
+    flagged_by: str | None     # "threshold", "night" (licanom.ops.detect.FLAGGED_BY), None if not stored
     why: tuple[str, ...]
     errors: Errors | None      # the left table when not the context one
     context: tuple[SignalRow, ...] | None
@@ -397,6 +398,7 @@ def _frame_detail(a: Analysis, r: dict[str, object], open_requests: bool) -> Fra
         first_chunk=r["first_chunk"], last_chunk=r["last_chunk"], peak_chunk=r["peak_chunk"],  # type: ignore[arg-type]
         first_id=r["first_id"], last_id=r["last_id"],
         score=f"{r['score']:.4f}", threshold=f"{r['threshold']:.4f}", ratio=f"{r['ratio']:.2f}",
+        flagged_by=r["flagged_by"],  # type: ignore[arg-type]
         why=a.reasons[k], errors=None if context_left else _errors(a, k), context=context,
         context_left=context_left, summary=_summary_rows(a, k),
         values=tuple(_value_table(a, k, col, label) for col, label in VALUE_COLUMNS),
