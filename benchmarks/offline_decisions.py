@@ -1,0 +1,175 @@
+"""Other decisions on stored night chunks, measured offline (development seeds only).
+
+``python -m benchmarks.eval_nightly --seeds 1,2,3,4,5,6 ... --detectors Tail_context --chunks-out
+DIR`` keeps each vendor's judged night chunks (``severity``, the stored decision ``is_anomaly``,
+``truth``, ``events``) and its entity results. This re-decides them two ways:
+
+``night-reference``: the severity decision's night rule (licanom.detectors.decision.stands_out)
+flags a chunk of severity at least a floor that lies a gap or more above its night's 90th
+percentile; an event that fills more than a tenth of its night lifts that percentile itself. The
+level's flags (severity >= 55) with the rule against other references for the night:
+
+- ``p90``: the rule as it is (the script checks that it reproduces the stored decision);
+- ``bulk p90``: the 90th percentile of the night's *normal bulk*, the night's severities that
+  :func:`licanom.detectors.decision.normal_bulk` keeps (the calibration's trimming);
+- ``p75``: the night's 75th percentile.
+
+``key-day-newcomers``: the stored decision, and also every chunk that holds a request of a
+flagged key-day's newcomers (the key's machine codes first seen that day and not in the training
+rows): the requests that make a shared licence's key-day unusual, not the owner's own day. The
+vendor's log is simulated again (the same world, profile and seed) for the training rows and the
+night rows' Ids.
+
+    python -m benchmarks.offline_decisions night-reference DIR [DIR ...]
+    python -m benchmarks.offline_decisions key-day-newcomers DIR [DIR ...]
+
+Each prints events found, false alarms (flagged chunks without a labelled row, incident neighbours
+included) per 10,000 chunks, as eval_nightly's tables count them, and vendors that flagged nothing
+while events were present, overall and per world.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, DEFAULT_TRIM, STAND_OUT_FLOOR, STAND_OUT_GAP, normal_bulk
+
+Reference = Callable[[np.ndarray], float]
+VENDOR = ("world", "profile", "seed")
+
+
+def _bulk_p90(sev: np.ndarray) -> float:
+    keep = normal_bulk(sev, DEFAULT_TRIM) if sev.size >= 4 else np.ones(sev.size, dtype=bool)
+    return float(np.quantile(sev[keep], 0.9))
+
+
+REFERENCES: dict[str, Reference] = {
+    "p90": lambda s: float(np.quantile(s, 0.9)),
+    "bulk p90": _bulk_p90,
+    "p75": lambda s: float(np.quantile(s, 0.75)),
+}
+# the entity severities at which a key-day's newcomers lift their chunks
+KEY_DAY_SEVERITIES: tuple[float, ...] = (90.0, 95.0, 99.0)
+
+
+def stored(folders: list[Path]) -> list[Path]:
+    """The Tail_context night-chunk files in ``folders`` (one per vendor)."""
+    files = sorted(f for d in folders for f in d.glob("*-Tail_context.parquet"))
+    if not files:
+        raise SystemExit(f"no *-Tail_context.parquet in {', '.join(map(str, folders))}: run eval_nightly with --chunks-out")
+    return files
+
+
+def judge(chunks: pl.DataFrame, flags: np.ndarray) -> tuple[float, float, int, dict[str, float]]:
+    """Events found, false alarms (flagged chunks without a labelled row) per 10,000 chunks, silent
+    vendors, events found per world."""
+    x = chunks.with_columns(pl.Series("f", flags))
+    normal = ~x["truth"]
+    fa = float((x["f"] & normal).sum()) / max(x.height, 1) * 1e4  # per chunk, as the harness's tables
+    events = (x.explode("events").filter(pl.col("events").is_not_null())
+              .group_by(*VENDOR, "events").agg(pl.col("f").any()))
+    silent = (x.group_by(*VENDOR).agg(pl.col("f").sum().alias("n"), pl.col("truth").sum().alias("t"))
+              .filter((pl.col("n") == 0) & (pl.col("t") > 0)).height)
+    per_world = dict(events.group_by("world").agg(pl.col("f").mean()).sort("world").iter_rows())
+    return float(events["f"].mean()), fa, silent, per_world
+
+
+def _line(name: str, chunks: pl.DataFrame, flags: np.ndarray) -> str:
+    found, fa, silent, per_world = judge(chunks, flags)
+    halves = []
+    for seeds in ((1, 2, 3), (4, 5, 6)):  # each half of the development seeds
+        half = chunks["seed"].is_in(seeds).to_numpy()
+        f, a, s, _ = judge(chunks.filter(half), flags[half])
+        halves.append(f"{f:.3f} / {a:.1f} / {s}")
+    worlds = ", ".join(f"{w} {v:.2f}" for w, v in per_world.items())
+    return f"| {name} | {found:.3f} | {fa:.1f} | {silent} | {' ; '.join(halves)} | {worlds} |"
+
+
+def night_reference(files: list[Path]) -> None:
+    cols = (*VENDOR, "severity", "is_anomaly", "start_time", "truth", "events")
+    chunks = pl.concat(pl.read_parquet(f).select(cols) for f in files).with_columns(
+        pl.col("start_time").dt.epoch("d").alias("night"))
+
+    def decide(reference: Reference, floor: float, gap: float, level: float = DEFAULT_MIN_SEVERITY) -> np.ndarray:
+        out = np.zeros(chunks.height, dtype=bool)
+        for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
+            sev, nights = vendor["severity"].to_numpy(), vendor["night"].to_numpy()
+            flags = sev >= level
+            for night in np.unique(nights):
+                m = nights == night
+                flags[m] |= (sev[m] >= floor) & (sev[m] - reference(sev[m]) >= gap)
+            out[vendor["_i"].to_numpy()] = flags
+        return out
+
+    mismatch = int((decide(REFERENCES["p90"], STAND_OUT_FLOOR, STAND_OUT_GAP) != chunks["is_anomaly"].to_numpy()).sum())
+    print(f"{len(files)} vendors, {chunks.height:,} night chunks; the rule as it is reproduces the stored "
+          f"decision but for {mismatch} chunk(s) (a score at the threshold's edge)")
+    print("| reference, floor, gap | found | false alarms / 10k | silent | seeds 1-3 ; 4-6 | found per world |\n"
+          "| --- | ---: | ---: | ---: | --- | --- |")
+    for level in (52.0, 50.0):  # the rule as it is with a lower level, for the line a level draws
+        print(_line(f"p90, {STAND_OUT_FLOOR:g}, {STAND_OUT_GAP:g}, level {level:g}", chunks,
+                    decide(REFERENCES["p90"], STAND_OUT_FLOOR, STAND_OUT_GAP, level)))
+    for name, ref in REFERENCES.items():
+        for floor in (35.0, 40.0, 45.0):
+            for gap in (20.0, 30.0):
+                print(_line(f"{name}, {floor:g}, {gap:g}", chunks, decide(ref, floor, gap)))
+
+
+def key_day_newcomers(files: list[Path]) -> None:
+    from licanom.evaluation.nightly import WORLDS, NightlySettings, split_days
+
+    settings = NightlySettings()
+    parts = []
+    for f in files:
+        c = pl.read_parquet(f)
+        entities = pl.read_parquet(f.with_name(f.name.replace(".parquet", ".entities.parquet")))
+        world, profile, seed = c["world"][0], c["profile"][0], int(c["seed"][0])
+        train, nights = split_days(WORLDS[world].simulate(profile, seed, settings.days).log, settings)
+        known = (train.filter(pl.col("MachineCode") != "").select("Key", "MachineCode").unique()
+                 .with_columns(pl.lit(True).alias("_known")))
+        night = (pl.concat(nights).with_columns(pl.col("Time").dt.date().alias("_day"))
+                 .join(known, on=["Key", "MachineCode"], how="left")
+                 .with_columns(pl.col("_day").min().over("Key", "MachineCode").alias("_first")))
+        newcomers = night.filter(pl.col("_known").is_null() & (pl.col("MachineCode") != "")
+                                 & (pl.col("_day") == pl.col("_first")))
+        first, last = c["first_id"].to_numpy(), c["last_id"].to_numpy()
+        key_days = (entities.filter(pl.col("entity_kind") == "key-day")
+                    .with_columns(pl.col("start_time").dt.date().alias("_day")))
+        base = c["is_anomaly"].to_numpy()
+        lifted = {}
+        for sev in KEY_DAY_SEVERITIES:
+            flagged = key_days.filter(pl.col("severity") >= sev).select(pl.col("key").alias("Key"), "_day")
+            ids = newcomers.join(flagged, on=["Key", "_day"])["Id"].to_numpy()
+            at = np.searchsorted(first, ids, side="right") - 1
+            at = at[(at >= 0) & (ids <= last[np.clip(at, 0, None)])]
+            flags = base.copy()
+            flags[at] = True
+            lifted[f"lift {sev:g}"] = flags
+        parts.append(c.select(*VENDOR, "truth", "events", "is_anomaly").with_columns(
+            *(pl.Series(k, v) for k, v in lifted.items())))
+    chunks = pl.concat(parts)
+    print(f"{len(files)} vendors, {chunks.height:,} night chunks")
+    print("| chunks flagged | found | false alarms / 10k | silent | seeds 1-3 ; 4-6 | found per world |\n"
+          "| --- | ---: | ---: | ---: | --- | --- |")
+    print(_line("the default decision", chunks, chunks["is_anomaly"].to_numpy()))
+    for sev in KEY_DAY_SEVERITIES:
+        print(_line(f"and those of the newcomers of key-days of severity >= {sev:g}", chunks,
+                    chunks[f"lift {sev:g}"].to_numpy()))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("measure", choices=("night-reference", "key-day-newcomers"))
+    p.add_argument("folders", nargs="+", type=Path, help="folders written by eval_nightly --chunks-out")
+    args = p.parse_args(argv)
+    files = stored(args.folders)
+    (night_reference if args.measure == "night-reference" else key_day_newcomers)(files)
+
+
+if __name__ == "__main__":
+    main()
