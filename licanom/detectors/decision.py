@@ -59,6 +59,11 @@ DEFAULT_MIN_SEVERITY = 55.0
 # severity >= STAND_OUT_FLOOR that lies STAND_OUT_GAP or more above its night's 90th percentile.
 STAND_OUT_FLOOR = 40.0
 STAND_OUT_GAP = 20.0
+# Why a chunk was flagged (chunks.parquet's and anomalies.csv's flagged_by; null when it was not):
+# its score above the decision's threshold (under the severity decision, severity at or above its
+# level), or, under the severity decision only, the night rule (stands_out: below the level, well
+# above the rest of its night).
+FLAGGED_BY: tuple[str, ...] = ("threshold", "night")
 # How far above the lower quartile (in units of q25 - q05) a training score may lie and still shape the bulk.
 DEFAULT_TRIM = 3.5
 # A score this many times the largest training score is always severity 100.

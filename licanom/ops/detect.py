@@ -18,6 +18,7 @@ import polars as pl
 
 from licanom.detectors import thresholds as th
 from licanom.detectors.clustering import cluster_anomalies
+from licanom.detectors.decision import FLAGGED_BY
 from licanom.data.columns import ERROR_COLUMNS, FEATURES, SUMMARY_COLUMNS
 from licanom.data.chunk import split_chunks
 from licanom.config import AUTO, ContextConfig, DetectConfig, EncodeConfig, SequenceConfig, SplitConfig, TrainConfig
@@ -30,11 +31,6 @@ CHUNK_COLUMNS: tuple[str, ...] = (
     "score", "threshold", "is_anomaly", "top_feature", *SUMMARY_COLUMNS, *ERROR_COLUMNS, "severity",
     "flagged_by",
 )
-# Why a chunk was flagged (chunks.parquet's flagged_by; null when it was not): its score above the
-# decision's threshold (under the severity decision, severity at or above its level), or, under the
-# severity decision only, the night rule (licanom.detectors.decision.stands_out: well above the rest
-# of its night, below the level).
-FLAGGED_BY: tuple[str, ...] = ("threshold", "night")
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "quantile", "pot", "budget",
     "threshold_M1", "threshold_M2", "threshold_M3", "test_chunks", "train_seconds",
@@ -229,7 +225,8 @@ def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | N
     furthest above its typical value) or null (the sequence models). ``severity``: the calibrated
     0-100 of each score (:meth:`licanom.detectors.BaseDetector.severity_of`), null when not given.
     ``flags``: the detector's decision (:meth:`licanom.detectors.BaseDetector.flags`); when not
-    given, ``score > threshold``. ``flagged_by`` says why each flagged chunk was (:data:`FLAGGED_BY`):
+    given, ``score > threshold``. ``flagged_by`` says why each flagged chunk was
+    (:data:`licanom.detectors.decision.FLAGGED_BY`):
     a flag that its score does not carry above ``threshold`` is the night rule's.
     """
     if feature_errors is not None:

@@ -55,6 +55,7 @@ import polars as pl
 
 from licanom.data.columns import FEATURES, SUMMARY_COLUMNS
 from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_LABELS, KeyHistory, chunk_context
+from licanom.detectors.decision import FLAGGED_BY
 
 __all__ = [
     "CALIBRATED_BANDS", "CSV_COLUMNS", "FRAME_COLUMNS", "SEVERITY_BANDS", "Analysis", "Computed", "ReportInput",
@@ -435,10 +436,10 @@ def _merge(flagged: pl.DataFrame) -> list[list[dict[str, object]]]:
 
 
 def _flagged_by(group: list[dict[str, object]]) -> str | None:
-    """Why a frame was flagged (licanom.ops.detect.FLAGGED_BY): by the threshold when any of its
-    chunks was, else by the night rule; None for chunks stored without the column."""
+    """Why a frame was flagged (:data:`FLAGGED_BY`): by the threshold when any of its chunks was,
+    else by the night rule; None for chunks stored without the column."""
     why = {r.get("flagged_by") for r in group}
-    return next((w for w in ("threshold", "night") if w in why), None)
+    return next((w for w in FLAGGED_BY if w in why), None)
 
 
 def _covered(chunks: pl.DataFrame, n_rows: int) -> np.ndarray:

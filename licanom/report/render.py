@@ -246,7 +246,7 @@ class FrameDetail:
     score: str
     threshold: str
     ratio: str
-    flagged_by: str | None     # "threshold", "night" (licanom.ops.detect.FLAGGED_BY), None if not stored
+    flagged_by: str | None     # "threshold", "night" (licanom.detectors.decision.FLAGGED_BY), None if not stored
     why: tuple[str, ...]
     errors: Errors | None      # the left table when not the context one
     context: tuple[SignalRow, ...] | None
