@@ -288,6 +288,8 @@ def test_a_tagged_night_is_named_tagged_and_leaves_a_table_of_frames(flow_env):
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     frames = [r for r in rows if r.get("what") == "time frame"]
     assert night.n_anomalies > 0 and frames and {"start_time", "end_time", "requests", "severity"} <= set(frames[0])
+    assert all(0 <= f["severity"] <= 100 for f in frames)  # the peak chunk's 0-100, as the incidents'
+    assert {f["flagged_by"] for f in frames} <= {"threshold", "night"}
     link = by_key["anomalies-gamma-report"].data  # a link artifact: markdown [text](file:///.../report.html)
     assert re.search(r"\(file:///\S+/report\.html\)", link), link
 

@@ -213,6 +213,19 @@ def test_each_frame_says_why_it_was_flagged(inp: ReportInput) -> None:
     assert old["flagged_by"].to_list() == [None, None] and old["chunks"].to_list() == [2, 1]
 
 
+def test_each_frame_carries_its_peak_chunks_calibrated_severity(inp: ReportInput) -> None:
+    assert anomaly_frames(inp)["peak_severity"].to_list() == [None, None]  # scored without a calibration
+    severities = [10.0] * N_CHUNKS
+    severities[3], severities[4], severities[7] = 62.5, 58.0, 91.2  # frame 1's peak is chunk 3 (its score is higher)
+    calibrated = make_input(chunks=inp.chunks.with_columns(pl.Series("severity", severities)))
+    frames = anomaly_frames(calibrated)
+    assert frames["peak_severity"].to_list() == [62.5, 91.2]
+    assert frames["severity"].to_list() == ["medium", "high"]  # the bands follow the calibrated severity
+    assert anomalies_csv(calibrated)["peak_severity"].to_list() == [91.2, 62.5]  # most severe first
+    page = render_html(calibrated)
+    assert '<span class="sev high">high</span> 91</td>' in page and '<span class="sev medium">medium</span> 62</td>' in page
+
+
 def test_caps_on_frames_and_requests() -> None:
     page = render_html(make_input(max_frames=1, max_requests=5))
     assert page.count('class="anomaly-row"') == 1

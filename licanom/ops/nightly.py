@@ -251,7 +251,7 @@ def night_ledger(validation: ValidationResult, rows: pl.DataFrame | None, tail: 
 
 
 ARTIFACT_FRAME_COLUMNS = ("severity", "start_time", "end_time", "requests", "first_id", "last_id", "score",
-                          "threshold", "why", "top_keys", "top_machine_codes", "top_ips", "top_countries")
+                          "threshold", "why", "flagged_by", "top_keys", "top_machine_codes", "top_ips", "top_countries")
 
 
 def artifact_table(night: NightResult, limit: int = 200) -> list[dict[str, object]]:
@@ -276,7 +276,10 @@ def artifact_table(night: NightResult, limit: int = 200) -> list[dict[str, objec
     if frames.exists():
         table = pl.read_csv(frames, infer_schema_length=None, try_parse_dates=True)
         for r in table.head(limit).iter_rows(named=True):
-            rows.append({"what": "time frame", **{c: _cell(r.get(c)) for c in ARTIFACT_FRAME_COLUMNS if c in r}})
+            row = {"what": "time frame", **{c: _cell(r.get(c)) for c in ARTIFACT_FRAME_COLUMNS if c in r}}
+            if r.get("peak_severity") is not None:  # 0-100 as the incidents' (else the band: high, medium, low)
+                row["severity"] = _cell(r["peak_severity"])
+            rows.append(row)
     return rows
 
 

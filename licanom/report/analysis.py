@@ -100,13 +100,14 @@ REQUIRED_ENTITY_COLUMNS: tuple[str, ...] = (
 FRAME_COLUMNS: tuple[str, ...] = (
     "frame", "start_time", "end_time", "first_id", "last_id", "first_chunk", "last_chunk",
     "chunks", "peak_chunk", "requests", "score", "threshold", "ratio", "severity", "flagged_by",
+    "peak_severity",
 )
 # The spreadsheet version (anomalies_csv), in this order.
 CSV_COLUMNS: tuple[str, ...] = (
     "vendor", "run_id", "model", "frame", "severity", "start_time", "end_time", "requests",
     "chunks", "first_id", "last_id", "score", "threshold", "ratio", "top_columns", "why",
     "new_keys", "new_machine_codes", "new_ips", "new_countries",
-    "top_keys", "top_machine_codes", "top_ips", "top_countries", "flagged_by",
+    "top_keys", "top_machine_codes", "top_ips", "top_countries", "flagged_by", "peak_severity",
 )
 
 LABELS: dict[str, str] = {
@@ -442,6 +443,11 @@ def _flagged_by(group: list[dict[str, object]]) -> str | None:
     return next((w for w in FLAGGED_BY if w in why), None)
 
 
+def _calibrated(value: object) -> float | None:
+    """A chunk's calibrated severity (0-100), None where it was scored without one (or NaN)."""
+    return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
+
+
 def _covered(chunks: pl.DataFrame, n_rows: int) -> np.ndarray:
     """Whether each row lies in at least one chunk (overlapping chunks counted once)."""
     spans = chunks.select("_p0", "_p1").drop_nulls().filter(pl.col("_p0") <= pl.col("_p1"))
@@ -524,6 +530,7 @@ def analyse(inp: ReportInput) -> Analysis:
             "ratio": ratio,
             "severity": severity(ratio, peak.get("severity")),
             "flagged_by": _flagged_by(group),
+            "peak_severity": _calibrated(peak.get("severity")),
         })
     requests = np.bincount(row_frame[row_frame >= 0], minlength=len(groups))
     covered = _covered(chunks, n_rows)
@@ -534,7 +541,7 @@ def analyse(inp: ReportInput) -> Analysis:
             "frame": pl.Int64, "start_time": time_dtype, "end_time": time_dtype,
             "first_id": pl.Int64, "last_id": pl.Int64, "first_chunk": pl.Int64, "last_chunk": pl.Int64,
             "chunks": pl.Int64, "peak_chunk": pl.Int64, "score": pl.Float64, "threshold": pl.Float64,
-            "ratio": pl.Float64, "severity": pl.String, "flagged_by": pl.String,
+            "ratio": pl.Float64, "severity": pl.String, "flagged_by": pl.String, "peak_severity": pl.Float64,
         },
     ).with_columns(pl.Series("requests", requests[: len(groups)], dtype=pl.Int64)).select(FRAME_COLUMNS)
 
@@ -750,7 +757,7 @@ def csv_frame(a: Analysis) -> pl.DataFrame:
             "requests": r["requests"], "chunks": r["chunks"], "first_id": r["first_id"],
             "last_id": r["last_id"], "score": r["score"], "threshold": r["threshold"],
             "ratio": r["ratio"], "top_columns": top_cols, "why": "; ".join(a.reasons[k]),
-            "flagged_by": r["flagged_by"],
+            "flagged_by": r["flagged_by"], "peak_severity": r["peak_severity"],
         }
         for col, name in zip((c for c, _ in VALUE_COLUMNS),
                              ("keys", "machine_codes", "ips", "countries"), strict=True):
@@ -769,7 +776,7 @@ def csv_frame(a: Analysis) -> pl.DataFrame:
         "threshold": pl.Float64, "ratio": pl.Float64, "top_columns": pl.String, "why": pl.String,
         **{f"new_{n}": pl.Int64 for n in ("keys", "machine_codes", "ips", "countries")},
         **{f"top_{n}": pl.String for n in ("keys", "machine_codes", "ips", "countries")},
-        "flagged_by": pl.String,
+        "flagged_by": pl.String, "peak_severity": pl.Float64,
     }
     frame = pl.DataFrame(records, schema=schema).select(CSV_COLUMNS)
     return frame.with_columns(
