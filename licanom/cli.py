@@ -13,7 +13,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -170,6 +170,7 @@ def _file_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
+    from licanom.data.extract.files import files_read
     from licanom.data.pipeline import extract, prepare, write_prepared
 
     cfg = _load_cfg(args)
@@ -179,7 +180,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     with _quarantine_kept(out / "quarantine.parquet"):
         prepared = prepare(raw, cfg)
     write_prepared(prepared, out)
-    print_prepared(prepared, time.perf_counter() - t0, out)
+    print_prepared(prepared, time.perf_counter() - t0, out, files=files_read(raw))
     return EXIT_OK
 
 
@@ -236,6 +237,7 @@ def _earlier_outputs(out: Path) -> list[Path]:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from licanom.config import load_config
+    from licanom.data.extract.files import files_read
     from licanom.ops.detect import detect, format_results
     from licanom.data.pipeline import extract, prepare
 
@@ -252,10 +254,11 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         print(f"--out {out}: an earlier run's {len(earlier)} output file(s) removed")
     t0 = time.perf_counter()
     with _quarantine_kept(out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet")):
-        prepared = prepare(extract(train_source), cfg)
+        raw = extract(train_source)
+        prepared = prepare(raw, cfg)
     if args.train_logs:
         print(f"training log     {args.train_logs}")
-    print_prepared(prepared, time.perf_counter() - t0)
+    print_prepared(prepared, time.perf_counter() - t0, files=files_read(raw))
     out.mkdir(parents=True, exist_ok=True)
     prepared.validation.quarantine.write_parquet(out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet"))
     prepared.encoded.vocabulary.save(out / "vocabulary.json")
@@ -280,9 +283,13 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
         t1 = time.perf_counter()
         with _quarantine_kept(out / "quarantine.parquet"):
-            scored = score_other_log(det, prepared, extract(cfg.source), cfg)
+            other = extract(cfg.source)
+            parts = files_read(other)
+            scored = score_other_log(det, prepared, other, cfg)
+            del other  # the raw rows are not needed past validation
         v = scored.validation
-        print(f"\nscored log       {cfg.source.path}: {v.n_in:,} rows read, {v.valid.height:,} valid, "
+        read = f" ({len(parts)} files)" if parts else ""
+        print(f"\nscored log       {cfg.source.path}{read}: {v.n_in:,} rows read, {v.valid.height:,} valid, "
               f"{v.quarantine.height:,} quarantined -> {scored.items.height:,} items scored by {det.model} "
               f"trained on the training log ({time.perf_counter() - t1:.1f} s)")
         v.quarantine.write_parquet(out / "quarantine.parquet")
@@ -421,10 +428,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK  # not reached
 
 
-def print_prepared(prepared: Any, seconds: float, out: Path | None = None) -> None:
-    """A short account of what the data path made."""
+def print_prepared(prepared: Any, seconds: float, out: Path | None = None, files: Sequence[str] = ()) -> None:
+    """A short account of what the data path made (``files``: those a log of several was read from)."""
     v = prepared.validation
     c = prepared.chunks
+    if files:  # named from the folder they share (two months' "log.csv" stay apart)
+        base = os.path.commonpath(files) if len(files) > 1 else os.path.dirname(files[0])
+        names = [os.path.relpath(f, base) for f in files]
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        print(f"log files        {len(files):>12,}  ({shown})")
     print(f"rows read        {v.n_in:>12,}")
     print(f"rows valid       {v.valid.height:>12,}")
     print(f"rows quarantined {v.quarantine.height:>12,}" + (f"  -> {out / 'quarantine.parquet'}" if out else ""))

@@ -91,6 +91,20 @@ def test_simulate_then_prepare(tmp_path, capsys):
     assert "chunks" in capsys.readouterr().out
 
 
+def test_prepare_names_the_files_of_a_folder_it_read(tmp_path, capsys):
+    log = make_raw_log(1200)
+    for month, part in (("2025-01", log.head(700)), ("2025-02", log.tail(500))):
+        (tmp_path / "logs" / month).mkdir(parents=True)
+        part.write_parquet(tmp_path / "logs" / month / "log.parquet")  # the same name in each month's folder
+    assert main(["prepare", "--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "prep")]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "log files                   2  (2025-01/log.parquet, 2025-02/log.parquet)" in out
+    assert "rows read               1,200" in out
+    # one file: no line of its own (the command named it)
+    assert main(["prepare", "--logs", str(tmp_path / "logs" / "2025-01" / "log.parquet"), "--out", str(tmp_path / "one")]) == EXIT_OK
+    assert "log files" not in capsys.readouterr().out
+
+
 def test_bad_input_exit_codes(tmp_path, capsys):
     short = tmp_path / "short.csv"
     make_raw_log(30).write_csv(short)

@@ -64,6 +64,16 @@ def _unread_log(path: Path) -> str | None:
     return None
 
 
+def files_read(raw: pl.DataFrame) -> list[str]:
+    """The files a log read from several files took its rows from, in the order read (empty for a
+    log of one file, which carries no file column): for a console line naming what was read."""
+    from licanom.data.schema import SOURCE_FILE
+
+    if SOURCE_FILE not in raw.columns:
+        return []
+    return raw[SOURCE_FILE].unique(maintain_order=True).drop_nulls().to_list()
+
+
 class ExtractFileError(RuntimeError):
     """A log file is missing, of an unknown kind, or unreadable (named in the message)."""
 
