@@ -176,11 +176,13 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     cfg = _load_cfg(args)
     t0 = time.perf_counter()
     raw = extract(cfg.source)
+    files = files_read(raw)
     out = Path(args.out)
     with _quarantine_kept(out / "quarantine.parquet"):
         prepared = prepare(raw, cfg)
+    del raw
     write_prepared(prepared, out)
-    print_prepared(prepared, time.perf_counter() - t0, out, files=files_read(raw))
+    print_prepared(prepared, time.perf_counter() - t0, out, files=files)
     return EXIT_OK
 
 
@@ -255,10 +257,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with _quarantine_kept(out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet")):
         raw = extract(train_source)
+        files = files_read(raw)
         prepared = prepare(raw, cfg)
+        del raw  # not held while the models train
     if args.train_logs:
         print(f"training log     {args.train_logs}")
-    print_prepared(prepared, time.perf_counter() - t0, files=files_read(raw))
+    print_prepared(prepared, time.perf_counter() - t0, files=files)
     out.mkdir(parents=True, exist_ok=True)
     prepared.validation.quarantine.write_parquet(out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet"))
     prepared.encoded.vocabulary.save(out / "vocabulary.json")
