@@ -170,13 +170,12 @@ def _file_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from licanom.data.extract.files import files_read
     from licanom.data.pipeline import extract, prepare, write_prepared
 
     cfg = _load_cfg(args)
     t0 = time.perf_counter()
+    files = _files_of(cfg.source)
     raw = extract(cfg.source)
-    files = files_read(raw)
     out = Path(args.out)
     with _quarantine_kept(out / "quarantine.parquet"):
         prepared = prepare(raw, cfg)
@@ -239,7 +238,6 @@ def _earlier_outputs(out: Path) -> list[Path]:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from licanom.config import load_config
-    from licanom.data.extract.files import files_read
     from licanom.ops.detect import detect, format_results
     from licanom.data.pipeline import extract, prepare
 
@@ -256,8 +254,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         print(f"--out {out}: an earlier run's {len(earlier)} output file(s) removed")
     t0 = time.perf_counter()
     with _quarantine_kept(out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet")):
+        files = _files_of(train_source)
         raw = extract(train_source)
-        files = files_read(raw)
         prepared = prepare(raw, cfg)
         del raw  # not held while the models train
     if args.train_logs:
@@ -287,8 +285,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
         t1 = time.perf_counter()
         with _quarantine_kept(out / "quarantine.parquet"):
+            parts = _files_of(cfg.source)
             other = extract(cfg.source)
-            parts = files_read(other)
             scored = score_other_log(det, prepared, other, cfg)
             del other  # the raw rows are not needed past validation
         v = scored.validation
@@ -328,7 +326,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     test = chunks.filter(pl.col("split") == "test") if "split" in chunks.columns else chunks
     held = (f" ({int(test['is_anomaly'].sum())} of the {test.height} held-out test chunks)"
             if 0 < test.height < chunks.height else "")
-    print(f"\n{flagged.height} of {chunks.height} chunks flagged by {det.model}{held} -> {out / 'chunks.parquet'}")
+    by_night = int((flagged["flagged_by"] == "night").sum())
+    night = f", {by_night} of them by the night rule" if by_night else ""
+    print(f"\n{flagged.height} of {chunks.height} chunks flagged by {det.model}{held}{night} -> {out / 'chunks.parquet'}")
     print(f"decision: {decision_name(det)} (a score of {det.threshold_:.5g} on {det.model}'s own scale)"
           + (f"; {note}" if note else ""))
     print(f"report: {report.html}  (anomalies as CSV: {report.csv})")
@@ -432,14 +432,31 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK  # not reached
 
 
+def _files_of(source: Any) -> list[str]:
+    """The files a files source reads when it names several (a folder or a glob), each relative to
+    the folder given or, for a glob, to the folder they share (two months' "log.csv" stay apart);
+    empty for one file or another kind of source. Listed without the warning the extraction gives."""
+    from licanom.data.extract.files import ExtractFileError, log_files
+
+    if source.kind != "files" or not source.path:
+        return []
+    try:
+        files = log_files(source.path, warn=False)
+    except (ExtractFileError, OSError):  # the extraction that follows says what is wrong with the path
+        return []
+    if len(files) < 2:
+        return []
+    given = Path(source.path)
+    base = given if given.is_dir() else Path(os.path.commonpath(files))
+    return [str(f.relative_to(base)) for f in files]
+
+
 def print_prepared(prepared: Any, seconds: float, out: Path | None = None, files: Sequence[str] = ()) -> None:
     """A short account of what the data path made (``files``: those a log of several was read from)."""
     v = prepared.validation
     c = prepared.chunks
-    if files:  # named from the folder they share (two months' "log.csv" stay apart)
-        base = os.path.commonpath(files) if len(files) > 1 else os.path.dirname(files[0])
-        names = [os.path.relpath(f, base) for f in files]
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    if files:
+        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
         print(f"log files        {len(files):>12,}  ({shown})")
     print(f"rows read        {v.n_in:>12,}")
     print(f"rows valid       {v.valid.height:>12,}")

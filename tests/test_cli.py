@@ -93,13 +93,18 @@ def test_simulate_then_prepare(tmp_path, capsys):
 
 def test_prepare_names_the_files_of_a_folder_it_read(tmp_path, capsys):
     log = make_raw_log(1200)
-    for month, part in (("2025-01", log.head(700)), ("2025-02", log.tail(500))):
+    for month, part in (("2025-01", log.head(700)), ("2025-02", log.tail(500)), ("2025-03", log.clear())):
         (tmp_path / "logs" / month).mkdir(parents=True)
         part.write_parquet(tmp_path / "logs" / month / "log.parquet")  # the same name in each month's folder
+    (tmp_path / "logs" / "README.txt").write_text("exported by hand")  # not a log: not listed
     assert main(["prepare", "--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "prep")]) == EXIT_OK
     out = capsys.readouterr().out
-    assert "log files                   2  (2025-01/log.parquet, 2025-02/log.parquet)" in out
+    # every file read, the empty one too, named from the folder given
+    assert "log files                   3  (2025-01/log.parquet, 2025-02/log.parquet, 2025-03/log.parquet)" in out
     assert "rows read               1,200" in out
+    # a glob: named from the folder the files share
+    assert main(["prepare", "--logs", str(tmp_path / "logs" / "2025-0[12]" / "*.parquet"), "--out", str(tmp_path / "g")]) == EXIT_OK
+    assert "log files                   2  (2025-01/log.parquet, 2025-02/log.parquet)" in capsys.readouterr().out
     # one file: no line of its own (the command named it)
     assert main(["prepare", "--logs", str(tmp_path / "logs" / "2025-01" / "log.parquet"), "--out", str(tmp_path / "one")]) == EXIT_OK
     assert "log files" not in capsys.readouterr().out

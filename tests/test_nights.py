@@ -585,3 +585,22 @@ def test_rows_of_no_product_the_model_knows_are_refused_not_answered_with_nothin
     mixed = pl.concat([rows(1600, 60), foreign.head(3).with_columns(pl.Series("Id", ["1700", "1701", "1702"]))])
     scored = score_log(bundle, mixed)
     assert scored.chunks.height == 3 and scored.validation.quarantine.height == 3
+
+
+def test_the_nights_console_summary_says_what_the_night_rule_flagged(tmp_path: Path) -> None:
+    from licanom.ops.nightly import NightResult
+
+    chunks = pl.DataFrame({"is_anomaly": [True, True, False, True],
+                           "flagged_by": ["threshold", "night", None, "night"]})
+    ledger = pl.DataFrame({"Id": [1, 2, 3], "fate": ["scored", "carried", "carried"]})
+    night = NightResult(vendor="acme", model_version="4", watermark_before=10, watermark_after=13, rows_read=3,
+                        rows_quarantined=0, chunks=chunks, out_dir=tmp_path, messages=("retrain soon",), ledger=ledger)
+    first, *rest = night.summary()
+    assert first == (f"acme: 3 rows read, 0 quarantined, 4 chunks scored, 3 flagged (2 by the night rule) by champion "
+                     f"version 4, 2 carried to the next night -> {tmp_path}")
+    assert rest == ["  retrain soon"]
+    quiet = NightResult(vendor="acme", model_version="4", watermark_before=10, watermark_after=10, rows_read=0,
+                        rows_quarantined=0, chunks=pl.DataFrame(), out_dir=None)
+    assert quiet.summary() == ["acme: 0 rows read, 0 quarantined, 0 chunks scored, 0 flagged by champion version 4 -> "
+                               "no night written (nothing new after the watermark, Id 10; --since ID scores the rows "
+                               "after an earlier Id again)"]

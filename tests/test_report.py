@@ -204,7 +204,8 @@ def test_each_frame_says_why_it_was_flagged(inp: ReportInput) -> None:
     assert frames["first_chunk"].to_list() == [2, 7] and frames["flagged_by"].to_list() == ["night", "threshold"]
     assert anomalies_csv(night)["flagged_by"].to_list() == ["threshold", "night"]  # most severe first
     page = render_html(night)
-    assert page.count("flagged because it stands out from the rest of its night") == 1
+    assert page.count("flagged because it stands out from the rest of its night") == 2  # the table's tooltip, the detail
+    assert page.count("(night rule)</span>") == 1  # the frame table marks its row
     # a frame of chunks flagged by the threshold and by the night rule is the threshold's
     chunks, errors = make_chunks(rows, flagged=(3,), by_night=(4,))
     assert anomaly_frames(make_input(chunks=chunks, feature_errors=errors))["flagged_by"].to_list() == ["threshold"]

@@ -138,6 +138,7 @@ class FrameRow:
     frame: int
     severity: str
     peak_severity: str         # the peak chunk's calibrated 0-100, "" when scored without one
+    by_night: bool             # flagged by the night rule alone (below the threshold)
     start: datetime
     end: datetime
     duration: str
@@ -288,7 +289,7 @@ def _frame_rows(a: Analysis, shown: pl.DataFrame) -> tuple[FrameRow, ...]:
         k = r["frame"] - 1
         out.append(FrameRow(
             frame=r["frame"], severity=r["severity"],
-            peak_severity="" if r["peak_severity"] is None else f"{r['peak_severity']:.0f}",
+            peak_severity=_sev_text(r["peak_severity"]), by_night=r["flagged_by"] == "night",
             start=r["start_time"], end=r["end_time"], duration=duration(r["start_time"], r["end_time"]), requests=r["requests"], chunks=r["chunks"],
             score=f"{r['score']:.4f}", ratio=f"{r['ratio']:.2f}",
             top=", ".join(LABELS.get(f, f) for f, _, _ in notable_columns(a, k)), why=short_why(a.reasons[k]),

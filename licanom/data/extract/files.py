@@ -64,22 +64,13 @@ def _unread_log(path: Path) -> str | None:
     return None
 
 
-def files_read(raw: pl.DataFrame) -> list[str]:
-    """The files a log read from several files took its rows from, in the order read (empty for a
-    log of one file, which carries no file column): for a console line naming what was read."""
-    from licanom.data.schema import SOURCE_FILE
-
-    if SOURCE_FILE not in raw.columns:
-        return []
-    return raw[SOURCE_FILE].unique(maintain_order=True).drop_nulls().to_list()
-
-
 class ExtractFileError(RuntimeError):
     """A log file is missing, of an unknown kind, or unreadable (named in the message)."""
 
 
-def log_files(path: str | Path) -> list[Path]:
-    """The log files a path names: itself, the files a glob matches, or a folder's log files."""
+def log_files(path: str | Path, warn: bool = True) -> list[Path]:
+    """The log files a path names: itself, the files a glob matches, or a folder's log files
+    (``warn``: name a folder's files of no log kind in a warning, as a read does)."""
     text = str(path)
     if any(ch in text for ch in "*?["):
         files = [Path(p) for p in sorted(globlib.glob(text, recursive=True))]
@@ -96,7 +87,7 @@ def log_files(path: str | Path) -> list[Path]:
             files = [f for f in inside if file_kind(f)]
             read = set(files)
             others = [str(f.relative_to(p)) for f in inside if f not in read]
-            if others:  # a README beside the logs; or a log under a name of no log kind, said by name
+            if others and warn:  # a README beside the logs; or a log under a name of no log kind, said by name
                 shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
                 log.warning("%s: %d file(s) not read, of no log kind (%s): %s", p, len(others), _KINDS_READ, shown)
         elif p.exists():
