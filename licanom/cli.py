@@ -13,7 +13,7 @@ import io
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -451,13 +451,14 @@ def _files_of(source: Any) -> list[str]:
     return [str(f.relative_to(base)) for f in files]
 
 
-def print_prepared(prepared: Any, seconds: float, out: Path | None = None, files: Sequence[str] = ()) -> None:
+def print_prepared(prepared: Any, seconds: float, out: Path | None = None, files: list[str] | None = None) -> None:
     """A short account of what the data path made (``files``: those a log of several was read from)."""
     v = prepared.validation
     c = prepared.chunks
     if files:
-        shown = ", ".join(files[:5]) + (f" and {len(files) - 5} more" if len(files) > 5 else "")
-        print(f"log files        {len(files):>12,}  ({shown})")
+        from licanom.data.extract.files import listed
+
+        print(f"log files        {len(files):>12,}  ({listed(files)})")
     print(f"rows read        {v.n_in:>12,}")
     print(f"rows valid       {v.valid.height:>12,}")
     print(f"rows quarantined {v.quarantine.height:>12,}" + (f"  -> {out / 'quarantine.parquet'}" if out else ""))

@@ -423,19 +423,17 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
     else:
         known_key, known_pairs = np.zeros(n_rows, dtype=bool), {}
     after_first_hour = known_key | (bucket["_hour"] > key.at_first(bucket["_hour"]))
-    new = {}
+    new, seen, unknown_value = {}, {}, {}
     for value, unknown in _UNKNOWN.items():
         g = pair[value]
-        seen = g.contains(known_pairs[value]) if value in known_pairs else np.zeros(n_rows, dtype=bool)
-        unknown_code = texts.lookup(derived, value, pl.Series([unknown]))[0]
-        new[value] = g.first & (code[value] != unknown_code) & ~seen & after_first_hour
+        seen[value] = g.contains(known_pairs[value]) if value in known_pairs else np.zeros(n_rows, dtype=bool)
+        unknown_value[value] = code[value] == texts.lookup(derived, value, pl.Series([unknown]))[0]
+        new[value] = g.first & ~unknown_value[value] & ~seen[value] & after_first_hour
     spread_on = None  # version 2: the rows that carry a key's hourly spread
     if version >= 2 and any(c in counts for c in _SPREAD_COLUMNS):
-        g = pair["MachineCode"]
-        seen = (g.contains(known_pairs["MachineCode"]) if "MachineCode" in known_pairs
-                else np.zeros(n_rows, dtype=bool))
-        no_machine = code["MachineCode"] == texts.lookup(derived, "MachineCode", pl.Series([""]))[0]
-        spread_on = (~seen & (g.at_first(bucket["_day"]) == bucket["_day"])) | no_machine
+        g = pair["MachineCode"]  # a pair new to the history, on its first day; or no machine code
+        spread_on = ((~seen["MachineCode"] & (g.at_first(bucket["_day"]) == bucket["_day"]))
+                     | unknown_value["MachineCode"])
 
     def signal(entity: tuple[str, ...], what: str, b: str) -> _PerGroup:
         over = group(entity, b)

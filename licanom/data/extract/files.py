@@ -64,6 +64,11 @@ def _unread_log(path: Path) -> str | None:
     return None
 
 
+def listed(names: list[str], limit: int = 5) -> str:
+    """File names for a message: the first ``limit``, then how many more."""
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
 class ExtractFileError(RuntimeError):
     """A log file is missing, of an unknown kind, or unreadable (named in the message)."""
 
@@ -88,8 +93,8 @@ def log_files(path: str | Path, warn: bool = True) -> list[Path]:
             read = set(files)
             others = [str(f.relative_to(p)) for f in inside if f not in read]
             if others and warn:  # a README beside the logs; or a log under a name of no log kind, said by name
-                shown = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
-                log.warning("%s: %d file(s) not read, of no log kind (%s): %s", p, len(others), _KINDS_READ, shown)
+                log.warning("%s: %d file(s) not read, of no log kind (%s): %s", p, len(others), _KINDS_READ,
+                            listed(others))
         elif p.exists():
             files = [p]
         else:
