@@ -274,6 +274,78 @@ def test_tail_model_surprisal_on_known_columns():
         TailModel(tail_quantile=1.0).fit(train)
 
 
+def test_a_count_far_beyond_its_training_counts_carries_the_far_rules_surprisal():
+    from licanom.detectors.context import FAR_SIGNAL_FACTOR, FAR_SIGNAL_MIN_COUNT, FAR_SIGNAL_NATS, TailModel
+
+    counts = np.arange(0.0, 201.0)  # a count column, training values 0..200, and a share column
+    train = np.c_[np.log1p(counts), np.linspace(0, 0.5, counts.size)]
+    m = TailModel(far_columns=np.array([True, False])).fit(train)
+    line = FAR_SIGNAL_FACTOR * 200
+    s = m.surprisal(np.array([[np.log1p(line), 0.5], [np.log1p(line - 1), 0.5], [np.log1p(1e9), 0.99]]))
+    assert s[0, 0] >= FAR_SIGNAL_NATS and s[2, 0] >= FAR_SIGNAL_NATS
+    assert s[1, 0] < FAR_SIGNAL_NATS  # just below the line: the fitted tail alone
+    assert s[2, 1] < FAR_SIGNAL_NATS  # a share is no count: never the rule's
+    plain = TailModel().fit(train)  # without the rule (a model saved before it): the fitted tail alone
+    assert plain.far_lines() is None and plain.surprisal(np.array([[np.log1p(line), 0.5]]))[0, 0] < FAR_SIGNAL_NATS
+    # a column of small counts: the line is FAR_SIGNAL_FACTOR times FAR_SIGNAL_MIN_COUNT at least
+    small = TailModel(far_columns=np.array([True])).fit(np.log1p(np.r_[np.zeros(90), np.ones(10)])[:, None])
+    np.testing.assert_allclose(small.far_lines(), np.log1p(FAR_SIGNAL_FACTOR * FAR_SIGNAL_MIN_COUNT))
+
+
+def test_a_chunk_with_one_count_far_beyond_training_is_flagged_at_the_top_severity():
+    from licanom.detectors.context import FAR_SIGNAL_FACTOR, ContextDetector
+
+    rng = np.random.default_rng(4)
+    X = np.zeros((400, len(CONTEXT_COLUMNS)))
+    X[:, :3] = rng.uniform(0.0, 0.3, (400, 3))
+    X[:, 3:] = np.log1p(rng.poisson(4.0, (400, len(CONTEXT_COLUMNS) - 3)))
+    j = CONTEXT_COLUMNS.index("key_usage_hour")
+    X[:, j] = np.log1p(rng.integers(0, 500, 400))
+    X[:5, j] = np.log1p(2000)  # a few training hours of heavy use: the line is drawn from them too
+    det = ContextDetector().fit(X)
+    assert det.estimator_.far_lines()[j] == pytest.approx(np.log1p(FAR_SIGNAL_FACTOR * 2000))
+    night = np.repeat(np.median(X, axis=0, keepdims=True), 3, axis=0)
+    night[1, j] = np.log1p(FAR_SIGNAL_FACTOR * 2000)       # ten times the largest hour of training
+    night[2, j] = np.log1p(0.5 * FAR_SIGNAL_FACTOR * 2000)  # five times: its fitted tail decides
+    sev = det.severity(night)
+    assert sev[1] == 100.0 and det.predict(night)[1] == 1
+    assert sev[0] < sev[2] < 100.0
+
+
+def test_a_keys_usage_from_counters_and_from_amounts():
+    from licanom.data.context_vector import usage_amounts
+
+    def log(values, states=None, keys=None, objects=None):
+        n = len(values)
+        return pl.DataFrame({
+            "Time": [T0 + timedelta(minutes=i) for i in range(n)], "Key": keys or ["K1"] * n,
+            "State": states or [8010] * n, "DOId": objects or [7] * n,
+            "DOIntValue": pl.Series(values, dtype=pl.Int64)})
+
+    # counters (the value after each request): the change since the object's previous request;
+    # a read repeats the value (0), a failed request and a row without a value count nothing
+    counters = log([100, 105, 105, 300, 310, None, 312], states=[8010, 8010, 8011, 8010, 8020, 8010, 8010])
+    assert usage_amounts(counters).tolist() == [0, 5, 0, 195, 0, 0, 12]
+    # each key's object apart; a counter set back (a new month: 1 change in 10 the other way) counts 0
+    two = log([10, 50, 12, 60, 20, 75, 25, 30, 31, 33, 0, 7],
+              keys=["K1", "K2", "K1", "K2", "K1", "K2", "K1", "K1", "K1", "K1", "K1", "K1"])
+    assert usage_amounts(two).tolist() == [0, 0, 2, 10, 8, 15, 5, 5, 1, 2, 0, 7]
+    # two changes in ten the other way: not a counter, the values are the amounts
+    assert usage_amounts(two.with_columns(pl.col("DOIntValue").replace(31, 3))).tolist()[8] == 3
+    # an allowance counted off: the changes go down
+    assert usage_amounts(log([1000, 990, 985, 900])).tolist() == [0, 10, 5, 85]
+    # amounts (each request's own): they go up as often as down, or never change
+    assert usage_amounts(log([5, 1, 3, 2, 40, 1])).tolist() == [5, 1, 3, 2, 40, 1]
+    assert usage_amounts(log([1, 1, 1])).tolist() == [1, 1, 1]
+    # a log without data objects: no usage
+    assert usage_amounts(log([5, 1]).drop("DOIntValue")).tolist() == [0, 0]
+    # the per-hour sum of the key's usage on each of its rows (key_usage_hour, before log1p)
+    frame = counters.with_columns(MachineCode=pl.lit("M1"), IP=pl.lit("1.1.1.1"), country=pl.lit("SE"),
+                                  success=((pl.col("State") // 10) % 10 == 1).cast(pl.Int8))
+    got = np.expm1(row_context(frame, columns=("key_usage_hour",))["key_usage_hour"].to_numpy()).round()
+    assert got.tolist() == [212.0] * 7
+
+
 def test_context_detector_decides_by_severity_by_default(tmp_path):
     from licanom.detectors import thresholds as th
     from licanom.detectors.context import TAIL_SCALE_NATS, ContextDetector

@@ -26,8 +26,27 @@ from licanom.sim import simulate
 from licanom.data.validate import validate_log
 
 
+def reference_usage(derived: pl.DataFrame) -> pl.Series:
+    """Each row's data-object usage: the change of its key's object's value since that object's
+    previous successful data-object request (a log of counters: the changes go one way), else the
+    value."""
+    frame = derived.select(
+        pl.col("Time").rank("ordinal").alias("_row"), pl.col("Key").cast(pl.String).fill_null(""),
+        pl.col("DOId").fill_null(-1), "DOIntValue",
+        ((pl.col("State") // 100 == 80) & ((pl.col("State") // 10) % 10 == 1) & pl.col("DOIntValue").is_not_null()).alias("_used"),
+    ).with_row_index("_i")
+    used = frame.filter("_used").sort("_row").with_columns(
+        (pl.col("DOIntValue") - pl.col("DOIntValue").shift(1).over("Key", "DOId")).alias("_d"))
+    moved = used.filter(pl.col("_d") != 0)["_d"]
+    up = (moved > 0).mean() if moved.len() else 0.5
+    amount = (pl.col("_d").fill_null(0).clip(lower_bound=0) if up >= 0.9
+              else (-pl.col("_d").fill_null(0)).clip(lower_bound=0) if up <= 0.1 else pl.col("DOIntValue").abs())
+    out = frame.join(used.select("_i", amount.alias("_usage")), on="_i", how="left", maintain_order="left")
+    return out["_usage"].fill_null(0)
+
+
 def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None, version: int = 2) -> pl.DataFrame:
-    frame = _entity_frame(derived)
+    frame = _entity_frame(derived).with_columns(reference_usage(derived).alias("_usage"))
     known_key = pl.col("Key").is_in(history.keys.implode()) if history is not None else pl.lit(False)
     after_first_hour = known_key | (pl.col("_hour") > pl.col("_hour").min().over("Key"))
     for value, unknown in _UNKNOWN.items():
@@ -54,6 +73,8 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
         over = [*entity, bucket]
         if what == "requests":
             count = pl.len().over(over)
+        elif what == "usage":
+            count = pl.col("_usage").sum().over(over)
         elif what == "failures":
             count = pl.col("_failed").sum().over(over)
         elif what.startswith("failed "):

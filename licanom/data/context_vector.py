@@ -34,6 +34,8 @@ key_new_countries_day  the row's key: countries new to the key in its UTC day, o
 ip_failed_keys_hour    the row's IP address: distinct keys that failed from it in its clock
                        hour, of the keys its history does not know (key guessing; an office's
                        many keys seldom fail, and its customers' expired keys are known)
+key_usage_hour         the row's key: the usage its data objects recorded in its clock hour
+                       (see "Usage"; 0 in a log without data-object values)
 ===================== ===============================================================
 
 Counts enter as ``log1p``. The buckets are clock hours and days (UTC), so a row's context
@@ -68,6 +70,19 @@ key itself is new (a customer setting up a licence is not news). Over a log give
 evaluation) "before" is the rows earlier in the log, so the signal looks only back. A licence
 shared with strangers shows as machines and countries the key has never had, hour after hour,
 even when each hour holds only one or two of them, where the plain counts stay ordinary.
+
+Usage (``key_usage_hour``): a metered licence records its use through data-object requests
+(``DOIntValue`` of a key's ``DOId``), and platforms write that value in one of two ways: the
+amount of each request (an increment of 5 logs 5), or the object's value after it (a counter:
+1,005 after 1,000). A log of counters is told by its values: of the changes of a key's data
+object from one successful request to the next, nearly all go one way (:data:`COUNTER_SHARE`; up
+for a counter of use, down for an allowance counted off), where amounts go up as often as down. A
+row's usage is then the change since the key's object's previous request (0 on the first one a
+pass sees, and on a change the other way: a reset or a new allowance), else the value itself. A
+client that reports twenty to hundreds of times a normal job's use shows here whichever the
+platform writes; every other signal sees an ordinary stream of data-object requests. Only
+successful data-object requests count (group 80 of the state codes); which of them increments and
+which reads differs between platforms, and a read repeats the value (no change for a counter).
 
 "Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
 keys of the model's training rows and of the earlier nights are known, so their failures (a
@@ -116,11 +131,12 @@ _ROW_COUNTS: tuple[tuple[str, tuple[str, ...], str, str], ...] = (
     ("key_new_machines_day", ("Key",), "new MachineCode", "_day"),
     ("key_new_countries_day", ("Key",), "new country", "_day"),
     ("ip_failed_keys_hour", ("IP",), "failed Key", "_hour"),
+    ("key_usage_hour", ("Key",), "usage", "_hour"),
 )
 ROW_COLUMNS: tuple[str, ...] = tuple(c for c, *_ in _ROW_COUNTS)
 # The counts the autoencoders' rows encoder reads (licanom.data.encode.ROW_FEATURES): the twelve it
 # was built with, so that its saved models keep their inputs when the context vector grows.
-ENCODER_ROW_COLUMNS: tuple[str, ...] = tuple(c for c in ROW_COLUMNS if c != "ip_failed_keys_hour")
+ENCODER_ROW_COLUMNS: tuple[str, ...] = tuple(c for c in ROW_COLUMNS if c not in ("ip_failed_keys_hour", "key_usage_hour"))
 CONTEXT_COLUMNS: tuple[str, ...] = ("rate", "failure_share", "top_machine_share", *ROW_COLUMNS)
 # What each column means, in words for a vendor's report.
 CONTEXT_LABELS: dict[str, str] = {
@@ -140,10 +156,16 @@ CONTEXT_LABELS: dict[str, str] = {
     "key_new_machines_day": "machines new to their key in a day",
     "key_new_countries_day": "countries new to their key in a day",
     "ip_failed_keys_hour": "unknown keys that failed from one IP address in an hour",
+    "key_usage_hour": "data-object usage of one key in an hour",
 }
 
 _UNKNOWN = {"MachineCode": "", "country": UNKNOWN_COUNTRY}
 _NEEDED = ("Time", "Key", "MachineCode", "IP", "country", "success")
+# The data-object columns that the usage signal reads (optional: without them it is 0).
+_USAGE_NEEDED = ("State", "DOId", "DOIntValue")
+# A log's data objects are counters when at least this share of the changes of a key's object's
+# value, from one successful request to the next, go one way (see "Usage" in the module text).
+COUNTER_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -282,6 +304,10 @@ class _Groups:
         """The number of rows of each row's group where ``x`` (bool) holds."""
         return _PerGroup(np.bincount(self.ids[x], minlength=self.n), self.ids)
 
+    def total(self, w: np.ndarray) -> _PerGroup:
+        """The sum of ``w`` (int64, at most 2**53 per group) over each row's group."""
+        return _PerGroup(np.rint(np.bincount(self.ids, weights=w, minlength=self.n)).astype(np.int64), self.ids)
+
     def at_first(self, x: np.ndarray) -> np.ndarray:
         """``x`` at the first row of each row's group."""
         return x[self.first][self.ids]
@@ -377,7 +403,8 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         if windows is not None:
             raise ValueError("the windows' counts need the rows in time order")
         rank = (time_.rank("ordinal") - 1).to_numpy()  # each row's place in time order, ties in row order
-        derived = derived.select(*_NEEDED).gather(np.argsort(rank, kind="stable"))
+        derived = derived.select(*_NEEDED, *(c for c in _USAGE_NEEDED if c in derived.columns)).gather(
+            np.argsort(rank, kind="stable"))
         codes = None  # held in the log's order
     columns = ("Key", "MachineCode", "IP", "country")
     given = {c: codes.get(derived, c) for c in columns} if codes is not None else {}
@@ -447,6 +474,8 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
             g = group((*entity, what.removeprefix("failed ")), b)
             with_failure = np.bincount(g.ids[failed & ~known_key], minlength=g.n) > 0
             return over.sum(g.first & with_failure[g.ids])
+        if what == "usage":
+            return over.total(usage_amounts(derived, key_code))
         if what.startswith("new ") and b == "_day":
             # the day's newcomers, on the rows of the pairs that were new that day
             value = what.removeprefix("new ")
@@ -472,6 +501,40 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         out["_pair MachineCode"] = pair["MachineCode"].ids
     if rank is not None:
         out = {name: x[rank] for name, x in out.items()}
+    return out
+
+
+def usage_amounts(derived: pl.DataFrame, key_code: np.ndarray | None = None) -> np.ndarray:
+    """Each row's data-object usage (int64, at least 0), in ``derived``'s order (see "Usage" in the
+    module text): the change of its key's data object since that object's previous successful
+    request in ``derived``'s order (a log of counters), or its value (a log of amounts). 0 on rows
+    that are no successful data-object request with a value, and everywhere in a log without the
+    columns ``State``, ``DOId`` and ``DOIntValue``. ``key_code``: the rows' key codes where the
+    caller has them (else the keys' texts identify the objects)."""
+    n = derived.height
+    if any(c not in derived.columns for c in _USAGE_NEEDED) or n == 0:
+        return np.zeros(n, dtype=np.int64)
+    from licanom.data.states import MethodGroup
+
+    key = pl.Series("k", key_code) if key_code is not None else derived["Key"].cast(pl.String).fill_null("")
+    frame = pl.DataFrame({"k": key, "o": derived["DOId"].cast(pl.Int64).fill_null(-1),
+                          "v": derived["DOIntValue"].cast(pl.Int64), "s": derived["State"].cast(pl.Int64)})
+    used = ((pl.col("s") // 100 == int(MethodGroup.DATA_OBJECT)) & ((pl.col("s") // 10) % 10 == 1)
+            & pl.col("v").is_not_null())
+    rows = frame.with_row_index("_i").filter(used)
+    if rows.height == 0:
+        return np.zeros(n, dtype=np.int64)
+    change = rows.select("_i", "v", (pl.col("v") - pl.col("v").shift(1).over("k", "o")).alias("d"))
+    moved = change["d"].drop_nulls().filter(change["d"].drop_nulls() != 0)
+    up = float((moved > 0).mean()) if moved.len() else 0.5  # no change at all: amounts (all alike)
+    if up >= COUNTER_SHARE:
+        amount = change["d"].fill_null(0).clip(lower_bound=0)
+    elif up <= 1.0 - COUNTER_SHARE:
+        amount = (-change["d"].fill_null(0)).clip(lower_bound=0)
+    else:
+        amount = change["v"].abs()
+    out = np.zeros(n, dtype=np.int64)
+    out[change["_i"].to_numpy()] = amount.to_numpy()
     return out
 
 

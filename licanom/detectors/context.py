@@ -47,6 +47,16 @@ TAIL_SCALE_NATS = 3.75
 # simulator's eight worlds and the second generator's four; docs/choosing-defaults.md).
 TRIM_TOLERANCE = 1.0
 TRIM_SHARE_TOLERANCE = 0.05
+# A count far beyond anything seen in training (Tail_context's far rule per signal): at least
+# FAR_SIGNAL_FACTOR times the column's largest count over every training chunk (that count taken as
+# at least FAR_SIGNAL_MIN_COUNT), whatever the column's fitted tail says, carries FAR_SIGNAL_NATS of
+# surprisal: alone past the default decision, to severity 100 on a typical vendor. The calibration's
+# rule (licanom.detectors.decision.FAR_FACTOR) judges the summed score, which a single signal far
+# out does not move enough: a sum of seventeen surprisals, each extrapolated on a log scale of
+# counts (docs/choosing-defaults.md, "Usage and a count far beyond training").
+FAR_SIGNAL_FACTOR = 10.0
+FAR_SIGNAL_MIN_COUNT = 10.0
+FAR_SIGNAL_NATS = 60.0
 # The context columns that are shares of a chunk's requests (ROW_COLUMNS are log1p counts).
 SHARE_COLUMNS: tuple[str, ...] = ("failure_share", "top_machine_share")
 
@@ -70,6 +80,12 @@ class TailModel:
     that is suspicious when high. A vector's score is the sum of its columns' surprisals, the
     log of the product of tail probabilities as in ECOD (Li et al., 2022), so a chunk that is
     extreme in one signal, or unusual in several at once, stands out.
+
+    The far rule (``far_columns``: which columns are counts): a value of at least ``far_factor``
+    times the column's largest training count (:attr:`seen_max_`, every training chunk's, where the
+    caller sets it; else the fitted vectors' largest; at least ``far_min_count``) has a surprisal of
+    at least ``far_nats``, however wide the fitted tail. Without ``far_columns`` (and in models
+    saved before the rule) there is none.
     """
 
     tail_quantile: float = 0.9
@@ -77,6 +93,14 @@ class TailModel:
     # zeros in the training chunks must not make a single request look infinitely surprising
     min_scale: float = 0.1
 
+    # the columns (bool per column) that are log1p counts and meet the far rule; None: no far rule
+    far_columns: np.ndarray | None = None
+    far_factor: float = FAR_SIGNAL_FACTOR
+    far_min_count: float = FAR_SIGNAL_MIN_COUNT
+    far_nats: float = FAR_SIGNAL_NATS
+
+    # the largest training value of each column, of every training chunk (the reference's when not set)
+    seen_max_: np.ndarray | None = field(default=None, init=False, repr=False)
     sorted_: np.ndarray | None = field(default=None, init=False, repr=False)
     u_: np.ndarray | None = field(default=None, init=False, repr=False)
     beta_: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -115,7 +139,19 @@ class TailModel:
             empirical = -np.log((at_least + 1) / (n + 1))
             tail = -self.log_p_u_[j] + (X[:, j] - self.u_[j]) / self.beta_[j]
             out[:, j] = np.where(X[:, j] > self.u_[j], np.maximum(tail, empirical), empirical)
+        far = self.far_lines()
+        if far is not None:
+            out = np.where(X >= far, np.maximum(out, self.far_nats), out)
         return out
+
+    def far_lines(self) -> np.ndarray | None:
+        """Per column, the value from which the far rule holds (``inf`` for the columns it does not
+        cover); None without the rule."""
+        if self.far_columns is None or self.sorted_ is None or not self.far_factor:
+            return None
+        seen = self.seen_max_ if self.seen_max_ is not None else self.sorted_[-1]
+        largest = np.maximum(np.expm1(seen), self.far_min_count)
+        return np.where(self.far_columns, np.log1p(self.far_factor * largest), np.inf)
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """scikit-learn's convention: higher = more normal (minus the summed surprisal)."""
@@ -205,6 +241,7 @@ class ContextDetector(BaseDetector):
         self.context_version_ = CONTEXT_VERSION  # X is today's vector (inputs_of's default)
         self.center_, self.scale_ = _robust_scale(X)
         self.estimator_, self.reference_ = self._robust_estimator(X)
+        self._seen(self.estimator_, X)
         self.decision_scores_ = self.decision_function(X)
         self.calibration_scores_ = self._out_of_fold(X)
         self._set_calibration(Calibration.fit(self.calibration_scores_, scale=self._tail_scale()))
@@ -248,6 +285,13 @@ class ContextDetector(BaseDetector):
             estimator = self._estimator(X[keep])
         return estimator, keep
 
+    @staticmethod
+    def _seen(estimator: Any, X: np.ndarray) -> None:
+        """Tell a TailModel the largest value of each column over all of ``X`` (the far rule's
+        "anything seen in training"), not only over the chunks its reference kept."""
+        if isinstance(estimator, TailModel) and len(X):
+            estimator.seen_max_ = X.max(axis=0)
+
     def _trim_view(self, X: np.ndarray) -> np.ndarray:
         """The vectors as the trimming rounds judge them: for ``Tail_context``, each count column
         lowered by :attr:`trim_tolerance` and each share column by :attr:`trim_share_tolerance`
@@ -272,13 +316,15 @@ class ContextDetector(BaseDetector):
         for block in np.array_split(np.arange(len(X)), k):
             rest = np.setdiff1d(np.arange(len(X)), block)
             estimator, _ = self._robust_estimator(X[rest])
+            self._seen(estimator, X[rest])
             out[block] = self._score(estimator, X[block])
         return out
 
     def _estimator(self, X: np.ndarray) -> Any:
         """The fitted estimator on raw (tail, forest) or scaled (LOF) vectors."""
         if self.model == "Tail_context":
-            return TailModel(tail_quantile=self.tail_quantile).fit(X)
+            far = np.array([c in ROW_COLUMNS for c in self.columns_])
+            return TailModel(tail_quantile=self.tail_quantile, far_columns=far).fit(X)
         if self.model == "LOF_context":
             from sklearn.neighbors import LocalOutlierFactor
 

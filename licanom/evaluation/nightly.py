@@ -91,8 +91,9 @@ DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
 # severity decision's night rule was added: spent. 6001-6003 reported those; the trimming's tolerance
 # (found with the second generator on development seeds) came after them, so they are spent too.
 # 7001-7003 reported the tolerance (and licanom detect); context version 2 (a key's hourly spread on
-# its new machines' rows, chosen on development seeds) came after them: spent.
-REPORT_SEEDS: tuple[int, ...] = (8001, 8002, 8003)
+# its new machines' rows, chosen on development seeds) came after them: spent. 8001-8003 reported
+# version 2; the usage signal (key_usage_hour) and the far rule per signal came after them: spent.
+REPORT_SEEDS: tuple[int, ...] = (9001, 9002, 9003)
 
 
 @dataclass(frozen=True)
