@@ -16,8 +16,9 @@ errors above their bulk); a detector whose score has a unit of its own gives the
 instead (``Tail_context``, in nats), and only the median is the vendor's. A score that lies
 ``FAR_FACTOR`` times as far above the bulk's median as the largest calibration score always gets
 100: no fitted tail can hide a frame far beyond anything seen. (Measured from the median, not from
-zero: a sum of sixteen surprisals has a typical level of its own, and a ratio of raw scores let one
-signal thousands of times beyond its training range stay below twice the largest total.)
+zero: a sum of seventeen surprisals has a typical level of its own, and a ratio of raw scores let one
+signal thousands of times beyond its training range stay below twice the largest total. Per signal,
+``Tail_context`` holds it too: :data:`licanom.detectors.context.FAR_SIGNAL_FACTOR`.)
 
 :func:`decide` returns a detector's threshold (on its own score scale) for a decision by name:
 ``severity`` (the default: flag at ``min_severity``) or one of the thesis's and earlier
