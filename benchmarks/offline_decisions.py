@@ -20,8 +20,15 @@ rows): the requests that make a shared licence's key-day unusual, not the owner'
 vendor's log is simulated again (the same world, profile and seed) for the training rows and the
 night rows' Ids.
 
+``small-nights``: the level's flags with the night rule as it was before small nights had their own
+(every night against its 90th percentile, floor 40, gap 20), and with a night of fewer than K
+chunks judged against its median (or 75th percentile) with its own floor and gap instead; the
+lower levels beside, for the line a level draws. Stored chunks of runs before the small-night rule
+(licanom.detectors.decision.SMALL_NIGHT_CHUNKS) hold the decision "as it was".
+
     python -m benchmarks.offline_decisions night-reference DIR [DIR ...]
     python -m benchmarks.offline_decisions key-day-newcomers DIR [DIR ...]
+    python -m benchmarks.offline_decisions small-nights DIR [DIR ...]
 
 Each prints events found, false alarms (flagged chunks without a labelled row, incident neighbours
 included) per 10,000 chunks, as eval_nightly's tables count them, and vendors that flagged nothing
@@ -162,13 +169,50 @@ def key_day_newcomers(files: list[Path]) -> None:
                     chunks[f"lift {sev:g}"].to_numpy()))
 
 
+# (chunks under which a night is small, its reference quantile, floor, gap) of the small-night rule
+SMALL_NIGHT_VARIANTS: tuple[tuple[int, float, float, float], ...] = (
+    (20, 0.5, 40.0, 20.0), (30, 0.5, 40.0, 20.0), (30, 0.5, 35.0, 25.0), (40, 0.5, 35.0, 25.0),
+    (60, 0.5, 40.0, 20.0), (30, 0.75, 40.0, 20.0))
+
+
+def small_nights(files: list[Path]) -> None:
+    cols = (*VENDOR, "severity", "start_time", "truth", "events")
+    chunks = pl.concat(pl.read_parquet(f).select(cols) for f in files).with_columns(
+        pl.col("start_time").dt.epoch("d").alias("night"))
+
+    def decide(small: int, q: float, floor: float, gap: float, level: float = DEFAULT_MIN_SEVERITY) -> np.ndarray:
+        out = np.zeros(chunks.height, dtype=bool)
+        for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
+            sev, nights = vendor["severity"].to_numpy(), vendor["night"].to_numpy()
+            flags = sev >= level
+            for night in np.unique(nights):
+                m = nights == night
+                s = sev[m]
+                if s.size < small:
+                    flags[m] |= (s >= floor) & (s - float(np.quantile(s, q)) >= gap)
+                else:
+                    flags[m] |= (s >= STAND_OUT_FLOOR) & (s - float(np.quantile(s, 0.9)) >= STAND_OUT_GAP)
+            out[vendor["_i"].to_numpy()] = flags
+        return out
+
+    print(f"{len(files)} vendors, {chunks.height:,} night chunks")
+    print("| decision | found | false alarms / 10k | silent | seeds 1-3 ; 4-6 | found per world |\n"
+          "| --- | ---: | ---: | ---: | --- | --- |")
+    print(_line("as it was (every night: 90th percentile, 40, 20)", chunks, decide(0, 0.9, 0.0, 0.0)))
+    for level in (52.0, 50.0):
+        print(_line(f"as it was, level {level:g}", chunks, decide(0, 0.9, 0.0, 0.0, level)))
+    for small, q, floor, gap in SMALL_NIGHT_VARIANTS:
+        print(_line(f"nights under {small}: quantile {q:g}, {floor:g}, {gap:g}", chunks, decide(small, q, floor, gap)))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("measure", choices=("night-reference", "key-day-newcomers"))
+    p.add_argument("measure", choices=("night-reference", "key-day-newcomers", "small-nights"))
     p.add_argument("folders", nargs="+", type=Path, help="folders written by eval_nightly --chunks-out")
     args = p.parse_args(argv)
     files = stored(args.folders)
-    (night_reference if args.measure == "night-reference" else key_day_newcomers)(files)
+    {"night-reference": night_reference, "key-day-newcomers": key_day_newcomers,
+     "small-nights": small_nights}[args.measure](files)
 
 
 if __name__ == "__main__":

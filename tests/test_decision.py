@@ -106,18 +106,35 @@ def test_decide_by_name():
 
 
 def test_a_chunk_stands_out_from_its_night_only_far_above_the_rest_of_it():
-    quiet = [10.0] * 19
-    sev = np.array([*quiet, 45.0, *quiet, 39.0, *[50.0] * 10, 10, 10, 10, 10, 45, np.nan])
-    night = np.array([0] * 20 + [1] * 20 + [2] * 10 + [3] * 6)
+    quiet = [10.0] * 39
+    sev = np.array([*quiet, 45.0, *quiet, 39.0, *[50.0] * 40, *[10.0] * 19, 38.0, np.nan])
+    night = np.array([0] * 40 + [1] * 40 + [2] * 40 + [3] * 21)
     got = stands_out(sev, night)
-    assert got[19] and not got[39]           # 35 above a quiet night; 39 is below the floor
-    assert not got[40:50].any()              # a night of equals: nothing stands out
-    assert not got[50:].any()                # five chunks (and a NaN): the 90th percentile is near the largest
-    assert got.sum() == 1
-    assert not stands_out(sev, night, gap=40.0).any() and stands_out(sev, night, floor=35.0).sum() == 2
+    assert got[39] and not got[79]           # 35 above a quiet night; 39 is below the floor
+    assert not got[80:120].any()             # a night of equals: nothing stands out
+    assert got[139] and not got[120:139].any() and not got[140]  # a small night: its median and floor 35
+    assert got.sum() == 2
+    assert not stands_out(sev, night, gap=40.0)[:120].any() and stands_out(sev, night, floor=35.0)[:120].sum() == 2
+    assert not stands_out(sev, night, small_gap=30.0)[120:].any()
     assert stands_out(np.array([]), np.array([])).shape == (0,)
     with pytest.raises(ValueError, match="one length"):
         stands_out(sev, night[:-1])
+
+
+def test_a_small_night_is_judged_against_its_median():
+    from licanom.detectors.decision import SMALL_NIGHT_CHUNKS, SMALL_NIGHT_FLOOR, SMALL_NIGHT_GAP
+
+    # five chunks: the 90th percentile lies near the largest, so the rule reads the median there
+    sev = np.array([10.0, 10.0, 11.0, 9.0, SMALL_NIGHT_FLOOR])
+    assert stands_out(sev, np.zeros(5)).tolist() == [False] * 4 + [True]
+    assert not stands_out(sev - 1.0, np.zeros(5)).any()             # below the small night's floor
+    busy = np.array([30.0, 30.0, 30.0, 10.0, SMALL_NIGHT_FLOOR + 1])  # its median 30: not far enough above
+    assert not stands_out(busy, np.zeros(5)).any()
+    assert SMALL_NIGHT_GAP > STAND_OUT_GAP and SMALL_NIGHT_FLOOR < STAND_OUT_FLOOR
+    # from SMALL_NIGHT_CHUNKS chunks on, the 90th percentile, floor and gap of every night
+    n = SMALL_NIGHT_CHUNKS
+    big = np.r_[np.full(n - 1, 10.0), SMALL_NIGHT_FLOOR]
+    assert not stands_out(big, np.zeros(n)).any() and stands_out(big[1:], np.zeros(n - 1))[-1]
 
 
 def test_the_severity_decision_flags_what_stands_out_from_its_night():

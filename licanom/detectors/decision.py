@@ -30,9 +30,12 @@ The ``severity`` decision also flags a chunk that **stands out from its own nigh
 (:func:`stands_out`): severity at least ``stand_out_floor`` and ``stand_out_gap`` or more above the
 90th percentile of the severities of its night's chunks (a UTC day of one scoring pass). One level
 for every vendor misses the event of a vendor whose nights lie well below it; a chunk far above
-the rest of its night is unusual whatever the calibration says. Small nights gain little: their
-90th percentile lies close to their largest value (with four chunks or fewer the rule flags
-nothing the threshold does not; with five, only a chunk 50 or more above the next one).
+the rest of its night is unusual whatever the calibration says. A small night (fewer than
+``SMALL_NIGHT_CHUNKS`` chunks) is judged against its median instead, with a floor of
+``SMALL_NIGHT_FLOOR`` and a gap of ``SMALL_NIGHT_GAP``: its 90th percentile lies close to its
+largest value (with four chunks or fewer the 90th percentile's rule could flag nothing the
+threshold does not), and a small vendor's severities are compressed besides (each signal's
+surprisal against a few hundred training chunks tops out near the log of their number).
 """
 
 from __future__ import annotations
@@ -60,6 +63,11 @@ DEFAULT_MIN_SEVERITY = 55.0
 # severity >= STAND_OUT_FLOOR that lies STAND_OUT_GAP or more above its night's 90th percentile.
 STAND_OUT_FLOOR = 40.0
 STAND_OUT_GAP = 20.0
+# A night of fewer chunks than SMALL_NIGHT_CHUNKS: a chunk of severity >= SMALL_NIGHT_FLOOR that lies
+# SMALL_NIGHT_GAP or more above the night's median (chosen on the development seeds of both generators).
+SMALL_NIGHT_CHUNKS = 30
+SMALL_NIGHT_FLOOR = 35.0
+SMALL_NIGHT_GAP = 25.0
 # Why a chunk was flagged (chunks.parquet's and anomalies.csv's flagged_by; null when it was not):
 # its score above the decision's threshold (under the severity decision, severity at or above its
 # level), or, under the severity decision only, the night rule (stands_out: below the level, well
@@ -213,15 +221,20 @@ class SeverityDecision:
     def describe(self) -> str:
         text = f"severity >= {self.min_severity:g}"
         if self.stand_out_gap is not None:
-            text += f", or >= {self.stand_out_floor:g} and {self.stand_out_gap:g} above its night's 90th percentile"
+            text += (f", or >= {self.stand_out_floor:g} and {self.stand_out_gap:g} above its night's 90th percentile"
+                     f" (a night under {SMALL_NIGHT_CHUNKS} chunks: >= {SMALL_NIGHT_FLOOR:g} and {SMALL_NIGHT_GAP:g}"
+                     " above its median)")
         return text
 
 
 def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_FLOOR,
-               gap: float = STAND_OUT_GAP) -> NDArray[np.bool_]:
+               gap: float = STAND_OUT_GAP, small_night: int = SMALL_NIGHT_CHUNKS,
+               small_floor: float = SMALL_NIGHT_FLOOR, small_gap: float = SMALL_NIGHT_GAP) -> NDArray[np.bool_]:
     """Which chunks stand out from their night: severity ``>= floor`` and ``>= gap`` above the 90th
     percentile (linear interpolation) of the severities of the chunks with the same ``nights``
-    value (any labels: a UTC day). NaN severities never stand out and do not count."""
+    value (any labels: a UTC day); in a night of fewer than ``small_night`` chunks, severity ``>=
+    small_floor`` and ``>= small_gap`` above the night's median. NaN severities never stand out and
+    do not count."""
     sev = np.asarray(severity, dtype=np.float64)
     groups = np.asarray(nights)
     if sev.ndim != 1 or groups.shape != sev.shape:
@@ -233,9 +246,12 @@ def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_
     order = np.argsort(ids.ravel(), kind="stable")
     for rows in np.split(order, np.flatnonzero(np.diff(ids.ravel()[order])) + 1):  # one night at a time
         rows = rows[~np.isnan(sev[rows])]
-        if rows.size:
+        if rows.size >= small_night:
             q90 = float(np.quantile(sev[rows], 0.9))
             out[rows] = (sev[rows] >= floor) & (sev[rows] - q90 >= gap)
+        elif rows.size:
+            mid = float(np.median(sev[rows]))
+            out[rows] = (sev[rows] >= small_floor) & (sev[rows] - mid >= small_gap)
     return out
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import numpy as np
 import polars as pl
 
 INCIDENT_COLUMNS: tuple[str, ...] = (
@@ -41,6 +42,7 @@ _SIGNAL_ENTITY: dict[str, tuple[str, str | None]] = {
     "key_new_machines_day": ("key", "MachineCode"),
     "key_new_countries_day": ("key", "country"),
     "failure_share": ("machine", "_failed"),
+    "key_usage_hour": ("key", "_usage"),
 }
 _KIND_COLUMNS = {"key": ("Key",), "machine": ("Key", "MachineCode"), "address": ("IP",)}
 
@@ -65,6 +67,8 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
         (pl.col("success") == 0).cast(pl.Int64).alias("_failed"),
         pl.col("Time").dt.truncate("1h").alias("_hour"),
     )
+    if (flagged["top_feature"] == "key_usage_hour").any():
+        base = base.with_columns(pl.Series("_usage", _usage(rows)))
     in_chunk = (
         flagged.select("chunk", "first_id", "last_id", pl.col("top_feature").fill_null(""))
         .join_where(base, pl.col("Id") >= pl.col("first_id"), pl.col("Id") <= pl.col("last_id"))
@@ -81,6 +85,8 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
             agg = pl.len()
         elif what == "_failed":
             agg = pl.col("_failed").sum()
+        elif what == "_usage":
+            agg = pl.col("_usage").sum()
         elif what == "_failed Key":  # distinct keys that failed
             agg = pl.col("Key").filter(pl.col("_failed") == 1).n_unique()
         else:
@@ -94,6 +100,17 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
         )
         out.append(best)
     return flagged.join(pl.concat(out), on="chunk", how="left")
+
+
+def _usage(rows: pl.DataFrame) -> np.ndarray:
+    """Each row's data-object usage (:func:`licanom.data.context_vector.usage_amounts`), counted in
+    time order."""
+    from licanom.data.context_vector import usage_amounts
+
+    order = np.argsort(rows["Time"].to_physical().to_numpy(), kind="stable")
+    out = np.empty(rows.height, dtype=np.int64)
+    out[order] = usage_amounts(rows[order])
+    return out
 
 
 def group_incidents(attributed: pl.DataFrame, gap: timedelta = timedelta(hours=1)) -> pl.DataFrame:
