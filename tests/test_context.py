@@ -330,13 +330,21 @@ def test_a_keys_usage_from_counters_and_from_amounts():
     two = log([10, 50, 12, 60, 20, 75, 25, 30, 31, 33, 0, 7],
               keys=["K1", "K2", "K1", "K2", "K1", "K2", "K1", "K1", "K1", "K1", "K1", "K1"])
     assert usage_amounts(two).tolist() == [0, 0, 2, 10, 8, 15, 5, 5, 1, 2, 0, 7]
-    # two changes in ten the other way: not a counter, the values are the amounts
-    assert usage_amounts(two.with_columns(pl.col("DOIntValue").replace(31, 3))).tolist()[8] == 3
+    # enough changes to tell, one in five the other way: not a counter, the values are the amounts
+    mixed = [v for i in range(6) for v in (10 + i, 20 + i, 30 + i, 40 + i, 50 + i)]  # 24 up, 5 down
+    assert usage_amounts(log(mixed)).tolist() == mixed
+    assert usage_amounts(log(mixed[:10])).tolist()[5] == 0  # fewer than 20 changes: counters
     # an allowance counted off: the changes go down
     assert usage_amounts(log([1000, 990, 985, 900])).tolist() == [0, 10, 5, 85]
-    # amounts (each request's own): they go up as often as down, or never change
-    assert usage_amounts(log([5, 1, 3, 2, 40, 1])).tolist() == [5, 1, 3, 2, 40, 1]
-    assert usage_amounts(log([1, 1, 1])).tolist() == [1, 1, 1]
+    # amounts (each request's own): they go up as often as down
+    amounts = [5, 1, 3, 2, 40, 1] * 4
+    assert usage_amounts(log(amounts)).tolist() == amounts
+    # too few changes to tell (a quiet night): read as counters; so are amounts that never change
+    assert usage_amounts(log([5, 1, 3, 2, 40, 1])).tolist() == [0, 4, 0, 1, 0, 39]  # mostly down: counted off
+    assert usage_amounts(log([1, 1, 1])).tolist() == [0, 0, 0]
+    # values near int64's range neither wrap around nor overflow a sum (capped at 2**52 a row)
+    huge = usage_amounts(log([2**62, 1] * 12))
+    assert huge.min() >= 0 and huge.max() == 2**52
     # a log without data objects: no usage
     assert usage_amounts(log([5, 1]).drop("DOIntValue")).tolist() == [0, 0]
     # the per-hour sum of the key's usage on each of its rows (key_usage_hour, before log1p)

@@ -39,8 +39,11 @@ def reference_usage(derived: pl.DataFrame) -> pl.Series:
         (pl.col("DOIntValue") - pl.col("DOIntValue").shift(1).over("Key", "DOId")).alias("_d"))
     moved = used.filter(pl.col("_d") != 0)["_d"]
     up = (moved > 0).mean() if moved.len() else 0.5
-    amount = (pl.col("_d").fill_null(0).clip(lower_bound=0) if up >= 0.9
-              else (-pl.col("_d").fill_null(0)).clip(lower_bound=0) if up <= 0.1 else pl.col("DOIntValue").abs())
+    if moved.len() < 20:  # too few changes to tell: counters, the way most changes go
+        amount = (pl.col("_d") if up >= 0.5 else -pl.col("_d")).fill_null(0).clip(lower_bound=0)
+    else:
+        amount = (pl.col("_d").fill_null(0).clip(lower_bound=0) if up >= 0.9
+                  else (-pl.col("_d")).fill_null(0).clip(lower_bound=0) if up <= 0.1 else pl.col("DOIntValue").abs())
     out = frame.join(used.select("_i", amount.alias("_usage")), on="_i", how="left", maintain_order="left")
     return out["_usage"].fill_null(0)
 

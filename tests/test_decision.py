@@ -156,6 +156,16 @@ def test_the_severity_decision_flags_what_stands_out_from_its_night():
 def test_the_severity_decisions_settings_are_checked():
     assert SeverityDecision.from_params({}) == SeverityDecision(DEFAULT_MIN_SEVERITY, STAND_OUT_FLOOR, STAND_OUT_GAP)
     assert SeverityDecision.from_params({"min_severity": 70, "stand_out_gap": None}).stand_out_gap is None
+    # a small night's settings are the vendor's too: 0 chunks judges every night by its 90th percentile
+    sev, night = np.array([10.0, 10.0, 11.0, 9.0, 40.0]), np.zeros(5)
+    assert SeverityDecision.from_params({}).stands_out(sev, night)[-1]
+    assert not SeverityDecision.from_params({"small_night_chunks": 0}).stands_out(sev, night).any()
+    assert not SeverityDecision.from_params({"small_night_floor": 60}).stands_out(sev, night).any()
+    assert not SeverityDecision.from_params({"stand_out_gap": None}).stands_out(sev, night).any()
+    assert "under 30 chunks" in SeverityDecision().describe()
+    assert "median" not in SeverityDecision(small_night_chunks=0).describe()
+    with pytest.raises(ValueError, match="whole number"):
+        SeverityDecision.from_params({"small_night_chunks": 2.5})
     for params, match in (({"alarm_rate": 0.1}, "stand_out_gap"), ({"min_severity": "high"}, "must be a number"),
                           ({"stand_out_floor": 0}, r"\(0, 100\]"), ({"min_severity": None}, "must be a number")):
         with pytest.raises(ValueError, match=match):

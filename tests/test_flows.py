@@ -226,7 +226,7 @@ def test_mlflow_runs_as_model_training_with_live_epochs_datasets_and_signatures(
     registered version has a signature, an input example and a description."""
     import mlflow
 
-    from licanom.ops.tracking import EXPERIMENT_KIND_TAG, INPUT_COLUMNS, MODEL_TRAINING_KIND, configure
+    from licanom.ops.tracking import EXPERIMENT_KIND_TAG, INPUT_COLUMNS, MODEL_TRAINING_KIND, OPTIONAL_INPUT_COLUMNS, configure
 
     summary, _ = trained_alpha
     tracker = configure()
@@ -246,7 +246,8 @@ def test_mlflow_runs_as_model_training_with_live_epochs_datasets_and_signatures(
         assert v.model in mv.description and "chunks" in mv.description
         info = mlflow.models.get_model_info(f"models:/licanom-alpha/{v.version}")
         assert info.signature is not None
-        assert info.signature.inputs.input_names() == [c for c, _ in INPUT_COLUMNS]
+        assert info.signature.inputs.input_names() == [c for c, _ in (*INPUT_COLUMNS, *OPTIONAL_INPUT_COLUMNS)]
+        assert not any(spec.required for spec in info.signature.inputs.inputs[len(INPUT_COLUMNS):])
         assert "is_anomaly" in info.signature.outputs.input_names()
         assert info.saved_input_example_info is not None
     assert tracker.client.get_registered_model("licanom-alpha").description

@@ -34,7 +34,7 @@ def test_failed_keys_name_the_address_that_guessed_not_the_busy_office():
 def test_usage_names_the_key_that_used_most_not_the_busiest():
     t0 = datetime(2025, 1, 1, 9, tzinfo=timezone.utc)
     # counters (the value after each increment): K-busy adds 1 twenty times, K-heavy 5,000 twice
-    busy = [("K-busy", 100 + i) for i in range(20)]
+    busy = [("K-busy", 1_000_000 + i) for i in range(20)]  # read as amounts, K-busy would lead
     heavy = [("K-heavy", 100), ("K-heavy", 5_100), ("K-heavy", 10_100)]
     rows = pl.DataFrame(
         [(i, t0 + timedelta(seconds=i), key, "m", "10.0.0.1", "NL", 1, 8010, 7, value)
@@ -45,6 +45,10 @@ def test_usage_names_the_key_that_used_most_not_the_busiest():
     flagged = pl.DataFrame({"chunk": [0, 1], "first_id": [0, 0], "last_id": [22, 22],
                             "start_time": [t0, t0], "end_time": [t0, t0], "severity": [80.0, 80.0],
                             "top_feature": ["key_usage_hour", "key_requests_hour"]})
-    named = attribute(flagged, rows.reverse()).sort("chunk")  # rows in any order: usage is counted in time
+    shuffled = rows.sample(fraction=1.0, shuffle=True, seed=3)  # rows in any order: usage is counted in time
+    named = attribute(flagged, shuffled).sort("chunk")
     assert named["entity_kind"].to_list() == ["key", "key"]
     assert named["entity"].to_list() == ["K-heavy", "K-busy"]
+    # a log without data-object values: the key with the most requests that hour
+    plain = attribute(flagged.head(1), rows.drop("DOId", "DOIntValue"))
+    assert plain["entity"].to_list() == ["K-busy"]

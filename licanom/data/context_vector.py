@@ -83,6 +83,13 @@ client that reports twenty to hundreds of times a normal job's use shows here wh
 platform writes; every other signal sees an ordinary stream of data-object requests. Only
 successful data-object requests count (group 80 of the state codes); which of them increments and
 which reads differs between platforms, and a read repeats the value (no change for a counter).
+The choice is made per pass over the rows given (a training log, a night), from all its keys'
+objects together; a pass with fewer than :data:`COUNTER_EVIDENCE` changes is read as counters
+(misread amounts then give changes between amounts, small; misread counters would give running
+totals, far beyond any hour's use). Amounts that never change (every increment 1) read as
+counters too, and show no usage: the key's request counts hold the same. A key's object's first
+request in a pass counts 0 as a counter, so a key with one data-object request a night shows no
+usage at night.
 
 "Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
 keys of the model's training rows and of the earlier nights are known, so their failures (a
@@ -166,6 +173,11 @@ _USAGE_NEEDED = ("State", "DOId", "DOIntValue")
 # A log's data objects are counters when at least this share of the changes of a key's object's
 # value, from one successful request to the next, go one way (see "Usage" in the module text).
 COUNTER_SHARE = 0.9
+# A pass with fewer changes than this is read as counters (a night of a few data-object requests
+# cannot tell; an amount misread as a counter's value would count a running total as one hour's use).
+COUNTER_EVIDENCE = 20
+# A row's usage is at most this (2**52: exact in a float, and a sum of many stays in int64's range).
+USAGE_CAP = float(2**52)
 
 
 @dataclass(frozen=True)
@@ -305,8 +317,9 @@ class _Groups:
         return _PerGroup(np.bincount(self.ids[x], minlength=self.n), self.ids)
 
     def total(self, w: np.ndarray) -> _PerGroup:
-        """The sum of ``w`` (int64, at most 2**53 per group) over each row's group."""
-        return _PerGroup(np.rint(np.bincount(self.ids, weights=w, minlength=self.n)).astype(np.int64), self.ids)
+        """The sum of ``w`` (non-negative) over each row's group, as int64 (at most 2**62)."""
+        sums = np.bincount(self.ids, weights=w.astype(np.float64), minlength=self.n)
+        return _PerGroup(np.rint(np.minimum(sums, 2.0**62)).astype(np.int64), self.ids)
 
     def at_first(self, x: np.ndarray) -> np.ndarray:
         """``x`` at the first row of each row's group."""
@@ -524,17 +537,22 @@ def usage_amounts(derived: pl.DataFrame, key_code: np.ndarray | None = None) -> 
     rows = frame.with_row_index("_i").filter(used)
     if rows.height == 0:
         return np.zeros(n, dtype=np.int64)
-    change = rows.select("_i", "v", (pl.col("v") - pl.col("v").shift(1).over("k", "o")).alias("d"))
+    # in floats: values near the int64 range must not wrap around (a change or a sum of them)
+    change = rows.select("_i", pl.col("v").cast(pl.Float64),
+                         (pl.col("v").cast(pl.Float64) - pl.col("v").cast(pl.Float64).shift(1).over("k", "o")).alias("d"))
     moved = change["d"].drop_nulls().filter(change["d"].drop_nulls() != 0)
-    up = float((moved > 0).mean()) if moved.len() else 0.5  # no change at all: amounts (all alike)
-    if up >= COUNTER_SHARE:
-        amount = change["d"].fill_null(0).clip(lower_bound=0)
+    up = float((moved > 0).mean()) if moved.len() else 0.5
+    if moved.len() < COUNTER_EVIDENCE:  # too few changes to tell: counters (see "Usage")
+        amount = change["d"].fill_null(0.0) * (1.0 if up >= 0.5 else -1.0)
+    elif up >= COUNTER_SHARE:
+        amount = change["d"].fill_null(0.0)
     elif up <= 1.0 - COUNTER_SHARE:
-        amount = (-change["d"].fill_null(0)).clip(lower_bound=0)
+        amount = -change["d"].fill_null(0.0)
     else:
         amount = change["v"].abs()
+    amount = amount.clip(lower_bound=0.0, upper_bound=USAGE_CAP)
     out = np.zeros(n, dtype=np.int64)
-    out[change["_i"].to_numpy()] = amount.to_numpy()
+    out[change["_i"].to_numpy()] = amount.to_numpy().astype(np.int64)
     return out
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from licanom.data.context_vector import CONTEXT_VERSION
-from licanom.detectors.decision import Calibration, SeverityDecision, stands_out
+from licanom.detectors.decision import Calibration, SeverityDecision
 
 if TYPE_CHECKING:
     import polars as pl
@@ -87,7 +87,7 @@ class BaseDetector(ABC):
         rule = self.night_rule()
         if rule is not None and rule.stand_out_gap is not None and nights is not None and scores.size:
             sev = self.severity_of(scores) if severity is None else severity
-            flagged |= stands_out(sev, nights, rule.stand_out_floor, rule.stand_out_gap)
+            flagged |= rule.stands_out(sev, nights)
         return flagged
 
     def night_rule(self) -> SeverityDecision | None:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -190,19 +190,26 @@ class Calibration:
 class SeverityDecision:
     """The ``severity`` decision's settings (its ``threshold_params``): flag at ``min_severity``,
     and the chunks that stand out from their night (:func:`stands_out`; ``stand_out_gap`` None:
-    off)."""
+    off), a night of fewer than ``small_night_chunks`` chunks (0: none is small) against its median
+    with ``small_night_floor`` and ``small_night_gap``."""
 
     min_severity: float = DEFAULT_MIN_SEVERITY
     stand_out_floor: float = STAND_OUT_FLOOR
     stand_out_gap: float | None = STAND_OUT_GAP
+    small_night_chunks: int = SMALL_NIGHT_CHUNKS
+    small_night_floor: float = SMALL_NIGHT_FLOOR
+    small_night_gap: float = SMALL_NIGHT_GAP
+
+    PARAMS: ClassVar[tuple[str, ...]] = ("min_severity", "stand_out_floor", "stand_out_gap", "small_night_chunks",
+                                         "small_night_floor", "small_night_gap")
 
     @classmethod
     def from_params(cls, params: dict[str, Any] | None) -> SeverityDecision:
         params = dict(params or {})
-        unknown = sorted(set(params) - {"min_severity", "stand_out_floor", "stand_out_gap"})
+        unknown = sorted(set(params) - set(cls.PARAMS))
         if unknown:
-            raise ValueError(f"the severity decision takes min_severity, stand_out_floor and stand_out_gap, got {unknown}")
-        values: dict[str, float | None] = {}
+            raise ValueError(f"the severity decision takes {', '.join(cls.PARAMS)}, got {unknown}")
+        values: dict[str, float | int | None] = {}
         for name, value in params.items():
             if value is None and name == "stand_out_gap":
                 values[name] = None
@@ -213,6 +220,11 @@ class SeverityDecision:
                 number = float(value)
             except (TypeError, ValueError):
                 raise ValueError(f"the severity decision's {name} must be a number, got {value!r}") from None
+            if name == "small_night_chunks":
+                if not (number >= 0 and number == int(number)):
+                    raise ValueError(f"the severity decision's small_night_chunks must be a whole number >= 0, got {value!r}")
+                values[name] = int(number)
+                continue
             if not 0.0 < number <= 100.0:
                 raise ValueError(f"the severity decision's {name} must lie in (0, 100], got {value!r}")
             values[name] = number
@@ -221,10 +233,18 @@ class SeverityDecision:
     def describe(self) -> str:
         text = f"severity >= {self.min_severity:g}"
         if self.stand_out_gap is not None:
-            text += (f", or >= {self.stand_out_floor:g} and {self.stand_out_gap:g} above its night's 90th percentile"
-                     f" (a night under {SMALL_NIGHT_CHUNKS} chunks: >= {SMALL_NIGHT_FLOOR:g} and {SMALL_NIGHT_GAP:g}"
-                     " above its median)")
+            text += f", or >= {self.stand_out_floor:g} and {self.stand_out_gap:g} above its night's 90th percentile"
+            if self.small_night_chunks:
+                text += (f" (a night under {self.small_night_chunks} chunks: >= {self.small_night_floor:g} and "
+                         f"{self.small_night_gap:g} above its median)")
         return text
+
+    def stands_out(self, severity: ArrayLike, nights: ArrayLike) -> NDArray[np.bool_]:
+        """:func:`stands_out` with these settings (nothing when the rule is off)."""
+        if self.stand_out_gap is None:
+            return np.zeros(np.shape(severity), dtype=bool)
+        return stands_out(severity, nights, self.stand_out_floor, self.stand_out_gap, self.small_night_chunks,
+                          self.small_night_floor, self.small_night_gap)
 
 
 def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_FLOOR,

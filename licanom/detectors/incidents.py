@@ -69,6 +69,8 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
     )
     if (flagged["top_feature"] == "key_usage_hour").any():
         base = base.with_columns(pl.Series("_usage", _usage(rows)))
+        if not (base["_usage"] > 0).any():  # no data-object values: the key's requests name it
+            base = base.with_columns(pl.lit(1, dtype=pl.Int64).alias("_usage"))
     in_chunk = (
         flagged.select("chunk", "first_id", "last_id", pl.col("top_feature").fill_null(""))
         .join_where(base, pl.col("Id") >= pl.col("first_id"), pl.col("Id") <= pl.col("last_id"))

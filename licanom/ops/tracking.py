@@ -53,6 +53,10 @@ INPUT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Id", "long"), ("ProductId", "long"), ("Key", "string"), ("IP", "string"),
     ("Time", "any"), ("State", "long"), ("MachineCode", "string"),
 )
+# Optional input columns the models read where a log has them: the data objects' Id and value
+# (the usage signal, key_usage_hour). "any": integers with nulls arrive as floats from pandas;
+# the log's validation checks them. MLflow drops every column its signature does not name.
+OPTIONAL_INPUT_COLUMNS: tuple[tuple[str, str], ...] = (("DOId", "any"), ("DOIntValue", "any"))
 
 
 class TrackingUnavailableError(RuntimeError):
@@ -295,7 +299,8 @@ class Tracker:
         mlflow.set_tracking_uri(self.config.tracking_uri)
         mlflow.set_registry_uri(self.config.registry_uri)
         name = self.model_name(vendor)
-        example = None if input_example is None else input_example.select([c for c, _ in INPUT_COLUMNS]).to_pandas()
+        example = None if input_example is None else input_example.select(
+            [c for c, _ in INPUT_COLUMNS] + [c for c, _ in OPTIONAL_INPUT_COLUMNS if c in input_example.columns]).to_pandas()
         with mlflow.start_run(run_id=run_id, nested=True):
             info = mlflow.pyfunc.log_model(
                 name="model",
@@ -468,7 +473,8 @@ def model_signature() -> Any:
             return "boolean"
         return "integer" if column.startswith("distinct_") else "double"
 
-    inputs = Schema([ColSpec(AnyType() if t == "any" else t, c) for c, t in INPUT_COLUMNS])
+    inputs = Schema([ColSpec(AnyType() if t == "any" else t, c) for c, t in INPUT_COLUMNS]
+                    + [ColSpec(AnyType() if t == "any" else t, c, required=False) for c, t in OPTIONAL_INPUT_COLUMNS])
     outputs = Schema([ColSpec(out_type(c), c, required=not c.startswith(("error_", "top_", "flagged_"))) for c in CHUNK_COLUMNS])
     return ModelSignature(inputs=inputs, outputs=outputs)
 

@@ -55,7 +55,7 @@ import polars as pl
 
 from licanom.data.columns import FEATURES, SUMMARY_COLUMNS
 from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_LABELS, KeyHistory, chunk_context
-from licanom.detectors.decision import FLAGGED_BY, SMALL_NIGHT_CHUNKS, SMALL_NIGHT_FLOOR, SMALL_NIGHT_GAP
+from licanom.detectors.decision import FLAGGED_BY
 
 __all__ = [
     "CALIBRATED_BANDS", "CSV_COLUMNS", "FRAME_COLUMNS", "SEVERITY_BANDS", "Analysis", "Computed", "ReportInput",
@@ -296,9 +296,12 @@ def decision_note(detector: Any) -> str:
     rule = _night_rule(detector)
     if rule is None or rule.stand_out_gap is None:
         return ""
-    return (f"also flagged: a chunk of severity {rule.stand_out_floor:g} or more that lies {rule.stand_out_gap:g} "
-            f"or more above the 90th percentile of its night's severities (in a night of fewer than "
-            f"{SMALL_NIGHT_CHUNKS} chunks: {SMALL_NIGHT_FLOOR:g} or more, {SMALL_NIGHT_GAP:g} or more above its median)")
+    text = (f"also flagged: a chunk of severity {rule.stand_out_floor:g} or more that lies {rule.stand_out_gap:g} "
+            "or more above the 90th percentile of its night's severities")
+    if rule.small_night_chunks:
+        text += (f" (in a night of fewer than {rule.small_night_chunks} chunks: {rule.small_night_floor:g} or more, "
+                 f"{rule.small_night_gap:g} or more above its median)")
+    return text
 
 
 def chunk_feature_errors(chunks: pl.DataFrame) -> np.ndarray | None:

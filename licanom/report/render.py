@@ -322,12 +322,15 @@ def _errors(a: Analysis, k: int) -> Errors:
 
 
 def _context_rows(a: Analysis, k: int) -> tuple[SignalRow, ...] | None:
-    """The peak chunk's context vector next to the normal chunks' median and 95th percentile."""
+    """The peak chunk's context vector next to the normal chunks' median and 95th percentile; a
+    column a stored run lacks (computed by a later version) is left out."""
     values = a.context[a.peak(k)]
-    if not np.isfinite(values).all():
+    if not np.isfinite(values).any():
         return None
     rows = []
     for j, col in enumerate(CONTEXT_COLUMNS):
+        if not np.isfinite(values[j]):
+            continue
         med, hi = a.typical_context[j]
         rows.append(SignalRow(label=CONTEXT_LABELS[col], value=context_value(col, float(values[j])),
                               typical=context_value(col, float(med)), high=context_value(col, float(hi)),
