@@ -97,21 +97,31 @@ def _line(name: str, chunks: pl.DataFrame, flags: np.ndarray) -> str:
     return f"| {name} | {found:.3f} | {fa:.1f} | {silent} | {' ; '.join(halves)} | {worlds} |"
 
 
-def night_reference(files: list[Path]) -> None:
-    cols = (*VENDOR, "severity", "is_anomaly", "start_time", "truth", "events")
-    chunks = pl.concat(pl.read_parquet(f).select(cols) for f in files).with_columns(
+def _night_chunks(files: list[Path], *extra: str) -> pl.DataFrame:
+    """The stored night chunks of ``files``, each with its night (the UTC day it starts in)."""
+    cols = (*VENDOR, "severity", *extra, "start_time", "truth", "events")
+    return pl.concat(pl.read_parquet(f).select(cols) for f in files).with_columns(
         pl.col("start_time").dt.epoch("d").alias("night"))
 
+
+def _by_night(chunks: pl.DataFrame, level: float, rule: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Severity at or above ``level``, or ``rule`` (one night's severities -> its flags), per vendor."""
+    out = np.zeros(chunks.height, dtype=bool)
+    for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
+        sev, nights = vendor["severity"].to_numpy(), vendor["night"].to_numpy()
+        flags = sev >= level
+        for night in np.unique(nights):
+            m = nights == night
+            flags[m] |= rule(sev[m])
+        out[vendor["_i"].to_numpy()] = flags
+    return out
+
+
+def night_reference(files: list[Path]) -> None:
+    chunks = _night_chunks(files, "is_anomaly")
+
     def decide(reference: Reference, floor: float, gap: float, level: float = DEFAULT_MIN_SEVERITY) -> np.ndarray:
-        out = np.zeros(chunks.height, dtype=bool)
-        for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
-            sev, nights = vendor["severity"].to_numpy(), vendor["night"].to_numpy()
-            flags = sev >= level
-            for night in np.unique(nights):
-                m = nights == night
-                flags[m] |= (sev[m] >= floor) & (sev[m] - reference(sev[m]) >= gap)
-            out[vendor["_i"].to_numpy()] = flags
-        return out
+        return _by_night(chunks, level, lambda s: (s >= floor) & (s - reference(s) >= gap))
 
     mismatch = int((decide(REFERENCES["p90"], STAND_OUT_FLOOR, STAND_OUT_GAP) != chunks["is_anomaly"].to_numpy()).sum())
     print(f"{len(files)} vendors, {chunks.height:,} night chunks; the rule as it is reproduces the stored "
@@ -176,24 +186,14 @@ SMALL_NIGHT_VARIANTS: tuple[tuple[int, float, float, float], ...] = (
 
 
 def small_nights(files: list[Path]) -> None:
-    cols = (*VENDOR, "severity", "start_time", "truth", "events")
-    chunks = pl.concat(pl.read_parquet(f).select(cols) for f in files).with_columns(
-        pl.col("start_time").dt.epoch("d").alias("night"))
+    chunks = _night_chunks(files)
 
     def decide(small: int, q: float, floor: float, gap: float, level: float = DEFAULT_MIN_SEVERITY) -> np.ndarray:
-        out = np.zeros(chunks.height, dtype=bool)
-        for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
-            sev, nights = vendor["severity"].to_numpy(), vendor["night"].to_numpy()
-            flags = sev >= level
-            for night in np.unique(nights):
-                m = nights == night
-                s = sev[m]
-                if s.size < small:
-                    flags[m] |= (s >= floor) & (s - float(np.quantile(s, q)) >= gap)
-                else:
-                    flags[m] |= (s >= STAND_OUT_FLOOR) & (s - float(np.quantile(s, 0.9)) >= STAND_OUT_GAP)
-            out[vendor["_i"].to_numpy()] = flags
-        return out
+        def rule(s: np.ndarray) -> np.ndarray:
+            if s.size < small:
+                return (s >= floor) & (s - float(np.quantile(s, q)) >= gap)
+            return (s >= STAND_OUT_FLOOR) & (s - float(np.quantile(s, 0.9)) >= STAND_OUT_GAP)
+        return _by_night(chunks, level, rule)
 
     print(f"{len(files)} vendors, {chunks.height:,} night chunks")
     print("| decision | found | false alarms / 10k | silent | seeds 1-3 ; 4-6 | found per world |\n"
