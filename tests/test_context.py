@@ -310,6 +310,18 @@ def test_a_chunk_with_one_count_far_beyond_training_is_flagged_at_the_top_severi
     sev = det.severity(night)
     assert sev[1] == 100.0 and det.predict(night)[1] == 1
     assert sev[0] < sev[2] < 100.0
+    # the out-of-fold references that calibrate severity draw their lines from every chunk they saw too
+    seen: list[int] = []
+    original = ContextDetector._seen
+
+    def spy(estimator, X):  # type: ignore[no-untyped-def]
+        seen.append(len(X))
+        original(estimator, X)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(ContextDetector, "_seen", staticmethod(spy))
+        again = ContextDetector().fit(X)
+    assert seen == [400] + [300] * again.calibration_folds
 
 
 def test_a_keys_usage_from_counters_and_from_amounts():
