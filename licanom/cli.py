@@ -238,7 +238,7 @@ def _earlier_outputs(out: Path) -> list[Path]:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from licanom.config import load_config
-    from licanom.ops.detect import detect, format_results
+    from licanom.ops.detect import detect, format_results, night_rule_flags
     from licanom.data.pipeline import extract, prepare
 
     cfg = load_config(args.vendor, overrides=_detect_overrides(args))
@@ -326,7 +326,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     test = chunks.filter(pl.col("split") == "test") if "split" in chunks.columns else chunks
     held = (f" ({int(test['is_anomaly'].sum())} of the {test.height} held-out test chunks)"
             if 0 < test.height < chunks.height else "")
-    by_night = int((flagged["flagged_by"] == "night").sum())
+    by_night = night_rule_flags(chunks)
     night = f", {by_night} of them by the night rule" if by_night else ""
     print(f"\n{flagged.height} of {chunks.height} chunks flagged by {det.model}{held}{night} -> {out / 'chunks.parquet'}")
     print(f"decision: {decision_name(det)} (a score of {det.threshold_:.5g} on {det.model}'s own scale)"

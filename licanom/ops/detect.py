@@ -254,6 +254,14 @@ def scored_chunks(meta: pl.DataFrame, model: str, feature_errors: np.ndarray | N
     ).select(CHUNK_COLUMNS)
 
 
+def night_rule_flags(chunks: pl.DataFrame) -> int:
+    """How many of the scored chunks (:func:`scored_chunks`) the night rule flagged (0 for chunks
+    stored without ``flagged_by``)."""
+    if "flagged_by" not in chunks.columns:
+        return 0
+    return int((chunks["flagged_by"] == FLAGGED_BY[1]).sum())
+
+
 def chunk_results(prepared: Prepared, outcome: ModelOutcome) -> pl.DataFrame:
     """One row per chunk (train and test) in the CHUNK_COLUMNS contract."""
     det = outcome.detector

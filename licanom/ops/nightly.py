@@ -91,7 +91,9 @@ class NightResult:
         at = "" if self.watermark_before is None else f", Id {self.watermark_before}"
         nothing = f"no night written (nothing new after the watermark{at}; --since ID scores the rows after an earlier Id again)"
         carried = f", {self.rows_carried:,} carried to the next night" if self.rows_carried else ""
-        by_night = int((self.chunks["flagged_by"] == "night").sum()) if "flagged_by" in self.chunks.columns else 0
+        from licanom.ops.detect import night_rule_flags
+
+        by_night = night_rule_flags(self.chunks)
         night = f" ({by_night} by the night rule)" if by_night else ""
         return [f"{self.vendor}: {self.rows_read:,} rows read, {self.rows_quarantined:,} quarantined, "
                 f"{self.chunks.height:,} chunks scored, {self.n_anomalies} flagged{night} by champion version "

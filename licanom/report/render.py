@@ -290,7 +290,8 @@ def _frame_rows(a: Analysis, shown: pl.DataFrame) -> tuple[FrameRow, ...]:
         out.append(FrameRow(
             frame=r["frame"], severity=r["severity"],
             peak_severity=_sev_text(r["peak_severity"]), by_night=r["flagged_by"] == "night",
-            start=r["start_time"], end=r["end_time"], duration=duration(r["start_time"], r["end_time"]), requests=r["requests"], chunks=r["chunks"],
+            start=r["start_time"], end=r["end_time"], duration=duration(r["start_time"], r["end_time"]),
+            requests=r["requests"], chunks=r["chunks"],
             score=f"{r['score']:.4f}", ratio=f"{r['ratio']:.2f}",
             top=", ".join(LABELS.get(f, f) for f, _, _ in notable_columns(a, k)), why=short_why(a.reasons[k]),
         ))
