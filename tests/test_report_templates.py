@@ -116,6 +116,16 @@ def test_markdown_cells_cannot_break_the_table() -> None:
     assert row.count("|") == 7 and "K/1 X" in row
 
 
+def test_a_severity_just_below_the_level_never_reads_as_the_level() -> None:
+    entities = entity_frame([("key-day", "KEY-A", 54.6, True, "a"), ("key-day", "KEY-B", 99.99, True, "b")])
+    md = anomaly_report("acme", make_input().chunks, "3", entities=entities)
+    assert any(line.startswith("| 54 | key-day KEY-A") for line in md.splitlines())
+    assert any(line.startswith("| 99 | key-day KEY-B") for line in md.splitlines())
+    assert "| 55 |" not in md and "| 100 |" not in md
+    page = render_html(make_input(computed=Computed(entities=entities)))
+    assert ">54</span>" in page and ">55</span>" not in page
+
+
 @pytest.mark.parametrize(("model", "family", "own", "not_this"), [
     ("LSTM_AE", "autoencoder", "reconstruction error (MAE)", "surprisal"),
     ("Tail_context", "context", "summed surprisal (nats) of the context vector", "reconstruction error"),

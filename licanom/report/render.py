@@ -74,7 +74,7 @@ def environment() -> jinja2.Environment:
                                             default_for_string=True, default=True),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
-    env.filters.update(text=text, display=display, md_cell=md_cell, n=_count)
+    env.filters.update(text=text, display=display, md_cell=md_cell, n=_count, sev=_sev_text)
     return env
 
 
@@ -97,7 +97,8 @@ def _band(severity: float | None) -> str:
 
 
 def _sev_text(severity: float | None) -> str:
-    return "" if severity is None or severity != severity else f"{severity:.0f}"
+    """A severity as a whole number, rounded down: 54.6 reads 54, never the level of 55 it is below."""
+    return "" if severity is None or severity != severity else str(math.floor(severity))
 
 
 # --------------------------------------------------------------------------------------------
