@@ -230,7 +230,7 @@ def _earlier_outputs(out: Path) -> list[Path]:
 
     names = ("chunks.parquet", "sequences.parquet", "results.csv", "quarantine.parquet", "train-quarantine.parquet",
              "vocabulary.json", "report.html", "anomalies.csv", RUN_FILE, ROWS_FILE, CONTEXT_FILE, ENTITIES_FILE,
-             INCIDENTS_FILE, *KeyHistory.FILES.values())
+             INCIDENTS_FILE, *KeyHistory.file_names())
     found = [out / n for n in names if (out / n).is_file()]
     models = out / "models"
     return found + (sorted(models.glob("*.pt")) if models.is_dir() else [])

@@ -9,7 +9,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.data.context_vector import CONTEXT_COLUMNS, ROW_COLUMNS, KeyHistory, chunk_context, row_context
+from licanom.data.context_vector import (
+    CONTEXT_COLUMNS,
+    CONTEXT_VERSION,
+    LEVEL_COLUMNS,
+    ROW_COLUMNS,
+    KeyHistory,
+    chunk_context,
+    row_context,
+)
 
 T0 = datetime(2025, 1, 6, 10, 0, tzinfo=timezone.utc)
 
@@ -172,8 +180,53 @@ def test_a_keys_hourly_spread_sits_on_its_new_machines_rows_not_on_the_owners():
     assert np.expm1(col(chunks, "key_machines_hour")).round().tolist() == [0, 4]
     old = chunk_context(night, np.array([0, 2]), 2, history, version=1)
     assert np.expm1(col(old, "key_machines_hour")).round().tolist() == [4, 4]
-    with pytest.raises(ValueError, match="unknown context version 3"):
-        chunk_context(night, np.array([0]), 2, history, version=3)
+    with pytest.raises(ValueError, match="unknown context version 4"):
+        chunk_context(night, np.array([0]), 2, history, version=4)
+
+
+def test_a_machine_failing_day_after_day_is_counted_above_its_own_level(tmp_path):
+    # fourteen days: machine M1 fails 30 times at 10:00 on ten of them (a client stuck in a loop),
+    # machine M2 fails twice at 11:00 on every one (the level needs 4 days: a quarter of 14, at least 3)
+    rows = []
+    for day in range(14):
+        base = day * 86_400.0
+        rows += [(base + 36_000 + i, "K1", "M1", "1.1.1.1", "SE", 0) for i in range(30 if day < 10 else 0)]
+        rows += [(base + 39_600 + i, "K2", "M2", "2.2.2.2", "SE", 0) for i in range(2)]
+        rows += [(base + 43_200, "K3", "M3", "3.3.3.3", "SE", 1)]
+    training = _log(rows)
+    history = KeyHistory.from_rows(training, levels=True)
+    levels = history.levels.filter(pl.col("signal") == "machine_failures_hour")
+    assert sorted(zip(levels["MachineCode"], levels["level"])) == [("M1", 30), ("M2", 2)]
+    assert set(history.levels["signal"]) <= set(LEVEL_COLUMNS)
+
+    def failures(log: pl.DataFrame, hist: KeyHistory | None, version: int = CONTEXT_VERSION) -> list[int]:
+        got = row_context(log, hist, version=version)["machine_failures_hour"].to_numpy()
+        return np.expm1(got).round().astype(int).tolist()
+
+    # in training the loop's own hours count 0: it does not widen the column for other machines
+    assert set(failures(training, None)) == {0}
+    assert max(failures(training, None, version=2)) == 30
+    # a night: the loop as usual (0), the same machine three times busier (60 above), a new machine's
+    # loop in full (30), and M2's usual two failures (0)
+    night = _log([(14 * 86_400.0 + 36_000 + i, "K1", "M1", "1.1.1.1", "SE", 0) for i in range(30)]
+                 + [(14 * 86_400.0 + 39_600 + i, "K9", "M9", "9.9.9.9", "SE", 0) for i in range(30)]
+                 + [(14 * 86_400.0 + 43_200 + i, "K2", "M2", "2.2.2.2", "SE", 0) for i in range(2)])
+    assert failures(night, history) == [0] * 30 + [30] * 30 + [0, 0]
+    busier = _log([(15 * 86_400.0 + 36_000 + i, "K1", "M1", "1.1.1.1", "SE", 0) for i in range(90)])
+    assert set(failures(busier, history)) == {60}
+    # without the levels (a history saved before them) the night learns its own: one day has none
+    plain = KeyHistory(machines=history.machines, countries=history.countries)
+    assert failures(night, plain) == [30] * 60 + [2, 2]
+    # the address counts likewise, and the levels survive a save and a load
+    addr = np.expm1(row_context(night, history)["ip_failures_hour"].to_numpy()).round().astype(int).tolist()
+    assert addr == [0] * 30 + [30] * 30 + [0, 0]
+    history.save(tmp_path)
+    loaded = KeyHistory.load(tmp_path)
+    assert loaded is not None and loaded.levels is not None and loaded.levels.equals(history.levels)
+    assert failures(night, loaded) == failures(night, history)
+    plain.save(tmp_path)  # saved without levels: an earlier save's levels do not linger
+    assert KeyHistory.load(tmp_path).levels is None
+    assert loaded.union(plain).levels is loaded.levels and plain.union(loaded).levels is loaded.levels
 
 
 def test_chunk_context_takes_the_largest_row_value_and_window_statistics():
@@ -478,12 +531,13 @@ def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
     derived = derive(train)
     starts = np.arange(0, derived.height - 20 + 1, 20)
     det = ContextDetector().fit(chunk_context(derived, starts, 20))
-    history = KeyHistory.from_rows(derived)
+    history = KeyHistory.from_rows(derived, levels=True)
     bundle = ModelBundle(vendor="acme", detector=det, vocabulary=Vocabulary.fit(derived),
                          chunk=ChunkConfig(size=20, stride=20), encode=EncodeConfig(), product_ids=(3, 7),
                          key_history=history)
     loaded = ModelBundle.load(bundle.save(tmp_path / "b"))
     assert loaded.key_history is not None and loaded.key_history.machines.equals(history.machines)
+    assert loaded.key_history.levels is not None and loaded.key_history.levels.equals(history.levels)
 
     # the next days: the same keys, machines and addresses, nothing new to any key
     night = train.with_columns(pl.col("Time") + timedelta(days=2), pl.col("Id") + 10_000)
@@ -674,13 +728,13 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
     path = det.save(tmp_path / "old.pkl")
     with path.open("rb") as f:
         payload = pickle.load(f)
-    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 2)
+    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 3)
     payload["format"] = 7
     del payload["context_version"]
     with path.open("wb") as f:
         pickle.dump(payload, f)
     old = ContextDetector.load(path)
-    assert old.context_version_ == 1 and ContextDetector.load(det.save(tmp_path / "new.pkl")).context_version_ == 2
+    assert old.context_version_ == 1 and ContextDetector.load(det.save(tmp_path / "new.pkl")).context_version_ == 3
 
     bundle = ModelBundle(vendor="acme", detector=old, vocabulary=Vocabulary.fit(derived),
                          chunk=ChunkConfig(size=20, stride=20), encode=EncodeConfig(), product_ids=(3, 7),
@@ -693,8 +747,8 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
     assert not np.allclose(version_1, version_2)  # the owners' own machines: counted in 1, not in 2
     np.testing.assert_allclose(score_windows(bundle, windows)["score"].to_numpy(), old.decision_function(version_1))
 
-    payload["format"], payload["context_version"] = 8, 3
+    payload["format"], payload["context_version"] = 8, 4
     with path.open("wb") as f:
         pickle.dump(payload, f)
-    with pytest.raises(ValueError, match="context version 3"):
+    with pytest.raises(ValueError, match="context version 4"):
         ContextDetector.load(path)

@@ -8,6 +8,8 @@ shuffled, and with null machine codes beside empty ones.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
 import pytest
@@ -15,6 +17,10 @@ from polars.testing import assert_frame_equal
 
 from licanom.data.context_vector import (
     _ROW_COUNTS,
+    LEVEL_COLUMNS,
+    LEVEL_DAY_SHARE,
+    LEVEL_MIN_COUNT,
+    LEVEL_MIN_DAYS,
     _UNKNOWN,
     KeyHistory,
     _entity_frame,
@@ -48,7 +54,7 @@ def reference_usage(derived: pl.DataFrame) -> pl.Series:
     return out["_usage"].fill_null(0)
 
 
-def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None, version: int = 2) -> pl.DataFrame:
+def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None, version: int = 3) -> pl.DataFrame:
     frame = _entity_frame(derived).with_columns(reference_usage(derived).alias("_usage"))
     known_key = pl.col("Key").is_in(history.keys.implode()) if history is not None else pl.lit(False)
     after_first_hour = known_key | (pl.col("_hour") > pl.col("_hour").min().over("Key"))
@@ -91,10 +97,24 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
             count = pl.col(f"_{what}").sum().over(over)
         else:
             count = pl.col(what).n_unique().over(over)
-            if version == 2 and entity == ("Key",) and bucket == "_hour":
+            if version >= 2 and entity == ("Key",) and bucket == "_hour":
                 count = pl.when(spread_on).then(count).otherwise(0)
-        exprs.append(count.cast(pl.Float64).log1p().alias(name))
-    return frame.select(exprs)
+        exprs.append(count.cast(pl.Int64).alias(name))
+    counts = frame.select("Key", "MachineCode", "IP", "_day", *exprs)
+    if version >= 3:  # each entity's count above its own level: the history's, else this log's
+        days = (counts["_day"].max() - counts["_day"].min()).days + 1 if counts.height else 0
+        need = max(LEVEL_MIN_DAYS, math.ceil(LEVEL_DAY_SHARE * days))
+        for name, entity, *_ in (spec for spec in _ROW_COUNTS if spec[0] in LEVEL_COLUMNS):
+            if history is not None and history.levels is not None:
+                levels = history.levels.filter(pl.col("signal") == name).select(*entity, "level")
+            else:
+                levels = (counts.filter(pl.col(name) >= LEVEL_MIN_COUNT).group_by(*entity, "_day").agg(pl.col(name).max())
+                          .group_by(*entity).agg(pl.col(name).sort(descending=True).get(need - 1, null_on_oob=True)
+                                                 .alias("level")).drop_nulls("level"))
+            counts = (counts.join(levels, on=list(entity), how="left", maintain_order="left")
+                      .with_columns((pl.col(name) - pl.col("level").fill_null(0)).clip(lower_bound=0).alias(name))
+                      .drop("level"))
+    return counts.select(pl.col(name).cast(pl.Float64).log1p() for name, *_ in _ROW_COUNTS)
 
 
 def reference_top_share(derived: pl.DataFrame, starts: np.ndarray, size: int) -> np.ndarray:
@@ -120,6 +140,12 @@ def test_row_context_equals_the_text_expressions(derived):
     # version 1 (the rows encoder's, and models saved before version 2) on every row of the key
     assert_frame_equal(row_context(later, history, version=1), reference_row_context(later, history, version=1))
     assert not row_context(later, history, version=1).equals(row_context(later, history))
+    # version 2 (models saved before the entities' own levels), and a history that holds levels
+    assert_frame_equal(row_context(later, history, version=2), reference_row_context(later, history, version=2))
+    assert not row_context(derived, version=2).equals(row_context(derived))
+    leveled = KeyHistory.from_rows(derived.head(half), levels=True)
+    assert leveled.levels is not None and leveled.levels.height > 0
+    assert_frame_equal(row_context(later, leveled), reference_row_context(later, leveled))
 
 
 def test_row_context_out_of_time_order_and_with_nulls(derived):

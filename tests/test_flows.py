@@ -207,6 +207,7 @@ def test_a_context_champion_remembers_what_each_night_saw(flow_env, monkeypatch)
         code.write_text("from licanom.ops.tracking import LicanomPyfunc  # an earlier release's module\n")
     bundle, version = tracker.load_champion("epsilon")
     assert bundle.detector.model == "Tail_context" and bundle.key_history is not None
+    assert bundle.key_history.levels is not None  # the entities' own levels travel with the champion
     trained = log.filter(pl.col("Time") <= until)
     assert bundle.key_history.machines.height == trained.filter(pl.col("MachineCode") != "").select(
         "Key", "MachineCode").unique().height

@@ -16,15 +16,18 @@ rate                   log requests per second over the chunk's time span, less 
 failure_share          share of failed requests
 top_machine_share      share of the chunk's most frequent (key, machine code)
 key_requests_hour      the row's key: requests in the row's clock hour
-machine_requests_hour  the row's (key, machine code): requests in its clock hour
+machine_requests_hour  the row's (key, machine code): requests in its clock hour, above the
+                       machine's own level (see "An entity's own level")
 key_machines_hour      the row's key: distinct machine codes in its clock hour, on the rows
                        of the key's machines new that day and of rows without a machine code
                        only (0 on its established machines' rows; see "Whose rows")
 key_countries_hour     the row's key: distinct countries in its clock hour (rows as above)
 key_ips_hour           the row's key: distinct IP addresses in its clock hour (rows as above)
 ip_keys_hour           the row's IP address: distinct keys in its clock hour
-ip_failures_hour       the row's IP address: failed requests in its clock hour
-machine_failures_hour  the row's (key, machine code): failed requests in its clock hour
+ip_failures_hour       the row's IP address: failed requests in its clock hour, above the
+                       address's own level
+machine_failures_hour  the row's (key, machine code): failed requests in its clock hour, above
+                       the machine's own level
 key_new_machines_hour  the row's key: machine codes new to the key in its clock hour
 key_new_countries_hour the row's key: countries new to the key in its clock hour
 key_new_machines_day   the row's key: machine codes new to the key in its UTC day, on the
@@ -91,6 +94,25 @@ counters too, and show no usage: the key's request counts hold the same. A key's
 request in a pass counts 0 as a counter, so a key with one data-object request a night shows no
 usage at night.
 
+An entity's own level (context version 3): a client stuck in a failure loop, or a machine calling
+every few seconds, can fill a week of the training days with one machine's requests; counted plainly,
+that one machine widens its column's normal range for every other machine, and a new loop at night
+looks ordinary. So the per-machine and per-address counts (:data:`LEVEL_COLUMNS`: a machine's
+requests and failures, an address's failures) are taken above the level their own entity reached
+on at least :data:`LEVEL_DAY_SHARE` of the training days and on at least :data:`LEVEL_MIN_DAYS` of
+them (the ``LEVEL_MIN_DAYS``-th largest of its days' largest hours, where that is at least
+:data:`LEVEL_MIN_COUNT`): the week-long loop's hours count 0, a new machine's loop in full, and the
+old one's only beyond its usual. A machine or office that is busy day after day for good reasons
+(a build server, a support desk's failed look-ups of lapsed keys) reads the same way: ordinary
+up to its usual. The levels are learned from the rows a model is trained on (:func:`entity_levels`,
+kept in the model's :class:`KeyHistory`) and taken off alike at training and at night; a pass
+without them (a log scored whole, a training pass) learns its own. An entity new at night, or
+never that busy on enough days, keeps its plain count. The key-wide counts keep theirs: a key's
+requests spread over all its machines, and taken above the key's own level they flagged, night
+after night, each busy key that passed its usual (docs/choosing-defaults.md). What this cannot
+see: a machine that looped for days of the training log and loops the same way at night is
+ordinary for itself (a new loop, or the same one grown, is not).
+
 "Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
 keys of the model's training rows and of the earlier nights are known, so their failures (a
 customer's expired trial, a seat refused) do not count and a guesser's made-up keys do. Over a log
@@ -100,6 +122,7 @@ every failed key of an address-hour, which a night's normal traffic does not exc
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,10 +137,11 @@ from licanom.data.columns import UNKNOWN_COUNTRY
 __all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_VERSION", "ENCODER_ROW_COLUMNS", "ROW_COLUMNS", "KeyHistory",
            "chunk_context", "row_context"]
 
-# The context vector's version (see "Whose rows" in the module text): 2 carries a key's hourly
-# spread (machines, countries, addresses) on its new machines' rows only, 1 on every row of the key.
-CONTEXT_VERSION = 2
-CONTEXT_VERSIONS = (1, 2)
+# The context vector's version (see "Whose rows" and "An entity's own level" in the module text):
+# 3 counts each entity's rows above the level it reached on many training days, 2 carries a key's
+# hourly spread (machines, countries, addresses) on its new machines' rows only, 1 on every row of the key.
+CONTEXT_VERSION = 3
+CONTEXT_VERSIONS = (1, 2, 3)
 # the key's hourly spreads that version 2 carries on the rows of its new machines only
 _SPREAD_COLUMNS = ("key_machines_hour", "key_countries_hour", "key_ips_hour")
 
@@ -151,13 +175,13 @@ CONTEXT_LABELS: dict[str, str] = {
     "failure_share": "share of failed requests",
     "top_machine_share": "share of requests from one machine",
     "key_requests_hour": "requests of one key in an hour",
-    "machine_requests_hour": "requests of one machine in an hour",
+    "machine_requests_hour": "requests of one machine in an hour, above its own usual",
     "key_machines_hour": "machines using one key in an hour",
     "key_countries_hour": "countries using one key in an hour",
     "key_ips_hour": "IP addresses using one key in an hour",
     "ip_keys_hour": "keys tried from one IP address in an hour",
-    "ip_failures_hour": "failed requests from one IP address in an hour",
-    "machine_failures_hour": "failed requests of one machine in an hour",
+    "ip_failures_hour": "failed requests from one IP address in an hour, above its own usual",
+    "machine_failures_hour": "failed requests of one machine in an hour, above its own usual",
     "key_new_machines_hour": "machines new to their key in an hour",
     "key_new_countries_hour": "countries new to their key in an hour",
     "key_new_machines_day": "machines new to their key in a day",
@@ -178,30 +202,45 @@ COUNTER_SHARE = 0.9
 COUNTER_EVIDENCE = 20
 # A row's usage is at most this (2**52: exact in a float, and a sum of many stays in int64's range).
 USAGE_CAP = float(2**52)
+# An entity's own level (version 3, see the module text): the columns counted above it, and the
+# level: what the column's entity reached on at least LEVEL_DAY_SHARE of a training pass's days and
+# on at least LEVEL_MIN_DAYS of them; a level below LEVEL_MIN_COUNT is not kept (most entities' hours).
+LEVEL_COLUMNS: tuple[str, ...] = ("machine_requests_hour", "machine_failures_hour", "ip_failures_hour")
+LEVEL_DAY_SHARE = 0.25
+LEVEL_MIN_DAYS = 3
+LEVEL_MIN_COUNT = 2
+_LEVEL_SCHEMA = {"signal": pl.String, "Key": pl.String, "MachineCode": pl.String, "IP": pl.String, "level": pl.Int64}
 
 
 @dataclass(frozen=True)
 class KeyHistory:
     """The (key, machine code) and (key, country) pairs seen in a model's training rows: what is
-    not new to a key when later rows are scored. Build it with :meth:`from_rows`."""
+    not new to a key when later rows are scored; and, where built with ``levels``, each entity's own
+    level of each signal in those rows (version 3: the module text's "An entity's own level").
+    Build it with :meth:`from_rows`."""
 
     machines: pl.DataFrame   # Key, MachineCode (String), one row per pair
     countries: pl.DataFrame  # Key, country (String), one row per pair
+    # signal, Key, MachineCode, IP (String, "" where the signal's entity has no such part), level
+    # (Int64): None where not built (a night's pairs, a history saved before the levels)
+    levels: pl.DataFrame | None = None
 
     FILES: ClassVar[dict[str, str]] = {"MachineCode": "key_machines.parquet", "country": "key_countries.parquet"}
+    LEVELS_FILE: ClassVar[str] = "entity_levels.parquet"
 
     @classmethod
-    def from_rows(cls, derived: pl.DataFrame) -> KeyHistory:
-        """The pairs of a derived log (the rows a model is trained on)."""
+    def from_rows(cls, derived: pl.DataFrame, levels: bool = False) -> KeyHistory:
+        """The pairs of a derived log (the rows a model is trained on); with ``levels`` also its
+        entities' own levels (:func:`entity_levels`)."""
         frame = _entity_frame(derived)
         return cls._of({value: frame.select("Key", value).filter(pl.col(value) != unknown)
-                        for value, unknown in _UNKNOWN.items()})
+                        for value, unknown in _UNKNOWN.items()}, entity_levels(derived) if levels else None)
 
     @classmethod
-    def _of(cls, pairs: dict[str, pl.DataFrame]) -> KeyHistory:
+    def _of(cls, pairs: dict[str, pl.DataFrame], levels: pl.DataFrame | None = None) -> KeyHistory:
         """From each value's (Key, value) frame: distinct pairs, sorted."""
         distinct = {value: frame.unique().sort("Key", value) for value, frame in pairs.items()}
-        return cls(machines=distinct["MachineCode"], countries=distinct["country"])
+        return cls(machines=distinct["MachineCode"], countries=distinct["country"], levels=levels)
 
     def pairs(self, value: str) -> pl.DataFrame:
         return self.machines if value == "MachineCode" else self.countries
@@ -211,27 +250,39 @@ class KeyHistory:
         return pl.concat([self.machines["Key"], self.countries["Key"]]).unique()
 
     def for_keys(self, keys: pl.Series) -> KeyHistory:
-        """The pairs of these keys only: all that decides what is new to them."""
+        """The pairs of these keys only: all that decides what is new to them (the levels kept whole)."""
         wanted = keys.cast(pl.String).unique().implode()
         return KeyHistory(machines=self.machines.filter(pl.col("Key").is_in(wanted)),
-                          countries=self.countries.filter(pl.col("Key").is_in(wanted)))
+                          countries=self.countries.filter(pl.col("Key").is_in(wanted)), levels=self.levels)
 
     def union(self, other: KeyHistory) -> KeyHistory:
-        """The pairs of both histories."""
-        return KeyHistory._of({value: pl.concat([self.pairs(value), other.pairs(value)]) for value in self.FILES})
+        """The pairs of both histories; the levels of this one (a model's), else the other's."""
+        return KeyHistory._of({value: pl.concat([self.pairs(value), other.pairs(value)]) for value in self.FILES},
+                              self.levels if self.levels is not None else other.levels)
 
     def save(self, directory: Path) -> None:
-        """Two Parquet files in ``directory``, each written to a temporary name and renamed."""
+        """Parquet files in ``directory`` (two, three with levels), each written to a temporary
+        name and renamed."""
         directory.mkdir(parents=True, exist_ok=True)
-        for value, name in self.FILES.items():
+        frames = {name: self.pairs(value) for value, name in self.FILES.items()}
+        if self.levels is not None:
+            frames[self.LEVELS_FILE] = self.levels
+        else:
+            (directory / self.LEVELS_FILE).unlink(missing_ok=True)
+        for name, frame in frames.items():
             tmp = directory / f"{name}.tmp"
-            self.pairs(value).write_parquet(tmp)
+            frame.write_parquet(tmp)
             os.replace(tmp, directory / name)
+
+    @classmethod
+    def file_names(cls) -> tuple[str, ...]:
+        """Every file a saved history may have."""
+        return (*cls.FILES.values(), cls.LEVELS_FILE)
 
     @classmethod
     def remove(cls, directory: Path) -> None:
         """Delete a history saved in ``directory`` (nothing where there is none)."""
-        for name in cls.FILES.values():
+        for name in cls.file_names():
             (directory / name).unlink(missing_ok=True)
 
     @classmethod
@@ -244,12 +295,24 @@ class KeyHistory:
 
     @classmethod
     def load(cls, directory: Path) -> KeyHistory | None:
-        """The history saved in ``directory``, or None where none was saved."""
+        """The history saved in ``directory``, or None where none was saved (its levels None where
+        it was saved without them)."""
         paths = {value: directory / name for value, name in cls.FILES.items()}
         if not all(p.exists() for p in paths.values()):
             return None
+        levels_path = directory / cls.LEVELS_FILE
+        levels = pl.read_parquet(levels_path).cast(_LEVEL_SCHEMA) if levels_path.exists() else None  # type: ignore[arg-type]
         return cls._of({value: pl.read_parquet(p).select(pl.col("Key").cast(pl.String), pl.col(value).cast(pl.String))
-                        for value, p in paths.items()})
+                        for value, p in paths.items()}, levels)
+
+
+def entity_levels(derived: pl.DataFrame) -> pl.DataFrame:
+    """Each entity's own level of each of :data:`LEVEL_COLUMNS` in a derived log, where it reached at
+    least :data:`LEVEL_MIN_COUNT` on enough of the log's days (the module text's "An entity's own
+    level"): columns signal, Key, MachineCode, IP, level."""
+    sink: list[pl.DataFrame] = []
+    _row_counts(derived, None, counts=LEVEL_COLUMNS, version=CONTEXT_VERSION, levels_sink=sink)
+    return sink[0] if sink else pl.DataFrame(schema=_LEVEL_SCHEMA)
 
 
 def _entity_frame(derived: pl.DataFrame) -> pl.DataFrame:
@@ -395,9 +458,11 @@ def _history_codes(history: KeyHistory, texts: TextCodes, frame: pl.DataFrame,
 def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: bool = False,
                 codes: TextCodes | None = None,
                 windows: tuple[np.ndarray, int] | None = None,
-                counts: tuple[str, ...] = ROW_COLUMNS, version: int = CONTEXT_VERSION) -> dict[str, np.ndarray]:
+                counts: tuple[str, ...] = ROW_COLUMNS, version: int = CONTEXT_VERSION,
+                levels_sink: list[pl.DataFrame] | None = None) -> dict[str, np.ndarray]:
     """ROW_COLUMNS as counts (int64, before ``log1p``) for each row, in the log's order (``version``
-    of the context: see the module text); with
+    of the context: see the module text; from version 3 each entity's count above its own level,
+    ``history``'s levels where it has them, else those of this log, which ``levels_sink`` receives); with
     ``keep_pairs`` also ``_pair MachineCode``, a code of each row's (key, machine code). With
     ``windows`` (starts, size) the largest count of each window instead of each row's (a log in
     time order only); ``counts``: which of ROW_COLUMNS to count (the others are not computed).
@@ -503,17 +568,102 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
             return replace(distinct, only=spread_on)
         return distinct
 
-    def counted(entity: tuple[str, ...], what: str, b: str) -> np.ndarray:
+    # An entity's own level (version 3): the signal's entity of each row, and the levels taken off
+    entity_of = {("Key",): key_code, ("IP",): code["IP"].astype(np.int64), ("Key", "MachineCode"): pair["MachineCode"].ids}
+    learn = version >= 3 and (history is None or history.levels is None)
+    given: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    if version >= 3 and history is not None and history.levels is not None:
+        given = _levels_here(history.levels, texts, derived, width, pair["MachineCode"])
+    need_days = max(LEVEL_MIN_DAYS, math.ceil(LEVEL_DAY_SHARE * (int(bucket["_day"][-1]) + 1))) if n_rows else 0
+    learned: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def leveled(name: str, entity: tuple[str, ...], per_group: _PerGroup) -> _PerGroup:
+        ents = entity_of[entity]
+        if learn:
+            learned[name] = _learn_levels(per_group.rows(), ents, bucket["_day"], need_days)
+        ids, level = learned[name] if learn else given.get(name, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        if not len(ids):
+            return per_group
+        of_entity = np.zeros(int(max(ents.max(), ids.max())) + 1, dtype=np.int64)
+        of_entity[ids] = level
+        row_of_group = np.empty(len(per_group.table), dtype=np.int64)
+        row_of_group[per_group.ids] = np.arange(len(per_group.ids))  # any row of each group: one entity
+        return replace(per_group, table=np.maximum(per_group.table - of_entity[ents[row_of_group]], 0))
+
+    def counted(name: str, entity: tuple[str, ...], what: str, b: str) -> np.ndarray:
         per_group = signal(entity, what, b)
+        if version >= 3 and name in LEVEL_COLUMNS:
+            per_group = leveled(name, entity, per_group)
         return per_group.rows() if windows is None else per_group.largest(*windows)
 
     wanted = [spec for spec in _ROW_COUNTS if spec[0] in counts]
-    found = in_threads([lambda e=e, w=w, b=b: counted(e, w, b) for _, e, w, b in wanted])
+    found = in_threads([lambda n=n, e=e, w=w, b=b: counted(n, e, w, b) for n, e, w, b in wanted])
+    if levels_sink is not None and learn:
+        levels_sink.append(_levels_frame(learned, {n: e for n, e, *_ in wanted}, entity_of, derived))
     out = {name: x for (name, *_), x in zip(wanted, found, strict=True)}
     if keep_pairs:
         out["_pair MachineCode"] = pair["MachineCode"].ids
     if rank is not None:
         out = {name: x[rank] for name, x in out.items()}
+    return out
+
+
+def _learn_levels(values: np.ndarray, ents: np.ndarray, day: np.ndarray, need_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per entity (ids, levels): the ``need_days``-th largest of its days' largest ``values``, where
+    that is at least :data:`LEVEL_MIN_COUNT` (ids and levels int64, none for other entities)."""
+    at = np.flatnonzero(values >= LEVEL_MIN_COUNT)
+    if not len(at) or need_days < 1:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    daily = (
+        pl.DataFrame({"e": ents[at], "d": day[at], "v": values[at]})
+        .group_by("e", "d").agg(pl.col("v").max())
+        .group_by("e").agg(pl.len().alias("days"), pl.col("v").sort(descending=True).get(need_days - 1, null_on_oob=True).alias("level"))
+        .filter(pl.col("days") >= need_days)
+    )
+    return daily["e"].to_numpy().astype(np.int64), daily["level"].to_numpy().astype(np.int64)
+
+
+def _levels_frame(learned: dict[str, tuple[np.ndarray, np.ndarray]], entity: dict[str, tuple[str, ...]],
+                  entity_of: dict[tuple[str, ...], np.ndarray], derived: pl.DataFrame) -> pl.DataFrame:
+    """The learned levels with their entities' texts (read at one row of each entity)."""
+    frames = []
+    for name, (ids, level) in learned.items():
+        if not len(ids):
+            continue
+        ents = entity_of[entity[name]]
+        row = np.zeros(int(ents.max()) + 1, dtype=np.int64)
+        row[ents] = np.arange(len(ents))
+        at = row[ids]
+
+        def text(column: str, at: np.ndarray = at, name: str = name) -> pl.Series:
+            if column not in entity[name]:
+                return pl.Series(column, [""] * len(at), dtype=pl.String)
+            return derived[column].cast(pl.String).fill_null("").gather(at).rename(column)
+
+        frames.append(pl.DataFrame([pl.Series("signal", [name] * len(ids), dtype=pl.String), text("Key"),
+                                    text("MachineCode"), text("IP"), pl.Series("level", level, dtype=pl.Int64)]))
+    return pl.concat(frames) if frames else pl.DataFrame(schema=_LEVEL_SCHEMA)
+
+
+def _levels_here(levels: pl.DataFrame, texts: TextCodes, frame: pl.DataFrame, width: dict[str, int],
+                 pairs: _Groups) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per signal, the entities of this log that ``levels`` holds (the ids :func:`_row_counts` uses:
+    key and address codes, (key, machine code) group ids) and their levels."""
+    import pandas as pd
+
+    entity = {n: e for n, e, *_ in _ROW_COUNTS}
+    out = {}
+    for (name,), part in levels.partition_by("signal", as_dict=True).items():
+        if name not in entity:
+            continue
+        e = entity[str(name)]
+        if e == ("Key", "MachineCode"):
+            k, m = texts.lookup(frame, "Key", part["Key"]), texts.lookup(frame, "MachineCode", part["MachineCode"])
+            ids = np.where((k >= 0) & (m >= 0), pd.Index(pairs.distinct).get_indexer(k * width["MachineCode"] + m), -1)
+        else:
+            ids = texts.lookup(frame, e[0], part[e[0]])
+        here = ids >= 0
+        out[str(name)] = (ids[here].astype(np.int64), part["level"].to_numpy()[here].astype(np.int64))
     return out
 
 

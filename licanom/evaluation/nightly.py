@@ -93,7 +93,9 @@ DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
 # 7001-7003 reported the tolerance (and licanom detect); context version 2 (a key's hourly spread on
 # its new machines' rows, chosen on development seeds) came after them: spent. 8001-8003 reported
 # version 2; the usage signal (key_usage_hour) and the far rule per signal came after them: spent.
-REPORT_SEEDS: tuple[int, ...] = (9001, 9002, 9003)
+# 9001-9003 reported those and the small-night rule; context version 3 (a machine's and an address's
+# counts above their own level) came after them: spent.
+REPORT_SEEDS: tuple[int, ...] = (10001, 10002, 10003)
 
 
 @dataclass(frozen=True)
@@ -353,7 +355,7 @@ def scored_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[Sc
         trained = ModelBundle(vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary,
                               chunk=cfg.chunk, encode=cfg.encode,
                               product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
-                              key_history=KeyHistory.from_rows(frame) if entry.inputs == "context" else None,
+                              key_history=KeyHistory.from_rows(frame, levels=True) if entry.inputs == "context" else None,
                               entity_model=entity_model)
         t1 = time.perf_counter()
         latent_of = getattr(detector, "encode", None) if settings.clustering and entry.inputs == "chunks" else None

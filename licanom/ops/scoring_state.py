@@ -355,7 +355,7 @@ def tidy(output_dir: Path, vendor: str) -> list[str]:
     with contextlib.suppress(OSError, ValueError, AttributeError):
         meta_format = json.loads((d / STATE_FILE).read_text()).get("format")
     if meta_format == STATE_FORMAT:
-        for name in ("tail.parquet", "tail.parquet.tmp", *KeyHistory.FILES.values()):
+        for name in ("tail.parquet", "tail.parquet.tmp", *KeyHistory.file_names()):
             (d / name).unlink(missing_ok=True)
     return notes
 

@@ -271,7 +271,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             chunk=cfg.chunk, encode=cfg.encode,
             product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
             pseudonym_env=secret_env_name(cfg.vendor, cfg.privacy.secret_env) if cfg.privacy.pseudonymise else None,
-            key_history=KeyHistory.from_rows(prepared.encoded.frame) if is_context_model(model) else None,
+            key_history=KeyHistory.from_rows(prepared.encoded.frame, levels=True) if is_context_model(model) else None,
             entity_model=entity_model(prepared),
         ).save(work_dir / model)
     shutil.rmtree(checkpoints, ignore_errors=True)  # trained and saved: nothing left to resume

@@ -50,7 +50,7 @@ def trained_bundle(detector: Any, trained: pipeline.Prepared, cfg: Config) -> bu
         chunk=cfg.chunk, encode=cfg.encode,
         product_ids=(),  # another log may hold other products: their values encode as unseen
         pseudonym_env=secret_env_name(cfg.vendor, cfg.privacy.secret_env) if cfg.privacy.pseudonymise else None,
-        key_history=KeyHistory.from_rows(trained.encoded.frame) if is_context_model(detector.model) else None,
+        key_history=KeyHistory.from_rows(trained.encoded.frame, levels=True) if is_context_model(detector.model) else None,
     )
 
 
