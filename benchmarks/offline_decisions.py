@@ -29,6 +29,12 @@ lower levels beside, for the line a level draws. Stored chunks of runs before th
     python -m benchmarks.offline_decisions night-reference DIR [DIR ...]
     python -m benchmarks.offline_decisions key-day-newcomers DIR [DIR ...]
     python -m benchmarks.offline_decisions small-nights DIR [DIR ...]
+    python -m benchmarks.offline_decisions tail-scale DIR [DIR ...]
+
+``tail-scale``: the default decision (level and night rules as they are) with the severity's tail
+scale multiplied by k: a severity above its value at the bulk's median is divided by k (100 stays
+100, as the far rules give it). Each k draws one point of the line along which a vendor trades
+events for false alarms; two runs (stored chunks of two versions of the code) compare along it.
 
 Each prints events found, false alarms (flagged chunks without a labelled row, incident neighbours
 included) per 10,000 chunks, as eval_nightly's tables count them, and vendors that flagged nothing
@@ -44,7 +50,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from licanom.detectors.decision import DEFAULT_MIN_SEVERITY, DEFAULT_TRIM, STAND_OUT_FLOOR, STAND_OUT_GAP, normal_bulk
+from licanom.detectors.decision import (
+    DEFAULT_MIN_SEVERITY,
+    DEFAULT_TRIM,
+    SEVERITY_DECADES,
+    STAND_OUT_FLOOR,
+    STAND_OUT_GAP,
+    normal_bulk,
+    stands_out,
+)
 
 Reference = Callable[[np.ndarray], float]
 VENDOR = ("world", "profile", "seed")
@@ -205,14 +219,38 @@ def small_nights(files: list[Path]) -> None:
         print(_line(f"nights under {small}: quantile {q:g}, {floor:g}, {gap:g}", chunks, decide(small, q, floor, gap)))
 
 
+# the tail scale's multipliers that tail-scale draws the line with
+TAIL_SCALE_FACTORS: tuple[float, ...] = (0.8, 0.9, 1.0, 1.15, 1.3, 1.45, 1.6)
+
+
+def tail_scale(files: list[Path]) -> None:
+    chunks = _night_chunks(files)
+    at_median = 100.0 * np.log10(2.0) / SEVERITY_DECADES  # the severity of a score at the bulk's median
+
+    def decide(k: float) -> np.ndarray:
+        sev = chunks["severity"].to_numpy()
+        scaled = np.where(sev >= 100.0, 100.0, np.where(sev > at_median, np.minimum(at_median + (sev - at_median) / k, 100.0), sev))
+        out = scaled >= DEFAULT_MIN_SEVERITY
+        for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
+            i = vendor["_i"].to_numpy()
+            out[i] |= stands_out(scaled[i], vendor["night"].to_numpy())
+        return out
+
+    print(f"{len(files)} vendors, {chunks.height:,} night chunks; severity's tail scale times k, the default decision")
+    print("| k | found | false alarms / 10k | silent | seeds 1-3 ; 4-6 | found per world |\n"
+          "| --- | ---: | ---: | ---: | --- | --- |")
+    for k in TAIL_SCALE_FACTORS:
+        print(_line(f"{k:g}", chunks, decide(k)))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("measure", choices=("night-reference", "key-day-newcomers", "small-nights"))
+    p.add_argument("measure", choices=("night-reference", "key-day-newcomers", "small-nights", "tail-scale"))
     p.add_argument("folders", nargs="+", type=Path, help="folders written by eval_nightly --chunks-out")
     args = p.parse_args(argv)
     files = stored(args.folders)
     {"night-reference": night_reference, "key-day-newcomers": key_day_newcomers,
-     "small-nights": small_nights}[args.measure](files)
+     "small-nights": small_nights, "tail-scale": tail_scale}[args.measure](files)
 
 
 if __name__ == "__main__":
