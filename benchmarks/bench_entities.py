@@ -174,7 +174,7 @@ def run_bench(rows: int, rounds: int, customers: int, train_days: int) -> str:
     det.fit(inputs_of(spec("Tail_context").inputs, prepared.chunks, prepared.encoded.frame)[~prepared.test_mask])
     bundle = ModelBundle(vendor="bench", detector=det, vocabulary=prepared.encoded.vocabulary, chunk=cfg.chunk,
                          encode=cfg.encode, product_ids=tuple(sorted(train_raw["ProductId"].unique().to_list())),
-                         key_history=KeyHistory.from_rows(prepared.encoded.frame))
+                         key_history=KeyHistory.from_rows(prepared.encoded.frame, levels=True))
     t0 = time.perf_counter()
     model = EntityModel().fit(derive(train_raw))
     fit_s = time.perf_counter() - t0

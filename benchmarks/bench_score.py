@@ -56,7 +56,7 @@ def train_bundle(model: str, rows: pl.DataFrame, directory: Path) -> Path:
     return ModelBundle(
         vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary, chunk=cfg.chunk,
         encode=cfg.encode, product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
-        key_history=KeyHistory.from_rows(prepared.encoded.frame) if is_context_model(model) else None,
+        key_history=KeyHistory.from_rows(prepared.encoded.frame, levels=True) if is_context_model(model) else None,
     ).save(directory / model)
 
 

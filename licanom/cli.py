@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import math
 import os
 import sys
 import time
@@ -363,7 +364,7 @@ def write_entities(prepared: Any, detection: Any, scored_rows: Any, out: Path) -
     print(f"\n{flagged.height} of {entities.height} entities flagged (key-days, key-machines, address-hours) "
           f"-> {out / 'entities.parquet'}")
     for r in flagged.head(5).iter_rows(named=True):
-        print(f"  severity {r['severity']:5.1f}  {r['reasons']}")
+        print(f"  severity {math.floor(r['severity'] * 10) / 10:5.1f}  {r['reasons']}")  # 54.96 never reads 55.0
     return entities
 
 

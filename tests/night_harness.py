@@ -58,7 +58,7 @@ def make_bundle(vendor: str = "acme", n: int = 600, chunk: int = CHUNK) -> Model
     det = ContextDetector().fit(chunk_context(derived, starts, chunk))
     return ModelBundle(vendor=vendor, detector=det, vocabulary=Vocabulary.fit(derived),
                        chunk=ChunkConfig(size=chunk, stride=chunk), encode=EncodeConfig(), product_ids=(3, 7),
-                       key_history=KeyHistory.from_rows(derived))
+                       key_history=KeyHistory.from_rows(derived, levels=True))
 
 
 def tracker_for(root: Path) -> Tracker:

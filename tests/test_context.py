@@ -532,12 +532,24 @@ def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
     starts = np.arange(0, derived.height - 20 + 1, 20)
     det = ContextDetector().fit(chunk_context(derived, starts, 20))
     history = KeyHistory.from_rows(derived, levels=True)
+    assert history.levels is not None and history.levels.height == 0  # seven hours: no level (3 days needed)
+    machine = derived.row(0, named=True)  # a level that no night row reaches, so the scores below stay the same
+    history = replace(history, levels=pl.DataFrame({
+        "signal": ["machine_failures_hour"], "Key": [str(machine["Key"])], "MachineCode": [str(machine["MachineCode"])],
+        "IP": [""], "level": [0]}).cast({"level": pl.Int64}))
     bundle = ModelBundle(vendor="acme", detector=det, vocabulary=Vocabulary.fit(derived),
                          chunk=ChunkConfig(size=20, stride=20), encode=EncodeConfig(), product_ids=(3, 7),
                          key_history=history)
     loaded = ModelBundle.load(bundle.save(tmp_path / "b"))
     assert loaded.key_history is not None and loaded.key_history.machines.equals(history.machines)
     assert loaded.key_history.levels is not None and loaded.key_history.levels.equals(history.levels)
+    # a version-3 model without its entities' levels would count plainly at night: refused by name
+    import shutil
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tmp_path / "b", damaged)
+    (damaged / KeyHistory.LEVELS_FILE).unlink()
+    with pytest.raises(ValueError, match=f"{KeyHistory.LEVELS_FILE}.*missing"):
+        ModelBundle.load(damaged)
 
     # the next days: the same keys, machines and addresses, nothing new to any key
     night = train.with_columns(pl.col("Time") + timedelta(days=2), pl.col("Id") + 10_000)

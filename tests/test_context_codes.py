@@ -9,6 +9,7 @@ shuffled, and with null machine codes beside empty ones.
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
@@ -173,3 +174,33 @@ def test_chunk_context_equals_the_reference(derived, stride):
     nulls = derived.with_columns(pl.when(pl.int_range(pl.len()) % 5 == 0).then(None)
                                  .otherwise(pl.col("MachineCode")).alias("MachineCode"))
     np.testing.assert_array_equal(chunk_context(nulls, starts, size)[:, 2], reference_top_share(nulls, starts, size))
+
+
+def test_the_entities_own_levels_equal_the_text_expressions(derived):
+    # a client looping on a failing request at 10:00 on five of the six days (a machine's and an
+    # address's failures above their own level), added to the simulated log
+    base = derived.head(1).with_columns(pl.lit(None).cast(derived[c].dtype).alias(c) for c in ("DOId", "DOIntValue"))
+    days = derived["Time"].dt.truncate("1d").unique().sort()
+    loops = [
+        pl.concat([base] * 30).with_columns(
+            pl.Series("Time", [day + timedelta(hours=10, seconds=i) for i in range(30)]).cast(derived["Time"].dtype),
+            pl.lit("LOOP-KEY").cast(derived["Key"].dtype).alias("Key"),
+            pl.lit("LOOP-MC").cast(derived["MachineCode"].dtype).alias("MachineCode"),
+            pl.lit("203.0.113.7").cast(derived["IP"].dtype).alias("IP"),
+            pl.lit(0).cast(derived["success"].dtype).alias("success"))
+        for day in days[:5]
+    ]
+    looped = pl.concat([derived, *loops]).sort("Time", maintain_order=True)
+    history = KeyHistory.from_rows(looped, levels=True)
+    assert history.levels is not None
+    own = history.levels.filter(pl.col("MachineCode") == "LOOP-MC")
+    assert set(own["signal"]) == {"machine_failures_hour", "machine_requests_hour"} and set(own["level"]) == {30}
+    assert history.levels.filter(pl.col("IP") == "203.0.113.7")["signal"].to_list() == ["ip_failures_hour"]
+    assert_frame_equal(row_context(looped), reference_row_context(looped))
+    half = looped.height // 2
+    leveled = KeyHistory.from_rows(looped.head(half), levels=True)
+    assert_frame_equal(row_context(looped.slice(half), leveled), reference_row_context(looped.slice(half), leveled))
+    # a history's slice for some keys keeps those keys' machines' levels and every address's
+    part = history.for_keys(pl.Series(["LOOP-KEY"]))
+    assert part.levels is not None and set(part.levels["Key"]) == {"LOOP-KEY", ""}
+    assert part.levels.height == own.height + history.levels.filter(pl.col("Key") == "").height

@@ -52,3 +52,22 @@ def test_usage_names_the_key_that_used_most_not_the_busiest():
     # a log without data-object values: the key with the most requests that hour
     plain = attribute(flagged.head(1), rows.drop("DOId", "DOIntValue"))
     assert plain["entity"].to_list() == ["K-busy"]
+
+
+def test_a_machine_looping_as_usual_is_not_the_one_a_new_loop_is_named_by():
+    t0 = datetime(2025, 1, 1, 9, tzinfo=timezone.utc)
+    # K1 / M1 fails 30 times an hour as it did on most training days (its level, 30); K9 / M9, new, 10
+    usual = [("K1", "M1", "10.0.0.1") for _ in range(30)]
+    new = [("K9", "M9", "10.0.0.9") for _ in range(10)]
+    rows = pl.DataFrame(
+        [(i, t0 + timedelta(seconds=i), key, mc, ip, "NL", 0) for i, (key, mc, ip) in enumerate(usual + new)],
+        schema=["Id", "Time", "Key", "MachineCode", "IP", "country", "success"], orient="row",
+    )
+    flagged = pl.DataFrame({"chunk": [0, 1], "first_id": [0, 0], "last_id": [39, 39],
+                            "start_time": [t0, t0], "end_time": [t0, t0], "severity": [80.0, 80.0],
+                            "top_feature": ["machine_failures_hour", "ip_failures_hour"]})
+    levels = pl.DataFrame({"signal": ["machine_failures_hour", "ip_failures_hour"], "Key": ["K1", ""],
+                           "MachineCode": ["M1", ""], "IP": ["", "10.0.0.1"], "level": [30, 30]})
+    assert attribute(flagged, rows)["entity"].to_list() == ["K1 / M1", "10.0.0.1"]  # plain counts: the looper
+    named = attribute(flagged, rows, levels).sort("chunk")
+    assert named["entity"].to_list() == ["K9 / M9", "10.0.0.9"]

@@ -50,10 +50,11 @@ flagged time frame should be where the unusual requests are. A licence shared sl
 machine every hour or two, over a day or more) shows only at the day's scale, so the two day
 signals count a day's newcomers to the key, and carry the count on the newcomers' own rows
 only: the owner's machines that day keep 0, so the flagged chunks are the strangers' requests.
-Nothing in the vector is learned: the context models (:mod:`licanom.detectors.context`) learn
-what is normal for a vendor from the training chunks' vectors.
+Nothing else in the vector is learned (besides each machine's and address's own level, below): the
+context models (:mod:`licanom.detectors.context`) learn what is normal for a vendor from the training
+chunks' vectors.
 
-Whose rows carry a key's spread (context version 2, :data:`CONTEXT_VERSION`): a key used by twenty
+Whose rows carry a key's spread (context version 2, and 3, :data:`CONTEXT_VERSION`): a key used by twenty
 machines in an hour is news about the machines that came that day, not about the owner's seat,
 whose heartbeats run through the same hours. So the key's distinct machines, countries and
 addresses of an hour sit on the rows of its (key, machine code) pairs first seen that UTC day and
@@ -250,10 +251,12 @@ class KeyHistory:
         return pl.concat([self.machines["Key"], self.countries["Key"]]).unique()
 
     def for_keys(self, keys: pl.Series) -> KeyHistory:
-        """The pairs of these keys only: all that decides what is new to them (the levels kept whole)."""
+        """The pairs of these keys only: all that decides what is new to them; and the levels of their
+        machines, and of every address (the addresses' levels name no key)."""
         wanted = keys.cast(pl.String).unique().implode()
+        levels = None if self.levels is None else self.levels.filter(pl.col("Key").is_in(wanted) | (pl.col("Key") == ""))
         return KeyHistory(machines=self.machines.filter(pl.col("Key").is_in(wanted)),
-                          countries=self.countries.filter(pl.col("Key").is_in(wanted)), levels=self.levels)
+                          countries=self.countries.filter(pl.col("Key").is_in(wanted)), levels=levels)
 
     def union(self, other: KeyHistory) -> KeyHistory:
         """The pairs of both histories; the levels of this one (a model's), else the other's."""
@@ -627,7 +630,8 @@ def _levels_frame(learned: dict[str, tuple[np.ndarray, np.ndarray]], entity: dic
                   entity_of: dict[tuple[str, ...], np.ndarray], derived: pl.DataFrame) -> pl.DataFrame:
     """The learned levels with their entities' texts (read at one row of each entity)."""
     frames = []
-    for name, (ids, level) in learned.items():
+    for name in (n for n in entity if n in learned):  # in the columns' order, whichever thread learned first
+        ids, level = learned[name]
         if not len(ids):
             continue
         ents = entity_of[entity[name]]

@@ -53,10 +53,15 @@ def _entity_value(kind: str) -> pl.Expr:
     return pl.col(_KIND_COLUMNS[kind][0])
 
 
-def attribute(flagged: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
+def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | None = None) -> pl.DataFrame:
     """``flagged`` (chunk results: chunk, first_id, last_id, start_time, end_time, severity,
     top_feature) with ``entity_kind`` and ``entity`` added. ``rows``: the rows the chunks were cut
-    from (Id, Time, Key, MachineCode, IP, success, and country where derived)."""
+    from (Id, Time, Key, MachineCode, IP, success, and country where derived). ``levels``: the
+    model's entities' own levels (:attr:`licanom.data.context_vector.KeyHistory.levels`, in the
+    values of ``rows``), taken off the counts of the columns the model counts above them, as the
+    model did: a machine looping as it always does is not the one a new loop's chunk names."""
+    from licanom.data.context_vector import LEVEL_COLUMNS
+
     if flagged.height == 0:
         return flagged.with_columns(pl.lit(None, pl.String).alias("entity_kind"), pl.lit(None, pl.String).alias("entity"))
     base = rows.select(
@@ -94,6 +99,11 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame) -> pl.DataFrame:
         else:
             agg = pl.col(what).n_unique()
         counts = hourly.group_by([*cols, "_hour"]).agg(agg.alias("_count"))
+        if levels is not None and name in LEVEL_COLUMNS:
+            own = levels.filter(pl.col("signal") == name).select(*cols, "level")
+            counts = (counts.join(own, on=cols, how="left")
+                      .with_columns((pl.col("_count") - pl.col("level").fill_null(0)).clip(lower_bound=0))
+                      .drop("level"))
         best = (
             group.join(counts, on=[*cols, "_hour"], how="left")
             .sort(["chunk", "_count", "Id"], descending=[False, True, False])

@@ -104,15 +104,22 @@ class ModelBundle:
         vocabulary = Vocabulary.load(directory / "vocabulary.json")
         if vocabulary.digest() != meta["vocabulary_digest"]:
             raise ValueError(f"{directory}: vocabulary does not match the one the model was trained with")
+        detector = load(meta["model"], directory / "detector.pt")
+        key_history = KeyHistory.load(directory)
+        if (key_history is not None and key_history.levels is None and detector.reads == "context"
+                and detector.context_version_ >= 3):
+            # without them the nights would count plainly what training counted above each entity's level
+            raise ValueError(f"{directory}: the context model reads context version {detector.context_version_} but "
+                             f"{KeyHistory.LEVELS_FILE} (its entities' own levels) is missing; train it again")
         return cls(
             vendor=meta["vendor"],
-            detector=load(meta["model"], directory / "detector.pt"),
+            detector=detector,
             vocabulary=vocabulary,
             chunk=ChunkConfig(**meta["chunk"]),
             encode=EncodeConfig(**meta["encode"]),
             product_ids=tuple(meta["product_ids"]),
             pseudonym_env=meta.get("pseudonym_env"),
-            key_history=KeyHistory.load(directory),
+            key_history=key_history,
             entity_model=_load_entities(directory / ENTITY_FILE),
         )
 

@@ -224,8 +224,9 @@ def night_dir(output_dir: Path, vendor: str, watermark_before: int | None, water
     return nights_dir(output_dir, vendor) / f"after-{watermark_before or 0}-to-{watermark_after or 0}"
 
 
-def night_incidents(chunks: pl.DataFrame, rows: pl.DataFrame | None) -> pl.DataFrame:
-    """The night's flagged chunks grouped by who caused them (licanom.detectors.incidents)."""
+def night_incidents(chunks: pl.DataFrame, rows: pl.DataFrame | None, levels: pl.DataFrame | None = None) -> pl.DataFrame:
+    """The night's flagged chunks grouped by who caused them (licanom.detectors.incidents; ``levels``:
+    the model's entities' own levels, in the values of ``rows``)."""
     from licanom.detectors.incidents import attribute, group_incidents
 
     flagged = chunks.filter("is_anomaly") if chunks.height else chunks
@@ -236,7 +237,7 @@ def night_incidents(chunks: pl.DataFrame, rows: pl.DataFrame | None) -> pl.DataF
         from licanom.data.derive import derive
 
         rows = derive(rows)
-    return group_incidents(attribute(flagged, rows))
+    return group_incidents(attribute(flagged, rows, levels))
 
 
 def night_ledger(validation: ValidationResult, rows: pl.DataFrame | None, tail: pl.DataFrame | None) -> pl.DataFrame:
@@ -343,7 +344,8 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
         from licanom.data.privacy import pseudonymise
 
         private_rows = pseudonymise(rows, secret)
-    incidents = night_incidents(chunks, rows)
+    levels = key_history.levels if key_history is not None else None  # in the model's values: pseudonyms where secret
+    incidents = night_incidents(chunks, rows, levels if secret is None else None)
     incidents.write_parquet(out / "incidents.parquet")
     private_entities = entities  # a pseudonymised vendor's model names pseudonyms; its own files name real values
     if entities is not None and private_rows is not None and rows is not None:
@@ -357,7 +359,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                                                   incidents, entities, notes))
     private_incidents = None
     if secret is not None and private_rows is not None:  # what goes to MLflow names no real key, machine or address
-        private_incidents = night_incidents(chunks, private_rows)  # countries stay those of the real addresses
+        private_incidents = night_incidents(chunks, private_rows, levels)  # countries stay those of the real addresses
         (out / TRACKING_COPY).mkdir(exist_ok=True)
         (out / TRACKING_COPY / "report.md").write_text(anomaly_report(
             vendor, chunks, model_version, messages, rows_unknown_product, private_incidents, private_entities, notes))
@@ -761,16 +763,17 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
 
 def report_context(night: Night) -> np.ndarray | None:
     """The context vectors the night's report shows, aligned with its chunks: the model's own
-    inputs for a context model (same rows, same key history), else computed once from the
-    derived rows for both copies of the report. A pseudonymised vendor's report reads real rows
-    without the model's (pseudonymised) key history, so its vectors are its own."""
+    inputs for a context model (same rows, same key history and levels; counts, so the same for a
+    pseudonymised vendor's rows), else computed once from the derived rows for both copies of the
+    report. A pseudonymised vendor's report reads real rows without the model's (pseudonymised) key
+    history, so a model of other inputs gets vectors of its own."""
     from licanom.data.context_vector import chunk_context
 
     windows = night.windows
     if windows is None or windows.chunks is None or night.chunks is None or night.chunks.height == 0:
         return None
     private = night.model.pseudonym_env is not None
-    if night.model.detector.reads == "context" and not private:
+    if night.model.detector.reads == "context":
         return np.asarray(night.inputs)
     return chunk_context(windows.derived, windows.chunks.meta["start_row"].to_numpy(), windows.chunks.size,
                          None if private else night.model.key_history)

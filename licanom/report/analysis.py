@@ -488,7 +488,7 @@ def _incidents(inp: ReportInput, rows: pl.DataFrame) -> pl.DataFrame:
     flagged = inp.chunks.filter(pl.col("is_anomaly"))
     if "severity" not in flagged.columns:
         flagged = flagged.with_columns(pl.lit(None, pl.Float64).alias("severity"))
-    return group_incidents(attribute(flagged, rows))
+    return group_incidents(attribute(flagged, rows, inp.key_history.levels if inp.key_history is not None else None))
 
 
 def _flagged_entities(inp: ReportInput) -> pl.DataFrame | None:
