@@ -80,10 +80,10 @@ def test_a_night_derives_and_computes_context_once(tmp_path, bundle, tracker, ca
 
 def test_a_pseudonymised_night_makes_its_private_copy_from_the_same_prepared_rows(tmp_path, bundle, tracker, calls,
                                                                                  monkeypatch) -> None:
-    """The copy for MLflow reuses the rows derived and pseudonymised once for the model. Two
-    context computations remain, of different values: the model's (pseudonymised rows, its key
-    history) and the report's (real rows, without the pseudonymised history); two markdown
-    summaries and two reports, of different contents (real and pseudonymised names)."""
+    """The copy for MLflow reuses the rows derived and pseudonymised once for the model. One
+    context computation: the model's (pseudonymised rows, its key history and levels), which the
+    report shows too (counts: the same for the real rows); two markdown summaries and two reports,
+    of different contents (real and pseudonymised names)."""
     monkeypatch.setenv(SECRET_ENV, "a-secret-of-more-than-16-characters")
     v = new_vendor(tmp_path, "private", replace(bundle, pseudonym_env=SECRET_ENV))
     v.start(1599)
@@ -91,7 +91,7 @@ def test_a_pseudonymised_night_makes_its_private_copy_from_the_same_prepared_row
     calls.clear()
     night = v.night(tracker)
     assert (night.out_dir / "for-tracking" / "report.html").exists()
-    assert dict(calls) == {"countries": 1, "pseudonymise": 1, "row_context": 2, "anomaly_report": 2, "analyse": 2}
+    assert dict(calls) == {"countries": 1, "pseudonymise": 1, "row_context": 1, "anomaly_report": 2, "analyse": 2}
 
 
 def test_the_window_array_is_built_for_a_model_that_reads_it_only(bundle, calls) -> None:
