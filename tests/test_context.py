@@ -14,6 +14,8 @@ from licanom.data.context_vector import (
     CONTEXT_VERSION,
     LEVEL_COLUMNS,
     ROW_COLUMNS,
+    SCALE_MIN_KEYS,
+    SCALE_SIGNAL,
     KeyHistory,
     chunk_context,
     row_context,
@@ -180,8 +182,8 @@ def test_a_keys_hourly_spread_sits_on_its_new_machines_rows_not_on_the_owners():
     assert np.expm1(col(chunks, "key_machines_hour")).round().tolist() == [0, 4]
     old = chunk_context(night, np.array([0, 2]), 2, history, version=1)
     assert np.expm1(col(old, "key_machines_hour")).round().tolist() == [4, 4]
-    with pytest.raises(ValueError, match="unknown context version 4"):
-        chunk_context(night, np.array([0]), 2, history, version=4)
+    with pytest.raises(ValueError, match="unknown context version 5"):
+        chunk_context(night, np.array([0]), 2, history, version=5)
 
 
 def test_a_machine_failing_day_after_day_is_counted_above_its_own_level(tmp_path):
@@ -197,7 +199,7 @@ def test_a_machine_failing_day_after_day_is_counted_above_its_own_level(tmp_path
     history = KeyHistory.from_rows(training, levels=True)
     levels = history.levels.filter(pl.col("signal") == "machine_failures_hour")
     assert sorted(zip(levels["MachineCode"], levels["level"])) == [("M1", 30), ("M2", 2)]
-    assert set(history.levels["signal"]) <= set(LEVEL_COLUMNS)
+    assert set(history.levels["signal"]) <= {*LEVEL_COLUMNS, SCALE_SIGNAL}
 
     def failures(log: pl.DataFrame, hist: KeyHistory | None, version: int = CONTEXT_VERSION) -> list[int]:
         got = row_context(log, hist, version=version)["machine_failures_hour"].to_numpy()
@@ -227,6 +229,39 @@ def test_a_machine_failing_day_after_day_is_counted_above_its_own_level(tmp_path
     plain.save(tmp_path)  # saved without levels: an earlier save's levels do not linger
     assert KeyHistory.load(tmp_path).levels is None
     assert loaded.union(plain).levels is loaded.levels and plain.union(loaded).levels is loaded.levels
+
+
+def test_a_day_when_every_regular_key_is_busier_divides_the_request_counts_and_one_keys_flood_does_not():
+    # twelve keys, one machine each, six requests at 11:00 every training day (their usual day: 6)
+    def day(d: int, per_key: dict[int, int]) -> list[tuple[float, str, str, str, str, int]]:
+        return [(d * 86_400.0 + 3_600 + k * 120 + i, f"K{k}", f"M{k}", f"10.0.0.{k}", "SE", 1)
+                for k, n in per_key.items() for i in range(n)]
+
+    keys = range(SCALE_MIN_KEYS + 2)
+    training = _log([row for d in range(14) for row in day(d, dict.fromkeys(keys, 6))])
+    history = KeyHistory.from_rows(training, levels=True)
+    usual = history.levels.filter(pl.col("signal") == SCALE_SIGNAL)
+    assert usual["level"].to_list() == [6] * len(keys)
+
+    def requests(log: pl.DataFrame, version: int = CONTEXT_VERSION) -> dict[str, int]:
+        got = row_context(log, history, version=version, columns=("key_requests_hour", "machine_requests_hour"))
+        return {c: int(np.expm1(got[c].max()).round()) for c in got.columns}
+
+    # a release day: every key three times its usual; each key's hour counts as a usual one, and each
+    # machine's as its usual level (0 above it); the version before counted 18 and 12
+    release = _log(day(14, dict.fromkeys(keys, 18)))
+    assert requests(release) == {"key_requests_hour": 6, "machine_requests_hour": 0}
+    assert requests(release, version=3) == {"key_requests_hour": 18, "machine_requests_hour": 12}
+    # one key's flood on a usual day moves no day's scale: counted in full
+    flood = _log(day(15, {**dict.fromkeys(keys, 6), 0: 600}))
+    assert requests(flood) == {"key_requests_hour": 600, "machine_requests_hour": 594}
+    # too few regular keys that day to tell a busy day: counted in full
+    few = _log(day(16, dict.fromkeys(range(SCALE_MIN_KEYS - 1), 18)))
+    assert requests(few) == {"key_requests_hour": 18, "machine_requests_hour": 12}
+    # a history without the keys' usual days (kept by its levels only) scales nothing
+    no_usual = replace(history, levels=history.levels.filter(pl.col("signal") != SCALE_SIGNAL))
+    got = row_context(release, no_usual, columns=("key_requests_hour",))["key_requests_hour"]
+    assert int(np.expm1(got.max()).round()) == 18
 
 
 def test_chunk_context_takes_the_largest_row_value_and_window_statistics():
@@ -532,7 +567,8 @@ def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
     starts = np.arange(0, derived.height - 20 + 1, 20)
     det = ContextDetector().fit(chunk_context(derived, starts, 20))
     history = KeyHistory.from_rows(derived, levels=True)
-    assert history.levels is not None and history.levels.height == 0  # seven hours: no level (3 days needed)
+    assert history.levels is not None  # seven hours: no level (3 days needed), only the keys' usual day
+    assert set(history.levels["signal"]) == {SCALE_SIGNAL}
     machine = derived.row(0, named=True)  # a level that no night row reaches, so the scores below stay the same
     history = replace(history, levels=pl.DataFrame({
         "signal": ["machine_failures_hour"], "Key": [str(machine["Key"])], "MachineCode": [str(machine["MachineCode"])],
@@ -740,13 +776,13 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
     path = det.save(tmp_path / "old.pkl")
     with path.open("rb") as f:
         payload = pickle.load(f)
-    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 3)
+    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 4)
     payload["format"] = 7
     del payload["context_version"]
     with path.open("wb") as f:
         pickle.dump(payload, f)
     old = ContextDetector.load(path)
-    assert old.context_version_ == 1 and ContextDetector.load(det.save(tmp_path / "new.pkl")).context_version_ == 3
+    assert old.context_version_ == 1 and ContextDetector.load(det.save(tmp_path / "new.pkl")).context_version_ == 4
 
     bundle = ModelBundle(vendor="acme", detector=old, vocabulary=Vocabulary.fit(derived),
                          chunk=ChunkConfig(size=20, stride=20), encode=EncodeConfig(), product_ids=(3, 7),
@@ -759,8 +795,8 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
     assert not np.allclose(version_1, version_2)  # the owners' own machines: counted in 1, not in 2
     np.testing.assert_allclose(score_windows(bundle, windows)["score"].to_numpy(), old.decision_function(version_1))
 
-    payload["format"], payload["context_version"] = 8, 4
+    payload["format"], payload["context_version"] = 8, 5
     with path.open("wb") as f:
         pickle.dump(payload, f)
-    with pytest.raises(ValueError, match="context version 4"):
+    with pytest.raises(ValueError, match="context version 5"):
         ContextDetector.load(path)

@@ -22,6 +22,10 @@ from licanom.data.context_vector import (
     LEVEL_DAY_SHARE,
     LEVEL_MIN_COUNT,
     LEVEL_MIN_DAYS,
+    SCALE_MIN_KEYS,
+    SCALE_MIN_TYPICAL,
+    SCALE_SIGNAL,
+    SCALED_COLUMNS,
     _UNKNOWN,
     KeyHistory,
     _entity_frame,
@@ -55,7 +59,7 @@ def reference_usage(derived: pl.DataFrame) -> pl.Series:
     return out["_usage"].fill_null(0)
 
 
-def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None, version: int = 3) -> pl.DataFrame:
+def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None, version: int = 4) -> pl.DataFrame:
     frame = _entity_frame(derived).with_columns(reference_usage(derived).alias("_usage"))
     known_key = pl.col("Key").is_in(history.keys.implode()) if history is not None else pl.lit(False)
     after_first_hour = known_key | (pl.col("_hour") > pl.col("_hour").min().over("Key"))
@@ -102,6 +106,22 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
                 count = pl.when(spread_on).then(count).otherwise(0)
         exprs.append(count.cast(pl.Int64).alias(name))
     counts = frame.select("Key", "MachineCode", "IP", "_day", *exprs)
+    if version >= 4:  # request counts over their day's scale: the regular keys' median day against their usual
+        key_days = counts.group_by("Key", "_day").agg(pl.len().alias("n"))
+        if history is not None and history.levels is not None:
+            usual = history.levels.filter(pl.col("signal") == SCALE_SIGNAL).select("Key", pl.col("level").alias("usual"))
+        else:
+            usual = (key_days.group_by("Key").agg(pl.col("n").median().alias("usual"))
+                     .with_columns((pl.col("usual") + 0.5).floor().cast(pl.Int64)))
+        usual = usual.filter(pl.col("usual") >= SCALE_MIN_TYPICAL)
+        scale = (key_days.join(usual, on="Key").group_by("_day")
+                 .agg((pl.col("n") / pl.col("usual")).median().alias("_scale"), pl.len().alias("_keys"))
+                 .filter((pl.col("_keys") >= SCALE_MIN_KEYS) & (pl.lit(usual.height) >= SCALE_MIN_KEYS))
+                 .select("_day", pl.max_horizontal("_scale", pl.lit(1.0)).alias("_scale")))
+        counts = (counts.join(scale, on="_day", how="left", maintain_order="left")
+                  .with_columns((pl.col(name) / pl.col("_scale").fill_null(1.0)).ceil().cast(pl.Int64)
+                                for name in SCALED_COLUMNS)
+                  .drop("_scale"))
     if version >= 3:  # each entity's count above its own level: the history's, else this log's
         days = (counts["_day"].max() - counts["_day"].min()).days + 1 if counts.height else 0
         need = max(LEVEL_MIN_DAYS, math.ceil(LEVEL_DAY_SHARE * days))
@@ -203,4 +223,6 @@ def test_the_entities_own_levels_equal_the_text_expressions(derived):
     # a history's slice for some keys keeps those keys' machines' levels and every address's
     part = history.for_keys(pl.Series(["LOOP-KEY"]))
     assert part.levels is not None and set(part.levels["Key"]) == {"LOOP-KEY", ""}
-    assert part.levels.height == own.height + history.levels.filter(pl.col("Key") == "").height
+    usual = part.levels.filter(pl.col("signal") == SCALE_SIGNAL)  # the key's usual day: its 30 requests
+    assert usual.select("Key", "level").rows() == [("LOOP-KEY", 30)]
+    assert part.levels.height == own.height + usual.height + history.levels.filter(pl.col("Key") == "").height

@@ -15,9 +15,10 @@ rate                   log requests per second over the chunk's time span, less 
                        grows week by week does not raise it; a burst does)
 failure_share          share of failed requests
 top_machine_share      share of the chunk's most frequent (key, machine code)
-key_requests_hour      the row's key: requests in the row's clock hour
-machine_requests_hour  the row's (key, machine code): requests in its clock hour, above the
-                       machine's own level (see "An entity's own level")
+key_requests_hour      the row's key: requests in the row's clock hour (over its day's scale:
+                       see "A busy day")
+machine_requests_hour  the row's (key, machine code): requests in its clock hour (over its day's
+                       scale), above the machine's own level (see "An entity's own level")
 key_machines_hour      the row's key: distinct machine codes in its clock hour, on the rows
                        of the key's machines new that day and of rows without a machine code
                        only (0 on its established machines' rows; see "Whose rows")
@@ -114,6 +115,21 @@ after night, each busy key that passed its usual (docs/choosing-defaults.md). Wh
 see: a machine that looped for days of the training log and loops the same way at night is
 ordinary for itself (a new loop, or the same one grown, is not).
 
+A busy day (context version 4): a release ("every client updates and validates again"), the end of
+a month for metered customers, or a vendor's growth raise every regular key's requests at once, and
+the request counts are absolute: each busy key's hour passes anything its training days held, and a
+whole night floods. So the request counts (:data:`SCALED_COLUMNS`: a key's and a machine's requests
+in an hour) are divided by their UTC day's scale (rounded up, before the machine's own level is taken
+off): the median, over the day's regular keys, of each key's requests that day over its usual day
+(the median of its training days' requests, kept beside the levels as :data:`SCALE_SIGNAL`; a key is
+regular where that is at least :data:`SCALE_MIN_TYPICAL`), where at least :data:`SCALE_MIN_KEYS` such
+keys made requests that day, and never below 1 (a quiet weekend is not made louder). A median over
+keys: one key's flood, or a guesser's made-up keys, move no day's scale; most of the vendor's
+customers must be busier. Taken alike at training (each training day against the keys' usual) and
+at night; a pass without the usual days (a log scored whole, a training pass) learns its own. The
+failure and spread counts keep their plain values (a release does not make a key's machines or
+addresses more numerous, and a failing customer's loop is not a busy day).
+
 "Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
 keys of the model's training rows and of the earlier nights are known, so their failures (a
 customer's expired trial, a seat refused) do not count and a guesser's made-up keys do. Over a log
@@ -141,8 +157,9 @@ __all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_VERSION", "ENCODER_ROW_
 # The context vector's version (see "Whose rows" and "An entity's own level" in the module text):
 # 3 counts each entity's rows above the level it reached on many training days, 2 carries a key's
 # hourly spread (machines, countries, addresses) on its new machines' rows only, 1 on every row of the key.
-CONTEXT_VERSION = 3
-CONTEXT_VERSIONS = (1, 2, 3)
+# 4 divides the request counts by their day's traffic against the keys' usual ("A busy day").
+CONTEXT_VERSION = 4
+CONTEXT_VERSIONS = (1, 2, 3, 4)
 # the key's hourly spreads that version 2 carries on the rows of its new machines only
 _SPREAD_COLUMNS = ("key_machines_hour", "key_countries_hour", "key_ips_hour")
 
@@ -210,6 +227,14 @@ LEVEL_COLUMNS: tuple[str, ...] = ("machine_requests_hour", "machine_failures_hou
 LEVEL_DAY_SHARE = 0.25
 LEVEL_MIN_DAYS = 3
 LEVEL_MIN_COUNT = 2
+# A busy day (version 4, see the module text): the columns divided by their day's scale; the scale is
+# the median, over the day's regular keys (a usual day of at least SCALE_MIN_TYPICAL requests), of
+# each key's requests that day over its usual day, where at least SCALE_MIN_KEYS such keys are active,
+# and at least 1. A key's usual day is kept beside the levels as the pseudo-signal SCALE_SIGNAL.
+SCALED_COLUMNS: tuple[str, ...] = ("key_requests_hour", "machine_requests_hour")
+SCALE_SIGNAL = "key_requests_day"
+SCALE_MIN_TYPICAL = 3
+SCALE_MIN_KEYS = 10
 _LEVEL_SCHEMA = {"signal": pl.String, "Key": pl.String, "MachineCode": pl.String, "IP": pl.String, "level": pl.Int64}
 
 
@@ -580,6 +605,27 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
     need_days = max(LEVEL_MIN_DAYS, math.ceil(LEVEL_DAY_SHARE * (int(bucket["_day"][-1]) + 1))) if n_rows else 0
     learned: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
+    # A busy day (version 4): each day's scale, from its regular keys' requests against their usual day
+    scale_of_day = None
+    if version >= 4 and n_rows and any(c in counts for c in SCALED_COLUMNS):
+        key_day = groups[("Key",), "_day"]
+        row_of = np.empty(key_day.n, dtype=np.int64)
+        row_of[key_day.ids] = np.arange(n_rows)  # any row of each (key, day): one key, one day
+        g_key, g_day, g_count = key_code[row_of], bucket["_day"][row_of], key_day.count().table
+        if learn:
+            learned[SCALE_SIGNAL] = _learn_usual_day(g_key, g_count)
+        usual = learned[SCALE_SIGNAL] if learn else given.get(SCALE_SIGNAL, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+        scale_of_day = _day_scales(g_key, g_day, g_count, usual, int(bucket["_day"][-1]) + 1)
+        if not (scale_of_day > 1).any():
+            scale_of_day = None
+
+    def scaled(per_group: _PerGroup) -> _PerGroup:
+        assert scale_of_day is not None
+        day_of_group = np.empty(len(per_group.table), dtype=np.int64)
+        day_of_group[per_group.ids] = bucket["_day"]  # an hour's group lies in one day
+        table = np.ceil(per_group.table / scale_of_day[day_of_group]).astype(np.int64)
+        return replace(per_group, table=table)
+
     def leveled(name: str, entity: tuple[str, ...], per_group: _PerGroup) -> _PerGroup:
         ents = entity_of[entity]
         if learn:
@@ -595,6 +641,8 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
 
     def counted(name: str, entity: tuple[str, ...], what: str, b: str) -> np.ndarray:
         per_group = signal(entity, what, b)
+        if scale_of_day is not None and name in SCALED_COLUMNS:
+            per_group = scaled(per_group)
         if version >= 3 and name in LEVEL_COLUMNS:
             per_group = leveled(name, entity, per_group)
         return per_group.rows() if windows is None else per_group.largest(*windows)
@@ -602,7 +650,8 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
     wanted = [spec for spec in _ROW_COUNTS if spec[0] in counts]
     found = in_threads([lambda n=n, e=e, w=w, b=b: counted(n, e, w, b) for n, e, w, b in wanted])
     if levels_sink is not None and learn:
-        levels_sink.append(_levels_frame(learned, {n: e for n, e, *_ in wanted}, entity_of, derived))
+        levels_sink.append(_levels_frame(learned, {**{n: e for n, e, *_ in wanted}, SCALE_SIGNAL: ("Key",)},
+                                         entity_of, derived))
     out = {name: x for (name, *_), x in zip(wanted, found, strict=True)}
     if keep_pairs:
         out["_pair MachineCode"] = pair["MachineCode"].ids
@@ -624,6 +673,40 @@ def _learn_levels(values: np.ndarray, ents: np.ndarray, day: np.ndarray, need_da
         .filter(pl.col("days") >= need_days)
     )
     return daily["e"].to_numpy().astype(np.int64), daily["level"].to_numpy().astype(np.int64)
+
+
+def _learn_usual_day(g_key: np.ndarray, g_count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per key (ids, usual day): the median of its requests over the days it made any (rounded half
+    up), where that is at least :data:`SCALE_MIN_TYPICAL` (int64; none for the other keys)."""
+    usual = (
+        pl.DataFrame({"k": g_key, "n": g_count})
+        .group_by("k").agg(pl.col("n").median().alias("usual"))
+        .with_columns((pl.col("usual") + 0.5).floor().cast(pl.Int64))
+        .filter(pl.col("usual") >= SCALE_MIN_TYPICAL)
+        .sort("k")
+    )
+    return usual["k"].to_numpy().astype(np.int64), usual["usual"].to_numpy().astype(np.int64)
+
+
+def _day_scales(g_key: np.ndarray, g_day: np.ndarray, g_count: np.ndarray, usual: tuple[np.ndarray, np.ndarray],
+                n_days: int) -> np.ndarray:
+    """Each day's scale (float64, at least 1; the module text's "A busy day"): the median of the
+    day's regular keys' requests over their usual day, where :data:`SCALE_MIN_KEYS` are active."""
+    scale = np.ones(n_days)
+    ids, days = usual
+    if len(ids) < SCALE_MIN_KEYS:
+        return scale
+    of_key = np.zeros(int(max(g_key.max(), ids.max())) + 1, dtype=np.int64)
+    of_key[ids] = days
+    u = of_key[g_key]
+    regular = u >= SCALE_MIN_TYPICAL
+    per_day = (
+        pl.DataFrame({"d": g_day[regular], "r": g_count[regular] / u[regular]})
+        .group_by("d").agg(pl.col("r").median().alias("scale"), pl.len().alias("keys"))
+        .filter(pl.col("keys") >= SCALE_MIN_KEYS)
+    )
+    scale[per_day["d"].to_numpy()] = np.maximum(per_day["scale"].to_numpy(), 1.0)
+    return scale
 
 
 def _levels_frame(learned: dict[str, tuple[np.ndarray, np.ndarray]], entity: dict[str, tuple[str, ...]],
@@ -655,7 +738,7 @@ def _levels_here(levels: pl.DataFrame, texts: TextCodes, frame: pl.DataFrame, wi
     key and address codes, (key, machine code) group ids) and their levels."""
     import pandas as pd
 
-    entity = {n: e for n, e, *_ in _ROW_COUNTS}
+    entity = {**{n: e for n, e, *_ in _ROW_COUNTS}, SCALE_SIGNAL: ("Key",)}
     out = {}
     for (name,), part in levels.partition_by("signal", as_dict=True).items():
         if name not in entity:
