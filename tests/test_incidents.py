@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from licanom.data.context_vector import CONTEXT_COLUMNS
+from licanom.data.context_vector import CONTEXT_COLUMNS, SCALE_SIGNAL
 from licanom.detectors.incidents import _SIGNAL_ENTITY, attribute
 
 
@@ -71,3 +71,27 @@ def test_a_machine_looping_as_usual_is_not_the_one_a_new_loop_is_named_by():
     assert attribute(flagged, rows)["entity"].to_list() == ["K1 / M1", "10.0.0.1"]  # plain counts: the looper
     named = attribute(flagged, rows, levels).sort("chunk")
     assert named["entity"].to_list() == ["K9 / M9", "10.0.0.9"]
+
+
+def test_on_a_busy_day_the_machine_named_is_the_one_the_model_counted_above_its_day():
+    t0 = datetime(2025, 1, 1, 9, tzinfo=timezone.utc)
+    # ten regular keys at three times their usual day (6): the day's scale is 3. At 10:00 KA / MA makes
+    # 60 requests (its own level 20), KB / MB, with no level, 35: over the day's scale 20 - 20 = 0 and 12
+    regular = [(f"R{k}", f"RM{k}", t0 + timedelta(seconds=k * 60 + i)) for k in range(10) for i in range(18)]
+    later = t0 + timedelta(hours=1)
+    a = [("KA", "MA", later + timedelta(seconds=i)) for i in range(60)]
+    b = [("KB", "MB", later + timedelta(seconds=100 + i)) for i in range(35)]
+    rows = pl.DataFrame(
+        [(i, t, key, mc, "10.0.0.1", "NL", 1) for i, (key, mc, t) in enumerate(regular + a + b)],
+        schema=["Id", "Time", "Key", "MachineCode", "IP", "country", "success"], orient="row",
+    )
+    first = len(regular)
+    flagged = pl.DataFrame({"chunk": [0], "first_id": [first], "last_id": [rows.height - 1],
+                            "start_time": [later], "end_time": [later], "severity": [80.0],
+                            "top_feature": ["machine_requests_hour"]})
+    levels = pl.DataFrame({"signal": ["machine_requests_hour"] + [SCALE_SIGNAL] * 10, "Key": ["KA"] + [f"R{k}" for k in range(10)],
+                           "MachineCode": ["MA"] + [""] * 10, "IP": [""] * 11, "level": [20] + [6] * 10})
+    assert attribute(flagged, rows, levels)["entity"].to_list() == ["KB / MB"]
+    # a model without the keys' usual days (version 3) counts plainly: 60 - 20 = 40 against 35
+    version_3 = levels.filter(pl.col("signal") != SCALE_SIGNAL)
+    assert attribute(flagged, rows, version_3)["entity"].to_list() == ["KA / MA"]

@@ -709,6 +709,26 @@ def _day_scales(g_key: np.ndarray, g_day: np.ndarray, g_count: np.ndarray, usual
     return scale
 
 
+def row_day_scales(time: pl.Series, key: pl.Series, levels: pl.DataFrame | None) -> np.ndarray | None:
+    """Each row's day scale (float64; version 4, the module text's "A busy day") against the keys'
+    usual days that ``levels`` holds (a model's :attr:`KeyHistory.levels`); None where it holds none
+    (a model of an earlier version, or none given): its request counts are not divided."""
+    import pandas as pd
+
+    usual = None if levels is None else levels.filter(pl.col("signal") == SCALE_SIGNAL)
+    if usual is None or usual.height == 0 or time.len() == 0:
+        return None
+    day = time.dt.epoch("us").to_numpy() // 86_400_000_000
+    day = day - day.min()
+    codes, texts = pd.factorize(key.cast(pl.String).fill_null("").to_numpy(), use_na_sentinel=False)
+    per = pl.DataFrame({"k": codes.astype(np.int64), "d": day}).group_by("k", "d").len()
+    ids = pd.Index(texts).get_indexer(usual["Key"].to_numpy())
+    known = ids >= 0
+    scale = _day_scales(per["k"].to_numpy(), per["d"].to_numpy(), per["len"].to_numpy(),
+                        (ids[known].astype(np.int64), usual["level"].to_numpy()[known].astype(np.int64)), int(day.max()) + 1)
+    return scale[day]
+
+
 def _levels_frame(learned: dict[str, tuple[np.ndarray, np.ndarray]], entity: dict[str, tuple[str, ...]],
                   entity_of: dict[tuple[str, ...], np.ndarray], derived: pl.DataFrame) -> pl.DataFrame:
     """The learned levels with their entities' texts (read at one row of each entity)."""

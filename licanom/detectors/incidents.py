@@ -59,8 +59,9 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
     from (Id, Time, Key, MachineCode, IP, success, and country where derived). ``levels``: the
     model's entities' own levels (:attr:`licanom.data.context_vector.KeyHistory.levels`, in the
     values of ``rows``), taken off the counts of the columns the model counts above them, as the
-    model did: a machine looping as it always does is not the one a new loop's chunk names."""
-    from licanom.data.context_vector import LEVEL_COLUMNS
+    model did: a machine looping as it always does is not the one a new loop's chunk names; and the
+    request counts over their day's scale where the levels hold the keys' usual days (version 4)."""
+    from licanom.data.context_vector import LEVEL_COLUMNS, SCALED_COLUMNS, row_day_scales
 
     if flagged.height == 0:
         return flagged.with_columns(pl.lit(None, pl.String).alias("entity_kind"), pl.lit(None, pl.String).alias("entity"))
@@ -72,6 +73,8 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
         (pl.col("success") == 0).cast(pl.Int64).alias("_failed"),
         pl.col("Time").dt.truncate("1h").alias("_hour"),
     )
+    scales = row_day_scales(rows["Time"], rows["Key"], levels) if flagged["top_feature"].is_in(SCALED_COLUMNS).any() else None
+    base = base.with_columns(pl.Series("_scale", scales if scales is not None else np.ones(rows.height)))
     if (flagged["top_feature"] == "key_usage_hour").any():
         base = base.with_columns(pl.Series("_usage", _usage(rows)))
         if not (base["_usage"] > 0).any():  # no data-object values: the key's requests name it
@@ -98,7 +101,10 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
             agg = pl.col("Key").filter(pl.col("_failed") == 1).n_unique()
         else:
             agg = pl.col(what).n_unique()
-        counts = hourly.group_by([*cols, "_hour"]).agg(agg.alias("_count"))
+        counts = hourly.group_by([*cols, "_hour"]).agg(agg.alias("_count"), pl.col("_scale").first())
+        if name in SCALED_COLUMNS:  # over the day's scale, as the model counted (one day per hour)
+            counts = counts.with_columns((pl.col("_count") / pl.col("_scale")).ceil().cast(pl.Int64).alias("_count"))
+        counts = counts.drop("_scale")
         if levels is not None and name in LEVEL_COLUMNS:
             own = levels.filter(pl.col("signal") == name).select(*cols, "level")
             counts = (counts.join(own, on=cols, how="left")
