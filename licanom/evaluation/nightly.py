@@ -94,8 +94,9 @@ DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
 # its new machines' rows, chosen on development seeds) came after them: spent. 8001-8003 reported
 # version 2; the usage signal (key_usage_hour) and the far rule per signal came after them: spent.
 # 9001-9003 reported those and the small-night rule; context version 3 (a machine's and an address's
-# counts above their own level) came after them: spent.
-REPORT_SEEDS: tuple[int, ...] = (10001, 10002, 10003)
+# counts above their own level) came after them: spent. 10001-10003 reported version 3; version 4
+# (the request counts over their day's scale) came after them: spent.
+REPORT_SEEDS: tuple[int, ...] = (11001, 11002, 11003)
 
 
 @dataclass(frozen=True)
