@@ -128,7 +128,10 @@ keys: one key's flood, or a guesser's made-up keys, move no day's scale; most of
 customers must be busier. Taken alike at training (each training day against the keys' usual) and
 at night; a pass without the usual days (a log scored whole, a training pass) learns its own. The
 failure and spread counts keep their plain values (a release does not make a key's machines or
-addresses more numerous, and a failing customer's loop is not a busy day).
+addresses more numerous, and a failing customer's loop is not a busy day). A day's scale compares
+the requests of the day that the pass holds with whole usual days: a pass that holds part of a UTC
+day (a night cut at 02:00) gets too small a scale for it (at most 1 for a few early hours), so such a
+night counts between version 3 and the whole day's scale, never above it.
 
 "Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
 keys of the model's training rows and of the earlier nights are known, so their failures (a
