@@ -8,7 +8,15 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
+# One torch (OpenMP) thread in every test process and the processes it starts, as licanom trains
+# (train.threads: 1): `make test` runs two workers on two cores, and torch's default of a thread
+# per core had each worker's threads spin while waiting for a core the other worker held (the
+# network tests took several times the CPU: benchmarks/results/test-suite.md). Set before numpy
+# and torch are imported; a test that needs torch's default removes it from its child's
+# environment (tests/test_layers.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 import polars as pl
 import pytest
 from hypothesis import settings

@@ -308,7 +308,7 @@ def test_make_eval_measures_every_model_the_defaults_can_choose():
 
 @pytest.mark.slow
 def test_vendors_in_parallel_processes_give_the_same_rows_in_the_same_order():
-    settings = ev.EvalSettings(profiles=("node-locked", "usage-based"), seeds=(1, 2), days=4,
+    settings = ev.EvalSettings(profiles=("node-locked", "usage-based"), seeds=(1, 2), days=2,
                                models=("Tail_context", "IForest_summary"))
     one = ev.run_evaluation(settings)
     lines: list[str] = []

@@ -113,18 +113,26 @@ nothing()
 """
 
 
-def _demo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+def _demo_conf(tmp_path: Path, days: int = 4, seed: int = 7) -> tuple[Path, Path]:
+    """conf/ with the demo vendor (``days`` simulated days: the demo scores the last 3 and trains
+    on those before) writing into tmp_path/out, and an mlflow.yaml naming a store in tmp_path
+    (created by the first run that tracks)."""
     conf = tmp_path / "conf"
     (conf / "vendors").mkdir(parents=True, exist_ok=True)
     (conf / "defaults.yaml").write_text((ROOT / "conf" / "defaults.yaml").read_text())
     (conf / "vendors" / "demo.yaml").write_text(
         f"output_dir: {tmp_path / 'out'}\n"
-        "source: {kind: simulate, profile: floating, seed: 7, days: 6}\n"
+        f"source: {{kind: simulate, profile: floating, seed: {seed}, days: {days}}}\n"
         "train:\n  models: auto\n  epochs: 1\n")
     (tmp_path / "mlflow.yaml").write_text(
         f"tracking_uri: sqlite:///{tmp_path / 'mlflow.db'}\nartifact_location: {tmp_path / 'artifacts'}\n")
+    return conf, tmp_path / "mlflow.yaml"
+
+
+def _demo_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    conf, mlflow_yaml = _demo_conf(tmp_path)
     return _bare_env(PREFECT_HOME=str(tmp_path / "cold-prefect-home"), LICANOM_CONF_DIR=str(conf),
-                     LICANOM_MLFLOW_CONFIG=str(tmp_path / "mlflow.yaml"), OMP_NUM_THREADS="1", **extra)
+                     LICANOM_MLFLOW_CONFIG=str(mlflow_yaml), OMP_NUM_THREADS="1", **extra)
 
 
 def test_with_prefects_own_limit_a_slow_start_fails(tmp_path):
@@ -184,43 +192,96 @@ def test_an_expected_failure_is_one_line_on_the_console_and_a_bug_keeps_its_trac
 # Ctrl-C in a terminal: SIGINT to the whole foreground process group; a scheduler stopping the job:
 # SIGTERM to the process. Sent at the first training step of the autoencoder that the demo vendor
 # trains beside the default detector.
-INTERRUPT_IN_TRAINING = """
-import os, signal, sys
-import licanom
+#
+# One process imports what `licanom run train` imports (seconds of torch, Lightning, Prefect and
+# MLflow), then forks one command per signal, one after the other: each child starts in a session
+# of its own (as a terminal starts a command: the SIGINT to its process group reaches it and
+# nothing else), writes its output to its own files, runs `licanom run train` to its end and
+# exits through the interpreter's exit (atexit, where Prefect stops its temporary server), as
+# the command does. Each has its own vendor folder and MLflow store; the Prefect home is the
+# parent's (Prefect reads it when imported), so the second command finds the database the first
+# created.
+INTERRUPTED_TRAININGS = """
+import importlib, os, signal, sys
+from pathlib import Path
+import licanom  # licanom's settings first, as every entry point does
 from licanom.detectors.autoencoders.module import AutoencoderModule
+import flows.run
+import flows.early_api, flows.console, flows.naming, flows.nightly, flows.score_vendor, flows.train_vendor, tasks.api
+for name in flows.run.FIRST_CALL_IMPORTS["train"]:
+    importlib.import_module(name)
 
+sent = {}
 step = AutoencoderModule.training_step
 
 def interrupt(self, *args, **kwargs):
-    if sys.argv[1] == "SIGINT":
+    if sent["signal"] == "SIGINT":
         os.killpg(os.getpgrp(), signal.SIGINT)
     else:
         os.kill(os.getpid(), signal.SIGTERM)
     return step(self, *args, **kwargs)
 
 AutoencoderModule.training_step = interrupt
-from flows.run import main
-sys.exit(main(["train", "--vendor", "demo"]))
+for signal_name, folder in zip(sys.argv[1::2], map(Path, sys.argv[2::2])):
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the command
+        os.setsid()
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            os.dup2(os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+        os.environ["LICANOM_CONF_DIR"] = str(folder / "conf")
+        os.environ["LICANOM_MLFLOW_CONFIG"] = str(folder / "mlflow.yaml")
+        sent["signal"] = signal_name
+        sys.exit(flows.run.main(["train", "--vendor", "demo"]))
+    _, status = os.waitpid(pid, 0)
+    (folder / "exit").write_text(str(os.waitstatus_to_exitcode(status)))
 """
+SIGNALS = ("SIGINT", "SIGTERM")
+
+
+@pytest.fixture(scope="module")
+def interrupted_trainings(tmp_path_factory) -> dict[str, tuple[int, str]]:
+    """Each signal's command: its exit code and its stderr."""
+    from tests.mlflow_store import empty_store
+
+    root = tmp_path_factory.mktemp("interrupted")
+    args: list[str] = []
+    for seed, signal_name in enumerate(SIGNALS, start=7):
+        folder = root / signal_name
+        # enough for a training step (the signal comes at the first); a log of its own, so that
+        # the second command computes its chunks rather than finding the first's in Prefect's cache
+        _demo_conf(folder, days=2, seed=seed)
+        empty_store(folder / "mlflow.db")  # not the point here: a copy of an empty store
+        args += [signal_name, str(folder)]
+    env = _bare_env(PREFECT_HOME=str(root / "prefect-home"), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", INTERRUPTED_TRAININGS, *args], env=env, capture_output=True,
+                          text=True, timeout=900, cwd=root, start_new_session=True)
+    results = {}
+    for signal_name in SIGNALS:
+        folder = root / signal_name
+        code = (folder / "exit").read_text() if (folder / "exit").exists() else "no exit code"
+        stderr = (folder / "stderr").read_text() if (folder / "stderr").exists() else ""
+        results[signal_name] = (int(code) if code.lstrip("-").isdigit() else code,
+                                stderr or f"(no stderr; the parent's: {done.stderr[-3000:]})")
+    return results
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(("signal_name", "code"), [("SIGINT", 130), ("SIGTERM", 143)])
-def test_an_interrupted_training_run_records_its_crash_and_ends_at_once(tmp_path, signal_name, code):
+def test_an_interrupted_training_run_records_its_crash_and_ends_at_once(interrupted_trainings, signal_name, code):
     """Prefect's temporary server is out of the terminal's process group, so the interrupted run
     records its crash and ends (before, Ctrl-C killed the server with it and the run spent minutes
     retrying it, then exited 1); one line, the shell's exit code for the signal."""
-    env = _demo_env(tmp_path)
-    done = subprocess.run([sys.executable, "-c", INTERRUPT_IN_TRAINING, signal_name], env=env, capture_output=True,
-                          text=True, timeout=900, cwd=tmp_path, start_new_session=True)
-    assert done.returncode == code, done.stderr[-3000:]
-    assert f"licanom: train flow interrupted ({signal_name}); its run is marked crashed\n" in done.stderr
-    assert "Finished in state Crashed" in done.stderr  # Prefect's API took the crash
+    returncode, stderr = interrupted_trainings[signal_name]
+    assert returncode == code, stderr[-3000:]
+    assert f"licanom: train flow interrupted ({signal_name}); its run is marked crashed\n" in stderr
+    assert "Finished in state Crashed" in stderr  # Prefect's API took the crash
     for dead_api in ("Error logging to API", "Connection refused", "Traceback"):
-        assert dead_api not in done.stderr, done.stderr[-3000:]
+        assert dead_api not in stderr, stderr[-3000:]
     # and the server, in a session of its own, was stopped at exit: its port refuses
-    port = int(re.search(r"Stopping temporary server on http://127\.0\.0\.1:(\d+)", done.stderr).group(1))
+    port = int(re.search(r"Stopping temporary server on http://127\.0\.0\.1:(\d+)", stderr).group(1))
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=10).close()
 

@@ -70,48 +70,29 @@ def test_the_registry_names_match_the_families_own_lists() -> None:
     assert (catalog.ERGEN_MODELS, catalog.NEXT_EVENT_MODELS) == (ERGEN_MODELS, NEXT_EVENT_MODELS)
 
 
-def test_a_context_models_night_does_not_import_torch() -> None:
-    """A night of the default detector reads no network: torch and Lightning (seconds of start-up
-    in every new process) stay out until a family that needs them is built; reading a
-    configuration (even one naming every autoencoder) does not import them either, nor do the
-    flows and the training step (the default's training run hears of epochs through a module of
-    its own: benchmarks/results/fixed-costs.md)."""
-    import subprocess
-    import sys
-
-    code = ("import sys, licanom.ops.nightly, licanom.ops.bundle, licanom.ops.detect, licanom.ops.training\n"
-            "import flows.train_vendor, flows.score_vendor, flows.nightly, licanom.detectors.autoencoders.epochs\n"
-            "from licanom.detectors import build, names, spec\n"
-            "assert len(names()) >= 20 and spec('Tail_context').family == 'context'\n"
-            "build('Tail_context', context=None)\n"
-            "from licanom.config import TrainConfig, load_config\n"
-            "assert len(TrainConfig(models='all').models) == 8 and load_config('demo').vendor == 'demo'\n"
-            "import licanom.evaluation.blocked\n"
-            "from licanom.evaluation.nightly import _one_thread\n"
-            "_one_thread()  # an evaluation worker's start\n"
-            "print(sorted(m for m in ('torch', 'lightning', 'pytorch_lightning') if m in sys.modules))\n"
-            "import torch\n"
-            "print(torch.get_num_threads())\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    # no network imported; an evaluation worker's torch, imported later, runs one thread
-    assert done.stdout.split() == ["[]", "1"]
-
-
-
-def test_training_the_default_detector_imports_no_torch(tmp_path) -> None:
-    """The training step of the default (context) model, run for real, never imports torch or
-    Lightning: importing Lightning alone cost seconds of every one-vendor training run
-    (benchmarks/results/fixed-costs.md)."""
-    import subprocess
-    import sys
-
-    code = f"""
+# One fresh process for the two tests below (a process start and licanom's imports are seconds):
+# first the imports of a context model's night and the flows, then the default detector's training
+# step, run for real, then torch itself; it prints what was imported after each step.
+WITHOUT_TORCH = """
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from licanom.config import load_config
+
+def networks():
+    return sorted(m for m in ("torch", "lightning", "pytorch_lightning") if m in sys.modules)
+
+import licanom.ops.nightly, licanom.ops.bundle, licanom.ops.detect, licanom.ops.training
+import flows.train_vendor, flows.score_vendor, flows.nightly, licanom.detectors.autoencoders.epochs
+from licanom.detectors import build, names, spec
+assert len(names()) >= 20 and spec('Tail_context').family == 'context'
+build('Tail_context', context=None)
+from licanom.config import TrainConfig, load_config
+assert len(TrainConfig(models='all').models) == 8 and load_config('demo').vendor == 'demo'
+import licanom.evaluation.blocked
+from licanom.evaluation.nightly import _one_thread
+_one_thread()  # an evaluation worker's start
+print("imported:", networks(), flush=True)
+
 from licanom.data.pipeline import prepare
 from licanom.ops import training
 from licanom.sim import simulate
@@ -123,13 +104,49 @@ class Recorder:
     def __getattr__(self, name):
         return lambda *args, **kwargs: None
 
-cfg = load_config(overrides={{"train": {{"models": ["Tail_context"]}}, "output_dir": {str(tmp_path)!r}}})
+out = Path(sys.argv[1])
+cfg = load_config(overrides={"train": {"models": ["Tail_context"]}, "output_dir": str(out)})
 prepared = prepare(simulate("node-locked", seed=1, days=3).log, cfg)
 cfg = training.for_vendor_size(cfg, prepared)
-result = training.train_variant(Recorder(), cfg, prepared, "Tail_context", "parent", Path({str(tmp_path / "work")!r}))
+result = training.train_variant(Recorder(), cfg, prepared, "Tail_context", "parent", out / "work")
 assert result.bundle_dir.exists()
-print(sorted(m for m in ("torch", "lightning", "pytorch_lightning") if m in sys.modules))
+print("trained:", networks(), flush=True)
+
+import torch
+print("threads:", torch.get_num_threads())
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["[]"]
+
+
+@pytest.fixture(scope="module")
+def without_torch(tmp_path_factory) -> tuple[dict[str, str], str]:
+    """What the process printed after each step (``imported``, ``trained``, ``threads``), and its
+    stderr. Started without OMP_NUM_THREADS (tests/conftest.py sets it): torch's own default."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", WITHOUT_TORCH, str(tmp_path_factory.mktemp("layers"))],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
+    printed = dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+    return printed, f"exit {done.returncode}: {done.stderr[-2000:]}"
+
+
+def test_a_context_models_night_does_not_import_torch(without_torch) -> None:
+    """A night of the default detector reads no network: torch and Lightning (seconds of start-up
+    in every new process) stay out until a family that needs them is built; reading a
+    configuration (even one naming every autoencoder) does not import them either, nor do the
+    flows and the training step (the default's training run hears of epochs through a module of
+    its own: benchmarks/results/fixed-costs.md)."""
+    printed, stderr = without_torch
+    assert "imported" in printed and "threads" in printed, stderr
+    # no network imported; an evaluation worker's torch, imported later, runs one thread
+    assert (printed["imported"], printed["threads"]) == ("[]", "1")
+
+
+def test_training_the_default_detector_imports_no_torch(without_torch) -> None:
+    """The training step of the default (context) model, run for real, never imports torch or
+    Lightning: importing Lightning alone cost seconds of every one-vendor training run
+    (benchmarks/results/fixed-costs.md)."""
+    printed, stderr = without_torch
+    assert "trained" in printed, stderr
+    assert printed["trained"] == "[]"
