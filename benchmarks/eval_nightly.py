@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="detect mode: judge the held-out test chunks (default) or every chunk of the log, the training "
                         "chunks as licanom detect flags them in chunks.parquet")
     p.add_argument("--days", type=int, default=21)
+    p.add_argument("--night-cut-hour", type=int, default=0, metavar="HOUR",
+                   help="nightly mode: the UTC hour the training ends and each night is cut at (0: midnight; "
+                        "the flows' default score_cron runs at 2)")
     p.add_argument("--epochs", type=int, default=None, help="the autoencoders' epochs (default: the configuration's)")
     p.add_argument("--no-clustering", action="store_true", help="skip GMM/KMeans on the latent code")
     p.add_argument("--carry-rows-state", action="store_true",
@@ -105,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = NightlySettings(days=args.days, detectors=tuple(args.detectors.split(",")),
                                clustering=not args.no_clustering, carry_rows_state=args.carry_rows_state,
                                chunks_out=args.chunks_out, mode=args.mode,
-                               detect_chunks=args.detect_chunks)
+                               detect_chunks=args.detect_chunks, night_cut_hour=args.night_cut_hour)
     if args.epochs is not None:
         cfg = settings.config
         settings = replace(settings, config=cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": args.epochs})}))
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                            progress=lambda line: print(line, file=sys.stderr, flush=True))
     summary = summarise(per_vendor, by=by)
     how = (f"Nightly mode, {args.days} days (train on the first {round(args.days * settings.train_fraction)}, "
-           f"score each later day)" if args.mode == "nightly" else
+           f"score each later day{f', nights cut at {args.night_cut_hour:02d}:00 UTC' if args.night_cut_hour else ''})" if args.mode == "nightly" else
            f"Detect mode, {args.days} days (licanom detect on the whole log: {settings.config.split.method} split, "
            f"{'the test chunks' if args.detect_chunks == 'test' else 'every chunk'} judged)")
     header = (f"{how}, autoencoders {settings.config.train.epochs} epochs, seeds {','.join(map(str, seeds))}, profiles {args.profiles or 'of each world'}; "

@@ -236,6 +236,9 @@ class NightlySettings:
     # detect mode only: judge the held-out "test" chunks, or "all" of them (the training chunks as
     # licanom detect flags them in chunks.parquet)
     detect_chunks: Literal["test", "all"] = "test"
+    # nightly mode: the UTC hour each night is cut at (0: midnight, a night is a UTC day; the
+    # flows' default score_cron runs at 02:00; a vendor far from UTC cuts its nights mid-day)
+    night_cut_hour: int = 0
 
     def check(self) -> None:
         if self.mode not in ("nightly", "detect"):
@@ -244,6 +247,8 @@ class NightlySettings:
             raise ValueError(f"detect_chunks must be test or all, got {self.detect_chunks!r}")
         if self.days < 3:
             raise ValueError(f"days must be at least 3, got {self.days}")
+        if not 0 <= self.night_cut_hour <= 23:
+            raise ValueError(f"night_cut_hour must be an hour 0-23, got {self.night_cut_hour}")
         if not 0 < self.train_fraction < 1:
             raise ValueError(f"train_fraction must lie in (0, 1), got {self.train_fraction}")
         if not self.detectors:
@@ -312,11 +317,13 @@ class ScoredVariant:
 
 
 def split_days(log: pl.DataFrame, settings: NightlySettings) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    """The training rows (the first ``train_fraction`` of the days) and each later UTC day's rows."""
+    """The training rows (the first ``train_fraction`` of the days) and each later night's rows: a
+    UTC day, or from ``night_cut_hour`` to the same hour the next day."""
     start = log["Time"].min()
+    shift = timedelta(hours=settings.night_cut_hour)
     cut = start.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
-        days=max(1, round(settings.days * settings.train_fraction)))
-    nights = log.filter(pl.col("Time") >= cut).with_columns(pl.col("Time").dt.truncate("1d").alias("_night"))
+        days=max(1, round(settings.days * settings.train_fraction))) + shift
+    nights = log.filter(pl.col("Time") >= cut).with_columns((pl.col("Time") - shift).dt.truncate("1d").alias("_night"))
     return log.filter(pl.col("Time") < cut), nights.partition_by("_night", maintain_order=True, include_key=False)
 
 
