@@ -15,6 +15,7 @@ from licanom.data.context_vector import (
     LEVEL_COLUMNS,
     ROW_COLUMNS,
     SCALE_MIN_KEYS,
+    PROFILE_SIGNAL,
     SCALE_SIGNAL,
     KeyHistory,
     chunk_context,
@@ -182,8 +183,8 @@ def test_a_keys_hourly_spread_sits_on_its_new_machines_rows_not_on_the_owners():
     assert np.expm1(col(chunks, "key_machines_hour")).round().tolist() == [0, 4]
     old = chunk_context(night, np.array([0, 2]), 2, history, version=1)
     assert np.expm1(col(old, "key_machines_hour")).round().tolist() == [4, 4]
-    with pytest.raises(ValueError, match="unknown context version 5"):
-        chunk_context(night, np.array([0]), 2, history, version=5)
+    with pytest.raises(ValueError, match="unknown context version 6"):
+        chunk_context(night, np.array([0]), 2, history, version=6)
 
 
 def test_a_machine_failing_day_after_day_is_counted_above_its_own_level(tmp_path):
@@ -199,7 +200,7 @@ def test_a_machine_failing_day_after_day_is_counted_above_its_own_level(tmp_path
     history = KeyHistory.from_rows(training, levels=True)
     levels = history.levels.filter(pl.col("signal") == "machine_failures_hour")
     assert sorted(zip(levels["MachineCode"], levels["level"])) == [("M1", 30), ("M2", 2)]
-    assert set(history.levels["signal"]) <= {*LEVEL_COLUMNS, SCALE_SIGNAL}
+    assert set(history.levels["signal"]) <= {*LEVEL_COLUMNS, SCALE_SIGNAL, *(f"{PROFILE_SIGNAL} {h:02d}" for h in range(24))}
 
     def failures(log: pl.DataFrame, hist: KeyHistory | None, version: int = CONTEXT_VERSION) -> list[int]:
         got = row_context(log, hist, version=version)["machine_failures_hour"].to_numpy()
@@ -262,6 +263,37 @@ def test_a_day_when_every_regular_key_is_busier_divides_the_request_counts_and_o
     no_usual = replace(history, levels=history.levels.filter(pl.col("signal") != SCALE_SIGNAL))
     got = row_context(release, no_usual, columns=("key_requests_hour",))["key_requests_hour"]
     assert int(np.expm1(got.max()).round()) == 18
+
+
+def test_a_night_that_holds_part_of_two_days_compares_each_part_with_that_part_of_a_usual_day():
+    # twelve keys, six requests at 11:00 and six at 20:00 every training day (usual day 12, half of
+    # the requests in each hour); a night cut at noon holds a release day's evening and the next morning
+    def hour(d: int, at: int, n: int) -> list[tuple[float, str, str, str, str, int]]:
+        return [(d * 86_400.0 + (at - 10) * 3_600 + k * 120 + i, f"K{k}", f"M{k}", f"10.0.0.{k}", "SE", 1)
+                for k in keys for i in range(n)]
+
+    keys = range(SCALE_MIN_KEYS + 2)
+    training = _log([row for d in range(14) for at in (11, 20) for row in hour(d, at, 6)])
+    history = KeyHistory.from_rows(training, levels=True)
+    profile = history.levels.filter(pl.col("signal").str.starts_with(PROFILE_SIGNAL)).sort("signal")
+    assert dict(zip(profile["signal"].str.slice(-2).cast(int), profile["level"])) == {
+        h: 14 * 6 * len(keys) if h in (11, 20) else 0 for h in range(24)}
+
+    def requests(log: pl.DataFrame, version: int = CONTEXT_VERSION) -> dict[str, int]:
+        got = row_context(log, history, version=version, columns=("key_requests_hour", "machine_requests_hour"))
+        return {c: int(np.expm1(got[c].max()).round()) for c in got.columns}
+
+    # every key three times its usual in each hour: each part is half a usual day, so scale 3 (a
+    # usual hour, 0 above the machine's level); version 4 read 18 against a whole day of 12 (scale 1.5)
+    night = _log(hour(14, 20, 18) + hour(15, 11, 18))
+    assert requests(night) == {"key_requests_hour": 6, "machine_requests_hour": 0}
+    assert requests(night, version=4) == {"key_requests_hour": 12, "machine_requests_hour": 6}
+    # a usual evening and morning: nothing to divide, as in version 4
+    usual = _log(hour(14, 20, 6) + hour(15, 11, 6))
+    assert requests(usual) == requests(usual, version=4) == {"key_requests_hour": 6, "machine_requests_hour": 0}
+    # the hours after midnight, where training had no request: no usual to compare with, counted in full
+    small_hours = _log([(row[0] - 10.5 * 3_600, *row[1:]) for row in hour(15, 11, 18)])
+    assert requests(small_hours) == {"key_requests_hour": 18, "machine_requests_hour": 12}
 
 
 def test_chunk_context_takes_the_largest_row_value_and_window_statistics():
@@ -567,8 +599,8 @@ def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
     starts = np.arange(0, derived.height - 20 + 1, 20)
     det = ContextDetector().fit(chunk_context(derived, starts, 20))
     history = KeyHistory.from_rows(derived, levels=True)
-    assert history.levels is not None  # seven hours: no level (3 days needed), only the keys' usual day
-    assert set(history.levels["signal"]) == {SCALE_SIGNAL}
+    assert history.levels is not None  # seven hours: no level (3 days needed), the keys' usual day and the hours
+    assert set(history.levels["signal"]) == {SCALE_SIGNAL, *(f"{PROFILE_SIGNAL} {h:02d}" for h in range(24))}
     machine = derived.row(0, named=True)  # a level that no night row reaches, so the scores below stay the same
     history = replace(history, levels=pl.DataFrame({
         "signal": ["machine_failures_hour"], "Key": [str(machine["Key"])], "MachineCode": [str(machine["MachineCode"])],
@@ -776,13 +808,13 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
     path = det.save(tmp_path / "old.pkl")
     with path.open("rb") as f:
         payload = pickle.load(f)
-    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 4)
+    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 5)
     payload["format"] = 7
     del payload["context_version"]
     with path.open("wb") as f:
         pickle.dump(payload, f)
     old = ContextDetector.load(path)
-    assert old.context_version_ == 1 and ContextDetector.load(det.save(tmp_path / "new.pkl")).context_version_ == 4
+    assert old.context_version_ == 1 and ContextDetector.load(det.save(tmp_path / "new.pkl")).context_version_ == 5
 
     bundle = ModelBundle(vendor="acme", detector=old, vocabulary=Vocabulary.fit(derived),
                          chunk=ChunkConfig(size=20, stride=20), encode=EncodeConfig(), product_ids=(3, 7),
@@ -795,8 +827,8 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
     assert not np.allclose(version_1, version_2)  # the owners' own machines: counted in 1, not in 2
     np.testing.assert_allclose(score_windows(bundle, windows)["score"].to_numpy(), old.decision_function(version_1))
 
-    payload["format"], payload["context_version"] = 8, 5
+    payload["format"], payload["context_version"] = 8, 6
     with path.open("wb") as f:
         pickle.dump(payload, f)
-    with pytest.raises(ValueError, match="context version 5"):
+    with pytest.raises(ValueError, match="context version 6"):
         ContextDetector.load(path)

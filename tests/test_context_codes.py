@@ -24,6 +24,7 @@ from licanom.data.context_vector import (
     LEVEL_MIN_DAYS,
     SCALE_MIN_KEYS,
     SCALE_MIN_TYPICAL,
+    PROFILE_SIGNAL,
     SCALE_SIGNAL,
     SCALED_COLUMNS,
     _UNKNOWN,
@@ -59,7 +60,7 @@ def reference_usage(derived: pl.DataFrame) -> pl.Series:
     return out["_usage"].fill_null(0)
 
 
-def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None, version: int = 4) -> pl.DataFrame:
+def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None, version: int = 5) -> pl.DataFrame:
     frame = _entity_frame(derived).with_columns(reference_usage(derived).alias("_usage"))
     known_key = pl.col("Key").is_in(history.keys.implode()) if history is not None else pl.lit(False)
     after_first_hour = known_key | (pl.col("_hour") > pl.col("_hour").min().over("Key"))
@@ -114,7 +115,26 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
             usual = (key_days.group_by("Key").agg(pl.col("n").median().alias("usual"))
                      .with_columns((pl.col("usual") + 0.5).floor().cast(pl.Int64)))
         usual = usual.filter(pl.col("usual") >= SCALE_MIN_TYPICAL)
-        scale = (key_days.join(usual, on="Key").group_by("_day")
+        key_days = key_days.join(usual, on="Key").with_columns(pl.col("usual").cast(pl.Float64))
+        if version >= 5:  # part of a day: the usual day at the share of a day's requests the log's hours hold
+            if history is not None and history.levels is not None:
+                profile = (history.levels.filter(pl.col("signal").str.starts_with(PROFILE_SIGNAL))
+                           .select(pl.col("signal").str.slice(-2).cast(pl.Int8).alias("h"), pl.col("level").alias("r")))
+            else:
+                profile = (frame.join(usual, on="Key").group_by(pl.col("_hour").dt.hour().alias("h"))
+                           .agg(pl.len().alias("r")))
+            if profile.height and profile["r"].sum() > 0:
+                hours = pl.DataFrame({"_hour": pl.datetime_range(frame["_hour"].min(), frame["_hour"].max(), "1h",
+                                                                 time_unit=frame.schema["_hour"].time_unit, eager=True)})
+                covered = (hours.with_columns(pl.col("_hour").dt.hour().cast(pl.Int8).alias("h"),
+                                              pl.col("_hour").dt.truncate("1d").alias("_day"))
+                           .join(profile.with_columns(pl.col("h").cast(pl.Int8), pl.col("r") / profile["r"].sum()),
+                                 on="h", how="left")
+                           .group_by("_day").agg(pl.col("r").fill_null(0.0).sum().round(12).alias("_covered")))  # a whole day: 1
+                key_days = (key_days.join(covered, on="_day", how="left")
+                            .with_columns(pl.col("usual") * pl.col("_covered").clip(upper_bound=1.0))
+                            .filter(pl.col("usual") >= SCALE_MIN_TYPICAL))
+        scale = (key_days.group_by("_day")
                  .agg((pl.col("n") / pl.col("usual")).median().alias("_scale"), pl.len().alias("_keys"))
                  .filter((pl.col("_keys") >= SCALE_MIN_KEYS) & (pl.lit(usual.height) >= SCALE_MIN_KEYS))
                  .select("_day", pl.max_horizontal("_scale", pl.lit(1.0)).alias("_scale")))
@@ -167,6 +187,10 @@ def test_row_context_equals_the_text_expressions(derived):
     leveled = KeyHistory.from_rows(derived.head(half), levels=True)
     assert leveled.levels is not None and leveled.levels.height > 0
     assert_frame_equal(row_context(later, leveled), reference_row_context(later, leveled))
+    # version 4 (models saved before the part of a day): ``later`` starts within a day, which
+    # version 5 compares with the part of a usual day that its hours hold
+    assert_frame_equal(row_context(later, leveled, version=4), reference_row_context(later, leveled, version=4))
+    assert not row_context(later, leveled, version=4).equals(row_context(later, leveled))
 
 
 def test_row_context_out_of_time_order_and_with_nulls(derived):

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import polars as pl
 
-from licanom.data.context_vector import CONTEXT_COLUMNS, SCALE_SIGNAL
+from licanom.data.context_vector import CONTEXT_COLUMNS, PROFILE_SIGNAL, SCALE_SIGNAL
 from licanom.detectors.incidents import _SIGNAL_ENTITY, attribute
 
 
@@ -95,3 +95,11 @@ def test_on_a_busy_day_the_machine_named_is_the_one_the_model_counted_above_its_
     # a model without the keys' usual days (version 3) counts plainly: 60 - 20 = 40 against 35
     version_3 = levels.filter(pl.col("signal") != SCALE_SIGNAL)
     assert attribute(flagged, rows, version_3)["entity"].to_list() == ["KA / MA"]
+    # with KA / MA's level at 5: over a whole usual day (version 4: scale 3) 20 - 5 = 15 against 12;
+    # a model that kept the hours of the day (version 5) knows half a usual day falls at 09:00 and half at
+    # 21:00, so the rows' hours hold half a day: scale 6, 10 - 5 = 5 against 6
+    level_5 = levels.with_columns(pl.when(pl.col("Key") == "KA").then(5).otherwise(pl.col("level")).alias("level"))
+    assert attribute(flagged, rows, level_5)["entity"].to_list() == ["KA / MA"]
+    hours = pl.DataFrame({"signal": [f"{PROFILE_SIGNAL} {h:02d}" for h in range(24)], "Key": "", "MachineCode": "", "IP": "",
+                          "level": [100 if h in (9, 21) else 0 for h in range(24)]}, schema=levels.schema)
+    assert attribute(flagged, rows, pl.concat([level_5, hours]))["entity"].to_list() == ["KB / MB"]

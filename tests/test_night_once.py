@@ -12,6 +12,7 @@ import functools
 from collections import Counter
 from dataclasses import replace
 
+import polars as pl
 import pytest
 
 from tests.night_harness import make_bundle, new_vendor, rows, tracker_for
@@ -84,14 +85,39 @@ def test_a_pseudonymised_night_makes_its_private_copy_from_the_same_prepared_row
     context computation: the model's (pseudonymised rows, its key history and levels), which the
     report shows too (counts: the same for the real rows); two markdown summaries and two reports,
     of different contents (real and pseudonymised names)."""
+    import licanom.ops.nightly
+
     monkeypatch.setenv(SECRET_ENV, "a-secret-of-more-than-16-characters")
-    v = new_vendor(tmp_path, "private", replace(bundle, pseudonym_env=SECRET_ENV))
+    attributed = []
+    real_incidents = licanom.ops.nightly.night_incidents
+
+    def night_incidents(chunks, rows, levels=None):  # type: ignore[no-untyped-def]
+        attributed.append((rows, levels))
+        return real_incidents(chunks, rows, levels)
+
+    monkeypatch.setattr(licanom.ops.nightly, "night_incidents", night_incidents)
+    from licanom.data.context_vector import KeyHistory
+    from licanom.data.derive import derive
+    from licanom.data.privacy import pseudonymise, read_secret
+    from licanom.data.validate import validate_log
+
+    # the model of a pseudonymised vendor learned its levels from pseudonymised rows
+    training = derive(pseudonymise(validate_log(rows(1000, 600)).valid, read_secret("private", SECRET_ENV)))
+    pseudonymous = replace(bundle, pseudonym_env=SECRET_ENV, key_history=KeyHistory.from_rows(training, levels=True))
+    v = new_vendor(tmp_path, "private", pseudonymous)
     v.start(1599)
     v.append(rows(1600, 200, seed=3))
     calls.clear()
     night = v.night(tracker)
     assert (night.out_dir / "for-tracking" / "report.html").exists()
     assert dict(calls) == {"countries": 1, "pseudonymise": 1, "row_context": 1, "anomaly_report": 2, "analyse": 2}
+    # both copies' incidents count with the model's usual days (its levels), each in its own values
+    assert len(attributed) == 2
+    real, private = attributed
+    for (named_rows, levels), other in ((real, private[0]), (private, real[0])):
+        keys = levels.filter(pl.col("Key") != "")["Key"]
+        assert keys.len() and keys.is_in(named_rows["Key"].cast(pl.String).implode()).any()
+        assert not keys.is_in(other["Key"].cast(pl.String).implode()).any()
 
 
 def test_the_window_array_is_built_for_a_model_that_reads_it_only(bundle, calls) -> None:

@@ -128,10 +128,18 @@ keys: one key's flood, or a guesser's made-up keys, move no day's scale; most of
 customers must be busier. Taken alike at training (each training day against the keys' usual) and
 at night; a pass without the usual days (a log scored whole, a training pass) learns its own. The
 failure and spread counts keep their plain values (a release does not make a key's machines or
-addresses more numerous, and a failing customer's loop is not a busy day). A day's scale compares
-the requests of the day that the pass holds with whole usual days: a pass that holds part of a UTC
-day (a night cut at 02:00) gets too small a scale for it (at most 1 for a few early hours), so such a
-night counts between version 3 and the whole day's scale, never above it.
+addresses more numerous, and a failing customer's loop is not a busy day).
+
+Part of a day (version 5): a night cut at 02:00 UTC (the flows' default), or at a vendor's own
+morning, holds only part of each of its two UTC days, and in version 4 those parts were compared with
+whole usual days (a night cut at noon got about half of each day's scale). Each day's usual is now
+what the keys make in the part of the day the pass holds (from its first row's clock hour to its
+last's): the usual day times the share of a day's requests that those hours of the day held in
+training (:data:`PROFILE_SIGNAL`, the regular keys' requests in each UTC hour of the day, kept beside
+the levels). A key is regular on such a day where that share of its usual day is at least
+:data:`SCALE_MIN_TYPICAL`: the two hours after midnight of a night cut at 02:00 are scaled only where
+enough keys are busy enough to tell (a part with no usual traffic is never scaled). A whole day reads
+as in version 4.
 
 "Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
 keys of the model's training rows and of the earlier nights are known, so their failures (a
@@ -160,9 +168,10 @@ __all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_VERSION", "ENCODER_ROW_
 # The context vector's version (see "Whose rows" and "An entity's own level" in the module text):
 # 3 counts each entity's rows above the level it reached on many training days, 2 carries a key's
 # hourly spread (machines, countries, addresses) on its new machines' rows only, 1 on every row of the key.
-# 4 divides the request counts by their day's traffic against the keys' usual ("A busy day").
-CONTEXT_VERSION = 4
-CONTEXT_VERSIONS = (1, 2, 3, 4)
+# 4 divides the request counts by their day's traffic against the keys' usual ("A busy day"), 5 against
+# the part of their usual day that the pass holds of a day ("Part of a day").
+CONTEXT_VERSION = 5
+CONTEXT_VERSIONS = (1, 2, 3, 4, 5)
 # the key's hourly spreads that version 2 carries on the rows of its new machines only
 _SPREAD_COLUMNS = ("key_machines_hour", "key_countries_hour", "key_ips_hour")
 
@@ -238,6 +247,9 @@ SCALED_COLUMNS: tuple[str, ...] = ("key_requests_hour", "machine_requests_hour")
 SCALE_SIGNAL = "key_requests_day"
 SCALE_MIN_TYPICAL = 3
 SCALE_MIN_KEYS = 10
+# Part of a day (version 5): the regular keys' training requests in each UTC hour of the day, kept
+# beside the levels as 24 rows, signal f"{PROFILE_SIGNAL} {hour:02d}" (entity columns "")
+PROFILE_SIGNAL = "requests_at_utc_hour"
 _LEVEL_SCHEMA = {"signal": pl.String, "Key": pl.String, "MachineCode": pl.String, "IP": pl.String, "level": pl.Int64}
 
 
@@ -618,7 +630,13 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         if learn:
             learned[SCALE_SIGNAL] = _learn_usual_day(g_key, g_count)
         usual = learned[SCALE_SIGNAL] if learn else given.get(SCALE_SIGNAL, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
-        scale_of_day = _day_scales(g_key, g_day, g_count, usual, int(bucket["_day"][-1]) + 1)
+        covered = None
+        if version >= 5:  # part of a day: the share of a usual day that the pass holds of each day
+            if learn:
+                learned[PROFILE_SIGNAL] = _learn_profile(us, key_code, usual)
+            profile = learned.get(PROFILE_SIGNAL) if learn else _profile_of(history.levels if history is not None else None)
+            covered = _day_coverage(int(us[0]), int(us[-1]), profile)
+        scale_of_day = _day_scales(g_key, g_day, g_count, usual, int(bucket["_day"][-1]) + 1, covered)
         if not (scale_of_day > 1).any():
             scale_of_day = None
 
@@ -692,16 +710,20 @@ def _learn_usual_day(g_key: np.ndarray, g_count: np.ndarray) -> tuple[np.ndarray
 
 
 def _day_scales(g_key: np.ndarray, g_day: np.ndarray, g_count: np.ndarray, usual: tuple[np.ndarray, np.ndarray],
-                n_days: int) -> np.ndarray:
+                n_days: int, covered: np.ndarray | None = None) -> np.ndarray:
     """Each day's scale (float64, at least 1; the module text's "A busy day"): the median of the
-    day's regular keys' requests over their usual day, where :data:`SCALE_MIN_KEYS` are active."""
+    day's regular keys' requests over their usual day, where :data:`SCALE_MIN_KEYS` are active.
+    ``covered`` (version 5, "Part of a day"): each day's share of a usual day that the pass holds;
+    the usual days are taken at that share (None: whole days)."""
     scale = np.ones(n_days)
     ids, days = usual
     if len(ids) < SCALE_MIN_KEYS:
         return scale
     of_key = np.zeros(int(max(g_key.max(), ids.max())) + 1, dtype=np.int64)
     of_key[ids] = days
-    u = of_key[g_key]
+    u = of_key[g_key].astype(np.float64)
+    if covered is not None:
+        u *= covered[g_day]
     regular = u >= SCALE_MIN_TYPICAL
     per_day = (
         pl.DataFrame({"d": g_day[regular], "r": g_count[regular] / u[regular]})
@@ -712,23 +734,71 @@ def _day_scales(g_key: np.ndarray, g_day: np.ndarray, g_count: np.ndarray, usual
     return scale
 
 
+def _learn_profile(us: np.ndarray, key_code: np.ndarray, usual: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(hours 0-23, requests): the regular keys' requests in each UTC hour of the day (int64)."""
+    ids, _ = usual
+    regular = np.zeros(int(max(key_code.max(), ids.max() if len(ids) else 0)) + 1, dtype=bool)
+    regular[ids] = True
+    hour = (us // 3_600_000_000) % 24
+    return np.arange(24, dtype=np.int64), np.bincount(hour[regular[key_code]], minlength=24).astype(np.int64)
+
+
+def _profile_of(levels: pl.DataFrame | None) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (hours, requests) that ``levels`` keeps as :data:`PROFILE_SIGNAL` rows; None where it keeps none."""
+    if levels is None:
+        return None
+    rows = levels.filter(pl.col("signal").str.starts_with(f"{PROFILE_SIGNAL} "))
+    if rows.height == 0:
+        return None
+    hours = rows["signal"].str.strip_prefix(f"{PROFILE_SIGNAL} ").cast(pl.Int64, strict=False)
+    if hours.is_null().any() or not hours.is_between(0, 23).all():
+        raise ValueError(f"the levels' {PROFILE_SIGNAL} rows name no hour 00-23: "
+                         f"{rows['signal'].filter(hours.is_null() | ~hours.is_between(0, 23)).to_list()[:3]}")
+    return hours.to_numpy().astype(np.int64), rows["level"].to_numpy().astype(np.int64)
+
+
+def _day_coverage(first_us: int, last_us: int, profile: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray | None:
+    """Each UTC day's share of a usual day's requests (``profile``) in the clock hours a pass holds
+    of it, from ``first_us``'s hour to ``last_us``'s (float64, one per day from the first's; 1 for
+    a whole day); None where the profile holds no request (whole days)."""
+    if profile is None:
+        return None
+    share = np.zeros(24)
+    np.add.at(share, profile[0], profile[1])
+    if share.sum() <= 0:
+        return None
+    share /= share.sum()
+    first_hour, last_hour = first_us // 3_600_000_000, last_us // 3_600_000_000
+    first_day, last_day = first_hour // 24, last_hour // 24
+    covered = np.ones(last_day - first_day + 1)
+    cumulative = np.concatenate([[0.0], np.cumsum(share)])  # cumulative[h]: the share before hour h
+    cumulative[-1] = 1.0  # exactly: a whole day's share is 1, as in version 4
+    covered[0] -= cumulative[first_hour % 24]
+    covered[-1] -= 1.0 - cumulative[last_hour % 24 + 1]
+    return np.clip(covered, 0.0, 1.0)
+
+
 def row_day_scales(time: pl.Series, key: pl.Series, levels: pl.DataFrame | None) -> np.ndarray | None:
     """Each row's day scale (float64; version 4, the module text's "A busy day") against the keys'
-    usual days that ``levels`` holds (a model's :attr:`KeyHistory.levels`); None where it holds none
-    (a model of an earlier version, or none given): its request counts are not divided."""
+    usual days that ``levels`` holds (a model's :attr:`KeyHistory.levels`), at the share of each day
+    that the rows hold where it keeps the hours of the day (version 5, "Part of a day"); None where
+    it holds no usual days (a model of an earlier version, or none given): its request counts are
+    not divided."""
     import pandas as pd
 
     usual = None if levels is None else levels.filter(pl.col("signal") == SCALE_SIGNAL)
     if usual is None or usual.height == 0 or time.len() == 0:
         return None
-    day = time.dt.epoch("us").to_numpy() // 86_400_000_000
+    us = time.dt.epoch("us").to_numpy()
+    day = us // 86_400_000_000
     day = day - day.min()
     codes, texts = pd.factorize(key.cast(pl.String).fill_null("").to_numpy(), use_na_sentinel=False)
     per = pl.DataFrame({"k": codes.astype(np.int64), "d": day}).group_by("k", "d").len()
     ids = pd.Index(texts).get_indexer(usual["Key"].to_numpy())
     known = ids >= 0
     scale = _day_scales(per["k"].to_numpy(), per["d"].to_numpy(), per["len"].to_numpy(),
-                        (ids[known].astype(np.int64), usual["level"].to_numpy()[known].astype(np.int64)), int(day.max()) + 1)
+                        (ids[known].astype(np.int64), usual["level"].to_numpy()[known].astype(np.int64)), int(day.max()) + 1,
+                        _day_coverage(int(us.min()), int(us.max()), _profile_of(levels)))
     return scale[day]
 
 
@@ -752,6 +822,10 @@ def _levels_frame(learned: dict[str, tuple[np.ndarray, np.ndarray]], entity: dic
 
         frames.append(pl.DataFrame([pl.Series("signal", [name] * len(ids), dtype=pl.String), text("Key"),
                                     text("MachineCode"), text("IP"), pl.Series("level", level, dtype=pl.Int64)]))
+    if PROFILE_SIGNAL in learned and learned[PROFILE_SIGNAL][1].sum() > 0:  # the vendor's hours: no entity
+        hours, requests = learned[PROFILE_SIGNAL]
+        frames.append(pl.DataFrame({"signal": [f"{PROFILE_SIGNAL} {h:02d}" for h in hours], "Key": "", "MachineCode": "",
+                                    "IP": "", "level": requests}, schema=_LEVEL_SCHEMA))
     return pl.concat(frames) if frames else pl.DataFrame(schema=_LEVEL_SCHEMA)
 
 

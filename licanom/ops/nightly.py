@@ -345,7 +345,12 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
 
         private_rows = pseudonymise(rows, secret)
     levels = key_history.levels if key_history is not None else None  # in the model's values: pseudonyms where secret
-    incidents = night_incidents(chunks, rows, levels if secret is None else None)
+    real_levels = levels
+    if secret is not None:  # the same levels, named by the real values of the night's entities
+        from licanom.data.privacy import reveal
+
+        real_levels = reveal(levels, private_rows, rows) if levels is not None and private_rows is not None and rows is not None else None
+    incidents = night_incidents(chunks, rows, real_levels)
     incidents.write_parquet(out / "incidents.parquet")
     private_entities = entities  # a pseudonymised vendor's model names pseudonyms; its own files name real values
     if entities is not None and private_rows is not None and rows is not None:
