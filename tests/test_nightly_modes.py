@@ -27,6 +27,23 @@ def test_variant_names_parse_and_bad_ones_are_named():
         NightlySettings(detectors=("TCN_AE:rows", "TCN_AE:rows")).check()
 
 
+def test_nights_cut_at_an_hour_other_than_midnight_hold_that_hour_to_the_next():
+    from datetime import datetime, timedelta
+
+    from licanom.evaluation.nightly import split_days
+
+    log = pl.DataFrame({"Time": [datetime(2026, 1, 1, 0, 30) + timedelta(hours=h) for h in range(21 * 24)]})
+    train, nights = split_days(log, NightlySettings(night_cut_hour=2))
+    assert train["Time"].max() == datetime(2026, 1, 15, 1, 30)
+    assert [n["Time"].min() for n in nights] == [datetime(2026, 1, 15 + d, 2, 30) for d in range(7)]
+    assert [n.height for n in nights] == [24] * 6 + [22]  # the log ends at midnight: the last night is short
+    assert train.height + sum(n.height for n in nights) == log.height
+    midnight, nights_0 = split_days(log, NightlySettings())
+    assert midnight["Time"].max() == datetime(2026, 1, 14, 23, 30) and [n.height for n in nights_0] == [24] * 7
+    with pytest.raises(ValueError, match="night_cut_hour"):
+        NightlySettings(night_cut_hour=24).check()
+
+
 def test_both_modes_scored_on_the_same_nights_with_clustering():
     cfg = Config(vendor="eval", train=TrainConfig(epochs=1, batch_size=32, threads=1))
     settings = NightlySettings(days=5, detectors=("Tail_context", "TCN_AE_Small:thesis", "TCN_AE_Small:rows"),
