@@ -95,8 +95,9 @@ DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
 # version 2; the usage signal (key_usage_hour) and the far rule per signal came after them: spent.
 # 9001-9003 reported those and the small-night rule; context version 3 (a machine's and an address's
 # counts above their own level) came after them: spent. 10001-10003 reported version 3; version 4
-# (the request counts over their day's scale) came after them: spent.
-REPORT_SEEDS: tuple[int, ...] = (11001, 11002, 11003)
+# (the request counts over their day's scale) came after them: spent. 11001-11003 reported version 4
+# (nights cut at midnight); version 5 (part of a day) and nights cut at 02:00 came after them: spent.
+REPORT_SEEDS: tuple[int, ...] = (12001, 12002, 12003)
 
 
 @dataclass(frozen=True)
