@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -111,11 +112,15 @@ def _line(name: str, chunks: pl.DataFrame, flags: np.ndarray) -> str:
     return f"| {name} | {found:.3f} | {fa:.1f} | {silent} | {' ; '.join(halves)} | {worlds} |"
 
 
+NIGHT_CUT_HOUR = 0  # the hour the runs cut their nights at (eval_nightly --night-cut-hour; main sets it)
+
+
 def _night_chunks(files: list[Path], *extra: str) -> pl.DataFrame:
-    """The stored night chunks of ``files``, each with its night (the UTC day it starts in)."""
+    """The stored night chunks of ``files``, each with its night (from the cut hour of the UTC day it
+    starts in, or of the day before)."""
     cols = (*VENDOR, "severity", *extra, "start_time", "truth", "events")
     return pl.concat(pl.read_parquet(f).select(cols) for f in files).with_columns(
-        pl.col("start_time").dt.epoch("d").alias("night"))
+        (pl.col("start_time") - timedelta(hours=NIGHT_CUT_HOUR)).dt.epoch("d").alias("night"))
 
 
 def _by_night(chunks: pl.DataFrame, level: float, rule: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -154,7 +159,7 @@ def night_reference(files: list[Path]) -> None:
 def key_day_newcomers(files: list[Path]) -> None:
     from licanom.evaluation.nightly import WORLDS, NightlySettings, split_days
 
-    settings = NightlySettings()
+    settings = NightlySettings(night_cut_hour=NIGHT_CUT_HOUR)
     parts = []
     for f in files:
         c = pl.read_parquet(f)
@@ -247,7 +252,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("measure", choices=("night-reference", "key-day-newcomers", "small-nights", "tail-scale"))
     p.add_argument("folders", nargs="+", type=Path, help="folders written by eval_nightly --chunks-out")
+    p.add_argument("--night-cut-hour", type=int, default=0, help="the runs' eval_nightly --night-cut-hour")
     args = p.parse_args(argv)
+    global NIGHT_CUT_HOUR
+    NIGHT_CUT_HOUR = args.night_cut_hour
     files = stored(args.folders)
     {"night-reference": night_reference, "key-day-newcomers": key_day_newcomers,
      "small-nights": small_nights, "tail-scale": tail_scale}[args.measure](files)
