@@ -320,7 +320,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                   f"{r['requests']} requests, {r['ips']} IPs, score {r['score']:.4f}")
         return EXIT_OK
     assert chunks is not None
-    report = write_detect_report(cfg.vendor, det, chunks, rows, out, entities)
+    report = write_detect_report(cfg.vendor, det, chunks, rows, out, entities, _counted_levels(det, prepared, cfg))
     import polars as pl
 
     flagged = chunks.filter("is_anomaly")
@@ -385,15 +385,40 @@ def read_labels(path: Path) -> Any:
     return labels
 
 
-def write_detect_report(vendor: str, detector: Any, chunks: Any, rows: Any, out: Path, entities: Any = None) -> Any:
+def _counted_levels(detector: Any, prepared: Any, cfg: Any) -> Any:
+    """The levels a context model's counts were taken above in a detect run, named by the real
+    values (None for a model that reads no context vector): learned from the training log's rows,
+    as the context of that log learns them and as a scored other log is counted against them."""
+    if getattr(detector, "reads", None) != "context":
+        return None
+    from licanom.data.context_vector import entity_levels
+    from licanom.data.pipeline import pseudonym_secret
+    from licanom.data.privacy import reveal
+
+    frame = prepared.encoded.frame
+    levels = entity_levels(frame)
+    return reveal(levels, frame, prepared.validation.valid) if pseudonym_secret(cfg) is not None else levels
+
+
+def write_detect_report(vendor: str, detector: Any, chunks: Any, rows: Any, out: Path, entities: Any = None,
+                        levels: Any = None) -> Any:
     """The vendor report of a detect run (its primary model), and what rebuilds it later.
     ``rows``: the valid rows the chunks were cut from, real values even when pseudonymised;
-    ``entities``: the run's entity results (entities.parquet), which the report leads with."""
+    ``entities``: the run's entity results (entities.parquet), which the report leads with;
+    ``levels``: the entities' own levels, usual days and hours that a context model counted with
+    (:func:`_counted_levels`), so that its incidents (incidents.parquet) name whom the model
+    counted; None: the incidents are grouped from the plain counts."""
+    from licanom.ops.nightly import night_incidents
     from licanom.report import Computed, detector_report_input, save_run, write_report
+    from licanom.report.store import INCIDENTS_FILE
 
+    incidents = None
+    if levels is not None:
+        incidents = night_incidents(chunks, rows, levels)
+        incidents.write_parquet(out / INCIDENTS_FILE)
     inp = detector_report_input(detector, vendor=vendor, run_id=f"detect {out.name}", model=detector.model,
                                 chunks=chunks, rows=rows, trained_in_run=True,
-                                computed=Computed(entities=entities) if entities is not None else None)
+                                computed=Computed(entities=entities, incidents=incidents))
     save_run(inp, out)
     return write_report(inp, out)
 

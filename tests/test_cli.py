@@ -69,6 +69,7 @@ def test_detect_writes_contract_on_csv(csv_export, tmp_path, capsys):
     assert not (out / "models" / "TCN_AE.pt").exists() and (out / "models" / "Tail_context.pt").exists()
     assert not (out / "results.csv").exists() and (out / "notes.txt").read_text() == "mine"
     assert set(pl.read_parquet(out / "chunks.parquet")["model"].to_list()) == {"Tail_context"}
+    assert (out / "incidents.parquet").exists()  # the context model's (the autoencoder's run above wrote none)
 
 
 @pytest.mark.slow
@@ -371,6 +372,18 @@ def test_train_on_one_log_and_score_another(two_logs, tmp_path, capsys):
     assert entities.filter(pl.col("entity_kind") == "key-day")["requests"].sum() == second.height
     page = (out / "report.html").read_text()
     assert "<html" in page
+    # the incidents name whom the model counted: above the levels, usual days and hours it learned
+    # from the training log
+    from licanom.data.context_vector import entity_levels
+    from licanom.data.derive import derive
+    from licanom.data.validate import validate_log
+    from licanom.ops.nightly import night_incidents
+
+    levels = entity_levels(derive(validate_log(pl.read_parquet(a)).valid))
+    expected = night_incidents(chunks, derive(validate_log(second).valid), levels)
+    incidents = pl.read_parquet(out / "incidents.parquet")
+    assert incidents.height and incidents.equals(expected)
+    assert levels.filter(pl.col("signal") == "key_requests_day").height  # the usual days were there to count with
 
 
 def test_train_on_one_log_and_score_another_per_key(two_logs, tmp_path):
