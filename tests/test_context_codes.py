@@ -21,6 +21,7 @@ from licanom.data.context_vector import (
     LEVEL_COLUMNS,
     LEVEL_DAY_SHARE,
     LEVEL_MIN_COUNT,
+    LEARN_MIN_COVERED,
     LEVEL_MIN_DAYS,
     SCALE_MIN_KEYS,
     SCALE_MIN_TYPICAL,
@@ -109,18 +110,24 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
     counts = frame.select("Key", "MachineCode", "IP", "_day", *exprs)
     if version >= 4:  # request counts over their day's scale: the regular keys' median day against their usual
         key_days = counts.group_by("Key", "_day").agg(pl.len().alias("n"))
-        if history is not None and history.levels is not None:
-            usual = history.levels.filter(pl.col("signal") == SCALE_SIGNAL).select("Key", pl.col("level").alias("usual"))
+
+        def median_days(days: pl.DataFrame) -> pl.DataFrame:  # each key's median day, rounded half up, if regular
+            return (days.group_by("Key").agg(pl.col("n").median().alias("usual"))
+                    .with_columns((pl.col("usual") + 0.5).floor().cast(pl.Int64))
+                    .filter(pl.col("usual") >= SCALE_MIN_TYPICAL))
+
+        given = history is not None and history.levels is not None
+        if given:
+            usual = (history.levels.filter(pl.col("signal") == SCALE_SIGNAL).select("Key", pl.col("level").alias("usual"))
+                     .filter(pl.col("usual") >= SCALE_MIN_TYPICAL))
         else:
-            usual = (key_days.group_by("Key").agg(pl.col("n").median().alias("usual"))
-                     .with_columns((pl.col("usual") + 0.5).floor().cast(pl.Int64)))
-        usual = usual.filter(pl.col("usual") >= SCALE_MIN_TYPICAL)
-        key_days = key_days.join(usual, on="Key").with_columns(pl.col("usual").cast(pl.Float64))
+            usual = median_days(key_days)
+        covered = None
         if version >= 5:  # part of a day: the usual day at the share of a day's requests the log's hours hold
-            if history is not None and history.levels is not None:
+            if given:
                 profile = (history.levels.filter(pl.col("signal").str.starts_with(PROFILE_SIGNAL))
                            .select(pl.col("signal").str.slice(-2).cast(pl.Int8).alias("h"), pl.col("level").alias("r")))
-            else:
+            else:  # the hours of the keys regular by their plain days
                 profile = (frame.join(usual, on="Key").group_by(pl.col("_hour").dt.hour().alias("h"))
                            .agg(pl.len().alias("r")))
             if profile.height and profile["r"].sum() > 0:
@@ -131,9 +138,14 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
                            .join(profile.with_columns(pl.col("h").cast(pl.Int8), pl.col("r") / profile["r"].sum()),
                                  on="h", how="left")
                            .group_by("_day").agg(pl.col("r").fill_null(0.0).sum().round(12).alias("_covered")))  # a whole day: 1
-                key_days = (key_days.join(covered, on="_day", how="left")
-                            .with_columns(pl.col("usual") * pl.col("_covered").clip(upper_bound=1.0))
-                            .filter(pl.col("usual") >= SCALE_MIN_TYPICAL))
+                if not given:  # learned again: the days held at least half, each as the whole it is a part of
+                    usual = median_days(key_days.join(covered, on="_day").filter(pl.col("_covered") >= LEARN_MIN_COVERED)
+                                        .with_columns(pl.col("n") / pl.col("_covered")))
+        key_days = key_days.join(usual, on="Key").with_columns(pl.col("usual").cast(pl.Float64))
+        if covered is not None:
+            key_days = (key_days.join(covered, on="_day", how="left")
+                        .with_columns(pl.col("usual") * pl.col("_covered").clip(upper_bound=1.0))
+                        .filter(pl.col("usual") >= SCALE_MIN_TYPICAL))
         scale = (key_days.group_by("_day")
                  .agg((pl.col("n") / pl.col("usual")).median().alias("_scale"), pl.len().alias("_keys"))
                  .filter((pl.col("_keys") >= SCALE_MIN_KEYS) & (pl.lit(usual.height) >= SCALE_MIN_KEYS))
@@ -191,6 +203,9 @@ def test_row_context_equals_the_text_expressions(derived):
     # version 5 compares with the part of a usual day that its hours hold
     assert_frame_equal(row_context(later, leveled, version=4), reference_row_context(later, leveled, version=4))
     assert not row_context(later, leveled, version=4).equals(row_context(later, leveled))
+    # a log that learns its own usual days from a part of a day (its first), and from whole days only
+    assert_frame_equal(row_context(later), reference_row_context(later))
+    assert_frame_equal(row_context(derived, version=4), row_context(derived))  # six days (from 01:31): as version 4
 
 
 def test_row_context_out_of_time_order_and_with_nulls(derived):

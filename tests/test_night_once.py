@@ -106,13 +106,16 @@ def test_a_pseudonymised_night_makes_its_private_copy_from_the_same_prepared_row
     pseudonymous = replace(bundle, pseudonym_env=SECRET_ENV, key_history=KeyHistory.from_rows(training, levels=True))
     v = new_vendor(tmp_path, "private", pseudonymous)
     v.start(1599)
-    v.append(rows(1600, 200, seed=3))
+    night_rows = rows(1600, 200, seed=3)  # the last 60 of them one machine's flood within a minute
+    flood = night_rows.tail(60).with_columns(pl.lit("KEY001-ABCDE").alias("Key"), pl.lit("mc01").alias("MachineCode"),
+                                             pl.col("Time").head(1).first().alias("Time"))
+    v.append(pl.concat([night_rows.head(140), flood]))
     calls.clear()
     night = v.night(tracker)
     assert (night.out_dir / "for-tracking" / "report.html").exists()
     assert dict(calls) == {"countries": 1, "pseudonymise": 1, "row_context": 1, "anomaly_report": 2, "analyse": 2}
     # both copies' incidents count with the model's usual days (its levels), each in its own values
-    assert len(attributed) == 2
+    assert night.chunks["is_anomaly"].any() and len(attributed) == 2
     real, private = attributed
     for (named_rows, levels), other in ((real, private[0]), (private, real[0])):
         keys = levels.filter(pl.col("Key") != "")["Key"]

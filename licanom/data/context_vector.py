@@ -250,6 +250,9 @@ SCALE_MIN_KEYS = 10
 # Part of a day (version 5): the regular keys' training requests in each UTC hour of the day, kept
 # beside the levels as 24 rows, signal f"{PROFILE_SIGNAL} {hour:02d}" (entity columns "")
 PROFILE_SIGNAL = "requests_at_utc_hour"
+# a pass that learns its keys' usual days (training) learns them from the days it holds at least
+# this share of, each count over its share (a training log's first and last days may be parts)
+LEARN_MIN_COVERED = 0.5
 _LEVEL_SCHEMA = {"signal": pl.String, "Key": pl.String, "MachineCode": pl.String, "IP": pl.String, "level": pl.Int64}
 
 
@@ -627,15 +630,18 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         row_of = np.empty(key_day.n, dtype=np.int64)
         row_of[key_day.ids] = np.arange(n_rows)  # any row of each (key, day): one key, one day
         g_key, g_day, g_count = key_code[row_of], bucket["_day"][row_of], key_day.count().table
+        covered = None
         if learn:
             learned[SCALE_SIGNAL] = _learn_usual_day(g_key, g_count)
+            if version >= 5:  # the hours of the day from the keys regular by their plain days; then
+                # the usual days again, each part of a day taken as the whole it is a part of
+                learned[PROFILE_SIGNAL] = _learn_profile(us, key_code, learned[SCALE_SIGNAL])
+                covered = _day_coverage(int(us[0]), int(us[-1]), learned[PROFILE_SIGNAL])
+                if covered is not None:
+                    learned[SCALE_SIGNAL] = _learn_usual_day(g_key, g_count, covered[g_day])
+        elif version >= 5:  # part of a day: the share of a usual day that the pass holds of each day
+            covered = _day_coverage(int(us[0]), int(us[-1]), _profile_of(history.levels if history is not None else None))
         usual = learned[SCALE_SIGNAL] if learn else given.get(SCALE_SIGNAL, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
-        covered = None
-        if version >= 5:  # part of a day: the share of a usual day that the pass holds of each day
-            if learn:
-                learned[PROFILE_SIGNAL] = _learn_profile(us, key_code, usual)
-            profile = learned.get(PROFILE_SIGNAL) if learn else _profile_of(history.levels if history is not None else None)
-            covered = _day_coverage(int(us[0]), int(us[-1]), profile)
         scale_of_day = _day_scales(g_key, g_day, g_count, usual, int(bucket["_day"][-1]) + 1, covered)
         if not (scale_of_day > 1).any():
             scale_of_day = None
@@ -696,11 +702,17 @@ def _learn_levels(values: np.ndarray, ents: np.ndarray, day: np.ndarray, need_da
     return daily["e"].to_numpy().astype(np.int64), daily["level"].to_numpy().astype(np.int64)
 
 
-def _learn_usual_day(g_key: np.ndarray, g_count: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _learn_usual_day(g_key: np.ndarray, g_count: np.ndarray, covered: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Per key (ids, usual day): the median of its requests over the days it made any (rounded half
-    up), where that is at least :data:`SCALE_MIN_TYPICAL` (int64; none for the other keys)."""
+    up), where that is at least :data:`SCALE_MIN_TYPICAL` (int64; none for the other keys). With
+    ``covered`` (version 5: the share of a usual day that the pass holds of each (key, day)'s day)
+    the days the pass holds at least :data:`LEARN_MIN_COVERED` of, each count over its share."""
+    frame = pl.DataFrame({"k": g_key, "n": g_count.astype(np.float64)})
+    if covered is not None:
+        frame = frame.with_columns(pl.Series("c", covered)).filter(pl.col("c") >= LEARN_MIN_COVERED).select(
+            "k", (pl.col("n") / pl.col("c")).alias("n"))
     usual = (
-        pl.DataFrame({"k": g_key, "n": g_count})
+        frame
         .group_by("k").agg(pl.col("n").median().alias("usual"))
         .with_columns((pl.col("usual") + 0.5).floor().cast(pl.Int64))
         .filter(pl.col("usual") >= SCALE_MIN_TYPICAL)
@@ -772,7 +784,7 @@ def _day_coverage(first_us: int, last_us: int, profile: tuple[np.ndarray, np.nda
     first_day, last_day = first_hour // 24, last_hour // 24
     covered = np.ones(last_day - first_day + 1)
     cumulative = np.concatenate([[0.0], np.cumsum(share)])  # cumulative[h]: the share before hour h
-    cumulative[-1] = 1.0  # exactly: a whole day's share is 1, as in version 4
+    cumulative[np.flatnonzero(share)[-1] + 1:] = 1.0  # exactly: a day to its last busy hour is whole, as in version 4
     covered[0] -= cumulative[first_hour % 24]
     covered[-1] -= 1.0 - cumulative[last_hour % 24 + 1]
     return np.clip(covered, 0.0, 1.0)

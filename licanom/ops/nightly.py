@@ -349,7 +349,9 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     if secret is not None:  # the same levels, named by the real values of the night's entities
         from licanom.data.privacy import reveal
 
-        real_levels = reveal(levels, private_rows, rows) if levels is not None and private_rows is not None and rows is not None else None
+        counted = (levels is not None and private_rows is not None and rows is not None
+                   and chunks.height > 0 and bool(chunks["is_anomaly"].any()))
+        real_levels = reveal(levels, private_rows, rows) if counted else None  # no flagged chunk: none to name
     incidents = night_incidents(chunks, rows, real_levels)
     incidents.write_parquet(out / "incidents.parquet")
     private_entities = entities  # a pseudonymised vendor's model names pseudonyms; its own files name real values
