@@ -139,7 +139,12 @@ training (:data:`PROFILE_SIGNAL`, the regular keys' requests in each UTC hour of
 the levels). A key is regular on such a day where that share of its usual day is at least
 :data:`SCALE_MIN_TYPICAL`: the two hours after midnight of a night cut at 02:00 are scaled only where
 enough keys are busy enough to tell (a part with no usual traffic is never scaled). A whole day reads
-as in version 4.
+as in version 4. A pass that learns its own usual days (a training log, a log scored whole) learns
+them from the days it holds at least :data:`LEARN_MIN_COVERED` of, each day's count over its share
+(the hours from the keys regular by their plain days): a log that starts or ends within a day is
+not read as busy on its whole days. The pass's hours are its rows': a night that begins with the
+rows carried from the one before begins at their hour, so its first part is compared with a little
+more of a usual day than it holds (the scale a little smaller, never larger).
 
 "Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
 keys of the model's training rows and of the earlier nights are known, so their failures (a
