@@ -176,3 +176,24 @@ def test_detect_mode_judges_the_test_chunks_that_licanom_detect_flags():
         NightlySettings(mode="weekly").check()  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="detect_chunks must be test or all"):
         NightlySettings(mode="detect", detect_chunks="train").check()  # type: ignore[arg-type]
+
+
+def test_an_entity_flagged_on_each_day_of_an_event_is_no_false_alarm_on_either():
+    from datetime import datetime
+
+    from licanom.evaluation.nightly import _judge_entities
+    from licanom.sim.world import SimulatedLog
+
+    day1, day2 = datetime(2026, 1, 5, 10), datetime(2026, 1, 6, 10)
+    log = pl.DataFrame({"Id": [1, 2, 3, 4], "Key": ["K", "K", "K", "Q"], "MachineCode": ["M", "M", "M", "N"],
+                        "IP": ["10.0.0.1"] * 4, "Time": [day1, day2, datetime(2026, 1, 7, 10), day2]})
+    sim = SimulatedLog(log=log, labels=pl.DataFrame({"Id": [1, 2], "event": [0, 0], "kind": ["key_sharing"] * 2}),
+                       events=pl.DataFrame({"event": [0], "kind": ["key_sharing"], "start_time": [day1], "end_time": [day2],
+                                            "key": ["K"], "ip": [""], "n_rows": [2], "description": [""]}))
+    # the key flagged on both days of its event and on the day after it; another key once
+    entities = pl.DataFrame({"entity_kind": ["key-day"] * 4, "entity": ["K", "K", "K", "Q"], "key": ["K", "K", "K", "Q"],
+                             "machine_code": [""] * 4, "address": [""] * 4,
+                             "start_time": [day1, day2, datetime(2026, 1, 7, 10), day2], "is_anomaly": [True] * 4})
+    chunks = pl.DataFrame({"first_id": [1, 3], "last_id": [2, 4], "is_anomaly": [False, False]})
+    row = _judge_entities({"chunks": 2}, entities, chunks, log, sim)
+    assert (row["entities_flagged"], row["entities_false"], row["found_entities"]) == (4, 2, 1)

@@ -554,22 +554,22 @@ def _judge_entities(row: dict[str, object], entities: pl.DataFrame | None, chunk
         return row
     labelled = (log.select("Id", "Key", "MachineCode", "IP", "Time").join(sim.labels.select("Id", "event"), on="Id")
                 .with_columns(pl.col("Time").dt.truncate("1d").alias("_day"), pl.col("Time").dt.truncate("1h").alias("_hour")))
-    flagged = entities.filter("is_anomaly").with_columns(pl.col("start_time").dt.truncate("1d").alias("_day"),
-                                                         pl.col("start_time").dt.truncate("1h").alias("_hour"))
-    kd = flagged.filter(pl.col("entity_kind") == "key-day").select(pl.col("key").alias("Key"), "_day", "entity")
+    flagged = entities.filter("is_anomaly").with_row_index("_flagged").with_columns(
+        pl.col("start_time").dt.truncate("1d").alias("_day"), pl.col("start_time").dt.truncate("1h").alias("_hour"))
+    kd = flagged.filter(pl.col("entity_kind") == "key-day").select(pl.col("key").alias("Key"), "_day", "_flagged")
     km = flagged.filter(pl.col("entity_kind") == "key-machine").select(
-        pl.col("key").alias("Key"), pl.col("machine_code").alias("MachineCode"), "_day", "entity")
-    ah = flagged.filter(pl.col("entity_kind") == "address-hour").select(pl.col("address").alias("IP"), "_hour", "entity")
+        pl.col("key").alias("Key"), pl.col("machine_code").alias("MachineCode"), "_day", "_flagged")
+    ah = flagged.filter(pl.col("entity_kind") == "address-hour").select(pl.col("address").alias("IP"), "_hour", "_flagged")
     hits = pl.concat([
-        labelled.join(kd, on=["Key", "_day"]).select("event", pl.lit("key-day").alias("kind"), "entity"),
-        labelled.join(km, on=["Key", "MachineCode", "_day"]).select("event", pl.lit("key-machine").alias("kind"), "entity"),
-        labelled.join(ah, on=["IP", "_hour"]).select("event", pl.lit("address-hour").alias("kind"), "entity"),
+        labelled.join(kd, on=["Key", "_day"]).select("event", "_flagged"),
+        labelled.join(km, on=["Key", "MachineCode", "_day"]).select("event", "_flagged"),
+        labelled.join(ah, on=["IP", "_hour"]).select("event", "_flagged"),
     ])
     truth, held, _ = night_truth(chunks, log, sim)
     present = set().union(*held) if held else set()
     by_entity = set(hits["event"].unique().to_list()) & present
     by_chunk = _found(held, chunks["is_anomaly"].to_numpy()) & present
-    true_entities = hits.select("kind", "entity").unique().height
+    true_entities = hits["_flagged"].n_unique()  # each flagged entity (a key on one day, ...) once
     kinds = dict(zip(sim.events["event"].to_list(), sim.events["kind"].to_list(), strict=True))
     row.update(entities=entities.height, entities_flagged=flagged.height,
                entities_false=flagged.height - true_entities, found_entities=len(by_entity),
