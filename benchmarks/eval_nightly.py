@@ -1,7 +1,10 @@
 """The held-out evaluation (make eval): nightly mode over the robustness sweep, report seeds.
 
-    python -m benchmarks.eval_nightly --seeds report --out benchmarks/results/nightly
-    python -m benchmarks.eval_nightly --seeds dev      # for choosing designs and defaults
+    python -m benchmarks.eval_nightly --seeds report --night-cut-hour 2 --out benchmarks/results/nightly
+    python -m benchmarks.eval_nightly --seeds dev --night-cut-hour 2   # for choosing designs and defaults
+
+(``make eval`` and ``make eval-dev`` cut the nights at 02:00 UTC, as the flows' default schedule; the
+option's default, midnight, is what the reports before 12001-12003 used.)
 
 Prints one table per detector: per world, the events found at the default decision (per kind),
 false alarms per 10,000 chunks (all, and outside the events' incidents), the labelled-threshold

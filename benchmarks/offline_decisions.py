@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -116,11 +115,12 @@ NIGHT_CUT_HOUR = 0  # the hour the runs cut their nights at (eval_nightly --nigh
 
 
 def _night_chunks(files: list[Path], *extra: str) -> pl.DataFrame:
-    """The stored night chunks of ``files``, each with its night (from the cut hour of the UTC day it
-    starts in, or of the day before)."""
+    """The stored night chunks of ``files``, each with its night as the decision's night rule groups
+    them (licanom.ops.detect.chunk_nights: the UTC day of its first request, whatever hour the run
+    cut its nights at)."""
     cols = (*VENDOR, "severity", *extra, "start_time", "truth", "events")
     return pl.concat(pl.read_parquet(f).select(cols) for f in files).with_columns(
-        (pl.col("start_time") - timedelta(hours=NIGHT_CUT_HOUR)).dt.epoch("d").alias("night"))
+        pl.col("start_time").dt.epoch("d").alias("night"))
 
 
 def _by_night(chunks: pl.DataFrame, level: float, rule: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("measure", choices=("night-reference", "key-day-newcomers", "small-nights", "tail-scale"))
     p.add_argument("folders", nargs="+", type=Path, help="folders written by eval_nightly --chunks-out")
-    p.add_argument("--night-cut-hour", type=int, default=0, help="the runs' eval_nightly --night-cut-hour")
+    p.add_argument("--night-cut-hour", type=int, default=0,
+                   help="the runs' eval_nightly --night-cut-hour (where a measure splits the simulated logs again)")
     args = p.parse_args(argv)
     global NIGHT_CUT_HOUR
     NIGHT_CUT_HOUR = args.night_cut_hour
