@@ -7,8 +7,9 @@ detector is trained on the first ``train_fraction`` of the days through the same
 the training flow makes (validate, encode and chunk, the registry's detector fitted on the
 training split, a model bundle), then every later day is scored as its own night (a UTC day, or
 from ``night_cut_hour`` to the same hour the next day, the training then ending at that hour:
-``make eval`` cuts at 02:00 as the flows' default schedule does) through the scoring flow's calls (:func:`licanom.ops.bundle.score_log` with the carried tail and the key pairs
-of the earlier nights). Labels are read only to judge.
+``make eval`` cuts at 02:00 as the flows' default schedule does) through the scoring flow's calls
+(:func:`licanom.ops.bundle.score_log` with the carried tail and the key pairs of the earlier
+nights). Labels are read only to judge.
 
 A detector is named as registered (``Tail_context``), or, for an autoencoder, with the input
 mode it reads after a colon (``TCN_AE:rows``, ``TCN_AE:thesis``; :class:`Variant`): the
