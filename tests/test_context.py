@@ -15,11 +15,14 @@ from licanom.data.context_vector import (
     LEVEL_COLUMNS,
     ROW_COLUMNS,
     SCALE_MIN_KEYS,
+    SCALE_MIN_KEYS_BEFORE_6,
     PROFILE_SIGNAL,
+    SCALE_KEYS_SIGNAL,
     SCALE_SIGNAL,
     KeyHistory,
     chunk_context,
     row_context,
+    row_day_scales,
 )
 
 T0 = datetime(2025, 1, 6, 10, 0, tzinfo=timezone.utc)
@@ -183,8 +186,8 @@ def test_a_keys_hourly_spread_sits_on_its_new_machines_rows_not_on_the_owners():
     assert np.expm1(col(chunks, "key_machines_hour")).round().tolist() == [0, 4]
     old = chunk_context(night, np.array([0, 2]), 2, history, version=1)
     assert np.expm1(col(old, "key_machines_hour")).round().tolist() == [4, 4]
-    with pytest.raises(ValueError, match="unknown context version 6"):
-        chunk_context(night, np.array([0]), 2, history, version=6)
+    with pytest.raises(ValueError, match="unknown context version 7"):
+        chunk_context(night, np.array([0]), 2, history, version=7)
 
 
 def test_a_machine_failing_day_after_day_is_counted_above_its_own_level(tmp_path):
@@ -200,7 +203,8 @@ def test_a_machine_failing_day_after_day_is_counted_above_its_own_level(tmp_path
     history = KeyHistory.from_rows(training, levels=True)
     levels = history.levels.filter(pl.col("signal") == "machine_failures_hour")
     assert sorted(zip(levels["MachineCode"], levels["level"])) == [("M1", 30), ("M2", 2)]
-    assert set(history.levels["signal"]) <= {*LEVEL_COLUMNS, SCALE_SIGNAL, *(f"{PROFILE_SIGNAL} {h:02d}" for h in range(24))}
+    assert set(history.levels["signal"]) <= {*LEVEL_COLUMNS, SCALE_SIGNAL, SCALE_KEYS_SIGNAL,
+                                             *(f"{PROFILE_SIGNAL} {h:02d}" for h in range(24))}
 
     def failures(log: pl.DataFrame, hist: KeyHistory | None, version: int = CONTEXT_VERSION) -> list[int]:
         got = row_context(log, hist, version=version)["machine_failures_hour"].to_numpy()
@@ -265,6 +269,36 @@ def test_a_day_when_every_regular_key_is_busier_divides_the_request_counts_and_o
     assert int(np.expm1(got.max()).round()) == 18
 
 
+def test_a_vendor_of_few_keys_has_its_busy_day_scaled_from_three_regular_keys():
+    # five site licences, each key used by forty machines, 4 requests per machine at 11:00 every
+    # training day (each key's usual day: 160); version 5 needed ten regular keys to scale a day
+    def day(d: int, per_machine: dict[int, int]) -> list[tuple[float, str, str, str, str, int]]:
+        return [(d * 86_400.0 + 3_600 + k * 600 + m * 10 + i, f"K{k}", f"M{k}-{m}", f"10.0.0.{k}", "SE", 1)
+                for k, n in per_machine.items() for m in range(40) for i in range(n)]
+
+    keys = range(5)
+    training = _log([row for d in range(14) for row in day(d, dict.fromkeys(keys, 4))])
+    history = KeyHistory.from_rows(training, levels=True)
+    assert history.levels.filter(pl.col("signal") == SCALE_KEYS_SIGNAL)["level"].to_list() == [SCALE_MIN_KEYS] == [3]
+
+    def requests(log: pl.DataFrame, version: int = CONTEXT_VERSION) -> dict[str, int]:
+        got = row_context(log, history, version=version, columns=("key_requests_hour", "machine_requests_hour"))
+        return {c: int(np.expm1(got[c].max()).round()) for c in got.columns}
+
+    # a release day, every machine three times its usual: a usual hour for each key and machine;
+    # version 5 counted each key's 480 requests in the hour in full
+    release = _log(day(14, dict.fromkeys(keys, 12)))
+    assert requests(release) == {"key_requests_hour": 160, "machine_requests_hour": 0}
+    assert requests(release, version=5) == {"key_requests_hour": 480, "machine_requests_hour": 8}
+    # one key's flood of three active keys moves no day's scale
+    flood = _log(day(15, {0: 40, 1: 4, 2: 4}))
+    assert requests(flood) == requests(flood, version=5) == {"key_requests_hour": 1600, "machine_requests_hour": 36}
+    # incidents count with the number the model kept; levels without it (a model of version 4 or 5) need ten
+    assert row_day_scales(release["Time"], release["Key"], history.levels).tolist() == [3.0] * release.height
+    before = history.levels.filter(pl.col("signal") != SCALE_KEYS_SIGNAL)
+    assert row_day_scales(release["Time"], release["Key"], before).tolist() == [1.0] * release.height
+
+
 def test_a_night_that_holds_part_of_two_days_compares_each_part_with_that_part_of_a_usual_day():
     # twelve keys, six requests at 11:00 and six at 20:00 every training day (usual day 12, half of
     # the requests in each hour); a night cut at noon holds a release day's evening and the next morning
@@ -272,7 +306,7 @@ def test_a_night_that_holds_part_of_two_days_compares_each_part_with_that_part_o
         return [(d * 86_400.0 + (at - 10) * 3_600 + k * 120 + i, f"K{k}", f"M{k}", f"10.0.0.{k}", "SE", 1)
                 for k in keys for i in range(n)]
 
-    keys = range(SCALE_MIN_KEYS + 2)
+    keys = range(SCALE_MIN_KEYS_BEFORE_6 + 2)  # enough for version 4 to scale a day
     training = _log([row for d in range(14) for at in (11, 20) for row in hour(d, at, 6)])
     history = KeyHistory.from_rows(training, levels=True)
     profile = history.levels.filter(pl.col("signal").str.starts_with(PROFILE_SIGNAL)).sort("signal")
@@ -600,7 +634,7 @@ def test_a_context_bundle_keeps_its_key_history_and_scores_against_it(tmp_path):
     det = ContextDetector().fit(chunk_context(derived, starts, 20))
     history = KeyHistory.from_rows(derived, levels=True)
     assert history.levels is not None  # seven hours: no level (3 days needed), the keys' usual day and the hours
-    assert set(history.levels["signal"]) == {SCALE_SIGNAL, *(f"{PROFILE_SIGNAL} {h:02d}" for h in range(24))}
+    assert set(history.levels["signal"]) == {SCALE_SIGNAL, SCALE_KEYS_SIGNAL, *(f"{PROFILE_SIGNAL} {h:02d}" for h in range(24))}
     machine = derived.row(0, named=True)  # a level that no night row reaches, so the scores below stay the same
     history = replace(history, levels=pl.DataFrame({
         "signal": ["machine_failures_hour"], "Key": [str(machine["Key"])], "MachineCode": [str(machine["MachineCode"])],
@@ -808,13 +842,13 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
     path = det.save(tmp_path / "old.pkl")
     with path.open("rb") as f:
         payload = pickle.load(f)
-    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 5)
+    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 6)
     payload["format"] = 7
     del payload["context_version"]
     with path.open("wb") as f:
         pickle.dump(payload, f)
     old = ContextDetector.load(path)
-    assert old.context_version_ == 1 and ContextDetector.load(det.save(tmp_path / "new.pkl")).context_version_ == 5
+    assert old.context_version_ == 1 and ContextDetector.load(det.save(tmp_path / "new.pkl")).context_version_ == 6
 
     bundle = ModelBundle(vendor="acme", detector=old, vocabulary=Vocabulary.fit(derived),
                          chunk=ChunkConfig(size=20, stride=20), encode=EncodeConfig(), product_ids=(3, 7),
@@ -827,8 +861,8 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
     assert not np.allclose(version_1, version_2)  # the owners' own machines: counted in 1, not in 2
     np.testing.assert_allclose(score_windows(bundle, windows)["score"].to_numpy(), old.decision_function(version_1))
 
-    payload["format"], payload["context_version"] = 8, 6
+    payload["format"], payload["context_version"] = 8, 7
     with path.open("wb") as f:
         pickle.dump(payload, f)
-    with pytest.raises(ValueError, match="context version 6"):
+    with pytest.raises(ValueError, match="context version 7"):
         ContextDetector.load(path)

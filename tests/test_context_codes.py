@@ -24,6 +24,7 @@ from licanom.data.context_vector import (
     LEARN_MIN_COVERED,
     LEVEL_MIN_DAYS,
     SCALE_MIN_KEYS,
+    SCALE_MIN_KEYS_BEFORE_6,
     SCALE_MIN_TYPICAL,
     PROFILE_SIGNAL,
     SCALE_SIGNAL,
@@ -146,9 +147,10 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
             key_days = (key_days.join(covered, on="_day", how="left")
                         .with_columns(pl.col("usual") * pl.col("_covered").clip(upper_bound=1.0))
                         .filter(pl.col("usual") >= SCALE_MIN_TYPICAL))
+        min_keys = SCALE_MIN_KEYS if version >= 6 else SCALE_MIN_KEYS_BEFORE_6  # few keys (version 6)
         scale = (key_days.group_by("_day")
                  .agg((pl.col("n") / pl.col("usual")).median().alias("_scale"), pl.len().alias("_keys"))
-                 .filter((pl.col("_keys") >= SCALE_MIN_KEYS) & (pl.lit(usual.height) >= SCALE_MIN_KEYS))
+                 .filter((pl.col("_keys") >= min_keys) & (pl.lit(usual.height) >= min_keys))
                  .select("_day", pl.max_horizontal("_scale", pl.lit(1.0)).alias("_scale")))
         counts = (counts.join(scale, on="_day", how="left", maintain_order="left")
                   .with_columns((pl.col(name) / pl.col("_scale").fill_null(1.0)).ceil().cast(pl.Int64)
@@ -206,6 +208,14 @@ def test_row_context_equals_the_text_expressions(derived):
     # a log that learns its own usual days from a part of a day (its first), and from whole days only
     assert_frame_equal(row_context(later), reference_row_context(later))
     assert_frame_equal(row_context(derived, version=4), row_context(derived))  # six days (from 01:31): as version 4
+    # a vendor of few keys (the five busiest): version 5 needed ten active regular keys to scale a day
+    few = derived.filter(pl.col("Key").is_in(derived["Key"].value_counts(sort=True)["Key"].head(5).implode()))
+    early = KeyHistory.from_rows(few.head(few.height // 2), levels=True)
+    rest = few.slice(few.height // 2)
+    for version in (5, 6):
+        assert_frame_equal(row_context(rest, early, version=version), reference_row_context(rest, early, version=version))
+        assert_frame_equal(row_context(few, version=version), reference_row_context(few, version=version))
+    assert not row_context(few, version=5).equals(row_context(few))
 
 
 def test_row_context_out_of_time_order_and_with_nulls(derived):

@@ -122,8 +122,8 @@ whole night floods. So the request counts (:data:`SCALED_COLUMNS`: a key's and a
 in an hour) are divided by their UTC day's scale (rounded up, before the machine's own level is taken
 off): the median, over the day's regular keys, of each key's requests that day over its usual day
 (the median of its training days' requests, kept beside the levels as :data:`SCALE_SIGNAL`; a key is
-regular where that is at least :data:`SCALE_MIN_TYPICAL`), where at least :data:`SCALE_MIN_KEYS` such
-keys made requests that day, and never below 1 (a quiet weekend is not made louder). A median over
+regular where that is at least :data:`SCALE_MIN_TYPICAL`), where at least ten such keys made
+requests that day (three from version 6: "Few keys" below), and never below 1 (a quiet weekend is not made louder). A median over
 keys: one key's flood, or a guesser's made-up keys, move no day's scale; most of the vendor's
 customers must be busier. Taken alike at training (each training day against the keys' usual) and
 at night; a pass without the usual days (a log scored whole, a training pass) learns its own. The
@@ -145,6 +145,14 @@ them from the days it holds at least :data:`LEARN_MIN_COVERED` of, each day's co
 not read as busy on its whole days. The pass's hours are its rows': a night that begins with the
 rows carried from the one before begins at their hour, so its first part is compared with a little
 more of a usual day than it holds (the scale a little smaller, never larger).
+
+Few keys (version 6): versions 4 and 5 scaled a day only where at least ten regular keys made
+requests that day (:data:`SCALE_MIN_KEYS_BEFORE_6`). A vendor of a few large organisations (a site
+licence per department, each key used by hundreds of machines) has fewer: its release day went
+unscaled and flooded its night, key by key. A median needs three values to stand against one of them,
+so from version 6 a day is scaled where at least :data:`SCALE_MIN_KEYS` (3) of its regular keys are
+active: one key's flood still moves no day's scale, two of three do. A model keeps the number it
+counted with beside its levels (:data:`SCALE_KEYS_SIGNAL`), so that its incidents count as it did.
 
 "Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
 keys of the model's training rows and of the earlier nights are known, so their failures (a
@@ -175,8 +183,8 @@ __all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_VERSION", "ENCODER_ROW_
 # hourly spread (machines, countries, addresses) on its new machines' rows only, 1 on every row of the key.
 # 4 divides the request counts by their day's traffic against the keys' usual ("A busy day"), 5 against
 # the part of their usual day that the pass holds of a day ("Part of a day").
-CONTEXT_VERSION = 5
-CONTEXT_VERSIONS = (1, 2, 3, 4, 5)
+CONTEXT_VERSION = 6
+CONTEXT_VERSIONS = (1, 2, 3, 4, 5, 6)
 # the key's hourly spreads that version 2 carries on the rows of its new machines only
 _SPREAD_COLUMNS = ("key_machines_hour", "key_countries_hour", "key_ips_hour")
 
@@ -246,12 +254,18 @@ LEVEL_MIN_DAYS = 3
 LEVEL_MIN_COUNT = 2
 # A busy day (version 4, see the module text): the columns divided by their day's scale; the scale is
 # the median, over the day's regular keys (a usual day of at least SCALE_MIN_TYPICAL requests), of
-# each key's requests that day over its usual day, where at least SCALE_MIN_KEYS such keys are active,
+# each key's requests that day over its usual day, where at least SCALE_MIN_KEYS such keys are active
+# (version 6; SCALE_MIN_KEYS_BEFORE_6 before),
 # and at least 1. A key's usual day is kept beside the levels as the pseudo-signal SCALE_SIGNAL.
 SCALED_COLUMNS: tuple[str, ...] = ("key_requests_hour", "machine_requests_hour")
 SCALE_SIGNAL = "key_requests_day"
 SCALE_MIN_TYPICAL = 3
-SCALE_MIN_KEYS = 10
+SCALE_MIN_KEYS = 3
+# Few keys (version 6, see the module text): versions 4 and 5 scaled a day only where at least this
+# many regular keys made requests; a model's levels keep the number it counted with as one row,
+# signal SCALE_KEYS_SIGNAL (entity columns ""); levels without it are a model's of version 4 or 5.
+SCALE_MIN_KEYS_BEFORE_6 = 10
+SCALE_KEYS_SIGNAL = "scale_min_keys"
 # Part of a day (version 5): the regular keys' training requests in each UTC hour of the day, kept
 # beside the levels as 24 rows, signal f"{PROFILE_SIGNAL} {hour:02d}" (entity columns "")
 PROFILE_SIGNAL = "requests_at_utc_hour"
@@ -647,7 +661,10 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         elif version >= 5:  # part of a day: the share of a usual day that the pass holds of each day
             covered = _day_coverage(int(us[0]), int(us[-1]), _profile_of(history.levels if history is not None else None))
         usual = learned[SCALE_SIGNAL] if learn else given.get(SCALE_SIGNAL, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
-        scale_of_day = _day_scales(g_key, g_day, g_count, usual, int(bucket["_day"][-1]) + 1, covered)
+        min_keys = scale_min_keys(version)
+        if learn and version >= 6:  # kept with the levels: what the model counted with
+            learned[SCALE_KEYS_SIGNAL] = (np.zeros(1, np.int64), np.array([min_keys], np.int64))
+        scale_of_day = _day_scales(g_key, g_day, g_count, usual, int(bucket["_day"][-1]) + 1, covered, min_keys)
         if not (scale_of_day > 1).any():
             scale_of_day = None
 
@@ -726,15 +743,22 @@ def _learn_usual_day(g_key: np.ndarray, g_count: np.ndarray, covered: np.ndarray
     return usual["k"].to_numpy().astype(np.int64), usual["usual"].to_numpy().astype(np.int64)
 
 
+def scale_min_keys(version: int) -> int:
+    """The regular keys a day needs to be scaled at (the module text's "A busy day", "Few keys")."""
+    return SCALE_MIN_KEYS if version >= 6 else SCALE_MIN_KEYS_BEFORE_6
+
+
 def _day_scales(g_key: np.ndarray, g_day: np.ndarray, g_count: np.ndarray, usual: tuple[np.ndarray, np.ndarray],
-                n_days: int, covered: np.ndarray | None = None) -> np.ndarray:
+                n_days: int, covered: np.ndarray | None = None, min_keys: int = SCALE_MIN_KEYS) -> np.ndarray:
     """Each day's scale (float64, at least 1; the module text's "A busy day"): the median of the
-    day's regular keys' requests over their usual day, where :data:`SCALE_MIN_KEYS` are active.
+    day's regular keys' requests over their usual day, where ``min_keys`` are active.
     ``covered`` (version 5, "Part of a day"): each day's share of a usual day that the pass holds;
     the usual days are taken at that share (None: whole days)."""
+    if min_keys < 1:
+        raise ValueError(f"a day's scale needs at least one regular key, got min_keys={min_keys!r}")
     scale = np.ones(n_days)
     ids, days = usual
-    if len(ids) < SCALE_MIN_KEYS:
+    if len(ids) < min_keys:
         return scale
     of_key = np.zeros(int(max(g_key.max(), ids.max())) + 1, dtype=np.int64)
     of_key[ids] = days
@@ -745,7 +769,7 @@ def _day_scales(g_key: np.ndarray, g_day: np.ndarray, g_count: np.ndarray, usual
     per_day = (
         pl.DataFrame({"d": g_day[regular], "r": g_count[regular] / u[regular]})
         .group_by("d").agg(pl.col("r").median().alias("scale"), pl.len().alias("keys"))
-        .filter(pl.col("keys") >= SCALE_MIN_KEYS)
+        .filter(pl.col("keys") >= min_keys)
     )
     scale[per_day["d"].to_numpy()] = np.maximum(per_day["scale"].to_numpy(), 1.0)
     return scale
@@ -804,8 +828,10 @@ def row_day_scales(time: pl.Series, key: pl.Series, levels: pl.DataFrame | None)
     import pandas as pd
 
     usual = None if levels is None else levels.filter(pl.col("signal") == SCALE_SIGNAL)
-    if usual is None or usual.height == 0 or time.len() == 0:
+    if levels is None or usual is None or usual.height == 0 or time.len() == 0:
         return None
+    kept = levels.filter(pl.col("signal") == SCALE_KEYS_SIGNAL)["level"]  # version 6; before: none kept
+    min_keys = int(kept[0]) if kept.len() else SCALE_MIN_KEYS_BEFORE_6
     us = time.dt.epoch("us").to_numpy()
     day = us // 86_400_000_000
     day = day - day.min()
@@ -815,7 +841,7 @@ def row_day_scales(time: pl.Series, key: pl.Series, levels: pl.DataFrame | None)
     known = ids >= 0
     scale = _day_scales(per["k"].to_numpy(), per["d"].to_numpy(), per["len"].to_numpy(),
                         (ids[known].astype(np.int64), usual["level"].to_numpy()[known].astype(np.int64)), int(day.max()) + 1,
-                        _day_coverage(int(us.min()), int(us.max()), _profile_of(levels)))
+                        _day_coverage(int(us.min()), int(us.max()), _profile_of(levels)), min_keys)
     return scale[day]
 
 
@@ -843,6 +869,9 @@ def _levels_frame(learned: dict[str, tuple[np.ndarray, np.ndarray]], entity: dic
         hours, requests = learned[PROFILE_SIGNAL]
         frames.append(pl.DataFrame({"signal": [f"{PROFILE_SIGNAL} {h:02d}" for h in hours], "Key": "", "MachineCode": "",
                                     "IP": "", "level": requests}, schema=_LEVEL_SCHEMA))
+    if SCALE_KEYS_SIGNAL in learned:  # the regular keys a day needed to be scaled at (version 6): no entity
+        frames.append(pl.DataFrame({"signal": [SCALE_KEYS_SIGNAL], "Key": "", "MachineCode": "", "IP": "",
+                                    "level": learned[SCALE_KEYS_SIGNAL][1]}, schema=_LEVEL_SCHEMA))
     return pl.concat(frames) if frames else pl.DataFrame(schema=_LEVEL_SCHEMA)
 
 
