@@ -269,17 +269,17 @@ def test_a_day_when_every_regular_key_is_busier_divides_the_request_counts_and_o
     assert int(np.expm1(got.max()).round()) == 18
 
 
-def test_a_vendor_of_few_keys_has_its_busy_day_scaled_from_three_regular_keys():
-    # five site licences, each key used by forty machines, 4 requests per machine at 11:00 every
+def test_a_vendor_of_few_keys_has_its_busy_day_scaled_from_five_regular_keys():
+    # seven site licences, each key used by forty machines, 4 requests per machine in the hour of 11:00 every
     # training day (each key's usual day: 160); version 5 needed ten regular keys to scale a day
     def day(d: int, per_machine: dict[int, int]) -> list[tuple[float, str, str, str, str, int]]:
-        return [(d * 86_400.0 + 3_600 + k * 600 + m * 10 + i, f"K{k}", f"M{k}-{m}", f"10.0.0.{k}", "SE", 1)
+        return [(d * 86_400.0 + 3_600 + k * 400 + m * 10 + i, f"K{k}", f"M{k}-{m}", f"10.0.0.{k}", "SE", 1)
                 for k, n in per_machine.items() for m in range(40) for i in range(n)]
 
-    keys = range(5)
+    keys = range(7)
     training = _log([row for d in range(14) for row in day(d, dict.fromkeys(keys, 4))])
     history = KeyHistory.from_rows(training, levels=True)
-    assert history.levels.filter(pl.col("signal") == SCALE_KEYS_SIGNAL)["level"].to_list() == [SCALE_MIN_KEYS] == [3]
+    assert history.levels.filter(pl.col("signal") == SCALE_KEYS_SIGNAL)["level"].to_list() == [SCALE_MIN_KEYS] == [5]
 
     def requests(log: pl.DataFrame, version: int = CONTEXT_VERSION) -> dict[str, int]:
         got = row_context(log, history, version=version, columns=("key_requests_hour", "machine_requests_hour"))
@@ -290,8 +290,8 @@ def test_a_vendor_of_few_keys_has_its_busy_day_scaled_from_three_regular_keys():
     release = _log(day(14, dict.fromkeys(keys, 12)))
     assert requests(release) == {"key_requests_hour": 160, "machine_requests_hour": 0}
     assert requests(release, version=5) == {"key_requests_hour": 480, "machine_requests_hour": 8}
-    # one key's flood of three active keys moves no day's scale
-    flood = _log(day(15, {0: 40, 1: 4, 2: 4}))
+    # two keys' floods of five active keys move no day's scale
+    flood = _log(day(15, {0: 40, 1: 40, 2: 4, 3: 4, 4: 4}))
     assert requests(flood) == requests(flood, version=5) == {"key_requests_hour": 1600, "machine_requests_hour": 36}
     # incidents count with the number the model kept; levels without it (a model of version 4 or 5) need ten
     assert row_day_scales(release["Time"], release["Key"], history.levels).tolist() == [3.0] * release.height

@@ -123,7 +123,7 @@ in an hour) are divided by their UTC day's scale (rounded up, before the machine
 off): the median, over the day's regular keys, of each key's requests that day over its usual day
 (the median of its training days' requests, kept beside the levels as :data:`SCALE_SIGNAL`; a key is
 regular where that is at least :data:`SCALE_MIN_TYPICAL`), where at least ten such keys made
-requests that day (three from version 6: "Few keys" below), and never below 1 (a quiet weekend is not made louder). A median over
+requests that day (five from version 6: "Few keys" below), and never below 1 (a quiet weekend is not made louder). A median over
 keys: one key's flood, or a guesser's made-up keys, move no day's scale; most of the vendor's
 customers must be busier. Taken alike at training (each training day against the keys' usual) and
 at night; a pass without the usual days (a log scored whole, a training pass) learns its own. The
@@ -149,9 +149,11 @@ more of a usual day than it holds (the scale a little smaller, never larger).
 Few keys (version 6): versions 4 and 5 scaled a day only where at least ten regular keys made
 requests that day (:data:`SCALE_MIN_KEYS_BEFORE_6`). A vendor of a few large organisations (a site
 licence per department, each key used by hundreds of machines) has fewer: its release day went
-unscaled and flooded its night, key by key. A median needs three values to stand against one of them,
-so from version 6 a day is scaled where at least :data:`SCALE_MIN_KEYS` (3) of its regular keys are
-active: one key's flood still moves no day's scale, two of three do. A model keeps the number it
+unscaled and flooded its night, key by key (and a night cut at 02:00 holds parts of days, on which
+fewer keys are regular: a vendor of ten or eleven keys went unscaled too). From version 6 a day is
+scaled where at least :data:`SCALE_MIN_KEYS` (5) of its regular keys are active: the median of five
+still stands against two keys' floods; three keys scaled as well on the development seeds, with a
+little more lost on this simulator (docs/choosing-defaults.md, "Few keys"). A model keeps the number it
 counted with beside its levels (:data:`SCALE_KEYS_SIGNAL`), so that its incidents count as it did.
 
 "Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
@@ -260,7 +262,7 @@ LEVEL_MIN_COUNT = 2
 SCALED_COLUMNS: tuple[str, ...] = ("key_requests_hour", "machine_requests_hour")
 SCALE_SIGNAL = "key_requests_day"
 SCALE_MIN_TYPICAL = 3
-SCALE_MIN_KEYS = 3
+SCALE_MIN_KEYS = 5
 # Few keys (version 6, see the module text): versions 4 and 5 scaled a day only where at least this
 # many regular keys made requests; a model's levels keep the number it counted with as one row,
 # signal SCALE_KEYS_SIGNAL (entity columns ""); levels without it are a model's of version 4 or 5.

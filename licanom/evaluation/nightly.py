@@ -99,7 +99,10 @@ DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
 # counts above their own level) came after them: spent. 10001-10003 reported version 3; version 4
 # (the request counts over their day's scale) came after them: spent. 11001-11003 reported version 4
 # (nights cut at midnight); version 5 (part of a day) and nights cut at 02:00 came after them: spent.
-REPORT_SEEDS: tuple[int, ...] = (12001, 12002, 12003)
+# 12001-12003 reported version 5; version 6 (a day's scale from five regular keys, chosen on the
+# development seeds and on the spent report seeds 10001-12003 as a second development set) came
+# after them: spent.
+REPORT_SEEDS: tuple[int, ...] = (13001, 13002, 13003)
 
 
 @dataclass(frozen=True)
