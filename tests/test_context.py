@@ -281,22 +281,31 @@ def test_a_vendor_of_few_keys_has_its_busy_day_scaled_from_five_regular_keys():
     history = KeyHistory.from_rows(training, levels=True)
     assert history.levels.filter(pl.col("signal") == SCALE_KEYS_SIGNAL)["level"].to_list() == [SCALE_MIN_KEYS] == [5]
 
-    def requests(log: pl.DataFrame, version: int = CONTEXT_VERSION) -> dict[str, int]:
-        got = row_context(log, history, version=version, columns=("key_requests_hour", "machine_requests_hour"))
+    # a model of version 5 kept its levels without the number: it needed ten
+    version_5 = replace(history, levels=history.levels.filter(pl.col("signal") != SCALE_KEYS_SIGNAL))
+
+    def requests(log: pl.DataFrame, version: int = CONTEXT_VERSION, hist: KeyHistory = history) -> dict[str, int]:
+        got = row_context(log, hist, version=version, columns=("key_requests_hour", "machine_requests_hour"))
         return {c: int(np.expm1(got[c].max()).round()) for c in got.columns}
 
     # a release day, every machine three times its usual: a usual hour for each key and machine;
     # version 5 counted each key's 480 requests in the hour in full
     release = _log(day(14, dict.fromkeys(keys, 12)))
     assert requests(release) == {"key_requests_hour": 160, "machine_requests_hour": 0}
-    assert requests(release, version=5) == {"key_requests_hour": 480, "machine_requests_hour": 8}
+    assert requests(release, 5, version_5) == {"key_requests_hour": 480, "machine_requests_hour": 8}
+    # the levels decide, whatever version is asked for: they say how their model counted
+    assert requests(release, 5) == requests(release) and requests(release, 6, version_5) == requests(release, 5, version_5)
+    # a log scored whole (no levels) learns its own usual days at the version asked for
+    whole = _log([row for d in range(14) for row in day(d, dict.fromkeys(keys, 4))] + day(14, dict.fromkeys(keys, 12)))
+    no_levels = replace(history, levels=None)
+    assert requests(whole, 6, no_levels)["key_requests_hour"] == 160
+    assert requests(whole, 5, no_levels)["key_requests_hour"] == 480
     # two keys' floods of five active keys move no day's scale
     flood = _log(day(15, {0: 40, 1: 40, 2: 4, 3: 4, 4: 4}))
-    assert requests(flood) == requests(flood, version=5) == {"key_requests_hour": 1600, "machine_requests_hour": 36}
-    # incidents count with the number the model kept; levels without it (a model of version 4 or 5) need ten
+    assert requests(flood) == requests(flood, 5, version_5) == {"key_requests_hour": 1600, "machine_requests_hour": 36}
+    # incidents count as the model did
     assert row_day_scales(release["Time"], release["Key"], history.levels).tolist() == [3.0] * release.height
-    before = history.levels.filter(pl.col("signal") != SCALE_KEYS_SIGNAL)
-    assert row_day_scales(release["Time"], release["Key"], before).tolist() == [1.0] * release.height
+    assert row_day_scales(release["Time"], release["Key"], version_5.levels).tolist() == [1.0] * release.height
 
 
 def test_a_night_that_holds_part_of_two_days_compares_each_part_with_that_part_of_a_usual_day():

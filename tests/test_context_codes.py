@@ -25,6 +25,7 @@ from licanom.data.context_vector import (
     LEVEL_MIN_DAYS,
     SCALE_MIN_KEYS,
     SCALE_MIN_KEYS_BEFORE_6,
+    SCALE_KEYS_SIGNAL,
     SCALE_MIN_TYPICAL,
     PROFILE_SIGNAL,
     SCALE_SIGNAL,
@@ -147,7 +148,11 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
             key_days = (key_days.join(covered, on="_day", how="left")
                         .with_columns(pl.col("usual") * pl.col("_covered").clip(upper_bound=1.0))
                         .filter(pl.col("usual") >= SCALE_MIN_TYPICAL))
-        min_keys = SCALE_MIN_KEYS if version >= 6 else SCALE_MIN_KEYS_BEFORE_6  # few keys (version 6)
+        if given:  # few keys (version 6): the number the levels keep, ten where they keep none
+            kept = history.levels.filter(pl.col("signal") == SCALE_KEYS_SIGNAL)["level"].to_list()
+            min_keys = kept[0] if kept else SCALE_MIN_KEYS_BEFORE_6
+        else:
+            min_keys = SCALE_MIN_KEYS if version >= 6 else SCALE_MIN_KEYS_BEFORE_6
         scale = (key_days.group_by("_day")
                  .agg((pl.col("n") / pl.col("usual")).median().alias("_scale"), pl.len().alias("_keys"))
                  .filter((pl.col("_keys") >= min_keys) & (pl.lit(usual.height) >= min_keys))
@@ -211,11 +216,13 @@ def test_row_context_equals_the_text_expressions(derived):
     # a vendor of few keys (the five busiest): version 5 needed ten active regular keys to scale a day
     few = derived.filter(pl.col("Key").is_in(derived["Key"].value_counts(sort=True)["Key"].head(5).implode()))
     early = KeyHistory.from_rows(few.head(few.height // 2), levels=True)
+    early_5 = KeyHistory(early.machines, early.countries, early.levels.filter(pl.col("signal") != SCALE_KEYS_SIGNAL))
     rest = few.slice(few.height // 2)
-    for version in (5, 6):
-        assert_frame_equal(row_context(rest, early, version=version), reference_row_context(rest, early, version=version))
+    for version, hist in ((5, early_5), (6, early)):
+        assert_frame_equal(row_context(rest, hist, version=version), reference_row_context(rest, hist, version=version))
         assert_frame_equal(row_context(few, version=version), reference_row_context(few, version=version))
     assert not row_context(few, version=5).equals(row_context(few))
+    assert not row_context(rest, early_5, version=5).equals(row_context(rest, early))
 
 
 def test_row_context_out_of_time_order_and_with_nulls(derived):

@@ -184,7 +184,8 @@ __all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_VERSION", "ENCODER_ROW_
 # 3 counts each entity's rows above the level it reached on many training days, 2 carries a key's
 # hourly spread (machines, countries, addresses) on its new machines' rows only, 1 on every row of the key.
 # 4 divides the request counts by their day's traffic against the keys' usual ("A busy day"), 5 against
-# the part of their usual day that the pass holds of a day ("Part of a day").
+# the part of their usual day that the pass holds of a day ("Part of a day"), 6 from five regular keys
+# a day instead of ten ("Few keys").
 CONTEXT_VERSION = 6
 CONTEXT_VERSIONS = (1, 2, 3, 4, 5, 6)
 # the key's hourly spreads that version 2 carries on the rows of its new machines only
@@ -663,9 +664,12 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         elif version >= 5:  # part of a day: the share of a usual day that the pass holds of each day
             covered = _day_coverage(int(us[0]), int(us[-1]), _profile_of(history.levels if history is not None else None))
         usual = learned[SCALE_SIGNAL] if learn else given.get(SCALE_SIGNAL, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
-        min_keys = scale_min_keys(version)
-        if learn and version >= 6:  # kept with the levels: what the model counted with
-            learned[SCALE_KEYS_SIGNAL] = (np.zeros(1, np.int64), np.array([min_keys], np.int64))
+        if learn:
+            min_keys = scale_min_keys(version)
+            if version >= 6:  # kept with the levels: what the model counted with
+                learned[SCALE_KEYS_SIGNAL] = (np.zeros(1, np.int64), np.array([min_keys], np.int64))
+        else:  # as the levels' model counted (as the incidents count: row_day_scales)
+            min_keys = _scale_min_keys_of(history.levels if history is not None else None)
         scale_of_day = _day_scales(g_key, g_day, g_count, usual, int(bucket["_day"][-1]) + 1, covered, min_keys)
         if not (scale_of_day > 1).any():
             scale_of_day = None
@@ -746,12 +750,22 @@ def _learn_usual_day(g_key: np.ndarray, g_count: np.ndarray, covered: np.ndarray
 
 
 def scale_min_keys(version: int) -> int:
-    """The regular keys a day needs to be scaled at (the module text's "A busy day", "Few keys")."""
+    """The regular keys a day needs to be scaled at, learning at ``version`` (the module text's "A
+    busy day", "Few keys")."""
     return SCALE_MIN_KEYS if version >= 6 else SCALE_MIN_KEYS_BEFORE_6
 
 
+def _scale_min_keys_of(levels: pl.DataFrame | None) -> int:
+    """The regular keys a day needs to be scaled at by a model's levels: the number they keep
+    (version 6), else :data:`SCALE_MIN_KEYS_BEFORE_6` (a model of version 4 or 5). The levels decide,
+    as they decide whether the part of a day counts (version 5's hours), so that a model's nights, its
+    report's vectors and its incidents count alike."""
+    kept = None if levels is None else levels.filter(pl.col("signal") == SCALE_KEYS_SIGNAL)["level"]
+    return int(kept[0]) if kept is not None and kept.len() else SCALE_MIN_KEYS_BEFORE_6
+
+
 def _day_scales(g_key: np.ndarray, g_day: np.ndarray, g_count: np.ndarray, usual: tuple[np.ndarray, np.ndarray],
-                n_days: int, covered: np.ndarray | None = None, min_keys: int = SCALE_MIN_KEYS) -> np.ndarray:
+                n_days: int, covered: np.ndarray | None, min_keys: int) -> np.ndarray:
     """Each day's scale (float64, at least 1; the module text's "A busy day"): the median of the
     day's regular keys' requests over their usual day, where ``min_keys`` are active.
     ``covered`` (version 5, "Part of a day"): each day's share of a usual day that the pass holds;
@@ -832,8 +846,7 @@ def row_day_scales(time: pl.Series, key: pl.Series, levels: pl.DataFrame | None)
     usual = None if levels is None else levels.filter(pl.col("signal") == SCALE_SIGNAL)
     if levels is None or usual is None or usual.height == 0 or time.len() == 0:
         return None
-    kept = levels.filter(pl.col("signal") == SCALE_KEYS_SIGNAL)["level"]  # version 6; before: none kept
-    min_keys = int(kept[0]) if kept.len() else SCALE_MIN_KEYS_BEFORE_6
+    min_keys = _scale_min_keys_of(levels)
     us = time.dt.epoch("us").to_numpy()
     day = us // 86_400_000_000
     day = day - day.min()
