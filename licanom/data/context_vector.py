@@ -123,9 +123,9 @@ in an hour) are divided by their UTC day's scale (rounded up, before the machine
 off): the median, over the day's regular keys, of each key's requests that day over its usual day
 (the median of its training days' requests, kept beside the levels as :data:`SCALE_SIGNAL`; a key is
 regular where that is at least :data:`SCALE_MIN_TYPICAL`), where at least ten such keys made
-requests that day (five from version 6: "Few keys" below), and never below 1 (a quiet weekend is not made louder). A median over
-keys: one key's flood, or a guesser's made-up keys, move no day's scale; most of the vendor's
-customers must be busier. Taken alike at training (each training day against the keys' usual) and
+requests that day (five from version 6: "Few keys" below), and never below 1 (a quiet weekend is not
+made louder). A median over keys: one key's flood, or a guesser's made-up keys, move no day's scale;
+most of the vendor's customers must be busier. Taken alike at training (each training day against the keys' usual) and
 at night; a pass without the usual days (a log scored whole, a training pass) learns its own. The
 failure and spread counts keep their plain values (a release does not make a key's machines or
 addresses more numerous, and a failing customer's loop is not a busy day).
