@@ -665,7 +665,7 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
             covered = _day_coverage(int(us[0]), int(us[-1]), _profile_of(history.levels if history is not None else None))
         usual = learned[SCALE_SIGNAL] if learn else given.get(SCALE_SIGNAL, (np.zeros(0, np.int64), np.zeros(0, np.int64)))
         if learn:
-            min_keys = scale_min_keys(version)
+            min_keys = _learned_min_keys(version)
             if version >= 6:  # kept with the levels: what the model counted with
                 learned[SCALE_KEYS_SIGNAL] = (np.zeros(1, np.int64), np.array([min_keys], np.int64))
         else:  # as the levels' model counted (as the incidents count: row_day_scales)
@@ -749,7 +749,7 @@ def _learn_usual_day(g_key: np.ndarray, g_count: np.ndarray, covered: np.ndarray
     return usual["k"].to_numpy().astype(np.int64), usual["usual"].to_numpy().astype(np.int64)
 
 
-def scale_min_keys(version: int) -> int:
+def _learned_min_keys(version: int) -> int:
     """The regular keys a day needs to be scaled at, learning at ``version`` (the module text's "A
     busy day", "Few keys")."""
     return SCALE_MIN_KEYS if version >= 6 else SCALE_MIN_KEYS_BEFORE_6
@@ -844,7 +844,7 @@ def row_day_scales(time: pl.Series, key: pl.Series, levels: pl.DataFrame | None)
     import pandas as pd
 
     usual = None if levels is None else levels.filter(pl.col("signal") == SCALE_SIGNAL)
-    if levels is None or usual is None or usual.height == 0 or time.len() == 0:
+    if usual is None or usual.height == 0 or time.len() == 0:
         return None
     min_keys = _scale_min_keys_of(levels)
     us = time.dt.epoch("us").to_numpy()
