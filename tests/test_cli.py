@@ -125,6 +125,12 @@ def test_bad_input_exit_codes(tmp_path, capsys):
     make_raw_log(200).drop("State").write_csv(nostate)
     assert main(["prepare", "--logs", str(nostate), "--out", str(tmp_path / "o")]) == EXIT_BAD_INPUT
     assert "State" in capsys.readouterr().err
+    # one chunk of training: the input cannot be used (not a usage error), and the line says what to give
+    one = tmp_path / "one_chunk.csv"
+    make_raw_log(150).write_csv(one)
+    assert main(["detect", "--logs", str(one), "--model", "Tail_context", "--out", str(tmp_path / "d")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "at least 2 training chunks" in err and "give a longer log" in err and err.count("\n") == 1
     # --out naming a file is a usage error, not an unexpected one
     assert main(["prepare", "--logs", str(nostate), "--out", str(short)]) == EXIT_USAGE
     assert "is a file; give a folder" in capsys.readouterr().err

@@ -20,7 +20,7 @@ from licanom.detectors import thresholds as th
 from licanom.detectors.clustering import cluster_anomalies
 from licanom.detectors.decision import FLAGGED_BY
 from licanom.data.columns import ERROR_COLUMNS, FEATURES, SUMMARY_COLUMNS
-from licanom.data.chunk import split_chunks
+from licanom.data.chunk import NotEnoughDataError, split_chunks
 from licanom.config import AUTO, ContextConfig, DetectConfig, EncodeConfig, SequenceConfig, SplitConfig, TrainConfig
 from licanom.detectors.sequence.sessions import SEQUENCE_COLUMNS
 from licanom.data.pipeline import Prepared
@@ -313,6 +313,11 @@ def detect(
         y = None if labels is None else sequence_labels(seqs, labels)
     else:
         X, test_mask = prepared.chunks.X, prepared.test_mask
+        if n_train < 2:  # every detector fits what is normal on two chunks at the least
+            c = prepared.chunks
+            raise NotEnoughDataError(
+                f"the log gives {c.n_chunks} chunk(s) of {c.size} requests, {n_train} of them for training; a "
+                f"detector needs at least 2 training chunks: give a longer log")
         y = None
         if labels is not None and any(is_sequence_model(m) for m in models):
             if "Id" not in labels.columns:
