@@ -295,6 +295,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         print(f"\nscored log       {cfg.source.path}{read}: {v.n_in:,} rows read, {v.valid.height:,} valid, "
               f"{v.quarantine.height:,} quarantined -> {scored.items.height:,} items scored by {det.model} "
               f"trained on the training log ({time.perf_counter() - t1:.1f} s)")
+        if scored.unseen_product_rows:
+            shown = ", ".join(map(str, scored.unseen_products[:5])) + (", ..." if len(scored.unseen_products) > 5 else "")
+            print(f"note: {scored.unseen_product_rows:,} of its valid rows are of product(s) the training log does not "
+                  f"hold ({shown}): scored all the same, their values read as unseen")
         v.quarantine.write_parquet(out / "quarantine.parquet")
         chunks, sequences, rows = scored.chunks, scored.sequences, v.valid
         scored_rows = derived_rows(v.valid, cfg)

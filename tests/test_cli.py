@@ -371,6 +371,7 @@ def test_train_on_one_log_and_score_another(two_logs, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "scored log" in printed and "entities flagged" in printed
     assert "held-out" not in printed and "\ndecision: quantile" in printed  # every chunk of the other log scored
+    assert "the training log does not hold" not in printed  # the same products
     # entities of the scored log's rows, judged by a model fitted on the training log
     entities = pl.read_parquet(out / "entities.parquet")
     assert tuple(entities.columns) == ENTITY_COLUMNS
@@ -390,6 +391,19 @@ def test_train_on_one_log_and_score_another(two_logs, tmp_path, capsys):
     incidents = pl.read_parquet(out / "incidents.parquet")
     assert incidents.height and incidents.equals(expected)
     assert levels.filter(pl.col("signal") == "key_requests_day").height  # the usual days were there to count with
+
+
+def test_rows_of_a_product_the_training_log_lacks_are_scored_and_counted(two_logs, tmp_path, capsys):
+    a, _, second = two_logs
+    other = tmp_path / "other_product.parquet"
+    unseen = 987_654
+    second.with_columns(pl.when(pl.int_range(pl.len()) < 150).then(unseen).otherwise(pl.col("ProductId"))
+                        .cast(second.schema["ProductId"]).alias("ProductId")).write_parquet(other)
+    out = tmp_path / "mixed"
+    assert main(["detect", "--train-logs", str(a), "--logs", str(other), "--model", "Tail_context", "--out", str(out)]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert f"note: 150 of its valid rows are of product(s) the training log does not hold ({unseen})" in printed
+    assert pl.read_parquet(out / "chunks.parquet").height == second.height // 100  # scored all the same
 
 
 def test_train_on_one_log_and_score_another_per_key(two_logs, tmp_path):

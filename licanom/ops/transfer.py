@@ -2,7 +2,9 @@
 
 The other log is read as a night would be: validated, encoded with the training log's vocabulary
 (a value first seen in it encodes as 0.0), cut with the training settings, and scored by the
-trained detector with its threshold; a context model judges "new to the key" against the training
+trained detector with its threshold. Unlike a night, rows of a product the training log does not hold
+are scored too (another log may be another vendor's, on purpose), and :class:`ScoredLog` counts them
+so that the command says so; a context model judges "new to the key" against the training
 log's key pairs. Every mode: fixed chunks, and per-key (or key-and-machine) sequences.
 """
 
@@ -35,6 +37,10 @@ class ScoredLog:
     validation: ValidationResult
     chunks: pl.DataFrame | None
     sequences: pl.DataFrame | None
+    # the products of the scored log that the training log does not hold, and their valid rows:
+    # scored all the same (their values encode as unseen), and said so
+    unseen_products: tuple[int, ...] = ()
+    unseen_product_rows: int = 0
 
     @property
     def items(self) -> pl.DataFrame:
@@ -57,6 +63,9 @@ def trained_bundle(detector: Any, trained: pipeline.Prepared, cfg: Config) -> bu
 def score_other_log(detector: Any, trained: pipeline.Prepared, raw: pl.DataFrame, cfg: Config) -> ScoredLog:
     """Score ``raw`` (another log) with ``detector``, trained on ``trained`` with settings ``cfg``."""
     validation = pipeline.validate(raw, cfg.validate_)
+    known = trained.validation.valid["ProductId"].unique().implode()
+    unseen = validation.valid.filter(~pl.col("ProductId").is_in(known))["ProductId"]
+    other = {"unseen_products": tuple(sorted(unseen.unique().to_list())), "unseen_product_rows": unseen.len()}
     if cfg.sequence.mode != "chunks":
         encoded = pipeline.encode(validation.valid, cfg.encode, trained.encoded.vocabulary,
                                   pipeline.pseudonym_secret(cfg))
@@ -70,11 +79,11 @@ def score_other_log(detector: Any, trained: pipeline.Prepared, raw: pl.DataFrame
             pl.lit(float(detector.threshold_)).alias("threshold"),
             pl.Series("is_anomaly", scores > detector.threshold_),
         ).select(SEQUENCE_COLUMNS)
-        return ScoredLog(validation=validation, chunks=None, sequences=sequences)
+        return ScoredLog(validation=validation, chunks=None, sequences=sequences, **other)
     bundle = trained_bundle(detector, trained, cfg)
     windows = bundle_lib.make_windows(bundle, validation.valid)
     if windows.chunks is None:
         raise NotEnoughDataError(
             f"the log to score has {validation.valid.height} valid rows, fewer than one chunk of {cfg.chunk.size}")
     chunks = bundle_lib.score_windows(bundle, windows)
-    return ScoredLog(validation=validation, chunks=chunks, sequences=None)
+    return ScoredLog(validation=validation, chunks=chunks, sequences=None, **other)
