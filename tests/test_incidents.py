@@ -103,3 +103,19 @@ def test_on_a_busy_day_the_machine_named_is_the_one_the_model_counted_above_its_
     hours = pl.DataFrame({"signal": [f"{PROFILE_SIGNAL} {h:02d}" for h in range(24)], "Key": "", "MachineCode": "", "IP": "",
                           "level": [100 if h in (9, 21) else 0 for h in range(24)]}, schema=levels.schema)
     assert attribute(flagged, rows, pl.concat([level_5, hours]))["entity"].to_list() == ["KB / MB"]
+
+
+def test_an_incident_over_midnight_names_the_day_it_ends():
+    from licanom.detectors.incidents import group_incidents
+
+    t0 = datetime(2025, 1, 1, 20, 13, tzinfo=timezone.utc)
+    chunks = [(0, t0, t0 + timedelta(minutes=50)), (1, t0 + timedelta(hours=1), t0 + timedelta(hours=23))]
+    attributed = pl.DataFrame(
+        [(c, 10 * c, 10 * c + 9, start, end, 70.0, "key_requests_hour", "key", "K1") for c, start, end in chunks],
+        schema=["chunk", "first_id", "last_id", "start_time", "end_time", "severity", "top_feature", "entity_kind",
+                "entity"], orient="row")
+    both, first = group_incidents(attributed), group_incidents(attributed.head(1))
+    assert both["description"].to_list() == [
+        "key K1: 2 flagged chunk(s) from 2025-01-01 20:13 to 2025-01-02 19:13, mostly key_requests_hour"]
+    assert first["description"].to_list() == [
+        "key K1: 1 flagged chunk(s) from 2025-01-01 20:13 to 21:03, mostly key_requests_hour"]

@@ -155,7 +155,11 @@ def group_incidents(attributed: pl.DataFrame, gap: timedelta = timedelta(hours=1
     described = grouped.with_columns(
         pl.format("{} {}: {} flagged chunk(s) from {} to {}, mostly {}", pl.col("entity_kind"), pl.col("entity"),
                   pl.col("chunks"), pl.col("start_time").dt.strftime("%Y-%m-%d %H:%M"),
-                  pl.col("end_time").dt.strftime("%H:%M"), pl.col("signal").fill_null("its score"))
+                  # the end's date where it lies on a later day than the start
+                  pl.when(pl.col("end_time").dt.date() == pl.col("start_time").dt.date())
+                  .then(pl.col("end_time").dt.strftime("%H:%M"))
+                  .otherwise(pl.col("end_time").dt.strftime("%Y-%m-%d %H:%M")),
+                  pl.col("signal").fill_null("its score"))
         .alias("description")
     )
     return described.select(list(schema)).cast(schema)  # type: ignore[arg-type]
