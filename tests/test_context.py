@@ -186,8 +186,8 @@ def test_a_keys_hourly_spread_sits_on_its_new_machines_rows_not_on_the_owners():
     assert np.expm1(col(chunks, "key_machines_hour")).round().tolist() == [0, 4]
     old = chunk_context(night, np.array([0, 2]), 2, history, version=1)
     assert np.expm1(col(old, "key_machines_hour")).round().tolist() == [4, 4]
-    with pytest.raises(ValueError, match="unknown context version 7"):
-        chunk_context(night, np.array([0]), 2, history, version=7)
+    with pytest.raises(ValueError, match="unknown context version 8"):
+        chunk_context(night, np.array([0]), 2, history, version=8)
 
 
 def test_a_machine_failing_day_after_day_is_counted_above_its_own_level(tmp_path):
@@ -851,13 +851,13 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
     path = det.save(tmp_path / "old.pkl")
     with path.open("rb") as f:
         payload = pickle.load(f)
-    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 6)
+    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 7)
     payload["format"] = 7
     del payload["context_version"]
     with path.open("wb") as f:
         pickle.dump(payload, f)
     old = ContextDetector.load(path)
-    assert old.context_version_ == 1 and ContextDetector.load(det.save(tmp_path / "new.pkl")).context_version_ == 6
+    assert old.context_version_ == 1 and ContextDetector.load(det.save(tmp_path / "new.pkl")).context_version_ == 7
 
     bundle = ModelBundle(vendor="acme", detector=old, vocabulary=Vocabulary.fit(derived),
                          chunk=ChunkConfig(size=20, stride=20), encode=EncodeConfig(), product_ids=(3, 7),
@@ -870,8 +870,8 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
     assert not np.allclose(version_1, version_2)  # the owners' own machines: counted in 1, not in 2
     np.testing.assert_allclose(score_windows(bundle, windows)["score"].to_numpy(), old.decision_function(version_1))
 
-    payload["format"], payload["context_version"] = 8, 7
+    payload["format"], payload["context_version"] = 8, 8
     with path.open("wb") as f:
         pickle.dump(payload, f)
-    with pytest.raises(ValueError, match="context version 7"):
+    with pytest.raises(ValueError, match="context version 8"):
         ContextDetector.load(path)

@@ -104,10 +104,16 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
             count = pl.when(newcomer).then(pl.col(f"_{what}").sum().over(over)).otherwise(0)
         elif what.startswith("new "):
             count = pl.col(f"_{what}").sum().over(over)
+        elif what == "IP" and version >= 7:  # the empty address is none
+            count = pl.col(what).filter(pl.col(what) != "").n_unique().over(over)
+            if entity == ("Key",) and bucket == "_hour":
+                count = pl.when(spread_on).then(count).otherwise(0)
         else:
             count = pl.col(what).n_unique().over(over)
             if version >= 2 and entity == ("Key",) and bucket == "_hour":
                 count = pl.when(spread_on).then(count).otherwise(0)
+        if version >= 7 and entity == ("IP",):  # a row without an address counts for none
+            count = pl.when(pl.col("IP") != "").then(count).otherwise(0)
         exprs.append(count.cast(pl.Int64).alias(name))
     counts = frame.select("Key", "MachineCode", "IP", "_day", *exprs)
     if version >= 4:  # request counts over their day's scale: the regular keys' median day against their usual
@@ -223,6 +229,25 @@ def test_row_context_equals_the_text_expressions(derived):
         assert_frame_equal(row_context(few, version=version), reference_row_context(few, version=version))
     assert not row_context(few, version=5).equals(row_context(few))
     assert not row_context(rest, early_5, version=5).equals(row_context(rest, early))
+
+
+def test_rows_without_an_address_count_for_no_address(derived):
+    rng = np.random.default_rng(5)
+    some = derived.with_columns(pl.when(pl.Series(rng.random(derived.height) < 0.3)).then(pl.lit(""))
+                                .otherwise(pl.col("IP")).alias("IP"))
+    history = KeyHistory.from_rows(some.head(some.height // 2), levels=True)
+    later = some.slice(some.height // 2)
+    for version in (6, 7):
+        assert_frame_equal(row_context(some, version=version), reference_row_context(some, version=version))
+        assert_frame_equal(row_context(later, history, version=version),
+                           reference_row_context(later, history, version=version))
+    now, before = row_context(some), row_context(some, version=6)
+    empty = (some["IP"] == "").to_numpy()
+    for column in ("ip_keys_hour", "ip_failures_hour", "ip_failed_keys_hour"):
+        assert (now[column].to_numpy()[empty] == 0).all()
+        assert (before[column].to_numpy()[empty] > 0).any()  # before: one address of them all
+    # a log whose rows all have an address reads as before
+    assert_frame_equal(row_context(derived), row_context(derived, version=6))
 
 
 def test_row_context_out_of_time_order_and_with_nulls(derived):

@@ -307,3 +307,22 @@ def test_a_reason_counts_one_in_the_singular() -> None:
     assert _counted(1.0, "machine codes new to it in a far country") == "1 machine code new to it in a far country"
     assert _counted(3.0, "countries") == "3 countries" and _counted(1.4, "keys") == "1.4 keys"
     assert _counted(1.0, "failed share") == "1 failed share"  # no plural noun to change
+
+
+def test_rows_without_an_address_make_no_address_hour(planted: dict) -> None:
+    night = planted["night"]
+    blank = night.with_columns(pl.when(pl.col("Id") % 3 == 0).then(pl.lit("")).otherwise(pl.col("IP")).alias("IP"))
+    out = planted["model"].score(blank)
+    hours = out.filter(pl.col("entity_kind") == "address-hour")
+    assert "" not in hours["address"].to_list()  # no address-hour of the empty value
+    assert hours["requests"].sum() == blank.filter(pl.col("IP") != "").height
+    assert out.filter(pl.col("entity_kind") == "key-day")["requests"].sum() == blank.height  # every row still its key's
+
+
+def test_a_log_without_addresses_is_judged_by_its_keys_and_machines(planted: dict) -> None:
+    no_ip = pl.col("IP").str.replace(r"^.*$", "")
+    model = EntityModel().fit(planted["train"].with_columns(no_ip))
+    out = model.score(planted["night"].with_columns(no_ip))
+    assert set(out["entity_kind"].unique()) == {"key-day", "key-machine"}  # address-hours: none to judge
+    with pytest.raises(ValueError, match="at least 2 training entities of a kind"):
+        EntityModel().fit(planted["train"].head(1))

@@ -119,3 +119,21 @@ def test_an_incident_over_midnight_names_the_day_it_ends():
         "key K1: 2 flagged chunk(s) from 2025-01-01 20:13 to 2025-01-02 19:13, mostly key_requests_hour"]
     assert first["description"].to_list() == [
         "key K1: 1 flagged chunk(s) from 2025-01-01 20:13 to 21:03, mostly key_requests_hour"]
+
+
+def test_rows_without_an_address_or_machine_code_name_none():
+    from licanom.detectors.incidents import NO_ADDRESS, NO_MACHINE_CODE
+
+    t0 = datetime(2025, 1, 1, 9, tzinfo=timezone.utc)
+    # twenty keys' requests without an address (a platform that does not log it), three from a real one
+    blank = [("", f"K{i}", "") for i in range(20)]
+    real = [("198.51.100.7", f"R{i}", "m1") for i in range(3)]
+    rows = pl.DataFrame(
+        [(i, t0 + timedelta(seconds=i), key, mc, ip, "NL", 1) for i, (ip, key, mc) in enumerate(blank + real)],
+        schema=["Id", "Time", "Key", "MachineCode", "IP", "country", "success"], orient="row",
+    )
+    flagged = pl.DataFrame({"chunk": [0, 1, 2], "first_id": [0, 0, 0], "last_id": [22, 19, 19],
+                            "start_time": [t0] * 3, "end_time": [t0] * 3, "severity": [80.0] * 3,
+                            "top_feature": ["ip_keys_hour", "ip_keys_hour", "machine_requests_hour"]})
+    named = attribute(flagged, rows).sort("chunk")
+    assert named["entity"].to_list() == ["198.51.100.7", NO_ADDRESS, f"K0 / {NO_MACHINE_CODE}"]

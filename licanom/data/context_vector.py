@@ -156,6 +156,14 @@ still stands against two keys' floods; three keys scaled as well on the developm
 little more lost on this simulator (docs/choosing-defaults.md, "Few keys"). A model keeps the number it
 counted with beside its levels (:data:`SCALE_KEYS_SIGNAL`), so that its incidents count as it did.
 
+An unknown address (version 7): a platform that does not log the client's address writes the
+``IP`` field empty, on some rows or on all. Counted plainly, the empty value is one address that
+every such row shares: all keys of an hour "from one address", all their failures, a chunk flagged
+and an incident named for an address that is no address. From version 7 a row without an address
+counts for no address: the address's counts (keys, failures, failed keys in an hour) are 0 on its
+row, and a key's distinct addresses in an hour leave the empty value out. A log whose rows all have
+an address reads as in version 6.
+
 "Unknown" keys (``ip_failed_keys_hour``) are the keys that :class:`KeyHistory` lacks: at night, the
 keys of the model's training rows and of the earlier nights are known, so their failures (a
 customer's expired trial, a seat refused) do not count and a guesser's made-up keys do. Over a log
@@ -185,9 +193,9 @@ __all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_VERSION", "ENCODER_ROW_
 # hourly spread (machines, countries, addresses) on its new machines' rows only, 1 on every row of the key.
 # 4 divides the request counts by their day's traffic against the keys' usual ("A busy day"), 5 against
 # the part of their usual day that the pass holds of a day ("Part of a day"), 6 from five regular keys
-# a day instead of ten ("Few keys").
-CONTEXT_VERSION = 6
-CONTEXT_VERSIONS = (1, 2, 3, 4, 5, 6)
+# a day instead of ten ("Few keys"), 7 counts a row without an address for no address ("An unknown address").
+CONTEXT_VERSION = 7
+CONTEXT_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 # the key's hourly spreads that version 2 carries on the rows of its new machines only
 _SPREAD_COLUMNS = ("key_machines_hour", "key_countries_hour", "key_ips_hour")
 
@@ -602,6 +610,11 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         seen[value] = g.contains(known_pairs[value]) if value in known_pairs else np.zeros(n_rows, dtype=bool)
         unknown_value[value] = code[value] == texts.lookup(derived, value, pl.Series([unknown]))[0]
         new[value] = g.first & ~unknown_value[value] & ~seen[value] & after_first_hour
+    no_address = None  # version 7: the rows without an address count for none
+    if version >= 7:
+        no_address = code["IP"] == texts.lookup(derived, "IP", pl.Series([""]))[0]
+        if not no_address.any():
+            no_address = None
     spread_on = None  # version 2: the rows that carry a key's hourly spread
     if version >= 2 and any(c in counts for c in _SPREAD_COLUMNS):
         g = pair["MachineCode"]  # a pair new to the history, on its first day; or no machine code
@@ -609,6 +622,13 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
                      | unknown_value["MachineCode"])
 
     def signal(entity: tuple[str, ...], what: str, b: str) -> _PerGroup:
+        per_group = signal_of(entity, what, b)
+        if no_address is not None and entity == ("IP",):  # an address's counts: none on rows without one
+            only = ~no_address if per_group.only is None else per_group.only & ~no_address
+            per_group = replace(per_group, only=only)
+        return per_group
+
+    def signal_of(entity: tuple[str, ...], what: str, b: str) -> _PerGroup:
         over = group(entity, b)
         if what == "requests":
             return over.count()
@@ -631,7 +651,10 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         if what.startswith("new "):
             return over.sum(new[what.removeprefix("new ")])
         # distinct values of `what`: the first rows of the (entities, what, bucket) groups
-        distinct = over.sum(group((*entity, what), b).first)
+        firsts = group((*entity, what), b).first
+        if no_address is not None and what == "IP":  # the empty address is none
+            firsts = firsts & ~no_address
+        distinct = over.sum(firsts)
         if spread_on is not None and entity == ("Key",) and b == "_hour":  # a key's spread (version 2)
             return replace(distinct, only=spread_on)
         return distinct

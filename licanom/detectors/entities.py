@@ -23,7 +23,8 @@ machine or an address anyway. :class:`EntityModel` groups a night's derived rows
 * ``address-hour`` (an address within a clock hour): requests, keys, failures, the failed share,
   keys new to the vendor (in their first hour), and, on the addresses that failed with a key new
   to the vendor, how many addresses did so in that hour (credential stuffing spreads a few
-  guesses over many addresses).
+  guesses over many addresses). Rows without an address (the ``IP`` field empty) make no
+  address-hour: the empty value is no one's address.
 
 Peers: each kind has its own reference, a :class:`licanom.detectors.context.TailModel` (per-feature
 empirical and exponential right tails) fitted on the same kind's training entities, robustly
@@ -438,6 +439,8 @@ def _key_machine(cells: pl.DataFrame, new_mc: pl.DataFrame) -> pl.DataFrame:
 
 
 def _address_hour(cells: pl.DataFrame, key_first: pl.DataFrame) -> pl.DataFrame:
+    # rows without an address are no address's (a platform that does not log it writes it empty)
+    cells = cells.filter(pl.col("IP") != "")
     # a key new to the vendor: one the history lacks, in its first hour here
     per_key = cells.group_by("IP", "_hour", "Key").agg(*_SPAN).join(key_first, on="Key", how="left").with_columns(
         (~pl.col("_known_key") & (pl.col("_hour") == pl.col("_key_first_hour")) & (pl.col("Key") != "")).alias("_new_key"))
@@ -684,18 +687,21 @@ class EntityModel:
         population = population_medians(features["key-day"])
         groups = peer_groups(rows) if self.peers == "product-licence" else None
         first_day = _base(rows.select(_NEEDED))["_hour"].min().replace(hour=0)
-        refs, peer_refs = [], []
+        refs, peer_refs, short = [], [], []
         for kind in self.kinds:
             frame = features[kind].sort("start_time", "entity")
             if self.warmup_days:
                 later = frame.filter(pl.col("start_time") >= first_day + timedelta(days=self.warmup_days))  # type: ignore[operator]
                 if later.height >= max(8, frame.height // 4):
                     frame = later
-            if frame.height < 2:
-                raise ValueError(f"entity scoring needs at least 2 training entities of kind {kind!r}, got {frame.height}")
+            if frame.height < 2:  # a kind the log cannot show (no addresses, no machine codes): not judged
+                short.append(f"{frame.height} of kind {kind!r}")
+                continue
             refs.append(self._reference(kind, frame))
             if groups is not None and kind in PEER_KINDS:
                 peer_refs += self._group_references(kind, _with_group(frame, groups))
+        if not refs:
+            raise ValueError(f"entity scoring needs at least 2 training entities of a kind, got {', '.join(short)}")
         return replace(self, references=tuple(refs + peer_refs), history=KeyHistory.from_rows(rows), baseline=baseline,
                        population=tuple(population.items()), groups=groups)
 

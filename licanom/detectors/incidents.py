@@ -45,11 +45,17 @@ _SIGNAL_ENTITY: dict[str, tuple[str, str | None]] = {
     "key_usage_hour": ("key", "_usage"),
 }
 _KIND_COLUMNS = {"key": ("Key",), "machine": ("Key", "MachineCode"), "address": ("IP",)}
+# how an incident names a key's requests without a machine code (a machine entity of no machine)
+NO_MACHINE_CODE = "(no machine code)"
+# how it names the address of a chunk whose rows have none (a model that counted the empty one, before
+# context version 7)
+NO_ADDRESS = "(no address)"
 
 
 def _entity_value(kind: str) -> pl.Expr:
-    if kind == "machine":
-        return pl.concat_str(pl.col("Key"), pl.lit(" / "), pl.col("MachineCode"))
+    if kind == "machine":  # requests without a machine code are the key's machine-less requests
+        return pl.concat_str(pl.col("Key"), pl.lit(" / "),
+                             pl.when(pl.col("MachineCode") == "").then(pl.lit(NO_MACHINE_CODE)).otherwise(pl.col("MachineCode")))
     return pl.col(_KIND_COLUMNS[kind][0])
 
 
@@ -91,6 +97,11 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
         # the entity's count within its clock hour over all rows, then the chunk's highest
         hours = group.select("_hour").unique()
         hourly = base.join(hours, on="_hour")
+        if kind == "address":  # a row without an address names none (the model counted it for none)
+            unnamed = group.select("chunk").unique().join(group.filter(pl.col("IP") != "").select("chunk"),
+                                                          on="chunk", how="anti")
+            out.append(unnamed.select("chunk", pl.lit(kind).alias("entity_kind"), pl.lit(NO_ADDRESS).alias("entity")))
+            group, hourly = group.filter(pl.col("IP") != ""), hourly.filter(pl.col("IP") != "")
         if what is None:
             agg = pl.len()
         elif what == "_failed":
@@ -99,6 +110,8 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
             agg = pl.col("_usage").sum()
         elif what == "_failed Key":  # distinct keys that failed
             agg = pl.col("Key").filter(pl.col("_failed") == 1).n_unique()
+        elif what == "IP":  # distinct addresses, the empty one not among them
+            agg = pl.col("IP").filter(pl.col("IP") != "").n_unique()
         else:
             agg = pl.col(what).n_unique()
         counts = hourly.group_by([*cols, "_hour"]).agg(agg.alias("_count"), pl.col("_scale").first())
