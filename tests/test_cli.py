@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -45,11 +46,14 @@ def test_detect_writes_contract_on_csv(csv_export, tmp_path, capsys):
     assert (f"{int(chunks['is_anomaly'].sum())} of 12 chunks flagged by TCN_AE ({int(test['is_anomaly'].sum())} of "
             f"the {test.height} held-out test chunks)") in printed
     assert "\ndecision: severity >= 55 (a score of " in printed
-    # the entity results beside the chunks: every valid row in one key-day and one address-hour
+    # the entity results beside the chunks: every valid row in one key-day, and every row with an
+    # address in one address-hour (the rows without one make none)
     entities = pl.read_parquet(out / "entities.parquet")
     assert tuple(entities.columns) == ENTITY_COLUMNS
-    for kind in ("key-day", "address-hour"):
-        assert entities.filter(pl.col("entity_kind") == kind)["requests"].sum() == 1200
+    with_address = pl.read_csv(csv_export, infer_schema_length=0).filter(pl.col("IP").fill_null("") != "").height
+    assert 0 < with_address < 1200
+    for kind, rows in (("key-day", 1200), ("address-hour", with_address)):
+        assert entities.filter(pl.col("entity_kind") == kind)["requests"].sum() == rows
     assert entities["severity"].is_between(0, 100).all()
     # the vendor report beside the chunks, and rebuilt later from the run folder alone
     page = (out / "report.html").read_text()
@@ -145,6 +149,17 @@ def test_bad_input_exit_codes(tmp_path, capsys):
     kept = pl.read_parquet(tmp_path / "refused" / "quarantine.parquet")
     assert kept.height == 30 and str(tmp_path / "refused" / "quarantine.parquet") in err
     assert set(kept["reason"].to_list()) == {"Time: unparsable"}
+
+
+def test_ids_out_of_time_order_are_named(tmp_path, capsys):
+    log = make_raw_log(600)
+    log.write_csv(tmp_path / "ordered.csv")
+    assert main(["prepare", "--logs", str(tmp_path / "ordered.csv"), "--out", str(tmp_path / "a")]) == EXIT_OK
+    assert "do not follow time order" not in capsys.readouterr().out
+    shuffled = log.with_columns(pl.Series("Id", np.random.default_rng(0).permutation(log["Id"].to_numpy())))
+    shuffled.write_csv(tmp_path / "shuffled.csv")
+    assert main(["prepare", "--logs", str(tmp_path / "shuffled.csv"), "--out", str(tmp_path / "b")]) == EXIT_OK
+    assert "have a smaller Id than the row before them in time" in capsys.readouterr().out
 
 
 def test_an_export_in_another_encoding_is_read_with_encoding(tmp_path, capsys):
