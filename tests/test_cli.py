@@ -173,6 +173,12 @@ def test_an_export_in_another_encoding_is_read_with_encoding(tmp_path, capsys):
     assert pl.read_parquet(tmp_path / "o" / "quarantine.parquet").height == 0
     assert main(["prepare", "--logs", str(path), "--encoding", "nonesuch", "--out", str(tmp_path / "o")]) == EXIT_USAGE
     assert "unknown source.encoding" in capsys.readouterr().err
+    # UTF-16, as Windows PowerShell writes it: named, with the setting that reads it
+    wide = tmp_path / "utf16.csv"
+    wide.write_bytes(log.write_csv().encode("utf-16"))
+    assert main(["prepare", "--logs", str(wide), "--out", str(tmp_path / "w")]) == EXIT_SOURCE
+    assert "utf16.csv: the file is UTF-16" in capsys.readouterr().err
+    assert main(["prepare", "--logs", str(wide), "--encoding", "utf-16", "--out", str(tmp_path / "w")]) == EXIT_OK
 
 
 def test_a_reader_that_goes_away_does_not_stop_the_command(tmp_path):

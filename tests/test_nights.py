@@ -307,9 +307,18 @@ def test_a_header_in_another_case_or_with_spaces_is_read_as_the_log_columns(tmp_
         raw = read_log(path, after_id=1610)  # the watermark reads the Id column too
         assert raw.columns[:3] == ["Id", "ProductId", "Key"]
         assert validate_log(raw).valid["Id"].to_list() == list(range(1611, 1630))
-    both = tmp_path / "both.csv"  # an exact name wins; the other spelling stays an extra column
+    # two columns that name one (an exact name and another spelling, or a name twice): refused, not guessed
+    from licanom.data.validate import ValidationError
+
+    both = tmp_path / "both.csv"
     good.with_columns(pl.col("Key").alias("key")).write_csv(both)
-    assert read_log(both).columns.count("Key") == 1 and "key" in read_log(both).columns
+    with pytest.raises(ValidationError, match=r"both.csv: the columns \['Key', 'key'\] all name Key; keep one"):
+        read_log(both)
+    twice = tmp_path / "twice.csv"
+    header, body = good.write_csv().split("\n", 1)
+    twice.write_text(header.replace("MachineCode", "Key") + "\n" + body)
+    with pytest.raises(ValidationError, match="all name Key"):
+        read_log(twice)
 
 
 def test_a_file_written_with_a_space_after_each_separator_reads_as_the_plain_file(tmp_path) -> None:

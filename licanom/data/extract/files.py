@@ -127,6 +127,10 @@ def _decode(data: bytes, path: Path, encoding: str | None) -> str:
         if encoding:
             raise ExtractFileError(f"{path} line {line}: byte 0x{bad} is not {encoding} (source.encoding): "
                                    "check the export's encoding") from None
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):  # UTF-16's byte-order mark (Windows PowerShell's export)
+            raise ExtractFileError(
+                f"{path}: the file is UTF-16 (it starts with its byte-order mark); declare it, `source.encoding: "
+                "utf-16` in the vendor's configuration (or `--encoding utf-16` with --logs)") from None
         raise ExtractFileError(
             f"{path} line {line}: byte 0x{bad} is not UTF-8; declare the export's encoding in the vendor's "
             "configuration, e.g. `source.encoding: cp1252` for a Windows export (or `--encoding cp1252` with --logs)"
@@ -373,7 +377,7 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     ``after_id`` (0 without one): a count that grows only by rows that arrived late, below a
     watermark that has already passed them (the nightly scoring compares it night by night)."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
-    read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold)), time_format),
+    read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold), p), time_format),
                               timezone))
             for p in log_files(path)]
     if after_id is None and read and not any(f.height for _, f in read):  # no row: named, not a bare "empty"
@@ -461,18 +465,28 @@ def with_timezone(frame: pl.DataFrame, timezone: str | None) -> pl.DataFrame:
     return frame.with_columns(local(c) for c in columns) if columns else frame
 
 
-def canonical_names(frame: pl.DataFrame) -> pl.DataFrame:
+def canonical_names(frame: pl.DataFrame, path: Path | str = "the log file") -> pl.DataFrame:
     """A file's columns renamed to the Web API Log's where they differ only in case or in spaces
-    around them (``id, key, ip`` or ``Id, Key, IP`` written with a space after each comma); a name
-    the file already has exactly, and a second spelling of it, are left as they are."""
+    around them (``id, key, ip`` or ``Id, Key, IP`` written with a space after each comma). Two
+    columns that name the same one (``Key`` and ``KEY``, or ``Key`` twice) are refused: which of
+    them holds the keys is not for the reader to guess."""
+    import re
+
     from licanom.data.columns import RAW
+    from licanom.data.validate import ValidationError
 
     wanted = {c.casefold(): c for c in RAW}
-    rename: dict[str, str] = {}
+    named: dict[str, list[str]] = {}
     for name in frame.columns:
-        target = wanted.get(name.strip().strip('"').strip().casefold())
-        if target and target != name and target not in frame.columns and target not in rename.values():
-            rename[name] = target
+        stem = re.sub(r"_duplicated_\d+$", "", name)  # polars' name for a header's second "Key"
+        target = wanted.get(stem.strip().strip('"').strip().casefold())
+        if target:
+            named.setdefault(target, []).append(name)
+    twice = {target: names for target, names in named.items() if len(names) > 1}
+    if twice:
+        target, names = next(iter(twice.items()))
+        raise ValidationError(f"{path}: the columns {names} all name {target}; keep one of them")
+    rename = {names[0]: target for target, names in named.items() if names[0] != target}
     return frame.rename(rename) if rename else frame
 
 
