@@ -415,11 +415,8 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     ip = pl.col("IP").fill_null("") if fill else pl.col("IP")
     if strip:
         ip = ip.str.strip_chars()
-    written = _ipv6_written_otherwise(distinct["IP"].str.strip_chars() if strip else distinct["IP"])
-    if written:
-        ip = ip.replace(written)
     fixes.append(ip)
-    if fill or strip or written:
+    if fill or strip:
         # the cleaned addresses' codes, from the distinct ones' (no text hashed row by row)
         codes["IP"] = _recode(codes["IP"], first["IP"], distinct["IP"], ip)
         del first["IP"]  # two addresses may be one now
@@ -509,28 +506,6 @@ def _in_time_order(frame: pl.DataFrame) -> bool:
     dt = pl.col("Time").to_physical().diff().slice(1)
     di = pl.col("Id").diff().slice(1)
     return bool(frame.select(((dt > 0) | ((dt == 0) & (di > 0))).all()).item())
-
-
-def _ipv6_written_otherwise(addresses: pl.Series) -> dict[str, str]:
-    """The IPv6 addresses among ``addresses`` (distinct texts) not written in the standard short
-    form (RFC 5952: lower case, zeros compressed; an IPv4 address mapped into IPv6 as the IPv4
-    address), each with that form: one address written two ways is one address. The standard
-    library parses them (a few distinct addresses a log, not one per row); a text that does not
-    parse, or names a zone (``%eth0``), is left for the contract to judge."""
-    import ipaddress
-
-    out = {}
-    for text in addresses.drop_nulls().filter(addresses.drop_nulls().str.contains(":", literal=True)).to_list():
-        if "%" in text:
-            continue
-        try:
-            address = ipaddress.IPv6Address(text)
-        except ValueError:
-            continue
-        standard = str(address.ipv4_mapped or address)
-        if standard != text:
-            out[text] = standard
-    return out
 
 
 def validate_log(raw: pl.DataFrame) -> ValidationResult:
