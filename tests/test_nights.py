@@ -106,6 +106,19 @@ def test_an_unfinished_last_line_is_left_for_the_next_night(vendor) -> None:
     check_ledger(vendor, list(range(1600, 1740)))
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "cp1252"])
+def test_an_unfinished_last_line_in_another_encoding_is_left_for_the_next_read(tmp_path, encoding) -> None:
+    from licanom.data.extract.files import read_log
+
+    text = rows(1600, 50).write_csv() + rows(1650, 1).write_csv(include_header=False)[:25]
+    data = text.encode(encoding)
+    path = tmp_path / "export.csv"
+    path.write_bytes(data[:-1] if encoding.startswith("utf-16") else data)  # cut within a character too
+    assert read_log(path, after_id=1599, encoding=encoding).height == 50
+    path.write_bytes((text[:-25] + rows(1650, 1).write_csv(include_header=False)).encode(encoding))  # finished
+    assert read_log(path, after_id=1599, encoding=encoding).height == 51
+
+
 def test_a_finished_file_without_a_last_line_end_is_read_whole(tmp_path) -> None:
     import os
 

@@ -144,9 +144,23 @@ def _recent(path: Path) -> bool:
     return time.time() - path.stat().st_mtime < SETTLE_SECONDS
 
 
-def _unfinished(data: bytes, path: Path) -> bool:
+def _unfinished(data: bytes, path: Path, newline: bytes = b"\n") -> bool:
     """Whether the last line has no line end and the file changed within SETTLE_SECONDS."""
-    return bool(data) and not data.endswith((b"\n", b"\r")) and _recent(path)
+    ends = (newline, newline.replace(b"\n", b"\r"))
+    return bool(data) and not data.endswith(ends) and _recent(path)
+
+
+def _newline(data: bytes, encoding: str | None) -> bytes:
+    """A line end as the file's encoding writes it: ``\\n`` in UTF-8 and the one-byte encodings,
+    two bytes in UTF-16 (in the order its byte-order mark says), four in UTF-32."""
+    if not encoding:
+        return b"\n"
+    name = codecs.lookup(encoding).name
+    if name.startswith(("utf-16", "utf-32")):
+        width = 2 if name.startswith("utf-16") else 4
+        big = name.endswith("-be") or (not name.endswith("-le") and data[:width] in (codecs.BOM_UTF16_BE, codecs.BOM_UTF32_BE))
+        return b"\n".rjust(width, b"\x00") if big else b"\n".ljust(width, b"\x00")
+    return b"\n"
 
 
 def _fields(line: str, separator: str) -> list[str] | None:
@@ -213,9 +227,10 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
                 raise ExtractFileError(f"cannot read {path} as gzip: the file is cut short ({err})") from err
             except (OSError, zlib.error) as err:  # not gzip, a damaged stream or checksum
                 raise ExtractFileError(f"cannot read {path} as gzip: {err}") from err
-        if hold_unfinished and _unfinished(data, path):
+        newline = _newline(data, encoding)
+        if hold_unfinished and _unfinished(data, path, newline):
             # a line still being written is left for the next read, which finds it complete
-            data = data[: data.rfind(b"\n") + 1]
+            data = data[: data.rfind(newline) + len(newline)]
             if not data:
                 return pl.DataFrame()
         if encoding and codecs.lookup(encoding).name != "utf-8":
