@@ -365,7 +365,12 @@ def write_entities(prepared: Any, detection: Any, scored_rows: Any, out: Path) -
         return None
     entities.write_parquet(out / "entities.parquet")
     flagged = entities.filter("is_anomaly")
-    print(f"\n{flagged.height} of {entities.height} entities flagged (key-days, key-machines, address-hours) "
+    from licanom.detectors.entities import ENTITY_KINDS
+
+    present = set(entities["entity_kind"].unique().to_list())
+    kinds = ", ".join(f"{k}s" for k in ENTITY_KINDS if k in present)
+    none = ", ".join(f"{k}s" for k in ENTITY_KINDS if k not in present)  # too few in training, or in the log
+    print(f"\n{flagged.height} of {entities.height} entities flagged ({kinds}{f'; no {none}' if none else ''}) "
           f"-> {out / 'entities.parquet'}")
     for r in flagged.head(5).iter_rows(named=True):
         print(f"  severity {math.floor(r['severity'] * 10) / 10:5.1f}  {r['reasons']}")  # 54.96 never reads 55.0

@@ -151,6 +151,17 @@ def test_bad_input_exit_codes(tmp_path, capsys):
     assert set(kept["reason"].to_list()) == {"Time: unparsable"}
 
 
+def test_a_log_without_addresses_is_judged_without_address_hours(tmp_path, capsys):
+    path = tmp_path / "no_ip.csv"
+    make_raw_log(2400).with_columns(pl.lit("").alias("IP")).write_csv(path)
+    assert main(["detect", "--logs", str(path), "--model", "Tail_context", "--out", str(tmp_path / "d")]) == EXIT_OK
+    assert "entities flagged (key-days, key-machines; no address-hours)" in capsys.readouterr().out
+    entities = pl.read_parquet(tmp_path / "d" / "entities.parquet")
+    assert set(entities["entity_kind"].unique()) == {"key-day", "key-machine"}
+    incidents = tmp_path / "d" / "incidents.parquet"
+    assert not incidents.exists() or "" not in pl.read_parquet(incidents)["entity"].to_list()
+
+
 def test_ids_out_of_time_order_are_named(tmp_path, capsys):
     log = make_raw_log(600)
     log.write_csv(tmp_path / "ordered.csv")

@@ -97,7 +97,8 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
         # the entity's count within its clock hour over all rows, then the chunk's highest
         hours = group.select("_hour").unique()
         hourly = base.join(hours, on="_hour")
-        if kind == "address":  # a row without an address names none (the model counted it for none)
+        if kind == "address":  # a row without an address names none (from context version 7 the model counts
+            # it for none; a model before counted the empty value as one address, which names no one)
             unnamed = group.select("chunk").unique().join(group.filter(pl.col("IP") != "").select("chunk"),
                                                           on="chunk", how="anti")
             out.append(unnamed.select("chunk", pl.lit(kind).alias("entity_kind"), pl.lit(NO_ADDRESS).alias("entity")))
