@@ -65,7 +65,7 @@ def score_other_log(detector: Any, trained: pipeline.Prepared, raw: pl.DataFrame
     validation = pipeline.validate(raw, cfg.validate_)
     known = trained.validation.valid["ProductId"].unique().implode()
     unseen = validation.valid.filter(~pl.col("ProductId").is_in(known))["ProductId"]
-    other = {"unseen_products": tuple(sorted(unseen.unique().to_list())), "unseen_product_rows": unseen.len()}
+    unseen_products, unseen_rows = tuple(sorted(unseen.unique().to_list())), unseen.len()
     if cfg.sequence.mode != "chunks":
         encoded = pipeline.encode(validation.valid, cfg.encode, trained.encoded.vocabulary,
                                   pipeline.pseudonym_secret(cfg))
@@ -79,11 +79,13 @@ def score_other_log(detector: Any, trained: pipeline.Prepared, raw: pl.DataFrame
             pl.lit(float(detector.threshold_)).alias("threshold"),
             pl.Series("is_anomaly", scores > detector.threshold_),
         ).select(SEQUENCE_COLUMNS)
-        return ScoredLog(validation=validation, chunks=None, sequences=sequences, **other)
+        return ScoredLog(validation=validation, chunks=None, sequences=sequences, unseen_products=unseen_products,
+                         unseen_product_rows=unseen_rows)
     bundle = trained_bundle(detector, trained, cfg)
     windows = bundle_lib.make_windows(bundle, validation.valid)
     if windows.chunks is None:
         raise NotEnoughDataError(
             f"the log to score has {validation.valid.height} valid rows, fewer than one chunk of {cfg.chunk.size}")
     chunks = bundle_lib.score_windows(bundle, windows)
-    return ScoredLog(validation=validation, chunks=chunks, sequences=None, **other)
+    return ScoredLog(validation=validation, chunks=chunks, sequences=None, unseen_products=unseen_products,
+                     unseen_product_rows=unseen_rows)
