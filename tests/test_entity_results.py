@@ -319,6 +319,25 @@ def test_rows_without_an_address_make_no_address_hour(planted: dict) -> None:
     assert out.filter(pl.col("entity_kind") == "key-day")["requests"].sum() == blank.height  # every row still its key's
 
 
+def test_rows_without_an_address_count_for_no_address_of_a_key_or_machine(planted: dict) -> None:
+    model, night = planted["model"], planted["night"]
+    key = night["Key"].mode()[0]
+    one = night.filter(pl.col("Key") == key)
+    # the key's rows: half without an address, the rest from the addresses they had
+    blank = night.with_columns(pl.when((pl.col("Key") == key) & (pl.col("Id") % 2 == 0)).then(pl.lit(""))
+                               .otherwise(pl.col("IP")).alias("IP"))
+    kept = blank.filter((pl.col("Key") == key) & (pl.col("IP") != ""))["IP"].n_unique()
+    assert 0 < kept and one.height > kept
+    features = model.features(blank)
+    days = features["key-day"].filter(pl.col("key") == key)
+    assert days["addresses"].sum() == blank.filter((pl.col("Key") == key) & (pl.col("IP") != "")).group_by(
+        pl.col("Time").dt.date()).agg(pl.col("IP").n_unique())["IP"].sum()
+    machines = features["key-machine"].filter(pl.col("key") == key)
+    with_ip = blank.filter((pl.col("Key") == key) & (pl.col("IP") != "") & (pl.col("MachineCode") != ""))
+    assert machines["addresses"].sum() == with_ip.group_by(pl.col("Time").dt.date(), "MachineCode").agg(
+        pl.col("IP").n_unique())["IP"].sum()
+
+
 def test_a_log_without_addresses_is_judged_by_its_keys_and_machines(planted: dict) -> None:
     no_ip = pl.col("IP").str.replace(r"^.*$", "")
     model = EntityModel().fit(planted["train"].with_columns(no_ip))

@@ -24,7 +24,8 @@ machine or an address anyway. :class:`EntityModel` groups a night's derived rows
   keys new to the vendor (in their first hour), and, on the addresses that failed with a key new
   to the vendor, how many addresses did so in that hour (credential stuffing spreads a few
   guesses over many addresses). Rows without an address (the ``IP`` field empty) make no
-  address-hour: the empty value is no one's address.
+  address-hour and count for no address in a key's or a machine code's addresses: the empty
+  value is no one's address.
 
 Peers: each kind has its own reference, a :class:`licanom.detectors.context.TailModel` (per-feature
 empirical and exponential right tails) fitted on the same kind's training entities, robustly
@@ -126,6 +127,9 @@ FEATURES: dict[str, tuple[tuple[str, str], ...]] = {
 _SHARES = frozenset({"failed_share"})
 # key-day: the counts measured against what is expected of the key (``more_<count>``)
 _SIZES: tuple[str, ...] = ("requests", "failures", "machines", "addresses", "countries")
+# The distinct addresses of a group of rows: a row without one (the IP field empty) counts for none,
+# as in the context vector (version 7) and the address-hours.
+_ADDRESSES = pl.col("IP").filter(pl.col("IP") != "").n_unique()
 # a key with at least this many active training days is judged against its own usual day
 MIN_USUAL_DAYS = 3
 _NEEDED = ("Id", "Time", "Key", "MachineCode", "IP", "country", "success")
@@ -331,7 +335,7 @@ def _key_day(base: pl.DataFrame, cells: pl.DataFrame, history: KeyHistory | None
         *_SPAN,
         pl.col("MachineCode").filter(pl.col("MachineCode") != "").n_unique().alias("machines"),
         pl.col("country").filter(known_country).n_unique().alias("countries"),
-        pl.col("IP").n_unique().alias("addresses"),
+        _ADDRESSES.alias("addresses"),
     )
     new_cc = _newcomers(cells, "country", history, key_first)
     # the key's usual countries (its baseline's), else the day's most frequent country: a country
@@ -419,11 +423,11 @@ def _key_machine(cells: pl.DataFrame, new_mc: pl.DataFrame) -> pl.DataFrame:
     with_mc = cells.filter(pl.col("MachineCode") != "")
     known_country = ~pl.col("country").is_in(list(_NO_COUNTRY))
     pairs = with_mc.group_by("Key", "MachineCode", "_day").agg(
-        *_SPAN, pl.col("IP").n_unique().alias("addresses"),
+        *_SPAN, _ADDRESSES.alias("addresses"),
         pl.col("country").filter(known_country).n_unique().alias("countries"),
     )
     machine = with_mc.group_by("MachineCode", "_day").agg(
-        pl.col("Key").n_unique().alias("machine_keys"), pl.col("IP").n_unique().alias("machine_addresses"))
+        pl.col("Key").n_unique().alias("machine_keys"), _ADDRESSES.alias("machine_addresses"))
     new = new_mc.select("Key", "MachineCode", "_day")
     out = (
         pairs.join(machine, on=["MachineCode", "_day"], how="left")
@@ -477,7 +481,7 @@ def key_baseline(rows: pl.DataFrame, usual_days: int = 2) -> pl.DataFrame:
     days = cells.group_by("Key", "_day").agg(
         pl.col("requests").sum(), pl.col("failures").sum(),
         pl.col("MachineCode").filter(pl.col("MachineCode") != "").n_unique().alias("machines"),
-        pl.col("IP").n_unique().alias("addresses"), pl.col("country").filter(known_country).n_unique().alias("countries"),
+        _ADDRESSES.alias("addresses"), pl.col("country").filter(known_country).n_unique().alias("countries"),
     ).group_by("Key").agg(*(pl.col(c).median().cast(pl.Float64).alias(f"usual_{c}") for c in _SIZES),
                           pl.len().cast(pl.Int64).alias("active_days"))
     countries = (cells.filter(known_country).group_by("Key", "country")
