@@ -137,3 +137,28 @@ def test_rows_without_an_address_or_machine_code_name_none():
                             "top_feature": ["ip_keys_hour", "ip_keys_hour", "machine_requests_hour"]})
     named = attribute(flagged, rows).sort("chunk")
     assert named["entity"].to_list() == ["198.51.100.7", NO_ADDRESS, f"K0 / {NO_MACHINE_CODE}"]
+
+
+def test_one_customers_flood_is_one_incident_named_by_its_key():
+    from licanom.detectors.incidents import ENTITY_KEY, group_incidents
+
+    t0 = datetime(2025, 1, 1, 9, tzinfo=timezone.utc)
+    hour = timedelta(hours=1)
+    # K1's flood: its chunks named by the machine, then by the key, then the machine again; K2's machine
+    # in the same hours, and K1's machine again six hours later (a new incident)
+    named = [("machine", "K1 / M1", "K1", 0), ("key", "K1", "K1", 1), ("machine", "K1 / M1", "K1", 2),
+             ("machine", "K2 / M2", "K2", 1), ("machine", "K1 / M1", "K1", 8), ("address", "10.0.0.1", None, 1)]
+    attributed = pl.DataFrame(
+        [(c, 10 * c, 10 * c + 9, t0 + h * hour, t0 + h * hour + timedelta(minutes=50), 60.0 + c,
+          "machine_requests_hour" if kind == "machine" else "key_requests_hour", kind, entity, key)
+         for c, (kind, entity, key, h) in enumerate(named)],
+        schema=["chunk", "first_id", "last_id", "start_time", "end_time", "severity", "top_feature", "entity_kind",
+                "entity", ENTITY_KEY], orient="row")
+    out = group_incidents(attributed).sort("start_time", "entity")
+    assert out.select("entity_kind", "entity", "chunks").rows() == [
+        ("key", "K1", 3), ("address", "10.0.0.1", 1), ("machine", "K2 / M2", 1), ("machine", "K1 / M1", 1)]
+    assert out.filter(pl.col("entity") == "K1").row(0, named=True)["first_id"] == 0
+    assert out.filter(pl.col("entity") == "K1").row(0, named=True)["last_id"] == 29
+    assert out["chunks"].sum() == attributed.height  # every flagged chunk in one incident
+    # without the keys behind the machines (a frame attributed elsewhere): by entity, as before
+    assert group_incidents(attributed.drop(ENTITY_KEY)).height == 6

@@ -6,7 +6,9 @@ unusual signal (``top_feature``): for a context column, the key, (key, machine c
 of the chunk whose count in that column is highest within the chunk's clock hours (as
 :data:`licanom.data.context_vector._ROW_COUNTS` defines the column); otherwise the chunk's most frequent
 (key, machine code). Flagged chunks of one entity form one incident, split where more than
-``gap`` passes between them.
+``gap`` passes between them. One customer's flood is one incident: where a key's incident and
+incidents of its own machines (the chunks some signals name by the key, others by one of its
+machines) come within ``gap`` of each other, they are one incident, named by the key.
 
 Columns of :func:`group_incidents` (:data:`INCIDENT_COLUMNS`): ``incident`` (1, 2, ... by
 severity), ``entity_kind`` (key, machine, address), ``entity`` (its value; a machine is
@@ -50,6 +52,9 @@ NO_MACHINE_CODE = "(no machine code)"
 # how it names the address of a chunk whose rows have none (a model that counted the empty one, before
 # context version 7)
 NO_ADDRESS = "(no address)"
+# attribute()'s column of the key behind a key or machine entity (null for an address): a machine's
+# incident joins its key's (group_incidents)
+ENTITY_KEY = "entity_key"
 
 
 def _entity_value(kind: str) -> pl.Expr:
@@ -101,7 +106,8 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
             # it for none; a model before counted the empty value as one address, which names no one)
             unnamed = group.select("chunk").unique().join(group.filter(pl.col("IP") != "").select("chunk"),
                                                           on="chunk", how="anti")
-            out.append(unnamed.select("chunk", pl.lit(kind).alias("entity_kind"), pl.lit(NO_ADDRESS).alias("entity")))
+            out.append(unnamed.select("chunk", pl.lit(kind).alias("entity_kind"), pl.lit(NO_ADDRESS).alias("entity"),
+                                      pl.lit(None, pl.String).alias(ENTITY_KEY)))
             group, hourly = group.filter(pl.col("IP") != ""), hourly.filter(pl.col("IP") != "")
         if what is None:
             agg = pl.len()
@@ -128,7 +134,8 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
             group.join(counts, on=[*cols, "_hour"], how="left")
             .sort(["chunk", "_count", "Id"], descending=[False, True, False])
             .group_by("chunk", maintain_order=True).first()
-            .select("chunk", pl.lit(kind).alias("entity_kind"), _entity_value(kind).alias("entity"))
+            .select("chunk", pl.lit(kind).alias("entity_kind"), _entity_value(kind).alias("entity"),
+                    (pl.col("Key") if kind in ("key", "machine") else pl.lit(None, pl.String)).alias(ENTITY_KEY))
         )
         out.append(best)
     return flagged.join(pl.concat(out), on="chunk", how="left")
@@ -152,10 +159,10 @@ def group_incidents(attributed: pl.DataFrame, gap: timedelta = timedelta(hours=1
               "chunks": pl.Int64, "max_severity": pl.Float64, "signal": pl.String, "description": pl.String}
     if attributed.height == 0:
         return pl.DataFrame(schema=schema)
-    ordered = attributed.sort("entity_kind", "entity", "start_time").with_columns(
+    ordered = _one_customer(attributed.sort("entity_kind", "entity", "start_time").with_columns(
         ((pl.col("start_time") - pl.col("end_time").shift(1).over("entity_kind", "entity")) > gap)
         .fill_null(True).cum_sum().over("entity_kind", "entity").alias("_run")
-    )
+    ), gap)
     grouped = (
         ordered.group_by("entity_kind", "entity", "_run")
         .agg(pl.col("first_id").min(), pl.col("last_id").max(), pl.col("start_time").min(),
@@ -177,3 +184,29 @@ def group_incidents(attributed: pl.DataFrame, gap: timedelta = timedelta(hours=1
         .alias("description")
     )
     return described.select(list(schema)).cast(schema)  # type: ignore[arg-type]
+
+
+def _one_customer(runs: pl.DataFrame, gap: timedelta) -> pl.DataFrame:
+    """Chunks in runs (``entity_kind``, ``entity``, ``_run``) with each run of a machine that comes
+    within ``gap`` of a run of its own key (:data:`ENTITY_KEY`) moved into that key's run (the
+    earliest such), so that one customer's flood is one incident. Without the column, as they are."""
+    if ENTITY_KEY not in runs.columns:
+        return runs
+    spans = runs.group_by("entity_kind", "entity", "_run").agg(
+        pl.col(ENTITY_KEY).first(), pl.col("start_time").min(), pl.col("end_time").max())
+    keys = spans.filter(pl.col("entity_kind") == "key").select(
+        pl.col(ENTITY_KEY), pl.col("_run").alias("_key_run"), pl.col("start_time").alias("_key_start"),
+        pl.col("end_time").alias("_key_end"))
+    machines = spans.filter((pl.col("entity_kind") == "machine") & pl.col(ENTITY_KEY).is_not_null())
+    moves = (
+        machines.join(keys, on=ENTITY_KEY)
+        .filter((pl.col("start_time") - pl.col("_key_end") <= gap) & (pl.col("_key_start") - pl.col("end_time") <= gap))
+        .sort("_key_start").group_by("entity_kind", "entity", "_run").first()
+        .select("entity_kind", "entity", "_run", "_key_run", pl.col(ENTITY_KEY).alias("_key"))
+    )
+    if moves.height == 0:
+        return runs
+    return (runs.join(moves, on=["entity_kind", "entity", "_run"], how="left")
+            .with_columns(pl.when(pl.col("_key").is_not_null()).then(pl.lit("key")).otherwise(pl.col("entity_kind")).alias("entity_kind"),
+                          pl.coalesce("_key", "entity").alias("entity"), pl.coalesce("_key_run", "_run").alias("_run"))
+            .drop("_key", "_key_run"))
