@@ -451,7 +451,7 @@ def test_unreadable_lines_of_a_file_are_counted_as_one_reason_and_shown_with_the
     assert sorted(result.quarantine["reason"].str.extract(r"line (\d+):").cast(int).to_list()) == [6, 10, 18]
     [(reason, n)] = result.reason_counts().iter_rows()
     assert n == 3 and reason.startswith(f"{path}: cannot be read") and " line " not in reason
-    with pytest.raises(ValidationError, match=r"Failures: \S*broken\.csv: cannot be read as CSV .*\(3 rows\)\. Examples: .*line 6:"):
+    with pytest.raises(ValidationError, match=r"Failures: \S*broken\.csv: cannot be read as CSV .*\(3 rows\)\. Examples \(rows counted from 0.*line 6:"):
         check_bad_fraction(result, 0.01)
 
 
@@ -471,7 +471,7 @@ def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
     row = result.quarantine.row(0, named=True)
     assert row["Id"] == "1650" and row[SOURCE_FILE] == str(tmp_path / "parts" / "b.csv")
     assert (row["_row"], row["_file_row"]) == (50, "20")  # its place in the files joined, and in its own
-    with pytest.raises(ValidationError, match=r"row 20 \(Id 1650\) of .*b\.csv: State"):
+    with pytest.raises(ValidationError, match=r"Examples \(rows counted from 0, the first row after the header\): row 20 \(Id 1650\) of .*b\.csv: State"):
         check_bad_fraction(result, 0.0)
     assert SOURCE_FILE not in read_log(tmp_path / "parts" / "a.csv").columns  # one file: its name is known
 

@@ -60,7 +60,7 @@ def test_bad_fraction_limit_names_columns_and_examples(raw_log):
     with pytest.raises(ValidationError, match="State: unknown state code") as err:
         check_bad_fraction(result, 0.05)
     # the examples name the input row, its Id and why, on the message's one line
-    assert "\n" not in str(err.value) and "Examples: row 0 (Id " in str(err.value)
+    assert "\n" not in str(err.value) and "Examples (rows counted from 0 in the order read): row 0 (Id " in str(err.value)
     assert str(err.value).count("State: unknown state code") >= 6  # the summary and five examples
 
 

@@ -658,6 +658,8 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
             summary += f" and {counts.height - 10} more"
         # one line each (the command line prints the message on one line): input row (from 0),
         # Id, reason, and the value the first reason is about
+        from_file = SOURCE_FILE in result.quarantine.columns and result.quarantine[SOURCE_FILE].head(examples).is_not_null().any()
+        counted = "rows counted from 0, the first row after the header" if from_file else "rows counted from 0 in the order read"
         sample = "; ".join(
             (f"row {r.get(SOURCE_ROW)}" if r.get(SOURCE_FILE) else f"row {r.get(ROW)}")
             + (f" (Id {str(r['Id'])[:40]})" if r.get("Id") is not None else "")
@@ -666,7 +668,7 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
         raise ValidationError(
             f"{result.n_bad} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "
             f"validation, more than validate.max_bad_fraction allows ({max_bad_fraction:.1%}). Failures: {summary}. "
-            f"Examples: {sample}{_time_hint(counts)}", result)
+            f"Examples ({counted}): {sample}{_time_hint(counts)}", result)
 
 
 def _time_hint(counts: pl.DataFrame) -> str:
