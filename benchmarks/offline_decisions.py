@@ -22,8 +22,10 @@ night rows' Ids.
 
 ``small-nights``: the level's flags with the night rule as it was before small nights had their own
 (every night against its 90th percentile, floor 40, gap 20), and with a night of fewer than K
-chunks judged against its median (or 75th percentile) with its own floor and gap instead; the
-lower levels beside, for the line a level draws. Stored chunks of runs before the small-night rule
+chunks judged against its median (or 75th percentile) with its own floor and gap instead, with
+the chunk itself among the night's severities (as the rule was until the report on 13001-13003)
+or each chunk against the night's *other* chunks; the lower levels beside, for the line a level
+draws. Stored chunks of runs before the small-night rule
 (licanom.detectors.decision.SMALL_NIGHT_CHUNKS) hold the decision "as it was".
 
     python -m benchmarks.offline_decisions night-reference DIR [DIR ...]
@@ -210,14 +212,21 @@ def key_day_newcomers(files: list[Path]) -> None:
 SMALL_NIGHT_VARIANTS: tuple[tuple[int, float, float, float], ...] = (
     (20, 0.5, 40.0, 20.0), (30, 0.5, 40.0, 20.0), (30, 0.5, 35.0, 25.0), (40, 0.5, 35.0, 25.0),
     (60, 0.5, 40.0, 20.0), (30, 0.75, 40.0, 20.0))
+# the same, each chunk of a small night against its night's other chunks (the chunk itself left out)
+SMALL_NIGHT_OTHERS: tuple[tuple[int, float, float, float], ...] = (
+    (30, 0.5, 35.0, 25.0), (30, 0.5, 35.0, 20.0), (30, 0.5, 30.0, 25.0), (30, 0.5, 40.0, 25.0))
 
 
 def small_nights(files: list[Path]) -> None:
     chunks = _night_chunks(files)
 
-    def decide(small: int, q: float, floor: float, gap: float, level: float = DEFAULT_MIN_SEVERITY) -> np.ndarray:
+    def decide(small: int, q: float, floor: float, gap: float, level: float = DEFAULT_MIN_SEVERITY,
+               others: bool = False) -> np.ndarray:
         def rule(s: np.ndarray) -> np.ndarray:
             if s.size < small:
+                if others:  # each chunk against the quantile of the night's other chunks (none: not flagged)
+                    ref = np.array([np.quantile(np.delete(s, i), q) if s.size > 1 else np.inf for i in range(s.size)])
+                    return (s >= floor) & (s - ref >= gap)
                 return (s >= floor) & (s - float(np.quantile(s, q)) >= gap)
             return (s >= STAND_OUT_FLOOR) & (s - float(np.quantile(s, 0.9)) >= STAND_OUT_GAP)
         return _by_night(chunks, level, rule)
@@ -230,6 +239,9 @@ def small_nights(files: list[Path]) -> None:
         print(_line(f"as it was, level {level:g}", chunks, decide(0, 0.9, 0.0, 0.0, level)))
     for small, q, floor, gap in SMALL_NIGHT_VARIANTS:
         print(_line(f"nights under {small}: quantile {q:g}, {floor:g}, {gap:g}", chunks, decide(small, q, floor, gap)))
+    for small, q, floor, gap in SMALL_NIGHT_OTHERS:
+        print(_line(f"nights under {small}: quantile {q:g} of the other chunks, {floor:g}, {gap:g}", chunks,
+                    decide(small, q, floor, gap, others=True)))
 
 
 # the tail scale's multipliers that tail-scale draws the line with

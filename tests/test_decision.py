@@ -121,8 +121,14 @@ def test_a_chunk_stands_out_from_its_night_only_far_above_the_rest_of_it():
         stands_out(sev, night[:-1])
 
 
-def test_a_small_night_is_judged_against_its_median():
+def test_a_small_night_is_judged_against_the_median_of_its_other_chunks():
     from licanom.detectors.decision import SMALL_NIGHT_CHUNKS, SMALL_NIGHT_FLOOR, SMALL_NIGHT_GAP
+
+    # a night of two chunks: 45 stands out from the other's 5 (the median of both, 25, would hide it)
+    assert stands_out(np.array([45.0, 5.0]), np.zeros(2)).tolist() == [True, False]
+    assert not stands_out(np.array([45.0, 30.0]), np.zeros(2)).any()  # 15 above the other
+    assert not stands_out(np.array([90.0]), np.zeros(1)).any()        # one chunk: nothing to stand out from
+    assert stands_out(np.array([45.0, np.nan, 5.0]), np.zeros(3)).tolist() == [True, False, False]
 
     # five chunks: the 90th percentile lies near the largest, so the rule reads the median there
     sev = np.array([10.0, 10.0, 11.0, 9.0, SMALL_NIGHT_FLOOR])

@@ -18,7 +18,8 @@ def test_nights_cut_at_two_are_grouped_by_pass_and_utc_day(tmp_path):
     starts = [t0 + timedelta(hours=h) for h in (*range(0, 24), *range(24, 48))]
     chunk = [*range(24), *range(24)]
     severity = np.full(48, 5.0)
-    severity[22] = 45.0  # the first pass's 00:00 hour of day 2: a small night of two chunks, 20 above its median
+    # the first pass's 00:00 and 01:00 hours of day 2: a small night of two chunks, 45 only 15 above the other
+    severity[22], severity[23] = 45.0, 30.0
     frame = pl.DataFrame({
         "world": "w", "profile": "p", "seed": 1, "chunk": chunk, "start_time": starts, "severity": severity,
         "truth": False, "events": [[] for _ in range(48)], "is_anomaly": severity >= DEFAULT_MIN_SEVERITY,

@@ -30,12 +30,15 @@ The ``severity`` decision also flags a chunk that **stands out from its own nigh
 (:func:`stands_out`): severity at least ``stand_out_floor`` and ``stand_out_gap`` or more above the
 90th percentile of the severities of its night's chunks (a UTC day of one scoring pass). One level
 for every vendor misses the event of a vendor whose nights lie well below it; a chunk far above
-the rest of its night is unusual whatever the calibration says. A small night (fewer than
-``SMALL_NIGHT_CHUNKS`` chunks) is judged against its median instead, with a floor of
-``SMALL_NIGHT_FLOOR`` and a gap of ``SMALL_NIGHT_GAP``: its 90th percentile lies close to its
-largest value (with four chunks or fewer the 90th percentile's rule could flag nothing the
-threshold does not), and a small vendor's severities are compressed besides (each signal's
-surprisal against a few hundred training chunks tops out near the log of their number).
+the rest of its night is unusual whatever the calibration says. In a small night (fewer than
+``SMALL_NIGHT_CHUNKS`` chunks) each chunk is judged against the median of the night's *other*
+chunks instead, with a floor of ``SMALL_NIGHT_FLOOR`` and a gap of ``SMALL_NIGHT_GAP``: its 90th
+percentile lies close to its largest value (with four chunks or fewer the 90th percentile's rule
+could flag nothing the threshold does not), and a small vendor's severities are compressed besides
+(each signal's surprisal against a few hundred training chunks tops out near the log of their
+number). The chunk itself stays out of the median it is judged against: in a night of two chunks
+the median of both lies halfway between them, and a chunk could stand out only twice the gap
+above the other. A night of one chunk has nothing to stand out from.
 """
 
 from __future__ import annotations
@@ -64,7 +67,8 @@ DEFAULT_MIN_SEVERITY = 55.0
 STAND_OUT_FLOOR = 40.0
 STAND_OUT_GAP = 20.0
 # A night of fewer chunks than SMALL_NIGHT_CHUNKS: a chunk of severity >= SMALL_NIGHT_FLOOR that lies
-# SMALL_NIGHT_GAP or more above the night's median (chosen on the development seeds of both generators).
+# SMALL_NIGHT_GAP or more above the median of the night's other chunks (chosen on the development seeds
+# of both generators).
 SMALL_NIGHT_CHUNKS = 30
 SMALL_NIGHT_FLOOR = 35.0
 SMALL_NIGHT_GAP = 25.0
@@ -190,8 +194,8 @@ class Calibration:
 class SeverityDecision:
     """The ``severity`` decision's settings (its ``threshold_params``): flag at ``min_severity``,
     and the chunks that stand out from their night (:func:`stands_out`; ``stand_out_gap`` None:
-    off), a night of fewer than ``small_night_chunks`` chunks (0: none is small) against its median
-    with ``small_night_floor`` and ``small_night_gap``."""
+    off), a night of fewer than ``small_night_chunks`` chunks (0: none is small) each chunk against
+    the median of the night's other chunks, with ``small_night_floor`` and ``small_night_gap``."""
 
     min_severity: float = DEFAULT_MIN_SEVERITY
     stand_out_floor: float = STAND_OUT_FLOOR
@@ -236,7 +240,7 @@ class SeverityDecision:
             text += f", or >= {self.stand_out_floor:g} and {self.stand_out_gap:g} above its night's 90th percentile"
             if self.small_night_chunks:
                 text += (f" (a night under {self.small_night_chunks} chunks: >= {self.small_night_floor:g} and "
-                         f"{self.small_night_gap:g} above its median)")
+                         f"{self.small_night_gap:g} above the median of the others)")
         return text
 
     def stands_out(self, severity: ArrayLike, nights: ArrayLike) -> NDArray[np.bool_]:
@@ -253,8 +257,8 @@ def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_
     """Which chunks stand out from their night: severity ``>= floor`` and ``>= gap`` above the 90th
     percentile (linear interpolation) of the severities of the chunks with the same ``nights``
     value (any labels: a UTC day); in a night of fewer than ``small_night`` chunks, severity ``>=
-    small_floor`` and ``>= small_gap`` above the night's median. NaN severities never stand out and
-    do not count."""
+    small_floor`` and ``>= small_gap`` above the median of the night's other chunks (a night of one
+    chunk: none). NaN severities never stand out and do not count."""
     sev = np.asarray(severity, dtype=np.float64)
     groups = np.asarray(nights)
     if sev.ndim != 1 or groups.shape != sev.shape:
@@ -269,9 +273,10 @@ def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_
         if rows.size >= small_night:
             q90 = float(np.quantile(sev[rows], 0.9))
             out[rows] = (sev[rows] >= floor) & (sev[rows] - q90 >= gap)
-        elif rows.size:
-            mid = float(np.median(sev[rows]))
-            out[rows] = (sev[rows] >= small_floor) & (sev[rows] - mid >= small_gap)
+        elif rows.size > 1:
+            night = sev[rows]
+            others = np.array([np.median(np.delete(night, i)) for i in range(night.size)])
+            out[rows] = (night >= small_floor) & (night - others >= small_gap)
     return out
 
 
