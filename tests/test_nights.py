@@ -455,6 +455,30 @@ def test_unreadable_lines_of_a_file_are_counted_as_one_reason_and_shown_with_the
         check_bad_fraction(result, 0.01)
 
 
+def test_a_line_cut_short_is_quarantined_not_read_with_its_values_cut(tmp_path) -> None:
+    """A line with fewer fields than the header (cut inside a value, as a copy that stopped) is
+    unreadable, in the middle of a file and at its end; its neighbours and quoted separators are read."""
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    good = rows(400, 20).with_columns(pl.lit("Desk, 2nd floor").alias("FriendlyName"))
+    lines = good.write_csv().splitlines()
+    n_fields = len(lines[0].split(","))
+    for i in (7, len(lines) - 1):  # the 7th row, and the last: cut inside the machine code
+        cut = lines[i].split(",")[: lines[0].split(",").index("MachineCode") + 1]
+        lines[i] = ",".join(cut)[:-4]
+    path = tmp_path / "cut.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = validate_log(read_log(path))
+    assert result.quarantine.height == 2 and result.valid.height == good.height - 2
+    reasons = result.quarantine["reason"].to_list()
+    assert all(f"fields, the header has {n_fields}" in r for r in reasons)
+    assert sorted(int(r.split(" line ")[1].split(":")[0]) for r in reasons) == [8, len(lines)]
+    assert set(result.valid["FriendlyName"].to_list()) == {"Desk, 2nd floor"}  # quoted separators are no fields
+    path.write_text(good.write_csv())  # the same file whole: every row read
+    assert validate_log(read_log(path)).quarantine.height == 0
+
+
 def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
     from licanom.data.extract.files import read_log
     from licanom.data.schema import SOURCE_FILE

@@ -254,9 +254,10 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
             # Strict UTF-8: polars fails on a byte that is not, and _decode below names it.
             frame = pl.read_csv(io.BytesIO(data), infer_schema=False, separator=sep, encoding="utf8",
                                 truncate_ragged_lines=False)
-            if not frame.select(pl.all_horizontal(pl.all().is_null()).any()).item():
+            if not frame.select(pl.all_horizontal(pl.all().is_null()).any()).item() and not _short_line(data, sep, frame):
                 return frame
-            # polars reads a blank line as a row of nulls; the line reader skips it
+            # polars reads a blank line as a row of nulls, and a line of fewer fields than the
+            # header as one padded with nulls; the line reader skips the one and refuses the other
         except pl.exceptions.PolarsError:
             pass  # some line is malformed: read line by line, so that only that line is lost
         text = _decode(data, path, None)
@@ -265,6 +266,31 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
         if isinstance(err, ExtractFileError):
             raise
         raise ExtractFileError(f"cannot read {path} as {kind}: {err}") from err
+
+
+def _short_line(data: bytes, separator: str, frame: pl.DataFrame) -> bool:
+    """Whether some line of a CSV file that polars read as ``frame`` may hold fewer fields than
+    its header (polars pads such a line with nulls, so a line cut short would pass as a row whose
+    last values are cut). By counting separators: a file of well-formed lines holds (fields - 1)
+    for each line and the header, and more only where quoted values hold separators (polars
+    refuses a line of more fields). Fewer: a line is short. More: each line's separators outside
+    quoted values are counted (a quoted value over several lines: may be, for the line reader to
+    tell). Exactly as many, with quoted separators that a short line's missing ones happen to
+    balance, would pass: a file that both holds separators within values and is cut."""
+    if frame.width < 2:
+        return False
+    found, expected = data.count(separator.encode()), (frame.width - 1) * (frame.height + 1)
+    if found <= expected or b'"' not in data:
+        return found != expected
+    # each line's separators outside quoted values (only the lines with a quote are stripped)
+    line = pl.col("line")
+    quoted = line.str.contains('"', literal=True)
+    counted = pl.DataFrame({"line": [data.decode("utf-8", "replace")]}).lazy().select(line.str.split("\n")).explode("line") \
+        .filter(line.str.strip_chars() != "").select(
+            (quoted & (line.str.count_matches('"', literal=True) % 2 == 1)).any().alias("open"),
+            (pl.when(quoted).then(line.str.replace_all(r'"[^"]*"', "")).otherwise(line)
+             .str.count_matches(separator, literal=True) != frame.width - 1).any().alias("short")).collect()
+    return bool(counted["open"][0] or counted["short"][0])
 
 
 def _lines(text: str) -> list[str]:
@@ -295,8 +321,9 @@ def _csv_records(lines: list[str], separator: str = ",",
 
 
 def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bool = False) -> pl.DataFrame:
-    """A CSV file record by record; a record that cannot be parsed or has more fields than the
-    header becomes a row with only an UNREADABLE text (``skip_spaces``: see :func:`_csv_records`)."""
+    """A CSV file record by record; a record that cannot be parsed or has more or fewer fields
+    than the header becomes a row with only an UNREADABLE text (``skip_spaces``: see
+    :func:`_csv_records`)."""
     lines = _lines(text)
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, sum(map(len, lines))))  # a field may be the whole file
@@ -318,13 +345,13 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     rows: list[list[str | None]] = []
     why: list[str | None] = []
     for line, fields, error in records[1:]:
-        if fields is not None and len(fields) > len(names):
+        if fields is not None and len(fields) != len(names):  # a line cut short, or joined with another
             fields, error = None, f"{len(fields)} fields, the header has {len(names)}"
         if fields is None:
             rows.append([None] * len(names))
             why.append(f"{path} line {line}: cannot be read as CSV ({error})")
         else:
-            rows.append([v if v != "" else None for v in fields] + [None] * (len(names) - len(fields)))
+            rows.append([v if v != "" else None for v in fields])
             why.append(None)
     return _text_frame(names, rows, why)
 
