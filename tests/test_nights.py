@@ -88,6 +88,33 @@ def test_rows_that_arrive_below_the_watermark_are_named_not_silently_left_out(ve
     assert load_state(vendor.out, "acme").source_rows == 355
 
 
+def test_rows_delivered_again_are_not_late_and_a_source_that_shrank_says_so(vendor) -> None:
+    """Copies of rows already counted (an export delivered again) are no late rows; a source that
+    holds fewer Ids below the watermark than the last night counted (an old file moved away) is
+    named, since late rows cannot be counted that night."""
+    from licanom.ops.scoring_state import load_state
+
+    first_rows = rows(1600, 100)
+    vendor.append(first_rows)
+    assert vendor.night().watermark_after == 1699
+    vendor.append(pl.concat([first_rows.tail(50), rows(1700, 100, seed=1)]))  # the last 50 again, then new ones
+    second = vendor.night()
+    assert second.rows_read == 100 and not any("late rows" in m for m in second.messages)
+    assert load_state(vendor.out, "acme").source_rows == 200  # distinct Ids: the copies count once
+    # the export's older rows moved away, five late ones and new ones added
+    kept = pl.read_csv(vendor.log, infer_schema=False).filter(pl.col("Id").cast(int) >= 1700)
+    vendor.log.unlink()
+    vendor.append(pl.concat([kept.cast(first_rows.schema), rows(1800, 100, seed=2)]))
+    third = vendor.night()
+    shrank = [m for m in third.messages if m.startswith("source shrank")]
+    assert shrank and "100 Ids at or below the watermark 1799 fewer" in shrank[0]
+    assert "source shrank" in (third.out_dir / "report.md").read_text()
+    assert "source shrank" in (third.out_dir / "report.html").read_text()  # the vendor's report says so too
+    assert load_state(vendor.out, "acme").source_rows == 200  # the new count: the next night compares with it
+    vendor.append(rows(1900, 100, seed=3))
+    assert not any(m.startswith(("source shrank", "late rows")) for m in vendor.night().messages)
+
+
 def test_an_unfinished_last_line_is_left_for_the_next_night(vendor) -> None:
     from licanom.data.extract.files import read_log
 

@@ -377,7 +377,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                                     model=f"{detector.model} (version {model_version})", chunks=chunks, rows=rows,
                                     key_history=key_history if secret is None else None, trained_in_run=False,
                                     computed=Computed(entities=entities, incidents=incidents, context=context),
-                                    notes=notes)
+                                    notes=(*notes, *messages))  # report.md's messages too (late rows, retrain)
         save_run(inp, out)
         write_report(inp, out)
         if private_rows is not None:
@@ -687,22 +687,26 @@ def _ids(frame: pl.DataFrame) -> pl.Series:
     return frame.select(_as_int("Id", frame.schema["Id"])).to_series()
 
 
-def late_rows(night: Night, watermark: int | None) -> tuple[int | None, int | None]:
-    """Rows that arrived late: how many rows with a readable Id at or below the night's start
-    appeared in the source since the last night counted them (None: not counted: a night scored
-    again, a source that hands out only new rows, or the first night), and the count the next night
-    should find at or below ``watermark`` (None: not counted). A log export's late file, or rows
-    appended under Ids the watermark has passed, would otherwise go unread without a word."""
+def late_rows(night: Night, watermark: int | None) -> tuple[int | None, int | None, int | None]:
+    """Rows that arrived late: how many Ids at or below the night's start appeared in the source
+    since the last night counted them (distinct readable Ids: a row delivered again under a counted
+    Id is not late; None: not counted: a night scored again, a source that hands out only new rows,
+    or the first night); the count the next night should find at or below ``watermark`` (None: not
+    counted); and how many fewer the source holds than the last night counted (a file moved away
+    or removed; None: not fewer), a night on which late rows cannot be told from the rows gone. A
+    log export's late file, or rows appended under Ids the watermark has passed, would otherwise go
+    unread without a word."""
     if night.at_or_below is None:
-        return None, None
+        return None, None, None
     before = night.state.source_rows
     late = night.at_or_below - before if before is not None and night.at_or_below > before else None
+    gone = before - night.at_or_below if before is not None and night.at_or_below < before else None
     if watermark is None or night.raw is None:
-        return late, night.at_or_below
+        return late, night.at_or_below, gone
     ids = _ids(night.raw)
-    new = int(((ids > (night.after if night.after is not None else -1)) & (ids <= watermark)).sum())
-    new += sum(1 for i in night.left_ahead if i <= watermark)
-    return late, night.at_or_below + new
+    new = ids.filter((ids > (night.after if night.after is not None else -1)) & (ids <= watermark))
+    new = pl.concat([new.cast(pl.Int64), pl.Series("Id", [i for i in night.left_ahead if i <= watermark], pl.Int64)])
+    return late, night.at_or_below + new.n_unique(), gone
 
 
 def carried_ids(output_dir: Path, vendor: str, since: int) -> list[int]:
@@ -747,8 +751,13 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
         raise refusal_kept(err, refused_quarantine(night.output_dir, night.vendor, night.after),
                            "the refused rows") from None
     crash_point("after:validate")
-    late, source_rows = late_rows(night, screened.watermark)
+    late, source_rows, gone = late_rows(night, screened.watermark)
     screened = replace(screened, source_rows=source_rows)
+    if gone:
+        screened = replace(screened, messages=(*screened.messages, (
+            f"source shrank: it holds {gone} Id{'s' if gone != 1 else ''} at or below the watermark {night.after} "
+            "fewer than the last night counted (a file of the export moved away or removed?); rows that arrived "
+            "late this night, if any, cannot be told from those gone: look for a late file of the export")))
     if late:
         screened = replace(screened, messages=(*screened.messages, (
             f"late rows: {late} row{'s' if late != 1 else ''} with Ids at or below the watermark {night.after} "

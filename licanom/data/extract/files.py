@@ -415,9 +415,10 @@ def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | N
 def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
                   separator: str | None = None, hold_unfinished: bool | None = None,
                   time_format: str | None = None, timezone: str | None = None) -> tuple[pl.DataFrame, int]:
-    """:func:`read_log`, and how many rows of the files have a readable Id at or below
+    """:func:`read_log`, and how many distinct readable Ids of the files lie at or below
     ``after_id`` (0 without one): a count that grows only by rows that arrived late, below a
-    watermark that has already passed them (the nightly scoring compares it night by night)."""
+    watermark that has already passed them (the nightly scoring compares it night by night); a
+    row delivered again under an Id the files already hold does not add to it."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
     read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold), p), time_format),
                               timezone))
@@ -439,7 +440,7 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     at_or_below = 0
     if after_id is not None:
         kept = [_after(f, after_id) for f in frames]
-        at_or_below = sum(n for _, n in kept)
+        at_or_below = pl.concat([ids for _, ids in kept]).n_unique() if kept else 0
         frames = [f for f, _ in kept]
     if not frames:
         return pl.DataFrame(), at_or_below
@@ -548,17 +549,17 @@ def _check_columns_per_file(read: list[tuple[Path, pl.DataFrame]]) -> None:
             )
 
 
-def _after(frame: pl.DataFrame, after_id: int) -> tuple[pl.DataFrame, int]:
+def _after(frame: pl.DataFrame, after_id: int) -> tuple[pl.DataFrame, pl.Series]:
     """One file's rows after ``after_id`` (see :func:`read_log` for rows without a readable Id),
-    and how many of its rows have a readable Id at or below it."""
+    and its readable Ids at or below it."""
     if "Id" not in frame.columns:
-        return frame, 0
+        return frame, pl.Series("Id", [], pl.Int64)
     from licanom.data.validate import _as_int
 
     ids = frame.select(_as_int("Id", frame.schema["Id"])).to_series()
     near = ids.forward_fill().fill_null(ids.backward_fill())
     return (frame.filter((ids > after_id) | (ids.is_null() & (near.is_null() | (near > after_id)))),
-            int((ids <= after_id).sum()))
+            ids.filter(ids <= after_id).cast(pl.Int64))
 
 
 def _text_column(s: pl.Series) -> pl.Series:
