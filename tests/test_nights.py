@@ -646,6 +646,33 @@ def test_a_night_scored_again_scores_the_rows_carried_into_it_again(vendor) -> N
     assert "3 of the rows carried into this night" in (short.out_dir / "report.md").read_text()
 
 
+def test_a_night_scored_again_leaves_the_rows_after_the_watermark_to_the_next_night(vendor) -> None:
+    """Scored again from the last night's start while new rows already wait: the same folder is
+    written again (the same Ids), the watermark and the late-row count stay, and the new rows are
+    the next night's, each Id in one folder."""
+    from licanom.ops.scoring_state import load_state
+    from tests.night_harness import check_ledger, rows
+
+    first_rows, second_rows, third_rows = rows(1600, 200, seed=1), rows(1800, 200, seed=2), rows(2000, 100, seed=3)
+    vendor.append(first_rows)
+    vendor.night()
+    start = load_state(vendor.out, "acme").watermark
+    vendor.append(second_rows)
+    second = vendor.night()
+    state = load_state(vendor.out, "acme")
+    vendor.append(third_rows)  # new rows, not yet scored
+    again = vendor.night(since=start)
+    assert again.out_dir == second.out_dir and again.watermark_after == state.watermark
+    assert again.chunks.select("first_id", "last_id", "score").equals(second.chunks.select("first_id", "last_id", "score"))
+    assert any(m.startswith("100 rows after the watermark 1999 left for the next night") for m in again.messages)
+    after = load_state(vendor.out, "acme")
+    assert (after.watermark, after.source_rows) == (state.watermark, state.source_rows)
+    third = vendor.night()
+    assert third.rows_read == 100 and third.watermark_after == 2099
+    assert not any("late rows" in m for m in third.messages)
+    check_ledger(vendor, [int(i) for i in pl.concat([first_rows, second_rows, third_rows])["Id"].to_list()])
+
+
 def test_rows_of_no_product_the_model_knows_are_refused_not_answered_with_nothing(bundle) -> None:
     """The registered model's score_log: a batch of another vendor's product raises
     VendorMismatchError; the vendor's rows with a few foreign ones among them are scored."""

@@ -610,6 +610,8 @@ class Night:
     # (None: not counted), and the Ids of far-beyond rows it left out as quarantined before
     at_or_below: int | None = None
     left_ahead: tuple[int, ...] = ()
+    # a night scored again: the rows after the watermark it left for the next night
+    left_after: int = 0
     screened: Screened | None = None
     windows: Any = None  # licanom.ops.bundle.Windows
     inputs: Any = None
@@ -658,10 +660,16 @@ def read_night(night: Night, source: Any) -> Night:
 
     from licanom.data import pipeline
 
+    left_after = 0
     if night.since is None:
         read, at_or_below = pipeline.extract_new(source, after_id=night.after)
     else:  # a night scored again: what lies below its start is the earlier nights'
         read, at_or_below = pipeline.extract(source, after_id=night.after), None
+        if night.state.watermark is not None and night.since < night.state.watermark:
+            # it scores again what the nights read, up to the watermark, which it does not move: the
+            # rows after it are the next night's (read here, they would lie in two folders)
+            kept = read.filter(_until(_ids(read), night.state.watermark)) if read.height else read
+            read, left_after = kept, read.height - kept.height
     raw = without_ahead(read, night.state.ahead)
     left_ahead: tuple[int, ...] = ()
     if raw.height < read.height:  # far-beyond rows quarantined before: in the source, not read again
@@ -677,7 +685,15 @@ def read_night(night: Night, source: Any) -> Night:
                 if "Id" in earlier.columns else earlier.head(0)
             missing = len(ids) - carried.height
     return replace(night, raw=raw, carried=carried, carried_missing=missing, at_or_below=at_or_below,
-                   left_ahead=left_ahead)
+                   left_ahead=left_ahead, left_after=left_after)
+
+
+def _until(ids: pl.Series, watermark: int) -> pl.Series:
+    """Which rows lie at or below ``watermark``: by their readable Id, and a row without one by
+    the readable Id before it (at the start, the one after it; none at all: kept), as the reads
+    after a watermark place it (:func:`licanom.data.extract.files.read_log`)."""
+    near = ids.forward_fill().fill_null(ids.backward_fill())
+    return ((ids <= watermark) | (ids.is_null() & (near.is_null() | (near <= watermark)))).fill_null(False)
 
 
 def _ids(frame: pl.DataFrame) -> pl.Series:
@@ -764,6 +780,10 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
             "appeared in the source since the last night; they are not read (the watermark has passed them): look "
             "for a late file of the export")))
     carry = night.state.tail if night.since is None else carried_rows(model, night)
+    if night.left_after:
+        screened = replace(screened, messages=(*screened.messages, (
+            f"{night.left_after} row{'s' if night.left_after != 1 else ''} after the watermark {night.state.watermark} "
+            "left for the next night: a night scored again covers the Ids the nights before it read")))
     if night.carried_missing:
         screened = replace(screened, messages=(*screened.messages, (
             f"{night.carried_missing} of the rows carried into this night (Ids up to {night.since}) are no longer in "
