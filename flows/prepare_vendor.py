@@ -8,7 +8,7 @@ from prefect import flow
 from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
-from licanom.config import load_config
+from licanom.config import vendor_config
 from licanom.data.pipeline import Prepared
 from tasks import data
 
@@ -21,7 +21,7 @@ def prepare_vendor(vendor: str = "demo", out_dir: str | None = None) -> Prepared
         vendor: The vendor to prepare (a file in conf/vendors/).
         out_dir: Where to write (empty: the vendor's output_dir, the project's out/ by default).
     """
-    cfg = load_config(vendor)
+    cfg = vendor_config(vendor)
     raw = data.extract(cfg)
     validation = data.validate(raw, cfg)
     prepared = data.encode_and_chunk(opaque(validation), cfg)

@@ -153,13 +153,13 @@ def _run(args: argparse.Namespace, interrupt: Interrupted):  # type: ignore[no-u
     """The flow's final state, or an exit code when the vendor's configuration is wrong or Prefect's
     API cannot be reached."""
     from licanom.cli import EXIT_USAGE
-    from licanom.config import describe_error, load_config
+    from licanom.config import VendorConfigError, vendor_config
 
     try:
         if args.flow != "nightly":
-            load_config(args.vendor)  # a configuration error is one line here, not a failed flow run
-    except Exception as err:  # noqa: BLE001 - pydantic's, yaml's or ours: all a configuration error
-        print(f"licanom: configuration error for vendor {args.vendor!r}: {describe_error(err)}", file=sys.stderr)
+            vendor_config(args.vendor)  # a configuration error is one line here, not a failed flow run
+    except VendorConfigError as err:
+        print(f"licanom: {err}", file=sys.stderr)
         return EXIT_USAGE
 
     from tasks.api import wait_for_api

@@ -8,7 +8,7 @@ from prefect import flow
 from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
-from licanom.config import load_config
+from licanom.config import vendor_config
 from licanom.ops.nightly import NightResult
 from tasks import data, scoring, training, vendors
 
@@ -25,7 +25,7 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
         vendor: The vendor to score (a file in conf/vendors/; fixed in a vendor's deployment).
         since: Re-score the rows after this log Id instead of after the watermark (empty: the new rows).
     """
-    cfg = load_config(vendor)
+    cfg = vendor_config(vendor)
     out = Path(cfg.output_dir)
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)

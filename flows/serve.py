@@ -6,10 +6,13 @@ lists them, runs them on their schedules and can start any of them by hand. Poin
 PREFECT_API_URL at a Prefect server (`make ui` starts one) so that the UI sees them.
 
 A vendor's deployments have their vendor frozen (read-only in the UI's run form, enforced by the
-API); the other parameters are described in the form from the flows' docstrings.
+API); the other parameters are described in the form from the flows' docstrings. A vendor whose
+configuration or schedule cannot be read is not served, with one line saying why; the others are.
 """
 
 from __future__ import annotations
+
+import sys
 
 from prefect import serve
 from prefect.client.schemas.schedules import CronSchedule
@@ -19,22 +22,29 @@ from flows.naming import PROJECT_TAG, vendor_tags
 from flows.nightly import nightly
 from flows.score_vendor import score_vendor
 from flows.train_vendor import train_vendor
-from licanom.config import list_vendors, load_config
+from licanom.config import describe_error, list_vendors, load_config
 
 
 def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-arg]
-    """Runner deployments: score-<vendor> (nightly cron), train-<vendor> (weekly cron), nightly (all)."""
+    """Runner deployments: score-<vendor> (nightly cron), train-<vendor> (weekly cron), nightly (all).
+    A vendor whose configuration or schedules fail is left out, named on stderr."""
     out = []
     for vendor in vendors or list_vendors():
-        schedule = load_config(vendor).schedule
+        try:
+            schedule = load_config(vendor).schedule
+            crons = [CronSchedule(cron=cron, timezone=schedule.timezone)
+                     for cron in (schedule.score_cron, schedule.train_cron)]
+        except ValueError as err:  # the configuration's (pydantic's, YAML's) or the scheduler's parser's
+            print(f"licanom serve: vendor {vendor} not served: {describe_error(err)}", file=sys.stderr)
+            continue
         out.append(score_vendor.to_deployment(
             name=f"score-{vendor}", parameters={"vendor": freeze(vendor)}, tags=vendor_tags(vendor),
-            schedules=[CronSchedule(cron=schedule.score_cron, timezone=schedule.timezone)],
+            schedules=[crons[0]],
             concurrency_limit=1, description=f"Nightly scoring of {vendor}'s new rows with its champion model.",
         ))
         out.append(train_vendor.to_deployment(
             name=f"train-{vendor}", parameters={"vendor": freeze(vendor)}, tags=vendor_tags(vendor),
-            schedules=[CronSchedule(cron=schedule.train_cron, timezone=schedule.timezone)],
+            schedules=[crons[1]],
             concurrency_limit=1, description=f"Weekly training of {vendor}'s variants; moves its champion.",
         ))
     out.append(nightly.to_deployment(name="all-vendors", tags=[PROJECT_TAG], description="Score every vendor."))

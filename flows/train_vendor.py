@@ -9,7 +9,7 @@ from prefect import flow
 from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
-from licanom.config import load_config
+from licanom.config import vendor_config
 from licanom.ops.training import TrainingSummary
 from tasks import data, training, vendors
 
@@ -25,7 +25,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
         models: Variants to train instead of the vendor's train.models: names such as
             Tail_context or TCN_AE, or ["all"] for the eight autoencoders (empty: as configured).
     """
-    cfg = load_config(vendor, overrides={"train": {"models": models}} if models else None)
+    cfg = vendor_config(vendor, overrides={"train": {"models": models}} if models else None)
     data.prune_chunk_cache()
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)

@@ -50,15 +50,18 @@ class SourceConfig(_Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        return v if v is None else known_zone(v)
 
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}: use an IANA name such as Europe/Berlin or America/New_York") from None
-        return v
+
+def known_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone, else a ValueError saying what to write."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin or America/New_York") from None
+    return name
 
     @field_validator("encoding")
     @classmethod
@@ -302,6 +305,26 @@ class ScheduleConfig(_Model):
     train_cron: str = "0 3 * * 0"    # weekly retraining
     timezone: str = "UTC"
 
+    @field_validator("score_cron", "train_cron")
+    @classmethod
+    def _cron_fields(cls, v: str) -> str:
+        # the shape only (the scheduler's own parser checks the values when `licanom serve` starts):
+        # five fields, as cron writes them (six: seconds last, as the scheduler reads them too), or a
+        # nickname; a field lost is the usual slip
+        if not (len(v.split()) in (5, 6) or v.strip() in CRON_NICKNAMES):
+            raise ValueError(f"{v!r} is not a cron schedule: five fields (minute hour day-of-month month "
+                             f"day-of-week, e.g. '0 2 * * *') or one of {', '.join(CRON_NICKNAMES)}")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        return known_zone(v)
+
+
+# the cron nicknames the scheduler reads besides five fields
+CRON_NICKNAMES: tuple[str, ...] = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+
 
 class Config(_Model):
     vendor: str = "default"
@@ -405,6 +428,24 @@ def unknown_vendor_message(vendor: str, conf_dir: Path | None = None) -> str | N
     known = list_vendors(conf_dir)
     return (f"unknown vendor {vendor!r}: no {conf_dir / 'vendors' / (vendor + '.yaml')}; vendors: "
             + (", ".join(known) if known else "none yet (add conf/vendors/<vendor>.yaml)"))
+
+
+class VendorConfigError(ValueError):
+    """A vendor's configuration that cannot be used, in one sentence (:func:`vendor_config`)."""
+
+
+def vendor_config(vendor: str, conf_dir: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """:func:`load_config` for a vendor's flow: any error is one :class:`VendorConfigError` naming
+    the vendor and each setting (:func:`describe_error`), not pydantic's text over many lines; a
+    file source without its path is one too."""
+    try:
+        cfg = load_config(vendor, conf_dir, overrides)
+    except Exception as err:  # noqa: BLE001 - pydantic's, YAML's or ours: all the configuration's
+        raise VendorConfigError(f"configuration error for vendor {vendor!r}: {describe_error(err)}") from None
+    if cfg.source.kind == "files" and not cfg.source.path:
+        raise VendorConfigError(f"configuration error for vendor {vendor!r}: source.path: the log's file or folder "
+                                "is not set (source.kind is 'files')")
+    return cfg
 
 
 def describe_error(err: Exception) -> str:

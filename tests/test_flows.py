@@ -330,6 +330,40 @@ def test_deployments_fix_the_vendor_and_describe_the_parameters(flow_env):
     assert by_name["all-vendors"]._parameter_openapi_schema.properties["runner"]["description"]
 
 
+def test_a_vendor_whose_schedule_cannot_be_read_is_not_served_and_the_others_are(flow_env, capsys):
+    """One vendor's slip in its schedule (a cron of four fields, an unknown zone) or a file source
+    without its path: that vendor is named in one line and left out, the others are served; the
+    configuration refuses the schedule's shape when it is read, and `licanom run` the missing path."""
+    from flows.run import main
+    from flows.serve import deployments
+    from licanom.config import ScheduleConfig, VendorConfigError, vendor_config
+
+    root, _ = flow_env
+    conf = root / "conf" / "vendors"
+    (conf / "typo.yaml").write_text("schedule: {score_cron: '0 2 * *'}\n")
+    (conf / "zone.yaml").write_text("schedule: {timezone: Europe/Berln}\n")
+    (conf / "nopath.yaml").write_text("source: {kind: files}\n")
+    try:
+        names = {d.name for d in deployments(["alpha", "typo", "zone"])}
+        assert names == {"score-alpha", "train-alpha", "all-vendors"}
+        err = capsys.readouterr().err.splitlines()
+        assert err[0].startswith("licanom serve: vendor typo not served: schedule.score_cron: '0 2 * *' is not a cron")
+        assert err[1].startswith("licanom serve: vendor zone not served: schedule.timezone: unknown time zone 'Europe/Berln'")
+        for bad in ({"score_cron": "0 2 * *"}, {"train_cron": "0 3 * * 0 1 2"}, {"timezone": "Mars/Olympus"}):
+            with pytest.raises(ValueError):
+                ScheduleConfig(**bad)
+        assert ScheduleConfig(score_cron="@daily", train_cron="0 3 * * 0").score_cron == "@daily"
+        with pytest.raises(VendorConfigError, match=r"^configuration error for vendor 'nopath': source\.path: "):
+            vendor_config("nopath")
+        assert main(["train", "--vendor", "nopath"]) == 2
+        assert capsys.readouterr().err.strip().splitlines() == [
+            "licanom: configuration error for vendor 'nopath': source.path: the log's file or folder is not set "
+            "(source.kind is 'files')"]
+    finally:
+        for name in ("typo", "zone", "nopath"):
+            (conf / f"{name}.yaml").unlink()
+
+
 def test_prepare_flow_writes_into_the_vendors_output_dir(flow_env):
     from flows.prepare_vendor import prepare_vendor
 
