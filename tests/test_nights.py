@@ -115,6 +115,20 @@ def test_rows_delivered_again_are_not_late_and_a_source_that_shrank_says_so(vend
     assert not any(m.startswith(("source shrank", "late rows")) for m in vendor.night().messages)
 
 
+def test_a_night_whose_ids_do_not_follow_time_says_so(vendor) -> None:
+    """Rows exported late under new Ids (their times two nights back) sort before the night's own:
+    the night says that its chunks' Id ranges are not the ranges of their rows."""
+    vendor.append(rows(1600, 100))
+    first = vendor.night()
+    assert not any(m.startswith("Ids out of time order") for m in first.messages)
+    old_times = rows(1700, 5, start=rows(1600, 100)["Time"].str.to_datetime().min())
+    vendor.append(pl.concat([rows(1705, 100, seed=1), old_times.with_columns(pl.Series("Id", [str(i) for i in range(1805, 1810)]))]))
+    second = vendor.night()
+    said = [m for m in second.messages if m.startswith("Ids out of time order")]
+    assert said and "this night's Ids fall back 1 time " in said[0]  # the five old rows first, then 1705
+    assert "Ids out of time order" in (second.out_dir / "report.md").read_text()
+
+
 def test_an_unfinished_last_line_is_left_for_the_next_night(vendor) -> None:
     from licanom.data.extract.files import read_log
 

@@ -703,6 +703,12 @@ def _ids(frame: pl.DataFrame) -> pl.Series:
     return frame.select(_as_int("Id", frame.schema["Id"])).to_series()
 
 
+def ids_out_of_order(rows: pl.DataFrame) -> int:
+    """How many times the Ids of ``rows`` (valid rows, in time order) fall: a row with a smaller Id
+    than the row before it."""
+    return int((rows["Id"].diff() < 0).sum()) if rows.height > 1 and "Id" in rows.columns else 0
+
+
 def late_rows(night: Night, watermark: int | None) -> tuple[int | None, int | None, int | None]:
     """Rows that arrived late: how many Ids at or below the night's start appeared in the source
     since the last night counted them (distinct readable Ids: a row delivered again under a counted
@@ -780,6 +786,12 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
             "appeared in the source since the last night; they are not read (the watermark has passed them): look "
             "for a late file of the export")))
     carry = night.state.tail if night.since is None else carried_rows(model, night)
+    back = ids_out_of_order(screened.validation.valid)
+    if back:
+        screened = replace(screened, messages=(*screened.messages, (
+            f"Ids out of time order: taken in time order, this night's Ids fall back {back} time{'s' if back != 1 else ''} "
+            "(rows exported late under new Ids, or Ids that do not follow time), so a "
+            "chunk's first_id..last_id (chunks.parquet, anomalies.csv, the incidents) is not the range of its rows")))
     if night.left_after:
         screened = replace(screened, messages=(*screened.messages, (
             f"{night.left_after} row{'s' if night.left_after != 1 else ''} after the watermark {night.state.watermark} "
