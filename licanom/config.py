@@ -26,6 +26,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def known_zone(name: str) -> str:
+    """``name`` if it is an IANA time zone, else a ValueError saying what to write."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin or America/New_York") from None
+    return name
+
+
 class SourceConfig(_Model):
     kind: Literal["files", "cryptolens", "simulate"] = "files"
     path: str | None = None
@@ -51,17 +62,6 @@ class SourceConfig(_Model):
     @classmethod
     def _known_zone(cls, v: str | None) -> str | None:
         return v if v is None else known_zone(v)
-
-
-def known_zone(name: str) -> str:
-    """``name`` if it is an IANA time zone, else a ValueError saying what to write."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin or America/New_York") from None
-    return name
 
     @field_validator("encoding")
     @classmethod
