@@ -154,6 +154,19 @@ def test_new_key_machine_and_ip_are_named(inp: ReportInput, page: str) -> None:
     assert "mc-new" in page
 
 
+def test_a_key_the_models_history_knows_is_not_new_though_only_this_frame_holds_it() -> None:
+    """A nightly report's rows are one night: a key and machine code the model's history knows
+    (training, earlier nights) are not "new" for being absent from the night's other rows."""
+    from licanom.data.context_vector import KeyHistory
+
+    history = KeyHistory(machines=pl.DataFrame({"Key": [EVIL_KEY], "MachineCode": ["mc-new"]}),
+                         countries=pl.DataFrame({"Key": [EVIL_KEY], "country": ["GB"]}))
+    csv = anomalies_csv(make_input(key_history=history))
+    frame = csv.filter(pl.col("first_id") == make_rows()["Id"][7 * SIZE]).row(0, named=True)
+    assert (frame["new_keys"], frame["new_machine_codes"], frame["new_ips"]) == (1, 0, 1)  # FORMULA_KEY is new
+    assert "new machine code" not in frame["why"] and "new key" in frame["why"]
+
+
 def test_top_columns_come_from_feature_errors(inp: ReportInput) -> None:
     csv = anomalies_csv(inp)
     assert all(t.startswith("key ") for t in csv["top_columns"])

@@ -16,7 +16,8 @@ The report says who did what first, then when:
     for any model): requests per second, failure share, and what its keys, machines and
     addresses did in the same clock hour, next to the normal chunks' median and 95th percentile
     (for a context model, in place of the column errors);
-  - the keys, machine codes, IPs and countries that are *new* (not in the normal rows) or
+  - the keys, machine codes, IPs and countries that are *new* (not in the normal rows, nor, for
+    keys, machine codes and countries, in the model's history of them where the report has it) or
     *over-represented* (share of the frame's requests against share of normal traffic);
   - its requests (the raw rows), capped per frame.
 
@@ -575,7 +576,10 @@ def analyse(inp: ReportInput) -> Analysis:
     tagged = rows.with_columns(in_frame)
     normal = tagged.filter(pl.col("_frame") < 0)
     anomalous = tagged.filter(pl.col("_frame") >= 0)
-    values = _values(normal, anomalous)
+    history = inp.key_history
+    known = {} if history is None else {"Key": history.keys, "MachineCode": history.machines["MachineCode"],
+                                        "country": history.countries["country"]}
+    values = _values(normal, anomalous, known)
 
     success = rows["success"].to_numpy().astype(np.float64) if n_rows else np.empty(0)
     normal_failed = float(1.0 - success[row_frame < 0].mean()) if (row_frame < 0).any() else math.nan
@@ -596,8 +600,10 @@ def analyse(inp: ReportInput) -> Analysis:
     return replace(analysis, reasons=tuple(_reasons(analysis, k) for k in range(frames.height)))
 
 
-def _values(normal: pl.DataFrame, anomalous: pl.DataFrame) -> pl.DataFrame:
-    """Per frame and value column, each value's count and share in the frame and in normal rows."""
+def _values(normal: pl.DataFrame, anomalous: pl.DataFrame, known: dict[str, pl.Series] | None = None) -> pl.DataFrame:
+    """Per frame and value column, each value's count and share in the frame and in normal rows;
+    ``new``: in none of the normal rows, nor among ``known`` (per column: the values the model's
+    history holds, the training rows' and the nights' since, where it keeps that column)."""
     schema = {
         "frame": pl.Int32, "column": pl.String, "value": pl.String, "n": pl.Int64, "share": pl.Float64,
         "n_normal": pl.Int64, "share_normal": pl.Float64, "lift": pl.Float64, "new": pl.Boolean,
@@ -616,6 +622,10 @@ def _values(normal: pl.DataFrame, anomalous: pl.DataFrame) -> pl.DataFrame:
             .join(base, on="value", how="left", nulls_equal=True)
             .with_columns(pl.col("n_normal").fill_null(0))
         )
+        seen = known.get(col) if known else None
+        unknown = (~pl.col("value").cast(pl.String).is_in(seen.cast(pl.String).implode()) if seen is not None
+                   else pl.lit(True))
+        counts = counts.with_columns(((pl.col("n_normal") == 0) & unknown).alias("new"))
         parts.append(counts.select(
             pl.col("_frame").cast(pl.Int32).alias("frame"),
             pl.lit(col).alias("column"),
@@ -624,11 +634,11 @@ def _values(normal: pl.DataFrame, anomalous: pl.DataFrame) -> pl.DataFrame:
             (pl.col("n") / pl.col("_total")).alias("share"),
             pl.col("n_normal").cast(pl.Int64),
             (pl.col("n_normal") / n_normal_total).alias("share_normal"),
+            pl.col("new").fill_null(True),
         ))
     out = pl.concat(parts).with_columns(
         pl.when(pl.col("share_normal") > 0).then(pl.col("share") / pl.col("share_normal"))
         .otherwise(float("inf")).alias("lift"),
-        (pl.col("n_normal") == 0).alias("new"),
     ).with_columns(
         (~pl.col("new") & (pl.col("n") >= OVER_MIN_COUNT) & (pl.col("share") >= OVER_MIN_SHARE)
          & (pl.col("lift") >= OVER_LIFT)).alias("over")
