@@ -162,3 +162,11 @@ def test_one_customers_flood_is_one_incident_named_by_its_key():
     assert out["chunks"].sum() == attributed.height  # every flagged chunk in one incident
     # without the keys behind the machines (a frame attributed elsewhere): by entity, as before
     assert group_incidents(attributed.drop(ENTITY_KEY)).height == 6
+    # a machine's run between two runs of its key, each within the gap: all three one incident
+    bridged = [("key", "K1", "K1", 0.0, 0.8), ("machine", "K1 / M1", "K1", 1.0, 2.3), ("key", "K1", "K1", 2.5, 3.3)]
+    attributed = pl.DataFrame(
+        [(c, 10 * c, 10 * c + 9, t0 + h0 * hour, t0 + h1 * hour, 60.0, "key_requests_hour", kind, entity, key)
+         for c, (kind, entity, key, h0, h1) in enumerate(bridged)],
+        schema=["chunk", "first_id", "last_id", "start_time", "end_time", "severity", "top_feature", "entity_kind",
+                "entity", ENTITY_KEY], orient="row")
+    assert group_incidents(attributed).select("entity", "chunks").rows() == [("K1", 3)]

@@ -159,10 +159,7 @@ def group_incidents(attributed: pl.DataFrame, gap: timedelta = timedelta(hours=1
               "chunks": pl.Int64, "max_severity": pl.Float64, "signal": pl.String, "description": pl.String}
     if attributed.height == 0:
         return pl.DataFrame(schema=schema)
-    ordered = _one_customer(attributed.sort("entity_kind", "entity", "start_time").with_columns(
-        ((pl.col("start_time") - pl.col("end_time").shift(1).over("entity_kind", "entity")) > gap)
-        .fill_null(True).cum_sum().over("entity_kind", "entity").alias("_run")
-    ), gap)
+    ordered = _runs(_one_customer(_runs(attributed, gap), gap).drop("_run"), gap)
     grouped = (
         ordered.group_by("entity_kind", "entity", "_run")
         .agg(pl.col("first_id").min(), pl.col("last_id").max(), pl.col("start_time").min(),
@@ -186,27 +183,33 @@ def group_incidents(attributed: pl.DataFrame, gap: timedelta = timedelta(hours=1
     return described.select(list(schema)).cast(schema)  # type: ignore[arg-type]
 
 
+def _runs(chunks: pl.DataFrame, gap: timedelta) -> pl.DataFrame:
+    """Attributed chunks with ``_run``: each entity's chunks numbered by runs, a new run where more
+    than ``gap`` passes after the chunk before."""
+    return chunks.sort("entity_kind", "entity", "start_time").with_columns(
+        ((pl.col("start_time") - pl.col("end_time").shift(1).over("entity_kind", "entity")) > gap)
+        .fill_null(True).cum_sum().over("entity_kind", "entity").alias("_run"))
+
+
 def _one_customer(runs: pl.DataFrame, gap: timedelta) -> pl.DataFrame:
-    """Chunks in runs (``entity_kind``, ``entity``, ``_run``) with each run of a machine that comes
-    within ``gap`` of a run of its own key (:data:`ENTITY_KEY`) moved into that key's run (the
-    earliest such), so that one customer's flood is one incident. Without the column, as they are."""
+    """Chunks in runs (:func:`_runs`) with each run of a machine that comes within ``gap`` of a run of
+    its own key (:data:`ENTITY_KEY`) named by that key, so that one customer's flood is one incident
+    once the runs are counted again. Without the column, as they are."""
     if ENTITY_KEY not in runs.columns:
         return runs
     spans = runs.group_by("entity_kind", "entity", "_run").agg(
         pl.col(ENTITY_KEY).first(), pl.col("start_time").min(), pl.col("end_time").max())
     keys = spans.filter(pl.col("entity_kind") == "key").select(
-        pl.col(ENTITY_KEY), pl.col("_run").alias("_key_run"), pl.col("start_time").alias("_key_start"),
-        pl.col("end_time").alias("_key_end"))
+        pl.col(ENTITY_KEY), pl.col("start_time").alias("_key_start"), pl.col("end_time").alias("_key_end"))
     machines = spans.filter((pl.col("entity_kind") == "machine") & pl.col(ENTITY_KEY).is_not_null())
     moves = (
         machines.join(keys, on=ENTITY_KEY)
         .filter((pl.col("start_time") - pl.col("_key_end") <= gap) & (pl.col("_key_start") - pl.col("end_time") <= gap))
-        .sort("_key_start").group_by("entity_kind", "entity", "_run").first()
-        .select("entity_kind", "entity", "_run", "_key_run", pl.col(ENTITY_KEY).alias("_key"))
+        .select("entity_kind", "entity", "_run", pl.col(ENTITY_KEY).alias("_key")).unique()
     )
     if moves.height == 0:
         return runs
     return (runs.join(moves, on=["entity_kind", "entity", "_run"], how="left")
             .with_columns(pl.when(pl.col("_key").is_not_null()).then(pl.lit("key")).otherwise(pl.col("entity_kind")).alias("entity_kind"),
-                          pl.coalesce("_key", "entity").alias("entity"), pl.coalesce("_key_run", "_run").alias("_run"))
-            .drop("_key", "_key_run"))
+                          pl.coalesce("_key", "entity").alias("entity"))
+            .drop("_key"))
