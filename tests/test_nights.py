@@ -718,3 +718,20 @@ def test_the_nights_console_summary_says_what_the_night_rule_flagged(tmp_path: P
     assert quiet.summary() == ["acme: 0 rows read, 0 quarantined, 0 chunks scored, 0 flagged by champion version 4 -> "
                                "no night written (nothing new after the watermark, Id 10; --since ID scores the rows "
                                "after an earlier Id again)"]
+
+
+def test_a_row_without_an_id_is_placed_within_its_own_file_as_the_reads_after_a_watermark_place_it() -> None:
+    """A night scored again keeps the rows up to the watermark; a row whose Id cannot be read goes
+    with the readable Id before it in its file (at a file's start, the one after it), as
+    read_log's rows after a watermark do, so the next night and the re-scored one never both read it."""
+    from licanom.data.extract.files import _after
+    from licanom.data.schema import SOURCE_FILE
+    from licanom.ops.nightly import _until
+
+    a = pl.DataFrame({"Id": ["1", "2", "3", "4", "5"]})
+    b = pl.DataFrame({"Id": ["x", "10", "11"]})
+    raw = pl.concat([a.with_columns(pl.lit("a").alias(SOURCE_FILE)), b.with_columns(pl.lit("b").alias(SOURCE_FILE))])
+    kept = _until(raw, 7).to_list()
+    assert kept == [True] * 5 + [False] * 3
+    after = pl.concat([_after(a, 7)[0], _after(b, 7)[0]])["Id"].to_list()  # what the next night reads
+    assert after == ["x", "10", "11"] and not any(k for k, i in zip(kept, raw["Id"]) if i in after)

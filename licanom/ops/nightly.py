@@ -665,11 +665,12 @@ def read_night(night: Night, source: Any) -> Night:
         read, at_or_below = pipeline.extract_new(source, after_id=night.after)
     else:  # a night scored again: what lies below its start is the earlier nights'
         read, at_or_below = pipeline.extract(source, after_id=night.after), None
-        if night.state.watermark is not None and night.since < night.state.watermark:
+        if night.state.watermark is not None and night.since < night.state.watermark and "Id" in read.columns:
             # it scores again what the nights read, up to the watermark, which it does not move: the
             # rows after it are the next night's (read here, they would lie in two folders)
-            kept = read.filter(_until(_ids(read), night.state.watermark)) if read.height else read
-            read, left_after = kept, read.height - kept.height
+            beyond = ~_until(read, night.state.watermark)
+            ahead = _ids(read).is_in(list(night.state.ahead)).fill_null(False)  # quarantined before: no one's
+            read, left_after = read.filter(~beyond), int((beyond & ~ahead).sum())
     raw = without_ahead(read, night.state.ahead)
     left_ahead: tuple[int, ...] = ()
     if raw.height < read.height:  # far-beyond rows quarantined before: in the source, not read again
@@ -688,11 +689,17 @@ def read_night(night: Night, source: Any) -> Night:
                    left_ahead=left_ahead, left_after=left_after)
 
 
-def _until(ids: pl.Series, watermark: int) -> pl.Series:
-    """Which rows lie at or below ``watermark``: by their readable Id, and a row without one by
-    the readable Id before it (at the start, the one after it; none at all: kept), as the reads
-    after a watermark place it (:func:`licanom.data.extract.files.read_log`)."""
-    near = ids.forward_fill().fill_null(ids.backward_fill())
+def _until(raw: pl.DataFrame, watermark: int) -> pl.Series:
+    """Which rows of ``raw`` lie at or below ``watermark``: by their readable Id, and a row without
+    one by the readable Id before it in its file (at the file's start, the one after it; none at
+    all: kept), as the reads after a watermark place it (:func:`licanom.data.extract.files.read_log`),
+    so that a night scored again and the next one never both read it."""
+    from licanom.data.schema import SOURCE_FILE
+
+    ids = _ids(raw)
+    frame = pl.DataFrame({"_id": ids, "_file": raw[SOURCE_FILE] if SOURCE_FILE in raw.columns else pl.Series([""] * raw.height)})
+    near = frame.select(pl.col("_id").forward_fill().over("_file")
+                        .fill_null(pl.col("_id").backward_fill().over("_file")))["_id"]
     return ((ids <= watermark) | (ids.is_null() & (near.is_null() | (near <= watermark)))).fill_null(False)
 
 
