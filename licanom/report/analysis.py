@@ -576,7 +576,9 @@ def analyse(inp: ReportInput) -> Analysis:
     tagged = rows.with_columns(in_frame)
     normal = tagged.filter(pl.col("_frame") < 0)
     anomalous = tagged.filter(pl.col("_frame") >= 0)
-    history = inp.key_history
+    # the history of the report's keys only: what a saved run keeps of it (licanom.report.store), so a
+    # report built again from it calls the same values new
+    history = None if inp.key_history is None else inp.key_history.for_keys(rows["Key"])
     known = {} if history is None else {"Key": history.keys, "MachineCode": history.machines["MachineCode"],
                                         "country": history.countries["country"]}
     values = _values(normal, anomalous, known)
