@@ -57,7 +57,7 @@ def build(pool: str, vendors: list[str] | None, conf_dir: Path | None, nightly_n
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.utilities.annotations import freeze
 
-    from licanom.config import list_vendors, load_config
+    from licanom.config import describe_error, list_vendors, load_config
 
     job_variables = variables or {}
     names = vendors or list_vendors(conf_dir)
@@ -66,11 +66,16 @@ def build(pool: str, vendors: list[str] | None, conf_dir: Path | None, nightly_n
         score = flow.from_source(source, "flows/score_vendor.py:score_vendor")
         train = flow.from_source(source, "flows/train_vendor.py:train_vendor")
         for vendor in names:
-            schedule = load_config(vendor, conf_dir).schedule
-            for f, kind, cron in ((score, "score", schedule.score_cron), (train, "train", schedule.train_cron)):
+            try:  # a vendor that cannot be read stops the registration, in one line, before any is registered
+                schedule = load_config(vendor, conf_dir).schedule
+                crons = {kind: CronSchedule(cron=cron, timezone=schedule.timezone)
+                         for kind, cron in (("score", schedule.score_cron), ("train", schedule.train_cron))}
+            except ValueError as err:
+                raise SystemExit(f"register: vendor {vendor}: {describe_error(err)}; nothing registered") from None
+            for f, kind in ((score, "score"), (train, "train")):
                 out.append(f.to_deployment(  # the vendor frozen: read-only in the UI's form, enforced by the API
                     name=f"{kind}-{vendor}", parameters={"vendor": freeze(vendor)}, tags=["licanom", vendor],
-                    schedules=[CronSchedule(cron=cron, timezone=schedule.timezone)] if schedules else None,
+                    schedules=[crons[kind]] if schedules else None,
                     concurrency_limit=1, work_pool_name=pool, job_variables=job_variables,
                 ))
     if no_nightly:

@@ -266,7 +266,8 @@ def test_unreachable_prefect_api_runs_nothing(tmp_path: Path) -> None:
            "PREFECT_HOME": str(tmp_path / "prefect"), "LICANOM_CONF_DIR": str(tmp_path / "conf")}
     (tmp_path / "conf" / "vendors").mkdir(parents=True)
     (tmp_path / "conf" / "defaults.yaml").write_text((ROOT / "conf" / "defaults.yaml").read_text())
-    (tmp_path / "conf" / "vendors" / "acme.yaml").write_text(f"output_dir: {tmp_path / 'out'}\n")
+    (tmp_path / "conf" / "vendors" / "acme.yaml").write_text(
+        f"output_dir: {tmp_path / 'out'}\nsource: {{kind: files, path: {tmp_path / 'log.csv'}}}\n")
     done = subprocess.run([sys.executable, "-m", "flows.run", "score", "--vendor", "acme", "--api-attempts", "2"],
                           env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 4

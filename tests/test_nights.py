@@ -113,6 +113,18 @@ def test_rows_delivered_again_are_not_late_and_a_source_that_shrank_says_so(vend
     assert load_state(vendor.out, "acme").source_rows == 200  # the new count: the next night compares with it
     vendor.append(rows(1900, 100, seed=3))
     assert not any(m.startswith(("source shrank", "late rows")) for m in vendor.night().messages)
+    # a state written before the count was of distinct Ids held "source_rows" (rows): not read, no false note
+    import json
+
+    from licanom.ops.scoring_state import STATE_FILE, state_dir
+    path = state_dir(vendor.out, "acme") / STATE_FILE
+    meta = json.loads(path.read_text())
+    meta["source_rows"] = meta.pop("source_ids") + 1000
+    path.write_text(json.dumps(meta))
+    assert load_state(vendor.out, "acme").source_rows is None
+    vendor.append(rows(2000, 100, seed=4))
+    assert not any(m.startswith(("source shrank", "late rows")) for m in vendor.night().messages)
+    assert load_state(vendor.out, "acme").source_rows == 400  # Ids 1700-2099, counted afresh
 
 
 def test_a_night_whose_ids_do_not_follow_time_says_so(vendor) -> None:
@@ -536,7 +548,7 @@ def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
     row = result.quarantine.row(0, named=True)
     assert row["Id"] == "1650" and row[SOURCE_FILE] == str(tmp_path / "parts" / "b.csv")
     assert (row["_row"], row["_file_row"]) == (50, "20")  # its place in the files joined, and in its own
-    with pytest.raises(ValidationError, match=r"Examples \(rows counted from 0, the first row after the header\): row 20 \(Id 1650\) of .*b\.csv: State"):
+    with pytest.raises(ValidationError, match=r"Examples \(rows of each file counted from 0, a CSV's first after its header\): row 20 \(Id 1650\) of .*b\.csv: State"):
         check_bad_fraction(result, 0.0)
     assert SOURCE_FILE not in read_log(tmp_path / "parts" / "a.csv").columns  # one file: its name is known
 

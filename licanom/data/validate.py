@@ -659,7 +659,8 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
         # one line each (the command line prints the message on one line): input row (from 0),
         # Id, reason, and the value the first reason is about
         from_file = SOURCE_FILE in result.quarantine.columns and result.quarantine[SOURCE_FILE].head(examples).is_not_null().any()
-        counted = "rows counted from 0, the first row after the header" if from_file else "rows counted from 0 in the order read"
+        counted = ("rows of each file counted from 0, a CSV's first after its header" if from_file
+                   else "rows counted from 0 in the order read")
         sample = "; ".join(
             (f"row {r.get(SOURCE_ROW)}" if r.get(SOURCE_FILE) else f"row {r.get(ROW)}")
             + (f" (Id {str(r['Id'])[:40]})" if r.get("Id") is not None else "")

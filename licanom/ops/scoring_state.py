@@ -178,8 +178,10 @@ class VendorState:
     # before these were kept)
     seen_before: KeyHistory | None = None
     seen_from: int | None = None
-    # rows of a file source with a readable Id at or below the watermark, as the last night counted
-    # them (None: not counted): more at the next night means rows arrived late, below the watermark
+    # distinct readable Ids of a file source at or below the watermark, as the last night counted
+    # them (None: not counted): more at the next night means rows arrived late, below the watermark.
+    # Kept in state.json as "source_ids"; the "source_rows" that states before held counted rows (an
+    # Id delivered twice counted twice) and is not read: the first night after them counts afresh
     source_rows: int | None = None
 
     def seen_by(self, model_version: str | None) -> KeyHistory | None:
@@ -262,7 +264,7 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
         seen_before = KeyHistory.load(files / SEEN_BEFORE_DIR)
     except (OSError, pl.exceptions.PolarsError) as err:
         raise _corrupt(files / "key_machines.parquet", err, output_dir, vendor) from err
-    seen_from, source_rows = meta.get("seen_from"), meta.get("source_rows")  # absent from older states
+    seen_from, source_rows = meta.get("seen_from"), meta.get("source_ids")  # absent from older states
     for name, value in (("seen_from", seen_from), ("source_rows", source_rows)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise _corrupt(path, ValueError(f"{name} {value!r} is not an integer"), output_dir, vendor)
@@ -311,7 +313,7 @@ def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
     text = json.dumps({
         "format": STATE_FORMAT, "watermark": new.watermark, "model_version": new.model_version,
         "generation": generation, "ahead": list(new.ahead), "seen_from": new.seen_from,
-        "source_rows": new.source_rows,
+        "source_ids": new.source_rows,
         "night": None if new.night is None else {"name": new.night.name, "staging": new.night.staging,
                                                  "run_id": new.night.run_id},
     })
