@@ -530,6 +530,15 @@ def test_a_line_cut_short_is_quarantined_not_read_with_its_values_cut(tmp_path) 
     assert set(result.valid["FriendlyName"].to_list()) == {"Desk, 2nd floor"}  # quoted separators are no fields
     path.write_text(good.write_csv())  # the same file whole: every row read
     assert validate_log(read_log(path)).quarantine.height == 0
+    # a quoted value over two lines is one value; a line cut short beside it is still refused
+    two_lines = good.with_columns(pl.when(pl.int_range(pl.len()) == 3).then(pl.lit("Desk,\nfloor 2"))
+                                  .otherwise(pl.col("FriendlyName")).alias("FriendlyName"))
+    path.write_text(two_lines.write_csv())
+    assert validate_log(read_log(path)).valid["FriendlyName"].to_list()[3] == "Desk,\nfloor 2"
+    lines = two_lines.write_csv().split("\n")
+    lines[-2] = ",".join(lines[-2].split(",")[:5])  # the last row: five fields
+    path.write_text("\n".join(lines))
+    assert validate_log(read_log(path)).quarantine.height == 1
 
 
 def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:

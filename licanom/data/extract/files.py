@@ -273,24 +273,21 @@ def _short_line(data: bytes, separator: str, frame: pl.DataFrame) -> bool:
     its header (polars pads such a line with nulls, so a line cut short would pass as a row whose
     last values are cut). By counting separators: a file of well-formed lines holds (fields - 1)
     for each line and the header, and more only where quoted values hold separators (polars
-    refuses a line of more fields). Fewer: a line is short. More: each line's separators outside
-    quoted values are counted (a quoted value over several lines: may be, for the line reader to
-    tell). Exactly as many, with quoted separators that a short line's missing ones happen to
-    balance, would pass: a file that both holds separators within values and is cut."""
+    refuses a line of more fields). Fewer: a line is short. More: the quoted values are taken out
+    (those over several lines with their line ends) and each record's separators counted. Exactly
+    as many, with quoted separators that a short line's missing ones happen to balance, would pass:
+    a file that both holds separators within values and is cut."""
     if frame.width < 2:
         return False
     found, expected = data.count(separator.encode()), (frame.width - 1) * (frame.height + 1)
     if found <= expected or b'"' not in data:
         return found != expected
-    # each line's separators outside quoted values (only the lines with a quote are stripped)
     line = pl.col("line")
-    quoted = line.str.contains('"', literal=True)
-    counted = pl.DataFrame({"line": [data.decode("utf-8", "replace")]}).lazy().select(line.str.split("\n")).explode("line") \
-        .filter(line.str.strip_chars() != "").select(
-            (quoted & (line.str.count_matches('"', literal=True) % 2 == 1)).any().alias("open"),
-            (pl.when(quoted).then(line.str.replace_all(r'"[^"]*"', "")).otherwise(line)
-             .str.count_matches(separator, literal=True) != frame.width - 1).any().alias("short")).collect()
-    return bool(counted["open"][0] or counted["short"][0])
+    counts = (pl.DataFrame({"line": [data.decode("utf-8", "replace")]}).lazy()
+              .select(line.str.replace_all(r'"[^"]*"', "").str.split("\n")).explode("line")
+              .filter(line.str.strip_chars() != "")
+              .select((line.str.count_matches(separator, literal=True) != frame.width - 1).any()).collect())
+    return bool(counts.item())
 
 
 def _lines(text: str) -> list[str]:
