@@ -15,7 +15,7 @@ export PYTHONUNBUFFERED := 1
 PREFECT_PORT ?= 4200
 MLFLOW_PORT ?= 5000
 
-.PHONY: venv browser demo test test-fast eval eval-dev eval-detect eval-blocked bench bench-decision bench-data bench-train bench-sequence bench-hdfs bench-faults bench-quality bench-calibration bench-entities bench-score bench-gpu bench-threads bench-fixed bench-summary serve ui ui-stop clean lock
+.PHONY: venv browser demo test test-fast eval eval-dev eval-detect eval-blocked bench bench-decision bench-data bench-csv bench-train bench-sequence bench-hdfs bench-faults bench-quality bench-calibration bench-entities bench-score bench-gpu bench-threads bench-fixed bench-summary serve ui ui-stop clean lock
 
 venv: $(STAMP)
 
@@ -137,6 +137,10 @@ bench-fixed: $(STAMP)
 
 bench-data: $(STAMP)
 	$(PY) -m benchmarks.bench_data
+
+# What the field-count check of CSV lines costs read_log (BENCH_CSV_ARGS, e.g. "--baseline /tmp/old").
+bench-csv: $(STAMP)
+	$(PY) -m benchmarks.bench_csv_read $(BENCH_CSV_ARGS)
 
 # Scoring raw rows through the registered model per detector family on 0.1, 1 and 2.5 M rows
 # (BENCH_SCORE_ARGS, e.g. "--models Tail_context --profile").

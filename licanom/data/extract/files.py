@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import logging
+import re
 import zlib
 from collections.abc import Iterator
 from itertools import islice
@@ -273,21 +274,17 @@ def _short_line(data: bytes, separator: str, frame: pl.DataFrame) -> bool:
     its header (polars pads such a line with nulls, so a line cut short would pass as a row whose
     last values are cut). By counting separators: a file of well-formed lines holds (fields - 1)
     for each line and the header, and more only where quoted values hold separators (polars
-    refuses a line of more fields). Fewer: a line is short. More: the quoted values are taken out
-    (those over several lines with their line ends) and each record's separators counted. Exactly
-    as many, with quoted separators that a short line's missing ones happen to balance, would pass:
-    a file that both holds separators within values and is cut."""
+    refuses a line of more fields, so no line can make up for a short one). Fewer: a line is short.
+    More: the separators outside quoted values are counted again (a quoted value's own quotes
+    doubled, or its line ends, change nothing). Exactly as many, with quoted separators that a
+    short line's missing ones happen to balance, would pass: a file that both holds separators
+    within values and is cut."""
     if frame.width < 2:
         return False
     found, expected = data.count(separator.encode()), (frame.width - 1) * (frame.height + 1)
-    if found <= expected or b'"' not in data:
-        return found != expected
-    line = pl.col("line")
-    counts = (pl.DataFrame({"line": [data.decode("utf-8", "replace")]}).lazy()
-              .select(line.str.replace_all(r'"[^"]*"', "").str.split("\n")).explode("line")
-              .filter(line.str.strip_chars() != "")
-              .select((line.str.count_matches(separator, literal=True) != frame.width - 1).any()).collect())
-    return bool(counts.item())
+    if found > expected and b'"' in data:
+        found = re.sub(rb'"[^"]*"', b"", data).count(separator.encode())
+    return found != expected
 
 
 def _lines(text: str) -> list[str]:
