@@ -741,6 +741,15 @@ def test_the_nights_console_summary_says_what_the_night_rule_flagged(tmp_path: P
                                "after an earlier Id again)"]
 
 
+def test_a_since_past_the_watermark_says_that_it_skips_rows(vendor) -> None:
+    vendor.append(rows(1600, 100))
+    vendor.night()
+    vendor.append(rows(1700, 100, seed=1))
+    ahead = vendor.night(since=1749)
+    assert any(m.startswith("--since 1749 lies past the watermark 1699: rows with Ids between them") for m in ahead.messages)
+    assert ahead.rows_read == 50
+
+
 def test_a_row_without_an_id_is_placed_within_its_own_file_as_the_reads_after_a_watermark_place_it() -> None:
     """A night scored again keeps the rows up to the watermark; a row whose Id cannot be read goes
     with the readable Id before it in its file (at a file's start, the one after it), as

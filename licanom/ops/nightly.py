@@ -799,6 +799,11 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
             f"Ids out of time order: taken in time order, this night's Ids fall back {back} time{'s' if back != 1 else ''} "
             "(rows exported late under new Ids, or Ids that do not follow time), so a "
             "chunk's first_id..last_id (chunks.parquet, anomalies.csv, the incidents) is not the range of its rows")))
+    watermark = night.state.watermark
+    if night.since is not None and watermark is not None and night.since > watermark:
+        screened = replace(screened, messages=(*screened.messages, (
+            f"--since {night.since} lies past the watermark {watermark}: rows with Ids between them, if any, are "
+            "skipped, scored by no night (score from the watermark, or below it, to read them)")))
     if night.left_after:
         screened = replace(screened, messages=(*screened.messages, (
             f"{night.left_after} row{'s' if night.left_after != 1 else ''} after the watermark {night.state.watermark} "
