@@ -22,7 +22,7 @@ from flows.naming import PROJECT_TAG, vendor_tags
 from flows.nightly import nightly
 from flows.score_vendor import score_vendor
 from flows.train_vendor import train_vendor
-from licanom.config import describe_error, list_vendors, load_config
+from licanom.config import describe_error, list_vendors, vendor_config
 
 
 def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-arg]
@@ -31,7 +31,7 @@ def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-
     out = []
     for vendor in vendors or list_vendors():
         try:
-            schedule = load_config(vendor).schedule
+            schedule = vendor_config(vendor).schedule  # a files source without its path: not served either
             crons = [CronSchedule(cron=cron, timezone=schedule.timezone)
                      for cron in (schedule.score_cron, schedule.train_cron)]
         except ValueError as err:  # the configuration's (pydantic's, YAML's) or the scheduler's parser's

@@ -344,11 +344,13 @@ def test_a_vendor_whose_schedule_cannot_be_read_is_not_served_and_the_others_are
     (conf / "zone.yaml").write_text("schedule: {timezone: Europe/Berln}\n")
     (conf / "nopath.yaml").write_text("source: {kind: files}\n")
     try:
-        names = {d.name for d in deployments(["alpha", "typo", "zone"])}
+        names = {d.name for d in deployments(["alpha", "typo", "zone", "nopath"])}
         assert names == {"score-alpha", "train-alpha", "all-vendors"}
         err = capsys.readouterr().err.splitlines()
-        assert err[0].startswith("licanom serve: vendor typo not served: schedule.score_cron: '0 2 * *' is not a cron")
-        assert err[1].startswith("licanom serve: vendor zone not served: schedule.timezone: unknown time zone 'Europe/Berln'")
+        assert err[0].startswith("licanom serve: vendor typo not served: configuration error for vendor 'typo': "
+                                 "schedule.score_cron: '0 2 * *' is not a cron")
+        assert "vendor zone not served: configuration error for vendor 'zone': schedule.timezone: unknown time zone" in err[1]
+        assert "vendor nopath not served: configuration error for vendor 'nopath': source.path:" in err[2]
         for bad in ({"score_cron": "0 2 * *"}, {"train_cron": "0 3 * * 0 1 2"}, {"timezone": "Mars/Olympus"}):
             with pytest.raises(ValueError):
                 ScheduleConfig(**bad)

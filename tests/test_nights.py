@@ -195,6 +195,7 @@ def test_a_night_of_mostly_bad_rows_fails_by_the_training_limit_and_says_so(vend
     # the refused rows, each with its reason, are kept where the message says (not as a night)
     kept = vendor.out / "acme" / "refused" / "after-1599-quarantine.parquet"
     assert str(kept) in str(err.value) and "\n" not in str(err.value)
+    assert err.value.result is None  # the rows are in the file, not in the error (a failed run stores its error)
     assert pl.read_parquet(kept).height == 50 and not (vendor.out / "acme" / "nights").exists()
     assert state_json(vendor)["watermark"] == 1599 and published(vendor.out, "acme") == []
     # fixed and run again: the night is scored and the refused rows' file goes with the refusal

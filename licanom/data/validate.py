@@ -682,14 +682,15 @@ def _time_hint(counts: pl.DataFrame) -> str:
 
 def refusal_kept(err: ValidationError, path: Path, what: str = "the quarantined rows") -> ValidationError:
     """A log refused for too many bad rows (``err.result`` set): its quarantine written to ``path``
-    (a temporary name, then a rename) and the refusal again, naming where ``what`` are."""
+    (a temporary name, then a rename) and the refusal again, naming where ``what`` are, without the
+    validation's frames (the rows are in ``path``; an error that carried them would be kept whole
+    wherever the error is, e.g. a failed flow run's stored result, night after night)."""
     assert err.result is not None, "only a refusal with its validation keeps a quarantine"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     err.result.quarantine.write_parquet(tmp)
     tmp.replace(path)
-    return ValidationError(f"{str(err).rstrip('.')}. {what[:1].upper()}{what[1:]}, each with its reason: {path}",
-                           err.result)
+    return ValidationError(f"{str(err).rstrip('.')}. {what[:1].upper()}{what[1:]}, each with its reason: {path}")
 
 
 def _value_shown(row: dict[str, object]) -> str:
