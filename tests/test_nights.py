@@ -159,6 +159,30 @@ def test_an_unfinished_last_line_is_left_for_the_next_night(vendor) -> None:
     check_ledger(vendor, list(range(1600, 1740)))
 
 
+def test_a_parquet_file_still_being_written_is_left_for_the_next_read(tmp_path) -> None:
+    """As an unfinished CSV line or gzip stream: a Parquet file cut short and changed within the
+    settling time is read at the next read, whole; an old cut file is an error naming it."""
+    import os
+
+    from licanom.data.extract.files import ExtractFileError, read_log
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    rows(1600, 50).write_csv(folder / "a.csv")
+    whole = tmp_path / "b.parquet"
+    rows(1650, 50).write_parquet(whole)
+    (folder / "b.parquet").write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert read_log(folder, after_id=1599).height == 50  # a's rows; b's next time
+    with pytest.raises(ExtractFileError, match="b.parquet"):
+        read_log(folder)  # a one-off read (no watermark) holds nothing back
+    old = folder.stat().st_mtime - 3600
+    os.utime(folder / "b.parquet", (old, old))
+    with pytest.raises(ExtractFileError, match="b.parquet"):
+        read_log(folder, after_id=1599)
+    (folder / "b.parquet").write_bytes(whole.read_bytes())
+    assert read_log(folder, after_id=1599).height == 100
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "cp1252"])
 def test_an_unfinished_last_line_in_another_encoding_is_left_for_the_next_read(tmp_path, encoding) -> None:
     from licanom.data.extract.files import read_log

@@ -217,7 +217,12 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
         if path.stat().st_size == 0:
             return pl.DataFrame()
         if kind == "parquet":
-            return pl.read_parquet(path)
+            try:
+                return pl.read_parquet(path)
+            except (pl.exceptions.PolarsError, OSError):
+                if hold_unfinished and _recent(path):  # still being written: the next read takes it whole
+                    return pl.DataFrame()
+                raise
         data = path.read_bytes()
         if path.suffix.lower() == GZIP:
             try:
