@@ -137,8 +137,18 @@ def test_a_night_whose_ids_do_not_follow_time_says_so(vendor) -> None:
     vendor.append(pl.concat([rows(1705, 100, seed=1), old_times.with_columns(pl.Series("Id", [str(i) for i in range(1805, 1810)]))]))
     second = vendor.night()
     said = [m for m in second.messages if m.startswith("Ids out of time order")]
-    assert said and "this night's Ids fall back 1 time " in said[0]  # the five old rows first, then 1705
+    assert said and "fall back 1 time " in said[0]  # the five old rows first, then 1705
     assert "Ids out of time order" in (second.out_dir / "report.md").read_text()
+    # a whole night older than the rows the last one carried in: those rows sort after it
+    from licanom.ops.scoring_state import load_state
+
+    vendor.append(rows(1810, 217, seed=2))
+    third = vendor.night()
+    assert load_state(vendor.out, "acme").tail.height  # some rows carried to the next night
+    assert not any(m.startswith("Ids out of time order") for m in third.messages)
+    vendor.append(rows(2100, 40, seed=3, start=rows(1600, 1)["Time"].str.to_datetime()[0]))  # times of the first night
+    fourth = vendor.night()
+    assert any(m.startswith("Ids out of time order") for m in fourth.messages)
 
 
 def test_an_unfinished_last_line_is_left_for_the_next_night(vendor) -> None:

@@ -793,12 +793,6 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
             "appeared in the source since the last night; they are not read (the watermark has passed them): look "
             "for a late file of the export")))
     carry = night.state.tail if night.since is None else carried_rows(model, night)
-    back = ids_out_of_order(screened.validation.valid)
-    if back:
-        screened = replace(screened, messages=(*screened.messages, (
-            f"Ids out of time order: taken in time order, this night's Ids fall back {back} time{'s' if back != 1 else ''} "
-            "(rows exported late under new Ids, or Ids that do not follow time), so a "
-            "chunk's first_id..last_id (chunks.parquet, anomalies.csv, the incidents) is not the range of its rows")))
     watermark = night.state.watermark
     if night.since is not None and watermark is not None and night.since > watermark:
         screened = replace(screened, messages=(*screened.messages, (
@@ -813,6 +807,13 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
             f"{night.carried_missing} of the rows carried into this night (Ids up to {night.since}) are no longer in "
             "the source: not scored again")))
     windows = bundle_lib.make_windows(model, screened.validation.valid, carry)
+    back = ids_out_of_order(windows.rows) if windows.rows is not None else 0  # the rows carried in too
+    if back:
+        screened = replace(screened, messages=(*screened.messages, (
+            f"Ids out of time order: taken in time order, this night's Ids (the rows carried in from the last "
+            f"night with them) fall back {back} time{'s' if back != 1 else ''} (rows exported late under new Ids, or "
+            "Ids that do not follow time), so a chunk's first_id..last_id (chunks.parquet, anomalies.csv, the "
+            "incidents) is not the range of its rows")))
     crash_point("after:windows")
     inputs = bundle_lib.window_inputs(model, windows)
     chunks = bundle_lib.score_windows(model, windows, inputs)
