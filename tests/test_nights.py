@@ -127,6 +127,36 @@ def test_rows_delivered_again_are_not_late_and_a_source_that_shrank_says_so(vend
     assert load_state(vendor.out, "acme").source_rows == 400  # Ids 1700-2099, counted afresh
 
 
+def test_a_file_moved_away_and_back_is_not_late_and_each_note_is_given_once(vendor) -> None:
+    """A folder source: a file moved away is "source shrank", the same file back is "source grew
+    back", not late rows; Ids beyond the most the source ever held are late, named once even
+    when the runs after it read nothing new."""
+    folder = vendor.root / "export"
+    folder.mkdir()
+    away = vendor.root / "archive.csv"
+
+    def night(name: str | None = None, frame: pl.DataFrame | None = None):  # type: ignore[no-untyped-def]
+        if name is not None and frame is not None:
+            frame.write_csv(folder / name)
+        return vendor.night(path=str(folder))
+
+    def said(result, start: str) -> list[str]:  # type: ignore[no-untyped-def]
+        return [m for m in result.messages if m.startswith(start)]
+
+    night("a.csv", rows(1600, 100))
+    night("b.csv", rows(1700, 100, seed=1))
+    (folder / "a.csv").rename(away)
+    shrank = night("c.csv", pl.concat([rows(1800, 90, seed=2), rows(1895, 5, seed=2)]))  # 1890-1894 not yet
+    assert said(shrank, "source shrank: it holds 100 Ids") and not said(shrank, "late rows")
+    away.rename(folder / "a.csv")
+    back = night("d.csv", rows(1900, 100, seed=3))
+    assert said(back, "source grew back: 100 Ids") and not said(back, "late rows")
+    late = night("late.csv", rows(1890, 5, seed=4))  # Ids the watermark passed, never in the source before
+    assert said(late, "late rows: 5 rows") and not said(late, "source grew back")
+    again = night()  # nothing new: no night, and no note given twice
+    assert not said(again, "late rows") and not said(again, "source")
+
+
 def test_a_night_whose_ids_do_not_follow_time_says_so(vendor) -> None:
     """Rows exported late under new Ids (their times two nights back) sort before the night's own:
     the night says that its chunks' Id ranges are not the ranges of their rows."""

@@ -116,9 +116,10 @@ class Screened:
     ahead: tuple[int, ...]       # far-beyond Ids quarantined, now and in earlier nights
     rows_unknown_product: int
     messages: tuple[str, ...]
-    # rows of the source with a readable Id at or below ``watermark``, as the next night should
-    # find them (a file source's night; None: not counted, see :func:`late_rows`)
+    # distinct readable Ids of the source at or below ``watermark``, as the next night should find
+    # them, and the most it held (a file source's night; None: not counted, see :func:`late_rows`)
     source_rows: int | None = None
+    source_most: int | None = None
 
 
 # --- which rows -----------------------------------------------------------------------------
@@ -445,7 +446,8 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
                   seen: KeyHistory | None = None, rows: RowsState | None = None) -> NightResult:
     """Commit the night with the state in one rename (with it the key pairs ``seen`` and the
     rows state ``rows`` of the rows it scored), then publish its folder and finish its run."""
-    if night.staging is None:  # nothing read: nothing to publish, the state stays as it is
+    if night.staging is None:  # nothing read: nothing to publish, the state stays but for the source's count
+        state_lib.count_source(output_dir, vendor, screened.source_rows, screened.source_most)
         tracker.end_run(run_id)
         crash_point("after:publish")
         return night
@@ -453,7 +455,8 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     record = NightRecord(name=night.out_dir.name, staging=night.staging.name, run_id=run_id)
     replaces = (nights_dir(output_dir, vendor) / record.name).exists()  # a night scored again (--since)
     state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
-                      ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows)
+                      ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows,
+                      source_most=screened.source_most)
     crash_point("after:commit")
     refused_quarantine(output_dir, vendor, night.watermark_before).unlink(missing_ok=True)  # refused no longer
     _finish(output_dir, vendor, tracker, record)
@@ -716,26 +719,41 @@ def ids_out_of_order(rows: pl.DataFrame) -> int:
     return int((rows["Id"].diff() < 0).sum()) if rows.height > 1 and "Id" in rows.columns else 0
 
 
-def late_rows(night: Night, watermark: int | None) -> tuple[int | None, int | None, int | None]:
-    """Rows that arrived late: how many Ids at or below the night's start appeared in the source
-    since the last night counted them (distinct readable Ids: a row delivered again under a counted
-    Id is not late; None: not counted: a night scored again, a source that hands out only new rows,
-    or the first night); the count the next night should find at or below ``watermark`` (None: not
-    counted); and how many fewer the source holds than the last night counted (a file moved away
-    or removed; None: not fewer), a night on which late rows cannot be told from the rows gone. A
-    log export's late file, or rows appended under Ids the watermark has passed, would otherwise go
-    unread without a word."""
+@dataclass(frozen=True)
+class SourceCount:
+    """What a file source's count of distinct Ids at or below the watermark says about a night
+    (:func:`late_rows`): None where not counted (a night scored again, a source that hands out only
+    new rows, the first night)."""
+
+    late: int | None = None   # Ids beyond the most the source ever held: rows that arrived late
+    back: int | None = None   # Ids back after the source shrank, up to the most it held (a file moved back)
+    gone: int | None = None   # Ids fewer than the last night counted (a file moved away or removed)
+    source_rows: int | None = None  # the count the next night should find at or below the new watermark
+    source_most: int | None = None  # the most the source held, that count included
+
+
+def late_rows(night: Night, watermark: int | None) -> SourceCount:
+    """Rows that arrived late: Ids at or below the night's start that the source holds beyond the
+    most it ever held when a night counted them (distinct readable Ids: a row delivered again under
+    a counted Id is not late; Ids back after the source shrank, a file moved away and back, are
+    ``back``, not late); how many fewer it holds than the last night counted (``gone``: a night on
+    which late rows cannot be told from the rows gone); and the counts the next night should find at
+    or below ``watermark``. A log export's late file, or rows appended under Ids the watermark has
+    passed, would otherwise go unread without a word."""
     if night.at_or_below is None:
-        return None, None, None
-    before = night.state.source_rows
-    late = night.at_or_below - before if before is not None and night.at_or_below > before else None
-    gone = before - night.at_or_below if before is not None and night.at_or_below < before else None
-    if watermark is None or night.raw is None:
-        return late, night.at_or_below, gone
-    ids = _ids(night.raw)
-    new = ids.filter((ids > (night.after if night.after is not None else -1)) & (ids <= watermark))
-    new = pl.concat([new.cast(pl.Int64), pl.Series("Id", [i for i in night.left_ahead if i <= watermark], pl.Int64)])
-    return late, night.at_or_below + new.n_unique(), gone
+        return SourceCount()
+    at, before = night.at_or_below, night.state.source_rows
+    most = max(v for v in (night.state.source_most, before, 0) if v is not None)
+    late = at - most if before is not None and at > most else None
+    back = min(at, most) - before if before is not None and min(at, most) > before else None
+    gone = before - at if before is not None and at < before else None
+    new_ids = 0
+    if watermark is not None and night.raw is not None:
+        ids = _ids(night.raw)
+        new = ids.filter((ids > (night.after if night.after is not None else -1)) & (ids <= watermark))
+        new = pl.concat([new.cast(pl.Int64), pl.Series("Id", [i for i in night.left_ahead if i <= watermark], pl.Int64)])
+        new_ids = new.n_unique()
+    return SourceCount(late=late, back=back, gone=gone, source_rows=at + new_ids, source_most=max(most, at) + new_ids)
 
 
 def carried_ids(output_dir: Path, vendor: str, since: int) -> list[int]:
@@ -780,8 +798,14 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
         raise refusal_kept(err, refused_quarantine(night.output_dir, night.vendor, night.after),
                            "the refused rows") from None
     crash_point("after:validate")
-    late, source_rows, gone = late_rows(night, screened.watermark)
-    screened = replace(screened, source_rows=source_rows)
+    count = late_rows(night, screened.watermark)
+    late, gone = count.late, count.gone
+    screened = replace(screened, source_rows=count.source_rows, source_most=count.source_most)
+    if count.back:
+        screened = replace(screened, messages=(*screened.messages, (
+            f"source grew back: {count.back} Id{'s' if count.back != 1 else ''} at or below the watermark {night.after} "
+            "are in the source again after it shrank (a file moved back?); not late rows, as the source held them "
+            "before")))
     if gone:
         screened = replace(screened, messages=(*screened.messages, (
             f"source shrank: it holds {gone} Id{'s' if gone != 1 else ''} at or below the watermark {night.after} "

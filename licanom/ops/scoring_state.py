@@ -183,6 +183,9 @@ class VendorState:
     # Kept in state.json as "source_ids"; the "source_rows" that states before held counted rows (an
     # Id delivered twice counted twice) and is not read: the first night after them counts afresh
     source_rows: int | None = None
+    # the most distinct Ids the source held at or below the watermark, as counted (None: not
+    # counted): Ids back after the source shrank (a file moved back) are not late rows
+    source_most: int | None = None
 
     def seen_by(self, model_version: str | None) -> KeyHistory | None:
         """The pairs seen by ``model_version``; None for another version (a new model starts afresh)."""
@@ -265,7 +268,8 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
     except (OSError, pl.exceptions.PolarsError) as err:
         raise _corrupt(files / "key_machines.parquet", err, output_dir, vendor) from err
     seen_from, source_rows = meta.get("seen_from"), meta.get("source_ids")  # absent from older states
-    for name, value in (("seen_from", seen_from), ("source_rows", source_rows)):
+    source_most = meta.get("source_ids_most", source_rows)
+    for name, value in (("seen_from", seen_from), ("source_ids", source_rows), ("source_ids_most", source_most)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise _corrupt(path, ValueError(f"{name} {value!r} is not an integer"), output_dir, vendor)
     rows_path = files / ROWS_FILE
@@ -275,7 +279,7 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
         raise _corrupt(rows_path, err, output_dir, vendor) from err
     return VendorState(watermark=watermark, tail=tail.select(RAW), model_version=model_version, seen=seen,
                        rows=rows, ahead=ahead, generation=generation, night=night, seen_before=seen_before,
-                       seen_from=seen_from, source_rows=source_rows)
+                       seen_from=seen_from, source_rows=source_rows, source_most=source_most)
 
 
 def _fsync(path: Path) -> None:
@@ -313,7 +317,7 @@ def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
     text = json.dumps({
         "format": STATE_FORMAT, "watermark": new.watermark, "model_version": new.model_version,
         "generation": generation, "ahead": list(new.ahead), "seen_from": new.seen_from,
-        "source_ids": new.source_rows,
+        "source_ids": new.source_rows, "source_ids_most": new.source_most,
         "night": None if new.night is None else {"name": new.night.name, "staging": new.night.staging,
                                                  "run_id": new.night.run_id},
     })
@@ -403,13 +407,15 @@ def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: fl
 def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataFrame,
             model_version: str | None, seen: KeyHistory | None = None, *,
             ahead: tuple[int, ...] | None = None, night: NightRecord | None = None,
-            rows: RowsState | None = None, source_rows: int | None = None) -> VendorState:
+            rows: RowsState | None = None, source_rows: int | None = None,
+            source_most: int | None = None) -> VendorState:
     """Record a finished night: the new watermark, the rows to carry into the next one, the key
     pairs it saw (``seen``, added to those of the earlier nights of the same model version),
     the rows encoder's state of the rows it scored (``rows``, advancing that of the earlier
     nights of the same model version), the far-beyond Ids it quarantined (``ahead``), the
     night folder it publishes (``night``) and the source's rows at or below the new watermark as
-    the next night should count them (``source_rows``, None: not counted).
+    the next night should count them (``source_rows``, None: not counted; ``source_most``, the most it
+    held: see :func:`count_source`).
 
     The watermark never moves back: re-running an older night (``since`` below the current
     watermark) keeps the state as it was, pairs and rows state included; only its ``night`` is
@@ -419,10 +425,11 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
     kept = tuple(sorted({*current.ahead, *(ahead or ())}))
     if current.exists and (watermark is None or (current.watermark is not None and watermark <= current.watermark)):
         # nothing new was accounted for (or an older night was re-scored): watermark, tail and
-        # pairs stay; the night's folder and any far-beyond Ids are recorded
-        if night is None and kept == current.ahead:
+        # pairs stay; the night's folder, any far-beyond Ids and the source's count are recorded
+        counted = {} if source_rows is None else {"source_rows": source_rows, "source_most": source_most}
+        if night is None and kept == current.ahead and all(getattr(current, k) == v for k, v in counted.items()):
             return current
-        return commit(output_dir, vendor, replace(current, ahead=kept, night=night))
+        return commit(output_dir, vendor, replace(current, ahead=kept, night=night, **counted))
     earlier = current.seen_by(model_version)
     # what the next run needs to judge this night again as it is judged now
     seen_before, seen_from = earlier, current.watermark
@@ -440,8 +447,17 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
     new = VendorState(watermark=watermark, tail=tail, model_version=model_version, seen=seen, rows=carried,
                       ahead=tuple(i for i in kept if watermark is None or i > watermark),
                       generation=current.generation, night=night, seen_before=seen_before, seen_from=seen_from,
-                      source_rows=source_rows)
+                      source_rows=source_rows, source_most=source_most)
     return commit(output_dir, vendor, new)
+
+
+def count_source(output_dir: Path, vendor: str, source_rows: int | None, source_most: int | None) -> VendorState:
+    """Record the source's count of Ids at or below the watermark after a run that read nothing new
+    (no night to commit), so that its late rows or a shrink are named once, not at every run."""
+    current = load_state(output_dir, vendor)
+    if source_rows is None or not current.exists or (current.source_rows, current.source_most) == (source_rows, source_most):
+        return current
+    return commit(output_dir, vendor, replace(current, source_rows=source_rows, source_most=source_most))
 
 
 def start_after(output_dir: Path, vendor: str, watermark: int | None) -> VendorState:
