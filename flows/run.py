@@ -106,6 +106,22 @@ def _interrupted(flow: str, interrupt: Interrupted, state=None) -> int:  # type:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`licanom run`: its standard output and error outlive their readers
+    (:class:`licanom.cli.ReaderMayGo`), set before Prefect is imported, whose console handler takes
+    standard error as it finds it: a reader of the logs or the summary that goes away (`licanom run
+    score ... 2>&1 | head -1`) must not end a night half way (rich, which that handler writes with,
+    exits on a broken pipe)."""
+    from licanom.cli import ReaderMayGo
+
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = ReaderMayGo(stdout), ReaderMayGo(stderr)  # type: ignore[assignment]
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _main(argv: list[str] | None) -> int:
     from licanom.cli import NON_NEGATIVE, POSITIVE, Parser, vendor_name
 
     parser = Parser(prog="licanom run", description="Run one licanom flow now (Prefect), as a schedule would.")

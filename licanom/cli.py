@@ -633,8 +633,11 @@ def main(argv: list[str] | None = None) -> int:
     if out is not None and Path(out).exists() and not Path(out).is_dir():
         print(f"licanom: --out {out} is a file; give a folder (it is created when missing)", file=sys.stderr)
         return EXIT_USAGE
-    stdout = sys.stdout
-    sys.stdout = _ReaderMayGo(stdout)  # type: ignore[assignment]
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout = ReaderMayGo(stdout)  # type: ignore[assignment]
+    # and standard error, which the flows' logs go to: a log pipe that closes would otherwise stop a
+    # night half way (rich, which Prefect's console handler writes with, exits on a broken pipe)
+    sys.stderr = ReaderMayGo(stderr)  # type: ignore[assignment]
     try:
         code = int(args.func(args))
         sys.stdout.flush()  # a reader that went away is met here, not at the interpreter's exit
@@ -671,10 +674,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"licanom: unexpected error: {type(err).__name__}: {one_line(err)}", file=sys.stderr)
         return EXIT_ERROR
     finally:
-        sys.stdout = stdout
+        sys.stdout, sys.stderr = stdout, stderr
 
 
-class _ReaderMayGo:
+class ReaderMayGo:
     """Standard output that outlives its reader: when the pipe closes (``licanom detect ... | head``),
     the rest of the printing goes to the null device and the command runs to its end, its files
     written, instead of stopping at the first line nobody reads. Written by hand: the standard

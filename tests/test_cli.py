@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import numpy as np
@@ -532,3 +533,46 @@ def test_prepare_reads_times_in_the_time_zone_it_is_given(tmp_path, capsys):
     capsys.readouterr()
     assert main(["prepare", "--logs", str(path), "--timezone", "Mars/Olympus", "--out", str(tmp_path / "x")]) == EXIT_USAGE
     assert "unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
+
+
+def test_a_log_reader_that_goes_away_does_not_end_the_run() -> None:
+    """Standard error as `licanom` hands it on: the console handler Prefect's logs are written with
+    (rich) exits the process on a broken pipe; through the wrapper the rest goes to the null device."""
+    import os
+
+    from rich.console import Console
+
+    from licanom.cli import ReaderMayGo
+
+    for wrapped in (False, True):
+        read, write = os.pipe()
+        os.close(read)  # the reader went away (`licanom run ... 2>&1 | head -1`)
+        stream = os.fdopen(write, "w")
+        console = Console(file=ReaderMayGo(stream) if wrapped else stream, force_terminal=False)
+        try:
+            if wrapped:
+                for _ in range(3):
+                    console.print("a night's log line")  # goes nowhere, and the run goes on
+            else:
+                with pytest.raises(SystemExit):
+                    console.print("a night's log line")
+        finally:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+def test_licanom_run_hands_its_flows_standard_error_that_outlives_its_reader(monkeypatch) -> None:
+    """`licanom run` (flows.run.main) wraps standard output and error before Prefect is imported, and
+    puts them back after."""
+    import flows.run as run
+    from licanom.cli import ReaderMayGo
+
+    seen = {}
+
+    def inside(argv):  # type: ignore[no-untyped-def]
+        seen["wrapped"] = isinstance(sys.stderr, ReaderMayGo) and isinstance(sys.stdout, ReaderMayGo)
+        return 0
+
+    before = sys.stderr
+    monkeypatch.setattr(run, "_main", inside)
+    assert run.main(["score"]) == 0 and seen["wrapped"] and sys.stderr is before
