@@ -510,7 +510,9 @@ def print_prepared(prepared: Any, seconds: float, out: Path | None = None, files
               f"severity, is guessed from too little; judge flags with care, or give a longer log")
     print(f"tail rows        {c.tail_rows:>12,}  (after the last full chunk: a night carries them to the next, "
           "a one-off run leaves them out)")
-    back = int((prepared.encoded.frame["Id"].diff() < 0).sum())  # the rows are in time order here
+    from licanom.data.validate import ids_out_of_order
+
+    back = ids_out_of_order(prepared.encoded.frame)  # the rows are in time order here
     if back:
         print(f"warning: {back:,} row(s) have a smaller Id than the row before them in time: the Ids do not follow "
               f"time order, so a chunk's first_id..last_id (chunks.parquet, the incidents) is not the range of its rows")

@@ -821,12 +821,12 @@ def test_a_row_without_an_id_is_placed_within_its_own_file_as_the_reads_after_a_
     read_log's rows after a watermark do, so the next night and the re-scored one never both read it."""
     from licanom.data.extract.files import _after
     from licanom.data.schema import SOURCE_FILE
-    from licanom.ops.nightly import _until
+    from licanom.ops.nightly import _ids, _until
 
     a = pl.DataFrame({"Id": ["1", "2", "3", "4", "5"]})
     b = pl.DataFrame({"Id": ["x", "10", "11"]})
     raw = pl.concat([a.with_columns(pl.lit("a").alias(SOURCE_FILE)), b.with_columns(pl.lit("b").alias(SOURCE_FILE))])
-    kept = _until(raw, 7).to_list()
+    kept = _until(raw, _ids(raw), 7).to_list()
     assert kept == [True] * 5 + [False] * 3
     after = pl.concat([_after(a, 7)[0], _after(b, 7)[0]])["Id"].to_list()  # what the next night reads
     assert after == ["x", "10", "11"] and not any(k for k, i in zip(kept, raw["Id"]) if i in after)

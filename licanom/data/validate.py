@@ -646,6 +646,12 @@ def _shown(name: str, width: int = 80) -> str:
     return name if len(name) <= width else name[: width - 1] + "…"
 
 
+def ids_out_of_order(rows: pl.DataFrame) -> int:
+    """How many times the Ids of ``rows`` (valid rows, in time order) fall: a row with a smaller Id
+    than the row before it. Where they do, a chunk's first_id..last_id is not the range of its rows."""
+    return int((rows["Id"].diff() < 0).sum()) if rows.height > 1 and "Id" in rows.columns else 0
+
+
 def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, examples: int = 5) -> None:
     """Fail when too large a share of the rows is quarantined, naming columns and examples."""
     if result.n_in == 0:

@@ -48,6 +48,7 @@ from licanom.data.validate import (
     ValidationResult,
     _as_int,
     check_bad_fraction,
+    ids_out_of_order,
     move_to_quarantine,
     refusal_kept,
 )
@@ -671,8 +672,9 @@ def read_night(night: Night, source: Any) -> Night:
         if night.state.watermark is not None and night.since < night.state.watermark and "Id" in read.columns:
             # it scores again what the nights read, up to the watermark, which it does not move: the
             # rows after it are the next night's (read here, they would lie in two folders)
-            beyond = ~_until(read, night.state.watermark)
-            ahead = _ids(read).is_in(list(night.state.ahead)).fill_null(False)  # quarantined before: no one's
+            ids = _ids(read)
+            beyond = ~_until(read, ids, night.state.watermark)
+            ahead = ids.is_in(list(night.state.ahead)).fill_null(False)  # quarantined before: no one's
             read, left_after = read.filter(~beyond), int((beyond & ~ahead).sum())
     raw = without_ahead(read, night.state.ahead)
     left_ahead: tuple[int, ...] = ()
@@ -692,17 +694,15 @@ def read_night(night: Night, source: Any) -> Night:
                    left_ahead=left_ahead, left_after=left_after)
 
 
-def _until(raw: pl.DataFrame, watermark: int) -> pl.Series:
-    """Which rows of ``raw`` lie at or below ``watermark``: by their readable Id, and a row without
-    one by the readable Id before it in its file (at the file's start, the one after it; none at
-    all: kept), as the reads after a watermark place it (:func:`licanom.data.extract.files.read_log`),
-    so that a night scored again and the next one never both read it."""
+def _until(raw: pl.DataFrame, ids: pl.Series, watermark: int) -> pl.Series:
+    """Which rows of ``raw`` (``ids``: their readable Ids) lie at or below ``watermark``, a row
+    without a readable Id placed as the reads after a watermark place it
+    (:func:`licanom.data.extract.files.placing_ids`; none at all: kept), so that a night scored
+    again and the next one never both read it."""
+    from licanom.data.extract.files import placing_ids
     from licanom.data.schema import SOURCE_FILE
 
-    ids = _ids(raw)
-    frame = pl.DataFrame({"_id": ids, "_file": raw[SOURCE_FILE] if SOURCE_FILE in raw.columns else pl.Series([""] * raw.height)})
-    near = frame.select(pl.col("_id").forward_fill().over("_file")
-                        .fill_null(pl.col("_id").backward_fill().over("_file")))["_id"]
+    near = placing_ids(ids, raw[SOURCE_FILE] if SOURCE_FILE in raw.columns else None)
     return ((ids <= watermark) | (ids.is_null() & (near.is_null() | (near <= watermark)))).fill_null(False)
 
 
@@ -711,12 +711,6 @@ def _ids(frame: pl.DataFrame) -> pl.Series:
     if "Id" not in frame.columns or frame.height == 0:
         return pl.Series("Id", [], pl.Int64)
     return frame.select(_as_int("Id", frame.schema["Id"])).to_series()
-
-
-def ids_out_of_order(rows: pl.DataFrame) -> int:
-    """How many times the Ids of ``rows`` (valid rows, in time order) fall: a row with a smaller Id
-    than the row before it."""
-    return int((rows["Id"].diff() < 0).sum()) if rows.height > 1 and "Id" in rows.columns else 0
 
 
 @dataclass(frozen=True)

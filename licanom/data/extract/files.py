@@ -556,9 +556,18 @@ def _after(frame: pl.DataFrame, after_id: int) -> tuple[pl.DataFrame, pl.Series]
     from licanom.data.validate import _as_int
 
     ids = frame.select(_as_int("Id", frame.schema["Id"])).to_series()
-    near = ids.forward_fill().fill_null(ids.backward_fill())
+    near = placing_ids(ids)
     return (frame.filter((ids > after_id) | (ids.is_null() & (near.is_null() | (near > after_id)))),
             ids.filter(ids <= after_id).cast(pl.Int64))
+
+
+def placing_ids(ids: pl.Series, files: pl.Series | None = None) -> pl.Series:
+    """The Id that places each row against a watermark: its own, or for a row without a readable
+    one, the readable Id before it in its file (at the file's start, the one after it; null where
+    the file has none). ``files``: each row's file, where ``ids`` span several."""
+    frame = pl.DataFrame({"_id": ids, "_file": files if files is not None else pl.Series([""] * ids.len())})
+    return frame.select(pl.col("_id").forward_fill().over("_file")
+                        .fill_null(pl.col("_id").backward_fill().over("_file")))["_id"]
 
 
 def _text_column(s: pl.Series) -> pl.Series:
