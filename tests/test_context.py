@@ -186,58 +186,8 @@ def test_a_keys_hourly_spread_sits_on_its_new_machines_rows_not_on_the_owners():
     assert np.expm1(col(chunks, "key_machines_hour")).round().tolist() == [0, 4]
     old = chunk_context(night, np.array([0, 2]), 2, history, version=1)
     assert np.expm1(col(old, "key_machines_hour")).round().tolist() == [4, 4]
-    with pytest.raises(ValueError, match="unknown context version 9"):
-        chunk_context(night, np.array([0]), 2, history, version=9)
-
-
-def test_machines_that_come_in_through_the_keys_own_address_are_not_its_newcomers(tmp_path):
-    """Version 8: a customer rolling a licence out to new machines behind the office address its
-    key has always used is not news; strangers on the key are, and so are new machines refused
-    from the owner's address (seats full), as in version 7."""
-    day = 86_400
-    training = _log([(0, "K1", "M1", "1.1.1.1", "SE", 1), (600, "K2", "N1", "9.9.9.9", "DE", 1)])
-    night = _log([
-        (day + 0, "K1", "R1", "1.1.1.1", "SE", 1),      # the roll-out, from the key's own address
-        (day + 30, "K1", "R2", "1.1.1.1", "SE", 1),
-        (day + 60, "K1", "R3", "1.1.1.1", "SE", 1),
-        (day + 90, "K1", "F1", "1.1.1.1", "SE", 0),     # refused (seats full): counted
-        (day + 120, "K1", "F1", "1.1.1.1", "SE", 1),    # ... and so are its later rows
-        (day + 150, "K2", "S1", "2.2.2.2", "FR", 1),    # strangers on K2
-        (day + 180, "K2", "S2", "3.3.3.3", "US", 1),
-        (day + 210, "K2", "S3", "9.9.9.9", "DE", 1),    # K1's address is not K2's: 9.9.9.9 is K2's own
-    ])
-    history = KeyHistory.from_rows(training)
-    assert history.addresses is not None and history.addresses.height == 2
-    names = ("key_machines_hour", "key_new_machines_hour", "key_new_machines_day", "key_ips_hour")
-
-    def counts(version: int, hist: KeyHistory | None, log: pl.DataFrame = night) -> dict[str, list[int]]:
-        rows = row_context(log, hist, version=version)
-        return {c: np.expm1(rows[c].to_numpy()).round().astype(int).tolist() for c in names}
-
-    now = counts(8, history)
-    # the key's machines of the hour, carried by its newcomers' rows only (version 2's rule)
-    assert now["key_machines_hour"] == [0, 0, 0, 4, 4, 3, 3, 0]
-    assert now["key_ips_hour"] == [0, 0, 0, 1, 1, 3, 3, 0]
-    assert now["key_new_machines_day"] == [0, 0, 0, 1, 1, 2, 2, 0]
-    assert now["key_new_machines_hour"] == [1, 1, 1, 1, 1, 2, 2, 2]  # the key's hour: F1 for K1
-    before = counts(7, history)
-    assert before["key_machines_hour"] == [4, 4, 4, 4, 4, 3, 3, 3]
-    assert before["key_new_machines_day"] == [4, 4, 4, 4, 4, 3, 3, 3]
-    # a history saved and loaded keeps the addresses; one saved before them reads no address as known
-    history.save(tmp_path)
-    loaded = KeyHistory.load(tmp_path)
-    assert loaded is not None and loaded.addresses is not None and loaded.addresses.equals(history.addresses)
-    assert counts(8, loaded) == now
-    (tmp_path / KeyHistory.ADDRESSES_FILE).unlink()
-    older = KeyHistory.load(tmp_path)
-    assert older is not None and older.addresses is None
-    assert counts(8, older)["key_machines_hour"] == [4, 4, 4, 4, 4, 3, 3, 3]
-    # without a history, an address the key used on an earlier day of the pass is its own
-    assert counts(8, None, pl.concat([training, night]))["key_machines_hour"][2:] == now["key_machines_hour"]
-    # the union of a model's history and a night's keeps both addresses
-    both = history.union(KeyHistory.from_rows(night))
-    assert both.addresses is not None and both.addresses.height == 4
-    assert history.for_keys(pl.Series(["K2"])).addresses.to_dicts() == [{"Key": "K2", "IP": "9.9.9.9"}]
+    with pytest.raises(ValueError, match="unknown context version 8"):
+        chunk_context(night, np.array([0]), 2, history, version=8)
 
 
 def test_a_machine_failing_day_after_day_is_counted_above_its_own_level(tmp_path):
@@ -901,7 +851,7 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
     path = det.save(tmp_path / "old.pkl")
     with path.open("rb") as f:
         payload = pickle.load(f)
-    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 8)
+    assert (payload["format"], payload["context_version"]) == (SAVE_FORMAT, CONTEXT_VERSION) == (8, 7)
     payload["format"] = 7
     del payload["context_version"]
     with path.open("wb") as f:

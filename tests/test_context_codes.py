@@ -18,7 +18,6 @@ from polars.testing import assert_frame_equal
 
 from licanom.data.context_vector import (
     _ROW_COUNTS,
-    CONTEXT_VERSION,
     LEVEL_COLUMNS,
     LEVEL_DAY_SHARE,
     LEVEL_MIN_COUNT,
@@ -64,21 +63,10 @@ def reference_usage(derived: pl.DataFrame) -> pl.Series:
     return out["_usage"].fill_null(0)
 
 
-def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None, version: int = CONTEXT_VERSION) -> pl.DataFrame:
+def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = None, version: int = 5) -> pl.DataFrame:
     frame = _entity_frame(derived).with_columns(reference_usage(derived).alias("_usage"))
     known_key = pl.col("Key").is_in(history.keys.implode()) if history is not None else pl.lit(False)
     after_first_hour = known_key | (pl.col("_hour") > pl.col("_hour").min().over("Key"))
-    owners = pl.lit(False)
-    if version >= 8:  # a machine whose first request succeeded through an address its key had used before
-        seen_ip = pl.lit(False)
-        if history is not None and history.addresses is not None:
-            frame = frame.join(history.addresses.with_columns(pl.lit(True).alias("_seen_ip")),
-                               on=["Key", "IP"], how="left", maintain_order="left")
-            seen_ip = pl.col("_seen_ip").fill_null(False)
-        known_address = (pl.col("IP") != "") & (seen_ip | (pl.col("_day").min().over(["Key", "IP"]) < pl.col("_day")))
-        frame = (frame.with_columns((known_address & (pl.col("_failed") == 0)).alias("_owners"))  # no window in a window
-                 .with_columns(pl.col("_owners").sort_by("_row").first().over(["Key", "MachineCode"])))
-        owners = pl.col("_owners")
     for value, unknown in _UNKNOWN.items():
         seen = pl.lit(False)
         if history is not None:
@@ -86,8 +74,7 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
                                on=["Key", value], how="left", maintain_order="left")
             seen = pl.col("_seen").fill_null(False)
         first = (pl.col("_row") == pl.col("_row").min().over(["Key", value])) & (pl.col(value) != unknown)
-        mine = owners if value == "MachineCode" else pl.lit(False)
-        frame = frame.with_columns((first & ~seen & after_first_hour & ~mine).cast(pl.Int64).alias(f"_new {value}"))
+        frame = frame.with_columns((first & ~seen & after_first_hour).cast(pl.Int64).alias(f"_new {value}"))
         if history is not None:
             frame = frame.drop("_seen")
     # version 2: a key's hourly spread on the rows of (key, machine) pairs first seen that day and
@@ -97,7 +84,7 @@ def reference_row_context(derived: pl.DataFrame, history: KeyHistory | None = No
         frame = frame.join(history.pairs("MachineCode").with_columns(pl.lit(True).alias("_seen_mc")),
                            on=["Key", "MachineCode"], how="left", maintain_order="left")
         seen_mc = pl.col("_seen_mc").fill_null(False)
-    spread_on = ((~seen_mc & (pl.col("_day").min().over(["Key", "MachineCode"]) == pl.col("_day")) & ~owners)
+    spread_on = ((~seen_mc & (pl.col("_day").min().over(["Key", "MachineCode"]) == pl.col("_day")))
                  | (pl.col("MachineCode") == ""))
     exprs = []
     for name, entity, what, bucket in _ROW_COUNTS:
@@ -231,7 +218,7 @@ def test_row_context_equals_the_text_expressions(derived):
     assert not row_context(later, leveled, version=4).equals(row_context(later, leveled))
     # a log that learns its own usual days from a part of a day (its first), and from whole days only
     assert_frame_equal(row_context(later), reference_row_context(later))
-    assert_frame_equal(row_context(derived, version=4), row_context(derived, version=7))  # six days (from 01:31): as version 4
+    assert_frame_equal(row_context(derived, version=4), row_context(derived))  # six days (from 01:31): as version 4
     # a vendor of few keys (the five busiest): version 5 needed ten active regular keys to scale a day
     few = derived.filter(pl.col("Key").is_in(derived["Key"].value_counts(sort=True)["Key"].head(5).implode()))
     early = KeyHistory.from_rows(few.head(few.height // 2), levels=True)
@@ -250,17 +237,17 @@ def test_rows_without_an_address_count_for_no_address(derived):
                                 .otherwise(pl.col("IP")).alias("IP"))
     history = KeyHistory.from_rows(some.head(some.height // 2), levels=True)
     later = some.slice(some.height // 2)
-    for version in (6, 7, 8):
+    for version in (6, 7):
         assert_frame_equal(row_context(some, version=version), reference_row_context(some, version=version))
         assert_frame_equal(row_context(later, history, version=version),
                            reference_row_context(later, history, version=version))
-    now, before = row_context(some, version=7), row_context(some, version=6)
+    now, before = row_context(some), row_context(some, version=6)
     empty = (some["IP"] == "").to_numpy()
     for column in ("ip_keys_hour", "ip_failures_hour", "ip_failed_keys_hour"):
         assert (now[column].to_numpy()[empty] == 0).all()
         assert (before[column].to_numpy()[empty] > 0).any()  # before: one address of them all
     # a log whose rows all have an address reads as before
-    assert_frame_equal(row_context(derived, version=7), row_context(derived, version=6))
+    assert_frame_equal(row_context(derived), row_context(derived, version=6))
 
 
 def test_row_context_out_of_time_order_and_with_nulls(derived):

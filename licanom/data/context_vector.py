@@ -193,10 +193,9 @@ __all__ = ["CONTEXT_COLUMNS", "CONTEXT_LABELS", "CONTEXT_VERSION", "ENCODER_ROW_
 # hourly spread (machines, countries, addresses) on its new machines' rows only, 1 on every row of the key.
 # 4 divides the request counts by their day's traffic against the keys' usual ("A busy day"), 5 against
 # the part of their usual day that the pass holds of a day ("Part of a day"), 6 from five regular keys
-# a day instead of ten ("Few keys"), 7 counts a row without an address for no address ("An unknown address"),
-# 8 leaves out of a key's newcomers the machines that came in through its known addresses ("The owner's addresses").
-CONTEXT_VERSION = 8
-CONTEXT_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
+# a day instead of ten ("Few keys"), 7 counts a row without an address for no address ("An unknown address").
+CONTEXT_VERSION = 7
+CONTEXT_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 # the key's hourly spreads that version 2 carries on the rows of its new machines only
 _SPREAD_COLUMNS = ("key_machines_hour", "key_countries_hour", "key_ips_hour")
 
@@ -246,8 +245,6 @@ CONTEXT_LABELS: dict[str, str] = {
 }
 
 _UNKNOWN = {"MachineCode": "", "country": UNKNOWN_COUNTRY}
-# the values whose (key, value) pairs a KeyHistory keeps, and the value that is none
-_HISTORY_VALUES = {**_UNKNOWN, "IP": ""}
 _NEEDED = ("Time", "Key", "MachineCode", "IP", "country", "success")
 # The data-object columns that the usage signal reads (optional: without them it is 0).
 _USAGE_NEEDED = ("State", "DOId", "DOIntValue")
@@ -301,13 +298,9 @@ class KeyHistory:
     # signal, Key, MachineCode, IP (String, "" where the signal's entity has no such part), level
     # (Int64): None where not built (a night's pairs, a history saved before the levels)
     levels: pl.DataFrame | None = None
-    # Key, IP (String), one row per pair of a row with an address (version 8: "The owner's
-    # addresses"); None in a history saved before it
-    addresses: pl.DataFrame | None = None
 
     FILES: ClassVar[dict[str, str]] = {"MachineCode": "key_machines.parquet", "country": "key_countries.parquet"}
     LEVELS_FILE: ClassVar[str] = "entity_levels.parquet"
-    ADDRESSES_FILE: ClassVar[str] = "key_addresses.parquet"
 
     @classmethod
     def from_rows(cls, derived: pl.DataFrame, levels: bool = False) -> KeyHistory:
@@ -315,22 +308,16 @@ class KeyHistory:
         entities' own levels (:func:`entity_levels`)."""
         frame = _entity_frame(derived)
         return cls._of({value: frame.select("Key", value).filter(pl.col(value) != unknown)
-                        for value, unknown in _HISTORY_VALUES.items()}, entity_levels(derived) if levels else None)
+                        for value, unknown in _UNKNOWN.items()}, entity_levels(derived) if levels else None)
 
     @classmethod
     def _of(cls, pairs: dict[str, pl.DataFrame], levels: pl.DataFrame | None = None) -> KeyHistory:
-        """From each value's (Key, value) frame: distinct pairs, sorted (no "IP" frame: no addresses)."""
+        """From each value's (Key, value) frame: distinct pairs, sorted."""
         distinct = {value: frame.unique().sort("Key", value) for value, frame in pairs.items()}
-        return cls(machines=distinct["MachineCode"], countries=distinct["country"], levels=levels,
-                   addresses=distinct.get("IP"))
+        return cls(machines=distinct["MachineCode"], countries=distinct["country"], levels=levels)
 
-    def pairs(self, value: str) -> pl.DataFrame | None:
-        """The (Key, value) pairs of "MachineCode", "country" or "IP" (None: a history without addresses)."""
-        return {"MachineCode": self.machines, "country": self.countries, "IP": self.addresses}[value]
-
-    def _frames(self) -> dict[str, pl.DataFrame]:
-        """The pairs it has, by value."""
-        return {value: frame for value in _HISTORY_VALUES if (frame := self.pairs(value)) is not None}
+    def pairs(self, value: str) -> pl.DataFrame:
+        return self.machines if value == "MachineCode" else self.countries
 
     @property
     def keys(self) -> pl.Series:
@@ -341,28 +328,23 @@ class KeyHistory:
         machines, and of every address (the addresses' levels name no key)."""
         wanted = keys.cast(pl.String).unique().implode()
         levels = None if self.levels is None else self.levels.filter(pl.col("Key").is_in(wanted) | (pl.col("Key") == ""))
-        return KeyHistory._of({value: frame.filter(pl.col("Key").is_in(wanted)) for value, frame in self._frames().items()},
-                              levels)
+        return KeyHistory(machines=self.machines.filter(pl.col("Key").is_in(wanted)),
+                          countries=self.countries.filter(pl.col("Key").is_in(wanted)), levels=levels)
 
     def union(self, other: KeyHistory) -> KeyHistory:
-        """The pairs of both histories (the addresses where either has them); the levels of this
-        one (a model's), else the other's."""
-        mine, theirs = self._frames(), other._frames()
-        return KeyHistory._of({value: pl.concat([f for f in (mine.get(value), theirs.get(value)) if f is not None])
-                               for value in (*mine, *(v for v in theirs if v not in mine))},
+        """The pairs of both histories; the levels of this one (a model's), else the other's."""
+        return KeyHistory._of({value: pl.concat([self.pairs(value), other.pairs(value)]) for value in self.FILES},
                               self.levels if self.levels is not None else other.levels)
 
     def save(self, directory: Path) -> None:
-        """Parquet files in ``directory`` (two, and the levels and the addresses where it has them),
-        each written to a temporary name and renamed."""
+        """Parquet files in ``directory`` (two, three with levels), each written to a temporary
+        name and renamed."""
         directory.mkdir(parents=True, exist_ok=True)
-        frames: dict[str, pl.DataFrame] = {name: self.machines if value == "MachineCode" else self.countries
-                                           for value, name in self.FILES.items()}
-        for name, frame in ((self.LEVELS_FILE, self.levels), (self.ADDRESSES_FILE, self.addresses)):
-            if frame is not None:
-                frames[name] = frame
-            else:
-                (directory / name).unlink(missing_ok=True)
+        frames = {name: self.pairs(value) for value, name in self.FILES.items()}
+        if self.levels is not None:
+            frames[self.LEVELS_FILE] = self.levels
+        else:
+            (directory / self.LEVELS_FILE).unlink(missing_ok=True)
         for name, frame in frames.items():
             tmp = directory / f"{name}.tmp"
             frame.write_parquet(tmp)
@@ -371,7 +353,7 @@ class KeyHistory:
     @classmethod
     def file_names(cls) -> tuple[str, ...]:
         """Every file a saved history may have."""
-        return (*cls.FILES.values(), cls.LEVELS_FILE, cls.ADDRESSES_FILE)
+        return (*cls.FILES.values(), cls.LEVELS_FILE)
 
     @classmethod
     def remove(cls, directory: Path) -> None:
@@ -396,8 +378,6 @@ class KeyHistory:
             return None
         levels_path = directory / cls.LEVELS_FILE
         levels = pl.read_parquet(levels_path).cast(_LEVEL_SCHEMA) if levels_path.exists() else None  # type: ignore[arg-type]
-        if (directory / cls.ADDRESSES_FILE).exists():
-            paths["IP"] = directory / cls.ADDRESSES_FILE
         return cls._of({value: pl.read_parquet(p).select(pl.col("Key").cast(pl.String), pl.col(value).cast(pl.String))
                         for value, p in paths.items()}, levels)
 
@@ -543,7 +523,8 @@ def _history_codes(history: KeyHistory, texts: TextCodes, frame: pl.DataFrame,
 
     keys = code("Key", history.keys)
     pairs = {}
-    for value, p in history._frames().items():
+    for value in _UNKNOWN:
+        p = history.pairs(value)
         k, v = code("Key", p["Key"]), code(value, p[value])
         both = (k >= 0) & (v >= 0)
         pairs[value] = k[both] * width[value] + v[both]
@@ -634,21 +615,11 @@ def _row_counts(derived: pl.DataFrame, history: KeyHistory | None, keep_pairs: b
         no_address = code["IP"] == texts.lookup(derived, "IP", pl.Series([""]))[0]
         if not no_address.any():
             no_address = None
-    if version >= 8:  # the owner's addresses: a machine that came in through one is not news
-        g = pair["IP"]
-        address_known = g.contains(known_pairs["IP"]) if "IP" in known_pairs else np.zeros(n_rows, dtype=bool)
-        address_known |= g.at_first(bucket["_day"]) < bucket["_day"]  # the key's, on an earlier day
-        if no_address is not None:
-            address_known &= ~no_address
-        owners = pair["MachineCode"].at_first(address_known & ~failed)  # the pair's first request
-        new["MachineCode"] &= ~owners
     spread_on = None  # version 2: the rows that carry a key's hourly spread
     if version >= 2 and any(c in counts for c in _SPREAD_COLUMNS):
         g = pair["MachineCode"]  # a pair new to the history, on its first day; or no machine code
-        newcomer = ~seen["MachineCode"] & (g.at_first(bucket["_day"]) == bucket["_day"])
-        if version >= 8:
-            newcomer &= ~owners
-        spread_on = newcomer | unknown_value["MachineCode"]
+        spread_on = ((~seen["MachineCode"] & (g.at_first(bucket["_day"]) == bucket["_day"]))
+                     | unknown_value["MachineCode"])
 
     def signal(entity: tuple[str, ...], what: str, b: str) -> _PerGroup:
         per_group = signal_of(entity, what, b)
