@@ -135,24 +135,34 @@ def test_a_file_moved_away_and_back_is_not_late_and_each_note_is_given_once(vend
     folder.mkdir()
     away = vendor.root / "archive.csv"
 
+    tracker = tracker_for(vendor.root)
+
     def night(name: str | None = None, frame: pl.DataFrame | None = None):  # type: ignore[no-untyped-def]
         if name is not None and frame is not None:
             frame.write_csv(folder / name)
-        return vendor.night(path=str(folder))
+        return vendor.night(tracker, path=str(folder))
 
     def said(result, start: str) -> list[str]:  # type: ignore[no-untyped-def]
         return [m for m in result.messages if m.startswith(start)]
 
+    def metrics() -> dict[str, float]:  # the last night's MLflow run: what a dashboard of vendors reads
+        experiment = tracker.client.get_experiment_by_name("licanom/acme/nightly").experiment_id
+        return tracker.client.search_runs([experiment], order_by=["attributes.start_time DESC"])[0].data.metrics
+
     night("a.csv", rows(1600, 100))
     night("b.csv", rows(1700, 100, seed=1))
+    assert "late_rows" not in metrics() and "source_ids_gone" not in metrics()
     (folder / "a.csv").rename(away)
     shrank = night("c.csv", pl.concat([rows(1800, 90, seed=2), rows(1895, 5, seed=2)]))  # 1890-1894 not yet
     assert said(shrank, "source shrank: it holds 100 Ids") and not said(shrank, "late rows")
+    assert metrics()["source_ids_gone"] == 100 and "late_rows" not in metrics()
     away.rename(folder / "a.csv")
     back = night("d.csv", rows(1900, 100, seed=3))
     assert said(back, "source grew back: 100 Ids") and not said(back, "late rows")
     late = night("late.csv", rows(1890, 5, seed=4))  # Ids the watermark passed, never in the source before
     assert said(late, "late rows: 5 rows") and not said(late, "source grew back")
+    assert late.late_rows == 5 and metrics()["late_rows"] == 5 and "source_ids_gone" not in metrics()
+    assert metrics()["rows_carried"] == late.rows_carried
     again = night()  # nothing new: no night, and no note given twice
     assert not said(again, "late rows") and not said(again, "source")
 

@@ -81,6 +81,10 @@ class NightResult:
     messages: tuple[str, ...] = ()  # what the operator should know (e.g. "retrain")
     staging: Path | None = None  # where the outputs wait until they are published
     ledger: pl.DataFrame | None = None  # Id, fate
+    # a file source's count (:func:`late_rows`): Ids that arrived late under the watermark, and Ids
+    # fewer than the last night counted; None where not counted or none
+    late_rows: int | None = None
+    ids_gone: int | None = None
 
     @property
     def n_anomalies(self) -> int:
@@ -121,6 +125,8 @@ class Screened:
     # them, and the most it held (a file source's night; None: not counted, see :func:`late_rows`)
     source_rows: int | None = None
     source_most: int | None = None
+    late: int | None = None  # Ids that arrived late, and Ids gone since the last night (SourceCount)
+    gone: int | None = None
 
 
 # --- which rows -----------------------------------------------------------------------------
@@ -424,7 +430,8 @@ def log_night(tracker: Tracker, night: NightResult) -> str:
             "rows_read": night.rows_read, "rows_quarantined": night.rows_quarantined,
             "rows_unknown_product": night.rows_unknown_product,
             "chunks_scored": night.chunks.height, "anomalies": night.n_anomalies,
-            "watermark": night.watermark_after,
+            "watermark": night.watermark_after, "rows_carried": night.rows_carried,
+            "late_rows": night.late_rows, "source_ids_gone": night.ids_gone,
         })
         crash_point("log:metrics")
         folder = night.staging
@@ -794,7 +801,7 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
     crash_point("after:validate")
     count = late_rows(night, screened.watermark)
     late, gone = count.late, count.gone
-    screened = replace(screened, source_rows=count.source_rows, source_most=count.source_most)
+    screened = replace(screened, source_rows=count.source_rows, source_most=count.source_most, late=late, gone=gone)
     if count.back:
         screened = replace(screened, messages=(*screened.messages, (
             f"source grew back: {count.back} Id{'s' if count.back != 1 else ''} at or below the watermark {night.after} "
@@ -872,7 +879,7 @@ def stage_night(night: Night) -> Night:
                          rows_unknown_product=screened.rows_unknown_product, messages=screened.messages,
                          entities=night.entities, private_rows=windows.model_rows if secret is not None else None,
                          context=report_context(night))
-    return replace(night, result=result)
+    return replace(night, result=replace(result, late_rows=screened.late, ids_gone=screened.gone))
 
 
 def log(tracker: Tracker, night: Night) -> Night:
