@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from licanom.data.context_vector import CONTEXT_COLUMNS
+from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_LABELS
 from licanom.detectors.entities import ENTITY_SCHEMA
 from licanom.detectors.incidents import INCIDENT_COLUMNS
 from licanom.report import (
@@ -126,6 +126,40 @@ def test_a_severity_just_below_the_level_never_reads_as_the_level() -> None:
     assert ">54</span>" in page and ">55</span>" not in page
 
 
+def test_markdown_times_say_utc() -> None:
+    """A vendor with a local timezone reads the tables' times as UTC, as the page labels them."""
+    entities = entity_frame([("key-day", "KEY-X", 90.0, True, "x")])
+    md = anomaly_report("acme", make_input().chunks, "3", incidents=incident_frame("KEY-X"), entities=entities)
+    lines = md.splitlines()
+    heads = [line for line, below in zip(lines, lines[1:]) if below.startswith("| --- |")]
+    assert heads == ["| severity | who | from (UTC) | to (UTC) | requests | why |",
+                     "| incident | who | chunks | from (UTC) | to (UTC) | top severity | signal |",
+                     "| start (UTC) | end (UTC) | first Id | last Id | score | threshold | severity | top column |"]
+
+
+def test_markdown_incidents_name_their_signal_in_words() -> None:
+    ip = incident_frame("KEY-X").with_columns(pl.lit("ip_failures_hour").alias("signal"))
+    none = incident_frame("KEY-Y").with_columns(pl.lit(2).alias("incident"), pl.lit(None).alias("signal"))
+    incidents = pl.concat([ip, none], how="vertical_relaxed")
+    md = anomaly_report("acme", make_input().chunks, "3", incidents=incidents)
+    rows = [line for line in md.splitlines() if line.startswith(("| 1 | key KEY-X", "| 2 | key KEY-Y"))]
+    assert rows[0].endswith(f"| {CONTEXT_LABELS['ip_failures_hour']} |") and "ip_failures_hour" not in md
+    assert rows[1].endswith("| its score |")  # as the page says it
+
+
+def test_markdown_headline_counts_chunks_and_entities_apart() -> None:
+    quiet, _ = make_chunks(make_rows(), flagged=())
+    entities = entity_frame([("key-day", "KEY-X", 90.0, True, "x"), ("address-hour", "9.9.9.9", 20.0, False, None)])
+    md = anomaly_report("acme", quiet, "3", entities=entities)
+    assert f"Model version 3; 0 of {quiet.height} chunks flagged; 1 entity flagged (see below)." in md.splitlines()
+    assert "anomalous" not in md
+    flagged = make_input().chunks
+    md = anomaly_report("acme", flagged, "3", incidents=incident_frame("KEY-X"), entities=entities.head(0))
+    n = int(flagged["is_anomaly"].sum())
+    assert f"Model version 3; {n} of {flagged.height} chunks flagged in 1 incident(s); 0 entities flagged." in md
+    assert f"Model version 3; {n} of {flagged.height} chunks flagged.\n" in anomaly_report("acme", flagged, "3")
+
+
 @pytest.mark.parametrize(("model", "family", "own", "not_this"), [
     ("LSTM_AE", "autoencoder", "reconstruction error (MAE)", "surprisal"),
     ("Tail_context", "context", "summed surprisal (nats) of the context vector", "reconstruction error"),
@@ -174,7 +208,7 @@ def test_the_report_leads_with_the_flagged_entities_then_incidents_then_chunks()
     assert "9.9.9.9" not in listed and listed.count('class="entity-row"') == 2  # only the flagged ones
     assert page[order[1]:order[2]].count('class="incident-row"') >= 1  # grouped from the rows: none given
     md = anomaly_report("acme", inp.chunks, "3", incidents=incident_frame("KEY-X"), entities=entities)
-    assert md.index("flagged entities") < md.index("| incident |") < md.index("| start |")
+    assert md.index("flagged entities") < md.index("| incident |") < md.index("| start (UTC) |")
     without = render_html(make_input())
     assert "No entity results in this run" in without
 

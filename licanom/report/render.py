@@ -74,7 +74,7 @@ def environment() -> jinja2.Environment:
                                             default_for_string=True, default=True),
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
-    env.filters.update(text=text, display=display, md_cell=md_cell, n=_count, sev=_sev_text)
+    env.filters.update(text=text, display=display, md_cell=md_cell, n=_count, sev=_sev_text, signal=signal_label)
     return env
 
 
@@ -506,14 +506,14 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
                    incidents: pl.DataFrame | None = None, entities: pl.DataFrame | None = None,
                    notes: tuple[str, ...] = ()) -> str:
     """The night's short markdown report (``report.md``): the flagged entities and the
-    incidents (who), then the anomalous chunks, most severe first."""
+    incidents (who), then the anomalous chunks, most severe first; times in UTC, as the page's."""
     flagged = chunks.filter("is_anomaly").sort("score", descending=True)
     flagged_entities = entities.filter("is_anomaly").sort("severity", descending=True) if entities is not None else None
     return environment().get_template("report.md.j2").render(
         vendor=vendor, model_version=model_version, n_chunks=chunks.height, flagged=flagged.to_dicts(),
         n_incidents=None if incidents is None else incidents.height,
         entities=[] if flagged_entities is None else flagged_entities.head(50).to_dicts(),
-        n_entities=0 if flagged_entities is None else flagged_entities.height,
+        n_entities=None if flagged_entities is None else flagged_entities.height,
         incidents=[] if incidents is None else incidents.to_dicts(),
         rows_unknown_product=rows_unknown_product, messages=messages, notes=notes,
     )
