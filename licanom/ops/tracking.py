@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import mlflow
 import mlflow.pyfunc
@@ -479,12 +480,60 @@ def model_signature() -> Any:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
+if TYPE_CHECKING:
+    from licanom.data.validate import ValidationResult
+
+log = logging.getLogger(__name__)
+
+
+def screen_scored_rows(vendor: str, validation: ValidationResult, max_bad_fraction: float | None = None) -> None:
+    """The registered model's answer to rows that failed validation, as the command line's and the
+    nightly flow's: more of them than ``validate.max_bad_fraction`` allows (the project's default,
+    :class:`licanom.config.ValidateConfig`: a registered model carries no vendor configuration)
+    raise :class:`licanom.data.validate.ValidationError` worded by
+    :func:`licanom.data.validate.check_bad_fraction` (``result``: the validation, each quarantined
+    row with its reason); fewer are logged as a warning with their count and reasons, and the other
+    rows are scored. Rows only of a product the model was not trained on do not count as bad (as in
+    the nightly flow: they ask for a retraining), but the warning counts them."""
+    from licanom.config import ValidateConfig
+    from licanom.data.validate import REASON, UNKNOWN_PRODUCT, ValidationError, ValidationResult, check_bad_fraction
+
+    if max_bad_fraction is None:
+        max_bad_fraction = ValidateConfig().max_bad_fraction
+    q = validation.quarantine
+    if validation.n_in == 0 or q.height == 0:
+        return
+    foreign = q[REASON].str.starts_with(UNKNOWN_PRODUCT)
+    bad = ValidationResult(valid=validation.valid, quarantine=q.filter(~foreign),
+                           n_in=validation.n_in - int(foreign.sum()))
+    if bad.n_in:
+        try:
+            check_bad_fraction(bad, max_bad_fraction)
+        except ValidationError as err:
+            times = any(r.startswith("Time:") for r in bad.reason_counts()[REASON].to_list())
+            hint = (" (those settings are the command line's and the flows'; a registered model applies "
+                    "neither source.time_format nor source.timezone: parse Time into datetimes before "
+                    "predict, docs/running.md)") if times else ""
+            raise ValidationError(f"rows refused by the model of vendor {vendor!r}, nothing scored: "
+                                  f"{str(err).rstrip('.')}{hint}", validation) from None
+    counts = validation.reason_counts()
+    shown = ", ".join(f"{reason} ({n:,})" for reason, n in counts.head(3).iter_rows())
+    more = f" and {counts.height - 3} more reason(s)" if counts.height > 3 else ""
+    retrain = (f"; rows of a product the model was not trained on ask for a retraining (licanom run train "
+               f"--vendor {vendor})") if foreign.any() else ""
+    log.warning("the model of vendor %r: %s of %s rows failed validation and were left out, not scored: "
+                "%s%s; the chunks are cut from the other rows%s",
+                vendor, f"{q.height:,}", f"{validation.n_in:,}", shown, more, retrain)
+
+
 class LicanomPyfunc(mlflow.pyfunc.PythonModel):
     """An MLflow pyfunc model over a :class:`licanom.ops.bundle.ModelBundle`.
 
     ``predict(raw_log_rows)`` takes Web API Log rows (a pandas or polars frame) and returns
     the per-chunk results of the ``licanom detect`` contract (a pandas frame), exactly what
-    :func:`licanom.ops.bundle.score_log` returns for the same rows.
+    :func:`licanom.ops.bundle.score_log` returns for the same rows. Rows that fail validation
+    are answered as the command line answers them (:func:`screen_scored_rows`): too many raise
+    :class:`licanom.data.validate.ValidationError`, a few are left out with a logged warning.
     """
 
     def load_context(self, context: Any) -> None:
@@ -498,4 +547,8 @@ class LicanomPyfunc(mlflow.pyfunc.PythonModel):
         from licanom.ops.bundle import score_log
 
         raw = model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
-        return score_log(self.bundle, raw).chunks.to_pandas()
+        scored = score_log(self.bundle, raw)
+        # checked after scoring, so that the chunks stay exactly score_log's and an accepted input
+        # is validated once; a refused input's valid rows were then scored for nothing (an error path)
+        screen_scored_rows(self.bundle.vendor, scored.validation)
+        return scored.chunks.to_pandas()

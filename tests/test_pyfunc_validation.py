@@ -1,0 +1,98 @@
+"""The registered (pyfunc) model given rows that fail validation, as a user reads a vendor's CSV
+with pandas: refused with the command line's wording when too many fail, scored with a logged
+warning when a few do; never an empty frame without a word.
+
+Small: the Tail_context bundle of tests/night_harness.py (600 rows, chunks of 20), saved as the
+registered versions are (models-from-code, the bundle artifact, the signature) and loaded through
+``mlflow.pyfunc.load_model``, so that MLflow's own input checks run too.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import mlflow.pyfunc
+import pandas as pd
+import polars as pl
+import pytest
+
+from licanom.data.validate import ValidationError
+from tests.night_harness import make_bundle, rows
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):  # type: ignore[no-untyped-def]
+    from licanom.ops.tracking import MODEL_CODE, model_signature
+
+    root = tmp_path_factory.mktemp("pyfunc")
+    make_bundle().save(root / "bundle")
+    mlflow.pyfunc.save_model(str(root / "model"), python_model=str(MODEL_CODE), pip_requirements=[],
+                             artifacts={"bundle": str(root / "bundle")}, signature=model_signature())
+    return mlflow.pyfunc.load_model(str(root / "model"))
+
+
+def _csv_rows(tmp_path: Path, n: int = 100) -> pd.DataFrame:
+    """The vendor's rows as a user has them: a CSV export read with pandas (integer Ids, text times)."""
+    rows(1600, n).write_csv(tmp_path / "log.csv")
+    return pd.read_csv(tmp_path / "log.csv")
+
+
+def test_the_pyfunc_refuses_rows_that_all_fail_validation_naming_the_reason(model, tmp_path) -> None:
+    """Every row of an unknown state code, or with times in the vendor's own layout (which the
+    registered model does not read): a ValidationError with the command line's refusal, not an
+    empty frame."""
+    good = _csv_rows(tmp_path)
+    assert model.predict(good).shape == (5, 29)
+
+    states = good.assign(State=5555)
+    with pytest.raises(ValidationError, match=(
+            r"^rows refused by the model of vendor 'acme', nothing scored: 100 of 100 rows \(100\.0%\) failed "
+            r"validation, more than validate\.max_bad_fraction allows \(5\.0%\)\. Failures: State: unknown state "
+            r"code \(100 rows\)\. Examples .*row 0 \(Id 1600\): State: unknown state code \(State '5555'\)")) as err:
+        model.predict(states)
+    assert err.value.result is not None and err.value.result.quarantine.height == 100  # each row's reason
+
+    berlin = good.assign(Time=pd.to_datetime(good["Time"]).dt.tz_convert("Europe/Berlin")
+                         .dt.strftime("%d.%m.%Y %H:%M:%S"))
+    with pytest.raises(ValidationError, match=(
+            r"100 of 100 rows \(100\.0%\) failed validation.*Failures: Time: unparsable \(100 rows\).*"
+            r"\(Time '01\.03\.2025 06:00:00'\).*a registered model applies neither source\.time_format nor "
+            r"source\.timezone: parse Time into datetimes before predict, docs/running\.md\)$")):
+        model.predict(berlin)
+
+    # parsed by the caller as docs/running.md shows, the same rows are the same chunks
+    parsed = berlin.assign(Time=pd.to_datetime(berlin["Time"], format="%d.%m.%Y %H:%M:%S")
+                           .dt.tz_localize("Europe/Berlin", ambiguous="NaT", nonexistent="NaT"))
+    assert model.predict(parsed).equals(model.predict(good))
+    as_polars = pl.from_pandas(berlin).with_columns(pl.col("Time").str.strptime(
+        pl.Datetime("us"), "%d.%m.%Y %H:%M:%S").dt.replace_time_zone("Europe/Berlin", ambiguous="earliest",
+                                                                     non_existent="null")).to_pandas()
+    assert model.predict(as_polars).equals(model.predict(good))
+
+
+def test_the_pyfunc_scores_the_rest_of_a_partly_bad_input_and_says_so(model, tmp_path, caplog) -> None:
+    """A few bad rows (within validate.max_bad_fraction): the other rows are scored as without them,
+    and a warning names how many rows were left out and why."""
+    good = _csv_rows(tmp_path)
+    part = good.copy()
+    part.loc[part.index[-3:], "State"] = 5555  # the last three: the five windows before them stay whole
+    caplog.set_level(logging.WARNING, logger="licanom.ops.tracking")
+    chunks = model.predict(part)
+    assert chunks.shape == (4, 29)
+    assert chunks.equals(model.predict(good.head(97)))
+    said = [r for r in caplog.records if r.name == "licanom.ops.tracking" and r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in said] == [
+        "the model of vendor 'acme': 3 of 100 rows failed validation and were left out, not scored: "
+        "State: unknown state code (3); the chunks are cut from the other rows"]
+
+    # rows of a product the model does not know are left out too, not counted against the limit
+    caplog.clear()
+    foreign = good.copy()
+    foreign.loc[foreign.index[-10:], "ProductId"] = 13301
+    assert model.predict(foreign).equals(model.predict(good.head(90)))
+    assert "10 of 100 rows failed validation" in caplog.text and "licanom run train --vendor acme" in caplog.text
+
+    caplog.clear()
+    model.predict(good)  # nothing left out, nothing said
+    assert not [r for r in caplog.records if r.name == "licanom.ops.tracking"]
