@@ -21,6 +21,7 @@ import os
 from typing import Literal
 
 from prefect import flow, unmapped
+from prefect.states import Failed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.naming import run_name, tagged
@@ -79,4 +80,7 @@ def nightly(runner: Runner = "sequential", workers: int | None = None) -> list[s
         outcomes = [(name, s.type.value, s.message or "") for name, s in zip(names, states, strict=True)]
     else:
         outcomes = fan_out.with_options(task_runner=task_runner(runner, workers))(names)
-    return vendors.report_nightly(outcomes)
+    report = vendors.report_nightly(outcomes)
+    if report.failed:  # a failed state, not an exception: each vendor's own run holds its traceback
+        return Failed(message=report.message)  # type: ignore[return-value]
+    return list(report.lines)

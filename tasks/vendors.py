@@ -47,7 +47,7 @@ def list_vendors() -> list[str]:
 
 
 @task(cache_policy=NO_CACHE)
-def report_nightly(outcomes: list[tuple[str, str, str]]) -> list[str]:
+def report_nightly(outcomes: list[tuple[str, str, str]]) -> config.NightlyOutcome:
     return config.report_outcomes(outcomes)
 
 
