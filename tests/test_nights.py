@@ -817,12 +817,18 @@ def test_the_nights_console_summary_says_what_the_night_rule_flagged(tmp_path: P
 
 
 def test_a_since_past_the_watermark_says_that_it_skips_rows(vendor) -> None:
-    vendor.append(rows(1600, 100))
-    vendor.night()
-    vendor.append(rows(1700, 100, seed=1))
+    """The rows up to ``--since`` that no night scored are counted in its note: those with Ids
+    between the watermark and it, and those the last night carried to the next one."""
+    vendor.append(rows(1600, 110))
+    first = vendor.night()
+    assert first.rows_carried > 0  # valid rows after the last full chunk
+    vendor.append(rows(1710, 100, seed=1))
     ahead = vendor.night(since=1749)
-    assert any(m.startswith("--since 1749 lies past the watermark 1699: rows with Ids between them") for m in ahead.messages)
-    assert ahead.rows_read == 50
+    said = [m for m in ahead.messages if m.startswith("--since 1749 lies past the watermark 1709")]
+    assert said and said[0].startswith(
+        f"--since 1749 lies past the watermark 1709: 40 rows with Ids between them, and the {first.rows_carried} "
+        "rows the last night carried to this one, are skipped")
+    assert ahead.rows_read == 60
 
 
 def test_a_row_without_an_id_is_placed_within_its_own_file_as_the_reads_after_a_watermark_place_it() -> None:

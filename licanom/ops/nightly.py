@@ -621,8 +621,11 @@ class Night:
     # (None: not counted), and the Ids of far-beyond rows it left out as quarantined before
     at_or_below: int | None = None
     left_ahead: tuple[int, ...] = ()
-    # a night scored again: the rows after the watermark it left for the next night
+    # a night scored again: the rows after the watermark it left for the next night; with ``since``
+    # past the watermark, the rows it skips: Ids between the two, and those the last night carried
     left_after: int = 0
+    skipped: int = 0
+    skipped_carried: int = 0
     screened: Screened | None = None
     windows: Any = None  # licanom.ops.bundle.Windows
     inputs: Any = None
@@ -689,6 +692,16 @@ def read_night(night: Night, source: Any) -> Night:
         ids = _ids(read)
         left_ahead = tuple(int(i) for i in ids.filter(ids.is_in(list(night.state.ahead))).to_list())
     crash_point("after:extract")
+    skipped = skipped_carried = 0
+    watermark = night.state.watermark
+    if night.since is not None and watermark is not None and night.since > watermark:
+        # past the watermark: the rows up to ``since`` that no night scored are skipped; counted
+        # (a second read of the source, for this one case), as are the rows the last night carried
+        between = pipeline.extract(source, after_id=watermark)
+        if "Id" in between.columns:
+            ids = _ids(between)
+            skipped = int(ids.filter(ids <= night.since).n_unique())
+        skipped_carried = int(night.state.tail.height)
     carried, missing = None, 0
     if night.since is not None:
         ids = carried_ids(night.output_dir, night.vendor, night.since)
@@ -698,7 +711,7 @@ def read_night(night: Night, source: Any) -> Night:
                 if "Id" in earlier.columns else earlier.head(0)
             missing = len(ids) - carried.height
     return replace(night, raw=raw, carried=carried, carried_missing=missing, at_or_below=at_or_below,
-                   left_ahead=left_ahead, left_after=left_after)
+                   left_ahead=left_ahead, left_after=left_after, skipped=skipped, skipped_carried=skipped_carried)
 
 
 def _until(raw: pl.DataFrame, ids: pl.Series, watermark: int) -> pl.Series:
@@ -820,9 +833,12 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
     carry = night.state.tail if night.since is None else carried_rows(model, night)
     watermark = night.state.watermark
     if night.since is not None and watermark is not None and night.since > watermark:
+        carried_too = (f", and the {night.skipped_carried} row{'s' if night.skipped_carried != 1 else ''} the last "
+                       "night carried to this one," if night.skipped_carried else "")
         screened = replace(screened, messages=(*screened.messages, (
-            f"--since {night.since} lies past the watermark {watermark}: rows with Ids between them, if any, are "
-            "skipped, scored by no night (score from the watermark, or below it, to read them)")))
+            f"--since {night.since} lies past the watermark {watermark}: {night.skipped} row"
+            f"{'s' if night.skipped != 1 else ''} with Ids between them{carried_too} are skipped, scored by no "
+            "night (score from the watermark, or below it, to read them)")))
     if night.left_after:
         screened = replace(screened, messages=(*screened.messages, (
             f"{night.left_after} row{'s' if night.left_after != 1 else ''} after the watermark {night.state.watermark} "
