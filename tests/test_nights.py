@@ -725,6 +725,36 @@ def test_a_night_scored_again_from_its_start_is_judged_against_the_pairs_before_
     assert load_state(vendor.out, "acme").watermark == state.watermark  # re-scoring never moves it
 
 
+def test_the_runs_of_the_nights_scored_again_are_tagged_superseded(vendor) -> None:
+    """A night scored again replaces or overlaps earlier nights' folders; their MLflow runs are
+    tagged with its run, so that a sum of rows_read over the nightly runs counts each row once."""
+    from licanom.ops.nightly import SUPERSEDED_TAG
+    from tests.night_harness import rows
+
+    tracker = tracker_for(vendor.root)
+
+    def runs() -> dict[str, tuple[str, str | None, float]]:  # night folder -> (run, superseded by, rows read)
+        experiment = tracker.client.get_experiment_by_name("licanom/acme/nightly").experiment_id
+        return {r.data.tags["licanom.night"]: (r.info.run_id, r.data.tags.get(SUPERSEDED_TAG), r.data.metrics["rows_read"])
+                for r in tracker.client.search_runs([experiment])}
+
+    vendor.append(rows(1600, 200, seed=1))
+    first = vendor.night(tracker)
+    vendor.append(rows(1800, 200, seed=2))
+    second = vendor.night(tracker)
+    assert not any(m.startswith(("1 earlier", "2 earlier")) for m in (*first.messages, *second.messages))
+    again = vendor.night(tracker, since=1599)  # both nights' rows, scored again in one
+    assert again.out_dir.name == "after-1599-to-1999"
+    assert "2 earlier nightly runs tagged licanom.superseded_by: this night scored their rows again" in " ".join(again.messages)
+    now = runs()
+    mine = now["after-1599-to-1999"][0]
+    assert now[first.out_dir.name][1] == now[second.out_dir.name][1] == mine and now["after-1599-to-1999"][1] is None
+    assert sum(n for _, by, n in now.values() if by is None) == 400  # each row once
+    vendor.append(rows(2000, 200, seed=3))
+    later = vendor.night(tracker)
+    assert runs()[later.out_dir.name][1] is None and not any("tagged" in m for m in later.messages)
+
+
 def test_a_night_scored_again_scores_the_rows_carried_into_it_again(vendor) -> None:
     """The rows the night before carried (after its last full window) were scored first by the
     next night: scored again from its start, that night scores them again, and no Id is lost."""

@@ -462,6 +462,8 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     assert night.out_dir is not None
     record = NightRecord(name=night.out_dir.name, staging=night.staging.name, run_id=run_id)
     replaces = (nights_dir(output_dir, vendor) / record.name).exists()  # a night scored again (--since)
+    prior = state_lib.load_state(output_dir, vendor).watermark
+    again = prior is not None and night.watermark_before is not None and night.watermark_before < prior
     state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
                       ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows,
                       source_most=screened.source_most)
@@ -472,7 +474,58 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     from dataclasses import replace
 
     said = (f"replaced the earlier night {record.name}: the same rows scored again",) if replaces else ()
+    if again:  # the nights it scored again: their runs say so, that sums over the runs count each row once
+        said += tuple(supersede_runs(tracker, vendor, record))
     return replace(night, staging=None, messages=(*night.messages, *said))
+
+
+SUPERSEDED_TAG = "licanom.superseded_by"
+
+
+def _range(name: str) -> tuple[int, int] | None:
+    """The Ids (after A, to B] of a night folder's name ``after-A-to-B`` (``-n`` suffix allowed)."""
+    m = re.fullmatch(r"after-(\d+)-to-(\d+)(?:-\d+)?", name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def supersede_runs(tracker: Tracker, vendor: str, record: NightRecord) -> list[str]:
+    """Tag the vendor's earlier nightly runs whose Ids the night ``record`` scored again
+    (``licanom.superseded_by``: its run): their nights' folders are replaced or overlapped, and a
+    sum of ``rows_read`` or ``anomalies`` over the runs would count those rows twice. A note
+    naming them; one sentence, not an error, where MLflow cannot be reached (the night is
+    published already)."""
+    from mlflow.exceptions import MlflowException
+
+    mine = _range(record.name)
+    if mine is None:
+        return []
+    tagged = []
+    try:
+        with _reaching(tracker.config.tracking_uri):
+            exp = tracker.client.get_experiment_by_name(tracker.nightly_experiment_name(vendor))
+            if exp is None:
+                return []
+            token = None
+            while True:
+                page = tracker.client.search_runs([exp.experiment_id], f"tags.`licanom.kind` = '{NIGHT_KIND}'",
+                                                  max_results=1000, page_token=token)
+                for run in page:
+                    theirs = _range(run.data.tags.get("licanom.night", ""))
+                    if (run.info.run_id == record.run_id or theirs is None or SUPERSEDED_TAG in run.data.tags
+                            or not (theirs[0] < mine[1] and mine[0] < theirs[1])):
+                        continue
+                    tracker.client.set_tag(run.info.run_id, SUPERSEDED_TAG, record.run_id)
+                    tagged.append(run.info.run_id)
+                token = page.token
+                if not token:
+                    break
+    except (MlflowException, OSError) as err:
+        return [f"the MLflow runs of the nights scored again are not tagged {SUPERSEDED_TAG} ({err}); "
+                "a sum over the nightly runs counts their rows twice"]
+    if not tagged:
+        return []
+    return [f"{len(tagged)} earlier nightly run{'s' if len(tagged) != 1 else ''} tagged {SUPERSEDED_TAG}: this "
+            "night scored their rows again (leave them out of sums over the runs)"]
 
 
 def _finish(output_dir: Path, vendor: str, tracker: Tracker | None, record: NightRecord) -> list[str]:
