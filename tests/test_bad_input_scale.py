@@ -708,3 +708,17 @@ def test_a_gzipped_or_tab_separated_export_is_read_and_another_compression_or_a_
     os.utime(cut, (old, old))
     with pytest.raises(ExtractFileError, match=r"part4\.csv\.gz as gzip: the file is cut short"):
         read_log(tmp_path, after_id=0)
+
+
+def test_a_missing_column_error_names_the_files_columns_only(tmp_path):
+    """The columns the reader adds (a cut line's reason, the file and row of each row) are not the
+    user's: the error lists the file's own header."""
+    from licanom.data.validate import validate_log
+
+    (tmp_path / "log.csv").write_text("Id,ProductId,Key,IP,Time,State,Machine_Code\n"
+                                      "1,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:00:00Z,1010,mc1\n"
+                                      "2,3,AAAA-BBBB\n")
+    raw = read_log(tmp_path / "log.csv")
+    with pytest.raises(ValidationError, match=r"lacks required column\(s\) \['MachineCode'\]") as err:
+        validate_log(raw)
+    assert "_unreadable" not in str(err.value) and "Machine_Code" in str(err.value)

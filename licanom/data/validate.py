@@ -324,7 +324,8 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
         hint = (f"; {_shown(merged[0])!r} looks like several columns split by {sep!r}: set the file's "
                 f"separator (`source.separator: {sep!r}` or --separator)") if merged else ""
         raise ValidationError(
-            f"the log lacks required column(s) {missing}; it has {[_shown(c) for c in raw.columns[:20]]}. "
+            f"the log lacks required column(s) {missing}; it has "
+            f"{[_shown(c) for c in raw.columns if c not in (UNREADABLE, SOURCE_FILE, SOURCE_ROW)][:20]}. "
             f"Expected the Web API Log columns {list(REQUIRED_RAW)} (optional: {list(OPTIONAL_RAW)}){hint}"
         )
     unreadable = UNREADABLE in raw.columns and raw[UNREADABLE].null_count() < raw.height
