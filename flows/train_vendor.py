@@ -38,6 +38,9 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
     print(f"{vendor}: {prepared.chunks.n_chunks:,} chunks ({int((~prepared.test_mask).sum()):,} for training); "
           f"training {', '.join(cfg.train.models)} (the first is the default)")
     parent_run_id = training.start_training(tracker, cfg, opaque(prepared))
+    if validation.quarantine.height:
+        print(f"{vendor}: the quarantined rows, each with its reason: quarantine.parquet among the artifacts of "
+              f"MLflow run {parent_run_id} (experiment licanom/{vendor})")
     work_dir = training.work_dir()
     try:
         # train.parallel > 1: the variants fitted side by side, one process and one thread each

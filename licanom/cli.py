@@ -140,7 +140,19 @@ def _load_cfg(args: argparse.Namespace) -> Any:
         overrides["chunk"]["stride"] = args.stride if args.stride is not None else args.chunk_size
     elif getattr(args, "stride", None) is not None:
         overrides.setdefault("chunk", {})["stride"] = args.stride
-    return load_config(args.vendor, overrides=overrides)
+    return _with_a_log(args, load_config(args.vendor, overrides=overrides))
+
+
+def _with_a_log(args: argparse.Namespace, cfg: Any) -> Any:
+    """``cfg``, where it names a log to read: neither --logs nor a vendor's files source with a
+    path is a usage error saying what to give, not the configuration's own words."""
+    if getattr(args, "logs", None) or cfg.source.kind != "files" or cfg.source.path:
+        return cfg
+    if args.vendor is None:
+        raise ValueError("no log to read: give --logs FILE (a CSV, Parquet or NDJSON file, a glob or a folder), "
+                         "or --vendor V whose conf/vendors/V.yaml names its source")
+    raise ValueError(f"vendor {args.vendor}'s source.path is not set (conf/vendors/{args.vendor}.yaml): set it, "
+                     "or give --logs FILE")
 
 
 @contextlib.contextmanager
@@ -157,16 +169,17 @@ def _quarantine_kept(path: Path) -> Iterator[None]:
         raise refusal_kept(err, path) from None
 
 
-def _file_arguments(p: argparse.ArgumentParser) -> None:
+def _file_arguments(p: argparse.ArgumentParser, logs: str = "--logs") -> None:
+    """The options of how the log files are written (``logs``: which options' files they apply to)."""
     p.add_argument("--encoding", default=None,
-                   help="text encoding of CSV/NDJSON --logs, e.g. cp1252 (default: source.encoding, strict UTF-8)")
+                   help=f"text encoding of CSV/NDJSON {logs}, e.g. cp1252 (default: source.encoding, strict UTF-8)")
     p.add_argument("--separator", default=None,
-                   help="CSV separator of --logs (default: source.separator, detected from the header line)")
+                   help=f"CSV separator of {logs} (default: source.separator, detected from the header line)")
     p.add_argument("--time-format", default=None, metavar="CODES",
-                   help="how --logs writes Time when not ISO 8601 or Unix seconds, in strftime codes, e.g. "
+                   help=f"how {logs} write Time when not ISO 8601 or Unix seconds, in strftime codes, e.g. "
                         "'%%d.%%m.%%Y %%H:%%M:%%S' (default: source.time_format)")
     p.add_argument("--timezone", default=None, metavar="ZONE",
-                   help="the time zone of --logs' times written without an offset, e.g. Europe/Berlin "
+                   help=f"the time zone of {logs}' times written without an offset, e.g. Europe/Berlin "
                         "(default: source.timezone, UTC)")
 
 
@@ -182,7 +195,7 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
         prepared = prepare(raw, cfg)
     del raw
     write_prepared(prepared, out)
-    print_prepared(prepared, time.perf_counter() - t0, out, files=files)
+    print_prepared(prepared, time.perf_counter() - t0, out / "quarantine.parquet", files=files)
     return EXIT_OK
 
 
@@ -242,7 +255,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from licanom.ops.detect import detect, format_results, night_rule_flags
     from licanom.data.pipeline import extract, prepare
 
-    cfg = load_config(args.vendor, overrides=_detect_overrides(args))
+    cfg = _with_a_log(args, load_config(args.vendor, overrides=_detect_overrides(args)))
     train_source = cfg.source
     if args.train_logs:  # train on one log, score another (the --logs, or the vendor's source)
         train_source = cfg.source.model_copy(update={"kind": "files", "path": str(args.train_logs)})
@@ -254,16 +267,17 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             path.unlink()
         print(f"--out {out}: an earlier run's {len(earlier)} output file(s) removed")
     t0 = time.perf_counter()
-    with _quarantine_kept(out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet")):
+    train_quarantine = out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet")
+    with _quarantine_kept(train_quarantine):
         files = _files_of(train_source)
         raw = extract(train_source)
         prepared = prepare(raw, cfg)
         del raw  # not held while the models train
     if args.train_logs:
         print(f"training log     {args.train_logs}")
-    print_prepared(prepared, time.perf_counter() - t0, files=files)
+    print_prepared(prepared, time.perf_counter() - t0, train_quarantine, files=files)
     out.mkdir(parents=True, exist_ok=True)
-    prepared.validation.quarantine.write_parquet(out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet"))
+    prepared.validation.quarantine.write_parquet(train_quarantine)
     prepared.encoded.vocabulary.save(out / "vocabulary.json")
 
     def progress(outcome: Any) -> None:
@@ -293,7 +307,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         v = scored.validation
         read = f" ({len(parts)} files)" if parts else ""
         print(f"\nscored log       {cfg.source.path}{read}: {v.n_in:,} rows read, {v.valid.height:,} valid, "
-              f"{v.quarantine.height:,} quarantined -> {scored.items.height:,} items scored by {det.model} "
+              f"{v.quarantine.height:,} quarantined ({out / 'quarantine.parquet'}) -> {scored.items.height:,} items "
+              f"scored by {det.model} "
               f"trained on the training log ({time.perf_counter() - t1:.1f} s)")
         if scored.unseen_product_rows:
             shown = ", ".join(map(str, scored.unseen_products[:5])) + (", ..." if len(scored.unseen_products) > 5 else "")
@@ -486,8 +501,9 @@ def _files_of(source: Any) -> list[str]:
     return [str(f.relative_to(base)) for f in files]
 
 
-def print_prepared(prepared: Any, seconds: float, out: Path | None = None, files: list[str] | None = None) -> None:
-    """A short account of what the data path made (``files``: those a log of several was read from)."""
+def print_prepared(prepared: Any, seconds: float, quarantine: Path | None = None, files: list[str] | None = None) -> None:
+    """A short account of what the data path made (``quarantine``: the file its quarantined rows are
+    written to; ``files``: those a log of several was read from)."""
     v = prepared.validation
     c = prepared.chunks
     if files:
@@ -496,7 +512,7 @@ def print_prepared(prepared: Any, seconds: float, out: Path | None = None, files
         print(f"log files        {len(files):>12,}  ({listed(files)})")
     print(f"rows read        {v.n_in:>12,}")
     print(f"rows valid       {v.valid.height:>12,}")
-    print(f"rows quarantined {v.quarantine.height:>12,}" + (f"  -> {out / 'quarantine.parquet'}" if out else ""))
+    print(f"rows quarantined {v.quarantine.height:>12,}" + (f"  -> {quarantine}" if quarantine else ""))
     reasons = v.reason_counts()
     for reason, n in reasons.head(5).iter_rows():
         print(f"    {n:>8,}  {reason}")
@@ -560,7 +576,7 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
                        description="Train detectors on a log and flag anomalous chunks or per-key sequences; "
                                    "with --train-logs, train on that log and score --logs.")
     p.add_argument("--logs", help="the log to score, and to train on unless --train-logs is given; " + LOGS_HELP)
-    _file_arguments(p)
+    _file_arguments(p, "--logs and --train-logs (both alike)")
     p.add_argument("--train-logs", default=None,
                    help="train on this log (CSV/Parquet/NDJSON file, glob or folder) and score --logs with the "
                         "trained model, its vocabulary and threshold (default: train and score the same log)")

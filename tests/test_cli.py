@@ -403,6 +403,9 @@ def test_train_on_one_log_and_score_another(two_logs, tmp_path, capsys):
     assert (chunks["is_anomaly"] == (chunks["score"] > det.threshold_)).all()
     printed = capsys.readouterr().out
     assert "scored log" in printed and "entities flagged" in printed
+    # where each log's quarantined rows went (the training log's apart)
+    assert f"-> {out / 'train-quarantine.parquet'}" in printed and f"quarantined ({out / 'quarantine.parquet'})" in printed
+    assert (out / "train-quarantine.parquet").exists() and (out / "quarantine.parquet").exists()
     assert "held-out" not in printed and "\ndecision: quantile" in printed  # every chunk of the other log scored
     assert "the training log does not hold" not in printed  # the same products
     # entities of the scored log's rows, judged by a model fitted on the training log
@@ -576,3 +579,22 @@ def test_licanom_run_hands_its_flows_standard_error_that_outlives_its_reader(mon
     before = sys.stderr
     monkeypatch.setattr(run, "_main", inside)
     assert run.main(["score"]) == 0 and seen["wrapped"] and sys.stderr is before
+
+
+def test_a_command_without_a_log_says_what_to_give(tmp_path, capsys, monkeypatch):
+    """Neither --logs nor a vendor whose files source has a path: one line saying what to give,
+    not the configuration's own words."""
+    assert main(["prepare", "--out", str(tmp_path / "o")]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("licanom: no log to read: give --logs FILE") and "source.path" not in err
+    assert main(["detect", "--out", str(tmp_path / "o")]) == EXIT_USAGE
+    assert "no log to read" in capsys.readouterr().err
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    from licanom.config import default_conf_dir
+
+    (conf / "defaults.yaml").write_text((default_conf_dir() / "defaults.yaml").read_text())
+    (conf / "vendors" / "beta.yaml").write_text("source:\n  kind: files\n")
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    assert main(["prepare", "--vendor", "beta", "--out", str(tmp_path / "o")]) == EXIT_USAGE
+    assert "vendor beta's source.path is not set (conf/vendors/beta.yaml)" in capsys.readouterr().err
