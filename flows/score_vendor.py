@@ -32,7 +32,7 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     with scoring.vendor_lock(out, vendor):  # one run per vendor at a time; the second reads what the first left
         night = scoring.open_night(out, vendor, tracker, since)
         night = data.read_night(cfg, opaque(night))
-        night = scoring.score_rows(opaque(night), cfg.validate_.max_bad_fraction)
+        night = scoring.score_rows(opaque(night), cfg.validate_.max_bad_fraction, tracker)
         night = scoring.stage_night(opaque(night))
         night = scoring.log_night(tracker, opaque(night))
         night = scoring.publish_night(tracker, opaque(night))

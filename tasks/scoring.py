@@ -49,10 +49,10 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
 
 
 @task(cache_policy=NO_CACHE)
-def score_rows(night: Night, max_bad_fraction: float) -> Night:
+def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = None) -> Night:
     """Validate (unknown products quarantined), quarantine far-beyond Ids, refuse a night of
-    mostly bad rows, find the new watermark; cut the windows and score them."""
-    night = nightly.score_rows(night, max_bad_fraction)
+    mostly bad rows (with a FAILED MLflow run), find the new watermark; cut the windows and score them."""
+    night = nightly.score_rows(night, max_bad_fraction, tracker)
     assert night.screened is not None
     for message in night.screened.messages:
         print(f"{night.vendor}: {message}")

@@ -263,9 +263,16 @@ def test_a_night_of_mostly_bad_rows_fails_by_the_training_limit_and_says_so(vend
     night = rows(1600, 100).with_columns(
         pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.lit("x")).otherwise(pl.col("State")).alias("State"))
     vendor.append(night)
+    tracker = tracker_for(vendor.root)
     with pytest.raises(ValidationError, match=r"validate\.max_bad_fraction") as err:
-        vendor.night()
+        vendor.night(tracker)
     assert "50 of 100" in str(err.value) and "watermark stays at 1599" in str(err.value)
+    # its MLflow run says so, FAILED, where a dashboard of the vendors' nights looks
+    experiment = tracker.client.get_experiment_by_name("licanom/acme/nightly").experiment_id
+    (run,) = tracker.client.search_runs([experiment])
+    assert run.info.status == "FAILED" and run.data.metrics["rows_quarantined"] == 50 and run.data.metrics["rows_read"] == 100
+    assert run.data.tags["licanom.refused"].endswith("after-1599-quarantine.parquet")
+    assert run.data.tags["licanom.refusal"].startswith("night of vendor 'acme' refused") and "50 of 100" in run.data.tags["licanom.refusal"]
     # the refused rows, each with its reason, are kept where the message says (not as a night)
     kept = vendor.out / "acme" / "refused" / "after-1599-quarantine.parquet"
     assert str(kept) in str(err.value) and "\n" not in str(err.value)

@@ -25,6 +25,7 @@ rows derived, countries looked up, pseudonymised, the context vectors) is comput
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 import uuid
@@ -52,6 +53,8 @@ from licanom.data.validate import (
     move_to_quarantine,
     refusal_kept,
 )
+
+logger = logging.getLogger(__name__)
 
 TRACKING_COPY = "for-tracking"  # the pseudonymised report of a private vendor, sent to MLflow
 STAGING = ".staging"
@@ -846,9 +849,30 @@ def carried_rows(model: Any, night: Night) -> pl.DataFrame | None:
     return bundle_lib.validate_rows(model, night.carried, night.vendor).valid
 
 
-def score_rows(night: Night, max_bad_fraction: float) -> Night:
+def log_refusal(tracker: Tracker, night: Night, result: ValidationResult, message: str, kept: Path) -> None:
+    """A refused night's MLflow run, FAILED at once: rows read and quarantined, the refusal's
+    first line and where its rows are kept (``licanom.refused``), so that a dashboard of vendors
+    sees the night that was not scored. A store that cannot be reached is a warning, never in the
+    way of the refusal itself."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        with _reaching(tracker.config.tracking_uri):
+            run_id = tracker.start_run(night.vendor, "nightly score (refused)", NIGHT_KIND,
+                                       tags={"licanom.refused": str(kept), "licanom.night": ""})
+            tracker.log_params(run_id, {"model_version": night.version, "watermark_before": night.after})
+            tracker.log_metrics(run_id, {"rows_read": result.n_in, "rows_quarantined": result.quarantine.height,
+                                         "anomalies": 0, "chunks_scored": 0})
+            tracker.set_tags(run_id, {"licanom.refusal": message.splitlines()[0]})
+            tracker.end_run(run_id, "FAILED")
+    except (MlflowException, OSError) as failed:
+        logger.warning("the refused night of vendor %s has no MLflow run: %s", night.vendor, failed)
+
+
+def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = None) -> Night:
     """Validate and screen the rows, cut the windows (carrying the last night's tail), score
-    them and the night's entities."""
+    them and the night's entities. A refused night (too many bad rows) keeps its quarantine and,
+    with ``tracker``, has a FAILED MLflow run (:func:`log_refusal`)."""
     from dataclasses import replace
 
     from licanom.ops import bundle as bundle_lib
@@ -862,8 +886,11 @@ def score_rows(night: Night, max_bad_fraction: float) -> Night:
     except ValidationError as err:  # refused: its quarantine is kept where the vendor can read it
         if err.result is None:
             raise
-        raise refusal_kept(err, refused_quarantine(night.output_dir, night.vendor, night.after),
-                           "the refused rows") from None
+        kept = refused_quarantine(night.output_dir, night.vendor, night.after)
+        refusal = refusal_kept(err, kept, "the refused rows")
+        if tracker is not None:
+            log_refusal(tracker, night, err.result, str(refusal), kept)
+        raise refusal from None
     crash_point("after:validate")
     count = late_rows(night, screened.watermark)
     late, gone = count.late, count.gone
@@ -985,7 +1012,7 @@ def score_night(output_dir: Path, vendor: str, cfg: Any, tracker: Tracker, model
     points, given the champion (``model``, ``version``)."""
     with state_lib.vendor_lock(output_dir, vendor):
         night = open_night(output_dir, vendor, tracker, since, champion=(model, version))
-        night = score_rows(read_night(night, cfg.source), cfg.validate_.max_bad_fraction)
+        night = score_rows(read_night(night, cfg.source), cfg.validate_.max_bad_fraction, tracker)
         night = stage_night(night)
         crash_point("after:stage")
         night = publish(tracker, log(tracker, night))
