@@ -602,7 +602,6 @@ def test_a_line_cut_short_is_quarantined_not_read_with_its_values_cut(tmp_path) 
     for i in (7, len(lines) - 1):  # the 7th row, and the last: cut inside the machine code
         cut = lines[i].split(",")[: lines[0].split(",").index("MachineCode") + 1]
         lines[i] = ",".join(cut)[:-4]
-    seventh = lines[7]
     path = tmp_path / "cut.csv"
     path.write_text("\n".join(lines) + "\n")
     result = validate_log(read_log(path))
@@ -610,7 +609,6 @@ def test_a_line_cut_short_is_quarantined_not_read_with_its_values_cut(tmp_path) 
     reasons = result.quarantine["reason"].to_list()
     assert all(f"fields, the header has {n_fields}" in r for r in reasons)
     assert sorted(int(r.split(" line ")[1].split(":")[0]) for r in reasons) == [8, len(lines)]
-    assert any(r.endswith(f"the header has {n_fields}: {seventh!r})") for r in reasons)  # what was read, shown
     assert set(result.valid["FriendlyName"].to_list()) == {"Desk, 2nd floor"}  # quoted separators are no fields
     path.write_text(good.write_csv())  # the same file whole: every row read
     assert validate_log(read_log(path)).quarantine.height == 0

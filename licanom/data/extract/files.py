@@ -319,9 +319,6 @@ def _csv_records(lines: list[str], separator: str = ",",
             start += done + 1
 
 
-_SHOWN_LINE = 160  # characters of a refused line's values that its reason shows
-
-
 def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bool = False) -> pl.DataFrame:
     """A CSV file record by record; a record that cannot be parsed or has more or fewer fields
     than the header becomes a row with only an UNREADABLE text (``skip_spaces``: see
@@ -348,10 +345,7 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     why: list[str | None] = []
     for line, fields, error in records[1:]:
         if fields is not None and len(fields) != len(names):  # a line cut short, or joined with another
-            # its values in the reason, as read (the row's columns stay empty: a cut value is no value)
-            read = separator.join(fields)
-            shown = read if len(read) <= _SHOWN_LINE else read[:_SHOWN_LINE] + "..."
-            fields, error = None, f"{len(fields)} fields, the header has {len(names)}: {shown!r}"
+            fields, error = None, f"{len(fields)} fields, the header has {len(names)}"
         if fields is None:
             rows.append([None] * len(names))
             why.append(f"{path} line {line}: cannot be read as CSV ({error})")
