@@ -40,7 +40,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
     parent_run_id = training.start_training(tracker, cfg, opaque(prepared))
     if validation.quarantine.height:
         print(f"{vendor}: the quarantined rows, each with its reason: quarantine.parquet among the artifacts of "
-              f"MLflow run {parent_run_id} (experiment licanom/{vendor})")
+              f"MLflow run {parent_run_id} (experiment {tracker.experiment_name(vendor)})")
     work_dir = training.work_dir()
     try:
         # train.parallel > 1: the variants fitted side by side, one process and one thread each

@@ -148,10 +148,13 @@ def _with_a_log(args: argparse.Namespace, cfg: Any) -> Any:
     path is a usage error saying what to give, not the configuration's own words."""
     if getattr(args, "logs", None) or cfg.source.kind != "files" or cfg.source.path:
         return cfg
+    from licanom.config import default_conf_dir
+
+    vendors = default_conf_dir() / "vendors"
     if args.vendor is None:
         raise ValueError("no log to read: give --logs FILE (a CSV, Parquet or NDJSON file, a glob or a folder), "
-                         "or --vendor V whose conf/vendors/V.yaml names its source")
-    raise ValueError(f"vendor {args.vendor}'s source.path is not set (conf/vendors/{args.vendor}.yaml): set it, "
+                         f"or --vendor V whose {vendors / 'V.yaml'} names its source")
+    raise ValueError(f"vendor {args.vendor}'s source.path is not set ({vendors / f'{args.vendor}.yaml'}): set it, "
                      "or give --logs FILE")
 
 
@@ -170,16 +173,16 @@ def _quarantine_kept(path: Path) -> Iterator[None]:
 
 
 def _file_arguments(p: argparse.ArgumentParser, logs: str = "--logs") -> None:
-    """The options of how the log files are written (``logs``: which options' files they apply to)."""
+    """The options of how the log files are written (``logs``: the files they apply to)."""
     p.add_argument("--encoding", default=None,
                    help=f"text encoding of CSV/NDJSON {logs}, e.g. cp1252 (default: source.encoding, strict UTF-8)")
     p.add_argument("--separator", default=None,
                    help=f"CSV separator of {logs} (default: source.separator, detected from the header line)")
     p.add_argument("--time-format", default=None, metavar="CODES",
-                   help=f"how {logs} write Time when not ISO 8601 or Unix seconds, in strftime codes, e.g. "
+                   help=f"the layout of Time in {logs} when not ISO 8601 or Unix seconds, in strftime codes, e.g. "
                         "'%%d.%%m.%%Y %%H:%%M:%%S' (default: source.time_format)")
     p.add_argument("--timezone", default=None, metavar="ZONE",
-                   help=f"the time zone of {logs}' times written without an offset, e.g. Europe/Berlin "
+                   help=f"the time zone of the times in {logs} written without an offset, e.g. Europe/Berlin "
                         "(default: source.timezone, UTC)")
 
 
@@ -576,7 +579,7 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
                        description="Train detectors on a log and flag anomalous chunks or per-key sequences; "
                                    "with --train-logs, train on that log and score --logs.")
     p.add_argument("--logs", help="the log to score, and to train on unless --train-logs is given; " + LOGS_HELP)
-    _file_arguments(p, "--logs and --train-logs (both alike)")
+    _file_arguments(p, "--logs and --train-logs alike")
     p.add_argument("--train-logs", default=None,
                    help="train on this log (CSV/Parquet/NDJSON file, glob or folder) and score --logs with the "
                         "trained model, its vocabulary and threshold (default: train and score the same log)")

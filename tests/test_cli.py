@@ -597,4 +597,4 @@ def test_a_command_without_a_log_says_what_to_give(tmp_path, capsys, monkeypatch
     (conf / "vendors" / "beta.yaml").write_text("source:\n  kind: files\n")
     monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
     assert main(["prepare", "--vendor", "beta", "--out", str(tmp_path / "o")]) == EXIT_USAGE
-    assert "vendor beta's source.path is not set (conf/vendors/beta.yaml)" in capsys.readouterr().err
+    assert f"vendor beta's source.path is not set ({conf / 'vendors' / 'beta.yaml'})" in capsys.readouterr().err

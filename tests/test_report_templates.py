@@ -127,7 +127,7 @@ def test_a_severity_just_below_the_level_never_reads_as_the_level() -> None:
 
 
 def test_markdown_times_say_utc() -> None:
-    """A vendor with a local timezone reads the tables' times as UTC, as the page labels them."""
+    """The tables' time columns say UTC (their times are, whatever the vendor's timezone), as the page's do."""
     entities = entity_frame([("key-day", "KEY-X", 90.0, True, "x")])
     md = anomaly_report("acme", make_input().chunks, "3", incidents=incident_frame("KEY-X"), entities=entities)
     lines = md.splitlines()

@@ -653,6 +653,18 @@ def ids_out_of_order(rows: pl.DataFrame) -> int:
     return int((rows["Id"].diff() < 0).sum()) if rows.height > 1 and "Id" in rows.columns else 0
 
 
+def apart_from_unknown_products(validation: ValidationResult) -> tuple[ValidationResult, int]:
+    """``validation`` with its rows of products the model was not trained on set aside (they ask
+    for a retraining, not a refusal: a scoring pass counts them apart from the bad rows), and how
+    many they are."""
+    q = validation.quarantine
+    if not q.height:
+        return validation, 0
+    foreign = q[REASON].str.contains(UNKNOWN_PRODUCT, literal=True)
+    n = int(foreign.sum())
+    return ValidationResult(valid=validation.valid, n_in=validation.n_in - n, quarantine=q.filter(~foreign)), n
+
+
 def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, examples: int = 5) -> None:
     """Fail when too large a share of the rows is quarantined, naming columns and examples."""
     if result.n_in == 0:

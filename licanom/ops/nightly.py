@@ -41,13 +41,14 @@ from licanom.data.context_vector import KeyHistory
 from licanom.data.encode import RowsState
 from licanom.report.render import anomaly_report  # the night's report.md (a template)
 from licanom.ops.scoring_state import NightRecord, StateMissingError, VendorState, crash_point
-from licanom.ops.tracking import Tracker, _reaching
+from licanom.ops.tracking import Tracker, TrackingUnavailableError, _reaching
 from licanom.data.validate import (
     REASON,
     UNKNOWN_PRODUCT,
     ValidationError,
     ValidationResult,
     _as_int,
+    apart_from_unknown_products,
     check_bad_fraction,
     ids_out_of_order,
     move_to_quarantine,
@@ -172,12 +173,9 @@ def screen(validation: ValidationResult, raw: pl.DataFrame, before: int | None, 
         validation = move_to_quarantine(validation, raw, validation.valid["Id"] > limit, FAR_BEYOND)
     q_ids = validation.quarantine.select(_as_int("Id", validation.quarantine.schema["Id"])).to_series() \
         if "Id" in validation.quarantine.columns else pl.Series("Id", [], pl.Int64)
-    unknown = int(validation.quarantine[REASON].str.contains(UNKNOWN_PRODUCT, literal=True).sum()) \
-        if validation.quarantine.height else 0
+    bad, unknown = apart_from_unknown_products(validation)
     messages: list[str] = []
     if validation.n_in:
-        bad = ValidationResult(valid=validation.valid, n_in=validation.n_in - unknown, quarantine=validation.quarantine
-                               .filter(~pl.col(REASON).str.contains(UNKNOWN_PRODUCT, literal=True)))
         try:
             if bad.n_in:
                 check_bad_fraction(bad, max_bad_fraction)
@@ -485,21 +483,21 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
 SUPERSEDED_TAG = "licanom.superseded_by"
 
 
-def _range(name: str) -> tuple[int, int] | None:
-    """The Ids (after A, to B] of a night folder's name ``after-A-to-B`` (``-n`` suffix allowed)."""
-    m = re.fullmatch(r"after-(\d+)-to-(\d+)(?:-\d+)?", name)
-    return (int(m.group(1)), int(m.group(2))) if m else None
+def _first_line(err: BaseException) -> str:
+    """An error in a note: its first line, or its type where it has no text."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def supersede_runs(tracker: Tracker, vendor: str, record: NightRecord) -> list[str]:
-    """Tag the vendor's earlier nightly runs whose Ids the night ``record`` scored again
-    (``licanom.superseded_by``: its run): their nights' folders are replaced or overlapped, and a
-    sum of ``rows_read`` or ``anomalies`` over the runs would count those rows twice. A note
+    """Tag the vendor's earlier nightly runs whose Ids the night ``record`` scored again, every one
+    of them (``licanom.superseded_by``: its run): their nights' folders are replaced or covered, and
+    a sum of ``rows_read`` or ``anomalies`` over the runs would count those rows twice. A note
     naming them; one sentence, not an error, where MLflow cannot be reached (the night is
     published already)."""
     from mlflow.exceptions import MlflowException
 
-    mine = _range(record.name)
+    mine = state_lib.night_range(record.name)
     if mine is None:
         return []
     tagged = []
@@ -513,17 +511,20 @@ def supersede_runs(tracker: Tracker, vendor: str, record: NightRecord) -> list[s
                 page = tracker.client.search_runs([exp.experiment_id], f"tags.`licanom.kind` = '{NIGHT_KIND}'",
                                                   max_results=1000, page_token=token)
                 for run in page:
-                    theirs = _range(run.data.tags.get("licanom.night", ""))
+                    theirs = state_lib.night_range(run.data.tags.get("licanom.night", ""))
+                    # only a night whose every Id this one scored again (a night it overlaps in part
+                    # holds rows no later night scored: its run still counts them); an empty range
+                    # (far-beyond rows only) is never read again
                     if (run.info.run_id == record.run_id or theirs is None or SUPERSEDED_TAG in run.data.tags
-                            or not (theirs[0] < mine[1] and mine[0] < theirs[1])):
+                            or not (mine[0] <= theirs[0] < theirs[1] <= mine[1])):
                         continue
                     tracker.client.set_tag(run.info.run_id, SUPERSEDED_TAG, record.run_id)
                     tagged.append(run.info.run_id)
                 token = page.token
                 if not token:
                     break
-    except (MlflowException, OSError) as err:
-        return [f"the MLflow runs of the nights scored again are not tagged {SUPERSEDED_TAG} ({err}); "
+    except (MlflowException, TrackingUnavailableError, OSError) as err:  # the night is published: a note
+        return [f"the MLflow runs of the nights scored again are not tagged {SUPERSEDED_TAG} ({_first_line(err)}); "
                 "a sum over the nightly runs counts their rows twice"]
     if not tagged:
         return []
@@ -730,9 +731,18 @@ def read_night(night: Night, source: Any) -> Night:
 
     from licanom.data import pipeline
 
-    left_after = 0
+    left_after = skipped = skipped_carried = 0
+    watermark = night.state.watermark
     if night.since is None:
         read, at_or_below = pipeline.extract_new(source, after_id=night.after)
+    elif watermark is not None and night.since > watermark:
+        # past the watermark: one read from the watermark; the rows up to ``since``, which no night
+        # scored, are skipped and counted, as are the rows the last night carried to the next
+        read, at_or_below = pipeline.extract(source, after_id=watermark), None
+        if "Id" in read.columns:
+            below = _until(read, _ids(read), night.since)
+            read, skipped = read.filter(~below), int(below.sum())
+        skipped_carried = int(night.state.tail.height)
     else:  # a night scored again: what lies below its start is the earlier nights'
         read, at_or_below = pipeline.extract(source, after_id=night.after), None
         if night.state.watermark is not None and night.since < night.state.watermark and "Id" in read.columns:
@@ -748,16 +758,6 @@ def read_night(night: Night, source: Any) -> Night:
         ids = _ids(read)
         left_ahead = tuple(int(i) for i in ids.filter(ids.is_in(list(night.state.ahead))).to_list())
     crash_point("after:extract")
-    skipped = skipped_carried = 0
-    watermark = night.state.watermark
-    if night.since is not None and watermark is not None and night.since > watermark:
-        # past the watermark: the rows up to ``since`` that no night scored are skipped; counted
-        # (a second read of the source, for this one case), as are the rows the last night carried
-        between = pipeline.extract(source, after_id=watermark)
-        if "Id" in between.columns:
-            ids = _ids(between)
-            skipped = int(ids.filter(ids <= night.since).n_unique())
-        skipped_carried = int(night.state.tail.height)
     carried, missing = None, 0
     if night.since is not None:
         ids = carried_ids(night.output_dir, night.vendor, night.since)
@@ -850,10 +850,11 @@ def carried_rows(model: Any, night: Night) -> pl.DataFrame | None:
 
 
 def log_refusal(tracker: Tracker, night: Night, result: ValidationResult, message: str, kept: Path) -> None:
-    """A refused night's MLflow run, FAILED at once: rows read and quarantined, the refusal's
-    first line and where its rows are kept (``licanom.refused``), so that a dashboard of vendors
-    sees the night that was not scored. A store that cannot be reached is a warning, never in the
-    way of the refusal itself."""
+    """A refused night's MLflow run, FAILED at once: rows read and quarantined (as
+    ``refused_rows_read`` and ``refused_rows_quarantined``), the refusal's counts and reasons and
+    where its rows are kept (``licanom.refused``), so that a dashboard of vendors sees the night
+    that was not scored. A store that cannot be reached is a warning, never in the way of the
+    refusal itself."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -861,12 +862,16 @@ def log_refusal(tracker: Tracker, night: Night, result: ValidationResult, messag
             run_id = tracker.start_run(night.vendor, "nightly score (refused)", NIGHT_KIND,
                                        tags={"licanom.refused": str(kept), "licanom.night": ""})
             tracker.log_params(run_id, {"model_version": night.version, "watermark_before": night.after})
-            tracker.log_metrics(run_id, {"rows_read": result.n_in, "rows_quarantined": result.quarantine.height,
-                                         "anomalies": 0, "chunks_scored": 0})
-            tracker.set_tags(run_id, {"licanom.refusal": message.splitlines()[0]})
+            # names of their own: the next try reads these rows again, and a sum of rows_read over
+            # the runs would count them twice
+            tracker.log_metrics(run_id, {"refused_rows_read": result.n_in,
+                                         "refused_rows_quarantined": result.quarantine.height})
+            # the counts and reasons, not the examples: they quote the rows' values (an address, a
+            # key), which a pseudonymised vendor's MLflow store must not hold
+            tracker.set_tags(run_id, {"licanom.refusal": message.splitlines()[0].split(" Examples (")[0]})
             tracker.end_run(run_id, "FAILED")
-    except (MlflowException, OSError) as failed:
-        logger.warning("the refused night of vendor %s has no MLflow run: %s", night.vendor, failed)
+    except (MlflowException, TrackingUnavailableError, OSError) as failed:  # never in the refusal's way
+        logger.warning("the refused night of vendor %s has no MLflow run: %s", night.vendor, _first_line(failed))
 
 
 def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = None) -> Night:

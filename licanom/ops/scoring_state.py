@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -92,16 +93,17 @@ def _fresh_hint(output_dir: Path, vendor: str) -> str:
             + f"; to start afresh after the training rows, retrain: `licanom run train --vendor {vendor}`")
 
 
+def night_range(name: str) -> tuple[int, int] | None:
+    """The Ids (after A, to B] of a night folder's name ``after-A-to-B`` (a ``-n`` suffix allowed:
+    a night that did not move the watermark), or None for another name."""
+    m = re.fullmatch(r"after-(\d+)-to-(\d+)(?:-\d+)?", name)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def last_night_watermark(output_dir: Path, vendor: str) -> int | None:
     """The highest Id a published night folder (``nights/after-A-to-B``) names, or None."""
-    best = None
-    for d in (output_dir / vendor / "nights").glob("after-*-to-*"):
-        try:
-            b = int(d.name.split("-to-", 1)[1].split("-", 1)[0])
-        except ValueError:
-            continue
-        best = b if best is None else max(best, b)
-    return best
+    ends = [r[1] for d in (output_dir / vendor / "nights").glob("after-*-to-*") if (r := night_range(d.name))]
+    return max(ends) if ends else None
 
 
 # --- the state ----------------------------------------------------------------------------

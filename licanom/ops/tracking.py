@@ -496,16 +496,14 @@ def screen_scored_rows(vendor: str, validation: ValidationResult, max_bad_fracti
     rows are scored. Rows only of a product the model was not trained on do not count as bad (as in
     the nightly flow: they ask for a retraining), but the warning counts them."""
     from licanom.config import ValidateConfig
-    from licanom.data.validate import REASON, UNKNOWN_PRODUCT, ValidationError, ValidationResult, check_bad_fraction
+    from licanom.data.validate import REASON, ValidationError, apart_from_unknown_products, check_bad_fraction
 
     if max_bad_fraction is None:
         max_bad_fraction = ValidateConfig().max_bad_fraction
     q = validation.quarantine
     if validation.n_in == 0 or q.height == 0:
         return
-    foreign = q[REASON].str.starts_with(UNKNOWN_PRODUCT)
-    bad = ValidationResult(valid=validation.valid, quarantine=q.filter(~foreign),
-                           n_in=validation.n_in - int(foreign.sum()))
+    bad, foreign = apart_from_unknown_products(validation)
     if bad.n_in:
         try:
             check_bad_fraction(bad, max_bad_fraction)
@@ -520,7 +518,7 @@ def screen_scored_rows(vendor: str, validation: ValidationResult, max_bad_fracti
     shown = ", ".join(f"{reason} ({n:,})" for reason, n in counts.head(3).iter_rows())
     more = f" and {counts.height - 3} more reason(s)" if counts.height > 3 else ""
     retrain = (f"; rows of a product the model was not trained on ask for a retraining (licanom run train "
-               f"--vendor {vendor})") if foreign.any() else ""
+               f"--vendor {vendor})") if foreign else ""
     log.warning("the model of vendor %r: %s of %s rows failed validation and were left out, not scored: "
                 "%s%s; the chunks are cut from the other rows%s",
                 vendor, f"{q.height:,}", f"{validation.n_in:,}", shown, more, retrain)
