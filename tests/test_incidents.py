@@ -170,3 +170,19 @@ def test_one_customers_flood_is_one_incident_named_by_its_key():
         schema=["chunk", "first_id", "last_id", "start_time", "end_time", "severity", "top_feature", "entity_kind",
                 "entity", ENTITY_KEY], orient="row")
     assert group_incidents(attributed).select("entity", "chunks").rows() == [("K1", 3)]
+
+
+def test_a_days_signal_names_the_key_with_the_most_that_day_not_the_first_in_the_chunk():
+    """``key_new_countries_day`` counts a key's day: the key seen from eight countries over the
+    day, one an hour, is the one named, not a key of one country whose row comes first."""
+    t0 = datetime(2025, 1, 1, 0, tzinfo=timezone.utc)
+    countries = ["US", "JP", "FR", "DE", "BR", "IN", "AU", "ZA"]
+    spread = [(100 + h, t0 + timedelta(hours=h, minutes=30), "K-spread", f"m{h}", f"10.0.0.{h}", cc, 1)
+              for h, cc in enumerate(countries)]
+    homely = [(h, t0 + timedelta(hours=h, minutes=10), "K-home", "m", "10.1.1.1", "US", 1) for h in range(8)]
+    rows = pl.DataFrame(homely + spread, schema=["Id", "Time", "Key", "MachineCode", "IP", "country", "success"],
+                        orient="row").sort("Time")
+    t = t0 + timedelta(hours=7)
+    flagged = pl.DataFrame({"chunk": [0], "first_id": [0], "last_id": [200], "start_time": [t], "end_time": [t],
+                            "severity": [80.0], "top_feature": ["key_new_countries_day"]})
+    assert attribute(flagged, rows)["entity"].to_list() == ["K-spread"]

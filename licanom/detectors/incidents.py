@@ -3,7 +3,8 @@
 A storm (a client retrying an expired key for hours, a runaway machine, a brute-force address)
 fills many consecutive chunks. Each flagged chunk is attributed to the entity behind its most
 unusual signal (``top_feature``): for a context column, the key, (key, machine code) or address
-of the chunk whose count in that column is highest within the chunk's clock hours (as
+of the chunk whose count in that column is highest within the chunk's clock hours (its UTC days,
+for the columns of a day: ``key_new_machines_day``, ``key_new_countries_day``) (as
 :data:`licanom.data.context_vector._ROW_COUNTS` defines the column); otherwise the chunk's most frequent
 (key, machine code). Flagged chunks of one entity form one incident, split where more than
 ``gap`` passes between them. One customer's flood is one incident: where a key's incident and
@@ -83,6 +84,7 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
         (pl.col("country").cast(pl.String) if "country" in rows.columns else pl.lit("")).fill_null("").alias("country"),
         (pl.col("success") == 0).cast(pl.Int64).alias("_failed"),
         pl.col("Time").dt.truncate("1h").alias("_hour"),
+        pl.col("Time").dt.truncate("1d").alias("_day"),
     )
     scales = row_day_scales(rows["Time"], rows["Key"], levels) if flagged["top_feature"].is_in(SCALED_COLUMNS).any() else None
     base = base.with_columns(pl.Series("_scale", scales if scales is not None else np.ones(rows.height)))
@@ -99,9 +101,11 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
         name = signal[0] if isinstance(signal, tuple) else signal
         kind, what = _SIGNAL_ENTITY.get(str(name), ("machine", None))
         cols = list(_KIND_COLUMNS[kind])
-        # the entity's count within its clock hour over all rows, then the chunk's highest
-        hours = group.select("_hour").unique()
-        hourly = base.join(hours, on="_hour")
+        # the entity's count within its clock hour (its UTC day, for a day's column) over all rows,
+        # then the chunk's highest
+        bucket = "_day" if str(name).endswith("_day") else "_hour"
+        hours = group.select(bucket).unique()
+        hourly = base.join(hours, on=bucket)
         if kind == "address":  # a row without an address names none (from context version 7 the model counts
             # it for none; a model before counted the empty value as one address, which names no one)
             unnamed = group.select("chunk").unique().join(group.filter(pl.col("IP") != "").select("chunk"),
@@ -121,7 +125,7 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
             agg = pl.col("IP").filter(pl.col("IP") != "").n_unique()
         else:
             agg = pl.col(what).n_unique()
-        counts = hourly.group_by([*cols, "_hour"]).agg(agg.alias("_count"), pl.col("_scale").first())
+        counts = hourly.group_by([*cols, bucket]).agg(agg.alias("_count"), pl.col("_scale").first())
         if name in SCALED_COLUMNS:  # over the day's scale, as the model counted (one day per hour)
             counts = counts.with_columns((pl.col("_count") / pl.col("_scale")).ceil().cast(pl.Int64).alias("_count"))
         counts = counts.drop("_scale")
@@ -131,7 +135,7 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
                       .with_columns((pl.col("_count") - pl.col("level").fill_null(0)).clip(lower_bound=0))
                       .drop("level"))
         best = (
-            group.join(counts, on=[*cols, "_hour"], how="left")
+            group.join(counts, on=[*cols, bucket], how="left")
             .sort(["chunk", "_count", "Id"], descending=[False, True, False])
             .group_by("chunk", maintain_order=True).first()
             .select("chunk", pl.lit(kind).alias("entity_kind"), _entity_value(kind).alias("entity"),
