@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
+from prefect.states import Failed
 from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
-from licanom.config import vendor_config
+from licanom.config import VendorConfigError, vendor_config
 from licanom.ops.nightly import NightResult
 from tasks import data, scoring, training, vendors
 
@@ -25,7 +26,10 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
         vendor: The vendor to score (a file in conf/vendors/; fixed in a vendor's deployment).
         since: Re-score the rows after this log Id instead of after the watermark (empty: the new rows).
     """
-    cfg = vendor_config(vendor)
+    try:
+        cfg = vendor_config(vendor)
+    except VendorConfigError as err:  # one line in the nightly run's list, not a traceback
+        return Failed(message=str(err))  # type: ignore[return-value]
     out = Path(cfg.output_dir)
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)
