@@ -745,7 +745,7 @@ def test_a_night_scored_again_from_its_start_is_judged_against_the_pairs_before_
 def test_the_runs_of_the_nights_scored_again_are_tagged_superseded(vendor) -> None:
     """A night scored again replaces or overlaps earlier nights' folders; their MLflow runs are
     tagged with its run, so that a sum of rows_read over the nightly runs counts each row once."""
-    from licanom.ops.nightly import SUPERSEDED_TAG
+    from licanom.ops.nightly import SCORED_AGAIN_TAG, SUPERSEDED_TAG
     from tests.night_harness import rows
 
     tracker = tracker_for(vendor.root)
@@ -755,6 +755,11 @@ def test_the_runs_of_the_nights_scored_again_are_tagged_superseded(vendor) -> No
         return {r.data.tags["licanom.night"]: (r.info.run_id, r.data.tags.get(SUPERSEDED_TAG), r.data.metrics["rows_read"])
                 for r in tracker.client.search_runs([experiment])}
 
+    def runs_again() -> list[tuple[str, str | None, float, bool]]:  # and whether the run scored its rows again
+        experiment = tracker.client.get_experiment_by_name("licanom/acme/nightly").experiment_id
+        return [(r.data.tags["licanom.night"], r.data.tags.get(SUPERSEDED_TAG), r.data.metrics["rows_read"],
+                 r.data.tags.get(SCORED_AGAIN_TAG) == "true") for r in tracker.client.search_runs([experiment])]
+
     vendor.append(rows(1600, 200, seed=1))
     first = vendor.night(tracker)
     vendor.append(rows(1800, 200, seed=2))
@@ -762,11 +767,13 @@ def test_the_runs_of_the_nights_scored_again_are_tagged_superseded(vendor) -> No
     assert not any(m.startswith(("1 earlier", "2 earlier")) for m in (*first.messages, *second.messages))
     again = vendor.night(tracker, since=1599)  # both nights' rows, scored again in one
     assert again.out_dir.name == "after-1599-to-1999"
-    assert "2 earlier nightly runs tagged licanom.superseded_by: this night scored their rows again" in " ".join(again.messages)
+    assert "2 earlier nightly runs tagged licanom.superseded_by: this night scored all their rows again" in " ".join(again.messages)
     now = runs()
     mine = now["after-1599-to-1999"][0]
     assert now[first.out_dir.name][1] == now[second.out_dir.name][1] == mine and now["after-1599-to-1999"][1] is None
     assert sum(n for _, by, n in now.values() if by is None) == 400  # each row once
+    # and a sum without the runs of nights scored again counts each row once whatever they covered
+    assert sum(n for _, _, n, again in runs_again() if not again) == 400
     vendor.append(rows(2000, 200, seed=3))
     later = vendor.night(tracker)
     assert runs()[later.out_dir.name][1] is None and not any("tagged" in m for m in later.messages)
@@ -774,6 +781,7 @@ def test_the_runs_of_the_nights_scored_again_are_tagged_superseded(vendor) -> No
     # its run is not tagged (a sum without it would miss them)
     part = vendor.night(tracker, since=2099)
     assert part.out_dir.name == "after-2099-to-2199" and runs()[later.out_dir.name][1] is None
+    assert sum(n for _, _, n, again in runs_again() if not again) == 600
     # an MLflow store that goes away once the night is published: a note, not a failed night
     search = tracker.client.search_runs
 

@@ -89,6 +89,8 @@ class NightResult:
     # fewer than the last night counted; None where not counted or none
     late_rows: int | None = None
     ids_gone: int | None = None
+    # scored again (``--since`` below the watermark): it read only rows that earlier nights read
+    scored_again: bool = False
 
     @property
     def n_anomalies(self) -> int:
@@ -419,8 +421,10 @@ def log_night(tracker: Tracker, night: NightResult) -> str:
 
     The run stays RUNNING: :func:`publish_night` sets it FINISHED once the night is published,
     and the next run's :func:`recover` marks it FAILED if the night never was."""
-    run_id = tracker.start_run(night.vendor, "nightly score", NIGHT_KIND,
-                               tags={"licanom.night": night.out_dir.name if night.out_dir else ""})
+    tags = {"licanom.night": night.out_dir.name if night.out_dir else ""}
+    if night.scored_again:  # its rows were counted by the runs of the nights that read them first
+        tags[SCORED_AGAIN_TAG] = "true"
+    run_id = tracker.start_run(night.vendor, "nightly score", NIGHT_KIND, tags=tags)
     crash_point("log:run-started")
     try:
         tracker.log_params(run_id, {"model_version": night.model_version,
@@ -481,6 +485,8 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
 
 
 SUPERSEDED_TAG = "licanom.superseded_by"
+# a night scored again: every row it read, an earlier night read (a sum over the runs leaves it out)
+SCORED_AGAIN_TAG = "licanom.scored_again"
 
 
 def _first_line(err: BaseException) -> str:
@@ -492,9 +498,9 @@ def _first_line(err: BaseException) -> str:
 def supersede_runs(tracker: Tracker, vendor: str, record: NightRecord) -> list[str]:
     """Tag the vendor's earlier nightly runs whose Ids the night ``record`` scored again, every one
     of them (``licanom.superseded_by``: its run): their nights' folders are replaced or covered, and
-    a sum of ``rows_read`` or ``anomalies`` over the runs would count those rows twice. A note
-    naming them; one sentence, not an error, where MLflow cannot be reached (the night is
-    published already)."""
+    the night's results stand for their rows (its own run, tagged ``licanom.scored_again``, is the
+    one a sum of rows over the runs leaves out). A note naming them; one sentence, not an error,
+    where MLflow cannot be reached (the night is published already)."""
     from mlflow.exceptions import MlflowException
 
     mine = state_lib.night_range(record.name)
@@ -525,11 +531,12 @@ def supersede_runs(tracker: Tracker, vendor: str, record: NightRecord) -> list[s
                     break
     except (MlflowException, TrackingUnavailableError, OSError) as err:  # the night is published: a note
         return [f"the MLflow runs of the nights scored again are not tagged {SUPERSEDED_TAG} ({_first_line(err)}); "
-                "a sum over the nightly runs counts their rows twice"]
+                "their results and this night's both stand for their rows"]
     if not tagged:
         return []
     return [f"{len(tagged)} earlier nightly run{'s' if len(tagged) != 1 else ''} tagged {SUPERSEDED_TAG}: this "
-            "night scored their rows again (leave them out of sums over the runs)"]
+            f"night scored all their rows again, and its results stand for them (its own run is tagged "
+            f"{SCORED_AGAIN_TAG}: a sum of rows over the runs leaves it out)"]
 
 
 def _finish(output_dir: Path, vendor: str, tracker: Tracker | None, record: NightRecord) -> list[str]:
@@ -980,7 +987,8 @@ def stage_night(night: Night) -> Night:
                          rows_unknown_product=screened.rows_unknown_product, messages=screened.messages,
                          entities=night.entities, private_rows=windows.model_rows if secret is not None else None,
                          context=report_context(night))
-    return replace(night, result=replace(result, late_rows=screened.late, ids_gone=screened.gone))
+    again = night.since is not None and night.state.watermark is not None and night.since < night.state.watermark
+    return replace(night, result=replace(result, late_rows=screened.late, ids_gone=screened.gone, scored_again=again))
 
 
 def log(tracker: Tracker, night: Night) -> Night:
