@@ -619,6 +619,9 @@ def test_a_line_cut_short_is_quarantined_not_read_with_its_values_cut(tmp_path) 
     reasons = result.quarantine["reason"].to_list()
     assert all(f"fields, the header has {n_fields}" in r for r in reasons)
     assert sorted(int(r.split(" line ")[1].split(":")[0]) for r in reasons) == [8, len(lines)]
+    # their fields before the cut are whole (a separator closed each): the Id accounts for the row
+    assert sorted(result.quarantine["Id"].cast(pl.Int64).to_list()) == [406, 419]
+    assert result.quarantine["MachineCode"].null_count() == 2  # the field the cut went through: none
     assert set(result.valid["FriendlyName"].to_list()) == {"Desk, 2nd floor"}  # quoted separators are no fields
     path.write_text(good.write_csv())  # the same file whole: every row read
     assert validate_log(read_log(path)).quarantine.height == 0

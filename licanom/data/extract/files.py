@@ -321,8 +321,8 @@ def _csv_records(lines: list[str], separator: str = ",",
 
 def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bool = False) -> pl.DataFrame:
     """A CSV file record by record; a record that cannot be parsed or has more or fewer fields
-    than the header becomes a row with only an UNREADABLE text (``skip_spaces``: see
-    :func:`_csv_records`)."""
+    than the header becomes a row with an UNREADABLE text, and of a line cut short only the fields
+    before its last (each closed by a separator: whole) (``skip_spaces``: see :func:`_csv_records`)."""
     lines = _lines(text)
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, sum(map(len, lines))))  # a field may be the whole file
@@ -344,10 +344,12 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     rows: list[list[str | None]] = []
     why: list[str | None] = []
     for line, fields, error in records[1:]:
+        whole: list[str] = []  # of a line cut short, the fields a separator closed: read as written
         if fields is not None and len(fields) != len(names):  # a line cut short, or joined with another
+            whole = fields[: len(fields) - 1] if len(fields) < len(names) else []
             fields, error = None, f"{len(fields)} fields, the header has {len(names)}"
-        if fields is None:
-            rows.append([None] * len(names))
+        if fields is None:  # quarantined by its reason; its Id, where whole, accounts for it
+            rows.append([v if v != "" else None for v in whole] + [None] * (len(names) - len(whole)))
             why.append(f"{path} line {line}: cannot be read as CSV ({error})")
         else:
             rows.append([v if v != "" else None for v in fields])
