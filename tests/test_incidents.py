@@ -116,9 +116,9 @@ def test_an_incident_over_midnight_names_the_day_it_ends():
                 "entity"], orient="row")
     both, first = group_incidents(attributed), group_incidents(attributed.head(1))
     assert both["description"].to_list() == [
-        "key K1: 2 flagged chunk(s) from 2025-01-01 20:13 to 2025-01-02 19:13, mostly key_requests_hour"]
+        "key K1: 2 flagged chunk(s) from 2025-01-01 20:13 to 2025-01-02 19:13, mostly requests of one key in an hour"]
     assert first["description"].to_list() == [
-        "key K1: 1 flagged chunk(s) from 2025-01-01 20:13 to 21:03, mostly key_requests_hour"]
+        "key K1: 1 flagged chunk(s) from 2025-01-01 20:13 to 21:03, mostly requests of one key in an hour"]
 
 
 def test_rows_without_an_address_or_machine_code_name_none():

@@ -24,6 +24,8 @@ from datetime import timedelta
 import numpy as np
 import polars as pl
 
+from licanom.data.context_vector import CONTEXT_LABELS
+
 INCIDENT_COLUMNS: tuple[str, ...] = (
     "incident", "entity_kind", "entity", "first_id", "last_id", "start_time", "end_time", "chunks",
     "max_severity", "signal", "description",
@@ -181,7 +183,9 @@ def group_incidents(attributed: pl.DataFrame, gap: timedelta = timedelta(hours=1
                   pl.when(pl.col("end_time").dt.date() == pl.col("start_time").dt.date())
                   .then(pl.col("end_time").dt.strftime("%H:%M"))
                   .otherwise(pl.col("end_time").dt.strftime("%Y-%m-%d %H:%M")),
-                  pl.col("signal").fill_null("its score"))
+                  # the signal in words, as the report's tables say it
+                  pl.col("signal").replace_strict(CONTEXT_LABELS, default=pl.col("signal"), return_dtype=pl.String)
+                  .fill_null("its score"))
         .alias("description")
     )
     return described.select(list(schema)).cast(schema)  # type: ignore[arg-type]
