@@ -467,8 +467,6 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     assert night.out_dir is not None
     record = NightRecord(name=night.out_dir.name, staging=night.staging.name, run_id=run_id)
     replaces = (nights_dir(output_dir, vendor) / record.name).exists()  # a night scored again (--since)
-    prior = state_lib.load_state(output_dir, vendor).watermark
-    again = prior is not None and night.watermark_before is not None and night.watermark_before < prior
     state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
                       ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows,
                       source_most=screened.source_most)
@@ -479,7 +477,7 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     from dataclasses import replace
 
     said = (f"replaced the earlier night {record.name}: the same rows scored again",) if replaces else ()
-    if again:  # the nights it scored again: their runs say so, that sums over the runs count each row once
+    if night.scored_again:  # the nights it scored again: their runs name it as the one whose results stand
         said += tuple(supersede_runs(tracker, vendor, record))
     return replace(night, staging=None, messages=(*night.messages, *said))
 
