@@ -857,6 +857,37 @@ def test_a_night_scored_again_leaves_the_rows_after_the_watermark_to_the_next_ni
     check_ledger(vendor, [int(i) for i in pl.concat([first_rows, second_rows, third_rows])["Id"].to_list()])
 
 
+def test_every_row_the_nights_read_is_counted_once_though_a_night_scored_again_overlaps_them(vendor) -> None:
+    """Two nights, a night scored again from an Id within the first (its windows fall elsewhere, so
+    its tail is not the state's), a later night: the ledgers overlap, and ``rows_accounted`` still
+    lists each row the source held once, a repeated Id once per copy, the state's tail as carried."""
+    from licanom.ops.nightly import rows_accounted
+    from licanom.ops.scoring_state import load_state
+
+    first_rows, second_rows = rows(1600, 210, seed=1), rows(1810, 205, seed=2)
+    bad = second_rows.slice(3, 1).with_columns(pl.lit("5555").alias("State"))  # quarantined for its state
+    copy = second_rows.slice(7, 1)  # the same row again: its copy quarantined as a duplicate
+    vendor.append(first_rows)
+    vendor.night()
+    vendor.append(pl.concat([second_rows.slice(0, 3), bad, second_rows.slice(4, 201), copy]))
+    vendor.night()
+    before = load_state(vendor.out, "acme")
+    again = vendor.night(since=1700)
+    assert again.out_dir.name == "after-1700-to-2014"
+    assert set(again.ledger.filter(pl.col("fate") == "carried")["Id"]) != set(before.tail["Id"].cast(pl.Int64))
+    third_rows = rows(2015, 150, seed=3)
+    vendor.append(third_rows)
+    vendor.night()
+    state = load_state(vendor.out, "acme")
+    counted = rows_accounted(vendor.out, "acme")
+    ids = [int(i) for i in pl.concat([first_rows, second_rows, third_rows])["Id"]]
+    assert counted["Id"].to_list() == ids  # every Id, none twice
+    assert int(counted["rows"].sum()) == len(ids) + 1  # and the repeated Id's two copies
+    assert counted.filter(pl.col("rows") > 1)["Id"].to_list() == [int(copy["Id"][0])]
+    assert counted.filter(pl.col("fate") == "quarantined")["Id"].to_list() == [int(bad["Id"][0])]
+    assert set(counted.filter(pl.col("fate") == "carried")["Id"]) == set(state.tail["Id"].cast(pl.Int64))
+
+
 def test_rows_of_no_product_the_model_knows_are_refused_not_answered_with_nothing(bundle) -> None:
     """The registered model's score_log: a batch of another vendor's product raises
     VendorMismatchError; the vendor's rows with a few foreign ones among them are scored."""

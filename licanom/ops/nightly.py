@@ -266,6 +266,34 @@ def night_ledger(validation: ValidationResult, rows: pl.DataFrame | None, tail: 
     ], how="vertical_relaxed").with_columns(pl.col("Id").cast(pl.Int64), pl.col("fate").cast(pl.String))
 
 
+FATE_ORDER = ("scored", "quarantined", "carried")  # a row's fate over all nights: the first any night gave it
+
+
+def rows_accounted(output_dir: Path, vendor: str) -> pl.DataFrame:
+    """Every source row the vendor's published nights read, each once: ``Id``, ``rows`` (its copies)
+    and ``fate`` (``scored`` where any night scored it, else ``quarantined``, else ``carried``:
+    in the last night's tail, for the next night to score).
+
+    An Id counts as many times as the most rows one night's ledger lists under it. A row carried by
+    one night and scored by the next, or scored again by a night that overlaps earlier ones (from
+    any ``--since``, an Id within a night's range included), is listed by two ledgers and counted
+    once; a repeated Id keeps one row per copy. Summing ``rows`` gives the rows the nights read;
+    leaving out ``carried`` and counting over folders of non-overlapping ranges does not, where a
+    night scored again from within a night sits beside the earlier ones."""
+    folders = [p for p in nights_dir(output_dir, vendor).glob("after-*") if p.is_dir() and (p / LEDGER).exists()]
+    empty = pl.DataFrame(schema={"Id": pl.Int64, "rows": pl.UInt32, "fate": pl.String})
+    if not folders:
+        return empty
+    ledgers = pl.concat([pl.read_parquet(p / LEDGER).with_columns(night=pl.lit(p.name)) for p in folders],
+                        how="vertical_relaxed")
+    rank = pl.col("fate").replace_strict(FATE_ORDER, list(range(len(FATE_ORDER))), return_dtype=pl.Int8)
+    per_night = ledgers.group_by("Id", "night").agg(pl.len().alias("rows"), rank.min().alias("rank"))
+    return (per_night.group_by("Id").agg(pl.col("rows").max(), pl.col("rank").min())
+            .with_columns(pl.col("rank").replace_strict(list(range(len(FATE_ORDER))), FATE_ORDER,
+                                                        return_dtype=pl.String).alias("fate"))
+            .select("Id", pl.col("rows").cast(pl.UInt32), "fate").sort("Id"))
+
+
 ARTIFACT_FRAME_COLUMNS = ("severity", "start_time", "end_time", "requests", "first_id", "last_id", "score",
                           "threshold", "why", "flagged_by", "top_keys", "top_machine_codes", "top_ips", "top_countries")
 
