@@ -150,18 +150,19 @@ def test_a_file_moved_away_and_back_is_not_late_and_each_note_is_given_once(vend
         return tracker.client.search_runs([experiment], order_by=["attributes.start_time DESC"])[0].data.metrics
 
     night("a.csv", rows(1600, 100))
+    assert "late_rows" not in metrics() and "source_ids_gone" not in metrics()  # the first night: nothing to count against
     night("b.csv", rows(1700, 100, seed=1))
-    assert "late_rows" not in metrics() and "source_ids_gone" not in metrics()
+    assert metrics()["late_rows"] == 0 and metrics()["source_ids_gone"] == 0  # counted, and none: 0, not missing
     (folder / "a.csv").rename(away)
     shrank = night("c.csv", pl.concat([rows(1800, 90, seed=2), rows(1895, 5, seed=2)]))  # 1890-1894 not yet
     assert said(shrank, "source shrank: it holds 100 Ids") and not said(shrank, "late rows")
-    assert metrics()["source_ids_gone"] == 100 and "late_rows" not in metrics()
+    assert metrics()["source_ids_gone"] == 100 and metrics()["late_rows"] == 0
     away.rename(folder / "a.csv")
     back = night("d.csv", rows(1900, 100, seed=3))
     assert said(back, "source grew back: 100 Ids") and not said(back, "late rows")
     late = night("late.csv", rows(1890, 5, seed=4))  # Ids the watermark passed, never in the source before
     assert said(late, "late rows: 5 rows") and not said(late, "source grew back")
-    assert late.late_rows == 5 and metrics()["late_rows"] == 5 and "source_ids_gone" not in metrics()
+    assert late.late_rows == 5 and metrics()["late_rows"] == 5 and metrics()["source_ids_gone"] == 0
     assert metrics()["rows_carried"] == late.rows_carried
     again = night()  # nothing new: no night, and no note given twice
     assert not said(again, "late rows") and not said(again, "source")

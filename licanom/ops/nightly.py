@@ -825,8 +825,8 @@ def _ids(frame: pl.DataFrame) -> pl.Series:
 @dataclass(frozen=True)
 class SourceCount:
     """What a file source's count of distinct Ids at or below the watermark says about a night
-    (:func:`late_rows`): None where not counted (a night scored again, a source that hands out only
-    new rows, the first night)."""
+    (:func:`late_rows`): 0 where counted and none, None where not counted (a night scored again, a
+    source that hands out only new rows, the first night)."""
 
     late: int | None = None   # Ids beyond the most the source ever held: rows that arrived late
     back: int | None = None   # Ids back after the source shrank, up to the most it held (a file moved back)
@@ -847,9 +847,10 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
         return SourceCount()
     at, before = night.at_or_below, night.state.source_rows
     most = max(v for v in (night.state.source_most, before, 0) if v is not None)
-    late = at - most if before is not None and at > most else None
-    back = min(at, most) - before if before is not None and min(at, most) > before else None
-    gone = before - at if before is not None and at < before else None
+    counted = before is not None  # a night that counted gives 0 for none, which a dashboard can tell from not counted
+    late = max(0, at - most) if counted else None
+    back = max(0, min(at, most) - before) if counted else None
+    gone = max(0, before - at) if counted else None
     new_ids = 0
     if watermark is not None and night.raw is not None:
         ids = _ids(night.raw)
