@@ -680,11 +680,14 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
         from_file = SOURCE_FILE in result.quarantine.columns and result.quarantine[SOURCE_FILE].head(examples).is_not_null().any()
         counted = ("rows of each file counted from 0, a CSV's first after its header" if from_file
                    else "rows counted from 0 in the order read")
+        shown = result.quarantine.head(examples).to_dicts()
+        # a file is named at its first example only: the rest of its examples follow it
+        files = [r.get(SOURCE_FILE) for r in shown]
         sample = "; ".join(
             (f"row {r.get(SOURCE_ROW)}" if r.get(SOURCE_FILE) else f"row {r.get(ROW)}")
             + (f" (Id {str(r['Id'])[:40]})" if r.get("Id") is not None else "")
-            + (f" of {r[SOURCE_FILE]}" if r.get(SOURCE_FILE) else "") + f": {r.get(REASON)}"
-            + _value_shown(r) for r in result.quarantine.head(examples).iter_rows(named=True))
+            + (f" of {r[SOURCE_FILE]}" if r.get(SOURCE_FILE) and (i == 0 or files[i - 1] != files[i]) else "")
+            + f": {r.get(REASON)}" + _value_shown(r) for i, r in enumerate(shown))
         raise ValidationError(
             f"{result.n_bad} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "
             f"validation, more than validate.max_bad_fraction allows ({max_bad_fraction:.1%}). Failures: {summary}. "
