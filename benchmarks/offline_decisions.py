@@ -32,13 +32,19 @@ draws. Stored chunks of runs before the small-night rule
     python -m benchmarks.offline_decisions key-day-newcomers DIR [DIR ...]
     python -m benchmarks.offline_decisions small-nights DIR [DIR ...]
     python -m benchmarks.offline_decisions tail-scale DIR [DIR ...]
+    python -m benchmarks.offline_decisions event-origins DIR [DIR ...]
 
 ``tail-scale``: the default decision (level and night rules as they are) with the severity's tail
 scale multiplied by k: a severity above its value at the bulk's median is divided by k (100 stays
 100, as the far rules give it). Each k draws one point of the line along which a vendor trades
 events for false alarms; two runs (stored chunks of two versions of the code) compare along it.
 
-Each prints events found, false alarms (flagged chunks without a labelled row, incident neighbours
+``event-origins``: no other decision; where the night's events, found and missed by the stored
+decision, come from: an event that began in the training days and went on into the nights, a new
+one from an address that a training-day event used, or a new one from another address. The vendor's
+log is simulated again (the same world, profile and seed) and split as the run split it.
+
+Each other measure prints events found, false alarms (flagged chunks without a labelled row, incident neighbours
 included) per 10,000 chunks, as eval_nightly's tables count them, and vendors that flagged nothing
 while events were present, overall and per world.
 """
@@ -268,9 +274,47 @@ def tail_scale(files: list[Path]) -> None:
         print(_line(f"{k:g}", chunks, decide(k)))
 
 
+ORIGINS = ("went on from the training days", "new, from an address of a training-day event", "new, from another address")
+
+
+def event_origins(files: list[Path]) -> None:
+    from licanom.evaluation.nightly import WORLDS, NightlySettings, split_days
+
+    settings = NightlySettings(night_cut_hour=NIGHT_CUT_HOUR)
+    parts = []
+    for f in files:
+        c = pl.read_parquet(f)
+        world, profile, seed = c["world"][0], c["profile"][0], int(c["seed"][0])
+        sim = WORLDS[world].simulate(profile, seed, settings.days)
+        train, nights = split_days(sim.log, settings)
+        labels = sim.labels.select("Id", "event", "kind")
+        before = train.join(labels, on="Id").filter(pl.col("event").is_not_null())
+        night = pl.concat(nights).join(labels, on="Id").filter(pl.col("event").is_not_null())
+        if not night.height:
+            continue
+        found = {int(e) for es in c.filter(pl.col("is_anomaly"))["events"].to_list() for e in es}
+        addresses = set(before["IP"].to_list())
+        went_on = set(before["event"].to_list())
+        events = night.group_by("event", "kind").agg(pl.col("IP").first())
+        parts.append(events.select(
+            pl.lit(world).alias("world"), "kind",
+            pl.when(pl.col("event").is_in(list(went_on))).then(pl.lit(ORIGINS[0]))
+            .when(pl.col("IP").is_in(list(addresses))).then(pl.lit(ORIGINS[1]))
+            .otherwise(pl.lit(ORIGINS[2])).alias("origin"),
+            pl.col("event").is_in(list(found)).alias("found")))
+    if not parts:
+        raise SystemExit("no night held a labelled event")
+    events = pl.concat(parts)
+    print(f"{len(files)} vendors, {events.height} night events, found by the stored decision")
+    print("| world | origin | events | found | share found |\n| --- | --- | ---: | ---: | ---: |")
+    for (world, origin), part in sorted(events.group_by("world", "origin"), key=lambda g: (g[0][0], ORIGINS.index(g[0][1]))):
+        n, k = part.height, int(part["found"].sum())
+        print(f"| {world} | {origin} | {n} | {k} | {k / n:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("measure", choices=("night-reference", "key-day-newcomers", "small-nights", "tail-scale"))
+    p.add_argument("measure", choices=("night-reference", "key-day-newcomers", "small-nights", "tail-scale", "event-origins"))
     p.add_argument("folders", nargs="+", type=Path, help="folders written by eval_nightly --chunks-out")
     p.add_argument("--night-cut-hour", type=int, default=0,
                    help="the runs' eval_nightly --night-cut-hour (where a measure splits the simulated logs again)")
@@ -279,7 +323,7 @@ def main(argv: list[str] | None = None) -> None:
     NIGHT_CUT_HOUR = args.night_cut_hour
     files = stored(args.folders)
     {"night-reference": night_reference, "key-day-newcomers": key_day_newcomers,
-     "small-nights": small_nights, "tail-scale": tail_scale}[args.measure](files)
+     "small-nights": small_nights, "tail-scale": tail_scale, "event-origins": event_origins}[args.measure](files)
 
 
 if __name__ == "__main__":
