@@ -39,7 +39,9 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
           f"training {', '.join(cfg.train.models)} (the first is the default)")
     parent_run_id = training.start_training(tracker, cfg, opaque(prepared))
     if validation.quarantine.height:
-        print(f"{vendor}: the quarantined rows, each with its reason: quarantine.parquet among the artifacts of "
+        own = training.kept_training_quarantine(cfg, parent_run_id)
+        kept = f"{own}; pseudonymised: " if own is not None else ""
+        print(f"{vendor}: the quarantined rows, each with its reason: {kept}quarantine.parquet among the artifacts of "
               f"MLflow run {parent_run_id} (experiment {tracker.experiment_name(vendor)})")
     work_dir = training.work_dir()
     try:

@@ -46,6 +46,11 @@ def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
 
 
 @task(cache_policy=NO_CACHE)
+def kept_training_quarantine(cfg: Config, run_id: str) -> Path | None:
+    return training.kept_training_quarantine(cfg, run_id)
+
+
+@task(cache_policy=NO_CACHE)
 def fit_side_by_side(cfg: Config, prepared: Prepared) -> dict[str, ModelOutcome]:
     return training.fit_side_by_side(cfg, prepared)
 

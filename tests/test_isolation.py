@@ -175,3 +175,46 @@ def test_reveal_names_real_values_where_a_pseudonymised_model_named_pseudonyms()
     assert shown["reasons"].to_list() == ["key AAAA-1: 2 machine codes new to it", "address 10.0.0.1 and key AAAA-1"]
     assert shown["requests"].to_list() == [2, 1]
     assert reveal(found, private.filter(pl.col("Id") == 99), real).equals(found)  # unknown pseudonyms stay
+
+
+def test_a_pseudonymised_vendors_training_quarantine_reaches_mlflow_pseudonymised(tmp_path, monkeypatch) -> None:
+    """The training run's quarantine artifact of a pseudonymised vendor names no real key, address
+    or machine code; the real rows stay on the vendor's disk."""
+    from licanom.config import load_config
+    from licanom.data.pipeline import prepare
+    from licanom.ops.training import kept_training_quarantine, start_training
+    from tests.conftest import make_raw_log
+
+    class Tracker:  # what the run would send to MLflow
+        frames: dict[str, pl.DataFrame] = {}
+
+        def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+            def record(*args, **kwargs):  # type: ignore[no-untyped-def]
+                if name == "log_frame":
+                    self.frames[args[2]] = args[1]
+                return "run-1" if name == "start_run" else None
+            return record
+
+    raw = make_raw_log(400).with_columns(
+        pl.when(pl.col("Id") % 10 == 0).then(pl.lit(5555)).otherwise(pl.col("State")).alias("State"))
+    for private in (False, True):
+        cfg = load_config("demo", overrides={"output_dir": str(tmp_path / "out"), "chunk": {"size": 20, "stride": 20},
+                                             "validate": {"max_bad_fraction": 0.5}, "privacy": {"pseudonymise": private}})
+        if private:
+            monkeypatch.setenv("LICANOM_PSEUDONYM_SECRET_DEMO", "s" * 32)
+        prepared = prepare(raw, cfg)
+        bad = prepared.validation.quarantine
+        assert bad.height >= 40 and bad["Key"].str.starts_with("KEY").all()
+        tracker = Tracker()
+        run_id = start_training(tracker, cfg, prepared)  # type: ignore[arg-type]
+        sent = tracker.frames["quarantine.parquet"]
+        if not private:  # as it was: the vendor's values, nothing kept apart
+            assert sent.equals(bad) and kept_training_quarantine(cfg, run_id) is None
+            continue
+        assert sent.height == bad.height and sent["reason"].to_list() == bad["reason"].to_list()
+        real = set(bad["Key"]) | set(bad["IP"]) - {"", None} | set(bad["MachineCode"]) - {"", None}
+        text = sent.write_csv()
+        assert not [v for v in real if v and v in text], text[:300]
+        assert sent["Key"].str.starts_with("k-").all()
+        own = kept_training_quarantine(cfg, run_id)
+        assert own is not None and pl.read_parquet(own).equals(bad)

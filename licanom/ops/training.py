@@ -122,8 +122,37 @@ def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
     tracker.log_text(run_id, prepared.encoded.vocabulary.to_json(), "vocabulary.json")
     _log_training_data(tracker, run_id, cfg, prepared)
     if v.quarantine.height:
-        tracker.log_frame(run_id, v.quarantine, "quarantine.parquet")
+        tracked = tracked_quarantine(cfg, v.quarantine)
+        if tracked is not v.quarantine:  # the real values stay on the vendor's own disk
+            own = training_quarantine_path(cfg, run_id)
+            own.parent.mkdir(parents=True, exist_ok=True)
+            v.quarantine.write_parquet(own)
+        tracker.log_frame(run_id, tracked, "quarantine.parquet")
     return run_id
+
+
+def training_quarantine_path(cfg: Config, run_id: str) -> Path:
+    """Where a pseudonymised vendor's training quarantine keeps its real values (MLflow gets the
+    pseudonymised copy): ``<output_dir>/<vendor>/training/<run id>-quarantine.parquet``."""
+    return Path(cfg.output_dir) / cfg.vendor / "training" / f"{run_id}-quarantine.parquet"
+
+
+def kept_training_quarantine(cfg: Config, run_id: str) -> Path | None:
+    """The local copy of the training run's quarantine with its real values, where one was
+    written (a pseudonymised vendor's); None otherwise."""
+    path = training_quarantine_path(cfg, run_id)
+    return path if path.exists() else None
+
+
+def tracked_quarantine(cfg: Config, quarantine: pl.DataFrame) -> pl.DataFrame:
+    """The training quarantine as MLflow gets it: for a pseudonymised vendor with its Key, IP and
+    MachineCode as pseudonyms (:func:`training_quarantine_path` keeps the real copy); for the
+    others, ``quarantine`` itself."""
+    from licanom.data.pipeline import pseudonym_secret
+    from licanom.data.privacy import pseudonymise
+
+    secret = pseudonym_secret(cfg)
+    return quarantine if secret is None else pseudonymise(quarantine, secret)
 
 
 _ENTITY_MODELS: dict[str, object] = {}
