@@ -754,6 +754,12 @@ def test_a_night_scored_again_from_its_start_is_judged_against_the_pairs_before_
     again = vendor.night(since=after_first.watermark)
     assert again.chunks.select("first_id", "score", "is_anomaly").equals(second.chunks.select("first_id", "score", "is_anomaly"))
     assert load_state(vendor.out, "acme").watermark == state.watermark  # re-scoring never moves it
+    older = "scored again from before the last night's start"
+    assert not any(m.startswith(older) for m in (*rerun_first.messages, *again.messages))  # judged as they were
+    # from before the last night: the pairs of the night it covers count as seen, and it says so
+    both = vendor.night(since=1599)
+    assert any(m.startswith(f"{older} (Id {after_first.watermark})") for m in both.messages)
+    assert older in (both.out_dir / "report.md").read_text()
 
 
 def test_the_runs_of_the_nights_scored_again_are_tagged_superseded(vendor) -> None:

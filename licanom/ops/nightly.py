@@ -966,6 +966,13 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
         screened = replace(screened, messages=(*screened.messages, (
             f"{night.carried_missing} of the rows carried into this night (Ids up to {night.since}) are no longer in "
             "the source: not scored again")))
+    st = night.state
+    if (night.since is not None and st.seen_from is not None and night.since < st.seen_from
+            and st.seen_judging(night.version, night.since) is not None):
+        screened = replace(screened, messages=(*screened.messages, (
+            f"scored again from before the last night's start (Id {st.seen_from}): the (key, machine code) and (key, "
+            "country) pairs that the nights after the training saw keep no times, so the pairs the earlier nights it "
+            "covers saw first count as seen, and it may flag fewer new machines and countries than they did")))
     windows = bundle_lib.make_windows(model, screened.validation.valid, carry)
     back = ids_out_of_order(windows.rows) if windows.rows is not None else 0  # the rows carried in too
     if back:
