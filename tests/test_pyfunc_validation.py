@@ -96,3 +96,11 @@ def test_the_pyfunc_scores_the_rest_of_a_partly_bad_input_and_says_so(model, tmp
     caplog.clear()
     model.predict(good)  # nothing left out, nothing said
     assert not [r for r in caplog.records if r.name == "licanom.ops.tracking"]
+
+
+def test_the_pyfunc_says_so_when_its_rows_are_fewer_than_one_chunk(model, tmp_path, caplog) -> None:
+    """Fewer valid rows than one chunk: nothing to score, an empty frame, and a warning that says why."""
+    caplog.set_level(logging.WARNING, logger="licanom.ops.tracking")
+    chunks = model.predict(_csv_rows(tmp_path, n=12))  # chunks of 20
+    assert chunks.shape[0] == 0
+    assert "12 valid row(s), fewer than one chunk of 20: nothing scored" in caplog.text

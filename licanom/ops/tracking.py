@@ -549,4 +549,8 @@ class LicanomPyfunc(mlflow.pyfunc.PythonModel):
         # checked after scoring, so that the chunks stay exactly score_log's and an accepted input
         # is validated once; a refused input's valid rows were then scored for nothing (an error path)
         screen_scored_rows(self.bundle.vendor, scored.validation)
+        valid, size = scored.validation.valid.height, self.bundle.chunk.size
+        if scored.chunks.height == 0 and valid:
+            log.warning("the model of vendor %r: %s valid row(s), fewer than one chunk of %s: nothing scored (the "
+                        "frame returned is empty); pass at least %s rows", self.bundle.vendor, f"{valid:,}", size, size)
         return scored.chunks.to_pandas()
