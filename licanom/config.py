@@ -295,7 +295,7 @@ class ContextConfig(_Model):
 
 
 class PrivacyConfig(_Model):
-    # replace Key, IP and MachineCode by keyed pseudonyms before anything reaches MLflow
+    # replace Key, IP, MachineCode and FriendlyName by keyed pseudonyms before anything reaches MLflow
     pseudonymise: bool = False
     # environment variable holding the secret; null: LICANOM_PSEUDONYM_SECRET_<VENDOR>
     secret_env: str | None = None

@@ -196,7 +196,8 @@ def test_a_pseudonymised_vendors_training_quarantine_reaches_mlflow_pseudonymise
             return record
 
     raw = make_raw_log(400).with_columns(
-        pl.when(pl.col("Id") % 10 == 0).then(pl.lit(5555)).otherwise(pl.col("State")).alias("State"))
+        pl.when(pl.col("Id") % 10 == 0).then(pl.lit(5555)).otherwise(pl.col("State")).alias("State"),
+        pl.format("user{}@corp.example", pl.col("Id") % 7).alias("FriendlyName"))  # a machine's name: personal too
     for private in (False, True):
         cfg = load_config("demo", overrides={"output_dir": str(tmp_path / "out"), "chunk": {"size": 20, "stride": 20},
                                              "validate": {"max_bad_fraction": 0.5}, "privacy": {"pseudonymise": private}})
@@ -212,7 +213,7 @@ def test_a_pseudonymised_vendors_training_quarantine_reaches_mlflow_pseudonymise
             assert sent.equals(bad) and kept_training_quarantine(cfg, run_id) is None
             continue
         assert sent.height == bad.height and sent["reason"].to_list() == bad["reason"].to_list()
-        real = set(bad["Key"]) | set(bad["IP"]) - {"", None} | set(bad["MachineCode"]) - {"", None}
+        real = set(bad["Key"]) | set(bad["IP"]) | set(bad["MachineCode"]) | set(bad["FriendlyName"])
         text = sent.write_csv()
         assert not [v for v in real if v and v in text], text[:300]
         assert sent["Key"].str.starts_with("k-").all()

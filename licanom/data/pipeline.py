@@ -124,8 +124,8 @@ def encode(valid: pl.DataFrame, cfg: EncodeConfig, vocabulary: Vocabulary | None
            secret: bytes | None = None, codes: TextCodes | None = None) -> Encoded:
     """Derive success/action/country and encode; builds the vocabulary when none is given.
 
-    With a pseudonym ``secret`` (licanom.data.privacy) Key, IP and MachineCode are pseudonymised
-    after the country is derived, so the vocabulary and the encoded frame hold pseudonyms.
+    With a pseudonym ``secret`` (licanom.data.privacy) Key, IP, MachineCode and FriendlyName are
+    pseudonymised after the country is derived, so the vocabulary and the encoded frame hold pseudonyms.
     ``codes``: the texts' codes validation found (``ValidationResult.codes``), reused.
     """
     if vocabulary is None and secret is None and cfg.encoder == ThesisEncoder.name:

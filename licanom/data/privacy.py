@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -27,8 +28,10 @@ import polars as pl
 if TYPE_CHECKING:
     from licanom.config import Config
 
-# Columns that identify a customer or a machine, and the prefix of their pseudonyms.
-PRIVATE_COLUMNS: tuple[tuple[str, str], ...] = (("Key", "k-"), ("IP", "ip-"), ("MachineCode", "m-"))
+# Columns that identify a customer or a machine, and the prefix of their pseudonyms (FriendlyName:
+# the name a customer gave a machine, often a user's e-mail address or a host name).
+PRIVATE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Key", "k-"), ("IP", "ip-"), ("MachineCode", "m-"), ("FriendlyName", "fn-"))
 
 
 class MissingSecretError(RuntimeError):
@@ -49,6 +52,24 @@ def secrets_needed(cfg: Config) -> tuple[tuple[str, str], ...]:
     if cfg.privacy.pseudonymise:
         needed.append((secret_env_name(cfg.vendor, cfg.privacy.secret_env), "pseudonym-secret"))
     return tuple(needed)
+
+
+def require_secrets(cfg: Config, elsewhere: Callable[[str], str] | None = None) -> None:
+    """Refuse, before anything is read, a vendor whose settings need a secret that the environment
+    lacks (:func:`secrets_needed`; the pseudonym secret also needs 16 characters): one line naming
+    the variable and, with ``elsewhere`` (what -> where else it may come from, e.g. a Prefect
+    Secret block's name), that place too. Raises :class:`MissingSecretError`."""
+    for env, what in secrets_needed(cfg):
+        value = os.environ.get(env, "")
+        short = what == "pseudonym-secret" and 0 < len(value) < 16
+        if value and not short:
+            continue
+        setting = ("source.token_env (source.kind: cryptolens)" if what == "cryptolens-token"
+                   else "privacy.pseudonymise")
+        also = f", or the Prefect Secret block {elsewhere(what)}" if elsewhere is not None else ""
+        state = "is shorter than 16 characters" if short else "is not set"
+        raise MissingSecretError(f"vendor {cfg.vendor!r} needs its {what.replace('-', ' ')} ({setting}), but the "
+                                 f"environment variable {env} {state}: set it{also}; nothing was read")
 
 
 def read_secret(vendor: str, configured: str | None = None) -> bytes:
