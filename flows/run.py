@@ -216,10 +216,12 @@ def _run(args: argparse.Namespace, interrupt: Interrupted):  # type: ignore[no-u
 
 
 def _input_failure(state) -> tuple[int, str] | None:  # type: ignore[no-untyped-def]
-    """A flow that failed on its input: 3 when the log cannot be used, 4 when it cannot be read."""
-    from licanom.cli import EXIT_BAD_INPUT, EXIT_SOURCE, one_line
+    """A flow that failed on its input: 3 when the log cannot be used, 4 when it cannot be read, 2
+    when a secret its configuration needs is missing."""
+    from licanom.cli import EXIT_BAD_INPUT, EXIT_SOURCE, EXIT_USAGE, one_line
     from licanom.data.chunk import NotEnoughDataError
     from licanom.data.extract.files import ExtractFileError
+    from licanom.data.privacy import MissingSecretError
     from licanom.data.validate import ValidationError
 
     try:
@@ -230,6 +232,8 @@ def _input_failure(state) -> tuple[int, str] | None:  # type: ignore[no-untyped-
         return EXIT_BAD_INPUT, f"the log cannot be used: {one_line(err)}"
     if isinstance(err, ExtractFileError):
         return EXIT_SOURCE, one_line(err)
+    if isinstance(err, MissingSecretError):
+        return EXIT_USAGE, one_line(err)
     return None
 
 

@@ -408,6 +408,30 @@ def test_run_ends_a_flow_failed_on_its_input_with_prepares_exit_code(flow_env, c
     assert last.startswith("licanom: train flow failed: ") and "missing.csv" in last
 
 
+def test_a_missing_pseudonym_secret_is_refused_before_anything_is_read(flow_env, capsys, monkeypatch):
+    """Pseudonymisation on without its secret (no variable, no Prefect Secret block): `licanom run
+    train` ends with the configuration's exit code 2 and one line naming the variable and the
+    block, before the log is read (the vendor's log file does not even exist)."""
+    from flows.run import main
+
+    root, out = flow_env
+    conf = root / "conf" / "vendors" / "private.yaml"
+    conf.write_text(f"output_dir: {out}\nsource: {{kind: files, path: {root / 'never-read.csv'}}}\n"
+                    "privacy: {pseudonymise: true}\n")
+    monkeypatch.delenv("LICANOM_PSEUDONYM_SECRET_PRIVATE", raising=False)
+    try:
+        assert main(["train", "--vendor", "private"]) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last == ("licanom: train flow failed: vendor 'private' needs its pseudonym secret (privacy.pseudonymise), "
+                        "but the environment variable LICANOM_PSEUDONYM_SECRET_PRIVATE is not set: set it, or the "
+                        "Prefect Secret block licanom-private-pseudonym-secret; nothing was read")
+        monkeypatch.setenv("LICANOM_PSEUDONYM_SECRET_PRIVATE", "short")
+        assert main(["score", "--vendor", "private"]) == 2
+        assert "LICANOM_PSEUDONYM_SECRET_PRIVATE is shorter than 16 characters" in capsys.readouterr().err
+    finally:
+        conf.unlink()
+
+
 def test_run_refuses_the_options_its_flow_would_ignore(flow_env, capsys):
     """`licanom run nightly` scores every vendor: a --vendor (or --since) would be ignored, so it
     is refused in one line before anything runs."""
