@@ -182,7 +182,8 @@ def test_a_pseudonymised_vendors_training_quarantine_reaches_mlflow_pseudonymise
     or machine code; the real rows stay on the vendor's disk."""
     from licanom.config import load_config
     from licanom.data.pipeline import prepare
-    from licanom.ops.training import kept_training_quarantine, start_training
+    from licanom.data.validate import validate_log
+    from licanom.ops.training import input_example, kept_training_quarantine, start_training
     from tests.conftest import make_raw_log
 
     class Tracker:  # what the run would send to MLflow
@@ -213,9 +214,15 @@ def test_a_pseudonymised_vendors_training_quarantine_reaches_mlflow_pseudonymise
             assert sent.equals(bad) and kept_training_quarantine(cfg, run_id) is None
             continue
         assert sent.height == bad.height and sent["reason"].to_list() == bad["reason"].to_list()
-        real = set(bad["Key"]) | set(bad["IP"]) | set(bad["MachineCode"]) | set(bad["FriendlyName"])
+        real = ({*bad["Key"], *bad["IP"], *bad["MachineCode"], *bad["FriendlyName"]} | set(raw["Key"])) - {"", None}
         text = sent.write_csv()
         assert not [v for v in real if v and v in text], text[:300]
         assert sent["Key"].str.starts_with("k-").all()
         own = kept_training_quarantine(cfg, run_id)
         assert own is not None and pl.read_parquet(own).equals(bad)
+        # the registered model's input example: one chunk of made-up stand-ins that the model accepts
+        # (it pseudonymises the rows it is given: a pseudonym would be refused as an address)
+        example = input_example(cfg, prepared)
+        assert example.height == 20 and not {*example["Key"], *example["IP"], *example["MachineCode"]} & real
+        assert example["Key"].str.starts_with("EXAMPLE-KEY-").all()
+        assert validate_log(example).quarantine.height == 0

@@ -73,7 +73,6 @@ def checkpoint_dir(cfg: Config, prepared: Prepared, model: str) -> Path:
 
 # Told each finished epoch of an autoencoder: (model, epoch from 1, epochs planned, {"train/loss", "val/loss"})
 EpochCallback = Callable[[str, int, int, dict[str, float]], None]
-INPUT_EXAMPLE_ROWS = 5
 
 
 def dataset_source(cfg: Config) -> str | None:
@@ -86,15 +85,24 @@ def dataset_source(cfg: Config) -> str | None:
 
 
 def input_example(cfg: Config, prepared: Prepared) -> pl.DataFrame:
-    """A few training rows as the registered model's input example, pseudonymised where the
-    vendor's rows are (the real keys, addresses and machine codes never reach MLflow)."""
+    """The registered model's input example: the first training rows, one chunk of them (the model
+    answers fewer with no chunk). For a pseudonymised vendor their keys, addresses and machine codes
+    are made-up stand-ins (``EXAMPLE-KEY-<n>``, documentation addresses 192.0.2.<n>, ``example-machine-<n>``):
+    the real ones never reach MLflow, and pseudonyms would not do, since the model pseudonymises
+    the real rows it is given and refuses a pseudonym as an address."""
     from licanom.data.pipeline import pseudonym_secret
-    from licanom.data.privacy import pseudonymise
     from licanom.data.columns import REQUIRED_RAW
 
-    rows = prepared.validation.valid.head(INPUT_EXAMPLE_ROWS).select(REQUIRED_RAW)
-    secret = pseudonym_secret(cfg)
-    return pseudonymise(rows, secret) if secret is not None else rows
+    rows = prepared.validation.valid.head(cfg.chunk.size).select(REQUIRED_RAW)
+    if pseudonym_secret(cfg) is None:
+        return rows
+    stand_in = {column: pl.col(column).rank("dense").cast(pl.Int64) for column in ("Key", "IP", "MachineCode")}
+    return rows.with_columns(
+        pl.format("EXAMPLE-KEY-{}", stand_in["Key"]).alias("Key"),
+        pl.when(pl.col("IP").fill_null("") == "").then(pl.col("IP"))
+        .otherwise(pl.format("192.0.2.{}", (stand_in["IP"] - 1) % 254 + 1)).alias("IP"),
+        pl.when(pl.col("MachineCode").fill_null("") == "").then(pl.col("MachineCode"))
+        .otherwise(pl.format("example-machine-{}", stand_in["MachineCode"])).alias("MachineCode"))
 
 
 def _log_training_data(tracker: Tracker, run_id: str, cfg: Config, prepared: Prepared) -> None:
