@@ -896,7 +896,7 @@ def test_every_row_the_nights_read_is_counted_once_though_a_night_scored_again_o
     vendor.append(third_rows)
     vendor.night()
     state = load_state(vendor.out, "acme")
-    counted = rows_accounted(vendor.out, "acme")
+    counted = rows_accounted(str(vendor.out), "acme")  # a path as the user types it
     ids = [int(i) for i in pl.concat([first_rows, second_rows, third_rows])["Id"]]
     assert counted["Id"].to_list() == ids  # every Id, none twice
     assert int(counted["rows"].sum()) == len(ids) + 1  # and the repeated Id's two copies

@@ -269,7 +269,7 @@ def night_ledger(validation: ValidationResult, rows: pl.DataFrame | None, tail: 
 FATE_ORDER = ("scored", "quarantined", "carried")  # a row's fate over all nights: the first any night gave it
 
 
-def rows_accounted(output_dir: Path, vendor: str) -> pl.DataFrame:
+def rows_accounted(output_dir: Path | str, vendor: str) -> pl.DataFrame:
     """Every source row the vendor's published nights read, each once: ``Id``, ``rows`` (its copies)
     and ``fate`` (``scored`` where any night scored it, else ``quarantined``, else ``carried``:
     in the last night's tail, for the next night to score).
@@ -280,7 +280,7 @@ def rows_accounted(output_dir: Path, vendor: str) -> pl.DataFrame:
     once; a repeated Id keeps one row per copy. Summing ``rows`` gives the rows the nights read;
     leaving out ``carried`` and counting over folders of non-overlapping ranges does not, where a
     night scored again from within a night sits beside the earlier ones."""
-    folders = [p for p in nights_dir(output_dir, vendor).glob("after-*") if p.is_dir() and (p / LEDGER).exists()]
+    folders = [p for p in nights_dir(Path(output_dir), vendor).glob("after-*") if p.is_dir() and (p / LEDGER).exists()]
     empty = pl.DataFrame(schema={"Id": pl.Int64, "rows": pl.UInt32, "fate": pl.String})
     if not folders:
         return empty
