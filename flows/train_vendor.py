@@ -29,6 +29,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
     data.prune_chunk_cache()
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)
+    vendors.require_secrets(cfg)  # a missing secret: one line before the log is read, not after it
     raw = data.extract(cfg, until=until)
     validation = data.validate(raw, cfg)
     print(f"{vendor}: {raw.height:,} rows read, {validation.valid.height:,} valid, "

@@ -9,7 +9,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from licanom import config
-from licanom.data.privacy import require_secrets, secrets_needed
+from licanom.data import privacy
+from licanom.data.privacy import secrets_needed
 
 
 def secret_block_name(vendor: str, what: str) -> str:
@@ -22,8 +23,7 @@ def secrets_from_blocks(cfg: config.Config) -> list[str]:
     (``licanom-<vendor>-cryptolens-token``, ``licanom-<vendor>-pseudonym-secret``).
 
     The values go to this process's environment only; they are never returned or logged.
-    Returns the names of the variables that were set; a secret still missing is refused in one
-    line before anything is read (:func:`licanom.data.privacy.require_secrets`).
+    Returns the names of the variables that were set.
     """
     import os
 
@@ -39,8 +39,14 @@ def secrets_from_blocks(cfg: config.Config) -> list[str]:
             continue  # the library then says which variable is missing
         os.environ[env] = str(value)
         filled.append(env)
-    require_secrets(cfg, lambda what: secret_block_name(cfg.vendor, what))
     return filled
+
+
+@task(cache_policy=NO_CACHE)
+def require_secrets(cfg: config.Config) -> None:
+    """Refuse a vendor whose settings need a secret that neither the environment nor its Prefect
+    Secret block holds, in one line naming both, before anything is read."""
+    privacy.require_secrets(cfg, lambda what: secret_block_name(cfg.vendor, what))
 
 
 @task(cache_policy=NO_CACHE)

@@ -408,10 +408,11 @@ def test_run_ends_a_flow_failed_on_its_input_with_prepares_exit_code(flow_env, c
     assert last.startswith("licanom: train flow failed: ") and "missing.csv" in last
 
 
-def test_a_missing_pseudonym_secret_is_refused_before_anything_is_read(flow_env, capsys, monkeypatch):
+def test_a_missing_pseudonym_secret_is_refused_before_training_reads_anything(flow_env, capsys, monkeypatch):
     """Pseudonymisation on without its secret (no variable, no Prefect Secret block): `licanom run
     train` ends with the configuration's exit code 2 and one line naming the variable and the
-    block, before the log is read (the vendor's log file does not even exist)."""
+    block, before the log is read (the vendor's log file does not even exist). Scoring needs the
+    secret its champion was trained with, and says so when it reads the rows."""
     from flows.run import main
 
     root, out = flow_env
@@ -423,11 +424,11 @@ def test_a_missing_pseudonym_secret_is_refused_before_anything_is_read(flow_env,
         assert main(["train", "--vendor", "private"]) == 2
         last = capsys.readouterr().err.strip().splitlines()[-1]
         assert last == ("licanom: train flow failed: vendor 'private' needs its pseudonym secret (privacy.pseudonymise), "
-                        "but the environment variable LICANOM_PSEUDONYM_SECRET_PRIVATE is not set: set it, or the "
-                        "Prefect Secret block licanom-private-pseudonym-secret; nothing was read")
-        monkeypatch.setenv("LICANOM_PSEUDONYM_SECRET_PRIVATE", "short")
-        assert main(["score", "--vendor", "private"]) == 2
-        assert "LICANOM_PSEUDONYM_SECRET_PRIVATE is shorter than 16 characters" in capsys.readouterr().err
+                        "but the environment variable LICANOM_PSEUDONYM_SECRET_PRIVATE is not set (nor the Prefect "
+                        "Secret block licanom-private-pseudonym-secret): set it; nothing was read")
+        monkeypatch.setenv("LICANOM_PSEUDONYM_SECRET_PRIVATE", "short" + " " * 20)
+        assert main(["train", "--vendor", "private"]) == 2
+        assert "LICANOM_PSEUDONYM_SECRET_PRIVATE holds fewer than 16 characters" in capsys.readouterr().err
     finally:
         conf.unlink()
 

@@ -92,11 +92,19 @@ privacy: {{pseudonymise: true}}
             night = score_vendor("delta")
             tracker = configure(mlflow_yaml)
             bundle, _ = tracker.load_champion("delta")
+            # the registered input example (made-up stand-ins, not the log's values) is one chunk
+            # that the model, with the secret, scores
+            import mlflow.pyfunc
+
+            registered = mlflow.pyfunc.load_model("models:/licanom-delta@champion")
+            example = registered.input_example
+            scored = registered.predict(example)
         finally:
             mp.undo()
     captured = capfd.readouterr()
 
     assert night.rows_read > 0 and night.out_dir is not None
+    assert len(example) == 20 and example["Key"].str.startswith("EXAMPLE-KEY-").all() and len(scored) == 1
     assert bundle.vendor == "delta" and bundle.pseudonym_env == "LICANOM_PSEUDONYM_SECRET_DELTA"
     assert all(str(v).startswith("k-") for v in bundle.vocabulary.values["Key"])
 
@@ -198,7 +206,8 @@ def test_a_pseudonymised_vendors_training_quarantine_reaches_mlflow_pseudonymise
 
     raw = make_raw_log(400).with_columns(
         pl.when(pl.col("Id") % 10 == 0).then(pl.lit(5555)).otherwise(pl.col("State")).alias("State"),
-        pl.format("user{}@corp.example", pl.col("Id") % 7).alias("FriendlyName"))  # a machine's name: personal too
+        pl.format("user{}@corp.example", pl.col("Id") % 7).alias("FriendlyName"),  # a machine's name: personal too
+        pl.format("owner{}@corp.example", pl.col("Id") % 5).alias("Email"))  # a column of the export's own
     for private in (False, True):
         cfg = load_config("demo", overrides={"output_dir": str(tmp_path / "out"), "chunk": {"size": 20, "stride": 20},
                                              "validate": {"max_bad_fraction": 0.5}, "privacy": {"pseudonymise": private}})
@@ -214,7 +223,9 @@ def test_a_pseudonymised_vendors_training_quarantine_reaches_mlflow_pseudonymise
             assert sent.equals(bad) and kept_training_quarantine(cfg, run_id) is None
             continue
         assert sent.height == bad.height and sent["reason"].to_list() == bad["reason"].to_list()
-        real = ({*bad["Key"], *bad["IP"], *bad["MachineCode"], *bad["FriendlyName"]} | set(raw["Key"])) - {"", None}
+        assert "Email" in bad.columns and "Email" not in sent.columns  # not the log's: left out
+        real = ({*bad["Key"], *bad["IP"], *bad["MachineCode"], *bad["FriendlyName"], *bad["Email"]}
+                | set(raw["Key"])) - {"", None}
         text = sent.write_csv()
         assert not [v for v in real if v and v in text], text[:300]
         assert sent["Key"].str.starts_with("k-").all()

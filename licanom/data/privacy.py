@@ -1,7 +1,7 @@
 """Pseudonyms for the personal columns of a licensing log (thesis 3.2), keyed per vendor.
 
-With ``privacy.pseudonymise: true`` a vendor's licence keys, IP addresses and machine codes
-are replaced by keyed hashes (HMAC-SHA256 with the vendor's secret, 16 hex digits and a
+With ``privacy.pseudonymise: true`` a vendor's licence keys, IP addresses, machine codes and
+machines' friendly names are replaced by keyed hashes (HMAC-SHA256 with the vendor's secret, 16 hex digits and a
 prefix naming the column) right after the country is looked up from the real address and
 before a vocabulary is built. Everything that reaches MLflow (vocabulary, model bundle,
 registered models, reports logged there) then holds pseudonyms only; equal values keep equal
@@ -56,20 +56,21 @@ def secrets_needed(cfg: Config) -> tuple[tuple[str, str], ...]:
 
 def require_secrets(cfg: Config, elsewhere: Callable[[str], str] | None = None) -> None:
     """Refuse, before anything is read, a vendor whose settings need a secret that the environment
-    lacks (:func:`secrets_needed`; the pseudonym secret also needs 16 characters): one line naming
-    the variable and, with ``elsewhere`` (what -> where else it may come from, e.g. a Prefect
-    Secret block's name), that place too. Raises :class:`MissingSecretError`."""
+    lacks (:func:`secrets_needed`; the pseudonym secret also needs 16 characters, spaces aside): one
+    line naming the variable and, with ``elsewhere`` (what -> where else it may come from, e.g. a
+    Prefect Secret block's name, which fills the variable when it is unset), that place too. Raises
+    :class:`MissingSecretError`."""
     for env, what in secrets_needed(cfg):
-        value = os.environ.get(env, "")
+        value = os.environ.get(env, "").strip()
         short = what == "pseudonym-secret" and 0 < len(value) < 16
         if value and not short:
             continue
         setting = ("source.token_env (source.kind: cryptolens)" if what == "cryptolens-token"
                    else "privacy.pseudonymise")
-        also = f", or the Prefect Secret block {elsewhere(what)}" if elsewhere is not None else ""
-        state = "is shorter than 16 characters" if short else "is not set"
+        block = f" (nor the Prefect Secret block {elsewhere(what)})" if elsewhere is not None else ""
+        state = "holds fewer than 16 characters" if short else f"is not set{block}"
         raise MissingSecretError(f"vendor {cfg.vendor!r} needs its {what.replace('-', ' ')} ({setting}), but the "
-                                 f"environment variable {env} {state}: set it{also}; nothing was read")
+                                 f"environment variable {env} {state}: set it; nothing was read")
 
 
 def read_secret(vendor: str, configured: str | None = None) -> bytes:

@@ -296,7 +296,7 @@ class Tracker:
                         description: str | None = None) -> RegisteredVersion:
         """Log the bundle as a pyfunc model in ``run_id`` and register it as a new version, with
         its signature (raw Web API Log rows in, the per-chunk results out), ``input_example``
-        (a few rows, pseudonymised where the vendor's are) and ``description``."""
+        (one chunk of rows; made-up stand-ins for a pseudonymised vendor's) and ``description``."""
         mlflow.set_tracking_uri(self.config.tracking_uri)
         mlflow.set_registry_uri(self.config.registry_uri)
         name = self.model_name(vendor)

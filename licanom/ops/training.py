@@ -153,14 +153,21 @@ def kept_training_quarantine(cfg: Config, run_id: str) -> Path | None:
 
 
 def tracked_quarantine(cfg: Config, quarantine: pl.DataFrame) -> pl.DataFrame:
-    """The training quarantine as MLflow gets it: for a pseudonymised vendor with its Key, IP and
-    MachineCode as pseudonyms (:func:`training_quarantine_path` keeps the real copy); for the
-    others, ``quarantine`` itself."""
+    """The training quarantine as MLflow gets it: for a pseudonymised vendor only the log's own
+    columns and the quarantine's (an export's other columns, e.g. an e-mail address, are left out),
+    with Key, IP, MachineCode and FriendlyName as pseudonyms (:func:`training_quarantine_path`
+    keeps the real copy); for the others, ``quarantine`` itself."""
+    from licanom.data.columns import OPTIONAL_RAW, REQUIRED_RAW
     from licanom.data.pipeline import pseudonym_secret
     from licanom.data.privacy import pseudonymise
+    from licanom.data.schema import SOURCE_FILE, SOURCE_ROW
+    from licanom.data.validate import REASON, ROW
 
     secret = pseudonym_secret(cfg)
-    return quarantine if secret is None else pseudonymise(quarantine, secret)
+    if secret is None:
+        return quarantine
+    known = (ROW, *REQUIRED_RAW, *OPTIONAL_RAW, SOURCE_FILE, SOURCE_ROW, REASON)
+    return pseudonymise(quarantine.select(c for c in quarantine.columns if c in known), secret)
 
 
 _ENTITY_MODELS: dict[str, object] = {}
