@@ -754,12 +754,15 @@ def test_a_night_scored_again_from_its_start_is_judged_against_the_pairs_before_
     again = vendor.night(since=after_first.watermark)
     assert again.chunks.select("first_id", "score", "is_anomaly").equals(second.chunks.select("first_id", "score", "is_anomaly"))
     assert load_state(vendor.out, "acme").watermark == state.watermark  # re-scoring never moves it
-    older = "scored again from before the last night's start"
-    assert not any(m.startswith(older) for m in (*rerun_first.messages, *again.messages))  # judged as they were
-    # from before the last night: the pairs of the night it covers count as seen, and it says so
+    other = "not from the last night's start"
+    assert not any(other in m for m in (*rerun_first.messages, *again.messages))  # judged as they were
+    # from before the last night's start, or from within it: the pairs of the nights it covers count
+    # as seen, and it says so
     both = vendor.night(since=1599)
-    assert any(m.startswith(f"{older} (Id {after_first.watermark})") for m in both.messages)
-    assert older in (both.out_dir / "report.md").read_text()
+    assert any(m.startswith(f"scored again from Id 1599, {other} (Id {after_first.watermark})") for m in both.messages)
+    assert other in (both.out_dir / "report.md").read_text()
+    within = vendor.night(since=after_first.watermark + 50)
+    assert any(m.startswith(f"scored again from Id {after_first.watermark + 50}, {other}") for m in within.messages)
 
 
 def test_the_runs_of_the_nights_scored_again_are_tagged_superseded(vendor) -> None:
@@ -900,9 +903,11 @@ def test_every_row_the_nights_read_is_counted_once_though_a_night_scored_again_o
     ids = [int(i) for i in pl.concat([first_rows, second_rows, third_rows])["Id"]]
     assert counted["Id"].to_list() == ids  # every Id, none twice
     assert int(counted["rows"].sum()) == len(ids) + 1  # and the repeated Id's two copies
-    assert counted.filter(pl.col("rows") > 1)["Id"].to_list() == [int(copy["Id"][0])]
-    assert counted.filter(pl.col("fate") == "quarantined")["Id"].to_list() == [int(bad["Id"][0])]
-    assert set(counted.filter(pl.col("fate") == "carried")["Id"]) == set(state.tail["Id"].cast(pl.Int64))
+    twice = counted.filter(pl.col("rows") > 1)
+    assert twice["Id"].to_list() == [int(copy["Id"][0])] and twice.row(0)[1:] == (2, 1, 1, 0)  # scored, and its copy not
+    assert counted.filter(pl.col("quarantined") > 0)["Id"].to_list() == [int(bad["Id"][0]), int(copy["Id"][0])]
+    assert set(counted.filter(pl.col("carried") > 0)["Id"]) == set(state.tail["Id"].cast(pl.Int64))
+    assert counted.select((pl.col("scored") + pl.col("quarantined") + pl.col("carried") == pl.col("rows")).all()).item()
 
 
 def test_rows_of_no_product_the_model_knows_are_refused_not_answered_with_nothing(bundle) -> None:

@@ -86,7 +86,7 @@ class NightResult:
     staging: Path | None = None  # where the outputs wait until they are published
     ledger: pl.DataFrame | None = None  # Id, fate
     # a file source's count (:func:`late_rows`): Ids that arrived late under the watermark, and Ids
-    # fewer than the last night counted; None where not counted or none
+    # fewer than the last night counted; 0 where counted and none, None where not counted
     late_rows: int | None = None
     ids_gone: int | None = None
     # scored again (``--since`` below the watermark): it read only rows that earlier nights read
@@ -266,32 +266,31 @@ def night_ledger(validation: ValidationResult, rows: pl.DataFrame | None, tail: 
     ], how="vertical_relaxed").with_columns(pl.col("Id").cast(pl.Int64), pl.col("fate").cast(pl.String))
 
 
-FATE_ORDER = ("scored", "quarantined", "carried")  # a row's fate over all nights: the first any night gave it
-
-
 def rows_accounted(output_dir: Path | str, vendor: str) -> pl.DataFrame:
-    """Every source row the vendor's published nights read, each once: ``Id``, ``rows`` (its copies)
-    and ``fate`` (``scored`` where any night scored it, else ``quarantined``, else ``carried``:
-    in the last night's tail, for the next night to score).
+    """Every source row the vendor's published nights read, each once: per ``Id``, its ``rows``
+    (copies) and how many of them were ``scored``, ``quarantined`` or are ``carried`` (in a night's
+    tail and scored by no night since: the next night scores them, unless a ``--since`` past the
+    watermark skipped them, which that night's note counts).
 
-    An Id counts as many times as the most rows one night's ledger lists under it. A row carried by
-    one night and scored by the next, or scored again by a night that overlaps earlier ones (from
-    any ``--since``, an Id within a night's range included), is listed by two ledgers and counted
-    once; a repeated Id keeps one row per copy. Summing ``rows`` gives the rows the nights read;
-    leaving out ``carried`` and counting over folders of non-overlapping ranges does not, where a
-    night scored again from within a night sits beside the earlier ones."""
+    An Id counts as many times as the most rows one night's ledger lists under it, and as scored
+    (quarantined) as many times as the most one ledger lists it so. A row carried by one night and
+    scored by the next, or scored again by a night that overlaps earlier ones (from any ``--since``,
+    an Id within a night's range included), is listed by two ledgers and counted once; a repeated
+    Id keeps one row per copy, each with its fate. Summing ``rows`` gives the rows with a readable Id
+    that the nights read (a row without one is in its night's quarantine only). Leaving out
+    ``carried`` and counting over folders of ranges that do not overlap does not, where a night
+    scored again from within a night sits beside the earlier ones."""
     folders = [p for p in nights_dir(Path(output_dir), vendor).glob("after-*") if p.is_dir() and (p / LEDGER).exists()]
-    empty = pl.DataFrame(schema={"Id": pl.Int64, "rows": pl.UInt32, "fate": pl.String})
+    counts = {"rows": pl.UInt32, "scored": pl.UInt32, "quarantined": pl.UInt32, "carried": pl.UInt32}
     if not folders:
-        return empty
+        return pl.DataFrame(schema={"Id": pl.Int64, **counts})
     ledgers = pl.concat([pl.read_parquet(p / LEDGER).with_columns(night=pl.lit(p.name)) for p in folders],
                         how="vertical_relaxed")
-    rank = pl.col("fate").replace_strict(FATE_ORDER, list(range(len(FATE_ORDER))), return_dtype=pl.Int8)
-    per_night = ledgers.group_by("Id", "night").agg(pl.len().alias("rows"), rank.min().alias("rank"))
-    return (per_night.group_by("Id").agg(pl.col("rows").max(), pl.col("rank").min())
-            .with_columns(pl.col("rank").replace_strict(list(range(len(FATE_ORDER))), FATE_ORDER,
-                                                        return_dtype=pl.String).alias("fate"))
-            .select("Id", pl.col("rows").cast(pl.UInt32), "fate").sort("Id"))
+    per_night = ledgers.group_by("Id", "night").agg(
+        pl.len().alias("rows"), *((pl.col("fate") == fate).sum().alias(fate) for fate in ("scored", "quarantined")))
+    return (per_night.group_by("Id").agg(pl.col("rows", "scored", "quarantined").max())
+            .with_columns((pl.col("rows") - pl.col("scored") - pl.col("quarantined")).clip(0).alias("carried"))
+            .select("Id", *(pl.col(c).cast(t) for c, t in counts.items())).sort("Id"))
 
 
 ARTIFACT_FRAME_COLUMNS = ("severity", "start_time", "end_time", "requests", "first_id", "last_id", "score",
@@ -967,11 +966,12 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             f"{night.carried_missing} of the rows carried into this night (Ids up to {night.since}) are no longer in "
             "the source: not scored again")))
     st = night.state
-    if (night.since is not None and st.seen_from is not None and night.since < st.seen_from
-            and st.seen_judging(night.version, night.since) is not None):
+    if (night.since is not None and st.watermark is not None and night.since < st.watermark
+            and night.since != st.seen_from and st.seen_judging(night.version, night.since) is not None):
+        start = f" (Id {st.seen_from})" if st.seen_from is not None else ""
         screened = replace(screened, messages=(*screened.messages, (
-            f"scored again from before the last night's start (Id {st.seen_from}): the (key, machine code) and (key, "
-            "country) pairs that the nights after the training saw keep no times, so the pairs the earlier nights it "
+            f"scored again from Id {night.since}, not from the last night's start{start}: the (key, machine code) and "
+            "(key, country) pairs that the nights after the training saw keep no times, so the pairs the nights it "
             "covers saw first count as seen, and it may flag fewer new machines and countries than they did")))
     windows = bundle_lib.make_windows(model, screened.validation.valid, carry)
     back = ids_out_of_order(windows.rows) if windows.rows is not None else 0  # the rows carried in too
