@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import polars as pl
 import pytest
@@ -86,6 +88,28 @@ def test_unix_seconds_and_datetimes_agree(raw_log):
     as_seconds = raw_log.with_columns((pl.col("Time").dt.epoch("us") / 1e6).alias("Time"))
     a, b = validate_log(raw_log).valid, validate_log(as_seconds).valid
     assert (a["Time"] == b["Time"]).all()
+
+
+def test_unix_times_in_milliseconds_microseconds_or_nanoseconds_are_read_by_their_size(raw_log):
+    """pandas' to_json and JavaScript write Unix milliseconds; some exports micro- or nanoseconds.
+    In 1990-2100 the units' ranges do not overlap, so each value's size tells its unit, in numbers
+    and in text alike; a number that is no time in any unit is out of range. So is a floating
+    expiry far out (a report would fail on it), except Cryptolens' 0 for none."""
+    us = raw_log["Time"].dt.epoch("us")
+    want = validate_log(raw_log).valid["Time"]
+    for scale in (1e-3, 1.0, 1e3):  # ms, us, ns
+        for col in (us * scale, (us * scale).cast(pl.Int64).cast(pl.String)):
+            got = validate_log(raw_log.with_columns(col.alias("Time")))
+            off = (got.valid["Time"] - want).abs().max()  # whole milliseconds lose the microseconds
+            assert got.quarantine.height == 0 and off <= timedelta(microseconds=max(1, 1 / scale))
+    between = raw_log.head(3).with_columns(pl.Series("Time", [5e10, 5e13, 1742343517.0]),
+                                           pl.Series("FloatingExpires", ["253402300799000", "0", "1742343577000"]))
+    result = validate_log(between)
+    reasons = dict(zip(result.quarantine["Id"].cast(pl.Int64).to_list(), result.quarantine["reason"].to_list()))
+    ids = between["Id"].to_list()
+    assert reasons == {ids[0]: "Time: outside 1990-2100; FloatingExpires: outside 1990-2100",
+                       ids[1]: "Time: outside 1990-2100"}
+    assert result.valid["FloatingExpires"].dt.epoch("s").to_list() == [1742343577]
 
 
 def test_iso_times_with_a_decimal_comma_or_to_the_minute_are_read(raw_log):

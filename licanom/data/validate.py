@@ -5,8 +5,9 @@ Each check lives in one of two layers:
 
 1. Parsing, here in polars: each column is coerced to the schema's dtype (CSV text, Unix
    seconds, ISO strings, other integer widths); a required value that is missing, a value that
-   is present but cannot be read, or a time outside 1990-2100 (milliseconds read as seconds)
-   is a reason ("Id: not an integer", "Time: unparsable").
+   is present but cannot be read, or a time outside 1990-2100 is a reason ("Id: not an integer",
+   "Time: unparsable"). A Unix time is read in seconds, milliseconds, microseconds or nanoseconds,
+   whichever puts it in 1990-2100 (their ranges there do not overlap).
 2. The pandera contract :class:`licanom.data.schema.WebApiLog` (``lazy=True``): every check on the
    coerced values (known state code, IP address, non-blank key, unique Id). It validates the
    rows that are to be valid, and whatever it rejects is quarantined with the check's text as
@@ -49,7 +50,13 @@ ROW = "_row"  # position of the row in the input, kept in the quarantine
 REASON = "reason"
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
-OUT_OF_RANGE = "Time: outside 1990-2100 (Unix seconds expected)"
+OUT_OF_RANGE = "Time: outside 1990-2100"
+EXPIRES_OUT_OF_RANGE = "FloatingExpires: outside 1990-2100"
+# A Unix time's unit, told by its size: from 1990 to 2100 seconds lie in [6.3e8, 4.2e9), milliseconds
+# in [6.3e11, 4.2e12), microseconds in [6.3e14, 4.2e15), nanoseconds in [6.3e17, 4.2e18). A number
+# below the first bound is seconds, below the second milliseconds, and so on (pandas' to_json and
+# JavaScript write milliseconds); one in between lies outside 1990-2100 in any unit.
+UNIX_UNIT_BOUNDS = (1e11, 1e14, 1e17)
 _TIME_FORMATS = (
     "%Y-%m-%dT%H:%M:%S%.f%z",
     "%Y-%m-%d %H:%M:%S%.f%z",
@@ -90,7 +97,7 @@ _PARSE_ORDER = (
     ("missing", "Id"), ("lost", "Id"), ("missing", "ProductId"), ("lost", "ProductId"),
     ("missing", "State"), ("lost", "State"), ("lost", "DOIntValue"), ("lost", "DOId"),
     ("missing", "Key"), ("missing", "Time"), ("lost", "Time"), ("range", "Time"),
-    ("lost", "FloatingExpires"),
+    ("lost", "FloatingExpires"), ("range", "FloatingExpires"),
     ("lost", "Key"), ("lost", "IP"), ("lost", "MachineCode"), ("lost", "FriendlyName"),
 )
 # A contract check with an `error` text names itself by it ("IP: malformed address"); others,
@@ -243,8 +250,7 @@ def _as_time(name: str, dtype: pl.DataType) -> pl.Expr:
     if isinstance(dtype, pl.Date):
         return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
     if dtype.is_numeric():
-        seconds = col.cast(pl.Float64, strict=False)
-        return (seconds * 1_000_000).round().cast(pl.Int64, strict=False).cast(UTC_US)
+        return _unix_time(col.cast(pl.Float64, strict=False))
     text = _as_text(name, dtype)
     if text is not None:
         # ISO 8601 allows a decimal comma (a European spreadsheet writes one): "00:18:37,572", and
@@ -260,16 +266,22 @@ def _as_time(name: str, dtype: pl.DataType) -> pl.Expr:
             p.dt.convert_time_zone("UTC") if "%z" in fmt else p.dt.replace_time_zone("UTC")
             for p, fmt in zip(parsed, _TIME_FORMATS, strict=True)
         ]
-        unix_seconds = (
-            text.cast(pl.Float64, strict=False).mul(1_000_000).round()
-            .cast(pl.Int64, strict=False).cast(UTC_US)
-        )
         return (
             pl.when(text.str.contains(r"^-?\d+(\.\d+)?$"))
-            .then(unix_seconds)
+            .then(_unix_time(text.cast(pl.Float64, strict=False)))
             .otherwise(pl.coalesce(parsed))
         )
     return _nulls(UTC_US)
+
+
+def _unix_time(number: pl.Expr) -> pl.Expr:
+    """A Unix time in seconds, milliseconds, microseconds or nanoseconds (:data:`UNIX_UNIT_BOUNDS`)
+    as a UTC datetime in microseconds."""
+    size = number.abs()
+    s, ms, us = UNIX_UNIT_BOUNDS
+    micros = (pl.when(size < s).then(number * 1_000_000).when(size < ms).then(number * 1_000)
+              .when(size < us).then(number).otherwise(number / 1_000))
+    return micros.round().cast(pl.Int64, strict=False).cast(UTC_US)
 
 
 def _as_str(name: str, dtype: pl.DataType) -> pl.Expr:
@@ -359,13 +371,21 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     if unreadable:
         parsed = parsed.with_columns(raw[UNREADABLE].cast(pl.String))
 
-    t = pl.col("Time")
-    if not parsed.select(((t.min() >= EARLIEST) & (t.max() < LATEST)).fill_null(True)).item():
-        checks["range", "Time"] = ""
+    for c in ("Time", "FloatingExpires"):
+        t = pl.col(c)
+        if not parsed.select(((t.min() >= EARLIEST) & (t.max() < LATEST)).fill_null(True)).item():
+            checks["range", c] = ""
+
+    def in_range(c: str) -> pl.Expr:
+        t = pl.col(c)
+        if c == "FloatingExpires":  # Cryptolens writes 0 (1970) where a request has no floating expiry
+            t = pl.when(t != datetime(1970, 1, 1, tzinfo=UTC)).then(t)
+        return t.is_not_null() & ~t.is_between(EARLIEST, LATEST, closed="left")
+
     flags = [
         (_MISSING[c], pl.col(checks[kind, c])) if kind == "missing"
         else (_LOST[c], pl.col(checks[kind, c]) & pl.col(c).is_null()) if kind == "lost"
-        else (OUT_OF_RANGE, t.is_not_null() & ~t.is_between(EARLIEST, LATEST, closed="left"))
+        else ({"Time": OUT_OF_RANGE, "FloatingExpires": EXPIRES_OUT_OF_RANGE}[c], in_range(c))
         for kind, c in _PARSE_ORDER
         if (kind, c) in checks
     ]
