@@ -451,6 +451,31 @@ def test_other_separators_are_detected(tmp_path, sep) -> None:
     assert validate_log(raw).valid.height == 30
 
 
+def test_exports_joined_into_one_file_are_read_by_each_ones_header(tmp_path) -> None:
+    """`cat a.csv b.csv`: b's header line is quarantined with its reason, not read as a row, and
+    b's rows are read by b's own order of columns; a header of other columns is refused."""
+    from licanom.data.extract.files import ExtractFileError, read_log
+    from licanom.data.validate import validate_log
+
+    a, b = rows(1600, 50, seed=1), rows(1650, 50, seed=2)
+    a.write_csv(tmp_path / "a.csv")
+    for order, moved in ((b.columns, False), (["Id", "ProductId", "MachineCode", "IP", "Time", "State", "Key"], True)):
+        b.select(order).write_csv(tmp_path / "b.csv")
+        (tmp_path / "ab.csv").write_text((tmp_path / "a.csv").read_text() + (tmp_path / "b.csv").read_text())
+        result = validate_log(read_log(tmp_path / "ab.csv"))
+        assert result.valid.height == 100 and result.quarantine["_row"].to_list() == [50]
+        reason = result.quarantine["reason"][0]
+        assert reason.endswith("the header line again (exports joined?)" + (
+            "; the rows after it are read by its order of columns" if moved else ""))
+        got = result.valid.select(pl.col("Id").cast(pl.String), "Key", "MachineCode", "IP").sort("Id")
+        want = pl.concat([a, b]).select("Id", "Key", "MachineCode", "IP").sort("Id")
+        assert got.equals(want), "a value read into another column"
+    b.rename({"MachineCode": "Email"}).write_csv(tmp_path / "b.csv")
+    (tmp_path / "ab.csv").write_text((tmp_path / "a.csv").read_text() + (tmp_path / "b.csv").read_text())
+    with pytest.raises(ExtractFileError, match=r"ab\.csv: its row 50 .* is a header of other columns .*'email'"):
+        read_log(tmp_path / "ab.csv")
+
+
 def test_a_header_in_another_case_or_with_spaces_is_read_as_the_log_columns(tmp_path) -> None:
     from licanom.data.extract.files import read_log
     from licanom.data.validate import validate_log

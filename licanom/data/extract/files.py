@@ -210,6 +210,67 @@ def _unpadded(frame: pl.DataFrame) -> pl.DataFrame:
 
 def _read_one(path: Path, encoding: str | None = None, separator: str | None = None,
               hold_unfinished: bool = False) -> pl.DataFrame:
+    """One log file as read (every value as text for CSV and NDJSON), a CSV's repeated header lines
+    taken into account (:func:`_headers_again`)."""
+    frame = _read_file(path, encoding, separator, hold_unfinished)
+    return _headers_again(frame, path) if file_kind(path) == "csv" else frame
+
+
+def _headers_again(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """A CSV file that joins exports (``cat a.csv b.csv``) holds their header lines again among its
+    rows. Such a line (half or more of its values name the file's columns) is quarantined with its
+    reason, not read as a row of values; the rows after it are read by its order of columns, which
+    another export may have changed. A header line of other columns than the first line's is
+    refused: which value belongs to which column is not for the reader to guess."""
+    import re
+
+    cols = [c for c in frame.columns if c != UNREADABLE]
+    if frame.height == 0 or len(cols) < 2 or any(frame.schema[c] != pl.String for c in cols):
+        return frame
+
+    def norm(name: str) -> str:
+        return re.sub(r"_duplicated_\d+$", "", name).strip().strip('"').strip().lower()
+
+    names = [norm(c) for c in cols]
+    if len(set(names)) != len(names):
+        return frame
+    # first the rows whose first or second value is a column's name as the first line writes it, or
+    # in lower case (one look-up each: a large file pays little), then those rows in full
+    spelled = [*cols, *names]
+    maybe = frame.select(pl.arg_where(pl.col(cols[0]).is_in(spelled) | pl.col(cols[1]).is_in(spelled))).to_series()
+    if not len(maybe):
+        return frame
+    named = [pl.col(c).str.strip_chars().str.strip_chars('"').str.strip_chars().str.to_lowercase().is_in(names)
+             .fill_null(False).cast(pl.UInt32) for c in cols]
+    full = frame[maybe].select(pl.sum_horizontal(named) >= max(2, (len(cols) + 1) // 2)).to_series()
+    at = maybe.filter(full).to_list()
+    if not at:
+        return frame
+    parts, start, order = [], 0, cols
+    why = frame[UNREADABLE] if UNREADABLE in frame.columns else pl.Series(UNREADABLE, [None] * frame.height, pl.String)
+    for row in [*at, frame.height]:
+        # each file column's values under the column its header line names
+        part = frame.slice(start, row - start).select(pl.col(c).alias(t) for c, t in zip(cols, order, strict=True))
+        parts.append(part.select(cols).with_columns(why.slice(start, row - start)))
+        if row == frame.height:
+            break
+        values = [norm(frame[c][row] or "") for c in cols]
+        if sorted(values) != sorted(names):
+            raise ExtractFileError(
+                f"cannot read {path}: its row {row} (from 0, after the first line) is a header of other columns "
+                f"({[v[:40] for v in values][:20]}) than its first line ({cols[:20]}): the file joins exports of two "
+                "layouts; read them as separate files")
+        order = [cols[names.index(v)] for v in values]  # what each file column holds from here on
+        moved = "" if order == cols else "; the rows after it are read by its order of columns"
+        parts.append(pl.DataFrame({**{c: [None] for c in cols},
+                                   UNREADABLE: [f"{path}: the header line again (exports joined?){moved}"]},
+                                  schema={**{c: pl.String for c in cols}, UNREADABLE: pl.String}))
+        start = row + 1
+    return pl.concat(parts, how="vertical")
+
+
+def _read_file(path: Path, encoding: str | None = None, separator: str | None = None,
+               hold_unfinished: bool = False) -> pl.DataFrame:
     kind = file_kind(path)
     if kind is None:
         raise ExtractFileError(f"cannot tell the format of {path}: use one of {sorted(SUFFIXES)}")
