@@ -258,6 +258,31 @@ def test_a_finished_file_without_a_last_line_end_is_read_whole(tmp_path) -> None
     assert read_log(path, after_id=1599).height == 10
 
 
+def test_blank_lines_are_no_rows_and_keep_a_file_on_the_fast_reader(tmp_path, monkeypatch) -> None:
+    """Blank lines (an export's last line, often) are no rows, and the file is read whole by polars,
+    not line by line (several times slower and larger on a big file); a line of separators only is
+    a row for validation to quarantine, as the line reader keeps it."""
+    import licanom.data.extract.files as files
+    from licanom.data.validate import validate_log
+
+    text = rows(1600, 30).write_csv()
+    lines = text.splitlines(keepends=True)
+    path = tmp_path / "blank.csv"
+    path.write_text("".join([*lines[:10], "\n", "\n", *lines[10:], "\n"]))
+    line_reader = files._read_csv_lines
+
+    def refused(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("read line by line")
+
+    monkeypatch.setattr(files, "_read_csv_lines", refused)
+    frame = files.read_log(path)
+    assert frame["Id"].to_list() == rows(1600, 30)["Id"].to_list()
+    monkeypatch.setattr(files, "_read_csv_lines", line_reader)
+    path.write_text("".join([*lines[:10], "\n", ",,,,,,\n", *lines[10:]]))
+    result = validate_log(files.read_log(path))
+    assert result.valid.height == 30 and result.quarantine["_row"].to_list() == [9]
+
+
 def test_a_night_of_mostly_bad_rows_fails_by_the_training_limit_and_says_so(vendor) -> None:
     from licanom.data.validate import ValidationError
 

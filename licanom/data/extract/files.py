@@ -321,10 +321,18 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
             # Strict UTF-8: polars fails on a byte that is not, and _decode below names it.
             frame = pl.read_csv(io.BytesIO(data), infer_schema=False, separator=sep, encoding="utf8",
                                 truncate_ragged_lines=False)
-            if not frame.select(pl.all_horizontal(pl.all().is_null()).any()).item() and not _short_line(data, sep, frame):
+            empty = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
+            n_empty = int(empty.sum())
+            # polars reads a blank line as a row of nulls (as it does a line of separators only, a
+            # row the line reader keeps for validation), and a line of fewer fields than the
+            # header as one padded with nulls; the line reader skips the first and refuses the last.
+            # Rows of nulls exactly as many as the blank lines are those lines: dropped here, so
+            # that a blank line (an export's last, often) does not send the file to the line reader
+            if n_empty and n_empty == _blank_lines(data):
+                frame = frame.filter(~empty)
+                n_empty = 0
+            if not n_empty and not _short_line(data, sep, frame):
                 return frame
-            # polars reads a blank line as a row of nulls, and a line of fewer fields than the
-            # header as one padded with nulls; the line reader skips the one and refuses the other
         except pl.exceptions.PolarsError:
             pass  # some line is malformed: read line by line, so that only that line is lost
         text = _decode(data, path, None)
@@ -333,6 +341,11 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
         if isinstance(err, ExtractFileError):
             raise
         raise ExtractFileError(f"cannot read {path} as {kind}: {err}") from err
+
+
+def _blank_lines(data: bytes) -> int:
+    """How many lines of a text file's bytes are empty (after the first: a header is never blank)."""
+    return len(re.findall(rb"\n(?=\r?\n)", data))
 
 
 def _short_line(data: bytes, separator: str, frame: pl.DataFrame) -> bool:
