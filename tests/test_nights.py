@@ -476,6 +476,22 @@ def test_other_separators_are_detected(tmp_path, sep) -> None:
     assert validate_log(raw).valid.height == 30
 
 
+def test_excels_sep_line_declares_the_separator(tmp_path) -> None:
+    """Excel's first line "sep=;" names the separator; the header follows it, and a bad line is
+    named by its line in the file."""
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    text = rows(1600, 20).write_csv(separator=";").replace("\n", "\r\n")
+    (tmp_path / "excel.csv").write_text("sep=;\r\n" + text)
+    frame = read_log(tmp_path / "excel.csv")
+    assert frame.columns == rows(1600, 1).columns and validate_log(frame).valid.height == 20
+    lines = text.splitlines(keepends=True)
+    (tmp_path / "cut.csv").write_text("sep=;\r\n" + "".join([*lines[:5], "1604;3\r\n", *lines[5:]]))
+    reasons = validate_log(read_log(tmp_path / "cut.csv")).quarantine["reason"].to_list()
+    assert len(reasons) == 1 and "cut.csv line 7: cannot be read as CSV" in reasons[0]
+
+
 def test_exports_joined_into_one_file_are_read_by_each_ones_header(tmp_path) -> None:
     """`cat a.csv b.csv`: b's header line is quarantined with its reason, not read as a row, and
     b's rows are read by b's own order of columns; a header of other columns is refused."""

@@ -303,6 +303,10 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
         if encoding and codecs.lookup(encoding).name != "utf-8":
             data = _decode(data, path, encoding).encode()  # polars reads UTF-8
         data = data.removeprefix(b"\xef\xbb\xbf")  # a UTF-8 byte order mark
+        declared = re.match(rb"sep=(.)\r?\n", data) if kind == "csv" else None
+        if declared:  # Excel's first line "sep=;": the separator, then the header
+            data = data[declared.end():]
+            separator = separator or declared.group(1).decode()
         # the header and the first row, by index (a split would copy the whole file)
         end = data.find(b"\n")
         header = _decode(data[: end if end >= 0 else len(data)], path, None) if kind == "csv" else ""
@@ -313,7 +317,8 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
         if kind == "csv" and _padded(header, first_row, sep):
             # "Id, Key, IP": a file written with a space after each separator pads its values too;
             # Python's csv reader skips the space before a quote (`, "Smith, John"`), polars' does not
-            return _unpadded(_read_csv_lines(path, _decode(data, path, None), sep, skip_spaces=True))
+            return _unpadded(_read_csv_lines(path, _decode(data, path, None), sep, skip_spaces=True,
+                                             lines_before=1 if declared else 0))
         try:
             if kind == "ndjson":
                 return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
@@ -336,7 +341,8 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
         except pl.exceptions.PolarsError:
             pass  # some line is malformed: read line by line, so that only that line is lost
         text = _decode(data, path, None)
-        return _read_csv_lines(path, text, sep) if kind == "csv" else _read_ndjson_lines(path, text)
+        return (_read_csv_lines(path, text, sep, lines_before=1 if declared else 0) if kind == "csv"
+                else _read_ndjson_lines(path, text))
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
         if isinstance(err, ExtractFileError):
             raise
@@ -393,10 +399,12 @@ def _csv_records(lines: list[str], separator: str = ",",
             start += done + 1
 
 
-def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bool = False) -> pl.DataFrame:
+def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bool = False,
+                    lines_before: int = 0) -> pl.DataFrame:
     """A CSV file record by record; a record that cannot be parsed or has more or fewer fields
     than the header becomes a row with an UNREADABLE text, and of a line cut short only the fields
-    before its last (each closed by a separator: whole) (``skip_spaces``: see :func:`_csv_records`)."""
+    before its last (each closed by a separator: whole) (``skip_spaces``: see :func:`_csv_records`;
+    ``lines_before``: lines of the file before ``text``, Excel's "sep=" line, for the line numbers)."""
     lines = _lines(text)
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, sum(map(len, lines))))  # a field may be the whole file
@@ -424,7 +432,7 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
             fields, error = None, f"{len(fields)} fields, the header has {len(names)}"
         if fields is None:  # quarantined by its reason; its Id, where whole, accounts for it
             rows.append([v if v != "" else None for v in whole] + [None] * (len(names) - len(whole)))
-            why.append(f"{path} line {line}: cannot be read as CSV ({error})")
+            why.append(f"{path} line {line + lines_before}: cannot be read as CSV ({error})")
         else:
             rows.append([v if v != "" else None for v in fields])
             why.append(None)
