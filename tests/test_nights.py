@@ -476,6 +476,27 @@ def test_other_separators_are_detected(tmp_path, sep) -> None:
     assert validate_log(raw).valid.height == 30
 
 
+def test_a_json_array_or_the_apis_answer_saved_whole_is_read_as_its_rows(tmp_path) -> None:
+    """A .json file of one array of rows (pretty-printed or on one line), or GetWebAPILog's answer
+    saved as it came ({"logs": [...], "result": 0}), is read as those rows; JSON lines with a broken
+    line are still read line by line, only that line quarantined."""
+    import json
+
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    logged = rows(1600, 30)
+    records = logged.to_dicts()
+    texts = {"pretty.json": json.dumps(records, indent=2), "flat.json": json.dumps(records),
+             "answer.json": json.dumps({"Logs": records, "Result": 0, "Message": ""}),
+             "lines.json": '{"Id": "1599", "Key":\n' + "\n".join(json.dumps(r) for r in records) + "\n"}
+    for name, text in texts.items():
+        (tmp_path / name).write_text(text)
+        result = validate_log(read_log(tmp_path / name))
+        assert result.valid["Id"].cast(pl.String).to_list() == logged["Id"].to_list(), name
+        assert result.quarantine.height == (1 if name == "lines.json" else 0), name
+
+
 def test_excels_sep_line_declares_the_separator(tmp_path) -> None:
     """Excel's first line "sep=;" names the separator; the header follows it, and a bad line is
     named by its line in the file."""

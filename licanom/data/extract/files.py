@@ -319,6 +319,10 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
             # Python's csv reader skips the space before a quote (`, "Smith, John"`), polars' does not
             return _unpadded(_read_csv_lines(path, _decode(data, path, None), sep, skip_spaces=True,
                                              lines_before=1 if declared else 0))
+        if kind == "ndjson" and data.lstrip()[:1] in (b"[", b"{") and _one_json_document(data):
+            document = _read_json_document(path, _decode(data, path, None))
+            if document is not None:  # else lines, each read on its own below
+                return document
         try:
             if kind == "ndjson":
                 return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
@@ -459,6 +463,42 @@ def _read_ndjson_lines(path: Path, text: str) -> pl.DataFrame:
     names = list(dict.fromkeys(k for obj in objects if obj for k in obj))
     rows = [[_json_text(obj.get(k)) if obj else None for k in names] for obj in objects]
     return _text_frame(names, rows, why)
+
+
+def _one_json_document(data: bytes) -> bool:
+    """Whether a JSON file's bytes are one document (an array of rows, or GetWebAPILog's answer
+    saved whole) rather than one object per line: the first line alone is not a whole JSON value."""
+    first = data.lstrip().split(b"\n", 1)[0]
+    try:
+        value = json.loads(first)
+    except (ValueError, RecursionError):
+        return True
+    # on one line: "[{...}, {...}]", or the API's answer {"logs": [...], "result": 0}
+    return isinstance(value, list) or (isinstance(value, dict) and isinstance(
+        {str(k).lower(): v for k, v in value.items()}.get("logs"), list))
+
+
+def _read_json_document(path: Path, text: str) -> pl.DataFrame | None:
+    """A JSON file holding the rows as one array, or GetWebAPILog's answer (an object whose
+    ``logs``, in any case, is that array), every value as text; an item that is not an object is a
+    row with only its UNREADABLE reason. None where the text is not one JSON document (lines of
+    JSON, one of them broken: read line by line)."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(doc, dict):
+        logs = {k.lower(): v for k, v in doc.items()}.get("logs")
+        if not isinstance(logs, list):
+            raise ExtractFileError(f"cannot read {path}: a JSON object without a 'logs' array (GetWebAPILog's "
+                                   f"answer holds one); it has {list(doc)[:10]}")
+        doc = logs
+    if not isinstance(doc, list):
+        raise ExtractFileError(f"cannot read {path}: its JSON is a {type(doc).__name__}, not rows")
+    objects = [item if isinstance(item, dict) else None for item in doc]
+    why = [None if item is not None else f"{path} item {i}: not a JSON object" for i, item in enumerate(objects)]
+    names = list(dict.fromkeys(k for obj in objects if obj for k in obj))
+    return _text_frame(names, [[_json_text(obj.get(k)) if obj else None for k in names] for obj in objects], why)
 
 
 def _json_text(value: Any) -> str | None:
