@@ -127,6 +127,16 @@ def test_iso_times_with_a_decimal_comma_or_to_the_minute_are_read(raw_log):
     assert result.quarantine["reason"].to_list() == ["Time: unparsable"]
 
 
+def test_whole_numbers_with_a_decimal_comma_are_integers_and_a_thousands_comma_is_not(raw_log):
+    """A European spreadsheet writes a whole number as "3,0": the integer 3. "1,000" may be a
+    thousand or one: quarantined, not guessed."""
+    log = raw_log.head(4).with_columns(pl.Series("DOIntValue", ["3,0", "12,00", "1,000", "7"]),
+                                       pl.Series("DOId", ["5", "5", "5", "5,0"]))
+    result = validate_log(log)
+    assert result.valid["DOIntValue"].to_list() == [3, 12, 7] and result.valid["DOId"].to_list() == [5, 5, 5]
+    assert result.quarantine["reason"].to_list() == ["DOIntValue: not an integer"]
+
+
 def test_floating_expires_zero_means_none(raw_log):
     log = raw_log.with_columns(pl.lit(0).alias("FloatingExpires"))
     assert validate_log(log).valid["FloatingExpires"].null_count() == log.height

@@ -226,9 +226,11 @@ def _as_int(name: str, dtype: pl.DataType) -> pl.Expr:
     text = _as_text(name, dtype)
     if text is None:
         return _nulls(pl.Int64)
-    text = text.str.strip_chars()
     # "12.0" from spreadsheets is still the integer 12; "12.5" is not an integer. Digits are
-    # read exactly: as a float, an integer beyond 2**53 would change.
+    # read exactly: as a float, an integer beyond 2**53 would change. A decimal comma followed by
+    # one or two zeros ("12,0", "12,00": a European spreadsheet's whole number) is the integer too;
+    # "1,000" is not read (a thousands separator or a decimal comma: not for the reader to guess).
+    text = text.str.strip_chars().str.strip_suffix(",00").str.strip_suffix(",0")
     as_float = text.cast(pl.Float64, strict=False)
     return (
         pl.when(text.str.contains(r"^[+-]?\d+$"))
