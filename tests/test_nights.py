@@ -724,6 +724,26 @@ def test_a_line_cut_short_is_quarantined_not_read_with_its_values_cut(tmp_path) 
     assert validate_log(read_log(path)).quarantine.height == 1
 
 
+def test_a_json_line_cut_short_keeps_its_id_and_says_where_it_broke(tmp_path) -> None:
+    """An NDJSON line cut short (a copy that stopped, CRLF line ends) is quarantined with the column
+    where it broke, and keeps its Id where the line holds it whole, as a CSV line does: the row is
+    then accounted for by its Id. A line cut inside its Id keeps none."""
+    import json
+
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    lines = [json.dumps(r) for r in rows(400, 10).to_dicts()]
+    lines[3] = lines[3][:40]  # after the Id
+    lines[6] = lines[6][:8]  # inside it
+    (tmp_path / "cut.ndjson").write_text("\r\n".join(lines) + "\r\n")
+    result = validate_log(read_log(tmp_path / "cut.ndjson"))
+    assert result.valid.height == 8 and result.quarantine["Id"].to_list() == ["403", None]
+    reasons = result.quarantine["reason"].to_list()
+    assert reasons[0].endswith("cut.ndjson line 4: not valid JSON (Invalid control character at column 41)")
+    assert " at column " in reasons[1]
+
+
 def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
     from licanom.data.extract.files import read_log
     from licanom.data.schema import SOURCE_FILE

@@ -443,6 +443,9 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     return _text_frame(names, rows, why)
 
 
+_WHOLE_ID = re.compile(r'"Id"\s*:\s*"?(\d+)"?\s*[,}]')  # an NDJSON line's Id, ended by its separator
+
+
 def _read_ndjson_lines(path: Path, text: str) -> pl.DataFrame:
     """An NDJSON file line by line, every value as text; a line that is not a JSON object
     becomes a row with only an UNREADABLE text."""
@@ -455,7 +458,16 @@ def _read_ndjson_lines(path: Path, text: str) -> pl.DataFrame:
             obj = json.loads(line)
             error = "" if isinstance(obj, dict) else "not a JSON object"
         except (ValueError, RecursionError) as err:
-            obj, error = None, f"not valid JSON ({getattr(err, 'msg', err)})"
+            what = err.msg.removesuffix(" at") + f" at column {err.colno}" if isinstance(err, json.JSONDecodeError) \
+                else str(err)
+            obj, error = None, f"not valid JSON ({what})"
+            # a line cut short keeps its Id where the line holds it whole (as a CSV line's closed
+            # fields): the quarantined row is then in the night's ledger and the source's count
+            whole = _WHOLE_ID.search(line)
+            if whole:
+                objects.append({"Id": whole.group(1)})
+                why.append(f"{path} line {n}: {error}")
+                continue
         objects.append(obj if not error else None)
         why.append(f"{path} line {n}: {error}" if error else None)
     if why and all(why):
