@@ -599,11 +599,29 @@ def _split(coerced: pl.DataFrame, unparsed: pl.DataFrame) -> tuple[np.ndarray, l
                 keep[again[ROW].to_numpy()] = False
                 reasons.append(_reasons(again))
         exact = _exact_copies(coerced, clean, keep)
-        reasons.append(pl.DataFrame(
-            {ROW: clean.astype(np.uint32), REASON: np.where(exact, EXACT_COPY, f"Id: {DUPLICATE}")},
-            schema=_REASONS_SCHEMA))
+        why = np.full(clean.size, EXACT_COPY, dtype=object)
+        why[~exact] = _differing(coerced, clean[~exact], keep)
+        reasons.append(pl.DataFrame({ROW: clean.astype(np.uint32), REASON: why.astype(str)}, schema=_REASONS_SCHEMA))
 
     return keep, reasons
+
+
+def _differing(coerced: pl.DataFrame, repeats: np.ndarray, keep: np.ndarray) -> list[str]:
+    """Per repeated row (input positions ``repeats``): "Id: duplicate", naming the columns in which
+    it differs from the kept row of its Id (where one is kept), so that two exports that disagree
+    about a request say where."""
+    columns = [c for c in coerced.columns if c != "Id"]
+    kept = (coerced.filter(pl.Series(keep)).unique("Id", keep="first", maintain_order=True)
+            .with_columns(pl.lit(True).alias("_kept")))
+    repeated = coerced[repeats].with_row_index("_at").join(kept, on="Id", how="left", suffix="_kept")
+    differs = repeated.sort("_at").select(
+        pl.col("_kept").fill_null(False), *(pl.col(c).ne_missing(pl.col(f"{c}_kept")).alias(c) for c in columns))
+    out = []
+    for row in differs.iter_rows(named=True):
+        names = [c for c in columns if row[c]]
+        out.append(f"Id: {DUPLICATE} (another value than its earlier row's in {', '.join(names)})"
+                   if row["_kept"] and names else f"Id: {DUPLICATE}")
+    return out
 
 
 def _exact_copies(coerced: pl.DataFrame, repeats: np.ndarray, keep: np.ndarray) -> np.ndarray:
