@@ -281,6 +281,13 @@ def test_blank_lines_are_no_rows_and_keep_a_file_on_the_fast_reader(tmp_path, mo
     path.write_text("".join([*lines[:10], "\n", ",,,,,,\n", *lines[10:]]))
     result = validate_log(files.read_log(path))
     assert result.valid.height == 30 and result.quarantine["_row"].to_list() == [9]
+    # an empty line within a quoted value is no blank line of the file: the line of separators stays a row
+    quoted = rows(1600, 30).with_columns(pl.when(pl.col("Id") == "1603").then(pl.lit("Desk\n\nfloor 2"))
+                                         .otherwise(None).alias("FriendlyName"))
+    lines = quoted.write_csv().splitlines(keepends=True)
+    path.write_text("".join([*lines[:5], *lines[5:10], ",,,,,,,\n", *lines[10:]]))
+    result = validate_log(files.read_log(path))
+    assert result.valid.height == 30 and result.quarantine.height == 1
 
 
 def test_a_night_of_mostly_bad_rows_fails_by_the_training_limit_and_says_so(vendor) -> None:
@@ -482,7 +489,7 @@ def test_a_json_array_or_the_apis_answer_saved_whole_is_read_as_its_rows(tmp_pat
     line are still read line by line, only that line quarantined."""
     import json
 
-    from licanom.data.extract.files import read_log
+    from licanom.data.extract.files import ExtractFileError, read_log
     from licanom.data.validate import validate_log
 
     logged = rows(1600, 30)
@@ -495,6 +502,14 @@ def test_a_json_array_or_the_apis_answer_saved_whole_is_read_as_its_rows(tmp_pat
         result = validate_log(read_log(tmp_path / name))
         assert result.valid["Id"].cast(pl.String).to_list() == logged["Id"].to_list(), name
         assert result.quarantine.height == (1 if name == "lines.json" else 0), name
+    # an array that does not parse is named where it breaks, not read line by line into no rows
+    broken = "[\n" + ",\n".join(json.dumps(r) for r in records) + ",\n{\"Id\": \n]\n"
+    (tmp_path / "broken.json").write_text(broken)
+    with pytest.raises(ExtractFileError, match=r"broken\.json as a JSON array: line 33, column 1: Expecting value"):
+        read_log(tmp_path / "broken.json")
+    # a row that holds a "logs" list is a row, not the API's answer
+    (tmp_path / "row.json").write_text(json.dumps({**records[0], "logs": [1]}) + "\n")
+    assert read_log(tmp_path / "row.json")["Id"].to_list() == [logged["Id"][0]]
 
 
 def test_excels_sep_line_declares_the_separator(tmp_path) -> None:
@@ -521,17 +536,26 @@ def test_exports_joined_into_one_file_are_read_by_each_ones_header(tmp_path) -> 
 
     a, b = rows(1600, 50, seed=1), rows(1650, 50, seed=2)
     a.write_csv(tmp_path / "a.csv")
-    for order, moved in ((b.columns, False), (["Id", "ProductId", "MachineCode", "IP", "Time", "State", "Key"], True)):
-        b.select(order).write_csv(tmp_path / "b.csv")
-        (tmp_path / "ab.csv").write_text((tmp_path / "a.csv").read_text() + (tmp_path / "b.csv").read_text())
+    moved_order = ["Id", "ProductId", "MachineCode", "IP", "Time", "State", "Key"]
+    for order, moved, spelled in ((b.columns, False, str), (moved_order, True, str), (moved_order, True, str.upper),
+                                  (moved_order, True, lambda h: "\ufeff" + h)):  # upper case; Excel's byte order mark
+        text = b.select(order).write_csv()
+        header, body = text.split("\n", 1)
+        (tmp_path / "ab.csv").write_text((tmp_path / "a.csv").read_text() + spelled(header) + "\n" + body)
         result = validate_log(read_log(tmp_path / "ab.csv"))
         assert result.valid.height == 100 and result.quarantine["_row"].to_list() == [50]
         reason = result.quarantine["reason"][0]
         assert reason.endswith("the header line again (exports joined?)" + (
-            "; the rows after it are read by its order of columns" if moved else ""))
+            ", the rows after it read by its order of columns" if moved else "")), spelled("Id")
         got = result.valid.select(pl.col("Id").cast(pl.String), "Key", "MachineCode", "IP").sort("Id")
         want = pl.concat([a, b]).select("Id", "Key", "MachineCode", "IP").sort("Id")
         assert got.equals(want), "a value read into another column"
+    # a.csv without its last line end: its last row and b's header share a line
+    (tmp_path / "ab.csv").write_text((tmp_path / "a.csv").read_text().rstrip("\n") + b.select(moved_order).write_csv())
+    result = validate_log(read_log(tmp_path / "ab.csv"))
+    assert result.valid.height == 100 and result.quarantine["_row"].to_list() == [50]
+    got = result.valid.select(pl.col("Id").cast(pl.String), "Key", "MachineCode", "IP").sort("Id")
+    assert got.equals(pl.concat([a, b]).select("Id", "Key", "MachineCode", "IP").sort("Id"))
     b.rename({"MachineCode": "Email"}).write_csv(tmp_path / "b.csv")
     (tmp_path / "ab.csv").write_text((tmp_path / "a.csv").read_text() + (tmp_path / "b.csv").read_text())
     with pytest.raises(ExtractFileError, match=r"ab\.csv: its row 50 .* is a header of other columns .*'email'"):
@@ -736,9 +760,10 @@ def test_a_json_line_cut_short_keeps_its_id_and_says_where_it_broke(tmp_path) ->
     lines = [json.dumps(r) for r in rows(400, 10).to_dicts()]
     lines[3] = lines[3][:40]  # after the Id
     lines[6] = lines[6][:8]  # inside it
+    lines[8] = '{"Meta": {"Id": 777}, ' + lines[8][1:60]  # an Id of a nested object is not the row's
     (tmp_path / "cut.ndjson").write_text("\r\n".join(lines) + "\r\n")
     result = validate_log(read_log(tmp_path / "cut.ndjson"))
-    assert result.valid.height == 8 and result.quarantine["Id"].to_list() == ["403", None]
+    assert result.valid.height == 7 and result.quarantine["Id"].to_list() == ["403", None, None]
     reasons = result.quarantine["reason"].to_list()
     assert reasons[0].endswith("cut.ndjson line 4: not valid JSON (Invalid control character at column 41)")
     assert " at column " in reasons[1]

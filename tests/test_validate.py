@@ -97,6 +97,9 @@ def test_unix_times_in_milliseconds_microseconds_or_nanoseconds_are_read_by_thei
     expiry far out (a report would fail on it), except Cryptolens' 0 for none."""
     us = raw_log["Time"].dt.epoch("us")
     want = validate_log(raw_log).valid["Time"]
+    ns = raw_log.with_columns((pl.col("Time").dt.epoch("us") * 1000 + 499).alias("Time"))  # exactly, no float
+    assert validate_log(ns).valid["Time"].equals(want) and validate_log(ns.with_columns(
+        pl.col("Time").cast(pl.String))).valid["Time"].equals(want)
     for scale in (1e-3, 1.0, 1e3):  # ms, us, ns
         for col in (us * scale, (us * scale).cast(pl.Int64).cast(pl.String)):
             got = validate_log(raw_log.with_columns(col.alias("Time")))
@@ -130,11 +133,11 @@ def test_iso_times_with_a_decimal_comma_or_to_the_minute_are_read(raw_log):
 def test_whole_numbers_with_a_decimal_comma_are_integers_and_a_thousands_comma_is_not(raw_log):
     """A European spreadsheet writes a whole number as "3,0": the integer 3. "1,000" may be a
     thousand or one: quarantined, not guessed."""
-    log = raw_log.head(4).with_columns(pl.Series("DOIntValue", ["3,0", "12,00", "1,000", "7"]),
-                                       pl.Series("DOId", ["5", "5", "5", "5,0"]))
+    log = raw_log.head(6).with_columns(pl.Series("DOIntValue", ["3,0", "12,00", "1,000", "7", "1.000,00", "1,0,00"]),
+                                       pl.Series("DOId", ["5", "5", "5", "5,0", "5", "5"]))
     result = validate_log(log)
     assert result.valid["DOIntValue"].to_list() == [3, 12, 7] and result.valid["DOId"].to_list() == [5, 5, 5]
-    assert result.quarantine["reason"].to_list() == ["DOIntValue: not an integer"]
+    assert result.quarantine["reason"].to_list() == ["DOIntValue: not an integer"] * 3
 
 
 def test_floating_expires_zero_means_none(raw_log):

@@ -230,11 +230,13 @@ def _as_int(name: str, dtype: pl.DataType) -> pl.Expr:
     # read exactly: as a float, an integer beyond 2**53 would change. A decimal comma followed by
     # one or two zeros ("12,0", "12,00": a European spreadsheet's whole number) is the integer too;
     # "1,000" is not read (a thousands separator or a decimal comma: not for the reader to guess).
-    text = text.str.strip_chars().str.strip_suffix(",00").str.strip_suffix(",0")
+    text = text.str.strip_chars()
+    # one suffix off, no regex (a log's every Id goes through here): digits before it or nothing
+    digits = pl.when(text.str.ends_with(",00")).then(text.str.strip_suffix(",00")).otherwise(text.str.strip_suffix(",0"))
     as_float = text.cast(pl.Float64, strict=False)
     return (
-        pl.when(text.str.contains(r"^[+-]?\d+$"))
-        .then(text.cast(pl.Int64, strict=False))
+        pl.when(digits.str.contains(r"^[+-]?\d+$"))
+        .then(digits.cast(pl.Int64, strict=False))
         .when((as_float == as_float.floor()) & (as_float.abs() < 2**53))
         .then(as_float.cast(pl.Int64, strict=False))
     )
@@ -251,6 +253,8 @@ def _as_time(name: str, dtype: pl.DataType) -> pl.Expr:
         return col.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
     if isinstance(dtype, pl.Date):
         return col.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if dtype.is_integer():
+        return _unix_time(col.cast(pl.Int64, strict=False), integer=True)
     if dtype.is_numeric():
         return _unix_time(col.cast(pl.Float64, strict=False))
     text = _as_text(name, dtype)
@@ -270,17 +274,25 @@ def _as_time(name: str, dtype: pl.DataType) -> pl.Expr:
         ]
         return (
             pl.when(text.str.contains(r"^-?\d+(\.\d+)?$"))
-            .then(_unix_time(text.cast(pl.Float64, strict=False)))
+            # digits exactly (a float would round nanoseconds), a fraction as a float
+            .then(pl.coalesce(_unix_time(text.cast(pl.Int64, strict=False), integer=True),
+                              _unix_time(text.cast(pl.Float64, strict=False))))
             .otherwise(pl.coalesce(parsed))
         )
     return _nulls(UTC_US)
 
 
-def _unix_time(number: pl.Expr) -> pl.Expr:
+def _unix_time(number: pl.Expr, integer: bool = False) -> pl.Expr:
     """A Unix time in seconds, milliseconds, microseconds or nanoseconds (:data:`UNIX_UNIT_BOUNDS`)
-    as a UTC datetime in microseconds."""
+    as a UTC datetime in microseconds; an Int64 ``number`` in integer arithmetic (nanoseconds
+    rounded half up, exactly), a Float64 one rounded."""
     size = number.abs()
-    s, ms, us = UNIX_UNIT_BOUNDS
+    s, ms, us = (int(b) for b in UNIX_UNIT_BOUNDS)
+    if integer:
+        # beyond these an Int64 product would overflow: such a number is no time in 1990-2100
+        micros = (pl.when(size < s).then(number * 1_000_000).when(size < ms).then(number * 1_000)
+                  .when(size < us).then(number).otherwise((number + 500) // 1_000))
+        return micros.cast(UTC_US)
     micros = (pl.when(size < s).then(number * 1_000_000).when(size < ms).then(number * 1_000)
               .when(size < us).then(number).otherwise(number / 1_000))
     return micros.round().cast(pl.Int64, strict=False).cast(UTC_US)

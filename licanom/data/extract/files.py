@@ -8,6 +8,7 @@ import csv
 import glob as globlib
 import gzip
 import io
+import itertools
 import json
 import logging
 import re
@@ -216,32 +217,46 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
     return _headers_again(frame, path) if file_kind(path) == "csv" else frame
 
 
+def _header_name(name: str) -> str:
+    """A header's column name as two headers are compared: without polars' "_duplicated_<n>", spaces,
+    quotes or a byte order mark around it, in lower case."""
+    return re.sub(r"_duplicated_\d+$", "", name).strip().strip('"\ufeff').strip().lower()
+
+
 def _headers_again(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
     """A CSV file that joins exports (``cat a.csv b.csv``) holds their header lines again among its
-    rows. Such a line (half or more of its values name the file's columns) is quarantined with its
-    reason, not read as a row of values; the rows after it are read by its order of columns, which
-    another export may have changed. A header line of other columns than the first line's is
-    refused: which value belongs to which column is not for the reader to guess."""
+    rows. Such a line (its first value and half or more of the others name the file's columns, in any
+    order, a byte order mark or quotes aside) is quarantined with its reason, not read as a row of
+    values; the rows after it are read by its order of columns, which another export may have
+    changed. A header line of other columns than the first line's is refused: which value belongs
+    to which column is not for the reader to guess."""
     import re
 
     cols = [c for c in frame.columns if c != UNREADABLE]
     if frame.height == 0 or len(cols) < 2 or any(frame.schema[c] != pl.String for c in cols):
         return frame
 
-    def norm(name: str) -> str:
-        return re.sub(r"_duplicated_\d+$", "", name).strip().strip('"').strip().lower()
+    norm = _header_name
+
+    def normed(c: str) -> pl.Expr:
+        return pl.col(c).str.strip_chars().str.strip_chars('"\ufeff').str.strip_chars().str.to_lowercase()
 
     names = [norm(c) for c in cols]
     if len(set(names)) != len(names):
         return frame
-    # first the rows whose first or second value is a column's name as the first line writes it, or
-    # in lower case (one look-up each: a large file pays little), then those rows in full
-    spelled = [*cols, *names]
-    maybe = frame.select(pl.arg_where(pl.col(cols[0]).is_in(spelled) | pl.col(cols[1]).is_in(spelled))).to_series()
+    # first the rows whose first value is a column's name as a header writes it (as the first line
+    # does, or in lower, upper or title case, or any case for a short name, after a byte order mark
+    # or not): one look-up over one column, which a large file pays little for; then those rows in full
+    spelled: set[str] = set()
+    for c, name in zip(cols, names, strict=True):
+        cases = {c.strip(), name, name.upper(), name.title()}
+        if len(name) <= 4:
+            cases |= {"".join(p) for p in itertools.product(*((ch.lower(), ch.upper()) for ch in name))}
+        spelled |= cases | {"\ufeff" + v for v in cases}
+    maybe = frame.select(pl.arg_where(pl.col(cols[0]).is_in(list(spelled)))).to_series()
     if not len(maybe):
         return frame
-    named = [pl.col(c).str.strip_chars().str.strip_chars('"').str.strip_chars().str.to_lowercase().is_in(names)
-             .fill_null(False).cast(pl.UInt32) for c in cols]
+    named = [normed(c).is_in(names).fill_null(False).cast(pl.UInt32) for c in cols]
     full = frame[maybe].select(pl.sum_horizontal(named) >= max(2, (len(cols) + 1) // 2)).to_series()
     at = maybe.filter(full).to_list()
     if not at:
@@ -261,7 +276,7 @@ def _headers_again(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
                 f"({[v[:40] for v in values][:20]}) than its first line ({cols[:20]}): the file joins exports of two "
                 "layouts; read them as separate files")
         order = [cols[names.index(v)] for v in values]  # what each file column holds from here on
-        moved = "" if order == cols else "; the rows after it are read by its order of columns"
+        moved = "" if order == cols else ", the rows after it read by its order of columns"
         parts.append(pl.DataFrame({**{c: [None] for c in cols},
                                    UNREADABLE: [f"{path}: the header line again (exports joined?){moved}"]},
                                   schema={**{c: pl.String for c in cols}, UNREADABLE: pl.String}))
@@ -323,6 +338,10 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
             document = _read_json_document(path, _decode(data, path, None))
             if document is not None:  # else lines, each read on its own below
                 return document
+            if data.lstrip()[:1] == b"[":  # an array is no lines of objects: its lines would be no rows
+                if hold_unfinished and _recent(path):  # still being written: the next read takes it whole
+                    return pl.DataFrame()
+                raise ExtractFileError(f"cannot read {path} as a JSON array: {_json_error(_decode(data, path, None))}")
         try:
             if kind == "ndjson":
                 return pl.read_ndjson(io.BytesIO(data), infer_schema_length=None)
@@ -354,7 +373,10 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
 
 
 def _blank_lines(data: bytes) -> int:
-    """How many lines of a text file's bytes are empty (after the first: a header is never blank)."""
+    """How many lines of a text file's bytes are empty (after the first: a header is never blank),
+    not counting the empty lines within a quoted value (which are no lines of the file's rows)."""
+    if b'"' in data:
+        data = re.sub(rb'"[^"]*"', b'""', data)
     return len(re.findall(rb"\n(?=\r?\n)", data))
 
 
@@ -430,6 +452,11 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     rows: list[list[str | None]] = []
     why: list[str | None] = []
     for line, fields, error in records[1:]:
+        joined = _joined_header(fields, names)
+        if joined is not None:  # an export's last row without its line end, then the next export's header
+            rows.extend([v if v != "" else None for v in part] for part in joined)
+            why.extend([None, None])  # the header line is quarantined, with its reason, by _headers_again
+            continue
         whole: list[str] = []  # of a line cut short, the fields a separator closed: read as written
         if fields is not None and len(fields) != len(names):  # a line cut short, or joined with another
             whole = fields[: len(fields) - 1] if len(fields) < len(names) else []
@@ -443,7 +470,29 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     return _text_frame(names, rows, why)
 
 
-_WHOLE_ID = re.compile(r'"Id"\s*:\s*"?(\d+)"?\s*[,}]')  # an NDJSON line's Id, ended by its separator
+# an NDJSON line's Id (its key in any case, before any nested object), ended by its separator
+_WHOLE_ID = re.compile(r'^\s*\{[^{]*?"[Ii][Dd]"\s*:\s*"?(\d+)"?\s*[,}]')
+
+
+def _joined_header(fields: list[str] | None, names: list[str]) -> tuple[list[str], list[str]] | None:
+    """A CSV record that is a row whose line end is missing, joined to the next export's header
+    (``cat a.csv b.csv`` where a.csv ends without one): ``"...,mc03Id,ProductId,..."``. The row
+    and the header line apart, or None for any other record. The row's last value and the header's
+    first name share a field; the name, the one of the header's names the record's last fields
+    lack, is its end."""
+    k = len(names)
+    if fields is None or k < 2 or len(fields) != 2 * k - 1:
+        return None
+    wanted = [_header_name(n) for n in names]
+    tail = [_header_name(f) for f in fields[k:]]
+    missing = [n for n in wanted if n not in tail]
+    if len(missing) != 1 or sorted([*tail, missing[0]]) != sorted(wanted):
+        return None
+    shared = fields[k - 1]
+    cut = len(shared) - len(missing[0])
+    if cut < 0 or _header_name(shared[cut:]) != missing[0]:
+        return None
+    return [*fields[: k - 1], shared[:cut]], [shared[cut:], *fields[k:]]
 
 
 def _read_ndjson_lines(path: Path, text: str) -> pl.DataFrame:
@@ -480,14 +529,27 @@ def _read_ndjson_lines(path: Path, text: str) -> pl.DataFrame:
 def _one_json_document(data: bytes) -> bool:
     """Whether a JSON file's bytes are one document (an array of rows, or GetWebAPILog's answer
     saved whole) rather than one object per line: the first line alone is not a whole JSON value."""
-    first = data.lstrip().split(b"\n", 1)[0]
+    start = len(data) - len(data.lstrip())  # by index: a split would copy the whole file
+    end = data.find(b"\n", start)
+    first = data[start: end if end >= 0 else len(data)]
     try:
         value = json.loads(first)
     except (ValueError, RecursionError):
         return True
     # on one line: "[{...}, {...}]", or the API's answer {"logs": [...], "result": 0}
-    return isinstance(value, list) or (isinstance(value, dict) and isinstance(
-        {str(k).lower(): v for k, v in value.items()}.get("logs"), list))
+    keys = {str(k).lower(): v for k, v in value.items()} if isinstance(value, dict) else {}
+    return isinstance(value, list) or (isinstance(keys.get("logs"), list) and "id" not in keys)
+
+
+def _json_error(text: str) -> str:
+    """Where and why a JSON document does not parse, in words."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as err:
+        return f"line {err.lineno}, column {err.colno}: {err.msg}"
+    except (ValueError, RecursionError) as err:
+        return str(err) or type(err).__name__
+    return "it parses"
 
 
 def _read_json_document(path: Path, text: str) -> pl.DataFrame | None:
@@ -508,6 +570,8 @@ def _read_json_document(path: Path, text: str) -> pl.DataFrame | None:
     if not isinstance(doc, list):
         raise ExtractFileError(f"cannot read {path}: its JSON is a {type(doc).__name__}, not rows")
     objects = [item if isinstance(item, dict) else None for item in doc]
+    if doc and not any(objects):
+        raise ExtractFileError(f"cannot read {path}: no item of its JSON array is an object of a row's values")
     why = [None if item is not None else f"{path} item {i}: not a JSON object" for i, item in enumerate(objects)]
     names = list(dict.fromkeys(k for obj in objects if obj for k in obj))
     return _text_frame(names, [[_json_text(obj.get(k)) if obj else None for k in names] for obj in objects], why)
