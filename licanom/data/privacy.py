@@ -1,9 +1,9 @@
 """Pseudonyms for the personal columns of a licensing log (thesis 3.2), keyed per vendor.
 
 With ``privacy.pseudonymise: true`` a vendor's licence keys, IP addresses, machine codes and
-machines' friendly names are replaced by keyed hashes (HMAC-SHA256 with the vendor's secret, 16 hex digits and a
-prefix naming the column) right after the country is looked up from the real address and
-before a vocabulary is built. Everything that reaches MLflow (vocabulary, model bundle,
+machines' friendly names are replaced by keyed hashes (HMAC-SHA256 with the vendor's secret, 16
+hex digits and a prefix naming the column) right after the country is looked up from the real
+address and before a vocabulary is built. Everything that reaches MLflow (vocabulary, model bundle,
 registered models, reports logged there) then holds pseudonyms only; equal values keep equal
 pseudonyms, so the encoding, the summary vectors and the detectors work as before. Scoring
 pseudonymises the new rows with the same secret. The vendor's own report on local disk is

@@ -230,8 +230,6 @@ def _headers_again(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
     values; the rows after it are read by its order of columns, which another export may have
     changed. A header line of other columns than the first line's is refused: which value belongs
     to which column is not for the reader to guess."""
-    import re
-
     cols = [c for c in frame.columns if c != UNREADABLE]
     if frame.height == 0 or len(cols) < 2 or any(frame.schema[c] != pl.String for c in cols):
         return frame
