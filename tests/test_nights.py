@@ -515,7 +515,7 @@ def test_a_json_array_or_the_apis_answer_saved_whole_is_read_as_its_rows(tmp_pat
 def test_excels_sep_line_declares_the_separator(tmp_path) -> None:
     """Excel's first line "sep=;" names the separator; the header follows it, and a bad line is
     named by its line in the file."""
-    from licanom.data.extract.files import read_log
+    from licanom.data.extract.files import ExtractFileError, read_log
     from licanom.data.validate import validate_log
 
     text = rows(1600, 20).write_csv(separator=";").replace("\n", "\r\n")
@@ -526,6 +526,9 @@ def test_excels_sep_line_declares_the_separator(tmp_path) -> None:
     (tmp_path / "cut.csv").write_text("sep=;\r\n" + "".join([*lines[:5], "1604;3\r\n", *lines[5:]]))
     reasons = validate_log(read_log(tmp_path / "cut.csv")).quarantine["reason"].to_list()
     assert len(reasons) == 1 and "cut.csv line 7: cannot be read as CSV" in reasons[0]
+    (tmp_path / "latin.csv").write_bytes(b"sep=;\r\n" + "".join(lines[:5]).encode() + "\u00e9".encode("cp1252"))
+    with pytest.raises(ExtractFileError, match=r"latin\.csv line 7: byte 0xe9 is not UTF-8"):
+        read_log(tmp_path / "latin.csv")
 
 
 def test_exports_joined_into_one_file_are_read_by_each_ones_header(tmp_path) -> None:

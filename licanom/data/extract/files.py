@@ -118,13 +118,14 @@ SETTLE_SECONDS = 600
 SEPARATORS = (",", ";", "\t", "|")
 
 
-def _decode(data: bytes, path: Path, encoding: str | None) -> str:
+def _decode(data: bytes, path: Path, encoding: str | None, lines_before: int = 0) -> str:
     """The file's text: strict UTF-8 (a BOM dropped), or the declared encoding; never a
-    replaced byte. A byte that is not UTF-8 stops the read with a one-line hint."""
+    replaced byte. A byte that is not UTF-8 stops the read with a one-line hint, naming its line
+    (``lines_before``: the file's lines before ``data``, Excel's "sep=" line)."""
     try:
         return data.decode(encoding or "utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
+        line = data.count(b"\n", 0, err.start) + 1 + lines_before
         bad = data[err.start:err.start + 1].hex()
         if encoding:
             raise ExtractFileError(f"{path} line {line}: byte 0x{bad} is not {encoding} (source.encoding): "
@@ -320,9 +321,10 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
         if declared:  # Excel's first line "sep=;": the separator, then the header
             data = data[declared.end():]
             separator = separator or declared.group(1).decode()
+        skipped = 1 if declared else 0  # lines before ``data``, for the line numbers
         # the header and the first row, by index (a split would copy the whole file)
         end = data.find(b"\n")
-        header = _decode(data[: end if end >= 0 else len(data)], path, None) if kind == "csv" else ""
+        header = _decode(data[: end if end >= 0 else len(data)], path, None, skipped) if kind == "csv" else ""
         sep = separator or (detect_separator(header) if kind == "csv" else ",")
         row_end = data.find(b"\n", end + 1) if end >= 0 else -1
         # (only to tell the padding: a byte that is not UTF-8 is named below, on its own line)
@@ -330,8 +332,8 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
         if kind == "csv" and _padded(header, first_row, sep):
             # "Id, Key, IP": a file written with a space after each separator pads its values too;
             # Python's csv reader skips the space before a quote (`, "Smith, John"`), polars' does not
-            return _unpadded(_read_csv_lines(path, _decode(data, path, None), sep, skip_spaces=True,
-                                             lines_before=1 if declared else 0))
+            return _unpadded(_read_csv_lines(path, _decode(data, path, None, skipped), sep, skip_spaces=True,
+                                             lines_before=skipped))
         if kind == "ndjson" and data.lstrip()[:1] in (b"[", b"{") and _one_json_document(data):
             document = _read_json_document(path, _decode(data, path, None))
             if document is not None:  # else lines, each read on its own below
@@ -361,8 +363,8 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
                 return frame
         except pl.exceptions.PolarsError:
             pass  # some line is malformed: read line by line, so that only that line is lost
-        text = _decode(data, path, None)
-        return (_read_csv_lines(path, text, sep, lines_before=1 if declared else 0) if kind == "csv"
+        text = _decode(data, path, None, skipped)
+        return (_read_csv_lines(path, text, sep, lines_before=skipped) if kind == "csv"
                 else _read_ndjson_lines(path, text))
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
         if isinstance(err, ExtractFileError):
