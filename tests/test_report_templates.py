@@ -3,6 +3,7 @@ as its own, who comes before when, and what the caller computed is not computed 
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -134,7 +135,31 @@ def test_markdown_times_say_utc() -> None:
     heads = [line for line, below in zip(lines, lines[1:]) if below.startswith("| --- |")]
     assert heads == ["| severity | who | from (UTC) | to (UTC) | requests | why |",
                      "| incident | who | chunks | from (UTC) | to (UTC) | top severity | signal |",
-                     "| start (UTC) | end (UTC) | first Id | last Id | score | threshold | severity | top column |"]
+                     "| start (UTC) | end (UTC) | first Id | last Id | score | threshold | severity | top signal |"]
+
+
+def test_the_reports_give_the_period_their_chunks_and_entities_cover_and_signals_in_words() -> None:
+    """report.md names the night's period (the folder's name holds only Ids), to the last request of a
+    flagged entity that runs past the last chunk (a night's entities read the rows it carries on);
+    its frames table names the top signal in words; a page whose chunks are all below the
+    threshold but with flagged entities does not say "nothing anomalous"."""
+    chunks = make_input().chunks.with_columns(pl.lit("ip_failures_hour").alias("top_feature"))
+    late = entity_frame([("key-day", "KEY-X", 90.0, True, "x")]).with_columns(
+        (pl.col("end_time") + timedelta(days=3)).alias("end_time"))
+    md = anomaly_report("acme", chunks, "3", entities=late)
+    period = next(line for line in md.splitlines() if line.startswith("Period (UTC): "))
+    assert period.endswith(f" to {late['end_time'][0]:%Y-%m-%d %H:%M:%S}.")
+    assert period.startswith(f"Period (UTC): {chunks['start_time'].min():%Y-%m-%d %H:%M:%S}")
+    assert chunks["is_anomaly"].any() and CONTEXT_LABELS["ip_failures_hour"] in md.split("| top signal |")[1]
+    calm = make_input(chunks=make_input().chunks.with_columns(pl.lit(False).alias("is_anomaly")),
+                      computed=Computed(entities=late))
+    page = render_html(calm)
+    assert "nothing anomalous in this run" not in page and "this run&rsquo;s findings" in page
+    assert f"to {late['end_time'][0]:%Y-%m-%d %H:%M:%S}" in page
+    # the chunk's rate is a multiple of its day's typical rate, not requests per second
+    from licanom.report.analysis import context_value
+
+    assert context_value("rate", math.log(40.8)) == "40.8\u00d7" and "/s" not in context_value("rate", 0.0)
 
 
 def test_markdown_incidents_name_their_signal_in_words() -> None:

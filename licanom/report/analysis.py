@@ -848,11 +848,13 @@ def duration(start: datetime, end: datetime) -> str:
 
 
 def context_value(column: str, value: float) -> str:
-    """A context column in the units a vendor reads: requests per second, a percentage, a count."""
+    """A context column in the units a vendor reads: a multiple of the day's typical rate, a
+    percentage, a count. ``rate`` is the log of the chunk's requests per second less its day's
+    typical log rate (:mod:`licanom.data.context_vector`): a ratio, not requests per second."""
     if math.isnan(value):
         return ""
     if column == "rate":
-        return f"{math.exp(value):.3g}/s"
+        return f"{math.exp(value):.3g}\u00d7"
     if column.endswith("_share"):
         return f"{100 * value:.0f}%"
     return f"{math.expm1(value):.0f}"

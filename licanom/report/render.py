@@ -260,6 +260,16 @@ class FrameDetail:
     open: bool
 
 
+def _period(chunks: pl.DataFrame, entities: pl.DataFrame | None) -> str:
+    """From the first to the last request the run's chunks and flagged entities hold (a night's
+    entities also read the rows after its last chunk, which the next night's chunks score)."""
+    starts = [f["start_time"].min() for f in (chunks, entities) if f is not None and f.height]
+    ends = [f["end_time"].max() for f in (chunks, entities) if f is not None and f.height]
+    if not starts:
+        return "no chunks"
+    return f"{text(min(starts))} to {text(max(ends))}"
+
+
 def _entity_rows(a: Analysis) -> tuple[EntityRow, ...]:
     if a.entities is None:
         return ()
@@ -460,8 +470,7 @@ def _page(a: Analysis) -> dict[str, object]:
                                                                 ("val/loss", inp.val_loss)) if vals)
     return {
         "inp": inp, "threshold": f"{inp.threshold:.5f}", "cards": cards,
-        "period": (f"{text(chunks['start_time'].min())} to {text(chunks['end_time'].max())}"
-                   if chunks.height else "no chunks"),
+        "period": _period(chunks, a.entities),
         "splits": ", ".join(f"{s} {n:,}" for s, n in splits.iter_rows()) or "none",
         "entities": None if a.entities is None else _entity_rows(a),
         "entities_total": 0 if a.entities is None else a.entities.height,
@@ -511,6 +520,7 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
     flagged_entities = entities.filter("is_anomaly").sort("severity", descending=True) if entities is not None else None
     return environment().get_template("report.md.j2").render(
         vendor=vendor, model_version=model_version, n_chunks=chunks.height, flagged=flagged.to_dicts(),
+        period=_period(chunks, flagged_entities),
         n_incidents=None if incidents is None else incidents.height,
         entities=[] if flagged_entities is None else flagged_entities.head(50).to_dicts(),
         n_entities=None if flagged_entities is None else flagged_entities.height,
