@@ -345,3 +345,18 @@ def test_a_log_without_addresses_is_judged_by_its_keys_and_machines(planted: dic
     assert set(out["entity_kind"].unique()) == {"key-day", "key-machine"}  # address-hours: none to judge
     with pytest.raises(ValueError, match="at least 2 training entities of a kind"):
         EntityModel().fit(planted["train"].head(1))
+
+
+def test_a_key_without_a_usual_day_of_its_own_is_not_said_to_be_usually_so() -> None:
+    """A key new at night is held to the vendor's median key-day, not to a day of its own: its
+    reason says so instead of "usually", and names its peer group as the one it was judged against."""
+    days = 17
+    train, night = _night_with(_two_product_vendor(15, 15, days), days)
+    new = night.filter(pl.col("Key") == "F015").with_columns(pl.lit("NEW01").alias("Key"), (pl.col("Id") + 10**7).alias("Id"))
+    twice = pl.concat([new, new.with_columns(pl.col("Id") + 10**6, pl.col("Time") + timedelta(seconds=1))] * 3)
+    night = pl.concat([night, twice.with_columns(pl.int_range(pl.len()).cast(pl.Int64).add(2 * 10**7).alias("Id"))]).sort("Time", "Id")
+    reasons = EntityModel(kinds=("key-day",)).fit(train).score(night).filter(pl.col("key") == "NEW01")["reasons"].to_list()
+    assert reasons and "no usual day of its own; a key's is " in reasons[0] and "usual among" not in reasons[0]
+    assert "(judged against product 202, floating keys)" in reasons[0]
+    known = EntityModel(kinds=("key-day",)).fit(train).score(night).filter(pl.col("key") == "F015")["reasons"][0]
+    assert known is None or "no usual day of its own" not in known

@@ -974,12 +974,17 @@ def _reason(ref: KindReference, row: dict[str, Any], surprisal: np.ndarray, top:
             parts.append(f"{value:.0%} failed (usually {ref.typical[j]:.0%})")
         elif name.startswith("more_"):
             count = name.removeprefix("more_")
-            parts.append(f"{_counted(float(row[count]), labels[name])} (usually {_number(float(row[f'expected_{count}']))})")
+            expected = _number(float(row[f"expected_{count}"]))
+            # a key with no usual day of its own (new, or too few training days) is held to the
+            # median training key-day of the whole vendor: say so, not "usually", which reads as its own
+            usual = f"(usually {expected})" if row.get(f"usual_{count}") is not None else \
+                f"(no usual day of its own; a key's is {expected})"
+            parts.append(f"{_counted(float(row[count]), labels[name])} {usual}")
         elif name == "new_pair":
             parts.append("new to the key")
         else:
             parts.append(f"{_counted(value, labels[name])} (usually {_number(ref.typical[j])})")
     start, end = row["start_time"], row["end_time"]
     span = f"{start:%Y-%m-%d %H:%M}-{end:%H:%M} UTC"
-    peers = f" (usual among {ref.group} keys)" if ref.group != VENDOR else ""
+    peers = f" (judged against {ref.group} keys)" if ref.group != VENDOR else ""
     return f"{_WHO[ref.kind].format(**row)}: {', '.join(parts)}; {_counted(float(row['requests']), 'requests')}, {span}{peers}"
