@@ -284,6 +284,11 @@ def test_detect_with_the_context_model_names_the_signal(csv_export, tmp_path, mo
     why = pl.read_csv(out / "anomalies.csv").sort("score", descending=True)["why"][0]
     who = why.split(", by ", 1)[1].split(";")[0] if ", by " in why else None
     assert who is not None and who.split(" ", 1)[1].split("…")[0] in page, why
+    # the frames table names its top signals in words, as the incidents table does
+    import re
+
+    rows = re.findall(r'<tr class="anomaly-row".*?</tr>', page, flags=re.S)
+    assert rows and not [c for c in CONTEXT_COLUMNS if any(f">{c}" in r or f" {c}," in r for r in rows)], rows[0]
 
 
 # --- refusals: one line, the option's name, exit 2, no traceback ------------------------------

@@ -304,7 +304,8 @@ def _frame_rows(a: Analysis, shown: pl.DataFrame) -> tuple[FrameRow, ...]:
             start=r["start_time"], end=r["end_time"], duration=duration(r["start_time"], r["end_time"]),
             requests=r["requests"], chunks=r["chunks"],
             score=f"{r['score']:.4f}", ratio=f"{r['ratio']:.2f}",
-            top=", ".join(LABELS.get(f, f) for f, _, _ in notable_columns(a, k)), why=short_why(a.reasons[k]),
+            top=", ".join(CONTEXT_LABELS.get(f) or LABELS.get(f, f) for f, _, _ in notable_columns(a, k)),
+            why=short_why(a.reasons[k]),
         ))
     return tuple(out)
 
