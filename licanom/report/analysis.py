@@ -673,22 +673,6 @@ def short_why(reasons: tuple[str, ...]) -> str:
     return "; ".join(rest[:2]) or (reasons[0] if reasons else "flagged by the decision")
 
 
-def _whose(a: Analysis, k: int) -> str:
-    """``, by key X``: who the incident of frame k's peak chunk names (the entity the signal's value
-    belongs to, licanom.detectors.incidents), so that the short why names the culprit and not only
-    the new values around it; empty where no incident holds that chunk."""
-    if a.incidents is None or not a.incidents.height:
-        return ""
-    peak = a.peak(k)
-    start, end = a.inp.chunks["start_time"][peak], a.inp.chunks["end_time"][peak]
-    holding = a.incidents.filter((pl.col("start_time") <= end) & (pl.col("end_time") >= start)
-                                 & pl.col("entity").is_not_null())
-    if not holding.height:
-        return ""
-    top = holding.sort("max_severity", descending=True).row(0, named=True)
-    return f", by {top['entity_kind']} {display(top['entity'])}"
-
-
 def _reasons(a: Analysis, k: int) -> tuple[str, ...]:
     """A few short sentences: why frame k stands out (plain text, not escaped)."""
     out = []
@@ -707,7 +691,7 @@ def _reasons(a: Analysis, k: int) -> tuple[str, ...]:
         value, typical = float(a.context[a.peaks[k], j]), float(a.typical_context[j, 0])
         amount = "" if math.isnan(value) else (
             f": {context_value(column, value)}" + ("" if math.isnan(typical) else f" (typical {context_value(column, typical)})"))
-        out.append(f"most unusual: {CONTEXT_LABELS[column]}{amount}{_whose(a, k)}")
+        out.append(f"most unusual: {CONTEXT_LABELS[column]}{amount}")
     elif parts:
         out.append("largest error: " + ", ".join(parts))
 
