@@ -356,7 +356,12 @@ def test_a_key_without_a_usual_day_of_its_own_is_not_said_to_be_usually_so() -> 
     twice = pl.concat([new, new.with_columns(pl.col("Id") + 10**6, pl.col("Time") + timedelta(seconds=1))] * 3)
     night = pl.concat([night, twice.with_columns(pl.int_range(pl.len()).cast(pl.Int64).add(2 * 10**7).alias("Id"))]).sort("Time", "Id")
     reasons = EntityModel(kinds=("key-day",)).fit(train).score(night).filter(pl.col("key") == "NEW01")["reasons"].to_list()
-    assert reasons and "no usual day of its own; a key's is " in reasons[0] and "usual among" not in reasons[0]
+    assert reasons and reasons[0].startswith("key NEW01 (no usual day of its own): ") and "usual among" not in reasons[0]
+    assert reasons[0].count("no usual day") == 1 and "(the vendor's median key-day: " in reasons[0]
     assert "(judged against product 202, floating keys)" in reasons[0]
-    known = EntityModel(kinds=("key-day",)).fit(train).score(night).filter(pl.col("key") == "F015")["reasons"][0]
-    assert known is None or "no usual day of its own" not in known
+    # a key with its own usual day, flagged for a day far beyond it, is held to that day
+    busy = night.filter(pl.col("Key") == "F015")
+    night = pl.concat([night] + [busy.with_columns((pl.col("Id") + (i + 3) * 10**7).alias("Id"),
+                                                   pl.col("Time") + timedelta(seconds=i + 1)) for i in range(6)]).sort("Time", "Id")
+    known = EntityModel(kinds=("key-day",)).fit(train).score(night).filter(pl.col("key") == "F015")
+    assert known["is_anomaly"][0] and "(usually " in known["reasons"][0] and "no usual day" not in known["reasons"][0]

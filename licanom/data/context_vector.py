@@ -225,7 +225,7 @@ ENCODER_ROW_COLUMNS: tuple[str, ...] = tuple(c for c in ROW_COLUMNS if c not in 
 CONTEXT_COLUMNS: tuple[str, ...] = ("rate", "failure_share", "top_machine_share", *ROW_COLUMNS)
 # What each column means, in words for a vendor's report.
 CONTEXT_LABELS: dict[str, str] = {
-    "rate": "requests per second, times the day's typical",
+    "rate": "request rate, as a multiple of its day's typical",
     "failure_share": "share of failed requests",
     "top_machine_share": "share of requests from one machine",
     "key_requests_hour": "requests of one key in an hour",

@@ -966,7 +966,7 @@ def _reason(ref: KindReference, row: dict[str, Any], surprisal: np.ndarray, top:
     120 requests``: the most surprising features with their values and typical values."""
     labels = dict(FEATURES[ref.kind])
     order = [j for j in np.argsort(-surprisal, kind="stable")[:top] if surprisal[j] > 0.5] or [int(np.argmax(surprisal))]
-    parts = []
+    parts, own = [], True
     for j in order:
         name = ref.columns[j]
         value = float(row[name])
@@ -977,8 +977,8 @@ def _reason(ref: KindReference, row: dict[str, Any], surprisal: np.ndarray, top:
             expected = _number(float(row[f"expected_{count}"]))
             # a key with no usual day of its own (new, or too few training days) is held to the
             # median training key-day of the whole vendor: say so, not "usually", which reads as its own
-            usual = f"(usually {expected})" if row.get(f"usual_{count}") is not None else \
-                f"(no usual day of its own; a key's is {expected})"
+            own = own and row.get(f"usual_{count}") is not None
+            usual = f"(usually {expected})" if own else f"(the vendor's median key-day: {expected})"
             parts.append(f"{_counted(float(row[count]), labels[name])} {usual}")
         elif name == "new_pair":
             parts.append("new to the key")
@@ -987,4 +987,5 @@ def _reason(ref: KindReference, row: dict[str, Any], surprisal: np.ndarray, top:
     start, end = row["start_time"], row["end_time"]
     span = f"{start:%Y-%m-%d %H:%M}-{end:%H:%M} UTC"
     peers = f" (judged against {ref.group} keys)" if ref.group != VENDOR else ""
-    return f"{_WHO[ref.kind].format(**row)}: {', '.join(parts)}; {_counted(float(row['requests']), 'requests')}, {span}{peers}"
+    who = _WHO[ref.kind].format(**row) + ("" if own else " (no usual day of its own)")
+    return f"{who}: {', '.join(parts)}; {_counted(float(row['requests']), 'requests')}, {span}{peers}"
