@@ -334,11 +334,12 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
             # Python's csv reader skips the space before a quote (`, "Smith, John"`), polars' does not
             return _unpadded(_read_csv_lines(path, _decode(data, path, None, skipped), sep, skip_spaces=True,
                                              lines_before=skipped))
-        if kind == "ndjson" and data.lstrip()[:1] in (b"[", b"{") and _one_json_document(data):
+        lead = _LEADING_SPACE.match(data).end() if kind == "ndjson" else 0  # by index: lstrip() copies the file
+        if kind == "ndjson" and data[lead:lead + 1] in (b"[", b"{") and _one_json_document(data, lead):
             document = _read_json_document(path, _decode(data, path, None))
             if document is not None:  # else lines, each read on its own below
                 return document
-            if data.lstrip()[:1] == b"[":  # an array is no lines of objects: its lines would be no rows
+            if data[lead:lead + 1] == b"[":  # an array is no lines of objects: its lines would be no rows
                 if hold_unfinished and _recent(path):  # still being written: the next read takes it whole
                     return pl.DataFrame()
                 raise ExtractFileError(f"cannot read {path} as a JSON array: {_json_error(_decode(data, path, None))}")
@@ -526,10 +527,13 @@ def _read_ndjson_lines(path: Path, text: str) -> pl.DataFrame:
     return _text_frame(names, rows, why)
 
 
-def _one_json_document(data: bytes) -> bool:
+_LEADING_SPACE = re.compile(rb"\s*")
+
+
+def _one_json_document(data: bytes, start: int = 0) -> bool:
     """Whether a JSON file's bytes are one document (an array of rows, or GetWebAPILog's answer
-    saved whole) rather than one object per line: the first line alone is not a whole JSON value."""
-    start = len(data) - len(data.lstrip())  # by index: a split would copy the whole file
+    saved whole) rather than one object per line: the first line alone (from ``start``, past the
+    leading spaces) is not a whole JSON value."""
     end = data.find(b"\n", start)
     first = data[start: end if end >= 0 else len(data)]
     try:
