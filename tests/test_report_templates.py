@@ -26,7 +26,7 @@ from licanom.report import (
     save_run,
     score_wording,
 )
-from tests.test_report import SIZE, make_chunks, make_input, make_rows
+from tests.test_report import FLAGGED, SIZE, make_chunks, make_input, make_rows
 
 SCRIPT_KEY = "<script>alert(1)</script>"
 QUOTE_MACHINE = "mc\"' onmouseover=\"alert(2)"
@@ -300,3 +300,41 @@ def test_inputs_are_typed() -> None:
     with pytest.raises(ValueError, match="computed.incidents lack"):
         ReportInput(vendor="v", run_id="r", model="m", threshold_name="M3", threshold=1.0, chunks=make_input().chunks,
                     rows=make_rows(), computed=Computed(incidents=pl.DataFrame({"incident": [1]})))
+
+
+def test_a_frames_why_names_the_entity_of_its_peak_chunks_incident_not_one_that_overlaps_it() -> None:
+    """Incidents list their chunks: the frame's why names the incident holding its peak chunk, even
+    where a more severe incident of another entity spans the same time; none without the list."""
+    from licanom.detectors.incidents import INCIDENT_CHUNKS, attribute, group_incidents
+
+    rows = make_rows()
+    chunks, _ = make_chunks(rows)
+    chunks = chunks.with_columns(pl.lit("Tail_context").alias("model"), pl.lit("key_requests_hour").alias("top_feature"))
+    context = np.zeros((chunks.height, len(CONTEXT_COLUMNS)))
+    context[:, CONTEXT_COLUMNS.index("key_requests_hour")] = np.log1p(3.0)
+    context[7, CONTEXT_COLUMNS.index("key_requests_hour")] = np.log1p(9.0)
+    base = incident_frame("KEY-CULPRIT").with_columns(pl.lit(2, pl.Int64).alias("incident"),
+                                                       pl.lit(60.0).alias("max_severity"))
+    other = incident_frame("KEY-BYSTANDER").with_columns(  # more severe, and its span holds chunk 7's time
+        pl.lit(T0 - timedelta(hours=1)).alias("start_time"), pl.lit(T0 + timedelta(hours=5)).alias("end_time"))
+    listed = pl.concat([other.with_columns(pl.lit([3, 4]).alias(INCIDENT_CHUNKS)),
+                        base.with_columns(pl.lit([7]).alias(INCIDENT_CHUNKS))])
+
+    def why(incidents: pl.DataFrame) -> str:
+        inp = make_input(rows=rows, chunks=chunks, feature_errors=None, model="Tail_context",
+                         computed=Computed(context=context, incidents=incidents))
+        md = anomaly_report("acme", chunks, "1", incidents=incidents)
+        assert md  # the short summary takes the listed incidents as they are
+        from licanom.report.analysis import analyse
+        a = analyse(inp)
+        k = next(k for k in range(a.frames.height) if a.inp.chunks["chunk"][a.peak(k)] == 7)
+        return a.reasons[k][0]
+
+    assert why(listed).endswith(", by key KEY-CULPRIT"), why(listed)
+    assert ", by " not in why(pl.concat([other, base]))  # written before incidents listed their chunks
+    # group_incidents lists each incident's chunk numbers, as attribute() gave them
+    flagged = chunks.filter("is_anomaly").with_columns(pl.lit(50.0).alias("severity"))
+    from licanom.data.derive import derive
+
+    grouped = group_incidents(attribute(flagged, derive(rows)))
+    assert sorted(n for ns in grouped[INCIDENT_CHUNKS].to_list() for n in ns) == list(FLAGGED)

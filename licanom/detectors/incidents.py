@@ -14,7 +14,9 @@ machines) come within ``gap`` of each other, they are one incident, named by the
 Columns of :func:`group_incidents` (:data:`INCIDENT_COLUMNS`): ``incident`` (1, 2, ... by
 severity), ``entity_kind`` (key, machine, address), ``entity`` (its value; a machine is
 ``key / machine code``), ``first_id``, ``last_id``, ``start_time``, ``end_time``, ``chunks``,
-``max_severity``, ``signal`` (the most frequent top signal), ``description``.
+``max_severity``, ``signal`` (the most frequent top signal), ``description``; and
+:data:`INCIDENT_CHUNKS`, the numbers (``chunk``) of the flagged chunks it groups, so that a report
+names the entity behind a given chunk exactly (incidents written before it lack the column).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ INCIDENT_COLUMNS: tuple[str, ...] = (
     "incident", "entity_kind", "entity", "first_id", "last_id", "start_time", "end_time", "chunks",
     "max_severity", "signal", "description",
 )
+
+# group_incidents()'s column of the chunk numbers an incident groups (not in INCIDENT_COLUMNS: files
+# written before it lack it)
+INCIDENT_CHUNKS = "chunk_numbers"
 
 # For each context column: the entity it counts over and what it counts (None: distinct rows).
 _SIGNAL_ENTITY: dict[str, tuple[str, str | None]] = {
@@ -162,16 +168,20 @@ def group_incidents(attributed: pl.DataFrame, gap: timedelta = timedelta(hours=1
     """Incidents from attributed flagged chunks (:func:`attribute`), most severe first."""
     schema = {"incident": pl.Int64, "entity_kind": pl.String, "entity": pl.String, "first_id": pl.Int64,
               "last_id": pl.Int64, "start_time": pl.Datetime("us", "UTC"), "end_time": pl.Datetime("us", "UTC"),
-              "chunks": pl.Int64, "max_severity": pl.Float64, "signal": pl.String, "description": pl.String}
+              "chunks": pl.Int64, "max_severity": pl.Float64, "signal": pl.String, "description": pl.String,
+              INCIDENT_CHUNKS: pl.List(pl.Int64)}
     if attributed.height == 0:
         return pl.DataFrame(schema=schema)
+    if "chunk" not in attributed.columns:
+        attributed = attributed.with_columns(pl.lit(None, pl.Int64).alias("chunk"))
     ordered = _runs(_one_customer(_runs(attributed, gap), gap).drop("_run"), gap)
     grouped = (
         ordered.group_by("entity_kind", "entity", "_run")
         .agg(pl.col("first_id").min(), pl.col("last_id").max(), pl.col("start_time").min(),
              pl.col("end_time").max(), pl.len().alias("chunks"),
              pl.col("severity").max().alias("max_severity"),
-             pl.col("top_feature").drop_nulls().mode().first().alias("signal"))
+             pl.col("top_feature").drop_nulls().mode().first().alias("signal"),
+             pl.col("chunk").drop_nulls().sort().alias(INCIDENT_CHUNKS))
         .sort(["max_severity", "chunks", "start_time"], descending=[True, True, False], nulls_last=True)
         .with_row_index("incident", offset=1)
         .with_columns(pl.col("incident").cast(pl.Int64))

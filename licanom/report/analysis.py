@@ -673,6 +673,26 @@ def short_why(reasons: tuple[str, ...]) -> str:
     return "; ".join(rest[:2]) or (reasons[0] if reasons else "flagged by the decision")
 
 
+def _whose(a: Analysis, k: int) -> str:
+    """``, by key X``: the entity that the incident holding frame k's peak chunk names (the one its
+    most unusual signal's value belongs to, licanom.detectors.incidents.attribute), matched by the
+    chunk's number; empty where no incident lists it (incidents written before they listed their
+    chunks, or a chunk no incident holds)."""
+    from licanom.detectors.incidents import INCIDENT_CHUNKS
+
+    incidents = a.incidents
+    if incidents is None or INCIDENT_CHUNKS not in incidents.columns or "chunk" not in a.inp.chunks.columns:
+        return ""
+    number = a.inp.chunks["chunk"][a.peak(k)]
+    if number is None:
+        return ""
+    holding = incidents.filter(pl.col(INCIDENT_CHUNKS).list.contains(int(number)) & pl.col("entity").is_not_null())
+    if not holding.height:
+        return ""
+    r = holding.row(0, named=True)
+    return f", by {r['entity_kind']} {display(r['entity'])}"
+
+
 def _reasons(a: Analysis, k: int) -> tuple[str, ...]:
     """A few short sentences: why frame k stands out (plain text, not escaped)."""
     out = []
@@ -691,7 +711,7 @@ def _reasons(a: Analysis, k: int) -> tuple[str, ...]:
         value, typical = float(a.context[a.peaks[k], j]), float(a.typical_context[j, 0])
         amount = "" if math.isnan(value) else (
             f": {context_value(column, value)}" + ("" if math.isnan(typical) else f" (typical {context_value(column, typical)})"))
-        out.append(f"most unusual: {CONTEXT_LABELS[column]}{amount}")
+        out.append(f"most unusual: {CONTEXT_LABELS[column]}{amount}{_whose(a, k)}")
     elif parts:
         out.append("largest error: " + ", ".join(parts))
 
