@@ -875,3 +875,12 @@ def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted
         pickle.dump(payload, f)
     with pytest.raises(ValueError, match="context version 8"):
         ContextDetector.load(path)
+
+
+def test_the_spread_columns_labels_say_whose_requests_carry_them() -> None:
+    """A key's hourly spreads sit on its new machines' requests only (0 on the others'): a label of
+    "machines using one key in an hour" alone read as 0 machines for a key of one."""
+    from licanom.data.context_vector import _SPREAD_COLUMNS, CONTEXT_LABELS
+
+    assert all("machines new that day" in CONTEXT_LABELS[c] for c in _SPREAD_COLUMNS)
+    assert not any("new that day" in CONTEXT_LABELS[c] for c in CONTEXT_LABELS if c not in _SPREAD_COLUMNS)

@@ -223,16 +223,18 @@ ROW_COLUMNS: tuple[str, ...] = tuple(c for c, *_ in _ROW_COUNTS)
 # was built with, so that its saved models keep their inputs when the context vector grows.
 ENCODER_ROW_COLUMNS: tuple[str, ...] = tuple(c for c in ROW_COLUMNS if c not in ("ip_failed_keys_hour", "key_usage_hour"))
 CONTEXT_COLUMNS: tuple[str, ...] = ("rate", "failure_share", "top_machine_share", *ROW_COLUMNS)
-# What each column means, in words for a vendor's report.
+# What each column means, in words for a vendor's report. A key's hourly spreads are counted on the
+# requests of its machines new that day (and those without a machine code) only, 0 on the others: their
+# labels say so, or a key of one machine read "machines using one key in an hour: 0".
 CONTEXT_LABELS: dict[str, str] = {
     "rate": "request rate, as a multiple of its day's typical",
     "failure_share": "share of failed requests",
     "top_machine_share": "share of requests from one machine",
     "key_requests_hour": "requests of one key in an hour",
     "machine_requests_hour": "requests of one machine in an hour, above its own usual",
-    "key_machines_hour": "machines using one key in an hour",
-    "key_countries_hour": "countries using one key in an hour",
-    "key_ips_hour": "IP addresses using one key in an hour",
+    "key_machines_hour": "machines using one key in an hour (on requests of machines new that day)",
+    "key_countries_hour": "countries using one key in an hour (on requests of machines new that day)",
+    "key_ips_hour": "IP addresses using one key in an hour (on requests of machines new that day)",
     "ip_keys_hour": "keys tried from one IP address in an hour",
     "ip_failures_hour": "failed requests from one IP address in an hour, above its own usual",
     "machine_failures_hour": "failed requests of one machine in an hour, above its own usual",
