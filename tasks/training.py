@@ -67,9 +67,10 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
     result = training.train_variant(tracker, cfg, prepared, model, parent_run_id, work_dir, on_epoch=epoch_line,
                                      fitted=fitted)
     row = result.row.row(0, named=True)
-    logger.info("%s trained in %.1f s: threshold %s, %s of %s test chunks above M3", model, row["train_seconds"],
-                row["threshold_M3"] if row["threshold_M3"] is None else f"{row['threshold_M3']:.5g}",
-                row["M3"], row["test_chunks"])
+    logger.info("%s trained in %.1f s: its decision %s (score %s); the thesis's M3 would be %s, %s of %s test "
+                "chunks above it", model, row["train_seconds"], result.decision,
+                "?" if result.threshold is None else f"{result.threshold:.5g}",
+                "none" if row["threshold_M3"] is None else f"{row['threshold_M3']:.5g}", row["M3"], row["test_chunks"])
     return result
 
 

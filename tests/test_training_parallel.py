@@ -75,3 +75,5 @@ def test_a_variant_fitted_ahead_is_recorded_as_if_trained_there(setup, tmp_path)
     assert result.row.row(0, named=True)["train_loss"] == fitted.row["train_loss"]
     assert (result.bundle_dir / "detector.pt").exists()
     assert not training.checkpoint_dir(cfg, prepared, model).exists()
+    # the decision it flags by, which the training log names beside the thesis's M3
+    assert result.decision == fitted.detector.threshold_method_ and result.threshold == fitted.detector.threshold_

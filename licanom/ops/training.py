@@ -39,6 +39,8 @@ class VariantResult:
     train_loss: tuple[float, ...]
     val_loss: tuple[float, ...]
     description: str = ""  # the registered version's description
+    decision: str = ""     # the detector's decision (its threshold_method_: "severity >= 55, ...")
+    threshold: float | None = None  # that decision's threshold on the detector's own score
 
     @property
     def final_val_loss(self) -> float | None:
@@ -324,6 +326,8 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
         row=results_frame([row]),
         train_loss=tuple(train_loss), val_loss=tuple(val_loss),
         description=version_description(cfg, prepared, model, detector, row),
+        decision=getattr(detector, "threshold_method_", None) or "its own boundary",
+        threshold=None if detector.threshold_ is None else float(detector.threshold_),
     )
 
 
