@@ -397,3 +397,13 @@ def test_the_report_names_the_severity_decisions_night_rule_and_keeps_it_with_th
     del meta["decision_note"]  # a run stored before the night rule
     (tmp_path / RUN_FILE).write_text(json.dumps(meta))
     assert load_run(tmp_path).decision_note == ""
+
+
+def test_a_frames_per_chunk_figures_are_named_as_its_peak_chunks(page: str, inp: ReportInput) -> None:
+    """The summary vector and the context signals are the peak chunk's, not the whole frame's
+    (whose keys and machines the value tables count): their columns and reasons say so."""
+    assert page.count(">peak chunk</th>") >= anomaly_frames(inp).height and ">this frame</th>" not in page
+    from licanom.report.analysis import analyse
+
+    reasons = [r for rs in analyse(inp).reasons for r in rs if " distinct " in r]
+    assert reasons and all(" values in its peak chunk (typical " in r for r in reasons), reasons

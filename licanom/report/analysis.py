@@ -742,7 +742,7 @@ def _reasons(a: Analysis, k: int) -> tuple[str, ...]:
         if not math.isnan(med) and (value > hi or value < lo) and value != med:
             deviations.append((abs(value - med) / max(med, 1.0), col, value, med))
     for _, col, value, med in sorted(deviations, reverse=True)[:2]:
-        out.append(f"{value:g} distinct {LABELS[col.removeprefix('distinct_')]} values (typical {med:g})")
+        out.append(f"{value:g} distinct {LABELS[col.removeprefix('distinct_')]} values in its peak chunk (typical {med:g})")
     return tuple(out)
 
 
