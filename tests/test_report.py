@@ -407,3 +407,20 @@ def test_a_frames_per_chunk_figures_are_named_as_its_peak_chunks(page: str, inp:
 
     reasons = [r for rs in analyse(inp).reasons for r in rs if " distinct " in r]
     assert reasons and all(" values in its peak chunk (typical " in r for r in reasons), reasons
+
+
+def test_a_frames_reasons_name_up_to_three_of_its_new_values() -> None:
+    """Two new addresses are both named (the reasons named the first only), four: three and "..."."""
+    from licanom.report.analysis import NEW_NAMED, analyse
+
+    rows = make_rows()
+    i = pl.int_range(pl.len())
+    for n_new in (2, NEW_NAMED + 1):
+        ips = rows.with_columns(pl.when((i >= 7 * SIZE) & (i < 8 * SIZE))
+                                .then(pl.format("81.2.69.{}", 160 + i % n_new)).otherwise(pl.col("IP")).alias("IP"))
+        chunks, errors = make_chunks(ips)
+        reasons = [r for rs in analyse(make_input(rows=ips, chunks=chunks, feature_errors=errors)).reasons
+                   for r in rs if " new IP" in r]
+        named = [ip for ip in (f"81.2.69.{160 + j}" for j in range(n_new)) if ip in "".join(reasons)]
+        assert len(reasons) == 1 and len(named) == min(n_new, NEW_NAMED), reasons
+        assert reasons[0].endswith(", ...)") == (n_new > NEW_NAMED), reasons

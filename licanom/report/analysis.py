@@ -667,6 +667,10 @@ def notable_columns(a: Analysis, k: int, n: int = 3) -> list[tuple[str, float | 
     return cols[:1] + [(f, e, t) for f, e, t in cols[1:] if e is not None and (not t or e >= NOTABLE_RATIO * t)]
 
 
+# how many of a frame's new keys, machines, addresses or countries its reasons name (the rest: "...")
+NEW_NAMED = 3
+
+
 def short_why(reasons: tuple[str, ...]) -> str:
     """Two reasons beyond the column errors (shown in their own column), else whatever there is."""
     rest = [r for r in reasons if not r.startswith("largest error:")]
@@ -725,8 +729,8 @@ def _reasons(a: Analysis, k: int) -> tuple[str, ...]:
         n_new = int(ent["new"].sum())
         if n_new:
             what = f"new {label}" if n_new == 1 else f"{n_new} new {plural(label)}"
-            first = ent.filter("new").row(0, named=True)
-            out.append(f"{what} ({display(first['value'])}{', ...' if n_new > 1 else ''})")
+            named = ", ".join(display(v) for v in ent.filter("new")["value"].head(NEW_NAMED))
+            out.append(f"{what} ({named}{', ...' if n_new > NEW_NAMED else ''})")
     over = pl.concat([a.frame_values(k, col) for col, _ in VALUE_COLUMNS]).filter("over").sort(
         "share", descending=True)
     for r in over.head(2).iter_rows(named=True):
