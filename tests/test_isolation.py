@@ -237,3 +237,29 @@ def test_a_pseudonymised_vendors_training_quarantine_reaches_mlflow_pseudonymise
         assert example.height == 20 and not {*example["Key"], *example["IP"], *example["MachineCode"]} & real
         assert example["Key"].str.starts_with("EXAMPLE-KEY-").all()
         assert validate_log(example).quarantine.height == 0
+
+
+def test_the_tracked_training_quarantine_names_each_export_by_its_file_name_only(monkeypatch, tmp_path) -> None:
+    """A pseudonymised vendor's quarantine in MLflow names its exports without their folders (a
+    local path can name a customer); the reason after the line number stays as it was."""
+    from licanom.config import load_config
+    from licanom.data.schema import SOURCE_FILE
+    from licanom.data.validate import REASON
+    from licanom.ops.training import tracked_quarantine
+
+    cfg = load_config("demo", overrides={"output_dir": str(tmp_path / "out"), "privacy": {"pseudonymise": True}})
+    monkeypatch.setenv("LICANOM_PSEUDONYM_SECRET_DEMO", "s" * 32)
+    bad = pl.DataFrame({
+        "Id": ["1", "2", None],
+        "Key": ["KEY-A", "KEY-B", None],
+        SOURCE_FILE: ["/srv/exports/Acme Customer/jan.csv", "C:\\exports\\acme\\feb.csv", "/srv/x/mar.csv"],
+        REASON: ["IP: not an IP address",
+                 "C:\\exports\\acme\\feb.csv line 7: cannot be read as CSV (9 fields, the header has 7 a/b)",
+                 "/srv/x/mar.csv line 12: not valid JSON (Expecting value at column 1); Id: missing"],
+    })
+    sent = tracked_quarantine(cfg, bad)
+    assert sent[SOURCE_FILE].to_list() == ["jan.csv", "feb.csv", "mar.csv"]
+    assert sent[REASON].to_list() == [
+        "IP: not an IP address", "feb.csv line 7: cannot be read as CSV (9 fields, the header has 7 a/b)",
+        "mar.csv line 12: not valid JSON (Expecting value at column 1); Id: missing"]
+    assert "Acme" not in sent.write_csv() and sent["Key"].drop_nulls().str.starts_with("k-").all()

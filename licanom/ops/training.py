@@ -157,8 +157,9 @@ def kept_training_quarantine(cfg: Config, run_id: str) -> Path | None:
 def tracked_quarantine(cfg: Config, quarantine: pl.DataFrame) -> pl.DataFrame:
     """The training quarantine as MLflow gets it: for a pseudonymised vendor only the log's own
     columns and the quarantine's (an export's other columns, e.g. an e-mail address, are left out),
-    with Key, IP, MachineCode and FriendlyName as pseudonyms (:func:`training_quarantine_path`
-    keeps the real copy); for the others, ``quarantine`` itself."""
+    with Key, IP, MachineCode and FriendlyName as pseudonyms and each export named by its file name,
+    without its folders (:func:`training_quarantine_path` keeps the real copy); for the others,
+    ``quarantine`` itself."""
     from licanom.data.columns import OPTIONAL_RAW, REQUIRED_RAW
     from licanom.data.pipeline import pseudonym_secret
     from licanom.data.privacy import pseudonymise
@@ -169,7 +170,12 @@ def tracked_quarantine(cfg: Config, quarantine: pl.DataFrame) -> pl.DataFrame:
     if secret is None:
         return quarantine
     known = (ROW, *REQUIRED_RAW, *OPTIONAL_RAW, SOURCE_FILE, SOURCE_ROW, REASON)
-    return pseudonymise(quarantine.select(c for c in quarantine.columns if c in known), secret)
+    tracked = pseudonymise(quarantine.select(c for c in quarantine.columns if c in known), secret)
+    # the export's file by its name alone: a local path ("/srv/exports/<customer>/...") is the vendor's
+    folders = r"^[^\n]*?[/\\]([^/\\\n]*? line \d+: )"
+    return tracked.with_columns(
+        *([pl.col(REASON).str.replace(folders, "${1}")] if REASON in tracked.columns else []),
+        *([pl.col(SOURCE_FILE).str.replace(r"^.*[/\\]", "")] if SOURCE_FILE in tracked.columns else []))
 
 
 _ENTITY_MODELS: dict[str, object] = {}
