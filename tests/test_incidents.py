@@ -186,3 +186,27 @@ def test_a_days_signal_names_the_key_with_the_most_that_day_not_the_first_in_the
     flagged = pl.DataFrame({"chunk": [0], "first_id": [0], "last_id": [200], "start_time": [t], "end_time": [t],
                             "severity": [80.0], "top_feature": ["key_new_countries_day"]})
     assert attribute(flagged, rows)["entity"].to_list() == ["K-spread"]
+
+
+def test_a_chunk_names_its_own_rows_where_ids_do_not_follow_time():
+    """Rows exported late under new Ids: a chunk's rows are its positions in (Time, Id) order, as it
+    was cut. By the range of its Ids, chunk 1 (first Id 91, last 13) held no row, and the night
+    failed ("cannot concat empty list"); chunk 0 (Ids 10..90) held chunk 1's rows and named K2."""
+    from licanom.detectors.incidents import group_incidents
+
+    t0 = datetime(2025, 1, 1, 9, tzinfo=timezone.utc)
+    ids = [10, 11, 90, 91, 12, 13, 14, 15, 16, 17]
+    keys = ["K1", "K1", "K1", "K2", "K2", "K2", "K2", "K2", "K2", "K2"]
+    rows = pl.DataFrame(
+        [(i, t0 + timedelta(seconds=n), key, "m", "10.0.0.1", "NL", 1) for n, (i, key) in enumerate(zip(ids, keys))],
+        schema=["Id", "Time", "Key", "MachineCode", "IP", "country", "success"], orient="row",
+    ).sample(fraction=1.0, shuffle=True, seed=3)  # in any order: the time tells
+    flagged = pl.DataFrame({"chunk": [0, 1], "first_id": [10, 91], "last_id": [90, 13],
+                            "start_time": [t0, t0 + timedelta(seconds=3)], "end_time": [t0 + timedelta(seconds=2), t0 + timedelta(seconds=5)],
+                            "severity": [80.0, 70.0], "top_feature": ["key_requests_hour", "key_requests_hour"]})
+    named = attribute(flagged, rows).sort("chunk")
+    assert named["entity"].to_list() == ["K1", "K2"]
+    assert sorted(group_incidents(named)["entity"].to_list()) == ["K1", "K2"]
+    # a chunk none of whose rows are given names no one, and the night goes on
+    alone = attribute(flagged.with_columns(pl.lit(999).alias("first_id"), pl.lit(1000).alias("last_id")), rows)
+    assert alone["entity"].null_count() == 2 and group_incidents(alone).height == 1

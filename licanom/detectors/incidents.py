@@ -100,10 +100,23 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
         base = base.with_columns(pl.Series("_usage", _usage(rows)))
         if not (base["_usage"] > 0).any():  # no data-object values: the key's requests name it
             base = base.with_columns(pl.lit(1, dtype=pl.Int64).alias("_usage"))
-    in_chunk = (
-        flagged.select("chunk", "first_id", "last_id", pl.col("top_feature").fill_null(""))
+    # a chunk's rows by their positions in (Time, Id) order, as the chunks were cut: not by the range of
+    # their Ids, which holds other rows (or none) where rows were exported late under new Ids. A chunk
+    # whose first or last Id is not among ``rows`` (rows given in part): the rows of its Ids' range.
+    base = base.sort(["Time", "Id"], maintain_order=True).with_row_index("_p")
+    first = base.select(pl.col("Id").alias("first_id"), pl.col("_p").alias("_p0")).unique("first_id", keep="first")
+    last = base.select(pl.col("Id").alias("last_id"), pl.col("_p").alias("_p1")).unique("last_id", keep="first")
+    spans = (flagged.select("chunk", "first_id", "last_id", pl.col("top_feature").fill_null(""))
+             .join(first, on="first_id", how="left").join(last, on="last_id", how="left"))
+    placed = spans.filter(pl.col("_p0").is_not_null() & pl.col("_p1").is_not_null())
+    unplaced = spans.filter(pl.col("_p0").is_null() | pl.col("_p1").is_null())
+    in_chunk = pl.concat([
+        placed.drop("first_id", "last_id")
+        .join_where(base, pl.col("_p") >= pl.col("_p0"), pl.col("_p") <= pl.col("_p1")).drop("_p0", "_p1", "_p"),
+        unplaced.drop("_p0", "_p1")
         .join_where(base, pl.col("Id") >= pl.col("first_id"), pl.col("Id") <= pl.col("last_id"))
-    )
+        .drop("first_id", "last_id", "_p"),
+    ])
     out = []
     for signal, group in in_chunk.partition_by("top_feature", as_dict=True).items():
         name = signal[0] if isinstance(signal, tuple) else signal
@@ -150,6 +163,9 @@ def attribute(flagged: pl.DataFrame, rows: pl.DataFrame, levels: pl.DataFrame | 
                     (pl.col("Key") if kind in ("key", "machine") else pl.lit(None, pl.String)).alias(ENTITY_KEY))
         )
         out.append(best)
+    if not out:  # no flagged chunk's rows among ``rows``: none is named
+        return flagged.with_columns(pl.lit(None, pl.String).alias("entity_kind"), pl.lit(None, pl.String).alias("entity"),
+                                    pl.lit(None, pl.String).alias(ENTITY_KEY))
     return flagged.join(pl.concat(out), on="chunk", how="left")
 
 
