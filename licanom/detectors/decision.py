@@ -139,7 +139,8 @@ class Calibration:
         bulk = arr[normal_bulk(arr, trim)]
         q50, q90 = (float(v) for v in np.quantile(bulk, [0.5, 0.9]))
         spread = q90 - q50
-        if spread <= 0:  # a bulk of ties: the spread of the scores above it, else one unit of the scale
+        if spread <= 1e-9 * max(abs(q50), 1.0):  # a bulk of ties (to float noise): the spread of the scores
+            # above it, else one unit of the scale
             above = arr[arr > q50] - q50
             spread = float(np.median(above)) if above.size else max(abs(q50) * 0.1, 1e-6)
         beta = spread / np.log(0.5 / 0.1) if scale is None else float(scale)
