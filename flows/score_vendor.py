@@ -34,7 +34,7 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)
     with scoring.vendor_lock(out, vendor):  # one run per vendor at a time; the second reads what the first left
-        night = scoring.open_night(out, vendor, tracker, since)
+        night = scoring.open_night(out, vendor, tracker, since, cfg)
         night = data.read_night(cfg, opaque(night))
         night = scoring.score_rows(opaque(night), cfg.validate_.max_bad_fraction, tracker)
         night = scoring.stage_night(opaque(night))

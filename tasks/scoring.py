@@ -24,6 +24,7 @@ from licanom.ops import nightly
 from licanom.ops import scoring_state as state
 from licanom.ops.nightly import Night
 from licanom.ops.scoring_state import crash_point
+from licanom.config import Config
 from licanom.ops.tracking import Tracker, TrackingUnavailableError
 from licanom.data.validate import ValidationError
 from tasks.retry import unless
@@ -39,9 +40,11 @@ def vendor_lock(output_dir: Path, vendor: str):  # type: ignore[no-untyped-def]
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=unless(*PERMANENT))
-def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | None = None) -> Night:
-    """Recover a killed night, load the champion and the committed state (safe to repeat)."""
-    night = nightly.open_night(output_dir, vendor, tracker, since)
+def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | None = None,
+               cfg: Config | None = None) -> Night:
+    """Recover a killed night, load the champion (checked against the vendor's privacy settings)
+    and the committed state (safe to repeat)."""
+    night = nightly.open_night(output_dir, vendor, tracker, since, cfg=cfg)
     for note in night.notes:
         print(f"{vendor}: recovered: {note}")
     get_run_logger().info("champion of %s: version %s (%s)", vendor, night.version, night.model.detector.model)

@@ -1108,3 +1108,22 @@ def test_a_row_without_an_id_is_placed_within_its_own_file_as_the_reads_after_a_
     assert kept == [True] * 5 + [False] * 3
     after = pl.concat([_after(a, 7)[0], _after(b, 7)[0]])["Id"].to_list()  # what the next night reads
     assert after == ["x", "10", "11"] and not any(k for k, i in zip(kept, raw["Id"]) if i in after)
+
+
+def test_a_night_refuses_pseudonyms_that_its_champion_was_trained_without(vendor, monkeypatch) -> None:
+    """privacy.pseudonymise switched on after training: the champion's night would send real keys
+    to MLflow (it did, exit 0). Refused in one line before anything is read; the watermark stays."""
+    from licanom.config import PrivacyConfig
+    from licanom.data.privacy import MissingSecretError, PrivacyMismatchError
+    from licanom.ops.bundle import ModelBundle
+    from licanom.ops.nightly import score_night
+
+    vendor.append(rows(1600, 100))
+    monkeypatch.setenv("LICANOM_PSEUDONYM_SECRET_ACME", "s" * 32)
+    cfg = vendor.config().model_copy(update={"privacy": PrivacyConfig(pseudonymise=True)})
+    before = state_json(vendor)
+    with pytest.raises(PrivacyMismatchError, match=r"champion \(version 1\) was trained without it.*run train --vendor acme"):
+        score_night(vendor.out, vendor.name, cfg, tracker_for(vendor.root), ModelBundle.load(vendor.model_dir), "1")
+    assert issubclass(PrivacyMismatchError, MissingSecretError)  # exit 2, one line, as a missing secret
+    assert not published(vendor.out, vendor.name) and state_json(vendor) == before
+    assert vendor.night().rows_read == 100  # as configured when trained: scored

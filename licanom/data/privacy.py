@@ -38,6 +38,23 @@ class MissingSecretError(RuntimeError):
     """Pseudonymisation is on but the vendor's secret is not in the environment."""
 
 
+class PrivacyMismatchError(MissingSecretError):
+    """Pseudonymisation is on but the vendor's champion was trained without it: its night would send
+    real keys, addresses and machine codes to MLflow (a configuration error, as a missing secret is)."""
+
+
+def check_champion_privacy(cfg: Config, pseudonym_env: str | None, version: str) -> None:
+    """Refuse a night whose configuration asks for pseudonyms that its champion (``version``, trained
+    with ``pseudonym_env``, None: without pseudonymisation) cannot give: one line, before anything
+    is read. A champion trained with them while the configuration no longer asks still pseudonymises
+    (its vocabulary holds pseudonyms)."""
+    if cfg.privacy.pseudonymise and pseudonym_env is None:
+        raise PrivacyMismatchError(
+            f"vendor {cfg.vendor!r}: privacy.pseudonymise is on, but its champion (version {version}) was trained "
+            "without it, so its nights would send real keys, addresses and machine codes to MLflow: train the "
+            f"vendor again (licanom run train --vendor {cfg.vendor}) before scoring; nothing was read")
+
+
 def secret_env_name(vendor: str, configured: str | None = None) -> str:
     """The environment variable that holds the vendor's pseudonym secret."""
     return configured or "LICANOM_PSEUDONYM_SECRET_" + vendor.upper().replace("-", "_")

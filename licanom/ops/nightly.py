@@ -735,9 +735,11 @@ class Night:
 
 
 def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | None = None,
-               champion: tuple[Any, str] | None = None) -> Night:
+               champion: tuple[Any, str] | None = None, cfg: Any | None = None) -> Night:
     """Under the vendor's lock: recover a killed night, load the champion (or take ``champion``:
-    model, version), read the committed state and give the model the pairs it already saw and
+    model, version; with the vendor's ``cfg``, refused where it asks for pseudonyms that the
+    champion was trained without: :func:`licanom.data.privacy.check_champion_privacy`), read the
+    committed state and give the model the pairs it already saw and
     (rows mode) the rows state of the nights it scored (for ``since`` at or before the last
     night's start, both of the nights before it: the last night scored again is judged as it was). A
     champion of another version than the state's starts from its own training rows."""
@@ -748,6 +750,10 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
     crash_point("after:recover")
     model, version = (champion if champion is not None
                       else load_champion(tracker, vendor, champion_cache(output_dir, vendor)))
+    if cfg is not None:
+        from licanom.data.privacy import check_champion_privacy
+
+        check_champion_privacy(cfg, model.pseudonym_env, version)
     crash_point("after:load_champion")
     st = night_state(output_dir, vendor, version, since)
     crash_point("after:load_state")
@@ -1058,7 +1064,7 @@ def score_night(output_dir: Path, vendor: str, cfg: Any, tracker: Tracker, model
     """One night, the same steps as the ``score-vendor`` flow's tasks, with the same crash
     points, given the champion (``model``, ``version``)."""
     with state_lib.vendor_lock(output_dir, vendor):
-        night = open_night(output_dir, vendor, tracker, since, champion=(model, version))
+        night = open_night(output_dir, vendor, tracker, since, champion=(model, version), cfg=cfg)
         night = score_rows(read_night(night, cfg.source), cfg.validate_.max_bad_fraction, tracker)
         night = stage_night(night)
         crash_point("after:stage")
