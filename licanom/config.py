@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from licanom.detectors.decision import DecisionName
+from licanom.detectors.decision import DecisionName, check_decision
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -112,6 +112,13 @@ class ChunkConfig(_Model):
     size: int = Field(100, ge=2)
     stride: int = Field(100, ge=1)
     partial: Literal["drop", "overlap"] = "drop"
+
+    @model_validator(mode="after")
+    def _no_gaps(self) -> ChunkConfig:
+        if self.stride > self.size:  # the rows between two chunks would be read, counted and never scored
+            raise ValueError(f"stride ({self.stride}) must not exceed size ({self.size}): the "
+                             "requests between two chunks would never be scored")
+        return self
 
 
 class SplitConfig(_Model):
@@ -253,6 +260,11 @@ class DetectConfig(_Model):
     threshold_params: dict[str, float | int | str | None] = Field(default_factory=dict)
 
     _params = field_validator("threshold_params", mode="before")(_threshold_params)
+
+    @model_validator(mode="after")
+    def _params_fit_the_decision(self) -> DetectConfig:
+        check_decision(self.threshold, self.threshold_params)  # here, not after a training
+        return self
     m1: bool = True
     m1_max_rounds: int = Field(5, ge=1)
     clustering_seed: int = 0
@@ -285,6 +297,8 @@ class ContextConfig(_Model):
         if self.threshold == AUTO and self.threshold_params:
             raise ValueError("context.threshold_params need a named context.threshold (not auto): "
                              f"got {self.threshold_params}")
+        if self.threshold != AUTO:
+            check_decision(self.threshold, self.threshold_params)  # here, not after a training
         return self
 
     def resolved(self, small: bool) -> ContextConfig:
@@ -383,9 +397,25 @@ class ConfigFileError(ValueError):
     """A configuration file that cannot be read as YAML settings: one line naming the file."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key set twice in one mapping: the later one silently won (a
+    block appended to a vendor's file as ``train: {batch_size: 64}`` dropped an earlier ``train:``)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} is set twice (lines {seen[key]} and {line}): keep one", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
     except yaml.MarkedYAMLError as err:  # one line: the file, where, and what
         mark = err.problem_mark
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

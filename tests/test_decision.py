@@ -225,3 +225,23 @@ def test_the_chunk_results_of_a_run_decide_with_the_night_rule():
     chunks = chunk_results(prepared, ModelOutcome(detector=det, scores=scores, feature_errors=None, row={}))
     assert chunks["is_anomaly"].to_list() == [i == 2 for i in range(n)]
     assert chunks["score"][2] < chunks["threshold"][2]
+
+
+@pytest.mark.parametrize(("section", "name", "params", "message"), [
+    ("context", "severity", {"min_severity": 150}, r"min_severity must lie in \(0, 100\]"),
+    ("context", "severity", {"min_severerity": 70}, r"takes min_severity, .*got \['min_severerity'\]"),
+    ("context", "budget", {"alarm_rate": 5}, r"alarm_rate must lie in \(0, 1\)"),
+    ("context", "M3", {"bins": "twenty"}, r"'twenty' is not a valid estimator"),
+    ("context", "M3", {"min_severity": 70}, r"the M3 decision takes bins, index, got \['min_severity'\]"),
+    ("detect", "M1", {"split": 2}, r"split must lie in \(0, 1\)"),
+    ("detect", "M2", {"q": 0.1}, r"the M2 decision takes no settings"),
+])
+def test_a_decisions_settings_are_checked_as_the_configuration_is_read(section, name, params, message):
+    """Not after extract, validate and a training, with a TypeError and exit 1."""
+    from licanom.config import load_config
+
+    with pytest.raises(ValueError, match=message):
+        load_config("demo", overrides={section: {"threshold": name, "threshold_params": params}})
+    ok = {"severity": {"min_severity": 70, "stand_out_gap": None}, "budget": {"alarm_rate": 0.01},
+          "M3": {"bins": 20}, "M1": {"split": 0.3}, "M2": {}}[name]
+    assert load_config("demo", overrides={section: {"threshold": name, "threshold_params": ok}})

@@ -281,6 +281,39 @@ def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_
     return out
 
 
+def check_decision(name: str, params: dict[str, object] | None = None) -> None:
+    """Refuse, as a configuration is read, a decision's settings that it would refuse only once a
+    model is trained: an unknown name, a setting the decision does not take (``min_severity`` for
+    M3), a value out of its range (``min_severity: 150``, ``alarm_rate: 5``, ``bins: twenty``). One
+    line, a ValueError; the checks are the decision's own (each threshold is tried once on made-up
+    scores), so they cannot drift from what training does."""
+    import inspect
+
+    params = dict(params or {})
+    if name not in DECISIONS:
+        raise ValueError(f"unknown decision {name!r}; expected one of {', '.join(DECISIONS)}")
+    if name == "severity":
+        SeverityDecision.from_params(params)
+        return
+    func = th.m1 if name == "M1" else {"M2": th.m2, "M3": th.m3, "quantile": th.quantile, "pot": th.pot,
+                                       "budget": th.budget}[name]
+    taken = [p for p in list(inspect.signature(func).parameters)[1:]
+             if p not in ("fit_score", "max_rounds", "seed")]  # M1's: the detector's own settings
+    unknown = sorted(set(params) - set(taken))
+    if unknown:
+        takes = f"takes {', '.join(taken)}" if taken else "takes no settings"
+        raise ValueError(f"the {name} decision {takes}, got {unknown}")
+    scores = np.linspace(0.0, 1.0, 200)
+    try:
+        if name == "M1":
+            th.m1(np.zeros((4, 1)), lambda train, test: scores[: len(test)], max_rounds=1,
+                  **params)  # type: ignore[arg-type]
+        else:
+            th.threshold_from_errors(name, scores, **params)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the {name} decision's settings {params}: {str(err).splitlines()[0]}") from None
+
+
 def decide(
     name: str,
     X: Any,
