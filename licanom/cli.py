@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from licanom import __version__
-from licanom.detectors.thresholds import THRESHOLDS
+from licanom.detectors.decision import DECISIONS
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_SOURCE = 0, 1, 2, 3, 4
 PROFILES = ("node-locked", "usage-based", "floating", "mixed")  # licanom.sim.PROFILES, without importing it
@@ -112,7 +112,7 @@ def model_names(text: str) -> str:
     if unknown or not names:
         raise argparse.ArgumentTypeError(
             f"unknown model {', '.join(map(repr, unknown)) or repr(text)}; valid: {', '.join(known)}, "
-            "all (the eight autoencoders), sequence (the four sequence models) or auto")
+            "all (the eight autoencoders), sequence (the four Ergen models and DeepLog) or auto")
     return ",".join(names)
 
 
@@ -588,9 +588,11 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
                    help="a model name, several separated by commas, 'all' (the eight autoencoders), 'sequence' "
                         "or 'auto'; Tail_context, IForest_context and LOF_context read each chunk's context "
                         "(default: train.models, auto)")
-    p.add_argument("--threshold", default=None, choices=list(THRESHOLDS),
+    p.add_argument("--threshold", default=None, choices=list(DECISIONS),
                    help="the decision of the autoencoders (detect.threshold) and context models "
-                        "(context.threshold) (default: as configured, M3 and auto)")
+                        "(context.threshold): severity (calibrated, 0-100) or one of the thesis's thresholds; "
+                        "its settings are the configuration's threshold_params (default: as configured, "
+                        "severity for both)")
     p.add_argument("--epochs", type=POSITIVE, default=None, help="training epochs (default: train.epochs, 10)")
     p.add_argument("--no-m1", action="store_true", help="skip M1 (it retrains the model several times)")
     p.add_argument("--sequences", choices=["chunks", "key", "key-machine"], default=None,

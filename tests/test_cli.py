@@ -603,3 +603,14 @@ def test_a_command_without_a_log_says_what_to_give(tmp_path, capsys, monkeypatch
     monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
     assert main(["prepare", "--vendor", "beta", "--out", str(tmp_path / "o")]) == EXIT_USAGE
     assert f"vendor beta's source.path is not set ({conf / 'vendors' / 'beta.yaml'})" in capsys.readouterr().err
+
+
+def test_detect_takes_every_decision_by_name_severity_first():
+    """--threshold offered the thesis's thresholds only, though severity is every family's default."""
+    from licanom.cli import build_parser
+    from licanom.detectors.decision import DECISIONS
+
+    detect = build_parser()._subparsers._group_actions[0].choices["detect"]  # type: ignore[union-attr]
+    option = next(a for a in detect._actions if "--threshold" in a.option_strings)
+    assert list(option.choices) == list(DECISIONS) and DECISIONS[0] == "severity"
+    assert "severity for both" in " ".join((option.help or "").split())
