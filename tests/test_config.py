@@ -1,0 +1,35 @@
+"""The configuration refuses, as it is read, what would otherwise fail or mislead later."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from licanom.config import VendorConfigError, load_config, vendor_config
+
+
+def test_a_stride_longer_than_a_chunk_is_refused() -> None:
+    """The requests between two chunks were read, counted as scored in the ledger and never scored."""
+    with pytest.raises(ValueError, match=r"stride \(500\) must not exceed size \(100\)"):
+        load_config("demo", overrides={"chunk": {"size": 100, "stride": 500}})
+    assert load_config("demo", overrides={"chunk": {"size": 100, "stride": 50}}).chunk.stride == 50
+
+
+def test_a_key_set_twice_in_a_file_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """PyYAML keeps the later of two equal keys without a word: a block appended to a vendor's file
+    dropped the one before it."""
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    (conf / "vendors" / "acme.yaml").write_text(
+        "source: {kind: simulate}\ntrain: {epochs: 3}\nchunk: {size: 100}\ntrain: {batch_size: 64}\n")
+    with pytest.raises(VendorConfigError, match=r"acme\.yaml line 4 column 1: .*'train' is set twice \(lines 2 and 4\)"):
+        vendor_config("acme", conf)
+    (conf / "vendors" / "acme.yaml").write_text("source: {kind: simulate}\ntrain: {epochs: 3, batch_size: 64}\n")
+    cfg = vendor_config("acme", conf)
+    assert (cfg.train.epochs, cfg.train.batch_size) == (3, 64)
+    nested = "source: {kind: simulate}\ntrain:\n  epochs: 3\n  epochs: 4\n"
+    (conf / "vendors" / "acme.yaml").write_text(nested)
+    with pytest.raises(VendorConfigError, match=r"'epochs' is set twice \(lines 3 and 4\)"):
+        vendor_config("acme", conf)
