@@ -32,8 +32,14 @@ def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-
     for vendor in vendors or list_vendors():
         try:
             schedule = vendor_config(vendor).schedule  # a files source without its path: not served either
-            crons = [CronSchedule(cron=cron, timezone=schedule.timezone)
-                     for cron in (schedule.score_cron, schedule.train_cron)]
+            crons = []
+            for setting in ("score_cron", "train_cron"):  # the scheduler's parser checks the values
+                cron = getattr(schedule, setting)
+                try:
+                    crons.append(CronSchedule(cron=cron, timezone=schedule.timezone))
+                except ValueError as err:
+                    raise ValueError(f"schedule.{setting}: {describe_error(err)} (conf/vendors/{vendor}.yaml "
+                                     "or conf/defaults.yaml)") from None
         except ValueError as err:  # the configuration's (pydantic's, YAML's) or the scheduler's parser's
             print(f"licanom serve: vendor {vendor} not served: {describe_error(err)}", file=sys.stderr)
             continue

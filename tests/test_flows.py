@@ -366,10 +366,14 @@ def test_a_vendor_whose_schedule_cannot_be_read_is_not_served_and_the_others_are
     (conf / "typo.yaml").write_text("schedule: {score_cron: '0 2 * *'}\n")
     (conf / "zone.yaml").write_text("schedule: {timezone: Europe/Berln}\n")
     (conf / "nopath.yaml").write_text("source: {kind: files}\n")
+    (conf / "hour25.yaml").write_text("source: {kind: simulate}\nschedule: {train_cron: '0 25 * * *'}\n")
     try:
-        names = {d.name for d in deployments(["alpha", "typo", "zone", "nopath"])}
+        names = {d.name for d in deployments(["alpha", "typo", "zone", "nopath", "hour25"])}
         assert names == {"score-alpha", "train-alpha", "all-vendors"}
         err = capsys.readouterr().err.splitlines()
+        # a value out of range, which only the scheduler's parser sees: the setting and where it is set
+        assert err[3].startswith("licanom serve: vendor hour25 not served: schedule.train_cron: ") and \
+            "0 25 * * *" in err[3] and "conf/vendors/hour25.yaml" in err[3], err[3]
         assert err[0].startswith("licanom serve: vendor typo not served: configuration error for vendor 'typo': "
                                  "schedule.score_cron: '0 2 * *' is not a cron")
         assert "vendor zone not served: configuration error for vendor 'zone': schedule.timezone: unknown time zone" in err[1]
@@ -385,7 +389,7 @@ def test_a_vendor_whose_schedule_cannot_be_read_is_not_served_and_the_others_are
             "licanom: configuration error for vendor 'nopath': source.path: the log's file or folder is not set "
             "(source.kind is 'files')"]
     finally:
-        for name in ("typo", "zone", "nopath"):
+        for name in ("typo", "zone", "nopath", "hour25"):
             (conf / f"{name}.yaml").unlink()
 
 
