@@ -78,6 +78,7 @@ class NightVendor:
     name: str
     model_dir: Path
     max_bad_fraction: float = 0.05
+    chunk: int = CHUNK  # the model's chunks, which the vendor's configuration says too
 
     @property
     def out(self) -> Path:
@@ -90,7 +91,8 @@ class NightVendor:
     def config(self, **source: object) -> Config:
         return load_config(overrides={"vendor": self.name, "output_dir": str(self.out),
                                       "source": {"kind": "files", "path": str(self.log), **source},
-                                      "validate": {"max_bad_fraction": self.max_bad_fraction}})
+                                      "validate": {"max_bad_fraction": self.max_bad_fraction},
+                                      "chunk": {"size": self.chunk, "stride": self.chunk}})
 
     def start(self, trained_to: int = 1599) -> None:
         from licanom.ops.scoring_state import start_after
@@ -116,7 +118,7 @@ def new_vendor(root: Path, name: str = "acme", bundle: ModelBundle | None = None
 
     bundle = replace(bundle or make_bundle(name), vendor=name)
     model_dir = bundle.save(root / f"model-{name}")
-    return NightVendor(root=root, name=name, model_dir=model_dir)
+    return NightVendor(root=root, name=name, model_dir=model_dir, chunk=bundle.chunk.size)
 
 
 # --- the ledger --------------------------------------------------------------------------

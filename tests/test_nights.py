@@ -1127,3 +1127,23 @@ def test_a_night_refuses_pseudonyms_that_its_champion_was_trained_without(vendor
     assert issubclass(PrivacyMismatchError, MissingSecretError)  # exit 2, one line, as a missing secret
     assert not published(vendor.out, vendor.name) and state_json(vendor) == before
     assert vendor.night().rows_read == 100  # as configured when trained: scored
+
+
+def test_a_night_says_when_the_configuration_decides_or_cuts_otherwise_than_its_champion(vendor) -> None:
+    """An edit of the decision or the chunks takes effect at the next training: the night said
+    nothing and decided as trained (min_severity 20 in the file, 55 in the model)."""
+    from licanom.ops.bundle import ModelBundle
+    from licanom.ops.nightly import score_night
+
+    vendor.append(rows(1600, 100))
+    cfg = vendor.config()
+    edited = cfg.model_copy(update={
+        "context": cfg.context.model_copy(update={"threshold": "severity", "threshold_params": {"min_severity": 20}}),
+        "chunk": cfg.chunk.model_copy(update={"size": 50, "stride": 50})})
+    night = score_night(vendor.out, vendor.name, edited, tracker_for(vendor.root), ModelBundle.load(vendor.model_dir), "1")
+    said = [m for m in night.messages if "champion, version 1" in m]
+    assert len(said) == 2 and "context.threshold severity with {'min_severity': 20}" in said[0], said
+    assert "(severity >= 55" in said[0] and "size 50, stride 50" in said[1], said
+    assert "Model version 1" in (night.out_dir / "report.md").read_text() and said[0] in (night.out_dir / "report.md").read_text()
+    vendor.append(rows(1700, 100))
+    assert not [m for m in vendor.night().messages if "champion" in m]  # as trained: nothing to say

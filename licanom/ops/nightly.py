@@ -701,6 +701,7 @@ class Night:
     state: VendorState
     since: int | None = None
     notes: tuple[str, ...] = ()  # what recovery did before this night
+    apart: tuple[str, ...] = ()  # what the configuration says that the champion does not do (settings_apart)
     raw: pl.DataFrame | None = None
     # with ``since``: the rows the night ending at ``since`` carried (read again from the source,
     # unvalidated), which that night's successor scored first; None: the state's tail
@@ -734,6 +735,38 @@ class Night:
             raise ValueError(f"night of vendor {self.vendor!r}: step out of order, {', '.join(missing)} not prepared yet")
 
 
+def settings_apart(cfg: Any, model: Any, version: str) -> tuple[str, ...]:
+    """What the vendor's configuration says now that its champion (``version``), trained before the
+    edit, does not do: its decision and its chunks are the model's own until the vendor is trained
+    again. One sentence each, for the night's messages; none when they agree."""
+    det = model.detector
+    out = []
+    if getattr(det, "family", "") in ("context", "autoencoder", "classical") and hasattr(det, "threshold_params"):
+        section = "context" if det.family == "context" else "detect"
+        conf = cfg.context if section == "context" else cfg.detect
+        names = ({conf.auto.small, conf.auto.large} if section == "context" and conf.threshold == "auto"
+                 else {conf.threshold})
+        params = {k: v for k, v in conf.threshold_params.items()}
+        trained = dict(det.threshold_params)
+
+        def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+            def norm(v: Any) -> Any:
+                return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+            return {k: norm(v) for k, v in a.items()} == {k: norm(v) for k, v in b.items()}
+
+        if det.threshold not in names or not same(params, trained):
+            said = f"{section}.threshold {conf.threshold}" + (f" with {params}" if params else "")
+            out.append(f"the configuration's decision ({said}) is not the one the champion, version {version}, was "
+                       f"trained with ({getattr(det, 'threshold_method_', None) or det.threshold}): it decides as "
+                       "trained until the vendor is trained again (licanom run train)")
+    chunk = getattr(model, "chunk", None)
+    if chunk is not None and (chunk.size, chunk.stride, chunk.partial) != (cfg.chunk.size, cfg.chunk.stride, cfg.chunk.partial):
+        out.append(f"the configuration's chunks (size {cfg.chunk.size}, stride {cfg.chunk.stride}) are not the ones the "
+                   f"champion, version {version}, was trained on (size {chunk.size}, stride {chunk.stride}): the night is "
+                   "cut as trained until the vendor is trained again (licanom run train)")
+    return tuple(out)
+
+
 def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | None = None,
                champion: tuple[Any, str] | None = None, cfg: Any | None = None) -> Night:
     """Under the vendor's lock: recover a killed night, load the champion (or take ``champion``:
@@ -750,16 +783,18 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
     crash_point("after:recover")
     model, version = (champion if champion is not None
                       else load_champion(tracker, vendor, champion_cache(output_dir, vendor)))
+    apart: tuple[str, ...] = ()
     if cfg is not None:
         from licanom.data.privacy import check_champion_privacy
 
         check_champion_privacy(cfg, model.pseudonym_env, version)
+        apart = settings_apart(cfg, model, version)
     crash_point("after:load_champion")
     st = night_state(output_dir, vendor, version, since)
     crash_point("after:load_state")
     model = with_rows_state(with_seen(model, st.seen_judging(version, since)), st.rows_judging(version, since))
     return Night(output_dir=output_dir, vendor=vendor, model=model, version=version, state=st, since=since,
-                 notes=tuple(notes))
+                 notes=tuple(notes), apart=apart)
 
 
 def read_night(night: Night, source: Any) -> Night:
@@ -936,6 +971,8 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             log_refusal(tracker, night, err.result, str(refusal), kept)
         raise refusal from None
     crash_point("after:validate")
+    if night.apart:
+        screened = replace(screened, messages=(*screened.messages, *night.apart))
     count = late_rows(night, screened.watermark)
     late, gone = count.late, count.gone
     screened = replace(screened, source_rows=count.source_rows, source_most=count.source_most, late=late, gone=gone)
