@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import yaml
@@ -472,16 +473,45 @@ def vendor_config(vendor: str, conf_dir: Path | None = None, overrides: dict[str
     try:
         cfg = load_config(vendor, conf_dir, overrides)
     except Exception as err:  # noqa: BLE001 - pydantic's, YAML's or ours: all the configuration's
-        raise VendorConfigError(f"configuration error for vendor {vendor!r}: {describe_error(err)}") from None
+        where = _setting_files(vendor, conf_dir or default_conf_dir())
+        raise VendorConfigError(f"configuration error for vendor {vendor!r}: {describe_error(err, where)}") from None
     if cfg.source.kind == "files" and not cfg.source.path:
         raise VendorConfigError(f"configuration error for vendor {vendor!r}: source.path: the log's file or folder "
                                 "is not set (source.kind is 'files')")
     return cfg
 
 
-def describe_error(err: Exception) -> str:
+def _setting_files(vendor: str, conf_dir: Path) -> Callable[[tuple[Any, ...]], str]:
+    """For a setting's place (pydantic's ``loc``), `` (in FILE)``: the file that sets it, the
+    vendor's or conf/defaults.yaml (a slip in the defaults was read as the vendor's); empty where
+    neither does (a setting missing, an override)."""
+    files = []
+    for path in (conf_dir / "vendors" / f"{vendor}.yaml", conf_dir / "defaults.yaml"):
+        try:
+            files.append((path, _read_yaml(path) if path.exists() else {}))
+        except ConfigFileError:
+            continue
+
+    def where(loc: tuple[Any, ...]) -> str:
+        keys = [str(p).removesuffix("_") for p in loc if not str(p).startswith(
+            ("function-", "literal[", "str", "int", "float", "tuple"))]
+        for path, data in files:
+            node: Any = data
+            for key in keys:
+                if not isinstance(node, dict) or key not in node:
+                    break
+                node = node[key]
+            else:
+                if keys:
+                    return f" (in {path})"
+        return ""
+    return where
+
+
+def describe_error(err: Exception, where: Callable[[tuple[Any, ...]], str] | None = None) -> str:
     """A configuration error as one sentence naming each setting: ``train.epochs must be greater
-    than or equal to 1 (got 0)`` rather than pydantic's multi-line text with a documentation URL."""
+    than or equal to 1 (got 0)`` rather than pydantic's multi-line text with a documentation URL;
+    ``where`` (a setting's place -> `` (in FILE)``) names the file that sets each."""
     from pydantic import ValidationError as PydanticValidationError
 
     if not isinstance(err, PydanticValidationError):
@@ -494,7 +524,7 @@ def describe_error(err: Exception) -> str:
         msg = msg[:1].lower() + msg[1:]
         got = e.get("input")
         shown = "" if isinstance(got, (dict, list, tuple)) or got is None else f" (got {got!r})"
-        parts.append(f"{loc or 'the configuration'}: {msg}{shown}")
+        parts.append(f"{loc or 'the configuration'}: {msg}{shown}{where(tuple(e.get('loc', ()))) if where else ''}")
     return "; ".join(dict.fromkeys(parts))
 
 

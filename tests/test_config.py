@@ -33,3 +33,20 @@ def test_a_key_set_twice_in_a_file_is_refused_naming_both_lines(tmp_path: Path) 
     (conf / "vendors" / "acme.yaml").write_text(nested)
     with pytest.raises(VendorConfigError, match=r"'epochs' is set twice \(lines 3 and 4\)"):
         vendor_config("acme", conf)
+
+
+def test_each_setting_in_error_is_named_with_the_file_that_sets_it(tmp_path: Path) -> None:
+    """A slip in conf/defaults.yaml was reported as the vendor's, and an operator searched the
+    vendor's file for it."""
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    defaults = (Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text()
+    assert "\ntrain:\n" in defaults
+    (conf / "defaults.yaml").write_text(defaults.replace("\ntrain:\n", "\ntrain:\n  epoch: 10\n", 1))
+    (conf / "vendors" / "acme.yaml").write_text("source: {kind: simulate}\ntrain: {epochs: three}\n")
+    with pytest.raises(VendorConfigError) as err:
+        vendor_config("acme", conf)
+    text = str(err.value)
+    assert f"train.epochs: input should be a valid integer, unable to parse string as an integer (got 'three') " \
+           f"(in {conf / 'vendors' / 'acme.yaml'})" in text, text
+    assert f"train.epoch: extra inputs are not permitted (got 10) (in {conf / 'defaults.yaml'})" in text, text
