@@ -64,6 +64,25 @@ def trained_alpha(flow_env):
     return summary, until
 
 
+def test_versions_without_the_champion_alias_say_how_to_set_it_not_train_first(trained_alpha):
+    """The alias deleted (a rollback half done): "no champion model yet: train it first" was wrong
+    advice, as training would move the alias anyway; the versions are there to choose from."""
+    from licanom.ops.tracking import configure
+
+    summary, _ = trained_alpha
+    tracker = configure()
+    champion = summary.champion.version
+    tracker.client.delete_registered_model_alias("licanom-alpha", "champion")
+    try:
+        with pytest.raises(LookupError, match=r"has no champion: its registered model licanom-alpha has version\(s\) "
+                                              r"1, 2 but none holds the alias 'champion'; set it"):
+            tracker.load_champion("alpha")
+    finally:
+        tracker.client.set_registered_model_alias("licanom-alpha", "champion", champion)
+    with pytest.raises(LookupError, match="no champion model yet: train it first"):
+        tracker.load_champion("never-trained")
+
+
 def test_training_registers_versions_with_aliases(trained_alpha):
     from licanom.ops.tracking import configure
 

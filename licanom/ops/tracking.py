@@ -360,6 +360,16 @@ class Tracker:
         except TrackingUnavailableError:
             raise
         except Exception as err:
+            try:  # versions without the alias: the champion was moved away (a rollback half done), not never trained
+                versions = sorted(int(v.version) for v in self.client.search_model_versions(f"name = '{name}'"))
+            except Exception:  # noqa: BLE001 - no registered model at all: the message below
+                versions = []
+            if versions:
+                raise LookupError(
+                    f"vendor {vendor!r} has no champion: its registered model {name} has version(s) "
+                    f"{', '.join(map(str, versions))} but none holds the alias '{CHAMPION}'; set it on the version to "
+                    f"score with (MLflow UI, or MlflowClient().set_registered_model_alias({name!r}, {CHAMPION!r}, "
+                    f"'{versions[-1]}')), or train again: licanom run train --vendor {vendor}") from err
             raise LookupError(f"vendor {vendor!r} has no champion model yet: train it first: licanom run train --vendor {vendor}") from err
         mlflow.set_tracking_uri(self.config.tracking_uri)
         mlflow.set_registry_uri(self.config.registry_uri)
