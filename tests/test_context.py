@@ -886,26 +886,6 @@ def test_the_spread_columns_labels_say_whose_requests_carry_them() -> None:
     assert not any("new that day" in CONTEXT_LABELS[c] for c in CONTEXT_LABELS if c not in _SPREAD_COLUMNS)
 
 
-@pytest.mark.parametrize("n_train", [3, 4, 9, 15])
-def test_a_vendor_of_few_training_chunks_is_calibrated_leave_one_out(n_train):
-    """With fewer chunks than four per calibration fold, each training chunk is scored by a
-    reference fitted on the others (in-sample scores, each chunk against a reference that held
-    it, lay close together, and the far rule flagged ordinary night chunks at severity 100)."""
-    from licanom.detectors.context import ContextDetector
-
-    rng = np.random.default_rng(n_train)
-    X = np.log1p(rng.poisson(4.0, (n_train, len(CONTEXT_COLUMNS))).astype(float))
-    X[:, 0], X[:, 1:3] = rng.normal(0.0, 0.2, n_train), rng.uniform(0.0, 0.2, (n_train, 2))
-    det = ContextDetector("Tail_context").fit(X)
-    for i in range(n_train):
-        others = np.delete(X, i, axis=0)
-        alone = ContextDetector("Tail_context", calibration_folds=0).fit(others)
-        assert det.calibration_scores_[i] == pytest.approx(alone.decision_function(X[i:i + 1])[0])
-    assert (det.calibration_scores_ >= det.decision_scores_ - 1e-9).all()  # never closer than in-sample
-    two = ContextDetector("Tail_context").fit(X[:2])  # two chunks: each alone would be the other's reference
-    np.testing.assert_array_equal(two.calibration_scores_, two.decision_scores_)
-
-
 def test_lof_context_says_why_it_cannot_fit_one_chunk():
     from licanom.detectors.context import ContextDetector
 

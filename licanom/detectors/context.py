@@ -179,9 +179,9 @@ class ContextDetector(BaseDetector):
     clearly above it, not for a small count that the lower half happened not to hold (one failure
     of a machine in an hour, in a fifth of a vendor's chunks, is ordinary there however rare it is
     in the lower half). Severity (:mod:`licanom.detectors.decision`) is calibrated on
-    out-of-fold scores: the training chunks cut into ``calibration_folds`` blocks in time (one chunk
-    each when there are fewer than four per block), each scored by a reference fitted (robustly)
-    on the others, which is how a night's chunks meet the model; ``Tail_context``'s tail above their bulk has the scale :attr:`tail_scale`
+    out-of-fold scores: the training chunks cut into ``calibration_folds`` blocks in time, each
+    scored by a reference fitted (robustly) on the others, which is how a night's chunks meet the
+    model; ``Tail_context``'s tail above their bulk has the scale :attr:`tail_scale`
     (:data:`TAIL_SCALE_NATS`, the same for every vendor), the others' is fitted. The decision
     (``threshold``) is ``severity`` by default, or any named threshold of
     :mod:`licanom.detectors.thresholds` on the training scores (M1 refits the model on random halves).
@@ -308,15 +308,12 @@ class ContextDetector(BaseDetector):
 
     def _out_of_fold(self, X: np.ndarray) -> np.ndarray:
         """Each block of ``calibration_folds`` (contiguous, in time) scored by a robust reference
-        fitted on the others; with fewer than ``4 * calibration_folds`` chunks, each chunk by the
-        others (leave one out). In-sample scores (each chunk against a reference that holds it) lie
-        close together on a vendor of a few chunks, and the severity's far rule, twice as far above
-        their median as the largest, then flagged most of an ordinary night at 100."""
+        fitted on the others; the training scores themselves when there are too few chunks (fewer
+        than four per block: leave-one-out there was measured and not adopted,
+        docs/choosing-defaults.md)."""
         k = self.calibration_folds
-        if k < 2 or len(X) < 3:  # two chunks: each alone would be the other's whole reference
+        if k < 2 or len(X) < 4 * k:
             return np.asarray(self.decision_scores_, dtype=np.float64)
-        if len(X) < 4 * k:
-            k = len(X)
         out = np.empty(len(X))
         for block in np.array_split(np.arange(len(X)), k):
             rest = np.setdiff1d(np.arange(len(X)), block)
