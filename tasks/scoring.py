@@ -26,12 +26,13 @@ from licanom.ops.nightly import Night
 from licanom.ops.scoring_state import crash_point
 from licanom.config import Config
 from licanom.ops.tracking import Tracker, TrackingUnavailableError
+from licanom.data.privacy import MissingSecretError
 from licanom.data.validate import ValidationError
 from tasks.retry import unless
 
 # errors that the next try meets again: a retry only delays the failure
 PERMANENT = (LookupError, nightly.ModelLoadError, state.StateError, ValidationError, bundle_lib.VendorMismatchError,
-             TrackingUnavailableError)
+             TrackingUnavailableError, MissingSecretError)
 
 
 def vendor_lock(output_dir: Path, vendor: str):  # type: ignore[no-untyped-def]

@@ -169,6 +169,9 @@ def test_errors_that_stay_are_not_retried() -> None:
     champion_retry = scoring.open_night.retry_condition_fn
     assert not champion_retry(None, None, Failed(data=LookupError("vendor 'x' has no champion model yet")))
     assert not champion_retry(None, None, Failed(data=TrackingUnavailableError("MLflow unreachable")))
+    from licanom.data.privacy import PrivacyMismatchError  # a champion trained without the pseudonyms asked for
+
+    assert not champion_retry(None, None, Failed(data=PrivacyMismatchError("train the vendor again")))
     assert champion_retry(None, None, Failed(data=ConnectionError("reset by peer")))
 
 
