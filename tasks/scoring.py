@@ -19,12 +19,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from licanom.config import Config
 from licanom.ops import bundle as bundle_lib
 from licanom.ops import nightly
 from licanom.ops import scoring_state as state
 from licanom.ops.nightly import Night
 from licanom.ops.scoring_state import crash_point
-from licanom.config import Config
 from licanom.ops.tracking import Tracker, TrackingUnavailableError
 from licanom.data.privacy import MissingSecretError
 from licanom.data.validate import ValidationError
