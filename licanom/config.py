@@ -481,8 +481,15 @@ def vendor_config(vendor: str, conf_dir: Path | None = None, overrides: dict[str
     return cfg
 
 
-def _setting_files(vendor: str, conf_dir: Path) -> Callable[[tuple[Any, ...]], str]:
-    """For a setting's place (pydantic's ``loc``), `` (in FILE)``: the file that sets it, the
+def _setting_keys(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    """A setting's keys as its files write them, from pydantic's ``loc`` (its validators' and union
+    members' names left out; ``validate_`` is ``validate``)."""
+    return tuple("validate" if str(p) == "validate_" else str(p) for p in loc
+                 if not str(p).startswith(("function-", "literal[", "str", "int", "float", "tuple")))
+
+
+def _setting_files(vendor: str, conf_dir: Path) -> Callable[[tuple[str, ...]], str]:
+    """For a setting's keys (:func:`_setting_keys`), `` (in FILE)``: the file that sets it, the
     vendor's or conf/defaults.yaml (a slip in the defaults was read as the vendor's); empty where
     neither does (a setting missing, an override)."""
     files = []
@@ -492,11 +499,8 @@ def _setting_files(vendor: str, conf_dir: Path) -> Callable[[tuple[Any, ...]], s
         except ConfigFileError:
             continue
 
-    def where(loc: tuple[Any, ...]) -> str:
-        keys = [str(p).removesuffix("_") for p in loc if not str(p).startswith(
-            ("function-", "literal[", "str", "int", "float", "tuple"))]
-        for path, data in files:
-            node: Any = data
+    def where(keys: tuple[str, ...]) -> str:
+        for path, node in files:
             for key in keys:
                 if not isinstance(node, dict) or key not in node:
                     break
@@ -508,7 +512,7 @@ def _setting_files(vendor: str, conf_dir: Path) -> Callable[[tuple[Any, ...]], s
     return where
 
 
-def describe_error(err: Exception, where: Callable[[tuple[Any, ...]], str] | None = None) -> str:
+def describe_error(err: Exception, where: Callable[[tuple[str, ...]], str] | None = None) -> str:
     """A configuration error as one sentence naming each setting: ``train.epochs must be greater
     than or equal to 1 (got 0)`` rather than pydantic's multi-line text with a documentation URL;
     ``where`` (a setting's place -> `` (in FILE)``) names the file that sets each."""
@@ -518,13 +522,13 @@ def describe_error(err: Exception, where: Callable[[tuple[Any, ...]], str] | Non
         return str(err).splitlines()[0] if str(err) else type(err).__name__
     parts = []
     for e in err.errors(include_url=False):
-        loc = ".".join("validate" if part == "validate_" else str(part) for part in e.get("loc", ())
-                       if not str(part).startswith(("function-", "literal[", "str", "int", "float", "tuple")))
+        keys = _setting_keys(tuple(e.get("loc", ())))
+        loc = ".".join(keys)
         msg = str(e.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
         msg = msg[:1].lower() + msg[1:]
         got = e.get("input")
         shown = "" if isinstance(got, (dict, list, tuple)) or got is None else f" (got {got!r})"
-        parts.append(f"{loc or 'the configuration'}: {msg}{shown}{where(tuple(e.get('loc', ()))) if where else ''}")
+        parts.append(f"{loc or 'the configuration'}: {msg}{shown}{where(keys) if where else ''}")
     return "; ".join(dict.fromkeys(parts))
 
 

@@ -295,9 +295,7 @@ def check_decision(name: str, params: dict[str, object] | None = None) -> None:
     if name == "severity":
         SeverityDecision.from_params(params)
         return
-    func = th.m1 if name == "M1" else {"M2": th.m2, "M3": th.m3, "quantile": th.quantile, "pot": th.pot,
-                                       "budget": th.budget}[name]
-    taken = [p for p in list(inspect.signature(func).parameters)[1:]
+    taken = [p for p in list(inspect.signature(th.threshold_function(name)).parameters)[1:]
              if p not in ("fit_score", "max_rounds", "seed")]  # M1's: the detector's own settings
     unknown = sorted(set(params) - set(taken))
     if unknown:

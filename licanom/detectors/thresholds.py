@@ -327,6 +327,20 @@ def pot(
 # -------------------------------------------------------------------- registry
 
 
+# the thresholds computed from training errors alone (M1 retrains: :func:`m1`)
+FROM_ERRORS: dict[str, Callable[..., float]] = {"M2": m2, "M3": m3, "quantile": quantile, "pot": pot, "budget": budget}
+
+
+def threshold_function(name: str) -> Callable[..., float | None]:
+    """The function of the threshold called ``name`` (one of THRESHOLDS): :func:`m1` or one of
+    :data:`FROM_ERRORS`; its keyword arguments are the threshold's settings."""
+    if name == "M1":
+        return m1
+    if name not in FROM_ERRORS:
+        raise ValueError(f"unknown threshold {name!r}; expected one of {THRESHOLDS}")
+    return FROM_ERRORS[name]
+
+
 def threshold_from_errors(name: str, errors: ArrayLike, **params: object) -> float | None:
     """Compute the threshold called `name` (one of THRESHOLDS) from training errors.
 
@@ -338,16 +352,7 @@ def threshold_from_errors(name: str, errors: ArrayLike, **params: object) -> flo
             "M1 retrains the autoencoder and cannot be computed from errors alone; "
             "call licanom.detectors.thresholds.m1(chunks, fit_score) instead"
         )
-    funcs: dict[str, Callable[..., float]] = {
-        "M2": m2,
-        "M3": m3,
-        "quantile": quantile,
-        "pot": pot,
-        "budget": budget,
-    }
-    if name not in funcs:
-        raise ValueError(f"unknown threshold {name!r}; expected one of {THRESHOLDS}")
-    return funcs[name](errors, **params)
+    return threshold_function(name)(errors, **params)
 
 
 def decide(

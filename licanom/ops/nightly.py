@@ -746,15 +746,8 @@ def settings_apart(cfg: Any, model: Any, version: str) -> tuple[str, ...]:
         conf = cfg.context if section == "context" else cfg.detect
         names = ({conf.auto.small, conf.auto.large} if section == "context" and conf.threshold == "auto"
                  else {conf.threshold})
-        params = {k: v for k, v in conf.threshold_params.items()}
-        trained = dict(det.threshold_params)
-
-        def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-            def norm(v: Any) -> Any:
-                return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-            return {k: norm(v) for k, v in a.items()} == {k: norm(v) for k, v in b.items()}
-
-        if det.threshold not in names or not same(params, trained):
+        params = dict(conf.threshold_params)
+        if det.threshold not in names or params != dict(det.threshold_params):  # 70 == 70.0
             said = f"{section}.threshold {conf.threshold}" + (f" with {params}" if params else "")
             out.append(f"the configuration's decision ({said}) is not the one the champion, version {version}, was "
                        f"trained with ({getattr(det, 'threshold_method_', None) or det.threshold}): it decides as "
