@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="folder for per_vendor.csv, summary.csv and summary.md")
     p.add_argument("--chunks-out", type=Path, default=None, metavar="DIR",
                    help="also write each vendor's judged night chunks (Parquet, one file per vendor and detector), "
-                        "and beside them its labelled night rows and entity results")
+                        "and beside them its labelled night rows, entity results and the scores its severity was "
+                        "calibrated on")
     p.add_argument("--summarise", type=Path, default=None, metavar="PER_VENDOR_CSV",
                    help="only print (and with --out write) the summary of an earlier run's per_vendor.csv")
     args = p.parse_args(argv)

@@ -33,6 +33,7 @@ draws. Stored chunks of runs before the small-night rule
     python -m benchmarks.offline_decisions small-nights DIR [DIR ...]
     python -m benchmarks.offline_decisions tail-scale DIR [DIR ...]
     python -m benchmarks.offline_decisions event-origins DIR [DIR ...]
+    python -m benchmarks.offline_decisions calibration-anchor DIR [DIR ...]
 
 ``tail-scale``: the default decision (level and night rules as they are) with the severity's tail
 scale multiplied by k: a severity above its value at the bulk's median is divided by k (100 stays
@@ -43,6 +44,12 @@ events for false alarms; two runs (stored chunks of two versions of the code) co
 decision, come from: an event that began in the training days and went on into the nights, a new
 one from an address that a training-day event used, or a new one from another address. The vendor's
 log is simulated again (the same world, profile and seed) and split as the run split it.
+
+``calibration-anchor``: the default decision (the level, and the night rule) with the severity's
+calibration anchored elsewhere than on its bulk's median: the bulk of the calibration scores
+without their first block in time, whose out-of-fold scores hold the training log's first days (a
+key's established machines new there). Reads the calibration scores that eval_nightly writes beside
+the night chunks (``*.calibration.npy``, ``Tail_context``'s tail scale).
 
 Each other measure prints events found, false alarms (flagged chunks without a labelled row, incident neighbours
 included) per 10,000 chunks, as eval_nightly's tables count them, and vendors that flagged nothing
@@ -274,6 +281,55 @@ def tail_scale(files: list[Path]) -> None:
         print(_line(f"{k:g}", chunks, decide(k)))
 
 
+# the levels along which calibration-anchor draws each anchor's line
+ANCHOR_LEVELS: tuple[float, ...] = (50.0, 55.0, 60.0, 65.0)
+
+
+def _anchors(scores: np.ndarray) -> dict[str, float]:
+    """The bulk's median as the calibration takes it, and without the calibration's first block in
+    time (the training log's first days, where a key's established machines are new)."""
+    from licanom.detectors.decision import Calibration
+
+    rest = scores[len(scores) // 4:]
+    whole = Calibration.fit(scores).median
+    return {"the bulk's median (as is)": whole,
+            "the bulk's median without the first block": Calibration.fit(rest).median if len(scores) >= 16 else whole}
+
+
+def calibration_anchor(files: list[Path]) -> None:
+    from dataclasses import replace
+
+    from licanom.detectors.context import TAIL_SCALE_NATS
+    from licanom.detectors.decision import Calibration
+
+    chunks = _night_chunks(files, "score")
+    by_anchor: dict[str, np.ndarray] = {}
+    for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
+        world, profile, seed = (vendor[c][0] for c in VENDOR)
+        name = next(f for f in files if pl.read_parquet(f, n_rows=1).select(*VENDOR).row(0) == (world, profile, seed))
+        path = name.with_name(name.name.removesuffix(".parquet") + ".calibration.npy")
+        if not path.exists():
+            raise SystemExit(f"no {path.name}: run eval_nightly --chunks-out with this version (it writes the calibration scores)")
+        scores = np.load(path)
+        cal = Calibration.fit(scores, scale=TAIL_SCALE_NATS)
+        for anchor, median in _anchors(scores).items():
+            sev = replace(cal, median=median).severity(vendor["score"].to_numpy())
+            by_anchor.setdefault(anchor, np.zeros(chunks.height))[vendor["_i"].to_numpy()] = sev
+    stored_sev = chunks["severity"].to_numpy()
+    as_is = next(iter(by_anchor.values()))
+    print(f"{len(files)} vendors, {chunks.height:,} night chunks; the calibration as it is reproduces the stored "
+          f"severities to {float(np.nanmax(np.abs(as_is - stored_sev))):.2g}")
+    print("| calibration anchor, level | found | false alarms / 10k | silent | each half of the seeds | found per world |\n"
+          "| --- | ---: | ---: | ---: | --- | --- |")
+    for anchor, sev in by_anchor.items():
+        for level in ANCHOR_LEVELS:
+            flags = sev >= level
+            for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
+                i = vendor["_i"].to_numpy()
+                flags[i] |= stands_out(sev[i], vendor["night"].to_numpy())
+            print(_line(f"{anchor}, {level:g}", chunks, flags))
+
+
 ORIGINS = ("went on from the training days", "new, from an address of a training-day event", "new, from another address")
 
 
@@ -314,7 +370,8 @@ def event_origins(files: list[Path]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("measure", choices=("night-reference", "key-day-newcomers", "small-nights", "tail-scale", "event-origins"))
+    p.add_argument("measure", choices=("night-reference", "key-day-newcomers", "small-nights", "tail-scale", "event-origins",
+                                       "calibration-anchor"))
     p.add_argument("folders", nargs="+", type=Path, help="folders written by eval_nightly --chunks-out")
     p.add_argument("--night-cut-hour", type=int, default=0,
                    help="the runs' eval_nightly --night-cut-hour (where a measure splits the simulated logs again)")
@@ -323,7 +380,8 @@ def main(argv: list[str] | None = None) -> None:
     NIGHT_CUT_HOUR = args.night_cut_hour
     files = stored(args.folders)
     {"night-reference": night_reference, "key-day-newcomers": key_day_newcomers,
-     "small-nights": small_nights, "tail-scale": tail_scale, "event-origins": event_origins}[args.measure](files)
+     "small-nights": small_nights, "tail-scale": tail_scale, "event-origins": event_origins,
+     "calibration-anchor": calibration_anchor}[args.measure](files)
 
 
 if __name__ == "__main__":

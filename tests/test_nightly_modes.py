@@ -115,6 +115,12 @@ def test_chunks_out_keeps_the_judged_chunks_the_labelled_rows_and_the_entities(t
     holds = [bool(((labelled >= a) & (labelled <= b)).any()) for a, b in chunks.select("first_id", "last_id").iter_rows()]
     assert holds == chunks["truth"].to_list() and any(holds)
     assert entities.height > 0 and set(entities["entity_kind"]) <= {"key-day", "key-machine", "address-hour"}
+    # the scores the severity was calibrated on: the calibration they give is the one the chunks were judged by
+    from licanom.detectors.context import TAIL_SCALE_NATS
+    from licanom.detectors.decision import Calibration
+
+    calibration = Calibration.fit(np.load(tmp_path / f"{name}.calibration.npy"), scale=TAIL_SCALE_NATS)
+    assert np.allclose(calibration.severity(chunks["score"].to_numpy()), chunks["severity"].to_numpy())
 
 
 def test_the_second_generators_worlds_run_through_the_same_nights_and_keep_their_own_kinds():

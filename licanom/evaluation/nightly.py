@@ -236,7 +236,8 @@ class NightlySettings:
     carry_rows_state: bool = False
     # where to write each vendor's judged night chunks (one Parquet file per vendor and detector:
     # the scored chunks with truth, incident, events and kinds; beside it, for a model with entity
-    # results, the night rows with their labels and the entity results), for analysis; None: not written
+    # results, the night rows with their labels and the entity results; for a model calibrated on
+    # out-of-fold scores, those scores), for analysis; None: not written
     chunks_out: Path | None = None
     # "nightly": train on the first days, score each later day (the flows); "detect": ``licanom
     # detect`` on the whole log (its chunks split at random by the configuration's split, the
@@ -462,6 +463,7 @@ def run_vendor(world: AnyWorld, profile: str, seed: int, settings: NightlySettin
         rows.append(_judge_entities(row, scored.entities, chunks, log, sim))
         if settings.chunks_out is not None and chunks is not None and chunks.height:
             _write_judged(settings.chunks_out, world, profile, seed, scored.variant.label, chunks, log, sim)
+            _write_calibration(settings.chunks_out, world, profile, seed, scored.variant.label, scored.bundle)
             if scored.entities is not None:
                 _write_entities(settings.chunks_out, world, profile, seed, scored.variant.label, chunks, scored.entities, log, sim)
     return rows
@@ -483,6 +485,16 @@ def _write_entities(folder: Path, world: AnyWorld, profile: str, seed: int, dete
     name = _judged_name(world, profile, seed, detector)
     rows.write_parquet(folder / f"{name}.rows.parquet")
     entities.write_parquet(folder / f"{name}.entities.parquet")
+
+
+def _write_calibration(folder: Path, world: AnyWorld, profile: str, seed: int, detector: str,
+                       bundle: ModelBundle | None) -> None:
+    """Beside a vendor's judged night chunks: the scores its model's severity was calibrated on
+    (``calibration_scores_``, the training chunks' out-of-fold scores in time order), for measuring
+    other calibrations offline (benchmarks.offline_decisions); nothing for a family without them."""
+    scores = getattr(bundle.detector, "calibration_scores_", None) if bundle is not None else None
+    if scores is not None:
+        np.save(folder / f"{_judged_name(world, profile, seed, detector)}.calibration.npy", np.asarray(scores))
 
 
 def _write_judged(folder: Path, world: AnyWorld, profile: str, seed: int, detector: str, chunks: pl.DataFrame,
