@@ -129,7 +129,7 @@ def _main(argv: list[str] | None) -> int:
                         help="score: the vendor's new rows with its champion; train: retrain the vendor's "
                              "variants; nightly: score every vendor")
     parser.add_argument("--vendor", type=vendor_name, default=None,
-                        help="score and train: the vendor, with a file conf/vendors/<vendor>.yaml (default: demo); "
+                        help="score and train: the vendor, with a file conf/vendors/<vendor>.yaml or .yml (default: demo); "
                              "nightly scores every vendor and takes none")
     parser.add_argument("--since", type=NON_NEGATIVE, default=None,
                         help="score: re-score the rows after this log Id (default: after the watermark)")

@@ -1,6 +1,6 @@
 """`licanom serve` / `make serve`: one nightly scoring and one training deployment per vendor.
 
-Deployments come from conf/vendors/*.yaml (each vendor's `schedule` section, defaults in
+Deployments come from conf/vendors/*.yaml and *.yml (each vendor's `schedule` section, defaults in
 conf/defaults.yaml) and are served by this process with Prefect's `serve`: the Prefect UI
 lists them, runs them on their schedules and can start any of them by hand. Point
 PREFECT_API_URL at a Prefect server (`make ui` starts one) so that the UI sees them.
@@ -22,7 +22,7 @@ from flows.naming import PROJECT_TAG, vendor_tags
 from flows.nightly import nightly
 from flows.score_vendor import score_vendor
 from flows.train_vendor import train_vendor
-from licanom.config import describe_error, list_vendors, vendor_config
+from licanom.config import describe_error, list_vendors, vendor_config, vendor_file
 
 
 def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-arg]
@@ -38,7 +38,7 @@ def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-
                 try:
                     crons.append(CronSchedule(cron=cron, timezone=schedule.timezone))
                 except ValueError as err:
-                    raise ValueError(f"schedule.{setting}: {describe_error(err)} (conf/vendors/{vendor}.yaml "
+                    raise ValueError(f"schedule.{setting}: {describe_error(err)} ({vendor_file(vendor)} "
                                      "or conf/defaults.yaml)") from None
         except ValueError as err:  # the configuration's (pydantic's, YAML's) or the scheduler's parser's
             print(f"licanom serve: vendor {vendor} not served: {describe_error(err)}", file=sys.stderr)

@@ -148,13 +148,12 @@ def _with_a_log(args: argparse.Namespace, cfg: Any) -> Any:
     path is a usage error saying what to give, not the configuration's own words."""
     if getattr(args, "logs", None) or cfg.source.kind != "files" or cfg.source.path:
         return cfg
-    from licanom.config import default_conf_dir
+    from licanom.config import default_conf_dir, vendor_file
 
-    vendors = default_conf_dir() / "vendors"
     if args.vendor is None:
         raise ValueError("no log to read: give --logs FILE (a CSV, Parquet or NDJSON file, a glob or a folder), "
-                         f"or --vendor V whose {vendors / 'V.yaml'} names its source")
-    raise ValueError(f"vendor {args.vendor}'s source.path is not set ({vendors / f'{args.vendor}.yaml'}): set it, "
+                         f"or --vendor V whose {default_conf_dir() / 'vendors' / 'V.yaml'} names its source")
+    raise ValueError(f"vendor {args.vendor}'s source.path is not set ({vendor_file(args.vendor)}): set it, "
                      "or give --logs FILE")
 
 
@@ -545,7 +544,7 @@ def print_prepared(prepared: Any, seconds: float, quarantine: Path | None = None
 # fit (licanom.detectors.context.ContextDetector: four blocks of at least four chunks).
 FEW_TRAINING_CHUNKS = 16
 LOGS_HELP = "CSV/Parquet/NDJSON file, glob or folder (default: the vendor's source.path)"
-VENDOR_HELP = "vendor with a file conf/vendors/<vendor>.yaml, whose settings apply (default: conf/defaults.yaml only)"
+VENDOR_HELP = "vendor with a file conf/vendors/<vendor>.yaml (or .yml), whose settings apply (default: conf/defaults.yaml only)"
 
 
 def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
@@ -666,11 +665,11 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a reader that went away is met here, not at the interpreter's exit
         return code
     except ConfigError as err:  # a setting's value: say which files the settings came from
-        from licanom.config import default_conf_dir
+        from licanom.config import default_conf_dir, vendor_file
 
         conf = default_conf_dir()
         vendor = getattr(args, "vendor", None)
-        files = [str(conf / "vendors" / f"{vendor}.yaml")] if vendor else []
+        files = [str(vendor_file(vendor, conf))] if vendor else []
         where = " over ".join([*files, str(conf / "defaults.yaml")])
         print(f"licanom: configuration error: {describe_error(err)} (settings from the command line over {where})",
               file=sys.stderr)

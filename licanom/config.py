@@ -1,4 +1,4 @@
-"""Typed configuration: conf/defaults.yaml overlaid with conf/vendors/<vendor>.yaml."""
+"""Typed configuration: conf/defaults.yaml overlaid with conf/vendors/<vendor>.yaml (or .yml)."""
 
 from __future__ import annotations
 
@@ -439,9 +439,9 @@ def load_config(
     data = _read_yaml(conf_dir / "defaults.yaml") if (conf_dir / "defaults.yaml").exists() else {}
     if vendor is not None:
         validate_vendor_name(vendor)
-        vendor_file = conf_dir / "vendors" / f"{vendor}.yaml"
-        if vendor_file.exists():
-            data = _merge(data, _read_yaml(vendor_file))
+        path = vendor_file(vendor, conf_dir)
+        if path.exists():
+            data = _merge(data, _read_yaml(path))
         data["vendor"] = vendor
     if overrides:
         data = _merge(data, overrides)
@@ -452,13 +452,32 @@ def load_config(
     return Config.model_validate(data)
 
 
+# a vendor's file in conf/vendors/: <vendor>.yaml, or <vendor>.yml (the one it has; both are refused)
+VENDOR_SUFFIXES: tuple[str, ...] = (".yaml", ".yml")
+
+
+def vendor_file(vendor: str, conf_dir: Path | None = None) -> Path:
+    """The vendor's file, conf/vendors/<vendor>.yaml or <vendor>.yml (the .yaml one where it has
+    neither); a vendor with both is a :class:`ConfigFileError` naming both (one would be ignored)."""
+    folder = (conf_dir or default_conf_dir()) / "vendors"
+    found = [path for path in (folder / f"{vendor}{suffix}" for suffix in VENDOR_SUFFIXES) if path.exists()]
+    if len(found) > 1:
+        raise ConfigFileError(f"vendor {vendor!r} has two files, {found[0]} and {found[1]}: keep one")
+    return found[0] if found else folder / f"{vendor}{VENDOR_SUFFIXES[0]}"
+
+
 def unknown_vendor_message(vendor: str, conf_dir: Path | None = None) -> str | None:
-    """None when ``vendor`` has a file in conf/vendors/; else one line naming the vendors that do."""
+    """None when ``vendor`` has a file in conf/vendors/; else one line naming the vendors that do
+    (or the two files of a vendor that has both)."""
     conf_dir = conf_dir or default_conf_dir()
-    if (conf_dir / "vendors" / f"{vendor}.yaml").exists():
+    try:
+        path = vendor_file(vendor, conf_dir)
+    except ConfigFileError as err:
+        return str(err)
+    if path.exists():
         return None
     known = list_vendors(conf_dir)
-    return (f"unknown vendor {vendor!r}: no {conf_dir / 'vendors' / (vendor + '.yaml')}; vendors: "
+    return (f"unknown vendor {vendor!r}: no {path} or {path.with_suffix('.yml').name}; vendors: "
             + (", ".join(known) if known else "none yet (add conf/vendors/<vendor>.yaml)"))
 
 
@@ -493,7 +512,11 @@ def _setting_files(vendor: str, conf_dir: Path) -> Callable[[tuple[str, ...]], s
     vendor's or conf/defaults.yaml (a slip in the defaults was read as the vendor's); empty where
     neither does (a setting missing, an override)."""
     files = []
-    for path in (conf_dir / "vendors" / f"{vendor}.yaml", conf_dir / "defaults.yaml"):
+    try:
+        own = [vendor_file(vendor, conf_dir)]
+    except ConfigFileError:  # both files: the error being described says so
+        own = []
+    for path in (*own, conf_dir / "defaults.yaml"):
         try:
             files.append((path, _read_yaml(path) if path.exists() else {}))
         except ConfigFileError:
@@ -533,9 +556,10 @@ def describe_error(err: Exception, where: Callable[[tuple[str, ...]], str] | Non
 
 
 def list_vendors(conf_dir: Path | None = None) -> list[str]:
-    """Vendors with a file in conf/vendors/, sorted."""
+    """Vendors with a file in conf/vendors/ (.yaml or .yml), sorted; a vendor with both is listed
+    once, and refused when its configuration is read (:func:`vendor_file`)."""
     conf_dir = conf_dir or default_conf_dir()
-    return sorted(p.stem for p in (conf_dir / "vendors").glob("*.yaml"))
+    return sorted({p.stem for suffix in VENDOR_SUFFIXES for p in (conf_dir / "vendors").glob(f"*{suffix}")})
 
 
 @dataclass(frozen=True)

@@ -50,3 +50,39 @@ def test_each_setting_in_error_is_named_with_the_file_that_sets_it(tmp_path: Pat
     assert f"train.epochs: input should be a valid integer, unable to parse string as an integer (got 'three') " \
            f"(in {conf / 'vendors' / 'acme.yaml'})" in text, text
     assert f"train.epoch: extra inputs are not permitted (got 10) (in {conf / 'defaults.yaml'})" in text, text
+
+
+def test_a_vendor_file_ending_in_yml_is_read_and_a_vendor_with_both_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """conf/vendors/acme.yml was ignored: acme was an unknown vendor to serve and run, and its
+    configuration the defaults alone."""
+    import argparse
+
+    from licanom.cli import vendor_name
+    from licanom.config import list_vendors, unknown_vendor_message
+
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    (conf / "vendors" / "acme.yml").write_text("source: {kind: simulate, profile: node-locked}\ntrain: {epochs: 3}\n")
+    (conf / "vendors" / "beta.yaml").write_text("source: {kind: simulate}\n")
+    assert list_vendors(conf) == ["acme", "beta"]
+    assert unknown_vendor_message("acme", conf) is None
+    cfg = vendor_config("acme", conf)
+    assert (cfg.source.kind, cfg.source.profile, cfg.train.epochs) == ("simulate", "node-locked", 3)
+    assert load_config("acme", conf).train.epochs == 3
+    # both: one of them would be ignored; refused in one line naming both files
+    (conf / "vendors" / "acme.yaml").write_text("train: {epochs: 5}\n")
+    both = f"vendor 'acme' has two files, {conf / 'vendors' / 'acme.yaml'} and {conf / 'vendors' / 'acme.yml'}: keep one"
+    assert list_vendors(conf) == ["acme", "beta"]
+    assert unknown_vendor_message("acme", conf) == both
+    with pytest.raises(VendorConfigError) as err:
+        vendor_config("acme", conf)
+    assert str(err.value) == f"configuration error for vendor 'acme': {both}"
+    assert "\n" not in str(err.value)
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))  # the command line's --vendor (serve, run, detect)
+    with pytest.raises(argparse.ArgumentTypeError) as refused:
+        vendor_name("acme")
+    assert str(refused.value) == both
+    (conf / "vendors" / "acme.yaml").unlink()
+    assert vendor_name("acme") == "acme"
