@@ -12,6 +12,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -449,10 +450,19 @@ def write_detect_report(vendor: str, detector: Any, chunks: Any, rows: Any, out:
     return write_report(inp, out)
 
 
+# an MLflow run id: 32 hexadecimal digits (a uuid4's hex)
+MLFLOW_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from licanom.report import load_run, write_report
 
     run_dir = Path(args.run)
+    if not run_dir.is_dir() and (run_dir.exists() or not MLFLOW_RUN_ID.fullmatch(args.run)):
+        # a path, not a run id: said here, before MLflow's store is opened (and created where it is not)
+        what = "is not a folder" if run_dir.exists() else "does not exist"
+        raise ValueError(f"--run {args.run} {what}: give a run folder (licanom detect --out, or "
+                         "out/<vendor>/nights/...) or a nightly MLflow run id")
     if not run_dir.is_dir():  # an MLflow run id of a nightly scoring: its night folder
         from licanom.ops.tracking import configure
 

@@ -65,7 +65,7 @@ def test_detect_writes_contract_on_csv(csv_export, tmp_path, capsys):
     assert main(["report", "--run", str(out)]) == EXIT_OK
     assert (out / "report.html").read_text() == page
     assert main(["report", "--run", str(tmp_path / "nowhere")]) == EXIT_USAGE
-    assert "neither a run folder" in capsys.readouterr().err
+    assert f"--run {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
     # the same --out again, another model: nothing of the earlier run stays beside the new outputs
     (out / "results.csv").write_text("model\nTCN_AE\n")  # as a run of several models leaves it
     (out / "notes.txt").write_text("mine")                 # not a name licanom writes: kept
@@ -233,6 +233,24 @@ def test_detect_per_key_sequences_with_labels(csv_export, tmp_path, capsys):
     assert main(["detect", "--logs", str(csv_export), "--model", "TCN_AE", "--sequences", "key",
                  "--out", str(out)]) == EXIT_USAGE
     assert "need fixed-size chunks" in capsys.readouterr().err
+
+
+def test_report_of_a_run_folder_that_is_not_there_names_it_and_creates_nothing(tmp_path, capsys, monkeypatch):
+    """`licanom report --run /nonexistent` took the path for an MLflow run id and created the
+    project's mlflow.db to look it up before failing."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.setenv("LICANOM_MLFLOW_CONFIG", str(project / "mlflow.yaml"))  # its store: project/mlflow.db
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(project)
+    (project / "notes.txt").write_text("not a run folder")
+    for given, what in ((tmp_path / "nonexistent", "does not exist"), ("nonexistent", "does not exist"),
+                        (project / "notes.txt", "is not a folder")):
+        assert main(["report", "--run", str(given)]) == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.startswith(f"licanom: --run {given} {what}: give a run folder") and err.count("\n") == 1, err
+        assert sorted(p.name for p in project.iterdir()) == ["notes.txt"]
 
 
 def test_report_of_a_sequence_model_on_chunks(csv_export, tmp_path):
