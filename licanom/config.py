@@ -284,7 +284,7 @@ class ContextConfig(_Model):
 
     # their decision, from their training scores: a threshold's name, or auto (``auto.small`` or
     # ``auto.large`` by the vendor's size, :meth:`Config.for_size`)
-    threshold: DecisionName | Literal["auto"] = AUTO
+    threshold: Literal[DecisionName, "auto"] = AUTO  # one Literal: a slip is one error listing every name
     auto: AutoThresholds = AutoThresholds()
     threshold_params: dict[str, float | int | str | None] = Field(default_factory=dict)
     n_estimators: int = Field(200, ge=1)   # IForest_context

@@ -86,3 +86,21 @@ def test_a_vendor_file_ending_in_yml_is_read_and_a_vendor_with_both_is_refused(
     assert str(refused.value) == both
     (conf / "vendors" / "acme.yaml").unlink()
     assert vendor_name("acme") == "acme"
+
+
+def test_a_misspelt_context_threshold_is_named_once(tmp_path: Path) -> None:
+    """`context.threshold: severty` was two errors in one message (one per member of the union of
+    the decisions' names and auto), the setting named twice."""
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    (conf / "vendors" / "acme.yaml").write_text("source: {kind: simulate}\ncontext: {threshold: severty}\n")
+    with pytest.raises(VendorConfigError) as err:
+        vendor_config("acme", conf)
+    text = str(err.value)
+    assert text.count("context.threshold") == 1, text
+    assert text == ("configuration error for vendor 'acme': context.threshold: input should be 'severity', 'M1', 'M2', "
+                    f"'M3', 'quantile', 'pot', 'budget' or 'auto' (got 'severty') (in {conf / 'vendors' / 'acme.yaml'})")
+    for name in ("auto", "severity", "M3"):
+        (conf / "vendors" / "acme.yaml").write_text(f"source: {{kind: simulate}}\ncontext: {{threshold: {name}}}\n")
+        assert vendor_config("acme", conf).context.threshold == name
