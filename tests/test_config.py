@@ -104,3 +104,26 @@ def test_a_misspelt_context_threshold_is_named_once(tmp_path: Path) -> None:
     for name in ("auto", "severity", "M3"):
         (conf / "vendors" / "acme.yaml").write_text(f"source: {{kind: simulate}}\ncontext: {{threshold: {name}}}\n")
         assert vendor_config("acme", conf).context.threshold == name
+
+
+def test_a_decision_setting_written_as_text_is_refused_naming_the_setting_and_file(tmp_path: Path) -> None:
+    """`min_severity: "70"` (quoted in YAML) was read as the number 70; a decision's settings are
+    numbers (M3's bins also a numpy rule's name), and YAML's true is none."""
+    from licanom.detectors.decision import check_decision
+
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    vendor = conf / "vendors" / "acme.yaml"
+    vendor.write_text('source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: "70"}\n')
+    with pytest.raises(VendorConfigError) as err:
+        vendor_config("acme", conf)
+    assert str(err.value) == ("configuration error for vendor 'acme': context: threshold_params.min_severity must be "
+                              f"a number, got '70' (quoted in the file: write it without quotes) (in {vendor})")
+    vendor.write_text("source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: 70}\n")
+    assert vendor_config("acme", conf).context.threshold_params == {"min_severity": 70}
+    # the library's own check, whoever calls it: no text, no boolean, where a number is meant
+    for name, params in (("severity", {"min_severity": "70"}), ("M3", {"index": True}), ("M1", {"split": "0.3"})):
+        with pytest.raises(ValueError, match="must be a number"):
+            check_decision(name, params)
+    check_decision("M3", {"bins": "auto"})

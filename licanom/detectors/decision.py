@@ -284,7 +284,8 @@ def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_
 def check_decision(name: str, params: dict[str, object] | None = None) -> None:
     """Refuse, as a configuration is read, a decision's settings that it would refuse only once a
     model is trained: an unknown name, a setting the decision does not take (``min_severity`` for
-    M3), a value out of its range (``min_severity: 150``, ``alarm_rate: 5``, ``bins: twenty``). One
+    M3), a value out of its range (``min_severity: 150``, ``alarm_rate: 5``, ``bins: twenty``), a
+    number written as text (``min_severity: "70"``) or a boolean where a number is meant. One
     line, a ValueError; the checks are the decision's own (each threshold is tried once on made-up
     scores), so they cannot drift from what training does."""
     import inspect
@@ -294,13 +295,16 @@ def check_decision(name: str, params: dict[str, object] | None = None) -> None:
         raise ValueError(f"unknown decision {name!r}; expected one of {', '.join(DECISIONS)}")
     if name == "severity":
         SeverityDecision.from_params(params)
+        _numbers(params, ())
         return
-    taken = [p for p in list(inspect.signature(th.threshold_function(name)).parameters)[1:]
+    signature = inspect.signature(th.threshold_function(name)).parameters
+    taken = [p for p in list(signature)[1:]
              if p not in ("fit_score", "max_rounds", "seed")]  # M1's: the detector's own settings
     unknown = sorted(set(params) - set(taken))
     if unknown:
         takes = f"takes {', '.join(taken)}" if taken else "takes no settings"
         raise ValueError(f"the {name} decision {takes}, got {unknown}")
+    _numbers(params, tuple(p for p in taken if "str" in str(signature[p].annotation)))  # M3's bins: "auto"
     scores = np.linspace(0.0, 1.0, 200)
     try:
         if name == "M1":
@@ -310,6 +314,26 @@ def check_decision(name: str, params: dict[str, object] | None = None) -> None:
             th.threshold_from_errors(name, scores, **params)
     except (TypeError, ValueError) as err:
         raise ValueError(f"the {name} decision's settings {params}: {str(err).splitlines()[0]}") from None
+
+
+def _numbers(params: dict[str, object], texts: tuple[str, ...]) -> None:
+    """Refuse a decision's setting that is not a number (besides null, which the decision judges,
+    and a text where its function takes one, ``texts``): a quoted "70" read as 70 later, and YAML's
+    true as 1."""
+    for key, value in params.items():
+        if value is None or (isinstance(value, str) and key in texts):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            hint = " (quoted in the file: write it without quotes)" if isinstance(value, str) and _numeric(value) else ""
+            raise ValueError(f"threshold_params.{key} must be a number, got {value!r}{hint}")
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def decide(
