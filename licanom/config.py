@@ -39,13 +39,17 @@ def known_zone(name: str) -> str:
     return name
 
 
+# the licensing models a simulated vendor can have: licanom.sim.PROFILES, without importing the simulator
+SimProfile = Literal["node-locked", "usage-based", "floating", "mixed"]
+
+
 class SourceConfig(_Model):
     kind: Literal["files", "cryptolens", "simulate"] = "files"
     path: str | None = None
     product_id: int | None = None
     token_env: str = "CRYPTOLENS_TOKEN"
     base_url: str = "https://api.cryptolens.io"
-    profile: str = "floating"
+    profile: SimProfile = "floating"  # simulate: checked here, not once the night has started
     seed: int = 0
     days: int = Field(30, gt=0)
     # files: the text encoding of CSV/NDJSON exports; null reads strict UTF-8 and names the

@@ -127,3 +127,25 @@ def test_a_decision_setting_written_as_text_is_refused_naming_the_setting_and_fi
         with pytest.raises(ValueError, match="must be a number"):
             check_decision(name, params)
     check_decision("M3", {"bins": "auto"})
+
+
+def test_a_misspelt_simulated_profile_is_refused_as_the_configuration_is_read(tmp_path: Path) -> None:
+    """`source.profile: floatin` passed the configuration and failed only when the night simulated
+    its log, after the flow had started."""
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    vendor = conf / "vendors" / "beta.yaml"
+    vendor.write_text("source: {kind: simulate, profile: floatin}\n")
+    with pytest.raises(VendorConfigError) as err:
+        vendor_config("beta", conf)
+    assert str(err.value) == ("configuration error for vendor 'beta': source.profile: input should be 'node-locked', "
+                              f"'usage-based', 'floating' or 'mixed' (got 'floatin') (in {vendor})")
+    vendor.write_text("source: {kind: simulate, profile: node-locked}\n")
+    assert vendor_config("beta", conf).source.profile == "node-locked"
+    from typing import get_args
+
+    from licanom.config import SimProfile
+    from licanom.sim import PROFILES
+
+    assert get_args(SimProfile) == PROFILES  # the configuration's names are the simulator's
