@@ -101,6 +101,13 @@ class SourceConfig(_Model):
             raise ValueError("must be one character (',' ';' '\\t' '|')")
         return v
 
+    @model_validator(mode="after")
+    def _a_product(self) -> SourceConfig:
+        if self.kind == "cryptolens" and self.product_id is None:  # else found only once the flow has started
+            raise ValueError("product_id is not set: a cryptolens source reads one product's log; set product_id "
+                             "to the product's id, a whole number (its ProductId in Cryptolens)")
+        return self
+
 
 class ValidateConfig(_Model):
     max_bad_fraction: float = Field(0.05, ge=0.0, le=1.0)

@@ -149,3 +149,20 @@ def test_a_misspelt_simulated_profile_is_refused_as_the_configuration_is_read(tm
     from licanom.sim import PROFILES
 
     assert get_args(SimProfile) == PROFILES  # the configuration's names are the simulator's
+
+
+def test_a_cryptolens_source_without_its_product_is_refused_as_the_configuration_is_read(tmp_path: Path) -> None:
+    """`source.kind: cryptolens` without product_id passed the configuration and failed only when
+    the flow extracted the log, after it had started."""
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    vendor = conf / "vendors" / "acme.yaml"
+    vendor.write_text("source: {kind: cryptolens}\n")
+    with pytest.raises(VendorConfigError) as err:
+        vendor_config("acme", conf)
+    assert str(err.value) == ("configuration error for vendor 'acme': source: product_id is not set: a cryptolens "
+                              "source reads one product's log; set product_id to the product's id, a whole number "
+                              f"(its ProductId in Cryptolens) (in {vendor})")
+    vendor.write_text("source: {kind: cryptolens, product_id: 12345}\n")
+    assert vendor_config("acme", conf).source.product_id == 12345
