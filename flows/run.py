@@ -121,20 +121,37 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout, sys.stderr = stdout, stderr
 
 
-def _main(argv: list[str] | None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """`licanom run`'s parser: one sub-command per flow, each with its own options and --help."""
     from licanom.cli import NON_NEGATIVE, POSITIVE, Parser, vendor_name
 
     parser = Parser(prog="licanom run", description="Run one licanom flow now (Prefect), as a schedule would.")
-    parser.add_argument("flow", choices=["score", "train", "nightly"],
-                        help="score: the vendor's new rows with its champion; train: retrain the vendor's "
-                             "variants; nightly: score every vendor")
-    parser.add_argument("--vendor", type=vendor_name, default=None,
-                        help="score and train: the vendor, with a file conf/vendors/<vendor>.yaml or .yml (default: demo); "
-                             "nightly scores every vendor and takes none")
-    parser.add_argument("--since", type=NON_NEGATIVE, default=None,
-                        help="score: re-score the rows after this log Id (default: after the watermark)")
-    parser.add_argument("--api-attempts", type=POSITIVE, default=int(os.environ.get("LICANOM_API_ATTEMPTS", "6")),
+    sub = parser.add_subparsers(dest="flow", required=True, metavar="FLOW", parser_class=Parser)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--api-attempts", type=POSITIVE, default=int(os.environ.get("LICANOM_API_ATTEMPTS", "6")),
                         help="times to ask an unreachable Prefect API (PREFECT_API_URL) with back-off")
+    vendor_help = "the vendor, with a file conf/vendors/<vendor>.yaml or .yml (default: demo)"
+
+    p = sub.add_parser("score", parents=[common], help="score the vendor's new rows with its champion",
+                       description="Score a vendor's new rows (after its watermark) with its champion model, now.")
+    p.add_argument("--vendor", type=vendor_name, default=None, help=vendor_help)
+    p.add_argument("--since", type=NON_NEGATIVE, default=None,
+                   help="re-score the rows after this log Id (default: after the watermark)")
+
+    p = sub.add_parser("train", parents=[common], help="retrain the vendor's variants",
+                       description="Retrain a vendor's variants (train.models) and register them, now.")
+    p.add_argument("--vendor", type=vendor_name, default=None, help=vendor_help)
+    p.add_argument("--since", type=NON_NEGATIVE, default=None, help=argparse.SUPPRESS)  # refused below, in words
+
+    p = sub.add_parser("nightly", parents=[common], help="score every vendor",
+                       description="Score every vendor of conf/vendors/, each in its own score flow run, now.")
+    p.add_argument("--vendor", type=vendor_name, default=None, help=argparse.SUPPRESS)  # refused below, in words
+    p.add_argument("--since", type=NON_NEGATIVE, default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.flow == "nightly" and args.vendor is not None:  # it would score every vendor, not this one
         parser.error(f"nightly scores every vendor of conf/vendors/ and takes no --vendor; for {args.vendor} alone: "

@@ -350,6 +350,26 @@ def test_run_with_an_unknown_vendor_is_exit_2_in_one_line(tmp_path):
     assert not (tmp_path / "prefect").exists()  # nothing was started
 
 
+@pytest.mark.parametrize(("flow", "shown", "not_shown"), [
+    ("score", ("--vendor", "--since", "--api-attempts"), ()),
+    ("train", ("--vendor", "--api-attempts"), ("--since",)),
+    ("nightly", ("--api-attempts",), ("--vendor", "--since")),
+])
+def test_each_run_flow_has_a_help_of_its_own(flow, shown, not_shown, capsys):
+    """`licanom run score --help` printed `licanom run`'s help, every flow's options together."""
+    from flows.run import main as run_main
+
+    with pytest.raises(SystemExit) as exit_:
+        run_main([flow, "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: licanom run {flow} "), out
+    for option in shown:
+        assert option in out, (option, out)
+    for option in not_shown:
+        assert option not in out, (option, out)
+
+
 def test_a_configuration_error_is_one_sentence_naming_the_setting(tmp_path, monkeypatch, capsys, csv_export):
     conf = tmp_path / "conf"
     (conf / "vendors").mkdir(parents=True)
