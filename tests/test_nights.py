@@ -1093,6 +1093,28 @@ def test_a_since_past_the_watermark_says_that_it_skips_rows(vendor) -> None:
     assert ahead.rows_read == 60
 
 
+def test_a_since_past_every_row_skips_nothing_and_names_the_since_apart_from_the_watermark(vendor) -> None:
+    """--since past the last row: the night said "nothing new after the watermark, Id 99999999" (the
+    --since, not the watermark) and that the rows up to it were skipped, scored by no night; no night
+    was written, the state stayed, and the next night scored them."""
+    vendor.append(rows(1600, 110))
+    first = vendor.night()
+    assert first.rows_carried > 0
+    vendor.append(rows(1710, 100, seed=1))
+    ahead = vendor.night(since=99_999_999)
+    assert ahead.out_dir is None and ahead.rows_read == 0
+    line, *notes = ahead.summary()
+    assert line.endswith("no night written (nothing new after --since 99999999; the vendor's watermark, Id 1709, "
+                         "stays, and the next night reads after it)"), line
+    assert notes == ["  --since 99999999 lies past the watermark 1709 and no row lies after it: no night is written "
+                     "and nothing is skipped (the watermark stays); the next night reads the 100 rows with Ids between "
+                     f"them and carries in the {first.rows_carried} rows the last night carried"], notes
+    after = vendor.night()
+    assert after.watermark_before == 1709 and after.rows_read == 100
+    scored = set(after.ledger.filter(pl.col("fate") == "scored")["Id"].to_list())
+    assert set(range(1710 - first.rows_carried, 1710)) <= scored  # the rows carried in, scored by this night
+
+
 def test_a_row_without_an_id_is_placed_within_its_own_file_as_the_reads_after_a_watermark_place_it() -> None:
     """A night scored again keeps the rows up to the watermark; a row whose Id cannot be read goes
     with the readable Id before it in its file (at a file's start, the one after it), as

@@ -91,6 +91,9 @@ class NightResult:
     ids_gone: int | None = None
     # scored again (``--since`` below the watermark): it read only rows that earlier nights read
     scored_again: bool = False
+    # the ``--since`` given (then ``watermark_before``), and the vendor's watermark when the night began
+    since: int | None = None
+    vendor_watermark: int | None = None
 
     @property
     def n_anomalies(self) -> int:
@@ -101,6 +104,10 @@ class NightResult:
         went (or where the watermark stands when nothing was new), then the night's messages."""
         at = "" if self.watermark_before is None else f", Id {self.watermark_before}"
         nothing = f"no night written (nothing new after the watermark{at}; --since ID scores the rows after an earlier Id again)"
+        if self.since is not None:  # the night read after --since, not after the watermark
+            mark = "none yet" if self.vendor_watermark is None else f"Id {self.vendor_watermark}"
+            nothing = (f"no night written (nothing new after --since {self.since}; the vendor's watermark, {mark}, "
+                       "stays, and the next night reads after it)")
         carried = f", {self.rows_carried:,} carried to the next night" if self.rows_carried else ""
         from licanom.ops.detect import night_rule_flags
 
@@ -986,13 +993,21 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             "for a late file of the export")))
     carry = night.state.tail if night.since is None else carried_rows(model, night)
     watermark = night.state.watermark
-    if night.since is not None and watermark is not None and night.since > watermark:
+    if night.since is not None and watermark is not None and night.since > watermark and night.raw.height:
         carried_too = (f", and the {night.skipped_carried} row{'s' if night.skipped_carried != 1 else ''} the last "
                        "night carried to this one," if night.skipped_carried else "")
         screened = replace(screened, messages=(*screened.messages, (
             f"--since {night.since} lies past the watermark {watermark}: {night.skipped} row"
             f"{'s' if night.skipped != 1 else ''} with Ids between them{carried_too} are skipped, scored by no "
             "night (score from the watermark, or below it, to read them)")))
+    elif night.since is not None and watermark is not None and night.since > watermark:
+        # no row after --since: no night is written and the state stays, so nothing is skipped
+        waiting = [f"{verb} the {n} row{'s' if n != 1 else ''} {what}" for n, verb, what in (
+            (night.skipped, "reads", "with Ids between them"), (night.skipped_carried, "carries in", "the last night carried"))
+            if n]
+        screened = replace(screened, messages=(*screened.messages, (
+            f"--since {night.since} lies past the watermark {watermark} and no row lies after it: no night is written "
+            "and nothing is skipped (the watermark stays)" + (f"; the next night {' and '.join(waiting)}" if waiting else ""))))
     if night.left_after:
         screened = replace(screened, messages=(*screened.messages, (
             f"{night.left_after} row{'s' if night.left_after != 1 else ''} after the watermark {night.state.watermark} "
@@ -1058,7 +1073,8 @@ def stage_night(night: Night) -> Night:
                          entities=night.entities, private_rows=windows.model_rows if secret is not None else None,
                          context=report_context(night))
     again = night.since is not None and night.state.watermark is not None and night.since < night.state.watermark
-    return replace(night, result=replace(result, late_rows=screened.late, ids_gone=screened.gone, scored_again=again))
+    return replace(night, result=replace(result, late_rows=screened.late, ids_gone=screened.gone, scored_again=again,
+                                         since=night.since, vendor_watermark=night.state.watermark))
 
 
 def log(tracker: Tracker, night: Night) -> Night:
