@@ -122,31 +122,40 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """`licanom run`'s parser: one sub-command per flow, each with its own options and --help."""
+    """`licanom run`'s parser: one sub-command per flow, each with its own options and --help.
+    The options may come before the flow as well (`licanom run --vendor demo score`, as cron lines
+    written for the single parser have them): the top level holds them with their defaults, a
+    flow's own copies default to nothing (argparse.SUPPRESS), so that one given after the flow
+    wins and one given before it is not overwritten by the flow's default."""
     from licanom.cli import NON_NEGATIVE, POSITIVE, Parser, vendor_name
 
-    parser = Parser(prog="licanom run", description="Run one licanom flow now (Prefect), as a schedule would.")
-    sub = parser.add_subparsers(dest="flow", required=True, metavar="FLOW", parser_class=Parser)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--api-attempts", type=POSITIVE, default=int(os.environ.get("LICANOM_API_ATTEMPTS", "6")),
-                        help="times to ask an unreachable Prefect API (PREFECT_API_URL) with back-off")
+    api_attempts = int(os.environ.get("LICANOM_API_ATTEMPTS", "6"))
+    api_help = "times to ask an unreachable Prefect API (PREFECT_API_URL) with back-off"
     vendor_help = "the vendor, with a file conf/vendors/<vendor>.yaml or .yml (default: demo)"
+    since_help = "re-score the rows after this log Id (default: after the watermark)"
 
-    p = sub.add_parser("score", parents=[common], help="score the vendor's new rows with its champion",
-                       description="Score a vendor's new rows (after its watermark) with its champion model, now.")
-    p.add_argument("--vendor", type=vendor_name, default=None, help=vendor_help)
-    p.add_argument("--since", type=NON_NEGATIVE, default=None,
-                   help="re-score the rows after this log Id (default: after the watermark)")
+    parser = Parser(prog="licanom run", description="Run one licanom flow now (Prefect), as a schedule would.")
+    parser.add_argument("--vendor", type=vendor_name, default=None,
+                        help="score and train: " + vendor_help + "; nightly scores every vendor and takes none")
+    parser.add_argument("--since", type=NON_NEGATIVE, default=None, help="score: " + since_help)
+    parser.add_argument("--api-attempts", type=POSITIVE, default=api_attempts, help=api_help)
+    sub = parser.add_subparsers(dest="flow", required=True, metavar="FLOW", parser_class=Parser)
 
-    p = sub.add_parser("train", parents=[common], help="retrain the vendor's variants",
-                       description="Retrain a vendor's variants (train.models) and register them, now.")
-    p.add_argument("--vendor", type=vendor_name, default=None, help=vendor_help)
-    p.add_argument("--since", type=NON_NEGATIVE, default=None, help=argparse.SUPPRESS)  # refused below, in words
+    def flow(name: str, help: str, description: str, vendor: bool, since: bool) -> None:
+        p = sub.add_parser(name, help=help, description=description)
+        p.add_argument("--vendor", type=vendor_name, default=argparse.SUPPRESS,
+                       help=vendor_help if vendor else argparse.SUPPRESS)  # refused in _main, in words
+        p.add_argument("--since", type=NON_NEGATIVE, default=argparse.SUPPRESS,
+                       help=since_help if since else argparse.SUPPRESS)
+        p.add_argument("--api-attempts", type=POSITIVE, default=argparse.SUPPRESS,
+                       help=f"{api_help} (default: {api_attempts})")
 
-    p = sub.add_parser("nightly", parents=[common], help="score every vendor",
-                       description="Score every vendor of conf/vendors/, each in its own score flow run, now.")
-    p.add_argument("--vendor", type=vendor_name, default=None, help=argparse.SUPPRESS)  # refused below, in words
-    p.add_argument("--since", type=NON_NEGATIVE, default=None, help=argparse.SUPPRESS)
+    flow("score", "score the vendor's new rows with its champion",
+         "Score a vendor's new rows (after its watermark) with its champion model, now.", vendor=True, since=True)
+    flow("train", "retrain the vendor's variants",
+         "Retrain a vendor's variants (train.models) and register them, now.", vendor=True, since=False)
+    flow("nightly", "score every vendor",
+         "Score every vendor of conf/vendors/, each in its own score flow run, now.", vendor=False, since=False)
     return parser
 
 

@@ -370,6 +370,39 @@ def test_each_run_flow_has_a_help_of_its_own(flow, shown, not_shown, capsys):
         assert option not in out, (option, out)
 
 
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--vendor", "demo", "score"], ("score", "demo", None, 6)),
+    (["--api-attempts", "2", "score"], ("score", None, None, 2)),
+    (["--since", "4", "score"], ("score", None, 4, 6)),
+    (["score", "--vendor", "demo", "--since", "4", "--api-attempts", "2"], ("score", "demo", 4, 2)),
+    (["--vendor", "demo", "--api-attempts", "3", "train"], ("train", "demo", None, 3)),
+    (["--api-attempts", "3", "nightly"], ("nightly", None, None, 3)),
+    (["--api-attempts", "3", "--since", "1", "score", "--api-attempts", "5", "--since", "7"], ("score", None, 7, 5)),
+])
+def test_run_options_may_come_before_or_after_the_flow(argv, expected, monkeypatch):
+    """`licanom run --vendor demo score` (as cron lines written before the sub-commands have it)
+    exited 2, "argument FLOW: invalid choice: 'demo'"; given on both sides, the flow's own wins."""
+    from flows.run import build_parser
+
+    monkeypatch.delenv("LICANOM_API_ATTEMPTS", raising=False)
+    args = build_parser().parse_args(argv)
+    assert (args.flow, args.vendor, args.since, args.api_attempts) == expected
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["--vendor", "demo", "nightly"], "licanom run score --vendor demo"),
+    (["--since", "4", "train"], "--since is for score"),
+])
+def test_run_refuses_an_option_before_a_flow_that_takes_none(argv, words, capsys):
+    from flows.run import main as run_main
+
+    with pytest.raises(SystemExit) as exit_:
+        run_main(argv)
+    assert exit_.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err
+
+
 def test_a_configuration_error_is_one_sentence_naming_the_setting(tmp_path, monkeypatch, capsys, csv_export):
     conf = tmp_path / "conf"
     (conf / "vendors").mkdir(parents=True)
