@@ -425,6 +425,23 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# YAML 1.2's floats: PyYAML follows YAML 1.1, whose floats need a dot, so that an unquoted 1e-3 or 7e1
+# was read as the text "1e-3" (and refused as a setting written in quotes); this pattern, the one of
+# YAML 1.2's core schema with YAML 1.1's underscores and sexagesimals kept, also takes an exponent
+# without a dot. It replaces the float pattern in this loader's own copy of the resolvers, in place,
+# so that the order of the patterns (and so every other value's reading) stays as it was.
+_FLOAT_1_2 = re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X)
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, _FLOAT_1_2 if tag == "tag:yaml.org,2002:float" else regexp) for tag, regexp in resolvers]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader

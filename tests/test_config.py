@@ -166,3 +166,21 @@ def test_a_cryptolens_source_without_its_product_is_refused_as_the_configuration
                               f"(its ProductId in Cryptolens) (in {vendor})")
     vendor.write_text("source: {kind: cryptolens, product_id: 12345}\n")
     assert vendor_config("acme", conf).source.product_id == 12345
+
+
+def test_a_number_with_an_exponent_and_no_dot_is_a_number(tmp_path: Path) -> None:
+    """PyYAML reads YAML 1.1, whose floats need a dot: an unquoted `alarm_rate: 1e-3` or
+    `min_severity: 7e1` was the text "1e-3", refused as written in quotes. A quoted "70" still is."""
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    vendor = conf / "vendors" / "acme.yaml"
+    vendor.write_text("source: {kind: simulate}\ntrain: {lr: 1e-3}\n"
+                      "context:\n  threshold: budget\n  threshold_params: {alarm_rate: 1e-3}\n")
+    cfg = vendor_config("acme", conf)
+    assert cfg.context.threshold_params == {"alarm_rate": 0.001} and cfg.train.lr == 0.001
+    vendor.write_text("source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: 7e1}\n")
+    assert vendor_config("acme", conf).context.threshold_params == {"min_severity": 70.0}
+    vendor.write_text('source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: "70"}\n')
+    with pytest.raises(VendorConfigError, match=r"got '70' \(quoted in the file: write it without quotes\)"):
+        vendor_config("acme", conf)
