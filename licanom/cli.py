@@ -675,11 +675,14 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a reader that went away is met here, not at the interpreter's exit
         return code
     except ConfigError as err:  # a setting's value: say which files the settings came from
-        from licanom.config import default_conf_dir, vendor_file
+        from licanom.config import VENDOR_SUFFIXES, default_conf_dir, vendor_file
 
         conf = default_conf_dir()
         vendor = getattr(args, "vendor", None)
-        files = [str(vendor_file(vendor, conf))] if vendor else []
+        try:
+            files = [str(vendor_file(vendor, conf))] if vendor else []
+        except ConfigFileError:  # a second file (.yaml and .yml) written since the settings were read
+            files = [" or ".join(str(conf / "vendors" / f"{vendor}{suffix}") for suffix in VENDOR_SUFFIXES)]
         where = " over ".join([*files, str(conf / "defaults.yaml")])
         print(f"licanom: configuration error: {describe_error(err)} (settings from the command line over {where})",
               file=sys.stderr)

@@ -421,6 +421,34 @@ def test_a_configuration_error_is_one_sentence_naming_the_setting(tmp_path, monk
     assert err.startswith(f"licanom: configuration error: {conf / 'vendors' / 'acme.yaml'} line 5 column 1: YAML syntax error: ")
 
 
+def test_a_configuration_error_names_the_files_when_a_vendor_gained_a_second_one(tmp_path, monkeypatch, capsys,
+                                                                                 csv_export):
+    """The message's vendor file is looked up again after the error: a conf/vendors/<vendor>.yml
+    written beside its .yaml while the command ran made that look-up raise, a traceback in place
+    of the configuration's one line."""
+    import licanom.config
+
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "vendors" / "acme.yaml").write_text("train:\n  epochs: 0\n")
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    load_config = licanom.config.load_config
+
+    def load_then_a_second_file(*args, **kwargs):
+        try:
+            return load_config(*args, **kwargs)
+        finally:
+            (conf / "vendors" / "acme.yml").write_text("train:\n  epochs: 3\n")
+
+    monkeypatch.setattr(licanom.config, "load_config", load_then_a_second_file)
+    code = main(["detect", "--vendor", "acme", "--logs", str(csv_export), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE
+    assert err == ("licanom: configuration error: train.epochs: input should be greater than or equal to 1 (got 0) "
+                   f"(settings from the command line over {conf / 'vendors' / 'acme.yaml'} or "
+                   f"{conf / 'vendors' / 'acme.yml'} over {conf / 'defaults.yaml'})\n")
+
+
 def test_version_help_defaults_and_subcommand_usage(capsys):
     from licanom import __version__
     from licanom.cli import build_parser
