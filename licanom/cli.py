@@ -354,6 +354,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     print(f"\n{flagged.height} of {chunks.height} chunks flagged by {det.model}{held}{night} -> {out / 'chunks.parquet'}")
     print(f"decision: {decision_name(det)} (a score of {det.threshold_:.5g} on {det.model}'s own scale)"
           + (f"; {note}" if note else ""))
+    caution = det.calibration_caution()
+    if caution:
+        print(f"caution: {det.model}: {caution}")
     print(f"report: {report.html}  (anomalies as CSV: {report.csv})")
     return EXIT_OK
 

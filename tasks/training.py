@@ -71,6 +71,8 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
                 "chunks above it", model, row["train_seconds"], result.decision,
                 "?" if result.threshold is None else f"{result.threshold:.5g}",
                 "none" if row["threshold_M3"] is None else f"{row['threshold_M3']:.5g}", row["M3"], row["test_chunks"])
+    if result.caution:
+        logger.warning("%s: %s", model, result.caution)
     return result
 
 

@@ -248,3 +248,13 @@ def test_a_decisions_settings_are_checked_as_the_configuration_is_read(section, 
     ok = {"severity": {"min_severity": 70, "stand_out_gap": None}, "budget": {"alarm_rate": 0.01},
           "M3": {"bins": 20}, "M1": {"split": 0.3}, "M2": {}, "quantile": {"contamination": 0.01}}[name]
     assert load_config("demo", overrides={section: {"threshold": name, "threshold_params": ok}})
+
+
+def test_a_detector_calibrated_on_few_chunks_says_so() -> None:
+    from licanom.detectors.decision import SMALL_CALIBRATION
+
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(40, len(CONTEXT_COLUMNS))))
+    few = ContextDetector().fit(X[: SMALL_CALIBRATION - 1])
+    assert f"calibrated on {SMALL_CALIBRATION - 1} training chunks" in (few.calibration_caution() or "")
+    assert ContextDetector().fit(X[:SMALL_CALIBRATION]).calibration_caution() is None

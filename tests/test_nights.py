@@ -1169,3 +1169,15 @@ def test_a_night_says_when_the_configuration_decides_or_cuts_otherwise_than_its_
     assert "Model version 1" in (night.out_dir / "report.md").read_text() and said[0] in (night.out_dir / "report.md").read_text()
     vendor.append(rows(1700, 100))
     assert not [m for m in vendor.night().messages if "champion" in m]  # as trained: nothing to say
+
+
+def test_a_night_says_when_its_champion_was_trained_on_too_few_chunks(tmp_path) -> None:
+    """A vendor of a few training chunks floods (each chunk's severity against a calibration of a
+    handful of scores); nothing in its night said why. Each night says it, and the report with it."""
+    small = new_vendor(tmp_path, "acme", make_bundle(n=180))  # 9 chunks of 20
+    small.start(1179)
+    small.append(rows(1180, 100))
+    night = small.night()
+    said = [m for m in night.messages if "champion, version" in m]
+    assert len(said) == 1 and "calibrated on 9 training chunks, fewer than the 16" in said[0], night.messages
+    assert said[0] in (night.out_dir / "report.md").read_text()

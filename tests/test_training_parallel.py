@@ -77,3 +77,5 @@ def test_a_variant_fitted_ahead_is_recorded_as_if_trained_there(setup, tmp_path)
     assert not training.checkpoint_dir(cfg, prepared, model).exists()
     # the decision it flags by, which the training log names beside the thesis's M3
     assert result.decision == fitted.detector.threshold_method_ and result.threshold == fitted.detector.threshold_
+    # and what the training log warns of: a calibration of too few chunks, or nothing
+    assert result.caution == fitted.detector.calibration_caution()

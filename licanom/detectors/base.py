@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from licanom.data.context_vector import CONTEXT_VERSION
-from licanom.detectors.decision import Calibration, SeverityDecision
+from licanom.detectors.decision import SMALL_CALIBRATION, Calibration, SeverityDecision
 
 if TYPE_CHECKING:
     import polars as pl
@@ -89,6 +89,17 @@ class BaseDetector(ABC):
             sev = self.severity_of(scores) if severity is None else severity
             flagged |= rule.stands_out(sev, nights)
         return flagged
+
+    def calibration_caution(self) -> str | None:
+        """One clause for the vendor where severity is calibrated on fewer than
+        :data:`licanom.detectors.decision.SMALL_CALIBRATION` scores (a vendor of a few training
+        chunks, whose ordinary chunks may reach the top severity), else None."""
+        n = self.calibration_.n
+        if n >= SMALL_CALIBRATION:
+            return None
+        return (f"its severity is calibrated on {n} training chunk{'' if n == 1 else 's'}, fewer than the "
+                f"{SMALL_CALIBRATION} it needs to tell the vendor's normal range: ordinary chunks may be flagged, "
+                "at up to the top severity, until it is trained on more days")
 
     def night_rule(self) -> SeverityDecision | None:
         """The severity decision's settings where this detector decides by severity, else None."""

@@ -77,6 +77,14 @@ SMALL_NIGHT_GAP = 25.0
 # level), or, under the severity decision only, the night rule (stands_out: below the level, well
 # above the rest of its night).
 FLAGGED_BY: tuple[str, ...] = ("threshold", "night")
+# A calibration of fewer scores than this cannot tell a vendor's normal range from the few chunks it
+# was fitted on: a clean vendor of this simulator trained on 2 chunks had 24 of 25 ordinary night
+# chunks flagged at severity 100, on 9 chunks 4, on 20 none (docs/choosing-defaults.md, "A vendor of a
+# few training chunks"). No decision was found that stops it without losing small vendors' events,
+# so the model says so instead (BaseDetector.calibration_caution): in its training log, each night's
+# messages and licanom detect's summary. 16 is where the context models calibrate out of fold (four
+# chunks per fold).
+SMALL_CALIBRATION = 16
 # How far above the lower quartile (in units of q25 - q05) a training score may lie and still shape the bulk.
 DEFAULT_TRIM = 3.5
 # A score this many times the largest training score is always severity 100.

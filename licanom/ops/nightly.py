@@ -709,6 +709,7 @@ class Night:
     since: int | None = None
     notes: tuple[str, ...] = ()  # what recovery did before this night
     apart: tuple[str, ...] = ()  # what the configuration says that the champion does not do (settings_apart)
+    cautions: tuple[str, ...] = ()  # what the vendor should know of the champion (champion_cautions)
     raw: pl.DataFrame | None = None
     # with ``since``: the rows the night ending at ``since`` carried (read again from the source,
     # unvalidated), which that night's successor scored first; None: the state's tail
@@ -767,6 +768,13 @@ def settings_apart(cfg: Any, model: Any, version: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def champion_cautions(model: Any, version: str) -> tuple[str, ...]:
+    """What the vendor should know of its champion (``version``) each night: its severity calibrated
+    on too few training chunks (BaseDetector.calibration_caution). One sentence each."""
+    caution = model.detector.calibration_caution()
+    return (f"the champion, version {version}: {caution} (licanom run train)",) if caution else ()
+
+
 def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | None = None,
                champion: tuple[Any, str] | None = None, cfg: Any | None = None) -> Night:
     """Under the vendor's lock: recover a killed night, load the champion (or take ``champion``:
@@ -794,7 +802,7 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
     crash_point("after:load_state")
     model = with_rows_state(with_seen(model, st.seen_judging(version, since)), st.rows_judging(version, since))
     return Night(output_dir=output_dir, vendor=vendor, model=model, version=version, state=st, since=since,
-                 notes=tuple(notes), apart=apart)
+                 notes=tuple(notes), apart=apart, cautions=champion_cautions(model, version))
 
 
 def read_night(night: Night, source: Any) -> Night:
@@ -971,8 +979,8 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             log_refusal(tracker, night, err.result, str(refusal), kept)
         raise refusal from None
     crash_point("after:validate")
-    if night.apart:
-        screened = replace(screened, messages=(*screened.messages, *night.apart))
+    if night.apart or night.cautions:
+        screened = replace(screened, messages=(*screened.messages, *night.apart, *night.cautions))
     count = late_rows(night, screened.watermark)
     late, gone = count.late, count.gone
     screened = replace(screened, source_rows=count.source_rows, source_most=count.source_most, late=late, gone=gone)

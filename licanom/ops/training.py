@@ -41,6 +41,7 @@ class VariantResult:
     description: str = ""  # the registered version's description
     decision: str = ""     # the detector's decision (its threshold_method_: "severity >= 55, ...")
     threshold: float | None = None  # that decision's threshold on the detector's own score
+    caution: str | None = None  # BaseDetector.calibration_caution: severity calibrated on too few chunks
 
     @property
     def final_val_loss(self) -> float | None:
@@ -334,6 +335,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
         description=version_description(cfg, prepared, model, detector, row),
         decision=getattr(detector, "threshold_method_", None) or "its own boundary",
         threshold=None if detector.threshold_ is None else float(detector.threshold_),
+        caution=detector.calibration_caution(),
     )
 
 
