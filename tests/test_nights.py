@@ -751,6 +751,31 @@ def test_a_line_cut_short_is_quarantined_not_read_with_its_values_cut(tmp_path) 
     assert validate_log(read_log(path)).quarantine.height == 1
 
 
+def test_a_line_of_a_field_too_many_keeps_its_id_where_the_line_says_it_for_sure(tmp_path) -> None:
+    """A line with one separator more than the header (an unquoted comma in a machine code, a
+    separator too many at its end) is quarantined, naming its line and fields, with the Id it had
+    in the file: the vendor finds the row, and a watermark places it by its own Id. An Id that the
+    extra separator may be part of (``1,000``: 1 or 1000?) is not guessed."""
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    good = rows(400, 12)
+    lines = good.write_csv().splitlines()
+    lines[3] = lines[3].replace(",mc", ",mc,x", 1) if ",mc" in lines[3] else lines[3] + ",x"  # Id 402
+    lines[6] += ","  # Id 405: a separator too many at its end
+    lines[9] = "1,000" + lines[9][len("408"):]  # Id "1,000": read as two fields
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(lines) + "\n")
+    result = validate_log(read_log(path))
+    assert result.valid.height == good.height - 3
+    q = result.quarantine
+    assert q["Id"].to_list() == ["402", "405", None]
+    assert [r.split(": ", 1)[1] for r in q["reason"]] == ["cannot be read as CSV (8 fields, the header has 7)"] * 3
+    assert [int(r.split(" line ")[1].split(":")[0]) for r in q["reason"]] == [4, 7, 10]
+    # the watermark reads the kept Id: the row before it is not read again, the row after it is
+    assert read_log(path, after_id=404)["Id"].to_list() == [*map(str, range(405, 408)), None, "409", "410", "411"]
+
+
 def test_a_json_line_cut_short_keeps_its_id_and_says_where_it_broke(tmp_path) -> None:
     """An NDJSON line cut short (a copy that stopped, CRLF line ends) is quarantined with the column
     where it broke, and keeps its Id where the line holds it whole, as a CSV line does: the row is

@@ -452,6 +452,7 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
         names.append(f"{name}_duplicated_{repeats - 1}" if repeats else name)
     rows: list[list[str | None]] = []
     why: list[str | None] = []
+    long: list[tuple[int, list[str]]] = []  # (row, fields) of the lines of more fields than the header
     for line, fields, error in records[1:]:
         joined = _joined_header(fields, names)
         if joined is not None:  # an export's last row without its line end, then the next export's header
@@ -460,6 +461,8 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
             continue
         whole: list[str] = []  # of a line cut short, the fields a separator closed: read as written
         if fields is not None and len(fields) != len(names):  # a line cut short, or joined with another
+            if len(fields) > len(names):
+                long.append((len(rows), fields))  # its Id, where sure, is found below
             whole = fields[: len(fields) - 1] if len(fields) < len(names) else []
             fields, error = None, f"{len(fields)} fields, the header has {len(names)}"
         if fields is None:  # quarantined by its reason; its Id, where whole, accounts for it
@@ -468,7 +471,46 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
         else:
             rows.append([v if v != "" else None for v in fields])
             why.append(None)
+    at = [i for i, n in enumerate(names) if _header_name(n) == "id"]
+    if long and len(at) == 1:  # each such row keeps its Id where the line says it for sure
+        for (row, _), found in zip(long, _ids_of_long_lines([f for _, f in long], names, separator), strict=True):
+            rows[row][at[0]] = found
     return _text_frame(names, rows, why)
+
+
+def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str) -> list[str | None]:
+    """The Id of each CSV line of more fields than its header ``names`` (separators within a value
+    that is not quoted, a separator too many at its end), where it is sure: every way of putting
+    the extra separators into one value whose integer columns (Id, ProductId, State, ...) then read
+    as integers and whose IP reads as an address (or is empty) gives that line the same Id. An Id
+    of digits that holds the separator (``1,000``: the Id 1 or 1000?) counts as one such way. None
+    where no way fits or two give two Ids."""
+    from licanom.data.columns import RAW
+    from licanom.data.schema import is_ip_address
+    from licanom.data.validate import _INTS, _as_int
+
+    canonical = {c.casefold(): c for c in RAW}
+    column = [canonical.get(_header_name(n)) for n in names]
+    i = column.index("Id")
+    ints = [j for j, c in enumerate(column) if c in _INTS and j != i]
+    ip = [j for j, c in enumerate(column) if c == "IP"]
+    k = len(names)
+    readings: list[tuple[int, list[str]]] = []  # (line, its values read with the extra ones in column p)
+    for n, fields in enumerate(lines):
+        extra = len(fields) - k
+        readings += [(n, [*fields[:p], separator.join(fields[p:p + extra + 1]), *fields[p + extra + 1:]])
+                     for p in range(k)]
+    values = pl.DataFrame([[v.strip() or None for v in r] for _, r in readings], schema=[str(j) for j in range(k)],
+                          orient="row")
+    read = values.select(
+        pl.all_horizontal(True, *(pl.col(str(j)).is_null() | _as_int(str(j), pl.String).is_not_null() for j in ints),
+                          pl.col(str(i)).str.contains(r"^[+-]?\d+(?:\D\d+)*$")).alias("fits"),
+        pl.coalesce(_as_int(str(i), pl.String).cast(pl.String), pl.col(str(i))).alias("id"))
+    ids: list[dict[str, str]] = [{} for _ in lines]  # per line: its Id's value -> the Id as written
+    for (n, reading), (fits, value) in zip(readings, read.iter_rows(), strict=True):
+        if fits and all(is_ip_address(reading[j].strip()) for j in ip):
+            ids[n].setdefault(value, reading[i].strip())
+    return [next(iter(found.values())) if len(found) == 1 else None for found in ids]
 
 
 # an NDJSON line's Id (its key in any case, before any nested object), ended by its separator
