@@ -565,6 +565,28 @@ def test_exports_joined_into_one_file_are_read_by_each_ones_header(tmp_path) -> 
         read_log(tmp_path / "ab.csv")
 
 
+def test_a_joined_exports_header_in_mixed_case_is_the_header_line_again(tmp_path) -> None:
+    """A repeated header line in any case (``productId,machineCode,...``, ``pRODUCTiD``), whatever
+    its first column, is a header, as it is in the first line's case: quarantined as the header line
+    again, not as a row of bad values, and the rows after it read by its order of columns."""
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    a, b = rows(1600, 20, seed=1), rows(1620, 20, seed=2)
+    first = ["ProductId", "Id", "Key", "IP", "Time", "State", "MachineCode"]
+    moved = ["ProductId", "MachineCode", "IP", "Time", "State", "Key", "Id"]
+    for spelled in ("productId,machineCode,ip,time,state,key,id", "pRODUCTiD,MachineCODE,Ip,tIME,State,kEY,iD",
+                    ' "productId" ,machineCode,ip,time,state,key,id'):
+        body = b.select(moved).write_csv().split("\n", 1)[1]
+        (tmp_path / "ab.csv").write_text(a.select(first).write_csv() + spelled + "\n" + body)
+        result = validate_log(read_log(tmp_path / "ab.csv"))
+        assert result.quarantine["_row"].to_list() == [20], spelled
+        assert result.quarantine["reason"][0].endswith(
+            "the header line again (exports joined?), the rows after it read by its order of columns")
+        got = result.valid.select(pl.col("Id").cast(pl.String), "Key", "MachineCode", "IP").sort("Id")
+        assert got.equals(pl.concat([a, b]).select("Id", "Key", "MachineCode", "IP").sort("Id"))
+
+
 def test_a_header_in_another_case_or_with_spaces_is_read_as_the_log_columns(tmp_path) -> None:
     from licanom.data.extract.files import read_log
     from licanom.data.validate import validate_log

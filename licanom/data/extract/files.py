@@ -8,7 +8,6 @@ import csv
 import glob as globlib
 import gzip
 import io
-import itertools
 import json
 import logging
 import re
@@ -227,7 +226,7 @@ def _header_name(name: str) -> str:
 def _headers_again(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
     """A CSV file that joins exports (``cat a.csv b.csv``) holds their header lines again among its
     rows. Such a line (its first value and half or more of the others name the file's columns, in any
-    order, a byte order mark or quotes aside) is quarantined with its reason, not read as a row of
+    order and case, a byte order mark or quotes aside) is quarantined with its reason, not read as a row of
     values; the rows after it are read by its order of columns, which another export may have
     changed. A header line of other columns than the first line's is refused: which value belongs
     to which column is not for the reader to guess."""
@@ -243,16 +242,11 @@ def _headers_again(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
     names = [norm(c) for c in cols]
     if len(set(names)) != len(names):
         return frame
-    # first the rows whose first value is a column's name as a header writes it (as the first line
-    # does, or in lower, upper or title case, or any case for a short name, after a byte order mark
-    # or not): one look-up over one column, which a large file pays little for; then those rows in full
-    spelled: set[str] = set()
-    for c, name in zip(cols, names, strict=True):
-        cases = {c.strip(), name, name.upper(), name.title()}
-        if len(name) <= 4:
-            cases |= {"".join(p) for p in itertools.product(*((ch.lower(), ch.upper()) for ch in name))}
-        spelled |= cases | {"\ufeff" + v for v in cases}
-    maybe = frame.select(pl.arg_where(pl.col(cols[0]).is_in(list(spelled)))).to_series()
+    # first the rows whose first value is a column's name in any case (``productId`` for ProductId),
+    # spaces, quotes or a byte order mark around it or not: one match over one column, which a large
+    # file pays little for; then those rows in full
+    spelled = '(?i)^[\\s"\ufeff]*(?:' + "|".join(pl.escape_regex(n) for n in names) + ')[\\s"\ufeff]*$'
+    maybe = frame.select(pl.arg_where(pl.col(cols[0]).str.contains(spelled).fill_null(False))).to_series()
     if not len(maybe):
         return frame
     named = [normed(c).is_in(names).fill_null(False).cast(pl.UInt32) for c in cols]
