@@ -34,7 +34,7 @@ def read_night(cfg: Config, night: Night) -> Night:
 
 @task(cache_policy=NO_CACHE)
 def validate(raw: pl.DataFrame, cfg: Config) -> ValidationResult:
-    return pipeline.validate(raw, cfg.validate_)
+    return pipeline.validate(raw, cfg.validate_, private=cfg.privacy.pseudonymise)
 
 
 def _encode_chunk_key(context: Any, parameters: dict[str, Any]) -> str:

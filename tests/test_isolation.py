@@ -263,3 +263,32 @@ def test_the_tracked_training_quarantine_names_each_export_by_its_file_name_only
         "IP: not an IP address", "feb.csv line 7: cannot be read as CSV (9 fields, the header has 7 a/b)",
         "mar.csv line 12: not valid JSON (Expecting value at column 1); Id: missing"]
     assert "Acme" not in sent.write_csv() and sent["Key"].drop_nulls().str.starts_with("k-").all()
+
+
+def test_a_pseudonymised_vendors_refusal_names_rows_and_columns_not_their_values(tmp_path, monkeypatch) -> None:
+    """A log refused for too many bad rows: its examples name each row, its Id and the failing column.
+    For a pseudonymised vendor they show no key, address or machine code (the refusal reaches the
+    console and Prefect's database); without pseudonyms the value is shown, as before."""
+    from licanom.data.pipeline import prepare
+    from licanom.data.validate import ValidationError
+    from tests.conftest import make_raw_log
+
+    raw = make_raw_log(200)
+    bad = raw.with_columns(
+        pl.when(pl.col("Id") % 4 == 0).then(pl.format("10.0.{}.999", pl.col("Id"))).otherwise(pl.col("IP")).alias("IP"),
+        pl.when(pl.col("Id") % 4 == 1).then(pl.format("MACHINE-{}-", pl.col("Id")) + pl.lit("x" * 300))
+        .otherwise(pl.col("MachineCode")).alias("MachineCode"))
+    values = [v for v in bad["IP"] if v.endswith(".999")] + [v[:40] for v in bad["MachineCode"] if len(v) > 256]
+    monkeypatch.setenv("LICANOM_PSEUDONYM_SECRET_DEMO", "s" * 32)
+    for private in (False, True):
+        cfg = load_config("demo", overrides={"output_dir": str(tmp_path / "out"), "privacy": {"pseudonymise": private}})
+        with pytest.raises(ValidationError, match=r"Examples \(rows counted from 0 in the order read\): row \d+ \(Id \d+\): "
+                                                  r"(IP|MachineCode): ") as err:
+            prepare(bad, cfg)
+        shown = [v for v in values if v in str(err.value)]
+        if private:
+            assert not shown, str(err.value)
+            assert "(IP not shown: privacy.pseudonymise)" in str(err.value)
+            assert "(MachineCode not shown: privacy.pseudonymise)" in str(err.value)
+        else:
+            assert len(shown) == 5  # one value per example

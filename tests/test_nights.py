@@ -1228,3 +1228,23 @@ def test_a_night_says_when_its_champion_was_trained_on_too_few_chunks(tmp_path) 
     said = [m for m in night.messages if "champion, version" in m]
     assert len(said) == 1 and "calibrated on 9 training chunks, fewer than the 16" in said[0], night.messages
     assert said[0] in (night.out_dir / "report.md").read_text()
+
+
+def test_a_pseudonymised_champions_refused_night_shows_no_address_in_its_refusal(tmp_path, bundle, monkeypatch) -> None:
+    """A night refused for too many bad rows names the rows and the failing column; for a champion
+    trained on pseudonyms it does not quote the addresses (the refusal is the flow run's error, kept
+    in Prefect's database)."""
+    from dataclasses import replace
+
+    from licanom.data.validate import ValidationError
+
+    monkeypatch.setenv("LICANOM_TEST_REFUSAL_SECRET", "a-secret-of-more-than-16-characters")
+    v = new_vendor(tmp_path, "private", replace(bundle, pseudonym_env="LICANOM_TEST_REFUSAL_SECRET"))
+    v.start(1599)
+    night = rows(1600, 100).with_columns(
+        pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.format("10.9.{}.777", pl.int_range(pl.len())))
+        .otherwise(pl.col("IP")).alias("IP"))
+    v.append(night)
+    with pytest.raises(ValidationError, match=r"refused.* row \d+ \(Id 1600\): IP: malformed address \(IP not shown") as err:
+        v.night(tracker_for(v.root))
+    assert "10.9." not in str(err.value)

@@ -104,3 +104,21 @@ def test_the_pyfunc_says_so_when_its_rows_are_fewer_than_one_chunk(model, tmp_pa
     chunks = model.predict(_csv_rows(tmp_path, n=12))  # chunks of 20
     assert chunks.shape[0] == 0
     assert "12 valid row(s), fewer than one chunk of 20: nothing scored" in caplog.text
+
+
+def test_a_pseudonymising_models_refusal_shows_no_address(tmp_path, monkeypatch) -> None:
+    """The registered model of a pseudonymised vendor refuses rows as the command line does, naming
+    each example's row and column but not the address it holds."""
+    from dataclasses import replace
+
+    from licanom.ops.tracking import MODEL_CODE, model_signature
+
+    monkeypatch.setenv("LICANOM_TEST_PYFUNC_SECRET", "a-secret-of-more-than-16-characters")
+    replace(make_bundle(), pseudonym_env="LICANOM_TEST_PYFUNC_SECRET").save(tmp_path / "bundle")
+    mlflow.pyfunc.save_model(str(tmp_path / "model"), python_model=str(MODEL_CODE), pip_requirements=[],
+                             artifacts={"bundle": str(tmp_path / "bundle")}, signature=model_signature())
+    private = mlflow.pyfunc.load_model(str(tmp_path / "model"))
+    bad = _csv_rows(tmp_path).assign(IP=lambda f: [f"10.9.{i}.777" for i in range(len(f))])
+    with pytest.raises(ValidationError, match=r"row 0 \(Id 1600\): IP: malformed address \(IP not shown") as err:
+        private.predict(bad)
+    assert "10.9." not in str(err.value)

@@ -113,10 +113,12 @@ def simulated_log(profile: str, seed: int, days: int) -> pl.DataFrame:
     return simulate(profile, seed=seed, days=days).log
 
 
-def validate(raw: pl.DataFrame, cfg: ValidateConfig) -> ValidationResult:
-    """Split into valid and quarantined rows; fail if the bad share exceeds the limit."""
+def validate(raw: pl.DataFrame, cfg: ValidateConfig, private: bool = False) -> ValidationResult:
+    """Split into valid and quarantined rows; fail if the bad share exceeds the limit (``private``:
+    the vendor pseudonymises, and the refusal's examples show none of its keys, addresses and
+    machine codes)."""
     result = validate_log(raw)
-    check_bad_fraction(result, cfg.max_bad_fraction)
+    check_bad_fraction(result, cfg.max_bad_fraction, private=private)
     return result
 
 
@@ -175,7 +177,7 @@ def encode_and_chunk(validation: ValidationResult, cfg: Config, vocabulary: Voca
 
 def prepare(raw: pl.DataFrame, cfg: Config, vocabulary: Vocabulary | None = None) -> Prepared:
     """Validate, encode and chunk a raw log."""
-    return encode_and_chunk(validate(raw, cfg.validate_), cfg, vocabulary)
+    return encode_and_chunk(validate(raw, cfg.validate_, private=cfg.privacy.pseudonymise), cfg, vocabulary)
 
 
 def write_prepared(prepared: Prepared, out_dir: Path) -> None:

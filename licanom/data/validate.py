@@ -34,6 +34,7 @@ import polars as pl
 
 from licanom.data.codes import TextCodes, in_threads, text_ids
 from licanom.data.columns import OPTIONAL_RAW, RAW, REQUIRED_RAW
+from licanom.data.privacy import PRIVATE_COLUMNS
 from licanom.data.schema import (
     BLANK,
     DUPLICATE,
@@ -717,8 +718,12 @@ def apart_from_unknown_products(validation: ValidationResult) -> tuple[Validatio
     return ValidationResult(valid=validation.valid, n_in=validation.n_in - n, quarantine=q.filter(~foreign)), n
 
 
-def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, examples: int = 5) -> None:
-    """Fail when too large a share of the rows is quarantined, naming columns and examples."""
+def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, examples: int = 5,
+                       private: bool = False) -> None:
+    """Fail when too large a share of the rows is quarantined, naming columns and examples.
+    ``private``: the vendor's values are pseudonymised (``privacy.pseudonymise``): an example names
+    its row and column but not its key, address, machine code or machine name (the message reaches
+    the console and Prefect's database)."""
     if result.n_in == 0:
         raise ValidationError("the log is empty: no rows to validate")
     if result.bad_fraction > max_bad_fraction:
@@ -739,7 +744,7 @@ def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, exampl
             (f"row {r.get(SOURCE_ROW)}" if r.get(SOURCE_FILE) else f"row {r.get(ROW)}")
             + (f" (Id {str(r['Id'])[:40]})" if r.get("Id") is not None else "")
             + (f" of {r[SOURCE_FILE]}" if r.get(SOURCE_FILE) and (i == 0 or files[i - 1] != files[i]) else "")
-            + f": {r.get(REASON)}" + _value_shown(r) for i, r in enumerate(shown))
+            + f": {r.get(REASON)}" + _value_shown(r, private) for i, r in enumerate(shown))
         raise ValidationError(
             f"{result.n_bad} of {result.n_in} rows ({result.bad_fraction:.1%}) failed "
             f"validation, more than validate.max_bad_fraction allows ({max_bad_fraction:.1%}). Failures: {summary}. "
@@ -767,11 +772,14 @@ def refusal_kept(err: ValidationError, path: Path, what: str = "the quarantined 
     return ValidationError(f"{str(err).rstrip('.')}. {what[:1].upper()}{what[1:]}, each with its reason: {path}")
 
 
-def _value_shown(row: dict[str, object]) -> str:
+def _value_shown(row: dict[str, object], private: bool = False) -> str:
     """`` (Time '01/02/2025 10:01')``: the value of the column a quarantined row's first reason
-    names, where the row has it; empty otherwise."""
+    names, where the row has it; empty otherwise. ``private``: a key's, address's, machine code's
+    or machine name's value is not shown, only that the row has one."""
     column = str(row.get(REASON) or "").split(":", 1)[0]
     if column == "Id" or column not in row:
         return ""
     value = row[column]
+    if private and value is not None and column in dict(PRIVATE_COLUMNS):
+        return f" ({column} not shown: privacy.pseudonymise)"
     return f" ({column} {str(value)[:40]!r})" if value is not None else f" ({column} empty)"

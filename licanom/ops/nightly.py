@@ -171,10 +171,11 @@ def id_limit(ids: pl.Series, before: int | None) -> int | None:
 
 
 def screen(validation: ValidationResult, raw: pl.DataFrame, before: int | None, vendor: str,
-           max_bad_fraction: float, ahead: tuple[int, ...] = ()) -> Screened:
+           max_bad_fraction: float, ahead: tuple[int, ...] = (), private: bool = False) -> Screened:
     """Quarantine valid rows whose Id is far beyond the recent range; refuse the night when more
-    rows are bad than ``max_bad_fraction`` (rows of unknown products aside: those say "retrain");
-    the new watermark: the highest trusted Id of the rows accounted for."""
+    rows are bad than ``max_bad_fraction`` (rows of unknown products aside: those say "retrain";
+    ``private``: a pseudonymised vendor's refusal shows none of its keys, addresses and machine
+    codes); the new watermark: the highest trusted Id of the rows accounted for."""
     ids = raw.select(_as_int("Id", raw.schema["Id"])).to_series() if "Id" in raw.columns and raw.height \
         else pl.Series("Id", [], pl.Int64)
     limit = id_limit(ids, before)
@@ -187,7 +188,7 @@ def screen(validation: ValidationResult, raw: pl.DataFrame, before: int | None, 
     if validation.n_in:
         try:
             if bad.n_in:
-                check_bad_fraction(bad, max_bad_fraction)
+                check_bad_fraction(bad, max_bad_fraction, private=private)
         except ValidationError as err:
             raise ValidationError(
                 f"night of vendor {vendor!r} refused, nothing scored, the watermark stays at {before}; "
@@ -969,7 +970,7 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
     model = night.model
     try:
         screened = screen(bundle_lib.validate_rows(model, night.raw, night.vendor), night.raw, night.after,
-                          night.vendor, max_bad_fraction, night.state.ahead)
+                          night.vendor, max_bad_fraction, night.state.ahead, private=model.pseudonym_env is not None)
     except ValidationError as err:  # refused: its quarantine is kept where the vendor can read it
         if err.result is None:
             raise

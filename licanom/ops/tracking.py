@@ -496,7 +496,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def screen_scored_rows(vendor: str, validation: ValidationResult, max_bad_fraction: float | None = None) -> None:
+def screen_scored_rows(vendor: str, validation: ValidationResult, max_bad_fraction: float | None = None,
+                       private: bool = False) -> None:
     """The registered model's answer to rows that failed validation, as the command line's and the
     nightly flow's: more of them than ``validate.max_bad_fraction`` allows (the project's default,
     :class:`licanom.config.ValidateConfig`: a registered model carries no vendor configuration)
@@ -504,7 +505,8 @@ def screen_scored_rows(vendor: str, validation: ValidationResult, max_bad_fracti
     :func:`licanom.data.validate.check_bad_fraction` (``result``: the validation, each quarantined
     row with its reason); fewer are logged as a warning with their count and reasons, and the other
     rows are scored. Rows only of a product the model was not trained on do not count as bad (as in
-    the nightly flow: they ask for a retraining), but the warning counts them."""
+    the nightly flow: they ask for a retraining), but the warning counts them. ``private``: the
+    model pseudonymises, and the refusal's examples show none of the keys, addresses and machine codes."""
     from licanom.config import ValidateConfig
     from licanom.data.validate import REASON, ValidationError, apart_from_unknown_products, check_bad_fraction
 
@@ -516,7 +518,7 @@ def screen_scored_rows(vendor: str, validation: ValidationResult, max_bad_fracti
     bad, foreign = apart_from_unknown_products(validation)
     if bad.n_in:
         try:
-            check_bad_fraction(bad, max_bad_fraction)
+            check_bad_fraction(bad, max_bad_fraction, private=private)
         except ValidationError as err:
             times = any(r.startswith("Time:") for r in bad.reason_counts()[REASON].to_list())
             hint = (" (those settings are the command line's and the flows'; a registered model applies "
@@ -558,7 +560,7 @@ class LicanomPyfunc(mlflow.pyfunc.PythonModel):
         scored = score_log(self.bundle, raw)
         # checked after scoring, so that the chunks stay exactly score_log's and an accepted input
         # is validated once; a refused input's valid rows were then scored for nothing (an error path)
-        screen_scored_rows(self.bundle.vendor, scored.validation)
+        screen_scored_rows(self.bundle.vendor, scored.validation, private=self.bundle.pseudonym_env is not None)
         valid, size = scored.validation.valid.height, self.bundle.chunk.size
         if scored.chunks.height == 0 and valid:
             log.warning("the model of vendor %r: %s valid row(s), fewer than one chunk of %s: nothing scored (the "

@@ -62,7 +62,7 @@ def trained_bundle(detector: Any, trained: pipeline.Prepared, cfg: Config) -> bu
 
 def score_other_log(detector: Any, trained: pipeline.Prepared, raw: pl.DataFrame, cfg: Config) -> ScoredLog:
     """Score ``raw`` (another log) with ``detector``, trained on ``trained`` with settings ``cfg``."""
-    validation = pipeline.validate(raw, cfg.validate_)
+    validation = pipeline.validate(raw, cfg.validate_, private=cfg.privacy.pseudonymise)
     known = trained.validation.valid["ProductId"].unique().implode()
     unseen = validation.valid.filter(~pl.col("ProductId").is_in(known))["ProductId"]
     unseen_products, unseen_rows = tuple(sorted(unseen.unique().to_list())), unseen.len()
