@@ -798,6 +798,27 @@ def test_a_line_of_a_field_too_many_keeps_its_id_where_the_line_says_it_for_sure
     assert read_log(path, after_id=404)["Id"].to_list() == [*map(str, range(405, 408)), None, "409", "410", "411"]
 
 
+def test_a_tab_separated_line_of_a_field_too_many_is_quarantined_not_the_file_refused(tmp_path) -> None:
+    """A tab-separated export's line with a tab too many at its end is quarantined with its Id, as
+    a CSV line is; the file is read. Of columns empty on every such line (a tab is blank: the
+    extra one read into an empty value leaves it empty), or empty on the first many and then not,
+    none is guessed to be of another type than text."""
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    good = rows(400, 40).with_columns(DOIntValue=pl.lit(None, pl.String), DOId=pl.lit(None, pl.String))
+    lines = good.with_columns(DOIntValue=pl.when(pl.col("Id") == "439").then(pl.lit("5")))\
+        .write_csv(separator="\t").splitlines()
+    path = tmp_path / "one.tsv"
+    path.write_text("\n".join([*lines[:5], lines[5] + "\t", *lines[6:]]) + "\n")  # Id 404
+    q = validate_log(read_log(path)).quarantine
+    assert q["Id"].to_list() == ["404"]
+    assert q["reason"].str.ends_with("cannot be read as CSV (10 fields, the header has 9)").all()
+    many = [*lines[:1], *(line + "\t" for line in lines[1:])]  # every line: Id 439 the first of a DOIntValue, past the 100th reading
+    path.write_text("\n".join(many) + "\n")
+    assert validate_log(read_log(path)).quarantine["Id"].to_list() == [str(i) for i in range(400, 440)]
+
+
 def test_a_json_line_cut_short_keeps_its_id_and_says_where_it_broke(tmp_path) -> None:
     """An NDJSON line cut short (a copy that stopped, CRLF line ends) is quarantined with the column
     where it broke, and keeps its Id where the line holds it whole, as a CSV line does: the row is

@@ -494,8 +494,8 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
         extra = len(fields) - k
         readings += [(n, [*fields[:p], separator.join(fields[p:p + extra + 1]), *fields[p + extra + 1:]])
                      for p in range(k)]
-    values = pl.DataFrame([[v.strip() or None for v in r] for _, r in readings], schema=[str(j) for j in range(k)],
-                          orient="row")
+    values = pl.DataFrame([[v.strip() or None for v in r] for _, r in readings],  # text, not guessed: a
+                          schema={str(j): pl.String for j in range(k)}, orient="row")  # column may be empty
     read = values.select(
         pl.all_horizontal(True, *(pl.col(str(j)).is_null() | _as_int(str(j), pl.String).is_not_null() for j in ints),
                           pl.col(str(i)).str.contains(r"^[+-]?\d+(?:\D\d+)*$")).alias("fits"),
