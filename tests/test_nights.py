@@ -798,6 +798,37 @@ def test_a_line_of_a_field_too_many_keeps_its_id_where_the_line_says_it_for_sure
     assert read_log(path, after_id=404)["Id"].to_list() == [*map(str, range(405, 408)), None, "409", "410", "411"]
 
 
+def test_a_line_of_two_fields_too_many_keeps_no_id_and_a_kept_id_is_an_integer(tmp_path) -> None:
+    """A line of two separators too many (a machine code ``1,2`` and a friendly name ``Bob,2nd
+    floor``) may be read, shifted, with its State as its Id (1010, not 405): a watermark moved there
+    would pass rows 406 to 1010 by. It keeps no Id. A line of one field too many keeps an Id only
+    as an integer: ``406,0`` (a decimal comma) is 406; ``407,239530`` no Id."""
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+    from licanom.ops.nightly import new_watermark
+
+    good = rows(400, 12).with_columns(FriendlyName=pl.lit("pc"))
+    order = ["MachineCode", "ProductId", "State", "Id", "Key", "FriendlyName", "Time", "IP"]
+    lines = good.select(order).write_csv().splitlines()
+    state, key, time = good.row(5, named=True)["State"], good["Key"][5], good["Time"][5]
+    lines[6] = f"1,2,7,{state},405,{key},Bob,2nd floor,{time},"  # Id 405, two fields too many
+    path = tmp_path / "two.csv"
+    path.write_text("\n".join(lines) + "\n")
+    raw = read_log(path)
+    assert validate_log(raw).quarantine["Id"].to_list() == [None]
+    assert new_watermark(raw, 399) == 411
+
+    order = ["Id", "IP", "ProductId", "Key", "Time", "State", "MachineCode", "FriendlyName"]
+    lines = good.select(order).write_csv().splitlines()
+    lines[7] = lines[7].replace("406,", "406,0,", 1)
+    lines[8] = lines[8].replace("407,", "407,239530,", 1)  # the IP after it is no address: one way fits
+    path = tmp_path / "one.csv"
+    path.write_text("\n".join(lines) + "\n")
+    raw = read_log(path)
+    assert validate_log(raw).quarantine["Id"].to_list() == ["406", None]
+    assert read_log(path, after_id=405)["Id"].to_list() == ["406", None, *map(str, range(408, 412))]
+
+
 def test_a_tab_separated_line_of_a_field_too_many_is_quarantined_not_the_file_refused(tmp_path) -> None:
     """A tab-separated export's line with a tab too many at its end is quarantined with its Id, as
     a CSV line is; the file is read. Of columns empty on every such line (a tab is blank: the

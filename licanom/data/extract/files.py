@@ -473,12 +473,16 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
 
 
 def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str) -> list[str | None]:
-    """The Id of each CSV line of more fields than its header ``names`` (separators within a value
-    that is not quoted, a separator too many at its end), where it is sure: every way of putting
-    the extra separators into one value whose integer columns (Id, ProductId, State, ...) then read
-    as integers and whose IP reads as an address (or is empty) gives that line the same Id. An Id
-    of digits that holds the separator (``1,000``: the Id 1 or 1000?) counts as one such way. None
-    where no way fits or two give two Ids."""
+    """The Id of each CSV line of more fields than its header ``names``, where it is sure. Only a
+    line of one field more (a separator within a value that is not quoted, a separator too many at
+    its end) may be sure: every way of putting the extra separator into one value whose integer
+    columns (Id, ProductId, State, ...) then read as integers and whose IP reads as an address (or
+    is empty) gives that line the same Id, an integer as the Id column reads it; the integer's text
+    is kept (``1600,0``: ``1600``). An Id of digits that holds the separator (``1,000``: the Id 1
+    or 1000?) counts as one such way, and is no integer. None where no way fits, two give two Ids
+    or the one is not an integer; None for a line of two fields too many or more: its true reading
+    may put them into two values, none of these ways, and a shifted one can fit (an address or a
+    State read as the Id, higher than the line's own: a watermark moved past rows)."""
     from licanom.data.columns import RAW
     from licanom.data.schema import is_ip_address
     from licanom.data.validate import _INTS, _as_int
@@ -489,22 +493,22 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     ints = [j for j, c in enumerate(column) if c in _INTS and j != i]
     ip = [j for j, c in enumerate(column) if c == "IP"]
     k = len(names)
-    readings: list[tuple[int, list[str]]] = []  # (line, its values read with the extra ones in column p)
+    readings: list[tuple[int, list[str]]] = []  # (line, its values read with the extra one in column p)
     for n, fields in enumerate(lines):
-        extra = len(fields) - k
-        readings += [(n, [*fields[:p], separator.join(fields[p:p + extra + 1]), *fields[p + extra + 1:]])
-                     for p in range(k)]
+        if len(fields) != k + 1:
+            continue
+        readings += [(n, [*fields[:p], separator.join(fields[p:p + 2]), *fields[p + 2:]]) for p in range(k)]
     values = pl.DataFrame([[v.strip() or None for v in r] for _, r in readings],  # text, not guessed: a
                           schema={str(j): pl.String for j in range(k)}, orient="row")  # column may be empty
     read = values.select(
         pl.all_horizontal(True, *(pl.col(str(j)).is_null() | _as_int(str(j), pl.String).is_not_null() for j in ints),
                           pl.col(str(i)).str.contains(r"^[+-]?\d+(?:\D\d+)*$")).alias("fits"),
-        pl.coalesce(_as_int(str(i), pl.String).cast(pl.String), pl.col(str(i))).alias("id"))
-    ids: list[dict[str, str]] = [{} for _ in lines]  # per line: its Id's value -> the Id as written
-    for (n, reading), (fits, value) in zip(readings, read.iter_rows(), strict=True):
+        _as_int(str(i), pl.String).cast(pl.String).alias("id"), pl.col(str(i)))
+    ids: list[set[tuple[str | None, str]]] = [set() for _ in lines]  # per line: (its Id's integer, its text)
+    for (n, reading), (fits, value, text) in zip(readings, read.iter_rows(), strict=True):
         if fits and all(is_ip_address(reading[j].strip()) for j in ip):
-            ids[n].setdefault(value, reading[i].strip())
-    return [next(iter(found.values())) if len(found) == 1 else None for found in ids]
+            ids[n].add((value, "" if value is not None else text))
+    return [next(iter(found))[0] if len(found) == 1 else None for found in ids]
 
 
 # an NDJSON line's Id (its key in any case, before any nested object), ended by its separator
