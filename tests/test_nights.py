@@ -829,6 +829,23 @@ def test_a_line_of_two_fields_too_many_keeps_no_id_and_a_kept_id_is_an_integer(t
     assert read_log(path, after_id=405)["Id"].to_list() == ["406", None, *map(str, range(408, 412))]
 
 
+def test_only_a_files_first_lines_of_a_field_too_many_keep_their_ids(tmp_path, monkeypatch) -> None:
+    """A file's lines of a field too many have their Ids read up to a bound (a file of many is one
+    whose header lacks a column, not worth reading each line's fields three ways again): the first
+    ones keep their Ids, those past it none, as a line of two fields too many."""
+    from licanom.data.extract import files
+    from licanom.data.validate import validate_log
+
+    monkeypatch.setattr(files, "MAX_LONG_LINE_IDS", 2)
+    lines = rows(400, 12).write_csv().splitlines()
+    lines[2] += ",,"  # Id 401: two fields too many, not counted
+    for n in (3, 5, 8, 9):  # Ids 402, 404, 407, 408
+        lines[n] += ","
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert validate_log(files.read_log(path)).quarantine["Id"].to_list() == [None, "402", "404", None, None]
+
+
 def test_a_tab_separated_line_of_a_field_too_many_is_quarantined_not_the_file_refused(tmp_path) -> None:
     """A tab-separated export's line with a tab too many at its end is quarantined with its Id, as
     a CSV line is; the file is read. Of columns empty on every such line (a tab is blank: the

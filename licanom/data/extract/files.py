@@ -472,6 +472,15 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     return _text_frame(names, rows, why)
 
 
+# How many lines of a field too many a file's read recovers the Ids of: its first ones; the rest keep
+# none, as each did before. Such a line is an export's exception (one value's unquoted separator); a
+# file of many is one whose header lacks a column (a separator too many at each line's end), most of
+# its rows quarantined and its night refused by the bad-row limit. Their Ids, three values read for
+# each checked column of each line, cost the read of a file of 100,000 such lines about twice the
+# time and a third more memory: bounded here to what a tenth of that file costs.
+MAX_LONG_LINE_IDS = 10_000
+
+
 def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str) -> list[str | None]:
     """The Id of each CSV line of more fields than its header ``names``, where it is sure. Only a
     line of one field more (a separator within a value that is not quoted, a separator too many at
@@ -482,7 +491,8 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     or 1000?) counts as one such way, and is no integer. None where no way fits, two give two Ids
     or the one is not an integer; None for a line of two fields too many or more: its true reading
     may put them into two values, none of these ways, and a shifted one can fit (an address or a
-    State read as the Id, higher than the line's own: a watermark moved past rows)."""
+    State read as the Id, higher than the line's own: a watermark moved past rows); None past the
+    first :data:`MAX_LONG_LINE_IDS` lines of one field too many."""
     from licanom.data.columns import RAW
     from licanom.data.schema import is_ip_address
     from licanom.data.validate import _INTS, _as_int
@@ -493,22 +503,42 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     ints = [j for j, c in enumerate(column) if c in _INTS and j != i]
     ip = [j for j, c in enumerate(column) if c == "IP"]
     k = len(names)
-    readings: list[tuple[int, list[str]]] = []  # (line, its values read with the extra one in column p)
-    for n, fields in enumerate(lines):
-        if len(fields) != k + 1:
-            continue
-        readings += [(n, [*fields[:p], separator.join(fields[p:p + 2]), *fields[p + 2:]]) for p in range(k)]
-    values = pl.DataFrame([[v.strip() or None for v in r] for _, r in readings],  # text, not guessed: a
-                          schema={str(j): pl.String for j in range(k)}, orient="row")  # column may be empty
-    read = values.select(
-        pl.all_horizontal(True, *(pl.col(str(j)).is_null() | _as_int(str(j), pl.String).is_not_null() for j in ints),
-                          pl.col(str(i)).str.contains(r"^[+-]?\d+(?:\D\d+)*$")).alias("fits"),
-        _as_int(str(i), pl.String).cast(pl.String).alias("id"), pl.col(str(i)))
-    ids: list[set[tuple[str | None, str]]] = [set() for _ in lines]  # per line: (its Id's integer, its text)
-    for (n, reading), (fits, value, text) in zip(readings, read.iter_rows(), strict=True):
-        if fits and all(is_ip_address(reading[j].strip()) for j in ip):
-            ids[n].add((value, "" if value is not None else text))
-    return [next(iter(found))[0] if len(found) == 1 else None for found in ids]
+    one = [n for n, fields in enumerate(lines) if len(fields) == k + 1][:MAX_LONG_LINE_IDS]
+    found: list[str | None] = [None] * len(lines)
+    if not one:
+        return found
+    # a reading puts the extra separator into column p: a column j before p reads field j ("L"),
+    # column p fields p and p + 1 joined ("J"), a column after p field j + 1 ("R"); each checked
+    # column's three values are read once, line by line as columns, and a reading's fit is theirs
+    fields = pl.DataFrame([lines[n] for n in one], schema={f"f{j}": pl.String for j in range(k + 1)}, orient="row")
+    sides = {"L": lambda j: pl.col(f"f{j}"), "R": lambda j: pl.col(f"f{j + 1}"),
+             "J": lambda j: pl.concat_str(pl.col(f"f{j}"), pl.lit(separator), pl.col(f"f{j + 1}"))}
+    values = fields.select(pl.when(v.str.strip_chars() != "").then(v.str.strip_chars()).alias(f"{x}{j}")
+                           for j in (i, *ints, *ip) for x, side in sides.items() for v in [side(j)])
+    addresses = {a for a in pl.concat([values[f"{x}{j}"] for j in ip for x in sides]).drop_nulls().unique()
+                 if is_ip_address(a)} if ip else set()
+    ok = {f"{x}{j}": pl.col(f"{x}{j}").is_null() | (_as_int(f"{x}{j}", pl.String).is_not_null() if j in ints
+                                                     else pl.col(f"{x}{j}").is_in(sorted(addresses)))
+          for j in (*ints, *ip) for x in sides}
+    ok |= {f"{x}{i}": pl.col(f"{x}{i}").str.contains(r"^[+-]?\d+(?:\D\d+)*$").fill_null(False) for x in sides}
+    # each checked value read once; the Id's integer's text, or (no integer) its text marked so
+    checks = values.select(*(e.alias(name) for name, e in ok.items()), *(
+        pl.coalesce(_as_int(f"{x}{i}", pl.String).cast(pl.String), pl.lit("?") + pl.col(f"{x}{i}")).alias(f"id{x}")
+        for x in sides))
+
+    def fits(p: int) -> pl.Expr:
+        return pl.all_horizontal(pl.col(f"{'L' if j < p else 'J' if j == p else 'R'}{j}") for j in (i, *ints, *ip))
+
+    # the Ids of the readings that put the extra separator after the Id, into it, before it
+    side_fits = {"L": pl.any_horizontal(False, *(fits(p) for p in range(i + 1, k))), "J": fits(i),
+                 "R": pl.any_horizontal(False, *(fits(p) for p in range(i)))}
+    ids = pl.concat_list(pl.when(fit).then(pl.col(f"id{x}")) for x, fit in side_fits.items()).list.drop_nulls()\
+        .list.unique()
+    sure = checks.select(pl.when((ids.list.len() == 1) & ~ids.list.first().str.starts_with("?"))
+                         .then(ids.list.first())).to_series()
+    for n, value in zip(one, sure, strict=True):
+        found[n] = value
+    return found
 
 
 # an NDJSON line's Id (its key in any case, before any nested object), ended by its separator
