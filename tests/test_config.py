@@ -9,6 +9,22 @@ import pytest
 from licanom.config import VendorConfigError, load_config, vendor_config
 
 
+
+def _conf(tmp_path: Path) -> Path:
+    """A conf/ folder in ``tmp_path`` with the shipped defaults and an empty vendors/ folder."""
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    return conf
+
+
+def _refused(conf: Path, vendor: str, text: str) -> str:
+    """The configuration error of ``vendor`` with ``text`` as its file conf/vendors/<vendor>.yaml."""
+    (conf / "vendors" / f"{vendor}.yaml").write_text(text)
+    with pytest.raises(VendorConfigError) as err:
+        vendor_config(vendor, conf)
+    return str(err.value)
+
 def test_a_stride_longer_than_a_chunk_is_refused() -> None:
     """The requests between two chunks were read, counted as scored in the ledger and never scored."""
     with pytest.raises(ValueError, match=r"stride \(500\) must not exceed size \(100\)"):
@@ -19,9 +35,7 @@ def test_a_stride_longer_than_a_chunk_is_refused() -> None:
 def test_a_key_set_twice_in_a_file_is_refused_naming_both_lines(tmp_path: Path) -> None:
     """PyYAML keeps the later of two equal keys without a word: a block appended to a vendor's file
     dropped the one before it."""
-    conf = tmp_path / "conf"
-    (conf / "vendors").mkdir(parents=True)
-    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    conf = _conf(tmp_path)
     (conf / "vendors" / "acme.yaml").write_text(
         "source: {kind: simulate}\ntrain: {epochs: 3}\nchunk: {size: 100}\ntrain: {batch_size: 64}\n")
     with pytest.raises(VendorConfigError, match=r"acme\.yaml line 4 column 1: .*'train' is set twice \(lines 2 and 4\)"):
@@ -61,9 +75,7 @@ def test_a_vendor_file_ending_in_yml_is_read_and_a_vendor_with_both_is_refused(
     from licanom.cli import vendor_name
     from licanom.config import list_vendors, unknown_vendor_message
 
-    conf = tmp_path / "conf"
-    (conf / "vendors").mkdir(parents=True)
-    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    conf = _conf(tmp_path)
     (conf / "vendors" / "acme.yml").write_text("source: {kind: simulate, profile: node-locked}\ntrain: {epochs: 3}\n")
     (conf / "vendors" / "beta.yaml").write_text("source: {kind: simulate}\n")
     assert list_vendors(conf) == ["acme", "beta"]
@@ -91,9 +103,7 @@ def test_a_vendor_file_ending_in_yml_is_read_and_a_vendor_with_both_is_refused(
 def test_a_misspelt_context_threshold_is_named_once(tmp_path: Path) -> None:
     """`context.threshold: severty` was two errors in one message (one per member of the union of
     the decisions' names and auto), the setting named twice."""
-    conf = tmp_path / "conf"
-    (conf / "vendors").mkdir(parents=True)
-    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    conf = _conf(tmp_path)
     (conf / "vendors" / "acme.yaml").write_text("source: {kind: simulate}\ncontext: {threshold: severty}\n")
     with pytest.raises(VendorConfigError) as err:
         vendor_config("acme", conf)
@@ -111,14 +121,10 @@ def test_a_decision_setting_written_as_text_is_refused_naming_the_setting_and_fi
     numbers (M3's bins also a numpy rule's name), and YAML's true is none."""
     from licanom.detectors.decision import check_decision
 
-    conf = tmp_path / "conf"
-    (conf / "vendors").mkdir(parents=True)
-    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    conf = _conf(tmp_path)
     vendor = conf / "vendors" / "acme.yaml"
-    vendor.write_text('source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: "70"}\n')
-    with pytest.raises(VendorConfigError) as err:
-        vendor_config("acme", conf)
-    assert str(err.value) == ("configuration error for vendor 'acme': context: threshold_params.min_severity must be "
+    text = 'source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: "70"}\n'
+    assert _refused(conf, "acme", text) == ("configuration error for vendor 'acme': context: threshold_params.min_severity must be "
                               f"a number, got '70' (quoted in the file: write it without quotes) (in {vendor})")
     vendor.write_text("source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: 70}\n")
     assert vendor_config("acme", conf).context.threshold_params == {"min_severity": 70}
@@ -132,14 +138,9 @@ def test_a_decision_setting_written_as_text_is_refused_naming_the_setting_and_fi
 def test_a_misspelt_simulated_profile_is_refused_as_the_configuration_is_read(tmp_path: Path) -> None:
     """`source.profile: floatin` passed the configuration and failed only when the night simulated
     its log, after the flow had started."""
-    conf = tmp_path / "conf"
-    (conf / "vendors").mkdir(parents=True)
-    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    conf = _conf(tmp_path)
     vendor = conf / "vendors" / "beta.yaml"
-    vendor.write_text("source: {kind: simulate, profile: floatin}\n")
-    with pytest.raises(VendorConfigError) as err:
-        vendor_config("beta", conf)
-    assert str(err.value) == ("configuration error for vendor 'beta': source.profile: input should be 'node-locked', "
+    assert _refused(conf, "beta", "source: {kind: simulate, profile: floatin}\n") == ("configuration error for vendor 'beta': source.profile: input should be 'node-locked', "
                               f"'usage-based', 'floating' or 'mixed' (got 'floatin') (in {vendor})")
     vendor.write_text("source: {kind: simulate, profile: node-locked}\n")
     assert vendor_config("beta", conf).source.profile == "node-locked"
@@ -154,14 +155,9 @@ def test_a_misspelt_simulated_profile_is_refused_as_the_configuration_is_read(tm
 def test_a_cryptolens_source_without_its_product_is_refused_as_the_configuration_is_read(tmp_path: Path) -> None:
     """`source.kind: cryptolens` without product_id passed the configuration and failed only when
     the flow extracted the log, after it had started."""
-    conf = tmp_path / "conf"
-    (conf / "vendors").mkdir(parents=True)
-    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    conf = _conf(tmp_path)
     vendor = conf / "vendors" / "acme.yaml"
-    vendor.write_text("source: {kind: cryptolens}\n")
-    with pytest.raises(VendorConfigError) as err:
-        vendor_config("acme", conf)
-    assert str(err.value) == ("configuration error for vendor 'acme': source: product_id is not set: a cryptolens "
+    assert _refused(conf, "acme", "source: {kind: cryptolens}\n") == ("configuration error for vendor 'acme': source: product_id is not set: a cryptolens "
                               "source reads one product's log; set product_id to the product's id, a whole number "
                               f"(its ProductId in Cryptolens) (in {vendor})")
     vendor.write_text("source: {kind: cryptolens, product_id: 12345}\n")
@@ -171,9 +167,7 @@ def test_a_cryptolens_source_without_its_product_is_refused_as_the_configuration
 def test_a_number_with_an_exponent_and_no_dot_is_a_number(tmp_path: Path) -> None:
     """PyYAML reads YAML 1.1, whose floats need a dot: an unquoted `alarm_rate: 1e-3` or
     `min_severity: 7e1` was the text "1e-3", refused as written in quotes. A quoted "70" still is."""
-    conf = tmp_path / "conf"
-    (conf / "vendors").mkdir(parents=True)
-    (conf / "defaults.yaml").write_text((Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text())
+    conf = _conf(tmp_path)
     vendor = conf / "vendors" / "acme.yaml"
     vendor.write_text("source: {kind: simulate}\ntrain: {lr: 1e-3}\n"
                       "context:\n  threshold: budget\n  threshold_params: {alarm_rate: 1e-3}\n")
