@@ -723,3 +723,31 @@ def test_a_missing_column_error_names_the_files_columns_only(tmp_path):
     with pytest.raises(ValidationError, match=r"lacks required column\(s\) \['MachineCode'\]") as err:
         validate_log(raw)
     assert "_unreadable" not in str(err.value) and "Machine_Code" in str(err.value)
+
+
+def test_a_file_without_its_header_line_is_refused_without_quoting_its_first_row(tmp_path):
+    """A file exported without its header line has its first row where the column names belong;
+    the refusal listed them, a customer's key and address with them, to the console and Prefect's
+    database. It counts them and says what the file looks like instead; a header of other names is
+    still listed (they are names)."""
+    from licanom.data.validate import validate_log
+
+    row = "1,3,SECRETKEY-AAAA,10.1.2.3,2025-03-01T00:00:00Z,1010,mc1\n"
+    (tmp_path / "a.csv").write_text(row + row.replace("1,3,", "2,3,", 1))
+    with pytest.raises(ValidationError, match=r"it has 7 columns, none of them a Web API Log column's name") as err:
+        validate_log(read_log(tmp_path / "a.csv"))
+    assert "SECRETKEY" not in str(err.value) and "10.1.2.3" not in str(err.value)
+    good = "Id,ProductId,Key,IP,Time,State,MachineCode\n" + row
+    (tmp_path / "b.csv").write_text(good)
+    with pytest.raises(ValidationError, match=r"a\.csv: the log file lacks .* it has 7 columns, none of them") as err:
+        read_log(tmp_path)  # a folder of a file with its header and one without
+    assert "SECRETKEY" not in str(err.value)
+    # a file split by another separator than the reader's, without its header: no value quoted either
+    (tmp_path / "c.csv").write_text((row + row).replace(",", ";"))
+    with pytest.raises(ValidationError, match=r"split by ';'") as err:
+        validate_log(read_log(tmp_path / "c.csv", separator=","))
+    assert "SECRETKEY" not in str(err.value)
+    # a header of other names (another product's export) is still named
+    (tmp_path / "d.csv").write_text("when,who,where\n2025-03-01,x,y\n")
+    with pytest.raises(ValidationError, match=r"it has \['when', 'who', 'where'\]"):
+        validate_log(read_log(tmp_path / "d.csv"))

@@ -24,6 +24,7 @@ are in order skips the duplicate search and the sort.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -348,11 +349,12 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
         # a header read with another separator than its own: one long name holding the others
         merged = [c for c in raw.columns if any(sep in c for sep in SEPARATORS)]
         sep = max(SEPARATORS, key=merged[0].count) if merged else ""
-        hint = (f"; {_shown(merged[0])!r} looks like several columns split by {sep!r}: set the file's "
+        shown = columns_shown(raw.columns)
+        what = (f"{_shown(merged[0])!r}" if merged and shown.startswith("[") else "its first line")
+        hint = (f"; {what} looks like several columns split by {sep!r}: set the file's "
                 f"separator (`source.separator: {sep!r}` or --separator)") if merged else ""
         raise ValidationError(
-            f"the log lacks required column(s) {missing}; it has "
-            f"{[_shown(c) for c in raw.columns if c not in (UNREADABLE, SOURCE_FILE, SOURCE_ROW)][:20]}. "
+            f"the log lacks required column(s) {missing}; it has {shown}. "
             f"Expected the Web API Log columns {list(REQUIRED_RAW)} (optional: {list(OPTIONAL_RAW)}){hint}"
         )
     unreadable = UNREADABLE in raw.columns and raw[UNREADABLE].null_count() < raw.height
@@ -693,6 +695,25 @@ def move_to_quarantine(result: ValidationResult, raw: pl.DataFrame, drop: pl.Ser
     )
     quarantine = pl.concat([result.quarantine, _quarantine(raw, [at])], how="vertical_relaxed").sort(ROW)
     return ValidationResult(valid=result.valid.filter(~drop), quarantine=quarantine, n_in=result.n_in)
+
+
+# a value that no header names a column by: a number, an address, a date or a time
+_DATA_LIKE = re.compile(r"^[\s\d.,:;+\-/TZ]*\d[\s\d.,:;+\-/TZ]*$")
+
+
+def columns_shown(columns: list[str], limit: int = 20) -> str:
+    """A file's columns as a refusal for missing ones lists them: their names; but where none names a
+    Web API Log column and one reads as a value (a number, an address, a time), only how many there
+    are: a file exported without its header line has its first row there, a customer's key and
+    address with it, and the message reaches the console and Prefect's database."""
+    from licanom.data.columns import RAW
+
+    own = [c for c in columns if c not in (UNREADABLE, SOURCE_FILE, SOURCE_ROW)]
+    values = [part for c in own for part in re.split(r"[,;\t|]", c)]  # a line read with another separator: one
+    if not any(v.strip() in RAW for v in values) and any(_DATA_LIKE.match(v) for v in values):
+        return (f"{len(own)} columns, none of them a Web API Log column's name, and its first line reads as values: "
+                "a file without its header line? (those values are not shown)")
+    return str([_shown(c) for c in own][:limit])
 
 
 def _shown(name: str, width: int = 80) -> str:

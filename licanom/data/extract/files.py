@@ -810,14 +810,14 @@ def _check_columns_per_file(read: list[tuple[Path, pl.DataFrame]]) -> None:
     """Every file of a log has the required columns: joined with the others, a file without one
     would pass as rows whose column is empty (an export whose format changed part way)."""
     from licanom.data.columns import REQUIRED_RAW
-    from licanom.data.validate import ValidationError
+    from licanom.data.validate import ValidationError, columns_shown
 
     for path, frame in read:
         missing = [c for c in REQUIRED_RAW if c not in frame.columns]
         if missing:
             raise ValidationError(
                 f"{path}: the log file lacks required column(s) {missing}; it has "
-                f"{[c[:80] for c in frame.columns[:20]]}. Every file of a log needs the Web API Log columns "
+                f"{columns_shown(frame.columns)}. Every file of a log needs the Web API Log columns "
                 f"{list(REQUIRED_RAW)}"
             )
 
