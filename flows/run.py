@@ -243,12 +243,13 @@ def _run(args: argparse.Namespace, interrupt: Interrupted):  # type: ignore[no-u
 
 def _input_failure(state) -> tuple[int, str] | None:  # type: ignore[no-untyped-def]
     """A flow that failed on its input: 3 when the log cannot be used, 4 when it cannot be read, 2
-    when a secret its configuration needs is missing."""
+    when a secret its configuration needs is missing or the vendor has no champion to score with."""
     from licanom.cli import EXIT_BAD_INPUT, EXIT_SOURCE, EXIT_USAGE, one_line
     from licanom.data.chunk import NotEnoughDataError
     from licanom.data.extract.files import ExtractFileError
     from licanom.data.privacy import MissingSecretError
     from licanom.data.validate import ValidationError
+    from licanom.ops.tracking import NoChampionError
 
     try:
         err = state.result(raise_on_failure=False)
@@ -258,7 +259,7 @@ def _input_failure(state) -> tuple[int, str] | None:  # type: ignore[no-untyped-
         return EXIT_BAD_INPUT, f"the log cannot be used: {one_line(err)}"
     if isinstance(err, ExtractFileError):
         return EXIT_SOURCE, one_line(err)
-    if isinstance(err, MissingSecretError):
+    if isinstance(err, (MissingSecretError, NoChampionError)):
         return EXIT_USAGE, one_line(err)
     return None
 

@@ -33,6 +33,7 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     out = Path(cfg.output_dir)
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)
+    vendors.require_secrets(cfg)  # a missing secret: one line before the log is read, as in training
     with scoring.vendor_lock(out, vendor):  # one run per vendor at a time; the second reads what the first left
         night = scoring.open_night(out, vendor, tracker, since, cfg)
         night = data.read_night(cfg, opaque(night))

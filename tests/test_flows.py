@@ -456,6 +456,32 @@ def test_a_missing_pseudonym_secret_is_refused_before_training_reads_anything(fl
         conf.unlink()
 
 
+def test_score_refuses_a_missing_token_and_a_vendor_never_trained_in_one_line(flow_env, capsys, monkeypatch):
+    """`licanom run score` of a Cryptolens vendor without its token ended with 1 and two tracebacks
+    (training refused it in one line with 2); a vendor never trained ended with 1 and Prefect's
+    "Flow run encountered an exception: LookupError". Both: 2 and the line that says what to do."""
+    from flows.run import main
+
+    root, out = flow_env
+    conf = root / "conf" / "vendors" / "remote.yaml"
+    conf.write_text(f"output_dir: {out}\nsource: {{kind: cryptolens, product_id: 12345, token_env: LICANOM_TEST_TOKEN}}\n")
+    monkeypatch.delenv("LICANOM_TEST_TOKEN", raising=False)
+    try:
+        assert main(["score", "--vendor", "remote"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith("licanom: score flow failed: vendor 'remote' needs its cryptolens token "
+                                  "(source.token_env (source.kind: cryptolens)), but the environment variable "
+                                  "LICANOM_TEST_TOKEN is not set"), err
+        assert not any("Traceback" in line for line in err), err
+        monkeypatch.setenv("LICANOM_TEST_TOKEN", "a-token")
+        assert main(["score", "--vendor", "remote"]) == 2  # the token set: no champion yet
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            "licanom: score flow failed: vendor 'remote' has no champion model yet: train it first: licanom run train "
+            "--vendor remote")
+    finally:
+        conf.unlink()
+
+
 def test_run_refuses_the_options_its_flow_would_ignore(flow_env, capsys):
     """`licanom run nightly` scores every vendor: a --vendor (or --since) would be ignored, so it
     is refused in one line before anything runs."""

@@ -60,6 +60,11 @@ INPUT_COLUMNS: tuple[tuple[str, str], ...] = (
 OPTIONAL_INPUT_COLUMNS: tuple[tuple[str, str], ...] = (("DOId", "any"), ("DOIntValue", "any"))
 
 
+class NoChampionError(LookupError):
+    """A vendor without a champion model to score with: never trained, or its alias moved away (the
+    message says which and what to do); ``licanom run score`` ends with 2, as for a missing secret."""
+
+
 class TrackingUnavailableError(RuntimeError):
     """The tracking server could not be reached (after MLflow's own retries with back-off)."""
 
@@ -365,12 +370,12 @@ class Tracker:
             except Exception:  # noqa: BLE001 - no registered model at all: the message below
                 versions = []
             if versions:
-                raise LookupError(
+                raise NoChampionError(
                     f"vendor {vendor!r} has no champion: its registered model {name} has version(s) "
                     f"{', '.join(map(str, versions))} but none holds the alias '{CHAMPION}'; set it on the version to "
                     f"score with (MLflow UI, or MlflowClient().set_registered_model_alias({name!r}, {CHAMPION!r}, "
                     f"'{versions[-1]}')), or train again: licanom run train --vendor {vendor}") from err
-            raise LookupError(f"vendor {vendor!r} has no champion model yet: train it first: licanom run train --vendor {vendor}") from err
+            raise NoChampionError(f"vendor {vendor!r} has no champion model yet: train it first: licanom run train --vendor {vendor}") from err
         mlflow.set_tracking_uri(self.config.tracking_uri)
         mlflow.set_registry_uri(self.config.registry_uri)
         uri = f"models:/{name}/{mv.version}"
