@@ -446,9 +446,11 @@ def write_detect_report(vendor: str, detector: Any, chunks: Any, rows: Any, out:
     if levels is not None:
         incidents = night_incidents(chunks, rows, levels)
         incidents.write_parquet(out / INCIDENTS_FILE)
+    caution = detector.calibration_caution()  # a model of a few training chunks: under the page's header
     inp = detector_report_input(detector, vendor=vendor, run_id=f"detect {out.name}", model=detector.model,
                                 chunks=chunks, rows=rows, trained_in_run=True,
-                                computed=Computed(entities=entities, incidents=incidents))
+                                computed=Computed(entities=entities, incidents=incidents),
+                                notes=(f"caution: {detector.model}: {caution}",) if caution else ())
     save_run(inp, out)
     return write_report(inp, out)
 

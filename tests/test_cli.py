@@ -48,7 +48,8 @@ def test_detect_writes_contract_on_csv(csv_export, tmp_path, capsys):
             f"the {test.height} held-out test chunks)") in printed
     assert "\ndecision: severity >= 55 (a score of " in printed
     # trained on a handful of chunks: its severities are said to be unreliable (a small vendor floods)
-    assert f"\ncaution: TCN_AE: its severity is calibrated on {det.calibration_.n} training chunks, fewer than" in printed
+    caution = f"caution: TCN_AE: its severity is calibrated on {det.calibration_.n} training chunks, fewer than"
+    assert f"\n{caution}" in printed and caution in (out / "report.html").read_text()
     # the entity results beside the chunks: every valid row in one key-day, and every row with an
     # address in one address-hour (the rows without one make none)
     entities = pl.read_parquet(out / "entities.parquet")

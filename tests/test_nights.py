@@ -786,14 +786,18 @@ def test_a_line_of_a_field_too_many_keeps_its_id_where_the_line_says_it_for_sure
     lines[3] = lines[3].replace(",mc", ",mc,x", 1) if ",mc" in lines[3] else lines[3] + ",x"  # Id 402
     lines[6] += ","  # Id 405: a separator too many at its end
     lines[9] = "1,000" + lines[9][len("408"):]  # Id "1,000": read as two fields
+    assert lines[0].startswith("Id,ProductId,")
+    fields = lines[11].split(",")
+    lines[11] = ",".join([*fields[:2], "", *fields[2:]])  # Id 410: an empty field after ProductId
     path = tmp_path / "long.csv"
     path.write_text("\n".join(lines) + "\n")
     result = validate_log(read_log(path))
-    assert result.valid.height == good.height - 3
+    assert result.valid.height == good.height - 4
     q = result.quarantine
-    assert q["Id"].to_list() == ["402", "405", None]
-    assert [r.split(": ", 1)[1] for r in q["reason"]] == ["cannot be read as CSV (8 fields, the header has 7)"] * 3
-    assert [int(r.split(" line ")[1].split(":")[0]) for r in q["reason"]] == [4, 7, 10]
+    # 410: "410,3" as the Id with an empty ProductId is no reading of the line (ProductId is required)
+    assert q["Id"].to_list() == ["402", "405", None, "410"]
+    assert [r.split(": ", 1)[1] for r in q["reason"]] == ["cannot be read as CSV (8 fields, the header has 7)"] * 4
+    assert [int(r.split(" line ")[1].split(":")[0]) for r in q["reason"]] == [4, 7, 10, 12]
     # the watermark reads the kept Id: the row before it is not read again, the row after it is
     assert read_log(path, after_id=404)["Id"].to_list() == [*map(str, range(405, 408)), None, "409", "410", "411"]
 

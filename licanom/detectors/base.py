@@ -98,8 +98,8 @@ class BaseDetector(ABC):
         if n >= SMALL_CALIBRATION:
             return None
         return (f"its severity is calibrated on {n} training chunk{'' if n == 1 else 's'}, fewer than the "
-                f"{SMALL_CALIBRATION} it needs to tell the vendor's normal range: ordinary chunks may be flagged, "
-                "at up to the top severity, until it is trained on more days")
+                f"{SMALL_CALIBRATION} it needs to tell the vendor's normal range: ordinary chunks may reach high "
+                "severities, and be flagged, until it is trained on more days")
 
     def night_rule(self) -> SeverityDecision | None:
         """The severity decision's settings where this detector decides by severity, else None."""

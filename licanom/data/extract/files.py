@@ -485,15 +485,15 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     """The Id of each CSV line of more fields than its header ``names``, where it is sure. Only a
     line of one field more (a separator within a value that is not quoted, a separator too many at
     its end) may be sure: every way of putting the extra separator into one value whose integer
-    columns (Id, ProductId, State, ...) then read as integers and whose IP reads as an address (or
-    is empty) gives that line the same Id, an integer as the Id column reads it; the integer's text
+    columns (Id, ProductId, State, ...) then read as integers (the required ones not empty) and whose
+    IP reads as an address (or is empty) gives that line the same Id, an integer as the Id column reads it; the integer's text
     is kept (``1600,0``: ``1600``). An Id of digits that holds the separator (``1,000``: the Id 1
     or 1000?) counts as one such way, and is no integer. None where no way fits, two give two Ids
     or the one is not an integer; None for a line of two fields too many or more: its true reading
     may put them into two values, none of these ways, and a shifted one can fit (an address or a
     State read as the Id, higher than the line's own: a watermark moved past rows); None past the
     first :data:`MAX_LONG_LINE_IDS` lines of one field too many."""
-    from licanom.data.columns import RAW
+    from licanom.data.columns import RAW, REQUIRED_RAW
     from licanom.data.schema import is_ip_address
     from licanom.data.validate import _INTS, _as_int
 
@@ -517,8 +517,9 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
                            for j in (i, *ints, *ip) for x, side in sides.items() for v in [side(j)])
     addresses = {a for a in pl.concat([values[f"{x}{j}"] for j in ip for x in sides]).drop_nulls().unique()
                  if is_ip_address(a)} if ip else set()
-    ok = {f"{x}{j}": pl.col(f"{x}{j}").is_null() | (_as_int(f"{x}{j}", pl.String).is_not_null() if j in ints
-                                                     else pl.col(f"{x}{j}").is_in(sorted(addresses)))
+    required = [j for j in ints if column[j] in REQUIRED_RAW]  # empty: no reading of the line's (ProductId: missing)
+    ok = {f"{x}{j}": (pl.lit(False) if j in required else pl.col(f"{x}{j}").is_null())
+          | (_as_int(f"{x}{j}", pl.String).is_not_null() if j in ints else pl.col(f"{x}{j}").is_in(sorted(addresses)))
           for j in (*ints, *ip) for x in sides}
     ok |= {f"{x}{i}": pl.col(f"{x}{i}").str.contains(r"^[+-]?\d+(?:\D\d+)*$").fill_null(False) for x in sides}
     # each checked value read once; the Id's integer's text, or (no integer) its text marked so
