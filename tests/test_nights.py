@@ -1321,3 +1321,50 @@ def test_a_pseudonymised_champions_refused_night_shows_no_address_in_its_refusal
     with pytest.raises(ValidationError, match=r"refused.* row \d+ \(Id 1600\): IP: malformed address \(IP not shown") as err:
         v.night(tracker_for(v.root))
     assert "10.9." not in str(err.value)
+
+
+def test_a_line_whose_required_column_is_empty_keeps_no_other_readings_id(tmp_path) -> None:
+    """A reading that leaves ProductId or State empty is no reading of the line's, but its Id still
+    counts against another reading's: a line of an empty ProductId and a machine code ``590,1``
+    (unquoted) may be read, shifted, with 590 as its Id; the line keeps none (a watermark moved to
+    590 would pass rows 501 to 589 by). Where the only other reading's Id is no integer, the one
+    integer Id is kept, whatever is empty."""
+    from licanom.data.extract.files import read_log
+    from licanom.ops.nightly import new_watermark
+
+    good = rows(400, 200)
+    order = ["Time", "IP", "ProductId", "Id", "MachineCode", "Key", "State"]
+    lines = good.select(order).write_csv().splitlines()
+    time, ip, key = good["Time"][100], good["IP"][100], good["Key"][100]
+    lines[101] = f"{time},{ip},,500,590,1,{key},1010"  # Id 500
+    path = tmp_path / "shifted.csv"
+    path.write_text("\n".join(lines) + "\n")
+    raw = read_log(path)
+    assert raw.filter(pl.col("_unreadable").is_not_null())["Id"].to_list() == [None]
+    assert new_watermark(raw.head(101), 498) == 499
+
+    order = ["Id", "ProductId", "Key", "IP", "Time", "State", "MachineCode"]
+    lines = good.select(order).write_csv().splitlines()
+    fields = lines[2].split(",")
+    lines[2] = ",".join([fields[0], "", *fields[2:]]) + ","  # Id 401: ProductId empty, a separator too many at its end
+    path = tmp_path / "empty.csv"
+    path.write_text("\n".join(lines) + "\n")
+    raw = read_log(path)
+    # no reading that leaves nothing required empty gives 401 (the row lacks its ProductId): none kept
+    assert raw.filter(pl.col("_unreadable").is_not_null())["Id"].to_list() == [None]
+
+
+def test_a_found_id_out_of_its_neighbours_order_is_not_kept(tmp_path) -> None:
+    """A usage value ``7`` written with a separator before it (``,7``) is no integer, so the line's
+    own reading fits no way, and a shifted one reads 7 as its Id: amid Ids 995 to 1005 it is no
+    line's Id there, and is not kept."""
+    from licanom.data.extract.files import read_log
+
+    header = "DOIntValue,Id,Time,Key,MachineCode,DOId,State,FriendlyName"
+    lines = [header, *(f"3,{i},2025-03-01T00:00:00Z,K{i},mc,12,1010,pc" for i in range(995, 1006))]
+    lines[6] = ",7,1000,2025-03-01T00:00:00Z,7,12,1000,,1000"  # Id 1000; read shifted, Id 7
+    path = tmp_path / "shifted.csv"
+    path.write_text("\n".join(lines) + "\n")
+    raw = read_log(path)
+    assert raw.filter(pl.col("_unreadable").is_not_null())["Id"].to_list() == [None]
+    assert raw["Id"].to_list() == [*map(str, range(995, 1000)), None, *map(str, range(1001, 1006))]

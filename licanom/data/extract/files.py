@@ -468,8 +468,27 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     at = [i for i, n in enumerate(names) if _header_name(n) == "id"]
     if long and len(at) == 1:  # each such row keeps its Id where the line says it for sure
         for (row, _), found in zip(long, _ids_of_long_lines([f for _, f in long], names, separator), strict=True):
-            rows[row][at[0]] = found
+            rows[row][at[0]] = found if found is None or _between_neighbours(rows, row, at[0], int(found)) else None
     return _text_frame(names, rows, why)
+
+
+# how many rows before and after a line of a field too many _between_neighbours looks at for an Id
+NEIGHBOURS_LOOKED_AT = 1_000
+
+
+def _between_neighbours(rows: list[list[str | None]], row: int, at: int, found: int) -> bool:
+    """Whether an Id found for a line of a field too many lies between the Ids of the nearest rows
+    before and after it that have one written plainly (digits): a last guard against a shifted
+    reading (an export in Id order puts a line's own Id there; a wrong, higher one could move a
+    night's watermark past rows). A file out of Id order there loses the Id, as before it was found."""
+    def plain(r: int) -> int | None:
+        text = rows[r][at]
+        return int(text) if text is not None and text.isdigit() else None
+
+    near = NEIGHBOURS_LOOKED_AT  # a file of Ids not written plainly is not read through for each line
+    before = next((v for v in (plain(r) for r in range(row - 1, max(row - 1 - near, -1), -1)) if v is not None), None)
+    after = next((v for v in (plain(r) for r in range(row + 1, min(row + 1 + near, len(rows)))) if v is not None), None)
+    return (before is None or before < found) and (after is None or found < after)
 
 
 # How many lines of a field too many a file's read recovers the Ids of: its first ones; the rest keep
@@ -485,9 +504,11 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     """The Id of each CSV line of more fields than its header ``names``, where it is sure. Only a
     line of one field more (a separator within a value that is not quoted, a separator too many at
     its end) may be sure: every way of putting the extra separator into one value whose integer
-    columns (Id, ProductId, State, ...) then read as integers (the required ones not empty) and whose
-    IP reads as an address (or is empty) gives that line the same Id, an integer as the Id column reads it; the integer's text
-    is kept (``1600,0``: ``1600``). An Id of digits that holds the separator (``1,000``: the Id 1
+    columns (Id, ProductId, State, ...) then read as integers and whose IP reads as an address (or
+    is empty) gives that line the same Id, an integer as the Id column reads it, and a way that
+    leaves none of Id, ProductId and State empty gives it (a way that leaves one of them empty and
+    reads an Id that is no integer is no way of the line's); the integer's text is kept (``1600,0``:
+    ``1600``). An Id of digits that holds the separator (``1,000``: the Id 1
     or 1000?) counts as one such way, and is no integer. None where no way fits, two give two Ids
     or the one is not an integer; None for a line of two fields too many or more: its true reading
     may put them into two values, none of these ways, and a shifted one can fit (an address or a
@@ -517,8 +538,10 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
                            for j in (i, *ints, *ip) for x, side in sides.items() for v in [side(j)])
     addresses = {a for a in pl.concat([values[f"{x}{j}"] for j in ip for x in sides]).drop_nulls().unique()
                  if is_ip_address(a)} if ip else set()
-    required = [j for j in ints if column[j] in REQUIRED_RAW]  # empty: no reading of the line's (ProductId: missing)
-    ok = {f"{x}{j}": (pl.lit(False) if j in required else pl.col(f"{x}{j}").is_null())
+    # each checked value: does it fit its column (an integer, an address; empty where the column may
+    # be), and, for a required column (Id, ProductId, State), does it fit not empty ("!": strictly)
+    required = [j for j in ints if column[j] in REQUIRED_RAW]
+    ok = {f"{x}{j}": pl.col(f"{x}{j}").is_null()
           | (_as_int(f"{x}{j}", pl.String).is_not_null() if j in ints else pl.col(f"{x}{j}").is_in(sorted(addresses)))
           for j in (*ints, *ip) for x in sides}
     ok |= {f"{x}{i}": pl.col(f"{x}{i}").str.contains(r"^[+-]?\d+(?:\D\d+)*$").fill_null(False) for x in sides}
@@ -526,17 +549,31 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     checks = values.select(*(e.alias(name) for name, e in ok.items()), *(
         pl.coalesce(_as_int(f"{x}{i}", pl.String).cast(pl.String), pl.lit("?") + pl.col(f"{x}{i}")).alias(f"id{x}")
         for x in sides))
+    checks = checks.with_columns((pl.col(f"{x}{j}") & values[f"{x}{j}"].is_not_null()).alias(f"!{x}{j}")
+                                 for j in required for x in sides)
 
-    def fits(p: int) -> pl.Expr:
-        return pl.all_horizontal(pl.col(f"{'L' if j < p else 'J' if j == p else 'R'}{j}") for j in (i, *ints, *ip))
+    def fits(p: int, strict: bool = False) -> pl.Expr:
+        def part(j: int) -> str:
+            side = "L" if j < p else "J" if j == p else "R"
+            return f"!{side}{j}" if strict and j in required else f"{side}{j}"
+        return pl.all_horizontal(pl.col(part(j)) for j in (i, *ints, *ip))
 
-    # the Ids of the readings that put the extra separator after the Id, into it, before it
-    side_fits = {"L": pl.any_horizontal(False, *(fits(p) for p in range(i + 1, k))), "J": fits(i),
-                 "R": pl.any_horizontal(False, *(fits(p) for p in range(i)))}
-    ids = pl.concat_list(pl.when(fit).then(pl.col(f"id{x}")) for x, fit in side_fits.items()).list.drop_nulls()\
-        .list.unique()
-    sure = checks.select(pl.when((ids.list.len() == 1) & ~ids.list.first().str.starts_with("?"))
-                         .then(ids.list.first())).to_series()
+    def ids(strict: bool) -> pl.Expr:
+        """The Ids of the readings that put the extra separator after the Id, into it, before it."""
+        side_fits = {"L": pl.any_horizontal(False, *(fits(p, strict) for p in range(i + 1, k))), "J": fits(i, strict),
+                     "R": pl.any_horizontal(False, *(fits(p, strict) for p in range(i)))}
+        return pl.concat_list(pl.when(fit).then(pl.col(f"id{x}")) for x, fit in side_fits.items()).list.drop_nulls()\
+            .list.unique()
+
+    # sure: the readings give one integer Id, a reading that leaves no required column empty gives it,
+    # and none gives an Id that is no integer but for a reading that leaves a required column empty
+    # (``25204045,4113`` as the Id, its ProductId empty: no reading of the line's). A reading that
+    # leaves one empty still counts its integer Id against another's (a shifted one can fit alone)
+    integers = ids(False).list.eval(pl.element().filter(~pl.element().str.starts_with("?")))
+    strict = ids(True)
+    others = strict.list.eval(pl.element().filter(pl.element().str.starts_with("?"))).list.len()
+    sure = checks.select(pl.when((integers.list.len() == 1) & (others == 0) & (strict.list.len() == 1))
+                         .then(integers.list.first())).to_series()
     for n, value in zip(one, sure, strict=True):
         found[n] = value
     return found
