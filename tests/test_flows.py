@@ -64,7 +64,7 @@ def trained_alpha(flow_env):
     return summary, until
 
 
-def test_versions_without_the_champion_alias_say_how_to_set_it_not_train_first(trained_alpha):
+def test_versions_without_the_champion_alias_say_how_to_set_it_not_train_first(trained_alpha, monkeypatch):
     """The alias deleted (a rollback half done): "no champion model yet: train it first" was wrong
     advice, as training would move the alias anyway; the versions are there to choose from."""
     from licanom.ops.tracking import configure
@@ -81,6 +81,15 @@ def test_versions_without_the_champion_alias_say_how_to_set_it_not_train_first(t
         tracker.client.set_registered_model_alias("licanom-alpha", "champion", champion)
     with pytest.raises(LookupError, match="no champion model yet: train it first"):
         tracker.load_champion("never-trained")
+    # a registry that fails otherwise (refused, an error of its own) is not "train it first" (exit 2)
+    from mlflow.exceptions import MlflowException
+
+    def refused(name, alias):  # type: ignore[no-untyped-def]
+        raise MlflowException("permission denied", error_code="PERMISSION_DENIED")
+
+    monkeypatch.setattr(tracker.client, "get_model_version_by_alias", refused)
+    with pytest.raises(MlflowException, match="permission denied"):
+        tracker.load_champion("alpha")
 
 
 def test_training_registers_versions_with_aliases(trained_alpha):

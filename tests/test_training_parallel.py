@@ -79,3 +79,6 @@ def test_a_variant_fitted_ahead_is_recorded_as_if_trained_there(setup, tmp_path)
     assert result.decision == fitted.detector.threshold_method_ and result.threshold == fitted.detector.threshold_
     # and what the training log warns of: a calibration of too few chunks, or nothing
     assert result.caution == fitted.detector.calibration_caution()
+    fitted.detector.calibration_caution = lambda: "its severity is calibrated on 9 training chunks"  # a small vendor's
+    again = training.train_variant(_Recorder(), cfg, prepared, model, "parent", tmp_path / "again", fitted=fitted)
+    assert again.caution == "its severity is calibrated on 9 training chunks"

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import mlflow
+import mlflow.exceptions
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -58,6 +59,10 @@ INPUT_COLUMNS: tuple[tuple[str, str], ...] = (
 # (the usage signal, key_usage_hour). "any": integers with nulls arrive as floats from pandas;
 # the log's validation checks them. MLflow drops every column its signature does not name.
 OPTIONAL_INPUT_COLUMNS: tuple[tuple[str, str], ...] = (("DOId", "any"), ("DOIntValue", "any"))
+
+
+# MLflow's error codes for a registered model that does not exist, and for an alias it does not hold
+NO_CHAMPION_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
 
 
 class NoChampionError(LookupError):
@@ -364,7 +369,9 @@ class Tracker:
                 mv = self.client.get_model_version_by_alias(name, CHAMPION)
         except TrackingUnavailableError:
             raise
-        except Exception as err:
+        except mlflow.exceptions.MlflowException as err:
+            if err.error_code not in NO_CHAMPION_CODES:  # the registry failed (refused, an error of its own)
+                raise
             try:  # versions without the alias: the champion was moved away (a rollback half done), not never trained
                 versions = sorted(int(v.version) for v in self.client.search_model_versions(f"name = '{name}'"))
             except Exception:  # noqa: BLE001 - no registered model at all: the message below
