@@ -751,3 +751,17 @@ def test_a_file_without_its_header_line_is_refused_without_quoting_its_first_row
     (tmp_path / "d.csv").write_text("when,who,where\n2025-03-01,x,y\n")
     with pytest.raises(ValidationError, match=r"it has \['when', 'who', 'where'\]"):
         validate_log(read_log(tmp_path / "d.csv"))
+
+
+def test_a_file_without_its_header_line_is_not_read_as_joined_exports(tmp_path):
+    """Without its header line, a file's first row stands for the names; a later row of the same
+    customer (its key, address and machine, an Id equal to the first row's State) read as "a header
+    of other columns" and was refused quoting both rows. It is refused for its missing columns,
+    quoting neither."""
+    from licanom.data.validate import validate_log
+
+    lines = [f"{i},25841,ABCD-EFGH,10.1.2.3,2025-03-01T00:{i // 60 % 60:02d}:{i % 60:02d}Z,1010,mc1" for i in range(1000, 1200)]
+    (tmp_path / "a.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValidationError, match=r"it has 7 columns, none of them a Web API Log column's name") as err:
+        validate_log(read_log(tmp_path / "a.csv"))
+    assert "ABCD-EFGH" not in str(err.value) and "10.1.2.3" not in str(err.value)

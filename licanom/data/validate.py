@@ -701,16 +701,22 @@ def move_to_quarantine(result: ValidationResult, raw: pl.DataFrame, drop: pl.Ser
 _DATA_LIKE = re.compile(r"^[\s\d.,:;+\-/TZ]*\d[\s\d.,:;+\-/TZ]*$")
 
 
+def looks_like_values(columns: list[str]) -> bool:
+    """Whether a file's column names are a row of values (a file without its header line): none
+    names a Web API Log column and one reads as a value (a number, an address, a time)."""
+    from licanom.data.columns import RAW
+
+    values = [part for c in columns for part in re.split(r"[,;\t|]", c)]  # a line read with another separator: one
+    return not any(v.strip() in RAW for v in values) and any(_DATA_LIKE.match(v) for v in values)
+
+
 def columns_shown(columns: list[str], limit: int = 20) -> str:
     """A file's columns as a refusal for missing ones lists them: their names; but where none names a
     Web API Log column and one reads as a value (a number, an address, a time), only how many there
     are: a file exported without its header line has its first row there, a customer's key and
     address with it, and the message reaches the console and Prefect's database."""
-    from licanom.data.columns import RAW
-
     own = [c for c in columns if c not in (UNREADABLE, SOURCE_FILE, SOURCE_ROW)]
-    values = [part for c in own for part in re.split(r"[,;\t|]", c)]  # a line read with another separator: one
-    if not any(v.strip() in RAW for v in values) and any(_DATA_LIKE.match(v) for v in values):
+    if looks_like_values(own):
         return (f"{len(own)} columns, none of them a Web API Log column's name, and its first line reads as values: "
                 "a file without its header line? (those values are not shown)")
     return str([_shown(c) for c in own][:limit])

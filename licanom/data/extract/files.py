@@ -229,9 +229,12 @@ def _headers_again(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
     order and case, a byte order mark or quotes aside) is quarantined with its reason, not read as a row of
     values; the rows after it are read by its order of columns, which another export may have
     changed. A header line of other columns than the first line's is refused: which value belongs
-    to which column is not for the reader to guess."""
+    to which column is not for the reader to guess. A file without its header line (its first row
+    where the names belong) has no header to find again: the refusal of its missing columns says so."""
+    from licanom.data.validate import looks_like_values
+
     cols = [c for c in frame.columns if c != UNREADABLE]
-    if frame.height == 0 or len(cols) < 2 or any(frame.schema[c] != pl.String for c in cols):
+    if frame.height == 0 or len(cols) < 2 or any(frame.schema[c] != pl.String for c in cols) or looks_like_values(cols):
         return frame
 
     norm = _header_name
