@@ -82,7 +82,7 @@ FLAGGED_BY: tuple[str, ...] = ("threshold", "night")
 # chunks flagged at severity 100, on 9 chunks 4, on 20 none (docs/choosing-defaults.md, "A vendor of a
 # few training chunks"). No decision was found that stops it without losing small vendors' events,
 # so the model says so instead (BaseDetector.calibration_caution): in its training log, each night's
-# messages and licanom detect's summary. 16 is where the context models calibrate out of fold (four
+# messages, and licanom detect's summary and report. 16 is where the context models calibrate out of fold (four
 # chunks per fold).
 SMALL_CALIBRATION = 16
 # How far above the lower quartile (in units of q25 - q05) a training score may lie and still shape the bulk.
