@@ -303,10 +303,10 @@ def calibration_anchor(files: list[Path]) -> None:
     from licanom.detectors.decision import Calibration
 
     chunks = _night_chunks(files, "score")
+    file_of = {pl.read_parquet(f, n_rows=1).select(*VENDOR).row(0): f for f in files}
     by_anchor: dict[str, np.ndarray] = {}
     for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
-        world, profile, seed = (vendor[c][0] for c in VENDOR)
-        name = next(f for f in files if pl.read_parquet(f, n_rows=1).select(*VENDOR).row(0) == (world, profile, seed))
+        name = file_of[tuple(vendor[c][0] for c in VENDOR)]
         path = name.with_name(name.name.removesuffix(".parquet") + ".calibration.npy")
         if not path.exists():
             raise SystemExit(f"no {path.name}: run eval_nightly --chunks-out with this version (it writes the calibration scores)")

@@ -704,9 +704,10 @@ _DATA_LIKE = re.compile(r"^[\s\d.,:;+\-/TZ]*\d[\s\d.,:;+\-/TZ]*$")
 def looks_like_values(columns: list[str]) -> bool:
     """Whether a file's column names are a row of values (a file without its header line): none
     names a Web API Log column and one reads as a value (a number, an address, a time)."""
-    from licanom.data.columns import RAW
+    from licanom.data.extract.files import SEPARATORS
 
-    values = [part for c in columns for part in re.split(r"[,;\t|]", c)]  # a line read with another separator: one
+    split = "|".join(map(re.escape, SEPARATORS))  # a line read with another separator: one column
+    values = [part for c in columns for part in re.split(split, c)]
     return not any(v.strip() in RAW for v in values) and any(_DATA_LIKE.match(v) for v in values)
 
 
