@@ -34,11 +34,18 @@ draws. Stored chunks of runs before the small-night rule
     python -m benchmarks.offline_decisions tail-scale DIR [DIR ...]
     python -m benchmarks.offline_decisions event-origins DIR [DIR ...]
     python -m benchmarks.offline_decisions calibration-anchor DIR [DIR ...]
+    python -m benchmarks.offline_decisions small-night-latest DIR [DIR ...]
 
 ``tail-scale``: the default decision (level and night rules as they are) with the severity's tail
 scale multiplied by k: a severity above its value at the bulk's median is divided by k (100 stays
 100, as the far rules give it). Each k draws one point of the line along which a vendor trades
 events for false alarms; two runs (stored chunks of two versions of the code) compare along it.
+A small night's reference is completed with the vendor's latest training chunks (read from the
+``*.calibration.npy`` beside its chunks; without them, its other chunks alone).
+
+``small-night-latest``: the tail scale's line twice, a small night's chunk judged against the
+median of the night's other chunks alone (the decision until the report on 14001-14003) and
+completed with the vendor's latest training chunks (``Calibration.recent``, the default since).
 
 ``event-origins``: no other decision; where the night's events, found and missed by the stored
 decision, come from: an event that began in the training days and went on into the nights, a new
@@ -261,24 +268,72 @@ def small_nights(files: list[Path]) -> None:
 TAIL_SCALE_FACTORS: tuple[float, ...] = (0.8, 0.9, 1.0, 1.15, 1.3, 1.45, 1.6)
 
 
+def _calibration_scores(files: list[Path]) -> dict[tuple[object, ...], np.ndarray]:
+    """Each vendor's calibration scores in time order (``*.calibration.npy`` beside its night
+    chunks; eval_nightly writes them), by (world, profile, seed); vendors without the file are left
+    out."""
+    out = {}
+    for f in files:
+        path = f.with_name(f.name.removesuffix(".parquet") + ".calibration.npy")
+        if path.exists():
+            out[pl.read_parquet(f, n_rows=1).select(*VENDOR).row(0)] = np.load(path)
+    return out
+
+
+def _latest_severities(files: list[Path]) -> dict[tuple[object, ...], np.ndarray]:
+    """The severities of each vendor's latest training chunks (Calibration.recent), which complete a
+    small night's reference in the default decision's night rule, from its calibration scores."""
+    from licanom.detectors.context import TAIL_SCALE_NATS
+    from licanom.detectors.decision import Calibration
+
+    return {v: Calibration.fit(s, scale=TAIL_SCALE_NATS).recent_severity() for v, s in _calibration_scores(files).items()}
+
+
+def _scaled(sev: np.ndarray, k: float) -> np.ndarray:
+    """Severities with the tail's scale times ``k``: above its value at the bulk's median divided by k
+    (100 stays 100, as the far rules give it)."""
+    at_median = 100.0 * np.log10(2.0) / SEVERITY_DECADES  # the severity of a score at the bulk's median
+    return np.where(sev >= 100.0, 100.0, np.where(sev > at_median, np.minimum(at_median + (sev - at_median) / k, 100.0), sev))
+
+
+def _tail_scale_line(chunks: pl.DataFrame, latest: dict[tuple[object, ...], np.ndarray], k: float) -> np.ndarray:
+    """The default decision with the tail scale times ``k``; a small night's reference completed with
+    ``latest`` (empty: its other chunks alone)."""
+    scaled = _scaled(chunks["severity"].to_numpy(), k)
+    out = scaled >= DEFAULT_MIN_SEVERITY
+    for key, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
+        i = vendor["_i"].to_numpy()
+        recent = latest.get(tuple(key), np.empty(0))
+        out[i] |= stands_out(scaled[i], vendor["night"].to_numpy(), recent=_scaled(recent, k))
+    return out
+
+
 def tail_scale(files: list[Path]) -> None:
     chunks = _night_chunks(files)
-    at_median = 100.0 * np.log10(2.0) / SEVERITY_DECADES  # the severity of a score at the bulk's median
-
-    def decide(k: float) -> np.ndarray:
-        sev = chunks["severity"].to_numpy()
-        scaled = np.where(sev >= 100.0, 100.0, np.where(sev > at_median, np.minimum(at_median + (sev - at_median) / k, 100.0), sev))
-        out = scaled >= DEFAULT_MIN_SEVERITY
-        for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
-            i = vendor["_i"].to_numpy()
-            out[i] |= stands_out(scaled[i], vendor["night"].to_numpy())
-        return out
-
+    latest = _latest_severities(files)
+    if len(latest) < len(files):
+        print(f"{len(files) - len(latest)} vendor(s) without *.calibration.npy: their small nights are judged "
+              "against their other chunks alone (the decision before the latest training chunks completed it)")
     print(f"{len(files)} vendors, {chunks.height:,} night chunks; severity's tail scale times k, the default decision")
     print("| k | found | false alarms / 10k | silent | each half of the seeds | found per world |\n"
           "| --- | ---: | ---: | ---: | --- | --- |")
     for k in TAIL_SCALE_FACTORS:
-        print(_line(f"{k:g}", chunks, decide(k)))
+        print(_line(f"{k:g}", chunks, _tail_scale_line(chunks, latest, k)))
+
+
+def small_night_latest(files: list[Path]) -> None:
+    chunks = _night_chunks(files)
+    latest = _latest_severities(files)
+    if len(latest) < len(files):
+        raise SystemExit(f"{len(files) - len(latest)} vendor(s) without *.calibration.npy: run eval_nightly --chunks-out "
+                         "with a version that writes them")
+    print(f"{len(files)} vendors, {chunks.height:,} night chunks; a small night's reference: its other chunks "
+          "alone, or completed with the latest training chunks; along the tail scale's line")
+    print("| reference, k | found | false alarms / 10k | silent | each half of the seeds | found per world |\n"
+          "| --- | ---: | ---: | ---: | --- | --- |")
+    for k in TAIL_SCALE_FACTORS:
+        print(_line(f"other chunks, {k:g}", chunks, _tail_scale_line(chunks, {}, k)))
+        print(_line(f"and the latest training chunks, {k:g}", chunks, _tail_scale_line(chunks, latest, k)))
 
 
 # the levels along which calibration-anchor draws each anchor's line
@@ -303,18 +358,20 @@ def calibration_anchor(files: list[Path]) -> None:
     from licanom.detectors.decision import Calibration
 
     chunks = _night_chunks(files, "score")
-    file_of = {pl.read_parquet(f, n_rows=1).select(*VENDOR).row(0): f for f in files}
+    calibration = _calibration_scores(files)
+    if len(calibration) < len(files):
+        raise SystemExit(f"{len(files) - len(calibration)} vendor(s) without *.calibration.npy: run eval_nightly "
+                         "--chunks-out with this version (it writes the calibration scores)")
     by_anchor: dict[str, np.ndarray] = {}
-    for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
-        name = file_of[tuple(vendor[c][0] for c in VENDOR)]
-        path = name.with_name(name.name.removesuffix(".parquet") + ".calibration.npy")
-        if not path.exists():
-            raise SystemExit(f"no {path.name}: run eval_nightly --chunks-out with this version (it writes the calibration scores)")
-        scores = np.load(path)
+    latest: dict[str, dict[tuple[object, ...], np.ndarray]] = {}
+    for key, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
+        scores = calibration[tuple(key)]
         cal = Calibration.fit(scores, scale=TAIL_SCALE_NATS)
         for anchor, median in _anchors(scores).items():
-            sev = replace(cal, median=median).severity(vendor["score"].to_numpy())
+            moved = replace(cal, median=median)
+            sev = moved.severity(vendor["score"].to_numpy())
             by_anchor.setdefault(anchor, np.zeros(chunks.height))[vendor["_i"].to_numpy()] = sev
+            latest.setdefault(anchor, {})[tuple(key)] = moved.recent_severity()
     stored_sev = chunks["severity"].to_numpy()
     as_is = next(iter(by_anchor.values()))
     print(f"{len(files)} vendors, {chunks.height:,} night chunks; the calibration as it is reproduces the stored "
@@ -324,9 +381,9 @@ def calibration_anchor(files: list[Path]) -> None:
     for anchor, sev in by_anchor.items():
         for level in ANCHOR_LEVELS:
             flags = sev >= level
-            for _, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
+            for key, vendor in chunks.with_row_index("_i").group_by(list(VENDOR), maintain_order=True):
                 i = vendor["_i"].to_numpy()
-                flags[i] |= stands_out(sev[i], vendor["night"].to_numpy())
+                flags[i] |= stands_out(sev[i], vendor["night"].to_numpy(), recent=latest[anchor][tuple(key)])
             print(_line(f"{anchor}, {level:g}", chunks, flags))
 
 
@@ -371,7 +428,7 @@ def event_origins(files: list[Path]) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("measure", choices=("night-reference", "key-day-newcomers", "small-nights", "tail-scale", "event-origins",
-                                       "calibration-anchor"))
+                                       "calibration-anchor", "small-night-latest"))
     p.add_argument("folders", nargs="+", type=Path, help="folders written by eval_nightly --chunks-out")
     p.add_argument("--night-cut-hour", type=int, default=0,
                    help="the runs' eval_nightly --night-cut-hour (where a measure splits the simulated logs again)")
@@ -381,7 +438,7 @@ def main(argv: list[str] | None = None) -> None:
     files = stored(args.folders)
     {"night-reference": night_reference, "key-day-newcomers": key_day_newcomers,
      "small-nights": small_nights, "tail-scale": tail_scale, "event-origins": event_origins,
-     "calibration-anchor": calibration_anchor}[args.measure](files)
+     "calibration-anchor": calibration_anchor, "small-night-latest": small_night_latest}[args.measure](files)
 
 
 if __name__ == "__main__":

@@ -829,6 +829,25 @@ def test_a_context_model_saved_before_the_trimmings_tolerance_loads_as_fitted_wi
     assert ContextDetector.load(ContextDetector().fit(X).save(tmp_path / "new.pkl")).trim_tolerance == 1.0
 
 
+def test_a_context_model_saved_before_its_calibration_kept_its_latest_chunks_takes_them_from_its_scores(tmp_path):
+    import pickle
+
+    from licanom.detectors.context import ContextDetector
+    from licanom.detectors.decision import RECENT_KEPT
+
+    X, _, _ = _vectors_with_failures(np.random.default_rng(9), 200, flood=False)
+    det = ContextDetector().fit(X)
+    assert det.calibration_.recent == tuple(det.calibration_scores_[-RECENT_KEPT:])
+    path = det.save(tmp_path / "old.pkl")
+    assert ContextDetector.load(path).calibration_ == det.calibration_
+    with path.open("rb") as f:
+        payload = pickle.load(f)
+    del payload["calibration"]["recent"]
+    with path.open("wb") as f:
+        pickle.dump(payload, f)
+    assert ContextDetector.load(path).calibration_ == det.calibration_  # the same night rule as a new file's
+
+
 def test_a_context_model_saved_before_version_2_scores_the_vectors_it_was_fitted_on(tmp_path):
     """A model file of format 7 or before was fitted on version 1's vectors (a key's spread on all
     its rows): loaded, it reads those at night, while a model fitted now reads version 2."""

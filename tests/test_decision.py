@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -143,6 +145,46 @@ def test_a_small_night_is_judged_against_the_median_of_its_other_chunks():
     assert not stands_out(big, np.zeros(n)).any() and stands_out(big[1:], np.zeros(n - 1))[-1]
 
 
+def test_a_small_night_is_completed_with_the_latest_training_chunks():
+    from licanom.detectors.decision import SMALL_NIGHT_CHUNKS
+
+    latest = np.full(40, 5.0)
+    # a night of one chunk: nothing to stand out from alone, 40 above the vendor's latest chunks
+    assert not stands_out(np.array([45.0]), np.zeros(1)).any()
+    assert stands_out(np.array([45.0]), np.zeros(1), recent=latest).tolist() == [True]
+    # a storm fills a small night: its other chunks alone hide each of them, the latest chunks do not
+    storm = np.array([45.0, 46.0, 44.0])
+    assert not stands_out(storm, np.zeros(3)).any()
+    assert stands_out(storm, np.zeros(3), recent=latest).all()
+    # a vendor whose latest chunks were as severe: nothing stands out
+    assert not stands_out(storm, np.zeros(3), recent=np.full(40, 30.0)).any()
+    # the reference holds SMALL_NIGHT_CHUNKS - 1 values: the night's other chunks and the *last* of the
+    # latest (older ones do not count)
+    n = SMALL_NIGHT_CHUNKS
+    older_then_latest = np.r_[np.full(60, 45.0), np.full(n - 10, 5.0)]
+    assert stands_out(np.full(10, 45.0), np.zeros(10), recent=older_then_latest).all()  # 9 others at 45, 20 at 5
+    half = n // 2 + 1
+    assert not stands_out(np.full(half, 45.0), np.zeros(half), recent=older_then_latest).any()  # 45 the median
+    # nights of SMALL_NIGHT_CHUNKS chunks or more read their own 90th percentile, as before
+    big = np.r_[np.full(SMALL_NIGHT_CHUNKS - 4, 10.0), np.full(4, 45.0)]  # its 90th percentile 45
+    assert not stands_out(big, np.zeros(big.size), recent=latest).any()
+    assert not stands_out(np.array([45.0, np.nan]), np.zeros(2), recent=[np.nan])[1]
+
+
+def test_a_calibration_keeps_its_latest_scores_in_order():
+    from licanom.detectors.decision import RECENT_KEPT
+
+    scores = np.arange(300, dtype=np.float64)
+    cal = Calibration.fit(scores)
+    assert cal.recent == tuple(scores[-RECENT_KEPT:]) and len(cal.recent) == RECENT_KEPT
+    assert Calibration.fit(scores[:5]).recent == tuple(scores[:5])
+    assert Calibration.from_dict(cal.as_dict()) == cal
+    old = {k: v for k, v in cal.as_dict().items() if k != "recent"}  # saved before it kept them
+    assert Calibration.from_dict(old).recent == () and Calibration.from_dict(old).median == cal.median
+    assert np.allclose(cal.recent_severity(), cal.severity(scores[-RECENT_KEPT:]))
+    assert replace(cal, recent=()).recent_severity().shape == (0,)
+
+
 def test_the_severity_decision_flags_what_stands_out_from_its_night():
     rng = np.random.default_rng(0)
     det = ContextDetector().fit(np.abs(rng.normal(1.0, 0.3, (400, len(CONTEXT_COLUMNS)))))
@@ -152,7 +194,11 @@ def test_the_severity_decision_flags_what_stands_out_from_its_night():
     assert det.severity_of(scores)[-1] == pytest.approx(45.0) and det.threshold_ > scores[-1]
     assert det.flags(scores, nights).tolist() == [False] * 30 + [True]
     assert not det.flags(scores).any()                        # no nights: the threshold alone, as predict
-    assert not det.flags(scores, np.arange(31)).any()         # each chunk its own night: nothing to stand out from
+    # each chunk its own night: judged against the latest training chunks, where 45 stands out
+    assert det.flags(scores, np.arange(31)).tolist() == [False] * 30 + [True]
+    det._set_calibration(replace(cal, recent=()))             # a calibration without them: nothing to stand out from
+    assert not det.flags(scores, np.arange(31)).any()
+    det._set_calibration(cal)
     det.threshold_params = (("stand_out_gap", None),)
     assert not det.flags(scores, nights).any()                # the rule switched off
     m2 = ContextDetector(threshold="M2").fit(np.abs(rng.normal(1.0, 0.3, (400, len(CONTEXT_COLUMNS)))))

@@ -87,7 +87,7 @@ class BaseDetector(ABC):
         rule = self.night_rule()
         if rule is not None and rule.stand_out_gap is not None and nights is not None and scores.size:
             sev = self.severity_of(scores) if severity is None else severity
-            flagged |= rule.stands_out(sev, nights)
+            flagged |= rule.stands_out(sev, nights, self.calibration_.recent_severity())
         return flagged
 
     def calibration_caution(self) -> str | None:

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from licanom.detectors import thresholds as th
 from licanom.detectors.base import BaseDetector
-from licanom.detectors.decision import DECISIONS, Calibration, decide
+from licanom.detectors.decision import DECISIONS, RECENT_KEPT, Calibration, decide
 from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_VERSION, CONTEXT_VERSIONS, ROW_COLUMNS
 from licanom.detectors.saved import load_pickle, save_pickle
 
@@ -429,7 +429,10 @@ class ContextDetector(BaseDetector):
         det.decision_scores_ = np.asarray(payload["decision_scores"], dtype=np.float64)
         det.calibration_scores_ = np.asarray(payload["calibration_scores"], dtype=np.float64)
         det.reference_ = payload["reference"]
-        det._set_calibration(Calibration.from_dict(payload["calibration"]))
+        calibration = Calibration.from_dict(payload["calibration"])
+        if not calibration.recent and det.calibration_scores_.size:  # saved before its calibration kept them
+            calibration = replace(calibration, recent=tuple(float(v) for v in det.calibration_scores_[-RECENT_KEPT:]))
+        det._set_calibration(calibration)
         det.threshold_, det.threshold_method_ = payload["threshold"], payload["threshold_method"]
         det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int8)
         det.seconds_ = payload["seconds"]

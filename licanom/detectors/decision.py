@@ -38,7 +38,10 @@ could flag nothing the threshold does not), and a small vendor's severities are 
 (each signal's surprisal against a few hundred training chunks tops out near the log of their
 number). The chunk itself stays out of the median it is judged against: in a night of two chunks
 the median of both lies halfway between them, and a chunk could stand out only twice the gap
-above the other. A night of one chunk has nothing to stand out from.
+above the other. A small night's reference is completed with the vendor's **latest training chunks**
+(:attr:`Calibration.recent`, their out-of-fold scores where the family has them) to
+``SMALL_NIGHT_CHUNKS - 1`` values: a night of a few chunks, or of one, is judged against what the
+vendor's chunks looked like lately, not against one or two neighbours that a storm may fill.
 """
 
 from __future__ import annotations
@@ -67,8 +70,8 @@ DEFAULT_MIN_SEVERITY = 55.0
 STAND_OUT_FLOOR = 40.0
 STAND_OUT_GAP = 20.0
 # A night of fewer chunks than SMALL_NIGHT_CHUNKS: a chunk of severity >= SMALL_NIGHT_FLOOR that lies
-# SMALL_NIGHT_GAP or more above the median of the night's other chunks (chosen on the development seeds
-# of both generators).
+# SMALL_NIGHT_GAP or more above the median of the night's other chunks and the vendor's latest training
+# chunks, SMALL_NIGHT_CHUNKS - 1 values in all (chosen on the development seeds of both generators).
 SMALL_NIGHT_CHUNKS = 30
 SMALL_NIGHT_FLOOR = 35.0
 SMALL_NIGHT_GAP = 25.0
@@ -85,6 +88,9 @@ FLAGGED_BY: tuple[str, ...] = ("threshold", "night")
 # messages, and licanom detect's summary and report. 16 is where the context models calibrate out of fold (four
 # chunks per fold).
 SMALL_CALIBRATION = 16
+# How many of the latest calibration scores a Calibration keeps (Calibration.recent): enough to complete
+# a small night's reference to small_night_chunks - 1 values for any small_night_chunks up to 100.
+RECENT_KEPT = 99
 # How far above the lower quartile (in units of q25 - q05) a training score may lie and still shape the bulk.
 DEFAULT_TRIM = 3.5
 # A score this many times the largest training score is always severity 100.
@@ -127,7 +133,10 @@ class Calibration:
     so that the tail passes through the bulk's 90th percentile, or given: a detector whose score
     has a unit of its own passes its tail scale (``Tail_context``'s summed surprisal, in nats:
     :data:`licanom.detectors.context.TAIL_SCALE_NATS`); ``max_score`` is the largest
-    calibration score (for the far-beyond rule, :attr:`far_score`). Build it with :meth:`fit`.
+    calibration score (for the far-beyond rule, :attr:`far_score`); ``recent`` the last
+    :data:`RECENT_KEPT` calibration scores in the order given (the training chunks' time order: the
+    vendor's latest training chunks, which complete a small night's reference in
+    :func:`stands_out`; empty where a calibration is built otherwise). Build it with :meth:`fit`.
     """
 
     median: float
@@ -136,11 +145,13 @@ class Calibration:
     max_score: float
     n: int
     n_bulk: int
+    recent: tuple[float, ...] = ()
 
     @classmethod
     def fit(cls, scores: ArrayLike, trim: float = DEFAULT_TRIM, scale: float | None = None) -> Calibration:
-        """From training (or out-of-fold) scores, which may hold anomalies. ``scale``: the tail's
-        scale when the detector knows it (None: fitted to the bulk's median and 90th percentile)."""
+        """From training (or out-of-fold) scores in time order, which may hold anomalies. ``scale``:
+        the tail's scale when the detector knows it (None: fitted to the bulk's median and 90th
+        percentile)."""
         arr = _scores(scores)
         if scale is not None and not (np.isfinite(scale) and scale > 0):
             raise ValueError(f"scale must be positive and finite, got {scale!r}")
@@ -153,7 +164,7 @@ class Calibration:
             spread = float(np.median(above)) if above.size else max(abs(q50) * 0.1, 1e-6)
         beta = spread / np.log(0.5 / 0.1) if scale is None else float(scale)
         return cls(median=q50, q90=q90, beta=float(beta), max_score=float(arr.max()), n=int(arr.size),
-                   n_bulk=int(bulk.size))
+                   n_bulk=int(bulk.size), recent=tuple(float(v) for v in arr[-RECENT_KEPT:]))
 
     def log10_tail(self, scores: ArrayLike) -> NDArray[np.float64]:
         """``log10 P(normal score > s)`` per score (0 at and below the median)."""
@@ -191,12 +202,20 @@ class Calibration:
             value = float(np.nextafter(far, -np.inf))
         return float(value)
 
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+    def recent_severity(self) -> NDArray[np.float64]:
+        """The severities of :attr:`recent` (the latest training chunks), oldest first."""
+        return self.severity(np.asarray(self.recent, dtype=np.float64)) if self.recent else np.empty(0)
+
+    def as_dict(self) -> dict[str, Any]:
+        values = asdict(self)
+        values["recent"] = list(self.recent)
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> Calibration:
-        return cls(**{k: values[k] for k in ("median", "q90", "beta", "max_score", "n", "n_bulk")})
+        """From :meth:`as_dict`'s values; a calibration saved before it kept ``recent`` has none."""
+        return cls(**{k: values[k] for k in ("median", "q90", "beta", "max_score", "n", "n_bulk")},
+                   recent=tuple(float(v) for v in values.get("recent", ())))
 
 
 @dataclass(frozen=True)
@@ -204,7 +223,8 @@ class SeverityDecision:
     """The ``severity`` decision's settings (its ``threshold_params``): flag at ``min_severity``,
     and the chunks that stand out from their night (:func:`stands_out`; ``stand_out_gap`` None:
     off), a night of fewer than ``small_night_chunks`` chunks (0: none is small) each chunk against
-    the median of the night's other chunks, with ``small_night_floor`` and ``small_night_gap``."""
+    the median of the night's other chunks and the vendor's latest training chunks
+    (``small_night_chunks - 1`` values), with ``small_night_floor`` and ``small_night_gap``."""
 
     min_severity: float = DEFAULT_MIN_SEVERITY
     stand_out_floor: float = STAND_OUT_FLOOR
@@ -249,29 +269,35 @@ class SeverityDecision:
             text += f", or >= {self.stand_out_floor:g} and {self.stand_out_gap:g} above its night's 90th percentile"
             if self.small_night_chunks:
                 text += (f" (a night under {self.small_night_chunks} chunks: >= {self.small_night_floor:g} and "
-                         f"{self.small_night_gap:g} above the median of the others)")
+                         f"{self.small_night_gap:g} above the median of the others and the latest training chunks)")
         return text
 
-    def stands_out(self, severity: ArrayLike, nights: ArrayLike) -> NDArray[np.bool_]:
+    def stands_out(self, severity: ArrayLike, nights: ArrayLike, recent: ArrayLike = ()) -> NDArray[np.bool_]:
         """:func:`stands_out` with these settings (nothing when the rule is off)."""
         if self.stand_out_gap is None:
             return np.zeros(np.shape(severity), dtype=bool)
         return stands_out(severity, nights, self.stand_out_floor, self.stand_out_gap, self.small_night_chunks,
-                          self.small_night_floor, self.small_night_gap)
+                          self.small_night_floor, self.small_night_gap, recent)
 
 
 def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_FLOOR,
                gap: float = STAND_OUT_GAP, small_night: int = SMALL_NIGHT_CHUNKS,
-               small_floor: float = SMALL_NIGHT_FLOOR, small_gap: float = SMALL_NIGHT_GAP) -> NDArray[np.bool_]:
+               small_floor: float = SMALL_NIGHT_FLOOR, small_gap: float = SMALL_NIGHT_GAP,
+               recent: ArrayLike = ()) -> NDArray[np.bool_]:
     """Which chunks stand out from their night: severity ``>= floor`` and ``>= gap`` above the 90th
     percentile (linear interpolation) of the severities of the chunks with the same ``nights``
     value (any labels: a UTC day); in a night of fewer than ``small_night`` chunks, severity ``>=
-    small_floor`` and ``>= small_gap`` above the median of the night's other chunks (a night of one
-    chunk: none). NaN severities never stand out and do not count."""
+    small_floor`` and ``>= small_gap`` above the median of a reference of ``small_night - 1``
+    values: the night's other chunks, completed with the last of ``recent`` (the severities of the
+    vendor's latest training chunks, oldest first; :meth:`Calibration.recent_severity`). Without
+    ``recent`` a small night's reference is its other chunks alone, and a night of one chunk has
+    none. NaN severities never stand out and do not count."""
     sev = np.asarray(severity, dtype=np.float64)
     groups = np.asarray(nights)
     if sev.ndim != 1 or groups.shape != sev.shape:
         raise ValueError(f"severity and nights must be 1-D of one length, got {sev.shape} and {groups.shape}")
+    latest = np.asarray(recent, dtype=np.float64).ravel()
+    latest = latest[~np.isnan(latest)]
     out = np.zeros(sev.shape, dtype=bool)
     if sev.size == 0:
         return out
@@ -282,9 +308,11 @@ def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_
         if rows.size >= small_night:
             q90 = float(np.quantile(sev[rows], 0.9))
             out[rows] = (sev[rows] >= floor) & (sev[rows] - q90 >= gap)
-        elif rows.size > 1:
+        elif rows.size > 1 or (rows.size and latest.size):
             night = sev[rows]
-            others = np.array([np.median(np.delete(night, i)) for i in range(night.size)])
+            need = max(small_night - night.size, 0)  # the night's size - 1 others and these: small_night - 1
+            prior = latest[latest.size - min(need, latest.size):]
+            others = np.array([np.median(np.r_[np.delete(night, i), prior]) for i in range(night.size)])
             out[rows] = (night >= small_floor) & (night - others >= small_gap)
     return out
 
