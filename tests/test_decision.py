@@ -171,6 +171,20 @@ def test_a_small_night_is_completed_with_the_latest_training_chunks():
     assert not stands_out(np.array([45.0, np.nan]), np.zeros(2), recent=[np.nan])[1]
 
 
+def test_each_chunks_reference_is_the_median_of_the_others_and_the_latest():
+    from licanom.detectors.decision import _median_without_each
+
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        m, p = int(rng.integers(1, 30)), int(rng.integers(0, 30))
+        if m + p < 2:
+            continue
+        night = rng.integers(0, 6, m) * 10.0 if rng.random() < 0.5 else rng.normal(20, 15, m)  # ties, or none
+        prior = rng.integers(0, 6, p) * 10.0 if rng.random() < 0.5 else rng.normal(5, 5, p)
+        naive = [np.median(np.r_[np.delete(night, i), prior]) for i in range(m)]
+        np.testing.assert_allclose(_median_without_each(night, prior), naive)
+
+
 def test_a_calibration_keeps_its_latest_scores_in_order():
     from licanom.detectors.decision import RECENT_KEPT
 
