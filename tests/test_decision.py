@@ -185,6 +185,30 @@ def test_each_chunks_reference_is_the_median_of_the_others_and_the_latest():
         np.testing.assert_allclose(_median_without_each(night, prior), naive)
 
 
+def test_a_baseline_saved_before_its_calibration_kept_its_latest_chunks_takes_them_from_its_scores(tmp_path):
+    import pickle
+
+    from licanom.detectors.baselines import SklearnDetector
+    from licanom.detectors.decision import RECENT_KEPT
+
+    X = np.random.default_rng(4).normal(size=(150, 6))
+    det = SklearnDetector("IForest_summary").fit(X)
+    assert det.calibration_.recent == tuple(det.decision_scores_[-RECENT_KEPT:])
+    path = det.save(tmp_path / "old.pkl")
+    with path.open("rb") as f:
+        payload = pickle.load(f)
+    payload["detector"]._set_calibration(replace(det.calibration_, recent=()))  # as a file of the release before
+    with path.open("wb") as f:
+        pickle.dump(payload, f)
+    again = SklearnDetector.load(path)
+    assert again.calibration_ == det.calibration_
+
+
+def test_a_night_of_nan_severities_only_is_not_judged():
+    assert not stands_out(np.array([np.nan, np.nan]), np.zeros(2), small_night=0).any()
+    assert not stands_out(np.array([np.nan]), np.zeros(1), recent=[5.0]).any()
+
+
 def test_a_calibration_keeps_its_latest_scores_in_order():
     from licanom.detectors.decision import RECENT_KEPT
 
@@ -210,9 +234,7 @@ def test_the_severity_decision_flags_what_stands_out_from_its_night():
     assert not det.flags(scores).any()                        # no nights: the threshold alone, as predict
     # each chunk its own night: judged against the latest training chunks, where 45 stands out
     assert det.flags(scores, np.arange(31)).tolist() == [False] * 30 + [True]
-    det._set_calibration(replace(cal, recent=()))             # a calibration without them: nothing to stand out from
-    assert not det.flags(scores, np.arange(31)).any()
-    det._set_calibration(cal)
+    assert not det.night_rule().stands_out(det.severity_of(scores), np.arange(31)).any()  # without them: nothing
     det.threshold_params = (("stand_out_gap", None),)
     assert not det.flags(scores, nights).any()                # the rule switched off
     m2 = ContextDetector(threshold="M2").fit(np.abs(rng.normal(1.0, 0.3, (400, len(CONTEXT_COLUMNS)))))

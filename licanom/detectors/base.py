@@ -14,13 +14,14 @@ the score scale), ``threshold_method_``, ``labels_``, ``calibration_``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from licanom.data.context_vector import CONTEXT_VERSION
-from licanom.detectors.decision import SMALL_CALIBRATION, Calibration, SeverityDecision
+from licanom.detectors.decision import RECENT_KEPT, SMALL_CALIBRATION, Calibration, SeverityDecision
 
 if TYPE_CHECKING:
     import polars as pl
@@ -149,7 +150,17 @@ class BaseDetector(ABC):
                 raise RuntimeError(f"this {type(self).__name__} is not fitted yet: call fit() or load()")
             cal = Calibration.fit(scores)
             self._calibration = cal
+        elif not cal.recent:  # saved before a calibration kept its latest scores: they are the scores it was fitted on
+            scores = self._calibrated_on()
+            if scores is not None and len(scores) == cal.n:
+                cal = replace(cal, recent=tuple(float(v) for v in np.asarray(scores)[-RECENT_KEPT:]))
+                self._calibration = cal
         return cal
+
+    def _calibrated_on(self) -> np.ndarray | None:
+        """The scores (in time order) that :attr:`calibration_` was fitted on: the training scores,
+        unless a family calibrates on others (out-of-fold scores)."""
+        return self.decision_scores_
 
     def _set_calibration(self, calibration: Calibration | None) -> None:
         self._calibration = calibration

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from licanom.detectors import thresholds as th
 from licanom.detectors.base import BaseDetector
-from licanom.detectors.decision import DECISIONS, RECENT_KEPT, Calibration, decide
+from licanom.detectors.decision import DECISIONS, Calibration, decide
 from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_VERSION, CONTEXT_VERSIONS, ROW_COLUMNS
 from licanom.detectors.saved import load_pickle, save_pickle
 
@@ -261,6 +261,10 @@ class ContextDetector(BaseDetector):
             X = X[:, [CONTEXT_COLUMNS.index(c) for c in self.columns_]]
         return _check_context(X, len(self.columns_))
 
+    def _calibrated_on(self) -> np.ndarray | None:
+        """Severity is calibrated on the training chunks' out-of-fold scores, not on the training scores."""
+        return self.calibration_scores_
+
     def _tail_scale(self) -> float | None:
         """The severity's tail scale: :attr:`tail_scale` for ``Tail_context`` (a score in nats),
         None (fitted to the vendor's bulk) for the others."""
@@ -429,10 +433,8 @@ class ContextDetector(BaseDetector):
         det.decision_scores_ = np.asarray(payload["decision_scores"], dtype=np.float64)
         det.calibration_scores_ = np.asarray(payload["calibration_scores"], dtype=np.float64)
         det.reference_ = payload["reference"]
-        calibration = Calibration.from_dict(payload["calibration"])
-        if not calibration.recent and det.calibration_scores_.size:  # saved before its calibration kept them
-            calibration = replace(calibration, recent=tuple(float(v) for v in det.calibration_scores_[-RECENT_KEPT:]))
-        det._set_calibration(calibration)
+        # a calibration saved without its latest scores takes them from calibration_scores_ (calibration_)
+        det._set_calibration(Calibration.from_dict(payload["calibration"]))
         det.threshold_, det.threshold_method_ = payload["threshold"], payload["threshold_method"]
         det.labels_ = (det.decision_scores_ > det.threshold_).astype(np.int8)
         det.seconds_ = payload["seconds"]

@@ -305,6 +305,8 @@ def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_
     order = np.argsort(ids.ravel(), kind="stable")
     for rows in np.split(order, np.flatnonzero(np.diff(ids.ravel()[order])) + 1):  # one night at a time
         rows = rows[~np.isnan(sev[rows])]
+        if rows.size == 0:  # a night of NaN severities only: nothing to judge
+            continue
         if rows.size >= small_night:
             q90 = float(np.quantile(sev[rows], 0.9))
             out[rows] = (sev[rows] >= floor) & (sev[rows] - q90 >= gap)

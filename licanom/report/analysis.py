@@ -302,7 +302,7 @@ def decision_note(detector: Any) -> str:
     if rule.small_night_chunks:
         text += (f" (in a night of fewer than {rule.small_night_chunks} chunks: {rule.small_night_floor:g} or more, "
                  f"{rule.small_night_gap:g} or more above the median of its other chunks and the latest training "
-                 f"chunks, {rule.small_night_chunks - 1} in all)")
+                 f"chunks, up to {rule.small_night_chunks - 1} in all)")
     return text
 
 
