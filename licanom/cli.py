@@ -469,12 +469,13 @@ def _cmd_report(args: argparse.Namespace) -> int:
         raise ValueError(f"--run {args.run} {what}: give a run folder (licanom detect --out, or "
                          "out/<vendor>/nights/...) or a nightly MLflow run id")
     if not run_dir.is_dir():  # an MLflow run id of a nightly scoring: its night folder
-        from licanom.ops.tracking import configure
+        from licanom.ops.tracking import TrackingConfig, stored_run
 
-        try:
-            run = configure().client.get_run(args.run)
-        except Exception as err:  # noqa: BLE001 - MLflow raises its own types for unknown ids
-            raise ValueError(f"{args.run} is neither a run folder nor an MLflow run id ({type(err).__name__})") from err
+        config = TrackingConfig.load()
+        run = stored_run(args.run, config)
+        if run is None:
+            raise ValueError(f"--run {args.run}: no such run in the tracking store {config.shown_uri} "
+                             "(mlflow.yaml, or MLFLOW_TRACKING_URI); give a run folder or a nightly run id of that store")
         folder = run.data.params.get("out_dir")
         if not folder:
             raise ValueError(f"MLflow run {args.run} records no night folder (param out_dir)")

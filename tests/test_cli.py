@@ -256,6 +256,31 @@ def test_report_of_a_run_folder_that_is_not_there_names_it_and_creates_nothing(t
         assert sorted(p.name for p in project.iterdir()) == ["notes.txt"]
 
 
+def test_report_of_an_unknown_run_id_says_so_in_one_line_and_creates_no_store(tmp_path, capsys, monkeypatch):
+    """`licanom report --run <32 hex digits>` created the project's mlflow.db to look the id up, and
+    its message named MLflow's exception class; an existing store without the run says the same."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.setenv("LICANOM_MLFLOW_CONFIG", str(project / "mlflow.yaml"))  # its store: project/mlflow.db
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(project)
+    run_id = "0123456789abcdef0123456789abcdef"
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    expected = f"licanom: --run {run_id}: no such run in the tracking store {store}"
+    assert main(["report", "--run", run_id]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(expected) and err.count("\n") == 1 and "Exception" not in err, err
+    assert list(project.iterdir()) == []
+    from tests.mlflow_store import empty_store
+
+    empty_store(project / "mlflow.db")  # a store, without that run
+    capsys.readouterr()  # MLflow's own lines where it made the template store here
+    assert main(["report", "--run", run_id]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(expected) and err.count("\n") == 1 and "Exception" not in err, err
+
+
 def test_report_of_a_sequence_model_on_chunks(csv_export, tmp_path):
     """A model without per-column errors: chunks.parquet keeps null error_* columns, and the
     report rebuilt from the folder says why without inventing column errors."""

@@ -115,6 +115,11 @@ class TrackingConfig:
     experiment_prefix: str = "licanom/"
     registered_model_prefix: str = "licanom-"
 
+    @property
+    def shown_uri(self) -> str:
+        """The tracking URI as a message may show it (without a user:password part)."""
+        return _redact(self.tracking_uri)
+
     @classmethod
     def load(cls, path: Path | None = None) -> TrackingConfig:
         path = Path(os.environ.get("LICANOM_MLFLOW_CONFIG", path or DEFAULT_CONFIG))
@@ -471,6 +476,21 @@ def configure(path: Path | None = None) -> Tracker:
 @functools.lru_cache(maxsize=8)
 def _tracker(config: TrackingConfig) -> Tracker:
     return Tracker(config)
+
+
+def stored_run(run_id: str, config: TrackingConfig) -> Any | None:
+    """The MLflow run of this id in the store ``config`` names, or None where the store holds none.
+    A local SQLite store that does not exist holds none and is not opened (MLflow would create it)."""
+    uri = config.tracking_uri
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):].split("?", 1)[0]).exists():
+        return None
+    with _reaching(uri):
+        try:
+            return _tracker(config).client.get_run(run_id)
+        except mlflow.exceptions.MlflowException as err:
+            if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
 
 
 def params_json(params: Mapping[str, Any]) -> str:
