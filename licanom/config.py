@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from licanom.detectors.decision import DecisionName, check_decision
 
@@ -78,7 +78,7 @@ class SourceConfig(_Model):
             try:
                 codecs.lookup(v)
             except LookupError:
-                raise ValueError(f"unknown source.encoding {v!r}: use a Python codec name such as utf-8 or cp1252") from None
+                raise ValueError(f"unknown encoding {v!r}: use a Python codec name such as utf-8 or cp1252") from None
         return v
 
     @field_validator("time_format")
@@ -261,9 +261,9 @@ def _threshold_params(value: object) -> object:
     if isinstance(value, dict):
         for name, v in value.items():
             if isinstance(v, bool):
-                raise ValueError(f"threshold_params.{name} must be a number, got {v!r}")
+                raise ValueError(f"{name} must be a number, got {v!r}")
             if v is None and name != "stand_out_gap":
-                raise ValueError(f"threshold_params.{name} must not be null (only stand_out_gap may be: the night rule off)")
+                raise ValueError(f"{name} must not be null (only stand_out_gap may be: the night rule off)")
     return value
 
 
@@ -304,11 +304,16 @@ class ContextConfig(_Model):
 
     _params = field_validator("threshold_params", mode="before")(_threshold_params)
 
+    @field_validator("threshold_params")
+    @classmethod
+    def _params_need_a_name(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # a field's check (threshold is read before it), so that the error names threshold_params
+        if info.data.get("threshold") == AUTO and v:
+            raise ValueError(f"need a named context.threshold (not auto): got {v}")
+        return v
+
     @model_validator(mode="after")
-    def _params_need_a_name(self) -> ContextConfig:
-        if self.threshold == AUTO and self.threshold_params:
-            raise ValueError("context.threshold_params need a named context.threshold (not auto): "
-                             f"got {self.threshold_params}")
+    def _params_fit_the_decision(self) -> ContextConfig:
         if self.threshold != AUTO:
             check_decision(self.threshold, self.threshold_params)  # here, not after a training
         return self

@@ -187,7 +187,7 @@ def test_an_export_in_another_encoding_is_read_with_encoding(tmp_path, capsys):
                  "--out", str(tmp_path / "o")]) == EXIT_OK
     assert pl.read_parquet(tmp_path / "o" / "quarantine.parquet").height == 0
     assert main(["prepare", "--logs", str(path), "--encoding", "nonesuch", "--out", str(tmp_path / "o")]) == EXIT_USAGE
-    assert "unknown source.encoding" in capsys.readouterr().err
+    assert "configuration error: source.encoding: unknown encoding 'nonesuch'" in capsys.readouterr().err
     # UTF-16, as Windows PowerShell writes it: named, with the setting that reads it
     wide = tmp_path / "utf16.csv"
     wide.write_bytes(log.write_csv().encode("utf-16"))

@@ -116,6 +116,24 @@ def test_a_misspelt_context_threshold_is_named_once(tmp_path: Path) -> None:
         assert vendor_config("acme", conf).context.threshold == name
 
 
+def test_a_refused_setting_is_named_once_with_its_file(tmp_path: Path) -> None:
+    """The setting was named twice: "context: context.threshold_params need a named
+    context.threshold", "source.encoding: unknown source.encoding 'utf9'",
+    "detect.threshold_params: threshold_params.stand_out_gap must be a number"."""
+    conf = _conf(tmp_path)
+    vendor = conf / "vendors" / "acme.yaml"
+    start = "configuration error for vendor 'acme': "
+    assert _refused(conf, "acme", "source: {kind: simulate}\ncontext: {threshold_params: {alarm_rate: 0.01}}\n") == (
+        f"{start}context.threshold_params: need a named context.threshold (not auto): got {{'alarm_rate': 0.01}} (in {vendor})")
+    assert _refused(conf, "acme", "source: {kind: files, path: x.csv, encoding: utf9}\n") == (
+        f"{start}source.encoding: unknown encoding 'utf9': use a Python codec name such as utf-8 or cp1252 "
+        f"(got 'utf9') (in {vendor})")
+    assert _refused(conf, "acme", "source: {kind: simulate}\ndetect: {threshold_params: {stand_out_gap: true}}\n") == (
+        f"{start}detect.threshold_params: stand_out_gap must be a number, got True (in {vendor})")
+    assert _refused(conf, "acme", "source: {kind: simulate}\ndetect: {threshold: M3, threshold_params: {bins: null}}\n") == (
+        f"{start}detect.threshold_params: bins must not be null (only stand_out_gap may be: the night rule off) (in {vendor})")
+
+
 def test_a_decision_setting_written_as_text_is_refused_naming_the_setting_and_file(tmp_path: Path) -> None:
     """`min_severity: "70"` (quoted in YAML) was read as the number 70; a decision's settings are
     numbers (M3's bins also a numpy rule's name), and YAML's true is none."""

@@ -589,7 +589,7 @@ def test_auto_models_follow_the_vendor_size():
     assert cfg.for_size(101).context.threshold == cfg.context.auto.large == "severity"
     fixed = load_config(overrides={"train": {"models": ["TCN_AE"]}, "context": {"threshold": "pot"}})
     assert fixed.for_size(10) is fixed  # nothing to resolve
-    with pytest.raises(ValueError, match="threshold_params need a named"):
+    with pytest.raises(ValueError, match=r"need a named context\.threshold \(not auto\)"):
         load_config(overrides={"context": {"threshold_params": {"alarm_rate": 0.01}}})
     # the night rule off is the one null a decision's params may hold; YAML's true is no number
     off = load_config(overrides={"detect": {"threshold_params": {"stand_out_gap": None}}})
