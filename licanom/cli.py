@@ -278,7 +278,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         del raw  # not held while the models train
     if args.train_logs:
         print(f"training log     {args.train_logs}")
-    print_prepared(prepared, time.perf_counter() - t0, train_quarantine, files=files)
+    print_prepared(prepared, time.perf_counter() - t0, train_quarantine, files=files, warn_few=False)
+    few = few_training_chunks(prepared)  # said after training, with the model's caution (one line, not two)
     out.mkdir(parents=True, exist_ok=True)
     prepared.validation.quarantine.write_parquet(train_quarantine)
     prepared.encoded.vocabulary.save(out / "vocabulary.json")
@@ -340,6 +341,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         for r in flagged.sort("score", descending=True).head(5).iter_rows(named=True):
             print(f"  {r['key']}  {r['start_time']:%Y-%m-%d %H:%M} - {r['end_time']:%H:%M}  "
                   f"{r['requests']} requests, {r['ips']} IPs, score {r['score']:.4f}")
+        if few:
+            print(few_warning(few))
         return EXIT_OK
     assert chunks is not None
     report = write_detect_report(cfg.vendor, det, chunks, rows, out, entities, _counted_levels(det, prepared, cfg))
@@ -355,8 +358,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     print(f"decision: {decision_name(det)} (a score of {det.threshold_:.5g} on {det.model}'s own scale)"
           + (f"; {note}" if note else ""))
     caution = det.calibration_caution()
-    if caution:
-        print(f"caution: {det.model}: {caution}")
+    if caution:  # and the log's few training chunks, said once with it
+        log = "the training log" if args.train_logs else "the log"
+        print(f"caution: {det.model}: {caution}" + (f" ({log} holds only {few[0]} training chunk(s), {few[1]:,} requests: "
+                                                     "judge flags with care, or give a longer log)" if few else ""))
+    elif few:
+        print(few_warning(few))
     print(f"report: {report.html}  (anomalies as CSV: {report.csv})")
     return EXIT_OK
 
@@ -519,9 +526,11 @@ def _files_of(source: Any) -> list[str]:
     return [str(f.relative_to(base)) for f in files]
 
 
-def print_prepared(prepared: Any, seconds: float, quarantine: Path | None = None, files: list[str] | None = None) -> None:
+def print_prepared(prepared: Any, seconds: float, quarantine: Path | None = None, files: list[str] | None = None,
+                   warn_few: bool = True) -> None:
     """A short account of what the data path made (``quarantine``: the file its quarantined rows are
-    written to; ``files``: those a log of several was read from)."""
+    written to; ``files``: those a log of several was read from; ``warn_few``: the warning of too few
+    training chunks here, which `licanom detect` gives after training instead, with its model's caution)."""
     v = prepared.validation
     c = prepared.chunks
     if files:
@@ -538,10 +547,9 @@ def print_prepared(prepared: Any, seconds: float, quarantine: Path | None = None
         print(f"    and {reasons.height - 5} more reason(s), on {int(reasons['len'][5:].sum()):,} rows in all")
     print(f"chunks           {c.n_chunks:>12,}  ({c.size} requests, stride {c.stride}; "
           f"train {int((~prepared.test_mask).sum()):,}, test {int(prepared.test_mask.sum()):,})")
-    n_train = int((~prepared.test_mask).sum())
-    if n_train < FEW_TRAINING_CHUNKS:
-        print(f"warning: only {n_train} training chunk(s) ({n_train * c.size:,} requests): what is normal, and so every "
-              f"severity, is guessed from too little; judge flags with care, or give a longer log")
+    few = few_training_chunks(prepared)
+    if warn_few and few:
+        print(few_warning(few))
     print(f"tail rows        {c.tail_rows:>12,}  (after the last full chunk: a night carries them to the next, "
           "a one-off run leaves them out)")
     from licanom.data.validate import ids_out_of_order
@@ -559,6 +567,20 @@ def print_prepared(prepared: Any, seconds: float, quarantine: Path | None = None
 # Below this many training chunks a context model cannot calibrate its severity on scores it did not
 # fit (licanom.detectors.context.ContextDetector: four blocks of at least four chunks).
 FEW_TRAINING_CHUNKS = 16
+
+
+def few_training_chunks(prepared: Any) -> tuple[int, int] | None:
+    """The training chunks and their requests where the log gives fewer than FEW_TRAINING_CHUNKS, else None."""
+    n_train = int((~prepared.test_mask).sum())
+    return None if n_train >= FEW_TRAINING_CHUNKS else (n_train, n_train * prepared.chunks.size)
+
+
+def few_warning(few: tuple[int, int]) -> str:
+    """The warning of a log of few training chunks (:func:`few_training_chunks`), as one line."""
+    return (f"warning: only {few[0]} training chunk(s) ({few[1]:,} requests): what is normal, and so every severity, "
+            "is guessed from too little; judge flags with care, or give a longer log")
+
+
 LOGS_HELP = "CSV/Parquet/NDJSON file, glob or folder (default: the vendor's source.path)"
 VENDOR_HELP = "vendor with a file conf/vendors/<vendor>.yaml (or .yml), whose settings apply (default: conf/defaults.yaml only)"
 

@@ -227,7 +227,9 @@ def test_detect_per_key_sequences_with_labels(csv_export, tmp_path, capsys):
     assert set(seqs["key"]) == set(log["Key"])
     assert (seqs["is_anomaly"] == (seqs["score"] > seqs["threshold"])).all()
     assert (seqs["first_id"] <= seqs["last_id"]).all()
-    assert "key sequences flagged by GRU_SVDD" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "key sequences flagged by GRU_SVDD" in printed
+    assert printed.count("warning: only 10 training chunk(s) (1,000 requests)") == 1  # no caution line said it
     bad = tmp_path / "bad.csv"
     pl.DataFrame({"Key": ["KEY001-ABCDE"], "label": [5]}).write_csv(bad)
     assert main(["detect", "--logs", str(csv_export), "--model", "GRU_SVDD", "--sequences", "key",
@@ -331,6 +333,23 @@ def test_detect_with_the_context_model_names_the_signal(csv_export, tmp_path, mo
 
     rows = re.findall(r'<tr class="anomaly-row".*?</tr>', page, flags=re.S)
     assert rows and not [c for c in CONTEXT_COLUMNS if any(f">{c}" in r or f" {c}," in r for r in rows)], rows[0]
+
+
+def test_detect_on_few_training_chunks_says_so_in_one_line(csv_export, tmp_path, capsys):
+    """A tiny log printed "warning: only 10 training chunk(s) ..." and, after training, a caution
+    saying much the same; now one line says both, and the report's header keeps the caution."""
+    from licanom.detectors.context import ContextDetector
+
+    out = tmp_path / "tail"
+    assert main(["detect", "--logs", str(csv_export), "--model", "Tail_context", "--out", str(out)]) == EXIT_OK
+    printed = capsys.readouterr().out
+    n = ContextDetector.load(out / "models" / "Tail_context.pt").calibration_.n
+    caution = f"caution: Tail_context: its severity is calibrated on {n} training chunks, fewer than the 16"
+    lines = [line for line in printed.splitlines() if "training chunk(s)" in line or line.startswith(("caution", "warning"))]
+    assert len(lines) == 1 and lines[0].startswith(caution), lines
+    assert lines[0].endswith("until it is trained on more days (the log holds only 10 training chunk(s), 1,000 "
+                             "requests: judge flags with care, or give a longer log)"), lines
+    assert caution in (out / "report.html").read_text()
 
 
 # --- refusals: one line, the option's name, exit 2, no traceback ------------------------------
