@@ -44,8 +44,10 @@ A small night's reference is completed with the vendor's latest training chunks 
 ``*.calibration.npy`` beside its chunks; without them, its other chunks alone).
 
 ``small-night-latest``: the tail scale's line twice, a small night's chunk judged against the
-median of the night's other chunks alone (the decision until the report on 14001-14003) and
-completed with the vendor's latest training chunks (``Calibration.recent``, the default since).
+median of the night's other chunks alone (the decision until the report on 14001-14003) and with
+the vendor's latest training chunks (``Calibration.recent``) as the library's night rule takes them:
+on the report on 15001-15003 against the other chunks completed with them alone; since, above both
+that median and the other chunks' own.
 
 ``event-origins``: no other decision; where the night's events, found and missed by the stored
 decision, come from: an event that began in the training days and went on into the nights, a new

@@ -152,19 +152,22 @@ def test_a_small_night_is_completed_with_the_latest_training_chunks():
     # a night of one chunk: nothing to stand out from alone, 40 above the vendor's latest chunks
     assert not stands_out(np.array([45.0]), np.zeros(1)).any()
     assert stands_out(np.array([45.0]), np.zeros(1), recent=latest).tolist() == [True]
-    # a storm fills a small night: its other chunks alone hide each of them, the latest chunks do not
-    storm = np.array([45.0, 46.0, 44.0])
-    assert not stands_out(storm, np.zeros(3)).any()
-    assert stands_out(storm, np.zeros(3), recent=latest).all()
     # a vendor whose latest chunks were as severe: nothing stands out
-    assert not stands_out(storm, np.zeros(3), recent=np.full(40, 30.0)).any()
+    assert not stands_out(np.array([45.0]), np.zeros(1), recent=np.full(40, 30.0)).any()
+    # a chunk must stand out from the night's other chunks as well: a night its storm fills (or a
+    # weekend night whose chunks all read higher than the weekdays' latest) is not flagged by the rule
+    storm = np.array([45.0, 46.0, 44.0])
+    assert not stands_out(storm, np.zeros(3)).any() and not stands_out(storm, np.zeros(3), recent=latest).any()
+    # a quiet night's other chunk, but latest chunks as severe as the chunk: not flagged (it was, on its
+    # other chunk alone)
+    pair = np.array([45.0, 5.0])
+    assert stands_out(pair, np.zeros(2)).tolist() == [True, False]
+    assert not stands_out(pair, np.zeros(2), recent=np.full(40, 40.0)).any()
     # the reference holds SMALL_NIGHT_CHUNKS - 1 values: the night's other chunks and the *last* of the
     # latest (older ones do not count)
     n = SMALL_NIGHT_CHUNKS
-    older_then_latest = np.r_[np.full(60, 45.0), np.full(n - 10, 5.0)]
-    assert stands_out(np.full(10, 45.0), np.zeros(10), recent=older_then_latest).all()  # 9 others at 45, 20 at 5
-    half = n // 2 + 1
-    assert not stands_out(np.full(half, 45.0), np.zeros(half), recent=older_then_latest).any()  # 45 the median
+    assert stands_out(pair, np.zeros(2), recent=np.r_[np.full(60, 45.0), np.full(n - 2, 5.0)]).tolist() == [True, False]
+    assert not stands_out(pair, np.zeros(2), recent=np.r_[np.full(60, 5.0), np.full(n - 2, 45.0)]).any()
     # nights of SMALL_NIGHT_CHUNKS chunks or more read their own 90th percentile, as before
     big = np.r_[np.full(SMALL_NIGHT_CHUNKS - 4, 10.0), np.full(4, 45.0)]  # its 90th percentile 45
     assert not stands_out(big, np.zeros(big.size), recent=latest).any()

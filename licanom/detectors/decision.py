@@ -38,10 +38,11 @@ could flag nothing the threshold does not), and a small vendor's severities are 
 (each signal's surprisal against a few hundred training chunks tops out near the log of their
 number). The chunk itself stays out of the median it is judged against: in a night of two chunks
 the median of both lies halfway between them, and a chunk could stand out only twice the gap
-above the other. A small night's reference is completed with the vendor's **latest training chunks**
-(:attr:`Calibration.recent`, their out-of-fold scores where the family has them) to
-``SMALL_NIGHT_CHUNKS - 1`` values: a night of a few chunks, or of one, is judged against what the
-vendor's chunks looked like lately, not against one or two neighbours that a storm may fill.
+above the other. A small night's chunk must also stand out from the night's other chunks completed
+with the vendor's **latest training chunks** (:attr:`Calibration.recent`, their out-of-fold scores
+where the family has them) to ``SMALL_NIGHT_CHUNKS - 1`` values: a night of one chunk is judged
+against what the vendor's chunks looked like lately, and a chunk of a few is not flagged for lying
+above one or two quiet neighbours alone.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ DEFAULT_MIN_SEVERITY = 55.0
 STAND_OUT_FLOOR = 40.0
 STAND_OUT_GAP = 20.0
 # A night of fewer chunks than SMALL_NIGHT_CHUNKS: a chunk of severity >= SMALL_NIGHT_FLOOR that lies
-# SMALL_NIGHT_GAP or more above the median of the night's other chunks and the vendor's latest training
-# chunks, SMALL_NIGHT_CHUNKS - 1 values in all (chosen on the development seeds of both generators).
+# SMALL_NIGHT_GAP or more above the median of the night's other chunks, and above the median of those
+# completed with the vendor's latest training chunks to SMALL_NIGHT_CHUNKS - 1 values (chosen on the
+# development seeds of both generators).
 SMALL_NIGHT_CHUNKS = 30
 SMALL_NIGHT_FLOOR = 35.0
 SMALL_NIGHT_GAP = 25.0
@@ -223,8 +225,9 @@ class SeverityDecision:
     """The ``severity`` decision's settings (its ``threshold_params``): flag at ``min_severity``,
     and the chunks that stand out from their night (:func:`stands_out`; ``stand_out_gap`` None:
     off), a night of fewer than ``small_night_chunks`` chunks (0: none is small) each chunk against
-    the median of the night's other chunks and the vendor's latest training chunks
-    (``small_night_chunks - 1`` values), with ``small_night_floor`` and ``small_night_gap``."""
+    the median of the night's other chunks and the median of those completed with the vendor's
+    latest training chunks (``small_night_chunks - 1`` values), with ``small_night_floor`` and
+    ``small_night_gap``."""
 
     min_severity: float = DEFAULT_MIN_SEVERITY
     stand_out_floor: float = STAND_OUT_FLOOR
@@ -269,7 +272,7 @@ class SeverityDecision:
             text += f", or >= {self.stand_out_floor:g} and {self.stand_out_gap:g} above its night's 90th percentile"
             if self.small_night_chunks:
                 text += (f" (a night under {self.small_night_chunks} chunks: >= {self.small_night_floor:g} and "
-                         f"{self.small_night_gap:g} above the median of the others and the latest training chunks)")
+                         f"{self.small_night_gap:g} above the median of the others, alone and with the latest training chunks)")
         return text
 
     def stands_out(self, severity: ArrayLike, nights: ArrayLike, recent: ArrayLike = ()) -> NDArray[np.bool_]:
@@ -287,11 +290,11 @@ def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_
     """Which chunks stand out from their night: severity ``>= floor`` and ``>= gap`` above the 90th
     percentile (linear interpolation) of the severities of the chunks with the same ``nights``
     value (any labels: a UTC day); in a night of fewer than ``small_night`` chunks, severity ``>=
-    small_floor`` and ``>= small_gap`` above the median of a reference of ``small_night - 1``
-    values: the night's other chunks, completed with the last of ``recent`` (the severities of the
-    vendor's latest training chunks, oldest first; :meth:`Calibration.recent_severity`). Without
-    ``recent`` a small night's reference is its other chunks alone, and a night of one chunk has
-    none. NaN severities never stand out and do not count."""
+    small_floor`` and ``>= small_gap`` above two medians: of the night's other chunks, and of those
+    completed with the last of ``recent`` (the severities of the vendor's latest training chunks,
+    oldest first; :meth:`Calibration.recent_severity`) to ``small_night - 1`` values. A night of
+    one chunk has only the second; without ``recent`` a small night's reference is its other chunks
+    alone, and a night of one chunk has none. NaN severities never stand out and do not count."""
     sev = np.asarray(severity, dtype=np.float64)
     groups = np.asarray(nights)
     if sev.ndim != 1 or groups.shape != sev.shape:
@@ -314,7 +317,10 @@ def stands_out(severity: ArrayLike, nights: ArrayLike, floor: float = STAND_OUT_
             night = sev[rows]
             need = max(small_night - night.size, 0)  # the night's size - 1 others and these: small_night - 1
             prior = latest[latest.size - min(need, latest.size):]
-            out[rows] = (night >= small_floor) & (night - _median_without_each(night, prior) >= small_gap)
+            reference = _median_without_each(night, prior)
+            if night.size > 1 and prior.size:  # and above the night's other chunks alone, as before
+                reference = np.maximum(reference, _median_without_each(night, np.empty(0)))
+            out[rows] = (night >= small_floor) & (night - reference >= small_gap)
     return out
 
 

@@ -301,8 +301,8 @@ def decision_note(detector: Any) -> str:
             "or more above the 90th percentile of its night's severities")
     if rule.small_night_chunks:
         text += (f" (in a night of fewer than {rule.small_night_chunks} chunks: {rule.small_night_floor:g} or more, "
-                 f"{rule.small_night_gap:g} or more above the median of its other chunks and the latest training "
-                 f"chunks, up to {rule.small_night_chunks - 1} in all)")
+                 f"{rule.small_night_gap:g} or more above the median of its other chunks, alone and completed with "
+                 f"the latest training chunks to {rule.small_night_chunks - 1})")
     return text
 
 
