@@ -272,7 +272,8 @@ class SeverityDecision:
             text += f", or >= {self.stand_out_floor:g} and {self.stand_out_gap:g} above its night's 90th percentile"
             if self.small_night_chunks:
                 text += (f" (a night under {self.small_night_chunks} chunks: >= {self.small_night_floor:g} and "
-                         f"{self.small_night_gap:g} above the median of the others, alone and with the latest training chunks)")
+                         f"{self.small_night_gap:g} above the median of the others, alone and with the latest "
+                         "training chunks)")
         return text
 
     def stands_out(self, severity: ArrayLike, nights: ArrayLike, recent: ArrayLike = ()) -> NDArray[np.bool_]:
