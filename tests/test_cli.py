@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -240,15 +241,21 @@ def test_detect_per_key_sequences_with_labels(csv_export, tmp_path, capsys):
     assert "need fixed-size chunks" in capsys.readouterr().err
 
 
-def test_report_of_a_run_folder_that_is_not_there_names_it_and_creates_nothing(tmp_path, capsys, monkeypatch):
-    """`licanom report --run /nonexistent` took the path for an MLflow run id and created the
-    project's mlflow.db to look it up before failing."""
+def _project_without_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project folder, the current one, whose MLflow store (project/mlflow.db) is not there yet."""
     project = tmp_path / "project"
     project.mkdir()
     monkeypatch.setenv("LICANOM_MLFLOW_CONFIG", str(project / "mlflow.yaml"))  # its store: project/mlflow.db
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
     monkeypatch.chdir(project)
+    return project
+
+
+def test_report_of_a_run_folder_that_is_not_there_names_it_and_creates_nothing(tmp_path, capsys, monkeypatch):
+    """`licanom report --run /nonexistent` took the path for an MLflow run id and created the
+    project's mlflow.db to look it up before failing."""
+    project = _project_without_a_store(tmp_path, monkeypatch)
     (project / "notes.txt").write_text("not a run folder")
     for given, what in ((tmp_path / "nonexistent", "does not exist"), ("nonexistent", "does not exist"),
                         (project / "notes.txt", "is not a folder")):
@@ -261,12 +268,7 @@ def test_report_of_a_run_folder_that_is_not_there_names_it_and_creates_nothing(t
 def test_report_of_an_unknown_run_id_says_so_in_one_line_and_creates_no_store(tmp_path, capsys, monkeypatch):
     """`licanom report --run <32 hex digits>` created the project's mlflow.db to look the id up, and
     its message named MLflow's exception class; an existing store without the run says the same."""
-    project = tmp_path / "project"
-    project.mkdir()
-    monkeypatch.setenv("LICANOM_MLFLOW_CONFIG", str(project / "mlflow.yaml"))  # its store: project/mlflow.db
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
-    monkeypatch.chdir(project)
+    project = _project_without_a_store(tmp_path, monkeypatch)
     run_id = "0123456789abcdef0123456789abcdef"
     store = f"sqlite:///{project / 'mlflow.db'}"
     expected = f"licanom: --run {run_id}: no such run in the tracking store {store}"
