@@ -203,3 +203,38 @@ def test_an_entity_flagged_on_each_day_of_an_event_is_no_false_alarm_on_either()
     chunks = pl.DataFrame({"first_id": [1, 3], "last_id": [2, 4], "is_anomaly": [False, False]})
     row = _judge_entities({"chunks": 2}, entities, chunks, log, sim)
     assert (row["entities_flagged"], row["entities_false"], row["found_entities"]) == (4, 2, 1)
+
+
+def test_incidents_count_false_ones_and_the_nights_that_hold_them():
+    """One flood of many chunks is one incident; an incident is false when none of its chunks
+    holds a labelled row, and false outside incidents when none is an event's key and hours
+    either."""
+    from licanom.evaluation.nightly import incident_counts
+
+    truth = np.array([False, True, False, False, False, False, False])
+    neighbour = np.array([False, False, True, False, False, False, False])
+    incidents = pl.DataFrame({"night": [0, 0, 1, 1, 2],
+                              "positions": [[0, 1], [2], [3, 4, 5], [6], []]},
+                             schema={"night": pl.Int64, "positions": pl.List(pl.Int64)})
+    assert incident_counts(incidents, truth, neighbour) == {
+        "incidents": 5, "incidents_false": 4, "incidents_false_elsewhere": 3, "nights_false": 3}
+    assert incident_counts(incidents.head(0), truth, neighbour)["incidents"] == 0
+
+
+def test_each_flagged_night_chunk_lies_in_one_incident_of_its_own_night():
+    from licanom.evaluation.nightly import scored_variants
+
+    settings = NightlySettings(days=5, detectors=("Tail_context",), clustering=False)
+    [scored] = scored_variants(World("tiny", None).simulate("floating", 3, settings.days), settings)
+    flagged = np.flatnonzero(scored.chunks["is_anomaly"].to_numpy())
+    assert flagged.size and scored.nights == 2
+    positions = np.concatenate([np.asarray(p, dtype=np.int64) for p in scored.incidents["positions"].to_list()])
+    assert np.array_equal(np.sort(positions), flagged)  # each flagged chunk once, no other chunk
+    passes = np.cumsum(scored.chunks["chunk"].to_numpy() == 0) - 1  # a night's chunks are numbered from 0
+    for night, p in scored.incidents.select("night", "positions").iter_rows():
+        assert set(passes[p]) == {night}
+    [row] = run_vendor(World("tiny", None), "floating", 3, settings)
+    assert row["nights"] == 2 and row["incidents"] == scored.incidents.height
+    assert row["nights_false"] <= row["incidents_false"] <= row["incidents"] <= row["flagged"]
+    summary = summarise(pl.DataFrame([row]))
+    assert summary["incidents_per_night"][0] == row["incidents"] / 2

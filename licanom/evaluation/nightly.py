@@ -39,7 +39,13 @@ Per (world, profile, seed, detector):
 * the night's entity results (licanom.detectors.entities, the same for every detector):
   ``entities``, ``entities_flagged``, ``entities_false`` (flagged entities holding no labelled
   row), ``found_entities`` (events with a row in a flagged entity) and ``found_either`` (by a
-  flagged chunk or a flagged entity: what the vendor's report shows), per kind as well.
+  flagged chunk or a flagged entity: what the vendor's report shows), per kind as well;
+* the nights' incidents, the flagged chunks grouped by who caused them as each night's report groups
+  them (:func:`licanom.ops.nightly.night_incidents`; nightly mode): ``nights`` (that gave chunks),
+  ``incidents``, ``incidents_false`` (none of its chunks holds a labelled row),
+  ``incidents_false_elsewhere`` (nor a chunk of an event's key and hours) and ``nights_false``
+  (nights with a false incident): what a vendor reads night by night, where one flood of a
+  key's new machines is one incident and many false alarms.
 
 :data:`DEV_SEEDS` are for choosing designs and defaults; :data:`REPORT_SEEDS` are only for the
 figures the documentation reports, run once the defaults are frozen. Late anomaly kinds
@@ -328,6 +334,11 @@ class ScoredVariant:
     train_seconds: float
     score_seconds: float
     epochs: int | None              # an autoencoder's epochs
+    # every night's incidents as the night's report groups them (:func:`night_incidents`): ``night``
+    # (the night's number among those that gave chunks) and ``positions`` (its chunks' rows in
+    # ``chunks``); None in detect mode
+    incidents: pl.DataFrame | None = None
+    nights: int = 0                 # the nights that gave chunks (nightly mode)
 
 
 def split_days(log: pl.DataFrame, settings: NightlySettings) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
@@ -382,7 +393,8 @@ def scored_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[Sc
         t1 = time.perf_counter()
         latent_of = getattr(detector, "encode", None) if settings.clustering and entry.inputs == "chunks" else None
         bundle = trained
-        carry, seen, scored, entities, latents = None, None, [], [], []
+        carry, seen, scored, entities, latents, incidents = None, None, [], [], [], []
+        done = 0  # the chunks of the earlier nights: where this night's begin in ``chunks``
         for night in nights:
             current = with_seen(bundle, seen)
             # score_log's steps, the windows kept for the latent code
@@ -394,6 +406,8 @@ def scored_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[Sc
             if judged is not None:
                 entities.append(judged)
             if chunks_night.height:
+                incidents.append(_night_incidents(current, chunks_night, windows.derived, len(scored), done))
+                done += chunks_night.height
                 scored.append(chunks_night)
                 if latent_of is not None and windows.chunks is not None:
                     latents.append(np.asarray(latent_of(windows.chunks.X)))
@@ -407,7 +421,25 @@ def scored_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[Sc
                             entities=pl.concat(entities) if entities else None,
                             latent=np.concatenate(latents) if latents else None,
                             train_seconds=t1 - t0, score_seconds=t2 - t1,
-                            epochs=cfg.train.epochs if entry.family == "autoencoder" else None)
+                            epochs=cfg.train.epochs if entry.family == "autoencoder" else None,
+                            incidents=pl.concat(incidents) if incidents else None, nights=len(scored))
+
+
+def _night_incidents(bundle: ModelBundle, chunks: pl.DataFrame, rows: pl.DataFrame | None, night: int,
+                     before: int) -> pl.DataFrame:
+    """One night's incidents as the scoring flow groups them for the vendor's report
+    (:func:`licanom.ops.nightly.night_incidents`, with the model's entity levels), each with the
+    ``night``'s number and the ``positions`` of its chunks among every night's chunks (``before``:
+    the chunks of the nights before it)."""
+    from licanom.detectors.incidents import INCIDENT_CHUNKS
+    from licanom.ops.nightly import night_incidents
+
+    history = bundle.key_history
+    grouped = night_incidents(chunks, rows, history.levels if history is not None else None)
+    where = {int(c): before + i for i, c in enumerate(chunks["chunk"].to_list())}
+    return grouped.select(
+        pl.lit(night, pl.Int64).alias("night"), "entity_kind", "entity",
+        pl.col(INCIDENT_CHUNKS).list.eval(pl.element().replace_strict(where, return_dtype=pl.Int64)).alias("positions"))
 
 
 def detected_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[ScoredVariant]:
@@ -464,7 +496,11 @@ def run_vendor(world: AnyWorld, profile: str, seed: int, settings: NightlySettin
         row["epochs"] = scored.epochs
         if scored.latent is not None and chunks is not None:
             row.update(_judge_clusters(scored.latent, chunks, log, sim, settings.config.detect.clustering_seed))
-        rows.append(_judge_entities(row, scored.entities, chunks, log, sim))
+        row = _judge_entities(row, scored.entities, chunks, log, sim)
+        if scored.incidents is not None and chunks is not None and chunks.height:
+            truth, _, neighbour = night_truth(chunks, log, sim)
+            row.update(nights=scored.nights, **incident_counts(scored.incidents, truth, neighbour))
+        rows.append(row)
         if settings.chunks_out is not None and chunks is not None and chunks.height:
             _write_judged(settings.chunks_out, world, profile, seed, scored.variant.label, chunks, log, sim)
             _write_calibration(settings.chunks_out, world, profile, seed, scored.variant.label, scored.bundle)
@@ -563,6 +599,22 @@ def _judge(world: AnyWorld, profile: str, seed: int, name: str, family: str, chu
         row[f"events_{kind}"] = len(of_kind)
         row[f"found_{kind}"] = len(of_kind & found)
     return row
+
+
+def incident_counts(incidents: pl.DataFrame, truth: np.ndarray, neighbour: np.ndarray) -> dict[str, int]:
+    """How many of the nights' incidents (``night``, ``positions``: see :class:`ScoredVariant`) the
+    vendor would read, and how many are false: ``incidents_false`` hold no chunk with a labelled row
+    (``truth``), ``incidents_false_elsewhere`` not even a chunk of an event's key and hours
+    (``neighbour``: the owner's own requests while a key was shared); ``nights_false``: the nights
+    with at least one false incident. A flood of fifty chunks from one key is one incident here, where
+    the chunk counts hold fifty false alarms."""
+    if incidents.height == 0:
+        return {"incidents": 0, "incidents_false": 0, "incidents_false_elsewhere": 0, "nights_false": 0}
+    true = np.array([bool(truth[p].any()) for p in incidents["positions"].to_list()], dtype=bool)
+    near = np.array([bool((truth[p] | neighbour[p]).any()) for p in incidents["positions"].to_list()], dtype=bool)
+    nights = incidents["night"].to_numpy()
+    return {"incidents": int(incidents.height), "incidents_false": int((~true).sum()),
+            "incidents_false_elsewhere": int((~near).sum()), "nights_false": int(np.unique(nights[~true]).size)}
 
 
 def _kinds_of(kinds: Iterable[str]) -> list[str]:
@@ -683,6 +735,14 @@ def summarise(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector"
             (pl.col("found_either").sum() / pl.col("events").sum()).alias("found_by_either"),
             (pl.col("entities_false").sum() * 10_000 / pl.col("entities").sum()).alias("entity_fa_per_10k"),
             *[(pl.col(f"found_either_{k}").sum() / pl.col(f"events_{k}").sum()).alias(f"either_{k}") for k in kinds],
+        ]
+    if "incidents" in f.columns:  # nightly mode, since the incidents were counted
+        nights = pl.col("nights").sum()
+        aggs += [
+            (pl.col("incidents").sum() / nights).alias("incidents_per_night"),
+            (pl.col("incidents_false").sum() / nights).alias("false_incidents_per_night"),
+            (pl.col("incidents_false_elsewhere").sum() / nights).alias("false_incidents_elsewhere_per_night"),
+            (pl.col("nights_false").sum() / nights).alias("nights_with_false_incident"),
         ]
     for method in ("gmm", "kmeans"):
         if f"{method}_found" in f.columns:
