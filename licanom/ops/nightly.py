@@ -758,9 +758,12 @@ def settings_apart(cfg: Any, model: Any, version: str) -> tuple[str, ...]:
         params = dict(conf.threshold_params)
         if det.threshold not in names or params != dict(det.threshold_params):  # 70 == 70.0
             said = f"{section}.threshold {conf.threshold}" + (f" with {params}" if params else "")
+            # the severity decision in the words of the rule it decides with now: a model saved before a
+            # change of the night rule keeps the text it was trained with (threshold_method_)
+            rule = det.night_rule() if callable(getattr(det, "night_rule", None)) else None
+            trained = rule.describe() if rule is not None else getattr(det, "threshold_method_", None) or det.threshold
             out.append(f"the configuration's decision ({said}) is not the one the champion, version {version}, was "
-                       f"trained with ({getattr(det, 'threshold_method_', None) or det.threshold}): it decides as "
-                       "trained until the vendor is trained again (licanom run train)")
+                       f"trained with ({trained}): it decides as trained until the vendor is trained again (licanom run train)")
     chunk = getattr(model, "chunk", None)
     if chunk is not None and (chunk.size, chunk.stride, chunk.partial) != (cfg.chunk.size, cfg.chunk.stride, cfg.chunk.partial):
         out.append(f"the configuration's chunks (size {cfg.chunk.size}, stride {cfg.chunk.stride}) are not the ones the "
