@@ -583,7 +583,9 @@ def describe_error(err: Exception, where: Callable[[tuple[str, ...]], str] | Non
         msg = str(e.get("msg", "")).removeprefix("Value error, ").removeprefix("Assertion failed, ")
         msg = msg[:1].lower() + msg[1:]
         got = e.get("input")
-        shown = "" if isinstance(got, (dict, list, tuple)) or got is None else f" (got {got!r})"
+        # the value once: not after a message that quotes it already ("unknown time zone 'X': ...")
+        shown = ("" if isinstance(got, (dict, list, tuple)) or got is None or repr(got) in msg
+                 else f" (got {got!r})")
         parts.append(f"{loc or 'the configuration'}: {msg}{shown}{where(keys) if where else ''}")
     return "; ".join(dict.fromkeys(parts))
 

@@ -127,7 +127,7 @@ def test_a_refused_setting_is_named_once_with_its_file(tmp_path: Path) -> None:
         f"{start}context.threshold_params: need a named context.threshold (not auto): got {{'alarm_rate': 0.01}} (in {vendor})")
     assert _refused(conf, "acme", "source: {kind: files, path: x.csv, encoding: utf9}\n") == (
         f"{start}source.encoding: unknown encoding 'utf9': use a Python codec name such as utf-8 or cp1252 "
-        f"(got 'utf9') (in {vendor})")
+        f"(in {vendor})")
     assert _refused(conf, "acme", "source: {kind: simulate}\ndetect: {threshold_params: {stand_out_gap: true}}\n") == (
         f"{start}detect.threshold_params: stand_out_gap must be a number, got True (in {vendor})")
     assert _refused(conf, "acme", "source: {kind: simulate}\ndetect: {threshold: M3, threshold_params: {bins: null}}\n") == (
@@ -196,3 +196,33 @@ def test_a_number_with_an_exponent_and_no_dot_is_a_number(tmp_path: Path) -> Non
     vendor.write_text('source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: "70"}\n')
     with pytest.raises(VendorConfigError, match=r"got '70' \(quoted in the file: write it without quotes\)"):
         vendor_config("acme", conf)
+
+
+@pytest.mark.parametrize(("text", "said"), [
+    ("source: {kind: simulate, timezone: Mars/Olympus}\n",
+     "source.timezone: unknown time zone 'Mars/Olympus': use an IANA name such as Europe/Berlin or America/New_York"),
+    ("source: {kind: files, path: x.csv, encoding: utf9}\n",
+     "source.encoding: unknown encoding 'utf9': use a Python codec name such as utf-8 or cp1252"),
+    ("source: {kind: simulate}\nschedule: {score_cron: '0 2 * *'}\n",
+     "schedule.score_cron: '0 2 * *' is not a cron schedule: five fields"),
+    ("source: {kind: simulate}\nschedule: {timezone: Europe/Berln}\n",
+     "schedule.timezone: unknown time zone 'Europe/Berln': use an IANA name"),
+])
+def test_a_value_quoted_by_its_message_is_not_repeated_after_it(tmp_path: Path, text: str, said: str) -> None:
+    """"unknown time zone 'Mars/Olympus': use an IANA name ... (got 'Mars/Olympus')": the value
+    twice. A message that quotes the value is not followed by it again; one that does not still is."""
+    conf = _conf(tmp_path)
+    refused = _refused(conf, "acme", text)
+    value = said.split("'")[1]
+    assert said in refused and refused.count(repr(value)) == 1, refused
+    assert "(got " not in refused, refused
+    # the vendor's name as a setting (its own check, not the file's name)
+    with pytest.raises(ValueError) as err:
+        load_config(overrides={"vendor": "Bad"})
+    from licanom.config import describe_error
+
+    text = describe_error(err.value)
+    assert text.startswith("vendor: invalid vendor name 'Bad': use 1-63") and text.count("'Bad'") == 1, text
+    # a message that does not quote the value still ends with it
+    assert _refused(conf, "acme", "source: {kind: simulate}\ntrain: {epochs: 0}\n").startswith(
+        "configuration error for vendor 'acme': train.epochs: input should be greater than or equal to 1 (got 0) (in ")
