@@ -521,15 +521,15 @@ class VendorConfigError(ValueError):
 def vendor_config(vendor: str, conf_dir: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
     """:func:`load_config` for a vendor's flow: any error is one :class:`VendorConfigError` naming
     the vendor and each setting (:func:`describe_error`), not pydantic's text over many lines; a
-    file source without its path is one too."""
+    file source without its path is one too, naming the vendor's file to set it in."""
     try:
         cfg = load_config(vendor, conf_dir, overrides)
     except Exception as err:  # noqa: BLE001 - pydantic's, YAML's or ours: all the configuration's
         where = _setting_files(vendor, conf_dir or default_conf_dir())
         raise VendorConfigError(f"configuration error for vendor {vendor!r}: {describe_error(err, where)}") from None
-    if cfg.source.kind == "files" and not cfg.source.path:
+    if cfg.source.kind == "files" and not cfg.source.path:  # set in no file: the vendor's is where it goes
         raise VendorConfigError(f"configuration error for vendor {vendor!r}: source.path: the log's file or folder "
-                                "is not set (source.kind is 'files')")
+                                f"is not set (source.kind is 'files'): set it in {vendor_file(vendor, conf_dir)}")
     return cfg
 
 

@@ -226,3 +226,16 @@ def test_a_value_quoted_by_its_message_is_not_repeated_after_it(tmp_path: Path, 
     # a message that does not quote the value still ends with it
     assert _refused(conf, "acme", "source: {kind: simulate}\ntrain: {epochs: 0}\n").startswith(
         "configuration error for vendor 'acme': train.epochs: input should be greater than or equal to 1 (got 0) (in ")
+
+
+def test_a_files_source_without_its_path_names_the_vendors_file(tmp_path: Path) -> None:
+    """"source.path: the log's file or folder is not set" named no file, where every other setting's
+    error names the one that sets it: it says which file to set it in (.yaml or .yml)."""
+    conf = _conf(tmp_path)
+    for name in ("acme.yaml", "beta.yml"):
+        vendor = conf / "vendors" / name
+        vendor.write_text("train: {epochs: 3}\n")
+        with pytest.raises(VendorConfigError) as err:
+            vendor_config(vendor.stem, conf)
+        assert str(err.value) == (f"configuration error for vendor {vendor.stem!r}: source.path: the log's file or "
+                                  f"folder is not set (source.kind is 'files'): set it in {vendor}"), err.value

@@ -415,7 +415,7 @@ def test_a_vendor_whose_schedule_cannot_be_read_is_not_served_and_the_others_are
         assert main(["train", "--vendor", "nopath"]) == 2
         assert capsys.readouterr().err.strip().splitlines() == [
             "licanom: configuration error for vendor 'nopath': source.path: the log's file or folder is not set "
-            "(source.kind is 'files')"]
+            f"(source.kind is 'files'): set it in {conf / 'nopath.yaml'}"]
     finally:
         for name in ("typo", "zone", "nopath", "hour25"):
             (conf / f"{name}.yaml").unlink()
