@@ -533,11 +533,15 @@ def vendor_config(vendor: str, conf_dir: Path | None = None, overrides: dict[str
     return cfg
 
 
+# what pydantic adds to a setting's ``loc``: a validator's or a union member's name ("function-after[...]",
+# "literal[...]", "float", "tuple[str, ...]"), whole: a setting named like one (stride) is kept
+_SCHEMA_TAG = re.compile(r"(?:function-[a-z-]+|literal|str|int|float|bool|tuple|list|dict)(?:\[.*\])?", re.S)
+
+
 def _setting_keys(loc: tuple[Any, ...]) -> tuple[str, ...]:
     """A setting's keys as its files write them, from pydantic's ``loc`` (its validators' and union
     members' names left out; ``validate_`` is ``validate``)."""
-    return tuple("validate" if str(p) == "validate_" else str(p) for p in loc
-                 if not str(p).startswith(("function-", "literal[", "str", "int", "float", "tuple")))
+    return tuple("validate" if str(p) == "validate_" else str(p) for p in loc if not _SCHEMA_TAG.fullmatch(str(p)))
 
 
 def _setting_files(vendor: str, conf_dir: Path) -> Callable[[tuple[str, ...]], str]:

@@ -239,3 +239,15 @@ def test_a_files_source_without_its_path_names_the_vendors_file(tmp_path: Path) 
             vendor_config(vendor.stem, conf)
         assert str(err.value) == (f"configuration error for vendor {vendor.stem!r}: source.path: the log's file or "
                                   f"folder is not set (source.kind is 'files'): set it in {vendor}"), err.value
+
+
+def test_a_setting_whose_name_begins_like_a_type_is_named(tmp_path: Path) -> None:
+    """`chunk: {stride: 0}` was reported as "chunk: input should be ...": the setting's name was
+    taken for pydantic's "str" (a union member's name) and left out."""
+    conf = _conf(tmp_path)
+    assert _refused(conf, "acme", "source: {kind: simulate}\nchunk: {stride: 0}\n") == (
+        "configuration error for vendor 'acme': chunk.stride: input should be greater than or equal to 1 (got 0) "
+        f"(in {conf / 'vendors' / 'acme.yaml'})")
+    # pydantic's own names in a setting's place are still left out (a decision's params: float, int, str)
+    refused = _refused(conf, "acme", "source: {kind: simulate}\ndetect: {threshold_params: {min_severity: [70]}}\n")
+    assert refused.startswith("configuration error for vendor 'acme': detect.threshold_params.min_severity: "), refused
