@@ -7,10 +7,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
 
 from licanom.detectors.decision import DecisionName, check_decision
 
@@ -26,6 +26,13 @@ VENDOR_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")  # the whole name: fullmat
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# A numeric setting takes a number as written, not a text: pydantic's lax mode read a quoted "70" as 70
+# where the decisions' threshold_params refuse it (licanom.detectors.decision), and YAML's true as 1;
+# one rule for every number of the configuration. A float setting takes a whole number too (24 hours).
+Whole = Annotated[int, Strict()]
+Real = Annotated[float, Strict()]
 
 
 def known_zone(name: str) -> str:
@@ -46,12 +53,12 @@ SimProfile = Literal["node-locked", "usage-based", "floating", "mixed"]
 class SourceConfig(_Model):
     kind: Literal["files", "cryptolens", "simulate"] = "files"
     path: str | None = None
-    product_id: int | None = None
+    product_id: Whole | None = None
     token_env: str = "CRYPTOLENS_TOKEN"
     base_url: str = "https://api.cryptolens.io"
     profile: SimProfile = "floating"  # simulate: checked here, not once the night has started
-    seed: int = 0
-    days: int = Field(30, gt=0)
+    seed: Whole = 0
+    days: Whole = Field(30, gt=0)
     # files: the text encoding of CSV/NDJSON exports; null reads strict UTF-8 and names the
     # file where it is not (never replaces bytes); e.g. cp1252 for a Windows export
     encoding: str | None = None
@@ -110,7 +117,7 @@ class SourceConfig(_Model):
 
 
 class ValidateConfig(_Model):
-    max_bad_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    max_bad_fraction: Real = Field(0.05, ge=0.0, le=1.0)
 
 
 class EncodeConfig(_Model):
@@ -121,8 +128,8 @@ class EncodeConfig(_Model):
 
 
 class ChunkConfig(_Model):
-    size: int = Field(100, ge=2)
-    stride: int = Field(100, ge=1)
+    size: Whole = Field(100, ge=2)
+    stride: Whole = Field(100, ge=1)
     partial: Literal["drop", "overlap"] = "drop"
 
     @model_validator(mode="after")
@@ -135,8 +142,8 @@ class ChunkConfig(_Model):
 
 class SplitConfig(_Model):
     method: Literal["shuffle", "time"] = "shuffle"
-    test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
-    seed: int = 0
+    test_fraction: Real = Field(0.2, ge=0.0, lt=1.0)
+    seed: Whole = 0
 
 
 AUTO = "auto"
@@ -172,7 +179,7 @@ class AutoModels(_Model):
 
     small: tuple[str, ...] = ("Tail_context", "TCN_AE")
     large: tuple[str, ...] = ("Tail_context", "TCN_AE")
-    small_max_train_chunks: int = Field(500, ge=0)
+    small_max_train_chunks: Whole = Field(500, ge=0)
 
     @field_validator("small", "large", mode="before")
     @classmethod
@@ -183,17 +190,17 @@ class AutoModels(_Model):
 class TrainConfig(_Model):
     models: tuple[str, ...] = ("LSTM_AE_Deep2",)
     auto: AutoModels = AutoModels()
-    epochs: int = Field(10, ge=1)
-    batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0)
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
-    patience: int | None = Field(None, ge=1)
-    seed: int = 0
+    epochs: Whole = Field(10, ge=1)
+    batch_size: Whole = Field(128, ge=1)
+    lr: Real = Field(1e-3, gt=0)
+    val_fraction: Real = Field(0.1, ge=0.0, lt=1.0)
+    patience: Whole | None = Field(None, ge=1)
+    seed: Whole = 0
     # torch threads per training (None: torch's default, one per core); 1 by default, measured
     # fastest on a shared machine (docs/training.md)
-    threads: int | None = Field(1, ge=1)
+    threads: Whole | None = Field(1, ge=1)
     # variants trained side by side, one process each on one torch thread (1: one after another)
-    parallel: int = Field(1, ge=1)
+    parallel: Whole = Field(1, ge=1)
 
     @field_validator("models", mode="before")
     @classmethod
@@ -228,31 +235,31 @@ class SequenceConfig(_Model):
     # chunks: the thesis's windows; key / key-machine: each licence key's (and machine's)
     # requests within one period, of any length
     mode: Literal["chunks", "key", "key-machine"] = "chunks"
-    period_hours: float = Field(24.0, gt=0)
-    max_length: int = Field(1000, ge=1)   # longer sequences are cut into consecutive parts
+    period_hours: Real = Field(24.0, gt=0)
+    max_length: Whole = Field(1000, ge=1)   # longer sequences are cut into consecutive parts
     solver: Literal["gradient", "qp"] = "gradient"
-    hidden: int = Field(16, ge=1)
+    hidden: Whole = Field(16, ge=1)
     # how the Ergen models pool a sequence's hidden states (docs/sequence-models.md); null: max per
     # key (a long gap, a new machine code or country is one step's spike), mean-max on chunks
     pooling: Literal["mean-max", "max", "mean", "last", "max-min"] | None = None
-    lam: float = Field(0.05, gt=0.0, le=1.0)
-    tau: float = Field(100.0, gt=0.0)
-    lr: float = Field(0.02, gt=0.0)
-    labeled_weight: float | None = Field(None, gt=0.0)
+    lam: Real = Field(0.05, gt=0.0, le=1.0)
+    tau: Real = Field(100.0, gt=0.0)
+    lr: Real = Field(0.02, gt=0.0)
+    labeled_weight: Real | None = Field(None, gt=0.0)
     # the share of training items above the decision threshold; null: the model's own boundary
     # (about lam of them). 0.01 from the labelled evaluation (README, "Choosing the defaults")
-    contamination: float | None = Field(0.01, gt=0.0, lt=1.0)
+    contamination: Real | None = Field(0.01, gt=0.0, lt=1.0)
     # DeepLog (the next-event model): predict a key's next request from its last `window`
     # requests; a request outside the `top_g` most likely is a miss
-    window: int = Field(10, ge=1)
-    top_g: int = Field(9, ge=1)
-    next_event_hidden: int = Field(64, ge=1)
+    window: Whole = Field(10, ge=1)
+    top_g: Whole = Field(9, ge=1)
+    next_event_hidden: Whole = Field(64, ge=1)
     # the candidates of a sequence's end (null: top_g); with next_event_validation > 0 that share
     # of the training sequences is held out and top_g / the end's are chosen on it: the smallest
     # flagging at most next_event_validation_fpr of them (licanom.detectors.sequence.deeplog)
-    top_g_end: int | None = Field(None, ge=1)
-    next_event_validation: float = Field(0.0, ge=0.0, lt=1.0)
-    next_event_validation_fpr: float = Field(0.002, ge=0.0, lt=1.0)
+    top_g_end: Whole | None = Field(None, ge=1)
+    next_event_validation: Real = Field(0.0, ge=0.0, lt=1.0)
+    next_event_validation_fpr: Real = Field(0.002, ge=0.0, lt=1.0)
 
 
 def _threshold_params(value: object) -> object:
@@ -278,8 +285,8 @@ class DetectConfig(_Model):
         check_decision(self.threshold, self.threshold_params)  # here, not after a training
         return self
     m1: bool = True
-    m1_max_rounds: int = Field(5, ge=1)
-    clustering_seed: int = 0
+    m1_max_rounds: Whole = Field(5, ge=1)
+    clustering_seed: Whole = 0
 
 
 class AutoThresholds(_Model):
@@ -298,9 +305,9 @@ class ContextConfig(_Model):
     threshold: Literal[DecisionName, "auto"] = AUTO  # one Literal: a slip is one error listing every name
     auto: AutoThresholds = AutoThresholds()
     threshold_params: dict[str, float | int | str | None] = Field(default_factory=dict)
-    n_estimators: int = Field(200, ge=1)   # IForest_context
-    n_neighbors: int = Field(20, ge=1)     # LOF_context
-    tail_quantile: float = Field(0.9, gt=0, lt=1)  # Tail_context: where each signal's exponential tail starts
+    n_estimators: Whole = Field(200, ge=1)   # IForest_context
+    n_neighbors: Whole = Field(20, ge=1)     # LOF_context
+    tail_quantile: Real = Field(0.9, gt=0, lt=1)  # Tail_context: where each signal's exponential tail starts
 
     _params = field_validator("threshold_params", mode="before")(_threshold_params)
 
@@ -590,8 +597,21 @@ def describe_error(err: Exception, where: Callable[[tuple[str, ...]], str] | Non
         # the value once: not after a message that quotes it already ("unknown time zone 'X': ...")
         shown = ("" if isinstance(got, (dict, list, tuple)) or got is None or repr(got) in msg
                  else f" (got {got!r})")
+        if e.get("type") in ("int_type", "float_type") and _quoted_number(got):  # said as the decisions' check says it
+            shown = f", got {got!r} (quoted in the file: write it without quotes)"
         parts.append(f"{loc or 'the configuration'}: {msg}{shown}{where(keys) if where else ''}")
     return "; ".join(dict.fromkeys(parts))
+
+
+def _quoted_number(value: object) -> bool:
+    """Whether ``value`` is a text that reads as a number: a number written in quotes."""
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def list_vendors(conf_dir: Path | None = None) -> list[str]:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from licanom.config import VendorConfigError, load_config, vendor_config
 
@@ -61,7 +63,7 @@ def test_each_setting_in_error_is_named_with_the_file_that_sets_it(tmp_path: Pat
     with pytest.raises(VendorConfigError) as err:
         vendor_config("acme", conf)
     text = str(err.value)
-    assert f"train.epochs: input should be a valid integer, unable to parse string as an integer (got 'three') " \
+    assert f"train.epochs: input should be a valid integer (got 'three') " \
            f"(in {conf / 'vendors' / 'acme.yaml'})" in text, text
     assert f"train.epoch: extra inputs are not permitted (got 10) (in {conf / 'defaults.yaml'})" in text, text
 
@@ -251,3 +253,60 @@ def test_a_setting_whose_name_begins_like_a_type_is_named(tmp_path: Path) -> Non
     # pydantic's own names in a setting's place are still left out (a decision's params: float, int, str)
     refused = _refused(conf, "acme", "source: {kind: simulate}\ndetect: {threshold_params: {min_severity: [70]}}\n")
     assert refused.startswith("configuration error for vendor 'acme': detect.threshold_params.min_severity: "), refused
+
+
+def _numeric_settings(model: type, keys: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every int or float setting of ``model`` and its sections, as its keys (not a decision's
+    threshold_params: their own check, tested above)."""
+    from typing import get_args, get_origin
+
+    from pydantic import BaseModel
+
+    def numeric(annotation: object) -> bool:
+        if get_origin(annotation) is dict:
+            return False
+        return annotation in (int, float) or any(numeric(a) for a in get_args(annotation))
+
+    found = []
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        key = field.alias or name
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            found += _numeric_settings(field.annotation, (*keys, key))
+        elif numeric(field.annotation):
+            found.append((*keys, key))
+    return found
+
+
+def test_a_number_in_quotes_is_refused_for_every_numeric_setting(tmp_path: Path) -> None:
+    """`product_id: "12345"` was read as 12345 (pydantic's lax mode) where `min_severity: "70"` was
+    refused as written in quotes: one rule for every number of the configuration, said the same way."""
+    from licanom.config import Config, list_vendors
+
+    conf = _conf(tmp_path)
+    vendor = conf / "vendors" / "acme.yaml"
+    assert _refused(conf, "acme", 'source: {kind: cryptolens, product_id: "12345"}\n') == (
+        "configuration error for vendor 'acme': source.product_id: input should be a valid integer, got '12345' "
+        f"(quoted in the file: write it without quotes) (in {vendor})")
+    settings = _numeric_settings(Config)
+    assert ("source", "product_id") in settings and ("train", "auto", "small_max_train_chunks") in settings
+    assert len(settings) > 30, settings
+    for keys in settings:
+        data: dict[str, Any] = {"source": {"kind": "simulate"}}
+        node = data
+        for key in keys[:-1]:
+            node = node.setdefault(key, {})
+        node[keys[-1]] = "2"
+        refused = _refused(conf, "acme", yaml.safe_dump(data))  # written '2'
+        assert f"{'.'.join(keys)}: input should be a valid " in refused and \
+            "got '2' (quoted in the file: write it without quotes)" in refused, refused
+    # YAML's true is no number either; a whole number is a float setting's number
+    assert "train.epochs: input should be a valid integer (got True)" in _refused(
+        conf, "acme", "source: {kind: simulate}\ntrain: {epochs: true}\n")
+    vendor.write_text("source: {kind: cryptolens, product_id: 12345}\nsequence: {period_hours: 24, tau: 100}\n")
+    cfg = vendor_config("acme", conf)
+    assert (cfg.source.product_id, cfg.sequence.period_hours, cfg.sequence.tau) == (12345, 24.0, 100.0)
+    # the shipped configuration: the defaults and every vendor (the demo) read as they are
+    shipped = Path(__file__).parents[1] / "conf"
+    assert list_vendors(shipped)
+    for name in list_vendors(shipped):
+        assert load_config(name, shipped).vendor == name
