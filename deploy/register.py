@@ -57,10 +57,12 @@ def build(pool: str, vendors: list[str] | None, conf_dir: Path | None, nightly_n
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.utilities.annotations import freeze
 
-    from licanom.config import describe_error, list_vendors, load_config
+    from licanom.config import describe_error, ignored_vendor_files, list_vendors, load_config
 
     job_variables = variables or {}
     names = vendors or list_vendors(conf_dir)
+    if not vendors and not only_nightly and (ignored := ignored_vendor_files(conf_dir)):
+        print(f"register: {ignored}", file=sys.stderr)
     out = []
     if not only_nightly:
         score = flow.from_source(source, "flows/score_vendor.py:score_vendor")

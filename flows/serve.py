@@ -22,13 +22,16 @@ from flows.naming import PROJECT_TAG, vendor_tags
 from flows.nightly import nightly
 from flows.score_vendor import score_vendor
 from flows.train_vendor import train_vendor
-from licanom.config import describe_error, list_vendors, vendor_config, vendor_file
+from licanom.config import describe_error, ignored_vendor_files, list_vendors, vendor_config, vendor_file
 
 
 def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-arg]
     """Runner deployments: score-<vendor> (nightly cron), train-<vendor> (weekly cron), nightly (all).
-    A vendor whose configuration or schedules fail is left out, named on stderr."""
+    A vendor whose configuration or schedules fail is left out, named on stderr, as are the files of
+    conf/vendors/ whose names are no vendor's."""
     out = []
+    if not vendors and (ignored := ignored_vendor_files()):
+        print(f"licanom serve: {ignored}", file=sys.stderr)
     for vendor in vendors or list_vendors():
         try:
             schedule = vendor_config(vendor).schedule  # a files source without its path: not served either

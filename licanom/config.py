@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field
 from licanom.detectors.decision import DecisionName, check_decision
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+log = logging.getLogger(__name__)
 
 
 def default_conf_dir() -> Path:
@@ -517,8 +519,10 @@ def unknown_vendor_message(vendor: str, conf_dir: Path | None = None) -> str | N
     if path.exists():
         return None
     known = list_vendors(conf_dir)
+    ignored = ignored_vendor_files(conf_dir)
     return (f"unknown vendor {vendor!r}: no {path} or {path.with_suffix('.yml').name}; vendors: "
-            + (", ".join(known) if known else "none yet (add conf/vendors/<vendor>.yaml)"))
+            + (", ".join(known) if known else "none yet (add conf/vendors/<vendor>.yaml)")
+            + (f"; {ignored}" if ignored else ""))
 
 
 class VendorConfigError(ValueError):
@@ -614,11 +618,30 @@ def _quoted_number(value: object) -> bool:
     return True
 
 
-def list_vendors(conf_dir: Path | None = None) -> list[str]:
+def _vendor_files(conf_dir: Path | None) -> list[Path]:
+    """The .yaml and .yml files of conf/vendors/, sorted."""
+    folder = (conf_dir or default_conf_dir()) / "vendors"
+    return sorted(p for suffix in VENDOR_SUFFIXES for p in folder.glob(f"*{suffix}"))
+
+
+def list_vendors(conf_dir: Path | None = None, warn: bool = False) -> list[str]:
     """Vendors with a file in conf/vendors/ (.yaml or .yml), sorted; a vendor with both is listed
-    once, and refused when its configuration is read (:func:`vendor_file`)."""
-    conf_dir = conf_dir or default_conf_dir()
-    return sorted({p.stem for suffix in VENDOR_SUFFIXES for p in (conf_dir / "vendors").glob(f"*{suffix}")})
+    once, and refused when its configuration is read (:func:`vendor_file`). A file whose name is no
+    vendor's name (``Acme.yaml``, ``acme.old.yaml``) is no vendor: left out, and with ``warn`` named
+    in one warning (:func:`ignored_vendor_files`)."""
+    if warn and (ignored := ignored_vendor_files(conf_dir)):
+        log.warning("%s", ignored)
+    return sorted({p.stem for p in _vendor_files(conf_dir) if VENDOR_NAME.fullmatch(p.stem)})
+
+
+def ignored_vendor_files(conf_dir: Path | None = None) -> str | None:
+    """One line naming the files of conf/vendors/ whose name is no vendor's name, which no run,
+    deployment or nightly reads, and why; None where there are none."""
+    files = [str(p) for p in _vendor_files(conf_dir) if not VENDOR_NAME.fullmatch(p.stem)]
+    if not files:
+        return None
+    return (f"ignored, not vendors: {', '.join(files)} (a vendor's file is named <vendor>.yaml or .yml, the vendor "
+            "1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit)")
 
 
 @dataclass(frozen=True)

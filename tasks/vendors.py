@@ -51,7 +51,8 @@ def require_secrets(cfg: config.Config) -> None:
 
 @task(cache_policy=NO_CACHE)
 def list_vendors() -> list[str]:
-    return config.list_vendors()
+    """The vendors of conf/vendors/; a file there whose name is no vendor's, one warning naming it."""
+    return config.list_vendors(warn=True)
 
 
 @task(cache_policy=NO_CACHE)

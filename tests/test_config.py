@@ -310,3 +310,43 @@ def test_a_number_in_quotes_is_refused_for_every_numeric_setting(tmp_path: Path)
     assert list_vendors(shipped)
     for name in list_vendors(shipped):
         assert load_config(name, shipped).vendor == name
+
+
+def test_a_file_whose_name_is_no_vendors_is_not_listed_as_a_vendor_and_is_named_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """conf/vendors/Bad.yaml (a name the vendor-name rule refuses) was listed among the vendors of an
+    unknown vendor's message, and `licanom run nightly` scored it as one, failing at the end."""
+    import argparse
+    import logging
+
+    from licanom.cli import vendor_name
+    from licanom.config import ignored_vendor_files, list_vendors, unknown_vendor_message
+
+    conf = _conf(tmp_path)
+    assert ignored_vendor_files(conf) is None
+    for name in ("acme.yaml", "Bad.yaml", "acme.old.yml", "beta.yml"):
+        (conf / "vendors" / name).write_text("source: {kind: simulate}\n")
+    assert list_vendors(conf) == ["acme", "beta"]
+    ignored = (f"ignored, not vendors: {conf / 'vendors' / 'Bad.yaml'}, {conf / 'vendors' / 'acme.old.yml'} (a "
+               "vendor's file is named <vendor>.yaml or .yml, the vendor 1-63 lower-case letters, digits, '-' or "
+               "'_', starting with a letter or digit)")
+    assert ignored_vendor_files(conf) == ignored
+    message = unknown_vendor_message("zeta", conf)
+    assert message is not None and message.endswith(f"; vendors: acme, beta; {ignored}"), message
+    assert message.count("Bad") == 1 and "\n" not in message
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))  # the command line's --vendor says the same
+    with pytest.raises(argparse.ArgumentTypeError, match="vendors: acme, beta; ignored, not vendors: "):
+        vendor_name("zeta")
+    # the nightly run's list: the vendors, and the ignored files once, in a warning
+    from tasks.vendors import list_vendors as nightly_list
+
+    warned: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: warned.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("licanom.config")  # not caplog: Prefect, imported here, replaces the root's handlers
+    logger.addHandler(handler)
+    try:
+        assert nightly_list.fn() == ["acme", "beta"]
+    finally:
+        logger.removeHandler(handler)
+    assert warned == [ignored]

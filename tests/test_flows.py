@@ -179,9 +179,13 @@ def test_nightly_reports_a_failing_vendor_and_scores_the_others(trained_alpha, f
 
     train_vendor("beta")
     monkeypatch.setenv("LICANOM_CONF_DIR", str(flow_env[0] / "conf-nightly"))
+    # a file whose name is no vendor's (a copy left beside the vendors): ignored, named in a warning,
+    # not scored as a vendor and failed at the end
+    (flow_env[0] / "conf-nightly" / "vendors" / "Alpha.yaml").write_text("source: {kind: simulate}\n")
     caplog.clear()
     state = nightly(return_state=True)
     assert state.is_failed()
+    assert "ignored, not vendors: " in caplog.text and "Alpha.yaml" in caplog.text
     assert "broken" in str(state.message) or "broken" in repr(state)
     # the failing vendor's own run holds its error; the nightly run ends with one line, no traceback
     assert str(state.message).startswith("1 of 3 vendors failed: broken")
