@@ -456,7 +456,10 @@ _UniqueKeyLoader.yaml_implicit_resolvers = {
 }
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A settings file's mapping (conf/defaults.yaml, a vendor's, mlflow.yaml), each read alike: a
+    number with an exponent and no dot is a number (YAML 1.2's floats), a key set twice is refused;
+    a syntax error is a :class:`ConfigFileError` of one line naming the file, line and column."""
     try:
         data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
     except yaml.MarkedYAMLError as err:  # one line: the file, where, and what
@@ -478,12 +481,12 @@ def load_config(
 ) -> Config:
     """Read defaults, then the vendor's overrides, then `overrides`; validate once."""
     conf_dir = conf_dir or default_conf_dir()
-    data = _read_yaml(conf_dir / "defaults.yaml") if (conf_dir / "defaults.yaml").exists() else {}
+    data = read_yaml(conf_dir / "defaults.yaml") if (conf_dir / "defaults.yaml").exists() else {}
     if vendor is not None:
         validate_vendor_name(vendor)
         path = vendor_file(vendor, conf_dir)
         if path.exists():
-            data = _merge(data, _read_yaml(path))
+            data = _merge(data, read_yaml(path))
         data["vendor"] = vendor
     if overrides:
         data = _merge(data, overrides)
@@ -566,7 +569,7 @@ def _setting_files(vendor: str, conf_dir: Path) -> Callable[[tuple[str, ...]], s
         own = []
     for path in (*own, conf_dir / "defaults.yaml"):
         try:
-            files.append((path, _read_yaml(path) if path.exists() else {}))
+            files.append((path, read_yaml(path) if path.exists() else {}))
         except ConfigFileError:
             continue
 

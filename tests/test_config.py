@@ -350,3 +350,34 @@ def test_a_file_whose_name_is_no_vendors_is_not_listed_as_a_vendor_and_is_named_
     finally:
         logger.removeHandler(handler)
     assert warned == [ignored]
+
+
+def test_mlflow_yaml_is_read_as_the_vendors_files_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mlflow.yaml was read by PyYAML's own YAML 1.1 loader: a key set twice kept the later one
+    without a word, an unquoted 1e3 was the text "1e3" (a number in a vendor's file), and `no` or
+    `on` became a boolean used as text (experiment "Falsedemo"). It is read by the vendors' loader,
+    and a setting that is not text is refused naming the file and the setting."""
+    from licanom.config import ConfigFileError
+    from licanom.ops.tracking import TrackingConfig
+
+    path = tmp_path / "mlflow.yaml"
+    monkeypatch.setenv("LICANOM_MLFLOW_CONFIG", str(path))
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    path.write_text("tracking_uri: sqlite:///a.db\nexperiment_prefix: x/\ntracking_uri: sqlite:///b.db\n")
+    with pytest.raises(ConfigFileError, match=r"mlflow\.yaml line 3 column 1: .*'tracking_uri' is set twice "
+                                              r"\(lines 1 and 3\): keep one"):
+        TrackingConfig.load()
+    for written, read in (("no", "False"), ("on", "True"), ("1e3", "1000.0"), ("12", "12")):
+        path.write_text(f"experiment_prefix: {written}\n")
+        with pytest.raises(ConfigFileError) as err:
+            TrackingConfig.load()
+        assert str(err.value) == f"{path}: experiment_prefix must be text, got {read} (write it in quotes)"
+    path.write_text("tracking_uri: sqlite:///b.db\nregistry_uri: null\nexperiment_prefix: 'no/'\n")
+    loaded = TrackingConfig.load()
+    assert (loaded.tracking_uri, loaded.registry_uri, loaded.experiment_prefix) == (
+        f"sqlite:///{tmp_path / 'b.db'}", f"sqlite:///{tmp_path / 'b.db'}", "no/")
+    # the project's own file reads as it did
+    monkeypatch.setenv("LICANOM_MLFLOW_CONFIG", str(Path(__file__).parents[1] / "mlflow.yaml"))
+    shipped = TrackingConfig.load()
+    assert (shipped.experiment_prefix, shipped.registered_model_prefix) == ("licanom/", "licanom-")

@@ -107,6 +107,10 @@ def _redact(uri: str) -> str:
     return uri
 
 
+# the settings of mlflow.yaml, each a text (or null)
+TRACKING_SETTINGS = ("tracking_uri", "registry_uri", "artifact_location", "experiment_prefix", "registered_model_prefix")
+
+
 @dataclass(frozen=True)
 class TrackingConfig:
     tracking_uri: str
@@ -122,8 +126,16 @@ class TrackingConfig:
 
     @classmethod
     def load(cls, path: Path | None = None) -> TrackingConfig:
+        """``mlflow.yaml`` (LICANOM_MLFLOW_CONFIG, else ``path``), read as the vendors' files are
+        (:func:`licanom.config.read_yaml`); a setting that YAML reads as no text (``on``, ``no``,
+        ``1e3``) is a :class:`licanom.config.ConfigFileError` naming the file and the setting."""
+        from licanom.config import ConfigFileError, read_yaml
+
         path = Path(os.environ.get("LICANOM_MLFLOW_CONFIG", path or DEFAULT_CONFIG))
-        data = yaml.safe_load(path.read_text()) if path.exists() else {}
+        data = read_yaml(path) if path.exists() else {}
+        for key in TRACKING_SETTINGS:
+            if data.get(key) is not None and not isinstance(data[key], str):
+                raise ConfigFileError(f"{path}: {key} must be text, got {data[key]!r} (write it in quotes)")
         base = path.resolve().parent
         tracking = os.environ.get("MLFLOW_TRACKING_URI") or _resolve_uri(data.get("tracking_uri") or "sqlite:///mlflow.db", base)
         registry = os.environ.get("MLFLOW_REGISTRY_URI") or (
