@@ -10,7 +10,7 @@ from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
 from licanom.config import vendor_config
-from licanom.ops.training import TrainingSummary
+from licanom.ops.training import TrainingSummary, last_chunked_id
 from tasks import data, training, vendors
 
 
@@ -54,7 +54,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
         summary = training.finish_training(tracker, cfg, parent_run_id, variants, opaque(prepared))
     finally:  # the bundles are in MLflow now (or the run failed): nothing to keep
         training.discard_work_dir(work_dir)
-    training.start_scoring_after(Path(cfg.output_dir), vendor, prepared.chunks.meta["last_id"].max())
+    training.start_scoring_after(Path(cfg.output_dir), vendor, last_chunked_id(prepared))
     print(f"{vendor}: champion is {summary.champion.model} "
           f"(version {summary.champion.version} of {summary.champion.name})")
     return summary

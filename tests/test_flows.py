@@ -267,6 +267,8 @@ def test_a_context_champion_remembers_what_each_night_saw(flow_env, monkeypatch)
     assert bundle.key_history.machines.height == trained.filter(pl.col("MachineCode") != "").select(
         "Key", "MachineCode").unique().height
 
+    # the last Id its training read, kept with the champion: where the vendor's first night starts
+    assert bundle.train_last_id is not None and bundle.train_last_id == load_state(out, "epsilon").watermark
     night = score_vendor("epsilon")
     state = load_state(out, "epsilon")
     assert night.chunks.height > 0 and state.model_version == version == summary.champion.version

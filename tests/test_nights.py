@@ -1373,3 +1373,32 @@ def test_a_found_id_out_of_its_neighbours_order_is_not_kept(tmp_path) -> None:
     raw = read_log(path)
     assert raw.filter(pl.col("_unreadable").is_not_null())["Id"].to_list() == [None]
     assert raw["Id"].to_list() == [*map(str, range(995, 1000)), None, *map(str, range(1001, 1006))]
+
+
+def test_a_since_before_the_champions_training_rows_says_they_were_part_of_its_training(tmp_path, bundle) -> None:
+    """`licanom run score --since 0` scored the rows the champion was trained on as a night, without
+    a word: they look normal to it. A since before the last Id its training read says so in one line;
+    from that Id on, or for a model that does not know it (saved before it was kept), nothing is said."""
+    from dataclasses import replace
+
+    from licanom.ops.bundle import ModelBundle
+
+    vendor = new_vendor(tmp_path, "acme", replace(bundle, train_last_id=1599))
+    assert ModelBundle.load(vendor.model_dir).train_last_id == 1599
+    vendor.start(1599)
+    vendor.append(rows(1000, 600))  # the training rows, still in the export
+    vendor.append(rows(1600, 110))
+    trained_on = "part of its training"
+    assert not [m for m in vendor.night().messages if trained_on in m]
+    again = vendor.night(since=0)
+    assert [m for m in again.messages if trained_on in m] == [
+        "--since 0 lies before Id 1599, the last the champion (version 1) was trained on: the rows after Id 0 up to "
+        "Id 1599 were part of its training, and scored as a night they look normal to it"]
+    assert sum(trained_on in line for line in again.summary()) == 1  # and among the night's printed lines
+    assert not [m for m in vendor.night(since=1599).messages if trained_on in m]
+    unknown = new_vendor(tmp_path / "old", "acme", bundle)  # a bundle.json without train_last_id
+    assert ModelBundle.load(unknown.model_dir).train_last_id is None
+    unknown.start(1599)
+    unknown.append(rows(1000, 700))
+    unknown.night()
+    assert not [m for m in unknown.night(since=0).messages if trained_on in m]

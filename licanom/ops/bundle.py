@@ -69,6 +69,10 @@ class ModelBundle:
     key_history: KeyHistory | None = None
     # the per-entity results' model (licanom.detectors.entities), fitted on the training rows
     entity_model: Any = None
+    # the last Id of the log's chunks its training read (where the vendor's first night starts), so that
+    # a night scored again from before it (--since) says it scores training rows; None: not known (a
+    # model saved before it was kept, or not trained on a vendor's log)
+    train_last_id: int | None = None
 
     def pseudonym_secret(self) -> bytes | None:
         """The vendor's pseudonym secret (from the environment) when the model was trained on
@@ -93,6 +97,7 @@ class ModelBundle:
             "encode": self.encode.model_dump(),
             "product_ids": list(self.product_ids),
             "pseudonym_env": self.pseudonym_env,
+            "train_last_id": self.train_last_id,
         }, indent=2))
         return directory
 
@@ -121,6 +126,7 @@ class ModelBundle:
             pseudonym_env=meta.get("pseudonym_env"),
             key_history=key_history,
             entity_model=_load_entities(directory / ENTITY_FILE),
+            train_last_id=meta.get("train_last_id"),
         )
 
 

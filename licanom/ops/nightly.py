@@ -1020,6 +1020,13 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
         screened = replace(screened, messages=(*screened.messages, (
             f"--since {night.since} lies past the watermark {watermark} and no row lies after it: no night is written "
             "and nothing is skipped (the watermark stays)" + (f"; the next night {' and '.join(waiting)}" if waiting else ""))))
+    trained_to = getattr(model, "train_last_id", None)
+    if night.since is not None and trained_to is not None and night.since < trained_to:
+        # the rows up to it were the champion's training rows: they look normal to it, and say nothing new
+        screened = replace(screened, messages=(*screened.messages, (
+            f"--since {night.since} lies before Id {trained_to}, the last the champion (version {night.version}) was "
+            f"trained on: the rows after Id {night.since} up to Id {trained_to} were part of its training, and scored "
+            "as a night they look normal to it")))
     if night.left_after:
         screened = replace(screened, messages=(*screened.messages, (
             f"{night.left_after} row{'s' if night.left_after != 1 else ''} after the watermark {night.state.watermark} "

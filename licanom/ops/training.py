@@ -112,6 +112,13 @@ def _log_training_data(tracker: Tracker, run_id: str, cfg: Config, prepared: Pre
     tracker.log_dataset(run_id, prepared.validation.valid, f"{cfg.vendor}-training", dataset_source(cfg))
 
 
+def last_chunked_id(prepared: Prepared) -> int | None:
+    """The last Id of the log's chunks: where the vendor's first night starts (the rows after it,
+    read but cut into no chunk, are its first rows) and what a model trained on them records."""
+    last = prepared.chunks.meta["last_id"].max()
+    return None if last is None else int(last)  # type: ignore[arg-type]
+
+
 def for_vendor_size(cfg: Config, prepared: Prepared) -> Config:
     """The configuration with ``train.models: auto`` resolved by the vendor's training chunks."""
     return cfg.for_size(int((~prepared.test_mask).sum()))
@@ -326,6 +333,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             pseudonym_env=secret_env_name(cfg.vendor, cfg.privacy.secret_env) if cfg.privacy.pseudonymise else None,
             key_history=KeyHistory.from_rows(prepared.encoded.frame, levels=True) if is_context_model(model) else None,
             entity_model=entity_model(prepared),
+            train_last_id=last_chunked_id(prepared),
         ).save(work_dir / model)
     shutil.rmtree(checkpoints, ignore_errors=True)  # trained and saved: nothing left to resume
     return VariantResult(
