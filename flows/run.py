@@ -6,6 +6,8 @@ with one line naming the server and exit code 4 (the same as an unreachable log 
 no PREFECT_API_URL, Prefect's temporary API is started at once, in a thread, while the flows are
 imported (flows.early_api); if it does not start, one line and exit code 4 too.
 
+Without --vendor, score and train take the demo vendor only where it is the only one configured, and
+say so; with other vendors they are refused, listing them (a forgotten --vendor scored the demo).
 An unknown vendor or a configuration error is refused first, in one line, with exit code 2; a
 flow that fails on its input ends with one line and the exit code `licanom prepare` gives (3: the
 log cannot be used, 4: it cannot be read); any other failure with one line naming its state and
@@ -131,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     api_attempts = int(os.environ.get("LICANOM_API_ATTEMPTS", "6"))
     api_help = "times to ask an unreachable Prefect API (PREFECT_API_URL) with back-off"
-    vendor_help = "the vendor, with a file conf/vendors/<vendor>.yaml or .yml (default: demo)"
+    vendor_help = ("the vendor, with a file conf/vendors/<vendor>.yaml or .yml (default: demo where it is the only "
+                   "vendor; needed otherwise)")
     since_help = "re-score the rows after this log Id (default: after the watermark)"
 
     parser = Parser(prog="licanom run", description="Run one licanom flow now (Prefect), as a schedule would.")
@@ -167,7 +170,8 @@ def _main(argv: list[str] | None) -> int:
                      f"licanom run score --vendor {args.vendor}")
     if args.flow != "score" and args.since is not None:
         parser.error(f"--since is for score (re-score one vendor's rows after an Id); {args.flow} takes none")
-    args.vendor = args.vendor or "demo"
+    if args.flow != "nightly" and args.vendor is None:
+        args.vendor = _default_vendor(parser, args.flow)
     with Interrupted.installed() as interrupt:
         try:
             state = _run(args, interrupt)
@@ -189,6 +193,20 @@ def _main(argv: list[str] | None) -> int:
     message = (state.message or "").splitlines()
     print(f"licanom: {args.flow} flow {state.type.value.lower()}: {message[0] if message else ''}", file=sys.stderr)
     return 1
+
+
+def _default_vendor(parser: argparse.ArgumentParser, flow: str) -> str:
+    """The vendor of score or train without --vendor: the demo where it is the only vendor (a fresh
+    checkout), said in one line; else a usage error listing the vendors. The demo was taken whatever
+    else was configured: a cron line without --vendor scored the demo every night, in silence."""
+    from licanom.config import list_vendors
+
+    known = list_vendors()
+    if known == ["demo"]:
+        print(f"licanom run {flow}: vendor demo, the only one in conf/vendors/ (--vendor V for another)")
+        return "demo"
+    parser.error(f"{flow} needs --vendor V: vendors: "
+                 + (", ".join(known) if known else "none yet (add conf/vendors/<vendor>.yaml)"))
 
 
 def _run(args: argparse.Namespace, interrupt: Interrupted):  # type: ignore[no-untyped-def]

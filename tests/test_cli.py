@@ -762,3 +762,34 @@ def test_detect_takes_every_decision_by_name_severity_first():
     option = next(a for a in detect._actions if "--threshold" in a.option_strings)
     assert list(option.choices) == list(DECISIONS) and DECISIONS[0] == "severity"
     assert "severity for both" in " ".join((option.help or "").split())
+
+
+@pytest.mark.parametrize("flow", ["score", "train"])
+def test_run_without_a_vendor_takes_the_demo_only_where_it_is_the_only_vendor(flow, tmp_path, monkeypatch, capsys):
+    """`licanom run score` without --vendor scored the demo vendor in silence, whatever else was
+    configured (a cron line that lost its --vendor scored the demo every night). With the demo alone
+    it still does, and says so; beside other vendors --vendor is needed, refused in one line (2)."""
+    import flows.run as run
+
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "vendors" / "demo.yaml").write_text("source: {kind: simulate}\n")
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    ran: list[str] = []
+    monkeypatch.setattr(run, "_run", lambda args, interrupt: ran.append(args.vendor) or 0)
+    assert run.main([flow]) == 0 and ran == ["demo"]
+    assert capsys.readouterr().out == f"licanom run {flow}: vendor demo, the only one in conf/vendors/ (--vendor V for another)\n"
+    (conf / "vendors" / "acme.yaml").write_text("source: {kind: simulate}\n")
+    for argv in ([flow], ["--api-attempts", "2", flow]):
+        with pytest.raises(SystemExit) as exit_:
+            run.main(argv)
+        assert exit_.value.code == EXIT_USAGE and ran == ["demo"]
+        assert capsys.readouterr().err == (f"licanom run: error: {flow} needs --vendor V: vendors: acme, demo "
+                                           "(see licanom run --help)\n")
+    assert run.main([flow, "--vendor", "demo"]) == 0 and ran == ["demo", "demo"]
+    assert capsys.readouterr().out == ""  # named: nothing to say
+    (conf / "vendors" / "demo.yaml").unlink()
+    (conf / "vendors" / "acme.yaml").unlink()
+    with pytest.raises(SystemExit):
+        run.main([flow])
+    assert "needs --vendor V: vendors: none yet (add conf/vendors/<vendor>.yaml)" in capsys.readouterr().err
