@@ -487,6 +487,38 @@ def test_a_chunk_with_one_count_far_beyond_training_is_flagged_at_the_top_severi
     assert seen == [400] + [300] * again.calibration_folds
 
 
+def test_a_night_where_every_request_fails_reaches_the_top_severity():
+    """A platform outage: every request of a night fails, where no training chunk failed more than
+    a third of its requests. Each chunk is alike (the night rule has nothing to stand out from) and a
+    share's fitted tail carries a few nats at most; half a chunk beyond the training's largest
+    failure share is far beyond training, and always the top severity."""
+    from licanom.detectors.context import FAR_SHARE_GAP, FAR_SIGNAL_NATS, ContextDetector, TailModel
+
+    rng = np.random.default_rng(5)
+    X = np.zeros((400, len(CONTEXT_COLUMNS)))
+    X[:, :3] = rng.uniform(0.0, 0.3, (400, 3))
+    X[:, 3:] = np.log1p(rng.poisson(4.0, (400, len(CONTEXT_COLUMNS) - 3)))
+    j = CONTEXT_COLUMNS.index("failure_share")
+    det = ContextDetector().fit(X)
+    line = X[:, j].max() + FAR_SHARE_GAP
+    assert det.estimator_.far_lines()[j] == pytest.approx(line)
+    night = np.repeat(np.median(X, axis=0, keepdims=True), 40, axis=0)
+    night[:, j] = 1.0
+    scores = det.decision_function(night)
+    assert (det.severity_of(scores) == 100.0).all()
+    assert det.flags(scores, nights=np.zeros(40)).all()
+    below = night[:1].copy()
+    below[0, j] = line - 0.01  # just short of the line: the share's fitted tail alone
+    assert det.severity(below)[0] < 100.0
+    # a share column whose training reached half: nothing lies half a chunk beyond it
+    high = TailModel(far_columns=np.array([False]), far_share_columns=np.array([True])).fit(np.linspace(0, 0.6, 50)[:, None])
+    assert np.isinf(high.far_lines()[0]) and high.surprisal(np.array([[1.0]]))[0, 0] < FAR_SIGNAL_NATS
+    # a model saved before the rule (its TailModel pickled without far_share_columns) keeps the counts' rule only
+    old = TailModel(far_columns=np.array([False, True])).fit(np.c_[np.linspace(0, 0.2, 50), np.log1p(np.arange(50.0))])
+    del old.__dict__["far_share_columns"]
+    assert np.isinf(old.far_lines()[0])
+
+
 def test_a_keys_usage_from_counters_and_from_amounts():
     from licanom.data.context_vector import usage_amounts
 

@@ -57,6 +57,13 @@ TRIM_SHARE_TOLERANCE = 0.05
 FAR_SIGNAL_FACTOR = 10.0
 FAR_SIGNAL_MIN_COUNT = 10.0
 FAR_SIGNAL_NATS = 60.0
+# A share far beyond anything seen in training (Tail_context's far rule for FAR_SHARE_COLUMNS): at
+# least FAR_SHARE_GAP above the column's largest share over every training chunk (half of a chunk's
+# requests failing beyond the most any training chunk saw: a platform outage, every request of a
+# night failing, where the counts' rule sees nothing new to count) carries FAR_SIGNAL_NATS, as a count
+# does. A share tops out at 1, so a ratio like the counts' cannot be used.
+FAR_SHARE_GAP = 0.5
+FAR_SHARE_COLUMNS: tuple[str, ...] = ("failure_share",)
 # The context columns that are shares of a chunk's requests (ROW_COLUMNS are log1p counts).
 SHARE_COLUMNS: tuple[str, ...] = ("failure_share", "top_machine_share")
 
@@ -98,6 +105,10 @@ class TailModel:
     far_factor: float = FAR_SIGNAL_FACTOR
     far_min_count: float = FAR_SIGNAL_MIN_COUNT
     far_nats: float = FAR_SIGNAL_NATS
+    # the columns (bool per column) that are shares under the far rule (FAR_SHARE_GAP above the largest
+    # training share); None: none (and in models saved before the rule)
+    far_share_columns: np.ndarray | None = None
+    far_share_gap: float = FAR_SHARE_GAP
 
     # the largest training value of each column, of every training chunk (the reference's when not set)
     seen_max_: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -151,7 +162,11 @@ class TailModel:
             return None
         seen = self.seen_max_ if self.seen_max_ is not None else self.sorted_[-1]
         largest = np.maximum(np.expm1(seen), self.far_min_count)
-        return np.where(self.far_columns, np.log1p(self.far_factor * largest), np.inf)
+        lines = np.where(self.far_columns, np.log1p(self.far_factor * largest), np.inf)
+        shares = getattr(self, "far_share_columns", None)  # None in a model pickled before the rule
+        if shares is not None:
+            lines = np.where(shares, np.where(seen + self.far_share_gap <= 1.0, seen + self.far_share_gap, np.inf), lines)
+        return lines
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """scikit-learn's convention: higher = more normal (minus the summed surprisal)."""
@@ -330,7 +345,8 @@ class ContextDetector(BaseDetector):
         """The fitted estimator on raw (tail, forest) or scaled (LOF) vectors."""
         if self.model == "Tail_context":
             far = np.array([c in ROW_COLUMNS for c in self.columns_])
-            return TailModel(tail_quantile=self.tail_quantile, far_columns=far).fit(X)
+            shares = np.array([c in FAR_SHARE_COLUMNS for c in self.columns_])
+            return TailModel(tail_quantile=self.tail_quantile, far_columns=far, far_share_columns=shares).fit(X)
         if self.model == "LOF_context":
             from sklearn.neighbors import LocalOutlierFactor
 
