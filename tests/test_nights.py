@@ -907,7 +907,7 @@ def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
     assert result.valid.columns == validate_log(good).valid.columns  # the file is not a log column
     row = result.quarantine.row(0, named=True)
     assert row["Id"] == "1650" and row[SOURCE_FILE] == str(tmp_path / "parts" / "b.csv")
-    assert (row["_row"], row["_file_row"]) == (50, "20")  # its place in the files joined, and in its own
+    assert (row["_row"], row["_file_row"]) == (50, 20)  # its place in the files joined, and in its own
     with pytest.raises(ValidationError, match=r"Examples \(rows of each file counted from 0, a CSV's first after its header\): row 20 \(Id 1650\) of .*b\.csv: State"):
         check_bad_fraction(result, 0.0)
     assert SOURCE_FILE not in read_log(tmp_path / "parts" / "a.csv").columns  # one file: its name is known
@@ -921,6 +921,28 @@ def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
     examples = str(err.value).split("Examples ", 1)[1]
     assert examples.count("a.csv") == 1 and examples.count("b.csv") == 1, examples
     assert "row 3 (Id 1603) of " in examples and "row 0 (Id 1630) of " in examples and "row 1 (Id 1631): " in examples
+
+
+def test_a_quarantined_rows_place_in_its_file_is_an_integer_as_its_place_in_the_log(tmp_path) -> None:
+    """``_file_row`` is a position as ``_row`` is: an integer column in the quarantine (written to
+    parquet and read back), also for a row moved there after validation, not the text "20"."""
+    from licanom.data.extract.files import read_log
+    from licanom.data.schema import SOURCE_ROW
+    from licanom.data.validate import ROW, move_to_quarantine, validate_log
+
+    good = rows(1600, 40)
+    good.head(20).write_csv(tmp_path / "a.csv")
+    good.slice(20).with_columns(pl.when(pl.col("Id") == "1625").then(pl.lit("x")).otherwise(pl.col("State"))
+                                .alias("State")).write_csv(tmp_path / "b.csv")
+    raw = read_log(tmp_path)
+    result = validate_log(raw)
+    q = result.quarantine
+    assert q.schema[SOURCE_ROW] == q.schema[ROW] and q.schema[ROW].is_integer()
+    assert q.select(ROW, SOURCE_ROW).row(0) == (25, 5)
+    moved = move_to_quarantine(result, raw, result.valid["Id"] == 1630, "ProductId: not this one").quarantine
+    assert moved.schema[SOURCE_ROW] == moved.schema[ROW] and moved.select(ROW, SOURCE_ROW).rows() == [(25, 5), (30, 10)]
+    moved.write_parquet(tmp_path / "quarantine.parquet")
+    assert pl.read_parquet(tmp_path / "quarantine.parquet").schema[SOURCE_ROW] == q.schema[ROW]
 
 
 def test_an_undetected_separator_gets_a_hint(tmp_path) -> None:

@@ -132,7 +132,8 @@ class ValidationError(ValueError):
 class ValidationResult:
     """Valid rows (schema :class:`WebApiLog`, sorted by Time then Id) and quarantined rows.
 
-    ``quarantine`` keeps every input column as text, the input position ``_row`` and ``reason``.
+    ``quarantine`` keeps every input column as text, the input position ``_row`` (and, for a log of
+    several files, the place in its file ``_file_row``: integers both) and ``reason``.
     ``codes``: integer codes of the valid rows' ``Key`` and ``IP`` (equal codes for equal
     texts, and only then), found while validating; the encoder reuses them instead of hashing
     the texts again (None where not computed, e.g. a result built by hand).
@@ -653,7 +654,8 @@ def _exact_copies(coerced: pl.DataFrame, repeats: np.ndarray, keep: np.ndarray) 
 
 
 def _quarantine(raw: pl.DataFrame, reasons: list[pl.DataFrame]) -> pl.DataFrame:
-    """The quarantined rows as they came in (as text), with ``_row`` and every reason."""
+    """The quarantined rows as they came in (as text), with ``_row`` and every reason; a row's place
+    in its file (``_file_row``, a log of several files) stays the integer it is, as ``_row``."""
     why = (
         pl.concat(reasons)
         .group_by(ROW, maintain_order=True)
@@ -663,6 +665,8 @@ def _quarantine(raw: pl.DataFrame, reasons: list[pl.DataFrame]) -> pl.DataFrame:
 
     def as_text(c: str) -> pl.Series:
         values = raw[c].gather(why[ROW])
+        if c == SOURCE_ROW and values.dtype.is_integer():
+            return values.cast(pl.UInt32)
         if not values.dtype.is_nested():
             try:
                 return values.cast(pl.String, strict=False)

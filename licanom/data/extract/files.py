@@ -748,7 +748,9 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
         _check_columns_per_file(read)
         from licanom.data.schema import SOURCE_FILE, SOURCE_ROW
 
-        read = [(p, f.with_columns(pl.lit(str(p)).alias(SOURCE_FILE), pl.int_range(pl.len()).alias(SOURCE_ROW)))
+        # the row's place in its file, of the dtype of validation's ``_row`` (a position, as it is)
+        read = [(p, f.with_columns(pl.lit(str(p)).alias(SOURCE_FILE),
+                                   pl.int_range(pl.len(), dtype=pl.UInt32).alias(SOURCE_ROW)))
                 for p, f in read]
     frames = [f for _, f in read]
     at_or_below = 0
