@@ -765,3 +765,23 @@ def test_a_file_without_its_header_line_is_not_read_as_joined_exports(tmp_path):
     with pytest.raises(ValidationError, match=r"it has 7 columns, none of them a Web API Log column's name") as err:
         validate_log(read_log(tmp_path / "a.csv"))
     assert "ABCD-EFGH" not in str(err.value) and "10.1.2.3" not in str(err.value)
+
+
+def test_a_header_of_numbers_or_dates_is_shown_as_the_header_it_is(tmp_path):
+    """A first line of names that are numbers counting up (pandas writes ``0,1,2`` for a frame
+    without column names, ``,0,1,2`` with its index) or dates (a table of days) is a header, not
+    a row of values: the refusal for missing columns names it as it names any other header. A
+    file's first row of log values is still not shown."""
+    from licanom.data.validate import columns_shown, validate_log
+
+    for header in ("0,1,2,3,4,5,6", ",0,1,2,3,4,5", "2025-03-01,2025-03-02,2025-03-03"):
+        (tmp_path / "a.csv").write_text(header + "\n" + ",".join(["7"] * len(header.split(","))) + "\n")
+        names = str(header.split(","))
+        with pytest.raises(ValidationError, match=re.escape(f"it has {names}")) as err:
+            validate_log(read_log(tmp_path / "a.csv"))
+        assert "file without its header line" not in str(err.value)
+    assert columns_shown(["0", "1", "2"]) == "['0', '1', '2']"
+    # no log row counts up or is only dates: a first row of values is still counted, not shown
+    for values in (["1000", "3", "KEY-1", "10.1.2.3", "2025-03-01T00:00:00Z", "1010", "mc1"], ["1000", "1002"],
+                   ["7"], ["2025-03-01", "10.1.2.3"]):
+        assert columns_shown(values).startswith(f"{len(values)} columns, none of them"), values

@@ -705,21 +705,44 @@ def move_to_quarantine(result: ValidationResult, raw: pl.DataFrame, drop: pl.Ser
 _DATA_LIKE = re.compile(r"^[\s\d.,:;+\-/TZ]*\d[\s\d.,:;+\-/TZ]*$")
 
 
+# a date, or a time written with its date: a column's name in a table of days
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
+
+
+def _header_of_numbers(columns: list[str]) -> bool:
+    """Whether a file's column names, an index column's empty first one aside, are two or more
+    numbers counting up by one (pandas writes ``0,1,2`` for a frame without names, ``,0,1,2`` with
+    its index) or dates (a table of days): a header, though each name reads as a value. No row of
+    a log is either (its Id is no date; its key, address and time do not count up from its Id),
+    so that showing them shows no customer's value."""
+    names = [c.strip() for c in columns]
+    names = names[1:] if names[:1] == [""] else names
+    if len(names) < 2:
+        return False
+    if all(_DATE.match(n) for n in names):
+        return True
+    return all(n.isascii() and n.isdigit() for n in names) and [int(n) - int(names[0]) for n in names] == list(range(len(names)))
+
+
 def looks_like_values(columns: list[str]) -> bool:
     """Whether a file's column names are a row of values (a file without its header line): none
-    names a Web API Log column and one reads as a value (a number, an address, a time)."""
+    names a Web API Log column and one reads as a value (a number, an address, a time), and they
+    are no header of numbers or dates (:func:`_header_of_numbers`)."""
     from licanom.data.extract.files import SEPARATORS
 
     split = "|".join(map(re.escape, SEPARATORS))  # a line read with another separator: one column
     values = [part for c in columns for part in re.split(split, c)]
-    return not any(v.strip() in RAW for v in values) and any(_DATA_LIKE.match(v) for v in values)
+    return (not any(v.strip() in RAW for v in values) and any(_DATA_LIKE.match(v) for v in values)
+            and not _header_of_numbers(columns))
 
 
 def columns_shown(columns: list[str], limit: int = 20) -> str:
     """A file's columns as a refusal for missing ones lists them: their names; but where none names a
     Web API Log column and one reads as a value (a number, an address, a time), only how many there
     are: a file exported without its header line has its first row there, a customer's key and
-    address with it, and the message reaches the console and Prefect's database."""
+    address with it, and the message reaches the console and Prefect's database. A header of
+    numbers counting up or of dates (``0,1,2``: pandas' export of a frame without names) is named:
+    no log row reads so."""
     own = [c for c in columns if c not in (UNREADABLE, SOURCE_FILE, SOURCE_ROW)]
     if looks_like_values(own):
         return (f"{len(own)} columns, none of them a Web API Log column's name, and its first line reads as values: "
