@@ -773,6 +773,27 @@ def test_a_line_cut_short_is_quarantined_not_read_with_its_values_cut(tmp_path) 
     assert validate_log(read_log(path)).quarantine.height == 1
 
 
+def test_an_id_with_a_comma_is_no_id_and_its_row_is_quarantined(tmp_path) -> None:
+    """An Id is an integer: ``22080,0`` in a file written with a thousands separator is 220800, in
+    one written with a decimal comma 22080; the reader cannot tell which. The row is quarantined
+    for its Id, the value as written, and no reading of the number (22080 beside 22079 and 22081)
+    places it or passes as valid."""
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import ValidationError, check_bad_fraction, validate_log
+
+    good = rows(22070, 20)
+    text = good.write_csv(separator=";").replace("\n22080;", "\n22080,0;", 1)
+    path = tmp_path / "thousands.csv"
+    path.write_text(text)
+    result = validate_log(read_log(path))
+    assert 22080 not in result.valid["Id"].to_list() and result.valid.height == 19
+    assert result.quarantine.select("_row", "Id", "reason").rows() == [(10, "22080,0", "Id: not an integer")]
+    with pytest.raises(ValidationError, match=r"row 10 \(Id 22080,0\): Id: not an integer"):
+        check_bad_fraction(result, 0.0)
+    # a watermark places it by the row before it, as a row without a readable Id
+    assert read_log(path, after_id=22079)["Id"].to_list() == [str(i) for i in range(22081, 22090)]
+
+
 def test_a_line_of_a_field_too_many_keeps_its_id_where_the_line_says_it_for_sure(tmp_path) -> None:
     """A line with one separator more than the header (an unquoted comma in a machine code, a
     separator too many at its end) is quarantined, naming its line and fields, with the Id it had
@@ -806,7 +827,8 @@ def test_a_line_of_two_fields_too_many_keeps_no_id_and_a_kept_id_is_an_integer(t
     """A line of two separators too many (a machine code ``1,2`` and a friendly name ``Bob,2nd
     floor``) may be read, shifted, with its State as its Id (1010, not 405): a watermark moved there
     would pass rows 406 to 1010 by. It keeps no Id. A line of one field too many keeps an Id only
-    as an integer: ``406,0`` (a decimal comma) is 406; ``407,239530`` no Id."""
+    as an integer: ``408.0`` is 408; ``406,0`` (406 with a decimal comma, 4060 with a thousands
+    separator?) and ``407,239530`` no Id."""
     from licanom.data.extract.files import read_log
     from licanom.data.validate import validate_log
     from licanom.ops.nightly import new_watermark
@@ -826,11 +848,13 @@ def test_a_line_of_two_fields_too_many_keeps_no_id_and_a_kept_id_is_an_integer(t
     lines = good.select(order).write_csv().splitlines()
     lines[7] = lines[7].replace("406,", "406,0,", 1)
     lines[8] = lines[8].replace("407,", "407,239530,", 1)  # the IP after it is no address: one way fits
+    lines[9] = lines[9].replace("408,", "408.0,", 1) + ","  # a separator too many at its end
     path = tmp_path / "one.csv"
     path.write_text("\n".join(lines) + "\n")
     raw = read_log(path)
-    assert validate_log(raw).quarantine["Id"].to_list() == ["406", None]
-    assert read_log(path, after_id=405)["Id"].to_list() == ["406", None, *map(str, range(408, 412))]
+    assert validate_log(raw).quarantine["Id"].to_list() == [None, None, "408"]
+    # the two rows without an Id are placed by the row before them
+    assert read_log(path, after_id=405)["Id"].to_list() == [*map(str, range(408, 412))]
 
 
 def test_only_a_files_first_lines_of_a_field_too_many_keep_their_ids(tmp_path, monkeypatch) -> None:

@@ -215,9 +215,10 @@ def _as_text(name: str, dtype: pl.DataType) -> pl.Expr | None:
     return None
 
 
-def _as_int(name: str, dtype: pl.DataType) -> pl.Expr:
+def _as_int(name: str, dtype: pl.DataType, decimal_comma: bool | None = None) -> pl.Expr:
     """Integers of any width (null where out of Int64's range), whole floats and decimals, and
-    text; booleans, times and nested values are not integers."""
+    text; booleans, times and nested values are not integers. ``decimal_comma``: whether text
+    written with a decimal comma (``12,0``) is read; None: for every column but ``Id``."""
     col = pl.col(name)
     if dtype.is_integer():
         return col.cast(pl.Int64, strict=False)
@@ -231,11 +232,17 @@ def _as_int(name: str, dtype: pl.DataType) -> pl.Expr:
         return _nulls(pl.Int64)
     # "12.0" from spreadsheets is still the integer 12; "12.5" is not an integer. Digits are
     # read exactly: as a float, an integer beyond 2**53 would change. A decimal comma followed by
-    # one or two zeros ("12,0", "12,00": a European spreadsheet's whole number) is the integer too;
-    # "1,000" is not read (a thousands separator or a decimal comma: not for the reader to guess).
+    # one or two zeros ("12,0", "12,00": a European spreadsheet's whole number) is the integer too,
+    # but for an Id; "1,000" is not read (a thousands separator or a decimal comma: not for the
+    # reader to guess).
     text = text.str.strip_chars()
-    # one suffix off, no regex (a log's every Id goes through here): digits before it or nothing
-    digits = pl.when(text.str.ends_with(",00")).then(text.str.strip_suffix(",00")).otherwise(text.str.strip_suffix(",0"))
+    # An Id is read without one: ``22080,0`` is 22080 with a decimal comma and 220800 with a
+    # thousands separator, and an Id guessed wrong is another request's (or moves a watermark).
+    if decimal_comma is False or (decimal_comma is None and name == "Id"):
+        digits = text
+    else:
+        # one suffix off, no regex (every value of the column goes through here): digits before it or nothing
+        digits = pl.when(text.str.ends_with(",00")).then(text.str.strip_suffix(",00")).otherwise(text.str.strip_suffix(",0"))
     as_float = text.cast(pl.Float64, strict=False)
     return (
         pl.when(digits.str.contains(r"^[+-]?\d+$"))

@@ -510,9 +510,9 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     columns (Id, ProductId, State, ...) then read as integers and whose IP reads as an address (or
     is empty) gives that line the same Id, an integer as the Id column reads it, and a way that
     leaves none of Id, ProductId and State empty gives it (a way that leaves one of them empty and
-    reads an Id that is no integer is no way of the line's); the integer's text is kept (``1600,0``:
-    ``1600``). An Id of digits that holds the separator (``1,000``: the Id 1
-    or 1000?) counts as one such way, and is no integer. None where no way fits, two give two Ids
+    reads an Id that is no integer is no way of the line's); the integer's text is kept (``1600.0``:
+    ``1600``). An Id of digits that holds the separator or a comma (``1,000``: the Id 1 or 1000?
+    ``1600,0``: 1600 or 16000?) counts as one such way, and is no integer. None where no way fits, two give two Ids
     or the one is not an integer; None for a line of two fields too many or more: its true reading
     may put them into two values, none of these ways, and a shifted one can fit (an address or a
     State read as the Id, higher than the line's own: a watermark moved past rows); None past the
@@ -550,7 +550,8 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     ok |= {f"{x}{i}": pl.col(f"{x}{i}").str.contains(r"^[+-]?\d+(?:\D\d+)*$").fill_null(False) for x in sides}
     # each checked value read once; the Id's integer's text, or (no integer) its text marked so
     checks = values.select(*(e.alias(name) for name, e in ok.items()), *(
-        pl.coalesce(_as_int(f"{x}{i}", pl.String).cast(pl.String), pl.lit("?") + pl.col(f"{x}{i}")).alias(f"id{x}")
+        pl.coalesce(_as_int(f"{x}{i}", pl.String, decimal_comma=False).cast(pl.String),
+                    pl.lit("?") + pl.col(f"{x}{i}")).alias(f"id{x}")
         for x in sides))
     checks = checks.with_columns((pl.col(f"{x}{j}") & values[f"{x}{j}"].is_not_null()).alias(f"!{x}{j}")
                                  for j in required for x in sides)
