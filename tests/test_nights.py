@@ -1378,8 +1378,7 @@ def test_a_line_whose_required_column_is_empty_keeps_no_other_readings_id(tmp_pa
     """A reading that leaves ProductId or State empty is no reading of the line's, but its Id still
     counts against another reading's: a line of an empty ProductId and a machine code ``590,1``
     (unquoted) may be read, shifted, with 590 as its Id; the line keeps none (a watermark moved to
-    590 would pass rows 501 to 589 by). Where the only other reading's Id is no integer, the one
-    integer Id is kept, whatever is empty."""
+    590 would pass rows 501 to 589 by)."""
     from licanom.data.extract.files import read_log
     from licanom.ops.nightly import new_watermark
 
@@ -1394,15 +1393,39 @@ def test_a_line_whose_required_column_is_empty_keeps_no_other_readings_id(tmp_pa
     assert raw.filter(pl.col("_unreadable").is_not_null())["Id"].to_list() == [None]
     assert new_watermark(raw.head(101), 498) == 499
 
+
+def test_a_line_of_a_field_too_many_without_its_product_keeps_its_id_where_no_reading_gives_another(tmp_path) -> None:
+    """A row that lacks its ProductId (or State) has no reading that leaves every required column
+    filled; its line of a field too many kept no Id, and the row was placed by the one before it.
+    Where every reading of the line that fits gives one integer Id and no reading at all gives
+    another integer (the Id the first column: each reading gives its first field, or that field
+    joined with the next, no integer), the Id is kept; where one could, the row keeps none."""
+    from licanom.data.extract.files import read_log
+    from licanom.data.validate import validate_log
+
+    good = rows(400, 12)
     order = ["Id", "ProductId", "Key", "IP", "Time", "State", "MachineCode"]
     lines = good.select(order).write_csv().splitlines()
     fields = lines[2].split(",")
     lines[2] = ",".join([fields[0], "", *fields[2:]]) + ","  # Id 401: ProductId empty, a separator too many at its end
+    fields = lines[5].split(",")
+    lines[5] = ",".join([fields[0], "", *fields[2:-1], "mc,7"])  # Id 404: ProductId empty, a machine code "mc,7"
+    fields = lines[8].split(",")
+    lines[8] = ",".join([*fields[:5], "", fields[6]]) + ","  # Id 407: State empty
     path = tmp_path / "empty.csv"
     path.write_text("\n".join(lines) + "\n")
-    raw = read_log(path)
-    # no reading that leaves nothing required empty gives 401 (the row lacks its ProductId): none kept
-    assert raw.filter(pl.col("_unreadable").is_not_null())["Id"].to_list() == [None]
+    result = validate_log(read_log(path))
+    assert result.quarantine["Id"].to_list() == ["401", "404", "407"]
+    assert result.quarantine["reason"].str.ends_with("cannot be read as CSV (8 fields, the header has 7)").all()
+    assert read_log(path, after_id=403)["Id"].to_list() == ["404", *map(str, range(405, 412))]
+
+    # the Id after the key: a reading that puts the extra separator into the key reads the State as the Id
+    order = ["Key", "Id", "State", "ProductId", "IP", "Time", "MachineCode"]
+    lines = good.select(order).write_csv().splitlines()
+    fields = lines[2].split(",")
+    lines[2] = ",".join([*fields[:3], "", *fields[4:]]) + ","  # Id 401, ProductId empty
+    path.write_text("\n".join(lines) + "\n")
+    assert validate_log(read_log(path)).quarantine["Id"].to_list() == [None]
 
 
 def test_a_found_id_out_of_its_neighbours_order_is_not_kept(tmp_path) -> None:

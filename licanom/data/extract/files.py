@@ -510,7 +510,9 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     columns (Id, ProductId, State, ...) then read as integers and whose IP reads as an address (or
     is empty) gives that line the same Id, an integer as the Id column reads it, and a way that
     leaves none of Id, ProductId and State empty gives it (a way that leaves one of them empty and
-    reads an Id that is no integer is no way of the line's); the integer's text is kept (``1600.0``:
+    reads an Id that is no integer is no way of the line's), or, for a row that lacks one of them (no
+    way fills it), every way that fits gives it, none an Id that is no integer, and no way at all
+    gives another integer; the integer's text is kept (``1600.0``:
     ``1600``). An Id of digits that holds the separator or a comma (``1,000``: the Id 1 or 1000?
     ``1600,0``: 1600 or 16000?) counts as one such way, and is no integer. None where no way fits, two give two Ids
     or the one is not an integer; None for a line of two fields too many or more: its true reading
@@ -572,11 +574,23 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     # sure: the readings give one integer Id, a reading that leaves no required column empty gives it,
     # and none gives an Id that is no integer but for a reading that leaves a required column empty
     # (``25204045,4113`` as the Id, its ProductId empty: no reading of the line's). A reading that
-    # leaves one empty still counts its integer Id against another's (a shifted one can fit alone)
-    integers = ids(False).list.eval(pl.element().filter(~pl.element().str.starts_with("?")))
+    # leaves one empty still counts its integer Id against another's (a shifted one can fit alone).
+    # A row that lacks a required value (its ProductId) has no reading that leaves none empty: its Id
+    # is sure where the readings that fit give one integer Id and none an Id that is no integer, and
+    # no reading there is, fitting or not, gives another integer, so that no shifted reading can be
+    # the line's (the Id the first column: every reading gives its first field, or that field joined
+    # with the next, no integer)
+    def all_integers(ids: pl.Expr) -> pl.Expr:  # none of them an Id that is no integer
+        return ids.list.eval(pl.element().filter(pl.element().str.starts_with("?"))).list.len() == 0
+
+    loose = ids(False)
+    integers = loose.list.eval(pl.element().filter(~pl.element().str.starts_with("?")))
     strict = ids(True)
-    others = strict.list.eval(pl.element().filter(pl.element().str.starts_with("?"))).list.len()
-    sure = checks.select(pl.when((integers.list.len() == 1) & (others == 0) & (strict.list.len() == 1))
+    # the Id of each reading there is: after the Id (a column after it), into it, before it
+    every = pl.concat_list(pl.col(f"id{x}") for x, there in (("L", i < k - 1), ("J", True), ("R", i > 0)) if there)
+    any_integer = every.list.drop_nulls().list.eval(pl.element().filter(~pl.element().str.starts_with("?"))).list.unique()
+    lacking = (strict.list.len() == 0) & all_integers(loose) & (any_integer.list.len() == 1)
+    sure = checks.select(pl.when((integers.list.len() == 1) & ((all_integers(strict) & (strict.list.len() == 1)) | lacking))
                          .then(integers.list.first())).to_series()
     for n, value in zip(one, sure, strict=True):
         found[n] = value
