@@ -561,8 +561,47 @@ def test_exports_joined_into_one_file_are_read_by_each_ones_header(tmp_path) -> 
     assert got.equals(pl.concat([a, b]).select("Id", "Key", "MachineCode", "IP").sort("Id"))
     b.rename({"MachineCode": "Email"}).write_csv(tmp_path / "b.csv")
     (tmp_path / "ab.csv").write_text((tmp_path / "a.csv").read_text() + (tmp_path / "b.csv").read_text())
-    with pytest.raises(ExtractFileError, match=r"ab\.csv: its row 50 .* is a header of other columns .*'email'"):
+    with pytest.raises(ExtractFileError, match=r"ab\.csv: line 52 looks like a header line of other columns .*'Email'"):
         read_log(tmp_path / "ab.csv")
+
+
+def test_a_repeated_header_line_is_named_by_its_line_and_counted_as_a_row_read(tmp_path) -> None:
+    """A header line repeated within a file (exports joined) is quarantined with its file's line,
+    which blank lines, a quoted value over two lines and Excel's "sep=" line do not shift, read
+    whole by polars or line by line; it is a row read, so that rows read = valid + quarantined
+    (600 rows and the header again: 601 read, 600 valid, 1 quarantined). A header line of other
+    columns refuses the file naming its line and the names that differ, not every value."""
+    from licanom.data.extract.files import ExtractFileError, read_log
+    from licanom.data.validate import validate_log
+
+    a = rows(1000, 300, seed=1).with_columns(
+        pl.when(pl.col("Id") == "1005").then(pl.lit("Desk,\nfloor 2")).otherwise(None).alias("FriendlyName"))
+    b = rows(1300, 300, seed=2).with_columns(pl.lit(None, pl.String).alias("FriendlyName"))
+    text_a = a.write_csv()  # 301 records, 302 lines (a value over two lines)
+    path = tmp_path / "ab.csv"
+    for prefix, blank, broken in (("", "", False), ("", "\n\n", False), ("sep=,\n", "\n", False),
+                                  ("", "\n", True)):  # the last read line by line (a line of a field too many)
+        body_b = b.write_csv().split("\n", 1)[1]
+        if broken:
+            body_b = body_b.replace("\n1310,", "\n1310,x,", 1)
+        path.write_text(prefix + text_a + blank + b.write_csv().split("\n", 1)[0] + "\n" + body_b)
+        header_line = prefix.count("\n") + text_a.count("\n") + blank.count("\n") + 1
+        result = validate_log(read_log(path))
+        counts = (result.n_in, result.valid.height, result.quarantine.height)
+        assert counts == ((601, 599, 2) if broken else (601, 600, 1)), (prefix, blank)
+        reasons = result.quarantine["reason"].to_list()
+        assert reasons[0] == f"{path} line {header_line}: the header line again (exports joined?)", (prefix, blank)
+        if broken:
+            assert reasons[1].startswith(f"{path} line {header_line + 11}: cannot be read as CSV")
+
+    other = b.rename({"MachineCode": "Email"}).select("Id", "ProductId", "Key", "IP", "Time", "State", "Email")
+    path.write_text(text_a + "\n" + other.write_csv())
+    with pytest.raises(ExtractFileError) as err:
+        read_log(path)
+    message = str(err.value)
+    assert message == (f"cannot read {path}: line 304 looks like a header line of other columns than its first "
+                       "line's: it names 'Email' and lacks 'MachineCode', 'FriendlyName'; the file joins exports "
+                       "of two layouts? Read them as separate files")
 
 
 def test_a_joined_exports_header_in_mixed_case_is_the_header_line_again(tmp_path) -> None:

@@ -12,7 +12,7 @@ import json
 import logging
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -212,9 +212,9 @@ def _unpadded(frame: pl.DataFrame) -> pl.DataFrame:
 def _read_one(path: Path, encoding: str | None = None, separator: str | None = None,
               hold_unfinished: bool = False) -> pl.DataFrame:
     """One log file as read (every value as text for CSV and NDJSON), a CSV's repeated header lines
-    taken into account (:func:`_headers_again`)."""
-    frame = _read_file(path, encoding, separator, hold_unfinished)
-    return _headers_again(frame, path) if file_kind(path) == "csv" else frame
+    taken into account (:func:`_headers_again`, which :func:`_read_file` applies: it knows the
+    file's lines)."""
+    return _read_file(path, encoding, separator, hold_unfinished)
 
 
 def _header_name(name: str) -> str:
@@ -223,14 +223,18 @@ def _header_name(name: str) -> str:
     return re.sub(r"_duplicated_\d+$", "", name).strip().strip('"\ufeff').strip().lower()
 
 
-def _headers_again(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
+def _headers_again(frame: pl.DataFrame, path: Path,
+                   lines_of: Callable[[list[int]], list[int | None]]) -> pl.DataFrame:
     """A CSV file that joins exports (``cat a.csv b.csv``) holds their header lines again among its
     rows. Such a line (its first value and half or more of the others name the file's columns, in any
-    order and case, a byte order mark or quotes aside) is quarantined with its reason, not read as a row of
-    values; the rows after it are read by its order of columns, which another export may have
-    changed. A header line of other columns than the first line's is refused: which value belongs
-    to which column is not for the reader to guess. A file without its header line (its first row
-    where the names belong) has no header to find again: the refusal of its missing columns says so."""
+    order and case, a byte order mark or quotes aside) is quarantined with its reason and its line
+    (``lines_of``: the file's line of each of some rows), not read as a row of values; it is a row
+    read all the same, so that rows read = valid + quarantined, and the quarantine shows where the
+    exports were joined. The rows after it are read by its order of columns, which another export
+    may have changed. A header line of other columns than the first line's is refused
+    (:func:`_other_header`): which value belongs to which column is not for the reader to guess. A
+    file without its header line (its first row where the names belong) has no header to find
+    again: the refusal of its missing columns says so."""
     from licanom.data.validate import looks_like_values
 
     cols = [c for c in frame.columns if c != UNREADABLE]
@@ -257,6 +261,9 @@ def _headers_again(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
     at = maybe.filter(full).to_list()
     if not at:
         return frame
+    # where each is: its line, or (where the file's records, read again, do not reach it) its row
+    where = {row: f"line {n}" if n else f"row {row} (from 0, after the header)"
+             for row, n in zip(at, lines_of(at), strict=True)}
     parts, start, order = [], 0, cols
     why = frame[UNREADABLE] if UNREADABLE in frame.columns else pl.Series(UNREADABLE, [None] * frame.height, pl.String)
     for row in [*at, frame.height]:
@@ -267,17 +274,44 @@ def _headers_again(frame: pl.DataFrame, path: Path) -> pl.DataFrame:
             break
         values = [norm(frame[c][row] or "") for c in cols]
         if sorted(values) != sorted(names):
-            raise ExtractFileError(
-                f"cannot read {path}: its row {row} (from 0, after the first line) is a header of other columns "
-                f"({[v[:40] for v in values][:20]}) than its first line ({cols[:20]}): the file joins exports of two "
-                "layouts; read them as separate files")
+            raise _other_header(path, where[row], [frame[c][row] or "" for c in cols], cols)
         order = [cols[names.index(v)] for v in values]  # what each file column holds from here on
         moved = "" if order == cols else ", the rows after it read by its order of columns"
         parts.append(pl.DataFrame({**{c: [None] for c in cols},
-                                   UNREADABLE: [f"{path}: the header line again (exports joined?){moved}"]},
+                                   UNREADABLE: [f"{path} {where[row]}: the header line again (exports joined?)"
+                                                f"{moved}"]},
                                   schema={**{c: pl.String for c in cols}, UNREADABLE: pl.String}))
         start = row + 1
     return pl.concat(parts, how="vertical")
+
+
+def _header_like(fields: list[str], names: list[str]) -> bool:
+    """Whether a CSV record reads as a header line of a file of columns ``names`` (as
+    :func:`_headers_again` finds one): its first value and half or more of its values name them."""
+    wanted = {_header_name(n) for n in names}
+    named = [_header_name(f) in wanted for f in fields]
+    return bool(named) and named[0] and sum(named) >= max(2, (len(names) + 1) // 2)
+
+
+def _other_header(path: Path, where: str, values: list[str], names: list[str]) -> ExtractFileError:
+    """The refusal of a file one of whose lines (``where``: "line 52", holding ``values``) is a header line of
+    other columns than its first line's (``names``): the names that differ, a few of each (the line's
+    other values are the first line's names again), as written."""
+    wanted = {_header_name(n) for n in names}
+    have = {_header_name(v) for v in values}
+    extra = [repr(_shown_name(v)) for v in values if _header_name(v) and _header_name(v) not in wanted]
+    lacking = [repr(_shown_name(n)) for n in names if _header_name(n) not in have]
+    differ = (f": it names {listed(extra, 3)}" if extra else "") + (
+        f"{' and' if extra else ': it'} lacks {listed(lacking, 3)}" if lacking else "")
+    return ExtractFileError(f"cannot read {path}: {where} looks like a header line of other columns than its first "
+                            f"line's{differ}; the file joins exports of two layouts? Read them as separate files")
+
+
+def _shown_name(name: str, width: int = 40) -> str:
+    """A name as a message shows it: without polars' "_duplicated_<n>", the quotes and spaces around
+    it, at most ``width`` characters."""
+    name = re.sub(r"_duplicated_\d+$", "", name).strip().strip('"\ufeff').strip()
+    return name if len(name) <= width else name[: width - 1] + "…"
 
 
 def _read_file(path: Path, encoding: str | None = None, separator: str | None = None,
@@ -326,11 +360,16 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
         row_end = data.find(b"\n", end + 1) if end >= 0 else -1
         # (only to tell the padding: a byte that is not UTF-8 is named below, on its own line)
         first_row = data[end + 1: row_end if row_end >= 0 else len(data)].decode("utf-8", "replace") if end >= 0 else ""
-        if kind == "csv" and _padded(header, first_row, sep):
+        padded = kind == "csv" and _padded(header, first_row, sep)
+
+        def lines_of(rows: list[int]) -> list[int | None]:  # a CSV's lines of the few rows a message names
+            return _row_lines(_decode(data, path, None, skipped), rows, sep, padded, skipped)
+
+        if padded:
             # "Id, Key, IP": a file written with a space after each separator pads its values too;
             # Python's csv reader skips the space before a quote (`, "Smith, John"`), polars' does not
-            return _unpadded(_read_csv_lines(path, _decode(data, path, None, skipped), sep, skip_spaces=True,
-                                             lines_before=skipped))
+            return _headers_again(_unpadded(_read_csv_lines(path, _decode(data, path, None, skipped), sep,
+                                                            skip_spaces=True, lines_before=skipped)), path, lines_of)
         lead = _LEADING_SPACE.match(data).end() if kind == "ndjson" else 0  # by index: lstrip() copies the file
         if kind == "ndjson" and data[lead:lead + 1] in (b"[", b"{") and _one_json_document(data, lead):
             document = _read_json_document(path, _decode(data, path, None))
@@ -358,12 +397,12 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
                 frame = frame.filter(~empty)
                 n_empty = 0
             if not n_empty and not _short_line(data, sep, frame):
-                return frame
+                return _headers_again(frame, path, lines_of)
         except pl.exceptions.PolarsError:
             pass  # some line is malformed: read line by line, so that only that line is lost
         text = _decode(data, path, None, skipped)
-        return (_read_csv_lines(path, text, sep, lines_before=skipped) if kind == "csv"
-                else _read_ndjson_lines(path, text))
+        return (_headers_again(_read_csv_lines(path, text, sep, lines_before=skipped), path, lines_of)
+                if kind == "csv" else _read_ndjson_lines(path, text))
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
         if isinstance(err, ExtractFileError):
             raise
@@ -423,6 +462,40 @@ def _csv_records(lines: list[str], separator: str = ",",
             start += done + 1
 
 
+def _blank(fields: list[str] | None, skip_spaces: bool = False) -> bool:
+    """Whether a CSV record is a blank line, no row; so is, padded (``skip_spaces``), a line of spaces."""
+    return fields == [] or (skip_spaces and fields is not None and not "".join(fields).strip())
+
+
+def _row_lines(text: str, rows: list[int], separator: str = ",", skip_spaces: bool = False,
+               lines_before: int = 0) -> list[int | None]:
+    """The line of a CSV file (from 1) on which each of ``rows`` (its rows as read, from 0 after the
+    header) starts: blank lines and the line ends within a quoted value are no rows, a row joined
+    with the next export's header (:func:`_joined_header`) shares its line with it, and
+    ``lines_before`` lines (Excel's "sep=") come before ``text``. The file read again record by
+    record, up to the last of ``rows``: for the few rows a message names (None for a row the records
+    do not reach, where polars and Python's csv module would split the file apart)."""
+    last, found, row = max(rows), {}, 0
+    names: list[str] | None = None
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text)))  # a field may be the whole file
+    try:
+        for line, fields, _ in _csv_records(_lines(text), separator, skip_spaces):
+            if _blank(fields, skip_spaces):
+                continue
+            if names is None:
+                names = fields or []
+                continue
+            for _ in range(2 if _joined_header(fields, names) is not None else 1):
+                found[row] = line + lines_before
+                row += 1
+            if row > last:
+                break
+    finally:
+        csv.field_size_limit(limit)
+    return [found.get(r) for r in rows]
+
+
 def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bool = False,
                     lines_before: int = 0) -> pl.DataFrame:
     """A CSV file record by record; a record that cannot be parsed or has more or fewer fields
@@ -433,10 +506,7 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, sum(map(len, lines))))  # a field may be the whole file
     try:
-        def blank(fields: list[str] | None) -> bool:  # blank lines are no rows; nor, padded, a line of spaces
-            return fields == [] or (skip_spaces and fields is not None and not "".join(fields).strip())
-
-        records = [r for r in _csv_records(lines, separator, skip_spaces) if not blank(r[1])]
+        records = [r for r in _csv_records(lines, separator, skip_spaces) if not _blank(r[1], skip_spaces)]
     finally:
         csv.field_size_limit(limit)
     if not records:
@@ -458,6 +528,9 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
             continue
         whole: list[str] = []  # of a line cut short, the fields a separator closed: read as written
         if fields is not None and len(fields) != len(names):  # a line cut short, or joined with another
+            if _header_like(fields, names) and {_header_name(f) for f in fields if _header_name(f)} \
+                    != {_header_name(n) for n in names}:  # a header line of more or fewer columns (exports joined)
+                raise _other_header(path, f"line {line + lines_before}", fields, names)
             if len(fields) > len(names):
                 long.append((len(rows), fields))  # its Id, where sure, is found below
             whole = fields[: len(fields) - 1] if len(fields) < len(names) else []
