@@ -513,6 +513,19 @@ def test_a_night_where_every_request_fails_reaches_the_top_severity():
     # a share column whose training reached half: nothing lies half a chunk beyond it
     high = TailModel(far_columns=np.array([False]), far_share_columns=np.array([True])).fit(np.linspace(0, 0.6, 50)[:, None])
     assert np.isinf(high.far_lines()[0]) and high.surprisal(np.array([[1.0]]))[0, 0] < FAR_SIGNAL_NATS
+    # a block of failing days in training (its last 60 chunks fail 60% of their requests) is no outage
+    # against the other blocks: the out-of-fold calibration scores it by the line of every training chunk
+    failing = X.copy()
+    failing[:, j] = rng.uniform(0.0, 0.05, len(X))  # the other blocks' line: about 0.55
+    failing[-60:, j] = 0.6
+    before = ContextDetector().fit(X)
+    after = ContextDetector().fit(failing)
+    assert np.isinf(after.estimator_.far_lines()[j])
+    assert after.calibration_.max_score < 1.5 * before.calibration_.max_score
+    assert np.median(after.calibration_.recent_severity()) < 50.0
+    assert det.estimator_.far_lines()[j] == pytest.approx(X[:, j].max() + FAR_SHARE_GAP)  # a share 0.07 + 0.5 reaches 0.57
+    edge = TailModel(far_columns=np.array([False]), far_share_columns=np.array([True])).fit(np.r_[np.zeros(49), 0.07][:, None])
+    assert edge.surprisal(np.array([[0.57]]))[0, 0] >= FAR_SIGNAL_NATS
     # a model saved before the rule (its TailModel pickled without far_share_columns) keeps the counts' rule only
     old = TailModel(far_columns=np.array([False, True])).fit(np.c_[np.linspace(0, 0.2, 50), np.log1p(np.arange(50.0))])
     del old.__dict__["far_share_columns"]
