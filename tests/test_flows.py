@@ -269,6 +269,7 @@ def test_a_context_champion_remembers_what_each_night_saw(flow_env, monkeypatch)
 
     # the last Id its training read, kept with the champion: where the vendor's first night starts
     assert bundle.train_last_id is not None and bundle.train_last_id == load_state(out, "epsilon").watermark
+    assert bundle.absent_fields == ()  # its training rows held addresses and machine codes: nothing emptied at night
     night = score_vendor("epsilon")
     state = load_state(out, "epsilon")
     assert night.chunks.height > 0 and state.model_version == version == summary.champion.version

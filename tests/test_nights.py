@@ -1510,3 +1510,62 @@ def test_a_since_before_the_champions_training_rows_says_they_were_part_of_its_t
     unknown.append(rows(1000, 700))
     unknown.night()
     assert not [m for m in unknown.night(since=0).messages if trained_on in m]
+
+
+def _bundle_without(field: str):  # type: ignore[no-untyped-def]
+    """make_bundle's model, trained on rows whose ``field`` is empty in every row."""
+    from licanom.config import ChunkConfig, EncodeConfig
+    from licanom.data.context_vector import KeyHistory, chunk_context
+    from licanom.data.derive import derive
+    from licanom.data.encode import Vocabulary
+    from licanom.data.validate import validate_log
+    from licanom.detectors.context import ContextDetector
+    from licanom.ops.bundle import ModelBundle, absent_fields
+    import numpy as np
+
+    from tests.night_harness import CHUNK
+
+    train = validate_log(rows(1000, 600).with_columns(pl.lit("").alias(field))).valid
+    derived = derive(train)
+    starts = np.arange(0, derived.height - CHUNK + 1, CHUNK)
+    return ModelBundle(vendor="acme", detector=ContextDetector().fit(chunk_context(derived, starts, CHUNK)),
+                       vocabulary=Vocabulary.fit(derived), chunk=ChunkConfig(size=CHUNK, stride=CHUNK),
+                       encode=EncodeConfig(), product_ids=(3, 7), key_history=KeyHistory.from_rows(derived, levels=True),
+                       absent_fields=absent_fields(train))
+
+
+@pytest.mark.parametrize("field", ["IP", "MachineCode"])
+def test_a_field_the_training_rows_never_held_is_judged_as_trained_and_the_night_says_so(tmp_path, field) -> None:
+    """A platform that begins to log addresses (machine codes): the model, trained on rows without
+    them, would find each of a night's new (205 of 451 ordinary chunks flagged on a simulated floating
+    vendor). It judges the night as it was trained, without them, and the night says so; the report
+    keeps the real values."""
+    from licanom.ops.bundle import ModelBundle
+
+    bundle = _bundle_without(field)
+    assert bundle.absent_fields == (field,)
+    saved = new_vendor(tmp_path / "with", "acme", bundle)
+    assert ModelBundle.load(saved.model_dir).absent_fields == (field,)  # kept with the model
+    saved.start(1599)
+    saved.append(rows(1600, 200, seed=3))
+    night = saved.night()
+    said = [m for m in night.messages if "was trained without" in m]
+    assert len(said) == 1 and field in said[0] and "licanom run train" in said[0], night.messages
+    blank = new_vendor(tmp_path / "blank", "acme", bundle)
+    blank.start(1599)
+    blank.append(rows(1600, 200, seed=3).with_columns(pl.lit("").alias(field)))
+    as_trained = blank.night()
+    assert night.chunks.select("first_id", "score", "is_anomaly").equals(as_trained.chunks.select("first_id", "score", "is_anomaly"))
+    assert not [m for m in as_trained.messages if "was trained without" in m]  # nothing new to say
+
+
+def test_absent_fields_are_those_empty_in_every_row() -> None:
+    from licanom.ops.bundle import absent_fields, as_trained, present_fields
+
+    frame = pl.DataFrame({"IP": ["", None, "  "], "MachineCode": ["", "mc1", None], "Key": ["a", "b", "c"],
+                          "country": ["US", "DE", "ZZ"]})
+    assert absent_fields(frame) == ("IP",) and absent_fields(frame.head(0)) == ()
+    assert present_fields(("IP", "MachineCode"), frame) == ("MachineCode",)
+    emptied = as_trained(frame, ("IP",))
+    assert emptied["IP"].null_count() == 3 and set(emptied["country"]) == {"ZZ"} and emptied["Key"].equals(frame["Key"])
+    assert as_trained(frame, ()) is frame

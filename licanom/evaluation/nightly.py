@@ -355,7 +355,7 @@ def split_days(log: pl.DataFrame, settings: NightlySettings) -> tuple[pl.DataFra
 def scored_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[ScoredVariant]:
     """Each variant of ``settings`` trained on ``sim``'s first days and run night by night through
     the scoring flow's calls (see the module text), one at a time."""
-    from licanom.ops.bundle import (ModelBundle, fit_entities, make_windows, pairs_seen, rows_seen, score_entities,
+    from licanom.ops.bundle import (ModelBundle, absent_fields, fit_entities, make_windows, pairs_seen, rows_seen, score_entities,
                                 score_windows, validate_rows, with_rows_state, with_seen)
     from licanom.data.context_vector import KeyHistory
     from licanom.detectors import build, inputs_of, spec
@@ -389,7 +389,7 @@ def scored_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[Sc
                               chunk=cfg.chunk, encode=cfg.encode,
                               product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),
                               key_history=KeyHistory.from_rows(frame, levels=True) if entry.inputs == "context" else None,
-                              entity_model=entity_model)
+                              entity_model=entity_model, absent_fields=absent_fields(prepared.validation.valid))
         t1 = time.perf_counter()
         latent_of = getattr(detector, "encode", None) if settings.clustering and entry.inputs == "chunks" else None
         bundle = trained

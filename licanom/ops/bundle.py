@@ -29,6 +29,42 @@ from licanom.data.validate import UNKNOWN_PRODUCT, ValidationResult, move_to_qua
 
 BUNDLE_FORMAT = 1
 ENTITY_FILE = "entities.pkl"
+# The fields a vendor's platform may not log at all (every row's empty): a model trained on such rows
+# never saw an address (a machine code) and judges a night's as it was trained, without them
+# (:func:`absent_fields`, :func:`as_trained`); counted from nothing, each address of a night would be
+# news to every address signal (205 of 451 ordinary night chunks flagged on a floating vendor).
+ABSENT_CHECKED: tuple[str, ...] = ("IP", "MachineCode")
+FIELD_WORDS: dict[str, str] = {"IP": "addresses (IP)", "MachineCode": "machine codes (MachineCode)"}
+
+
+def absent_fields(rows: pl.DataFrame) -> tuple[str, ...]:
+    """Of :data:`ABSENT_CHECKED`, the fields empty (null or blank) in every one of ``rows`` (raw or
+    validated rows; none of an empty frame)."""
+    if rows.height == 0:
+        return ()
+    return tuple(c for c in ABSENT_CHECKED if c in rows.columns
+                 and not rows.select(pl.col(c).cast(pl.String).str.strip_chars().fill_null("").ne("").any()).item())
+
+
+def present_fields(fields: tuple[str, ...], rows: pl.DataFrame) -> tuple[str, ...]:
+    """Those of ``fields`` that some of ``rows`` hold (not empty)."""
+    if not fields or rows.height == 0:
+        return ()
+    absent = set(absent_fields(rows))
+    return tuple(f for f in fields if f in rows.columns and f not in absent)
+
+
+def as_trained(derived: pl.DataFrame, fields: tuple[str, ...]) -> pl.DataFrame:
+    """Derived rows with ``fields`` (a model's :attr:`ModelBundle.absent_fields`) emptied, as the
+    model's training rows held them: an address null, its country unknown; a machine code null."""
+    from licanom.data.columns import UNKNOWN_COUNTRY
+
+    if not fields:
+        return derived
+    out = derived.with_columns(pl.lit(None, dtype=derived.schema[f]).alias(f) for f in fields if f in derived.columns)
+    if "IP" in fields and "country" in out.columns:
+        out = out.with_columns(pl.lit(UNKNOWN_COUNTRY, dtype=out.schema["country"]).alias("country"))
+    return out
 
 
 def _load_entities(path: Path) -> Any:
@@ -73,6 +109,9 @@ class ModelBundle:
     # a night scored again from before it (--since) says it scores training rows; None: not known (a
     # model saved before it was kept, or not trained on a vendor's log)
     train_last_id: int | None = None
+    # the fields empty in every training row (absent_fields): emptied in a night's rows before the model
+    # reads them (as_trained); () where the training rows held them all, or in a model saved before
+    absent_fields: tuple[str, ...] = ()
 
     def pseudonym_secret(self) -> bytes | None:
         """The vendor's pseudonym secret (from the environment) when the model was trained on
@@ -98,6 +137,7 @@ class ModelBundle:
             "product_ids": list(self.product_ids),
             "pseudonym_env": self.pseudonym_env,
             "train_last_id": self.train_last_id,
+            "absent_fields": list(self.absent_fields),
         }, indent=2))
         return directory
 
@@ -127,6 +167,7 @@ class ModelBundle:
             key_history=key_history,
             entity_model=_load_entities(directory / ENTITY_FILE),
             train_last_id=meta.get("train_last_id"),
+            absent_fields=tuple(meta.get("absent_fields", ())),
         )
 
 
@@ -157,7 +198,9 @@ class Windows:
     # features (an autoencoder or a sequence model; a context or summary model reads none)
     encoded: pl.DataFrame | None = None
     derived: pl.DataFrame | None = None  # ``rows`` with success, action and country (real values)
-    model_rows: pl.DataFrame | None = None  # ``derived`` as the model reads it: pseudonymised where it was trained so
+    # ``derived`` as the model reads it: pseudonymised where it was trained so, the fields its training rows
+    # never held emptied (ModelBundle.absent_fields)
+    model_rows: pl.DataFrame | None = None
 
 
 def validate_rows(bundle: ModelBundle, raw: pl.DataFrame, vendor: str | None = None) -> ValidationResult:
@@ -191,6 +234,8 @@ def make_windows(bundle: ModelBundle, valid: pl.DataFrame, carry: pl.DataFrame |
     model_rows = pseudonymise(derived, secret) if secret is not None else derived
     if secret is not None:
         codes = None  # the model reads the pseudonyms, which have codes of their own
+    if bundle.absent_fields:  # the fields its training rows never held: emptied, as it was trained
+        model_rows, codes = as_trained(model_rows, bundle.absent_fields), None
     size, stride = bundle.chunk.size, bundle.chunk.stride
     if valid.height < size:
         return Windows(chunks=None, tail=rows, rows=rows, derived=derived, model_rows=model_rows)
@@ -253,6 +298,7 @@ def score_entities(bundle: ModelBundle, valid: pl.DataFrame, windows: Windows | 
         secret = bundle.pseudonym_secret()
         if secret is not None:
             derived = pseudonymise(derived, secret)
+        derived = as_trained(derived, bundle.absent_fields)
     return bundle.entity_model.score(derived, seen=bundle.key_history)
 
 

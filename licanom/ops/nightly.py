@@ -1003,6 +1003,12 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             f"late rows: {late} row{'s' if late != 1 else ''} with Ids at or below the watermark {night.after} "
             "appeared in the source since the last night; they are not read (the watermark has passed them): look "
             "for a late file of the export")))
+    held = bundle_lib.present_fields(getattr(model, "absent_fields", ()), screened.validation.valid)
+    if held:  # a platform that began to log a field: the model judges the night as it was trained
+        words = " and ".join(bundle_lib.FIELD_WORDS.get(f, f) for f in held)
+        screened = replace(screened, messages=(*screened.messages, (
+            f"the night's rows hold {words}, which the champion (version {night.version}) was trained without: it "
+            "judges the night without them until the vendor is trained again (licanom run train)")))
     carry = night.state.tail if night.since is None else carried_rows(model, night)
     watermark = night.state.watermark
     if night.since is not None and watermark is not None and night.since > watermark and night.raw.height:

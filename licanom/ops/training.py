@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from licanom.ops.bundle import ModelBundle
+from licanom.ops.bundle import ModelBundle, absent_fields
 from licanom.config import Config
 from licanom.data.context_vector import KeyHistory
 from licanom.ops.detect import (
@@ -334,6 +334,7 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             key_history=KeyHistory.from_rows(prepared.encoded.frame, levels=True) if is_context_model(model) else None,
             entity_model=entity_model(prepared),
             train_last_id=last_chunked_id(prepared),
+            absent_fields=absent_fields(prepared.validation.valid),
         ).save(work_dir / model)
     shutil.rmtree(checkpoints, ignore_errors=True)  # trained and saved: nothing left to resume
     return VariantResult(

@@ -57,6 +57,7 @@ def trained_bundle(detector: Any, trained: pipeline.Prepared, cfg: Config) -> bu
         product_ids=(),  # another log may hold other products: their values encode as unseen
         pseudonym_env=secret_env_name(cfg.vendor, cfg.privacy.secret_env) if cfg.privacy.pseudonymise else None,
         key_history=KeyHistory.from_rows(trained.encoded.frame, levels=True) if is_context_model(detector.model) else None,
+        absent_fields=bundle_lib.absent_fields(trained.validation.valid),
     )
 
 
