@@ -162,6 +162,8 @@ def _known_models() -> tuple[str, ...]:
 def _check_names(v: Any) -> tuple[str, ...]:
     if isinstance(v, str):
         v = (v,)
+    if not isinstance(v, (list, tuple)):  # a ValueError, which names the setting: not iter()'s TypeError
+        raise ValueError("must be a model's name or a list of names")
     known = _known_models()
     unknown = [m for m in v if m not in known]
     if unknown:

@@ -381,3 +381,25 @@ def test_mlflow_yaml_is_read_as_the_vendors_files_are(tmp_path: Path, monkeypatc
     monkeypatch.setenv("LICANOM_MLFLOW_CONFIG", str(Path(__file__).parents[1] / "mlflow.yaml"))
     shipped = TrackingConfig.load()
     assert (shipped.experiment_prefix, shipped.registered_model_prefix) == ("licanom/", "licanom-")
+
+
+@pytest.mark.parametrize("keys", [("train", "models"), ("train", "auto", "small"), ("train", "auto", "large")])
+@pytest.mark.parametrize(("written", "got"), [("5", " (got 5)"), ("true", " (got True)"), ("null", ""),
+                                              ("{LSTM_AE: 1}", "")])
+def test_models_that_are_no_name_nor_list_are_refused_naming_the_setting(
+        tmp_path: Path, keys: tuple[str, ...], written: str, got: str) -> None:
+    """`train.models: 5` was "'int' object is not iterable", naming neither the setting nor the file
+    (the check's TypeError is no configuration error), and a mapping was read as its keys' list."""
+    conf = _conf(tmp_path)
+    text = "source: {kind: simulate}\n" + "".join(f"{'  ' * i}{key}:\n" for i, key in enumerate(keys[:-1]))
+    text += f"{'  ' * (len(keys) - 1)}{keys[-1]}: {written}\n"
+    assert _refused(conf, "acme", text) == (
+        f"configuration error for vendor 'acme': {'.'.join(keys)}: must be a model's name or a list of names{got} "
+        f"(in {conf / 'vendors' / 'acme.yaml'})")
+    # a name, or a list of names, as before
+    for names, read in (("TCN_AE", ("TCN_AE",)), ("[TCN_AE, Tail_context]", ("TCN_AE", "Tail_context"))):
+        (conf / "vendors" / "acme.yaml").write_text(text.replace(f"{keys[-1]}: {written}", f"{keys[-1]}: {names}"))
+        node: Any = vendor_config("acme", conf)
+        for key in keys:
+            node = getattr(node, key)
+        assert node == read
