@@ -403,3 +403,37 @@ def test_models_that_are_no_name_nor_list_are_refused_naming_the_setting(
         for key in keys:
             node = getattr(node, key)
         assert node == read
+
+
+def test_mlflow_yaml_refuses_an_unknown_setting_and_reads_null_as_the_default(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A misspelt `tracking_url:` was ignored without a word, and the runs went to the default local
+    store; `experiment_prefix: null` made the experiments "Nonedemo". An unknown setting is refused
+    naming the file, the setting, the close one and every one; a null setting is its default, as
+    `registry_uri: null` is in the shipped file."""
+    from licanom.config import ConfigFileError
+    from licanom.ops.tracking import TrackingConfig
+
+    path = tmp_path / "mlflow.yaml"
+    monkeypatch.setenv("LICANOM_MLFLOW_CONFIG", str(path))
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(name, raising=False)
+    known = "tracking_uri, registry_uri, artifact_location, experiment_prefix, registered_model_prefix"
+    for text, said in (
+            ("tracking_url: sqlite:///a.db\n", "unknown setting 'tracking_url' (did you mean 'tracking_uri'?)"),
+            ("experiment_prefix: x/\nmodel_prefix: y-\n",
+             "unknown setting 'model_prefix' (did you mean 'registered_model_prefix'?)"),
+            ("store: sqlite:///a.db\nartifacts_location: a\n",
+             "unknown settings 'store', 'artifacts_location' (did you mean 'artifact_location'?)")):
+        path.write_text(text)
+        with pytest.raises(ConfigFileError) as err:
+            TrackingConfig.load()
+        assert str(err.value) == f"{path}: {said}; its settings are {known}", text
+    path.write_text("tracking_uri: null\nregistry_uri: null\nartifact_location: null\n"
+                    "experiment_prefix: null\nregistered_model_prefix: null\n")
+    loaded = TrackingConfig.load()
+    assert (loaded.tracking_uri, loaded.experiment_prefix, loaded.registered_model_prefix) == (
+        f"sqlite:///{tmp_path / 'mlflow.db'}", "licanom/", "licanom-")
+    assert loaded.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
+    path.write_text("experiment_prefix: ''\nregistered_model_prefix: lic-\n")  # an empty prefix is one
+    assert (TrackingConfig.load().experiment_prefix, TrackingConfig.load().registered_model_prefix) == ("", "lic-")

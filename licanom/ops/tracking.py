@@ -128,14 +128,20 @@ class TrackingConfig:
     def load(cls, path: Path | None = None) -> TrackingConfig:
         """``mlflow.yaml`` (LICANOM_MLFLOW_CONFIG, else ``path``), read as the vendors' files are
         (:func:`licanom.config.read_yaml`); a setting that YAML reads as no text (``on``, ``no``,
-        ``1e3``) is a :class:`licanom.config.ConfigFileError` naming the file and the setting."""
+        ``1e3``), or one it does not have (``tracking_url``: the runs would go to the default store
+        without a word), is a :class:`licanom.config.ConfigFileError` naming the file and the
+        setting. A setting left out or null is its default (``registry_uri: null``: the tracking
+        store; ``experiment_prefix: null``: ``licanom/``)."""
         from licanom.config import ConfigFileError, read_yaml
 
         path = Path(os.environ.get("LICANOM_MLFLOW_CONFIG", path or DEFAULT_CONFIG))
         data = read_yaml(path) if path.exists() else {}
+        if unknown := [key for key in data if key not in TRACKING_SETTINGS]:
+            raise ConfigFileError(f"{path}: {_unknown_settings(unknown)}; its settings are {', '.join(TRACKING_SETTINGS)}")
         for key in TRACKING_SETTINGS:
             if data.get(key) is not None and not isinstance(data[key], str):
                 raise ConfigFileError(f"{path}: {key} must be text, got {data[key]!r} (write it in quotes)")
+        data = {key: value for key, value in data.items() if value is not None}  # null: the default
         base = path.resolve().parent
         tracking = os.environ.get("MLFLOW_TRACKING_URI") or _resolve_uri(data.get("tracking_uri") or "sqlite:///mlflow.db", base)
         registry = os.environ.get("MLFLOW_REGISTRY_URI") or (
@@ -153,6 +159,18 @@ class TrackingConfig:
             experiment_prefix=data.get("experiment_prefix", "licanom/"),
             registered_model_prefix=data.get("registered_model_prefix", "licanom-"),
         )
+
+
+def _unknown_settings(keys: list[Any]) -> str:
+    """``unknown setting 'tracking_url' (did you mean 'tracking_uri'?)``: each key of mlflow.yaml
+    that is none of :data:`TRACKING_SETTINGS`, with the one it is closest to, where one is close."""
+    import difflib
+
+    def said(key: Any) -> str:
+        close = difflib.get_close_matches(str(key), TRACKING_SETTINGS, n=1)
+        return f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+    return f"unknown setting{'s' if len(keys) > 1 else ''} {', '.join(said(key) for key in keys)}"
 
 
 def _has_scheme(uri: str) -> bool:
