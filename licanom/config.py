@@ -35,6 +35,9 @@ class _Model(BaseModel):
 # one rule for every number of the configuration. A float setting takes a whole number too (24 hours).
 Whole = Annotated[int, Strict()]
 Real = Annotated[float, Strict()]
+# A true/false setting takes YAML's true or false (yes, no, on, off) as written: lax mode read a quoted
+# "yes" or "false" as a boolean, and 1 or 0 as one, where a quoted number is refused.
+Flag = Annotated[bool, Strict()]
 
 
 def known_zone(name: str) -> str:
@@ -288,7 +291,7 @@ class DetectConfig(_Model):
     def _params_fit_the_decision(self) -> DetectConfig:
         check_decision(self.threshold, self.threshold_params)  # here, not after a training
         return self
-    m1: bool = True
+    m1: Flag = True
     m1_max_rounds: Whole = Field(5, ge=1)
     clustering_seed: Whole = 0
 
@@ -338,7 +341,7 @@ class ContextConfig(_Model):
 
 class PrivacyConfig(_Model):
     # replace Key, IP, MachineCode and FriendlyName by keyed pseudonyms before anything reaches MLflow
-    pseudonymise: bool = False
+    pseudonymise: Flag = False
     # environment variable holding the secret; null: LICANOM_PSEUDONYM_SECRET_<VENDOR>
     secret_env: str | None = None
 
@@ -606,7 +609,8 @@ def describe_error(err: Exception, where: Callable[[tuple[str, ...]], str] | Non
         # the value once: not after a message that quotes it already ("unknown time zone 'X': ...")
         shown = ("" if isinstance(got, (dict, list, tuple)) or got is None or repr(got) in msg
                  else f" (got {got!r})")
-        if e.get("type") in ("int_type", "float_type") and _quoted_number(got):  # said as the decisions' check says it
+        if (e.get("type") in ("int_type", "float_type") and _quoted_number(got)  # said as the decisions' check says it
+                or e.get("type") == "bool_type" and _quoted_boolean(got)):
             shown = f", got {got!r} (quoted in the file: write it without quotes)"
         parts.append(f"{loc or 'the configuration'}: {msg}{shown}{where(keys) if where else ''}")
     return "; ".join(dict.fromkeys(parts))
@@ -621,6 +625,17 @@ def _quoted_number(value: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _quoted_boolean(value: object) -> bool:
+    """Whether ``value`` is a text that the settings' YAML reads as true or false where it is not
+    quoted (``"yes"``, ``'false'``, ``"On"``): a boolean written in quotes."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return isinstance(yaml.load(value, Loader=_UniqueKeyLoader), bool)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError:
+        return False
 
 
 def _vendor_files(conf_dir: Path | None) -> list[Path]:

@@ -437,3 +437,43 @@ def test_mlflow_yaml_refuses_an_unknown_setting_and_reads_null_as_the_default(
     assert loaded.artifact_location == (tmp_path / "mlartifacts").resolve().as_uri()
     path.write_text("experiment_prefix: ''\nregistered_model_prefix: lic-\n")  # an empty prefix is one
     assert (TrackingConfig.load().experiment_prefix, TrackingConfig.load().registered_model_prefix) == ("", "lic-")
+
+
+def _bool_settings(model: type, keys: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every true/false setting of ``model`` and its sections, as its keys."""
+    from pydantic import BaseModel
+
+    found = []
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        key = field.alias or name
+        if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            found += _bool_settings(field.annotation, (*keys, key))
+        elif field.annotation is bool:
+            found.append((*keys, key))
+    return found
+
+
+def test_a_boolean_in_quotes_is_refused_for_every_true_false_setting(tmp_path: Path) -> None:
+    """`pseudonymise: "yes"` and `m1: "false"` were read as true and false (pydantic's lax mode),
+    where a number in quotes is refused: a true/false setting takes YAML's true or false as written,
+    and a quoted one is refused saying to write it without quotes (1 and 0 are no booleans either)."""
+    from licanom.config import Config
+
+    conf = _conf(tmp_path)
+    vendor = conf / "vendors" / "acme.yaml"
+    settings = _bool_settings(Config)
+    assert {("detect", "m1"), ("privacy", "pseudonymise")} <= set(settings), settings
+    for keys in settings:
+        def refused(written: str, keys: tuple[str, ...] = keys) -> str:
+            return _refused(conf, "acme", f"source: {{kind: simulate}}\n{keys[0]}: {{{keys[1]}: {written}}}\n")
+
+        setting = ".".join(keys)
+        for written, got in (('"yes"', "'yes'"), ("'false'", "'false'"), ('"On"', "'On'")):
+            assert refused(written) == (f"configuration error for vendor 'acme': {setting}: input should be a valid "
+                                        f"boolean, got {got} (quoted in the file: write it without quotes) (in {vendor})")
+        for written, got in (("1", "1"), ("0", "0"), ('"1"', "'1'"), ("maybe", "'maybe'")):
+            assert refused(written) == (f"configuration error for vendor 'acme': {setting}: input should be a valid "
+                                        f"boolean (got {got}) (in {vendor})")
+        for written, read in (("true", True), ("no", False), ("off", False), ("True", True)):
+            vendor.write_text(f"source: {{kind: simulate}}\n{keys[0]}: {{{keys[1]}: {written}}}\n")
+            assert getattr(getattr(vendor_config("acme", conf), keys[0]), keys[1]) is read
