@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationInfo, field_validator, model_validator
 
 from licanom.detectors.decision import DecisionName, check_decision
 
@@ -51,6 +51,8 @@ def known_zone(name: str) -> str:
     return name
 
 
+# the validation context's key of the vendor's file (load_config), which a source keeps (SourceConfig._file)
+VENDOR_FILE = "vendor_file"
 # the licensing models a simulated vendor can have: licanom.sim.PROFILES, without importing the simulator
 SimProfile = Literal["node-locked", "usage-based", "floating", "mixed"]
 
@@ -75,6 +77,9 @@ class SourceConfig(_Model):
     # files: the time zone (IANA name, e.g. "Europe/Berlin") of times written without an offset;
     # null: UTC. Times with an offset or Z, and Unix seconds, are read as written.
     timezone: str | None = None
+    # the vendor's file these settings were read with (load_config; None for a source built in code):
+    # where a message about them says to set one. No setting: not in a dump, nor read from a file
+    _file: Path | None = PrivateAttr(default=None)
 
     @field_validator("timezone")
     @classmethod
@@ -119,6 +124,20 @@ class SourceConfig(_Model):
             raise ValueError("product_id is not set: a cryptolens source reads one product's log; set product_id "
                              "to the product's id, a whole number (its ProductId in Cryptolens)")
         return self
+
+    @model_validator(mode="after")
+    def _read_from(self, info: ValidationInfo) -> SourceConfig:
+        if info.context and info.context.get(VENDOR_FILE) is not None:
+            self._file = info.context[VENDOR_FILE]
+        return self
+
+    def path_missing(self) -> str | None:
+        """None where the source has its log; for a files source without ``path``, one line saying
+        so and, where the settings were read from a vendor's configuration, which file to set it in."""
+        if self.kind != "files" or self.path:
+            return None
+        where = f": set it in {self._file}" if self._file is not None else ""
+        return f"source.path: the log's file or folder is not set (source.kind is 'files'){where}"
 
 
 class ValidateConfig(_Model):
@@ -484,22 +503,25 @@ def load_config(
     conf_dir: Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> Config:
-    """Read defaults, then the vendor's overrides, then `overrides`; validate once."""
+    """Read defaults, then the vendor's overrides, then `overrides`; validate once. The source keeps
+    the vendor's file, which :meth:`SourceConfig.path_missing` names."""
     conf_dir = conf_dir or default_conf_dir()
     data = read_yaml(conf_dir / "defaults.yaml") if (conf_dir / "defaults.yaml").exists() else {}
+    path = None
     if vendor is not None:
         validate_vendor_name(vendor)
         path = vendor_file(vendor, conf_dir)
         if path.exists():
             data = _merge(data, read_yaml(path))
         data["vendor"] = vendor
+        data.setdefault("source", {})  # read here, not the class's default: it keeps the vendor's file
     if overrides:
         data = _merge(data, overrides)
     # a relative output_dir is the project's (the folder above conf/), not the current folder's
     out = data.get("output_dir", Config.model_fields["output_dir"].default)
     if isinstance(out, str) and not Path(out).is_absolute():
         data["output_dir"] = str((conf_dir.resolve().parent / out).resolve())
-    return Config.model_validate(data)
+    return Config.model_validate(data, context={VENDOR_FILE: path})
 
 
 # a vendor's file in conf/vendors/: <vendor>.yaml, or <vendor>.yml (the one it has; both are refused)
@@ -546,9 +568,8 @@ def vendor_config(vendor: str, conf_dir: Path | None = None, overrides: dict[str
     except Exception as err:  # noqa: BLE001 - pydantic's, YAML's or ours: all the configuration's
         where = _setting_files(vendor, conf_dir or default_conf_dir())
         raise VendorConfigError(f"configuration error for vendor {vendor!r}: {describe_error(err, where)}") from None
-    if cfg.source.kind == "files" and not cfg.source.path:  # set in no file: the vendor's is where it goes
-        raise VendorConfigError(f"configuration error for vendor {vendor!r}: source.path: the log's file or folder "
-                                f"is not set (source.kind is 'files'): set it in {vendor_file(vendor, conf_dir)}")
+    if missing := cfg.source.path_missing():  # set in no file: the vendor's is where it goes
+        raise VendorConfigError(f"configuration error for vendor {vendor!r}: {missing}")
     return cfg
 
 

@@ -477,3 +477,30 @@ def test_a_boolean_in_quotes_is_refused_for_every_true_false_setting(tmp_path: P
         for written, read in (("true", True), ("no", False), ("off", False), ("True", True)):
             vendor.write_text(f"source: {{kind: simulate}}\n{keys[0]}: {{{keys[1]}: {written}}}\n")
             assert getattr(getattr(vendor_config("acme", conf), keys[0]), keys[1]) is read
+
+
+def test_the_librarys_files_source_without_its_path_names_the_vendors_file(tmp_path: Path) -> None:
+    """The data path's own check said "source.kind is 'files' but source.path is not set", naming
+    no file, where the configuration's names the vendor's: a source read from a vendor's
+    configuration names the file to set source.path in (.yaml or .yml, or the one to write), one
+    built in code the setting only."""
+    from licanom.config import SourceConfig
+    from licanom.data.pipeline import extract, extract_new
+
+    conf = _conf(tmp_path)
+    said = "source.path: the log's file or folder is not set (source.kind is 'files')"
+    for name, text in (("acme.yaml", "train: {epochs: 3}\n"), ("beta.yml", "source: {encoding: cp1252}\n"),
+                       ("gamma.yaml", None)):
+        vendor = conf / "vendors" / name
+        if text is not None:
+            vendor.write_text(text)
+        source = load_config(vendor.stem, conf).source
+        for read in (lambda: extract(source), lambda: extract_new(source, after_id=5)):
+            with pytest.raises(ValueError) as err:
+                read()
+            assert str(err.value) == f"{said}: set it in {vendor}", err.value
+    with pytest.raises(ValueError) as err:
+        extract(SourceConfig())
+    assert str(err.value) == said
+    # the file is where the settings were read, no setting: a dump of the settings is as before
+    assert load_config("acme", conf).source.model_dump() == SourceConfig().model_dump()

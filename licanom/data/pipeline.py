@@ -83,8 +83,8 @@ def _extract(source: SourceConfig, after_id: int | None) -> pl.DataFrame:
     if source.kind == "files":
         from licanom.data.extract.files import read_log
 
-        if not source.path:
-            raise ValueError("source.kind is 'files' but source.path is not set")
+        if not source.path:  # the vendor's file named, as the configuration's check names it
+            raise ValueError(source.path_missing())
         return read_log(source.path, after_id=after_id, encoding=source.encoding, separator=source.separator,
                         time_format=source.time_format, timezone=source.timezone)
     if source.kind == "cryptolens":
