@@ -380,3 +380,28 @@ def test_an_exact_copy_of_a_row_is_quarantined_but_not_counted_as_bad(raw_log):
     check_bad_fraction(result, 0.05)  # 43 of the rows are repeats; only 3 are bad
     with pytest.raises(ValidationError, match=r"^3 of \d+ rows"):
         check_bad_fraction(result, 0.001)
+
+
+def test_the_header_lines_of_joined_exports_are_quarantined_but_not_counted_as_bad(raw_log, tmp_path):
+    """A file of 25 small exports joined with `cat`, each with its header: its 24 header lines again
+    were bad rows (24 of 524, 4.6%) and 3 bad rows more refused it (more than 5%). They still go to
+    the quarantine with their reason and count as rows read, but not towards
+    validate.max_bad_fraction, as exact copies of rows do not."""
+    from licanom.config import ValidateConfig
+    from licanom.data.extract.files import read_log
+    from licanom.data.pipeline import validate
+
+    text = raw_log.head(500).with_columns(pl.all().cast(pl.String))
+    text = text.with_columns(pl.when(pl.int_range(pl.len()).is_in([7, 107, 207])).then(pl.lit("9999"))
+                             .otherwise(pl.col("State")).alias("State"))  # 3 rows of an unknown state
+    parts = [text.slice(20 * i, 20) for i in range(25)]
+    parts[-1] = parts[-1].select(reversed(parts[-1].columns))  # an export whose columns moved
+    path = tmp_path / "joined.csv"
+    path.write_text("".join(part.write_csv() for part in parts))
+    result = validate(read_log(path), ValidateConfig())
+    assert (result.n_in, result.valid.height, result.quarantine.height) == (524, 497, 27)
+    again = result.quarantine.filter(pl.col("reason").str.contains("the header line again", literal=True))
+    assert again.height == 24 and again["reason"][0] == f"{path} line 22: the header line again (exports joined?)"
+    assert result.n_bad == 3 and result.bad_fraction == 3 / 524
+    with pytest.raises(ValidationError, match=r"^3 of 524 rows \(0\.6%\) failed validation"):
+        check_bad_fraction(result, 0.005)

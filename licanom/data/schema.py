@@ -38,6 +38,9 @@ UNREADABLE = "_unreadable"
 # came from, so that a quarantined row names it (its ``_row`` counts across the files joined).
 SOURCE_FILE = "_file"
 SOURCE_ROW = "_file_row"  # and the row's place in that file (from 0, as ``_row``)
+# The UNREADABLE text of a CSV file's header line found again among its rows (exports joined with
+# cat), after the file and its line: a row read and quarantined, but no bad row (it holds no request).
+HEADER_AGAIN = "the header line again (exports joined?)"
 
 
 def is_ip_address(text: str | None) -> bool:

@@ -39,6 +39,7 @@ from licanom.data.privacy import PRIVATE_COLUMNS
 from licanom.data.schema import (
     BLANK,
     DUPLICATE,
+    HEADER_AGAIN,
     SOURCE_FILE,
     SOURCE_ROW,
     UNREADABLE,
@@ -147,10 +148,14 @@ class ValidationResult:
     @property
     def n_bad(self) -> int:
         """Quarantined rows, less the exact copies of valid rows (an export part sent twice: each
-        of its rows is kept once, its copies are quarantined and do not count as bad)."""
+        of its rows is kept once, its copies are quarantined and do not count as bad) and a CSV
+        file's header lines again (exports joined, each with its header: a file of many small ones
+        would be refused for its headers alone)."""
         if not self.quarantine.height:
             return 0
-        return self.quarantine.height - int((self.quarantine[REASON] == EXACT_COPY).sum())
+        reason = pl.col(REASON)
+        not_bad = (reason == EXACT_COPY) | reason.str.contains(f": {HEADER_AGAIN}", literal=True)
+        return self.quarantine.height - int(self.quarantine.select(not_bad.sum()).item())
 
     @property
     def bad_fraction(self) -> float:

@@ -19,7 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from licanom.data.schema import UNREADABLE
+from licanom.data.schema import HEADER_AGAIN, UNREADABLE
 
 log = logging.getLogger(__name__)
 
@@ -230,11 +230,12 @@ def _headers_again(frame: pl.DataFrame, path: Path,
     order and case, a byte order mark or quotes aside) is quarantined with its reason and its line
     (``lines_of``: the file's line of each of some rows), not read as a row of values; it is a row
     read all the same, so that rows read = valid + quarantined, and the quarantine shows where the
-    exports were joined. The rows after it are read by its order of columns, which another export
-    may have changed. A header line of other columns than the first line's is refused
-    (:func:`_other_header`): which value belongs to which column is not for the reader to guess. A
-    file without its header line (its first row where the names belong) has no header to find
-    again: the refusal of its missing columns says so."""
+    exports were joined, but no bad row (:attr:`licanom.data.validate.ValidationResult.n_bad`). The
+    rows after it are read by its order of columns, which another export may have changed. A header
+    line of other columns than the first line's is refused (:func:`_other_header`): which value
+    belongs to which column is not for the reader to guess. A file without its header line (its
+    first row where the names belong) has no header to find again: the refusal of its missing
+    columns says so."""
     from licanom.data.validate import looks_like_values
 
     cols = [c for c in frame.columns if c != UNREADABLE]
@@ -278,8 +279,7 @@ def _headers_again(frame: pl.DataFrame, path: Path,
         order = [cols[names.index(v)] for v in values]  # what each file column holds from here on
         moved = "" if order == cols else ", the rows after it read by its order of columns"
         parts.append(pl.DataFrame({**{c: [None] for c in cols},
-                                   UNREADABLE: [f"{path} {where[row]}: the header line again (exports joined?)"
-                                                f"{moved}"]},
+                                   UNREADABLE: [f"{path} {where[row]}: {HEADER_AGAIN}{moved}"]},
                                   schema={**{c: pl.String for c in cols}, UNREADABLE: pl.String}))
         start = row + 1
     return pl.concat(parts, how="vertical")
