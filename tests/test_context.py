@@ -488,10 +488,11 @@ def test_a_chunk_with_one_count_far_beyond_training_is_flagged_at_the_top_severi
 
 
 def test_a_night_where_every_request_fails_reaches_the_top_severity():
-    """A platform outage: every request of a night fails, where no training chunk failed more than
-    a third of its requests. Each chunk is alike (the night rule has nothing to stand out from) and a
-    share's fitted tail carries a few nats at most; half a chunk beyond the training's largest
-    failure share is far beyond training, and always the top severity."""
+    """A platform outage: every request of a night fails, where no normal training chunk failed more
+    than a third of its requests. Each chunk is alike (the night rule has nothing to stand out from)
+    and a share's fitted tail carries a few nats at most; half a chunk beyond the largest failure share
+    of the chunks the reference kept is far beyond training, and always the top severity, also where
+    a failure loop of the training days (set aside by the trimming) failed nearly every request."""
     from licanom.detectors.context import FAR_SHARE_GAP, FAR_SIGNAL_NATS, ContextDetector, TailModel
 
     rng = np.random.default_rng(5)
@@ -513,14 +514,21 @@ def test_a_night_where_every_request_fails_reaches_the_top_severity():
     # a share column whose training reached half: nothing lies half a chunk beyond it
     high = TailModel(far_columns=np.array([False]), far_share_columns=np.array([True])).fit(np.linspace(0, 0.6, 50)[:, None])
     assert np.isinf(high.far_lines()[0]) and high.surprisal(np.array([[1.0]]))[0, 0] < FAR_SIGNAL_NATS
-    # a block of failing days in training (its last 60 chunks fail 60% of their requests) is no outage
-    # against the other blocks: the out-of-fold calibration scores it by the line of every training chunk
+    # a failure loop in the training days (8 chunks failing 95% of their requests): set aside by the
+    # trimming, it leaves the line where the normal chunks put it
+    looping = X.copy()
+    looping[100:108, j] = 0.95
+    with_loop = ContextDetector().fit(looping)
+    assert not with_loop.reference_[100:108].any()
+    assert with_loop.estimator_.far_lines()[j] == pytest.approx(looping[with_loop.reference_, j].max() + FAR_SHARE_GAP)
+    assert (with_loop.severity(night) == 100.0).all()
+    # a block of failing days in training (its last 60 chunks fail 60% of their requests): no share rule
+    # in the out-of-fold scores that calibrate severity, so no outage against the other blocks there
     failing = X.copy()
     failing[:, j] = rng.uniform(0.0, 0.05, len(X))  # the other blocks' line: about 0.55
     failing[-60:, j] = 0.6
     before = ContextDetector().fit(X)
     after = ContextDetector().fit(failing)
-    assert np.isinf(after.estimator_.far_lines()[j])
     assert after.calibration_.max_score < 1.5 * before.calibration_.max_score
     assert np.median(after.calibration_.recent_severity()) < 50.0
     assert det.estimator_.far_lines()[j] == pytest.approx(X[:, j].max() + FAR_SHARE_GAP)  # a share 0.07 + 0.5 reaches 0.57
