@@ -522,6 +522,12 @@ def test_a_night_where_every_request_fails_reaches_the_top_severity():
     assert not with_loop.reference_[100:108].any()
     assert with_loop.estimator_.far_lines()[j] == pytest.approx(looping[with_loop.reference_, j].max() + FAR_SHARE_GAP)
     assert (with_loop.severity(night) == 100.0).all()
+    # the training chunks' own scores take no share rule: the loop's 60 nats reach neither the named
+    # thresholds (M3 on the training scores) nor a small vendor's calibration (too few chunks for
+    # out-of-fold blocks: its training scores)
+    assert ContextDetector(threshold="M3").fit(looping).threshold_ < ContextDetector(threshold="M3").fit(X).threshold_ + 10
+    small = looping[92:107]  # 15 chunks, the loop's first 7 among them
+    assert ContextDetector().fit(small).calibration_.max_score < FAR_SIGNAL_NATS
     # a block of failing days in training (its last 60 chunks fail 60% of their requests): no share rule
     # in the out-of-fold scores that calibrate severity, so no outage against the other blocks there
     failing = X.copy()

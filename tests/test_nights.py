@@ -1562,10 +1562,30 @@ def test_a_field_the_training_rows_never_held_is_judged_as_trained_and_the_night
 def test_absent_fields_are_those_empty_in_every_row() -> None:
     from licanom.ops.bundle import absent_fields, as_trained, present_fields
 
-    frame = pl.DataFrame({"IP": ["", None, "  "], "MachineCode": ["", "mc1", None], "Key": ["a", "b", "c"],
+    frame = pl.DataFrame({"IP": ["", None, ""], "MachineCode": ["", "mc1", None], "Key": ["a", "b", "c"],
                           "country": ["US", "DE", "ZZ"]})
     assert absent_fields(frame) == ("IP",) and absent_fields(frame.head(0)) == ()
+    assert absent_fields(frame.with_columns(pl.lit("  ").alias("MachineCode"))) == ("IP",)  # spaces: validation's machine code
     assert present_fields(("IP", "MachineCode"), frame) == ("MachineCode",)
     emptied = as_trained(frame, ("IP",))
-    assert emptied["IP"].null_count() == 3 and set(emptied["country"]) == {"ZZ"} and emptied["Key"].equals(frame["Key"])
+    assert emptied["IP"].to_list() == ["", "", ""] and set(emptied["country"]) == {"ZZ"} and emptied["Key"].equals(frame["Key"])
     assert as_trained(frame, ()) is frame
+
+
+@pytest.mark.parametrize("encoder", ["thesis", "frequency"])
+def test_a_night_emptied_of_a_field_encodes_as_the_training_rows_without_it(encoder) -> None:
+    """The autoencoders' encoders read a null otherwise than validation's "": a night's field emptied
+    for a model trained without it encodes as the same rows validated without it."""
+    from licanom.data.derive import derive
+    from licanom.data.encode import Vocabulary, get_encoder
+    from licanom.data.validate import validate_log
+    from licanom.ops.bundle import absent_fields, as_trained
+
+    for field in ("IP", "MachineCode"):
+        train = validate_log(rows(1000, 300).with_columns(pl.lit("").alias(field))).valid
+        vocabulary = Vocabulary.fit(derive(train))
+        night = derive(validate_log(rows(1300, 100, seed=4)).valid)
+        blank = derive(validate_log(rows(1300, 100, seed=4).with_columns(pl.lit("").alias(field))).valid)
+        emptied = as_trained(night, absent_fields(train))
+        enc = get_encoder(encoder)
+        assert enc.encode(emptied, vocabulary).equals(enc.encode(blank, vocabulary)), (encoder, field)

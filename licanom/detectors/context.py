@@ -96,7 +96,9 @@ class TailModel:
     times the column's largest training count (:attr:`seen_max_`, every training chunk's, where the
     caller sets it; else the fitted vectors' largest; at least ``far_min_count``) has a surprisal of
     at least ``far_nats``, however wide the fitted tail. Without ``far_columns`` (and in models
-    saved before the rule) there is none.
+    saved before the rule) there is none. For ``far_share_columns`` a share at least
+    ``far_share_gap`` above :attr:`seen_max_` (which :class:`ContextDetector` sets to the largest of
+    the chunks its reference kept, for those columns) carries ``far_nats`` too.
     """
 
     tail_quantile: float = 0.9
@@ -114,7 +116,8 @@ class TailModel:
     far_share_columns: np.ndarray | None = None
     far_share_gap: float = FAR_SHARE_GAP
 
-    # the largest training value of each column, of every training chunk (the reference's when not set)
+    # the largest training value of each column: of every training chunk for a count, of the chunks the
+    # reference kept for a share of the far rule (ContextDetector._seen); the fitted vectors' when not set
     seen_max_: np.ndarray | None = field(default=None, init=False, repr=False)
     sorted_: np.ndarray | None = field(default=None, init=False, repr=False)
     u_: np.ndarray | None = field(default=None, init=False, repr=False)
@@ -263,7 +266,7 @@ class ContextDetector(BaseDetector):
         self.center_, self.scale_ = _robust_scale(X)
         self.estimator_, self.reference_ = self._robust_estimator(X)
         self._seen(self.estimator_, X)
-        self.decision_scores_ = self.decision_function(X)
+        self.decision_scores_ = self._in_sample(X)
         self.calibration_scores_ = self._out_of_fold(X)
         self._set_calibration(Calibration.fit(self.calibration_scores_, scale=self._tail_scale()))
         self.threshold_, self.threshold_method_ = decide(
@@ -273,6 +276,20 @@ class ContextDetector(BaseDetector):
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
         self.seconds_ = time.perf_counter() - t0
         return self
+
+    def _in_sample(self, X: np.ndarray) -> np.ndarray:
+        """The training chunks' own scores, without the share rule: a failure loop of the training days
+        that the trimming set aside lies past the share's line (drawn from the chunks kept), and its 60
+        nats would reach every use of these scores (a small vendor's calibration, which takes them where
+        there are too few chunks for out-of-fold blocks; the named thresholds, M2, M3, quantile, pot)."""
+        estimator = self._fitted()
+        if not isinstance(estimator, TailModel) or estimator.far_share_columns is None:
+            return self.decision_function(X)
+        share, estimator.far_share_columns = estimator.far_share_columns, None
+        try:
+            return self.decision_function(X)
+        finally:
+            estimator.far_share_columns = share
 
     def _inputs(self, X: np.ndarray) -> np.ndarray:
         """Today's context vectors ``(n, len(CONTEXT_COLUMNS))`` as this detector reads them: the

@@ -38,12 +38,13 @@ FIELD_WORDS: dict[str, str] = {"IP": "addresses (IP)", "MachineCode": "machine c
 
 
 def absent_fields(rows: pl.DataFrame) -> tuple[str, ...]:
-    """Of :data:`ABSENT_CHECKED`, the fields empty (null or blank) in every one of ``rows`` (raw or
-    validated rows; none of an empty frame)."""
+    """Of :data:`ABSENT_CHECKED`, the fields empty (null or "", validation's empty value) in every one
+    of ``rows`` (validated rows; none of an empty frame). A machine code of spaces is one: validation
+    keeps it as it is."""
     if rows.height == 0:
         return ()
     return tuple(c for c in ABSENT_CHECKED if c in rows.columns
-                 and not rows.select(pl.col(c).cast(pl.String).str.strip_chars().fill_null("").ne("").any()).item())
+                 and not rows.select(pl.col(c).cast(pl.String).fill_null("").ne("").any()).item())
 
 
 def present_fields(fields: tuple[str, ...], rows: pl.DataFrame) -> tuple[str, ...]:
@@ -55,13 +56,14 @@ def present_fields(fields: tuple[str, ...], rows: pl.DataFrame) -> tuple[str, ..
 
 
 def as_trained(derived: pl.DataFrame, fields: tuple[str, ...]) -> pl.DataFrame:
-    """Derived rows with ``fields`` (a model's :attr:`ModelBundle.absent_fields`) emptied, as the
-    model's training rows held them: an address null, its country unknown; a machine code null."""
+    """Derived rows with ``fields`` (a model's :attr:`ModelBundle.absent_fields`) emptied as the
+    model's validated training rows held them: "" (validation's empty value, which pseudonyms keep,
+    and which the autoencoders' encoders read otherwise than a null), an address's country unknown."""
     from licanom.data.columns import UNKNOWN_COUNTRY
 
     if not fields:
         return derived
-    out = derived.with_columns(pl.lit(None, dtype=derived.schema[f]).alias(f) for f in fields if f in derived.columns)
+    out = derived.with_columns(pl.lit("", dtype=pl.String).cast(derived.schema[f]).alias(f) for f in fields if f in derived.columns)
     if "IP" in fields and "country" in out.columns:
         out = out.with_columns(pl.lit(UNKNOWN_COUNTRY, dtype=out.schema["country"]).alias("country"))
     return out

@@ -412,7 +412,9 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                                                   incidents, entities, notes))
     private_incidents = None
     if secret is not None and private_rows is not None:  # what goes to MLflow names no real key, machine or address
-        private_incidents = night_incidents(chunks, private_rows, levels)  # countries stay those of the real addresses
+        # countries stay those of the real addresses (none where the model was trained without addresses:
+        # the private rows are the rows as it read them)
+        private_incidents = night_incidents(chunks, private_rows, levels)
         (out / TRACKING_COPY).mkdir(exist_ok=True)
         (out / TRACKING_COPY / "report.md").write_text(anomaly_report(
             vendor, chunks, model_version, messages, rows_unknown_product, private_incidents, private_entities, notes))
