@@ -39,8 +39,8 @@ FIELD_WORDS: dict[str, str] = {"IP": "addresses (IP)", "MachineCode": "machine c
 
 def absent_fields(rows: pl.DataFrame) -> tuple[str, ...]:
     """Of :data:`ABSENT_CHECKED`, the fields empty (null or "", validation's empty value) in every one
-    of ``rows`` (validated rows; none of an empty frame). A machine code of spaces is one: validation
-    keeps it as it is."""
+    of ``rows`` (validated rows; none of an empty frame). A machine code of spaces is a value, not an
+    empty field: validation keeps it as written, and the model reads it so."""
     if rows.height == 0:
         return ()
     return tuple(c for c in ABSENT_CHECKED if c in rows.columns
