@@ -492,18 +492,19 @@ def run_vendor(world: AnyWorld, profile: str, seed: int, settings: NightlySettin
     variants = scored_variants if settings.mode == "nightly" else detected_variants
     for scored in variants(sim, settings):
         chunks = scored.chunks
+        judged = night_truth(chunks, log, sim) if chunks is not None and chunks.height else None  # once per variant
         row = _judge(world, profile, seed, scored.variant.label, scored.family, chunks, log, sim, settings,
-                     train_seconds=scored.train_seconds, score_seconds=scored.score_seconds, auroc=auroc)
+                     train_seconds=scored.train_seconds, score_seconds=scored.score_seconds, auroc=auroc, judged=judged)
         row["epochs"] = scored.epochs
         if scored.latent is not None and chunks is not None:
-            row.update(_judge_clusters(scored.latent, chunks, log, sim, settings.config.detect.clustering_seed))
-        row = _judge_entities(row, scored.entities, chunks, log, sim)
-        if scored.incidents is not None and chunks is not None and chunks.height:
-            truth, _, neighbour = night_truth(chunks, log, sim)
+            row.update(_judge_clusters(scored.latent, chunks, log, sim, settings.config.detect.clustering_seed, judged))
+        row = _judge_entities(row, scored.entities, chunks, log, sim, judged)
+        if scored.incidents is not None and judged is not None:
+            truth, _, neighbour = judged
             row.update(nights=scored.nights, **incident_counts(scored.incidents, truth, neighbour))
         rows.append(row)
         if settings.chunks_out is not None and chunks is not None and chunks.height:
-            _write_judged(settings.chunks_out, world, profile, seed, scored.variant.label, chunks, log, sim)
+            _write_judged(settings.chunks_out, world, profile, seed, scored.variant.label, chunks, log, sim, judged)
             _write_calibration(settings.chunks_out, world, profile, seed, scored.variant.label, scored.bundle)
             if scored.entities is not None:
                 _write_entities(settings.chunks_out, world, profile, seed, scored.variant.label, chunks, scored.entities, log, sim)
@@ -539,9 +540,10 @@ def _write_calibration(folder: Path, world: AnyWorld, profile: str, seed: int, d
 
 
 def _write_judged(folder: Path, world: AnyWorld, profile: str, seed: int, detector: str, chunks: pl.DataFrame,
-                  log: pl.DataFrame, sim: SimulatedLog) -> None:
-    """One vendor's night chunks as judged (:func:`night_truth`), with the events' kinds."""
-    truth, held, incident = night_truth(chunks, log, sim)
+                  log: pl.DataFrame, sim: SimulatedLog, judged: tuple[np.ndarray, list[set[int]], np.ndarray] | None = None) -> None:
+    """One vendor's night chunks as judged (:func:`night_truth`, or ``judged`` where the caller has it),
+    with the events' kinds."""
+    truth, held, incident = judged or night_truth(chunks, log, sim)
     kinds = dict(zip(sim.events["event"].to_list(), sim.events["kind"].to_list(), strict=True))
     judged = chunks.with_columns(
         pl.lit(world.name).alias("world"), pl.lit(profile).alias("profile"), pl.lit(seed).alias("seed"),
@@ -554,14 +556,14 @@ def _write_judged(folder: Path, world: AnyWorld, profile: str, seed: int, detect
 
 
 def _judge_clusters(latent: np.ndarray, chunks: pl.DataFrame, log: pl.DataFrame, sim: SimulatedLog,
-                    seed: int) -> dict[str, object]:
+                    seed: int, judged: tuple[np.ndarray, list[set[int]], np.ndarray] | None = None) -> dict[str, object]:
     """GMM and KMeans on the night chunks' latent codes (the minority cluster flagged), judged
     like the default decision: chunks flagged, flagged chunks holding no labelled row, events found."""
     from licanom.detectors.clustering import cluster_anomalies
 
     if len(latent) != chunks.height:
         raise ValueError(f"{len(latent)} latent codes for {chunks.height} scored chunks")
-    truth, held, _ = night_truth(chunks, log, sim)
+    truth, held, _ = judged or night_truth(chunks, log, sim)
     present = set().union(*held) if held else set()
     out: dict[str, object] = {}
     for method in ("gmm", "kmeans"):
@@ -574,14 +576,15 @@ def _judge_clusters(latent: np.ndarray, chunks: pl.DataFrame, log: pl.DataFrame,
 
 def _judge(world: AnyWorld, profile: str, seed: int, name: str, family: str, chunks: pl.DataFrame | None,
            log: pl.DataFrame, sim: SimulatedLog, settings: NightlySettings, *, train_seconds: float,
-           score_seconds: float, auroc: Callable[[np.ndarray, np.ndarray], float]) -> dict[str, object]:
+           score_seconds: float, auroc: Callable[[np.ndarray, np.ndarray], float],
+           judged: tuple[np.ndarray, list[set[int]], np.ndarray] | None = None) -> dict[str, object]:
     from licanom.evaluation.metrics import auprc
 
     row: dict[str, object] = {"world": world.name, "profile": profile, "seed": seed, "detector": name,
                               "family": family, "train_seconds": train_seconds, "score_seconds": score_seconds}
     if chunks is None or chunks.height == 0:
         return {**row, "chunks": 0}
-    truth, held, incident = night_truth(chunks, log, sim)
+    truth, held, incident = judged or night_truth(chunks, log, sim)
     flagged = chunks["is_anomaly"].to_numpy()
     scores = chunks["score"].to_numpy()
     present = set().union(*held) if held else set()
@@ -624,7 +627,7 @@ def _kinds_of(kinds: Iterable[str]) -> list[str]:
 
 
 def _judge_entities(row: dict[str, object], entities: pl.DataFrame | None, chunks: pl.DataFrame | None,
-                    log: pl.DataFrame, sim: SimulatedLog) -> dict[str, object]:
+                    log: pl.DataFrame, sim: SimulatedLog, judged: tuple[np.ndarray, list[set[int]], np.ndarray] | None = None) -> dict[str, object]:
     """Add the entity results' columns to a vendor's row (see the module text)."""
     if entities is None or chunks is None or not row.get("chunks"):
         return row
@@ -641,7 +644,7 @@ def _judge_entities(row: dict[str, object], entities: pl.DataFrame | None, chunk
         labelled.join(km, on=["Key", "MachineCode", "_day"]).select("event", "_flagged"),
         labelled.join(ah, on=["IP", "_hour"]).select("event", "_flagged"),
     ])
-    truth, held, _ = night_truth(chunks, log, sim)
+    truth, held, _ = judged or night_truth(chunks, log, sim)
     present = set().union(*held) if held else set()
     by_entity = set(hits["event"].unique().to_list()) & present
     by_chunk = _found(held, chunks["is_anomaly"].to_numpy()) & present
