@@ -300,16 +300,29 @@ def _threshold_params(value: object) -> object:
     return value
 
 
+def _params_fit(threshold: object, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` if the decision ``threshold`` takes them (here, not after a training); else its
+    check's ValueError, which names each setting it refuses and what the decision takes. A field's
+    check, so that the error names ``threshold_params``, not its section; ``threshold`` is None
+    where it was refused itself (its own error says so)."""
+    if threshold is not None:
+        try:
+            check_decision(str(threshold), params)
+        except ValueError as err:  # its "threshold_params.x must be ...": the setting is named before it
+            raise ValueError(str(err).removeprefix("threshold_params.")) from None
+    return params
+
+
 class DetectConfig(_Model):
     threshold: DecisionName = "severity"
     threshold_params: dict[str, float | int | str | None] = Field(default_factory=dict)
 
     _params = field_validator("threshold_params", mode="before")(_threshold_params)
 
-    @model_validator(mode="after")
-    def _params_fit_the_decision(self) -> DetectConfig:
-        check_decision(self.threshold, self.threshold_params)  # here, not after a training
-        return self
+    @field_validator("threshold_params")
+    @classmethod
+    def _params_fit_the_decision(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _params_fit(info.data.get("threshold"), v)  # threshold is read before it
     m1: Flag = True
     m1_max_rounds: Whole = Field(5, ge=1)
     clustering_seed: Whole = 0
@@ -339,17 +352,14 @@ class ContextConfig(_Model):
 
     @field_validator("threshold_params")
     @classmethod
-    def _params_need_a_name(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
-        # a field's check (threshold is read before it), so that the error names threshold_params
-        if info.data.get("threshold") == AUTO and v:
-            raise ValueError(f"need a named context.threshold (not auto): got {v}")
-        return v
-
-    @model_validator(mode="after")
-    def _params_fit_the_decision(self) -> ContextConfig:
-        if self.threshold != AUTO:
-            check_decision(self.threshold, self.threshold_params)  # here, not after a training
-        return self
+    def _params_fit_the_decision(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        # a field's check (threshold is read before it), so that an error names threshold_params
+        threshold = info.data.get("threshold")
+        if threshold == AUTO:
+            if v:
+                raise ValueError(f"need a named context.threshold (not auto): got {v}")
+            return v
+        return _params_fit(threshold, v)
 
     def resolved(self, small: bool) -> ContextConfig:
         """This configuration with ``threshold: auto`` replaced by ``auto.small`` or ``auto.large``."""

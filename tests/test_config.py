@@ -136,6 +136,24 @@ def test_a_refused_setting_is_named_once_with_its_file(tmp_path: Path) -> None:
         f"{start}detect.threshold_params: bins must not be null (only stand_out_gap may be: the night rule off) (in {vendor})")
 
 
+def test_a_decisions_unknown_or_wrong_setting_names_threshold_params(tmp_path: Path) -> None:
+    """`detect: {threshold_params: {a: 1}}` was reported as "detect: the severity decision takes
+    ...": the section, not the setting; the decision's check is now the setting's own."""
+    conf = _conf(tmp_path)
+    vendor = conf / "vendors" / "acme.yaml"
+    start = "configuration error for vendor 'acme': "
+    assert _refused(conf, "acme", "source: {kind: simulate}\ndetect: {threshold_params: {a: 1}}\n") == (
+        f"{start}detect.threshold_params: the severity decision takes min_severity, stand_out_floor, "
+        f"stand_out_gap, small_night_chunks, small_night_floor, small_night_gap, got ['a'] (in {vendor})")
+    assert _refused(conf, "acme", "source: {kind: simulate}\ndetect: {threshold: M3, threshold_params: {a: 1}}\n") == (
+        f"{start}detect.threshold_params: the M3 decision takes bins, index, got ['a'] (in {vendor})")
+    assert _refused(conf, "acme", "source: {kind: simulate}\ncontext: {threshold: budget, threshold_params: {alarm_rate: 5}}\n"
+                    ).startswith(f"{start}context.threshold_params: ")
+    # a misspelt decision is named once, as itself: its settings are not checked against no decision
+    assert _refused(conf, "acme", "source: {kind: simulate}\ndetect: {threshold: M4, threshold_params: {a: 1}}\n"
+                    ).startswith(f"{start}detect.threshold: input should be ")
+
+
 def test_a_decision_setting_written_as_text_is_refused_naming_the_setting_and_file(tmp_path: Path) -> None:
     """`min_severity: "70"` (quoted in YAML) was read as the number 70; a decision's settings are
     numbers (M3's bins also a numpy rule's name), and YAML's true is none."""
@@ -144,7 +162,7 @@ def test_a_decision_setting_written_as_text_is_refused_naming_the_setting_and_fi
     conf = _conf(tmp_path)
     vendor = conf / "vendors" / "acme.yaml"
     text = 'source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: "70"}\n'
-    assert _refused(conf, "acme", text) == ("configuration error for vendor 'acme': context: threshold_params.min_severity must be "
+    assert _refused(conf, "acme", text) == ("configuration error for vendor 'acme': context.threshold_params: min_severity must be "
                               f"a number, got '70' (quoted in the file: write it without quotes) (in {vendor})")
     vendor.write_text("source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: 70}\n")
     assert vendor_config("acme", conf).context.threshold_params == {"min_severity": 70}
