@@ -129,34 +129,46 @@ def build_parser() -> argparse.ArgumentParser:
     written for the single parser have them): the top level holds them with their defaults, a
     flow's own copies default to nothing (argparse.SUPPRESS), so that one given after the flow
     wins and one given before it is not overwritten by the flow's default."""
-    from licanom.cli import NON_NEGATIVE, POSITIVE, Parser, vendor_name
+    from licanom.cli import NON_NEGATIVE, POSITIVE, Parser, iso_time, model_names, vendor_name
 
     api_attempts = int(os.environ.get("LICANOM_API_ATTEMPTS", "6"))
     api_help = "times to ask an unreachable Prefect API (PREFECT_API_URL) with back-off"
     vendor_help = ("the vendor, with a file conf/vendors/<vendor>.yaml or .yml (default: demo where it is the only "
                    "vendor; needed otherwise)")
     since_help = "re-score the rows after this log Id (default: after the watermark)"
+    until_help = ("train on the rows logged before this time, an ISO 8601 date or time such as 2024-05-01 or "
+                  "2024-05-01T02:00 (UTC unless it has an offset) (default: every row the source has)")
+    models_help = ("the variants to train instead of the vendor's train.models: a model name, several separated by "
+                   "commas (the first is the champion), 'all' (the eight autoencoders), 'sequence' or 'auto' "
+                   "(default: as configured)")
 
     parser = Parser(prog="licanom run", description="Run one licanom flow now (Prefect), as a schedule would.")
     parser.add_argument("--vendor", type=vendor_name, default=None,
                         help="score and train: " + vendor_help + "; nightly scores every vendor and takes none")
     parser.add_argument("--since", type=NON_NEGATIVE, default=None, help="score: " + since_help)
+    parser.add_argument("--until", type=iso_time, default=None, help="train: " + until_help)
+    parser.add_argument("--models", type=model_names, default=None, help="train: " + models_help)
     parser.add_argument("--api-attempts", type=POSITIVE, default=api_attempts, help=api_help)
     sub = parser.add_subparsers(dest="flow", required=True, metavar="FLOW", parser_class=Parser)
 
-    def flow(name: str, help: str, description: str, vendor: bool, since: bool) -> None:
+    def flow(name: str, help: str, description: str, vendor: bool, since: bool, train: bool = False) -> None:
         p = sub.add_parser(name, help=help, description=description)
         p.add_argument("--vendor", type=vendor_name, default=argparse.SUPPRESS,
                        help=vendor_help if vendor else argparse.SUPPRESS)  # refused in _main, in words
         p.add_argument("--since", type=NON_NEGATIVE, default=argparse.SUPPRESS,
                        help=since_help if since else argparse.SUPPRESS)
+        p.add_argument("--until", type=iso_time, default=argparse.SUPPRESS,
+                       help=until_help if train else argparse.SUPPRESS)
+        p.add_argument("--models", type=model_names, default=argparse.SUPPRESS,
+                       help=models_help if train else argparse.SUPPRESS)
         p.add_argument("--api-attempts", type=POSITIVE, default=argparse.SUPPRESS,
                        help=f"{api_help} (default: {api_attempts})")
 
     flow("score", "score the vendor's new rows with its champion",
          "Score a vendor's new rows (after its watermark) with its champion model, now.", vendor=True, since=True)
     flow("train", "retrain the vendor's variants",
-         "Retrain a vendor's variants (train.models) and register them, now.", vendor=True, since=False)
+         "Retrain a vendor's variants (train.models, or --models) and register them, now.", vendor=True, since=False,
+         train=True)
     flow("nightly", "score every vendor",
          "Score every vendor of conf/vendors/, each in its own score flow run, now.", vendor=False, since=False)
     return parser
@@ -170,6 +182,9 @@ def _main(argv: list[str] | None) -> int:
                      f"licanom run score --vendor {args.vendor}")
     if args.flow != "score" and args.since is not None:
         parser.error(f"--since is for score (re-score one vendor's rows after an Id); {args.flow} takes none")
+    for option, what in (("until", "train on the rows before a time"), ("models", "train other variants")):
+        if args.flow != "train" and getattr(args, option) is not None:
+            parser.error(f"--{option} is for train ({what}); {args.flow} takes none")
     if args.flow != "nightly" and args.vendor is None:
         args.vendor = _default_vendor(parser, args.flow)
     with Interrupted.installed() as interrupt:
@@ -253,10 +268,16 @@ def _run(args: argparse.Namespace, interrupt: Interrupted):  # type: ignore[no-u
             state = score_vendor(args.vendor, since=args.since, return_state=True)
     elif args.flow == "train":
         with tagged(args.vendor):
-            state = train_vendor(args.vendor, return_state=True)
+            state = train_vendor(args.vendor, **_train_arguments(args), return_state=True)
     else:
         state = nightly(return_state=True)
     return state
+
+
+def _train_arguments(args: argparse.Namespace) -> dict[str, object]:
+    """The training flow's ``until`` and ``models`` from `licanom run train`'s options (None: the
+    flow's own, every row and the vendor's train.models)."""
+    return {"until": args.until, "models": args.models.split(",") if args.models is not None else None}
 
 
 def _input_failure(state) -> tuple[int, str] | None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -85,6 +86,17 @@ def number(low: float, high: float | None = None, low_open: bool = True, high_op
 
 POSITIVE = whole(1)
 NON_NEGATIVE = whole(0)
+
+
+def iso_time(text: str) -> datetime:
+    """An argparse type: an ISO 8601 date or time (2024-05-01, 2024-05-01T02:00, with an offset or
+    not: the one who reads it takes a time without one as UTC)."""
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO 8601 date or time such as 2024-05-01 or 2024-05-01T02:00 (+02:00 for an offset), got {text!r}"
+        ) from None
 
 
 def vendor_name(text: str) -> str:

@@ -400,9 +400,9 @@ def test_run_with_an_unknown_vendor_is_exit_2_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize(("flow", "shown", "not_shown"), [
-    ("score", ("--vendor", "--since", "--api-attempts"), ()),
-    ("train", ("--vendor", "--api-attempts"), ("--since",)),
-    ("nightly", ("--api-attempts",), ("--vendor", "--since")),
+    ("score", ("--vendor", "--since", "--api-attempts"), ("--until", "--models")),
+    ("train", ("--vendor", "--api-attempts", "--until", "--models"), ("--since",)),
+    ("nightly", ("--api-attempts",), ("--vendor", "--since", "--until", "--models")),
 ])
 def test_each_run_flow_has_a_help_of_its_own(flow, shown, not_shown, capsys):
     """`licanom run score --help` printed `licanom run`'s help, every flow's options together."""
@@ -443,6 +443,37 @@ def test_run_options_may_come_before_or_after_the_flow(argv, expected, monkeypat
     (["--since", "4", "train"], "--since is for score"),
 ])
 def test_run_refuses_an_option_before_a_flow_that_takes_none(argv, words, capsys):
+    from flows.run import main as run_main
+
+    with pytest.raises(SystemExit) as exit_:
+        run_main(argv)
+    assert exit_.value.code == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err, err
+
+
+def test_run_train_takes_the_flows_until_and_models():
+    """The training flow takes ``until`` and ``models`` (as `make demo` and a deployment's run
+    pass them), but `licanom run train` had no option for either."""
+    from datetime import UTC, datetime
+
+    from flows.run import _train_arguments, build_parser
+
+    args = build_parser().parse_args(["train", "--vendor", "demo", "--until", "2024-05-01",
+                                      "--models", "Tail_context,TCN_AE"])
+    assert _train_arguments(args) == {"until": datetime(2024, 5, 1), "models": ["Tail_context", "TCN_AE"]}
+    args = build_parser().parse_args(["--until", "2024-05-01T02:30+02:00", "--models", "all", "train"])
+    assert _train_arguments(args) == {"until": datetime(2024, 5, 1, 0, 30, tzinfo=UTC), "models": ["all"]}
+    assert _train_arguments(build_parser().parse_args(["train"])) == {"until": None, "models": None}
+
+
+@pytest.mark.parametrize(("argv", "words"), [
+    (["train", "--until", "May 1st"], "argument --until: expected an ISO 8601 date or time"),
+    (["train", "--models", "TCN"], "argument --models: unknown model 'TCN'"),
+    (["score", "--until", "2024-05-01"], "--until is for train"),
+    (["--models", "TCN_AE", "nightly"], "--models is for train"),
+])
+def test_run_refuses_a_bad_until_or_models_and_either_outside_train(argv, words, capsys):
     from flows.run import main as run_main
 
     with pytest.raises(SystemExit) as exit_:
