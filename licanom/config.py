@@ -181,6 +181,14 @@ def _known_models() -> tuple[str, ...]:
     return tuple(n for family in ("autoencoder", "sequence", "context") for n in names(family))
 
 
+def _sequence_models() -> tuple[str, ...]:
+    """What ``train.models: sequence`` trains: the Ergen models and DeepLog (the catalog's names:
+    no torch imported)."""
+    from licanom.detectors.catalog import ERGEN_MODELS, NEXT_EVENT_MODELS
+
+    return (*ERGEN_MODELS, *NEXT_EVENT_MODELS)
+
+
 def _check_names(v: Any) -> tuple[str, ...]:
     if isinstance(v, str):
         v = (v,)
@@ -189,9 +197,12 @@ def _check_names(v: Any) -> tuple[str, ...]:
     known = _known_models()
     unknown = [m for m in v if m not in known]
     if unknown:
+        from licanom.detectors.catalog import AUTOENCODERS
+
+        sequence = _sequence_models()
         raise ValueError(
-            f"unknown model(s) {unknown}; valid: {', '.join(known)}, 'all' (the eight autoencoders), "
-            "'sequence' (the four sequence models) or 'auto' (by vendor size: train.auto)"
+            f"unknown model(s) {unknown}; valid: {', '.join(known)}, 'all' (the {len(AUTOENCODERS)} autoencoders), "
+            f"'sequence' (the {len(sequence)} sequence models: {', '.join(sequence)}) or 'auto' (by vendor size: train.auto)"
         )
     if not v:
         raise ValueError("at least one model is needed")
@@ -232,12 +243,12 @@ class TrainConfig(_Model):
     @classmethod
     def _expand_all(cls, v: Any) -> Any:
         # the catalog's names, not the families' modules: reading a configuration imports no torch
-        from licanom.detectors.catalog import AUTOENCODERS, ERGEN_MODELS, NEXT_EVENT_MODELS
+        from licanom.detectors.catalog import AUTOENCODERS
 
         if v == "all" or v == ["all"] or v == ("all",):
             return AUTOENCODERS
         if v in ("sequence", ["sequence"], ("sequence",)):
-            return (*ERGEN_MODELS, *NEXT_EVENT_MODELS)
+            return _sequence_models()
         if v in (AUTO, [AUTO], (AUTO,)):
             return (AUTO,)
         return _check_names(v)

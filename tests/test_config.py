@@ -154,6 +154,20 @@ def test_a_decisions_unknown_or_wrong_setting_names_threshold_params(tmp_path: P
                     ).startswith(f"{start}detect.threshold: input should be ")
 
 
+def test_an_unknown_model_says_what_all_and_sequence_train() -> None:
+    """The message said "'sequence' (the four sequence models)" where train.models: sequence trains
+    five (the Ergen models and DeepLog): the words now come from the catalog."""
+    from licanom.detectors.catalog import AUTOENCODERS, ERGEN_MODELS, NEXT_EVENT_MODELS
+
+    sequence = (*ERGEN_MODELS, *NEXT_EVENT_MODELS)
+    assert load_config(overrides={"train": {"models": "sequence"}}).train.models == sequence
+    with pytest.raises(ValueError) as err:
+        load_config(overrides={"train": {"models": ["Nope"]}})
+    text = str(err.value)
+    assert f"'all' (the {len(AUTOENCODERS)} autoencoders)" in text, text
+    assert f"'sequence' (the {len(sequence)} sequence models: {', '.join(sequence)})" in text, text
+
+
 def test_a_decision_setting_written_as_text_is_refused_naming_the_setting_and_file(tmp_path: Path) -> None:
     """`min_severity: "70"` (quoted in YAML) was read as the number 70; a decision's settings are
     numbers (M3's bins also a numpy rule's name), and YAML's true is none."""

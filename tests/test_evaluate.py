@@ -182,6 +182,20 @@ class _MeanDistance:
         return np.abs(X - self.mean_).sum(axis=1)
 
 
+def test_the_models_help_says_what_all_and_sequence_evaluate():
+    """The help said "the four sequence models" and "the eight autoencoders" as written words:
+    they are now the evaluation's own groups (its 'sequence' holds no DeepLog)."""
+    import argparse
+
+    from licanom.evaluation.cli import add_arguments, settings_from
+
+    parser = add_arguments(argparse.ArgumentParser())
+    text = next(a.help for a in parser._actions if a.dest == "models")
+    assert f"'all' = the {len(ev.AUTOENCODERS)} autoencoders" in text, text
+    assert f"'sequence' = the {len(ev.SEQUENCE)} sequence models ({', '.join(ev.SEQUENCE)})" in text, text
+    assert settings_from(parser.parse_args(["--models", "sequence", "--no-baselines"])).models == ev.SEQUENCE
+
+
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="profile"):
         ev.EvalSettings(profiles=("retail",)).check()

@@ -36,7 +36,7 @@ def _names(text: str, everything: tuple[str, ...]) -> tuple[str, ...]:
 def add_arguments(p: argparse.ArgumentParser, positive: Callable[[str], int] = int,
                   non_negative: Callable[[str], int] = int) -> argparse.ArgumentParser:
     """The evaluation's options on ``p``; ``positive`` and ``non_negative`` check counts."""
-    from licanom.evaluation.blocked import BASELINES, CONTEXT, registered
+    from licanom.evaluation.blocked import AUTOENCODERS, BASELINES, CONTEXT, SEQUENCE, registered
     from licanom.sim import PROFILES
 
     p.add_argument("--profiles", default="all", help=f"comma list of {', '.join(PROFILES)}, or all")
@@ -45,8 +45,8 @@ def add_arguments(p: argparse.ArgumentParser, positive: Callable[[str], int] = i
     p.add_argument("--epochs", type=positive, default=5, help="autoencoder epochs")
     p.add_argument("--batch-size", type=positive, default=128, help="autoencoder batch size")
     p.add_argument("--models", default="all,sequence",
-                   help="comma list of registered detectors; 'all' = the eight autoencoders, 'sequence' = "
-                        f"the four sequence models (registered: {', '.join(registered())})")
+                   help=f"comma list of registered detectors; 'all' = the {len(AUTOENCODERS)} autoencoders, 'sequence' = "
+                        f"the {len(SEQUENCE)} sequence models ({', '.join(SEQUENCE)}) (registered: {', '.join(registered())})")
     p.add_argument("--no-baselines", action="store_true", help=f"leave out {', '.join(CONTEXT + BASELINES)}")
     p.add_argument("--m1", action="store_true", help="also the M1 threshold (retrains; slow)")
     p.add_argument("--no-clustering", action="store_true", help="leave out GMM and KMeans")
