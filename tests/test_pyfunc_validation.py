@@ -122,3 +122,25 @@ def test_a_pseudonymising_models_refusal_shows_no_address(tmp_path, monkeypatch)
     with pytest.raises(ValidationError, match=r"row 0 \(Id 1600\): IP: malformed address \(IP not shown") as err:
         private.predict(bad)
     assert "10.9." not in str(err.value)
+
+
+def test_the_pyfunc_says_once_that_it_empties_the_fields_its_training_never_held(tmp_path, caplog) -> None:
+    """A model whose training rows held no machine code empties a night's before scoring them (as
+    it was trained): the nightly flow says so in the night's message, the pyfunc said nothing."""
+    from dataclasses import replace
+
+    from licanom.ops.tracking import LicanomPyfunc
+
+    pyfunc = LicanomPyfunc()
+    pyfunc.bundle = replace(make_bundle(), absent_fields=("MachineCode",))
+    good = _csv_rows(tmp_path)
+    caplog.set_level(logging.WARNING, logger="licanom.ops.tracking")
+    pyfunc.predict(None, good)
+    said = [r.getMessage() for r in caplog.records if r.name == "licanom.ops.tracking"]
+    assert said == ["the model of vendor 'acme': the rows hold machine codes (MachineCode), which it was trained "
+                    "without: emptied before scoring, the rows judged without them until the vendor is trained again "
+                    "(licanom run train --vendor acme)"], said
+
+    caplog.clear()
+    pyfunc.predict(None, good.assign(MachineCode=""))  # nothing to empty: nothing said
+    assert not [r for r in caplog.records if r.name == "licanom.ops.tracking"]

@@ -605,7 +605,9 @@ class LicanomPyfunc(mlflow.pyfunc.PythonModel):
     the per-chunk results of the ``licanom detect`` contract (a pandas frame), exactly what
     :func:`licanom.ops.bundle.score_log` returns for the same rows. Rows that fail validation
     are answered as the command line answers them (:func:`screen_scored_rows`): too many raise
-    :class:`licanom.data.validate.ValidationError`, a few are left out with a logged warning.
+    :class:`licanom.data.validate.ValidationError`, a few are left out with a logged warning. A
+    field the model's training rows never held (``ModelBundle.absent_fields``) is emptied before
+    scoring, as it was trained, and a warning says so where the rows hold it.
     """
 
     def load_context(self, context: Any) -> None:
@@ -616,13 +618,19 @@ class LicanomPyfunc(mlflow.pyfunc.PythonModel):
     # pandas in and out: MLflow checks the rows against the registered signature and infers no
     # other schema from these hints (its data validation skips pandas frames)
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from licanom.ops.bundle import score_log
+        from licanom.ops.bundle import FIELD_WORDS, present_fields, score_log
 
         raw = model_input if isinstance(model_input, pl.DataFrame) else pl.from_pandas(model_input)
         scored = score_log(self.bundle, raw)
         # checked after scoring, so that the chunks stay exactly score_log's and an accepted input
         # is validated once; a refused input's valid rows were then scored for nothing (an error path)
         screen_scored_rows(self.bundle.vendor, scored.validation, private=self.bundle.pseudonym_env is not None)
+        held = present_fields(self.bundle.absent_fields, scored.validation.valid)
+        if held:  # emptied by score_log, as the model was trained (the nightly flow says so in the night's message)
+            log.warning("the model of vendor %r: the rows hold %s, which it was trained without: emptied before "
+                        "scoring, the rows judged without them until the vendor is trained again (licanom run train "
+                        "--vendor %s)", self.bundle.vendor, " and ".join(FIELD_WORDS.get(f, f) for f in held),
+                        self.bundle.vendor)
         valid, size = scored.validation.valid.height, self.bundle.chunk.size
         if scored.chunks.height == 0 and valid:
             log.warning("the model of vendor %r: %s valid row(s), fewer than one chunk of %s: nothing scored (the "
