@@ -405,3 +405,30 @@ def test_the_header_lines_of_joined_exports_are_quarantined_but_not_counted_as_b
     assert result.n_bad == 3 and result.bad_fraction == 3 / 524
     with pytest.raises(ValidationError, match=r"^3 of 524 rows \(0\.6%\) failed validation"):
         check_bad_fraction(result, 0.005)
+
+
+# a tiny CSV export: its header and rows of Ids 1, 2, ... (State 1010, known)
+_HEADER = "Id,ProductId,Key,IP,Time,State,MachineCode"
+
+
+def _csv_row(i: int, state: str = "1010") -> str:
+    return f"{i},7,K{i},10.0.0.1,2025-03-01T00:00:{i % 60:02d}Z,{state},mc{i}"
+
+
+def test_a_line_of_a_field_too_many_without_an_id_says_no_id_could_be_read(tmp_path):
+    """A line of a field too many is quarantined naming its line and its fields; where no reading of
+    it gives an integer Id (``1,000``: 1 or 1000?) its reason says so, as the empty Id shows; a line
+    whose Id is sure keeps it and its reason as before."""
+    from licanom.data.extract.files import read_log
+
+    lines = [_HEADER, *(_csv_row(i) for i in range(1, 8))]
+    lines[3] += ","  # Id 3: a separator too many at its end, its Id sure
+    lines[5] = "1,000" + lines[5][1:]  # Id 5 written "1,000": two fields
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(lines) + "\n")
+    q = validate_log(read_log(path)).quarantine
+    assert q["Id"].to_list() == ["3", None]
+    assert q["reason"].to_list() == [f"{path} line 4: cannot be read as CSV (8 fields, the header has 7)",
+                                     f"{path} line 6: cannot be read as CSV (8 fields, the header has 7; "
+                                     "no Id could be read from it)"]
+

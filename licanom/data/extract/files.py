@@ -500,7 +500,8 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
                     lines_before: int = 0) -> pl.DataFrame:
     """A CSV file record by record; a record that cannot be parsed or has more or fewer fields
     than the header becomes a row with an UNREADABLE text, and of a line cut short only the fields
-    before its last (each closed by a separator: whole) (``skip_spaces``: see :func:`_csv_records`;
+    before its last (each closed by a separator: whole), of a line too long its Id where sure (where
+    none is, its text says so: :data:`NO_ID_READ`) (``skip_spaces``: see :func:`_csv_records`;
     ``lines_before``: lines of the file before ``text``, Excel's "sep=" line, for the line numbers)."""
     lines = _lines(text)
     limit = csv.field_size_limit()
@@ -545,9 +546,14 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     if long and len(at) == 1:  # each such row keeps its Id where the line says it for sure
         for (row, _), found in zip(long, _ids_of_long_lines([f for _, f in long], names, separator), strict=True):
             rows[row][at[0]] = found if found is None or _between_neighbours(rows, row, at[0], int(found)) else None
+    for row, _ in long:  # a line that keeps no Id says so (its reason, not only its empty Id)
+        if len(at) != 1 or rows[row][at[0]] is None:
+            why[row] = f"{str(why[row]).removesuffix(')')}; {NO_ID_READ})"
     return _text_frame(names, rows, why)
 
 
+# the end of the reason of a line of more fields than the header that keeps no Id (none sure)
+NO_ID_READ = "no Id could be read from it"
 # how many rows before and after a line of a field too many _between_neighbours looks at for an Id
 NEIGHBOURS_LOOKED_AT = 1_000
 
