@@ -976,8 +976,10 @@ def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
     with pytest.raises(ValidationError, match=r"Examples \(rows of each file counted from 0, a CSV's first after its header\): row 20 \(Id 1650\) of .*b\.csv: State"):
         check_bad_fraction(result, 0.0)
     assert SOURCE_FILE not in read_log(tmp_path / "parts" / "a.csv").columns  # one file: its name is known
-    # several examples: each file named once, at its first (a one-line message, not a list of paths)
-    broken = later.with_columns(pl.lit("9999").alias("State"))
+    # several examples (the first row of each reason): each file named once, at its first (a one-line
+    # message, not a list of paths)
+    broken = later.with_columns(pl.lit("9999").alias("State"),
+                                pl.when(pl.col("Id") == "1631").then(None).otherwise(pl.col("Key")).alias("Key"))
     broken.write_csv(tmp_path / "parts" / "b.csv")
     good.head(30).with_columns(pl.when(pl.col("Id") == "1603").then(pl.lit("x")).otherwise(pl.col("State"))
                                .alias("State")).write_csv(tmp_path / "parts" / "a.csv")
@@ -986,6 +988,7 @@ def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
     examples = str(err.value).split("Examples ", 1)[1]
     assert examples.count("a.csv") == 1 and examples.count("b.csv") == 1, examples
     assert "row 3 (Id 1603) of " in examples and "row 0 (Id 1630) of " in examples and "row 1 (Id 1631): " in examples
+    assert "row 2 (Id 1632)" not in examples  # its reason is row 0's: shown once
 
 
 def test_a_quarantined_rows_place_in_its_file_is_an_integer_as_its_place_in_the_log(tmp_path) -> None:

@@ -63,7 +63,8 @@ def test_bad_fraction_limit_names_columns_and_examples(raw_log):
         check_bad_fraction(result, 0.05)
     # the examples name the input row, its Id and why, on the message's one line
     assert "\n" not in str(err.value) and "Examples (rows counted from 0 in the order read): row 0 (Id " in str(err.value)
-    assert str(err.value).count("State: unknown state code") >= 6  # the summary and five examples
+    # the summary and the first row of the reason: one example, not five copies of it
+    assert str(err.value).count("State: unknown state code") == 2
 
 
 def test_a_header_read_with_another_separator_says_which_separator_it_holds():
@@ -431,4 +432,27 @@ def test_a_line_of_a_field_too_many_without_an_id_says_no_id_could_be_read(tmp_p
     assert q["reason"].to_list() == [f"{path} line 4: cannot be read as CSV (8 fields, the header has 7)",
                                      f"{path} line 6: cannot be read as CSV (8 fields, the header has 7; "
                                      "no Id could be read from it)"]
+
+
+def test_a_refusal_for_bad_rows_names_each_reason_once_with_its_first_row_not_the_header_lines(tmp_path):
+    """Exports joined with `cat`, several of their rows bad: the refusal counts the bad rows' reasons
+    and shows the first row of each, not the header lines again (no bad rows) nor the same reason
+    row after row."""
+    from licanom.data.extract.files import read_log
+
+    parts = [[_HEADER, *(_csv_row(10 * k + i, "5555" if k % 2 and i < 4 else "1010") for i in range(10))]
+             for k in range(6)]
+    parts[4][3] = "x" + parts[4][3]  # Id "x42": not an integer
+    path = tmp_path / "joined.csv"
+    path.write_text("".join("\n".join(part) + "\n" for part in parts))
+    result = validate_log(read_log(path))
+    with pytest.raises(ValidationError) as err:
+        check_bad_fraction(result, 0.05)
+    message = str(err.value)
+    assert "\n" not in message and "header line again" not in message, message
+    assert message.startswith("13 of 65 rows (20.0%) failed validation")
+    assert "Failures: State: unknown state code (12 rows), Id: not an integer (1 rows). " in message, message
+    assert message.endswith("Examples (rows counted from 0 in the order read): "
+                            "row 11 (Id 10): State: unknown state code (State '5555'); "
+                            "row 46 (Id x42): Id: not an integer"), message
 

@@ -153,9 +153,7 @@ class ValidationResult:
         would be refused for its headers alone)."""
         if not self.quarantine.height:
             return 0
-        reason = pl.col(REASON)
-        not_bad = (reason == EXACT_COPY) | reason.str.contains(f": {HEADER_AGAIN}", literal=True)
-        return self.quarantine.height - int(self.quarantine.select(not_bad.sum()).item())
+        return self.quarantine.height - int(self.quarantine.select(_not_bad().sum()).item())
 
     @property
     def bad_fraction(self) -> float:
@@ -178,14 +176,31 @@ class ValidationResult:
         unreadable line's reason names its file and line; counted here without the line (``a.csv:
         cannot be read as CSV (...)``), so that a file's broken lines make one group, not one
         each: the quarantine keeps every row's own reason."""
-        return (
-            self.quarantine.select(pl.col(REASON).str.split("; ").alias(REASON))
-            .explode(REASON)
-            .with_columns(pl.col(REASON).str.replace(r" line \d+: ", ": "))
-            .group_by(REASON)
-            .len()
-            .sort(["len", REASON], descending=[True, False])
-        )
+        return _reason_counts(self.quarantine)
+
+
+def _not_bad() -> pl.Expr:
+    """Whether a quarantined row is no bad row (:attr:`ValidationResult.n_bad`): an exact copy of a
+    kept row, or a CSV file's header line again."""
+    reason = pl.col(REASON)
+    return (reason == EXACT_COPY) | reason.str.contains(f": {HEADER_AGAIN}", literal=True)
+
+
+def _unlined(reason: pl.Expr) -> pl.Expr:
+    """A reason without the line it names (``a.csv line 6: ...`` as ``a.csv: ...``)."""
+    return reason.str.replace(r" line \d+: ", ": ")
+
+
+def _reason_counts(quarantine: pl.DataFrame) -> pl.DataFrame:
+    """:meth:`ValidationResult.reason_counts` of these quarantined rows."""
+    return (
+        quarantine.select(pl.col(REASON).str.split("; ").alias(REASON))
+        .explode(REASON)
+        .with_columns(_unlined(pl.col(REASON)))
+        .group_by(REASON)
+        .len()
+        .sort(["len", REASON], descending=[True, False])
+    )
 
 
 def _nulls(dtype: pl.DataType) -> pl.Expr:
@@ -787,24 +802,29 @@ def apart_from_unknown_products(validation: ValidationResult) -> tuple[Validatio
 
 def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, examples: int = 5,
                        private: bool = False) -> None:
-    """Fail when too large a share of the rows is quarantined, naming columns and examples.
+    """Fail when too large a share of the rows is quarantined, naming columns and examples: the bad
+    rows' reasons with their counts, and the first row of each (at most ``examples``; the rows that
+    are no bad rows, exact copies and a CSV's header lines again, are neither counted nor shown).
     ``private``: the vendor's values are pseudonymised (``privacy.pseudonymise``): an example names
     its row and column but not its key, address, machine code or machine name (the message reaches
     the console and Prefect's database)."""
     if result.n_in == 0:
         raise ValidationError("the log is empty: no rows to validate")
     if result.bad_fraction > max_bad_fraction:
-        counts = result.reason_counts()
+        bad = result.quarantine.filter(~_not_bad())
+        counts = _reason_counts(bad)
         # the commonest reasons (an unreadable line's without its line number)
         summary = ", ".join(f"{r} ({n} rows)" for r, n in counts.head(10).iter_rows())
         if counts.height > 10:
             summary += f" and {counts.height - 10} more"
         # one line each (the command line prints the message on one line): input row (from 0),
-        # Id, reason, and the value the first reason is about
-        from_file = SOURCE_FILE in result.quarantine.columns and result.quarantine[SOURCE_FILE].head(examples).is_not_null().any()
+        # Id, reason, and the value the first reason is about; of each reason (an unreadable
+        # line's without its line number) its first row only, in the order read
+        firsts = bad.filter(_unlined(pl.col(REASON)).is_first_distinct()).head(examples)
+        from_file = SOURCE_FILE in firsts.columns and firsts[SOURCE_FILE].is_not_null().any()
         counted = ("rows of each file counted from 0, a CSV's first after its header" if from_file
                    else "rows counted from 0 in the order read")
-        shown = result.quarantine.head(examples).to_dicts()
+        shown = firsts.to_dicts()
         # a file is named at its first example only: the rest of its examples follow it
         files = [r.get(SOURCE_FILE) for r in shown]
         sample = "; ".join(
