@@ -456,3 +456,23 @@ def test_a_refusal_for_bad_rows_names_each_reason_once_with_its_first_row_not_th
                             "row 11 (Id 10): State: unknown state code (State '5555'); "
                             "row 46 (Id x42): Id: not an integer"), message
 
+
+def test_a_header_line_of_other_columns_is_one_whatever_its_first_name(tmp_path):
+    """Exports of two layouts joined with `cat`: a header line of other columns whose first name is
+    none licanom knows (``Machine``, ``Vendor``) is a header line, and the file is refused, as one
+    whose first name is known is, not read as a row of bad values with the rows after it read under
+    the first line's columns. A row of bad values stays a quarantined row."""
+    from licanom.data.extract.files import ExtractFileError, read_log
+
+    first = "\n".join([_HEADER, *(_csv_row(i) for i in range(1, 4))]) + "\n"
+    path = tmp_path / "ab.csv"
+    for other, row in (("Machine,Id,ProductId,Key,IP,Time,State", "mc4,4,7,K4,10.0.0.1,2025-03-01T00:00:04Z,1010"),
+                       (f"Vendor,{_HEADER}", f"acme,{_csv_row(4)}")):  # a field more: read line by line
+        path.write_text(first + other + "\n" + row + "\n")
+        with pytest.raises(ExtractFileError, match=r"ab\.csv: line 5 looks like a header line of other columns "
+                                                   r"than its first line's: it names '(Machine|Vendor)'"):
+            read_log(path)
+    path.write_text(first + "abc,7,K4,10.0.0.1,2025-03-01T00:00:04Z,1010,mc4\n" + "Vendor,ProductId,Key,a,b,c,d\n")
+    q = validate_log(read_log(path)).quarantine
+    assert q["reason"][0] == "Id: not an integer"  # a row of bad values, not a header
+    assert q.height == 2  # nor a line of names of which fewer than half are the file's columns

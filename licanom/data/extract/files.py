@@ -223,11 +223,17 @@ def _header_name(name: str) -> str:
     return re.sub(r"_duplicated_\d+$", "", name).strip().strip('"\ufeff').strip().lower()
 
 
+# A value that reads as a column's name (quotes, spaces or a byte order mark around it aside): a
+# letter or "_" first, then letters, digits, spaces, "_", "-" or "."; no number, address or time reads so.
+_NAME_LIKE = '^[\\s"\ufeff]*[^\\W\\d][\\w .-]*[\\s"\ufeff]*$'
+
+
 def _headers_again(frame: pl.DataFrame, path: Path,
                    lines_of: Callable[[list[int]], list[int | None]]) -> pl.DataFrame:
     """A CSV file that joins exports (``cat a.csv b.csv``) holds their header lines again among its
-    rows. Such a line (its first value and half or more of the others name the file's columns, in any
-    order and case, a byte order mark or quotes aside) is quarantined with its reason and its line
+    rows. Such a line (half or more of its values name the file's columns, in any order and case, a
+    byte order mark or quotes aside, and its first value does too or every value reads as a name:
+    :func:`_header_like`) is quarantined with its reason and its line
     (``lines_of``: the file's line of each of some rows), not read as a row of values; it is a row
     read all the same, so that rows read = valid + quarantined, and the quarantine shows where the
     exports were joined, but no bad row (:attr:`licanom.data.validate.ValidationResult.n_bad`). The
@@ -251,14 +257,19 @@ def _headers_again(frame: pl.DataFrame, path: Path,
     if len(set(names)) != len(names):
         return frame
     # first the rows whose first value is a column's name in any case (``productId`` for ProductId),
-    # spaces, quotes or a byte order mark around it or not: one match over one column, which a large
-    # file pays little for; then those rows in full
+    # spaces, quotes or a byte order mark around it or not, or whose Id reads as a name (a header
+    # line of other columns, its first one none licanom knows): a match over one or two columns,
+    # which a large file pays little for (an Id's first digit ends it); then those rows in full
     spelled = '(?i)^[\\s"\ufeff]*(?:' + "|".join(pl.escape_regex(n) for n in names) + ')[\\s"\ufeff]*$'
-    maybe = frame.select(pl.arg_where(pl.col(cols[0]).str.contains(spelled).fill_null(False))).to_series()
+    first = pl.col(cols[0]).str.contains(spelled).fill_null(False)
+    ids = [c for c, n in zip(cols, names, strict=True) if n == "id"]
+    maybe = frame.select(pl.arg_where(
+        first | (pl.col(ids[0]).str.contains(_NAME_LIKE).fill_null(False) if len(ids) == 1 else False))).to_series()
     if not len(maybe):
         return frame
     named = [normed(c).is_in(names).fill_null(False).cast(pl.UInt32) for c in cols]
-    full = frame[maybe].select(pl.sum_horizontal(named) >= max(2, (len(cols) + 1) // 2)).to_series()
+    every = pl.all_horizontal(pl.col(c).str.contains(_NAME_LIKE).fill_null(False) for c in cols)
+    full = frame[maybe].select((pl.sum_horizontal(named) >= max(2, (len(cols) + 1) // 2)) & (first | every)).to_series()
     at = maybe.filter(full).to_list()
     if not at:
         return frame
@@ -287,10 +298,13 @@ def _headers_again(frame: pl.DataFrame, path: Path,
 
 def _header_like(fields: list[str], names: list[str]) -> bool:
     """Whether a CSV record reads as a header line of a file of columns ``names`` (as
-    :func:`_headers_again` finds one): its first value and half or more of its values name them."""
+    :func:`_headers_again` finds one): half or more of its values name them, and its first value
+    does too or every value reads as a name (a header line of other columns, its first one none
+    licanom knows: ``Vendor,Id,ProductId,...``; a row's Id, time or address reads as none)."""
     wanted = {_header_name(n) for n in names}
     named = [_header_name(f) in wanted for f in fields]
-    return bool(named) and named[0] and sum(named) >= max(2, (len(names) + 1) // 2)
+    return (bool(named) and (named[0] or all(re.match(_NAME_LIKE, f) for f in fields))
+            and sum(named) >= max(2, (len(names) + 1) // 2))
 
 
 def _other_header(path: Path, where: str, values: list[str], names: list[str]) -> ExtractFileError:
