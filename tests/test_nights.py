@@ -858,7 +858,7 @@ def test_a_line_of_a_field_too_many_keeps_its_id_where_the_line_says_it_for_sure
     assert q["Id"].to_list() == ["402", "405", None, "410"]
     long = "cannot be read as CSV (8 fields, the header has 7)"
     assert [r.split(": ", 1)[1] for r in q["reason"]] == [
-        long, long, long.removesuffix(")") + "; no Id could be read from it)", long]  # "1,000": no Id, and it says so
+        long, long, long.removesuffix(")") + ", no Id could be read from it)", long]  # "1,000": no Id, and it says so
     assert [int(r.split(" line ")[1].split(":")[0]) for r in q["reason"]] == [4, 7, 10, 12]
     # the watermark reads the kept Id: the row before it is not read again, the row after it is
     assert read_log(path, after_id=404)["Id"].to_list() == [*map(str, range(405, 408)), None, "409", "410", "411"]

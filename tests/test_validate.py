@@ -430,8 +430,22 @@ def test_a_line_of_a_field_too_many_without_an_id_says_no_id_could_be_read(tmp_p
     q = validate_log(read_log(path)).quarantine
     assert q["Id"].to_list() == ["3", None]
     assert q["reason"].to_list() == [f"{path} line 4: cannot be read as CSV (8 fields, the header has 7)",
-                                     f"{path} line 6: cannot be read as CSV (8 fields, the header has 7; "
+                                     f"{path} line 6: cannot be read as CSV (8 fields, the header has 7, "
                                      "no Id could be read from it)"]
+
+
+def test_a_line_that_keeps_no_id_counts_as_one_reason_naming_its_file(tmp_path):
+    """That a line of a field too many keeps no Id is part of its one reason, not a second one:
+    the reasons counted (a refusal's failures) name the file once, not the file's reason cut at
+    its fields and the words about its Id apart."""
+    from licanom.data.extract.files import read_log
+
+    lines = [_HEADER, *(_csv_row(i) for i in range(1, 8))]
+    lines[5] = "1,000" + lines[5][1:]  # Id 5 written "1,000": two fields
+    path = tmp_path / "long.csv"
+    path.write_text("\n".join(lines) + "\n")
+    counts = validate_log(read_log(path)).reason_counts()
+    assert counts.rows() == [(f"{path}: cannot be read as CSV (8 fields, the header has 7, no Id could be read from it)", 1)]
 
 
 def test_a_refusal_for_bad_rows_names_each_reason_once_with_its_first_row_not_the_header_lines(tmp_path):

@@ -562,7 +562,7 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
             rows[row][at[0]] = found if found is None or _between_neighbours(rows, row, at[0], int(found)) else None
     for row, _ in long:  # a line that keeps no Id says so (its reason, not only its empty Id)
         if len(at) != 1 or rows[row][at[0]] is None:
-            why[row] = f"{str(why[row]).removesuffix(')')}; {NO_ID_READ})"
+            why[row] = f"{str(why[row]).removesuffix(')')}, {NO_ID_READ})"
     return _text_frame(names, rows, why)
 
 
