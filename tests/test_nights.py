@@ -856,9 +856,9 @@ def test_a_line_of_a_field_too_many_keeps_its_id_where_the_line_says_it_for_sure
     q = result.quarantine
     # 410: "410,3" as the Id with an empty ProductId is no reading of the line (ProductId is required)
     assert q["Id"].to_list() == ["402", "405", None, "410"]
-    long = "cannot be read as CSV (8 fields, the header has 7)"
-    assert [r.split(": ", 1)[1] for r in q["reason"]] == [
-        long, long, long.removesuffix(")") + ", no Id could be read from it)", long]  # "1,000": no Id, and it says so
+    long = "cannot be read as CSV (8 fields, the header has 7, {})"
+    kept, none = long.format("its Id kept"), long.format("no Id could be read from it")
+    assert [r.split(": ", 1)[1] for r in q["reason"]] == [kept, kept, none, kept]  # "1,000": no Id, and it says so
     assert [int(r.split(" line ")[1].split(":")[0]) for r in q["reason"]] == [4, 7, 10, 12]
     # the watermark reads the kept Id: the row before it is not read again, the row after it is
     assert read_log(path, after_id=404)["Id"].to_list() == [*map(str, range(405, 408)), None, "409", "410", "411"]
@@ -930,7 +930,7 @@ def test_a_tab_separated_line_of_a_field_too_many_is_quarantined_not_the_file_re
     path.write_text("\n".join([*lines[:5], lines[5] + "\t", *lines[6:]]) + "\n")  # Id 404
     q = validate_log(read_log(path)).quarantine
     assert q["Id"].to_list() == ["404"]
-    assert q["reason"].str.ends_with("cannot be read as CSV (10 fields, the header has 9)").all()
+    assert q["reason"].str.ends_with("cannot be read as CSV (10 fields, the header has 9, its Id kept)").all()
     many = [*lines[:1], *(line + "\t" for line in lines[1:])]  # every line: Id 439 the first of a DOIntValue, past the 100th reading
     path.write_text("\n".join(many) + "\n")
     assert validate_log(read_log(path)).quarantine["Id"].to_list() == [str(i) for i in range(400, 440)]
@@ -1460,7 +1460,7 @@ def test_a_line_of_a_field_too_many_without_its_product_keeps_its_id_where_no_re
     path.write_text("\n".join(lines) + "\n")
     result = validate_log(read_log(path))
     assert result.quarantine["Id"].to_list() == ["401", "404", "407"]
-    assert result.quarantine["reason"].str.ends_with("cannot be read as CSV (8 fields, the header has 7)").all()
+    assert result.quarantine["reason"].str.ends_with("cannot be read as CSV (8 fields, the header has 7, its Id kept)").all()
     assert read_log(path, after_id=403)["Id"].to_list() == ["404", *map(str, range(405, 412))]
 
     # the Id after the key: a reading that puts the extra separator into the key reads the State as the Id

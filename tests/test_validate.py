@@ -419,7 +419,7 @@ def _csv_row(i: int, state: str = "1010") -> str:
 def test_a_line_of_a_field_too_many_without_an_id_says_no_id_could_be_read(tmp_path):
     """A line of a field too many is quarantined naming its line and its fields; where no reading of
     it gives an integer Id (``1,000``: 1 or 1000?) its reason says so, as the empty Id shows; a line
-    whose Id is sure keeps it and its reason as before."""
+    whose Id is sure keeps it, and its reason says that too."""
     from licanom.data.extract.files import read_log
 
     lines = [_HEADER, *(_csv_row(i) for i in range(1, 8))]
@@ -429,9 +429,29 @@ def test_a_line_of_a_field_too_many_without_an_id_says_no_id_could_be_read(tmp_p
     path.write_text("\n".join(lines) + "\n")
     q = validate_log(read_log(path)).quarantine
     assert q["Id"].to_list() == ["3", None]
-    assert q["reason"].to_list() == [f"{path} line 4: cannot be read as CSV (8 fields, the header has 7)",
+    assert q["reason"].to_list() == [f"{path} line 4: cannot be read as CSV (8 fields, the header has 7, its Id kept)",
                                      f"{path} line 6: cannot be read as CSV (8 fields, the header has 7, "
                                      "no Id could be read from it)"]
+
+
+def test_a_line_cut_short_says_whether_it_kept_its_id(tmp_path):
+    """A line of fewer fields than the header keeps the fields a separator closed: cut inside its
+    Id (or its Id empty) it keeps none, and its reason says so as a line of a field too many's does;
+    its Id whole, it keeps it and says that."""
+    from licanom.data.extract.files import read_log
+
+    lines = [_HEADER, *(_csv_row(i) for i in range(1, 8))]
+    lines[2] = "2"  # Id 2 cut inside its Id: no separator closed it
+    lines[4] = "4,7,K4"  # Id 4 cut after its key: its Id whole
+    lines[6] = ",7,K6"  # Id 6 empty
+    path = tmp_path / "short.csv"
+    path.write_text("\n".join(lines) + "\n")
+    q = validate_log(read_log(path)).quarantine
+    assert q["Id"].to_list() == [None, "4", None]
+    assert q["reason"].to_list() == [
+        f"{path} line 3: cannot be read as CSV (1 fields, the header has 7, no Id could be read from it)",
+        f"{path} line 5: cannot be read as CSV (3 fields, the header has 7, its Id kept)",
+        f"{path} line 7: cannot be read as CSV (3 fields, the header has 7, no Id could be read from it)"]
 
 
 def test_a_line_that_keeps_no_id_counts_as_one_reason_naming_its_file(tmp_path):

@@ -514,8 +514,9 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
                     lines_before: int = 0) -> pl.DataFrame:
     """A CSV file record by record; a record that cannot be parsed or has more or fewer fields
     than the header becomes a row with an UNREADABLE text, and of a line cut short only the fields
-    before its last (each closed by a separator: whole), of a line too long its Id where sure (where
-    none is, its text says so: :data:`NO_ID_READ`) (``skip_spaces``: see :func:`_csv_records`;
+    before its last (each closed by a separator: whole), of a line too long its Id where sure; the
+    text of a line of more or fewer fields says whether it kept an Id (:data:`ID_KEPT`) or none
+    (:data:`NO_ID_READ`) (``skip_spaces``: see :func:`_csv_records`;
     ``lines_before``: lines of the file before ``text``, Excel's "sep=" line, for the line numbers)."""
     lines = _lines(text)
     limit = csv.field_size_limit()
@@ -535,6 +536,7 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     rows: list[list[str | None]] = []
     why: list[str | None] = []
     long: list[tuple[int, list[str]]] = []  # (row, fields) of the lines of more fields than the header
+    uneven: list[int] = []  # the rows of the lines of more or fewer fields than the header
     for line, fields, error in records[1:]:
         joined = _joined_header(fields, names)
         if joined is not None:  # an export's last row without its line end, then the next export's header
@@ -546,6 +548,7 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
             if _header_like(fields, names) and {_header_name(f) for f in fields if _header_name(f)} \
                     != {_header_name(n) for n in names}:  # a header line of more or fewer columns (exports joined)
                 raise _other_header(path, f"line {line + lines_before}", fields, names)
+            uneven.append(len(rows))
             if len(fields) > len(names):
                 long.append((len(rows), fields))  # its Id, where sure, is found below
             whole = fields[: len(fields) - 1] if len(fields) < len(names) else []
@@ -560,14 +563,16 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     if long and len(at) == 1:  # each such row keeps its Id where the line says it for sure
         for (row, _), found in zip(long, _ids_of_long_lines([f for _, f in long], names, separator), strict=True):
             rows[row][at[0]] = found if found is None or _between_neighbours(rows, row, at[0], int(found)) else None
-    for row, _ in long:  # a line that keeps no Id says so (its reason, not only its empty Id)
-        if len(at) != 1 or rows[row][at[0]] is None:
-            why[row] = f"{str(why[row]).removesuffix(')')}, {NO_ID_READ})"
+    for row in uneven:  # whether the line kept an Id says its reason, not only its Id column
+        kept = len(at) == 1 and rows[row][at[0]] is not None
+        why[row] = f"{str(why[row]).removesuffix(')')}, {ID_KEPT if kept else NO_ID_READ})"
     return _text_frame(names, rows, why)
 
 
-# the end of the reason of a line of more fields than the header that keeps no Id (none sure)
+# the end of the reason of a line of more or fewer fields than the header that keeps no Id (none
+# sure; of a line cut short, none whole), and of one that keeps it (not named: one reason for all)
 NO_ID_READ = "no Id could be read from it"
+ID_KEPT = "its Id kept"
 # how many rows before and after a line of a field too many _between_neighbours looks at for an Id
 NEIGHBOURS_LOOKED_AT = 1_000
 
