@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, ValidationInfo, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
 
 from licanom.detectors.decision import DecisionName, check_decision
 
@@ -301,13 +302,20 @@ class SequenceConfig(_Model):
 
 def _threshold_params(value: object) -> object:
     """A decision's params as written: numbers or texts, no booleans (YAML's true is no level);
-    null only for ``stand_out_gap`` (the severity decision's night rule off)."""
+    null only for ``stand_out_gap`` (the severity decision's night rule off); no list or mapping,
+    refused as one error naming the setting (``detect.threshold_params.min_severity``), where
+    pydantic gave one for each type a param may be, each naming it."""
     if isinstance(value, dict):
         for name, v in value.items():
             if isinstance(v, bool):
                 raise ValueError(f"{name} must be a number, got {v!r}")
             if v is None and name != "stand_out_gap":
                 raise ValueError(f"{name} must not be null (only stand_out_gap may be: the night rule off)")
+            if v is not None and not isinstance(v, (int, float, str)):
+                takes = "a number or null (the night rule off)" if name == "stand_out_gap" else "a number"
+                raise PydanticValidationError.from_exception_data("threshold_params", [{  # placed at the setting
+                    "type": "value_error", "loc": (name,), "input": v,
+                    "ctx": {"error": ValueError(f"must be {takes}, got {v!r}")}}])
     return value
 
 
@@ -637,8 +645,6 @@ def describe_error(err: Exception, where: Callable[[tuple[str, ...]], str] | Non
     """A configuration error as one sentence naming each setting: ``train.epochs must be greater
     than or equal to 1 (got 0)`` rather than pydantic's multi-line text with a documentation URL;
     ``where`` (a setting's place -> `` (in FILE)``) names the file that sets each."""
-    from pydantic import ValidationError as PydanticValidationError
-
     if not isinstance(err, PydanticValidationError):
         return str(err).splitlines()[0] if str(err) else type(err).__name__
     parts = []

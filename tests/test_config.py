@@ -154,6 +154,21 @@ def test_a_decisions_unknown_or_wrong_setting_names_threshold_params(tmp_path: P
                     ).startswith(f"{start}detect.threshold: input should be ")
 
 
+def test_a_decision_setting_of_the_wrong_shape_is_named_once(tmp_path: Path) -> None:
+    """`min_severity: [70]` was three errors in one message, the setting named once for each type
+    a decision's setting may be (number, integer, text): it is one, saying what the setting takes."""
+    conf = _conf(tmp_path)
+    vendor = conf / "vendors" / "acme.yaml"
+    start = "configuration error for vendor 'acme': "
+    text = "source: {kind: simulate}\ndetect: {threshold: severity, threshold_params: {min_severity: [70]}}\n"
+    assert _refused(conf, "acme", text) == (
+        f"{start}detect.threshold_params.min_severity: must be a number, got [70] (in {vendor})")
+    text = "source: {kind: simulate}\ncontext: {threshold: severity, threshold_params: {stand_out_gap: {a: 1}}}\n"
+    assert _refused(conf, "acme", text) == (
+        f"{start}context.threshold_params.stand_out_gap: must be a number or null (the night rule off), "
+        f"got {{'a': 1}} (in {vendor})")
+
+
 def test_an_unknown_model_says_what_all_and_sequence_train() -> None:
     """The message said "'sequence' (the four sequence models)" where train.models: sequence trains
     five (the Ergen models and DeepLog): the words now come from the catalog."""
