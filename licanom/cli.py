@@ -117,15 +117,18 @@ def model_names(text: str) -> str:
     """An argparse type: a model name, several separated by commas, 'all', 'sequence' or 'auto'."""
     if text in ("all", "sequence", "auto"):
         return text
-    from licanom.config import _known_models
+    from licanom.config import _known_models, _sequence_models
+    from licanom.detectors.catalog import AUTOENCODERS
 
     known = _known_models()
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
+        sequence = _sequence_models()  # the catalog's names, as the configuration's message says them
         raise argparse.ArgumentTypeError(
             f"unknown model {', '.join(map(repr, unknown)) or repr(text)}; valid: {', '.join(known)}, "
-            "all (the eight autoencoders), sequence (the four Ergen models and DeepLog) or auto")
+            f"all (the {len(AUTOENCODERS)} autoencoders), sequence (the {len(sequence)} sequence models: "
+            f"{', '.join(sequence)}) or auto")
     return ",".join(names)
 
 
@@ -600,6 +603,9 @@ VENDOR_HELP = "vendor with a file conf/vendors/<vendor>.yaml (or .yml), whose se
 def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
     """The command line; the evaluation's options (which load every detector) only when ``command``
     is evaluate (or not given)."""
+    from licanom.config import _sequence_models
+    from licanom.detectors.catalog import AUTOENCODERS  # the catalog's names: no torch imported
+
     parser = Parser(prog="licanom", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"licanom {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
@@ -634,7 +640,8 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
                         "trained model, its vocabulary and threshold (default: train and score the same log)")
     p.add_argument("--vendor", type=vendor_name, default=None, help=VENDOR_HELP)
     p.add_argument("--model", type=model_names, default=None,
-                   help="a model name, several separated by commas, 'all' (the eight autoencoders), 'sequence' "
+                   help=f"a model name, several separated by commas, 'all' (the {len(AUTOENCODERS)} autoencoders), "
+                        f"'sequence' (the {len(_sequence_models())} sequence models) "
                         "or 'auto'; Tail_context, IForest_context and LOF_context read each chunk's context "
                         "(default: train.models, auto)")
     p.add_argument("--threshold", default=None, choices=list(DECISIONS),

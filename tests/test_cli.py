@@ -795,6 +795,26 @@ def test_detect_takes_every_decision_by_name_severity_first():
     assert "severity for both" in " ".join((option.help or "").split())
 
 
+def test_an_unknown_model_and_the_models_help_say_what_all_and_sequence_are_from_the_catalog():
+    """--model's refusal said "sequence (the four Ergen models and DeepLog)" and its help "the eight
+    autoencoders", written by hand: the counts and names now come from the catalog, as the
+    configuration's do."""
+    import argparse
+
+    from licanom.cli import build_parser, model_names
+    from licanom.detectors.catalog import AUTOENCODERS, ERGEN_MODELS, NEXT_EVENT_MODELS
+
+    sequence = (*ERGEN_MODELS, *NEXT_EVENT_MODELS)
+    with pytest.raises(argparse.ArgumentTypeError) as err:
+        model_names("Nope")
+    assert str(err.value).endswith(f"all (the {len(AUTOENCODERS)} autoencoders), sequence (the {len(sequence)} "
+                                   f"sequence models: {', '.join(sequence)}) or auto"), err.value
+    detect = build_parser()._subparsers._group_actions[0].choices["detect"]  # type: ignore[union-attr]
+    option = next(a for a in detect._actions if "--model" in a.option_strings)
+    assert (f"'all' (the {len(AUTOENCODERS)} autoencoders), 'sequence' (the {len(sequence)} sequence models)"
+            in " ".join((option.help or "").split())), option.help
+
+
 @pytest.mark.parametrize("flow", ["score", "train"])
 def test_run_without_a_vendor_takes_the_demo_only_where_it_is_the_only_vendor(flow, tmp_path, monkeypatch, capsys):
     """`licanom run score` without --vendor scored the demo vendor in silence, whatever else was
