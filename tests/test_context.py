@@ -546,6 +546,45 @@ def test_a_night_where_every_request_fails_reaches_the_top_severity():
     assert np.isinf(old.far_lines()[0])
 
 
+def test_a_failing_job_that_recurs_through_the_training_days_keeps_no_share_line():
+    """A job of the vendor's that fails most of its requests every day fills a chunk a day, which the
+    trimming sets aside: its share is no far beyond training, and a night's chunk of it is judged by
+    the share's fitted tail, not at the top severity. A loop of a few days, also set aside, keeps the
+    line."""
+    from licanom.detectors.context import FAR_SHARE_GAP, RECUR_MIN_SHARE, RECUR_SEGMENTS, ContextDetector, _recurs
+
+    rng = np.random.default_rng(11)
+    X = np.zeros((420, len(CONTEXT_COLUMNS)))
+    X[:, :3] = rng.uniform(0.0, 0.1, (420, 3))
+    X[:, 3:] = np.log1p(rng.poisson(4.0, (420, len(CONTEXT_COLUMNS) - 3)))
+    j = CONTEXT_COLUMNS.index("failure_share")
+    daily = X.copy()
+    daily[15::30, j] = 0.7  # one chunk in each of 14 "days" of 30 chunks
+    det = ContextDetector().fit(daily)
+    assert not det.reference_[15::30].any()  # set aside, as a loop's chunks are
+    assert np.isinf(det.estimator_.far_lines()[j])
+    night = np.repeat(np.median(X, axis=0, keepdims=True), 40, axis=0)
+    night[0, j] = 0.7
+    assert det.severity(night[:1])[0] < 100.0
+    # the same chunks in a few days only (a loop of days 5-8): the line stays where the others put it
+    loop = X.copy()
+    loop[150:270:6, j] = 0.7
+    kept = ContextDetector().fit(loop)
+    assert not kept.reference_[150:270:6].any()
+    assert kept.estimator_.far_lines()[j] == pytest.approx(loop[kept.reference_, j].max() + FAR_SHARE_GAP)
+    assert kept.severity(night[:1])[0] == 100.0
+    # the rule itself: at least RECUR_MIN_SHARE of RECUR_SEGMENTS stretches hold a value at the line
+    line = np.array([0.5])
+    stretch = 420 // RECUR_SEGMENTS
+    need = int(np.ceil(RECUR_MIN_SHARE * RECUR_SEGMENTS))
+    values = np.zeros((420, 1))
+    values[[k * stretch for k in range(need)], 0] = 0.6
+    assert _recurs(values, line)[0]
+    values[(need - 1) * stretch, 0] = 0.0
+    assert not _recurs(values, line)[0]
+    assert _recurs(np.array([[0.6], [0.0]]), line)[0] and not _recurs(np.array([[0.6], [0.0], [0.0]]), line)[0]
+
+
 def test_a_keys_usage_from_counters_and_from_amounts():
     from licanom.data.context_vector import usage_amounts
 
