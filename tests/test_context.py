@@ -477,9 +477,9 @@ def test_a_chunk_with_one_count_far_beyond_training_is_flagged_at_the_top_severi
     seen: list[int] = []
     original = ContextDetector._seen
 
-    def spy(estimator, X):  # type: ignore[no-untyped-def]
+    def spy(estimator, X, days=None):  # type: ignore[no-untyped-def]
         seen.append(len(X))
-        original(estimator, X)
+        original(estimator, X, days)
 
     with pytest.MonkeyPatch.context() as m:
         m.setattr(ContextDetector, "_seen", staticmethod(spy))
@@ -549,40 +549,58 @@ def test_a_night_where_every_request_fails_reaches_the_top_severity():
 def test_a_failing_job_that_recurs_through_the_training_days_keeps_no_share_line():
     """A job of the vendor's that fails most of its requests every day fills a chunk a day, which the
     trimming sets aside: its share is no far beyond training, and a night's chunk of it is judged by
-    the share's fitted tail, not at the top severity. A loop of a few days, also set aside, keeps the
-    line."""
-    from licanom.detectors.context import FAR_SHARE_GAP, RECUR_MIN_SHARE, RECUR_SEGMENTS, ContextDetector, _recurs
+    the share's fitted tail, not at the top severity. What counts is the last two weeks of the training
+    days (a job begun a month into a long log counts); a loop of a few days, also set aside, keeps the
+    line, and so does every fit that is not given the chunks' days."""
+    from licanom.config import DetectConfig
+    from licanom.detectors.context import FAR_SHARE_GAP, RECUR_DAYS, RECUR_MIN_DAYS, ContextDetector, _recurs
+    from licanom.ops.detect import evaluate_model
 
     rng = np.random.default_rng(11)
-    X = np.zeros((420, len(CONTEXT_COLUMNS)))
-    X[:, :3] = rng.uniform(0.0, 0.1, (420, 3))
-    X[:, 3:] = np.log1p(rng.poisson(4.0, (420, len(CONTEXT_COLUMNS) - 3)))
+    per_day, n_days = 10, 70
+    n = per_day * n_days
+    X = np.zeros((n, len(CONTEXT_COLUMNS)))
+    X[:, :3] = rng.uniform(0.0, 0.1, (n, 3))
+    X[:, 3:] = np.log1p(rng.poisson(4.0, (n, len(CONTEXT_COLUMNS) - 3)))
     j = CONTEXT_COLUMNS.index("failure_share")
-    daily = X.copy()
-    daily[15::30, j] = 0.7  # one chunk in each of 14 "days" of 30 chunks
-    det = ContextDetector().fit(daily)
-    assert not det.reference_[15::30].any()  # set aside, as a loop's chunks are
-    assert np.isinf(det.estimator_.far_lines()[j])
-    night = np.repeat(np.median(X, axis=0, keepdims=True), 40, axis=0)
+    days = np.repeat(np.arange(20_000, 20_000 + n_days), per_day)
+    night = np.median(X, axis=0, keepdims=True)
     night[0, j] = 0.7
-    assert det.severity(night[:1])[0] < 100.0
-    # the same chunks in a few days only (a loop of days 5-8): the line stays where the others put it
-    loop = X.copy()
-    loop[150:270:6, j] = 0.7
-    kept = ContextDetector().fit(loop)
-    assert not kept.reference_[150:270:6].any()
-    assert kept.estimator_.far_lines()[j] == pytest.approx(loop[kept.reference_, j].max() + FAR_SHARE_GAP)
-    assert kept.severity(night[:1])[0] == 100.0
-    # the rule itself: at least RECUR_MIN_SHARE of RECUR_SEGMENTS stretches hold a value at the line
+
+    def fitted(job_days: range, with_days: bool = True) -> ContextDetector:
+        Y = X.copy()
+        Y[[d * per_day + 5 for d in job_days], j] = 0.7  # one chunk on each of those days
+        det = ContextDetector().fit(Y, days=days if with_days else None)
+        assert not det.reference_[[d * per_day + 5 for d in job_days]].any()  # set aside, as a loop's chunks are
+        return det
+
+    daily = fitted(range(n_days))
+    assert np.isinf(daily.estimator_.far_lines()[j]) and daily.severity(night)[0] < 100.0
+    recent = fitted(range(n_days - 28, n_days))  # a job begun 42 days into the training days
+    assert np.isinf(recent.estimator_.far_lines()[j]) and recent.severity(night)[0] < 100.0
+    for kept in (fitted(range(0, 28)), fitted(range(40, 44)), fitted(range(n_days), with_days=False)):
+        # a job that stopped before the last two weeks, a loop of four days, a fit without the days
+        assert kept.estimator_.far_lines()[j] == pytest.approx(X[kept.reference_, j].max() + FAR_SHARE_GAP, abs=0.01)
+        assert kept.severity(night)[0] == 100.0
+    # the training flows' fit passes the chunks' days (licanom.ops.detect.evaluate_model)
+    Y = X.copy()
+    Y[5::per_day, j] = 0.7
+    det = ContextDetector()
+    evaluate_model(det, Y, np.zeros(n, dtype=bool), DetectConfig(), days=days)
+    assert np.isinf(det.estimator_.far_lines()[j])
+    with pytest.raises(ValueError, match="one day per training chunk"):
+        ContextDetector().fit(Y, days=days[:-1])
+    # the rule itself: half of the last RECUR_DAYS days, and at least RECUR_MIN_DAYS
     line = np.array([0.5])
-    stretch = 420 // RECUR_SEGMENTS
-    need = int(np.ceil(RECUR_MIN_SHARE * RECUR_SEGMENTS))
-    values = np.zeros((420, 1))
-    values[[k * stretch for k in range(need)], 0] = 0.6
-    assert _recurs(values, line)[0]
-    values[(need - 1) * stretch, 0] = 0.0
-    assert not _recurs(values, line)[0]
-    assert _recurs(np.array([[0.6], [0.0]]), line)[0] and not _recurs(np.array([[0.6], [0.0], [0.0]]), line)[0]
+    values = np.zeros((n, 1))
+    last = np.unique(days)[-RECUR_DAYS:]
+    values[np.isin(days, last[: RECUR_DAYS // 2]) & (np.arange(n) % per_day == 0), 0] = 0.6
+    assert _recurs(values, line, days)[0]
+    values[np.flatnonzero(values[:, 0])[0], 0] = 0.0
+    assert not _recurs(values, line, days)[0]
+    few = np.array([20_000, 20_001])
+    assert not _recurs(np.array([[0.6], [0.6]]), line, few)[0]  # two days: fewer than RECUR_MIN_DAYS
+    assert RECUR_MIN_DAYS > 2
 
 
 def test_a_keys_usage_from_counters_and_from_amounts():

@@ -52,6 +52,11 @@ class Chunks:
     def n_chunks(self) -> int:
         return int(self.X.shape[0])
 
+    def days(self) -> np.ndarray:
+        """The UTC day of each chunk's first request, as days since 1970-01-01 (int64, ``(n_chunks,)``):
+        what a detector that looks for a pattern recurring day after day reads beside its inputs."""
+        return self.meta["start_time"].dt.epoch("d").to_numpy().astype(np.int64)
+
 
 def window_starts(n_rows: int, size: int, stride: int, partial: Literal["drop", "overlap"]) -> np.ndarray:
     """Row index where each window starts; raises NotEnoughDataError if no window fits."""

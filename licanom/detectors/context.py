@@ -69,16 +69,18 @@ FAR_SIGNAL_NATS = 60.0
 FAR_SHARE_GAP = 0.5
 FAR_SHARE_COLUMNS: tuple[str, ...] = ("failure_share",)
 # A share that recurs through the training days is not far beyond them: where the training chunks at or
-# beyond a share's line (the reference's largest + FAR_SHARE_GAP) lie in at least RECUR_MIN_SHARE of
-# RECUR_SEGMENTS stretches of the training chunks (equal counts, in time order: about a day each over
-# two weeks), the line is drawn from every training chunk instead, as the counts' is. A job of the
-# vendor's that fails most of its requests every night (a check of lapsed licences) fills a chunk or two
-# a day, which the trimming sets aside as it sets a loop aside; without this, each night's would reach
-# the top severity for as long as the model is used (benchmarks.recurring_failures: a usage vendor's
-# daily job of 70 failing requests, its night chunk at 100 every night). A loop, even one of several
-# days, lies in fewer stretches and keeps the line.
-RECUR_SEGMENTS = 14
+# beyond a share's line (the reference's largest + FAR_SHARE_GAP) lie on at least RECUR_MIN_SHARE of the
+# last RECUR_DAYS UTC days of the training chunks (and on at least RECUR_MIN_DAYS of them), the line is
+# drawn from every training chunk instead, as the counts' is. A job of the vendor's that fails most of
+# its requests every night (a check of lapsed licences) fills a chunk or two a day, which the trimming
+# sets aside as it sets a loop aside; without this, each night's would reach the top severity for as
+# long as the model is used (benchmarks.recurring_failures: a usage vendor's daily job of 100 failing
+# requests, its night chunk at 100 every night). The last days, not all of them: a model retrained on a
+# long log meets a job begun a month ago. A loop of a few days keeps the line. Judged only where the
+# chunks' days are given (ContextDetector.fit's ``days``); without them the line is the reference's.
+RECUR_DAYS = 14
 RECUR_MIN_SHARE = 0.5
+RECUR_MIN_DAYS = 3
 # The context columns that are shares of a chunk's requests (ROW_COLUMNS are log1p counts).
 SHARE_COLUMNS: tuple[str, ...] = ("failure_share", "top_machine_share")
 
@@ -110,7 +112,7 @@ class TailModel:
     saved before the rule) there is none. For ``far_share_columns`` a share at least
     ``far_share_gap`` above :attr:`seen_max_` (which :class:`ContextDetector` sets to the largest of
     the chunks its reference kept, for those columns, or of every chunk where the chunks beyond that
-    line recur through the training days) carries ``far_nats`` too.
+    line recur through the last training days) carries ``far_nats`` too.
     """
 
     tail_quantile: float = 0.9
@@ -259,10 +261,16 @@ class ContextDetector(BaseDetector):
     # saved before a column was added (it reads those columns of today's vectors)
     columns_: tuple[str, ...] = field(default=CONTEXT_COLUMNS, init=False, repr=False)
 
-    def fit(self, X: np.ndarray, y: None = None) -> ContextDetector:
-        """Fit the reference on training vectors (robustly), calibrate severity, set the threshold."""
+    def fit(self, X: np.ndarray, y: None = None, days: np.ndarray | None = None) -> ContextDetector:
+        """Fit the reference on training vectors (robustly), calibrate severity, set the threshold.
+        ``days``: each chunk's UTC day (:meth:`licanom.data.chunk.Chunks.days`; chunks in time order),
+        for the far rule's recurring shares (:data:`RECUR_DAYS`); None: not judged."""
         self.columns_ = CONTEXT_COLUMNS
         X = self._inputs(X)
+        if days is not None:
+            days = np.asarray(days)
+            if days.shape != (len(X),):
+                raise ValueError(f"days must give one day per training chunk ({len(X)}), got shape {days.shape}")
         if self.model not in CONTEXT_MODELS:
             raise ValueError(f"unknown model {self.model!r}; valid: {', '.join(CONTEXT_MODELS)}")
         if self.threshold not in DECISIONS:
@@ -277,7 +285,7 @@ class ContextDetector(BaseDetector):
         self.context_version_ = CONTEXT_VERSION  # X is today's vector (inputs_of's default)
         self.center_, self.scale_ = _robust_scale(X)
         self.estimator_, self.reference_ = self._robust_estimator(X)
-        self._seen(self.estimator_, X)
+        self._seen(self.estimator_, X, days)
         self.decision_scores_ = self._in_sample(X)
         self.calibration_scores_ = self._out_of_fold(X)
         self._set_calibration(Calibration.fit(self.calibration_scores_, scale=self._tail_scale()))
@@ -288,6 +296,9 @@ class ContextDetector(BaseDetector):
         self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int8)
         self.seconds_ = time.perf_counter() - t0
         return self
+
+    def fit_with_days(self, X: np.ndarray, days: np.ndarray | None = None) -> ContextDetector:
+        return self.fit(X, days=days)
 
     def _in_sample(self, X: np.ndarray) -> np.ndarray:
         """The training chunks' own scores, without the share rule: a failure loop of the training days
@@ -340,16 +351,18 @@ class ContextDetector(BaseDetector):
         return estimator, keep
 
     @staticmethod
-    def _seen(estimator: Any, X: np.ndarray) -> None:
+    def _seen(estimator: Any, X: np.ndarray, days: np.ndarray | None = None) -> None:
         """Tell a TailModel the largest value of each count column over all of ``X`` (the far rule's
         "anything seen in training"), not only over the chunks its reference kept; a share column of
         the far rule (FAR_SHARE_COLUMNS) keeps its reference's largest, unless the chunks beyond its
-        line recur through ``X`` (time order: :func:`_recurs`), where it takes all of ``X``'s too."""
+        line recur through the last training days (``days``, one per chunk: :func:`_recurs`), where it
+        takes all of ``X``'s too."""
         if isinstance(estimator, TailModel) and len(X):
             estimator.seen_max_ = X.max(axis=0)
             if estimator.far_share_columns is not None and estimator.sorted_ is not None:
                 kept = estimator.sorted_[-1]
-                recurring = _recurs(X, kept + estimator.far_share_gap - 1e-9)
+                recurring = (np.zeros(X.shape[1], dtype=bool) if days is None
+                             else _recurs(X, kept + estimator.far_share_gap - 1e-9, days))
                 estimator.seen_max_ = np.where(estimator.far_share_columns & ~recurring, kept, estimator.seen_max_)
 
     def _trim_view(self, X: np.ndarray) -> np.ndarray:
@@ -504,14 +517,17 @@ class ContextDetector(BaseDetector):
         return det
 
 
-def _recurs(X: np.ndarray, line: np.ndarray, segments: int = RECUR_SEGMENTS,
-            min_share: float = RECUR_MIN_SHARE) -> np.ndarray:
-    """Per column of ``X`` (chunks in time order): whether its values at or above ``line`` lie in at
-    least ``min_share`` of ``segments`` equal stretches of the chunks (as many stretches as chunks
-    where there are fewer)."""
-    parts = np.array_split(np.asarray(X, dtype=np.float64) >= line, min(segments, len(X)))
-    held = np.array([part.any(axis=0) for part in parts])
-    return held.mean(axis=0) >= min_share
+def _recurs(X: np.ndarray, line: np.ndarray, days: np.ndarray, last: int = RECUR_DAYS,
+            min_share: float = RECUR_MIN_SHARE, min_days: int = RECUR_MIN_DAYS) -> np.ndarray:
+    """Per column of ``X``: whether its values at or above ``line`` lie on at least ``min_share`` of the
+    ``last`` latest of ``days`` (one per row of ``X``; fewer where there are fewer) and on at least
+    ``min_days`` of them."""
+    days = np.asarray(days)
+    latest = np.unique(days)[-last:]
+    recent = np.isin(days, latest)
+    beyond = np.asarray(X, dtype=np.float64)[recent] >= line
+    held = np.array([np.unique(days[recent][beyond[:, j]]).size for j in range(beyond.shape[1])])
+    return (held >= min_share * latest.size) & (held >= min_days)
 
 
 def _robust_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

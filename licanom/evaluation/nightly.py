@@ -387,7 +387,7 @@ def scored_variants(sim: SimulatedLog, settings: NightlySettings) -> Iterator[Sc
         entry = spec(name)
         detector = build(name, cfg.train, cfg.detect, cfg.sequence, cfg.context, cfg.encode, progress_bar=False)
         X = inputs_of(entry.inputs, prepared.chunks, frame)
-        detector.fit(X[~prepared.test_mask])
+        detector.fit_with_days(X[~prepared.test_mask], prepared.chunks.days()[~prepared.test_mask])
         trained = ModelBundle(vendor=cfg.vendor, detector=detector, vocabulary=prepared.encoded.vocabulary,
                               chunk=cfg.chunk, encode=cfg.encode,
                               product_ids=tuple(sorted(prepared.validation.valid["ProductId"].unique().to_list())),

@@ -119,17 +119,20 @@ def take(X: Any, mask: np.ndarray) -> Any:
 
 
 def evaluate_model(
-    detector: Any, X: Any, test_mask: np.ndarray, detect: DetectConfig, y: np.ndarray | None = None
+    detector: Any, X: Any, test_mask: np.ndarray, detect: DetectConfig, y: np.ndarray | None = None,
+    days: np.ndarray | None = None,
 ) -> ModelOutcome:
     """Fit on the training chunks (or sequences), score all, fill the model's results-table row.
 
     ``y`` (sequence models only): +1 normal, -1 anomaly, 0 unknown per item; only the training
-    items' labels are used.
+    items' labels are used. ``days``: each chunk's UTC day (:meth:`licanom.data.chunk.Chunks.days`),
+    for the families that read them (:meth:`~licanom.detectors.base.BaseDetector.fit_with_days`);
+    only the training chunks' are used.
     """
     X_train, X_test = take(X, ~test_mask), take(X, test_mask)
     top_features = None
     if detector.family in ("context", "classical"):
-        detector.fit(X_train)
+        detector.fit_with_days(X_train, None if days is None else np.asarray(days)[~test_mask])
         feature_errors = None
         scores = detector.decision_function(X)
         top_features = detector.top_columns(X)
@@ -150,7 +153,7 @@ def evaluate_model(
         train_loss = history.objective[-1] if history and history.objective else None
         val_loss = None
     else:
-        detector.fit(X_train)
+        detector.fit_with_days(X_train, None if days is None else np.asarray(days)[~test_mask])
         errors = detector.errors(X)
         scores = errors.score
         # the thesis's 8 columns fill the error_* columns; the rows mode names its top column instead
@@ -333,7 +336,8 @@ def detect(
         if is_context_model(model):
             vectors = model_inputs(model, prepared) if vectors is None else vectors
             inputs = vectors
-        outcome = evaluate_model(detector, inputs, test_mask, detect_cfg, y if is_sequence_model(model) else None)
+        outcome = evaluate_model(detector, inputs, test_mask, detect_cfg, y if is_sequence_model(model) else None,
+                                 prepared.chunks.days())
         outcomes.append(outcome)
         if on_model:
             on_model(outcome)

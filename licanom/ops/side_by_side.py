@@ -21,9 +21,10 @@ def one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def fit(cfg: Config, model: str, X: Any, test_mask: np.ndarray, checkpoint_dir: str) -> ModelOutcome:
+def fit(cfg: Config, model: str, X: Any, test_mask: np.ndarray, checkpoint_dir: str,
+        days: np.ndarray | None = None) -> ModelOutcome:
     """Fit ``model`` on its inputs ``X`` as :func:`licanom.ops.training.train_variant` does (its settings,
-    its checkpoints) and score them."""
+    its checkpoints, the chunks' ``days``) and score them."""
     detector = make_detector(model, cfg.train, cfg.detect, cfg.sequence, cfg.context, cfg.encode,
                              checkpoint_dir=checkpoint_dir)
-    return evaluate_model(detector, X, test_mask, cfg.detect)
+    return evaluate_model(detector, X, test_mask, cfg.detect, days=days)

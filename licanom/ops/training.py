@@ -206,7 +206,7 @@ def _fit(cfg: Config, prepared: Prepared, model: str) -> ModelOutcome:
     from licanom.ops import side_by_side
 
     return side_by_side.fit(cfg, model, model_inputs(model, prepared), prepared.test_mask,
-                            str(checkpoint_dir(cfg, prepared, model)))
+                            str(checkpoint_dir(cfg, prepared, model)), prepared.chunks.days())
 
 
 def fit_side_by_side(cfg: Config, prepared: Prepared) -> dict[str, ModelOutcome]:
@@ -278,7 +278,8 @@ def train_variant(tracker: Tracker, cfg: Config, prepared: Prepared, model: str,
             outcome = fitted
         else:
             with epoch_listener(epoch_done):
-                outcome = evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect)
+                outcome = evaluate_model(detector, model_inputs(model, prepared), prepared.test_mask, cfg.detect,
+                                         days=prepared.chunks.days())
         row = outcome.row
         common = {
             "architecture": model, "bottleneck": row["bottleneck"], "depth": row["depth"],
