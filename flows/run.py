@@ -130,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     flow's own copies default to nothing (argparse.SUPPRESS), so that one given after the flow
     wins and one given before it is not overwritten by the flow's default."""
     from licanom.cli import NON_NEGATIVE, POSITIVE, Parser, iso_time, model_names, vendor_name
+    from licanom.detectors.catalog import AUTOENCODERS
 
     api_attempts = int(os.environ.get("LICANOM_API_ATTEMPTS", "6"))
     api_help = "times to ask an unreachable Prefect API (PREFECT_API_URL) with back-off"
@@ -139,8 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
     until_help = ("train on the rows logged before this time, an ISO 8601 date or time such as 2024-05-01 or "
                   "2024-05-01T02:00 (UTC unless it has an offset) (default: every row the source has)")
     models_help = ("the variants to train instead of the vendor's train.models: a model name, several separated by "
-                   "commas (the first is the champion), 'all' (the eight autoencoders), 'sequence' or 'auto' "
-                   "(default: as configured)")
+                   f"commas (the first is the champion), 'all' (the {len(AUTOENCODERS)} autoencoders), 'sequence' or "
+                   "'auto' (default: as configured)")
 
     parser = Parser(prog="licanom run", description="Run one licanom flow now (Prefect), as a schedule would.")
     parser.add_argument("--vendor", type=vendor_name, default=None,

@@ -23,7 +23,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
         vendor: The vendor to train (a file in conf/vendors/; fixed in a vendor's deployment).
         until: Train on the rows logged before this time (empty: every row the source has).
         models: Variants to train instead of the vendor's train.models: names such as
-            Tail_context or TCN_AE, or ["all"] for the eight autoencoders (empty: as configured).
+            Tail_context or TCN_AE, or ["all"] for the thesis's autoencoders (empty: as configured).
     """
     cfg = vendor_config(vendor, overrides={"train": {"models": models}} if models else None)
     data.prune_chunk_cache()
