@@ -41,6 +41,38 @@ def test_side_by_side_equals_one_after_another(setup):
         assert side[model].row["train_loss"] == alone.row["train_loss"]
 
 
+def test_the_fits_side_by_side_are_given_the_chunks_days(setup, monkeypatch):
+    """Each fit side by side gets what the fit here gets, the chunks' UTC days with the inputs (a context
+    model's recurring failure share reads them): the process pool replaced by one that records its calls."""
+    import concurrent.futures
+
+    cfg, prepared = setup
+    calls: dict[str, tuple] = {}
+
+    class Recording:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __enter__(self):  # type: ignore[no-untyped-def]
+            return self
+
+        def __exit__(self, *exc) -> bool:  # type: ignore[no-untyped-def]
+            return False
+
+        def submit(self, fn, *args):  # type: ignore[no-untyped-def]
+            calls[args[1]] = args
+            done: concurrent.futures.Future = concurrent.futures.Future()
+            done.set_result(None)
+            return done
+
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Recording)
+    training.fit_side_by_side(cfg.model_copy(update={"train": cfg.train.model_copy(update={"parallel": 2})}), prepared)
+    assert set(calls) == set(cfg.train.models)
+    for args in calls.values():
+        assert len(args) == len(training._fit_arguments(cfg, prepared, "Tail_context"))
+        np.testing.assert_array_equal(args[-1], prepared.chunks.days())
+
+
 def test_parallel_must_be_positive():
     with pytest.raises(ValueError, match="parallel"):
         load_config(overrides={"train": {"parallel": 0}})

@@ -261,7 +261,7 @@ class ContextDetector(BaseDetector):
     # saved before a column was added (it reads those columns of today's vectors)
     columns_: tuple[str, ...] = field(default=CONTEXT_COLUMNS, init=False, repr=False)
 
-    def fit(self, X: np.ndarray, y: None = None, days: np.ndarray | None = None) -> ContextDetector:
+    def fit(self, X: np.ndarray, y: None = None, *, days: np.ndarray | None = None) -> ContextDetector:
         """Fit the reference on training vectors (robustly), calibrate severity, set the threshold.
         ``days``: each chunk's UTC day (:meth:`licanom.data.chunk.Chunks.days`; chunks in time order),
         for the far rule's recurring shares (:data:`RECUR_DAYS`); None: not judged."""

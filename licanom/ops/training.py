@@ -201,12 +201,18 @@ def entity_model(prepared: Prepared) -> object:
     return _ENTITY_MODELS[key]
 
 
+def _fit_arguments(cfg: Config, prepared: Prepared, model: str) -> tuple[Any, ...]:
+    """:func:`licanom.ops.side_by_side.fit`'s arguments for ``model``: one place for the fit here and the
+    fits side by side (:func:`fit_side_by_side`), so that both read the same inputs, chunks' days and all."""
+    return (cfg, model, model_inputs(model, prepared), prepared.test_mask, str(checkpoint_dir(cfg, prepared, model)),
+            prepared.chunks.days())
+
+
 def _fit(cfg: Config, prepared: Prepared, model: str) -> ModelOutcome:
     """Fit ``model`` as :func:`train_variant` does (its checkpoints, its settings) and score the chunks."""
     from licanom.ops import side_by_side
 
-    return side_by_side.fit(cfg, model, model_inputs(model, prepared), prepared.test_mask,
-                            str(checkpoint_dir(cfg, prepared, model)), prepared.chunks.days())
+    return side_by_side.fit(*_fit_arguments(cfg, prepared, model))
 
 
 def fit_side_by_side(cfg: Config, prepared: Prepared) -> dict[str, ModelOutcome]:
@@ -232,9 +238,7 @@ def fit_side_by_side(cfg: Config, prepared: Prepared) -> dict[str, ModelOutcome]
 
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=side_by_side.one_thread) as pool:
-        futures = {model: pool.submit(side_by_side.fit, one, model, model_inputs(model, prepared), prepared.test_mask,
-                                      str(checkpoint_dir(one, prepared, model)))
-                   for model in models}
+        futures = {model: pool.submit(side_by_side.fit, *_fit_arguments(one, prepared, model)) for model in models}
         return {model: future.result() for model, future in futures.items()}
 
 
