@@ -308,15 +308,21 @@ def _threshold_params(value: object) -> object:
     if isinstance(value, dict):
         for name, v in value.items():
             if isinstance(v, bool):
-                raise ValueError(f"{name} must be a number, got {v!r}")
+                raise _at_param(name, v, f"must be a number, got {v!r}")
             if v is None and name != "stand_out_gap":
-                raise ValueError(f"{name} must not be null (only stand_out_gap may be: the night rule off)")
+                raise _at_param(name, v, "must not be null (only stand_out_gap may be: the night rule off)")
             if v is not None and not isinstance(v, (int, float, str)):
                 takes = "a number or null (the night rule off)" if name == "stand_out_gap" else "a number"
-                raise PydanticValidationError.from_exception_data("threshold_params", [{  # placed at the setting
-                    "type": "value_error", "loc": (name,), "input": v,
-                    "ctx": {"error": ValueError(f"must be {takes}, got {v!r}")}}])
+                raise _at_param(name, v, f"must be {takes}, got {v!r}")
     return value
+
+
+def _at_param(name: str, value: object, message: str) -> PydanticValidationError:
+    """An error placed at one decision setting, so that it reads ``detect.threshold_params.<name>:
+    <message>`` like every other setting's (pydantic has no public way for a field's check to name
+    a key of its mapping: the error is built at that key)."""
+    return PydanticValidationError.from_exception_data("threshold_params", [{
+        "type": "value_error", "loc": (name,), "input": value, "ctx": {"error": ValueError(message)}}])
 
 
 def _params_fit(threshold: object, params: dict[str, Any]) -> dict[str, Any]:
@@ -327,8 +333,12 @@ def _params_fit(threshold: object, params: dict[str, Any]) -> dict[str, Any]:
     if threshold is not None:
         try:
             check_decision(str(threshold), params)
-        except ValueError as err:  # its "threshold_params.x must be ...": the setting is named before it
-            raise ValueError(str(err).removeprefix("threshold_params.")) from None
+        except ValueError as err:  # its "threshold_params.x must be ...": placed at the setting x
+            text = str(err)
+            one = re.fullmatch(r"threshold_params\.(\w+) (.*)", text, flags=re.DOTALL)
+            if one is not None and one[1] in params:
+                raise _at_param(one[1], params[one[1]], one[2]) from None
+            raise ValueError(text) from None
     return params
 
 

@@ -131,9 +131,13 @@ def test_a_refused_setting_is_named_once_with_its_file(tmp_path: Path) -> None:
         f"{start}source.encoding: unknown encoding 'utf9': use a Python codec name such as utf-8 or cp1252 "
         f"(in {vendor})")
     assert _refused(conf, "acme", "source: {kind: simulate}\ndetect: {threshold_params: {stand_out_gap: true}}\n") == (
-        f"{start}detect.threshold_params: stand_out_gap must be a number, got True (in {vendor})")
+        f"{start}detect.threshold_params.stand_out_gap: must be a number, got True (in {vendor})")
     assert _refused(conf, "acme", "source: {kind: simulate}\ndetect: {threshold: M3, threshold_params: {bins: null}}\n") == (
-        f"{start}detect.threshold_params: bins must not be null (only stand_out_gap may be: the night rule off) (in {vendor})")
+        f"{start}detect.threshold_params.bins: must not be null (only stand_out_gap may be: the night rule off) (in {vendor})")
+    # a quoted number, refused by the decision's own check, is placed at its setting too
+    assert _refused(conf, "acme", 'source: {kind: simulate}\ndetect: {threshold_params: {min_severity: "70"}}\n') == (
+        f"{start}detect.threshold_params.min_severity: must be a number, got '70' (quoted in the file: write it "
+        f"without quotes) (in {vendor})")
 
 
 def test_a_decisions_unknown_or_wrong_setting_names_threshold_params(tmp_path: Path) -> None:
@@ -191,7 +195,7 @@ def test_a_decision_setting_written_as_text_is_refused_naming_the_setting_and_fi
     conf = _conf(tmp_path)
     vendor = conf / "vendors" / "acme.yaml"
     text = 'source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: "70"}\n'
-    assert _refused(conf, "acme", text) == ("configuration error for vendor 'acme': context.threshold_params: min_severity must be "
+    assert _refused(conf, "acme", text) == ("configuration error for vendor 'acme': context.threshold_params.min_severity: must be "
                               f"a number, got '70' (quoted in the file: write it without quotes) (in {vendor})")
     vendor.write_text("source: {kind: simulate}\ncontext:\n  threshold: severity\n  threshold_params: {min_severity: 70}\n")
     assert vendor_config("acme", conf).context.threshold_params == {"min_severity": 70}

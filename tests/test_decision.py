@@ -320,9 +320,9 @@ def test_the_chunk_results_of_a_run_decide_with_the_night_rule():
     ("context", "M3", {"min_severity": 70}, r"the M3 decision takes bins, index, got \['min_severity'\]"),
     ("detect", "M1", {"split": 2}, r"split must lie in \(0, 1\)"),
     ("detect", "M2", {"q": 0.1}, r"the M2 decision takes no settings"),
-    ("context", "severity", {"min_severity": "70"}, r"threshold_params\s+Value error, min_severity must be a number, got '70' \(quoted"),
-    ("detect", "severity", {"stand_out_floor": "40"}, r"threshold_params\s+Value error, stand_out_floor must be a number, got '40'"),
-    ("context", "quantile", {"contamination": "0.01"}, r"threshold_params\s+Value error, contamination must be a number, got '0.01'"),
+    ("context", "severity", {"min_severity": "70"}, r"threshold_params\.min_severity\s+Value error, must be a number, got '70' \(quoted"),
+    ("detect", "severity", {"stand_out_floor": "40"}, r"threshold_params\.stand_out_floor\s+Value error, must be a number, got '40'"),
+    ("context", "quantile", {"contamination": "0.01"}, r"threshold_params\.contamination\s+Value error, must be a number, got '0.01'"),
 ])
 def test_a_decisions_settings_are_checked_as_the_configuration_is_read(section, name, params, message):
     """Not after extract, validate and a training, with a TypeError and exit 1."""
