@@ -501,12 +501,15 @@ def test_a_header_line_of_other_columns_is_one_whatever_its_first_name(tmp_path)
     first = "\n".join([_HEADER, *(_csv_row(i) for i in range(1, 4))]) + "\n"
     path = tmp_path / "ab.csv"
     for other, row in (("Machine,Id,ProductId,Key,IP,Time,State", "mc4,4,7,K4,10.0.0.1,2025-03-01T00:00:04Z,1010"),
+                       ("Machine (name),Id,ProductId,Key,IP#,Time (UTC),State", "mc4,4,7,K4,10.0.0.1,2025-03-01T00:00:04Z,1010"),
                        (f"Vendor,{_HEADER}", f"acme,{_csv_row(4)}")):  # a field more: read line by line
         path.write_text(first + other + "\n" + row + "\n")
         with pytest.raises(ExtractFileError, match=r"ab\.csv: line 5 looks like a header line of other columns "
-                                                   r"than its first line's: it names '(Machine|Vendor)'"):
+                                                   r"than its first line's: it names '(Machine|Vendor)"):
             read_log(path)
-    path.write_text(first + "abc,7,K4,10.0.0.1,2025-03-01T00:00:04Z,1010,mc4\n" + "Vendor,ProductId,Key,a,b,c,d\n")
+    path.write_text(first + "abc,7,K4,10.0.0.1,2025-03-01T00:00:04Z,1010,mc4\n" + "Vendor,ProductId,Key,a,b,c,d\n"
+                    + "PC (work),8,K5,10.0.0.2,2025-03-01T00:00:05Z,1010,mc#5\n")
     q = validate_log(read_log(path)).quarantine
     assert q["reason"][0] == "Id: not an integer"  # a row of bad values, not a header
-    assert q.height == 2  # nor a line of names of which fewer than half are the file's columns
+    assert q.height == 3  # nor a line of names of which fewer than half are the file's columns, nor a row of
+    # words in brackets (a machine's name in the Id's place)

@@ -224,8 +224,9 @@ def _header_name(name: str) -> str:
 
 
 # A value that reads as a column's name (quotes, spaces or a byte order mark around it aside): a
-# letter or "_" first, then letters, digits, spaces, "_", "-" or "."; no number, address or time reads so.
-_NAME_LIKE = '^[\\s"\ufeff]*[^\\W\\d][\\w .-]*[\\s"\ufeff]*$'
+# letter or "_" first, then letters, digits, spaces and "_-.()#/%" (`Time (UTC)`, `IP#`); no number,
+# address or time reads so (each starts with a digit).
+_NAME_LIKE = '^[\\s"\ufeff]*[^\\W\\d][\\w .()#/%-]*[\\s"\ufeff]*$'
 
 
 def _headers_again(frame: pl.DataFrame, path: Path,
