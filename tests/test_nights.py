@@ -1594,3 +1594,20 @@ def test_a_night_emptied_of_a_field_encodes_as_the_training_rows_without_it(enco
         emptied = as_trained(night, absent_fields(train))
         enc = get_encoder(encoder)
         assert enc.encode(emptied, vocabulary).equals(enc.encode(blank, vocabulary)), (encoder, field)
+
+
+def test_training_until_a_time_with_an_offset_keeps_the_rows_before_it(tmp_path) -> None:
+    """`licanom run train --until 2025-03-01T03:00+01:00` failed ("time zone +01:00 does not match Series
+    time zone 'UTC'"): the time is the instant it names, compared in UTC with the rows' times."""
+    from datetime import datetime, timedelta, timezone
+
+    from licanom.config import SourceConfig
+    from licanom.data.pipeline import extract
+
+    path = tmp_path / "log.csv"
+    path.write_text("Id,ProductId,Key,IP,Time,State,MachineCode\n"
+                    + "".join(f"{i},7,K{i},10.0.0.{i},2025-03-01T0{i}:00:00Z,1010,mc{i}\n" for i in range(1, 5)))
+    source = SourceConfig(kind="files", path=str(path))
+    plus_one = datetime(2025, 3, 1, 3, 0, tzinfo=timezone(timedelta(hours=1)))  # 02:00 UTC
+    assert extract(source, until=plus_one)["Id"].cast(int).to_list() == [1]
+    assert extract(source, until=datetime(2025, 3, 1, 3, 0))["Id"].cast(int).to_list() == [1, 2]  # naive: UTC

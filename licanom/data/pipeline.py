@@ -63,7 +63,8 @@ def extract(source: SourceConfig, after_id: int | None = None, until: datetime |
     from licanom.data.validate import _as_time
 
     t = raw.select(_as_time("Time", raw.schema["Time"]).alias("t")).to_series()
-    cutoff = until if until.tzinfo else until.replace(tzinfo=UTC)
+    # in UTC, as the times read are: polars compares a UTC column with a time of the same zone only
+    cutoff = until.astimezone(UTC) if until.tzinfo else until.replace(tzinfo=UTC)
     return raw.filter(t.is_null() | (t < cutoff))
 
 
