@@ -402,8 +402,12 @@ def read_and_validate(path: Path, log: Log, unreadable_ok: bool = False) -> Vali
         assert unreadable_ok or (log.rows and all(log.lost)), err
         assert str(path) in str(err)
         return None
-    except ValidationError as err:  # a file with no row has no columns either: refused as empty, named
-        assert not log.rows and str(path) in str(err) and "the log is empty" in str(err), err
+    except ValidationError as err:  # a file with no row: refused for a missing column, or as empty, named
+        assert not log.rows and str(path) in str(err), err
+        if log.missing:
+            assert "lacks required column" in str(err) and log.missing in str(err), err
+        else:
+            assert "the log is empty" in str(err), err
         return None
     try:
         result = validate_log(raw)
@@ -497,8 +501,12 @@ def test_odd_files_give_rows_or_a_clear_error(named, how):
         except ExtractFileError as err:
             assert str(path) in str(err) or str(target) in str(err), err
             return
-        except ValidationError as err:  # nothing in it, not even a header: refused as empty, named
-            assert "the log is empty (" in str(err) and str(target) in str(err), err
+        except ValidationError as err:  # no row under its first line: refused as empty, or for the columns
+            # that line lacks (a one-line file of no log), named
+            if "lacks required column" in str(err):
+                assert str(path) in str(err) and any(c in str(err) for c in REQUIRED_RAW), err
+            else:
+                assert "the log is empty (" in str(err) and str(target) in str(err), err
             return
         try:
             result = validate_log(raw)

@@ -513,3 +513,27 @@ def test_a_header_line_of_other_columns_is_one_whatever_its_first_name(tmp_path)
     assert q["reason"][0] == "Id: not an integer"  # a row of bad values, not a header
     assert q.height == 3  # nor a line of names of which fewer than half are the file's columns, nor a row of
     # words in brackets (a machine's name in the Id's place)
+
+
+def test_a_file_of_one_line_that_is_no_header_is_refused_for_its_columns_not_as_empty(tmp_path):
+    """An error page saved as the export, on one line: its line is the file's header, which lacks the
+    log's columns; the refusal says so and names the file, as for the page on two lines, rather than
+    calling the log empty. A header of the log's columns with no row under it stays an empty log."""
+    from licanom.data.extract.files import read_log
+
+    page = tmp_path / "logs" / "notcsv.csv"
+    page.parent.mkdir()
+    page.write_text("<html><body>502 Bad Gateway</body></html>\n")
+    lacks = (r"notcsv\.csv: the log lacks required column\(s\) \['Id', 'ProductId', 'Key', 'IP', 'Time', 'State', "
+             r"'MachineCode'\]; it has \['<html><body>502 Bad Gateway</body></html>'\]")
+    for target in (page, page.parent):  # the file, or a folder of it alone
+        with pytest.raises(ValidationError, match=lacks) as err:
+            read_log(target)
+        assert "empty" not in str(err.value) and "\n" not in str(err.value)
+    (page.parent / "a.csv").write_text(_HEADER + "\n")  # beside a header with no rows: the page is named
+    with pytest.raises(ValidationError, match=r"notcsv\.csv: the log file lacks required column\(s\) \['Id'"):
+        read_log(page.parent)
+    page.unlink()
+    for target, named in ((page.parent, "logs"), (page.parent / "a.csv", r"a\.csv")):
+        with pytest.raises(ValidationError, match=named + r": the log is empty \(a header, no rows\)$"):
+            read_log(target)

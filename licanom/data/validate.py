@@ -361,6 +361,28 @@ def _can_lose(name: str, dtype: pl.DataType) -> bool:
     return not isinstance(dtype, (pl.Datetime, pl.Date))
 
 
+def require_columns(columns: list[str], where: str = "the log") -> None:
+    """Refuse a log (``where``: what the message calls it, e.g. its file) whose columns lack a
+    required one, naming the missing ones and those it has; where a name holds several columns
+    joined by a separator, say which separator to set."""
+    missing = [c for c in REQUIRED_RAW if c not in columns]
+    if not missing:
+        return
+    from licanom.data.extract.files import SEPARATORS
+
+    # a header read with another separator than its own: one long name holding the others
+    merged = [c for c in columns if any(sep in c for sep in SEPARATORS)]
+    sep = max(SEPARATORS, key=merged[0].count) if merged else ""
+    shown = columns_shown(columns)
+    what = (f"{_shown(merged[0])!r}" if merged and shown.startswith("[") else "its first line")
+    hint = (f"; {what} looks like several columns split by {sep!r}: set the file's "
+            f"separator (`source.separator: {sep!r}` or --separator)") if merged else ""
+    raise ValidationError(
+        f"{where} lacks required column(s) {missing}; it has {shown}. "
+        f"Expected the Web API Log columns {list(REQUIRED_RAW)} (optional: {list(OPTIONAL_RAW)}){hint}"
+    )
+
+
 def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.Series],
                                          tuple[dict[str, pl.Series], dict[str, pl.Series]]]:
     """Cast every raw column to the schema's dtype without failing.
@@ -370,21 +392,7 @@ def _parse(raw: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.
     the coerced frame's IP and Key (UInt32, equal codes for equal texts and only then; a
     null's code is null) with, where known, the rows where each code first appears.
     """
-    missing = [c for c in REQUIRED_RAW if c not in raw.columns]
-    if missing:
-        from licanom.data.extract.files import SEPARATORS
-
-        # a header read with another separator than its own: one long name holding the others
-        merged = [c for c in raw.columns if any(sep in c for sep in SEPARATORS)]
-        sep = max(SEPARATORS, key=merged[0].count) if merged else ""
-        shown = columns_shown(raw.columns)
-        what = (f"{_shown(merged[0])!r}" if merged and shown.startswith("[") else "its first line")
-        hint = (f"; {what} looks like several columns split by {sep!r}: set the file's "
-                f"separator (`source.separator: {sep!r}` or --separator)") if merged else ""
-        raise ValidationError(
-            f"the log lacks required column(s) {missing}; it has {shown}. "
-            f"Expected the Web API Log columns {list(REQUIRED_RAW)} (optional: {list(OPTIONAL_RAW)}){hint}"
-        )
+    require_columns(raw.columns)
     unreadable = UNREADABLE in raw.columns and raw[UNREADABLE].null_count() < raw.height
     frame = raw.select([c for c in RAW if c in raw.columns])
     absent = [c for c in OPTIONAL_RAW if c not in frame.columns]

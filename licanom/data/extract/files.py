@@ -852,8 +852,15 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
                               timezone))
             for p in log_files(path)]
     if after_id is None and read and not any(f.height for _, f in read):  # no row: named, not a bare "empty"
-        from licanom.data.validate import ValidationError  # the input cannot be used (exit 3), as a log without columns
+        from licanom.data.validate import ValidationError, require_columns  # the input cannot be used (exit 3)
 
+        # a header line first: one that lacks the log's columns (an error page of one line saved as the
+        # export) is refused for them, naming the file, as it is with rows under it; not called empty
+        headed = [(p, f) for p, f in read if f.width]
+        if len(headed) > 1:
+            _check_columns_per_file(headed)
+        elif headed:
+            require_columns(headed[0][1].columns, f"{headed[0][0]}: the log")
         what = "no header, no rows" if not any(f.width for _, f in read) else "a header, no rows"
         raise ValidationError(f"{path}: the log is empty ({what})"
                               + ("" if len(read) == 1 else f" in each of its {len(read)} files"))
