@@ -555,3 +555,34 @@ def test_the_librarys_files_source_without_its_path_names_the_vendors_file(tmp_p
     assert str(err.value) == said
     # the file is where the settings were read, no setting: a dump of the settings is as before
     assert load_config("acme", conf).source.model_dump() == SourceConfig().model_dump()
+
+
+def test_a_relative_source_path_is_read_from_the_current_folder_and_its_absence_says_where_it_looked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative ``source.path`` is read from the current folder (not the project's, as a relative
+    output_dir is): a job started in another folder does not find it, and the refusal names the
+    absolute path it looked for, on one line, rather than the relative one alone."""
+    from licanom.data.extract.files import ExtractFileError
+    from licanom.data.pipeline import extract
+
+    conf = _conf(tmp_path)
+    (conf / "vendors" / "beta.yaml").write_text("source:\n  kind: files\n  path: data/beta/tiny2.csv\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    source = load_config("beta", conf).source
+    with pytest.raises(ExtractFileError) as err:
+        extract(source)
+    looked = elsewhere / "data" / "beta" / "tiny2.csv"
+    assert str(err.value) == (f"no such log file or folder: data/beta/tiny2.csv (looked for {looked}: a relative "
+                              "path, source.path or --logs, is read from the current folder)")
+    (conf / "vendors" / "beta.yaml").write_text("source:\n  kind: files\n  path: data/beta/*.csv\n")
+    with pytest.raises(ExtractFileError, match=r"found at data/beta/\*\.csv \(looked for .*elsewhere/data/beta/\*\.csv: "
+                                               r"a relative path, source\.path or --logs, is read from the current folder\)$"):
+        extract(load_config("beta", conf).source)
+    looked.parent.mkdir(parents=True)
+    looked.write_text("Id,ProductId,Key,IP,Time,State,MachineCode\n1,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:00:00Z,1010,mc1\n")
+    assert extract(load_config("beta", conf).source)["Id"].to_list() == ["1"]  # still the current folder's
+    with pytest.raises(ExtractFileError, match=r"^no such log file or folder: /\S+/nope\.csv$"):  # absolute: as given
+        extract(load_config("beta", conf, {"source": {"path": str(elsewhere / "nope.csv")}}).source)

@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import logging
+import os
 import re
 import zlib
 from collections.abc import Callable, Iterator
@@ -74,6 +75,16 @@ class ExtractFileError(RuntimeError):
     """A log file is missing, of an unknown kind, or unreadable (named in the message)."""
 
 
+def _looked_for(text: str) -> str:
+    """Where a relative path was looked for, for a message that it is not there: a relative
+    ``source.path`` (or ``--logs``) is read from the current folder, which a scheduled job or a
+    worker started elsewhere does not share ("" for an absolute path)."""
+    if Path(text).is_absolute():
+        return ""
+    return (f" (looked for {os.path.abspath(text)}: a relative path, source.path or --logs, is read from the "
+            "current folder)")
+
+
 def log_files(path: str | Path, warn: bool = True) -> list[Path]:
     """The log files a path names: itself, the files a glob matches, or a folder's log files
     (``warn``: name a folder's files of no log kind in a warning, as a read does)."""
@@ -99,10 +110,10 @@ def log_files(path: str | Path, warn: bool = True) -> list[Path]:
         elif p.exists():
             files = [p]
         else:
-            raise ExtractFileError(f"no such log file or folder: {p}")
+            raise ExtractFileError(f"no such log file or folder: {p}{_looked_for(text)}")
     files = [f for f in files if f.is_file()]
     if not files:
-        raise ExtractFileError(f"no log files ({_KINDS_READ}) found at {text}")
+        raise ExtractFileError(f"no log files ({_KINDS_READ}) found at {text}{_looked_for(text)}")
     unknown = [f for f in files if file_kind(f) is None]
     if unknown:
         raise ExtractFileError(
