@@ -424,3 +424,20 @@ def test_a_frames_reasons_name_up_to_three_of_its_new_values() -> None:
         named = [ip for ip in (f"81.2.69.{160 + j}" for j in range(n_new)) if ip in "".join(reasons)]
         assert len(reasons) == 1 and len(named) == min(n_new, NEW_NAMED), reasons
         assert reasons[0].endswith(", ...)") == (n_new > NEW_NAMED), reasons
+
+
+@pytest.mark.parametrize("scores", [
+    np.full(5, 0.25),                                                          # all equal
+    np.array([0.3, np.nextafter(np.float32(0.3), np.float32(1))], np.float32),  # one float32 step apart
+    np.array([1e8, 1e8 + 1e-7, 1e8]),                                          # a range below the values' precision
+    np.array([0.2, np.nan, np.inf, 0.2]),                                      # scores that are not finite among them
+    np.array([np.nan]),                                                        # none finite
+])
+def test_a_score_histogram_of_equal_or_nearly_equal_scores_is_drawn(scores: np.ndarray) -> None:
+    """A training of a few chunks gave scores a hair apart: numpy's 50 bins failed ("Too many bins
+    for data range") and the figure failed the training with it."""
+    from licanom.report.plots import error_histograms, score_histograms
+
+    histograms = error_histograms(scores, scores, {"M1": None, "M3": 0.25}, title="t")
+    report = score_histograms(scores, scores, scores[:1], 0.25, "M3", "score")
+    assert histograms.startswith(b"\x89PNG") and report.startswith(b"\x89PNG")

@@ -274,6 +274,18 @@ def chunk_results(prepared: Prepared, outcome: ModelOutcome) -> pl.DataFrame:
                          outcome.top_features, *chunk_decision(det, meta, outcome.scores))
 
 
+def require_training_chunks(prepared: Prepared) -> None:
+    """Raise :class:`NotEnoughDataError` where the log gives fewer than 2 training chunks: every
+    detector fits what is normal on two chunks at the least (``licanom detect`` and the training
+    flow refuse such a log with this one message, before any model is fitted)."""
+    n_train = int((~prepared.test_mask).sum())
+    if n_train < 2:
+        c = prepared.chunks
+        raise NotEnoughDataError(
+            f"the log gives {c.n_chunks} chunk(s) of {c.size} requests, {n_train} of them for training; a "
+            f"detector needs at least 2 training chunks: give a longer log")
+
+
 def detect(
     prepared: Prepared,
     train: TrainConfig,
@@ -316,11 +328,7 @@ def detect(
         y = None if labels is None else sequence_labels(seqs, labels)
     else:
         X, test_mask = prepared.chunks.X, prepared.test_mask
-        if n_train < 2:  # every detector fits what is normal on two chunks at the least
-            c = prepared.chunks
-            raise NotEnoughDataError(
-                f"the log gives {c.n_chunks} chunk(s) of {c.size} requests, {n_train} of them for training; a "
-                f"detector needs at least 2 training chunks: give a longer log")
+        require_training_chunks(prepared)
         y = None
         if labels is not None and any(is_sequence_model(m) for m in models):
             if "Id" not in labels.columns:

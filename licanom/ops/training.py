@@ -21,7 +21,7 @@ from licanom.config import Config
 from licanom.data.context_vector import KeyHistory
 from licanom.ops.detect import (
     ModelOutcome, evaluate_model, format_results, is_context_model, is_sequence_model, make_detector, model_inputs,
-    results_frame,
+    require_training_chunks, results_frame,
 )
 from licanom.data.pipeline import Prepared
 from licanom.data.privacy import secret_env_name
@@ -120,12 +120,17 @@ def last_chunked_id(prepared: Prepared) -> int | None:
 
 
 def for_vendor_size(cfg: Config, prepared: Prepared) -> Config:
-    """The configuration with ``train.models: auto`` resolved by the vendor's training chunks."""
+    """The configuration with ``train.models: auto`` resolved by the vendor's training chunks.
+    A log of fewer than 2 training chunks is refused here, before any run or model
+    (:class:`licanom.data.chunk.NotEnoughDataError`, as ``licanom detect`` refuses it)."""
+    require_training_chunks(prepared)
     return cfg.for_size(int((~prepared.test_mask).sum()))
 
 
 def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
-    """The parent MLflow run of a training flow; returns its run id."""
+    """The parent MLflow run of a training flow; returns its run id. A log of fewer than 2
+    training chunks is refused before the run starts (:func:`for_vendor_size` refuses it first)."""
+    require_training_chunks(prepared)
     run_id = tracker.start_run(cfg.vendor, f"train {cfg.vendor}", "training")
     tracker.log_params(run_id, {
         "models": ",".join(cfg.train.models), "chunk_size": cfg.chunk.size, "stride": cfg.chunk.stride,

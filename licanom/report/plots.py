@@ -30,10 +30,36 @@ def png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+def _edges(values: np.ndarray, bins: int) -> np.ndarray | None:
+    """``bins`` equal bins over the finite ``values``; fewer (down to one) where their range is too
+    narrow for ``bins`` distinct edges (scores equal but for their last digits: numpy refuses
+    "too many bins for data range"); None where no value is finite. A figure never fails a run."""
+    finite = np.asarray(values, dtype=np.float64)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return None
+    lo, hi = float(finite.min()), float(finite.max())
+    while bins > 1:
+        edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.array([])
+        if edges.size and np.all(np.isfinite(edges)) and np.all(np.diff(edges) > 0):
+            return edges
+        bins //= 2
+    pad = max(abs(lo), abs(hi)) * 1e-3 or 0.5  # one bin around the values (all equal, or nearly)
+    return np.array([lo - pad, hi + pad])
+
+
 def _hist(ax: Any, values: np.ndarray, bins: int | np.ndarray, **style: Any) -> None:
     """A filled histogram drawn as one step outline (``Axes.stairs``), not one rectangle per bin
     as ``Axes.hist`` draws: the same figure at a fraction of the drawing time. Empty bins are
-    left out of the log scale (NaN), as ``hist`` leaves them."""
+    left out of the log scale (NaN), as ``hist`` leaves them. Values that are not finite are
+    left out; an int ``bins`` is at most that many (:func:`_edges`)."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if isinstance(bins, (int, np.integer)):
+        edges = _edges(values, int(bins))
+        if edges is None:
+            return
+        bins = edges
     counts, edges = np.histogram(values, bins=bins)
     heights = np.where(counts > 0, counts.astype(np.float64), np.nan)
     ax.stairs(heights, edges, fill=True, **style)
@@ -73,7 +99,9 @@ def score_histograms(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray,
     fig = Figure(figsize=(10, 3.4))
     axes = fig.subplots(1, 2, sharex=True)
     every = np.concatenate([train, scored, [threshold]])
-    bins = np.histogram_bin_edges(every[np.isfinite(every)], bins=50)
+    bins = _edges(every, 50)
+    if bins is None:  # no finite score, nor threshold: nothing to bin
+        bins = np.array([0.0, 1.0])
     for ax, errors, title in ((axes[0], train, "training chunks"), (axes[1], scored, "all chunks of this report")):
         if errors.size:
             _hist(ax, errors, bins, color="tab:blue", alpha=0.8, label="chunks")
