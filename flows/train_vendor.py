@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 
@@ -39,22 +40,27 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
     print(f"{vendor}: {prepared.chunks.n_chunks:,} chunks ({int((~prepared.test_mask).sum()):,} for training); "
           f"training {', '.join(cfg.train.models)} (the first is the default)")
     parent_run_id = training.start_training(tracker, cfg, opaque(prepared))
-    if validation.quarantine.height:
-        own = training.kept_training_quarantine(cfg, parent_run_id)
-        kept = f"{own}; pseudonymised: " if own is not None else ""
-        print(f"{vendor}: the quarantined rows, each with its reason: {kept}quarantine.parquet among the artifacts of "
-              f"MLflow run {parent_run_id} (experiment {tracker.experiment_name(vendor)})")
-    work_dir = training.work_dir()
-    try:
-        # train.parallel > 1: the variants fitted side by side, one process and one thread each
-        # (licanom.ops.training.fit_side_by_side); else one after another, each on train.threads
-        fitted = training.fit_side_by_side(cfg, opaque(prepared))
-        variants = [training.train_variant(tracker, cfg, opaque(prepared), model, parent_run_id, work_dir, fitted.get(model))
-                    for model in cfg.train.models]
-        summary = training.finish_training(tracker, cfg, parent_run_id, variants, opaque(prepared))
-    finally:  # the bundles are in MLflow now (or the run failed): nothing to keep
-        training.discard_work_dir(work_dir)
-    training.start_scoring_after(Path(cfg.output_dir), vendor, last_chunked_id(prepared))
-    print(f"{vendor}: champion is {summary.champion.model} "
-          f"(version {summary.champion.version} of {summary.champion.name})")
+    try:  # failed or stopped from here: its parent run ends FAILED, not RUNNING for good
+        if validation.quarantine.height:
+            own = training.kept_training_quarantine(cfg, parent_run_id)
+            kept = f"{own}; pseudonymised: " if own is not None else ""
+            print(f"{vendor}: the quarantined rows, each with its reason: {kept}quarantine.parquet among the artifacts of "
+                  f"MLflow run {parent_run_id} (experiment {tracker.experiment_name(vendor)})")
+        work_dir = training.work_dir()
+        try:
+            # train.parallel > 1: the variants fitted side by side, one process and one thread each
+            # (licanom.ops.training.fit_side_by_side); else one after another, each on train.threads
+            fitted = training.fit_side_by_side(cfg, opaque(prepared))
+            variants = [training.train_variant(tracker, cfg, opaque(prepared), model, parent_run_id, work_dir, fitted.get(model))
+                        for model in cfg.train.models]
+            summary = training.finish_training(tracker, cfg, parent_run_id, variants, opaque(prepared))
+        finally:  # the bundles are in MLflow now (or the run failed): nothing to keep
+            training.discard_work_dir(work_dir)
+        training.start_scoring_after(Path(cfg.output_dir), vendor, last_chunked_id(prepared))
+        print(f"{vendor}: champion is {summary.champion.model} "
+              f"(version {summary.champion.version} of {summary.champion.name})")
+    except BaseException as err:
+        with contextlib.suppress(Exception):  # the training's own error is the one raised
+            training.fail_training(tracker, parent_run_id, err)
+        raise
     return summary

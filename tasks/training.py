@@ -46,6 +46,11 @@ def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
 
 
 @task(cache_policy=NO_CACHE)
+def fail_training(tracker: Tracker, run_id: str, error: BaseException) -> bool:
+    return training.fail_training(tracker, run_id, error)
+
+
+@task(cache_policy=NO_CACHE)
 def kept_training_quarantine(cfg: Config, run_id: str) -> Path | None:
     return training.kept_training_quarantine(cfg, run_id)
 

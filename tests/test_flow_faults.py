@@ -58,6 +58,12 @@ def test_registry_write_that_dies_leaves_the_champion_alone(vendor_env, monkeypa
     state = train_vendor("gamma", return_state=True)
     assert state.is_failed()
     tracker = configure()
+    # its parent MLflow run ended FAILED, saying why (it stayed RUNNING for good)
+    parents = tracker.client.search_runs([tracker.client.get_experiment_by_name(tracker.experiment_name("gamma")).experiment_id],
+                                         filter_string="attributes.run_name = 'train gamma'", order_by=["attributes.start_time DESC"])
+    assert parents[0].info.status == "FAILED"
+    assert parents[0].data.tags["licanom.outcome"] == "failed: SystemError: killed before the champion moved"
+    assert not [r for r in parents if r.info.status == "RUNNING"]
     champion = tracker.client.get_model_version_by_alias("licanom-gamma", "champion")
     assert champion.version == before
     bundle, version = tracker.load_champion("gamma")

@@ -132,6 +132,15 @@ def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
     training chunks is refused before the run starts (:func:`for_vendor_size` refuses it first)."""
     require_training_chunks(prepared)
     run_id = tracker.start_run(cfg.vendor, f"train {cfg.vendor}", "training")
+    try:
+        _log_training_start(tracker, run_id, cfg, prepared)
+    except BaseException as err:  # the run started: it ends FAILED, not RUNNING for good
+        fail_training(tracker, run_id, err)
+        raise
+    return run_id
+
+
+def _log_training_start(tracker: Tracker, run_id: str, cfg: Config, prepared: Prepared) -> None:
     tracker.log_params(run_id, {
         "models": ",".join(cfg.train.models), "chunk_size": cfg.chunk.size, "stride": cfg.chunk.stride,
         "encoder": cfg.encode.encoder, "split": cfg.split.method, "data_hash": data_hash(prepared),
@@ -151,7 +160,29 @@ def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
             own.parent.mkdir(parents=True, exist_ok=True)
             v.quarantine.write_parquet(own)
         tracker.log_frame(run_id, tracked, "quarantine.parquet")
-    return run_id
+
+
+def fail_training(tracker: Tracker, run_id: str, error: BaseException) -> bool:
+    """End a training's parent run FAILED after ``error`` (an exception, or the training stopped:
+    KeyboardInterrupt, SystemExit), as a night's run ends (:mod:`licanom.ops.nightly`); tag
+    ``licanom.outcome`` says why, in one line. A run no longer RUNNING (finished before the error)
+    is left as it is. Never raises an Exception of its own, so that ``error`` is the one the caller
+    sees (a store that cannot be reached is a warning); True where the run was ended."""
+    import logging
+
+    interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+    first = (str(error).strip().splitlines() or [""])[0][:300]
+    why = f"{'stopped' if interrupted else 'failed'}: {type(error).__name__}" + (f": {first}" if first else "")
+    try:
+        if tracker.client.get_run(run_id).info.status != "RUNNING":
+            return False
+        tracker.set_tags(run_id, {"licanom.outcome": why})
+        tracker.end_run(run_id, "FAILED")
+        return True
+    except Exception as err:  # noqa: BLE001 - never in the way of the training's own error
+        logging.getLogger(__name__).warning("training run %s was not marked FAILED (%s: %s)",
+                                            run_id, type(err).__name__, err)
+        return False
 
 
 def training_quarantine_path(cfg: Config, run_id: str) -> Path:
