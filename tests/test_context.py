@@ -710,9 +710,9 @@ def test_auto_models_follow_the_vendor_size():
     # the night rule off is the one null a decision's params may hold; YAML's true is no number
     off = load_config(overrides={"detect": {"threshold_params": {"stand_out_gap": None}}})
     assert off.detect.threshold_params == {"stand_out_gap": None}
-    with pytest.raises(ValueError, match="stand_out_gap must be a number"):
+    with pytest.raises(ValueError, match=r"threshold_params\.stand_out_gap\s+Value error, must be a number"):
         load_config(overrides={"detect": {"threshold_params": {"stand_out_gap": True}}})
-    with pytest.raises(ValueError, match="bins must not be null"):
+    with pytest.raises(ValueError, match=r"threshold_params\.bins\s+Value error, must not be null"):
         load_config(overrides={"detect": {"threshold": "M3", "threshold_params": {"bins": None}}})
     from licanom.ops.detect import make_detector
 
