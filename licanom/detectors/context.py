@@ -525,8 +525,8 @@ def _recurs(X: np.ndarray, line: np.ndarray, days: np.ndarray, last: int = RECUR
     days = np.asarray(days)
     latest = np.unique(days)[-last:]
     recent = np.isin(days, latest)
-    beyond = np.asarray(X, dtype=np.float64)[recent] >= line
-    held = np.array([np.unique(days[recent][beyond[:, j]]).size for j in range(beyond.shape[1])])
+    beyond, on = np.asarray(X, dtype=np.float64)[recent] >= line, days[recent]
+    held = np.array([np.unique(on[beyond[:, j]]).size for j in range(beyond.shape[1])])
     return (held >= min_share * latest.size) & (held >= min_days)
 
 
