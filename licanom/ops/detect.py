@@ -130,10 +130,9 @@ def evaluate_model(
     only the training chunks' are used.
     """
     X_train, X_test = take(X, ~test_mask), take(X, test_mask)
-    train_days = None if days is None else np.asarray(days)[~test_mask]
     top_features = None
     if detector.family in ("context", "classical"):
-        detector.fit_with_days(X_train, train_days)
+        detector.fit_with_days(X_train, None if days is None else np.asarray(days)[~test_mask])
         feature_errors = None
         scores = detector.decision_function(X)
         top_features = detector.top_columns(X)
@@ -154,7 +153,7 @@ def evaluate_model(
         train_loss = history.objective[-1] if history and history.objective else None
         val_loss = None
     else:
-        detector.fit_with_days(X_train, train_days)
+        detector.fit_with_days(X_train, None if days is None else np.asarray(days)[~test_mask])
         errors = detector.errors(X)
         scores = errors.score
         # the thesis's 8 columns fill the error_* columns; the rows mode names its top column instead
