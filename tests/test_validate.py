@@ -537,3 +537,20 @@ def test_a_file_of_one_line_that_is_no_header_is_refused_for_its_columns_not_as_
     for target, named in ((page.parent, "logs"), (page.parent / "a.csv", r"a\.csv")):
         with pytest.raises(ValidationError, match=named + r": the log is empty \(a header, no rows\)$"):
             read_log(target)
+
+
+def test_a_nights_read_of_a_file_of_one_line_that_is_no_header_is_refused_not_nothing_new(tmp_path):
+    """A night reads after the watermark: an export replaced by an error page of one line is refused for
+    the columns it lacks, naming the file, as the first read refuses it; it is not "nothing new", night
+    after night, while the export is broken. A header of the log's columns with no row under it is."""
+    from licanom.data.extract.files import read_new_rows
+
+    page = tmp_path / "logs" / "notcsv.csv"
+    page.parent.mkdir()
+    page.write_text("<html><body>502 Bad Gateway</body></html>\n")
+    for target in (page, page.parent):
+        with pytest.raises(ValidationError, match=r"notcsv\.csv: the log lacks required column\(s\) \['Id'"):
+            read_new_rows(target, after_id=41)
+    page.write_text(_HEADER + "\n")
+    frame, at_or_below = read_new_rows(page, after_id=41)
+    assert frame.height == 0 and at_or_below == 0

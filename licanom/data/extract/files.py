@@ -862,19 +862,27 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold), p), time_format),
                               timezone))
             for p in log_files(path)]
-    if after_id is None and read and not any(f.height for _, f in read):  # no row: named, not a bare "empty"
+    if read and not any(f.height for _, f in read):  # no row: named, not a bare "empty"
         from licanom.data.validate import ValidationError, require_columns  # the input cannot be used (exit 3)
 
         # a header line first: one that lacks the log's columns (an error page of one line saved as the
-        # export) is refused for them, naming the file, as it is with rows under it; not called empty
+        # export) is refused for them, naming the file, as it is with rows under it; not called empty, nor,
+        # in a night's read after a watermark, "nothing new" night after night while the export is broken
         headed = [(p, f) for p, f in read if f.width]
         if len(headed) > 1:
             _check_columns_per_file(headed)
         elif headed:
             require_columns(headed[0][1].columns, f"{headed[0][0]}: the log")
-        what = "no header, no rows" if not any(f.width for _, f in read) else "a header, no rows"
-        raise ValidationError(f"{path}: the log is empty ({what})"
-                              + ("" if len(read) == 1 else f" in each of its {len(read)} files"))
+        if after_id is None:  # after a watermark, a header of the log's columns and no row: nothing new
+            what = "no header, no rows" if not any(f.width for _, f in read) else "a header, no rows"
+            raise ValidationError(f"{path}: the log is empty ({what})"
+                                  + ("" if len(read) == 1 else f" in each of its {len(read)} files"))
+    return _read_after(read, after_id)
+
+
+def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> tuple[pl.DataFrame, int]:
+    """:func:`read_new_rows`'s frame of the files read (``(path, frame)``), with the rows after
+    ``after_id`` only where it is given, and the count of distinct readable Ids at or below it."""
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
