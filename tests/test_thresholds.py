@@ -54,6 +54,20 @@ def test_m3_all_equal_errors_follows_numpy() -> None:
     assert m3(np.full(5, 2.0)) == pytest.approx(2.4)  # numpy widens the range to 2 +- 0.5
 
 
+HAIR_APART = np.array([1.0, 1.0 + 1e-15, 1.0 + 2e-15] * 5)  # equal but for their last digits
+
+
+@pytest.mark.parametrize(("errors", "bins"), [(HAIR_APART, 10), (np.array([1.0, np.nextafter(1.0, 2.0)] * 50), "auto")])
+def test_m3_errors_a_hair_apart_are_binned_as_equal(errors: np.ndarray, bins: int | str) -> None:
+    with pytest.raises(ValueError, match="Too many bins"):  # what failed a training
+        np.histogram(errors, bins=bins)
+    assert m3(errors, bins=bins) == pytest.approx(m3(np.full(errors.size, 1.0), bins=bins))
+
+
+def test_m3_default_lies_above_errors_a_hair_apart() -> None:
+    assert m3(HAIR_APART) == pytest.approx(1.4)  # as for equal errors: (1 +- 0.5) in 10 bins
+
+
 def test_quantile() -> None:
     errors = np.arange(101, dtype=float)
     assert quantile(errors) == pytest.approx(99.0)

@@ -136,8 +136,19 @@ def m3(errors: ArrayLike, bins: int | str = 10, index: int = -2) -> float:
     The default, bins=10 and index=-2, is the left edge of the last bin. `bins` takes
     anything `np.histogram` does (an int or a rule name such as "auto"). When all errors
     are equal numpy widens the range to `value ± 0.5`, so the default lies above them.
+
+    Errors a hair apart (equal but for their last digits) are binned as equal errors are, over
+    their range widened by 0.5 either side: numpy refuses to cut so narrow a range into
+    finite-sized bins ("too many bins for data range"), which failed the training, and a
+    threshold that fell from above such errors to among them as they part by a digit would
+    tell nothing about them.
     """
-    edges = np.histogram(_as_errors(errors), bins=bins)[1]
+    arr = _as_errors(errors)
+    try:
+        edges = np.histogram_bin_edges(arr, bins=bins)
+    except ValueError:  # a range too narrow for the bins; a `bins` numpy refuses fails again here
+        lo, hi = float(arr.min()), float(arr.max())
+        edges = np.histogram_bin_edges(np.full(arr.size, lo), bins=bins, range=(lo - 0.5, hi + 0.5))
     if not -edges.size <= index < edges.size:
         raise ValueError(f"index {index} is out of range for {edges.size} histogram edges")
     return float(edges[index])
