@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, Validati
 from pydantic import ValidationError as PydanticValidationError
 
 from licanom.detectors.decision import DecisionName, check_decision
+from licanom.spelling import did_you_mean
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 log = logging.getLogger(__name__)
@@ -651,10 +652,24 @@ def _setting_files(vendor: str, conf_dir: Path) -> Callable[[tuple[str, ...]], s
     return where
 
 
+def _section_keys(model_name: str, section: tuple[str, ...]) -> tuple[str, ...]:
+    """The keys a file may write in ``section`` (``("detect",)``; ``()``: the top level) of the
+    configuration model called ``model_name`` (a validation error's title: ``Config``), as the files
+    write them (``validate``, not ``validate_``); none where that is no section of such a model."""
+    model: type[BaseModel] | None = next((m for m in _Model.__subclasses__() if m.__name__ == model_name), None)
+    for key in section:
+        field = next((f for name, f in model.model_fields.items() if key in (name, f.alias)), None) if model else None
+        inner = field.annotation if field else None
+        model = inner if isinstance(inner, type) and issubclass(inner, _Model) else None
+    return tuple(f.alias or name for name, f in model.model_fields.items()) if model else ()
+
+
 def describe_error(err: Exception, where: Callable[[tuple[str, ...]], str] | None = None) -> str:
     """A configuration error as one sentence naming each setting: ``train.epochs must be greater
     than or equal to 1 (got 0)`` rather than pydantic's multi-line text with a documentation URL;
-    ``where`` (a setting's place -> `` (in FILE)``) names the file that sets each."""
+    ``where`` (a setting's place -> `` (in FILE)``) names the file that sets each. A key that no
+    setting has is said with the one of its section it lies closest to (``detect.thresold: ...
+    (did you mean 'threshold'?)``): a misspelt key is refused, and the file's line does not say which."""
     if not isinstance(err, PydanticValidationError):
         return str(err).splitlines()[0] if str(err) else type(err).__name__
     parts = []
@@ -670,6 +685,8 @@ def describe_error(err: Exception, where: Callable[[tuple[str, ...]], str] | Non
         if (e.get("type") in ("int_type", "float_type") and _quoted_number(got)  # said as the decisions' check says it
                 or e.get("type") == "bool_type" and _quoted_boolean(got)):
             shown = f", got {got!r} (quoted in the file: write it without quotes)"
+        if e.get("type") == "extra_forbidden" and keys:
+            shown += did_you_mean(keys[-1:], _section_keys(err.title, keys[:-1]))
         parts.append(f"{loc or 'the configuration'}: {msg}{shown}{where(keys) if where else ''}")
     return "; ".join(dict.fromkeys(parts))
 

@@ -65,7 +65,8 @@ def test_each_setting_in_error_is_named_with_the_file_that_sets_it(tmp_path: Pat
     text = str(err.value)
     assert f"train.epochs: input should be a valid integer (got 'three') " \
            f"(in {conf / 'vendors' / 'acme.yaml'})" in text, text
-    assert f"train.epoch: extra inputs are not permitted (got 10) (in {conf / 'defaults.yaml'})" in text, text
+    assert (f"train.epoch: extra inputs are not permitted (got 10) (did you mean 'epochs'?) "
+            f"(in {conf / 'defaults.yaml'})") in text, text
 
 
 def test_a_vendor_file_ending_in_yml_is_read_and_a_vendor_with_both_is_refused(
@@ -138,6 +139,27 @@ def test_a_refused_setting_is_named_once_with_its_file(tmp_path: Path) -> None:
     assert _refused(conf, "acme", 'source: {kind: simulate}\ndetect: {threshold_params: {min_severity: "70"}}\n') == (
         f"{start}detect.threshold_params.min_severity: must be a number, got '70' (quoted in the file: write it "
         f"without quotes) (in {vendor})")
+
+
+def test_a_misspelt_key_is_refused_with_the_key_it_lies_closest_to(tmp_path: Path) -> None:
+    """`detect: {thresold: severity}` was refused as "extra inputs are not permitted", and the
+    operator was left to find which key was meant; so was a decision's misspelt setting."""
+    conf = _conf(tmp_path)
+    vendor = conf / "vendors" / "acme.yaml"
+    start = "configuration error for vendor 'acme': "
+    for text, refusal in (
+            ("detect: {thresold: severity}", "detect.thresold: extra inputs are not permitted (got 'severity') "
+                                             "(did you mean 'threshold'?)"),
+            ("train: {modles: all}", "train.modles: extra inputs are not permitted (got 'all') (did you mean 'models'?)"),
+            ("detct: {threshold: severity}", "detct: extra inputs are not permitted (did you mean 'detect'?)"),
+            ("detect: {threshold: M3, threshold_params: {binz: 20}}",
+             "detect.threshold_params: the M3 decision takes bins, index, got ['binz'] (did you mean 'bins'?)"),
+            ("context: {threshold: severity, threshold_params: {min_severty: 70, stand_out_gapp: 5}}",
+             "context.threshold_params: the severity decision takes min_severity, stand_out_floor, stand_out_gap, "
+             "small_night_chunks, small_night_floor, small_night_gap, got ['min_severty', 'stand_out_gapp'] "
+             "(did you mean 'min_severity' for 'min_severty', 'stand_out_gap' for 'stand_out_gapp'?)"),
+            ("detect: {zzz: 1}", "detect.zzz: extra inputs are not permitted (got 1)")):  # nothing close: no guess
+        assert _refused(conf, "acme", f"source: {{kind: simulate}}\n{text}\n") == f"{start}{refusal} (in {vendor})"
 
 
 def test_a_decisions_unknown_or_wrong_setting_names_threshold_params(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from licanom.detectors import thresholds as th
+from licanom.spelling import did_you_mean
 log = logging.getLogger(__name__)
 
 # The decisions by name: severity, then the thresholds of licanom.detectors.thresholds.
@@ -244,7 +245,8 @@ class SeverityDecision:
         params = dict(params or {})
         unknown = sorted(set(params) - set(cls.PARAMS))
         if unknown:
-            raise ValueError(f"the severity decision takes {', '.join(cls.PARAMS)}, got {unknown}")
+            raise ValueError(f"the severity decision takes {', '.join(cls.PARAMS)}, got {unknown}"
+                             f"{did_you_mean(unknown, cls.PARAMS)}")
         values: dict[str, float | int | None] = {}
         for name, value in params.items():
             if value is None and name == "stand_out_gap":
@@ -363,7 +365,7 @@ def check_decision(name: str, params: dict[str, object] | None = None) -> None:
     unknown = sorted(set(params) - set(taken))
     if unknown:
         takes = f"takes {', '.join(taken)}" if taken else "takes no settings"
-        raise ValueError(f"the {name} decision {takes}, got {unknown}")
+        raise ValueError(f"the {name} decision {takes}, got {unknown}{did_you_mean(unknown, taken)}")
     _numbers(params, tuple(p for p in taken if "str" in str(signature[p].annotation)))  # M3's bins: "auto"
     scores = np.linspace(0.0, 1.0, 200)
     try:

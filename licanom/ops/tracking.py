@@ -42,6 +42,8 @@ import pandas as pd
 import polars as pl
 import yaml
 
+from licanom.spelling import did_you_mean
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "mlflow.yaml"
 MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"  # what a registered model runs when loaded
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -164,11 +166,8 @@ class TrackingConfig:
 def _unknown_settings(keys: list[Any]) -> str:
     """``unknown setting 'tracking_url' (did you mean 'tracking_uri'?)``: each key of mlflow.yaml
     that is none of :data:`TRACKING_SETTINGS`, with the one it is closest to, where one is close."""
-    import difflib
-
     def said(key: Any) -> str:
-        close = difflib.get_close_matches(str(key), TRACKING_SETTINGS, n=1)
-        return f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+        return f"{key!r}{did_you_mean([str(key)], TRACKING_SETTINGS)}"
 
     return f"unknown setting{'s' if len(keys) > 1 else ''} {', '.join(said(key) for key in keys)}"
 
