@@ -31,11 +31,14 @@ PROFILES = ("node-locked", "usage-based", "floating", "mixed")  # licanom.sim.PR
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter):
     """Every option's help ends with its default; an option whose default comes from the
-    configuration (None) or a flag (False) says so in its own words instead."""
+    configuration (None) or a flag (an option that takes no value) says so in its own words
+    instead: a flag's default is the value of its destination, so ``--no-mlflow``, which logs
+    unless given, read "(default: True)", as if it were on by default."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if "%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if ("%(default)" in text or action.default in (None, False, argparse.SUPPRESS) or action.nargs == 0
+                or not action.option_strings):
             return text
         return text + " (default: %(default)s)"
 

@@ -555,6 +555,24 @@ def test_version_help_defaults_and_subcommand_usage(capsys):
                     f"{name} {action.option_strings}: no default shown"
 
 
+def test_evaluate_help_names_every_encoder_and_says_mlflow_logs_unless_told_not_to(capsys):
+    """`licanom evaluate --help` offered thesis and frequency only, refusing the rows encoder the
+    configuration takes, and said "(default: True)" for --no-mlflow, as if MLflow were off unless
+    asked for; the encoders are now the library's own list, and a flag says its default in words."""
+    from licanom.cli import build_parser
+    from licanom.data.encode import ENCODERS
+    from licanom.evaluation.cli import settings_from
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "rows" in ENCODERS and f"--encoder {{{','.join(ENCODERS)}}} " in out, out
+    assert "(default: True)" not in out and "mlflow.yaml (by default it is logged)" in out, out
+    args = build_parser().parse_args(["evaluate", "--encoder", "rows", "--no-mlflow"])
+    assert (args.mlflow, settings_from(args).encode.encoder) == (False, "rows")
+    assert build_parser().parse_args(["evaluate"]).mlflow is True
+
+
 # --- train on one log, score another -----------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -364,3 +364,14 @@ def test_a_sequence_model_is_judged_by_its_own_boundary_too():
                                train=TrainConfig(epochs=1, threads=1))
     out = ev.run_evaluation(settings)
     assert {"M3", "own"} <= set(out.table.filter(pl.col("detector") == "LSTM_OCSVM")["decision"].to_list())
+
+
+def test_the_autoencoders_take_the_columns_of_the_encoder_evaluated():
+    """With --encoder rows the evaluation built its autoencoders for the thesis's 8 columns, and
+    each failed on the rows mode's chunks ("inputs='thesis' has 8 columns, X has 40")."""
+    from licanom.config import EncodeConfig
+
+    for encoder, inputs in (("thesis", "thesis"), ("frequency", "thesis"), ("rows", "rows")):
+        settings = ev.EvalSettings(encode=EncodeConfig(encoder=encoder))
+        (candidate,) = ev.make_candidates([ev.AUTOENCODERS[0]], settings)
+        assert candidate.make().inputs == inputs, encoder

@@ -76,7 +76,8 @@ class Detector(Protocol):
 class Candidate:
     """A named detector to evaluate: ``make()`` returns a fresh, unfitted one.
 
-    ``inputs`` is what it reads: ``"chunks"`` ``(n, size, 8)``, ``"flat"`` ``(n, size * 8)`` or
+    ``inputs`` is what it reads: ``"chunks"`` ``(n, size, n_features)`` (the encoder's columns: 8,
+    the thesis's, or the rows mode's), ``"flat"`` ``(n, size * n_features)`` or
     ``"summary"``, the distinct-value vector ``(n, 8)``, or ``"context"``, the context vector
     (licanom.detectors.context) ``(n, len(CONTEXT_COLUMNS))``.
     """
@@ -113,13 +114,15 @@ def make_candidates(names: Iterable[str], settings: EvalSettings) -> tuple[Candi
 
 def _autoencoder(name: str) -> CandidateFactory:
     def factory(settings: EvalSettings) -> Candidate:
+        from licanom.data.encode import input_mode
         from licanom.detectors.autoencoders.detector import AutoencoderDetector
 
         train = settings.train
+        inputs = input_mode(settings.encode.encoder)  # the rows encoder's chunks have the rows mode's columns
 
         def make() -> Detector:
             return AutoencoderDetector(
-                model=name, threshold="M3", epochs=train.epochs, batch_size=train.batch_size,
+                model=name, inputs=inputs, threshold="M3", epochs=train.epochs, batch_size=train.batch_size,
                 lr=train.lr, val_fraction=train.val_fraction, patience=train.patience,
                 seed=train.seed, threads=train.threads, progress_bar=False,
             )

@@ -36,6 +36,7 @@ def _names(text: str, everything: tuple[str, ...]) -> tuple[str, ...]:
 def add_arguments(p: argparse.ArgumentParser, positive: Callable[[str], int] = int,
                   non_negative: Callable[[str], int] = int) -> argparse.ArgumentParser:
     """The evaluation's options on ``p``; ``positive`` and ``non_negative`` check counts."""
+    from licanom.data.encode import ENCODERS
     from licanom.evaluation.blocked import AUTOENCODERS, BASELINES, CONTEXT, SEQUENCE, registered
     from licanom.sim import PROFILES
 
@@ -52,8 +53,8 @@ def add_arguments(p: argparse.ArgumentParser, positive: Callable[[str], int] = i
     p.add_argument("--no-clustering", action="store_true", help="leave out GMM and KMeans")
     p.add_argument("--protocol", choices=("blocked", "all"), default="blocked",
                    help="blocked: folds of consecutive days, each scored by a model fitted on the others")
-    p.add_argument("--encoder", choices=("thesis", "frequency"), default="thesis",
-                   help="categorical encoding: thesis (order of first appearance) or frequency (rarest to commonest)")
+    p.add_argument("--encoder", choices=tuple(ENCODERS), default="thesis",
+                   help="how each request becomes the models' features, as the configuration's encode.encoder")
     p.add_argument("--folds", type=positive, default=2, help="blocks in time (blocked protocol)")
     p.add_argument("--threads", type=non_negative, default=1,
                    help="torch threads per fit (1 is kind to a shared machine; 0 = torch's default, "
@@ -70,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser, positive: Callable[[str], int] = i
     p.add_argument("--no-oracle", action="store_true", help="leave out the 'oracle' rows")
     p.add_argument("--out", type=Path, default=Path("out/eval"), help="folder for the tables")
     p.add_argument("--no-mlflow", dest="mlflow", action="store_false",
-                   help="do not log the evaluation as a run in the store of mlflow.yaml")
+                   help="do not log the evaluation as a run in the store of mlflow.yaml (by default it is logged)")
     return p
 
 
