@@ -1611,3 +1611,20 @@ def test_training_until_a_time_with_an_offset_keeps_the_rows_before_it(tmp_path)
     plus_one = datetime(2025, 3, 1, 3, 0, tzinfo=timezone(timedelta(hours=1)))  # 02:00 UTC
     assert extract(source, until=plus_one)["Id"].cast(int).to_list() == [1]
     assert extract(source, until=datetime(2025, 3, 1, 3, 0))["Id"].cast(int).to_list() == [1, 2]  # naive: UTC
+
+
+# --- the orchestrator's table --------------------------------------------------------------------
+
+def test_the_nights_table_shows_severities_as_whole_numbers_as_the_report_does(tmp_path) -> None:
+    """The orchestrator's table of a night showed an incident's severity as 57.38291 beside its
+    report's 57; each severity there is now the report's whole number, rounded down."""
+    from datetime import UTC, datetime
+
+    from licanom.ops.nightly import NightResult, artifact_table
+
+    when = datetime(2025, 3, 1, tzinfo=UTC)
+    pl.DataFrame({"entity_kind": ["key"], "entity": ["K1"], "max_severity": [57.38291038], "start_time": [when],
+                  "end_time": [when], "chunks": [2], "signal": ["new_ips"]}).write_parquet(tmp_path / "incidents.parquet")
+    pl.DataFrame({"severity": ["low", "low"], "peak_severity": [59, None]}).write_csv(tmp_path / "anomalies.csv")
+    night = NightResult("acme", None, None, None, 0, 0, pl.DataFrame(), out_dir=tmp_path)
+    assert [r["severity"] for r in artifact_table(night)] == [57, 59, "low"]  # a frame without one: its band

@@ -235,9 +235,21 @@ def test_each_frame_carries_its_peak_chunks_calibrated_severity(inp: ReportInput
     frames = anomaly_frames(calibrated)
     assert frames["peak_severity"].to_list() == [62.5, 91.2]
     assert frames["severity"].to_list() == ["medium", "high"]  # the bands follow the calibrated severity
-    assert anomalies_csv(calibrated)["peak_severity"].to_list() == [91.2, 62.5]  # most severe first
+    assert anomalies_csv(calibrated)["peak_severity"].to_list() == [91, 62]  # most severe first, as the page shows them
     page = render_html(calibrated)
     assert '<span class="sev high">high</span> 91</td>' in page and '<span class="sev medium">medium</span> 62</td>' in page
+
+
+def test_the_csvs_peak_severity_is_a_whole_number_as_the_page_shows_it(inp: ReportInput) -> None:
+    """anomalies.csv wrote the peak severity unrounded (57.38291038) where the page, the incidents
+    and the entities show every severity as a whole number rounded down (57; 59.99 is 59, below 60)."""
+    severities = [10.0] * N_CHUNKS
+    severities[3], severities[7] = 57.38291038, 59.999
+    calibrated = make_input(chunks=inp.chunks.with_columns(pl.Series("severity", severities)))
+    csv = anomalies_csv(calibrated)
+    assert csv.schema["peak_severity"] == pl.Int64 and csv["peak_severity"].to_list() == [59, 57]
+    assert "57.38" not in csv.write_csv()
+    assert anomalies_csv(inp)["peak_severity"].to_list() == [None, None]  # scored without a calibration
 
 
 def test_caps_on_frames_and_requests() -> None:

@@ -39,6 +39,7 @@ import polars as pl
 from licanom.ops import scoring_state as state_lib
 from licanom.data.context_vector import KeyHistory
 from licanom.data.encode import RowsState
+from licanom.report.analysis import shown_severity
 from licanom.report.render import anomaly_report  # the night's report.md (a template)
 from licanom.ops.scoring_state import NightRecord, StateMissingError, VendorState, crash_point
 from licanom.ops.tracking import Tracker, TrackingUnavailableError, _reaching
@@ -308,7 +309,7 @@ ARTIFACT_FRAME_COLUMNS = ("severity", "start_time", "end_time", "requests", "fir
 def artifact_table(night: NightResult, limit: int = 200) -> list[dict[str, object]]:
     """The night's incidents (``incidents.parquet``: who) and anomalous time frames (its
     ``anomalies.csv``, most severe first): rows for a table in the orchestrator's UI, each with
-    what it is. A pseudonymised
+    what it is, severities as the report shows them (whole numbers). A pseudonymised
     vendor's come from the night's pseudonymised copy (``for-tracking/``): real keys, addresses and
     machine codes stay in the vendor's own folder."""
     base = night.staging if night.staging is not None and night.staging.exists() else night.out_dir
@@ -321,7 +322,7 @@ def artifact_table(night: NightResult, limit: int = 200) -> list[dict[str, objec
     if incidents.exists():  # who: one row per incident, most severe first
         for r in pl.read_parquet(incidents).head(limit).iter_rows(named=True):
             rows.append({"what": f"incident ({r['entity_kind']})", "entity": _cell(r["entity"]),
-                         "severity": _cell(r["max_severity"]), "start_time": _cell(r["start_time"]),
+                         "severity": shown_severity(r["max_severity"]), "start_time": _cell(r["start_time"]),
                          "end_time": _cell(r["end_time"]), "chunks": r["chunks"], "why": r["signal"]})
     frames = folder / "anomalies.csv"
     if frames.exists():
@@ -329,7 +330,7 @@ def artifact_table(night: NightResult, limit: int = 200) -> list[dict[str, objec
         for r in table.head(limit).iter_rows(named=True):
             row = {"what": "time frame", **{c: _cell(r.get(c)) for c in ARTIFACT_FRAME_COLUMNS if c in r}}
             if r.get("peak_severity") is not None:  # 0-100 as the incidents' (else the band: high, medium, low)
-                row["severity"] = _cell(r["peak_severity"])
+                row["severity"] = shown_severity(r["peak_severity"])
             rows.append(row)
     return rows
 

@@ -61,7 +61,7 @@ from licanom.detectors.decision import FLAGGED_BY
 __all__ = [
     "CALIBRATED_BANDS", "CSV_COLUMNS", "FRAME_COLUMNS", "SEVERITY_BANDS", "Analysis", "Computed", "ReportInput",
     "ScoreWording", "analyse", "anomalies_csv", "anomaly_frames", "chunk_feature_errors", "decision_name", "decision_note",
-    "detector_report_input", "severity", "score_wording",
+    "detector_report_input", "severity", "score_wording", "shown_severity",
 ]
 
 # (name, lowest score/threshold ratio), most severe first.
@@ -454,6 +454,12 @@ def _calibrated(value: object) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
 
 
+def shown_severity(value: float | None) -> int | None:
+    """A calibrated severity (0-100) as the report shows every one, a whole number rounded down
+    (54.6 reads 54, never the level of 55 it lies below); None for none (or NaN)."""
+    return None if value is None or value != value else math.floor(value)
+
+
 def _covered(chunks: pl.DataFrame, n_rows: int) -> np.ndarray:
     """Whether each row lies in at least one chunk (overlapping chunks counted once)."""
     spans = chunks.select("_p0", "_p1").drop_nulls().filter(pl.col("_p0") <= pl.col("_p1"))
@@ -778,7 +784,8 @@ def anomalies_csv(inp: ReportInput) -> pl.DataFrame:
 
     ``top_columns``: the peak chunk's columns by error; ``new_*``: how many values the normal
     rows never had; ``top_*``: the frame's most frequent values with their counts ("new" or
-    "over" marked). Text cells that start like a formula get a leading apostrophe.
+    "over" marked); ``peak_severity``: a whole number, as the page shows it (:func:`shown_severity`).
+    Text cells that start like a formula get a leading apostrophe.
     """
     return csv_frame(analyse(inp))
 
@@ -798,7 +805,7 @@ def csv_frame(a: Analysis) -> pl.DataFrame:
             "requests": r["requests"], "chunks": r["chunks"], "first_id": r["first_id"],
             "last_id": r["last_id"], "score": r["score"], "threshold": r["threshold"],
             "ratio": r["ratio"], "top_columns": top_cols, "why": "; ".join(a.reasons[k]),
-            "flagged_by": r["flagged_by"], "peak_severity": r["peak_severity"],
+            "flagged_by": r["flagged_by"], "peak_severity": shown_severity(r["peak_severity"]),
         }
         for col, name in zip((c for c, _ in VALUE_COLUMNS),
                              ("keys", "machine_codes", "ips", "countries"), strict=True):
@@ -817,7 +824,7 @@ def csv_frame(a: Analysis) -> pl.DataFrame:
         "threshold": pl.Float64, "ratio": pl.Float64, "top_columns": pl.String, "why": pl.String,
         **{f"new_{n}": pl.Int64 for n in ("keys", "machine_codes", "ips", "countries")},
         **{f"top_{n}": pl.String for n in ("keys", "machine_codes", "ips", "countries")},
-        "flagged_by": pl.String, "peak_severity": pl.Float64,
+        "flagged_by": pl.String, "peak_severity": pl.Int64,
     }
     frame = pl.DataFrame(records, schema=schema).select(CSV_COLUMNS)
     return frame.with_columns(

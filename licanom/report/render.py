@@ -49,6 +49,7 @@ from licanom.report.analysis import (
     plural,
     score_distributions,
     short_why,
+    shown_severity,
     signal_label,
     text,
 )
@@ -97,8 +98,9 @@ def _band(severity: float | None) -> str:
 
 
 def _sev_text(severity: float | None) -> str:
-    """A severity as a whole number, rounded down: 54.6 reads 54, never the level of 55 it is below."""
-    return "" if severity is None or severity != severity else str(math.floor(severity))
+    """A severity as the report shows it (:func:`shown_severity`: 54.6 reads 54); "" for none."""
+    shown = shown_severity(severity)
+    return "" if shown is None else str(shown)
 
 
 # --------------------------------------------------------------------------------------------
