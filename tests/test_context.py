@@ -547,11 +547,11 @@ def test_a_night_where_every_request_fails_reaches_the_top_severity():
 
 
 def test_a_failing_job_that_recurs_through_the_training_days_keeps_no_share_line():
-    """A job of the vendor's that fails most of its requests every day fills a chunk a day, which the
-    trimming sets aside: its share is no far beyond training, and a night's chunk of it is judged by
-    the share's fitted tail, not at the top severity. What counts is the last two weeks of the training
-    days (a job begun a month into a long log counts); a loop of a few days, also set aside, keeps the
-    line, and so does every fit that is not given the chunks' days."""
+    """A job of the vendor's that fails most of its requests every day, at another time each day, fills a
+    chunk a day, which the trimming sets aside: its share is no far beyond training, and a night's chunk
+    of it is judged by the share's fitted tail, not at the top severity. What counts is the last two weeks
+    of the training days (a job begun a month into a long log counts); a loop of a few days, also set
+    aside, keeps the line, and so does every fit that is not given the chunks' days."""
     from licanom.config import DetectConfig
     from licanom.detectors.context import FAR_SHARE_GAP, RECUR_DAYS, RECUR_MIN_DAYS, ContextDetector, _recurs
     from licanom.ops.detect import evaluate_model
@@ -563,15 +563,16 @@ def test_a_failing_job_that_recurs_through_the_training_days_keeps_no_share_line
     X[:, :3] = rng.uniform(0.0, 0.1, (n, 3))
     X[:, 3:] = np.log1p(rng.poisson(4.0, (n, len(CONTEXT_COLUMNS) - 3)))
     j = CONTEXT_COLUMNS.index("failure_share")
-    days = np.repeat(np.arange(20_000, 20_000 + n_days), per_day)
+    days = np.repeat(np.arange(20_000, 20_000 + n_days), per_day) + np.tile(np.arange(per_day) / per_day, n_days)
     night = np.median(X, axis=0, keepdims=True)
     night[0, j] = 0.7
 
     def fitted(job_days: range, with_days: bool = True) -> ContextDetector:
         Y = X.copy()
-        Y[[d * per_day + 5 for d in job_days], j] = 0.7  # one chunk on each of those days
+        job = [d * per_day + d % per_day for d in job_days]  # one chunk on each of those days, at another hour
+        Y[job, j] = 0.7
         det = ContextDetector().fit(Y, days=days if with_days else None)
-        assert not det.reference_[[d * per_day + 5 for d in job_days]].any()  # set aside, as a loop's chunks are
+        assert not det.reference_[job].any()  # set aside, as a loop's chunks are
         return det
 
     daily = fitted(range(n_days))
@@ -593,14 +594,65 @@ def test_a_failing_job_that_recurs_through_the_training_days_keeps_no_share_line
     # the rule itself: half of the last RECUR_DAYS days, and at least RECUR_MIN_DAYS
     line = np.array([0.5])
     values = np.zeros((n, 1))
-    last = np.unique(days)[-RECUR_DAYS:]
-    values[np.isin(days, last[: RECUR_DAYS // 2]) & (np.arange(n) % per_day == 0), 0] = 0.6
+    last = np.unique(np.floor(days))[-RECUR_DAYS:]
+    values[np.isin(np.floor(days), last[: RECUR_DAYS // 2]) & (np.arange(n) % per_day == 0), 0] = 0.6
     assert _recurs(values, line, days)[0]
     values[np.flatnonzero(values[:, 0])[0], 0] = 0.0
     assert not _recurs(values, line, days)[0]
     few = np.array([20_000, 20_001])
     assert not _recurs(np.array([[0.6], [0.6]]), line, few)[0]  # two days: fewer than RECUR_MIN_DAYS
     assert RECUR_MIN_DAYS > 2
+
+
+def test_a_job_at_one_time_of_every_day_rejoins_the_reference():
+    """A job of the vendor's at one time of every day (many requests of one key, most failing) fills a
+    chunk a day that the trimming sets aside as a flood's; where the chunks' times are given, the chunks
+    set aside in one two-hour window of the clock on half or more of the last two weeks' days, and on
+    several times as many days as the rest of the clock's, rejoin the reference, so that a night's run of
+    the job is ordinary. A loop of a few days at that hour, floods at random hours every day, and a fit
+    without the times keep them aside; the night's job is then flagged."""
+    from licanom.detectors.context import JOB_HOURS, RECUR_DAYS, ContextDetector, _daily_job
+
+    rng = np.random.default_rng(5)
+    per_day, n_days = 24, 21
+    n = per_day * n_days
+    X = np.zeros((n, len(CONTEXT_COLUMNS)))
+    X[:, :3] = rng.uniform(0.0, 0.1, (n, 3))
+    X[:, 3:] = np.log1p(rng.poisson(4.0, (n, len(CONTEXT_COLUMNS) - 3)))
+    days = np.repeat(np.arange(20_000, 20_000 + n_days), per_day) + np.tile(np.arange(per_day) / per_day, n_days)
+    job = {"failure_share": 0.8, "key_requests_hour": np.log1p(200.0), "machine_requests_hour": np.log1p(150.0)}
+    night = np.median(X, axis=0, keepdims=True)
+    for c, v in job.items():
+        night[0, CONTEXT_COLUMNS.index(c)] = v
+
+    def fitted(rows: list[int], with_days: bool = True) -> ContextDetector:
+        Y = X.copy()
+        for c, v in job.items():
+            Y[rows, CONTEXT_COLUMNS.index(c)] = v
+        return ContextDetector().fit(Y, days=days if with_days else None)
+
+    at_three = [d * per_day + 3 for d in range(n_days)]
+    daily = fitted(at_three)
+    assert daily.reference_[at_three].all() and daily.severity(night)[0] < 40.0
+    anywhen = [d * per_day + int(h) for d, h in enumerate(rng.integers(0, per_day, n_days))]
+    for rows, with_days in ((at_three, False), (at_three[-4:], True), (anywhen, True)):  # no times given; a
+        kept = fitted(rows, with_days)  # loop of four days at that hour; a chunk a day at random hours
+        assert (kept.reference_ == fitted(rows, with_days=False).reference_).all()  # nothing rejoined
+        assert kept.reference_[rows].sum() <= len(rows) // 4
+        # flagged, but for the chunk a day at random hours, which the share's recurrence (the test above)
+        # takes off the top severity: still well above the daily job's
+        assert kept.severity(night)[0] >= (55.0 if rows is not anywhen else daily.severity(night)[0] + 20.0)
+    # the rule itself, on the chunks set aside
+    keep = np.ones(n, dtype=bool)
+    keep[at_three[-RECUR_DAYS // 2:]] = False  # half of the last two weeks' days: a job
+    assert _daily_job(keep, days)[at_three[-RECUR_DAYS // 2:]].all()
+    keep[at_three[-RECUR_DAYS // 2]] = True  # one day fewer: not yet
+    assert not _daily_job(keep, days).any()
+    keep[:] = True
+    keep[at_three] = False
+    keep[rng.choice(n, n // 2, replace=False)] = False  # and half of every hour set aside: no window stands out
+    assert not _daily_job(keep, days).any()
+    assert JOB_HOURS == 2
 
 
 def test_a_keys_usage_from_counters_and_from_amounts():

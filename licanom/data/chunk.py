@@ -53,9 +53,10 @@ class Chunks:
         return int(self.X.shape[0])
 
     def days(self) -> np.ndarray:
-        """The UTC day of each chunk's first request, as days since 1970-01-01 (int64, ``(n_chunks,)``):
-        what a detector that looks for a pattern recurring day after day reads beside its inputs."""
-        return self.meta["start_time"].dt.epoch("d").to_numpy().astype(np.int64)
+        """When each chunk's first request came, in days since 1970-01-01 UTC (float64, ``(n_chunks,)``:
+        the whole part its UTC day, the fraction its time of day): what a detector that looks for a
+        pattern recurring day after day, or at one hour of every day, reads beside its inputs."""
+        return self.meta["start_time"].dt.epoch("ms").to_numpy().astype(np.float64) / 86_400_000.0
 
 
 def window_starts(n_rows: int, size: int, stride: int, partial: Literal["drop", "overlap"]) -> np.ndarray:

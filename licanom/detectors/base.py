@@ -58,7 +58,7 @@ class BaseDetector(ABC):
         """Fit on training inputs; sets the fitted attributes."""
 
     def fit_with_days(self, X: Any, days: np.ndarray | None = None) -> BaseDetector:
-        """:meth:`fit` on training chunks given with their UTC days (:meth:`licanom.data.chunk.Chunks.days`,
+        """:meth:`fit` on training chunks given with their times, in days (:meth:`licanom.data.chunk.Chunks.days`,
         None where unknown), for a family that reads them (the context models: a pattern that recurs
         day after day); the others fit on ``X`` alone."""
         return self.fit(X)

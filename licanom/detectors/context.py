@@ -81,6 +81,18 @@ FAR_SHARE_COLUMNS: tuple[str, ...] = ("failure_share",)
 RECUR_DAYS = 14
 RECUR_MIN_SHARE = 0.5
 RECUR_MIN_DAYS = 3
+# A job of the vendor's that runs at one time of every day is the vendor's, not a flood: where the training
+# chunks the trimming set aside that began within one JOB_HOURS-hour window of the clock lie on as many of
+# the last RECUR_DAYS days as the share's rule asks (RECUR_MIN_SHARE of them, RECUR_MIN_DAYS at least), and on
+# JOB_MARGIN times that many days more than the set-aside chunks of either window beside it (a window that
+# stands out of the clock: chunks set aside at random, as the trimming's tail, cover a few days of any
+# window), those chunks rejoin the reference. Without it the trimming sets a nightly job aside as it sets a
+# loop aside, for every signal, and each night's run of the job is flagged by its key's requests, its rate or
+# the night rule (benchmarks.recurring_failures). Floods at random hours (a contaminated vendor's loops, a
+# storm) and a vendor's busy hours, set aside with the floods among them, cover the hours beside the window
+# too and rejoin nothing. Judged only where the chunks' times are given.
+JOB_HOURS = 2
+JOB_MARGIN = 1.0
 # The context columns that are shares of a chunk's requests (ROW_COLUMNS are log1p counts).
 SHARE_COLUMNS: tuple[str, ...] = ("failure_share", "top_machine_share")
 
@@ -216,7 +228,9 @@ class ContextDetector(BaseDetector):
     units) and its shares by :attr:`trim_share_tolerance`: a chunk leaves the reference for values
     clearly above it, not for a small count that the lower half happened not to hold (one failure
     of a machine in an hour, in a fifth of a vendor's chunks, is ordinary there however rare it is
-    in the lower half). Severity (:mod:`licanom.detectors.decision`) is calibrated on
+    in the lower half). Given the chunks' times (``fit(X, days=...)``), the chunks set aside that a job
+    of the vendor's fills at one time of every day rejoin the reference (:func:`_daily_job`).
+    Severity (:mod:`licanom.detectors.decision`) is calibrated on
     out-of-fold scores: the training chunks cut into ``calibration_folds`` blocks in time, each
     scored by a reference fitted (robustly) on the others, which is how a night's chunks meet the
     model; ``Tail_context``'s tail above their bulk has the scale :attr:`tail_scale`
@@ -263,8 +277,9 @@ class ContextDetector(BaseDetector):
 
     def fit(self, X: np.ndarray, y: None = None, *, days: np.ndarray | None = None) -> ContextDetector:
         """Fit the reference on training vectors (robustly), calibrate severity, set the threshold.
-        ``days``: each chunk's UTC day (:meth:`licanom.data.chunk.Chunks.days`; chunks in time order),
-        for the far rule's recurring shares (:data:`RECUR_DAYS`); None: not judged."""
+        ``days``: when each chunk began, in days since 1970 (:meth:`licanom.data.chunk.Chunks.days`; chunks
+        in time order), for a job at one time of every day (:data:`JOB_HOURS`) and the far rule's recurring
+        shares (:data:`RECUR_DAYS`); None: neither is judged."""
         self.columns_ = CONTEXT_COLUMNS
         X = self._inputs(X)
         if days is not None:
@@ -284,10 +299,10 @@ class ContextDetector(BaseDetector):
         t0 = time.perf_counter()
         self.context_version_ = CONTEXT_VERSION  # X is today's vector (inputs_of's default)
         self.center_, self.scale_ = _robust_scale(X)
-        self.estimator_, self.reference_ = self._robust_estimator(X)
+        self.estimator_, self.reference_ = self._robust_estimator(X, days)
         self._seen(self.estimator_, X, days)
         self.decision_scores_ = self._in_sample(X)
-        self.calibration_scores_ = self._out_of_fold(X)
+        self.calibration_scores_ = self._out_of_fold(X, days)
         self._set_calibration(Calibration.fit(self.calibration_scores_, scale=self._tail_scale()))
         self.threshold_, self.threshold_method_ = decide(
             self.threshold, X, self.calibration_scores_ if self.threshold == "severity" else self.decision_scores_,
@@ -331,8 +346,10 @@ class ContextDetector(BaseDetector):
         None (fitted to the vendor's bulk) for the others."""
         return self.tail_scale if self.model == "Tail_context" else None
 
-    def _robust_estimator(self, X: np.ndarray) -> tuple[Any, np.ndarray]:
-        """The estimator fitted on the chunks that are not far above the bulk, and their mask."""
+    def _robust_estimator(self, X: np.ndarray, days: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+        """The estimator fitted on the chunks that are not far above the bulk, and their mask; with the
+        chunks' times (``days``), the set-aside chunks of a job that runs at one time of every day rejoin
+        it (:func:`_daily_job`)."""
         keep = np.ones(len(X), dtype=bool)
         estimator = self._estimator(X)
         if self.trim_rounds and len(X) >= 8:  # start from the lower half: a storm of a third of the
@@ -348,6 +365,11 @@ class ContextDetector(BaseDetector):
                 break
             keep = new
             estimator = self._estimator(X[keep])
+        if days is not None and len(X) >= 8:
+            job = _daily_job(keep, days)
+            if job.any():
+                keep = keep | job
+                estimator = self._estimator(X[keep])
         return estimator, keep
 
     @staticmethod
@@ -379,7 +401,7 @@ class ContextDetector(BaseDetector):
                 out[:, j] = np.maximum(X[:, j] - step, 0.0)
         return out
 
-    def _out_of_fold(self, X: np.ndarray) -> np.ndarray:
+    def _out_of_fold(self, X: np.ndarray, days: np.ndarray | None = None) -> np.ndarray:
         """Each block of ``calibration_folds`` (contiguous, in time) scored by a robust reference
         fitted on the others; the training scores themselves when there are too few chunks (fewer
         than four per block: leave-one-out there was measured and not adopted,
@@ -390,7 +412,7 @@ class ContextDetector(BaseDetector):
         out = np.empty(len(X))
         for block in np.array_split(np.arange(len(X)), k):
             rest = np.setdiff1d(np.arange(len(X)), block)
-            estimator, _ = self._robust_estimator(X[rest])
+            estimator, _ = self._robust_estimator(X[rest], None if days is None else days[rest])
             self._seen(estimator, X[rest])
             if isinstance(estimator, TailModel):
                 # no share rule here: a block of failing training days would be an outage against the
@@ -522,12 +544,41 @@ def _recurs(X: np.ndarray, line: np.ndarray, days: np.ndarray, last: int = RECUR
     """Per column of ``X``: whether its values at or above ``line`` lie on at least ``min_share`` of the
     ``last`` latest of ``days`` (one per row of ``X``; fewer where there are fewer) and on at least
     ``min_days`` of them."""
-    days = np.asarray(days)
+    days = np.floor(np.asarray(days, dtype=np.float64))  # a chunk's time, in days: its UTC day
     latest = np.unique(days)[-last:]
     recent = np.isin(days, latest)
     beyond, on = np.asarray(X, dtype=np.float64)[recent] >= line, days[recent]
     held = np.array([np.unique(on[beyond[:, j]]).size for j in range(beyond.shape[1])])
     return (held >= min_share * latest.size) & (held >= min_days)
+
+
+def _daily_job(keep: np.ndarray, days: np.ndarray, last: int = RECUR_DAYS, min_share: float = RECUR_MIN_SHARE,
+               min_days: int = RECUR_MIN_DAYS, hours: int = JOB_HOURS, margin: float = JOB_MARGIN) -> np.ndarray:
+    """Which chunks set aside (``~keep``) are a job's that runs at one time of every day: those that began
+    within a window of ``hours`` hours of the clock (starting at a whole UTC hour) where the set-aside chunks
+    lie on at least ``min_share`` of the ``last`` latest days of ``days`` (each chunk's start, in days since
+    1970: :meth:`licanom.data.chunk.Chunks.days`), on at least ``min_days`` of them, and on ``margin`` times
+    that many days more than in either window beside it, the ``hours`` just before and just after: a job is
+    brief; a vendor's busy hours, whose chunks the trimming may set aside day after day with the floods among
+    them, span more of the clock, and so do floods at random hours. A vendor so busy that its set-aside
+    chunks lie in every window on most days has no window that stands out."""
+    t = np.asarray(days, dtype=np.float64)
+    day = np.floor(t)
+    hour = (t - day) * 24.0
+    latest = np.unique(day)[-last:]
+    aside = ~np.asarray(keep, dtype=bool)
+    recent = aside & np.isin(day, latest)
+    out = np.zeros(t.shape, dtype=bool)
+    if not recent.any():
+        return out
+    inside = [((hour - h) % 24.0) < hours for h in range(24)]  # the window starting at each whole hour
+    cover = np.array([np.unique(day[recent & w]).size for w in inside])
+    need = max(min_days, min_share * latest.size)
+    for h in np.flatnonzero(cover >= need):
+        beside = max(cover[(h - hours) % 24], cover[(h + hours) % 24])  # the windows just before and after it
+        if cover[h] - beside >= margin * need:
+            out |= aside & inside[h]
+    return out
 
 
 def _robust_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -125,7 +125,7 @@ def evaluate_model(
     """Fit on the training chunks (or sequences), score all, fill the model's results-table row.
 
     ``y`` (sequence models only): +1 normal, -1 anomaly, 0 unknown per item; only the training
-    items' labels are used. ``days``: each chunk's UTC day (:meth:`licanom.data.chunk.Chunks.days`),
+    items' labels are used. ``days``: when each chunk began, in days (:meth:`licanom.data.chunk.Chunks.days`),
     for the families that read them (:meth:`~licanom.detectors.base.BaseDetector.fit_with_days`);
     only the training chunks' are used.
     """
