@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, Strict, Validati
 from pydantic import ValidationError as PydanticValidationError
 
 from licanom.detectors.decision import DecisionName, check_decision
+from licanom.settings import is_checkout
 from licanom.spelling import did_you_mean
 
 DEFAULT_CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
@@ -538,6 +539,22 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+def defaults_file(conf_dir: Path) -> Path | None:
+    """``conf_dir``'s defaults.yaml, which every configuration starts from; a folder without it is a
+    :class:`ConfigFileError`: the code's own defaults differ from the shipped file's (encode.encoder
+    thesis, not rows), and a command ran on them without a word. None only for licanom installed
+    outside a checkout, whose conf/ (never packaged) is not there and no other folder was named."""
+    path = conf_dir / "defaults.yaml"
+    if path.is_file():
+        return path
+    if conf_dir.resolve() == DEFAULT_CONF_DIR:
+        if not conf_dir.exists() and not is_checkout(DEFAULT_CONF_DIR.parent):
+            return None
+        raise ConfigFileError(f"conf/defaults.yaml not found: {path} (restore it from the repository)")
+    raise ConfigFileError(f"{path} not found: a configuration folder needs its defaults.yaml "
+                          "(copy the repository's conf/defaults.yaml there)")
+
+
 def load_config(
     vendor: str | None = None,
     conf_dir: Path | None = None,
@@ -546,7 +563,8 @@ def load_config(
     """Read defaults, then the vendor's overrides, then `overrides`; validate once. The source keeps
     the vendor's file, which :meth:`SourceConfig.path_missing` names."""
     conf_dir = conf_dir or default_conf_dir()
-    data = read_yaml(conf_dir / "defaults.yaml") if (conf_dir / "defaults.yaml").exists() else {}
+    defaults = defaults_file(conf_dir)
+    data = read_yaml(defaults) if defaults is not None else {}
     path = None
     if vendor is not None:
         validate_vendor_name(vendor)

@@ -33,8 +33,10 @@ STARTUP_TIMEOUT_SECONDS = 300  # the ephemeral Prefect API's start-up limit (Pre
 
 
 def is_checkout(root: Path = PROJECT_ROOT) -> bool:
-    """True when licanom runs from its project folder (conf/ beside the package), not an install."""
-    return (root / "conf" / "defaults.yaml").is_file() and (root / "pyproject.toml").is_file()
+    """True when licanom runs from its project folder (pyproject.toml beside the package), not an
+    install. Not conf/defaults.yaml: a checkout that lost it moved its Prefect home as if installed,
+    where the configuration refuses it (:func:`licanom.config.defaults_file`)."""
+    return (root / "pyproject.toml").is_file()
 
 
 def data_home(environ: Mapping[str, str] | None = None) -> Path:

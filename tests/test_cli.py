@@ -486,6 +486,7 @@ def test_run_refuses_a_bad_until_or_models_and_either_outside_train(argv, words,
 def test_a_configuration_error_is_one_sentence_naming_the_setting(tmp_path, monkeypatch, capsys, csv_export):
     conf = tmp_path / "conf"
     (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
     (conf / "vendors" / "acme.yaml").write_text("train:\n  epochs: 0\n")
     monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
     code = main(["detect", "--vendor", "acme", "--logs", str(csv_export), "--out", str(tmp_path / "o")])
@@ -510,6 +511,7 @@ def test_a_configuration_error_names_the_files_when_a_vendor_gained_a_second_one
 
     conf = tmp_path / "conf"
     (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
     (conf / "vendors" / "acme.yaml").write_text("train:\n  epochs: 0\n")
     monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
     load_config = licanom.config.load_config
@@ -527,6 +529,30 @@ def test_a_configuration_error_names_the_files_when_a_vendor_gained_a_second_one
     assert err == ("licanom: configuration error: train.epochs: input should be greater than or equal to 1 (got 0) "
                    f"(settings from the command line over {conf / 'vendors' / 'acme.yaml'} or "
                    f"{conf / 'vendors' / 'acme.yml'} over {conf / 'defaults.yaml'})\n")
+
+
+def test_a_conf_folder_without_defaults_yaml_is_exit_2_in_one_line(tmp_path, monkeypatch, capsys, csv_export):
+    """With conf/defaults.yaml moved away, detect ran on the code's own defaults (another encoder)
+    without a word, and `licanom run score` started Prefect and failed with a traceback and exit 4
+    (the log source's code): both now refuse before reading anything, with 2 and one line."""
+    import flows.run as run
+
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "vendors" / "demo.yaml").write_text("source: {kind: simulate}\n")
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    missing = f"{conf / 'defaults.yaml'} not found: a configuration folder needs its defaults.yaml"
+    code = main(["detect", "--logs", str(csv_export), "--model", "TCN_AE", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and err.count("\n") == 1 and err.startswith(f"licanom: configuration error: {missing}"), err
+    assert not (tmp_path / "o").exists()
+    import tasks.api
+
+    # what came next: Prefect's API, here a stand-in that stops the run (4) where it was not refused
+    monkeypatch.setattr(tasks.api, "wait_for_api", lambda attempts: "not refused")
+    assert run.main(["score", "--vendor", "demo"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"licanom: configuration error for vendor 'demo': {missing}"), err
 
 
 def test_version_help_defaults_and_subcommand_usage(capsys):

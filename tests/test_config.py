@@ -608,3 +608,37 @@ def test_a_relative_source_path_is_read_from_the_current_folder_and_its_absence_
     assert extract(load_config("beta", conf).source)["Id"].to_list() == ["1"]  # still the current folder's
     with pytest.raises(ExtractFileError, match=r"^no such log file or folder: /\S+/nope\.csv$"):  # absolute: as given
         extract(load_config("beta", conf, {"source": {"path": str(elsewhere / "nope.csv")}}).source)
+
+
+def test_a_conf_folder_without_defaults_yaml_is_refused_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With conf/defaults.yaml moved away, every command ran on the code's own defaults, which are not
+    the shipped file's (encode.encoder thesis, not rows), without a word; and `licanom run` moved its
+    Prefect home as if licanom were installed. Refused in one line naming the file; only licanom
+    installed outside a checkout, with no conf/ at all and none named, reads the code's defaults."""
+    import licanom.config
+    from licanom.config import ConfigFileError
+    from licanom.settings import is_checkout
+
+    conf = _conf(tmp_path / "given")
+    (conf / "defaults.yaml").unlink()
+    (conf / "vendors" / "acme.yaml").write_text("source: {kind: simulate}\n")
+    with pytest.raises(ConfigFileError) as err:
+        load_config("acme", conf)
+    assert str(err.value) == (f"{conf / 'defaults.yaml'} not found: a configuration folder needs its defaults.yaml "
+                              "(copy the repository's conf/defaults.yaml there)")
+    with pytest.raises(VendorConfigError, match=r"^configuration error for vendor 'acme': \S+defaults\.yaml not found"):
+        vendor_config("acme", conf)
+    # the project's own conf/ (a checkout: pyproject.toml beside it), which stays a checkout
+    project = tmp_path / "project"
+    (project / "conf" / "vendors").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("[project]\nname = 'licanom'\n")
+    monkeypatch.delenv("LICANOM_CONF_DIR", raising=False)
+    monkeypatch.setattr(licanom.config, "DEFAULT_CONF_DIR", project / "conf")
+    with pytest.raises(ConfigFileError) as err:
+        load_config()
+    assert str(err.value) == f"conf/defaults.yaml not found: {project / 'conf' / 'defaults.yaml'} (restore it from the repository)"
+    assert is_checkout(project)
+    # installed: no conf/ beside the package and no pyproject.toml, the code's own defaults
+    monkeypatch.setattr(licanom.config, "DEFAULT_CONF_DIR", tmp_path / "site-packages" / "conf")
+    assert load_config().encode.encoder == "thesis"
+    assert not is_checkout(tmp_path / "site-packages")
