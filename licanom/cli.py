@@ -195,7 +195,8 @@ def _file_arguments(p: argparse.ArgumentParser, logs: str = "--logs") -> None:
     p.add_argument("--encoding", default=None,
                    help=f"text encoding of CSV/NDJSON {logs}, e.g. cp1252 (default: source.encoding, strict UTF-8)")
     p.add_argument("--separator", default=None,
-                   help=f"CSV separator of {logs} (default: source.separator, detected from the header line)")
+                   help=f"CSV separator of {logs}, e.g. ';' or '\\t' for a tab (default: source.separator, detected "
+                        "from the header line)")
     p.add_argument("--time-format", default=None, metavar="CODES",
                    help=f"the layout of Time in {logs} when not ISO 8601 or Unix seconds, in strftime codes, e.g. "
                         "'%%d.%%m.%%Y %%H:%%M:%%S' (default: source.time_format)")

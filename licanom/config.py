@@ -54,6 +54,10 @@ def known_zone(name: str) -> str:
     return name
 
 
+# a tab as it is typed: --separator '\t' in a shell, or '\t' in single quotes (or unquoted) in YAML, is
+# the two characters backslash and t ('\\t' three); a tab itself is one character already
+TAB_ESCAPES: tuple[str, ...] = ("\\t", "\\\\t")
+
 # the validation context's key of the vendor's file (load_config), which a source keeps (SourceConfig._file)
 VENDOR_FILE = "vendor_file"
 # the licensing models a simulated vendor can have: licanom.sim.PROFILES, without importing the simulator
@@ -72,7 +76,7 @@ class SourceConfig(_Model):
     # files: the text encoding of CSV/NDJSON exports; null reads strict UTF-8 and names the
     # file where it is not (never replaces bytes); e.g. cp1252 for a Windows export
     encoding: str | None = None
-    # files: the CSV separator; null detects ",", ";", tab or "|" from the header line
+    # files: the CSV separator, a tab written '\t' too; null detects ",", ";", tab or "|" from the header line
     separator: str | None = None
     # files: how Time and FloatingExpires are written when not ISO 8601 or Unix seconds, in strftime
     # codes, e.g. "%d.%m.%Y %H:%M:%S" or "%m/%d/%Y %I:%M:%S %p"; null: ISO 8601 or Unix seconds only
@@ -117,8 +121,10 @@ class SourceConfig(_Model):
     @field_validator("separator")
     @classmethod
     def _one_character(cls, v: str | None) -> str | None:
+        if v in TAB_ESCAPES:
+            return "\t"
         if v is not None and len(v) != 1:
-            raise ValueError("must be one character (',' ';' '\\t' '|')")
+            raise ValueError("must be one character: ',' ';' '|' or a tab, written \\t")
         return v
 
     @model_validator(mode="after")

@@ -197,6 +197,16 @@ def test_an_export_in_another_encoding_is_read_with_encoding(tmp_path, capsys):
     assert main(["prepare", "--logs", str(wide), "--encoding", "utf-16", "--out", str(tmp_path / "w")]) == EXIT_OK
 
 
+def test_a_tab_typed_as_backslash_t_is_the_separator(tmp_path, capsys):
+    """`--separator '\\t'` reaches the program as backslash and t, and was refused as not one
+    character by a message that listed '\\t' among the separators it takes."""
+    path = tmp_path / "export.tsv"
+    make_raw_log(300).write_csv(path, separator="\t")
+    assert main(["prepare", "--logs", str(path), "--separator", "\\t", "--out", str(tmp_path / "o")]) == EXIT_OK, \
+        capsys.readouterr().err
+    assert pl.read_parquet(tmp_path / "o" / "quarantine.parquet").height == 0
+
+
 def test_a_reader_that_goes_away_does_not_stop_the_command(tmp_path):
     """`licanom ... | head -1`: the pipe closes before the output is written; the command runs to
     its end, its files written, with no error line."""

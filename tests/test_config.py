@@ -642,3 +642,20 @@ def test_a_conf_folder_without_defaults_yaml_is_refused_naming_it(tmp_path: Path
     monkeypatch.setattr(licanom.config, "DEFAULT_CONF_DIR", tmp_path / "site-packages" / "conf")
     assert load_config().encode.encoder == "thesis"
     assert not is_checkout(tmp_path / "site-packages")
+
+
+def test_a_tab_separator_is_taken_as_it_is_typed(tmp_path: Path) -> None:
+    """`--separator '\\t'` (in a shell, the two characters backslash and t) was refused as "must be one
+    character (',' ';' '\\t' '|')", a message listing what it refused; so was '\\t' in single quotes in
+    a vendor's YAML. Both are a tab now; the message of another says how to write one."""
+    from licanom.config import SourceConfig
+
+    conf = _conf(tmp_path)
+    for written in (r"'\t'", r"\t", '"\\t"', r"'\\t'"):  # YAML: escape, unquoted, a tab itself, doubled
+        (conf / "vendors" / "acme.yaml").write_text(f"source: {{kind: files, path: x.tsv, separator: {written}}}\n")
+        assert vendor_config("acme", conf).source.separator == "\t", written
+    assert SourceConfig(separator="\\t").separator == "\t"  # the command line's --separator '\t'
+    assert SourceConfig(separator=";").separator == ";"
+    refused = _refused(conf, "acme", "source: {kind: files, path: x.csv, separator: ';;'}\n")
+    assert refused.endswith("source.separator: must be one character: ',' ';' '|' or a tab, written \\t (got ';;') "
+                            f"(in {conf / 'vendors' / 'acme.yaml'})"), refused
