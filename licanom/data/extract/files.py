@@ -984,9 +984,23 @@ def canonical_names(frame: pl.DataFrame, path: Path | str = "the log file") -> p
     twice = {target: names for target, names in named.items() if len(names) > 1}
     if twice:
         target, names = next(iter(twice.items()))
-        raise ValidationError(f"{path}: the columns {names} all name {target}; keep one of them")
+        header = "the header names" if file_kind(Path(path)) == "csv" else "the columns name"
+        raise ValidationError(f"{path}: {header} {_named_again(target, names, frame.columns)}; keep one of them")
     rename = {names[0]: target for target, names in named.items() if names[0] != target}
     return frame.rename(rename) if rename else frame
+
+
+def _named_again(target: str, names: list[str], columns: list[str]) -> str:
+    """``Key twice (columns 3 and 5)``: a log column that a file's header names more than once, as
+    the file writes it: its places counted from 1, and its spellings where they differ (``as Key and
+    KEY``); not polars' own name for the second (``Key_duplicated_0``), which the file has nowhere."""
+    def joined(items: list[str]) -> str:
+        return ", ".join(items[:-1]) + f" and {items[-1]}"
+
+    written = [_shown_name(name) for name in names]
+    times = "twice" if len(names) == 2 else f"{len(names)} times"
+    spelt = f", as {joined(written)}" if len(set(written)) > 1 else ""
+    return f"{target} {times}{spelt} (columns {joined([str(columns.index(name) + 1) for name in names])})"
 
 
 def _check_columns_per_file(read: list[tuple[Path, pl.DataFrame]]) -> None:
