@@ -611,7 +611,7 @@ def test_a_job_at_one_time_of_every_day_rejoins_the_reference():
     several times as many days as the rest of the clock's, rejoin the reference, so that a night's run of
     the job is ordinary. A loop of a few days at that hour, floods at random hours every day, and a fit
     without the times keep them aside; the night's job is then flagged."""
-    from licanom.detectors.context import JOB_HOURS, RECUR_DAYS, ContextDetector, _daily_job
+    from licanom.detectors.context import JOB_HOURS, JOB_MIN_DAYS, RECUR_DAYS, ContextDetector, _daily_job
 
     rng = np.random.default_rng(5)
     per_day, n_days = 24, 21
@@ -644,14 +644,28 @@ def test_a_job_at_one_time_of_every_day_rejoins_the_reference():
         assert kept.severity(night)[0] >= (55.0 if rows is not anywhen else daily.severity(night)[0] + 20.0)
     # the rule itself, on the chunks set aside
     keep = np.ones(n, dtype=bool)
-    keep[at_three[-RECUR_DAYS // 2:]] = False  # half of the last two weeks' days: a job
-    assert _daily_job(keep, days)[at_three[-RECUR_DAYS // 2:]].all()
-    keep[at_three[-RECUR_DAYS // 2]] = True  # one day fewer: not yet
+    keep[at_three[-RECUR_DAYS // 2 - 1:]] = False  # 8 of the last 14 days: half of them, and more than
+    assert _daily_job(keep, days)[at_three[-RECUR_DAYS // 2 - 1:]].all()  # chance would cover (under one)
+    keep[at_three[-RECUR_DAYS // 2 - 1]] = True  # one day fewer: not yet
     assert not _daily_job(keep, days).any()
     keep[:] = True
     keep[at_three] = False
     keep[rng.choice(n, n // 2, replace=False)] = False  # and half of every hour set aside: no window stands out
     assert not _daily_job(keep, days).any()
+    keep[:] = True
+    keep[at_three] = False
+    assert not _daily_job(keep, np.floor(days)).any()  # no time of day (dates, whole days): nothing judged
+    assert not _daily_job(keep[-JOB_MIN_DAYS * per_day + per_day:], days[-JOB_MIN_DAYS * per_day + per_day:]).any()
+    # a vendor whose traffic all lies in two hours: chunks set aside at random cover that window on most
+    # days by chance, floods among them, and none rejoins
+    two_hours = np.repeat(np.arange(20_000, 20_014), 12) + np.tile((9.0 + np.arange(12) / 6.0) / 24.0, 14)
+    aside = np.ones(two_hours.size, dtype=bool)
+    aside[rng.choice(two_hours.size, 28, replace=False)] = False
+    assert not _daily_job(aside, two_hours).any()
+    # the out-of-fold fits that calibrate severity take the times as well: the job's chunks meet the
+    # calibration as the nights meet the model, well below where they score without the times
+    untimed = fitted(at_three, with_days=False)
+    assert np.median(daily.calibration_scores_[at_three]) < 0.75 * np.median(untimed.calibration_scores_[at_three])
     assert JOB_HOURS == 2
 
 

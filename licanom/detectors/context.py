@@ -84,15 +84,18 @@ RECUR_MIN_DAYS = 3
 # A job of the vendor's that runs at one time of every day is the vendor's, not a flood: where the training
 # chunks the trimming set aside that began within one JOB_HOURS-hour window of the clock lie on as many of
 # the last RECUR_DAYS days as the share's rule asks (RECUR_MIN_SHARE of them, RECUR_MIN_DAYS at least), and on
-# JOB_MARGIN times that many days more than the set-aside chunks of either window beside it (a window that
-# stands out of the clock: chunks set aside at random, as the trimming's tail, cover a few days of any
-# window), those chunks rejoin the reference. Without it the trimming sets a nightly job aside as it sets a
-# loop aside, for every signal, and each night's run of the job is flagged by its key's requests, its rate or
-# the night rule (benchmarks.recurring_failures). Floods at random hours (a contaminated vendor's loops, a
-# storm) and a vendor's busy hours, set aside with the floods among them, cover the hours beside the window
-# too and rejoin nothing. Judged only where the chunks' times are given.
+# JOB_MARGIN times that many days more than the set-aside chunks of either window beside it and than chunks
+# set aside at random would cover (a window that stands out of the clock: the trimming's tail covers a few
+# days of any window, most days of a window that holds many chunks a day), those chunks rejoin the
+# reference; judged on JOB_MIN_DAYS training days or more (on fewer, chance covers a window's few days).
+# Without it the trimming sets a nightly job aside as it sets a loop aside, for every signal, and each
+# night's run of the job is flagged by its key's requests, its rate or the night rule
+# (benchmarks.recurring_failures). Floods at random hours (a contaminated vendor's loops, a storm) and a
+# vendor's busy hours, set aside with the floods among them, cover the hours beside the window too and
+# rejoin nothing. Judged only where the chunks' times of day are given.
 JOB_HOURS = 2
 JOB_MARGIN = 1.0
+JOB_MIN_DAYS = 10
 # The context columns that are shares of a chunk's requests (ROW_COLUMNS are log1p counts).
 SHARE_COLUMNS: tuple[str, ...] = ("failure_share", "top_machine_share")
 
@@ -553,24 +556,42 @@ def _recurs(X: np.ndarray, line: np.ndarray, days: np.ndarray, last: int = RECUR
 
 
 def _daily_job(keep: np.ndarray, days: np.ndarray, last: int = RECUR_DAYS, min_share: float = RECUR_MIN_SHARE,
-               min_days: int = RECUR_MIN_DAYS, hours: int = JOB_HOURS, margin: float = JOB_MARGIN) -> np.ndarray:
+               min_days: int = JOB_MIN_DAYS, hours: int = JOB_HOURS, margin: float = JOB_MARGIN) -> np.ndarray:
     """Which chunks set aside (``~keep``) are a job's that runs at one time of every day: those that began
-    within a window of ``hours`` hours of the clock (starting at a whole UTC hour) where the set-aside chunks
-    lie on at least ``min_share`` of the ``last`` latest days of ``days`` (each chunk's start, in days since
-    1970: :meth:`licanom.data.chunk.Chunks.days`), on at least ``min_days`` of them, and on ``margin`` times
-    that many days more than in either window beside it, the ``hours`` just before and just after: a job is
-    brief; a vendor's busy hours, whose chunks the trimming may set aside day after day with the floods among
-    them, span more of the clock, and so do floods at random hours. A vendor so busy that its set-aside
-    chunks lie in every window on most days has no window that stands out."""
+    within a window of ``hours`` hours of the clock (starting at a whole UTC hour), on any training day (a
+    job judged on the last days ran before them too; a flood at that hour long before rejoins with it),
+    where the set-aside chunks of the ``last`` latest days of ``days`` (each chunk's start, in days since
+    1970: :meth:`licanom.data.chunk.Chunks.days`; at least ``min_days`` of them) lie on at least
+    ``min_share`` of those days, and on ``margin`` times that many days more than in either window beside
+    it (the ``hours`` just before and just after) and than chunks set aside at random would cover (each
+    recent chunk at the share of them set aside: a window that holds many chunks a day, as a vendor whose
+    traffic all lies in two hours, would be covered on most days by chance). A job is brief; a vendor's
+    busy hours, whose chunks the trimming may set aside day after day with the floods among them, span
+    more of the clock, and so do floods at random hours. Times that are all whole days (no time of day:
+    dates, or days given as whole numbers) judge nothing."""
     t = np.asarray(days, dtype=np.float64)
     day = np.floor(t)
     hour = (t - day) * 24.0
-    latest = np.unique(day)[-last:]
-    aside = ~np.asarray(keep, dtype=bool)
-    recent = aside & np.isin(day, latest)
     out = np.zeros(t.shape, dtype=bool)
+    latest = np.unique(day)[-last:]
+    if latest.size < min_days or not (hour > 0).any():
+        return out
+    in_latest = np.isin(day, latest)
+    aside = ~np.asarray(keep, dtype=bool)
+    recent = aside & in_latest
     if not recent.any():
         return out
+    rate = recent.sum() / in_latest.sum()  # the share of the recent chunks set aside
+    inside = [((hour - h) % 24.0) < hours for h in range(24)]  # the window starting at each whole hour
+    cover = np.array([np.unique(day[recent & w]).size for w in inside])
+    need = max(RECUR_MIN_DAYS, min_share * latest.size)
+    for h in np.flatnonzero(cover >= need):
+        beside = max(cover[(h - hours) % 24], cover[(h + hours) % 24])  # the windows just before and after it
+        per_day = np.unique(day[in_latest & inside[h]], return_counts=True)[1]  # the window's chunks, each day
+        chance = float(np.sum(1.0 - (1.0 - rate) ** per_day))  # the days set-aside-at-random chunks would cover
+        if cover[h] - max(beside, chance) >= margin * need:
+            out |= aside & inside[h]  # of every training day: a job seen on the last days ran before them too
+    return out
     inside = [((hour - h) % 24.0) < hours for h in range(24)]  # the window starting at each whole hour
     cover = np.array([np.unique(day[recent & w]).size for w in inside])
     need = max(min_days, min_share * latest.size)
