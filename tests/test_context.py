@@ -546,6 +546,17 @@ def test_a_night_where_every_request_fails_reaches_the_top_severity():
     assert np.isinf(old.far_lines()[0])
 
 
+def _days_of_vectors(rng: np.random.Generator, per_day: int, n_days: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ordinary context vectors of ``n_days`` days of ``per_day`` chunks each (small shares, counts of
+    about 4), and each chunk's start in days since 1970, spread evenly over its day."""
+    n = per_day * n_days
+    X = np.zeros((n, len(CONTEXT_COLUMNS)))
+    X[:, :3] = rng.uniform(0.0, 0.1, (n, 3))
+    X[:, 3:] = np.log1p(rng.poisson(4.0, (n, len(CONTEXT_COLUMNS) - 3)))
+    days = np.repeat(np.arange(20_000, 20_000 + n_days), per_day) + np.tile(np.arange(per_day) / per_day, n_days)
+    return X, days
+
+
 def test_a_failing_job_that_recurs_through_the_training_days_keeps_no_share_line():
     """A job of the vendor's that fails most of its requests every day, at another time each day, fills a
     chunk a day, which the trimming sets aside: its share is no far beyond training, and a night's chunk
@@ -559,11 +570,8 @@ def test_a_failing_job_that_recurs_through_the_training_days_keeps_no_share_line
     rng = np.random.default_rng(11)
     per_day, n_days = 10, 70
     n = per_day * n_days
-    X = np.zeros((n, len(CONTEXT_COLUMNS)))
-    X[:, :3] = rng.uniform(0.0, 0.1, (n, 3))
-    X[:, 3:] = np.log1p(rng.poisson(4.0, (n, len(CONTEXT_COLUMNS) - 3)))
+    X, days = _days_of_vectors(rng, per_day, n_days)
     j = CONTEXT_COLUMNS.index("failure_share")
-    days = np.repeat(np.arange(20_000, 20_000 + n_days), per_day) + np.tile(np.arange(per_day) / per_day, n_days)
     night = np.median(X, axis=0, keepdims=True)
     night[0, j] = 0.7
 
@@ -616,10 +624,7 @@ def test_a_job_at_one_time_of_every_day_rejoins_the_reference():
     rng = np.random.default_rng(5)
     per_day, n_days = 24, 21
     n = per_day * n_days
-    X = np.zeros((n, len(CONTEXT_COLUMNS)))
-    X[:, :3] = rng.uniform(0.0, 0.1, (n, 3))
-    X[:, 3:] = np.log1p(rng.poisson(4.0, (n, len(CONTEXT_COLUMNS) - 3)))
-    days = np.repeat(np.arange(20_000, 20_000 + n_days), per_day) + np.tile(np.arange(per_day) / per_day, n_days)
+    X, days = _days_of_vectors(rng, per_day, n_days)
     job = {"failure_share": 0.8, "key_requests_hour": np.log1p(200.0), "machine_requests_hour": np.log1p(150.0)}
     night = np.median(X, axis=0, keepdims=True)
     for c, v in job.items():
