@@ -592,14 +592,6 @@ def _daily_job(keep: np.ndarray, days: np.ndarray, last: int = RECUR_DAYS, min_s
         if cover[h] - max(beside, chance) >= margin * need:
             out |= aside & inside[h]  # of every training day: a job seen on the last days ran before them too
     return out
-    inside = [((hour - h) % 24.0) < hours for h in range(24)]  # the window starting at each whole hour
-    cover = np.array([np.unique(day[recent & w]).size for w in inside])
-    need = max(min_days, min_share * latest.size)
-    for h in np.flatnonzero(cover >= need):
-        beside = max(cover[(h - hours) % 24], cover[(h + hours) % 24])  # the windows just before and after it
-        if cover[h] - beside >= margin * need:
-            out |= aside & inside[h]
-    return out
 
 
 def _robust_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
