@@ -274,7 +274,7 @@ def _earlier_outputs(out: Path) -> list[Path]:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from licanom.config import load_config
-    from licanom.ops.detect import detect, format_results, night_rule_flags
+    from licanom.ops.detect import detect, format_results, labels_unlearnt, night_rule_flags
     from licanom.data.pipeline import extract, prepare
 
     cfg = _with_a_log(args, load_config(args.vendor, overrides=_detect_overrides(args)))
@@ -316,6 +316,10 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     detection = detect(prepared, cfg.train, cfg.detect, on_model=progress, sequence=cfg.sequence, context=cfg.context,
                        encode=cfg.encode, labels=labels, split=cfg.split)
     det = detection.primary.detector
+    trained = [o.detector.model for o in detection.outcomes]
+    if labels is not None and (unlearnt := labels_unlearnt(trained)):  # with none of the others: refused before
+        learnt = [m for m in trained if m not in unlearnt]
+        print(f"note: --labels: learnt by {', '.join(learnt)} only; {', '.join(unlearnt)} learnt without them")
     chunks, sequences, rows = detection.chunks, detection.sequences, prepared.validation.valid
     scored_rows = None  # derived rows of the scored log when it is another one
     if args.train_logs:
@@ -425,20 +429,50 @@ def write_entities(prepared: Any, detection: Any, scored_rows: Any, out: Path) -
 
 
 def read_labels(path: Path) -> Any:
-    """A labels file (CSV or Parquet): ``Id`` or ``Key``, and ``label`` (+1 normal, -1 anomaly, 0 unknown)."""
+    """A labels file (CSV or Parquet): ``Id`` or ``Key`` (with both, ``Id``), and ``label`` (+1
+    normal, -1 anomaly, 0 unknown). A row without its Id (or Key), of an Id that is no whole number,
+    of a label that is none of these, or an Id (Key) labelled twice and not alike is refused, in one
+    line naming the row: counted from 0, a CSV's header not counted, as licanom counts a log's rows
+    (docs/cli.md)."""
     import polars as pl
 
     if not path.exists():
         raise ValueError(f"labels file {path} does not exist")
-    frame = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path, infer_schema_length=None)
+    parquet = path.suffix == ".parquet"
+    frame = pl.read_parquet(path) if parquet else pl.read_csv(path, infer_schema=False)  # each value as written
     keyed = [c for c in ("Id", "Key") if c in frame.columns]
     if not keyed or "label" not in frame.columns:
         raise ValueError(f"{path}: a labels file needs a column Id or Key, and a column label; it has {frame.columns}")
-    labels = frame.select(keyed[0], pl.col("label").cast(pl.Int8, strict=False))
-    bad = labels.with_row_index("row").filter(pl.col("label").is_null() | ~pl.col("label").is_in([-1, 0, 1]))
-    if bad.height:
-        raise ValueError(f"{path}: label must be +1, -1 or 0; row {int(bad['row'][0]) + 2} is not")
-    return labels
+    key = keyed[0]
+    counted = "rows counted from 0" + ("" if parquet else ", the header not counted")
+
+    def refuse(rows: Any, what: Callable[[dict[str, Any]], str], named: bool = True) -> NoReturn:
+        """The first of ``rows`` refused: its row, its Id (Key) where it has one, and what is wrong."""
+        first = rows.row(0, named=True)
+        own = f"{key} {first[key]}; " if named else ""
+        more = f" ({rows.height:,} rows in all)" if rows.height > 1 else ""
+        raise ValueError(f"{path}: row {first['row']} ({own}{counted}): {what(first)}{more}")
+
+    kind = frame.schema["label"]
+    if not (kind == pl.String or kind.is_integer() or kind.is_float()):  # a Boolean's True would read as +1
+        raise ValueError(f"{path}: label must be +1, -1 or 0; its column holds {kind} values")
+    value = (pl.col("label").str.strip_chars() if kind == pl.String else pl.col("label")).cast(pl.Float64, strict=False)
+    ident = (pl.col(key).cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False) if key == "Id"
+             else pl.col(key).cast(pl.String))
+    rows = frame.with_row_index("row").with_columns(value.alias("value"), ident.alias("ident"))
+    missing = rows.filter(pl.col(key).cast(pl.String).str.strip_chars().fill_null("") == "")
+    if missing.height:
+        refuse(missing, lambda r: f"no {key}", named=False)
+    if (bad := rows.filter(pl.col("ident").is_null())).height:
+        refuse(bad, lambda r: "the Id is not a whole number")
+    if (bad := rows.filter(~pl.col("value").is_in([-1.0, 0.0, 1.0]).fill_null(False))).height:
+        refuse(bad, lambda r: "label must be +1, -1 or 0, not " + ("empty" if r["label"] is None else repr(r["label"])))
+    if (twice := rows.filter(pl.col("value").n_unique().over("ident") > 1)).height:
+        def other(r: dict[str, Any]) -> int:
+            return int(twice.filter((pl.col("ident") == r["ident"]) & (pl.col("value") != r["value"]))["row"][0])
+        refuse(twice.head(1),
+               lambda r: f"labelled {r['label']}, and row {other(r)} labels it otherwise: keep one label")
+    return rows.select(pl.col("ident").alias(key), pl.col("value").cast(pl.Int8).alias("label"))
 
 
 def _counted_levels(detector: Any, prepared: Any, cfg: Any) -> Any:
@@ -667,8 +701,11 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
     p.add_argument("--solver", choices=["gradient", "qp"], default=None,
                    help="training of the sequence models (default: sequence.solver, gradient)")
     p.add_argument("--labels", default=None,
-                   help="CSV/Parquet with Id or Key and label (+1 normal, -1 anomaly, 0 unknown): "
-                        "semi-supervised sequence models (default: none, unsupervised)")
+                   help="CSV/Parquet with Id or Key and label (+1 normal, -1 anomaly, 0 unknown), of the log "
+                        "trained on: the sequence models learn from their training items' labels (semi-supervised); "
+                        "the other models learn without them, and labels for a run of none of the sequence models "
+                        "are refused; a bad row is named counting from 0, the header not counted "
+                        "(default: none, unsupervised)")
     p.add_argument("--out", required=True,
                    help="folder for chunks.parquet (or sequences.parquet), entities.parquet, results.csv, models/, the report")
     p.set_defaults(func=_cmd_detect)

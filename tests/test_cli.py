@@ -251,6 +251,59 @@ def test_detect_per_key_sequences_with_labels(csv_export, tmp_path, capsys):
     assert "need fixed-size chunks" in capsys.readouterr().err
 
 
+def test_labels_no_model_learns_from_are_refused_before_training(csv_export, tmp_path, capsys):
+    """--labels with only autoencoders or context models (the chunk models) was read and then
+    ignored in silence: they learn without labels. Refused in one line before any model is fitted;
+    beside a sequence model they are taken, and a note says which models learnt from them."""
+    labels = tmp_path / "labels.csv"
+    pl.DataFrame({"Id": [1000, 1001, 1150], "label": [1, -1, 0]}).write_csv(labels)
+    for model in ("Tail_context", "TCN_AE"):
+        out = tmp_path / model
+        assert main(["detect", "--logs", str(csv_export), "--model", model, "--labels", str(labels),
+                     "--out", str(out)]) == EXIT_USAGE
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("licanom: labels are learnt by the sequence models only (") \
+            and f"; {model} learns without them: leave the labels out, or train a sequence model" in err[0], err
+        assert not (out / "models").exists()  # nothing trained
+    out = tmp_path / "both"
+    assert main(["detect", "--logs", str(csv_export), "--model", "GRU_OCSVM,Tail_context", "--epochs", "1",
+                 "--labels", str(labels), "--out", str(out)]) == EXIT_OK
+    assert "\nnote: --labels: learnt by GRU_OCSVM only; Tail_context learnt without them\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("written", "parquet", "said"), [
+    ("Id,label\n1000,1\n1001,5\n1002,7\n", False,
+     "row 1 (Id 1001; rows counted from 0, the header not counted): label must be +1, -1 or 0, not '5' (2 rows in all)"),
+    ("Id,label\n1000,1\n1001,\n", False, "row 1 (Id 1001; rows counted from 0, the header not counted): label must "
+                                           "be +1, -1 or 0, not empty"),
+    ("Id,label\n1000,1\n,1\n", False, "row 1 (rows counted from 0, the header not counted): no Id"),
+    ("Id,label\n1000,1\nK7,1\n", False, "row 1 (Id K7; rows counted from 0, the header not counted): the Id is not "
+                                         "a whole number"),
+    ("Key,label\nK1,1\nK2,1\nK1,-1\n", False, "row 0 (Key K1; rows counted from 0, the header not counted): "
+                                                "labelled 1, and row 2 labels it otherwise: keep one label"),
+    ({"Id": [1000, 1001], "label": [1.0, 1.5]}, True, "row 1 (Id 1001; rows counted from 0): label must be +1, -1 or "
+                                                      "0, not 1.5"),
+    ({"Id": [1000, 1001], "label": [True, False]}, True, "label must be +1, -1 or 0; its column holds Boolean values"),
+])
+def test_a_bad_row_of_a_labels_file_is_named_counting_from_0(written, parquet, said, csv_export, tmp_path, capsys):
+    """A labels file's bad row was named as its line ("row 3" for the second row after the header,
+    of a Parquet file too), where licanom counts a log's rows from 0, the header not counted; an
+    empty label, an Id that is no number or a key labelled twice otherwise passed unnamed."""
+    path = tmp_path / ("labels.parquet" if parquet else "labels.csv")
+    if parquet:
+        pl.DataFrame(written).write_parquet(path)
+    else:
+        path.write_text(written)
+    assert main(["detect", "--logs", str(csv_export), "--model", "GRU_OCSVM", "--labels", str(path),
+                 "--out", str(tmp_path / "o")]) == EXIT_USAGE
+    assert capsys.readouterr().err.strip().splitlines() == [f"licanom: {path}: {said}"]
+    from licanom.cli import read_labels
+
+    good = tmp_path / "good.csv"
+    good.write_text("Id,label\n1000,+1\n1001, -1\n1002,0\n1003,1.0\n")  # as a spreadsheet may write them
+    assert read_labels(good).rows() == [(1000, 1), (1001, -1), (1002, 0), (1003, 1)]
+
+
 def _project_without_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project folder, the current one, whose MLflow store (project/mlflow.db) is not there yet."""
     project = tmp_path / "project"

@@ -286,6 +286,25 @@ def require_training_chunks(prepared: Prepared) -> None:
             f"detector needs at least 2 training chunks: give a longer log")
 
 
+def refuse_labels_unlearnt(models: Sequence[str]) -> None:
+    """Labels are learnt by the sequence models only (semi-supervised); a run of ``models`` that
+    holds none of them would train as if no labels were given: a ValueError saying so, before any
+    model is fitted. A run of some sequence models and some others is taken (:func:`labels_unlearnt`)."""
+    if any(is_sequence_model(m) for m in models):
+        return
+    from licanom.config import _sequence_models
+
+    raise ValueError(
+        f"labels are learnt by the sequence models only ({', '.join(_sequence_models())}); "
+        f"{', '.join(models)} learn{'s' if len(models) == 1 else ''} without them: leave the labels out, "
+        "or train a sequence model")
+
+
+def labels_unlearnt(models: Sequence[str]) -> tuple[str, ...]:
+    """Those of ``models`` that learn without labels (every one but the sequence models)."""
+    return tuple(m for m in models if not is_sequence_model(m))
+
+
 def detect(
     prepared: Prepared,
     train: TrainConfig,
@@ -303,7 +322,9 @@ def detect(
 
     ``sequence.mode`` "key" / "key-machine" scores each licence key's (and machine's) requests
     per period with the sequence models (autoencoders need fixed chunks); ``labels`` (``Id`` or
-    ``Key`` and ``label`` in {+1, -1, 0}) make the sequence models semi-supervised.
+    ``Key`` and ``label`` in {+1, -1, 0}) make the sequence models semi-supervised; the other models
+    learn without them, and labels for a run of none of the sequence models are refused
+    (:func:`refuse_labels_unlearnt`).
     """
     from licanom.detectors.sequence.sessions import aggregate_row_labels, make_sequences, sequence_labels
 
@@ -330,7 +351,8 @@ def detect(
         X, test_mask = prepared.chunks.X, prepared.test_mask
         require_training_chunks(prepared)
         y = None
-        if labels is not None and any(is_sequence_model(m) for m in models):
+        if labels is not None:
+            refuse_labels_unlearnt(models)
             if "Id" not in labels.columns:
                 raise ValueError("labels for chunks are keyed by log Id (columns Id and label)")
             ids = prepared.encoded.frame["Id"].to_numpy()
