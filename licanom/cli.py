@@ -102,6 +102,17 @@ def iso_time(text: str) -> datetime:
         ) from None
 
 
+def separator(text: str) -> str:
+    """An argparse type: a CSV separator (licanom.config.check_separator, which source.separator
+    in a vendor's YAML goes through too)."""
+    from licanom.config import check_separator
+
+    try:
+        return check_separator(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def vendor_name(text: str) -> str:
     """An argparse type: a vendor with a file in conf/vendors/ (the message lists those that have one)."""
     from licanom.config import unknown_vendor_message, validate_vendor_name
@@ -194,9 +205,10 @@ def _file_arguments(p: argparse.ArgumentParser, logs: str = "--logs") -> None:
     """The options of how the log files are written (``logs``: the files they apply to)."""
     p.add_argument("--encoding", default=None,
                    help=f"text encoding of CSV/NDJSON {logs}, e.g. cp1252 (default: source.encoding, strict UTF-8)")
-    p.add_argument("--separator", default=None,
-                   help=f"CSV separator of {logs}, e.g. ';' or '\\t' for a tab (default: source.separator, detected "
-                        "from the header line)")
+    p.add_argument("--separator", type=separator, default=None,
+                   help=f"CSV separator of {logs}, e.g. ';' or '\\t' for a tab, in quotes (an unquoted \\t reaches "
+                        "licanom as t; a letter or digit is refused) (default: source.separator, detected from the "
+                        "header line)")
     p.add_argument("--time-format", default=None, metavar="CODES",
                    help=f"the layout of Time in {logs} when not ISO 8601 or Unix seconds, in strftime codes, e.g. "
                         "'%%d.%%m.%%Y %%H:%%M:%%S' (default: source.time_format)")

@@ -58,6 +58,23 @@ def known_zone(name: str) -> str:
 # the two characters backslash and t ('\\t' three); a tab itself is one character already
 TAB_ESCAPES: tuple[str, ...] = ("\\t", "\\\\t")
 
+
+def check_separator(text: str) -> str:
+    """A CSV separator as written on the command line (``--separator``) or in a vendor's YAML
+    (``source.separator``), both checked here: the one character, a tab for ``\\t`` (TAB_ESCAPES);
+    else a ValueError of one line. A letter or digit separates no CSV: an unquoted ``\\t`` in a
+    shell reaches licanom as ``t``, and was taken: each line was split at its t's."""
+    if text in TAB_ESCAPES:
+        return "\t"
+    if len(text) != 1:
+        raise ValueError("must be one character: ',' ';' '|' or a tab, written \\t")
+    if text.isalnum():
+        slip = " (a shell reads an unquoted \\t as t)" if text == "t" else ""
+        raise ValueError(f"{text!r} is a {'digit' if text.isdigit() else 'letter'}, which separates no CSV{slip}: "
+                         "write a tab as '\\t' in quotes (--separator '\\t'), or give ',' ';' or '|'")
+    return text
+
+
 # the validation context's key of the vendor's file (load_config), which a source keeps (SourceConfig._file)
 VENDOR_FILE = "vendor_file"
 # the licensing models a simulated vendor can have: licanom.sim.PROFILES, without importing the simulator
@@ -121,11 +138,7 @@ class SourceConfig(_Model):
     @field_validator("separator")
     @classmethod
     def _one_character(cls, v: str | None) -> str | None:
-        if v in TAB_ESCAPES:
-            return "\t"
-        if v is not None and len(v) != 1:
-            raise ValueError("must be one character: ',' ';' '|' or a tab, written \\t")
-        return v
+        return v if v is None else check_separator(v)
 
     @model_validator(mode="after")
     def _a_product(self) -> SourceConfig:

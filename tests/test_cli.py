@@ -207,6 +207,30 @@ def test_a_tab_typed_as_backslash_t_is_the_separator(tmp_path, capsys):
     assert pl.read_parquet(tmp_path / "o" / "quarantine.parquet").height == 0
 
 
+@pytest.mark.parametrize("command", ["prepare", "detect"])
+def test_a_letter_or_digit_separator_is_refused_with_the_quoted_tab(command, tmp_path, capsys):
+    """An unquoted `--separator \\t` reaches licanom as the letter t, which was taken as the
+    separator (any one character was). A letter or digit separates no CSV: refused in one line
+    that shows the quoted form, before the log is read; ',' ';' '|', a tab and '\\t' are taken."""
+    path = tmp_path / "export.tsv"
+    make_raw_log(300).write_csv(path, separator="\t")
+    for written, what in (("t", "'t' is a letter, which separates no CSV (a shell reads an unquoted \\t as t)"),
+                          ("7", "'7' is a digit, which separates no CSV")):
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--logs", str(path), "--separator", written, "--out", str(tmp_path / "o")])
+        assert exit_.value.code == EXIT_USAGE
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith(f"licanom {command}: error: argument --separator: {what}: "
+                                                        "write a tab as '\\t' in quotes (--separator '\\t')"), err
+        assert not (tmp_path / "o").exists()
+    for written in ("\t", "\\t"):  # a tab, and a tab as a shell passes '\t' on
+        assert main(["prepare", "--logs", str(path), "--separator", written, "--out", str(tmp_path / "o")]) == EXIT_OK
+    from licanom.cli import build_parser
+
+    for written in (",", ";", "|"):
+        assert build_parser("prepare").parse_args(["prepare", "--separator", written, "--out", "o"]).separator == written
+
+
 def test_a_reader_that_goes_away_does_not_stop_the_command(tmp_path):
     """`licanom ... | head -1`: the pipe closes before the output is written; the command runs to
     its end, its files written, with no error line."""

@@ -659,3 +659,9 @@ def test_a_tab_separator_is_taken_as_it_is_typed(tmp_path: Path) -> None:
     refused = _refused(conf, "acme", "source: {kind: files, path: x.csv, separator: ';;'}\n")
     assert refused.endswith("source.separator: must be one character: ',' ';' '|' or a tab, written \\t (got ';;') "
                             f"(in {conf / 'vendors' / 'acme.yaml'})"), refused
+    # a letter or digit, as an unquoted \t reaches the command line: refused in YAML alike (the same check)
+    refused = _refused(conf, "acme", "source: {kind: files, path: x.csv, separator: t}\n")
+    assert refused.endswith("source.separator: 't' is a letter, which separates no CSV (a shell reads an unquoted \\t "
+                            "as t): write a tab as '\\t' in quotes (--separator '\\t'), or give ',' ';' or '|' "
+                            f"(in {conf / 'vendors' / 'acme.yaml'})"), refused
+    assert "'0' is a digit" in _refused(conf, "acme", "source: {kind: files, path: x.csv, separator: '0'}\n")
