@@ -26,6 +26,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.naming import run_name, tagged
 from flows.score_vendor import score_vendor
+from licanom.config import VendorConfigError, defaults_config
 from tasks import vendors
 
 Runner = Literal["sequential", "threads", "dask"]
@@ -56,7 +57,7 @@ def task_runner(runner: Runner, workers: int | None = None) -> TaskRunner:  # ty
 
 
 @flow(name="nightly-fan-out", log_prints=True)
-def fan_out(names: list[str]) -> list[tuple[str, str, str]]:
+def fan_out(names: list[str]) -> list[tuple[str, str, str, int]]:
     return vendors.score_one.map(unmapped(score_vendor), names).result()
 
 
@@ -70,17 +71,20 @@ def nightly(runner: Runner = "sequential", workers: int | None = None) -> list[s
         workers: Vendors scored at once with threads or dask (empty: two per CPU with threads,
             one per CPU with dask).
     """
+    try:  # every vendor's settings start from conf/defaults.yaml: checked once, not failed by each vendor in turn
+        defaults_config()
+    except VendorConfigError as err:  # one line, as score-vendor ends on its own configuration's error
+        return Failed(message=str(err), data=err)  # type: ignore[return-value]
     names = vendors.list_vendors()
     print(f"nightly: scoring {len(names)} vendors ({', '.join(names)}) with the {runner} runner")
     if runner == "sequential":
-        states = []
+        outcomes = []
         for vendor in names:
             with tagged(vendor):
-                states.append(score_vendor(vendor, return_state=True))
-        outcomes = [(name, s.type.value, s.message or "") for name, s in zip(names, states, strict=True)]
+                outcomes.append(vendors.vendor_outcome(vendor, score_vendor(vendor, return_state=True)))
     else:
         outcomes = fan_out.with_options(task_runner=task_runner(runner, workers))(names)
     report = vendors.report_nightly(outcomes)
     if report.failed:  # a failed state, not an exception: each vendor's own run holds its traceback
-        return Failed(message=report.message)  # type: ignore[return-value]
+        return Failed(message=report.message, data=report.error)  # type: ignore[return-value]
     return list(report.lines)

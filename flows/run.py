@@ -8,12 +8,14 @@ imported (flows.early_api); if it does not start, one line and exit code 4 too.
 
 Without --vendor, score and train take the demo vendor only where it is the only one configured, and
 say so; with other vendors they are refused, listing them (a forgotten --vendor scored the demo).
-An unknown vendor or a configuration error is refused first, in one line, with exit code 2; a
-flow that fails on its input ends with one line and the exit code `licanom prepare` gives (3: the
-log cannot be used, 4: it cannot be read); any other failure with one line naming its state and
-exit code 1. Ctrl-C, SIGTERM or a closed terminal ends it with one line and the shell's code for the
-signal (130, 143, 129), the flow run marked crashed (a training interrupted mid-epoch carries on from
-its checkpoint when run again).
+An unknown vendor or a configuration error (for nightly, of conf/defaults.yaml, which every vendor's
+starts from) is refused first, in one line, with exit code 2; a flow that fails on its input ends
+with one line and the exit code `licanom prepare` gives (3: the log cannot be used, 4: it cannot be
+read; 2: a missing secret, no champion to score with); nightly, whose vendors fail apart, with the
+code their failures share (each as `licanom run score` would end for it), 1 where they differ; any
+other failure with one line naming its state and exit code 1. Ctrl-C, SIGTERM or a closed terminal
+ends it with one line and the shell's code for the signal (130, 143, 129), the flow run marked
+crashed (a training interrupted mid-epoch carries on from its checkpoint when run again).
 """
 
 from __future__ import annotations
@@ -229,11 +231,13 @@ def _run(args: argparse.Namespace, interrupt: Interrupted):  # type: ignore[no-u
     """The flow's final state, or an exit code when the vendor's configuration is wrong or Prefect's
     API cannot be reached."""
     from licanom.cli import EXIT_USAGE
-    from licanom.config import VendorConfigError, vendor_config
+    from licanom.config import VendorConfigError, defaults_config, vendor_config
 
-    try:
+    try:  # a configuration error is one line here, not a failed flow run
         if args.flow != "nightly":
-            vendor_config(args.vendor)  # a configuration error is one line here, not a failed flow run
+            vendor_config(args.vendor)
+        else:  # every vendor's starts from conf/defaults.yaml: a slip there would fail each vendor in turn
+            defaults_config()
     except VendorConfigError as err:
         print(f"licanom: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -283,25 +287,15 @@ def _train_arguments(args: argparse.Namespace) -> dict[str, object]:
 
 def _input_failure(state) -> tuple[int, str] | None:  # type: ignore[no-untyped-def]
     """A flow that failed on its input: 3 when the log cannot be used, 4 when it cannot be read, 2
-    when a secret its configuration needs is missing or the vendor has no champion to score with."""
-    from licanom.cli import EXIT_BAD_INPUT, EXIT_SOURCE, EXIT_USAGE, one_line
-    from licanom.data.chunk import NotEnoughDataError
-    from licanom.data.extract.files import ExtractFileError
-    from licanom.data.privacy import MissingSecretError
-    from licanom.data.validate import ValidationError
-    from licanom.ops.tracking import NoChampionError
+    when a secret its configuration needs is missing or the vendor has no champion to score with;
+    a nightly run whose vendors failed, theirs (licanom.cli.failure_exit)."""
+    from licanom.cli import failure_exit
 
     try:
         err = state.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001 - no result to read (a crashed run): the state's message says it
         return None
-    if isinstance(err, (ValidationError, NotEnoughDataError)):
-        return EXIT_BAD_INPUT, f"the log cannot be used: {one_line(err)}"
-    if isinstance(err, ExtractFileError):
-        return EXIT_SOURCE, one_line(err)
-    if isinstance(err, (MissingSecretError, NoChampionError)):
-        return EXIT_USAGE, one_line(err)
-    return None
+    return failure_exit(err)
 
 
 if __name__ == "__main__":

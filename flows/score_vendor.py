@@ -29,7 +29,7 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     try:
         cfg = vendor_config(vendor)
     except VendorConfigError as err:  # one line in the nightly run's list, not a traceback
-        return Failed(message=str(err))  # type: ignore[return-value]
+        return Failed(message=str(err), data=err)  # type: ignore[return-value]  # the error: its exit code, 2
     out = Path(cfg.output_dir)
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)

@@ -633,7 +633,8 @@ def unknown_vendor_message(vendor: str, conf_dir: Path | None = None) -> str | N
 
 
 class VendorConfigError(ValueError):
-    """A vendor's configuration that cannot be used, in one sentence (:func:`vendor_config`)."""
+    """A vendor's configuration, or the defaults every vendor's starts from, that cannot be used, in
+    one sentence (:func:`vendor_config`, :func:`defaults_config`)."""
 
 
 def vendor_config(vendor: str, conf_dir: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -650,6 +651,18 @@ def vendor_config(vendor: str, conf_dir: Path | None = None, overrides: dict[str
     return cfg
 
 
+def defaults_config(conf_dir: Path | None = None) -> Config:
+    """conf/defaults.yaml alone (:func:`load_config` without a vendor), for a run of every vendor
+    (the nightly flow) to check once before its first vendor: a file missing or broken there failed
+    each vendor in turn, with the same error. Any error is one :class:`VendorConfigError` naming the
+    setting and the file, as :func:`vendor_config`'s do."""
+    conf_dir = conf_dir or default_conf_dir()
+    try:
+        return load_config(None, conf_dir)
+    except Exception as err:  # noqa: BLE001 - pydantic's, YAML's or ours: all the configuration's
+        raise VendorConfigError(f"configuration error: {describe_error(err, _setting_files(None, conf_dir))}") from None
+
+
 # what pydantic adds to a setting's ``loc``: a validator's or a union member's name ("function-after[...]",
 # "literal[...]", "float", "tuple[str, ...]"), whole: a setting named like one (stride) is kept
 _SCHEMA_TAG = re.compile(r"(?:function-[a-z-]+|literal|str|int|float|bool|tuple|list|dict)(?:\[.*\])?", re.S)
@@ -661,13 +674,13 @@ def _setting_keys(loc: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple("validate" if str(p) == "validate_" else str(p) for p in loc if not _SCHEMA_TAG.fullmatch(str(p)))
 
 
-def _setting_files(vendor: str, conf_dir: Path) -> Callable[[tuple[str, ...]], str]:
+def _setting_files(vendor: str | None, conf_dir: Path) -> Callable[[tuple[str, ...]], str]:
     """For a setting's keys (:func:`_setting_keys`), `` (in FILE)``: the file that sets it, the
-    vendor's or conf/defaults.yaml (a slip in the defaults was read as the vendor's); empty where
-    neither does (a setting missing, an override)."""
+    vendor's (none for None) or conf/defaults.yaml (a slip in the defaults was read as the
+    vendor's); empty where neither does (a setting missing, an override)."""
     files = []
     try:
-        own = [vendor_file(vendor, conf_dir)]
+        own = [vendor_file(vendor, conf_dir)] if vendor is not None else []
     except ConfigFileError:  # both files: the error being described says so
         own = []
     for path in (*own, conf_dir / "defaults.yaml"):
@@ -776,12 +789,44 @@ def ignored_vendor_files(conf_dir: Path | None = None) -> str | None:
             "1-63 lower-case letters, digits, '-' or '_', starting with a letter or digit)")
 
 
+class VendorsFailedError(RuntimeError):
+    """A nightly run whose vendors failed (:attr:`NightlyOutcome.error`): its message, and the exit
+    code `licanom run` ends with, as `licanom run score` would for them (:attr:`NightlyOutcome.exit_code`)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message, exit_code)  # both in args: the error pickles whole (a Dask worker, a stored result)
+        self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+# the exit code of a vendor whose run failed otherwise than on its input or configuration (licanom.cli.EXIT_ERROR)
+OTHER_FAILURE = 1
+
+
 @dataclass(frozen=True)
 class NightlyOutcome:
-    """The vendors' runs of one nightly flow: a line per vendor, and the vendors that failed."""
+    """The vendors' runs of one nightly flow: a line per vendor, the vendors that failed and the
+    exit code of each of those (as `licanom run score` ends for that vendor's failure)."""
 
     lines: tuple[str, ...]
     failed: tuple[str, ...]
+    codes: tuple[int, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no vendor failed; the failed vendors' exit code where they share one (4: each a log
+        source that failed); else 1, each vendor's line saying its own failure."""
+        if not self.failed:
+            return 0
+        shared = set(self.codes or (OTHER_FAILURE,))
+        return shared.pop() if len(shared) == 1 else OTHER_FAILURE
+
+    @property
+    def error(self) -> VendorsFailedError:
+        """What a failed nightly run carries for `licanom run`: its message and exit code."""
+        return VendorsFailedError(self.message, self.exit_code)
 
     @property
     def message(self) -> str:
@@ -791,12 +836,13 @@ class NightlyOutcome:
         return "\n".join((head, *self.lines))
 
 
-def report_outcomes(outcomes: list[tuple[str, str, str]]) -> NightlyOutcome:
-    """One line per vendor run (name, final state, message), printed; the caller fails the nightly
-    run where a vendor failed (its flow returns a failed state: one line, not a traceback, since
-    each vendor's own run holds its error)."""
+def report_outcomes(outcomes: list[tuple[str, str, str, int]]) -> NightlyOutcome:
+    """One line per vendor run (name, final state, message, exit code: 0, or that of its failure),
+    printed; the caller fails the nightly run where a vendor failed (its flow returns a failed state:
+    one line, not a traceback, since each vendor's own run holds its error)."""
     lines = tuple(f"{name}: {state.lower()}" + (f" - {msg}" if state != "COMPLETED" and msg else "")
-                  for name, state, msg in outcomes)
+                  for name, state, msg, _ in outcomes)
     for line in lines:
         print(line)
-    return NightlyOutcome(lines, tuple(name for name, state, _ in outcomes if state != "COMPLETED"))
+    failed = [(name, code or OTHER_FAILURE) for name, state, _, code in outcomes if state != "COMPLETED"]
+    return NightlyOutcome(lines, tuple(name for name, _ in failed), tuple(code for _, code in failed))

@@ -56,17 +56,33 @@ def list_vendors() -> list[str]:
 
 
 @task(cache_policy=NO_CACHE)
-def report_nightly(outcomes: list[tuple[str, str, str]]) -> config.NightlyOutcome:
+def report_nightly(outcomes: list[tuple[str, str, str, int]]) -> config.NightlyOutcome:
     return config.report_outcomes(outcomes)
 
 
+def vendor_outcome(vendor: str, state: Any) -> tuple[str, str, str, int]:
+    """A vendor's score-vendor run as the nightly reports it: name, final state, message and exit
+    code (0; that of an input, source or configuration failure, licanom.cli.failure_exit; else 1),
+    so that `licanom run nightly` ends as `licanom run score` would for the vendor."""
+    from licanom.cli import failure_exit
+
+    if state.is_completed():
+        return vendor, state.type.value, state.message or "", 0
+    try:
+        known = failure_exit(state.result(raise_on_failure=False))
+    except Exception:  # noqa: BLE001 - no result to read (a crashed run): its message says what happened
+        known = None
+    return vendor, state.type.value, state.message or "", known[0] if known else config.OTHER_FAILURE
+
+
 @task(cache_policy=NO_CACHE, task_run_name="score-{vendor}")
-def score_one(score: Callable[..., Any], vendor: str) -> tuple[str, str, str]:
+def score_one(score: Callable[..., Any], vendor: str) -> tuple[str, str, str, int]:
     """The per-vendor flow ``score`` (score-vendor) for one vendor, as a child flow run tagged
     with the vendor, so that a fan-out can run vendors side by side; its outcome (name, final
-    state, message), never raising: one vendor's failure does not stop the others."""
+    state, message, exit code: :func:`vendor_outcome`), never raising: one vendor's failure does
+    not stop the others."""
     from flows.naming import tagged
 
     with tagged(vendor):
         state = score(vendor, return_state=True)
-    return vendor, state.type.value, state.message or ""
+    return vendor_outcome(vendor, state)

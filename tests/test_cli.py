@@ -642,6 +642,78 @@ def test_a_conf_folder_without_defaults_yaml_is_exit_2_in_one_line(tmp_path, mon
     assert err.count("\n") == 1 and err.startswith(f"licanom: configuration error for vendor 'demo': {missing}"), err
 
 
+def test_run_nightly_checks_the_defaults_once_before_any_vendor(tmp_path, monkeypatch, capsys):
+    """`licanom run nightly` read no configuration before it started Prefect: a conf/defaults.yaml
+    missing or broken failed each vendor in turn, and the run ended with 1. Now, as score and train
+    do for a vendor, it is refused before anything runs: 2 and one line naming the file."""
+    import flows.run as run
+    import tasks.api
+
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    for vendor in ("acme", "demo"):
+        (conf / "vendors" / f"{vendor}.yaml").write_text("source: {kind: simulate}\n")
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    # what came next: Prefect's API, here a stand-in that stops the run (4) where it was not refused
+    monkeypatch.setattr(tasks.api, "wait_for_api", lambda attempts: "not refused")
+    assert run.main(["nightly"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err == (f"licanom: configuration error: {conf / 'defaults.yaml'} not found: a configuration folder needs "
+                   "its defaults.yaml (copy the repository's conf/defaults.yaml there)\n"), err
+    (conf / "defaults.yaml").write_text("train:\n  epochs: [\n")
+    assert run.main(["nightly"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"licanom: configuration error: {conf / 'defaults.yaml'} line "), err
+    (conf / "defaults.yaml").write_text("train:\n  epochs: 0\n")
+    assert run.main(["nightly"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "configuration error: train.epochs: " in err and str(conf / "defaults.yaml") in err
+    (conf / "defaults.yaml").write_text("train:\n  epochs: 1\n")  # the defaults fine: on to Prefect's API
+    assert run.main(["nightly"]) == EXIT_SOURCE and "not refused; nothing was run" in capsys.readouterr().err
+
+
+def test_run_nightly_ends_with_the_exit_code_its_vendors_failures_share(monkeypatch, capsys):
+    """`licanom run nightly` ended with 1 whatever its vendors failed on, where `licanom run score`
+    ends with 4 for a missing log file (3 for a log that cannot be used, 2 for a setting or no
+    champion). Each vendor's failure now has the code score gives it, and nightly ends with the
+    code they share, or 1 where they differ."""
+    from prefect.states import Completed, Failed
+
+    import flows.run as run
+    from licanom.config import VendorConfigError, report_outcomes
+    from licanom.data.extract.files import ExtractFileError
+    from licanom.data.validate import ValidationError
+    from tasks.vendors import vendor_outcome
+
+    def failed(err: Exception) -> Failed:
+        return Failed(message=str(err), data=err)
+
+    gone = ExtractFileError("log file /data/acme.csv does not exist")
+    outcomes = [vendor_outcome("alpha", Completed()), vendor_outcome("acme", failed(gone)),
+                vendor_outcome("beta", failed(ExtractFileError("log file /data/beta.csv does not exist")))]
+    assert [code for *_, code in outcomes] == [0, 4, 4]
+    assert vendor_outcome("typo", failed(VendorConfigError("configuration error for vendor 'typo': ...")))[3] == 2
+    assert vendor_outcome("bad", failed(ValidationError("too many bad rows")))[3] == 3
+    from licanom.data.extract.cryptolens import ExtractError
+
+    assert vendor_outcome("remote", failed(ExtractError("the Cryptolens API answered 503")))[3] == 4  # as prepare
+    assert vendor_outcome("bug", failed(ZeroDivisionError("a bug")))[3] == 1
+    assert vendor_outcome("crashed", Failed(message="the process died"))[3] == 1  # no error to read
+    report = report_outcomes(outcomes)
+    assert report.failed == ("acme", "beta") and report.exit_code == 4
+    night = {"state": Failed(message=report.message, data=report.error)}
+    monkeypatch.setattr(run, "_run", lambda args, interrupt: night["state"])
+    assert run.main(["nightly"]) == EXIT_SOURCE
+    assert capsys.readouterr().err == "licanom: nightly flow failed: 2 of 3 vendors failed: acme, beta\n"
+    # failures of different kinds: 1, each vendor's own line says what it failed on
+    mixed = report_outcomes([*outcomes, vendor_outcome("bad", failed(ValidationError("too many bad rows")))])
+    assert mixed.exit_code == 1
+    night["state"] = Failed(message=mixed.message, data=mixed.error)
+    assert run.main(["nightly"]) == 1
+    assert capsys.readouterr().err == "licanom: nightly flow failed: 3 of 4 vendors failed: acme, beta, bad\n"
+    assert report_outcomes(outcomes[:1]).exit_code == 0
+
+
 def test_version_help_defaults_and_subcommand_usage(capsys):
     from licanom import __version__
     from licanom.cli import build_parser

@@ -189,6 +189,11 @@ def test_nightly_reports_a_failing_vendor_and_scores_the_others(trained_alpha, f
     assert "broken" in str(state.message) or "broken" in repr(state)
     # the failing vendor's own run holds its error; the nightly run ends with one line, no traceback
     assert str(state.message).startswith("1 of 3 vendors failed: broken")
+    # and `licanom run nightly` with the exit code `licanom run score --vendor broken` gives (2: no
+    # champion yet), not 1 whatever the vendors failed on
+    from flows.run import _input_failure
+
+    assert _input_failure(state) == (2, "1 of 3 vendors failed: broken")
     # (before: the reporting task raised "1 of 3 vendors failed", logged with its traceback by the task and the flow)
     assert not any(r.exc_info and "vendors failed" in str(r.exc_info[1]) for r in caplog.records)
     assert "RuntimeError" not in caplog.text
@@ -199,6 +204,37 @@ def test_nightly_reports_a_failing_vendor_and_scores_the_others(trained_alpha, f
     assert threaded.is_failed() and "broken" in str(threaded.message)
     assert "alpha: completed" in str(threaded.message) and "beta: completed" in str(threaded.message)
     assert "1 of 3 vendors failed" in str(threaded.message)
+    assert _input_failure(threaded) == (2, "1 of 3 vendors failed: broken")
+
+
+def test_nightly_checks_the_defaults_once_before_any_vendor(flow_env, monkeypatch, capfd):
+    """A conf/defaults.yaml missing failed each vendor's run in turn with the same error; the
+    nightly run now fails at once, in one line, before any vendor's run, with the exit code of a
+    configuration error (2)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    from flows.nightly import nightly
+    from flows.run import _input_failure
+
+    conf = flow_env[0] / "conf-no-defaults"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "vendors" / "alpha.yaml").write_text((flow_env[0] / "conf" / "vendors" / "alpha.yaml").read_text())
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+
+    def score_runs() -> int:
+        with get_client(sync_client=True) as client:
+            return len(client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["score-vendor"]))))
+
+    before = score_runs()
+    capfd.readouterr()
+    state = nightly(return_state=True)
+    assert state.is_failed() and str(state.message) == (
+        f"configuration error: {conf / 'defaults.yaml'} not found: a configuration folder needs its defaults.yaml "
+        "(copy the repository's conf/defaults.yaml there)")
+    assert _input_failure(state) == (2, str(state.message))
+    assert score_runs() == before  # no vendor's run
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_a_vendor_whose_configuration_cannot_be_read_fails_its_run_in_one_line(flow_env, monkeypatch, capfd):
