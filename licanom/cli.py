@@ -701,7 +701,8 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
                         "its settings are the configuration's threshold_params (default: as configured, "
                         "severity for both)")
     p.add_argument("--epochs", type=POSITIVE, default=None, help="training epochs (default: train.epochs, 10)")
-    p.add_argument("--no-m1", action="store_true", help="skip M1 (it retrains the model several times)")
+    p.add_argument("--no-m1", action="store_true",
+                   help="skip M1 (it retrains the model several times); the results table then says off")
     p.add_argument("--sequences", choices=["chunks", "key", "key-machine"], default=None,
                    help="what the sequence models read: fixed chunks or each key's (and machine's) requests "
                         "per period (default: sequence.mode, chunks)")

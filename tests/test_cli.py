@@ -93,6 +93,57 @@ def test_detect_several_models_writes_results_table(csv_export, tmp_path):
     assert results["bottleneck"].to_list() == ["(12, 6)", "(3,)"]
 
 
+def test_the_m1_column_tells_off_from_none_found(csv_export, tmp_path, capsys, monkeypatch):
+    """The table's M1 column read "na" both where M1 was off (--no-m1) and where it ran and found no
+    threshold, and results.csv left both empty: now the table says "off" or "none found" in place
+    of the count, and results.csv's M1_status (its last column) says the same."""
+    from licanom.detectors.context import ContextDetector
+
+    def table_row(printed: str, model: str) -> str:
+        return next(line for line in printed.splitlines() if line.startswith(f"{model} "))
+
+    out = tmp_path / "off"
+    assert main(["detect", "--logs", str(csv_export), "--model", "Tail_context,LOF_context", "--no-m1",
+                 "--out", str(out)]) == EXIT_OK
+    results = pl.read_csv(out / "results.csv")
+    assert tuple(results.columns) == RESULT_COLUMNS and RESULT_COLUMNS[-1] == "M1_status"
+    assert results["M1_status"].to_list() == ["off", "off"] and results["M1"].null_count() == 2
+    printed = capsys.readouterr().out
+    assert table_row(printed, "Tail_context").split()[3] == "off" and " na " not in table_row(printed, "LOF_context")
+    # M1 run: it finds no threshold for one model and one for the other (stood in for: it retrains)
+    monkeypatch.setattr(ContextDetector, "m1_threshold",
+                        lambda self, X: None if self.model == "LOF_context" else float(np.median(self.decision_scores_)))
+    out = tmp_path / "on"
+    assert main(["detect", "--logs", str(csv_export), "--model", "Tail_context,LOF_context", "--out", str(out)]) == EXIT_OK
+    results = pl.read_csv(out / "results.csv")
+    assert results["M1_status"].to_list() == ["found", "none found"]
+    assert results["M1"].is_null().to_list() == [False, True] and results["threshold_M1"].is_null().to_list() == [False, True]
+    printed = capsys.readouterr().out
+    assert table_row(printed, "Tail_context").split()[3] == str(results["M1"][0])
+    assert "  none found " in table_row(printed, "LOF_context")
+
+
+def test_the_results_table_prints_why_m1_gives_no_count():
+    """Each state of M1 in its own words; a table written before M1_status (no such column), "na"."""
+    from licanom.ops.detect import format_results, results_frame
+
+    base = {"bottleneck": "(17,)", "depth": 0, "M2": 1, "M3": 2, "GMM": None, "KMeans": None, "quantile": 1, "pot": 1,
+            "budget": 1, "threshold_M2": 0.5, "threshold_M3": 0.4, "test_chunks": 3, "train_seconds": 0.1, "epochs": 0,
+            "train_loss": None, "val_loss": None, "converged": None, "convergence": None}
+    results = results_frame([
+        {**base, "model": "Tail_context", "M1": 2, "threshold_M1": 0.3, "M1_status": "found"},
+        {**base, "model": "LOF_context", "M1": None, "threshold_M1": None, "M1_status": "none found"},
+        {**base, "model": "TCN_AE", "M1": None, "threshold_M1": None, "M1_status": "off"},
+        {**base, "model": "GRU_OCSVM", "M1": None, "threshold_M1": None, "M1_status": "n/a"},
+    ])
+    lines = format_results(results).splitlines()
+    assert lines[0] == ("Model name     Bottleneck   Depth          M1     M2     M3    GMM  KMeans  Train [s]")
+    assert [line[33:45] for line in lines[1:]] == ["           2", "  none found", "         off", "         n/a"]
+    assert all(line[45:].split()[:4] == ["1", "2", "na", "na"] for line in lines[1:])  # no count of GMM, KMeans: na
+    old = format_results(results.drop("M1_status")).splitlines()
+    assert [line[33:45] for line in old[1:]] == ["           2", "          na", "          na", "          na"]
+
+
 def test_simulate_then_prepare(tmp_path, capsys):
     assert main(["simulate", "--profile", "node-locked", "--seed", "3", "--days", "30", "--out", str(tmp_path / "sim")]) == EXIT_OK
     assert (tmp_path / "sim" / "labels.parquet").exists()
@@ -372,11 +423,13 @@ def test_report_of_an_unknown_run_id_says_so_in_one_line_and_creates_no_store(tm
     assert err.startswith(expected) and err.count("\n") == 1 and "Exception" not in err, err
 
 
-def test_report_of_a_sequence_model_on_chunks(csv_export, tmp_path):
+def test_report_of_a_sequence_model_on_chunks(csv_export, tmp_path, capsys):
     """A model without per-column errors: chunks.parquet keeps null error_* columns, and the
     report rebuilt from the folder says why without inventing column errors."""
     out = tmp_path / "gru"
     assert main(["detect", "--logs", str(csv_export), "--model", "GRU_OCSVM", "--epochs", "1", "--out", str(out)]) == EXIT_OK
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("GRU_OCSVM "))
+    assert row.split()[3] == "n/a"  # M1 on, but a sequence model has none: neither off nor none found
     chunks = pl.read_parquet(out / "chunks.parquet")
     assert chunks["error_key"].null_count() == chunks.height and chunks["top_feature"].null_count() == chunks.height
     assert main(["report", "--run", str(out)]) == EXIT_OK

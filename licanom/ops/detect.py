@@ -34,8 +34,13 @@ CHUNK_COLUMNS: tuple[str, ...] = (
 RESULT_COLUMNS: tuple[str, ...] = (
     "model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "quantile", "pot", "budget",
     "threshold_M1", "threshold_M2", "threshold_M3", "test_chunks", "train_seconds",
-    "epochs", "train_loss", "val_loss", "converged", "convergence",
+    "epochs", "train_loss", "val_loss", "converged", "convergence", "M1_status",
 )
+# M1_status: why the M1 column (and threshold_M1) holds a value or none. Found: a threshold and
+# its count; none found: M1 ran and found no threshold (the thesis's "na"); off: not run (detect.m1
+# false, --no-m1); n/a: the model has no M1 (the sequence models). Printed in the table in place of
+# a count; results.csv (added last: a reader of the other columns reads them as before) writes it.
+M1_FOUND, M1_NONE_FOUND, M1_OFF, M1_NOT_APPLICABLE = "found", "none found", "off", "n/a"
 
 
 @dataclass(frozen=True)
@@ -136,7 +141,8 @@ def evaluate_model(
         feature_errors = None
         scores = detector.decision_function(X)
         top_features = detector.top_columns(X)
-        m1 = detector.m1_threshold(X_train) if detect.m1 and hasattr(detector, "m1_threshold") else None
+        has_m1 = hasattr(detector, "m1_threshold")
+        m1 = detector.m1_threshold(X_train) if detect.m1 and has_m1 else None
         bottleneck, depth = f"({np.asarray(X).reshape(len(X), -1).shape[1]},)", 0
         seconds, epochs_run, train_loss, val_loss = getattr(detector, "seconds_", 0.0), 0, None, None
     elif detector.family != "autoencoder":
@@ -144,7 +150,7 @@ def evaluate_model(
         feature_errors = None
         scores = detector.decision_function(X)
         history = detector.history_
-        m1 = None
+        has_m1, m1 = False, None
         # the pooled features the head reads (twice the hidden size for a pair of poolings)
         encoder = getattr(getattr(detector, "net_", None), "encoder", None)
         bottleneck, depth = f"({getattr(encoder, 'out_features', detector.hidden)},)", 1
@@ -161,6 +167,7 @@ def evaluate_model(
         if feature_errors is None:
             top_features = np.asarray(detector.explain_columns())[errors.top_columns.argmax(axis=1)]
         assert detector.report_ is not None and detector.net_ is not None
+        has_m1 = True
         m1 = detector.m1_threshold(X_train) if detect.m1 else None
         report = detector.report_
         bottleneck, depth = str(tuple(detector.net_.bottleneck)), detector.net_.depth
@@ -200,6 +207,8 @@ def evaluate_model(
         # True / False; null where the training makes no claim (fixed epochs, DeepLog, the others)
         "converged": None if convergence is None else convergence.converged,
         "convergence": None if convergence is None else convergence.reason,
+        "M1_status": (M1_NOT_APPLICABLE if not has_m1 else M1_OFF if not detect.m1
+                      else M1_NONE_FOUND if m1 is None else M1_FOUND),
     }
     return ModelOutcome(detector=detector, scores=scores, feature_errors=feature_errors, row=row,
                         top_features=top_features)
@@ -421,20 +430,26 @@ def results_frame(rows: Sequence[dict[str, object]]) -> pl.DataFrame:
     return pl.DataFrame(list(rows), schema_overrides={
         "M1": pl.Int64, "GMM": pl.Int64, "KMeans": pl.Int64, "threshold_M1": pl.Float64,
         "train_loss": pl.Float64, "val_loss": pl.Float64, "converged": pl.Boolean, "convergence": pl.String,
+        "M1_status": pl.String,
     }).select(RESULT_COLUMNS)
 
 
 def format_results(results: pl.DataFrame) -> str:
-    """The results table as the thesis prints it ("na" where M1 found no threshold)."""
+    """The results table as the thesis prints it; where M1 gives no count, its column says why
+    (M1_status: "none found", the thesis's "na"; "off"; "n/a"), and "na" for a table without
+    M1_status (one written before it was added). The other counts print "na" where they give none."""
     cols = ("model", "bottleneck", "depth", "M1", "M2", "M3", "GMM", "KMeans", "train_seconds")
     w = max([15, *(len(str(m)) + 2 for m in results["model"])])  # a name never runs into the next column
-    header = f"{'Model name':<{w}}{'Bottleneck':<12}{'Depth':>6}{'M1':>7}{'M2':>7}{'M3':>7}{'GMM':>7}{'KMeans':>8}{'Train [s]':>11}"
+    header = (f"{'Model name':<{w}}{'Bottleneck':<12}{'Depth':>6}{'M1':>12}{'M2':>7}{'M3':>7}{'GMM':>7}{'KMeans':>8}"
+              f"{'Train [s]':>11}")
+    status = results["M1_status"] if "M1_status" in results.columns else pl.Series([None] * results.height)
     lines = [header]
-    for row in results.select(cols).iter_rows(named=True):
-        def cell(v: object) -> str:
-            return "na" if v is None else str(v)
+    for row, why in zip(results.select(cols).iter_rows(named=True), status, strict=True):
+        def cell(v: object, none: str = "na") -> str:
+            return none if v is None else str(v)
         lines.append(
-            f"{row['model']:<{w}}{row['bottleneck']:<12}{row['depth']:>6}{cell(row['M1']):>7}{cell(row['M2']):>7}"
-            f"{cell(row['M3']):>7}{cell(row['GMM']):>7}{cell(row['KMeans']):>8}{row['train_seconds']:>11.1f}"
+            f"{row['model']:<{w}}{row['bottleneck']:<12}{row['depth']:>6}{cell(row['M1'], why or 'na'):>12}"
+            f"{cell(row['M2']):>7}{cell(row['M3']):>7}{cell(row['GMM']):>7}{cell(row['KMeans']):>8}"
+            f"{row['train_seconds']:>11.1f}"
         )
     return "\n".join(lines)
