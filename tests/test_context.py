@@ -487,6 +487,34 @@ def test_a_chunk_with_one_count_far_beyond_training_is_flagged_at_the_top_severi
     assert seen == [400] + [300] * again.calibration_folds
 
 
+def test_a_machine_in_a_failure_loop_reaches_the_top_severity_after_training_days_full_of_loops():
+    """A storm of loops that fills most of the training chunks (machines failing 200-700 times an hour)
+    draws the far rule's line beyond any loop; a new machine failing 300 times an hour at night is still
+    near the top severity (the loop line), one failing 60 times is judged by its tail as before, and a
+    model pickled before the line keeps the far rule alone."""
+    from licanom.detectors.context import FAR_SIGNAL_NATS, LOOP_FAILURES_PER_HOUR, ContextDetector
+
+    rng = np.random.default_rng(9)
+    j = CONTEXT_COLUMNS.index("machine_failures_hour")
+    X = np.zeros((400, len(CONTEXT_COLUMNS)))
+    X[:, :3] = rng.uniform(0.0, 0.3, (400, 3))
+    X[:, 3:] = np.log1p(rng.poisson(3.0, (400, len(CONTEXT_COLUMNS) - 3)))
+    X[:240, j] = np.log1p(rng.integers(200, 700, 240))  # 60% of the training chunks hold a loop
+    det = ContextDetector().fit(X)
+    assert det.estimator_.far_lines()[j] == pytest.approx(np.log1p(LOOP_FAILURES_PER_HOUR))
+    night = np.repeat(np.median(X[240:], axis=0, keepdims=True), 3, axis=0)
+    night[1, j] = np.log1p(300.0)
+    night[2, j] = np.log1p(60.0)
+    sev = det.severity(night)
+    assert sev[1] > 90.0 and det.predict(night)[1] == 1
+    assert det.explain(night)[1, j] >= FAR_SIGNAL_NATS
+    assert det.explain(night)[2, j] < FAR_SIGNAL_NATS and det.predict(night)[2] == 0
+    # a TailModel pickled before the line has no loop_columns: the far rule's line from training alone
+    old = det.estimator_
+    del old.__dict__["loop_columns"]
+    assert old.far_lines()[j] > np.log1p(700.0)
+
+
 def test_a_night_where_every_request_fails_reaches_the_top_severity():
     """A platform outage: every request of a night fails, where no normal training chunk failed more
     than a third of its requests. Each chunk is alike (the night rule has nothing to stand out from)

@@ -68,6 +68,16 @@ FAR_SIGNAL_NATS = 60.0
 # severity do not take it (:meth:`ContextDetector._out_of_fold`).
 FAR_SHARE_GAP = 0.5
 FAR_SHARE_COLUMNS: tuple[str, ...] = ("failure_share",)
+# A machine failing this many requests in one clock hour is stuck in a failure loop, whatever the training
+# days held (Tail_context's loop line): its ``machine_failures_hour`` (the count above the machine's own
+# level) carries FAR_SIGNAL_NATS from this count on, as a count far beyond training does. The far rule
+# measures from the training days' largest count, and a vendor whose training days a storm of loops
+# filled (the second generator's storm level: up to 60% of the training chunks) has such counts among
+# its largest, so that a new machine failing 700 times an hour at night scored as ordinary. No normal
+# machine of either generator's development vendors failed more than 35 times in an hour
+# (docs/choosing-defaults.md, "A failure loop's line").
+LOOP_FAILURES_PER_HOUR = 100.0
+LOOP_COLUMNS: tuple[str, ...] = ("machine_failures_hour",)
 # A share that recurs through the training days is not far beyond them: where the training chunks at or
 # beyond a share's line (the reference's largest + FAR_SHARE_GAP) lie on at least RECUR_MIN_SHARE of the
 # last RECUR_DAYS UTC days of the training chunks (and on at least RECUR_MIN_DAYS of them), the line is
@@ -144,6 +154,11 @@ class TailModel:
     # training share); None: none (and in models saved before the rule)
     far_share_columns: np.ndarray | None = None
     far_share_gap: float = FAR_SHARE_GAP
+    # the columns (bool per column) that are log1p counts with a line of their own, ``loop_count``: the far
+    # rule's surprisal from that count on, whatever the training chunks held; None: none (and in models
+    # saved before the line)
+    loop_columns: np.ndarray | None = None
+    loop_count: float = LOOP_FAILURES_PER_HOUR
 
     # the largest training value of each column: of every training chunk for a count, of the chunks the
     # reference kept for a share of the far rule (ContextDetector._seen); the fitted vectors' when not set
@@ -199,6 +214,9 @@ class TailModel:
         seen = self.seen_max_ if self.seen_max_ is not None else self.sorted_[-1]
         largest = np.maximum(np.expm1(seen), self.far_min_count)
         lines = np.where(self.far_columns, np.log1p(self.far_factor * largest), np.inf)
+        loops = getattr(self, "loop_columns", None)  # None in a model pickled before the line
+        if loops is not None:
+            lines = np.where(loops, np.minimum(lines, np.log1p(self.loop_count)), lines)
         shares = getattr(self, "far_share_columns", None)  # None in a model pickled before the rule
         if shares is not None:
             # a hair under the gap: a training share of 0.07 and a chunk's 0.57 are half a chunk apart
@@ -431,7 +449,9 @@ class ContextDetector(BaseDetector):
         if self.model == "Tail_context":
             far = np.array([c in ROW_COLUMNS for c in self.columns_])
             shares = np.array([c in FAR_SHARE_COLUMNS for c in self.columns_])
-            return TailModel(tail_quantile=self.tail_quantile, far_columns=far, far_share_columns=shares).fit(X)
+            loops = np.array([c in LOOP_COLUMNS for c in self.columns_])
+            return TailModel(tail_quantile=self.tail_quantile, far_columns=far, far_share_columns=shares,
+                             loop_columns=loops).fit(X)
         if self.model == "LOF_context":
             from sklearn.neighbors import LocalOutlierFactor
 
