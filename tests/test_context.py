@@ -487,11 +487,14 @@ def test_a_chunk_with_one_count_far_beyond_training_is_flagged_at_the_top_severi
     assert seen == [400] + [300] * again.calibration_folds
 
 
-def test_a_machine_in_a_failure_loop_reaches_the_top_severity_after_training_days_full_of_loops():
-    """A storm of loops that fills most of the training chunks (machines failing 200-700 times an hour)
-    draws the far rule's line beyond any loop; a new machine failing 300 times an hour at night is still
-    near the top severity (the loop line), one failing 60 times is judged by its tail as before, and a
-    model pickled before the line keeps the far rule alone."""
+@pytest.mark.parametrize("share", [0.6, 0.85])
+def test_a_machine_in_a_failure_loop_reaches_the_top_severity_after_training_days_full_of_loops(share):
+    """Loops that fill most of the training chunks (machines failing 200-700 times an hour) draw the far
+    rule's line beyond any loop; a new machine failing 300 times an hour at night still reaches the top
+    severity (the loop line), one failing 60 times is judged by its tail as before. The calibration
+    takes no loop line: with 85% of the training chunks past it, its +60 nats would make them the bulk
+    and every night's chunk, the loop too, lay below it. A model pickled before the line keeps the far
+    rule alone."""
     from licanom.detectors.context import FAR_SIGNAL_NATS, LOOP_FAILURES_PER_HOUR, ContextDetector
 
     rng = np.random.default_rng(9)
@@ -499,10 +502,14 @@ def test_a_machine_in_a_failure_loop_reaches_the_top_severity_after_training_day
     X = np.zeros((400, len(CONTEXT_COLUMNS)))
     X[:, :3] = rng.uniform(0.0, 0.3, (400, 3))
     X[:, 3:] = np.log1p(rng.poisson(3.0, (400, len(CONTEXT_COLUMNS) - 3)))
-    X[:240, j] = np.log1p(rng.integers(200, 700, 240))  # 60% of the training chunks hold a loop
+    looping = int(400 * share)
+    X[:looping, j] = np.log1p(rng.integers(200, 700, looping))
+    X = X[rng.permutation(400)]  # the loops on every training day
     det = ContextDetector().fit(X)
     assert det.estimator_.far_lines()[j] == pytest.approx(np.log1p(LOOP_FAILURES_PER_HOUR))
-    night = np.repeat(np.median(X[240:], axis=0, keepdims=True), 3, axis=0)
+    ordinary = X[X[:, j] == 0]
+    assert det.calibration_.median < FAR_SIGNAL_NATS / 2  # the bulk is the ordinary chunks' (about 15), not the loops'
+    night = np.repeat(np.median(ordinary, axis=0, keepdims=True), 3, axis=0)
     night[1, j] = np.log1p(300.0)
     night[2, j] = np.log1p(60.0)
     sev = det.severity(night)

@@ -337,18 +337,20 @@ class ContextDetector(BaseDetector):
         return self.fit(X, days=days)
 
     def _in_sample(self, X: np.ndarray) -> np.ndarray:
-        """The training chunks' own scores, without the share rule: a failure loop of the training days
-        that the trimming set aside lies past the share's line (drawn from the chunks kept), and its 60
-        nats would reach every use of these scores (a small vendor's calibration, which takes them where
-        there are too few chunks for out-of-fold blocks; the named thresholds, M2, M3, quantile, pot)."""
+        """The training chunks' own scores, without the share rule and the loop line: a failure loop of
+        the training days that the trimming set aside lies past the share's line (drawn from the chunks
+        kept) and may reach the loop line, and its 60 nats would reach every use of these scores (a small
+        vendor's calibration, which takes them where there are too few chunks for out-of-fold blocks; the
+        named thresholds, M2, M3, quantile, pot)."""
         estimator = self._fitted()
-        if not isinstance(estimator, TailModel) or estimator.far_share_columns is None:
+        if not isinstance(estimator, TailModel):
             return self.decision_function(X)
-        share, estimator.far_share_columns = estimator.far_share_columns, None
+        rules = estimator.far_share_columns, getattr(estimator, "loop_columns", None)
+        estimator.far_share_columns = estimator.loop_columns = None
         try:
             return self.decision_function(X)
         finally:
-            estimator.far_share_columns = share
+            estimator.far_share_columns, estimator.loop_columns = rules
 
     def _inputs(self, X: np.ndarray) -> np.ndarray:
         """Today's context vectors ``(n, len(CONTEXT_COLUMNS))`` as this detector reads them: the
@@ -436,11 +438,13 @@ class ContextDetector(BaseDetector):
             estimator, _ = self._robust_estimator(X[rest], None if days is None else days[rest])
             self._seen(estimator, X[rest])
             if isinstance(estimator, TailModel):
-                # no share rule here: a block of failing training days would be an outage against the
-                # others' reference, and its +60 nats would lift the calibration's largest score, its far
-                # line and the latest chunks a small night is judged against (the calibration is of the
-                # normal bulk; the rule is for the nights)
-                estimator.far_share_columns = None
+                # no share rule and no loop line here: a block of failing training days would be an outage
+                # against the others' reference, and its +60 nats would lift the calibration's largest score,
+                # its far line and the latest chunks a small night is judged against; where loops fill more
+                # than half of the training chunks, the line's +60 nats would make them the bulk itself, and
+                # every night's chunk, loops too, lay below it (the calibration is of the normal bulk; the
+                # rules are for the nights)
+                estimator.far_share_columns = estimator.loop_columns = None
             out[block] = self._score(estimator, X[block])
         return out
 
