@@ -39,6 +39,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
     cfg = training.for_vendor_size(cfg, opaque(prepared))  # train.models: auto -> by the training chunks
     print(f"{vendor}: {prepared.chunks.n_chunks:,} chunks ({int((~prepared.test_mask).sum()):,} for training); "
           f"training {', '.join(cfg.train.models)} (the first is the default)")
+    training.end_killed_trainings(tracker, vendor)  # runs a killed training left RUNNING: KILLED, a line each
     parent_run_id = training.start_training(tracker, cfg, opaque(prepared))
     try:  # failed or stopped from here: its parent run ends FAILED, not RUNNING for good
         if validation.quarantine.height:

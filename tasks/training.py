@@ -41,6 +41,15 @@ def for_vendor_size(cfg: Config, prepared: Prepared) -> Config:
 
 
 @task(cache_policy=NO_CACHE)
+def end_killed_trainings(tracker: Tracker, vendor: str) -> list[str]:
+    """Mark KILLED the vendor's training runs that a killed training left RUNNING; a line each."""
+    lines = training.end_killed_trainings(tracker, vendor)
+    for line in lines:
+        get_run_logger().warning("%s", line)
+    return lines
+
+
+@task(cache_policy=NO_CACHE)
 def start_training(tracker: Tracker, cfg: Config, prepared: Prepared) -> str:
     return training.start_training(tracker, cfg, prepared)
 

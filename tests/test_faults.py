@@ -73,6 +73,77 @@ def test_training_killed_mid_epoch_resumes_from_its_checkpoint(tmp_path: Path) -
     assert len(report.train_loss) == 3  # the loss history of the killed run came back with the checkpoint
 
 
+# A training's MLflow runs (its parent and a variant), then SIGKILL mid-epoch: the runs stay RUNNING,
+# owned by a process that is gone. For two vendors: one tidied by the next training's start, one by
+# the next night's recovery.
+KILLED_RUNS_SCRIPT = textwrap.dedent("""
+    import os, signal, sys
+    from licanom.ops.tracking import Tracker, TrackingConfig
+    tracker = Tracker(TrackingConfig(tracking_uri=sys.argv[1], registry_uri=sys.argv[1], artifact_location=sys.argv[2]))
+    for vendor in ("acme", "beta"):
+        parent = tracker.start_run(vendor, f"train {vendor}", "training")
+        tracker.start_run(vendor, "TCN_AE", "variant", parent, tags={"model": "TCN_AE"})
+    os.kill(os.getpid(), signal.SIGKILL)
+""")
+
+
+def test_the_runs_of_a_training_killed_with_sigkill_are_marked_killed_by_the_next_start(tmp_path: Path) -> None:
+    """A training killed with SIGKILL left its parent and variant runs RUNNING for good. Its runs
+    record the host and process that own them, and the next training of the vendor (or the next
+    night's recovery) marks KILLED those whose process on this host is gone, one line each; a
+    training still running is left alone, as is another host's run until it is older than the limit."""
+    import socket
+
+    from licanom.ops import training
+    from licanom.ops.nightly import recover
+    from licanom.ops.tracking import OWNER_HOST_TAG, OWNER_PID_TAG
+    from tests.night_harness import tracker_for
+
+    tracker = tracker_for(tmp_path)
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_RUNS_SCRIPT)
+    killed = subprocess.Popen([sys.executable, str(script), tracker.config.tracking_uri,
+                               str(tracker.config.artifact_location)], env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              stderr=subprocess.PIPE, text=True)
+    _, err = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, err[-2000:]
+
+    def runs(vendor: str) -> dict[str, object]:
+        exp = tracker.client.get_experiment_by_name(tracker.experiment_name(vendor))
+        return {r.info.run_id: r for r in tracker.client.search_runs([exp.experiment_id])}
+
+    left = runs("acme")
+    assert [r.info.status for r in left.values()] == ["RUNNING", "RUNNING"]
+    host = socket.gethostname()
+    assert {(r.data.tags[OWNER_HOST_TAG], r.data.tags[OWNER_PID_TAG]) for r in left.values()} == {(host, str(killed.pid))}
+    # a training still running (this process's) and another host's started just now: not touched
+    mine = tracker.start_run("acme", "train acme", "training")
+    other = tracker.start_run("acme", "train acme", "training", tags={OWNER_HOST_TAG: "gpu-2", OWNER_PID_TAG: "4242"})
+    lines = training.end_killed_trainings(tracker, "acme")
+    assert sorted(lines) == sorted(f"MLflow run {run_id} ({r.info.run_name}) of vendor acme marked KILLED: its process "
+                                   f"{killed.pid} on {host} is gone" for run_id, r in left.items())
+    now = runs("acme")
+    assert all(now[i].info.status == "KILLED" and now[i].data.tags["licanom.outcome"].startswith("killed: its process")
+               for i in left)
+    assert now[mine].info.status == now[other].info.status == "RUNNING"
+    assert training.end_killed_trainings(tracker, "acme") == []  # safe to repeat
+    # another host's run, and one from before runs named their owner, once older than the limit
+    exp = tracker.client.get_experiment_by_name(tracker.experiment_name("acme")).experiment_id
+    unowned = tracker.client.create_run(exp, run_name="train acme", tags={"licanom.kind": "training"}).info.run_id
+    later = time.time() + training.OTHER_HOST_LIMIT.total_seconds() + 60
+    lines = training.end_killed_trainings(tracker, "acme", now=later)
+    assert len(lines) == 2 and any(f"{other} (train acme) of vendor acme marked KILLED: owned by process 4242 on host "
+                                   f"gpu-2, which cannot be asked from {host}, and started " in line for line in lines)
+    assert any(f"{unowned} (train acme) of vendor acme marked KILLED: owned by no process recorded" in line for line in lines)
+    now = runs("acme")
+    assert (now[other].info.status, now[unowned].info.status, now[mine].info.status) == ("KILLED", "KILLED", "RUNNING")
+    # the night's recovery does the same for its vendor, a line each among its notes
+    notes = recover(tmp_path / "out", "beta", tracker)
+    assert len(notes) == 2 and all(n.endswith(f"of vendor beta marked KILLED: its process {killed.pid} on {host} is gone")
+                                   for n in notes)
+    assert {r.info.status for r in runs("beta").values()} == {"KILLED"}
+
+
 def test_truncated_checkpoint_restarts_cleanly(tmp_path: Path) -> None:
     from licanom.detectors.autoencoders.detector import AutoencoderDetector
 

@@ -268,16 +268,22 @@ def test_training_the_same_data_again_gives_the_same_models(trained_alpha):
 def test_a_context_champion_remembers_what_each_night_saw(flow_env, monkeypatch):
     """Tail_context's registered bundle keeps its training rows' key pairs; a night adds the pairs
     it scored to the vendor's state, for the next night to score against. The training run's
-    bundle folder is gone once the bundle is in MLflow."""
+    bundle folder is gone once the bundle is in MLflow. A run an earlier training of the vendor left
+    RUNNING when it was killed (its process gone) is marked KILLED as the training starts."""
+    import subprocess
+
     from flows.score_vendor import score_vendor
     from flows.train_vendor import train_vendor
     from licanom.config import load_config
     from licanom.ops import training
     from licanom.sim import simulate
     from licanom.ops.scoring_state import load_state
-    from licanom.ops.tracking import configure
+    from licanom.ops.tracking import OWNER_PID_TAG, configure
 
     _, out = flow_env
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    killed = configure().start_run("epsilon", "train epsilon", "training", tags={OWNER_PID_TAG: str(gone.pid)})
     made: list[Path] = []
     real_work_dir = training.work_dir
     monkeypatch.setattr(training, "work_dir", lambda: made.append(real_work_dir()) or made[-1])
@@ -286,6 +292,7 @@ def test_a_context_champion_remembers_what_each_night_saw(flow_env, monkeypatch)
     until = log["Time"].max() - timedelta(days=2)
     summary = train_vendor("epsilon", until=until)
     assert len(made) == 1 and not made[0].exists()
+    assert configure().client.get_run(killed).info.status == "KILLED"
     # the code stored with the version is not run: one an earlier release stored (importing a
     # module since moved) does not stop the champion from loading
     tracker = configure()

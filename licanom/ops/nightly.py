@@ -702,8 +702,10 @@ def _finish(output_dir: Path, vendor: str, tracker: Tracker | None, record: Nigh
 def recover(output_dir: Path, vendor: str, tracker: Tracker | None) -> list[str]:
     """Before a night, under the vendor's lock: finish the night the state committed (folder
     and MLflow run), delete what an uncommitted night staged, and mark every other RUNNING
-    nightly MLflow run of the vendor FAILED (under the lock no other night can own one).
-    What it did, as short notes (empty after a clean night)."""
+    nightly MLflow run of the vendor FAILED (under the lock no other night can own one), and its
+    training runs that a killed training left RUNNING KILLED
+    (:func:`licanom.ops.training.end_killed_trainings`). What it did, as short notes (empty after
+    a clean night)."""
     notes = state_lib.tidy(output_dir, vendor)
     st = state_lib.load_state(output_dir, vendor)
     if st.night is not None:
@@ -714,7 +716,10 @@ def recover(output_dir: Path, vendor: str, tracker: Tracker | None) -> list[str]
             shutil.rmtree(p) if p.is_dir() else p.unlink()
             notes.append(f"deleted {p.name} (staged by a night killed before it was committed)")
     if tracker is not None:
+        from licanom.ops.training import end_killed_trainings
+
         notes += fail_orphan_runs(tracker, vendor, keep=st.night.run_id if st.night else None)
+        notes += end_killed_trainings(tracker, vendor)
     return notes
 
 

@@ -26,6 +26,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -51,6 +52,14 @@ CHAMPION, CHALLENGER = "champion", "challenger"
 # infers "GenAI" for an experiment without it, and shows traces instead of runs (MLflow 3.17)
 EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 NIGHTLY = "nightly"  # the run kind whose runs go to the vendor's own nightly experiment
+# the process that owns a run, in its tags: a run left RUNNING by a process that is gone (kill -9, the
+# machine lost) is told from one still running (licanom.ops.training.end_killed_trainings)
+OWNER_HOST_TAG, OWNER_PID_TAG = "licanom.owner.host", "licanom.owner.pid"
+
+
+def owner_tags() -> dict[str, str]:
+    """The tags naming this process as a run's owner: its host's name and its process id."""
+    return {OWNER_HOST_TAG: socket.gethostname(), OWNER_PID_TAG: str(os.getpid())}
 # The raw Web API Log columns a registered model takes (its input signature). Time is "any":
 # MLflow's datetime type takes only naive times, and a log's are UTC-aware (or Unix seconds)
 INPUT_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -242,7 +251,7 @@ class Tracker:
     # --- runs ---------------------------------------------------------------------------
     def start_run(self, vendor: str, name: str, kind: str, parent_run_id: str | None = None,
                   tags: Mapping[str, str] | None = None) -> str:
-        all_tags = {"vendor": vendor, "licanom.kind": kind, **(tags or {})}
+        all_tags = {"vendor": vendor, "licanom.kind": kind, **owner_tags(), **(tags or {})}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = self.client.create_run(self.experiment_id(vendor, kind), run_name=name, tags=all_tags)

@@ -185,6 +185,109 @@ def fail_training(tracker: Tracker, run_id: str, error: BaseException) -> bool:
         return False
 
 
+# A RUNNING training run whose owner (OWNER_HOST_TAG, OWNER_PID_TAG) is on another host, or not
+# recorded (a run from before owners were), is marked KILLED only once it started this long ago: its
+# process cannot be asked from here, and a vendor's training takes hours, not days.
+OTHER_HOST_LIMIT = timedelta(hours=48)
+
+
+def end_killed_trainings(tracker: Tracker, vendor: str, other_host_limit: timedelta = OTHER_HOST_LIMIT,
+                         now: float | None = None) -> list[str]:
+    """Mark KILLED the vendor's training runs (parents and variants) that a killed training left
+    RUNNING: those whose owner process on this host is gone (killed with SIGKILL, or a later
+    process under its pid), and those owned by another host or by no recorded process that
+    started more than ``other_host_limit`` ago (``now``: the time, seconds since the epoch). A run
+    of a training still running, on this host or recently on another, is left as it is. Tag
+    ``licanom.outcome`` says why; one line per run ended, for the caller to log (the training flow
+    before it starts its own run, a night's recovery). Safe to repeat; an unreachable server is
+    :class:`licanom.ops.tracking.TrackingUnavailableError`."""
+    import socket
+
+    from mlflow.exceptions import MlflowException
+
+    from licanom.ops.tracking import OWNER_HOST_TAG, OWNER_PID_TAG, _reaching
+
+    here = socket.gethostname()
+    now = time.time() if now is None else now
+    with _reaching(tracker.config.tracking_uri):
+        exp = tracker.client.get_experiment_by_name(tracker.experiment_name(vendor))
+        if exp is None:
+            return []
+        runs, token = [], None
+        while True:
+            page = tracker.client.search_runs([exp.experiment_id], "attributes.status = 'RUNNING'",
+                                              max_results=1000, page_token=token)
+            runs += list(page)
+            token = page.token
+            if not token:
+                break
+    lines = []
+    for run in runs:
+        host, pid = run.data.tags.get(OWNER_HOST_TAG), run.data.tags.get(OWNER_PID_TAG)
+        started = (run.info.start_time or 0) / 1000
+        age = timedelta(seconds=max(0.0, now - started))
+        if host == here and pid is not None and pid.isdigit():
+            if not process_gone(int(pid), started):
+                continue
+            why = f"its process {pid} on {host} is gone"
+        elif age > other_host_limit:
+            owner = f"process {pid} on host {host}" if host else "no process recorded"
+            why = (f"owned by {owner}, which cannot be asked from {here}, and started {_hours(age)} ago "
+                   f"(more than {_hours(other_host_limit)})")
+        else:
+            continue
+        try:
+            with _reaching(tracker.config.tracking_uri):
+                tracker.set_tags(run.info.run_id, {"licanom.outcome": f"killed: {why}"})
+                tracker.end_run(run.info.run_id, "KILLED")
+        except MlflowException as err:  # deleted meanwhile, say: the others are still ended
+            lines.append(f"MLflow run {run.info.run_id} of vendor {vendor} left RUNNING ({why}): "
+                         f"{(str(err).splitlines() or [type(err).__name__])[0]}")
+            continue
+        name = run.info.run_name or run.data.tags.get("licanom.kind", "training")
+        lines.append(f"MLflow run {run.info.run_id} ({name}) of vendor {vendor} marked KILLED: {why}")
+    return lines
+
+
+def _hours(span: timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours:.0f} hours" if hours >= 2 else f"{span.total_seconds() / 60:.0f} minutes"
+
+
+def process_gone(pid: int, since: float) -> bool:
+    """Whether process ``pid`` of this host, which owned a run started at ``since`` (seconds since
+    the epoch), is gone: no such process, a zombie (killed, not yet reaped), or one started after
+    the run did (its pid given again). This process is never gone."""
+    import os
+
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process: alive
+        pass
+    stat = _proc_stat(pid)
+    if stat is None:  # no /proc (not Linux): alive is all that is known
+        return False
+    state, started = stat
+    return state == "Z" or (started is not None and started > since + 1)
+
+
+def _proc_stat(pid: int) -> tuple[str, float | None] | None:
+    """A Linux process's state letter and start time (seconds since the epoch), from /proc."""
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+        return fields[0], boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+
+
 def training_quarantine_path(cfg: Config, run_id: str) -> Path:
     """Where a pseudonymised vendor's training quarantine keeps its real values (MLflow gets the
     pseudonymised copy): ``<output_dir>/<vendor>/training/<run id>-quarantine.parquet``."""
