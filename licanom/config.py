@@ -211,7 +211,10 @@ def _sequence_models() -> tuple[str, ...]:
     return (*ERGEN_MODELS, *NEXT_EVENT_MODELS)
 
 
-def _check_names(v: Any) -> tuple[str, ...]:
+def _check_names(v: Any, key: str = "models") -> tuple[str, ...]:
+    if isinstance(v, str) and "," in v:  # `models: a, b` is one text: said with the list it was meant as
+        names = ", ".join(n.strip() for n in v.split(",") if n.strip())
+        raise ValueError(f"{v!r} is one text, not a list of names: write the list in brackets, {key}: [{names}]")
     if isinstance(v, str):
         v = (v,)
     if not isinstance(v, (list, tuple)):  # a ValueError, which names the setting: not iter()'s TypeError
@@ -242,8 +245,8 @@ class AutoModels(_Model):
 
     @field_validator("small", "large", mode="before")
     @classmethod
-    def _names(cls, v: Any) -> Any:
-        return _check_names(v)
+    def _names(cls, v: Any, info: ValidationInfo) -> Any:
+        return _check_names(v, info.field_name or "models")
 
 
 class TrainConfig(_Model):
@@ -263,7 +266,7 @@ class TrainConfig(_Model):
 
     @field_validator("models", mode="before")
     @classmethod
-    def _expand_all(cls, v: Any) -> Any:
+    def _expand_all(cls, v: Any, info: ValidationInfo) -> Any:
         # the catalog's names, not the families' modules: reading a configuration imports no torch
         from licanom.detectors.catalog import AUTOENCODERS
 
@@ -273,7 +276,7 @@ class TrainConfig(_Model):
             return _sequence_models()
         if v in (AUTO, [AUTO], (AUTO,)):
             return (AUTO,)
-        return _check_names(v)
+        return _check_names(v, info.field_name or "models")
 
     def is_small(self, n_train_chunks: int) -> bool:
         """Whether a vendor with ``n_train_chunks`` training chunks is small (``auto``'s rule)."""
@@ -520,7 +523,42 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 raise yaml.constructor.ConstructorError(
                     None, None, f"{key!r} is set twice (lines {seen[key]} and {line}): keep one", key_node.start_mark)
             seen[key] = line
+        if node.flow_style:
+            _refuse_split_list(node)
         return super().construct_mapping(node, deep=deep)
+
+
+def _refuse_split_list(node: yaml.MappingNode) -> None:
+    """Inside braces a list written without its brackets, ``{models: a, b}``, is read as ``models: a``
+    and a setting ``b`` of no value, refused (if at all) as an unknown setting ``b``: refused here as
+    the list it was meant as, naming the key and showing the list's form. A key written without a
+    colon after a plain value is taken for such a name; ``b:`` and ``b: null`` are settings."""
+    entries = node.value
+
+    def split(i: int) -> bool:  # a plain key written with no colon and no value
+        key, value = entries[i]
+        if not (isinstance(key, yaml.ScalarNode) and key.style is None and isinstance(value, yaml.ScalarNode)
+                and value.tag == "tag:yaml.org,2002:null" and value.value == "" and key.end_mark.buffer is not None):
+            return False
+        return ":" not in key.end_mark.buffer[key.end_mark.pointer:value.start_mark.pointer]
+
+    for i in range(1, len(entries)):
+        if not split(i):
+            continue
+        head = i - 1
+        while head > 0 and split(head):
+            head -= 1
+        key, value = entries[head]
+        if not (isinstance(value, yaml.ScalarNode) and value.style is None and value.value):
+            continue
+        end = i
+        while end + 1 < len(entries) and split(end + 1):
+            end += 1
+        names = ", ".join([value.value, *(str(entries[j][0].value) for j in range(head + 1, end + 1))])
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{{{key.value}: {names}}} reads as {key.value}: {value.value} and a setting "
+            f"{entries[i][0].value!r} of no value: a list is written in brackets, {key.value}: [{names}]",
+            entries[i][0].start_mark)
 
 
 # YAML 1.2's floats: PyYAML follows YAML 1.1, whose floats need a dot, so that an unquoted 1e-3 or 7e1

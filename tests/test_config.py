@@ -478,6 +478,39 @@ def test_models_that_are_no_name_nor_list_are_refused_naming_the_setting(
         assert node == read
 
 
+@pytest.mark.parametrize("keys", [("train", "models"), ("train", "auto", "small"), ("train", "auto", "large")])
+def test_names_written_with_a_comma_but_no_brackets_are_refused_showing_the_list(tmp_path: Path, keys: tuple[str, ...]) -> None:
+    """`train: {models: a, b}` was refused as an unknown model 'a' and an unknown setting `train.b`
+    (with real names, only "train.IForest_context: extra inputs are not permitted"), and `models:
+    a, b` as an unknown model 'a, b': YAML reads the one as `models: a` and a setting `b`, the other as
+    one text. Each is now refused in one line naming the key and the file and showing the list."""
+    conf = _conf(tmp_path)
+    vendor = conf / "vendors" / "acme.yaml"
+    start = "configuration error for vendor 'acme': "
+    key = keys[-1]
+    braces = "source: {kind: simulate}\n" + "".join(f"{k}: {{" for k in keys[:-1]) + f"{key}: Tail_context, TCN_AE" \
+        + "}" * (len(keys) - 1) + "\n"
+    column = braces.splitlines()[1].index("TCN_AE") + 1
+    assert _refused(conf, "acme", braces) == (
+        f"{start}{vendor} line 2 column {column}: YAML syntax error: {{{key}: Tail_context, TCN_AE}} reads as {key}: "
+        f"Tail_context and a setting 'TCN_AE' of no value: a list is written in brackets, {key}: [Tail_context, TCN_AE]")
+    block = "source: {kind: simulate}\n" + "".join(f"{'  ' * i}{k}:\n" for i, k in enumerate(keys[:-1])) \
+        + f"{'  ' * (len(keys) - 1)}{key}: Tail_context, TCN_AE\n"
+    assert _refused(conf, "acme", block) == (
+        f"{start}{'.'.join(keys)}: 'Tail_context, TCN_AE' is one text, not a list of names: write the list in "
+        f"brackets, {key}: [Tail_context, TCN_AE] (in {vendor})")
+    # the list, in brackets either way, is read as before
+    for text in (braces.replace("Tail_context, TCN_AE", "[Tail_context, TCN_AE]"),
+                 block.replace("Tail_context, TCN_AE", "[Tail_context, TCN_AE]")):
+        vendor.write_text(text)
+        node: Any = vendor_config("acme", conf)
+        for k in keys:
+            node = getattr(node, k)
+        assert node == ("Tail_context", "TCN_AE")
+    # a key with a colon and no value inside braces is a setting of its own, refused (or not) as before
+    assert "a list is written in brackets" not in _refused(conf, "acme", "source: {kind: files, path: }\n")
+
+
 def test_mlflow_yaml_refuses_an_unknown_setting_and_reads_null_as_the_default(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A misspelt `tracking_url:` was ignored without a word, and the runs went to the default local
