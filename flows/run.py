@@ -11,11 +11,13 @@ say so; with other vendors they are refused, listing them (a forgotten --vendor 
 An unknown vendor or a configuration error (for nightly, of conf/defaults.yaml, which every vendor's
 starts from) is refused first, in one line, with exit code 2; a flow that fails on its input ends
 with one line and the exit code `licanom prepare` gives (3: the log cannot be used, 4: it cannot be
-read; 2: a missing secret, no champion to score with); nightly, whose vendors fail apart, with the
-code their failures share (each as `licanom run score` would end for it), 1 where they differ; any
-other failure with one line naming its state and exit code 1. Ctrl-C, SIGTERM or a closed terminal
-ends it with one line and the shell's code for the signal (130, 143, 129), the flow run marked
-crashed (a training interrupted mid-epoch carries on from its checkpoint when run again).
+read; 2: a missing secret, no champion to score with), one whose MLflow tracking server cannot be
+reached with one line naming its URI and exit code 4, as for Prefect's API; nightly, whose vendors
+fail apart, with the code their failures share (each as `licanom run score` would end for it), 1
+where they differ; any other failure with one line naming its state and exit code 1. Ctrl-C, SIGTERM
+or a closed terminal ends it with one line and the shell's code for the signal (130, 143, 129), the
+flow run marked crashed (a training interrupted mid-epoch carries on from its checkpoint when run
+again).
 """
 
 from __future__ import annotations
@@ -286,9 +288,10 @@ def _train_arguments(args: argparse.Namespace) -> dict[str, object]:
 
 
 def _input_failure(state) -> tuple[int, str] | None:  # type: ignore[no-untyped-def]
-    """A flow that failed on its input: 3 when the log cannot be used, 4 when it cannot be read, 2
-    when a secret its configuration needs is missing or the vendor has no champion to score with;
-    a nightly run whose vendors failed, theirs (licanom.cli.failure_exit)."""
+    """A flow that failed on its input: 3 when the log cannot be used, 4 when it cannot be read or the
+    MLflow tracking server cannot be reached (as an unreachable Prefect API), 2 when a secret its
+    configuration needs is missing or the vendor has no champion to score with; a nightly run whose
+    vendors failed, theirs (licanom.cli.failure_exit)."""
     from licanom.cli import failure_exit
 
     try:

@@ -2,8 +2,9 @@
 
 Exit codes: 0 success; 1 an unexpected error (named in one line, no traceback); 2 wrong usage
 or configuration; 3 the input cannot be used (a missing column, too many bad rows, fewer rows
-than one chunk); 4 the log source failed (a missing or unreadable file, the HTTP API). `licanom
-run` ends a flow run that failed alike (:func:`failure_exit`; flows/run.py).
+than one chunk); 4 the log source or a server failed (a missing or unreadable file, the HTTP API;
+for `licanom run`, a Prefect API or MLflow tracking server that cannot be reached). `licanom run`
+ends a flow run that failed alike (:func:`failure_exit`; flows/run.py).
 """
 
 from __future__ import annotations
@@ -817,22 +818,23 @@ def main(argv: list[str] | None = None) -> int:
 def failure_exit(err: object) -> tuple[int, str] | None:
     """The exit code and line of a flow run that failed on its input, its source or its settings,
     from the error it ended with (the table of this module's docstring, as the commands here give
-    them): 3 the log cannot be used, 4 the log source failed (a file, the HTTP API), 2 a setting, a
-    missing secret or a vendor without a champion; for a nightly run whose vendors failed, theirs
-    (licanom.config.VendorsFailedError). None for any other failure (1)."""
+    them): 3 the log cannot be used, 4 the log source failed (a file, the HTTP API) or the MLflow
+    tracking server cannot be reached, 2 a setting, a missing secret or a vendor without a champion;
+    for a nightly run whose vendors failed, theirs (licanom.config.VendorsFailedError). None for any
+    other failure (1)."""
     from licanom.config import VendorConfigError, VendorsFailedError
     from licanom.data.chunk import NotEnoughDataError
     from licanom.data.extract.cryptolens import ExtractError
     from licanom.data.extract.files import ExtractFileError
     from licanom.data.privacy import MissingSecretError
     from licanom.data.validate import ValidationError
-    from licanom.ops.tracking import NoChampionError
+    from licanom.ops.tracking import NoChampionError, TrackingUnavailableError
 
     if isinstance(err, VendorsFailedError):
         return (err.exit_code, str(err).splitlines()[0]) if err.exit_code != EXIT_ERROR else None  # the count, named
     if isinstance(err, (ValidationError, NotEnoughDataError)):
         return EXIT_BAD_INPUT, f"the log cannot be used: {one_line(err)}"
-    if isinstance(err, (ExtractFileError, ExtractError)):
+    if isinstance(err, (ExtractFileError, ExtractError, TrackingUnavailableError)):  # the last names the server's URI
         return EXIT_SOURCE, one_line(err)
     if isinstance(err, (MissingSecretError, NoChampionError, VendorConfigError)):
         return EXIT_USAGE, one_line(err)

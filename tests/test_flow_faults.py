@@ -76,6 +76,28 @@ def _watermark(out: Path) -> int | None:
     return load_state(out, "gamma").watermark
 
 
+def test_an_unreachable_mlflow_server_ends_licanom_run_with_4_naming_it(tmp_path, prefect_harness, capsys) -> None:
+    """`licanom run score` with the MLflow tracking server down ended with 1 ("score flow failed:
+    ..."), where an unreachable Prefect API ends with 4, as the exit codes' table has it for a
+    source that cannot be reached: now 4 too, in one line naming the server's URI."""
+    from flows.run import main
+
+    mp = flow_stores(tmp_path, {"lambda": f"output_dir: {tmp_path / 'out'}\n"
+                                          f"source: {{kind: files, path: {tmp_path / 'lambda.csv'}}}\n"})
+    try:
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            mp.setenv(name, "http://ops:s3cret@127.0.0.1:9")
+        mp.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        mp.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+        capsys.readouterr()
+        assert main(["score", "--vendor", "lambda"]) == 4
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith("licanom: score flow failed: MLflow tracking server http://***@127.0.0.1:9 is unreachable"), last
+        assert "s3cret" not in last
+    finally:
+        mp.undo()
+
+
 def test_mlflow_gone_mid_night_does_not_advance_the_watermark(vendor_env, monkeypatch) -> None:
     import tasks.scoring
     from flows.score_vendor import score_vendor
