@@ -136,18 +136,16 @@ def check_ledger(v: NightVendor, log_ids: list[int], tracker: Tracker | None = N
 
     st = load_state(v.out, v.name)
     assert st.exists, "no state"
-    copies: Counter[tuple[int, int]] = Counter()  # (Id, copy): a row scored or quarantined
+    entries: Counter[int] = Counter()
     fates: Counter[str] = Counter()
     nights = published(v.out, v.name)
     for n in nights:
-        ledger = pl.read_parquet(n / LEDGER).filter(pl.col("fate").is_in(["scored", "quarantined"]))
-        numbers = ledger["copy"].to_list() if "copy" in ledger.columns else [0] * ledger.height
-        copies.update(zip(ledger["Id"].to_list(), numbers, strict=True))
+        ledger = pl.read_parquet(n / LEDGER).filter(pl.col("fate") != "carried")
+        entries.update(ledger["Id"].to_list())
         fates.update(ledger["fate"].to_list())
         assert (n / "chunks.parquet").exists() and (n / "quarantine.parquet").exists(), n
-    entries: Counter[int] = Counter(i for i, _ in copies)
     tail = set(st.tail["Id"].to_list())
-    twice = [key for key, c in copies.items() if c > 1]
+    twice = [i for i, c in entries.items() if c > 1]
     assert not twice, f"Ids in two nights: {twice[:10]}"
     both = tail & set(entries)
     assert not both, f"Ids both carried and published: {sorted(both)[:10]}"

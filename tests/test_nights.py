@@ -1228,13 +1228,13 @@ def test_a_night_scored_again_leaves_the_rows_after_the_watermark_to_the_next_ni
 def test_every_row_the_nights_read_is_counted_once_though_a_night_scored_again_overlaps_them(vendor) -> None:
     """Two nights, a night scored again from an Id within the first (its windows fall elsewhere, so
     its tail is not the state's), a later night: the ledgers overlap, and ``rows_accounted`` still
-    lists each row the source held once, an exact copy of a row once, as seen, the state's tail as carried."""
+    lists each row the source held once, a repeated Id once per copy, the state's tail as carried."""
     from licanom.ops.nightly import rows_accounted
     from licanom.ops.scoring_state import load_state
 
     first_rows, second_rows = rows(1600, 210, seed=1), rows(1810, 205, seed=2)
     bad = second_rows.slice(3, 1).with_columns(pl.lit("5555").alias("State"))  # quarantined for its state
-    copy = second_rows.slice(7, 1)  # the same row again: counted once, its copy as seen
+    copy = second_rows.slice(7, 1)  # the same row again: its copy quarantined as a duplicate
     vendor.append(first_rows)
     vendor.night()
     vendor.append(pl.concat([second_rows.slice(0, 3), bad, second_rows.slice(4, 201), copy]))
@@ -1250,78 +1250,12 @@ def test_every_row_the_nights_read_is_counted_once_though_a_night_scored_again_o
     counted = rows_accounted(str(vendor.out), "acme")  # a path as the user types it
     ids = [int(i) for i in pl.concat([first_rows, second_rows, third_rows])["Id"]]
     assert counted["Id"].to_list() == ids  # every Id, none twice
-    assert int(counted["rows"].sum()) == len(ids)  # the repeated Id's exact copy is no row of its own
-    copied = counted.filter(pl.col("seen") > 0)
-    assert copied["Id"].to_list() == [int(copy["Id"][0])] and copied.row(0)[1:] == (1, 1, 0, 0, 1)  # scored, its copy seen
-    assert counted.filter(pl.col("quarantined") > 0)["Id"].to_list() == [int(bad["Id"][0])]
+    assert int(counted["rows"].sum()) == len(ids) + 1  # and the repeated Id's two copies
+    twice = counted.filter(pl.col("rows") > 1)
+    assert twice["Id"].to_list() == [int(copy["Id"][0])] and twice.row(0)[1:] == (2, 1, 1, 0)  # scored, and its copy not
+    assert counted.filter(pl.col("quarantined") > 0)["Id"].to_list() == [int(bad["Id"][0]), int(copy["Id"][0])]
     assert set(counted.filter(pl.col("carried") > 0)["Id"]) == set(state.tail["Id"].cast(pl.Int64))
     assert counted.select((pl.col("scored") + pl.col("quarantined") + pl.col("carried") == pl.col("rows")).all()).item()
-
-
-def test_an_export_delivered_again_is_counted_alike_by_the_nightly_run_and_a_night_scored_again(vendor) -> None:
-    """An export delivered again in part under its old Ids, 18 rows the same and 2 with another
-    address: the nightly run finds the copies below its watermark, a night scored again (--since)
-    among the rows it reads. The nightly run skipped them without a word while the night scored
-    again quarantined all 20 as duplicates (400 rows and none quarantined, then 420 and 20); both
-    now count an exact copy once, as already seen, and quarantine a copy that differs with its
-    reason: the same totals and the same quarantine, and no later night counts them again."""
-    from licanom.ops.nightly import rows_accounted
-
-    def quarantine(night) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-        return sorted(_quarantine(night).select("Id", "reason").iter_rows())
-
-    first_rows = rows(1600, 200, seed=1)
-    vendor.append(first_rows)
-    vendor.night()
-    delivered = first_rows.tail(20)
-    delivered = pl.concat([delivered.head(18), delivered.tail(2).with_columns(pl.lit("9.9.9.9").alias("IP"))])
-    vendor.append(pl.concat([delivered, rows(1800, 200, seed=2)]))
-    second = vendor.night()
-    assert quarantine(second) == [(i, "Id: duplicate (another value than its earlier row's in IP)") for i in ("1798", "1799")]
-    assert (second.rows_read, second.rows_quarantined, second.rows_already_seen) == (202, 2, 18)
-    assert any(m.startswith("already seen: 18 rows delivered again") for m in second.messages)
-    assert "18 already seen" in second.summary()[0]
-    assert "already seen: 18 rows" in (second.out_dir / "report.md").read_text()
-    nightly = rows_accounted(vendor.out, "acme")
-    assert nightly.select(pl.col("rows", "quarantined", "seen").sum()).row(0) == (402, 2, 18)
-    for since in (1799, 1599):  # the second night scored again (its folder replaced), then both in one beside them
-        again = vendor.night(since=since)
-        assert (again.rows_quarantined, again.rows_already_seen) == (2, 18), since
-        assert quarantine(again) == quarantine(second), since
-        assert rows_accounted(vendor.out, "acme").equals(nightly), since
-    vendor.append(rows(2000, 100, seed=3))
-    later = vendor.night()  # the copies still in the source: judged once, not again
-    assert (later.rows_read, later.rows_quarantined, later.rows_already_seen) == (100, 0, 0)
-    assert not any("delivered again" in m for m in later.messages)
-    counted = rows_accounted(vendor.out, "acme")
-    assert counted.select(pl.col("rows", "quarantined", "seen").sum()).row(0) == (502, 2, 18)
-
-
-def test_a_night_that_finds_only_copies_counts_them_once_and_the_rows_it_carries_stay_one_row(vendor) -> None:
-    """Copies and nothing new: copies of rows the last night carried and of a row it scored, one of
-    them with another address. The night writes its folder (its ledger counts them: else each night
-    would count them again), the next night finds nothing, and a night scored again over them all
-    gives the same totals."""
-    from licanom.ops.nightly import rows_accounted
-
-    first_rows = rows(1600, 210, seed=1)  # ten windows of 20, ten rows carried
-    vendor.append(first_rows)
-    vendor.night()
-    vendor.append(pl.concat([first_rows.tail(5), first_rows.slice(50, 1).with_columns(pl.lit("9.9.9.9").alias("IP")),
-                             first_rows.slice(60, 1)]))
-    copies = vendor.night()
-    assert (copies.rows_read, copies.rows_quarantined) == (1, 1) and copies.rows_already_seen == 6
-    assert copies.out_dir is not None and copies.rows_carried == 10
-    quiet = vendor.night()
-    assert quiet.out_dir is None and (quiet.rows_read, quiet.rows_already_seen) == (0, 0)
-    vendor.append(rows(1810, 100, seed=2))
-    assert vendor.night().rows_already_seen == 0
-    counted = rows_accounted(vendor.out, "acme")
-    assert counted.select(pl.col("rows", "scored", "quarantined", "carried", "seen").sum()).row(0) == (311, 300, 1, 10, 6)
-    check_ledger(vendor, list(range(1600, 1910)))
-    again = vendor.night(since=1599)
-    assert (again.rows_quarantined, again.rows_already_seen) == (1, 6)
-    assert rows_accounted(vendor.out, "acme").equals(counted)
 
 
 def test_rows_of_no_product_the_model_knows_are_refused_not_answered_with_nothing(bundle) -> None:

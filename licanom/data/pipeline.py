@@ -11,7 +11,6 @@ import functools
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -23,9 +22,6 @@ from licanom.data.derive import derive, derive_coded
 from licanom.data.encode import RowsEncoder, ThesisEncoder, Vocabulary, derive_fit_encode, get_encoder
 from licanom.data.privacy import pseudonymise, read_secret
 from licanom.data.validate import ValidationResult, check_bad_fraction, validate_log
-
-if TYPE_CHECKING:
-    from licanom.data.extract.files import NewRows
 
 
 @dataclass(frozen=True)
@@ -76,19 +72,12 @@ def extract_new(source: SourceConfig, after_id: int | None) -> tuple[pl.DataFram
     """:func:`extract`'s rows with Id > ``after_id``, and for a file source how many rows of its
     files have a readable Id at or below ``after_id`` (None for a source that hands out only the
     rows asked for: an API's Ids are its own, and what lies below the watermark is not read)."""
-    new = extract_after(source, after_id)
-    return new.frame, new.at_or_below
-
-
-def extract_after(source: SourceConfig, after_id: int | None) -> NewRows:
-    """:func:`extract_new`, with a file source's rows at or below ``after_id`` whose Id its files
-    hold more than once (:class:`licanom.data.extract.files.NewRows`; none for other sources)."""
-    from licanom.data.extract.files import NewRows, read_after
-
     if source.kind == "files" and source.path and after_id is not None:
-        return read_after(source.path, after_id=after_id, encoding=source.encoding, separator=source.separator,
-                          time_format=source.time_format, timezone=source.timezone)
-    return NewRows(_extract(source, after_id), None, pl.DataFrame())
+        from licanom.data.extract.files import read_new_rows
+
+        return read_new_rows(source.path, after_id=after_id, encoding=source.encoding, separator=source.separator,
+                             time_format=source.time_format, timezone=source.timezone)
+    return _extract(source, after_id), None
 
 
 def _extract(source: SourceConfig, after_id: int | None) -> pl.DataFrame:

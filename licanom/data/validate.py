@@ -736,21 +736,6 @@ def move_to_quarantine(result: ValidationResult, raw: pl.DataFrame, drop: pl.Ser
     return ValidationResult(valid=result.valid.filter(~drop), quarantine=quarantine, n_in=result.n_in)
 
 
-def apart_exact_copies(result: ValidationResult) -> tuple[ValidationResult, pl.DataFrame]:
-    """``result`` without the exact copies of kept rows (:data:`EXACT_COPY`), and those copies as
-    the quarantine held them (``_row``, the input's columns, ``reason``): a night counts each once,
-    as already seen, not as a row of its own (``n_in`` leaves them out)."""
-    q = result.quarantine
-    if not q.height:
-        return result, q
-    copy = q[REASON] == EXACT_COPY
-    if not copy.any():
-        return result, q.head(0)
-    return (ValidationResult(valid=result.valid, quarantine=q.filter(~copy), n_in=result.n_in - int(copy.sum()),
-                             codes=result.codes),
-            q.filter(copy))
-
-
 # a value that no header names a column by: a number, an address, a date or a time
 _DATA_LIKE = re.compile(r"^[\s\d.,:;+\-/TZ]*\d[\s\d.,:;+\-/TZ]*$")
 

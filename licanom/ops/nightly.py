@@ -44,9 +44,7 @@ from licanom.report.render import anomaly_report  # the night's report.md (a tem
 from licanom.ops.scoring_state import NightRecord, StateMissingError, VendorState, crash_point
 from licanom.ops.tracking import Tracker, TrackingUnavailableError, _reaching
 from licanom.data.validate import (
-    EXACT_COPY,
     REASON,
-    ROW,
     UNKNOWN_PRODUCT,
     ValidationError,
     ValidationResult,
@@ -62,11 +60,7 @@ logger = logging.getLogger(__name__)
 
 TRACKING_COPY = "for-tracking"  # the pseudonymised report of a private vendor, sent to MLflow
 STAGING = ".staging"
-# Id, copy, fate (scored | quarantined | carried | seen) of every row the night read: ``copy`` numbers the
-# rows of one Id in the source's order (0: the first), ``seen`` a copy of a row read already, the same
-# in every value (an export delivered again): counted once, as that row, not as a row of its own
-LEDGER = "ledger.parquet"
-FATES = ("scored", "quarantined", "carried", "seen")  # of one copy listed by several ledgers, the first
+LEDGER = "ledger.parquet"  # Id, fate (scored | quarantined | carried) of every row the night read
 # An Id more than this beyond the watermark (and 1000 times the night's own Id span) is not a
 # real next request: a corrupt or hostile row, quarantined instead of moving the watermark.
 MAX_ID_JUMP = 2**31
@@ -91,7 +85,7 @@ class NightResult:
     rows_unknown_product: int = 0
     messages: tuple[str, ...] = ()  # what the operator should know (e.g. "retrain")
     staging: Path | None = None  # where the outputs wait until they are published
-    ledger: pl.DataFrame | None = None  # Id, copy, fate (LEDGER)
+    ledger: pl.DataFrame | None = None  # Id, fate
     # a file source's count (:func:`late_rows`): Ids that arrived late under the watermark, and Ids
     # fewer than the last night counted; 0 where counted and none, None where not counted
     late_rows: int | None = None
@@ -101,8 +95,6 @@ class NightResult:
     # the ``--since`` given (then ``watermark_before``), and the vendor's watermark when the night began
     since: int | None = None
     vendor_watermark: int | None = None
-    # copies of rows read already, the same in every value: counted once, as already seen (the ledger's "seen")
-    rows_already_seen: int = 0
 
     @property
     def n_anomalies(self) -> int:
@@ -122,8 +114,7 @@ class NightResult:
 
         by_night = night_rule_flags(self.chunks)
         night = f" ({by_night} by the night rule)" if by_night else ""
-        seen = f", {self.rows_already_seen:,} already seen" if self.rows_already_seen else ""
-        return [f"{self.vendor}: {self.rows_read:,} rows read, {self.rows_quarantined:,} quarantined{seen}, "
+        return [f"{self.vendor}: {self.rows_read:,} rows read, {self.rows_quarantined:,} quarantined, "
                 f"{self.chunks.height:,} chunks scored, {self.n_anomalies} flagged{night} by champion version "
                 f"{self.model_version}{carried} -> {self.out_dir or nothing}",
                 *(f"  {message}" for message in self.messages)]
@@ -150,10 +141,6 @@ class Screened:
     source_most: int | None = None
     late: int | None = None  # Ids that arrived late, and Ids gone since the last night (SourceCount)
     gone: int | None = None
-    # the copy number (:data:`LEDGER`) of each row validated with a readable Id (``_row``, ``Id``, ``copy``),
-    # and of those the copies of rows read already, the same in every value: counted once, as seen
-    copies: pl.DataFrame | None = None
-    seen: pl.DataFrame | None = None
 
 
 # --- which rows -----------------------------------------------------------------------------
@@ -273,117 +260,45 @@ def night_incidents(chunks: pl.DataFrame, rows: pl.DataFrame | None, levels: pl.
     return group_incidents(attribute(flagged, rows, levels))
 
 
-def night_ledger(validation: ValidationResult, rows: pl.DataFrame | None, tail: pl.DataFrame | None,
-                 copies: pl.DataFrame | None = None, seen: pl.DataFrame | None = None,
-                 carried_in: pl.DataFrame | None = None) -> pl.DataFrame:
-    """Every Id the night accounted for, with its copy number (:data:`LEDGER`): scored (in its
-    windows), carried (valid, after the last window: scored by a later night), quarantined (with a
-    readable Id) or seen (a copy of a row read already, the same in every value).
-
-    ``copies``: each validated row's copy (``_row``, ``Id``, ``copy``; :attr:`Screened.copies`);
-    ``seen``: the copies seen (``Id``, ``copy``); ``carried_in``: the copies of the rows carried
-    into the night, as the night that carried them listed them. Without ``copies`` the rows of an
-    Id are numbered in the ledger's order."""
+def night_ledger(validation: ValidationResult, rows: pl.DataFrame | None, tail: pl.DataFrame | None) -> pl.DataFrame:
+    """Every Id the night accounted for: scored (in its windows), carried (valid, after the last
+    window: scored by a later night) or quarantined (with a readable Id)."""
     tail_ids = tail["Id"] if tail is not None else pl.Series("Id", [], pl.Int64)
     row_ids = rows["Id"] if rows is not None else validation.valid["Id"]
     q = validation.quarantine
-    kept = pl.concat([
+    q_ids = q.select(_as_int("Id", q.schema["Id"])).to_series().drop_nulls() if "Id" in q.columns \
+        else pl.Series("Id", [], pl.Int64)
+    return pl.concat([
         pl.DataFrame({"Id": row_ids.filter(~row_ids.is_in(tail_ids.implode())), "fate": "scored"}),
         pl.DataFrame({"Id": tail_ids, "fate": "carried"}),
+        pl.DataFrame({"Id": q_ids, "fate": "quarantined"}),
     ], how="vertical_relaxed").with_columns(pl.col("Id").cast(pl.Int64), pl.col("fate").cast(pl.String))
-    if copies is None:
-        q_ids = q.select(_as_int("Id", q.schema["Id"])).to_series().drop_nulls() if "Id" in q.columns \
-            else pl.Series("Id", [], pl.Int64)
-        ledger = pl.concat([kept, pl.DataFrame({"Id": q_ids, "fate": "quarantined"})], how="vertical_relaxed")
-        return _numbered(ledger.with_columns(pl.col("Id").cast(pl.Int64), pl.col("fate").cast(pl.String)))
-    copies = copies.select(pl.col(ROW).cast(pl.UInt32), pl.col("Id").cast(pl.Int64), pl.col("copy").cast(pl.UInt32))
-    taken = pl.concat([q[ROW].cast(pl.UInt32) if ROW in q.columns else pl.Series(ROW, [], pl.UInt32),
-                       seen[ROW].cast(pl.UInt32) if seen is not None and ROW in seen.columns
-                       else pl.Series(ROW, [], pl.UInt32)])
-    # a valid row's copy: the one row of its Id that the night neither quarantined nor saw again; a
-    # row carried in, the copy the night that carried it listed (the first where that is not known)
-    own = copies.filter(~pl.col(ROW).is_in(taken.implode())).group_by("Id").agg(pl.col("copy").min())
-    before = (carried_in.select(pl.col("Id").cast(pl.Int64), pl.col("copy").cast(pl.UInt32)).unique("Id")
-              if carried_in is not None and carried_in.height else pl.DataFrame(schema={"Id": pl.Int64, "copy": pl.UInt32}))
-    kept = (kept.join(own, on="Id", how="left").join(before, on="Id", how="left", suffix="_in")
-            .select("Id", pl.coalesce("copy", "copy_in", pl.lit(0, pl.UInt32)).alias("copy"), "fate"))
-    quarantined = q.select(pl.col(ROW).cast(pl.UInt32)).join(copies, on=ROW, how="inner") if ROW in q.columns \
-        else copies.head(0)
-    seen_ids = seen.select("Id", "copy") if seen is not None else pl.DataFrame(schema={"Id": pl.Int64, "copy": pl.UInt32})
-    return pl.concat([
-        kept,
-        quarantined.select("Id", "copy", pl.lit("quarantined").alias("fate")),
-        seen_ids.select(pl.col("Id").cast(pl.Int64), pl.col("copy").cast(pl.UInt32), pl.lit("seen").alias("fate")),
-    ], how="vertical_relaxed").select(pl.col("Id").cast(pl.Int64), pl.col("copy").cast(pl.UInt32), pl.col("fate").cast(pl.String))
-
-
-def _numbered(ledger: pl.DataFrame) -> pl.DataFrame:
-    """A ledger with its ``copy`` column; one written before ledgers had it numbers the rows of an
-    Id in its own order (its kept row first, then the copies it quarantined)."""
-    if "copy" in ledger.columns:
-        return ledger.select(pl.col("Id").cast(pl.Int64), pl.col("copy").cast(pl.UInt32), pl.col("fate").cast(pl.String))
-    return ledger.select(pl.col("Id").cast(pl.Int64), pl.int_range(pl.len(), dtype=pl.UInt32).over("Id").alias("copy"),
-                         pl.col("fate").cast(pl.String))
-
-
-def copy_numbers(raw: pl.DataFrame, first: int = 0) -> pl.DataFrame:
-    """Each row of ``raw`` with a readable Id: its place (``_row``, from ``first``), ``Id`` and
-    ``copy`` (how many rows of ``raw`` before it have its Id)."""
-    if "Id" not in raw.columns or raw.height == 0:
-        return pl.DataFrame(schema={ROW: pl.UInt32, "Id": pl.Int64, "copy": pl.UInt32})
-    return (raw.select((pl.int_range(pl.len(), dtype=pl.UInt32) + first).cast(pl.UInt32).alias(ROW),
-                       _as_int("Id", raw.schema["Id"]).cast(pl.Int64).alias("Id"))
-            .drop_nulls("Id").with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).over("Id").alias("copy")))
-
-
-def _ledgers(folders: list[Path], ids: pl.Series | None = None) -> pl.DataFrame:
-    """The rows of these nights' ledgers (``ids``: of those Ids only), one per copy of an Id:
-    its fate the first of :data:`FATES` that a ledger gives it."""
-    if not folders:
-        return pl.DataFrame(schema={"Id": pl.Int64, "copy": pl.UInt32, "fate": pl.String})
-    frames = []
-    for p in folders:
-        ledger = _numbered(pl.read_parquet(p / LEDGER))
-        frames.append(ledger if ids is None else ledger.filter(pl.col("Id").is_in(ids.cast(pl.Int64).implode())))
-    rank = pl.col("fate").replace_strict({f: i for i, f in enumerate(FATES)}, default=len(FATES), return_dtype=pl.UInt8)
-    return (pl.concat(frames).with_columns(rank.alias("_rank")).sort("Id", "copy", "_rank")
-            .unique(["Id", "copy"], keep="first", maintain_order=True).drop("_rank"))
-
-
-def _published(output_dir: Path, vendor: str) -> list[Path]:
-    return sorted(p for p in nights_dir(output_dir, vendor).glob("after-*") if p.is_dir() and (p / LEDGER).exists())
-
-
-def copies_held(output_dir: Path, vendor: str, ids: pl.Series, besides: str | None = None) -> pl.DataFrame:
-    """How many copies of each of ``ids`` the published nights listed (``Id``, ``held``), leaving out
-    the night named ``besides`` (the night about to be scored replaces its folder)."""
-    folders = [p for p in _published(output_dir, vendor) if p.name != besides]
-    return _ledgers(folders, ids).group_by("Id").agg(pl.len().cast(pl.UInt32).alias("held"))
 
 
 def rows_accounted(output_dir: Path | str, vendor: str) -> pl.DataFrame:
     """Every source row the vendor's published nights read, each once: per ``Id``, its ``rows``
-    (copies, less those ``seen``) and how many of them were ``scored``, ``quarantined`` or are
-    ``carried`` (in a night's tail and scored by no night since: the next night scores them, unless
-    a ``--since`` past the watermark skipped them, which that night's note counts), and ``seen``:
-    copies delivered again, the same in every value as a row read already, counted once as it.
+    (copies) and how many of them were ``scored``, ``quarantined`` or are ``carried`` (in a night's
+    tail and scored by no night since: the next night scores them, unless a ``--since`` past the
+    watermark skipped them, which that night's note counts).
 
-    Ledgers number the rows of an Id (``copy``) in the source's order, so a copy is one row
-    whichever nights list it: a row carried by one night and scored by the next, scored again by a
-    night that overlaps earlier ones (from any ``--since``, an Id within a night's range included),
-    or delivered again under an Id an earlier night read (a nightly run sees it below its watermark,
-    a night scored again beside the first among its own rows) counts once, with the first fate of
-    :data:`FATES` any ledger gives it. Summing ``rows`` gives the rows with a readable Id that the
-    nights read (a row without one is in its night's quarantine only). Leaving out ``carried`` and
-    counting over folders of ranges that do not overlap does not, where a night scored again from
-    within a night sits beside the earlier ones."""
-    counts = {"rows": pl.UInt32, "scored": pl.UInt32, "quarantined": pl.UInt32, "carried": pl.UInt32,
-              "seen": pl.UInt32}
-    per_copy = _ledgers(_published(Path(output_dir), vendor))
-    if not per_copy.height:
+    An Id counts as many times as the most rows one night's ledger lists under it, and as scored
+    (quarantined) as many times as the most one ledger lists it so. A row carried by one night and
+    scored by the next, or scored again by a night that overlaps earlier ones (from any ``--since``,
+    an Id within a night's range included), is listed by two ledgers and counted once; a repeated
+    Id keeps one row per copy, each with its fate. Summing ``rows`` gives the rows with a readable Id
+    that the nights read (a row without one is in its night's quarantine only). Leaving out
+    ``carried`` and counting over folders of ranges that do not overlap does not, where a night
+    scored again from within a night sits beside the earlier ones."""
+    folders = [p for p in nights_dir(Path(output_dir), vendor).glob("after-*") if p.is_dir() and (p / LEDGER).exists()]
+    counts = {"rows": pl.UInt32, "scored": pl.UInt32, "quarantined": pl.UInt32, "carried": pl.UInt32}
+    if not folders:
         return pl.DataFrame(schema={"Id": pl.Int64, **counts})
-    return (per_copy.group_by("Id").agg((pl.col("fate") != "seen").sum().alias("rows"),
-                                        *((pl.col("fate") == fate).sum().alias(fate) for fate in FATES))
+    ledgers = pl.concat([pl.read_parquet(p / LEDGER).with_columns(night=pl.lit(p.name)) for p in folders],
+                        how="vertical_relaxed")
+    per_night = ledgers.group_by("Id", "night").agg(
+        pl.len().alias("rows"), *((pl.col("fate") == fate).sum().alias(fate) for fate in ("scored", "quarantined")))
+    return (per_night.group_by("Id").agg(pl.col("rows", "scored", "quarantined").max())
+            .with_columns((pl.col("rows") - pl.col("scored") - pl.col("quarantined")).clip(0).alias("carried"))
             .select("Id", *(pl.col(c).cast(t) for c, t in counts.items())).sort("Id"))
 
 
@@ -438,9 +353,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                 secret: bytes | None = None, key_history: KeyHistory | None = None, *,
                 tail: pl.DataFrame | None = None, rows_unknown_product: int = 0,
                 messages: tuple[str, ...] = (), entities: pl.DataFrame | None = None,
-                private_rows: pl.DataFrame | None = None, context: np.ndarray | None = None,
-                copies: pl.DataFrame | None = None, seen: pl.DataFrame | None = None,
-                carried_in: pl.DataFrame | None = None) -> NightResult:
+                private_rows: pl.DataFrame | None = None, context: np.ndarray | None = None) -> NightResult:
     """The night's folder, staged in ``nights/.staging/`` (:func:`publish_night` makes it
     ``nights/after-A-to-B``): chunk results, quarantine, the ledger of Ids, the markdown summary
     and, with the rows and the detector, the vendor's HTML report (report.html, anomalies.csv)
@@ -455,13 +368,9 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     Computed once, for both copies: the rows' derived columns (given in ``rows`` already by a
     :class:`Night`; derived here otherwise), their pseudonymised copy (``private_rows``: the
     model's rows of a :class:`Night`) and the report's context vectors (``context``, aligned
-    with ``chunks``; None: the report computes them).
-
-    ``copies``, ``seen``, ``carried_in``: the copy numbers of the ledger (:func:`night_ledger`); a
-    night that read only copies seen already writes its folder too, so that its ledger counts them."""
-    ledger = night_ledger(validation, rows, tail, copies, seen, carried_in)
-    n_seen = 0 if seen is None else seen.height
-    if validation.n_in == 0 and not n_seen:
+    with ``chunks``; None: the report computes them)."""
+    ledger = night_ledger(validation, rows, tail)
+    if validation.n_in == 0:
         return NightResult(vendor, model_version, watermark_before, watermark_after, 0, 0, chunks, None,
                            rows_unknown_product, messages, None, ledger)
     final = _free_name(night_dir(output_dir, vendor, watermark_before, watermark_after), watermark_before,
@@ -529,8 +438,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                          out / TRACKING_COPY)
     crash_point("stage:report")
     return NightResult(vendor, model_version, watermark_before, watermark_after, validation.n_in,
-                       validation.quarantine.height, chunks, final, rows_unknown_product, messages, out, ledger,
-                       rows_already_seen=n_seen)
+                       validation.quarantine.height, chunks, final, rows_unknown_product, messages, out, ledger)
 
 
 def _free_name(path: Path, before: int | None, after: int | None) -> Path:
@@ -567,7 +475,6 @@ def log_night(tracker: Tracker, night: NightResult) -> str:
             "chunks_scored": night.chunks.height, "anomalies": night.n_anomalies,
             "watermark": night.watermark_after, "rows_carried": night.rows_carried,
             "late_rows": night.late_rows, "source_ids_gone": night.ids_gone,
-            "rows_already_seen": night.rows_already_seen,
         })
         crash_point("log:metrics")
         folder = night.staging
@@ -817,11 +724,6 @@ class Night:
     # unvalidated), which that night's successor scored first; None: the state's tail
     carried: pl.DataFrame | None = None
     carried_missing: int = 0  # of those, how many the source no longer holds
-    # the copies (``Id``, ``copy``) of the rows carried into the night, as the night that carried them listed them
-    carried_in: pl.DataFrame | None = None
-    # a file source's rows at or below the Id the night read after whose Id it holds more than once
-    # (an export delivered again in part): the copies no published night listed are judged with the night
-    again: pl.DataFrame | None = None
     # a file source's rows with a readable Id at or below the watermark when the night read it
     # (None: not counted), and the Ids of far-beyond rows it left out as quarantined before
     at_or_below: int | None = None
@@ -925,20 +827,17 @@ def read_night(night: Night, source: Any) -> Night:
     left_after = skipped = skipped_carried = 0
     watermark = night.state.watermark
     if night.since is None:
-        new = pipeline.extract_after(source, after_id=night.after)
-        read, at_or_below = new.frame, new.at_or_below
+        read, at_or_below = pipeline.extract_new(source, after_id=night.after)
     elif watermark is not None and night.since > watermark:
         # past the watermark: one read from the watermark; the rows up to ``since``, which no night
         # scored, are skipped and counted, as are the rows the last night carried to the next
-        new = pipeline.extract_after(source, after_id=watermark)
-        read, at_or_below = new.frame, None
+        read, at_or_below = pipeline.extract(source, after_id=watermark), None
         if "Id" in read.columns:
             below = _until(read, _ids(read), night.since)
             read, skipped = read.filter(~below), int(below.sum())
         skipped_carried = int(night.state.tail.height)
     else:  # a night scored again: what lies below its start is the earlier nights'
-        new = pipeline.extract_after(source, after_id=night.after)
-        read, at_or_below = new.frame, None
+        read, at_or_below = pipeline.extract(source, after_id=night.after), None
         if night.state.watermark is not None and night.since < night.state.watermark and "Id" in read.columns:
             # it scores again what the nights read, up to the watermark, which it does not move: the
             # rows after it are the next night's (read here, they would lie in two folders)
@@ -953,20 +852,15 @@ def read_night(night: Night, source: Any) -> Night:
         left_ahead = tuple(int(i) for i in ids.filter(ids.is_in(list(night.state.ahead))).to_list())
     crash_point("after:extract")
     carried, missing = None, 0
-    carried_in = None
-    if night.since is None and night.state.tail.height and night.state.watermark is not None:
-        carried_in = carried_entries(night.output_dir, night.vendor, night.state.watermark)
     if night.since is not None:
-        carried_in = carried_entries(night.output_dir, night.vendor, night.since)
-        ids = sorted(carried_in["Id"].to_list())
+        ids = carried_ids(night.output_dir, night.vendor, night.since)
         if ids:
             earlier = pipeline.extract(source, after_id=min(ids) - 1)
             carried = earlier.filter(_as_int("Id", earlier.schema["Id"]).is_in(ids).fill_null(False)) \
                 if "Id" in earlier.columns else earlier.head(0)
             missing = len(ids) - carried.height
     return replace(night, raw=raw, carried=carried, carried_missing=missing, at_or_below=at_or_below,
-                   left_ahead=left_ahead, left_after=left_after, skipped=skipped, skipped_carried=skipped_carried,
-                   carried_in=carried_in, again=new.again)
+                   left_ahead=left_ahead, left_after=left_after, skipped=skipped, skipped_carried=skipped_carried)
 
 
 def _until(raw: pl.DataFrame, ids: pl.Series, watermark: int) -> pl.Series:
@@ -1026,17 +920,17 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
     return SourceCount(late=late, back=back, gone=gone, source_rows=at + new_ids, source_most=max(most, at) + new_ids)
 
 
-def carried_entries(output_dir: Path, vendor: str, end: int) -> pl.DataFrame:
-    """The rows (``Id``, ``copy``) that the published night ending at ``end`` carried (valid rows
-    after its last window, which the night after it scored first: what a night scored again from
-    ``end`` scores first, as it did). None where no published night ends at ``end`` (of several,
-    the one that started last)."""
-    ends = [(int(m.group(1)), p) for p in nights_dir(output_dir, vendor).glob(f"after-*-to-{end}")
-            if (m := re.fullmatch(rf"after-(\d+)-to-{end}", p.name)) and (p / LEDGER).exists()]
+def carried_ids(output_dir: Path, vendor: str, since: int) -> list[int]:
+    """The Ids that the published night ending at ``since`` carried (valid rows after its last
+    window, which the night after it scored first): what a night scored again from ``since``
+    scores first, as it did. Empty where no published night ends at ``since`` (of several, the
+    one that started last)."""
+    ends = [(int(m.group(1)), p) for p in nights_dir(output_dir, vendor).glob(f"after-*-to-{since}")
+            if (m := re.fullmatch(rf"after-(\d+)-to-{since}", p.name)) and (p / LEDGER).exists()]
     if not ends:
-        return pl.DataFrame(schema={"Id": pl.Int64, "copy": pl.UInt32})
-    ledger = _numbered(pl.read_parquet(max(ends)[1] / LEDGER))
-    return ledger.filter(pl.col("fate") == "carried").select("Id", "copy").sort("Id")
+        return []
+    ledger = pl.read_parquet(max(ends)[1] / LEDGER)
+    return sorted(ledger.filter(pl.col("fate") == "carried")["Id"].to_list())
 
 
 def carried_rows(model: Any, night: Night) -> pl.DataFrame | None:
@@ -1074,96 +968,6 @@ def log_refusal(tracker: Tracker, night: Night, result: ValidationResult, messag
         logger.warning("the refused night of vendor %s has no MLflow run: %s", night.vendor, _first_line(failed))
 
 
-@dataclass(frozen=True)
-class Again:
-    """Rows delivered again below the Id a night reads after (:attr:`Night.again`), judged with it:
-    how many the night took in (``rows``), and of those, how many it scored (their earlier row was
-    quarantined) or quarantined (the earlier row's values differ, or they fail a check of their own)."""
-
-    rows: int = 0
-    scored: int = 0
-    quarantined: int = 0
-
-
-def with_again(night: Night, validation: ValidationResult) -> tuple[ValidationResult, pl.DataFrame, Again]:
-    """The night's validated rows (``validation``, of :attr:`Night.raw`) with the copies of
-    :attr:`Night.again` that no published night listed (the copies of Ids a night listed, beyond as
-    many as it listed, in the source's order), each validated after the rows of its Id read before
-    it, as a read of them all would validate it: an exact copy of the row kept is quarantined as
-    one (:func:`apart_seen` counts it as seen), a copy with other values as a duplicate naming
-    them, and a clean copy of a row quarantined is valid. Returns the validation with theirs (the
-    copies' ``_row`` after the night's rows), each row's copy number (:func:`copy_numbers`) and
-    counts. The night is refused for its own rows only (:func:`screen` judged them): copies of
-    rows earlier nights read do not count towards ``validate.max_bad_fraction``.
-
-    A nightly run and a night scored again over the same export so account for every row alike:
-    the one sees the copies below its watermark, the other among the rows it reads."""
-    from licanom.ops import bundle as bundle_lib
-
-    raw = night.raw
-    assert raw is not None
-    copies = copy_numbers(raw)
-    again = night.again
-    if again is None or again.height == 0 or "Id" not in again.columns:
-        return validation, copies, Again()
-    placed = copy_numbers(again)
-    st = night.state
-    # a night scored again over the range of a published one replaces its folder, and its ledger
-    replaced = (night_dir(night.output_dir, night.vendor, night.since, st.watermark).name
-                if night.since is not None and st.watermark is not None and night.since < st.watermark else None)
-    held = copies_held(night.output_dir, night.vendor, placed["Id"].unique(), besides=replaced)
-    placed = placed.join(held, on="Id", how="inner")  # Ids no published night listed: not the nights' (late rows)
-    new = placed.filter(pl.col("copy") >= pl.col("held")).sort(ROW)
-    if not new.height:
-        return validation, copies, Again()
-    before = placed.filter(pl.col("copy") < pl.col("held")).sort(ROW)
-    taken = pl.concat([again[before[ROW]], again[new[ROW]]], how="vertical")
-    judged = bundle_lib.validate_rows(night.model, taken, night.vendor)
-    first = before.height  # the copies' place in ``taken``; in the night's rows, after ``raw``
-    q = judged.quarantine.filter(pl.col(ROW) >= first).with_columns(
-        (pl.col(ROW) - first + raw.height).cast(pl.UInt32).alias(ROW))
-    # a copy kept valid: its Id's one row that the judging neither quarantined nor is one read before
-    kept_at = (copy_numbers(taken).filter(~pl.col(ROW).is_in(judged.quarantine[ROW].implode()))
-               .filter(pl.col(ROW) >= first)["Id"])
-    scored = judged.valid.filter(pl.col("Id").is_in(kept_at.implode()))
-    valid = validation.valid
-    if scored.height:
-        valid = pl.concat([valid, scored.select(valid.columns)]).sort(["Time", "Id"])
-    merged = ValidationResult(valid=valid, quarantine=pl.concat([validation.quarantine, q], how="diagonal_relaxed").sort(ROW),
-                              n_in=validation.n_in + new.height, codes=validation.codes if not scored.height else None)
-    numbered = new.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW) + raw.height, "Id", "copy")
-    copies = pl.concat([copies, numbered.select(pl.col(ROW).cast(pl.UInt32), "Id", "copy")])
-    copied = int((q[REASON] == EXACT_COPY).sum())  # seen, not quarantined (apart_seen)
-    return merged, copies, Again(rows=new.height, scored=scored.height, quarantined=q.height - copied)
-
-
-def apart_seen(screened: Screened, validation: ValidationResult, copies: pl.DataFrame, again: Again) -> Screened:
-    """The night with ``validation`` (its rows' and the copies' :func:`with_again` judged), the
-    exact copies of rows kept (:func:`licanom.data.validate.apart_exact_copies`) taken out of its
-    quarantine and counted once, as already seen, and what the night says of them and of the
-    copies it judged below the Id it read after."""
-    from dataclasses import replace
-
-    from licanom.data.validate import apart_exact_copies
-
-    validation, copied = apart_exact_copies(validation)
-    seen = copied.select(pl.col(ROW).cast(pl.UInt32)).join(copies, on=ROW, how="inner").select(ROW, "Id", "copy")
-    said = []
-    if seen.height:
-        said.append(f"already seen: {seen.height} row{'s' if seen.height != 1 else ''} delivered again under an Id "
-                    "already read, the same in every value as the row read then: counted once, as that row (the "
-                    "ledger's fate \"seen\"), not scored again")
-    parts = [f"{n} {what}" for n, what in (
-        (again.quarantined, "quarantined (their values differ from the row read then, or fail a check: "
-                            "quarantine.parquet says which)"),
-        (again.scored, "scored (the row read then was quarantined)")) if n]
-    if parts:
-        said.append(f"delivered again: of {again.rows} row{'s' if again.rows != 1 else ''} under Ids an earlier night "
-                    f"read, {' and '.join(parts)}")
-    return replace(screened, validation=validation, copies=copies, seen=seen,
-                   messages=(*screened.messages, *said))
-
-
 def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = None) -> Night:
     """Validate and screen the rows, cut the windows (carrying the last night's tail), score
     them and the night's entities. A refused night (too many bad rows) keeps its quarantine and,
@@ -1187,7 +991,6 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             log_refusal(tracker, night, err.result, str(refusal), kept)
         raise refusal from None
     crash_point("after:validate")
-    screened = apart_seen(screened, *with_again(night, screened.validation))
     if night.apart or night.cautions:
         screened = replace(screened, messages=(*screened.messages, *night.apart, *night.cautions))
     count = late_rows(night, screened.watermark)
@@ -1301,8 +1104,7 @@ def stage_night(night: Night) -> Night:
                          key_history=model.key_history, tail=windows.tail,
                          rows_unknown_product=screened.rows_unknown_product, messages=screened.messages,
                          entities=night.entities, private_rows=windows.model_rows if secret is not None else None,
-                         context=report_context(night), copies=screened.copies, seen=screened.seen,
-                         carried_in=night.carried_in)
+                         context=report_context(night))
     again = night.since is not None and night.state.watermark is not None and night.since < night.state.watermark
     return replace(night, result=replace(result, late_rows=screened.late, ids_gone=screened.gone, scored_again=again,
                                          since=night.since, vendor_watermark=night.state.watermark))

@@ -15,7 +15,6 @@ import re
 import zlib
 from collections.abc import Callable, Iterator
 from itertools import islice
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -852,19 +851,6 @@ def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | N
                          time_format=time_format, timezone=timezone)[0]
 
 
-@dataclass(frozen=True)
-class NewRows:
-    """A read after a watermark: the rows after it (``frame``), how many distinct readable Ids of
-    the files lie at or below it (None: not counted, a source that hands out only the rows asked
-    for), and the rows at or below it whose readable Id the files hold more than once (``again``:
-    an export delivered again, in part, under Ids a night already read; in the files' order, every
-    row of such an Id, the first one read included)."""
-
-    frame: pl.DataFrame
-    at_or_below: int | None
-    again: pl.DataFrame
-
-
 def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
                   separator: str | None = None, hold_unfinished: bool | None = None,
                   time_format: str | None = None, timezone: str | None = None) -> tuple[pl.DataFrame, int]:
@@ -872,15 +858,6 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     ``after_id`` (0 without one): a count that grows only by rows that arrived late, below a
     watermark that has already passed them (the nightly scoring compares it night by night); a
     row delivered again under an Id the files already hold does not add to it."""
-    new = read_after(path, after_id, encoding=encoding, separator=separator, hold_unfinished=hold_unfinished,
-                     time_format=time_format, timezone=timezone)
-    return new.frame, new.at_or_below or 0
-
-
-def read_after(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
-               separator: str | None = None, hold_unfinished: bool | None = None,
-               time_format: str | None = None, timezone: str | None = None) -> NewRows:
-    """:func:`read_new_rows` with the rows at or below ``after_id`` whose Id is repeated (:class:`NewRows`)."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
     read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold), p), time_format),
                               timezone))
@@ -903,10 +880,9 @@ def read_after(path: str | Path, after_id: int | None = None, *, encoding: str |
     return _read_after(read, after_id)
 
 
-def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> NewRows:
-    """:func:`read_after`'s rows of the files read (``(path, frame)``): those after ``after_id``
-    only where it is given, the count of distinct readable Ids at or below it, and the rows at or
-    below it whose Id repeats."""
+def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> tuple[pl.DataFrame, int]:
+    """:func:`read_new_rows`'s frame of the files read (``(path, frame)``), with the rows after
+    ``after_id`` only where it is given, and the count of distinct readable Ids at or below it."""
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
@@ -918,32 +894,21 @@ def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> 
                 for p, f in read]
     frames = [f for _, f in read]
     at_or_below = 0
-    below: list[pl.DataFrame] = []
     if after_id is not None:
         kept = [_after(f, after_id) for f in frames]
-        below_ids = pl.concat([ids for _, ids in kept]) if kept else pl.Series("Id", [], pl.Int64)
-        at_or_below = below_ids.n_unique()
-        if below_ids.len() > at_or_below:  # an Id held twice below the watermark: the rows of each such Id
-            counts = below_ids.value_counts()
-            repeated = counts.filter(pl.col("count") > 1)["Id"].implode()
-            below = [f.filter(ids.is_in(repeated).fill_null(False))
-                     for f, ids in ((f, _readable_ids(f)) for f in frames)]
-            below = [f for f in below if f.height]
+        at_or_below = pl.concat([ids for _, ids in kept]).n_unique() if kept else 0
         frames = [f for f, _ in kept]
+    if not frames:
+        return pl.DataFrame(), at_or_below
     # Not polars' supertypes: they would turn times into their integers and booleans into 0/1.
     dtypes: dict[str, set[pl.DataType]] = {}
-    for f in (*frames, *below):
+    for f in frames:
         for name, dtype in f.schema.items():
             dtypes.setdefault(name, set()).add(dtype)
     mixed = {name for name, kinds in dtypes.items() if len(kinds) > 1}
-
-    def joined(parts: list[pl.DataFrame]) -> pl.DataFrame:
-        if not parts:
-            return pl.DataFrame()
-        return pl.concat([f.with_columns(_text_column(f[c]) for c in mixed if c in f.columns) for f in parts],
-                         how="diagonal")
-
-    return NewRows(joined(frames), at_or_below, joined(below))
+    frame = pl.concat([f.with_columns(_text_column(f[c]) for c in mixed if c in f.columns) for f in frames],
+                      how="diagonal")
+    return frame, at_or_below
 
 
 def with_time_format(frame: pl.DataFrame, time_format: str | None) -> pl.DataFrame:
@@ -1054,24 +1019,17 @@ def _check_columns_per_file(read: list[tuple[Path, pl.DataFrame]]) -> None:
             )
 
 
-def _readable_ids(frame: pl.DataFrame) -> pl.Series:
-    """A file's readable Ids, one per row (null where unreadable or without an Id column)."""
-    if "Id" not in frame.columns:
-        return pl.Series("Id", [None] * frame.height, pl.Int64)
-    from licanom.data.validate import _as_int
-
-    return frame.select(_as_int("Id", frame.schema["Id"])).to_series().cast(pl.Int64)
-
-
 def _after(frame: pl.DataFrame, after_id: int) -> tuple[pl.DataFrame, pl.Series]:
     """One file's rows after ``after_id`` (see :func:`read_log` for rows without a readable Id),
     and its readable Ids at or below it."""
     if "Id" not in frame.columns:
         return frame, pl.Series("Id", [], pl.Int64)
-    ids = _readable_ids(frame)
+    from licanom.data.validate import _as_int
+
+    ids = frame.select(_as_int("Id", frame.schema["Id"])).to_series()
     near = placing_ids(ids)
     return (frame.filter((ids > after_id) | (ids.is_null() & (near.is_null() | (near > after_id)))),
-            ids.filter(ids <= after_id))
+            ids.filter(ids <= after_id).cast(pl.Int64))
 
 
 def placing_ids(ids: pl.Series, files: pl.Series | None = None) -> pl.Series:
