@@ -26,7 +26,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.naming import run_name, tagged
 from flows.score_vendor import score_vendor
-from licanom.config import VendorConfigError, defaults_config
+from licanom.config import VendorConfigError, check_defaults
 from tasks import vendors
 
 Runner = Literal["sequential", "threads", "dask"]
@@ -72,7 +72,7 @@ def nightly(runner: Runner = "sequential", workers: int | None = None) -> list[s
             one per CPU with dask).
     """
     try:  # every vendor's settings start from conf/defaults.yaml: checked once, not failed by each vendor in turn
-        defaults_config()
+        check_defaults()
     except VendorConfigError as err:  # one line, as score-vendor ends on its own configuration's error
         return Failed(message=str(err), data=err)  # type: ignore[return-value]
     names = vendors.list_vendors()

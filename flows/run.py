@@ -233,13 +233,13 @@ def _run(args: argparse.Namespace, interrupt: Interrupted):  # type: ignore[no-u
     """The flow's final state, or an exit code when the vendor's configuration is wrong or Prefect's
     API cannot be reached."""
     from licanom.cli import EXIT_USAGE
-    from licanom.config import VendorConfigError, defaults_config, vendor_config
+    from licanom.config import VendorConfigError, check_defaults, vendor_config
 
     try:  # a configuration error is one line here, not a failed flow run
         if args.flow != "nightly":
             vendor_config(args.vendor)
         else:  # every vendor's starts from conf/defaults.yaml: a slip there would fail each vendor in turn
-            defaults_config()
+            check_defaults()
     except VendorConfigError as err:
         print(f"licanom: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -672,7 +672,7 @@ def unknown_vendor_message(vendor: str, conf_dir: Path | None = None) -> str | N
 
 class VendorConfigError(ValueError):
     """A vendor's configuration, or the defaults every vendor's starts from, that cannot be used, in
-    one sentence (:func:`vendor_config`, :func:`defaults_config`)."""
+    one sentence (:func:`vendor_config`, :func:`check_defaults`)."""
 
 
 def vendor_config(vendor: str, conf_dir: Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -689,16 +689,20 @@ def vendor_config(vendor: str, conf_dir: Path | None = None, overrides: dict[str
     return cfg
 
 
-def defaults_config(conf_dir: Path | None = None) -> Config:
-    """conf/defaults.yaml alone (:func:`load_config` without a vendor), for a run of every vendor
-    (the nightly flow) to check once before its first vendor: a file missing or broken there failed
-    each vendor in turn, with the same error. Any error is one :class:`VendorConfigError` naming the
-    setting and the file, as :func:`vendor_config`'s do."""
+def check_defaults(conf_dir: Path | None = None) -> None:
+    """conf/defaults.yaml, which every vendor's configuration starts from, checked once before a run of
+    every vendor (the nightly flow): missing, or not readable as settings (YAML's syntax, a key set
+    twice, a list without its brackets), it failed each vendor in turn with the same error. Only the
+    file is judged: its settings are validated with each vendor's own (a setting the defaults leave to
+    the vendors' files, as a Cryptolens product_id, is not an error of the defaults alone). Any error is
+    one :class:`VendorConfigError` naming the file, as :func:`vendor_config`'s do."""
     conf_dir = conf_dir or default_conf_dir()
     try:
-        return load_config(None, conf_dir)
-    except Exception as err:  # noqa: BLE001 - pydantic's, YAML's or ours: all the configuration's
-        raise VendorConfigError(f"configuration error: {describe_error(err, _setting_files(None, conf_dir))}") from None
+        path = defaults_file(conf_dir)
+        if path is not None:
+            read_yaml(path)
+    except ConfigFileError as err:
+        raise VendorConfigError(f"configuration error: {err}") from None
 
 
 # what pydantic adds to a setting's ``loc``: a validator's or a union member's name ("function-after[...]",

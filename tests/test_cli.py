@@ -717,11 +717,15 @@ def test_run_nightly_checks_the_defaults_once_before_any_vendor(tmp_path, monkey
     assert run.main(["nightly"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"licanom: configuration error: {conf / 'defaults.yaml'} line "), err
-    (conf / "defaults.yaml").write_text("train:\n  epochs: 0\n")
+    (conf / "defaults.yaml").write_text("train: {models: Tail_context, IForest_context}\n")  # a list without brackets
     assert run.main(["nightly"]) == EXIT_USAGE
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "configuration error: train.epochs: " in err and str(conf / "defaults.yaml") in err
-    (conf / "defaults.yaml").write_text("train:\n  epochs: 1\n")  # the defaults fine: on to Prefect's API
+    assert err.count("\n") == 1 and "configuration error: " in err and str(conf / "defaults.yaml") in err, err
+    # the defaults' settings are judged with each vendor's own: a Cryptolens source whose product each
+    # vendor's file names is no error of the defaults alone (the whole nightly run was refused for it)
+    (conf / "defaults.yaml").write_text("source:\n  kind: cryptolens\n")
+    for vendor in ("acme", "demo"):
+        (conf / "vendors" / f"{vendor}.yaml").write_text("source: {product_id: 123}\n")
     assert run.main(["nightly"]) == EXIT_SOURCE and "not refused; nothing was run" in capsys.readouterr().err
 
 
