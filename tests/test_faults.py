@@ -137,6 +137,26 @@ def test_the_runs_of_a_training_killed_with_sigkill_are_marked_killed_by_the_nex
     assert any(f"{unowned} (train acme) of vendor acme marked KILLED: owned by no process recorded" in line for line in lines)
     now = runs("acme")
     assert (now[other].info.status, now[unowned].info.status, now[mine].info.status) == ("KILLED", "KILLED", "RUNNING")
+    # a host name shared with another container (or a machine rebooted): its pid is not this host's to
+    # ask, though a process of this one has it; and this process's own pid, where the run began before it
+    from licanom.ops.tracking import OWNER_SPACE_TAG, owner_space
+
+    elsewhere = tracker.client.create_run(exp, run_name="train acme", tags={
+        "licanom.kind": "training", OWNER_HOST_TAG: host, OWNER_PID_TAG: str(os.getpid()),
+        OWNER_SPACE_TAG: "another-boot pid:[4026531836]"}).info.run_id
+    reused = tracker.client.create_run(exp, run_name="train acme", start_time=int((time.time() - 86_400) * 1000), tags={
+        "licanom.kind": "training", OWNER_HOST_TAG: host, OWNER_PID_TAG: str(os.getpid()),
+        OWNER_SPACE_TAG: owner_space()}).info.run_id
+    lines = training.end_killed_trainings(tracker, "acme")
+    if owner_space():  # Linux: this process started after the day-old run, its pid given again
+        assert lines == [f"MLflow run {reused} (train acme) of vendor acme marked KILLED: its process {os.getpid()} "
+                         f"on {host} is gone"]
+    now = runs("acme")
+    assert now[elsewhere].info.status == now[mine].info.status == "RUNNING"
+    lines = training.end_killed_trainings(tracker, "acme", now=later)
+    assert any(f"{elsewhere} (train acme) of vendor acme marked KILLED: owned by process {os.getpid()} on host {host} "
+               "(another boot or container)" in line for line in lines)
+    assert runs("acme")[mine].info.status == "RUNNING"
     # the night's recovery does the same for its vendor, a line each among its notes
     notes = recover(tmp_path / "out", "beta", tracker)
     assert len(notes) == 2 and all(n.endswith(f"of vendor beta marked KILLED: its process {killed.pid} on {host} is gone")

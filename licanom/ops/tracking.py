@@ -55,11 +55,28 @@ NIGHTLY = "nightly"  # the run kind whose runs go to the vendor's own nightly ex
 # the process that owns a run, in its tags: a run left RUNNING by a process that is gone (kill -9, the
 # machine lost) is told from one still running (licanom.ops.training.end_killed_trainings)
 OWNER_HOST_TAG, OWNER_PID_TAG = "licanom.owner.host", "licanom.owner.pid"
+# where the owner's process id means something: the machine's boot and the process-id namespace (Linux);
+# two containers may share a host name (host networking, a fixed hostname) and not their processes
+OWNER_SPACE_TAG = "licanom.owner.space"
+
+
+def owner_space() -> str:
+    """This process's boot id and process-id namespace (``/proc``; empty where there is none): two
+    processes whose pids can be compared share it."""
+    parts = []
+    for read in (lambda: Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+                 lambda: os.readlink("/proc/self/ns/pid")):
+        try:
+            parts.append(read())
+        except OSError:
+            return ""
+    return " ".join(parts)
 
 
 def owner_tags() -> dict[str, str]:
-    """The tags naming this process as a run's owner: its host's name and its process id."""
-    return {OWNER_HOST_TAG: socket.gethostname(), OWNER_PID_TAG: str(os.getpid())}
+    """The tags naming this process as a run's owner: its host's name, its process id, and where that
+    id is this process's (:func:`owner_space`)."""
+    return {OWNER_HOST_TAG: socket.gethostname(), OWNER_PID_TAG: str(os.getpid()), OWNER_SPACE_TAG: owner_space()}
 # The raw Web API Log columns a registered model takes (its input signature). Time is "any":
 # MLflow's datetime type takes only naive times, and a log's are UTC-aware (or Unix seconds)
 INPUT_COLUMNS: tuple[tuple[str, str], ...] = (

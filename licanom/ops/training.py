@@ -205,9 +205,9 @@ def end_killed_trainings(tracker: Tracker, vendor: str, other_host_limit: timede
 
     from mlflow.exceptions import MlflowException
 
-    from licanom.ops.tracking import OWNER_HOST_TAG, OWNER_PID_TAG, _reaching
+    from licanom.ops.tracking import OWNER_HOST_TAG, OWNER_PID_TAG, OWNER_SPACE_TAG, _reaching, owner_space
 
-    here = socket.gethostname()
+    here, space = socket.gethostname(), owner_space()
     now = time.time() if now is None else now
     with _reaching(tracker.config.tracking_uri):
         exp = tracker.client.get_experiment_by_name(tracker.experiment_name(vendor))
@@ -226,12 +226,16 @@ def end_killed_trainings(tracker: Tracker, vendor: str, other_host_limit: timede
         host, pid = run.data.tags.get(OWNER_HOST_TAG), run.data.tags.get(OWNER_PID_TAG)
         started = (run.info.start_time or 0) / 1000
         age = timedelta(seconds=max(0.0, now - started))
-        if host == here and pid is not None and pid.isdigit():
+        # this host's process only where its pid means the same here: the same boot and pid namespace (a
+        # container that shares the host's name and not its processes, or one restarted, is another host)
+        if host == here and pid is not None and pid.isdigit() and space and run.data.tags.get(OWNER_SPACE_TAG) == space:
             if not process_gone(int(pid), started):
                 continue
             why = f"its process {pid} on {host} is gone"
         elif age > other_host_limit:
             owner = f"process {pid} on host {host}" if host else "no process recorded"
+            if host == here and host:
+                owner += " (another boot or container)"
             why = (f"owned by {owner}, which cannot be asked from {here}, and started {_hours(age)} ago "
                    f"(more than {_hours(other_host_limit)})")
         else:
@@ -257,11 +261,13 @@ def _hours(span: timedelta) -> str:
 def process_gone(pid: int, since: float) -> bool:
     """Whether process ``pid`` of this host, which owned a run started at ``since`` (seconds since
     the epoch), is gone: no such process, a zombie (killed, not yet reaped), or one started after
-    the run did (its pid given again). This process is never gone."""
+    the run did (its pid given again). This process is gone only where it started after the run did
+    (a container restarted, its process given the same pid)."""
     import os
 
     if pid == os.getpid():
-        return False
+        stat = _proc_stat(pid)
+        return stat is not None and stat[1] is not None and stat[1] > since + 1
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
