@@ -471,8 +471,10 @@ def read_labels(path: Path) -> Any:
     if not (kind == pl.String or kind.is_integer() or kind.is_float()):  # a Boolean's True would read as +1
         raise ValueError(f"{path}: label must be +1, -1 or 0; its column holds {kind} values")
     value = (pl.col("label").str.strip_chars() if kind == pl.String else pl.col("label")).cast(pl.Float64, strict=False)
-    ident = (pl.col(key).cast(pl.String).str.strip_chars().cast(pl.Int64, strict=False) if key == "Id"
-             else pl.col(key).cast(pl.String))
+    text = pl.col(key).cast(pl.String).str.strip_chars()
+    number = text.cast(pl.Float64, strict=False)  # an Id written 1001.0 (a float column, a spreadsheet's export)
+    whole = pl.when(number.is_finite() & (number == number.round(0)) & (number.abs() < 2.0**53)).then(number)
+    ident = pl.coalesce(text.cast(pl.Int64, strict=False), whole.cast(pl.Int64)) if key == "Id" else pl.col(key).cast(pl.String)
     rows = frame.with_row_index("row").with_columns(value.alias("value"), ident.alias("ident"))
     missing = rows.filter(pl.col(key).cast(pl.String).str.strip_chars().fill_null("") == "")
     if missing.height:

@@ -377,6 +377,12 @@ def test_a_bad_row_of_a_labels_file_is_named_counting_from_0(written, parquet, s
     good = tmp_path / "good.csv"
     good.write_text("Id,label\n1000,+1\n1001, -1\n1002,0\n1003,1.0\n")  # as a spreadsheet may write them
     assert read_labels(good).rows() == [(1000, 1), (1001, -1), (1002, 0), (1003, 1)]
+    floats = tmp_path / "floats.parquet"  # Ids in a float column, as an earlier version read them
+    pl.DataFrame({"Id": [1000.0, 1001.0], "label": [1, -1]}).write_parquet(floats)
+    assert read_labels(floats).rows() == [(1000, 1), (1001, -1)]
+    (tmp_path / "half.csv").write_text("Id,label\n1000.0,1\n1000.5,1\n")
+    with pytest.raises(ValueError, match="row 1 \\(Id 1000.5; .*the Id is not a whole number"):
+        read_labels(tmp_path / "half.csv")
 
 
 def _project_without_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
