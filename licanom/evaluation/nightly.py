@@ -118,8 +118,11 @@ DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
 # spent. 17001-17003 reported it; a share's line for a failing job that recurs through the training
 # days (checked on the development seeds) came after them: spent. 18001-18003 reported it; the set-aside
 # chunks of a job at one time of every day rejoining the reference (checked on the development seeds)
-# came after them: spent. 19001-19003 report it; the next detection change needs 20001-20003.
-REPORT_SEEDS: tuple[int, ...] = (19001, 19002, 19003)
+# came after them: spent. 19001-19003 reported it; the loop line (a machine failing 100 requests in an
+# hour, checked on the development seeds) came after them: spent. 20001-20003 reported its first form,
+# whose calibration took the line too, and showed a vendor silenced by it: spent. 21001-21003 report the
+# amended line; the next detection change needs 22001-22003.
+REPORT_SEEDS: tuple[int, ...] = (21001, 21002, 21003)
 
 
 @dataclass(frozen=True)
