@@ -91,9 +91,12 @@ def prefect_harness():
     """One ephemeral Prefect API for the whole session (starting one costs seconds).
 
     It leaves out what no test here reads, about a tenth of a flow test's CPU: the flows' log
-    lines sent to the API, the events stored, automations. test_servers.py and the demo test
+    lines sent to the API, the events stored, automations; and the flow runs' heartbeats, whose
+    thread sleeps in steps of a second that every flow run waited out at its end (up to a second
+    of nothing per flow run, about 0.9 s for a short one). test_servers.py and the demo test
     (test_first_run.py) run Prefect with its defaults."""
     from prefect.settings import (
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         PREFECT_LOGGING_TO_API_ENABLED,
         PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED,
         PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED,
@@ -102,7 +105,7 @@ def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
     unread = {PREFECT_LOGGING_TO_API_ENABLED: False, PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
-              PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: False}
+              PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: False, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
     with temporary_settings(updates=unread), prefect_test_harness(server_startup_timeout=120):
         yield
 
