@@ -208,6 +208,7 @@ import licanom  # licanom's settings first, as every entry point does
 from licanom.detectors.autoencoders.module import AutoencoderModule
 import flows.run
 import flows.early_api, flows.console, flows.naming, flows.nightly, flows.score_vendor, flows.train_vendor, tasks.api
+import prefect.server.api.server  # what flows.early_api imports to start the temporary server (2 s)
 for name in flows.run.FIRST_CALL_IMPORTS["train"]:
     importlib.import_module(name)
 
