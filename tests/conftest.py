@@ -91,21 +91,25 @@ def prefect_harness():
     """One ephemeral Prefect API for the whole session (starting one costs seconds).
 
     It leaves out what no test here reads, about a tenth of a flow test's CPU: the flows' log
-    lines sent to the API, the events stored, automations; and the flow runs' heartbeats, whose
+    lines sent to the API, the events stored, automations; the flow runs' heartbeats, whose
     thread sleeps in steps of a second that every flow run waited out at its end (up to a second
-    of nothing per flow run, about 0.9 s for a short one). test_servers.py and the demo test
+    of nothing per flow run, about 0.9 s for a short one); and the task runs' records, which the
+    server writes from the task runs' events (the flows' files read flow runs and artifacts, no
+    task run), a busy server being slower to answer the flows. test_servers.py and the demo test
     (test_first_run.py) run Prefect with its defaults."""
     from prefect.settings import (
         PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
         PREFECT_LOGGING_TO_API_ENABLED,
         PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED,
+        PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED,
         PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED,
         temporary_settings,
     )
     from prefect.testing.utilities import prefect_test_harness
 
     unread = {PREFECT_LOGGING_TO_API_ENABLED: False, PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
-              PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: False, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+              PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: False, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
+              PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED: False}
     with temporary_settings(updates=unread), prefect_test_harness(server_startup_timeout=120):
         yield
 
