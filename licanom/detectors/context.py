@@ -440,8 +440,8 @@ class ContextDetector(BaseDetector):
             if isinstance(estimator, TailModel):
                 # no share rule and no loop line here: a block of failing training days would be an outage
                 # against the others' reference, and its +60 nats would lift the calibration's largest score,
-                # its far line and the latest chunks a small night is judged against; where loops fill more
-                # than half of the training chunks, the line's +60 nats would make them the bulk itself, and
+                # its far line and the latest chunks a small night is judged against; where loops fill three
+                # quarters of the training chunks or more, the line's +60 nats would make them the bulk, and
                 # every night's chunk, loops too, lay below it (the calibration is of the normal bulk; the
                 # rules are for the nights)
                 estimator.far_share_columns = estimator.loop_columns = None
