@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -87,8 +88,9 @@ def _prefect_console_outlives_the_test():
 
 
 @pytest.fixture(scope="session")
-def prefect_harness():
-    """One ephemeral Prefect API for the whole session (starting one costs seconds).
+def prefect_harness(tmp_path_factory):
+    """One ephemeral Prefect API for the whole session (starting one costs seconds), on a copy of
+    the run's migrated Prefect database (tests/prefect_store.py) instead of one it migrates.
 
     It leaves out what no test here reads, about a tenth of a flow test's CPU: the flows' log
     lines sent to the API, the events stored, automations; the flow runs' heartbeats, whose
@@ -105,12 +107,23 @@ def prefect_harness():
         PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED,
         temporary_settings,
     )
+    from prefect.testing import utilities
     from prefect.testing.utilities import prefect_test_harness
+
+    from tests.prefect_store import migrated_db
 
     unread = {PREFECT_LOGGING_TO_API_ENABLED: False, PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED: False,
               PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED: False, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None,
               PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_ENABLED: False}
-    with temporary_settings(updates=unread), prefect_test_harness(server_startup_timeout=120):
+    # the harness keeps its database as prefect-test.db in a folder of mkdtemp's: this folder, the
+    # database there already (were that name to change, the harness would migrate a new one itself)
+    folder = tmp_path_factory.mktemp("prefect-harness")
+    migrated_db(tmp_path_factory, folder / "prefect-test.db")
+    with ExitStack() as stack:
+        stack.enter_context(temporary_settings(updates=unread))
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(utilities, "mkdtemp", lambda: str(folder))
+            stack.enter_context(prefect_test_harness(server_startup_timeout=120))
         yield
 
 

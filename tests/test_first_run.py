@@ -199,8 +199,8 @@ def test_an_expected_failure_is_one_line_on_the_console_and_a_bug_keeps_its_trac
 # nothing else), writes its output to its own files, runs `licanom run train` to its end and
 # exits through the interpreter's exit (atexit, where Prefect stops its temporary server), as
 # the command does. Each has its own vendor folder and MLflow store; the Prefect home is the
-# parent's (Prefect reads it when imported), so the second command finds the database the first
-# created.
+# parent's (Prefect reads it when imported), its database made ahead as `make venv` makes the
+# project's (tests/prefect_store.py; the demo test above is the one on a cold home).
 INTERRUPTED_TRAININGS = """
 import importlib, os, signal, sys
 from pathlib import Path
@@ -245,6 +245,7 @@ SIGNALS = ("SIGINT", "SIGTERM")
 def interrupted_trainings(tmp_path_factory) -> dict[str, tuple[int, str]]:
     """Each signal's command: its exit code and its stderr."""
     from tests.mlflow_store import empty_store
+    from tests.prefect_store import migrated_db
 
     root = tmp_path_factory.mktemp("interrupted")
     args: list[str] = []
@@ -255,6 +256,7 @@ def interrupted_trainings(tmp_path_factory) -> dict[str, tuple[int, str]]:
         _demo_conf(folder, days=2, seed=seed)
         empty_store(folder / "mlflow.db")  # not the point here: a copy of an empty store
         args += [signal_name, str(folder)]
+    migrated_db(tmp_path_factory, root / "prefect-home" / "prefect.db")
     env = _bare_env(PREFECT_HOME=str(root / "prefect-home"), OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-c", INTERRUPTED_TRAININGS, *args], env=env, capture_output=True,
                           text=True, timeout=900, cwd=root, start_new_session=True)

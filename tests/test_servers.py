@@ -192,6 +192,8 @@ def _base_env(root: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
+    from tests.prefect_store import migrated_db
+
     prefect_exe, mlflow_exe = _executable("prefect"), _executable("mlflow")
     root = tmp_path_factory.mktemp("servers")
     logs = root / "logs"
@@ -204,8 +206,11 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     seconds: dict[str, float] = {}
     t0 = time.monotonic()
     procs = Procs()
+    # Prefect's database made ahead, as `make venv` makes the project's for `make ui`
+    # (tests/prefect_store.py); MLflow's server creates its own
+    migrated_db(tmp_path_factory, root / "prefect-home" / "prefect.db")
     try:
-        # 1. both servers at once (each needs ~25 s here, mostly imports and migrations)
+        # 1. both servers at once (each needs ~25 s here, mostly imports, and MLflow's migrations)
         prefect_env = _base_env(root) | {
             "PREFECT_SERVER_UI_ENABLED": "false",
             # no scheduled runs: only the run this test starts (serve.py attaches cron schedules)
