@@ -6,7 +6,6 @@ import threading
 
 import pytest
 
-import prefect.server.api.server as server_module
 from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED, temporary_settings
 
 from flows.early_api import start_early
@@ -31,12 +30,21 @@ class FakeServer:
 
 
 @pytest.fixture
+def server_module():
+    """Prefect's server module, imported here rather than at collection (seconds, in every worker
+    of `make test`, for these tests alone)."""
+    import prefect.server.api.server
+
+    return prefect.server.api.server
+
+
+@pytest.fixture
 def no_api():
     with temporary_settings(updates={PREFECT_API_URL: None, PREFECT_SERVER_EPHEMERAL_ENABLED: True}):
         yield
 
 
-def test_nothing_starts_with_an_api_url(monkeypatch):
+def test_nothing_starts_with_an_api_url(monkeypatch, server_module):
     fake = FakeServer()
     monkeypatch.setattr(server_module, "SubprocessASGIServer", fake)
     with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
@@ -45,7 +53,7 @@ def test_nothing_starts_with_an_api_url(monkeypatch):
     assert api.thread is None and fake.starts == 0
 
 
-def test_nothing_starts_with_the_ephemeral_api_off(monkeypatch):
+def test_nothing_starts_with_the_ephemeral_api_off(monkeypatch, server_module):
     fake = FakeServer()
     monkeypatch.setattr(server_module, "SubprocessASGIServer", fake)
     with temporary_settings(updates={PREFECT_API_URL: None, PREFECT_SERVER_EPHEMERAL_ENABLED: False}):
@@ -53,7 +61,7 @@ def test_nothing_starts_with_the_ephemeral_api_off(monkeypatch):
     assert fake.starts == 0
 
 
-def test_the_server_starts_once_in_a_thread_and_wait_joins_it(monkeypatch, no_api):
+def test_the_server_starts_once_in_a_thread_and_wait_joins_it(monkeypatch, no_api, server_module):
     fake = FakeServer()
     monkeypatch.setattr(server_module, "SubprocessASGIServer", fake)
     api = start_early()
@@ -63,7 +71,7 @@ def test_the_server_starts_once_in_a_thread_and_wait_joins_it(monkeypatch, no_ap
     assert not api.thread.is_alive() and fake.starts == 1
 
 
-def test_nothing_more_is_imported_once_the_server_is_up(monkeypatch, no_api):
+def test_nothing_more_is_imported_once_the_server_is_up(monkeypatch, no_api, server_module):
     fake = FakeServer()
     fake.go.set()
     monkeypatch.setattr(server_module, "SubprocessASGIServer", fake)
@@ -72,7 +80,7 @@ def test_nothing_more_is_imported_once_the_server_is_up(monkeypatch, no_api):
     api.wait(["no_such_module_anywhere"])  # the server answered: the list is not read at all
 
 
-def test_a_failed_start_is_raised_by_wait_in_the_callers_thread(monkeypatch, no_api):
+def test_a_failed_start_is_raised_by_wait_in_the_callers_thread(monkeypatch, no_api, server_module):
     fake = FakeServer(fail=True)
     fake.go.set()
     monkeypatch.setattr(server_module, "SubprocessASGIServer", fake)
@@ -93,7 +101,7 @@ def test_the_flows_first_call_imports_exist():
             assert importlib.util.find_spec(name) is not None, name
 
 
-def test_licanom_run_says_in_one_line_that_the_api_did_not_start(monkeypatch, no_api, capsys):
+def test_licanom_run_says_in_one_line_that_the_api_did_not_start(monkeypatch, no_api, capsys, server_module):
     from flows import run
 
     fake = FakeServer(fail=True)
