@@ -160,11 +160,15 @@ def flow_stores(root: Path, vendors: dict[str, str]) -> pytest.MonkeyPatch:
 # them. tests/test_schedule.py checks that the list names every such file.
 PREFECT_FILES = ("tests/test_flows.py", "tests/test_flow_faults.py", "tests/test_isolation.py")
 # Handed out first, the longest first, so that no worker is left with a long file at the end
-# while the other idles (measured: docs/testing.md); the other files follow in their usual order.
-LONGEST_FIRST = (*PREFECT_FILES, "tests/test_first_run.py", "tests/test_servers.py",
-                 "tests/test_fault_injection.py", "tests/test_faults.py", "tests/test_evaluate.py",
-                 "tests/test_training_parallel.py", "tests/test_nights.py", "tests/test_cli.py",
-                 "tests/test_report_templates.py", "tests/test_bad_input_scale.py")
+# while the other idles: every file of 8 s or more in a run of the suite, in the order of their
+# times there (benchmarks/results/test-suite.md); the other files, all short, follow in their
+# usual order.
+LONGEST_FIRST = (*PREFECT_FILES, "tests/test_first_run.py", "tests/test_servers.py", "tests/test_nights.py",
+                 "tests/test_fault_injection.py", "tests/test_evaluate.py", "tests/test_cli.py",
+                 "tests/test_training_parallel.py", "tests/test_sequence_models.py", "tests/test_layers.py",
+                 "tests/test_bad_input_scale.py", "tests/test_report.py", "tests/test_validate.py",
+                 "tests/test_faults.py", "tests/test_nightly_modes.py", "tests/test_simulate.py",
+                 "tests/test_secondsim.py", "tests/test_report_templates.py", "tests/test_rows_state.py")
 
 
 def _file_of(nodeid: str) -> str:
