@@ -2,8 +2,7 @@
 
 The fork server imports this module once, before it forks any child: importing it registers
 licanom's detectors (which imports their modules, Lightning among them), so that each child
-starts with them imported instead of importing them itself (seconds per kill point), and draws
-one figure, so that no child loads matplotlib's fonts itself.
+starts with them imported instead of importing them itself (seconds per kill point).
 """
 
 from __future__ import annotations
@@ -11,14 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
-
 from licanom.detectors import registry
-from licanom.report import plots
 
 registry.names()
-# one small figure drawn here loads matplotlib's fonts and text layout once, for every child
-plots.score_histograms(np.arange(5.0), np.arange(5.0), np.array([4.0]), 3.5, "threshold", "score")
 
 
 def night_in_child(root: str, name: str, model_dir: str, crash_at: str) -> None:

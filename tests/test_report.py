@@ -188,7 +188,8 @@ def test_page_has_no_external_references(page: str) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", lowered)
     assert "<link" not in lowered and "@import" not in lowered and "url(" not in lowered
     images = re.findall(r"<img [^>]*src=\"([^\"]*)\"", page)
-    assert len(images) == 2 and all(src.startswith("data:image/png;base64,") for src in images)
+    assert len(images) == 1 and images[0].startswith("data:image/png;base64,")  # the loss curves
+    assert page.count('<svg class="histogram"') == 1  # the score histogram, inline
 
 
 def test_csv_columns_order_and_formula_guard(inp: ReportInput, tmp_path) -> None:
@@ -448,8 +449,12 @@ def test_a_frames_reasons_name_up_to_three_of_its_new_values() -> None:
 def test_a_score_histogram_of_equal_or_nearly_equal_scores_is_drawn(scores: np.ndarray) -> None:
     """A training of a few chunks gave scores a hair apart: numpy's 50 bins failed ("Too many bins
     for data range") and the figure failed the training with it."""
-    from licanom.report.plots import error_histograms, score_histograms
+    from licanom.report.histogram import score_histogram
+    from licanom.report.plots import error_histograms
 
     histograms = error_histograms(scores, scores, {"M1": None, "M3": 0.25}, title="t")
-    report = score_histograms(scores, scores, scores[:1], 0.25, "M3", "score")
-    assert histograms.startswith(b"\x89PNG") and report.startswith(b"\x89PNG")
+    report = score_histogram(scores, scores, scores[:1], 0.25, "M3", "score")
+    assert histograms.startswith(b"\x89PNG")
+    finite = int(np.isfinite(scores).sum())
+    for panel in report.panels:  # every finite score in a bar of positive width, none twice
+        assert sum(bar.count for bar in panel.bars) == finite and all(bar.width > 0 for bar in panel.bars)

@@ -280,13 +280,13 @@ def test_a_saved_run_with_entities_and_context_gives_the_same_page(tmp_path) -> 
 
 
 def test_figures_draw_in_threads_without_pyplot() -> None:
-    from licanom.report.plots import loss_curves, score_histograms
+    from licanom.report.plots import error_histograms, loss_curves
 
     def draw(i: int) -> bytes:
         if i % 2:
             return loss_curves({f"m{i}": ((0.3, 0.2, 0.1 * i), ())}, ylabel="MAE")
         scores = np.linspace(0, 1 + i, 50)
-        return score_histograms(scores, scores, scores[-3:], 0.9, "M3", "reconstruction error (MAE)")
+        return error_histograms(scores, scores[-3:], {"M3": 0.9}, xlabel="reconstruction error (MAE)")
 
     with ThreadPoolExecutor(4) as pool:
         pngs = list(pool.map(draw, range(8)))

@@ -1,4 +1,5 @@
-"""Figures for runs and reports: score histograms with thresholds (thesis Fig. 4.4), loss curves.
+"""Figures for training runs (MLflow artifacts) and reports: error histograms with thresholds (thesis
+Fig. 4.4), loss curves. The report's score histogram is inline SVG (:mod:`licanom.report.histogram`).
 
 Each function returns the figure as PNG bytes. Figures are drawn with matplotlib's object API
 (:class:`matplotlib.figure.Figure`, rendered by the Agg canvas): no pyplot, no global figure
@@ -17,7 +18,9 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["error_histograms", "loss_curves", "png", "score_histograms"]
+from licanom.report.histogram import bin_edges
+
+__all__ = ["error_histograms", "loss_curves", "png"]
 
 _COLOURS = ("tab:red", "tab:orange", "tab:green", "tab:purple", "tab:brown")
 
@@ -30,33 +33,15 @@ def png(fig: Figure, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
-def _edges(values: np.ndarray, bins: int) -> np.ndarray | None:
-    """``bins`` equal bins over the finite ``values``; fewer (down to one) where their range is too
-    narrow for ``bins`` distinct edges (scores equal but for their last digits: numpy refuses
-    "too many bins for data range"); None where no value is finite. A figure never fails a run."""
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if not finite.size:
-        return None
-    lo, hi = float(finite.min()), float(finite.max())
-    while bins > 1:
-        edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.array([])
-        if edges.size and np.all(np.isfinite(edges)) and np.all(np.diff(edges) > 0):
-            return edges
-        bins //= 2
-    pad = max(abs(lo), abs(hi)) * 1e-3 or 0.5  # one bin around the values (all equal, or nearly)
-    return np.array([lo - pad, hi + pad])
-
-
 def _hist(ax: Any, values: np.ndarray, bins: int | np.ndarray, **style: Any) -> None:
     """A filled histogram drawn as one step outline (``Axes.stairs``), not one rectangle per bin
     as ``Axes.hist`` draws: the same figure at a fraction of the drawing time. Empty bins are
     left out of the log scale (NaN), as ``hist`` leaves them. Values that are not finite are
-    left out; an int ``bins`` is at most that many (:func:`_edges`)."""
+    left out; an int ``bins`` is at most that many (:func:`~licanom.report.histogram.bin_edges`)."""
     values = np.asarray(values, dtype=np.float64)
     values = values[np.isfinite(values)]
     if isinstance(bins, (int, np.integer)):
-        edges = _edges(values, int(bins))
+        edges = bin_edges(values, int(bins))
         if edges is None:
             return
         bins = edges
@@ -89,35 +74,6 @@ def error_histograms(
         fig.suptitle(title)
     # fixed margins: tight_layout measures every text on the figure (about a second per variant)
     fig.subplots_adjust(left=0.07, right=0.99, bottom=0.14, top=0.82 if title else 0.9, wspace=0.15)
-    return png(fig)
-
-
-def score_histograms(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray, threshold: float,
-                     threshold_name: str, xlabel: str) -> bytes:
-    """A report's figure: the training scores (left) and the report's chunks (right, the flagged
-    ones in red), the threshold dashed, on shared bins and a log scale (PNG)."""
-    fig = Figure(figsize=(10, 3.4))
-    axes = fig.subplots(1, 2, sharex=True)
-    every = np.concatenate([train, scored, [threshold]])
-    bins = _edges(every, 50)
-    if bins is None:  # no finite score, nor threshold: nothing to bin
-        bins = np.array([0.0, 1.0])
-    for ax, errors, title in ((axes[0], train, "training chunks"), (axes[1], scored, "all chunks of this report")):
-        if errors.size:
-            _hist(ax, errors, bins, color="tab:blue", alpha=0.8, label="chunks")
-        else:
-            ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes, color="grey")
-        ax.axvline(threshold, color="tab:red", linestyle="--", linewidth=1.2, label=f"threshold {threshold:.4g} ({threshold_name})")
-        ax.set_yscale("log")
-        ax.set_title(f"{title} ({errors.size})", y=1.0, pad=6)
-        ax.set_xlabel(xlabel)
-    if flagged.size:
-        _hist(axes[1], flagged, bins, color="tab:red", alpha=0.9, label="flagged")
-    for ax in axes:
-        ax.set_ylim(bottom=0.7)
-    axes[0].set_ylabel("chunks")
-    axes[1].legend(fontsize=8)
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.15, top=0.9, wspace=0.15)  # tight_layout is slow
     return png(fig)
 
 

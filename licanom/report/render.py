@@ -2,8 +2,8 @@
 
 :func:`write_report` is the one entry point of the HTML report: it analyses a
 :class:`~licanom.report.analysis.ReportInput` once and writes ``report.html`` (a self-contained
-page: no scripts, no external references, CSS inline, figures as base64 PNG data URIs) and
-``anomalies.csv``. :func:`anomaly_report` renders the night's ``report.md``.
+page: no scripts, no external references, CSS inline, the score histogram as inline SVG
+(:mod:`licanom.report.histogram`), loss curves as a base64 PNG data URI) and ``anomalies.csv``. :func:`anomaly_report` renders the night's ``report.md``.
 
 The templates live in ``licanom/report/templates/`` (shipped as package data). The environment
 escapes every value by default (``autoescape``; log fields are untrusted, so a key, machine code
@@ -53,6 +53,7 @@ from licanom.report.analysis import (
     signal_label,
     text,
 )
+from licanom.report.histogram import score_histogram
 
 __all__ = ["ReportPaths", "anomaly_report", "environment", "md_cell", "render_html", "write_report"]
 
@@ -460,13 +461,13 @@ def _page(a: Analysis) -> dict[str, object]:
         ("requests in frames", f"{int(frames['requests'].sum()) if frames.height else 0:,}"),
         ("requests in chunks", f"{int(a.covered.sum()):,}"),
     ]
-    from licanom.report import plots  # matplotlib, only when a page is drawn
-
     train, scored, flagged = score_distributions(a)
     wording = inp.score
-    histogram = plots.score_histograms(train, scored, flagged, inp.threshold, inp.threshold_name, wording.score)
+    histogram = score_histogram(train, scored, flagged, inp.threshold, inp.threshold_name, wording.score)
     loss = None
     if inp.train_loss or inp.val_loss:
+        from licanom.report import plots  # matplotlib, only for a model trained in epochs
+
         loss = plots.loss_curves({inp.model: (tuple(inp.train_loss), tuple(inp.val_loss))},
                                  ylabel=wording.loss or "loss")
     last = ", ".join(f"{name} {vals[-1]:.4f}" for name, vals in (("train/loss", inp.train_loss),
@@ -480,7 +481,7 @@ def _page(a: Analysis) -> dict[str, object]:
         "incidents": _incident_rows(a),
         "frames_total": listing.height, "frames": _frame_rows(a, shown),
         "wording": wording, "score_name": wording.score[:1].upper() + wording.score[1:],
-        "histogram": _data_uri(histogram),
+        "histogram": histogram,
         "loss": None if loss is None else _data_uri(loss), "loss_last": last, "loss_note": _loss_note(inp, wording),
         "details": tuple(_frame_detail(a, r, i == 0) for i, r in enumerate(shown.iter_rows(named=True))),
         "bands": ", ".join(f"{name} from {lo:g}×" if lo > 0 else f"{name} below" for name, lo in SEVERITY_BANDS),

@@ -1,0 +1,74 @@
+"""The report's score histogram: its geometry (licanom/report/histogram.py) and its inline SVG."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from licanom.report.histogram import BOTTOM, TOP, nice_ticks, score_histogram
+from licanom.report.render import environment
+
+
+def svg(h) -> str:
+    return environment().from_string('{% include "histogram.svg.j2" %}').render(h=h)
+
+
+@pytest.mark.parametrize(("lo", "hi"), [(0.0, 40.0), (-0.3, 7.1), (1e8, 1e8 + 3.0), (0.004, 0.0051), (-5.0, -1.0)])
+def test_nice_ticks_are_round_evenly_spaced_and_inside_the_range(lo: float, hi: float) -> None:
+    ticks = nice_ticks(lo, hi)
+    assert 3 <= len(ticks) <= 11 and all(lo <= t <= hi for t in ticks)
+    steps = np.diff(ticks)
+    assert np.allclose(steps, steps[0])
+    mantissa = steps[0] / 10 ** math.floor(math.log10(steps[0]))
+    assert any(math.isclose(mantissa, m) for m in (1.0, 2.0, 2.5, 5.0))
+
+
+def test_the_bars_hold_every_chunk_once_and_the_flagged_ones_lie_over_the_threshold() -> None:
+    rng = np.random.default_rng(0)
+    train, scored = rng.exponential(5, 400), rng.exponential(5, 120)
+    flagged = scored[scored > 12]
+    h = score_histogram(train, scored, flagged, 12.0, "severity", "severity")
+    left, right = h.panels
+    assert sum(b.count for b in left.bars) == 400 and sum(b.count for b in right.bars) == 120
+    assert sum(b.count for b in right.flagged) == flagged.size and not left.flagged
+    assert all(b.x >= h.threshold_x[1] - b.width for b in right.flagged)  # each flagged bin reaches past the line
+    for panel, x in zip(h.panels, h.threshold_x, strict=True):
+        assert panel.left < x < panel.right
+        for b in panel.bars:  # inside the plot, taller for more chunks
+            assert panel.left <= b.x and b.x + b.width <= panel.right + 1e-6 and TOP <= b.y < BOTTOM
+        tallest = max(panel.bars, key=lambda b: b.count)
+        assert all(b.height <= tallest.height for b in panel.bars)
+    one = [b for b in right.bars if b.count == 1]
+    ten = [b for b in right.bars if b.count >= 10]
+    assert one and ten and max(b.height for b in one) < min(b.height for b in ten)  # log scale, one chunk still shows
+    assert all(b.height > 0 for b in one)
+
+
+def test_the_svg_escapes_its_words_and_draws_each_bar() -> None:
+    h = score_histogram(np.arange(10.0), np.arange(5.0), np.array([4.0]), 3.5, "<b>M3</b>", 'score "x"')
+    page = svg(h)
+    assert "<b>M3</b>" not in page and "&lt;b&gt;M3&lt;/b&gt;" in page
+    assert page.count("<title>") == 1 + len(h.panels[0].bars) + len(h.panels[1].bars) + len(h.panels[1].flagged)
+    assert page.count('stroke-dasharray="5 3"') == 3  # the threshold in each panel and in the legend
+
+
+def test_a_threshold_that_is_not_finite_draws_no_line_and_an_empty_panel_says_none() -> None:
+    h = score_histogram(np.arange(10.0), np.array([]), np.array([]), math.inf, "M1", "score")
+    page = svg(h)
+    assert h.threshold_x is None and page.count('stroke-dasharray="5 3"') == 1  # the legend's only
+    assert h.panels[1].empty and re.search(r">none</text>", page)
+    assert "inf" not in page.replace("threshold inf", "")  # no position is infinite
+
+
+def test_a_nights_report_imports_no_matplotlib(tmp_path) -> None:
+    """The night of a context model (no loss curves) writes its page without matplotlib."""
+    probe = ("import sys; from tests.test_report import make_input; from licanom.report import write_report; "
+             f"write_report(make_input(train_loss=(), val_loss=()), {str(tmp_path)!r}); "
+             "print(sorted(m for m in sys.modules if m.startswith('matplotlib')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]" and (tmp_path / "report.html").exists()
