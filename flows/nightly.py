@@ -21,12 +21,11 @@ import os
 from typing import Literal
 
 from prefect import flow, unmapped
-from prefect.states import Failed
+from prefect.states import Failed, State
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.naming import run_name, tagged
 from flows.score_vendor import score_vendor
-from licanom.config import VendorConfigError, check_defaults
 from tasks import vendors
 
 Runner = Literal["sequential", "threads", "dask"]
@@ -56,6 +55,13 @@ def task_runner(runner: Runner, workers: int | None = None) -> TaskRunner:  # ty
     raise ValueError(f"unknown runner {runner!r}: sequential, threads or dask")
 
 
+def refused(check: State) -> State:
+    """A check's failed task run as the nightly run's end: its one line and its error (that of a
+    configuration error, exit code 2: licanom.cli.failure_exit), before any vendor's run."""
+    err = check.result(raise_on_failure=False)
+    return Failed(message=str(err), data=err)
+
+
 @flow(name="nightly-fan-out", log_prints=True)
 def fan_out(names: list[str]) -> list[tuple[str, str, str, int]]:
     return vendors.score_one.map(unmapped(score_vendor), names).result()
@@ -71,10 +77,10 @@ def nightly(runner: Runner = "sequential", workers: int | None = None) -> list[s
         workers: Vendors scored at once with threads or dask (empty: two per CPU with threads,
             one per CPU with dask).
     """
-    try:  # every vendor's settings start from conf/defaults.yaml: checked once, not failed by each vendor in turn
-        check_defaults()
-    except VendorConfigError as err:  # one line, as score-vendor ends on its own configuration's error
-        return Failed(message=str(err), data=err)  # type: ignore[return-value]
+    # every vendor's settings start from conf/defaults.yaml: checked once, not failed by each vendor in turn
+    checked = vendors.check_defaults(return_state=True)
+    if checked.is_failed():  # one line, as score-vendor ends on its own configuration's error
+        return refused(checked)  # type: ignore[return-value]
     names = vendors.list_vendors()
     print(f"nightly: scoring {len(names)} vendors ({', '.join(names)}) with the {runner} runner")
     if runner == "sequential":

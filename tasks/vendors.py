@@ -7,6 +7,7 @@ from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 
 from licanom import config
 from licanom.data import privacy
@@ -47,6 +48,19 @@ def require_secrets(cfg: config.Config) -> None:
     """Refuse a vendor whose settings need a secret that neither the environment nor its Prefect
     Secret block holds, in one line naming both, before anything is read."""
     privacy.require_secrets(cfg, lambda what: secret_block_name(cfg.vendor, what))
+
+
+@task(cache_policy=NO_CACHE)
+def check_defaults() -> None:
+    """conf/defaults.yaml, which every vendor's settings start from, checked once before any vendor's
+    run (licanom.config.check_defaults). Missing or unreadable: the task run fails with the error's
+    one line (a :class:`licanom.config.VendorConfigError`, whose exit code is 2) as its state, not a
+    traceback in the log; the flow ends with it."""
+    try:
+        config.check_defaults()
+    except config.VendorConfigError as err:
+        return Failed(message=str(err), data=err)  # type: ignore[return-value]
+    return None
 
 
 @task(cache_policy=NO_CACHE)

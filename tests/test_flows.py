@@ -226,9 +226,24 @@ def test_nightly_checks_the_defaults_once_before_any_vendor(flow_env, monkeypatc
         with get_client(sync_client=True) as client:
             return len(client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["score-vendor"]))))
 
+    # checked in a task run of its own (tasks.vendors.check_defaults), as flows only wire tasks: the
+    # flow called licanom.config.check_defaults itself, outside any task run
+    import licanom.config
+    from prefect.context import TaskRunContext
+
+    checked_in: list[str | None] = []
+    check = licanom.config.check_defaults
+
+    def seen(*args, **kwargs):  # type: ignore[no-untyped-def]
+        run = TaskRunContext.get()
+        checked_in.append(run.task.name if run else None)
+        return check(*args, **kwargs)
+
+    monkeypatch.setattr(licanom.config, "check_defaults", seen)
     before = score_runs()
     capfd.readouterr()
     state = nightly(return_state=True)
+    assert checked_in == ["check_defaults"]
     assert state.is_failed() and str(state.message) == (
         f"configuration error: {conf / 'defaults.yaml'} not found: a configuration folder needs its defaults.yaml "
         "(copy the repository's conf/defaults.yaml there)")
