@@ -2,8 +2,9 @@
 
 Like `licanom serve` (flows/serve.py), one `score-<vendor>` (nightly cron) and one
 `train-<vendor>` (weekly cron) deployment per vendor in conf/vendors/, plus `nightly/<name>` for
-all vendors; but here the deployments belong to a work pool, so a worker (`prefect worker
-start`) runs each flow run in its own process, and no process has to stay up to serve them.
+all vendors (no vendor there: refused in one line naming the folder, unless --only-nightly); but
+here the deployments belong to a work pool, so a worker (`prefect worker start`) runs each flow
+run in its own process, and no process has to stay up to serve them.
 The code is taken from this project's folder (a local source: the worker's machine must see
 the same path); for other infrastructure use a git source or an image (deploy/README.md).
 
@@ -57,10 +58,15 @@ def build(pool: str, vendors: list[str] | None, conf_dir: Path | None, nightly_n
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.utilities.annotations import freeze
 
-    from licanom.config import describe_error, ignored_vendor_files, list_vendors, load_config
+    from licanom.config import VendorConfigError, describe_error, ignored_vendor_files, load_config, require_vendors
 
     job_variables = variables or {}
-    names = vendors or list_vendors(conf_dir)
+    names = vendors or []
+    if not vendors and not only_nightly:  # no vendor: only a nightly deployment that scores nothing
+        try:
+            names = require_vendors(conf_dir)
+        except VendorConfigError as err:
+            raise SystemExit(f"register: {err}; nothing registered") from None
     if not vendors and not only_nightly and (ignored := ignored_vendor_files(conf_dir)):
         print(f"register: {ignored}", file=sys.stderr)
     out = []

@@ -69,7 +69,8 @@ def fan_out(names: list[str]) -> list[tuple[str, str, str, int]]:
 
 @flow(name="nightly", log_prints=True, flow_run_name=run_name("nightly"))
 def nightly(runner: Runner = "sequential", workers: int | None = None) -> list[str]:
-    """Score every vendor in conf/vendors/, each in its own score-vendor flow run.
+    """Score every vendor in conf/vendors/, each in its own score-vendor flow run (none there: the
+    run fails with one line naming the folder).
 
     Args:
         runner: How vendors fan out: sequential (one after another), threads (in this process) or
@@ -81,7 +82,10 @@ def nightly(runner: Runner = "sequential", workers: int | None = None) -> list[s
     checked = vendors.check_defaults(return_state=True)
     if checked.is_failed():  # one line, as score-vendor ends on its own configuration's error
         return refused(checked)  # type: ignore[return-value]
-    names = vendors.list_vendors()
+    listed = vendors.list_vendors(return_state=True)
+    if listed.is_failed():  # no vendor: a scheduled run that scored nothing would succeed unnoticed
+        return refused(listed)  # type: ignore[return-value]
+    names = listed.result()
     print(f"nightly: scoring {len(names)} vendors ({', '.join(names)}) with the {runner} runner")
     if runner == "sequential":
         outcomes = []

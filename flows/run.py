@@ -9,7 +9,7 @@ imported (flows.early_api); if it does not start, one line and exit code 4 too.
 Without --vendor, score and train take the demo vendor only where it is the only one configured, and
 say so; with other vendors they are refused, listing them (a forgotten --vendor scored the demo).
 An unknown vendor or a configuration error (for nightly, of conf/defaults.yaml, which every vendor's
-starts from) is refused first, in one line, with exit code 2; a flow that fails on its input ends
+starts from, or no vendor in conf/vendors/) is refused first, in one line, with exit code 2; a flow that fails on its input ends
 with one line and the exit code `licanom prepare` gives (3: the log cannot be used, 4: it cannot be
 read; 2: a missing secret, no champion to score with), one whose MLflow tracking server cannot be
 reached with one line naming its URI and exit code 4, as for Prefect's API; nightly, whose vendors
@@ -233,13 +233,14 @@ def _run(args: argparse.Namespace, interrupt: Interrupted):  # type: ignore[no-u
     """The flow's final state, or an exit code when the vendor's configuration is wrong or Prefect's
     API cannot be reached."""
     from licanom.cli import EXIT_USAGE
-    from licanom.config import VendorConfigError, check_defaults, vendor_config
+    from licanom.config import VendorConfigError, check_defaults, require_vendors, vendor_config
 
     try:  # a configuration error is one line here, not a failed flow run
         if args.flow != "nightly":
             vendor_config(args.vendor)
         else:  # every vendor's starts from conf/defaults.yaml: a slip there would fail each vendor in turn
             check_defaults()
+            require_vendors()  # and no vendor at all: a night that scored nothing would end with 0
     except VendorConfigError as err:
         print(f"licanom: {err}", file=sys.stderr)
         return EXIT_USAGE

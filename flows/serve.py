@@ -8,6 +8,8 @@ PREFECT_API_URL at a Prefect server (`make ui` starts one) so that the UI sees t
 A vendor's deployments have their vendor frozen (read-only in the UI's run form, enforced by the
 API); the other parameters are described in the form from the flows' docstrings. A vendor whose
 configuration or schedule cannot be read is not served, with one line saying why; the others are.
+No vendor in conf/vendors/ (empty or missing) is refused, in one line naming the folder, with exit
+code 2: nothing would be served but a nightly deployment that scores nothing.
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ from flows.naming import PROJECT_TAG, vendor_tags
 from flows.nightly import nightly
 from flows.score_vendor import score_vendor
 from flows.train_vendor import train_vendor
-from licanom.config import describe_error, ignored_vendor_files, list_vendors, vendor_config, vendor_file
+from licanom.config import (VendorConfigError, describe_error, ignored_vendor_files, require_vendors, vendor_config,
+                            vendor_file)
 
 
 def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-arg]
     """Runner deployments: score-<vendor> (nightly cron), train-<vendor> (weekly cron), nightly (all).
     A vendor whose configuration or schedules fail is left out, named on stderr, as are the files of
-    conf/vendors/ whose names are no vendor's."""
+    conf/vendors/ whose names are no vendor's; no vendor there at all is a
+    :class:`licanom.config.VendorConfigError` naming the folder (licanom.config.require_vendors)."""
     out = []
+    names = vendors or require_vendors()
     if not vendors and (ignored := ignored_vendor_files()):
         print(f"licanom serve: {ignored}", file=sys.stderr)
-    for vendor in vendors or list_vendors():
+    for vendor in names:
         try:
             schedule = vendor_config(vendor).schedule  # a files source without its path: not served either
             crons = []
@@ -61,13 +66,17 @@ def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-
 
 
 def main(argv: list[str] | None = None) -> None:
-    from licanom.cli import Parser, vendor_name
+    from licanom.cli import EXIT_USAGE, Parser, vendor_name
 
     parser = Parser(prog="licanom serve", description="Serve licanom's per-vendor deployments.")
     parser.add_argument("--vendor", type=vendor_name, action="append",
                         help="only this vendor, repeatable (default: every vendor in conf/vendors)")
     args = parser.parse_args(argv)
-    serve(*deployments(args.vendor))
+    try:
+        served = deployments(args.vendor)
+    except VendorConfigError as err:  # no vendor: one line, not a server of nothing
+        parser.exit(EXIT_USAGE, f"licanom serve: {err}; nothing served\n")
+    serve(*served)
 
 
 if __name__ == "__main__":

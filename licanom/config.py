@@ -821,6 +821,23 @@ def list_vendors(conf_dir: Path | None = None, warn: bool = False) -> list[str]:
     return sorted({p.stem for p in _vendor_files(conf_dir) if VENDOR_NAME.fullmatch(p.stem)})
 
 
+def require_vendors(conf_dir: Path | None = None, warn: bool = False) -> list[str]:
+    """:func:`list_vendors` for a run of every vendor (the nightly flow, `licanom serve`, the
+    deployments): none there (conf/vendors/ empty or missing) is a :class:`VendorConfigError`
+    naming the folder looked in, as such a run would otherwise score nothing and succeed."""
+    conf_dir = conf_dir or default_conf_dir()
+    names, ignored = list_vendors(conf_dir), ignored_vendor_files(conf_dir)
+    if not names:
+        folder = conf_dir / "vendors"
+        where = (f"no <vendor>.yaml or .yml in {folder}" if folder.is_dir()
+                 else f"{folder} is not a folder" if folder.exists() else f"{folder} does not exist")
+        raise VendorConfigError(f"configuration error: no vendors configured: {where} (add one file per vendor)"
+                                + (f"; {ignored}" if ignored else ""))
+    if warn and ignored:
+        log.warning("%s", ignored)
+    return names
+
+
 def ignored_vendor_files(conf_dir: Path | None = None) -> str | None:
     """One line naming the files of conf/vendors/ whose name is no vendor's name, which no run,
     deployment or nightly reads, and why; None where there are none."""

@@ -65,8 +65,14 @@ def check_defaults() -> None:
 
 @task(cache_policy=NO_CACHE)
 def list_vendors() -> list[str]:
-    """The vendors of conf/vendors/; a file there whose name is no vendor's, one warning naming it."""
-    return config.list_vendors(warn=True)
+    """The vendors of conf/vendors/; a file there whose name is no vendor's, one warning naming it.
+    None there (the folder empty or missing): the task run fails with one line naming the folder
+    (licanom.config.require_vendors; a configuration error, exit code 2), as check_defaults does,
+    since a nightly run of no vendor would score nothing and succeed."""
+    try:
+        return config.require_vendors(warn=True)
+    except config.VendorConfigError as err:
+        return Failed(message=str(err), data=err)  # type: ignore[return-value]
 
 
 @task(cache_policy=NO_CACHE)

@@ -735,6 +735,34 @@ def test_run_nightly_checks_the_defaults_once_before_any_vendor(tmp_path, monkey
     assert run.main(["nightly"]) == EXIT_SOURCE and "not refused; nothing was run" in capsys.readouterr().err
 
 
+def test_run_nightly_with_no_vendor_is_refused_naming_the_folder(tmp_path, monkeypatch, capsys):
+    """`licanom run nightly` with conf/vendors/ empty or missing scored nothing and ended with 0: a
+    scheduled night that silently did nothing. Refused before anything runs, as a configuration
+    error (2), in one line naming the folder it looked in."""
+    import flows.run as run
+    import tasks.api
+
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "defaults.yaml").write_text((Path(__file__).resolve().parent.parent / "conf" / "defaults.yaml").read_text())
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    # what came next: Prefect's API, here a stand-in that stops the run (4) where it was not refused
+    monkeypatch.setattr(tasks.api, "wait_for_api", lambda attempts: "not refused")
+    folder = conf / "vendors"
+    assert run.main(["nightly"]) == EXIT_USAGE
+    assert capsys.readouterr().err == (f"licanom: configuration error: no vendors configured: {folder} does not exist "
+                                       "(add one file per vendor)\n")
+    folder.mkdir()
+    (folder / "Acme.yaml").write_text("source: {kind: simulate}\n")  # no vendor's name: no vendor
+    assert run.main(["nightly"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"licanom: configuration error: no vendors configured: no <vendor>.yaml or .yml in {folder} "
+                          f"(add one file per vendor); ignored, not vendors: {folder / 'Acme.yaml'} (") and \
+        err.count("\n") == 1, err
+    (folder / "acme.yaml").write_text("source: {kind: simulate}\n")
+    assert run.main(["nightly"]) == EXIT_SOURCE and "not refused; nothing was run" in capsys.readouterr().err
+
+
 def test_run_nightly_ends_with_the_exit_code_its_vendors_failures_share(monkeypatch, capsys):
     """`licanom run nightly` ended with 1 whatever its vendors failed on, where `licanom run score`
     ends with 4 for a missing log file (3 for a log that cannot be used, 2 for a setting or no

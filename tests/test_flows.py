@@ -252,6 +252,30 @@ def test_nightly_checks_the_defaults_once_before_any_vendor(flow_env, monkeypatc
     assert "Traceback" not in capfd.readouterr().err
 
 
+def test_nightly_with_no_vendor_fails_naming_the_folder(flow_env, monkeypatch, capfd):
+    """conf/vendors/ empty or missing: the nightly run scored nothing and completed, so a scheduled
+    night (a deployment, which no `licanom run` checks first) did nothing unnoticed. It fails at once,
+    in one line naming the folder looked in, with the exit code of a configuration error (2)."""
+    from flows.nightly import nightly
+    from flows.run import _input_failure
+
+    conf = flow_env[0] / "conf-no-vendors"
+    conf.mkdir()
+    (conf / "defaults.yaml").write_text((flow_env[0] / "conf" / "defaults.yaml").read_text())
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    for there in (False, True):  # the folder missing, then there and empty
+        if there:
+            (conf / "vendors").mkdir()
+        capfd.readouterr()
+        state = nightly(return_state=True)
+        where = f"no <vendor>.yaml or .yml in {conf / 'vendors'}" if there else f"{conf / 'vendors'} does not exist"
+        assert state.is_failed() and str(state.message) == (
+            f"configuration error: no vendors configured: {where} (add one file per vendor)"), state.message
+        assert _input_failure(state) == (2, str(state.message))
+        printed = capfd.readouterr()
+        assert "Traceback" not in printed.err and "nightly: scoring" not in printed.out + printed.err
+
+
 def test_a_vendor_whose_configuration_cannot_be_read_fails_its_run_in_one_line(flow_env, monkeypatch, capfd):
     """In a nightly run of many vendors, one vendor's YAML typo is its run's one-line failure,
     not a traceback on the console."""
@@ -484,6 +508,41 @@ def test_a_vendor_whose_schedule_cannot_be_read_is_not_served_and_the_others_are
     finally:
         for name in ("typo", "zone", "nopath", "hour25"):
             (conf / f"{name}.yaml").unlink()
+
+
+def test_no_vendor_is_neither_served_nor_registered(tmp_path, monkeypatch, capsys):
+    """`licanom serve` with conf/vendors/ empty served the nightly deployment alone, which scored
+    nothing; deploy/register.py registered it alone. Both refuse in one line naming the folder, as
+    the nightly run does (`licanom serve`: exit 2; register.py: nothing registered); register.py's
+    --only-nightly, which registers no vendor on purpose, is still taken."""
+    import importlib.util
+
+    from flows import serve
+    from licanom.config import VendorConfigError
+
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    said = f"configuration error: no vendors configured: no <vendor>.yaml or .yml in {conf / 'vendors'} (add one file per vendor)"
+    with pytest.raises(VendorConfigError) as refused:
+        serve.deployments()
+    assert str(refused.value) == said
+    monkeypatch.setattr(serve, "serve", lambda *deployments: pytest.fail("served"))
+    with pytest.raises(SystemExit) as exit_:
+        serve.main([])
+    assert exit_.value.code == 2 and capsys.readouterr().err == f"licanom serve: {said}; nothing served\n"
+
+    spec = importlib.util.spec_from_file_location("register", Path(__file__).resolve().parent.parent / "deploy" / "register.py")
+    assert spec is not None and spec.loader is not None
+    register = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(register)
+    with pytest.raises(SystemExit) as exit_:
+        register.build("pool", None, conf, "all-vendors", only_nightly=False, no_nightly=False, schedules=True,
+                       runner=None, workers=None)
+    assert exit_.value.code == f"register: {said}; nothing registered"
+    only = register.build("pool", None, conf, "all-vendors", only_nightly=True, no_nightly=False, schedules=True,
+                          runner=None, workers=None)
+    assert [d.name for d in only] == ["all-vendors"]
 
 
 def test_prepare_flow_writes_into_the_vendors_output_dir(flow_env):
