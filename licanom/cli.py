@@ -288,7 +288,7 @@ def _earlier_outputs(out: Path) -> list[Path]:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from licanom.config import load_config
-    from licanom.ops.detect import detect, format_results, labels_unlearnt, night_rule_flags
+    from licanom.ops.detect import detect, format_results, labels_unlearnt, night_rule_flags, unmatched_labels
     from licanom.data.pipeline import extract, prepare
 
     cfg = _with_a_log(args, load_config(args.vendor, overrides=_detect_overrides(args)))
@@ -312,6 +312,11 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     if args.train_logs:
         print(f"training log     {args.train_logs}")
     print_prepared(prepared, time.perf_counter() - t0, train_quarantine, files=files, warn_few=False)
+    if labels is not None:  # labels of no row: a warning naming them; of none at all, refused before training
+        unmatched = unmatched_labels(labels, prepared.encoded.frame, f"labels file {args.labels}",
+                                     pseudonymised=cfg.privacy.pseudonymise)
+        if unmatched:
+            print(f"warning: {unmatched}")
     few = few_training_chunks(prepared)  # said after training, with the model's caution (one line, not two)
     out.mkdir(parents=True, exist_ok=True)
     prepared.validation.quarantine.write_parquet(train_quarantine)
@@ -721,7 +726,8 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
                    help="CSV/Parquet with Id or Key and label (+1 normal, -1 anomaly, 0 unknown), of the log "
                         "trained on: the sequence models learn from their training items' labels (semi-supervised); "
                         "the other models learn without them, and labels for a run of none of the sequence models "
-                        "are refused; a bad row is named counting from 0, the header not counted "
+                        "are refused; a bad row is named counting from 0, the header not counted; labels of no row "
+                        "of the log are named in a warning, a file of none refused "
                         "(default: none, unsupervised)")
     p.add_argument("--out", required=True,
                    help="folder for chunks.parquet (or sequences.parquet), entities.parquet, results.csv, models/, the report")

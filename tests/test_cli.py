@@ -346,6 +346,47 @@ def test_labels_no_model_learns_from_are_refused_before_training(csv_export, tmp
     assert "\nnote: --labels: learnt by GRU_OCSVM only; Tail_context learnt without them\n" in capsys.readouterr().out
 
 
+def test_labels_of_no_row_are_named_and_labels_of_none_refused(csv_export, tmp_path, monkeypatch, capsys):
+    """Labels whose Id (key) is in no row of the log were left unused without a word, and a labels
+    file of another log (none of its Ids the log's) trained the models as if unlabelled. Some: a
+    warning counting them and naming the first; none: refused in one line naming the file, before
+    anything is trained. Under pseudonymisation the models see the keys' pseudonyms, which no real
+    key matches: the refusal says so."""
+    labels = tmp_path / "labels.csv"
+    pl.DataFrame({"Id": [1000, 1001, 9000, 1002, 9001], "label": [1, -1, -1, 1, 1]}).write_csv(labels)
+    out = tmp_path / "some"
+    assert main(["detect", "--logs", str(csv_export), "--model", "GRU_OCSVM", "--epochs", "1", "--labels", str(labels),
+                 "--out", str(out)]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert (f"\nwarning: 2 of the 5 labelled Ids of labels file {labels} are in no valid row of the log trained on "
+            "(9000, 9001): no model learns from them\n") in printed, printed
+    other = tmp_path / "other.csv"  # another log's labels: none of its Ids is this log's
+    pl.DataFrame({"Id": range(9000, 9007), "label": [1] * 7}).write_csv(other)
+    out = tmp_path / "none"
+    assert main(["detect", "--logs", str(csv_export), "--model", "GRU_OCSVM", "--labels", str(other),
+                 "--out", str(out)]) == EXIT_USAGE
+    assert capsys.readouterr().err.splitlines() == [
+        f"licanom: labels file {other}: none of its 7 labelled Ids is in a valid row of the log trained on "
+        "(first: 9000, 9001, 9002, 9003, 9004): are they this log's labels? Nothing was trained"]
+    assert not (out / "models").exists()
+    # labels by key: the log's real keys, which a pseudonymising vendor's models never see
+    keys = tmp_path / "keys.csv"
+    pl.DataFrame({"Key": ["KEY001-ABCDE", "KEY002-ABCDE"], "label": [-1, 1]}).write_csv(keys)
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
+    (conf / "vendors" / "acme.yaml").write_text("privacy: {pseudonymise: true}\n")
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    monkeypatch.setenv("LICANOM_PSEUDONYM_SECRET_ACME", "s" * 32)
+    assert main(["detect", "--vendor", "acme", "--logs", str(csv_export), "--model", "GRU_SVDD", "--sequences", "key",
+                 "--labels", str(keys), "--out", str(out)]) == EXIT_USAGE
+    assert capsys.readouterr().err.splitlines() == [
+        f"licanom: labels file {keys}: none of its 2 labelled keys is in a valid row of the log trained on "
+        "(KEY001-ABCDE, KEY002-ABCDE): the vendor's keys are pseudonymised (privacy.pseudonymise) and the models see "
+        "each key's pseudonym, which no real key matches: label by Id instead; nothing was trained"]
+    assert not (out / "models").exists()
+
+
 @pytest.mark.parametrize(("written", "parquet", "said"), [
     ("Id,label\n1000,1\n1001,5\n1002,7\n", False,
      "row 1 (Id 1001; rows counted from 0, the header not counted): label must be +1, -1 or 0, not '5' (2 rows in all)"),

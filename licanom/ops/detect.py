@@ -309,6 +309,38 @@ def refuse_labels_unlearnt(models: Sequence[str]) -> None:
         "or train a sequence model")
 
 
+LABELS_NAMED = 5  # unmatched labels named in the warning or the refusal, the first ones
+
+
+def unmatched_labels(labels: pl.DataFrame, rows: pl.DataFrame, source: str, pseudonymised: bool = False) -> str | None:
+    """How ``labels`` (``Id`` or ``Key``, with both ``Id``, and ``label``) meet the log they label:
+    ``rows``, its valid rows as the models read them (``Prepared.encoded.frame``: the keys
+    pseudonymised where the vendor asks). None where each labelled Id (key) is one of theirs; one
+    line where some are not, counting them and naming the first few (no model learns from them: a
+    warning); where none is, a ValueError naming ``source`` (the labels file), as a wrong file would
+    train as if unlabelled. Keys are matched as the models see them: with ``pseudonymised`` a real
+    key matches no pseudonym, which the refusal names as the likely cause."""
+    key = "Id" if "Id" in labels.columns else "Key"
+    kind = pl.Int64 if key == "Id" else pl.String
+    labelled = labels.select(pl.col(key).cast(kind)).unique(maintain_order=True)
+    unmatched = labelled.join(rows.select(pl.col(key).cast(kind)).unique(), on=key, how="anti", maintain_order="left")
+    if unmatched.height == 0:
+        return None
+    what = "Ids" if key == "Id" else "keys"
+    named = ", ".join(str(v) for v in unmatched[key].head(LABELS_NAMED).to_list())
+    first = f"{'first: ' if unmatched.height > LABELS_NAMED else ''}{named}"
+    if unmatched.height < labelled.height:
+        verb = "is" if unmatched.height == 1 else "are"
+        return (f"{unmatched.height:,} of the {labelled.height:,} labelled {what} of {source} {verb} in no valid row of "
+                f"the log trained on ({first}): no model learns from {'it' if unmatched.height == 1 else 'them'}")
+    cause = ("the vendor's keys are pseudonymised (privacy.pseudonymise) and the models see each key's pseudonym, "
+             "which no real key matches: label by Id instead; nothing was trained" if key == "Key" and pseudonymised
+             else "are they this log's labels? Nothing was trained")
+    none = (f"none of its {labelled.height:,} labelled {what} is" if labelled.height > 1
+            else f"its one labelled {what[:-1]} is not")
+    raise ValueError(f"{source}: {none} in a valid row of the log trained on ({first}): {cause}")
+
+
 def labels_unlearnt(models: Sequence[str]) -> tuple[str, ...]:
     """Those of ``models`` that learn without labels (every one but the sequence models)."""
     return tuple(m for m in models if not is_sequence_model(m))
