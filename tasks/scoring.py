@@ -55,11 +55,13 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
 @task(cache_policy=NO_CACHE)
 def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = None) -> Night:
     """Validate (unknown products quarantined), quarantine far-beyond Ids, refuse a night of
-    mostly bad rows (with a FAILED MLflow run), find the new watermark; cut the windows and score them."""
+    mostly bad rows (with a FAILED MLflow run), find the new watermark; cut the windows and score them.
+    The night's messages are logged as warnings (they are in its report.md too)."""
     night = nightly.score_rows(night, max_bad_fraction, tracker)
     assert night.screened is not None
-    for message in night.screened.messages:
-        print(f"{night.vendor}: {message}")
+    logger = get_run_logger()
+    for message in night.screened.messages:  # what the operator should act on (late rows, a source that
+        logger.warning("%s: %s", night.vendor, message)  # shrank, retrain, ...): a warning in the run's log
     return night
 
 

@@ -651,3 +651,31 @@ def test_the_flow_stores_leave_no_mlflow_address_behind(tmp_path, monkeypatch):
     os.environ["MLFLOW_TRACKING_URI"] = os.environ["MLFLOW_REGISTRY_URI"] = f"sqlite:///{tmp_path / 'mlflow.db'}"
     mp.undo()
     assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+
+
+def test_a_nights_messages_are_warnings_in_its_run_log(prefect_harness, monkeypatch, caplog):
+    """Late rows, a source that shrank, "retrain": what the operator should act on was logged at
+    INFO, beside every task's "Finished in state Completed()", where a run's warnings are looked for."""
+    from types import SimpleNamespace
+
+    from prefect import flow
+
+    from tasks import scoring
+
+    said = ("late rows: 3 rows with Ids at or below the watermark 41 appeared in the source since the last night",)
+    night = SimpleNamespace(vendor="acme", screened=SimpleNamespace(messages=said))
+    monkeypatch.setattr(scoring.nightly, "score_rows", lambda night, *args: night)
+
+    @flow
+    def one_task() -> None:
+        scoring.score_rows(night, 0.5)
+
+    runs = logging.getLogger("prefect.task_runs")  # Prefect's run loggers do not propagate to the root's
+    runs.addHandler(caplog.handler)
+    try:
+        one_task()
+    finally:
+        runs.removeHandler(caplog.handler)
+    logged = [r for r in caplog.records if said[0] in r.getMessage()]
+    assert logged and all(r.levelno == logging.WARNING for r in logged)
+    assert logged[0].getMessage().startswith("acme: late rows: 3 rows")
