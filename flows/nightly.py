@@ -21,11 +21,12 @@ import os
 from typing import Literal
 
 from prefect import flow, unmapped
-from prefect.states import Failed, State
+from prefect.states import Failed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from flows.naming import run_name, tagged
 from flows.score_vendor import score_vendor
+from flows.states import refused
 from tasks import vendors
 
 Runner = Literal["sequential", "threads", "dask"]
@@ -53,13 +54,6 @@ def task_runner(runner: Runner, workers: int | None = None) -> TaskRunner:  # ty
             "host": "127.0.0.1", "dashboard_address": None,
         })
     raise ValueError(f"unknown runner {runner!r}: sequential, threads or dask")
-
-
-def refused(check: State) -> State:
-    """A check's failed task run as the nightly run's end: its one line and its error (that of a
-    configuration error, exit code 2: licanom.cli.failure_exit), before any vendor's run."""
-    err = check.result(raise_on_failure=False)
-    return Failed(message=str(err), data=err)
 
 
 @flow(name="nightly-fan-out", log_prints=True)
