@@ -52,8 +52,8 @@ TASK_CALLS = [
     ("licanom.ops.nightly", "publish_night"), ("licanom.ops.nightly", "without_ahead"),
     ("licanom.ops.bundle", "with_seen"), ("licanom.ops.bundle", "validate_rows"), ("licanom.ops.bundle", "make_windows"),
     ("licanom.ops.bundle", "score_windows"), ("licanom.ops.bundle", "score_entities"), ("licanom.ops.bundle", "pairs_seen"),
-    ("licanom.config", "check_defaults"), ("licanom.config", "require_vendors"), ("licanom.config", "list_vendors"),
-    ("licanom.config", "report_outcomes"),
+    ("licanom.config", "vendor_config"), ("licanom.config", "check_defaults"), ("licanom.config", "require_vendors"),
+    ("licanom.config", "list_vendors"), ("licanom.config", "report_outcomes"),
 ]
 # parts of the library timed apart (counted whatever the depth)
 PARTS = [

@@ -8,9 +8,9 @@ from prefect import flow
 from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
-from licanom.config import vendor_config
+from flows.states import refused
 from licanom.data.pipeline import Prepared
-from tasks import data
+from tasks import data, vendors
 
 
 @flow(name="prepare-vendor", log_prints=True, flow_run_name=run_name("prepare"))
@@ -21,7 +21,10 @@ def prepare_vendor(vendor: str = "demo", out_dir: str | None = None) -> Prepared
         vendor: The vendor to prepare (a file in conf/vendors/).
         out_dir: Where to write (empty: the vendor's output_dir, the project's out/ by default).
     """
-    cfg = vendor_config(vendor)
+    loaded = vendors.vendor_config(vendor, return_state=True)
+    if loaded.is_failed():  # one line, not a traceback; the error: its exit code, 2
+        return refused(loaded)  # type: ignore[return-value]
+    cfg = loaded.result()
     raw = data.extract(cfg)
     validation = data.validate(raw, cfg)
     prepared = data.encode_and_chunk(opaque(validation), cfg)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow
-from prefect.states import Failed
 from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
-from licanom.config import VendorConfigError, vendor_config
+from flows.states import refused
 from licanom.ops.nightly import NightResult
 from tasks import data, scoring, training, vendors
 
@@ -26,10 +25,10 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
         vendor: The vendor to score (a file in conf/vendors/; fixed in a vendor's deployment).
         since: Re-score the rows after this log Id instead of after the watermark (empty: the new rows).
     """
-    try:
-        cfg = vendor_config(vendor)
-    except VendorConfigError as err:  # one line in the nightly run's list, not a traceback
-        return Failed(message=str(err), data=err)  # type: ignore[return-value]  # the error: its exit code, 2
+    loaded = vendors.vendor_config(vendor, return_state=True)
+    if loaded.is_failed():  # one line in the nightly run's list, not a traceback; the error: its exit code, 2
+        return refused(loaded)  # type: ignore[return-value]
+    cfg = loaded.result()
     out = Path(cfg.output_dir)
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)

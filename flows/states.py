@@ -9,6 +9,6 @@ def refused(check: State) -> State:
     """A check's failed task run as the flow run's end: its one line and its error (that of a
     configuration error, exit code 2: licanom.cli.failure_exit), before anything else is run.
     The task returned its failed state rather than raising (tasks.vendors.check_defaults,
-    list_vendors), so no traceback is logged for it, in the task run or the flow's."""
+    list_vendors, vendor_config), so no traceback is logged for it, in the task run or the flow's."""
     err = check.result(raise_on_failure=False)
     return Failed(message=str(err), data=err)

@@ -10,7 +10,7 @@ from prefect import flow
 from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
-from licanom.config import vendor_config
+from flows.states import refused
 from licanom.ops.training import TrainingSummary, last_chunked_id
 from tasks import data, training, vendors
 
@@ -26,7 +26,10 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
         models: Variants to train instead of the vendor's train.models: names such as
             Tail_context or TCN_AE, or ["all"] for the thesis's autoencoders (empty: as configured).
     """
-    cfg = vendor_config(vendor, overrides={"train": {"models": models}} if models else None)
+    loaded = vendors.vendor_config(vendor, {"train": {"models": models}} if models else None, return_state=True)
+    if loaded.is_failed():  # one line, not a traceback; the error: its exit code, 2
+        return refused(loaded)  # type: ignore[return-value]
+    cfg = loaded.result()
     data.prune_chunk_cache()
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)

@@ -51,6 +51,18 @@ def require_secrets(cfg: config.Config) -> None:
 
 
 @task(cache_policy=NO_CACHE)
+def vendor_config(vendor: str, overrides: dict[str, Any] | None = None) -> config.Config:
+    """A vendor's settings for its flow run (licanom.config.vendor_config; ``overrides`` as a flow's
+    parameters set them). Unreadable or invalid: the task run fails with the error's one line (a
+    :class:`licanom.config.VendorConfigError`, whose exit code is 2) as its state, not a traceback in
+    the log; the flow ends with it (flows.states.refused), and a nightly run lists it for the vendor."""
+    try:
+        return config.vendor_config(vendor, overrides=overrides)
+    except config.VendorConfigError as err:
+        return Failed(message=str(err), data=err)  # type: ignore[return-value]
+
+
+@task(cache_policy=NO_CACHE)
 def check_defaults() -> None:
     """conf/defaults.yaml, which every vendor's settings start from, checked once before any vendor's
     run (licanom.config.check_defaults). Missing or unreadable: the task run fails with the error's

@@ -278,19 +278,45 @@ def test_nightly_with_no_vendor_fails_naming_the_folder(flow_env, monkeypatch, c
 
 def test_a_vendor_whose_configuration_cannot_be_read_fails_its_run_in_one_line(flow_env, monkeypatch, capfd):
     """In a nightly run of many vendors, one vendor's YAML typo is its run's one-line failure,
-    not a traceback on the console."""
+    not a traceback on the console; so is it for a vendor's training and preparing run (a
+    deployment's, which no `licanom run` checks first), with the configuration's exit code, 2.
+    The settings are read in a task run of their own (tasks.vendors.vendor_config), as flows only
+    wire tasks: the flows called licanom.config.vendor_config themselves, outside any task run."""
+    import licanom.config
+    from prefect.context import TaskRunContext
+
+    from flows.prepare_vendor import prepare_vendor
+    from flows.run import _input_failure
     from flows.score_vendor import score_vendor
+    from flows.train_vendor import train_vendor
 
     conf = flow_env[0] / "conf-typo"
     (conf / "vendors").mkdir(parents=True)
     (conf / "defaults.yaml").write_text((flow_env[0] / "conf" / "defaults.yaml").read_text())
     (conf / "vendors" / "typo.yaml").write_text("source:\n  kind: files\n  pth: /tmp/x\n")
     monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
-    capfd.readouterr()
-    state = score_vendor("typo", return_state=True)
-    assert state.is_failed() and "typo" in str(state.message) and "pth" in str(state.message)
-    printed = capfd.readouterr()
-    assert "Traceback" not in printed.err + printed.out
+    read_in: list[tuple[str | None, object]] = []
+    read = licanom.config.vendor_config
+
+    def seen(vendor, *args, **kwargs):  # type: ignore[no-untyped-def]
+        run = TaskRunContext.get()
+        read_in.append((run.task.name if run else None, kwargs.get("overrides")))
+        return read(vendor, *args, **kwargs)
+
+    monkeypatch.setattr(licanom.config, "vendor_config", seen)
+    for run, overrides in ((lambda: score_vendor("typo", return_state=True), None),
+                           (lambda: train_vendor("typo", models=["Tail_context"], return_state=True),
+                            {"train": {"models": ["Tail_context"]}}),
+                           (lambda: prepare_vendor("typo", return_state=True), None)):
+        read_in.clear()
+        capfd.readouterr()
+        state = run()
+        assert read_in == [("vendor_config", overrides)]
+        assert state.is_failed() and str(state.message).startswith("configuration error for vendor 'typo': ") \
+            and "pth" in str(state.message) and "\n" not in str(state.message), state.message
+        assert _input_failure(state) == (2, str(state.message))
+        printed = capfd.readouterr()
+        assert "Traceback" not in printed.err + printed.out
 
 
 def test_training_the_same_data_again_gives_the_same_models(trained_alpha):
