@@ -44,6 +44,7 @@ TASK_CALLS = [
     ("licanom.data.pipeline", "extract"), ("licanom.data.pipeline", "validate"), ("licanom.data.pipeline", "encode_and_chunk"),
     ("licanom.ops.training", "for_vendor_size"), ("licanom.ops.training", "start_training"),
     ("licanom.ops.training", "train_variant"), ("licanom.ops.training", "finish_training"), ("licanom.ops.training", "work_dir"),
+    ("licanom.ops.training", "last_chunked_id"),
     ("licanom.ops.scoring_state", "start_after"), ("licanom.ops.tracking", "configure"), ("licanom.ops.tracking", "shared"),
     ("licanom.ops.nightly", "open_night"), ("licanom.ops.nightly", "read_night"), ("licanom.ops.nightly", "score_rows"),
     ("licanom.ops.nightly", "stage_night"), ("licanom.ops.nightly", "log"), ("licanom.ops.nightly", "publish"),

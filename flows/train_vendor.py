@@ -11,7 +11,7 @@ from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
 from flows.states import refused
-from licanom.ops.training import TrainingSummary, last_chunked_id
+from licanom.ops.training import TrainingSummary
 from tasks import data, training, vendors
 
 
@@ -60,7 +60,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
             summary = training.finish_training(tracker, cfg, parent_run_id, variants, opaque(prepared))
         finally:  # the bundles are in MLflow now (or the run failed): nothing to keep
             training.discard_work_dir(work_dir)
-        training.start_scoring_after(Path(cfg.output_dir), vendor, last_chunked_id(prepared))
+        training.start_scoring_after(Path(cfg.output_dir), vendor, training.last_chunked_id(opaque(prepared)))
         print(f"{vendor}: champion is {summary.champion.model} "
               f"(version {summary.champion.version} of {summary.champion.name})")
     except BaseException as err:

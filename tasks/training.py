@@ -21,6 +21,11 @@ def tracker() -> Tracker:
 
 
 @task(cache_policy=NO_CACHE)
+def last_chunked_id(prepared: Prepared) -> int | None:
+    return training.last_chunked_id(prepared)
+
+
+@task(cache_policy=NO_CACHE)
 def start_scoring_after(output_dir: Path, vendor: str, watermark: int | None) -> None:
     state.start_after(output_dir, vendor, watermark)
 

@@ -55,6 +55,42 @@ def test_lower_packages_do_not_import_higher_ones(package: str) -> None:
     assert not bad
 
 
+def _library_calls_in_flow_bodies(path: Path) -> list[str]:
+    """``file:line name`` for each call, in the body of a function decorated with ``@flow``, of a
+    name imported from licanom (``from licanom.x import f``; ``licanom.x.f(...)``). Methods of what
+    a task returned (``result.summary()``) are not counted: they are not calls the flow imports."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    library = {"licanom"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
+                (node.module == "licanom" or node.module.startswith("licanom.")):
+            library.update(a.asname or a.name for a in node.names)
+
+    def is_flow(decorator: ast.expr) -> bool:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        return (isinstance(target, ast.Name) and target.id == "flow") or \
+            (isinstance(target, ast.Attribute) and target.attr == "flow")
+
+    def root(func: ast.expr) -> str | None:
+        while isinstance(func, ast.Attribute):
+            func = func.value
+        return func.id if isinstance(func, ast.Name) else None
+
+    found = []
+    for fn in ast.walk(tree):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(is_flow(d) for d in fn.decorator_list):
+            found += [f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node.func)}" for node in ast.walk(fn)
+                      if isinstance(node, ast.Call) and root(node.func) in library]
+    return found
+
+
+def test_flows_only_wire_tasks() -> None:
+    """A flow's body calls tasks (and other flows), never the library itself: each library call is
+    a task run of its own, seen in Prefect with its state (tasks/ wraps one call each)."""
+    calls = [c for p in sorted((ROOT / "flows").glob("*.py")) for c in _library_calls_in_flow_bodies(p)]
+    assert not calls
+
+
 def test_the_readme_folder_table_lists_every_package() -> None:
     readme = (ROOT / "README.md").read_text()
     missing = [p for p in PACKAGES if f"| `licanom/{p}/` |" not in readme]
