@@ -72,3 +72,11 @@ def test_a_nights_report_imports_no_matplotlib(tmp_path) -> None:
              "print(sorted(m for m in sys.modules if m.startswith('matplotlib')))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]" and (tmp_path / "report.html").exists()
+
+
+def test_a_count_axis_of_many_chunks_keeps_its_labels_short() -> None:
+    """Labels of 100,000 chunks and more ran into the axis title in the left margin."""
+    scores = np.concatenate([np.zeros(250_000), np.arange(10.0)])
+    h = score_histogram(scores, scores[:5], scores[:0], 5.0, "M3", "score")
+    assert [t.label for t in h.panels[0].y_ticks] == ["1", "10", "100", "1k", "10k", "100k"]
+    assert all(len(t.label) <= 4 for p in h.panels for t in p.y_ticks)

@@ -111,6 +111,14 @@ def bin_edges(values: np.ndarray, bins: int) -> np.ndarray | None:
     return np.array([lo - pad, hi + pad])
 
 
+def _count_label(count: int) -> str:
+    """A power of ten of chunks, short enough for the margin: 1, 10, 100, 1k, 10k, 100k, 1M, ..."""
+    for size, suffix in ((10**9, "G"), (10**6, "M"), (10**3, "k")):
+        if count >= size:
+            return f"{count // size}{suffix}"
+    return str(count)
+
+
 def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
@@ -147,7 +155,7 @@ def score_histogram(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray, 
                          for b, n in enumerate(c) if n > 0)
 
         decades = range(0, int(math.floor(math.log10(peak) + 0.2)) + 1)
-        y_ticks = tuple(Tick(round(y(10.0 ** d), 2), f"{10 ** d:,}") for d in decades)
+        y_ticks = tuple(Tick(round(y(10.0 ** d), 2), _count_label(10 ** d)) for d in decades)
         title = ("training chunks", "all chunks of this report")[i]
         n = int(values[i].size)
         panels.append(Panel(title=f"{title} ({n:,})", left=left, right=right, bars=bars(own),
