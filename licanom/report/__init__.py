@@ -2,7 +2,8 @@
 
 Owns: what the report computes (:mod:`.analysis`, pure functions over polars frames and typed
 dataclasses), how it is written (:mod:`.render`, Jinja2 templates in ``templates/`` with
-autoescape on), its figures (:mod:`.plots`, matplotlib's object API) and the run folder a
+autoescape on), its figures (:mod:`.histogram`, the score histogram's inline SVG; :mod:`.plots`,
+matplotlib's object API, for loss curves and the training's figures) and the run folder a
 report is rebuilt from (:mod:`.store`). May import the data and detector layers
 (licanom.data.columns, licanom.detectors.context, licanom.data.derive, licanom.data.states, licanom.detectors); never
 Prefect or MLflow.

@@ -25,6 +25,7 @@ PANELS_X = ((70.0, 490.0), (575.0, 990.0))  # each panel's plot area, left and r
 TOP, BOTTOM = 34.0, 290.0
 Y_FLOOR = 0.7  # the log axis starts below one chunk, so a bin of one chunk shows
 BINS = 50
+LEGEND_HEIGHT = 58
 
 
 @dataclass(frozen=True)
@@ -72,11 +73,15 @@ class Histogram:
     threshold_x: tuple[float, float] | None  # per panel; None where the threshold is not finite
     threshold_label: str
     xlabel: str
+    legend_x: float  # the legend's left edge: the right panel's upper corner its bars leave freer
 
     @property
     def legend_width(self) -> float:
-        """The legend's box, wide enough for its longest entry (about 6.3 units a character)."""
-        return 34 + 6.3 * max(len(self.threshold_label), len("flagged"))
+        return legend_width(self.threshold_label)
+
+    @property
+    def legend_height(self) -> float:
+        return LEGEND_HEIGHT
 
 
 def nice_ticks(lo: float, hi: float, target: int = 6) -> list[float]:
@@ -119,8 +124,55 @@ def _count_label(count: int) -> str:
     return str(count)
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.4g}"
+def _digits(step: float, magnitude: float) -> int:
+    """Significant digits that tell values ``step`` apart at ``magnitude`` (scores a hair apart
+    around 1e8 need ten: with four, every tick read "1e+08")."""
+    if not (step > 0 and math.isfinite(step) and math.isfinite(magnitude)):
+        return 4
+    return max(1, math.ceil(math.log10(max(abs(magnitude), step) / step) - 1e-9) + 1)
+
+
+def _fmt(value: float, width: float, magnitude: float) -> str:
+    """A bin's edge for its tooltip: at least four digits, enough for bins ``width`` apart."""
+    return f"{value:.{max(4, _digits(width, magnitude) + 1)}g}"
+
+
+def _x_ticks(lo: float, hi: float) -> list[tuple[float, str]]:
+    """Round ticks and their labels, with the digits that tell them apart; fewer ticks where the
+    labels are long (they would overlap)."""
+    for target in (6, 3):
+        ticks = nice_ticks(lo, hi, target)
+        step = ticks[1] - ticks[0] if len(ticks) > 1 else 0.0
+        digits = _digits(step, max(abs(lo), abs(hi))) + (1 if step and f"{step:.1e}".startswith("2.5") else 0)
+        labelled = [(t, f"{t:.{digits}g}") for t in ticks]
+        if max((len(label) for _, label in labelled), default=0) <= 7:
+            break
+    return labelled
+
+
+def _count_ticks(peak: int) -> list[int]:
+    """The count axis's labels: powers of ten up to the peak, with 2 and 5 where the peak is under
+    ten (a small night's bars otherwise had "1" alone beside them)."""
+    decades = [10**d for d in range(0, int(math.floor(math.log10(peak) + 0.2)) + 1)]
+    return decades if peak >= 10 else [c for c in (1, 2, 5) if c <= peak * 1.2]
+
+
+def legend_width(threshold_label: str) -> float:
+    """The legend's box, wide enough for its longest entry (about 6.3 units a character)."""
+    return 34 + 6.3 * max(len(threshold_label), len("flagged"))
+
+
+def _legend_x(panel: Panel, width: float) -> float:
+    """The legend's left edge in ``panel``'s upper right corner, or its upper left where the bars
+    reach less far into the legend's box there (the right corner hid a night's flagged bars)."""
+    box_bottom = TOP + 6 + LEGEND_HEIGHT
+
+    def covered(left: float) -> float:
+        return sum(max(0.0, box_bottom - b.y) for b in (*panel.bars, *panel.flagged)
+                   if b.x < left + width and b.x + b.width > left)
+
+    right, left = panel.right - 6 - width, panel.left + 6
+    return right if covered(right) <= covered(left) else left
 
 
 def score_histogram(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray, threshold: float,
@@ -135,6 +187,7 @@ def score_histogram(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray, 
         edges = np.array([0.0, 1.0])
     lo, hi = float(edges[0]), float(edges[-1])
     margin = (hi - lo) * 0.03
+    width, magnitude = float(edges[1] - edges[0]), max(abs(lo), abs(hi))
 
     counts = [np.histogram(v, bins=edges)[0] for v in values]
     panels, x_ticks, threshold_x = [], [], []
@@ -151,20 +204,22 @@ def score_histogram(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray, 
 
         def bars(c: np.ndarray, x=x, y=y) -> tuple[Bar, ...]:
             return tuple(Bar(x=round(x(edges[b]), 2), y=round(y(int(n)), 2), width=round(x(edges[b + 1]) - x(edges[b]), 2),
-                             height=round(BOTTOM - y(int(n)), 2), count=int(n), lo=_fmt(edges[b]), hi=_fmt(edges[b + 1]))
+                             height=round(BOTTOM - y(int(n)), 2), count=int(n), lo=_fmt(edges[b], width, magnitude),
+                             hi=_fmt(edges[b + 1], width, magnitude))
                          for b, n in enumerate(c) if n > 0)
 
-        decades = range(0, int(math.floor(math.log10(peak) + 0.2)) + 1)
-        y_ticks = tuple(Tick(round(y(10.0 ** d), 2), _count_label(10 ** d)) for d in decades)
+        y_ticks = tuple(Tick(round(y(float(c)), 2), _count_label(c)) for c in _count_ticks(peak))
         title = ("training chunks", "all chunks of this report")[i]
         n = int(values[i].size)
         panels.append(Panel(title=f"{title} ({n:,})", left=left, right=right, bars=bars(own),
                             flagged=bars(counts[2]) if i == 1 else (), y_ticks=y_ticks, empty=n == 0))
-        x_ticks.append(tuple(Tick(round(x(t), 2), f"{t:g}") for t in nice_ticks(lo - margin, hi + margin)))
+        x_ticks.append(tuple(Tick(round(x(t), 2), label) for t, label in _x_ticks(lo - margin, hi + margin)))
         threshold_x.append(round(x(threshold), 2))
+    finite = math.isfinite(threshold)
+    label = (f"threshold {_fmt(threshold, width, magnitude)} ({threshold_name})" if finite
+             else f"threshold: none ({threshold_name})")
     return Histogram(
         width=WIDTH, height=HEIGHT, top=TOP, bottom=BOTTOM, panels=(panels[0], panels[1]),
-        x_ticks=(x_ticks[0], x_ticks[1]),
-        threshold_x=(threshold_x[0], threshold_x[1]) if math.isfinite(threshold) else None,
-        threshold_label=f"threshold {threshold:.4g} ({threshold_name})", xlabel=xlabel,
+        x_ticks=(x_ticks[0], x_ticks[1]), threshold_x=(threshold_x[0], threshold_x[1]) if finite else None,
+        threshold_label=label, xlabel=xlabel, legend_x=_legend_x(panels[1], legend_width(label)),
     )
