@@ -288,7 +288,15 @@ def _earlier_outputs(out: Path) -> list[Path]:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from licanom.config import load_config
-    from licanom.ops.detect import detect, format_results, labels_unlearnt, night_rule_flags, unmatched_labels
+    from licanom.ops.detect import (
+        detect,
+        format_results,
+        labels_unlearnt,
+        night_rule_flags,
+        refuse_labels_unlearnt,
+        resolved_train,
+        unmatched_labels,
+    )
     from licanom.data.pipeline import extract, prepare
 
     cfg = _with_a_log(args, load_config(args.vendor, overrides=_detect_overrides(args)))
@@ -313,6 +321,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         print(f"training log     {args.train_logs}")
     print_prepared(prepared, time.perf_counter() - t0, train_quarantine, files=files, warn_few=False)
     if labels is not None:  # labels of no row: a warning naming them; of none at all, refused before training
+        refuse_labels_unlearnt(resolved_train(prepared, cfg.train).models)  # first: labels no model would learn
         unmatched = unmatched_labels(labels, prepared.encoded.frame, f"labels file {args.labels}",
                                      pseudonymised=cfg.privacy.pseudonymise)
         if unmatched:

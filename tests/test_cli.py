@@ -369,6 +369,13 @@ def test_labels_of_no_row_are_named_and_labels_of_none_refused(csv_export, tmp_p
         f"licanom: labels file {other}: none of its 7 labelled Ids is in a valid row of the log trained on "
         "(first: 9000, 9001, 9002, 9003, 9004): are they this log's labels? Nothing was trained"]
     assert not (out / "models").exists()
+    # and for models that learn no labels, that is the refusal, whatever the labels match
+    for given in (other, labels):
+        assert main(["detect", "--logs", str(csv_export), "--model", "TCN_AE", "--labels", str(given),
+                     "--out", str(out)]) == EXIT_USAGE
+        said = capsys.readouterr()
+        assert said.err.splitlines()[0].startswith("licanom: labels are learnt by the sequence models only")
+        assert "warning:" not in said.out
     # labels by key: the log's real keys, which a pseudonymising vendor's models never see
     keys = tmp_path / "keys.csv"
     pl.DataFrame({"Key": ["KEY001-ABCDE", "KEY002-ABCDE"], "label": [-1, 1]}).write_csv(keys)

@@ -309,6 +309,14 @@ def refuse_labels_unlearnt(models: Sequence[str]) -> None:
         "or train a sequence model")
 
 
+def resolved_train(prepared: Prepared, train: TrainConfig, models: Sequence[str] = ()) -> TrainConfig:
+    """``train`` with ``models: auto`` resolved by the vendor's size (its training chunks), as
+    :func:`detect` trains it; as given where ``models`` are named or the models are."""
+    if not models and train.models == (AUTO,):
+        return train.resolved(int((~prepared.test_mask).sum()))
+    return train
+
+
 LABELS_NAMED = 5  # unmatched labels named in the warning or the refusal, the first ones
 
 
@@ -370,8 +378,7 @@ def detect(
     from licanom.detectors.sequence.sessions import aggregate_row_labels, make_sequences, sequence_labels
 
     n_train = int((~prepared.test_mask).sum())
-    if not models and train.models == (AUTO,):  # by the vendor's size: its training chunks
-        train = train.resolved(n_train)
+    train = resolved_train(prepared, train, models)
     context = (context or ContextConfig()).resolved(train.is_small(n_train))
     models = tuple(models or train.models)
     seq = sequence or SequenceConfig()
