@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -12,6 +13,10 @@ from prefect.states import Failed
 from licanom import config
 from licanom.data import privacy
 from licanom.data.privacy import secrets_needed
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def secret_block_name(vendor: str, what: str) -> str:
@@ -50,41 +55,45 @@ def require_secrets(cfg: config.Config) -> None:
     privacy.require_secrets(cfg, lambda what: secret_block_name(cfg.vendor, what))
 
 
+def refusing(fn: Callable[P, R]) -> Callable[P, R]:
+    """A task's configuration error (:class:`licanom.config.VendorConfigError`, exit code 2) as its
+    failed state: one line, the error as its data, no traceback in the log (a raising task logs
+    one); the flow ends with it (flows.states.refused)."""
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except config.VendorConfigError as err:
+            return Failed(message=str(err), data=err)  # type: ignore[return-value]
+    return wrapper
+
+
 @task(cache_policy=NO_CACHE)
+@refusing
 def vendor_config(vendor: str, overrides: dict[str, Any] | None = None) -> config.Config:
     """A vendor's settings for its flow run (licanom.config.vendor_config; ``overrides`` as a flow's
-    parameters set them). Unreadable or invalid: the task run fails with the error's one line (a
-    :class:`licanom.config.VendorConfigError`, whose exit code is 2) as its state, not a traceback in
-    the log; the flow ends with it (flows.states.refused), and a nightly run lists it for the vendor."""
-    try:
-        return config.vendor_config(vendor, overrides=overrides)
-    except config.VendorConfigError as err:
-        return Failed(message=str(err), data=err)  # type: ignore[return-value]
+    parameters set them); unreadable or invalid, the task run's failed state (:func:`refusing`),
+    which a nightly run lists for the vendor."""
+    return config.vendor_config(vendor, overrides=overrides)
 
 
 @task(cache_policy=NO_CACHE)
+@refusing
 def check_defaults() -> None:
     """conf/defaults.yaml, which every vendor's settings start from, checked once before any vendor's
-    run (licanom.config.check_defaults). Missing or unreadable: the task run fails with the error's
-    one line (a :class:`licanom.config.VendorConfigError`, whose exit code is 2) as its state, not a
-    traceback in the log; the flow ends with it."""
-    try:
-        config.check_defaults()
-    except config.VendorConfigError as err:
-        return Failed(message=str(err), data=err)  # type: ignore[return-value]
-    return None
+    run (licanom.config.check_defaults); missing or unreadable, the task run's failed state
+    (:func:`refusing`)."""
+    config.check_defaults()
 
 
 @task(cache_policy=NO_CACHE)
+@refusing
 def list_vendors() -> list[str]:
     """The vendors of conf/vendors/; a file there whose name is no vendor's, one warning naming it.
-    None there (the folder empty or missing): the task run fails with one line naming the folder
-    (licanom.config.require_vendors; a configuration error, exit code 2), as check_defaults does,
-    since a nightly run of no vendor would score nothing and succeed."""
-    try:
-        return config.require_vendors(warn=True)
-    except config.VendorConfigError as err:
-        return Failed(message=str(err), data=err)  # type: ignore[return-value]
+    none there (the folder empty or missing), the task run's failed state naming the folder
+    (licanom.config.require_vendors, :func:`refusing`): a nightly run of no vendor would score
+    nothing and succeed."""
+    return config.require_vendors(warn=True)
 
 
 @task(cache_policy=NO_CACHE)
