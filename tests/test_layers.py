@@ -65,6 +65,8 @@ def _library_calls_in_flow_bodies(path: Path) -> list[str]:
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and \
                 (node.module == "licanom" or node.module.startswith("licanom.")):
             library.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.Import):  # import licanom.config as lc
+            library.update(a.asname for a in node.names if a.asname and a.name.split(".")[0] == "licanom")
 
     def is_flow(decorator: ast.expr) -> bool:
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
@@ -79,7 +81,8 @@ def _library_calls_in_flow_bodies(path: Path) -> list[str]:
     found = []
     for fn in ast.walk(tree):
         if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and any(is_flow(d) for d in fn.decorator_list):
-            found += [f"{path.relative_to(ROOT)}:{node.lineno} {ast.unparse(node.func)}" for node in ast.walk(fn)
+            found += [f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name}:{node.lineno} "
+                      f"{ast.unparse(node.func)}" for node in ast.walk(fn)
                       if isinstance(node, ast.Call) and root(node.func) in library]
     return found
 
@@ -89,6 +92,28 @@ def test_flows_only_wire_tasks() -> None:
     a task run of its own, seen in Prefect with its state (tasks/ wraps one call each)."""
     calls = [c for p in sorted((ROOT / "flows").glob("*.py")) for c in _library_calls_in_flow_bodies(p)]
     assert not calls
+
+
+def test_the_flow_body_check_finds_each_way_of_importing_the_library(tmp_path: Path) -> None:
+    flows = tmp_path / "a_flow.py"
+    flows.write_text("""
+import licanom.config as lc
+from licanom.ops import nightly
+from licanom.config import vendor_config as vc
+import licanom.ops.training
+from prefect import flow
+
+@flow(name="x")
+def f(vendor: str) -> None:
+    lc.vendor_config(vendor)
+    nightly.score_rows(None, 0.5)
+    vc(vendor)
+    licanom.ops.training.last_chunked_id(None)
+    print(vendor.upper())
+""")
+    found = _library_calls_in_flow_bodies(flows)
+    assert [c.split(" ", 1)[1] for c in found] == [
+        "lc.vendor_config", "nightly.score_rows", "vc", "licanom.ops.training.last_chunked_id"]
 
 
 def test_the_readme_folder_table_lists_every_package() -> None:
