@@ -88,6 +88,21 @@ def test_rows_that_arrive_below_the_watermark_are_named_not_silently_left_out(ve
     assert load_state(vendor.out, "acme").source_rows == 355
 
 
+def test_an_empty_log_file_at_night_is_nothing_new(vendor) -> None:
+    """A source of one file emptied (an export rotated: the file truncated, its next rows not yet
+    written) failed the night with "the log lacks required column(s) [...]; it has []"; the docs
+    say an empty file holds no new rows yet at night, as it does in a folder of files."""
+    vendor.append(rows(1600, 100))
+    assert vendor.night().watermark_after == 1699
+    vendor.log.write_text("")  # emptied, not removed
+    empty = vendor.night()
+    assert empty.rows_read == 0 and empty.watermark_after == 1699
+    assert any(m.startswith("source shrank") for m in empty.messages)  # its 100 Ids gone from the source
+    vendor.log.unlink()
+    vendor.append(rows(1700, 100, seed=1))  # the export's next rows, a header first
+    assert vendor.night().rows_read == 100
+
+
 def test_rows_delivered_again_are_not_late_and_a_source_that_shrank_says_so(vendor) -> None:
     """Copies of rows already counted (an export delivered again) are no late rows; a source that
     holds fewer Ids below the watermark than the last night counted (an old file moved away) is

@@ -20,6 +20,7 @@ from typing import Any
 
 import polars as pl
 
+from licanom.data.columns import REQUIRED_RAW
 from licanom.data.schema import HEADER_AGAIN, UNREADABLE
 
 log = logging.getLogger(__name__)
@@ -898,8 +899,10 @@ def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> 
         kept = [_after(f, after_id) for f in frames]
         at_or_below = pl.concat([ids for _, ids in kept]).n_unique() if kept else 0
         frames = [f for f, _ in kept]
-    if not frames:
-        return pl.DataFrame(), at_or_below
+    if not frames:  # every file without a header, at night (else refused as empty): no new row yet, a
+        # frame of the log's columns and no row, as a header-only file gives, rather than a frame of no
+        # column, which validation would refuse for the columns it lacks
+        return pl.DataFrame(schema=dict.fromkeys(REQUIRED_RAW, pl.String)), at_or_below
     # Not polars' supertypes: they would turn times into their integers and booleans into 0/1.
     dtypes: dict[str, set[pl.DataType]] = {}
     for f in frames:
