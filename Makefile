@@ -24,6 +24,7 @@ venv: $(STAMP)
 # 5-8 s: benchmarks/results/fixed-costs.md); only that SQLite file, whatever database the
 # environment names for a Prefect server of its own.
 $(STAMP): requirements.lock pyproject.toml
+	@echo "setting up $(VENV): torch, Prefect, MLflow and the rest (the first time: about 3 minutes)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
