@@ -2,8 +2,8 @@
 
 Why not matplotlib here: the nightly report draws one histogram per vendor and night, and
 matplotlib took 0.2-0.3 s of CPU a figure (its ticks, text layout and PNG encoding; with
-threads, under the GIL), half of scoring a small vendor's night, plus a second to import it in
-a fresh process. This figure is two panels of bars on shared bins, a log count axis, a dashed
+threads, under the GIL), a quarter to a half of scoring a small vendor's night, plus a second to
+import in a fresh process. This figure is two panels of bars on shared bins, a log count axis, a dashed
 threshold and a legend: its geometry is a few lines of arithmetic, and the markup is a Jinja
 template (``templates/histogram.svg.j2``, escaped like the rest of the page). The page stays
 one self-contained file; the figure is sharp at any zoom, and each bar says its bin and count
