@@ -1186,3 +1186,12 @@ def test_run_without_a_vendor_takes_the_demo_only_where_it_is_the_only_vendor(fl
     with pytest.raises(SystemExit):
         run.main([flow])
     assert "needs --vendor V: vendors: none yet (add conf/vendors/<vendor>.yaml)" in capsys.readouterr().err
+
+
+def test_a_log_of_one_file_without_a_required_column_is_refused_naming_the_file(csv_export, tmp_path, capsys):
+    """A folder's file without a column was named; a log of one file was "the log", whatever its path."""
+    short = tmp_path / "short.csv"
+    pl.read_csv(csv_export).drop("MachineCode").write_csv(short)
+    assert main(["prepare", "--logs", str(short), "--out", str(tmp_path / "out")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{short}: the log lacks required column(s) ['MachineCode']" in err[0], err

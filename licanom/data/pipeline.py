@@ -75,9 +75,24 @@ def extract_new(source: SourceConfig, after_id: int | None) -> tuple[pl.DataFram
     if source.kind == "files" and source.path and after_id is not None:
         from licanom.data.extract.files import read_new_rows
 
-        return read_new_rows(source.path, after_id=after_id, encoding=source.encoding, separator=source.separator,
-                             time_format=source.time_format, timezone=source.timezone)
+        raw, below = read_new_rows(source.path, after_id=after_id, encoding=source.encoding,
+                                   separator=source.separator, time_format=source.time_format,
+                                   timezone=source.timezone)
+        return _named_if_short(raw, source.path), below
     return _extract(source, after_id), None
+
+
+def _named_if_short(raw: pl.DataFrame, path: str) -> pl.DataFrame:
+    """``raw`` read from ``path``; a log of one file that lacks a required column is refused naming
+    the file, as a file of a folder is (validation, which knows no file, says "the log")."""
+    if raw.width:
+        from licanom.data.extract.files import log_files
+        from licanom.data.validate import require_columns
+
+        files = log_files(path, warn=False)
+        if len(files) == 1:
+            require_columns(raw.columns, f"{files[0]}: the log")
+    return raw
 
 
 def _extract(source: SourceConfig, after_id: int | None) -> pl.DataFrame:
@@ -86,8 +101,9 @@ def _extract(source: SourceConfig, after_id: int | None) -> pl.DataFrame:
 
         if not source.path:  # the vendor's file named, as the configuration's check names it
             raise ValueError(source.path_missing())
-        return read_log(source.path, after_id=after_id, encoding=source.encoding, separator=source.separator,
-                        time_format=source.time_format, timezone=source.timezone)
+        return _named_if_short(read_log(source.path, after_id=after_id, encoding=source.encoding,
+                                         separator=source.separator, time_format=source.time_format,
+                                         timezone=source.timezone), source.path)
     if source.kind == "cryptolens":
         from licanom.data.extract.cryptolens import CryptolensSource, fetch_web_api_log
 
