@@ -826,14 +826,15 @@ def require_vendors(conf_dir: Path | None = None, warn: bool = False) -> list[st
     deployments): none there (conf/vendors/ empty or missing) is a :class:`VendorConfigError`
     naming the folder looked in, as such a run would otherwise score nothing and succeed."""
     conf_dir = conf_dir or default_conf_dir()
-    names, ignored = list_vendors(conf_dir), ignored_vendor_files(conf_dir)
+    names = list_vendors(conf_dir)
+    ignored = ignored_vendor_files(conf_dir) if warn or not names else None
     if not names:
         folder = conf_dir / "vendors"
         where = (f"no <vendor>.yaml or .yml in {folder}" if folder.is_dir()
                  else f"{folder} is not a folder" if folder.exists() else f"{folder} does not exist")
         raise VendorConfigError(f"configuration error: no vendors configured: {where} (add one file per vendor)"
                                 + (f"; {ignored}" if ignored else ""))
-    if warn and ignored:
+    if ignored:
         log.warning("%s", ignored)
     return names
 

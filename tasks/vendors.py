@@ -89,7 +89,7 @@ def check_defaults() -> None:
 @task(cache_policy=NO_CACHE)
 @refusing
 def list_vendors() -> list[str]:
-    """The vendors of conf/vendors/; a file there whose name is no vendor's, one warning naming it.
+    """The vendors of conf/vendors/; a file there whose name is no vendor's, one warning naming it;
     none there (the folder empty or missing), the task run's failed state naming the folder
     (licanom.config.require_vendors, :func:`refusing`): a nightly run of no vendor would score
     nothing and succeed."""

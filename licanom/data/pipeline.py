@@ -16,12 +16,13 @@ import numpy as np
 import polars as pl
 
 from licanom.data.chunk import Chunks, make_chunks, split_chunks
+from licanom.data.columns import REQUIRED_RAW
 from licanom.data.codes import TextCodes
 from licanom.config import ChunkConfig, Config, EncodeConfig, SourceConfig, SplitConfig, ValidateConfig
 from licanom.data.derive import derive, derive_coded
 from licanom.data.encode import RowsEncoder, ThesisEncoder, Vocabulary, derive_fit_encode, get_encoder
 from licanom.data.privacy import pseudonymise, read_secret
-from licanom.data.validate import ValidationResult, check_bad_fraction, validate_log
+from licanom.data.validate import ValidationResult, check_bad_fraction, require_columns, validate_log
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,8 @@ def extract_new(source: SourceConfig, after_id: int | None) -> tuple[pl.DataFram
 def _named_if_short(raw: pl.DataFrame, path: str) -> pl.DataFrame:
     """``raw`` read from ``path``; a log of one file that lacks a required column is refused naming
     the file, as a file of a folder is (validation, which knows no file, says "the log")."""
-    if raw.width:
+    if raw.width and not set(REQUIRED_RAW) <= set(raw.columns):  # the files listed again only then
         from licanom.data.extract.files import log_files
-        from licanom.data.validate import require_columns
 
         files = log_files(path, warn=False)
         if len(files) == 1:

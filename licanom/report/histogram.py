@@ -190,6 +190,7 @@ def score_histogram(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray, 
     width, magnitude = float(edges[1] - edges[0]), max(abs(lo), abs(hi))
 
     counts = [np.histogram(v, bins=edges)[0] for v in values]
+    ticks = _x_ticks(lo - margin, hi + margin)  # the same values and labels in both panels
     panels, x_ticks, threshold_x = [], [], []
     for i, (left, right) in enumerate(PANELS_X):
         def x(v: float, left: float = left, right: float = right) -> float:
@@ -213,7 +214,7 @@ def score_histogram(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray, 
         n = int(values[i].size)
         panels.append(Panel(title=f"{title} ({n:,})", left=left, right=right, bars=bars(own),
                             flagged=bars(counts[2]) if i == 1 else (), y_ticks=y_ticks, empty=n == 0))
-        x_ticks.append(tuple(Tick(round(x(t), 2), label) for t, label in _x_ticks(lo - margin, hi + margin)))
+        x_ticks.append(tuple(Tick(round(x(t), 2), label) for t, label in ticks))
         threshold_x.append(round(x(threshold), 2))
     finite = math.isfinite(threshold)
     label = (f"threshold {_fmt(threshold, width, magnitude)} ({threshold_name})" if finite
