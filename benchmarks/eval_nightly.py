@@ -39,8 +39,8 @@ from pathlib import Path
 
 import polars as pl
 
-from licanom.evaluation.nightly import (DEV_SEEDS, LATE, REPORT_SEEDS, SECOND, SWEEP, WORLDS, NightlySettings, run_sweep,
-                                       summarise)
+from licanom.evaluation.nightly import (DEV_SEEDS, HEADLINE_LEVEL, LATE, REPORT_SEEDS, SECOND, SWEEP, WORLDS, NightlySettings,
+                                       headline, run_sweep, summarise)
 
 
 def _table(frame: pl.DataFrame) -> str:
@@ -53,6 +53,23 @@ def _table(frame: pl.DataFrame) -> str:
                 cells.append("" if v != v else f"{v:.2f}" if abs(v) < 100 else f"{v:.0f}")
             else:
                 cells.append("" if v is None else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _headline_table(frame: pl.DataFrame, by: tuple[str, ...]) -> str:
+    """The headline (licanom.evaluation.nightly.headline) as a short table: each figure with its interval."""
+    def ratio(v: float, lo: float, hi: float, digits: int) -> str:
+        return "" if v != v else f"{v:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+
+    pct = round(HEADLINE_LEVEL * 100)
+    head = [*by, "vendors", "events", f"found ({pct}% interval)", "weakest kind", f"false alarms / 10k ({pct}% interval)",
+            "silent vendors"]
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    for r in frame.iter_rows(named=True):
+        weakest = "" if r["weakest_kind"] is None else f"{r['weakest_kind']} {r['weakest_found']:.2f}"
+        cells = [*(str(r[c]) for c in by), str(r["vendors"]), str(r["events"]), ratio(r["found"], r["found_lo"], r["found_hi"], 2),
+                 weakest, ratio(r["fa_per_10k"], r["fa_lo"], r["fa_hi"], 1), str(r["silent_vendors"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -98,9 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.detect_chunks != "test" and args.mode != "detect":
         p.error("--detect-chunks is for --mode detect")
     if args.summarise:
-        summary = summarise(pl.read_csv(args.summarise, infer_schema_length=None), by=by)
+        earlier = pl.read_csv(args.summarise, infer_schema_length=None)
         header = f"Summary of {args.summarise}.\n"
-        return _write(header, summary, None, args.out)
+        return _write(header, summarise(earlier, by=by), headline(earlier, by=by), None, args.out)
     seeds = {"report": REPORT_SEEDS, "dev": DEV_SEEDS}.get(args.seeds) or tuple(int(s) for s in args.seeds.split(","))
     shortcuts = {"all": (*SWEEP, LATE, *SECOND), "second": SECOND}
     names = [n.strip() for n in args.worlds.split("|")] if args.worlds not in shortcuts else []
@@ -127,15 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"{how}, autoencoders {settings.config.train.epochs} epochs, seeds {','.join(map(str, seeds))}, profiles {args.profiles or 'of each world'}; "
               f"{datetime.now(UTC):%Y-%m-%d}, {time.perf_counter() - t0:.0f} s, {args.jobs} job(s).\n"
               f"Command: python -m benchmarks.eval_nightly {' '.join(argv if argv is not None else sys.argv[1:])}\n")
-    return _write(header, summary, per_vendor, args.out)
+    return _write(header, summary, headline(per_vendor, by=by), per_vendor, args.out)
 
 
-def _write(header: str, summary: pl.DataFrame, per_vendor: pl.DataFrame | None, out: Path | None) -> int:
+def _write(header: str, summary: pl.DataFrame, heads: pl.DataFrame, per_vendor: pl.DataFrame | None,
+           out: Path | None) -> int:
     print(header)
     text = [header]
+    by = tuple(c for c in heads.columns[: heads.columns.index("vendors")] if c != "detector")
     for detector, part in summary.partition_by("detector", as_dict=True, maintain_order=True).items():
         shown = part.drop("detector", "chunks")
-        block = f"### {detector[0]}\n\n{_table(shown)}\n"
+        head = _headline_table(heads.filter(pl.col("detector") == detector[0]), by)
+        block = (f"### {detector[0]}\n\nThe default decision, with {round(HEADLINE_LEVEL * 100)}% intervals over vendors (a "
+                 f"bootstrap resampling whole vendors):\n\n{head}\n\nEvery figure:\n\n{_table(shown)}\n")
         print(block)
         text.append(block)
     if out:

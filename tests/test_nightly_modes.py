@@ -238,3 +238,33 @@ def test_each_flagged_night_chunk_lies_in_one_incident_of_its_own_night():
     assert row["nights_false"] <= row["incidents_false"] <= row["incidents"] <= row["flagged"]
     summary = summarise(pl.DataFrame([row]))
     assert summary["incidents_per_night"][0] == row["incidents"] / 2
+
+
+def _vendor(world: str, seed: int, chunks: int, fa: int, events: int, found: int, flagged: int = 1) -> dict[str, object]:
+    return {"world": world, "profile": "floating", "seed": seed, "detector": "Tail_context", "chunks": chunks,
+            "anomalous_chunks": events, "events": events, "found": found, "false_alarms": fa, "flagged": flagged,
+            "events_brute_force": events, "found_brute_force": found, "events_key_sharing": 0, "found_key_sharing": 0}
+
+
+def test_headline_intervals_resample_vendors_and_widen_when_one_vendor_holds_the_false_alarms():
+    from licanom.evaluation.nightly import headline
+
+    # the same 24 false alarms in 12,000 chunks: from one vendor's night, or two from each vendor
+    lumped = [_vendor("lumped", s, 1000, 24 if s == 0 else 0, 4, 3) for s in range(12)]
+    spread = [_vendor("spread", s, 1000, 2, 4, 3) for s in range(12)]
+    silent = [_vendor("one", 0, 500, 0, 3, 0, flagged=0)]
+    frame = pl.DataFrame([*lumped, *spread, *silent])
+    h = headline(frame)
+    assert h["world"].to_list() == ["lumped", "spread", "one"]
+    lump, even, one = h.rows(named=True)
+    assert lump["fa_per_10k"] == even["fa_per_10k"] == 20.0
+    for r in (lump, even):
+        assert r["fa_lo"] <= r["fa_per_10k"] <= r["fa_hi"] and r["found_lo"] <= r["found"] <= r["found_hi"]
+    assert lump["fa_hi"] - lump["fa_lo"] > 20.0  # one vendor in twelve: anywhere from none to twice the figure
+    assert even["fa_lo"] == even["fa_hi"] == 20.0  # every vendor alike: no resample moves it
+    assert even["found"] == even["found_lo"] == even["found_hi"] == 0.75
+    # one vendor: its point is its interval; it flagged nothing while events were present
+    assert (one["found"], one["found_lo"], one["found_hi"]) == (0.0, 0.0, 0.0) and one["silent_vendors"] == 1
+    # the kind found least, among the kinds that had events (key sharing had none)
+    assert lump["weakest_kind"] == "brute_force" and lump["weakest_found"] == 0.75
+    assert headline(frame).equals(h)  # seeded
