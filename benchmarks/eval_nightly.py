@@ -57,6 +57,21 @@ def _table(frame: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def pool_runs(paths: list[Path]) -> pl.DataFrame:
+    """Several runs' per_vendor.csv as one frame; a vendor (world, profile, seed, detector) in more
+    than one is refused, naming it and the files: it would count twice."""
+    frames = [pl.read_csv(p, infer_schema_length=None).with_columns(pl.lit(str(p)).alias("_file")) for p in paths]
+    pooled = pl.concat(frames, how="diagonal_relaxed")
+    key = [c for c in ("world", "profile", "seed", "detector") if c in pooled.columns]
+    twice = pooled.filter(pl.len().over(key) > 1)
+    if twice.height:
+        first = twice.row(0, named=True)
+        files = sorted(twice.filter(pl.all_horizontal(pl.col(c) == first[c] for c in key))["_file"])
+        raise SystemExit(f"--summarise: {', '.join(f'{c} {first[c]}' for c in key)} is in {' and '.join(files)}: "
+                         "pool runs of other seeds")
+    return pooled.drop("_file")
+
+
 def _headline_table(frame: pl.DataFrame, by: tuple[str, ...]) -> str:
     """The headline (licanom.evaluation.nightly.headline) as a short table: each figure with its interval."""
     def ratio(v: float, lo: float, hi: float, digits: int) -> str:
@@ -108,15 +123,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="also write each vendor's judged night chunks (Parquet, one file per vendor and detector), "
                         "and beside them its labelled night rows, entity results and the scores its severity was "
                         "calibrated on")
-    p.add_argument("--summarise", type=Path, default=None, metavar="PER_VENDOR_CSV",
-                   help="only print (and with --out write) the summary of an earlier run's per_vendor.csv")
+    p.add_argument("--summarise", type=Path, nargs="+", default=None, metavar="PER_VENDOR_CSV",
+                   help="only print (and with --out write) the summary of earlier runs' per_vendor.csv, pooled when "
+                        "several (runs of other seeds of one design: a vendor in two of them is refused)")
     args = p.parse_args(argv)
     by = (*[c.strip() for c in args.by.split(",")], "detector")
     if args.detect_chunks != "test" and args.mode != "detect":
         p.error("--detect-chunks is for --mode detect")
     if args.summarise:
-        earlier = pl.read_csv(args.summarise, infer_schema_length=None)
-        header = f"Summary of {args.summarise}.\n"
+        earlier = pool_runs(args.summarise)
+        header = f"Summary of {', '.join(map(str, args.summarise))}.\n"
         return _write(header, summarise(earlier, by=by), headline(earlier, by=by), None, args.out)
     seeds = {"report": REPORT_SEEDS, "dev": DEV_SEEDS}.get(args.seeds) or tuple(int(s) for s in args.seeds.split(","))
     shortcuts = {"all": (*SWEEP, LATE, *SECOND), "second": SECOND}

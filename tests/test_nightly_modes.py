@@ -242,7 +242,8 @@ def test_each_flagged_night_chunk_lies_in_one_incident_of_its_own_night():
 
 def _vendor(world: str, seed: int, chunks: int, fa: int, events: int, found: int, flagged: int = 1) -> dict[str, object]:
     return {"world": world, "profile": "floating", "seed": seed, "detector": "Tail_context", "chunks": chunks,
-            "anomalous_chunks": events, "events": events, "found": found, "false_alarms": fa, "flagged": flagged,
+            "anomalous_chunks": events, "events": events, "found": found, "found_labelled": found, "false_alarms": fa,
+            "false_alarms_elsewhere": fa, "flagged": flagged, "auroc": 0.9, "auprc": 0.8, "train_seconds": 1.0,
             "events_brute_force": events, "found_brute_force": found, "events_key_sharing": 0, "found_key_sharing": 0}
 
 
@@ -268,3 +269,17 @@ def test_headline_intervals_resample_vendors_and_widen_when_one_vendor_holds_the
     # the kind found least, among the kinds that had events (key sharing had none)
     assert lump["weakest_kind"] == "brute_force" and lump["weakest_found"] == 0.75
     assert headline(frame).equals(h)  # seeded
+
+
+def test_summarise_pools_runs_of_other_seeds_and_refuses_a_vendor_twice(tmp_path, capsys):
+    from benchmarks.eval_nightly import main
+
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    pl.DataFrame([_vendor("share 10%", s, 1000, s, 4, 3) for s in (1, 2)]).write_csv(first)
+    pl.DataFrame([_vendor("share 10%", s, 1000, 0, 4, 4) for s in (3, 4)]).write_csv(second)
+    assert main(["--summarise", str(first), str(second), "--out", str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "summary.md").read_text()
+    # four vendors pooled: 14 of 16 events, 3 false alarms in 4,000 chunks, each with its interval
+    assert "| share 10% | 4 | 16 | 0.88 (" in text and "| 7.5 (" in text
+    with pytest.raises(SystemExit, match="seed 1.*a.csv and .*a.csv"):
+        main(["--summarise", str(first), str(first)])
