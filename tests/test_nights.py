@@ -1009,6 +1009,25 @@ def test_a_quarantined_row_of_a_folder_names_its_file(tmp_path) -> None:
     assert "row 2 (Id 1632)" not in examples  # its reason is row 0's: shown once
 
 
+def test_a_nights_quarantined_row_of_a_one_file_log_names_its_place_in_the_file(tmp_path) -> None:
+    """A night reads a log of one file after its watermark: ``_row`` counts from the night's first
+    new row, so the row's place in the file (``_file_row``) and the file are kept, as a folder's are."""
+    from licanom.data.extract.files import read_new_rows
+    from licanom.data.schema import SOURCE_FILE, SOURCE_ROW
+    from licanom.data.validate import ValidationError, check_bad_fraction, validate_log
+
+    log = rows(1600, 60).with_columns(pl.when(pl.col("Id") == "1650").then(pl.lit("9999")).otherwise(pl.col("State"))
+                                      .alias("State"))
+    log.write_csv(tmp_path / "export.csv")
+    frame, _ = read_new_rows(tmp_path / "export.csv", after_id=1639)
+    row = validate_log(frame).quarantine.row(0, named=True)
+    assert row["Id"] == "1650" and row[SOURCE_FILE] == str(tmp_path / "export.csv")
+    assert (row["_row"], row[SOURCE_ROW]) == (10, 50)  # the night's eleventh row, the file's fifty-first
+    with pytest.raises(ValidationError, match=r"row 50 \(Id 1650\) of .*export\.csv: State"):
+        check_bad_fraction(validate_log(frame), 0.0)
+    assert SOURCE_FILE not in read_new_rows(tmp_path / "export.csv")[0].columns  # the whole file: its rows are its places
+
+
 def test_a_quarantined_rows_place_in_its_file_is_an_integer_as_its_place_in_the_log(tmp_path) -> None:
     """``_file_row`` is a position as ``_row`` is: an integer column in the quarantine (written to
     parquet and read back), also for a row moved there after validation, not the text "20"."""
@@ -1431,7 +1450,7 @@ def test_a_pseudonymised_champions_refused_night_shows_no_address_in_its_refusal
         pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.format("10.9.{}.777", pl.int_range(pl.len())))
         .otherwise(pl.col("IP")).alias("IP"))
     v.append(night)
-    with pytest.raises(ValidationError, match=r"refused.* row \d+ \(Id 1600\): IP: malformed address \(IP not shown") as err:
+    with pytest.raises(ValidationError, match=r"refused.* row \d+ \(Id 1600\) of .*private\.csv: IP: malformed address \(IP not shown") as err:
         v.night(tracker_for(v.root))
     assert "10.9." not in str(err.value)
 

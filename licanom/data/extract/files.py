@@ -887,9 +887,12 @@ def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> 
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
+    if len(read) > 1 or (after_id is not None and read):
         from licanom.data.schema import SOURCE_FILE, SOURCE_ROW
 
-        # the row's place in its file, of the dtype of validation's ``_row`` (a position, as it is)
+        # the row's place in its file, of the dtype of validation's ``_row`` (a position, as it is): in a
+        # log of several files, and in a night's read of one (its ``_row`` counts from the watermark's
+        # first new row, which the file does not show)
         read = [(p, f.with_columns(pl.lit(str(p)).alias(SOURCE_FILE),
                                    pl.int_range(pl.len(), dtype=pl.UInt32).alias(SOURCE_ROW)))
                 for p, f in read]
