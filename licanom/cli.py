@@ -20,10 +20,13 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from licanom import __version__
 from licanom.detectors.decision import DECISIONS
+
+if TYPE_CHECKING:
+    from licanom.ops.earlier_run import EarlierRunKept
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_SOURCE = 0, 1, 2, 3, 4
 PROFILES = ("node-locked", "usage-based", "floating", "mixed")  # licanom.sim.PROFILES, without importing it
@@ -272,22 +275,42 @@ def _detect_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _earlier_outputs(out: Path) -> list[Path]:
-    """The files an earlier ``licanom detect`` left in ``out`` (its own names only): removed
-    before a new run, so that no result of the earlier one (a results.csv of more models, another
-    log's chunks, a model not trained now) sits beside the new ones."""
+    """The files an earlier ``licanom detect`` left in ``out`` (its own names only, a refused run's
+    quarantine too): replaced by a new run's, so that no result of the earlier one (a results.csv of
+    more models, another log's chunks, a model not trained now) sits beside the new ones; kept aside
+    until the new run succeeds (licanom.ops.earlier_run)."""
     from licanom.data.context_vector import KeyHistory
+    from licanom.ops.earlier_run import REFUSED_PREFIX
     from licanom.report.store import CONTEXT_FILE, ENTITIES_FILE, INCIDENTS_FILE, ROWS_FILE, RUN_FILE
 
-    names = ("chunks.parquet", "sequences.parquet", "results.csv", "quarantine.parquet", "train-quarantine.parquet",
-             "vocabulary.json", "report.html", "anomalies.csv", RUN_FILE, ROWS_FILE, CONTEXT_FILE, ENTITIES_FILE,
-             INCIDENTS_FILE, *KeyHistory.file_names())
+    quarantines = ("quarantine.parquet", "train-quarantine.parquet")
+    names = ("chunks.parquet", "sequences.parquet", "results.csv", *quarantines,
+             *(REFUSED_PREFIX + q for q in quarantines), "vocabulary.json", "report.html", "anomalies.csv", RUN_FILE,
+             ROWS_FILE, CONTEXT_FILE, ENTITIES_FILE, INCIDENTS_FILE, *KeyHistory.file_names())
     found = [out / n for n in names if (out / n).is_file()]
     models = out / "models"
     return found + (sorted(models.glob("*.pt")) if models.is_dir() else [])
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
+    """`licanom detect`: an earlier run's outputs in --out are set aside, not removed, until this run
+    has succeeded, and put back when it fails in any way (licanom.ops.earlier_run)."""
     from licanom.config import load_config
+    from licanom.ops.earlier_run import EarlierRunKept
+
+    cfg = _with_a_log(args, load_config(args.vendor, overrides=_detect_overrides(args)))
+    labels = read_labels(Path(args.labels)) if args.labels else None
+    out = Path(args.out)
+    with EarlierRunKept(out, _earlier_outputs) as earlier:
+        code = _detect(args, cfg, labels, out, earlier)
+        if code == EXIT_OK:
+            earlier.succeeded()
+    return code
+
+
+def _detect(args: argparse.Namespace, cfg: Any, labels: Any, out: Path, earlier: EarlierRunKept) -> int:
+    """The run of `licanom detect` into ``out``, the earlier run's outputs set aside (``earlier``:
+    where a refusal keeps its quarantine)."""
     from licanom.ops.detect import (
         detect,
         format_results,
@@ -299,20 +322,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     )
     from licanom.data.pipeline import extract, prepare
 
-    cfg = _with_a_log(args, load_config(args.vendor, overrides=_detect_overrides(args)))
     train_source = cfg.source
     if args.train_logs:  # train on one log, score another (the --logs, or the vendor's source)
         train_source = cfg.source.model_copy(update={"kind": "files", "path": str(args.train_logs)})
-    labels = read_labels(Path(args.labels)) if args.labels else None
-    out = Path(args.out)
-    earlier = _earlier_outputs(out)
-    if earlier:
-        for path in earlier:
-            path.unlink()
-        print(f"--out {out}: an earlier run's {len(earlier)} output file(s) removed")
     t0 = time.perf_counter()
     train_quarantine = out / ("train-quarantine.parquet" if args.train_logs else "quarantine.parquet")
-    with _quarantine_kept(train_quarantine):
+    with _quarantine_kept(earlier.refused(train_quarantine)):
         files = _files_of(train_source)
         raw = extract(train_source)
         prepared = prepare(raw, cfg)
@@ -354,7 +369,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         from licanom.ops.transfer import score_other_log
 
         t1 = time.perf_counter()
-        with _quarantine_kept(out / "quarantine.parquet"):
+        with _quarantine_kept(earlier.refused(out / "quarantine.parquet")):
             parts = _files_of(cfg.source)
             other = extract(cfg.source)
             scored = score_other_log(det, prepared, other, cfg)

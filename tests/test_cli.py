@@ -74,7 +74,9 @@ def test_detect_writes_contract_on_csv(csv_export, tmp_path, capsys):
     (out / "results.csv").write_text("model\nTCN_AE\n")  # as a run of several models leaves it
     (out / "notes.txt").write_text("mine")                 # not a name licanom writes: kept
     assert main(["detect", "--logs", str(csv_export), "--model", "Tail_context", "--out", str(out)]) == EXIT_OK
-    assert "an earlier run's" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"--out {out}: an earlier run's " in printed and " output file(s) removed, replaced by this run's" in printed
+    assert not (out / ".earlier-run").exists()  # where they waited until this run succeeded
     assert not (out / "models" / "TCN_AE.pt").exists() and (out / "models" / "Tail_context.pt").exists()
     assert not (out / "results.csv").exists() and (out / "notes.txt").read_text() == "mine"
     assert set(pl.read_parquet(out / "chunks.parquet")["model"].to_list()) == {"Tail_context"}
