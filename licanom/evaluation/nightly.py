@@ -121,8 +121,10 @@ DEV_SEEDS: tuple[int, ...] = (1, 2, 3)
 # came after them: spent. 19001-19003 reported it; the loop line (a machine failing 100 requests in an
 # hour, checked on the development seeds) came after them: spent. 20001-20003 reported its first form,
 # whose calibration took the line too, and showed a vendor silenced by it: spent. 21001-21003 report the
-# amended line; the next detection change needs 22001-22003.
-REPORT_SEEDS: tuple[int, ...] = (21001, 21002, 21003)
+# amended line. 22001-22003 report the same decisions again (no detection change between: a second
+# held-out sample of the frozen design, pooled with 21001-21003 in benchmarks/results/nightly-21001-22003);
+# the next detection change needs 23001-23003.
+REPORT_SEEDS: tuple[int, ...] = (22001, 22002, 22003)
 
 
 @dataclass(frozen=True)
