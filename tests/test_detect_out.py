@@ -158,3 +158,44 @@ def test_a_folder_a_killed_run_set_aside_is_put_back_or_refused(logs, out, capsy
     assert err[0].startswith(f"licanom: --out {out}: {aside} holds the set-aside outputs of a run")
     assert "holds 1 file(s) of the same name(s), the stopped run's (chunks.parquet)" in err[0]
     assert f"delete {aside}, and run again" in err[0]
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_writes_there(logs, out, capsys):
+    """Two runs at once into one --out: the second took the first's set-aside files for a killed
+    run's, and the first's success and the second's failure could lose both runs' files. The second
+    is refused in one line while the first holds the folder's lock; nothing of the first is touched."""
+    from licanom.cli import _earlier_outputs
+    from licanom.ops.earlier_run import LOCK, EarlierRunKept
+
+    before = files(out)
+    with EarlierRunKept(out, _earlier_outputs, say=lambda line: None) as first:
+        during = files(out)
+        assert detect(logs["good"], out) == EXIT_USAGE
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and "another licanom detect is writing its outputs there now" in err[0], err
+        assert files(out) == during  # the first run's set-aside files (and its lock) as they were
+        first.succeeded()  # and it writes nothing: the earlier run's files are removed
+    assert files(out) == {"notes.txt": b"mine"} and not (out / LOCK).exists() and not (out / ASIDE).exists()
+    assert len(before) > 1
+
+
+def test_a_succeeded_runs_half_deleted_folder_is_never_put_back(logs, out, capsys):
+    """A run that succeeded renames the set-aside folder before deleting it: killed half way, it
+    leaves .earlier-run.done, which the next run deletes, rather than a .earlier-run whose old
+    files would be put back beside the new results."""
+    from licanom.ops.earlier_run import DONE
+
+    (out / DONE).mkdir()
+    (out / DONE / "results.csv").write_text("an old run's")
+    before = files(out)
+    assert detect(logs["nostate"], out) == EXIT_BAD_INPUT
+    assert not (out / DONE).exists() and not (out / "results.csv").exists()
+    assert files(out) == {k: v for k, v in before.items() if not k.startswith(DONE)}
+
+
+def test_an_out_that_is_a_file_is_refused_in_one_line(logs, tmp_path, capsys):
+    (tmp_path / "out.txt").write_text("mine")
+    assert detect(logs["good"], tmp_path / "out.txt") == EXIT_USAGE
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "out.txt is a file; give a folder" in err[0], err
+    assert (tmp_path / "out.txt").read_text() == "mine"

@@ -14,17 +14,25 @@ log refused for too many bad rows, which the refusal names: it is written under 
 
 A run killed outright (SIGKILL, power loss) leaves the folder behind. The next run puts its files
 back first, where DIR holds no file of their names, or refuses in one line naming the folder; it
-never deletes them nor mixes them with its own.
+never deletes them nor mixes them with its own. A run that succeeded renames the folder
+(:data:`DONE`) before deleting its files, so that one killed while deleting them leaves a folder that
+is only ever deleted, never put back beside the new results. One run at a time writes into DIR: a
+second one is refused while the first holds DIR's lock (:data:`LOCK`, ``fcntl.flock``); without it,
+the second took the first's set-aside files for a killed run's and both runs' files could be lost.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
 ASIDE = ".earlier-run"  # DIR's hidden folder the earlier run's outputs wait in
+DONE = ".earlier-run.done"  # the same folder once the run succeeded: its files are only deleted
+LOCK = ".earlier-run.lock"  # held (flock) by the run writing into DIR
 REFUSED_PREFIX = "refused-"  # a refused run's quarantine: refused-quarantine.parquet
 
 
@@ -52,6 +60,8 @@ class EarlierRunKept:
         self._kept: set[Path] = set()  # a refusal's quarantine: kept when the run fails
         self._folders: set[Path] = set()  # out and its folders before the run: left where a failed run empties them
         self._done = False
+        self._lock: int | None = None  # the lock file's descriptor while the run holds it
+        self._made_out = False  # out did not exist: the lock's folder, removed again when left empty
 
     def refused(self, path: Path) -> Path:
         """The path a refusal of this run for too many bad rows writes the quarantine it would have
@@ -66,9 +76,51 @@ class EarlierRunKept:
         self._done = True
 
     def __enter__(self) -> EarlierRunKept:
+        self._take_lock()
+        try:
+            return self._set_aside()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _take_lock(self) -> None:
+        """Hold ``out/.earlier-run.lock`` (created with ``out`` where missing) for the run; a ValueError
+        naming ``out`` while another run holds it."""
+        if self.out.exists() and not self.out.is_dir():
+            raise ValueError(f"--out {self.out} is a file, not a folder: give a folder for the outputs")
+        self._made_out = not self.out.exists()
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / LOCK
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise ValueError(f"--out {self.out}: another licanom detect is writing its outputs there now "
+                                 f"(it holds {path}); wait for it to end, or give another --out") from None
+            try:  # the file this descriptor locks must still be the one at ``path`` (a run that ended
+                # between our open and our lock removed it, and a third run may lock a new one)
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._lock = fd
+                return
+            os.close(fd)
+
+    def _release_lock(self) -> None:
+        if self._lock is None:
+            return
+        (self.out / LOCK).unlink(missing_ok=True)  # removed while held: no run can lock the old file after
+        os.close(self._lock)
+        self._lock = None
+        if self._made_out and self.out.is_dir() and not any(self.out.iterdir()):
+            self.out.rmdir()  # made for the lock, and a failed run left nothing in it
+
+    def _set_aside(self) -> EarlierRunKept:
         self._put_back_leftover()
-        if self.out.is_dir():
-            self._folders = {self.out, *(p for p in self.out.iterdir() if p.is_dir())}
+        self._folders = {self.out, *(p for p in self.out.iterdir() if p.is_dir())} if not self._made_out else set()
         earlier = self._outputs(self.out)
         if not earlier:
             return self
@@ -87,14 +139,22 @@ class EarlierRunKept:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None) -> None:
-        if kind is None and self._done:
+        try:
+            self._leave(kind is None and self._done)
+        finally:
+            self._release_lock()
+
+    def _leave(self, succeeded: bool) -> None:
+        if succeeded:
+            done = self.out / DONE
             try:
-                for rel in self.moved:
-                    (self.aside / rel).unlink(missing_ok=True)
-                self._remove_empty(self.aside)
+                if self.aside.is_dir():
+                    shutil.rmtree(done, ignore_errors=True)  # one an earlier success left half deleted
+                    self.aside.replace(done)  # one step: from here on its files are never put back
+                    shutil.rmtree(done)
             except OSError as problem:  # the run's files are written: a leftover to say, not a failure
                 self._say(f"--out {self.out}: the earlier run's files could not all be removed ({problem}); "
-                          f"the rest are in {self.aside}: delete it")
+                          f"the rest are in {done if done.exists() else self.aside}: delete it")
                 return
             if self.moved:
                 self._say(f"--out {self.out}: an earlier run's {len(self.moved)} output file(s) removed, "
@@ -137,7 +197,9 @@ class EarlierRunKept:
 
     def _put_back_leftover(self) -> None:
         """The files a run killed before its end left in the aside folder, moved back where ``out``
-        holds none of their names; refused (ValueError) where it does."""
+        holds none of their names; refused (ValueError) where it does. A folder a succeeded run was
+        deleting (:data:`DONE`) is deleted."""
+        shutil.rmtree(self.out / DONE, ignore_errors=True)
         if not (self.aside.exists() or self.aside.is_symlink()):
             return
         what = f"--out {self.out}: {self.aside} holds the set-aside outputs of a run that was stopped before its end"
