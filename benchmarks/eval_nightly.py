@@ -61,7 +61,12 @@ def pool_runs(paths: list[Path]) -> pl.DataFrame:
     """Several runs' per_vendor.csv as one frame; a vendor (world, profile, seed, detector) in more
     than one is refused, naming it and the files: it would count twice."""
     frames = [pl.read_csv(p, infer_schema_length=None).with_columns(pl.lit(str(p)).alias("_file")) for p in paths]
-    pooled = pl.concat(frames, how="diagonal_relaxed")
+    for p, frame in zip(paths[1:], frames[1:]):  # a column one run lacks would count its vendors as nulls
+        differ = sorted(set(frame.columns) ^ set(frames[0].columns))
+        if differ:
+            raise SystemExit(f"--summarise: {p} and {paths[0]} have other columns ({', '.join(differ[:5])}"
+                             f"{', ...' if len(differ) > 5 else ''}): pool runs of one version of the evaluation")
+    pooled = pl.concat(frames, how="vertical_relaxed")
     key = [c for c in ("world", "profile", "seed", "detector") if c in pooled.columns]
     twice = pooled.filter(pl.len().over(key) > 1)
     if twice.height:
@@ -82,7 +87,7 @@ def _headline_table(frame: pl.DataFrame, by: tuple[str, ...]) -> str:
             "silent vendors"]
     lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
     for r in frame.iter_rows(named=True):
-        weakest = "" if r["weakest_kind"] is None else f"{r['weakest_kind']} {r['weakest_found']:.2f}"
+        weakest = "" if r["weakest_kind"] is None else f"{r['weakest_kind']} {r['weakest_found']:.3f}"  # 0.897 is no 0.90
         cells = [*(str(r[c]) for c in by), str(r["vendors"]), str(r["events"]), ratio(r["found"], r["found_lo"], r["found_hi"], 2),
                  weakest, ratio(r["fa_per_10k"], r["fa_lo"], r["fa_hi"], 1), str(r["silent_vendors"])]
         lines.append("| " + " | ".join(cells) + " |")
@@ -167,7 +172,7 @@ def _write(header: str, summary: pl.DataFrame, heads: pl.DataFrame, per_vendor: 
            out: Path | None) -> int:
     print(header)
     text = [header]
-    by = tuple(c for c in heads.columns[: heads.columns.index("vendors")] if c != "detector")
+    by = tuple(c for c in heads.columns[: heads.columns.index("vendors")] if c != "detector")  # headline's schema
     for detector, part in summary.partition_by("detector", as_dict=True, maintain_order=True).items():
         shown = part.drop("detector", "chunks")
         head = _headline_table(heads.filter(pl.col("detector") == detector[0]), by)

@@ -248,7 +248,13 @@ def _vendor(world: str, seed: int, chunks: int, fa: int, events: int, found: int
 
 
 def test_headline_intervals_resample_vendors_and_widen_when_one_vendor_holds_the_false_alarms():
+    from scipy.stats import binomtest
+
     from licanom.evaluation.nightly import headline
+
+    def exact(k: int, n: int) -> tuple[float, float]:
+        ci = binomtest(k, n).proportion_ci(confidence_level=0.9, method="exact")
+        return ci.low, ci.high
 
     # the same 24 false alarms in 12,000 chunks: from one vendor's night, or two from each vendor
     lumped = [_vendor("lumped", s, 1000, 24 if s == 0 else 0, 4, 3) for s in range(12)]
@@ -262,13 +268,39 @@ def test_headline_intervals_resample_vendors_and_widen_when_one_vendor_holds_the
     for r in (lump, even):
         assert r["fa_lo"] <= r["fa_per_10k"] <= r["fa_hi"] and r["found_lo"] <= r["found"] <= r["found_hi"]
     assert lump["fa_hi"] - lump["fa_lo"] > 20.0  # one vendor in twelve: anywhere from none to twice the figure
-    assert even["fa_lo"] == even["fa_hi"] == 20.0  # every vendor alike: no resample moves it
-    assert even["found"] == even["found_lo"] == even["found_hi"] == 0.75
-    # one vendor: its point is its interval; it flagged nothing while events were present
-    assert (one["found"], one["found_lo"], one["found_hi"]) == (0.0, 0.0, 0.0) and one["silent_vendors"] == 1
+    # every vendor alike: no resample moves it, and the exact binomial interval of the pooled counts is left
+    assert (even["fa_lo"], even["fa_hi"]) == pytest.approx(tuple(1e4 * v for v in exact(24, 12_000)))
+    assert (even["found_lo"], even["found_hi"]) == pytest.approx(exact(36, 48)) and even["found"] == 0.75
+    # one vendor: the binomial interval; it flagged nothing while events were present
+    assert one["found"] == 0.0 and (one["found_lo"], one["found_hi"]) == pytest.approx(exact(0, 3))
+    assert one["silent_vendors"] == 1
     # the kind found least, among the kinds that had events (key sharing had none)
     assert lump["weakest_kind"] == "brute_force" and lump["weakest_found"] == 0.75
-    assert headline(frame).equals(h)  # seeded
+
+
+def test_headline_is_a_ratio_of_sums_over_vendors_and_by_hand_on_two():
+    from licanom.evaluation.nightly import headline
+
+    # two vendors of 1,000 chunks, 0 and 10 false alarms: the resamples are AA, AB, BA, BB (0, 50, 50, 100
+    # per 10,000 chunks, a quarter, half and a quarter of them): the 5th and 95th percentiles are 0 and 100
+    two = headline(pl.DataFrame([_vendor("two", 1, 1000, 0, 2, 2), _vendor("two", 2, 1000, 10, 2, 1)]))
+    assert two["fa_per_10k"][0] == 50.0 and (two["fa_lo"][0], two["fa_hi"][0]) == (0.0, 100.0)
+    # pooled counts, not the mean of each vendor's rate: 10 false alarms in one small vendor's 10 chunks
+    # beside 11 vendors of 10,000 clean chunks are 0.9 per 10,000 chunks, not 833
+    small = [_vendor("small", s, 10_000, 0, 2, 2) for s in range(11)] + [_vendor("small", 11, 10, 10, 2, 2)]
+    r = headline(pl.DataFrame(small)).row(0, named=True)
+    assert r["fa_per_10k"] == pytest.approx(10 * 1e4 / 110_010) and r["fa_hi"] < 5.0
+    # a vendor without events flags nothing without being silent, and adds nothing to the share found
+    quiet = [_vendor("quiet", 1, 1000, 0, 0, 0, flagged=0), _vendor("quiet", 2, 1000, 0, 4, 2),
+             _vendor("quiet", 3, 1000, 0, 4, 4)]
+    q = headline(pl.DataFrame(quiet)).row(0, named=True)
+    assert q["silent_vendors"] == 0 and q["found"] == 0.75 and q["events"] == 8
+    alone = headline(pl.DataFrame(quiet[1:])).row(0, named=True)
+    assert (q["found_lo"], q["found_hi"]) == (alone["found_lo"], alone["found_hi"])
+    # seeded: the same rows give the same intervals, another seed others
+    varied = pl.DataFrame([_vendor("varied", s, 500 + 37 * s, (s * 7) % 11, 5, 2 + s % 4) for s in range(12)])
+    assert headline(varied).equals(headline(varied))
+    assert not headline(varied, seed=1).equals(headline(varied))
 
 
 def test_summarise_pools_runs_of_other_seeds_and_refuses_a_vendor_twice(tmp_path, capsys):
@@ -283,3 +315,10 @@ def test_summarise_pools_runs_of_other_seeds_and_refuses_a_vendor_twice(tmp_path
     assert "| share 10% | 4 | 16 | 0.88 (" in text and "| 7.5 (" in text
     with pytest.raises(SystemExit, match="seed 1.*a.csv and .*a.csv"):
         main(["--summarise", str(first), str(first)])
+    # a run of another version of the evaluation (a column the other lacks) is refused, not read as nulls
+    pl.read_csv(second).drop("found_labelled").write_csv(tmp_path / "older.csv")
+    with pytest.raises(SystemExit, match="older.csv and .*a.csv have other columns \\(found_labelled\\)"):
+        main(["--summarise", str(first), str(tmp_path / "older.csv")])
+    # vendors without chunks only: an empty summary, as before the headline
+    pl.read_csv(first).with_columns(pl.lit(0).alias("chunks")).write_csv(tmp_path / "none.csv")
+    assert main(["--summarise", str(tmp_path / "none.csv")]) == 0

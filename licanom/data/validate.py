@@ -134,7 +134,8 @@ class ValidationResult:
     """Valid rows (schema :class:`WebApiLog`, sorted by Time then Id) and quarantined rows.
 
     ``quarantine`` keeps every input column as text, the input position ``_row`` (and, for a log of
-    several files, the place in its file ``_file_row``: integers both) and ``reason``.
+    several files or a night's read of one, the file ``_file`` and the place in it ``_file_row``:
+    integers both) and ``reason``.
     ``codes``: integer codes of the valid rows' ``Key`` and ``IP`` (equal codes for equal
     texts, and only then), found while validating; the encoder reuses them instead of hashing
     the texts again (None where not computed, e.g. a result built by hand).
@@ -690,7 +691,8 @@ def _exact_copies(coerced: pl.DataFrame, repeats: np.ndarray, keep: np.ndarray) 
 
 def _quarantine(raw: pl.DataFrame, reasons: list[pl.DataFrame]) -> pl.DataFrame:
     """The quarantined rows as they came in (as text), with ``_row`` and every reason; a row's place
-    in its file (``_file_row``, a log of several files) stays the integer it is, as ``_row``."""
+    in its file (``_file_row``, a log of several files or a night's read of one) stays the integer it
+    is, as ``_row``."""
     why = (
         pl.concat(reasons)
         .group_by(ROW, maintain_order=True)

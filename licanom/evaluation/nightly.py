@@ -773,57 +773,70 @@ def summarise(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector"
     return summary
 
 
-# The headline's intervals: a 90% percentile bootstrap over vendors, HEADLINE_RESAMPLES resamples, seeded.
+# The headline's intervals: 90%, a bootstrap over vendors of HEADLINE_RESAMPLES resamples (seeded) widened to the
+# exact binomial interval where that is wider (headline).
 HEADLINE_LEVEL = 0.90
 HEADLINE_RESAMPLES = 2000
+
+
+HEADLINE_SCHEMA: dict[str, type[pl.DataType]] = {
+    "vendors": pl.Int64, "events": pl.Int64, "found": pl.Float64, "found_lo": pl.Float64, "found_hi": pl.Float64,
+    "weakest_kind": pl.String, "weakest_found": pl.Float64, "fa_per_10k": pl.Float64, "fa_lo": pl.Float64,
+    "fa_hi": pl.Float64, "silent_vendors": pl.Int64}
 
 
 def headline(per_vendor: pl.DataFrame, by: Sequence[str] = ("world", "detector"),
              level: float = HEADLINE_LEVEL, resamples: int = HEADLINE_RESAMPLES, seed: int = 0) -> pl.DataFrame:
     """The figures the issue's bar is judged on, per group, with how sure they are: events found at
     the default decision (``found``), the kind found least (``weakest_kind``, ``weakest_found``),
-    false alarms per 10,000 chunks (``fa_per_10k``) and silent vendors, the first two with a
-    ``level`` interval (``found_lo``/``found_hi``, ``fa_lo``/``fa_hi``).
+    false alarms per 10,000 chunks (``fa_per_10k``) and silent vendors (events present, nothing
+    flagged), the first two with a ``level`` interval (``found_lo``/``found_hi``, ``fa_lo``/``fa_hi``).
 
-    The intervals resample whole vendors (a percentile bootstrap, :func:`scipy.stats.bootstrap`,
-    pairing each vendor's numerator and denominator): a world's false alarms often come from one
-    vendor's night (a heavy key's busy afternoon over a dozen chunks), and a dozen vendors a world
-    cannot tell 20 from 40 false alarms per 10,000 chunks. A group of one vendor (or whose
-    figure no resample moves) has its point as its interval. Seeded: the same rows give the same
+    Each interval is the wider, at either end, of two: a percentile bootstrap that resamples whole
+    vendors (:func:`scipy.stats.bootstrap`, each vendor's numerator and denominator together: a world's
+    false alarms often come from one vendor's night, a heavy key's busy afternoon over a dozen chunks,
+    and a dozen vendors a world cannot tell 20 from 40 false alarms per 10,000 chunks), and the exact
+    binomial interval of the pooled count (Clopper-Pearson, :meth:`scipy.stats.binomtest`; events, or
+    chunks, taken as independent). The bootstrap alone cannot move a figure that every vendor shares
+    (all 8 events found, no false alarm at all) and would read such a world as certain; the binomial
+    alone would ignore that one vendor's night fills many chunks. Seeded: the same rows give the same
     intervals."""
-    from scipy.stats import bootstrap
+    from scipy.stats import binomtest, bootstrap
 
     f = per_vendor.filter(pl.col("chunks") > 0)
     kinds = [k for k in _kinds_of(c.removeprefix("events_") for c in f.columns if c.startswith("events_"))
              if f"found_{k}" in f.columns]
 
-    def interval(num: np.ndarray, den: np.ndarray, point: float) -> tuple[float, float]:
+    def interval(num: np.ndarray, den: np.ndarray, scale: float = 1.0) -> tuple[float, float]:
+        """``scale`` times the interval of ``num.sum() / den.sum()`` (counts per vendor)."""
         keep = den > 0  # a vendor without events adds nothing to the share found (and could empty a resample)
         num, den = num[keep].astype(np.float64), den[keep].astype(np.float64)
-        if num.size < 2 or np.all(num * den.sum() == den * num.sum()):  # every vendor at the pooled ratio
-            return point, point
-        res = bootstrap((num, den), lambda n, d, axis=-1: n.sum(axis=axis) / d.sum(axis=axis), paired=True,
-                        vectorized=True, n_resamples=resamples, confidence_level=level, method="percentile",
-                        rng=np.random.default_rng(seed))
-        return float(res.confidence_interval.low), float(res.confidence_interval.high)
+        exact = binomtest(int(num.sum()), int(den.sum())).proportion_ci(confidence_level=level, method="exact")
+        lo, hi = float(exact.low), float(exact.high)
+        if num.size >= 2 and not np.all(num * den.sum() == den * num.sum()):  # some resample can move it
+            res = bootstrap((num, den), lambda n, d, axis=-1: n.sum(axis=axis) / d.sum(axis=axis), paired=True,
+                            vectorized=True, n_resamples=resamples, confidence_level=level, method="percentile",
+                            rng=np.random.default_rng(seed))
+            lo, hi = min(lo, float(res.confidence_interval.low)), max(hi, float(res.confidence_interval.high))
+        return lo * scale, hi * scale
 
     rows = []
     for key, part in f.group_by(list(by), maintain_order=True):
         events, found = part["events"].to_numpy(), part["found"].to_numpy()
         chunks, fa = part["chunks"].to_numpy(), part["false_alarms"].to_numpy()
         share = found.sum() / events.sum() if events.sum() else float("nan")
-        per_10k = fa.sum() * 10_000 / chunks.sum()
-        found_lo, found_hi = interval(found, events, share) if events.sum() else (share, share)
-        fa_lo, fa_hi = interval(fa * 10_000, chunks, per_10k)
+        found_lo, found_hi = interval(found, events) if events.sum() else (share, share)
+        fa_lo, fa_hi = interval(fa, chunks, 10_000.0)
         by_kind = [(k, part[f"found_{k}"].fill_null(0).sum() / n) for k in kinds
                    if (n := part[f"events_{k}"].fill_null(0).sum())]
         weakest = min(by_kind, key=lambda kv: kv[1]) if by_kind else (None, float("nan"))
         rows.append({**dict(zip(by, key)), "vendors": part.height, "events": int(events.sum()),
                      "found": share, "found_lo": found_lo, "found_hi": found_hi,
                      "weakest_kind": weakest[0], "weakest_found": weakest[1],
-                     "fa_per_10k": per_10k, "fa_lo": fa_lo, "fa_hi": fa_hi,
+                     "fa_per_10k": fa.sum() * 10_000 / chunks.sum(), "fa_lo": fa_lo, "fa_hi": fa_hi,
                      "silent_vendors": int(((part["flagged"] == 0) & (part["events"] > 0)).sum())})
-    return pl.DataFrame(rows)
+    schema = {**{c: per_vendor.schema[c] for c in by}, **HEADLINE_SCHEMA}
+    return pl.DataFrame(rows, schema=schema)
 
 
 def with_detectors(settings: NightlySettings, detectors: Sequence[str]) -> NightlySettings:
