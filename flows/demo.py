@@ -25,6 +25,7 @@ from flows.score_vendor import score_vendor
 from flows.train_vendor import train_vendor
 from licanom.config import Config, load_config
 from licanom.ops.detect import format_results
+from licanom.ops.nightly import NightResult
 from licanom.ops.scoring_state import state_dir
 from licanom.ops.tracking import TrackingConfig
 
@@ -38,6 +39,13 @@ def demo_cutoff(cfg: Config) -> datetime:
 
     log = extract(cfg.source)  # simulated once: the training and the night read the same log
     return log["Time"].max() - timedelta(days=SCORE_DAYS)
+
+
+def night_line(night: NightResult) -> str:
+    """The demo's line for its night: what it read and what it flagged, chunks and entities, as the
+    night's report.md counts them."""
+    return (f"nightly scoring: {night.rows_read:,} new rows, {night.chunks.height:,} chunks, {night.found()} "
+            f"(champion version {night.model_version})")
 
 
 def main() -> None:
@@ -64,8 +72,7 @@ def main() -> None:
     print(f"Demo vendor: trained on the simulated log before {until:%Y-%m-%d %H:%M}, then scored the last {SCORE_DAYS} days.")
     print(format_results(summary.results))
     print(f"champion: {summary.champion.name} version {summary.champion.version} ({summary.champion.model})")
-    print(f"nightly scoring: {night.rows_read:,} new rows, {night.chunks.height} chunks, "
-          f"{night.n_anomalies} anomalous (champion version {night.model_version})")
+    print(night_line(night))
     report = night.out_dir / "report.html" if night.out_dir else None
     print(f"  report:        {report if report and report.exists() else '-'}  (open it in a browser)")
     print(f"  anomalies:     {night.out_dir / 'anomalies.csv' if report and report.exists() else '-'}")

@@ -161,3 +161,25 @@ def test_the_demo_simulates_its_vendor_once(monkeypatch) -> None:
     training, night = extract(cfg.source, until=until), extract(cfg.source, after_id=int(extract(cfg.source)["Id"][0]))
     assert len(runs) == 1 and training.height > 0 and night.height > 0
     simulated_log.cache_clear()
+
+
+def test_the_nights_console_line_counts_the_entities_its_report_flags(tmp_path, bundle, tracker) -> None:
+    """A night that flags no chunk but an address-hour (40 keys new to the vendor from one address)
+    says so on the console and in the demo's line, as its report.md does: not "0 flagged" alone."""
+    from flows.demo import night_line
+
+    v = new_vendor(tmp_path, "acme", bundle)
+    v.start(1599)
+    night_rows = rows(1600, 200, seed=3)
+    guesses = night_rows.slice(80, 60).with_columns(pl.Series("Key", [f"NEW{i:03d}-ZZZZZ" for i in range(60)]),
+                                                     pl.lit("9.9.9.9").alias("IP"), pl.lit("2010").alias("State"))
+    v.append(pl.concat([night_rows.head(80), guesses, night_rows.slice(140)]))
+    night = v.night(tracker)
+    flagged = pl.read_parquet(night.out_dir / "entities.parquet")["is_anomaly"].sum()
+    assert flagged > 0 and night.entities_flagged == flagged
+    md = (night.out_dir / "report.md").read_text()
+    said = f"{flagged} entit{'y' if flagged == 1 else 'ies'} flagged"
+    assert f"; {said}" in md
+    chunks = f"{night.n_anomalies} flagged"
+    assert f"10 chunks scored, {chunks}, {said} by champion version 1 -> " in night.summary()[0]
+    assert night_line(night) == f"nightly scoring: 200 new rows, 10 chunks, {chunks}, {said} (champion version 1)"

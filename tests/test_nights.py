@@ -1325,6 +1325,23 @@ def test_the_nights_console_summary_says_what_the_night_rule_flagged(tmp_path: P
                                "after an earlier Id again)"]
 
 
+def test_the_nights_console_summary_counts_its_incidents_and_entities_as_its_report_does(tmp_path: Path) -> None:
+    """report.md says "3 of 4 chunks flagged in 2 incident(s); 59 entities flagged": the console line
+    too, not the chunks alone (a night of 0 flagged chunks and 59 flagged entities read "0 flagged")."""
+    from licanom.ops.nightly import NightResult
+
+    chunks = pl.DataFrame({"is_anomaly": [True, True, False, True], "flagged_by": ["threshold", "night", None, "night"]})
+    night = NightResult(vendor="acme", model_version="4", watermark_before=10, watermark_after=13, rows_read=3,
+                        rows_quarantined=0, chunks=chunks, out_dir=tmp_path, entities_flagged=59, incidents=2)
+    assert night.summary() == [f"acme: 3 rows read, 0 quarantined, 4 chunks scored, 3 flagged (2 by the night rule) "
+                               f"in 2 incidents, 59 entities flagged by champion version 4 -> {tmp_path}"]
+    quiet = NightResult(vendor="acme", model_version="1", watermark_before=10, watermark_after=13, rows_read=7735,
+                        rows_quarantined=3, chunks=pl.DataFrame({"is_anomaly": [False] * 4, "flagged_by": pl.Series([None] * 4, dtype=pl.String)}),
+                        out_dir=tmp_path, entities_flagged=1)
+    assert quiet.summary()[0].startswith("acme: 7,735 rows read, 3 quarantined, 4 chunks scored, 0 flagged, "
+                                         "1 entity flagged by champion version 1 -> ")
+
+
 def test_a_since_past_the_watermark_says_that_it_skips_rows(vendor) -> None:
     """The rows up to ``--since`` that no night scored are counted in its note: those with Ids
     between the watermark and it, and those the last night carried to the next one."""

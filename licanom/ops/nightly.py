@@ -95,6 +95,10 @@ class NightResult:
     # the ``--since`` given (then ``watermark_before``), and the vendor's watermark when the night began
     since: int | None = None
     vendor_watermark: int | None = None
+    # what the night's report.md counts beside the chunks: its flagged entities (None: none scored)
+    # and the incidents its flagged chunks make
+    entities_flagged: int | None = None
+    incidents: int = 0
 
     @property
     def n_anomalies(self) -> int:
@@ -110,14 +114,22 @@ class NightResult:
             nothing = (f"no night written (nothing new after --since {self.since}; the vendor's watermark, {mark}, "
                        "stays, and the next night reads after it)")
         carried = f", {self.rows_carried:,} carried to the next night" if self.rows_carried else ""
+        return [f"{self.vendor}: {self.rows_read:,} rows read, {self.rows_quarantined:,} quarantined, "
+                f"{self.chunks.height:,} chunks scored, {self.found()} by champion version "
+                f"{self.model_version}{carried} -> {self.out_dir or nothing}",
+                *(f"  {message}" for message in self.messages)]
+
+    def found(self) -> str:
+        """What the night flagged, as its report.md counts it: ``5 flagged (2 by the night rule) in 3
+        incidents, 59 entities flagged`` (the chunks, then the entities, where they were scored)."""
         from licanom.ops.detect import night_rule_flags
 
         by_night = night_rule_flags(self.chunks)
         night = f" ({by_night} by the night rule)" if by_night else ""
-        return [f"{self.vendor}: {self.rows_read:,} rows read, {self.rows_quarantined:,} quarantined, "
-                f"{self.chunks.height:,} chunks scored, {self.n_anomalies} flagged{night} by champion version "
-                f"{self.model_version}{carried} -> {self.out_dir or nothing}",
-                *(f"  {message}" for message in self.messages)]
+        incidents = f" in {self.incidents:,} incident{'' if self.incidents == 1 else 's'}" if self.incidents else ""
+        entities = ("" if self.entities_flagged is None else
+                    f", {self.entities_flagged:,} entit{'y' if self.entities_flagged == 1 else 'ies'} flagged")
+        return f"{self.n_anomalies} flagged{night}{incidents}{entities}"
 
     @property
     def rows_carried(self) -> int:
@@ -438,7 +450,9 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                          out / TRACKING_COPY)
     crash_point("stage:report")
     return NightResult(vendor, model_version, watermark_before, watermark_after, validation.n_in,
-                       validation.quarantine.height, chunks, final, rows_unknown_product, messages, out, ledger)
+                       validation.quarantine.height, chunks, final, rows_unknown_product, messages, out, ledger,
+                       entities_flagged=None if entities is None else int(entities["is_anomaly"].sum()),
+                       incidents=incidents.height)
 
 
 def _free_name(path: Path, before: int | None, after: int | None) -> Path:
