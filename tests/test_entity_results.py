@@ -365,3 +365,49 @@ def test_a_key_without_a_usual_day_of_its_own_is_not_said_to_be_usually_so() -> 
                                                    pl.col("Time") + timedelta(seconds=i + 1)) for i in range(6)]).sort("Time", "Id")
     known = EntityModel(kinds=("key-day",)).fit(train).score(night).filter(pl.col("key") == "F015")
     assert known["is_anomaly"][0] and "(usually " in known["reasons"][0] and "no usual day" not in known["reasons"][0]
+
+
+def test_a_reason_says_whose_usual_value_each_count_is_compared_with() -> None:
+    """"usually" is a key's own usual day; the reference's medians (every address-hour's, a
+    key-machine's, a key-day's counts without a day of their own) were read as the entity's own
+    history: "address A: 4 keys (usually 1)" held the address to the vendor's median address-hour."""
+    from datetime import UTC, datetime
+
+    from licanom.detectors.entities import FEATURES, KindReference, _reason
+
+    def ref(kind: str, typical: dict[str, float], group: str = "") -> KindReference:
+        columns = tuple(name for name, _ in FEATURES[kind])
+        return KindReference(kind=kind, columns=columns, tail=None, calibration=None, threshold=0.0,  # type: ignore[arg-type]
+                             typical=tuple(typical.get(c, 0.0) for c in columns), n_train=1, n_reference=1, group=group)
+
+    def surprising(r: KindReference, *names: str) -> np.ndarray:
+        return np.array([10.0 - names.index(c) if c in names else 0.0 for c in r.columns])
+
+    when = {"start_time": datetime(2025, 1, 15, 20, 35, tzinfo=UTC), "end_time": datetime(2025, 1, 15, 20, 57, tzinfo=UTC)}
+    hour = ref("address-hour", {"keys": 1, "requests": 5, "failed_share": 0.01})
+    said = _reason(hour, {**when, "address": "30.15.233.45", "keys": 4, "requests": 26, "failed_share": 0.04},
+                   surprising(hour, "keys", "requests", "failed_share"), 3)
+    assert said == ("address 30.15.233.45: 4 keys (the vendor's median address-hour: 1), 26 requests (the vendor's "
+                    "median address-hour: 5), 4% failed (the vendor's median address-hour: 1%); 26 requests, "
+                    "2025-01-15 20:35-20:57 UTC")
+    machine = ref("key-machine", {"machine_keys": 1}, group="product 7, floating")
+    said = _reason(machine, {**when, "key": "K", "machine_code": "M", "machine_keys": 9, "requests": 9},
+                   surprising(machine, "machine_keys"), 3)
+    assert said.startswith("machine code M under key K: 9 keys using this machine code (its peers' median key-machine: 1);")
+    assert said.endswith("(judged against product 7, floating keys)")
+    day = ref("key-day", {"new_machines": 0})
+    row = {**when, "key": "K", "new_machines": 55, "more_countries": 1.1, "countries": 3, "usual_countries": 1.0,
+           "expected_countries": 1.0, "requests": 120}
+    said = _reason(day, row, surprising(day, "new_machines", "more_countries"), 3)
+    assert said.startswith("key K: 55 machine codes new to it (the vendor's median key-day: 0), 3 countries (usually 1);")
+    said = _reason(day, {**row, "usual_countries": None}, surprising(day, "new_machines", "more_countries"), 3)
+    assert said.startswith("key K (no usual day of its own): 55 machine codes new to it (the vendor's median key-day: 0), "
+                           "3 countries (the vendor's median key-day: 1);")
+
+
+def test_the_planted_entities_reasons_say_usually_only_of_a_keys_own_day(planted: dict) -> None:
+    flagged = planted["entities"].filter("is_anomaly")
+    assert flagged.height
+    for kind, reason in flagged.select("entity_kind", "reasons").iter_rows():
+        assert kind == "key-day" or "usually" not in reason, reason
+        assert "median" in reason or "usually" in reason or reason.split(": ", 1)[1].startswith("new to the key"), reason

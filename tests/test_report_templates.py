@@ -338,3 +338,15 @@ def test_a_frames_why_names_the_entity_of_its_peak_chunks_incident_not_one_that_
 
     grouped = group_incidents(attribute(flagged, derive(rows)))
     assert sorted(n for ns in grouped[INCIDENT_CHUNKS].to_list() for n in ns) == list(FLAGGED)
+
+
+def test_the_guide_says_what_each_entity_kind_is_judged_against() -> None:
+    """"each judged against its own past and against its peers" was not true of an address-hour
+    (the vendor's address-hours only) nor of the reasons' medians: the guide says it per kind."""
+    page = render_html(make_input(computed=Computed(entities=entity_frame([
+        ("address-hour", "9.9.9.9", 90.0, True, "address 9.9.9.9: 9 keys (the vendor's median address-hour: 1)")]))))
+    guide = page[page.index("How to read this report"):]
+    assert "each judged against its own past and against its peers" not in guide
+    assert "an address&rsquo;s hour against the whole vendor&rsquo;s address-hours only" in guide
+    assert "A key&rsquo;s day is judged against the key&rsquo;s own past" in guide
+    assert "&ldquo;usually&rdquo; is the key&rsquo;s own usual day" in guide

@@ -1,5 +1,6 @@
 """Entity results: who did it. Each key-day, (key, machine code)-day and address-hour of a night,
-judged against its peers and against its own past, with a calibrated severity and a reason.
+judged against its peers (and a key-day against its key's own usual day too), with a calibrated
+severity and a reason.
 
 Chunks of consecutive requests dilute small events (three requests from another continent, one
 machine code under several keys) among a hundred ordinary rows, and a vendor acts on a key, a
@@ -41,8 +42,10 @@ Key-days and key-machines are judged against the keys of the same product and li
 least :data:`MIN_PEER_KEYS` keys and :data:`MIN_PEER_ENTITIES` training entities of the kind (its
 own reference and calibration, fitted as the vendor's), else against the whole vendor;
 address-hours serve any key and are always judged vendor-wide (``peers="vendor"``: all vendor-wide).
-``reasons`` names the most surprising features of a flagged entity with their typical values
-("key X: 55 machine codes new to it (usually 0), 3 countries (usually 1); ...").
+``reasons`` names the most surprising features of a flagged entity with their typical values and
+whose they are: "usually" for a key-day's own usual day, else the median entity of the kind it was
+judged against ("key X: 55 machine codes new to it (its peers' median key-day: 0), 3 countries
+(usually 1); ...", "address A: 9 keys (the vendor's median address-hour: 1); ...").
 
 The entities of the first ``warmup_days`` training days stay out of the reference: at the start of
 the training rows every machine code is new to its key.
@@ -962,16 +965,21 @@ def _number(value: float) -> str:
 
 
 def _reason(ref: KindReference, row: dict[str, Any], surprisal: np.ndarray, top: int) -> str:
-    """``key X: 55 machine codes new to it (usually 0), 3 countries (usually 1); 09:12-16:40 UTC,
-    120 requests``: the most surprising features with their values and typical values."""
+    """``key X: 55 machine codes new to it (its peers' median key-day: 0), 3 countries (usually 1);
+    120 requests, 2025-01-16 09:12-16:40 UTC (judged against ... keys)``: the most surprising
+    features with their values and whose typical value each is compared with: "usually" for a
+    key-day's own usual day, else the median entity of its kind of the reference (the vendor's, or
+    its peer group's)."""
     labels = dict(FEATURES[ref.kind])
     order = [j for j in np.argsort(-surprisal, kind="stable")[:top] if surprisal[j] > 0.5] or [int(np.argmax(surprisal))]
+    # the reference's typical values are its entities' medians, not the entity's own past: say whose
+    theirs = f"the vendor's median {ref.kind}" if ref.group == VENDOR else f"its peers' median {ref.kind}"
     parts, own = [], True
     for j in order:
         name = ref.columns[j]
         value = float(row[name])
         if name == "failed_share":
-            parts.append(f"{value:.0%} failed (usually {ref.typical[j]:.0%})")
+            parts.append(f"{value:.0%} failed ({theirs}: {ref.typical[j]:.0%})")
         elif name.startswith("more_"):
             count = name.removeprefix("more_")
             expected = _number(float(row[f"expected_{count}"]))
@@ -983,7 +991,7 @@ def _reason(ref: KindReference, row: dict[str, Any], surprisal: np.ndarray, top:
         elif name == "new_pair":
             parts.append("new to the key")
         else:
-            parts.append(f"{_counted(value, labels[name])} (usually {_number(ref.typical[j])})")
+            parts.append(f"{_counted(value, labels[name])} ({theirs}: {_number(ref.typical[j])})")
     start, end = row["start_time"], row["end_time"]
     span = f"{start:%Y-%m-%d %H:%M}-{end:%H:%M} UTC"
     peers = f" (judged against {ref.group} keys)" if ref.group != VENDOR else ""

@@ -4,7 +4,7 @@ The report says who did what first, then when:
 
 * the **flagged entities** (licanom.detectors.entities: a key's day, a machine code under a key,
   an address's hour), most severe first, each with its reasons ("key X: 55 machine codes new to
-  it (usually 0), 3 countries (usually 1); ...");
+  it (its peers' median key-day: 0), 3 countries (usually 1); ...");
 * the **incidents** (licanom.detectors.incidents): flagged chunks grouped by who caused them;
 * the **anomalous time frames** (flagged chunks merged), and for each one *why* it was flagged:
 
