@@ -241,6 +241,25 @@ def test_each_frame_carries_its_peak_chunks_calibrated_severity(inp: ReportInput
     assert '<span class="sev high">high</span> 91</td>' in page and '<span class="sev medium">medium</span> 62</td>' in page
 
 
+def test_the_guide_explains_the_bands_the_frames_were_given(inp: ReportInput) -> None:
+    """A calibrated model's frame read "medium 62 ... 1.11×" under a guide that said the bands come
+    from score / threshold (1.5× and 1.2×): the guide names the bands the report used."""
+    def guide(page: str) -> str:
+        return page[page.index("How to read this report"):]
+
+    severities = [10.0] * N_CHUNKS
+    severities[3], severities[7] = 62.5, 91.2
+    calibrated = guide(render_html(make_input(chunks=inp.chunks.with_columns(pl.Series("severity", severities)))))
+    assert "Severity bands from the calibrated severity (0-100): high from 80, medium from 60, low below" in calibrated
+    assert "1.5×" not in calibrated and "Severity from score / threshold" not in calibrated
+    ratio = guide(render_html(inp))  # scored without a calibration
+    assert "severity bands from score / threshold: high from 1.5×, medium from 1.2×, low below" in ratio
+    assert "the entities’ and incidents’ from the calibrated severity (0-100): high from 80" in ratio
+    severities[3] = float("nan")  # one frame's peak chunk without one
+    mixed = guide(render_html(make_input(chunks=inp.chunks.with_columns(pl.Series("severity", severities)))))
+    assert "high from 80" in mixed and "no calibrated severity from score / threshold: high from 1.5×" in mixed
+
+
 def test_the_csvs_peak_severity_is_a_whole_number_as_the_page_shows_it(inp: ReportInput) -> None:
     """anomalies.csv wrote the peak severity unrounded (57.38291038) where the page, the incidents
     and the entities show every severity as a whole number rounded down (57; 59.99 is 59, below 60)."""

@@ -441,6 +441,26 @@ def _loss_note(inp: ReportInput, wording: ScoreWording) -> str:
     return "No loss curves were recorded for this model."
 
 
+def bands_guide(chunks: pl.DataFrame) -> str:
+    """The guide's sentence on the severity bands this report's frames were given
+    (licanom.report.analysis.severity): from the chunks' calibrated severity where they have one,
+    else from score / threshold; entities and incidents always from their calibrated severity."""
+    def said(bands: tuple[tuple[str, float], ...], unit: str = "") -> str:
+        return ", ".join(f"{name} from {lo:g}{unit}" if lo > 0 else f"{name} below" for name, lo in bands)
+
+    severity = (chunks["severity"].cast(pl.Float64).fill_nan(None) if "severity" in chunks.columns
+                else pl.Series([None] * chunks.height, dtype=pl.Float64))
+    calibrated = f"the calibrated severity (0-100): {said(CALIBRATED_BANDS)}"
+    ratio = f"score / threshold: {said(SEVERITY_BANDS, '×')}"
+    if severity.null_count() == 0 and chunks.height:
+        return (f"Severity bands from {calibrated}, for the frames (their peak chunk’s) as for the entities "
+                "and incidents; the “vs threshold” ratio beside a frame does not set its band.")
+    if severity.null_count() == chunks.height:
+        return (f"The frames’ severity bands from {ratio} (this model gives no calibrated severity); "
+                f"the entities’ and incidents’ from {calibrated}.")
+    return (f"Severity bands from {calibrated}; a frame whose peak chunk has no calibrated severity from {ratio}.")
+
+
 def _page(a: Analysis) -> dict[str, object]:
     """The HTML template's variables."""
     inp = a.inp
@@ -484,7 +504,7 @@ def _page(a: Analysis) -> dict[str, object]:
         "histogram": histogram,
         "loss": None if loss is None else _data_uri(loss), "loss_last": last, "loss_note": _loss_note(inp, wording),
         "details": tuple(_frame_detail(a, r, i == 0) for i, r in enumerate(shown.iter_rows(named=True))),
-        "bands": ", ".join(f"{name} from {lo:g}×" if lo > 0 else f"{name} below" for name, lo in SEVERITY_BANDS),
+        "bands": bands_guide(chunks),
         "over_min_share": f"{OVER_MIN_SHARE:.0%}", "over_lift": f"{OVER_LIFT:g}", "over_min_count": OVER_MIN_COUNT,
     }
 
