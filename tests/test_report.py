@@ -147,7 +147,7 @@ def test_new_key_machine_and_ip_are_named(inp: ReportInput, page: str) -> None:
     new_frame = csv.filter(pl.col("first_id") == inp.rows["Id"][7 * SIZE]).row(0, named=True)
     assert new_frame["new_keys"] == 2 and new_frame["new_machine_codes"] == 1 and new_frame["new_ips"] == 1
     assert "new" in new_frame["top_keys"] and "mc-new (10, new)" in new_frame["top_machine_codes"]
-    assert "100% of requests failed" in new_frame["why"]
+    assert "100% of the frame's requests failed" in new_frame["why"]
     old_frame = csv.filter(pl.col("first_id") == inp.rows["Id"][3 * SIZE]).row(0, named=True)
     assert old_frame["new_keys"] == 0
     assert "2 new keys" in page and '<span class="tag new">new</span>' in page
@@ -331,10 +331,14 @@ def test_each_frame_shows_its_context_signals(page: str) -> None:
 
 
 def test_a_context_model_names_its_signal_with_the_values():
+    """Its failed share is its peak chunk's, and the frame's own share (over all its requests) is
+    said apart: "share of failed requests: 71% (typical 1%)" then "47% of requests failed (normally
+    1%)" read as two values of one share."""
     base = make_input()
     chunks = base.chunks.with_columns(pl.lit("failure_share").alias("top_feature"), pl.lit("Tail_context").alias("model"))
     page = render_html(make_input(chunks=chunks, feature_errors=None, model="Tail_context"))
-    assert "most unusual: share of failed requests: 100% (typical 0%)" in page
+    assert "most unusual: share of failed requests in its peak chunk: 100% (typical 0%)" in page
+    assert "100% of the frame's requests failed (normally 0%)" in page.replace("&#39;", "'")
     assert "per-column errors" not in page and page.count("<h3>Context (the chunk") == 2
 
 

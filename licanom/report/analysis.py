@@ -704,6 +704,11 @@ def _whose(a: Analysis, k: int) -> str:
     return f", by {r['entity_kind']} {display(r['entity'])}"
 
 
+# context columns that are shares of one chunk's requests: a frame's reason names the chunk, as
+# the frame's own failed share (over all its requests) can differ
+_CHUNK_SHARES = frozenset({"failure_share", "top_machine_share"})
+
+
 def _reasons(a: Analysis, k: int) -> tuple[str, ...]:
     """A few short sentences: why frame k stands out (plain text, not escaped)."""
     out = []
@@ -722,14 +727,15 @@ def _reasons(a: Analysis, k: int) -> tuple[str, ...]:
         value, typical = float(a.context[a.peaks[k], j]), float(a.typical_context[j, 0])
         amount = "" if math.isnan(value) else (
             f": {context_value(column, value)}" + ("" if math.isnan(typical) else f" (typical {context_value(column, typical)})"))
-        out.append(f"most unusual: {CONTEXT_LABELS[column]}{amount}{_whose(a, k)}")
+        where = " in its peak chunk" if column in _CHUNK_SHARES else ""  # not the frame's share, said below
+        out.append(f"most unusual: {CONTEXT_LABELS[column]}{where}{amount}{_whose(a, k)}")
     elif parts:
         out.append("largest error: " + ", ".join(parts))
 
     failed, normal_failed = a.frame_failed_share[k], a.normal_failed_share
     if not math.isnan(failed) and failed >= 0.1 and (math.isnan(normal_failed) or failed >= 2 * normal_failed):
         normally = "" if math.isnan(normal_failed) else f" (normally {normal_failed:.0%})"
-        out.append(f"{failed:.0%} of requests failed{normally}")
+        out.append(f"{failed:.0%} of the frame's requests failed{normally}")
 
     for col, label in VALUE_COLUMNS:
         ent = a.frame_values(k, col)
