@@ -585,7 +585,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if not folder:
             raise ValueError(f"MLflow run {args.run} records no night folder (param out_dir)")
         run_dir = Path(folder)
-    paths = write_report(load_run(run_dir), Path(args.out) if args.out else run_dir)
+    out = Path(args.out) if args.out else run_dir
+    paths = write_report(load_run(run_dir, out=out), out)
     print(f"report: {paths.html}  (anomalies as CSV: {paths.csv})")
     return EXIT_OK
 

@@ -67,6 +67,23 @@ def test_an_id_far_beyond_the_recent_ones_is_quarantined_and_the_watermark_stays
     check_ledger(vendor, [*range(1600, 1800), 2**62])
 
 
+def test_a_night_report_rebuilt_elsewhere_names_the_nights_quarantine_by_its_path(vendor, tmp_path, capsys) -> None:
+    """`licanom report --run <night> --out DIR` said "(quarantine.parquet, each with its reason)" in
+    DIR, where no quarantine is: the rows stay in the night folder, named by their path."""
+    import html
+
+    from licanom.cli import main
+
+    vendor.append(pl.concat([rows(1600, 100), rows(1700, 1).with_columns(pl.lit("5555").alias("State"))]))
+    night = vendor.night()
+    assert night.rows_quarantined == 1
+    assert main(["report", "--run", str(night.out_dir), "--out", str(tmp_path / "elsewhere")]) == 0
+    page = html.unescape((tmp_path / "elsewhere" / "report.html").read_text())
+    assert f"1 row quarantined, not scored ({night.out_dir.absolute() / 'quarantine.parquet'}, each with its reason)" in page
+    assert main(["report", "--run", str(night.out_dir)]) == 0  # beside it, the file is named as the night wrote it
+    assert "not scored (quarantine.parquet, each with its reason)" in html.unescape((night.out_dir / "report.html").read_text())
+
+
 def test_rows_that_arrive_below_the_watermark_are_named_not_silently_left_out(vendor) -> None:
     """A late part of the export (Ids the watermark has passed) is not read, but the night says
     how many rows appeared below the watermark since the last night counted them, once."""

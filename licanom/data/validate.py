@@ -51,6 +51,9 @@ from licanom.data.schema import (
 
 ROW = "_row"  # position of the row in the input, kept in the quarantine
 REASON = "reason"
+# a night's quarantined rows, beside its report, as its report's note names them
+QUARANTINE_FILE = "quarantine.parquet"
+QUARANTINE_WHAT = ", each with its reason"
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 OUT_OF_RANGE = "Time: outside 1990-2100"
@@ -169,8 +172,8 @@ class ValidationResult:
         counts = self.reason_counts()
         shown = ", ".join(f"{reason} ({count:,})" for reason, count in counts.head(top).iter_rows())
         more = f" and {counts.height - top} more reason(s)" if counts.height > top else ""
-        return (f"{n:,} row{'s' if n != 1 else ''} quarantined, not scored (quarantine.parquet, each with its "
-                f"reason): {shown}{more}")
+        return (f"{n:,} row{'s' if n != 1 else ''} quarantined, not scored ({QUARANTINE_FILE}{QUARANTINE_WHAT}): "
+                f"{shown}{more}")
 
     def reason_counts(self) -> pl.DataFrame:
         """How many quarantined rows fail each column/check (a row may count under several). An

@@ -19,6 +19,7 @@ import polars as pl
 
 from licanom.data.columns import RAW
 from licanom.data.context_vector import CONTEXT_COLUMNS, KeyHistory
+from licanom.data.validate import QUARANTINE_FILE, QUARANTINE_WHAT
 from licanom.report.analysis import Computed, ReportInput, ScoreWording, chunk_feature_errors
 
 __all__ = ["ROWS_FILE", "ROW_COLUMNS", "RUN_FILE", "load_run", "save_run"]
@@ -59,8 +60,10 @@ def save_run(inp: ReportInput, run_dir: Path) -> None:
     tmp.replace(run_dir / RUN_FILE)
 
 
-def load_run(run_dir: Path, chunks_file: str = "chunks.parquet") -> ReportInput:
-    """The report input of a run folder written by ``licanom detect`` or a nightly scoring."""
+def load_run(run_dir: Path, chunks_file: str = "chunks.parquet", out: Path | None = None) -> ReportInput:
+    """The report input of a run folder written by ``licanom detect`` or a nightly scoring;
+    ``out``: where its report is written, when not beside it (its notes then name the run folder's
+    quarantine by its path)."""
     run_dir = Path(run_dir)
     missing = [f for f in (RUN_FILE, ROWS_FILE, chunks_file) if not (run_dir / f).exists()]
     if missing and (run_dir / "sequences.parquet").exists() and not (run_dir / chunks_file).exists():
@@ -94,5 +97,14 @@ def load_run(run_dir: Path, chunks_file: str = "chunks.parquet") -> ReportInput:
         train_loss=tuple(meta.get("train_loss") or ()), val_loss=tuple(meta.get("val_loss") or ()),
         key_history=KeyHistory.load(run_dir), trained_in_run=meta.get("trained_in_run"),
         wording=None if wording is None else ScoreWording(**wording), computed=computed,
-        notes=tuple(meta.get("notes") or ()),  # a run stored before notes were kept has none
+        notes=_notes(tuple(meta.get("notes") or ()), run_dir, out),  # a run stored before notes were kept has none
     )
+
+
+def _notes(notes: tuple[str, ...], run_dir: Path, out: Path | None) -> tuple[str, ...]:
+    """A night's notes as a report written in ``out`` reads them: its quarantine note named the
+    file beside the night's report (``quarantine.parquet``), which stays in the night folder."""
+    if out is None or Path(out).absolute() == run_dir.absolute():
+        return notes
+    beside, there = f"({QUARANTINE_FILE}{QUARANTINE_WHAT})", f"({run_dir.absolute() / QUARANTINE_FILE}{QUARANTINE_WHAT})"
+    return tuple(note.replace(beside, there) for note in notes)
