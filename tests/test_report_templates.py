@@ -350,3 +350,12 @@ def test_the_guide_says_what_each_entity_kind_is_judged_against() -> None:
     assert "an address&rsquo;s hour against the whole vendor&rsquo;s address-hours only" in guide
     assert "A key&rsquo;s day is judged against the key&rsquo;s own past" in guide
     assert "&ldquo;usually&rdquo; is the key&rsquo;s own usual day" in guide
+
+
+def test_a_page_without_entity_results_does_not_say_only_a_night_scores_them() -> None:
+    """`licanom detect` writes entities.parquet and its page lists them: a page without any said
+    "(a night scores keys, machines and addresses too)", as if detect never did."""
+    without = render_html(make_input())
+    assert "No entity results in this run: only the chunks were scored" in without
+    assert "a night scores keys" not in without
+    assert "a log too small for it" in without
