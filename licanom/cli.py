@@ -725,7 +725,7 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
     p.add_argument("--vendor", type=vendor_name, default=None, help=VENDOR_HELP)
     p.add_argument("--model", type=model_names, default=None,
                    help=f"a model name, several separated by commas, 'all' (the {len(AUTOENCODERS)} autoencoders), "
-                        f"'sequence' (the {len(_sequence_models())} sequence models) "
+                        f"'sequence' (the {len(_sequence_models())} sequence models: {', '.join(_sequence_models())}) "
                         "or 'auto'; Tail_context, IForest_context and LOF_context read each chunk's context "
                         "(default: train.models, auto)")
     p.add_argument("--threshold", default=None, choices=list(DECISIONS),

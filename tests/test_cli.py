@@ -1155,8 +1155,8 @@ def test_an_unknown_model_and_the_models_help_say_what_all_and_sequence_are_from
                                    f"sequence models: {', '.join(sequence)}) or auto"), err.value
     detect = build_parser()._subparsers._group_actions[0].choices["detect"]  # type: ignore[union-attr]
     option = next(a for a in detect._actions if "--model" in a.option_strings)
-    assert (f"'all' (the {len(AUTOENCODERS)} autoencoders), 'sequence' (the {len(sequence)} sequence models)"
-            in " ".join((option.help or "").split())), option.help
+    assert (f"'all' (the {len(AUTOENCODERS)} autoencoders), 'sequence' (the {len(sequence)} sequence models: "
+            f"{', '.join(sequence)})" in " ".join((option.help or "").split())), option.help
 
 
 @pytest.mark.parametrize("flow", ["score", "train"])

@@ -192,8 +192,38 @@ def test_the_models_help_says_what_all_and_sequence_evaluate():
     parser = add_arguments(argparse.ArgumentParser())
     text = next(a.help for a in parser._actions if a.dest == "models")
     assert f"'all' = the {len(ev.AUTOENCODERS)} autoencoders" in text, text
-    assert f"'sequence' = the {len(ev.SEQUENCE)} sequence models ({', '.join(ev.SEQUENCE)})" in text, text
+    assert f"'sequence' = the {len(ev.SEQUENCE)} sequence models it evaluates ({', '.join(ev.SEQUENCE)})" in text, text
     assert settings_from(parser.parse_args(["--models", "sequence", "--no-baselines"])).models == ev.SEQUENCE
+
+
+def test_the_help_says_which_sequence_models_evaluate_leaves_out_and_counts_chunks_in_whole_numbers():
+    """`licanom evaluate --help` said "'sequence' = the 4 sequence models" where detect --help and
+    conf/defaults.yaml say five: the evaluation registers no DeepLog, and its help now says so
+    (both counted from the registries); --small-max-train-chunks showed its default as 500.0."""
+    import argparse
+    import re
+    from pathlib import Path
+
+    from licanom.cli import build_parser
+    from licanom.config import AutoModels, _sequence_models
+    from licanom.evaluation.cli import add_arguments
+
+    parser = add_arguments(argparse.ArgumentParser())
+    text = next(a.help for a in parser._actions if a.dest == "models")
+    left_out = [n for n in _sequence_models() if n not in ev.SEQUENCE]
+    assert left_out == ["DeepLog"]
+    assert "; DeepLog, in train.models' and detect's 'sequence', is not evaluated here" in text, text
+    detect = next(a.help for a in build_parser("detect")._subparsers._group_actions[0].choices["detect"]._actions
+                  if a.dest == "model")
+    assert f"'sequence' (the {len(_sequence_models())} sequence models: {', '.join(_sequence_models())})" in detect
+    words = {4: "four", 5: "five", 6: "six"}
+    defaults = (Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text()
+    assert re.search(rf'"sequence" for the {words[len(_sequence_models())]}\)', defaults)
+    chunks = next(a for a in parser._actions if a.dest == "small_max_train_chunks")
+    assert chunks.default == AutoModels().small_max_train_chunks == 500 and isinstance(chunks.default, int)
+    shown = " ".join(build_parser("evaluate")._subparsers._group_actions[0].choices["evaluate"].format_help().split())
+    assert "are 'small' (default: 500)" in shown, shown
+    assert parser.parse_args(["--small-max-train-chunks", "120"]).small_max_train_chunks == 120
 
 
 def test_settings_are_checked():

@@ -36,9 +36,13 @@ def _names(text: str, everything: tuple[str, ...]) -> tuple[str, ...]:
 def add_arguments(p: argparse.ArgumentParser, positive: Callable[[str], int] = int,
                   non_negative: Callable[[str], int] = int) -> argparse.ArgumentParser:
     """The evaluation's options on ``p``; ``positive`` and ``non_negative`` check counts."""
+    from licanom.config import AutoModels, _sequence_models
     from licanom.data.encode import ENCODERS
     from licanom.evaluation.blocked import AUTOENCODERS, BASELINES, CONTEXT, SEQUENCE, registered
     from licanom.sim import PROFILES
+
+    # train.models' and detect's 'sequence' holds models this evaluation does not register (DeepLog)
+    unevaluated = [name for name in _sequence_models() if name not in SEQUENCE]
 
     p.add_argument("--profiles", default="all", help=f"comma list of {', '.join(PROFILES)}, or all")
     p.add_argument("--seeds", default=DEFAULT_SEEDS, help="comma list of simulation seeds")
@@ -47,7 +51,10 @@ def add_arguments(p: argparse.ArgumentParser, positive: Callable[[str], int] = i
     p.add_argument("--batch-size", type=positive, default=128, help="autoencoder batch size")
     p.add_argument("--models", default="all,sequence",
                    help=f"comma list of registered detectors; 'all' = the {len(AUTOENCODERS)} autoencoders, 'sequence' = "
-                        f"the {len(SEQUENCE)} sequence models ({', '.join(SEQUENCE)}) (registered: {', '.join(registered())})")
+                        f"the {len(SEQUENCE)} sequence models it evaluates ({', '.join(SEQUENCE)})"
+                        + (f"; {', '.join(unevaluated)}, in train.models' and detect's 'sequence', {'is' if len(unevaluated) == 1 else 'are'} not evaluated here"
+                           if unevaluated else "")
+                        + f" (registered: {', '.join(registered())})")
     p.add_argument("--no-baselines", action="store_true", help=f"leave out {', '.join(CONTEXT + BASELINES)}")
     p.add_argument("--m1", action="store_true", help="also the M1 threshold (retrains; slow)")
     p.add_argument("--no-clustering", action="store_true", help="leave out GMM and KMeans")
@@ -63,7 +70,8 @@ def add_arguments(p: argparse.ArgumentParser, positive: Callable[[str], int] = i
                    help="vendors evaluated at once, in as many processes (one per CPU this process may use); "
                         "the same rows as one job, but the seconds are measured side by side: use --jobs 1 "
                         "to time the detectors")
-    p.add_argument("--small-max-train-chunks", type=float, default=500.0,
+    p.add_argument("--small-max-train-chunks", type=non_negative,
+                   default=AutoModels.model_fields["small_max_train_chunks"].default,
                    help="vendors whose models train on at most this many chunks are 'small'")
     p.add_argument("--max-false-alarms", type=float, default=50.0,
                    help="per 10,000 chunks: the recommendation's limit, and the budget of the 'oracle' rows "
