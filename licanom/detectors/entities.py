@@ -599,18 +599,17 @@ def _scores(model: TailModel, X: np.ndarray, top: int) -> np.ndarray:
     return _summed(model.surprisal(X), top)
 
 
-def _robust_calibration(scores: np.ndarray, trim_severity: float, rounds: int) -> Calibration:
-    """:func:`tail_calibration` of the scores not far out: ``rounds`` times, the scores at or above
-    ``trim_severity`` against the previous fit are set aside (the training days hold anomalies)."""
-    keep = np.ones(len(scores), dtype=bool)
-    cal = tail_calibration(scores)
-    for _ in range(rounds):
-        new = cal.severity(scores) < trim_severity
-        if new.sum() < max(2, len(scores) // 2) or (new == keep).all():
-            break
-        keep = new
-        cal = tail_calibration(scores[keep])
-    return replace(cal, max_score=float(np.max(scores)), n=int(len(scores)))
+def entity_calibration(scores: np.ndarray) -> Calibration:
+    """A kind's severity calibration from its out-of-fold training scores: :func:`tail_calibration`
+    of all of them. Not refitted without the scores far out against a first fit, as the reference is
+    (:func:`_robust_tail`): the tail's scale is the median excess over the 90th percentile, which the
+    training days' few anomalous entities barely move, while setting aside the top of the decile and
+    refitting shrank it round after round where ordinary entities tie just above the 90th percentile
+    (an address-hour's one failed request): a simulated mixed vendor's address-hours (seed 5),
+    trained on 25 days, got a scale of 0.58 nats where 14 days of the same traffic gave 1.70, and its
+    five nights without an event flagged 222 entities, most of them address-hours; without the rounds
+    the scales are 1.64 and 1.77 and the same nights flag 22."""
+    return tail_calibration(scores)
 
 
 def _robust_tail(X: np.ndarray, tail_quantile: float, trim_severity: float, rounds: int,
@@ -727,7 +726,7 @@ class EntityModel:
     def _reference(self, kind: str, frame: pl.DataFrame, group: str = VENDOR, n_keys: int | None = None) -> KindReference:
         X = _matrix(frame, kind)
         tail, keep = _robust_tail(X, self.tail_quantile, self.trim_severity, self.trim_rounds, self.top_features)
-        calibration = _robust_calibration(self._out_of_fold(X, tail), self.trim_severity, self.trim_rounds)
+        calibration = entity_calibration(self._out_of_fold(X, tail))
         typical = np.median(X[keep], axis=0)
         raw = tuple(float(v) if n in _SHARES else float(np.expm1(v)) for (n, _), v in zip(FEATURES[kind], typical, strict=True))
         keys = n_keys if n_keys is not None else (frame["key"].n_unique() if kind in PEER_KINDS else 0)
