@@ -176,8 +176,8 @@ def _write(header: str, summary: pl.DataFrame, heads: pl.DataFrame, per_vendor: 
     for detector, part in summary.partition_by("detector", as_dict=True, maintain_order=True).items():
         shown = part.drop("detector", "chunks")
         head = _headline_table(heads.filter(pl.col("detector") == detector[0]), by)
-        block = (f"### {detector[0]}\n\nThe default decision, with {round(HEADLINE_LEVEL * 100)}% intervals over vendors (a "
-                 f"bootstrap resampling whole vendors):\n\n{head}\n\nEvery figure:\n\n{_table(shown)}\n")
+        block = (f"### {detector[0]}\n\nThe default decision, with {round(HEADLINE_LEVEL * 100)}% intervals (a "
+                 f"bootstrap resampling whole vendors, widened to the exact binomial interval where that is wider):\n\n{head}\n\nEvery figure:\n\n{_table(shown)}\n")
         print(block)
         text.append(block)
     if out:
