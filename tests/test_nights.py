@@ -98,6 +98,7 @@ def test_rows_that_arrive_below_the_watermark_are_named_not_silently_left_out(ve
     assert second.rows_read == 100 and second.watermark_after == 1899
     late = [m for m in second.messages if m.startswith("late rows")]
     assert late and "5 rows with Ids at or below the watermark 1799" in late[0]
+    assert f"in {vendor.log} (Ids 1700, 1701, 1702, 1703, 1704)" in late[0], late  # the file's last new Ids
     assert "late rows: 5 rows" in (second.out_dir / "report.md").read_text()
     vendor.append(rows(1900, 100, seed=4))
     third = vendor.night()  # counted once: the next night finds what it expects
@@ -198,6 +199,58 @@ def test_a_file_moved_away_and_back_is_not_late_and_each_note_is_given_once(vend
     assert metrics()["rows_carried"] == late.rows_carried
     again = night()  # nothing new: no night, and no note given twice
     assert not said(again, "late rows") and not said(again, "source")
+
+
+def test_late_rows_found_by_a_run_that_writes_no_night_reach_the_next_nights_report_once(vendor, monkeypatch) -> None:
+    """A late file added on a night with nothing else new: the run's log named the late rows but no
+    night folder was written, and the next night's report.md and report.html did not say it. The
+    note names the file and its Ids, is kept in the state until a night is published (one killed
+    before its commit loses none), goes into that night's messages and reports, and is said once."""
+    from licanom.ops import nightly
+    from licanom.ops.scoring_state import load_state
+
+    folder = vendor.root / "export"
+    folder.mkdir()
+
+    def night(name: str | None = None, frame: pl.DataFrame | None = None):  # type: ignore[no-untyped-def]
+        if name is not None and frame is not None:
+            frame.write_csv(folder / name)
+        return vendor.night(path=str(folder))
+
+    def late(result) -> list[str]:  # type: ignore[no-untyped-def]
+        return [m for m in result.messages if m.startswith("late rows")]
+
+    night("a.csv", rows(1600, 100))
+    night("b.csv", pl.concat([rows(1700, 90, seed=1), rows(1795, 5, seed=1)]))  # 1790-1794 not exported yet
+    found = night("late-part.csv", rows(1790, 5, seed=2))  # nothing else new: no night is written
+    assert found.out_dir is None and found.rows_read == 0
+    said = late(found)
+    assert said and "5 rows with Ids at or below the watermark 1799" in said[0], found.messages
+    assert f"in {folder / 'late-part.csv'} (Ids 1790, 1791, 1792, 1793, 1794)" in said[0], said
+    assert "kept for the report of the next night" in said[0]
+    assert len(load_state(vendor.out, "acme").notes) == 1
+    assert not late(night())  # another run with nothing new: not said again
+
+    # a night that fails before its commit: the note stays in the state for the next one
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("MLflow down")
+
+    monkeypatch.setattr(nightly, "log_night", fail)
+    with pytest.raises(RuntimeError):
+        night("c.csv", rows(1800, 100, seed=3))
+    monkeypatch.undo()
+    assert len(load_state(vendor.out, "acme").notes) == 1
+
+    published_night = night()
+    assert published_night.out_dir is not None
+    said = late(published_night)
+    assert said and "5 rows with Ids at or below the watermark 1799" in said[0] and "late-part.csv" in said[0]
+    assert "which wrote no night" in said[0] and "kept for" not in said[0]
+    for report in ("report.md", "report.html"):
+        text = (published_night.out_dir / report).read_text()
+        assert "late rows: 5 rows" in text and "late-part.csv" in text, report
+    assert load_state(vendor.out, "acme").notes == ()
+    assert not late(night("d.csv", rows(1900, 100, seed=4)))  # said once
 
 
 def test_a_night_whose_ids_do_not_follow_time_says_so(vendor) -> None:

@@ -69,16 +69,17 @@ def extract(source: SourceConfig, after_id: int | None = None, until: datetime |
     return raw.filter(t.is_null() | (t < cutoff))
 
 
-def extract_new(source: SourceConfig, after_id: int | None) -> tuple[pl.DataFrame, int | None]:
-    """:func:`extract`'s rows with Id > ``after_id``, and for a file source how many rows of its
-    files have a readable Id at or below ``after_id`` (None for a source that hands out only the
-    rows asked for: an API's Ids are its own, and what lies below the watermark is not read)."""
+def extract_new(source: SourceConfig, after_id: int | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """:func:`extract`'s rows with Id > ``after_id``, and for a file source the readable Ids of its
+    files at or below ``after_id``, each with its file (``Id``, ``_file``, in each file's order:
+    :func:`licanom.data.extract.files.read_new_rows_below`; None for a source that hands out only
+    the rows asked for: an API's Ids are its own, and what lies below the watermark is not read)."""
     if source.kind == "files" and source.path and after_id is not None:
-        from licanom.data.extract.files import read_new_rows
+        from licanom.data.extract.files import read_new_rows_below
 
-        raw, below = read_new_rows(source.path, after_id=after_id, encoding=source.encoding,
-                                   separator=source.separator, time_format=source.time_format,
-                                   timezone=source.timezone)
+        raw, below = read_new_rows_below(source.path, after_id=after_id, encoding=source.encoding,
+                                         separator=source.separator, time_format=source.time_format,
+                                         timezone=source.timezone)
         return _named_if_short(raw, source.path), below
     return _extract(source, after_id), None
 

@@ -153,6 +153,10 @@ class Screened:
     source_most: int | None = None
     late: int | None = None  # Ids that arrived late, and Ids gone since the last night (SourceCount)
     gone: int | None = None
+    source_files: dict[str, int] | None = None  # ``source_rows`` per file, the most each held (SourceCount)
+    # what the night says of the source's count (late rows, shrank, grew back): a run that publishes
+    # no night keeps them in the state for the next night's report (VendorState.notes)
+    source_notes: tuple[str, ...] = ()
 
 
 # --- which rows -----------------------------------------------------------------------------
@@ -512,7 +516,8 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     """Commit the night with the state in one rename (with it the key pairs ``seen`` and the
     rows state ``rows`` of the rows it scored), then publish its folder and finish its run."""
     if night.staging is None:  # nothing read: nothing to publish, the state stays but for the source's count
-        state_lib.count_source(output_dir, vendor, screened.source_rows, screened.source_most)
+        state_lib.count_source(output_dir, vendor, screened.source_rows, screened.source_most, screened.source_files,
+                               screened.source_notes)
         tracker.end_run(run_id)
         crash_point("after:publish")
         return night
@@ -521,7 +526,7 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     replaces = (nights_dir(output_dir, vendor) / record.name).exists()  # a night scored again (--since)
     state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
                       ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows,
-                      source_most=screened.source_most)
+                      source_most=screened.source_most, source_files=screened.source_files)
     crash_point("after:commit")
     refused_quarantine(output_dir, vendor, night.watermark_before).unlink(missing_ok=True)  # refused no longer
     _finish(output_dir, vendor, tracker, record)
@@ -742,6 +747,8 @@ class Night:
     # (None: not counted), and the Ids of far-beyond rows it left out as quarantined before
     at_or_below: int | None = None
     left_ahead: tuple[int, ...] = ()
+    # those Ids themselves with their files (``Id``, ``_file``, in each file's order; None: not counted)
+    below: pl.DataFrame | None = None
     # a night scored again: the rows after the watermark it left for the next night; with ``since``
     # past the watermark, the rows it skips: Ids between the two, and those the last night carried
     left_after: int = 0
@@ -840,8 +847,10 @@ def read_night(night: Night, source: Any) -> Night:
 
     left_after = skipped = skipped_carried = 0
     watermark = night.state.watermark
+    below = None
     if night.since is None:
-        read, at_or_below = pipeline.extract_new(source, after_id=night.after)
+        read, below = pipeline.extract_new(source, after_id=night.after)
+        at_or_below = below["Id"].n_unique() if below is not None else None
     elif watermark is not None and night.since > watermark:
         # past the watermark: one read from the watermark; the rows up to ``since``, which no night
         # scored, are skipped and counted, as are the rows the last night carried to the next
@@ -873,7 +882,7 @@ def read_night(night: Night, source: Any) -> Night:
             carried = earlier.filter(_as_int("Id", earlier.schema["Id"]).is_in(ids).fill_null(False)) \
                 if "Id" in earlier.columns else earlier.head(0)
             missing = len(ids) - carried.height
-    return replace(night, raw=raw, carried=carried, carried_missing=missing, at_or_below=at_or_below,
+    return replace(night, raw=raw, carried=carried, carried_missing=missing, at_or_below=at_or_below, below=below,
                    left_ahead=left_ahead, left_after=left_after, skipped=skipped, skipped_carried=skipped_carried)
 
 
@@ -907,6 +916,11 @@ class SourceCount:
     gone: int | None = None   # Ids fewer than the last night counted (a file moved away or removed)
     source_rows: int | None = None  # the count the next night should find at or below the new watermark
     source_most: int | None = None  # the most the source held, that count included
+    source_files: dict[str, int] | None = None  # the most each file held, as the next night should find it
+    # where the late rows are: the files that hold more Ids than they did, and those new Ids (sorted;
+    # empty where the files are not known: a state counted before files were)
+    late_files: tuple[str, ...] = ()
+    late_ids: tuple[int, ...] = ()
 
 
 def late_rows(night: Night, watermark: int | None) -> SourceCount:
@@ -925,13 +939,64 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
     late = max(0, at - most) if counted else None
     back = max(0, min(at, most) - before) if counted else None
     gone = max(0, before - at) if counted else None
+    from licanom.data.schema import SOURCE_FILE
+
     new_ids = 0
+    new_by_file: dict[str, int] = {}
     if watermark is not None and night.raw is not None:
         ids = _ids(night.raw)
-        new = ids.filter((ids > (night.after if night.after is not None else -1)) & (ids <= watermark))
+        first_new = (ids > (night.after if night.after is not None else -1)) & (ids <= watermark)
+        new = ids.filter(first_new)
+        if SOURCE_FILE in night.raw.columns:
+            new_by_file = dict(pl.DataFrame({"Id": ids, "file": night.raw[SOURCE_FILE].cast(pl.String)})
+                               .filter(first_new.fill_null(False)).group_by("file").agg(pl.col("Id").n_unique())
+                               .iter_rows())
         new = pl.concat([new.cast(pl.Int64), pl.Series("Id", [i for i in night.left_ahead if i <= watermark], pl.Int64)])
         new_ids = new.n_unique()
-    return SourceCount(late=late, back=back, gone=gone, source_rows=at + new_ids, source_most=max(most, at) + new_ids)
+    files, late_files, late_ids = _count_files(night.below, night.state.source_files, new_by_file, bool(late))
+    return SourceCount(late=late, back=back, gone=gone, source_rows=at + new_ids, source_most=max(most, at) + new_ids,
+                       source_files=files, late_files=late_files, late_ids=late_ids)
+
+
+def _count_files(below: pl.DataFrame | None, before: dict[str, int] | None, new_by_file: dict[str, int],
+                 late: bool) -> tuple[dict[str, int] | None, tuple[str, ...], tuple[int, ...]]:
+    """:func:`late_rows` per file: the most distinct Ids at or below the watermark each file of the
+    source held (``before``: as the last count left them; files no longer in the source are
+    dropped) and, with ``late``, where the late rows are: the files that hold more Ids than they
+    did and the Ids they gained (a file new to the count: all of its Ids; a file that grew: its
+    last new ones in the file's order), less those other files hold too (an export sent again)."""
+    from licanom.data.schema import SOURCE_FILE
+
+    if below is None:
+        return None, (), ()
+    per_file = dict(below.group_by(SOURCE_FILE).agg(pl.col("Id").n_unique()).iter_rows())
+    files = {f: max(per_file.get(f, 0), (before or {}).get(f, 0)) + new_by_file.get(f, 0)
+             for f in {*per_file, *new_by_file}}
+    if not late or before is None:
+        return files, (), ()
+    grown = {f: n - before.get(f, 0) for f, n in per_file.items() if n > before.get(f, 0)}
+    if not grown:
+        return files, (), ()
+    elsewhere = below.filter(~pl.col(SOURCE_FILE).is_in(list(grown)))["Id"]
+    gained: dict[str, pl.Series] = {}
+    for f, more in grown.items():
+        ids = below.filter(pl.col(SOURCE_FILE) == f)["Id"].unique(maintain_order=True)
+        ids = ids if f not in before else ids.tail(more)
+        gained[f] = ids.filter(~ids.is_in(elsewhere.implode()))
+    late_files = tuple(sorted(f for f, ids in gained.items() if ids.len()))
+    late_ids = tuple(sorted({int(i) for ids in gained.values() for i in ids.to_list()}))
+    return files, late_files, late_ids
+
+
+def _late_where(count: SourceCount) -> str:
+    """Where a night's late rows are, for its note: ``, in <files> (Ids a, b, ...)`` ("" where not known)."""
+    if not count.late_files:
+        return ""
+    from licanom.data.extract.files import listed
+
+    ids = ", ".join(str(i) for i in count.late_ids[:5])
+    more = f", ... ({len(count.late_ids)} Ids)" if len(count.late_ids) > 5 else ""
+    return f", in {listed(list(count.late_files), 3)} (Id{'s' if len(count.late_ids) != 1 else ''} {ids}{more})"
 
 
 def carried_ids(output_dir: Path, vendor: str, since: int) -> list[int]:
@@ -1009,22 +1074,30 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
         screened = replace(screened, messages=(*screened.messages, *night.apart, *night.cautions))
     count = late_rows(night, screened.watermark)
     late, gone = count.late, count.gone
-    screened = replace(screened, source_rows=count.source_rows, source_most=count.source_most, late=late, gone=gone)
+    said: list[str] = []
     if count.back:
-        screened = replace(screened, messages=(*screened.messages, (
+        said.append(
             f"source grew back: {count.back} Id{'s' if count.back != 1 else ''} at or below the watermark {night.after} "
             "are in the source again after it shrank (a file moved back?); not late rows, as the source held them "
-            "before")))
+            "before")
     if gone:
-        screened = replace(screened, messages=(*screened.messages, (
+        said.append(
             f"source shrank: it holds {gone} Id{'s' if gone != 1 else ''} at or below the watermark {night.after} "
             "fewer than the last night counted (a file of the export moved away or removed?); rows that arrived "
-            "late this night, if any, cannot be told from those gone: look for a late file of the export")))
+            "late this night, if any, cannot be told from those gone: look for a late file of the export")
     if late:
-        screened = replace(screened, messages=(*screened.messages, (
+        said.append(
             f"late rows: {late} row{'s' if late != 1 else ''} with Ids at or below the watermark {night.after} "
-            "appeared in the source since the last night; they are not read (the watermark has passed them): look "
-            "for a late file of the export")))
+            f"appeared in the source since the last night{_late_where(count)}; they are not read (the watermark has "
+            "passed them): look for a late file of the export")
+    if screened.validation.n_in:  # a night that writes a report: it says what runs without one kept too
+        shown = (*(f"{note} (said by the run of {given}, which wrote no night)" for note, given in night.state.notes),
+                 *said)
+    else:  # no night to report it: kept in the state for the next night's report
+        shown = tuple(f"{note}; kept for the report of the next night that reads new rows" for note in said)
+    screened = replace(screened, source_rows=count.source_rows, source_most=count.source_most, late=late, gone=gone,
+                       source_files=count.source_files, source_notes=tuple(said),
+                       messages=(*screened.messages, *shown))
     held = bundle_lib.present_fields(getattr(model, "absent_fields", ()), screened.validation.valid)
     if held:  # a platform that began to log a field: the model judges the night as it was trained
         words = " and ".join(bundle_lib.FIELD_WORDS.get(f, f) for f in held)

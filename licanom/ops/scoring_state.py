@@ -188,6 +188,13 @@ class VendorState:
     # the most distinct Ids the source held at or below the watermark, as counted (None: not
     # counted): Ids back after the source shrank (a file moved back) are not late rows
     source_most: int | None = None
+    # the same count per file of the source (its rows' ``_file``), the most each held (None: not
+    # counted per file): a file that holds more names where rows arrived late
+    source_files: dict[str, int] | None = None
+    # notes a run that published no night gave (late rows, a source that shrank or grew back), each
+    # with when it was given (ISO 8601, UTC): kept for the next night that writes a report, and
+    # cleared by the commit of that night (so a night killed before its commit loses none)
+    notes: tuple[tuple[str, str], ...] = ()
 
     def seen_by(self, model_version: str | None) -> KeyHistory | None:
         """The pairs seen by ``model_version``; None for another version (a new model starts afresh)."""
@@ -274,6 +281,14 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
     for name, value in (("seen_from", seen_from), ("source_ids", source_rows), ("source_ids_most", source_most)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise _corrupt(path, ValueError(f"{name} {value!r} is not an integer"), output_dir, vendor)
+    source_files = meta.get("source_files")
+    if source_files is not None and (not isinstance(source_files, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in source_files.items())):
+        raise _corrupt(path, ValueError("source_files is not an object of counts"), output_dir, vendor)
+    notes = meta.get("notes") or []
+    if not isinstance(notes, list) or not all(
+            isinstance(n, dict) and isinstance(n.get("note"), str) and isinstance(n.get("given"), str) for n in notes):
+        raise _corrupt(path, ValueError("notes is not a list of notes"), output_dir, vendor)
     rows_path = files / ROWS_FILE
     try:
         rows = NightsRows.from_dict(json.loads(rows_path.read_text())) if rows_path.exists() else None
@@ -281,7 +296,8 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
         raise _corrupt(rows_path, err, output_dir, vendor) from err
     return VendorState(watermark=watermark, tail=tail.select(RAW), model_version=model_version, seen=seen,
                        rows=rows, ahead=ahead, generation=generation, night=night, seen_before=seen_before,
-                       seen_from=seen_from, source_rows=source_rows, source_most=source_most)
+                       seen_from=seen_from, source_rows=source_rows, source_most=source_most,
+                       source_files=source_files, notes=tuple((n["note"], n["given"]) for n in notes))
 
 
 def _fsync(path: Path) -> None:
@@ -319,7 +335,8 @@ def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
     text = json.dumps({
         "format": STATE_FORMAT, "watermark": new.watermark, "model_version": new.model_version,
         "generation": generation, "ahead": list(new.ahead), "seen_from": new.seen_from,
-        "source_ids": new.source_rows, "source_ids_most": new.source_most,
+        "source_ids": new.source_rows, "source_ids_most": new.source_most, "source_files": new.source_files,
+        "notes": [{"note": note, "given": given} for note, given in new.notes],
         "night": None if new.night is None else {"name": new.night.name, "staging": new.night.staging,
                                                  "run_id": new.night.run_id},
     })
@@ -410,14 +427,16 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
             model_version: str | None, seen: KeyHistory | None = None, *,
             ahead: tuple[int, ...] | None = None, night: NightRecord | None = None,
             rows: RowsState | None = None, source_rows: int | None = None,
-            source_most: int | None = None) -> VendorState:
+            source_most: int | None = None, source_files: dict[str, int] | None = None) -> VendorState:
     """Record a finished night: the new watermark, the rows to carry into the next one, the key
     pairs it saw (``seen``, added to those of the earlier nights of the same model version),
     the rows encoder's state of the rows it scored (``rows``, advancing that of the earlier
     nights of the same model version), the far-beyond Ids it quarantined (``ahead``), the
     night folder it publishes (``night``) and the source's rows at or below the new watermark as
     the next night should count them (``source_rows``, None: not counted; ``source_most``, the most it
-    held: see :func:`count_source`).
+    held; ``source_files``, the same per file: see :func:`count_source`). With ``night`` the notes
+    that runs without a night kept (:attr:`VendorState.notes`) are cleared: that night's report
+    says them.
 
     The watermark never moves back: re-running an older night (``since`` below the current
     watermark) keeps the state as it was, pairs and rows state included; only its ``night`` is
@@ -428,10 +447,12 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
     if current.exists and (watermark is None or (current.watermark is not None and watermark <= current.watermark)):
         # nothing new was accounted for (or an older night was re-scored): watermark, tail and
         # pairs stay; the night's folder, any far-beyond Ids and the source's count are recorded
-        counted = {} if source_rows is None else {"source_rows": source_rows, "source_most": source_most}
+        counted = {} if source_rows is None else {"source_rows": source_rows, "source_most": source_most,
+                                                  "source_files": source_files}
         if night is None and kept == current.ahead and all(getattr(current, k) == v for k, v in counted.items()):
             return current
-        return commit(output_dir, vendor, replace(current, ahead=kept, night=night, **counted))
+        return commit(output_dir, vendor, replace(current, ahead=kept, night=night, **counted,
+                                                  notes=() if night is not None else current.notes))
     earlier = current.seen_by(model_version)
     # what the next run needs to judge this night again as it is judged now
     seen_before, seen_from = earlier, current.watermark
@@ -449,17 +470,29 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
     new = VendorState(watermark=watermark, tail=tail, model_version=model_version, seen=seen, rows=carried,
                       ahead=tuple(i for i in kept if watermark is None or i > watermark),
                       generation=current.generation, night=night, seen_before=seen_before, seen_from=seen_from,
-                      source_rows=source_rows, source_most=source_most)
+                      source_rows=source_rows, source_most=source_most, source_files=source_files,
+                      notes=() if night is not None else current.notes)
     return commit(output_dir, vendor, new)
 
 
-def count_source(output_dir: Path, vendor: str, source_rows: int | None, source_most: int | None) -> VendorState:
+def count_source(output_dir: Path, vendor: str, source_rows: int | None, source_most: int | None,
+                 source_files: dict[str, int] | None = None, notes: tuple[str, ...] = ()) -> VendorState:
     """Record the source's count of Ids at or below the watermark after a run that read nothing new
-    (no night to commit), so that its late rows or a shrink are named once, not at every run."""
+    (no night to commit), so that its late rows or a shrink are named once, not at every run, and
+    keep what that run said of them (``notes``) for the report of the next night that reads rows
+    (:attr:`VendorState.notes`)."""
     current = load_state(output_dir, vendor)
-    if source_rows is None or not current.exists or (current.source_rows, current.source_most) == (source_rows, source_most):
+    if not current.exists:
         return current
-    return commit(output_dir, vendor, replace(current, source_rows=source_rows, source_most=source_most))
+    counted = {} if source_rows is None else {"source_rows": source_rows, "source_most": source_most,
+                                              "source_files": source_files}
+    if not notes and all(getattr(current, k) == v for k, v in counted.items()):
+        return current
+    from datetime import UTC, datetime
+
+    given = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return commit(output_dir, vendor, replace(current, **counted,
+                                              notes=(*current.notes, *((note, given) for note in notes))))
 
 
 def start_after(output_dir: Path, vendor: str, watermark: int | None) -> VendorState:

@@ -859,6 +859,19 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     ``after_id`` (0 without one): a count that grows only by rows that arrived late, below a
     watermark that has already passed them (the nightly scoring compares it night by night); a
     row delivered again under an Id the files already hold does not add to it."""
+    frame, below = read_new_rows_below(path, after_id, encoding=encoding, separator=separator,
+                                       hold_unfinished=hold_unfinished, time_format=time_format, timezone=timezone)
+    return frame, below["Id"].n_unique()
+
+
+def read_new_rows_below(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
+                        separator: str | None = None, hold_unfinished: bool | None = None,
+                        time_format: str | None = None,
+                        timezone: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """:func:`read_new_rows`, with the readable Ids of the files at or below ``after_id`` themselves
+    instead of their count: a frame of ``Id`` and its ``_file`` (as the rows' ``_file`` names it),
+    in each file's order (empty without ``after_id``), so that a night can name the files and Ids
+    of rows that arrived late."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
     read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold), p), time_format),
                               timezone))
@@ -881,9 +894,10 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     return _read_after(read, after_id)
 
 
-def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> tuple[pl.DataFrame, int]:
+def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """:func:`read_new_rows`'s frame of the files read (``(path, frame)``), with the rows after
-    ``after_id`` only where it is given, and the count of distinct readable Ids at or below it."""
+    ``after_id`` only where it is given, and the readable Ids at or below it with their files
+    (``Id``, ``_file``; :func:`read_new_rows_below`)."""
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
@@ -897,10 +911,14 @@ def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> 
                                    pl.int_range(pl.len(), dtype=pl.UInt32).alias(SOURCE_ROW)))
                 for p, f in read]
     frames = [f for _, f in read]
-    at_or_below = 0
+    from licanom.data.schema import SOURCE_FILE
+
+    at_or_below = pl.DataFrame(schema={"Id": pl.Int64, SOURCE_FILE: pl.String})
     if after_id is not None:
         kept = [_after(f, after_id) for f in frames]
-        at_or_below = pl.concat([ids for _, ids in kept]).n_unique() if kept else 0
+        if kept:
+            at_or_below = pl.concat([ids.to_frame("Id").with_columns(pl.lit(str(p), pl.String).alias(SOURCE_FILE))
+                                     for (p, _), (_, ids) in zip(read, kept, strict=True)])
         frames = [f for f, _ in kept]
     if not frames:  # every file without a header, at night (else refused as empty): no new row yet, a
         # frame of the log's columns and no row, as a header-only file gives, rather than a frame of no
