@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_BAD_INPUT, EXIT_SOURCE = 0, 1, 2, 3, 4
 PROFILES = ("node-locked", "usage-based", "floating", "mixed")  # licanom.sim.PROFILES, without importing it
+SIM_FORMATS = ("parquet", "csv", "both")  # licanom.sim.world.FORMATS, without importing it
 
 
 # --- the parser: one-line refusals, defaults in every option's help ---------------------------
@@ -156,10 +157,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     sim = simulate(args.profile, seed=args.seed, days=args.days)
-    sim.write(Path(args.out))
+    written = sim.write(Path(args.out), args.format)
     kinds = sim.events.group_by("kind").len().sort("kind")
     print(f"simulated {sim.log.height:,} rows, {sim.events.height} anomalous events "
-          f"({sim.labels.height:,} labelled rows) in {time.perf_counter() - t0:.1f} s -> {args.out}")
+          f"({sim.labels.height:,} labelled rows) in {time.perf_counter() - t0:.1f} s -> {args.out} "
+          f"({', '.join(p.name for p in written)})")
     for kind, n in kinds.iter_rows():
         print(f"  {kind:<18} {n} event{'s' if n != 1 else ''}")
     return EXIT_OK
@@ -700,7 +702,11 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
     p.add_argument("--profile", default="floating", choices=PROFILES, help="the vendor's licensing model")
     p.add_argument("--seed", type=NON_NEGATIVE, default=0, help="random seed (the same seed, the same log)")
     p.add_argument("--days", type=POSITIVE, default=30, help="days of log")
-    p.add_argument("--out", required=True, help="folder for log.parquet, labels.parquet, events.csv")
+    p.add_argument("--out", required=True, help="folder for the log, its labels and events.csv")
+    p.add_argument("--format", default="parquet", choices=SIM_FORMATS,
+                   help="parquet: log.parquet and labels.parquet (Id, event, kind); csv: log.csv as a vendor's "
+                        "export and labels.csv for detect --labels (Id, label: -1 anomaly, +1 normal); both: all four "
+                        "(default: parquet)")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("prepare", help="extract, validate, encode and chunk a log",

@@ -154,6 +154,44 @@ def test_simulate_then_prepare(tmp_path, capsys):
     assert "chunks" in capsys.readouterr().out
 
 
+def test_simulate_writes_a_vendors_csv_export_that_detect_reads_back_and_its_labels_file(tmp_path, capsys):
+    """`licanom simulate` wrote only log.parquet: a new user who wanted the CSV a vendor sends, or a
+    --labels file for detect, converted them by hand. --format csv (or both) writes log.csv as a
+    vendor's export (the Web API Log's columns in order, times ISO 8601 with Z) and labels.csv (Id,
+    label: -1 anomaly, +1 normal), which `licanom detect` reads back to the same rows and labels."""
+    import re
+
+    from licanom.cli import read_labels
+    from licanom.config import load_config
+    from licanom.data.columns import RAW
+    from licanom.data.pipeline import extract
+    from licanom.data.validate import validate_log
+
+    sim = tmp_path / "sim"
+    assert main(["simulate", "--profile", "floating", "--seed", "3", "--days", "3", "--format", "both",
+                 "--out", str(sim)]) == EXIT_OK
+    assert "log.csv, labels.csv" in capsys.readouterr().out
+    lines = (sim / "log.csv").read_text().splitlines()
+    assert lines[0] == ",".join(RAW)
+    time = lines[1].split(",")[RAW.index("Time")]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", time), time
+    # read as `licanom detect --logs log.csv` reads it: the same valid rows as log.parquet's
+    source = load_config(overrides={"source": {"kind": "files", "path": str(sim / "log.csv")}}).source
+    from_csv = validate_log(extract(source))
+    from_parquet = validate_log(pl.read_parquet(sim / "log.parquet"))
+    assert from_csv.quarantine.height == 0 and from_csv.valid.height == pl.read_parquet(sim / "log.parquet").height
+    assert from_csv.valid.equals(from_parquet.valid)
+    # labels.csv: every row, -1 where labels.parquet lists it, read as `detect --labels` reads it
+    labels = read_labels(sim / "labels.csv")
+    truth = pl.read_parquet(sim / "labels.parquet")
+    assert labels.height == from_csv.valid.height
+    assert sorted(labels.filter(pl.col("label") == -1)["Id"].to_list()) == sorted(truth["Id"].to_list())
+    assert truth.height and set(labels["label"].to_list()) == {-1, 1}
+    # csv alone: no Parquet files
+    assert main(["simulate", "--days", "1", "--format", "csv", "--out", str(tmp_path / "csv")]) == EXIT_OK
+    assert sorted(p.name for p in (tmp_path / "csv").iterdir()) == ["events.csv", "labels.csv", "log.csv"]
+
+
 def test_prepare_names_the_files_of_a_folder_it_read(tmp_path, capsys):
     log = make_raw_log(1200)
     for month, part in (("2025-01", log.head(700)), ("2025-02", log.tail(500)), ("2025-03", log.clear())):

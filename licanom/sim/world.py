@@ -143,6 +143,10 @@ _LOG_SCHEMA: dict[str, pl.DataType] = {
 assert tuple(_LOG_SCHEMA) == RAW
 
 
+# what ``licanom simulate --format`` writes the log and its labels as (SimulatedLog.write)
+FORMATS: tuple[str, ...] = ("parquet", "csv", "both")
+
+
 @dataclass(frozen=True)
 class SimulatedLog:
     """A simulated vendor log with its ground truth.
@@ -157,13 +161,46 @@ class SimulatedLog:
     labels: pl.DataFrame
     events: pl.DataFrame
 
-    def write(self, out_dir: Path) -> None:
-        """Write ``log.parquet``, ``labels.parquet`` and ``events.csv`` into ``out_dir``."""
+    def write(self, out_dir: Path, fmt: str = "parquet") -> list[Path]:
+        """Write the log and its labels into ``out_dir`` as ``fmt`` says, and ``events.csv``; the
+        files written, in that order.
+
+        ``parquet``: ``log.parquet`` and ``labels.parquet`` (``Id, event, kind``, the anomalous rows
+        only); ``csv``: ``log.csv``, as a vendor's export is written (:meth:`write_log_csv`), and
+        ``labels.csv``, the labels file ``licanom detect --labels`` reads (:meth:`labels_file`);
+        ``both``: all four."""
+        if fmt not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.log.write_parquet(out / "log.parquet")
-        self.labels.write_parquet(out / "labels.parquet")
+        written = []
+        if fmt in ("parquet", "both"):
+            self.log.write_parquet(out / "log.parquet")
+            self.labels.write_parquet(out / "labels.parquet")
+            written += [out / "log.parquet", out / "labels.parquet"]
+        if fmt in ("csv", "both"):
+            self.write_log_csv(out / "log.csv")
+            self.labels_file().write_csv(out / "labels.csv")
+            written += [out / "log.csv", out / "labels.csv"]
         self.events.write_csv(out / "events.csv")
+        return [*written, out / "events.csv"]
+
+    def write_log_csv(self, path: Path) -> None:
+        """The log as a vendor's CSV export: the Web API Log's columns in their order
+        (:data:`licanom.data.columns.RAW`), a comma between fields, times in ISO 8601 UTC with a
+        ``Z`` (whole seconds as ``2025-01-01T00:15:24Z``, a fraction only where there is one), an
+        empty field for a missing value. ``licanom detect --logs`` reads it back to the same valid
+        rows as ``log.parquet``."""
+        self.log.select(RAW).write_csv(path, datetime_format="%Y-%m-%dT%H:%M:%S%.fZ")
+
+    def labels_file(self) -> pl.DataFrame:
+        """Every log row's label in the form ``licanom detect --labels`` reads: ``Id``, ``label``
+        (-1 a row of an anomalous event, +1 a normal row), and the event's number and ``kind`` (empty
+        for a normal row), in the log's order."""
+        return (self.log.select("Id").join(self.labels.select("Id", "event", "kind"), on="Id", how="left",
+                                           maintain_order="left")
+                .select("Id", pl.when(pl.col("event").is_null()).then(1).otherwise(-1).cast(pl.Int8).alias("label"),
+                        "event", "kind"))
 
 
 # ---------------------------------------------------------------------------------------------
