@@ -434,6 +434,38 @@ def test_a_line_of_a_field_too_many_without_an_id_says_no_id_could_be_read(tmp_p
                                      "no Id could be read from it)"]
 
 
+def test_a_separator_at_the_end_of_every_data_line_is_named_in_the_refusal(tmp_path):
+    """Every data line ending with a ';' that the header lacks refused the whole file with "cannot be
+    read as CSV (12 fields, the header has 11, its Id kept)", which did not say why. Where every data
+    line (or nine in ten) has one field more than the header and that field is empty, the reason
+    says so, in the refusal's one line; the lines are quarantined all the same (a header that lacks
+    a column's name reads the same way). A line of its own with a separator too many says nothing more."""
+    from licanom.data.extract.files import read_log
+
+    rows = [_csv_row(i).replace(",", ";") for i in range(1, 21)]
+    path = tmp_path / "trailing.csv"
+    path.write_text("\n".join([_HEADER.replace(",", ";"), *(row + ";" for row in rows)]) + "\n")
+    result = validate_log(read_log(path))
+    assert result.quarantine.height == 20 and result.valid.height == 0
+    said = "every data line ends with a separator the header line lacks: a trailing ';'?"
+    assert result.quarantine["reason"][0] == (f"{path} line 2: cannot be read as CSV (8 fields, the header has 7, "
+                                              f"its Id kept, {said})")
+    with pytest.raises(ValidationError) as err:
+        check_bad_fraction(result, 0.05)
+    assert said in str(err.value) and "\n" not in str(err.value)
+    # nearly every line: how many; a tab named as a tab
+    tabs = [row.replace(";", "\t") for row in rows]
+    path.write_text("\n".join([_HEADER.replace(",", "\t"), *(row + "\t" for row in tabs[:19]), tabs[19]]) + "\n")
+    result = validate_log(read_log(path, separator="\t"))
+    assert result.valid["Id"].to_list() == [20]
+    assert result.quarantine["reason"].str.ends_with(
+        "19 of 20 data lines end with a separator the header line lacks: a trailing tab?)").all()
+    # one line of its own: nothing more
+    path.write_text("\n".join([_HEADER, *(_csv_row(i) + ("," if i == 3 else "") for i in range(1, 21))]) + "\n")
+    assert validate_log(read_log(path)).quarantine["reason"].to_list() == [
+        f"{path} line 4: cannot be read as CSV (8 fields, the header has 7, its Id kept)"]
+
+
 def test_a_line_cut_short_says_whether_it_kept_its_id(tmp_path):
     """A line of fewer fields than the header keeps the fields a separator closed: cut inside its
     Id (or its Id empty) it keeps none, and its reason says so as a line of a field too many's does;

@@ -550,12 +550,16 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     why: list[str | None] = []
     long: list[tuple[int, list[str]]] = []  # (row, fields) of the lines of more fields than the header
     uneven: list[int] = []  # the rows of the lines of more or fewer fields than the header
+    trailing: list[int] = []  # of those, the rows of the lines of one more, an empty last (a separator at the end)
+    data_lines = 0
     for line, fields, error in records[1:]:
         joined = _joined_header(fields, names)
         if joined is not None:  # an export's last row without its line end, then the next export's header
             rows.extend([v if v != "" else None for v in part] for part in joined)
             why.extend([None, None])  # the header line is quarantined, with its reason, by _headers_again
+            data_lines += 1
             continue
+        data_lines += 1
         whole: list[str] = []  # of a line cut short, the fields a separator closed: read as written
         if fields is not None and len(fields) != len(names):  # a line cut short, or joined with another
             if _header_like(fields, names) and {_header_name(f) for f in fields if _header_name(f)} \
@@ -564,6 +568,8 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
             uneven.append(len(rows))
             if len(fields) > len(names):
                 long.append((len(rows), fields))  # its Id, where sure, is found below
+            if len(fields) == len(names) + 1 and not fields[-1].strip():
+                trailing.append(len(rows))
             whole = fields[: len(fields) - 1] if len(fields) < len(names) else []
             fields, error = None, f"{len(fields)} fields, the header has {len(names)}"
         if fields is None:  # quarantined by its reason; its Id, where whole, accounts for it
@@ -579,7 +585,21 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     for row in uneven:  # whether the line kept an Id says its reason, not only its Id column
         kept = len(at) == 1 and rows[row][at[0]] is not None
         why[row] = f"{str(why[row]).removesuffix(')')}, {ID_KEPT if kept else NO_ID_READ})"
+    if trailing and len(trailing) >= TRAILING_SHARE * data_lines:  # the export's way, not a line's mistake
+        lines_said = ("every data line ends" if len(trailing) == data_lines
+                      else f"{len(trailing):,} of {data_lines:,} data lines end")
+        shown = "tab" if separator == "\t" else repr(separator)
+        for row in trailing:
+            why[row] = (f"{str(why[row]).removesuffix(')')}, {lines_said} with a separator the header line lacks: "
+                        f"a trailing {shown}?)")
     return _text_frame(names, rows, why)
+
+
+# A file whose data lines of one field more than the header, the last empty, are this share of its
+# data lines or more is written with a separator at the end of each line (and none at the header's):
+# the reason of such a line says so. The lines are quarantined all the same (a header that lacks a
+# column's name would read the same way, each value after it under the name before it).
+TRAILING_SHARE = 0.9
 
 
 # the end of the reason of a line of more or fewer fields than the header that keeps no Id (none
