@@ -1157,7 +1157,8 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
     chunks = bundle_lib.score_windows(model, windows, inputs)
     crash_point("after:score")
     entities = bundle_lib.score_entities(model, screened.validation.valid, windows)
-    return replace(night, screened=screened, windows=windows, inputs=inputs, chunks=chunks, entities=entities)
+    return replace(night, screened=screened, windows=windows, inputs=inputs, chunks=chunks, entities=entities,
+                   below=None)  # counted (late_rows): the source's Ids are not held through the night
 
 
 def report_context(night: Night) -> np.ndarray | None:

@@ -889,9 +889,9 @@ def read_new_rows_below(path: str | Path, after_id: int | None = None, *, encodi
                         time_format: str | None = None,
                         timezone: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
     """:func:`read_new_rows`, with the readable Ids of the files at or below ``after_id`` themselves
-    instead of their count: a frame of ``Id`` and its ``_file`` (as the rows' ``_file`` names it),
-    in each file's order (empty without ``after_id``), so that a night can name the files and Ids
-    of rows that arrived late."""
+    instead of their count: a frame of ``Id`` and its ``_file`` (as the rows' ``_file`` names it, a
+    categorical), in each file's order (empty without ``after_id``), so that a night can name the
+    files and Ids of rows that arrived late."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
     read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold), p), time_format),
                               timezone))
@@ -933,12 +933,14 @@ def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> 
     frames = [f for _, f in read]
     from licanom.data.schema import SOURCE_FILE
 
-    at_or_below = pl.DataFrame(schema={"Id": pl.Int64, SOURCE_FILE: pl.String})
+    # the file as a category: a source's every Id is listed, its file's name not copied for each
+    at_or_below = pl.DataFrame(schema={"Id": pl.Int64, SOURCE_FILE: pl.Categorical})
     if after_id is not None:
         kept = [_after(f, after_id) for f in frames]
         if kept:
-            at_or_below = pl.concat([ids.to_frame("Id").with_columns(pl.lit(str(p), pl.String).alias(SOURCE_FILE))
-                                     for (p, _), (_, ids) in zip(read, kept, strict=True)])
+            at_or_below = pl.concat([
+                ids.to_frame("Id").with_columns(pl.lit(str(p), pl.String).cast(pl.Categorical).alias(SOURCE_FILE))
+                for (p, _), (_, ids) in zip(read, kept, strict=True)])
         frames = [f for f, _ in kept]
     if not frames:  # every file without a header, at night (else refused as empty): no new row yet, a
         # frame of the log's columns and no row, as a header-only file gives, rather than a frame of no
