@@ -466,6 +466,24 @@ def test_a_separator_at_the_end_of_every_data_line_is_named_in_the_refusal(tmp_p
         f"{path} line 4: cannot be read as CSV (8 fields, the header has 7, its Id kept)"]
 
 
+def test_a_header_that_lacks_a_name_is_not_told_to_drop_a_trailing_separator(tmp_path):
+    """A header line that lacks one column's name, its last column mostly empty (a simulated log
+    whose header lacks FriendlyName: "194 of 200 data lines end with a separator the header line
+    lacks: a trailing ','?"), was told to drop a separator it does not have. A line of one field more
+    whose last field is not empty shows a column the header does not name: no hint then."""
+    from licanom.data.extract.files import read_log
+
+    header = _HEADER + ",DOId"  # FriendlyName's values written, its name not: DOId, empty but once, last
+    lines = [f"{_csv_row(i)},Desk {i},{'5' if i == 7 else ''}" for i in range(1, 21)]
+    path = tmp_path / "unnamed.csv"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    result = validate_log(read_log(path))
+    assert result.quarantine.height == 20 and result.valid.height == 0
+    reasons = result.quarantine["reason"].to_list()
+    assert not [r for r in reasons if "trailing" in r or "separator the header line lacks" in r], reasons[:2]
+    assert reasons[0] == f"{path} line 2: cannot be read as CSV (9 fields, the header has 8, its Id kept)"
+
+
 def test_a_line_cut_short_says_whether_it_kept_its_id(tmp_path):
     """A line of fewer fields than the header keeps the fields a separator closed: cut inside its
     Id (or its Id empty) it keeps none, and its reason says so as a line of a field too many's does;

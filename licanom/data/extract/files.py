@@ -551,6 +551,7 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     long: list[tuple[int, list[str]]] = []  # (row, fields) of the lines of more fields than the header
     uneven: list[int] = []  # the rows of the lines of more or fewer fields than the header
     trailing: list[int] = []  # of those, the rows of the lines of one more, an empty last (a separator at the end)
+    last_filled = False  # a line of one field more whose last is not empty: a column the header does not name
     data_lines = 0
     for line, fields, error in records[1:]:
         joined = _joined_header(fields, names)
@@ -568,8 +569,11 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
             uneven.append(len(rows))
             if len(fields) > len(names):
                 long.append((len(rows), fields))  # its Id, where sure, is found below
-            if len(fields) == len(names) + 1 and not fields[-1].strip():
-                trailing.append(len(rows))
+            if len(fields) == len(names) + 1:
+                if fields[-1].strip():
+                    last_filled = True
+                else:
+                    trailing.append(len(rows))
             whole = fields[: len(fields) - 1] if len(fields) < len(names) else []
             fields, error = None, f"{len(fields)} fields, the header has {len(names)}"
         if fields is None:  # quarantined by its reason; its Id, where whole, accounts for it
@@ -585,7 +589,9 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
     for row in uneven:  # whether the line kept an Id says its reason, not only its Id column
         kept = len(at) == 1 and rows[row][at[0]] is not None
         why[row] = f"{str(why[row]).removesuffix(')')}, {ID_KEPT if kept else NO_ID_READ})"
-    if trailing and len(trailing) >= TRAILING_SHARE * data_lines:  # the export's way, not a line's mistake
+    # the export's way, not a line's mistake; not where a line of one field more fills its last field: a
+    # header that lacks one column's name, the last column mostly empty, would otherwise be told to drop a separator
+    if trailing and not last_filled and len(trailing) >= TRAILING_SHARE * data_lines:
         lines_said = ("every data line ends" if len(trailing) == data_lines
                       else f"{len(trailing):,} of {data_lines:,} data lines end")
         shown = "tab" if separator == "\t" else repr(separator)
@@ -596,9 +602,10 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
 
 
 # A file whose data lines of one field more than the header, the last empty, are this share of its
-# data lines or more is written with a separator at the end of each line (and none at the header's):
-# the reason of such a line says so. The lines are quarantined all the same (a header that lacks a
-# column's name would read the same way, each value after it under the name before it).
+# data lines or more, and none of whose lines of one field more has a last field that is not empty,
+# is written with a separator at the end of each line (and none at the header's): the reason of such
+# a line says so. The lines are quarantined all the same (a header that lacks a column's name, its
+# last column empty on every line, would read the same way, each value after it under the name before it).
 TRAILING_SHARE = 0.9
 
 
