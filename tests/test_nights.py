@@ -98,7 +98,7 @@ def test_rows_that_arrive_below_the_watermark_are_named_not_silently_left_out(ve
     assert second.rows_read == 100 and second.watermark_after == 1899
     late = [m for m in second.messages if m.startswith("late rows")]
     assert late and "5 rows with Ids at or below the watermark 1799" in late[0]
-    assert f"in {vendor.log} (Ids 1700, 1701, 1702, 1703, 1704)" in late[0], late  # the file's last new Ids
+    assert f"since the last night, in {vendor.log.name}; they are not read" in late[0], late  # the file, by its name
     assert "late rows: 5 rows" in (second.out_dir / "report.md").read_text()
     vendor.append(rows(1900, 100, seed=4))
     third = vendor.night()  # counted once: the next night finds what it expects
@@ -226,7 +226,7 @@ def test_late_rows_found_by_a_run_that_writes_no_night_reach_the_next_nights_rep
     assert found.out_dir is None and found.rows_read == 0
     said = late(found)
     assert said and "5 rows with Ids at or below the watermark 1799" in said[0], found.messages
-    assert f"in {folder / 'late-part.csv'} (Ids 1790, 1791, 1792, 1793, 1794)" in said[0], said
+    assert "since the last night, in late-part.csv; they are not read" in said[0], said  # relative to the folder
     assert "kept for the report of the next night" in said[0]
     assert len(load_state(vendor.out, "acme").notes) == 1
     assert not late(night())  # another run with nothing new: not said again
@@ -251,6 +251,73 @@ def test_late_rows_found_by_a_run_that_writes_no_night_reach_the_next_nights_rep
         assert "late rows: 5 rows" in text and "late-part.csv" in text, report
     assert load_state(vendor.out, "acme").notes == ()
     assert not late(night("d.csv", rows(1900, 100, seed=4)))  # said once
+
+
+def test_late_rows_name_the_files_whose_count_grew_by_their_names_in_the_source(vendor, monkeypatch) -> None:
+    """The late-rows note named wrong files and Ids: a file renamed the same night counted as new
+    (all its Ids "late"), a file regenerated in Id order gave its last Ids, not the late ones, and
+    a folder moved made every file new. It names only the files whose count of Ids at or below the
+    watermark grew, by their paths relative to the source folder, no Ids; where a file also left the
+    count (renamed, moved away or back) it names none. A night holds counts, not the source's Ids."""
+    from dataclasses import fields
+
+    from licanom.ops import nightly
+    from licanom.ops.scoring_state import load_state
+
+    folder = vendor.root / "export"
+    (folder / "2025").mkdir(parents=True)
+    read: list[nightly.Night] = []
+    read_night = nightly.read_night
+    monkeypatch.setattr(nightly, "read_night", lambda night, source: read.append(read_night(night, source)) or read[-1])
+
+    def night(*files: tuple[str, pl.DataFrame]):  # type: ignore[no-untyped-def]
+        for name, frame in files:
+            frame.write_csv(folder / name)
+        return vendor.night(path=str(folder))
+
+    def late(result) -> str:  # type: ignore[no-untyped-def]
+        said = [m for m in result.messages if m.startswith("late rows")]
+        assert len(said) == 1, result.messages
+        return said[0]
+
+    night(("a.csv", rows(1600, 100)))
+    night(("2025/b.csv", pl.concat([rows(1700, 90, seed=1), rows(1795, 5, seed=1)])))  # 1790-1794 not yet
+    assert load_state(vendor.out, "acme").source_files == {"a.csv": 100, "2025/b.csv": 95}  # relative names
+    # b.csv regenerated in Id order, the late rows inside it, not at its end
+    regenerated = night(("2025/b.csv", rows(1700, 100, seed=1)),
+                        ("c.csv", pl.concat([rows(1800, 90, seed=2), rows(1895, 5, seed=2)])))  # 1890-1894 not yet
+    assert "5 rows with Ids at or below the watermark 1799" in late(regenerated)
+    assert "since the last night, in 2025/b.csv; they are not read" in late(regenerated)
+    assert "Ids 17" not in late(regenerated) and "(Id" not in late(regenerated)
+    # a night holds the count per file, not a frame of the source's Ids
+    frames = [f.name for f in fields(read[-1]) if isinstance(getattr(read[-1], f.name), pl.DataFrame)]
+    assert frames == ["raw"] and read[-1].ids_below is not None
+    assert read[-1].ids_below.per_file == {"a.csv": 100, "2025/b.csv": 100}
+    # a.csv renamed the same night as a late file comes: the count grew, no file named
+    (folder / "a.csv").rename(folder / "2025" / "a.csv")
+    renamed = night(("late.csv", rows(1890, 5, seed=3)), ("d.csv", pl.concat([rows(1900, 90, seed=4),
+                                                                             rows(1995, 5, seed=4)])))
+    assert "5 rows with Ids at or below the watermark 1899" in late(renamed)
+    assert ("in files of the export (a file was also renamed or moved: not named); they are not read"
+            in late(renamed)), late(renamed)
+    assert "a.csv" not in late(renamed) and "late.csv" not in late(renamed)
+    assert set(load_state(vendor.out, "acme").source_files) == {"2025/a.csv", "2025/b.csv", "c.csv", "late.csv", "d.csv"}
+    # the folder moved (source.path edited): the names stay, only the late file is named
+    moved = vendor.root / "moved"
+    folder.rename(moved)
+    folder = moved
+    in_moved = night(("late-2.csv", rows(1990, 5, seed=5)), ("e.csv", rows(2000, 100, seed=6)))
+    assert "since the last night, in late-2.csv; they are not read" in late(in_moved), late(in_moved)
+    # a file moved away on one night and back with a late file on the next: none named
+    (folder / "e.csv").write_text(pl.concat([rows(2000, 100, seed=6), rows(2100, 90, seed=7),
+                                             rows(2195, 5, seed=7)]).write_csv())
+    away = vendor.root / "c.csv"
+    (folder / "c.csv").rename(away)
+    assert any(m.startswith("source shrank") for m in night(("f.csv", rows(2200, 100, seed=8))).messages)
+    away.rename(folder / "c.csv")
+    back = night(("late-3.csv", rows(2190, 5, seed=9)), ("g.csv", rows(2300, 100, seed=10)))
+    assert "in files of the export (a file was also renamed or moved: not named)" in late(back), back.messages
+    assert any(m.startswith("source grew back") for m in back.messages)
 
 
 def test_a_night_whose_ids_do_not_follow_time_says_so(vendor) -> None:

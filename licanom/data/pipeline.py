@@ -11,6 +11,7 @@ import functools
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -23,6 +24,9 @@ from licanom.data.derive import derive, derive_coded
 from licanom.data.encode import RowsEncoder, ThesisEncoder, Vocabulary, derive_fit_encode, get_encoder
 from licanom.data.privacy import pseudonymise, read_secret
 from licanom.data.validate import ValidationResult, check_bad_fraction, require_columns, validate_log
+
+if TYPE_CHECKING:
+    from licanom.data.extract.files import IdsBelow
 
 
 @dataclass(frozen=True)
@@ -69,11 +73,11 @@ def extract(source: SourceConfig, after_id: int | None = None, until: datetime |
     return raw.filter(t.is_null() | (t < cutoff))
 
 
-def extract_new(source: SourceConfig, after_id: int | None) -> tuple[pl.DataFrame, pl.DataFrame | None]:
-    """:func:`extract`'s rows with Id > ``after_id``, and for a file source the readable Ids of its
-    files at or below ``after_id``, each with its file (``Id``, ``_file``, in each file's order:
-    :func:`licanom.data.extract.files.read_new_rows_below`; None for a source that hands out only
-    the rows asked for: an API's Ids are its own, and what lies below the watermark is not read)."""
+def extract_new(source: SourceConfig, after_id: int | None) -> tuple[pl.DataFrame, IdsBelow | None]:
+    """:func:`extract`'s rows with Id > ``after_id``, and for a file source the count of the readable
+    Ids of its files at or below ``after_id``, in all and per file
+    (:class:`licanom.data.extract.files.IdsBelow`; None for a source that hands out only the rows
+    asked for: an API's Ids are its own, and what lies below the watermark is not read)."""
     if source.kind == "files" and source.path and after_id is not None:
         from licanom.data.extract.files import read_new_rows_below
 

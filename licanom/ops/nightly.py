@@ -31,7 +31,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
@@ -55,6 +55,9 @@ from licanom.data.validate import (
     move_to_quarantine,
     refusal_kept,
 )
+
+if TYPE_CHECKING:
+    from licanom.data.extract.files import IdsBelow
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +156,7 @@ class Screened:
     source_most: int | None = None
     late: int | None = None  # Ids that arrived late, and Ids gone since the last night (SourceCount)
     gone: int | None = None
-    source_files: dict[str, int] | None = None  # ``source_rows`` per file, the most each held (SourceCount)
+    source_files: dict[str, int] | None = None  # ``source_rows`` per file, by its name in the source (SourceCount)
     # what the night says of the source's count (late rows, shrank, grew back): a run that publishes
     # no night keeps them in the state for the next night's report (VendorState.notes)
     source_notes: tuple[str, ...] = ()
@@ -747,8 +750,8 @@ class Night:
     # (None: not counted), and the Ids of far-beyond rows it left out as quarantined before
     at_or_below: int | None = None
     left_ahead: tuple[int, ...] = ()
-    # those Ids themselves with their files (``Id``, ``_file``, in each file's order; None: not counted)
-    below: pl.DataFrame | None = None
+    # that count per file, and each file's name in the source (None: not counted; counts, not the Ids)
+    ids_below: IdsBelow | None = None
     # a night scored again: the rows after the watermark it left for the next night; with ``since``
     # past the watermark, the rows it skips: Ids between the two, and those the last night carried
     left_after: int = 0
@@ -847,17 +850,17 @@ def read_night(night: Night, source: Any) -> Night:
 
     left_after = skipped = skipped_carried = 0
     watermark = night.state.watermark
-    below = None
+    ids_below = None
     if night.since is None:
-        read, below = pipeline.extract_new(source, after_id=night.after)
-        at_or_below = below["Id"].n_unique() if below is not None else None
+        read, ids_below = pipeline.extract_new(source, after_id=night.after)  # counts, not the source's Ids
+        at_or_below = ids_below.total if ids_below is not None else None
     elif watermark is not None and night.since > watermark:
         # past the watermark: one read from the watermark; the rows up to ``since``, which no night
         # scored, are skipped and counted, as are the rows the last night carried to the next
         read, at_or_below = pipeline.extract(source, after_id=watermark), None
         if "Id" in read.columns:
-            below = _until(read, _ids(read), night.since)
-            read, skipped = read.filter(~below), int(below.sum())
+            up_to_since = _until(read, _ids(read), night.since)
+            read, skipped = read.filter(~up_to_since), int(up_to_since.sum())
         skipped_carried = int(night.state.tail.height)
     else:  # a night scored again: what lies below its start is the earlier nights'
         read, at_or_below = pipeline.extract(source, after_id=night.after), None
@@ -882,8 +885,9 @@ def read_night(night: Night, source: Any) -> Night:
             carried = earlier.filter(_as_int("Id", earlier.schema["Id"]).is_in(ids).fill_null(False)) \
                 if "Id" in earlier.columns else earlier.head(0)
             missing = len(ids) - carried.height
-    return replace(night, raw=raw, carried=carried, carried_missing=missing, at_or_below=at_or_below, below=below,
-                   left_ahead=left_ahead, left_after=left_after, skipped=skipped, skipped_carried=skipped_carried)
+    return replace(night, raw=raw, carried=carried, carried_missing=missing, at_or_below=at_or_below,
+                   ids_below=ids_below, left_ahead=left_ahead, left_after=left_after, skipped=skipped,
+                   skipped_carried=skipped_carried)
 
 
 def _until(raw: pl.DataFrame, ids: pl.Series, watermark: int) -> pl.Series:
@@ -916,11 +920,11 @@ class SourceCount:
     gone: int | None = None   # Ids fewer than the last night counted (a file moved away or removed)
     source_rows: int | None = None  # the count the next night should find at or below the new watermark
     source_most: int | None = None  # the most the source held, that count included
-    source_files: dict[str, int] | None = None  # the most each file held, as the next night should find it
-    # where the late rows are: the files that hold more Ids than they did, and those new Ids (sorted;
-    # empty where the files are not known: a state counted before files were)
-    late_files: tuple[str, ...] = ()
-    late_ids: tuple[int, ...] = ()
+    source_files: dict[str, int] | None = None  # that count per file, by its name in the source
+    # where the late rows are: the files whose count grew (None: not known, a state counted before
+    # files were), unless a file also left the count or fell (renamed, moved away or back): ``moved``
+    late_files: tuple[str, ...] | None = None
+    moved: bool = False
 
 
 def late_rows(night: Night, watermark: int | None) -> SourceCount:
@@ -929,8 +933,13 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
     a counted Id is not late; Ids back after the source shrank, a file moved away and back, are
     ``back``, not late); how many fewer it holds than the last night counted (``gone``: a night on
     which late rows cannot be told from the rows gone); and the counts the next night should find at
-    or below ``watermark``. A log export's late file, or rows appended under Ids the watermark has
-    passed, would otherwise go unread without a word."""
+    or below ``watermark``, in all and per file. A log export's late file, or rows appended under Ids
+    the watermark has passed, would otherwise go unread without a word.
+
+    Per file (names relative to the source: a folder moved keeps them), the late rows are placed in
+    the files whose count grew, only where no file's count fell (a file renamed or moved away leaves
+    its name's count) and no Ids came back (a file moved back is a name new to the count): then a
+    count that grew cannot be told from a file that moved."""
     if night.at_or_below is None:
         return SourceCount()
     at, before = night.at_or_below, night.state.source_rows
@@ -941,62 +950,41 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
     gone = max(0, before - at) if counted else None
     from licanom.data.schema import SOURCE_FILE
 
+    below = night.ids_below
+    files = dict(below.per_file) if below is not None else None
     new_ids = 0
-    new_by_file: dict[str, int] = {}
     if watermark is not None and night.raw is not None:
         ids = _ids(night.raw)
-        first_new = (ids > (night.after if night.after is not None else -1)) & (ids <= watermark)
-        new = ids.filter(first_new)
-        if SOURCE_FILE in night.raw.columns:
-            new_by_file = dict(pl.DataFrame({"Id": ids, "file": night.raw[SOURCE_FILE].cast(pl.String)})
-                               .filter(first_new.fill_null(False)).group_by("file").agg(pl.col("Id").n_unique())
-                               .iter_rows())
-        new = pl.concat([new.cast(pl.Int64), pl.Series("Id", [i for i in night.left_ahead if i <= watermark], pl.Int64)])
+        first_new = ((ids > (night.after if night.after is not None else -1)) & (ids <= watermark)).fill_null(False)
+        new = pl.concat([ids.filter(first_new).cast(pl.Int64),
+                         pl.Series("Id", [i for i in night.left_ahead if i <= watermark], pl.Int64)])
         new_ids = new.n_unique()
-    files, late_files, late_ids = _count_files(night.below, night.state.source_files, new_by_file, bool(late))
+        if files is not None and below is not None and SOURCE_FILE in night.raw.columns:
+            # the night's own rows now at or below the watermark, per file, as the next night counts them (a
+            # far-beyond Id left out, which a watermark almost never passes, is counted in all only)
+            per_file = (pl.DataFrame({"Id": ids, "file": night.raw[SOURCE_FILE].cast(pl.String)}).filter(first_new)
+                        .group_by("file").agg(pl.col("Id").n_unique()))
+            for file, n in per_file.iter_rows():
+                name = below.names.get(file, file)
+                files[name] = files.get(name, 0) + n
+    late_files, moved = None, False
+    kept = night.state.source_files
+    if late and below is not None and kept is not None:
+        moved = bool(back) or any(below.per_file.get(f, 0) < n for f, n in kept.items())
+        late_files = () if moved else tuple(sorted(f for f, n in below.per_file.items() if n > kept.get(f, 0)))
     return SourceCount(late=late, back=back, gone=gone, source_rows=at + new_ids, source_most=max(most, at) + new_ids,
-                       source_files=files, late_files=late_files, late_ids=late_ids)
-
-
-def _count_files(below: pl.DataFrame | None, before: dict[str, int] | None, new_by_file: dict[str, int],
-                 late: bool) -> tuple[dict[str, int] | None, tuple[str, ...], tuple[int, ...]]:
-    """:func:`late_rows` per file: the most distinct Ids at or below the watermark each file of the
-    source held (``before``: as the last count left them; files no longer in the source are
-    dropped) and, with ``late``, where the late rows are: the files that hold more Ids than they
-    did and the Ids they gained (a file new to the count: all of its Ids; a file that grew: its
-    last new ones in the file's order), less those other files hold too (an export sent again)."""
-    from licanom.data.schema import SOURCE_FILE
-
-    if below is None:
-        return None, (), ()
-    per_file = dict(below.group_by(SOURCE_FILE).agg(pl.col("Id").n_unique()).iter_rows())
-    files = {f: max(per_file.get(f, 0), (before or {}).get(f, 0)) + new_by_file.get(f, 0)
-             for f in {*per_file, *new_by_file}}
-    if not late or before is None:
-        return files, (), ()
-    grown = {f: n - before.get(f, 0) for f, n in per_file.items() if n > before.get(f, 0)}
-    if not grown:
-        return files, (), ()
-    elsewhere = below.filter(~pl.col(SOURCE_FILE).is_in(list(grown)))["Id"]
-    gained: dict[str, pl.Series] = {}
-    for f, more in grown.items():
-        ids = below.filter(pl.col(SOURCE_FILE) == f)["Id"].unique(maintain_order=True)
-        ids = ids if f not in before else ids.tail(more)
-        gained[f] = ids.filter(~ids.is_in(elsewhere.implode()))
-    late_files = tuple(sorted(f for f, ids in gained.items() if ids.len()))
-    late_ids = tuple(sorted({int(i) for ids in gained.values() for i in ids.to_list()}))
-    return files, late_files, late_ids
+                       source_files=files, late_files=late_files, moved=moved)
 
 
 def _late_where(count: SourceCount) -> str:
-    """Where a night's late rows are, for its note: ``, in <files> (Ids a, b, ...)`` ("" where not known)."""
+    """Where a night's late rows are, for its note: ``, in <files>`` ("" where not known)."""
+    if count.moved:
+        return ", in files of the export (a file was also renamed or moved: not named)"
     if not count.late_files:
         return ""
     from licanom.data.extract.files import listed
 
-    ids = ", ".join(str(i) for i in count.late_ids[:5])
-    more = f", ... ({len(count.late_ids)} Ids)" if len(count.late_ids) > 5 else ""
-    return f", in {listed(list(count.late_files), 3)} (Id{'s' if len(count.late_ids) != 1 else ''} {ids}{more})"
+    return f", in {listed(list(count.late_files), 3)}"
 
 
 def carried_ids(output_dir: Path, vendor: str, since: int) -> list[int]:
@@ -1157,8 +1145,7 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
     chunks = bundle_lib.score_windows(model, windows, inputs)
     crash_point("after:score")
     entities = bundle_lib.score_entities(model, screened.validation.valid, windows)
-    return replace(night, screened=screened, windows=windows, inputs=inputs, chunks=chunks, entities=entities,
-                   below=None)  # counted (late_rows): the source's Ids are not held through the night
+    return replace(night, screened=screened, windows=windows, inputs=inputs, chunks=chunks, entities=entities)
 
 
 def report_context(night: Night) -> np.ndarray | None:

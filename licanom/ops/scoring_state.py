@@ -188,8 +188,8 @@ class VendorState:
     # the most distinct Ids the source held at or below the watermark, as counted (None: not
     # counted): Ids back after the source shrank (a file moved back) are not late rows
     source_most: int | None = None
-    # the same count per file of the source (its rows' ``_file``), the most each held (None: not
-    # counted per file): a file that holds more names where rows arrived late
+    # the same count per file of the source, by the file's path relative to it (None: not counted
+    # per file): a file whose count grew names where rows arrived late
     source_files: dict[str, int] | None = None
     # notes a run that published no night gave (late rows, a source that shrank or grew back), each
     # with when it was given (ISO 8601, UTC): kept for the next night that writes a report, and

@@ -14,6 +14,7 @@ import os
 import re
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -888,17 +889,49 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
     row delivered again under an Id the files already hold does not add to it."""
     frame, below = read_new_rows_below(path, after_id, encoding=encoding, separator=separator,
                                        hold_unfinished=hold_unfinished, time_format=time_format, timezone=timezone)
-    return frame, below["Id"].n_unique()
+    return frame, below.total
+
+
+@dataclass(frozen=True)
+class IdsBelow:
+    """A file source's readable Ids at or below a watermark, counted (:func:`read_new_rows_below`):
+    distinct in all (``total``) and in each file (``per_file``, by its name in the source:
+    :func:`source_name`; a file without such an Id is not listed), and each file read by that
+    name (``names``: the rows' ``_file`` -> the name), so that a night can count its own rows per
+    file as the next night will find them."""
+
+    total: int = 0
+    per_file: dict[str, int] = field(default_factory=dict)
+    names: dict[str, str] = field(default_factory=dict)
+
+
+def source_name(path: str | Path, file: str | Path) -> str:
+    """A log file's name in the source ``path`` names (:func:`log_files`): its path relative to the
+    folder (of a glob, to the folder before its first wildcard), as ``/``-separated text; of a
+    source of one file, its name. The name stays when the folder moves (``source.path`` edited to
+    its new place); a file renamed or moved within it is another name."""
+    text, file = str(path), Path(file)
+    parts = Path(text).parts
+    magic = [i for i, part in enumerate(parts) if any(ch in part for ch in "*?[")]
+    if magic:
+        root = Path(*parts[: magic[0]]) if magic[0] else Path()
+    elif Path(text).is_dir():
+        root = Path(text)
+    else:
+        return file.name
+    try:
+        return file.relative_to(root).as_posix()
+    except ValueError:  # not under it (a glob's symbolic link): the path as read
+        return file.as_posix()
 
 
 def read_new_rows_below(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
                         separator: str | None = None, hold_unfinished: bool | None = None,
                         time_format: str | None = None,
-                        timezone: str | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """:func:`read_new_rows`, with the readable Ids of the files at or below ``after_id`` themselves
-    instead of their count: a frame of ``Id`` and its ``_file`` (as the rows' ``_file`` names it, a
-    categorical), in each file's order (empty without ``after_id``), so that a night can name the
-    files and Ids of rows that arrived late."""
+                        timezone: str | None = None) -> tuple[pl.DataFrame, IdsBelow]:
+    """:func:`read_new_rows`, with the count of the readable Ids at or below ``after_id`` per file
+    too (:class:`IdsBelow`; all 0 without ``after_id``): counts, not the Ids, so that a night does
+    not hold every Id of its source while it scores."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
     read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold), p), time_format),
                               timezone))
@@ -918,13 +951,15 @@ def read_new_rows_below(path: str | Path, after_id: int | None = None, *, encodi
             what = "no header, no rows" if not any(f.width for _, f in read) else "a header, no rows"
             raise ValidationError(f"{path}: the log is empty ({what})"
                                   + ("" if len(read) == 1 else f" in each of its {len(read)} files"))
-    return _read_after(read, after_id)
+    frame, total, per_file = _read_after(read, after_id)
+    names = {str(p): source_name(path, p) for p, _ in read}
+    return frame, IdsBelow(total=total, per_file={names[f]: n for f, n in per_file.items()}, names=names)
 
 
-def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> tuple[pl.DataFrame, int, dict[str, int]]:
     """:func:`read_new_rows`'s frame of the files read (``(path, frame)``), with the rows after
-    ``after_id`` only where it is given, and the readable Ids at or below it with their files
-    (``Id``, ``_file``; :func:`read_new_rows_below`)."""
+    ``after_id`` only where it is given, the count of distinct readable Ids at or below it, and
+    that count per file (by ``str(path)``, as the rows' ``_file``; files with none left out)."""
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
@@ -938,21 +973,21 @@ def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> 
                                    pl.int_range(pl.len(), dtype=pl.UInt32).alias(SOURCE_ROW)))
                 for p, f in read]
     frames = [f for _, f in read]
-    from licanom.data.schema import SOURCE_FILE
-
-    # the file as a category: a source's every Id is listed, its file's name not copied for each
-    at_or_below = pl.DataFrame(schema={"Id": pl.Int64, SOURCE_FILE: pl.Categorical})
+    at_or_below, per_file = 0, {}
     if after_id is not None:
         kept = [_after(f, after_id) for f in frames]
-        if kept:
-            at_or_below = pl.concat([
-                ids.to_frame("Id").with_columns(pl.lit(str(p), pl.String).cast(pl.Categorical).alias(SOURCE_FILE))
-                for (p, _), (_, ids) in zip(read, kept, strict=True)])
         frames = [f for f, _ in kept]
+        if kept:  # the Ids with their file's place in ``read``: counted in all and per file, then let go
+            ids = pl.concat([s.to_frame("Id").with_columns(pl.lit(i, pl.UInt32).alias("file"))
+                             for i, (_, s) in enumerate(kept)])
+            del kept
+            at_or_below = ids["Id"].n_unique()
+            per_file = {str(read[i][0]): n for i, n in ids.group_by("file").agg(pl.col("Id").n_unique()).iter_rows()}
+            del ids
     if not frames:  # every file without a header, at night (else refused as empty): no new row yet, a
         # frame of the log's columns and no row, as a header-only file gives, rather than a frame of no
         # column, which validation would refuse for the columns it lacks
-        return pl.DataFrame(schema=dict.fromkeys(REQUIRED_RAW, pl.String)), at_or_below
+        return pl.DataFrame(schema=dict.fromkeys(REQUIRED_RAW, pl.String)), at_or_below, per_file
     # Not polars' supertypes: they would turn times into their integers and booleans into 0/1.
     dtypes: dict[str, set[pl.DataType]] = {}
     for f in frames:
@@ -961,7 +996,7 @@ def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> 
     mixed = {name for name, kinds in dtypes.items() if len(kinds) > 1}
     frame = pl.concat([f.with_columns(_text_column(f[c]) for c in mixed if c in f.columns) for f in frames],
                       how="diagonal")
-    return frame, at_or_below
+    return frame, at_or_below, per_file
 
 
 def with_time_format(frame: pl.DataFrame, time_format: str | None) -> pl.DataFrame:
