@@ -320,6 +320,41 @@ def test_late_rows_name_the_files_whose_count_grew_by_their_names_in_the_source(
     assert any(m.startswith("source grew back") for m in back.messages)
 
 
+def test_a_night_scored_again_leaves_the_kept_note_to_the_next_forward_night(vendor) -> None:
+    """A --since re-score below the watermark said the kept late-rows note ("they are not read",
+    while its ledger scored those rows) and cleared it, so the next forward night did not say it.
+    A night scored again neither says nor clears kept notes; the next forward night says them once."""
+    from licanom.ops.scoring_state import load_state
+
+    folder = vendor.root / "export"
+    folder.mkdir()
+
+    def night(name: str | None = None, frame: pl.DataFrame | None = None, since: int | None = None):  # type: ignore[no-untyped-def]
+        if name is not None and frame is not None:
+            frame.write_csv(folder / name)
+        return vendor.night(since=since, path=str(folder))
+
+    def late(result) -> list[str]:  # type: ignore[no-untyped-def]
+        return [m for m in result.messages if m.startswith("late rows")]
+
+    night("a.csv", rows(1600, 100))
+    night("b.csv", pl.concat([rows(1700, 90, seed=1), rows(1795, 5, seed=1)]))  # 1790-1794 not exported yet
+    found = night("late-part.csv", rows(1790, 5, seed=2))  # nothing else new: kept for the next night
+    assert found.out_dir is None and late(found)
+    assert len(load_state(vendor.out, "acme").notes) == 1
+    again = night(since=1699)  # the last night scored again: the late file's rows lie in its range
+    assert again.out_dir is not None and again.scored_again
+    assert not late(again), again.messages
+    assert "late rows" not in (again.out_dir / "report.md").read_text()
+    assert len(load_state(vendor.out, "acme").notes) == 1  # left for the next forward night
+    forward = night("c.csv", rows(1800, 100, seed=3))
+    said = late(forward)
+    assert said and "5 rows with Ids at or below the watermark 1799" in said[0] and "which wrote no night" in said[0]
+    assert "late rows: 5 rows" in (forward.out_dir / "report.md").read_text()
+    assert load_state(vendor.out, "acme").notes == ()
+    assert not late(night("d.csv", rows(1900, 100, seed=4)))  # said once
+
+
 def test_a_night_whose_ids_do_not_follow_time_says_so(vendor) -> None:
     """Rows exported late under new Ids (their times two nights back) sort before the night's own:
     the night says that its chunks' Id ranges are not the ranges of their rows."""

@@ -529,7 +529,8 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     replaces = (nights_dir(output_dir, vendor) / record.name).exists()  # a night scored again (--since)
     state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
                       ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows,
-                      source_most=screened.source_most, source_files=screened.source_files)
+                      source_most=screened.source_most, source_files=screened.source_files,
+                      notes_said=not night.scored_again)  # a forward night's report said the kept notes
     crash_point("after:commit")
     refused_quarantine(output_dir, vendor, night.watermark_before).unlink(missing_ok=True)  # refused no longer
     _finish(output_dir, vendor, tracker, record)
@@ -769,6 +770,12 @@ class Night:
     def after(self) -> int | None:
         """The Id after which the night reads."""
         return self.since if self.since is not None else self.state.watermark
+
+    @property
+    def scored_again(self) -> bool:
+        """A night scored again (``since`` below the watermark): it reads only rows earlier nights
+        read, and leaves the watermark, the source's count and the kept notes as they were."""
+        return self.since is not None and self.state.watermark is not None and self.since < self.state.watermark
 
     def _need(self, *names: str) -> None:
         missing = [n for n in names if getattr(self, n) is None]
@@ -1078,9 +1085,12 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             f"late rows: {late} row{'s' if late != 1 else ''} with Ids at or below the watermark {night.after} "
             f"appeared in the source since the last night{_late_where(count)}; they are not read (the watermark has "
             "passed them): look for a late file of the export")
-    if screened.validation.n_in:  # a night that writes a report: it says what runs without one kept too
+    if screened.validation.n_in and not night.scored_again:  # a forward night's report: it says what runs
+        # without a night kept too, and its commit clears them (a night scored again leaves them for the next)
         shown = (*(f"{note} (said by the run of {given}, which wrote no night)" for note, given in night.state.notes),
                  *said)
+    elif screened.validation.n_in:
+        shown = tuple(said)
     else:  # no night to report it: kept in the state for the next night's report
         shown = tuple(f"{note}; kept for the report of the next night that reads new rows" for note in said)
     screened = replace(screened, source_rows=count.source_rows, source_most=count.source_most, late=late, gone=gone,
@@ -1180,8 +1190,8 @@ def stage_night(night: Night) -> Night:
                          rows_unknown_product=screened.rows_unknown_product, messages=screened.messages,
                          entities=night.entities, private_rows=windows.model_rows if secret is not None else None,
                          context=report_context(night))
-    again = night.since is not None and night.state.watermark is not None and night.since < night.state.watermark
-    return replace(night, result=replace(result, late_rows=screened.late, ids_gone=screened.gone, scored_again=again,
+    return replace(night, result=replace(result, late_rows=screened.late, ids_gone=screened.gone,
+                                         scored_again=night.scored_again,
                                          since=night.since, vendor_watermark=night.state.watermark))
 
 

@@ -192,8 +192,9 @@ class VendorState:
     # per file): a file whose count grew names where rows arrived late
     source_files: dict[str, int] | None = None
     # notes a run that published no night gave (late rows, a source that shrank or grew back), each
-    # with when it was given (ISO 8601, UTC): kept for the next night that writes a report, and
-    # cleared by the commit of that night (so a night killed before its commit loses none)
+    # with when it was given (ISO 8601, UTC): kept for the next forward night's report, and cleared by
+    # the commit of that night (so a night killed before its commit loses none; a night scored again
+    # leaves them)
     notes: tuple[tuple[str, str], ...] = ()
 
     def seen_by(self, model_version: str | None) -> KeyHistory | None:
@@ -427,16 +428,17 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
             model_version: str | None, seen: KeyHistory | None = None, *,
             ahead: tuple[int, ...] | None = None, night: NightRecord | None = None,
             rows: RowsState | None = None, source_rows: int | None = None,
-            source_most: int | None = None, source_files: dict[str, int] | None = None) -> VendorState:
+            source_most: int | None = None, source_files: dict[str, int] | None = None,
+            notes_said: bool = False) -> VendorState:
     """Record a finished night: the new watermark, the rows to carry into the next one, the key
     pairs it saw (``seen``, added to those of the earlier nights of the same model version),
     the rows encoder's state of the rows it scored (``rows``, advancing that of the earlier
     nights of the same model version), the far-beyond Ids it quarantined (``ahead``), the
     night folder it publishes (``night``) and the source's rows at or below the new watermark as
     the next night should count them (``source_rows``, None: not counted; ``source_most``, the most it
-    held; ``source_files``, the same per file: see :func:`count_source`). With ``night`` the notes
-    that runs without a night kept (:attr:`VendorState.notes`) are cleared: that night's report
-    says them.
+    held; ``source_files``, the same per file: see :func:`count_source`). With ``notes_said`` (a
+    forward night, whose report said them) the notes that runs without a night kept
+    (:attr:`VendorState.notes`) are cleared; a night scored again leaves them for the next.
 
     The watermark never moves back: re-running an older night (``since`` below the current
     watermark) keeps the state as it was, pairs and rows state included; only its ``night`` is
@@ -449,10 +451,11 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
         # pairs stay; the night's folder, any far-beyond Ids and the source's count are recorded
         counted = {} if source_rows is None else {"source_rows": source_rows, "source_most": source_most,
                                                   "source_files": source_files}
-        if night is None and kept == current.ahead and all(getattr(current, k) == v for k, v in counted.items()):
+        if (night is None and kept == current.ahead and all(getattr(current, k) == v for k, v in counted.items())
+                and not (notes_said and current.notes)):
             return current
         return commit(output_dir, vendor, replace(current, ahead=kept, night=night, **counted,
-                                                  notes=() if night is not None else current.notes))
+                                                  notes=() if notes_said else current.notes))
     earlier = current.seen_by(model_version)
     # what the next run needs to judge this night again as it is judged now
     seen_before, seen_from = earlier, current.watermark
@@ -471,7 +474,7 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
                       ahead=tuple(i for i in kept if watermark is None or i > watermark),
                       generation=current.generation, night=night, seen_before=seen_before, seen_from=seen_from,
                       source_rows=source_rows, source_most=source_most, source_files=source_files,
-                      notes=() if night is not None else current.notes)
+                      notes=() if notes_said else current.notes)
     return commit(output_dir, vendor, new)
 
 
@@ -479,8 +482,8 @@ def count_source(output_dir: Path, vendor: str, source_rows: int | None, source_
                  source_files: dict[str, int] | None = None, notes: tuple[str, ...] = ()) -> VendorState:
     """Record the source's count of Ids at or below the watermark after a run that read nothing new
     (no night to commit), so that its late rows or a shrink are named once, not at every run, and
-    keep what that run said of them (``notes``) for the report of the next night that reads rows
-    (:attr:`VendorState.notes`)."""
+    keep what that run said of them (``notes``) for the report of the next forward night that reads
+    rows (:attr:`VendorState.notes`)."""
     current = load_state(output_dir, vendor)
     if not current.exists:
         return current
