@@ -355,6 +355,38 @@ def test_a_night_scored_again_leaves_the_kept_note_to_the_next_forward_night(ven
     assert not late(night("d.csv", rows(1900, 100, seed=4)))  # said once
 
 
+def test_notes_kept_by_runs_without_a_night_keep_the_latest_of_each_kind(vendor) -> None:
+    """A file moved away and back on run after run that read nothing new kept a note each time, the
+    state growing without bound. Of each kind (late rows, source shrank, source grew back) the latest
+    is kept, saying how many earlier ones it replaced; the next night says them once."""
+    from licanom.ops.scoring_state import load_state
+
+    folder = vendor.root / "export"
+    folder.mkdir()
+    away = vendor.root / "a.csv"
+
+    def night(name: str | None = None, frame: pl.DataFrame | None = None):  # type: ignore[no-untyped-def]
+        if name is not None and frame is not None:
+            frame.write_csv(folder / name)
+        return vendor.night(path=str(folder))
+
+    night("a.csv", rows(1600, 100))
+    night("b.csv", rows(1700, 100, seed=1))
+    for _ in range(3):  # moved away and back, nothing new read
+        (folder / "a.csv").rename(away)
+        assert night().out_dir is None
+        away.rename(folder / "a.csv")
+        assert night().out_dir is None
+    notes = load_state(vendor.out, "acme").notes
+    assert [note.split(":")[0] for note, *_ in notes] == ["source shrank", "source grew back"], notes  # not 6
+    assert [dropped for *_, dropped in notes] == [2, 2]
+    published = night("c.csv", rows(1800, 100, seed=2))
+    said = [m for m in published.messages if m.startswith(("source shrank", "source grew back"))]
+    assert len(said) == 2 and all("2 earlier notes of the kind from such runs dropped, this the latest" in m
+                                  for m in said), said
+    assert load_state(vendor.out, "acme").notes == ()
+
+
 def test_a_night_whose_ids_do_not_follow_time_says_so(vendor) -> None:
     """Rows exported late under new Ids (their times two nights back) sort before the night's own:
     the night says that its chunks' Id ranges are not the ranges of their rows."""

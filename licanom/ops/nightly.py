@@ -994,6 +994,14 @@ def _late_where(count: SourceCount) -> str:
     return f", in {listed(list(count.late_files), 3)}"
 
 
+def kept_note(note: str, given: str, dropped: int = 0) -> str:
+    """A note a run that wrote no night kept (:attr:`VendorState.notes`), as a night's report says it:
+    with the time of that run, and how many earlier notes of its kind such runs gave that it replaced."""
+    earlier = (f"; {dropped} earlier note{'s' if dropped != 1 else ''} of the kind from such runs dropped, this "
+               "the latest" if dropped else "")
+    return f"{note} (said by the run of {given}, which wrote no night{earlier})"
+
+
 def carried_ids(output_dir: Path, vendor: str, since: int) -> list[int]:
     """The Ids that the published night ending at ``since`` carried (valid rows after its last
     window, which the night after it scored first): what a night scored again from ``since``
@@ -1087,8 +1095,7 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             "passed them): look for a late file of the export")
     if screened.validation.n_in and not night.scored_again:  # a forward night's report: it says what runs
         # without a night kept too, and its commit clears them (a night scored again leaves them for the next)
-        shown = (*(f"{note} (said by the run of {given}, which wrote no night)" for note, given in night.state.notes),
-                 *said)
+        shown = (*(kept_note(note, given, dropped) for note, given, dropped in night.state.notes), *said)
     elif screened.validation.n_in:
         shown = tuple(said)
     else:  # no night to report it: kept in the state for the next night's report

@@ -191,11 +191,11 @@ class VendorState:
     # the same count per file of the source, by the file's path relative to it (None: not counted
     # per file): a file whose count grew names where rows arrived late
     source_files: dict[str, int] | None = None
-    # notes a run that published no night gave (late rows, a source that shrank or grew back), each
-    # with when it was given (ISO 8601, UTC): kept for the next forward night's report, and cleared by
-    # the commit of that night (so a night killed before its commit loses none; a night scored again
-    # leaves them)
-    notes: tuple[tuple[str, str], ...] = ()
+    # notes runs that published no night gave (late rows, a source that shrank or grew back): the
+    # latest of each kind, when it was given (ISO 8601, UTC) and how many earlier ones of its kind it
+    # replaced; kept for the next forward night's report and cleared by the commit of that night (so a
+    # night killed before its commit loses none; a night scored again leaves them)
+    notes: tuple[tuple[str, str, int], ...] = ()
 
     def seen_by(self, model_version: str | None) -> KeyHistory | None:
         """The pairs seen by ``model_version``; None for another version (a new model starts afresh)."""
@@ -288,7 +288,8 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
         raise _corrupt(path, ValueError("source_files is not an object of counts"), output_dir, vendor)
     notes = meta.get("notes") or []
     if not isinstance(notes, list) or not all(
-            isinstance(n, dict) and isinstance(n.get("note"), str) and isinstance(n.get("given"), str) for n in notes):
+            isinstance(n, dict) and isinstance(n.get("note"), str) and isinstance(n.get("given"), str)
+            and isinstance(n.get("dropped", 0), int) and not isinstance(n.get("dropped", 0), bool) for n in notes):
         raise _corrupt(path, ValueError("notes is not a list of notes"), output_dir, vendor)
     rows_path = files / ROWS_FILE
     try:
@@ -298,7 +299,8 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
     return VendorState(watermark=watermark, tail=tail.select(RAW), model_version=model_version, seen=seen,
                        rows=rows, ahead=ahead, generation=generation, night=night, seen_before=seen_before,
                        seen_from=seen_from, source_rows=source_rows, source_most=source_most,
-                       source_files=source_files, notes=tuple((n["note"], n["given"]) for n in notes))
+                       source_files=source_files,
+                       notes=tuple((n["note"], n["given"], n.get("dropped", 0)) for n in notes))
 
 
 def _fsync(path: Path) -> None:
@@ -337,7 +339,7 @@ def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
         "format": STATE_FORMAT, "watermark": new.watermark, "model_version": new.model_version,
         "generation": generation, "ahead": list(new.ahead), "seen_from": new.seen_from,
         "source_ids": new.source_rows, "source_ids_most": new.source_most, "source_files": new.source_files,
-        "notes": [{"note": note, "given": given} for note, given in new.notes],
+        "notes": [{"note": note, "given": given, "dropped": dropped} for note, given, dropped in new.notes],
         "night": None if new.night is None else {"name": new.night.name, "staging": new.night.staging,
                                                  "run_id": new.night.run_id},
     })
@@ -483,7 +485,9 @@ def count_source(output_dir: Path, vendor: str, source_rows: int | None, source_
     """Record the source's count of Ids at or below the watermark after a run that read nothing new
     (no night to commit), so that its late rows or a shrink are named once, not at every run, and
     keep what that run said of them (``notes``) for the report of the next forward night that reads
-    rows (:attr:`VendorState.notes`)."""
+    rows (:attr:`VendorState.notes`): of each kind (the text before its ``:``, "late rows", "source
+    shrank", "source grew back") the latest, which counts the earlier ones it replaced, so that a file
+    moved away and back night after night does not grow the state."""
     current = load_state(output_dir, vendor)
     if not current.exists:
         return current
@@ -494,8 +498,13 @@ def count_source(output_dir: Path, vendor: str, source_rows: int | None, source_
     from datetime import UTC, datetime
 
     given = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return commit(output_dir, vendor, replace(current, **counted,
-                                              notes=(*current.notes, *((note, given) for note in notes))))
+    kept = list(current.notes)
+    for note in notes:
+        kind = note.split(":", 1)[0]
+        same = [k for k in kept if k[0].split(":", 1)[0] == kind]
+        kept = [k for k in kept if k[0].split(":", 1)[0] != kind]
+        kept.append((note, given, sum(dropped + 1 for _, _, dropped in same)))
+    return commit(output_dir, vendor, replace(current, **counted, notes=tuple(kept)))
 
 
 def start_after(output_dir: Path, vendor: str, watermark: int | None) -> VendorState:
