@@ -37,7 +37,7 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
     raw = data.extract(cfg, until=until)
     validation = data.validate(raw, cfg)
     print(f"{vendor}: {raw.height:,} rows read, {validation.valid.height:,} valid, "
-          f"{validation.quarantine.height:,} quarantined")
+          f"{validation.quarantine.height:,} quarantined" + (f": {validation.reasons()}" if validation.quarantine.height else ""))
     prepared = data.encode_and_chunk(opaque(validation), cfg)
     cfg = training.for_vendor_size(cfg, opaque(prepared))  # train.models: auto -> by the training chunks
     print(f"{vendor}: {prepared.chunks.n_chunks:,} chunks ({int((~prepared.test_mask).sum()):,} for training); "

@@ -604,3 +604,17 @@ def test_a_nights_read_of_a_file_of_one_line_that_is_no_header_is_refused_not_no
     page.write_text(_HEADER + "\n")
     frame, at_or_below = read_new_rows(page, after_id=41)
     assert frame.height == 0 and at_or_below == 0
+
+
+def test_the_quarantines_reasons_are_counted_commonest_first_for_a_training_runs_line(raw_log) -> None:
+    """`licanom run train` said only "9 quarantined" where `prepare` said why: the reasons with their
+    counts (ValidationResult.reasons), as the night's report says them."""
+    bad = _text(raw_log.head(12)).with_columns(
+        pl.Series("Id", ["1", "x", "3", "4", "y", "6", "7", "8", "9", "10", "11", "12"]),
+        pl.Series("State", ["1010", "1010", "5555", "1010", "1010", "5555", "5555", "1010", "1010", "1010", "1010", "1010"]))
+    result = validate_log(bad)
+    assert result.reasons() == "State: unknown state code (3), Id: not an integer (2)"
+    assert result.reasons(top=1) == "State: unknown state code (3) and 1 more reason(s)"
+    assert result.quarantine_note() == ("5 rows quarantined, not scored (quarantine.parquet, each with its reason): "
+                                        "State: unknown state code (3), Id: not an integer (2)")
+    assert validate_log(_text(raw_log.head(3))).reasons() == ""

@@ -169,11 +169,15 @@ class ValidationResult:
         n = self.quarantine.height
         if n == 0:
             return None
+        return (f"{n:,} row{'s' if n != 1 else ''} quarantined, not scored ({QUARANTINE_FILE}{QUARANTINE_WHAT}): "
+                f"{self.reasons(top)}")
+
+    def reasons(self, top: int = 3) -> str:
+        """The quarantined rows' commonest reasons with their counts, e.g. ``Time: unparsable (5), IP:
+        malformed address (4) and 2 more reason(s)``; empty when none was quarantined."""
         counts = self.reason_counts()
         shown = ", ".join(f"{reason} ({count:,})" for reason, count in counts.head(top).iter_rows())
-        more = f" and {counts.height - top} more reason(s)" if counts.height > top else ""
-        return (f"{n:,} row{'s' if n != 1 else ''} quarantined, not scored ({QUARANTINE_FILE}{QUARANTINE_WHAT}): "
-                f"{shown}{more}")
+        return shown + (f" and {counts.height - top} more reason(s)" if counts.height > top else "")
 
     def reason_counts(self) -> pl.DataFrame:
         """How many quarantined rows fail each column/check (a row may count under several). An
