@@ -896,7 +896,7 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
 class IdsBelow:
     """A file source's readable Ids at or below a watermark, counted (:func:`read_new_rows_below`):
     distinct in all (``total``) and in each file (``per_file``, by its name in the source:
-    :func:`source_name`; a file without such an Id is not listed), and each file read by that
+    :func:`source_names`; a file without such an Id is not listed), and each file read by that
     name (``names``: the rows' ``_file`` -> the name), so that a night can count its own rows per
     file as the next night will find them."""
 
@@ -905,24 +905,25 @@ class IdsBelow:
     names: dict[str, str] = field(default_factory=dict)
 
 
-def source_name(path: str | Path, file: str | Path) -> str:
-    """A log file's name in the source ``path`` names (:func:`log_files`): its path relative to the
-    folder (of a glob, to the folder before its first wildcard), as ``/``-separated text; of a
-    source of one file, its name. The name stays when the folder moves (``source.path`` edited to
-    its new place); a file renamed or moved within it is another name."""
-    text, file = str(path), Path(file)
-    parts = Path(text).parts
+def source_names(path: str | Path, files: list[Path]) -> dict[str, str]:
+    """Each log file's name in the source ``path`` names (:func:`log_files`), by ``str(file)``: its
+    path relative to the folder (of a glob, to the folder before its first wildcard), as
+    ``/``-separated text; of a source of one file, its name. The name stays when the folder moves
+    (``source.path`` edited to its new place); a file renamed or moved within it is another name."""
+    parts = Path(path).parts
     magic = [i for i, part in enumerate(parts) if any(ch in part for ch in "*?[")]
-    if magic:
-        root = Path(*parts[: magic[0]]) if magic[0] else Path()
-    elif Path(text).is_dir():
-        root = Path(text)
-    else:
-        return file.name
-    try:
-        return file.relative_to(root).as_posix()
-    except ValueError:  # not under it (a glob's symbolic link): the path as read
-        return file.as_posix()
+    root = ((Path(*parts[: magic[0]]) if magic[0] else Path()) if magic
+            else Path(path) if Path(path).is_dir() else None)  # the folder, looked up once per read
+
+    def name(file: Path) -> str:
+        if root is None:
+            return file.name
+        try:
+            return file.relative_to(root).as_posix()
+        except ValueError:  # not under it (a glob's symbolic link): the path as read
+            return file.as_posix()
+
+    return {str(f): name(Path(f)) for f in files}
 
 
 def read_new_rows_below(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
@@ -952,7 +953,7 @@ def read_new_rows_below(path: str | Path, after_id: int | None = None, *, encodi
             raise ValidationError(f"{path}: the log is empty ({what})"
                                   + ("" if len(read) == 1 else f" in each of its {len(read)} files"))
     frame, total, per_file = _read_after(read, after_id)
-    names = {str(p): source_name(path, p) for p, _ in read}
+    names = source_names(path, [p for p, _ in read])
     return frame, IdsBelow(total=total, per_file={names[f]: n for f, n in per_file.items()}, names=names)
 
 
