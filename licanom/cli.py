@@ -337,10 +337,11 @@ def _detect(args: argparse.Namespace, cfg: Any, labels: Any, out: Path, earlier:
     if args.train_logs:
         print(f"training log     {args.train_logs}")
     print_prepared(prepared, time.perf_counter() - t0, train_quarantine, files=files, warn_few=False)
-    if labels is not None:  # labels of no row: a warning naming them; of none at all, refused before training
+    if labels is not None:  # labels of no row or chunk: a warning naming them; of none at all, refused before training
         refuse_labels_unlearnt(resolved_train(prepared, cfg.train).models)  # first: labels no model would learn
         unmatched = unmatched_labels(labels, prepared.encoded.frame, f"labels file {args.labels}",
-                                     pseudonymised=cfg.privacy.pseudonymise)
+                                     pseudonymised=cfg.privacy.pseudonymise,
+                                     tail_rows=prepared.chunks.tail_rows if cfg.sequence.mode == "chunks" else 0)
         if unmatched:
             print(f"warning: {unmatched}")
     few = few_training_chunks(prepared)  # said after training, with the model's caution (one line, not two)
@@ -758,7 +759,8 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
                         "trained on: the sequence models learn from their training items' labels (semi-supervised); "
                         "the other models learn without them, and labels for a run of none of the sequence models "
                         "are refused; a bad row is named counting from 0, the header not counted; labels of no row "
-                        "of the log are named in a warning, a file of none refused "
+                        "of the log, or of its tail rows after the last full chunk (in no chunk), are counted and "
+                        "named in a warning, a file of none in a chunk refused "
                         "(default: none, unsupervised)")
     p.add_argument("--out", required=True,
                    help="folder for chunks.parquet (or sequences.parquet), entities.parquet, results.csv, models/, the report")

@@ -434,6 +434,32 @@ def test_labels_of_no_row_are_named_and_labels_of_none_refused(csv_export, tmp_p
     assert not (out / "models").exists()
 
 
+def test_labels_of_rows_after_the_last_full_chunk_are_not_counted_as_learnt(tmp_path, capsys):
+    """Labels of valid rows after the last full chunk (rows no chunk holds: no model scores or
+    learns from them) were counted as the log's, without a word. Some: the warning counts them
+    apart from the Ids of no row; all of them: refused before anything is trained."""
+    export = tmp_path / "weblog.csv"  # 1,250 rows: 12 chunks of 100, then 50 rows in no chunk (Ids 2200-2249)
+    make_raw_log(1250).with_columns(pl.col("Time").dt.epoch("s")).write_csv(export)
+    labels = tmp_path / "labels.csv"
+    pl.DataFrame({"Id": [1000, 1001, 2210, 9000, 2230], "label": [1, -1, -1, 1, 1]}).write_csv(labels)
+    out = tmp_path / "some"
+    assert main(["detect", "--logs", str(export), "--model", "GRU_OCSVM", "--epochs", "1", "--labels", str(labels),
+                 "--out", str(out)]) == EXIT_OK
+    printed = capsys.readouterr().out
+    assert (f"\nwarning: 3 of the 5 labelled Ids of labels file {labels} are learnt by no model: 1 is in no valid "
+            "row of the log trained on (9000); 2 are in valid rows no chunk holds, the 50 tail rows after the last "
+            "full chunk (2210, 2230)\n") in printed, printed
+    tail = tmp_path / "tail.csv"  # every label on a row after the last full chunk
+    pl.DataFrame({"Id": [2200, 2249], "label": [-1, 1]}).write_csv(tail)
+    out = tmp_path / "tail"
+    assert main(["detect", "--logs", str(export), "--model", "GRU_OCSVM", "--labels", str(tail),
+                 "--out", str(out)]) == EXIT_USAGE
+    assert capsys.readouterr().err.splitlines() == [
+        f"licanom: labels file {tail}: none of its 2 labelled Ids is in a chunk of the log trained on (2200, 2249): "
+        "2 are in valid rows no chunk holds, the 50 tail rows after the last full chunk; nothing was trained"]
+    assert not (out / "models").exists()
+
+
 @pytest.mark.parametrize(("written", "parquet", "said"), [
     ("Id,label\n1000,1\n1001,5\n1002,7\n", False,
      "row 1 (Id 1001; rows counted from 0, the header not counted): label must be +1, -1 or 0, not '5' (2 rows in all)"),

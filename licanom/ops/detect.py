@@ -320,33 +320,62 @@ def resolved_train(prepared: Prepared, train: TrainConfig, models: Sequence[str]
 LABELS_NAMED = 5  # unmatched labels named in the warning or the refusal, the first ones
 
 
-def unmatched_labels(labels: pl.DataFrame, rows: pl.DataFrame, source: str, pseudonymised: bool = False) -> str | None:
+def unmatched_labels(labels: pl.DataFrame, rows: pl.DataFrame, source: str, pseudonymised: bool = False,
+                     tail_rows: int = 0) -> str | None:
     """How ``labels`` (``Id`` or ``Key``, with both ``Id``, and ``label``) meet the log they label:
     ``rows``, its valid rows as the models read them (``Prepared.encoded.frame``: the keys
-    pseudonymised where the vendor asks). None where each labelled Id (key) is one of theirs; one
-    line where some are not, counting them and naming the first few (no model learns from them: a
-    warning); where none is, a ValueError naming ``source`` (the labels file), as a wrong file would
-    train as if unlabelled. Keys are matched as the models see them: with ``pseudonymised`` a real
-    key matches no pseudonym, which the refusal names as the likely cause."""
+    pseudonymised where the vendor asks), the last ``tail_rows`` of them in no item (the chunk
+    mode's rows after the last full chunk, :attr:`licanom.data.chunk.Chunks.tail_rows`: no model
+    scores or learns from them). None where each labelled Id (key) is in an item; one line where
+    some are not, counting those of no row and those of the tail rows apart and naming the first
+    few (no model learns from them: a warning); where none is, a ValueError naming ``source`` (the
+    labels file), as a wrong file would train as if unlabelled. Keys are matched as the models see
+    them: with ``pseudonymised`` a real key matches no pseudonym, which the refusal names as the
+    likely cause."""
     key = "Id" if "Id" in labels.columns else "Key"
     kind = pl.Int64 if key == "Id" else pl.String
     labelled = labels.select(pl.col(key).cast(kind)).unique(maintain_order=True)
-    unmatched = labelled.join(rows.select(pl.col(key).cast(kind)).unique(), on=key, how="anti", maintain_order="left")
-    if unmatched.height == 0:
+    log = rows.select(pl.col(key).cast(kind))
+    unmatched = labelled.join(log.unique(), on=key, how="anti", maintain_order="left")
+    itemised = log.head(max(log.height - tail_rows, 0)).unique()
+    outside = (labelled.join(unmatched, on=key, how="anti", maintain_order="left")
+               .join(itemised, on=key, how="anti", maintain_order="left"))
+    if unmatched.height == 0 and outside.height == 0:
         return None
     what = "Ids" if key == "Id" else "keys"
-    named = ", ".join(str(v) for v in unmatched[key].head(LABELS_NAMED).to_list())
-    first = f"{'first: ' if unmatched.height > LABELS_NAMED else ''}{named}"
-    if unmatched.height < labelled.height:
-        verb = "is" if unmatched.height == 1 else "are"
-        return (f"{unmatched.height:,} of the {labelled.height:,} labelled {what} of {source} {verb} in no valid row of "
-                f"the log trained on ({first}): no model learns from {'it' if unmatched.height == 1 else 'them'}")
+
+    def first(values: pl.DataFrame) -> str:
+        named = ", ".join(str(v) for v in values[key].head(LABELS_NAMED).to_list())
+        return f"{'first: ' if values.height > LABELS_NAMED else ''}{named}"
+
+    def verb(n: int) -> str:
+        return f"{n:,} {'is' if n == 1 else 'are'}"
+
+    in_tail = f"in valid rows no chunk holds, the {tail_rows:,} tail rows after the last full chunk"
+    unlearnt = unmatched.height + outside.height
+    if unlearnt < labelled.height:
+        if outside.height == 0:
+            return (f"{unmatched.height:,} of the {labelled.height:,} labelled {what} of {source} "
+                    f"{'is' if unmatched.height == 1 else 'are'} in no valid row of the log trained on "
+                    f"({first(unmatched)}): no model learns from {'it' if unmatched.height == 1 else 'them'}")
+        parts = ([f"{verb(unmatched.height)} in no valid row of the log trained on ({first(unmatched)})"]
+                 if unmatched.height else [])
+        parts.append(f"{verb(outside.height)} {in_tail} ({first(outside)})")
+        return (f"{unlearnt:,} of the {labelled.height:,} labelled {what} of {source} "
+                f"{'is' if unlearnt == 1 else 'are'} learnt by no model: {'; '.join(parts)}")
+    if outside.height:
+        none = (f"none of its {labelled.height:,} labelled {what} is" if labelled.height > 1
+                else f"its one labelled {what[:-1]} is not")
+        parts = [f"{verb(unmatched.height)} in no valid row of the log trained on"] if unmatched.height else []
+        parts.append(f"{verb(outside.height)} {in_tail}")
+        raise ValueError(f"{source}: {none} in a chunk of the log trained on ({first(labelled)}): "
+                         f"{', '.join(parts)}; nothing was trained")
     cause = ("the vendor's keys are pseudonymised (privacy.pseudonymise) and the models see each key's pseudonym, "
              "which no real key matches: label by Id instead; nothing was trained" if key == "Key" and pseudonymised
              else "are they this log's labels? Nothing was trained")
     none = (f"none of its {labelled.height:,} labelled {what} is" if labelled.height > 1
             else f"its one labelled {what[:-1]} is not")
-    raise ValueError(f"{source}: {none} in a valid row of the log trained on ({first}): {cause}")
+    raise ValueError(f"{source}: {none} in a valid row of the log trained on ({first(unmatched)}): {cause}")
 
 
 def labels_unlearnt(models: Sequence[str]) -> tuple[str, ...]:
