@@ -7,6 +7,7 @@ Small: a Tail_context model on 600 rows, chunks of 20, a CSV export that grows, 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -1227,9 +1228,37 @@ def test_a_nights_quarantined_row_of_a_one_file_log_names_its_place_in_the_file(
     row = validate_log(frame).quarantine.row(0, named=True)
     assert row["Id"] == "1650" and row[SOURCE_FILE] == str(tmp_path / "export.csv")
     assert (row["_row"], row[SOURCE_ROW]) == (10, 50)  # the night's eleventh row, the file's fifty-first
-    with pytest.raises(ValidationError, match=r"row 50 \(Id 1650\) of .*export\.csv: State"):
+    with pytest.raises(ValidationError, match=rf"row 50 \(Id 1650\) of {re.escape(str(tmp_path / 'export.csv'))}: State"):
         check_bad_fraction(validate_log(frame), 0.0)
     assert SOURCE_FILE not in read_new_rows(tmp_path / "export.csv")[0].columns  # the whole file: its rows are its places
+
+
+def test_a_pseudonymised_vendors_refusal_names_its_export_without_its_folders(tmp_path) -> None:
+    """A refusal's examples and reasons named the export by its full path ("row 50 (Id 1650) of
+    /srv/exports/<customer>/export.csv"), which for a pseudonymised vendor reaches Prefect's
+    database. ``private``: the file by its name in the source where it is given, else by its base
+    name; the others' refusals keep the full path."""
+    from licanom.data.extract.files import read_new_rows
+    from licanom.data.validate import ValidationError, check_bad_fraction, validate_log
+
+    folder = tmp_path / "customer-x" / "march"
+    folder.mkdir(parents=True)
+    lines = rows(1600, 60).with_columns(pl.when(pl.col("Id") == "1650").then(pl.lit("9999")).otherwise(pl.col("State"))
+                                        .alias("State")).write_csv().splitlines()
+    lines[58] += ',"an unfinished quote'  # Id 1657: a line that cannot be read, its reason naming the file
+    export = folder / "export.csv"
+    export.write_text("\n".join(lines) + "\n")
+    result = validate_log(read_new_rows(export, after_id=1639)[0])
+    with pytest.raises(ValidationError) as err:
+        check_bad_fraction(result, 0.0)
+    assert f"row 50 (Id 1650) of {export}: State" in str(err.value) and f"{export} line 59: " in str(err.value)
+    for names, shown in ((None, "export.csv"), ({str(export): "march/export.csv"}, "march/export.csv")):
+        with pytest.raises(ValidationError) as err:
+            check_bad_fraction(result, 0.0, private=True, file_names=names)
+        said = str(err.value)
+        assert str(tmp_path) not in said and f"row 50 (Id 1650) of {shown}: State" in said, said
+        failures, examples = said.split(" Examples ")
+        assert f" {shown}: cannot be read as CSV" in failures and f": {shown} line 59: cannot be read" in examples, said
 
 
 def test_a_quarantined_rows_place_in_its_file_is_an_integer_as_its_place_in_the_log(tmp_path) -> None:
@@ -1671,9 +1700,21 @@ def test_a_pseudonymised_champions_refused_night_shows_no_address_in_its_refusal
         pl.when(pl.int_range(pl.len()) % 2 == 0).then(pl.format("10.9.{}.777", pl.int_range(pl.len())))
         .otherwise(pl.col("IP")).alias("IP"))
     v.append(night)
-    with pytest.raises(ValidationError, match=r"refused.* row \d+ \(Id 1600\) of .*private\.csv: IP: malformed address \(IP not shown") as err:
-        v.night(tracker_for(v.root))
+    tracker = tracker_for(v.root)
+    with pytest.raises(ValidationError, match=r"refused.* row \d+ \(Id 1600\) of private\.csv: IP: malformed address \(IP not shown") as err:
+        v.night(tracker)
     assert "10.9." not in str(err.value)
+    # the export by its name only: its folders ("/srv/exports/<customer>/...") are the vendor's
+    assert str(v.log.parent) not in str(err.value).split(". The refused rows")[0], str(err.value)
+    # a folder's export by its name in the source, in the refusal and in its MLflow run
+    folder = v.root / "exports"
+    (folder / "march").mkdir(parents=True)
+    v.log.rename(folder / "march" / "private.csv")
+    with pytest.raises(ValidationError, match=r"refused.* row \d+ \(Id 1600\) of march/private\.csv: IP: malformed") as err:
+        v.night(tracker, path=str(folder))
+    assert str(folder) not in str(err.value).split(". The refused rows")[0], str(err.value)
+    experiment = tracker.client.get_experiment_by_name("licanom/private/nightly").experiment_id
+    assert all(str(v.root) not in r.data.tags["licanom.refusal"] for r in tracker.client.search_runs([experiment]))
 
 
 def test_a_line_whose_required_column_is_empty_keeps_no_other_readings_id(tmp_path) -> None:

@@ -25,6 +25,7 @@ are in order skips the duplicate search and the sort.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -817,18 +818,52 @@ def apart_from_unknown_products(validation: ValidationResult) -> tuple[Validatio
     return ValidationResult(valid=validation.valid, n_in=validation.n_in - n, quarantine=q.filter(~foreign)), n
 
 
+# A reason's file before its line ("/srv/exports/<customer>/a.csv line 6: ..."): its folders,
+# then its name and line (group 1), which a pseudonymised vendor's copies keep alone
+FOLDERS_OF_A_LINE = r"^[^\n]*?[/\\]([^/\\\n]*? line \d+: )"
+
+
+def without_folders(quarantine: pl.DataFrame, names: Mapping[str, str] | None = None) -> pl.DataFrame:
+    """``quarantine`` with each export file named by its name in the source (``names``: a file as
+    read, the rows' ``_file`` -> its name, :attr:`licanom.data.extract.files.IdsBelow.names`) or,
+    where it has none, by its base name: in ``_file`` and in the reasons that name it (``a.csv line
+    6: ...``). What a pseudonymised vendor's refusal shows: the folders of a local path
+    ("/srv/exports/<customer>/...") are the vendor's, and the refusal reaches Prefect's database."""
+    names = dict(names or {})
+    if SOURCE_FILE in quarantine.columns:
+        files = [f for f in quarantine[SOURCE_FILE].cast(pl.String).unique().to_list() if f is not None]
+        shown = {f: names.get(f, re.sub(r"^.*[/\\]", "", f)) for f in files}
+    else:
+        shown = {}
+    columns = []
+    if REASON in quarantine.columns:
+        named = pl.col(REASON)  # a row's reason names the row's own file
+        for file, name in shown.items():
+            named = named.str.replace_all(f"{file} line ", f"{name} line ", literal=True)
+        stripped = pl.col(REASON).str.replace(FOLDERS_OF_A_LINE, "${1}")
+        columns.append((pl.when(pl.col(SOURCE_FILE).is_null()).then(stripped).otherwise(named)
+                        if SOURCE_FILE in quarantine.columns else stripped).alias(REASON))
+    if shown:
+        columns.append(pl.col(SOURCE_FILE).cast(pl.String).replace(shown).alias(SOURCE_FILE))
+    return quarantine.with_columns(columns) if columns else quarantine
+
+
 def check_bad_fraction(result: ValidationResult, max_bad_fraction: float, examples: int = 5,
-                       private: bool = False) -> None:
+                       private: bool = False, file_names: Mapping[str, str] | None = None) -> None:
     """Fail when too large a share of the rows is quarantined, naming columns and examples: the bad
     rows' reasons with their counts, and the first row of each (at most ``examples``; the rows that
     are no bad rows, exact copies and a CSV's header lines again, are neither counted nor shown).
     ``private``: the vendor's values are pseudonymised (``privacy.pseudonymise``): an example names
-    its row and column but not its key, address, machine code or machine name (the message reaches
-    the console and Prefect's database)."""
+    its row and column but not its key, address, machine code or machine name, and the export's
+    file by its name in the source (``file_names``, by the rows' ``_file``) or its base name, not
+    its folders (:func:`without_folders`; the message reaches the console and Prefect's database).
+    The others' refusals name the file as read, its full path."""
     if result.n_in == 0:
         raise ValidationError("the log is empty: no rows to validate")
     if result.bad_fraction > max_bad_fraction:
         bad = result.quarantine.filter(~_not_bad())
+        if private:
+            bad = without_folders(bad, file_names)
         counts = _reason_counts(bad)
         # the commonest reasons (an unreadable line's without its line number)
         summary = ", ".join(f"{r} ({n} rows)" for r, n in counts.head(10).iter_rows())

@@ -29,6 +29,7 @@ import logging
 import re
 import shutil
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,11 +192,14 @@ def id_limit(ids: pl.Series, before: int | None) -> int | None:
 
 
 def screen(validation: ValidationResult, raw: pl.DataFrame, before: int | None, vendor: str,
-           max_bad_fraction: float, ahead: tuple[int, ...] = (), private: bool = False) -> Screened:
+           max_bad_fraction: float, ahead: tuple[int, ...] = (), private: bool = False,
+           file_names: Mapping[str, str] | None = None) -> Screened:
     """Quarantine valid rows whose Id is far beyond the recent range; refuse the night when more
     rows are bad than ``max_bad_fraction`` (rows of unknown products aside: those say "retrain";
     ``private``: a pseudonymised vendor's refusal shows none of its keys, addresses and machine
-    codes); the new watermark: the highest trusted Id of the rows accounted for."""
+    codes, and names the export's files by ``file_names``, their names in the source, not by their
+    folders: :func:`licanom.data.validate.check_bad_fraction`); the new watermark: the highest
+    trusted Id of the rows accounted for."""
     ids = raw.select(_as_int("Id", raw.schema["Id"])).to_series() if "Id" in raw.columns and raw.height \
         else pl.Series("Id", [], pl.Int64)
     limit = id_limit(ids, before)
@@ -208,7 +212,7 @@ def screen(validation: ValidationResult, raw: pl.DataFrame, before: int | None, 
     if validation.n_in:
         try:
             if bad.n_in:
-                check_bad_fraction(bad, max_bad_fraction, private=private)
+                check_bad_fraction(bad, max_bad_fraction, private=private, file_names=file_names)
         except ValidationError as err:
             raise ValidationError(
                 f"night of vendor {vendor!r} refused, nothing scored, the watermark stays at {before}; "
@@ -1063,7 +1067,8 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
     model = night.model
     try:
         screened = screen(bundle_lib.validate_rows(model, night.raw, night.vendor), night.raw, night.after,
-                          night.vendor, max_bad_fraction, night.state.ahead, private=model.pseudonym_env is not None)
+                          night.vendor, max_bad_fraction, night.state.ahead, private=model.pseudonym_env is not None,
+                          file_names=night.ids_below.names if night.ids_below is not None else None)
     except ValidationError as err:  # refused: its quarantine is kept where the vendor can read it
         if err.result is None:
             raise

@@ -317,7 +317,7 @@ def tracked_quarantine(cfg: Config, quarantine: pl.DataFrame) -> pl.DataFrame:
     from licanom.data.pipeline import pseudonym_secret
     from licanom.data.privacy import pseudonymise
     from licanom.data.schema import SOURCE_FILE, SOURCE_ROW
-    from licanom.data.validate import REASON, ROW
+    from licanom.data.validate import FOLDERS_OF_A_LINE, REASON, ROW
 
     secret = pseudonym_secret(cfg)
     if secret is None:
@@ -325,9 +325,8 @@ def tracked_quarantine(cfg: Config, quarantine: pl.DataFrame) -> pl.DataFrame:
     known = (ROW, *REQUIRED_RAW, *OPTIONAL_RAW, SOURCE_FILE, SOURCE_ROW, REASON)
     tracked = pseudonymise(quarantine.select(c for c in quarantine.columns if c in known), secret)
     # the export's file by its name alone: a local path ("/srv/exports/<customer>/...") is the vendor's
-    folders = r"^[^\n]*?[/\\]([^/\\\n]*? line \d+: )"
     return tracked.with_columns(
-        *([pl.col(REASON).str.replace(folders, "${1}")] if REASON in tracked.columns else []),
+        *([pl.col(REASON).str.replace(FOLDERS_OF_A_LINE, "${1}")] if REASON in tracked.columns else []),
         *([pl.col(SOURCE_FILE).str.replace(r"^.*[/\\]", "")] if SOURCE_FILE in tracked.columns else []))
 
 
