@@ -162,6 +162,37 @@ def test_the_reports_give_the_period_their_chunks_and_entities_cover_and_signals
     assert context_value("rate", math.log(40.8)) == "40.8\u00d7" and "/s" not in context_value("rate", 0.0)
 
 
+def test_markdown_explains_its_severity_bands_as_the_page_does() -> None:
+    """report.md showed severities (entities, incidents, chunks) with no word on their bands; only
+    report.html had the guide. report.md says the bands from the same definitions, for a
+    calibrated model, one without a calibration and one with a chunk of none."""
+    def md_guide(md: str) -> str:
+        (line,) = [line for line in md.splitlines() if "severity bands from" in line.lower()]
+        return line
+
+    def page_guide(page: str) -> str:
+        guide = page[page.index("How to read this report"):]
+        return next(item for item in guide.split("<li>") if "everity bands from" in item)
+
+    entities = entity_frame([("key-day", "KEY-X", 90.0, True, "x")])
+    chunks = make_input().chunks
+    severities = [10.0] * chunks.height
+    severities[3] = 91.2
+    calibrated = chunks.with_columns(pl.Series("severity", severities))
+    severities[3] = float("nan")
+    mixed = chunks.with_columns(pl.Series("severity", severities))
+    calibrated_bands = "the calibrated severity (0-100): high from 80, medium from 60, low below"
+    ratio_bands = "score / threshold: high from 1.5×, medium from 1.2×, low below"
+    for frame, said in ((calibrated, (calibrated_bands,)), (chunks, (calibrated_bands, ratio_bands)),
+                        (mixed, (calibrated_bands, ratio_bands))):
+        md = md_guide(anomaly_report("acme", frame, "3", incidents=incident_frame("KEY-X"), entities=entities))
+        page = page_guide(render_html(make_input(chunks=frame)))
+        for bands in said:
+            assert bands in md and bands in page, (md, page)
+    assert md_guide(anomaly_report("acme", calibrated, "3")).startswith(
+        f"Severity bands from {calibrated_bands}, for the chunks as for the entities and incidents")
+
+
 def test_markdown_incidents_name_their_signal_in_words() -> None:
     ip = incident_frame("KEY-X").with_columns(pl.lit("ip_failures_hour").alias("signal"))
     none = incident_frame("KEY-Y").with_columns(pl.lit(2).alias("incident"), pl.lit(None).alias("signal"))

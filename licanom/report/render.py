@@ -20,6 +20,7 @@ import functools
 import math
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 from pathlib import Path
 
 import jinja2
@@ -441,10 +442,12 @@ def _loss_note(inp: ReportInput, wording: ScoreWording) -> str:
     return "No loss curves were recorded for this model."
 
 
-def bands_guide(chunks: pl.DataFrame) -> str:
-    """The guide's sentence on the severity bands this report's frames were given
+def bands_guide(chunks: pl.DataFrame, items: Literal["frames", "chunks"] = "frames") -> str:
+    """The guide's sentence on the severity bands this report's ``items`` were given
     (licanom.report.analysis.severity): from the chunks' calibrated severity where they have one,
-    else from score / threshold; entities and incidents always from their calibrated severity."""
+    else from score / threshold; entities and incidents always from their calibrated severity.
+    report.html says it of its frames (each banded by its peak chunk), report.md of its chunks:
+    one sentence from one definition of the bands, so that the two never disagree."""
     def said(bands: tuple[tuple[str, float], ...], unit: str = "") -> str:
         return ", ".join(f"{name} from {lo:g}{unit}" if lo > 0 else f"{name} below" for name, lo in bands)
 
@@ -452,13 +455,17 @@ def bands_guide(chunks: pl.DataFrame) -> str:
                 else pl.Series([None] * chunks.height, dtype=pl.Float64))
     calibrated = f"the calibrated severity (0-100): {said(CALIBRATED_BANDS)}"
     ratio = f"score / threshold: {said(SEVERITY_BANDS, '×')}"
+    frames = items == "frames"
     if severity.null_count() == 0 and chunks.height:
-        return (f"Severity bands from {calibrated}, for the frames (their peak chunk’s) as for the entities "
-                "and incidents; the “vs threshold” ratio beside a frame does not set its band.")
+        which = "the frames (their peak chunk’s)" if frames else "the chunks"
+        beside = ("the “vs threshold” ratio beside a frame does not set its band" if frames
+                  else "a chunk’s score over its threshold does not set its band")
+        return f"Severity bands from {calibrated}, for {which} as for the entities and incidents; {beside}."
     if severity.null_count() == chunks.height:
-        return (f"The frames’ severity bands from {ratio} (this model gives no calibrated severity); "
+        return (f"The {items}’ severity bands from {ratio} (this model gives no calibrated severity); "
                 f"the entities’ and incidents’ from {calibrated}.")
-    return (f"Severity bands from {calibrated}; a frame whose peak chunk has no calibrated severity from {ratio}.")
+    which = "a frame whose peak chunk has" if frames else "a chunk with"
+    return f"Severity bands from {calibrated}; {which} no calibrated severity from {ratio}."
 
 
 def _page(a: Analysis) -> dict[str, object]:
@@ -550,4 +557,5 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
         n_entities=None if flagged_entities is None else flagged_entities.height,
         incidents=[] if incidents is None else incidents.to_dicts(),
         rows_unknown_product=rows_unknown_product, messages=messages, notes=notes,
+        bands=bands_guide(chunks, "chunks"),
     )
