@@ -183,3 +183,10 @@ def test_the_nights_console_line_counts_the_entities_its_report_flags(tmp_path, 
     chunks = f"{night.n_anomalies} flagged"
     assert f"10 chunks scored, {chunks}, {said} by champion version 1 -> " in night.summary()[0]
     assert night_line(night) == f"nightly scoring: 200 new rows, 10 chunks, {chunks}, {said} (champion version 1)"
+    # its MLflow run counts them too, beside the chunks (it counted the chunks only), under the
+    # report's names: its flagged entities and its incidents
+    experiment = tracker.client.get_experiment_by_name("licanom/acme/nightly").experiment_id
+    (run,) = tracker.client.search_runs([experiment])
+    metrics = run.data.metrics
+    assert (metrics["flagged_entities"], metrics["incidents"]) == (flagged, night.incidents), metrics
+    assert metrics["anomalies"] == night.n_anomalies and metrics["chunks_scored"] == 10

@@ -480,7 +480,8 @@ def _free_name(path: Path, before: int | None, after: int | None) -> Path:
 
 
 def log_night(tracker: Tracker, night: NightResult) -> str:
-    """A run in the vendor's experiment: rows read, quarantined, chunks, anomalies, watermark.
+    """A run in the vendor's experiment: rows read, quarantined, chunks, anomalies, incidents,
+    flagged entities, watermark.
 
     The run stays RUNNING: :func:`publish_night` sets it FINISHED once the night is published,
     and the next run's :func:`recover` marks it FAILED if the night never was."""
@@ -498,6 +499,8 @@ def log_night(tracker: Tracker, night: NightResult) -> str:
             "rows_read": night.rows_read, "rows_quarantined": night.rows_quarantined,
             "rows_unknown_product": night.rows_unknown_product,
             "chunks_scored": night.chunks.height, "anomalies": night.n_anomalies,
+            # what report.md counts beside the chunks, by the report's names (none where no entity was scored)
+            "incidents": night.incidents, "flagged_entities": night.entities_flagged,
             "watermark": night.watermark_after, "rows_carried": night.rows_carried,
             "late_rows": night.late_rows, "source_ids_gone": night.ids_gone,
         })
