@@ -137,14 +137,14 @@ def model_names(text: str) -> str:
     """An argparse type: a model name, several separated by commas, 'all', 'sequence' or 'auto'."""
     if text in ("all", "sequence", "auto"):
         return text
-    from licanom.config import _known_models, _sequence_models
+    from licanom.config import known_models, sequence_models
     from licanom.detectors.catalog import AUTOENCODERS
 
-    known = _known_models()
+    known = known_models()
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [n for n in names if n not in known]
     if unknown or not names:
-        sequence = _sequence_models()  # the catalog's names, as the configuration's message says them
+        sequence = sequence_models()  # the catalog's names, as the configuration's message says them
         raise argparse.ArgumentTypeError(
             f"unknown model {', '.join(map(repr, unknown)) or repr(text)}; valid: {', '.join(known)}, "
             f"all (the {len(AUTOENCODERS)} autoencoders), sequence (the {len(sequence)} sequence models: "
@@ -690,7 +690,7 @@ VENDOR_HELP = "vendor with a file conf/vendors/<vendor>.yaml (or .yml), whose se
 def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
     """The command line; the evaluation's options (which load every detector) only when ``command``
     is evaluate (or not given)."""
-    from licanom.config import _sequence_models
+    from licanom.config import sequence_models
     from licanom.detectors.catalog import AUTOENCODERS  # the catalog's names: no torch imported
 
     parser = Parser(prog="licanom", description=__doc__.splitlines()[0])
@@ -732,7 +732,7 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
     p.add_argument("--vendor", type=vendor_name, default=None, help=VENDOR_HELP)
     p.add_argument("--model", type=model_names, default=None,
                    help=f"a model name, several separated by commas, 'all' (the {len(AUTOENCODERS)} autoencoders), "
-                        f"'sequence' (the {len(_sequence_models())} sequence models: {', '.join(_sequence_models())}) "
+                        f"'sequence' (the {len(sequence_models())} sequence models: {', '.join(sequence_models())}) "
                         "or 'auto'; Tail_context, IForest_context and LOF_context read each chunk's context "
                         "(default: train.models, auto)")
     p.add_argument("--threshold", default=None, choices=list(DECISIONS),

@@ -195,7 +195,7 @@ class SplitConfig(_Model):
 AUTO = "auto"
 
 
-def _known_models() -> tuple[str, ...]:
+def known_models() -> tuple[str, ...]:
     """The detectors a vendor can train and register (the scikit-learn baselines are for the
     evaluation only)."""
     from licanom.detectors import names
@@ -203,7 +203,7 @@ def _known_models() -> tuple[str, ...]:
     return tuple(n for family in ("autoencoder", "sequence", "context") for n in names(family))
 
 
-def _sequence_models() -> tuple[str, ...]:
+def sequence_models() -> tuple[str, ...]:
     """What ``train.models: sequence`` trains: the Ergen models and DeepLog (the catalog's names:
     no torch imported)."""
     from licanom.detectors.catalog import ERGEN_MODELS, NEXT_EVENT_MODELS
@@ -219,12 +219,12 @@ def _check_names(v: Any, key: str = "models") -> tuple[str, ...]:
         v = (v,)
     if not isinstance(v, (list, tuple)):  # a ValueError, which names the setting: not iter()'s TypeError
         raise ValueError("must be a model's name or a list of names")
-    known = _known_models()
+    known = known_models()
     unknown = [m for m in v if m not in known]
     if unknown:
         from licanom.detectors.catalog import AUTOENCODERS
 
-        sequence = _sequence_models()
+        sequence = sequence_models()
         raise ValueError(
             f"unknown model(s) {unknown}; valid: {', '.join(known)}, 'all' (the {len(AUTOENCODERS)} autoencoders), "
             f"'sequence' (the {len(sequence)} sequence models: {', '.join(sequence)}) or 'auto' (by vendor size: train.auto)"
@@ -273,7 +273,7 @@ class TrainConfig(_Model):
         if v == "all" or v == ["all"] or v == ("all",):
             return AUTOENCODERS
         if v in ("sequence", ["sequence"], ("sequence",)):
-            return _sequence_models()
+            return sequence_models()
         if v in (AUTO, [AUTO], (AUTO,)):
             return (AUTO,)
         return _check_names(v, info.field_name or "models")

@@ -205,20 +205,20 @@ def test_the_help_says_which_sequence_models_evaluate_leaves_out_and_counts_chun
     from pathlib import Path
 
     from licanom.cli import build_parser
-    from licanom.config import AutoModels, _sequence_models
+    from licanom.config import AutoModels, sequence_models
     from licanom.evaluation.cli import add_arguments
 
     parser = add_arguments(argparse.ArgumentParser())
     text = next(a.help for a in parser._actions if a.dest == "models")
-    left_out = [n for n in _sequence_models() if n not in ev.SEQUENCE]
+    left_out = [n for n in sequence_models() if n not in ev.SEQUENCE]
     assert left_out == ["DeepLog"]
     assert "; DeepLog, in train.models' and detect's 'sequence', is not evaluated here" in text, text
     detect = next(a.help for a in build_parser("detect")._subparsers._group_actions[0].choices["detect"]._actions
                   if a.dest == "model")
-    assert f"'sequence' (the {len(_sequence_models())} sequence models: {', '.join(_sequence_models())})" in detect
+    assert f"'sequence' (the {len(sequence_models())} sequence models: {', '.join(sequence_models())})" in detect
     words = {4: "four", 5: "five", 6: "six"}
     defaults = (Path(__file__).parents[1] / "conf" / "defaults.yaml").read_text()
-    assert re.search(rf'"sequence" for the {words[len(_sequence_models())]}\)', defaults)
+    assert re.search(rf'"sequence" for the {words[len(sequence_models())]}\)', defaults)
     chunks = next(a for a in parser._actions if a.dest == "small_max_train_chunks")
     assert chunks.default == AutoModels().small_max_train_chunks == 500 and isinstance(chunks.default, int)
     shown = " ".join(build_parser("evaluate")._subparsers._group_actions[0].choices["evaluate"].format_help().split())

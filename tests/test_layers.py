@@ -122,6 +122,20 @@ def test_the_readme_folder_table_lists_every_package() -> None:
     assert not missing
 
 
+def test_the_configurations_names_are_imported_by_their_public_names() -> None:
+    """licanom.evaluation.cli, licanom.cli and licanom.ops.detect imported ``_sequence_models`` and
+    ``_known_models``, private names of licanom.config: what other modules read of the
+    configuration has a public name."""
+    private = sorted(
+        f"{p.relative_to(ROOT)}: {a.name}"
+        for p in [*LIB.rglob("*.py"), *(ROOT / "flows").rglob("*.py"), *(ROOT / "tasks").rglob("*.py")]
+        if p != LIB / "config.py"
+        for node in ast.walk(ast.parse(p.read_text(), filename=str(p)))
+        if isinstance(node, ast.ImportFrom) and node.module == "licanom.config"
+        for a in node.names if a.name.startswith("_"))
+    assert not private
+
+
 def test_the_registry_names_match_the_families_own_lists() -> None:
     from licanom.detectors import catalog
     from licanom.detectors.autoencoders.nets import NETS

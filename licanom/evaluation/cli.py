@@ -36,13 +36,13 @@ def _names(text: str, everything: tuple[str, ...]) -> tuple[str, ...]:
 def add_arguments(p: argparse.ArgumentParser, positive: Callable[[str], int] = int,
                   non_negative: Callable[[str], int] = int) -> argparse.ArgumentParser:
     """The evaluation's options on ``p``; ``positive`` and ``non_negative`` check counts."""
-    from licanom.config import AutoModels, _sequence_models
+    from licanom.config import AutoModels, sequence_models
     from licanom.data.encode import ENCODERS
     from licanom.evaluation.blocked import AUTOENCODERS, BASELINES, CONTEXT, SEQUENCE, registered
     from licanom.sim import PROFILES
 
     # train.models' and detect's 'sequence' holds models this evaluation does not register (DeepLog)
-    unevaluated = [name for name in _sequence_models() if name not in SEQUENCE]
+    unevaluated = [name for name in sequence_models() if name not in SEQUENCE]
 
     p.add_argument("--profiles", default="all", help=f"comma list of {', '.join(PROFILES)}, or all")
     p.add_argument("--seeds", default=DEFAULT_SEEDS, help="comma list of simulation seeds")

@@ -301,10 +301,10 @@ def refuse_labels_unlearnt(models: Sequence[str]) -> None:
     model is fitted. A run of some sequence models and some others is taken (:func:`labels_unlearnt`)."""
     if any(is_sequence_model(m) for m in models):
         return
-    from licanom.config import _sequence_models
+    from licanom.config import sequence_models
 
     raise ValueError(
-        f"labels are learnt by the sequence models only ({', '.join(_sequence_models())}); "
+        f"labels are learnt by the sequence models only ({', '.join(sequence_models())}); "
         f"{', '.join(models)} learn{'s' if len(models) == 1 else ''} without them: leave the labels out, "
         "or train a sequence model")
 
