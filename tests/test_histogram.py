@@ -57,6 +57,29 @@ def test_the_svg_escapes_its_words_and_draws_each_bar() -> None:
     assert page.count('stroke-dasharray="5 3"') == 3  # the threshold in each panel and in the legend
 
 
+def test_the_legend_says_which_flagged_chunks_the_night_rule_flagged_below_the_threshold() -> None:
+    """The legend's red "flagged" read as "above the dashed threshold", while the night rule flags
+    chunks below it too: with such chunks it counts them; without, it says "flagged" alone."""
+    scored = np.arange(20.0)
+    h = score_histogram(np.arange(30.0), scored, np.array([9.0, 15.0, 18.0, 19.0]), 14.0, "severity", "severity",
+                        by_night_rule=1)
+    assert h.flagged_label == "flagged (1 by the night rule, below the threshold)"
+    assert ">flagged (1 by the night rule, below the threshold)</text>" in svg(h)
+    assert h.legend_width >= 6.3 * len(h.flagged_label)  # the box holds the longer entry
+    plain = score_histogram(np.arange(30.0), scored, np.array([15.0]), 14.0, "severity", "severity")
+    assert plain.flagged_label == "flagged" and ">flagged</text>" in svg(plain)
+
+
+def test_a_reports_histogram_counts_the_night_rules_flags() -> None:
+    from licanom.report import render_html
+    from tests.test_report import make_chunks, make_input, make_rows
+
+    chunks, errors = make_chunks(make_rows(), flagged=(7,), by_night=(2,))  # chunk 2: below the threshold
+    page = render_html(make_input(chunks=chunks, feature_errors=errors))
+    assert ">flagged (1 by the night rule, below the threshold)</text>" in page
+    assert ">flagged</text>" in render_html(make_input())
+
+
 def test_a_threshold_that_is_not_finite_draws_no_line_and_an_empty_panel_says_none() -> None:
     h = score_histogram(np.arange(10.0), np.array([]), np.array([]), math.inf, "M1", "score")
     page = svg(h)

@@ -74,10 +74,12 @@ class Histogram:
     threshold_label: str
     xlabel: str
     legend_x: float  # the legend's left edge: the right panel's upper corner its bars leave freer
+    # the red bars' entry: "flagged", with how many of them the night rule flagged below the threshold
+    flagged_label: str = "flagged"
 
     @property
     def legend_width(self) -> float:
-        return legend_width(self.threshold_label)
+        return legend_width(self.threshold_label, self.flagged_label)
 
     @property
     def legend_height(self) -> float:
@@ -157,9 +159,9 @@ def _count_ticks(peak: int) -> list[int]:
     return decades if peak >= 10 else [c for c in (1, 2, 5) if c <= peak * 1.2]
 
 
-def legend_width(threshold_label: str) -> float:
+def legend_width(threshold_label: str, flagged_label: str = "flagged") -> float:
     """The legend's box, wide enough for its longest entry (about 6.3 units a character)."""
-    return 34 + 6.3 * max(len(threshold_label), len("flagged"))
+    return 34 + 6.3 * max(len(threshold_label), len(flagged_label))
 
 
 def _legend_x(panel: Panel, width: float) -> float:
@@ -176,10 +178,12 @@ def _legend_x(panel: Panel, width: float) -> float:
 
 
 def score_histogram(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray, threshold: float,
-                    threshold_name: str, xlabel: str) -> Histogram:
+                    threshold_name: str, xlabel: str, by_night_rule: int = 0) -> Histogram:
     """The training scores (left) and the report's chunks (right, the flagged ones in red), the
     threshold dashed, on shared bins and a log count scale. Scores that are not finite are left
-    out (:func:`licanom.report.analysis.score_distributions` leaves them out already)."""
+    out (:func:`licanom.report.analysis.score_distributions` leaves them out already).
+    ``by_night_rule``: how many of ``flagged`` the night rule flagged, below the threshold; the
+    legend's red entry counts them, as a red bar left of the dashed line is theirs."""
     values = [np.asarray(v, dtype=np.float64) for v in (train, scored, flagged)]
     values = [v[np.isfinite(v)] for v in values]
     edges = bin_edges(np.concatenate([*values, [threshold]]), BINS)
@@ -219,8 +223,11 @@ def score_histogram(train: np.ndarray, scored: np.ndarray, flagged: np.ndarray, 
     finite = math.isfinite(threshold)
     label = (f"threshold {_fmt(threshold, width, magnitude)} ({threshold_name})" if finite
              else f"threshold: none ({threshold_name})")
+    flagged_label = (f"flagged ({by_night_rule:,} by the night rule, below the threshold)" if by_night_rule
+                     else "flagged")
     return Histogram(
         width=WIDTH, height=HEIGHT, top=TOP, bottom=BOTTOM, panels=(panels[0], panels[1]),
         x_ticks=(x_ticks[0], x_ticks[1]), threshold_x=(threshold_x[0], threshold_x[1]) if finite else None,
-        threshold_label=label, xlabel=xlabel, legend_x=_legend_x(panels[1], legend_width(label)),
+        threshold_label=label, xlabel=xlabel, legend_x=_legend_x(panels[1], legend_width(label, flagged_label)),
+        flagged_label=flagged_label,
     )

@@ -29,6 +29,7 @@ import polars as pl
 
 from licanom.data.columns import FEATURES, SUMMARY_COLUMNS
 from licanom.data.context_vector import CONTEXT_COLUMNS, CONTEXT_LABELS
+from licanom.detectors.decision import FLAGGED_BY
 from licanom.report.analysis import (
     CALIBRATED_BANDS,
     LABELS,
@@ -490,7 +491,10 @@ def _page(a: Analysis) -> dict[str, object]:
     ]
     train, scored, flagged = score_distributions(a)
     wording = inp.score
-    histogram = score_histogram(train, scored, flagged, inp.threshold, inp.threshold_name, wording.score)
+    # the red bars below the threshold (the night rule's), which the histogram's legend counts
+    by_night = (int((chunks["is_anomaly"] & (chunks["flagged_by"] == FLAGGED_BY[1])
+                     & chunks["score"].is_finite()).sum()) if "flagged_by" in chunks.columns else 0)
+    histogram = score_histogram(train, scored, flagged, inp.threshold, inp.threshold_name, wording.score, by_night)
     loss = None
     if inp.train_loss or inp.val_loss:
         from licanom.report import plots  # matplotlib, only for a model trained in epochs
