@@ -168,7 +168,7 @@ def test_the_nights_console_line_counts_the_entities_its_report_flags(tmp_path, 
     says so on the console and in the demo's line, as its report.md does: not "0 flagged" alone."""
     from flows.demo import night_line
 
-    v = new_vendor(tmp_path, "acme", bundle)
+    v = new_vendor(tmp_path, "counted", bundle)
     v.start(1599)
     night_rows = rows(1600, 200, seed=3)
     guesses = night_rows.slice(80, 60).with_columns(pl.Series("Key", [f"NEW{i:03d}-ZZZZZ" for i in range(60)]),
@@ -185,7 +185,7 @@ def test_the_nights_console_line_counts_the_entities_its_report_flags(tmp_path, 
     assert night_line(night) == f"nightly scoring: 200 new rows, 10 chunks, {chunks}, {said} (champion version 1)"
     # its MLflow run counts them too, beside the chunks (it counted the chunks only), under the
     # report's names: its flagged entities and its incidents
-    experiment = tracker.client.get_experiment_by_name("licanom/acme/nightly").experiment_id
+    experiment = tracker.client.get_experiment_by_name("licanom/counted/nightly").experiment_id
     (run,) = tracker.client.search_runs([experiment])
     metrics = run.data.metrics
     assert (metrics["flagged_entities"], metrics["incidents"]) == (flagged, night.incidents), metrics
