@@ -363,9 +363,9 @@ def unmatched_labels(labels: pl.DataFrame, rows: pl.DataFrame, source: str, pseu
         parts.append(f"{verb(outside.height)} {in_tail} ({first(outside)})")
         return (f"{unlearnt:,} of the {labelled.height:,} labelled {what} of {source} "
                 f"{'is' if unlearnt == 1 else 'are'} learnt by no model: {'; '.join(parts)}")
+    none = (f"none of its {labelled.height:,} labelled {what} is" if labelled.height > 1
+            else f"its one labelled {what[:-1]} is not")
     if outside.height:
-        none = (f"none of its {labelled.height:,} labelled {what} is" if labelled.height > 1
-                else f"its one labelled {what[:-1]} is not")
         parts = [f"{verb(unmatched.height)} in no valid row of the log trained on"] if unmatched.height else []
         parts.append(f"{verb(outside.height)} {in_tail}")
         raise ValueError(f"{source}: {none} in a chunk of the log trained on ({first(labelled)}): "
@@ -373,8 +373,6 @@ def unmatched_labels(labels: pl.DataFrame, rows: pl.DataFrame, source: str, pseu
     cause = ("the vendor's keys are pseudonymised (privacy.pseudonymise) and the models see each key's pseudonym, "
              "which no real key matches: label by Id instead; nothing was trained" if key == "Key" and pseudonymised
              else "are they this log's labels? Nothing was trained")
-    none = (f"none of its {labelled.height:,} labelled {what} is" if labelled.height > 1
-            else f"its one labelled {what[:-1]} is not")
     raise ValueError(f"{source}: {none} in a valid row of the log trained on ({first(unmatched)}): {cause}")
 
 
