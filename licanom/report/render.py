@@ -20,8 +20,8 @@ import functools
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import jinja2
 import numpy as np
