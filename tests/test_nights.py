@@ -161,6 +161,81 @@ def test_rows_delivered_again_are_not_late_and_a_source_that_shrank_says_so(vend
     assert load_state(vendor.out, "acme").source_rows == 400  # Ids 1700-2099, counted afresh
 
 
+def test_rows_delivered_again_below_the_watermark_are_counted_as_a_night_scored_again_quarantines_them(vendor) -> None:
+    """An export that overlaps an earlier one (rows delivered again under their old Ids, which the
+    watermark has passed): the nightly read left the copies out without a word, while a night scored
+    again with --since quarantined them as duplicates, so the rows the nights accounted for differed
+    by them. The night counts them and says so once (its messages, report.md, the MLflow run), naming
+    the file, and the rows it counted are the ones a night scored again quarantines."""
+    from licanom.ops.nightly import rows_accounted
+
+    folder = vendor.root / "export"
+    folder.mkdir()
+    tracker = tracker_for(vendor.root)
+
+    def night(name: str | None = None, frame: pl.DataFrame | None = None, since: int | None = None):  # type: ignore[no-untyped-def]
+        if name is not None and frame is not None:
+            frame.write_csv(folder / name)
+        return vendor.night(tracker, since=since, path=str(folder))
+
+    def again(result) -> list[str]:  # type: ignore[no-untyped-def]
+        return [m for m in result.messages if m.startswith("delivered again")]
+
+    def metrics() -> dict[str, float]:
+        experiment = tracker.client.get_experiment_by_name("licanom/acme/nightly").experiment_id
+        return tracker.client.search_runs([experiment], order_by=["attributes.start_time DESC"])[0].data.metrics
+
+    first_rows = rows(1600, 200, seed=1)
+    night("a.csv", first_rows)
+    second = night("b.csv", rows(1800, 100, seed=2))
+    assert second.delivered_again == 0 and metrics()["rows_delivered_again"] == 0  # counted, and none
+    copies = first_rows.slice(150, 20)  # Ids 1750-1769 again, under the watermark 1899
+    third = night("c.csv", pl.concat([copies, rows(1900, 100, seed=3)]))
+    assert third.rows_read == 100 and third.watermark_after == 1999 and third.rows_quarantined == 0
+    said = again(third)
+    assert said and said[0].startswith("delivered again: 20 rows under Ids at or below the watermark 1899"), said
+    assert "in c.csv" in said[0] and "not read" in said[0]
+    assert not any(m.startswith("late rows") for m in third.messages)  # no Id is new: not late
+    assert third.delivered_again == 20 and metrics()["rows_delivered_again"] == 20
+    assert "delivered again: 20 rows" in (third.out_dir / "report.md").read_text()
+    fourth = night("d.csv", rows(2000, 100, seed=4))
+    assert not again(fourth) and fourth.delivered_again == 0  # said once
+
+    forward = rows_accounted(vendor.out, "acme")
+    assert int(forward["rows"].sum()) == 500 and forward["Id"].to_list() == list(range(1600, 2100))
+    rescored = night(since=1599)  # every night scored again, the source as it is now: the copies quarantined
+    q = pl.read_parquet(rescored.out_dir / "quarantine.parquet")
+    assert sorted(int(i) for i in q["Id"]) == list(range(1750, 1770))
+    assert set(q["reason"]) == {"Id: duplicate (an exact copy of an earlier row)"}
+    accounted = rows_accounted(vendor.out, "acme")
+    # the rows the nights read and the copies they counted are the rows the night scored again accounts for
+    assert int(accounted["rows"].sum()) == int(forward["rows"].sum()) + third.delivered_again
+    assert accounted.filter(pl.col("rows") > 1)["Id"].to_list() == list(range(1750, 1770))
+
+
+def test_rows_delivered_again_on_a_run_that_writes_no_night_reach_the_next_nights_report(vendor) -> None:
+    """Copies delivered again on a run with nothing new: said by its log, kept in the state and said by
+    the next night's report, once; copies in a file that held their Ids already are counted too."""
+    from licanom.ops.scoring_state import load_state
+
+    first_rows = rows(1600, 100)
+    vendor.append(first_rows)
+    vendor.night()
+    vendor.append(first_rows.slice(10, 3))  # appended to the one file again, nothing new
+    quiet = vendor.night()
+    assert quiet.out_dir is None and quiet.delivered_again == 3
+    said = [m for m in quiet.messages if m.startswith("delivered again")]
+    assert said and "3 rows under Ids at or below the watermark 1699" in said[0]
+    assert "kept for the report of the next night" in said[0]
+    assert load_state(vendor.out, "acme").source_copies == 3
+    assert not any(m.startswith("delivered again") for m in vendor.night().messages)  # not said twice
+    vendor.append(rows(1700, 100, seed=1))
+    published_night = vendor.night()
+    said = [m for m in published_night.messages if m.startswith("delivered again")]
+    assert said and "which wrote no night" in said[0] and published_night.delivered_again == 0
+    assert "delivered again: 3 rows" in (published_night.out_dir / "report.md").read_text()
+
+
 def test_a_file_moved_away_and_back_is_not_late_and_each_note_is_given_once(vendor) -> None:
     """A folder source: a file moved away is "source shrank", the same file back is "source grew
     back", not late rows; Ids beyond the most the source ever held are late, named once even

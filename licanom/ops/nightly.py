@@ -94,6 +94,9 @@ class NightResult:
     # fewer than the last night counted; 0 where counted and none, None where not counted
     late_rows: int | None = None
     ids_gone: int | None = None
+    # rows delivered again under Ids at or below the watermark that the source held already (copies,
+    # not read: :func:`late_rows`); 0 where counted and none, None where not counted
+    delivered_again: int | None = None
     # scored again (``--since`` below the watermark): it read only rows that earlier nights read
     scored_again: bool = False
     # the ``--since`` given (then ``watermark_before``), and the vendor's watermark when the night began
@@ -157,6 +160,8 @@ class Screened:
     source_most: int | None = None
     late: int | None = None  # Ids that arrived late, and Ids gone since the last night (SourceCount)
     gone: int | None = None
+    again: int | None = None  # rows delivered again under Ids the source held (SourceCount)
+    source_copies: int | None = None  # the most rows beyond one per Id it held, as the next night should find it
     source_files: dict[str, int] | None = None  # ``source_rows`` per file, by its name in the source (SourceCount)
     # what the night says of the source's count (late rows, shrank, grew back): a run that publishes
     # no night keeps them in the state for the next night's report (VendorState.notes)
@@ -503,6 +508,7 @@ def log_night(tracker: Tracker, night: NightResult) -> str:
             "incidents": night.incidents, "flagged_entities": night.entities_flagged,
             "watermark": night.watermark_after, "rows_carried": night.rows_carried,
             "late_rows": night.late_rows, "source_ids_gone": night.ids_gone,
+            "rows_delivered_again": night.delivered_again,
         })
         crash_point("log:metrics")
         folder = night.staging
@@ -527,7 +533,7 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     rows state ``rows`` of the rows it scored), then publish its folder and finish its run."""
     if night.staging is None:  # nothing read: nothing to publish, the state stays but for the source's count
         state_lib.count_source(output_dir, vendor, screened.source_rows, screened.source_most, screened.source_files,
-                               screened.source_notes)
+                               screened.source_notes, screened.source_copies)
         tracker.end_run(run_id)
         crash_point("after:publish")
         return night
@@ -537,7 +543,7 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
                       ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows,
                       source_most=screened.source_most, source_files=screened.source_files,
-                      notes_said=not night.scored_again)  # a forward night's report said the kept notes
+                      source_copies=screened.source_copies, notes_said=not night.scored_again)  # a forward night's report said the kept notes
     crash_point("after:commit")
     refused_quarantine(output_dir, vendor, night.watermark_before).unlink(missing_ok=True)  # refused no longer
     _finish(output_dir, vendor, tracker, record)
@@ -939,6 +945,10 @@ class SourceCount:
     # files were), unless a file also left the count or fell (renamed, moved away or back): ``moved``
     late_files: tuple[str, ...] | None = None
     moved: bool = False
+    # rows delivered again: rows at or below the night's start beyond one per distinct Id, more than the
+    # most the source held (copies under Ids it held already), and that most as the next night should find it
+    again: int | None = None
+    source_copies: int | None = None
 
 
 def late_rows(night: Night, watermark: int | None) -> SourceCount:
@@ -948,7 +958,10 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
     ``back``, not late); how many fewer it holds than the last night counted (``gone``: a night on
     which late rows cannot be told from the rows gone); and the counts the next night should find at
     or below ``watermark``, in all and per file. A log export's late file, or rows appended under Ids
-    the watermark has passed, would otherwise go unread without a word.
+    the watermark has passed, would otherwise go unread without a word. Rows delivered again under Ids
+    the source held (``again``: its rows at or below the night's start beyond one per distinct Id, more
+    than the most such copies it held when a night counted them) are not read either, and counted
+    apart: a night scored again with ``--since`` reads them and quarantines them as duplicates.
 
     Per file (names relative to the source: a folder moved keeps them), the late rows are placed in
     the files whose count grew, only where no file's count fell (a file renamed or moved away leaves
@@ -966,13 +979,14 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
 
     below = night.ids_below
     files = dict(below.per_file) if below is not None else None
-    new_ids = 0
+    new_ids = new_copies = 0
     if watermark is not None and night.raw is not None:
         ids = _ids(night.raw)
         first_new = ((ids > (night.after if night.after is not None else -1)) & (ids <= watermark)).fill_null(False)
         new = pl.concat([ids.filter(first_new).cast(pl.Int64),
                          pl.Series("Id", [i for i in night.left_ahead if i <= watermark], pl.Int64)])
         new_ids = new.n_unique()
+        new_copies = new.len() - new_ids
         if files is not None and below is not None and SOURCE_FILE in night.raw.columns:
             # the night's own rows now at or below the watermark, per file, as the next night counts them (a
             # far-beyond Id left out, which a watermark almost never passes, is counted in all only)
@@ -983,11 +997,15 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
                 files[name] = files.get(name, 0) + n
     late_files, moved = None, False
     kept = night.state.source_files
-    if late and below is not None and kept is not None:
+    copies_most = night.state.source_copies
+    again = max(0, below.copies - copies_most) if below is not None and copies_most is not None else None
+    if (late or again) and below is not None and kept is not None:
         moved = bool(back) or any(below.per_file.get(f, 0) < n for f, n in kept.items())
         late_files = () if moved else tuple(sorted(f for f, n in below.per_file.items() if n > kept.get(f, 0)))
+    # the night's own copies (quarantined by it as duplicates) are held from now on: not delivered again
+    copies = None if below is None else max(copies_most or 0, below.copies) + new_copies
     return SourceCount(late=late, back=back, gone=gone, source_rows=at + new_ids, source_most=max(most, at) + new_ids,
-                       source_files=files, late_files=late_files, moved=moved)
+                       source_files=files, late_files=late_files, moved=moved, again=again, source_copies=copies)
 
 
 def _late_where(count: SourceCount) -> str:
@@ -999,6 +1017,12 @@ def _late_where(count: SourceCount) -> str:
     from licanom.data.extract.files import listed
 
     return f", in {listed(list(count.late_files), 3)}"
+
+
+def _again_where(count: SourceCount) -> str:
+    """Where a night's rows delivered again are, for its note: the files whose count of Ids grew, on a
+    night without late rows (a copy in a file that held its Id already leaves that count: "" then)."""
+    return "" if count.late or count.moved else _late_where(count)
 
 
 def kept_note(note: str, given: str, dropped: int = 0) -> str:
@@ -1084,7 +1108,7 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
     if night.apart or night.cautions:
         screened = replace(screened, messages=(*screened.messages, *night.apart, *night.cautions))
     count = late_rows(night, screened.watermark)
-    late, gone = count.late, count.gone
+    late, gone, again = count.late, count.gone, count.again
     said: list[str] = []
     if count.back:
         said.append(
@@ -1101,6 +1125,12 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             f"late rows: {late} row{'s' if late != 1 else ''} with Ids at or below the watermark {night.after} "
             f"appeared in the source since the last night{_late_where(count)}; they are not read (the watermark has "
             "passed them): look for a late file of the export")
+    if again:
+        said.append(
+            f"delivered again: {again} row{'s' if again != 1 else ''} under Ids at or below the watermark {night.after} "
+            f"that the source held already appeared in it since the last night{_again_where(count)} (an export that "
+            "overlaps an earlier one?); they are not read, as copies of rows in the source before (a night scored "
+            "again with --since reads them and quarantines them as duplicates)")
     if screened.validation.n_in and not night.scored_again:  # a forward night's report: it says what runs
         # without a night kept too, and its commit clears them (a night scored again leaves them for the next)
         shown = (*(kept_note(note, given, dropped) for note, given, dropped in night.state.notes), *said)
@@ -1109,6 +1139,7 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
     else:  # no night to report it: kept in the state for the next night's report
         shown = tuple(f"{note}; kept for the report of the next night that reads new rows" for note in said)
     screened = replace(screened, source_rows=count.source_rows, source_most=count.source_most, late=late, gone=gone,
+                       again=again, source_copies=count.source_copies,
                        source_files=count.source_files, source_notes=tuple(said),
                        messages=(*screened.messages, *shown))
     held = bundle_lib.present_fields(getattr(model, "absent_fields", ()), screened.validation.valid)
@@ -1206,6 +1237,7 @@ def stage_night(night: Night) -> Night:
                          entities=night.entities, private_rows=windows.model_rows if secret is not None else None,
                          context=report_context(night))
     return replace(night, result=replace(result, late_rows=screened.late, ids_gone=screened.gone,
+                                         delivered_again=screened.again,
                                          scored_again=night.scored_again,
                                          since=night.since, vendor_watermark=night.state.watermark))
 

@@ -191,6 +191,11 @@ class VendorState:
     # the same count per file of the source, by the file's path relative to it (None: not counted
     # per file): a file whose count grew names where rows arrived late
     source_files: dict[str, int] | None = None
+    # the most rows beyond one per distinct Id that the source held at or below the watermark, as
+    # counted (None: not counted): more at the next night means rows delivered again under Ids the
+    # source held already (an export that overlaps an earlier one), which the nights do not read.
+    # Kept in state.json as "source_copies"
+    source_copies: int | None = None
     # notes runs that published no night gave (late rows, a source that shrank or grew back): the
     # latest of each kind, when it was given (ISO 8601, UTC) and how many earlier ones of its kind it
     # replaced; kept for the next forward night's report and cleared by the commit of that night (so a
@@ -279,7 +284,9 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
         raise _corrupt(files / "key_machines.parquet", err, output_dir, vendor) from err
     seen_from, source_rows = meta.get("seen_from"), meta.get("source_ids")  # absent from older states
     source_most = meta.get("source_ids_most", source_rows)
-    for name, value in (("seen_from", seen_from), ("source_ids", source_rows), ("source_ids_most", source_most)):
+    source_copies = meta.get("source_copies")
+    for name, value in (("seen_from", seen_from), ("source_ids", source_rows), ("source_ids_most", source_most),
+                        ("source_copies", source_copies)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise _corrupt(path, ValueError(f"{name} {value!r} is not an integer"), output_dir, vendor)
     source_files = meta.get("source_files")
@@ -299,7 +306,7 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
     return VendorState(watermark=watermark, tail=tail.select(RAW), model_version=model_version, seen=seen,
                        rows=rows, ahead=ahead, generation=generation, night=night, seen_before=seen_before,
                        seen_from=seen_from, source_rows=source_rows, source_most=source_most,
-                       source_files=source_files,
+                       source_files=source_files, source_copies=source_copies,
                        notes=tuple((n["note"], n["given"], n.get("dropped", 0)) for n in notes))
 
 
@@ -339,6 +346,7 @@ def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
         "format": STATE_FORMAT, "watermark": new.watermark, "model_version": new.model_version,
         "generation": generation, "ahead": list(new.ahead), "seen_from": new.seen_from,
         "source_ids": new.source_rows, "source_ids_most": new.source_most, "source_files": new.source_files,
+        "source_copies": new.source_copies,
         "notes": [{"note": note, "given": given, "dropped": dropped} for note, given, dropped in new.notes],
         "night": None if new.night is None else {"name": new.night.name, "staging": new.night.staging,
                                                  "run_id": new.night.run_id},
@@ -431,14 +439,15 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
             ahead: tuple[int, ...] | None = None, night: NightRecord | None = None,
             rows: RowsState | None = None, source_rows: int | None = None,
             source_most: int | None = None, source_files: dict[str, int] | None = None,
-            notes_said: bool = False) -> VendorState:
+            source_copies: int | None = None, notes_said: bool = False) -> VendorState:
     """Record a finished night: the new watermark, the rows to carry into the next one, the key
     pairs it saw (``seen``, added to those of the earlier nights of the same model version),
     the rows encoder's state of the rows it scored (``rows``, advancing that of the earlier
     nights of the same model version), the far-beyond Ids it quarantined (``ahead``), the
     night folder it publishes (``night``) and the source's rows at or below the new watermark as
     the next night should count them (``source_rows``, None: not counted; ``source_most``, the most it
-    held; ``source_files``, the same per file: see :func:`count_source`). With ``notes_said`` (a
+    held; ``source_files``, the same per file; ``source_copies``, the most rows beyond one per Id it
+    held: see :func:`count_source`). With ``notes_said`` (a
     forward night, whose report said them) the notes that runs without a night kept
     (:attr:`VendorState.notes`) are cleared; a night scored again leaves them for the next.
 
@@ -452,7 +461,7 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
         # nothing new was accounted for (or an older night was re-scored): watermark, tail and
         # pairs stay; the night's folder, any far-beyond Ids and the source's count are recorded
         counted = {} if source_rows is None else {"source_rows": source_rows, "source_most": source_most,
-                                                  "source_files": source_files}
+                                                  "source_files": source_files, "source_copies": source_copies}
         if (night is None and kept == current.ahead and all(getattr(current, k) == v for k, v in counted.items())
                 and not (notes_said and current.notes)):
             return current
@@ -476,23 +485,24 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
                       ahead=tuple(i for i in kept if watermark is None or i > watermark),
                       generation=current.generation, night=night, seen_before=seen_before, seen_from=seen_from,
                       source_rows=source_rows, source_most=source_most, source_files=source_files,
-                      notes=() if notes_said else current.notes)
+                      source_copies=source_copies, notes=() if notes_said else current.notes)
     return commit(output_dir, vendor, new)
 
 
 def count_source(output_dir: Path, vendor: str, source_rows: int | None, source_most: int | None,
-                 source_files: dict[str, int] | None = None, notes: tuple[str, ...] = ()) -> VendorState:
+                 source_files: dict[str, int] | None = None, notes: tuple[str, ...] = (),
+                 source_copies: int | None = None) -> VendorState:
     """Record the source's count of Ids at or below the watermark after a run that read nothing new
-    (no night to commit), so that its late rows or a shrink are named once, not at every run, and
-    keep what that run said of them (``notes``) for the report of the next forward night that reads
-    rows (:attr:`VendorState.notes`): of each kind (the text before its ``:``, "late rows", "source
-    shrank", "source grew back") the latest, which counts the earlier ones it replaced, so that a file
+    (no night to commit), so that its late rows, rows delivered again or a shrink are named once, not
+    at every run, and keep what that run said of them (``notes``) for the report of the next forward
+    night that reads rows (:attr:`VendorState.notes`): of each kind (the text before its ``:``, "late
+    rows", "delivered again", "source shrank", "source grew back") the latest, which counts the earlier ones it replaced, so that a file
     moved away and back night after night does not grow the state."""
     current = load_state(output_dir, vendor)
     if not current.exists:
         return current
     counted = {} if source_rows is None else {"source_rows": source_rows, "source_most": source_most,
-                                              "source_files": source_files}
+                                              "source_files": source_files, "source_copies": source_copies}
     if not notes and all(getattr(current, k) == v for k, v in counted.items()):
         return current
     from datetime import UTC, datetime

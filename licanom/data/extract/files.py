@@ -896,13 +896,22 @@ def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: st
 class IdsBelow:
     """A file source's readable Ids at or below a watermark, counted (:func:`read_new_rows_below`):
     distinct in all (``total``) and in each file (``per_file``, by its name in the source:
-    :func:`source_names`; a file without such an Id is not listed), and each file read by that
-    name (``names``: the rows' ``_file`` -> the name), so that a night can count its own rows per
-    file as the next night will find them."""
+    :func:`source_names`; a file without such an Id is not listed), the rows that hold them
+    (``rows``: a row delivered again under an Id the source holds counts again), each file's lowest
+    such Id (``first``, by the same names) and each file read by that name (``names``: the rows'
+    ``_file`` -> the name), so that a night can count its own rows per file as the next night will
+    find them."""
 
     total: int = 0
     per_file: dict[str, int] = field(default_factory=dict)
     names: dict[str, str] = field(default_factory=dict)
+    rows: int = 0
+    first: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def copies(self) -> int:
+        """Rows beyond one per distinct Id: copies of rows under Ids the source holds already."""
+        return self.rows - self.total
 
 
 def source_names(path: str | Path, files: list[Path]) -> dict[str, str]:
@@ -952,15 +961,16 @@ def read_new_rows_below(path: str | Path, after_id: int | None = None, *, encodi
             what = "no header, no rows" if not any(f.width for _, f in read) else "a header, no rows"
             raise ValidationError(f"{path}: the log is empty ({what})"
                                   + ("" if len(read) == 1 else f" in each of its {len(read)} files"))
-    frame, total, per_file = _read_after(read, after_id)
+    frame, below = _read_after(read, after_id)
     names = source_names(path, [p for p, _ in read])
-    return frame, IdsBelow(total=total, per_file={names[f]: n for f, n in per_file.items()}, names=names)
+    return frame, IdsBelow(total=below.total, per_file={names[f]: n for f, n in below.per_file.items()}, names=names,
+                           rows=below.rows, first={names[f]: i for f, i in below.first.items()})
 
 
-def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> tuple[pl.DataFrame, int, dict[str, int]]:
+def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> tuple[pl.DataFrame, IdsBelow]:
     """:func:`read_new_rows`'s frame of the files read (``(path, frame)``), with the rows after
-    ``after_id`` only where it is given, the count of distinct readable Ids at or below it, and
-    that count per file (by ``str(path)``, as the rows' ``_file``; files with none left out)."""
+    ``after_id`` only where it is given, and the count of the readable Ids at or below it
+    (:class:`IdsBelow`, its files by ``str(path)``, as the rows' ``_file``; files with none left out)."""
     read = [(p, f) for p, f in read if f.width]
     if len(read) > 1:
         _check_columns_per_file(read)
@@ -974,7 +984,7 @@ def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> 
                                    pl.int_range(pl.len(), dtype=pl.UInt32).alias(SOURCE_ROW)))
                 for p, f in read]
     frames = [f for _, f in read]
-    at_or_below, per_file = 0, {}
+    below = IdsBelow()
     if after_id is not None:
         kept = [_after(f, after_id) for f in frames]
         frames = [f for f, _ in kept]
@@ -982,13 +992,15 @@ def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> 
             ids = pl.concat([s.to_frame("Id").with_columns(pl.lit(i, pl.UInt32).alias("file"))
                              for i, (_, s) in enumerate(kept)])
             del kept
-            at_or_below = ids["Id"].n_unique()
-            per_file = {str(read[i][0]): n for i, n in ids.group_by("file").agg(pl.col("Id").n_unique()).iter_rows()}
+            per_file = ids.group_by("file").agg(pl.col("Id").n_unique().alias("n"), pl.col("Id").min().alias("first"))
+            below = IdsBelow(total=ids["Id"].n_unique(), rows=ids.height,
+                             per_file={str(read[i][0]): n for i, n, _ in per_file.iter_rows()},
+                             first={str(read[i][0]): int(first) for i, _, first in per_file.iter_rows()})
             del ids
     if not frames:  # every file without a header, at night (else refused as empty): no new row yet, a
         # frame of the log's columns and no row, as a header-only file gives, rather than a frame of no
         # column, which validation would refuse for the columns it lacks
-        return pl.DataFrame(schema=dict.fromkeys(REQUIRED_RAW, pl.String)), at_or_below, per_file
+        return pl.DataFrame(schema=dict.fromkeys(REQUIRED_RAW, pl.String)), below
     # Not polars' supertypes: they would turn times into their integers and booleans into 0/1.
     dtypes: dict[str, set[pl.DataType]] = {}
     for f in frames:
@@ -997,7 +1009,7 @@ def _read_after(read: list[tuple[Path, pl.DataFrame]], after_id: int | None) -> 
     mixed = {name for name, kinds in dtypes.items() if len(kinds) > 1}
     frame = pl.concat([f.with_columns(_text_column(f[c]) for c in mixed if c in f.columns) for f in frames],
                       how="diagonal")
-    return frame, at_or_below, per_file
+    return frame, below
 
 
 def with_time_format(frame: pl.DataFrame, time_format: str | None) -> pl.DataFrame:
