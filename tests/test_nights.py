@@ -1631,6 +1631,14 @@ def test_the_nights_console_summary_says_what_the_night_rule_flagged(tmp_path: P
     assert quiet.summary() == ["acme: 0 rows read, 0 quarantined, 0 chunks scored, 0 flagged by champion version 4 -> "
                                "no night written (nothing new after the watermark, Id 10; --since ID scores the rows "
                                "after an earlier Id again)"]
+    # no row read, the earlier nights' tail kept: not "0 rows read ... 7 carried to the next night"
+    waiting = NightResult(vendor="acme", model_version="4", watermark_before=10, watermark_after=10, rows_read=0,
+                          rows_quarantined=0, chunks=pl.DataFrame(), out_dir=None,
+                          ledger=pl.DataFrame({"Id": list(range(4, 11)), "fate": ["carried"] * 7}))
+    assert waiting.summary() == ["acme: 0 rows read, 0 quarantined, 0 chunks scored, 0 flagged by champion version 4; "
+                                 "the 7 rows read by earlier nights after their last full chunk are fewer than a chunk "
+                                 "and wait for the next night -> no night written (nothing new after the watermark, Id "
+                                 "10; --since ID scores the rows after an earlier Id again)"]
 
 
 def test_the_nights_console_summary_counts_its_incidents_and_entities_as_its_report_does(tmp_path: Path) -> None:

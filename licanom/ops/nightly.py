@@ -121,6 +121,10 @@ class NightResult:
             nothing = (f"no night written (nothing new after --since {self.since}; the vendor's watermark, {mark}, "
                        "stays, and the next night reads after it)")
         carried = f", {self.rows_carried:,} carried to the next night" if self.rows_carried else ""
+        if self.rows_carried and not self.rows_read and not self.chunks.height:  # no row read: the earlier nights' tail
+            n = self.rows_carried
+            carried = (f"; the {n:,} row{'s' if n != 1 else ''} read by earlier nights after their last full chunk "
+                       f"{'are' if n != 1 else 'is'} fewer than a chunk and wait{'' if n != 1 else 's'} for the next night")
         return [f"{self.vendor}: {self.rows_read:,} rows read, {self.rows_quarantined:,} quarantined, "
                 f"{self.chunks.height:,} chunks scored, {self.found()} by champion version "
                 f"{self.model_version}{carried} -> {self.out_dir or nothing}",
