@@ -396,6 +396,59 @@ def test_late_rows_name_the_files_whose_count_grew_by_their_names_in_the_source(
     assert any(m.startswith("source grew back") for m in back.messages)
 
 
+@pytest.mark.parametrize("kept", [3, 1000])
+def test_the_count_per_file_keeps_the_newest_files_one_by_one_and_the_older_ones_together(vendor, monkeypatch,
+                                                                                            kept) -> None:
+    """An export of a file an hour grew ``source_files`` in state.json by an entry per file, for ever.
+    The newest files (by their lowest Id) are kept one by one and the older ones counted together, so
+    the state stays small; the nights say what they said with every file kept: no note on a quiet
+    night, late rows in a newer file named, late rows in an older file counted and said, though not
+    named, and a file moved away still a move."""
+    from licanom.ops import nightly
+    from licanom.ops.scoring_state import load_state
+
+    monkeypatch.setattr(nightly, "SOURCE_FILES_KEPT", kept)
+    folder = vendor.root / "export"
+    folder.mkdir()
+
+    def part(k: int, whole: bool = False) -> pl.DataFrame:  # file k: 20 Ids, the 19th not yet exported
+        first = 1600 + 20 * k
+        return rows(first, 20, seed=k) if whole else pl.concat([rows(first, 18, seed=k), rows(first + 19, 1, seed=k)])
+
+    def night(*files: tuple[str, pl.DataFrame]) -> list[str]:
+        for name, frame in files:
+            frame.write_csv(folder / name)
+        said = vendor.night(path=str(folder)).messages
+        return [m for m in said if m.startswith(("late rows", "delivered again", "source shrank", "source grew"))]
+
+    for k in range(6):
+        assert night((f"f{k}.csv", part(k))) == []
+    state = load_state(vendor.out, "acme")
+    if kept == 3:  # f0-f2 (lowest Ids 1600-1640) counted together: 19 Ids each
+        assert state.source_files == {"f3.csv": 19, "f4.csv": 19, "f5.csv": 19}
+        assert state.source_settled == (1640, 57)
+    else:
+        assert len(state.source_files) == 6 and state.source_settled is None
+    assert state.source_rows == 6 * 19
+    assert night(("f6.csv", part(6))) == []  # a quiet night: nothing to say
+    late = night(("f5.csv", part(5, whole=True)), ("f7.csv", part(7)))  # a newer file's missing Id
+    assert len(late) == 1 and late[0].startswith("late rows: 1 row with Ids at or below the watermark 1739"), late
+    assert "since the last night, in f5.csv; they are not read" in late[0]
+    old = night(("f1.csv", part(1, whole=True)), ("f8.csv", part(8)))  # an older file's
+    assert len(old) == 1 and old[0].startswith("late rows: 1 row with Ids at or below the watermark 1759"), old
+    where = ("files whose first Id is at or below Id 1680 (counted together, not one by one: not named)" if kept == 3
+             else "f1.csv")
+    assert f"since the last night, in {where}; they are not read" in old[0], old
+    assert night(("f9.csv", rows(1830, 20, seed=9))) == []  # said once; Ids 1780-1829 not exported yet
+    (folder / "f0.csv").rename(vendor.root / "f0.csv")  # an older file moved away as 30 late rows come
+    moved = night(("late.csv", rows(1780, 30, seed=10)), ("f10.csv", rows(1850, 20, seed=11)))
+    assert len(moved) == 1 and moved[0].startswith("late rows: 11 rows"), moved  # 30 late, 19 gone
+    assert "in files of the export (a file was also renamed or moved: not named)" in moved[0], moved
+    state = load_state(vendor.out, "acme")
+    assert len(state.source_files) == (3 if kept == 3 else 11)
+    assert state.source_rows == sum(state.source_files.values()) + (state.source_settled or (0, 0))[1]
+
+
 def test_a_night_scored_again_leaves_the_kept_note_to_the_next_forward_night(vendor) -> None:
     """A --since re-score below the watermark said the kept late-rows note ("they are not read",
     while its ledger scored those rows) and cleared it, so the next forward night did not say it.

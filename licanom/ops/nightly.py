@@ -124,7 +124,8 @@ class NightResult:
         if self.rows_carried and not self.rows_read and not self.chunks.height:  # no row read: the earlier nights' tail
             n = self.rows_carried
             carried = (f"; the {n:,} row{'s' if n != 1 else ''} read by earlier nights after their last full chunk "
-                       f"{'are' if n != 1 else 'is'} fewer than a chunk and wait{'' if n != 1 else 's'} for the next night")
+                       f"{'are' if n != 1 else 'is'} fewer than a chunk and wait{'' if n != 1 else 's'} for the next "
+                       "night")
         return [f"{self.vendor}: {self.rows_read:,} rows read, {self.rows_quarantined:,} quarantined, "
                 f"{self.chunks.height:,} chunks scored, {self.found()} by champion version "
                 f"{self.model_version}{carried} -> {self.out_dir or nothing}",
@@ -167,6 +168,7 @@ class Screened:
     again: int | None = None  # rows delivered again under Ids the source held (SourceCount)
     source_copies: int | None = None  # the most rows beyond one per Id it held, as the next night should find it
     source_files: dict[str, int] | None = None  # ``source_rows`` per file, by its name in the source (SourceCount)
+    source_settled: tuple[int, int] | None = None  # the older files' counts, together (SourceCount)
     # what the night says of the source's count (late rows, shrank, grew back): a run that publishes
     # no night keeps them in the state for the next night's report (VendorState.notes)
     source_notes: tuple[str, ...] = ()
@@ -537,7 +539,7 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     rows state ``rows`` of the rows it scored), then publish its folder and finish its run."""
     if night.staging is None:  # nothing read: nothing to publish, the state stays but for the source's count
         state_lib.count_source(output_dir, vendor, screened.source_rows, screened.source_most, screened.source_files,
-                               screened.source_notes, screened.source_copies)
+                               screened.source_notes, screened.source_copies, screened.source_settled)
         tracker.end_run(run_id)
         crash_point("after:publish")
         return night
@@ -547,7 +549,8 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
     state_lib.advance(output_dir, vendor, night.watermark_after, tail, model_version, seen,
                       ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows,
                       source_most=screened.source_most, source_files=screened.source_files,
-                      source_copies=screened.source_copies, notes_said=not night.scored_again)  # a forward night's report said the kept notes
+                      source_copies=screened.source_copies, source_settled=screened.source_settled,
+                      notes_said=not night.scored_again)  # a forward night's report said the kept notes
     crash_point("after:commit")
     refused_quarantine(output_dir, vendor, night.watermark_before).unlink(missing_ok=True)  # refused no longer
     _finish(output_dir, vendor, tracker, record)
@@ -953,6 +956,16 @@ class SourceCount:
     # most the source held (copies under Ids it held already), and that most as the next night should find it
     again: int | None = None
     source_copies: int | None = None
+    # the files counted together, not one by one (``source_files`` leaves them out): those whose lowest Id
+    # at or below the watermark is at or below the Id, and the sum of their counts (None: none)
+    source_settled: tuple[int, int] | None = None
+    older: int | None = None  # that Id, where those files' count grew (late rows or copies in one of them)
+
+
+# Files a file source's count keeps one by one (the newest, by their lowest Id): the older ones are
+# counted together (VendorState.source_settled), so that an export of a file an hour does not grow the
+# state with every file it ever wrote.
+SOURCE_FILES_KEPT = 1000
 
 
 def late_rows(night: Night, watermark: int | None) -> SourceCount:
@@ -970,7 +983,9 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
     Per file (names relative to the source: a folder moved keeps them), the late rows are placed in
     the files whose count grew, only where no file's count fell (a file renamed or moved away leaves
     its name's count) and no Ids came back (a file moved back is a name new to the count): then a
-    count that grew cannot be told from a file that moved."""
+    count that grew cannot be told from a file that moved. The older files, counted together
+    (:func:`_settle`), are compared as one: a count of theirs that grew is said (``older``), not
+    named, and one that fell is a move."""
     if night.at_or_below is None:
         return SourceCount()
     at, before = night.at_or_below, night.state.source_rows
@@ -983,6 +998,7 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
 
     below = night.ids_below
     files = dict(below.per_file) if below is not None else None
+    firsts = dict(below.first) if below is not None else {}
     new_ids = new_copies = 0
     if watermark is not None and night.raw is not None:
         ids = _ids(night.raw)
@@ -995,32 +1011,65 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
             # the night's own rows now at or below the watermark, per file, as the next night counts them (a
             # far-beyond Id left out, which a watermark almost never passes, is counted in all only)
             per_file = (pl.DataFrame({"Id": ids, "file": night.raw[SOURCE_FILE].cast(pl.String)}).filter(first_new)
-                        .group_by("file").agg(pl.col("Id").n_unique()))
-            for file, n in per_file.iter_rows():
+                        .group_by("file").agg(pl.col("Id").n_unique().alias("n"), pl.col("Id").min().alias("first")))
+            for file, n, low in per_file.iter_rows():
                 name = below.names.get(file, file)
                 files[name] = files.get(name, 0) + n
-    late_files, moved = None, False
+                firsts[name] = min(firsts.get(name, low), low)
+    late_files, moved, older = None, False, None
     kept = night.state.source_files
+    settled = night.state.source_settled
     copies_most = night.state.source_copies
     again = max(0, below.copies - copies_most) if below is not None and copies_most is not None else None
     if (late or again) and below is not None and kept is not None:
-        moved = bool(back) or any(below.per_file.get(f, 0) < n for f, n in kept.items())
-        late_files = () if moved else tuple(sorted(f for f, n in below.per_file.items() if n > kept.get(f, 0)))
+        # the files counted together last night, and those whose lowest Id has come down to them since: their
+        # count, together, against the last one (a file of them that grew is not named; one that fell is a move)
+        to = settled[0] if settled is not None else None
+        old = {f for f in below.per_file if to is not None and below.first.get(f, to + 1) <= to}
+        was = (settled[1] if settled is not None else 0) + sum(n for f, n in kept.items() if f in old)
+        now = sum(below.per_file[f] for f in old)
+        moved = bool(back) or now < was or any(below.per_file.get(f, 0) < n for f, n in kept.items() if f not in old)
+        late_files = () if moved else tuple(sorted(f for f, n in below.per_file.items()
+                                                   if f not in old and n > kept.get(f, 0)))
+        older = to if now > was and not moved else None
     # the night's own copies (quarantined by it as duplicates) are held from now on: not delivered again
     copies = None if below is None else max(copies_most or 0, below.copies) + new_copies
+    files, settled = _settle(files, firsts, settled)
     return SourceCount(late=late, back=back, gone=gone, source_rows=at + new_ids, source_most=max(most, at) + new_ids,
-                       source_files=files, late_files=late_files, moved=moved, again=again, source_copies=copies)
+                       source_files=files, late_files=late_files, moved=moved, again=again, source_copies=copies,
+                       source_settled=settled, older=older)
+
+
+def _settle(files: dict[str, int] | None, firsts: dict[str, int],
+            settled: tuple[int, int] | None) -> tuple[dict[str, int] | None, tuple[int, int] | None]:
+    """A file source's count per file (``files``, each file's lowest Id in ``firsts``) as the state keeps it:
+    the :data:`SOURCE_FILES_KEPT` newest files one by one, the older ones counted together as
+    ``settled`` (Id, count): the files whose lowest Id is at or below that Id. The Id only moves forward,
+    so a file counted together stays so (its lowest Id can only come down): the next night finds each
+    file where this one left it."""
+    if files is None:
+        return None, None
+    to = settled[0] if settled is not None else None
+    apart = sorted((firsts[f] for f in files if f in firsts and (to is None or firsts[f] > to)), reverse=True)
+    if len(apart) > SOURCE_FILES_KEPT:
+        to = apart[SOURCE_FILES_KEPT] if to is None else max(to, apart[SOURCE_FILES_KEPT])
+    if to is None:
+        return files, None
+    old = {f for f in files if f in firsts and firsts[f] <= to}
+    return {f: n for f, n in files.items() if f not in old}, (to, sum(files[f] for f in old))
 
 
 def _late_where(count: SourceCount) -> str:
     """Where a night's late rows are, for its note: ``, in <files>`` ("" where not known)."""
     if count.moved:
         return ", in files of the export (a file was also renamed or moved: not named)"
+    older = ("" if count.older is None else
+             f"files whose first Id is at or below Id {count.older} (counted together, not one by one: not named)")
     if not count.late_files:
-        return ""
+        return f", in {older}" if older else ""
     from licanom.data.extract.files import listed
 
-    return f", in {listed(list(count.late_files), 3)}"
+    return f", in {listed(list(count.late_files), 3)}" + (f" and {older}" if older else "")
 
 
 def _again_where(count: SourceCount) -> str:
@@ -1131,10 +1180,10 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             "passed them): look for a late file of the export")
     if again:
         said.append(
-            f"delivered again: {again} row{'s' if again != 1 else ''} under Ids at or below the watermark {night.after} "
-            f"that the source held already appeared in it since the last night{_again_where(count)} (an export that "
-            "overlaps an earlier one?); they are not read, as copies of rows in the source before (a night scored "
-            "again with --since reads them and quarantines them as duplicates)")
+            f"delivered again: {again} row{'s' if again != 1 else ''} under Ids at or below the watermark "
+            f"{night.after} that the source held already appeared in it since the last night{_again_where(count)} "
+            "(an export that overlaps an earlier one?); they are not read, as copies of rows in the source before "
+            "(a night scored again with --since reads them and quarantines them as duplicates)")
     if screened.validation.n_in and not night.scored_again:  # a forward night's report: it says what runs
         # without a night kept too, and its commit clears them (a night scored again leaves them for the next)
         shown = (*(kept_note(note, given, dropped) for note, given, dropped in night.state.notes), *said)
@@ -1143,7 +1192,7 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
     else:  # no night to report it: kept in the state for the next night's report
         shown = tuple(f"{note}; kept for the report of the next night that reads new rows" for note in said)
     screened = replace(screened, source_rows=count.source_rows, source_most=count.source_most, late=late, gone=gone,
-                       again=again, source_copies=count.source_copies,
+                       again=again, source_copies=count.source_copies, source_settled=count.source_settled,
                        source_files=count.source_files, source_notes=tuple(said),
                        messages=(*screened.messages, *shown))
     held = bundle_lib.present_fields(getattr(model, "absent_fields", ()), screened.validation.valid)

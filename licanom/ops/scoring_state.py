@@ -189,8 +189,14 @@ class VendorState:
     # counted): Ids back after the source shrank (a file moved back) are not late rows
     source_most: int | None = None
     # the same count per file of the source, by the file's path relative to it (None: not counted
-    # per file): a file whose count grew names where rows arrived late
+    # per file): a file whose count grew names where rows arrived late. Only the files whose lowest such Id
+    # lies after ``source_settled``'s Id are listed: the older ones are counted together there
     source_files: dict[str, int] | None = None
+    # (Id, count): the files whose lowest Id at or below the watermark is at or below that Id, counted
+    # together (the sum of their counts), so that the state does not grow with every file of an export
+    # (None: none counted so; see :func:`licanom.ops.nightly.late_rows`). Kept in state.json as
+    # "source_files_settled" ({"to": Id, "ids": count})
+    source_settled: tuple[int, int] | None = None
     # the most rows beyond one per distinct Id that the source held at or below the watermark, as
     # counted (None: not counted): more at the next night means rows delivered again under Ids the
     # source held already (an export that overlaps an earlier one), which the nights do not read.
@@ -293,6 +299,11 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
     if source_files is not None and (not isinstance(source_files, dict) or not all(
             isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) for k, v in source_files.items())):
         raise _corrupt(path, ValueError("source_files is not an object of counts"), output_dir, vendor)
+    settled = meta.get("source_files_settled")
+    if settled is not None and (not isinstance(settled, dict) or not all(
+            isinstance(settled.get(k), int) and not isinstance(settled.get(k), bool) for k in ("to", "ids"))):
+        raise _corrupt(path, ValueError("source_files_settled is not an object of an Id and a count"), output_dir,
+                       vendor)
     notes = meta.get("notes") or []
     if not isinstance(notes, list) or not all(
             isinstance(n, dict) and isinstance(n.get("note"), str) and isinstance(n.get("given"), str)
@@ -307,6 +318,7 @@ def load_state(output_dir: Path, vendor: str) -> VendorState:
                        rows=rows, ahead=ahead, generation=generation, night=night, seen_before=seen_before,
                        seen_from=seen_from, source_rows=source_rows, source_most=source_most,
                        source_files=source_files, source_copies=source_copies,
+                       source_settled=None if settled is None else (settled["to"], settled["ids"]),
                        notes=tuple((n["note"], n["given"], n.get("dropped", 0)) for n in notes))
 
 
@@ -347,6 +359,8 @@ def commit(output_dir: Path, vendor: str, new: VendorState) -> VendorState:
         "generation": generation, "ahead": list(new.ahead), "seen_from": new.seen_from,
         "source_ids": new.source_rows, "source_ids_most": new.source_most, "source_files": new.source_files,
         "source_copies": new.source_copies,
+        "source_files_settled": None if new.source_settled is None else {"to": new.source_settled[0],
+                                                                        "ids": new.source_settled[1]},
         "notes": [{"note": note, "given": given, "dropped": dropped} for note, given, dropped in new.notes],
         "night": None if new.night is None else {"name": new.night.name, "staging": new.night.staging,
                                                  "run_id": new.night.run_id},
@@ -439,15 +453,17 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
             ahead: tuple[int, ...] | None = None, night: NightRecord | None = None,
             rows: RowsState | None = None, source_rows: int | None = None,
             source_most: int | None = None, source_files: dict[str, int] | None = None,
-            source_copies: int | None = None, notes_said: bool = False) -> VendorState:
+            source_copies: int | None = None, source_settled: tuple[int, int] | None = None,
+            notes_said: bool = False) -> VendorState:
     """Record a finished night: the new watermark, the rows to carry into the next one, the key
     pairs it saw (``seen``, added to those of the earlier nights of the same model version),
     the rows encoder's state of the rows it scored (``rows``, advancing that of the earlier
     nights of the same model version), the far-beyond Ids it quarantined (``ahead``), the
     night folder it publishes (``night``) and the source's rows at or below the new watermark as
     the next night should count them (``source_rows``, None: not counted; ``source_most``, the most it
-    held; ``source_files``, the same per file; ``source_copies``, the most rows beyond one per Id it
-    held: see :func:`count_source`). With ``notes_said`` (a
+    held; ``source_files``, the same per file, but for the older files counted together in
+    ``source_settled``; ``source_copies``, the most rows beyond one per Id it held: see
+    :func:`count_source`). With ``notes_said`` (a
     forward night, whose report said them) the notes that runs without a night kept
     (:attr:`VendorState.notes`) are cleared; a night scored again leaves them for the next.
 
@@ -461,7 +477,8 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
         # nothing new was accounted for (or an older night was re-scored): watermark, tail and
         # pairs stay; the night's folder, any far-beyond Ids and the source's count are recorded
         counted = {} if source_rows is None else {"source_rows": source_rows, "source_most": source_most,
-                                                  "source_files": source_files, "source_copies": source_copies}
+                                                  "source_files": source_files, "source_copies": source_copies,
+                                                  "source_settled": source_settled}
         if (night is None and kept == current.ahead and all(getattr(current, k) == v for k, v in counted.items())
                 and not (notes_said and current.notes)):
             return current
@@ -485,24 +502,26 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
                       ahead=tuple(i for i in kept if watermark is None or i > watermark),
                       generation=current.generation, night=night, seen_before=seen_before, seen_from=seen_from,
                       source_rows=source_rows, source_most=source_most, source_files=source_files,
-                      source_copies=source_copies, notes=() if notes_said else current.notes)
+                      source_copies=source_copies, source_settled=source_settled,
+                      notes=() if notes_said else current.notes)
     return commit(output_dir, vendor, new)
 
 
 def count_source(output_dir: Path, vendor: str, source_rows: int | None, source_most: int | None,
                  source_files: dict[str, int] | None = None, notes: tuple[str, ...] = (),
-                 source_copies: int | None = None) -> VendorState:
+                 source_copies: int | None = None, source_settled: tuple[int, int] | None = None) -> VendorState:
     """Record the source's count of Ids at or below the watermark after a run that read nothing new
     (no night to commit), so that its late rows, rows delivered again or a shrink are named once, not
     at every run, and keep what that run said of them (``notes``) for the report of the next forward
     night that reads rows (:attr:`VendorState.notes`): of each kind (the text before its ``:``, "late
-    rows", "delivered again", "source shrank", "source grew back") the latest, which counts the earlier ones it replaced, so that a file
-    moved away and back night after night does not grow the state."""
+    rows", "delivered again", "source shrank", "source grew back") the latest, which counts the earlier
+    ones it replaced, so that a file moved away and back night after night does not grow the state."""
     current = load_state(output_dir, vendor)
     if not current.exists:
         return current
     counted = {} if source_rows is None else {"source_rows": source_rows, "source_most": source_most,
-                                              "source_files": source_files, "source_copies": source_copies}
+                                              "source_files": source_files, "source_copies": source_copies,
+                                              "source_settled": source_settled}
     if not notes and all(getattr(current, k) == v for k, v in counted.items()):
         return current
     from datetime import UTC, datetime
