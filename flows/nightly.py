@@ -27,6 +27,7 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from flows.naming import run_name, tagged
 from flows.score_vendor import score_vendor
 from flows.states import refused
+from licanom.config import VendorConfigError
 from tasks import vendors
 
 Runner = Literal["sequential", "threads", "dask"]
@@ -73,13 +74,12 @@ def nightly(runner: Runner = "sequential", workers: int | None = None) -> list[s
             one per CPU with dask).
     """
     # every vendor's settings start from conf/defaults.yaml: checked once, not failed by each vendor in turn
-    checked = vendors.check_defaults(return_state=True)
-    if checked.is_failed():  # one line, as score-vendor ends on its own configuration's error
+    checked = vendors.check_defaults()
+    if isinstance(checked, VendorConfigError):  # one line, as score-vendor ends on its own configuration's error
         return refused(checked)  # type: ignore[return-value]
-    listed = vendors.list_vendors(return_state=True)
-    if listed.is_failed():  # no vendor: a scheduled run that scored nothing would succeed unnoticed
-        return refused(listed)  # type: ignore[return-value]
-    names = listed.result()
+    names = vendors.list_vendors()
+    if isinstance(names, VendorConfigError):  # no vendor: a scheduled run that scored nothing would succeed unnoticed
+        return refused(names)  # type: ignore[return-value]
     print(f"nightly: scoring {len(names)} vendors ({', '.join(names)}) with the {runner} runner")
     if runner == "sequential":
         outcomes = []

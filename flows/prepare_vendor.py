@@ -9,6 +9,7 @@ from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
 from flows.states import refused
+from licanom.config import VendorConfigError
 from licanom.data.pipeline import Prepared
 from tasks import data, vendors
 
@@ -21,10 +22,9 @@ def prepare_vendor(vendor: str = "demo", out_dir: str | None = None) -> Prepared
         vendor: The vendor to prepare (a file in conf/vendors/).
         out_dir: Where to write (empty: the vendor's output_dir, the project's out/ by default).
     """
-    loaded = vendors.vendor_config(vendor, return_state=True)
-    if loaded.is_failed():  # one line, not a traceback; the error: its exit code, 2
-        return refused(loaded)  # type: ignore[return-value]
-    cfg = loaded.result()
+    cfg = vendors.vendor_config(vendor)
+    if isinstance(cfg, VendorConfigError):  # one line, not a traceback; the error: its exit code, 2
+        return refused(cfg)  # type: ignore[return-value]
     raw = data.extract(cfg)
     validation = data.validate(raw, cfg)
     prepared = data.encode_and_chunk(opaque(validation), cfg)

@@ -9,6 +9,7 @@ from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
 from flows.states import refused
+from licanom.config import VendorConfigError
 from licanom.ops.nightly import NightResult
 from tasks import data, scoring, training, vendors
 
@@ -25,10 +26,9 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
         vendor: The vendor to score (a file in conf/vendors/; fixed in a vendor's deployment).
         since: Re-score the rows after this log Id instead of after the watermark (empty: the new rows).
     """
-    loaded = vendors.vendor_config(vendor, return_state=True)
-    if loaded.is_failed():  # one line in the nightly run's list, not a traceback; the error: its exit code, 2
-        return refused(loaded)  # type: ignore[return-value]
-    cfg = loaded.result()
+    cfg = vendors.vendor_config(vendor)
+    if isinstance(cfg, VendorConfigError):  # one line in the nightly run's list; the error: its exit code, 2
+        return refused(cfg)  # type: ignore[return-value]
     out = Path(cfg.output_dir)
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)

@@ -11,6 +11,7 @@ from prefect.utilities.annotations import opaque
 
 from flows.naming import run_name
 from flows.states import refused
+from licanom.config import VendorConfigError
 from licanom.ops.training import TrainingSummary
 from tasks import data, training, vendors
 
@@ -26,10 +27,9 @@ def train_vendor(vendor: str = "demo", until: datetime | None = None,
         models: Variants to train instead of the vendor's train.models: names such as
             Tail_context or TCN_AE, or ["all"] for the thesis's autoencoders (empty: as configured).
     """
-    loaded = vendors.vendor_config(vendor, {"train": {"models": models}} if models else None, return_state=True)
-    if loaded.is_failed():  # one line, not a traceback; the error: its exit code, 2
-        return refused(loaded)  # type: ignore[return-value]
-    cfg = loaded.result()
+    cfg = vendors.vendor_config(vendor, {"train": {"models": models}} if models else None)
+    if isinstance(cfg, VendorConfigError):  # one line, not a traceback; the error: its exit code, 2
+        return refused(cfg)  # type: ignore[return-value]
     data.prune_chunk_cache()
     tracker = training.tracker()
     vendors.secrets_from_blocks(cfg)

@@ -8,7 +8,6 @@ from typing import Any, ParamSpec, TypeVar
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.states import Failed
 
 from licanom import config
 from licanom.data import privacy
@@ -55,16 +54,18 @@ def require_secrets(cfg: config.Config) -> None:
     privacy.require_secrets(cfg, lambda what: secret_block_name(cfg.vendor, what))
 
 
-def refusing(fn: Callable[P, R]) -> Callable[P, R]:
+def refusing(fn: Callable[P, R]) -> Callable[P, R | config.VendorConfigError]:
     """A task's configuration error (:class:`licanom.config.VendorConfigError`, exit code 2) as its
-    failed state: one line, the error as its data, no traceback in the log (a raising task logs
-    one); the flow ends with it (flows.states.refused)."""
+    value, returned rather than raised: the flow ends with it in one line (flows.states.refused).
+    Raised, or returned as a failed state, it was logged by the task run twice at ERROR (the state's
+    whole repr, then "Finished in state Failed") before the flow's end said it again. Any other
+    error is raised, its traceback logged, and ends the flow as a bug does."""
     @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | config.VendorConfigError:
         try:
             return fn(*args, **kwargs)
         except config.VendorConfigError as err:
-            return Failed(message=str(err), data=err)  # type: ignore[return-value]
+            return err
     return wrapper
 
 
@@ -72,8 +73,8 @@ def refusing(fn: Callable[P, R]) -> Callable[P, R]:
 @refusing
 def vendor_config(vendor: str, overrides: dict[str, Any] | None = None) -> config.Config:
     """A vendor's settings for its flow run (licanom.config.vendor_config; ``overrides`` as a flow's
-    parameters set them); unreadable or invalid, the task run's failed state (:func:`refusing`),
-    which a nightly run lists for the vendor."""
+    parameters set them); unreadable or invalid, its error returned (:func:`refusing`), which a
+    nightly run lists for the vendor."""
     return config.vendor_config(vendor, overrides=overrides)
 
 
@@ -81,8 +82,7 @@ def vendor_config(vendor: str, overrides: dict[str, Any] | None = None) -> confi
 @refusing
 def check_defaults() -> None:
     """conf/defaults.yaml, which every vendor's settings start from, checked once before any vendor's
-    run (licanom.config.check_defaults); missing or unreadable, the task run's failed state
-    (:func:`refusing`)."""
+    run (licanom.config.check_defaults); missing or unreadable, its error returned (:func:`refusing`)."""
     config.check_defaults()
 
 
@@ -90,7 +90,7 @@ def check_defaults() -> None:
 @refusing
 def list_vendors() -> list[str]:
     """The vendors of conf/vendors/; a file there whose name is no vendor's, one warning naming it;
-    none there (the folder empty or missing), the task run's failed state naming the folder
+    none there (the folder empty or missing), its error returned, naming the folder
     (licanom.config.require_vendors, :func:`refusing`): a nightly run of no vendor would score
     nothing and succeed."""
     return config.require_vendors(warn=True)

@@ -64,6 +64,33 @@ def trained_alpha(flow_env):
     return summary, until
 
 
+class RunLog(logging.Handler):
+    """The records of Prefect's flow-run and task-run loggers (which do not propagate to the root's),
+    while in its ``with`` block: entered once Prefect is imported (it sets its loggers up when first
+    imported, dropping the handlers they had)."""
+
+    LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def errors(self) -> list[tuple[str, str]]:
+        return [(r.name, r.getMessage()) for r in self.records if r.levelno >= logging.ERROR]
+
+    def __enter__(self) -> RunLog:
+        for name in self.LOGGERS:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in self.LOGGERS:
+            logging.getLogger(name).removeHandler(self)
+
+
 def test_versions_without_the_champion_alias_say_how_to_set_it_not_train_first(trained_alpha, monkeypatch):
     """The alias deleted (a rollback half done): "no champion model yet: train it first" was wrong
     advice, as training would move the alias anyway; the versions are there to choose from."""
@@ -242,7 +269,8 @@ def test_nightly_checks_the_defaults_once_before_any_vendor(flow_env, monkeypatc
     monkeypatch.setattr(licanom.config, "check_defaults", seen)
     before = score_runs()
     capfd.readouterr()
-    state = nightly(return_state=True)
+    with RunLog() as run_log:
+        state = nightly(return_state=True)
     assert checked_in == ["check_defaults"]
     assert state.is_failed() and str(state.message) == (
         f"configuration error: {conf / 'defaults.yaml'} not found: a configuration folder needs its defaults.yaml "
@@ -250,6 +278,7 @@ def test_nightly_checks_the_defaults_once_before_any_vendor(flow_env, monkeypatc
     assert _input_failure(state) == (2, str(state.message))
     assert score_runs() == before  # no vendor's run
     assert "Traceback" not in capfd.readouterr().err
+    assert run_log.errors() == [("prefect.flow_runs", str(state.message))], run_log.errors()
 
 
 def test_nightly_with_no_vendor_fails_naming_the_folder(flow_env, monkeypatch, capfd):
@@ -281,7 +310,9 @@ def test_a_vendor_whose_configuration_cannot_be_read_fails_its_run_in_one_line(f
     not a traceback on the console; so is it for a vendor's training and preparing run (a
     deployment's, which no `licanom run` checks first), with the configuration's exit code, 2.
     The settings are read in a task run of their own (tasks.vendors.vendor_config), as flows only
-    wire tasks: the flows called licanom.config.vendor_config themselves, outside any task run."""
+    wire tasks: the flows called licanom.config.vendor_config themselves, outside any task run.
+    The run's log holds the error once, at ERROR, from the flow run: its task run, ending failed,
+    logged it twice at ERROR before (its state's repr, then "Finished in state Failed")."""
     import licanom.config
     from prefect.context import TaskRunContext
 
@@ -310,13 +341,37 @@ def test_a_vendor_whose_configuration_cannot_be_read_fails_its_run_in_one_line(f
                            (lambda: prepare_vendor("typo", return_state=True), None)):
         read_in.clear()
         capfd.readouterr()
-        state = run()
+        with RunLog() as run_log:
+            state = run()
         assert read_in == [("vendor_config", overrides)]
         assert state.is_failed() and str(state.message).startswith("configuration error for vendor 'typo': ") \
             and "pth" in str(state.message) and "\n" not in str(state.message), state.message
         assert _input_failure(state) == (2, str(state.message))
         printed = capfd.readouterr()
         assert "Traceback" not in printed.err + printed.out
+        assert run_log.errors() == [("prefect.flow_runs", str(state.message))], run_log.errors()
+
+
+def test_a_bug_reading_the_configuration_keeps_its_traceback_and_exit_code_1(flow_env, monkeypatch):
+    """Only a configuration error ends a flow as a refusal (one line, exit code 2): any other
+    error of the task that reads the settings (a bug) ended the flow with its bare message
+    ("division by zero", its type gone) as if refused; it now fails the flow as a bug does, its
+    type named and its traceback logged, with exit code 1 (licanom.cli.failure_exit: none)."""
+    import licanom.config
+
+    from flows.run import _input_failure
+    from flows.score_vendor import score_vendor
+
+    def bug(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(licanom.config, "vendor_config", bug)
+    with RunLog() as run_log:
+        state = score_vendor("gamma", return_state=True)
+    assert state.is_failed() and "ZeroDivisionError: division by zero" in str(state.message), state.message
+    assert _input_failure(state) is None
+    traced = [r for r in run_log.records if r.exc_info and isinstance(r.exc_info[1], ZeroDivisionError)]
+    assert {r.name for r in traced} == {"prefect.task_runs", "prefect.flow_runs"}, run_log.errors()
 
 
 def test_training_the_same_data_again_gives_the_same_models(trained_alpha):
