@@ -9,7 +9,9 @@ A vendor's deployments have their vendor frozen (read-only in the UI's run form,
 API); the other parameters are described in the form from the flows' docstrings. A vendor whose
 configuration or schedule cannot be read is not served, with one line saying why; the others are.
 No vendor in conf/vendors/ (empty or missing) is refused, in one line naming the folder, with exit
-code 2: nothing would be served but a nightly deployment that scores nothing.
+code 2: nothing would be served but a nightly deployment that scores nothing; so is a set of
+vendors none of which can be served (each one's line, then one naming them all), where the
+nightly deployment would fail every vendor.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-
     """Runner deployments: score-<vendor> (nightly cron), train-<vendor> (weekly cron), nightly (all).
     A vendor whose configuration or schedules fail is left out, named on stderr, as are the files of
     conf/vendors/ whose names are no vendor's; no vendor there at all is a
-    :class:`licanom.config.VendorConfigError` naming the folder (licanom.config.require_vendors)."""
+    :class:`licanom.config.VendorConfigError` naming the folder (licanom.config.require_vendors), and
+    so is no vendor that can be served, naming them."""
     out = []
     names = vendors or require_vendors()
     if not vendors and (ignored := ignored_vendor_files()):
@@ -61,6 +64,9 @@ def deployments(vendors: list[str] | None = None) -> list:  # type: ignore[type-
             schedules=[crons[1]],
             concurrency_limit=1, description=f"Weekly training of {vendor}'s variants; moves its champion.",
         ))
+    if not out:  # the nightly deployment alone would fail every vendor, night after night
+        raise VendorConfigError(f"configuration error: no vendor can be served: {', '.join(names)} (each one's line "
+                                "above says why)")
     out.append(nightly.to_deployment(name="all-vendors", tags=[PROJECT_TAG], description="Score every vendor."))
     return out
 
@@ -74,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         served = deployments(args.vendor)
-    except VendorConfigError as err:  # no vendor: one line, not a server of nothing
+    except VendorConfigError as err:  # no vendor, or none that can be served: one line, not a server of nothing
         parser.exit(EXIT_USAGE, f"licanom serve: {err}; nothing served\n")
     serve(*served)
 

@@ -591,6 +591,32 @@ def test_a_vendor_whose_schedule_cannot_be_read_is_not_served_and_the_others_are
             (conf / f"{name}.yaml").unlink()
 
 
+def test_serve_refuses_when_no_vendor_can_be_served(tmp_path, monkeypatch, capsys):
+    """Every vendor's configuration or schedule unreadable: `licanom serve` served the nightly
+    deployment alone, which would fail every vendor each night, and exited only when stopped. It
+    refuses as it refuses no vendor at all: each vendor on its line saying why, then one line
+    naming them all, nothing served, exit 2; so does `--vendor V` of a vendor that cannot be read."""
+    from flows import serve
+
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
+    (conf / "vendors" / "typo.yaml").write_text("schedule: {score_cron: '0 2 * *'}\n")
+    (conf / "vendors" / "zone.yaml").write_text("schedule: {timezone: Europe/Berln}\n")
+    monkeypatch.setenv("LICANOM_CONF_DIR", str(conf))
+    monkeypatch.setattr(serve, "serve", lambda *deployments: pytest.fail(f"served {[d.name for d in deployments]}"))
+    for argv, named in (([], "typo, zone"), (["--vendor", "zone"], "zone")):
+        with pytest.raises(SystemExit) as exit_:
+            serve.main(argv)
+        err = capsys.readouterr().err.splitlines()
+        assert exit_.value.code == 2, err
+        vendors = named.split(", ")
+        assert [line.split(":", 2)[1] for line in err[:-1]] == [f" vendor {v} not served" for v in vendors], err
+        assert "schedule.timezone: unknown time zone" in err[-2]
+        assert err[-1] == (f"licanom serve: configuration error: no vendor can be served: {named} (each one's line "
+                           "above says why); nothing served"), err
+
+
 def test_no_vendor_is_neither_served_nor_registered(tmp_path, monkeypatch, capsys):
     """`licanom serve` with conf/vendors/ empty served the nightly deployment alone, which scored
     nothing; deploy/register.py registered it alone. Both refuse in one line naming the folder, as
