@@ -9,6 +9,8 @@ The code is taken from this project's folder (a local source: the worker's machi
 the same path); for other infrastructure use a git source or an image (deploy/README.md).
 
 Registering again updates the deployments in place. PREFECT_API_URL names the server.
+A refusal (an unknown or unreadable vendor, no vendor, a bad option) is one line on stderr, nothing
+registered, with exit code 2, as licanom's commands end wrong usage or configuration.
 
     python deploy/register.py --pool licanom-process
     python deploy/register.py --pool licanom-process --conf-dir /tmp/conf --only-nightly \\
@@ -30,6 +32,15 @@ if str(ROOT) not in sys.path:
 import licanom  # noqa: E402,F401 - licanom's settings (licanom.settings) before Prefect reads its own
 
 
+def refuse(line: str) -> SystemExit:
+    """One line on stderr and the exit code of wrong usage or configuration that licanom's commands
+    give (licanom.cli.EXIT_USAGE, 2), to raise; SystemExit(line) exited with 1, a failure's code."""
+    from licanom.cli import EXIT_USAGE
+
+    print(line, file=sys.stderr)
+    return SystemExit(EXIT_USAGE)
+
+
 def job_variables(conf_dir: Path | None, image: str | None, secret_env: list[str]) -> dict[str, object]:
     """The pool's job variables for these deployments: env (secrets as block references), image.
 
@@ -43,7 +54,7 @@ def job_variables(conf_dir: Path | None, image: str | None, secret_env: list[str
     for item in secret_env:
         name, _, block = item.partition("=")
         if not name or not block:
-            raise SystemExit(f"--secret-env {item!r}: expected ENV_NAME=secret-block-name")
+            raise refuse(f"register: --secret-env {item!r}: expected ENV_NAME=secret-block-name")
         env[name] = "{{ prefect.blocks.secret." + block + " }}"
     out: dict[str, object] = {"env": env} if env else {}
     if image:
@@ -58,7 +69,8 @@ def build(pool: str, vendors: list[str] | None, conf_dir: Path | None, nightly_n
     from prefect.client.schemas.schedules import CronSchedule
     from prefect.utilities.annotations import freeze
 
-    from licanom.config import VendorConfigError, describe_error, ignored_vendor_files, load_config, require_vendors
+    from licanom.config import (VendorConfigError, describe_error, ignored_vendor_files, require_vendors,
+                                unknown_vendor_message, vendor_config)
 
     job_variables = variables or {}
     names = vendors or []
@@ -66,7 +78,7 @@ def build(pool: str, vendors: list[str] | None, conf_dir: Path | None, nightly_n
         try:
             names = require_vendors(conf_dir)
         except VendorConfigError as err:
-            raise SystemExit(f"register: {err}; nothing registered") from None
+            raise refuse(f"register: {err}; nothing registered") from None
     if not vendors and not only_nightly and (ignored := ignored_vendor_files(conf_dir)):
         print(f"register: {ignored}", file=sys.stderr)
     out = []
@@ -74,12 +86,14 @@ def build(pool: str, vendors: list[str] | None, conf_dir: Path | None, nightly_n
         score = flow.from_source(source, "flows/score_vendor.py:score_vendor")
         train = flow.from_source(source, "flows/train_vendor.py:train_vendor")
         for vendor in names:
+            if unknown := unknown_vendor_message(vendor, conf_dir):  # --vendor of no file: the defaults' deployments
+                raise refuse(f"register: {unknown}; nothing registered")
             try:  # a vendor that cannot be read stops the registration, in one line, before any is registered
-                schedule = load_config(vendor, conf_dir).schedule
+                schedule = vendor_config(vendor, conf_dir).schedule  # a files source without its path too, as serve
                 crons = {kind: CronSchedule(cron=cron, timezone=schedule.timezone)
                          for kind, cron in (("score", schedule.score_cron), ("train", schedule.train_cron))}
             except ValueError as err:
-                raise SystemExit(f"register: vendor {vendor}: {describe_error(err)}; nothing registered") from None
+                raise refuse(f"register: vendor {vendor}: {describe_error(err)}; nothing registered") from None
             for f, kind in ((score, "score"), (train, "train")):
                 out.append(f.to_deployment(  # the vendor frozen: read-only in the UI's form, enforced by the API
                     name=f"{kind}-{vendor}", parameters={"vendor": freeze(vendor)}, tags=["licanom", vendor],

@@ -620,10 +620,8 @@ def test_serve_refuses_when_no_vendor_can_be_served(tmp_path, monkeypatch, capsy
 def test_no_vendor_is_neither_served_nor_registered(tmp_path, monkeypatch, capsys):
     """`licanom serve` with conf/vendors/ empty served the nightly deployment alone, which scored
     nothing; deploy/register.py registered it alone. Both refuse in one line naming the folder, as
-    the nightly run does (`licanom serve`: exit 2; register.py: nothing registered); register.py's
-    --only-nightly, which registers no vendor on purpose, is still taken."""
-    import importlib.util
-
+    the nightly run does (exit 2, nothing served or registered); register.py's --only-nightly, which
+    registers no vendor on purpose, is still taken."""
     from flows import serve
     from licanom.config import VendorConfigError
 
@@ -639,17 +637,54 @@ def test_no_vendor_is_neither_served_nor_registered(tmp_path, monkeypatch, capsy
         serve.main([])
     assert exit_.value.code == 2 and capsys.readouterr().err == f"licanom serve: {said}; nothing served\n"
 
+    register = _register_module()
+    with pytest.raises(SystemExit) as exit_:
+        register.build("pool", None, conf, "all-vendors", only_nightly=False, no_nightly=False, schedules=True,
+                       runner=None, workers=None)
+    assert exit_.value.code == 2 and capsys.readouterr().err == f"register: {said}; nothing registered\n"
+    only = register.build("pool", None, conf, "all-vendors", only_nightly=True, no_nightly=False, schedules=True,
+                          runner=None, workers=None)
+    assert [d.name for d in only] == ["all-vendors"]
+
+
+def _register_module():  # type: ignore[no-untyped-def]
+    """deploy/register.py, a script outside the packages, as a module."""
+    import importlib.util
+
     spec = importlib.util.spec_from_file_location("register", Path(__file__).resolve().parent.parent / "deploy" / "register.py")
     assert spec is not None and spec.loader is not None
     register = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(register)
-    with pytest.raises(SystemExit) as exit_:
-        register.build("pool", None, conf, "all-vendors", only_nightly=False, no_nightly=False, schedules=True,
-                       runner=None, workers=None)
-    assert exit_.value.code == f"register: {said}; nothing registered"
-    only = register.build("pool", None, conf, "all-vendors", only_nightly=True, no_nightly=False, schedules=True,
-                          runner=None, workers=None)
-    assert [d.name for d in only] == ["all-vendors"]
+    return register
+
+
+def test_register_refuses_with_the_exit_code_of_a_configuration_error(tmp_path, monkeypatch, capsys):
+    """deploy/register.py ended its refusals with 1 (SystemExit with the line), where licanom's
+    commands end wrong usage or configuration with 2; and it took a vendor of no file (--vendor
+    acme: deployments of the defaults' settings) and a files source without its path, which
+    `licanom serve` leaves out. Each is one line on stderr, nothing registered, exit 2."""
+    register = _register_module()
+    conf = tmp_path / "conf"
+    (conf / "vendors").mkdir(parents=True)
+    (conf / "defaults.yaml").write_text((Path(__file__).parent.parent / "conf" / "defaults.yaml").read_text())
+    (conf / "vendors" / "alpha.yaml").write_text("source: {kind: simulate}\n")
+    (conf / "vendors" / "nopath.yaml").write_text("source: {kind: files}\n")
+    (conf / "vendors" / "zone.yaml").write_text("source: {kind: simulate}\nschedule: {timezone: Europe/Berln}\n")
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never reached: refused before
+    for argv, line in (
+        (["--vendor", "zone"], "register: vendor zone: configuration error for vendor 'zone': schedule.timezone: "
+                               "unknown time zone"),
+        (["--vendor", "nopath"], "register: vendor nopath: configuration error for vendor 'nopath': source.path: "),
+        (["--vendor", "acme"], f"register: unknown vendor 'acme': no {conf / 'vendors' / 'acme.yaml'} or acme.yml; "
+                               "vendors: alpha, nopath, zone"),
+        (["--secret-env", "CRYPTOLENS_TOKEN"], "register: --secret-env 'CRYPTOLENS_TOKEN': expected "
+                                               "ENV_NAME=secret-block-name"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            register.main(["--conf-dir", str(conf), *argv])
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith(line), (argv, err)
+        assert err.endswith("; nothing registered\n") or "--secret-env" in line, err
 
 
 def test_prepare_flow_writes_into_the_vendors_output_dir(flow_env):
