@@ -733,6 +733,45 @@ def test_a_missing_column_error_names_the_files_columns_only(tmp_path):
     assert "_unreadable" not in str(err.value) and "Machine_Code" in str(err.value)
 
 
+def test_an_exports_own_column_names_are_read_through_the_vendors_mapping(tmp_path):
+    """An export that names log columns otherwise (``Machine Code``, ``LogId``) is refused with the
+    mapping to set; with ``source.columns`` it reads as the log, a night's read after a watermark
+    too (the Ids read through the mapped name), and a mapped name beside the log's own is refused
+    naming both."""
+    from licanom.data.pipeline import extract_new
+    from licanom.data.validate import validate_log
+
+    header = "LogId,ProductId,Key,IP,Time,State,Machine Code\n"
+    rows = "".join(f"{i},3,AAAA-BBBB,8.8.8.8,2025-03-01T00:0{i}:00Z,1010,mc{i}\n" for i in range(1, 5))
+    (tmp_path / "a.csv").write_text(header + rows)
+    (tmp_path / "b.csv").write_text(header.replace("Machine Code", " machine code ") + "5,3,CCCC-DDDD,8.8.4.4,"
+                                    "2025-03-01T00:05:00Z,1010,mc5\n")
+    with pytest.raises(ValidationError, match=r"lacks required column\(s\) \['Id', 'MachineCode'\]") as err:
+        validate_log(extract(SourceConfig(path=str(tmp_path))))
+    assert "map it in the vendor's configuration, e.g. `source.columns: {'<its name in the export>': Id}`" in str(err.value)
+    with pytest.raises(ValidationError, match=r"e\.g\. `source\.columns: \{'Machine Code': MachineCode\}`"):
+        validate_log(extract(SourceConfig(path=str(tmp_path / "a.csv"), columns={"LogId": "Id"})))
+    source = SourceConfig(path=str(tmp_path), columns={"LogId": "Id", "Machine Code": "MachineCode"})
+    raw = extract(source)
+    assert raw["Id"].to_list() == ["1", "2", "3", "4", "5"] and raw["MachineCode"].to_list() == [f"mc{i}" for i in range(1, 6)]
+    assert validate_log(raw).quarantine.height == 0
+    night, below = extract_new(source, after_id=3)
+    assert night["Id"].to_list() == ["4", "5"] and below is not None and below.total == 3
+    (tmp_path / "b.csv").write_text("Id,ProductId,Key,IP,Time,State,Machine Code,MachineCode\n"
+                                    "5,3,CCCC-DDDD,8.8.4.4,2025-03-01T00:05:00Z,1010,mc5,mc5\n")
+    with pytest.raises(ValidationError, match=r"b\.csv: the header names MachineCode twice, as Machine Code and "
+                                              r"MachineCode \(columns 7 and 8\); keep one of them"):
+        extract(source)
+
+
+def test_a_vendors_column_mapping_names_only_log_columns_once_each():
+    with pytest.raises(ValueError, match=r"'Machine' is mapped to 'Machine_Code', which is no Web API Log column"):
+        SourceConfig(columns={"Machine": "Machine_Code"})
+    with pytest.raises(ValueError, match=r"'a' and 'b' are both mapped to 'Key': map one of them"):
+        SourceConfig(columns={"a": "Key", "b": "Key"})
+    assert SourceConfig(columns={"Lizenz": "Key"}).columns == {"Lizenz": "Key"}
+
+
 def test_a_file_without_its_header_line_is_refused_without_quoting_its_first_row(tmp_path):
     """A file exported without its header line has its first row where the column names belong;
     the refusal listed them, a customer's key and address with them, to the console and Prefect's

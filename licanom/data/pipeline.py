@@ -83,7 +83,7 @@ def extract_new(source: SourceConfig, after_id: int | None) -> tuple[pl.DataFram
 
         raw, below = read_new_rows_below(source.path, after_id=after_id, encoding=source.encoding,
                                          separator=source.separator, time_format=source.time_format,
-                                         timezone=source.timezone)
+                                         timezone=source.timezone, columns=source.columns)
         return _named_if_short(raw, source.path), below
     return _extract(source, after_id), None
 
@@ -108,7 +108,7 @@ def _extract(source: SourceConfig, after_id: int | None) -> pl.DataFrame:
             raise ValueError(source.path_missing())
         return _named_if_short(read_log(source.path, after_id=after_id, encoding=source.encoding,
                                          separator=source.separator, time_format=source.time_format,
-                                         timezone=source.timezone), source.path)
+                                         timezone=source.timezone, columns=source.columns), source.path)
     if source.kind == "cryptolens":
         from licanom.data.extract.cryptolens import CryptolensSource, fetch_web_api_log
 

@@ -370,6 +370,20 @@ def _can_lose(name: str, dtype: pl.DataType) -> bool:
     return not isinstance(dtype, (pl.Datetime, pl.Date))
 
 
+def mapping_hint(columns: list[str], missing: list[str]) -> str:
+    """For a header of some of the log's names that lacks ``missing``: how to map an export's own
+    name of a column (``Machine Code``) to the log's (``source.columns``), its name guessed only
+    where one column is missing and one is unknown; "" for a file whose first line names none of
+    the log's columns (no header: its values are not shown as names)."""
+    known = {c.casefold() for c in RAW}
+    other = [c for c in columns if c.strip().strip('"').strip().casefold() not in known]
+    if not missing or not other or len(other) == len(columns):
+        return ""
+    written = repr(_shown(other[0])) if len(other) == len(missing) == 1 else "'<its name in the export>'"
+    return (f"; where the export names a log column otherwise, map it in the vendor's configuration, "
+            f"e.g. `source.columns: {{{written}: {missing[0]}}}`")
+
+
 def require_columns(columns: list[str], where: str = "the log") -> None:
     """Refuse a log (``where``: what the message calls it, e.g. its file) whose columns lack a
     required one, naming the missing ones and those it has; where a name holds several columns
@@ -386,6 +400,8 @@ def require_columns(columns: list[str], where: str = "the log") -> None:
     what = (f"{_shown(merged[0])!r}" if merged and shown.startswith("[") else "its first line")
     hint = (f"; {what} looks like several columns split by {sep!r}: set the file's "
             f"separator (`source.separator: {sep!r}` or --separator)") if merged else ""
+    if not merged:
+        hint = mapping_hint(columns, missing)
     raise ValidationError(
         f"{where} lacks required column(s) {missing}; it has {shown}. "
         f"Expected the Web API Log columns {list(REQUIRED_RAW)} (optional: {list(OPTIONAL_RAW)}){hint}"

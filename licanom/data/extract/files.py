@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -861,7 +861,8 @@ def _text_frame(names: list[str], rows: list[list[str | None]], why: list[str | 
 
 def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
              separator: str | None = None, hold_unfinished: bool | None = None,
-             time_format: str | None = None, timezone: str | None = None) -> pl.DataFrame:
+             time_format: str | None = None, timezone: str | None = None,
+             columns: Mapping[str, str] | None = None) -> pl.DataFrame:
     """Read every log file at ``path`` into one frame (columns as in the files).
 
     A column whose type differs between files is read as text. Text files are strict UTF-8 or
@@ -874,21 +875,24 @@ def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | N
     (``after_id`` given; ``hold_unfinished`` overrides) leaves out a last line that has no line
     end in a file changed within ``SETTLE_SECONDS``: the line is being written, and the next
     read takes it whole. ``time_format``: see :func:`with_time_format`; ``timezone``: see
-    :func:`with_timezone`.
+    :func:`with_timezone`; ``columns``: the export's names of the log's columns, see
+    :func:`canonical_names`.
     """
     return read_new_rows(path, after_id, encoding=encoding, separator=separator, hold_unfinished=hold_unfinished,
-                         time_format=time_format, timezone=timezone)[0]
+                         time_format=time_format, timezone=timezone, columns=columns)[0]
 
 
 def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
                   separator: str | None = None, hold_unfinished: bool | None = None,
-                  time_format: str | None = None, timezone: str | None = None) -> tuple[pl.DataFrame, int]:
+                  time_format: str | None = None, timezone: str | None = None,
+                  columns: Mapping[str, str] | None = None) -> tuple[pl.DataFrame, int]:
     """:func:`read_log`, and how many distinct readable Ids of the files lie at or below
     ``after_id`` (0 without one): a count that grows only by rows that arrived late, below a
     watermark that has already passed them (the nightly scoring compares it night by night); a
     row delivered again under an Id the files already hold does not add to it."""
     frame, below = read_new_rows_below(path, after_id, encoding=encoding, separator=separator,
-                                       hold_unfinished=hold_unfinished, time_format=time_format, timezone=timezone)
+                                       hold_unfinished=hold_unfinished, time_format=time_format, timezone=timezone,
+                                       columns=columns)
     return frame, below.total
 
 
@@ -937,14 +941,14 @@ def source_names(path: str | Path, files: list[Path]) -> dict[str, str]:
 
 def read_new_rows_below(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
                         separator: str | None = None, hold_unfinished: bool | None = None,
-                        time_format: str | None = None,
-                        timezone: str | None = None) -> tuple[pl.DataFrame, IdsBelow]:
+                        time_format: str | None = None, timezone: str | None = None,
+                        columns: Mapping[str, str] | None = None) -> tuple[pl.DataFrame, IdsBelow]:
     """:func:`read_new_rows`, with the count of the readable Ids at or below ``after_id`` per file
     too (:class:`IdsBelow`; all 0 without ``after_id``): counts, not the Ids, so that a night does
     not hold every Id of its source while it scores."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
-    read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold), p), time_format),
-                              timezone))
+    read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold), p, columns),
+                                               time_format), timezone))
             for p in log_files(path)]
     if read and not any(f.height for _, f in read):  # no row: named, not a bare "empty"
         from licanom.data.validate import ValidationError, require_columns  # the input cannot be used (exit 3)
@@ -1065,21 +1069,28 @@ def with_timezone(frame: pl.DataFrame, timezone: str | None) -> pl.DataFrame:
     return frame.with_columns(local(c) for c in columns) if columns else frame
 
 
-def canonical_names(frame: pl.DataFrame, path: Path | str = "the log file") -> pl.DataFrame:
+def canonical_names(frame: pl.DataFrame, path: Path | str = "the log file",
+                    columns: Mapping[str, str] | None = None) -> pl.DataFrame:
     """A file's columns renamed to the Web API Log's where they differ only in case or in spaces
-    around them (``id, key, ip`` or ``Id, Key, IP`` written with a space after each comma). Two
-    columns that name the same one (``Key`` and ``KEY``, or ``Key`` twice) are refused: which of
-    them holds the keys is not for the reader to guess."""
+    around them (``id, key, ip`` or ``Id, Key, IP`` written with a space after each comma), or where
+    ``columns`` (``source.columns``: the export's name -> the log's, its names compared as the log's
+    are) maps them. Two columns that name the same one (``Key`` and ``KEY``, ``Key`` twice, or
+    ``Machine Code`` mapped to ``MachineCode`` beside a ``MachineCode``) are refused: which of them
+    holds the values is not for the reader to guess."""
     import re
 
     from licanom.data.columns import RAW
     from licanom.data.validate import ValidationError
 
+    def norm(name: str) -> str:
+        return name.strip().strip('"').strip().casefold()
+
     wanted = {c.casefold(): c for c in RAW}
+    mapped = {norm(written): column for written, column in (columns or {}).items()}
     named: dict[str, list[str]] = {}
     for name in frame.columns:
-        stem = re.sub(r"_duplicated_\d+$", "", name)  # polars' name for a header's second "Key"
-        target = wanted.get(stem.strip().strip('"').strip().casefold())
+        stem = norm(re.sub(r"_duplicated_\d+$", "", name))  # polars' name for a header's second "Key"
+        target = mapped.get(stem, wanted.get(stem))
         if target:
             named.setdefault(target, []).append(name)
     twice = {target: names for target, names in named.items() if len(names) > 1}
@@ -1108,7 +1119,7 @@ def _check_columns_per_file(read: list[tuple[Path, pl.DataFrame]]) -> None:
     """Every file of a log has the required columns: joined with the others, a file without one
     would pass as rows whose column is empty (an export whose format changed part way)."""
     from licanom.data.columns import REQUIRED_RAW
-    from licanom.data.validate import ValidationError, columns_shown
+    from licanom.data.validate import ValidationError, columns_shown, mapping_hint
 
     for path, frame in read:
         missing = [c for c in REQUIRED_RAW if c not in frame.columns]
@@ -1116,7 +1127,7 @@ def _check_columns_per_file(read: list[tuple[Path, pl.DataFrame]]) -> None:
             raise ValidationError(
                 f"{path}: the log file lacks required column(s) {missing}; it has "
                 f"{columns_shown(frame.columns)}. Every file of a log needs the Web API Log columns "
-                f"{list(REQUIRED_RAW)}"
+                f"{list(REQUIRED_RAW)}{mapping_hint(frame.columns, missing)}"
             )
 
 
