@@ -706,8 +706,7 @@ def build_parser(command: str | None = "evaluate") -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the log, its labels and events.csv")
     p.add_argument("--format", default="parquet", choices=SIM_FORMATS,
                    help="parquet: log.parquet and labels.parquet (Id, event, kind); csv: log.csv as a vendor's "
-                        "export and labels.csv for detect --labels (Id, label: -1 anomaly, +1 normal); both: all four "
-                        "(default: parquet)")
+                        "export and labels.csv for detect --labels (Id, label: -1 anomaly, +1 normal); both: all four")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("prepare", help="extract, validate, encode and chunk a log",

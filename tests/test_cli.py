@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from pathlib import Path
 
@@ -175,6 +176,14 @@ def test_simulate_writes_a_vendors_csv_export_that_detect_reads_back_and_its_lab
     assert lines[0] == ",".join(RAW)
     time = lines[1].split(",")[RAW.index("Time")]
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", time), time
+    # events.csv writes its times as log.csv does (not 2025-01-11T12:36:36.000000+0000)
+    import csv
+
+    with (sim / "events.csv").open(newline="") as f:
+        events = list(csv.DictReader(f))
+    times = [e[column] for e in events for column in ("start_time", "end_time")]
+    assert times and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", t) for t in times), times[:4]
+    assert pl.read_csv(sim / "events.csv", try_parse_dates=True)["start_time"].dtype == pl.Datetime("us", "UTC")
     # read as `licanom detect --logs log.csv` reads it: the same valid rows as log.parquet's
     source = load_config(overrides={"source": {"kind": "files", "path": str(sim / "log.csv")}}).source
     from_csv = validate_log(extract(source))
@@ -937,6 +946,9 @@ def test_version_help_defaults_and_subcommand_usage(capsys):
             continue
         text = sub.format_help()
         assert text.startswith(f"usage: licanom {name} "), name
+        # each option's help says its default once (simulate --format read "(default: parquet) (default: parquet)")
+        for option in re.split(r"\n  (?=-)", text):
+            assert " ".join(option.split()).count("(default:") <= 1, f"{name}: {option}"
         for action in sub._actions:
             if action.option_strings and action.help not in (None, "==SUPPRESS==") and action.dest != "help":
                 shown = " ".join(sub.format_help().split())

@@ -145,6 +145,8 @@ assert tuple(_LOG_SCHEMA) == RAW
 
 # what ``licanom simulate --format`` writes the log and its labels as (SimulatedLog.write)
 FORMATS: tuple[str, ...] = ("parquet", "csv", "both")
+# The times of the CSV files (log.csv, events.csv): ISO 8601 UTC with a Z, a fraction only where there is one
+CSV_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 
 
 @dataclass(frozen=True)
@@ -182,7 +184,7 @@ class SimulatedLog:
             self.write_log_csv(out / "log.csv")
             self.labels_file().write_csv(out / "labels.csv")
             written += [out / "log.csv", out / "labels.csv"]
-        self.events.write_csv(out / "events.csv")
+        self.events.write_csv(out / "events.csv", datetime_format=CSV_TIME_FORMAT)  # as log.csv's times
         return [*written, out / "events.csv"]
 
     def write_log_csv(self, path: Path) -> None:
@@ -191,7 +193,7 @@ class SimulatedLog:
         ``Z`` (whole seconds as ``2025-01-01T00:15:24Z``, a fraction only where there is one), an
         empty field for a missing value. ``licanom detect --logs`` reads it back to the same valid
         rows as ``log.parquet``."""
-        self.log.select(RAW).write_csv(path, datetime_format="%Y-%m-%dT%H:%M:%S%.fZ")
+        self.log.select(RAW).write_csv(path, datetime_format=CSV_TIME_FORMAT)
 
     def labels_file(self) -> pl.DataFrame:
         """Every log row's label in the form ``licanom detect --labels`` reads: ``Id``, ``label``
