@@ -642,11 +642,14 @@ def print_prepared(prepared: Any, seconds: float, quarantine: Path | None = None
     print(f"rows read        {v.n_in:>12,}")
     print(f"rows valid       {v.valid.height:>12,}")
     print(f"rows quarantined {v.quarantine.height:>12,}" + (f"  -> {quarantine}" if quarantine else ""))
+    from licanom.data.validate import reasons_shown
+
     reasons = v.reason_counts()
-    for reason, n in reasons.head(5).iter_rows():
+    shown = reasons_shown(reasons.height, 5)
+    for reason, n in reasons.head(shown).iter_rows():
         print(f"    {n:>8,}  {reason}")
-    if reasons.height > 5:  # the rest are in the quarantine, each row with its reasons
-        print(f"    and {reasons.height - 5} more reason(s), on {int(reasons['len'][5:].sum()):,} rows in all")
+    if reasons.height > shown:  # the rest are in the quarantine, each row with its reasons
+        print(f"    and {reasons.height - shown} more reasons, on {int(reasons['len'][shown:].sum()):,} rows in all")
     print(f"chunks           {c.n_chunks:>12,}  ({c.size} requests, stride {c.stride}; "
           f"train {int((~prepared.test_mask).sum()):,}, test {int(prepared.test_mask.sum()):,})")
     few = few_training_chunks(prepared)

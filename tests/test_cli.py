@@ -1076,18 +1076,28 @@ def test_the_command_line_imports_no_benchmark() -> None:
 
 
 def test_prepare_says_how_many_reasons_it_does_not_list(tmp_path, capsys):
-    """Five quarantine reasons are listed, and the count of the others with their rows."""
-    raw = make_raw_log(2000).with_columns(pl.all().cast(pl.String))
-    bad = {"State": "9999", "IP": "not-an-address", "Key": "", "Time": "1800-01-01T00:00:00Z",
-           "ProductId": "abc", "Id": "xyz", "MachineCode": "m" * 5000}
-    raw = raw.with_columns(pl.when(pl.int_range(pl.len()) == i).then(pl.lit(v)).otherwise(pl.col(c)).alias(c)
-                           for i, (c, v) in enumerate(bad.items()))
-    path = tmp_path / "log.csv"
-    raw.write_csv(path)
-    assert main(["prepare", "--logs", str(path), "--out", str(tmp_path / "o")]) == EXIT_OK
-    out = capsys.readouterr().out
-    listed = out.split("rows quarantined", 1)[1].split("chunks", 1)[0].strip().splitlines()
-    assert len(listed) == 7 and "and 2 more reason(s), on 2 rows in all" in listed[-1], out
+    """Five quarantine reasons are listed, and the count of the others with their rows, where those
+    are several: 7 reasons read "and 2 more reason(s)", a line that took the room of the two it hid;
+    they are all listed now, and 9 are cut to 5 and "and 4 more reasons"."""
+    def listed(extra: bool) -> list[str]:
+        raw = make_raw_log(2000).with_columns(pl.all().cast(pl.String))
+        bad = {"State": "9999", "IP": "not-an-address", "Key": "", "Time": "1800-01-01T00:00:00Z",
+               "ProductId": "abc", "Id": "xyz", "MachineCode": "m" * 5000}
+        if extra:  # the data objects' columns, each with a bad value
+            raw = raw.with_columns(pl.lit("1").alias("DOIntValue"), pl.lit("2").alias("DOId"))
+            bad |= {"DOIntValue": "abc", "DOId": "x"}
+        raw = raw.with_columns(pl.when(pl.int_range(pl.len()) == i).then(pl.lit(v)).otherwise(pl.col(c)).alias(c)
+                               for i, (c, v) in enumerate(bad.items()))
+        path = tmp_path / f"log-{extra}.csv"
+        raw.write_csv(path)
+        assert main(["prepare", "--logs", str(path), "--out", str(tmp_path / f"o-{extra}")]) == EXIT_OK
+        out = capsys.readouterr().out
+        return out.split("rows quarantined", 1)[1].split("chunks", 1)[0].strip().splitlines()[1:]
+
+    seven = listed(extra=False)
+    assert len(seven) == 7 and not any("more reason" in line for line in seven), seven
+    nine = listed(extra=True)
+    assert len(nine) == 6 and nine[-1].strip() == "and 4 more reasons, on 4 rows in all", nine
 
 
 def test_prepare_warns_when_the_log_gives_too_few_training_chunks(tmp_path, capsys):

@@ -1711,6 +1711,20 @@ def test_the_nights_console_summary_counts_its_incidents_and_entities_as_its_rep
                                          "1 entity flagged by champion version 1 -> ")
 
 
+def test_the_nights_console_line_names_the_commonest_reason_of_its_quarantine(vendor) -> None:
+    """"gamma: 10,162 rows read, 3,387 quarantined, ..." gave no reason (all exact copies, harmless:
+    only report.md said so); the line names the one reason, or the commonest with its count."""
+    from licanom.ops.nightly import NightResult
+
+    vendor.append(pl.concat([rows(1600, 100), rows(1700, 2).with_columns(pl.lit("5555").alias("State"))]))
+    night = vendor.night()
+    assert night.summary()[0].startswith("acme: 102 rows read, 2 quarantined (State: unknown state code), ")
+    several = NightResult(vendor="acme", model_version="4", watermark_before=10, watermark_after=13, rows_read=10,
+                          rows_quarantined=5, chunks=pl.DataFrame(), out_dir=None,
+                          quarantine_reason="3 Id: not an integer, 2 other reasons")
+    assert "10 rows read, 5 quarantined (3 Id: not an integer, 2 other reasons), 0 chunks scored" in several.summary()[0]
+
+
 def test_a_since_past_the_watermark_says_that_it_skips_rows(vendor) -> None:
     """The rows up to ``--since`` that no night scored are counted in its note: those with Ids
     between the watermark and it, and those the last night carried to the next one."""

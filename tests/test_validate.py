@@ -614,7 +614,28 @@ def test_the_quarantines_reasons_are_counted_commonest_first_for_a_training_runs
         pl.Series("State", ["1010", "1010", "5555", "1010", "1010", "5555", "5555", "1010", "1010", "1010", "1010", "1010"]))
     result = validate_log(bad)
     assert result.reasons() == "State: unknown state code (3), Id: not an integer (2)"
-    assert result.reasons(top=1) == "State: unknown state code (3) and 1 more reason(s)"
+    assert result.reasons(top=1) == "State: unknown state code (3), Id: not an integer (2)"  # one more: no cut
     assert result.quarantine_note() == ("5 rows quarantined, not scored (quarantine.parquet, each with its reason): "
                                         "State: unknown state code (3), Id: not an integer (2)")
     assert validate_log(_text(raw_log.head(3))).reasons() == ""
+
+
+def test_a_list_of_reasons_is_cut_only_where_it_leaves_out_several(raw_log) -> None:
+    """A 5-row quarantine of 5 reasons read "... and 2 more reason(s)" (a cut that hides two reasons
+    to save the room of two): the commonest few are listed, and the others named, only where at
+    least REASONS_CUT_FROM would be left out; a line with no room for them names the commonest."""
+    from licanom.data.validate import REASON, REASONS_CUT_FROM, ValidationResult, reasons_shown
+
+    def result(n: int) -> ValidationResult:
+        reasons = [f"C{i}: bad" for i in range(n) for _ in range(n - i)]  # C0 the commonest
+        return ValidationResult(valid=raw_log.head(0), quarantine=pl.DataFrame({REASON: pl.Series(reasons, dtype=pl.String)}),
+                                n_in=100)
+
+    assert REASONS_CUT_FROM == 4 and [reasons_shown(n, 3) for n in range(1, 10)] == [1, 2, 3, 4, 5, 6, 3, 3, 3]
+    six = result(6).reasons()
+    assert six == "C0: bad (6), C1: bad (5), C2: bad (4), C3: bad (3), C4: bad (2), C5: bad (1)"
+    assert result(7).reasons() == "C0: bad (7), C1: bad (6), C2: bad (5) and 4 more reasons"
+    assert result(1).commonest_reason() == "C0: bad"
+    assert result(2).commonest_reason() == "2 C0: bad, 1 other reason"
+    assert result(7).commonest_reason() == "7 C0: bad, 6 other reasons"
+    assert result(0).commonest_reason() is None and result(0).reasons() == ""

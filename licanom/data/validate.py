@@ -55,6 +55,9 @@ REASON = "reason"
 # a night's quarantined rows, beside its report, as its report's note names them
 QUARANTINE_FILE = "quarantine.parquet"
 QUARANTINE_WHAT = ", each with its reason"
+# A list of the quarantine's commonest reasons is cut only where it leaves out at least this many
+# (reasons_shown): the others are listed instead of "and 2 more reasons"
+REASONS_CUT_FROM = 4
 EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 OUT_OF_RANGE = "Time: outside 1990-2100"
@@ -175,10 +178,26 @@ class ValidationResult:
 
     def reasons(self, top: int = 3) -> str:
         """The quarantined rows' commonest reasons with their counts, e.g. ``Time: unparsable (5), IP:
-        malformed address (4) and 2 more reason(s)``; empty when none was quarantined."""
+        malformed address (4), ... and 4 more reasons``: the ``top`` commonest, or all of them where
+        they are at most a few more (:func:`reasons_shown`); empty when none was quarantined."""
         counts = self.reason_counts()
-        shown = ", ".join(f"{reason} ({count:,})" for reason, count in counts.head(top).iter_rows())
-        return shown + (f" and {counts.height - top} more reason(s)" if counts.height > top else "")
+        shown = reasons_shown(counts.height, top)
+        listed = ", ".join(f"{reason} ({count:,})" for reason, count in counts.head(shown).iter_rows())
+        return listed + (f" and {counts.height - shown} more reasons" if counts.height > shown else "")
+
+    def commonest_reason(self) -> str | None:
+        """The quarantine's reasons in a few words, for a line with no room for them all: the one
+        reason (``Time: unparsable``), or the commonest with its count and how many others there are
+        (``3,380 Id: duplicate (an exact copy of an earlier row), 2 other reasons``); None when none
+        was quarantined."""
+        counts = self.reason_counts()
+        if counts.height == 0:
+            return None
+        reason, n = counts.row(0)
+        if counts.height == 1:  # every quarantined row has a reason: this one
+            return str(reason)
+        others = counts.height - 1
+        return f"{n:,} {reason}, {others} other reason{'s' if others != 1 else ''}"
 
     def reason_counts(self) -> pl.DataFrame:
         """How many quarantined rows fail each column/check (a row may count under several). An
@@ -186,6 +205,13 @@ class ValidationResult:
         cannot be read as CSV (...)``), so that a file's broken lines make one group, not one
         each: the quarantine keeps every row's own reason."""
         return _reason_counts(self.quarantine)
+
+
+def reasons_shown(n: int, top: int) -> int:
+    """How many of ``n`` reasons a list of the ``top`` commonest shows: all of them where cutting the
+    list would leave out fewer than :data:`REASONS_CUT_FROM` (a line saying "and 2 more reasons" takes
+    the room of the two it hides, and hides them)."""
+    return n if n - top < REASONS_CUT_FROM else top
 
 
 def _not_bad() -> pl.Expr:

@@ -106,6 +106,8 @@ class NightResult:
     # and the incidents its flagged chunks make
     entities_flagged: int | None = None
     incidents: int = 0
+    # the quarantine's reasons in a few words for the console line (ValidationResult.commonest_reason)
+    quarantine_reason: str | None = None
 
     @property
     def n_anomalies(self) -> int:
@@ -126,7 +128,8 @@ class NightResult:
             carried = (f"; the {n:,} row{'s' if n != 1 else ''} read by earlier nights after their last full chunk "
                        f"{'are' if n != 1 else 'is'} fewer than a chunk and wait{'' if n != 1 else 's'} for the next "
                        "night")
-        return [f"{self.vendor}: {self.rows_read:,} rows read, {self.rows_quarantined:,} quarantined, "
+        why = f" ({self.quarantine_reason})" if self.rows_quarantined and self.quarantine_reason else ""
+        return [f"{self.vendor}: {self.rows_read:,} rows read, {self.rows_quarantined:,} quarantined{why}, "
                 f"{self.chunks.height:,} chunks scored, {self.found()} by champion version "
                 f"{self.model_version}{carried} -> {self.out_dir or nothing}",
                 *(f"  {message}" for message in self.messages)]
@@ -474,7 +477,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     return NightResult(vendor, model_version, watermark_before, watermark_after, validation.n_in,
                        validation.quarantine.height, chunks, final, rows_unknown_product, messages, out, ledger,
                        entities_flagged=None if entities is None else int(entities["is_anomaly"].sum()),
-                       incidents=incidents.height)
+                       incidents=incidents.height, quarantine_reason=validation.commonest_reason())
 
 
 def _free_name(path: Path, before: int | None, after: int | None) -> Path:

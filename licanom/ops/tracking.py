@@ -613,14 +613,11 @@ def screen_scored_rows(vendor: str, validation: ValidationResult, max_bad_fracti
                     "predict, docs/running.md)") if times else ""
             raise ValidationError(f"rows refused by the model of vendor {vendor!r}, nothing scored: "
                                   f"{str(err).rstrip('.')}{hint}", validation) from None
-    counts = validation.reason_counts()
-    shown = ", ".join(f"{reason} ({n:,})" for reason, n in counts.head(3).iter_rows())
-    more = f" and {counts.height - 3} more reason(s)" if counts.height > 3 else ""
     retrain = (f"; rows of a product the model was not trained on ask for a retraining (licanom run train "
                f"--vendor {vendor})") if foreign else ""
     log.warning("the model of vendor %r: %s of %s rows failed validation and were left out, not scored: "
-                "%s%s; the chunks are cut from the other rows%s",
-                vendor, f"{q.height:,}", f"{validation.n_in:,}", shown, more, retrain)
+                "%s; the chunks are cut from the other rows%s",
+                vendor, f"{q.height:,}", f"{validation.n_in:,}", validation.reasons(), retrain)
 
 
 class LicanomPyfunc(mlflow.pyfunc.PythonModel):
