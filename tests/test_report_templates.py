@@ -117,6 +117,34 @@ def test_markdown_cells_cannot_break_the_table() -> None:
     assert row.count("|") == 7 and "K/1 X" in row
 
 
+def test_an_entitys_reason_is_shown_whole_in_the_page_as_in_report_md_and_a_long_one_cut_at_a_word() -> None:
+    """report.html cut a 322-character reason at 256 ("... 2025-0... (322 characters)"), losing its
+    "(judged against product 29409, floating keys)" that report.md showed and cutting "UTC" to "U...";
+    both show it whole now, and a longer one is cut at a word, the page keeping the whole in a tooltip."""
+    import html
+    import re
+
+    from licanom.report.analysis import REASON_LIMIT
+
+    reason = ("key TRJNZ-QLIXR-BXMUR: 14 machine codes new to it (usually 0), 5 countries (usually 1), "
+              "3 jumps to a far country within an hour (its peers' median key-day: 0), 9 failed requests "
+              "(usually 0), 4 countries within one hour (its peers' median key-day: 1); 345 requests, "
+              "2025-01-29 21:02-23:32 UTC (judged against product 29409, floating keys)")
+    assert 256 < len(reason) <= REASON_LIMIT
+    long = reason.replace("; 345", "; " + "7 machine codes new to it in a far country, " * 12 + "345")
+    assert len(long) > REASON_LIMIT
+    entities = entity_frame([("key-day", "KEY-A", 90.0, True, reason), ("key-day", "KEY-B", 85.0, True, long)])
+    md = anomaly_report("acme", make_input().chunks, "3", entities=entities)
+    page = render_html(make_input(computed=Computed(entities=entities)))
+    cells = re.findall(r'<tr class="entity-row">.*?<td>((?:(?!<td>).)*?)</td></tr>', page)
+    assert len(cells) == 2 and html.unescape(cells[0]) == reason and f"| {reason} |" in md
+    (whole, shown), = re.findall(r'^<span title="([^"]*)">([^<]*)</span>$', cells[1])
+    whole, shown = html.unescape(whole), html.unescape(shown)
+    (md_cut,) = [line.split(" | ")[-1].removesuffix(" |") for line in md.splitlines() if "KEY-B" in line]
+    assert whole == long and shown == md_cut and len(shown) <= REASON_LIMIT and shown.endswith("\u2026")
+    assert long.startswith(shown[:-1]) and long[len(shown) - 1] == " "  # cut between words
+
+
 def test_a_severity_just_below_the_level_never_reads_as_the_level() -> None:
     entities = entity_frame([("key-day", "KEY-A", 54.6, True, "a"), ("key-day", "KEY-B", 99.99, True, "b")])
     md = anomaly_report("acme", make_input().chunks, "3", entities=entities)

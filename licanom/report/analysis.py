@@ -86,6 +86,10 @@ NOTABLE_RATIO = 1.5
 # No value from the log is shown longer than this (a 1 MB key would otherwise be repeated in
 # full in every tooltip and reason): a longer one is cut and its length named.
 VALUE_LIMIT = 256
+# An entity's reason (licanom.detectors.entities) is shown whole up to this many characters, in the
+# page and in report.md alike; a longer one (long log values in it) is cut at a word (cut_words),
+# the page keeping the whole in its tooltip
+REASON_LIMIT = 500
 
 REQUIRED_ROW_COLUMNS: tuple[str, ...] = ("Id", "Time", "Key", "MachineCode", "IP", "State")
 REQUIRED_CHUNK_COLUMNS: tuple[str, ...] = (
@@ -862,6 +866,18 @@ def display(value: object) -> str:
         return "(missing)"
     shown = "(empty)" if value == "" else str(value)
     return shown if len(shown) <= VALUE_LIMIT else f"{shown[:VALUE_LIMIT]}... ({len(shown):,} characters)"
+
+
+def cut_words(shown: str, limit: int) -> str:
+    """``shown``, or, longer than ``limit`` characters, its start cut at the last space (where one
+    lies in the second half of what fits) and "…": never a word cut short ("UTC" read "U...")."""
+    if len(shown) <= limit:
+        return shown
+    kept = shown[: limit - 1]
+    space = kept.rfind(" ")
+    if space >= limit // 2:
+        kept = kept[:space].rstrip(",;:")
+    return kept + "\u2026"
 
 
 def plural(label: str) -> str:

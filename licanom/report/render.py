@@ -36,6 +36,7 @@ from licanom.report.analysis import (
     OVER_LIFT,
     OVER_MIN_COUNT,
     OVER_MIN_SHARE,
+    REASON_LIMIT,
     SEVERITY_BANDS,
     VALUE_COLUMNS,
     Analysis,
@@ -44,6 +45,7 @@ from licanom.report.analysis import (
     analyse,
     context_value,
     csv_frame,
+    cut_words,
     display,
     duration,
     notable_columns,
@@ -79,6 +81,7 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
     env.filters.update(text=text, display=display, md_cell=md_cell, n=_count, sev=_sev_text, signal=signal_label)
+    env.globals.update(REASON_LIMIT=REASON_LIMIT)
     return env
 
 
@@ -88,9 +91,9 @@ def _count(value: int | None) -> str:
 
 
 def md_cell(value: object, limit: int = 80) -> str:
-    """A value for a markdown cell: no pipes or line breaks, at most ``limit`` characters."""
-    shown = str(value).replace("|", "/").replace("\n", " ")
-    return shown if len(shown) <= limit else shown[: limit - 1] + "…"
+    """A value for a markdown cell: no pipes or line breaks, at most ``limit`` characters (cut at a
+    word where it has words, :func:`cut_words`)."""
+    return cut_words(str(value).replace("|", "/").replace("\n", " "), limit)
 
 
 def _band(severity: float | None) -> str:
@@ -121,7 +124,8 @@ class EntityRow:
     end: datetime
     duration: str
     requests: int
-    reasons: str
+    reasons: str               # whole up to REASON_LIMIT characters, else cut at a word
+    reasons_whole: str         # the whole reason where ``reasons`` is cut (its tooltip), else ""
 
 
 @dataclass(frozen=True)
@@ -280,11 +284,12 @@ def _entity_rows(a: Analysis) -> tuple[EntityRow, ...]:
         return ()
     out = []
     for r in a.entities.head(a.inp.max_entities).iter_rows(named=True):
+        reason = str(r["reasons"] or "")
         out.append(EntityRow(
             severity=_sev_text(r["severity"]), band=_band(r["severity"]), kind=str(r["entity_kind"]),
             who=display(r["entity"]), start=r["start_time"], end=r["end_time"],
             duration=duration(r["start_time"], r["end_time"]), requests=int(r["requests"] or 0),
-            reasons=display(r["reasons"]) if r["reasons"] is not None else "",
+            reasons=cut_words(reason, REASON_LIMIT), reasons_whole=reason if len(reason) > REASON_LIMIT else "",
         ))
     return tuple(out)
 
