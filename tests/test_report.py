@@ -228,6 +228,30 @@ def test_each_frame_says_why_it_was_flagged(inp: ReportInput) -> None:
     assert old["flagged_by"].to_list() == [None, None] and old["chunks"].to_list() == [2, 1]
 
 
+def test_the_night_rules_chunks_are_marked_in_a_frame_of_the_threshold_and_in_report_md() -> None:
+    """A night of 5 flagged chunks, 3 by the night rule: report.md listed the chunks at score 35.09
+    against threshold 40.47 as flagged without saying why, and report.html marked "(night rule)"
+    only on a frame of night-rule chunks alone, not on one that holds two of them beside a chunk
+    above the threshold. Both mark them now."""
+    from licanom.report import anomaly_report
+
+    rows = make_rows()
+    chunks, errors = make_chunks(rows, flagged=(3, 7), by_night=(1, 4, 5))  # frames: 1; 3-5 (the threshold's); 7
+    night = make_input(chunks=chunks, feature_errors=errors)
+    frames = anomaly_frames(night)
+    assert frames["first_chunk"].to_list() == [1, 3, 7] and frames["flagged_by"].to_list() == ["night", "threshold", "threshold"]
+    page = render_html(night)
+    assert page.count("(night rule)</span>") == 1 and page.count("(2 of its 3 chunks by the night rule)</span>") == 1
+    assert "2 of its chunks lie below the threshold, flagged by the night rule" in page  # the frame's detail
+    md = anomaly_report("acme", chunks, "3")
+    table = [line for line in md.splitlines() if line.startswith("| 2025-")]
+    marked = [line for line in table if " (night rule) |" in line]
+    assert len(table) == 5 and len(marked) == 3, md
+    assert all(float(line.split(" | ")[4].split()[0]) <= float(line.split(" | ")[5]) for line in marked)
+    assert "(night rule): below the threshold, flagged because the chunk stands out from the rest of its night (3 of the 5)." in md
+    assert "night rule" not in anomaly_report("acme", make_input().chunks, "3")  # none: no mark, no note
+
+
 def test_each_frame_carries_its_peak_chunks_calibrated_severity(inp: ReportInput) -> None:
     assert anomaly_frames(inp)["peak_severity"].to_list() == [None, None]  # scored without a calibration
     severities = [10.0] * N_CHUNKS

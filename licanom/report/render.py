@@ -149,6 +149,7 @@ class FrameRow:
     severity: str
     peak_severity: str         # the peak chunk's calibrated 0-100, "" when scored without one
     by_night: bool             # flagged by the night rule alone (below the threshold)
+    night_chunks: int          # its chunks the night rule flagged (below the threshold)
     start: datetime
     end: datetime
     duration: str
@@ -259,6 +260,7 @@ class FrameDetail:
     threshold: str
     ratio: str
     flagged_by: str | None     # "threshold", "night" (licanom.detectors.decision.FLAGGED_BY), None if not stored
+    night_chunks: int          # its chunks the night rule flagged (below the threshold)
     why: tuple[str, ...]
     errors: Errors | None      # the left table when not the context one
     context: tuple[SignalRow, ...] | None
@@ -304,6 +306,15 @@ def _incident_rows(a: Analysis) -> tuple[IncidentRow, ...]:
     )
 
 
+def _night_chunks(a: Analysis, k: int) -> int:
+    """How many of frame k's chunks the night rule flagged, below the threshold (a frame that holds
+    one chunk above it is the threshold's: its others are said apart)."""
+    chunks = a.inp.chunks
+    if "flagged_by" not in chunks.columns:
+        return 0
+    return int((chunks["flagged_by"].gather(a.frame_chunks[k]) == FLAGGED_BY[1]).sum())
+
+
 def _frame_rows(a: Analysis, shown: pl.DataFrame) -> tuple[FrameRow, ...]:
     out = []
     for r in shown.iter_rows(named=True):
@@ -311,6 +322,7 @@ def _frame_rows(a: Analysis, shown: pl.DataFrame) -> tuple[FrameRow, ...]:
         out.append(FrameRow(
             frame=r["frame"], severity=r["severity"],
             peak_severity=_sev_text(r["peak_severity"]), by_night=r["flagged_by"] == "night",
+            night_chunks=_night_chunks(a, k),
             start=r["start_time"], end=r["end_time"], duration=duration(r["start_time"], r["end_time"]),
             requests=r["requests"], chunks=r["chunks"],
             score=f"{r['score']:.4f}", ratio=f"{r['ratio']:.2f}",
@@ -427,7 +439,7 @@ def _frame_detail(a: Analysis, r: dict[str, object], open_requests: bool) -> Fra
         first_chunk=r["first_chunk"], last_chunk=r["last_chunk"], peak_chunk=r["peak_chunk"],  # type: ignore[arg-type]
         first_id=r["first_id"], last_id=r["last_id"],
         score=f"{r['score']:.4f}", threshold=f"{r['threshold']:.4f}", ratio=f"{r['ratio']:.2f}",
-        flagged_by=r["flagged_by"],  # type: ignore[arg-type]
+        flagged_by=r["flagged_by"], night_chunks=_night_chunks(a, k),  # type: ignore[arg-type]
         why=a.reasons[k], errors=None if context_left else _errors(a, k), context=context,
         context_left=context_left, summary=_summary_rows(a, k),
         values=tuple(_value_table(a, k, col, label) for col, label in VALUE_COLUMNS),
@@ -557,9 +569,10 @@ def anomaly_report(vendor: str, chunks: pl.DataFrame, model_version: str | None,
     """The night's short markdown report (``report.md``): the flagged entities and the
     incidents (who), then the anomalous chunks, most severe first; times in UTC, as the page's."""
     flagged = chunks.filter("is_anomaly").sort("score", descending=True)
+    by_night = int((flagged["flagged_by"] == FLAGGED_BY[1]).sum()) if "flagged_by" in flagged.columns else 0
     flagged_entities = entities.filter("is_anomaly").sort("severity", descending=True) if entities is not None else None
     return environment().get_template("report.md.j2").render(
-        vendor=vendor, model_version=model_version, n_chunks=chunks.height, flagged=flagged.to_dicts(),
+        vendor=vendor, model_version=model_version, n_chunks=chunks.height, flagged=flagged.to_dicts(), by_night=by_night,
         period=_period(chunks, flagged_entities),
         n_incidents=None if incidents is None else incidents.height,
         entities=[] if flagged_entities is None else flagged_entities.head(50).to_dicts(),
