@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import math
 import os
 import re
 import sys
@@ -463,6 +462,7 @@ def write_entities(prepared: Any, detection: Any, scored_rows: Any, out: Path) -
     entities.write_parquet(out / "entities.parquet")
     flagged = entities.filter("is_anomaly")
     from licanom.detectors.entities import ENTITY_KINDS
+    from licanom.report.analysis import shown_severity
 
     present = set(entities["entity_kind"].unique().to_list())
     kinds = ", ".join(f"{k}s" for k in ENTITY_KINDS if k in present)
@@ -470,7 +470,7 @@ def write_entities(prepared: Any, detection: Any, scored_rows: Any, out: Path) -
     print(f"\n{flagged.height} of {entities.height} entities flagged ({kinds}{f'; no {none}' if none else ''}) "
           f"-> {out / 'entities.parquet'}")
     for r in flagged.head(5).iter_rows(named=True):
-        print(f"  severity {math.floor(r['severity'] * 10) / 10:5.1f}  {r['reasons']}")  # 54.96 never reads 55.0
+        print(f"  severity {shown_severity(r['severity']):>3}  {r['reasons']}")  # as the reports show it: 95.6 reads 95
     return entities
 
 

@@ -256,6 +256,23 @@ def test_bad_input_exit_codes(tmp_path, capsys):
     assert set(kept["reason"].to_list()) == {"Time: unparsable"}
 
 
+def test_detect_prints_entity_severities_as_the_reports_show_them(tmp_path, capsys, monkeypatch):
+    """`licanom detect` printed "severity  95.6" where the reports show 95: one rule, the reports'."""
+    from types import SimpleNamespace
+
+    import licanom.ops.detect
+    from licanom.cli import write_entities
+    from tests.test_report_templates import entity_frame
+
+    entities = entity_frame([("key-day", "KEY-A", 95.6, True, "key KEY-A: why"),
+                             ("key-day", "KEY-B", 54.96, True, "key KEY-B: why")])
+    monkeypatch.setattr(licanom.ops.detect, "entity_results", lambda *args: entities)
+    prepared = SimpleNamespace(encoded=SimpleNamespace(frame=None))
+    write_entities(prepared, SimpleNamespace(chunks=None, sequences=None), None, tmp_path)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-2:] == ["  severity  95  key KEY-A: why", "  severity  54  key KEY-B: why"]
+
+
 def test_a_log_without_addresses_is_judged_without_address_hours(tmp_path, capsys):
     path = tmp_path / "no_ip.csv"
     make_raw_log(2400).with_columns(pl.lit("").alias("IP")).write_csv(path)

@@ -155,6 +155,22 @@ def test_a_severity_just_below_the_level_never_reads_as_the_level() -> None:
     assert ">54</span>" in page and ">55</span>" not in page
 
 
+def test_the_guides_say_an_incidents_severity_is_its_chunks_not_its_entitys() -> None:
+    """The incident's "top severity 83" stood beside the same key's entity at 95 with no word on why:
+    both reports say that an incident's severity is its chunks', an entity's its own."""
+    import html
+
+    entities = entity_frame([("key-day", "KEY-X", 95.6, True, "x")])
+    md = anomaly_report("acme", make_input().chunks, "3", incidents=incident_frame("KEY-X"), entities=entities)
+    said = "top severity is the highest severity of its flagged chunks"
+    lines = md.splitlines()
+    table_end = max(i for i, line in enumerate(lines) if line.startswith("| 1 | key KEY-X"))
+    assert said in lines[table_end + 2], md  # under the incidents' table
+    page = html.unescape(render_html(make_input(computed=Computed(entities=entities, incidents=incident_frame("KEY-X")))))
+    assert said in page[page.index("How to read this report"):]
+    assert "| 95 | key-day KEY-X" in md and ">95</span>" in page  # one rule: a whole number, rounded down
+
+
 def test_markdown_times_say_utc() -> None:
     """The tables' time columns say UTC (their times are, whatever the vendor's timezone), as the page's do."""
     entities = entity_frame([("key-day", "KEY-X", 90.0, True, "x")])

@@ -81,7 +81,7 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
     env.filters.update(text=text, display=display, md_cell=md_cell, n=_count, sev=_sev_text, signal=signal_label)
-    env.globals.update(REASON_LIMIT=REASON_LIMIT)
+    env.globals.update(REASON_LIMIT=REASON_LIMIT, INCIDENT_SEVERITY=INCIDENT_SEVERITY)
     return env
 
 
@@ -458,6 +458,13 @@ def _loss_note(inp: ReportInput, wording: ScoreWording) -> str:
     if inp.trained_in_run and not wording.has_epochs:
         return f"No loss curves: {wording.model} fits in one pass (no epochs)."
     return "No loss curves were recorded for this model."
+
+
+# What an incident's severity is, beside a flagged entity's: the guide's words, in both reports
+INCIDENT_SEVERITY = ("An incident’s top severity is the highest severity of its flagged chunks (how unusual those "
+                     "stretches of the log are), not the severity of the key, machine or address it names as a "
+                     "flagged entity (that entity’s day or hour judged against its own past and its peers): the same "
+                     "key can read 83 as an incident and 95 as an entity.")
 
 
 def bands_guide(chunks: pl.DataFrame, items: Literal["frames", "chunks"] = "frames") -> str:
