@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -434,3 +434,25 @@ def test_an_entity_kinds_calibration_does_not_shrink_where_ordinary_scores_tie(m
     plain = tail_calibration(scores)
     assert reference.calibration.beta == pytest.approx(plain.beta) and plain.beta > 1.5
     assert reference.threshold == pytest.approx(plain.score_at(DEFAULT_MIN_SEVERITY))
+
+
+def test_an_address_hours_reason_says_one_address_and_one_minute_once() -> None:
+    """"address 95.62.21.0: 1 address failing with new keys in that hour" (the address itself) and
+    "2025-01-29 23:32-23:32 UTC" (a span of no length): the only address, and the one time once."""
+    from types import SimpleNamespace
+
+    from licanom.detectors.entities import FEATURES, VENDOR, _reason, _span
+
+    columns = tuple(name for name, _ in FEATURES["address-hour"])
+    ref = SimpleNamespace(kind="address-hour", columns=columns, group=VENDOR, typical=(1.0,) * len(columns))
+    at = datetime(2025, 1, 29, 23, 32, 10, tzinfo=UTC)
+    row = {"address": "95.62.21.0", "requests": 1.0, "keys": 1.0, "failures": 1.0, "failed_share": 1.0,
+           "new_keys": 1.0, "hour_new_key_addresses": 1.0, "start_time": at, "end_time": at + timedelta(seconds=20)}
+    surprisal = np.array([1.0 if name == "hour_new_key_addresses" else 0.0 for name in columns])
+    reason = _reason(ref, row, surprisal, top=3)  # type: ignore[arg-type]
+    assert reason == ("address 95.62.21.0: the only address failing with new keys in that hour (the vendor's "
+                      "median address-hour: 1); 1 request, 2025-01-29 23:32 UTC"), reason
+    many = _reason(ref, row | {"hour_new_key_addresses": 12.0}, surprisal, top=3)  # type: ignore[arg-type]
+    assert "12 addresses failing with new keys in that hour" in many
+    assert _span(at - timedelta(hours=2), at) == "2025-01-29 21:32-23:32 UTC"
+    assert _span(at, at + timedelta(hours=2)) == "2025-01-29 23:32 to 2025-01-30 01:32 UTC"

@@ -56,7 +56,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field, fields, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -963,6 +963,15 @@ def _number(value: float) -> str:
     return f"{value:.1f}"
 
 
+def _span(start: datetime, end: datetime) -> str:
+    """``2025-01-16 09:12-16:40 UTC``; one time said once where both fall in one minute
+    (``2025-01-29 23:32 UTC``, not ``23:32-23:32``), the end's date too where it is another day."""
+    first = f"{start:%Y-%m-%d %H:%M}"
+    if f"{end:%Y-%m-%d %H:%M}" == first:
+        return f"{first} UTC"
+    return f"{first}-{end:%H:%M} UTC" if start.date() == end.date() else f"{first} to {end:%Y-%m-%d %H:%M} UTC"
+
+
 def _reason(ref: KindReference, row: dict[str, Any], surprisal: np.ndarray, top: int) -> str:
     """``key X: 55 machine codes new to it (its peers' median key-day: 0), 3 countries (usually 1);
     120 requests, 2025-01-16 09:12-16:40 UTC (judged against ... keys)``: the most surprising
@@ -989,10 +998,11 @@ def _reason(ref: KindReference, row: dict[str, Any], surprisal: np.ndarray, top:
             parts.append(f"{_counted(float(row[count]), labels[name])} {usual}")
         elif name == "new_pair":
             parts.append("new to the key")
+        elif name == "hour_new_key_addresses" and _number(value) == "1":  # the address itself, no other
+            parts.append(f"the only address failing with new keys in that hour ({theirs}: {_number(ref.typical[j])})")
         else:
             parts.append(f"{_counted(value, labels[name])} ({theirs}: {_number(ref.typical[j])})")
-    start, end = row["start_time"], row["end_time"]
-    span = f"{start:%Y-%m-%d %H:%M}-{end:%H:%M} UTC"
+    span = _span(row["start_time"], row["end_time"])
     peers = f" (judged against {ref.group} keys)" if ref.group != VENDOR else ""
     who = _WHO[ref.kind].format(**row) + ("" if own else " (no usual day of its own)")
     return f"{who}: {', '.join(parts)}; {_counted(float(row['requests']), 'requests')}, {span}{peers}"
