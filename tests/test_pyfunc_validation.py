@@ -144,3 +144,37 @@ def test_the_pyfunc_says_once_that_it_empties_the_fields_its_training_never_held
     caplog.clear()
     pyfunc.predict(None, good.assign(MachineCode=""))  # nothing to empty: nothing said
     assert not [r for r in caplog.records if r.name == "licanom.ops.tracking"]
+
+
+def test_the_docs_give_the_registered_signatures_columns_and_a_csv_read_it_takes_without_a_warning(
+        model, tmp_path, monkeypatch, caplog) -> None:
+    """docs/ui.md said "7 raw Web API Log columns in, the 27 columns of chunks.parquet out" where the
+    signature takes 9 and gives 29; and the CSV read as docs/running.md suggested held FriendlyName
+    and FloatingExpires, which MLflow warns it ignores. The doc's numbers are the signature's, and
+    its read (the signature's columns only) passes without that warning, scoring the same chunks."""
+    import re
+
+    from licanom.ops.tracking import model_signature
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    ui = " ".join((docs / "ui.md").read_text().split())
+    (n_in, n_out), = re.findall(r"a signature \((\d+) raw Web API Log columns in\b.*?the (\d+) columns of", ui)
+    signature = model_signature()
+    assert (int(n_in), int(n_out)) == (len(signature.inputs.input_names()), len(signature.outputs.input_names()))
+    assert model.predict(_csv_rows(tmp_path)).shape[1] == int(n_out)
+
+    running = (docs / "running.md").read_text()
+    (snippet,) = [block for block in re.findall(r"```python\n(.*?)```", running, re.S) if "usecols" in block]
+    rows(1600, 100).with_columns(pl.lit("a friendly name").alias("FriendlyName"),
+                                 pl.lit("").alias("FloatingExpires")).write_csv(tmp_path / "export.csv")
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, object] = {"model": model}
+    exec(snippet, scope)  # the doc's own lines
+    log_rows = scope["log_rows"]
+    assert isinstance(log_rows, pd.DataFrame) and "FriendlyName" not in log_rows.columns
+    with caplog.at_level(logging.WARNING):
+        assert model.predict(log_rows).equals(model.predict(_csv_rows(tmp_path)))
+    assert "extra inputs" not in caplog.text
+    with caplog.at_level(logging.WARNING):  # the whole file, as the doc said before: MLflow's warning
+        model.predict(pd.read_csv(tmp_path / "export.csv"))
+    assert "Found extra inputs" in caplog.text and "FriendlyName" in caplog.text
