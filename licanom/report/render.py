@@ -463,8 +463,8 @@ def _loss_note(inp: ReportInput, wording: ScoreWording) -> str:
 # What an incident's severity is, beside a flagged entity's: the guide's words, in both reports
 INCIDENT_SEVERITY = ("An incident’s top severity is the highest severity of its flagged chunks (how unusual those "
                      "stretches of the log are), not the severity of the key, machine or address it names as a "
-                     "flagged entity (that entity’s day or hour judged against its own past and its peers): the same "
-                     "key can read 83 as an incident and 95 as an entity.")
+                     "flagged entity (that entity’s day or hour judged against its own past and its peers): one key "
+                     "can read one severity among the incidents and another among the entities.")
 
 
 def bands_guide(chunks: pl.DataFrame, items: Literal["frames", "chunks"] = "frames") -> str:
