@@ -104,6 +104,35 @@ def test_new_to_the_key_counts_first_pairs_after_the_keys_first_hour_or_against_
     assert KeyHistory.load(tmp_path / "elsewhere") is None
 
 
+def test_a_nights_pairs_keep_the_id_where_they_were_first_seen(tmp_path):
+    """:meth:`KeyHistory.of_night`: each pair's lowest Id, or the first Id after the night's start for
+    a pair of a row carried into it; a union keeps the lowest; :meth:`KeyHistory.through` gives the
+    pairs seen at or below an Id, without the marks; saved and loaded with them; a model's pairs (no
+    marks) drop them in a union, and an unmarked history cannot tell."""
+    log = _log([
+        (0, "K1", "M1", "1.1.1.1", "SE", 1),      # carried into the night (Id 98, at or below its start 99)
+        (60, "K1", "M2", "2.2.2.2", "SE", 1),
+        (120, "K1", "M2", "2.2.2.2", "DE", 1),
+        (180, "K2", "", "3.3.3.3", "ZZ", 1),      # no machine code, unknown country: no pair
+    ]).with_columns(pl.Series("Id", [98, 104, 101, 102]))  # Ids out of time order: the lowest counts
+    night = KeyHistory.of_night(log, after=99)
+    assert night.marked
+    assert night.machines.rows() == [("K1", "M1", 100), ("K1", "M2", 101)]
+    assert night.countries.rows() == [("K1", "DE", 101), ("K1", "SE", 100)]
+    later = KeyHistory.of_night(log.with_columns(pl.col("Id") + 100), after=199)
+    both = night.union(later)
+    assert both.machines.rows() == night.machines.rows()  # the lowest: where the first night saw them
+    assert both.through(100).machines.rows() == [("K1", "M1")] and both.through(99).machines.height == 0
+    assert both.through(101).countries.rows() == [("K1", "DE"), ("K1", "SE")]
+    both.save(tmp_path)
+    loaded = KeyHistory.load(tmp_path)
+    assert loaded is not None and loaded.marked and loaded.machines.equals(both.machines)
+    model = KeyHistory.from_rows(log)
+    assert not model.marked and not model.union(night).marked and not night.union(model).marked
+    with pytest.raises(ValueError, match="keep no first Ids"):
+        model.through(100)
+
+
 def test_failed_keys_count_only_the_keys_the_history_does_not_know():
     log = _log([
         (0, "K1", "M1", "1.1.1.1", "SE", 1),         # a customer's key, in the training rows

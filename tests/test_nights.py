@@ -1472,8 +1472,8 @@ def test_vendor_names_are_matched_whole(name) -> None:
 
 def test_a_night_scored_again_from_its_start_is_judged_against_the_pairs_before_it(vendor) -> None:
     """The key pairs a night adds to the state are not held against its own rows when it is
-    scored again (``since`` its start): the last night is judged as it was (older nights, as
-    in the rows mode, against the pairs before the last one)."""
+    scored again (``since`` its start): each pair keeps the Id where a night first saw it, so the
+    last night, or any older one, is judged as it was."""
     from licanom.data.context_vector import KeyHistory
     from licanom.ops.scoring_state import load_state
     from tests.night_harness import rows
@@ -1490,22 +1490,92 @@ def test_a_night_scored_again_from_its_start_is_judged_against_the_pairs_before_
     vendor.append(rows(1800, 200, seed=2))
     second = vendor.night()
     state = load_state(vendor.out, "acme")
-    assert state.seen_from == after_first.watermark
-    for value in KeyHistory.FILES:  # the pairs before the last night: the first night's state
-        before, first_seen = state.seen_before.pairs(value), after_first.seen.pairs(value)
-        assert before.sort(before.columns).equals(first_seen.sort(first_seen.columns))
+    assert state.seen_from == after_first.watermark and state.seen.marked and state.seen_before is None
+    for value in KeyHistory.FILES:  # the pairs before the last night: the first night's
+        before = state.seen.through(after_first.watermark).pairs(value)
+        first_seen = after_first.seen.pairs(value).drop(KeyHistory.FIRST_ID)
+        assert before.equals(first_seen)
+        assert state.seen.through(1599).pairs(value).height == 0  # all of them after the training rows
     again = vendor.night(since=after_first.watermark)
     assert again.chunks.select("first_id", "score", "is_anomaly").equals(second.chunks.select("first_id", "score", "is_anomaly"))
     assert load_state(vendor.out, "acme").watermark == state.watermark  # re-scoring never moves it
-    other = "not from the last night's start"
-    assert not any(other in m for m in (*rerun_first.messages, *again.messages))  # judged as they were
-    # from before the last night's start, or from within it: the pairs of the nights it covers count
-    # as seen, and it says so
+    # from before the last night's start, or from within it, it is judged as the nights were: no note
     both = vendor.night(since=1599)
-    assert any(m.startswith(f"scored again from Id 1599, {other} (Id {after_first.watermark})") for m in both.messages)
-    assert other in (both.out_dir / "report.md").read_text()
     within = vendor.night(since=after_first.watermark + 50)
-    assert any(m.startswith(f"scored again from Id {after_first.watermark + 50}, {other}") for m in within.messages)
+    other = "not from the last night's start"
+    assert not any(other in m for m in (*rerun_first.messages, *again.messages, *both.messages, *within.messages))
+
+
+def test_a_night_scored_again_over_several_nights_flags_the_new_machines_they_flagged(vendor) -> None:
+    """A re-score from before several nights (``--since``, e.g. to read late rows) judged them as one
+    against every pair the nights after the training saw, its own nights' included: a key that got
+    strangers' machine codes on the first night, flagged by that night, looked ordinary again (the
+    new machines counted as seen). The pairs now keep the Id where a night first saw them, and a
+    night scored again counts only those seen at or before its ``since``."""
+    from licanom.ops.scoring_state import load_state
+    from tests.night_harness import rows
+
+    def shared(first_id: int, seed: int) -> pl.DataFrame:  # 40 rows of one known key on 20 machine codes new to it
+        burst = rows(first_id, 200, seed=seed)
+        strangers = pl.int_range(pl.len()).is_between(80, 119)
+        return burst.with_columns(pl.when(strangers).then(pl.lit("KEY003-ABCDE")).otherwise(pl.col("Key")).alias("Key"),
+                                  pl.when(strangers).then(pl.format("zz{}", pl.int_range(pl.len()) % 20))
+                                  .otherwise(pl.col("MachineCode")).alias("MachineCode"))
+
+    vendor.append(shared(1600, seed=1))
+    first = vendor.night()
+    flagged = first.chunks.filter(pl.col("is_anomaly") & pl.col("first_id").is_between(1680, 1719))
+    assert flagged.height, first.chunks  # the night flags the strangers' chunks
+    vendor.append(rows(1800, 200, seed=2))
+    vendor.night()
+    vendor.append(rows(2000, 200, seed=3))
+    vendor.night()
+    state = load_state(vendor.out, "acme")
+    machines = state.seen.pairs("MachineCode").filter(pl.col("Key") == "KEY003-ABCDE", pl.col("MachineCode") == "zz0")
+    assert machines["first_id"].to_list() == [1680]  # where the first night first saw it
+    both = vendor.night(since=1599)  # the three nights again, as one
+    assert both.out_dir.name == "after-1599-to-2199"
+    again = both.chunks.filter(pl.col("first_id").is_in(flagged["first_id"].implode()))
+    assert again["is_anomaly"].all(), (flagged, again)
+    assert not any("not from the last night's start" in m for m in both.messages)
+    later = vendor.night(since=1799)  # from after the first night: its pairs are seen, and it says nothing
+    assert not any("not from the last night's start" in m for m in later.messages)
+
+
+def test_pairs_saved_before_they_kept_their_first_ids_are_judged_as_before(vendor) -> None:
+    """A state whose pairs keep no first Ids (written before they were kept) loads, judges a night
+    scored again as it did (the pairs before the last night for a ``since`` at or before its start)
+    and says so; its nights go on without the Ids until the model changes."""
+    from dataclasses import replace
+
+    from licanom.data.context_vector import KeyHistory
+    from licanom.ops.scoring_state import commit, load_state
+    from tests.night_harness import rows
+
+    def plain(history: KeyHistory) -> KeyHistory:
+        return KeyHistory._of({value: history.pairs(value).drop(KeyHistory.FIRST_ID) for value in KeyHistory.FILES})
+
+    vendor.append(rows(1600, 200, seed=1))
+    vendor.night()
+    after_first = load_state(vendor.out, "acme")
+    vendor.append(rows(1800, 200, seed=2))
+    vendor.night()
+    state = load_state(vendor.out, "acme")
+    # as the code before wrote it: every pair of the nights, and those before the last night apart
+    commit(vendor.out, "acme", replace(state, seen=plain(state.seen), seen_before=plain(after_first.seen)))
+    old = load_state(vendor.out, "acme")
+    assert not old.seen.marked and old.seen_before is not None
+    assert old.seen_judging("1", 1599) is old.seen_before and old.seen_judging("1", 1799) is old.seen_before
+    assert old.seen_judging("1", 1850) is old.seen  # within the last night
+    both = vendor.night(since=1599)
+    assert any(m.startswith("scored again from Id 1599, not from the last night's start (Id 1799)")
+               for m in both.messages)
+    vendor.append(rows(2000, 200, seed=3))
+    vendor.night()
+    after = load_state(vendor.out, "acme")
+    assert not after.seen.marked and after.seen_before is not None  # unmarked, as its earlier pairs
+    for value in KeyHistory.FILES:
+        assert after.seen_before.pairs(value).equals(old.seen.pairs(value))
 
 
 def test_the_runs_of_the_nights_scored_again_are_tagged_superseded(vendor) -> None:

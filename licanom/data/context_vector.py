@@ -293,16 +293,21 @@ class KeyHistory:
     """The (key, machine code) and (key, country) pairs seen in a model's training rows: what is
     not new to a key when later rows are scored; and, where built with ``levels``, each entity's own
     level of each signal in those rows (version 3: the module text's "An entity's own level").
-    Build it with :meth:`from_rows`."""
+    Build it with :meth:`from_rows`; the pairs of nights, which keep where each was first seen
+    (:attr:`FIRST_ID`), with :meth:`of_night`."""
 
-    machines: pl.DataFrame   # Key, MachineCode (String), one row per pair
-    countries: pl.DataFrame  # Key, country (String), one row per pair
+    machines: pl.DataFrame   # Key, MachineCode (String), one row per pair; first_id (Int64) where marked
+    countries: pl.DataFrame  # Key, country (String), one row per pair; first_id (Int64) where marked
     # signal, Key, MachineCode, IP (String, "" where the signal's entity has no such part), level
     # (Int64): None where not built (a night's pairs, a history saved before the levels)
     levels: pl.DataFrame | None = None
 
     FILES: ClassVar[dict[str, str]] = {"MachineCode": "key_machines.parquet", "country": "key_countries.parquet"}
     LEVELS_FILE: ClassVar[str] = "entity_levels.parquet"
+    # the nights' pairs (:meth:`of_night`): the Id from which a night scored again (``--since``) reads
+    # the pair's first row again; a pair is seen before the rows after ``since`` where it is at or below
+    # ``since`` (:meth:`through`). A model's pairs (its training rows') keep none: they are always seen
+    FIRST_ID: ClassVar[str] = "first_id"
 
     @classmethod
     def from_rows(cls, derived: pl.DataFrame, levels: bool = False) -> KeyHistory:
@@ -313,13 +318,42 @@ class KeyHistory:
                         for value, unknown in _UNKNOWN.items()}, entity_levels(derived) if levels else None)
 
     @classmethod
+    def of_night(cls, derived: pl.DataFrame, after: int | None) -> KeyHistory:
+        """The pairs of a night's derived rows (its windows' rows, those carried into it included),
+        each with its :attr:`FIRST_ID`: the lowest Id of its rows, or ``after + 1`` where one of them
+        was carried into the night (``after``: the Id the night read after, None for all; a carried
+        row lies at or below it, and a night scored again from ``after`` reads it again)."""
+        frame = _entity_frame(derived).with_columns(derived["Id"].cast(pl.Int64).alias(cls.FIRST_ID))
+        first = pl.col(cls.FIRST_ID).min()
+        if after is not None:
+            first = pl.max_horizontal(first, pl.lit(after + 1, pl.Int64))
+        return cls._of({value: frame.filter(pl.col(value) != unknown).group_by("Key", value).agg(first.alias(cls.FIRST_ID))
+                        for value, unknown in _UNKNOWN.items()})
+
+    @classmethod
     def _of(cls, pairs: dict[str, pl.DataFrame], levels: pl.DataFrame | None = None) -> KeyHistory:
-        """From each value's (Key, value) frame: distinct pairs, sorted."""
-        distinct = {value: frame.unique().sort("Key", value) for value, frame in pairs.items()}
+        """From each value's (Key, value) frame: distinct pairs, sorted; where the frames hold
+        :attr:`FIRST_ID`, each pair's lowest (where it was first seen)."""
+        distinct = {value: (frame.group_by("Key", value).agg(pl.col(cls.FIRST_ID).min()) if cls.FIRST_ID in frame.columns
+                            else frame.unique()).sort("Key", value) for value, frame in pairs.items()}
         return cls(machines=distinct["MachineCode"], countries=distinct["country"], levels=levels)
 
     def pairs(self, value: str) -> pl.DataFrame:
         return self.machines if value == "MachineCode" else self.countries
+
+    @property
+    def marked(self) -> bool:
+        """Whether the pairs keep where each was first seen (:attr:`FIRST_ID`: a night's pairs)."""
+        return all(self.FIRST_ID in self.pairs(value).columns for value in self.FILES)
+
+    def through(self, since: int) -> KeyHistory:
+        """The pairs first seen at or below Id ``since`` (:attr:`FIRST_ID`), without their marks: those
+        the nights saw before the rows a night scored again from ``since`` reads (the nights after
+        ``since`` saw the others first, as that night sees them again)."""
+        if not self.marked:
+            raise ValueError("these pairs keep no first Ids: which were seen before an Id cannot be told")
+        return KeyHistory._of({value: self.pairs(value).filter(pl.col(self.FIRST_ID) <= since).drop(self.FIRST_ID)
+                               for value in self.FILES}, self.levels)
 
     @property
     def keys(self) -> pl.Series:
@@ -334,9 +368,16 @@ class KeyHistory:
                           countries=self.countries.filter(pl.col("Key").is_in(wanted)), levels=levels)
 
     def union(self, other: KeyHistory) -> KeyHistory:
-        """The pairs of both histories; the levels of this one (a model's), else the other's."""
-        return KeyHistory._of({value: pl.concat([self.pairs(value), other.pairs(value)]) for value in self.FILES},
-                              self.levels if self.levels is not None else other.levels)
+        """The pairs of both histories; the levels of this one (a model's), else the other's. Where
+        both are marked (:attr:`FIRST_ID`), each pair keeps its lowest; else the marks are dropped (a
+        pair of a history without them has no first Id: a model's is always seen)."""
+        both = self.marked and other.marked
+
+        def plain(frame: pl.DataFrame) -> pl.DataFrame:
+            return frame if both else frame.drop(self.FIRST_ID, strict=False)
+
+        return KeyHistory._of({value: pl.concat([plain(self.pairs(value)), plain(other.pairs(value))])
+                               for value in self.FILES}, self.levels if self.levels is not None else other.levels)
 
     def save(self, directory: Path) -> None:
         """Parquet files in ``directory`` (two, three with levels), each written to a temporary
@@ -374,14 +415,18 @@ class KeyHistory:
     @classmethod
     def load(cls, directory: Path) -> KeyHistory | None:
         """The history saved in ``directory``, or None where none was saved (its levels None where
-        it was saved without them)."""
+        it was saved without them; unmarked where its files keep no :attr:`FIRST_ID`, as a night's
+        pairs saved before they kept it)."""
         paths = {value: directory / name for value, name in cls.FILES.items()}
         if not all(p.exists() for p in paths.values()):
             return None
         levels_path = directory / cls.LEVELS_FILE
         levels = pl.read_parquet(levels_path).cast(_LEVEL_SCHEMA) if levels_path.exists() else None  # type: ignore[arg-type]
-        return cls._of({value: pl.read_parquet(p).select(pl.col("Key").cast(pl.String), pl.col(value).cast(pl.String))
-                        for value, p in paths.items()}, levels)
+        frames = {value: pl.read_parquet(p) for value, p in paths.items()}
+        marked = all(cls.FIRST_ID in frame.columns for frame in frames.values())
+        return cls._of({value: frame.select(pl.col("Key").cast(pl.String), pl.col(value).cast(pl.String),
+                                            *([pl.col(cls.FIRST_ID).cast(pl.Int64)] if marked else []))
+                        for value, frame in frames.items()}, levels)
 
 
 def entity_levels(derived: pl.DataFrame) -> pl.DataFrame:

@@ -312,12 +312,13 @@ def with_seen(bundle: ModelBundle, seen: KeyHistory | None) -> ModelBundle:
     return replace(bundle, key_history=bundle.key_history.union(seen))
 
 
-def pairs_seen(bundle: ModelBundle, windows: Windows) -> KeyHistory | None:
-    """The key pairs of the rows just scored, for the vendor's state; None for a model that
-    keeps no key history or when nothing was scored."""
+def pairs_seen(bundle: ModelBundle, windows: Windows, after: int | None = None) -> KeyHistory | None:
+    """The key pairs of the rows just scored, for the vendor's state, each with the Id where it was
+    first seen (:meth:`KeyHistory.of_night`; ``after``: the Id the night read after); None for a
+    model that keeps no key history or when nothing was scored."""
     if bundle.key_history is None or windows.encoded is None:
         return None
-    return KeyHistory.from_rows(windows.encoded)
+    return KeyHistory.of_night(windows.encoded, after)
 
 
 def reads_rows(bundle: ModelBundle) -> bool:

@@ -1237,8 +1237,7 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             f"{night.carried_missing} of the rows carried into this night (Ids up to {night.since}) are no longer in "
             "the source: not scored again")))
     st = night.state
-    if (night.since is not None and st.watermark is not None and night.since < st.watermark
-            and night.since != st.seen_from and st.seen_judging(night.version, night.since) is not None):
+    if st.seen_unsure(night.version, night.since):
         start = f" (Id {st.seen_from})" if st.seen_from is not None else ""
         screened = replace(screened, messages=(*screened.messages, (
             f"scored again from Id {night.since}, not from the last night's start{start}: the (key, machine code) and "
@@ -1319,7 +1318,7 @@ def publish(tracker: Tracker, night: Night) -> Night:
     night._need("result", "run_id", "screened", "windows")
     assert night.result is not None and night.run_id is not None and night.screened is not None
     result = publish_night(night.output_dir, night.vendor, tracker, night.result, night.run_id, night.screened,
-                           night.windows.tail, night.version, pairs_seen(night.model, night.windows),
+                           night.windows.tail, night.version, pairs_seen(night.model, night.windows, night.after),
                            rows_seen(night.model, night.windows))
     return replace(night, result=result)
 

@@ -1,7 +1,8 @@
 """A vendor's scoring state between nights: the watermark (last Id accounted for), the carried
 tail, the far-beyond Ids already quarantined and, for a context model, the (key, machine code)
 and (key, country) pairs seen in the nights scored since the model was trained (so that a pair
-is new to its key once, not every night); for a model that reads the rows mode, the rows
+is new to its key once, not every night), each with the Id where a night first saw it (so that a
+night scored again judges them as the nights did); for a model that reads the rows mode, the rows
 encoder's state of those nights (:class:`NightsRows`: each value's and pair's first time, each
 key's last request), which advances the training rows' state.
 
@@ -175,9 +176,9 @@ class VendorState:
     generation: int = 0
     night: NightRecord | None = None  # the night this state was committed with
     exists: bool = True  # False: no state.json (a vendor never trained, or the file was lost)
-    # the pairs before the last night (None: it was the first) and the watermark before it, so
-    # that the last night scored again from its start is judged as it was (None: a state written
-    # before these were kept)
+    # the pairs before the last night (None: it was the first, or the pairs keep their first Ids:
+    # KeyHistory.marked) and the watermark before it, so that the last night scored again from its
+    # start is judged as it was (None: a state written before these were kept)
     seen_before: KeyHistory | None = None
     seen_from: int | None = None
     # distinct readable Ids of a file source at or below the watermark, as the last night counted
@@ -214,14 +215,28 @@ class VendorState:
 
     def seen_judging(self, model_version: str | None, since: int | None = None) -> KeyHistory | None:
         """The pairs to judge the rows after ``since`` (None: the next night) against: those of
-        every night ``model_version`` scored, or those before the last night when ``since`` is
-        the last night's start or earlier (older nights are judged against those too; the pairs
-        keep no times, so an older night's own pairs then count as seen)."""
+        every night ``model_version`` scored, for ``since`` below the watermark those first seen at
+        or below it (:meth:`KeyHistory.through`), so that a night scored again from any Id judges
+        the pairs new to a key as the nights did. Pairs saved before they kept their first Ids: those
+        before the last night when ``since`` is the last night's start or earlier (older nights are
+        judged against those too, their own pairs counted as seen: :meth:`seen_unsure`)."""
         seen = self.seen_by(model_version)
-        if seen is None or since is None or self.watermark is None or since >= self.watermark \
-                or self.seen_from is None or since > self.seen_from:
+        if seen is None or since is None or self.watermark is None or since >= self.watermark:
+            return seen
+        if seen.marked:
+            return seen.through(since)
+        if self.seen_from is None or since > self.seen_from:
             return seen
         return self.seen_before
+
+    def seen_unsure(self, model_version: str | None, since: int | None) -> bool:
+        """Whether the pairs that :meth:`seen_judging` gives for ``since`` may hold pairs that the
+        nights it scores again saw first (counted as seen, which flags fewer new machines and
+        countries than those nights did): pairs saved before they kept their first Ids, scored again
+        from before the last night's start or from within that night."""
+        seen = self.seen_by(model_version)
+        return (since is not None and self.watermark is not None and since < self.watermark and seen is not None
+                and not seen.marked and since != self.seen_from and self.seen_judging(model_version, since) is not None)
 
     def rows_by(self, model_version: str | None) -> NightsRows | None:
         """The rows state of the nights ``model_version`` scored; None for another version (a new
@@ -488,9 +503,11 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
     # what the next run needs to judge this night again as it is judged now
     seen_before, seen_from = earlier, current.watermark
     if seen is not None and earlier is not None:
-        seen = earlier.union(seen)
+        seen = earlier.union(seen)  # unmarked where the earlier pairs were saved so (as they were judged)
     elif seen is None and current.model_version == model_version:
         seen = earlier  # a night with no full window adds no pairs and loses none
+    if seen is not None and seen.marked:
+        seen_before = None  # the pairs' first Ids tell those before any Id
     nights = current.rows_by(model_version)
     if rows is None:
         carried = nights  # likewise: a night with no full window keeps the rows state
