@@ -100,6 +100,8 @@ def test_rows_that_arrive_below_the_watermark_are_named_not_silently_left_out(ve
     late = [m for m in second.messages if m.startswith("late rows")]
     assert late and "5 rows with Ids at or below the watermark 1799" in late[0]
     assert f"since the last night, in {vendor.log.name}; they are not read" in late[0], late  # the file, by its name
+    # from the start of the night that holds the file's first Id: the first night, after the training rows
+    assert "run `licanom run score --vendor acme --since 1599` (Id 1600, the first of that file" in late[0], late
     assert "late rows: 5 rows" in (second.out_dir / "report.md").read_text()
     vendor.append(rows(1900, 100, seed=4))
     third = vendor.night()  # counted once: the next night finds what it expects
@@ -277,6 +279,45 @@ def test_a_file_moved_away_and_back_is_not_late_and_each_note_is_given_once(vend
     assert not said(again, "late rows") and not said(again, "source")
 
 
+def test_the_late_rows_note_gives_the_command_that_scores_them(vendor) -> None:
+    """The late-rows note said "look for a late file" after naming it, and not how to score its rows.
+    It gives the ``licanom run score --since`` from the start of the night that holds the file's first
+    Id, and what that costs; run, that night scores the late rows, and its run supersedes the nights
+    it scored again."""
+    import re
+
+    from licanom.ops.nightly import LEDGER
+    from tests.night_harness import rows
+
+    folder = vendor.root / "export"
+    folder.mkdir()
+    tracker = tracker_for(vendor.root)
+
+    def night(name: str | None = None, frame: pl.DataFrame | None = None, since: int | None = None):  # type: ignore[no-untyped-def]
+        if name is not None and frame is not None:
+            frame.write_csv(folder / name)
+        return vendor.night(tracker, since=since, path=str(folder))
+
+    night("a.csv", rows(1600, 100))
+    night("b.csv", pl.concat([rows(1700, 90, seed=1), rows(1795, 5, seed=1)]))  # 1790-1794 not exported yet
+    (folder / "late-part.csv").write_text(rows(1790, 5, seed=2).write_csv())
+    third = night("c.csv", rows(1800, 100, seed=3))
+    said = [m for m in third.messages if m.startswith("late rows")]
+    assert len(said) == 1 and "in late-part.csv; they are not read (the watermark has passed them): to score them, " \
+        "run `licanom run score --vendor acme --since 1699` (Id 1790, the first of that file, lies after it), which " \
+        "scores the nights from there to the watermark again as one night, whose folder and MLflow run supersede " \
+        "theirs" in said[0], said
+    assert "look for a late file" not in said[0]  # it named the file
+    since = re.search(r"--since (\d+)`", said[0])
+    assert since is not None
+    again = night(since=int(since.group(1)))
+    assert again.out_dir.name == "after-1699-to-1899"
+    ledger = pl.read_parquet(again.out_dir / LEDGER)
+    late = ledger.filter(pl.col("Id").is_between(1790, 1794))
+    assert sorted(late["Id"].to_list()) == [1790, 1791, 1792, 1793, 1794] and set(late["fate"]) == {"scored"}
+    assert "2 earlier nightly runs tagged licanom.superseded_by" in " ".join(again.messages)
+
+
 def test_late_rows_found_by_a_run_that_writes_no_night_reach_the_next_nights_report_once(vendor, monkeypatch) -> None:
     """A late file added on a night with nothing else new: the run's log named the late rows but no
     night folder was written, and the next night's report.md and report.html did not say it. The
@@ -434,16 +475,20 @@ def test_the_count_per_file_keeps_the_newest_files_one_by_one_and_the_older_ones
     late = night(("f5.csv", part(5, whole=True)), ("f7.csv", part(7)))  # a newer file's missing Id
     assert len(late) == 1 and late[0].startswith("late rows: 1 row with Ids at or below the watermark 1739"), late
     assert "since the last night, in f5.csv; they are not read" in late[0]
+    assert "run `licanom run score --vendor acme --since 1699` (Id 1700, the first of that file" in late[0], late
     old = night(("f1.csv", part(1, whole=True)), ("f8.csv", part(8)))  # an older file's
     assert len(old) == 1 and old[0].startswith("late rows: 1 row with Ids at or below the watermark 1759"), old
     where = ("files whose first Id is at or below Id 1680 (counted together, not one by one: not named)" if kept == 3
              else "f1.csv")
     assert f"since the last night, in {where}; they are not read" in old[0], old
+    unnamed = "look for a late file of the export; to score them, run `licanom run score --vendor acme --since N`, N"
+    assert (unnamed if kept == 3 else "--since 1619` (Id 1620, the first of that file") in old[0], old
     assert night(("f9.csv", rows(1830, 20, seed=9))) == []  # said once; Ids 1780-1829 not exported yet
     (folder / "f0.csv").rename(vendor.root / "f0.csv")  # an older file moved away as 30 late rows come
     moved = night(("late.csv", rows(1780, 30, seed=10)), ("f10.csv", rows(1850, 20, seed=11)))
     assert len(moved) == 1 and moved[0].startswith("late rows: 11 rows"), moved  # 30 late, 19 gone
     assert "in files of the export (a file was also renamed or moved: not named)" in moved[0], moved
+    assert unnamed in moved[0], moved
     state = load_state(vendor.out, "acme")
     assert len(state.source_files) == (3 if kept == 3 else 11)
     assert state.source_rows == sum(state.source_files.values()) + (state.source_settled or (0, 0))[1]

@@ -1075,6 +1075,37 @@ def _late_where(count: SourceCount) -> str:
     return f", in {listed(list(count.late_files), 3)}" + (f" and {older}" if older else "")
 
 
+def _late_to_score(night: Night, count: SourceCount) -> str:
+    """How to score a night's late rows, for its note: the ``--since`` from the start of the night that
+    holds the first Id of the files they came in (:func:`since_before`), where those are named."""
+    below = night.ids_below
+    firsts = [below.first[f] for f in count.late_files or () if below is not None and f in below.first]
+    how = ("which scores the nights from there to the watermark again as one night, whose folder and MLflow run "
+           "supersede theirs")
+    if count.moved or count.older is not None or not firsts:
+        return (f"look for a late file of the export; to score them, run `licanom run score --vendor {night.vendor} "
+                "--since N`, N the first Id of the night folder (after-N-to-...) that holds the lowest of their Ids, "
+                + how)
+    low = min(firsts)
+    files = "that file" if len(firsts) == 1 else "those files"
+    return (f"to score them, run `licanom run score --vendor {night.vendor} --since "
+            f"{since_before(night.output_dir, night.vendor, low)}` (Id {low}, the first of {files}, lies after it), "
+            + how)
+
+
+def since_before(output_dir: Path, vendor: str, low: int) -> int:
+    """The ``--since`` from which a night scored again reads Id ``low`` from the start of a night: the
+    last Id of the latest published night folder that ends below it (the night after it starts there,
+    and the rows it carried are read again), else the first Id of the latest that starts below it (the
+    first night, after the training rows), else ``low - 1``."""
+    ranges = [r for p in nights_dir(output_dir, vendor).glob("after-*-to-*") if (r := state_lib.night_range(p.name))]
+    ends = [b for _, b in ranges if b < low]
+    if ends:
+        return max(ends)
+    starts = [a for a, _ in ranges if a < low]
+    return max(starts) if starts else low - 1
+
+
 def _again_where(count: SourceCount) -> str:
     """Where a night's rows delivered again are, for its note: the files whose count of Ids grew, on a
     night without late rows (a copy in a file that held its Id already leaves that count: "" then)."""
@@ -1180,7 +1211,7 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
         said.append(
             f"late rows: {late} row{'s' if late != 1 else ''} with Ids at or below the watermark {night.after} "
             f"appeared in the source since the last night{_late_where(count)}; they are not read (the watermark has "
-            "passed them): look for a late file of the export")
+            f"passed them): {_late_to_score(night, count)}")
     if again:
         said.append(
             f"delivered again: {again} row{'s' if again != 1 else ''} under Ids at or below the watermark "
