@@ -327,15 +327,16 @@ class KeyHistory:
         first = pl.col(cls.FIRST_ID).min()
         if after is not None:
             first = pl.max_horizontal(first, pl.lit(after + 1, pl.Int64))
-        return cls._of({value: frame.filter(pl.col(value) != unknown).group_by("Key", value).agg(first.alias(cls.FIRST_ID))
-                        for value, unknown in _UNKNOWN.items()})
+        return cls._of({value: frame.filter(pl.col(value) != unknown).group_by("Key", value)
+                        .agg(first.alias(cls.FIRST_ID)) for value, unknown in _UNKNOWN.items()})
 
     @classmethod
     def _of(cls, pairs: dict[str, pl.DataFrame], levels: pl.DataFrame | None = None) -> KeyHistory:
         """From each value's (Key, value) frame: distinct pairs, sorted; where the frames hold
         :attr:`FIRST_ID`, each pair's lowest (where it was first seen)."""
-        distinct = {value: (frame.group_by("Key", value).agg(pl.col(cls.FIRST_ID).min()) if cls.FIRST_ID in frame.columns
-                            else frame.unique()).sort("Key", value) for value, frame in pairs.items()}
+        distinct = {value: (frame.group_by("Key", value).agg(pl.col(cls.FIRST_ID).min())
+                            if cls.FIRST_ID in frame.columns else frame.unique()).sort("Key", value)
+                    for value, frame in pairs.items()}
         return cls(machines=distinct["MachineCode"], countries=distinct["country"], levels=levels)
 
     def pairs(self, value: str) -> pl.DataFrame:
