@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -190,3 +191,65 @@ def test_the_nights_console_line_counts_the_entities_its_report_flags(tmp_path, 
     metrics = run.data.metrics
     assert (metrics["flagged_entities"], metrics["incidents"]) == (flagged, night.incidents), metrics
     assert metrics["anomalies"] == night.n_anomalies and metrics["chunks_scored"] == 10
+
+
+def _flagged_entities_night(v):  # type: ignore[no-untyped-def]
+    """A night whose address-hour (60 keys new to the vendor from one address) is flagged."""
+    v.start(1599)
+    night_rows = rows(1600, 200, seed=3)
+    guesses = night_rows.slice(80, 60).with_columns(pl.Series("Key", [f"NEW{i:03d}-ZZZZZ" for i in range(60)]),
+                                                     pl.lit("9.9.9.9").alias("IP"), pl.lit("2010").alias("State"))
+    v.append(pl.concat([night_rows.head(80), guesses, night_rows.slice(140)]))
+
+
+def test_a_nights_flagged_entities_are_in_a_csv_beside_anomalies_csv_and_in_its_mlflow_run(tmp_path, bundle,
+                                                                                            tracker) -> None:
+    """The flagged entities that lead a night's report were in entities.parquet only: a user who opens
+    anomalies.csv "for spreadsheets" saw none. flagged_entities.csv lists them as the report does
+    (most severe first, severity a whole number, the reasons as why), and goes to MLflow with the report."""
+    import math
+
+    from mlflow.artifacts import download_artifacts
+
+    v = new_vendor(tmp_path, "sheets", bundle)
+    _flagged_entities_night(v)
+    night = v.night(tracker)
+    entities = pl.read_parquet(night.out_dir / "entities.parquet")
+    flagged = entities.filter("is_anomaly").sort("severity", descending=True)
+    assert flagged.height > 0 and night.entities_flagged == flagged.height
+    sheet = pl.read_csv(night.out_dir / "flagged_entities.csv", try_parse_dates=True)
+    assert sheet.columns == ["vendor", "run_id", "severity", "entity_kind", "entity", "start_time", "end_time",
+                             "requests", "first_id", "last_id", "why"]
+    assert sheet.height == flagged.height and set(sheet["vendor"]) == {"sheets"}
+    assert set(sheet["run_id"]) == {night.out_dir.name}
+    assert sheet["severity"].to_list() == [math.floor(s) for s in flagged["severity"]]
+    assert sorted(zip(sheet["entity_kind"], sheet["entity"], sheet["why"], strict=True)) == sorted(
+        zip(flagged["entity_kind"], flagged["entity"], flagged["reasons"], strict=True))
+    md = (night.out_dir / "report.md").read_text()
+    assert all(f"| {kind} {entity} |" in md for kind, entity in zip(sheet["entity_kind"], sheet["entity"], strict=True))
+    experiment = tracker.client.get_experiment_by_name("licanom/sheets/nightly").experiment_id
+    (run,) = tracker.client.search_runs([experiment])
+    logged = Path(download_artifacts(run_id=run.info.run_id, artifact_path="flagged_entities.csv",
+                                     tracking_uri=tracker.config.tracking_uri, dst_path=str(tmp_path / "logged")))
+    assert logged.read_text() == (night.out_dir / "flagged_entities.csv").read_text()
+
+
+def test_a_pseudonymised_nights_flagged_entities_csv_in_mlflow_names_no_real_key(tmp_path, bundle, tracker,
+                                                                               monkeypatch) -> None:
+    from mlflow.artifacts import download_artifacts
+
+    monkeypatch.setenv(SECRET_ENV, "a-secret-of-more-than-16-characters")
+    v = new_vendor(tmp_path, "hidden", replace(bundle, pseudonym_env=SECRET_ENV))
+    _flagged_entities_night(v)
+    night = v.night(tracker)
+    own = pl.read_csv(night.out_dir / "flagged_entities.csv")
+    private = pl.read_csv(night.out_dir / "for-tracking" / "flagged_entities.csv")
+    assert own.height == private.height > 0
+    assert own["entity"].str.contains("9.9.9.9", literal=True).any()  # the vendor's own copy: real values
+    experiment = tracker.client.get_experiment_by_name("licanom/hidden/nightly").experiment_id
+    (run,) = tracker.client.search_runs([experiment])
+    logged = Path(download_artifacts(run_id=run.info.run_id, artifact_path="flagged_entities.csv",
+                                     tracking_uri=tracker.config.tracking_uri, dst_path=str(tmp_path / "logged")))
+    text = logged.read_text()
+    assert text == (night.out_dir / "for-tracking" / "flagged_entities.csv").read_text()
+    assert "9.9.9.9" not in text and "NEW0" not in text

@@ -40,7 +40,7 @@ import polars as pl
 from licanom.ops import scoring_state as state_lib
 from licanom.data.context_vector import KeyHistory
 from licanom.data.encode import RowsState
-from licanom.report.analysis import shown_severity
+from licanom.report.analysis import entities_csv, shown_severity
 from licanom.report.render import anomaly_report  # the night's report.md (a template)
 from licanom.ops.scoring_state import NightRecord, StateMissingError, VendorState, crash_point
 from licanom.ops.tracking import Tracker, TrackingUnavailableError, _reaching
@@ -65,6 +65,7 @@ logger = logging.getLogger(__name__)
 TRACKING_COPY = "for-tracking"  # the pseudonymised report of a private vendor, sent to MLflow
 STAGING = ".staging"
 LEDGER = "ledger.parquet"  # Id, fate (scored | quarantined | carried) of every row the night read
+ENTITIES_CSV = "flagged_entities.csv"  # the flagged entities for spreadsheets, beside anomalies.csv
 # An Id more than this beyond the watermark (and 1000 times the night's own Id span) is not a
 # real next request: a corrupt or hostile row, quarantined instead of moving the watermark.
 MAX_ID_JUMP = 2**31
@@ -392,8 +393,9 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                 messages: tuple[str, ...] = (), entities: pl.DataFrame | None = None,
                 private_rows: pl.DataFrame | None = None, context: np.ndarray | None = None) -> NightResult:
     """The night's folder, staged in ``nights/.staging/`` (:func:`publish_night` makes it
-    ``nights/after-A-to-B``): chunk results, quarantine, the ledger of Ids, the markdown summary
-    and, with the rows and the detector, the vendor's HTML report (report.html, anomalies.csv)
+    ``nights/after-A-to-B``): chunk results, quarantine, the ledger of Ids, the markdown summary,
+    the entity results (and the flagged ones for spreadsheets, :data:`ENTITIES_CSV`) and, with the
+    rows and the detector, the vendor's HTML report (report.html, anomalies.csv)
     and what rebuilds it. A night that read no row writes nothing.
 
     With a pseudonym ``secret`` the vendor's report keeps the real values and a copy drawn
@@ -445,6 +447,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
         entities = reveal(entities, private_rows, rows)
     if entities is not None:
         entities.write_parquet(out / "entities.parquet")
+        entities_csv(entities, vendor, final.name).write_csv(out / ENTITIES_CSV)  # beside anomalies.csv
     notes = tuple(n for n in (validation.quarantine_note(),) if n)  # the vendor learns what was refused
     (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version, messages, rows_unknown_product,
                                                   incidents, entities, notes))
@@ -456,6 +459,8 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
         (out / TRACKING_COPY).mkdir(exist_ok=True)
         (out / TRACKING_COPY / "report.md").write_text(anomaly_report(
             vendor, chunks, model_version, messages, rows_unknown_product, private_incidents, private_entities, notes))
+        if private_entities is not None:
+            entities_csv(private_entities, vendor, final.name).write_csv(out / TRACKING_COPY / ENTITIES_CSV)
     if rows is not None and detector is not None and chunks.height:
         from licanom.report import Computed, detector_report_input, save_run, write_report
 
@@ -524,7 +529,7 @@ def log_night(tracker: Tracker, night: NightResult) -> str:
         if folder is not None:
             private = (folder / TRACKING_COPY).is_dir()  # pseudonymised copy: only that one
             source = folder / TRACKING_COPY if private else folder
-            for name in ("report.md", "report.html", "anomalies.csv"):
+            for name in ("report.md", "report.html", "anomalies.csv", ENTITIES_CSV):
                 if (source / name).exists():
                     tracker.log_artifact_file(run_id, source / name)
     except BaseException:

@@ -60,8 +60,9 @@ from licanom.detectors.decision import FLAGGED_BY
 
 __all__ = [
     "CALIBRATED_BANDS", "CSV_COLUMNS", "FRAME_COLUMNS", "SEVERITY_BANDS", "Analysis", "Computed", "ReportInput",
-    "ScoreWording", "analyse", "anomalies_csv", "anomaly_frames", "chunk_feature_errors", "decision_name", "decision_note",
-    "detector_report_input", "severity", "score_wording", "shown_severity",
+    "ENTITY_CSV_COLUMNS", "ScoreWording", "analyse", "anomalies_csv", "anomaly_frames", "chunk_feature_errors",
+    "decision_name", "decision_note", "detector_report_input", "entities_csv", "severity", "score_wording",
+    "shown_severity",
 ]
 
 # (name, lowest score/threshold ratio), most severe first.
@@ -113,6 +114,11 @@ CSV_COLUMNS: tuple[str, ...] = (
     "chunks", "first_id", "last_id", "score", "threshold", "ratio", "top_columns", "why",
     "new_keys", "new_machine_codes", "new_ips", "new_countries",
     "top_keys", "top_machine_codes", "top_ips", "top_countries", "flagged_by", "peak_severity",
+)
+# The flagged entities for spreadsheets (entities_csv, a night's flagged_entities.csv), in this order.
+ENTITY_CSV_COLUMNS: tuple[str, ...] = (
+    "vendor", "run_id", "severity", "entity_kind", "entity", "start_time", "end_time", "requests",
+    "first_id", "last_id", "why",
 )
 
 LABELS: dict[str, str] = {
@@ -836,7 +842,23 @@ def csv_frame(a: Analysis) -> pl.DataFrame:
         **{f"top_{n}": pl.String for n in ("keys", "machine_codes", "ips", "countries")},
         "flagged_by": pl.String, "peak_severity": pl.Int64,
     }
-    frame = pl.DataFrame(records, schema=schema).select(CSV_COLUMNS)
+    return _no_formulas(pl.DataFrame(records, schema=schema).select(CSV_COLUMNS))
+
+
+def entities_csv(entities: pl.DataFrame, vendor: str, run_id: str) -> pl.DataFrame:
+    """The flagged entities (licanom.detectors.entities.ENTITY_COLUMNS, ``is_anomaly``) as the report
+    lists them, for spreadsheets (ENTITY_CSV_COLUMNS), most severe first: ``severity`` a whole number
+    as the report shows it (:func:`shown_severity`), ``why`` the entity's reasons. Text cells that
+    start like a formula get a leading apostrophe."""
+    flagged = entities.filter("is_anomaly").sort("severity", "first_id", descending=[True, False], nulls_last=True)
+    return _no_formulas(flagged.select(
+        pl.lit(vendor, pl.String).alias("vendor"), pl.lit(run_id, pl.String).alias("run_id"),
+        pl.col("severity").fill_nan(None).floor().cast(pl.Int64), "entity_kind", "entity", "start_time", "end_time", "requests",
+        "first_id", "last_id", pl.col("reasons").alias("why")))
+
+
+def _no_formulas(frame: pl.DataFrame) -> pl.DataFrame:
+    """A leading apostrophe for the text cells a spreadsheet would read as a formula."""
     return frame.with_columns(
         pl.when(pl.col(c).str.contains(r"^[=+\-@\t\r]")).then(pl.concat_str(pl.lit("'"), pl.col(c)))
         .otherwise(pl.col(c)).alias(c)
