@@ -36,16 +36,17 @@ PERMANENT = (LookupError, nightly.ModelLoadError, state.StateError, ValidationEr
 
 
 def vendor_lock(output_dir: Path, vendor: str):  # type: ignore[no-untyped-def]
-    """The vendor's lock, held by the flow around a night (a context manager, not a task)."""
+    """The vendor's lock, held by the flow around a night (a context manager, not a task; it yields
+    a licanom.ops.scoring_state.LockHeld: whether the run waited for another run of the vendor)."""
     return state.vendor_lock(output_dir, vendor)
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=unless(*PERMANENT))
 def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | None = None,
-               cfg: Config | None = None) -> Night:
+               cfg: Config | None = None, waited: float | None = None) -> Night:
     """Recover a killed night, load the champion (checked against the vendor's privacy settings)
-    and the committed state (safe to repeat)."""
-    night = nightly.open_night(output_dir, vendor, tracker, since, cfg=cfg)
+    and the committed state (safe to repeat); ``waited``: the seconds the run waited for the vendor's lock."""
+    night = nightly.open_night(output_dir, vendor, tracker, since, cfg=cfg, waited=waited)
     for note in night.notes:
         print(f"{vendor}: recovered: {note}")
     get_run_logger().info("champion of %s: version %s (%s)", vendor, night.version, night.model.detector.model)

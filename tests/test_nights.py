@@ -723,6 +723,49 @@ def test_a_night_of_mostly_bad_rows_fails_by_the_training_limit_and_says_so(vend
     assert vendor.night().watermark_after == 1699 and not kept.exists()
 
 
+def _nightly_runs(tracker, vendor: str = "acme"):  # type: ignore[no-untyped-def]
+    experiment = tracker.client.get_experiment_by_name(f"licanom/{vendor}/nightly").experiment_id
+    return tracker.client.search_runs([experiment], order_by=["attributes.start_time ASC"])
+
+
+def test_a_run_that_waited_for_another_runs_lock_says_so(vendor, monkeypatch) -> None:
+    """Two nightly runs at once: the second waited for the first's lock and then said only "0 rows
+    read ... nothing new". It says that it waited for another run of the vendor (the console and
+    its MLflow run); a run that found the lock free says nothing of it."""
+    import threading
+
+    import licanom.ops.scoring_state as state_lib
+
+    tracker = tracker_for(vendor.root)
+    vendor.append(rows(1600, 100))
+    alone = vendor.night(tracker)
+    assert alone.waited is None and not any("another run" in line for line in alone.summary())
+    blocked = threading.Event()
+    sleep = state_lib.time.sleep
+
+    def waiting(seconds: float) -> None:  # the second run found the lock held
+        blocked.set()
+        sleep(seconds)
+
+    monkeypatch.setattr(state_lib.time, "sleep", waiting)
+    done = []
+    with state_lib.vendor_lock(vendor.out, "acme") as held:  # the other run, scoring the vendor
+        assert held.waited is None
+        second = threading.Thread(target=lambda: done.append(vendor.night(tracker)))
+        second.start()
+        assert blocked.wait(60)
+    second.join(120)
+    (night,) = done
+    assert night.out_dir is None and night.waited is not None and night.waited >= 0
+    summary = night.summary()
+    assert "0 rows read" in summary[0] and "nothing new after the watermark, Id 1699" in summary[0]
+    assert summary[1].startswith("  waited ") and "s for another run of vendor acme to end (the vendor's lock), " \
+        "then read after the watermark that run left" in summary[1], summary
+    run = _nightly_runs(tracker)[-1]
+    assert run.data.metrics["rows_read"] == 0 and float(run.data.tags["licanom.waited_for_lock"]) >= 0
+    assert "licanom.waited_for_lock" not in _nightly_runs(tracker)[0].data.tags
+
+
 # --- unknown products --------------------------------------------------------------------------
 
 def test_a_row_of_an_unknown_product_is_quarantined_and_the_night_goes_on(vendor, bundle) -> None:

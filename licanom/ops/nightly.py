@@ -109,6 +109,8 @@ class NightResult:
     incidents: int = 0
     # the quarantine's reasons in a few words for the console line (ValidationResult.commonest_reason)
     quarantine_reason: str | None = None
+    # seconds the run waited for another run of the vendor to free its lock (None: it was free)
+    waited: float | None = None
 
     @property
     def n_anomalies(self) -> int:
@@ -133,7 +135,15 @@ class NightResult:
         return [f"{self.vendor}: {self.rows_read:,} rows read, {self.rows_quarantined:,} quarantined{why}, "
                 f"{self.chunks.height:,} chunks scored, {self.found()} by champion version "
                 f"{self.model_version}{carried} -> {self.out_dir or nothing}",
-                *(f"  {message}" for message in self.messages)]
+                *(f"  {message}" for message in (*self.waited_note(), *self.messages))]
+
+    def waited_note(self) -> tuple[str, ...]:
+        """That the run waited for another run of the vendor (its lock) and read after the watermark
+        that run left: a second run started beside the first finds nothing new, and says why."""
+        if self.waited is None:
+            return ()
+        return (f"waited {self.waited:.1f} s for another run of vendor {self.vendor} to end (the vendor's lock), "
+                "then read after the watermark that run left",)
 
     def found(self) -> str:
         """What the night flagged, as its report.md counts it: ``5 flagged (2 by the night rule) in 3
@@ -498,15 +508,21 @@ def _free_name(path: Path, before: int | None, after: int | None) -> Path:
     return candidate
 
 
+WAITED_TAG = "licanom.waited_for_lock"  # seconds the run waited for another run of the vendor
+
+
 def log_night(tracker: Tracker, night: NightResult) -> str:
     """A run in the vendor's experiment: rows read, quarantined, chunks, anomalies, incidents,
-    flagged entities, watermark.
+    flagged entities, watermark. One that waited for another run of the vendor is tagged
+    ``licanom.waited_for_lock`` (seconds).
 
     The run stays RUNNING: :func:`publish_night` sets it FINISHED once the night is published,
     and the next run's :func:`recover` marks it FAILED if the night never was."""
     tags = {"licanom.night": night.out_dir.name if night.out_dir else ""}
     if night.scored_again:  # its rows were counted by the runs of the nights that read them first
         tags[SCORED_AGAIN_TAG] = "true"
+    if night.waited is not None:
+        tags[WAITED_TAG] = f"{night.waited:.1f}"
     run_id = tracker.start_run(night.vendor, "nightly score", NIGHT_KIND, tags=tags)
     crash_point("log:run-started")
     try:
@@ -793,6 +809,7 @@ class Night:
     entities: pl.DataFrame | None = None
     result: NightResult | None = None
     run_id: str | None = None
+    waited: float | None = None  # seconds waited for another run of the vendor to free its lock (LockHeld)
 
     @property
     def after(self) -> int | None:
@@ -847,14 +864,17 @@ def champion_cautions(model: Any, version: str) -> tuple[str, ...]:
 
 
 def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | None = None,
-               champion: tuple[Any, str] | None = None, cfg: Any | None = None) -> Night:
+               champion: tuple[Any, str] | None = None, cfg: Any | None = None,
+               waited: float | None = None) -> Night:
     """Under the vendor's lock: recover a killed night, load the champion (or take ``champion``:
     model, version; with the vendor's ``cfg``, refused where it asks for pseudonyms that the
     champion was trained without: :func:`licanom.data.privacy.check_champion_privacy`), read the
     committed state and give the model the pairs it already saw and
     (rows mode) the rows state of the nights it scored (for ``since`` at or before the last
     night's start, both of the nights before it: the last night scored again is judged as it was). A
-    champion of another version than the state's starts from its own training rows."""
+    champion of another version than the state's starts from its own training rows. ``waited``: the
+    seconds the run waited for the lock (:class:`licanom.ops.scoring_state.LockHeld`), for its summary
+    and MLflow run to say so."""
     from licanom.ops.bundle import with_rows_state, with_seen
 
     crash_point("after:lock")
@@ -873,7 +893,7 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
     crash_point("after:load_state")
     model = with_rows_state(with_seen(model, st.seen_judging(version, since)), st.rows_judging(version, since))
     return Night(output_dir=output_dir, vendor=vendor, model=model, version=version, state=st, since=since,
-                 notes=tuple(notes), apart=apart, cautions=champion_cautions(model, version))
+                 notes=tuple(notes), apart=apart, cautions=champion_cautions(model, version), waited=waited)
 
 
 def read_night(night: Night, source: Any) -> Night:
@@ -1330,7 +1350,8 @@ def stage_night(night: Night) -> Night:
     return replace(night, result=replace(result, late_rows=screened.late, ids_gone=screened.gone,
                                          delivered_again=screened.again,
                                          scored_again=night.scored_again,
-                                         since=night.since, vendor_watermark=night.state.watermark))
+                                         since=night.since, vendor_watermark=night.state.watermark,
+                                         waited=night.waited))
 
 
 def log(tracker: Tracker, night: Night) -> Night:
@@ -1365,8 +1386,8 @@ def score_night(output_dir: Path, vendor: str, cfg: Any, tracker: Tracker, model
                 since: int | None = None) -> NightResult:
     """One night, the same steps as the ``score-vendor`` flow's tasks, with the same crash
     points, given the champion (``model``, ``version``)."""
-    with state_lib.vendor_lock(output_dir, vendor):
-        night = open_night(output_dir, vendor, tracker, since, champion=(model, version), cfg=cfg)
+    with state_lib.vendor_lock(output_dir, vendor) as held:
+        night = open_night(output_dir, vendor, tracker, since, champion=(model, version), cfg=cfg, waited=held.waited)
         night = score_rows(read_night(night, cfg.source), cfg.validate_.max_bad_fraction, tracker)
         night = stage_night(night)
         crash_point("after:stage")

@@ -429,9 +429,19 @@ class VendorBusyError(RuntimeError):
     """Another run holds the vendor's lock for longer than we were willing to wait."""
 
 
+@dataclass(frozen=True)
+class LockHeld:
+    """The vendor's lock, held: ``waited``, the seconds this run waited for another run of the
+    vendor to free it (None: it was free), for the run to say so (its night reads after the
+    watermark that run left, and finds nothing new where that run read the rows)."""
+
+    waited: float | None = None
+
+
 @contextlib.contextmanager
-def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: float = 0.2) -> Iterator[None]:
-    """Hold the vendor's scoring lock (an exclusive ``flock`` on ``<state>/lock``).
+def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: float = 0.2) -> Iterator[LockHeld]:
+    """Hold the vendor's scoring lock (an exclusive ``flock`` on ``<state>/lock``); yields a
+    :class:`LockHeld` saying whether (and how long) this run waited for it.
 
     Two runs for the same vendor, in one process or in two, take turns: the second one waits
     (up to ``timeout`` seconds, then :class:`VendorBusyError`) and then reads the state the
@@ -442,12 +452,15 @@ def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: fl
     d.mkdir(parents=True, exist_ok=True)
     fd = os.open(d / "lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = began + timeout
+        waited = None
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                waited = 0.0  # another run holds it
                 if time.monotonic() >= deadline:
                     raise VendorBusyError(
                         f"vendor {vendor!r} is being scored by another run (lock {d / 'lock'}) "
@@ -455,8 +468,10 @@ def vendor_lock(output_dir: Path, vendor: str, timeout: float = 3600.0, poll: fl
                         f"its run ends or dies)"
                     ) from None
                 time.sleep(poll)
+        if waited is not None:
+            waited = time.monotonic() - began
         try:
-            yield
+            yield LockHeld(waited)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
