@@ -35,7 +35,7 @@ def score_vendor(vendor: str = "demo", since: int | None = None) -> NightResult:
     vendors.require_secrets(cfg)  # a missing secret: one line before the log is read, as in training
     with scoring.vendor_lock(out, vendor) as held:  # one run per vendor at a time; the second reads what the first left
         night = scoring.open_night(out, vendor, tracker, since, cfg, held.waited)
-        night = data.read_night(cfg, opaque(night))
+        night = data.read_night(cfg, opaque(night), tracker)
         night = scoring.score_rows(opaque(night), cfg.validate_.max_bad_fraction, tracker)
         night = scoring.stage_night(opaque(night))
         night = scoring.log_night(tracker, opaque(night))

@@ -15,6 +15,7 @@ from licanom.ops import nightly, training
 from licanom.data import pipeline
 from licanom.config import Config
 from licanom.ops.nightly import Night
+from licanom.ops.tracking import Tracker
 from licanom.data.validate import ValidationResult
 
 
@@ -26,10 +27,10 @@ def extract(cfg: Config, after_id: int | None = None, until: datetime | None = N
 
 
 @task(cache_policy=NO_CACHE)
-def read_night(cfg: Config, night: Night) -> Night:
+def read_night(cfg: Config, night: Night, tracker: Tracker | None = None) -> Night:
     """The night's rows: Id > the watermark (or ``since``), less the far-beyond Ids an earlier
-    night quarantined."""
-    return nightly.read_night(night, cfg.source)
+    night quarantined (an export refused as it is read: a FAILED MLflow run, with ``tracker``)."""
+    return nightly.read_night(night, cfg.source, tracker)
 
 
 @task(cache_policy=NO_CACHE)

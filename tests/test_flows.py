@@ -200,6 +200,34 @@ def test_scoring_flow_matches_the_library_and_is_idempotent(trained_alpha, flow_
     assert len([n for n in nights if (n / "chunks.parquet").exists() and pl.read_parquet(n / "chunks.parquet").height]) == 1
 
 
+def test_a_night_refused_as_its_rows_are_read_has_a_failed_mlflow_run(trained_alpha, flow_env, monkeypatch):
+    """The score-vendor flow gives the reading task the tracker: an export refused as it is read (a
+    file without a required column) fails the flow run and leaves a FAILED nightly MLflow run, as a
+    night refused for its bad rows does."""
+    from flows.score_vendor import score_vendor
+    from licanom.data.validate import ValidationError
+    from licanom.ops import nightly
+    from licanom.ops.scoring_state import load_state
+    from licanom.ops.tracking import configure
+
+    _, out = flow_env
+    said = "/exports/alpha/b.csv: the log file lacks required column(s) ['MachineCode']; it has ['Machine Code']"
+
+    def refused(night, source):  # type: ignore[no-untyped-def]
+        raise ValidationError(said)
+
+    monkeypatch.setattr(nightly, "_read_night", refused)
+    watermark = load_state(out, "alpha").watermark
+    state = score_vendor("alpha", return_state=True)
+    assert state.is_failed() and said in str(state.message)
+    tracker = configure()
+    experiment = tracker.client.get_experiment_by_name("licanom/alpha/nightly").experiment_id
+    run = tracker.client.search_runs([experiment], order_by=["attributes.start_time DESC"], max_results=1)[0]
+    assert run.info.status == "FAILED" and run.data.tags["licanom.refusal"] == said
+    assert run.info.run_name == f"nightly score (refused after Id {watermark})"
+    assert load_state(out, "alpha").watermark == watermark
+
+
 def test_nightly_reports_a_failing_vendor_and_scores_the_others(trained_alpha, flow_env, monkeypatch, caplog):
     from flows.nightly import nightly
     from flows.train_vendor import train_vendor

@@ -385,7 +385,8 @@ def test_late_rows_name_the_files_whose_count_grew_by_their_names_in_the_source(
     (folder / "2025").mkdir(parents=True)
     read: list[nightly.Night] = []
     read_night = nightly.read_night
-    monkeypatch.setattr(nightly, "read_night", lambda night, source: read.append(read_night(night, source)) or read[-1])
+    monkeypatch.setattr(nightly, "read_night",
+                        lambda night, source, *tracker: read.append(read_night(night, source, *tracker)) or read[-1])
 
     def night(*files: tuple[str, pl.DataFrame]):  # type: ignore[no-untyped-def]
         for name, frame in files:
@@ -726,6 +727,81 @@ def test_a_night_of_mostly_bad_rows_fails_by_the_training_limit_and_says_so(vend
 def _nightly_runs(tracker, vendor: str = "acme"):  # type: ignore[no-untyped-def]
     experiment = tracker.client.get_experiment_by_name(f"licanom/{vendor}/nightly").experiment_id
     return tracker.client.search_runs([experiment], order_by=["attributes.start_time ASC"])
+
+
+def test_the_nightly_runs_are_named_by_their_nights_and_a_run_of_nothing_new_says_so(vendor) -> None:
+    """Every nightly MLflow run was named "nightly score", and a run that read no row made a FINISHED
+    run of zeros that looked like any other: each run is named by its night (its chunks' times and
+    its folder), and a run of nothing new is kept (the vendor was scored) but named and tagged so."""
+    tracker = tracker_for(vendor.root)
+    vendor.append(rows(1600, 100))
+    first = vendor.night(tracker)
+    vendor.append(rows(1700, 50, seed=1))
+    second = vendor.night(tracker)
+    nothing = vendor.night(tracker)
+    assert nothing.out_dir is None and second.out_dir is not None
+    runs = _nightly_runs(tracker)
+    names = [r.info.run_name for r in runs]
+    assert len(set(names)) == 3, names
+    start, end = first.chunks["start_time"].min(), first.chunks["end_time"].max()
+    assert names[0] == f"nightly score {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC (after-1599-to-1699)"
+    assert names[1].endswith(f"UTC ({second.out_dir.name})") and names[2] == "nightly score (nothing new after Id 1749)"
+    assert [r.info.status for r in runs] == ["FINISHED"] * 3
+    assert [r.data.tags.get("licanom.outcome") for r in runs] == [None, None, "nothing new"]
+    assert runs[2].data.metrics["rows_read"] == 0 and runs[2].data.tags["licanom.night"] == ""
+    check_ledger(vendor, list(range(1600, 1750)), tracker)
+
+
+@pytest.mark.parametrize("source", ["file", "folder"])
+def test_a_night_refused_for_a_missing_column_has_a_failed_mlflow_run(vendor, source) -> None:
+    """A night refused for too many bad rows had a FAILED run, but one refused for a file that lacks a
+    column (an export whose MachineCode became "Machine Code") had none: MLflow did not show that the
+    vendor missed a night. Both are FAILED runs with the refusal."""
+    from licanom.data.validate import ValidationError
+
+    tracker = tracker_for(vendor.root)
+    renamed = rows(1600, 100).rename({"MachineCode": "Machine Code"})
+    if source == "file":  # refused as the night's rows are read: the one file named
+        vendor.append(renamed)
+        path = vendor.log
+        with pytest.raises(ValidationError, match=r"lacks required column\(s\) \['MachineCode'\]") as err:
+            vendor.night(tracker)
+    else:  # a folder: the file of the export that lacks it
+        path = vendor.root / "exports" / "b.csv"
+        path.parent.mkdir()
+        rows(1600, 50).write_csv(path.parent / "a.csv")
+        renamed.slice(50).write_csv(path)
+        with pytest.raises(ValidationError, match=r"lacks required column\(s\) \['MachineCode'\]") as err:
+            vendor.night(tracker, path=str(path.parent))
+    (run,) = _nightly_runs(tracker)
+    assert run.info.status == "FAILED" and run.info.run_name == "nightly score (refused after Id 1599)"
+    assert run.data.tags["licanom.outcome"] == "refused" and run.data.tags["licanom.night"] == ""
+    assert run.data.tags["licanom.refusal"] == str(err.value).splitlines()[0] and str(path) in run.data.tags["licanom.refusal"]
+    assert "licanom.refused" not in run.data.tags and not run.data.metrics  # no rows kept, none counted
+    assert run.data.params["watermark_before"] == "1599"
+    assert state_json(vendor)["watermark"] == 1599 and published(vendor.out, "acme") == []
+
+
+def test_a_pseudonymised_vendors_refused_export_names_its_file_without_its_folders_in_mlflow(tmp_path, bundle,
+                                                                                             monkeypatch) -> None:
+    from dataclasses import replace
+
+    from licanom.data.validate import ValidationError
+
+    monkeypatch.setenv("LICANOM_TEST_REFUSAL_SECRET", "a-secret-of-more-than-16-characters")
+    v = new_vendor(tmp_path, "private", replace(bundle, pseudonym_env="LICANOM_TEST_REFUSAL_SECRET"))
+    v.start(1599)
+    folder = tmp_path / "customer-x" / "exports"
+    (folder / "march").mkdir(parents=True)
+    rows(1600, 50).write_csv(folder / "march" / "a.csv")
+    rows(1650, 50).rename({"MachineCode": "Machine Code"}).write_csv(folder / "march" / "b.csv")
+    tracker = tracker_for(v.root)
+    with pytest.raises(ValidationError, match="lacks required column"):
+        v.night(tracker, path=str(folder))
+    (run,) = _nightly_runs(tracker, "private")
+    said = run.data.tags["licanom.refusal"]
+    assert run.info.status == "FAILED" and said.startswith("march/b.csv: the log file lacks required column(s)"), said
+    assert "customer-x" not in said and str(tmp_path) not in said
 
 
 def test_a_run_that_waited_for_another_runs_lock_says_so(vendor, monkeypatch) -> None:

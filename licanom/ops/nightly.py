@@ -508,22 +508,41 @@ def _free_name(path: Path, before: int | None, after: int | None) -> Path:
     return candidate
 
 
+OUTCOME_TAG = "licanom.outcome"  # what became of a nightly run that published no night
+NOTHING_NEW = "nothing new"
 WAITED_TAG = "licanom.waited_for_lock"  # seconds the run waited for another run of the vendor
 
 
+def night_run_name(night: NightResult) -> str:
+    """The night's MLflow run name, which tells the runs apart: the times of its chunks and its
+    folder (``nightly score 2025-01-22 00:01 to 2025-01-22 23:58 UTC (after-A-to-B)``; the folder
+    alone for a night of no chunk), or, for a run that read no row, ``nightly score (nothing new
+    after Id A)``."""
+    if night.out_dir is None:
+        at = "" if night.watermark_before is None else f" after Id {night.watermark_before}"
+        return f"nightly score ({NOTHING_NEW}{at})"
+    if not night.chunks.height:
+        return f"nightly score {night.out_dir.name}"
+    start, end = night.chunks["start_time"].min(), night.chunks["end_time"].max()
+    return f"nightly score {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC ({night.out_dir.name})"
+
+
 def log_night(tracker: Tracker, night: NightResult) -> str:
-    """A run in the vendor's experiment: rows read, quarantined, chunks, anomalies, incidents,
-    flagged entities, watermark. One that waited for another run of the vendor is tagged
-    ``licanom.waited_for_lock`` (seconds).
+    """A run in the vendor's experiment (named by its night: :func:`night_run_name`): rows read,
+    quarantined, chunks, anomalies, incidents, flagged entities, watermark. A run that read no row
+    is kept (the vendor was scored, and found nothing new), tagged ``licanom.outcome: nothing new``;
+    one that waited for another run of the vendor is tagged ``licanom.waited_for_lock`` (seconds).
 
     The run stays RUNNING: :func:`publish_night` sets it FINISHED once the night is published,
     and the next run's :func:`recover` marks it FAILED if the night never was."""
     tags = {"licanom.night": night.out_dir.name if night.out_dir else ""}
     if night.scored_again:  # its rows were counted by the runs of the nights that read them first
         tags[SCORED_AGAIN_TAG] = "true"
+    if night.out_dir is None:  # a run of no night: kept (the vendor was scored), and told apart
+        tags[OUTCOME_TAG] = NOTHING_NEW
     if night.waited is not None:
         tags[WAITED_TAG] = f"{night.waited:.1f}"
-    run_id = tracker.start_run(night.vendor, "nightly score", NIGHT_KIND, tags=tags)
+    run_id = tracker.start_run(night.vendor, night_run_name(night), NIGHT_KIND, tags=tags)
     crash_point("log:run-started")
     try:
         tracker.log_params(run_id, {"model_version": night.model_version,
@@ -710,7 +729,7 @@ def fail_orphan_runs(tracker: Tracker, vendor: str, keep: str | None = None) -> 
     for run in runs:
         if run.info.run_id == keep:
             continue
-        tracker.client.set_tag(run.info.run_id, "licanom.outcome", "killed before its night was published")
+        tracker.client.set_tag(run.info.run_id, OUTCOME_TAG, "killed before its night was published")
         tracker.end_run(run.info.run_id, "FAILED")
         notes.append(f"MLflow run {run.info.run_id} marked FAILED (its night was killed before it was published)")
     return notes
@@ -896,9 +915,21 @@ def open_night(output_dir: Path, vendor: str, tracker: Tracker, since: int | Non
                  notes=tuple(notes), apart=apart, cautions=champion_cautions(model, version), waited=waited)
 
 
-def read_night(night: Night, source: Any) -> Night:
+def read_night(night: Night, source: Any, tracker: Tracker | None = None) -> Night:
     """The rows after the watermark (or ``since``) from the vendor's source, less the far-beyond
-    Ids an earlier night quarantined."""
+    Ids an earlier night quarantined. An export refused as it is read (a file that lacks a
+    required column) has, with ``tracker``, a FAILED MLflow run (:func:`log_refusal`), as a night
+    refused for its rows has."""
+    try:
+        return _read_night(night, source)
+    except ValidationError as err:
+        if tracker is not None:
+            private = night.model.pseudonym_env is not None
+            log_refusal(tracker, night, None, _named_in_source(str(err), source) if private else str(err), None)
+        raise
+
+
+def _read_night(night: Night, source: Any) -> Night:
     from dataclasses import replace
 
     from licanom.data import pipeline
@@ -1168,23 +1199,32 @@ def carried_rows(model: Any, night: Night) -> pl.DataFrame | None:
     return bundle_lib.validate_rows(model, night.carried, night.vendor).valid
 
 
-def log_refusal(tracker: Tracker, night: Night, result: ValidationResult, message: str, kept: Path) -> None:
-    """A refused night's MLflow run, FAILED at once: rows read and quarantined (as
-    ``refused_rows_read`` and ``refused_rows_quarantined``), the refusal's counts and reasons and
-    where its rows are kept (``licanom.refused``), so that a dashboard of vendors sees the night
-    that was not scored. A store that cannot be reached is a warning, never in the way of the
-    refusal itself."""
+def log_refusal(tracker: Tracker, night: Night, result: ValidationResult | None, message: str,
+                kept: Path | None) -> None:
+    """A refused night's MLflow run (``nightly score (refused after Id A)``), FAILED at once, so that
+    a dashboard of vendors sees the night that was not scored: the refusal in the tag
+    ``licanom.refusal`` (its first line: the counts and reasons, or the file and the column it
+    lacks) and, for a night of too many bad rows (``result``), rows read and quarantined (as
+    ``refused_rows_read`` and ``refused_rows_quarantined``) and where its rows are kept
+    (``kept``, the tag ``licanom.refused``). A store that cannot be reached is a warning, never in
+    the way of the refusal itself."""
     from mlflow.exceptions import MlflowException
 
+    at = "" if night.after is None else f" after Id {night.after}"
+    tags = {"licanom.night": "", OUTCOME_TAG: "refused"}
+    if kept is not None:
+        tags["licanom.refused"] = str(kept)
+    if night.waited is not None:
+        tags[WAITED_TAG] = f"{night.waited:.1f}"
     try:
         with _reaching(tracker.config.tracking_uri):
-            run_id = tracker.start_run(night.vendor, "nightly score (refused)", NIGHT_KIND,
-                                       tags={"licanom.refused": str(kept), "licanom.night": ""})
+            run_id = tracker.start_run(night.vendor, f"nightly score (refused{at})", NIGHT_KIND, tags=tags)
             tracker.log_params(run_id, {"model_version": night.version, "watermark_before": night.after})
-            # names of their own: the next try reads these rows again, and a sum of rows_read over
-            # the runs would count them twice
-            tracker.log_metrics(run_id, {"refused_rows_read": result.n_in,
-                                         "refused_rows_quarantined": result.quarantine.height})
+            if result is not None:
+                # names of their own: the next try reads these rows again, and a sum of rows_read over
+                # the runs would count them twice
+                tracker.log_metrics(run_id, {"refused_rows_read": result.n_in,
+                                             "refused_rows_quarantined": result.quarantine.height})
             # the counts and reasons, not the examples: they quote the rows' values (an address, a
             # key), which a pseudonymised vendor's MLflow store must not hold
             tracker.set_tags(run_id, {"licanom.refusal": message.splitlines()[0].split(" Examples (")[0]})
@@ -1193,10 +1233,27 @@ def log_refusal(tracker: Tracker, night: Night, result: ValidationResult, messag
         logger.warning("the refused night of vendor %s has no MLflow run: %s", night.vendor, _first_line(failed))
 
 
+def _named_in_source(message: str, source: Any) -> str:
+    """A refusal of a file source's export with each of its files named by its name in the source
+    (:func:`licanom.data.extract.files.source_names`), not by its folders: a pseudonymised vendor's
+    MLflow store holds no path of the vendor's ("/srv/exports/<customer>/...")."""
+    from licanom.data.extract.files import log_files, source_names
+
+    if getattr(source, "kind", None) != "files" or not getattr(source, "path", None):
+        return message
+    try:
+        names = source_names(source.path, log_files(source.path, warn=False))
+    except (OSError, RuntimeError):  # the source cannot be listed again: its folder left out below
+        names = {}
+    for full, name in sorted(names.items(), key=lambda item: -len(item[0])):  # a longer path first
+        message = message.replace(full, name)
+    return message.replace(str(Path(source.path)), Path(source.path).name)
+
+
 def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = None) -> Night:
     """Validate and screen the rows, cut the windows (carrying the last night's tail), score
-    them and the night's entities. A refused night (too many bad rows) keeps its quarantine and,
-    with ``tracker``, has a FAILED MLflow run (:func:`log_refusal`)."""
+    them and the night's entities. A refused night (too many bad rows, a column missing) has, with
+    ``tracker``, a FAILED MLflow run (:func:`log_refusal`); one of too many bad rows keeps its quarantine."""
     from dataclasses import replace
 
     from licanom.ops import bundle as bundle_lib
@@ -1209,7 +1266,9 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
                           night.vendor, max_bad_fraction, night.state.ahead, private=model.pseudonym_env is not None,
                           file_names=night.ids_below.names if night.ids_below is not None else None)
     except ValidationError as err:  # refused: its quarantine is kept where the vendor can read it
-        if err.result is None:
+        if err.result is None:  # the rows as a whole (a column missing): nothing to keep
+            if tracker is not None:
+                log_refusal(tracker, night, None, str(err), None)
             raise
         kept = refused_quarantine(night.output_dir, night.vendor, night.after)
         refusal = refusal_kept(err, kept, "the refused rows")
@@ -1388,7 +1447,7 @@ def score_night(output_dir: Path, vendor: str, cfg: Any, tracker: Tracker, model
     points, given the champion (``model``, ``version``)."""
     with state_lib.vendor_lock(output_dir, vendor) as held:
         night = open_night(output_dir, vendor, tracker, since, champion=(model, version), cfg=cfg, waited=held.waited)
-        night = score_rows(read_night(night, cfg.source), cfg.validate_.max_bad_fraction, tracker)
+        night = score_rows(read_night(night, cfg.source, tracker), cfg.validate_.max_bad_fraction, tracker)
         night = stage_night(night)
         crash_point("after:stage")
         night = publish(tracker, log(tracker, night))
