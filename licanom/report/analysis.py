@@ -853,8 +853,8 @@ def entities_csv(entities: pl.DataFrame, vendor: str, run_id: str) -> pl.DataFra
     flagged = entities.filter("is_anomaly").sort("severity", "first_id", descending=[True, False], nulls_last=True)
     return _no_formulas(flagged.select(
         pl.lit(vendor, pl.String).alias("vendor"), pl.lit(run_id, pl.String).alias("run_id"),
-        pl.col("severity").fill_nan(None).floor().cast(pl.Int64), "entity_kind", "entity", "start_time", "end_time", "requests",
-        "first_id", "last_id", pl.col("reasons").alias("why")))
+        pl.col("severity").fill_nan(None).floor().cast(pl.Int64), "entity_kind", "entity", "start_time", "end_time",
+        "requests", "first_id", "last_id", pl.col("reasons").alias("why")))
 
 
 def _no_formulas(frame: pl.DataFrame) -> pl.DataFrame:
