@@ -36,6 +36,21 @@ def vendor(tmp_path, bundle):
     return v
 
 
+def export_nights(vendor):  # type: ignore[no-untyped-def]
+    """The vendor's folder export, its night and their MLflow store: ``night(name, frame, since)``
+    writes ``frame`` as the folder's file ``name`` first where given, then scores a night."""
+    folder = vendor.root / "export"
+    folder.mkdir()
+    tracker = tracker_for(vendor.root)
+
+    def night(name: str | None = None, frame: pl.DataFrame | None = None, since: int | None = None):  # type: ignore[no-untyped-def]
+        if name is not None and frame is not None:
+            frame.write_csv(folder / name)
+        return vendor.night(tracker, since=since, path=str(folder))
+
+    return folder, night, tracker
+
+
 def _quarantine(night) -> pl.DataFrame:  # type: ignore[no-untyped-def]
     return pl.read_parquet(night.out_dir / "quarantine.parquet")
 
@@ -171,14 +186,7 @@ def test_rows_delivered_again_below_the_watermark_are_counted_as_a_night_scored_
     the file, and the rows it counted are the ones a night scored again quarantines."""
     from licanom.ops.nightly import rows_accounted
 
-    folder = vendor.root / "export"
-    folder.mkdir()
-    tracker = tracker_for(vendor.root)
-
-    def night(name: str | None = None, frame: pl.DataFrame | None = None, since: int | None = None):  # type: ignore[no-untyped-def]
-        if name is not None and frame is not None:
-            frame.write_csv(folder / name)
-        return vendor.night(tracker, since=since, path=str(folder))
+    folder, night, tracker = export_nights(vendor)
 
     def again(result) -> list[str]:  # type: ignore[no-untyped-def]
         return [m for m in result.messages if m.startswith("delivered again")]
@@ -289,14 +297,7 @@ def test_the_late_rows_note_gives_the_command_that_scores_them(vendor) -> None:
     from licanom.ops.nightly import LEDGER
     from tests.night_harness import rows
 
-    folder = vendor.root / "export"
-    folder.mkdir()
-    tracker = tracker_for(vendor.root)
-
-    def night(name: str | None = None, frame: pl.DataFrame | None = None, since: int | None = None):  # type: ignore[no-untyped-def]
-        if name is not None and frame is not None:
-            frame.write_csv(folder / name)
-        return vendor.night(tracker, since=since, path=str(folder))
+    folder, night, tracker = export_nights(vendor)
 
     night("a.csv", rows(1600, 100))
     night("b.csv", pl.concat([rows(1700, 90, seed=1), rows(1795, 5, seed=1)]))  # 1790-1794 not exported yet
