@@ -397,13 +397,14 @@ def _can_lose(name: str, dtype: pl.DataType) -> bool:
 
 
 def mapping_hint(columns: list[str], missing: list[str]) -> str:
-    """For a header of some of the log's names that lacks ``missing``: how to map an export's own
+    """For a header of the log's names that lacks a few (``missing``): how to map an export's own
     name of a column (``Machine Code``) to the log's (``source.columns``), its name guessed only
     where one column is missing and one is unknown; "" for a file whose first line names none of
-    the log's columns (no header: its values are not shown as names)."""
+    the log's columns (no header: its values are not shown as names) or that lacks most of them
+    (another file than the log's, which no mapping makes one)."""
     known = {c.casefold() for c in RAW}
     other = [c for c in columns if c.strip().strip('"').strip().casefold() not in known]
-    if not missing or not other or len(other) == len(columns):
+    if not missing or len(missing) > len(REQUIRED_RAW) // 2 or not other or len(other) == len(columns):
         return ""
     written = repr(_shown(other[0])) if len(other) == len(missing) == 1 else "'<its name in the export>'"
     return (f"; where the export names a log column otherwise, map it in the vendor's configuration, "
