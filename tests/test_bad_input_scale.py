@@ -751,13 +751,13 @@ def test_an_exports_own_column_names_are_read_through_the_vendors_mapping(tmp_pa
     assert "map it in the vendor's configuration, e.g. `source.columns: {'<its name in the export>': Id}`" in str(err.value)
     with pytest.raises(ValidationError, match=r"e\.g\. `source\.columns: \{'Machine Code': MachineCode\}`"):
         validate_log(extract(SourceConfig(path=str(tmp_path / "a.csv"), columns={"LogId": "Id"})))
+    source = SourceConfig(path=str(tmp_path), columns={"LogId": "Id", "Machine Code": "MachineCode"})
     events = tmp_path / "events.csv"  # another file beside the log, of two of its names: no mapping is suggested
     events.write_text("event,kind,Key,IP\n1,brute_force,AAAA-BBBB,8.8.8.8\n")
     with pytest.raises(ValidationError, match=r"events\.csv: the log file lacks required column") as err:
-        extract(SourceConfig(path=str(tmp_path)))
+        extract(source)
     assert "source.columns" not in str(err.value)
     events.unlink()
-    source = SourceConfig(path=str(tmp_path), columns={"LogId": "Id", "Machine Code": "MachineCode"})
     raw = extract(source)
     assert raw["Id"].to_list() == ["1", "2", "3", "4", "5"] and raw["MachineCode"].to_list() == [f"mc{i}" for i in range(1, 6)]
     assert validate_log(raw).quarantine.height == 0
