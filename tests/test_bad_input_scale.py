@@ -770,6 +770,33 @@ def test_an_exports_own_column_names_are_read_through_the_vendors_mapping(tmp_pa
         extract(source)
 
 
+def test_a_broken_line_keeps_its_id_through_the_mapped_name_of_the_id_column(tmp_path):
+    """A line of a field too many (CSV) or cut short (NDJSON) keeps its Id where the line says it
+    for sure, so that it is in the night's ledger and the source's count: through the export's own
+    name of the Id column too (``LogId``), as through ``Id``."""
+    from licanom.data.extract.files import ID_KEPT
+    from licanom.data.schema import UNREADABLE
+
+    def kept(path: Path, columns: dict[str, str] | None) -> list[str | None]:
+        raw = read_log(path, columns=columns)
+        return raw.filter(pl.col(UNREADABLE).is_not_null())["Id"].to_list()
+
+    rows = ["1,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:01:00Z,1010,mc1", "2,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:02:00Z,1010,mc2,x",
+            "3,3,AAAA-BBBB,8.8.8.8,2025-03-01T00:03:00Z,1010,mc3"]
+    for header, columns in (("Id", None), ("LogId", {"LogId": "Id"})):
+        csv = tmp_path / f"{header}.csv"
+        csv.write_text(f"{header},ProductId,Key,IP,Time,State,MachineCode\n" + "\n".join(rows) + "\n")
+        assert kept(csv, columns) == ["2"], header
+        assert ID_KEPT in read_log(csv, columns=columns)[UNREADABLE].drop_nulls()[0]
+        ndjson = tmp_path / f"{header}.ndjson"
+        lines = [json.dumps({header: i, "ProductId": 3, "Key": "AAAA-BBBB", "IP": "8.8.8.8",
+                             "Time": f"2025-03-01T00:0{i}:00Z", "State": 1010, "MachineCode": f"mc{i}"}) for i in (1, 2, 3)]
+        lines[1] = lines[1][:60]  # cut short after its Id
+        ndjson.write_text("\n".join(lines) + "\n")
+        assert kept(ndjson, columns) == ["2"], header
+        assert read_log(ndjson, columns=columns).columns[:1] == ["Id"]
+
+
 def test_a_vendors_column_mapping_names_only_log_columns_once_each():
     with pytest.raises(ValueError, match=r"'Machine' is mapped to 'Machine_Code', which is no Web API Log column"):
         SourceConfig(columns={"Machine": "Machine_Code"})

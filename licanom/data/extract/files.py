@@ -223,11 +223,37 @@ def _unpadded(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _read_one(path: Path, encoding: str | None = None, separator: str | None = None,
-              hold_unfinished: bool = False) -> pl.DataFrame:
+              hold_unfinished: bool = False, columns: Mapping[str, str] | None = None) -> pl.DataFrame:
     """One log file as read (every value as text for CSV and NDJSON), a CSV's repeated header lines
     taken into account (:func:`_headers_again`, which :func:`_read_file` applies: it knows the
-    file's lines)."""
-    return _read_file(path, encoding, separator, hold_unfinished)
+    file's lines); ``columns``: the export's names of the log's (:func:`canonical_names`), which
+    tell the column of the Ids that a broken line keeps."""
+    return _read_file(path, encoding, separator, hold_unfinished, mapped=_mapped(columns))
+
+
+def _mapped(columns: Mapping[str, str] | None) -> dict[str, str]:
+    """``source.columns`` (the export's names of log columns) by their names as :func:`_header_name`
+    compares them."""
+    return {_header_name(written): column for written, column in (columns or {}).items()}
+
+
+def _log_column(name: str, mapped: Mapping[str, str] | None = None) -> str | None:
+    """The log column that a file's column ``name`` holds: the one ``mapped`` (:func:`_mapped`) maps
+    its name to, else the log's column of that name in any case; None for another column."""
+    from licanom.data.columns import RAW
+
+    key = _header_name(name)
+    if mapped and key in mapped:
+        return mapped[key]
+    return next((c for c in RAW if c.casefold() == key), None)
+
+
+def id_names(mapped: Mapping[str, str] | None = None) -> frozenset[str]:
+    """The header names (as :func:`_header_name` compares them) of the log's Id column: ``Id`` in
+    any case, or the export's own name that ``mapped`` (:func:`_mapped`) maps to it (``LogId``), not
+    a name it maps to another column."""
+    mapped = mapped or {}
+    return frozenset({n for n, column in mapped.items() if column == "Id"} | ({"id"} if "id" not in mapped else set()))
 
 
 def _header_name(name: str) -> str:
@@ -242,8 +268,8 @@ def _header_name(name: str) -> str:
 _NAME_LIKE = '^[\\s"\ufeff]*[^\\W\\d][\\w .()#/%-]*[\\s"\ufeff]*$'
 
 
-def _headers_again(frame: pl.DataFrame, path: Path,
-                   lines_of: Callable[[list[int]], list[int | None]]) -> pl.DataFrame:
+def _headers_again(frame: pl.DataFrame, path: Path, lines_of: Callable[[list[int]], list[int | None]],
+                   ids: frozenset[str] = frozenset({"id"})) -> pl.DataFrame:
     """A CSV file that joins exports (``cat a.csv b.csv``) holds their header lines again among its
     rows. Such a line (half or more of its values name the file's columns, in any order and case, a
     byte order mark or quotes aside, and its first value does too or every value reads as a name:
@@ -255,7 +281,7 @@ def _headers_again(frame: pl.DataFrame, path: Path,
     line of other columns than the first line's is refused (:func:`_other_header`): which value
     belongs to which column is not for the reader to guess. A file without its header line (its
     first row where the names belong) has no header to find again: the refusal of its missing
-    columns says so."""
+    columns says so. ``ids``: the names of the Id column (:func:`id_names`)."""
     from licanom.data.validate import looks_like_values
 
     cols = [c for c in frame.columns if c != UNREADABLE]
@@ -276,9 +302,9 @@ def _headers_again(frame: pl.DataFrame, path: Path,
     # which a large file pays little for (an Id's first digit ends it); then those rows in full
     spelled = '(?i)^[\\s"\ufeff]*(?:' + "|".join(pl.escape_regex(n) for n in names) + ')[\\s"\ufeff]*$'
     first = pl.col(cols[0]).str.contains(spelled).fill_null(False)
-    ids = [c for c, n in zip(cols, names, strict=True) if n == "id"]
+    id_cols = [c for c, n in zip(cols, names, strict=True) if n in ids]
     maybe = frame.select(pl.arg_where(
-        first | (pl.col(ids[0]).str.contains(_NAME_LIKE).fill_null(False) if len(ids) == 1 else False))).to_series()
+        first | (pl.col(id_cols[0]).str.contains(_NAME_LIKE).fill_null(False) if len(id_cols) == 1 else False))).to_series()
     if not len(maybe):
         return frame
     named = [normed(c).is_in(names).fill_null(False).cast(pl.UInt32) for c in cols]
@@ -343,7 +369,8 @@ def _shown_name(name: str, width: int = 40) -> str:
 
 
 def _read_file(path: Path, encoding: str | None = None, separator: str | None = None,
-               hold_unfinished: bool = False) -> pl.DataFrame:
+               hold_unfinished: bool = False, mapped: Mapping[str, str] | None = None) -> pl.DataFrame:
+    ids = id_names(mapped)
     kind = file_kind(path)
     if kind is None:
         raise ExtractFileError(f"cannot tell the format of {path}: use one of {sorted(SUFFIXES)}")
@@ -397,7 +424,8 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
             # "Id, Key, IP": a file written with a space after each separator pads its values too;
             # Python's csv reader skips the space before a quote (`, "Smith, John"`), polars' does not
             return _headers_again(_unpadded(_read_csv_lines(path, _decode(data, path, None, skipped), sep,
-                                                            skip_spaces=True, lines_before=skipped)), path, lines_of)
+                                                            skip_spaces=True, lines_before=skipped, mapped=mapped)),
+                                  path, lines_of, ids)
         lead = _LEADING_SPACE.match(data).end() if kind == "ndjson" else 0  # by index: lstrip() copies the file
         if kind == "ndjson" and data[lead:lead + 1] in (b"[", b"{") and _one_json_document(data, lead):
             document = _read_json_document(path, _decode(data, path, None))
@@ -425,12 +453,12 @@ def _read_file(path: Path, encoding: str | None = None, separator: str | None = 
                 frame = frame.filter(~empty)
                 n_empty = 0
             if not n_empty and not _short_line(data, sep, frame):
-                return _headers_again(frame, path, lines_of)
+                return _headers_again(frame, path, lines_of, ids)
         except pl.exceptions.PolarsError:
             pass  # some line is malformed: read line by line, so that only that line is lost
         text = _decode(data, path, None, skipped)
-        return (_headers_again(_read_csv_lines(path, text, sep, lines_before=skipped), path, lines_of)
-                if kind == "csv" else _read_ndjson_lines(path, text))
+        return (_headers_again(_read_csv_lines(path, text, sep, lines_before=skipped, mapped=mapped), path, lines_of, ids)
+                if kind == "csv" else _read_ndjson_lines(path, text, ids))
     except (pl.exceptions.PolarsError, OSError, ValueError) as err:
         if isinstance(err, ExtractFileError):
             raise
@@ -525,13 +553,14 @@ def _row_lines(text: str, rows: list[int], separator: str = ",", skip_spaces: bo
 
 
 def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bool = False,
-                    lines_before: int = 0) -> pl.DataFrame:
+                    lines_before: int = 0, mapped: Mapping[str, str] | None = None) -> pl.DataFrame:
     """A CSV file record by record; a record that cannot be parsed or has more or fewer fields
     than the header becomes a row with an UNREADABLE text, and of a line cut short only the fields
     before its last (each closed by a separator: whole), of a line too long its Id where sure; the
     text of a line of more or fewer fields says whether it kept an Id (:data:`ID_KEPT`) or none
     (:data:`NO_ID_READ`) (``skip_spaces``: see :func:`_csv_records`;
-    ``lines_before``: lines of the file before ``text``, Excel's "sep=" line, for the line numbers)."""
+    ``lines_before``: lines of the file before ``text``, Excel's "sep=" line, for the line numbers;
+    ``mapped``: the export's names of log columns, :func:`_mapped`)."""
     lines = _lines(text)
     limit = csv.field_size_limit()
     csv.field_size_limit(max(limit, sum(map(len, lines))))  # a field may be the whole file
@@ -583,9 +612,10 @@ def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bo
         else:
             rows.append([v if v != "" else None for v in fields])
             why.append(None)
-    at = [i for i, n in enumerate(names) if _header_name(n) == "id"]
+    at = [i for i, n in enumerate(names) if _log_column(n, mapped) == "Id"]
     if long and len(at) == 1:  # each such row keeps its Id where the line says it for sure
-        for (row, _), found in zip(long, _ids_of_long_lines([f for _, f in long], names, separator), strict=True):
+        longs = _ids_of_long_lines([f for _, f in long], names, separator, mapped)
+        for (row, _), found in zip(long, longs, strict=True):
             rows[row][at[0]] = found if found is None or _between_neighbours(rows, row, at[0], int(found)) else None
     for row in uneven:  # whether the line kept an Id says its reason, not only its Id column
         kept = len(at) == 1 and rows[row][at[0]] is not None
@@ -642,7 +672,8 @@ def _between_neighbours(rows: list[list[str | None]], row: int, at: int, found: 
 MAX_LONG_LINE_IDS = 10_000
 
 
-def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str) -> list[str | None]:
+def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str,
+                       mapped: Mapping[str, str] | None = None) -> list[str | None]:
     """The Id of each CSV line of more fields than its header ``names``, where it is sure. Only a
     line of one field more (a separator within a value that is not quoted, a separator too many at
     its end) may be sure: every way of putting the extra separator into one value whose integer
@@ -657,13 +688,13 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     or the one is not an integer; None for a line of two fields too many or more: its true reading
     may put them into two values, none of these ways, and a shifted one can fit (an address or a
     State read as the Id, higher than the line's own: a watermark moved past rows); None past the
-    first :data:`MAX_LONG_LINE_IDS` lines of one field too many."""
-    from licanom.data.columns import RAW, REQUIRED_RAW
+    first :data:`MAX_LONG_LINE_IDS` lines of one field too many. ``mapped``: the export's names of
+    log columns (:func:`_mapped`)."""
+    from licanom.data.columns import REQUIRED_RAW
     from licanom.data.schema import is_ip_address
     from licanom.data.validate import _INTS, _as_int
 
-    canonical = {c.casefold(): c for c in RAW}
-    column = [canonical.get(_header_name(n)) for n in names]
+    column = [_log_column(n, mapped) for n in names]
     i = column.index("Id")
     ints = [j for j, c in enumerate(column) if c in _INTS and j != i]
     ip = [j for j, c in enumerate(column) if c == "IP"]
@@ -736,8 +767,11 @@ def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str)
     return found
 
 
-# an NDJSON line's Id (its key in any case, before any nested object), ended by its separator
-_WHOLE_ID = re.compile(r'^\s*\{[^{]*?"[Ii][Dd]"\s*:\s*"?(\d+)"?\s*[,}]')
+def _whole_id(ids: frozenset[str]) -> re.Pattern[str]:
+    """An NDJSON line's Id (its key: one of ``ids`` in any case, before any nested object, the key
+    as written and the Id its groups), ended by its separator."""
+    keys = "|".join(re.escape(n) for n in sorted(ids))
+    return re.compile(r'^\s*\{[^{]*?"((?i:' + keys + r'))"\s*:\s*"?(\d+)"?\s*[,}]')
 
 
 def _joined_header(fields: list[str] | None, names: list[str]) -> tuple[list[str], list[str]] | None:
@@ -761,9 +795,10 @@ def _joined_header(fields: list[str] | None, names: list[str]) -> tuple[list[str
     return [*fields[: k - 1], shared[:cut]], [shared[cut:], *fields[k:]]
 
 
-def _read_ndjson_lines(path: Path, text: str) -> pl.DataFrame:
+def _read_ndjson_lines(path: Path, text: str, ids: frozenset[str] = frozenset({"id"})) -> pl.DataFrame:
     """An NDJSON file line by line, every value as text; a line that is not a JSON object
-    becomes a row with only an UNREADABLE text."""
+    becomes a row with only an UNREADABLE text (and its Id where whole: ``ids``, :func:`id_names`)."""
+    whole_id = _whole_id(ids)
     objects: list[dict[str, Any] | None] = []
     why: list[str | None] = []
     for n, line in enumerate(_lines(text), 1):
@@ -778,9 +813,9 @@ def _read_ndjson_lines(path: Path, text: str) -> pl.DataFrame:
             obj, error = None, f"not valid JSON ({what})"
             # a line cut short keeps its Id where the line holds it whole (as a CSV line's closed
             # fields): the quarantined row is then in the night's ledger and the source's count
-            whole = _WHOLE_ID.search(line)
+            whole = whole_id.search(line)
             if whole:
-                objects.append({"Id": whole.group(1)})
+                objects.append({whole.group(1): whole.group(2)})
                 why.append(f"{path} line {n}: {error}")
                 continue
         objects.append(obj if not error else None)
@@ -947,8 +982,8 @@ def read_new_rows_below(path: str | Path, after_id: int | None = None, *, encodi
     too (:class:`IdsBelow`; all 0 without ``after_id``): counts, not the Ids, so that a night does
     not hold every Id of its source while it scores."""
     hold = after_id is not None if hold_unfinished is None else hold_unfinished
-    read = [(p, with_timezone(with_time_format(canonical_names(_read_one(p, encoding, separator, hold), p, columns),
-                                               time_format), timezone))
+    read = [(p, with_timezone(with_time_format(
+                canonical_names(_read_one(p, encoding, separator, hold, columns), p, columns), time_format), timezone))
             for p in log_files(path)]
     if read and not any(f.height for _, f in read):  # no row: named, not a bare "empty"
         from licanom.data.validate import ValidationError, require_columns  # the input cannot be used (exit 3)
