@@ -102,9 +102,10 @@ class SourceConfig(_Model):
     # null: UTC. Times with an offset or Z, and Unix seconds, are read as written.
     timezone: str | None = None
     # files: the export's own names of Web API Log columns, each to the log's name, e.g.
-    # {"Machine Code": MachineCode, "LogId": Id}; {} where the files name them as the log does (case
+    # {"Machine Code": MachineCode, "LogId": Id}, or to null to leave a column out (a "Time" of local
+    # times beside the "TimeUTC" mapped to Time); {} where the files name them as the log does (case
     # and spaces around a name aside)
-    columns: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, str | None] = Field(default_factory=dict)
     # the vendor's file these settings were read with (load_config; None for a source built in code):
     # where a message about them says to set one. No setting: not in a dump, nor read from a file
     _file: Path | None = PrivateAttr(default=None)
@@ -146,16 +147,16 @@ class SourceConfig(_Model):
 
     @field_validator("columns")
     @classmethod
-    def _log_columns(cls, v: dict[str, str]) -> dict[str, str]:
+    def _log_columns(cls, v: dict[str, str | None]) -> dict[str, str | None]:
         from licanom.data.columns import RAW
 
         for written, column in v.items():
             if not written.strip():
                 raise ValueError(f"an empty name is mapped to {column!r}: name the export's column as its header writes it")
-            if column not in RAW:
+            if column is not None and column not in RAW:
                 raise ValueError(f"{written!r} is mapped to {column!r}, which is no Web API Log column: "
-                                 f"one of {list(RAW)}")
-        twice = sorted({c for c in v.values() if list(v.values()).count(c) > 1})
+                                 f"one of {list(RAW)}, or null to leave the column out")
+        twice = sorted({c for c in v.values() if c is not None and list(v.values()).count(c) > 1})
         if twice:
             names = [w for w, c in v.items() if c == twice[0]]
             raise ValueError(f"{' and '.join(repr(n) for n in names)} are both mapped to {twice[0]!r}: map one of them")

@@ -766,8 +766,17 @@ def test_an_exports_own_column_names_are_read_through_the_vendors_mapping(tmp_pa
     (tmp_path / "b.csv").write_text("Id,ProductId,Key,IP,Time,State,Machine Code,MachineCode\n"
                                     "5,3,CCCC-DDDD,8.8.4.4,2025-03-01T00:05:00Z,1010,mc5,mc5\n")
     with pytest.raises(ValidationError, match=r"b\.csv: the header names MachineCode twice, as Machine Code and "
-                                              r"MachineCode \(columns 7 and 8\); keep one of them"):
+                                              r"MachineCode \(columns 7 and 8\); keep one of them, or leave one out in "
+                                              r"the vendor's configuration \(`source\.columns: \{'Machine Code': null\}`\)"):
         extract(source)
+    # two columns of one log column's values: the export's "Time" of local times left out for its "TimeUTC"
+    (tmp_path / "b.csv").write_text("LogId,ProductId,Key,IP,Time,State,Machine Code,TimeUTC\n"
+                                    "5,3,CCCC-DDDD,8.8.4.4,05.00 local,1010,mc5,2025-03-01T00:05:00Z\n")
+    (tmp_path / "a.csv").unlink()
+    with pytest.raises(ValidationError, match=r"the header names Time twice, as Time and TimeUTC"):
+        extract(SourceConfig(path=str(tmp_path), columns={**source.columns, "TimeUTC": "Time"}))
+    both = extract(SourceConfig(path=str(tmp_path), columns={**source.columns, "TimeUTC": "Time", "Time": None}))
+    assert both["Time"].to_list() == ["2025-03-01T00:05:00Z"] and "TimeUTC" not in both.columns
 
 
 def test_a_broken_line_keeps_its_id_through_the_mapped_name_of_the_id_column(tmp_path):
@@ -803,6 +812,7 @@ def test_a_vendors_column_mapping_names_only_log_columns_once_each():
     with pytest.raises(ValueError, match=r"'a' and 'b' are both mapped to 'Key': map one of them"):
         SourceConfig(columns={"a": "Key", "b": "Key"})
     assert SourceConfig(columns={"Lizenz": "Key"}).columns == {"Lizenz": "Key"}
+    assert SourceConfig(columns={"TimeUTC": "Time", "Time": None, "Zeit": None}).columns["Zeit"] is None
 
 
 def test_a_file_without_its_header_line_is_refused_without_quoting_its_first_row(tmp_path):

@@ -223,7 +223,7 @@ def _unpadded(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _read_one(path: Path, encoding: str | None = None, separator: str | None = None,
-              hold_unfinished: bool = False, columns: Mapping[str, str] | None = None) -> pl.DataFrame:
+              hold_unfinished: bool = False, columns: Mapping[str, str | None] | None = None) -> pl.DataFrame:
     """One log file as read (every value as text for CSV and NDJSON), a CSV's repeated header lines
     taken into account (:func:`_headers_again`, which :func:`_read_file` applies: it knows the
     file's lines); ``columns``: the export's names of the log's (:func:`canonical_names`), which
@@ -231,13 +231,13 @@ def _read_one(path: Path, encoding: str | None = None, separator: str | None = N
     return _read_file(path, encoding, separator, hold_unfinished, mapped=_mapped(columns))
 
 
-def _mapped(columns: Mapping[str, str] | None) -> dict[str, str]:
+def _mapped(columns: Mapping[str, str | None] | None) -> dict[str, str | None]:
     """``source.columns`` (the export's names of log columns) by their names as :func:`_header_name`
     compares them."""
     return {_header_name(written): column for written, column in (columns or {}).items()}
 
 
-def _log_column(name: str, mapped: Mapping[str, str] | None = None) -> str | None:
+def _log_column(name: str, mapped: Mapping[str, str | None] | None = None) -> str | None:
     """The log column that a file's column ``name`` holds: the one ``mapped`` (:func:`_mapped`) maps
     its name to, else the log's column of that name in any case; None for another column."""
     from licanom.data.columns import RAW
@@ -248,7 +248,7 @@ def _log_column(name: str, mapped: Mapping[str, str] | None = None) -> str | Non
     return next((c for c in RAW if c.casefold() == key), None)
 
 
-def id_names(mapped: Mapping[str, str] | None = None) -> frozenset[str]:
+def id_names(mapped: Mapping[str, str | None] | None = None) -> frozenset[str]:
     """The header names (as :func:`_header_name` compares them) of the log's Id column: ``Id`` in
     any case, or the export's own name that ``mapped`` (:func:`_mapped`) maps to it (``LogId``), not
     a name it maps to another column."""
@@ -369,7 +369,7 @@ def _shown_name(name: str, width: int = 40) -> str:
 
 
 def _read_file(path: Path, encoding: str | None = None, separator: str | None = None,
-               hold_unfinished: bool = False, mapped: Mapping[str, str] | None = None) -> pl.DataFrame:
+               hold_unfinished: bool = False, mapped: Mapping[str, str | None] | None = None) -> pl.DataFrame:
     ids = id_names(mapped)
     kind = file_kind(path)
     if kind is None:
@@ -553,7 +553,7 @@ def _row_lines(text: str, rows: list[int], separator: str = ",", skip_spaces: bo
 
 
 def _read_csv_lines(path: Path, text: str, separator: str = ",", skip_spaces: bool = False,
-                    lines_before: int = 0, mapped: Mapping[str, str] | None = None) -> pl.DataFrame:
+                    lines_before: int = 0, mapped: Mapping[str, str | None] | None = None) -> pl.DataFrame:
     """A CSV file record by record; a record that cannot be parsed or has more or fewer fields
     than the header becomes a row with an UNREADABLE text, and of a line cut short only the fields
     before its last (each closed by a separator: whole), of a line too long its Id where sure; the
@@ -673,7 +673,7 @@ MAX_LONG_LINE_IDS = 10_000
 
 
 def _ids_of_long_lines(lines: list[list[str]], names: list[str], separator: str,
-                       mapped: Mapping[str, str] | None = None) -> list[str | None]:
+                       mapped: Mapping[str, str | None] | None = None) -> list[str | None]:
     """The Id of each CSV line of more fields than its header ``names``, where it is sure. Only a
     line of one field more (a separator within a value that is not quoted, a separator too many at
     its end) may be sure: every way of putting the extra separator into one value whose integer
@@ -897,7 +897,7 @@ def _text_frame(names: list[str], rows: list[list[str | None]], why: list[str | 
 def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
              separator: str | None = None, hold_unfinished: bool | None = None,
              time_format: str | None = None, timezone: str | None = None,
-             columns: Mapping[str, str] | None = None) -> pl.DataFrame:
+             columns: Mapping[str, str | None] | None = None) -> pl.DataFrame:
     """Read every log file at ``path`` into one frame (columns as in the files).
 
     A column whose type differs between files is read as text. Text files are strict UTF-8 or
@@ -920,7 +920,7 @@ def read_log(path: str | Path, after_id: int | None = None, *, encoding: str | N
 def read_new_rows(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
                   separator: str | None = None, hold_unfinished: bool | None = None,
                   time_format: str | None = None, timezone: str | None = None,
-                  columns: Mapping[str, str] | None = None) -> tuple[pl.DataFrame, int]:
+                  columns: Mapping[str, str | None] | None = None) -> tuple[pl.DataFrame, int]:
     """:func:`read_log`, and how many distinct readable Ids of the files lie at or below
     ``after_id`` (0 without one): a count that grows only by rows that arrived late, below a
     watermark that has already passed them (the nightly scoring compares it night by night); a
@@ -977,7 +977,7 @@ def source_names(path: str | Path, files: list[Path]) -> dict[str, str]:
 def read_new_rows_below(path: str | Path, after_id: int | None = None, *, encoding: str | None = None,
                         separator: str | None = None, hold_unfinished: bool | None = None,
                         time_format: str | None = None, timezone: str | None = None,
-                        columns: Mapping[str, str] | None = None) -> tuple[pl.DataFrame, IdsBelow]:
+                        columns: Mapping[str, str | None] | None = None) -> tuple[pl.DataFrame, IdsBelow]:
     """:func:`read_new_rows`, with the count of the readable Ids at or below ``after_id`` per file
     too (:class:`IdsBelow`; all 0 without ``after_id``): counts, not the Ids, so that a night does
     not hold every Id of its source while it scores."""
@@ -1105,11 +1105,12 @@ def with_timezone(frame: pl.DataFrame, timezone: str | None) -> pl.DataFrame:
 
 
 def canonical_names(frame: pl.DataFrame, path: Path | str = "the log file",
-                    columns: Mapping[str, str] | None = None) -> pl.DataFrame:
+                    columns: Mapping[str, str | None] | None = None) -> pl.DataFrame:
     """A file's columns renamed to the Web API Log's where they differ only in case or in spaces
     around them (``id, key, ip`` or ``Id, Key, IP`` written with a space after each comma), or where
     ``columns`` (``source.columns``: the export's name -> the log's, its names compared as the log's
-    are) maps them. Two columns that name the same one (``Key`` and ``KEY``, ``Key`` twice, or
+    are) maps them; a column it maps to None is left out (``Time`` beside the ``TimeUTC`` mapped to
+    the log's ``Time``). Two columns that name the same one (``Key`` and ``KEY``, ``Key`` twice, or
     ``Machine Code`` mapped to ``MachineCode`` beside a ``MachineCode``) are refused: which of them
     holds the values is not for the reader to guess."""
     import re
@@ -1122,17 +1123,26 @@ def canonical_names(frame: pl.DataFrame, path: Path | str = "the log file",
 
     wanted = {c.casefold(): c for c in RAW}
     mapped = {norm(written): column for written, column in (columns or {}).items()}
+
+    def stem(name: str) -> str:
+        return norm(re.sub(r"_duplicated_\d+$", "", name))  # polars' name for a header's second "Key"
+
+    left_out = [name for name in frame.columns if stem(name) in mapped and mapped[stem(name)] is None]
+    if left_out:
+        frame = frame.drop(left_out)
     named: dict[str, list[str]] = {}
     for name in frame.columns:
-        stem = norm(re.sub(r"_duplicated_\d+$", "", name))  # polars' name for a header's second "Key"
-        target = mapped.get(stem, wanted.get(stem))
+        target = mapped[stem(name)] if stem(name) in mapped else wanted.get(stem(name))
         if target:
             named.setdefault(target, []).append(name)
     twice = {target: names for target, names in named.items() if len(names) > 1}
     if twice:
         target, names = next(iter(twice.items()))
         header = "the header names" if file_kind(Path(path)) == "csv" else "the columns name"
-        raise ValidationError(f"{path}: {header} {_named_again(target, names, frame.columns)}; keep one of them")
+        which = (repr(_shown_name(names[0])) if len({stem(n) for n in names}) == len(names)
+                 else "'<its name in the export>'")
+        raise ValidationError(f"{path}: {header} {_named_again(target, names, frame.columns)}; keep one of them, "
+                              f"or leave one out in the vendor's configuration (`source.columns: {{{which}: null}}`)")
     rename = {names[0]: target for target, names in named.items() if names[0] != target}
     return frame.rename(rename) if rename else frame
 
