@@ -603,9 +603,17 @@ _UniqueKeyLoader.yaml_implicit_resolvers = {
 def read_yaml(path: Path) -> dict[str, Any]:
     """A settings file's mapping (conf/defaults.yaml, a vendor's, mlflow.yaml), each read alike: a
     number with an exponent and no dot is a number (YAML 1.2's floats), a key set twice is refused;
-    a syntax error is a :class:`ConfigFileError` of one line naming the file, line and column."""
+    a syntax error is a :class:`ConfigFileError` of one line naming the file, line and column, as is
+    a file that is not UTF-8 text or cannot be read."""
     try:
-        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigFileError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at position {err.start}): "
+                              "save it as UTF-8") from None
+    except OSError as err:
+        raise ConfigFileError(f"{path}: cannot be read: {err.strerror or err}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader) or {}  # noqa: S506 - a SafeLoader
     except yaml.MarkedYAMLError as err:  # one line: the file, where, and what
         mark = err.problem_mark
         where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

@@ -677,6 +677,28 @@ def test_a_conf_folder_without_defaults_yaml_is_refused_naming_it(tmp_path: Path
     assert not is_checkout(tmp_path / "site-packages")
 
 
+def test_a_settings_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    """A defaults.yaml or vendor's file saved in another encoding (a Windows editor's cp1252 "é")
+    raised Python's UnicodeDecodeError, which the flows' check let through as a bug (a traceback,
+    exit 1): one line naming the file, a configuration error (exit 2) for the flows as for the rest."""
+    from licanom.config import ConfigFileError, check_defaults
+
+    conf = _conf(tmp_path)
+    (conf / "vendors" / "acme.yaml").write_text("source: {kind: simulate}\n")
+    defaults = conf / "defaults.yaml"
+    text = defaults.read_bytes()
+    defaults.write_bytes(b"# r\xe9glages\n" + text)
+    with pytest.raises(VendorConfigError, match=r"^configuration error: \S+defaults\.yaml: not UTF-8 text \(byte 0xe9 "
+                                                r"at position 3\): save it as UTF-8$"):
+        check_defaults(conf)
+    with pytest.raises(VendorConfigError, match=r"^configuration error for vendor 'acme': \S+defaults\.yaml: not UTF-8"):
+        vendor_config("acme", conf)
+    defaults.write_bytes(text)
+    (conf / "vendors" / "acme.yaml").write_bytes(b"source: {kind: simulate}  # Soci\xe9t\xe9\n")
+    with pytest.raises(ConfigFileError, match=r"acme\.yaml: not UTF-8 text"):
+        load_config("acme", conf)
+
+
 def test_a_tab_separator_is_taken_as_it_is_typed(tmp_path: Path) -> None:
     """`--separator '\\t'` (in a shell, the two characters backslash and t) was refused as "must be one
     character (',' ';' '\\t' '|')", a message listing what it refused; so was '\\t' in single quotes in
