@@ -92,7 +92,9 @@ def build(pool: str, vendors: list[str] | None, conf_dir: Path | None, nightly_n
                 schedule = vendor_config(vendor, conf_dir).schedule  # a files source without its path too, as serve
                 crons = {kind: CronSchedule(cron=cron, timezone=schedule.timezone)
                          for kind, cron in (("score", schedule.score_cron), ("train", schedule.train_cron))}
-            except ValueError as err:
+            except VendorConfigError as err:  # names the vendor itself
+                raise refuse(f"register: {err}; nothing registered") from None
+            except ValueError as err:  # the schedule's cron or time zone
                 raise refuse(f"register: vendor {vendor}: {describe_error(err)}; nothing registered") from None
             for f, kind in ((score, "score"), (train, "train")):
                 out.append(f.to_deployment(  # the vendor frozen: read-only in the UI's form, enforced by the API

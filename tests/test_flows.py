@@ -700,9 +700,9 @@ def test_register_refuses_with_the_exit_code_of_a_configuration_error(tmp_path, 
     (conf / "vendors" / "zone.yaml").write_text("source: {kind: simulate}\nschedule: {timezone: Europe/Berln}\n")
     monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never reached: refused before
     for argv, line in (
-        (["--vendor", "zone"], "register: vendor zone: configuration error for vendor 'zone': schedule.timezone: "
+        (["--vendor", "zone"], "register: configuration error for vendor 'zone': schedule.timezone: "
                                "unknown time zone"),
-        (["--vendor", "nopath"], "register: vendor nopath: configuration error for vendor 'nopath': source.path: "),
+        (["--vendor", "nopath"], "register: configuration error for vendor 'nopath': source.path: "),
         (["--vendor", "acme"], f"register: unknown vendor 'acme': no {conf / 'vendors' / 'acme.yaml'} or acme.yml; "
                                "vendors: alpha, nopath, zone"),
         (["--secret-env", "CRYPTOLENS_TOKEN"], "register: --secret-env 'CRYPTOLENS_TOKEN': expected "
