@@ -797,12 +797,16 @@ def test_a_pseudonymised_vendors_refused_export_names_its_file_without_its_folde
     rows(1600, 50).write_csv(folder / "march" / "a.csv")
     rows(1650, 50).rename({"MachineCode": "Machine Code"}).write_csv(folder / "march" / "b.csv")
     tracker = tracker_for(v.root)
-    with pytest.raises(ValidationError, match="lacks required column"):
+    with pytest.raises(ValidationError, match="lacks required column") as refused:
         v.night(tracker, path=str(folder))
     (run,) = _nightly_runs(tracker, "private")
     said = run.data.tags["licanom.refusal"]
     assert run.info.status == "FAILED" and said.startswith("march/b.csv: the log file lacks required column(s)"), said
     assert "customer-x" not in said and str(tmp_path) not in said
+    # the error raised too: it becomes the console line and the Prefect flow run's message
+    raised = str(refused.value)
+    assert raised.startswith("march/b.csv: the log file lacks required column(s)"), raised
+    assert "customer-x" not in raised and str(tmp_path) not in raised
 
 
 def test_a_run_that_waited_for_another_runs_lock_says_so(vendor, monkeypatch) -> None:

@@ -919,13 +919,17 @@ def read_night(night: Night, source: Any, tracker: Tracker | None = None) -> Nig
     """The rows after the watermark (or ``since``) from the vendor's source, less the far-beyond
     Ids an earlier night quarantined. An export refused as it is read (a file that lacks a
     required column) has, with ``tracker``, a FAILED MLflow run (:func:`log_refusal`), as a night
-    refused for its rows has."""
+    refused for its rows has. A pseudonymised vendor's refusal names the export's files by their names in
+    the source (:func:`_named_in_source`), in MLflow and in the error raised (the console, Prefect's database)."""
     try:
         return _read_night(night, source)
     except ValidationError as err:
+        private = night.model.pseudonym_env is not None
+        message = _named_in_source(str(err), source) if private else str(err)
         if tracker is not None:
-            private = night.model.pseudonym_env is not None
-            log_refusal(tracker, night, None, _named_in_source(str(err), source) if private else str(err), None)
+            log_refusal(tracker, night, None, message, None)
+        if private:
+            raise ValidationError(message, err.result) from err
         raise
 
 
@@ -1236,7 +1240,7 @@ def log_refusal(tracker: Tracker, night: Night, result: ValidationResult | None,
 def _named_in_source(message: str, source: Any) -> str:
     """A refusal of a file source's export with each of its files named by its name in the source
     (:func:`licanom.data.extract.files.source_names`), not by its folders: a pseudonymised vendor's
-    MLflow store holds no path of the vendor's ("/srv/exports/<customer>/...")."""
+    MLflow store, console and Prefect database hold no path of the vendor's ("/srv/exports/<customer>/...")."""
     from licanom.data.extract.files import log_files, source_names
 
     if getattr(source, "kind", None) != "files" or not getattr(source, "path", None):
