@@ -847,6 +847,20 @@ def test_a_run_that_waited_for_another_runs_lock_says_so(vendor, monkeypatch) ->
     assert "licanom.waited_for_lock" not in _nightly_runs(tracker)[0].data.tags
 
 
+def test_a_since_run_that_waited_for_the_lock_says_it_read_after_its_since() -> None:
+    """A ``--since`` run that waited for the lock said it "then read after the watermark that run left":
+    it read after its ``--since``."""
+    from licanom.ops.nightly import NightResult
+
+    def night(since: int | None) -> NightResult:
+        return NightResult("acme", "1", 1599, 1899, 300, 0, pl.DataFrame(), None, waited=2.0, since=since,
+                           vendor_watermark=1899)
+
+    (said,) = night(1599).waited_note()
+    assert said.endswith("(the vendor's lock), then read after --since 1599"), said
+    assert night(None).waited_note()[0].endswith("then read after the watermark that run left")
+
+
 # --- unknown products --------------------------------------------------------------------------
 
 def test_a_row_of_an_unknown_product_is_quarantined_and_the_night_goes_on(vendor, bundle) -> None:

@@ -139,11 +139,13 @@ class NightResult:
 
     def waited_note(self) -> tuple[str, ...]:
         """That the run waited for another run of the vendor (its lock) and read after the watermark
-        that run left: a second run started beside the first finds nothing new, and says why."""
+        that run left (a ``--since`` run: after its ``--since``): a second run started beside the first
+        finds nothing new, and says why."""
         if self.waited is None:
             return ()
+        read = "the watermark that run left" if self.since is None else f"--since {self.since}"
         return (f"waited {self.waited:.1f} s for another run of vendor {self.vendor} to end (the vendor's lock), "
-                "then read after the watermark that run left",)
+                f"then read after {read}",)
 
     def found(self) -> str:
         """What the night flagged, as its report.md counts it: ``5 flagged (2 by the night rule) in 3
