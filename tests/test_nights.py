@@ -809,6 +809,34 @@ def test_a_pseudonymised_vendors_refused_export_names_its_file_without_its_folde
     assert "customer-x" not in raised and str(tmp_path) not in raised
 
 
+def test_a_pseudonymised_vendors_quarantined_line_is_told_without_its_folders(tmp_path, bundle, monkeypatch) -> None:
+    """A line of a field too many in a pseudonymised vendor's folder export: its reason names the file
+    by its full path, and the night's console line (printed into Prefect's log) and the report.md that
+    goes to MLflow held the vendor's folders ("/srv/.../customer-x/..."). Both name it as in the source."""
+    from dataclasses import replace
+
+    from licanom.ops.nightly import TRACKING_COPY
+
+    monkeypatch.setenv("LICANOM_TEST_LINE_SECRET", "a-secret-of-more-than-16-characters")
+    v = new_vendor(tmp_path, "private", replace(bundle, pseudonym_env="LICANOM_TEST_LINE_SECRET"))
+    v.start(1599)
+    folder = tmp_path / "customer-x" / "exports"
+    (folder / "march").mkdir(parents=True)
+    lines = rows(1600, 100).write_csv().splitlines()
+    lines[6] += ",a field too many"
+    (folder / "march" / "a.csv").write_text("\n".join(lines) + "\n")
+    night = v.night(path=str(folder))
+    assert night.rows_quarantined == 1 and night.out_dir is not None
+    kept = pl.read_parquet(night.out_dir / "quarantine.parquet")["reason"][0]
+    assert "customer-x" in kept and "cannot be read as CSV" in kept  # the vendor's own file keeps the path
+    console = " ".join(night.summary())
+    assert "march/a.csv: cannot be read as CSV" in console, console
+    tracked = (night.out_dir / TRACKING_COPY / "report.md").read_text()
+    assert "march/a.csv: cannot be read as CSV" in tracked, tracked
+    for said in (console, tracked):  # (the console line's own output folder is the operator's, not the vendor's)
+        assert "customer-x" not in said and str(folder) not in said
+
+
 def test_a_run_that_waited_for_another_runs_lock_says_so(vendor, monkeypatch) -> None:
     """Two nightly runs at once: the second waited for the first's lock and then said only "0 rows
     read ... nothing new". It says that it waited for another run of the vendor (the console and

@@ -55,6 +55,7 @@ from licanom.data.validate import (
     ids_out_of_order,
     move_to_quarantine,
     refusal_kept,
+    without_folders,
 )
 
 if TYPE_CHECKING:
@@ -403,7 +404,8 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
                 secret: bytes | None = None, key_history: KeyHistory | None = None, *,
                 tail: pl.DataFrame | None = None, rows_unknown_product: int = 0,
                 messages: tuple[str, ...] = (), entities: pl.DataFrame | None = None,
-                private_rows: pl.DataFrame | None = None, context: np.ndarray | None = None) -> NightResult:
+                private_rows: pl.DataFrame | None = None, context: np.ndarray | None = None,
+                file_names: Mapping[str, str] | None = None) -> NightResult:
     """The night's folder, staged in ``nights/.staging/`` (:func:`publish_night` makes it
     ``nights/after-A-to-B``): chunk results, quarantine, the ledger of Ids, the markdown summary,
     the entity results (and the flagged ones for spreadsheets, :data:`ENTITIES_CSV`) and, with the
@@ -419,8 +421,19 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     Computed once, for both copies: the rows' derived columns (given in ``rows`` already by a
     :class:`Night`; derived here otherwise), their pseudonymised copy (``private_rows``: the
     model's rows of a :class:`Night`) and the report's context vectors (``context``, aligned
-    with ``chunks``; None: the report computes them)."""
+    with ``chunks``; None: the report computes them).
+
+    With a ``secret`` the quarantine's reasons in the reports and on the console line
+    (:attr:`NightResult.quarantine_reason`) name each export file by its name in the source
+    (``file_names``: a file as read -> that name, :attr:`licanom.data.extract.files.IdsBelow.names`) or
+    its base name, not its folders (:func:`licanom.data.validate.without_folders`): the console line
+    reaches Prefect's database and the tracking copy MLflow; quarantine.parquet keeps the files as read."""
     ledger = night_ledger(validation, rows, tail)
+    shown = validation  # what the reasons are said from
+    if secret is not None and validation.quarantine.height:
+        from dataclasses import replace
+
+        shown = replace(validation, quarantine=without_folders(validation.quarantine, file_names))
     if validation.n_in == 0:
         return NightResult(vendor, model_version, watermark_before, watermark_after, 0, 0, chunks, None,
                            rows_unknown_product, messages, None, ledger)
@@ -460,7 +473,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     if entities is not None:
         entities.write_parquet(out / "entities.parquet")
         entities_csv(entities, vendor, final.name).write_csv(out / ENTITIES_CSV)  # beside anomalies.csv
-    notes = tuple(n for n in (validation.quarantine_note(),) if n)  # the vendor learns what was refused
+    notes = tuple(n for n in (shown.quarantine_note(),) if n)  # the vendor learns what was refused
     (out / "report.md").write_text(anomaly_report(vendor, chunks, model_version, messages, rows_unknown_product,
                                                   incidents, entities, notes))
     private_incidents = None
@@ -494,7 +507,7 @@ def write_night(output_dir: Path, vendor: str, chunks: pl.DataFrame, validation:
     return NightResult(vendor, model_version, watermark_before, watermark_after, validation.n_in,
                        validation.quarantine.height, chunks, final, rows_unknown_product, messages, out, ledger,
                        entities_flagged=None if entities is None else int(entities["is_anomaly"].sum()),
-                       incidents=incidents.height, quarantine_reason=validation.commonest_reason())
+                       incidents=incidents.height, quarantine_reason=shown.commonest_reason())
 
 
 def _free_name(path: Path, before: int | None, after: int | None) -> Path:
@@ -1411,7 +1424,8 @@ def stage_night(night: Night) -> Night:
                          key_history=model.key_history, tail=windows.tail,
                          rows_unknown_product=screened.rows_unknown_product, messages=screened.messages,
                          entities=night.entities, private_rows=windows.model_rows if secret is not None else None,
-                         context=report_context(night))
+                         context=report_context(night),
+                         file_names=night.ids_below.names if night.ids_below is not None else None)
     return replace(night, result=replace(result, late_rows=screened.late, ids_gone=screened.gone,
                                          delivered_again=screened.again,
                                          scored_again=night.scored_again,
