@@ -115,13 +115,42 @@ def test_rows_that_arrive_below_the_watermark_are_named_not_silently_left_out(ve
     late = [m for m in second.messages if m.startswith("late rows")]
     assert late and "5 rows with Ids at or below the watermark 1799" in late[0]
     assert f"since the last night, in {vendor.log.name}; they are not read" in late[0], late  # the file, by its name
-    # from the start of the night that holds the file's first Id: the first night, after the training rows
-    assert "run `licanom run score --vendor acme --since 1599` (Id 1600, the first of that file" in late[0], late
+    # a file that grew: where in it the late rows lie the counts cannot tell, so the note says how to choose N
+    assert "run `licanom run score --vendor acme --since N`, N the first Id of the night folder (after-N-to-...) " \
+        "that holds the lowest of their Ids, not before Id 1599, the first night's start (where in that file they " \
+        "lie the counts cannot tell: the lowest is the lowest Id of that file at or below the watermark that no " \
+        "night folder's ledger.parquet lists and that lies after Id 1599), which scores" in late[0], late
     assert "late rows: 5 rows" in (second.out_dir / "report.md").read_text()
     vendor.append(rows(1900, 100, seed=4))
     third = vendor.night()  # counted once: the next night finds what it expects
     assert not any("late rows" in m for m in third.messages)
     assert load_state(vendor.out, "acme").source_rows == 355
+
+
+def test_late_rows_in_the_file_that_holds_the_training_rows_never_send_the_user_back_to_them(vendor) -> None:
+    """One export file that grows, the training rows at its start: five rows arriving late in it made
+    the note say ``--since 999`` (the file's first Id less one), which scores the training rows and every
+    night again. A file that only grew gets no ``--since`` of its own (where in it the late rows lie the
+    counts cannot tell) and never one before the first night's start."""
+    vendor.append(pl.concat([rows(1000, 600), rows(1600, 100), rows(1705, 95, seed=1)]))  # 1700-1704 not yet
+    assert vendor.night().watermark_after == 1799
+    vendor.append(pl.concat([rows(1700, 5, seed=2), rows(1800, 100, seed=3)]))  # the five late, then new rows
+    (late,) = [m for m in vendor.night().messages if m.startswith("late rows")]
+    assert "late rows: 5 rows with Ids at or below the watermark 1799" in late and f"in {vendor.log.name};" in late
+    assert "--since 999" not in late and not re.search(r"--since \d", late), late
+    assert "not before Id 1599, the first night's start" in late, late
+
+
+def test_a_new_late_file_that_starts_in_the_training_rows_is_scored_from_the_first_nights_start(vendor) -> None:
+    """A new file whose first Id lies in the training rows (copies of them, then the late rows): the
+    ``--since`` is the first night's start, not the file's first Id less one."""
+    folder, night, _ = export_nights(vendor)
+    night("a.csv", pl.concat([rows(1000, 600), rows(1600, 90, seed=1), rows(1695, 105, seed=1)]))  # 1690-1694 not yet
+    third = night("late-part.csv", pl.concat([rows(1590, 5), rows(1690, 5, seed=2), rows(1800, 100, seed=3)]))
+    (late,) = [m for m in third.messages if m.startswith("late rows")]
+    assert "5 rows with Ids at or below the watermark 1799" in late and "in late-part.csv;" in late, late
+    assert "run `licanom run score --vendor acme --since 1599` (the first night's start: Id 1590, the first of " \
+        "that file, lies before it, in the champion's training rows, which no night scores)" in late, late
 
 
 def test_an_empty_log_file_at_night_is_nothing_new(vendor) -> None:

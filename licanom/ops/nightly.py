@@ -1152,33 +1152,59 @@ def _late_where(count: SourceCount) -> str:
 
 def _late_to_score(night: Night, count: SourceCount) -> str:
     """How to score a night's late rows, for its note: the ``--since`` from the start of the night that
-    holds the first Id of the files they came in (:func:`since_before`), where those are named."""
+    holds the first Id of the files they came in (:func:`since_before`), where those are named and new to
+    the count (the late rows lie in them); for a file that only grew, where in it they lie the counts
+    cannot tell: how to choose that ``--since``. Never one before the first night's start: the rows up to
+    it were the champion's training rows."""
     below = night.ids_below
+    kept = night.state.source_files or {}
     firsts = [below.first[f] for f in count.late_files or () if below is not None and f in below.first]
+    grown = [f for f in count.late_files or () if f in kept]  # counted before: its late rows lie anywhere in it
     how = ("which scores the nights from there to the watermark again as one night, whose folder and MLflow run "
            "supersede theirs")
+    first = first_night_start(night.output_dir, night.vendor, getattr(night.model, "train_last_id", None))
+    not_before = "" if first is None else f", not before Id {first}, the first night's start"
+    command = f"run `licanom run score --vendor {night.vendor} --since N`"
     if count.moved or count.older is not None or not firsts:
-        return (f"look for a late file of the export; to score them, run `licanom run score --vendor {night.vendor} "
-                "--since N`, N the first Id of the night folder (after-N-to-...) that holds the lowest of their Ids, "
-                + how)
+        return (f"look for a late file of the export; to score them, {command}, N the first Id of the night folder "
+                f"(after-N-to-...) that holds the lowest of their Ids{not_before}, " + how)
+    if grown:
+        files = "that file" if len(count.late_files or ()) == 1 else "those files"
+        return (f"to score them, {command}, N the first Id of the night folder (after-N-to-...) that holds the "
+                f"lowest of their Ids{not_before} (where in {files} they lie the counts cannot tell: the lowest is "
+                f"the lowest Id of {files} at or below the watermark that no night folder's {LEDGER} lists"
+                + ("" if first is None else f" and that lies after Id {first}") + "), " + how)
     low = min(firsts)
+    since = since_before(night.output_dir, night.vendor, low, first)
     files = "that file" if len(firsts) == 1 else "those files"
-    return (f"to score them, run `licanom run score --vendor {night.vendor} --since "
-            f"{since_before(night.output_dir, night.vendor, low)}` (Id {low}, the first of {files}, lies after it), "
-            + how)
+    if since is None:  # no night, and no training rows known, to start from
+        return (f"to score them, {command}, N the first Id of the night folder (after-N-to-...) that holds Id "
+                f"{low}, the first of {files}, " + how)
+    where = (f"Id {low}, the first of {files}, lies after it" if low > since else
+             f"the first night's start: Id {low}, the first of {files}, lies before it, in the champion's training "
+             "rows, which no night scores")
+    return f"to score them, run `licanom run score --vendor {night.vendor} --since {since}` ({where}), " + how
 
 
-def since_before(output_dir: Path, vendor: str, low: int) -> int:
+def first_night_start(output_dir: Path, vendor: str, trained_to: int | None = None) -> int | None:
+    """Where the vendor's nights start: the first Id of its earliest published night folder, else
+    ``trained_to`` (the champion's last training Id, after which its first night starts), else None."""
+    starts = [r[0] for p in nights_dir(output_dir, vendor).glob("after-*-to-*") if (r := state_lib.night_range(p.name))]
+    return min(starts) if starts else trained_to
+
+
+def since_before(output_dir: Path, vendor: str, low: int, first: int | None = None) -> int | None:
     """The ``--since`` from which a night scored again reads Id ``low`` from the start of a night: the
     last Id of the latest published night folder that ends below it (the night after it starts there,
-    and the rows it carried are read again), else the first Id of the latest that starts below it (the
-    first night, after the training rows), else ``low - 1``."""
+    and the rows it carried are read again), else the first Id of the latest that starts below it, else
+    the first night's start ``first`` (:func:`first_night_start`; ``low`` then lies in the training rows,
+    which no night scores again: never a ``--since`` before it), else None."""
     ranges = [r for p in nights_dir(output_dir, vendor).glob("after-*-to-*") if (r := state_lib.night_range(p.name))]
     ends = [b for _, b in ranges if b < low]
     if ends:
         return max(ends)
     starts = [a for a, _ in ranges if a < low]
-    return max(starts) if starts else low - 1
+    return max(starts) if starts else first
 
 
 def _again_where(count: SourceCount) -> str:
