@@ -436,9 +436,10 @@ def test_late_rows_name_the_files_whose_count_grew_by_their_names_in_the_source(
                         ("c.csv", pl.concat([rows(1800, 90, seed=2), rows(1895, 5, seed=2)])))  # 1890-1894 not yet
     assert "5 rows with Ids at or below the watermark 1799" in late(regenerated)
     assert "since the last night, in 2025/b.csv; they are not read" in late(regenerated)
-    # no Ids of the late rows: only the file's first, where the night to score them again from starts
-    assert "Ids 17" not in late(regenerated) and late(regenerated).count("(Id") == 1
-    assert "--since 1699` (Id 1700, the first of that file, lies after it)" in late(regenerated)
+    # no Ids of the late rows, and no --since of its own: where in a file that grew they lie, counts cannot tell
+    assert "Ids 17" not in late(regenerated) and "(Id" not in late(regenerated)
+    assert "--since N`, N the first Id of the night folder (after-N-to-...) that holds the lowest of their Ids, " \
+        "not before Id 1599, the first night's start" in late(regenerated)
     # a night holds the count per file, not a frame of the source's Ids
     frames = [f.name for f in fields(read[-1]) if isinstance(getattr(read[-1], f.name), pl.DataFrame)]
     assert frames == ["raw"] and read[-1].ids_below is not None
@@ -508,14 +509,15 @@ def test_the_count_per_file_keeps_the_newest_files_one_by_one_and_the_older_ones
     late = night(("f5.csv", part(5, whole=True)), ("f7.csv", part(7)))  # a newer file's missing Id
     assert len(late) == 1 and late[0].startswith("late rows: 1 row with Ids at or below the watermark 1739"), late
     assert "since the last night, in f5.csv; they are not read" in late[0]
-    assert "run `licanom run score --vendor acme --since 1699` (Id 1700, the first of that file" in late[0], late
+    assert "run `licanom run score --vendor acme --since N`, N the first Id of the night folder" in late[0], late
     old = night(("f1.csv", part(1, whole=True)), ("f8.csv", part(8)))  # an older file's
     assert len(old) == 1 and old[0].startswith("late rows: 1 row with Ids at or below the watermark 1759"), old
     where = ("files whose first Id is at or below Id 1680 (counted together, not one by one: not named)" if kept == 3
              else "f1.csv")
     assert f"since the last night, in {where}; they are not read" in old[0], old
     unnamed = "look for a late file of the export; to score them, run `licanom run score --vendor acme --since N`, N"
-    assert (unnamed if kept == 3 else "--since 1619` (Id 1620, the first of that file") in old[0], old
+    grown = "to score them, run `licanom run score --vendor acme --since N`, N the first Id of the night folder"
+    assert (unnamed if kept == 3 else grown) in old[0], old
     assert night(("f9.csv", rows(1830, 20, seed=9))) == []  # said once; Ids 1780-1829 not exported yet
     (folder / "f0.csv").rename(vendor.root / "f0.csv")  # an older file moved away as 30 late rows come
     moved = night(("late.csv", rows(1780, 30, seed=10)), ("f10.csv", rows(1850, 20, seed=11)))
