@@ -29,7 +29,7 @@ def prepare_vendor(vendor: str = "demo", out_dir: str | None = None) -> Prepared
     validation = data.validate(raw, cfg)
     prepared = data.encode_and_chunk(opaque(validation), cfg)
     data.write_prepared(opaque(prepared), Path(out_dir or cfg.output_dir) / vendor / "prepared")
-    why = validation.commonest_reason()
+    why = validation.commonest_reason(private=cfg.privacy.pseudonymise)
     print(f"{vendor}: {raw.height:,} rows read, {validation.quarantine.height:,} quarantined{f' ({why})' if why else ''}, "
           f"{prepared.chunks.n_chunks:,} chunks")
     return prepared

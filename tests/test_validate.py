@@ -639,3 +639,10 @@ def test_a_list_of_reasons_is_cut_only_where_it_leaves_out_several(raw_log) -> N
     assert result(2).commonest_reason() == "2 C0: bad, 1 other reason"
     assert result(7).commonest_reason() == "7 C0: bad, 6 other reasons"
     assert result(0).commonest_reason() is None and result(0).reasons() == ""
+    # a pseudonymised vendor's line (the prepare flow's, into Prefect's log) names a broken line's file
+    # by its base name, not the vendor's folders
+    broken = ValidationResult(valid=raw_log.head(0), n_in=100, quarantine=pl.DataFrame({
+        REASON: ["/srv/customer-x/exports/a.csv line 7: cannot be read as CSV (8 fields, the header has 7)"],
+        "_file": ["/srv/customer-x/exports/a.csv"]}))
+    assert "customer-x" in str(broken.commonest_reason())
+    assert broken.commonest_reason(private=True) == "a.csv: cannot be read as CSV (8 fields, the header has 7)"

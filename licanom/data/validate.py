@@ -185,12 +185,13 @@ class ValidationResult:
         listed = ", ".join(f"{reason} ({count:,})" for reason, count in counts.head(shown).iter_rows())
         return listed + (f" and {counts.height - shown} more reasons" if counts.height > shown else "")
 
-    def commonest_reason(self) -> str | None:
+    def commonest_reason(self, private: bool = False) -> str | None:
         """The quarantine's reasons in a few words, for a line with no room for them all: the one
         reason (``Time: unparsable``), or the commonest with its count and how many others there are
         (``3,380 Id: duplicate (an exact copy of an earlier row), 2 other reasons``); None when none
-        was quarantined."""
-        counts = self.reason_counts()
+        was quarantined. ``private`` (a pseudonymised vendor's): an unreadable line's file by its base
+        name, not its folders (:func:`without_folders`; the line reaches Prefect's logs)."""
+        counts = _reason_counts(without_folders(self.quarantine)) if private else self.reason_counts()
         if counts.height == 0:
             return None
         reason, n = counts.row(0)
