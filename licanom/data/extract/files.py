@@ -1139,10 +1139,10 @@ def canonical_names(frame: pl.DataFrame, path: Path | str = "the log file",
     if twice:
         target, names = next(iter(twice.items()))
         header = "the header names" if file_kind(Path(path)) == "csv" else "the columns name"
-        which = (repr(_shown_name(names[0])) if len({stem(n) for n in names}) == len(names)
-                 else "'<its name in the export>'")
-        raise ValidationError(f"{path}: {header} {_named_again(target, names, frame.columns)}; keep one of them, "
-                              f"or leave one out in the vendor's configuration (`source.columns: {{{which}: null}}`)")
+        # a way out where the names differ but in case and spaces (a name mapped beside the log's own)
+        out = (f", or leave one out in the vendor's configuration (`source.columns: {{{_shown_name(names[0])!r}: null}}`)"
+               if len({stem(n) for n in names}) == len(names) else "")
+        raise ValidationError(f"{path}: {header} {_named_again(target, names, frame.columns)}; keep one of them{out}")
     rename = {names[0]: target for target, names in named.items() if names[0] != target}
     return frame.rename(rename) if rename else frame
 
