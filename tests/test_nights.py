@@ -346,6 +346,38 @@ def test_the_late_rows_note_gives_the_command_that_scores_them(vendor) -> None:
     late = ledger.filter(pl.col("Id").is_between(1790, 1794))
     assert sorted(late["Id"].to_list()) == [1790, 1791, 1792, 1793, 1794] and set(late["fate"]) == {"scored"}
     assert "2 earlier nightly runs tagged licanom.superseded_by" in " ".join(again.messages)
+    # the next night does not find them late again (the source's count takes in the rows the re-score read
+    # that no night had), and late rows that a re-score does not reach are said again
+    fourth = night("d.csv", rows(1900, 100, seed=4))
+    assert not [m for m in fourth.messages if m.startswith("late rows")], fourth.messages
+
+
+def test_a_kept_late_rows_note_is_cleared_by_the_night_scored_again_that_reads_them(vendor) -> None:
+    """Late rows found by a run that wrote no night: the note is kept for the next night's report. A
+    night scored again from the note's --since read and scored them, and the next night still told the
+    user to score them (which re-scored everything again). The night scored again clears the note and
+    says so; one that does not reach all of them (from a later --since) leaves it."""
+    from licanom.ops.scoring_state import load_state
+    from tests.night_harness import rows
+
+    folder, night, _ = export_nights(vendor)
+
+    def late(result) -> list[str]:  # type: ignore[no-untyped-def]
+        return [m for m in result.messages if m.startswith("late rows")]
+
+    night("a.csv", rows(1600, 100))
+    night("b.csv", pl.concat([rows(1700, 90, seed=1), rows(1795, 5, seed=1)]))  # 1790-1794 not exported yet
+    found = night("late-part.csv", rows(1790, 5, seed=2))  # nothing else new: no night is written
+    assert found.out_dir is None and "kept for the report of the next night" in late(found)[0]
+    short = night(since=1795)  # does not reach the late rows: the note stays
+    assert short.out_dir is not None and not late(short) and len(load_state(vendor.out, "acme").notes) == 1
+    again = night(since=1699)
+    [cleared] = late(again)
+    assert cleared.startswith("late rows: 5 rows with Ids at or below the watermark 1799 appeared") and \
+        cleared.endswith("; read and scored by this night (the note, kept for the next night's report, is cleared)")
+    assert load_state(vendor.out, "acme").notes == ()
+    next_night = night("c.csv", rows(1800, 100, seed=3))
+    assert next_night.out_dir is not None and not late(next_night), next_night.messages
 
 
 def test_late_rows_found_by_a_run_that_writes_no_night_reach_the_next_nights_report_once(vendor, monkeypatch) -> None:
@@ -532,7 +564,9 @@ def test_the_count_per_file_keeps_the_newest_files_one_by_one_and_the_older_ones
 def test_a_night_scored_again_leaves_the_kept_note_to_the_next_forward_night(vendor) -> None:
     """A --since re-score below the watermark said the kept late-rows note ("they are not read",
     while its ledger scored those rows) and cleared it, so the next forward night did not say it.
-    A night scored again neither says nor clears kept notes; the next forward night says them once."""
+    A night scored again neither says nor clears kept notes (but a late-rows note of rows it read and
+    scored: test_a_kept_late_rows_note_is_cleared_by_the_night_scored_again_that_reads_them); the next
+    forward night says them once."""
     from licanom.ops.scoring_state import load_state
 
     folder = vendor.root / "export"
@@ -551,7 +585,7 @@ def test_a_night_scored_again_leaves_the_kept_note_to_the_next_forward_night(ven
     found = night("late-part.csv", rows(1790, 5, seed=2))  # nothing else new: kept for the next night
     assert found.out_dir is None and late(found)
     assert len(load_state(vendor.out, "acme").notes) == 1
-    again = night(since=1699)  # the last night scored again: the late file's rows lie in its range
+    again = night(since=1795)  # part of the last night scored again, not the late file's rows
     assert again.out_dir is not None and again.scored_again
     assert not late(again), again.messages
     assert "late rows" not in (again.out_dir / "report.md").read_text()

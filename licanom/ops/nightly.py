@@ -189,6 +189,8 @@ class Screened:
     # what the night says of the source's count (late rows, shrank, grew back): a run that publishes
     # no night keeps them in the state for the next night's report (VendorState.notes)
     source_notes: tuple[str, ...] = ()
+    # the kept notes a night scored again made untrue (late rows it read and scored): cleared at its commit
+    notes_cleared: tuple[str, ...] = ()
 
 
 # --- which rows -----------------------------------------------------------------------------
@@ -608,7 +610,8 @@ def publish_night(output_dir: Path, vendor: str, tracker: Tracker, night: NightR
                       ahead=screened.ahead, night=record, rows=rows, source_rows=screened.source_rows,
                       source_most=screened.source_most, source_files=screened.source_files,
                       source_copies=screened.source_copies, source_settled=screened.source_settled,
-                      notes_said=not night.scored_again)  # a forward night's report said the kept notes
+                      notes_said=not night.scored_again,  # a forward night's report said the kept notes
+                      notes_cleared=screened.notes_cleared)
     crash_point("after:commit")
     refused_quarantine(output_dir, vendor, night.watermark_before).unlink(missing_ok=True)  # refused no longer
     _finish(output_dir, vendor, tracker, record)
@@ -1118,6 +1121,25 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
                        source_settled=settled, older=older)
 
 
+LATE_NOTE = re.compile(r"^late rows: (\d+) rows? ")
+
+
+def late_notes_read(night: Night, watermark: int | None) -> tuple[str, ...]:
+    """The kept late-rows notes (:attr:`VendorState.notes`, said by a run that wrote no night) that a
+    night scored again made untrue: it read, after its ``--since`` and the champion's training rows, at
+    least as many rows that no published night's ledger lists as the note counted (the late rows, now
+    scored: the next night would otherwise tell the user to score them again). Counts, as the note's
+    are: a late row it did not reach keeps the note."""
+    kept = [note for note, _, _ in night.state.notes if LATE_NOTE.match(note)]
+    if not kept or night.raw is None or "Id" not in night.raw.columns or watermark is None:
+        return ()
+    ids = _ids(night.raw).cast(pl.Int64)
+    low = max(v for v in (night.after, getattr(night.model, "train_last_id", None), -1) if v is not None)
+    read = ids.filter((ids > low) & (ids <= watermark)).unique()
+    unlisted = read.filter(~read.is_in(rows_accounted(night.output_dir, night.vendor)["Id"].implode())).len()
+    return tuple(note for note in kept if int(LATE_NOTE.match(note).group(1)) <= unlisted)  # type: ignore[union-attr]
+
+
 def _settle(files: dict[str, int] | None, firsts: dict[str, int],
             settled: tuple[int, int] | None) -> tuple[dict[str, int] | None, tuple[int, int] | None]:
     """A file source's count per file (``files``, each file's lowest Id in ``firsts``) as the state keeps it:
@@ -1347,14 +1369,18 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             f"{night.after} that the source held already appeared in it since the last night{_again_where(count)} "
             "(an export that overlaps an earlier one?); they are not read, as copies of rows in the source before "
             "(a night scored again with --since reads them and quarantines them as duplicates)")
+    cleared: tuple[str, ...] = ()
     if screened.validation.n_in and not night.scored_again:  # a forward night's report: it says what runs
         # without a night kept too, and its commit clears them (a night scored again leaves them for the next)
         shown = (*(kept_note(note, given, dropped) for note, given, dropped in night.state.notes), *said)
     elif screened.validation.n_in:
-        shown = tuple(said)
+        cleared = late_notes_read(night, screened.watermark)
+        shown = (*said, *(f"{note}; read and scored by this night (the note, kept for the next night's report, is "
+                          "cleared)" for note in cleared))
     else:  # no night to report it: kept in the state for the next night's report
         shown = tuple(f"{note}; kept for the report of the next night that reads new rows" for note in said)
-    screened = replace(screened, source_rows=count.source_rows, source_most=count.source_most, late=late, gone=gone,
+    screened = replace(screened, notes_cleared=cleared,
+                       source_rows=count.source_rows, source_most=count.source_most, late=late, gone=gone,
                        again=again, source_copies=count.source_copies, source_settled=count.source_settled,
                        source_files=count.source_files, source_notes=tuple(said),
                        messages=(*screened.messages, *shown))

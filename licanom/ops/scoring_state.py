@@ -484,7 +484,7 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
             rows: RowsState | None = None, source_rows: int | None = None,
             source_most: int | None = None, source_files: dict[str, int] | None = None,
             source_copies: int | None = None, source_settled: tuple[int, int] | None = None,
-            notes_said: bool = False) -> VendorState:
+            notes_said: bool = False, notes_cleared: tuple[str, ...] = ()) -> VendorState:
     """Record a finished night: the new watermark, the rows to carry into the next one, the key
     pairs it saw (``seen``, added to those of the earlier nights of the same model version),
     the rows encoder's state of the rows it scored (``rows``, advancing that of the earlier
@@ -495,7 +495,8 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
     ``source_settled``; ``source_copies``, the most rows beyond one per Id it held: see
     :func:`count_source`). With ``notes_said`` (a
     forward night, whose report said them) the notes that runs without a night kept
-    (:attr:`VendorState.notes`) are cleared; a night scored again leaves them for the next.
+    (:attr:`VendorState.notes`) are cleared; a night scored again leaves them for the next, but for
+    those it made untrue (``notes_cleared``: late rows it read and scored).
 
     The watermark never moves back: re-running an older night (``since`` below the current
     watermark) keeps the state as it was, pairs and rows state included; only its ``night`` is
@@ -510,10 +511,10 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
                                                   "source_files": source_files, "source_copies": source_copies,
                                                   "source_settled": source_settled}
         if (night is None and kept == current.ahead and all(getattr(current, k) == v for k, v in counted.items())
-                and not (notes_said and current.notes)):
+                and not (notes_said and current.notes) and not notes_cleared):
             return current
         return commit(output_dir, vendor, replace(current, ahead=kept, night=night, **counted,
-                                                  notes=() if notes_said else current.notes))
+                                                  notes=_notes_left(current, notes_said, notes_cleared)))
     earlier = current.seen_by(model_version)
     # what the next run needs to judge this night again as it is judged now
     seen_before, seen_from = earlier, current.watermark
@@ -535,8 +536,13 @@ def advance(output_dir: Path, vendor: str, watermark: int | None, tail: pl.DataF
                       generation=current.generation, night=night, seen_before=seen_before, seen_from=seen_from,
                       source_rows=source_rows, source_most=source_most, source_files=source_files,
                       source_copies=source_copies, source_settled=source_settled,
-                      notes=() if notes_said else current.notes)
+                      notes=_notes_left(current, notes_said, notes_cleared))
     return commit(output_dir, vendor, new)
+
+
+def _notes_left(current: VendorState, said: bool, cleared: tuple[str, ...]) -> tuple[tuple[str, str, int], ...]:
+    """The kept notes a night's commit leaves: none where its report said them, else those it did not clear."""
+    return () if said else tuple(n for n in current.notes if n[0] not in cleared)
 
 
 def count_source(output_dir: Path, vendor: str, source_rows: int | None, source_most: int | None,
