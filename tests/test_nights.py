@@ -1380,8 +1380,12 @@ def test_a_declared_time_format_reads_a_spreadsheets_times(tmp_path) -> None:
     # every time unreadable: the refusal says how to declare the layout
     from licanom.data.validate import ValidationError, check_bad_fraction
     local.write_csv(path)
-    with pytest.raises(ValidationError, match="source.time_format"):
+    with pytest.raises(ValidationError, match="source.time_format") as err:
         check_bad_fraction(validate_log(read_log(path)), 0.05)
+    # and the zone of times without an offset, or a column of UTC times beside them (a trial read local
+    # times as UTC without a word, following the hint that named the layout alone)
+    assert "source.timezone (or --timezone; else they are read as UTC)" in str(err.value)
+    assert "map that one instead (source.columns, e.g. {TimeUTC: Time, Time: null})" in str(err.value)
 
 
 def test_unreadable_lines_of_a_file_are_counted_as_one_reason_and_shown_with_their_lines(tmp_path) -> None:

@@ -939,7 +939,9 @@ def _time_hint(counts: pl.DataFrame) -> str:
     if not counts.height or counts.row(0)[0] != _LOST["Time"]:
         return ""
     return (". Times are read as ISO 8601 or Unix seconds: declare another layout with source.time_format "
-            '(or --time-format), e.g. "%d.%m.%Y %H:%M:%S"')
+            '(or --time-format), e.g. "%d.%m.%Y %H:%M:%S", and the zone of times written without an offset with '
+            "source.timezone (or --timezone; else they are read as UTC); where the export has a column of UTC times "
+            "beside it, map that one instead (source.columns, e.g. {TimeUTC: Time, Time: null})")
 
 
 def refusal_kept(err: ValidationError, path: Path, what: str = "the quarantined rows") -> ValidationError:

@@ -1121,7 +1121,7 @@ def late_rows(night: Night, watermark: int | None) -> SourceCount:
                        source_settled=settled, older=older)
 
 
-LATE_NOTE = re.compile(r"^late rows: (\d+) rows? ")
+LATE_NOTE = re.compile(r"^late rows: ([\d,]+) rows? ")
 
 
 def late_notes_read(night: Night, watermark: int | None) -> tuple[str, ...]:
@@ -1137,7 +1137,8 @@ def late_notes_read(night: Night, watermark: int | None) -> tuple[str, ...]:
     low = max(v for v in (night.after, getattr(night.model, "train_last_id", None), -1) if v is not None)
     read = ids.filter((ids > low) & (ids <= watermark)).unique()
     unlisted = read.filter(~read.is_in(rows_accounted(night.output_dir, night.vendor)["Id"].implode())).len()
-    return tuple(note for note in kept if int(LATE_NOTE.match(note).group(1)) <= unlisted)  # type: ignore[union-attr]
+    return tuple(note for note in kept
+                 if int(LATE_NOTE.match(note).group(1).replace(",", "")) <= unlisted)  # type: ignore[union-attr]
 
 
 def _settle(files: dict[str, int] | None, firsts: dict[str, int],
@@ -1360,12 +1361,12 @@ def score_rows(night: Night, max_bad_fraction: float, tracker: Tracker | None = 
             "late this night, if any, cannot be told from those gone: look for a late file of the export")
     if late:
         said.append(
-            f"late rows: {late} row{'s' if late != 1 else ''} with Ids at or below the watermark {night.after} "
+            f"late rows: {late:,} row{'s' if late != 1 else ''} with Ids at or below the watermark {night.after} "
             f"appeared in the source since the last night{_late_where(count)}; they are not read (the watermark has "
             f"passed them): {_late_to_score(night, count)}")
     if again:
         said.append(
-            f"delivered again: {again} row{'s' if again != 1 else ''} under Ids at or below the watermark "
+            f"delivered again: {again:,} row{'s' if again != 1 else ''} under Ids at or below the watermark "
             f"{night.after} that the source held already appeared in it since the last night{_again_where(count)} "
             "(an export that overlaps an earlier one?); they are not read, as copies of rows in the source before "
             "(a night scored again with --since reads them and quarantines them as duplicates)")
