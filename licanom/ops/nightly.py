@@ -1212,7 +1212,7 @@ def _late_to_score(night: Night, count: SourceCount) -> str:
 def first_night_start(output_dir: Path, vendor: str, trained_to: int | None = None) -> int | None:
     """Where the vendor's nights start: the first Id of its earliest published night folder, else
     ``trained_to`` (the champion's last training Id, after which its first night starts), else None."""
-    starts = [r[0] for p in nights_dir(output_dir, vendor).glob("after-*-to-*") if (r := state_lib.night_range(p.name))]
+    starts = [a for a, _ in state_lib.night_ranges(output_dir, vendor)]
     return min(starts) if starts else trained_to
 
 
@@ -1222,7 +1222,7 @@ def since_before(output_dir: Path, vendor: str, low: int, first: int | None = No
     and the rows it carried are read again), else the first Id of the latest that starts below it, else
     the first night's start ``first`` (:func:`first_night_start`; ``low`` then lies in the training rows,
     which no night scores again: never a ``--since`` before it), else None."""
-    ranges = [r for p in nights_dir(output_dir, vendor).glob("after-*-to-*") if (r := state_lib.night_range(p.name))]
+    ranges = state_lib.night_ranges(output_dir, vendor)
     ends = [b for _, b in ranges if b < low]
     if ends:
         return max(ends)

@@ -101,9 +101,14 @@ def night_range(name: str) -> tuple[int, int] | None:
     return (int(m.group(1)), int(m.group(2))) if m else None
 
 
+def night_ranges(output_dir: Path, vendor: str) -> list[tuple[int, int]]:
+    """The Id ranges of the vendor's published night folders (``nights/after-A-to-B``: :func:`night_range`)."""
+    return [r for d in (output_dir / vendor / "nights").glob("after-*-to-*") if (r := night_range(d.name))]
+
+
 def last_night_watermark(output_dir: Path, vendor: str) -> int | None:
     """The highest Id a published night folder (``nights/after-A-to-B``) names, or None."""
-    ends = [r[1] for d in (output_dir / vendor / "nights").glob("after-*-to-*") if (r := night_range(d.name))]
+    ends = [b for _, b in night_ranges(output_dir, vendor)]
     return max(ends) if ends else None
 
 

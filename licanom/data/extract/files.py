@@ -1113,26 +1113,15 @@ def canonical_names(frame: pl.DataFrame, path: Path | str = "the log file",
     the log's ``Time``). Two columns that name the same one (``Key`` and ``KEY``, ``Key`` twice, or
     ``Machine Code`` mapped to ``MachineCode`` beside a ``MachineCode``) are refused: which of them
     holds the values is not for the reader to guess."""
-    import re
-
-    from licanom.data.columns import RAW
     from licanom.data.validate import ValidationError
 
-    def norm(name: str) -> str:
-        return name.strip().strip('"').strip().casefold()
-
-    wanted = {c.casefold(): c for c in RAW}
-    mapped = {norm(written): column for written, column in (columns or {}).items()}
-
-    def stem(name: str) -> str:
-        return norm(re.sub(r"_duplicated_\d+$", "", name))  # polars' name for a header's second "Key"
-
-    left_out = [name for name in frame.columns if stem(name) in mapped and mapped[stem(name)] is None]
+    mapped = _mapped(columns)
+    left_out = [name for name in frame.columns if _header_name(name) in mapped and mapped[_header_name(name)] is None]
     if left_out:
         frame = frame.drop(left_out)
     named: dict[str, list[str]] = {}
     for name in frame.columns:
-        target = mapped[stem(name)] if stem(name) in mapped else wanted.get(stem(name))
+        target = _log_column(name, mapped)
         if target:
             named.setdefault(target, []).append(name)
     twice = {target: names for target, names in named.items() if len(names) > 1}
@@ -1141,7 +1130,7 @@ def canonical_names(frame: pl.DataFrame, path: Path | str = "the log file",
         header = "the header names" if file_kind(Path(path)) == "csv" else "the columns name"
         # a way out where the names differ but in case and spaces (a name mapped beside the log's own)
         out = (f", or leave one out in the vendor's configuration (`source.columns: {{{_shown_name(names[0])!r}: null}}`)"
-               if len({stem(n) for n in names}) == len(names) else "")
+               if len({_header_name(n) for n in names}) == len(names) else "")
         raise ValidationError(f"{path}: {header} {_named_again(target, names, frame.columns)}; keep one of them{out}")
     rename = {names[0]: target for target, names in named.items() if names[0] != target}
     return frame.rename(rename) if rename else frame
